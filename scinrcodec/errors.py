@@ -1,0 +1,36 @@
+"""Typed exceptions: library code raises these, only the CLI prints them."""
+
+
+class SinrError(Exception):
+    """Base class of every error scinrcodec raises on purpose."""
+
+
+class InvalidInputError(SinrError):
+    """The input matrix or file cannot be encoded as asked (bad values, unknown format)."""
+
+
+class OutputExistsError(SinrError):
+    """The output path exists and overwriting was not requested."""
+
+
+class FormatError(SinrError):
+    """The file is not a .sinr file, or is malformed."""
+
+
+class CorruptFileError(FormatError):
+    """A checksum, length or internal consistency check failed: the file is damaged."""
+
+
+class UnsupportedVersionError(FormatError):
+    """The file was written by a format version this reader does not understand."""
+
+
+class SinrIndexError(SinrError, IndexError):
+    """An integer index outside the matrix."""
+
+
+class SinrKeyError(SinrError, KeyError):
+    """A gene or cell name the file does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,370 @@
+"""Reading .sinr files: SinrMatrix gives the shape, names, one entry, one gene, one cell, any
+submatrix or the whole matrix, decoding only the tiles a request touches (numpy only)."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import scipy.sparse as sp
+
+from .container import Container, unpack_array, unpack_strings
+from .errors import CorruptFileError, FormatError, InvalidInputError, SinrError, SinrIndexError, SinrKeyError
+from .formats import CountMatrix, to_anndata, write_matrix
+from .stages.bitmap import GolombBitmap
+from .stages.entropy import new_decoder
+from .stages.predictor import Baseline, PatchSiren
+from .stages.quantise import ValueQuantiser
+from .stages.registry import get_stage
+from .stages.tiling import Geometry
+from .stages.values import ContextValueCoder
+
+MAX_DIMENSION = 2**31 - 1
+MAX_NAME_BYTES_PER_ENTRY = 4096
+NAME_SECTIONS = ("names.gene_ids", "names.gene_names", "names.cell_names", "names.feature_types")
+
+
+def _int_field(header: dict, key: str, low: int, high: int) -> int:
+    value = header.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CorruptFileError(f"header field {key!r} is missing or out of range")
+    return value
+
+
+class SinrMatrix:
+    """An open .sinr file. Thread-safe: decoding state is per call, caches are filled under a lock."""
+
+    def __init__(self, blob: bytes, *, source: str = "<bytes>") -> None:
+        self.source = source
+        self.container = c = Container(blob, source=source)
+        header = c.header
+        try:
+            self._parse(header)
+        except SinrError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise CorruptFileError(f"{source}: inconsistent header ({exc})") from exc
+        self._names: dict[str, list[str] | None] = {}
+        self._name_index: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def _parse(self, header: dict) -> None:
+        c = self.container
+        shape = header.get("shape")
+        if not isinstance(shape, list) or len(shape) != 2:
+            raise CorruptFileError(f"{self.source}: header lacks a valid shape")
+        n_genes = _int_field({"n": shape[0]}, "n", 0, MAX_DIMENSION)
+        n_cells = _int_field({"n": shape[1]}, "n", 0, MAX_DIMENSION)
+        self.shape = (n_genes, n_cells)
+        self.nnz = _int_field(header, "nnz", 0, n_genes * n_cells)
+        self.n_expressed = _int_field(header, "n_expressed", 0, n_genes)
+        self.mode = header.get("mode")
+        if self.mode not in ("lossless", "max-error", "inr-only"):
+            raise CorruptFileError(f"{self.source}: unknown mode {self.mode!r}")
+        stages = {s.codec_id: s for s in map(get_stage, header.get("stages", []))}
+        self._quantiser = stages.get("value-quantiser")
+        self._bitmap = stages.get("golomb-ans-bitmap")
+        if not isinstance(self._quantiser, ValueQuantiser) or not isinstance(self._bitmap, GolombBitmap) \
+                or "reorder-detection-depth" not in stages:
+            raise CorruptFileError(f"{self.source}: header does not name the stages of a v1 file")
+        reorder = stages["reorder-detection-depth"]
+        self.genes, self.cells = reorder.decode(c.section("order.genes"), c.section("order.cells"),
+                                                n_genes, n_cells, self.n_expressed)
+        self.geometry = Geometry.from_header(header.get("geometry"), self.n_expressed, n_cells)
+        n_tiles = self.geometry.n_tiles
+        self._tile_nnz = GolombBitmap.unpack_directory(c.section("bitmap.directory"), n_tiles)
+        lengths = unpack_array(c.section("blocks.lengths"), "u4", n_tiles, what="block lengths").astype(np.int64)
+        self._word_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        words = c.section("blocks.words")
+        if len(words) != 4 * int(self._word_offsets[-1]):
+            raise CorruptFileError(f"{self.source}: block lengths do not match the coded data")
+        self._words = np.frombuffer(words, dtype="<u4")
+        if int(self._tile_nnz.sum()) != self.nnz:
+            raise CorruptFileError(f"{self.source}: rank directory does not add up to nnz")
+        band = np.repeat(np.arange(self.geometry.n_bands), np.diff(self.geometry.tile_starts))
+        block = np.arange(n_tiles) - self.geometry.tile_starts[band]
+        heights = np.diff(self.geometry.row_starts)[band]
+        widths = np.minimum(self.geometry.widths[band], n_cells - block * self.geometry.widths[band])
+        if np.any(self._tile_nnz > heights * widths):
+            raise CorruptFileError(f"{self.source}: a tile declares more nonzeros than entries")
+        self._first_nonzero = np.concatenate([[0], np.cumsum(self._tile_nnz)])
+        self._baseline = Baseline.unpack(c.section("baseline.genes"), c.section("baseline.cells"),
+                                         self.n_expressed, n_cells)
+        self._values = (ContextValueCoder.unpack(c.section("values.histograms"))
+                        if self.mode != "inr-only" else None)
+        self._sirens: list[PatchSiren | None] = [None] * self.geometry.n_bands
+        if c.has("siren.meta"):
+            self._load_sirens(c)
+        if self.mode == "inr-only" and any(s is None for s in self._sirens):
+            raise CorruptFileError(f"{self.source}: an --inr-only file lacks a patch's SIREN")
+        self.stats = header.get("stats", {}) if isinstance(header.get("stats"), dict) else {}
+        self.header = header
+
+    def _load_sirens(self, c: Container) -> None:
+        try:
+            meta = msgpack.unpackb(bytes(c.section("siren.meta")), raw=False)
+        except Exception as exc:
+            raise CorruptFileError(f"{self.source}: SIREN metadata is unreadable ({exc})") from exc
+        if not isinstance(meta, list):
+            raise CorruptFileError(f"{self.source}: SIREN metadata is malformed")
+        sizes = []
+        for entry in meta:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+                    and 0 <= entry[0] < self.geometry.n_bands and isinstance(entry[1], dict)):
+                raise CorruptFileError(f"{self.source}: SIREN metadata is malformed")
+            layers = entry[1].get("layers")
+            if not isinstance(layers, list) or not all(isinstance(l, list) and len(l) == 5 for l in layers):
+                raise CorruptFileError(f"{self.source}: SIREN metadata is malformed")
+            sizes.append(sum(int(l[0]) * int(l[1]) + int(l[0]) for l in layers))
+        flat = unpack_array(c.section("siren.weights"), "i2", sum(sizes), what="SIREN weights").astype(np.int64)
+        used = 0
+        for (band, patch_meta), size in zip(meta, sizes):
+            self._sirens[band] = PatchSiren.from_meta(patch_meta, flat[used: used + size])
+            used += size
+
+    # ------------------------------------------------------------------------------- names
+
+    def _load_names(self, section: str, count: int) -> list[str] | None:
+        with self._lock:
+            if section not in self._names:
+                self._names[section] = (unpack_strings(self.container.section(section), count, what=section,
+                                                       max_bytes=count * MAX_NAME_BYTES_PER_ENTRY + 1)
+                                        if self.container.has(section) else None)
+            return self._names[section]
+
+    @property
+    def gene_ids(self) -> list[str] | None:
+        return self._load_names("names.gene_ids", self.shape[0])
+
+    @property
+    def gene_names(self) -> list[str] | None:
+        return self._load_names("names.gene_names", self.shape[0])
+
+    @property
+    def cell_names(self) -> list[str] | None:
+        return self._load_names("names.cell_names", self.shape[1])
+
+    @property
+    def feature_types(self) -> list[str] | None:
+        return self._load_names("names.feature_types", self.shape[0])
+
+    def _lookup(self, axis: str, key) -> int:
+        n = self.shape[0 if axis == "gene" else 1]
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            index = int(key) + (n if key < 0 else 0)
+            if not 0 <= index < n:
+                raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
+            return index
+        if not isinstance(key, str):
+            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+        with self._lock:
+            table = self._name_index.get(axis)
+        if table is None:
+            table = {}
+            lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
+            for names in lists:
+                for i, name in enumerate(names or []):
+                    table.setdefault(name, i)
+            with self._lock:
+                self._name_index[axis] = table
+        if key not in table:
+            raise SinrKeyError(f"no {axis} named {key!r}")
+        return table[key]
+
+    # ------------------------------------------------------------------------------ decoding
+
+    def _tile_band(self, tile: int) -> tuple[int, int]:
+        band = int(np.searchsorted(self.geometry.tile_starts, tile, side="right") - 1)
+        return band, tile - int(self.geometry.tile_starts[band])
+
+    def _tile_positions(self, tile: int):
+        """(decoder positioned after the bitmap, positions, tile geometry)."""
+        band, block = self._tile_band(tile)
+        n_rows, first_col, width = self.geometry.tile_shape(band, block)
+        coder = new_decoder(self._words[self._word_offsets[tile]: self._word_offsets[tile + 1]])
+        positions = self._bitmap.decode_tile(coder, int(self._tile_nnz[tile]), n_rows * width)
+        return coder, positions, (band, n_rows, first_col, width)
+
+    def _tile_values(self, coder, local_rows, cols, band: int, n_rows: int) -> np.ndarray:
+        rows = local_rows + int(self.geometry.row_starts[band])
+        patch = self._sirens[band]
+        if patch is not None:
+            outputs = patch.outputs(local_rows, cols, n_rows, self.shape[1])
+            if self.mode == "inr-only":
+                return np.maximum(np.rint(patch.normalisation.means(outputs)), 1).astype(np.int64)
+            contexts = patch.normalisation.contexts(outputs)
+        else:
+            contexts = self._baseline.contexts(rows, cols)
+        return self._quantiser.decode(self._values.decode_tile(coder, contexts))
+
+    def decode_tile(self, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reordered (gene, cell, value) of one tile's nonzeros."""
+        coder, positions, (band, n_rows, first_col, width) = self._tile_positions(tile)
+        local_rows, cols = np.divmod(positions, width)
+        cols = cols + first_col
+        values = self._tile_values(coder, local_rows, cols, band, n_rows)
+        return local_rows + int(self.geometry.row_starts[band]), cols, values
+
+    def _tiles_for(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Tiles covering reordered expressed rows x reordered cols (both sorted, unique)."""
+        tiles = []
+        bands = np.unique(self.geometry.band_of_rows(rows))
+        for band in bands.tolist():
+            blocks = np.unique(cols // int(self.geometry.widths[band]))
+            tiles.append(self.geometry.tile_starts[band] + blocks)
+        return np.concatenate(tiles) if tiles else np.zeros(0, dtype=np.int64)
+
+    def _gather(self, gene_index: np.ndarray, cell_index: np.ndarray) -> sp.csr_matrix:
+        """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
+        out_shape = (gene_index.size, cell_index.size)
+        g_re, c_re = self.genes.rank[gene_index], self.cells.rank[cell_index]
+        want_rows = np.unique(g_re[g_re < self.n_expressed])
+        want_cols = np.unique(c_re)
+        if want_rows.size == 0 or want_cols.size == 0:
+            return sp.csr_matrix(out_shape, dtype=np.int64)
+        parts = [self.decode_tile(int(t)) for t in self._tiles_for(want_rows, want_cols)]
+        rows, cols, values = (np.concatenate(x) for x in zip(*parts))
+        keep = np.isin(rows, want_rows) & np.isin(cols, want_cols)
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+        out_rows, src_rows = _expand(g_re, rows)
+        out_cols, src_cols = _expand(c_re, cols[src_rows])
+        return sp.csr_matrix((values[src_rows][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
+
+    # -------------------------------------------------------------------------------- public
+
+    def get(self, gene, cell) -> int:
+        """One entry by index or name."""
+        i, j = self._lookup("gene", gene), self._lookup("cell", cell)
+        g, c = int(self.genes.rank[i]), int(self.cells.rank[j])
+        if g >= self.n_expressed:
+            return 0
+        band = int(self.geometry.band_of_rows(np.array([g]))[0])
+        width = int(self.geometry.widths[band])
+        tile = int(self.geometry.tile_starts[band]) + c // width
+        coder, positions, (band, n_rows, first_col, tile_width) = self._tile_positions(tile)
+        target = (g - int(self.geometry.row_starts[band])) * tile_width + (c - first_col)
+        rank = int(np.searchsorted(positions, target))
+        if rank == positions.size or positions[rank] != target:
+            return 0
+        local_rows, cols = np.divmod(positions, tile_width)
+        return int(self._tile_values(coder, local_rows, cols + first_col, band, n_rows)[rank])
+
+    def gene(self, key) -> np.ndarray:
+        """One gene (row) as a dense 1-D int64 array over cells."""
+        i = self._lookup("gene", key)
+        out = np.zeros(self.shape[1], dtype=np.int64)
+        g = int(self.genes.rank[i])
+        if g >= self.n_expressed:
+            return out
+        band = int(self.geometry.band_of_rows(np.array([g]))[0])
+        for tile in range(int(self.geometry.tile_starts[band]), int(self.geometry.tile_starts[band + 1])):
+            rows, cols, values = self.decode_tile(tile)
+            hit = rows == g
+            out[self.cells.order[cols[hit]]] = values[hit]
+        return out
+
+    def cell(self, key) -> np.ndarray:
+        """One cell (column) as a dense 1-D int64 array over genes."""
+        j = self._lookup("cell", key)
+        out = np.zeros(self.shape[0], dtype=np.int64)
+        c = int(self.cells.rank[j])
+        for band in range(self.geometry.n_bands):
+            rows, cols, values = self.decode_tile(int(self.geometry.tile_starts[band]) + c // int(self.geometry.widths[band]))
+            hit = cols == c
+            out[self.genes.order[rows[hit]]] = values[hit]
+        return out
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise SinrIndexError("index with m[genes, cells]")
+        gene_key, cell_key = key
+        if _is_scalar(gene_key) and _is_scalar(cell_key):
+            return self.get(int(gene_key), int(cell_key))
+        return self._gather(_as_index(gene_key, self.shape[0], "gene"), _as_index(cell_key, self.shape[1], "cell"))
+
+    def to_scipy(self) -> sp.csr_matrix:
+        """The whole matrix, genes x cells, exact (int64)."""
+        parts = [self.decode_tile(t) for t in range(self.geometry.n_tiles)]
+        if not parts:
+            return sp.csr_matrix(self.shape, dtype=np.int64)
+        rows, cols, values = (np.concatenate(x) for x in zip(*parts))
+        return sp.csr_matrix((values, (self.genes.order[rows], self.cells.order[cols])), shape=self.shape)
+
+    def to_count_matrix(self) -> CountMatrix:
+        return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
+
+    def to_anndata(self):
+        """Cells x genes AnnData with names, as scanpy expects."""
+        return to_anndata(self.to_count_matrix())
+
+    def section_sizes(self) -> dict[str, int]:
+        return self.container.section_sizes()
+
+    def close(self) -> None:
+        """Nothing is held open (the file is read whole on open); kept for the context protocol."""
+
+    def __enter__(self) -> "SinrMatrix":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SinrMatrix {self.shape[0]} genes x {self.shape[1]} cells, nnz={self.nnz}, mode={self.mode}>"
+
+
+def _is_scalar(key) -> bool:
+    return isinstance(key, (int, np.integer)) and not isinstance(key, bool)
+
+
+def _as_index(key, n: int, axis: str) -> np.ndarray:
+    """ints, slices, lists of ints, or boolean masks -> int64 index array."""
+    if _is_scalar(key):
+        key = [int(key)]
+    if isinstance(key, slice):
+        return np.arange(n)[key]
+    array = np.asarray(key)
+    if array.dtype == bool:
+        if array.shape != (n,):
+            raise SinrIndexError(f"boolean {axis} mask has length {array.size}, expected {n}")
+        return np.flatnonzero(array)
+    if array.dtype.kind not in "iu" and array.size:
+        raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
+    array = array.astype(np.int64).ravel()
+    if array.size and (array.min() < -n or array.max() >= n):
+        raise SinrIndexError(f"{axis} index out of range for {n} {axis}s")
+    return np.where(array < 0, array + n, array)
+
+
+def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output positions of each found key in `requested` (which may repeat keys), and which found."""
+    order = np.argsort(requested, kind="stable")
+    sorted_keys = requested[order]
+    left = np.searchsorted(sorted_keys, found, side="left")
+    right = np.searchsorted(sorted_keys, found, side="right")
+    counts = right - left
+    source = np.repeat(np.arange(found.size), counts)
+    starts = np.repeat(left - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
+    return order[np.arange(source.size) + starts], source
+
+
+def open(path: str | os.PathLike) -> SinrMatrix:  # noqa: A001 - mirrors the built-in, as sinr.open
+    """Open a .sinr file for reading (validated: magic, version, checksums, sizes)."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise FormatError(f"{path}: is a folder, not a .sinr file") from exc
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read ({exc.strerror})") from exc
+    return SinrMatrix(blob, source=str(path))
+
+
+def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False):
+    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
+    with open(path) as matrix:
+        if output is None:
+            return matrix.to_scipy()
+        return write_matrix(output, matrix.to_count_matrix(), force=force)

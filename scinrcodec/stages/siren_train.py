@@ -1,0 +1,106 @@
+"""Fitting SIRENs with torch (encoder only; the decoder never imports this module).
+
+Many patches are trained at once: each layer's weights carry a leading patch dimension and a
+step multiplies a minibatch from every patch with torch.bmm, on the GPU when torch sees one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .siren import W0
+
+
+@dataclass
+class TrainedSiren:
+    """Float weights in training form: weights[l] is (in, out); sine layers use sin(w0 (x W + b))."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+
+
+def pick_device(requested: str | None = None) -> str:
+    import torch
+
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def fit_sirens(coords: list[np.ndarray], targets: list[np.ndarray], *, width: int, hidden_layers: int,
+               steps: int, batch: int, learning_rate: float, seed: int, device: str | None = None,
+               patches_per_step: int = 16, on_patches_done: Callable[[int], None] | None = None
+               ) -> list[TrainedSiren]:
+    """Fit one SIREN per patch to (coords in [-1, 1], targets) with MSE."""
+    import torch
+
+    device = pick_device(device)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    fitted: list[TrainedSiren] = []
+    threads = torch.get_num_threads()
+    for start in range(0, len(coords), patches_per_step):
+        chunk = slice(start, start + patches_per_step)
+        fitted.extend(_fit_chunk(coords[chunk], targets[chunk], width, hidden_layers, steps, batch,
+                                 learning_rate, generator, device))
+        if on_patches_done:
+            on_patches_done(len(coords[chunk]))
+    torch.set_num_threads(threads)
+    return fitted
+
+
+def _init_layers(n_patches: int, width: int, hidden_layers: int, generator, device):
+    import torch
+
+    sizes = [2] + [width] * (hidden_layers + 1) + [1]
+    params = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = index == len(sizes) - 2
+        bound = 1.0 / fan_in if index == 0 else math.sqrt(6.0 / fan_in) / (1.0 if last else W0)
+        w = (torch.rand(n_patches, fan_in, fan_out, generator=generator) * 2 - 1) * bound
+        b = (torch.rand(n_patches, 1, fan_out, generator=generator) * 2 - 1) / math.sqrt(fan_in)
+        params += [w.to(device).requires_grad_(), b.to(device).requires_grad_()]
+    return params
+
+
+def _forward(params, x):
+    import torch
+
+    h = x
+    n_layers = len(params) // 2
+    for index in range(n_layers):
+        w, b = params[2 * index], params[2 * index + 1]
+        h = torch.baddbmm(b, h, w)
+        if index < n_layers - 1:
+            h = torch.sin(W0 * h)
+    return h.squeeze(-1)
+
+
+def _fit_chunk(coords, targets, width, hidden_layers, steps, batch, learning_rate, generator, device):
+    import torch
+
+    n_patches = len(coords)
+    longest = max(c.shape[0] for c in coords)
+    x_all = torch.zeros(n_patches, longest, 2)
+    y_all = torch.zeros(n_patches, longest)
+    counts = torch.tensor([c.shape[0] for c in coords], dtype=torch.float64)
+    for i, (c, t) in enumerate(zip(coords, targets)):
+        x_all[i, : c.shape[0]] = torch.from_numpy(c.astype(np.float32))
+        y_all[i, : t.shape[0]] = torch.from_numpy(t.astype(np.float32))
+    x_all, y_all = x_all.to(device), y_all.to(device)
+    params = _init_layers(n_patches, width, hidden_layers, generator, device)
+    optimiser = torch.optim.Adam(params, lr=learning_rate)
+    rows = torch.arange(n_patches).unsqueeze(1)
+    for _ in range(steps):
+        pick = (torch.rand(n_patches, batch, generator=generator, dtype=torch.float64) * counts[:, None]).long()
+        pick = pick.to(device)
+        x, y = x_all[rows.to(device), pick], y_all[rows.to(device), pick]
+        loss = ((_forward(params, x) - y) ** 2).mean(dim=1).sum()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    weights = [p.detach().cpu().numpy().astype(np.float64) for p in params]
+    return [TrainedSiren([weights[2 * l][i] for l in range(len(weights) // 2)],
+                         [weights[2 * l + 1][i, 0] for l in range(len(weights) // 2)]) for i in range(n_patches)]
