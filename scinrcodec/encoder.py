@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from . import __version__
 from .container import ContainerWriter, pack_array, pack_strings
 from .errors import InvalidInputError
-from .formats import CountMatrix, anndata_to_count_matrix, atomic_path, make_count_matrix, read_matrix
+from .formats import (CountMatrix, anndata_to_count_matrix, atomic_path, check_writable, make_count_matrix,
+                      read_matrix)
 from .stages.bitmap import GolombBitmap
 from .stages.entropy import AnsCoder
 from .stages.predictor import NORMALISATIONS, Baseline, Normalisation, PatchSiren
@@ -286,6 +287,7 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, **options)
     """
     opts = EncodeOptions(**options)
     opts.validate()
+    check_writable(output, force=force)
     matrix = as_count_matrix(source, opts.layer)
     blob = encode_matrix(matrix, opts)
     with atomic_path(Path(output), force=force) as tmp:

@@ -276,15 +276,22 @@ def read_matrix(path: str | os.PathLike, layer: str | None = None) -> CountMatri
 
 # ---------------------------------------------------------------------------------------- writing
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of `target`; rename it over `target` only when the block succeeds."""
+def check_writable(target: str | os.PathLike, *, force: bool) -> Path:
+    """Fail before any work when the output exists (and --force was not given) or has no folder."""
     target = Path(target)
     if target.exists() and not force:
         raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise InvalidInputError(f"{target}: folder {parent} does not exist")
+    return parent
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `target`; rename it over `target` only when the block succeeds."""
+    target = Path(target)
+    parent = check_writable(target, force=force)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     else:
@@ -388,6 +395,7 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple)."""
     path = Path(path)
     kind = output_kind(path)
+    check_writable(path, force=force)
     with atomic_path(path, force=force, is_dir=(kind == "mtx-dir")) as tmp:
         if kind == "h5ad":
             with _quiet_anndata():

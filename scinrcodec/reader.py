@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from .container import Container, unpack_array, unpack_strings
 from .errors import CorruptFileError, FormatError, InvalidInputError, SinrError, SinrIndexError, SinrKeyError
-from .formats import CountMatrix, to_anndata, write_matrix
+from .formats import CountMatrix, check_writable, output_kind, to_anndata, write_matrix
 from .stages.bitmap import GolombBitmap
 from .stages.entropy import new_decoder
 from .stages.predictor import Baseline, PatchSiren
@@ -364,6 +364,9 @@ def open(path: str | os.PathLike) -> SinrMatrix:  # noqa: A001 - mirrors the bui
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False):
     """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
+    if output is not None:
+        check_writable(output, force=force)
+        output_kind(Path(output))
     with open(path) as matrix:
         if output is None:
             return matrix.to_scipy()

@@ -32,7 +32,12 @@ def categorical_model(weights: np.ndarray):
 
 
 def new_decoder(words: np.ndarray) -> AnsCoder:
-    return AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    try:
+        return AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # e.g. a stream ending in a zero word
+        raise CorruptFileError(f"coded block is corrupt ({type(exc).__name__})") from exc
 
 
 def checked_decode(coder: AnsCoder, model, count: int) -> np.ndarray:
@@ -41,8 +46,10 @@ def checked_decode(coder: AnsCoder, model, count: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int32)
     try:
         return np.asarray(coder.decode(model, count), dtype=np.int64)
-    except Exception as exc:  # constriction raises plain ValueError/RuntimeError on bad streams
-        raise CorruptFileError(f"coded block is corrupt ({exc})") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # constriction raises ValueError, or a Rust panic, on damaged streams
+        raise CorruptFileError(f"coded block is corrupt ({type(exc).__name__})") from exc
 
 
 def checked_decode_family(coder: AnsCoder, family, params: np.ndarray) -> np.ndarray:
@@ -50,5 +57,7 @@ def checked_decode_family(coder: AnsCoder, family, params: np.ndarray) -> np.nda
         return np.zeros(0, dtype=np.int64)
     try:
         return np.asarray(coder.decode(family, params), dtype=np.int64)
-    except Exception as exc:
-        raise CorruptFileError(f"coded block is corrupt ({exc})") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise CorruptFileError(f"coded block is corrupt ({type(exc).__name__})") from exc

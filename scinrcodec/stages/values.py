@@ -20,6 +20,7 @@ MANTISSA_BITS = 3
 MAX_EXPONENT = 31
 N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
 N_CONTEXTS = 48
+OFFSET_PART_BITS = 16
 CONTEXT_STEPS_PER_NAT = 4
 
 
@@ -115,9 +116,8 @@ class ContextValueCoder(Stage):
 
     def encode_tile(self, coder: AnsCoder, u: np.ndarray, contexts: np.ndarray) -> None:
         bins, offsets, ranges = to_bins(u)
-        wide = ranges > 1
-        if wide.any():
-            coder.encode_reverse(offsets[wide].astype(np.int32), UNIFORM_FAMILY, ranges[wide].astype(np.int32))
+        for part_offsets, part_ranges in reversed(_offset_parts(offsets, ranges)):
+            coder.encode_reverse(part_offsets.astype(np.int32), UNIFORM_FAMILY, part_ranges.astype(np.int32))
         order = np.argsort(contexts, kind="stable")
         sorted_ctx = contexts[order]
         cuts = np.flatnonzero(np.diff(sorted_ctx)) + 1
@@ -134,9 +134,26 @@ class ContextValueCoder(Stage):
         if bins.size and bins.max() >= N_BINS:
             raise CorruptFileError("coded block is corrupt (value bin out of range)")
         ranges = BIN_RANGE[bins]
-        wide = ranges > 1
-        if not wide.any():
+        if not (ranges > 1).any():
             return BIN_START[bins]
         offsets = np.zeros(bins.size, dtype=np.int64)
-        offsets[wide] = checked_decode_family(coder, UNIFORM_FAMILY, ranges[wide].astype(np.int32))
+        low_ranges = np.minimum(ranges, 1 << OFFSET_PART_BITS)
+        high_ranges = ranges >> OFFSET_PART_BITS
+        for part_ranges, shift in ((low_ranges, 0), (high_ranges, OFFSET_PART_BITS)):
+            wide = part_ranges > 1
+            if wide.any():
+                offsets[wide] += checked_decode_family(coder, UNIFORM_FAMILY,
+                                                       part_ranges[wide].astype(np.int32)) << shift
         return from_bins(bins, offsets)
+
+
+def _offset_parts(offsets: np.ndarray, ranges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Offsets as a low and a high part of at most OFFSET_PART_BITS bits each (constriction's
+    uniform model takes ranges below 2**24), in decoding order, entries with range 1 left out."""
+    parts = []
+    for part_ranges, part_offsets in ((np.minimum(ranges, 1 << OFFSET_PART_BITS),
+                                       offsets & ((1 << OFFSET_PART_BITS) - 1)),
+                                      (ranges >> OFFSET_PART_BITS, offsets >> OFFSET_PART_BITS)):
+        wide = part_ranges > 1
+        parts.append((part_offsets[wide], part_ranges[wide]))
+    return parts
