@@ -2,7 +2,9 @@
 
 Layout (all integers little-endian), see spec/sinr-format.md:
 
-    magic (8) | major u16 | minor u16 | header_length u32 | header_crc32 u32 | header | data area
+    magic (8) | major u16 | minor u16 | header_length u32 | crc32 u32 | header | data area
+
+The CRC32 covers the preamble's first 16 bytes and the header.
 
 The header's "sections" list holds [name, offset, length, crc32] with offsets relative to the
 start of the data area; "data_length" is the data area's size, so truncation and appended bytes
@@ -49,8 +51,13 @@ class ContainerWriter:
             table.append([name, offset, len(payload), zlib.crc32(payload)])
             offset += len(payload)
         header = msgpack.packb({**self.header, "sections": table, "data_length": offset}, use_bin_type=True)
-        preamble = PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, len(header), zlib.crc32(header))
-        return b"".join([preamble, header, *self.sections.values()])
+        return b"".join([seal_preamble(MAJOR_VERSION, MINOR_VERSION, header), header, *self.sections.values()])
+
+
+def seal_preamble(major: int, minor: int, header: bytes) -> bytes:
+    """The preamble, its CRC32 covering its own first 16 bytes and the header."""
+    head = PREAMBLE.pack(MAGIC, major, minor, len(header), 0)[:16]
+    return head + struct.pack("<I", zlib.crc32(head + header))
 
 
 class Container:
@@ -73,7 +80,7 @@ class Container:
         if header_length > min(MAX_HEADER_BYTES, len(blob) - PREAMBLE.size):
             raise CorruptFileError(f"{source}: truncated or corrupt header (declares {header_length} bytes)")
         header_bytes = blob[PREAMBLE.size: PREAMBLE.size + header_length]
-        if zlib.crc32(header_bytes) != header_crc:
+        if zlib.crc32(bytes(blob[:16]) + header_bytes) != header_crc:
             raise CorruptFileError(f"{source}: header checksum mismatch (file is corrupt)")
         try:
             header = msgpack.unpackb(header_bytes, raw=False, strict_map_key=True)

@@ -1,0 +1,132 @@
+"""Each pipeline stage in isolation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scinrcodec.errors import CorruptFileError
+from scinrcodec.stages import get_stage
+from scinrcodec.stages.bitmap import GolombBitmap, golomb_parameter
+from scinrcodec.stages.entropy import AnsCoder, new_decoder
+from scinrcodec.stages.predictor import Normalisation
+from scinrcodec.stages.quantise import ValueQuantiser, WeightQuantiser
+from scinrcodec.stages.siren import SINE_TABLE, IntegerSiren, centred_coordinates
+from scinrcodec.stages.tiling import RowBandTiling
+from scinrcodec.stages.values import (BIN_RANGE, CONTEXT_EDGES, N_CONTEXTS, ContextValueCoder, context_of_mean,
+                                      from_bins, to_bins)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5000), st.data())
+def test_bitmap_round_trip(n_entries, data):
+    k = data.draw(st.integers(0, n_entries))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    positions = np.sort(rng.choice(n_entries, size=k, replace=False)).astype(np.int64)
+    coder = AnsCoder()
+    GolombBitmap().encode_tile(coder, positions, n_entries)
+    decoder = new_decoder(coder.get_compressed())
+    assert np.array_equal(GolombBitmap().decode_tile(decoder, k, n_entries), positions)
+
+
+def test_bitmap_cost_is_near_the_binomial_bound():
+    rng = np.random.default_rng(0)
+    n, k = 20000, 400
+    positions = np.sort(rng.choice(n, size=k, replace=False))
+    coder = AnsCoder()
+    GolombBitmap().encode_tile(coder, positions, n)
+    from math import comb, log2
+
+    bound = log2(comb(n, k))
+    assert coder.num_bits() < 1.05 * bound + 64
+    assert golomb_parameter(n, k) == pytest.approx(0.69 * n / k, rel=0.02)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**31 - 2), min_size=1, max_size=200))
+def test_value_bins_round_trip(values):
+    u = np.asarray(values, dtype=np.int64)
+    bins, offsets, ranges = to_bins(u)
+    assert np.array_equal(from_bins(bins, offsets), u)
+    assert np.array_equal(BIN_RANGE[bins], ranges) and np.all(offsets < ranges)
+
+
+def test_value_coder_round_trip_with_contexts():
+    rng = np.random.default_rng(3)
+    u = np.concatenate([rng.geometric(0.4, 3000) - 1, rng.integers(0, 2**31 - 2, 50)])
+    contexts = rng.integers(0, N_CONTEXTS, u.size)
+    coder = ContextValueCoder()
+    coder.fit(to_bins(u)[0], contexts)
+    restored = ContextValueCoder.unpack(coder.pack())
+    ans = AnsCoder()
+    coder.encode_tile(ans, u, contexts)
+    assert np.array_equal(restored.decode_tile(new_decoder(ans.get_compressed()), contexts), u)
+
+
+def test_context_tables_are_platform_proof():
+    scaled = np.expm1(np.arange(N_CONTEXTS) / 4) * 2.0**20
+    assert np.all(np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
+    assert np.array_equal(context_of_mean(CONTEXT_EDGES), np.arange(N_CONTEXTS))
+    assert SINE_TABLE[0] == 0 and SINE_TABLE[1024] == 4096 and SINE_TABLE[3072] == -4096
+
+
+def test_integer_siren_is_batch_invariant_and_tracks_float_network():
+    rng = np.random.default_rng(5)
+    weights = [rng.uniform(-0.5, 0.5, (2, 16)), rng.uniform(-0.08, 0.08, (16, 16)), rng.uniform(-0.5, 0.5, (16, 1))]
+    biases = [rng.uniform(-0.5, 0.5, 16), rng.uniform(-0.2, 0.2, 16), rng.uniform(-0.5, 0.5, 1)]
+    rows, cols = rng.integers(0, 40, 500), rng.integers(0, 300, 500)
+    coords = centred_coordinates(rows, cols, 40, 300)
+    scale = (1 / 299, 1 / 299)
+    net = WeightQuantiser().quantise(weights, biases, 12, scale)
+    whole = net.predict(coords)
+    one_by_one = np.concatenate([net.predict(coords[i: i + 1]) for i in range(coords.shape[0])])
+    assert np.array_equal(whole, one_by_one)
+    x = coords * np.asarray(scale)
+    h = np.sin(30 * (x @ weights[0] + biases[0]))
+    h = np.sin(30 * (h @ weights[1] + biases[1]))
+    reference = (h @ weights[2] + biases[2])[:, 0]
+    assert np.max(np.abs(whole / 4096 - reference)) < 0.05
+    rebuilt = IntegerSiren.from_meta(net.to_meta(), net.flat_parameters())
+    assert np.array_equal(rebuilt.predict(coords), whole)
+
+
+def test_integer_siren_rejects_bad_metadata():
+    with pytest.raises(CorruptFileError):
+        IntegerSiren.from_meta([[4, 2, 1, 1, 80]], np.zeros(12, dtype=np.int64))
+    with pytest.raises(CorruptFileError):
+        IntegerSiren.from_meta([[4, 2, 1, 1, 3], [1, 4, 1, 1, 3]], np.zeros(3, dtype=np.int64))
+
+
+@pytest.mark.parametrize("kind", ["none", "minmax", "log"])
+def test_normalisations_invert(kind):
+    values = np.array([1, 2, 5, 40, 700])
+    norm = Normalisation.fit(kind, values)
+    outputs = np.rint(norm.forward(values) * 4096).astype(np.int64)
+    assert np.allclose(norm.means(outputs), values, rtol=0.01, atol=norm.scale / 4096)
+
+
+@pytest.mark.parametrize("bound", [0, 1, 4, 100])
+def test_value_quantiser_bound(bound):
+    values = np.arange(1, 5000)
+    q = ValueQuantiser(bound)
+    assert np.all(np.abs(q.decode(q.encode(values)) - values) <= bound)
+
+
+def test_tiling_balances_and_bounds_tiles():
+    tiling = RowBandTiling(tile_nnz=100)
+    row_nnz = np.sort(np.random.default_rng(0).integers(1, 500, 3000))[::-1]
+    geometry = tiling.plan(row_nnz, 600)
+    assert geometry.row_starts[-1] == row_nnz.size
+    band_nnz = np.add.reduceat(row_nnz, geometry.row_starts[:-1])
+    assert np.all(band_nnz[:-1] >= tiling.balanced_patch_nnz(int(row_nnz.sum())))
+
+
+def test_stage_registry_round_trips_configs():
+    for stage in (RowBandTiling(1000, 64), ValueQuantiser(3), GolombBitmap()):
+        rebuilt = get_stage(stage.get_config())
+        assert type(rebuilt) is type(stage) and rebuilt.get_config() == stage.get_config()
+    with pytest.raises(CorruptFileError):
+        get_stage({"id": "no-such-stage"})
+    with pytest.raises(CorruptFileError):
+        get_stage({"id": "row-bands", "tile_nnz": -4})
