@@ -23,7 +23,7 @@ from .stages.values import ContextValueCoder
 
 MAX_DIMENSION = 2**31 - 1
 MAX_NAME_BYTES_PER_ENTRY = 4096
-NAME_SECTIONS = ("names.gene_ids", "names.gene_names", "names.cell_names", "names.feature_types")
+DECODE_BATCH_TILES = 256
 
 
 def _int_field(header: dict, key: str, low: int, high: int) -> int:
@@ -175,46 +175,50 @@ class SinrMatrix:
 
     # ------------------------------------------------------------------------------ decoding
 
-    def _tile_band(self, tile: int) -> tuple[int, int]:
-        band = int(np.searchsorted(self.geometry.tile_starts, tile, side="right") - 1)
-        return band, tile - int(self.geometry.tile_starts[band])
+    def _tile_layout(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Band, first column, width and number of entries of each tile."""
+        geo = self.geometry
+        band = np.searchsorted(geo.tile_starts, tiles, side="right") - 1
+        first = (tiles - geo.tile_starts[band]) * geo.widths[band]
+        width = np.minimum(geo.widths[band], self.shape[1] - first)
+        return band, first, width, (geo.row_starts[band + 1] - geo.row_starts[band]) * width
 
-    def _tile_positions(self, tile: int):
-        """(decoder positioned after the bitmap, positions, tile geometry)."""
-        band, block = self._tile_band(tile)
-        n_rows, first_col, width = self.geometry.tile_shape(band, block)
-        coder = new_decoder(self._words[self._word_offsets[tile]: self._word_offsets[tile + 1]])
-        positions = self._bitmap.decode_tile(coder, int(self._tile_nnz[tile]), n_rows * width)
-        return coder, positions, (band, n_rows, first_col, width)
+    def _decode_tiles(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reordered (row, col, value) of the nonzeros of `tiles`, tile after tile in position order."""
+        tiles = np.asarray(tiles, dtype=np.int64)
+        band, first, width, entries = self._tile_layout(tiles)
+        nonzeros = self._tile_nnz[tiles]
+        coders = [new_decoder(self._words[self._word_offsets[t]: self._word_offsets[t + 1]]) for t in tiles.tolist()]
+        positions = self._bitmap.decode_tiles(coders, nonzeros, entries)
+        tile_of = np.repeat(np.arange(tiles.size), nonzeros)
+        local_rows, cols = np.divmod(positions, width[tile_of])
+        cols += first[tile_of]
+        entry_band = band[tile_of]
+        rows = local_rows + self.geometry.row_starts[entry_band]
+        return rows, cols, self._values_of(coders, nonzeros, rows, local_rows, cols, entry_band, band)
 
-    def _tile_values(self, coder, local_rows, cols, band: int, n_rows: int) -> np.ndarray:
-        rows = local_rows + int(self.geometry.row_starts[band])
-        patch = self._sirens[band]
-        if patch is not None:
-            outputs = patch.outputs(local_rows, cols, n_rows, self.shape[1])
-            if self.mode == "inr-only":
-                return np.maximum(np.rint(patch.normalisation.means(outputs)), 1).astype(np.int64)
-            contexts = patch.normalisation.contexts(outputs)
-        else:
-            contexts = self._baseline.contexts(rows, cols)
-        return self._quantiser.decode(self._values.decode_tile(coder, contexts))
+    def _values_of(self, coders, nonzeros, rows, local_rows, cols, entry_band, bands) -> np.ndarray:
+        """Decode values given the tiles' decoders (positioned after their bitmaps)."""
+        contexts = None if self.mode == "inr-only" else self._baseline.contexts(rows, cols)
+        means = np.zeros(rows.size) if self.mode == "inr-only" else None
+        for b in set(bands.tolist()):
+            patch = self._sirens[b]
+            if patch is None:
+                continue
+            here = entry_band == b
+            height = int(self.geometry.row_starts[b + 1] - self.geometry.row_starts[b])
+            outputs = patch.outputs(local_rows[here], cols[here], height, self.shape[1])
+            if means is not None:
+                means[here] = patch.normalisation.means(outputs)
+            else:
+                contexts[here] = patch.normalisation.contexts(outputs)
+        if means is not None:
+            return np.maximum(np.rint(means), 1).astype(np.int64)
+        return self._quantiser.decode(self._values.decode_tiles(coders, contexts, nonzeros))
 
     def decode_tile(self, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reordered (gene, cell, value) of one tile's nonzeros."""
-        coder, positions, (band, n_rows, first_col, width) = self._tile_positions(tile)
-        local_rows, cols = np.divmod(positions, width)
-        cols = cols + first_col
-        values = self._tile_values(coder, local_rows, cols, band, n_rows)
-        return local_rows + int(self.geometry.row_starts[band]), cols, values
-
-    def _tiles_for(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Tiles covering reordered expressed rows x reordered cols (both sorted, unique)."""
-        tiles = []
-        bands = np.unique(self.geometry.band_of_rows(rows))
-        for band in bands.tolist():
-            blocks = np.unique(cols // int(self.geometry.widths[band]))
-            tiles.append(self.geometry.tile_starts[band] + blocks)
-        return np.concatenate(tiles) if tiles else np.zeros(0, dtype=np.int64)
+        return self._decode_tiles(np.array([tile]))
 
     def _gather(self, gene_index: np.ndarray, cell_index: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -224,8 +228,11 @@ class SinrMatrix:
         want_cols = np.unique(c_re)
         if want_rows.size == 0 or want_cols.size == 0:
             return sp.csr_matrix(out_shape, dtype=np.int64)
-        parts = [self.decode_tile(int(t)) for t in self._tiles_for(want_rows, want_cols)]
-        rows, cols, values = (np.concatenate(x) for x in zip(*parts))
+        tiles = []
+        for band in np.unique(self.geometry.band_of_rows(want_rows)).tolist():
+            blocks = np.unique(want_cols // int(self.geometry.widths[band]))
+            tiles.append(self.geometry.tile_starts[band] + blocks)
+        rows, cols, values = self._decode_tiles(np.concatenate(tiles))
         keep = np.isin(rows, want_rows) & np.isin(cols, want_cols)
         rows, cols, values = rows[keep], cols[keep], values[keep]
         out_rows, src_rows = _expand(g_re, rows)
@@ -235,43 +242,52 @@ class SinrMatrix:
     # -------------------------------------------------------------------------------- public
 
     def get(self, gene, cell) -> int:
-        """One entry by index or name."""
+        """One entry by index or name: one tile's bitmap, and its values only if the entry is nonzero."""
         i, j = self._lookup("gene", gene), self._lookup("cell", cell)
         g, c = int(self.genes.rank[i]), int(self.cells.rank[j])
         if g >= self.n_expressed:
             return 0
-        band = int(self.geometry.band_of_rows(np.array([g]))[0])
-        width = int(self.geometry.widths[band])
-        tile = int(self.geometry.tile_starts[band]) + c // width
-        coder, positions, (band, n_rows, first_col, tile_width) = self._tile_positions(tile)
-        target = (g - int(self.geometry.row_starts[band])) * tile_width + (c - first_col)
+        geo = self.geometry
+        band = int(np.searchsorted(geo.row_starts, g, side="right") - 1)
+        full_width = int(geo.widths[band])
+        block = c // full_width
+        tile = int(geo.tile_starts[band]) + block
+        top, first = int(geo.row_starts[band]), block * full_width
+        width = min(full_width, self.shape[1] - first)
+        height = int(geo.row_starts[band + 1]) - top
+        coder = new_decoder(self._words[self._word_offsets[tile]: self._word_offsets[tile + 1]])
+        positions = self._bitmap.decode_tile(coder, int(self._tile_nnz[tile]), height * width)
+        target = (g - top) * width + (c - first)
         rank = int(np.searchsorted(positions, target))
         if rank == positions.size or positions[rank] != target:
             return 0
-        local_rows, cols = np.divmod(positions, tile_width)
-        return int(self._tile_values(coder, local_rows, cols + first_col, band, n_rows)[rank])
+        local_rows, cols = np.divmod(positions, width)
+        cols += first
+        values = self._values_of([coder], np.array([positions.size]), local_rows + top, local_rows, cols,
+                                 np.full(positions.size, band), np.array([band]))
+        return int(values[rank])
 
     def gene(self, key) -> np.ndarray:
-        """One gene (row) as a dense 1-D int64 array over cells."""
+        """One gene (row) as a dense 1-D int64 array over cells: the tiles of one patch."""
         i = self._lookup("gene", key)
         out = np.zeros(self.shape[1], dtype=np.int64)
         g = int(self.genes.rank[i])
         if g >= self.n_expressed:
             return out
-        band = int(self.geometry.band_of_rows(np.array([g]))[0])
-        for tile in range(int(self.geometry.tile_starts[band]), int(self.geometry.tile_starts[band + 1])):
-            rows, cols, values = self.decode_tile(tile)
-            hit = rows == g
-            out[self.cells.order[cols[hit]]] = values[hit]
+        band = int(np.searchsorted(self.geometry.row_starts, g, side="right") - 1)
+        rows, cols, values = self._decode_tiles(
+            np.arange(self.geometry.tile_starts[band], self.geometry.tile_starts[band + 1]))
+        hit = rows == g
+        out[self.cells.order[cols[hit]]] = values[hit]
         return out
 
     def cell(self, key) -> np.ndarray:
-        """One cell (column) as a dense 1-D int64 array over genes."""
+        """One cell (column) as a dense 1-D int64 array over genes: one tile per patch."""
         j = self._lookup("cell", key)
         out = np.zeros(self.shape[0], dtype=np.int64)
         c = int(self.cells.rank[j])
-        for band in range(self.geometry.n_bands):
-            rows, cols, values = self.decode_tile(int(self.geometry.tile_starts[band]) + c // int(self.geometry.widths[band]))
+        if self.geometry.n_bands:
+            rows, cols, values = self._decode_tiles(self.geometry.tile_starts[:-1] + c // self.geometry.widths)
             hit = cols == c
             out[self.genes.order[rows[hit]]] = values[hit]
         return out
@@ -286,7 +302,8 @@ class SinrMatrix:
 
     def to_scipy(self) -> sp.csr_matrix:
         """The whole matrix, genes x cells, exact (int64)."""
-        parts = [self.decode_tile(t) for t in range(self.geometry.n_tiles)]
+        parts = [self._decode_tiles(np.arange(start, min(start + DECODE_BATCH_TILES, self.geometry.n_tiles)))
+                 for start in range(0, self.geometry.n_tiles, DECODE_BATCH_TILES)]
         if not parts:
             return sp.csr_matrix(self.shape, dtype=np.int64)
         rows, cols, values = (np.concatenate(x) for x in zip(*parts))

@@ -41,23 +41,58 @@ class GolombBitmap(Stage):
             coder.encode_reverse(q.astype(np.int32), halving_model(n_q))
 
     def decode_tile(self, coder: AnsCoder, n_nonzero: int, n_entries: int) -> np.ndarray:
-        """Sorted positions of the tile's nonzeros."""
+        """Sorted positions of one tile's nonzeros (the lean path for single-entry reads)."""
         k = min(n_nonzero, n_entries - n_nonzero)
-        if k == 0:
-            return np.arange(n_entries, dtype=np.int64) if n_nonzero else np.zeros(0, dtype=np.int64)
+        if k == 0 or n_nonzero != k:
+            return self.decode_tiles([coder], np.array([n_nonzero]), np.array([n_entries]))
         m = golomb_parameter(n_entries, k)
         n_q = (n_entries - k) // m + 1
-        q = checked_decode(coder, halving_model(n_q), k) if n_q > 1 else np.zeros(k, dtype=np.int64)
-        r = checked_decode(coder, uniform_model(m), k) if m > 1 else np.zeros(k, dtype=np.int64)
-        marked = np.cumsum(q * m + r + 1)
-        marked -= 1
-        if marked[-1] >= n_entries:
+        steps = checked_decode(coder, halving_model(n_q), k) * m if n_q > 1 else np.zeros(k, dtype=np.int64)
+        if m > 1:
+            steps += checked_decode(coder, uniform_model(m), k)
+        positions = np.cumsum(steps + 1)
+        positions -= 1
+        if positions[-1] >= n_entries:
             raise CorruptFileError("coded block is corrupt (position beyond its tile)")
-        if n_nonzero == k:
-            return marked
-        keep = np.ones(n_entries, dtype=bool)
-        keep[marked] = False
-        return np.flatnonzero(keep)
+        return positions
+
+    def decode_tiles(self, coders: list[AnsCoder], nonzeros: np.ndarray, entries: np.ndarray) -> np.ndarray:
+        """Sorted nonzero positions of several tiles, concatenated tile after tile.
+
+        The ANS reads are per tile; turning gaps into positions is one vectorised pass.
+        """
+        nonzeros, entries = np.asarray(nonzeros, np.int64), np.asarray(entries, np.int64)
+        marked = np.minimum(nonzeros, entries - nonzeros)
+        steps = []
+        for coder, k, n in zip(coders, marked.tolist(), entries.tolist()):
+            if k == 0:
+                continue
+            m = golomb_parameter(n, k)
+            n_q = (n - k) // m + 1
+            q = checked_decode(coder, halving_model(n_q), k) if n_q > 1 else np.zeros(k, dtype=np.int64)
+            r = checked_decode(coder, uniform_model(m), k) if m > 1 else np.zeros(k, dtype=np.int64)
+            steps.append(q * m + r + 1)
+        if not steps:
+            positions = np.zeros(0, dtype=np.int64)
+        else:
+            gaps = np.concatenate(steps)
+            running = np.cumsum(gaps)
+            coded = marked > 0
+            starts = np.concatenate([[0], np.cumsum(marked)[:-1]])
+            base = np.zeros(marked.size, dtype=np.int64)
+            base[coded] = running[starts[coded]] - gaps[starts[coded]]
+            positions = running - np.repeat(base, marked) - 1
+            if np.any(positions[starts[coded] + marked[coded] - 1] >= entries[coded]):
+                raise CorruptFileError("coded block is corrupt (position beyond its tile)")
+        complement = np.flatnonzero(marked != nonzeros)
+        if complement.size == 0:
+            return positions
+        parts = np.split(positions, np.cumsum(marked)[:-1])
+        for index in complement.tolist():
+            keep = np.ones(int(entries[index]), dtype=bool)
+            keep[parts[index]] = False
+            parts[index] = np.flatnonzero(keep)
+        return np.concatenate(parts)
 
     @staticmethod
     def pack_directory(nnz_per_tile: np.ndarray) -> bytes:

@@ -124,26 +124,38 @@ class ContextValueCoder(Stage):
         for group in reversed(np.split(order, cuts)):
             coder.encode_reverse(bins[group].astype(np.int32), self._model(int(contexts[group[0]])))
 
-    def decode_tile(self, coder: AnsCoder, contexts: np.ndarray) -> np.ndarray:
-        order = np.argsort(contexts, kind="stable")
-        counts = np.bincount(contexts, minlength=N_CONTEXTS)
-        groups = [checked_decode(coder, self._model(context), int(counts[context]))
-                  for context in np.flatnonzero(counts).tolist()]
+    def decode_tiles(self, coders: list[AnsCoder], contexts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """u of the nonzeros of several tiles (each tile's nonzeros contiguous, in position order).
+
+        Each tile's stream holds its bins grouped by context, then its offsets; streams are
+        independent, so all bins are read first and offsets only for tiles that need them.
+        """
+        sizes = np.asarray(sizes, dtype=np.int64)
+        tile_of = np.repeat(np.arange(sizes.size), sizes)
+        key = tile_of * N_CONTEXTS + contexts
+        order = np.argsort(key, kind="stable")
+        counts = np.bincount(key, minlength=sizes.size * N_CONTEXTS)
+        groups = [checked_decode(coders[k // N_CONTEXTS], self._model(k % N_CONTEXTS), int(counts[k]))
+                  for k in np.flatnonzero(counts).tolist()]
         bins = np.empty(contexts.size, dtype=np.int64)
         bins[order] = np.concatenate(groups) if groups else bins[:0]
         if bins.size and bins.max() >= N_BINS:
             raise CorruptFileError("coded block is corrupt (value bin out of range)")
         ranges = BIN_RANGE[bins]
-        if not (ranges > 1).any():
+        wide = ranges > 1
+        if not wide.any():
             return BIN_START[bins]
         offsets = np.zeros(bins.size, dtype=np.int64)
-        low_ranges = np.minimum(ranges, 1 << OFFSET_PART_BITS)
-        high_ranges = ranges >> OFFSET_PART_BITS
-        for part_ranges, shift in ((low_ranges, 0), (high_ranges, OFFSET_PART_BITS)):
-            wide = part_ranges > 1
-            if wide.any():
-                offsets[wide] += checked_decode_family(coder, UNIFORM_FAMILY,
-                                                       part_ranges[wide].astype(np.int32)) << shift
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        for tile in np.unique(tile_of[wide]).tolist():
+            span = slice(bounds[tile], bounds[tile + 1])
+            tile_ranges = ranges[span]
+            for part_ranges, shift in ((np.minimum(tile_ranges, 1 << OFFSET_PART_BITS), 0),
+                                       (tile_ranges >> OFFSET_PART_BITS, OFFSET_PART_BITS)):
+                part_wide = np.flatnonzero(part_ranges > 1)
+                if part_wide.size:
+                    offsets[bounds[tile] + part_wide] += checked_decode_family(
+                        coders[tile], UNIFORM_FAMILY, part_ranges[part_wide].astype(np.int32)) << shift
         return from_bins(bins, offsets)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of .sinr against the formats users have (python -m benchmarks run)."""

@@ -1,0 +1,171 @@
+"""The benchmark run: every format on every dataset, for size, exactness and speed."""
+from __future__ import annotations
+
+import csv
+import gc
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from scinrcodec.formats import CountMatrix, read_matrix
+
+from .formats import Format, formats
+from .reference import static_model_bits
+
+REPEATS = {"entry": 2000, "gene": 40, "cell": 40, "random1000": 5}
+QUICK_REPEATS = {"entry": 200, "gene": 5, "cell": 5, "random1000": 2}
+
+
+def _median_seconds(fn, arguments) -> float:
+    times = []
+    for args in arguments:
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_memory(fn):
+    gc.collect()
+    tracemalloc.start()
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, seconds, peak
+
+
+def measure(fmt: Format, m: CountMatrix, workdir: Path, repeats: dict, rng: np.random.Generator) -> dict:
+    path = workdir / f"bench{fmt.suffix}"
+    path.unlink(missing_ok=True)
+    stats, write_seconds, write_peak = _peak_memory(lambda: fmt.write(m, path))
+    size = path.stat().st_size
+    n_genes, n_cells = m.shape
+    nnz = max(m.counts.nnz, 1)
+    reader = fmt.open(path)
+    try:
+        decoded, read_seconds, read_peak = _peak_memory(reader.full)
+        decoded = decoded.tocsr()
+        truth = m.counts
+        row = {"format": fmt.name, "lossy": fmt.lossy, "bytes": size, "bits_per_nnz": size * 8 / nnz,
+               "write_s": write_seconds, "read_s": read_seconds,
+               "write_peak_mb": write_peak / 2**20, "read_peak_mb": read_peak / 2**20}
+        diff = (decoded - truth).tocsr()
+        row["exact"] = diff.nnz == 0
+        t = truth[truth.nonzero()].A1 if truth.nnz else np.zeros(0)
+        d = decoded[truth.nonzero()].A1 if truth.nnz else np.zeros(0)
+        row["exact_match_nonzeros"] = float(np.mean(t == d)) if t.size else 1.0
+        row["mean_abs_error"] = float(abs(diff).sum() / max(n_genes * n_cells, 1))
+        row["max_abs_error"] = int(abs(diff).max()) if diff.nnz else 0
+        row["zeros_preserved"] = ((decoded != 0) != (truth != 0)).nnz == 0
+        entries = list(zip(rng.integers(0, n_genes, repeats["entry"]).tolist(),
+                           rng.integers(0, n_cells, repeats["entry"]).tolist()))
+        reader.entry(*entries[0])
+        row["entry_us"] = _median_seconds(reader.entry, entries) * 1e6
+        expressed = np.flatnonzero(np.diff(truth.indptr))
+        genes = [(int(g),) for g in rng.choice(expressed, repeats["gene"])] if expressed.size else [(0,)]
+        row["gene_ms"] = _median_seconds(reader.gene, genes) * 1e3
+        cells = [(int(c),) for c in rng.integers(0, n_cells, repeats["cell"])]
+        row["cell_ms"] = _median_seconds(reader.cell, cells) * 1e3
+        batch = entries[:1000]
+        row["random1000_ms"] = _median_seconds(lambda: [reader.entry(i, j) for i, j in batch],
+                                               [()] * repeats["random1000"]) * 1e3
+        for (i, j) in entries[:50]:
+            if reader.entry(i, j) != decoded[i, j]:
+                raise AssertionError(f"{fmt.name}: random access disagrees with full read at ({i}, {j})")
+        if isinstance(stats, dict) and path.suffix == ".sinr":
+            row.update(_sinr_parts(path, nnz))
+    finally:
+        reader.close()
+    row["cold_entry_us"] = cold_entry_us(path, m, rng, fmt)
+    path.unlink(missing_ok=True)
+    return row
+
+
+def _sinr_parts(path: Path, nnz: int) -> dict:
+    import scinrcodec as sinr
+    from scinrcodec.report import size_by_part
+
+    with sinr.open(path) as f:
+        parts = {f"sinr_{k.replace(' ', '_')}_bits": v * 8 / nnz for k, v in size_by_part(f).items()}
+        parts["sirens_kept"] = sum(s is not None for s in f._sirens)
+        parts["patches"] = f.geometry.n_bands
+    return parts
+
+
+def cold_entry_us(path: Path, m: CountMatrix, rng: np.random.Generator, fmt: Format) -> float:
+    """Open + one entry, each time from a fresh open (the OS cache may still hold the file)."""
+    samples = []
+    for i, j in zip(rng.integers(0, m.shape[0], 20).tolist(), rng.integers(0, m.shape[1], 20).tolist()):
+        start = time.perf_counter()
+        reader = fmt.open(path)
+        reader.entry(i, j)
+        samples.append(time.perf_counter() - start)
+        reader.close()
+    return statistics.median(samples) * 1e6
+
+
+def environment() -> dict:
+    import constriction
+    import h5py
+    import scipy
+    import torch
+
+    import scinrcodec
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+                "h5py": h5py.__version__, "torch": torch.__version__, "scinrcodec": scinrcodec.__version__,
+                "constriction": getattr(constriction, "__version__", "0.5")}
+    return {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"{platform.processor() or platform.platform()}", **versions}
+
+
+def run(datasets: list[Path], out: Path, quick: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = out / "tmp"
+    workdir.mkdir(exist_ok=True)
+    repeats = QUICK_REPEATS if quick else REPEATS
+    rows = []
+    fmts = formats(quick)
+    progress = tqdm(total=len(datasets) * len(fmts), desc="benchmark", unit="run")
+    for dataset in datasets:
+        m = read_matrix(dataset)
+        reference_bits = static_model_bits(m.counts)
+        reference_size = None
+        for fmt in fmts:
+            progress.set_postfix_str(f"{dataset.name}: {fmt.name}")
+            rng = np.random.default_rng(0)
+            row = {"dataset": dataset.name, "genes": m.shape[0], "cells": m.shape[1], "nnz": m.counts.nnz,
+                   **measure(fmt, m, workdir, repeats, rng)}
+            if reference_size is None:
+                reference_size = row["bytes"]
+            row["ratio_to_10x"] = row["bytes"] / reference_size
+            row["static_model_bits_per_nnz"] = reference_bits
+            rows.append(row)
+            progress.update(1)
+    progress.close()
+    workdir.rmdir()
+    return rows
+
+
+def write_results(rows: list[dict], out: Path, env: dict) -> str:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    from .report import markdown, plots
+
+    text = markdown(rows, env)
+    (out / "results.md").write_text(text)
+    plots(rows, out)
+    return text
