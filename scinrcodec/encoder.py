@@ -176,7 +176,9 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
     progress.close()
 
     writer = ContainerWriter()
-    for name, values_list in (("names.gene_ids", matrix.gene_ids), ("names.gene_names", matrix.gene_names),
+    names_are_ids = matrix.gene_names is not None and matrix.gene_names == matrix.gene_ids
+    for name, values_list in (("names.gene_ids", matrix.gene_ids),
+                              ("names.gene_names", None if names_are_ids else matrix.gene_names),
                               ("names.cell_names", matrix.cell_names),
                               ("names.feature_types", matrix.feature_types)):
         if values_list is not None:
@@ -210,6 +212,7 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
         "shape": [int(n_genes), int(n_cells)], "nnz": int(counts.nnz), "n_expressed": int(n_expressed),
         "mode": options.mode, "max_error": quantiser.max_error,
         "names": [name for name in writer.sections if name.startswith("names.")],
+        "gene_names_are_ids": names_are_ids,
         "stages": [s.get_config() for s in (reorder, tiling, bitmap, quantiser, value_coder)],
         "geometry": geometry.to_header(),
         "options": {k: v for k, v in asdict(options).items() if k not in ("progress", "device", "layer")},

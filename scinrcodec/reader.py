@@ -140,6 +140,8 @@ class SinrMatrix:
 
     @property
     def gene_names(self) -> list[str] | None:
+        if self.header.get("gene_names_are_ids") is True:
+            return self.gene_ids
         return self._load_names("names.gene_names", self.shape[0])
 
     @property

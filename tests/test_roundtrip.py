@@ -69,6 +69,17 @@ def test_other_normalisations_decode_exactly(tmp_path, pbmc, monkeypatch, normal
         assert (f.to_scipy() != pbmc.counts).nnz == 0
 
 
+def test_gene_names_equal_to_ids_are_stored_once(tmp_path, pbmc):
+    from scinrcodec.formats import CountMatrix
+
+    same = CountMatrix(pbmc.counts, pbmc.gene_names, list(pbmc.gene_names), pbmc.cell_names)
+    out = tmp_path / "same.sinr"
+    sinr.encode(same, out, **FAST)
+    with sinr.open(out) as f:
+        assert "names.gene_names" not in f.section_sizes()
+        assert f.gene_names == pbmc.gene_names == f.gene_ids
+
+
 def test_submatrix_indexing(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, tile_nnz=64, patch_nnz=512, **FAST)
