@@ -23,7 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("datasets", nargs="*", type=Path)
     run.add_argument("--quick", action="store_true", help="small real cuts and few repeats (CI)")
     run.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    table1 = commands.add_parser("table1", help="reproduce the study's Table 1 (SIREN alone on one patch)")
+    table1.add_argument("--dataset", type=Path, default=None, help="default: pbmc4k_v2_soupx_half (or a cut)")
+    table1.add_argument("--hidden", type=int, default=128, help="width (the study: 2400; default 128 on CPU)")
+    table1.add_argument("--layers", type=int, default=10, help="hidden layers (the study: 10)")
+    table1.add_argument("--steps", type=int, default=1500)
+    table1.add_argument("--batch", type=int, default=4096)
+    table1.add_argument("--device", default=None, help="torch device, e.g. cuda")
+    table1.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    if args.command == "table1":
+        from .table1 import run_table1
+
+        dataset = args.dataset or (SHARED / "pbmc4k_v2_soupx_half" if SHARED.is_dir()
+                                   else FIXTURES / "pbmc4k_v2_soupx_half")
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(run_table1(dataset, args.hidden, args.layers, args.steps, args.batch, args.device, args.out))
+        return 0
     from .suite import environment, run as run_suite, write_results
 
     datasets = args.datasets or default_datasets(args.quick)

@@ -164,24 +164,117 @@ class H5adReader(Reader):
         self.adata.file.close()
 
 
+class ZarrReader(Reader):
+    """AnnData zarr store; random access through anndata's lazy sparse dataset over X."""
+
+    def __init__(self, path: Path) -> None:
+        import anndata
+        import zarr
+
+        self.path = path
+        self.x = anndata.io.sparse_dataset(zarr.open(str(path), mode="r")["X"])
+
+    def full(self):
+        import anndata
+
+        return sp.csr_matrix(anndata.read_zarr(self.path).X.T)
+
+    def entry(self, i, j):
+        return int(_dense(self.x[j, i]).ravel()[0])
+
+    def gene(self, i):
+        return _dense(self.x[:, i]).ravel()
+
+    def cell(self, j):
+        return _dense(self.x[j]).ravel()
+
+    def close(self):
+        pass
+
+
+class BPCellsReader(Reader):
+    """BPCells DirMatrix; gene-major files store cells x genes and are read through .T."""
+
+    def __init__(self, path: Path, gene_major: bool) -> None:
+        from bpcells.experimental import DirMatrix
+
+        self.m = DirMatrix(str(path)).T if gene_major else DirMatrix(str(path))
+
+    def full(self):
+        return sp.csr_matrix(self.m[:, :])
+
+    def entry(self, i, j):
+        return int(self.m[[i], [j]].toarray()[0, 0])
+
+    def gene(self, i):
+        return self.m[[i], :].toarray().ravel()
+
+    def cell(self, j):
+        return self.m[:, [j]].toarray().ravel()
+
+    def close(self):
+        pass
+
+
+def _bpcells(gene_major: bool):
+    def write(m: CountMatrix, path: Path) -> None:
+        from bpcells.experimental import DirMatrix
+
+        matrix = (m.counts.T if gene_major else m.counts).tocsc().astype(np.uint32)
+        DirMatrix.from_scipy_sparse(matrix, str(path))
+    return write
+
+
+def _zarr(m: CountMatrix, path: Path) -> None:
+    from scinrcodec.formats import to_anndata
+
+    to_anndata(m).write_zarr(path)
+
+
 def reference_format() -> Format:
     """10x Cell Ranger HDF5: the file every ratio is taken against."""
     return Format("10x HDF5 (Cell Ranger)", ".h5", lambda m, p: write_10x_h5(p, m),
                   lambda p: CompressedHdf5Reader(p, by_cell=True))
 
 
+def _hdf5_formats() -> list[Format]:
+    gzip = lambda level: dict(compression="gzip", compression_opts=level, shuffle=True)  # noqa: E731
+    compressions = [("uncompressed", {}), ("gzip-1", gzip(1)), ("gzip-4", gzip(4)), ("gzip-9", gzip(9)),
+                    ("lzf", dict(compression="lzf", shuffle=True))]
+    try:
+        import hdf5plugin
+
+        compressions.append(("zstd-19", dict(hdf5plugin.Zstd(clevel=19))))
+    except ImportError:
+        pass
+    listed = []
+    for label, by_cell in (("CSC", True), ("CSR", False)):
+        for name, options in compressions:
+            listed.append(Format(f"{label} HDF5 {name}", ".h5", _hdf5(by_cell, **options),
+                                 lambda p, by_cell=by_cell: CompressedHdf5Reader(p, by_cell)))
+    return listed
+
+
+def bpcells_formats() -> list[Format]:
+    """BPCells, when it installs (a note is printed where it does not)."""
+    try:
+        import bpcells.experimental  # noqa: F401
+    except ImportError:
+        print("note: bpcells is not installed; BPCells formats skipped")
+        return []
+    return [Format("BPCells cell-major", "", _bpcells(False), lambda p: BPCellsReader(p, False)),
+            Format("BPCells gene-major", "", _bpcells(True), lambda p: BPCellsReader(p, True))]
+
+
 def formats(quick: bool) -> list[Format]:
     siren_steps = dict(steps=40) if quick else {}
-    gzip = lambda level: dict(compression="gzip", compression_opts=level, shuffle=True)  # noqa: E731
-    listed = [
+    return [
         reference_format(),
-        Format("CSC HDF5 uncompressed", ".h5", _hdf5(True), lambda p: CompressedHdf5Reader(p, True)),
-        Format("CSR HDF5 gzip-4", ".h5", _hdf5(False, **gzip(4)), lambda p: CompressedHdf5Reader(p, False)),
-        Format("CSC HDF5 gzip-9", ".h5", _hdf5(True, **gzip(9)), lambda p: CompressedHdf5Reader(p, True)),
-        Format("CSC HDF5 lzf", ".h5", _hdf5(True, compression="lzf", shuffle=True),
-               lambda p: CompressedHdf5Reader(p, True)),
+        *_hdf5_formats(),
         Format("AnnData .h5ad (default)", ".h5ad", _anndata(None), H5adReader),
         Format("AnnData .h5ad gzip", ".h5ad", _anndata("gzip"), H5adReader),
+        Format("AnnData zarr", ".zarr", _zarr, ZarrReader),
+        *bpcells_formats(),
         Format(".sinr lossless", ".sinr", _sinr(**siren_steps), SinrReader),
         Format(".sinr lossless, no SIREN", ".sinr", _sinr(siren=False), SinrReader),
         Format(".sinr --max-error 1", ".sinr", _sinr(mode="max-error", max_error=1, siren=False), SinrReader,
@@ -190,11 +283,3 @@ def formats(quick: bool) -> list[Format]:
                lossy=True),
         Format(".sinr --inr-only", ".sinr", _sinr(mode="inr-only", **siren_steps), SinrReader, lossy=True),
     ]
-    try:
-        import hdf5plugin
-
-        listed.insert(5, Format("CSC HDF5 zstd", ".h5", _hdf5(True, **hdf5plugin.Zstd(clevel=19)),
-                                lambda p: CompressedHdf5Reader(p, True)))
-    except ImportError:
-        pass
-    return listed

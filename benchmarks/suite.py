@@ -5,6 +5,7 @@ import csv
 import gc
 import os
 import platform
+import shutil
 import statistics
 import time
 import tracemalloc
@@ -22,12 +23,20 @@ REPEATS = {"entry": 2000, "gene": 40, "cell": 40, "random1000": 5}
 QUICK_REPEATS = {"entry": 200, "gene": 5, "cell": 5, "random1000": 2}
 
 
+MEASURE_BUDGET_S = 4.0
+MIN_SAMPLES = 3
+
+
 def _median_seconds(fn, arguments) -> float:
+    """Median time of fn(*args) over the arguments, stopping early once the budget is spent."""
     times = []
+    started = time.perf_counter()
     for args in arguments:
         start = time.perf_counter()
         fn(*args)
         times.append(time.perf_counter() - start)
+        if len(times) >= MIN_SAMPLES and time.perf_counter() - started > MEASURE_BUDGET_S:
+            break
     return statistics.median(times)
 
 
@@ -42,11 +51,22 @@ def _peak_memory(fn):
     return result, seconds, peak
 
 
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def measure(fmt: Format, m: CountMatrix, workdir: Path, repeats: dict, rng: np.random.Generator) -> dict:
-    path = workdir / f"bench{fmt.suffix}"
-    path.unlink(missing_ok=True)
+    path = workdir / f"bench{fmt.suffix or '_dir'}"
+    _remove(path)
     stats, write_seconds, write_peak = _peak_memory(lambda: fmt.write(m, path))
-    size = path.stat().st_size
+    size = _size(path)
     n_genes, n_cells = m.shape
     nnz = max(m.counts.nnz, 1)
     reader = fmt.open(path)
@@ -85,7 +105,7 @@ def measure(fmt: Format, m: CountMatrix, workdir: Path, repeats: dict, rng: np.r
     finally:
         reader.close()
     row["cold_entry_us"] = cold_entry_us(path, m, rng, fmt)
-    path.unlink(missing_ok=True)
+    _remove(path)
     return row
 
 
@@ -102,14 +122,13 @@ def _sinr_parts(path: Path, nnz: int) -> dict:
 
 def cold_entry_us(path: Path, m: CountMatrix, rng: np.random.Generator, fmt: Format) -> float:
     """Open + one entry, each time from a fresh open (the OS cache may still hold the file)."""
-    samples = []
-    for i, j in zip(rng.integers(0, m.shape[0], 20).tolist(), rng.integers(0, m.shape[1], 20).tolist()):
-        start = time.perf_counter()
+    def open_and_read(i: int, j: int) -> None:
         reader = fmt.open(path)
         reader.entry(i, j)
-        samples.append(time.perf_counter() - start)
         reader.close()
-    return statistics.median(samples) * 1e6
+
+    points = zip(rng.integers(0, m.shape[0], 20).tolist(), rng.integers(0, m.shape[1], 20).tolist())
+    return _median_seconds(open_and_read, list(points)) * 1e6
 
 
 def environment() -> dict:

@@ -252,21 +252,21 @@ def _fit_patch_sirens(options, geometry, rows, cols, values, bins, contexts, ban
         span = slice(band_bounds[band], band_bounds[band + 1])
         start, stop = int(geometry.row_starts[band]), int(geometry.row_starts[band + 1])
         scale = coordinate_scale(stop - start, geometry.n_cells, options.coordinates)
-        best, best_cost = None, value_coder.code_length_bits(bins[span], contexts[span])
-        baseline_cost = best_cost
+        inr_only = options.mode == "inr-only"
+        baseline_cost = value_coder.code_length_bits(bins[span], contexts[span])
+        best, best_cost = None, np.inf if inr_only else baseline_cost
         for bits in options.weight_bits:
             patch = PatchSiren(quantiser.quantise(net.weights, net.biases, bits, scale), norm, bits)
             outputs = _patch_outputs(patch, geometry, band, rows[span], cols[span])
-            if options.mode == "inr-only":
-                exact = np.mean(np.maximum(np.rint(norm.means(outputs)), 1) == values[span])
-                cost = -exact
+            if inr_only:  # no residuals: keep the bit depth that reproduces most nonzeros
+                cost = -np.mean(np.maximum(np.rint(norm.means(outputs)), 1) == values[span])
             else:
                 cost = (value_coder.code_length_bits(bins[span], norm.contexts(outputs))
                         + patch.siren.n_parameters * bits + SIREN_META_BITS)
-            if best is None and options.mode == "inr-only" or cost < best_cost:
+            if cost < best_cost:
                 best, best_cost = patch, cost
         chosen.append(best)
-        if best is not None and options.mode != "inr-only":
+        if best is not None and not inr_only:
             saved_bits += baseline_cost - best_cost
     n_used = sum(p is not None for p in chosen)
     return chosen, {"patches": geometry.n_bands, "patches_with_siren": n_used,

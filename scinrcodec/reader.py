@@ -185,8 +185,12 @@ class SinrMatrix:
         width = np.minimum(geo.widths[band], self.shape[1] - first)
         return band, first, width, (geo.row_starts[band + 1] - geo.row_starts[band]) * width
 
-    def _decode_tiles(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Reordered (row, col, value) of the nonzeros of `tiles`, tile after tile in position order."""
+    def _decode_tiles(self, tiles: np.ndarray, *, row: int | None = None,
+                      col: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reordered (row, col, value) of the nonzeros of `tiles`, tile after tile in position order.
+
+        Given `row` or `col`, only that row's or column's nonzeros are returned, and values are
+        decoded only as far as they are needed."""
         tiles = np.asarray(tiles, dtype=np.int64)
         band, first, width, entries = self._tile_layout(tiles)
         nonzeros = self._tile_nnz[tiles]
@@ -197,9 +201,14 @@ class SinrMatrix:
         cols += first[tile_of]
         entry_band = band[tile_of]
         rows = local_rows + self.geometry.row_starts[entry_band]
-        return rows, cols, self._values_of(coders, nonzeros, rows, local_rows, cols, entry_band, band)
+        needed = rows == row if row is not None else (cols == col if col is not None else None)
+        values = self._values_of(coders, nonzeros, rows, local_rows, cols, entry_band, band, needed)
+        if needed is None:
+            return rows, cols, values
+        return rows[needed], cols[needed], values[needed]
 
-    def _values_of(self, coders, nonzeros, rows, local_rows, cols, entry_band, bands) -> np.ndarray:
+    def _values_of(self, coders, nonzeros, rows, local_rows, cols, entry_band, bands,
+                   needed: np.ndarray | None = None) -> np.ndarray:
         """Decode values given the tiles' decoders (positioned after their bitmaps)."""
         contexts = None if self.mode == "inr-only" else self._baseline.contexts(rows, cols)
         means = np.zeros(rows.size) if self.mode == "inr-only" else None
@@ -216,7 +225,7 @@ class SinrMatrix:
                 contexts[here] = patch.normalisation.contexts(outputs)
         if means is not None:
             return np.maximum(np.rint(means), 1).astype(np.int64)
-        return self._quantiser.decode(self._values.decode_tiles(coders, contexts, nonzeros))
+        return self._quantiser.decode(self._values.decode_tiles(coders, contexts, nonzeros, needed))
 
     def decode_tile(self, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reordered (gene, cell, value) of one tile's nonzeros."""
@@ -265,8 +274,10 @@ class SinrMatrix:
             return 0
         local_rows, cols = np.divmod(positions, width)
         cols += first
+        needed = np.zeros(positions.size, dtype=bool)
+        needed[rank] = True
         values = self._values_of([coder], np.array([positions.size]), local_rows + top, local_rows, cols,
-                                 np.full(positions.size, band), np.array([band]))
+                                 np.full(positions.size, band), np.array([band]), needed)
         return int(values[rank])
 
     def gene(self, key) -> np.ndarray:
@@ -277,10 +288,9 @@ class SinrMatrix:
         if g >= self.n_expressed:
             return out
         band = int(np.searchsorted(self.geometry.row_starts, g, side="right") - 1)
-        rows, cols, values = self._decode_tiles(
-            np.arange(self.geometry.tile_starts[band], self.geometry.tile_starts[band + 1]))
-        hit = rows == g
-        out[self.cells.order[cols[hit]]] = values[hit]
+        _, cols, values = self._decode_tiles(
+            np.arange(self.geometry.tile_starts[band], self.geometry.tile_starts[band + 1]), row=g)
+        out[self.cells.order[cols]] = values
         return out
 
     def cell(self, key) -> np.ndarray:
@@ -289,9 +299,8 @@ class SinrMatrix:
         out = np.zeros(self.shape[0], dtype=np.int64)
         c = int(self.cells.rank[j])
         if self.geometry.n_bands:
-            rows, cols, values = self._decode_tiles(self.geometry.tile_starts[:-1] + c // self.geometry.widths)
-            hit = cols == c
-            out[self.genes.order[rows[hit]]] = values[hit]
+            rows, _, values = self._decode_tiles(self.geometry.tile_starts[:-1] + c // self.geometry.widths, col=c)
+            out[self.genes.order[rows]] = values
         return out
 
     def __getitem__(self, key):

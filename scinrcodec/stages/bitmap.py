@@ -12,7 +12,7 @@ import numpy as np
 
 from ..container import pack_array, unpack_array
 from ..errors import CorruptFileError
-from .entropy import AnsCoder, checked_decode, halving_model, uniform_model
+from .entropy import AnsCoder, decoding_errors, halving_model, uniform_model
 from .registry import Stage, register_stage
 
 
@@ -47,9 +47,10 @@ class GolombBitmap(Stage):
             return self.decode_tiles([coder], np.array([n_nonzero]), np.array([n_entries]))
         m = golomb_parameter(n_entries, k)
         n_q = (n_entries - k) // m + 1
-        steps = checked_decode(coder, halving_model(n_q), k) * m if n_q > 1 else np.zeros(k, dtype=np.int64)
-        if m > 1:
-            steps += checked_decode(coder, uniform_model(m), k)
+        with decoding_errors():
+            steps = coder.decode(halving_model(n_q), k).astype(np.int64) * m if n_q > 1 else np.zeros(k, np.int64)
+            if m > 1:
+                steps += coder.decode(uniform_model(m), k)
         positions = np.cumsum(steps + 1)
         positions -= 1
         if positions[-1] >= n_entries:
@@ -64,18 +65,20 @@ class GolombBitmap(Stage):
         nonzeros, entries = np.asarray(nonzeros, np.int64), np.asarray(entries, np.int64)
         marked = np.minimum(nonzeros, entries - nonzeros)
         steps = []
-        for coder, k, n in zip(coders, marked.tolist(), entries.tolist()):
-            if k == 0:
-                continue
-            m = golomb_parameter(n, k)
-            n_q = (n - k) // m + 1
-            q = checked_decode(coder, halving_model(n_q), k) if n_q > 1 else np.zeros(k, dtype=np.int64)
-            r = checked_decode(coder, uniform_model(m), k) if m > 1 else np.zeros(k, dtype=np.int64)
-            steps.append(q * m + r + 1)
+        with decoding_errors():
+            for coder, k, n in zip(coders, marked.tolist(), entries.tolist()):
+                if k == 0:
+                    continue
+                m = golomb_parameter(n, k)
+                n_q = (n - k) // m + 1
+                step = coder.decode(halving_model(n_q), k).astype(np.int64) * m if n_q > 1 else np.zeros(k, np.int64)
+                if m > 1:
+                    step += coder.decode(uniform_model(m), k)
+                steps.append(step)
         if not steps:
             positions = np.zeros(0, dtype=np.int64)
         else:
-            gaps = np.concatenate(steps)
+            gaps = np.concatenate(steps) + 1
             running = np.cumsum(gaps)
             coded = marked > 0
             starts = np.concatenate([[0], np.cumsum(marked)[:-1]])

@@ -5,7 +5,9 @@ built from exactly representable numbers so encoder and decoder quantise probabi
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+from typing import Iterator
 
 import constriction
 import numpy as np
@@ -32,32 +34,16 @@ def categorical_model(weights: np.ndarray):
 
 
 def new_decoder(words: np.ndarray) -> AnsCoder:
-    try:
+    with decoding_errors():  # e.g. a stream ending in a zero word
         return AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # e.g. a stream ending in a zero word
-        raise CorruptFileError(f"coded block is corrupt ({type(exc).__name__})") from exc
 
 
-def checked_decode(coder: AnsCoder, model, count: int) -> np.ndarray:
-    """Decode `count` symbols, turning constriction's errors on damaged input into ours."""
-    if count == 0:
-        return np.zeros(0, dtype=np.int32)
+@contextlib.contextmanager
+def decoding_errors() -> Iterator[None]:
+    """Turn constriction's errors on damaged streams (ValueError, or a Rust panic) into ours."""
     try:
-        return np.asarray(coder.decode(model, count), dtype=np.int64)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # constriction raises ValueError, or a Rust panic, on damaged streams
-        raise CorruptFileError(f"coded block is corrupt ({type(exc).__name__})") from exc
-
-
-def checked_decode_family(coder: AnsCoder, family, params: np.ndarray) -> np.ndarray:
-    if params.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    try:
-        return np.asarray(coder.decode(family, params), dtype=np.int64)
-    except (KeyboardInterrupt, SystemExit):
+        yield
+    except (KeyboardInterrupt, SystemExit, CorruptFileError):
         raise
     except BaseException as exc:
         raise CorruptFileError(f"coded block is corrupt ({type(exc).__name__})") from exc

@@ -40,14 +40,12 @@ def fit_sirens(coords: list[np.ndarray], targets: list[np.ndarray], *, width: in
     device = pick_device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     fitted: list[TrainedSiren] = []
-    threads = torch.get_num_threads()
     for start in range(0, len(coords), patches_per_step):
         chunk = slice(start, start + patches_per_step)
         fitted.extend(_fit_chunk(coords[chunk], targets[chunk], width, hidden_layers, steps, batch,
                                  learning_rate, generator, device))
         if on_patches_done:
             on_patches_done(len(coords[chunk]))
-    torch.set_num_threads(threads)
     return fitted
 
 

@@ -88,8 +88,10 @@ class RowBandTiling(Stage):
         return {"patch_nnz": self.patch_nnz, "tile_nnz": self.tile_nnz}
 
     def balanced_patch_nnz(self, nnz: int) -> int:
-        """Patch size making a gene row and a cell column cost about the same number of tiles."""
-        return int(np.clip(np.sqrt(nnz * self.tile_nnz), 8 * self.tile_nnz, 1 << 20))
+        """Patch size making a gene row (one patch's tiles) and a cell column (one tile per patch)
+        cost about the same: sqrt(nnz x tile_nnz), times 1.15 because a column read decodes more of
+        each tile's values than a row read does (measured on pbmc4k)."""
+        return int(np.clip(1.15 * np.sqrt(nnz * self.tile_nnz), 8 * self.tile_nnz, 1 << 20))
 
     def plan(self, row_nnz: np.ndarray, n_cells: int) -> Geometry:
         """Cut expressed rows (reordered, nnz per row given) into bands and tiles."""

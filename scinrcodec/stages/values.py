@@ -13,7 +13,7 @@ import numpy as np
 
 from ..container import pack_array, unpack_array
 from ..errors import CorruptFileError
-from .entropy import UNIFORM_FAMILY, AnsCoder, categorical_model, checked_decode, checked_decode_family
+from .entropy import UNIFORM_FAMILY, AnsCoder, categorical_model, decoding_errors
 from .registry import Stage, register_stage
 
 MANTISSA_BITS = 3
@@ -124,39 +124,61 @@ class ContextValueCoder(Stage):
         for group in reversed(np.split(order, cuts)):
             coder.encode_reverse(bins[group].astype(np.int32), self._model(int(contexts[group[0]])))
 
-    def decode_tiles(self, coders: list[AnsCoder], contexts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    def decode_tiles(self, coders: list[AnsCoder], contexts: np.ndarray, sizes: np.ndarray,
+                     needed: np.ndarray | None = None) -> np.ndarray:
         """u of the nonzeros of several tiles (each tile's nonzeros contiguous, in position order).
 
-        Each tile's stream holds its bins grouped by context, then its offsets; streams are
-        independent, so all bins are read first and offsets only for tiles that need them.
+        A tile's stream holds its bins grouped by context, in increasing context, then its
+        offsets. With `needed` (a boolean mask), a tile's groups are read only up to the last one
+        holding a needed nonzero, unless a needed bin has an offset; other entries are then -1.
         """
         sizes = np.asarray(sizes, dtype=np.int64)
         tile_of = np.repeat(np.arange(sizes.size), sizes)
         key = tile_of * N_CONTEXTS + contexts
-        order = np.argsort(key, kind="stable")
+        narrow = key.astype(np.uint16) if sizes.size * N_CONTEXTS <= 1 << 16 else key
+        order = np.argsort(narrow, kind="stable")  # a radix sort for 16-bit keys
         counts = np.bincount(key, minlength=sizes.size * N_CONTEXTS)
-        groups = [checked_decode(coders[k // N_CONTEXTS], self._model(k % N_CONTEXTS), int(counts[k]))
-                  for k in np.flatnonzero(counts).tolist()]
-        bins = np.empty(contexts.size, dtype=np.int64)
-        bins[order] = np.concatenate(groups) if groups else bins[:0]
-        if bins.size and bins.max() >= N_BINS:
+        starts = np.cumsum(counts) - counts
+        last = np.full(sizes.size, np.iinfo(np.int64).max)
+        if needed is not None:
+            last[:] = -1
+            np.maximum.at(last, tile_of[needed], key[needed])
+        bins = np.full(contexts.size, -1, dtype=np.int64)
+
+        def read_groups(keys: list[int]) -> None:
+            with decoding_errors():
+                for k in keys:
+                    members = order[starts[k]: starts[k] + counts[k]]
+                    bins[members] = coders[k // N_CONTEXTS].decode(self._model(k % N_CONTEXTS), members.size)
+
+        present = np.flatnonzero(counts)
+        early = present <= last[present // N_CONTEXTS]
+        read_groups(present[early].tolist())
+        if bins.max(initial=0) >= N_BINS:
             raise CorruptFileError("coded block is corrupt (value bin out of range)")
-        ranges = BIN_RANGE[bins]
-        wide = ranges > 1
-        if not wide.any():
-            return BIN_START[bins]
+        decoded = bins >= 0
+        ranges = np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
+        wide_tiles = np.unique(tile_of[(ranges > 1) & (decoded if needed is None else needed)])
+        if wide_tiles.size == 0:
+            return np.where(decoded, BIN_START[np.where(decoded, bins, 0)], -1)
+        late = present[~early]
+        read_groups(late[np.isin(late // N_CONTEXTS, wide_tiles)].tolist())
+        if bins.max(initial=0) >= N_BINS:
+            raise CorruptFileError("coded block is corrupt (value bin out of range)")
+        decoded = bins >= 0
+        ranges = np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
         offsets = np.zeros(bins.size, dtype=np.int64)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        for tile in np.unique(tile_of[wide]).tolist():
-            span = slice(bounds[tile], bounds[tile + 1])
-            tile_ranges = ranges[span]
+        for tile in wide_tiles.tolist():
+            tile_ranges = ranges[bounds[tile]: bounds[tile + 1]]
             for part_ranges, shift in ((np.minimum(tile_ranges, 1 << OFFSET_PART_BITS), 0),
                                        (tile_ranges >> OFFSET_PART_BITS, OFFSET_PART_BITS)):
                 part_wide = np.flatnonzero(part_ranges > 1)
                 if part_wide.size:
-                    offsets[bounds[tile] + part_wide] += checked_decode_family(
-                        coders[tile], UNIFORM_FAMILY, part_ranges[part_wide].astype(np.int32)) << shift
-        return from_bins(bins, offsets)
+                    with decoding_errors():
+                        part = coders[tile].decode(UNIFORM_FAMILY, part_ranges[part_wide].astype(np.int32))
+                    offsets[bounds[tile] + part_wide] += part.astype(np.int64) << shift
+        return np.where(decoded, BIN_START[np.where(decoded, bins, 0)] + offsets, -1)
 
 
 def _offset_parts(offsets: np.ndarray, ranges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
