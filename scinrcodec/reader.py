@@ -227,10 +227,6 @@ class SinrMatrix:
             return np.maximum(np.rint(means), 1).astype(np.int64)
         return self._quantiser.decode(self._values.decode_tiles(coders, contexts, nonzeros, needed))
 
-    def decode_tile(self, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Reordered (gene, cell, value) of one tile's nonzeros."""
-        return self._decode_tiles(np.array([tile]))
-
     def _gather(self, gene_index: np.ndarray, cell_index: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
         out_shape = (gene_index.size, cell_index.size)

@@ -175,3 +175,18 @@ def test_empty_and_tiny_matrices(tmp_path):
             if matrix.shape[0] and matrix.shape[1]:
                 assert f[0, 0] == matrix[0, 0]
                 assert np.array_equal(f.gene(0), matrix[0].toarray().ravel())
+
+
+def test_reading_never_imports_torch(tmp_path, pbmc):
+    import subprocess
+    import sys
+
+    out = tmp_path / "x.sinr"
+    sinr.encode(pbmc, out, **FAST)
+    script = ("import sys, scinrcodec as s\n"
+              f"m = s.open({str(out)!r}); m.to_scipy(); m.gene(0); m.cell(0); m[0, 0]; m.to_anndata()\n"
+              "s.decode(m.source, sys.argv[1])\n"
+              "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.h5ad")], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr

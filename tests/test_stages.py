@@ -30,6 +30,16 @@ def test_bitmap_round_trip(n_entries, data):
     assert np.array_equal(GolombBitmap().decode_tile(decoder, k, n_entries), positions)
 
 
+def test_bitmap_escapes_long_gaps():
+    """A gap far beyond the mean needs the escaped quotient (63 and above)."""
+    positions = np.concatenate([np.arange(100), np.arange(99_900, 100_000)])
+    for n_entries in (100_000, 2**24 - 1):
+        coder = AnsCoder()
+        GolombBitmap().encode_tile(coder, positions, n_entries)
+        decoded = GolombBitmap().decode_tile(new_decoder(coder.get_compressed()), positions.size, n_entries)
+        assert np.array_equal(decoded, positions)
+
+
 def test_bitmap_cost_is_near_the_binomial_bound():
     rng = np.random.default_rng(0)
     n, k = 20000, 400

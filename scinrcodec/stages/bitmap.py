@@ -3,7 +3,8 @@
 The rank directory is the list of nonzeros per tile (its prefix sum gives the global index of
 each tile's first nonzero). Inside a tile, with rows and columns sorted by detection rate and
 depth, nonzeros are close to i.i.d., so the gaps between them (row-major) are near-geometric and
-are Golomb-coded through ANS: quotient with P(q) = 2**-(q+1), remainder uniform. A tile more than
+are Golomb-coded through ANS: quotient with P(q) = 2**-(q+1) (63 and above escaped to a uniform
+excess, so models stay small), remainder uniform. A tile more than
 half full codes its zeros instead. rank(pos) and select(k) then cost one tile decode.
 """
 from __future__ import annotations
@@ -14,6 +15,9 @@ from ..container import pack_array, unpack_array
 from ..errors import CorruptFileError
 from .entropy import AnsCoder, decoding_errors, halving_model, uniform_model
 from .registry import Stage, register_stage
+
+
+QUOTIENT_SYMBOLS = 64
 
 
 def golomb_parameter(n_entries: int, n_marked: int) -> int:
@@ -37,8 +41,14 @@ class GolombBitmap(Stage):
         if m > 1:
             coder.encode_reverse(r.astype(np.int32), uniform_model(m))
         n_q = (n_entries - k) // m + 1
+        if n_q > QUOTIENT_SYMBOLS:
+            escaped = q >= QUOTIENT_SYMBOLS - 1
+            if escaped.any():
+                coder.encode_reverse((q[escaped] - (QUOTIENT_SYMBOLS - 1)).astype(np.int32),
+                                     uniform_model(n_q - QUOTIENT_SYMBOLS + 1))
+            q = np.minimum(q, QUOTIENT_SYMBOLS - 1)
         if n_q > 1:
-            coder.encode_reverse(q.astype(np.int32), halving_model(n_q))
+            coder.encode_reverse(q.astype(np.int32), halving_model(min(n_q, QUOTIENT_SYMBOLS)))
 
     def decode_tile(self, coder: AnsCoder, n_nonzero: int, n_entries: int) -> np.ndarray:
         """Sorted positions of one tile's nonzeros (the lean path for single-entry reads)."""
@@ -46,9 +56,8 @@ class GolombBitmap(Stage):
         if k == 0 or n_nonzero != k:
             return self.decode_tiles([coder], np.array([n_nonzero]), np.array([n_entries]))
         m = golomb_parameter(n_entries, k)
-        n_q = (n_entries - k) // m + 1
         with decoding_errors():
-            steps = coder.decode(halving_model(n_q), k).astype(np.int64) * m if n_q > 1 else np.zeros(k, np.int64)
+            steps = _read_quotients(coder, k, (n_entries - k) // m + 1) * m
             if m > 1:
                 steps += coder.decode(uniform_model(m), k)
         positions = np.cumsum(steps + 1)
@@ -70,8 +79,7 @@ class GolombBitmap(Stage):
                 if k == 0:
                     continue
                 m = golomb_parameter(n, k)
-                n_q = (n - k) // m + 1
-                step = coder.decode(halving_model(n_q), k).astype(np.int64) * m if n_q > 1 else np.zeros(k, np.int64)
+                step = _read_quotients(coder, k, (n - k) // m + 1) * m
                 if m > 1:
                     step += coder.decode(uniform_model(m), k)
                 steps.append(step)
@@ -104,6 +112,18 @@ class GolombBitmap(Stage):
     @staticmethod
     def unpack_directory(payload, n_tiles: int) -> np.ndarray:
         return unpack_array(payload, "u4", n_tiles, what="rank directory").astype(np.int64)
+
+
+def _read_quotients(coder: AnsCoder, count: int, n_quotients: int) -> np.ndarray:
+    """Golomb quotients: symbols 0..62 directly, 63 an escape followed by a uniform excess."""
+    if n_quotients <= 1:
+        return np.zeros(count, dtype=np.int64)
+    q = coder.decode(halving_model(min(n_quotients, QUOTIENT_SYMBOLS)), count).astype(np.int64)
+    if n_quotients > QUOTIENT_SYMBOLS:
+        escaped = np.flatnonzero(q == QUOTIENT_SYMBOLS - 1)
+        if escaped.size:
+            q[escaped] += coder.decode(uniform_model(n_quotients - QUOTIENT_SYMBOLS + 1), escaped.size)
+    return q
 
 
 def _marked(positions: np.ndarray, n_entries: int) -> np.ndarray:

@@ -14,11 +14,13 @@ import sys
 import zlib
 
 import atheris
+import constriction  # noqa: F401  (dependencies are imported first so only scinrcodec is instrumented)
+import msgpack
+import numpy  # noqa: F401
+import scipy.sparse  # noqa: F401
+import zstandard  # noqa: F401
 
-with atheris.instrument_imports():
-    import msgpack
-    import numpy as np
-
+with atheris.instrument_imports(include=["scinrcodec"]):
     from scinrcodec.container import PREAMBLE, seal_preamble
     from scinrcodec.errors import SinrError
     from scinrcodec.reader import SinrMatrix
