@@ -19,8 +19,19 @@ def _table(rows: list[dict], columns) -> list[str]:
     lines = ["| " + " | ".join(title for _, title, _ in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(fmt.format(row[key]) if key in row else "" for key, _, fmt in columns) + " |")
+        lines.append("| " + " | ".join(fmt.format(row[key]) if row.get(key) is not None else "n/a"
+                                       for key, _, fmt in columns) + " |")
     return lines
+
+
+def _timing_note() -> str:
+    from .suite import MEASURE_BUDGET_S, MIN_SAMPLES, RANDOM_BATCH_LIMIT_S, REPEATS
+
+    return (f"Latencies are medians of warm reads (file open; up to {REPEATS['entry']:,} random entries, "
+            f"{REPEATS['gene']} genes and {REPEATS['cell']} cells, each measure stopping after "
+            f"{MEASURE_BUDGET_S:g} s with at least {MIN_SAMPLES} samples); 'cold entry' opens the file for each "
+            f"read; '1000 entries' is n/a where the single-entry median predicts more than "
+            f"{RANDOM_BATCH_LIMIT_S:g} s. Peak memory is Python-allocated memory (tracemalloc).")
 
 
 def markdown(rows: list[dict], env: dict) -> str:
@@ -28,9 +39,7 @@ def markdown(rows: list[dict], env: dict) -> str:
              f"Date {env['date']}; machine: {env['machine']}; " + ", ".join(
                  f"{k} {v}" for k, v in env.items() if k not in ("date", "machine")) + ".", "",
              "Ratios are file sizes (names included) over the 10x Cell Ranger HDF5 file (CSC, int32 data, int64 "
-             "indices, gzip 4 + shuffle, 80,000-element chunks). Latencies are medians over repeats of warm "
-             "reads (file open, random entries, genes and cells; up to 2,000 entries, 40 genes, 40 cells, each "
-             "measure stopping after 8 s with at least 3 samples); 'cold entry' opens the file each time.", ""]
+             "indices, gzip 4 + shuffle, 80,000-element chunks). " + _timing_note(), ""]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         subset = [r for r in rows if r["dataset"] == dataset]
         first = subset[0]
