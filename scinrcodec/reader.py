@@ -99,7 +99,9 @@ class SinrMatrix:
             self._load_sirens(c)
         if self.mode == "inr-only" and any(s is None for s in self._sirens):
             raise CorruptFileError(f"{self.source}: an --inr-only file lacks a patch's SIREN")
-        self.stats = header.get("stats", {}) if isinstance(header.get("stats"), dict) else {}
+        stats = header.get("stats")
+        self.stats = {k: v for k, v in stats.items() if isinstance(k, str) and isinstance(v, (int, float))
+                      and not isinstance(v, bool)} if isinstance(stats, dict) else {}
         self.header = header
 
     def _load_sirens(self, c: Container) -> None:
