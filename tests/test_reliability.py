@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scinrcodec as sinr
@@ -84,6 +84,8 @@ def test_every_kind_of_damage_is_detected(files):
                 _read_all(blob + garbage)
         tried += len(flips) + len(cuts) + 3
         _read_all(blob)
+        print(f"{name}: {len(flips)} byte flips ({data_start} header/table bytes), {len(cuts)} truncations, "
+              f"3 appends: all detected")
     assert tried > 2400 + 4 * 200
 
 
@@ -145,10 +147,19 @@ def count_matrices(draw):
 
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EDGE_CASES = [sp.csr_matrix((0, 0), dtype=np.int64), sp.csr_matrix(np.array([[5]])),
+              sp.csr_matrix(np.array([[0, 3, 0, 0, 9, 1]])), sp.csr_matrix(np.zeros((4, 1), dtype=np.int64)),
+              sp.csr_matrix(np.full((6, 5), 3)), sp.csr_matrix(np.array([[0, 2**31 - 1], [0, 0]]))]
 
 
 @PROPERTY
 @given(count_matrices(), st.sampled_from([1, 3, 64]))
+@example(EDGE_CASES[0], 1)
+@example(EDGE_CASES[1], 1)
+@example(EDGE_CASES[2], 3)
+@example(EDGE_CASES[3], 3)
+@example(EDGE_CASES[4], 64)
+@example(EDGE_CASES[5], 1)
 def test_lossless_round_trip_and_random_access_agree(tmp_path, matrix, tile_nnz):
     out = tmp_path / "p.sinr"
     sinr.encode(matrix, out, force=True, tile_nnz=tile_nnz, patch_nnz=4 * tile_nnz, **FAST)
