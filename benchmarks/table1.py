@@ -43,7 +43,7 @@ def run_table1(dataset: Path, width: int, layers: int, steps: int, batch: int, d
     n_rows, n_cols = patch.shape
     coords = centred_coordinates(rows, cols, n_rows, n_cols) * np.asarray(coordinate_scale(n_rows, n_cols,
                                                                                              "per-axis"))
-    lines = [f"# The study's Table 1, reproduced", "",
+    lines = ["# The study's Table 1, reproduced", "",
              f"Patch: {n_rows} random expressed genes x {n_cols} random cells of `{dataset.name}` (seed {seed}), "
              f"{values.size:,} nonzeros. SIREN: {layers} hidden sine layers of width {width} (w0 = 30, SIREN "
              f"initialisation, coordinates in [-1, 1]), MSE on the nonzeros, Adam, {steps} steps of {batch} points"

@@ -91,13 +91,12 @@ def _check_names(names: list[str] | None, what: str) -> None:
 
 
 class _Progress:
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
+    def __init__(self, enabled: bool, total: int, desc: str, unit: str) -> None:
         self.bar = None
         if enabled and total:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="patch" if "SIREN" in desc else "tile",
-                            leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -156,23 +155,21 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
     words, lengths = [], np.zeros(geometry.n_tiles, dtype=np.int64)
     position_bits = value_bits = 0
     code_values = options.mode != "inr-only"
-    progress = _Progress(options.progress, geometry.n_tiles, "coding tiles")
-    for band in range(geometry.n_bands):
-        for block in range(int(geometry.tile_starts[band + 1] - geometry.tile_starts[band])):
-            tile = int(geometry.tile_starts[band]) + block
-            n_rows, _, width = geometry.tile_shape(band, block)
-            members = order[tile_bounds[tile]: tile_bounds[tile + 1]]
-            coder = AnsCoder()
-            if code_values and members.size:
-                value_coder.encode_tile(coder, coded[members], contexts[members])
-            after_values = coder.num_valid_bits()
-            bitmap.encode_tile(coder, positions[members], n_rows * width)
-            value_bits += after_values
-            position_bits += coder.num_valid_bits() - after_values
-            tile_words = coder.get_compressed()
-            words.append(tile_words)
-            lengths[tile] = tile_words.size
-            progress.update(1)
+    progress = _Progress(options.progress, geometry.n_tiles, "coding tiles", "tile")
+    entries = geometry.layout(np.arange(geometry.n_tiles))[3]
+    for tile in range(geometry.n_tiles):
+        members = order[tile_bounds[tile]: tile_bounds[tile + 1]]
+        coder = AnsCoder()
+        if code_values and members.size:
+            value_coder.encode_tile(coder, coded[members], contexts[members])
+        after_values = coder.num_valid_bits()
+        bitmap.encode_tile(coder, positions[members], int(entries[tile]))
+        value_bits += after_values
+        position_bits += coder.num_valid_bits() - after_values
+        tile_words = coder.get_compressed()
+        words.append(tile_words)
+        lengths[tile] = tile_words.size
+        progress.update(1)
     progress.close()
 
     writer = ContainerWriter()
@@ -240,7 +237,7 @@ def _fit_patch_sirens(options, geometry, rows, cols, values, bins, contexts, ban
         norm = Normalisation.fit(options.normalisation, values[span])
         norms.append(norm)
         targets.append(norm.forward(values[span]))
-    progress = _Progress(options.progress, geometry.n_bands, "fitting SIRENs")
+    progress = _Progress(options.progress, geometry.n_bands, "fitting SIRENs", "patch")
     trained = fit_sirens(coords, targets, width=options.width, hidden_layers=options.hidden_layers,
                          steps=options.steps, batch=options.batch, learning_rate=options.learning_rate,
                          seed=options.seed, device=options.device, on_patches_done=progress.update)

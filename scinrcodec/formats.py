@@ -24,7 +24,6 @@ from .errors import InvalidInputError, OutputExistsError
 
 MAX_COUNT = 2**31 - 1
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-SINR_SUFFIX = ".sinr"
 
 
 @dataclass
@@ -349,7 +348,7 @@ def to_anndata(m: CountMatrix):
     var["gene_ids"] = m.filled_gene_ids()
     var["feature_types"] = m.filled_feature_types()
     obs = pd.DataFrame(index=pd.Index(m.filled_cell_names(), dtype=str))
-    x = sp.csr_matrix(m.counts.T.astype(np.int32 if m.counts.nnz == 0 or m.counts.data.max() <= MAX_COUNT else np.int64))
+    x = sp.csr_matrix(m.counts.T.astype(np.int32))  # validated counts are below 2**31
     with _quiet_anndata():
         adata = anndata.AnnData(X=x, obs=obs, var=var)
     return adata

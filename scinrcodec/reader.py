@@ -83,11 +83,7 @@ class SinrMatrix:
         self._words = np.frombuffer(words, dtype="<u4")
         if int(self._tile_nnz.sum()) != self.nnz:
             raise CorruptFileError(f"{self.source}: rank directory does not add up to nnz")
-        band = np.repeat(np.arange(self.geometry.n_bands), np.diff(self.geometry.tile_starts))
-        block = np.arange(n_tiles) - self.geometry.tile_starts[band]
-        heights = np.diff(self.geometry.row_starts)[band]
-        widths = np.minimum(self.geometry.widths[band], n_cells - block * self.geometry.widths[band])
-        if np.any(self._tile_nnz > heights * widths):
+        if np.any(self._tile_nnz > self.geometry.layout(np.arange(n_tiles))[3]):
             raise CorruptFileError(f"{self.source}: a tile declares more nonzeros than entries")
         self._first_nonzero = np.concatenate([[0], np.cumsum(self._tile_nnz)])
         self._baseline = Baseline.unpack(c.section("baseline.genes"), c.section("baseline.cells"),
@@ -117,9 +113,9 @@ class SinrMatrix:
                     and 0 <= entry[0] < self.geometry.n_bands and isinstance(entry[1], dict)):
                 raise CorruptFileError(f"{self.source}: SIREN metadata is malformed")
             layers = entry[1].get("layers")
-            if not isinstance(layers, list) or not all(isinstance(l, list) and len(l) == 5 for l in layers):
+            if not isinstance(layers, list) or not all(isinstance(layer, list) and len(layer) == 5 for layer in layers):
                 raise CorruptFileError(f"{self.source}: SIREN metadata is malformed")
-            sizes.append(sum(int(l[0]) * int(l[1]) + int(l[0]) for l in layers))
+            sizes.append(sum(int(layer[0]) * int(layer[1]) + int(layer[0]) for layer in layers))
         flat = unpack_array(c.section("siren.weights"), "i2", sum(sizes), what="SIREN weights").astype(np.int64)
         used = 0
         for (band, patch_meta), size in zip(meta, sizes):
@@ -179,14 +175,6 @@ class SinrMatrix:
 
     # ------------------------------------------------------------------------------ decoding
 
-    def _tile_layout(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Band, first column, width and number of entries of each tile."""
-        geo = self.geometry
-        band = np.searchsorted(geo.tile_starts, tiles, side="right") - 1
-        first = (tiles - geo.tile_starts[band]) * geo.widths[band]
-        width = np.minimum(geo.widths[band], self.shape[1] - first)
-        return band, first, width, (geo.row_starts[band + 1] - geo.row_starts[band]) * width
-
     def _decode_tiles(self, tiles: np.ndarray, *, row: int | None = None,
                       col: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reordered (row, col, value) of the nonzeros of `tiles`, tile after tile in position order.
@@ -194,7 +182,7 @@ class SinrMatrix:
         Given `row` or `col`, only that row's or column's nonzeros are returned, and values are
         decoded only as far as they are needed."""
         tiles = np.asarray(tiles, dtype=np.int64)
-        band, first, width, entries = self._tile_layout(tiles)
+        band, first, width, entries = self.geometry.layout(tiles)
         nonzeros = self._tile_nnz[tiles]
         coders = [new_decoder(self._words[self._word_offsets[t]: self._word_offsets[t + 1]]) for t in tiles.tolist()]
         positions = self._bitmap.decode_tiles(coders, nonzeros, entries)
@@ -204,14 +192,15 @@ class SinrMatrix:
         entry_band = band[tile_of]
         rows = local_rows + self.geometry.row_starts[entry_band]
         needed = rows == row if row is not None else (cols == col if col is not None else None)
-        values = self._values_of(coders, nonzeros, rows, local_rows, cols, entry_band, band, needed)
+        values = self._values_of(coders, nonzeros, local_rows, cols, entry_band, band, needed)
         if needed is None:
             return rows, cols, values
         return rows[needed], cols[needed], values[needed]
 
-    def _values_of(self, coders, nonzeros, rows, local_rows, cols, entry_band, bands,
+    def _values_of(self, coders, nonzeros, local_rows, cols, entry_band, bands,
                    needed: np.ndarray | None = None) -> np.ndarray:
         """Decode values given the tiles' decoders (positioned after their bitmaps)."""
+        rows = local_rows + self.geometry.row_starts[entry_band]
         contexts = None if self.mode == "inr-only" else self._baseline.contexts(rows, cols)
         means = np.zeros(rows.size) if self.mode == "inr-only" else None
         for b in set(bands.tolist()):
@@ -274,7 +263,7 @@ class SinrMatrix:
         cols += first
         needed = np.zeros(positions.size, dtype=bool)
         needed[rank] = True
-        values = self._values_of([coder], np.array([positions.size]), local_rows + top, local_rows, cols,
+        values = self._values_of([coder], np.array([positions.size]), local_rows, cols,
                                  np.full(positions.size, band), np.array([band]), needed)
         return int(values[rank])
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scinrcodec as sinr
-from conftest import DATA, FAST, SMALL_SIREN
+from conftest import FAST, SMALL_SIREN
 from scinrcodec.container import PREAMBLE
 from scinrcodec.reader import SinrMatrix
 
@@ -52,7 +52,7 @@ def _read_all(blob: bytes) -> None:
     m = SinrMatrix(blob)
     m.to_scipy()
     m.gene(0), m.cell(0), m[1, 2], m[:5, :5]
-    m.gene_names, m.gene_ids, m.cell_names, m.feature_types
+    _ = m.gene_names, m.gene_ids, m.cell_names, m.feature_types
 
 
 def _layout(blob: bytes) -> tuple[int, list[int]]:

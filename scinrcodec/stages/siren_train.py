@@ -100,5 +100,6 @@ def _fit_chunk(coords, targets, width, hidden_layers, steps, batch, learning_rat
         loss.backward()
         optimiser.step()
     weights = [p.detach().cpu().numpy().astype(np.float64) for p in params]
-    return [TrainedSiren([weights[2 * l][i] for l in range(len(weights) // 2)],
-                         [weights[2 * l + 1][i, 0] for l in range(len(weights) // 2)]) for i in range(n_patches)]
+    layers = range(len(weights) // 2)
+    return [TrainedSiren([weights[2 * k][i] for k in layers], [weights[2 * k + 1][i, 0] for k in layers])
+            for i in range(n_patches)]

@@ -40,11 +40,12 @@ class Geometry:
     def band_of_rows(self, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.row_starts, rows, side="right") - 1
 
-    def tile_shape(self, band: int, column_block: int) -> tuple[int, int, int]:
-        """(rows, first cell, cells) of one tile."""
-        width = int(self.widths[band])
-        first = column_block * width
-        return (int(self.row_starts[band + 1] - self.row_starts[band]), first, min(width, self.n_cells - first))
+    def layout(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Band, first cell, number of cells and number of entries of each tile id."""
+        band = np.searchsorted(self.tile_starts, tiles, side="right") - 1
+        first = (tiles - self.tile_starts[band]) * self.widths[band]
+        width = np.minimum(self.widths[band], self.n_cells - first)
+        return band, first, width, (self.row_starts[band + 1] - self.row_starts[band]) * width
 
     def locate(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tile id and row-major position inside the tile of each (row, col) in expressed genes."""

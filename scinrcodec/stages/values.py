@@ -153,20 +153,20 @@ class ContextValueCoder(Stage):
 
         present = np.flatnonzero(counts)
         early = present <= last[present // N_CONTEXTS]
+        def decoded_ranges() -> tuple[np.ndarray, np.ndarray]:
+            if bins.max(initial=0) >= N_BINS:
+                raise CorruptFileError("coded block is corrupt (value bin out of range)")
+            decoded = bins >= 0
+            return decoded, np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
+
         read_groups(present[early].tolist())
-        if bins.max(initial=0) >= N_BINS:
-            raise CorruptFileError("coded block is corrupt (value bin out of range)")
-        decoded = bins >= 0
-        ranges = np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
+        decoded, ranges = decoded_ranges()
         wide_tiles = np.unique(tile_of[(ranges > 1) & (decoded if needed is None else needed)])
         if wide_tiles.size == 0:
             return np.where(decoded, BIN_START[np.where(decoded, bins, 0)], -1)
         late = present[~early]
         read_groups(late[np.isin(late // N_CONTEXTS, wide_tiles)].tolist())
-        if bins.max(initial=0) >= N_BINS:
-            raise CorruptFileError("coded block is corrupt (value bin out of range)")
-        decoded = bins >= 0
-        ranges = np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
+        decoded, ranges = decoded_ranges()
         offsets = np.zeros(bins.size, dtype=np.int64)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         for tile in wide_tiles.tolist():

@@ -9,7 +9,6 @@ file whose CRCs are repaired first, so that mutations reach the parsing and deco
 """
 from __future__ import annotations
 
-import struct
 import sys
 import zlib
 
@@ -45,7 +44,7 @@ def exercise(blob: bytes) -> None:
     try:
         matrix = SinrMatrix(blob)
         describe(matrix, len(blob))
-        matrix.gene_names, matrix.gene_ids, matrix.cell_names, matrix.feature_types
+        _ = matrix.gene_names, matrix.gene_ids, matrix.cell_names, matrix.feature_types
         n_genes, n_cells = matrix.shape
         if n_genes and n_cells:
             matrix[0, 0]
