@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--inr-only", action="store_true",
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")
     enc.add_argument("--no-siren", action="store_true", help="skip SIREN fitting (baseline predictor only)")
-    enc.add_argument("--tile-nnz", type=int, default=512, help="nonzeros per coded tile (default 512)")
+    enc.add_argument("--tile-nnz", type=int, default=256, help="nonzeros per coded tile (default 256)")
     enc.add_argument("--patch-nnz", type=int, default=None, help="nonzeros per patch (default: balanced)")
     enc.add_argument("--width", type=int, default=24, help="SIREN hidden width (default 24)")
     enc.add_argument("--hidden-layers", type=int, default=2, help="SIREN hidden layers (default 2)")

@@ -34,7 +34,7 @@ class EncodeOptions:
     mode: str = "lossless"
     max_error: int = 0
     patch_nnz: int | None = None
-    tile_nnz: int = 512
+    tile_nnz: int = 256
     siren: bool = True
     width: int = 24
     hidden_layers: int = 2

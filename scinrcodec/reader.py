@@ -14,7 +14,7 @@ from .container import Container, unpack_array, unpack_strings
 from .errors import CorruptFileError, FormatError, InvalidInputError, SinrError, SinrIndexError, SinrKeyError
 from .formats import CountMatrix, check_writable, output_kind, to_anndata, write_matrix
 from .stages.bitmap import GolombBitmap
-from .stages.entropy import new_decoder
+from .stages.entropy import AnsCoder, new_decoders
 from .stages.predictor import Baseline, PatchSiren
 from .stages.quantise import ValueQuantiser
 from .stages.registry import get_stage
@@ -175,6 +175,9 @@ class SinrMatrix:
 
     # ------------------------------------------------------------------------------ decoding
 
+    def _coders(self, tiles: np.ndarray) -> list[AnsCoder]:
+        return new_decoders(self._words, self._word_offsets[tiles].tolist(), self._word_offsets[tiles + 1].tolist())
+
     def _decode_tiles(self, tiles: np.ndarray, *, row: int | None = None,
                       col: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reordered (row, col, value) of the nonzeros of `tiles`, tile after tile in position order.
@@ -184,39 +187,47 @@ class SinrMatrix:
         tiles = np.asarray(tiles, dtype=np.int64)
         band, first, width, entries = self.geometry.layout(tiles)
         nonzeros = self._tile_nnz[tiles]
-        coders = [new_decoder(self._words[self._word_offsets[t]: self._word_offsets[t + 1]]) for t in tiles.tolist()]
+        coders = self._coders(tiles)
         positions = self._bitmap.decode_tiles(coders, nonzeros, entries)
         tile_of = np.repeat(np.arange(tiles.size), nonzeros)
         local_rows, cols = np.divmod(positions, width[tile_of])
         cols += first[tile_of]
         entry_band = band[tile_of]
         rows = local_rows + self.geometry.row_starts[entry_band]
-        needed = rows == row if row is not None else (cols == col if col is not None else None)
-        values = self._values_of(coders, nonzeros, local_rows, cols, entry_band, band, needed)
-        if needed is None:
-            return rows, cols, values
-        return rows[needed], cols[needed], values[needed]
+        if row is None and col is None:
+            return rows, cols, self._values_of(coders, nonzeros, local_rows, cols, entry_band, band)
+        needed = rows == row if row is not None else cols == col
+        touched = np.zeros(tiles.size, dtype=bool)
+        touched[tile_of[needed]] = True
+        inside = touched[tile_of]
+        values = self._values_of([coders[t] for t in np.flatnonzero(touched).tolist()], nonzeros[touched],
+                                 local_rows[inside], cols[inside], entry_band[inside], band[touched], needed[inside])
+        return rows[needed], cols[needed], values[needed[inside]]
 
-    def _values_of(self, coders, nonzeros, local_rows, cols, entry_band, bands,
-                   needed: np.ndarray | None = None) -> np.ndarray:
-        """Decode values given the tiles' decoders (positioned after their bitmaps)."""
+    def _predictions(self, local_rows: np.ndarray, cols: np.ndarray, entry_band: np.ndarray,
+                     bands: np.ndarray) -> np.ndarray:
+        """Per nonzero: its coding context, or in --inr-only mode its predicted count."""
         rows = local_rows + self.geometry.row_starts[entry_band]
-        contexts = None if self.mode == "inr-only" else self._baseline.contexts(rows, cols)
-        means = np.zeros(rows.size) if self.mode == "inr-only" else None
-        for b in set(bands.tolist()):
+        inr_only = self.mode == "inr-only"
+        predictions = np.zeros(rows.size, dtype=np.int64) if inr_only else self._baseline.contexts(rows, cols)
+        for b in np.unique(bands).tolist():
             patch = self._sirens[b]
             if patch is None:
                 continue
             here = entry_band == b
             height = int(self.geometry.row_starts[b + 1] - self.geometry.row_starts[b])
             outputs = patch.outputs(local_rows[here], cols[here], height, self.shape[1])
-            if means is not None:
-                means[here] = patch.normalisation.means(outputs)
-            else:
-                contexts[here] = patch.normalisation.contexts(outputs)
-        if means is not None:
-            return np.maximum(np.rint(means), 1).astype(np.int64)
-        return self._quantiser.decode(self._values.decode_tiles(coders, contexts, nonzeros, needed))
+            predictions[here] = (np.maximum(np.rint(patch.normalisation.means(outputs)), 1) if inr_only
+                                 else patch.normalisation.contexts(outputs))
+        return predictions
+
+    def _values_of(self, coders, nonzeros, local_rows, cols, entry_band, bands,
+                   needed: np.ndarray | None = None) -> np.ndarray:
+        """Decode values given the tiles' decoders (positioned after their bitmaps)."""
+        predictions = self._predictions(local_rows, cols, entry_band, bands)
+        if self.mode == "inr-only":
+            return predictions
+        return self._quantiser.decode(self._values.decode_tiles(coders, predictions, nonzeros, needed))
 
     def _gather(self, gene_index: np.ndarray, cell_index: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -245,27 +256,19 @@ class SinrMatrix:
         g, c = int(self.genes.rank[i]), int(self.cells.rank[j])
         if g >= self.n_expressed:
             return 0
-        geo = self.geometry
-        band = int(np.searchsorted(geo.row_starts, g, side="right") - 1)
-        full_width = int(geo.widths[band])
-        block = c // full_width
-        tile = int(geo.tile_starts[band]) + block
-        top, first = int(geo.row_starts[band]), block * full_width
-        width = min(full_width, self.shape[1] - first)
-        height = int(geo.row_starts[band + 1]) - top
-        coder = new_decoder(self._words[self._word_offsets[tile]: self._word_offsets[tile + 1]])
-        positions = self._bitmap.decode_tile(coder, int(self._tile_nnz[tile]), height * width)
-        target = (g - top) * width + (c - first)
+        span = self.geometry.tile_of_entry(g, c)
+        coder, = self._coders(np.array([span.tile]))
+        positions = self._bitmap.decode_tile(coder, int(self._tile_nnz[span.tile]), span.height * span.width)
+        target = (g - span.top) * span.width + (c - span.first)
         rank = int(np.searchsorted(positions, target))
         if rank == positions.size or positions[rank] != target:
             return 0
-        local_rows, cols = np.divmod(positions, width)
-        cols += first
-        needed = np.zeros(positions.size, dtype=bool)
-        needed[rank] = True
-        values = self._values_of([coder], np.array([positions.size]), local_rows, cols,
-                                 np.full(positions.size, band), np.array([band]), needed)
-        return int(values[rank])
+        local_rows, cols = np.divmod(positions, span.width)
+        predictions = self._predictions(local_rows, cols + span.first, np.full(positions.size, span.band),
+                                        np.array([span.band]))
+        if self.mode == "inr-only":
+            return int(predictions[rank])
+        return int(self._quantiser.decode(self._values.decode_one(coder, predictions, rank)))
 
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: the tiles of one patch."""

@@ -71,8 +71,15 @@ def test_value_coder_round_trip_with_contexts():
     restored = ContextValueCoder.unpack(coder.pack())
     ans = AnsCoder()
     coder.encode_tile(ans, u, contexts)
-    decoded = restored.decode_tiles([new_decoder(ans.get_compressed())], contexts, [u.size])
+    words = ans.get_compressed()
+    decoded = restored.decode_tiles([new_decoder(words)], contexts, [u.size])
     assert np.array_equal(decoded, u)
+    probes = np.concatenate([rng.integers(0, 3000, 40), np.arange(3000, u.size)])
+    assert all(restored.decode_one(new_decoder(words), contexts, int(i)) == u[i] for i in probes)
+    needed = np.zeros(u.size, dtype=bool)
+    needed[probes[:20]] = True
+    partial = restored.decode_tiles([new_decoder(words)], contexts, [u.size], needed)
+    assert np.array_equal(partial[needed], u[needed])
 
 
 def test_context_tables_are_platform_proof():

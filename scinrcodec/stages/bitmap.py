@@ -53,18 +53,19 @@ class GolombBitmap(Stage):
     def decode_tile(self, coder: AnsCoder, n_nonzero: int, n_entries: int) -> np.ndarray:
         """Sorted positions of one tile's nonzeros (the lean path for single-entry reads)."""
         k = min(n_nonzero, n_entries - n_nonzero)
-        if k == 0 or n_nonzero != k:
-            return self.decode_tiles([coder], np.array([n_nonzero]), np.array([n_entries]))
-        m = golomb_parameter(n_entries, k)
+        if k == 0:
+            return np.arange(n_nonzero, dtype=np.int64)
         with decoding_errors():
-            steps = _read_quotients(coder, k, (n_entries - k) // m + 1) * m
-            if m > 1:
-                steps += coder.decode(uniform_model(m), k)
-        positions = np.cumsum(steps + 1)
+            steps = _read_gaps(coder, k, n_entries)
+        positions = np.cumsum(steps + 1, dtype=np.int64)
         positions -= 1
         if positions[-1] >= n_entries:
             raise CorruptFileError("coded block is corrupt (position beyond its tile)")
-        return positions
+        if n_nonzero == k:
+            return positions
+        keep = np.ones(n_entries, dtype=bool)
+        keep[positions] = False
+        return np.flatnonzero(keep)
 
     def decode_tiles(self, coders: list[AnsCoder], nonzeros: np.ndarray, entries: np.ndarray) -> np.ndarray:
         """Sorted nonzero positions of several tiles, concatenated tile after tile.
@@ -74,20 +75,15 @@ class GolombBitmap(Stage):
         nonzeros, entries = np.asarray(nonzeros, np.int64), np.asarray(entries, np.int64)
         marked = np.minimum(nonzeros, entries - nonzeros)
         steps = []
-        with decoding_errors():
+        with decoding_errors():  # the loop is lean on purpose: it runs once per tile of a read
             for coder, k, n in zip(coders, marked.tolist(), entries.tolist()):
-                if k == 0:
-                    continue
-                m = golomb_parameter(n, k)
-                step = _read_quotients(coder, k, (n - k) // m + 1) * m
-                if m > 1:
-                    step += coder.decode(uniform_model(m), k)
-                steps.append(step)
+                if k:
+                    steps.append(_read_gaps(coder, k, n))
         if not steps:
             positions = np.zeros(0, dtype=np.int64)
         else:
             gaps = np.concatenate(steps) + 1
-            running = np.cumsum(gaps)
+            running = np.cumsum(gaps, dtype=np.int64)
             coded = marked > 0
             starts = np.concatenate([[0], np.cumsum(marked)[:-1]])
             base = np.zeros(marked.size, dtype=np.int64)
@@ -114,15 +110,23 @@ class GolombBitmap(Stage):
         return unpack_array(payload, "u4", n_tiles, what="rank directory").astype(np.int64)
 
 
+def _read_gaps(coder: AnsCoder, count: int, n_entries: int) -> np.ndarray:
+    """The `count` Golomb-coded gaps of a tile (int32: tiles hold fewer than 2**24 entries)."""
+    m = golomb_parameter(n_entries, count)
+    n_quotients = (n_entries - count) // m + 1
+    gaps = _read_quotients(coder, count, n_quotients) * m if n_quotients > 1 else np.zeros(count, dtype=np.int32)
+    if m > 1:
+        gaps += coder.decode(uniform_model(m), count)
+    return gaps
+
+
 def _read_quotients(coder: AnsCoder, count: int, n_quotients: int) -> np.ndarray:
-    """Golomb quotients: symbols 0..62 directly, 63 an escape followed by a uniform excess."""
-    if n_quotients <= 1:
-        return np.zeros(count, dtype=np.int64)
-    q = coder.decode(halving_model(min(n_quotients, QUOTIENT_SYMBOLS)), count).astype(np.int64)
-    if n_quotients > QUOTIENT_SYMBOLS:
+    """Golomb quotients (n_quotients > 1): symbols 0..62 directly, 63 an escape followed by a
+    uniform excess."""
+    q = coder.decode(halving_model(min(n_quotients, QUOTIENT_SYMBOLS)), count)
+    if n_quotients > QUOTIENT_SYMBOLS and q.max() == QUOTIENT_SYMBOLS - 1:
         escaped = np.flatnonzero(q == QUOTIENT_SYMBOLS - 1)
-        if escaped.size:
-            q[escaped] += coder.decode(uniform_model(n_quotients - QUOTIENT_SYMBOLS + 1), escaped.size)
+        q[escaped] += coder.decode(uniform_model(n_quotients - QUOTIENT_SYMBOLS + 1), escaped.size)
     return q
 
 

@@ -7,7 +7,9 @@ a tile is the unit of entropy coding, so one entry, gene or cell is read by deco
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,6 +17,15 @@ from ..errors import CorruptFileError
 from .registry import Stage, register_stage
 
 MAX_TILE_ENTRIES = 2**24 - 1
+
+
+class TileSpan(NamedTuple):
+    tile: int
+    band: int
+    top: int
+    height: int
+    first: int
+    width: int
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,7 @@ class Geometry:
     def __post_init__(self) -> None:
         tiles = -(-self.n_cells // self.widths) if self.widths.size else np.zeros(0, dtype=np.int64)
         object.__setattr__(self, "tile_starts", np.concatenate([[0], np.cumsum(tiles)]).astype(np.int64))
+        object.__setattr__(self, "_lists", (self.row_starts.tolist(), self.widths.tolist(), self.tile_starts.tolist()))
 
     @property
     def n_bands(self) -> int:
@@ -46,6 +58,15 @@ class Geometry:
         first = (tiles - self.tile_starts[band]) * self.widths[band]
         width = np.minimum(self.widths[band], self.n_cells - first)
         return band, first, width, (self.row_starts[band + 1] - self.row_starts[band]) * width
+
+    def tile_of_entry(self, row: int, col: int) -> TileSpan:
+        """The tile holding one (row, col) of expressed genes: scalar arithmetic, for m[i, j]."""
+        row_starts, widths, tile_starts = self._lists
+        band = bisect.bisect_right(row_starts, row) - 1
+        block = col // widths[band]
+        first = block * widths[band]
+        return TileSpan(tile_starts[band] + block, band, row_starts[band], row_starts[band + 1] - row_starts[band],
+                        first, min(widths[band], self.n_cells - first))
 
     def locate(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tile id and row-major position inside the tile of each (row, col) in expressed genes."""
@@ -79,7 +100,7 @@ class Geometry:
 class RowBandTiling(Stage):
     codec_id = "row-bands"
 
-    def __init__(self, patch_nnz: int | None = None, tile_nnz: int = 512) -> None:
+    def __init__(self, patch_nnz: int | None = None, tile_nnz: int = 256) -> None:
         if (patch_nnz is not None and patch_nnz < 1) or tile_nnz < 1:
             raise ValueError("patch_nnz and tile_nnz must be positive")
         self.patch_nnz = None if patch_nnz is None else int(patch_nnz)

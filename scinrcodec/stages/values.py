@@ -22,6 +22,8 @@ N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << M
 N_CONTEXTS = 48
 OFFSET_PART_BITS = 16
 CONTEXT_STEPS_PER_NAT = 4
+LOG_MEAN_UNITS = 16
+CONTEXT_SHIFT = (LOG_MEAN_UNITS // CONTEXT_STEPS_PER_NAT).bit_length() - 1
 
 
 def _context_edges() -> np.ndarray:
@@ -45,7 +47,7 @@ def context_of_mean(mean: np.ndarray) -> np.ndarray:
 
 def context_of_log_mean(log_mean_sixteenths: np.ndarray) -> np.ndarray:
     """Context of a predicted log1p mean given in integer units of 1/16."""
-    return np.minimum(np.maximum(log_mean_sixteenths >> 2, 0), N_CONTEXTS - 1)
+    return np.minimum(np.maximum(log_mean_sixteenths >> CONTEXT_SHIFT, 0), N_CONTEXTS - 1)
 
 
 def to_bins(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,13 +84,13 @@ class ContextValueCoder(Stage):
 
     def __init__(self) -> None:
         self.histograms = np.zeros((N_CONTEXTS, N_BINS), dtype=np.int64)
-        self._models: dict[int, object] = {}
+        self._models: list = []
 
     def fit(self, bins: np.ndarray, contexts: np.ndarray) -> None:
         """Histograms of bins per context: the probability model both sides share."""
         flat = np.bincount(contexts * N_BINS + bins, minlength=N_CONTEXTS * N_BINS)
         self.histograms = flat.reshape(N_CONTEXTS, N_BINS).astype(np.int64)
-        self._models.clear()
+        self._models = []
 
     def code_length_bits(self, bins: np.ndarray, contexts: np.ndarray) -> float:
         """Ideal code length of bins under the fitted histograms (offsets excluded)."""
@@ -106,23 +108,23 @@ class ContextValueCoder(Stage):
             np.int64).reshape(N_CONTEXTS, N_BINS)
         return coder
 
-    def _model(self, context: int):
-        model = self._models.get(context)
-        if model is None:
-            weights = self.histograms[context].astype(np.float64)
-            model = categorical_model(weights if weights.any() else np.ones(N_BINS))
-            self._models[context] = model
-        return model
+    def _all_models(self) -> list:
+        """One categorical model per context, built once per file (both sides quantise alike)."""
+        if not self._models:
+            self._models = [categorical_model(weights if weights.any() else np.ones(N_BINS))
+                            for weights in self.histograms.astype(np.float64)]
+        return self._models
 
     def encode_tile(self, coder: AnsCoder, u: np.ndarray, contexts: np.ndarray) -> None:
         bins, offsets, ranges = to_bins(u)
         for part_offsets, part_ranges in reversed(_offset_parts(offsets, ranges)):
             coder.encode_reverse(part_offsets.astype(np.int32), UNIFORM_FAMILY, part_ranges.astype(np.int32))
+        models = self._all_models()
         order = np.argsort(contexts, kind="stable")
         sorted_ctx = contexts[order]
         cuts = np.flatnonzero(np.diff(sorted_ctx)) + 1
         for group in reversed(np.split(order, cuts)):
-            coder.encode_reverse(bins[group].astype(np.int32), self._model(int(contexts[group[0]])))
+            coder.encode_reverse(bins[group].astype(np.int32), models[int(contexts[group[0]])])
 
     def decode_tiles(self, coders: list[AnsCoder], contexts: np.ndarray, sizes: np.ndarray,
                      needed: np.ndarray | None = None) -> np.ndarray:
@@ -138,18 +140,24 @@ class ContextValueCoder(Stage):
         narrow = key.astype(np.uint16) if sizes.size * N_CONTEXTS <= 1 << 16 else key
         order = np.argsort(narrow, kind="stable")  # a radix sort for 16-bit keys
         counts = np.bincount(key, minlength=sizes.size * N_CONTEXTS)
-        starts = np.cumsum(counts) - counts
         last = np.full(sizes.size, np.iinfo(np.int64).max)
         if needed is not None:
             last[:] = -1
             np.maximum.at(last, tile_of[needed], key[needed])
         bins = np.full(contexts.size, -1, dtype=np.int64)
 
-        def read_groups(keys: list[int]) -> None:
+        models = self._all_models()
+
+        def read_groups(keys: np.ndarray) -> None:
+            """Decode the (tile, context) groups `keys`, in increasing order: one call per group."""
+            if keys.size == 0:
+                return
             with decoding_errors():
-                for k in keys:
-                    members = order[starts[k]: starts[k] + counts[k]]
-                    bins[members] = coders[k // N_CONTEXTS].decode(self._model(k % N_CONTEXTS), members.size)
+                parts = [coders[tile].decode(models[context], n) for tile, context, n
+                         in zip((keys // N_CONTEXTS).tolist(), (keys % N_CONTEXTS).tolist(), counts[keys].tolist())]
+            chosen = np.zeros(counts.size, dtype=bool)
+            chosen[keys] = True
+            bins[order[chosen[key[order]]]] = np.concatenate(parts)
 
         present = np.flatnonzero(counts)
         early = present <= last[present // N_CONTEXTS]
@@ -159,26 +167,56 @@ class ContextValueCoder(Stage):
             decoded = bins >= 0
             return decoded, np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
 
-        read_groups(present[early].tolist())
+        read_groups(present[early])
         decoded, ranges = decoded_ranges()
         wide_tiles = np.unique(tile_of[(ranges > 1) & (decoded if needed is None else needed)])
         if wide_tiles.size == 0:
             return np.where(decoded, BIN_START[np.where(decoded, bins, 0)], -1)
         late = present[~early]
-        read_groups(late[np.isin(late // N_CONTEXTS, wide_tiles)].tolist())
+        read_groups(late[np.isin(late // N_CONTEXTS, wide_tiles)])
         decoded, ranges = decoded_ranges()
-        offsets = np.zeros(bins.size, dtype=np.int64)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
+        offsets = np.zeros(bins.size, dtype=np.int64)
         for tile in wide_tiles.tolist():
-            tile_ranges = ranges[bounds[tile]: bounds[tile + 1]]
-            for part_ranges, shift in ((np.minimum(tile_ranges, 1 << OFFSET_PART_BITS), 0),
-                                       (tile_ranges >> OFFSET_PART_BITS, OFFSET_PART_BITS)):
-                part_wide = np.flatnonzero(part_ranges > 1)
-                if part_wide.size:
-                    with decoding_errors():
-                        part = coders[tile].decode(UNIFORM_FAMILY, part_ranges[part_wide].astype(np.int32))
-                    offsets[bounds[tile] + part_wide] += part.astype(np.int64) << shift
+            offsets[bounds[tile]: bounds[tile + 1]] = _read_offsets(coders[tile], ranges[bounds[tile]: bounds[tile + 1]])
         return np.where(decoded, BIN_START[np.where(decoded, bins, 0)] + offsets, -1)
+
+    def decode_one(self, coder: AnsCoder, contexts: np.ndarray, index: int) -> int:
+        """u of nonzero `index` of one tile: bins are read group by group up to its own, and
+        the rest of the tile only when its bin has an offset (the lean path of m[i, j])."""
+        counts = np.bincount(contexts, minlength=N_CONTEXTS)
+        target = int(contexts[index])
+        models = self._all_models()
+        bins = np.empty(contexts.size, dtype=np.int64)
+        with decoding_errors():
+            for k in np.flatnonzero(counts[: target + 1]).tolist():
+                bins[contexts == k] = coder.decode(models[k], int(counts[k]))
+            found = int(bins[index])
+            if found >= N_BINS:
+                raise CorruptFileError("coded block is corrupt (value bin out of range)")
+            if BIN_RANGE[found] == 1:
+                return int(BIN_START[found])
+            for k in (np.flatnonzero(counts[target + 1:]) + target + 1).tolist():
+                bins[contexts == k] = coder.decode(models[k], int(counts[k]))
+        if bins.max() >= N_BINS:
+            raise CorruptFileError("coded block is corrupt (value bin out of range)")
+        return int(BIN_START[found] + _read_offsets(coder, BIN_RANGE[bins])[index])
+
+
+def _read_offsets(coder: AnsCoder, ranges: np.ndarray) -> np.ndarray:
+    """Offsets of a tile's nonzeros given their bins' ranges. The stream holds the low parts, then
+    the high parts; being consecutive, both are read in one call."""
+    offsets = np.zeros(ranges.size, dtype=np.int64)
+    wide = np.flatnonzero(ranges > 1)
+    if wide.size == 0:
+        return offsets
+    low, high = np.minimum(ranges[wide], 1 << OFFSET_PART_BITS), ranges[wide] >> OFFSET_PART_BITS
+    high_wide = np.flatnonzero(high > 1)
+    with decoding_errors():
+        parts = coder.decode(UNIFORM_FAMILY, np.concatenate([low, high[high_wide]]).astype(np.int32))
+    offsets[wide] = parts[: wide.size]
+    offsets[wide[high_wide]] += parts[wide.size:].astype(np.int64) << OFFSET_PART_BITS
+    return offsets
 
 
 def _offset_parts(offsets: np.ndarray, ranges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
