@@ -21,7 +21,7 @@ from .stages.quantise import ValueQuantiser, WeightQuantiser
 from .stages.reorder import Reorder
 from .stages.siren import centred_coordinates, coordinate_scale
 from .stages.tiling import RowBandTiling
-from .stages.values import ContextValueCoder, to_bins
+from .stages.values import ContextValueCoder, pack_bits, to_bins
 
 MODES = ("lossless", "max-error", "inr-only")
 SIREN_META_BITS = 200
@@ -154,6 +154,7 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
     tile_bounds = np.concatenate([[0], np.cumsum(tile_nnz)])
     words, lengths = [], np.zeros(geometry.n_tiles, dtype=np.int64)
     position_bits = value_bits = 0
+    offset_bits, offset_bits_per_tile = [], np.zeros(geometry.n_tiles, dtype=np.int64)
     code_values = options.mode != "inr-only"
     progress = _Progress(options.progress, geometry.n_tiles, "coding tiles", "tile")
     entries = geometry.layout(np.arange(geometry.n_tiles))[3]
@@ -161,7 +162,8 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
         members = order[tile_bounds[tile]: tile_bounds[tile + 1]]
         coder = AnsCoder()
         if code_values and members.size:
-            value_coder.encode_tile(coder, coded[members], contexts[members])
+            offset_bits.append(value_coder.encode_tile(coder, coded[members], contexts[members]))
+            offset_bits_per_tile[tile] = offset_bits[-1].size
         after_values = coder.num_valid_bits()
         bitmap.encode_tile(coder, positions[members], int(entries[tile]))
         value_bits += after_values
@@ -191,6 +193,9 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
     writer.add("blocks.words", (np.concatenate(words) if words else np.zeros(0, np.uint32)).astype("<u4").tobytes())
     if code_values:
         writer.add("values.histograms", value_coder.pack())
+        writer.add("values.offset_bits", pack_array(offset_bits_per_tile.astype(np.uint32)))
+        all_offset_bits = np.concatenate(offset_bits) if offset_bits else np.zeros(0, np.uint8)
+        writer.add("values.offsets", pack_bits(all_offset_bits).astype("<u4").tobytes())
     used = [i for i, patch in enumerate(sirens) if patch is not None]
     if used:
         import msgpack

@@ -88,8 +88,10 @@ class SinrMatrix:
         self._first_nonzero = np.concatenate([[0], np.cumsum(self._tile_nnz)])
         self._baseline = Baseline.unpack(c.section("baseline.genes"), c.section("baseline.cells"),
                                          self.n_expressed, n_cells)
-        self._values = (ContextValueCoder.unpack(c.section("values.histograms"))
-                        if self.mode != "inr-only" else None)
+        self._values = None
+        if self.mode != "inr-only":
+            self._values = ContextValueCoder.unpack(c.section("values.histograms"))
+            self._load_offsets(c, n_tiles)
         self._sirens: list[PatchSiren | None] = [None] * self.geometry.n_bands
         if c.has("siren.meta"):
             self._load_sirens(c)
@@ -99,6 +101,15 @@ class SinrMatrix:
         self.stats = {k: v for k, v in stats.items() if isinstance(k, str) and isinstance(v, (int, float))
                       and not isinstance(v, bool)} if isinstance(stats, dict) else {}
         self.header = header
+
+    def _load_offsets(self, c: Container, n_tiles: int) -> None:
+        """The values' offset bitstream and each tile's start in it (a prefix sum of bits per tile)."""
+        bits = unpack_array(c.section("values.offset_bits"), "u4", n_tiles, what="offset bit counts").astype(np.int64)
+        self._offset_bit_starts = np.concatenate([[0], np.cumsum(bits)])
+        stream = c.section("values.offsets")
+        if len(stream) != 4 * -(-int(self._offset_bit_starts[-1]) // 32):
+            raise CorruptFileError(f"{self.source}: offset bit counts do not match the offset bits")
+        self._offset_words = np.frombuffer(stream, dtype="<u4")
 
     def _load_sirens(self, c: Container) -> None:
         try:
@@ -195,13 +206,14 @@ class SinrMatrix:
         entry_band = band[tile_of]
         rows = local_rows + self.geometry.row_starts[entry_band]
         if row is None and col is None:
-            return rows, cols, self._values_of(coders, nonzeros, local_rows, cols, entry_band, band)
+            return rows, cols, self._values_of(tiles, coders, nonzeros, local_rows, cols, entry_band, band)
         needed = rows == row if row is not None else cols == col
         touched = np.zeros(tiles.size, dtype=bool)
         touched[tile_of[needed]] = True
         inside = touched[tile_of]
-        values = self._values_of([coders[t] for t in np.flatnonzero(touched).tolist()], nonzeros[touched],
-                                 local_rows[inside], cols[inside], entry_band[inside], band[touched], needed[inside])
+        values = self._values_of(tiles[touched], [coders[t] for t in np.flatnonzero(touched).tolist()],
+                                 nonzeros[touched], local_rows[inside], cols[inside], entry_band[inside],
+                                 band[touched], needed[inside])
         return rows[needed], cols[needed], values[needed[inside]]
 
     def _predictions(self, local_rows: np.ndarray, cols: np.ndarray, entry_band: np.ndarray,
@@ -221,13 +233,16 @@ class SinrMatrix:
                                  else patch.normalisation.contexts(outputs))
         return predictions
 
-    def _values_of(self, coders, nonzeros, local_rows, cols, entry_band, bands,
+    def _values_of(self, tiles, coders, nonzeros, local_rows, cols, entry_band, bands,
                    needed: np.ndarray | None = None) -> np.ndarray:
-        """Decode values given the tiles' decoders (positioned after their bitmaps)."""
+        """Decode values of `tiles` given their decoders (positioned after their bitmaps)."""
         predictions = self._predictions(local_rows, cols, entry_band, bands)
         if self.mode == "inr-only":
             return predictions
-        return self._quantiser.decode(self._values.decode_tiles(coders, predictions, nonzeros, needed))
+        starts = self._offset_bit_starts
+        u = self._values.decode_tiles(coders, self._offset_words, starts[tiles], starts[tiles + 1], predictions,
+                                      nonzeros, needed)
+        return self._quantiser.decode(u)
 
     def _gather(self, gene_index: np.ndarray, cell_index: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -268,7 +283,9 @@ class SinrMatrix:
                                         np.array([span.band]))
         if self.mode == "inr-only":
             return int(predictions[rank])
-        return int(self._quantiser.decode(self._values.decode_one(coder, predictions, rank)))
+        u = self._values.decode_one(coder, self._offset_words, int(self._offset_bit_starts[span.tile]),
+                                    int(self._offset_bit_starts[span.tile + 1]), predictions, rank)
+        return int(self._quantiser.decode(u))
 
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: the tiles of one patch."""

@@ -5,7 +5,7 @@ from .reader import SinrMatrix
 
 
 def size_by_part(matrix: SinrMatrix) -> dict[str, int]:
-    """Bytes per part of the file; the coded tiles are split between bitmap and values by their bits."""
+    """Bytes per part of the file; the ANS-coded tiles are split between bitmap and values by their bits."""
     sizes = matrix.section_sizes()
     stats = matrix.stats
     position_bits, value_bits = stats.get("position_bits", 0), stats.get("value_bits", 0)
@@ -14,7 +14,8 @@ def size_by_part(matrix: SinrMatrix) -> dict[str, int]:
     value_bytes = round(coded * value_share)
     parts = {
         "bitmap": coded - value_bytes + sizes.get("bitmap.directory", 0) + sizes.get("blocks.lengths", 0),
-        "values": value_bytes + sizes.get("values.histograms", 0),
+        "values": value_bytes + sizes.get("values.histograms", 0) + sizes.get("values.offset_bits", 0)
+        + sizes.get("values.offsets", 0),
         "weights": sizes.get("siren.weights", 0),
         "scaling metadata": sizes.get("siren.meta", 0) + sizes.get("baseline.genes", 0)
         + sizes.get("baseline.cells", 0),

@@ -14,8 +14,8 @@ from scinrcodec.stages.predictor import Normalisation
 from scinrcodec.stages.quantise import ValueQuantiser, WeightQuantiser
 from scinrcodec.stages.siren import SINE_TABLE, IntegerSiren, centred_coordinates
 from scinrcodec.stages.tiling import RowBandTiling
-from scinrcodec.stages.values import (BIN_RANGE, CONTEXT_EDGES, N_CONTEXTS, ContextValueCoder, context_of_mean,
-                                      from_bins, to_bins)
+from scinrcodec.stages.values import (BIN_OFFSET_BITS, CONTEXT_EDGES, N_CONTEXTS, ContextValueCoder, context_of_mean,
+                                      from_bins, offset_bit_array, pack_bits, read_bits, to_bins)
 
 
 @settings(max_examples=300, deadline=None)
@@ -28,6 +28,23 @@ def test_bitmap_round_trip(n_entries, data):
     GolombBitmap().encode_tile(coder, positions, n_entries)
     decoder = new_decoder(coder.get_compressed())
     assert np.array_equal(GolombBitmap().decode_tile(decoder, k, n_entries), positions)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 600), st.floats(0, 1)), min_size=1, max_size=12), st.integers(0, 2**32 - 1))
+def test_bitmap_decodes_mixed_tiles_together(tiles, seed):
+    """Several tiles at once (empty, sparse, more than half full, full) decode as each alone."""
+    rng = np.random.default_rng(seed)
+    coders, nonzeros, entries, expected = [], [], [], []
+    for n_entries, density in tiles:
+        positions = np.sort(rng.choice(n_entries, size=int(density * n_entries), replace=False)).astype(np.int64)
+        coder = AnsCoder()
+        GolombBitmap().encode_tile(coder, positions, n_entries)
+        coders.append(new_decoder(coder.get_compressed()))
+        nonzeros.append(positions.size)
+        entries.append(n_entries)
+        expected.append(positions)
+    assert np.array_equal(GolombBitmap().decode_tiles(coders, nonzeros, entries), np.concatenate(expected))
 
 
 def test_bitmap_escapes_long_gaps():
@@ -57,9 +74,9 @@ def test_bitmap_cost_is_near_the_binomial_bound():
 @given(st.lists(st.integers(0, 2**31 - 2), min_size=1, max_size=200))
 def test_value_bins_round_trip(values):
     u = np.asarray(values, dtype=np.int64)
-    bins, offsets, ranges = to_bins(u)
+    bins, offsets, offset_bits = to_bins(u)
     assert np.array_equal(from_bins(bins, offsets), u)
-    assert np.array_equal(BIN_RANGE[bins], ranges) and np.all(offsets < ranges)
+    assert np.array_equal(BIN_OFFSET_BITS[bins], offset_bits) and np.all(offsets < 1 << offset_bits)
 
 
 def test_value_coder_round_trip_with_contexts():
@@ -70,16 +87,33 @@ def test_value_coder_round_trip_with_contexts():
     coder.fit(to_bins(u)[0], contexts)
     restored = ContextValueCoder.unpack(coder.pack())
     ans = AnsCoder()
-    coder.encode_tile(ans, u, contexts)
-    words = ans.get_compressed()
-    decoded = restored.decode_tiles([new_decoder(words)], contexts, [u.size])
-    assert np.array_equal(decoded, u)
+    offset_bits = coder.encode_tile(ans, u, contexts)
+    assert offset_bits.size == int(to_bins(u)[2].sum())
+    words = np.concatenate([np.zeros(1, np.uint32), pack_bits(np.concatenate([np.ones(32, np.uint8), offset_bits]))])
+    compressed = ans.get_compressed()  # the tile's offsets start at bit 64, after two other words
+
+    def decode(needed=None, end=64 + offset_bits.size):
+        return restored.decode_tiles([new_decoder(compressed)], words, [64], [end], contexts, [u.size], needed)
+
+    assert np.array_equal(decode(), u)
     probes = np.concatenate([rng.integers(0, 3000, 40), np.arange(3000, u.size)])
-    assert all(restored.decode_one(new_decoder(words), contexts, int(i)) == u[i] for i in probes)
+    assert all(restored.decode_one(new_decoder(compressed), words, 64, 64 + offset_bits.size, contexts, int(i)) == u[i]
+               for i in probes)
     needed = np.zeros(u.size, dtype=bool)
     needed[probes[:20]] = True
-    partial = restored.decode_tiles([new_decoder(words)], contexts, [u.size], needed)
-    assert np.array_equal(partial[needed], u[needed])
+    assert np.array_equal(decode(needed)[needed], u[needed])
+    with pytest.raises(CorruptFileError):
+        decode(end=63 + offset_bits.size)
+
+
+def test_offset_bits_pack_and_read_back():
+    rng = np.random.default_rng(5)
+    widths = rng.integers(0, 29, 500)
+    values = rng.integers(0, 1 << 28, 500) & ((1 << widths) - 1)
+    words = pack_bits(offset_bit_array(values, widths))
+    starts = np.cumsum(widths) - widths
+    assert words.dtype == np.uint32 and words.size == -(-int(widths.sum()) // 32)
+    assert np.array_equal(read_bits(words, starts, widths, 32 * words.size), values)
 
 
 def test_context_tables_are_platform_proof():

@@ -91,15 +91,23 @@ class GolombBitmap(Stage):
             positions = running - np.repeat(base, marked) - 1
             if np.any(positions[starts[coded] + marked[coded] - 1] >= entries[coded]):
                 raise CorruptFileError("coded block is corrupt (position beyond its tile)")
-        complement = np.flatnonzero(marked != nonzeros)
-        if complement.size == 0:
+        flipped = marked != nonzeros
+        if not flipped.any():
             return positions
-        parts = np.split(positions, np.cumsum(marked)[:-1])
-        for index in complement.tolist():
-            keep = np.ones(int(entries[index]), dtype=bool)
-            keep[parts[index]] = False
-            parts[index] = np.flatnonzero(keep)
-        return np.concatenate(parts)
+        # Tiles that coded their zeros: lay their entries end to end, clear the zeros, keep the rest.
+        flipped_entries = entries * flipped
+        entry_base = np.cumsum(flipped_entries) - flipped_entries
+        marked_tile = np.repeat(np.arange(marked.size), marked)
+        of_flipped = flipped[marked_tile]
+        keep = np.ones(int(flipped_entries.sum()), dtype=bool)
+        keep[positions[of_flipped] + entry_base[marked_tile[of_flipped]]] = False
+        kept = np.flatnonzero(keep)
+        kept -= entry_base[np.repeat(np.flatnonzero(flipped), nonzeros[flipped])]
+        out_flipped = flipped[np.repeat(np.arange(nonzeros.size), nonzeros)]
+        out = np.empty(out_flipped.size, dtype=np.int64)
+        out[out_flipped] = kept
+        out[~out_flipped] = positions[~of_flipped]
+        return out
 
     @staticmethod
     def pack_directory(nnz_per_tile: np.ndarray) -> bytes:

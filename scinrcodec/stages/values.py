@@ -2,10 +2,13 @@
 
 A value u >= 0 (count - 1, or the quantised index in --max-error mode) is split into a bin and
 an offset: e = u + 1 is exact below 2**MANTISSA_BITS and above that keeps its leading
-MANTISSA_BITS + 1 bits in the bin (eight bins per octave), the rest going to a uniform offset.
+MANTISSA_BITS + 1 bits in the bin (eight bins per octave), the rest being offset bits.
 The bin is coded with the histogram of its context: the predicted mean's log1p in quarter steps.
 Histograms are the file's own statistics (stored, a few kB), so the code adapts to any dataset.
-Within a tile, values are coded grouped by context, one concrete model per group.
+Within a tile, bins are coded grouped by context, one concrete model per group. Offset bits are
+uniform, so they are stored raw, in the same group order, in a bitstream of their own (each
+tile's start is in a directory): a reader finds a value's offset from the bins before it, and
+never decodes beyond its group.
 """
 from __future__ import annotations
 
@@ -13,14 +16,13 @@ import numpy as np
 
 from ..container import pack_array, unpack_array
 from ..errors import CorruptFileError
-from .entropy import UNIFORM_FAMILY, AnsCoder, categorical_model, decoding_errors
+from .entropy import AnsCoder, categorical_model, decoding_errors
 from .registry import Stage, register_stage
 
 MANTISSA_BITS = 3
 MAX_EXPONENT = 31
 N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
 N_CONTEXTS = 48
-OFFSET_PART_BITS = 16
 CONTEXT_STEPS_PER_NAT = 4
 LOG_MEAN_UNITS = 16
 CONTEXT_SHIFT = (LOG_MEAN_UNITS // CONTEXT_STEPS_PER_NAT).bit_length() - 1
@@ -51,27 +53,27 @@ def context_of_log_mean(log_mean_sixteenths: np.ndarray) -> np.ndarray:
 
 
 def to_bins(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split u >= 0 into (bin, offset, offset range); offset range 1 means nothing to code."""
+    """Split u >= 0 into (bin, offset, number of offset bits)."""
     e = u.astype(np.int64) + 1
     exponent = np.frexp(e.astype(np.float64))[1].astype(np.int64) - 1
     drop = np.maximum(exponent - MANTISSA_BITS, 0)
     small = exponent < MANTISSA_BITS
     bins = np.where(small, e - 1, (1 << MANTISSA_BITS) - 1 + drop * (1 << MANTISSA_BITS)
                     + ((e >> drop) - (1 << MANTISSA_BITS)))
-    return bins, e & ((1 << drop) - 1), 1 << drop
+    return bins, e & ((1 << drop) - 1), drop
 
 
 def _bin_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Smallest u and offset range of every bin, so decoding a bin is two table lookups."""
+    """Smallest u and number of offset bits of every bin, so decoding a bin is two lookups."""
     bins = np.arange(N_BINS)
     rel = np.maximum(bins - ((1 << MANTISSA_BITS) - 1), 0)
     drop = rel >> MANTISSA_BITS
     lead = (1 << MANTISSA_BITS) + (rel & ((1 << MANTISSA_BITS) - 1))
     big = bins >= (1 << MANTISSA_BITS) - 1
-    return np.where(big, (lead << drop) - 1, bins), np.where(big, 1 << drop, 1)
+    return np.where(big, (lead << drop) - 1, bins), np.where(big, drop, 0)
 
 
-BIN_START, BIN_RANGE = _bin_tables()
+BIN_START, BIN_OFFSET_BITS = _bin_tables()
 
 
 def from_bins(bins: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -115,24 +117,25 @@ class ContextValueCoder(Stage):
                             for weights in self.histograms.astype(np.float64)]
         return self._models
 
-    def encode_tile(self, coder: AnsCoder, u: np.ndarray, contexts: np.ndarray) -> None:
-        bins, offsets, ranges = to_bins(u)
-        for part_offsets, part_ranges in reversed(_offset_parts(offsets, ranges)):
-            coder.encode_reverse(part_offsets.astype(np.int32), UNIFORM_FAMILY, part_ranges.astype(np.int32))
+    def encode_tile(self, coder: AnsCoder, u: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        """Push the tile's bins; return its offset bits (0/1 bytes, in stream order)."""
+        bins, offsets, offset_bits = to_bins(u)
         models = self._all_models()
         order = np.argsort(contexts, kind="stable")
-        sorted_ctx = contexts[order]
-        cuts = np.flatnonzero(np.diff(sorted_ctx)) + 1
+        cuts = np.flatnonzero(np.diff(contexts[order])) + 1
         for group in reversed(np.split(order, cuts)):
             coder.encode_reverse(bins[group].astype(np.int32), models[int(contexts[group[0]])])
+        return offset_bit_array(offsets[order], offset_bits[order])
 
-    def decode_tiles(self, coders: list[AnsCoder], contexts: np.ndarray, sizes: np.ndarray,
+    def decode_tiles(self, coders: list[AnsCoder], words: np.ndarray, bit_starts: np.ndarray,
+                     bit_ends: np.ndarray, contexts: np.ndarray, sizes: np.ndarray,
                      needed: np.ndarray | None = None) -> np.ndarray:
         """u of the nonzeros of several tiles (each tile's nonzeros contiguous, in position order).
 
-        A tile's stream holds its bins grouped by context, in increasing context, then its
-        offsets. With `needed` (a boolean mask), a tile's groups are read only up to the last one
-        holding a needed nonzero, unless a needed bin has an offset; other entries are then -1.
+        A tile's stream holds its bins grouped by context, in increasing context; its offset bits,
+        in the same order, are bits bit_starts[i] to bit_ends[i] of the bitstream `words`.
+        With `needed` (a boolean mask), a tile's groups are read only up to the last one holding
+        a needed nonzero; entries not read are then -1.
         """
         sizes = np.asarray(sizes, dtype=np.int64)
         tile_of = np.repeat(np.arange(sizes.size), sizes)
@@ -140,92 +143,75 @@ class ContextValueCoder(Stage):
         narrow = key.astype(np.uint16) if sizes.size * N_CONTEXTS <= 1 << 16 else key
         order = np.argsort(narrow, kind="stable")  # a radix sort for 16-bit keys
         counts = np.bincount(key, minlength=sizes.size * N_CONTEXTS)
-        last = np.full(sizes.size, np.iinfo(np.int64).max)
-        if needed is not None:
-            last[:] = -1
-            np.maximum.at(last, tile_of[needed], key[needed])
-        bins = np.full(contexts.size, -1, dtype=np.int64)
-
-        models = self._all_models()
-
-        def read_groups(keys: np.ndarray) -> None:
-            """Decode the (tile, context) groups `keys`, in increasing order: one call per group."""
-            if keys.size == 0:
-                return
-            with decoding_errors():
-                parts = [coders[tile].decode(models[context], n) for tile, context, n
-                         in zip((keys // N_CONTEXTS).tolist(), (keys % N_CONTEXTS).tolist(), counts[keys].tolist())]
-            chosen = np.zeros(counts.size, dtype=bool)
-            chosen[keys] = True
-            bins[order[chosen[key[order]]]] = np.concatenate(parts)
-
         present = np.flatnonzero(counts)
-        early = present <= last[present // N_CONTEXTS]
-        def decoded_ranges() -> tuple[np.ndarray, np.ndarray]:
-            if bins.max(initial=0) >= N_BINS:
-                raise CorruptFileError("coded block is corrupt (value bin out of range)")
-            decoded = bins >= 0
-            return decoded, np.where(decoded, BIN_RANGE[np.where(decoded, bins, 0)], 1)
+        if needed is not None:
+            last = np.full(sizes.size, -1)
+            np.maximum.at(last, tile_of[needed], key[needed])
+            present = present[present <= last[present // N_CONTEXTS]]
+        models = self._all_models()
+        groups = zip((present // N_CONTEXTS).tolist(), (present % N_CONTEXTS).tolist(), counts[present].tolist())
+        with decoding_errors():
+            stream = [coders[tile].decode(models[context], n) for tile, context, n in groups]
+        # The bins read, in stream order (tile, then context, then position), and where each belongs.
+        stream_bins = np.concatenate(stream).astype(np.int64) if stream else np.zeros(0, dtype=np.int64)
+        read = np.zeros(counts.size, dtype=bool)
+        read[present] = True
+        stream_index = order[read[key[order]]]
+        stream_tile = np.repeat(present // N_CONTEXTS, counts[present])
+        offset_bits = BIN_OFFSET_BITS[stream_bins]
+        bit_starts, bit_ends = np.asarray(bit_starts, np.int64), np.asarray(bit_ends, np.int64)
+        tile_bits = np.bincount(stream_tile, offset_bits, sizes.size).astype(np.int64)
+        if needed is None and np.any(tile_bits != bit_ends - bit_starts):
+            raise CorruptFileError("coded block is corrupt (offset bits disagree with their directory)")
+        bits_before = np.cumsum(offset_bits) - offset_bits  # in the stream of the bins read
+        tile_base = bit_starts - (np.cumsum(tile_bits) - tile_bits)
+        take = np.arange(stream_bins.size) if needed is None else np.flatnonzero(needed[stream_index])
+        tiles = stream_tile[take]
+        offsets = read_bits(words, bits_before[take] + tile_base[tiles], offset_bits[take], bit_ends[tiles])
+        values = np.full(contexts.size, -1, dtype=np.int64)
+        values[stream_index[take]] = BIN_START[stream_bins[take]] + offsets
+        return values
 
-        read_groups(present[early])
-        decoded, ranges = decoded_ranges()
-        wide_tiles = np.unique(tile_of[(ranges > 1) & (decoded if needed is None else needed)])
-        if wide_tiles.size == 0:
-            return np.where(decoded, BIN_START[np.where(decoded, bins, 0)], -1)
-        late = present[~early]
-        read_groups(late[np.isin(late // N_CONTEXTS, wide_tiles)])
-        decoded, ranges = decoded_ranges()
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
-        offsets = np.zeros(bins.size, dtype=np.int64)
-        for tile in wide_tiles.tolist():
-            offsets[bounds[tile]: bounds[tile + 1]] = _read_offsets(coders[tile], ranges[bounds[tile]: bounds[tile + 1]])
-        return np.where(decoded, BIN_START[np.where(decoded, bins, 0)] + offsets, -1)
-
-    def decode_one(self, coder: AnsCoder, contexts: np.ndarray, index: int) -> int:
-        """u of nonzero `index` of one tile: bins are read group by group up to its own, and
-        the rest of the tile only when its bin has an offset (the lean path of m[i, j])."""
+    def decode_one(self, coder: AnsCoder, words: np.ndarray, bit_start: int, bit_end: int, contexts: np.ndarray,
+                   index: int) -> int:
+        """u of nonzero `index` of one tile (offset bits bit_start to bit_end of `words`): bins
+        are read group by group, up to the entry's own (the lean path of m[i, j])."""
         counts = np.bincount(contexts, minlength=N_CONTEXTS)
         target = int(contexts[index])
         models = self._all_models()
-        bins = np.empty(contexts.size, dtype=np.int64)
+        bits_before = bit_start
         with decoding_errors():
-            for k in np.flatnonzero(counts[: target + 1]).tolist():
-                bins[contexts == k] = coder.decode(models[k], int(counts[k]))
-            found = int(bins[index])
-            if found >= N_BINS:
-                raise CorruptFileError("coded block is corrupt (value bin out of range)")
-            if BIN_RANGE[found] == 1:
-                return int(BIN_START[found])
-            for k in (np.flatnonzero(counts[target + 1:]) + target + 1).tolist():
-                bins[contexts == k] = coder.decode(models[k], int(counts[k]))
-        if bins.max() >= N_BINS:
-            raise CorruptFileError("coded block is corrupt (value bin out of range)")
-        return int(BIN_START[found] + _read_offsets(coder, BIN_RANGE[bins])[index])
+            for k in np.flatnonzero(counts[:target]).tolist():
+                bits_before += int(BIN_OFFSET_BITS[coder.decode(models[k], int(counts[k]))].sum())
+            group = coder.decode(models[target], int(counts[target]))
+        within = int(np.count_nonzero(contexts[:index] == target))
+        found = int(group[within])
+        bits_before += int(BIN_OFFSET_BITS[group[:within]].sum())
+        offset = read_bits(words, np.array([bits_before]), BIN_OFFSET_BITS[[found]], bit_end)[0]
+        return int(BIN_START[found] + offset)
 
 
-def _read_offsets(coder: AnsCoder, ranges: np.ndarray) -> np.ndarray:
-    """Offsets of a tile's nonzeros given their bins' ranges. The stream holds the low parts, then
-    the high parts; being consecutive, both are read in one call."""
-    offsets = np.zeros(ranges.size, dtype=np.int64)
-    wide = np.flatnonzero(ranges > 1)
-    if wide.size == 0:
-        return offsets
-    low, high = np.minimum(ranges[wide], 1 << OFFSET_PART_BITS), ranges[wide] >> OFFSET_PART_BITS
-    high_wide = np.flatnonzero(high > 1)
-    with decoding_errors():
-        parts = coder.decode(UNIFORM_FAMILY, np.concatenate([low, high[high_wide]]).astype(np.int32))
-    offsets[wide] = parts[: wide.size]
-    offsets[wide[high_wide]] += parts[wide.size:].astype(np.int64) << OFFSET_PART_BITS
-    return offsets
+def offset_bit_array(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """values[i] in widths[i] bits, least significant bit first, as one 0/1 byte per bit."""
+    shifts = np.arange(int(widths.max(initial=0)))
+    return ((values[:, None] >> shifts) & 1)[shifts < widths[:, None]].astype(np.uint8)
 
 
-def _offset_parts(offsets: np.ndarray, ranges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Offsets as a low and a high part of at most OFFSET_PART_BITS bits each (constriction's
-    uniform model takes ranges below 2**24), in decoding order, entries with range 1 left out."""
-    parts = []
-    for part_ranges, part_offsets in ((np.minimum(ranges, 1 << OFFSET_PART_BITS),
-                                       offsets & ((1 << OFFSET_PART_BITS) - 1)),
-                                      (ranges >> OFFSET_PART_BITS, offsets >> OFFSET_PART_BITS)):
-        wide = part_ranges > 1
-        parts.append((part_offsets[wide], part_ranges[wide]))
-    return parts
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """A 0/1 bit array as little-endian u32 words, bit i being bit i % 32 of word i // 32."""
+    packed = np.packbits(bits, bitorder="little")
+    return np.frombuffer(packed.tobytes() + bytes(-packed.size % 4), dtype="<u4").copy()
+
+
+def read_bits(words: np.ndarray, starts: np.ndarray, widths: np.ndarray, limits) -> np.ndarray:
+    """The widths[i]-bit field at bit starts[i] of `words` (the inverse of pack_bits); a field
+    must end by bit limits[i], the end of its tile's offsets."""
+    used = widths > 0
+    if not used.any():
+        return np.zeros(widths.size, dtype=np.int64)
+    if np.any((starts + widths > limits) & used):
+        raise CorruptFileError("coded block is corrupt (offset bits beyond the tile's)")
+    index = np.where(used, starts >> 5, 0)
+    pair = words[index].astype(np.uint64) | (words[np.minimum(index + 1, words.size - 1)].astype(np.uint64) << 32)
+    fields = (pair >> (starts & 31).astype(np.uint64)) & ((np.uint64(1) << widths.astype(np.uint64)) - 1)
+    return fields.astype(np.int64)
