@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import gc
+import multiprocessing
 import os
 import platform
 import shutil
 import statistics
 import time
 import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -148,13 +150,21 @@ def environment() -> dict:
             f"{platform.processor() or platform.platform()}", **versions}
 
 
+def _measure_by_name(name: str, quick: bool, m: CountMatrix, workdir: Path) -> dict:
+    """measure() for the format called `name`: what a fresh worker process runs."""
+    fmt = next(f for f in formats(quick) if f.name == name)
+    return measure(fmt, m, workdir, QUICK_REPEATS if quick else REPEATS, np.random.default_rng(0))
+
+
 def run(datasets: list[Path], out: Path, quick: bool) -> list[dict]:
+    """Every format on every dataset. A full run measures each format in a fresh process, so that
+    no format's timings depend on what ran before it in the same interpreter (threads left by
+    torch or HDF5 plugins, heap growth); a quick run (CI) stays in one process."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
     workdir = out / "tmp"
     workdir.mkdir(exist_ok=True)
-    repeats = QUICK_REPEATS if quick else REPEATS
     rows = []
     fmts = formats(quick)
     progress = tqdm(total=len(datasets) * len(fmts), desc="benchmark", unit="run")
@@ -164,9 +174,13 @@ def run(datasets: list[Path], out: Path, quick: bool) -> list[dict]:
         reference_size = None
         for fmt in fmts:
             progress.set_postfix_str(f"{dataset.name}: {fmt.name}")
-            rng = np.random.default_rng(0)
+            if quick:
+                measured = _measure_by_name(fmt.name, quick, m, workdir)
+            else:
+                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    measured = pool.submit(_measure_by_name, fmt.name, quick, m, workdir).result()
             row = {"dataset": dataset.name, "genes": m.shape[0], "cells": m.shape[1], "nnz": m.counts.nnz,
-                   **measure(fmt, m, workdir, repeats, rng)}
+                   **measured}
             if reference_size is None:
                 reference_size = row["bytes"]
             row["ratio_to_10x"] = row["bytes"] / reference_size

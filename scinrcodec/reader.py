@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from .container import Container, unpack_array, unpack_strings
 from .errors import CorruptFileError, FormatError, InvalidInputError, SinrError, SinrIndexError, SinrKeyError
-from .formats import CountMatrix, check_writable, output_kind, to_anndata, write_matrix
+from .formats import MAX_COUNT, CountMatrix, check_writable, output_kind, to_anndata, write_matrix
 from .stages.bitmap import GolombBitmap
 from .stages.entropy import AnsCoder, new_decoders
 from .stages.predictor import Baseline, PatchSiren
@@ -229,7 +229,7 @@ class SinrMatrix:
             here = entry_band == b
             height = int(self.geometry.row_starts[b + 1] - self.geometry.row_starts[b])
             outputs = patch.outputs(local_rows[here], cols[here], height, self.shape[1])
-            predictions[here] = (np.maximum(np.rint(patch.normalisation.means(outputs)), 1) if inr_only
+            predictions[here] = (np.clip(np.rint(patch.normalisation.means(outputs)), 1, MAX_COUNT) if inr_only
                                  else patch.normalisation.contexts(outputs))
         return predictions
 
