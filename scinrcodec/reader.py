@@ -85,7 +85,6 @@ class SinrMatrix:
             raise CorruptFileError(f"{self.source}: rank directory does not add up to nnz")
         if np.any(self._tile_nnz > self.geometry.layout(np.arange(n_tiles))[3]):
             raise CorruptFileError(f"{self.source}: a tile declares more nonzeros than entries")
-        self._first_nonzero = np.concatenate([[0], np.cumsum(self._tile_nnz)])
         self._baseline = Baseline.unpack(c.section("baseline.genes"), c.section("baseline.cells"),
                                          self.n_expressed, n_cells)
         self._values = None

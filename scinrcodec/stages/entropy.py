@@ -33,10 +33,6 @@ def categorical_model(weights: np.ndarray):
     return constriction.stream.model.Categorical(np.asarray(weights, dtype=np.float64), perfect=False)
 
 
-def new_decoder(words: np.ndarray) -> AnsCoder:
-    return new_decoders(np.ascontiguousarray(words, dtype=np.uint32), [0], [len(words)])[0]
-
-
 def new_decoders(words: np.ndarray, starts: list[int], ends: list[int]) -> list[AnsCoder]:
     """Decoders over slices of one contiguous uint32 array (one per block of a read)."""
     with decoding_errors():  # e.g. a stream ending in a zero word

@@ -90,11 +90,11 @@ def _fit_chunk(coords, targets, width, hidden_layers, steps, batch, learning_rat
     x_all, y_all = x_all.to(device), y_all.to(device)
     params = _init_layers(n_patches, width, hidden_layers, generator, device)
     optimiser = torch.optim.Adam(params, lr=learning_rate)
-    rows = torch.arange(n_patches).unsqueeze(1)
+    rows = torch.arange(n_patches, device=device).unsqueeze(1)
     for _ in range(steps):
         pick = (torch.rand(n_patches, batch, generator=generator, dtype=torch.float64) * counts[:, None]).long()
         pick = pick.to(device)
-        x, y = x_all[rows.to(device), pick], y_all[rows.to(device), pick]
+        x, y = x_all[rows, pick], y_all[rows, pick]
         loss = ((_forward(params, x) - y) ** 2).mean(dim=1).sum()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

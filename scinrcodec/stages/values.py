@@ -76,10 +76,6 @@ def _bin_tables() -> tuple[np.ndarray, np.ndarray]:
 BIN_START, BIN_OFFSET_BITS = _bin_tables()
 
 
-def from_bins(bins: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    return BIN_START[bins] + offsets
-
-
 @register_stage
 class ContextValueCoder(Stage):
     codec_id = "context-binned-values"
