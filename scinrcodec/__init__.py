@@ -1,12 +1,16 @@
 """scinrcodec: a compact, exact, randomly accessible codec for single-cell count matrices (.sinr)."""
-__version__ = "1.0.0"
+__version__ = "2.0.0"
 
-from .errors import (CorruptFileError, FormatError, InvalidInputError, OutputExistsError, SinrError,  # noqa: E402
-                     SinrIndexError, SinrKeyError, UnsupportedVersionError)
-from .formats import CountMatrix, read_matrix, write_matrix  # noqa: E402
-from .reader import SinrMatrix, decode, open  # noqa: E402,A004
-from .encoder import EncodeOptions, encode  # noqa: E402
+from .errors import (CorruptFileError, FormatError, InvalidInputError, OutputError, OutputExistsError,  # noqa: E402
+                     SinrError, SinrIndexError, SinrKeyError, UnsupportedVersionError)
+from .io.matrix import CountMatrix  # noqa: E402
+from .io.readers import read_matrix  # noqa: E402
+from .io.sources import MatrixSource  # noqa: E402
+from .io.writers import write_matrix  # noqa: E402
+from .read.matrix import SinrMatrix, decode, open  # noqa: E402,A004
+from .encode.options import EncodeOptions  # noqa: E402
+from .encode.driver import encode  # noqa: E402
 
-__all__ = ["encode", "decode", "open", "SinrMatrix", "EncodeOptions", "CountMatrix", "read_matrix",
-           "write_matrix", "SinrError", "InvalidInputError", "OutputExistsError", "FormatError",
+__all__ = ["encode", "decode", "open", "SinrMatrix", "EncodeOptions", "CountMatrix", "MatrixSource", "read_matrix",
+           "write_matrix", "SinrError", "InvalidInputError", "OutputExistsError", "OutputError", "FormatError",
            "CorruptFileError", "UnsupportedVersionError", "SinrIndexError", "SinrKeyError", "__version__"]

@@ -34,3 +34,7 @@ class SinrKeyError(SinrError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class OutputError(SinrError):
+    """An output could not be written (disk full, file too large, permissions)."""

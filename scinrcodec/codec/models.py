@@ -1,0 +1,110 @@
+"""Value models: the binning of values, coding contexts, and per-context frequency tables.
+
+A value u >= 0 (count - 1, or the quantised index with --max-error) is split into a bin and an
+offset: e = u + 1 is exact below 2**MANTISSA_BITS and above that keeps its leading MANTISSA_BITS+1
+bits in the bin (eight bins per octave); the rest are offset bits, coded as raw bits. A bin is
+coded with the frequency table of its context: the predicted mean's log1p in quarter steps.
+Each chunk stores its own tables: N_CONTEXTS rows of N_BINS frequencies summing to 2**16 (or all
+zero for an unused context).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..errors import CorruptFileError
+from .rans import JIT, PROB_SCALE
+
+MANTISSA_BITS = 3
+MAX_EXPONENT = 30  # e = u + 1 < 2**31
+N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
+N_CONTEXTS = 48
+CONTEXT_STEPS_PER_NAT = 4
+LOG_MEAN_UNITS = 16  # the baseline's unit: 1/16 of a nat
+CONTEXT_SHIFT = 2  # log-mean units to contexts: 16 / 4 = 2**2
+LUT_SIZE = 256
+
+
+@njit(**JIT)
+def bin_of(u: int) -> tuple[int, int, int]:
+    """(bin, offset, offset bits) of u >= 0."""
+    e = u + 1
+    exponent = -1
+    v = e
+    while v > 0:
+        v >>= 1
+        exponent += 1
+    if exponent < MANTISSA_BITS:
+        return e - 1, 0, 0
+    drop = exponent - MANTISSA_BITS
+    return (1 << MANTISSA_BITS) - 1 + drop * (1 << MANTISSA_BITS) + ((e >> drop) - (1 << MANTISSA_BITS)), \
+        e & ((1 << drop) - 1), drop
+
+
+def _bin_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Smallest u and number of offset bits of every bin."""
+    bins = np.arange(N_BINS)
+    rel = np.maximum(bins - ((1 << MANTISSA_BITS) - 1), 0)
+    drop = rel >> MANTISSA_BITS
+    lead = (1 << MANTISSA_BITS) + (rel & ((1 << MANTISSA_BITS) - 1))
+    big = bins >= (1 << MANTISSA_BITS) - 1
+    return np.where(big, (lead << drop) - 1, bins).astype(np.int64), np.where(big, drop, 0).astype(np.int64)
+
+
+BIN_START, BIN_OFFSET_BITS = _bin_tables()
+
+
+def _context_edges() -> np.ndarray:
+    """Lower edges, in value space, of the contexts: expm1(k/4) rounded to a 2**-20 grid.
+
+    No edge lies within 1e-6 of a rounding tie, far above any libm's error, so the table is the
+    same on every platform (checked here)."""
+    scaled = np.expm1(np.arange(N_CONTEXTS) / CONTEXT_STEPS_PER_NAT) * 2.0**20
+    assert np.all(np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
+    return np.round(scaled) / 2.0**20
+
+
+CONTEXT_EDGES = _context_edges()
+
+
+@njit(**JIT)
+def baseline_context(log_mean_sixteenths: int) -> int:
+    """Context of a predicted log1p mean in units of 1/16 nat."""
+    k = log_mean_sixteenths >> CONTEXT_SHIFT
+    return min(max(k, 0), N_CONTEXTS - 1)
+
+
+def frequencies(counts: np.ndarray) -> np.ndarray:
+    """Frequencies summing to 2**16 from bin counts, row by row (one row per context): the exact
+    algorithm of spec §6.4. Each present bin gets 1 + floor(count * (2**16 - K) / total), K being
+    the row's present bins, and what is left goes to its most frequent bin (the lowest on ties).
+    A row of zeros stays zero (an unused context). Counts must be below 2**40."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, counts.shape[-1])
+    present = counts > 0
+    k = present.sum(axis=1, keepdims=True)
+    total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    freqs = np.where(present, 1 + counts * (PROB_SCALE - k) // total, 0)
+    used = k[:, 0] > 0
+    rows = np.flatnonzero(used)
+    freqs[rows, np.argmax(counts[rows], axis=1)] += PROB_SCALE - freqs[rows].sum(axis=1)
+    return freqs
+
+
+def decoding_tables(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative frequencies, slot lookup and a used flag per context, from stored frequencies.
+
+    A row must sum to 2**16 (a used context) or be all zero (an unused one)."""
+    freqs = np.asarray(freqs, dtype=np.int64)
+    if np.any(freqs < 0) or np.any(freqs > PROB_SCALE):
+        raise CorruptFileError("a value frequency table holds an impossible frequency")
+    cum = np.zeros((freqs.shape[0], freqs.shape[1] + 1), dtype=np.int64)
+    np.cumsum(freqs, axis=1, out=cum[:, 1:])
+    totals = cum[:, -1]
+    used = totals == PROB_SCALE
+    if not np.all(used | (totals == 0)):
+        raise CorruptFileError("a value frequency table does not sum to 2**16")
+    lut = np.zeros((freqs.shape[0], LUT_SIZE), dtype=np.uint8)
+    slots = np.arange(LUT_SIZE, dtype=np.int64) * (PROB_SCALE // LUT_SIZE)
+    for row in np.flatnonzero(used):
+        lut[row] = np.searchsorted(cum[row, 1:], slots, side="right")
+    return cum, lut, used

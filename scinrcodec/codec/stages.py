@@ -1,0 +1,125 @@
+"""The stages a matrix's footer names, registered by id (numcodecs style).
+
+Each stage is a small class rebuilt from its stored config, which validates its own parameters;
+`parse_stages` checks that a file names exactly the stages its mode needs, each once, in order,
+so that no header field can contradict another (spec §5.2).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..errors import CorruptFileError
+from ..limits import MAX_ERROR_LIMIT
+
+_REGISTRY: dict[str, type["Stage"]] = {}
+
+
+def _int(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+class Stage:
+    codec_id: ClassVar[str]
+    params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        self.__dict__.update(params)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"id": self.codec_id, **{name: getattr(self, name) for name in self.params}}
+
+    def check(self) -> bool:
+        return True
+
+
+def register(cls: type[Stage]) -> type[Stage]:
+    _REGISTRY[cls.codec_id] = cls
+    return cls
+
+
+@register
+class Reorder(Stage):
+    """Genes by detection (file-wide), cells by depth (per chunk)."""
+
+    codec_id = "reorder-detection-depth"
+
+
+@register
+class RowBands(Stage):
+    """Bands of the file's gene order cut into tiles; the targets the encoder sized them by."""
+
+    codec_id = "row-bands"
+    params = ("tile_nnz", "patch_nnz", "chunk_cells")
+
+    def check(self) -> bool:
+        return _int(self.tile_nnz, 1, 1 << 20) and _int(self.patch_nnz, 1, 1 << 40) and _int(self.chunk_cells, 1,
+                                                                                              2**31 - 1)
+
+
+@register
+class GolombRansPositions(Stage):
+    """Tile positions as Golomb gaps through rANS (spec §6.2)."""
+
+    codec_id = "golomb-rans-positions"
+
+
+@register
+class ValueQuantiser(Stage):
+    """max_error 0: exact; E >= 1: nonzero v -> (v - 1 + E) // (2E + 1) (spec §6.3)."""
+
+    codec_id = "value-quantiser"
+    params = ("max_error",)
+
+    def check(self) -> bool:
+        return _int(self.max_error, 0, MAX_ERROR_LIMIT)
+
+
+@register
+class ContextRansValues(Stage):
+    """Value bins through per-context frequency tables, offsets as raw bits (spec §6.3)."""
+
+    codec_id = "context-rans-values"
+
+
+@register
+class SirenPredictor(Stage):
+    """Bands may carry a SIREN giving their contexts (or, in inr-only mode, their values)."""
+
+    codec_id = "siren-predictor"
+
+
+def stages_for(mode: str, max_error: int, tile_nnz: int, patch_nnz: int, chunk_cells: int) -> list[dict]:
+    stages = [Reorder(), RowBands(tile_nnz=tile_nnz, patch_nnz=patch_nnz, chunk_cells=chunk_cells),
+              GolombRansPositions(), ValueQuantiser(max_error=max_error)]
+    if mode != "inr-only":
+        stages.append(ContextRansValues())
+    stages.append(SirenPredictor())
+    return [s.get_config() for s in stages]
+
+
+def parse_stages(configs, mode: str, *, what: str) -> dict[str, Stage]:
+    """The stages of a matrix, checked against each other and against its mode."""
+    if not isinstance(configs, list):
+        raise CorruptFileError(f"{what}: stage list is missing")
+    stages: dict[str, Stage] = {}
+    for config in configs:
+        if not isinstance(config, dict) or not isinstance(config.get("id"), str):
+            raise CorruptFileError(f"{what}: a stage config is malformed")
+        cls = _REGISTRY.get(config["id"])
+        if cls is None:
+            raise CorruptFileError(f"{what}: unknown stage {config['id']!r}")
+        if config["id"] in stages:
+            raise CorruptFileError(f"{what}: stage {config['id']!r} appears twice")
+        if set(config) - {"id"} != set(cls.params):
+            raise CorruptFileError(f"{what}: stage {config['id']!r} has parameters {sorted(set(config) - {'id'})}")
+        stage = cls(**{k: v for k, v in config.items() if k != "id"})
+        if not stage.check():
+            raise CorruptFileError(f"{what}: stage {config['id']!r} has invalid parameters")
+        stages[config["id"]] = stage
+    max_error = stages["value-quantiser"].max_error if "value-quantiser" in stages else None
+    expected = stages_for(mode, max_error or 0, 1, 1, 1) if mode in ("lossless", "max-error", "inr-only") else []
+    if [c["id"] for c in configs] != [c["id"] for c in expected]:
+        raise CorruptFileError(f"{what}: stages {[c['id'] for c in configs]} do not match mode {mode!r}")
+    if (mode == "max-error") != (max_error >= 1):
+        raise CorruptFileError(f"{what}: mode {mode!r} contradicts max_error {max_error}")
+    return stages

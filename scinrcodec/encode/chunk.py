@@ -1,0 +1,214 @@
+"""Encoding one chunk of consecutive cells into its block: header, sections, tile streams.
+
+reorder cells by depth -> cell terms -> bands and tiles -> sort nonzeros by (tile, position)
+-> contexts (baseline, or a band's SIREN where it pays) -> frequency tables -> tile streams.
+Everything heavy is a compiled loop; a chunk needs memory in proportion to its own nonzeros.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from ..codec.checksum import content_checksum
+from ..codec.geometry import ChunkGeometry
+from ..codec.models import N_BINS, N_CONTEXTS, baseline_context, bin_of, decoding_tables, frequencies
+from ..codec.rans import JIT
+from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
+from ..io.sources import CellBlock
+from ..model.baseline import fit_cell_terms
+from ..model.quantise import dequantise_values, quantise_values
+from ..model.siren import PatchSiren
+from ..storage.container import ContainerWriter, crc32, pack_array, pack_header, pack_map, pack_strings
+from .options import EncodeOptions
+from .siren_fit import SirenPlanner, fit_band_sirens
+
+
+@dataclass
+class FileContext:
+    """What every chunk of a file shares: the gene order, gene terms and band boundaries."""
+
+    n_genes: int
+    gene_rank: np.ndarray  # original gene -> row in the file's gene order
+    gene_terms: np.ndarray  # per row, 1/16 nat (0 beyond the stored genes)
+    band_rows: np.ndarray  # first row of each band
+    options: EncodeOptions
+    siren_planner: "SirenPlanner | None" = None
+
+
+@dataclass
+class EncodedChunk:
+    header: bytes
+    body: list[bytes]
+    n_cells: int
+    nnz: int
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.header) + sum(len(b) for b in self.body)
+
+
+@njit(**JIT)
+def _cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.zeros(indptr.size - 1, dtype=np.int64)
+    for cell in range(indptr.size - 1):
+        for idx in range(indptr[cell], indptr[cell + 1]):
+            out[cell] += values[idx]
+    return out
+
+
+@njit(**JIT)
+def _stable_order(keys: np.ndarray, n_buckets: int, order: np.ndarray) -> np.ndarray:
+    """`order` re-sorted stably by keys[order] (a counting sort)."""
+    starts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for idx in order:
+        starts[keys[idx] + 1] += 1
+    for b in range(n_buckets):
+        starts[b + 1] += starts[b]
+    out = np.empty_like(order)
+    for idx in order:
+        out[starts[keys[idx]]] = idx
+        starts[keys[idx]] += 1
+    return out
+
+
+@njit(**JIT)
+def _tile_of(rows: np.ndarray, cols: np.ndarray, row_starts: np.ndarray, widths: np.ndarray,
+             tile_starts: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tile id and row-major position inside the tile of each nonzero."""
+    band_of_row = np.empty(row_starts[-1], dtype=np.int64)
+    for b in range(widths.size):
+        band_of_row[row_starts[b]: row_starts[b + 1]] = b
+    tiles = np.empty(rows.size, dtype=np.int64)
+    positions = np.empty(rows.size, dtype=np.int64)
+    for idx in range(rows.size):
+        b = band_of_row[rows[idx]]
+        w = widths[b]
+        block = cols[idx] // w
+        first = block * w
+        tile_w = min(w, n_cells - first)
+        tiles[idx] = tile_starts[b] + block
+        positions[idx] = (rows[idx] - row_starts[b]) * tile_w + cols[idx] - first
+    return tiles, positions
+
+
+@njit(**JIT)
+def _baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
+                       cell_terms: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.size, dtype=np.int64)
+    for idx in range(rows.size):
+        out[idx] = baseline_context(gene_terms[rows[idx]] + cell_terms[cols[idx]])
+    return out
+
+
+@njit(**JIT)
+def _bins(u: np.ndarray) -> np.ndarray:
+    out = np.empty(u.size, dtype=np.int64)
+    for idx in range(u.size):
+        out[idx] = bin_of(u[idx])[0]
+    return out
+
+
+def histograms(contexts: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    flat = np.bincount(contexts * N_BINS + bins, minlength=N_CONTEXTS * N_BINS)
+    return flat.reshape(N_CONTEXTS, N_BINS).astype(np.int64)
+
+
+def code_length_bits(hist: np.ndarray, contexts: np.ndarray, bins: np.ndarray) -> float:
+    """Ideal code length of bins under per-context histograms (offsets excluded)."""
+    totals = hist.sum(axis=1)
+    probs = hist[contexts, bins] / np.maximum(totals[contexts], 1)
+    return float(-np.log2(np.maximum(probs, 2.0**-16)).sum())
+
+
+def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
+    options = context.options
+    n_cells, nnz = block.n_cells, block.nnz
+    cell_of = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
+    cell_order = np.argsort(-_cell_totals(block.indptr, block.values), kind="stable")
+    cell_rank = np.empty(n_cells, dtype=np.int64)
+    cell_rank[cell_order] = np.arange(n_cells)
+    rows = context.gene_rank[block.genes]
+    cols = cell_rank[cell_of]
+    n_rows = int(rows.max()) + 1 if nnz else 0
+    cell_terms = fit_cell_terms(cols, rows, block.values, context.gene_terms, n_cells)
+    geometry = ChunkGeometry.plan(context.band_rows, np.bincount(rows, minlength=n_rows), n_cells, options.tile_nnz)
+    order = np.arange(nnz, dtype=np.int64)
+    order = _stable_order(cols, max(n_cells, 1), order)
+    order = _stable_order(rows, max(n_rows, 1), order)
+    tiles, positions = _tile_of(rows, cols, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    order = _stable_order(tiles, max(geometry.n_tiles, 1), order)
+    rows, cols, tiles, positions = rows[order], cols[order], tiles[order], positions[order]
+    values = block.values[order]
+    u = quantise_values(values, options.max_error)
+    bins = _bins(u)
+    contexts = _baseline_contexts(rows, cols, context.gene_terms, cell_terms)
+    code_values = options.mode != "inr-only"
+    hist = histograms(contexts, bins)
+
+    band_bounds = np.searchsorted(tiles, geometry.tile_starts)
+    sirens: dict[int, PatchSiren] = {}
+    stats = {"bands": geometry.n_bands, "tiles": geometry.n_tiles}
+    predictions = None
+    if nnz and context.siren_planner is not None:
+        sirens, contexts, predictions = fit_band_sirens(context.siren_planner, geometry, band_bounds, rows, cols,
+                                                        values, bins, contexts, hist, options)
+        hist = histograms(contexts, bins)
+
+    cum = decoding_tables(frequencies(hist))[0] if code_values else np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
+    _, _, heights, _, widths = geometry.tiles()
+    tile_k = np.bincount(tiles, minlength=geometry.n_tiles).astype(np.int64)
+    tile_n = (heights * widths).astype(np.int64)
+    bound = symbol_bound(tile_k, tile_n, code_values)
+    out = np.empty(int((2 * bound + 4).sum()) + 1, dtype=np.uint8)
+    lengths, position_bits, value_bits = encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values,
+                                                      int(bound.max(initial=1)), out, LOG2_TABLE)
+    data = out[: int(lengths.sum())].tobytes()
+    tile_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    band_crcs = np.array([crc32(data[tile_offsets[a]: tile_offsets[b]])
+                          for a, b in zip(geometry.tile_starts[:-1], geometry.tile_starts[1:])], dtype=np.int64)
+    if options.mode == "inr-only":
+        decoded = predictions
+    else:
+        decoded = dequantise_values(u, options.max_error) if options.max_error else values
+    checksum = int(content_checksum(block.genes[order], block.start + cell_of[order], decoded))
+    stats.update({"position_bits": round(position_bits, 1), "value_bits": round(value_bits, 1)})
+
+    sections: list[tuple[str, bytes]] = [
+        ("cells.order", pack_array(cell_order, "u4")),
+        ("cells.baseline", pack_array(cell_terms, "i2")),
+    ]
+    if cell_names is not None:
+        sections.append(("cells.names", pack_strings(cell_names)))
+    sections += [
+        ("bands.rows", pack_array(geometry.row_starts, "u4")),
+        ("bands.widths", pack_array(geometry.widths, "u4")),
+        ("bands.crc32", pack_array(band_crcs, "u4")),
+        ("tiles.nnz", pack_array(tile_k, "u4")),
+        ("tiles.bytes", pack_array(lengths, "u4")),
+    ]
+    if code_values:
+        sections.append(("values.counts", pack_array(hist.ravel(), "u8")))
+    if sirens:
+        used = sorted(sirens)
+        sections.append(("siren.meta", pack_map({"bands": [[b, sirens[b].to_meta()] for b in used]})))
+        sections.append(("siren.weights", pack_array(np.concatenate([sirens[b].flat_parameters() for b in used]),
+                                                     "i2")))
+    sections.append(("tiles.data", data))
+    table, offset = [], 0
+    for name, payload in sections:
+        table.append([name, offset, len(payload), crc32(payload)])
+        offset += len(payload)
+    header = pack_header({"n_cells": n_cells, "nnz": nnz, "n_rows": n_rows, "n_bands": geometry.n_bands,
+                          "checksum": checksum, "sections": table})
+    return EncodedChunk(header, [payload for _, payload in sections], n_cells, nnz, stats)
+
+
+def write_chunk(writer: ContainerWriter, chunk: EncodedChunk) -> list[int]:
+    """Write a chunk block; return its chunks.index row."""
+    offset = writer.block(chunk.header)
+    for payload in chunk.body:
+        writer.block(payload)
+    return [offset, len(chunk.header), crc32(chunk.header), chunk.length, chunk.n_cells, chunk.nnz]

@@ -1,0 +1,163 @@
+"""The encoder: two passes over a source, chunks encoded on every core, one file written in order.
+
+pass 1: gene statistics (nonzeros and mean log1p deviation per gene) -> the file's gene order,
+gene terms and band boundaries; pass 2: each chunk of `chunk_cells` consecutive cells is encoded
+on its own (threads: the compiled kernels release the GIL) and written as soon as all chunks
+before it are. The output does not depend on the number of jobs.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import __version__
+from ..codec.geometry import balanced_patch_nnz, plan_band_rows
+from ..codec.stages import stages_for
+from ..errors import InvalidInputError
+from ..io.atomic import atomic_path, check_writable
+from ..io.sources import MatrixSource
+from ..model.baseline import accumulate_gene_stats, quantise_terms
+from ..progress import Progress
+from ..storage.container import ContainerWriter, pack_array, pack_strings
+from ..storage.layout import CHUNK_INDEX_FIELDS
+from .chunk import FileContext, encode_chunk, write_chunk
+from .options import EncodeOptions
+from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
+
+MATRIX_NAME = "X"
+
+
+def gene_statistics(source: MatrixSource, options: EncodeOptions, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1: nonzeros per gene and the sum of their log1p deviations from their cells' means."""
+    gene_nnz = np.zeros(source.shape[0], dtype=np.int64)
+    deviation = np.zeros(source.shape[0], dtype=np.float64)
+    for block in source.blocks(options.chunk_cells):
+        accumulate_gene_stats(block.indptr, block.genes, block.values, gene_nnz, deviation)
+        progress.update(block.nnz)
+    return gene_nnz, deviation
+
+
+def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndarray,
+                 deviation: np.ndarray) -> tuple[FileContext, np.ndarray, int]:
+    """Gene order (by nonzeros, descending; unexpressed genes last, by index), gene terms, bands."""
+    order = np.argsort(-gene_nnz, kind="stable")
+    n_stored = int(np.count_nonzero(gene_nnz))
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    terms = np.zeros(order.size, dtype=np.int64)
+    stored = order[:n_stored]
+    terms[:n_stored] = quantise_terms(deviation[stored] / gene_nnz[stored])
+    nnz = int(gene_nnz.sum())
+    patch_nnz = options.patch_nnz or balanced_patch_nnz(nnz, options.tile_nnz)
+    band_rows = plan_band_rows(gene_nnz[order], patch_nnz)
+    return FileContext(source.shape[0], rank, terms, band_rows, options), order[:n_stored], patch_nnz
+
+
+def _planner(options: EncodeOptions) -> SirenPlanner | None:
+    if options.mode == "inr-only" or options.siren == "always":
+        return SirenPlanner(sample=None)
+    if options.siren == "auto" and torch_available():
+        return SirenPlanner(sample=PROBE_BANDS)
+    return None
+
+
+def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions) -> dict:
+    """Encode `source` into a binary stream; return the footer's statistics."""
+    nnz_hint = getattr(source, "nnz", None)
+    progress = Progress(options.progress, 2 * nnz_hint if nnz_hint is not None else None, "encoding",
+                        "nonzeros")
+    try:
+        gene_nnz, deviation = gene_statistics(source, options, progress)
+        context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
+        nnz = int(gene_nnz.sum())
+        progress.set_total(2 * nnz)
+        writer = ContainerWriter(stream)
+        planner = _planner(options)
+        blocks = source.blocks(options.chunk_cells)
+        index_rows, chunk_stats = [], []
+        report = planner
+        if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
+            first = next(blocks, None)
+            if first is not None:
+                names = source.cell_names(first.start, first.start + first.n_cells)
+                chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
+                planner = SirenPlanner(sample=None) if planner.kept else None
+                if planner is not None:  # a SIREN paid: every band of every chunk tries one
+                    report = planner
+                    chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
+                index_rows.append(write_chunk(writer, chunk))
+                chunk_stats.append(chunk.stats)
+                progress.update(chunk.nnz)
+        context.siren_planner = planner
+        with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
+            pending: deque = deque()
+
+            def drain(limit: int) -> None:
+                while len(pending) > limit:
+                    chunk = pending.popleft().result()
+                    index_rows.append(write_chunk(writer, chunk))
+                    chunk_stats.append(chunk.stats)
+                    progress.update(chunk.nnz)
+
+            for block in blocks:
+                names = source.cell_names(block.start, block.start + block.n_cells)
+                pending.append(pool.submit(encode_chunk, block, context, names))
+                drain(options.n_jobs)
+            drain(0)
+    finally:
+        progress.close()
+    return _finish(writer, source, options, context, stored_order, patch_nnz, nnz, index_rows, chunk_stats, report)
+
+
+def _finish(writer, source, options, context, stored_order, patch_nnz, nnz, index_rows, chunk_stats,
+            planner: SirenPlanner | None) -> dict:
+    table = []
+    names_are_ids = source.gene_names is not None and source.gene_names == source.gene_ids
+    for name, values in (("names.gene_ids", source.gene_ids),
+                         ("names.gene_names", None if names_are_ids else source.gene_names),
+                         ("names.feature_types", source.feature_types)):
+        if values is not None:
+            table.append(writer.section(name, pack_strings(values)))
+    table.append(writer.section("genes.order", pack_array(stored_order, "u4")))
+    table.append(writer.section("genes.baseline", pack_array(context.gene_terms[: stored_order.size], "i2")))
+    index = np.asarray(index_rows, dtype=np.uint64).reshape(-1, len(CHUNK_INDEX_FIELDS))
+    table.append(writer.section("chunks.index", pack_array(index.ravel(), "u8")))
+    stats = {key: round(sum(s.get(key, 0) for s in chunk_stats), 1)
+             for key in ("position_bits", "value_bits", "bands", "tiles")}
+    stats.update((planner or SirenPlanner(sample=None)).stats())
+    matrix = {
+        "name": MATRIX_NAME, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
+        "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(index_rows),
+        "gene_names_are_ids": bool(names_are_ids), "has_cell_names": source.has_cell_names,
+        "stages": stages_for(options.mode, options.max_error, options.tile_nnz, patch_nnz, options.chunk_cells),
+        "options": options.recorded(), "stats": stats, "sections": table,
+    }
+    size = writer.finish({"format": "sinr", "writer": f"scinrcodec {__version__}", "matrices": [matrix],
+                          "sections": []})
+    return {"bytes": size, "nnz": nnz, "shape": tuple(source.shape), "chunks": len(index_rows), **stats}
+
+
+def encode(source, output: str | os.PathLike, *, force: bool = False, **options) -> dict:
+    """Encode `source` (a path, scipy.sparse genes x cells, AnnData, or MatrixSource) to a .sinr
+    file, atomically. Returns sizes and statistics."""
+    from ..io.readers import as_source
+
+    unknown = set(options) - EncodeOptions.names()
+    if unknown:
+        raise InvalidInputError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
+    opts = EncodeOptions(**options)
+    inputs = [source] if isinstance(source, (str, os.PathLike)) else []
+    check_writable(output, force=force, inputs=inputs)
+    if opts.siren != "never" and (opts.siren == "always" or opts.mode == "inr-only") and not torch_available():
+        raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
+    if opts.device is not None and torch_available():
+        check_device(opts.device)
+    src = as_source(source, opts.layer)
+    with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
+        return encode_stream(src, stream, opts)

@@ -1,0 +1,140 @@
+"""Fitting bands' SIRENs and keeping each only where it pays (torch: encoder only).
+
+`always` fits every band of every chunk; `auto` (the default) first fits a sample of the first
+chunk's bands and goes on only if one of them was kept, so that files whose bands never keep a
+SIREN (every dataset measured so far) are not slowed by networks that are thrown away. The
+decision depends on the data alone, so the output is the same whatever the number of jobs.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codec.geometry import ChunkGeometry
+from ..errors import InvalidInputError
+from ..model.quantise import quantise_siren
+from ..model.siren import (NORM_CODES, IntegerLayer, Normalisation, PatchSiren, centred_coordinates,
+                           contexts_of_outputs, coordinate_scale, predictions_of_outputs, siren_outputs)
+from .options import EncodeOptions
+
+SIREN_META_BITS = 200  # what a kept SIREN's metadata costs, charged against its saving
+PROBE_BANDS = 8
+
+
+@dataclass
+class SirenPlanner:
+    """Which bands try a SIREN, and the file's running totals."""
+
+    sample: int | None  # None: every band; else at most this many bands of each chunk
+    tried: int = 0
+    kept: int = 0
+    saved_bits: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def bands(self, n_bands: int) -> np.ndarray:
+        if self.sample is None or n_bands <= self.sample:
+            return np.arange(n_bands)
+        return np.unique(np.linspace(0, n_bands - 1, self.sample).round().astype(np.int64))
+
+    def record(self, tried: int, kept: int, saved: float) -> None:
+        with self.lock:
+            self.tried += tried
+            self.kept += kept
+            self.saved_bits += saved
+
+    def stats(self) -> dict:
+        return {"siren_tried": self.tried, "siren_kept": self.kept, "siren_saved_bits": round(self.saved_bits, 1)}
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a torch device that does not exist before any work is done."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        torch.zeros(1, device=device)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise InvalidInputError(f"--device {device!r} is not usable here ({str(exc).splitlines()[0]})") from exc
+
+
+def _constant_siren(normalisation: Normalisation) -> PatchSiren:
+    """A network whose output is 0 everywhere: the --inr-only fallback when no depth fits int64."""
+    layers = [IntegerLayer(np.zeros((1, 2), np.int64), np.zeros(1, np.int64), 0, 0, 0),
+              IntegerLayer(np.zeros((1, 1), np.int64), np.zeros(1, np.int64), 0, 0, 0)]
+    return PatchSiren(layers, normalisation, 2)
+
+
+def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds: np.ndarray, rows: np.ndarray,
+                    cols: np.ndarray, values: np.ndarray, bins: np.ndarray, contexts: np.ndarray,
+                    hist: np.ndarray, options: EncodeOptions):
+    """Fit the planned bands of a chunk (nonzeros sorted by tile, so each band is a contiguous span);
+    return the kept SIRENs by band, the updated contexts, the --inr-only predictions (or None)."""
+    from ..model.siren_train import fit_sirens
+    from .chunk import code_length_bits
+
+    inr_only = options.mode == "inr-only"
+    bands = np.arange(geometry.n_bands) if inr_only else planner.bands(geometry.n_bands)
+    bands = [int(b) for b in bands if band_bounds[b + 1] > band_bounds[b]]
+    spans = [slice(int(band_bounds[b]), int(band_bounds[b + 1])) for b in bands]
+    heights = [int(geometry.row_starts[b + 1] - geometry.row_starts[b]) for b in bands]
+    coords, targets, norms, scales = [], [], [], []
+    for b, span, height in zip(bands, spans, heights):
+        scale = coordinate_scale(height, geometry.n_cells, options.coordinates)
+        local = rows[span] - geometry.row_starts[b]
+        coords.append(centred_coordinates(local, cols[span], height, geometry.n_cells) * np.asarray(scale))
+        norm = Normalisation.fit(options.normalisation, values[span])
+        norms.append(norm)
+        scales.append(scale)
+        targets.append(norm.forward(values[span]))
+    trained = fit_sirens(coords, targets, width=options.width, hidden_layers=options.hidden_layers,
+                         steps=options.steps, batch=options.batch, learning_rate=options.learning_rate,
+                         seed=options.seed, device=options.device) if bands else []
+    contexts = contexts.copy()
+    predictions = np.ones(values.size, dtype=np.int64) if inr_only else None
+    sirens: dict[int, PatchSiren] = {}
+    saved = 0.0
+    for b, span, height, net, norm, scale in zip(bands, spans, heights, trained, norms, scales):
+        local = rows[span] - geometry.row_starts[b]
+        baseline_cost = code_length_bits(hist, contexts[span], bins[span])
+        best, best_cost, best_outputs = None, np.inf if inr_only else baseline_cost, None
+        for bits in options.weight_bits:
+            patch = quantise_siren(net.weights, net.biases, bits, scale, norm, height, geometry.n_cells)
+            if patch is None:
+                continue
+            table, params = patch.packed()
+            outputs = siren_outputs(table, params, local, cols[span], height, geometry.n_cells)
+            kind = NORM_CODES[norm.kind]
+            if inr_only:
+                guess = predictions_of_outputs(kind, norm.offset, norm.scale, outputs)
+                cost = -float(np.mean(guess == values[span]))
+            else:
+                cost = (code_length_bits(hist, contexts_of_outputs(kind, norm.offset, norm.scale, outputs), bins[span])
+                        + patch.n_parameters * bits + SIREN_META_BITS)
+            if cost < best_cost:
+                best, best_cost, best_outputs = patch, cost, outputs
+        if inr_only and best is None:
+            best = _constant_siren(norm)
+            best_outputs = np.zeros(span.stop - span.start, dtype=np.int64)
+        if best is None:
+            continue
+        sirens[b] = best
+        kind = NORM_CODES[best.normalisation.kind]
+        n = best.normalisation
+        if inr_only:
+            predictions[span] = predictions_of_outputs(kind, n.offset, n.scale, best_outputs)
+        else:
+            contexts[span] = contexts_of_outputs(kind, n.offset, n.scale, best_outputs)
+            saved += baseline_cost - best_cost
+    planner.record(len(bands), 0 if inr_only else len(sirens), saved)
+    return sirens, contexts, predictions

@@ -1,0 +1,204 @@
+"""Matrix sources: what the encoder reads, one block of consecutive cells at a time.
+
+A source knows its shape and gene names up front and yields validated blocks of cells (CSC:
+for each cell its gene indices ascending and unique, values positive integers below 2**31), so
+an encoder holds one block at a time whatever the input's size. The encoder makes two passes:
+gene statistics first, then the chunks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from ..limits import MAX_COUNT, MAX_DIMENSION, MAX_NAME_BYTES
+
+
+@dataclass
+class CellBlock:
+    """Cells start .. start + n_cells - 1 as CSC arrays (genes x cells), validated."""
+
+    start: int
+    indptr: np.ndarray  # int64 [n_cells + 1], from 0
+    genes: np.ndarray  # int32/int64, original gene index of each nonzero
+    values: np.ndarray  # int64 > 0
+
+    @property
+    def n_cells(self) -> int:
+        return self.indptr.size - 1
+
+    @property
+    def nnz(self) -> int:
+        return int(self.values.size)
+
+
+class MatrixSource:
+    """A genes x cells count matrix read block by block (see the module docstring)."""
+
+    shape: tuple[int, int]
+    gene_ids: list[str] | None = None
+    gene_names: list[str] | None = None
+    feature_types: list[str] | None = None
+    description: str = "input"
+
+    nnz: int | None = None  # stored entries, when known before reading (a progress hint)
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        return None
+
+    @property
+    def has_cell_names(self) -> bool:
+        return self.cell_names(0, 0) is not None
+
+    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        raise NotImplementedError
+
+
+def check_names(names, n: int, what: str) -> list[str] | None:
+    """Names as str, one per entry, each storable: no newline, at most MAX_NAME_BYTES of UTF-8."""
+    if names is None:
+        return None
+    names = [str(x) for x in names]
+    if len(names) != n:
+        raise InvalidInputError(f"{what}: {len(names)} names for {n} entries")
+    for name in names:
+        if "\n" in name or "\r" in name:
+            raise InvalidInputError(f"{what}: the name {name[:40]!r} contains a line break, which .sinr names cannot hold")
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"{what}: the name {name[:40]!r} is not valid Unicode text") from exc
+        if size > MAX_NAME_BYTES:
+            raise InvalidInputError(f"{what}: a name of {size:,} bytes exceeds the limit of {MAX_NAME_BYTES:,}")
+    return names
+
+
+def check_shape(shape, what: str) -> tuple[int, int]:
+    n_genes, n_cells = (int(x) for x in shape)
+    for n, axis in ((n_genes, "genes"), (n_cells, "cells")):
+        if not 0 <= n <= MAX_DIMENSION:
+            raise InvalidInputError(f"{what}: {n:,} {axis} is outside 0..{MAX_DIMENSION:,}")
+    return n_genes, n_cells
+
+
+def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) -> CellBlock:
+    """Check one CSC block of cells fully and return it in canonical form (zeros dropped, genes
+    ascending within each cell). Refuses non-integers, negatives, values above MAX_COUNT, indices
+    outside the shape, decreasing index pointers and duplicate coordinates."""
+    indptr = np.asarray(indptr)
+    genes = np.asarray(genes)
+    values = np.asarray(values)
+    n_cells = indptr.size - 1
+    cells = f"{what} (cells {start:,}..{start + n_cells - 1:,})"
+    if indptr.ndim != 1 or indptr.size < 1 or indptr.dtype.kind not in "iu":
+        raise InvalidInputError(f"{cells}: index pointers are not a 1-D integer array")
+    if genes.dtype.kind not in "iu" and genes.size:
+        raise InvalidInputError(f"{cells}: indices are not integers")
+    indptr = indptr.astype(np.int64)
+    if indptr[0] < 0 or np.any(np.diff(indptr) < 0) or indptr[-1] > min(genes.size, values.size):
+        raise InvalidInputError(f"{cells}: index pointers decrease or run past the data")
+    lo, hi = int(indptr[0]), int(indptr[-1])
+    genes, values = genes[lo:hi], values[lo:hi]
+    indptr = indptr - lo
+    if values.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{cells}: values of type {values.dtype} are not counts")
+    if values.dtype == np.float16:
+        values = values.astype(np.float32)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)):
+            raise InvalidInputError(f"{cells}: contains NaN or infinite values")
+        if np.any(values != np.rint(values)):
+            raise InvalidInputError(f"{cells}: contains non-integer values (counts must be whole numbers)")
+    if values.size and values.min() < 0:
+        raise InvalidInputError(f"{cells}: contains negative values (counts must be >= 0)")
+    if values.size and values.max() > MAX_COUNT:
+        raise InvalidInputError(f"{cells}: contains values above {MAX_COUNT:,}")
+    if genes.size and (genes.min() < 0 or genes.max() >= n_genes):
+        raise InvalidInputError(f"{cells}: a gene index lies outside 0..{n_genes - 1:,}")
+    genes = genes.astype(np.int64)
+    values = values.astype(np.int64)
+    cell_of = np.repeat(np.arange(n_cells), np.diff(indptr))
+    same_cell = np.diff(cell_of) == 0
+    steps = np.diff(genes)
+    if np.any(steps[same_cell] < 0):  # unsorted within some cell: sort by (cell, gene)
+        order = np.lexsort((genes, cell_of))
+        genes, values = genes[order], values[order]
+        steps = np.diff(genes)
+    if np.any(steps[same_cell] == 0):
+        raise InvalidInputError(f"{cells}: holds the same (gene, cell) coordinate twice")
+    keep = values != 0
+    if not keep.all():
+        genes, values = genes[keep], values[keep]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cell_of[keep], minlength=n_cells))])
+    return CellBlock(start, indptr, genes, values)
+
+
+def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_column: bool, what: str):
+    """A scipy CSC (by_column) or CSR matrix from raw arrays, built only once its structure is valid:
+    scipy would otherwise index out of bounds on hostile input."""
+    data, indices, indptr = np.asarray(data), np.asarray(indices), np.asarray(indptr)
+    major, minor = (shape[1], shape[0]) if by_column else shape
+    if indptr.ndim != 1 or indptr.size != major + 1 or indptr.dtype.kind not in "iu":
+        raise InvalidInputError(f"{what}: index pointers do not match the shape {shape[0]:,} x {shape[1]:,}")
+    if indices.ndim != 1 or data.ndim != 1 or indices.size != data.size or (indices.size and indices.dtype.kind not in "iu"):
+        raise InvalidInputError(f"{what}: indices and values are not matching 1-D arrays")
+    if indptr[0] != 0 or np.any(np.diff(indptr.astype(np.int64)) < 0) or indptr[-1] != data.size:
+        raise InvalidInputError(f"{what}: index pointers are not increasing from 0 to the number of values")
+    if indices.size and (indices.min() < 0 or indices.max() >= minor):
+        axis = "gene" if by_column else "cell"
+        raise InvalidInputError(f"{what}: a {axis} index lies outside 0..{minor - 1:,} (the shape is "
+                                f"{shape[0]:,} x {shape[1]:,})")
+    cls = sp.csc_matrix if by_column else sp.csr_matrix
+    return cls((data, indices.astype(np.int64), indptr.astype(np.int64)), shape=shape, copy=False)
+
+
+def _checked_sparse(matrix, what: str):
+    """Any scipy.sparse matrix as CSC, its structure checked before scipy converts it."""
+    shape = check_shape(matrix.shape, what)
+    if matrix.format in ("csc", "csr"):
+        return checked_compressed(matrix.data, matrix.indices, matrix.indptr, shape=shape,
+                                  by_column=matrix.format == "csc", what=what).tocsc()
+    if matrix.format == "coo":
+        rows, cols = np.asarray(matrix.row), np.asarray(matrix.col)
+        if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
+            raise InvalidInputError(f"{what}: a coordinate lies outside the shape {shape[0]:,} x {shape[1]:,}")
+        order = np.lexsort((rows, cols))
+        keys = cols[order].astype(np.int64) * max(shape[0], 1) + rows[order]
+        if keys.size > 1 and np.any(np.diff(keys) == 0):
+            raise InvalidInputError(f"{what}: holds the same (gene, cell) coordinate twice (it would be summed)")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))])
+        return sp.csc_matrix((np.asarray(matrix.data)[order], rows[order], indptr), shape=shape)
+    return _checked_sparse(matrix.tocoo(), what)
+
+
+class ScipySource(MatrixSource):
+    """An in-memory genes x cells matrix (any scipy.sparse format or a dense array) with names."""
+
+    def __init__(self, counts, gene_ids=None, gene_names=None, cell_names=None, feature_types=None,
+                 *, description: str = "input") -> None:
+        self.description = description
+        if not sp.issparse(counts):
+            counts = np.asarray(counts)
+            if counts.ndim != 2:
+                raise InvalidInputError(f"{description}: expected a 2-D matrix, got {counts.ndim} dimensions")
+            counts = sp.csc_matrix(counts)
+        self.shape = check_shape(counts.shape, description)
+        self._csc = _checked_sparse(counts, description)
+        self.nnz = int(self._csc.nnz)
+        self.gene_ids = check_names(gene_ids, self.shape[0], f"{description} gene ids")
+        self.gene_names = check_names(gene_names, self.shape[0], f"{description} gene names")
+        self.feature_types = check_names(feature_types, self.shape[0], f"{description} feature types")
+        self._cell_names = check_names(cell_names, self.shape[1], f"{description} cell names")
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        return None if self._cell_names is None else self._cell_names[start:stop]
+
+    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        m = self._csc
+        for start in range(0, self.shape[1], cells_per_block):
+            stop = min(start + cells_per_block, self.shape[1])
+            yield validated_block(start, m.indptr[start: stop + 1], m.indices, m.data, self.shape[0],
+                                  self.description)

@@ -1,0 +1,121 @@
+"""Writing the formats users have: AnnData .h5ad, 10x HDF5, Matrix Market (file or 10x folder), .npz.
+
+Every writer is atomic: it writes a temporary sibling and renames it into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from .atomic import atomic_path
+from .matrix import CountMatrix
+
+
+def write_10x_h5(path: Path, m: CountMatrix) -> None:
+    """Write as Cell Ranger does: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle."""
+    import h5py
+
+    csc = m.counts.tocsc()
+    chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
+
+    def strings(values: list[str]) -> np.ndarray:
+        encoded = [v.encode("utf-8") for v in values]
+        width = max((len(v) for v in encoded), default=1) or 1
+        return np.array(encoded, dtype=f"S{width}")
+
+    with h5py.File(path, "w") as f:
+        g = f.create_group("matrix")
+        for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
+                                 ("indptr", csc.indptr, np.int64)):
+            arr = np.asarray(arr, dtype=dtype)
+            g.create_dataset(name, data=arr, chunks=(min(80_000, max(arr.size, 1)),), maxshape=(None,), **chunked)
+        g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
+        g.create_dataset("barcodes", data=strings(m.filled_cell_names()), **chunked)
+        feats = g.create_group("features")
+        n_genes = m.shape[0]
+        feats.create_dataset("id", data=strings(m.filled_gene_ids()), **chunked)
+        feats.create_dataset("name", data=strings(m.filled_gene_names()), **chunked)
+        feats.create_dataset("feature_type", data=strings(m.filled_feature_types()), **chunked)
+        feats.create_dataset("genome", data=strings([""] * n_genes), **chunked)
+        feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
+
+
+def to_anndata(m: CountMatrix):
+    """Cells x genes AnnData with names, as scanpy expects."""
+    import anndata
+    import pandas as pd
+
+    var = pd.DataFrame(index=pd.Index(m.filled_gene_names(), dtype=str))
+    var["gene_ids"] = m.filled_gene_ids()
+    var["feature_types"] = m.filled_feature_types()
+    obs = pd.DataFrame(index=pd.Index(m.filled_cell_names(), dtype=str))
+    x = sp.csr_matrix(m.counts.T.astype(np.int32))  # validated counts are below 2**31
+    with _quiet_anndata():
+        adata = anndata.AnnData(X=x, obs=obs, var=var)
+    return adata
+
+
+@contextlib.contextmanager
+def _quiet_anndata():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not unique.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
+        yield
+
+
+def _write_tsv_gz(path: Path, rows: list[str]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.writelines(f"{r}\n" for r in rows)
+
+
+def _write_mtx_file(path: Path, counts: sp.csr_matrix, *, gz: bool) -> None:
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as fh:
+        scipy.io.mmwrite(fh, sp.coo_matrix(counts), field="integer")
+
+
+def output_kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith(".h5"):
+        return "10x-h5"
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith((".mtx", ".mtx.gz")):
+        return "mtx-file"
+    if "." not in name or path.is_dir():
+        return "mtx-dir"
+    raise InvalidInputError(f"{path}: unknown output format (use .h5ad, .h5, .npz, .mtx(.gz) or a folder)")
+
+
+def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False) -> str:
+    """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple)."""
+    path = Path(path)
+    kind = output_kind(path)
+    with atomic_path(path, force=force, is_dir=(kind == "mtx-dir")) as tmp:
+        if kind == "h5ad":
+            with _quiet_anndata():
+                to_anndata(m).write_h5ad(tmp)
+        elif kind == "10x-h5":
+            write_10x_h5(tmp, m)
+        elif kind == "npz":
+            with open(tmp, "wb") as fh:
+                sp.save_npz(fh, m.counts.astype(np.int64))
+        elif kind == "mtx-file":
+            _write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"))
+        else:
+            _write_mtx_file(tmp / "matrix.mtx.gz", m.counts, gz=True)
+            ids, names, types = m.filled_gene_ids(), m.filled_gene_names(), m.filled_feature_types()
+            _write_tsv_gz(tmp / "features.tsv.gz", [f"{a}\t{b}\t{c}" for a, b, c in zip(ids, names, types)])
+            _write_tsv_gz(tmp / "barcodes.tsv.gz", m.filled_cell_names())
+    return kind

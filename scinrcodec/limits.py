@@ -1,0 +1,22 @@
+"""Every limit of the format and of the implementation, in one place.
+
+Readers and writers import these; the spec (spec/sinr-format.md) states the same numbers.
+"""
+from __future__ import annotations
+
+MAX_DIMENSION = 2**31 - 1  # genes or cells
+MAX_COUNT = 2**31 - 1  # the largest value an entry may hold
+MAX_TILE_ENTRIES = 2**24 - 1  # rows x columns of one tile
+MAX_CHUNK_NNZ = 2**40  # nonzeros in one chunk: bounds every histogram count
+MAX_NAME_BYTES = 4096  # UTF-8 bytes of one gene or cell name
+MAX_FOOTER_BYTES = 256 << 20
+MAX_CHUNK_HEADER_BYTES = 64 << 20
+MAX_SECTION_BYTES = 1 << 40
+MAX_SIREN_LAYERS = 16
+MAX_SIREN_WIDTH = 512
+MAX_SIREN_SHIFT = 62
+MAX_SIREN_MULTIPLIER = 2**40
+SIREN_ACCUMULATOR_BOUND = 2**62  # |W x| * |w_mult| + |b| * |b_mult| of every neuron
+MAX_ERROR_LIMIT = 2**31 - 2  # --max-error E
+DEFAULT_CHUNK_CELLS = 4096
+DEFAULT_TILE_NNZ = 256

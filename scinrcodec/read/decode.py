@@ -1,0 +1,130 @@
+"""Running the tile decoder over the tiles a read needs: one compiled call per worker thread.
+
+A read names tiles chunk by chunk; they are checked (band CRCs, first touch only), laid out as
+flat per-tile arrays, split into contiguous runs of about equal work and decoded in parallel
+threads (the kernel releases the GIL). Each tile writes its triples at its own offset, so the
+threads never share output.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec.tile import STATUS_TEXT, decode_tiles
+from ..errors import CorruptFileError
+from .index import MODE_CODES, Chunk, MatrixIndex
+
+PARALLEL_MIN_NNZ = 50_000  # below this, one thread decodes faster than several start
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
+    return _POOL
+
+
+@dataclass
+class TileBatch:
+    """Flat per-tile arrays of the tiles of one read."""
+
+    offset: np.ndarray
+    length: np.ndarray
+    k: np.ndarray
+    h: np.ndarray
+    w: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    first: np.ndarray
+    cells: np.ndarray
+    model: np.ndarray
+    siren: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.k.size)
+
+
+def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray]]) -> TileBatch:
+    """The tiles `parts` names (chunk, tile ids), CRC-checked, as one batch."""
+    columns = {name: [] for name in TileBatch.__dataclass_fields__}
+    for chunk, tiles in parts:
+        if not tiles.size:
+            continue
+        band = np.searchsorted(chunk.geometry.tile_starts, tiles, side="right") - 1
+        index.verify_bands(chunk, np.unique(band))
+        columns["offset"].append(chunk.tile_offset[tiles])
+        columns["length"].append(chunk.tile_length[tiles])
+        columns["k"].append(chunk.tile_k[tiles])
+        columns["h"].append(chunk.tile_h[tiles])
+        columns["w"].append(chunk.tile_w[tiles])
+        columns["row"].append(chunk.tile_row[tiles])
+        columns["col"].append(chunk.first_cell + chunk.tile_first[tiles])
+        columns["first"].append(chunk.tile_first[tiles])
+        columns["cells"].append(np.full(tiles.size, chunk.n_cells, np.int64))
+        columns["model"].append(np.full(tiles.size, chunk.index, np.int64))
+        columns["siren"].append(chunk.band_siren[band])
+    return TileBatch(**{name: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64)
+                        for name, v in columns.items()})
+
+
+def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes the tiles live in, and each tile's offset into them: the mapped file itself, or
+    the tiles' bytes copied together from a file object."""
+    whole = index.source.array()
+    if whole is not None:
+        return whole, batch.offset
+    buffer = np.empty(int(batch.length.sum()), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(batch.length)[:-1]]).astype(np.int64)
+    for t in range(batch.size):
+        if batch.length[t]:
+            buffer[offsets[t]: offsets[t] + batch.length[t]] = np.frombuffer(
+                index.source.read(int(batch.offset[t]), int(batch.length[t])), dtype=np.uint8)
+    return buffer, offsets
+
+
+def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,
+                 col_mask: np.ndarray | None = None, jobs: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, reordered column, value) of the kept nonzeros of a batch, tile after tile."""
+    if batch.size == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    buffer, offsets = _buffer(index, batch)
+    out_start = np.concatenate([[0], np.cumsum(batch.k)[:-1]]).astype(np.int64)
+    total = int(batch.k.sum())
+    rows, cols, values = (np.empty(total, np.int64) for _ in range(3))
+    counts = np.zeros(batch.size, np.int64)
+    status = np.zeros(batch.size, np.int64)
+    gene_terms = index.genes()[3]
+    spec, norm, layers, params = index.sirens.arrays()
+    mask = col_mask if col_mask is not None else np.zeros(0, bool)
+
+    def run(lo: int, hi: int) -> None:
+        s = slice(lo, hi)
+        decode_tiles(buffer, offsets[s], batch.length[s], batch.k[s], batch.h[s], batch.w[s], batch.row[s],
+                     batch.col[s], batch.first[s], batch.cells[s], batch.model[s], batch.siren[s], gene_terms,
+                     index.cell_terms, index.model_cum, index.model_lut, index.model_used, spec, norm, layers,
+                     params, MODE_CODES[index.mode], index.max_error, want_row, want_col, mask, out_start[s],
+                     rows, cols, values, counts[s], status[s])
+
+    workers = min(jobs or os.cpu_count() or 1, batch.size)
+    if workers <= 1 or total < PARALLEL_MIN_NNZ:
+        run(0, batch.size)
+    else:
+        cuts = np.searchsorted(np.cumsum(batch.k), np.linspace(0, total, workers + 1)[1:-1])
+        bounds = [0, *np.unique(cuts).tolist(), batch.size]
+        for future in [_pool().submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]:
+            future.result()
+    bad = np.flatnonzero(status)
+    if bad.size:
+        raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[bad[0]]), 'a tile is corrupt')} "
+                               "(file is corrupt)")
+    if np.array_equal(counts, batch.k):
+        return rows, cols, values
+    written = np.arange(total) - np.repeat(out_start, batch.k) < np.repeat(counts, batch.k)
+    return rows[written], cols[written], values[written]

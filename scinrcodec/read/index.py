@@ -1,0 +1,395 @@
+"""The reader's view of a matrix: its footer header, checked, and its chunks, loaded on demand.
+
+Opening reads the footer only. A chunk's header and sections are read and checked (CRC, sizes,
+cross-field rules) the first time a read touches the chunk; a band's tile bytes are checked the
+first time a read decodes one of its tiles. What is loaded is kept, so warm reads do no I/O.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codec.geometry import ChunkGeometry
+from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
+from ..codec.stages import parse_stages
+from ..errors import CorruptFileError
+from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION, MAX_TILE_ENTRIES
+from ..model.siren import NORM_CODES, PatchSiren
+from ..storage.container import (SectionRef, check_disjoint, crc32, parse_section_table, unpack_array, unpack_header,
+                                 unpack_map, unpack_strings)
+from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW, ZSTD_ARRAY, Sizes
+from ..storage.source import ByteSource
+
+MODES = ("lossless", "max-error", "inr-only")
+MODE_CODES = {"lossless": 0, "max-error": 1, "inr-only": 2}
+
+
+def _int(header: dict, key: str, low: int, high: int, what: str) -> int:
+    value = header.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CorruptFileError(f"{what}: field {key!r} is missing or out of range")
+    return value
+
+
+class SectionReader:
+    """Reads sections of one table from a source, verifying each CRC the first time."""
+
+    def __init__(self, source: ByteSource, table: dict[str, SectionRef], sizes: Sizes, specs: dict, what: str):
+        self.source, self.table, self.sizes, self.specs, self.what = source, table, sizes, specs, what
+        unknown = set(table) - set(specs)
+        if unknown:
+            raise CorruptFileError(f"{what}: unknown section(s) {sorted(unknown)}")
+        missing = [name for name, spec in specs.items() if spec.required and name not in table]
+        if missing:
+            raise CorruptFileError(f"{what}: missing section(s) {missing}")
+        self._verified: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        return name in self.table
+
+    def raw(self, name: str, *, verify: bool = True) -> memoryview:
+        ref = self.table[name]
+        data = self.source.read(ref.offset, ref.length)
+        if verify and name not in self._verified:
+            if crc32(data) != ref.crc:
+                raise CorruptFileError(f"{self.what}: checksum mismatch in section {name!r} (file is corrupt)")
+            self._verified.add(name)
+        return data
+
+    def get(self, name: str, *, count: int | None = None):
+        """A section decoded by its layout spec (arrays and names sized from the header)."""
+        spec = self.specs[name]
+        what = f"{self.what}: section {name!r}"
+        expected = spec.expected(self.sizes) if count is None else count
+        data = self.raw(name)
+        if spec.encoding == ZSTD_ARRAY:
+            return unpack_array(data, spec.dtype, expected, what=what)
+        if spec.encoding == MSGPACK:
+            return unpack_map(data, what=what)
+        if spec.encoding == RAW:
+            return data
+        return unpack_strings(data, expected, what=what)
+
+
+@dataclass
+class Chunk:
+    """One loaded chunk: its geometry, tile directory, models and SIRENs, ready for the kernels."""
+
+    index: int
+    first_cell: int
+    n_cells: int
+    nnz: int
+    n_rows: int
+    checksum: int
+    geometry: ChunkGeometry
+    tile_offset: np.ndarray  # absolute offset of each tile's stream
+    tile_length: np.ndarray
+    tile_k: np.ndarray
+    tile_h: np.ndarray
+    tile_w: np.ndarray
+    tile_row: np.ndarray
+    tile_first: np.ndarray
+    band_crc: np.ndarray
+    band_verified: np.ndarray
+    data_ref: SectionRef
+    band_siren: np.ndarray  # band -> index into the matrix's SIREN tables, -1 for the baseline
+    sections: SectionReader
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class MatrixIndex:
+    """A matrix's footer header, checked field by field and against its sections."""
+
+    def __init__(self, source: ByteSource, header, *, body_end: int, what: str) -> None:
+        if not isinstance(header, dict):
+            raise CorruptFileError(f"{what}: matrix header is not a map")
+        self.source = source
+        self.what = what
+        self.name = header.get("name")
+        if not isinstance(self.name, str):
+            raise CorruptFileError(f"{what}: matrix has no name")
+        shape = header.get("shape")
+        if not isinstance(shape, list) or len(shape) != 2:
+            raise CorruptFileError(f"{what}: header lacks a valid shape")
+        self.n_genes = _int({"n": shape[0]}, "n", 0, MAX_DIMENSION, f"{what}: shape")
+        self.n_cells = _int({"n": shape[1]}, "n", 0, MAX_DIMENSION, f"{what}: shape")
+        self.nnz = _int(header, "nnz", 0, self.n_genes * self.n_cells, what)
+        self.mode = header.get("mode")
+        if self.mode not in MODES:
+            raise CorruptFileError(f"{what}: unknown mode {self.mode!r}")
+        self.stages = parse_stages(header.get("stages"), self.mode, what=what)
+        self.max_error = self.stages["value-quantiser"].max_error
+        self.n_stored = _int(header, "n_stored_genes", 0, self.n_genes, what)
+        self.n_chunks = _int(header, "n_chunks", 0, max(self.n_cells, 0), what)
+        if (self.n_cells > 0) != (self.n_chunks > 0):
+            raise CorruptFileError(f"{what}: {self.n_chunks} chunks for {self.n_cells} cells")
+        names_are_ids = header.get("gene_names_are_ids")
+        if not isinstance(names_are_ids, bool):
+            raise CorruptFileError(f"{what}: field 'gene_names_are_ids' is missing or not a boolean")
+        self.gene_names_are_ids = names_are_ids
+        self.has_cell_names = header.get("has_cell_names")
+        if not isinstance(self.has_cell_names, bool):
+            raise CorruptFileError(f"{what}: field 'has_cell_names' is missing or not a boolean")
+        stats, options = header.get("stats", {}), header.get("options", {})
+        self.stats = {k: v for k, v in stats.items() if isinstance(k, str) and isinstance(v, (int, float))
+                      and not isinstance(v, bool) and np.isfinite(v)} if isinstance(stats, dict) else {}
+        self.options = options if isinstance(options, dict) else {}
+        self.header = header
+        table = parse_section_table(header.get("sections"), low=16, high=body_end, what=what)
+        sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
+        self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what)
+        if names_are_ids and (self.sections.has("names.gene_names") or not self.sections.has("names.gene_ids")):
+            raise CorruptFileError(f"{what}: 'gene_names_are_ids' contradicts the name sections")
+        index = self.sections.get("chunks.index").reshape(self.n_chunks, len(CHUNK_INDEX_FIELDS)).astype(np.int64)
+        self._parse_chunk_index(index, table, body_end)
+        self._chunks: dict[int, Chunk] = {}
+        self._lock = threading.Lock()
+        self._genes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.sirens = SirenTables()
+
+    def _parse_chunk_index(self, index: np.ndarray, table: dict[str, SectionRef], body_end: int) -> None:
+        offset, header_length, _, block_length, n_cells, nnz = index.T
+        if np.any(index < 0) or np.any(header_length > np.minimum(block_length, MAX_CHUNK_HEADER_BYTES)) \
+                or np.any(offset < 16) or np.any(offset + block_length > body_end) or np.any(n_cells < 1):
+            raise CorruptFileError(f"{self.what}: chunk index holds an impossible entry")
+        if int(n_cells.sum()) != self.n_cells or int(nnz.sum()) != self.nnz:
+            raise CorruptFileError(f"{self.what}: chunk index does not add up to the matrix's cells and nonzeros")
+        check_disjoint([(int(o), int(n), f"chunk {i}") for i, (o, n) in enumerate(zip(offset, block_length))]
+                       + [(r.offset, r.length, r.name) for r in table.values()], what=self.what)
+        self.chunk_index = index
+        self.chunk_starts = np.concatenate([[0], np.cumsum(n_cells)]).astype(np.int64)
+        self.nnz_starts = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
+
+    # ------------------------------------------------------------------------------- genes
+
+    def genes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(stored gene order, the stored genes sorted, the row of each of those, gene terms), loaded
+        once."""
+        with self._lock:
+            if self._genes is None:
+                order = self.sections.get("genes.order").astype(np.int64)
+                if order.size and (order.max() >= self.n_genes or np.unique(order).size != order.size):
+                    raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
+                terms = self.sections.get("genes.baseline").astype(np.int64)
+                by_gene = np.argsort(order, kind="stable")
+                self._genes = (order, order[by_gene], by_gene, terms)
+            return self._genes
+
+    def gene_rows(self, genes: np.ndarray) -> np.ndarray:
+        """Row in the file's gene order of each original gene index."""
+        _, stored_sorted, row_of_sorted, _ = self.genes()
+        pos = np.searchsorted(stored_sorted, genes)
+        clipped = np.minimum(pos, max(stored_sorted.size - 1, 0))
+        is_stored = (pos < stored_sorted.size) & (stored_sorted[clipped] == genes) if stored_sorted.size else \
+            np.zeros(genes.size, bool)
+        rows = self.n_stored + genes - pos  # unstored genes follow, ascending
+        return np.where(is_stored, row_of_sorted[clipped] if stored_sorted.size else rows, rows)
+
+    def row_genes(self, rows: np.ndarray) -> np.ndarray:
+        """Original gene index of each row of the file's gene order."""
+        order, stored_sorted, _, _ = self.genes()
+        out = np.empty(rows.size, dtype=np.int64)
+        stored = rows < self.n_stored
+        out[stored] = order[rows[stored]]
+        k = rows[~stored] - self.n_stored  # the k-th unstored gene: smallest g with g - #stored<=g == k
+        if k.size:
+            lo = k.copy()
+            hi = k + stored_sorted.size
+            while np.any(lo < hi):
+                mid = (lo + hi) // 2
+                below = np.searchsorted(stored_sorted, mid, side="right")
+                free = mid - below
+                go_right = free < k
+                lo = np.where(go_right, mid + 1, lo)
+                hi = np.where(go_right, hi, mid)
+            out[~stored] = lo
+        return out
+
+    # ------------------------------------------------------------------------------ chunks
+
+    def chunk_of_cell(self, cell: int) -> int:
+        return int(np.searchsorted(self.chunk_starts, cell, side="right") - 1)
+
+    def chunk(self, i: int) -> Chunk:
+        with self._lock:
+            chunk = self._chunks.get(i)
+        if chunk is None:
+            chunk = self._load_chunk(i)
+            with self._lock:
+                chunk = self._chunks.setdefault(i, chunk)
+        return chunk
+
+    def _load_chunk(self, i: int) -> Chunk:
+        what = f"{self.what}: chunk {i}"
+        offset, header_length, header_crc, block_length, n_cells, nnz = (int(x) for x in self.chunk_index[i])
+        raw = self.source.read(offset, header_length)
+        if crc32(raw) != header_crc:
+            raise CorruptFileError(f"{what}: header checksum mismatch (file is corrupt)")
+        header = unpack_header(raw, MAX_CHUNK_HEADER_BYTES, what=f"{what} header")
+        if header.get("n_cells") != n_cells or header.get("nnz") != nnz:
+            raise CorruptFileError(f"{what}: header contradicts the chunk index")
+        n_rows = _int(header, "n_rows", 0, self.n_genes, what)
+        checksum = _int(header, "checksum", 0, 2**64 - 1, what)
+        if (nnz == 0) != (n_rows == 0):
+            raise CorruptFileError(f"{what}: {n_rows} rows for {nnz} nonzeros")
+        body = offset + header_length
+        n_bands = _int(header, "n_bands", 0, n_rows, what)
+        if (n_rows > 0) != (n_bands > 0):
+            raise CorruptFileError(f"{what}: {n_bands} bands for {n_rows} rows")
+        table = parse_section_table(header.get("sections"), low=body, high=offset + block_length, what=what,
+                                    base=body)
+        reader = SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands), CHUNK_SECTIONS, what)
+        if reader.has("cells.names") != self.has_cell_names:
+            raise CorruptFileError(f"{what}: cell names contradict the matrix's 'has_cell_names'")
+        if reader.has("values.counts") == (self.mode == "inr-only"):
+            raise CorruptFileError(f"{what}: value tables contradict mode {self.mode!r}")
+        rows = reader.get("bands.rows")
+        geometry = ChunkGeometry.checked(rows, reader.get("bands.widths"), n_rows, n_cells, what=what)
+        reader.sizes = Sizes(n_cells=n_cells, n_bands=n_bands, n_tiles=geometry.n_tiles)
+        if geometry.n_tiles > max_tiles(nnz, n_bands, n_rows, n_cells):
+            raise CorruptFileError(f"{what}: more tiles than its nonzeros and shape allow")
+        cell_order = reader.get("cells.order").astype(np.int64)
+        if not _is_permutation(cell_order, n_cells):
+            raise CorruptFileError(f"{what}: cell order is not a permutation")
+        cell_terms = reader.get("cells.baseline").astype(np.int64)
+        tile_k = reader.get("tiles.nnz").astype(np.int64)
+        tile_length = reader.get("tiles.bytes").astype(np.int64)
+        _, tile_row, tile_h, tile_first, tile_w = geometry.tiles()
+        if int(tile_k.sum()) != nnz or np.any(tile_k > tile_h * tile_w):
+            raise CorruptFileError(f"{what}: tile nonzeros contradict the chunk's nonzeros or tile sizes")
+        data_ref = table["tiles.data"]
+        if int(tile_length.sum()) != data_ref.length:
+            raise CorruptFileError(f"{what}: tile lengths do not add up to the tile data")
+        tile_offset = data_ref.offset + np.concatenate([[0], np.cumsum(tile_length)[:-1]]).astype(np.int64)
+        band_crc = reader.get("bands.crc32").astype(np.int64)
+        if self.mode == "inr-only":
+            cum = np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
+            lut = np.zeros((N_CONTEXTS, 256), np.uint8)
+            used = np.zeros(N_CONTEXTS, bool)
+        else:
+            counts = reader.get("values.counts").reshape(N_CONTEXTS, N_BINS)
+            if int(counts.sum(dtype=np.uint64)) != nnz or np.any(counts >= MAX_CHUNK_NNZ):
+                raise CorruptFileError(f"{what}: value counts do not add up to the chunk's nonzeros")
+            cum, lut, used = decoding_tables(frequencies(counts.astype(np.int64)))
+        band_siren = self._load_sirens(reader, geometry, tile_k, what)
+        first = int(self.chunk_starts[i])
+        with self._lock:
+            self._allocate()
+            self.model_cum[i], self.model_lut[i], self.model_used[i] = cum, lut, used
+            self.cell_terms[first: first + n_cells] = cell_terms
+            self.cell_original[first: first + n_cells] = first + cell_order
+            self.cell_position[first + cell_order] = first + np.arange(n_cells)
+        return Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
+                     tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader)
+
+    def _allocate(self) -> None:
+        """Per-chunk models and per-cell arrays of the whole matrix, filled as chunks load (zeroed
+        pages cost no memory until a chunk writes them)."""
+        if hasattr(self, "model_cum"):
+            return
+        self.model_cum = np.zeros((self.n_chunks, N_CONTEXTS, N_BINS + 1), np.int32)
+        self.model_lut = np.zeros((self.n_chunks, N_CONTEXTS, 256), np.uint8)
+        self.model_used = np.zeros((self.n_chunks, N_CONTEXTS), bool)
+        self.cell_terms = np.zeros(self.n_cells, np.int32)
+        self.cell_original = np.zeros(self.n_cells, np.int64)  # reordered column -> original cell
+        self.cell_position = np.zeros(self.n_cells, np.int64)  # original cell -> reordered column
+
+    def _load_sirens(self, reader: SectionReader, geometry: ChunkGeometry, tile_k: np.ndarray,
+                     what: str) -> np.ndarray:
+        band_siren = np.full(geometry.n_bands, -1, dtype=np.int64)
+        if reader.has("siren.meta") != reader.has("siren.weights"):
+            raise CorruptFileError(f"{what}: SIREN metadata and weights must come together")
+        if reader.has("siren.meta"):
+            meta = reader.get("siren.meta").get("bands")
+            if not isinstance(meta, list) or not meta:
+                raise CorruptFileError(f"{what}: SIREN metadata is malformed")
+            counts = []
+            for entry in meta:
+                if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+                        and not isinstance(entry[0], bool) and 0 <= entry[0] < geometry.n_bands):
+                    raise CorruptFileError(f"{what}: SIREN metadata is malformed")
+                counts.append(PatchSiren.parameter_count(entry[1]))
+            bands = [entry[0] for entry in meta]
+            if len(set(bands)) != len(bands):
+                raise CorruptFileError(f"{what}: a band has two SIRENs")
+            reader.sizes = Sizes(**{**reader.sizes.__dict__, "n_siren_parameters": sum(counts)})
+            flat = reader.get("siren.weights").astype(np.int64)
+            used = 0
+            for (band, patch_meta), count in zip(meta, counts):
+                patch = PatchSiren.from_meta(patch_meta, flat[used: used + count])
+                used += count
+                height = int(geometry.row_starts[band + 1] - geometry.row_starts[band])
+                if not patch.fits_int64(height, geometry.n_cells):
+                    raise CorruptFileError(f"{what}: band {band}'s SIREN can overflow 64-bit integers")
+                band_siren[band] = self.sirens.add(patch)
+        if self.mode == "inr-only":
+            band_nnz = np.add.reduceat(tile_k, geometry.tile_starts[:-1]) if geometry.n_bands else tile_k[:0]
+            if np.any((band_nnz > 0) & (band_siren < 0)):
+                raise CorruptFileError(f"{what}: an --inr-only band with nonzeros has no SIREN")
+        return band_siren
+
+    def verify_bands(self, chunk: Chunk, bands: np.ndarray) -> None:
+        """Check the CRC of the tile bytes of each band not checked before."""
+        todo = bands[~chunk.band_verified[bands]]
+        if not todo.size:
+            return
+        with chunk.lock:
+            starts = chunk.geometry.tile_starts
+            for band in np.unique(todo).tolist():
+                if chunk.band_verified[band]:
+                    continue
+                first, last = int(starts[band]), int(starts[band + 1])
+                lo = int(chunk.tile_offset[first]) if last > first else chunk.data_ref.offset
+                hi = int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) if last > first else lo
+                if crc32(self.source.read(lo, hi - lo)) != int(chunk.band_crc[band]):
+                    raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
+                                           f"band {band} (file is corrupt)")
+                chunk.band_verified[band] = True
+
+
+class SirenTables:
+    """Every loaded band SIREN of a matrix, stacked for the compiled evaluator."""
+
+    def __init__(self) -> None:
+        self.spec = np.zeros((0, 3), np.int64)  # first layer, layers, normalisation code
+        self.norm = np.zeros((0, 2), np.float64)  # offset, scale
+        self.layers = np.zeros((0, 6), np.int64)
+        self.params = np.zeros(0, np.int64)
+        self._lock = threading.Lock()
+
+    def add(self, patch: PatchSiren) -> int:
+        table, params = patch.packed()
+        with self._lock:
+            table[:, 5] += self.params.size
+            index = self.spec.shape[0]
+            self.spec = np.vstack([self.spec, [[self.layers.shape[0], table.shape[0],
+                                                NORM_CODES[patch.normalisation.kind]]]])
+            self.norm = np.vstack([self.norm, [[patch.normalisation.offset, patch.normalisation.scale]]])
+            self.layers = np.vstack([self.layers, table])
+            self.params = np.concatenate([self.params, params])
+            return index
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        with self._lock:
+            spec = self.spec if self.spec.size else np.zeros((1, 3), np.int64)
+            norm = self.norm if self.norm.size else np.ones((1, 2), np.float64)
+            layers = self.layers if self.layers.size else np.zeros((1, 6), np.int64)
+            params = self.params if self.params.size else np.zeros(1, np.int64)
+            return spec, norm, layers, params
+
+
+def max_tiles(nnz: int, n_bands: int, n_rows: int, n_cells: int) -> int:
+    """The most tiles a chunk may have (spec §5.4): a writer sizes tiles by nonzeros, so beyond one
+    or two per band, only tall bands need more than one tile per nonzero."""
+    return nnz + 2 * n_bands + n_cells * n_rows // MAX_TILE_ENTRIES
+
+
+def _is_permutation(order: np.ndarray, n: int) -> bool:
+    if order.size != n or (n and (order.min() < 0 or order.max() >= n)):
+        return False
+    seen = np.zeros(n, dtype=bool)
+    seen[order] = True
+    return bool(seen.all())
+

@@ -1,0 +1,351 @@
+"""SinrMatrix: an open .sinr file. Shape, names, one entry, one gene, one cell, any submatrix or
+the whole matrix, decoding only the tiles a request touches (numpy and numba only)."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import CorruptFileError, SinrIndexError, SinrKeyError
+from ..io.matrix import CountMatrix
+from ..storage.container import read_footer
+from ..storage.source import ByteSource, open_source
+from .assemble import cell_major, gene_major
+from .decode import decode_batch, gather
+from .index import MatrixIndex
+
+
+class SinrMatrix:
+    """An open .sinr matrix. Thread-safe: decoding state is per call, caches fill under locks."""
+
+    def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None) -> None:
+        self._source: ByteSource = open_source(source)
+        self.source = self._source.name
+        footer = read_footer(self._source)
+        content = footer.content
+        if content.get("format") != "sinr":
+            raise CorruptFileError(f"{self.source}: footer does not describe a .sinr file")
+        matrices = content.get("matrices")
+        if not isinstance(matrices, list) or not matrices:
+            raise CorruptFileError(f"{self.source}: footer lists no matrix")
+        names = [m.get("name") if isinstance(m, dict) else None for m in matrices]
+        if len(set(names)) != len(names):
+            raise CorruptFileError(f"{self.source}: two matrices share a name")
+        if matrix is None:
+            chosen = matrices[0]
+        elif matrix in names:
+            chosen = matrices[names.index(matrix)]
+        else:
+            raise SinrKeyError(f"{self.source}: no matrix named {matrix!r} (it holds {', '.join(map(str, names))})")
+        self.version = footer.version
+        self.footer = content
+        self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source)
+        self.jobs = jobs
+        self._names: dict[str, list[str] | None] = {}
+        self._lookup_tables: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ header
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._index.n_genes, self._index.n_cells
+
+    @property
+    def nnz(self) -> int:
+        return self._index.nnz
+
+    @property
+    def mode(self) -> str:
+        return self._index.mode
+
+    @property
+    def max_error(self) -> int:
+        return self._index.max_error
+
+    @property
+    def stats(self) -> dict:
+        return dict(self._index.stats)
+
+    @property
+    def options(self) -> dict:
+        return dict(self._index.options)
+
+    @property
+    def n_chunks(self) -> int:
+        return self._index.n_chunks
+
+    @property
+    def name(self) -> str:
+        return self._index.name
+
+    # ------------------------------------------------------------------------------- names
+
+    def _global_names(self, section: str) -> list[str] | None:
+        with self._lock:
+            if section not in self._names:
+                sections = self._index.sections
+                self._names[section] = sections.get(section) if sections.has(section) else None
+            return self._names[section]
+
+    @property
+    def gene_ids(self) -> list[str] | None:
+        return self._global_names("names.gene_ids")
+
+    @property
+    def gene_names(self) -> list[str] | None:
+        return self.gene_ids if self._index.gene_names_are_ids else self._global_names("names.gene_names")
+
+    @property
+    def feature_types(self) -> list[str] | None:
+        return self._global_names("names.feature_types")
+
+    @property
+    def cell_names(self) -> list[str] | None:
+        with self._lock:
+            if "cells" not in self._names:
+                index = self._index
+                self._names["cells"] = None if not index.has_cell_names else [
+                    name for c in range(index.n_chunks) for name in index.chunk(c).sections.get("cells.names")]
+            return self._names["cells"]
+
+    def _lookup(self, axis: str, key) -> int:
+        n = self.shape[0 if axis == "gene" else 1]
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            index = int(key) + (n if key < 0 else 0)
+            if not 0 <= index < n:
+                raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
+            return index
+        if not isinstance(key, str):
+            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+        with self._lock:
+            table = self._lookup_tables.get(axis)
+        if table is None:
+            table = {}
+            lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
+            for names in lists:
+                for i, name in enumerate(names or []):
+                    table.setdefault(name, i)
+            with self._lock:
+                self._lookup_tables[axis] = table
+        if key not in table:
+            raise SinrKeyError(f"no {axis} named {key!r}")
+        return table[key]
+
+    # ------------------------------------------------------------------------------- reads
+
+    def _row(self, gene: int) -> int:
+        return int(self._index.gene_rows(np.array([gene], dtype=np.int64))[0])
+
+    def _cell_column(self, cell: int):
+        index = self._index
+        chunk = index.chunk(index.chunk_of_cell(cell))
+        return chunk, int(index.cell_position[cell])
+
+    def get(self, gene, cell) -> int:
+        """One entry by index or name: one tile, decoded only as far as the entry."""
+        i, j = self._lookup("gene", gene), self._lookup("cell", cell)
+        row = self._row(i)
+        chunk, column = self._cell_column(j)
+        if row >= chunk.n_rows:
+            return 0
+        geometry = chunk.geometry
+        band = int(np.searchsorted(geometry.row_starts, row, side="right") - 1)
+        tile = int(geometry.tile_starts[band] + (column - chunk.first_cell) // geometry.widths[band])
+        batch = gather(self._index, [(chunk, np.array([tile]))])
+        _, _, values = decode_batch(self._index, batch, want_row=row, want_col=column)
+        return int(values[0]) if values.size else 0
+
+    def gene(self, key) -> np.ndarray:
+        """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
+        i = self._lookup("gene", key)
+        row = self._row(i)
+        index = self._index
+        out = np.zeros(self.shape[1], dtype=np.int64)
+        parts = []
+        for c in range(index.n_chunks):
+            chunk = index.chunk(c)
+            if row < chunk.n_rows:
+                band = int(np.searchsorted(chunk.geometry.row_starts, row, side="right") - 1)
+                starts = chunk.geometry.tile_starts
+                parts.append((chunk, np.arange(starts[band], starts[band + 1])))
+        _, cols, values = decode_batch(index, gather(index, parts), want_row=row, jobs=self.jobs)
+        out[index.cell_original[cols]] = values
+        return out
+
+    def cell(self, key) -> np.ndarray:
+        """One cell (column) as a dense 1-D int64 array over genes: one tile per band of its chunk."""
+        j = self._lookup("cell", key)
+        chunk, column = self._cell_column(j)
+        out = np.zeros(self.shape[0], dtype=np.int64)
+        geometry = chunk.geometry
+        if geometry.n_bands:
+            tiles = geometry.tile_starts[:-1] + (column - chunk.first_cell) // geometry.widths
+            rows, _, values = decode_batch(self._index, gather(self._index, [(chunk, tiles)]), want_col=column,
+                                           jobs=self.jobs)
+            out[self._index.row_genes(rows)] = values
+        return out
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise SinrIndexError("index with m[genes, cells]")
+        gene_key, cell_key = key
+        if _is_scalar(gene_key) and _is_scalar(cell_key):
+            return self.get(int(gene_key), int(cell_key))
+        return self._gather(_as_index(gene_key, self.shape[0], "gene"), _as_index(cell_key, self.shape[1], "cell"))
+
+    def _gather(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
+        """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
+        index = self._index
+        out_shape = (genes.size, cells.size)
+        if genes.size == 0 or cells.size == 0 or index.nnz == 0:
+            return sp.csr_matrix(out_shape, dtype=np.int64)
+        rows_wanted = np.unique(index.gene_rows(genes))
+        chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
+        parts = []
+        for c in chunk_ids.tolist():
+            chunk = index.chunk(c)
+            geometry = chunk.geometry
+            local = np.unique(index.cell_position[cells[(cells >= chunk.first_cell)
+                                                       & (cells < chunk.first_cell + chunk.n_cells)]]) - chunk.first_cell
+            rows = rows_wanted[rows_wanted < chunk.n_rows]
+            if not rows.size or not geometry.n_bands:
+                continue
+            bands = np.unique(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
+            blocks = local[None, :] // geometry.widths[bands][:, None]
+            tiles = np.unique(geometry.tile_starts[bands][:, None] + blocks)
+            parts.append((chunk, tiles))
+        mask = np.zeros(self.shape[1], dtype=bool)
+        mask[index.cell_position[cells]] = True
+        rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, jobs=self.jobs)
+        keep = np.isin(rows, rows_wanted)
+        found_genes = index.row_genes(rows[keep])
+        found_cells = index.cell_original[cols[keep]]
+        values = values[keep]
+        out_rows, src = _expand(genes, found_genes)
+        out_cols, src_cols = _expand(cells, found_cells[src])
+        return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
+
+    def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
+        """The whole matrix, genes x cells, exact: CSR by default, or layout='csc' (cell-major, as
+        10x files store it, and faster: no counting pass)."""
+        if layout == "csc":
+            return cell_major(self._index, dtype, self.jobs).T
+        if layout != "csr":
+            raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
+        return gene_major(self._index, dtype, self.jobs)
+
+    def to_count_matrix(self) -> CountMatrix:
+        return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
+
+    def to_anndata(self):
+        """Cells x genes AnnData with names, as scanpy expects."""
+        from ..io.writers import to_anndata
+
+        counts = cell_major(self._index, np.int32, self.jobs)
+        return to_anndata(CountMatrix(counts.T, self.gene_ids, self.gene_names, self.cell_names, self.feature_types))
+
+    def verify(self) -> dict:
+        """Check every section's CRC and every chunk's decoded content; raise CorruptFileError."""
+        index = self._index
+        for name in index.sections.table:
+            index.sections.get(name)
+        checked = 0
+        for c in range(index.n_chunks):
+            chunk = index.chunk(c)
+            for name in chunk.sections.table:
+                chunk.sections.raw(name)
+            chunk.band_verified[:] = True
+            checked += chunk.nnz
+        self.to_scipy(layout="csc")
+        return {"chunks": index.n_chunks, "nnz": checked, "bytes": self._source.size}
+
+    def section_sizes(self) -> dict[str, int]:
+        """Bytes per section name, summed over chunks (reads every chunk header)."""
+        index = self._index
+        sizes = {name: ref.length for name, ref in index.sections.table.items()}
+        for c in range(index.n_chunks):
+            for name, ref in index.chunk(c).sections.table.items():
+                sizes[name] = sizes.get(name, 0) + ref.length
+        sizes["chunk headers"] = int(index.chunk_index[:, 1].sum()) if index.n_chunks else 0
+        return sizes
+
+    @property
+    def file_size(self) -> int:
+        return self._source.size
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> "SinrMatrix":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SinrMatrix {self.shape[0]} genes x {self.shape[1]} cells, nnz={self.nnz}, mode={self.mode}>"
+
+
+def _is_scalar(key) -> bool:
+    return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
+
+
+def _as_index(key, n: int, axis: str) -> np.ndarray:
+    """ints, slices, 1-D lists of ints or boolean masks -> int64 index array."""
+    if _is_scalar(key):
+        key = [int(key)]
+    if isinstance(key, slice):
+        try:
+            return np.arange(n)[key]
+        except ValueError as exc:
+            raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
+    array = np.asarray(key)
+    if array.ndim != 1:
+        raise SinrIndexError(f"{axis} index must be one-dimensional, not of shape {array.shape}")
+    if array.dtype == bool:
+        if array.shape != (n,):
+            raise SinrIndexError(f"boolean {axis} mask has length {array.size}, expected {n}")
+        return np.flatnonzero(array)
+    if array.dtype.kind not in "iu" and array.size:
+        raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < -n or array.max() >= n):
+        raise SinrIndexError(f"{axis} index out of range for {n} {axis}s")
+    return np.where(array < 0, array + n, array)
+
+
+def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output positions of each found key in `requested` (which may repeat keys), and which found."""
+    order = np.argsort(requested, kind="stable")
+    sorted_keys = requested[order]
+    left = np.searchsorted(sorted_keys, found, side="left")
+    right = np.searchsorted(sorted_keys, found, side="right")
+    counts = right - left
+    source = np.repeat(np.arange(found.size), counts)
+    starts = np.repeat(left - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
+    return order[np.arange(source.size) + starts], source
+
+
+def open(source, *, matrix: str | None = None, jobs: int | None = None) -> SinrMatrix:  # noqa: A001
+    """Open a .sinr file (a path, bytes, or a seekable binary file object such as an fsspec file).
+    Only the footer is read; everything else is read and checked when first needed."""
+    return SinrMatrix(source, matrix=matrix, jobs=jobs)
+
+
+def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
+           jobs: int | None = None):
+    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
+    from ..io.atomic import check_writable
+    from ..io.writers import output_kind, write_matrix
+
+    if output is not None:
+        check_writable(output, force=force, inputs=[path])
+        output_kind(Path(output))
+    with open(path, jobs=jobs) as matrix:
+        if output is None:
+            return matrix.to_scipy()
+        return write_matrix(output, matrix.to_count_matrix(), force=force)

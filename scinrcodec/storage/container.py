@@ -1,0 +1,244 @@
+"""The .sinr container (format 2): preamble, body of blocks, msgpack footer, trailer.
+
+    preamble (16)  magic (8) | major u16 | minor u16 | reserved u32 = 0
+    body           sections and chunk blocks, each CRC-32 checked, referenced by absolute offset
+    footer         a msgpack map in one zstd frame
+    trailer (24)   footer_length u64 | footer_crc32 u32 | reserved u32 = 0 | end magic (8)
+
+The footer sits at the end so that a writer can stream chunks of any size and append new ones;
+a reader reads the preamble and trailer, then the footer, and nothing else until asked.
+spec/sinr-format.md §2-§4 defines the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import msgpack
+import numpy as np
+import zstandard
+
+from ..errors import CorruptFileError, FormatError, UnsupportedVersionError
+from ..limits import MAX_FOOTER_BYTES, MAX_NAME_BYTES, MAX_SECTION_BYTES
+from .source import ByteSource
+
+MAGIC = b"\x89SINR\r\n\x1a"
+END_MAGIC = b"SINR-END"
+MAJOR_VERSION = 2
+MINOR_VERSION = 0
+PREAMBLE = struct.Struct("<8sHHI")
+TRAILER = struct.Struct("<QII8s")
+ZSTD_LEVEL = 19
+
+
+def crc32(data) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+# ------------------------------------------------------------------------------------ payloads
+
+def pack_array(array: np.ndarray, dtype: str, level: int = ZSTD_LEVEL) -> bytes:
+    """One zstd frame of the little-endian bytes of a 1-D array cast to `dtype`."""
+    raw = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    return zstandard.ZstdCompressor(level=level).compress(raw)
+
+
+def pack_strings(values: list[str], level: int = ZSTD_LEVEL) -> bytes:
+    """Newline-joined UTF-8 in one zstd frame (names holding a newline are refused upstream)."""
+    return zstandard.ZstdCompressor(level=level).compress("\n".join(values).encode("utf-8"))
+
+
+def decompress_exact(payload, size: int, *, what: str) -> bytes:
+    """Decompress one zstd frame that must expand to exactly `size` bytes, and hold nothing else."""
+    if size > MAX_SECTION_BYTES:
+        raise CorruptFileError(f"{what} declares an impossible size")
+    raw = _decompress_bounded(payload, size, what=what)
+    if len(raw) != size:
+        raise CorruptFileError(f"{what} holds {len(raw)} bytes, expected {size}")
+    return raw
+
+
+def _decompress_bounded(payload, limit: int, *, what: str) -> bytes:
+    """One zstd frame that declares its content size, at most `limit` bytes, and nothing after it.
+
+    The declared size is checked before anything is allocated; zstd itself checks that the frame
+    expands to exactly that size."""
+    data = bytes(payload)
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise CorruptFileError(f"{what} is not a zstd frame") from exc
+    if size < 0:
+        raise CorruptFileError(f"{what} is a zstd frame without its content size")
+    if size > limit:
+        raise CorruptFileError(f"{what} declares {size} bytes, more than the {limit} it may hold")
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        raw = decompressor.decompress(data)
+    except zstandard.ZstdError as exc:
+        raise CorruptFileError(f"{what} is corrupt ({exc})") from exc
+    if not decompressor.eof or decompressor.unused_data or len(raw) != size:
+        raise CorruptFileError(f"{what} is not exactly one complete zstd frame")
+    return raw
+
+
+def unpack_array(payload, dtype: str, count: int, *, what: str) -> np.ndarray:
+    """Inverse of pack_array: exactly `count` items, size checked before decompressing."""
+    item = np.dtype(dtype).newbyteorder("<")
+    if not isinstance(count, int) or count < 0 or count * item.itemsize > MAX_SECTION_BYTES:
+        raise CorruptFileError(f"{what} declares an impossible length {count!r}")
+    raw = decompress_exact(payload, count * item.itemsize, what=what)
+    return np.frombuffer(raw, dtype=item).astype(item.newbyteorder("="))
+
+
+def unpack_strings(payload, count: int, *, what: str) -> list[str]:
+    """Inverse of pack_strings: exactly `count` names, each at most MAX_NAME_BYTES of UTF-8."""
+    limit = count * (MAX_NAME_BYTES + 1)
+    raw = _decompress_bounded(payload, limit, what=what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"{what} is not valid UTF-8") from exc
+    values = text.split("\n") if count else []
+    if count == 0 and text:
+        raise CorruptFileError(f"{what} holds names for no entries")
+    if len(values) != count:
+        raise CorruptFileError(f"{what} holds {len(values)} names, expected {count}")
+    if any(len(v.encode("utf-8")) > MAX_NAME_BYTES for v in values):
+        raise CorruptFileError(f"{what} holds a name longer than {MAX_NAME_BYTES} bytes")
+    return values
+
+
+def pack_map(value: dict) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack_map(payload, *, what: str) -> dict:
+    try:
+        value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several types on malformed input
+        raise CorruptFileError(f"{what} is unreadable ({type(exc).__name__})") from exc
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{what} is not a map")
+    return value
+
+
+def pack_header(value: dict) -> bytes:
+    """A footer or chunk header: a msgpack map in one zstd frame."""
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(pack_map(value))
+
+
+def unpack_header(payload, limit: int, *, what: str) -> dict:
+    return unpack_map(_decompress_bounded(payload, limit, what=what), what=what)
+
+
+# -------------------------------------------------------------------------------------- writing
+
+class ContainerWriter:
+    """Writes a .sinr file front to back into a binary stream: blocks first, footer last."""
+
+    def __init__(self, stream: BinaryIO, *, start: int = 0) -> None:
+        self.stream = stream
+        self.offset = start
+        if start == 0:
+            self._write(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
+
+    def _write(self, data) -> int:
+        at = self.offset
+        self.stream.write(data)
+        self.offset += len(data)
+        return at
+
+    def section(self, name: str, payload) -> list:
+        """Write a payload; return its section table entry [name, offset, length, crc32]."""
+        return [name, self._write(payload), len(payload), crc32(payload)]
+
+    def block(self, payload) -> int:
+        return self._write(payload)
+
+    def finish(self, footer: dict[str, Any]) -> int:
+        packed = pack_header(footer)
+        self._write(packed)
+        self._write(TRAILER.pack(len(packed), crc32(packed), 0, END_MAGIC))
+        return self.offset
+
+
+# -------------------------------------------------------------------------------------- reading
+
+@dataclass(frozen=True)
+class SectionRef:
+    name: str
+    offset: int
+    length: int
+    crc: int
+
+
+def parse_section_table(table, *, low: int, high: int, what: str, base: int = 0) -> dict[str, SectionRef]:
+    """Validate [name, offset, length, crc32] entries (offsets from `base`): inside [low, high),
+    unique, not overlapping. The returned references hold absolute offsets."""
+    if not isinstance(table, list):
+        raise CorruptFileError(f"{what} has no section table")
+    sections: dict[str, SectionRef] = {}
+    for entry in table:
+        if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[0], str)
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in entry[1:])
+                or entry[3] > 0xFFFFFFFF):
+            raise CorruptFileError(f"{what}: malformed section table entry")
+        ref = SectionRef(entry[0], entry[1] + base, entry[2], entry[3])
+        if ref.name in sections:
+            raise CorruptFileError(f"{what}: section {ref.name!r} appears twice")
+        if ref.offset < low or ref.offset + ref.length > high:
+            raise CorruptFileError(f"{what}: section {ref.name!r} lies outside its block")
+        sections[ref.name] = ref
+    check_disjoint([(r.offset, r.length, r.name) for r in sections.values()], what=what)
+    return sections
+
+
+def check_disjoint(ranges: list[tuple[int, int, str]], *, what: str) -> None:
+    ordered = sorted((o, n, name) for o, n, name in ranges if n)
+    for (a, n, name), (b, _, other) in zip(ordered, ordered[1:]):
+        if a + n > b:
+            raise CorruptFileError(f"{what}: {name!r} overlaps {other!r}")
+
+
+@dataclass(frozen=True)
+class Footer:
+    version: tuple[int, int]
+    content: dict[str, Any]
+    offset: int  # where the footer starts: the body is [PREAMBLE.size, offset)
+
+
+def read_footer(source: ByteSource) -> Footer:
+    """Preamble, trailer and footer of a .sinr file, checked; nothing else is read."""
+    name = source.name
+    if source.size < PREAMBLE.size:
+        head = bytes(source.read(0, source.size))
+        if not head or not MAGIC.startswith(head[: len(MAGIC)]):
+            raise FormatError(f"{name}: not a .sinr file (too short, bad magic)")
+        raise CorruptFileError(f"{name}: truncated .sinr file ({source.size} bytes)")
+    magic, major, minor, _ = PREAMBLE.unpack(bytes(source.read(0, PREAMBLE.size)))
+    if magic != MAGIC:
+        raise FormatError(f"{name}: not a .sinr file (bad magic)")
+    if major == 1:
+        raise UnsupportedVersionError(
+            f"{name}: .sinr format 1.{minor} is not read by scinrcodec 2; decode it with scinrcodec 1.x "
+            "(pip install 'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again")
+    if major != MAJOR_VERSION:
+        raise UnsupportedVersionError(
+            f"{name}: .sinr format {major}.{minor} is not supported (this reader reads {MAJOR_VERSION}.x)")
+    if source.size < PREAMBLE.size + TRAILER.size:
+        raise CorruptFileError(f"{name}: truncated .sinr file ({source.size} bytes)")
+    length, footer_crc, _, end_magic = TRAILER.unpack(bytes(source.read(source.size - TRAILER.size,
+                                                                        TRAILER.size)))
+    if end_magic != END_MAGIC:
+        raise CorruptFileError(f"{name}: truncated .sinr file (no trailer at its end)")
+    offset = source.size - TRAILER.size - length
+    if length > MAX_FOOTER_BYTES or offset < PREAMBLE.size:
+        raise CorruptFileError(f"{name}: footer length {length} does not fit the file")
+    packed = source.read(offset, length)
+    if crc32(packed) != footer_crc:
+        raise CorruptFileError(f"{name}: footer checksum mismatch (file is corrupt)")
+    return Footer((major, minor), unpack_header(packed, MAX_FOOTER_BYTES, what=f"{name}: footer"), offset)

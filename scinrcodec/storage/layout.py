@@ -1,0 +1,67 @@
+"""The layout schema: every section of a .sinr matrix, its encoding, item type and expected size.
+
+The encoder writes sections by these names, the reader sizes and validates them from here,
+`sinr info` groups them by `part`, and the tests check files against it: one place for each fact.
+Sizes are functions of header fields (never of the compressed data), so a reader knows how much
+a section may hold before it decompresses anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..codec.models import N_BINS, N_CONTEXTS
+
+ZSTD_ARRAY, ZSTD_TEXT, RAW, MSGPACK = "zstd-array", "zstd-text", "raw", "msgpack"
+CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Header fields that section sizes depend on."""
+
+    n_genes: int = 0
+    n_stored_genes: int = 0
+    n_chunks: int = 0
+    n_cells: int = 0  # of the chunk
+    n_bands: int = 0
+    n_tiles: int = 0
+    n_siren_parameters: int = 0
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    name: str
+    encoding: str
+    dtype: str | None
+    count: Callable[[Sizes], int] | None  # items (or names) the section holds
+    part: str  # what `sinr info` reports it under
+    required: bool = True
+
+    def expected(self, sizes: Sizes) -> int | None:
+        return None if self.count is None else self.count(sizes)
+
+
+MATRIX_SECTIONS = {s.name: s for s in [
+    SectionSpec("names.gene_ids", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False),
+    SectionSpec("names.gene_names", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False),
+    SectionSpec("names.feature_types", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False),
+    SectionSpec("genes.order", ZSTD_ARRAY, "u4", lambda z: z.n_stored_genes, "permutations"),
+    SectionSpec("genes.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_stored_genes, "scaling metadata"),
+    SectionSpec("chunks.index", ZSTD_ARRAY, "u8", lambda z: z.n_chunks * len(CHUNK_INDEX_FIELDS), "chunk index"),
+]}
+
+CHUNK_SECTIONS = {s.name: s for s in [
+    SectionSpec("cells.order", ZSTD_ARRAY, "u4", lambda z: z.n_cells, "permutations"),
+    SectionSpec("cells.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_cells, "scaling metadata"),
+    SectionSpec("cells.names", ZSTD_TEXT, None, lambda z: z.n_cells, "names", required=False),
+    SectionSpec("bands.rows", ZSTD_ARRAY, "u4", lambda z: z.n_bands + 1, "tile directory"),
+    SectionSpec("bands.widths", ZSTD_ARRAY, "u4", lambda z: z.n_bands, "tile directory"),
+    SectionSpec("bands.crc32", ZSTD_ARRAY, "u4", lambda z: z.n_bands, "tile directory"),
+    SectionSpec("tiles.nnz", ZSTD_ARRAY, "u4", lambda z: z.n_tiles, "tile directory"),
+    SectionSpec("tiles.bytes", ZSTD_ARRAY, "u4", lambda z: z.n_tiles, "tile directory"),
+    SectionSpec("values.counts", ZSTD_ARRAY, "u8", lambda z: N_CONTEXTS * N_BINS, "values", required=False),
+    SectionSpec("siren.meta", MSGPACK, None, None, "weights", required=False),
+    SectionSpec("siren.weights", ZSTD_ARRAY, "i2", lambda z: z.n_siren_parameters, "weights", required=False),
+    SectionSpec("tiles.data", RAW, None, None, "tiles"),
+]}
