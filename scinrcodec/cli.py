@@ -1,52 +1,70 @@
-"""The `sinr` command: encode, decode, info, get, demo. The only place that prints."""
+"""The `sinr` command: encode, decode, info, get, verify, demo. The only place that prints.
+
+Every failure the library can name is one `sinr: error:` line and exit status 1; an interrupt
+(Ctrl-C or SIGTERM) removes partial outputs and exits 130; a closed pipe ends quietly.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
 from .errors import SinrError
+from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from .encoder import encode
+    from .encode.driver import encode
 
-    options = dict(mode=args.mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz,
-                   patch_nnz=args.patch_nnz, siren=not args.no_siren, width=args.width,
+    mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
+    options = dict(mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz, patch_nnz=args.patch_nnz,
+                   chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
                    hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
-                   coordinates=args.coordinates, device=args.device, layer=args.layer, progress=not args.quiet)
-    if args.max_error:
-        options["mode"] = "max-error"
-    if args.inr_only:
-        options["mode"] = "inr-only"
+                   coordinates=args.coordinates, device=args.device, layer=args.layer, jobs=args.jobs,
+                   progress=not args.quiet)
     started = time.perf_counter()
     result = encode(args.input, args.output, force=args.force, **options)
     seconds = time.perf_counter() - started
-    print(f"wrote {args.output}: {result['bytes']:,} bytes, {result['bytes'] * 8 / max(result['nnz'], 1):.2f} "
-          f"bits per nonzero ({result['shape'][0]} genes x {result['shape'][1]} cells, "
-          f"{result['nnz']:,} nonzeros) in {seconds:.1f} s")
+    nnz = max(result["nnz"], 1)
+    print(f"wrote {args.output}: {result['bytes']:,} bytes, {result['bytes'] * 8 / nnz:.2f} bits per nonzero "
+          f"({result['shape'][0]:,} genes x {result['shape'][1]:,} cells, {result['nnz']:,} nonzeros) in "
+          f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
 
 
 def _decode(args: argparse.Namespace) -> None:
-    from .reader import decode
+    from .read.matrix import decode
 
     started = time.perf_counter()
-    kind = decode(args.input, args.output, force=args.force)
+    kind = decode(args.input, args.output, force=args.force, jobs=args.jobs)
     print(f"wrote {args.output} ({kind}) in {time.perf_counter() - started:.1f} s")
 
 
 def _info(args: argparse.Namespace) -> None:
+    from .read.matrix import open as open_sinr
     from .report import describe
-    from .reader import open as open_sinr
 
     with open_sinr(args.input) as matrix:
-        print(describe(matrix, Path(args.input).stat().st_size))
+        print(describe(matrix))
 
 
-def _parse_key(text: str, *name_lists: list[str] | None):
-    """A name when some list holds it, else an integer index when the text is one."""
+def _verify(args: argparse.Namespace) -> None:
+    from .read.matrix import open as open_sinr
+
+    started = time.perf_counter()
+    with open_sinr(args.input, jobs=args.jobs) as matrix:
+        report = matrix.verify()
+    print(f"{args.input}: ok ({report['bytes']:,} bytes, {report['chunks']:,} chunks, {report['nnz']:,} nonzeros "
+          f"checked in {time.perf_counter() - started:.1f} s)")
+
+
+def parse_key(text: str, *name_lists: list[str] | None):
+    """`#N` is index N; other text is a name when some list holds it, else an index if it is one."""
+    if text.startswith("#") and text[1:].lstrip("-").isdigit():
+        return int(text[1:])
     if any(names and text in names for names in name_lists):
         return text
     try:
@@ -56,17 +74,27 @@ def _parse_key(text: str, *name_lists: list[str] | None):
 
 
 def _get(args: argparse.Namespace) -> None:
-    from .reader import open as open_sinr
+    from .read.matrix import open as open_sinr
 
     with open_sinr(args.input) as matrix:
-        gene = _parse_key(args.gene, matrix.gene_names, matrix.gene_ids)
-        print(matrix.get(gene, _parse_key(args.cell, matrix.cell_names)))
+        gene = parse_key(args.gene, matrix.gene_names, matrix.gene_ids)
+        print(matrix.get(gene, parse_key(args.cell, matrix.cell_names)))
 
 
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
     print(run_demo(Path(args.workdir) if args.workdir else None))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,33 +108,45 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
     enc.add_argument("--layer", help="for .h5ad input: a layer name, or 'raw' for adata.raw")
     mode = enc.add_mutually_exclusive_group()
-    mode.add_argument("--max-error", type=int, metavar="E",
+    mode.add_argument("--max-error", type=_positive, metavar="E",
                       help="near-lossless: every entry within E of the input, zeros exact")
     mode.add_argument("--inr-only", action="store_true",
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")
-    enc.add_argument("--no-siren", action="store_true", help="skip SIREN fitting (baseline predictor only)")
-    enc.add_argument("--tile-nnz", type=int, default=256, help="nonzeros per coded tile (default 256)")
-    enc.add_argument("--patch-nnz", type=int, default=None, help="nonzeros per patch (default: balanced)")
-    enc.add_argument("--width", type=int, default=24, help="SIREN hidden width (default 24)")
-    enc.add_argument("--hidden-layers", type=int, default=2, help="SIREN hidden layers (default 2)")
-    enc.add_argument("--steps", type=int, default=300, help="SIREN training steps (default 300)")
+    enc.add_argument("--siren", choices=["auto", "always", "never"], default="auto",
+                     help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
+    enc.add_argument("--no-siren", action="store_true", help="same as --siren never")
+    enc.add_argument("--jobs", type=_positive, help="threads (default: all cores); the file is the same for any")
+    enc.add_argument("--chunk-cells", type=_positive, default=DEFAULT_CHUNK_CELLS,
+                     help=f"cells per independently coded chunk (default {DEFAULT_CHUNK_CELLS})")
+    enc.add_argument("--tile-nnz", type=_positive, default=DEFAULT_TILE_NNZ,
+                     help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ})")
+    enc.add_argument("--patch-nnz", type=_positive, default=None, help="nonzeros per band (default: balanced)")
+    enc.add_argument("--width", type=_positive, default=24, help="SIREN hidden width (default 24)")
+    enc.add_argument("--hidden-layers", type=_positive, default=2, help="SIREN hidden layers (default 2)")
+    enc.add_argument("--steps", type=_positive, default=300, help="SIREN training steps (default 300)")
     enc.add_argument("--normalisation", choices=["none", "minmax", "log"], default="log")
     enc.add_argument("--coordinates", choices=["isotropic", "per-axis"], default="isotropic")
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
     enc.add_argument("--quiet", action="store_true", help="no progress bar")
-    enc.set_defaults(run=_encode, mode="lossless")
+    enc.set_defaults(run=_encode)
 
     dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")
     dec.add_argument("input")
     dec.add_argument("output")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
+    dec.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
     dec.set_defaults(run=_decode)
 
-    info = commands.add_parser("info", help="shape, nnz, mode, patches and bits per nonzero by part")
+    info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")
     info.add_argument("input")
     info.set_defaults(run=_info)
 
-    get = commands.add_parser("get", help="print one entry, by index or by name")
+    verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
+    verify.add_argument("input")
+    verify.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    verify.set_defaults(run=_verify)
+
+    get = commands.add_parser("get", help="print one entry, by name or index (#N forces an index)")
     get.add_argument("input")
     get.add_argument("gene")
     get.add_argument("cell")
@@ -118,17 +158,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.run(args)
+        sys.stdout.flush()
     except SinrError as exc:
         print(f"sinr: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sinr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except MemoryError:
+        print("sinr: error: out of memory", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoder import encode
+from .encode.driver import encode
 from .errors import SinrError
-from .formats import read_matrix
-from .reader import open as open_sinr
+from .io.readers import read_matrix
+from .read.matrix import open as open_sinr
 from .report import describe
 
 DEMO_FOLDER = "pbmc500_3p_50genes"
@@ -26,6 +26,7 @@ def run_demo(workdir: Path | None = None) -> str:
     folder = demo_data()
     source = folder / "filtered_feature_bc_matrix.h5"
     original = read_matrix(source)
+    counts = original.matrix().tocsr()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(workdir or tmp) / "demo.sinr"
         started = time.perf_counter()
@@ -35,18 +36,18 @@ def run_demo(workdir: Path | None = None) -> str:
             started = time.perf_counter()
             decoded = matrix.to_scipy()
             decode_seconds = time.perf_counter() - started
-            if (decoded != original.counts).nnz or matrix.cell_names != original.cell_names \
+            if (decoded != counts).nnz or matrix.cell_names != original.cell_names(0, counts.shape[1]) \
                     or matrix.gene_ids != original.gene_ids:
                 raise SinrError("demo: decoded matrix differs from the input")
-            gene = int(np.argmax(np.diff(original.counts.indptr)))
-            if not np.array_equal(matrix.gene(gene), original.counts[gene].toarray().ravel()):
+            gene = int(np.argmax(np.diff(counts.indptr)))
+            if not np.array_equal(matrix.gene(gene), counts[gene].toarray().ravel()):
                 raise SinrError("demo: random access to a gene differs from the input")
-            summary = describe(matrix, out.stat().st_size)
+            summary = describe(matrix)
         sinr_size, h5_size = out.stat().st_size, source.stat().st_size
         mtx_size = sum((folder / n).stat().st_size for n in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"))
     return "\n".join([
         summary, "",
-        f"round trip: exact ({original.counts.nnz:,} nonzeros), encode {encode_seconds:.1f} s, "
+        f"round trip: exact ({counts.nnz:,} nonzeros), encode {encode_seconds:.1f} s, "
         f"decode {decode_seconds * 1e3:.0f} ms",
         f"{'10x HDF5 (Cell Ranger)':<26}{h5_size:>10,} bytes",
         f"{'10x mtx.gz + tsv.gz':<26}{mtx_size:>10,} bytes",

@@ -60,70 +60,66 @@ def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndar
 
 
 def _planner(options: EncodeOptions) -> SirenPlanner | None:
-    if options.mode == "inr-only" or options.siren == "always":
-        return SirenPlanner(sample=None)
+    if options.mode == "inr-only" or options.siren in ("always", "force"):
+        return SirenPlanner(sample=None, force=options.siren == "force")
     if options.siren == "auto" and torch_available():
         return SirenPlanner(sample=PROBE_BANDS)
     return None
 
 
-def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions) -> dict:
-    """Encode `source` into a binary stream; return the footer's statistics."""
-    nnz_hint = getattr(source, "nnz", None)
-    progress = Progress(options.progress, 2 * nnz_hint if nnz_hint is not None else None, "encoding",
-                        "nonzeros")
-    try:
-        gene_nnz, deviation = gene_statistics(source, options, progress)
-        context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
-        nnz = int(gene_nnz.sum())
-        progress.set_total(2 * nnz)
-        writer = ContainerWriter(stream)
-        planner = _planner(options)
-        blocks = source.blocks(options.chunk_cells)
-        index_rows, chunk_stats = [], []
-        report = planner
-        if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
-            first = next(blocks, None)
-            if first is not None:
-                names = source.cell_names(first.start, first.start + first.n_cells)
+def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
+                   progress: Progress) -> tuple[list[list[int]], list[dict], SirenPlanner | None]:
+    """Pass 2: every chunk, encoded on `jobs` threads and written in order. Returns the chunk index
+    rows, each chunk's statistics, and the planner whose totals describe the SIREN work."""
+    planner = _planner(options)
+    blocks = source.blocks(options.chunk_cells)
+    index_rows, chunk_stats = [], []
+    report = planner
+
+    def write(chunk) -> None:
+        index_rows.append(write_chunk(writer, chunk))
+        chunk_stats.append(chunk.stats)
+        progress.update(chunk.nnz)
+
+    if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
+        first = next(blocks, None)
+        if first is not None:
+            names = source.cell_names(first.start, first.start + first.n_cells)
+            chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
+            planner = SirenPlanner(sample=None) if planner.kept else None
+            if planner is not None:  # a SIREN paid: every band of every chunk tries one
+                report = planner
                 chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
-                planner = SirenPlanner(sample=None) if planner.kept else None
-                if planner is not None:  # a SIREN paid: every band of every chunk tries one
-                    report = planner
-                    chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
-                index_rows.append(write_chunk(writer, chunk))
-                chunk_stats.append(chunk.stats)
-                progress.update(chunk.nnz)
-        context.siren_planner = planner
-        with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
-            pending: deque = deque()
-
-            def drain(limit: int) -> None:
-                while len(pending) > limit:
-                    chunk = pending.popleft().result()
-                    index_rows.append(write_chunk(writer, chunk))
-                    chunk_stats.append(chunk.stats)
-                    progress.update(chunk.nnz)
-
-            for block in blocks:
-                names = source.cell_names(block.start, block.start + block.n_cells)
-                pending.append(pool.submit(encode_chunk, block, context, names))
-                drain(options.n_jobs)
-            drain(0)
-    finally:
-        progress.close()
-    return _finish(writer, source, options, context, stored_order, patch_nnz, nnz, index_rows, chunk_stats, report)
+            write(chunk)
+    context = replace(context, siren_planner=planner)
+    with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
+        pending: deque = deque()
+        for block in blocks:
+            names = source.cell_names(block.start, block.start + block.n_cells)
+            pending.append(pool.submit(encode_chunk, block, context, names))
+            while len(pending) > options.n_jobs:
+                write(pending.popleft().result())
+        while pending:
+            write(pending.popleft().result())
+    return index_rows, chunk_stats, report
 
 
-def _finish(writer, source, options, context, stored_order, patch_nnz, nnz, index_rows, chunk_stats,
-            planner: SirenPlanner | None) -> dict:
+def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeOptions, *, name: str = MATRIX_NAME,
+                 progress: Progress | None = None) -> dict:
+    """Encode one matrix into an open container; return its footer entry."""
+    progress = progress or Progress(False, None, "", "")
+    gene_nnz, deviation = gene_statistics(source, options, progress)
+    context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
+    nnz = int(gene_nnz.sum())
+    progress.set_total(2 * nnz)
+    index_rows, chunk_stats, planner = _encode_chunks(source, context, options, writer, progress)
     table = []
     names_are_ids = source.gene_names is not None and source.gene_names == source.gene_ids
-    for name, values in (("names.gene_ids", source.gene_ids),
-                         ("names.gene_names", None if names_are_ids else source.gene_names),
-                         ("names.feature_types", source.feature_types)):
+    for section, values in (("names.gene_ids", source.gene_ids),
+                            ("names.gene_names", None if names_are_ids else source.gene_names),
+                            ("names.feature_types", source.feature_types)):
         if values is not None:
-            table.append(writer.section(name, pack_strings(values)))
+            table.append(writer.section(section, pack_strings(values)))
     table.append(writer.section("genes.order", pack_array(stored_order, "u4")))
     table.append(writer.section("genes.baseline", pack_array(context.gene_terms[: stored_order.size], "i2")))
     index = np.asarray(index_rows, dtype=np.uint64).reshape(-1, len(CHUNK_INDEX_FIELDS))
@@ -131,16 +127,34 @@ def _finish(writer, source, options, context, stored_order, patch_nnz, nnz, inde
     stats = {key: round(sum(s.get(key, 0) for s in chunk_stats), 1)
              for key in ("position_bits", "value_bits", "bands", "tiles")}
     stats.update((planner or SirenPlanner(sample=None)).stats())
-    matrix = {
-        "name": MATRIX_NAME, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
+    return {
+        "name": name, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
         "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(index_rows),
         "gene_names_are_ids": bool(names_are_ids), "has_cell_names": source.has_cell_names,
         "stages": stages_for(options.mode, options.max_error, options.tile_nnz, patch_nnz, options.chunk_cells),
         "options": options.recorded(), "stats": stats, "sections": table,
     }
-    size = writer.finish({"format": "sinr", "writer": f"scinrcodec {__version__}", "matrices": [matrix],
-                          "sections": []})
-    return {"bytes": size, "nnz": nnz, "shape": tuple(source.shape), "chunks": len(index_rows), **stats}
+
+
+def finish_file(writer: ContainerWriter, matrices: list[dict], sections: list | None = None) -> int:
+    """Write the footer naming every matrix and file-level section; return the file's size."""
+    return writer.finish({"format": "sinr", "writer": f"scinrcodec {__version__}", "matrices": matrices,
+                          "sections": sections or []})
+
+
+def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions) -> dict:
+    """Encode `source` as the one matrix of a file written to a binary stream; return its size and
+    statistics."""
+    nnz_hint = source.nnz
+    progress = Progress(options.progress, 2 * nnz_hint if nnz_hint is not None else None, "encoding", "nonzeros")
+    try:
+        writer = ContainerWriter(stream)
+        matrix = write_matrix(writer, source, options, progress=progress)
+    finally:
+        progress.close()
+    size = finish_file(writer, [matrix])
+    return {"bytes": size, "nnz": matrix["nnz"], "shape": tuple(matrix["shape"]), "chunks": matrix["n_chunks"],
+            **matrix["stats"]}
 
 
 def encode(source, output: str | os.PathLike, *, force: bool = False, **options) -> dict:
@@ -154,7 +168,7 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, **options)
     opts = EncodeOptions(**options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_writable(output, force=force, inputs=inputs)
-    if opts.siren != "never" and (opts.siren == "always" or opts.mode == "inr-only") and not torch_available():
+    if (opts.siren in ("always", "force") or opts.mode == "inr-only") and not torch_available():
         raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
     if opts.device is not None and torch_available():
         check_device(opts.device)

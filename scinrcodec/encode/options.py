@@ -9,7 +9,7 @@ from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DIMENSION, MAX_E
 from ..model.siren import NORMALISATIONS
 
 MODES = ("lossless", "max-error", "inr-only")
-SIREN_CHOICES = ("auto", "always", "never")
+SIREN_CHOICES = ("auto", "always", "never", "force")
 COORDINATES = ("isotropic", "per-axis")
 
 

@@ -2,8 +2,10 @@
 
 `always` fits every band of every chunk; `auto` (the default) first fits a sample of the first
 chunk's bands and goes on only if one of them was kept, so that files whose bands never keep a
-SIREN (every dataset measured so far) are not slowed by networks that are thrown away. The
-decision depends on the data alone, so the output is the same whatever the number of jobs.
+SIREN (every dataset measured so far) are not slowed by networks that are thrown away; neither
+fits a band too small for any network to pay for its weights. `force` fits and keeps a network
+in every band (for tests and experiments). The decisions depend on the data alone, so the output
+is the same whatever the number of jobs.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .options import EncodeOptions
 
 SIREN_META_BITS = 200  # what a kept SIREN's metadata costs, charged against its saving
 PROBE_BANDS = 8
+MAX_PLAUSIBLE_SAVING = 0.5  # bits per nonzero: a band needs cost / nnz below this to try a network
 
 
 @dataclass
@@ -28,15 +31,22 @@ class SirenPlanner:
     """Which bands try a SIREN, and the file's running totals."""
 
     sample: int | None  # None: every band; else at most this many bands of each chunk
+    force: bool = False  # fit every band and keep every network
     tried: int = 0
     kept: int = 0
     saved_bits: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def bands(self, n_bands: int) -> np.ndarray:
-        if self.sample is None or n_bands <= self.sample:
-            return np.arange(n_bands)
-        return np.unique(np.linspace(0, n_bands - 1, self.sample).round().astype(np.int64))
+    def bands(self, band_nnz: np.ndarray, options: EncodeOptions) -> np.ndarray:
+        """Bands worth a network: every one when forced, else those with enough nonzeros for the
+        smallest network to pay, sampled in auto mode."""
+        if self.force:
+            return np.flatnonzero(band_nnz)
+        cost = network_parameters(options) * min(options.weight_bits) + SIREN_META_BITS
+        bands = np.flatnonzero(band_nnz * MAX_PLAUSIBLE_SAVING >= cost)
+        if self.sample is None or bands.size <= self.sample:
+            return bands
+        return bands[np.unique(np.linspace(0, bands.size - 1, self.sample).round().astype(np.int64))]
 
     def record(self, tried: int, kept: int, saved: float) -> None:
         with self.lock:
@@ -48,12 +58,15 @@ class SirenPlanner:
         return {"siren_tried": self.tried, "siren_kept": self.kept, "siren_saved_bits": round(self.saved_bits, 1)}
 
 
+def network_parameters(options: EncodeOptions) -> int:
+    width, hidden = options.width, options.hidden_layers
+    return 3 * width + hidden * (width * width + width) + width + 1
+
+
 def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def check_device(device: str | None) -> None:
@@ -84,8 +97,11 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
     from .chunk import code_length_bits
 
     inr_only = options.mode == "inr-only"
-    bands = np.arange(geometry.n_bands) if inr_only else planner.bands(geometry.n_bands)
-    bands = [int(b) for b in bands if band_bounds[b + 1] > band_bounds[b]]
+    band_nnz = np.diff(band_bounds)
+    bands = np.flatnonzero(band_nnz) if inr_only else planner.bands(band_nnz, options)
+    if not len(bands):
+        return {}, contexts, None
+    bands = [int(b) for b in bands]
     spans = [slice(int(band_bounds[b]), int(band_bounds[b + 1])) for b in bands]
     heights = [int(geometry.row_starts[b + 1] - geometry.row_starts[b]) for b in bands]
     coords, targets, norms, scales = [], [], [], []
@@ -99,15 +115,16 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
         targets.append(norm.forward(values[span]))
     trained = fit_sirens(coords, targets, width=options.width, hidden_layers=options.hidden_layers,
                          steps=options.steps, batch=options.batch, learning_rate=options.learning_rate,
-                         seed=options.seed, device=options.device) if bands else []
+                         seed=options.seed, device=options.device)
     contexts = contexts.copy()
     predictions = np.ones(values.size, dtype=np.int64) if inr_only else None
     sirens: dict[int, PatchSiren] = {}
     saved = 0.0
+    keep_always = inr_only or planner.force
     for b, span, height, net, norm, scale in zip(bands, spans, heights, trained, norms, scales):
         local = rows[span] - geometry.row_starts[b]
         baseline_cost = code_length_bits(hist, contexts[span], bins[span])
-        best, best_cost, best_outputs = None, np.inf if inr_only else baseline_cost, None
+        best, best_cost, best_outputs = None, np.inf if keep_always else baseline_cost, None
         for bits in options.weight_bits:
             patch = quantise_siren(net.weights, net.biases, bits, scale, norm, height, geometry.n_cells)
             if patch is None:
@@ -115,7 +132,7 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
             table, params = patch.packed()
             outputs = siren_outputs(table, params, local, cols[span], height, geometry.n_cells)
             kind = NORM_CODES[norm.kind]
-            if inr_only:
+            if inr_only:  # no residuals: the depth that reproduces most nonzeros
                 guess = predictions_of_outputs(kind, norm.offset, norm.scale, outputs)
                 cost = -float(np.mean(guess == values[span]))
             else:

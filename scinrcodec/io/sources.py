@@ -196,6 +196,10 @@ class ScipySource(MatrixSource):
     def cell_names(self, start: int, stop: int) -> list[str] | None:
         return None if self._cell_names is None else self._cell_names[start:stop]
 
+    def matrix(self):
+        """The whole matrix as scipy CSC (genes x cells), as given: for tests and small inputs."""
+        return self._csc
+
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
         m = self._csc
         for start in range(0, self.shape[1], cells_per_block):
