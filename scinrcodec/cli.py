@@ -1,7 +1,11 @@
 """The `sinr` command: encode, decode, info, get, verify, demo. The only place that prints.
 
-Every failure the library can name is one `sinr: error:` line and exit status 1; an interrupt
-(Ctrl-C or SIGTERM) removes partial outputs and exits 130; a closed pipe ends quietly.
+Every failure is one `sinr: error:` line on stderr and exit status 1: usage errors, every error
+the library names, and file system errors (a full disk or a file size limit: Python ignores
+SIGXFSZ, so an oversized write fails with EFBIG instead of killing the process); anything else is
+reported as an internal error on one line (SINR_DEBUG=1 shows its traceback). An interrupt (Ctrl-C
+or SIGTERM) removes partial outputs and exits 130; a closed pipe (`sinr info f | head -1`) ends
+silently with status 141, as a process killed by SIGPIPE would.
 """
 from __future__ import annotations
 
@@ -19,15 +23,19 @@ from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
 
 def _encode(args: argparse.Namespace) -> None:
     from .encode.driver import encode
+    from .io.atomic import check_writable
+    from .io.readers import read_matrix
 
+    check_writable(args.output, force=args.force, inputs=[args.input])
+    source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
+    check_writable(args.output, force=args.force, inputs=source.paths)
     mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
     options = dict(mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz, patch_nnz=args.patch_nnz,
                    chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
                    hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
-                   coordinates=args.coordinates, device=args.device, layer=args.layer, jobs=args.jobs,
-                   progress=not args.quiet)
+                   coordinates=args.coordinates, device=args.device, jobs=args.jobs, progress=not args.quiet)
     started = time.perf_counter()
-    result = encode(args.input, args.output, force=args.force, **options)
+    result = encode(source, args.output, force=args.force, **options)
     seconds = time.perf_counter() - started
     nnz = max(result["nnz"], 1)
     print(f"wrote {args.output}: {result['bytes']:,} bytes, {result['bytes'] * 8 / nnz:.2f} bits per nonzero "
@@ -97,8 +105,15 @@ def _positive(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `sinr: error:` line with status 1, like every other failure."""
+
+    def error(self, message: str):
+        self.exit(1, f"sinr: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sinr", description="Encode, decode and query .sinr count matrices.")
+    parser = _Parser(prog="sinr", description="Encode, decode and query .sinr count matrices.")
     parser.add_argument("--version", action="version", version=f"scinrcodec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -107,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("output")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
     enc.add_argument("--layer", help="for .h5ad input: a layer name, or 'raw' for adata.raw")
+    enc.add_argument("--pattern-as-ones", action="store_true",
+                     help="read a Matrix Market 'pattern' file (positions without values) as counts of 1")
     mode = enc.add_mutually_exclusive_group()
     mode.add_argument("--max-error", type=_positive, metavar="E",
                       help="near-lossless: every entry within E of the input, zeros exact")
@@ -162,6 +179,11 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _fail(message: str) -> int:
+    print(f"sinr: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -170,18 +192,22 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
         sys.stdout.flush()
     except SinrError as exc:
-        print(f"sinr: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
     except KeyboardInterrupt:
         print("sinr: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return 141
     except MemoryError:
-        print("sinr: error: out of memory", file=sys.stderr)
-        return 1
+        return _fail("out of memory")
+    except OSError as exc:
+        return _fail(f"{str(exc.filename) + ': ' if exc.filename else ''}{exc.strerror or exc}")
+    except Exception as exc:
+        if os.environ.get("SINR_DEBUG"):
+            raise
+        return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from scinrcodec.formats import read_matrix
+from scinrcodec import read_matrix
 
 DATA = Path(__file__).parent / "data"
 DATASETS = ["pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spaceranger3",

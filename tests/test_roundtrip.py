@@ -1,88 +1,122 @@
-"""Exact round trips and random access on real fixtures cut from every dataset."""
+"""Exact round trips and random access on real fixtures cut from every dataset, in every mode."""
 from __future__ import annotations
+
+import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATASETS, FAST, SMALL_SIREN
+from conftest import DATA, DATASETS
+from scinrcodec.io.sources import ScipySource
+
+FAST = dict(siren="never", progress=False)
+SMALL_SIREN = dict(steps=40, batch=512, width=16, progress=False)
 
 
-def _dense(m):
-    return m.counts.toarray()
+@pytest.fixture(scope="module")
+def sources():
+    return {name: sinr.read_matrix(DATA / name) for name in DATASETS}
+
+
+@pytest.fixture(scope="module")
+def pbmc(sources):
+    return sources["pbmc4k_v2_soupx_half"]
+
+
+def _dense(source) -> np.ndarray:
+    return source.matrix().toarray()
+
+
+def _check_reads(f, dense: np.ndarray, seed: int = 1, n: int = 200) -> None:
+    rng = np.random.default_rng(seed)
+    n_genes, n_cells = dense.shape
+    for i, j in zip(rng.integers(0, n_genes, n), rng.integers(0, n_cells, n)):
+        assert f[int(i), int(j)] == dense[i, j]
+    rows, cols = np.nonzero(dense)
+    for k in rng.integers(0, max(rows.size, 1), n if rows.size else 0):
+        assert f[int(rows[k]), int(cols[k])] == dense[rows[k], cols[k]]
+    for i in rng.integers(0, n_genes, 15):
+        assert np.array_equal(f.gene(int(i)), dense[i])
+    for j in rng.integers(0, n_cells, 15):
+        assert np.array_equal(f.cell(int(j)), dense[:, j])
 
 
 @pytest.mark.parametrize("name", DATASETS)
-def test_lossless_round_trip_and_random_access(tmp_path, matrices, name):
-    m = matrices[name]
+@pytest.mark.parametrize("chunk_cells", [4096, 97])
+def test_lossless_round_trip_and_random_access(tmp_path, sources, name, chunk_cells):
+    m = sources[name]
     out = tmp_path / "x.sinr"
-    sinr.encode(m, out, tile_nnz=64, patch_nnz=512, **FAST)
+    result = sinr.encode(m, out, tile_nnz=64, chunk_cells=chunk_cells, **FAST)
     dense = _dense(m)
     with sinr.open(out) as f:
-        assert f.shape == m.shape and f.nnz == m.counts.nnz
-        assert (f.to_scipy() != m.counts).nnz == 0
-        assert f.gene_ids == m.gene_ids and f.gene_names == m.gene_names and f.cell_names == m.cell_names
-        rng = np.random.default_rng(1)
-        for i, j in zip(rng.integers(0, m.shape[0], 300), rng.integers(0, m.shape[1], 300)):
-            assert f[int(i), int(j)] == dense[i, j]
-        rows, cols = m.counts.nonzero()
-        for k in rng.integers(0, rows.size, 100):
-            assert f[int(rows[k]), int(cols[k])] == dense[rows[k], cols[k]]
-        for i in rng.integers(0, m.shape[0], 20):
-            assert np.array_equal(f.gene(int(i)), dense[i])
-        for j in rng.integers(0, m.shape[1], 20):
-            assert np.array_equal(f.cell(int(j)), dense[:, j])
+        assert f.shape == m.shape and f.nnz == np.count_nonzero(dense)
+        assert f.n_chunks == result["chunks"] == -(-m.shape[1] // chunk_cells)
+        assert np.array_equal(f.to_scipy().toarray(), dense)
+        assert np.array_equal(f.to_scipy(layout="csc").toarray(), dense)
+        assert f.gene_ids == m.gene_ids and f.gene_names == m.gene_names
+        assert f.cell_names == m.cell_names(0, m.shape[1])
+        _check_reads(f, dense)
+        f.verify()
 
 
-def test_with_siren_is_exact_and_records_choice(tmp_path, pbmc):
+@pytest.mark.parametrize("normalisation", ["log", "none", "minmax"])
+def test_kept_sirens_decode_exactly(tmp_path, pbmc, normalisation):
     out = tmp_path / "s.sinr"
-    sinr.encode(pbmc, out, tile_nnz=64, patch_nnz=400, **SMALL_SIREN)
+    sinr.encode(pbmc, out, siren="force", normalisation=normalisation, chunk_cells=800,
+                coordinates="per-axis" if normalisation == "none" else "isotropic", **SMALL_SIREN)
+    dense = _dense(pbmc)
     with sinr.open(out) as f:
-        assert (f.to_scipy() != pbmc.counts).nnz == 0
-        assert f.stats["patches"] == f.geometry.n_bands
-        assert 0 <= f.stats["patches_with_siren"] <= f.geometry.n_bands
+        assert f.stats["siren_kept"] == f.stats["siren_tried"] > 0
+        assert np.array_equal(f.to_scipy().toarray(), dense)
+        _check_reads(f, dense, n=50)
 
 
-def test_forced_siren_patches_decode_exactly(tmp_path, pbmc, monkeypatch):
-    """Force every patch to keep its SIREN so the integer network sits on the decode path."""
-    import scinrcodec.encoder as enc
+def test_auto_siren_skips_bands_too_small_to_pay(tmp_path, pbmc):
+    out = tmp_path / "a.sinr"
+    stats = sinr.encode(pbmc, out, siren="auto", **SMALL_SIREN)
+    assert stats["siren_tried"] == 0 and stats["siren_kept"] == 0
 
-    monkeypatch.setattr(enc, "SIREN_META_BITS", -10**9)
-    out = tmp_path / "forced.sinr"
-    sinr.encode(pbmc, out, tile_nnz=64, patch_nnz=400, **SMALL_SIREN)
+
+@pytest.mark.parametrize("name", ["pbmc4k_v2_soupx_half", "mouse_gut_cimseq_smartseq2"])
+@pytest.mark.parametrize("bound", [1, 3, 50])
+def test_max_error_bound_and_zeros_exact(tmp_path, sources, name, bound):
+    m = sources[name]
+    out = tmp_path / "lossy.sinr"
+    sinr.encode(m, out, mode="max-error", max_error=bound, chunk_cells=300, **FAST)
+    dense = _dense(m)
     with sinr.open(out) as f:
-        assert all(s is not None for s in f._sirens)
-        assert (f.to_scipy() != pbmc.counts).nnz == 0
-        dense = _dense(pbmc)
-        for j in range(0, pbmc.shape[1], 9):
-            assert np.array_equal(f.cell(j), dense[:, j])
+        got = f.to_scipy().toarray()
+        assert np.all(np.abs(got - dense) <= bound)
+        assert np.array_equal(got == 0, dense == 0)
+        assert f.mode == "max-error" and f.max_error == bound
+        _check_reads(f, got, n=60)
 
 
-@pytest.mark.parametrize("normalisation", ["none", "minmax"])
-def test_other_normalisations_decode_exactly(tmp_path, pbmc, monkeypatch, normalisation):
-    import scinrcodec.encoder as enc
+def test_max_error_shrinks_file(tmp_path, sources):
+    m = sources["mouse_gut_cimseq_smartseq2"]
+    sizes = [sinr.encode(m, tmp_path / f"{i}.sinr", **FAST, **options)["bytes"]
+             for i, options in enumerate(({}, dict(mode="max-error", max_error=5)))]
+    assert sizes[1] < sizes[0]
 
-    monkeypatch.setattr(enc, "SIREN_META_BITS", -10**9)
-    out = tmp_path / "n.sinr"
-    sinr.encode(pbmc, out, normalisation=normalisation, coordinates="per-axis", **SMALL_SIREN)
+
+def test_inr_only_keeps_zeros_and_reports_nothing_false(tmp_path, pbmc):
+    out = tmp_path / "inr.sinr"
+    sinr.encode(pbmc, out, mode="inr-only", **SMALL_SIREN)
+    dense = _dense(pbmc)
     with sinr.open(out) as f:
-        assert (f.to_scipy() != pbmc.counts).nnz == 0
-
-
-def test_gene_names_equal_to_ids_are_stored_once(tmp_path, pbmc):
-    from scinrcodec.formats import CountMatrix
-
-    same = CountMatrix(pbmc.counts, pbmc.gene_names, list(pbmc.gene_names), pbmc.cell_names)
-    out = tmp_path / "same.sinr"
-    sinr.encode(same, out, **FAST)
-    with sinr.open(out) as f:
-        assert "names.gene_names" not in f.section_sizes()
-        assert f.gene_names == pbmc.gene_names == f.gene_ids
+        got = f.to_scipy().toarray()
+        assert np.array_equal(got == 0, dense == 0) and got[dense > 0].min() >= 1
+        assert 0 < np.mean(got[dense > 0] == dense[dense > 0]) < 1
+        _check_reads(f, got, n=60)
 
 
 def test_submatrix_indexing(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
-    sinr.encode(pbmc, out, tile_nnz=64, patch_nnz=512, **FAST)
+    sinr.encode(pbmc, out, tile_nnz=64, chunk_cells=70, **FAST)
     dense = _dense(pbmc)
     n_genes, n_cells = pbmc.shape
     mask = np.zeros(n_cells, dtype=bool)
@@ -96,97 +130,94 @@ def test_submatrix_indexing(tmp_path, pbmc):
             got = f[rows, cols]
             assert got.shape == expected.shape
             assert np.array_equal(got.toarray(), expected)
-        with pytest.raises(sinr.SinrIndexError):
-            f[n_genes, 0]
-        with pytest.raises(IndexError):
-            f[0, [n_cells + 5]]
+        for bad in ((n_genes, 0), (0, [n_cells + 5]), (slice(None, None, 0), 0), (np.zeros((2, 2), int), 0)):
+            with pytest.raises(sinr.SinrIndexError):
+                f[bad]
 
 
 def test_names_lookup_and_anndata(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, **FAST)
     dense = _dense(pbmc)
+    cells = pbmc.cell_names(0, pbmc.shape[1])
     with sinr.open(out) as f:
-        gene = int(np.argmax(np.diff(pbmc.counts.indptr)))
+        gene = int(np.argmax((dense > 0).sum(1)))
         assert np.array_equal(f.gene(pbmc.gene_names[gene]), dense[gene])
         assert np.array_equal(f.gene(pbmc.gene_ids[gene]), dense[gene])
-        assert np.array_equal(f.cell(pbmc.cell_names[5]), dense[:, 5])
-        assert f.get(pbmc.gene_names[gene], pbmc.cell_names[5]) == dense[gene, 5]
+        assert np.array_equal(f.cell(cells[5]), dense[:, 5])
+        assert f.get(pbmc.gene_names[gene], cells[5]) == dense[gene, 5]
         with pytest.raises(sinr.SinrKeyError):
             f.gene("NOT_A_GENE")
         adata = f.to_anndata()
         assert adata.shape == (pbmc.shape[1], pbmc.shape[0])
-        assert list(adata.obs_names) == pbmc.cell_names
-        assert list(adata.var["gene_ids"]) == pbmc.gene_ids
+        assert list(adata.obs_names) == cells and list(adata.var["gene_ids"]) == pbmc.gene_ids
         assert np.array_equal(adata.X.toarray(), dense.T)
 
 
-@pytest.mark.parametrize("name", ["pbmc4k_v2_soupx_half", "mouse_gut_cimseq_smartseq2"])
-@pytest.mark.parametrize("bound", [1, 3, 50])
-def test_max_error_bound_and_zeros_exact(tmp_path, matrices, name, bound):
-    m = matrices[name]
-    out = tmp_path / "lossy.sinr"
-    sinr.encode(m, out, mode="max-error", max_error=bound, **FAST)
-    dense = _dense(m)
+def test_gene_names_equal_to_ids_are_stored_once(tmp_path, pbmc):
+    same = ScipySource(pbmc.matrix(), pbmc.gene_names, list(pbmc.gene_names), pbmc.cell_names(0, pbmc.shape[1]))
+    out = tmp_path / "same.sinr"
+    sinr.encode(same, out, **FAST)
     with sinr.open(out) as f:
-        got = f.to_scipy().toarray()
-        assert np.all(np.abs(got - dense) <= bound)
-        assert np.array_equal(got == 0, dense == 0)
-        assert f.mode == "max-error"
-        rng = np.random.default_rng(0)
-        for i, j in zip(rng.integers(0, m.shape[0], 100), rng.integers(0, m.shape[1], 100)):
-            assert f[int(i), int(j)] == got[i, j]
+        assert "names.gene_names" not in f.section_sizes()
+        assert f.gene_names == pbmc.gene_names == f.gene_ids
 
 
-def test_max_error_shrinks_file(tmp_path, matrices):
-    m = matrices["mouse_gut_cimseq_smartseq2"]
-    sizes = []
-    for options in ({}, dict(mode="max-error", max_error=5)):
-        out = tmp_path / f"{len(sizes)}.sinr"
-        sizes.append(sinr.encode(m, out, **FAST, **options)["bytes"])
-    assert sizes[1] < sizes[0]
+@pytest.mark.parametrize("matrix", [sp.csr_matrix((0, 0), dtype=np.int64), sp.csr_matrix((3, 4), dtype=np.int64),
+                                    sp.csr_matrix(np.array([[7]])), sp.csr_matrix(np.full((4, 3), 2**31 - 1)),
+                                    sp.csr_matrix(np.arange(12).reshape(3, 4)), np.eye(5, dtype=np.int32)],
+                         ids=["0x0", "zeros", "1x1", "max", "arange", "dense-eye"])
+def test_edge_shapes(tmp_path, matrix):
+    out = tmp_path / "t.sinr"
+    sinr.encode(matrix, out, chunk_cells=2, **FAST)
+    expected = np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix)
+    with sinr.open(out) as f:
+        assert f.shape == expected.shape
+        assert np.array_equal(f.to_scipy().toarray(), expected)
+        assert np.array_equal(f.to_scipy(layout="csc").toarray(), expected)
+        if expected.size:
+            assert f[0, 0] == expected[0, 0]
+            assert np.array_equal(f.gene(0), expected[0]) and np.array_equal(f.cell(0), expected[:, 0])
+        f.verify()
 
 
-def test_inr_only_reports_exact_match_rate(tmp_path, pbmc):
-    out = tmp_path / "inr.sinr"
-    sinr.encode(pbmc, out, mode="inr-only", **SMALL_SIREN)
+def test_output_does_not_depend_on_jobs(tmp_path, pbmc):
+    blobs = []
+    for jobs in (1, 2):
+        out = tmp_path / f"j{jobs}.sinr"
+        sinr.encode(pbmc, out, jobs=jobs, chunk_cells=60, siren="force", **{**SMALL_SIREN, "steps": 5})
+        blobs.append(out.read_bytes())
+    assert blobs[0] == blobs[1]
+
+
+def test_reads_from_bytes_and_file_objects(tmp_path, pbmc):
+    out = tmp_path / "x.sinr"
+    sinr.encode(pbmc, out, chunk_cells=100, **FAST)
     dense = _dense(pbmc)
-    with sinr.open(out) as f:
-        got = f.to_scipy().toarray()
-        assert np.array_equal(got == 0, dense == 0)
-        rate = f.stats["exact_match_rate"]
-        nz = dense > 0
-        assert rate == pytest.approx(np.mean(got[nz] == dense[nz]))
-        assert 0 < rate < 1
-        assert f[int(np.argmax(dense.sum(1))), 0] == got[np.argmax(dense.sum(1)), 0]
+    blob = out.read_bytes()
 
+    class CountingFile(io.BytesIO):
+        bytes_read = 0
 
-def test_empty_and_tiny_matrices(tmp_path):
-    import scipy.sparse as sp
+        def read(self, n=-1):
+            data = super().read(n)
+            CountingFile.bytes_read += len(data)
+            return data
 
-    for matrix in (sp.csr_matrix((0, 0), dtype=np.int64), sp.csr_matrix((3, 4), dtype=np.int64),
-                   sp.csr_matrix(np.array([[7]])), sp.csr_matrix(np.full((4, 3), 2**31 - 1)),
-                   sp.csr_matrix(np.arange(12).reshape(3, 4))):
-        out = tmp_path / "t.sinr"
-        sinr.encode(matrix, out, force=True, **FAST)
-        with sinr.open(out) as f:
-            assert f.shape == matrix.shape
-            assert (f.to_scipy() != matrix).nnz == 0
-            if matrix.shape[0] and matrix.shape[1]:
-                assert f[0, 0] == matrix[0, 0]
-                assert np.array_equal(f.gene(0), matrix[0].toarray().ravel())
+    for source in (blob, memoryview(blob), CountingFile(blob)):
+        with sinr.open(source) as f:
+            if isinstance(source, CountingFile):
+                assert CountingFile.bytes_read < len(blob) / 10  # open reads the footer only
+            _check_reads(f, dense, n=30)
+            assert np.array_equal(f.to_scipy().toarray(), dense)
 
 
 def test_reading_never_imports_torch(tmp_path, pbmc):
-    import subprocess
-    import sys
-
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, **FAST)
     script = ("import sys, scinrcodec as s\n"
-              f"m = s.open({str(out)!r}); m.to_scipy(); m.gene(0); m.cell(0); m[0, 0]; m.to_anndata()\n"
+              f"m = s.open({str(out)!r}); m.to_scipy(); m.gene(0); m.cell(0); m[0, 0]; m.to_anndata(); m.verify()\n"
               "s.decode(m.source, sys.argv[1])\n"
               "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.h5ad")], capture_output=True,
-                            text=True)
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.h5ad")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

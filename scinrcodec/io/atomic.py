@@ -1,8 +1,10 @@
 """Safe outputs: checked before any work, written to a temporary sibling, renamed into place.
 
-An existing output is replaced only with force; an output that is the input is refused; the
-renamed file gets the permissions the umask gives any new file (a temporary file's own 0600
-would otherwise stay); on any failure or interruption the temporary file is removed.
+An existing output is replaced only with force; an output that is an input is refused; a folder
+is replaced only when it holds nothing but the files the output itself writes, so a mistyped
+path never deletes a user's folder; the renamed output gets the permissions the umask gives any
+new file or folder (a temporary file's own 0600 would otherwise stay); on any failure or
+interruption the temporary file or folder is removed.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 from ..errors import InvalidInputError, OutputError, OutputExistsError
 
@@ -23,24 +25,41 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False) -> Path:
-    """Fail before any work when the output exists (without force), is an input, is a folder where
-    a file is expected, or lies in a folder that is missing or not writable."""
+def _inside(path: Path, folder: Path) -> bool:
+    return folder.resolve() in path.resolve().parents
+
+
+def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False,
+                   folder_files: Collection[str] = ()) -> Path:
+    """Fail before any work when the output exists (without force), is an input (or, for a folder,
+    holds one), is a folder where a file is expected or the reverse, is a folder holding other files
+    than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
     target = Path(target)
     for source in inputs:
-        if isinstance(source, (str, os.PathLike)) and (_same_file(Path(source), target)
-                                                        or Path(source).resolve() == target.resolve()):
+        if not isinstance(source, (str, os.PathLike)):
+            continue
+        source = Path(source)
+        if _same_file(source, target) or source.resolve() == target.resolve():
             raise InvalidInputError(f"{target}: the output is the input; choose another output path")
+        if is_dir and _inside(source, target):
+            raise InvalidInputError(f"{target}: the output folder holds the input {source}; choose another output")
     if target.exists() or target.is_symlink():
         if not force:
             raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
-        if target.is_dir() and not is_dir:
-            raise InvalidInputError(f"{target}: is an existing folder; the output must be a file")
+        if target.is_dir() and not target.is_symlink():
+            if not is_dir:
+                raise OutputError(f"{target}: is an existing folder; the output must be a file")
+            others = sorted(p.name for p in target.iterdir() if p.name not in folder_files or not p.is_file())
+            if others:
+                raise OutputError(f"{target}: the folder holds {others[0]!r} and {len(others) - 1} other file(s) "
+                                  "that are not this output's; it is not replaced")
+        elif is_dir:
+            raise OutputError(f"{target}: is an existing file; this output is a folder")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise InvalidInputError(f"{target}: folder {parent} does not exist")
+        raise OutputError(f"{target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"{target}: folder {parent} is not writable")
+        raise OutputError(f"{target}: folder {parent} is not writable")
     return parent
 
 
@@ -51,11 +70,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
-                inputs: Iterable = ()) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False, inputs: Iterable = (),
+                folder_files: Collection[str] = ()) -> Iterator[Path]:
     """Yield a temporary sibling of `target`; rename it over `target` only when the block succeeds."""
     target = Path(target)
-    parent = check_writable(target, force=force, inputs=inputs, is_dir=is_dir)
+    parent = check_writable(target, force=force, inputs=inputs, is_dir=is_dir, folder_files=folder_files)
     try:
         if is_dir:
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
@@ -64,7 +83,7 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
             os.close(fd)
             tmp = Path(name)
     except OSError as exc:
-        raise InvalidInputError(f"{target}: cannot create a file in {parent} ({exc.strerror or exc})") from exc
+        raise OutputError(f"{target}: cannot create a file in {parent} ({exc.strerror or exc})") from exc
     try:
         try:
             yield tmp

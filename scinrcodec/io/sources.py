@@ -3,12 +3,14 @@
 A source knows its shape and gene names up front and yields validated blocks of cells (CSC:
 for each cell its gene indices ascending and unique, values positive integers below 2**31), so
 an encoder holds one block at a time whatever the input's size. The encoder makes two passes:
-gene statistics first, then the chunks.
+gene statistics first, then the chunks. A RandomAccessSource can also read any range of cells on
+its own, and describe itself by a picklable spec() that another process opens again with
+readers.open_source_spec (for parallel encoders).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,7 +25,7 @@ class CellBlock:
 
     start: int
     indptr: np.ndarray  # int64 [n_cells + 1], from 0
-    genes: np.ndarray  # int32/int64, original gene index of each nonzero
+    genes: np.ndarray  # int64, original gene index of each nonzero
     values: np.ndarray  # int64 > 0
 
     @property
@@ -35,6 +37,14 @@ class CellBlock:
         return int(self.values.size)
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """What another process needs to open the same source: a format and its arguments."""
+
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
 class MatrixSource:
     """A genes x cells count matrix read block by block (see the module docstring)."""
 
@@ -43,6 +53,7 @@ class MatrixSource:
     gene_names: list[str] | None = None
     feature_types: list[str] | None = None
     description: str = "input"
+    paths: tuple[str, ...] = ()  # the files it reads: an output must not replace one of them
 
     nnz: int | None = None  # stored entries, when known before reading (a progress hint)
 
@@ -56,6 +67,36 @@ class MatrixSource:
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
         raise NotImplementedError
 
+    def matrix(self) -> sp.csc_matrix:
+        """The whole matrix as validated scipy CSC (genes x cells, int64): for tests and small inputs."""
+        indptr, genes, values, offset = [np.zeros(1, np.int64)], [], [], 0
+        for block in self.blocks(1 << 16):
+            indptr.append(block.indptr[1:] + offset)
+            genes.append(block.genes)
+            values.append(block.values)
+            offset += block.nnz
+        empty = np.zeros(0, np.int64)
+        return sp.csc_matrix((np.concatenate(values or [empty]), np.concatenate(genes or [empty]),
+                              np.concatenate(indptr)), shape=self.shape)
+
+
+class RandomAccessSource(MatrixSource):
+    """A source that reads any range of cells directly."""
+
+    def block(self, start: int, stop: int) -> CellBlock:
+        raise NotImplementedError
+
+    def spec(self) -> SourceSpec:
+        raise NotImplementedError
+
+    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        for start in range(0, self.shape[1], cells_per_block):
+            yield self.block(start, min(start + cells_per_block, self.shape[1]))
+
+    def _check_range(self, start: int, stop: int) -> None:
+        if not 0 <= start <= stop <= self.shape[1]:
+            raise InvalidInputError(f"{self.description}: cells {start:,}..{stop:,} are outside 0..{self.shape[1]:,}")
+
 
 def check_names(names, n: int, what: str) -> list[str] | None:
     """Names as str, one per entry, each storable: no newline, at most MAX_NAME_BYTES of UTF-8."""
@@ -63,7 +104,7 @@ def check_names(names, n: int, what: str) -> list[str] | None:
         return None
     names = [str(x) for x in names]
     if len(names) != n:
-        raise InvalidInputError(f"{what}: {len(names)} names for {n} entries")
+        raise InvalidInputError(f"{what}: {len(names):,} names for {n:,} entries")
     for name in names:
         if "\n" in name or "\r" in name:
             raise InvalidInputError(f"{what}: the name {name[:40]!r} contains a line break, which .sinr names cannot hold")
@@ -73,6 +114,29 @@ def check_names(names, n: int, what: str) -> list[str] | None:
             raise InvalidInputError(f"{what}: the name {name[:40]!r} is not valid Unicode text") from exc
         if size > MAX_NAME_BYTES:
             raise InvalidInputError(f"{what}: a name of {size:,} bytes exceeds the limit of {MAX_NAME_BYTES:,}")
+    return names
+
+
+def decode_names(raw, what: str) -> list[str]:
+    """Names stored as bytes (HDF5 strings, lines of a file) as str, checked as check_names does,
+    in one decode: joined by newlines, a name holding a newline or invalid UTF-8 shows at once."""
+    items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+    if not items:
+        return []
+    if not all(isinstance(v, bytes) for v in items):
+        raise InvalidInputError(f"{what}: names are not stored as text")
+    longest = max(map(len, items))
+    if longest > MAX_NAME_BYTES:
+        raise InvalidInputError(f"{what}: a name of {longest:,} bytes exceeds the limit of {MAX_NAME_BYTES:,}")
+    blob = b"\n".join(items)
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = blob.count(b"\n", 0, exc.start)
+        raise InvalidInputError(f"{what}: name {bad:,} ({items[bad][:40]!r}) is not valid UTF-8 text") from exc
+    names = text.split("\n")
+    if len(names) != len(items) or "\r" in text:
+        raise InvalidInputError(f"{what}: a name contains a line break, which .sinr names cannot hold")
     return names
 
 
@@ -95,8 +159,10 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     cells = f"{what} (cells {start:,}..{start + n_cells - 1:,})"
     if indptr.ndim != 1 or indptr.size < 1 or indptr.dtype.kind not in "iu":
         raise InvalidInputError(f"{cells}: index pointers are not a 1-D integer array")
-    if genes.dtype.kind not in "iu" and genes.size:
-        raise InvalidInputError(f"{cells}: indices are not integers")
+    if genes.ndim != 1 or values.ndim != 1 or (genes.dtype.kind not in "iu" and genes.size):
+        raise InvalidInputError(f"{cells}: indices are not a 1-D integer array")
+    if indptr.dtype == np.uint64 and indptr.size and indptr.max() > np.iinfo(np.int64).max:
+        raise InvalidInputError(f"{cells}: index pointers run past the data")
     indptr = indptr.astype(np.int64)
     if indptr[0] < 0 or np.any(np.diff(indptr) < 0) or indptr[-1] > min(genes.size, values.size):
         raise InvalidInputError(f"{cells}: index pointers decrease or run past the data")
@@ -136,10 +202,18 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     return CellBlock(start, indptr, genes, values)
 
 
+def _sparse_values(data, what: str) -> np.ndarray:
+    """Values scipy.sparse can hold: numbers (float16, which scipy refuses, widened to float32)."""
+    data = np.asarray(data)
+    if data.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{what}: values of type {data.dtype} are not counts")
+    return data.astype(np.float32) if data.dtype == np.float16 else data
+
+
 def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_column: bool, what: str):
     """A scipy CSC (by_column) or CSR matrix from raw arrays, built only once its structure is valid:
     scipy would otherwise index out of bounds on hostile input."""
-    data, indices, indptr = np.asarray(data), np.asarray(indices), np.asarray(indptr)
+    data, indices, indptr = _sparse_values(data, what), np.asarray(indices), np.asarray(indptr)
     major, minor = (shape[1], shape[0]) if by_column else shape
     if indptr.ndim != 1 or indptr.size != major + 1 or indptr.dtype.kind not in "iu":
         raise InvalidInputError(f"{what}: index pointers do not match the shape {shape[0]:,} x {shape[1]:,}")
@@ -155,6 +229,25 @@ def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_colu
     return cls((data, indices.astype(np.int64), indptr.astype(np.int64)), shape=shape, copy=False)
 
 
+def checked_coordinates(data, rows, cols, *, shape: tuple[int, int], what: str) -> sp.csc_matrix:
+    """A CSC matrix from (gene, cell, value) triples, refusing coordinates outside the shape and
+    repeated coordinates (scipy would sum them)."""
+    data, rows, cols = _sparse_values(data, what), np.asarray(rows), np.asarray(cols)
+    if not (data.ndim == rows.ndim == cols.ndim == 1 and data.size == rows.size == cols.size):
+        raise InvalidInputError(f"{what}: coordinates and values are not matching 1-D arrays")
+    if rows.size and (rows.dtype.kind not in "iu" or cols.dtype.kind not in "iu"):
+        raise InvalidInputError(f"{what}: coordinates are not integers")
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
+        raise InvalidInputError(f"{what}: a coordinate lies outside the shape {shape[0]:,} x {shape[1]:,}")
+    rows, cols = rows.astype(np.int64), cols.astype(np.int64)
+    order = np.lexsort((rows, cols))
+    keys = cols[order] * max(shape[0], 1) + rows[order]
+    if keys.size > 1 and np.any(np.diff(keys) == 0):
+        raise InvalidInputError(f"{what}: holds the same (gene, cell) coordinate twice (it would be summed)")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))])
+    return sp.csc_matrix((data[order], rows[order], indptr), shape=shape)
+
+
 def _checked_sparse(matrix, what: str):
     """Any scipy.sparse matrix as CSC, its structure checked before scipy converts it."""
     shape = check_shape(matrix.shape, what)
@@ -162,24 +255,20 @@ def _checked_sparse(matrix, what: str):
         return checked_compressed(matrix.data, matrix.indices, matrix.indptr, shape=shape,
                                   by_column=matrix.format == "csc", what=what).tocsc()
     if matrix.format == "coo":
-        rows, cols = np.asarray(matrix.row), np.asarray(matrix.col)
-        if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
-            raise InvalidInputError(f"{what}: a coordinate lies outside the shape {shape[0]:,} x {shape[1]:,}")
-        order = np.lexsort((rows, cols))
-        keys = cols[order].astype(np.int64) * max(shape[0], 1) + rows[order]
-        if keys.size > 1 and np.any(np.diff(keys) == 0):
-            raise InvalidInputError(f"{what}: holds the same (gene, cell) coordinate twice (it would be summed)")
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))])
-        return sp.csc_matrix((np.asarray(matrix.data)[order], rows[order], indptr), shape=shape)
+        return checked_coordinates(matrix.data, matrix.row, matrix.col, shape=shape, what=what)
     return _checked_sparse(matrix.tocoo(), what)
 
 
-class ScipySource(MatrixSource):
-    """An in-memory genes x cells matrix (any scipy.sparse format or a dense array) with names."""
+class ScipySource(RandomAccessSource):
+    """An in-memory genes x cells matrix (any scipy.sparse format or a dense array) with names.
+
+    `spec`, when given, is how another process opens it again (the file it was loaded from);
+    otherwise the spec carries the matrix itself."""
 
     def __init__(self, counts, gene_ids=None, gene_names=None, cell_names=None, feature_types=None,
-                 *, description: str = "input") -> None:
+                 *, description: str = "input", spec: SourceSpec | None = None, paths: tuple[str, ...] = ()) -> None:
         self.description = description
+        self.paths = paths
         if not sp.issparse(counts):
             counts = np.asarray(counts)
             if counts.ndim != 2:
@@ -192,17 +281,19 @@ class ScipySource(MatrixSource):
         self.gene_names = check_names(gene_names, self.shape[0], f"{description} gene names")
         self.feature_types = check_names(feature_types, self.shape[0], f"{description} feature types")
         self._cell_names = check_names(cell_names, self.shape[1], f"{description} cell names")
+        self._spec = spec
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
         return None if self._cell_names is None else self._cell_names[start:stop]
 
-    def matrix(self):
-        """The whole matrix as scipy CSC (genes x cells), as given: for tests and small inputs."""
-        return self._csc
-
-    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+    def block(self, start: int, stop: int) -> CellBlock:
+        self._check_range(start, stop)
         m = self._csc
-        for start in range(0, self.shape[1], cells_per_block):
-            stop = min(start + cells_per_block, self.shape[1])
-            yield validated_block(start, m.indptr[start: stop + 1], m.indices, m.data, self.shape[0],
-                                  self.description)
+        return validated_block(start, m.indptr[start: stop + 1], m.indices, m.data, self.shape[0], self.description)
+
+    def spec(self) -> SourceSpec:
+        if self._spec is not None:
+            return self._spec
+        return SourceSpec("scipy", dict(counts=self._csc, gene_ids=self.gene_ids, gene_names=self.gene_names,
+                                        cell_names=self._cell_names, feature_types=self.feature_types,
+                                        description=self.description))

@@ -1,50 +1,69 @@
 """Writing the formats users have: AnnData .h5ad, 10x HDF5, Matrix Market (file or 10x folder), .npz.
 
-Every writer is atomic: it writes a temporary sibling and renames it into place.
+Every writer is atomic: it writes a temporary sibling and renames it into place. HDF5 outputs are
+built in memory and written with ordinary file I/O: libhdf5 can crash when a write fails (a full
+disk, a file size limit), where Python raises OSError and the temporary file is removed.
 """
 from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import scipy.io
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable
 from .matrix import CountMatrix
+
+MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv")
+                             for suffix in ("", ".gz"))
+
+
+def _write_hdf5(path: Path, fill: Callable) -> None:
+    """Build an HDF5 file in memory with `fill(h5py.File)`, then write its bytes to `path`."""
+    import h5py
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        fill(f)
+    with open(path, "wb") as fh:
+        fh.write(image.getbuffer())
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    encoded = [v.encode("utf-8") for v in values]
+    width = max((len(v) for v in encoded), default=1) or 1
+    return np.array(encoded, dtype=f"S{width}")
+
+
+def _fill_10x(f, m: CountMatrix) -> None:
+    """The Cell Ranger layout: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle."""
+    csc = m.counts.tocsc()
+    chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
+    g = f.create_group("matrix")
+    for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
+                             ("indptr", csc.indptr, np.int64)):
+        arr = np.asarray(arr, dtype=dtype)
+        g.create_dataset(name, data=arr, chunks=(min(80_000, max(arr.size, 1)),), maxshape=(None,), **chunked)
+    g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
+    g.create_dataset("barcodes", data=_strings(m.filled_cell_names()), **chunked)
+    feats = g.create_group("features")
+    feats.create_dataset("id", data=_strings(m.filled_gene_ids()), **chunked)
+    feats.create_dataset("name", data=_strings(m.filled_gene_names()), **chunked)
+    feats.create_dataset("feature_type", data=_strings(m.filled_feature_types()), **chunked)
+    feats.create_dataset("genome", data=_strings([""] * m.shape[0]), **chunked)
+    feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
 
 
 def write_10x_h5(path: Path, m: CountMatrix) -> None:
-    """Write as Cell Ranger does: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle."""
-    import h5py
-
-    csc = m.counts.tocsc()
-    chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
-
-    def strings(values: list[str]) -> np.ndarray:
-        encoded = [v.encode("utf-8") for v in values]
-        width = max((len(v) for v in encoded), default=1) or 1
-        return np.array(encoded, dtype=f"S{width}")
-
-    with h5py.File(path, "w") as f:
-        g = f.create_group("matrix")
-        for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
-                                 ("indptr", csc.indptr, np.int64)):
-            arr = np.asarray(arr, dtype=dtype)
-            g.create_dataset(name, data=arr, chunks=(min(80_000, max(arr.size, 1)),), maxshape=(None,), **chunked)
-        g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
-        g.create_dataset("barcodes", data=strings(m.filled_cell_names()), **chunked)
-        feats = g.create_group("features")
-        n_genes = m.shape[0]
-        feats.create_dataset("id", data=strings(m.filled_gene_ids()), **chunked)
-        feats.create_dataset("name", data=strings(m.filled_gene_names()), **chunked)
-        feats.create_dataset("feature_type", data=strings(m.filled_feature_types()), **chunked)
-        feats.create_dataset("genome", data=strings([""] * n_genes), **chunked)
-        feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
+    """Write as Cell Ranger does (see _fill_10x)."""
+    _write_hdf5(path, lambda f: _fill_10x(f, m))
 
 
 def to_anndata(m: CountMatrix):
@@ -62,6 +81,16 @@ def to_anndata(m: CountMatrix):
     return adata
 
 
+def write_h5ad(path: Path, m: CountMatrix) -> None:
+    """Write as anndata.write_h5ad does (string columns as categoricals)."""
+    from anndata.io import write_elem
+
+    adata = to_anndata(m)
+    with _quiet_anndata():
+        adata.strings_to_categoricals()
+        _write_hdf5(path, lambda f: write_elem(f, "/", adata))
+
+
 @contextlib.contextmanager
 def _quiet_anndata():
     import warnings
@@ -77,10 +106,11 @@ def _write_tsv_gz(path: Path, rows: list[str]) -> None:
         fh.writelines(f"{r}\n" for r in rows)
 
 
-def _write_mtx_file(path: Path, counts: sp.csr_matrix, *, gz: bool) -> None:
+def _write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool) -> None:
+    """Entries sorted by cell, then gene, as 10x writes them (so the reader streams them back)."""
     opener = gzip.open if gz else open
     with opener(path, "wb") as fh:
-        scipy.io.mmwrite(fh, sp.coo_matrix(counts), field="integer")
+        scipy.io.mmwrite(fh, sp.csc_matrix(counts).tocoo(), field="integer")
 
 
 def output_kind(path: Path) -> str:
@@ -98,19 +128,26 @@ def output_kind(path: Path) -> str:
     raise InvalidInputError(f"{path}: unknown output format (use .h5ad, .h5, .npz, .mtx(.gz) or a folder)")
 
 
+def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ()) -> str:
+    """Fail before any work when `path` cannot take a decoded matrix (see atomic.check_writable);
+    return its format."""
+    kind = output_kind(Path(path))
+    check_writable(path, force=force, inputs=inputs, is_dir=kind == "mtx-dir", folder_files=MTX_FOLDER_FILES)
+    return kind
+
+
 def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False) -> str:
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple)."""
     path = Path(path)
     kind = output_kind(path)
-    with atomic_path(path, force=force, is_dir=(kind == "mtx-dir")) as tmp:
+    with atomic_path(path, force=force, is_dir=kind == "mtx-dir", folder_files=MTX_FOLDER_FILES) as tmp:
         if kind == "h5ad":
-            with _quiet_anndata():
-                to_anndata(m).write_h5ad(tmp)
+            write_h5ad(tmp, m)
         elif kind == "10x-h5":
             write_10x_h5(tmp, m)
         elif kind == "npz":
             with open(tmp, "wb") as fh:
-                sp.save_npz(fh, m.counts.astype(np.int64))
+                sp.save_npz(fh, sp.csc_matrix(m.counts, dtype=np.int64))
         elif kind == "mtx-file":
             _write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"))
         else:

@@ -172,8 +172,9 @@ class SinrMatrix:
                 band = int(np.searchsorted(chunk.geometry.row_starts, row, side="right") - 1)
                 starts = chunk.geometry.tile_starts
                 parts.append((chunk, np.arange(starts[band], starts[band + 1])))
-        _, cols, values = decode_batch(index, gather(index, parts), want_row=row, jobs=self.jobs)
-        out[index.cell_original[cols]] = values
+        if parts:
+            _, cols, values = decode_batch(index, gather(index, parts), want_row=row, jobs=self.jobs)
+            out[index.cell_original[cols]] = values
         return out
 
     def cell(self, key) -> np.ndarray:

@@ -5,6 +5,8 @@
     footer         a msgpack map in one zstd frame
     trailer (24)   footer_length u64 | footer_crc32 u32 | reserved u32 = 0 | end magic (8)
 
+footer_crc32 covers the preamble followed by the footer, so every byte outside the body is checked.
+
 The footer sits at the end so that a writer can stream chunks of any size and append new ones;
 a reader reads the preamble and trailer, then the footer, and nothing else until asked.
 spec/sinr-format.md §2-§4 defines the same bytes.
@@ -143,8 +145,9 @@ class ContainerWriter:
     def __init__(self, stream: BinaryIO, *, start: int = 0) -> None:
         self.stream = stream
         self.offset = start
+        self.preamble = PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0)
         if start == 0:
-            self._write(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
+            self._write(self.preamble)
 
     def _write(self, data) -> int:
         at = self.offset
@@ -162,7 +165,7 @@ class ContainerWriter:
     def finish(self, footer: dict[str, Any]) -> int:
         packed = pack_header(footer)
         self._write(packed)
-        self._write(TRAILER.pack(len(packed), crc32(packed), 0, END_MAGIC))
+        self._write(TRAILER.pack(len(packed), crc32(self.preamble + packed), 0, END_MAGIC))
         return self.offset
 
 
@@ -219,7 +222,8 @@ def read_footer(source: ByteSource) -> Footer:
         if not head or not MAGIC.startswith(head[: len(MAGIC)]):
             raise FormatError(f"{name}: not a .sinr file (too short, bad magic)")
         raise CorruptFileError(f"{name}: truncated .sinr file ({source.size} bytes)")
-    magic, major, minor, _ = PREAMBLE.unpack(bytes(source.read(0, PREAMBLE.size)))
+    preamble = bytes(source.read(0, PREAMBLE.size))
+    magic, major, minor, reserved = PREAMBLE.unpack(preamble)
     if magic != MAGIC:
         raise FormatError(f"{name}: not a .sinr file (bad magic)")
     if major == 1:
@@ -231,14 +235,16 @@ def read_footer(source: ByteSource) -> Footer:
             f"{name}: .sinr format {major}.{minor} is not supported (this reader reads {MAJOR_VERSION}.x)")
     if source.size < PREAMBLE.size + TRAILER.size:
         raise CorruptFileError(f"{name}: truncated .sinr file ({source.size} bytes)")
-    length, footer_crc, _, end_magic = TRAILER.unpack(bytes(source.read(source.size - TRAILER.size,
-                                                                        TRAILER.size)))
+    length, footer_crc, trailer_reserved, end_magic = TRAILER.unpack(bytes(source.read(source.size - TRAILER.size,
+                                                                                       TRAILER.size)))
     if end_magic != END_MAGIC:
         raise CorruptFileError(f"{name}: truncated .sinr file (no trailer at its end)")
+    if reserved or trailer_reserved:
+        raise CorruptFileError(f"{name}: reserved fields of the preamble or trailer are not zero")
     offset = source.size - TRAILER.size - length
     if length > MAX_FOOTER_BYTES or offset < PREAMBLE.size:
         raise CorruptFileError(f"{name}: footer length {length} does not fit the file")
     packed = source.read(offset, length)
-    if crc32(packed) != footer_crc:
+    if crc32(preamble + bytes(packed)) != footer_crc:
         raise CorruptFileError(f"{name}: footer checksum mismatch (file is corrupt)")
     return Footer((major, minor), unpack_header(packed, MAX_FOOTER_BYTES, what=f"{name}: footer"), offset)

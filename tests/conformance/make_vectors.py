@@ -1,0 +1,1984 @@
+"""Conformance vectors for .sinr format 2: writes tests/conformance/<case>/, deterministically.
+
+Run it from the repository root, with the project's virtual environment (torch included, CPU):
+
+    .venv/bin/python tests/conformance/make_vectors.py              # every case, into tests/conformance/
+    .venv/bin/python tests/conformance/make_vectors.py --out DIR    # somewhere else (the tests do this)
+    .venv/bin/python tests/conformance/make_vectors.py --no-torch   # only the cases that need no SIREN fit
+    .venv/bin/python tests/conformance/make_vectors.py --only NAME [NAME ...]
+
+Running it again reproduces the same bytes, given the same versions of scinrcodec, zstandard
+(its bundled zstd, level 19), msgpack and, for the SIREN cases, torch on the CPU (the script pins
+torch to one thread and device "cpu"; a different CPU or torch build may round a weight
+differently, so only the cases marked "needs_torch" in their case.json can depend on the machine).
+tests/test_conformance.py checks that a fresh run gives identical bytes.
+
+Every matrix is cut from the real fixtures in tests/data/ (10x mtx folders); where a path needs
+more than the cut offers (values above 2**20, tiles of more than 2**16 entries per nonzero, an
+empty chunk) the case says exactly what was added or changed, in its case.json "source".
+
+Layout of a case folder (tests/conformance/README.md says the same for decoder writers):
+
+valid cases
+    matrix.sinr     the file
+    expected.npz    numpy .npz (uncompressed zip of .npy members, fixed timestamps so that it is
+                    reproducible): shape int64 (2,), genes, cells, values int64: the DECODED matrix
+                    as COO sorted by (gene, cell); for lossy modes what a decoder must produce
+    names.json      {"gene_ids", "gene_names", "feature_types", "cell_names"}: lists or null,
+                    as a reader must return them (gene_names equal to gene_ids when the file says so)
+    case.json       what the case exercises, mode, options, how the tricky paths were verified
+invalid cases
+    matrix.sinr
+    expected_error.json   {"error": "CorruptFileError" | "FormatError" | "UnsupportedVersionError",
+                           "message_contains": "..."}: opening, decoding everything (and verify)
+                          must raise exactly this error class with this fragment in its message
+    case.json
+manifest.json       every case, its kind and the sha256 and size of each of its files
+
+Invalid files that contradict themselves are built with the helpers below (parse_file / build_file):
+they split a file into footer, chunk headers and sections, and rebuild it with every offset,
+length and CRC-32 recomputed, so that each contradiction is the only thing wrong with the file.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import msgpack
+import numpy as np
+import scipy.sparse as sp
+import zstandard
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import scinrcodec  # noqa: E402
+from scinrcodec.codec.models import BIN_OFFSET_BITS, N_BINS, N_CONTEXTS  # noqa: E402
+from scinrcodec.io.sources import ScipySource  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DATA = ROOT / "tests" / "data"
+V1_EXAMPLE_COMMIT = "d762302"  # the last commit holding the version 1 worked example
+
+MAGIC = b"\x89SINR\r\n\x1a"
+END_MAGIC = b"SINR-END"
+PREAMBLE = struct.Struct("<8sHHI")
+TRAILER = struct.Struct("<QII8s")
+ZSTD_LEVEL = 19
+INDEX_FIELDS = 6  # offset, header_length, header_crc32, block_length, n_cells, nnz
+MAX_COUNT = 2**31 - 1
+
+
+# ============================================================================ file surgery helpers
+
+def crc32(data) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def zstd(data: bytes, *, content_size: bool = True) -> bytes:
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=content_size).compress(data)
+
+
+def unzstd(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompress(data)
+
+
+def pack_header(value) -> bytes:
+    return zstd(msgpack.packb(value, use_bin_type=True))
+
+
+def unpack_header(data: bytes):
+    return msgpack.unpackb(unzstd(data), raw=False, strict_map_key=False)
+
+
+def pack_array(values, dtype: str) -> bytes:
+    return zstd(np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<")).tobytes())
+
+
+def unpack_array(payload: bytes, dtype: str) -> np.ndarray:
+    return np.frombuffer(unzstd(payload), dtype=np.dtype(dtype).newbyteorder("<")).astype(np.dtype(dtype))
+
+
+@dataclass
+class Chunk:
+    header: dict  # the chunk header map; its "sections" table is rebuilt from `sections`
+    sections: list  # [name, payload bytes], in file order
+    index: list  # [n_cells, nnz] as the chunks.index row states them
+    header_bytes: bytes | None = None  # if set, written instead of pack_header(header)
+
+
+@dataclass
+class Parts:
+    """A .sinr file taken apart: preamble fields, chunk blocks, matrix sections, footer."""
+
+    major: int
+    minor: int
+    reserved: int
+    footer: dict  # the footer map; matrices[0]["sections"] is rebuilt from `sections`
+    sections: list  # the matrix's [name, payload] in file order ("chunks.index" rebuilt)
+    chunks: list[Chunk]
+    footer_bytes: bytes | None = None  # if set, written instead of pack_header(footer)
+    keep_index: bool = False  # write the chunks.index payload as it is in `sections`
+    trailer_reserved: int = 0
+
+    def section(self, name: str) -> bytes:
+        return dict(self.sections)[name]
+
+    def set_section(self, name: str, payload: bytes) -> None:
+        _set(self.sections, name, payload)
+
+    @property
+    def matrix(self) -> dict:
+        return self.footer["matrices"][0]
+
+
+def _set(sections: list, name: str, payload: bytes) -> None:
+    for entry in sections:
+        if entry[0] == name:
+            entry[1] = payload
+            return
+    raise KeyError(name)
+
+
+def chunk_section(chunk: Chunk, name: str) -> bytes:
+    return dict(chunk.sections)[name]
+
+
+def set_chunk_section(chunk: Chunk, name: str, payload: bytes) -> None:
+    _set(chunk.sections, name, payload)
+
+
+def drop_section(sections: list, name: str) -> None:
+    sections[:] = [entry for entry in sections if entry[0] != name]
+
+
+def parse_file(blob: bytes) -> Parts:
+    """Split a well-formed .sinr file (one matrix) into Parts."""
+    magic, major, minor, reserved = PREAMBLE.unpack_from(blob, 0)
+    assert magic == MAGIC
+    length, _, _, end = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)
+    assert end == END_MAGIC
+    footer_at = len(blob) - TRAILER.size - length
+    footer = unpack_header(blob[footer_at: footer_at + length])
+    matrix = footer["matrices"][0]
+    sections = [[name, blob[offset: offset + size]] for name, offset, size, _ in matrix["sections"]]
+    index = unpack_array(dict(sections)["chunks.index"], "u8").astype(np.int64).reshape(-1, INDEX_FIELDS)
+    chunks = []
+    for offset, header_length, _, _, n_cells, nnz in index.tolist():
+        header = unpack_header(blob[offset: offset + header_length])
+        body = offset + header_length
+        chunk_sections = [[name, blob[body + at: body + at + size]] for name, at, size, _ in header["sections"]]
+        chunks.append(Chunk(header, chunk_sections, [n_cells, nnz]))
+    return Parts(major, minor, reserved, footer, sections, chunks)
+
+
+def build_file(parts: Parts, *, index_hook: Callable | None = None, table_hook: Callable | None = None) -> bytes:
+    """Write Parts back out in the encoder's order (preamble, chunk blocks, matrix sections, footer,
+    trailer), recomputing every offset, length and CRC. index_hook(rows) may edit the chunks.index
+    rows (int64 [n_chunks, 6]) before they are stored; table_hook(table) the matrix section table."""
+    preamble = PREAMBLE.pack(MAGIC, parts.major, parts.minor, parts.reserved)
+    out = bytearray(preamble)
+    rows = []
+    for chunk in parts.chunks:
+        table, at = [], 0
+        for name, payload in chunk.sections:
+            table.append([name, at, len(payload), crc32(payload)])
+            at += len(payload)
+        header = dict(chunk.header)
+        header["sections"] = table
+        head = chunk.header_bytes if chunk.header_bytes is not None else pack_header(header)
+        start = len(out)
+        out += head
+        for _, payload in chunk.sections:
+            out += payload
+        rows.append([start, len(head), crc32(head), len(out) - start, *chunk.index])
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, INDEX_FIELDS)
+    if index_hook is not None:
+        rows = index_hook(rows)
+    sections = [list(entry) for entry in parts.sections]
+    if not parts.keep_index:
+        _set(sections, "chunks.index", pack_array(rows.astype(np.uint64).ravel(), "u8"))
+    table = []
+    for name, payload in sections:
+        table.append([name, len(out), len(payload), crc32(payload)])
+        out += payload
+    if table_hook is not None:
+        table = table_hook(table)
+    footer = copy.deepcopy(parts.footer)
+    if footer.get("matrices") and isinstance(footer["matrices"][0], dict) and "sections" in footer["matrices"][0]:
+        footer["matrices"][0]["sections"] = table
+    packed = parts.footer_bytes if parts.footer_bytes is not None else pack_header(footer)
+    out += packed
+    out += trailer(preamble, packed, parts.trailer_reserved)
+    return bytes(out)
+
+
+def trailer(preamble: bytes, packed_footer: bytes, reserved: int = 0) -> bytes:
+    """The 24-byte trailer: footer length, CRC-32 of the preamble followed by the footer, reserved,
+    end magic."""
+    return TRAILER.pack(len(packed_footer), crc32(preamble + packed_footer), reserved, END_MAGIC)
+
+
+def edit(blob: bytes, change: Callable[[Parts], object], **build) -> bytes:
+    """Parse, let `change` edit the parts in place, rebuild with valid checksums."""
+    parts = parse_file(blob)
+    change(parts)
+    return build_file(parts, **build)
+
+
+def flip(blob: bytes, offset: int, mask: int = 0x01) -> bytes:
+    out = bytearray(blob)
+    out[offset] ^= mask
+    return bytes(out)
+
+
+def section_offset(blob: bytes, name: str, chunk: int | None = None) -> tuple[int, int]:
+    """(absolute offset, length) of a matrix section, or of a chunk's section."""
+    length = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)[0]
+    footer = unpack_header(blob[len(blob) - TRAILER.size - length: len(blob) - TRAILER.size])
+    table = {e[0]: e for e in footer["matrices"][0]["sections"]}
+    if chunk is None:
+        return table[name][1], table[name][2]
+    index = unpack_array(blob[table["chunks.index"][1]: table["chunks.index"][1] + table["chunks.index"][2]],
+                         "u8").astype(np.int64).reshape(-1, INDEX_FIELDS)
+    offset, header_length = int(index[chunk, 0]), int(index[chunk, 1])
+    header = unpack_header(blob[offset: offset + header_length])
+    entry = {e[0]: e for e in header["sections"]}[name]
+    return offset + header_length + entry[1], entry[2]
+
+
+# ================================================================================== real data
+
+@dataclass
+class Cut:
+    """A genes x cells count matrix with its names, cut from a fixture."""
+
+    counts: sp.csc_matrix
+    gene_ids: list | None
+    gene_names: list | None
+    feature_types: list | None
+    cell_names: list | None
+    origin: str
+
+    def source(self) -> ScipySource:
+        return ScipySource(self.counts, self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
+
+    def take(self, genes=None, cells=None, note: str = "") -> "Cut":
+        genes = np.arange(self.counts.shape[0]) if genes is None else np.asarray(genes)
+        cells = np.arange(self.counts.shape[1]) if cells is None else np.asarray(cells)
+        pick = lambda names, idx: None if names is None else [names[i] for i in idx]  # noqa: E731
+        return Cut(sp.csc_matrix(self.counts[genes][:, cells]), pick(self.gene_ids, genes),
+                   pick(self.gene_names, genes), pick(self.feature_types, genes), pick(self.cell_names, cells),
+                   f"{self.origin}{note}")
+
+
+_FIXTURES: dict[str, Cut] = {}
+
+
+def fixture(name: str) -> Cut:
+    if name not in _FIXTURES:
+        src = scinrcodec.read_matrix(DATA / name)
+        counts = sp.csc_matrix(src.matrix()).astype(np.int64)
+        counts.sort_indices()
+        _FIXTURES[name] = Cut(counts, src.gene_ids, src.gene_names, src.feature_types,
+                              src.cell_names(0, counts.shape[1]), f"tests/data/{name} ({counts.shape[0]} x "
+                              f"{counts.shape[1]}, nnz {counts.nnz})")
+    return _FIXTURES[name]
+
+
+def detection(counts: sp.spmatrix) -> np.ndarray:
+    return np.diff(sp.csr_matrix(counts).indptr)
+
+
+def mouse40() -> Cut:
+    """The first 40 cells of the Smart-seq2 fixture (reads, up to 3828): keeps expected.npz small."""
+    return fixture("mouse_gut_cimseq_smartseq2").take(cells=np.arange(40), note="; cells 0..39")
+
+
+# ============================================================================== case registry
+
+@dataclass
+class ValidCase:
+    name: str
+    build: Callable[[], dict]
+    needs_torch: bool = False
+
+
+@dataclass
+class InvalidCase:
+    name: str
+    base: str  # a valid case whose file is edited, or None
+    change: Callable[[bytes], bytes]
+    error: str
+    fragment: str
+    what: str
+    extra: dict = field(default_factory=dict)
+    needs_torch: bool = False
+
+
+VALID: dict[str, ValidCase] = {}
+INVALID: dict[str, InvalidCase] = {}
+TORCH_BASES = set()
+
+
+def valid(name: str, needs_torch: bool = False):
+    def register(fn):
+        VALID[name] = ValidCase(name, fn, needs_torch)
+        if needs_torch:
+            TORCH_BASES.add(name)
+        return fn
+    return register
+
+
+def invalid(name: str, base: str | None, error: str, fragment: str, what: str, **extra):
+    def register(fn):
+        INVALID[name] = InvalidCase(name, base, fn, error, fragment, what, extra,
+                                    needs_torch=base in TORCH_BASES)
+        return fn
+    return register
+
+
+SIREN_TRAINING = dict(steps=40, width=8, hidden_layers=2, batch=256, device="cpu")
+
+
+# ================================================================================ valid cases
+
+@valid("lossless_default")
+def _():
+    cut = fixture("visium_spaceranger3")
+    return dict(cut=cut, options={}, exercises=["lossless mode with every default option",
+                                                "all four name lists, gene names distinct from ids"])
+
+
+@valid("bands_and_tiles")
+def _():
+    cut = fixture("pbmc500_3p_lt_x_50genes")
+    return dict(cut=cut, options=dict(chunk_cells=40, patch_nnz=200, tile_nnz=32),
+                exercises=["two chunks", "several bands per chunk", "several tiles per band",
+                           "the base file of most invalid cases"])
+
+
+@valid("max_error_2")
+def _():
+    cut = mouse40()
+    return dict(cut=cut, options=dict(mode="max-error", max_error=2),
+                exercises=["max-error mode, E = 2: decoded nonzero = min(1 + u (2E+1), 2**31-1)"])
+
+
+@valid("max_error_1000")
+def _():
+    cut = mouse40()
+    return dict(cut=cut, options=dict(mode="max-error", max_error=1000),
+                exercises=["max-error mode with a large E (1000) against values up to 3828"])
+
+
+@valid("max_error_limit")
+def _():
+    cut = fixture("pbmc500_3p_lt_x_50genes")
+    return dict(cut=cut, options=dict(mode="max-error", max_error=2**31 - 2),
+                exercises=["max-error mode with the largest E allowed (2**31-2): every nonzero decodes to 1"])
+
+
+def _inr(norm: str, hidden: int):
+    def build():
+        cut = fixture("pbmc500_3p_lt_x_50genes")
+        options = dict(mode="inr-only", normalisation=norm, chunk_cells=40, patch_nnz=300,
+                       **{**SIREN_TRAINING, "hidden_layers": hidden})
+        return dict(cut=cut, options=options,
+                    exercises=[f"inr-only mode: values are the SIREN's predictions ({norm} normalisation)",
+                               "a SIREN in every band with nonzeros", "no value tables, no value bits"])
+    return build
+
+
+for _norm, _hidden in (("log", 2), ("minmax", 1), ("none", 1)):
+    valid(f"inr_only_{_norm}", needs_torch=True)(_inr(_norm, _hidden))
+
+
+def _force(norm: str, mode: dict):
+    def build():
+        cut = fixture("pbmc500_3p_lt_x_50genes")
+        options = dict(siren="force", normalisation=norm, chunk_cells=40, patch_nnz=200, tile_nnz=64,
+                       **SIREN_TRAINING, **mode)
+        return dict(cut=cut, options=options,
+                    exercises=[f"a kept SIREN in every band with nonzeros, {norm} normalisation: the SIREN's "
+                               "integer output picks each nonzero's coding context",
+                               f"mode {mode.get('mode', 'lossless')}"])
+    return build
+
+
+for _norm in ("none", "minmax", "log"):
+    valid(f"siren_force_{_norm}", needs_torch=True)(_force(_norm, {}))
+valid("siren_force_max_error", needs_torch=True)(_force("log", dict(mode="max-error", max_error=1)))
+
+
+@valid("dense_complement")
+def _():
+    base = fixture("mouse_gut_cimseq_smartseq2")
+    genes = np.flatnonzero(detection(base.counts) >= 60)
+    cut = base.take(genes=genes, cells=np.arange(40),
+                    note=f"; the {genes.size} genes detected in >= 60 of the 80 cells; cells 0..39")
+    return dict(cut=cut, options=dict(tile_nnz=64),
+                exercises=["complement tiles: more than half of a tile's entries are nonzero, so its zero "
+                           "positions are coded", "full tiles: every entry nonzero, no positions coded"],
+                require=dict(tiles_complement=1, tiles_full=1))
+
+
+@valid("sparse_wide_gaps")
+def _():
+    base = mouse40()
+    det = detection(base.counts)
+    gene = int(np.flatnonzero(det == 1).max())  # the last stored row of the file's gene order
+    n_stored = int(np.count_nonzero(det))
+    chunk_cells = -(-96_000 // n_stored // 10) * 10  # one-nonzero tile: n_stored x chunk_cells > 95,000 entries
+    csr = sp.csr_matrix(base.counts)
+    cell, value = int(csr[gene].indices[0]), int(csr[gene].data[0])
+    coo = sp.coo_matrix(base.counts)
+    keep = ~((coo.row == gene) & (coo.col == cell))
+    target = chunk_cells + chunk_cells // 2
+    rows = np.concatenate([coo.row[keep], [gene]])
+    cols = np.concatenate([coo.col[keep], [target]])
+    vals = np.concatenate([coo.data[keep], [value]])
+    counts = sp.csc_matrix((vals, (rows, cols)), shape=(base.counts.shape[0], 2 * chunk_cells), dtype=np.int64)
+    note = (f"; {2 * chunk_cells - 40} empty cells added (40..{2 * chunk_cells - 1}); cell names dropped; gene "
+            f"{gene} ({base.gene_ids[gene]}), detected once, has its one nonzero ({value}) moved from cell {cell} "
+            f"to the empty cell {target}")
+    cut = Cut(counts, base.gene_ids, base.gene_names, base.feature_types, None, base.origin + note)
+    return dict(cut=cut, options=dict(chunk_cells=chunk_cells, patch_nnz=1 << 40, tile_nnz=1 << 20),
+                exercises=["quotient escapes: Golomb quotients of 15 and more (symbol 15 = add 15, read on); "
+                           "chunk 0's one tile holds 40 real cells then empty ones, so row ends leave long gaps",
+                           f"the uniform remainder model above 2**16: chunk 1's one tile has {n_stored} x "
+                           f"{chunk_cells} entries and one nonzero, so M > 65536 and its remainder is a uniform "
+                           "high part plus raw low bits", "one band and one tile per chunk"],
+                require=dict(quotient_escape_symbols=1, tiles_uniform_above_2_16=1, traced_uniform_low_bits_max=1))
+
+
+@valid("large_values")
+def _():
+    base = mouse40()
+    counts = base.counts.copy()
+    counts.data = counts.data * 1009
+    cut = Cut(counts, base.gene_ids, base.gene_names, base.feature_types, base.cell_names,
+              base.origin + "; every value multiplied by 1009 (real values reach 3828, so the largest is "
+                            "3,862,452 > 2**20)")
+    return dict(cut=cut, options={},
+                exercises=["value offsets of more than 16 raw bits (read as a high part of d-16 bits, then 16 "
+                           "bits)"], require=dict(max_offset_bits=17))
+
+
+@valid("chunks_many")
+def _():
+    base = fixture("pbmc4k_v2_soupx_half")
+    det = detection(base.counts)
+    csr = sp.csr_matrix(base.counts)
+    rare = [g for g in np.flatnonzero((det >= 1) & (det <= 2)).tolist()]
+    late = sorted({int(c) for g in rare for c in csr[g].indices})
+    early = [c for c in range(base.counts.shape[1]) if c not in late]
+    early = early[: 44 - len(late)]
+    order = early + late  # real cells, those expressing the rarest genes last
+    real = base.take(cells=order)
+    empty = sp.csc_matrix((base.counts.shape[0], 12), dtype=np.int64)
+    counts = sp.hstack([real.counts[:, :24], empty, real.counts[:, 24:]]).tocsc()
+    cells = real.cell_names[:24] + [f"empty_{j:02d}" for j in range(12)] + real.cell_names[24:]
+    note = (f"; 44 of the 80 cells, the {len(late)} cells expressing the genes detected in one or two cells "
+            "last; 12 empty cells (empty_NN) inserted at 24..35")
+    cut = Cut(counts, base.gene_ids, base.gene_names, base.feature_types, cells, base.origin + note)
+    return dict(cut=cut, options=dict(chunk_cells=12),
+                exercises=["five chunks of 12 cells, the last of 8", "a chunk with no nonzeros (cells 24..35)",
+                           "genes expressed only in later chunks (rows beyond an earlier chunk's n_rows)"],
+                require=dict(empty_chunks=1, genes_only_in_later_chunks=1))
+
+
+@valid("no_names")
+def _():
+    base = fixture("pbmc4k_v2_soupx_half").take(cells=np.arange(40), note="; cells 0..39")
+    cut = Cut(base.counts, None, None, None, None, base.origin + "; all names dropped")
+    return dict(cut=cut, options={}, exercises=["no name sections at all: every name list is null"])
+
+
+@valid("gene_names_equal_ids")
+def _():
+    cut = fixture("frozen_pbmc_donor_a_v1").take(cells=np.arange(40), note="; cells 0..39")
+    assert cut.gene_names == cut.gene_ids
+    return dict(cut=cut, options={},
+                exercises=["gene names equal to the ids: stored once (gene_names_are_ids), read back as the ids"])
+
+
+@valid("gene_ids_only")
+def _():
+    base = fixture("pbmc4k_v2_soupx_half")
+    cut = base.take(genes=np.arange(60), note="; genes 0..59; gene names and feature types dropped")
+    cut.gene_names = None
+    cut.feature_types = None
+    return dict(cut=cut, options={}, exercises=["gene ids without gene names or feature types; cell names"])
+
+
+@valid("empty_0x0")
+def _():
+    cut = Cut(sp.csc_matrix((0, 0), dtype=np.int64), None, None, None, None, "an empty 0 x 0 matrix")
+    return dict(cut=cut, options={}, exercises=["shape 0 x 0: no chunks"])
+
+
+@valid("zeros_3x4")
+def _():
+    cut = Cut(sp.csc_matrix((3, 4), dtype=np.int64), None, None, None, None, "a 3 x 4 matrix of zeros")
+    return dict(cut=cut, options={}, exercises=["no nonzeros: one chunk with no rows, no bands, no tiles"])
+
+
+@valid("max_value_1x1")
+def _():
+    cut = Cut(sp.csc_matrix(np.array([[MAX_COUNT]], dtype=np.int64)), None, None, None, None,
+              "a 1 x 1 matrix holding 2**31-1")
+    return dict(cut=cut, options={}, exercises=["the largest value, 2**31-1: the last bin, 27 offset bits",
+                                                "a full 1 x 1 tile (no positions coded)"],
+                require=dict(max_offset_bits=27))
+
+
+def _stats_nonfinite(blob: bytes) -> bytes:
+    def change(parts: Parts) -> None:
+        stats = parts.matrix["stats"]
+        stats.update({"nonfinite_inf": math.inf, "nonfinite_minus_inf": -math.inf, "nonfinite_nan": math.nan})
+    return edit(blob, change)
+
+
+@valid("stats_nonfinite")
+def _():
+    cut = fixture("pbmc500_3p_lt_x_50genes")
+    return dict(cut=cut, options={}, post=_stats_nonfinite,
+                post_note="footer stats gain nonfinite_inf = inf, nonfinite_minus_inf = -inf, nonfinite_nan = "
+                          "NaN (msgpack float64); the file is re-sealed",
+                exercises=["informative stats holding inf and NaN: not an error; a reader drops them"],
+                stats_dropped=["nonfinite_inf", "nonfinite_minus_inf", "nonfinite_nan"])
+
+
+def _minor(blob: bytes) -> bytes:
+    def change(parts: Parts) -> None:
+        parts.minor = 1
+    return edit(blob, change)
+
+
+@valid("minor_version_2_1")
+def _():
+    cut = fixture("pbmc500_3p_lt_x_50genes")
+    return dict(cut=cut, options={}, post=_minor,
+                post_note="the preamble's minor version set to 1 (format 2.1); the footer CRC re-sealed",
+                exercises=["a newer minor version of a known major must be read (the version 1 spec's rule, "
+                           "section 10; the format 2 spec must keep it for this case to stand)"],
+                spec_dependent=True)
+
+
+def _unknown_keys(blob: bytes) -> bytes:
+    def change(parts: Parts) -> None:
+        parts.footer["x_future"] = {"note": "added by make_vectors.py"}
+        parts.matrix["x_future"] = [1, 2, 3]
+        for chunk in parts.chunks:
+            chunk.header["x_future"] = 1.5
+    return edit(blob, change)
+
+
+@valid("unknown_keys_ignored")
+def _():
+    cut = fixture("pbmc500_3p_lt_x_50genes")
+    return dict(cut=cut, options=dict(chunk_cells=40), post=_unknown_keys,
+                post_note='an unknown key "x_future" added to the footer, the matrix header and each chunk header; '
+                          "the file re-sealed",
+                exercises=["map keys a reader does not know are ignored (the version 1 spec's rule, section 10; "
+                           "the format 2 spec must keep it for this case to stand)"],
+                spec_dependent=True)
+
+
+HUGE_GENES = 2**31 - 1
+
+
+def _huge(blob: bytes) -> bytes:
+    def change(parts: Parts) -> None:
+        parts.matrix["shape"][0] = HUGE_GENES
+    return edit(blob, change)
+
+
+@valid("huge_gene_count")
+def _():
+    base = fixture("pbmc500_3p_lt_x_50genes")
+    cut = Cut(base.counts, None, None, None, base.cell_names, base.origin + "; gene name lists dropped")
+    return dict(cut=cut, options={}, post=_huge, shape=(HUGE_GENES, base.counts.shape[1]),
+                post_note=f"footer shape[0] set to {HUGE_GENES} (the 50 real genes keep their indices; every "
+                          "other gene is all zero); the file is re-sealed",
+                exercises=["2**31-1 genes of which 40 are stored: a reader must open and decode it without "
+                           "allocating per gene (the test runs it under a 2 GiB address-space limit; dense "
+                           "cell reads and a gene-major CSR of 2**31 rows are skipped)"],
+                memory_limited=True)
+
+
+# ============================================================================== invalid cases
+
+def _v1_example(_: bytes) -> bytes:
+    return subprocess.run(["git", "show", f"{V1_EXAMPLE_COMMIT}:tests/data/spec_example.sinr"], cwd=ROOT,
+                          check=True, capture_output=True).stdout
+
+
+@invalid("version_1", None, "UnsupportedVersionError", "format 1.0 is not read by scinrcodec 2",
+         "the version 1 worked example (git show d762302:tests/data/spec_example.sinr): refused, naming "
+         "version 1 and how to convert it",
+         message_contains_all=["format 1.0", "scinrcodec 1.x", "encode the result again"])
+def _(blob):
+    return _v1_example(blob)
+
+
+@invalid("version_3", "bands_and_tiles", "UnsupportedVersionError", "format 3.0 is not supported",
+         "a future major version (3.0) in the preamble")
+def _(blob):
+    return blob[:8] + struct.pack("<H", 3) + blob[10:]
+
+
+@invalid("version_0", "bands_and_tiles", "UnsupportedVersionError", "format 0.0 is not supported",
+         "major version 0 in the preamble")
+def _(blob):
+    return blob[:8] + struct.pack("<H", 0) + blob[10:]
+
+
+@invalid("not_sinr_gzip", None, "FormatError", "not a .sinr file",
+         "not a .sinr file: a gzip file (tests/data/pbmc500_3p_lt_x_50genes/matrix.mtx.gz)")
+def _(blob):
+    return (DATA / "pbmc500_3p_lt_x_50genes" / "matrix.mtx.gz").read_bytes()
+
+
+@invalid("not_sinr_text", None, "FormatError", "not a .sinr file",
+         "not a .sinr file: the first 300 bytes of a Matrix Market text file")
+def _(blob):
+    import gzip
+    return gzip.decompress((DATA / "pbmc500_3p_lt_x_50genes" / "matrix.mtx.gz").read_bytes())[:300]
+
+
+@invalid("not_sinr_empty", None, "FormatError", "not a .sinr file", "an empty file (0 bytes)")
+def _(blob):
+    return b""
+
+
+@invalid("truncated_in_magic", "bands_and_tiles", "CorruptFileError", "truncated",
+         "truncated inside the magic (5 bytes)")
+def _(blob):
+    return blob[:5]
+
+
+@invalid("truncated_preamble_only", "bands_and_tiles", "CorruptFileError", "truncated",
+         "truncated after the 16-byte preamble")
+def _(blob):
+    return blob[:16]
+
+
+@invalid("truncated_half", "bands_and_tiles", "CorruptFileError", "truncated", "truncated to half its size")
+def _(blob):
+    return blob[: len(blob) // 2]
+
+
+@invalid("truncated_last_byte", "bands_and_tiles", "CorruptFileError", "truncated", "the last byte missing")
+def _(blob):
+    return blob[:-1]
+
+
+@invalid("truncated_in_trailer", "bands_and_tiles", "CorruptFileError", "truncated",
+         "truncated inside the 24-byte trailer (12 bytes of it left)")
+def _(blob):
+    return blob[:-12]
+
+
+@invalid("body_bytes_missing", "bands_and_tiles", "CorruptFileError", "outside",
+         "64 bytes cut out of the first chunk block, footer and trailer intact: the footer's offsets run "
+         "past the body")
+def _(blob):
+    return blob[:100] + blob[164:]
+
+
+@invalid("trailing_bytes", "bands_and_tiles", "CorruptFileError", "no trailer at its end",
+         "16 zero bytes after the trailer")
+def _(blob):
+    return blob + b"\x00" * 16
+
+
+@invalid("trailing_bytes_and_trailer", "bands_and_tiles", "CorruptFileError", "footer checksum mismatch",
+         "8 junk bytes and a second copy of the trailer after the file")
+def _(blob):
+    return blob + b"JUNKJUNK" + blob[-TRAILER.size:]
+
+
+@invalid("footer_crc", "bands_and_tiles", "CorruptFileError", "footer checksum mismatch",
+         "the trailer's footer CRC-32 with one bit flipped")
+def _(blob):
+    return flip(blob, len(blob) - TRAILER.size + 8)
+
+
+@invalid("footer_byte", "bands_and_tiles", "CorruptFileError", "footer checksum mismatch",
+         "one bit flipped inside the footer's zstd frame")
+def _(blob):
+    length = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)[0]
+    return flip(blob, len(blob) - TRAILER.size - length // 2, 0x10)
+
+
+@invalid("footer_length", "bands_and_tiles", "CorruptFileError", "does not fit the file",
+         "the trailer's footer length larger than the file")
+def _(blob):
+    return blob[: len(blob) - TRAILER.size] + struct.pack("<Q", len(blob)) + blob[len(blob) - 16:]
+
+
+@invalid("preamble_reserved_nonzero", "bands_and_tiles", "CorruptFileError", "reserved fields",
+         "the preamble's reserved u32 is 1 (the footer CRC, which covers the preamble, re-sealed)")
+def _(blob):
+    def change(parts):
+        parts.reserved = 1
+    return edit(blob, change)
+
+
+@invalid("trailer_reserved_nonzero", "bands_and_tiles", "CorruptFileError", "reserved fields",
+         "the trailer's reserved u32 is 1")
+def _(blob):
+    def change(parts):
+        parts.trailer_reserved = 1
+    return edit(blob, change)
+
+
+@invalid("preamble_byte_flipped", "bands_and_tiles", "CorruptFileError", "footer checksum mismatch",
+         "one bit flipped in the preamble's minor version (2.0 -> 2.1): the footer CRC covers the preamble")
+def _(blob):
+    return flip(blob, 10)
+
+
+@invalid("section_crc_matrix", "bands_and_tiles", "CorruptFileError", "checksum mismatch in section 'genes.order'",
+         "one bit flipped in the matrix section genes.order")
+def _(blob):
+    offset, length = section_offset(blob, "genes.order")
+    return flip(blob, offset + length // 2)
+
+
+@invalid("section_crc_names", "bands_and_tiles", "CorruptFileError",
+         "checksum mismatch in section 'names.gene_names'", "one bit flipped in names.gene_names")
+def _(blob):
+    offset, length = section_offset(blob, "names.gene_names")
+    return flip(blob, offset + length // 2)
+
+
+@invalid("section_crc_chunk", "bands_and_tiles", "CorruptFileError", "checksum mismatch in section 'cells.order'",
+         "one bit flipped in chunk 1's cells.order")
+def _(blob):
+    offset, length = section_offset(blob, "cells.order", chunk=1)
+    return flip(blob, offset + length // 2)
+
+
+@invalid("section_crc_tiles", "bands_and_tiles", "CorruptFileError", "checksum mismatch in the tiles of band",
+         "one bit flipped in chunk 0's tile data")
+def _(blob):
+    offset, length = section_offset(blob, "tiles.data", chunk=0)
+    return flip(blob, offset + length // 2)
+
+
+@invalid("chunk_header_crc", "bands_and_tiles", "CorruptFileError", "header checksum mismatch",
+         "one bit flipped in chunk 0's header")
+def _(blob):
+    return flip(blob, PREAMBLE.size + 20)
+
+
+# ---------------------------------------------------------------- contradictions, checksums valid
+
+def _stage(parts: Parts, stage_id: str) -> dict:
+    return next(s for s in parts.matrix["stages"] if s["id"] == stage_id)
+
+
+def _footer_edit(fn: Callable[[dict], object]) -> Callable[[bytes], bytes]:
+    return lambda blob: edit(blob, lambda parts: fn(parts.matrix))
+
+
+def _set_max_error(value):
+    def change(matrix):
+        quantiser = next(s for s in matrix["stages"] if s["id"] == "value-quantiser")
+        quantiser["max_error"] = value
+    return change
+
+
+@invalid("lossless_with_max_error", "bands_and_tiles", "CorruptFileError", "contradicts max_error 3",
+         "mode lossless, but the value-quantiser stage says max_error 3")
+def _(blob):
+    return _footer_edit(_set_max_error(3))(blob)
+
+
+@invalid("max_error_mode_with_max_error_0", "max_error_2", "CorruptFileError", "contradicts max_error 0",
+         "mode max-error, but the value-quantiser stage says max_error 0")
+def _(blob):
+    return _footer_edit(_set_max_error(0))(blob)
+
+
+@invalid("max_error_float", "max_error_2", "CorruptFileError", "invalid parameters", "max_error 1.5")
+def _(blob):
+    return _footer_edit(_set_max_error(1.5))(blob)
+
+
+@invalid("max_error_true", "max_error_2", "CorruptFileError", "invalid parameters", "max_error true")
+def _(blob):
+    return _footer_edit(_set_max_error(True))(blob)
+
+
+@invalid("max_error_2_62", "max_error_2", "CorruptFileError", "invalid parameters", "max_error 2**62")
+def _(blob):
+    return _footer_edit(_set_max_error(2**62))(blob)
+
+
+@invalid("max_error_2_31_minus_1", "max_error_2", "CorruptFileError", "invalid parameters",
+         "max_error 2**31-1, one above the largest allowed")
+def _(blob):
+    return _footer_edit(_set_max_error(2**31 - 1))(blob)
+
+
+@invalid("max_error_missing", "max_error_2", "CorruptFileError", "has parameters",
+         "the value-quantiser stage without its max_error")
+def _(blob):
+    return _footer_edit(lambda m: next(s for s in m["stages"] if s["id"] == "value-quantiser").pop("max_error"))(blob)
+
+
+@invalid("mode_inr_only_stages_lossless", "bands_and_tiles", "CorruptFileError", "do not match mode",
+         "mode inr-only with the lossless stage list")
+def _(blob):
+    return _footer_edit(lambda m: m.update(mode="inr-only"))(blob)
+
+
+def _to_inr_only(matrix: dict) -> None:
+    matrix["mode"] = "inr-only"
+    matrix["stages"] = [s for s in matrix["stages"] if s["id"] != "context-rans-values"]
+
+
+@invalid("inr_only_with_value_counts", "bands_and_tiles", "CorruptFileError", "value tables contradict mode",
+         "mode inr-only and the inr-only stage list, but the chunks hold value counts (a lossless file's)")
+def _(blob):
+    return _footer_edit(_to_inr_only)(blob)
+
+
+@invalid("lossless_without_value_counts", "bands_and_tiles", "CorruptFileError", "value tables contradict mode",
+         "a lossless file whose chunk 0 lacks its values.counts section")
+def _(blob):
+    return edit(blob, lambda parts: drop_section(parts.chunks[0].sections, "values.counts"))
+
+
+@invalid("second_value_stage", "max_error_2", "CorruptFileError", "appears twice",
+         "the value-quantiser stage listed twice (same parameters)")
+def _(blob):
+    def change(matrix):
+        stages = matrix["stages"]
+        at = next(i for i, s in enumerate(stages) if s["id"] == "value-quantiser")
+        stages.insert(at + 1, dict(stages[at]))
+    return _footer_edit(change)(blob)
+
+
+@invalid("second_value_coder", "bands_and_tiles", "CorruptFileError", "appears twice",
+         "the context-rans-values stage listed twice")
+def _(blob):
+    def change(matrix):
+        stages = matrix["stages"]
+        at = next(i for i, s in enumerate(stages) if s["id"] == "context-rans-values")
+        stages.insert(at + 1, dict(stages[at]))
+    return _footer_edit(change)(blob)
+
+
+@invalid("stages_missing", "bands_and_tiles", "CorruptFileError", "stage list is missing",
+         "no stages key in the matrix header")
+def _(blob):
+    return _footer_edit(lambda m: m.pop("stages"))(blob)
+
+
+@invalid("stage_dropped", "bands_and_tiles", "CorruptFileError", "do not match mode",
+         "the golomb-rans-positions stage left out")
+def _(blob):
+    return _footer_edit(lambda m: m.update(stages=[s for s in m["stages"] if s["id"] != "golomb-rans-positions"]))(blob)
+
+
+@invalid("stages_reordered", "bands_and_tiles", "CorruptFileError", "do not match mode",
+         "the first two stages swapped")
+def _(blob):
+    return _footer_edit(lambda m: m.update(stages=[m["stages"][1], m["stages"][0], *m["stages"][2:]]))(blob)
+
+
+@invalid("unknown_stage", "bands_and_tiles", "CorruptFileError", "unknown stage",
+         "a stage id no reader knows ('delta-positions') added")
+def _(blob):
+    return _footer_edit(lambda m: m["stages"].insert(3, {"id": "delta-positions"}))(blob)
+
+
+@invalid("row_bands_bad_parameter", "bands_and_tiles", "CorruptFileError", "invalid parameters",
+         "the row-bands stage with tile_nnz 0")
+def _(blob):
+    return _footer_edit(lambda m: next(s for s in m["stages"] if s["id"] == "row-bands").update(tile_nnz=0))(blob)
+
+
+@invalid("format_not_sinr", "bands_and_tiles", "CorruptFileError", "does not describe a .sinr file",
+         'the footer\'s "format" is "sinz"')
+def _(blob):
+    return edit(blob, lambda parts: parts.footer.update(format="sinz"))
+
+
+@invalid("no_matrices", "bands_and_tiles", "CorruptFileError", "lists no matrix", "the footer lists no matrix")
+def _(blob):
+    def change(parts):
+        parts.footer["matrices"] = []
+    return edit(blob, change)
+
+
+@invalid("duplicate_matrix_names", "bands_and_tiles", "CorruptFileError", "share a name",
+         "the footer lists the matrix twice under one name")
+def _(blob):
+    parts = parse_file(blob)
+    out = build_file(parts)
+    footer = unpack_header(out[len(out) - TRAILER.size - TRAILER.unpack_from(out, len(out) - 24)[0]: -TRAILER.size])
+    footer["matrices"].append(copy.deepcopy(footer["matrices"][0]))
+    return _replace_footer(out, pack_header(footer))
+
+
+@invalid("matrix_name_not_a_string", "bands_and_tiles", "CorruptFileError", "name",
+         "the matrix's name is a list ([1, 2]), which is no valid name")
+def _(blob):
+    return _footer_edit(lambda m: m.update(name=[1, 2]))(blob)
+
+
+def _replace_footer(blob: bytes, packed: bytes) -> bytes:
+    length = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)[0]
+    body = blob[: len(blob) - TRAILER.size - length]
+    return body + packed + trailer(blob[: PREAMBLE.size], packed)
+
+
+@invalid("footer_not_a_map", "bands_and_tiles", "CorruptFileError", "not a map",
+         "the footer is a msgpack list, not a map")
+def _(blob):
+    return _replace_footer(blob, pack_header(["sinr"]))
+
+
+@invalid("footer_not_msgpack", "bands_and_tiles", "CorruptFileError", "unreadable",
+         "the footer's zstd frame holds bytes that are not msgpack")
+def _(blob):
+    return _replace_footer(blob, zstd(b"\xc1" * 32))
+
+
+@invalid("footer_trailing_bytes", "bands_and_tiles", "CorruptFileError", "not exactly one complete zstd frame",
+         "4 bytes after the footer's zstd frame, inside the footer length and its CRC")
+def _(blob):
+    length = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)[0]
+    packed = blob[len(blob) - TRAILER.size - length: len(blob) - TRAILER.size]
+    return _replace_footer(blob, packed + b"\x00\x00\x00\x00")
+
+
+@invalid("footer_no_content_size", "bands_and_tiles", "CorruptFileError", "without its content size",
+         "the footer's zstd frame does not declare its content size")
+def _(blob):
+    length = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)[0]
+    raw = unzstd(blob[len(blob) - TRAILER.size - length: len(blob) - TRAILER.size])
+    return _replace_footer(blob, zstd(raw, content_size=False))
+
+
+@invalid("gene_names_are_ids_with_names", "bands_and_tiles", "CorruptFileError", "contradicts the name sections",
+         "gene_names_are_ids true while names.gene_names is stored")
+def _(blob):
+    return _footer_edit(lambda m: m.update(gene_names_are_ids=True))(blob)
+
+
+@invalid("gene_names_are_ids_without_ids", "no_names", "CorruptFileError", "contradicts the name sections",
+         "gene_names_are_ids true in a file with no gene ids")
+def _(blob):
+    return _footer_edit(lambda m: m.update(gene_names_are_ids=True))(blob)
+
+
+@invalid("gene_names_are_ids_not_bool", "gene_names_equal_ids", "CorruptFileError", "gene_names_are_ids",
+         "gene_names_are_ids is the integer 1")
+def _(blob):
+    return _footer_edit(lambda m: m.update(gene_names_are_ids=1))(blob)
+
+
+@invalid("has_cell_names_contradiction", "bands_and_tiles", "CorruptFileError", "cell names contradict",
+         "has_cell_names false while the chunks store cell names")
+def _(blob):
+    return _footer_edit(lambda m: m.update(has_cell_names=False))(blob)
+
+
+@invalid("shape_strings", "bands_and_tiles", "CorruptFileError", "shape", 'shape ["50", "80"]')
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=["50", "80"]))(blob)
+
+
+@invalid("shape_floats", "bands_and_tiles", "CorruptFileError", "shape", "shape [50.0, 80.0]")
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=[50.0, 80.0]))(blob)
+
+
+@invalid("shape_three_entries", "bands_and_tiles", "CorruptFileError", "shape", "shape [50, 80, 1]")
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=[50, 80, 1]))(blob)
+
+
+@invalid("shape_too_large", "bands_and_tiles", "CorruptFileError", "shape", "shape [2**31, 80]")
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=[2**31, 80]))(blob)
+
+
+@invalid("shape_negative", "bands_and_tiles", "CorruptFileError", "shape", "shape [-50, 80]")
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=[-50, 80]))(blob)
+
+
+@invalid("shape_fewer_genes_than_stored", "bands_and_tiles", "CorruptFileError", "n_stored_genes",
+         "shape [39, 80] while 40 genes are stored")
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=[39, 80]))(blob)
+
+
+@invalid("nnz_not_adding_up", "bands_and_tiles", "CorruptFileError", "does not add up",
+         "the matrix header's nnz one more than the chunk index's total")
+def _(blob):
+    return _footer_edit(lambda m: m.update(nnz=m["nnz"] + 1))(blob)
+
+
+@invalid("chunk_index_cells_not_adding_up", "bands_and_tiles", "CorruptFileError", "does not add up",
+         "chunk 0 says 41 cells in the chunk index and in its header: the chunks add up to 81 of 80 cells")
+def _(blob):
+    def change(parts):
+        parts.chunks[0].index[0] += 1
+        parts.chunks[0].header["n_cells"] += 1
+    return edit(blob, change)
+
+
+@invalid("chunk_header_nnz", "bands_and_tiles", "CorruptFileError", "header contradicts the chunk index",
+         "chunk 0's header says one nonzero more than the chunk index")
+def _(blob):
+    return edit(blob, lambda parts: parts.chunks[0].header.update(nnz=parts.chunks[0].header["nnz"] + 1))
+
+
+@invalid("chunk_header_n_cells", "bands_and_tiles", "CorruptFileError", "header contradicts the chunk index",
+         "chunk 1's header says one cell fewer than the chunk index")
+def _(blob):
+    return edit(blob, lambda parts: parts.chunks[1].header.update(n_cells=parts.chunks[1].header["n_cells"] - 1))
+
+
+@invalid("chunk_nnz_shifted", "bands_and_tiles", "CorruptFileError", "tile nonzeros contradict",
+         "one nonzero moved from chunk 1 to chunk 0 in both the chunk index and the headers: totals still add "
+         "up, but chunk 0's tile directory does not")
+def _(blob):
+    def change(parts):
+        for chunk, delta in ((parts.chunks[0], 1), (parts.chunks[1], -1)):
+            chunk.index[1] += delta
+            chunk.header["nnz"] += delta
+    return edit(blob, change)
+
+
+@invalid("chunk_header_n_cells_float", "bands_and_tiles", "CorruptFileError", "chunk 0",
+         "chunk 0's header gives n_cells as the float 40.0 (the chunk index says 40): a field of the wrong type")
+def _(blob):
+    return edit(blob, lambda parts: parts.chunks[0].header.update(n_cells=float(parts.chunks[0].header["n_cells"])))
+
+
+@invalid("chunk_rows_beyond_stored_genes", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "n_stored_genes one less (genes.order and genes.baseline lose their last entry): the chunks' rows now "
+         "reach past the stored genes, and the last stored row is read as an unstored gene without its gene "
+         "term (scinrcodec catches it only when decoding values: a tile stream, or else the content checksum; "
+         "a reader that checks n_rows <= n_stored_genes when loading a chunk reports it there)")
+def _(blob):
+    def change(parts):
+        parts.matrix["n_stored_genes"] -= 1
+        for name, dtype in (("genes.order", "u4"), ("genes.baseline", "i2")):
+            parts.set_section(name, pack_array(unpack_array(parts.section(name), dtype)[:-1], dtype))
+    return edit(blob, change)
+
+
+@invalid("chunk_n_rows_too_large", "bands_and_tiles", "CorruptFileError", "n_rows",
+         "chunk 0's header says more rows than the matrix has genes")
+def _(blob):
+    return edit(blob, lambda parts: parts.chunks[0].header.update(n_rows=10**6))
+
+
+@invalid("chunk_n_bands_contradicts", "bands_and_tiles", "CorruptFileError", "bands.rows",
+         "chunk 0's header says one band fewer than its band sections hold")
+def _(blob):
+    return edit(blob, lambda parts: parts.chunks[0].header.update(n_bands=parts.chunks[0].header["n_bands"] - 1))
+
+
+@invalid("chunk_checksum", "bands_and_tiles", "CorruptFileError", "fails its checksum",
+         "chunk 0's content checksum plus one: caught only by a full decode")
+def _(blob):
+    return edit(blob, lambda parts: parts.chunks[0].header.update(checksum=(parts.chunks[0].header["checksum"] + 1)
+                                                                  % 2**64))
+
+
+@invalid("chunk_index_outside_body", "bands_and_tiles", "CorruptFileError", "impossible entry",
+         "chunk 1's block length runs into the footer")
+def _(blob):
+    def hook(rows):
+        rows[1, 3] += 10**6
+        return rows
+    return edit(blob, lambda parts: None, index_hook=hook)
+
+
+@invalid("chunk_index_overlap", "bands_and_tiles", "CorruptFileError", "overlaps",
+         "chunk 1's index entry points at chunk 0's block (offset, lengths, CRC of chunk 0; cells and nonzeros "
+         "of chunk 1)")
+def _(blob):
+    def hook(rows):
+        rows[1, :4] = rows[0, :4]
+        return rows
+    return edit(blob, lambda parts: None, index_hook=hook)
+
+
+@invalid("n_chunks_contradicts_index", "bands_and_tiles", "CorruptFileError", "chunks.index",
+         "n_chunks 3 while chunks.index holds 2 rows")
+def _(blob):
+    return _footer_edit(lambda m: m.update(n_chunks=3))(blob)
+
+
+def _tiles(parts: Parts, chunk: int, name: str) -> np.ndarray:
+    return unpack_array(chunk_section(parts.chunks[chunk], name), "u4").astype(np.int64)
+
+
+def _set_tiles(parts: Parts, chunk: int, name: str, values: np.ndarray) -> None:
+    set_chunk_section(parts.chunks[chunk], name, pack_array(values, "u4"))
+
+
+@invalid("tile_nnz_not_adding_up", "bands_and_tiles", "CorruptFileError", "tile nonzeros contradict",
+         "chunk 0's tiles.nnz with one nonzero too many in tile 0")
+def _(blob):
+    def change(parts):
+        k = _tiles(parts, 0, "tiles.nnz")
+        k[0] += 1
+        _set_tiles(parts, 0, "tiles.nnz", k)
+    return edit(blob, change)
+
+
+@invalid("tile_nnz_moved", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "one nonzero moved between two tiles of the same band in chunk 0's tiles.nnz (the total still adds up, "
+         "band CRCs untouched)")
+def _(blob):
+    def change(parts):
+        rows, widths, n_cells = _geometry(parts, 0)
+        k = _tiles(parts, 0, "tiles.nnz")
+        per_band = -(-n_cells // widths)
+        starts = np.concatenate([[0], np.cumsum(per_band)])
+        for band in range(widths.size):
+            h = int(rows[band + 1] - rows[band])
+            sizes = [h * min(int(widths[band]), n_cells - t * int(widths[band])) for t in range(per_band[band])]
+            tiles = list(range(starts[band], starts[band + 1]))
+            gain = next((t for t, size in zip(tiles, sizes) if k[t] < size), None)
+            lose = next((t for t in tiles if t != gain and k[t] > 0), None)
+            if gain is not None and lose is not None:
+                k[gain] += 1
+                k[lose] -= 1
+                _set_tiles(parts, 0, "tiles.nnz", k)
+                return
+        raise AssertionError("no band has two tiles to move a nonzero between")
+    return edit(blob, change)
+
+
+@invalid("tile_nnz_over_tile_size", "bands_and_tiles", "CorruptFileError", "tile nonzeros contradict",
+         "chunk 0's tile 0 claims more nonzeros than its entries (the rest taken from other tiles)")
+def _(blob):
+    def change(parts):
+        k = _tiles(parts, 0, "tiles.nnz")
+        rows = unpack_array(chunk_section(parts.chunks[0], "bands.rows"), "u4").astype(np.int64)
+        widths = unpack_array(chunk_section(parts.chunks[0], "bands.widths"), "u4").astype(np.int64)
+        need = int((rows[1] - rows[0]) * widths[0]) + 1 - int(k[0])
+        for t in range(1, k.size):
+            take = min(need, int(k[t]))
+            k[t] -= take
+            k[0] += take
+            need -= take
+        assert need == 0
+        _set_tiles(parts, 0, "tiles.nnz", k)
+    return edit(blob, change)
+
+
+@invalid("tile_bytes_not_adding_up", "bands_and_tiles", "CorruptFileError", "do not add up to the tile data",
+         "chunk 0's tiles.bytes with one byte too many for tile 0")
+def _(blob):
+    def change(parts):
+        b = _tiles(parts, 0, "tiles.bytes")
+        b[0] += 1
+        _set_tiles(parts, 0, "tiles.bytes", b)
+    return edit(blob, change)
+
+
+@invalid("tile_bytes_moved", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "one byte moved from tile 1 to tile 0 in chunk 0's tiles.bytes (same band: the band CRC still holds)")
+def _(blob):
+    def change(parts):
+        b = _tiles(parts, 0, "tiles.bytes")
+        b[0] += 1
+        b[1] -= 1
+        _set_tiles(parts, 0, "tiles.bytes", b)
+    return edit(blob, change)
+
+
+def _reseal_band_crcs(parts: Parts, chunk: int) -> None:
+    """Recompute chunk's bands.crc32 from its tile bytes and geometry."""
+    c = parts.chunks[chunk]
+    data = chunk_section(c, "tiles.data")
+    lengths = _tiles(parts, chunk, "tiles.bytes")
+    widths = unpack_array(chunk_section(c, "bands.widths"), "u4").astype(np.int64)
+    n_cells = c.index[0]
+    per_band = -(-n_cells // widths)
+    tile_starts = np.concatenate([[0], np.cumsum(per_band)])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    crcs = [crc32(data[offsets[a]: offsets[b]]) for a, b in zip(tile_starts[:-1], tile_starts[1:])]
+    _set_tiles(parts, chunk, "bands.crc32", np.asarray(crcs, np.int64))
+
+
+@invalid("tile_data_edited_crc_resealed", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "one bit flipped in the middle of chunk 0's last tile, the band CRC re-sealed: caught by the rANS "
+         "stream's end state or the content checksum")
+def _(blob):
+    def change(parts):
+        c = parts.chunks[0]
+        data = bytearray(chunk_section(c, "tiles.data"))
+        lengths = _tiles(parts, 0, "tiles.bytes")
+        at = int(lengths[:-1].sum() + lengths[-1] // 2)
+        data[at] ^= 0x04
+        set_chunk_section(c, "tiles.data", bytes(data))
+        _reseal_band_crcs(parts, 0)
+    return edit(blob, change)
+
+
+def _counts(parts: Parts, chunk: int) -> np.ndarray:
+    return unpack_array(chunk_section(parts.chunks[chunk], "values.counts"), "u8").astype(np.int64).reshape(
+        N_CONTEXTS, N_BINS)
+
+
+def _set_counts(parts: Parts, chunk: int, counts: np.ndarray) -> None:
+    set_chunk_section(parts.chunks[chunk], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+
+
+@invalid("value_counts_not_adding_up", "bands_and_tiles", "CorruptFileError", "value counts do not add up",
+         "chunk 0's values.counts with one count too many")
+def _(blob):
+    def change(parts):
+        counts = _counts(parts, 0)
+        ctx, b = np.argwhere(counts > 0)[0]
+        counts[ctx, b] += 1
+        _set_counts(parts, 0, counts)
+    return edit(blob, change)
+
+
+@invalid("value_counts_shifted", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "chunk 0's values.counts: the largest count of its busiest context halved and the rest moved to bin 40 "
+         "of that context (the total still adds up; the frequency tables change)")
+def _(blob):
+    def change(parts):
+        counts = _counts(parts, 0)
+        ctx = int(np.argmax(counts.sum(axis=1)))
+        b = int(np.argmax(counts[ctx]))
+        moved = counts[ctx, b] // 2
+        counts[ctx, b] -= moved
+        counts[ctx, 40] += moved
+        _set_counts(parts, 0, counts)
+    return edit(blob, change)
+
+
+@invalid("value_counts_context_moved", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "chunk 0's values.counts: the busiest context's row moved to an unused context (totals add up; a "
+         "value then needs a context with no frequency table)")
+def _(blob):
+    def change(parts):
+        counts = _counts(parts, 0)
+        ctx = int(np.argmax(counts.sum(axis=1)))
+        free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
+        counts[free] = counts[ctx]
+        counts[ctx] = 0
+        _set_counts(parts, 0, counts)
+    return edit(blob, change)
+
+
+def _geometry(parts: Parts, chunk: int):
+    c = parts.chunks[chunk]
+    rows = unpack_array(chunk_section(c, "bands.rows"), "u4").astype(np.int64)
+    widths = unpack_array(chunk_section(c, "bands.widths"), "u4").astype(np.int64)
+    return rows, widths, int(c.index[0])
+
+
+@invalid("band_rows_moved", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "chunk 0's first band boundary moved down one row: the tile count is unchanged, the tiles' heights "
+         "are not (caught by the tile streams or the content checksum on a full decode)")
+def _(blob):
+    def change(parts):
+        rows, widths, n_cells = _geometry(parts, 0)
+        k = _tiles(parts, 0, "tiles.nnz")
+        assert rows.size > 2 and rows[2] - rows[1] > 1
+        rows[1] += 1
+        set_chunk_section(parts.chunks[0], "bands.rows", pack_array(rows, "u4"))
+    return edit(blob, change)
+
+
+def _widths_keeping_tiles(parts: Parts, chunk: int) -> tuple[int, int]:
+    """A band of chunk and a new tile width giving it the same number of tiles, whose tiles can still
+    hold their stated nonzeros."""
+    rows, widths, n_cells = _geometry(parts, chunk)
+    k = _tiles(parts, chunk, "tiles.nnz")
+    tile_starts = np.concatenate([[0], np.cumsum(-(-n_cells // widths))])
+    for band, w in enumerate(widths.tolist()):
+        n_tiles = -(-n_cells // w)
+        if n_tiles < 2:
+            continue
+        h = int(rows[band + 1] - rows[band])
+        for other in range(1, n_cells + 1):
+            if other == w or -(-n_cells // other) != n_tiles:
+                continue
+            sizes = [h * min(other, n_cells - t * other) for t in range(n_tiles)]
+            if all(int(k[tile_starts[band] + t]) <= sizes[t] for t in range(n_tiles)):
+                return band, other
+    raise AssertionError("no band width can change keeping the tile count")
+
+
+@invalid("band_width_changed", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "a tile width of chunk 0 changed to another giving the band the same number of tiles (caught by the "
+         "tile streams or the content checksum on a full decode)")
+def _(blob):
+    def change(parts):
+        band, other = _widths_keeping_tiles(parts, 0)
+        rows, widths, _ = _geometry(parts, 0)
+        widths[band] = other
+        set_chunk_section(parts.chunks[0], "bands.widths", pack_array(widths, "u4"))
+    return edit(blob, change)
+
+
+@invalid("band_width_tile_count_changed", "bands_and_tiles", "CorruptFileError", "tiles.nnz",
+         "chunk 0's first band given one tile (width = the chunk's cells): the tile count no longer matches the "
+         "tile directory's length")
+def _(blob):
+    def change(parts):
+        rows, widths, n_cells = _geometry(parts, 0)
+        assert widths[0] < n_cells
+        widths[0] = n_cells
+        set_chunk_section(parts.chunks[0], "bands.widths", pack_array(widths, "u4"))
+    return edit(blob, change)
+
+
+@invalid("cells_order_not_permutation", "bands_and_tiles", "CorruptFileError", "not a permutation",
+         "chunk 0's cells.order repeats a cell")
+def _(blob):
+    def change(parts):
+        order = _tiles(parts, 0, "cells.order")
+        order[1] = order[0]
+        _set_tiles(parts, 0, "cells.order", order)
+    return edit(blob, change)
+
+
+@invalid("genes_order_not_permutation", "bands_and_tiles", "CorruptFileError", "not part of a permutation",
+         "genes.order repeats a gene")
+def _(blob):
+    def change(parts):
+        order = unpack_array(parts.section("genes.order"), "u4").astype(np.int64)
+        order[1] = order[0]
+        parts.set_section("genes.order", pack_array(order, "u4"))
+    return edit(blob, change)
+
+
+@invalid("genes_order_out_of_range", "bands_and_tiles", "CorruptFileError", "not part of a permutation",
+         "genes.order names gene 50 of 50")
+def _(blob):
+    def change(parts):
+        order = unpack_array(parts.section("genes.order"), "u4").astype(np.int64)
+        order[0] = 50
+        parts.set_section("genes.order", pack_array(order, "u4"))
+    return edit(blob, change)
+
+
+@invalid("gene_ids_count", "bands_and_tiles", "CorruptFileError", "names, expected",
+         "names.gene_ids holds one name fewer than the matrix has genes")
+def _(blob):
+    def change(parts):
+        names = unzstd(parts.section("names.gene_ids")).decode().split("\n")
+        parts.set_section("names.gene_ids", zstd("\n".join(names[:-1]).encode()))
+    return edit(blob, change)
+
+
+@invalid("cell_names_count", "bands_and_tiles", "CorruptFileError", "names, expected",
+         "chunk 0's cells.names holds one name more than its cells")
+def _(blob):
+    def change(parts):
+        names = unzstd(chunk_section(parts.chunks[0], "cells.names")).decode().split("\n")
+        set_chunk_section(parts.chunks[0], "cells.names", zstd("\n".join(names + ["EXTRA-1"]).encode()))
+    return edit(blob, change)
+
+
+@invalid("names_not_utf8", "bands_and_tiles", "CorruptFileError", "not valid UTF-8",
+         "names.gene_names holds a byte that is not UTF-8")
+def _(blob):
+    def change(parts):
+        raw = bytearray(unzstd(parts.section("names.gene_names")))
+        raw[0] = 0xFF
+        parts.set_section("names.gene_names", zstd(bytes(raw)))
+    return edit(blob, change)
+
+
+@invalid("section_trailing_bytes_matrix", "bands_and_tiles", "CorruptFileError",
+         "not exactly one complete zstd frame", "2 zero bytes after genes.order's zstd frame (length and CRC "
+                                                "include them)")
+def _(blob):
+    return edit(blob, lambda parts: parts.set_section("genes.order", parts.section("genes.order") + b"\x00\x00"))
+
+
+@invalid("section_trailing_frame_chunk", "bands_and_tiles", "CorruptFileError",
+         "not exactly one complete zstd frame", "a second zstd frame after chunk 0's tiles.nnz frame")
+def _(blob):
+    def change(parts):
+        payload = chunk_section(parts.chunks[0], "tiles.nnz")
+        set_chunk_section(parts.chunks[0], "tiles.nnz", payload + zstd(b"\x00" * 4))
+    return edit(blob, change)
+
+
+@invalid("section_trailing_bytes_names", "bands_and_tiles", "CorruptFileError",
+         "not exactly one complete zstd frame", "1 byte after names.gene_ids' zstd frame")
+def _(blob):
+    return edit(blob, lambda parts: parts.set_section("names.gene_ids", parts.section("names.gene_ids") + b"\n"))
+
+
+@invalid("chunk_header_trailing_bytes", "bands_and_tiles", "CorruptFileError",
+         "not exactly one complete zstd frame", "3 bytes after chunk 0's header frame (header length and CRC "
+                                                "include them)")
+def _(blob):
+    def change(parts):
+        header = dict(parts.chunks[0].header)
+        table, at = [], 0
+        for name, payload in parts.chunks[0].sections:
+            table.append([name, at, len(payload), crc32(payload)])
+            at += len(payload)
+        header["sections"] = table
+        parts.chunks[0].header_bytes = pack_header(header) + b"\x00\x01\x02"
+    return edit(blob, change)
+
+
+@invalid("section_not_zstd", "bands_and_tiles", "CorruptFileError", "not a zstd frame",
+         "genes.baseline replaced by raw little-endian bytes (no zstd frame)")
+def _(blob):
+    def change(parts):
+        raw = unzstd(parts.section("genes.baseline"))
+        parts.set_section("genes.baseline", raw)
+    return edit(blob, change)
+
+
+@invalid("section_wrong_size", "bands_and_tiles", "CorruptFileError", "expected",
+         "genes.baseline holds one i16 fewer than n_stored_genes")
+def _(blob):
+    def change(parts):
+        raw = unzstd(parts.section("genes.baseline"))
+        parts.set_section("genes.baseline", zstd(raw[:-2]))
+    return edit(blob, change)
+
+
+@invalid("missing_required_section", "bands_and_tiles", "CorruptFileError", "missing section",
+         "the matrix lacks genes.baseline")
+def _(blob):
+    return edit(blob, lambda parts: drop_section(parts.sections, "genes.baseline"))
+
+
+@invalid("missing_chunk_section", "bands_and_tiles", "CorruptFileError", "missing section",
+         "chunk 1 lacks tiles.bytes")
+def _(blob):
+    return edit(blob, lambda parts: drop_section(parts.chunks[1].sections, "tiles.bytes"))
+
+
+@invalid("sections_overlap", "bands_and_tiles", "CorruptFileError", "overlaps",
+         "genes.baseline's table entry points into genes.order's bytes (its CRC matches those bytes)")
+def _(blob):
+    def hook(table):
+        order = next(e for e in table if e[0] == "genes.order")
+        base = next(e for e in table if e[0] == "genes.baseline")
+        base[1:] = order[1:]
+        return table
+    return edit(blob, lambda parts: None, table_hook=hook)
+
+
+@invalid("section_outside_body", "bands_and_tiles", "CorruptFileError", "outside",
+         "genes.order's table entry runs into the footer")
+def _(blob):
+    def hook(table):
+        entry = next(e for e in table if e[0] == "genes.order")
+        entry[2] += 10**5
+        return table
+    return edit(blob, lambda parts: None, table_hook=hook)
+
+
+@invalid("section_duplicate", "bands_and_tiles", "CorruptFileError", "appears twice",
+         "the matrix section table lists genes.order twice")
+def _(blob):
+    def hook(table):
+        return table + [list(next(e for e in table if e[0] == "genes.order"))]
+    return edit(blob, lambda parts: None, table_hook=hook)
+
+
+@invalid("section_table_not_a_list", "bands_and_tiles", "CorruptFileError",
+         "section table", "the matrix's sections is a map, not a list")
+def _(blob):
+    def hook(table):
+        return {e[0]: e[1:] for e in table}
+    return edit(blob, lambda parts: None, table_hook=hook)
+
+
+# ----------------------------------------------------------------------------------- SIRENs
+
+def _siren_meta(parts: Parts, chunk: int) -> dict:
+    return msgpack.unpackb(chunk_section(parts.chunks[chunk], "siren.meta"), raw=False)
+
+
+def _set_siren_meta(parts: Parts, chunk: int, meta: dict) -> None:
+    set_chunk_section(parts.chunks[chunk], "siren.meta", msgpack.packb(meta, use_bin_type=True))
+
+
+def _siren_edit(fn):
+    def change(parts):
+        meta = _siren_meta(parts, 0)
+        weights = unpack_array(chunk_section(parts.chunks[0], "siren.weights"), "i2").astype(np.int64)
+        weights = fn(meta, weights)
+        _set_siren_meta(parts, 0, meta)
+        if weights is not None:
+            set_chunk_section(parts.chunks[0], "siren.weights", pack_array(weights, "i2"))
+    return change
+
+
+@invalid("siren_multiplier_overflow", "siren_force_log", "CorruptFileError", "can overflow 64-bit integers",
+         "chunk 0, first SIREN: hidden layer 1's weight multiplier set to 2**40-1 (the largest allowed) and its "
+         "first neuron's weights to 32767: |W| x 4096 x multiplier exceeds 2**62")
+def _(blob):
+    def fn(meta, weights):
+        patch = meta["bands"][0][1]
+        first = sum(n_out * n_in + n_out for n_out, n_in, *_ in patch["layers"][:1])
+        n_out, n_in = patch["layers"][1][:2]
+        patch["layers"][1][2] = 2**40 - 1
+        weights[first: first + n_in] = 32767
+        return weights
+    return edit(blob, _siren_edit(fn))
+
+
+@invalid("siren_multiplier_out_of_range", "siren_force_log", "CorruptFileError", "scaling is out of range",
+         "chunk 0, first SIREN: layer 0's weight multiplier 2**40")
+def _(blob):
+    def fn(meta, weights):
+        meta["bands"][0][1]["layers"][0][2] = 2**40
+    return edit(blob, _siren_edit(fn))
+
+
+@invalid("siren_shift_out_of_range", "siren_force_log", "CorruptFileError", "scaling is out of range",
+         "chunk 0, first SIREN: the last layer's shift 63")
+def _(blob):
+    def fn(meta, weights):
+        meta["bands"][0][1]["layers"][-1][4] = 63
+    return edit(blob, _siren_edit(fn))
+
+
+@invalid("siren_layers_do_not_chain", "siren_force_log", "CorruptFileError", "do not chain",
+         "chunk 0, first SIREN: layer 1 says 7 inputs after a layer of 8 outputs")
+def _(blob):
+    def fn(meta, weights):
+        meta["bands"][0][1]["layers"][1][1] -= 1
+    return edit(blob, _siren_edit(fn))
+
+
+@invalid("siren_band_out_of_range", "siren_force_log", "CorruptFileError", "SIREN metadata is malformed",
+         "chunk 0: a SIREN for a band the chunk does not have")
+def _(blob):
+    def change(parts):
+        meta = _siren_meta(parts, 0)
+        n_bands = parts.chunks[0].header["n_bands"]
+        meta["bands"][-1][0] = n_bands
+        _set_siren_meta(parts, 0, meta)
+    return edit(blob, change)
+
+
+@invalid("siren_band_twice", "siren_force_log", "CorruptFileError", "a band has two SIRENs",
+         "chunk 0: the second SIREN is for the first one's band")
+def _(blob):
+    def change(parts):
+        meta = _siren_meta(parts, 0)
+        meta["bands"][1][0] = meta["bands"][0][0]
+        _set_siren_meta(parts, 0, meta)
+    return edit(blob, change)
+
+
+@invalid("siren_meta_trailing_bytes", "siren_force_log", "CorruptFileError", "unreadable",
+         "chunk 0's siren.meta: one byte after its msgpack map")
+def _(blob):
+    def change(parts):
+        set_chunk_section(parts.chunks[0], "siren.meta", chunk_section(parts.chunks[0], "siren.meta") + b"\xc0")
+    return edit(blob, change)
+
+
+@invalid("siren_weights_missing", "siren_force_log", "CorruptFileError", "must come together",
+         "chunk 0 has siren.meta but no siren.weights")
+def _(blob):
+    return edit(blob, lambda parts: drop_section(parts.chunks[0].sections, "siren.weights"))
+
+
+@invalid("siren_weights_count", "siren_force_log", "CorruptFileError", "expected",
+         "chunk 0's siren.weights holds one parameter fewer than its metadata declares")
+def _(blob):
+    def change(parts):
+        weights = unpack_array(chunk_section(parts.chunks[0], "siren.weights"), "i2")
+        set_chunk_section(parts.chunks[0], "siren.weights", pack_array(weights[:-1], "i2"))
+    return edit(blob, change)
+
+
+@invalid("siren_normalisation_bad", "siren_force_log", "CorruptFileError", "normalisation",
+         "chunk 0, first SIREN: log normalisation with scale -1.0")
+def _(blob):
+    def fn(meta, weights):
+        meta["bands"][0][1]["normalisation"][2] = -1.0
+    return edit(blob, _siren_edit(fn))
+
+
+@invalid("siren_normalisation_nan", "siren_force_log", "CorruptFileError", "normalisation",
+         "chunk 0, first SIREN: normalisation scale NaN")
+def _(blob):
+    def fn(meta, weights):
+        meta["bands"][0][1]["normalisation"][2] = math.nan
+    return edit(blob, _siren_edit(fn))
+
+
+@invalid("inr_only_band_without_siren", "inr_only_log", "CorruptFileError", "has no SIREN",
+         "an inr-only chunk 0 whose first band's SIREN (metadata and weights) is removed")
+def _(blob):
+    def change(parts):
+        from scinrcodec.model.siren import PatchSiren
+        meta = _siren_meta(parts, 0)
+        weights = unpack_array(chunk_section(parts.chunks[0], "siren.weights"), "i2")
+        assert len(meta["bands"]) >= 2
+        first = PatchSiren.parameter_count(meta["bands"][0][1])
+        meta["bands"] = meta["bands"][1:]
+        _set_siren_meta(parts, 0, meta)
+        set_chunk_section(parts.chunks[0], "siren.weights", pack_array(weights[first:], "i2"))
+    return edit(blob, change)
+
+
+# ==================================================================================== census
+
+def _golomb(n: int, m: int) -> int:
+    return max(1, ((n - m) * 69 + 50 * m) // (100 * m))
+
+
+def trace_positions(buf: np.ndarray, start: int, length: int, n: int, m: int) -> dict:
+    """Read a tile's m coded positions with scinrcodec's own rANS primitives, one symbol at a time,
+    counting quotient escapes and the raw low bits of the split uniform model."""
+    from scinrcodec.codec.rans import decode_quotient, decode_uniform, start_decoding, uniform_model
+
+    end = start + length
+    x, pos = start_decoding(buf, start, end)
+    assert pos >= 0
+    M = _golomb(n, m)
+    has_quotients = (n - m) // M > 0
+    base, extra, inv_wide, inv_narrow, low_bits = uniform_model(M)
+    positions, previous, escapes = [], -1, 0
+    for _ in range(m):
+        q = r = 0
+        if has_quotients:
+            q, x, pos = decode_quotient(x, buf, pos, end)
+            escapes += q // 15
+        if M > 1:
+            r, x, pos = decode_uniform(x, buf, pos, end, base, extra, inv_wide, inv_narrow, low_bits)
+        assert pos >= 0
+        previous += q * M + r + 1
+        positions.append(previous)
+    return {"positions": positions, "M": M, "escapes": escapes, "low_bits": int(low_bits) if M > 1 else 0}
+
+
+def census(blob: bytes, genes: np.ndarray, cells: np.ndarray) -> dict:
+    """How a file codes its nonzeros, computed from the file's own geometry and permutations (read
+    with the scinrcodec reader) and the decoded coordinates, with the spec's rules: complement and
+    full tiles, Golomb parameters, quotient escapes, the split uniform model, value offset bits,
+    empty chunks, SIREN bands. Cross-checks each chunk's tile directory against the coordinates."""
+    m = scinrcodec.open(blob)
+    index = m._index
+    out = dict(n_chunks=index.n_chunks, empty_chunks=0, bands=0, tiles=0, tiles_empty=0, tiles_complement=0,
+               tiles_full=0, max_golomb_M=0, tiles_uniform_above_2_16=0, quotient_escape_symbols=0,
+               tiles_with_escape=0, max_quotient=0, max_offset_bits=0, values_over_16_offset_bits=0,
+               bands_with_nonzeros=0, bands_with_siren=0, siren_normalisations=[], genes_only_in_later_chunks=0,
+               traced_quotient_escape_symbols=0, traced_uniform_low_bits_max=0)
+    buf = np.frombuffer(blob, dtype=np.uint8)
+    if index.n_chunks == 0:
+        return out
+    chunks = [index.chunk(c) for c in range(index.n_chunks)]
+    rows = index.gene_rows(genes.astype(np.int64)) if genes.size else genes.astype(np.int64)
+    first_chunk_of_gene = {}
+    norms = set()
+    for chunk in chunks:
+        lo, hi = chunk.first_cell, chunk.first_cell + chunk.n_cells
+        sel = (cells >= lo) & (cells < hi)
+        r = rows[sel]
+        col = index.cell_position[cells[sel]] - lo
+        for g in np.unique(genes[sel]).tolist():
+            first_chunk_of_gene.setdefault(g, chunk.index)
+        if chunk.nnz == 0:
+            out["empty_chunks"] += 1
+        geo = chunk.geometry
+        out["bands"] += geo.n_bands
+        out["tiles"] += geo.n_tiles
+        band = np.searchsorted(geo.row_starts, r, side="right") - 1
+        block = col // geo.widths[band] if r.size else col
+        tile = geo.tile_starts[band] + block if r.size else col
+        first = block * geo.widths[band] if r.size else col
+        width = np.minimum(geo.widths[band], chunk.n_cells - first) if r.size else col
+        pos = (r - geo.row_starts[band]) * width + col - first if r.size else col
+        k_all = np.bincount(tile, minlength=geo.n_tiles)
+        assert np.array_equal(k_all, chunk.tile_k), "tile directory disagrees with the decoded coordinates"
+        band_nnz = np.bincount(band, minlength=geo.n_bands) if r.size else np.zeros(geo.n_bands, np.int64)
+        out["bands_with_nonzeros"] += int(np.count_nonzero(band_nnz))
+        out["bands_with_siren"] += int(np.count_nonzero(chunk.band_siren >= 0))
+        if chunk.sections.has("siren.meta"):
+            norms.update(entry[1]["normalisation"][0] for entry in chunk.sections.get("siren.meta")["bands"])
+        order = np.lexsort((pos, tile))
+        tile, pos = tile[order], pos[order]
+        bounds = np.searchsorted(tile, np.arange(geo.n_tiles + 1))
+        for t in range(geo.n_tiles):
+            k = int(chunk.tile_k[t])
+            n = int(chunk.tile_h[t] * chunk.tile_w[t])
+            p = pos[bounds[t]: bounds[t + 1]]
+            if k == 0:
+                out["tiles_empty"] += 1
+                continue
+            if 2 * k > n:
+                out["tiles_full" if k == n else "tiles_complement"] += 1
+                mask = np.ones(n, bool)
+                mask[p] = False
+                coded = np.flatnonzero(mask)
+            else:
+                coded = p
+            mm = coded.size
+            if mm == 0:
+                continue
+            M = _golomb(n, mm)
+            out["max_golomb_M"] = max(out["max_golomb_M"], M)
+            if M > 65536:
+                out["tiles_uniform_above_2_16"] += 1
+            if (n - mm) // M > 0:
+                gaps = np.diff(np.concatenate([[-1], coded])) - 1
+                q = gaps // M
+                escapes = int((q // 15).sum())
+                out["quotient_escape_symbols"] += escapes
+                out["tiles_with_escape"] += int(escapes > 0)
+                out["max_quotient"] = max(out["max_quotient"], int(q.max()))
+            traced = trace_positions(buf, int(chunk.tile_offset[t]), int(chunk.tile_length[t]), n, mm)
+            assert traced["positions"] == coded.tolist(), "the tile decoder reads other positions"
+            assert traced["M"] == M
+            out["traced_quotient_escape_symbols"] += traced["escapes"]
+            out["traced_uniform_low_bits_max"] = max(out["traced_uniform_low_bits_max"], traced["low_bits"])
+        if chunk.sections.has("values.counts"):
+            counts = chunk.sections.get("values.counts").reshape(N_CONTEXTS, N_BINS)
+            used = counts.sum(axis=0) > 0
+            if used.any():
+                out["max_offset_bits"] = max(out["max_offset_bits"], int(BIN_OFFSET_BITS[used].max()))
+                out["values_over_16_offset_bits"] += int(counts.sum(axis=0)[BIN_OFFSET_BITS > 16].sum())
+    out["siren_normalisations"] = sorted(norms)
+    out["genes_only_in_later_chunks"] = sum(1 for c in first_chunk_of_gene.values()
+                                            if c > min(first_chunk_of_gene.values()))
+    return out
+
+
+# ================================================================================= writing
+
+def save_npz(path: Path, **arrays) -> None:
+    """np.savez's layout (an uncompressed zip of .npy members), with fixed timestamps so that the
+    bytes are reproducible. np.load reads it."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(value), allow_pickle=False)
+            with zf.open(info, "w", force_zip64=True) as fh:
+                fh.write(buffer.getvalue())
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n")
+
+
+def sorted_coo(genes, cells, values, n_cells: int):
+    genes, cells, values = (np.asarray(x, np.int64) for x in (genes, cells, values))
+    order = np.lexsort((cells, genes))
+    return genes[order], cells[order], values[order]
+
+
+def decoded_coo(blob: bytes):
+    """The decoded matrix via the cell-major path (no per-gene allocation), as sorted COO."""
+    m = scinrcodec.open(blob)
+    csc = m.to_scipy(layout="csc")
+    coo = csc.tocoo()
+    return sorted_coo(coo.row, coo.col, coo.data, m.shape[1]), m
+
+
+def encode_bytes(source: ScipySource, options: dict) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "matrix.sinr"
+        scinrcodec.encode(source, path, force=True, jobs=1, **options)
+        return path.read_bytes()
+
+
+def expected_values(cut: Cut, mode: str, max_error: int):
+    coo = sp.coo_matrix(cut.counts)
+    genes, cells, values = sorted_coo(coo.row, coo.col, coo.data, cut.counts.shape[1])
+    if mode == "max-error":
+        step = 2 * max_error + 1
+        values = np.minimum(1 + ((values - 1 + max_error) // step) * step, MAX_COUNT)
+    return genes, cells, values
+
+
+def make_valid(case: ValidCase, out: Path) -> bytes:
+    spec = case.build()
+    cut: Cut = spec["cut"]
+    options = spec["options"]
+    blob = encode_bytes(cut.source(), options)
+    assert build_file(parse_file(blob)) == blob, "parse_file/build_file do not round-trip the encoder's bytes"
+    if "post" in spec:
+        blob = spec["post"](blob)
+    (genes, cells, values), m = decoded_coo(blob)
+    mode, max_error = m.mode, m.max_error
+    shape = spec.get("shape", cut.counts.shape)
+    assert m.shape == tuple(shape)
+    if mode != "inr-only":  # the decoded matrix must be the source (or its quantised form): checked here
+        eg, ec, ev = expected_values(cut, mode, max_error)
+        assert np.array_equal(eg, genes) and np.array_equal(ec, cells) and np.array_equal(ev, values), case.name
+        if mode == "max-error":
+            coo = sp.coo_matrix(cut.counts)
+            orig = sorted_coo(coo.row, coo.col, coo.data, cut.counts.shape[1])[2]
+            assert np.all(np.abs(values - orig) <= max_error)
+    else:  # positions are exact; values are the SIREN's predictions (the chunk checksums tie them to the encoder's)
+        eg, ec, _ = expected_values(cut, "lossless", 0)
+        assert np.array_equal(eg, genes) and np.array_equal(ec, cells)
+        assert values.min(initial=1) >= 1
+    names = {"gene_ids": m.gene_ids, "gene_names": m.gene_names, "feature_types": m.feature_types,
+             "cell_names": m.cell_names}
+    want = {"gene_ids": cut.gene_ids, "gene_names": cut.gene_names or None, "feature_types": cut.feature_types,
+            "cell_names": cut.cell_names}
+    if cut.gene_names is not None and cut.gene_names == cut.gene_ids:
+        want["gene_names"] = cut.gene_ids
+    assert names == want, case.name
+    info = census(blob, genes, cells)
+    for key, least in spec.get("require", {}).items():
+        assert info[key] >= least, f"{case.name}: {key} = {info[key]} < {least}"
+    folder = out / case.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "matrix.sinr").write_bytes(blob)
+    save_npz(folder / "expected.npz", shape=np.asarray(shape, np.int64), genes=genes, cells=cells, values=values)
+    write_json(folder / "names.json", names)
+    record = {
+        "case": case.name, "kind": "valid", "mode": mode, "max_error": max_error,
+        "options": {k: v for k, v in options.items() if k != "device"},
+        "source": cut.origin + (f"; then {spec['post_note']}" if "post_note" in spec else ""),
+        "exercises": spec["exercises"], "needs_torch": case.needs_torch,
+        "shape": list(shape), "nnz": int(values.size), "file_bytes": len(blob),
+        "verified": {"how": "computed from the file: tile geometry, gene and cell orders and tile directory read "
+                            "with scinrcodec, positions from the decoded coordinates, Golomb M, quotients and "
+                            "escapes, the split uniform model (M > 2**16), complement/full tiles and value "
+                            "offset bits (from values.counts) recomputed with the spec's rules; the tile "
+                            "directory is checked against the coordinates; then every tile's position symbols "
+                            "are read again with scinrcodec's rANS primitives (start_decoding, decode_quotient, "
+                            "decode_uniform), which must give the same positions: traced_* count the escapes "
+                            "and the uniform model's raw low bits seen there",
+                     **info},
+        "decoded_equals_source": mode == "lossless",
+    }
+    if mode == "max-error":
+        record["decoded_rule"] = "nonzero v -> min(1 + ((v - 1 + E) // (2E + 1)) * (2E + 1), 2**31-1)"
+    if mode == "inr-only":
+        record["decoded_rule"] = ("each nonzero is its band SIREN's prediction; the values in expected.npz come "
+                                  "from scinrcodec's decoder and match the encoder's (chunk content checksums)")
+    for key in ("stats_dropped", "memory_limited", "require", "spec_dependent"):
+        if key in spec:
+            record[key] = spec[key]
+    write_json(folder / "case.json", record)
+    return blob
+
+
+def outcome(blob: bytes):
+    """What scinrcodec does with a file: None, or the exception opening and fully reading it raises."""
+    try:
+        m = scinrcodec.open(blob)
+        m.to_scipy(layout="csc")
+        m.to_scipy()
+        _ = m.gene_ids, m.gene_names, m.feature_types, m.cell_names
+        m.verify()
+    except Exception as exc:  # noqa: BLE001 - recorded, the tests judge it
+        return exc
+    return None
+
+
+def make_invalid(case: InvalidCase, out: Path, bases: dict[str, bytes]) -> tuple[bytes, str]:
+    blob = case.change(bases.get(case.base) if case.base else b"")
+    folder = out / case.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "matrix.sinr").write_bytes(blob)
+    expected = {"error": case.error, "message_contains": case.fragment}
+    expected.update(case.extra)
+    write_json(folder / "expected_error.json", expected)
+    write_json(folder / "case.json", {"case": case.name, "kind": "invalid", "base": case.base,
+                                      "what": case.what, "needs_torch": case.needs_torch,
+                                      "file_bytes": len(blob)})
+    exc = outcome(blob)
+    got = "no error" if exc is None else f"{type(exc).__name__}: {exc}"
+    ok = exc is not None and type(exc).__name__ == case.error and case.fragment in str(exc)
+    return blob, ("" if ok else got)
+
+
+def file_digest(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--no-torch", action="store_true", help="skip the cases that fit a SIREN")
+    parser.add_argument("--only", nargs="*", help="only these cases (and the valid cases they derive from)")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_torch:
+        import torch
+
+        torch.set_num_threads(1)
+    wanted_invalid = [c for c in INVALID.values() if (not args.only or c.name in args.only)
+                      and not (args.no_torch and c.needs_torch)]
+    wanted_valid = [c for c in VALID.values() if (not args.only or c.name in args.only
+                                                  or any(i.base == c.name for i in wanted_invalid))
+                    and not (args.no_torch and c.needs_torch)]
+    bases: dict[str, bytes] = {}
+    for case in wanted_valid:
+        bases[case.name] = make_valid(case, out)
+        print(f"valid   {case.name:44s} {len(bases[case.name]):7d} bytes")
+    mismatches = {}
+    for case in wanted_invalid:
+        blob, problem = make_invalid(case, out, bases)
+        print(f"invalid {case.name:44s} {len(blob):7d} bytes{'   READER: ' + problem if problem else ''}")
+        if problem:
+            mismatches[case.name] = problem
+    if not args.only and not args.no_torch:
+        known = {c.name for c in wanted_valid} | {c.name for c in wanted_invalid}
+        for folder in sorted(out.iterdir()):
+            if folder.is_dir() and (folder / "case.json").exists() and folder.name not in known:
+                shutil.rmtree(folder)
+    manifest = {"format": "sinr 2.0 conformance vectors", "generator": "tests/conformance/make_vectors.py",
+                "cases": {}}
+    for folder in sorted(out.iterdir()):
+        if folder.is_dir() and (folder / "case.json").exists():
+            kind = json.loads((folder / "case.json").read_text())["kind"]
+            manifest["cases"][folder.name] = {"kind": kind, "files": {f.name: file_digest(f)
+                                                                      for f in sorted(folder.iterdir())}}
+    write_json(out / "manifest.json", manifest)
+    if mismatches:
+        print(f"\n{len(mismatches)} invalid case(s) where scinrcodec's reader does not raise the expected error:")
+        for name, problem in mismatches.items():
+            print(f"  {name}: {problem}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The compiled codec alone: rANS primitives, tile streams, value models, geometry, checksum, SIREN."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scinrcodec.codec import rans
+from scinrcodec.codec.checksum import content_checksum, mix
+from scinrcodec.codec.geometry import ChunkGeometry, balanced_patch_nnz, plan_band_rows
+from scinrcodec.codec.models import (BIN_OFFSET_BITS, BIN_START, CONTEXT_EDGES, N_BINS, N_CONTEXTS, bin_of,
+                                     decoding_tables, frequencies)
+from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, LOG2_TABLE, OK, TRUNCATED, UNEXPECTED_BYTES,
+                                   UNUSED_CONTEXT, count_rows, decode_tiles, encode_tiles, symbol_bound)
+from scinrcodec.errors import CorruptFileError
+from scinrcodec.limits import MAX_COUNT, MAX_TILE_ENTRIES
+from scinrcodec.model.siren import EXPM1_TABLE, SINE_TABLE, prediction_of_output
+
+
+# ------------------------------------------------------------------------------------------- rANS
+
+def _code(symbols: list[tuple[int, int]]) -> np.ndarray:
+    starts = np.array([s for s, _ in symbols], dtype=np.int64)
+    freqs = np.array([f for _, f in symbols], dtype=np.int64)
+    out = np.zeros(2 * len(symbols) + 8, dtype=np.uint8)
+    n = rans.encode_symbols(starts, freqs, len(symbols), np.zeros_like(out), out, 0)
+    return out[:n]
+
+
+@given(st.lists(st.integers(0, 2**16 - 1), min_size=1, max_size=300), st.integers(1, 16))
+@settings(max_examples=60, deadline=None)
+def test_raw_bits_round_trip_and_cost(values, bits):
+    values = [v & ((1 << bits) - 1) for v in values]
+    buf = _code([((v << (16 - bits)), 1 << (16 - bits)) for v in values])
+    x, pos = rans.start_decoding(buf, 0, buf.size)
+    got = []
+    for _ in values:
+        v, x, pos = rans.decode_bits(x, buf, pos, buf.size, bits)
+        got.append(v)
+    assert got == values and x == rans.RANS_LOW and pos == buf.size
+    assert buf.size <= 4 + -(-len(values) * bits // 8) + 1  # raw bits cost exactly their width
+
+
+@given(st.lists(st.integers(0, 10**7), min_size=1, max_size=200), st.integers(2, 2**24))
+@settings(max_examples=80, deadline=None)
+def test_uniform_model_round_trip_any_size(values, size):
+    values = [v % size for v in values]
+    starts, freqs = np.zeros(3 * len(values), np.int64), np.zeros(3 * len(values), np.int64)
+    n = 0
+    for v in values:
+        n = rans.push_uniform(starts, freqs, n, v, size)
+    out = np.zeros(2 * n + 8, np.uint8)
+    length = rans.encode_symbols(starts, freqs, n, np.zeros_like(out), out, 0)
+    base, extra, inv_wide, inv_narrow, low_bits = rans.uniform_model(size)
+    x, pos = rans.start_decoding(out, 0, length)
+    for v in values:
+        got, x, pos = rans.decode_uniform(x, out, pos, length, base, extra, inv_wide, inv_narrow, low_bits)
+        assert got == v
+    assert x == rans.RANS_LOW and pos == length
+
+
+def test_quotient_model_is_dyadic_and_escapes():
+    freqs = [rans.quotient_symbol(q)[1] for q in range(16)]
+    starts = [rans.quotient_symbol(q)[0] for q in range(16)]
+    assert sum(freqs) == rans.PROB_SCALE and starts[0] == 0
+    assert all(starts[q] + freqs[q] == starts[q + 1] for q in range(15))
+    assert freqs[:15] == [2 ** (15 - q) for q in range(15)] and freqs[15] == 2
+    qs = [0, 1, 14, 15, 16, 29, 30, 31, 100, 1000]
+    s, f = np.zeros(400, np.int64), np.zeros(400, np.int64)
+    n = 0
+    for q in qs:
+        n = rans.push_quotient(s, f, n, q)
+    out = np.zeros(2 * n + 8, np.uint8)
+    length = rans.encode_symbols(s, f, n, np.zeros_like(out), out, 0)
+    x, pos = rans.start_decoding(out, 0, length)
+    for q in qs:
+        got, x, pos = rans.decode_quotient(x, out, pos, length)
+        assert got == q
+    assert x == rans.RANS_LOW and pos == length
+
+
+def test_truncated_and_bad_state_are_reported():
+    buf = _code([(0, 32768)] * 100 + [(0, 1)] * 50)
+    x, pos = rans.start_decoding(buf[:3], 0, 3)
+    assert pos == -1
+    bad = buf.copy()
+    bad[3] = 0xFF  # state >= 2**31
+    assert rans.start_decoding(bad, 0, bad.size)[1] == -1
+
+
+# ----------------------------------------------------------------------------------- value models
+
+def test_bins_cover_every_count_exactly():
+    u = np.concatenate([np.arange(5000), np.array([2**20, 2**24 + 12345, MAX_COUNT - 1])])
+    for value in u.tolist():
+        b, offset, bits = bin_of(value)
+        assert 0 <= b < N_BINS and bits == BIN_OFFSET_BITS[b] and 0 <= offset < (1 << bits) | 1
+        assert BIN_START[b] + offset == value
+    assert bin_of(MAX_COUNT - 1)[0] == N_BINS - 1
+
+
+def test_frequencies_exact_algorithm():
+    counts = np.zeros((3, N_BINS), np.int64)
+    counts[0, :3] = [700, 200, 100]
+    counts[1, 5] = 2**39
+    freqs = frequencies(counts)
+    assert freqs[0].sum() == 2**16 and freqs[1].sum() == 2**16 and not freqs[2].any()
+    spare = 2**16 - 3
+    expected = [1 + 700 * spare // 1000, 1 + 200 * spare // 1000, 1 + 100 * spare // 1000]
+    expected[0] += 2**16 - sum(expected)
+    assert freqs[0, :3].tolist() == expected
+    assert freqs[1, 5] == 2**16 and np.count_nonzero(freqs[1]) == 1
+    tie = np.zeros((1, N_BINS), np.int64)
+    tie[0, [3, 7, 9]] = [5, 5, 1]
+    assert frequencies(tie)[0, [3, 7, 9]].tolist() == [29790, 29788, 5958]  # leftover to the lowest top bin
+
+
+def test_decoding_tables_reject_bad_rows():
+    good = frequencies(np.eye(N_CONTEXTS, N_BINS, dtype=np.int64) * 10)
+    cum, lut, used = decoding_tables(good)
+    assert used.all() and cum[:, -1].tolist() == [2**16] * N_CONTEXTS
+    bad = good.copy()
+    bad[4, 0] -= 1
+    with pytest.raises(CorruptFileError):
+        decoding_tables(bad)
+
+
+def test_context_edges_are_platform_independent():
+    scaled = np.expm1(np.arange(N_CONTEXTS) / 4) * 2.0**20
+    assert np.all(np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
+    assert np.all(np.diff(CONTEXT_EDGES) > 0) and CONTEXT_EDGES[0] == 0
+
+
+# ------------------------------------------------------------------------------------ tile codec
+
+def _random_tiles(rng, n_tiles: int, densities=(0.005, 0.05, 0.3, 0.6, 0.95, 1.0)):
+    tiles = []
+    for _ in range(n_tiles):
+        h, w = int(rng.integers(1, 30)), int(rng.integers(1, 50))
+        k = int(rng.binomial(h * w, rng.choice(densities)))
+        positions = np.sort(rng.choice(h * w, k, replace=False)).astype(np.int64)
+        u = (rng.geometric(0.4, k) - 1).astype(np.int64)
+        big = rng.random(k) < 0.03
+        u[big] = rng.integers(0, MAX_COUNT - 1, int(big.sum()))
+        tiles.append((h, w, positions, u))
+    return tiles
+
+
+def _encode(tiles, gene_terms, cell_terms, code_values=True):
+    k = np.array([t[2].size for t in tiles], np.int64)
+    n = np.array([t[0] * t[1] for t in tiles], np.int64)
+    positions = np.concatenate([t[2] for t in tiles])
+    u = np.concatenate([t[3] for t in tiles])
+    rows = np.concatenate([t[2] // t[1] for t in tiles])
+    cols = np.concatenate([t[2] % t[1] for t in tiles])
+    contexts = np.clip((gene_terms[rows] + cell_terms[cols]) >> 2, 0, N_CONTEXTS - 1)
+    hist = np.zeros((N_CONTEXTS, N_BINS), np.int64)
+    np.add.at(hist, (contexts, [bin_of(int(v))[0] for v in u]), 1)
+    cum, lut, used = decoding_tables(frequencies(hist))
+    bound = symbol_bound(k, n, code_values)
+    out = np.zeros(int((2 * bound + 4).sum()), np.uint8)
+    lengths, _, _ = encode_tiles(k, n, positions, u, contexts, cum, code_values, int(bound.max()), out, LOG2_TABLE)
+    return out, lengths, k, (cum, lut, used)
+
+
+def _decode(out, lengths, tiles, k, models, gene_terms, cell_terms, want_row=-1, want_col=-1, mask=None, mode=0):
+    n_tiles = len(tiles)
+    zero = np.zeros(n_tiles, np.int64)
+    h = np.array([t[0] for t in tiles], np.int64)
+    w = np.array([t[1] for t in tiles], np.int64)
+    cum, lut, used = models
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    out_start = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
+    total = int(k.sum())
+    rows, cols, vals = np.zeros(total, np.int64), np.zeros(total, np.int64), np.zeros(total, np.int64)
+    counts, status = np.zeros(n_tiles, np.int64), np.zeros(n_tiles, np.int64)
+    decode_tiles(out, offsets, lengths, k, h, w, zero, zero, zero, w, zero, zero - 1, gene_terms, cell_terms,
+                 cum[None].astype(np.int32), lut[None], used[None], np.zeros((1, 3), np.int64), np.ones((1, 2)),
+                 np.zeros((1, 6), np.int64), np.zeros(1, np.int64), mode, 0, want_row, want_col,
+                 np.zeros(0, bool) if mask is None else mask, out_start, rows, cols, vals, counts, status)
+    return rows, cols, vals, counts, status, out_start
+
+
+def test_tiles_round_trip_every_density():
+    rng = np.random.default_rng(7)
+    gene_terms, cell_terms = rng.integers(-40, 150, 30), rng.integers(-30, 30, 50)
+    tiles = _random_tiles(rng, 400)
+    out, lengths, k, models = _encode(tiles, gene_terms, cell_terms)
+    rows, cols, vals, counts, status, _ = _decode(out, lengths, tiles, k, models, gene_terms, cell_terms)
+    assert (status == OK).all() and np.array_equal(counts, k)
+    assert np.array_equal(rows, np.concatenate([t[2] // t[1] for t in tiles]))
+    assert np.array_equal(cols, np.concatenate([t[2] % t[1] for t in tiles]))
+    assert np.array_equal(vals, np.concatenate([t[3] for t in tiles]) + 1)
+    assert all(length == 0 for length, t in zip(lengths, tiles) if t[2].size == 0)
+
+
+def test_filtered_reads_match_full_decode():
+    rng = np.random.default_rng(3)
+    gene_terms, cell_terms = rng.integers(-40, 150, 30), rng.integers(-30, 30, 50)
+    tiles = _random_tiles(rng, 60)
+    out, lengths, k, models = _encode(tiles, gene_terms, cell_terms)
+    full = _decode(out, lengths, tiles, k, models, gene_terms, cell_terms)
+    mask = rng.random(50) < 0.3
+    for want_row, want_col, m in ((3, -1, None), (-1, 7, None), (2, 5, None), (-1, -1, mask)):
+        rows, cols, vals, counts, status, start = _decode(out, lengths, tiles, k, models, gene_terms, cell_terms,
+                                                          want_row, want_col, m)
+        assert (status == OK).all()
+        keep = np.ones(full[0].size, bool)
+        if want_row >= 0:
+            keep &= full[0] == want_row
+        if want_col >= 0:
+            keep &= full[1] == want_col
+        if m is not None:
+            keep &= m[full[1]]
+        written = np.concatenate([np.arange(s, s + c) for s, c in zip(start, counts)]).astype(np.int64)
+        assert np.array_equal(vals[written], full[2][keep]) and np.array_equal(cols[written], full[1][keep])
+
+
+def test_count_rows_matches_positions():
+    rng = np.random.default_rng(5)
+    gene_terms, cell_terms = rng.integers(0, 90, 30), rng.integers(-5, 5, 50)
+    tiles = _random_tiles(rng, 80)
+    out, lengths, k, _ = _encode(tiles, gene_terms, cell_terms)
+    counts = np.zeros(30, np.int64)
+    status = np.zeros(len(tiles), np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    h = np.array([t[0] for t in tiles], np.int64)
+    w = np.array([t[1] for t in tiles], np.int64)
+    count_rows(out, offsets, lengths, k, h, w, np.zeros(len(tiles), np.int64), counts, status)
+    expected = np.bincount(np.concatenate([t[2] // t[1] for t in tiles]), minlength=30)
+    assert (status == OK).all() and np.array_equal(counts, expected)
+
+
+def test_damaged_streams_are_detected():
+    rng = np.random.default_rng(11)
+    gene_terms, cell_terms = rng.integers(0, 90, 30), rng.integers(-5, 5, 50)
+    tiles = [t for t in _random_tiles(rng, 200, densities=(0.05, 0.3)) if t[2].size > 20][:100]
+    out, lengths, k, models = _encode(tiles, gene_terms, cell_terms)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    caught = 0
+    for t in range(len(tiles)):
+        for byte in (0, 4, int(lengths[t]) - 1):
+            bad = out.copy()
+            bad[offsets[t] + byte] ^= 0x5A
+            status = _decode(bad, lengths, tiles, k, models, gene_terms, cell_terms)[4]
+            caught += status[t] != OK
+    assert caught >= 0.97 * 3 * len(tiles)  # the end-of-stream state check catches nearly all
+    short = lengths.copy()
+    short[0] -= 1
+    status = _decode(out, short, tiles, k, models, gene_terms, cell_terms)[4]
+    assert status[0] in (TRUNCATED, BAD_ENDING, BEYOND_TILE, UNUSED_CONTEXT)
+    assert {TRUNCATED, BAD_ENDING, BEYOND_TILE, UNUSED_CONTEXT, UNEXPECTED_BYTES} - {OK} == \
+        {TRUNCATED, BAD_ENDING, BEYOND_TILE, UNUSED_CONTEXT, UNEXPECTED_BYTES}
+
+
+# --------------------------------------------------------------------------------------- geometry
+
+def test_geometry_plans_and_checks():
+    row_nnz = np.array([900, 500, 300, 200, 50, 40, 10, 1, 1, 0])
+    band_rows = plan_band_rows(row_nnz, 800)
+    assert band_rows[0] == 0 and np.all(np.diff(band_rows) > 0)
+    g = ChunkGeometry.plan(band_rows, row_nnz[:9], 100, 64)
+    assert g.n_rows == 9 and g.tile_starts[-1] == g.n_tiles
+    band, row, height, first, width = g.tiles()
+    assert np.all(height * width <= MAX_TILE_ENTRIES) and np.all(first + width <= 100)
+    ChunkGeometry.checked(g.row_starts, g.widths, 9, 100, what="t")
+    with pytest.raises(CorruptFileError):
+        ChunkGeometry.checked(g.row_starts, g.widths, 10, 100, what="t")
+    with pytest.raises(CorruptFileError):
+        ChunkGeometry.checked(g.row_starts, g.widths * 0, 9, 100, what="t")
+    assert balanced_patch_nnz(10**9, 256) > balanced_patch_nnz(10**6, 256)
+
+
+# ------------------------------------------------------------------------------- checksum, SIREN
+
+def test_content_checksum_is_order_independent_and_sensitive():
+    rng = np.random.default_rng(2)
+    g, c, v = rng.integers(0, 2**31 - 1, 1000), rng.integers(0, 2**31 - 1, 1000), rng.integers(1, 2**31 - 1, 1000)
+    total = content_checksum(g, c, v)
+    order = rng.permutation(1000)
+    assert content_checksum(g[order], c[order], v[order]) == total
+    v2 = v.copy()
+    v2[5] += 1
+    assert content_checksum(g, c, v2) != total
+    assert content_checksum(c, g, v) != total
+    assert int(mix(np.uint64(0))) == 0xE220A8397B1DCDAF  # splitmix64's first output for seed 0
+
+
+def test_siren_tables_are_exact():
+    scaled = np.sin(2 * np.pi * np.arange(4096) / 4096) * 4096
+    assert np.array_equal(SINE_TABLE, np.round(scaled))
+    assert EXPM1_TABLE[0] == 0 and EXPM1_TABLE[-1] == MAX_COUNT and np.all(np.diff(EXPM1_TABLE) >= 0)
+    assert prediction_of_output(2, 0.0, 1.0, -5000) == 1
+    assert prediction_of_output(0, 0.0, 1.0, 4096 * 7) == 7
+    assert prediction_of_output(0, 0.0, 1.0, 4096 * 7 + 2048) == 8  # ties round to even
+    assert prediction_of_output(0, 0.0, 1.0, 4096 * 6 + 2048) == 6

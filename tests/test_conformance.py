@@ -1,0 +1,278 @@
+"""Conformance vectors (tests/conformance/): scinrcodec must decode every valid vector to its
+expected.npz and names.json, and refuse every invalid one with exactly the error its
+expected_error.json names; and make_vectors.py must reproduce every vector byte for byte.
+
+Invalid vectors go through the whole read path (open, both full decodes, every name list,
+verify) from a path, from bytes and from a file object; any exception that is not the expected
+SinrError subclass fails the test.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scinrcodec
+from scinrcodec import errors
+
+HERE = Path(__file__).resolve().parent
+VECTORS = HERE / "conformance"
+GENERATOR = VECTORS / "make_vectors.py"
+MEMORY_LIMIT = 2 << 30  # bytes of address space for the memory-limited cases
+
+# Invalid vectors that the reader does not refuse as it should: each stays a strict xfail until the
+# reader is fixed (then the xfail fails and this entry must go).
+READER_BUGS = {
+    "matrix_name_not_a_string": (
+        "read/matrix.py SinrMatrix.__init__: set() over the matrices' names raises TypeError "
+        "(unhashable type: 'list') when a name is a list or map, instead of CorruptFileError"),
+    "chunk_header_n_cells_float": (
+        "read/index.py MatrixIndex._load_chunk: the header's n_cells and nnz are compared with != "
+        "only, so a float 40.0 (or True for 1) is accepted instead of refused as a malformed field"),
+}
+
+
+def _cases(kind: str) -> list[str]:
+    if not VECTORS.is_dir():
+        return []
+    return sorted(d.name for d in VECTORS.iterdir()
+                  if (d / "case.json").is_file() and json.loads((d / "case.json").read_text())["kind"] == kind)
+
+
+VALID = _cases("valid")
+INVALID = _cases("invalid")
+
+
+def _load(name: str, file: str):
+    return json.loads((VECTORS / name / file).read_text())
+
+
+def _expected(name: str) -> dict[str, np.ndarray]:
+    with np.load(VECTORS / name / "expected.npz", allow_pickle=False) as z:
+        return {key: z[key] for key in ("shape", "genes", "cells", "values")}
+
+
+def _sorted_coo(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    coo = matrix.tocoo()
+    rows, cols, data = (np.asarray(x, np.int64) for x in (coo.row, coo.col, coo.data))
+    order = np.lexsort((cols, rows))
+    return rows[order], cols[order], data[order]
+
+
+def check_valid(folder: Path, *, memory_limited: bool) -> None:
+    """Everything a reader must get right about one valid vector. With memory_limited, reads that
+    allocate per gene (a genes x cells CSR, a dense cell column) are skipped."""
+    name = folder.name
+    exp = _expected(name)
+    names = _load(name, "names.json")
+    case = _load(name, "case.json")
+    shape = tuple(int(x) for x in exp["shape"])
+    genes, cells, values = exp["genes"], exp["cells"], exp["values"]
+    blob = (folder / "matrix.sinr").read_bytes()
+    m = scinrcodec.open(folder / "matrix.sinr")
+    assert m.shape == shape and m.nnz == values.size and m.mode == case["mode"] and m.max_error == case["max_error"]
+
+    for layout in ("csc",) if memory_limited else ("csc", "csr"):
+        got = _sorted_coo(m.to_scipy(layout=layout))
+        assert all(np.array_equal(a, b) for a, b in zip(got, (genes, cells, values))), f"{name}: {layout} decode"
+    for source in (blob, io.BytesIO(blob)):  # bytes in memory and a file object read the same
+        got = _sorted_coo(scinrcodec.open(source).to_scipy(layout="csc"))
+        assert all(np.array_equal(a, b) for a, b in zip(got, (genes, cells, values)))
+
+    assert {"gene_ids": m.gene_ids, "gene_names": m.gene_names, "feature_types": m.feature_types,
+            "cell_names": m.cell_names} == names
+
+    # entries: nonzeros spread over the matrix, and zeros next to them
+    lookup = dict(zip(zip(genes.tolist(), cells.tolist()), values.tolist()))
+    picks = np.unique(np.linspace(0, values.size - 1, min(values.size, 40)).astype(np.int64)) if values.size else []
+    for idx in picks:
+        g, c = int(genes[idx]), int(cells[idx])
+        assert m[g, c] == values[idx]
+        for gg, cc in ((g, (c + 1) % shape[1]), ((g + 1) % shape[0], c)):
+            assert m[gg, cc] == lookup.get((gg, cc), 0)
+    if shape[0] and shape[1]:
+        assert m[shape[0] - 1, shape[1] - 1] == lookup.get((shape[0] - 1, shape[1] - 1), 0)
+        assert m[0, 0] == lookup.get((0, 0), 0)
+
+    # genes (rows over cells): a few expressed ones, the last gene, and an unexpressed one if any
+    expressed = np.unique(genes)
+    rows = set(expressed[np.linspace(0, expressed.size - 1, min(expressed.size, 4)).astype(np.int64)].tolist()) \
+        if expressed.size else set()
+    rows.update([shape[0] - 1] if shape[0] else [])
+    unexpressed = np.setdiff1d(np.arange(min(shape[0], expressed.size + 1)), expressed)
+    rows.update(unexpressed[:1].tolist())
+    for g in sorted(rows):
+        dense = np.zeros(shape[1], np.int64)
+        dense[cells[genes == g]] = values[genes == g]
+        assert np.array_equal(m.gene(g), dense), f"{name}: gene {g}"
+
+    # cells (columns over genes), and one submatrix
+    if not memory_limited and shape[1]:
+        for c in sorted({0, shape[1] // 2, shape[1] - 1} | set(cells[:1].tolist())):
+            dense = np.zeros(shape[0], np.int64)
+            dense[genes[cells == c]] = values[cells == c]
+            assert np.array_equal(m.cell(c), dense), f"{name}: cell {c}"
+    if shape[0] and shape[1]:
+        sub_genes = np.unique(np.concatenate([genes[:3], [shape[0] - 1]])).astype(np.int64)
+        sub_cells = np.unique(np.concatenate([cells[:3], [0, shape[1] - 1]])).astype(np.int64)
+        block = m[sub_genes, sub_cells].toarray()
+        want = np.array([[lookup.get((g, c), 0) for c in sub_cells.tolist()] for g in sub_genes.tolist()])
+        assert np.array_equal(block, want)
+
+    # names as keys
+    if names["gene_ids"] and expressed.size:
+        g = int(expressed[0])
+        if names["gene_ids"].count(names["gene_ids"][g]) == 1 and (names["gene_names"] or []).count(
+                names["gene_ids"][g]) <= 1:
+            assert np.array_equal(m.gene(names["gene_ids"][g]), m.gene(g))
+    if names["cell_names"] and values.size:
+        c = int(cells[0])
+        if names["cell_names"].count(names["cell_names"][c]) == 1:
+            assert m.get(int(genes[0]), names["cell_names"][c]) == values[0]
+            if not memory_limited:
+                assert np.array_equal(m.cell(names["cell_names"][c]), m.cell(c))
+
+    for key in case.get("stats_dropped", []):
+        assert key not in m.stats
+    if case.get("stats_dropped"):
+        assert {"position_bits", "value_bits"} <= set(m.stats)
+        assert all(np.isfinite(v) for v in m.stats.values())
+
+    report = m.verify()
+    assert report["nnz"] == values.size
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_vector(name):
+    case = _load(name, "case.json")
+    if not case.get("memory_limited"):
+        check_valid(VECTORS / name, memory_limited=False)
+        return
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS is enforced on Linux only")
+    # in a fresh process whose address space is capped: opening and decoding must not allocate per gene
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, __file__, "--memory-limited", str(VECTORS / name)],
+                         capture_output=True, text=True, timeout=300, cwd=HERE.parent, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _outcome(source) -> Exception | None:
+    try:
+        m = scinrcodec.open(source)
+        m.to_scipy(layout="csc")
+        m.to_scipy()
+        _ = m.gene_ids, m.gene_names, m.feature_types, m.cell_names
+        m.verify()
+    except Exception as exc:  # noqa: BLE001 - the test judges which exception it is
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=READER_BUGS[n]))
+                                  if n in READER_BUGS else n for n in INVALID])
+def test_invalid_vector(name):
+    expected = _load(name, "expected_error.json")
+    cls = getattr(errors, expected["error"])
+    path = VECTORS / name / "matrix.sinr"
+    blob = path.read_bytes()
+    for source in (path, blob, io.BytesIO(blob)):
+        exc = _outcome(source)
+        assert exc is not None, f"{name}: read without error"
+        assert type(exc) is cls, f"{name}: {type(exc).__name__}: {exc}"
+        assert expected["message_contains"] in str(exc), f"{name}: {exc}"
+        for fragment in expected.get("message_contains_all", []):
+            assert fragment in str(exc), f"{name}: {exc}"
+
+
+def test_vector_folders_are_complete():
+    """Every case has its files, and the manifest names exactly the files on disk."""
+    assert VALID and INVALID
+    manifest = json.loads((VECTORS / "manifest.json").read_text())
+    assert sorted(manifest["cases"]) == sorted(VALID + INVALID)
+    for name, entry in manifest["cases"].items():
+        folder = VECTORS / name
+        need = {"matrix.sinr", "case.json"} | ({"expected.npz", "names.json"} if entry["kind"] == "valid"
+                                               else {"expected_error.json"})
+        assert {f.name for f in folder.iterdir()} == need
+        for file, digest in entry["files"].items():
+            data = (folder / file).read_bytes()
+            assert digest == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, f"{name}/{file}"
+    for name in INVALID:
+        expected = _load(name, "expected_error.json")
+        assert expected["error"] in ("CorruptFileError", "FormatError", "UnsupportedVersionError")
+
+
+def test_parse_and_rebuild_round_trip():
+    """The generator's file surgery helpers rebuild every valid vector byte for byte (so each invalid
+    vector differs from its base only by its edit)."""
+    sys.path.insert(0, str(VECTORS))
+    try:
+        import make_vectors as mv
+    finally:
+        sys.path.remove(str(VECTORS))
+    for name in VALID:
+        blob = (VECTORS / name / "matrix.sinr").read_bytes()
+        assert mv.build_file(mv.parse_file(blob)) == blob, name
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    """A fresh run of make_vectors.py (about 5 s: every case, torch on one CPU thread; without torch,
+    the SIREN cases are skipped)."""
+    out = tmp_path_factory.mktemp("vectors")
+    args = [sys.executable, str(GENERATOR), "--out", str(out)]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        args.append("--no-torch")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    run = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out
+
+
+def _differences(out: Path, needs_torch: bool) -> list[str]:
+    diffs = []
+    for name in VALID + INVALID:
+        if _load(name, "case.json").get("needs_torch", False) != needs_torch:
+            continue
+        if not (out / name).is_dir():
+            if needs_torch:
+                pytest.skip("torch is not installed: the SIREN vectors were not regenerated")
+            diffs.append(f"{name}: not regenerated")
+            continue
+        for file in sorted((VECTORS / name).iterdir()):
+            fresh = out / name / file.name
+            if not fresh.exists() or fresh.read_bytes() != file.read_bytes():
+                diffs.append(f"{name}/{file.name}")
+    return diffs
+
+
+def test_vectors_are_reproducible(regenerated):
+    """Every vector that needs no SIREN fit is reproduced byte for byte."""
+    assert _differences(regenerated, needs_torch=False) == []
+
+
+def test_siren_vectors_are_reproducible(regenerated):
+    """The vectors with a SIREN fit (torch, CPU, one thread) are reproduced byte for byte too; a
+    different CPU or torch build could round a trained weight differently (then regenerate them)."""
+    assert _differences(regenerated, needs_torch=True) == []
+    manifest = (regenerated / "manifest.json").read_bytes()
+    assert manifest == (VECTORS / "manifest.json").read_bytes()
+
+
+if __name__ == "__main__":  # the memory-limited check, run by test_valid_vector in a capped process
+    if sys.argv[1:2] == ["--memory-limited"]:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        check_valid(Path(sys.argv[2]), memory_limited=True)
+        print("ok")
