@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SinrError
-from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
+from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT
 
 
 def _encode(args: argparse.Namespace) -> None:
@@ -105,6 +105,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _max_error(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_ERROR_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_ERROR_LIMIT:,}, not {value:,}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one `sinr: error:` line with status 1, like every other failure."""
 
@@ -125,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--pattern-as-ones", action="store_true",
                      help="read a Matrix Market 'pattern' file (positions without values) as counts of 1")
     mode = enc.add_mutually_exclusive_group()
-    mode.add_argument("--max-error", type=_positive, metavar="E",
+    mode.add_argument("--max-error", type=_max_error, metavar="E",
                       help="near-lossless: every entry within E of the input, zeros exact")
     mode.add_argument("--inr-only", action="store_true",
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")

@@ -21,7 +21,8 @@ from ..limits import MAX_COUNT, MAX_DIMENSION, MAX_NAME_BYTES
 
 @dataclass
 class CellBlock:
-    """Cells start .. start + n_cells - 1 as CSC arrays (genes x cells), validated."""
+    """Cells start .. start + n_cells - 1 as CSC arrays (genes x cells), validated. The arrays may
+    share memory with the source: read them, do not write them."""
 
     start: int
     indptr: np.ndarray  # int64 [n_cells + 1], from 0
@@ -148,10 +149,20 @@ def check_shape(shape, what: str) -> tuple[int, int]:
     return n_genes, n_cells
 
 
+def _steps_within_cells(genes: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Gene index differences of consecutive entries, 1 where a new cell starts: all positive when
+    every cell's genes ascend without repeats."""
+    steps = np.diff(genes)
+    cuts = indptr[1:-1]
+    steps[cuts[(cuts > 0) & (cuts < genes.size)] - 1] = 1
+    return steps
+
+
 def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) -> CellBlock:
     """Check one CSC block of cells fully and return it in canonical form (zeros dropped, genes
     ascending within each cell). Refuses non-integers, negatives, values above MAX_COUNT, indices
-    outside the shape, decreasing index pointers and duplicate coordinates."""
+    outside the shape, decreasing index pointers and duplicate coordinates. Its temporaries are
+    about 16 bytes a nonzero beyond the result, as a block may hold millions."""
     indptr = np.asarray(indptr)
     genes = np.asarray(genes)
     values = np.asarray(values)
@@ -184,19 +195,18 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
         raise InvalidInputError(f"{cells}: contains values above {MAX_COUNT:,}")
     if genes.size and (genes.min() < 0 or genes.max() >= n_genes):
         raise InvalidInputError(f"{cells}: a gene index lies outside 0..{n_genes - 1:,}")
-    genes = genes.astype(np.int64)
-    values = values.astype(np.int64)
-    cell_of = np.repeat(np.arange(n_cells), np.diff(indptr))
-    same_cell = np.diff(cell_of) == 0
-    steps = np.diff(genes)
-    if np.any(steps[same_cell] < 0):  # unsorted within some cell: sort by (cell, gene)
-        order = np.lexsort((genes, cell_of))
+    genes = genes.astype(np.int64, copy=False)
+    values = values.astype(np.int64, copy=False)
+    steps = _steps_within_cells(genes, indptr)
+    if steps.size and steps.min() < 0:  # unsorted within some cell: sort by (cell, gene)
+        order = np.lexsort((genes, np.repeat(np.arange(n_cells), np.diff(indptr))))
         genes, values = genes[order], values[order]
-        steps = np.diff(genes)
-    if np.any(steps[same_cell] == 0):
+        steps = _steps_within_cells(genes, indptr)
+    if steps.size and steps.min() == 0:
         raise InvalidInputError(f"{cells}: holds the same (gene, cell) coordinate twice")
-    keep = values != 0
-    if not keep.all():
+    if values.size and values.min() == 0:
+        keep = values != 0
+        cell_of = np.repeat(np.arange(n_cells), np.diff(indptr))
         genes, values = genes[keep], values[keep]
         indptr = np.concatenate([[0], np.cumsum(np.bincount(cell_of[keep], minlength=n_cells))])
     return CellBlock(start, indptr, genes, values)

@@ -152,6 +152,8 @@ class PatchSiren:
             if not 0 <= shift <= MAX_SIREN_SHIFT or max(abs(w_mult), abs(b_mult)) >= MAX_SIREN_MULTIPLIER:
                 raise CorruptFileError("SIREN layer scaling is out of range")
             block = parameters[used: used + n_out * n_in + n_out]
+            if block.size and np.abs(block).max() >= 1 << (meta["bits"] - 1):
+                raise CorruptFileError("SIREN parameters exceed their declared bit depth")
             layers.append(IntegerLayer(block[: n_out * n_in].reshape(n_out, n_in), block[n_out * n_in:],
                                        w_mult, b_mult, shift))
             used += block.size

@@ -36,11 +36,13 @@ def _int(header: dict, key: str, low: int, high: int, what: str) -> int:
 class SectionReader:
     """Reads sections of one table from a source, verifying each CRC the first time."""
 
-    def __init__(self, source: ByteSource, table: dict[str, SectionRef], sizes: Sizes, specs: dict, what: str):
-        self.source, self.table, self.sizes, self.specs, self.what = source, table, sizes, specs, what
+    def __init__(self, source: ByteSource, table: dict[str, SectionRef], sizes: Sizes, specs: dict, what: str,
+                 *, newer_minor: bool = False):
         unknown = set(table) - set(specs)
-        if unknown:
+        if unknown and not newer_minor:
             raise CorruptFileError(f"{what}: unknown section(s) {sorted(unknown)}")
+        table = {name: ref for name, ref in table.items() if name in specs}  # a newer minor's additions
+        self.source, self.table, self.sizes, self.specs, self.what = source, table, sizes, specs, what
         missing = [name for name, spec in specs.items() if spec.required and name not in table]
         if missing:
             raise CorruptFileError(f"{what}: missing section(s) {missing}")
@@ -102,7 +104,7 @@ class Chunk:
 class MatrixIndex:
     """A matrix's footer header, checked field by field and against its sections."""
 
-    def __init__(self, source: ByteSource, header, *, body_end: int, what: str) -> None:
+    def __init__(self, source: ByteSource, header, *, body_end: int, what: str, newer_minor: bool = False) -> None:
         if not isinstance(header, dict):
             raise CorruptFileError(f"{what}: matrix header is not a map")
         self.source = source
@@ -139,7 +141,8 @@ class MatrixIndex:
         self.header = header
         table = parse_section_table(header.get("sections"), low=16, high=body_end, what=what)
         sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
-        self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what)
+        self.newer_minor = newer_minor
+        self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what, newer_minor=newer_minor)
         if names_are_ids and (self.sections.has("names.gene_names") or not self.sections.has("names.gene_ids")):
             raise CorruptFileError(f"{what}: 'gene_names_are_ids' contradicts the name sections")
         index = self.sections.get("chunks.index").reshape(self.n_chunks, len(CHUNK_INDEX_FIELDS)).astype(np.int64)
@@ -228,7 +231,7 @@ class MatrixIndex:
         if crc32(raw) != header_crc:
             raise CorruptFileError(f"{what}: header checksum mismatch (file is corrupt)")
         header = unpack_header(raw, MAX_CHUNK_HEADER_BYTES, what=f"{what} header")
-        if header.get("n_cells") != n_cells or header.get("nnz") != nnz:
+        if _int(header, "n_cells", 0, MAX_DIMENSION, what) != n_cells or _int(header, "nnz", 0, 2**63 - 1, what) != nnz:
             raise CorruptFileError(f"{what}: header contradicts the chunk index")
         n_rows = _int(header, "n_rows", 0, self.n_genes, what)
         checksum = _int(header, "checksum", 0, 2**64 - 1, what)
@@ -240,7 +243,8 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: {n_bands} bands for {n_rows} rows")
         table = parse_section_table(header.get("sections"), low=body, high=offset + block_length, what=what,
                                     base=body)
-        reader = SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands), CHUNK_SECTIONS, what)
+        reader = SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands), CHUNK_SECTIONS, what,
+                               newer_minor=self.newer_minor)
         if reader.has("cells.names") != self.has_cell_names:
             raise CorruptFileError(f"{what}: cell names contradict the matrix's 'has_cell_names'")
         if reader.has("values.counts") == (self.mode == "inr-only"):

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..errors import CorruptFileError, SinrIndexError, SinrKeyError
 from ..io.matrix import CountMatrix
-from ..storage.container import read_footer
+from ..storage.container import MINOR_VERSION, read_footer
 from ..storage.source import ByteSource, open_source
 from .assemble import cell_major, gene_major
 from .decode import decode_batch, gather
@@ -32,6 +32,8 @@ class SinrMatrix:
         if not isinstance(matrices, list) or not matrices:
             raise CorruptFileError(f"{self.source}: footer lists no matrix")
         names = [m.get("name") if isinstance(m, dict) else None for m in matrices]
+        if not all(isinstance(n, str) for n in names):
+            raise CorruptFileError(f"{self.source}: a matrix of the footer has no name")
         if len(set(names)) != len(names):
             raise CorruptFileError(f"{self.source}: two matrices share a name")
         if matrix is None:
@@ -42,7 +44,8 @@ class SinrMatrix:
             raise SinrKeyError(f"{self.source}: no matrix named {matrix!r} (it holds {', '.join(map(str, names))})")
         self.version = footer.version
         self.footer = content
-        self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source)
+        self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source,
+                                  newer_minor=footer.version[1] > MINOR_VERSION)
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}

@@ -238,7 +238,7 @@ def read_footer(source: ByteSource) -> Footer:
     length, footer_crc, trailer_reserved, end_magic = TRAILER.unpack(bytes(source.read(source.size - TRAILER.size,
                                                                                        TRAILER.size)))
     if end_magic != END_MAGIC:
-        raise CorruptFileError(f"{name}: truncated .sinr file (no trailer at its end)")
+        raise CorruptFileError(f"{name}: no .sinr trailer at its end (the file is truncated or has bytes appended)")
     if reserved or trailer_reserved:
         raise CorruptFileError(f"{name}: reserved fields of the preamble or trailer are not zero")
     offset = source.size - TRAILER.size - length
