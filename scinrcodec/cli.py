@@ -33,7 +33,8 @@ def _encode(args: argparse.Namespace) -> None:
     options = dict(mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz, patch_nnz=args.patch_nnz,
                    chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
                    hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
-                   coordinates=args.coordinates, device=args.device, jobs=args.jobs, progress=not args.quiet)
+                   coordinates=args.coordinates, device=args.device, jobs=args.jobs,
+                   progress=not args.quiet and sys.stderr.isatty())
     started = time.perf_counter()
     result = encode(source, args.output, force=args.force, **options)
     seconds = time.perf_counter() - started
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--normalisation", choices=["none", "minmax", "log"], default="log")
     enc.add_argument("--coordinates", choices=["isotropic", "per-axis"], default="isotropic")
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
-    enc.add_argument("--quiet", action="store_true", help="no progress bar")
+    enc.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     enc.set_defaults(run=_encode)
 
     dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")

@@ -196,6 +196,95 @@ def _value_at(buf, pos, end, x, ctx, cum, lut):
 
 
 @njit(**JIT)
+def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut, used, siren, siren_spec, siren_norm,
+                 siren_layers, siren_params, gene_terms, cell_terms, mode, max_error, want_row, want_col, col_mask,
+                 scratch, work, out_rows, out_cols, out_values, written):
+    """Decode one tile (see decode_tiles), writing its kept triples from `written` on.
+    Returns (triples written, status). scratch holds six arrays of at least k items."""
+    positions, zeros, rows, cols, contexts, keep = scratch
+    n = h * w
+    m = k if 2 * k <= n else n - k
+    if m == 0 and (k == 0 or mode == MODE_INR_ONLY):
+        if end != start:
+            return 0, UNEXPECTED_BYTES
+        x, pos = RANS_LOW, end
+    else:
+        x, pos = start_decoding(buf, start, end)
+        if pos < 0:
+            return 0, TRUNCATED
+    x, pos, st = _read_positions(buf, pos, end, x, k, n, positions, zeros)
+    if st != OK:
+        return 0, st
+    if mode == MODE_INR_ONLY and (x != RANS_LOW or pos != end):
+        return 0, BAD_ENDING
+    # which nonzeros to return: [lo, hi) in position order, further filtered by column
+    use_mask = col_mask.size > 0
+    lo, hi = 0, k
+    if want_row >= 0:
+        i = want_row - row0
+        lo = np.searchsorted(positions[:k], i * w)
+        hi = np.searchsorted(positions[:k], (i + 1) * w)
+    last = hi - 1
+    if want_col >= 0 or use_mask:
+        last = -1
+        for idx in range(lo, hi):
+            c = col0 + positions[idx] % w
+            if (want_col >= 0 and c == want_col) or (use_mask and col_mask[c]):
+                last = idx
+    whole = last == k - 1 and lo == 0
+    i = 0
+    row_end = w
+    for idx in range(last + 1):  # contexts (or --inr-only predictions) and which entries to keep
+        p = positions[idx]
+        while p >= row_end:
+            i += 1
+            row_end += w
+        j = p - (row_end - w)
+        c = col0 + j
+        rows[idx] = i
+        cols[idx] = c
+        keep[idx] = idx >= lo and (want_col < 0 or c == want_col) and (not use_mask or col_mask[c])
+        if siren < 0:
+            row = row0 + i
+            contexts[idx] = baseline_context((gene_terms[row] if row < gene_terms.size else 0) + cell_terms[c])
+        elif mode != MODE_INR_ONLY or keep[idx]:
+            y = siren_output(siren_layers, siren_params, siren_spec[siren, 0], siren_spec[siren, 1], i, first + j,
+                             h, n_cells, work)
+            if mode == MODE_INR_ONLY:
+                contexts[idx] = prediction_of_output(siren_spec[siren, 2], siren_norm[siren, 0], siren_norm[siren, 1], y)
+            else:
+                contexts[idx] = context_of_output(siren_spec[siren, 2], siren_norm[siren, 0], siren_norm[siren, 1], y)
+    step = 2 * max_error + 1
+    count = 0
+    for idx in range(last + 1):
+        if mode == MODE_INR_ONLY:
+            value = contexts[idx]
+        else:
+            ctx = contexts[idx]
+            if not used[ctx]:
+                return count, UNUSED_CONTEXT
+            code, x, pos = _value_at(buf, pos, end, x, ctx, cum, lut)
+            if pos < 0:
+                return count, TRUNCATED
+            value = code + 1 if mode == MODE_LOSSLESS else min(1 + code * step, MAX_COUNT)
+        if keep[idx]:
+            out_rows[written + count] = row0 + rows[idx]
+            out_cols[written + count] = cols[idx]
+            out_values[written + count] = value
+            count += 1
+    if whole and mode != MODE_INR_ONLY and (x != RANS_LOW or pos != end):
+        return count, BAD_ENDING
+    return count, OK
+
+
+@njit(**JIT)
+def tile_scratch(max_k: int):
+    size = max(max_k, 1)
+    return (np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64),
+            np.empty(size, np.int64), np.empty(size, np.bool_))
+
+
+@njit(**JIT)
 def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
                  tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, tile_col: np.ndarray,
                  tile_first: np.ndarray, tile_cells: np.ndarray, tile_model: np.ndarray, tile_siren: np.ndarray,
@@ -214,110 +303,18 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
     column, a non-empty col_mask the columns it marks. Values are decoded only up to the last
     nonzero kept; a tile decoded whole must end exactly where its coder ended.
     Tile t writes out_count[t] triples from out_start[t] and sets status[t]."""
-    n_tiles = tile_k.size
     max_k = 0
-    for t in range(n_tiles):
+    for t in range(tile_k.size):
         max_k = max(max_k, tile_k[t])
-    positions = np.empty(max(max_k, 1), dtype=np.int64)
-    zeros = np.empty(max(max_k, 1), dtype=np.int64)
-    rows = np.empty(max(max_k, 1), dtype=np.int64)
-    cols = np.empty(max(max_k, 1), dtype=np.int64)
-    contexts = np.empty(max(max_k, 1), dtype=np.int64)
-    keep = np.empty(max(max_k, 1), dtype=np.bool_)
+    scratch = tile_scratch(max_k)
     work = np.empty((2, MAX_SIREN_WIDTH_WORK), dtype=np.int64)
-    step = 2 * max_error + 1
-    use_mask = col_mask.size > 0
-    for t in range(n_tiles):
-        out_count[t] = 0
-        status[t] = OK
-        k = tile_k[t]
-        start = tile_offset[t]
-        end = start + tile_length[t]
-        h, w = tile_h[t], tile_w[t]
-        n = h * w
-        m = k if 2 * k <= n else n - k
-        if m == 0 and (k == 0 or mode == MODE_INR_ONLY):
-            if end != start:
-                status[t] = UNEXPECTED_BYTES
-                continue
-            x, pos = RANS_LOW, end
-        else:
-            x, pos = start_decoding(buf, start, end)
-            if pos < 0:
-                status[t] = TRUNCATED
-                continue
-        x, pos, st = _read_positions(buf, pos, end, x, k, n, positions, zeros)
-        if st != OK:
-            status[t] = st
-            continue
-        if mode == MODE_INR_ONLY and (x != RANS_LOW or pos != end):
-            status[t] = BAD_ENDING
-            continue
-        # which nonzeros to return: [lo, hi) in position order, further filtered by column
-        lo, hi = 0, k
-        if want_row >= 0:
-            i = want_row - tile_row[t]
-            lo = np.searchsorted(positions[:k], i * w)
-            hi = np.searchsorted(positions[:k], (i + 1) * w)
-        last = hi - 1
-        if want_col >= 0 or use_mask:
-            last = -1
-            for idx in range(lo, hi):
-                c = tile_col[t] + positions[idx] % w
-                if (want_col >= 0 and c == want_col) or (use_mask and col_mask[c]):
-                    last = idx
-        whole = last == k - 1 and lo == 0
+    for t in range(tile_k.size):
         model = tile_model[t]
-        model_cum, model_lut, model_used = cum[model], lut[model], used[model]
-        siren = tile_siren[t]
-        written = out_start[t]
-        if mode == MODE_INR_ONLY:
-            last = hi - 1 if want_col < 0 and not use_mask else last
-        i = 0
-        row_end = w
-        for idx in range(last + 1):  # contexts (or --inr-only predictions) and which entries to keep
-            p = positions[idx]
-            while p >= row_end:
-                i += 1
-                row_end += w
-            j = p - (row_end - w)
-            c = tile_col[t] + j
-            rows[idx] = i
-            cols[idx] = c
-            keep[idx] = idx >= lo and (want_col < 0 or c == want_col) and (not use_mask or col_mask[c])
-            if siren < 0:
-                row = tile_row[t] + i
-                contexts[idx] = baseline_context((gene_terms[row] if row < gene_terms.size else 0) + cell_terms[c])
-            elif mode != MODE_INR_ONLY or keep[idx]:
-                y = siren_output(siren_layers, siren_params, siren_spec[siren, 0], siren_spec[siren, 1], i,
-                                 tile_first[t] + j, h, tile_cells[t], work)
-                if mode == MODE_INR_ONLY:
-                    contexts[idx] = prediction_of_output(siren_spec[siren, 2], siren_norm[siren, 0],
-                                                         siren_norm[siren, 1], y)
-                else:
-                    contexts[idx] = context_of_output(siren_spec[siren, 2], siren_norm[siren, 0],
-                                                      siren_norm[siren, 1], y)
-        for idx in range(last + 1):
-            if mode == MODE_INR_ONLY:
-                value = contexts[idx]
-            else:
-                ctx = contexts[idx]
-                if not model_used[ctx]:
-                    status[t] = UNUSED_CONTEXT
-                    break
-                code, x, pos = _value_at(buf, pos, end, x, ctx, model_cum, model_lut)
-                if pos < 0:
-                    status[t] = TRUNCATED
-                    break
-                value = code + 1 if mode == MODE_LOSSLESS else min(1 + code * step, MAX_COUNT)
-            if keep[idx]:
-                out_rows[written] = tile_row[t] + rows[idx]
-                out_cols[written] = cols[idx]
-                out_values[written] = value
-                written += 1
-        out_count[t] = written - out_start[t]
-        if status[t] == OK and whole and mode != MODE_INR_ONLY and (x != RANS_LOW or pos != end):
-            status[t] = BAD_ENDING
+        out_count[t], status[t] = _decode_tile(
+            buf, tile_offset[t], tile_offset[t] + tile_length[t], tile_k[t], tile_h[t], tile_w[t], tile_row[t],
+            tile_col[t], tile_first[t], tile_cells[t], cum[model], lut[model], used[model], tile_siren[t],
+            siren_spec, siren_norm, siren_layers, siren_params, gene_terms, cell_terms, mode, max_error, want_row,
+            want_col, col_mask, scratch, work, out_rows, out_cols, out_values, out_start[t])
 
 
 @njit(**JIT)
@@ -354,3 +351,18 @@ def count_rows(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray
         w = tile_w[t]
         for idx in range(k):
             counts[tile_row[t] + positions[idx] // w] += 1
+
+
+@njit(**JIT)
+def decode_entry(buf: np.ndarray, start: int, end: int, k: int, h: int, w: int, row0: int, col0: int, first: int,
+                 n_cells: int, cum: np.ndarray, lut: np.ndarray, used: np.ndarray, siren: int, siren_spec: np.ndarray,
+                 siren_norm: np.ndarray, siren_layers: np.ndarray, siren_params: np.ndarray, gene_terms: np.ndarray,
+                 cell_terms: np.ndarray, mode: int, max_error: int, row: int, col: int) -> tuple[int, int]:
+    """(value, status) of the entry at (row, col) of one tile: the lean path of m[i, j], which reads
+    the tile's positions and its values only up to the entry's own."""
+    out = np.zeros(1, dtype=np.int64)
+    count, status = _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut, used, siren,
+                                 siren_spec, siren_norm, siren_layers, siren_params, gene_terms, cell_terms, mode,
+                                 max_error, row, col, np.zeros(0, np.bool_), tile_scratch(k),
+                                 np.empty((2, MAX_SIREN_WIDTH_WORK), dtype=np.int64), out, out, out, 0)
+    return (out[0] if count else 0), status

@@ -1,30 +1,30 @@
 """Whole-matrix decodes written straight into their final arrays.
 
-Chunks are decoded one after another (each with all threads), and each chunk's nonzeros are
-scattered into the output at their final place, so the peak memory is the result plus one
-chunk's scratch. Cell-major output (10x's CSC, AnnData's CSR) needs one pass: a chunk's cells are
-consecutive. Gene-major output (CSR genes x cells) first counts each row's nonzeros by decoding
-positions only.
+Chunks are decoded in parallel threads, one chunk per thread at a time; each thread scatters its
+chunk's nonzeros to their final places (the kernels release the GIL), so the peak memory is the
+result plus one chunk's scratch per thread. Cell-major output (10x's CSC, AnnData's CSR) needs one
+pass, since a chunk's cells are consecutive and its place in the output is known from the chunk
+index. Gene-major output (CSR genes x cells) first counts each chunk's nonzeros per row by
+decoding positions only. Every chunk's content checksum is verified on the way.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from ..codec.checksum import content_checksum
+from ..codec.checksum import mix
 from ..codec.rans import JIT
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from .decode import _buffer, _pool, decode_batch, gather
-from .index import MatrixIndex
+from .index import Chunk, MatrixIndex
 
 
 @njit(**JIT)
-def _scatter_by_cell(keys: np.ndarray, n_keys: int, rows: np.ndarray, cells: np.ndarray, values: np.ndarray,
-                     cursor: np.ndarray, first_cell: int, out_indices: np.ndarray, out_data: np.ndarray,
-                     index_of_row: np.ndarray) -> None:
-    """Visit nonzeros in ascending key order (a counting sort) and write each at its cell's cursor."""
+def _stable_counting_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
     starts = np.zeros(n_keys + 1, dtype=np.int64)
     for key in keys:
         starts[key + 1] += 1
@@ -34,42 +34,91 @@ def _scatter_by_cell(keys: np.ndarray, n_keys: int, rows: np.ndarray, cells: np.
     for idx in range(keys.size):
         order[starts[keys[idx]]] = idx
         starts[keys[idx]] += 1
-    for idx in order:
-        c = cells[idx] - first_cell
-        out_indices[cursor[c]] = index_of_row[rows[idx]]
-        out_data[cursor[c]] = values[idx]
-        cursor[c] += 1
+    return order
 
 
 @njit(**JIT)
-def _scatter_by_row(rows: np.ndarray, cells: np.ndarray, values: np.ndarray, first_cell: int, n_cells: int,
-                    cursor: np.ndarray, out_indices: np.ndarray, out_data: np.ndarray) -> None:
-    """Visit nonzeros in ascending cell order (a counting sort) and write each at its row's cursor."""
-    starts = np.zeros(n_cells + 1, dtype=np.int64)
-    for c in cells:
-        starts[c - first_cell + 1] += 1
-    for b in range(n_cells):
+def _place_by_cell(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
+                   n_cells: int, rank_of_row: np.ndarray, genes_of_row: np.ndarray, base: int, out_indptr: np.ndarray,
+                   out_indices: np.ndarray, out_data: np.ndarray) -> np.uint64:
+    """Write a chunk's nonzeros cell by cell (genes ascending in each) from `base`; return the
+    chunk's content checksum. Nonzeros are first moved into gene order (a counting sort that
+    carries them, so the second pass reads sequentially), then appended to their cells."""
+    n_keys = rank_of_row.size
+    starts = np.zeros(n_keys + 1, dtype=np.int64)
+    cursor = np.zeros(n_cells + 1, dtype=np.int64)
+    for idx in range(rows.size):
+        starts[rank_of_row[rows[idx]] + 1] += 1
+        cursor[cell_original[cols[idx]] - first_cell + 1] += 1
+    for b in range(n_keys):
         starts[b + 1] += starts[b]
-    order = np.empty(cells.size, dtype=np.int64)
-    for idx in range(cells.size):
-        c = cells[idx] - first_cell
-        order[starts[c]] = idx
-        starts[c] += 1
-    for idx in order:
+    cursor[0] = base
+    for c in range(n_cells):
+        cursor[c + 1] += cursor[c]
+        out_indptr[first_cell + c + 1] = cursor[c + 1]
+    by_gene_cell = np.empty(rows.size, dtype=np.int32)
+    by_gene_gene = np.empty(rows.size, dtype=np.int32)
+    by_gene_value = np.empty(rows.size, dtype=values.dtype)
+    for idx in range(rows.size):
+        row = rows[idx]
+        at = starts[rank_of_row[row]]
+        starts[rank_of_row[row]] = at + 1
+        by_gene_cell[at] = cell_original[cols[idx]] - first_cell
+        by_gene_gene[at] = genes_of_row[row]
+        by_gene_value[at] = values[idx]
+    checksum = np.uint64(0)
+    for idx in range(rows.size):
+        c = by_gene_cell[idx]
+        out_indices[cursor[c]] = by_gene_gene[idx]
+        out_data[cursor[c]] = by_gene_value[idx]
+        cursor[c] += 1
+        key = np.uint64(by_gene_gene[idx]) + (np.uint64(first_cell + c) << np.uint64(32))
+        checksum += mix(mix(key) ^ np.uint64(by_gene_value[idx]))
+    return checksum
+
+
+@njit(**JIT)
+def _place_by_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
+                  n_cells: int, genes_of_row: np.ndarray, cursor: np.ndarray, out_indices: np.ndarray,
+                  out_data: np.ndarray) -> np.uint64:
+    """Write a chunk's nonzeros at each row's cursor, cells ascending; return the checksum."""
+    local = np.empty(rows.size, dtype=np.int64)
+    for idx in range(rows.size):
+        local[idx] = cell_original[cols[idx]] - first_cell
+    checksum = np.uint64(0)
+    for idx in _stable_counting_order(local, n_cells):
         r = rows[idx]
-        out_indices[cursor[r]] = cells[idx]
+        cell = first_cell + local[idx]
+        out_indices[cursor[r]] = cell
         out_data[cursor[r]] = values[idx]
         cursor[r] += 1
+        key = np.uint64(genes_of_row[r]) + (np.uint64(cell) << np.uint64(32))
+        checksum += mix(mix(key) ^ np.uint64(values[idx]))
+    return checksum
 
 
-def _decode_chunk(index: MatrixIndex, c: int, jobs: int | None):
-    chunk = index.chunk(c)
-    rows, cols, values = decode_batch(index, gather(index, [(chunk, np.arange(chunk.geometry.n_tiles))]), jobs=jobs)
-    return chunk, rows, index.cell_original[cols], values
+def _for_each_chunk(index: MatrixIndex, jobs: int | None, work) -> None:
+    """Run work(chunk) for every chunk on `jobs` threads (chunks load in the calling thread)."""
+    chunks = [index.chunk(c) for c in range(index.n_chunks)]
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(chunks)))
+    if workers == 1:
+        for chunk in chunks:
+            work(chunk)
+        return
+    for future in [_pool().submit(work, chunk) for chunk in chunks]:
+        future.result()
 
 
-def _check(index: MatrixIndex, chunk, genes: np.ndarray, cells: np.ndarray, values: np.ndarray) -> None:
-    if values.size != chunk.nnz or int(content_checksum(genes, cells, values)) != chunk.checksum:
+def _decode_chunk(index: MatrixIndex, chunk: Chunk):
+    batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
+    rows, cols, values = decode_batch(index, batch, jobs=1)
+    if values.size != chunk.nnz:
+        raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
+    return rows, cols, values
+
+
+def _check(index: MatrixIndex, chunk: Chunk, checksum) -> None:
+    if int(checksum) != chunk.checksum:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to content that fails its checksum "
                                "(file is corrupt)")
 
@@ -83,21 +132,25 @@ def _gene_order_arrays(index: MatrixIndex) -> tuple[np.ndarray, np.ndarray]:
     return genes, rank
 
 
+def _index_dtype(size: int):
+    return np.int32 if size < 2**31 else np.int64
+
+
 def cell_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     """Cells x genes CSR (the transpose of genes x cells CSC), exact, checksums verified."""
     n_genes, n_cells = index.n_genes, index.n_cells
     data = np.empty(index.nnz, dtype=dtype)
-    indices = np.empty(index.nnz, dtype=np.int32 if n_genes < 2**31 else np.int64)
+    indices = np.empty(index.nnz, dtype=_index_dtype(n_genes))
     indptr = np.zeros(n_cells + 1, dtype=np.int64)
     genes_of_row, rank = _gene_order_arrays(index)
-    for c in range(index.n_chunks):
-        chunk, rows, cells, values = _decode_chunk(index, c, jobs)
-        _check(index, chunk, genes_of_row[rows], cells, values)
-        per_cell = np.bincount(cells - chunk.first_cell, minlength=chunk.n_cells)
-        cursor = index.nnz_starts[c] + np.concatenate([[0], np.cumsum(per_cell)[:-1]])
-        indptr[chunk.first_cell + 1: chunk.first_cell + chunk.n_cells + 1] = index.nnz_starts[c] + np.cumsum(per_cell)
-        _scatter_by_cell(rank[rows], max(rank.size, 1), rows, cells, values, cursor.astype(np.int64),
-                         chunk.first_cell, indices, data, genes_of_row)
+
+    def work(chunk: Chunk) -> None:
+        rows, cols, values = _decode_chunk(index, chunk)
+        _check(index, chunk, _place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
+                                            rank, genes_of_row, int(index.nnz_starts[chunk.index]), indptr, indices,
+                                            data))
+
+    _for_each_chunk(index, jobs, work)
     return sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
 
 
@@ -105,38 +158,33 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     """Genes x cells CSR, exact, checksums verified: rows counted first, then filled in place."""
     n_genes, n_cells = index.n_genes, index.n_cells
     genes_of_row, _ = _gene_order_arrays(index)
-    row_counts = _count_all_rows(index, genes_of_row.size, jobs)
+    n_rows = genes_of_row.size
+    counts = np.zeros((index.n_chunks, max(n_rows, 1)), dtype=np.int64)
+
+    def count(chunk: Chunk) -> None:
+        batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
+        buffer, offsets = _buffer(index, batch)
+        status = np.zeros(batch.size, dtype=np.int64)
+        count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row, counts[chunk.index], status)
+        if np.any(status):
+            raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
+                                   "(file is corrupt)")
+
+    _for_each_chunk(index, jobs, count)
     per_gene = np.zeros(n_genes, dtype=np.int64)
-    per_gene[genes_of_row] = row_counts
+    per_gene[genes_of_row] = counts.sum(axis=0)[:n_rows]
     indptr = np.concatenate([[0], np.cumsum(per_gene)]).astype(np.int64)
     if indptr[-1] != index.nnz:
         raise CorruptFileError(f"{index.what}: tiles hold {indptr[-1]} nonzeros, the header says {index.nnz}")
+    cursors = indptr[:-1][genes_of_row] + np.concatenate([np.zeros((1, n_rows), np.int64),
+                                                          np.cumsum(counts[:-1, :n_rows], axis=0)])
     data = np.empty(index.nnz, dtype=dtype)
-    indices = np.empty(index.nnz, dtype=np.int32 if n_cells < 2**31 else np.int64)
-    cursor = indptr[:-1][genes_of_row].copy()
-    for c in range(index.n_chunks):
-        chunk, rows, cells, values = _decode_chunk(index, c, jobs)
-        _check(index, chunk, genes_of_row[rows], cells, values)
-        _scatter_by_row(rows, cells, values, chunk.first_cell, chunk.n_cells, cursor, indices, data)
+    indices = np.empty(index.nnz, dtype=_index_dtype(n_cells))
+
+    def work(chunk: Chunk) -> None:
+        rows, cols, values = _decode_chunk(index, chunk)
+        _check(index, chunk, _place_by_row(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
+                                           genes_of_row, cursors[chunk.index], indices, data))
+
+    _for_each_chunk(index, jobs, work)
     return sp.csr_matrix((data, indices, indptr), shape=(n_genes, n_cells))
-
-
-def _count_all_rows(index: MatrixIndex, n_rows: int, jobs: int | None) -> np.ndarray:
-    parts = [(index.chunk(c), np.arange(index.chunk(c).geometry.n_tiles)) for c in range(index.n_chunks)]
-    batch = gather(index, parts)
-    buffer, offsets = _buffer(index, batch)
-    workers = max(1, min(jobs or 1, batch.size))
-    cuts = np.linspace(0, batch.size, workers + 1).astype(np.int64)
-    counts = np.zeros((workers, max(n_rows, 1)), dtype=np.int64)
-    status = np.zeros(batch.size, dtype=np.int64)
-
-    def run(w: int) -> None:
-        s = slice(cuts[w], cuts[w + 1])
-        count_rows(buffer, offsets[s], batch.length[s], batch.k[s], batch.h[s], batch.w[s], batch.row[s], counts[w],
-                   status[s])
-
-    for future in [_pool().submit(run, w) for w in range(workers)]:
-        future.result()
-    if np.any(status):
-        raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]), 'a tile is corrupt')} (file is corrupt)")
-    return counts.sum(axis=0)[:n_rows]

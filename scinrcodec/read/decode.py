@@ -49,14 +49,20 @@ class TileBatch:
         return int(self.k.size)
 
 
-def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray]]) -> TileBatch:
-    """The tiles `parts` names (chunk, tile ids), CRC-checked, as one batch."""
+def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) -> TileBatch:
+    """The tiles `parts` names (chunk and tile ids, or a slice of them), CRC-checked, as one batch."""
     columns = {name: [] for name in TileBatch.__dataclass_fields__}
     for chunk, tiles in parts:
-        if not tiles.size:
+        if isinstance(tiles, slice):
+            band = np.searchsorted(chunk.geometry.tile_starts, np.arange(tiles.start, tiles.stop), side="right") - 1
+            count = tiles.stop - tiles.start
+        else:
+            band = np.searchsorted(chunk.geometry.tile_starts, tiles, side="right") - 1
+            count = tiles.size
+        if not count:
             continue
-        band = np.searchsorted(chunk.geometry.tile_starts, tiles, side="right") - 1
-        index.verify_bands(chunk, np.unique(band))
+        if not chunk.band_verified[band].all():
+            index.verify_bands(chunk, np.unique(band))
         columns["offset"].append(chunk.tile_offset[tiles])
         columns["length"].append(chunk.tile_length[tiles])
         columns["k"].append(chunk.tile_k[tiles])
@@ -65,10 +71,10 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray]]) -> TileBat
         columns["row"].append(chunk.tile_row[tiles])
         columns["col"].append(chunk.first_cell + chunk.tile_first[tiles])
         columns["first"].append(chunk.tile_first[tiles])
-        columns["cells"].append(np.full(tiles.size, chunk.n_cells, np.int64))
-        columns["model"].append(np.full(tiles.size, chunk.index, np.int64))
+        columns["cells"].append(np.full(count, chunk.n_cells, np.int64))
+        columns["model"].append(np.full(count, chunk.index, np.int64))
         columns["siren"].append(chunk.band_siren[band])
-    return TileBatch(**{name: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64)
+    return TileBatch(**{name: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64, copy=False)
                         for name, v in columns.items()})
 
 
@@ -92,12 +98,11 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, reordered column, value) of the kept nonzeros of a batch, tile after tile."""
     if batch.size == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
     buffer, offsets = _buffer(index, batch)
     out_start = np.concatenate([[0], np.cumsum(batch.k)[:-1]]).astype(np.int64)
     total = int(batch.k.sum())
-    rows, cols, values = (np.empty(total, np.int64) for _ in range(3))
+    rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, np.int64)
     counts = np.zeros(batch.size, np.int64)
     status = np.zeros(batch.size, np.int64)
     gene_terms = index.genes()[3]

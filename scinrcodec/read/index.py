@@ -6,6 +6,7 @@ first time a read decodes one of its tiles. What is loaded is kept, so warm read
 """
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS
 from ..storage.source import ByteSource
 
 MODES = ("lossless", "max-error", "inr-only")
+ROW_TABLE_LIMIT = 1 << 24
 MODE_CODES = {"lossless": 0, "max-error": 1, "inr-only": 2}
 
 
@@ -99,6 +101,11 @@ class Chunk:
     band_siren: np.ndarray  # band -> index into the matrix's SIREN tables, -1 for the baseline
     sections: SectionReader
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lists: tuple = field(default=(), repr=False)  # row_starts, widths, tile_starts as lists, for bisect
+
+    def __post_init__(self) -> None:
+        g = self.geometry
+        self.lists = (g.row_starts.tolist(), g.widths.tolist(), g.tile_starts.tolist())
 
 
 class MatrixIndex:
@@ -149,7 +156,9 @@ class MatrixIndex:
         self._parse_chunk_index(index, table, body_end)
         self._chunks: dict[int, Chunk] = {}
         self._lock = threading.Lock()
-        self._genes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._genes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._gene_tables: tuple[np.ndarray, np.ndarray] | None = None
+        self.chunk_start_list = self.chunk_starts.tolist()
         self.sirens = SirenTables()
 
     def _parse_chunk_index(self, index: np.ndarray, table: dict[str, SectionRef], body_end: int) -> None:
@@ -180,8 +189,22 @@ class MatrixIndex:
                 self._genes = (order, order[by_gene], by_gene, terms)
             return self._genes
 
+    def gene_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(row of each gene, gene of each row) as arrays, built once, for files of up to
+        ROW_TABLE_LIMIT genes (scalar lookups then cost one index)."""
+        if self.n_genes > ROW_TABLE_LIMIT:
+            return None
+        if self._gene_tables is None:
+            rows = self.gene_rows(np.arange(self.n_genes, dtype=np.int64))
+            genes = np.empty(self.n_genes, dtype=np.int64)
+            genes[rows] = np.arange(self.n_genes)
+            self._gene_tables = (rows, genes)
+        return self._gene_tables
+
     def gene_rows(self, genes: np.ndarray) -> np.ndarray:
         """Row in the file's gene order of each original gene index."""
+        if self._gene_tables is not None:
+            return self._gene_tables[0][genes]
         _, stored_sorted, row_of_sorted, _ = self.genes()
         pos = np.searchsorted(stored_sorted, genes)
         clipped = np.minimum(pos, max(stored_sorted.size - 1, 0))
@@ -192,6 +215,9 @@ class MatrixIndex:
 
     def row_genes(self, rows: np.ndarray) -> np.ndarray:
         """Original gene index of each row of the file's gene order."""
+        tables = self.gene_tables()
+        if tables is not None:
+            return tables[1][rows]
         order, stored_sorted, _, _ = self.genes()
         out = np.empty(rows.size, dtype=np.int64)
         stored = rows < self.n_stored
@@ -213,7 +239,7 @@ class MatrixIndex:
     # ------------------------------------------------------------------------------ chunks
 
     def chunk_of_cell(self, cell: int) -> int:
-        return int(np.searchsorted(self.chunk_starts, cell, side="right") - 1)
+        return bisect.bisect_right(self.chunk_start_list, cell) - 1
 
     def chunk(self, i: int) -> Chunk:
         with self._lock:

@@ -2,6 +2,7 @@
 the whole matrix, decoding only the tiles a request touches (numpy and numba only)."""
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from pathlib import Path
@@ -14,8 +15,9 @@ from ..io.matrix import CountMatrix
 from ..storage.container import MINOR_VERSION, read_footer
 from ..storage.source import ByteSource, open_source
 from .assemble import cell_major, gene_major
+from ..codec.tile import STATUS_TEXT, decode_entry
 from .decode import decode_batch, gather
-from .index import MatrixIndex
+from .index import MODE_CODES, MatrixIndex
 
 
 class SinrMatrix:
@@ -141,6 +143,9 @@ class SinrMatrix:
     # ------------------------------------------------------------------------------- reads
 
     def _row(self, gene: int) -> int:
+        tables = self._index.gene_tables()
+        if tables is not None:
+            return int(tables[0][gene])
         return int(self._index.gene_rows(np.array([gene], dtype=np.int64))[0])
 
     def _cell_column(self, cell: int):
@@ -155,12 +160,27 @@ class SinrMatrix:
         chunk, column = self._cell_column(j)
         if row >= chunk.n_rows:
             return 0
-        geometry = chunk.geometry
-        band = int(np.searchsorted(geometry.row_starts, row, side="right") - 1)
-        tile = int(geometry.tile_starts[band] + (column - chunk.first_cell) // geometry.widths[band])
-        batch = gather(self._index, [(chunk, np.array([tile]))])
-        _, _, values = decode_batch(self._index, batch, want_row=row, want_col=column)
-        return int(values[0]) if values.size else 0
+        row_starts, widths, tile_starts = chunk.lists
+        band = bisect.bisect_right(row_starts, row) - 1
+        tile = tile_starts[band] + (column - chunk.first_cell) // widths[band]
+        index = self._index
+        if not chunk.band_verified[band]:
+            index.verify_bands(chunk, np.array([band]))
+        start = int(chunk.tile_offset[tile])
+        buffer = index.source.array()
+        if buffer is None:
+            buffer = np.frombuffer(index.source.read(start, int(chunk.tile_length[tile])), dtype=np.uint8)
+            start = 0
+        spec, norm, layers, params = index.sirens.arrays()
+        value, status = decode_entry(
+            buffer, start, start + int(chunk.tile_length[tile]), int(chunk.tile_k[tile]), int(chunk.tile_h[tile]),
+            int(chunk.tile_w[tile]), int(chunk.tile_row[tile]), chunk.first_cell + int(chunk.tile_first[tile]),
+            int(chunk.tile_first[tile]), chunk.n_cells, index.model_cum[chunk.index], index.model_lut[chunk.index],
+            index.model_used[chunk.index], int(chunk.band_siren[band]), spec, norm, layers, params,
+            index.genes()[3], index.cell_terms, MODE_CODES[index.mode], index.max_error, row, column)
+        if status:
+            raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")
+        return int(value)
 
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
@@ -172,9 +192,9 @@ class SinrMatrix:
         for c in range(index.n_chunks):
             chunk = index.chunk(c)
             if row < chunk.n_rows:
-                band = int(np.searchsorted(chunk.geometry.row_starts, row, side="right") - 1)
-                starts = chunk.geometry.tile_starts
-                parts.append((chunk, np.arange(starts[band], starts[band + 1])))
+                row_starts, _, tile_starts = chunk.lists
+                band = bisect.bisect_right(row_starts, row) - 1
+                parts.append((chunk, slice(tile_starts[band], tile_starts[band + 1])))
         if parts:
             _, cols, values = decode_batch(index, gather(index, parts), want_row=row, jobs=self.jobs)
             out[index.cell_original[cols]] = values
