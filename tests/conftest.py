@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,30 @@ def matrices():
 @pytest.fixture(scope="session")
 def pbmc(matrices):
     return matrices["pbmc4k_v2_soupx_half"]
+
+
+def sinr_cli(*args: str, shell_prefix: str = "", wrapper: tuple[str, ...] = (), timeout: float = 300,
+             **kwargs) -> subprocess.CompletedProcess:
+    """Run `sinr ARGS` in a fresh interpreter; `shell_prefix` (e.g. 'ulimit -f 64;') runs it under bash
+    first, `wrapper` (e.g. setpriv ...) runs the whole command."""
+    command = [sys.executable, "-m", "scinrcodec", *map(str, args)]
+    if shell_prefix:
+        command = ["bash", "-c", shell_prefix + ' exec "$@"', "sinr", *command]
+    command = [*wrapper, *command]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, fragment: str = "") -> str:
+    """A failure of the CLI: status 1, exactly one `sinr: error:` line on stderr, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("sinr: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary outputs (.NAME.XXXX.tmp) left in a folder."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))

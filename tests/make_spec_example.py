@@ -1,10 +1,10 @@
-"""Regenerate tests/data/spec_example.sinr, the worked example of spec/sinr-format.md §15.
+"""Regenerate tests/data/spec_example.sinr, the worked example of spec/sinr-format.md §13.
 
     .venv/bin/python tests/make_spec_example.py
 
 The output depends only on the matrix below, the encoder options and the zstd library (the
 example's zstd frames are what libzstd writes at level 19); running the script twice gives the
-same bytes. After regenerating, update every number that §15 of the spec and tests/test_spec.py
+same bytes. After regenerating, update every number that §13 of the spec and tests/test_spec.py
 quote (the test names the ones that changed).
 """
 from __future__ import annotations

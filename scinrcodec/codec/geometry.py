@@ -50,13 +50,14 @@ class ChunkGeometry:
     @classmethod
     def plan(cls, band_rows: np.ndarray, row_nnz: np.ndarray, n_cells: int, tile_nnz: int) -> "ChunkGeometry":
         """Cut rows 0..len(row_nnz)-1 at the file's band boundaries `band_rows`, and give each band
-        the tile width that holds about `tile_nnz` of its nonzeros."""
+        the tile width that holds about `tile_nnz` of its nonzeros (rounded up, so a band never has
+        more tiles than nonzeros, bar one; spec §5.4.5)."""
         n_rows = row_nnz.size
         starts = band_rows[band_rows < n_rows]
         row_starts = np.concatenate([starts, [n_rows]]).astype(np.int64) if n_rows else np.zeros(1, np.int64)
         heights = np.diff(row_starts)
         nnz = np.add.reduceat(row_nnz, row_starts[:-1]) if n_rows else np.zeros(0, np.int64)
-        widths = np.rint(n_cells * tile_nnz / np.maximum(nnz, 1).astype(np.float64))
+        widths = np.ceil(n_cells * tile_nnz / np.maximum(nnz, 1).astype(np.float64))
         widths = np.clip(widths, 1, max(n_cells, 1)).astype(np.int64)
         widths = np.maximum(np.minimum(widths, MAX_TILE_ENTRIES // np.maximum(heights, 1)), 1)
         return cls(n_cells, row_starts, widths)
@@ -73,6 +74,13 @@ class ChunkGeometry:
         if not ok or (n_rows > 0 and n_cells == 0):
             raise CorruptFileError(f"{what}: band geometry contradicts the chunk's shape")
         return cls(n_cells, row_starts, widths)
+
+
+def max_tiles(band_nnz: np.ndarray, heights: np.ndarray, n_cells: int) -> int:
+    """The most tiles a chunk may have (spec §5.4.5): per band, one per nonzero or one, plus the
+    tiles the MAX_TILE_ENTRIES cap forces on tall bands."""
+    narrowest = np.maximum(MAX_TILE_ENTRIES // np.maximum(heights, 1), 1)
+    return int(np.maximum(band_nnz, 1).sum() + (-(-n_cells // narrowest)).sum())
 
 
 def plan_band_rows(row_nnz: np.ndarray, patch_nnz: int) -> np.ndarray:

@@ -9,6 +9,8 @@ zero for an unused context).
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 from numba import njit
 
@@ -23,6 +25,7 @@ CONTEXT_STEPS_PER_NAT = 4
 LOG_MEAN_UNITS = 16  # the baseline's unit: 1/16 of a nat
 CONTEXT_SHIFT = 2  # log-mean units to contexts: 16 / 4 = 2**2
 LUT_SIZE = 256
+EDGE_CRC32 = 0xB46601DB  # of the integers E_k of spec Appendix A.1, as int64 little-endian
 
 
 @njit(**JIT)
@@ -57,11 +60,11 @@ BIN_START, BIN_OFFSET_BITS = _bin_tables()
 def _context_edges() -> np.ndarray:
     """Lower edges, in value space, of the contexts: expm1(k/4) rounded to a 2**-20 grid.
 
-    No edge lies within 1e-6 of a rounding tie, far above any libm's error, so the table is the
-    same on every platform (checked here)."""
-    scaled = np.expm1(np.arange(N_CONTEXTS) / CONTEXT_STEPS_PER_NAT) * 2.0**20
-    assert np.all(np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
-    return np.round(scaled) / 2.0**20
+    No edge lies within thousands of ulps of a rounding tie, so every libm gives the same table;
+    it is checked against the integers of spec Appendix A.1."""
+    scaled = np.round(np.expm1(np.arange(N_CONTEXTS) / CONTEXT_STEPS_PER_NAT) * 2.0**20)
+    assert zlib.crc32(scaled.astype("<i8").tobytes()) == EDGE_CRC32, "expm1 differs from spec Appendix A.1"
+    return scaled / 2.0**20
 
 
 CONTEXT_EDGES = _context_edges()

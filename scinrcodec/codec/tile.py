@@ -245,8 +245,7 @@ def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut,
         cols[idx] = c
         keep[idx] = idx >= lo and (want_col < 0 or c == want_col) and (not use_mask or col_mask[c])
         if siren < 0:
-            row = row0 + i
-            contexts[idx] = baseline_context((gene_terms[row] if row < gene_terms.size else 0) + cell_terms[c])
+            contexts[idx] = baseline_context(gene_terms[row0 + i] + cell_terms[c])
         elif mode != MODE_INR_ONLY or keep[idx]:
             y = siren_output(siren_layers, siren_params, siren_spec[siren, 0], siren_spec[siren, 1], i, first + j,
                              h, n_cells, work)

@@ -16,7 +16,9 @@ from ..codec.geometry import ChunkGeometry
 from ..codec.models import N_BINS, N_CONTEXTS, baseline_context, bin_of, decoding_tables, frequencies
 from ..codec.rans import JIT
 from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
+from ..errors import InvalidInputError
 from ..io.sources import CellBlock
+from ..limits import MAX_CHUNK_NNZ
 from ..model.baseline import fit_cell_terms
 from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
@@ -126,6 +128,9 @@ def code_length_bits(hist: np.ndarray, contexts: np.ndarray, bins: np.ndarray) -
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
     options = context.options
     n_cells, nnz = block.n_cells, block.nnz
+    if nnz >= MAX_CHUNK_NNZ:
+        raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
+                                f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
     cell_of = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
     cell_order = np.argsort(-_cell_totals(block.indptr, block.values), kind="stable")
     cell_rank = np.empty(n_cells, dtype=np.int64)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codec.geometry import ChunkGeometry
+from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.stages import parse_stages
 from ..errors import CorruptFileError
-from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION, MAX_TILE_ENTRIES
+from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
 from ..model.siren import NORM_CODES, PatchSiren
 from ..storage.container import (SectionRef, check_disjoint, crc32, parse_section_table, unpack_array, unpack_header,
                                  unpack_map, unpack_strings)
@@ -259,7 +259,7 @@ class MatrixIndex:
         header = unpack_header(raw, MAX_CHUNK_HEADER_BYTES, what=f"{what} header")
         if _int(header, "n_cells", 0, MAX_DIMENSION, what) != n_cells or _int(header, "nnz", 0, 2**63 - 1, what) != nnz:
             raise CorruptFileError(f"{what}: header contradicts the chunk index")
-        n_rows = _int(header, "n_rows", 0, self.n_genes, what)
+        n_rows = _int(header, "n_rows", 0, self.n_stored, what)
         checksum = _int(header, "checksum", 0, 2**64 - 1, what)
         if (nnz == 0) != (n_rows == 0):
             raise CorruptFileError(f"{what}: {n_rows} rows for {nnz} nonzeros")
@@ -278,7 +278,7 @@ class MatrixIndex:
         rows = reader.get("bands.rows")
         geometry = ChunkGeometry.checked(rows, reader.get("bands.widths"), n_rows, n_cells, what=what)
         reader.sizes = Sizes(n_cells=n_cells, n_bands=n_bands, n_tiles=geometry.n_tiles)
-        if geometry.n_tiles > max_tiles(nnz, n_bands, n_rows, n_cells):
+        if geometry.n_tiles > nnz + max_tiles(np.zeros(n_bands, np.int64), np.diff(geometry.row_starts), n_cells):
             raise CorruptFileError(f"{what}: more tiles than its nonzeros and shape allow")
         cell_order = reader.get("cells.order").astype(np.int64)
         if not _is_permutation(cell_order, n_cells):
@@ -408,12 +408,6 @@ class SirenTables:
             layers = self.layers if self.layers.size else np.zeros((1, 6), np.int64)
             params = self.params if self.params.size else np.zeros(1, np.int64)
             return spec, norm, layers, params
-
-
-def max_tiles(nnz: int, n_bands: int, n_rows: int, n_cells: int) -> int:
-    """The most tiles a chunk may have (spec §5.4): a writer sizes tiles by nonzeros, so beyond one
-    or two per band, only tall bands need more than one tile per nonzero."""
-    return nnz + 2 * n_bands + n_cells * n_rows // MAX_TILE_ENTRIES
 
 
 def _is_permutation(order: np.ndarray, n: int) -> bool:

@@ -109,6 +109,8 @@ def unpack_strings(payload, count: int, *, what: str) -> list[str]:
         raise CorruptFileError(f"{what} holds names for no entries")
     if len(values) != count:
         raise CorruptFileError(f"{what} holds {len(values)} names, expected {count}")
+    if "\r" in text:
+        raise CorruptFileError(f"{what} holds a carriage return")
     if any(len(v.encode("utf-8")) > MAX_NAME_BYTES for v in values):
         raise CorruptFileError(f"{what} holds a name longer than {MAX_NAME_BYTES} bytes")
     return values
@@ -118,9 +120,19 @@ def pack_map(value: dict) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
 
+def _strict_map(pairs) -> dict:
+    """A msgpack map whose keys are all strings, each once (spec §3.5)."""
+    out = {}
+    for key, value in pairs:
+        if not isinstance(key, str) or key in out:
+            raise ValueError(f"map key {key!r} is not a string or appears twice")
+        out[key] = value
+    return out
+
+
 def unpack_map(payload, *, what: str) -> dict:
     try:
-        value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=True)
+        value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=False, object_pairs_hook=_strict_map)
     except Exception as exc:  # msgpack raises several types on malformed input
         raise CorruptFileError(f"{what} is unreadable ({type(exc).__name__})") from exc
     if not isinstance(value, dict):

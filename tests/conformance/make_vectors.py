@@ -1084,7 +1084,7 @@ def _(blob):
     return edit(blob, lambda parts: parts.chunks[0].header.update(n_cells=float(parts.chunks[0].header["n_cells"])))
 
 
-@invalid("chunk_rows_beyond_stored_genes", "bands_and_tiles", "CorruptFileError", "file is corrupt",
+@invalid("chunk_rows_beyond_stored_genes", "bands_and_tiles", "CorruptFileError", "field 'n_rows'",
          "n_stored_genes one less (genes.order and genes.baseline lose their last entry): the chunks' rows now "
          "reach past the stored genes, and the last stored row is read as an unstored gene without its gene "
          "term (scinrcodec catches it only when decoding values: a tile stream, or else the content checksum; "

@@ -1,0 +1,584 @@
+"""Every input format is read exactly, block by block, with its names; every malformed input is one
+clear InvalidInputError before anything is written (issue 11, input findings)."""
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import sys
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import anndata
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATA, DATASETS, FAST
+from scinrcodec.demo import demo_data
+from scinrcodec.io import readers
+from scinrcodec.io.matrix import CountMatrix
+from scinrcodec.io.readers import open_source_spec, read_matrix
+from scinrcodec.io.sources import RandomAccessSource, ScipySource
+from scinrcodec.io.writers import to_anndata, write_10x_h5, write_matrix
+
+sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+CORPUS = Path(__file__).parent / "fuzz" / "inputs_corpus"
+
+
+def same(a, b) -> bool:
+    return a.shape == b.shape and (sp.csc_matrix(a) != sp.csc_matrix(b)).nnz == 0
+
+
+def count_matrix(source) -> CountMatrix:
+    return CountMatrix(source.matrix(), source.gene_ids, source.gene_names, source.cell_names(0, source.shape[1]),
+                       source.feature_types)
+
+
+def write_raw_10x(path: Path, data, indices, indptr, shape, *, barcodes=None, ids=None, names=None,
+                  v2: bool = False) -> Path:
+    """A 10x HDF5 file holding exactly the given arrays (Cell Ranger v3 layout, or v2's genome group)."""
+    n_genes, n_cells = shape
+    barcodes = [f"c{j}".encode() for j in range(n_cells)] if barcodes is None else barcodes
+    ids = [f"g{i}".encode() for i in range(n_genes)] if ids is None else ids
+    names = ids if names is None else names
+    with h5py.File(path, "w") as f:
+        g = f.create_group("GRCh38" if v2 else "matrix")
+        g["data"], g["indices"], g["indptr"] = np.asarray(data), np.asarray(indices), np.asarray(indptr)
+        g["shape"] = np.asarray(shape, dtype=np.int32)
+        g["barcodes"] = np.array(barcodes, dtype=object if any(isinstance(b, str) for b in barcodes) else None)
+        feats = g if v2 else g.create_group("features")
+        feats["genes" if v2 else "id"] = np.array(ids)
+        feats["gene_names" if v2 else "name"] = np.array(names)
+        if not v2:
+            feats["feature_type"] = np.array([b"Gene Expression"] * n_genes)
+    return path
+
+
+def write_mtx(folder: Path, body: str, *, header: str = "%%MatrixMarket matrix coordinate integer general",
+              features: bytes | None = None, barcodes: bytes | None = None, gz: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = f"{header}\n{body}".encode()
+    (folder / ("matrix.mtx.gz" if gz else "matrix.mtx")).write_bytes(gzip.compress(text) if gz else text)
+    if features is not None:
+        (folder / "features.tsv").write_bytes(features)
+    if barcodes is not None:
+        (folder / "barcodes.tsv").write_bytes(barcodes)
+    return folder
+
+
+# ------------------------------------------------------------------------------ every format, exactly
+
+
+@pytest.fixture(scope="module")
+def every_format(tmp_path_factory, matrices):
+    """Each fixture written in every input layout: {(dataset, layout): path}."""
+    root = tmp_path_factory.mktemp("inputs")
+    paths = {}
+    for name in DATASETS:
+        source = matrices[name]
+        m = count_matrix(source)
+        folder = root / name
+        folder.mkdir()
+        write_matrix(folder / "x.h5", m)
+        write_matrix(folder / "x.h5ad", m)
+        write_matrix(folder / "x.npz", m)
+        adata = to_anndata(m)
+        adata.X = adata.X.toarray().astype(np.float32)
+        adata.write_h5ad(folder / "dense.h5ad")
+        adata.X = sp.csc_matrix(adata.X)
+        adata.write_h5ad(folder / "csc.h5ad")
+        for fmt in ("csr", "coo"):
+            sp.save_npz(folder / f"{fmt}.npz", m.counts.asformat(fmt))
+        text = gzip.decompress((DATA / name / "matrix.mtx.gz").read_bytes())
+        (folder / "unsorted.mtx").write_bytes(text)  # the fixtures list entries gene by gene
+        lines = text.decode().splitlines(keepends=True)
+        start = next(i for i, line in enumerate(lines) if not line.startswith("%")) + 1
+        entries = sorted(lines[start:], key=lambda line: tuple(int(x) for x in line.split()[1::-1]))  # by cell
+        (folder / "plain.mtx").write_text("".join(lines[:start] + entries))
+        paths.update({(name, p.name): p for p in folder.iterdir()})
+        paths[(name, "mtx folder")] = DATA / name
+    return paths
+
+
+@pytest.mark.parametrize("layout", ["mtx folder", "plain.mtx", "unsorted.mtx", "x.h5", "x.h5ad", "dense.h5ad",
+                                    "csc.h5ad", "x.npz", "csr.npz", "coo.npz"])
+def test_every_layout_reads_exactly(every_format, matrices, layout):
+    for name in DATASETS:
+        reference = matrices[name]
+        source = read_matrix(every_format[(name, layout)])
+        assert source.shape == reference.shape
+        assert same(source.matrix(), reference.matrix()), (name, layout)
+        n_cells = source.shape[1]
+        for cells_per_block in (1, 7, 4096):  # block boundaries fall anywhere
+            blocks = list(source.blocks(cells_per_block))
+            assert [b.start for b in blocks] == list(range(0, n_cells, cells_per_block))
+            assert sum(b.nnz for b in blocks) == reference.matrix().nnz
+        if layout.endswith("npz") or layout.endswith(".mtx"):
+            continue
+        assert source.cell_names(0, n_cells) == reference.cell_names(0, n_cells)
+        assert source.cell_names(3, 9) == reference.cell_names(3, 9) and source.has_cell_names
+        assert source.gene_names == reference.gene_names
+        assert source.gene_ids == reference.gene_ids
+
+
+def test_real_cell_ranger_h5_matches_its_mtx():
+    h5 = read_matrix(DATA / "pbmc500_cellranger.h5")
+    mtx = read_matrix(demo_data())
+    assert type(h5).__name__ == "CompressedH5Source" and h5.shape == (50, 587) and h5.nnz == 6280
+    assert same(h5.matrix(), mtx.matrix())
+    assert h5.gene_ids == mtx.gene_ids and h5.gene_names == mtx.gene_names
+    assert h5.cell_names(0, 587) == mtx.cell_names(0, 587) and h5.feature_types[0] == "Gene Expression"
+
+
+def test_cell_ranger_v2_layout(tmp_path, pbmc):
+    m = pbmc.matrix()
+    path = write_raw_10x(tmp_path / "v2.h5", m.data.astype(np.int32), m.indices, m.indptr, m.shape,
+                         ids=[s.encode() for s in pbmc.gene_ids], names=[s.encode() for s in pbmc.gene_names],
+                         barcodes=[s.encode() for s in pbmc.cell_names(0, m.shape[1])], v2=True)
+    source = read_matrix(path)
+    assert same(source.matrix(), m) and source.gene_names == pbmc.gene_names and source.feature_types is None
+    assert source.cell_names(0, 5) == pbmc.cell_names(0, 5)
+
+
+def test_mtx_order_decides_streaming(every_format):
+    name = "pbmc4k_v2_soupx_half"
+    for layout, streamed in (("plain.mtx", True), ("unsorted.mtx", False)):
+        source = read_matrix(every_format[(name, layout)])
+        list(source.blocks(16))
+        assert source._sorted is streamed and (source._whole is None) is streamed
+
+
+def test_other_inputs_scipy_anndata_count_matrix(tmp_path, pbmc):
+    m = pbmc.matrix()
+    adata = to_anndata(count_matrix(pbmc))
+    for obj in (m.astype(np.float32), m.toarray(), m.tocoo(), count_matrix(pbmc), adata):
+        out = tmp_path / "x.sinr"
+        sinr.encode(obj, out, force=True, **FAST)
+        with sinr.open(out) as f:
+            assert same(f.to_scipy(), m)
+    with pytest.raises(sinr.InvalidInputError, match="cannot encode an object of type"):
+        sinr.encode("not a path".encode(), tmp_path / "y.sinr", **FAST)
+
+
+def test_h5ad_layers_and_raw(tmp_path, pbmc):
+    adata = to_anndata(count_matrix(pbmc))
+    adata.layers["counts"] = adata.X.copy()
+    adata.raw = adata.copy()
+    adata.X = adata.X.astype(np.float32) / 2
+    path = tmp_path / "layered.h5ad"
+    adata.write_h5ad(path)
+    with pytest.raises(sinr.InvalidInputError, match="non-integer"):
+        sinr.encode(path, tmp_path / "x.sinr", **FAST)
+    assert not (tmp_path / "x.sinr").exists()
+    for layer in ("counts", "raw"):
+        source = read_matrix(path, layer)
+        assert same(source.matrix(), pbmc.matrix()) and source.gene_names == pbmc.gene_names
+        out = tmp_path / f"{layer}.sinr"
+        sinr.encode(path, out, layer=layer, **FAST)
+        assert same(sinr.decode(out), pbmc.matrix())
+    with pytest.raises(sinr.InvalidInputError, match="no layer 'missing'"):
+        read_matrix(path, "missing")
+    with pytest.raises(sinr.InvalidInputError, match="--layer applies to .h5ad input only"):
+        read_matrix(DATA / "pbmc500_cellranger.h5", "counts")
+    bare = anndata.AnnData(X=adata.layers["counts"], obs=adata.obs, var=adata.var)
+    bare.write_h5ad(tmp_path / "bare.h5ad")
+    with pytest.raises(sinr.InvalidInputError, match="has no raw matrix"):
+        read_matrix(tmp_path / "bare.h5ad", "raw")
+
+
+def test_h5ad_without_x_and_categorical_names(tmp_path, pbmc):
+    adata = to_anndata(count_matrix(pbmc))
+    adata.var["feature_types"] = adata.var["feature_types"].astype("category")
+    adata.layers["counts"] = adata.X
+    adata.X = None
+    adata.write_h5ad(tmp_path / "nox.h5ad")
+    with pytest.raises(sinr.InvalidInputError, match="has no X matrix"):
+        read_matrix(tmp_path / "nox.h5ad")
+    source = read_matrix(tmp_path / "nox.h5ad", "counts")
+    assert source.feature_types == pbmc.feature_types and same(source.matrix(), pbmc.matrix())
+
+
+def test_random_access_and_spec(every_format, pbmc):
+    name = "pbmc4k_v2_soupx_half"
+    m = pbmc.matrix()
+    sources = [read_matrix(every_format[(name, layout)]) for layout in ("x.h5", "x.h5ad", "dense.h5ad", "csc.h5ad",
+                                                                        "x.npz", "coo.npz")]
+    sources.append(ScipySource(m, pbmc.gene_ids, pbmc.gene_names, pbmc.cell_names(0, m.shape[1])))
+    for source in sources:
+        assert isinstance(source, RandomAccessSource)
+        for start, stop in ((0, 1), (5, 37), (79, 80), (12, 12)):
+            block = source.block(start, stop)
+            assert block.start == start and block.n_cells == stop - start
+            assert same(sp.csc_matrix((block.values, block.genes, block.indptr), shape=(m.shape[0], stop - start)),
+                        m[:, start:stop])
+        with pytest.raises(sinr.InvalidInputError, match="outside"):
+            source.block(70, 81)
+        again = open_source_spec(pickle.loads(pickle.dumps(source.spec())))
+        assert same(again.matrix(), m) and again.cell_names(2, 4) == source.cell_names(2, 4)
+    assert not isinstance(read_matrix(DATA / name), RandomAccessSource)
+
+
+def _replicated_h5(path: Path, source, copies: int) -> int:
+    m = source.matrix()
+    big = sp.hstack([m] * copies, format="csc")
+    names = [f"{b}-{k}" for k in range(copies) for b in source.cell_names(0, m.shape[1])]
+    write_10x_h5(path, CountMatrix(big, source.gene_ids, source.gene_names, names, source.feature_types))
+    return big.nnz * (4 + 8)  # the file's int32 data and int64 indices
+
+
+def _peak_bytes(source, cells_per_block: int) -> int:
+    tracemalloc.start()
+    try:
+        for block in source.blocks(cells_per_block):
+            source.cell_names(block.start, block.start + block.n_cells)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_proportional_to_a_block(tmp_path, pbmc, monkeypatch):
+    """A pass over a matrix ~250x the fixture holds one block: the peak is a small fraction of the
+    matrix, and does not grow with the number of cells."""
+    small, large = tmp_path / "small.h5", tmp_path / "large.h5"
+    _replicated_h5(small, pbmc, 25)
+    whole = _replicated_h5(large, pbmc, 250)
+    peaks = [_peak_bytes(read_matrix(path), 256) for path in (small, large)]
+    assert peaks[1] < whole / 10 and peaks[1] < 2 * peaks[0], (peaks, whole)
+    adata = to_anndata(count_matrix(read_matrix(large)))
+    adata.write_h5ad(tmp_path / "large.h5ad")
+    assert _peak_bytes(read_matrix(tmp_path / "large.h5ad"), 256) < whole / 10
+    monkeypatch.setattr(readers, "MTX_CHUNK_BYTES", 1 << 16)  # to show the bound at this size
+    mtx_peaks = []
+    for path in (small, large):
+        write_matrix(path.with_suffix(".mtx"), count_matrix(read_matrix(path)))
+        source = read_matrix(path.with_suffix(".mtx"))
+        list(source.blocks(256))  # the first pass, which checks the order, is not measured
+        mtx_peaks.append(_peak_bytes(source, 256))
+    assert mtx_peaks[1] < whole / 5 and mtx_peaks[1] < 2 * mtx_peaks[0], (mtx_peaks, whole)
+
+
+# ------------------------------------------------------------------------------ issue 11: 10x HDF5
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("shape smaller than indices", "gene index lies outside 0..2"),
+    ("index out of range", "gene index lies outside"),
+    ("negative index", "gene index lies outside"),
+    ("decreasing indptr", "index pointers decrease"),
+    ("indptr not from 0", "index pointers run from 1"),
+    ("indptr past the data", "not from 0 to the 4 stored values"),
+    ("more entries than genes", "holds 4 entries for 3 genes"),
+    ("duplicate coordinates", "same (gene, cell) coordinate twice"),
+    ("value 2**63", "values above 2,147,483,647"),
+    ("float values", "non-integer"),
+    ("string values", "not what the format stores there"),
+    ("indptr length", "3 index pointers for 3 cells"),
+])
+def test_malformed_10x_h5_is_one_clear_error(tmp_path, case, fragment):
+    data, indices, indptr, shape = np.array([1, 2, 3, 4]), np.array([0, 2, 1, 2]), np.array([0, 2, 3, 4]), (5, 3)
+    if case == "shape smaller than indices":
+        shape = (3, 3)
+        indices = np.array([0, 4, 1, 2])
+    elif case == "index out of range":
+        indices = np.array([0, 5, 1, 2])
+    elif case == "negative index":
+        indices = np.array([0, -1, 1, 2])
+    elif case == "decreasing indptr":
+        indptr = np.array([0, 3, 2, 4])
+    elif case == "indptr not from 0":
+        indptr = np.array([1, 2, 3, 4])
+    elif case == "indptr past the data":
+        indptr = np.array([0, 2, 3, 9])
+    elif case == "more entries than genes":
+        shape, indptr, indices = (3, 3), np.array([0, 4, 4, 4]), np.array([0, 1, 2, 0])
+    elif case == "duplicate coordinates":
+        indices = np.array([2, 2, 1, 2])
+    elif case == "value 2**63":
+        data = np.array([1, 2**63, 3, 4], dtype=np.uint64)
+    elif case == "float values":
+        data = np.array([1.0, 2.5, 3.0, 4.0])
+    elif case == "string values":
+        data = np.array([b"a", b"b", b"c", b"d"])
+    elif case == "indptr length":
+        indptr = np.array([0, 2, 4])
+    path = write_raw_10x(tmp_path / "bad.h5", data, indices, indptr, shape)
+    with pytest.raises(sinr.InvalidInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        sinr.encode(path, tmp_path / "x.sinr", **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
+
+
+def test_10x_h5_names_are_checked(tmp_path):
+    data, indices, indptr, shape = np.array([1]), np.array([0]), np.array([0, 1]), (1, 1)
+    long = write_raw_10x(tmp_path / "long.h5", data, indices, indptr, shape, names=[b"G" * 100_000])
+    with pytest.raises(sinr.InvalidInputError, match="100,000 bytes exceeds the limit of 4,096"):
+        read_matrix(long)
+    bad = write_raw_10x(tmp_path / "utf8.h5", data, indices, indptr, shape, barcodes=[b"\xff\xfe-1"])
+    with pytest.raises(sinr.InvalidInputError, match="not valid UTF-8"):
+        read_matrix(bad)
+    newline = write_raw_10x(tmp_path / "newline.h5", data, indices, indptr, shape, ids=[b"a\nb"])
+    with pytest.raises(sinr.InvalidInputError, match="line break"):
+        read_matrix(newline)
+    counted = write_raw_10x(tmp_path / "count.h5", data, indices, indptr, shape, barcodes=[b"a", b"b"])
+    with pytest.raises(sinr.InvalidInputError, match="2 cell names for 1 cells"):
+        read_matrix(counted)
+
+
+def test_damaged_hdf5_is_one_clear_error(tmp_path):
+    blob = (DATA / "pbmc500_cellranger.h5").read_bytes()
+    for name, damaged in (("truncated.h5", blob[: len(blob) // 2]), ("zeros.h5", blob[:8] + bytes(100))):
+        (tmp_path / name).write_bytes(damaged)
+        with pytest.raises(sinr.InvalidInputError, match="unreadable HDF5"):
+            list(read_matrix(tmp_path / name).blocks(64))
+    with h5py.File(tmp_path / "empty.h5", "w"):
+        pass
+    with pytest.raises(sinr.InvalidInputError, match="not a 10x HDF5 file"):
+        read_matrix(tmp_path / "empty.h5")
+
+
+# ------------------------------------------------------------------------------ issue 11: Matrix Market
+
+
+def test_mtx_header_sizes_are_checked_before_allocating(tmp_path):
+    tracemalloc.start()
+    try:
+        cases = [
+            ("10 10 1000000000000\n1 1 1\n", "declares 1,000,000,000,000 entries, more than its 10 x 10 positions"),
+            ("1000000 1000000 1000000000000\n1 1 1\n", "ends after 1 of the 1,000,000,000,000 entries"),
+            ("2147483648 10 1\n1 1 1\n", "2,147,483,648 genes is outside 0..2,147,483,647"),
+            ("10 99999999999999999999 1\n1 1 1\n", "cells is outside"),
+            ("10 10 123456789012345678901234567890\n", "is not three whole numbers"),
+            ("10 10\n", "is not three whole numbers"),
+            ("", "ends before its size line"),
+        ]
+        for k, (body, fragment) in enumerate(cases):
+            path = write_mtx(tmp_path / f"m{k}", body)
+            with pytest.raises(sinr.InvalidInputError, match=fragment):
+                sinr.encode(path, tmp_path / "x.sinr", **FAST)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+    assert not (tmp_path / "x.sinr").exists()
+
+
+@pytest.mark.parametrize("header, body, fragment", [
+    ("integer", "3 2 2\n1 1 2.5\n2 2 1\n", "line 3 ('1 1 2.5'): the value is not a whole number"),
+    ("integer", "3 2 1\n1 1 9223372036854775808\n", "a value above 2,147,483,647"),
+    ("integer", "3 2 1\n1 1 2147483648\n", "a value above 2,147,483,647"),
+    ("integer", "3 2 1\n1 1 -3\n", "a negative value"),
+    ("integer", "3 2 1\n4 1 3\n", "the row lies outside the 3 x 2 matrix"),
+    ("integer", "3 2 1\n1 0 3\n", "the column lies outside"),
+    ("integer", "3 2 1\n1 1\n", "an entry has 3 fields"),
+    ("integer", "3 2 1\n1 1 1 1\n", "an entry has 3 fields"),
+    ("integer", "3 2 2\n1 1 1\n1 1 2\n", "same (gene, cell) coordinate twice"),
+    ("integer", "3 2 2\n1 2 1\n1 2 2\n", "same (gene, cell) coordinate twice"),
+    ("integer", "3 2 3\n1 2 1\n2 1 1\n1 2 2\n", "same (gene, cell) coordinate twice"),  # unsorted: loaded whole
+    ("integer", "3 2 1\n1 1 1\n2 1 1\n", "holds more entries than the 1"),
+    ("integer", "3 2 1\nx 1 1\n", "the row is not a number"),
+    ("real", "3 2 1\n1 1 0.5\n", "a non-integer value"),
+    ("real", "3 2 1\n1 1 nan\n", "a NaN or infinite value"),
+    ("real", "3 2 1\n1 1 -Infinity\n", "a NaN or infinite value"),
+    ("real", "3 2 1\n1 1 9.3e18\n", "a value above 2,147,483,647"),
+    ("real", "3 2 1\n1 1 1.0000000000000000000001\n", "a non-integer value"),
+    ("real", "3 2 1\n1 1 1e\n", "the value is not a number"),
+    ("pattern", "3 2 1\n1 1\n", "pass --pattern-as-ones"),
+    ("complex", "3 2 1\n1 1 1 0\n", "field 'complex' cannot hold counts"),
+    ("integer symmetric", "3 3 1\n1 1 1\n", "a 'symmetric' Matrix Market file"),
+    ("array", "3 2\n1\n", "only sparse 'coordinate' files"),
+])
+def test_malformed_mtx_is_one_clear_error(tmp_path, header, body, fragment):
+    kind, _, symmetry = header.partition(" ")
+    banner = (f"%%MatrixMarket matrix array integer general" if kind == "array" else
+              f"%%MatrixMarket matrix coordinate {kind} {symmetry or 'general'}")
+    path = write_mtx(tmp_path / "m", body, header=banner)
+    with pytest.raises(sinr.InvalidInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        sinr.encode(path, tmp_path / "x.sinr", **FAST)
+    assert not (tmp_path / "x.sinr").exists()
+
+
+def test_mtx_real_values_are_read_exactly(tmp_path):
+    values = ["3", "3.0", "+3.000", "3e0", "0.3e1", "300e-2", "3.0E+00", "1e9", "2147483647", "2147483647.0", "0.0"]
+    body = "".join(f"1 {j + 1} {v}\n" for j, v in enumerate(values))
+    path = write_mtx(tmp_path / "m", f"% a comment\n\n1 {len(values)} {len(values)}\n{body}",
+                     header="%%MatrixMarket matrix coordinate real general")
+    dense = read_matrix(path).matrix().toarray().ravel()
+    assert dense.tolist() == [3] * 7 + [10**9, 2**31 - 1, 2**31 - 1, 0]
+
+
+def test_mtx_pattern_as_ones(tmp_path):
+    path = write_mtx(tmp_path / "m", "3 2 2\n1 1\n3 2\n", header="%%MatrixMarket matrix coordinate pattern general")
+    with pytest.raises(sinr.InvalidInputError, match="pattern_as_ones=True"):
+        read_matrix(path)
+    source = read_matrix(path, pattern_as_ones=True)
+    assert source.matrix().toarray().tolist() == [[1, 0], [0, 0], [0, 1]]
+
+
+def test_mtx_layouts_crlf_gzip_and_file_beside_names(tmp_path):
+    body = "3 2 3\r\n1 1 4\r\n3 1 1\r\n2 2 7\r\n"
+    for gz in (False, True):
+        folder = write_mtx(tmp_path / f"m{gz}", body, features=b"a\tA\tGene\r\nb\tB\tGene\nc\tC\tGene\n",
+                           barcodes=b"x-1\ny-1\n\n", gz=gz)
+        for path in (folder, folder / ("matrix.mtx.gz" if gz else "matrix.mtx")):
+            source = read_matrix(path)
+            assert source.matrix().toarray().tolist() == [[4, 0], [0, 7], [1, 0]]
+            assert source.gene_names == ["A", "B", "C"] and source.cell_names(0, 2) == ["x-1", "y-1"]
+            assert source.feature_types == ["Gene"] * 3 and len(source.paths) == 3
+
+
+@pytest.mark.parametrize("features, barcodes, fragment", [
+    (b"a\t" + b"G" * 100_000 + b"\nb\tB\nc\tC\n", None, "100,000 bytes exceeds the limit of 4,096"),
+    (b"a\tA\n\xff\tB\nc\tC\n", None, "not valid UTF-8"),
+    (b"a\nb\n", None, "2 lines for the 3 genes"),
+    (None, b"x\n\xc3\x28\n", "line 2 is not valid UTF-8"),
+    (None, b"x\ny\rz\n", "line break"),
+    (None, b"x\n" + b"y" * 5000 + b"\n", "5,000 bytes exceeds"),
+    (None, b"x\n", "1 lines for the 2 cells"),
+])
+def test_mtx_names_are_checked(tmp_path, features, barcodes, fragment):
+    path = write_mtx(tmp_path / "m", "3 2 1\n1 1 1\n", features=features, barcodes=barcodes)
+    with pytest.raises(sinr.InvalidInputError, match=fragment):
+        sinr.encode(path, tmp_path / "x.sinr", **FAST)
+
+
+def test_mtx_line_too_long_and_damaged_gzip(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "MTX_CHUNK_BYTES", 1 << 16)
+    path = write_mtx(tmp_path / "long", "1 1 1\n1 1 " + " " * 200_000 + "1\n")
+    with pytest.raises(sinr.InvalidInputError, match="longer than 65,536 bytes"):
+        list(read_matrix(path).blocks(8))
+    folder = write_mtx(tmp_path / "gz", "3 2 1\n" + "1 1 1\n" * 1, gz=True)
+    blob = (folder / "matrix.mtx.gz").read_bytes()
+    (folder / "matrix.mtx.gz").write_bytes(blob[:-12] + bytes(12))
+    with pytest.raises(sinr.InvalidInputError, match="unreadable Matrix Market file"):
+        list(read_matrix(folder).blocks(8))
+
+
+# ------------------------------------------------------------------------------ issue 11: .h5ad, .npz
+
+
+def _write_float16_h5ad(path: Path, source, dense: bool, first=None) -> Path:
+    """X as float16 (h5py stores it sparse too, though scipy cannot hold it), its first value replaced."""
+    adata = to_anndata(count_matrix(source))
+    if dense:
+        x = adata.X.toarray().astype(np.float16)
+        if first is not None:
+            x[tuple(np.argwhere(x)[0])] = first
+        adata.X = x
+        adata.write_h5ad(path)
+        return path
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        data = f["X/data"][:].astype(np.float16)
+        if first is not None:
+            data[0] = first
+        del f["X/data"]
+        f["X/data"] = data
+    return path
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_float16_h5ad(tmp_path, pbmc, dense):
+    path = _write_float16_h5ad(tmp_path / "f16.h5ad", pbmc, dense)
+    assert same(read_matrix(path).matrix(), pbmc.matrix())
+    for first, fragment in ((0.5, "non-integer"), (np.inf, "NaN or infinite"), (-2.0, "negative")):
+        path = _write_float16_h5ad(tmp_path / "bad.h5ad", pbmc, dense, first)
+        with pytest.raises(sinr.InvalidInputError, match=fragment):
+            sinr.encode(path, tmp_path / "x.sinr", **FAST)
+        assert not (tmp_path / "x.sinr").exists()
+
+
+def test_h5ad_names_are_checked(tmp_path, pbmc):
+    adata = to_anndata(count_matrix(pbmc))
+    adata.var_names = ["G" * 100_000] + list(adata.var_names[1:])
+    adata.write_h5ad(tmp_path / "long.h5ad")
+    with pytest.raises(sinr.InvalidInputError, match="100,000 bytes exceeds the limit of 4,096"):
+        read_matrix(tmp_path / "long.h5ad")
+    write_matrix(tmp_path / "ok.h5ad", count_matrix(pbmc))
+    with h5py.File(tmp_path / "ok.h5ad", "r+") as f:
+        names = f["obs/_index"][:]
+        del f["obs/_index"]
+        f["obs/_index"] = np.array([b"\xff\xfe"] + list(names[1:]), dtype="S")
+    with pytest.raises(sinr.InvalidInputError, match="not valid UTF-8"):
+        read_matrix(tmp_path / "ok.h5ad")
+
+
+def _save_npz(path: Path, **arrays) -> Path:
+    """An .npz holding exactly these arrays (bytes values: a member's raw content)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            if isinstance(array, bytes) and name == "data":
+                buffer.write(array)
+            else:
+                np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=True)
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    (dict(format=b"coo", shape=[3, 2], data=[1, 2], row=[0, 0], col=[1, 1]), "same (gene, cell) coordinate twice"),
+    (dict(format=b"coo", shape=[3, 2], data=[1, 2], row=[0, 3], col=[1, 1]), "a coordinate lies outside"),
+    (dict(format=b"csc", shape=[3, 2], data=[1, 2], indices=[0, 7], indptr=[0, 1, 2]), "gene index lies outside 0..2"),
+    (dict(format=b"csc", shape=[3, 2], data=[1, 2], indices=[0, -1], indptr=[0, 1, 2]), "gene index lies outside"),
+    (dict(format=b"csr", shape=[3, 2], data=[1, 2], indices=[0, 5], indptr=[0, 2, 2, 2]), "cell index lies outside"),
+    (dict(format=b"csc", shape=[3, 2], data=[1, 2], indices=[1, 1], indptr=[0, 2, 2]), "coordinate twice"),
+    (dict(format=b"csc", shape=[3, 2], data=[1, 2], indices=[0, 1], indptr=[0, 2, 1]), "not increasing from 0"),
+    (dict(format=b"csc", shape=[3, 2], data=np.array([1, 2**63], np.uint64), indices=[0, 1], indptr=[0, 1, 2]),
+     "values above 2,147,483,647"),
+    (dict(format=b"csc", shape=[3, 2], data=np.array(["a", "b"]), indices=[0, 1], indptr=[0, 1, 2]),
+     "values of type <U1 are not counts"),
+    (dict(format=b"csc", shape=[3, 2], data=np.array([1, None]), indices=[0, 1], indptr=[0, 1, 2]),
+     "holds object items"),
+    (dict(format=b"dia", shape=[3, 2], data=[[1, 2]], offsets=[0]), "scipy 'dia' matrix"),
+    (dict(format=b"csc", shape=[3, 2, 1], data=[1], indices=[0], indptr=[0, 1, 1]), "shape is not two"),
+    (dict(format=b"csc", shape=[2**40, 2], data=[1], indices=[0], indptr=[0, 1, 1]), "genes is outside"),
+    (dict(shape=[3, 2], data=[1], indices=[0], indptr=[0, 1, 1]), "holds no 'format' array"),
+])
+def test_malformed_npz_is_one_clear_error(tmp_path, arrays, fragment):
+    path = _save_npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(sinr.InvalidInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        sinr.encode(path, tmp_path / "x.sinr", **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]
+
+
+def test_npz_declared_sizes_are_checked_before_allocating(tmp_path):
+    """An array header claiming 10**12 items in a few bytes is refused without allocating them."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, dict(descr="<i8", fortran_order=False, shape=(10**12,)))
+    path = _save_npz(tmp_path / "huge.npz", format=b"csc", shape=[3, 2], data=header.getvalue() + bytes(64),
+                     indices=[0], indptr=[0, 1, 1])
+    with pytest.raises(sinr.InvalidInputError, match="declares 1,000,000,000,000 items"):
+        read_matrix(path)
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(sinr.InvalidInputError, match="unreadable scipy .npz file"):
+        read_matrix(tmp_path / "cut.npz")
+
+
+def test_unknown_and_missing_inputs(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(sinr.InvalidInputError, match="unknown input format"):
+        read_matrix(tmp_path / "notes.txt")
+    with pytest.raises(sinr.InvalidInputError, match="no such file"):
+        read_matrix(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(sinr.InvalidInputError, match="holds no matrix.mtx"):
+        read_matrix(tmp_path / "empty")
+    with pytest.raises(sinr.InvalidInputError, match="already a .sinr file"):
+        read_matrix(DATA / "spec_example.sinr")
+
+
+# ------------------------------------------------------------------------------ fuzz regressions
+
+
+def test_fuzz_corpus_and_crashers_replay():
+    """Every seed and every input the fuzzer once found (tests/fuzz/inputs_corpus) ends in SinrError or
+    reads cleanly."""
+    from fuzz_inputs import exercise
+
+    files = sorted(CORPUS.iterdir())
+    assert len(files) >= 6
+    for path in files:
+        exercise(path.read_bytes())

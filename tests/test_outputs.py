@@ -1,0 +1,190 @@
+"""Every output format round-trips exactly, with its names, and is read by the tools users have;
+outputs are atomic: checked first, replaced only when asked and safe, never left half written."""
+from __future__ import annotations
+
+import errno
+import gzip
+import os
+import stat
+
+import anndata
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATASETS, FAST, leftovers
+from scinrcodec.io import writers
+from scinrcodec.io.matrix import CountMatrix
+from scinrcodec.io.writers import check_output, write_matrix
+
+FORMATS = ["out.h5ad", "out.h5", "out.mtx", "out.mtx.gz", "out.npz", "outdir"]
+NAMED = ("out.h5ad", "out.h5", "outdir")
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory, matrices):
+    folder = tmp_path_factory.mktemp("encoded")
+    for name in DATASETS:
+        sinr.encode(matrices[name], folder / f"{name}.sinr", **FAST)
+    return folder
+
+
+def same(a, b) -> bool:
+    return a.shape == b.shape and (sp.csr_matrix(a) != sp.csr_matrix(b)).nnz == 0
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_decode_to_every_format_round_trips(tmp_path, encoded, matrices, output):
+    for name in DATASETS:
+        source = matrices[name]
+        m = source.matrix()
+        target = tmp_path / name / output
+        target.parent.mkdir()
+        assert sinr.decode(encoded / f"{name}.sinr", target) == writers.output_kind(target)
+        back = sinr.read_matrix(target)
+        assert same(back.matrix(), m), (name, output)
+        if output in NAMED:
+            assert back.gene_names == source.gene_names and back.gene_ids == source.gene_ids
+            assert back.feature_types == source.feature_types
+            assert back.cell_names(0, m.shape[1]) == source.cell_names(0, m.shape[1])
+        assert leftovers(target.parent) == []
+
+
+def test_outputs_are_read_by_their_own_tools(tmp_path, encoded, pbmc):
+    """anndata, scipy and h5py read the outputs as their formats define them, without scinrcodec."""
+    m = pbmc.matrix()
+    for output in FORMATS:
+        sinr.decode(encoded / "pbmc4k_v2_soupx_half.sinr", tmp_path / output)
+    adata = anndata.read_h5ad(tmp_path / "out.h5ad")
+    assert adata.X.dtype == np.int32 and same(adata.X.T, m)
+    assert list(adata.obs_names) == pbmc.cell_names(0, 80) and list(adata.var["gene_ids"]) == pbmc.gene_ids
+    with h5py.File(tmp_path / "out.h5") as f:
+        g = f["matrix"]
+        assert g["data"].dtype == np.int32 and g["indices"].dtype == np.int64 and list(g["shape"][:]) == [150, 80]
+        assert same(sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=(150, 80)), m)
+        assert [b.decode() for b in g["barcodes"][:]] == pbmc.cell_names(0, 80)
+        assert [b.decode() for b in g["features/name"][:]] == pbmc.gene_names
+    for output in ("out.mtx", "out.mtx.gz", "outdir/matrix.mtx.gz"):
+        opener = gzip.open if output.endswith(".gz") else open
+        with opener(tmp_path / output, "rb") as fh:
+            assert same(scipy.io.mmread(fh), m)
+    assert same(sp.load_npz(tmp_path / "out.npz"), m)
+    with gzip.open(tmp_path / "outdir" / "features.tsv.gz", "rt") as fh:
+        assert fh.readline().rstrip("\n").split("\t") == [pbmc.gene_ids[0], pbmc.gene_names[0], "Gene Expression"]
+
+
+def test_matrix_market_outputs_stream_back(tmp_path, encoded):
+    """Entries are written cell by cell, as 10x does, so encoding them again streams."""
+    sinr.decode(encoded / "pbmc4k_v2_soupx_half.sinr", tmp_path / "outdir")
+    source = sinr.read_matrix(tmp_path / "outdir")
+    list(source.blocks(16))
+    assert source._sorted is True
+
+
+def _matrix(pbmc) -> CountMatrix:
+    return CountMatrix(pbmc.matrix(), pbmc.gene_ids, pbmc.gene_names, pbmc.cell_names(0, pbmc.shape[1]),
+                       pbmc.feature_types)
+
+
+def test_replacing_outputs(tmp_path, pbmc):
+    m = _matrix(pbmc)
+    for name in ("x.h5", "x.npz", "folder"):
+        write_matrix(tmp_path / name, m)
+        with pytest.raises(sinr.OutputExistsError, match="--force"):
+            write_matrix(tmp_path / name, m)
+        write_matrix(tmp_path / name, m, force=True)
+        assert same(sinr.read_matrix(tmp_path / name).matrix(), m.counts)
+    (tmp_path / "folder" / "notes.txt").write_text("mine")
+    with pytest.raises(sinr.OutputError, match="holds 'notes.txt'"):
+        write_matrix(tmp_path / "folder", m, force=True)
+    assert (tmp_path / "folder" / "notes.txt").read_text() == "mine"
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(sinr.OutputError, match="is an existing file; this output is a folder"):
+        write_matrix(tmp_path / "plain", m, force=True)
+    (tmp_path / "y.h5ad").mkdir()
+    with pytest.raises(sinr.OutputError, match="is an existing folder; the output must be a file"):
+        write_matrix(tmp_path / "y.h5ad", m, force=True)
+    with pytest.raises(sinr.OutputError, match="folder .* does not exist"):
+        write_matrix(tmp_path / "missing" / "x.h5", m)
+    with pytest.raises(sinr.InvalidInputError, match="unknown output format"):
+        write_matrix(tmp_path / "x.xyz", m)
+    assert leftovers(tmp_path) == []
+
+
+def test_check_output_refuses_an_output_holding_the_input(tmp_path, pbmc):
+    write_matrix(tmp_path / "folder", _matrix(pbmc))
+    assert check_output(tmp_path / "other", force=False) == "mtx-dir"
+    with pytest.raises(sinr.InvalidInputError, match="the output folder holds the input"):
+        check_output(tmp_path, force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
+    with pytest.raises(sinr.InvalidInputError, match="the output is the input"):
+        check_output(tmp_path / "folder" / "matrix.mtx.gz", force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_failed_writes_leave_nothing(tmp_path, pbmc, monkeypatch, output):
+    """A write failing with ENOSPC (or an interrupt) mid-file is one OutputError and no temporary file;
+    HDF5 outputs are written by Python, not by libhdf5, so they fail the same way."""
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def failing_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return FullDisk(fh) if "w" in mode else fh
+
+    monkeypatch.setattr(writers, "open", failing_open, raising=False)
+    monkeypatch.setattr(writers.gzip, "open", lambda path, mode="rb", **kw: FullDisk(real_open(path, "wb")))
+    with pytest.raises(sinr.OutputError, match="No space left on device"):
+        write_matrix(tmp_path / output, _matrix(pbmc))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(writers.scipy.io, "mmwrite", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(writers, "_fill_10x", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(writers.sp, "save_npz", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(writers, "to_anndata", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        write_matrix(tmp_path / output, _matrix(pbmc))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_respect_the_umask(tmp_path, pbmc):
+    previous = os.umask(0o027)
+    try:
+        for name in ("x.h5", "x.h5ad", "x.npz", "x.mtx", "folder"):
+            write_matrix(tmp_path / name, _matrix(pbmc))
+    finally:
+        os.umask(previous)
+    for name in ("x.h5", "x.h5ad", "x.npz", "x.mtx", "folder/barcodes.tsv.gz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750
+
+
+def test_encode_output_needs_force_and_is_atomic(tmp_path, pbmc):
+    out = tmp_path / "x.sinr"
+    out.write_bytes(b"keep me")
+    with pytest.raises(sinr.OutputExistsError):
+        sinr.encode(pbmc, out, **FAST)
+    assert out.read_bytes() == b"keep me"
+    sinr.encode(pbmc, out, force=True, **FAST)
+    assert same(sinr.decode(out), pbmc.matrix())
+    with pytest.raises(sinr.InvalidInputError, match="negative"):
+        sinr.encode(sp.csc_matrix(np.array([[1.0, -2.0]])), out, force=True, **FAST)
+    assert same(sinr.decode(out), pbmc.matrix())
+    assert [p.name for p in tmp_path.iterdir()] == ["x.sinr"]
