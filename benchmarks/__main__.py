@@ -1,13 +1,23 @@
-"""python -m benchmarks run [DATASET_DIR ...] [--quick] [--out benchmarks/results]"""
+"""python -m benchmarks run [DATASET_DIR ...] [--quick] [--out benchmarks/results]
+python -m benchmarks table1 [--hidden 2400 --layers 10] [--device cuda]
+python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]"""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from .scale import FORMATS
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 FIXTURES = ROOT / "tests" / "data"
+SCALE_DATA = ROOT.parent / "scale_data"
+
+
+def _count(text: str) -> int:
+    """A nonzero count as written on the command line: 6e7, 60000000 or 6_000_000."""
+    return int(float(text.replace("_", "")))
 
 
 def default_datasets(quick: bool) -> list[Path]:
@@ -31,7 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     table1.add_argument("--batch", type=int, default=4096)
     table1.add_argument("--device", default=None, help="torch device, e.g. cuda")
     table1.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    scale = commands.add_parser("scale", help="encode, query and decode matrices of up to 1e9 nonzeros")
+    scale.add_argument("--nnz", nargs="+", type=_count, default=[6_000_000, 60_000_000],
+                       help="target nonzeros of each input (default 6e6 6e7; 1e9 builds a file of several GB)")
+    scale.add_argument("--dataset", type=Path, default=SHARED / "pbmc4k_v2_soupx_half",
+                       help="the real cells to replicate (default: pbmc4k_v2_soupx_half)")
+    scale.add_argument("--workdir", type=Path, default=SCALE_DATA, help="built inputs (cached) and scratch files")
+    scale.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale")
+    scale.add_argument("--seed", type=int, default=0)
+    scale.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    scale.add_argument("--siren", choices=("auto", "never"), default="auto",
+                       help="the encoder's SIREN setting (auto, the default, probes a SIREN on the first chunk)")
+    scale.add_argument("--in-memory-max-nnz", type=_count, default=200_000_000,
+                       help="largest input that h5ad and BPCells, written from memory, are run on")
+    scale.add_argument("--timeout", type=float, default=7200, help="seconds one measurement may take")
     args = parser.parse_args(argv)
+    if args.command == "scale":
+        from .scale import run_scale
+
+        print(run_scale(args.dataset, args.nnz, args.workdir, args.out, seed=args.seed, formats=args.formats,
+                        siren=args.siren, in_memory_max_nnz=args.in_memory_max_nnz, timeout=args.timeout))
+        return 0
     if args.command == "table1":
         from .table1 import run_table1
 

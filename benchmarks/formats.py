@@ -10,7 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from scinrcodec.formats import CountMatrix, write_10x_h5
+from scinrcodec import CountMatrix
+from scinrcodec.io.writers import to_anndata, write_10x_h5
 
 
 class Reader:
@@ -127,8 +128,6 @@ def _hdf5(by_cell: bool, **compression):
 
 def _anndata(compression: str | None):
     def write(m: CountMatrix, path: Path) -> None:
-        from scinrcodec.formats import to_anndata
-
         to_anndata(m).write_h5ad(path, compression=compression)
     return write
 
@@ -226,8 +225,6 @@ def _bpcells(gene_major: bool):
 
 
 def _zarr(m: CountMatrix, path: Path) -> None:
-    from scinrcodec.formats import to_anndata
-
     to_anndata(m).write_zarr(path)
 
 
@@ -276,10 +273,10 @@ def formats(quick: bool) -> list[Format]:
         Format("AnnData zarr", ".zarr", _zarr, ZarrReader),
         *bpcells_formats(),
         Format(".sinr lossless", ".sinr", _sinr(**siren_steps), SinrReader),
-        Format(".sinr lossless, no SIREN", ".sinr", _sinr(siren=False), SinrReader),
-        Format(".sinr --max-error 1", ".sinr", _sinr(mode="max-error", max_error=1, siren=False), SinrReader,
+        Format(".sinr lossless, no SIREN", ".sinr", _sinr(siren="never"), SinrReader),
+        Format(".sinr --max-error 1", ".sinr", _sinr(mode="max-error", max_error=1, siren="never"), SinrReader,
                lossy=True),
-        Format(".sinr --max-error 3", ".sinr", _sinr(mode="max-error", max_error=3, siren=False), SinrReader,
+        Format(".sinr --max-error 3", ".sinr", _sinr(mode="max-error", max_error=3, siren="never"), SinrReader,
                lossy=True),
         Format(".sinr --inr-only", ".sinr", _sinr(mode="inr-only", **siren_steps), SinrReader, lossy=True),
     ]

@@ -12,7 +12,7 @@ COLUMNS = [("format", "format", "{}"), ("bytes", "bytes", "{:,}"), ("bits_per_nn
 LOSSY = [("format", "format", "{}"), ("bits_per_nnz", "bits/nnz", "{:.2f}"),
          ("exact_match_nonzeros", "exact nonzeros", "{:.1%}"), ("mean_abs_error", "mean abs err", "{:.4f}"),
          ("max_abs_error", "max abs err", "{}"), ("zeros_preserved", "zeros kept", "{}")]
-PARTS = ["bitmap", "values", "weights", "scaling_metadata", "names", "permutations", "header"]
+PARTS = ["bitmap", "values", "weights", "scaling_metadata", "names", "permutations", "chunk_index", "headers"]
 
 
 def _table(rows: list[dict], columns) -> list[str]:
@@ -31,7 +31,8 @@ def _timing_note() -> str:
             f"{REPEATS['gene']} genes and {REPEATS['cell']} cells, each measure stopping after "
             f"{MEASURE_BUDGET_S:g} s with at least {MIN_SAMPLES} samples); 'cold entry' opens the file for each "
             f"read; '1000 entries' is n/a where the single-entry median predicts more than "
-            f"{RANDOM_BATCH_LIMIT_S:g} s. Peak memory is Python-allocated memory (tracemalloc).")
+            f"{RANDOM_BATCH_LIMIT_S:g} s. Peak memory is the rise of the process's resident memory (RSS) during "
+            f"the write or the full read, so it counts the compiled kernels' and HDF5's own allocations.")
 
 
 def markdown(rows: list[dict], env: dict) -> str:
@@ -54,7 +55,7 @@ def markdown(rows: list[dict], env: dict) -> str:
         sinr_rows = [r for r in subset if "sinr_bitmap_bits" in r]
         if sinr_rows:
             parts = [("format", "format", "{}")] + [(f"sinr_{p}_bits", p.replace("_", " "), "{:.3f}") for p in PARTS]
-            parts += [("sirens_kept", "SIRENs kept", "{}"), ("patches", "patches", "{}")]
+            parts += [("sirens_kept", "SIRENs kept", "{}"), ("bands", "bands", "{}"), ("chunks", "chunks", "{}")]
             lines += [".sinr bits per nonzero by part:", ""] + _table(sinr_rows, parts) + [""]
     return "\n".join(lines)
 

@@ -2,23 +2,19 @@
 from __future__ import annotations
 
 import csv
-import gc
 import multiprocessing
 import os
 import platform
-import shutil
-import statistics
-import time
-import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from scinrcodec.formats import CountMatrix, read_matrix
+from scinrcodec import CountMatrix, read_matrix
 
 from .formats import Format, formats
+from .measure import MB, disk_bytes, median_seconds, remove, timed_peak
 from .reference import static_model_bits
 
 REPEATS = {"entry": 2000, "gene": 40, "cell": 40, "random1000": 5}
@@ -32,54 +28,35 @@ RANDOM_BATCH_LIMIT_S = 30.0
 
 def _median_seconds(fn, arguments, min_samples: int = MIN_SAMPLES) -> float:
     """Median time of fn(*args) over the arguments, stopping early once the budget is spent."""
-    times = []
-    started = time.perf_counter()
-    for args in arguments:
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-        if len(times) >= min_samples and time.perf_counter() - started > MEASURE_BUDGET_S:
-            break
-    return statistics.median(times)
+    return median_seconds(fn, arguments, budget_s=MEASURE_BUDGET_S, min_samples=min_samples)[0]
 
 
-def _peak_memory(fn):
-    gc.collect()
-    tracemalloc.start()
-    start = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return result, seconds, peak
+def _megabytes(peak: float | None) -> float | None:
+    return None if peak is None else peak / MB
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+def load(dataset: Path) -> CountMatrix:
+    """A dataset with its names, counts as CSR (genes x cells), as every format's writer takes it."""
+    source = read_matrix(dataset)
+    return CountMatrix(source.matrix().tocsr(), source.gene_ids, source.gene_names,
+                       source.cell_names(0, source.shape[1]), source.feature_types)
 
 
 def measure(fmt: Format, m: CountMatrix, workdir: Path, repeats: dict, rng: np.random.Generator) -> dict:
     path = workdir / f"bench{fmt.suffix or '_dir'}"
-    _remove(path)
-    stats, write_seconds, write_peak = _peak_memory(lambda: fmt.write(m, path))
-    size = _size(path)
+    remove(path)
+    stats, write_seconds, write_peak = timed_peak(lambda: fmt.write(m, path))
+    size = disk_bytes(path)
     n_genes, n_cells = m.shape
     nnz = max(m.counts.nnz, 1)
     reader = fmt.open(path)
     try:
-        decoded, read_seconds, read_peak = _peak_memory(reader.full)
+        decoded, read_seconds, read_peak = timed_peak(reader.full)
         decoded = decoded.tocsr()
         truth = m.counts
         row = {"format": fmt.name, "lossy": fmt.lossy, "bytes": size, "bits_per_nnz": size * 8 / nnz,
                "write_s": write_seconds, "read_s": read_seconds,
-               "write_peak_mb": write_peak / 2**20, "read_peak_mb": read_peak / 2**20}
+               "write_peak_mb": _megabytes(write_peak), "read_peak_mb": _megabytes(read_peak)}
         diff = (decoded - truth).tocsr()
         row["exact"] = diff.nnz == 0
         t = truth[truth.nonzero()].A1 if truth.nnz else np.zeros(0)
@@ -109,7 +86,7 @@ def measure(fmt: Format, m: CountMatrix, workdir: Path, repeats: dict, rng: np.r
     finally:
         reader.close()
     row["cold_entry_us"] = cold_entry_us(path, m, rng, fmt)
-    _remove(path)
+    remove(path)
     return row
 
 
@@ -117,10 +94,14 @@ def _sinr_parts(path: Path, nnz: int) -> dict:
     import scinrcodec as sinr
     from scinrcodec.report import size_by_part
 
+    from .report import PARTS
+
     with sinr.open(path) as f:
-        parts = {f"sinr_{k.replace(' ', '_')}_bits": v * 8 / nnz for k, v in size_by_part(f).items()}
-        parts["sirens_kept"] = sum(s is not None for s in f._sirens)
-        parts["patches"] = f.geometry.n_bands
+        sizes = {k.replace(" ", "_"): v for k, v in size_by_part(f).items()}
+        parts = {f"sinr_{part}_bits": sizes.get(part, 0) * 8 / nnz for part in PARTS}
+        parts["sirens_kept"] = int(f.stats.get("siren_kept", 0))
+        parts["bands"] = int(f.stats.get("bands", 0))
+        parts["chunks"] = f.n_chunks
     return parts
 
 
@@ -136,16 +117,20 @@ def cold_entry_us(path: Path, m: CountMatrix, rng: np.random.Generator, fmt: For
 
 
 def environment() -> dict:
-    import constriction
     import h5py
+    import numba
     import scipy
-    import torch
 
     import scinrcodec
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-                "h5py": h5py.__version__, "torch": torch.__version__, "scinrcodec": scinrcodec.__version__,
-                "constriction": getattr(constriction, "__version__", "0.5")}
+                "h5py": h5py.__version__, "numba": numba.__version__, "scinrcodec": scinrcodec.__version__}
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        versions["torch"] = "not installed"
     return {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
             f"{platform.processor() or platform.platform()}", **versions}
 
@@ -169,7 +154,7 @@ def run(datasets: list[Path], out: Path, quick: bool) -> list[dict]:
     fmts = formats(quick)
     progress = tqdm(total=len(datasets) * len(fmts), desc="benchmark", unit="run")
     for dataset in datasets:
-        m = read_matrix(dataset)
+        m = load(dataset)
         reference_bits = static_model_bits(m.counts)
         reference_size = None
         for fmt in fmts:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 import scinrcodec as sinr
-from scinrcodec.formats import CountMatrix, read_matrix
-from scinrcodec.stages.predictor import Normalisation
-from scinrcodec.stages.siren import centred_coordinates, coordinate_scale
-from scinrcodec.stages.siren_train import fit_sirens
+from scinrcodec import CountMatrix
+from scinrcodec.model.siren import Normalisation, centred_coordinates, coordinate_scale
+from scinrcodec.model.siren_train import fit_sirens
+
+from .suite import load
 
 STUDY = {"none": 3.32, "minmax": 4.83, "log": 23.28}
 STUDY_PARAMETERS, STUDY_NONZEROS = 51_900_000, 33_564
@@ -37,7 +38,7 @@ def forward(weights, biases, x: np.ndarray) -> np.ndarray:
 
 def run_table1(dataset: Path, width: int, layers: int, steps: int, batch: int, device: str | None,
                out: Path, seed: int = 0) -> str:
-    patch = sample_patch(read_matrix(dataset), 1000, 500, seed)
+    patch = sample_patch(load(dataset), 1000, 500, seed)
     counts = patch.counts.tocoo()
     rows, cols, values = counts.row.astype(np.int64), counts.col.astype(np.int64), counts.data.astype(np.int64)
     n_rows, n_cols = patch.shape

@@ -10,7 +10,8 @@ from .io.writers import write_matrix  # noqa: E402
 from .read.matrix import SinrMatrix, decode, open  # noqa: E402,A004
 from .encode.options import EncodeOptions  # noqa: E402
 from .encode.driver import encode  # noqa: E402
+from .encode.append import append  # noqa: E402
 
-__all__ = ["encode", "decode", "open", "SinrMatrix", "EncodeOptions", "CountMatrix", "MatrixSource", "read_matrix",
+__all__ = ["encode", "append", "decode", "open", "SinrMatrix", "EncodeOptions", "CountMatrix", "MatrixSource", "read_matrix",
            "write_matrix", "SinrError", "InvalidInputError", "OutputExistsError", "OutputError", "FormatError",
            "CorruptFileError", "UnsupportedVersionError", "SinrIndexError", "SinrKeyError", "__version__"]

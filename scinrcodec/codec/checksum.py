@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .rans import JIT
+from .rans import INLINE, JIT
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def mix(z: np.uint64) -> np.uint64:
     z = z + GOLDEN
     z = (z ^ (z >> np.uint64(30))) * MIX_1

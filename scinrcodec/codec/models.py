@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import CorruptFileError
-from .rans import JIT, PROB_SCALE
+from .rans import INLINE, JIT, PROB_SCALE
 
 MANTISSA_BITS = 3
 MAX_EXPONENT = 30  # e = u + 1 < 2**31
@@ -28,7 +28,7 @@ LUT_SIZE = 256
 EDGE_CRC32 = 0xB46601DB  # of the integers E_k of spec Appendix A.1, as int64 little-endian
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def bin_of(u: int) -> tuple[int, int, int]:
     """(bin, offset, offset bits) of u >= 0."""
     e = u + 1
@@ -70,7 +70,7 @@ def _context_edges() -> np.ndarray:
 CONTEXT_EDGES = _context_edges()
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def baseline_context(log_mean_sixteenths: int) -> int:
     """Context of a predicted log1p mean in units of 1/16 nat."""
     k = log_mean_sixteenths >> CONTEXT_SHIFT

@@ -20,6 +20,7 @@ RANS_LOW = 1 << 23
 STATE_BYTES = 4
 QUOTIENT_ESCAPE = 15  # symbol 15 of the quotient model: "add 15 and read another"
 JIT = dict(nogil=True, cache=True)
+INLINE = dict(nogil=True, cache=True, inline="always")  # small helpers of hot loops: numba's own inlining
 
 
 # ------------------------------------------------------------------------------------ encoder
@@ -49,21 +50,21 @@ def encode_symbols(starts: np.ndarray, freqs: np.ndarray, n: int, scratch: np.nd
     return STATE_BYTES + emitted
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def push(starts: np.ndarray, freqs: np.ndarray, n: int, start: int, freq: int) -> int:
     starts[n] = start
     freqs[n] = freq
     return n + 1
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def push_bits(starts: np.ndarray, freqs: np.ndarray, n: int, value: int, bits: int) -> int:
     """A uniform `bits`-bit value (1..16 bits): exactly `bits` bits of code."""
     shift = PROB_BITS - bits
     return push(starts, freqs, n, value << shift, 1 << shift)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def uniform_symbol(value: int, size: int) -> tuple[int, int]:
     """(start, freq) of `value` under the uniform model over 0..size-1 (size <= 2**16): the first
     PROB_SCALE mod size values get one more slot than the others."""
@@ -74,7 +75,7 @@ def uniform_symbol(value: int, size: int) -> tuple[int, int]:
     return extra * (base + 1) + (value - extra) * base, base
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def push_uniform(starts: np.ndarray, freqs: np.ndarray, n: int, value: int, size: int) -> int:
     """value in 0..size-1, size >= 2: uniform over size, split above 2**16 into a uniform high
     part and (bit_length(size - 1) - 16) raw low bits."""
@@ -87,7 +88,7 @@ def push_uniform(starts: np.ndarray, freqs: np.ndarray, n: int, value: int, size
     return push_bits(starts, freqs, n, value & ((1 << low_bits) - 1), low_bits)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def quotient_symbol(q: int) -> tuple[int, int]:
     """(start, freq) of quotient symbol q in 0..15: P(q) = 2**-(q+1) for q < 15, 2**-15 for 15."""
     if q == QUOTIENT_ESCAPE:
@@ -95,7 +96,7 @@ def quotient_symbol(q: int) -> tuple[int, int]:
     return PROB_SCALE - (1 << (PROB_BITS - q)), 1 << (PROB_BITS - 1 - q)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def push_quotient(starts: np.ndarray, freqs: np.ndarray, n: int, q: int) -> int:
     while q >= QUOTIENT_ESCAPE:
         start, freq = quotient_symbol(QUOTIENT_ESCAPE)
@@ -105,7 +106,7 @@ def push_quotient(starts: np.ndarray, freqs: np.ndarray, n: int, q: int) -> int:
     return push(starts, freqs, n, start, freq)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def bit_length(v: int) -> int:
     n = 0
     while v > 0:
@@ -116,7 +117,7 @@ def bit_length(v: int) -> int:
 
 # ------------------------------------------------------------------------------------ decoder
 
-@njit(**JIT)
+@njit(**INLINE)
 def renormalise(x: int, buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     while x < RANS_LOW:
         if pos >= end:
@@ -126,7 +127,7 @@ def renormalise(x: int, buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return x, pos
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def start_decoding(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     """Read the initial state; position -1 if the stream is too short or the state out of range."""
     if end - pos < STATE_BYTES:
@@ -139,12 +140,12 @@ def start_decoding(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return x, pos + STATE_BYTES
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def advance(x: int, buf: np.ndarray, pos: int, end: int, slot: int, start: int, freq: int) -> tuple[int, int]:
     return renormalise(freq * (x >> PROB_BITS) + slot - start, buf, pos, end)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def decode_table(x: int, buf: np.ndarray, pos: int, end: int, cum: np.ndarray, lut: np.ndarray,
                  row: int) -> tuple[int, int, int]:
     """A symbol of frequency table `row`: cum[row] is its cumulative frequencies (0 first, 2**16
@@ -158,7 +159,7 @@ def decode_table(x: int, buf: np.ndarray, pos: int, end: int, cum: np.ndarray, l
     return symbol, x, pos
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def decode_bits(x: int, buf: np.ndarray, pos: int, end: int, bits: int) -> tuple[int, int, int]:
     shift = PROB_BITS - bits
     slot = x & (PROB_SCALE - 1)
@@ -167,7 +168,7 @@ def decode_bits(x: int, buf: np.ndarray, pos: int, end: int, bits: int) -> tuple
     return value, x, pos
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def uniform_model(size: int) -> tuple[int, int, int, int, int]:
     """(base, extra, reciprocal of base + 1, reciprocal of base, low_bits) of the uniform model over
     0..size-1, computed once per tile. Reciprocals ceil(2**32 / d) divide any slot exactly."""
@@ -177,7 +178,7 @@ def uniform_model(size: int) -> tuple[int, int, int, int, int]:
     return base, PROB_SCALE - base * coded, -(-(1 << 32) // (base + 1)), -(-(1 << 32) // base), low_bits
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def decode_uniform(x: int, buf: np.ndarray, pos: int, end: int, base: int, extra: int, inv_wide: int,
                    inv_narrow: int, low_bits: int) -> tuple[int, int, int]:
     """A value of a uniform model (see uniform_model); the inverse of push_uniform."""
@@ -195,15 +196,19 @@ def decode_uniform(x: int, buf: np.ndarray, pos: int, end: int, base: int, extra
     return (value << low_bits) | low, x, pos
 
 
-@njit(**JIT)
+LEADING_ONES = np.array([8 - int(b ^ 0xFF).bit_length() for b in range(256)], dtype=np.int64)
+
+
+@njit(**INLINE)
 def decode_quotient(x: int, buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int]:
-    """A Golomb quotient: symbols of the quotient model, summed while they are escapes."""
+    """A Golomb quotient: symbols of the quotient model, summed while they are escapes. A symbol
+    is the number of leading ones of its 16-bit slot, capped at 15 (two byte lookups)."""
     total = 0
     while True:
         slot = x & (PROB_SCALE - 1)
-        q = 0
-        while q < QUOTIENT_ESCAPE and slot >= PROB_SCALE - (1 << (PROB_BITS - 1 - q)):
-            q += 1
+        q = LEADING_ONES[slot >> 8]
+        if q == 8:
+            q = min(8 + LEADING_ONES[slot & 0xFF], QUOTIENT_ESCAPE)
         start, freq = quotient_symbol(q)
         x, pos = advance(x, buf, pos, end, slot, start, freq)
         total += q

@@ -19,7 +19,7 @@ from numba import njit
 from ..limits import MAX_COUNT
 from ..model.siren import context_of_output, prediction_of_output, siren_output
 from .models import BIN_OFFSET_BITS, BIN_START, baseline_context, bin_of
-from .rans import (JIT, PROB_BITS, PROB_SCALE, RANS_LOW, decode_bits, decode_quotient, decode_table, decode_uniform,
+from .rans import (INLINE, JIT, PROB_BITS, PROB_SCALE, RANS_LOW, decode_bits, decode_quotient, decode_table, decode_uniform,
                    encode_symbols, push, push_bits, push_quotient, push_uniform, start_decoding, uniform_model)
 
 MODE_LOSSLESS, MODE_MAX_ERROR, MODE_INR_ONLY = 0, 1, 2
@@ -33,7 +33,7 @@ STATUS_TEXT = {TRUNCATED: "a tile's stream ends early", BEYOND_TILE: "a position
                UNEXPECTED_BYTES: "a tile with nothing to code has bytes"}
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def golomb_parameter(n_entries: int, n_coded: int) -> int:
     """Golomb M ~ ln(2) x mean gap, in integer arithmetic so every platform agrees."""
     return max(1, ((n_entries - n_coded) * 69 + 50 * n_coded) // (100 * n_coded))
@@ -176,7 +176,7 @@ def _read_positions(buf, pos, end, x, k, n, out, zeros):
     return x, pos, OK
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _value_at(buf, pos, end, x, ctx, cum, lut):
     """(u, x, pos) of one value: its bin in context ctx, then its offset bits."""
     b, x, pos = decode_table(x, buf, pos, end, cum, lut, ctx)
@@ -193,6 +193,51 @@ def _value_at(buf, pos, end, x, ctx, cum, lut):
     elif bits > 0:
         offset, x, pos = decode_bits(x, buf, pos, end, bits)
     return BIN_START[b] + offset, x, pos
+
+
+@njit(**JIT)
+def _decode_values_baseline(buf, pos, end, x, positions, k, lo, hi, w, row0, col0, gene_terms, cell_terms, cum, lut,
+                            used, mode, max_error, want_col, col_mask, out_rows, out_cols, out_values, written):
+    """The common case of _decode_tile in one pass: a baseline band's values, read up to the last
+    one kept (entries lo..hi-1, those of column want_col or of the columns col_mask marks)."""
+    use_mask = col_mask.size > 0
+    last = hi - 1
+    if want_col >= 0 or use_mask:  # the last nonzero kept
+        last = -1
+        row_end = w
+        for idx in range(lo, hi):
+            p = positions[idx]
+            while p >= row_end:
+                row_end += w
+            c = col0 + p - (row_end - w)
+            if (want_col < 0 or c == want_col) and (not use_mask or col_mask[c]):
+                last = idx
+    step = 2 * max_error + 1
+    i = 0
+    row_end = w
+    gene_term = gene_terms[row0]
+    count = 0
+    for idx in range(last + 1):
+        p = positions[idx]
+        while p >= row_end:
+            i += 1
+            row_end += w
+            gene_term = gene_terms[row0 + i]
+        c = col0 + p - (row_end - w)
+        ctx = baseline_context(gene_term + cell_terms[c])
+        if not used[ctx]:
+            return count, UNUSED_CONTEXT
+        code, x, pos = _value_at(buf, pos, end, x, ctx, cum, lut)
+        if pos < 0:
+            return count, TRUNCATED
+        if idx >= lo and (want_col < 0 or c == want_col) and (not use_mask or col_mask[c]):
+            out_rows[written + count] = row0 + i
+            out_cols[written + count] = c
+            out_values[written + count] = code + 1 if mode == MODE_LOSSLESS else min(1 + code * step, MAX_COUNT)
+            count += 1
+    if last == k - 1 and lo == 0 and (x != RANS_LOW or pos != end):
+        return count, BAD_ENDING
+    return count, OK
 
 
 @njit(**JIT)
@@ -224,17 +269,14 @@ def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut,
         i = want_row - row0
         lo = np.searchsorted(positions[:k], i * w)
         hi = np.searchsorted(positions[:k], (i + 1) * w)
-    last = hi - 1
-    if want_col >= 0 or use_mask:
-        last = -1
-        for idx in range(lo, hi):
-            c = col0 + positions[idx] % w
-            if (want_col >= 0 and c == want_col) or (use_mask and col_mask[c]):
-                last = idx
-    whole = last == k - 1 and lo == 0
+    if siren < 0 and mode != MODE_INR_ONLY:
+        return _decode_values_baseline(buf, pos, end, x, positions, k, lo, hi, w, row0, col0, gene_terms, cell_terms,
+                                       cum, lut, used, mode, max_error, want_col, col_mask, out_rows, out_cols,
+                                       out_values, written)
+    last = -1
     i = 0
     row_end = w
-    for idx in range(last + 1):  # contexts (or --inr-only predictions) and which entries to keep
+    for idx in range(hi):  # rows, columns, what to keep, and contexts (or --inr-only predictions)
         p = positions[idx]
         while p >= row_end:
             i += 1
@@ -244,6 +286,8 @@ def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut,
         rows[idx] = i
         cols[idx] = c
         keep[idx] = idx >= lo and (want_col < 0 or c == want_col) and (not use_mask or col_mask[c])
+        if keep[idx]:
+            last = idx
         if siren < 0:
             contexts[idx] = baseline_context(gene_terms[row0 + i] + cell_terms[c])
         elif mode != MODE_INR_ONLY or keep[idx]:
@@ -253,6 +297,7 @@ def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut,
                 contexts[idx] = prediction_of_output(siren_spec[siren, 2], siren_norm[siren, 0], siren_norm[siren, 1], y)
             else:
                 contexts[idx] = context_of_output(siren_spec[siren, 2], siren_norm[siren, 0], siren_norm[siren, 1], y)
+    whole = last == k - 1 and lo == 0
     step = 2 * max_error + 1
     count = 0
     for idx in range(last + 1):
@@ -347,9 +392,13 @@ def count_rows(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray
         if st != OK:
             status[t] = st
             continue
-        w = tile_w[t]
+        row = tile_row[t]
+        row_end = tile_w[t]
         for idx in range(k):
-            counts[tile_row[t] + positions[idx] // w] += 1
+            while positions[idx] >= row_end:
+                row += 1
+                row_end += tile_w[t]
+            counts[row] += 1
 
 
 @njit(**JIT)

@@ -13,7 +13,7 @@ from numba import njit
 
 from ..codec.checksum import content_checksum
 from ..codec.geometry import ChunkGeometry
-from ..codec.models import N_BINS, N_CONTEXTS, baseline_context, bin_of, decoding_tables, frequencies
+from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, baseline_context, bin_of, decoding_tables, frequencies
 from ..codec.rans import JIT
 from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
 from ..errors import InvalidInputError
@@ -158,8 +158,11 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     stats = {"bands": geometry.n_bands, "tiles": geometry.n_tiles}
     predictions = None
     if nnz and context.siren_planner is not None:
-        sirens, contexts, predictions = fit_band_sirens(context.siren_planner, geometry, band_bounds, rows, cols,
-                                                        values, bins, contexts, hist, options)
+        residuals = np.log1p(values) - (context.gene_terms[rows] + cell_terms[cols]) / LOG_MEAN_UNITS
+        sirens, contexts, predictions, siren_stats = fit_band_sirens(context.siren_planner, geometry, band_bounds,
+                                                                     rows, cols, values, bins, contexts, hist,
+                                                                     residuals, options)
+        stats.update(siren_stats)
         hist = histograms(contexts, bins)
 
     cum = decoding_tables(frequencies(hist))[0] if code_values else np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)

@@ -31,6 +31,7 @@ from .options import EncodeOptions
 from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
 
 MATRIX_NAME = "X"
+SUMMED_STATS = ("position_bits", "value_bits", "bands", "tiles", "siren_tried", "siren_kept", "siren_saved_bits")
 
 
 def gene_statistics(source: MatrixSource, options: EncodeOptions, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
@@ -68,30 +69,35 @@ def _planner(options: EncodeOptions) -> SirenPlanner | None:
 
 
 def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
-                   progress: Progress) -> tuple[list[list[int]], list[dict], SirenPlanner | None]:
-    """Pass 2: every chunk, encoded on `jobs` threads and written in order. Returns the chunk index
-    rows, each chunk's statistics, and the planner whose totals describe the SIREN work."""
+                   progress: Progress, client=None) -> tuple[list[list[int]], list[dict]]:
+    """Pass 2: every chunk, encoded on `jobs` threads (or as tasks of a Dask client) and written in
+    order. Returns the chunk index rows and each chunk's statistics."""
     planner = _planner(options)
     blocks = source.blocks(options.chunk_cells)
     index_rows, chunk_stats = [], []
-    report = planner
 
     def write(chunk) -> None:
         index_rows.append(write_chunk(writer, chunk))
         chunk_stats.append(chunk.stats)
         progress.update(chunk.nnz)
 
+    first = None
     if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
         first = next(blocks, None)
         if first is not None:
             names = source.cell_names(first.start, first.start + first.n_cells)
             chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
-            planner = SirenPlanner(sample=None) if planner.kept else None
+            planner = SirenPlanner(sample=None) if chunk.stats.get("siren_kept") else None
             if planner is not None:  # a SIREN paid: every band of every chunk tries one
-                report = planner
                 chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
             write(chunk)
     context = replace(context, siren_planner=planner)
+    if client is not None:
+        from .distributed import encode_chunks_on
+
+        for chunk in encode_chunks_on(client, source, context, skip=first.n_cells if first is not None else 0):
+            write(chunk)
+        return index_rows, chunk_stats
     with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
         pending: deque = deque()
         for block in blocks:
@@ -101,18 +107,18 @@ def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOp
                 write(pending.popleft().result())
         while pending:
             write(pending.popleft().result())
-    return index_rows, chunk_stats, report
+    return index_rows, chunk_stats
 
 
 def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeOptions, *, name: str = MATRIX_NAME,
-                 progress: Progress | None = None) -> dict:
+                 progress: Progress | None = None, client=None) -> dict:
     """Encode one matrix into an open container; return its footer entry."""
     progress = progress or Progress(False, None, "", "")
     gene_nnz, deviation = gene_statistics(source, options, progress)
     context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
     progress.set_total(2 * nnz)
-    index_rows, chunk_stats, planner = _encode_chunks(source, context, options, writer, progress)
+    index_rows, chunk_stats = _encode_chunks(source, context, options, writer, progress, client)
     table = []
     names_are_ids = source.gene_names is not None and source.gene_names == source.gene_ids
     for section, values in (("names.gene_ids", source.gene_ids),
@@ -122,11 +128,8 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
             table.append(writer.section(section, pack_strings(values)))
     table.append(writer.section("genes.order", pack_array(stored_order, "u4")))
     table.append(writer.section("genes.baseline", pack_array(context.gene_terms[: stored_order.size], "i2")))
-    index = np.asarray(index_rows, dtype=np.uint64).reshape(-1, len(CHUNK_INDEX_FIELDS))
-    table.append(writer.section("chunks.index", pack_array(index.ravel(), "u8")))
-    stats = {key: round(sum(s.get(key, 0) for s in chunk_stats), 1)
-             for key in ("position_bits", "value_bits", "bands", "tiles")}
-    stats.update((planner or SirenPlanner(sample=None)).stats())
+    table.append(chunk_index_section(writer, index_rows))
+    stats = summarise(chunk_stats)
     return {
         "name": name, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
         "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(index_rows),
@@ -136,20 +139,31 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     }
 
 
+def chunk_index_section(writer: ContainerWriter, index_rows: list[list[int]]) -> list:
+    index = np.asarray(index_rows, dtype=np.uint64).reshape(-1, len(CHUNK_INDEX_FIELDS))
+    return writer.section("chunks.index", pack_array(index.ravel(), "u8"))
+
+
+def summarise(chunk_stats: list[dict], previous: dict | None = None) -> dict:
+    """The footer's statistics: sums over chunks (added to a file's `previous` ones)."""
+    previous = previous or {}
+    return {key: round(previous.get(key, 0) + sum(s.get(key, 0) for s in chunk_stats), 1) for key in SUMMED_STATS}
+
+
 def finish_file(writer: ContainerWriter, matrices: list[dict], sections: list | None = None) -> int:
     """Write the footer naming every matrix and file-level section; return the file's size."""
     return writer.finish({"format": "sinr", "writer": f"scinrcodec {__version__}", "matrices": matrices,
                           "sections": sections or []})
 
 
-def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions) -> dict:
+def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions, client=None) -> dict:
     """Encode `source` as the one matrix of a file written to a binary stream; return its size and
     statistics."""
     nnz_hint = source.nnz
     progress = Progress(options.progress, 2 * nnz_hint if nnz_hint is not None else None, "encoding", "nonzeros")
     try:
         writer = ContainerWriter(stream)
-        matrix = write_matrix(writer, source, options, progress=progress)
+        matrix = write_matrix(writer, source, options, progress=progress, client=client)
     finally:
         progress.close()
     size = finish_file(writer, [matrix])
@@ -157,9 +171,10 @@ def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions
             **matrix["stats"]}
 
 
-def encode(source, output: str | os.PathLike, *, force: bool = False, **options) -> dict:
+def encode(source, output: str | os.PathLike, *, force: bool = False, client=None, **options) -> dict:
     """Encode `source` (a path, scipy.sparse genes x cells, AnnData, or MatrixSource) to a .sinr
-    file, atomically. Returns sizes and statistics."""
+    file, atomically. With a dask.distributed `client`, chunks are encoded as tasks of its cluster;
+    the file is the same either way. Returns sizes and statistics."""
     from ..io.readers import as_source
 
     unknown = set(options) - EncodeOptions.names()
@@ -174,4 +189,4 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, **options)
         check_device(opts.device)
     src = as_source(source, opts.layer)
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
-        return encode_stream(src, stream, opts)
+        return encode_stream(src, stream, opts, client)

@@ -9,8 +9,7 @@ is the same whatever the number of jobs.
 """
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,18 +23,15 @@ from .options import EncodeOptions
 SIREN_META_BITS = 200  # what a kept SIREN's metadata costs, charged against its saving
 PROBE_BANDS = 8
 MAX_PLAUSIBLE_SAVING = 0.5  # bits per nonzero: a band needs cost / nnz below this to try a network
+SCREEN_BINS = 16  # the screen's grid: rows and columns of a band in this many bins each
 
 
-@dataclass
+@dataclass(frozen=True)
 class SirenPlanner:
-    """Which bands try a SIREN, and the file's running totals."""
+    """Which bands of a chunk try a SIREN."""
 
     sample: int | None  # None: every band; else at most this many bands of each chunk
     force: bool = False  # fit every band and keep every network
-    tried: int = 0
-    kept: int = 0
-    saved_bits: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def bands(self, band_nnz: np.ndarray, options: EncodeOptions) -> np.ndarray:
         """Bands worth a network: every one when forced, else those with enough nonzeros for the
@@ -48,14 +44,28 @@ class SirenPlanner:
             return bands
         return bands[np.unique(np.linspace(0, bands.size - 1, self.sample).round().astype(np.int64))]
 
-    def record(self, tried: int, kept: int, saved: float) -> None:
-        with self.lock:
-            self.tried += tried
-            self.kept += kept
-            self.saved_bits += saved
 
-    def stats(self) -> dict:
-        return {"siren_tried": self.tried, "siren_kept": self.kept, "siren_saved_bits": round(self.saved_bits, 1)}
+def predicted_saving_bits(local_rows: np.ndarray, cols: np.ndarray, residuals: np.ndarray, height: int,
+                          width: int) -> float:
+    """What any smooth predictor could save over the baseline in a band, estimated cheaply: the
+    share R^2 of the baseline's residuals (log1p(v) - gene term - cell term) that a coarse grid of
+    the band's rows x columns explains, less what noise alone would explain, is worth
+    n/2 log2(1 / (1 - R^2)) bits (Gaussian residuals). `auto` fits a network only where this pays
+    for its weights; a SIREN is smooth at the grid's scale, so it rarely captures more."""
+    n = residuals.size
+    if n < 2 * SCREEN_BINS**2:
+        return 0.0
+    centred = residuals - residuals.mean()
+    total = float(centred @ centred)
+    if total <= 0:
+        return 0.0
+    cell = (local_rows * SCREEN_BINS // max(height, 1)) * SCREEN_BINS + cols * SCREEN_BINS // max(width, 1)
+    counts = np.bincount(cell, minlength=SCREEN_BINS**2)
+    sums = np.bincount(cell, centred, minlength=SCREEN_BINS**2)
+    explained = float((sums[counts > 0] ** 2 / counts[counts > 0]).sum())
+    noise = np.count_nonzero(counts) * total / n  # what bin means of pure noise would explain
+    share = min(max((explained - noise) / total, 0.0), 0.999)
+    return 0.5 * n * float(np.log2(1 / (1 - share)))
 
 
 def network_parameters(options: EncodeOptions) -> int:
@@ -90,17 +100,24 @@ def _constant_siren(normalisation: Normalisation) -> PatchSiren:
 
 def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds: np.ndarray, rows: np.ndarray,
                     cols: np.ndarray, values: np.ndarray, bins: np.ndarray, contexts: np.ndarray,
-                    hist: np.ndarray, options: EncodeOptions):
+                    hist: np.ndarray, residuals: np.ndarray, options: EncodeOptions):
     """Fit the planned bands of a chunk (nonzeros sorted by tile, so each band is a contiguous span);
-    return the kept SIRENs by band, the updated contexts, the --inr-only predictions (or None)."""
+    return the kept SIRENs by band, the updated contexts, the --inr-only predictions (or None) and
+    the statistics siren_tried, siren_kept, siren_saved_bits."""
     from ..model.siren_train import fit_sirens
     from .chunk import code_length_bits
 
     inr_only = options.mode == "inr-only"
     band_nnz = np.diff(band_bounds)
     bands = np.flatnonzero(band_nnz) if inr_only else planner.bands(band_nnz, options)
+    if planner.sample is not None and not inr_only:  # auto: fit only where the screen predicts a gain
+        cost = network_parameters(options) * min(options.weight_bits) + SIREN_META_BITS
+        bands = [b for b in bands if predicted_saving_bits(
+            rows[band_bounds[b]: band_bounds[b + 1]] - geometry.row_starts[b], cols[band_bounds[b]: band_bounds[b + 1]],
+            residuals[band_bounds[b]: band_bounds[b + 1]], int(geometry.row_starts[b + 1] - geometry.row_starts[b]),
+            geometry.n_cells) > cost]
     if not len(bands):
-        return {}, contexts, None
+        return {}, contexts, None, {}
     bands = [int(b) for b in bands]
     spans = [slice(int(band_bounds[b]), int(band_bounds[b + 1])) for b in bands]
     heights = [int(geometry.row_starts[b + 1] - geometry.row_starts[b]) for b in bands]
@@ -153,5 +170,5 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
         else:
             contexts[span] = contexts_of_outputs(kind, n.offset, n.scale, best_outputs)
             saved += baseline_cost - best_cost
-    planner.record(len(bands), 0 if inr_only else len(sirens), saved)
-    return sirens, contexts, predictions
+    stats = {"siren_tried": len(bands), "siren_kept": len(sirens), "siren_saved_bits": saved}
+    return sirens, contexts, predictions, stats

@@ -41,8 +41,8 @@ def _stable_counting_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
 def _place_by_cell(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
                    n_cells: int, rank_of_row: np.ndarray, genes_of_row: np.ndarray, base: int, out_indptr: np.ndarray,
                    out_indices: np.ndarray, out_data: np.ndarray) -> np.uint64:
-    """Write a chunk's nonzeros cell by cell (genes ascending in each) from `base`; return the
-    chunk's content checksum. Nonzeros are first moved into gene order (a counting sort that
+    """Write a chunk's nonzeros cell by cell (genes ascending in each) from `base`, and its cells'
+    index pointers into out_indptr[1:]; return the chunk's content checksum. Nonzeros are first moved into gene order (a counting sort that
     carries them, so the second pass reads sequentially), then appended to their cells."""
     n_keys = rank_of_row.size
     starts = np.zeros(n_keys + 1, dtype=np.int64)
@@ -55,7 +55,7 @@ def _place_by_cell(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_
     cursor[0] = base
     for c in range(n_cells):
         cursor[c + 1] += cursor[c]
-        out_indptr[first_cell + c + 1] = cursor[c + 1]
+        out_indptr[c + 1] = cursor[c + 1]
     by_gene_cell = np.empty(rows.size, dtype=np.int32)
     by_gene_gene = np.empty(rows.size, dtype=np.int32)
     by_gene_value = np.empty(rows.size, dtype=values.dtype)
@@ -97,9 +97,10 @@ def _place_by_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_o
     return checksum
 
 
-def _for_each_chunk(index: MatrixIndex, jobs: int | None, work) -> None:
-    """Run work(chunk) for every chunk on `jobs` threads (chunks load in the calling thread)."""
-    chunks = [index.chunk(c) for c in range(index.n_chunks)]
+def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: range | None = None) -> None:
+    """Run work(chunk) for every chunk (or those of `ids`) on `jobs` threads (chunks load in the
+    calling thread)."""
+    chunks = [index.chunk(c) for c in (range(index.n_chunks) if ids is None else ids)]
     workers = max(1, min(jobs or os.cpu_count() or 1, len(chunks)))
     if workers == 1:
         for chunk in chunks:
@@ -136,22 +137,27 @@ def _index_dtype(size: int):
     return np.int32 if size < 2**31 else np.int64
 
 
-def cell_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
-    """Cells x genes CSR (the transpose of genes x cells CSC), exact, checksums verified."""
-    n_genes, n_cells = index.n_genes, index.n_cells
-    data = np.empty(index.nnz, dtype=dtype)
-    indices = np.empty(index.nnz, dtype=_index_dtype(n_genes))
-    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: range | None = None) -> sp.csr_matrix:
+    """Cells x genes CSR (the transpose of genes x cells CSC) of the cells of `chunks` (default all),
+    exact, checksums verified."""
+    chunks = range(index.n_chunks) if chunks is None else chunks
+    first_cell, last_cell = int(index.chunk_starts[chunks.start]), int(index.chunk_starts[chunks.stop])
+    first_nnz = int(index.nnz_starts[chunks.start])
+    nnz = int(index.nnz_starts[chunks.stop]) - first_nnz
+    n_genes = index.n_genes
+    data = np.empty(nnz, dtype=dtype)
+    indices = np.empty(nnz, dtype=_index_dtype(n_genes))
+    indptr = np.zeros(last_cell - first_cell + 1, dtype=np.int64)
     genes_of_row, rank = _gene_order_arrays(index)
 
     def work(chunk: Chunk) -> None:
         rows, cols, values = _decode_chunk(index, chunk)
         _check(index, chunk, _place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
-                                            rank, genes_of_row, int(index.nnz_starts[chunk.index]), indptr, indices,
-                                            data))
+                                            rank, genes_of_row, int(index.nnz_starts[chunk.index]) - first_nnz,
+                                            indptr[chunk.first_cell - first_cell:], indices, data))
 
-    _for_each_chunk(index, jobs, work)
-    return sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
+    _for_each_chunk(index, jobs, work, chunks)
+    return sp.csr_matrix((data, indices, indptr), shape=(last_cell - first_cell, n_genes))
 
 
 def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:

@@ -100,8 +100,16 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     if batch.size == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
     buffer, offsets = _buffer(index, batch)
-    out_start = np.concatenate([[0], np.cumsum(batch.k)[:-1]]).astype(np.int64)
-    total = int(batch.k.sum())
+    capacity = batch.k  # what each tile may return: all its nonzeros, or as many as the filter allows
+    if want_row >= 0:
+        capacity = np.minimum(capacity, batch.w)
+    if want_col >= 0:
+        capacity = np.minimum(capacity, batch.h)
+    if col_mask is not None:
+        wanted = np.concatenate([[0], np.cumsum(col_mask, dtype=np.int64)])
+        capacity = np.minimum(capacity, batch.h * (wanted[batch.col + batch.w] - wanted[batch.col]))
+    out_start = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
+    total = int(capacity.sum())
     rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, np.int64)
     counts = np.zeros(batch.size, np.int64)
     status = np.zeros(batch.size, np.int64)
@@ -121,7 +129,8 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     if workers <= 1 or total < PARALLEL_MIN_NNZ:
         run(0, batch.size)
     else:
-        cuts = np.searchsorted(np.cumsum(batch.k), np.linspace(0, total, workers + 1)[1:-1])
+        work = np.cumsum(batch.k)
+        cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])
         bounds = [0, *np.unique(cuts).tolist(), batch.size]
         for future in [_pool().submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]:
             future.result()
@@ -129,7 +138,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     if bad.size:
         raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[bad[0]]), 'a tile is corrupt')} "
                                "(file is corrupt)")
-    if np.array_equal(counts, batch.k):
+    if np.array_equal(counts, capacity):
         return rows, cols, values
-    written = np.arange(total) - np.repeat(out_start, batch.k) < np.repeat(counts, batch.k)
+    written = np.arange(total) - np.repeat(out_start, capacity) < np.repeat(counts, capacity)
     return rows[written], cols[written], values[written]

@@ -245,10 +245,11 @@ class SinrMatrix:
         mask = np.zeros(self.shape[1], dtype=bool)
         mask[index.cell_position[cells]] = True
         rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, jobs=self.jobs)
-        keep = np.isin(rows, rows_wanted)
-        found_genes = index.row_genes(rows[keep])
-        found_cells = index.cell_original[cols[keep]]
-        values = values[keep]
+        if rows_wanted.size < index.n_genes:
+            keep = np.isin(rows, rows_wanted)
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+        found_genes = index.row_genes(rows)
+        found_cells = index.cell_original[cols]
         out_rows, src = _expand(genes, found_genes)
         out_cols, src_cols = _expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
@@ -261,6 +262,23 @@ class SinrMatrix:
         if layout != "csr":
             raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
         return gene_major(self._index, dtype, self.jobs)
+
+    def cells_block(self, start: int, stop: int, dtype=np.int64) -> sp.csr_matrix:
+        """Cells start..stop-1 as a cells x genes CSR matrix (AnnData's orientation), exact: the
+        chunks holding them are decoded whole, checksums verified. The unit of out-of-core work."""
+        index = self._index
+        if not 0 <= start <= stop <= index.n_cells:
+            raise SinrIndexError(f"cells {start}..{stop} are outside 0..{index.n_cells}")
+        if start == stop:
+            return sp.csr_matrix((0, index.n_genes), dtype=dtype)
+        first, last = index.chunk_of_cell(start), index.chunk_of_cell(stop - 1)
+        block = cell_major(index, dtype, self.jobs, range(first, last + 1))
+        offset = int(index.chunk_starts[first])
+        return block[start - offset: stop - offset]
+
+    def chunk_bounds(self) -> np.ndarray:
+        """First cell of each chunk, and the number of cells last: natural block boundaries."""
+        return self._index.chunk_starts.copy()
 
     def to_count_matrix(self) -> CountMatrix:
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)

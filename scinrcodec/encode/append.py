@@ -1,0 +1,143 @@
+"""Appending cells: the new matrix's cells become new chunks of an existing file.
+
+Existing chunks are copied byte for byte, never re-encoded: they keep their gene order, gene
+terms and band boundaries. Genes the new cells express for the first time join the end of the
+stored gene order (a chunk never has more rows than stored genes, so old chunks are unaffected).
+The result is written to a temporary copy and renamed over the file, so the old file is intact
+if anything fails.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.geometry import plan_band_rows
+from ..errors import InvalidInputError
+from ..io.atomic import atomic_path
+from ..io.sources import CellBlock, MatrixSource
+from ..model.baseline import quantise_terms
+from ..progress import Progress
+from ..read.matrix import SinrMatrix
+from ..storage.container import ContainerWriter, pack_array
+from .chunk import FileContext
+from .driver import _encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
+from .options import EncodeOptions
+
+
+class _ShiftedSource(MatrixSource):
+    """A source whose cells are numbered after the file's existing cells."""
+
+    def __init__(self, source: MatrixSource, offset: int) -> None:
+        self.source, self.offset = source, offset
+        self.shape, self.nnz, self.description = source.shape, source.nnz, source.description
+        self.gene_ids, self.gene_names, self.feature_types = source.gene_ids, source.gene_names, source.feature_types
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        return self.source.cell_names(start - self.offset, stop - self.offset)
+
+    @property
+    def has_cell_names(self) -> bool:
+        return self.source.has_cell_names
+
+    def blocks(self, cells_per_block: int):
+        for block in self.source.blocks(cells_per_block):
+            yield CellBlock(block.start + self.offset, block.indptr, block.genes, block.values)
+
+
+def _same_genes(matrix: SinrMatrix, source: MatrixSource) -> None:
+    if source.shape[0] != matrix.shape[0]:
+        raise InvalidInputError(f"{source.description}: has {source.shape[0]:,} genes, the file {matrix.shape[0]:,}: "
+                                "only cells with the same genes can be appended")
+    for what, ours, theirs in (("gene ids", matrix.gene_ids, source.gene_ids),
+                               ("gene names", matrix.gene_names, source.gene_names)):
+        if ours is not None and theirs is not None and ours != theirs:
+            first = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+            raise InvalidInputError(f"{source.description}: its {what} differ from the file's (gene {first:,}: "
+                                    f"{theirs[first]!r} vs {ours[first]!r}): only the same genes can be appended")
+        if (ours is None) != (theirs is None) and what == "gene ids":
+            raise InvalidInputError(f"{source.description}: gene ids are missing on one side: cannot check that "
+                                    "the genes are the same")
+    if source.has_cell_names != matrix._index.has_cell_names:
+        raise InvalidInputError(f"{source.description}: cell names are {'present' if source.has_cell_names else 'missing'}"
+                                f", unlike the file's cells")
+
+
+def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress: bool = False,
+           layer: str | None = None) -> dict:
+    """Add the cells of `source` (same genes) to the .sinr file at `path` as new chunks, atomically.
+    Returns the new file's size and shape."""
+    from ..io.readers import as_source
+
+    path = Path(path)
+    with SinrMatrix(path) as matrix:
+        index = matrix._index
+        recorded = dict(index.options)
+        options = EncodeOptions(**{k: (tuple(v) if k == "weight_bits" else v) for k, v in recorded.items()
+                                   if k in EncodeOptions.RECORDED}, jobs=jobs, progress=progress)
+        new = as_source(source, layer)
+        _same_genes(matrix, new)
+        bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
+        try:
+            gene_nnz, deviation = gene_statistics(new, options, bar)
+            order, _, _, terms = index.genes()
+            fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
+            fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
+            stored = np.concatenate([order, fresh]).astype(np.int64)
+            rank = np.empty(index.n_genes, dtype=np.int64)
+            unstored = np.setdiff1d(np.arange(index.n_genes), stored)
+            rank[stored] = np.arange(stored.size)
+            rank[unstored] = stored.size + np.arange(unstored.size)
+            gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
+            band_rows = _band_rows(matrix, gene_nnz[stored], order.size)
+            context = FileContext(index.n_genes, rank, gene_terms, band_rows, options)
+            bar.set_total(2 * int(gene_nnz.sum()))
+            with atomic_path(path, force=True) as tmp:
+                body_end = matrix._source.size - _footer_and_trailer(matrix)
+                shutil.copyfile(path, tmp)
+                with open(tmp, "r+b") as stream:
+                    stream.truncate(body_end)
+                    stream.seek(body_end)
+                    writer = ContainerWriter(stream, start=body_end)
+                    rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
+                    size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
+                                                              int(gene_nnz.sum()), new.shape[1])])
+        finally:
+            bar.close()
+    return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]), "nnz": index.nnz + int(gene_nnz.sum()),
+            "chunks": index.n_chunks + len(rows)}
+
+
+def _footer_and_trailer(matrix: SinrMatrix) -> int:
+    from ..storage.container import read_footer
+
+    return matrix._source.size - read_footer(matrix._source).offset
+
+
+def _band_rows(matrix: SinrMatrix, new_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
+    """The file's band boundaries (those of its deepest chunk), then bands for newly stored genes."""
+    index = matrix._index
+    deepest = max((index.chunk(c) for c in range(index.n_chunks)), key=lambda chunk: chunk.n_rows, default=None)
+    old = deepest.geometry.row_starts[:-1] if deepest is not None and deepest.n_rows else np.zeros(1, np.int64)
+    patch_nnz = index.stages["row-bands"].patch_nnz
+    extra = plan_band_rows(new_gene_nnz[n_old:], patch_nnz) + n_old if new_gene_nnz.size > n_old else []
+    return np.unique(np.concatenate([old, extra])).astype(np.int64)
+
+
+def _matrix_entry(matrix: SinrMatrix, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,
+                  rows: list, stats: list, nnz: int, n_cells: int) -> dict:
+    index = matrix._index
+    header = dict(index.header)
+    sections = [[ref.name, ref.offset, ref.length, ref.crc] for ref in index.sections.table.values()
+                if ref.name not in ("genes.order", "genes.baseline", "chunks.index")]
+    sections.append(writer.section("genes.order", pack_array(stored, "u4")))
+    sections.append(writer.section("genes.baseline", pack_array(gene_terms, "i2")))
+    old_rows = index.chunk_index.tolist()
+    sections.append(chunk_index_section(writer, old_rows + rows))
+    header.update({"shape": [index.n_genes, index.n_cells + n_cells], "nnz": index.nnz + nnz,
+                   "n_stored_genes": int(stored.size), "n_chunks": len(old_rows) + len(rows),
+                   "stats": summarise(stats, index.stats), "sections": sections})
+    return header
+

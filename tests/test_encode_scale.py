@@ -1,0 +1,82 @@
+"""Encoding beyond one process and one pass: jobs, a Dask cluster, appending cells."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATA
+from scinrcodec.io.sources import ScipySource
+
+FAST = dict(siren="never", progress=False)
+
+
+@pytest.fixture(scope="module")
+def pbmc():
+    return sinr.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+
+
+def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc):
+    distributed = pytest.importorskip("distributed")
+    blobs = {}
+    for jobs in (1, 2):
+        sinr.encode(pbmc, tmp_path / f"{jobs}.sinr", jobs=jobs, chunk_cells=20, **FAST)
+        blobs[jobs] = (tmp_path / f"{jobs}.sinr").read_bytes()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        sinr.encode(pbmc, tmp_path / "dask.sinr", chunk_cells=20, client=client, **FAST)
+        path = tmp_path / "in.npz"
+        sp.save_npz(path, sp.csr_matrix(pbmc.matrix()))
+        sinr.encode(path, tmp_path / "dask-file.sinr", chunk_cells=20, client=client, **FAST)
+        sinr.encode(path, tmp_path / "local-file.sinr", chunk_cells=20, **FAST)
+    assert blobs[1] == blobs[2] == (tmp_path / "dask.sinr").read_bytes()
+    assert (tmp_path / "dask-file.sinr").read_bytes() == (tmp_path / "local-file.sinr").read_bytes()
+
+
+def _split(pbmc, at: int):
+    matrix = pbmc.matrix().tocsc()
+    cells = pbmc.cell_names(0, matrix.shape[1])
+    first = matrix[:, :at].tolil()
+    first[100:, :] = 0  # the appended cells express genes the file has never stored
+    first = sp.csc_matrix(first)
+    whole = sp.hstack([first, matrix[:, at:]]).tocsc()
+    return (ScipySource(first, pbmc.gene_ids, pbmc.gene_names, cells[:at]),
+            ScipySource(matrix[:, at:], pbmc.gene_ids, pbmc.gene_names, cells[at:]), whole, cells)
+
+
+def test_append_is_exact_and_keeps_old_chunks(tmp_path, pbmc):
+    first, second, whole, cells = _split(pbmc, 50)
+    path = tmp_path / "a.sinr"
+    sinr.encode(first, path, chunk_cells=16, **FAST)
+    before = path.read_bytes()
+    result = sinr.append(path, second)
+    after = path.read_bytes()
+    with sinr.open(path) as m:
+        assert m.shape == whole.shape and result["chunks"] == m.n_chunks == 4 + 2
+        assert np.array_equal(m.to_scipy().toarray(), whole.toarray()) and m.cell_names == cells
+        for g in range(0, whole.shape[0], 13):
+            assert np.array_equal(m.gene(g), whole[g].toarray().ravel())
+        m.verify()
+    body_end = len(before) - 24 - int.from_bytes(before[-24:-16], "little")
+    assert after[:body_end] == before[:body_end]  # existing chunks copied, not re-encoded
+
+
+def test_append_refuses_other_genes_and_leaves_the_file_intact(tmp_path, pbmc):
+    first, second, _, cells = _split(pbmc, 50)
+    path = tmp_path / "a.sinr"
+    sinr.encode(first, path, **FAST)
+    before = path.read_bytes()
+    matrix = second.matrix()
+    other_ids = ScipySource(matrix, [g + "-x" for g in pbmc.gene_ids], pbmc.gene_names, cells[50:])
+    fewer = ScipySource(matrix[:20], pbmc.gene_ids[:20], pbmc.gene_names[:20], cells[50:])
+    no_names = ScipySource(matrix, pbmc.gene_ids, pbmc.gene_names)
+    for bad in (other_ids, fewer, no_names):
+        with pytest.raises(sinr.InvalidInputError):
+            sinr.append(path, bad)
+        assert path.read_bytes() == before
+    negative = ScipySource(sp.csc_matrix(-matrix.toarray()), pbmc.gene_ids, pbmc.gene_names, cells[50:])
+    with pytest.raises(sinr.InvalidInputError):
+        sinr.append(path, negative)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sinr"]
