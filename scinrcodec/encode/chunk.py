@@ -33,6 +33,7 @@ class FileContext:
 
     n_genes: int
     gene_rank: np.ndarray  # original gene -> row in the file's gene order
+    gene_of_row: np.ndarray  # its inverse
     gene_terms: np.ndarray  # per row, 1/16 nat (0 beyond the stored genes)
     band_rows: np.ndarray  # first row of each band
     options: EncodeOptions
@@ -62,38 +63,71 @@ def _cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 @njit(**JIT)
-def _stable_order(keys: np.ndarray, n_buckets: int, order: np.ndarray) -> np.ndarray:
-    """`order` re-sorted stably by keys[order] (a counting sort)."""
-    starts = np.zeros(n_buckets + 1, dtype=np.int64)
-    for idx in order:
-        starts[keys[idx] + 1] += 1
-    for b in range(n_buckets):
-        starts[b + 1] += starts[b]
-    out = np.empty_like(order)
-    for idx in order:
-        out[starts[keys[idx]]] = idx
-        starts[keys[idx]] += 1
-    return out
+def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
+             row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int):
+    """The chunk's nonzeros sorted by (tile, position): one counting sort whose buckets are the rows
+    of every tile, filled while walking the cells in their new order (so each bucket receives its
+    row's cells in ascending order). Returns rows, columns and values in that order, and the
+    nonzeros of each tile."""
+    n_bands = widths.size
+    band_of_row = np.empty(row_starts[n_bands], dtype=np.int64)
+    for b in range(n_bands):
+        band_of_row[row_starts[b]: row_starts[b + 1]] = b
+    n_tiles = tile_starts[n_bands]
+    bucket_base = np.empty(n_tiles + 1, dtype=np.int64)  # first bucket of each tile: one bucket per tile row
+    bucket_base[0] = 0
+    for b in range(n_bands):
+        for t in range(tile_starts[b], tile_starts[b + 1]):
+            bucket_base[t + 1] = bucket_base[t] + row_starts[b + 1] - row_starts[b]
+    nnz = values.size
+    starts = np.zeros(bucket_base[n_tiles] + 1, dtype=np.int64)
+    bucket_of = np.empty(nnz, dtype=np.int64)
+    seen = 0
+    for c in range(n_cells):
+        cell = cell_order[c]
+        for e in range(indptr[cell], indptr[cell + 1]):
+            r = gene_rank[genes[e]]
+            b = band_of_row[r]
+            bucket = bucket_base[tile_starts[b] + c // widths[b]] + r - row_starts[b]
+            bucket_of[seen] = bucket
+            starts[bucket + 1] += 1
+            seen += 1
+    for i in range(starts.size - 1):
+        starts[i + 1] += starts[i]
+    tile_k = np.empty(n_tiles, dtype=np.int64)
+    for t in range(n_tiles):
+        tile_k[t] = starts[bucket_base[t + 1]] - starts[bucket_base[t]]
+    rows = np.empty(nnz, dtype=np.int32)
+    cols = np.empty(nnz, dtype=np.int32)
+    out_values = np.empty(nnz, dtype=np.int64)
+    seen = 0
+    for c in range(n_cells):
+        cell = cell_order[c]
+        for e in range(indptr[cell], indptr[cell + 1]):
+            bucket = bucket_of[seen]
+            seen += 1
+            at = starts[bucket]
+            starts[bucket] = at + 1
+            rows[at] = gene_rank[genes[e]]
+            cols[at] = c
+            out_values[at] = values[e]
+    return rows, cols, out_values, tile_k
 
 
 @njit(**JIT)
-def _tile_of(rows: np.ndarray, cols: np.ndarray, row_starts: np.ndarray, widths: np.ndarray,
-             tile_starts: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tile id and row-major position inside the tile of each nonzero."""
-    band_of_row = np.empty(row_starts[-1], dtype=np.int64)
+def _positions(rows: np.ndarray, cols: np.ndarray, tile_k: np.ndarray, row_starts: np.ndarray, widths: np.ndarray,
+               tile_starts: np.ndarray, n_cells: int) -> np.ndarray:
+    """Row-major position of each nonzero inside its tile (nonzeros sorted by tile)."""
+    out = np.empty(rows.size, dtype=np.int64)
+    at = 0
     for b in range(widths.size):
-        band_of_row[row_starts[b]: row_starts[b + 1]] = b
-    tiles = np.empty(rows.size, dtype=np.int64)
-    positions = np.empty(rows.size, dtype=np.int64)
-    for idx in range(rows.size):
-        b = band_of_row[rows[idx]]
-        w = widths[b]
-        block = cols[idx] // w
-        first = block * w
-        tile_w = min(w, n_cells - first)
-        tiles[idx] = tile_starts[b] + block
-        positions[idx] = (rows[idx] - row_starts[b]) * tile_w + cols[idx] - first
-    return tiles, positions
+        for t in range(tile_starts[b], tile_starts[b + 1]):
+            first = (t - tile_starts[b]) * widths[b]
+            width = min(widths[b], n_cells - first)
+            for _ in range(tile_k[t]):
+                out[at] = (rows[at] - row_starts[b]) * width + cols[at] - first
+                at += 1
+    return out
 
 
 @njit(**JIT)
@@ -131,29 +165,21 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     if nnz >= MAX_CHUNK_NNZ:
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
-    cell_of = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
     cell_order = np.argsort(-_cell_totals(block.indptr, block.values), kind="stable")
-    cell_rank = np.empty(n_cells, dtype=np.int64)
-    cell_rank[cell_order] = np.arange(n_cells)
-    rows = context.gene_rank[block.genes]
-    cols = cell_rank[cell_of]
-    n_rows = int(rows.max()) + 1 if nnz else 0
-    cell_terms = fit_cell_terms(cols, rows, block.values, context.gene_terms, n_cells)
-    geometry = ChunkGeometry.plan(context.band_rows, np.bincount(rows, minlength=n_rows), n_cells, options.tile_nnz)
-    order = np.arange(nnz, dtype=np.int64)
-    order = _stable_order(cols, max(n_cells, 1), order)
-    order = _stable_order(rows, max(n_rows, 1), order)
-    tiles, positions = _tile_of(rows, cols, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
-    order = _stable_order(tiles, max(geometry.n_tiles, 1), order)
-    rows, cols, tiles, positions = rows[order], cols[order], tiles[order], positions[order]
-    values = block.values[order]
+    row_nnz = np.bincount(context.gene_rank[block.genes]) if nnz else np.zeros(0, np.int64)
+    geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, options.tile_nnz)
+    rows, cols, values, tile_k = _arrange(block.indptr, block.genes, block.values, cell_order, context.gene_rank,
+                                          geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    positions = _positions(rows, cols, tile_k, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    n_rows = geometry.n_rows
+    cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
     u = quantise_values(values, options.max_error)
     bins = _bins(u)
     contexts = _baseline_contexts(rows, cols, context.gene_terms, cell_terms)
     code_values = options.mode != "inr-only"
     hist = histograms(contexts, bins)
 
-    band_bounds = np.searchsorted(tiles, geometry.tile_starts)
+    band_bounds = np.concatenate([[0], np.cumsum(tile_k)])[geometry.tile_starts]
     sirens: dict[int, PatchSiren] = {}
     stats = {"bands": geometry.n_bands, "tiles": geometry.n_tiles}
     predictions = None
@@ -167,7 +193,6 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
 
     cum = decoding_tables(frequencies(hist))[0] if code_values else np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
     _, _, heights, _, widths = geometry.tiles()
-    tile_k = np.bincount(tiles, minlength=geometry.n_tiles).astype(np.int64)
     tile_n = (heights * widths).astype(np.int64)
     bound = symbol_bound(tile_k, tile_n, code_values)
     out = np.empty(int((2 * bound + 4).sum()) + 1, dtype=np.uint8)
@@ -181,7 +206,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         decoded = predictions
     else:
         decoded = dequantise_values(u, options.max_error) if options.max_error else values
-    checksum = int(content_checksum(block.genes[order], block.start + cell_of[order], decoded))
+    checksum = int(content_checksum(context.gene_of_row[rows], block.start + cell_order[cols], decoded))
     stats.update({"position_bits": round(position_bits, 1), "value_bits": round(value_bits, 1)})
 
     sections: list[tuple[str, bytes]] = [

@@ -57,7 +57,7 @@ def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndar
     nnz = int(gene_nnz.sum())
     patch_nnz = options.patch_nnz or balanced_patch_nnz(nnz, options.tile_nnz)
     band_rows = plan_band_rows(gene_nnz[order], patch_nnz)
-    return FileContext(source.shape[0], rank, terms, band_rows, options), order[:n_stored], patch_nnz
+    return FileContext(source.shape[0], rank, order, terms, band_rows, options), order[:n_stored], patch_nnz
 
 
 def _planner(options: EncodeOptions) -> SirenPlanner | None:

@@ -353,7 +353,8 @@ class MtxSource(MatrixSource):
         if len(words) != 5 or words[0] != "%%matrixmarket" or words[1] != "matrix":
             raise InvalidInputError(f"{what}: not a Matrix Market file (no '%%MatrixMarket matrix ...' banner)")
         if words[2] != "coordinate":
-            raise InvalidInputError(f"{what}: a Matrix Market '{words[2]}' file; only sparse 'coordinate' files hold counts")
+            raise InvalidInputError(f"{what}: a Matrix Market '{words[2]}' file; only sparse 'coordinate' files "
+                                    "hold counts")
         if words[3] not in _MTX_FIELDS:
             raise InvalidInputError(f"{what}: Matrix Market field '{words[3]}' cannot hold counts")
         if words[4] != "general":
@@ -821,7 +822,8 @@ def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:
 
 # ------------------------------------------------------------------------------------------- npz
 
-_NPZ_ARRAYS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"), "coo": ("data", "row", "col")}
+_NPZ_ARRAYS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+               "coo": ("data", "row", "col")}
 
 
 def _npz_array(archive: zipfile.ZipFile, name: str, what: str) -> np.ndarray:
@@ -923,16 +925,6 @@ def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as
     if kind == "h5ad":
         return read_h5ad(path, layer)
     return read_npz(path)
-
-
-def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
-    """The source a RandomAccessSource.spec() describes, opened again (in another process)."""
-    if spec.kind == "scipy":
-        return ScipySource(**spec.args)
-    source = read_matrix(spec.args["path"], spec.args.get("layer"))
-    if not isinstance(source, RandomAccessSource):
-        raise InvalidInputError(f"{spec.args['path']}: cannot be read by cell range")
-    return source
 
 
 def as_source(source, layer: str | None = None) -> MatrixSource:

@@ -108,7 +108,8 @@ def check_names(names, n: int, what: str) -> list[str] | None:
         raise InvalidInputError(f"{what}: {len(names):,} names for {n:,} entries")
     for name in names:
         if "\n" in name or "\r" in name:
-            raise InvalidInputError(f"{what}: the name {name[:40]!r} contains a line break, which .sinr names cannot hold")
+            raise InvalidInputError(f"{what}: the name {name[:40]!r} contains a line break, which .sinr names "
+                                    "cannot hold")
         try:
             size = len(name.encode("utf-8"))
         except UnicodeEncodeError as exc:
@@ -142,7 +143,11 @@ def decode_names(raw, what: str) -> list[str]:
 
 
 def check_shape(shape, what: str) -> tuple[int, int]:
-    n_genes, n_cells = (int(x) for x in shape)
+    """(genes, cells) as ints, each in 0..MAX_DIMENSION; anything else (a float, a string) refused."""
+    values = list(shape)
+    if len(values) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values):
+        raise InvalidInputError(f"{what}: the shape {values[:3]!r} is not two whole numbers")
+    n_genes, n_cells = (int(x) for x in values)
     for n, axis in ((n_genes, "genes"), (n_cells, "cells")):
         if not 0 <= n <= MAX_DIMENSION:
             raise InvalidInputError(f"{what}: {n:,} {axis} is outside 0..{MAX_DIMENSION:,}")
@@ -227,7 +232,8 @@ def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_colu
     major, minor = (shape[1], shape[0]) if by_column else shape
     if indptr.ndim != 1 or indptr.size != major + 1 or indptr.dtype.kind not in "iu":
         raise InvalidInputError(f"{what}: index pointers do not match the shape {shape[0]:,} x {shape[1]:,}")
-    if indices.ndim != 1 or data.ndim != 1 or indices.size != data.size or (indices.size and indices.dtype.kind not in "iu"):
+    if indices.ndim != 1 or data.ndim != 1 or indices.size != data.size or \
+            (indices.size and indices.dtype.kind not in "iu"):
         raise InvalidInputError(f"{what}: indices and values are not matching 1-D arrays")
     if indptr[0] != 0 or np.any(np.diff(indptr.astype(np.int64)) < 0) or indptr[-1] != data.size:
         raise InvalidInputError(f"{what}: index pointers are not increasing from 0 to the number of values")
@@ -267,6 +273,18 @@ def _checked_sparse(matrix, what: str):
     if matrix.format == "coo":
         return checked_coordinates(matrix.data, matrix.row, matrix.col, shape=shape, what=what)
     return _checked_sparse(matrix.tocoo(), what)
+
+
+def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
+    """The source a RandomAccessSource.spec() describes, opened again (in another process)."""
+    if spec.kind == "scipy":
+        return ScipySource(**spec.args)
+    from .readers import read_matrix  # readers builds on this module
+
+    source = read_matrix(spec.args["path"], spec.args.get("layer"))
+    if not isinstance(source, RandomAccessSource):
+        raise InvalidInputError(f"{spec.args['path']}: cannot be read by cell range")
+    return source
 
 
 class ScipySource(RandomAccessSource):

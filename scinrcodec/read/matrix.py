@@ -300,7 +300,7 @@ class SinrMatrix:
             chunk = index.chunk(c)
             for name in chunk.sections.table:
                 chunk.sections.raw(name)
-            chunk.band_verified[:] = True
+            index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
             checked += chunk.nnz
         self.to_scipy(layout="csc")
         return {"chunks": index.n_chunks, "nnz": checked, "bytes": self._source.size}
