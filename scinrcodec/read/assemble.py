@@ -23,77 +23,100 @@ from .decode import _buffer, _pool, decode_batch, gather
 from .index import Chunk, MatrixIndex
 
 
+RADIX_BITS = 10  # 1024 buckets per pass: few enough write streams for the caches and TLB
+
+
 @njit(**JIT)
-def _stable_counting_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
-    starts = np.zeros(n_keys + 1, dtype=np.int64)
-    for key in keys:
-        starts[key + 1] += 1
-    for b in range(n_keys):
-        starts[b + 1] += starts[b]
-    order = np.empty(keys.size, dtype=np.int64)
-    for idx in range(keys.size):
-        order[starts[keys[idx]]] = idx
-        starts[keys[idx]] += 1
-    return order
+def _radix_sort(keys: np.ndarray, first: np.ndarray, second: np.ndarray, key_bits: int):
+    """(keys, first, second) sorted by keys (non-negative, below 2**key_bits), stably, by least
+    significant digit first: every pass reads sequentially and writes to at most 2**RADIX_BITS
+    places, which is what makes it faster than one counting sort over many buckets."""
+    n = keys.size
+    keys_out = np.empty_like(keys)
+    first_out = np.empty_like(first)
+    second_out = np.empty_like(second)
+    buckets = 1 << RADIX_BITS
+    shift = 0
+    while shift < max(key_bits, 1):
+        starts = np.zeros(buckets + 1, dtype=np.int64)
+        for idx in range(n):
+            starts[((keys[idx] >> shift) & (buckets - 1)) + 1] += 1
+        for b in range(buckets):
+            starts[b + 1] += starts[b]
+        for idx in range(n):
+            digit = (keys[idx] >> shift) & (buckets - 1)
+            at = starts[digit]
+            starts[digit] = at + 1
+            keys_out[at] = keys[idx]
+            first_out[at] = first[idx]
+            second_out[at] = second[idx]
+        keys, keys_out = keys_out, keys
+        first, first_out = first_out, first
+        second, second_out = second_out, second
+        shift += RADIX_BITS
+    return keys, first, second
+
+
+@njit(**JIT)
+def _bits(n: int) -> int:
+    bits = 0
+    while (1 << bits) < n:
+        bits += 1
+    return bits
 
 
 @njit(**JIT)
 def _place_by_cell(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
                    n_cells: int, rank_of_row: np.ndarray, genes_of_row: np.ndarray, base: int, out_indptr: np.ndarray,
-                   out_indices: np.ndarray, out_data: np.ndarray) -> np.uint64:
+                   out_indices: np.ndarray, out_data: np.ndarray, key_dtype) -> np.uint64:
     """Write a chunk's nonzeros cell by cell (genes ascending in each) from `base`, and its cells'
-    index pointers into out_indptr[1:]; return the chunk's content checksum. Nonzeros are first moved into gene order (a counting sort that
-    carries them, so the second pass reads sequentially), then appended to their cells."""
-    n_keys = rank_of_row.size
-    starts = np.zeros(n_keys + 1, dtype=np.int64)
-    cursor = np.zeros(n_cells + 1, dtype=np.int64)
+    index pointers into out_indptr[1:]; return the chunk's content checksum. A radix sort by
+    (cell, gene) puts them in exactly their output order."""
+    rank_bits = _bits(rank_of_row.size)
+    keys = np.empty(rows.size, dtype=key_dtype)
+    genes = np.empty(rows.size, dtype=np.int32)
     for idx in range(rows.size):
-        starts[rank_of_row[rows[idx]] + 1] += 1
-        cursor[cell_original[cols[idx]] - first_cell + 1] += 1
-    for b in range(n_keys):
-        starts[b + 1] += starts[b]
-    cursor[0] = base
-    for c in range(n_cells):
-        cursor[c + 1] += cursor[c]
-        out_indptr[c + 1] = cursor[c + 1]
-    by_gene_cell = np.empty(rows.size, dtype=np.int32)
-    by_gene_gene = np.empty(rows.size, dtype=np.int32)
-    by_gene_value = np.empty(rows.size, dtype=values.dtype)
-    for idx in range(rows.size):
-        row = rows[idx]
-        at = starts[rank_of_row[row]]
-        starts[rank_of_row[row]] = at + 1
-        by_gene_cell[at] = cell_original[cols[idx]] - first_cell
-        by_gene_gene[at] = genes_of_row[row]
-        by_gene_value[at] = values[idx]
+        keys[idx] = ((cell_original[cols[idx]] - first_cell) << rank_bits) | rank_of_row[rows[idx]]
+        genes[idx] = genes_of_row[rows[idx]]
+    keys, genes, sorted_values = _radix_sort(keys, genes, values, rank_bits + _bits(n_cells))
+    counts = np.zeros(n_cells + 1, dtype=np.int64)
     checksum = np.uint64(0)
-    for idx in range(rows.size):
-        c = by_gene_cell[idx]
-        out_indices[cursor[c]] = by_gene_gene[idx]
-        out_data[cursor[c]] = by_gene_value[idx]
-        cursor[c] += 1
-        key = np.uint64(by_gene_gene[idx]) + (np.uint64(first_cell + c) << np.uint64(32))
-        checksum += mix(mix(key) ^ np.uint64(by_gene_value[idx]))
+    for idx in range(keys.size):
+        c = keys[idx] >> rank_bits
+        counts[c + 1] += 1
+        out_indices[base + idx] = genes[idx]
+        out_data[base + idx] = sorted_values[idx]
+        key = np.uint64(genes[idx]) + (np.uint64(first_cell + c) << np.uint64(32))
+        checksum += mix(mix(key) ^ np.uint64(sorted_values[idx]))
+    running = base
+    for c in range(n_cells):
+        running += counts[c + 1]
+        out_indptr[c + 1] = running
     return checksum
 
 
 @njit(**JIT)
 def _place_by_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
                   n_cells: int, genes_of_row: np.ndarray, cursor: np.ndarray, out_indices: np.ndarray,
-                  out_data: np.ndarray) -> np.uint64:
-    """Write a chunk's nonzeros at each row's cursor, cells ascending; return the checksum."""
-    local = np.empty(rows.size, dtype=np.int64)
+                  out_data: np.ndarray, key_dtype) -> np.uint64:
+    """Write a chunk's nonzeros at each row's cursor, cells ascending; return the checksum. A radix
+    sort by (row, cell) makes each row's run contiguous, copied to its place in one go."""
+    cell_bits = _bits(n_cells)
+    keys = np.empty(rows.size, dtype=key_dtype)
+    cells = np.empty(rows.size, dtype=np.int32)
     for idx in range(rows.size):
-        local[idx] = cell_original[cols[idx]] - first_cell
+        cell = cell_original[cols[idx]]
+        keys[idx] = (np.int64(rows[idx]) << cell_bits) | (cell - first_cell)
+        cells[idx] = cell
+    keys, cells, sorted_values = _radix_sort(keys, cells, values, cell_bits + _bits(genes_of_row.size))
     checksum = np.uint64(0)
-    for idx in _stable_counting_order(local, n_cells):
-        r = rows[idx]
-        cell = first_cell + local[idx]
-        out_indices[cursor[r]] = cell
-        out_data[cursor[r]] = values[idx]
+    for idx in range(keys.size):
+        r = keys[idx] >> cell_bits
+        out_indices[cursor[r]] = cells[idx]
+        out_data[cursor[r]] = sorted_values[idx]
         cursor[r] += 1
-        key = np.uint64(genes_of_row[r]) + (np.uint64(cell) << np.uint64(32))
-        checksum += mix(mix(key) ^ np.uint64(values[idx]))
+        key = np.uint64(genes_of_row[r]) + (np.uint64(cells[idx]) << np.uint64(32))
+        checksum += mix(mix(key) ^ np.uint64(sorted_values[idx]))
     return checksum
 
 
@@ -112,7 +135,7 @@ def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: range | Non
 
 def _decode_chunk(index: MatrixIndex, chunk: Chunk):
     batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
-    rows, cols, values = decode_batch(index, batch, jobs=1)
+    rows, cols, values = decode_batch(index, batch, jobs=1, value_dtype=np.int32)
     if values.size != chunk.nnz:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
     return rows, cols, values
@@ -131,6 +154,11 @@ def _gene_order_arrays(index: MatrixIndex) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(n_rows, dtype=np.int64)
     rank[np.argsort(genes, kind="stable")] = np.arange(n_rows)
     return genes, rank
+
+
+def _key_dtype(n_rows: int, n_cells: int):
+    """The narrowest type holding a (row, cell) sort key: a 32-bit key halves the sort's traffic."""
+    return np.uint32 if int(n_rows - 1).bit_length() + int(n_cells - 1).bit_length() <= 32 else np.int64
 
 
 def _index_dtype(size: int):
@@ -154,7 +182,8 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: range | None
         rows, cols, values = _decode_chunk(index, chunk)
         _check(index, chunk, _place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
                                             rank, genes_of_row, int(index.nnz_starts[chunk.index]) - first_nnz,
-                                            indptr[chunk.first_cell - first_cell:], indices, data))
+                                            indptr[chunk.first_cell - first_cell:], indices, data,
+                                            _key_dtype(rank.size, chunk.n_cells)))
 
     _for_each_chunk(index, jobs, work, chunks)
     return sp.csr_matrix((data, indices, indptr), shape=(last_cell - first_cell, n_genes))
@@ -190,7 +219,8 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     def work(chunk: Chunk) -> None:
         rows, cols, values = _decode_chunk(index, chunk)
         _check(index, chunk, _place_by_row(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
-                                           genes_of_row, cursors[chunk.index], indices, data))
+                                           genes_of_row, cursors[chunk.index], indices, data,
+                                           _key_dtype(n_rows, chunk.n_cells)))
 
     _for_each_chunk(index, jobs, work)
     return sp.csr_matrix((data, indices, indptr), shape=(n_genes, n_cells))

@@ -94,11 +94,12 @@ def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarra
 
 
 def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,
-                 col_mask: np.ndarray | None = None, jobs: int | None = None
+                 col_mask: np.ndarray | None = None, jobs: int | None = None, value_dtype=np.int64
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, reordered column, value) of the kept nonzeros of a batch, tile after tile."""
+    """(row, reordered column, value) of the kept nonzeros of a batch, tile after tile (values fit
+    int32: every value is below 2**31)."""
     if batch.size == 0:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, value_dtype)
     buffer, offsets = _buffer(index, batch)
     capacity = batch.k  # what each tile may return: all its nonzeros, or as many as the filter allows
     if want_row >= 0:
@@ -110,7 +111,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
         capacity = np.minimum(capacity, batch.h * (wanted[batch.col + batch.w] - wanted[batch.col]))
     out_start = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
     total = int(capacity.sum())
-    rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, np.int64)
+    rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, value_dtype)
     counts = np.zeros(batch.size, np.int64)
     status = np.zeros(batch.size, np.int64)
     gene_terms = index.genes()[3]

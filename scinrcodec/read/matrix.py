@@ -3,6 +3,7 @@ the whole matrix, decoding only the tiles a request touches (numpy and numba onl
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import threading
 from pathlib import Path
@@ -283,12 +284,52 @@ class SinrMatrix:
     def to_count_matrix(self) -> CountMatrix:
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
-    def to_anndata(self):
-        """Cells x genes AnnData with names, as scanpy expects."""
-        from ..io.writers import to_anndata
+    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None):
+        """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
+        gives it back whole, every part as it was and X in its own dtype (whichever matrix was
+        opened). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
+        obs and var loaded (scinrcodec.read.lazy). feature_type keeps the features of one type
+        ('Antibody Capture') of a multi-modal file."""
+        from ..io.anndata_store import to_anndata
 
-        counts = cell_major(self._index, np.int32, self.jobs)
-        return to_anndata(CountMatrix(counts.T, self.gene_ids, self.gene_names, self.cell_names, self.feature_types))
+        return to_anndata(self, lazy=lazy, feature_type=feature_type)
+
+    def iter_cells(self, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None, buffer: int = 4,
+                   dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None):
+        """One epoch of batches of cells for training: CellBatch(X, obs, cells), X a cells x genes
+        CSR. Chunks are decoded whole, `buffer` at a time (the next buffer decodes meanwhile), and
+        with shuffle their cells are shuffled together (block shuffle): every cell comes exactly
+        once, in an order fixed by `seed`. Only the last batch may be smaller (or left out with
+        drop_last). torch is not needed: wrap the batches in a torch IterableDataset to use one."""
+        from .lazy import iter_cells
+
+        return iter_cells(self, batch_size, shuffle=shuffle, seed=seed, buffer=buffer, dtype=dtype, obs=obs,
+                          drop_last=drop_last, jobs=jobs)
+
+    # ------------------------------------------------------------------ files of several parts
+
+    @property
+    def matrix_names(self) -> list[str]:
+        """Every matrix of the file, the one opened by default first."""
+        return [m["name"] for m in self.footer["matrices"]]
+
+    def matrix(self, name: str) -> "SinrMatrix":
+        """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source."""
+        return self if name == self.name else SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+
+    @functools.cached_property
+    def contents(self):
+        """What the file stores besides its matrices (a whole AnnData or 10x file: format 2.1), as a
+        StoredContents, or None."""
+        from ..io.anndata_store import read_contents
+
+        return read_contents(self._source, self.source)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of this matrix in the file: its chunk blocks and its sections."""
+        index = self._index
+        return int(index.chunk_index[:, 3].sum()) + sum(ref.length for ref in index.sections.table.values())
 
     def verify(self) -> dict:
         """Check every section's CRC and every chunk's decoded content; raise CorruptFileError."""

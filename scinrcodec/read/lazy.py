@@ -1,0 +1,166 @@
+"""Out-of-core work on .sinr files: a lazy AnnData whose X is a dask array of chunks of cells,
+each decoded only when computed, and a loader that streams shuffled batches of cells for training.
+
+Both work chunk by chunk (SinrMatrix.cells_block over SinrMatrix.chunk_bounds), the unit the
+file is coded in, so no read decodes a tile twice and memory holds a few chunks at a time.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from .matrix import SinrMatrix, open as open_sinr
+
+
+class CellBlocks:
+    """Decodes the dask block of cells it is asked for. Pickled (for dask.distributed workers), it
+    opens its file again by path in the other process."""
+
+    def __init__(self, matrix: SinrMatrix, dtype) -> None:
+        self.matrix, self.dtype = matrix, np.dtype(dtype)
+        self.bounds = matrix.chunk_bounds()
+
+    def __call__(self, block_id: tuple[int, int]) -> sp.csr_matrix:
+        i = block_id[0]
+        return self.matrix.cells_block(int(self.bounds[i]), int(self.bounds[i + 1]), self.dtype)
+
+    def __reduce__(self):
+        return _reopened, (self.matrix.source, self.matrix.name, self.dtype.str)
+
+
+@functools.lru_cache(maxsize=16)
+def _opened(path: str, name: str) -> SinrMatrix:
+    return open_sinr(path, matrix=name)
+
+
+def _reopened(path: str, name: str, dtype: str) -> CellBlocks:
+    if not Path(path).is_file():
+        raise InvalidInputError(f"{path}: a lazy .sinr matrix can go to another process only when read from a file")
+    return CellBlocks(_opened(path, name), dtype)
+
+
+def dask_matrix(m: SinrMatrix, dtype=np.int32):
+    """The matrix as a cells x genes dask array with one scipy CSR block per chunk of the file."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    bounds = m.chunk_bounds()
+    sizes = tuple(np.diff(bounds).tolist()) or (0,)
+    dtype = np.dtype(dtype)
+    blocks = CellBlocks(m, dtype)
+    if m.shape[1] == 0:
+        blocks.bounds = np.zeros(2, np.int64)
+    name = f"sinr-cells-{tokenize(m.source, m.name, m.file_size, dtype.str, id(m))}"
+    return da.map_blocks(blocks, chunks=(sizes, (m.shape[0],)), dtype=dtype, name=name,
+                         meta=sp.csr_matrix((0, m.shape[0]), dtype=dtype))
+
+
+def lazy_anndata(m: SinrMatrix, contents):
+    """An AnnData whose X is this matrix as a dask array (and whose layers are the file's other
+    count layers, lazily); obs, var, obsm, varm and uns are loaded. obsp, varp, raw and layers
+    stored as elements are left out: to_anndata() without lazy returns them."""
+    import anndata
+
+    from ..io.anndata_store import name_frames, quiet_anndata
+
+    entry = contents.matrix_entry(m.name) if contents is not None and contents.object == "anndata" else None
+    x = dask_matrix(m, entry["dtype"] if entry else np.int32)
+    if entry is None:
+        obs, var = name_frames(m, contents)
+        with quiet_anndata():
+            return anndata.AnnData(X=x, obs=obs, var=var)
+    is_raw = entry["element"] == "raw/X"
+    parts = {part: contents.read(part) for part in ("obs", "obsm", "uns") if part in contents.elements}
+    if is_raw:
+        raw = contents.read("raw")
+        parts.update(var=raw["var"], varm=raw.get("varm"))
+    else:
+        parts.update({part: contents.read(part) for part in ("var", "varm") if part in contents.elements})
+    layers = {} if is_raw else {
+        e["element"][len("layers/"):]: dask_matrix(m.matrix(e["matrix"]), e["dtype"]) for e in contents.matrices
+        if e["element"].startswith("layers/") and e["matrix"] != m.name}
+    with quiet_anndata():
+        return anndata.AnnData(X=x, layers=layers, **parts)
+
+
+def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None):
+    """A lazy AnnData of a .sinr file (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`."""
+    return open_sinr(path, matrix=matrix).to_anndata(lazy=True, feature_type=feature_type)
+
+
+# ------------------------------------------------------------------------------------- batches
+
+class CellBatch(NamedTuple):
+    """A batch of cells: their counts (cells x genes CSR), their obs rows, their cell indices."""
+
+    X: sp.csr_matrix
+    obs: object  # a pandas DataFrame, or None
+    cells: np.ndarray
+
+
+def iter_cells(m: SinrMatrix, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None,
+               buffer: int = 4, dtype=np.float32, obs: bool = True, drop_last: bool = False,
+               jobs: int | None = None) -> Iterator[CellBatch]:
+    """One epoch of batches (see SinrMatrix.iter_cells)."""
+    for name, value in (("batch_size", batch_size), ("buffer", buffer)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, not {value!r}")
+    bounds = m.chunk_bounds()
+    n_chunks = bounds.size - 1
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
+    groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)]
+    frame = _obs_frame(m) if obs else None
+    workers = max(1, jobs or m.jobs or os.cpu_count() or 1)
+    return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, np.dtype(dtype), frame, drop_last,
+                    workers)
+
+
+def _obs_frame(m: SinrMatrix):
+    from ..io.anndata_store import name_frames
+
+    contents = m.contents
+    if contents is not None and contents.object == "anndata" and "obs" in contents.elements:
+        return contents.read("obs")
+    return name_frames(m, contents)[0]
+
+
+def _batches(m: SinrMatrix, groups: list[np.ndarray], bounds: np.ndarray, batch_size: int, rng, dtype,
+             frame, drop_last: bool, workers: int) -> Iterator[CellBatch]:
+    """Decode a buffer of chunks (the next one decoding meanwhile), shuffle its cells with those
+    left over from the last buffer, and cut it into batches."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sinr-batches")
+
+    def start(k: int) -> list:
+        if k >= len(groups):
+            return []
+        return [pool.submit(m.cells_block, int(bounds[c]), int(bounds[c + 1]), dtype) for c in groups[k].tolist()]
+
+    def batch(x: sp.csr_matrix, cells: np.ndarray) -> CellBatch:
+        return CellBatch(x, None if frame is None else frame.iloc[cells], cells)
+
+    try:
+        pending = start(0)
+        carry_x, carry_cells = sp.csr_matrix((0, m.shape[0]), dtype=dtype), np.zeros(0, np.int64)
+        for k in range(len(groups)):
+            blocks = [future.result() for future in pending]
+            pending = start(k + 1)
+            cells = np.concatenate([carry_cells] + [np.arange(bounds[c], bounds[c + 1]) for c in groups[k].tolist()])
+            x = sp.vstack([carry_x, *blocks], format="csr")
+            order = rng.permutation(cells.size) if rng is not None else np.arange(cells.size)
+            full = cells.size - cells.size % batch_size
+            for s in range(0, full, batch_size):
+                rows = order[s: s + batch_size]
+                yield batch(x[rows], cells[rows])
+            carry_x, carry_cells = x[order[full:]], cells[order[full:]]
+        if carry_cells.size and not drop_last:
+            yield batch(carry_x, carry_cells)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
