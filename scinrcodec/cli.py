@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SinrError
-from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT
+from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, SCALE_TILE_NNZ_FROM, MAX_ERROR_LIMIT
 
 
 def _encode(args: argparse.Namespace) -> None:
@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--jobs", type=_positive, help="threads (default: all cores); the file is the same for any")
     enc.add_argument("--chunk-cells", type=_positive, default=DEFAULT_CHUNK_CELLS,
                      help=f"cells per independently coded chunk (default {DEFAULT_CHUNK_CELLS})")
-    enc.add_argument("--tile-nnz", type=_positive, default=DEFAULT_TILE_NNZ,
-                     help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ})")
+    enc.add_argument("--tile-nnz", type=_positive, default=None,
+                     help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ}, smaller beyond "
+                          f"{SCALE_TILE_NNZ_FROM:,} nonzeros so that reads stay fast)")
     enc.add_argument("--patch-nnz", type=_positive, default=None, help="nonzeros per band (default: balanced)")
     enc.add_argument("--width", type=_positive, default=24, help="SIREN hidden width (default 24)")
     enc.add_argument("--hidden-layers", type=_positive, default=2, help="SIREN hidden layers (default 2)")

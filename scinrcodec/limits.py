@@ -19,4 +19,6 @@ MAX_SIREN_MULTIPLIER = 2**40
 SIREN_ACCUMULATOR_BOUND = 2**62  # |W x| * |w_mult| + |b| * |b_mult| of every neuron
 MAX_ERROR_LIMIT = 2**31 - 2  # --max-error E
 DEFAULT_CHUNK_CELLS = 2048
-DEFAULT_TILE_NNZ = 256
+DEFAULT_TILE_NNZ = 256  # up to SCALE_TILE_NNZ_FROM nonzeros; see codec.geometry.default_tile_nnz
+SCALE_TILE_NNZ_FROM = 2**26
+MIN_DEFAULT_TILE_NNZ = 64

@@ -93,7 +93,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
             gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
             band_rows = _band_rows(matrix, gene_nnz[stored], order.size)
             context = FileContext(index.n_genes, rank, np.concatenate([stored, unstored]), gene_terms, band_rows,
-                                  options)
+                                  index.stages["row-bands"].tile_nnz, options)
             bar.set_total(2 * int(gene_nnz.sum()))
             with atomic_path(path, force=True) as tmp:
                 body_end = matrix._source.size - _footer_and_trailer(matrix)

@@ -36,6 +36,7 @@ class FileContext:
     gene_of_row: np.ndarray  # its inverse
     gene_terms: np.ndarray  # per row, 1/16 nat (0 beyond the stored genes)
     band_rows: np.ndarray  # first row of each band
+    tile_nnz: int  # nonzeros per tile the widths aim for
     options: EncodeOptions
     siren_planner: "SirenPlanner | None" = None
 
@@ -167,7 +168,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
     cell_order = np.argsort(-_cell_totals(block.indptr, block.values), kind="stable")
     row_nnz = np.bincount(context.gene_rank[block.genes]) if nnz else np.zeros(0, np.int64)
-    geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, options.tile_nnz)
+    geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, context.tile_nnz)
     rows, cols, values, tile_k = _arrange(block.indptr, block.genes, block.values, cell_order, context.gene_rank,
                                           geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
     positions = _positions(rows, cols, tile_k, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)

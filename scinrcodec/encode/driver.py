@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .. import __version__
-from ..codec.geometry import balanced_patch_nnz, plan_band_rows
+from ..codec.geometry import balanced_patch_nnz, default_tile_nnz, plan_band_rows
 from ..codec.stages import stages_for
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
@@ -55,9 +55,10 @@ def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndar
     stored = order[:n_stored]
     terms[:n_stored] = quantise_terms(deviation[stored] / gene_nnz[stored])
     nnz = int(gene_nnz.sum())
-    patch_nnz = options.patch_nnz or balanced_patch_nnz(nnz, options.tile_nnz)
+    tile_nnz = options.tile_nnz or default_tile_nnz(nnz)
+    patch_nnz = options.patch_nnz or balanced_patch_nnz(nnz, tile_nnz)
     band_rows = plan_band_rows(gene_nnz[order], patch_nnz)
-    return FileContext(source.shape[0], rank, order, terms, band_rows, options), order[:n_stored], patch_nnz
+    return FileContext(source.shape[0], rank, order, terms, band_rows, tile_nnz, options), order[:n_stored], patch_nnz
 
 
 def _planner(options: EncodeOptions) -> SirenPlanner | None:
@@ -134,7 +135,7 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
         "name": name, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
         "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(index_rows),
         "gene_names_are_ids": bool(names_are_ids), "has_cell_names": source.has_cell_names,
-        "stages": stages_for(options.mode, options.max_error, options.tile_nnz, patch_nnz, options.chunk_cells),
+        "stages": stages_for(options.mode, options.max_error, context.tile_nnz, patch_nnz, options.chunk_cells),
         "options": options.recorded(), "stats": stats, "sections": table,
     }
 

@@ -5,7 +5,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InvalidInputError
-from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_SIREN_WIDTH
+from ..limits import DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_SIREN_WIDTH
 from ..model.siren import NORMALISATIONS
 
 MODES = ("lossless", "max-error", "inr-only")
@@ -26,7 +26,7 @@ def _integer(name: str, value, low: int, high: int) -> int:
 class EncodeOptions:
     mode: str = "lossless"
     max_error: int = 0
-    tile_nnz: int = DEFAULT_TILE_NNZ
+    tile_nnz: int | None = None  # None: codec.geometry.default_tile_nnz of the matrix's nonzeros
     patch_nnz: int | None = None
     chunk_cells: int = DEFAULT_CHUNK_CELLS
     siren: str = "auto"
@@ -68,7 +68,8 @@ class EncodeOptions:
             raise InvalidInputError(f"unknown normalisation {self.normalisation!r}")
         if self.coordinates not in COORDINATES:
             raise InvalidInputError(f"unknown coordinate scaling {self.coordinates!r}")
-        self.tile_nnz = _integer("tile_nnz", self.tile_nnz, 1, 1 << 20)
+        if self.tile_nnz is not None:
+            self.tile_nnz = _integer("tile_nnz", self.tile_nnz, 1, 1 << 20)
         if self.patch_nnz is not None:
             self.patch_nnz = _integer("patch_nnz", self.patch_nnz, 1, 1 << 40)
         self.chunk_cells = _integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION)

@@ -25,6 +25,7 @@ import contextlib
 import gzip
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -630,8 +631,8 @@ class CompressedH5Source(_H5Cells):
 
 
 class DenseH5Source(_H5Cells):
-    """An .h5ad X stored dense (cells x genes): a block reads its rows, DENSE_READ_BYTES at a time,
-    and keeps their nonzeros."""
+    """An .h5ad X stored dense (cells x genes): a block reads its rows, DENSE_READ_BYTES at a time
+    (one row at least: _h5ad_source refuses longer rows), and keeps their nonzeros."""
 
     def __init__(self, f, path: Path, dataset: str, *, cell_names: str | None, gene_ids=None, gene_names=None,
                  feature_types=None, spec: SourceSpec, description: str) -> None:
@@ -758,7 +759,11 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
     if obs_index is None or var_index is None or encoding not in ("csr_matrix", "csc_matrix", "array"):
         return None
     if encoding == "array":
-        n_genes = _dataset(f, x_path, what, "biuf", ndim=2).shape[1]
+        dense = _dataset(f, x_path, what, "biuf", ndim=2)
+        n_genes = dense.shape[1]
+        if n_genes * dense.dtype.itemsize > DENSE_READ_BYTES:
+            raise InvalidInputError(f"{what}: a dense row of {n_genes:,} genes is too large to read; store X as a "
+                                    "sparse matrix")
     else:
         shape = x.attrs.get("shape")
         if shape is None or np.shape(shape) != (2,):
@@ -869,7 +874,8 @@ def read_npz(path: Path) -> ScipySource:
                 raise InvalidInputError(f"{path}: its shape is not two whole numbers")
             shape = check_shape(shape, what)
             data, first, second = (_npz_array(archive, name, what) for name in _NPZ_ARRAYS[kind])
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
+    except (OSError, EOFError, ValueError, TypeError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, RuntimeError) as exc:  # a damaged array header reaches Python's tokenizer
         raise InvalidInputError(f"{path}: unreadable scipy .npz file ({_one_line(exc)})") from exc
     if kind == "coo":
         counts = checked_coordinates(data, first, second, shape=shape, what=what)

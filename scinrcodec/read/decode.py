@@ -15,7 +15,7 @@ import numpy as np
 
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
-from .index import MODE_CODES, Chunk, MatrixIndex
+from .index import MODE_CODES, Chunk, MatrixIndex, TileTable
 
 PARALLEL_MIN_NNZ = 50_000  # below this, one thread decodes faster than several start
 _POOL: ThreadPoolExecutor | None = None
@@ -76,6 +76,21 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
         columns["siren"].append(chunk.band_siren[band])
     return TileBatch(**{name: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64, copy=False)
                         for name, v in columns.items()})
+
+
+def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands: np.ndarray,
+                tiles: np.ndarray) -> TileBatch:
+    """The batch of `tiles` (ids in the tile table) of the given (chunk, band) pairs, CRC-checked."""
+    unverified = ~table.band_verified[chunks, bands]
+    for c, b in zip(chunks[unverified].tolist(), bands[unverified].tolist()):
+        index.verify_bands(index.chunk(c), np.array([b]))
+    chunk_of = np.searchsorted(table.chunk_base, tiles, side="right") - 1
+    band_of = np.repeat(bands, np.diff(np.searchsorted(tiles, table.chunk_base[chunks]), append=tiles.size))
+    first = table.first[tiles].astype(np.int64)
+    return TileBatch(table.offset[tiles], table.length[tiles].astype(np.int64), table.k[tiles].astype(np.int64),
+                     table.h[tiles].astype(np.int64), table.w[tiles].astype(np.int64),
+                     table.row[tiles].astype(np.int64), table.first_cell[chunk_of] + first, first,
+                     table.n_cells[chunk_of], chunk_of, table.band_siren[chunk_of, band_of])
 
 
 def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:

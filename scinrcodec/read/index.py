@@ -11,9 +11,11 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
+from ..codec.rans import JIT
 from ..codec.stages import parse_stages
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
@@ -108,6 +110,54 @@ class Chunk:
         self.lists = (g.row_starts.tolist(), g.widths.tolist(), g.tile_starts.tolist())
 
 
+@dataclass
+class TileTable:
+    """Every tile of every chunk in flat arrays, built once a read has loaded all chunks, so that a
+    read spanning all chunks (a gene) is gathered with a few vectorised steps. The chunks' own
+    tile arrays become views into these."""
+
+    offset: np.ndarray  # int64, absolute offset of each tile's stream
+    length: np.ndarray
+    k: np.ndarray
+    h: np.ndarray
+    w: np.ndarray
+    row: np.ndarray
+    first: np.ndarray
+    chunk_base: np.ndarray  # first tile of each chunk, and the tile count last
+    band_rows: np.ndarray  # [n_chunks, most bands + 1]: each chunk's band starts, padded with n_genes
+    band_tiles: np.ndarray  # [n_chunks, most bands + 1]: each chunk's first tile of each band, padded
+    band_verified: np.ndarray  # [n_chunks, most bands]: which bands' CRCs have been checked
+    band_siren: np.ndarray  # [n_chunks, most bands]: each band's SIREN (-1: the baseline)
+    n_rows: np.ndarray
+    first_cell: np.ndarray
+    n_cells: np.ndarray
+
+
+@njit(**JIT)
+def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base: np.ndarray, n_rows: np.ndarray,
+                     row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every chunk holding `row`: the chunk, its band holding the row, and the band's tiles."""
+    chunks = np.empty(n_rows.size, dtype=np.int64)
+    bands = np.empty(n_rows.size, dtype=np.int64)
+    count = 0
+    total = 0
+    for c in range(n_rows.size):
+        if row < n_rows[c]:
+            b = np.searchsorted(table_rows[c], row, side="right") - 1
+            chunks[count] = c
+            bands[count] = b
+            count += 1
+            total += table_tiles[c, b + 1] - table_tiles[c, b]
+    tiles = np.empty(total, dtype=np.int64)
+    at = 0
+    for i in range(count):
+        c, b = chunks[i], bands[i]
+        for t in range(table_tiles[c, b], table_tiles[c, b + 1]):
+            tiles[at] = chunk_base[c] + t
+            at += 1
+    return chunks[:count], bands[:count], tiles
+
+
 class MatrixIndex:
     """A matrix's footer header, checked field by field and against its sections."""
 
@@ -158,6 +208,7 @@ class MatrixIndex:
         self._lock = threading.Lock()
         self._genes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._gene_tables: tuple[np.ndarray, np.ndarray] | None = None
+        self._tile_table: TileTable | None = None
         self.chunk_start_list = self.chunk_starts.tolist()
         self.sirens = SirenTables()
 
@@ -292,7 +343,7 @@ class MatrixIndex:
         data_ref = table["tiles.data"]
         if int(tile_length.sum()) != data_ref.length:
             raise CorruptFileError(f"{what}: tile lengths do not add up to the tile data")
-        tile_offset = data_ref.offset + np.concatenate([[0], np.cumsum(tile_length)[:-1]]).astype(np.int64)
+        tile_offset = data_ref.offset + np.concatenate([[0], np.cumsum(tile_length)])[:-1].astype(np.int64)
         band_crc = reader.get("bands.crc32").astype(np.int64)
         if self.mode == "inr-only":
             cum = np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
@@ -360,6 +411,18 @@ class MatrixIndex:
                 raise CorruptFileError(f"{what}: an --inr-only band with nonzeros has no SIREN")
         return band_siren
 
+    def tile_table(self) -> TileTable:
+        """All tiles in flat arrays (loads every chunk the first time)."""
+        with self._lock:
+            table = self._tile_table
+        if table is not None:
+            return table
+        chunks = [self.chunk(c) for c in range(self.n_chunks)]
+        with self._lock:
+            if self._tile_table is None:
+                self._tile_table = _build_tile_table(chunks, self.n_genes)
+            return self._tile_table
+
     def verify_bands(self, chunk: Chunk, bands: np.ndarray) -> None:
         """Check the CRC of the tile bytes of each band not checked before."""
         todo = bands[~chunk.band_verified[bands]]
@@ -408,6 +471,37 @@ class SirenTables:
             layers = self.layers if self.layers.size else np.zeros((1, 6), np.int64)
             params = self.params if self.params.size else np.zeros(1, np.int64)
             return spec, norm, layers, params
+
+
+def _build_tile_table(chunks: list[Chunk], n_genes: int) -> TileTable:
+    counts = [chunk.geometry.n_tiles for chunk in chunks]
+    chunk_base = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    widest = max((chunk.geometry.n_bands for chunk in chunks), default=0)
+    band_rows = np.full((len(chunks), widest + 1), n_genes, dtype=np.int64)
+    band_tiles = np.zeros((len(chunks), widest + 1), dtype=np.int64)
+    band_verified = np.zeros((len(chunks), max(widest, 1)), dtype=bool)
+    band_siren = np.full((len(chunks), max(widest, 1)), -1, dtype=np.int64)
+    columns = {}
+    for name, dtype in (("offset", np.int64), ("length", np.int32), ("k", np.int32), ("h", np.int32),
+                        ("w", np.int32), ("row", np.int32), ("first", np.int32)):
+        columns[name] = np.concatenate([getattr(chunk, f"tile_{name}") for chunk in chunks]).astype(dtype) \
+            if chunks else np.zeros(0, dtype)
+    for c, chunk in enumerate(chunks):
+        g = chunk.geometry
+        band_rows[c, : g.n_bands + 1] = g.row_starts
+        band_tiles[c, : g.n_bands + 1] = g.tile_starts
+        band_tiles[c, g.n_bands + 1:] = g.n_tiles
+        band_verified[c, : g.n_bands] = chunk.band_verified
+        band_siren[c, : g.n_bands] = chunk.band_siren
+        chunk.band_verified = band_verified[c, : g.n_bands]  # one flag array, seen from both
+        span = slice(chunk_base[c], chunk_base[c + 1])
+        for name in columns:  # the chunk's arrays become views: no copy is kept twice
+            setattr(chunk, f"tile_{name}", columns[name][span])
+    return TileTable(**columns, chunk_base=chunk_base, band_rows=band_rows, band_tiles=band_tiles,
+                     band_verified=band_verified, band_siren=band_siren,
+                     n_rows=np.array([chunk.n_rows for chunk in chunks], dtype=np.int64),
+                     first_cell=np.array([chunk.first_cell for chunk in chunks], dtype=np.int64),
+                     n_cells=np.array([chunk.n_cells for chunk in chunks], dtype=np.int64))
 
 
 def _is_permutation(order: np.ndarray, n: int) -> bool:

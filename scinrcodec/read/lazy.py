@@ -15,7 +15,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidInputError
+from ..errors import CorruptFileError, InvalidInputError
 from .matrix import SinrMatrix, open as open_sinr
 
 
@@ -25,13 +25,17 @@ class CellBlocks:
 
     def __init__(self, matrix: SinrMatrix, dtype) -> None:
         self.matrix, self.dtype = matrix, np.dtype(dtype)
-        self.bounds = matrix.chunk_bounds()
+        bounds = matrix.chunk_bounds()
+        self.bounds = bounds if bounds.size > 1 else np.zeros(2, np.int64)  # no cells: one empty block
 
     def __call__(self, block_id: tuple[int, int]) -> sp.csr_matrix:
         i = block_id[0]
         return self.matrix.cells_block(int(self.bounds[i]), int(self.bounds[i + 1]), self.dtype)
 
     def __reduce__(self):
+        if not Path(self.matrix.source).is_file():
+            raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix can go to another process only when "
+                                    "read from a file")
         return _reopened, (self.matrix.source, self.matrix.name, self.dtype.str)
 
 
@@ -41,22 +45,20 @@ def _opened(path: str, name: str) -> SinrMatrix:
 
 
 def _reopened(path: str, name: str, dtype: str) -> CellBlocks:
-    if not Path(path).is_file():
-        raise InvalidInputError(f"{path}: a lazy .sinr matrix can go to another process only when read from a file")
     return CellBlocks(_opened(path, name), dtype)
 
 
 def dask_matrix(m: SinrMatrix, dtype=np.int32):
     """The matrix as a cells x genes dask array with one scipy CSR block per chunk of the file."""
-    import dask.array as da
-    from dask.base import tokenize
+    try:
+        import dask.array as da
+        from dask.base import tokenize
+    except ImportError as exc:
+        raise InvalidInputError("lazy reading needs dask: pip install 'scinrcodec[dask]'") from exc
 
-    bounds = m.chunk_bounds()
-    sizes = tuple(np.diff(bounds).tolist()) or (0,)
     dtype = np.dtype(dtype)
     blocks = CellBlocks(m, dtype)
-    if m.shape[1] == 0:
-        blocks.bounds = np.zeros(2, np.int64)
+    sizes = tuple(np.diff(blocks.bounds).tolist())
     name = f"sinr-cells-{tokenize(m.source, m.name, m.file_size, dtype.str, id(m))}"
     return da.map_blocks(blocks, chunks=(sizes, (m.shape[0],)), dtype=dtype, name=name,
                          meta=sp.csr_matrix((0, m.shape[0]), dtype=dtype))
@@ -86,8 +88,11 @@ def lazy_anndata(m: SinrMatrix, contents):
     layers = {} if is_raw else {
         e["element"][len("layers/"):]: dask_matrix(m.matrix(e["matrix"]), e["dtype"]) for e in contents.matrices
         if e["element"].startswith("layers/") and e["matrix"] != m.name}
-    with quiet_anndata():
-        return anndata.AnnData(X=x, layers=layers, **parts)
+    try:
+        with quiet_anndata():
+            return anndata.AnnData(X=x, layers=layers, **parts)
+    except (ValueError, TypeError) as exc:
+        raise CorruptFileError(f"{m.source}: the stored parts do not fit matrix {m.name!r} ({exc})") from exc
 
 
 def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None):

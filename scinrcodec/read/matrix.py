@@ -17,8 +17,8 @@ from ..storage.container import MINOR_VERSION, read_footer
 from ..storage.source import ByteSource, open_source
 from .assemble import cell_major, gene_major
 from ..codec.tile import STATUS_TEXT, decode_entry
-from .decode import decode_batch, gather
-from .index import MODE_CODES, MatrixIndex
+from .decode import decode_batch, gather, table_batch
+from .index import MODE_CODES, MatrixIndex, band_tile_ranges
 
 
 class SinrMatrix:
@@ -189,15 +189,13 @@ class SinrMatrix:
         row = self._row(i)
         index = self._index
         out = np.zeros(self.shape[1], dtype=np.int64)
-        parts = []
-        for c in range(index.n_chunks):
-            chunk = index.chunk(c)
-            if row < chunk.n_rows:
-                row_starts, _, tile_starts = chunk.lists
-                band = bisect.bisect_right(row_starts, row) - 1
-                parts.append((chunk, slice(tile_starts[band], tile_starts[band + 1])))
-        if parts:
-            _, cols, values = decode_batch(index, gather(index, parts), want_row=row, jobs=self.jobs)
+        if index.n_chunks == 0:
+            return out
+        table = index.tile_table()
+        chunks, bands, tiles = band_tile_ranges(table.band_rows, table.band_tiles, table.chunk_base, table.n_rows, row)
+        if tiles.size:
+            batch = table_batch(index, table, chunks, bands, tiles)
+            _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
             out[index.cell_original[cols]] = values
         return out
 

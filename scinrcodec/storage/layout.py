@@ -65,3 +65,13 @@ CHUNK_SECTIONS = {s.name: s for s in [
     SectionSpec("siren.weights", ZSTD_ARRAY, "i2", lambda z: z.n_siren_parameters, "weights", required=False),
     SectionSpec("tiles.data", RAW, None, None, "tiles"),
 ]}
+
+# File-level sections (format 2.1, spec §14): what a file stores besides its matrices. The item
+# count of an `anndata.*` or `10x.h5` section (bytes of an HDF5 image) is given by `contents`.
+FILE_SECTIONS_MINOR = 1
+ANNDATA_PARTS = ("X", "layers", "obs", "var", "obsm", "varm", "obsp", "varp", "uns", "raw")
+FILE_SECTIONS = {s.name: s for s in [
+    SectionSpec("contents", MSGPACK, None, None, "contents", required=False),
+    *(SectionSpec(f"anndata.{part}", ZSTD_ARRAY, "u1", None, part, required=False) for part in ANNDATA_PARTS),
+    SectionSpec("10x.h5", ZSTD_ARRAY, "u1", None, "10x fields", required=False),
+]}
