@@ -1,4 +1,4 @@
-"""The `sinr` command: encode, decode, info, get, verify, demo. The only place that prints.
+"""The `sinr` command: encode, append, decode, info, get, verify, demo. The only place that prints.
 
 Every failure is one `sinr: error:` line on stderr and exit status 1: usage errors, every error
 the library names, and file system errors (a full disk or a file size limit: Python ignores
@@ -17,35 +17,93 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .errors import SinrError
+from .errors import InvalidInputError, SinrError
 from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, SCALE_TILE_NNZ_FROM, MAX_ERROR_LIMIT
 
 
+def _encode_options(args: argparse.Namespace) -> dict:
+    mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
+    return dict(mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz, patch_nnz=args.patch_nnz,
+                chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
+                hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
+                coordinates=args.coordinates, device=args.device, jobs=args.jobs,
+                progress=not args.quiet and sys.stderr.isatty())
+
+
+def _client(args: argparse.Namespace):
+    """A Dask client for --scheduler ADDRESS, or None."""
+    if not args.scheduler:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InvalidInputError("--scheduler needs Dask: pip install 'scinrcodec[dask]'") from None
+    try:
+        return Client(args.scheduler, timeout=30)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InvalidInputError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
+
+
+def _summary(output, result: dict, seconds: float) -> str:
+    nnz = max(result["nnz"], 1)
+    line = (f"wrote {output}: {result['bytes']:,} bytes, {result['bytes'] * 8 / nnz:.2f} bits per nonzero "
+            f"({result['shape'][0]:,} genes x {result['shape'][1]:,} cells, {result['nnz']:,} nonzeros) in "
+            f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
+    if result.get("matrices"):
+        line += f"\nmatrices: {', '.join(result['matrices'])}"
+    if result.get("parts"):
+        line += f"\nparts:    {', '.join(result['parts'])}"
+    if result.get("dropped"):
+        line += f"\ndropped:  {', '.join(result['dropped'])}"
+    return line
+
+
 def _encode(args: argparse.Namespace) -> None:
-    from .encode.driver import encode
+    from .encoder.driver import encode
+    from .io.anndata_store import counts_hint, encode_whole
     from .io.atomic import check_writable
-    from .io.readers import read_matrix
+    from .io.readers import read_matrix, sniff_format
 
     check_writable(args.output, force=args.force, inputs=[args.input])
-    source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
-    check_writable(args.output, force=args.force, inputs=source.paths)
-    mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
-    options = dict(mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz, patch_nnz=args.patch_nnz,
-                   chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
-                   hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
-                   coordinates=args.coordinates, device=args.device, jobs=args.jobs,
-                   progress=not args.quiet and sys.stderr.isatty())
+    whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
+    if args.drop and not whole:
+        raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5 (not with --matrix-only)")
+    client = _client(args)
     started = time.perf_counter()
-    result = encode(source, args.output, force=args.force, **options)
-    seconds = time.perf_counter() - started
-    nnz = max(result["nnz"], 1)
-    print(f"wrote {args.output}: {result['bytes']:,} bytes, {result['bytes'] * 8 / nnz:.2f} bits per nonzero "
-          f"({result['shape'][0]:,} genes x {result['shape'][1]:,} cells, {result['nnz']:,} nonzeros) in "
-          f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
+    try:
+        if whole:
+            result = encode_whole(args.input, args.output, layer=args.layer, drop=args.drop, force=args.force,
+                                  client=client, **_encode_options(args))
+        else:
+            try:
+                source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
+            except InvalidInputError as exc:
+                hinted = counts_hint(args.input, args.layer, exc)
+                if hinted is exc:
+                    raise
+                raise hinted from exc
+            check_writable(args.output, force=args.force, inputs=source.paths)
+            result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
+    finally:
+        if client is not None:
+            client.close()
+    print(_summary(args.output, result, time.perf_counter() - started))
+
+
+def _append(args: argparse.Namespace) -> None:
+    from .encoder.append import append
+    from .io.readers import read_matrix
+
+    started = time.perf_counter()
+    source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
+    result = append(args.file, source, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+    print(f"appended {source.shape[1]:,} cells to {args.file}: now {result['shape'][1]:,} cells, "
+          f"{result['nnz']:,} nonzeros, {result['chunks']:,} chunks, {result['bytes']:,} bytes, in "
+          f"{time.perf_counter() - started:.1f} s")
 
 
 def _decode(args: argparse.Namespace) -> None:
-    from .read.matrix import decode
+    from .reader.matrix import decode
 
     started = time.perf_counter()
     kind = decode(args.input, args.output, force=args.force, jobs=args.jobs)
@@ -53,21 +111,29 @@ def _decode(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from .read.matrix import open as open_sinr
+    from .reader.matrix import open as open_sinr
     from .report import describe
+
+    from .io.anndata_store import describe_contents
 
     with open_sinr(args.input) as matrix:
         print(describe(matrix))
+        contents = describe_contents(matrix)
+        if contents:
+            print(f"\n{contents}")
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from .read.matrix import open as open_sinr
+    from .reader.matrix import open as open_sinr
 
     started = time.perf_counter()
+    from .io.anndata_store import verify_file
+
     with open_sinr(args.input, jobs=args.jobs) as matrix:
-        report = matrix.verify()
-    print(f"{args.input}: ok ({report['bytes']:,} bytes, {report['chunks']:,} chunks, {report['nnz']:,} nonzeros "
-          f"checked in {time.perf_counter() - started:.1f} s)")
+        report = verify_file(matrix)
+    print(f"{args.input}: ok ({report['bytes']:,} bytes, {report['matrices']:,} matrices, {report['chunks']:,} "
+          f"chunks, {report['nnz']:,} nonzeros, {report['sections']:,} other parts checked in "
+          f"{time.perf_counter() - started:.1f} s)")
 
 
 def parse_key(text: str, *name_lists: list[str] | None):
@@ -83,7 +149,7 @@ def parse_key(text: str, *name_lists: list[str] | None):
 
 
 def _get(args: argparse.Namespace) -> None:
-    from .read.matrix import open as open_sinr
+    from .reader.matrix import open as open_sinr
 
     with open_sinr(args.input) as matrix:
         gene = parse_key(args.gene, matrix.gene_names, matrix.gene_ids)
@@ -129,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("input")
     enc.add_argument("output")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
-    enc.add_argument("--layer", help="for .h5ad input: a layer name, or 'raw' for adata.raw")
+    enc.add_argument("--layer", help="for .h5ad input, the count matrix opened by default (with --matrix-only, the "
+                                     "only one stored): a layer name, or 'raw' for adata.raw")
+    enc.add_argument("--matrix-only", action="store_true",
+                     help="store only the count matrix of an .h5ad or 10x .h5, not its other parts")
+    enc.add_argument("--drop", action="append", default=[], metavar="NAME",
+                     help="leave out a part of an .h5ad (e.g. uns/callback, obsm/X_umap, layers/x, raw); repeatable")
     enc.add_argument("--pattern-as-ones", action="store_true",
                      help="read a Matrix Market 'pattern' file (positions without values) as counts of 1")
     mode = enc.add_mutually_exclusive_group()
@@ -137,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="near-lossless: every entry within E of the input, zeros exact")
     mode.add_argument("--inr-only", action="store_true",
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")
+    enc.add_argument("--scheduler", metavar="ADDRESS",
+                     help="encode chunks on a Dask cluster (its scheduler's address); the file is the same")
     enc.add_argument("--siren", choices=["auto", "always", "never"], default="auto",
                      help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
     enc.add_argument("--no-siren", action="store_true", help="same as --siren never")
@@ -155,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
     enc.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     enc.set_defaults(run=_encode)
+
+    app = commands.add_parser("append", help="add the cells of another matrix with the same genes, as new chunks")
+    app.add_argument("file", help="the .sinr file to extend (replaced atomically)")
+    app.add_argument("new_input", help="a 10x mtx dir, 10x .h5, .h5ad or .npz with the same genes")
+    app.add_argument("--layer", help="for .h5ad input: a layer name, or 'raw' for adata.raw")
+    app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
+    app.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    app.add_argument("--quiet", action="store_true", help="no progress bar")
+    app.set_defaults(run=_append)
 
     dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")
     dec.add_argument("input")

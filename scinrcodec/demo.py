@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .encode.driver import encode
+from .encoder.driver import encode
 from .errors import SinrError
 from .io.readers import read_matrix
-from .read.matrix import open as open_sinr
+from .reader.matrix import open as open_sinr
 from .report import describe
 
 DEMO_FOLDER = "pbmc500_3p_50genes"

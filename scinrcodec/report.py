@@ -1,7 +1,7 @@
 """Human-readable descriptions of .sinr files: what `sinr info` and the demo print."""
 from __future__ import annotations
 
-from .read.matrix import SinrMatrix
+from .reader.matrix import SinrMatrix
 from .storage.layout import CHUNK_SECTIONS, MATRIX_SECTIONS
 
 

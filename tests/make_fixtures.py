@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scinrcodec.formats import CountMatrix, read_matrix, write_matrix
+from scinrcodec import CountMatrix, read_matrix, write_matrix
 
 DATASETS = ["pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spaceranger3",
             "mouse_gut_cimseq_smartseq2", "pbmc500_3p_lt_x_50genes"]
@@ -18,15 +18,16 @@ DATASETS = ["pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spacerange
 
 def cut(source: Path, target: Path, seed: int = 7) -> None:
     m = read_matrix(source)
+    counts = m.matrix().tocsr()
     rng = np.random.default_rng(seed)
     n_genes, n_cells = m.shape
-    top = np.argsort(-np.diff(m.counts.indptr), kind="stable")[:60]
+    top = np.argsort(-np.diff(counts.indptr), kind="stable")[:60]
     rest = np.setdiff1d(np.arange(n_genes), top)
     genes = np.sort(np.concatenate([top, rng.choice(rest, size=min(90, rest.size), replace=False)]))
     cells = np.sort(rng.choice(n_cells, size=min(80, n_cells), replace=False))
     pick = lambda names, idx: None if names is None else [names[i] for i in idx]  # noqa: E731
-    small = CountMatrix(m.counts[genes][:, cells].tocsr(), pick(m.gene_ids, genes), pick(m.gene_names, genes),
-                        pick(m.cell_names, cells), pick(m.feature_types, genes))
+    small = CountMatrix(counts[genes][:, cells].tocsr(), pick(m.gene_ids, genes), pick(m.gene_names, genes),
+                        pick(m.cell_names(0, n_cells), cells), pick(m.feature_types, genes))
     write_matrix(target, small, force=True)
 
 

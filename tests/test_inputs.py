@@ -21,8 +21,8 @@ from conftest import DATA, DATASETS, FAST
 from scinrcodec.demo import demo_data
 from scinrcodec.io import readers
 from scinrcodec.io.matrix import CountMatrix
-from scinrcodec.io.readers import open_source_spec, read_matrix
-from scinrcodec.io.sources import RandomAccessSource, ScipySource
+from scinrcodec.io.readers import read_matrix
+from scinrcodec.io.sources import RandomAccessSource, ScipySource, open_source_spec
 from scinrcodec.io.writers import to_anndata, write_10x_h5, write_matrix
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
@@ -94,11 +94,12 @@ def every_format(tmp_path_factory, matrices):
         for fmt in ("csr", "coo"):
             sp.save_npz(folder / f"{fmt}.npz", m.counts.asformat(fmt))
         text = gzip.decompress((DATA / name / "matrix.mtx.gz").read_bytes())
-        (folder / "unsorted.mtx").write_bytes(text)  # the fixtures list entries gene by gene
         lines = text.decode().splitlines(keepends=True)
         start = next(i for i, line in enumerate(lines) if not line.startswith("%")) + 1
-        entries = sorted(lines[start:], key=lambda line: tuple(int(x) for x in line.split()[1::-1]))  # by cell
-        (folder / "plain.mtx").write_text("".join(lines[:start] + entries))
+        by_cell = sorted(lines[start:], key=lambda line: tuple(int(x) for x in line.split()[1::-1]))
+        by_gene = sorted(lines[start:], key=lambda line: tuple(int(x) for x in line.split()[:2]))
+        (folder / "plain.mtx").write_text("".join(lines[:start] + by_cell))
+        (folder / "unsorted.mtx").write_text("".join(lines[:start] + by_gene))
         paths.update({(name, p.name): p for p in folder.iterdir()})
         paths[(name, "mtx folder")] = DATA / name
     return paths
@@ -392,7 +393,7 @@ def test_mtx_header_sizes_are_checked_before_allocating(tmp_path):
 ])
 def test_malformed_mtx_is_one_clear_error(tmp_path, header, body, fragment):
     kind, _, symmetry = header.partition(" ")
-    banner = (f"%%MatrixMarket matrix array integer general" if kind == "array" else
+    banner = ("%%MatrixMarket matrix array integer general" if kind == "array" else
               f"%%MatrixMarket matrix coordinate {kind} {symmetry or 'general'}")
     path = write_mtx(tmp_path / "m", body, header=banner)
     with pytest.raises(sinr.InvalidInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -488,6 +489,18 @@ def test_float16_h5ad(tmp_path, pbmc, dense):
         with pytest.raises(sinr.InvalidInputError, match=fragment):
             sinr.encode(path, tmp_path / "x.sinr", **FAST)
         assert not (tmp_path / "x.sinr").exists()
+
+
+def test_h5ad_dense_rows_too_long_to_read(tmp_path):
+    """A dense X declaring 5 million genes (no data stored: the file is small) is refused, not read."""
+    with h5py.File(tmp_path / "wide.h5ad", "w") as f:
+        f.create_dataset("X", shape=(2, 5_000_000), dtype="f8", chunks=(1, 1 << 16))
+        f["X"].attrs["encoding-type"] = "array"
+        for frame in ("obs", "var"):
+            f.create_group(frame).attrs["_index"] = "_index"
+            f[frame]["_index"] = np.array([b"a", b"b"])
+    with pytest.raises(sinr.InvalidInputError, match="a dense row of 5,000,000 genes is too large"):
+        read_matrix(tmp_path / "wide.h5ad")
 
 
 def test_h5ad_names_are_checked(tmp_path, pbmc):

@@ -149,10 +149,16 @@ def test_failed_writes_leave_nothing(tmp_path, pbmc, monkeypatch, output):
         fh = real_open(path, mode, *args, **kwargs)
         return FullDisk(fh) if "w" in mode else fh
 
+    matrix = _matrix(pbmc)  # read before gzip is patched: the fixture itself is gzip text
+    real_gzip_open = writers.gzip.open
+
+    def failing_gzip_open(path, mode="rb", **kwargs):
+        return FullDisk(real_open(path, "wb")) if "w" in mode else real_gzip_open(path, mode, **kwargs)
+
     monkeypatch.setattr(writers, "open", failing_open, raising=False)
-    monkeypatch.setattr(writers.gzip, "open", lambda path, mode="rb", **kw: FullDisk(real_open(path, "wb")))
+    monkeypatch.setattr(writers.gzip, "open", failing_gzip_open)
     with pytest.raises(sinr.OutputError, match="No space left on device"):
-        write_matrix(tmp_path / output, _matrix(pbmc))
+        write_matrix(tmp_path / output, matrix)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     monkeypatch.setattr(writers.scipy.io, "mmwrite", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -160,7 +166,7 @@ def test_failed_writes_leave_nothing(tmp_path, pbmc, monkeypatch, output):
     monkeypatch.setattr(writers.sp, "save_npz", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     monkeypatch.setattr(writers, "to_anndata", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        write_matrix(tmp_path / output, _matrix(pbmc))
+        write_matrix(tmp_path / output, matrix)
     assert list(tmp_path.iterdir()) == []
 
 

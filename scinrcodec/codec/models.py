@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import CorruptFileError
-from .rans import INLINE, JIT, PROB_SCALE
+from .rans import INLINE, PROB_SCALE
 
 MANTISSA_BITS = 3
 MAX_EXPONENT = 30  # e = u + 1 < 2**31

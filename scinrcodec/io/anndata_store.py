@@ -23,12 +23,12 @@ from typing import Callable, Iterable
 import numpy as np
 import scipy.sparse as sp
 
-from ..encode.driver import finish_file, write_matrix
-from ..encode.options import EncodeOptions
+from ..encoder.driver import finish_file, write_matrix
+from ..encoder.options import EncodeOptions
 from ..errors import CorruptFileError, InvalidInputError, SinrError
 from ..limits import MAX_COUNT
 from ..progress import Progress
-from ..storage.container import (MAGIC, MAJOR_VERSION, PREAMBLE, ContainerWriter, pack_array, pack_map,
+from ..storage.container import (PREAMBLE, ContainerWriter, pack_array, pack_map,
                                  parse_section_table, read_footer)
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
 from ..storage.source import ByteSource
@@ -123,7 +123,8 @@ class _MemoryParts:
     def has(self, path: str) -> bool:
         """Whether 'X', 'raw' or 'raw/varm' is there."""
         a = self.adata
-        return {"X": a.X is not None, "raw": a.raw is not None, "raw/varm": a.raw is not None and len(a.raw.varm) > 0}[path]
+        has_raw = a.raw is not None
+        return {"X": a.X is not None, "raw": has_raw, "raw/varm": has_raw and len(a.raw.varm) > 0}[path]
 
     def keys(self, part: str) -> list[str]:
         return list(getattr(self.adata, part).keys())
@@ -528,7 +529,7 @@ def _typed(values, dtype: np.dtype) -> np.ndarray:
 # ------------------------------------------------------------------------------------- encoding
 
 def _options(options: dict) -> EncodeOptions:
-    from ..encode.siren_fit import check_device, torch_available
+    from ..encoder.siren_fit import check_device, torch_available
 
     unknown = set(options) - EncodeOptions.names()
     if unknown:
@@ -599,10 +600,7 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     plan = plan_source(source, layer=layer, drop=drop)
     check_writable(output, force=force, inputs=plan.paths)
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
-        preamble = PREAMBLE.pack(MAGIC, MAJOR_VERSION, FILE_SECTIONS_MINOR, 0)
-        stream.write(preamble)
-        writer = ContainerWriter(stream, start=PREAMBLE.size)
-        writer.preamble = preamble
+        writer = ContainerWriter(stream, minor=FILE_SECTIONS_MINOR)
         matrices = []
         for item, entry in zip(plan.matrices, plan.contents["matrices"]):
             matrix_source = item.open()
@@ -680,7 +678,7 @@ class StoredContents:
 
 def read_contents(source: ByteSource, what: str) -> StoredContents | None:
     """The file-level sections of an open file, checked; None when it has none (format 2.0)."""
-    from ..read.index import SectionReader
+    from ..reader.index import SectionReader
 
     footer = read_footer(source)
     if footer.version[1] < FILE_SECTIONS_MINOR:  # format 2.0: readers ignore the table (spec §4)
@@ -908,6 +906,22 @@ def describe_contents(m) -> str:
     return "\n".join(lines)
 
 
+def verify_file(m) -> dict:
+    """SinrMatrix.verify for every matrix of the file, and every file-level section's checksum and
+    size: what `sinr verify` checks. Raises CorruptFileError."""
+    report = {"chunks": 0, "nnz": 0, "bytes": m.file_size, "matrices": 0, "sections": 0}
+    for name in m.matrix_names:
+        checked = m.matrix(name).verify()
+        report["chunks"] += checked["chunks"]
+        report["nnz"] += checked["nnz"]
+        report["matrices"] += 1
+    contents = m.contents
+    for part in contents.elements if contents is not None else []:
+        contents.image(part)
+        report["sections"] += 1
+    return report
+
+
 # ---------------------------------------------------------------------------------------- hints
 
 def counts_hint(source, layer: str | None, error: SinrError) -> SinrError:
@@ -915,7 +929,7 @@ def counts_hint(source, layer: str | None, error: SinrError) -> SinrError:
     layer or raw matrix that holds counts when there is one; otherwise `error` itself."""
     text = str(error)
     missing = "has no X matrix" in text
-    if layer is not None or not isinstance(error, InvalidInputError) or not (
+    if layer is not None or not isinstance(error, InvalidInputError) or "holds integer counts" in text or not (
             missing or any(w in text for w in ("non-integer", "negative", "NaN", "not counts", "above"))):
         return error
     try:
@@ -985,7 +999,7 @@ def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None):
 
     contents = m.contents
     if lazy:
-        from ..read.lazy import lazy_anndata
+        from ..reader.lazy import lazy_anndata
 
         adata = lazy_anndata(m, contents)
     elif contents is not None and contents.object == "anndata":

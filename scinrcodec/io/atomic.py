@@ -29,11 +29,8 @@ def _inside(path: Path, folder: Path) -> bool:
     return folder.resolve() in path.resolve().parents
 
 
-def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False,
-                   folder_files: Collection[str] = ()) -> Path:
-    """Fail before any work when the output exists (without force), is an input (or, for a folder,
-    holds one), is a folder where a file is expected or the reverse, is a folder holding other files
-    than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
+def check_not_input(target: str | os.PathLike, inputs: Iterable, *, is_dir: bool = False) -> None:
+    """Refuse an output that is one of the inputs (or, for a folder, holds one)."""
     target = Path(target)
     for source in inputs:
         if not isinstance(source, (str, os.PathLike)):
@@ -43,6 +40,15 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
             raise InvalidInputError(f"{target}: the output is the input; choose another output path")
         if is_dir and _inside(source, target):
             raise InvalidInputError(f"{target}: the output folder holds the input {source}; choose another output")
+
+
+def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False,
+                   folder_files: Collection[str] = ()) -> Path:
+    """Fail before any work when the output exists (without force), is an input (or, for a folder,
+    holds one), is a folder where a file is expected or the reverse, is a folder holding other files
+    than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
+    target = Path(target)
+    check_not_input(target, inputs, is_dir=is_dir)
     if target.exists() or target.is_symlink():
         if not force:
             raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")

@@ -933,7 +933,7 @@ def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as
     return read_npz(path)
 
 
-def as_source(source, layer: str | None = None) -> MatrixSource:
+def as_source(source, layer: str | None = None, *, pattern_as_ones: bool = False) -> MatrixSource:
     """A path, a scipy.sparse matrix or ndarray (genes x cells), an AnnData, a CountMatrix or a
     MatrixSource, as a MatrixSource."""
     from .matrix import CountMatrix
@@ -944,7 +944,7 @@ def as_source(source, layer: str | None = None) -> MatrixSource:
         return ScipySource(source.counts, source.gene_ids, source.gene_names, source.cell_names,
                            source.feature_types)
     if isinstance(source, (str, os.PathLike)):
-        return read_matrix(source, layer=layer)
+        return read_matrix(source, layer=layer, pattern_as_ones=pattern_as_ones)
     if sp.issparse(source) or isinstance(source, np.ndarray):
         return ScipySource(source)
     if type(source).__name__ == "AnnData":

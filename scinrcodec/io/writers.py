@@ -18,7 +18,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from .atomic import atomic_path, check_writable
+from .atomic import atomic_path, check_not_input, check_writable
 from .matrix import CountMatrix
 
 MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv")
@@ -131,6 +131,7 @@ def output_kind(path: Path) -> str:
 def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ()) -> str:
     """Fail before any work when `path` cannot take a decoded matrix (see atomic.check_writable);
     return its format."""
+    check_not_input(path, inputs)
     kind = output_kind(Path(path))
     check_writable(path, force=force, inputs=inputs, is_dir=kind == "mtx-dir", folder_files=MTX_FOLDER_FILES)
     return kind

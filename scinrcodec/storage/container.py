@@ -13,7 +13,6 @@ spec/sinr-format.md §2-§4 defines the same bytes.
 """
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from .source import ByteSource
 MAGIC = b"\x89SINR\r\n\x1a"
 END_MAGIC = b"SINR-END"
 MAJOR_VERSION = 2
-MINOR_VERSION = 0
+MINOR_VERSION = 0  # what a writer writes when it needs nothing newer
+READ_MINOR_VERSION = 1  # the newest minor version this reader implements
 PREAMBLE = struct.Struct("<8sHHI")
 TRAILER = struct.Struct("<QII8s")
 ZSTD_LEVEL = 19
@@ -163,10 +163,10 @@ def unpack_header(payload, limit: int, *, what: str) -> dict:
 class ContainerWriter:
     """Writes a .sinr file front to back into a binary stream: blocks first, footer last."""
 
-    def __init__(self, stream: BinaryIO, *, start: int = 0) -> None:
+    def __init__(self, stream: BinaryIO, *, start: int = 0, minor: int = MINOR_VERSION) -> None:
         self.stream = stream
         self.offset = start
-        self.preamble = PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0)
+        self.preamble = PREAMBLE.pack(MAGIC, MAJOR_VERSION, minor, 0)
         if start == 0:
             self._write(self.preamble)
 

@@ -1313,7 +1313,6 @@ def _geometry(parts: Parts, chunk: int):
 def _(blob):
     def change(parts):
         rows, widths, n_cells = _geometry(parts, 0)
-        k = _tiles(parts, 0, "tiles.nnz")
         assert rows.size > 2 and rows[2] - rows[1] > 1
         rows[1] += 1
         set_chunk_section(parts.chunks[0], "bands.rows", pack_array(rows, "u4"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fuzz.reseal import reseal
 from scinrcodec.errors import SinrError
-from scinrcodec.read.matrix import SinrMatrix
+from scinrcodec.reader.matrix import SinrMatrix
 from scinrcodec.report import describe
 
 

@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
+from ..codec.rans import JIT
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from .index import MODE_CODES, Chunk, MatrixIndex, TileTable
@@ -93,6 +95,20 @@ def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands:
                      table.n_cells[chunk_of], chunk_of, table.band_siren[chunk_of, band_of])
 
 
+@njit(**JIT)
+def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+             values: np.ndarray) -> int:
+    """Move each tile's triples down to follow the previous tile's; return how many there are."""
+    kept = 0
+    for t in range(counts.size):
+        for i in range(out_start[t], out_start[t] + counts[t]):
+            rows[kept] = rows[i]
+            cols[kept] = cols[i]
+            values[kept] = values[i]
+            kept += 1
+    return kept
+
+
 def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
     """The bytes the tiles live in, and each tile's offset into them: the mapped file itself, or
     the tiles' bytes copied together from a file object."""
@@ -156,5 +172,5 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                                "(file is corrupt)")
     if np.array_equal(counts, capacity):
         return rows, cols, values
-    written = np.arange(total) - np.repeat(out_start, capacity) < np.repeat(counts, capacity)
-    return rows[written], cols[written], values[written]
+    kept = _compact(out_start, counts, rows, cols, values)
+    return rows[:kept], cols[:kept], values[:kept]

@@ -20,7 +20,7 @@ from ..io.atomic import atomic_path
 from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import quantise_terms
 from ..progress import Progress
-from ..read.matrix import SinrMatrix
+from ..reader.matrix import SinrMatrix
 from ..storage.container import ContainerWriter, pack_array
 from .chunk import FileContext
 from .driver import _encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
@@ -73,6 +73,10 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
 
     path = Path(path)
     with SinrMatrix(path) as matrix:
+        if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
+            raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
+                                    "whose annotations would not match new cells; append works on files of one "
+                                    "count matrix (sinr encode --matrix-only)")
         index = matrix._index
         recorded = dict(index.options)
         options = EncodeOptions(**{k: (tuple(v) if k == "weight_bits" else v) for k, v in recorded.items()

@@ -24,6 +24,7 @@ SIREN_META_BITS = 200  # what a kept SIREN's metadata costs, charged against its
 PROBE_BANDS = 8
 MAX_PLAUSIBLE_SAVING = 0.5  # bits per nonzero: a band needs cost / nnz below this to try a network
 SCREEN_BINS = 16  # the screen's grid: rows and columns of a band in this many bins each
+SCREEN_MARGIN = 2.0  # the screen's estimate is rough: it must predict this many times the weights' cost
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
         bands = [b for b in bands if predicted_saving_bits(
             rows[band_bounds[b]: band_bounds[b + 1]] - geometry.row_starts[b], cols[band_bounds[b]: band_bounds[b + 1]],
             residuals[band_bounds[b]: band_bounds[b + 1]], int(geometry.row_starts[b + 1] - geometry.row_starts[b]),
-            geometry.n_cells) > cost]
+            geometry.n_cells) > SCREEN_MARGIN * cost]
     if not len(bands):
         return {}, contexts, None, {}
     bands = [int(b) for b in bands]

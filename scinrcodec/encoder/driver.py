@@ -172,10 +172,12 @@ def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions
             **matrix["stats"]}
 
 
-def encode(source, output: str | os.PathLike, *, force: bool = False, client=None, **options) -> dict:
+def encode(source, output: str | os.PathLike, *, force: bool = False, client=None, pattern_as_ones: bool = False,
+           **options) -> dict:
     """Encode `source` (a path, scipy.sparse genes x cells, AnnData, or MatrixSource) to a .sinr
     file, atomically. With a dask.distributed `client`, chunks are encoded as tasks of its cluster;
-    the file is the same either way. Returns sizes and statistics."""
+    the file is the same either way. pattern_as_ones reads a Matrix Market `pattern` field as
+    counts of 1. Returns sizes and statistics."""
     from ..io.readers import as_source
 
     unknown = set(options) - EncodeOptions.names()
@@ -188,6 +190,8 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, client=Non
         raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
     if opts.device is not None and torch_available():
         check_device(opts.device)
-    src = as_source(source, opts.layer)
+    src = as_source(source, opts.layer, pattern_as_ones=pattern_as_ones)
+    inputs += list(src.paths)
+    check_writable(output, force=force, inputs=inputs)
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
         return encode_stream(src, stream, opts, client)

@@ -6,14 +6,13 @@ import bisect
 import functools
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CorruptFileError, SinrIndexError, SinrKeyError
 from ..io.matrix import CountMatrix
-from ..storage.container import MINOR_VERSION, read_footer
+from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.source import ByteSource, open_source
 from .assemble import cell_major, gene_major
 from ..codec.tile import STATUS_TEXT, decode_entry
@@ -48,7 +47,7 @@ class SinrMatrix:
         self.version = footer.version
         self.footer = content
         self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source,
-                                  newer_minor=footer.version[1] > MINOR_VERSION)
+                                  newer_minor=footer.version[1] > READ_MINOR_VERSION)
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
@@ -249,6 +248,8 @@ class SinrMatrix:
             rows, cols, values = rows[keep], cols[keep], values[keep]
         found_genes = index.row_genes(rows)
         found_cells = index.cell_original[cols]
+        if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
+            return sp.csr_matrix((values, (_place(genes, found_genes), _place(cells, found_cells))), shape=out_shape)
         out_rows, src = _expand(genes, found_genes)
         out_cols, src_cols = _expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
@@ -286,7 +287,7 @@ class SinrMatrix:
         """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
         gives it back whole, every part as it was and X in its own dtype (whichever matrix was
         opened). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
-        obs and var loaded (scinrcodec.read.lazy). feature_type keeps the features of one type
+        obs and var loaded (scinrcodec.reader.lazy). feature_type keeps the features of one type
         ('Antibody Capture') of a multi-modal file."""
         from ..io.anndata_store import to_anndata
 
@@ -399,6 +400,12 @@ def _as_index(key, n: int, axis: str) -> np.ndarray:
     return np.where(array < 0, array + n, array)
 
 
+def _place(requested: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Position in `requested` (distinct keys) of each found key."""
+    order = np.argsort(requested, kind="stable")
+    return order[np.searchsorted(requested[order], found)]
+
+
 def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output positions of each found key in `requested` (which may repeat keys), and which found."""
     order = np.argsort(requested, kind="stable")
@@ -420,13 +427,12 @@ def open(source, *, matrix: str | None = None, jobs: int | None = None) -> SinrM
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
            jobs: int | None = None):
     """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
-    from ..io.atomic import check_writable
-    from ..io.writers import output_kind, write_matrix
+    from ..io.anndata_store import write_decoded
+    from ..io.writers import check_output
 
     if output is not None:
-        check_writable(output, force=force, inputs=[path])
-        output_kind(Path(output))
+        check_output(output, force=force, inputs=[path])
     with open(path, jobs=jobs) as matrix:
         if output is None:
             return matrix.to_scipy()
-        return write_matrix(output, matrix.to_count_matrix(), force=force)
+        return write_decoded(matrix, output, force=force)

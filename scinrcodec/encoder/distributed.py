@@ -38,6 +38,8 @@ def encode_chunks_on(client, source: MatrixSource, context: FileContext, *, skip
     shared = client.scatter(context, broadcast=True)
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     spec = source.spec() if hasattr(source, "spec") else None
+    if spec is not None and spec.kind == "scipy":  # an in-memory matrix travels to each worker once
+        spec = client.scatter(spec, broadcast=True)
     pending: deque = deque()
     limit = IN_FLIGHT_PER_WORKER * workers
     if spec is not None:

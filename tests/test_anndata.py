@@ -1,0 +1,459 @@
+"""Nothing is lost: a whole AnnData (.h5ad or in memory) and a whole 10x .h5 go through one .sinr
+file and come back with every element equal, types included; what cannot be stored stops the
+encoding by name unless dropped; a normalised X gets an error that names the counts layer."""
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+
+import anndata
+import h5py
+import msgpack
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from anndata.tests.helpers import assert_equal
+
+import scinrcodec as sinr
+from conftest import DATA, FAST
+from scinrcodec.io.anndata_store import counts_hint, describe_contents, verify_file, write_decoded
+from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, TRAILER, pack_header, read_footer
+from scinrcodec.storage.source import open_source
+
+sc = pytest.importorskip("scanpy")
+
+COUNT_LAYERS = ("counts", "spliced", "unspliced")
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+def rich_anndata() -> anndata.AnnData:
+    """A real fixture (10x PBMC, 150 genes x 80 cells) through a usual scanpy workflow, with
+    velocity-style layers, nullable and categorical columns, graphs and nested uns."""
+    source = sinr.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+    counts = source.matrix().T.tocsr()
+    rng = np.random.default_rng(0)
+    a = anndata.AnnData(X=counts.astype(np.float32), obs=pd.DataFrame(index=source.cell_names(0, counts.shape[0])),
+                        var=pd.DataFrame({"gene_ids": source.gene_ids, "feature_types": source.feature_types},
+                                         index=source.gene_names))
+    a.layers["counts"] = counts.astype(np.int32)
+    spliced = counts.copy()
+    spliced.data = rng.binomial(spliced.data, 0.7)
+    spliced.eliminate_zeros()
+    a.layers["spliced"] = spliced.astype(np.int64)
+    a.layers["unspliced"] = (counts - spliced).astype(np.uint16).tocsr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.calculate_qc_metrics(a, inplace=True, percent_top=None)
+        a.raw = a.copy()  # a copy: Raw would share the X that normalize_total changes in place
+        sc.pp.normalize_total(a)
+        sc.pp.log1p(a)
+        sc.pp.highly_variable_genes(a, n_top_genes=60)
+        sc.pp.pca(a, n_comps=10)
+        sc.pp.neighbors(a, n_neighbors=10)
+        sc.tl.umap(a)
+    a.layers["scaled"] = np.asarray(a.X.todense()) - 1.0  # negative and fractional: not counts
+    a.obs["batch"] = pd.Categorical(rng.choice(["b1", "b2", "b3"], a.n_obs))
+    a.obs["doublet"] = pd.array(rng.choice([True, False, None], a.n_obs), dtype="boolean")
+    a.obs["cluster_size"] = pd.array(rng.choice([3, 7, None], a.n_obs), dtype="Int64")
+    a.obs["note"] = pd.array(rng.choice(["a", "bb", None], a.n_obs), dtype="string")
+    a.varp["coexpression"] = sp.random(a.n_vars, a.n_vars, density=0.05, format="csr", random_state=1)
+    a.uns["study"] = {"name": "pbmc", "donors": np.array(["d1", "d2"]), "params": {"k": 10, "seeds": np.arange(4)},
+                      "empty": {}, "scale": 1.5}
+    return a
+
+
+@pytest.fixture(scope="module")
+def rich_h5ad(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rich") / "rich.h5ad"
+    rich_anndata().write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rich_sinr(rich_h5ad, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rich_sinr") / "rich.sinr"
+    sinr.encode_whole(rich_h5ad, out, chunk_cells=32, **FAST)
+    return out
+
+
+# ------------------------------------------------------------------------------- strict equality
+
+def assert_same_value(a, b, name: str) -> None:
+    """Equal values and the same type: class, dtype, shape (anndata's assert_equal allows a
+    float32 to come back as float64). Scalars keep their kind: anndata's I/O reads a Python float
+    in uns back as numpy.float64, as it does through .h5ad."""
+    if np.isscalar(a):
+        assert np.isscalar(b) and a == b and np.asarray(a).dtype.kind == np.asarray(b).dtype.kind, (name, a, b)
+        return
+    assert type(a) is type(b), (name, type(a), type(b))
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+    elif isinstance(a, dict):
+        assert list(a) == list(b) or set(a) == set(b), name
+        for key in a:
+            assert_same_value(a[key], b[key], f"{name}/{key}")
+    elif sp.issparse(a) or isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, (name, a.dtype, b.dtype)
+        assert_equal(a, b, elem_name=name)
+        if sp.issparse(a):
+            assert (a != b).nnz == 0, name
+        else:
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+    else:
+        assert a == b, name
+
+
+def via_anndata(a: anndata.AnnData) -> anndata.AnnData:
+    """An in-memory AnnData as anndata's own I/O gives it back (string arrays as objects, Python
+    scalars as numpy ones): what 'as it was' means for parts stored by anndata."""
+    from anndata.io import read_elem, write_elem
+
+    with anndata.settings.override(allow_write_nullable_strings=True), h5py.File(io.BytesIO(), "w") as f:
+        write_elem(f, "/", a)
+        return read_elem(f)
+
+
+def assert_same_anndata(a: anndata.AnnData, b: anndata.AnnData) -> None:
+    """Every element equal, anndata's way and strictly."""
+    assert_equal(a, b)
+    assert (a.X is None) == (b.X is None)
+    if a.X is not None:
+        assert_same_value(a.X, b.X, "X")
+    for part in ("obs", "var"):
+        assert_same_value(getattr(a, part), getattr(b, part), part)
+    for part in ("layers", "obsm", "varm", "obsp", "varp"):
+        assert_same_value(dict(getattr(a, part)), dict(getattr(b, part)), part)
+    assert_same_value(dict(a.uns), dict(b.uns), "uns")
+    assert (a.raw is None) == (b.raw is None)
+    if a.raw is not None:
+        assert_same_value(a.raw.X, b.raw.X, "raw/X")
+        assert_same_value(a.raw.var, b.raw.var, "raw/var")
+        assert_same_value(dict(a.raw.varm), dict(b.raw.varm), "raw/varm")
+
+
+# ----------------------------------------------------------------------------------- AnnData
+
+def test_rich_h5ad_round_trips_every_element(rich_h5ad, rich_sinr, tmp_path):
+    original = anndata.read_h5ad(rich_h5ad)
+    with sinr.open(rich_sinr) as m:
+        assert m.version == (2, 1)
+        back = m.to_anndata()
+        assert_same_anndata(original, back)
+        assert back.X.dtype == np.float32
+        out = tmp_path / "back.h5ad"
+        assert write_decoded(m, out) == "h5ad"
+    assert_same_anndata(original, anndata.read_h5ad(out))
+
+
+def test_count_matrices_are_sinr_matrices_and_the_rest_elements(rich_sinr):
+    with sinr.open(rich_sinr) as m:
+        assert m.name == "layers/counts"  # X is normalised: the counts layer is the default matrix
+        assert sorted(m.matrix_names) == sorted([f"layers/{k}" for k in COUNT_LAYERS] + ["raw/X"])
+        contents = m.contents
+        assert contents.object == "anndata"
+        assert set(contents.elements) == {"X", "layers", "obs", "var", "obsm", "varm", "obsp", "varp", "uns", "raw"}
+        types = {e["element"]: (np.dtype(e["dtype"]).name, e["format"]) for e in contents.matrices}
+        assert types == {"layers/counts": ("int32", "csr_matrix"), "layers/spliced": ("int64", "csr_matrix"),
+                         "layers/unspliced": ("uint16", "csr_matrix"), "raw/X": ("float32", "csr_matrix")}
+        counts = m.to_scipy()
+        assert counts.dtype == np.int64 and counts.shape == (150, 80)
+        text = describe_contents(m)
+    for fragment in ("a whole AnnData", "layers/spliced", "raw/X", "anndata.obsp", "int32 csr_matrix"):
+        assert fragment in text
+
+
+def test_in_memory_anndata_round_trips_and_count_x_keeps_its_dtype(tmp_path):
+    a = rich_anndata()
+    for dtype in (np.float32, np.int16):
+        a.X = a.layers["counts"].astype(dtype)
+        path = tmp_path / f"{np.dtype(dtype).name}.sinr"
+        result = sinr.encode_whole(a, path, **FAST)
+        assert result["matrices"][0] == "X" and "X" not in result["parts"]
+        with sinr.open(path) as m:
+            assert m.name == "X"
+            back = m.to_anndata()
+        assert_same_anndata(via_anndata(a), back)
+        assert back.X.dtype == dtype
+
+
+def test_views_and_other_matrices_of_the_file(rich_sinr, tmp_path):
+    a = rich_anndata()
+    view = a[10:50, 20:120]
+    sinr.encode_whole(view, tmp_path / "view.sinr", **FAST)
+    with sinr.open(tmp_path / "view.sinr") as m:
+        assert_same_anndata(via_anndata(view.copy()), m.to_anndata())
+    with sinr.open(rich_sinr, matrix="raw/X") as m:
+        assert m.name == "raw/X" and m.matrix("layers/spliced").name == "layers/spliced"
+        assert m.to_anndata().n_vars == 150  # the whole AnnData, whichever matrix is open
+
+
+@pytest.mark.parametrize("kind", ["csc_matrix", "csr_array", "ndarray"])
+def test_matrix_formats_come_back_as_they_were(tmp_path, kind):
+    counts = sinr.read_matrix(DATA / "frozen_pbmc_donor_a_v1").matrix().T.tocsr().astype(np.float64)
+    x = counts.toarray() if kind == "ndarray" else getattr(sp, kind)(counts)
+    a = anndata.AnnData(X=x, obs=pd.DataFrame(index=[f"c{i}" for i in range(x.shape[0])]),
+                        var=pd.DataFrame(index=[f"g{i}" for i in range(x.shape[1])]))
+    sinr.encode_whole(a, tmp_path / "x.sinr", **FAST)
+    back = sinr.open(tmp_path / "x.sinr").to_anndata()
+    assert type(back.X) is type(x)  # anndata's own I/O would read a csr_array back as a csr_matrix
+    assert_same_anndata(a, back)
+
+
+def test_in_memory_and_file_inputs_store_the_same(rich_h5ad, rich_sinr, tmp_path):
+    sinr.encode_whole(anndata.read_h5ad(rich_h5ad), tmp_path / "memory.sinr", chunk_cells=32, **FAST)
+    a, b = sinr.open(rich_sinr), sinr.open(tmp_path / "memory.sinr")
+    assert a.matrix_names == b.matrix_names
+    assert_same_anndata(a.to_anndata(), b.to_anndata())
+
+
+def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):
+    sinr.encode_whole(rich_h5ad, tmp_path / "raw.sinr", layer="raw", **FAST)
+    with sinr.open(tmp_path / "raw.sinr") as m:
+        assert m.matrix_names[0] == "raw/X"
+    with pytest.raises(sinr.InvalidInputError, match="layers/scaled is not a count matrix"):
+        sinr.encode_whole(rich_h5ad, tmp_path / "no.sinr", layer="scaled", **FAST)
+
+
+def test_unstorable_object_stops_encoding_by_name_unless_dropped(tmp_path):
+    a = rich_anndata()
+    a.uns["study"]["params"]["callback"] = print
+    out = tmp_path / "x.sinr"
+    with pytest.raises(sinr.InvalidInputError, match=r"uns/study/params/callback: .*--drop uns/study/params/callback"):
+        sinr.encode_whole(a, out, **FAST)
+    assert not out.exists()
+    sinr.encode_whole(a, out, drop=["uns/study/params/callback", "obsm/X_umap", "obs/batch"], **FAST)
+    with sinr.open(out) as m:
+        back = m.to_anndata()
+        assert sorted(m.contents.dropped) == ["obs/batch", "obsm/X_umap", "uns/study/params/callback"]
+        assert "dropped:   obs/batch, obsm/X_umap, uns/study/params/callback" in describe_contents(m)
+    del a.uns["study"]["params"]["callback"], a.obsm["X_umap"], a.obs["batch"]
+    assert_same_anndata(via_anndata(a), back)
+    with pytest.raises(sinr.InvalidInputError, match="nothing named 'uns/nope'"):
+        sinr.encode_whole(a, tmp_path / "y.sinr", drop=["uns/nope"], **FAST)
+
+
+def test_unstorable_obs_column_is_named(tmp_path):
+    a = rich_anndata()
+    a.obs["objects"] = [object()] * a.n_obs
+    with pytest.raises(sinr.InvalidInputError, match="obs/objects: anndata cannot store"):
+        sinr.encode_whole(a, tmp_path / "x.sinr", **FAST)
+
+
+def test_no_count_matrix_at_all_is_refused(tmp_path):
+    a = anndata.AnnData(X=np.full((3, 2), 0.5), obs=pd.DataFrame(index=list("abc")), var=pd.DataFrame(index=list("xy")))
+    with pytest.raises(sinr.InvalidInputError, match="holds no count matrix"):
+        sinr.encode_whole(a, tmp_path / "x.sinr", **FAST)
+
+
+def test_non_anndata_inputs_are_refused_by_encode_whole(tmp_path):
+    with pytest.raises(sinr.InvalidInputError, match="encode it with scinrcodec.encode"):
+        sinr.encode_whole(DATA / "frozen_pbmc_donor_a_v1", tmp_path / "x.sinr", **FAST)
+
+
+def test_normalised_x_error_names_the_counts_layer(rich_h5ad, tmp_path):
+    """The single-matrix path (X as the count matrix) explains where the counts are. counts_hint is
+    what encode and `sinr encode --matrix-only` raise; applied twice it changes nothing."""
+    a = anndata.read_h5ad(rich_h5ad)
+    for source in (a, rich_h5ad):
+        with pytest.raises(sinr.InvalidInputError) as info:
+            sinr.encode(source, tmp_path / "x.sinr", **FAST)
+        hinted = counts_hint(source, None, info.value)
+        assert "X is not counts" in str(hinted) and "--layer counts" in str(hinted) and "layer='counts'" in str(hinted)
+        assert counts_hint(source, None, hinted) is hinted
+    del a.layers["counts"], a.layers["spliced"], a.layers["unspliced"]
+    with pytest.raises(sinr.InvalidInputError) as info:
+        sinr.encode(a, tmp_path / "x.sinr", **FAST)
+    assert "--layer raw" in str(counts_hint(a, None, info.value))
+    a.X = None
+    with pytest.raises(sinr.InvalidInputError) as info:
+        sinr.encode(a, tmp_path / "x.sinr", **FAST)
+    hint = str(counts_hint(a, None, info.value))
+    assert "has no X matrix" in hint and "--layer raw" in hint
+    other = sinr.InvalidInputError("something else")
+    assert counts_hint(a, None, other) is other
+
+
+def test_plain_files_stay_format_2_0(tmp_path):
+    sinr.encode(DATA / "frozen_pbmc_donor_a_v1", tmp_path / "x.sinr", **FAST)
+    with sinr.open(tmp_path / "x.sinr") as m:
+        assert m.version == (2, 0) and m.contents is None and describe_contents(m) == ""
+        assert m.matrix_names == ["X"]
+
+
+def resealed(path, *, contents=None, extra=(), drop=(), minor=1) -> bytes:
+    """The file with its `contents` map replaced (appended to the body), sections added or left
+    out of the file-level table, and another minor version: footer and CRCs made valid again."""
+    data = path.read_bytes()
+    footer = read_footer(open_source(data))
+    body, table = data[:footer.offset], [e for e in footer.content["sections"] if e[0] not in drop]
+    for name, payload in ([("contents", msgpack.packb(contents))] if contents is not None else []) + list(extra):
+        table = [e for e in table if e[0] != name] + [[name, len(body), len(payload), zlib.crc32(payload)]]
+        body += payload
+    preamble = PREAMBLE.pack(MAGIC, 2, minor, 0)
+    packed = pack_header({**footer.content, "sections": table})
+    return preamble + body[PREAMBLE.size:] + packed + TRAILER.pack(len(packed), zlib.crc32(preamble + packed), 0,
+                                                                    END_MAGIC)
+
+
+def test_file_level_sections_are_checked(rich_sinr):
+    with sinr.open(rich_sinr) as m:
+        contents = m.contents.raw
+    assert sinr.open(resealed(rich_sinr, contents=contents)).to_anndata().n_obs == 80
+
+    def corrupt(data, match):
+        with pytest.raises(sinr.CorruptFileError, match=match):
+            matrix = sinr.open(data)
+            matrix.contents.read("obs") if matrix.contents is not None else None
+
+    corrupt(resealed(rich_sinr, contents={**contents, "object": "pickle"}), "unknown object")
+    corrupt(resealed(rich_sinr, contents={**contents, "matrices": [{**contents["matrices"][0], "matrix": "Y"}]}),
+            "names matrix 'Y'")
+    corrupt(resealed(rich_sinr, contents={**contents, "matrices": [{**contents["matrices"][0], "dtype": "|O"}]}),
+            "impossible type or place")
+    elements = [dict(e, section="anndata.var") if e["element"] == "obs" else e for e in contents["elements"]]
+    corrupt(resealed(rich_sinr, contents={**contents, "elements": elements}), "missing or wrong section")
+    elements = [dict(e, bytes=e["bytes"] + 1) if e["element"] == "obs" else e for e in contents["elements"]]
+    corrupt(resealed(rich_sinr, contents={**contents, "elements": elements}), "holds .* bytes, expected")
+    corrupt(resealed(rich_sinr, drop=["contents"]), "without a 'contents' section")
+    corrupt(resealed(rich_sinr, extra=[("x.future", b"")]), "unknown section")
+    assert sinr.open(resealed(rich_sinr, extra=[("x.future", b"")], minor=2)).contents.object == "anndata"
+    data = bytearray(rich_sinr.read_bytes())
+    footer = read_footer(open_source(bytes(data)))
+    _, offset, length, _ = next(e for e in footer.content["sections"] if e[0] == "anndata.obs")
+    data[offset + length // 2] ^= 0x40
+    corrupt(bytes(data), "checksum mismatch in section 'anndata.obs'")
+    report = verify_file(sinr.open(rich_sinr))
+    assert report["matrices"] == 4 and report["sections"] == 10 and report["nnz"] == 4990 * 2 + 4945 + 4761
+    with pytest.raises(sinr.CorruptFileError, match="anndata.obs"):
+        verify_file(sinr.open(bytes(data)))
+
+
+# ------------------------------------------------------------------------------------------- 10x
+
+ADT = ["CD3_TotalSeqB", "CD4_TotalSeqB", "CD8a_TotalSeqB", "CD14_TotalSeqB", "CD19_TotalSeqB"]
+ROOT_ATTRS = {"chemistry_description": "Single Cell 3' v3", "filetype": "matrix",
+              "library_ids": np.array([b"PBMC_GEX", b"PBMC_ADT"]), "original_gem_groups": np.array([1, 1]),
+              "software_version": "cellranger-7.1.0", "version": np.int64(2)}
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    encoded = [v.encode() for v in values]
+    return np.array(encoded, dtype=f"S{max(1, max(map(len, encoded)))}")
+
+
+@pytest.fixture(scope="module")
+def multimodal_h5(tmp_path_factory):
+    """pbmc500_cellranger.h5 plus an Antibody Capture modality with Cell Ranger's feature fields
+    (pattern, read, sequence) and root attributes, written as Cell Ranger writes them."""
+    rng = np.random.default_rng(3)
+    with h5py.File(DATA / "pbmc500_cellranger.h5", "r") as f:
+        g = f["matrix"]
+        n_genes, n_cells = g["shape"][:]
+        gex = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=(n_genes, n_cells))
+        features = {k: [v.decode() for v in g["features"][k][:]] for k in ("id", "name", "feature_type", "genome")}
+        barcodes = g["barcodes"][:]
+    adt = sp.csc_matrix(rng.poisson(20, size=(len(ADT), n_cells)) * (rng.random((len(ADT), n_cells)) < 0.8))
+    matrix = sp.vstack([gex, adt], format="csc")
+    matrix.sort_indices()
+    features["id"] += ADT
+    features["name"] += [a.split("_")[0] for a in ADT]
+    features["feature_type"] += ["Antibody Capture"] * len(ADT)
+    features["genome"] += [""] * len(ADT)
+    features["pattern"] = [""] * n_genes + ["5PNNNNNNNNNN(BC)"] * len(ADT)
+    features["read"] = [""] * n_genes + ["R2"] * len(ADT)
+    features["sequence"] = [""] * n_genes + ["ACGTTGCAACGTTGC", "TTGCAACGTTGCAAC", "GCAACGTTGCAACGT",
+                                            "CAACGTTGCAACGTT", "AACGTTGCAACGTTG"]
+    path = tmp_path_factory.mktemp("tenx") / "multimodal.h5"
+    opts = dict(compression="gzip", compression_opts=4, shuffle=True)
+    with h5py.File(path, "w") as f:
+        for key, value in ROOT_ATTRS.items():
+            f.attrs[key] = value
+        g = f.create_group("matrix")
+        for name, array, dtype in (("data", matrix.data, np.int32), ("indices", matrix.indices, np.int64),
+                                   ("indptr", matrix.indptr, np.int64)):
+            g.create_dataset(name, data=array.astype(dtype), chunks=(80000,), maxshape=(None,), **opts)
+        g.create_dataset("shape", data=np.array(matrix.shape, dtype=np.int32))
+        g.create_dataset("barcodes", data=barcodes, **opts)
+        fg = g.create_group("features")
+        for key, values in features.items():
+            fg.create_dataset(key, data=_strings(values), **opts)
+        fg.create_dataset("_all_tag_keys", data=np.array([b"genome", b"pattern", b"read", b"sequence"]))
+    return path
+
+
+def _h5_tree(path) -> dict:
+    """Every object of an HDF5 file: attributes with their types, datasets with type, storage and values."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def attrs(obj) -> dict:
+            return {k: (obj.attrs.get_id(k).dtype, np.asarray(obj.attrs[k]).tolist()) for k in obj.attrs}
+
+        out["/"] = attrs(f)
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = (obj.dtype, obj.shape, obj.chunks, obj.compression, obj.compression_opts, obj.shuffle,
+                             obj.maxshape, attrs(obj), obj[()].tolist())
+            else:
+                out[name] = attrs(obj)
+        f.visititems(visit)
+    return out
+
+
+def test_multimodal_10x_h5_comes_back_whole(multimodal_h5, tmp_path):
+    encoded = tmp_path / "tenx.sinr"
+    result = sinr.encode_whole(multimodal_h5, encoded, **FAST)
+    assert result["matrices"] == ["X"] and result["parts"] == ["h5"]
+    out = tmp_path / "back.h5"
+    with sinr.open(encoded) as m:
+        assert m.contents.object == "10x-h5"
+        assert {fill for _, fill, _ in m.contents.raw["filled"]} == {
+            "data", "indices", "indptr", "cell_names", "gene_ids", "gene_names", "feature_types"}
+        assert write_decoded(m, out) == "10x-h5"
+        assert "a whole 10x HDF5 file" in describe_contents(m)
+    assert _h5_tree(out) == _h5_tree(multimodal_h5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for gex_only in (False, True):
+            assert_equal(sc.read_10x_h5(multimodal_h5, gex_only=gex_only), sc.read_10x_h5(out, gex_only=gex_only))
+
+
+def test_one_modality_by_name(multimodal_h5, tmp_path):
+    sinr.encode_whole(multimodal_h5, tmp_path / "tenx.sinr", **FAST)
+    with sinr.open(tmp_path / "tenx.sinr") as m:
+        whole = m.to_anndata()
+        adt = m.to_anndata(feature_type="Antibody Capture")
+        with pytest.raises(sinr.SinrKeyError, match="no features of type 'Peaks'"):
+            m.to_anndata(feature_type="Peaks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = sc.read_10x_h5(multimodal_h5, gex_only=False)
+    assert list(adt.var["gene_ids"]) == ADT and adt.n_obs == reference.n_obs
+    assert list(adt.var["sequence"])[0] == "ACGTTGCAACGTTGC" and set(adt.var["read"]) == {"R2"}
+    for column in ("gene_ids", "feature_types", "genome", "pattern", "read", "sequence"):
+        assert list(whole.var[column]) == list(reference.var[column]), column
+    assert (whole.X != reference.X.astype(np.int32)).nnz == 0
+
+
+def test_single_genome_v2_10x_file_round_trips(tmp_path):
+    """Cell Ranger 2: one genome group with genes and gene_names."""
+    source = sinr.read_matrix(DATA / "pbmc500_cellranger.h5")
+    counts = source.matrix()
+    path = tmp_path / "v2.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("GRCh38")
+        g.attrs["note"] = "v2"
+        g.create_dataset("data", data=counts.data.astype(np.int32))
+        g.create_dataset("indices", data=counts.indices.astype(np.int64))
+        g.create_dataset("indptr", data=counts.indptr.astype(np.int64))
+        g.create_dataset("shape", data=np.array(counts.shape, dtype=np.int32))
+        g.create_dataset("barcodes", data=_strings(source.cell_names(0, counts.shape[1])))
+        g.create_dataset("genes", data=_strings(source.gene_ids))
+        g.create_dataset("gene_names", data=_strings(source.gene_names))
+    sinr.encode_whole(path, tmp_path / "v2.sinr", **FAST)
+    with sinr.open(tmp_path / "v2.sinr") as m:
+        write_decoded(m, tmp_path / "back.h5")
+    assert _h5_tree(tmp_path / "back.h5") == _h5_tree(path)

@@ -1,0 +1,153 @@
+"""Out-of-core work: a lazy AnnData whose X is a dask array of the file's chunks (decoded only when
+computed, and right when it is: scanpy gives what it gives in memory), and a cell-batch loader
+that yields every cell once per epoch, deterministically for a seed."""
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATA, FAST
+from scinrcodec.reader.lazy import CellBlocks, dask_matrix
+
+da = pytest.importorskip("dask.array")
+sc = pytest.importorskip("scanpy")
+
+CHUNK = 16  # 80 cells: 5 chunks
+
+
+@pytest.fixture(scope="module")
+def adata():
+    source = sinr.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+    counts = source.matrix().T.tocsr()
+    a = anndata.AnnData(X=counts.astype(np.float32), obs=pd.DataFrame(index=source.cell_names(0, counts.shape[0])),
+                        var=pd.DataFrame({"gene_ids": source.gene_ids}, index=source.gene_names))
+    a.obs["batch"] = pd.Categorical(np.resize(["b1", "b2", "b3"], a.n_obs))
+    a.obs["depth"] = np.asarray(counts.sum(axis=1)).ravel()
+    a.layers["spliced"] = counts.astype(np.int32)
+    return a
+
+
+@pytest.fixture(scope="module")
+def path(adata, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lazy") / "pbmc.sinr"
+    sinr.encode_whole(adata, out, chunk_cells=CHUNK, **FAST)
+    return out
+
+
+# ------------------------------------------------------------------------------------ lazy AnnData
+
+def test_lazy_anndata_decodes_chunks_only_when_computed(path, adata, monkeypatch):
+    calls = []
+    original = sinr.SinrMatrix.cells_block
+
+    def counting(self, start, stop, dtype=np.int64):
+        calls.append((start, stop))
+        return original(self, start, stop, dtype)
+
+    monkeypatch.setattr(sinr.SinrMatrix, "cells_block", counting)
+    lazy = sinr.read_lazy(path)
+    assert calls == []
+    assert isinstance(lazy.X, da.Array) and isinstance(lazy.X._meta, sp.csr_matrix)
+    assert lazy.X.chunks == ((CHUNK,) * 5, (adata.n_vars,)) and lazy.X.dtype == np.float32
+    assert isinstance(lazy.layers["spliced"], da.Array) and lazy.layers["spliced"].dtype == np.int32
+    pd.testing.assert_frame_equal(lazy.obs, adata.obs)
+    pd.testing.assert_frame_equal(lazy.var, adata.var)
+    first = lazy.X[:CHUNK].compute()
+    assert calls == [(0, CHUNK)]
+    assert (first != adata.X[:CHUNK]).nnz == 0
+    whole = lazy.X.compute()
+    assert whole.dtype == np.float32 and (whole != adata.X).nnz == 0
+
+
+def test_scanpy_runs_out_of_core_as_in_memory(path, adata):
+    lazy = sinr.read_lazy(path)
+    eager = adata.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for a in (lazy, eager):
+            sc.pp.normalize_total(a, target_sum=1e4)
+            sc.pp.log1p(a)
+            sc.pp.highly_variable_genes(a, flavor="seurat")  # per-gene means and dispersions
+    assert isinstance(lazy.X, da.Array)
+    np.testing.assert_allclose(lazy.X.compute().toarray(), eager.X.toarray(), rtol=1e-6)
+    np.testing.assert_allclose(lazy.var["means"], eager.var["means"], rtol=1e-6)
+    gene_means = lazy.X.map_blocks(lambda b: np.asarray(b.sum(axis=0)), chunks=(1, lazy.n_vars), dtype=np.float64,
+                                   meta=np.zeros((0, 0))).sum(axis=0).compute() / lazy.n_obs
+    np.testing.assert_allclose(gene_means, np.asarray(eager.X.mean(axis=0)).ravel(), rtol=1e-5)
+
+
+def test_lazy_plain_file_and_one_modality(tmp_path):
+    sinr.encode(DATA / "pbmc500_cellranger.h5", tmp_path / "plain.sinr", chunk_cells=100, **FAST)
+    with sinr.open(tmp_path / "plain.sinr") as m:
+        lazy = m.to_anndata(lazy=True)
+        eager = m.to_anndata()
+        assert lazy.X.dtype == np.int32 and len(lazy.X.chunks[0]) == m.n_chunks
+        assert (lazy.X.compute() != eager.X).nnz == 0
+        pd.testing.assert_frame_equal(lazy.var, eager.var)
+        genes = m.to_anndata(lazy=True, feature_type="Gene Expression")
+        assert isinstance(genes.X, da.Array) and genes.n_vars == eager.n_vars
+
+
+def test_cell_blocks_travel_to_other_processes_by_path(path, adata):
+    with sinr.open(path) as m:
+        x = dask_matrix(m, np.float32)
+        blocks = pickle.loads(pickle.dumps(CellBlocks(m, np.float32)))
+        assert (blocks((2, 0)) != adata.X[2 * CHUNK: 3 * CHUNK]).nnz == 0
+        assert (x.compute() != adata.X).nnz == 0
+    with pytest.raises(sinr.InvalidInputError, match="only when read from a file"):
+        pickle.loads(pickle.dumps(CellBlocks(sinr.open(path.read_bytes()), np.float32)))
+
+
+# ------------------------------------------------------------------------------------------ loader
+
+def _epoch(m, **kwargs) -> list:
+    return list(m.iter_cells(**kwargs))
+
+
+def test_every_cell_once_with_its_counts_and_obs(path, adata):
+    with sinr.open(path) as m:
+        obs = m.to_anndata(lazy=True).obs
+        batches = _epoch(m, batch_size=12, seed=7)
+    cells = np.concatenate([b.cells for b in batches])
+    assert sorted(cells.tolist()) == list(range(adata.n_obs))
+    assert [b.X.shape[0] for b in batches] == [12] * 6 + [8]
+    assert not np.array_equal(cells, np.arange(adata.n_obs))
+    for b in batches:
+        assert isinstance(b.X, sp.csr_matrix) and b.X.dtype == np.float32
+        assert (b.X != adata.X[b.cells]).nnz == 0
+        pd.testing.assert_frame_equal(b.obs, obs.iloc[b.cells])
+
+
+def test_epochs_are_deterministic_for_a_seed(path):
+    with sinr.open(path) as m:
+        order = lambda seed: np.concatenate([b.cells for b in _epoch(m, batch_size=10, seed=seed)])  # noqa: E731
+        assert np.array_equal(order(1), order(1))
+        assert not np.array_equal(order(1), order(2))
+
+
+def test_block_shuffle_mixes_within_the_buffer(path):
+    with sinr.open(path) as m:
+        bounds = m.chunk_bounds()
+        for b in _epoch(m, batch_size=CHUNK, seed=3, buffer=1, drop_last=True):
+            chunks = np.unique(np.searchsorted(bounds, b.cells, side="right") - 1)
+            assert chunks.size == 1  # one chunk per buffer, each batch exactly one chunk's cells
+        spread = [np.unique(np.searchsorted(bounds, b.cells, side="right") - 1).size
+                  for b in _epoch(m, batch_size=CHUNK, seed=3, buffer=5)]
+        assert max(spread) > 1
+
+
+def test_unshuffled_batches_follow_the_file(path, adata):
+    with sinr.open(path) as m:
+        batches = _epoch(m, batch_size=30, shuffle=False, dtype=np.int64, obs=False)
+        assert [b.cells.tolist() for b in batches] == [list(range(0, 30)), list(range(30, 60)), list(range(60, 80))]
+        assert all(b.obs is None and b.X.dtype == np.int64 for b in batches)
+        assert len(_epoch(m, batch_size=30, shuffle=False, drop_last=True)) == 2
+        with pytest.raises(sinr.InvalidInputError, match="batch_size must be a positive integer"):
+            m.iter_cells(batch_size=0)
