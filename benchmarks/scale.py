@@ -18,7 +18,7 @@ from .scale_data import ScaleInput, scale_input, workload
 FORMATS = ("10x", "sinr", "h5ad", "bpcells")
 QUERY_OPS = ("open", "entry", "gene", "cell", "cells1000")
 OPS = {"10x": (*QUERY_OPS, "read", "write"),  # its reads use the input file itself
-       "sinr": ("write", *QUERY_OPS, "read", "read_csc"),
+       "sinr": ("write", *QUERY_OPS, "read", "read_csc", "loader"),
        "h5ad": ("write", *QUERY_OPS, "read"),
        "bpcells": ("write", *QUERY_OPS, "read")}
 FILES = {"10x": "written.h5", "sinr": "matrix.sinr", "h5ad": "matrix.h5ad", "bpcells": "matrix.bpcells"}

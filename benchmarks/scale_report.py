@@ -9,7 +9,9 @@ from .scale import QUERY_OPS
 LABELS = {"10x": "10x HDF5 (h5py)", "sinr": ".sinr", "h5ad": "AnnData .h5ad (backed)",
           "bpcells": "BPCells cell-major"}
 OP_LABELS = {"write": "write / encode", "open": "open", "entry": "entry", "gene": "gene", "cell": "cell",
-             "cells1000": "1,000 random cells", "read": "full read / decode", "read_csc": "full decode, CSC"}
+             "cells1000": "1,000 random cells", "read": "full read / decode", "read_csc": "full decode, CSC",
+             "loader": "cell-batch loader"}
+LOADER_CELLS_PER_S = 20_000
 # Absolute latency targets for .sinr reads (seconds), from the project's issues.
 LATENCY_TARGETS = {"open": 0.050, "entry": 20e-6, "gene": 3e-3, "cell": 3e-3, "cells1000": 0.5}
 ENCODE_NNZ_PER_S = 4e6
@@ -92,6 +94,9 @@ def targets(rows: list[dict]) -> list[dict]:
                 then = _find(before, "sinr", op).get("seconds")
                 check(size, f"{OP_LABELS[op]} <= {GROWTH_LIMIT:g}x its {GROWTH_FROM:.0e} figure (ms)",
                       _ms(sinr[op].get("seconds")), None if then is None else GROWTH_LIMIT * then * 1e3, "{:.3f}")
+        loader = _find(here, "sinr", "loader").get("cells_per_s")
+        check(size, f"cell-batch loader >= {LOADER_CELLS_PER_S:,} cells/s", loader, LOADER_CELLS_PER_S, "{:,.0f}",
+              at_least=True)
         rate = sinr["write"].get("nnz_per_s")
         check(size, "encode throughput >= 4M nonzeros/s (M/s)", None if rate is None else rate / 1e6,
               ENCODE_NNZ_PER_S / 1e6, "{:.2f}", at_least=True)

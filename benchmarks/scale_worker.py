@@ -23,6 +23,8 @@ from .scale_formats import READERS, as_entries, full, writer
 QUERIES = {"entry": ("entries", 20, 2000), "gene": ("genes", 3, 40), "cell": ("cells", 3, 40),
            "cells1000": ("cell_sets", 2, 5)}
 BUDGET_S = 5.0
+LOADER_BATCH = 256
+LOADER_BUDGET_S = 60.0
 LIBRARY = {"sinr": "scinrcodec", "10x": "h5py", "h5ad": "anndata", "bpcells": "bpcells.experimental"}
 
 
@@ -93,11 +95,31 @@ def measure_read(spec: dict) -> dict:
             "exact": digest == spec["digest"]}
 
 
+def measure_loader(spec: dict) -> dict:
+    """The cell-batch loader (block shuffle, batches of LOADER_BATCH cells): cells per second over
+    one epoch, or over LOADER_BUDGET_S of one; a whole epoch must give every cell exactly once."""
+    import scinrcodec
+
+    m = scinrcodec.open(Path(spec["file"]))
+    before = rss_bytes()
+    seen = np.zeros(m.shape[1], dtype=np.int64)
+    start = time.perf_counter()
+    for batch in m.iter_cells(batch_size=LOADER_BATCH, shuffle=True, seed=0):
+        np.add.at(seen, batch.cells, 1)
+        if time.perf_counter() - start > LOADER_BUDGET_S:
+            break
+    seconds = time.perf_counter() - start
+    cells = int(seen.sum())
+    whole = cells == m.shape[1]
+    return {"seconds": seconds, "cells_per_s": cells / seconds, "cells": cells, **_memory(before),
+            "exact": bool(seen.max() == 1 and (not whole or seen.min() == 1))}
+
+
 def main(spec_path: str, result_path: str) -> int:
     """Run the measurement SPEC names and write its figures, or its error, to RESULT as JSON."""
     spec = json.loads(Path(spec_path).read_text())
-    measure = {"write": measure_write, "open": measure_open, "read": measure_read, "read_csc": measure_read}.get(
-        spec["op"], measure_query)
+    measure = {"write": measure_write, "open": measure_open, "read": measure_read, "read_csc": measure_read,
+               "loader": measure_loader}.get(spec["op"], measure_query)
     try:
         result = measure(spec)
     except Exception as exc:  # recorded as the measurement's outcome (MemoryError included), then shown

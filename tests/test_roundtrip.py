@@ -204,7 +204,11 @@ def test_reads_from_bytes_and_file_objects(tmp_path, pbmc):
             CountingFile.bytes_read += len(data)
             return data
 
-    for source in (blob, memoryview(blob), CountingFile(blob)):
+    import fsspec
+
+    remote = fsspec.filesystem("memory")
+    remote.pipe("/x.sinr", blob)
+    for source in (blob, memoryview(blob), CountingFile(blob), remote.open("/x.sinr", "rb")):
         with sinr.open(source) as f:
             if isinstance(source, CountingFile):
                 assert CountingFile.bytes_read < len(blob) / 10  # open reads the footer only

@@ -17,7 +17,7 @@ from ..codec.geometry import ChunkGeometry
 from ..errors import InvalidInputError
 from ..model.quantise import quantise_siren
 from ..model.siren import (NORM_CODES, IntegerLayer, Normalisation, PatchSiren, centred_coordinates,
-                           contexts_of_outputs, coordinate_scale, predictions_of_outputs, siren_outputs)
+                           coordinate_scale, read_outputs, siren_outputs)
 from .options import EncodeOptions
 
 SIREN_META_BITS = 200  # what a kept SIREN's metadata costs, charged against its saving
@@ -151,10 +151,10 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
             outputs = siren_outputs(table, params, local, cols[span], height, geometry.n_cells)
             kind = NORM_CODES[norm.kind]
             if inr_only:  # no residuals: the depth that reproduces most nonzeros
-                guess = predictions_of_outputs(kind, norm.offset, norm.scale, outputs)
+                guess = read_outputs(kind, norm.offset, norm.scale, outputs, True)
                 cost = -float(np.mean(guess == values[span]))
             else:
-                cost = (code_length_bits(hist, contexts_of_outputs(kind, norm.offset, norm.scale, outputs), bins[span])
+                cost = (code_length_bits(hist, read_outputs(kind, norm.offset, norm.scale, outputs, False), bins[span])
                         + patch.n_parameters * bits + SIREN_META_BITS)
             if cost < best_cost:
                 best, best_cost, best_outputs = patch, cost, outputs
@@ -167,9 +167,9 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
         kind = NORM_CODES[best.normalisation.kind]
         n = best.normalisation
         if inr_only:
-            predictions[span] = predictions_of_outputs(kind, n.offset, n.scale, best_outputs)
+            predictions[span] = read_outputs(kind, n.offset, n.scale, best_outputs, True)
         else:
-            contexts[span] = contexts_of_outputs(kind, n.offset, n.scale, best_outputs)
+            contexts[span] = read_outputs(kind, n.offset, n.scale, best_outputs, False)
             saved += baseline_cost - best_cost
     stats = {"siren_tried": len(bands), "siren_kept": len(sirens), "siren_saved_bits": saved}
     return sirens, contexts, predictions, stats

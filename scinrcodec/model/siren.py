@@ -269,16 +269,12 @@ def siren_outputs(layers: np.ndarray, params: np.ndarray, rows: np.ndarray, cols
 
 
 @njit(**JIT)
-def contexts_of_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray) -> np.ndarray:
+def read_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray, predictions: bool) -> np.ndarray:
+    """Network outputs as coding contexts, or with `predictions` as --inr-only predicted counts."""
     out = np.empty(outputs.size, dtype=np.int64)
     for idx in range(outputs.size):
-        out[idx] = context_of_output(kind, offset, scale, outputs[idx])
-    return out
-
-
-@njit(**JIT)
-def predictions_of_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray) -> np.ndarray:
-    out = np.empty(outputs.size, dtype=np.int64)
-    for idx in range(outputs.size):
-        out[idx] = prediction_of_output(kind, offset, scale, outputs[idx])
+        if predictions:
+            out[idx] = prediction_of_output(kind, offset, scale, outputs[idx])
+        else:
+            out[idx] = context_of_output(kind, offset, scale, outputs[idx])
     return out
