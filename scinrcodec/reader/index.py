@@ -451,6 +451,7 @@ class SirenTables:
         self.layers = np.zeros((0, 6), np.int64)
         self.params = np.zeros(0, np.int64)
         self._lock = threading.Lock()
+        self._arrays: tuple | None = None  # what arrays() returns until the next add()
 
     def add(self, patch: PatchSiren) -> int:
         table, params = patch.packed()
@@ -462,15 +463,18 @@ class SirenTables:
             self.norm = np.vstack([self.norm, [[patch.normalisation.offset, patch.normalisation.scale]]])
             self.layers = np.vstack([self.layers, table])
             self.params = np.concatenate([self.params, params])
+            self._arrays = None
             return index
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """spec, norm, layers, params; never empty, as the compiled kernels want arrays to index."""
         with self._lock:
-            spec = self.spec if self.spec.size else np.zeros((1, 3), np.int64)
-            norm = self.norm if self.norm.size else np.ones((1, 2), np.float64)
-            layers = self.layers if self.layers.size else np.zeros((1, 6), np.int64)
-            params = self.params if self.params.size else np.zeros(1, np.int64)
-            return spec, norm, layers, params
+            if self._arrays is None:
+                self._arrays = (self.spec if self.spec.size else np.zeros((1, 3), np.int64),
+                                self.norm if self.norm.size else np.ones((1, 2), np.float64),
+                                self.layers if self.layers.size else np.zeros((1, 6), np.int64),
+                                self.params if self.params.size else np.zeros(1, np.int64))
+            return self._arrays
 
 
 def _build_tile_table(chunks: list[Chunk], n_genes: int) -> TileTable:

@@ -249,7 +249,8 @@ class SinrMatrix:
         found_genes = index.row_genes(rows)
         found_cells = index.cell_original[cols]
         if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
-            return sp.csr_matrix((values, (_place(genes, found_genes), _place(cells, found_cells))), shape=out_shape)
+            return sp.csr_matrix((values, (_place(genes, found_genes, self.shape[0]),
+                                           _place(cells, found_cells, self.shape[1]))), shape=out_shape)
         out_rows, src = _expand(genes, found_genes)
         out_cols, src_cols = _expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
@@ -400,8 +401,13 @@ def _as_index(key, n: int, axis: str) -> np.ndarray:
     return np.where(array < 0, array + n, array)
 
 
-def _place(requested: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """Position in `requested` (distinct keys) of each found key."""
+def _place(requested: np.ndarray, found: np.ndarray, n: int) -> np.ndarray:
+    """Position in `requested` (distinct keys in [0, n)) of each found key: a direct lookup table
+    where it is small next to the work, else a binary search."""
+    if n <= 4 * (requested.size + found.size):
+        lookup = np.empty(n, dtype=np.int64)
+        lookup[requested] = np.arange(requested.size)
+        return lookup[found]
     order = np.argsort(requested, kind="stable")
     return order[np.searchsorted(requested[order], found)]
 
