@@ -151,3 +151,16 @@ def test_unshuffled_batches_follow_the_file(path, adata):
         assert len(_epoch(m, batch_size=30, shuffle=False, drop_last=True)) == 2
         with pytest.raises(sinr.InvalidInputError, match="batch_size must be a positive integer"):
             m.iter_cells(batch_size=0)
+
+
+def test_chunks_block_decodes_listed_chunks_in_order(path, adata):
+    with sinr.open(path) as m:
+        bounds = m.chunk_bounds()
+        block = m.chunks_block([3, 0], dtype=np.float32)
+        cells = np.concatenate([np.arange(bounds[3], bounds[4]), np.arange(bounds[0], bounds[1])])
+        assert block.shape == (cells.size, adata.n_vars) and block.has_sorted_indices
+        assert (block != adata.X[cells]).nnz == 0
+        assert m.chunks_block([]).shape == (0, adata.n_vars)
+        for bad in ([1, 1], [5], [-1], [[0]], ["0"]):
+            with pytest.raises(sinr.SinrIndexError):
+                m.chunks_block(bad)

@@ -219,6 +219,44 @@ def test_max_error_bound_holds_everywhere(tmp_path, matrix, bound):
         assert np.array_equal(decoded == 0, dense == 0)
 
 
+# ------------------------------------------------------------------------------------ API options
+
+@pytest.mark.parametrize("options, fragment", [
+    (dict(mode="max-error", max_error=1.5), "max_error must be an integer"),
+    (dict(mode="max-error", max_error=True), "max_error must be an integer"),
+    (dict(tile_nnz="64"), "tile_nnz must be an integer"),
+    (dict(chunk_cells=0), "chunk_cells must be between"),
+])
+def test_encode_options_are_checked_not_coerced(tmp_path, pbmc, options, fragment):
+    with pytest.raises(sinr.InvalidInputError, match=fragment):
+        sinr.encode(pbmc, tmp_path / "x.sinr", **FAST, **options)
+    assert not any(tmp_path.iterdir())
+
+
+NAMES_CHECK = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+import scinrcodec
+names = scinrcodec.open(sys.argv[1]).cell_names
+assert len(names) == 600_000 and names[-1] == "CELL000000599999-1", names[-1]
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux only")
+def test_cell_names_are_read_within_their_own_size(tmp_path):
+    """600,000 cell names of one chunk read under a 2 GiB address-space cap: buffers follow the
+    data (11 MB), not the 4,096-byte limit of a name (2.3 GiB for these names)."""
+    n = 600_000
+    cells = np.arange(0, n, 97)
+    counts = sp.csc_matrix((np.ones(cells.size, np.int64), (np.zeros(cells.size, np.int64), cells)), shape=(1, n))
+    path = tmp_path / "names.sinr"
+    sinr.encode(sinr.CountMatrix(counts, gene_ids=["G1"], cell_names=[f"CELL{j:012d}-1" for j in range(n)]), path,
+                chunk_cells=n, **FAST)
+    run = subprocess.run([sys.executable, "-c", NAMES_CHECK, str(path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
 # ------------------------------------------------------------------------- safe writes, threads
 
 def test_killed_encode_leaves_no_output(tmp_path, pbmc):

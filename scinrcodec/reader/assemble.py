@@ -10,6 +10,7 @@ decoding positions only. Every chunk's content checksum is verified on the way.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,30 +69,46 @@ def _bits(n: int) -> int:
 @njit(**JIT)
 def _place_by_cell(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
                    n_cells: int, rank_of_row: np.ndarray, genes_of_row: np.ndarray, base: int, out_indptr: np.ndarray,
-                   out_indices: np.ndarray, out_data: np.ndarray, key_dtype) -> np.uint64:
+                   out_indices: np.ndarray, out_data: np.ndarray) -> np.uint64:
     """Write a chunk's nonzeros cell by cell (genes ascending in each) from `base`, and its cells'
-    index pointers into out_indptr[1:]; return the chunk's content checksum. A radix sort by
-    (cell, gene) puts them in exactly their output order."""
-    rank_bits = _bits(rank_of_row.size)
-    keys = np.empty(rows.size, dtype=key_dtype)
-    genes = np.empty(rows.size, dtype=np.int32)
-    for idx in range(rows.size):
-        keys[idx] = ((cell_original[cols[idx]] - first_cell) << rank_bits) | rank_of_row[rows[idx]]
-        genes[idx] = genes_of_row[rows[idx]]
-    keys, genes, sorted_values = _radix_sort(keys, genes, values, rank_bits + _bits(n_cells))
-    counts = np.zeros(n_cells + 1, dtype=np.int64)
+    index pointers into out_indptr[1:]; return the chunk's content checksum. Two stable counting
+    sorts, by gene rank and then by cell, put them in exactly their output order."""
+    n = rows.size
+    n_ranks = rank_of_row.size
+    rank_starts = np.zeros(n_ranks + 1, dtype=np.int64)
+    for idx in range(n):
+        rank_starts[rank_of_row[rows[idx]] + 1] += 1
+    for r in range(n_ranks):
+        rank_starts[r + 1] += rank_starts[r]
+    ranked_cell = np.empty(n, dtype=np.int32)
+    ranked_gene = np.empty(n, dtype=np.int32)
+    ranked_value = np.empty(n, dtype=values.dtype)
+    cell_counts = np.zeros(n_cells, dtype=np.int64)
     checksum = np.uint64(0)
-    for idx in range(keys.size):
-        c = keys[idx] >> rank_bits
-        counts[c + 1] += 1
-        out_indices[base + idx] = genes[idx]
-        out_data[base + idx] = sorted_values[idx]
-        key = np.uint64(genes[idx]) + (np.uint64(first_cell + c) << np.uint64(32))
-        checksum += mix(mix(key) ^ np.uint64(sorted_values[idx]))
+    for idx in range(n):
+        row = rows[idx]
+        at = rank_starts[rank_of_row[row]]
+        rank_starts[rank_of_row[row]] = at + 1
+        cell = cell_original[cols[idx]]
+        gene = genes_of_row[row]
+        ranked_cell[at] = cell - first_cell
+        ranked_gene[at] = gene
+        ranked_value[at] = values[idx]
+        cell_counts[cell - first_cell] += 1
+        key = np.uint64(gene) + (np.uint64(cell) << np.uint64(32))
+        checksum += mix(mix(key) ^ np.uint64(values[idx]))
+    cursor = np.empty(n_cells, dtype=np.int64)
     running = base
     for c in range(n_cells):
-        running += counts[c + 1]
+        cursor[c] = running
+        running += cell_counts[c]
         out_indptr[c + 1] = running
+    for idx in range(n):
+        c = ranked_cell[idx]
+        at = cursor[c]
+        cursor[c] = at + 1
+        out_indices[at] = ranked_gene[idx]
+        out_data[at] = ranked_value[idx]
     return checksum
 
 
@@ -120,7 +137,7 @@ def _place_by_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_o
     return checksum
 
 
-def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: range | None = None) -> None:
+def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None) -> None:
     """Run work(chunk) for every chunk (or those of `ids`) on `jobs` threads (chunks load in the
     calling thread)."""
     chunks = [index.chunk(c) for c in (range(index.n_chunks) if ids is None else ids)]
@@ -165,28 +182,29 @@ def _index_dtype(size: int):
     return np.int32 if size < 2**31 else np.int64
 
 
-def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: range | None = None) -> sp.csr_matrix:
-    """Cells x genes CSR (the transpose of genes x cells CSC) of the cells of `chunks` (default all),
-    exact, checksums verified."""
+def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int] | None = None) -> sp.csr_matrix:
+    """Cells x genes CSR (the transpose of genes x cells CSC) of the cells of `chunks` (distinct
+    chunk ids, default all), in the order listed, exact, checksums verified."""
     chunks = range(index.n_chunks) if chunks is None else chunks
-    first_cell, last_cell = int(index.chunk_starts[chunks.start]), int(index.chunk_starts[chunks.stop])
-    first_nnz = int(index.nnz_starts[chunks.start])
-    nnz = int(index.nnz_starts[chunks.stop]) - first_nnz
+    ids = np.asarray(chunks, dtype=np.int64)
+    row_starts = np.concatenate([[0], np.cumsum(index.chunk_starts[ids + 1] - index.chunk_starts[ids])])
+    nnz_starts = np.concatenate([[0], np.cumsum(index.nnz_starts[ids + 1] - index.nnz_starts[ids])])
+    slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
-    data = np.empty(nnz, dtype=dtype)
-    indices = np.empty(nnz, dtype=_index_dtype(n_genes))
-    indptr = np.zeros(last_cell - first_cell + 1, dtype=np.int64)
+    data = np.empty(int(nnz_starts[-1]), dtype=dtype)
+    indices = np.empty(data.size, dtype=_index_dtype(n_genes))
+    indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
     genes_of_row, rank = _gene_order_arrays(index)
 
     def work(chunk: Chunk) -> None:
+        i = slot[chunk.index]
         rows, cols, values = _decode_chunk(index, chunk)
         _check(index, chunk, _place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
-                                            rank, genes_of_row, int(index.nnz_starts[chunk.index]) - first_nnz,
-                                            indptr[chunk.first_cell - first_cell:], indices, data,
-                                            _key_dtype(rank.size, chunk.n_cells)))
+                                            rank, genes_of_row, int(nnz_starts[i]), indptr[row_starts[i]:], indices,
+                                            data))
 
     _for_each_chunk(index, jobs, work, chunks)
-    return sp.csr_matrix((data, indices, indptr), shape=(last_cell - first_cell, n_genes))
+    return sp.csr_matrix((data, indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
 def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:

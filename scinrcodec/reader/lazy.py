@@ -123,9 +123,8 @@ def iter_cells(m: SinrMatrix, batch_size: int = 256, *, shuffle: bool = True, se
     order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
     groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)]
     frame = _obs_frame(m) if obs else None
-    workers = max(1, jobs or m.jobs or os.cpu_count() or 1)
     return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, np.dtype(dtype), frame, drop_last,
-                    workers)
+                    jobs)
 
 
 def _obs_frame(m: SinrMatrix):
@@ -138,34 +137,38 @@ def _obs_frame(m: SinrMatrix):
 
 
 def _batches(m: SinrMatrix, groups: list[np.ndarray], bounds: np.ndarray, batch_size: int, rng, dtype,
-             frame, drop_last: bool, workers: int) -> Iterator[CellBatch]:
-    """Decode a buffer of chunks (the next one decoding meanwhile), shuffle its cells with those
-    left over from the last buffer, and cut it into batches."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sinr-batches")
+             frame, drop_last: bool, jobs: int | None) -> Iterator[CellBatch]:
+    """Decode a buffer of chunks into one matrix (the next buffer decoding meanwhile), shuffle its
+    cells with those left over from the last buffer, and cut them into batches."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
 
-    def start(k: int) -> list:
-        if k >= len(groups):
-            return []
-        return [pool.submit(m.cells_block, int(bounds[c]), int(bounds[c + 1]), dtype) for c in groups[k].tolist()]
-
-    def batch(x: sp.csr_matrix, cells: np.ndarray) -> CellBatch:
-        return CellBatch(x, None if frame is None else frame.iloc[cells], cells)
+    def start(k: int):
+        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs) if k < len(groups) else None
 
     try:
         pending = start(0)
         carry_x, carry_cells = sp.csr_matrix((0, m.shape[0]), dtype=dtype), np.zeros(0, np.int64)
         for k in range(len(groups)):
-            blocks = [future.result() for future in pending]
+            block = pending.result()
             pending = start(k + 1)
             cells = np.concatenate([carry_cells] + [np.arange(bounds[c], bounds[c + 1]) for c in groups[k].tolist()])
-            x = sp.vstack([carry_x, *blocks], format="csr")
             order = rng.permutation(cells.size) if rng is not None else np.arange(cells.size)
+
+            def take(rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+                """Rows of [carry; block] without stacking the two: carried rows first."""
+                carried = rows[rows < carry_cells.size]
+                if not carried.size:
+                    return block[rows - carry_cells.size], cells[rows]
+                fresh = rows[rows >= carry_cells.size]
+                x = sp.vstack([carry_x[carried], block[fresh - carry_cells.size]], format="csr")
+                return x, np.concatenate([cells[carried], cells[fresh]])
+
             full = cells.size - cells.size % batch_size
             for s in range(0, full, batch_size):
-                rows = order[s: s + batch_size]
-                yield batch(x[rows], cells[rows])
-            carry_x, carry_cells = x[order[full:]], cells[order[full:]]
+                x, batch_cells = take(order[s: s + batch_size])
+                yield CellBatch(x, None if frame is None else frame.iloc[batch_cells], batch_cells)
+            carry_x, carry_cells = take(order[full:])
         if carry_cells.size and not drop_last:
-            yield batch(carry_x, carry_cells)
+            yield CellBatch(carry_x, None if frame is None else frame.iloc[carry_cells], carry_cells)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

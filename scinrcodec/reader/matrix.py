@@ -277,6 +277,18 @@ class SinrMatrix:
         offset = int(index.chunk_starts[first])
         return block[start - offset: stop - offset]
 
+    def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
+        """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
+        given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once."""
+        index = self._index
+        ids = np.asarray(chunks)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu" and ids.size:
+            raise SinrIndexError("chunks must be a list of chunk ids")
+        ids = ids.astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= index.n_chunks or np.unique(ids).size != ids.size):
+            raise SinrIndexError(f"chunk ids must be distinct and within 0..{index.n_chunks - 1}")
+        return cell_major(index, dtype, jobs or self.jobs, ids.tolist())
+
     def chunk_bounds(self) -> np.ndarray:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""
         return self._index.chunk_starts.copy()
