@@ -402,15 +402,21 @@ def count_rows(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray
 
 
 @njit(**JIT)
-def decode_entry(buf: np.ndarray, start: int, end: int, k: int, h: int, w: int, row0: int, col0: int, first: int,
-                 n_cells: int, cum: np.ndarray, lut: np.ndarray, used: np.ndarray, siren: int, siren_spec: np.ndarray,
-                 siren_norm: np.ndarray, siren_layers: np.ndarray, siren_params: np.ndarray, gene_terms: np.ndarray,
-                 cell_terms: np.ndarray, mode: int, max_error: int, row: int, col: int) -> tuple[int, int]:
-    """(value, status) of the entry at (row, col) of one tile: the lean path of m[i, j], which reads
+def decode_entry(buf: np.ndarray, base: int, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
+                 tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, tile_first: np.ndarray, t: int,
+                 first_cell: int, n_cells: int, cum: np.ndarray, lut: np.ndarray, used: np.ndarray, siren: int,
+                 siren_spec: np.ndarray, siren_norm: np.ndarray, siren_layers: np.ndarray, siren_params: np.ndarray,
+                 gene_terms: np.ndarray, cell_terms: np.ndarray, mode: int, max_error: int, row: int,
+                 col: int) -> tuple[int, int]:
+    """(value, status) of the entry at (row, col) of tile t of a chunk whose first column is
+    first_cell (its stream at buf[tile_offset[t] - base:]): the lean path of m[i, j], which reads
     the tile's positions and its values only up to the entry's own."""
+    k = tile_k[t]
+    start = tile_offset[t] - base
     out = np.zeros(1, dtype=np.int64)
-    count, status = _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut, used, siren,
+    work = np.empty((2, MAX_SIREN_WIDTH_WORK if siren >= 0 else 1), dtype=np.int64)
+    count, status = _decode_tile(buf, start, start + tile_length[t], k, tile_h[t], tile_w[t], tile_row[t],
+                                 first_cell + tile_first[t], tile_first[t], n_cells, cum, lut, used, siren,
                                  siren_spec, siren_norm, siren_layers, siren_params, gene_terms, cell_terms, mode,
-                                 max_error, row, col, np.zeros(0, np.bool_), tile_scratch(k),
-                                 np.empty((2, MAX_SIREN_WIDTH_WORK), dtype=np.int64), out, out, out, 0)
+                                 max_error, row, col, np.zeros(0, np.bool_), tile_scratch(k), work, out, out, out, 0)
     return (out[0] if count else 0), status

@@ -425,21 +425,21 @@ class MatrixIndex:
 
     def verify_bands(self, chunk: Chunk, bands: np.ndarray) -> None:
         """Check the CRC of the tile bytes of each band not checked before."""
-        todo = bands[~chunk.band_verified[bands]]
-        if not todo.size:
-            return
+        for band in np.unique(bands[~chunk.band_verified[bands]]).tolist():
+            self.verify_band(chunk, band)
+
+    def verify_band(self, chunk: Chunk, band: int) -> None:
+        """Check the CRC of one band's tile bytes, unless done before (the lean path of one entry)."""
         with chunk.lock:
-            starts = chunk.geometry.tile_starts
-            for band in np.unique(todo).tolist():
-                if chunk.band_verified[band]:
-                    continue
-                first, last = int(starts[band]), int(starts[band + 1])
-                lo = int(chunk.tile_offset[first]) if last > first else chunk.data_ref.offset
-                hi = int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) if last > first else lo
-                if crc32(self.source.read(lo, hi - lo)) != int(chunk.band_crc[band]):
-                    raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
-                                           f"band {band} (file is corrupt)")
-                chunk.band_verified[band] = True
+            if chunk.band_verified[band]:
+                return
+            first, last = chunk.lists[2][band], chunk.lists[2][band + 1]
+            lo = int(chunk.tile_offset[first]) if last > first else chunk.data_ref.offset
+            hi = int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) if last > first else lo
+            if crc32(self.source.read(lo, hi - lo)) != int(chunk.band_crc[band]):
+                raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
+                                       f"band {band} (file is corrupt)")
+            chunk.band_verified[band] = True
 
 
 class SirenTables:

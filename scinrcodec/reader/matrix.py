@@ -165,18 +165,17 @@ class SinrMatrix:
         tile = tile_starts[band] + (column - chunk.first_cell) // widths[band]
         index = self._index
         if not chunk.band_verified[band]:
-            index.verify_bands(chunk, np.array([band]))
-        start = int(chunk.tile_offset[tile])
-        buffer = index.source.array()
+            index.verify_band(chunk, band)
+        buffer, base = index.source.array(), 0
         if buffer is None:
-            buffer = np.frombuffer(index.source.read(start, int(chunk.tile_length[tile])), dtype=np.uint8)
-            start = 0
+            base = int(chunk.tile_offset[tile])
+            buffer = np.frombuffer(index.source.read(base, int(chunk.tile_length[tile])), dtype=np.uint8)
         spec, norm, layers, params = index.sirens.arrays()
+        c = chunk.index
         value, status = decode_entry(
-            buffer, start, start + int(chunk.tile_length[tile]), int(chunk.tile_k[tile]), int(chunk.tile_h[tile]),
-            int(chunk.tile_w[tile]), int(chunk.tile_row[tile]), chunk.first_cell + int(chunk.tile_first[tile]),
-            int(chunk.tile_first[tile]), chunk.n_cells, index.model_cum[chunk.index], index.model_lut[chunk.index],
-            index.model_used[chunk.index], int(chunk.band_siren[band]), spec, norm, layers, params,
+            buffer, base, chunk.tile_offset, chunk.tile_length, chunk.tile_k, chunk.tile_h, chunk.tile_w,
+            chunk.tile_row, chunk.tile_first, tile, chunk.first_cell, chunk.n_cells, index.model_cum[c],
+            index.model_lut[c], index.model_used[c], int(chunk.band_siren[band]), spec, norm, layers, params,
             index.genes()[3], index.cell_terms, MODE_CODES[index.mode], index.max_error, row, column)
         if status:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")
