@@ -80,3 +80,16 @@ def test_append_refuses_other_genes_and_leaves_the_file_intact(tmp_path, pbmc):
         sinr.append(path, negative)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sinr"]
+
+
+def test_streamed_file_and_matrix_in_memory_encode_to_the_same_bytes(tmp_path, pbmc):
+    """Streaming changes how the input is read, never the file: a 10x .h5 read chunk by chunk and
+    the same matrix held in memory give identical bytes (so identical size)."""
+    h5 = tmp_path / "in.h5"
+    matrix = sp.csc_matrix(pbmc.matrix())
+    in_memory = sinr.CountMatrix(matrix, pbmc.gene_ids, pbmc.gene_names, pbmc.cell_names(0, matrix.shape[1]),
+                                 pbmc.feature_types)
+    sinr.encode(in_memory, tmp_path / "mem.sinr", chunk_cells=30, **FAST)
+    sinr.decode(tmp_path / "mem.sinr", h5)
+    sinr.encode(h5, tmp_path / "streamed.sinr", chunk_cells=30, **FAST)
+    assert (tmp_path / "streamed.sinr").read_bytes() == (tmp_path / "mem.sinr").read_bytes()

@@ -165,6 +165,28 @@ def test_other_inputs_scipy_anndata_count_matrix(tmp_path, pbmc):
         sinr.encode("not a path".encode(), tmp_path / "y.sinr", **FAST)
 
 
+@pytest.mark.parametrize("damage, fragment", [
+    ("index beyond the shape", "gene index lies outside 0..2"),
+    ("negative index", "gene index lies outside 0..2"),
+    ("decreasing indptr", "index pointers are not increasing"),
+    ("repeated index", "coordinate twice"),
+])
+def test_scipy_objects_are_checked_like_files(tmp_path, damage, fragment):
+    """scipy does not re-check a matrix whose arrays were edited: the encoder does, before use."""
+    m = sp.csc_matrix(np.array([[1, 0], [0, 2], [3, 4]]))
+    if damage == "index beyond the shape":
+        m.indices[0] = 7
+    elif damage == "negative index":
+        m.indices[0] = -1
+    elif damage == "decreasing indptr":
+        m.indptr[1] = 5  # past the values, then back to their count
+    else:
+        m.indices[1] = 0
+    with pytest.raises(sinr.InvalidInputError, match=fragment):
+        sinr.encode(m, tmp_path / "x.sinr", **FAST)
+    assert not any(tmp_path.iterdir())
+
+
 def test_h5ad_layers_and_raw(tmp_path, pbmc):
     adata = to_anndata(count_matrix(pbmc))
     adata.layers["counts"] = adata.X.copy()

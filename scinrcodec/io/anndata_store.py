@@ -462,9 +462,9 @@ def _copy_attrs(src, dst) -> None:
         dst.attrs.create(name, src.attrs[name], shape=attr.shape, dtype=attr.dtype)
 
 
-def _copy_tree(src, dst, skeletons: set[str]) -> None:
-    """Copy a group's attributes and members; datasets in `skeletons` become empty datasets with
-    the same type, creation properties (chunks, filters) and attributes."""
+def _members(src, dst):
+    """Copy a group's attributes and its soft and external links to dst; yield its other members
+    as (name, object) for the caller to copy its own way."""
     import h5py
 
     _copy_attrs(src, dst)
@@ -472,8 +472,16 @@ def _copy_tree(src, dst, skeletons: set[str]) -> None:
         link = src.get(key, getlink=True)
         if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
             dst[key] = link
-            continue
-        obj = src[key]
+        else:
+            yield key, src[key]
+
+
+def _copy_tree(src, dst, skeletons: set[str]) -> None:
+    """Copy a group's attributes and members; datasets in `skeletons` become empty datasets with
+    the same type, creation properties (chunks, filters) and attributes."""
+    import h5py
+
+    for key, obj in _members(src, dst):
         if obj.name.lstrip("/") in skeletons:
             space = h5py.h5s.create_simple((0,), (h5py.h5s.UNLIMITED if obj.chunks else 0,))
             made = h5py.h5d.create(dst.id, key.encode(), obj.id.get_type(), space, dcpl=obj.id.get_create_plist())
@@ -488,13 +496,7 @@ def _fill_tree(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[s
     """Copy an image back, writing each skeleton dataset with its values in its own type."""
     import h5py
 
-    _copy_attrs(skeleton, out)
-    for key in skeleton:
-        link = skeleton.get(key, getlink=True)
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-            out[key] = link
-            continue
-        obj = skeleton[key]
+    for key, obj in _members(skeleton, out):
         path = obj.name.lstrip("/")
         if path in fills:
             fill, resizable = fills[path]

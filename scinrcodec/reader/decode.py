@@ -19,7 +19,7 @@ from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from .index import MODE_CODES, Chunk, MatrixIndex, TileTable
 
-PARALLEL_MIN_NNZ = 50_000  # below this, one thread decodes faster than several start
+PARALLEL_MIN_ENTRIES = 20_000  # nonzeros to decode: below this, one thread beats starting several
 _POOL: ThreadPoolExecutor | None = None
 
 
@@ -158,10 +158,10 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                      rows, cols, values, counts[s], status[s])
 
     workers = min(jobs or os.cpu_count() or 1, batch.size)
-    if workers <= 1 or total < PARALLEL_MIN_NNZ:
+    work = np.cumsum(batch.k)
+    if workers <= 1 or work[-1] < PARALLEL_MIN_ENTRIES:
         run(0, batch.size)
     else:
-        work = np.cumsum(batch.k)
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])
         bounds = [0, *np.unique(cuts).tolist(), batch.size]
         for future in [_pool().submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]:

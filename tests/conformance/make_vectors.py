@@ -872,24 +872,25 @@ def _(blob):
     return edit(blob, lambda parts: drop_section(parts.chunks[0].sections, "values.counts"))
 
 
+def _stage_twice(stage_id: str):
+    """A footer edit listing stage `stage_id` a second time, right after the first."""
+    def change(matrix):
+        stages = matrix["stages"]
+        at = next(i for i, s in enumerate(stages) if s["id"] == stage_id)
+        stages.insert(at + 1, dict(stages[at]))
+    return _footer_edit(change)
+
+
 @invalid("second_value_stage", "max_error_2", "CorruptFileError", "appears twice",
          "the value-quantiser stage listed twice (same parameters)")
 def _(blob):
-    def change(matrix):
-        stages = matrix["stages"]
-        at = next(i for i, s in enumerate(stages) if s["id"] == "value-quantiser")
-        stages.insert(at + 1, dict(stages[at]))
-    return _footer_edit(change)(blob)
+    return _stage_twice("value-quantiser")(blob)
 
 
 @invalid("second_value_coder", "bands_and_tiles", "CorruptFileError", "appears twice",
          "the context-rans-values stage listed twice")
 def _(blob):
-    def change(matrix):
-        stages = matrix["stages"]
-        at = next(i for i, s in enumerate(stages) if s["id"] == "context-rans-values")
-        stages.insert(at + 1, dict(stages[at]))
-    return _footer_edit(change)(blob)
+    return _stage_twice("context-rans-values")(blob)
 
 
 @invalid("stages_missing", "bands_and_tiles", "CorruptFileError", "stage list is missing",
