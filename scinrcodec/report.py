@@ -1,6 +1,8 @@
 """Human-readable descriptions of .sinr files: what `sinr info` and the demo print."""
 from __future__ import annotations
 
+import numpy as np
+
 from .reader.matrix import SinrMatrix
 from .storage.layout import CHUNK_SECTIONS, MATRIX_SECTIONS
 
@@ -33,12 +35,14 @@ def describe(matrix: SinrMatrix) -> str:
     stats = matrix.stats
     file_size = matrix.file_size
     mode = matrix.mode + (f" (every entry within {matrix.max_error})" if matrix.mode == "max-error" else "")
+    writer = matrix.footer.get("writer")
+    largest_chunk = int(np.diff(matrix.chunk_bounds()).max(initial=0))  # the options are informative only
     lines = [
         f"file:      {matrix.source} ({file_size:,} bytes, format {matrix.version[0]}.{matrix.version[1]}, "
-        f"{matrix.footer.get('writer', '?')})",
+        f"{writer if isinstance(writer, str) else '?'})",
         f"shape:     {n_genes:,} genes x {n_cells:,} cells, {matrix.nnz:,} nonzeros (density {density:.2%})",
         f"mode:      {mode}",
-        f"layout:    {matrix.n_chunks:,} chunks of up to {matrix.options.get('chunk_cells', '?'):,} cells, "
+        f"layout:    {matrix.n_chunks:,} chunks of up to {largest_chunk:,} cells, "
         f"{int(stats.get('bands', 0)):,} bands, {int(stats.get('tiles', 0)):,} tiles",
         f"SIREN:     tried in {int(stats.get('siren_tried', 0)):,} bands, kept in {int(stats.get('siren_kept', 0)):,}, "
         f"saving {stats.get('siren_saved_bits', 0) / nnz:.4f} bits per nonzero",

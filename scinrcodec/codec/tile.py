@@ -49,6 +49,22 @@ def symbol_bound(k: np.ndarray, n: np.ndarray, code_values: bool) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- encode
 
+@njit(**INLINE)
+def _complement(sorted_positions, count, n, out):
+    """Write to out the positions of 0..n-1 not among the first `count` sorted positions; return
+    how many. A tile more than half full codes its zeros, so both sides take complements."""
+    filled = 0
+    p = 0
+    for idx in range(count + 1):
+        stop = sorted_positions[idx] if idx < count else n
+        while p < stop:
+            out[filled] = p
+            filled += 1
+            p += 1
+        p = stop + 1
+    return filled
+
+
 @njit(**JIT)
 def _tile_symbols(positions: np.ndarray, n: int, u: np.ndarray, contexts: np.ndarray, cum: np.ndarray,
                   code_values: bool, starts: np.ndarray, freqs: np.ndarray, zeros: np.ndarray) -> tuple[int, int]:
@@ -60,15 +76,7 @@ def _tile_symbols(positions: np.ndarray, n: int, u: np.ndarray, contexts: np.nda
     coded = positions
     m = k
     if 2 * k > n:  # code the zeros
-        m = 0
-        p = 0
-        for idx in range(k + 1):
-            stop = positions[idx] if idx < k else n
-            while p < stop:
-                zeros[m] = p
-                m += 1
-                p += 1
-            p = stop + 1
+        m = _complement(positions, k, n, zeros)
         coded = zeros[:m]
     if m > 0:
         gap_m = golomb_parameter(n, m)
@@ -164,15 +172,7 @@ def _read_positions(buf, pos, end, x, k, n, out, zeros):
             return x, pos, BEYOND_TILE
         coded[idx] = previous
     if m != k:  # the nonzeros are the positions between the coded zeros
-        filled = 0
-        p = 0
-        for idx in range(m + 1):
-            stop = zeros[idx] if idx < m else n
-            while p < stop:
-                out[filled] = p
-                filled += 1
-                p += 1
-            p = stop + 1
+        _complement(zeros, m, n, out)
     return x, pos, OK
 
 

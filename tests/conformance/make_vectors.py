@@ -1906,10 +1906,11 @@ def make_valid(case: ValidCase, out: Path) -> bytes:
     return blob
 
 
-def outcome(blob: bytes):
-    """What scinrcodec does with a file: None, or the exception opening and fully reading it raises."""
+def outcome(source) -> Exception | None:
+    """What scinrcodec does with a file (a path, bytes or a file object): None, or the exception
+    opening and fully reading it raises."""
     try:
-        m = scinrcodec.open(blob)
+        m = scinrcodec.open(source)
         m.to_scipy(layout="csc")
         m.to_scipy()
         _ = m.gene_ids, m.gene_names, m.feature_types, m.cell_names
