@@ -11,6 +11,8 @@ import scipy.sparse as sp
 
 from scinrcodec import CountMatrix
 
+from . import formats
+
 
 def load_10x(path: Path, names: bool = True) -> CountMatrix:
     """The whole 10x HDF5 file in memory as users load it with h5py (scipy CSC, genes x cells)."""
@@ -44,20 +46,8 @@ class Reader:
     def cells(self, cols: list[int]): ...
 
 
-class SinrReader(Reader):
-    def __init__(self, path: Path) -> None:
-        import scinrcodec
-
-        self.m = scinrcodec.open(path)
-
-    def entry(self, i, j):
-        return self.m[i, j]
-
-    def gene(self, i):
-        return self.m.gene(i)
-
-    def cell(self, j):
-        return self.m.cell(j)
+class SinrReader(formats.SinrReader, Reader):
+    """The dataset benchmark's .sinr reader, with a set of cells."""
 
     def cells(self, cols):
         return self.m[:, cols]
