@@ -807,20 +807,24 @@ class FrequencyTable:
         return s, self.starts[s], self.freqs[s]
 
 
+def frequencies(c: list[int]) -> list[int]:
+    """§6.4: one context's bin counts -> frequencies summing to 2^16 (all zero if no count)."""
+    K = sum(1 for v in c if v > 0)
+    if K == 0:
+        return [0] * len(c)
+    T = sum(c)
+    f = [1 + (v * (PROB_SCALE - K)) // T if v > 0 else 0 for v in c]
+    m = c.index(max(c))  # the most frequent bin, lowest on ties
+    f[m] += PROB_SCALE - sum(f)
+    return f
+
+
 def frequency_tables(counts: np.ndarray) -> list[FrequencyTable | None]:
     """§6.4: one row of 231 counts per context -> frequencies (None for an unused context)."""
     tables: list[FrequencyTable | None] = []
     for kappa in range(48):
-        c = [int(v) for v in counts[kappa * 231:(kappa + 1) * 231]]
-        K = sum(1 for v in c if v > 0)
-        if K == 0:
-            tables.append(None)
-            continue
-        T = sum(c)
-        f = [1 + (v * (PROB_SCALE - K)) // T if v > 0 else 0 for v in c]
-        m = c.index(max(c))  # the most frequent bin, lowest on ties
-        f[m] += PROB_SCALE - sum(f)
-        tables.append(FrequencyTable(f))
+        f = frequencies([int(v) for v in counts[kappa * 231:(kappa + 1) * 231]])
+        tables.append(FrequencyTable(f) if any(f) else None)
     return tables
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,10 +11,21 @@ import pytest
 from scinrcodec import read_matrix
 
 DATA = Path(__file__).parent / "data"
+REFERENCE_DECODER = Path(__file__).resolve().parents[1] / "spec" / "reference_decoder.py"
 DATASETS = ["pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spaceranger3",
             "mouse_gut_cimseq_smartseq2", "pbmc500_3p_lt_x_50genes"]
 FAST = dict(siren=False, progress=False)
 SMALL_SIREN = dict(siren=True, steps=40, batch=512, width=16, progress=False)
+
+
+def reference_decoder():
+    """spec/reference_decoder.py as a module (loaded once): the spec transcribed, not the library."""
+    if "reference_decoder" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("reference_decoder", REFERENCE_DECODER)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["reference_decoder"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["reference_decoder"]
 
 
 @pytest.fixture(scope="session")

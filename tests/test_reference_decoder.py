@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
 import os
 import pathlib
@@ -24,15 +23,13 @@ import numpy as np
 import pytest
 import zstandard
 
+from conftest import REFERENCE_DECODER, reference_decoder
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DECODER_PATH = ROOT / "spec" / "reference_decoder.py"
 VECTORS = ROOT / "tests" / "conformance"
 SPEC_EXAMPLE = ROOT / "tests" / "data" / "spec_example.sinr"
 
-_spec = importlib.util.spec_from_file_location("reference_decoder", DECODER_PATH)
-rd = importlib.util.module_from_spec(_spec)
-sys.modules["reference_decoder"] = rd
-_spec.loader.exec_module(rd)
+rd = reference_decoder()
 
 MANIFEST = json.loads((VECTORS / "manifest.json").read_text())["cases"]
 VALID = sorted(c for c, info in MANIFEST.items() if info["kind"] == "valid")
@@ -240,7 +237,7 @@ def test_huge_gene_count_under_memory_limit():
     code = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
-sys.path.insert(0, {str(DECODER_PATH.parent)!r})
+sys.path.insert(0, {str(REFERENCE_DECODER.parent)!r})
 import reference_decoder as rd
 m = rd.decode(open({str(VECTORS / 'huge_gene_count' / 'matrix.sinr')!r}, 'rb').read())
 assert m.shape == (2**31 - 1, 80) and m.nnz == 878, (m.shape, m.nnz)
@@ -253,20 +250,20 @@ print("ok")
 
 
 def test_cli():
-    ok = subprocess.run([sys.executable, str(DECODER_PATH),
+    ok = subprocess.run([sys.executable, str(REFERENCE_DECODER),
                          str(VECTORS / "bands_and_tiles" / "matrix.sinr")],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "shape: 50 x 80" in ok.stdout and "nnz: 878" in ok.stdout
     assert "content checksum" in ok.stdout and "sha256" in ok.stdout
-    bad = subprocess.run([sys.executable, str(DECODER_PATH),
+    bad = subprocess.run([sys.executable, str(REFERENCE_DECODER),
                           str(VECTORS / "chunk_checksum" / "matrix.sinr")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "rule W1" in bad.stdout and "INVALID" in bad.stdout
 
 
 def test_decoder_uses_only_allowed_imports():
-    src = DECODER_PATH.read_text()
+    src = REFERENCE_DECODER.read_text()
     for forbidden in ("scinrcodec", "numba", "constriction"):
         assert f"import {forbidden}" not in src and f"from {forbidden}" not in src
     this = pathlib.Path(__file__).read_text()

@@ -2,8 +2,8 @@
 
 Every number §13 quotes is checked here against tests/data/spec_example.sinr, through public
 interfaces only: `scinrcodec.open`, and struct, zlib, zstandard and msgpack to parse the bytes.
-The tile stream is decoded by a transcription of §6 of the spec (not by the library), so the
-spec's algorithms are tested as well as the file. If the encoder's output changes, regenerate the
+The tile stream is decoded by the reference decoder's transcription of §6 (spec/reference_decoder.py,
+not the library), so the spec's algorithms are tested as well as the file. If the encoder's output changes, regenerate the
 example with tests/make_spec_example.py and update §13 and the constants below together.
 """
 from __future__ import annotations
@@ -20,10 +20,12 @@ import pytest
 import zstandard
 
 import scinrcodec as sinr
+from conftest import reference_decoder
 
 HERE = Path(__file__).parent
 EXAMPLE = HERE / "data" / "spec_example.sinr"
 SPEC = HERE.parent / "spec" / "sinr-format.md"
+rd = reference_decoder()
 
 EXPECTED = np.array([[0, 3, 0, 0, 1], [0, 0, 0, 0, 0], [2, 0, 0, 1, 0], [0, 0, 21, 0, 0]])
 GENE_IDS = ["ENSG01", "ENSG02", "ENSG03", "ENSG04"]
@@ -116,109 +118,21 @@ def chunk_header(blob: bytes) -> dict:
 
 # ------------------------------------------------------------------------- §6, transcribed
 
-class Decoder:
-    """The rANS decoder of spec §6.1.2, recording each symbol as a row of §13.7's table."""
+class TracingDecoder(rd.RansDecoder):
+    """The reference decoder's rANS decoder (spec §6.1.2), recording each symbol as a row of
+    §13.7's table."""
 
     def __init__(self, stream: bytes) -> None:
-        assert len(stream) >= 4
-        self.stream, self.pos = stream, 4
-        self.x = int.from_bytes(stream[:4], "little")
-        assert 2**23 <= self.x < 2**31
+        super().__init__(stream)
         self.trace = []
 
-    def symbol(self, find) -> int:
-        x, slot = self.x, self.x & 0xFFFF
-        value, start, freq = find(slot)
-        assert start <= slot < start + freq
-        mid = freq * (x >> 16) + slot - start
-        self.x, read = mid, b""
-        while self.x < 2**23:
-            assert self.pos < len(self.stream), "truncated"
-            read += self.stream[self.pos: self.pos + 1]
-            self.x = (self.x << 8) | self.stream[self.pos]
-            self.pos += 1
-        self.trace.append((x, x >> 16, slot, value, start, freq, mid, read, self.x))
+    def decode(self, model) -> int:
+        x, pos, slot = self.x, self.pos, self.x & 0xFFFF
+        _, start, freq = model(slot)
+        value = super().decode(model)
+        self.trace.append((x, x >> 16, slot, value, start, freq, freq * (x >> 16) + slot - start,
+                           self.stream[pos: self.pos], self.x))
         return value
-
-    def table(self, freqs: list[int]) -> int:
-        cum = np.concatenate([[0], np.cumsum(freqs)]).tolist()
-        return self.symbol(lambda s: next((b, cum[b], freqs[b]) for b in range(len(freqs))
-                                          if cum[b] <= s < cum[b + 1]))
-
-    def raw(self, bits: int) -> int:
-        return self.symbol(lambda s: (s >> (16 - bits), (s >> (16 - bits)) << (16 - bits), 1 << (16 - bits)))
-
-    def uniform(self, n: int) -> int:
-        if n > 2**16:
-            low = (n - 1).bit_length() - 16
-            high = self.uniform(((n - 1) >> low) + 1)
-            return (high << low) | self.raw(low)
-        base = 2**16 // n
-        extra = 2**16 - base * n
-        bound = extra * (base + 1)
-
-        def find(s):
-            if s < bound:
-                v = s // (base + 1)
-                return v, v * (base + 1), base + 1
-            v = extra + (s - bound) // base
-            return v, bound + (v - extra) * base, base
-        return self.symbol(find)
-
-    def quotient(self) -> int:
-        def find(s):
-            q = next((q for q in range(15) if s < 2**16 - 2**(15 - q)), 15)
-            return (q, 2**16 - 2, 2) if q == 15 else (q, 2**16 - 2**(16 - q), 2**(15 - q))
-        total = 0
-        while True:
-            q = self.symbol(find)
-            total += q
-            if q < 15:
-                return total
-
-    def end(self) -> None:
-        assert self.x == 2**23 and self.pos == len(self.stream)
-
-
-def positions(dec: Decoder, n: int, k: int) -> list[int]:
-    """§6.2: the tile's nonzero positions."""
-    m = k if 2 * k <= n else n - k
-    golomb = max(1, ((n - m) * 69 + 50 * m) // (100 * m))
-    coded, p = [], -1
-    for _ in range(m):
-        q = dec.quotient() if (n - m) // golomb > 0 else 0
-        r = dec.uniform(golomb) if golomb > 1 else 0
-        assert r < golomb
-        p += q * golomb + r + 1
-        assert p < n
-        coded.append(p)
-    return coded if m == k else sorted(set(range(n)) - set(coded))
-
-
-def bin_start(b: int) -> tuple[int, int]:
-    """§6.3.1: (start(bin), d)."""
-    if b < 7:
-        return b, 0
-    d = (b - 7) // 8
-    return ((8 + (b - 7) % 8) << d) - 1, d
-
-
-def frequencies(counts: list[int]) -> list[int]:
-    """§6.4, exactly."""
-    k = sum(c > 0 for c in counts)
-    if k == 0:
-        return [0] * len(counts)
-    total = sum(counts)
-    f = [1 + c * (2**16 - k) // total if c else 0 for c in counts]
-    f[counts.index(max(counts))] += 2**16 - sum(f)
-    return f
-
-
-def mix(z: int) -> int:
-    z = (z + 0x9E3779B97F4A7C15) % 2**64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
-    return z ^ (z >> 31)
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -308,15 +222,15 @@ def test_chunk_sections(blob):
 def test_tile_decodes_symbol_by_symbol(blob):
     """§13.7: the tile stream, decoded by the spec's algorithms."""
     counts = array(section(blob, CHUNK_SECTIONS[8], BODY), "<u8", 48 * 231)
-    rows = [frequencies(counts[k * 231: (k + 1) * 231]) for k in range(48)]
+    rows = [rd.frequencies(counts[k * 231: (k + 1) * 231]) for k in range(48)]
     used = [k for k in range(48) if any(rows[k])]
     assert used == [2, 4, 5, 12]
     assert all(sum(rows[k]) == 2**16 and max(rows[k]) == 2**16 for k in used)
     gene_terms, cell_terms = [0, 0, 0], [49, 22, 18, 11, 11]
 
-    dec = Decoder(TILE)
+    dec = TracingDecoder(TILE)
     assert dec.x == 0x080788C0 == 134711488
-    found = positions(dec, n=15, k=5)
+    found = rd.decode_positions(dec, 15, 5)  # 5 of 15 entries: the nonzeros are coded (§6.2)
     assert found == [1, 4, 7, 8, 10]
     assert max(1, (10 * 69 + 50 * 5) // (100 * 5)) == 1
     values, contexts = [], []
@@ -324,14 +238,14 @@ def test_tile_decodes_symbol_by_symbol(blob):
         i, q = divmod(p, 5)
         kappa = min(max((gene_terms[i] + cell_terms[q]) >> 2, 0), 47)
         contexts.append(kappa)
-        b = dec.table(rows[kappa])
-        start, d = bin_start(b)
+        b = dec.decode(rd.FrequencyTable(rows[kappa]))
+        start, d = rd.bin_start_and_bits(b)
         offset = dec.raw(d) if d else 0
         values.append(start + offset + 1)
-    dec.end()
+    dec.finish()
     assert contexts == [5, 2, 4, 2, 12]
     assert values == [3, 1, 2, 1, 21]
-    assert bin_start(17) == (19, 1)
+    assert rd.bin_start_and_bits(17) == (19, 1)
     assert dec.trace == TRACE
     assert dec.x == 2**23 and dec.pos == len(TILE)
 
@@ -351,7 +265,7 @@ def test_encoder_of_the_spec_writes_the_tile():
 def test_content_checksum(blob):
     total = 0
     for (g, j, v), h in HASHES.items():
-        assert mix(mix(g + (j << 32)) ^ v) == h
+        assert rd.mix(rd.mix(g + (j << 32)) ^ v) == h
         assert EXPECTED[g, j] == v
         total += h
     assert total % 2**64 == CHECKSUM == chunk_header(blob)["checksum"]
@@ -382,9 +296,9 @@ def test_version_1_and_unknown_majors_are_refused(blob):
 
 def test_spec_examples_of_models():
     """The informative examples of §6.1.4 and §6.4."""
-    assert frequencies([3, 3, 1] + [0] * 228)[:3] == [28088, 28086, 9362]
-    assert frequencies([5, 0, 2, 1] + [0] * 227)[:4] == [40960, 0, 16384, 8192]
-    assert frequencies([0] * 231) == [0] * 231
+    assert rd.frequencies([3, 3, 1] + [0] * 228)[:3] == [28088, 28086, 9362]
+    assert rd.frequencies([5, 0, 2, 1] + [0] * 227)[:4] == [40960, 0, 16384, 8192]
+    assert rd.frequencies([0] * 231) == [0] * 231
     base, extra = 2**16 // 3, 2**16 - (2**16 // 3) * 3
     assert (base, extra) == (21845, 1)
     assert [(0, base + 1), (base + 1, base), (extra * (base + 1) + base, base)] == \
@@ -395,8 +309,9 @@ def test_spec_examples_of_models():
         e = u + 1
         x = e.bit_length() - 1
         b, d = (e - 1, 0) if x < 3 else (7 + 8 * (x - 3) + ((e >> (x - 3)) - 8), x - 3)
-        start, dd = bin_start(b)
+        start, dd = rd.bin_start_and_bits(b)
         assert dd == d and start <= u < start + 2**d and b < 231
+    bin_start = rd.bin_start_and_bits
     assert bin_start(230) == (15 * 2**27 - 1, 27) and bin_start(15) == (15, 1) and bin_start(223) == (2**30 - 1, 27)
 
 
