@@ -82,7 +82,6 @@ def _encode(args: argparse.Namespace) -> None:
                 if hinted is exc:
                     raise
                 raise hinted from exc
-            check_writable(args.output, force=args.force, inputs=source.paths)
             result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
     finally:
         if client is not None:

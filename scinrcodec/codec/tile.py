@@ -195,23 +195,31 @@ def _value_at(buf, pos, end, x, ctx, cum, lut):
     return BIN_START[b] + offset, x, pos
 
 
+@njit(**INLINE)
+def _last_kept(positions, lo, hi, w, col0, want_col, col_mask):
+    """The last of nonzeros lo..hi-1 that a read keeps (of column want_col, or of a column col_mask
+    marks), -1 if none: values are decoded up to it and no further."""
+    if want_col < 0 and col_mask.size == 0:
+        return hi - 1 if hi > lo else -1
+    last = -1
+    row_end = w
+    for idx in range(lo, hi):
+        p = positions[idx]
+        while p >= row_end:
+            row_end += w
+        c = col0 + p - (row_end - w)
+        if (want_col < 0 or c == want_col) and (col_mask.size == 0 or col_mask[c]):
+            last = idx
+    return last
+
+
 @njit(**JIT)
 def _decode_values_baseline(buf, pos, end, x, positions, k, lo, hi, w, row0, col0, gene_terms, cell_terms, cum, lut,
                             used, mode, max_error, want_col, col_mask, out_rows, out_cols, out_values, written):
     """The common case of _decode_tile in one pass: a baseline band's values, read up to the last
     one kept (entries lo..hi-1, those of column want_col or of the columns col_mask marks)."""
     use_mask = col_mask.size > 0
-    last = hi - 1
-    if want_col >= 0 or use_mask:  # the last nonzero kept
-        last = -1
-        row_end = w
-        for idx in range(lo, hi):
-            p = positions[idx]
-            while p >= row_end:
-                row_end += w
-            c = col0 + p - (row_end - w)
-            if (want_col < 0 or c == want_col) and (not use_mask or col_mask[c]):
-                last = idx
+    last = _last_kept(positions, lo, hi, w, col0, want_col, col_mask)
     step = 2 * max_error + 1
     i = 0
     row_end = w
@@ -273,10 +281,12 @@ def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut,
         return _decode_values_baseline(buf, pos, end, x, positions, k, lo, hi, w, row0, col0, gene_terms, cell_terms,
                                        cum, lut, used, mode, max_error, want_col, col_mask, out_rows, out_cols,
                                        out_values, written)
-    last = -1
+    if siren < 0:  # an --inr-only band without a SIREN holds no nonzero (the reader checks)
+        return 0, OK if k == 0 else UNUSED_CONTEXT
+    last = _last_kept(positions, lo, hi, w, col0, want_col, col_mask)
     i = 0
     row_end = w
-    for idx in range(hi):  # rows, columns, what to keep, and contexts (or --inr-only predictions)
+    for idx in range(last + 1):  # rows, columns, what to keep, and contexts (or --inr-only predictions)
         p = positions[idx]
         while p >= row_end:
             i += 1
@@ -286,11 +296,7 @@ def _decode_tile(buf, start, end, k, h, w, row0, col0, first, n_cells, cum, lut,
         rows[idx] = i
         cols[idx] = c
         keep[idx] = idx >= lo and (want_col < 0 or c == want_col) and (not use_mask or col_mask[c])
-        if keep[idx]:
-            last = idx
-        if siren < 0:
-            contexts[idx] = baseline_context(gene_terms[row0 + i] + cell_terms[c])
-        elif mode != MODE_INR_ONLY or keep[idx]:
+        if mode != MODE_INR_ONLY or keep[idx]:
             y = siren_output(siren_layers, siren_params, siren_spec[siren, 0], siren_spec[siren, 1], i, first + j,
                              h, n_cells, work)
             if mode == MODE_INR_ONLY:

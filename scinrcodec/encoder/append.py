@@ -96,11 +96,11 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
             rank[unstored] = stored.size + np.arange(unstored.size)
             gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
             band_rows = _band_rows(matrix, gene_nnz[stored], order.size)
-            context = FileContext(index.n_genes, rank, np.concatenate([stored, unstored]), gene_terms, band_rows,
+            context = FileContext(rank, np.concatenate([stored, unstored]), gene_terms, band_rows,
                                   index.stages["row-bands"].tile_nnz, options)
             bar.set_total(2 * int(gene_nnz.sum()))
             with atomic_path(path, force=True) as tmp:
-                body_end = matrix._source.size - _footer_and_trailer(matrix)
+                body_end = matrix.body_end
                 shutil.copyfile(path, tmp)
                 with open(tmp, "r+b") as stream:
                     stream.truncate(body_end)
@@ -115,16 +115,10 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
             "chunks": index.n_chunks + len(rows)}
 
 
-def _footer_and_trailer(matrix: SinrMatrix) -> int:
-    from ..storage.container import read_footer
-
-    return matrix._source.size - read_footer(matrix._source).offset
-
-
 def _band_rows(matrix: SinrMatrix, new_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
     """The file's band boundaries (those of its deepest chunk), then bands for newly stored genes."""
     index = matrix._index
-    deepest = max((index.chunk(c) for c in range(index.n_chunks)), key=lambda chunk: chunk.n_rows, default=None)
+    deepest = index.deepest_chunk()
     old = deepest.geometry.row_starts[:-1] if deepest is not None and deepest.n_rows else np.zeros(1, np.int64)
     patch_nnz = index.stages["row-bands"].patch_nnz
     extra = plan_band_rows(new_gene_nnz[n_old:], patch_nnz) + n_old if new_gene_nnz.size > n_old else []

@@ -31,7 +31,6 @@ from .siren_fit import SirenPlanner, fit_band_sirens
 class FileContext:
     """What every chunk of a file shares: the gene order, gene terms and band boundaries."""
 
-    n_genes: int
     gene_rank: np.ndarray  # original gene -> row in the file's gene order
     gene_of_row: np.ndarray  # its inverse
     gene_terms: np.ndarray  # per row, 1/16 nat (0 beyond the stored genes)

@@ -58,7 +58,7 @@ def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndar
     tile_nnz = options.tile_nnz or default_tile_nnz(nnz)
     patch_nnz = options.patch_nnz or balanced_patch_nnz(nnz, tile_nnz)
     band_rows = plan_band_rows(gene_nnz[order], patch_nnz)
-    return FileContext(source.shape[0], rank, order, terms, band_rows, tile_nnz, options), order[:n_stored], patch_nnz
+    return FileContext(rank, order, terms, band_rows, tile_nnz, options), order[:n_stored], patch_nnz
 
 
 def _planner(options: EncodeOptions) -> SirenPlanner | None:
@@ -192,6 +192,5 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, client=Non
         check_device(opts.device)
     src = as_source(source, opts.layer, pattern_as_ones=pattern_as_ones)
     inputs += list(src.paths)
-    check_writable(output, force=force, inputs=inputs)
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
         return encode_stream(src, stream, opts, client)

@@ -28,7 +28,7 @@ from ..encoder.options import EncodeOptions
 from ..errors import CorruptFileError, InvalidInputError, SinrError
 from ..limits import MAX_COUNT
 from ..progress import Progress
-from ..storage.container import (PREAMBLE, ContainerWriter, pack_array, pack_map,
+from ..storage.container import (PREAMBLE, READ_MINOR_VERSION, ContainerWriter, pack_array, pack_map,
                                  parse_section_table, read_footer)
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
 from ..storage.source import ByteSource
@@ -117,7 +117,7 @@ class _MemoryParts:
     def __init__(self, adata, what: str) -> None:
         if adata.isbacked:
             raise InvalidInputError(f"{what}: a backed AnnData; encode its file ({adata.filename}) instead")
-        self.adata, self.what, self.paths = adata, what, ()
+        self.adata, self.what = adata, what
         self.shape = adata.shape
 
     def has(self, path: str) -> bool:
@@ -154,7 +154,7 @@ class _FileParts:
     matrices are streamed by the readers."""
 
     def __init__(self, path: Path, f) -> None:
-        self.file, self.path, self.what, self.paths = f, path, str(path), (str(path),)
+        self.file, self.path, self.what = f, path, str(path)
         self.shape = (_frame_length(f, "obs"), _frame_length(f, "var"))
 
     def has(self, path: str) -> bool:
@@ -315,7 +315,6 @@ class _Plan:
     contents: dict
     matrices: list[_Matrix]
     sections: list[tuple[str, bytes]] = field(default_factory=list)
-    paths: tuple[str, ...] = ()
 
 
 def _add_image(plan: _Plan, part: str, section: str, raw: bytes) -> None:
@@ -354,7 +353,7 @@ def _plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
                 "matrices": [{"element": m.element, "matrix": m.element, "dtype": m.dtype, "format": m.format}
                              for m in matrices],
                 "elements": [], "layers": layers, "dropped": []}
-    plan = _Plan(contents, matrices, paths=parts.paths)
+    plan = _Plan(contents, matrices)
 
     def fill(f, part: str) -> None:
         """Write part `part` of the AnnData (less what is dropped or coded as a matrix) into f."""
@@ -450,7 +449,7 @@ def _plan_10x(path: Path) -> _Plan:
     contents = {"object": "10x-h5", "group": group, "elements": [],
                 "matrices": [{"element": group, "matrix": "X", "dtype": "", "format": ""}],
                 "filled": [[p, fill, resizable[p]] for p, fill in fills.items()]}
-    plan = _Plan(contents, [_Matrix(group, lambda: source)], paths=(str(path),))
+    plan = _Plan(contents, [_Matrix(group, lambda: source)])
     _add_image(plan, "h5", TENX_SECTION, raw)
     return plan
 
@@ -577,9 +576,7 @@ def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
         adata = anndata.read_h5ad(path)  # written by anndata < 0.8: no element encodings to read part by part
     except Exception as exc:  # anndata raises many types for unreadable files
         raise InvalidInputError(f"{path}: unreadable .h5ad file ({_one_line(exc)})") from exc
-    plan = _plan_anndata(_MemoryParts(adata, str(path)), layer=layer, drop=drop)
-    plan.paths = (str(path),)
-    return plan
+    return _plan_anndata(_MemoryParts(adata, str(path)), layer=layer, drop=drop)
 
 
 @contextlib.contextmanager
@@ -600,7 +597,6 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_writable(output, force=force, inputs=inputs)
     plan = plan_source(source, layer=layer, drop=drop)
-    check_writable(output, force=force, inputs=plan.paths)
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
         writer = ContainerWriter(stream, minor=FILE_SECTIONS_MINOR)
         matrices = []
@@ -689,7 +685,7 @@ def read_contents(source: ByteSource, what: str) -> StoredContents | None:
                                what=f"{what}: file sections")
     if not refs:
         return None
-    newer = footer.version[1] > FILE_SECTIONS_MINOR
+    newer = footer.version[1] > READ_MINOR_VERSION
     reader = SectionReader(source, refs, Sizes(), FILE_SECTIONS, f"{what}: file sections", newer_minor=newer)
     if not reader.has(CONTENTS):
         if newer:
@@ -838,11 +834,9 @@ def write_10x(m, contents: StoredContents, path: Path) -> None:
     needed = {fill for fill, _ in fills.values()}
     csc = m.to_scipy("csc")
     values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
-    names = {"cell_names": "cell_names", "gene_ids": "gene_ids", "gene_names": "gene_names",
-             "feature_types": "feature_types"}
-    for fill, attribute in names.items():
+    for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
         if fill in needed:
-            values[fill] = getattr(m, attribute)
+            values[fill] = getattr(m, fill)
             if values[fill] is None:
                 raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
                                        "which it does not hold")

@@ -5,7 +5,7 @@ for each cell its gene indices ascending and unique, values positive integers be
 an encoder holds one block at a time whatever the input's size. The encoder makes two passes:
 gene statistics first, then the chunks. A RandomAccessSource can also read any range of cells on
 its own, and describe itself by a picklable spec() that another process opens again with
-readers.open_source_spec (for parallel encoders).
+open_source_spec (for parallel encoders).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from ..codec.checksum import mix
-from ..codec.rans import JIT
+from ..codec.rans import JIT, bit_length
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from .decode import _buffer, _pool, decode_batch, gather
@@ -56,14 +56,6 @@ def _radix_sort(keys: np.ndarray, first: np.ndarray, second: np.ndarray, key_bit
         second, second_out = second_out, second
         shift += RADIX_BITS
     return keys, first, second
-
-
-@njit(**JIT)
-def _bits(n: int) -> int:
-    bits = 0
-    while (1 << bits) < n:
-        bits += 1
-    return bits
 
 
 @njit(**JIT)
@@ -118,14 +110,14 @@ def _place_by_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_o
                   out_data: np.ndarray, key_dtype) -> np.uint64:
     """Write a chunk's nonzeros at each row's cursor, cells ascending; return the checksum. A radix
     sort by (row, cell) makes each row's run contiguous, copied to its place in one go."""
-    cell_bits = _bits(n_cells)
+    cell_bits = bit_length(n_cells - 1)
     keys = np.empty(rows.size, dtype=key_dtype)
     cells = np.empty(rows.size, dtype=np.int32)
     for idx in range(rows.size):
         cell = cell_original[cols[idx]]
         keys[idx] = (np.int64(rows[idx]) << cell_bits) | (cell - first_cell)
         cells[idx] = cell
-    keys, cells, sorted_values = _radix_sort(keys, cells, values, cell_bits + _bits(genes_of_row.size))
+    keys, cells, sorted_values = _radix_sort(keys, cells, values, cell_bits + bit_length(genes_of_row.size - 1))
     checksum = np.uint64(0)
     for idx in range(keys.size):
         r = keys[idx] >> cell_bits
@@ -166,7 +158,8 @@ def _check(index: MatrixIndex, chunk: Chunk, checksum) -> None:
 
 def _gene_order_arrays(index: MatrixIndex) -> tuple[np.ndarray, np.ndarray]:
     """Original gene of each row up to the deepest chunk's rows, and each such row's rank by gene."""
-    n_rows = max((index.chunk(c).n_rows for c in range(index.n_chunks)), default=0)
+    deepest = index.deepest_chunk()
+    n_rows = deepest.n_rows if deepest is not None else 0
     genes = index.row_genes(np.arange(n_rows, dtype=np.int64))
     rank = np.empty(n_rows, dtype=np.int64)
     rank[np.argsort(genes, kind="stable")] = np.arange(n_rows)

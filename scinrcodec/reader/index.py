@@ -423,6 +423,18 @@ class MatrixIndex:
                 self._tile_table = _build_tile_table(chunks, self.n_genes)
             return self._tile_table
 
+    def deepest_chunk(self) -> Chunk | None:
+        """The chunk with the most rows, whose bands are the file's: the first that holds every
+        stored gene, loading no chunk after it."""
+        deepest = None
+        for c in range(self.n_chunks):
+            chunk = self.chunk(c)
+            if deepest is None or chunk.n_rows > deepest.n_rows:
+                deepest = chunk
+            if chunk.n_rows == self.n_stored:
+                break
+        return deepest
+
     def verify_bands(self, chunk: Chunk, bands: np.ndarray) -> None:
         """Check the CRC of the tile bytes of each band not checked before."""
         for band in np.unique(bands[~chunk.band_verified[bands]]).tolist():

@@ -46,6 +46,7 @@ class SinrMatrix:
             raise SinrKeyError(f"{self.source}: no matrix named {matrix!r} (it holds {', '.join(map(str, names))})")
         self.version = footer.version
         self.footer = content
+        self.body_end = footer.offset  # where the footer starts: an append writes its chunks from here
         self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source,
                                   newer_minor=footer.version[1] > READ_MINOR_VERSION)
         self.jobs = jobs
@@ -274,6 +275,8 @@ class SinrMatrix:
         first, last = index.chunk_of_cell(start), index.chunk_of_cell(stop - 1)
         block = cell_major(index, dtype, self.jobs, range(first, last + 1))
         offset = int(index.chunk_starts[first])
+        if start == offset and stop - offset == block.shape[0]:  # whole chunks, such as a dask block: no copy
+            return block
         return block[start - offset: stop - offset]
 
     def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
