@@ -30,8 +30,13 @@ def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc):
         sp.save_npz(path, sp.csr_matrix(pbmc.matrix()))
         sinr.encode(path, tmp_path / "dask-file.sinr", chunk_cells=20, client=client, **FAST)
         sinr.encode(path, tmp_path / "local-file.sinr", chunk_cells=20, **FAST)
+        # streamed by the driver (workers cannot reopen it), after the SIREN probe of its first chunk
+        mtx, probing = DATA / "pbmc4k_v2_soupx_half", dict(siren="auto", progress=False)
+        sinr.encode(mtx, tmp_path / "dask-mtx.sinr", chunk_cells=20, client=client, **probing)
+        sinr.encode(mtx, tmp_path / "local-mtx.sinr", chunk_cells=20, **probing)
     assert blobs[1] == blobs[2] == (tmp_path / "dask.sinr").read_bytes()
     assert (tmp_path / "dask-file.sinr").read_bytes() == (tmp_path / "local-file.sinr").read_bytes()
+    assert (tmp_path / "dask-mtx.sinr").read_bytes() == (tmp_path / "local-mtx.sinr").read_bytes()
 
 
 def _split(pbmc, at: int):

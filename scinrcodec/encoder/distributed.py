@@ -26,8 +26,11 @@ def _encode_slice(spec, start: int, stop: int, context: FileContext) -> EncodedC
     return encode_chunk(source.block(start, stop), context, source.cell_names(start, stop))
 
 
-def encode_chunks_on(client, source: MatrixSource, context: FileContext, *, skip: int = 0) -> Iterator[EncodedChunk]:
-    """The chunks of `source` after its first `skip` cells, encoded as tasks of `client`, in order."""
+def encode_chunks_on(client, source: MatrixSource, context: FileContext, blocks: Iterator, *,
+                     skip: int = 0) -> Iterator[EncodedChunk]:
+    """The chunks of `source` after its first `skip` cells, encoded as tasks of `client`, in order.
+    `blocks` is the driver's iterator of blocks, already past those cells: a source that cannot be
+    reopened elsewhere is read through it, once."""
     try:
         from distributed import Client
     except ImportError as exc:
@@ -49,9 +52,7 @@ def encode_chunks_on(client, source: MatrixSource, context: FileContext, *, skip
             while len(pending) > limit:
                 yield pending.popleft().result()
     else:
-        for block in source.blocks(options.chunk_cells):
-            if block.start < skip:
-                continue
+        for block in blocks:
             names = source.cell_names(block.start, block.start + block.n_cells)
             pending.append(client.submit(encode_chunk, block, shared, names, pure=False))
             while len(pending) > limit:

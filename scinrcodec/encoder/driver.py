@@ -96,7 +96,7 @@ def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOp
     if client is not None:
         from .distributed import encode_chunks_on
 
-        for chunk in encode_chunks_on(client, source, context, skip=first.n_cells if first is not None else 0):
+        for chunk in encode_chunks_on(client, source, context, blocks, skip=first.n_cells if first is not None else 0):
             write(chunk)
         return index_rows, chunk_stats
     with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
