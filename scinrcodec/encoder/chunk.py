@@ -67,8 +67,8 @@ def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_ord
              row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int):
     """The chunk's nonzeros sorted by (tile, position): one counting sort whose buckets are the rows
     of every tile, filled while walking the cells in their new order (so each bucket receives its
-    row's cells in ascending order). Returns rows, columns and values in that order, and the
-    nonzeros of each tile."""
+    row's cells in ascending order). Returns rows, columns, values and row-major positions inside
+    their tiles in that order, and the nonzeros of each tile."""
     n_bands = widths.size
     band_of_row = np.empty(row_starts[n_bands], dtype=np.int64)
     for b in range(n_bands):
@@ -100,6 +100,7 @@ def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_ord
     rows = np.empty(nnz, dtype=np.int32)
     cols = np.empty(nnz, dtype=np.int32)
     out_values = np.empty(nnz, dtype=np.int64)
+    positions = np.empty(nnz, dtype=np.int64)
     seen = 0
     for c in range(n_cells):
         cell = cell_order[c]
@@ -108,26 +109,14 @@ def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_ord
             seen += 1
             at = starts[bucket]
             starts[bucket] = at + 1
-            rows[at] = gene_rank[genes[e]]
+            r = gene_rank[genes[e]]
+            b = band_of_row[r]
+            first = c - c % widths[b]
+            rows[at] = r
             cols[at] = c
             out_values[at] = values[e]
-    return rows, cols, out_values, tile_k
-
-
-@njit(**JIT)
-def _positions(rows: np.ndarray, cols: np.ndarray, tile_k: np.ndarray, row_starts: np.ndarray, widths: np.ndarray,
-               tile_starts: np.ndarray, n_cells: int) -> np.ndarray:
-    """Row-major position of each nonzero inside its tile (nonzeros sorted by tile)."""
-    out = np.empty(rows.size, dtype=np.int64)
-    at = 0
-    for b in range(widths.size):
-        for t in range(tile_starts[b], tile_starts[b + 1]):
-            first = (t - tile_starts[b]) * widths[b]
-            width = min(widths[b], n_cells - first)
-            for _ in range(tile_k[t]):
-                out[at] = (rows[at] - row_starts[b]) * width + cols[at] - first
-                at += 1
-    return out
+            positions[at] = (r - row_starts[b]) * min(widths[b], n_cells - first) + c - first
+    return rows, cols, out_values, positions, tile_k
 
 
 @njit(**JIT)
@@ -168,9 +157,9 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     cell_order = np.argsort(-_cell_totals(block.indptr, block.values), kind="stable")
     row_nnz = np.bincount(context.gene_rank[block.genes]) if nnz else np.zeros(0, np.int64)
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, context.tile_nnz)
-    rows, cols, values, tile_k = _arrange(block.indptr, block.genes, block.values, cell_order, context.gene_rank,
-                                          geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
-    positions = _positions(rows, cols, tile_k, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    rows, cols, values, positions, tile_k = _arrange(block.indptr, block.genes, block.values, cell_order,
+                                                     context.gene_rank, geometry.row_starts, geometry.widths,
+                                                     geometry.tile_starts, n_cells)
     n_rows = geometry.n_rows
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
     u = quantise_values(values, options.max_error)
