@@ -33,6 +33,7 @@ from ..storage.container import (PREAMBLE, READ_MINOR_VERSION, ContainerWriter, 
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
 from ..storage.source import ByteSource
 from .atomic import atomic_path, check_writable
+from .readers import _attr, _h5_errors, _h5ad_index, _one_line
 from .sources import MatrixSource, ScipySource
 
 CONTENTS = "contents"
@@ -80,7 +81,7 @@ def disk_format(obj) -> str | None:
     """The same for a matrix of an .h5ad file, read a slice at a time."""
     import h5py
 
-    encoding = _text(obj.attrs.get("encoding-type"))
+    encoding = _attr(obj, "encoding-type")
     if isinstance(obj, h5py.Group) and encoding in ("csr_matrix", "csc_matrix") and isinstance(obj.get("data"),
                                                                                                h5py.Dataset):
         data, name = obj["data"], encoding
@@ -95,10 +96,6 @@ def disk_format(obj) -> str | None:
         if not whole_counts(data[start: start + rows]):
             return None
     return name
-
-
-def _text(value) -> str | None:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value if isinstance(value, str) else None
 
 
 # ------------------------------------------------------------------------------------- the parts
@@ -184,28 +181,22 @@ class _FileParts:
 
         if path != "layers/raw":
             return read_matrix(self.path, None if path == "X" else "raw" if path == "raw/X" else path[len("layers/"):])
-        with _h5_errors(self.path), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
+        with _h5_errors(str(self.path)), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
             return _matrix_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
                                   f"{self.what} {path}")
 
     def dtype(self, path: str) -> str:
         obj = self.file[path]
-        return (obj if _text(obj.attrs.get("encoding-type")) == "array" else obj["data"]).dtype.str
+        return (obj if _attr(obj, "encoding-type") == "array" else obj["data"]).dtype.str
 
 
 def _frame_length(f, name: str) -> int:
     import h5py
 
-    group = f.get(name)
-    index = _text(group.attrs.get("_index")) if isinstance(group, h5py.Group) else None
-    if index is None or not isinstance(group.get(index), h5py.Dataset):
+    index = _h5ad_index(f.get(name))
+    if index is None or not isinstance(f[name][index], h5py.Dataset):
         raise InvalidInputError(f"{f.filename}: {name} is not an anndata dataframe with an index")
-    return len(group[index])
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    return len(f[name][index])
 
 
 # ----------------------------------------------------------------------------------- the images
@@ -567,8 +558,8 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
 def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     import h5py
 
-    with _h5_errors(path), h5py.File(path, "r") as f:
-        if _text(f.attrs.get("encoding-type")) == "anndata":
+    with _h5_errors(str(path)), h5py.File(path, "r") as f:
+        if _attr(f, "encoding-type") == "anndata":
             return _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
     import anndata
 
@@ -577,14 +568,6 @@ def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     except Exception as exc:  # anndata raises many types for unreadable files
         raise InvalidInputError(f"{path}: unreadable .h5ad file ({_one_line(exc)})") from exc
     return _plan_anndata(_MemoryParts(adata, str(path)), layer=layer, drop=drop)
-
-
-@contextlib.contextmanager
-def _h5_errors(path: Path):
-    try:
-        yield
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise InvalidInputError(f"{path}: unreadable HDF5 file ({_one_line(exc)})") from exc
 
 
 def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None, drop: Iterable[str] = (),
@@ -964,7 +947,7 @@ def _parts_of(source):
         yield None
         return
     with f:
-        if _text(f.attrs.get("encoding-type")) != "anndata":
+        if _attr(f, "encoding-type") != "anndata":
             yield None
             return
         yield _FileParts(Path(source), f)

@@ -50,7 +50,9 @@ MTX_MAX_LINE = 1 << 16  # longest Matrix Market line accepted
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """A foreign exception's message on one line, at most 300 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # ------------------------------------------------------------------------------------------ text
