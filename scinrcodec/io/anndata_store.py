@@ -34,6 +34,7 @@ from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS, FILE_SECTIONS_MINOR, 
 from ..storage.source import ByteSource
 from .atomic import atomic_path, check_writable
 from .readers import _attr, _h5_errors, _h5ad_index, _one_line
+from .writers import obs_frame, quiet_anndata, var_frame
 from .sources import MatrixSource, ScipySource
 
 CONTENTS = "contents"
@@ -737,14 +738,6 @@ def _count_dtype(text: str) -> bool:
 
 # ------------------------------------------------------------------------------------ restoring
 
-@contextlib.contextmanager
-def quiet_anndata():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not unique.*")
-        warnings.filterwarnings("ignore", message=".*Transforming to str index.*")
-        yield
-
-
 def decoded(matrix, dtype, fmt: str):
     """A whole .sinr matrix, cells x genes, in the type and format it was encoded from."""
     x = matrix.to_scipy("csc", dtype=np.dtype(dtype)).T
@@ -955,21 +948,27 @@ def _parts_of(source):
 
 # ---------------------------------------------------------------------------------- to AnnData
 
+def _names(m):
+    """A .sinr matrix's names, without its counts."""
+    from .matrix import CountMatrix
+
+    return CountMatrix(sp.csr_matrix(m.shape), m.gene_ids, m.gene_names, m.cell_names, m.feature_types)
+
+
+def names_obs(m):
+    """obs of a matrix stored without an AnnData: its cell names."""
+    return obs_frame(_names(m))
+
+
 def name_frames(m, contents: StoredContents | None):
     """obs and var of a matrix stored without an AnnData: its names, as scanpy expects them (and
     a 10x file's per-feature fields)."""
-    import pandas as pd
-
-    from .matrix import CountMatrix
-
-    names = CountMatrix(sp.csr_matrix(m.shape), m.gene_ids, m.gene_names, m.cell_names, m.feature_types)
-    var = pd.DataFrame(index=pd.Index(names.filled_gene_names(), dtype=str))
-    var["gene_ids"] = names.filled_gene_ids()
-    var["feature_types"] = names.filled_feature_types()
+    names = _names(m)
+    var = var_frame(names)
     for key, values in tenx_var(m, contents).items():
         if key not in var.columns:
             var[key] = values
-    return pd.DataFrame(index=pd.Index(names.filled_cell_names(), dtype=str)), var
+    return obs_frame(names), var
 
 
 def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None):

@@ -66,18 +66,30 @@ def write_10x_h5(path: Path, m: CountMatrix) -> None:
     _write_hdf5(path, lambda f: _fill_10x(f, m))
 
 
-def to_anndata(m: CountMatrix):
-    """Cells x genes AnnData with names, as scanpy expects."""
-    import anndata
+def obs_frame(m: CountMatrix):
+    """AnnData's obs of a matrix: its cell names, as scanpy expects them."""
+    import pandas as pd
+
+    return pd.DataFrame(index=pd.Index(m.filled_cell_names(), dtype=str))
+
+
+def var_frame(m: CountMatrix):
+    """AnnData's var of a matrix: gene names as the index, gene ids and feature types as columns."""
     import pandas as pd
 
     var = pd.DataFrame(index=pd.Index(m.filled_gene_names(), dtype=str))
     var["gene_ids"] = m.filled_gene_ids()
     var["feature_types"] = m.filled_feature_types()
-    obs = pd.DataFrame(index=pd.Index(m.filled_cell_names(), dtype=str))
+    return var
+
+
+def to_anndata(m: CountMatrix):
+    """Cells x genes AnnData with names, as scanpy expects."""
+    import anndata
+
     x = sp.csr_matrix(m.counts.T.astype(np.int32))  # validated counts are below 2**31
-    with _quiet_anndata():
-        adata = anndata.AnnData(X=x, obs=obs, var=var)
+    with quiet_anndata():
+        adata = anndata.AnnData(X=x, obs=obs_frame(m), var=var_frame(m))
     return adata
 
 
@@ -86,17 +98,19 @@ def write_h5ad(path: Path, m: CountMatrix) -> None:
     from anndata.io import write_elem
 
     adata = to_anndata(m)
-    with _quiet_anndata():
+    with quiet_anndata():
         adata.strings_to_categoricals()
         _write_hdf5(path, lambda f: write_elem(f, "/", adata))
 
 
 @contextlib.contextmanager
-def _quiet_anndata():
+def quiet_anndata():
+    """anndata's warnings about names it makes unique or turns into strings: expected here."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not unique.*")
+        warnings.filterwarnings("ignore", message=".*Transforming to str index.*")
         warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
         yield
 

@@ -70,7 +70,8 @@ def lazy_anndata(m: SinrMatrix, contents):
     stored as elements are left out: to_anndata() without lazy returns them."""
     import anndata
 
-    from ..io.anndata_store import name_frames, quiet_anndata
+    from ..io.anndata_store import name_frames
+    from ..io.writers import quiet_anndata
 
     entry = contents.matrix_entry(m.name) if contents is not None and contents.object == "anndata" else None
     x = dask_matrix(m, entry["dtype"] if entry else np.int32)
@@ -128,12 +129,12 @@ def iter_cells(m: SinrMatrix, batch_size: int = 256, *, shuffle: bool = True, se
 
 
 def _obs_frame(m: SinrMatrix):
-    from ..io.anndata_store import name_frames
+    from ..io.anndata_store import names_obs
 
     contents = m.contents
     if contents is not None and contents.object == "anndata" and "obs" in contents.elements:
         return contents.read("obs")
-    return name_frames(m, contents)[0]
+    return names_obs(m)
 
 
 def _batches(m: SinrMatrix, groups: list[np.ndarray], bounds: np.ndarray, batch_size: int, rng, dtype,
