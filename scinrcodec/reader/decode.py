@@ -80,14 +80,14 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
                         for name, v in columns.items()})
 
 
-def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands: np.ndarray,
-                tiles: np.ndarray) -> TileBatch:
-    """The batch of `tiles` (ids in the tile table) of the given (chunk, band) pairs, CRC-checked."""
+def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands: np.ndarray, tiles: np.ndarray,
+                pair: np.ndarray) -> TileBatch:
+    """The batch of `tiles` (ids in the tile table), tile t of the (chunk, band) pair pair[t],
+    CRC-checked (see band_tile_ranges)."""
     unverified = ~table.band_verified[chunks, bands]
     for c, b in zip(chunks[unverified].tolist(), bands[unverified].tolist()):
-        index.verify_bands(index.chunk(c), np.array([b]))
-    chunk_of = np.searchsorted(table.chunk_base, tiles, side="right") - 1
-    band_of = np.repeat(bands, np.diff(np.searchsorted(tiles, table.chunk_base[chunks]), append=tiles.size))
+        index.verify_band(index.chunk(c), b)
+    chunk_of, band_of = chunks[pair], bands[pair]
     first = table.first[tiles].astype(np.int64)
     return TileBatch(table.offset[tiles], table.length[tiles].astype(np.int64), table.k[tiles].astype(np.int64),
                      table.h[tiles].astype(np.int64), table.w[tiles].astype(np.int64),

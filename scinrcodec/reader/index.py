@@ -135,8 +135,9 @@ class TileTable:
 
 @njit(**JIT)
 def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base: np.ndarray, n_rows: np.ndarray,
-                     row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every chunk holding `row`: the chunk, its band holding the row, and the band's tiles."""
+                     row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For every chunk holding `row`: the chunk and its band holding the row; then the tiles of
+    those bands, and for each tile which (chunk, band) pair it belongs to."""
     chunks = np.empty(n_rows.size, dtype=np.int64)
     bands = np.empty(n_rows.size, dtype=np.int64)
     count = 0
@@ -149,13 +150,15 @@ def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base
             count += 1
             total += table_tiles[c, b + 1] - table_tiles[c, b]
     tiles = np.empty(total, dtype=np.int64)
+    pair = np.empty(total, dtype=np.int64)
     at = 0
     for i in range(count):
         c, b = chunks[i], bands[i]
         for t in range(table_tiles[c, b], table_tiles[c, b + 1]):
             tiles[at] = chunk_base[c] + t
+            pair[at] = i
             at += 1
-    return chunks[:count], bands[:count], tiles
+    return chunks[:count], bands[:count], tiles, pair
 
 
 class MatrixIndex:

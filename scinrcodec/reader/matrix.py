@@ -191,9 +191,10 @@ class SinrMatrix:
         if index.n_chunks == 0:
             return out
         table = index.tile_table()
-        chunks, bands, tiles = band_tile_ranges(table.band_rows, table.band_tiles, table.chunk_base, table.n_rows, row)
+        chunks, bands, tiles, pair = band_tile_ranges(table.band_rows, table.band_tiles, table.chunk_base, table.n_rows,
+                                                      row)
         if tiles.size:
-            batch = table_batch(index, table, chunks, bands, tiles)
+            batch = table_batch(index, table, chunks, bands, tiles, pair)
             _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
             out[index.cell_original[cols]] = values
         return out
