@@ -63,13 +63,6 @@ def decompress_exact(payload, size: int, *, what: str) -> bytes:
     return raw
 
 
-def _declared_size(payload, *, what: str) -> int:
-    try:
-        return zstandard.frame_content_size(bytes(payload[:32]))
-    except zstandard.ZstdError as exc:
-        raise CorruptFileError(f"{what} is not a zstd frame") from exc
-
-
 def _decompress_bounded(payload, limit: int, *, what: str) -> bytes:
     """One zstd frame that declares its content size, at most `limit` bytes, and nothing after it.
 
@@ -106,8 +99,6 @@ def unpack_array(payload, dtype: str, count: int, *, what: str) -> np.ndarray:
 def unpack_strings(payload, count: int, *, what: str) -> list[str]:
     """Inverse of pack_strings: exactly `count` names, each at most MAX_NAME_BYTES of UTF-8."""
     limit = count * (MAX_NAME_BYTES + 1)
-    if count > 1 and _declared_size(payload, what=what) < count - 1:
-        raise CorruptFileError(f"{what} is too small to hold {count} names")
     raw = _decompress_bounded(payload, limit, what=what)
     try:
         text = raw.decode("utf-8")
