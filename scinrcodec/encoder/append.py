@@ -78,9 +78,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
                                     "whose annotations would not match new cells; append works on files of one "
                                     "count matrix (sinr encode --matrix-only)")
         index = matrix._index
-        recorded = dict(index.options)
-        options = EncodeOptions(**{k: (tuple(v) if k == "weight_bits" else v) for k, v in recorded.items()
-                                   if k in EncodeOptions.RECORDED}, jobs=jobs, progress=progress)
+        options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
         new = as_source(source, layer)
         _same_genes(matrix, new)
         bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
@@ -90,13 +88,12 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
             fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
             fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
             stored = np.concatenate([order, fresh]).astype(np.int64)
+            gene_of_row = np.concatenate([stored, np.setdiff1d(np.arange(index.n_genes), stored)])
             rank = np.empty(index.n_genes, dtype=np.int64)
-            unstored = np.setdiff1d(np.arange(index.n_genes), stored)
-            rank[stored] = np.arange(stored.size)
-            rank[unstored] = stored.size + np.arange(unstored.size)
+            rank[gene_of_row] = np.arange(index.n_genes)
             gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
-            band_rows = _band_rows(matrix, gene_nnz[stored], order.size)
-            context = FileContext(rank, np.concatenate([stored, unstored]), gene_terms, band_rows,
+            band_rows = _band_rows(matrix, gene_nnz[fresh], order.size)
+            context = FileContext(rank, gene_of_row, gene_terms, band_rows,
                                   index.stages["row-bands"].tile_nnz, options)
             bar.set_total(2 * int(gene_nnz.sum()))
             with atomic_path(path, force=True) as tmp:
@@ -115,13 +112,14 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
             "chunks": index.n_chunks + len(rows)}
 
 
-def _band_rows(matrix: SinrMatrix, new_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
-    """The file's band boundaries (those of its deepest chunk), then bands for newly stored genes."""
+def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
+    """The file's band boundaries (those of its deepest chunk), then bands for the newly stored
+    genes (rows n_old on, with these nonzero counts)."""
     index = matrix._index
     deepest = index.deepest_chunk()
     old = deepest.geometry.row_starts[:-1] if deepest is not None and deepest.n_rows else np.zeros(1, np.int64)
     patch_nnz = index.stages["row-bands"].patch_nnz
-    extra = plan_band_rows(new_gene_nnz[n_old:], patch_nnz) + n_old if new_gene_nnz.size > n_old else []
+    extra = plan_band_rows(fresh_gene_nnz, patch_nnz) + n_old if fresh_gene_nnz.size else []
     return np.unique(np.concatenate([old, extra])).astype(np.int64)
 
 

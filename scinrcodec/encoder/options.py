@@ -97,5 +97,12 @@ class EncodeOptions:
                 for name in self.RECORDED}
 
     @classmethod
+    def from_recorded(cls, recorded: dict, **rest) -> "EncodeOptions":
+        """The options a file recorded (see recorded()), with `rest` for those it does not record."""
+        values = {name: tuple(value) if isinstance(value, list) else value
+                  for name, value in recorded.items() if name in cls.RECORDED}
+        return cls(**values, **rest)
+
+    @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
