@@ -33,9 +33,9 @@ from ..storage.container import (PREAMBLE, READ_MINOR_VERSION, ContainerWriter, 
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
 from ..storage.source import ByteSource
 from .atomic import atomic_path, check_writable
-from .readers import _attr, _h5_errors, _h5ad_index, _one_line
+from .readers import _attr, _h5_errors, _h5ad_index, _one_line, cells_by_genes_source
 from .writers import obs_frame, quiet_anndata, var_frame
-from .sources import MatrixSource, ScipySource
+from .sources import MatrixSource
 
 CONTENTS = "contents"
 TENX_SECTION = "10x.h5"
@@ -101,14 +101,6 @@ def disk_format(obj) -> str | None:
 
 # ------------------------------------------------------------------------------------- the parts
 
-def _matrix_source(x, var, obs_names, what: str) -> ScipySource:
-    """A cells x genes matrix as a genes x cells source, named as readers.anndata_source names them."""
-    gene_ids = [str(v) for v in var["gene_ids"]] if "gene_ids" in var.columns else None
-    feature_types = [str(v) for v in var["feature_types"]] if "feature_types" in var.columns else None
-    return ScipySource(x.T, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
-                       description=what)
-
-
 class _MemoryParts:
     """The parts of an in-memory AnnData, by element path ('obs', 'layers/counts', 'raw/var')."""
 
@@ -144,7 +136,7 @@ class _MemoryParts:
 
     def source(self, path: str) -> MatrixSource:
         var = self.adata.raw.var if path == "raw/X" else self.adata.var
-        return _matrix_source(self.value(path), var, self.adata.obs_names, f"{self.what} {path}")
+        return cells_by_genes_source(self.value(path), var, self.adata.obs_names, f"{self.what} {path}")
 
 
 class _FileParts:
@@ -183,7 +175,7 @@ class _FileParts:
         if path != "layers/raw":
             return read_matrix(self.path, None if path == "X" else "raw" if path == "raw/X" else path[len("layers/"):])
         with _h5_errors(str(self.path)), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
-            return _matrix_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
+            return cells_by_genes_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
                                   f"{self.what} {path}")
 
     def dtype(self, path: str) -> str:

@@ -804,11 +804,16 @@ def anndata_source(adata, layer: str | None = None, *, what: str = "AnnData", sp
         if adata.X is None:
             raise InvalidInputError(f"{what}: has no X matrix (use --layer)")
         x, var = adata.X, adata.var
-    gene_names = [str(v) for v in var.index]
+    return cells_by_genes_source(x, var, adata.obs_names, what, spec=spec, paths=paths)
+
+
+def cells_by_genes_source(x, var, obs_names, what: str, *, spec: SourceSpec | None = None,
+                          paths: tuple[str, ...] = ()) -> ScipySource:
+    """A cells x genes matrix with AnnData's var and obs names, as a genes x cells source."""
     gene_ids = [str(v) for v in var["gene_ids"]] if "gene_ids" in var.columns else None
     feature_types = [str(v) for v in var["feature_types"]] if "feature_types" in var.columns else None
-    cell_names = [str(v) for v in adata.obs_names]
-    return ScipySource(x.T, gene_ids, gene_names, cell_names, feature_types, description=what, spec=spec, paths=paths)
+    return ScipySource(x.T, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
+                       description=what, spec=spec, paths=paths)
 
 
 def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:
