@@ -38,11 +38,14 @@ def encode_chunks_on(client, source: MatrixSource, context: FileContext, blocks:
     if not isinstance(client, Client):
         raise InvalidInputError(f"client must be a dask.distributed.Client, not {type(client).__name__}")
     options = context.options
-    shared = client.scatter(context, broadcast=True)
+    # hash=False: a content-hashed key would be shared with an earlier encode of the same matrix,
+    # and that encode's futures, released later, would take the data from under this one's tasks
+    # ("lost dependencies"; dask/distributed#8576)
+    shared = client.scatter(context, broadcast=True, hash=False)
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     spec = source.spec() if hasattr(source, "spec") else None
     if spec is not None and spec.kind == "scipy":  # an in-memory matrix travels to each worker once
-        spec = client.scatter(spec, broadcast=True)
+        spec = client.scatter(spec, broadcast=True, hash=False)
     pending: deque = deque()
     limit = IN_FLIGHT_PER_WORKER * workers
     if spec is not None:
