@@ -1,0 +1,63 @@
+// Value models (spec §6.3-§6.4): the binning of values and the baseline's coding contexts.
+// Mirrors scinrcodec/codec/models.py, which holds the same constants for the Python side.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace sinr {
+
+constexpr int kMantissaBits = 3;
+constexpr int kMaxExponent = 30;  // e = u + 1 < 2**31
+constexpr int kNumBins = (1 << kMantissaBits) - 1 + (kMaxExponent - kMantissaBits + 1) * (1 << kMantissaBits);
+constexpr int kNumContexts = 48;
+constexpr int kContextShift = 2;  // baseline units (1/16 nat) to contexts (1/4 nat)
+constexpr int kLogMeanUnits = 16;
+constexpr int kLutSize = 256;
+
+inline int bit_length(uint64_t v) {
+  int n = 0;
+  while (v) {
+    v >>= 1;
+    ++n;
+  }
+  return n;
+}
+
+struct Bin {
+  int64_t bin;
+  int64_t offset;
+  int bits;
+};
+
+// (bin, offset, offset bits) of u >= 0: exact below 2**kMantissaBits, then the leading
+// kMantissaBits + 1 bits of e = u + 1 select the bin and the rest are offset bits.
+inline Bin bin_of(int64_t u) {
+  const int64_t e = u + 1;
+  const int exponent = bit_length(static_cast<uint64_t>(e)) - 1;
+  if (exponent < kMantissaBits) return {e - 1, 0, 0};
+  const int drop = exponent - kMantissaBits;
+  return {(1 << kMantissaBits) - 1 + static_cast<int64_t>(drop) * (1 << kMantissaBits) +
+              ((e >> drop) - (1 << kMantissaBits)),
+          e & ((int64_t{1} << drop) - 1), drop};
+}
+
+// Smallest u and number of offset bits of bin b (the decoder's inverse of bin_of).
+inline int64_t bin_start(int64_t b) {
+  if (b < (1 << kMantissaBits) - 1) return b;
+  const int64_t rel = b - ((1 << kMantissaBits) - 1);
+  const int64_t drop = rel >> kMantissaBits;
+  const int64_t lead = (1 << kMantissaBits) + (rel & ((1 << kMantissaBits) - 1));
+  return (lead << drop) - 1;
+}
+inline int bin_offset_bits(int64_t b) {
+  if (b < (1 << kMantissaBits) - 1) return 0;
+  return static_cast<int>((b - ((1 << kMantissaBits) - 1)) >> kMantissaBits);
+}
+
+// Context of a predicted log1p mean in units of 1/16 nat.
+inline int baseline_context(int64_t log_mean_sixteenths) {
+  const int64_t k = log_mean_sixteenths >> kContextShift;
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(k, 0), kNumContexts - 1));
+}
+
+}  // namespace sinr

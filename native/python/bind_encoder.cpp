@@ -1,0 +1,7 @@
+#include "bindings.hpp"
+
+namespace sinr::python {
+
+void bind_encoder(nb::module_& m) {}
+
+}  // namespace sinr::python

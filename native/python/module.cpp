@@ -1,0 +1,10 @@
+// scinrcodec._native: the Python face of the C++ core. Every kernel releases the GIL.
+#include "bindings.hpp"
+
+NB_MODULE(_native, m) {
+  m.doc() = "The native core of scinrcodec: tile codec, content checksum and read/encode kernels.";
+  sinr::python::bind_codec(m);
+  sinr::python::bind_reader(m);
+  sinr::python::bind_encoder(m);
+  sinr::python::bind_matrix_market(m);
+}
