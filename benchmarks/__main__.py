@@ -1,6 +1,7 @@
 """python -m benchmarks run [DATASET_DIR ...] [--quick] [--out benchmarks/results]
 python -m benchmarks table1 [--hidden 2400 --layers 10] [--device cuda]
-python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]"""
+python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]
+python -m benchmarks startup FILE.sinr [...] [--samples 11]"""
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--in-memory-max-nnz", type=_count, default=200_000_000,
                        help="largest input that h5ad and BPCells, written from memory, are run on")
     scale.add_argument("--timeout", type=float, default=7200, help="seconds one measurement may take")
+    startup = commands.add_parser("startup", help="fresh-process cost of importing scinrcodec and a first entry")
+    startup.add_argument("files", nargs="+", type=Path)
+    startup.add_argument("--samples", type=int, default=11)
     args = parser.parse_args(argv)
+    if args.command == "startup":
+        from .startup import run_startup
+
+        print(run_startup(args.files, args.samples))
+        return 0
     if args.command == "scale":
         from .scale import run_scale
 

@@ -1,19 +1,40 @@
-"""scinrcodec: a compact, exact, randomly accessible codec for single-cell count matrices (.sinr)."""
+"""scinrcodec: a compact, exact, randomly accessible codec for single-cell count matrices (.sinr).
+
+The public names load on first use (PEP 562), so `import scinrcodec` costs almost nothing and a
+script that only reads a file never imports the encoder, anndata or h5py.
+"""
+from __future__ import annotations
+
+import importlib
+
 __version__ = "2.0.0"
 
 from .errors import (CorruptFileError, FormatError, InvalidInputError, OutputError, OutputExistsError,  # noqa: E402
                      SinrError, SinrIndexError, SinrKeyError, UnsupportedVersionError)
-from .io.matrix import CountMatrix  # noqa: E402
-from .io.readers import read_matrix  # noqa: E402
-from .io.sources import MatrixSource  # noqa: E402
-from .io.writers import write_matrix  # noqa: E402
-from .reader.matrix import SinrMatrix, decode, open  # noqa: E402,A004
-from .encoder.options import EncodeOptions  # noqa: E402
-from .encoder.driver import encode  # noqa: E402
-from .encoder.append import append  # noqa: E402
-from .io.anndata_store import encode_whole  # noqa: E402
-from .reader.lazy import CellBatch, read_lazy  # noqa: E402
 
-__all__ = ["encode", "encode_whole", "append", "decode", "open", "read_lazy", "CellBatch", "SinrMatrix", "EncodeOptions", "CountMatrix", "MatrixSource", "read_matrix",
-           "write_matrix", "SinrError", "InvalidInputError", "OutputExistsError", "OutputError", "FormatError",
-           "CorruptFileError", "UnsupportedVersionError", "SinrIndexError", "SinrKeyError", "__version__"]
+# public name -> the module that defines it
+_LAZY = {
+    "CountMatrix": ".io.matrix", "read_matrix": ".io.readers", "MatrixSource": ".io.sources",
+    "write_matrix": ".io.writers", "SinrMatrix": ".reader.matrix", "decode": ".reader.matrix",
+    "open": ".reader.matrix", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
+    "append": ".encoder.append", "encode_whole": ".io.anndata_store", "CellBatch": ".reader.lazy",
+    "read_lazy": ".reader.lazy",
+}
+
+__all__ = ["encode", "encode_whole", "append", "decode", "open", "read_lazy", "CellBatch", "SinrMatrix", "EncodeOptions",
+           "CountMatrix", "MatrixSource", "read_matrix", "write_matrix", "SinrError", "InvalidInputError",
+           "OutputExistsError", "OutputError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
+           "SinrIndexError", "SinrKeyError", "__version__"]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scinrcodec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -16,6 +16,9 @@ DATASETS = ["pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spacerange
             "mouse_gut_cimseq_smartseq2", "pbmc500_3p_lt_x_50genes"]
 FAST = dict(siren=False, progress=False)
 SMALL_SIREN = dict(siren=True, steps=40, batch=512, width=16, progress=False)
+# Set by .ci/sanitize: the native core runs under AddressSanitizer, whose shadow memory needs
+# terabytes of address space, so tests that cap the address space (RLIMIT_AS) cannot run as such.
+SANITIZED = os.environ.get("SINR_SANITIZED") == "1"
 
 
 def reference_decoder():

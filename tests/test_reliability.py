@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scinrcodec as sinr
-from conftest import DATA
+from conftest import DATA, SANITIZED
 from fuzz.reseal import build, parse
 from scinrcodec.reader.matrix import SinrMatrix
 from scinrcodec.storage.container import PREAMBLE, TRAILER
@@ -244,6 +244,7 @@ print("ok")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux only")
+@pytest.mark.skipif(SANITIZED, reason="AddressSanitizer cannot run under an address-space cap")
 def test_cell_names_are_read_within_their_own_size(tmp_path):
     """600,000 cell names of one chunk read under a 2 GiB address-space cap: buffers follow the
     data (11 MB), not the 4,096-byte limit of a name (2.3 GiB for these names)."""
