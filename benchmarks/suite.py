@@ -118,13 +118,13 @@ def cold_entry_us(path: Path, m: CountMatrix, rng: np.random.Generator, fmt: For
 
 def environment() -> dict:
     import h5py
-    import numba
     import scipy
 
     import scinrcodec
+    from scinrcodec import _native
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-                "h5py": h5py.__version__, "numba": numba.__version__, "scinrcodec": scinrcodec.__version__}
+                "h5py": h5py.__version__, "scinrcodec": scinrcodec.__version__, "native core": _native.compiler}
     try:
         import torch
 

@@ -3,6 +3,13 @@
 
 NB_MODULE(_native, m) {
   m.doc() = "The native core of scinrcodec: tile codec, content checksum and read/encode kernels.";
+#if defined(__clang__)
+  m.attr("compiler") = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  m.attr("compiler") = "g++ " __VERSION__;
+#else
+  m.attr("compiler") = "unknown";
+#endif
   sinr::python::bind_codec(m);
   sinr::python::bind_reader(m);
   sinr::python::bind_encoder(m);

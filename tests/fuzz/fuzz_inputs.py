@@ -199,8 +199,7 @@ def seed_corpus() -> None:
 
 
 def main() -> None:
-    """Replay the corpus once before instrumenting, so the compiled Matrix Market parser is built from
-    clean bytecode (numba compiles Python bytecode, which atheris rewrites); then instrument
+    """Replay the corpus once so every module that parsing reaches is imported, then instrument
     scinrcodec's own functions only (all of numpy, scipy, h5py and anndata would take minutes), so
     coverage guides the parsing and checking layers."""
     import atheris

@@ -8,9 +8,9 @@ same inputs stays flat at 176 MB), so a run of much more than 300,000 executions
 -rss_limit_mb, or several shorter runs on the same corpus.
 Any exception other than the package's own errors, a crash, a hang or an allocation beyond the
 RSS limit is a finding; each one found is kept in tests/fuzz/crashes/ and replayed by
-tests/test_reliability.py. Before instrumenting, the harness runs the seed corpus once, so that
-every compiled kernel is built from clean bytecode (numba compiles Python bytecode, which atheris
-rewrites); coverage then guides the parsing and checking layers.
+tests/test_reliability.py. Coverage guides the Python parsing and checking layers; the native core's
+tile decoder behind them runs on every mutated file (a crash there is a finding), and .ci/sanitize
+replays the corpus through an AddressSanitizer build of it.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import atheris
 import msgpack  # noqa: F401  (dependencies are imported first so only scinrcodec is instrumented)
-import numba  # noqa: F401
 import numpy  # noqa: F401
 import scipy.sparse  # noqa: F401
 import zstandard  # noqa: F401
@@ -30,7 +29,7 @@ from fuzz.targets import exercise_reader  # noqa: E402
 
 
 def main() -> None:
-    for seed in sorted((HERE / "corpus").glob("*.bin")):
+    for seed in sorted((HERE / "corpus").glob("*.bin")):  # imports every module a read reaches
         exercise_reader(seed.read_bytes())
     atheris.instrument_all()
     atheris.Setup(sys.argv, exercise_reader)
