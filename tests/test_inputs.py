@@ -479,6 +479,303 @@ def test_mtx_line_too_long_and_damaged_gzip(tmp_path, monkeypatch):
         list(read_matrix(folder).blocks(8))
 
 
+# ------------------------------------------------------------------------------ Matrix Market: the native parser
+# The numba parser that the native one (native/core/src/matrix_market.cpp) replaced, transcribed to
+# plain Python over bytes: the reference every accepted and refused line must agree with, code,
+# failing line and field included (so the error messages stay the same).
+
+_OK, _SYNTAX, _FIELDS, _INDEX, _FRACTION, _NAN, _LARGE, _NEGATIVE = range(8)
+_MAX_COUNT = 2**31 - 1
+
+
+def _ref_token_end(buf: bytes, i: int) -> int:
+    while i < len(buf) and buf[i] not in b" \t\r\n":
+        i += 1
+    return i
+
+
+def _ref_integer(buf: bytes, i: int):
+    negative = False
+    if i < len(buf) and buf[i] in b"+-":
+        negative, i = buf[i] == 45, i + 1
+    first, value, large = i, 0, False
+    while i < len(buf) and 48 <= buf[i] <= 57:
+        if value >= 10**16:
+            large = True
+        else:
+            value = value * 10 + buf[i] - 48
+        i += 1
+    if i == first or _ref_token_end(buf, i) != i:
+        return _ref_token_end(buf, i), 0, _SYNTAX
+    return (i, 0, _LARGE) if large else (i, -value if negative else value, _OK)
+
+
+def _ref_count(buf: bytes, i: int):
+    end = _ref_token_end(buf, i)
+    negative = False
+    if i < end and buf[i] in b"+-":
+        negative, i = buf[i] == 45, i + 1
+    if bytes(c | 32 for c in buf[i:end]) in (b"nan", b"inf", b"infinity"):
+        return end, 0, _NAN
+    mantissa, digits, scale, seen, dropped = 0, 0, 0, False, False
+    while i < end and 48 <= buf[i] <= 57:
+        d, seen = buf[i] - 48, True
+        if mantissa == 0:
+            mantissa, digits = d, 1 if d else 0
+        elif digits < 18:
+            mantissa, digits = mantissa * 10 + d, digits + 1
+        else:
+            scale, dropped = scale + 1, dropped or d != 0
+        i += 1
+    if i < end and buf[i] == 46:
+        i, zeros = i + 1, 0
+        while i < end and 48 <= buf[i] <= 57:
+            d, seen = buf[i] - 48, True
+            if d == 0:
+                zeros += 1
+            elif mantissa == 0:
+                mantissa, digits, scale, zeros = d, 1, scale - zeros - 1, 0
+            elif digits + zeros < 18:
+                mantissa = mantissa * 10 ** (zeros + 1) + d
+                digits, scale, zeros = digits + zeros + 1, scale - zeros - 1, 0
+            else:
+                dropped = True
+            i += 1
+    if not seen:
+        return end, 0, _SYNTAX
+    exponent = 0
+    if i < end and buf[i] | 32 == 101:
+        i += 1
+        exponent_negative = i < end and buf[i] == 45
+        i, exponent, code = _ref_integer(buf, i)
+        if code == _LARGE:
+            exponent = -(10**6) if exponent_negative else 10**6
+        elif code != _OK:
+            return end, 0, _SYNTAX
+    if i != end:
+        return end, 0, _SYNTAX
+    if mantissa == 0:
+        return end, 0, _OK
+    total = scale + exponent
+    if digits + total > 10:
+        return end, 0, _LARGE
+    if dropped:
+        return end, 0, _FRACTION
+    if total >= 0:
+        value = mantissa * 10**total
+    elif -total > 18 or mantissa % 10**-total:
+        return end, 0, _FRACTION
+    else:
+        value = mantissa // 10**-total
+    if value > _MAX_COUNT:
+        return end, 0, _LARGE
+    return (end, 0, _NEGATIVE) if negative else (end, value, _OK)
+
+
+def _ref_entries(buf: bytes, n_fields: int, integer: bool, n_rows: int, n_cols: int, last_col: int):
+    """(entries, code, line, field, last column, first unsorted line or -1) and the entries."""
+    out, i, size, unsorted_at = [], 0, len(buf), -1
+    while i < size:
+        line = i
+        while i < size and buf[i] in b" \t\r":
+            i += 1
+        if i == size:
+            break
+        if buf[i] in b"\n%":
+            while i < size and buf[i] != 10:
+                i += 1
+            i += 1
+            continue
+        entry = [0, 0, 1]
+        for field in range(n_fields):
+            while i < size and buf[i] in b" \t\r":
+                i += 1
+            if i == size or buf[i] == 10:
+                return (len(out), _FIELDS, line, field, last_col, unsorted_at), out
+            if field < 2:
+                i, number, code = _ref_integer(buf, i)
+                if code == _LARGE or code == _OK and not 1 <= number <= (n_rows, n_cols)[field]:
+                    code = _INDEX
+            elif integer:
+                i, number, code = _ref_integer(buf, i)
+                code = code if code != _OK else _LARGE if number > _MAX_COUNT else _NEGATIVE if number < 0 else _OK
+            else:
+                i, number, code = _ref_count(buf, i)
+            if code != _OK:
+                return (len(out), code, line, field, last_col, unsorted_at), out
+            entry[field] = number - (field < 2)
+        while i < size and buf[i] in b" \t\r":
+            i += 1
+        if i < size and buf[i] != 10:
+            return (len(out), _FIELDS, line, n_fields, last_col, unsorted_at), out
+        i += 1
+        if entry[1] < last_col and unsorted_at < 0:
+            unsorted_at = line
+        last_col = entry[1]
+        out.append(entry)
+    return (len(out), _OK, 0, 0, last_col, unsorted_at), out
+
+
+def _native_entries(buf: bytes, n_fields: int, integer: bool, n_rows: int, n_cols: int, last_col: int):
+    capacity = buf.count(b"\n") + 1  # as MtxSource sizes them
+    rows, cols, vals = (np.full(capacity, -7, np.int32) for _ in range(3))
+    result = readers.mtx_parse_entries(np.frombuffer(buf, np.uint8), n_fields, integer, n_rows, n_cols, last_col,
+                                       rows, cols, vals)
+    return result, np.stack([rows, cols, vals], axis=1)[: result[0]].tolist()
+
+
+def _random_token(rng) -> str:
+    """A number as hostile text may hold one: signs, leading zeros, long digit runs, fractions,
+    exponents of any length, nan/inf words in any case, stray bytes."""
+    digits = lambda k: "".join(rng.choice(list("0123456789"), size=k))  # noqa: E731
+    body = "0" * int(rng.choice([0, 0, 0, 1, 20])) + digits(int(rng.choice([0, 1, 2, 3, 9, 10, 11, 17, 18, 19, 30])))
+    if rng.random() < 0.4:
+        body += "." + "0" * int(rng.choice([0, 1, 9, 18, 30])) + digits(int(rng.choice([0, 0, 1, 2, 10, 19])))
+    if rng.random() < 0.35:
+        body += (rng.choice(["e", "E"]) + rng.choice(["", "+", "-", "--"]) +
+                 digits(int(rng.choice([0, 1, 2, 16, 17, 18, 25]))))
+    if rng.random() < 0.08:
+        body = str(rng.choice(["nan", "NaN", "inf", "-INF", "Infinity", "infinit", "nana", "iNfInItY", "n\x0en"]))
+    if rng.random() < 0.05:
+        at = int(rng.integers(len(body) + 1))
+        body = body[:at] + str(rng.choice(["x", ".", "e", "\x00", "\xff", "%", ":", "/"])) + body[at:]
+    return str(rng.choice(["", "", "", "+", "-", "+-"])) + body
+
+
+def _random_lines(rng, n_fields: int) -> bytes:
+    lines = []
+    for _ in range(int(rng.choice([1, 1, 2, 3, 6]))):
+        kind = rng.random()
+        if kind < 0.05:
+            lines.append(str(rng.choice(["", "%" + _random_token(rng), " \t\r"])))
+            continue
+        n = n_fields + int(rng.choice([0] * 12 + [-1, 1]))
+        fields = [(str(rng.integers(1, 10 ** int(rng.integers(1, 10)))) if rng.random() < 0.95 else _random_token(rng))
+                  if f < 2 else _random_token(rng) if rng.random() < 0.7 else str(rng.integers(0, 10**8))
+                  for f in range(max(n, 0))]
+        lines.append(str(rng.choice(["", " ", "\t"])) + str(rng.choice([" ", "\t", " \r ", "  "])).join(fields) +
+                     str(rng.choice(["", "", " ", "\r"])))
+    return ("\n".join(lines) + ("\n" if rng.random() < 0.7 else "")).encode("latin-1")
+
+
+def _plausible_lines(rng, n_fields: int, n_rows: int, n_cols: int) -> bytes:
+    """Lines as files hold them, now and then one number or blank off: numbers at the edges of the
+    matrix, of 7 and 8 digits, with leading zeros."""
+    def number(limit: int) -> str:
+        edges = [0, 1, limit, limit + 1, 9999999, 10**7, 99999999, 2**31 - 1, 2**31]
+        pick = rng.random()
+        return (str(rng.integers(1, min(limit, 10**8) + 1)) if pick < 0.8 else str(rng.choice(edges)) if pick < 0.95
+                else "0" * int(rng.integers(1, 4)) + str(rng.integers(0, 1000)))
+    lines = []
+    for _ in range(int(rng.integers(1, 12))):
+        fields = [number(n_rows), number(n_cols)] + [number(2**31 - 1)] * (n_fields == 3)
+        seps = [" " if rng.random() < 0.95 else str(rng.choice(["\t", "  ", " \r", "\r"])) for _ in fields]
+        lines.append("".join(f + sep for f, sep in zip(fields, seps))[:-1] + ("" if rng.random() < 0.95 else "\r"))
+    return ("\n".join(lines) + ("\n" if rng.random() < 0.8 else "")).encode()
+
+
+def test_mtx_native_parser_matches_the_reference():
+    assert readers.mtx_parse_entries.__module__.startswith("scinrcodec")
+    from scinrcodec import _native
+
+    assert _native.MTX_CODES[:8] == ("ok", "syntax", "fields", "index", "fraction", "nan", "large", "negative")
+    assert (readers._OK, readers._SYNTAX, readers._FIELDS, readers._INDEX, readers._FRACTION, readers._NAN,
+            readers._LARGE, readers._NEGATIVE) == tuple(range(8))
+    rng = np.random.default_rng(11)
+    seen = set()
+    for _ in range(4000):
+        kind = rng.random()
+        if kind < 0.35:
+            args = (f"1 1 {_random_token(rng)}\n".encode("latin-1"), 3, bool(rng.random() < 0.3), 9, 9, -1)
+        elif kind < 0.6:
+            n_fields, n_rows, n_cols = int(rng.choice([2, 3])), int(rng.choice([9, 10**7, 2**31 - 1])), 99
+            args = (_plausible_lines(rng, n_fields, n_rows, n_cols), n_fields, bool(rng.random() < 0.5), n_rows,
+                    n_cols, int(rng.choice([-1, 50])))
+        else:
+            n_fields = int(rng.choice([2, 3]))
+            args = (_random_lines(rng, n_fields), n_fields, bool(rng.random() < 0.5),
+                    int(rng.choice([5, 9, 9999999, 10**7, 2**31 - 1])), int(rng.choice([5, 9, 10**7, 2**31 - 1])),
+                    int(rng.choice([-1, 0, 4])))
+        if rng.random() < 0.5:  # room for the parser's eight-byte reads at every position of the text
+            args = (args[0] + (b"\n%" + b"x" * 16, b"%" * 9, b"\n1 1 1\n" * 3)[int(rng.integers(3))], *args[1:])
+        expected = _ref_entries(*args)
+        assert _native_entries(*args) == expected, args
+        seen.add(expected[0][1])
+    assert seen == set(range(8))  # every code was reached
+
+
+def test_mtx_native_every_byte_beside_digits():
+    """Each of the 256 byte values within, after and between numbers, with room for eight-byte reads
+    and without: the native parser reads digits and separators as the reference does."""
+    for b in range(256):
+        c = bytes([b])
+        for text in (b"12" + c + b"3 4 5\n", b"1 1 4" + c + b"\n", b"1 1 4" + c + b"x\n", b"1" + c + b"2 3\n",
+                     c + b"1 2 3\n", b"9999999" + c + b" 1 1\n", b"1 1 1234567" + c):
+            for pad in (b"", b"\n%" + b"x" * 16):
+                for n_fields, integer in ((2, True), (3, True), (3, False)):
+                    args = (text + pad, n_fields, integer, 10**7, 9, -1)
+                    assert _native_entries(*args) == _ref_entries(*args), args
+
+
+@pytest.mark.parametrize("token, code, value", [
+    ("3", _OK, 3), ("+3.000", _OK, 3), ("-0", _OK, 0), ("-0.0e-3", _OK, 0), ("0e99999999999999999999", _OK, 0),
+    ("1.e2", _OK, 100), (".5e1", _OK, 5), ("1.5E+1", _OK, 15), ("0000000000001", _OK, 1),
+    ("1" + "0" * 30 + "e-30", _OK, 1), ("2147483647000000000000e-12", _OK, 2**31 - 1),
+    ("214748364.7e1", _OK, 2**31 - 1), ("1.05e1", _FRACTION, 0), ("-0.5", _FRACTION, 0),
+    ("1e-99999999999999999999", _FRACTION, 0), ("123456789012345678901234567890e-20", _FRACTION, 0),
+    ("1" + "0" * 40 + "1e-41", _FRACTION, 0), ("1e99999999999999999999", _LARGE, 0), ("2147483648e0", _LARGE, 0),
+    ("10000000000", _LARGE, 0), ("-3e10", _LARGE, 0), ("-1", _NEGATIVE, 0), ("-1e0", _NEGATIVE, 0),
+    ("+inf", _NAN, 0), ("-NaN", _NAN, 0), ("INFINITY", _NAN, 0), ("infinit", _SYNTAX, 0), (".", _SYNTAX, 0),
+    ("e5", _SYNTAX, 0), ("1e+", _SYNTAX, 0), ("1e5.0", _SYNTAX, 0), ("0x10", _SYNTAX, 0), ("--1", _SYNTAX, 0),
+    ("1e--1", _SYNTAX, 0), ("\x00", _SYNTAX, 0),
+])
+def test_mtx_native_count_rules(token, code, value):
+    """Real values: decided on their decimal digits, whatever their length or exponent."""
+    buf = f"2 1 {token}\n".encode("latin-1")
+    result, entries = _native_entries(buf, 3, False, 2, 1, -1)
+    assert result[1] == code and (entries == [[1, 0, value]] if code == _OK else result[3] == 2)
+    assert (result, entries) == _ref_entries(buf, 3, False, 2, 1, -1)
+
+
+@pytest.mark.parametrize("token, code", [("+5", _OK), ("-0", _OK), ("2147483647", _OK), ("2147483648", _LARGE),
+                                         ("-5", _NEGATIVE), ("-99999999999999999999", _LARGE), ("1e3", _SYNTAX),
+                                         ("5.", _SYNTAX)])
+def test_mtx_native_integer_rules(token, code):
+    buf = f"1 1 {token}".encode()
+    assert _native_entries(buf, 3, True, 1, 1, -1) == _ref_entries(buf, 3, True, 1, 1, -1)
+    assert _native_entries(buf, 3, True, 1, 1, -1)[0][1] == code
+
+
+def test_mtx_native_parser_guards_its_arguments():
+    """Outputs too short, wrong dtypes or sizes out of range: an error, nothing written out of bounds;
+    read-only text (a bytes object's view) is accepted."""
+    text = np.frombuffer(b"1 1 1\n2 2 2\n3 3 3\n", np.uint8)
+    assert not text.flags.writeable
+    ok = [np.zeros(3, np.int32) for _ in range(3)]
+    assert readers.mtx_parse_entries(text, 3, True, 3, 3, -1, *ok) == (3, _OK, 0, 0, 2, -1)
+    assert [a.tolist() for a in ok] == [[0, 1, 2], [0, 1, 2], [1, 2, 3]]
+    for short in range(3):
+        guarded = [np.full(4, -7, np.int32) for _ in range(3)]
+        outputs = [a[:3] for a in guarded]
+        outputs[short] = guarded[short][:2]
+        with pytest.raises(ValueError, match="more entries than"):
+            readers.mtx_parse_entries(text, 3, True, 3, 3, -1, *outputs)
+        assert all(a[3] == -7 for a in guarded) and guarded[short][2] == -7
+    with pytest.raises(ValueError, match="more entries than"):
+        readers.mtx_parse_entries(text, 3, True, 3, 3, -1, *(np.zeros(0, np.int32) for _ in range(3)))
+    assert readers.mtx_parse_entries(np.zeros(0, np.uint8), 2, True, 3, 3, 5, *(np.zeros(0, np.int32),) * 3) == \
+        (0, _OK, 0, 0, 5, -1)
+    for n_fields, n_rows, n_cols in ((1, 3, 3), (4, 3, 3), (3, -1, 3), (3, 3, 2**31)):
+        with pytest.raises(ValueError, match="n_fields must be 2 or 3"):
+            readers.mtx_parse_entries(text, n_fields, True, n_rows, n_cols, -1, *ok)
+    with pytest.raises(TypeError):  # no silent conversion into a temporary copy
+        readers.mtx_parse_entries(text, 3, True, 3, 3, -1, np.zeros(3, np.int64), ok[1], ok[2])
+    with pytest.raises(TypeError):
+        readers.mtx_parse_entries(text.astype(np.int8), 3, True, 3, 3, -1, *ok)
+    with pytest.raises(TypeError):
+        readers.mtx_parse_entries(text, 3, True, 3, 3, -1, ok[0][::2], ok[1], ok[2])
+
+
 # ------------------------------------------------------------------------------ issue 11: .h5ad, .npz
 
 

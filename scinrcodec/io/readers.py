@@ -9,7 +9,7 @@ where the format allows, holds about one block of the input at a time:
 - .h5ad with a dense X: a block reads its rows, a few at a time. Random access and spec().
 - .h5ad with a CSC X (genes-major): a cell's entries are spread over the whole file, so X is
   loaded whole. Files written by anndata < 0.8 (no encoding attributes) are loaded whole by anndata.
-- Matrix Market: a first pass reads every line (a compiled parser, chunk by chunk) to check it and
+- Matrix Market: a first pass reads every line (the native parser, chunk by chunk) to check it and
   to learn whether entries are sorted by column, as 10x writes them; sorted files are then streamed
   a chunk of lines at a time, others are loaded whole. The header's sizes are checked before anything
   is allocated.
@@ -33,8 +33,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
 
+from .._native import mtx_parse_entries
 from ..errors import InvalidInputError, SinrError
 from ..limits import MAX_COUNT, MAX_NAME_BYTES
 from .sources import (CellBlock, MatrixSource, RandomAccessSource, ScipySource, SourceSpec, check_names, check_shape,
@@ -121,185 +121,8 @@ def _find(folder: Path, stems: Sequence[str]) -> Path | None:
 
 # ---------------------------------------------------------------------------------- Matrix Market
 
+# Codes of the native parser (native/core/include/sinr/matrix_market.hpp; _native.MTX_CODES names them)
 _OK, _SYNTAX, _FIELDS, _INDEX, _FRACTION, _NAN, _LARGE, _NEGATIVE = range(8)
-_POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
-_JIT = dict(nogil=True, cache=True)
-
-
-@njit(**_JIT)
-def _blank(c) -> bool:
-    return c == 32 or c == 9 or c == 13
-
-
-@njit(**_JIT)
-def _token_end(buf, i: int) -> int:
-    while i < buf.size and not _blank(buf[i]) and buf[i] != 10:
-        i += 1
-    return i
-
-
-@njit(**_JIT)
-def _parse_integer(buf, i: int):
-    """A whole number with an optional sign at buf[i:]: (end, value, code)."""
-    negative = False
-    if i < buf.size and (buf[i] == 43 or buf[i] == 45):
-        negative = buf[i] == 45
-        i += 1
-    first, value, large = i, 0, False
-    while i < buf.size and 48 <= buf[i] <= 57:
-        if value >= 10**16:
-            large = True
-        else:
-            value = value * 10 + (buf[i] - 48)
-        i += 1
-    if i == first or _token_end(buf, i) != i:
-        return _token_end(buf, i), 0, _SYNTAX
-    if large:
-        return i, 0, _LARGE
-    return i, -value if negative else value, _OK
-
-
-@njit(**_JIT)
-def _word(buf, i: int, end: int, word) -> bool:
-    """buf[i:end] is `word` (lower case), ignoring case."""
-    if end - i != word.size:
-        return False
-    for k in range(word.size):
-        if buf[i + k] | 32 != word[k]:
-            return False
-    return True
-
-
-_NAN_WORD, _INF_WORD, _INFINITY_WORD = (np.frombuffer(w, np.uint8).copy() for w in (b"nan", b"inf", b"infinity"))
-
-
-@njit(**_JIT)
-def _parse_count(buf, i: int):
-    """A decimal number (sign, digits, fraction, exponent; or nan/inf) that must be a count:
-    (end, value, code). Exact: whether it is whole is decided on its decimal digits."""
-    end = _token_end(buf, i)
-    negative = False
-    if i < end and (buf[i] == 43 or buf[i] == 45):
-        negative = buf[i] == 45
-        i += 1
-    if _word(buf, i, end, _NAN_WORD) or _word(buf, i, end, _INF_WORD) or _word(buf, i, end, _INFINITY_WORD):
-        return end, 0, _NAN
-    mantissa, digits, scale, seen, dropped = 0, 0, 0, False, False  # |value| = mantissa * 10**scale
-    while i < end and 48 <= buf[i] <= 57:
-        d = buf[i] - 48
-        seen = True
-        if mantissa == 0:
-            mantissa, digits = d, 1 if d else 0
-        elif digits < 18:
-            mantissa, digits = mantissa * 10 + d, digits + 1
-        else:
-            scale += 1
-            dropped = dropped or d != 0
-        i += 1
-    if i < end and buf[i] == 46:  # '.'
-        i += 1
-        zeros = 0
-        while i < end and 48 <= buf[i] <= 57:
-            d = buf[i] - 48
-            seen = True
-            if d == 0:
-                zeros += 1
-            elif mantissa == 0:
-                mantissa, digits, scale, zeros = d, 1, scale - zeros - 1, 0
-            elif digits + zeros < 18:
-                mantissa = mantissa * _POW10[zeros + 1] + d
-                digits, scale, zeros = digits + zeros + 1, scale - zeros - 1, 0
-            else:
-                dropped = True
-            i += 1
-    if not seen:
-        return end, 0, _SYNTAX
-    exponent = 0
-    if i < end and buf[i] | 32 == 101:  # 'e'
-        i += 1
-        exponent_negative = i < end and buf[i] == 45
-        i, exponent, code = _parse_integer(buf, i)
-        if code == _LARGE:
-            exponent = -(10**6) if exponent_negative else 10**6
-        elif code != _OK:
-            return end, 0, _SYNTAX
-    if i != end:
-        return end, 0, _SYNTAX
-    if mantissa == 0:
-        return end, 0, _OK
-    total = scale + exponent
-    if digits + total > 10:
-        return end, 0, _LARGE
-    if dropped:  # a nonzero digit below the 18 kept, all of them below 10**10: a fraction
-        return end, 0, _FRACTION
-    if total >= 0:
-        value = mantissa * _POW10[total]
-    else:
-        if -total > 18 or mantissa % _POW10[-total] != 0:
-            return end, 0, _FRACTION
-        value = mantissa // _POW10[-total]
-    if value > MAX_COUNT:
-        return end, 0, _LARGE
-    if negative:
-        return end, 0, _NEGATIVE
-    return end, value, _OK
-
-
-@njit(**_JIT)
-def _parse_entries(buf, n_fields: int, integer: bool, n_rows: int, n_cols: int, last_col: int, rows, cols, vals):
-    """Parse whole lines of Matrix Market entries into 0-based rows, cols and values.
-
-    Returns (entries, code, offset of the failing line, failing field, last column, offset of
-    the first entry whose column is below the one before it or -1)."""
-    n, i, size, unsorted_at = 0, 0, buf.size, -1
-    while i < size:
-        line = i
-        while i < size and _blank(buf[i]):
-            i += 1
-        if i == size:
-            break
-        if buf[i] == 10 or buf[i] == 37:  # an empty line, or a '%' comment
-            while i < size and buf[i] != 10:
-                i += 1
-            i += 1
-            continue
-        row, col, value = 0, 0, 1
-        for field in range(n_fields):
-            while i < size and _blank(buf[i]):
-                i += 1
-            if i == size or buf[i] == 10:
-                return n, _FIELDS, line, field, last_col, unsorted_at
-            if field < 2:
-                i, number, code = _parse_integer(buf, i)
-                if code == _LARGE or code == _OK and not 1 <= number <= (n_rows if field == 0 else n_cols):
-                    code = _INDEX
-            elif integer:
-                i, number, code = _parse_integer(buf, i)
-                if code == _OK and number > MAX_COUNT:
-                    code = _LARGE
-                elif code == _OK and number < 0:
-                    code = _NEGATIVE
-            else:
-                i, number, code = _parse_count(buf, i)
-            if code != _OK:
-                return n, code, line, field, last_col, unsorted_at
-            if field == 0:
-                row = number
-            elif field == 1:
-                col = number - 1
-            else:
-                value = number
-        while i < size and _blank(buf[i]):
-            i += 1
-        if i < size and buf[i] != 10:
-            return n, _FIELDS, line, n_fields, last_col, unsorted_at
-        i += 1
-        if col < last_col and unsorted_at < 0:
-            unsorted_at = line
-        last_col = col
-        rows[n], cols[n], vals[n] = row - 1, col, value
-        n += 1
-    return n, _OK, 0, 0, last_col, unsorted_at
 
 
 _MTX_FIELDS = {"integer": "integer", "real": "real", "double": "real", "pattern": "pattern"}
@@ -430,7 +253,7 @@ class MtxSource(MatrixSource):
                         buf, carry = buf[:cut], buf[cut:]
                     capacity = buf.count(b"\n") + 1
                     genes, cells, values = (np.empty(capacity, np.int32) for _ in range(3))
-                    n, code, at, field, last, unsorted_at = _parse_entries(
+                    n, code, at, field, last, unsorted_at = mtx_parse_entries(
                         np.frombuffer(buf, np.uint8), n_fields, self.field == "integer", self.shape[0],
                         self.shape[1], last_col, genes, cells, values)
                     if code != _OK:
