@@ -353,9 +353,9 @@ void bind_siren(nb::module_& m) {
     if (rows.shape(0) != cols.shape(0) || out.shape(0) != rows.shape(0))
       throw nb::value_error("siren_outputs: rows, cols and out differ in length");
     nb::gil_scoped_release release;
-    std::vector<int64_t> work(2 * kMaxSirenWidth);
-    for (size_t i = 0; i < rows.shape(0); ++i)
-      out.data()[i] = siren_output(net, rows.data()[i], cols.data()[i], height, width, work.data());
+    SirenEvaluator evaluator;
+    evaluator.prepare(net);
+    for (size_t i = 0; i < rows.shape(0); ++i) out.data()[i] = evaluator.output(rows.data()[i], cols.data()[i], height, width);
   }, nb::arg("layers"), nb::arg("params"), nb::arg("rows"), nb::arg("cols"), nb::arg("height"), nb::arg("width"),
      nb::arg("out").noconvert());
   m.def("context_of_output", &context_of_output);

@@ -129,6 +129,96 @@ int64_t siren_output(const SirenNet& net, int64_t row, int64_t col, int64_t heig
   return y;
 }
 
+bool SirenEvaluator::prepare(const SirenNet& net) {
+  if (!siren_valid(net)) return false;
+  net_ = net;
+  work_.resize(2 * kMaxSirenWidth);
+  act_.resize(kMaxSirenWidth);
+  sums_.resize(kMaxSirenWidth);
+  fast_ = true;
+  for (int64_t l = 1; l < net.n_layers && fast_; ++l) {
+    const int64_t* layer = net.layers + l * kLayerFields;
+    const int64_t* w = net.params + layer[5];
+    for (int64_t i = 0; i < layer[0] * layer[1]; ++i)
+      if (w[i] <= -(int64_t{1} << 32) || w[i] >= (int64_t{1} << 32)) fast_ = false;
+  }
+  weights_.clear();
+  first_weight_.assign(static_cast<size_t>(net.n_layers), 0);
+  if (!fast_) return true;
+  for (int64_t l = 1; l < net.n_layers; ++l) {
+    const int64_t* layer = net.layers + l * kLayerFields;
+    const int64_t n_out = layer[0], n_in = layer[1];
+    const int64_t* w = net.params + layer[5];
+    first_weight_[l] = static_cast<int64_t>(weights_.size());
+    for (int64_t i = 0; i < n_in; ++i)
+      for (int64_t o = 0; o < n_out; ++o) weights_.push_back(static_cast<double>(w[o * n_in + i]));
+  }
+  return true;
+}
+
+int64_t SirenEvaluator::output(int64_t row, int64_t col, int64_t height, int64_t width) {
+  if (!fast_ || net_.n_layers < 2) return siren_output(net_, row, col, height, width, work_.data());
+  const int16_t* sine = sine_table();
+  // the first layer in integers (as siren_output), its activations as doubles
+  const int64_t* layer = net_.layers;
+  {
+    const int64_t n_out = layer[0];
+    const uint64_t x0 = 2 * static_cast<uint64_t>(row) - (static_cast<uint64_t>(height) - 1);
+    const uint64_t x1 = 2 * static_cast<uint64_t>(col) - (static_cast<uint64_t>(width) - 1);
+    const uint64_t w_mult = static_cast<uint64_t>(layer[2]), b_mult = static_cast<uint64_t>(layer[3]);
+    const int shift = static_cast<int>(layer[4]);
+    const int64_t* weights = net_.params + layer[5];
+    const int64_t* biases = weights + 2 * n_out;
+    for (int64_t o = 0; o < n_out; ++o) {
+      const uint64_t z = static_cast<uint64_t>(weights[2 * o]) * x0 + static_cast<uint64_t>(weights[2 * o + 1]) * x1;
+      const int64_t a = static_cast<int64_t>(z * w_mult + static_cast<uint64_t>(biases[o]) * b_mult) >> shift;
+      act_[o] = sine[a & (kSineSize - 1)];
+    }
+  }
+  double* act = act_.data();
+  double* sums = sums_.data();
+  int64_t y = 0;
+  for (int64_t l = 1; l < net_.n_layers; ++l) {
+    layer = net_.layers + l * kLayerFields;
+    const int64_t n_out = layer[0], n_in = layer[1];
+    const uint64_t w_mult = static_cast<uint64_t>(layer[2]), b_mult = static_cast<uint64_t>(layer[3]);
+    const int shift = static_cast<int>(layer[4]);
+    const int64_t* biases = net_.params + layer[5] + n_out * n_in;
+    const double* w = weights_.data() + first_weight_[l];
+    // exact integers: any order gives the int64 sums. Blocks of 8 outputs keep their sums in
+    // registers across the inputs; the rest go through memory.
+    int64_t o = 0;
+    for (; o + 8 <= n_out; o += 8) {
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const double* wo = w + o;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const double x = act[i];
+        const double* wi = wo + i * n_out;
+        for (int j = 0; j < 8; ++j) acc[j] += wi[j] * x;
+      }
+      for (int j = 0; j < 8; ++j) sums[o + j] = acc[j];
+    }
+    for (; o < n_out; ++o) {  // the last few (the output layer's one) with four partial sums each
+      double acc[4] = {0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 4 <= n_in; i += 4)
+        for (int j = 0; j < 4; ++j) acc[j] += w[(i + j) * n_out + o] * act[i + j];
+      for (; i < n_in; ++i) acc[0] += w[i * n_out + o] * act[i];
+      sums[o] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+    const bool last = l == net_.n_layers - 1;
+    for (o = 0; o < n_out; ++o) {
+      const uint64_t z = static_cast<uint64_t>(static_cast<int64_t>(sums[o]));
+      const int64_t a = static_cast<int64_t>(z * w_mult + static_cast<uint64_t>(biases[o]) * b_mult) >> shift;
+      if (last)
+        y = a;
+      else
+        act[o] = sine[a & (kSineSize - 1)];  // the inputs are spent: every sum is done
+    }
+  }
+  return y;
+}
+
 int context_of_output(int kind, double offset, double scale, int64_t y) {
   const double fy = static_cast<double>(y);
   if (kind == kNormLog) {  // the output is log1p(mean) / scale

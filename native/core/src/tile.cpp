@@ -181,6 +181,11 @@ struct TileResult {
   int64_t status;
 };
 
+// Whether a tile's shape is one the format allows, and its nonzeros fit it.
+inline bool shape_ok(int64_t k, int64_t h, int64_t w) {
+  return h >= 0 && w >= 0 && (w == 0 || h <= kMaxTileEntries / w) && k >= 0 && k <= h * w;
+}
+
 // Whether a used row of a value model is safe for rans::decode_table: cum runs from 0 to 2**16
 // without decreasing, and each lut entry names a bin whose start is at or before its slot.
 bool row_is_valid(const int32_t* cum, const uint8_t* lut) {
@@ -289,7 +294,7 @@ class TileDecoder {
                      models_.used + model * kNumContexts, row_state_.data() + model * kNumContexts};
     return true;
   }
-  bool select_siren(int64_t siren, SirenNet& net, int& kind, double& offset, double& scale) const;
+  bool select_siren(int64_t siren, int& kind, double& offset, double& scale);
 
   template <bool kFiltered, typename R, typename V>
   TileResult baseline_values(Reader r, const TileInfo& t, int64_t lo, int64_t last, R* out_rows, R* out_cols,
@@ -311,7 +316,8 @@ class TileDecoder {
   std::vector<int32_t> positions_, zeros_;
   std::vector<int32_t> rows_, cols_, contexts_;  // the SIREN path's, sized on first use
   std::vector<uint8_t> keep_;
-  std::vector<int64_t> work_;
+  SirenEvaluator evaluator_;
+  int64_t prepared_siren_ = -1;  // the SIREN evaluator_ holds
   std::vector<uint8_t> row_state_;
 };
 
@@ -391,18 +397,23 @@ int64_t TileDecoder::last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) 
   return last;
 }
 
-bool TileDecoder::select_siren(int64_t siren, SirenNet& net, int& kind, double& offset, double& scale) const {
+bool TileDecoder::select_siren(int64_t siren, int& kind, double& offset, double& scale) {
   if (siren < 0 || siren >= sirens_.n) return false;
   const int64_t* spec = sirens_.spec + siren * 3;
   const int64_t first_layer = spec[0], n_layers = spec[1];
   if (first_layer < 0 || n_layers < 0 || first_layer > sirens_.n_layer_rows ||
       n_layers > sirens_.n_layer_rows - first_layer)
     return false;
-  net = SirenNet{sirens_.layers + first_layer * kLayerFields, n_layers, sirens_.params, sirens_.n_params};
   kind = static_cast<int>(spec[2]);
   offset = sirens_.norm[siren * 2];
   scale = sirens_.norm[siren * 2 + 1];
-  return siren_valid(net);
+  if (siren == prepared_siren_) return true;  // consecutive tiles of a band share its SIREN
+  prepared_siren_ = -1;
+  if (!evaluator_.prepare(SirenNet{sirens_.layers + first_layer * kLayerFields, n_layers, sirens_.params,
+                                   sirens_.n_params}))
+    return false;
+  prepared_siren_ = siren;
+  return true;
 }
 
 int64_t TileDecoder::positions_only(const TileInfo& t, int64_t n) {
@@ -462,10 +473,9 @@ TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo,
 template <typename R, typename V>
 TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, int64_t hi, R* out_rows, R* out_cols,
                                      V* out_values, int64_t room) {
-  SirenNet net;
   int kind;
   double offset, scale;
-  if (!select_siren(t.siren, net, kind, offset, scale)) return {0, kUnusedContext};
+  if (!select_siren(t.siren, kind, offset, scale)) return {0, kUnusedContext};
   const bool inr_only = mode_ == kModeInrOnly;
   ModelView model{};
   if (!inr_only && t.k > 0 && !select_model(t.model, model)) return {0, kUnusedContext};
@@ -474,7 +484,6 @@ TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, in
     cols_.resize(static_cast<size_t>(max_k_));
     contexts_.resize(static_cast<size_t>(max_k_));
     keep_.resize(static_cast<size_t>(max_k_));
-    work_.resize(2 * kMaxSirenWidth);
   }
   const int64_t last = last_kept(lo, hi, t.w, t.col);
   const int32_t* positions = positions_.data();
@@ -492,7 +501,7 @@ TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, in
     cols_[idx] = static_cast<int32_t>(c);
     keep_[idx] = kept(idx, lo, c);
     if (!inr_only || keep_[idx]) {
-      const int64_t y = siren_output(net, i, t.first + j, t.h, t.cells, work_.data());
+      const int64_t y = evaluator_.output(i, t.first + j, t.h, t.cells);
       contexts_[idx] = inr_only ? static_cast<int32_t>(prediction_of_output(kind, offset, scale, y))
                                 : context_of_output(kind, offset, scale, y);
     }
@@ -526,10 +535,9 @@ TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, in
 template <typename R, typename V>
 TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room) {
   if (t.start < 0 || t.length < 0 || t.start > buf_.size || t.length > buf_.size - t.start) return {0, kTruncated};
-  if (t.h < 0 || t.w < 0 || (t.w > 0 && t.h > kMaxTileEntries / t.w)) return {0, kBeyondTile};
+  if (!shape_ok(t.k, t.h, t.w) || t.k > max_k_) return {0, kBeyondTile};
   const int64_t n = t.h * t.w;
   const int64_t k = t.k;
-  if (k < 0 || k > n || k > max_k_) return {0, kBeyondTile};
   const int64_t m = 2 * k <= n ? k : n - k;
   const uint8_t* end = buf_.data + t.start + t.length;
   Reader r;
@@ -568,9 +576,12 @@ TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* o
   return siren_values(r, t, lo, hi, out_rows, out_cols, out_values, room);
 }
 
-int64_t largest_k(Span<const int64_t> k) {
+// The most nonzeros of any tile that can be decoded: the scratch's size (a directory entry that
+// contradicts its shape gets a status, not memory).
+int64_t largest_k(const TileDirectory& tiles) {
   int64_t most = 0;
-  for (int64_t t = 0; t < k.size; ++t) most = std::max(most, std::min(k[t], kMaxTileEntries));
+  for (int64_t t = 0; t < tiles.k.size; ++t)
+    if (shape_ok(tiles.k[t], tiles.h[t], tiles.w[t])) most = std::max(most, tiles.k[t]);
   return most;
 }
 
@@ -590,7 +601,7 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
   if (out_count.size != n_tiles || status.size != n_tiles)
     throw std::invalid_argument("decode_tiles: out_count and status need one entry per tile");
   const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
-  TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles.k));
+  TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles));
   for (int64_t t = 0; t < n_tiles; ++t) {
     const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
                         tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
@@ -627,7 +638,7 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_
   for (const Span<const int64_t>* a : {&tiles.offset, &tiles.length, &tiles.h, &tiles.w, &tiles.row})
     if (a->size != n_tiles) throw std::invalid_argument("count_rows: the per-tile arrays differ in length");
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
-  TileDecoder decoder(buf, {}, {}, ValueModels{}, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles.k));
+  TileDecoder decoder(buf, {}, {}, ValueModels{}, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
   for (int64_t t = 0; t < n_tiles; ++t) {
     status[t] = kOk;
     const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], row = tiles.row[t];
@@ -637,8 +648,7 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_
       status[t] = kTruncated;
       continue;
     }
-    if (h < 0 || w < 0 || (w > 0 && h > kMaxTileEntries / w) || k < 0 || k > h * w || row < 0 ||
-        row > counts.size - h) {
+    if (!shape_ok(k, h, w) || row < 0 || row > counts.size - h) {
       status[t] = kBeyondTile;
       continue;
     }
@@ -672,7 +682,7 @@ EntryValue decode_entry(Span<const uint8_t> buf, const TileInfo& tile, Span<cons
   filter.want_row = row;
   filter.want_col = col;
   TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter,
-                      std::min(std::max<int64_t>(tile.k, 0), kMaxTileEntries));
+                      shape_ok(tile.k, tile.h, tile.w) ? tile.k : 0);
   int64_t value = 0, out_row, out_col;
   const TileResult result = decoder.decode(tile, &out_row, &out_col, &value, 1);
   return {result.count ? value : 0, result.status};

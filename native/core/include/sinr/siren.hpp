@@ -10,6 +10,7 @@
 // arbitrary (but defined) outputs.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "sinr/models.hpp"
 
@@ -51,6 +52,28 @@ bool siren_valid(const SirenNet& net);
 // The network's output y (units of 2**-kOutputBits) at patch-local (row, col) of a patch of
 // height x width; work holds 2 * kMaxSirenWidth int64. The net must be siren_valid.
 int64_t siren_output(const SirenNet& net, int64_t row, int64_t col, int64_t height, int64_t width, int64_t* work);
+
+// siren_output for many points of one network: prepare() checks the net once and lays out its
+// later layers for a fast path. Their inputs are SINE values (|x| <= 4096), so with weights below
+// 2**32 in magnitude every product and every partial sum of up to 512 of them is an integer below
+// 2**53: exact in binary64 whatever the order or fusion, hence equal to the int64 sums. Those
+// layers then run as vectorisable double loops (weights transposed, input-major); the first layer
+// (inputs up to 2**31) and any net with larger weights take the integer path.
+class SirenEvaluator {
+ public:
+  // False (and nothing prepared) if the net is not siren_valid.
+  bool prepare(const SirenNet& net);
+  // The output at patch-local (row, col) of a height x width patch, as siren_output.
+  int64_t output(int64_t row, int64_t col, int64_t height, int64_t width);
+
+ private:
+  SirenNet net_;
+  bool fast_ = false;
+  std::vector<double> weights_;       // per layer after the first: n_in x n_out, input-major
+  std::vector<int64_t> first_weight_;  // each layer's offset into weights_
+  std::vector<double> act_, sums_;
+  std::vector<int64_t> work_;
+};
 
 // Coding context of a network output (spec §7.2), in 0..kNumContexts-1.
 int context_of_output(int kind, double offset, double scale, int64_t y);
