@@ -12,10 +12,10 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from numba import njit
 
+from .. import _native
 from ..errors import CorruptFileError
-from .rans import INLINE, PROB_SCALE
+from .rans import PROB_SCALE
 
 MANTISSA_BITS = 3
 MAX_EXPONENT = 30  # e = u + 1 < 2**31
@@ -28,20 +28,10 @@ LUT_SIZE = 256
 EDGE_CRC32 = 0xB46601DB  # of the integers E_k of spec Appendix A.1, as int64 little-endian
 
 
-@njit(**INLINE)
 def bin_of(u: int) -> tuple[int, int, int]:
-    """(bin, offset, offset bits) of u >= 0."""
-    e = u + 1
-    exponent = -1
-    v = e
-    while v > 0:
-        v >>= 1
-        exponent += 1
-    if exponent < MANTISSA_BITS:
-        return e - 1, 0, 0
-    drop = exponent - MANTISSA_BITS
-    return (1 << MANTISSA_BITS) - 1 + drop * (1 << MANTISSA_BITS) + ((e >> drop) - (1 << MANTISSA_BITS)), \
-        e & ((1 << drop) - 1), drop
+    """(bin, offset, offset bits) of u in 0..2**31 - 2 (the native core's; its decoder inverts it
+    with BIN_START and BIN_OFFSET_BITS)."""
+    return _native.bin_of(int(u))
 
 
 def _bin_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -58,23 +48,23 @@ BIN_START, BIN_OFFSET_BITS = _bin_tables()
 
 
 def _context_edges() -> np.ndarray:
-    """Lower edges, in value space, of the contexts: expm1(k/4) rounded to a 2**-20 grid.
+    """Lower edges, in value space, of the contexts: expm1(k/4) rounded to a 2**-20 grid, as the
+    native core computes them for its SIREN contexts.
 
     No edge lies within thousands of ulps of a rounding tie, so every libm gives the same table;
     it is checked against the integers of spec Appendix A.1."""
-    scaled = np.round(np.expm1(np.arange(N_CONTEXTS) / CONTEXT_STEPS_PER_NAT) * 2.0**20)
-    assert zlib.crc32(scaled.astype("<i8").tobytes()) == EDGE_CRC32, "expm1 differs from spec Appendix A.1"
-    return scaled / 2.0**20
+    edges = np.array(_native.context_edges(), dtype=np.float64)
+    assert edges.size == N_CONTEXTS
+    assert zlib.crc32((edges * 2.0**20).astype("<i8").tobytes()) == EDGE_CRC32, "expm1 differs from spec Appendix A.1"
+    return edges
 
 
 CONTEXT_EDGES = _context_edges()
 
 
-@njit(**INLINE)
 def baseline_context(log_mean_sixteenths: int) -> int:
     """Context of a predicted log1p mean in units of 1/16 nat."""
-    k = log_mean_sixteenths >> CONTEXT_SHIFT
-    return min(max(k, 0), N_CONTEXTS - 1)
+    return min(max(int(log_mean_sixteenths) >> CONTEXT_SHIFT, 0), N_CONTEXTS - 1)
 
 
 def frequencies(counts: np.ndarray) -> np.ndarray:

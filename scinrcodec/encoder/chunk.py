@@ -13,9 +13,9 @@ from numba import njit
 
 from ..codec.checksum import content_checksum
 from ..codec.geometry import ChunkGeometry
-from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, baseline_context, bin_of, decoding_tables, frequencies
-from ..codec.rans import JIT
+from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
+from .._pending_numba import JIT, baseline_context, bin_of
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock
 from ..limits import MAX_CHUNK_NNZ

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from ..codec.models import LOG_MEAN_UNITS
-from ..codec.rans import JIT
+from .._pending_numba import JIT
 
 TERM_MIN, TERM_MAX = -32768, 32767
 

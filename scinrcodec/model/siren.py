@@ -1,4 +1,5 @@
-"""SIREN inference in integer arithmetic: the decoder's predictor (numpy and numba only).
+"""SIREN inference in integer arithmetic: the decoder's predictor, evaluated by the native core
+(native/core/src/siren.cpp).
 
 A SIREN is sin(w0 (W x + b)) layers then a linear output. Decoding must reproduce the encoder's
 predictions bit for bit on any machine, so the quantised network runs in int64: activations are
@@ -14,10 +15,8 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-from ..codec.models import CONTEXT_EDGES, CONTEXT_STEPS_PER_NAT, N_CONTEXTS
-from ..codec.rans import JIT
+from .. import _native
 from ..errors import CorruptFileError
 from ..limits import (MAX_COUNT, MAX_SIREN_LAYERS, MAX_SIREN_MULTIPLIER, MAX_SIREN_SHIFT, MAX_SIREN_WIDTH,
                       SIREN_ACCUMULATOR_BOUND)
@@ -36,21 +35,22 @@ EXPM1_CRC32 = 0x514976D3  # spec Appendix A.3: the table as uint32 little-endian
 
 
 def _sine_table() -> np.ndarray:
-    """round(sin(2 pi k / 2**TABLE_BITS) * 2**ACTIVATION_BITS); no entry is near a rounding tie,
-    so every libm gives this table (checked against the spec's check value)."""
-    scaled = np.sin(2 * np.pi * np.arange(1 << TABLE_BITS) / (1 << TABLE_BITS)) * (1 << ACTIVATION_BITS)
-    table = np.round(scaled).astype(np.int64)
+    """round(sin(2 pi k / 2**TABLE_BITS) * 2**ACTIVATION_BITS), as the native core computes it; no
+    entry is near a rounding tie, so every libm gives this table (checked against the spec's check
+    value)."""
+    table = np.array(_native.sine_table(), dtype=np.int64)
+    assert table.size == 1 << TABLE_BITS
     assert zlib.crc32(table.astype("<i2").tobytes()) == SINE_CRC32, "sin differs from spec Appendix A.2"
     return table
 
 
 def _expm1_table() -> np.ndarray:
     """round(expm1((k + 1/2) / 2**LOG_GRID_BITS)), capped at MAX_COUNT, for every k up to the cap:
-    the --inr-only prediction of the log normalisation. No entry is near a rounding tie (checked
-    against the spec's check value)."""
+    the --inr-only prediction of the log normalisation, as the native core computes it. No entry
+    is near a rounding tie (checked against the spec's check value)."""
     top = int(np.ceil(np.log1p(MAX_COUNT) * (1 << LOG_GRID_BITS))) + 1
-    values = np.expm1((np.arange(top) + 0.5) / (1 << LOG_GRID_BITS))
-    table = np.minimum(np.round(values), MAX_COUNT).astype(np.int64)
+    table = np.array(_native.expm1_table(), dtype=np.int64)
+    assert table.size == top
     assert zlib.crc32(table.astype("<u4").tobytes()) == EXPM1_CRC32, "expm1 differs from spec Appendix A.3"
     return table
 
@@ -181,7 +181,7 @@ class PatchSiren:
         return True
 
     def packed(self) -> tuple[np.ndarray, np.ndarray]:
-        """(layer table int64 [n_layers, LAYER_FIELDS], flat parameters) for the compiled evaluator."""
+        """(layer table int64 [n_layers, LAYER_FIELDS], flat parameters) for the native evaluator."""
         table = np.zeros((len(self.layers), LAYER_FIELDS), dtype=np.int64)
         first = 0
         for row, layer in zip(table, self.layers):
@@ -191,56 +191,22 @@ class PatchSiren:
         return table, self.flat_parameters().astype(np.int64)
 
 
-@njit(**JIT)
 def siren_output(layers: np.ndarray, params: np.ndarray, first_layer: int, n_layers: int, row: int, col: int,
-                 height: int, width: int, work: np.ndarray) -> int:
-    """The integer network at patch-local (row, col); work holds 2 x MAX_SIREN_WIDTH int64."""
-    size = 2
-    work[0, 0] = 2 * row - (height - 1)
-    work[0, 1] = 2 * col - (width - 1)
-    current = 0
-    y = 0
-    for layer in range(first_layer, first_layer + n_layers):
-        n_out, n_in, w_mult, b_mult, shift, first = layers[layer]
-        nxt = 1 - current
-        last = layer == first_layer + n_layers - 1
-        for o in range(n_out):
-            z = 0
-            base = first + o * n_in
-            for i in range(size):
-                z += params[base + i] * work[current, i]
-            a = (z * w_mult + params[first + n_out * n_in + o] * b_mult) >> shift
-            if last:
-                y = a
-            else:
-                work[nxt, o] = SINE_TABLE[a & ((1 << TABLE_BITS) - 1)]
-        size = n_out
-        current = nxt
-    return y
+                 height: int, width: int) -> int:
+    """The integer network at patch-local (row, col): layers first_layer.. of a packed layer table
+    (see PatchSiren.packed), which must chain and stay inside params (else ValueError)."""
+    return _native.siren_output(np.asarray(layers, np.int64), np.asarray(params, np.int64), int(first_layer),
+                                int(n_layers), int(row), int(col), int(height), int(width))
 
 
-@njit(**JIT)
 def context_of_output(kind: int, offset: float, scale: float, y: int) -> int:
     """Coding context of a network output (spec §7.2)."""
-    if kind == 2:  # log: the output is log1p(mean) / scale
-        k = np.floor(np.float64(y) * (scale * (CONTEXT_STEPS_PER_NAT * 2.0 ** -OUTPUT_BITS)))
-        return int(min(max(k, 0.0), N_CONTEXTS - 1.0))
-    mean = np.float64(y) * 2.0 ** -OUTPUT_BITS * scale + offset
-    k = 0
-    while k + 1 < N_CONTEXTS and CONTEXT_EDGES[k + 1] <= mean:
-        k += 1
-    return k
+    return _native.context_of_output(int(kind), float(offset), float(scale), int(y))
 
 
-@njit(**JIT)
 def prediction_of_output(kind: int, offset: float, scale: float, y: int) -> int:
     """--inr-only: the predicted count of a nonzero, at least 1 (spec §7.3)."""
-    if kind == 2:
-        k = np.floor(np.float64(y) * (scale * 2.0 ** (LOG_GRID_BITS - OUTPUT_BITS)))
-        index = int(min(max(k, 0.0), EXPM1_TABLE.size - 1.0))
-        return max(1, EXPM1_TABLE[index])
-    mean = np.float64(y) * 2.0 ** -OUTPUT_BITS * scale + offset
-    return int(min(max(np.rint(mean), 1.0), float(MAX_COUNT)))
+    return _native.prediction_of_output(int(kind), float(offset), float(scale), int(y))
 
 
 def centred_coordinates(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
@@ -257,24 +223,21 @@ def coordinate_scale(n_rows: int, n_cols: int, mode: str) -> tuple[float, float]
     return row, col
 
 
-@njit(**JIT)
 def siren_outputs(layers: np.ndarray, params: np.ndarray, rows: np.ndarray, cols: np.ndarray, height: int,
                   width: int) -> np.ndarray:
     """The network at many patch-local (row, col) points (the encoder's view of siren_output)."""
-    work = np.empty((2, MAX_SIREN_WIDTH), dtype=np.int64)
+    rows, cols = np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(cols, np.int64)
+    if rows.shape != cols.shape or rows.ndim != 1:
+        raise ValueError("siren_outputs: rows and cols must be 1-D arrays of one length")
     out = np.empty(rows.size, dtype=np.int64)
-    for idx in range(rows.size):
-        out[idx] = siren_output(layers, params, 0, layers.shape[0], rows[idx], cols[idx], height, width, work)
+    _native.siren_outputs(np.ascontiguousarray(layers, np.int64), np.ascontiguousarray(params, np.int64), rows, cols,
+                          int(height), int(width), out)
     return out
 
 
-@njit(**JIT)
 def read_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray, predictions: bool) -> np.ndarray:
     """Network outputs as coding contexts, or with `predictions` as --inr-only predicted counts."""
+    outputs = np.ascontiguousarray(outputs, np.int64).ravel()
     out = np.empty(outputs.size, dtype=np.int64)
-    for idx in range(outputs.size):
-        if predictions:
-            out[idx] = prediction_of_output(kind, offset, scale, outputs[idx])
-        else:
-            out[idx] = context_of_output(kind, offset, scale, outputs[idx])
+    _native.read_outputs(int(kind), float(offset), float(scale), outputs, bool(predictions), out)
     return out

@@ -16,8 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from ..codec.checksum import mix
-from ..codec.rans import JIT, bit_length
+from .._pending_numba import JIT, bit_length, mix
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from .decode import _buffer, _pool, decode_batch, gather

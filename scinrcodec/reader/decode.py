@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ..codec.rans import JIT
+from .._pending_numba import JIT
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from .index import MODE_CODES, Chunk, MatrixIndex, TileTable

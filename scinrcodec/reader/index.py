@@ -15,7 +15,7 @@ from numba import njit
 
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
-from ..codec.rans import JIT
+from .._pending_numba import JIT
 from ..codec.stages import parse_stages
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION

@@ -1,5 +1,5 @@
 """SinrMatrix: an open .sinr file. Shape, names, one entry, one gene, one cell, any submatrix or
-the whole matrix, decoding only the tiles a request touches (numpy and numba only)."""
+the whole matrix, decoding only the tiles a request touches (the native core decodes)."""
 from __future__ import annotations
 
 import bisect
@@ -167,16 +167,17 @@ class SinrMatrix:
         index = self._index
         if not chunk.band_verified[band]:
             index.verify_band(chunk, band)
-        buffer, base = index.source.array(), 0
+        buffer, start = index.source.array(), int(chunk.tile_offset[tile])
+        length = int(chunk.tile_length[tile])
         if buffer is None:
-            base = int(chunk.tile_offset[tile])
-            buffer = np.frombuffer(index.source.read(base, int(chunk.tile_length[tile])), dtype=np.uint8)
-        spec, norm, layers, params = index.sirens.arrays()
+            buffer, start = np.frombuffer(index.source.read(start, length), dtype=np.uint8), 0
+        siren = int(chunk.band_siren[band])
+        first = int(chunk.tile_first[tile])
         c = chunk.index
         value, status = decode_entry(
-            buffer, base, chunk.tile_offset, chunk.tile_length, chunk.tile_k, chunk.tile_h, chunk.tile_w,
-            chunk.tile_row, chunk.tile_first, tile, chunk.first_cell, chunk.n_cells, index.model_cum[c],
-            index.model_lut[c], index.model_used[c], int(chunk.band_siren[band]), spec, norm, layers, params,
+            buffer, start, length, int(chunk.tile_k[tile]), int(chunk.tile_h[tile]), int(chunk.tile_w[tile]),
+            int(chunk.tile_row[tile]), chunk.first_cell + first, first, chunk.n_cells, index.model_cum[c],
+            index.model_lut[c], index.model_used[c], siren, index.sirens.arrays() if siren >= 0 else None,
             index.genes()[3], index.cell_terms, MODE_CODES[index.mode], index.max_error, row, column)
         if status:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")

@@ -1,1 +1,691 @@
-// (filled in by the port of this layer)
+// The tile codec: encode_tiles, decode_tiles, count_rows, decode_entry (see tile.hpp).
+#include "sinr/tile.hpp"
+
+#include <algorithm>
+#include <initializer_list>
+#include <stdexcept>
+#include <vector>
+
+#include "sinr/models.hpp"
+#include "sinr/rans.hpp"
+#include "sinr/siren.hpp"
+
+namespace sinr {
+
+using rans::kProbBits;
+using rans::kProbScale;
+using rans::kRansLow;
+using rans::Reader;
+
+namespace {
+
+constexpr int kCumColumns = kNumBins + 1;
+
+// Write to out the positions of 0..n-1 not among the first `count` sorted positions; return how
+// many. A tile more than half full codes its zeros, so both sides take complements.
+template <typename In, typename Out>
+int64_t complement(const In* sorted_positions, int64_t count, int64_t n, Out* out) {
+  int64_t filled = 0;
+  int64_t p = 0;
+  for (int64_t idx = 0; idx <= count; ++idx) {
+    const int64_t stop = idx < count ? static_cast<int64_t>(sorted_positions[idx]) : n;
+    while (p < stop) out[filled++] = static_cast<Out>(p++);
+    p = stop + 1;
+  }
+  return filled;
+}
+
+// ------------------------------------------------------------------------------------- encode
+
+struct SymbolSink {
+  uint32_t* starts;
+  uint32_t* freqs;
+  int64_t n;
+  int64_t capacity;
+
+  void push(uint32_t start, uint32_t freq) {
+    if (n >= capacity) throw std::invalid_argument("encode_tiles: a tile has more symbols than max_symbols");
+    starts[n] = start;
+    freqs[n] = freq;
+    ++n;
+  }
+};
+
+}  // namespace
+
+namespace rans {
+
+int64_t encode_symbols(const uint32_t* starts, const uint32_t* freqs, int64_t n, uint8_t* scratch, uint8_t* out) {
+  if (n == 0) return 0;
+  // bytes are emitted backwards into scratch, so that they end up in decoding order
+  uint8_t* const scratch_end = scratch + 2 * n;
+  uint8_t* emit = scratch_end;
+  uint32_t x = kRansLow;
+  for (int64_t i = n - 1; i >= 0; --i) {
+    const uint32_t freq = freqs[i];
+    const uint32_t limit = ((kRansLow >> kProbBits) << 8) * freq;
+    while (x >= limit) {
+      *--emit = static_cast<uint8_t>(x & 0xFF);
+      x >>= 8;
+    }
+    x = ((x / freq) << kProbBits) + (x % freq) + starts[i];
+  }
+  for (int b = 0; b < kStateBytes; ++b) out[b] = static_cast<uint8_t>(x >> (8 * b));
+  const int64_t emitted = scratch_end - emit;
+  std::copy(emit, scratch_end, out + kStateBytes);
+  return kStateBytes + emitted;
+}
+
+}  // namespace rans
+
+EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n, Span<const int64_t> positions,
+                         Span<const int64_t> u, Span<const int64_t> contexts, Span2<const int64_t> cum,
+                         bool code_values, int64_t max_symbols, Span<uint8_t> out, Span<const double> log2_table,
+                         Span<int64_t> lengths) {
+  const int64_t n_tiles = tile_k.size;
+  if (tile_n.size != n_tiles || lengths.size != n_tiles)
+    throw std::invalid_argument("encode_tiles: tile_k, tile_n and lengths differ in length");
+  if (u.size != positions.size || contexts.size != positions.size)
+    throw std::invalid_argument("encode_tiles: positions, u and contexts differ in length");
+  if (log2_table.size <= static_cast<int64_t>(kProbScale))
+    throw std::invalid_argument("encode_tiles: log2_table needs 2**16 + 1 entries");
+  if (code_values && cum.cols < kCumColumns)
+    throw std::invalid_argument("encode_tiles: cum needs kNumBins + 1 columns");
+  if (max_symbols < 0) throw std::invalid_argument("encode_tiles: negative max_symbols");
+  int64_t most_entries = 1;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    if (tile_n[t] < 0 || tile_n[t] > kMaxTileEntries || tile_k[t] < 0 || tile_k[t] > tile_n[t])
+      throw std::invalid_argument("encode_tiles: a tile's nonzeros or entries are out of range");
+    most_entries = std::max(most_entries, tile_n[t]);
+  }
+  std::vector<uint32_t> starts(static_cast<size_t>(max_symbols) + 1), freqs(static_cast<size_t>(max_symbols) + 1);
+  std::vector<uint8_t> scratch(2 * static_cast<size_t>(max_symbols) + 8);
+  std::vector<int64_t> zeros(static_cast<size_t>(most_entries));
+  EncodeStats stats;
+  int64_t first = 0;
+  int64_t written = 0;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const int64_t k = tile_k[t];
+    const int64_t n = tile_n[t];
+    if (k > positions.size - first) throw std::invalid_argument("encode_tiles: tiles hold more nonzeros than given");
+    const int64_t* pos = positions.data + first;
+    SymbolSink sink{starts.data(), freqs.data(), 0, max_symbols};
+    int64_t n_position = 0;
+    if (k > 0) {
+      for (int64_t idx = 0; idx < k; ++idx)
+        if (pos[idx] < 0 || pos[idx] >= n || (idx > 0 && pos[idx] <= pos[idx - 1]))
+          throw std::invalid_argument("encode_tiles: a tile's positions are not ascending inside it");
+      const int64_t* coded = pos;
+      int64_t m = k;
+      if (2 * k > n) {  // code the zeros
+        m = complement(pos, k, n, zeros.data());
+        coded = zeros.data();
+      }
+      if (m > 0) {
+        const int64_t gap_m = golomb_parameter(n, m);
+        const bool has_quotients = (n - m) / gap_m > 0;
+        int64_t previous = -1;
+        for (int64_t idx = 0; idx < m; ++idx) {
+          const int64_t gap = coded[idx] - previous - 1;
+          previous = coded[idx];
+          if (has_quotients) rans::push_quotient(sink, static_cast<uint64_t>(gap / gap_m));
+          if (gap_m > 1) rans::push_uniform(sink, static_cast<uint64_t>(gap % gap_m), static_cast<uint64_t>(gap_m));
+        }
+      }
+      n_position = sink.n;
+      if (code_values) {
+        for (int64_t idx = 0; idx < k; ++idx) {
+          const int64_t value = u[first + idx];
+          const int64_t ctx = contexts[first + idx];
+          if (value < 0 || value > kMaxCount - 1 || ctx < 0 || ctx >= cum.rows)
+            throw std::invalid_argument("encode_tiles: a value or context is out of range");
+          const Bin b = bin_of(value);
+          const int64_t* row = cum[ctx];
+          const int64_t start = row[b.bin];
+          const int64_t freq = row[b.bin + 1] - start;
+          if (start < 0 || freq < 1 || start + freq > kProbScale)
+            throw std::invalid_argument("encode_tiles: a value's bin has no frequency in its context");
+          sink.push(static_cast<uint32_t>(start), static_cast<uint32_t>(freq));
+          if (b.bits > kProbBits) {
+            rans::push_bits(sink, static_cast<uint32_t>(b.offset >> kProbBits), b.bits - kProbBits);
+            rans::push_bits(sink, static_cast<uint32_t>(b.offset & (kProbScale - 1)), kProbBits);
+          } else if (b.bits > 0) {
+            rans::push_bits(sink, static_cast<uint32_t>(b.offset), b.bits);
+          }
+        }
+      }
+    }
+    const int64_t count = sink.n;
+    for (int64_t idx = 0; idx < count; ++idx) {
+      const double bits = kProbBits - log2_table[freqs[idx]];
+      if (idx < n_position)
+        stats.position_bits += bits;
+      else
+        stats.value_bits += bits;
+    }
+    if (count > 0 && out.size - written < rans::kStateBytes + 2 * count)
+      throw std::invalid_argument("encode_tiles: out is too small");
+    lengths[t] = rans::encode_symbols(starts.data(), freqs.data(), count, scratch.data(), out.data + written);
+    written += lengths[t];
+    first += k;
+  }
+  return stats;
+}
+
+// ------------------------------------------------------------------------------------- decode
+
+namespace {
+
+struct TileResult {
+  int64_t count;
+  int64_t status;
+};
+
+// Whether a tile's shape is one the format allows, and its nonzeros fit it.
+inline bool shape_ok(int64_t k, int64_t h, int64_t w) {
+  return h >= 0 && w >= 0 && (w == 0 || h <= kMaxTileEntries / w) && k >= 0 && k <= h * w;
+}
+
+// Whether a used row of a value model is safe for rans::decode_table: cum runs from 0 to 2**16
+// without decreasing, and each lut entry names a bin whose start is at or before its slot.
+bool row_is_valid(const int32_t* cum, const uint8_t* lut) {
+  if (cum[0] != 0 || cum[kNumBins] != static_cast<int32_t>(kProbScale)) return false;
+  for (int s = 0; s < kNumBins; ++s)
+    if (cum[s + 1] < cum[s]) return false;
+  for (int j = 0; j < kLutSize; ++j)
+    if (lut[j] >= kNumBins || cum[lut[j]] > (j << 8)) return false;
+  return true;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SINR_NOINLINE __attribute__((noinline))
+#define SINR_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define SINR_NOINLINE
+#define SINR_UNLIKELY(x) (x)
+#endif
+
+constexpr BinTables kBinTable{};  // this unit's own copy: addressed directly, not through the GOT
+
+// The value index u of one nonzero: its bin in its context's table, then its offset bits.
+inline bool decode_value(Reader& r, const int32_t* cum, const uint8_t* lut, int64_t& u) {
+  uint32_t b;
+  if (!rans::decode_table(r, cum, lut, b)) return false;
+  const int bits = kBinTable.bits[b];
+  uint32_t offset = 0;
+  bool ok = true;
+  if (SINR_UNLIKELY(bits > 0)) {
+    if (bits > kProbBits) {
+      uint32_t high, low = 0;
+      ok = rans::decode_bits(r, bits - kProbBits, high) && rans::decode_bits(r, kProbBits, low);
+      offset = (high << kProbBits) | low;
+    } else {
+      ok = rans::decode_bits(r, bits, offset);
+    }
+  }
+  u = kBinTable.start[b] + offset;
+  return ok;
+}
+
+// One chunk's value model as the loops use it: its rows, and per row whether it was checked
+// (0 unchecked, 1 valid, 2 unusable).
+struct ModelView {
+  const int32_t* cum;
+  const uint8_t* lut;
+  const uint8_t* used;
+  uint8_t* state;
+};
+
+// The first use of a context in a call: check its row (out of line, off the loops' fast path).
+SINR_NOINLINE bool check_context(const ModelView& model, int ctx) {
+  uint8_t s = model.state[ctx];
+  if (s == 0) {
+    s = model.used[ctx] && row_is_valid(model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize) ? 1 : 2;
+    model.state[ctx] = s;
+  }
+  return s == 1;
+}
+
+inline bool context_ok(const ModelView& model, int ctx) {
+  return model.state[ctx] == 1 || check_context(model, ctx);
+}
+
+// Everything a batch's tiles share, and the scratch they reuse: sized for the largest tile once,
+// never allocated per tile.
+class TileDecoder {
+ public:
+  TileDecoder(Span<const uint8_t> buf, Span<const int64_t> gene_terms, Span<const int32_t> cell_terms,
+              const ValueModels& models, const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter,
+              int64_t max_k)
+      : buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), models_(models), sirens_(sirens), mode_(mode),
+        filter_(filter) {
+    const int64_t size = std::max<int64_t>(max_k, 1);
+    positions_.resize(static_cast<size_t>(size));
+    zeros_.resize(static_cast<size_t>(size));
+    max_k_ = size;
+    step_ = 2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1;
+    max_code_ = static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / step_);
+    row_state_.assign(static_cast<size_t>(std::max<int64_t>(models.n_models, 0) * std::max<int64_t>(models.n_contexts, 0)), 0);
+  }
+
+  template <typename R, typename V>
+  TileResult decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room);
+
+  // Positions only, for count_rows: the tile's nonzero positions into positions().
+  int64_t positions_only(const TileInfo& t, int64_t n);
+  const int32_t* positions() const { return positions_.data(); }
+
+ private:
+  int64_t read_positions(Reader& r, int64_t k, int64_t n);
+  int64_t last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) const;
+  bool kept(int64_t idx, int64_t lo, int64_t c) const {
+    return idx >= lo && (filter_.want_col < 0 || c == filter_.want_col) &&
+           (filter_.col_mask.size == 0 || filter_.col_mask.data[c] != 0);
+  }
+  // The value of a value index: count - 1 (lossless) or the dequantised index (max-error).
+  int64_t value_of(int64_t code) const {
+    if (mode_ == kModeLossless) return code + 1;
+    return code <= max_code_ ? 1 + code * static_cast<int64_t>(step_) : kMaxCount;
+  }
+  // The value model of a tile, false if there is none.
+  bool select_model(int64_t model, ModelView& view) {
+    if (model < 0 || model >= models_.n_models || models_.n_contexts != kNumContexts) return false;
+    view = ModelView{models_.cum + model * kNumContexts * kCumColumns, models_.lut + model * kNumContexts * kLutSize,
+                     models_.used + model * kNumContexts, row_state_.data() + model * kNumContexts};
+    return true;
+  }
+  bool select_siren(int64_t siren, int& kind, double& offset, double& scale);
+
+  template <bool kFiltered, typename R, typename V>
+  TileResult baseline_values(Reader r, const TileInfo& t, int64_t lo, int64_t last, R* out_rows, R* out_cols,
+                             V* out_values, int64_t room);
+  template <typename R, typename V>
+  TileResult siren_values(Reader r, const TileInfo& t, int64_t lo, int64_t hi, R* out_rows, R* out_cols,
+                          V* out_values, int64_t room);
+
+  Span<const uint8_t> buf_;
+  Span<const int64_t> gene_terms_;
+  Span<const int32_t> cell_terms_;
+  ValueModels models_;
+  SirenSet sirens_;
+  int mode_;
+  ReadFilter filter_;
+  uint64_t step_;
+  int64_t max_code_;
+  int64_t max_k_;
+  std::vector<int32_t> positions_, zeros_;
+  std::vector<int32_t> rows_, cols_, contexts_;  // the SIREN path's, sized on first use
+  std::vector<uint8_t> keep_;
+  SirenEvaluator evaluator_;
+  int64_t prepared_siren_ = -1;  // the SIREN evaluator_ holds
+  std::vector<uint8_t> row_state_;
+};
+
+// How a tile codes its gaps' remainders: not at all (M = 1), as raw bits (M a power of two up to
+// 2**16, where the uniform model is exactly raw bits), or through the uniform model.
+enum Remainders { kNoRemainder, kRawBits, kUniform };
+
+// m coded positions of n, as Golomb gaps of parameter gap_m, into coded[:m]; returns a status. The
+// loop is compiled for each way of coding quotients and remainders, so that it tests neither per
+// position.
+template <bool kQuotients, Remainders kRemainders>
+int64_t read_gaps(Reader& r, int64_t m, int64_t n, int64_t gap_m, int32_t* coded) {
+  const rans::UniformModel model = rans::uniform_model(static_cast<uint64_t>(gap_m));
+  const int bits = bit_length(static_cast<uint64_t>(gap_m)) - 1;  // of a power of two
+  Reader s = r;  // a local copy: its three words live in registers
+  int64_t previous = -1;
+  for (int64_t idx = 0; idx < m; ++idx) {
+    uint64_t q = 0;
+    if (kQuotients && !rans::decode_quotient(s, q)) return kTruncated;
+    uint64_t rem = 0;
+    if (kRemainders == kRawBits) {
+      uint32_t v;
+      if (!rans::decode_bits(s, bits, v)) return kTruncated;
+      rem = v;
+    } else if (kRemainders == kUniform) {
+      if (!rans::decode_uniform(s, model, rem)) return kTruncated;
+      if (rem >= static_cast<uint64_t>(gap_m)) return kBeyondTile;
+    }
+    if (q >= static_cast<uint64_t>(n)) return kBeyondTile;  // q * gap_m alone passes the tile's end
+    previous += static_cast<int64_t>(q) * gap_m + static_cast<int64_t>(rem) + 1;
+    if (previous >= n) return kBeyondTile;
+    coded[idx] = static_cast<int32_t>(previous);
+  }
+  r = s;
+  return kOk;
+}
+
+template <bool kQuotients>
+int64_t read_gaps(Reader& r, int64_t m, int64_t n, int64_t gap_m, int32_t* coded) {
+  if (gap_m == 1) return read_gaps<kQuotients, kNoRemainder>(r, m, n, gap_m, coded);
+  if (gap_m <= kProbScale && (gap_m & (gap_m - 1)) == 0) return read_gaps<kQuotients, kRawBits>(r, m, n, gap_m, coded);
+  return read_gaps<kQuotients, kUniform>(r, m, n, gap_m, coded);
+}
+
+// The tile's nonzero positions into positions_[:k]; returns a status. k <= n <= kMaxTileEntries.
+int64_t TileDecoder::read_positions(Reader& r, int64_t k, int64_t n) {
+  int32_t* out = positions_.data();
+  const int64_t m = 2 * k <= n ? k : n - k;
+  if (m == 0) {
+    for (int64_t idx = 0; idx < k; ++idx) out[idx] = static_cast<int32_t>(idx);
+    return kOk;
+  }
+  int32_t* coded = m == k ? out : zeros_.data();
+  const int64_t gap_m = golomb_parameter(n, m);
+  const int64_t st = (n - m) / gap_m > 0 ? read_gaps<true>(r, m, n, gap_m, coded)
+                                         : read_gaps<false>(r, m, n, gap_m, coded);
+  if (st != kOk) return st;
+  if (m != k) complement(zeros_.data(), m, n, out);  // the nonzeros lie between the coded zeros
+  return kOk;
+}
+
+// The last of nonzeros lo..hi-1 that a read keeps, -1 if none: values are decoded up to it and no
+// further.
+int64_t TileDecoder::last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) const {
+  if (filter_.want_col < 0 && filter_.col_mask.size == 0) return hi > lo ? hi - 1 : -1;
+  const int32_t* positions = positions_.data();
+  int64_t last = -1;
+  int64_t row_end = w;
+  for (int64_t idx = lo; idx < hi; ++idx) {
+    const int64_t p = positions[idx];
+    while (p >= row_end) row_end += w;
+    const int64_t c = col0 + p - (row_end - w);
+    if ((filter_.want_col < 0 || c == filter_.want_col) &&
+        (filter_.col_mask.size == 0 || filter_.col_mask.data[c] != 0))
+      last = idx;
+  }
+  return last;
+}
+
+bool TileDecoder::select_siren(int64_t siren, int& kind, double& offset, double& scale) {
+  if (siren < 0 || siren >= sirens_.n) return false;
+  const int64_t* spec = sirens_.spec + siren * 3;
+  const int64_t first_layer = spec[0], n_layers = spec[1];
+  if (first_layer < 0 || n_layers < 0 || first_layer > sirens_.n_layer_rows ||
+      n_layers > sirens_.n_layer_rows - first_layer)
+    return false;
+  kind = static_cast<int>(spec[2]);
+  offset = sirens_.norm[siren * 2];
+  scale = sirens_.norm[siren * 2 + 1];
+  if (siren == prepared_siren_) return true;  // consecutive tiles of a band share its SIREN
+  prepared_siren_ = -1;
+  if (!evaluator_.prepare(SirenNet{sirens_.layers + first_layer * kLayerFields, n_layers, sirens_.params,
+                                   sirens_.n_params}))
+    return false;
+  prepared_siren_ = siren;
+  return true;
+}
+
+int64_t TileDecoder::positions_only(const TileInfo& t, int64_t n) {
+  Reader r;
+  if (!rans::start_decoding(r, buf_.data + t.start, buf_.data + t.start + t.length)) return kTruncated;
+  return read_positions(r, t.k, n);
+}
+
+// The common case in one pass: a baseline band's values, read up to the last one kept. Everything
+// the loop reads lives in locals (registers), so that its stores cannot force reloads.
+template <bool kFiltered, typename R, typename V>
+TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo, int64_t last, R* out_rows,
+                                        R* out_cols, V* out_values, int64_t room) {
+  const int64_t w = t.w;
+  ModelView model{};
+  if (last >= 0) {  // every index below stays inside its array
+    if (t.row < 0 || t.row > gene_terms_.size - t.h || t.col < 0 || t.col > cell_terms_.size - w)
+      return {0, kBeyondTile};
+    if (!select_model(t.model, model)) return {0, kUnusedContext};
+  }
+  const int32_t* const positions = positions_.data();
+  const int64_t* const gene_terms = gene_terms_.data + t.row;
+  const int32_t* const cell_terms = cell_terms_.data + t.col;
+  const bool lossless = mode_ == kModeLossless;
+  const int64_t max_code = max_code_;
+  const int64_t step = static_cast<int64_t>(step_);
+  const int64_t row0 = t.row, col0 = t.col;
+  Reader s = r;
+  int64_t i = 0;
+  int64_t row_start = 0;
+  int64_t gene_term = last >= 0 ? gene_terms[0] : 0;
+  int64_t count = 0;
+  for (int64_t idx = 0; idx <= last; ++idx) {
+    const int64_t p = positions[idx];
+    while (p >= row_start + w) {
+      ++i;
+      row_start += w;
+      gene_term = gene_terms[i];
+    }
+    const int64_t j = p - row_start;
+    const int ctx = baseline_context(static_cast<int64_t>(static_cast<uint64_t>(gene_term) + static_cast<uint64_t>(cell_terms[j])));
+    if (!context_ok(model, ctx)) return {count, kUnusedContext};
+    int64_t code;
+    if (!decode_value(s, model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize, code)) return {count, kTruncated};
+    if (!kFiltered || kept(idx, lo, col0 + j)) {
+      if (SINR_UNLIKELY(count >= room)) return {count, kBeyondTile};
+      out_rows[count] = static_cast<R>(row0 + i);
+      out_cols[count] = static_cast<R>(col0 + j);
+      out_values[count] = static_cast<V>(lossless ? code + 1 : code <= max_code ? 1 + code * step : kMaxCount);
+      ++count;
+    }
+  }
+  if (last == t.k - 1 && lo == 0 && (s.x != kRansLow || s.pos != s.end)) return {count, kBadEnding};
+  return {count, kOk};
+}
+
+template <typename R, typename V>
+TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, int64_t hi, R* out_rows, R* out_cols,
+                                     V* out_values, int64_t room) {
+  int kind;
+  double offset, scale;
+  if (!select_siren(t.siren, kind, offset, scale)) return {0, kUnusedContext};
+  const bool inr_only = mode_ == kModeInrOnly;
+  ModelView model{};
+  if (!inr_only && t.k > 0 && !select_model(t.model, model)) return {0, kUnusedContext};
+  if (rows_.empty()) {
+    rows_.resize(static_cast<size_t>(max_k_));
+    cols_.resize(static_cast<size_t>(max_k_));
+    contexts_.resize(static_cast<size_t>(max_k_));
+    keep_.resize(static_cast<size_t>(max_k_));
+  }
+  const int64_t last = last_kept(lo, hi, t.w, t.col);
+  const int32_t* positions = positions_.data();
+  int64_t i = 0;
+  int64_t row_end = t.w;
+  for (int64_t idx = 0; idx <= last; ++idx) {  // rows, columns, what to keep, contexts (or predictions)
+    const int64_t p = positions[idx];
+    while (p >= row_end) {
+      ++i;
+      row_end += t.w;
+    }
+    const int64_t j = p - (row_end - t.w);
+    const int64_t c = t.col + j;
+    rows_[idx] = static_cast<int32_t>(i);
+    cols_[idx] = static_cast<int32_t>(c);
+    keep_[idx] = kept(idx, lo, c);
+    if (!inr_only || keep_[idx]) {
+      const int64_t y = evaluator_.output(i, t.first + j, t.h, t.cells);
+      contexts_[idx] = inr_only ? static_cast<int32_t>(prediction_of_output(kind, offset, scale, y))
+                                : context_of_output(kind, offset, scale, y);
+    }
+  }
+  const bool whole = last == t.k - 1 && lo == 0;
+  int64_t count = 0;
+  for (int64_t idx = 0; idx <= last; ++idx) {
+    int64_t value;
+    if (inr_only) {
+      value = contexts_[idx];
+    } else {
+      const int ctx = contexts_[idx];
+      if (!context_ok(model, ctx)) return {count, kUnusedContext};
+      int64_t code;
+      if (!decode_value(r, model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize, code)) return {count, kTruncated};
+      value = value_of(code);
+    }
+    if (keep_[idx]) {
+      if (count >= room) return {count, kBeyondTile};
+      out_rows[count] = static_cast<R>(t.row + rows_[idx]);
+      out_cols[count] = static_cast<R>(cols_[idx]);
+      out_values[count] = static_cast<V>(value);
+      ++count;
+    }
+  }
+  if (whole && !inr_only && (r.x != kRansLow || r.pos != r.end)) return {count, kBadEnding};
+  return {count, kOk};
+}
+
+// Decode one tile, writing its kept triples to out_*[0: room].
+template <typename R, typename V>
+TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room) {
+  if (t.start < 0 || t.length < 0 || t.start > buf_.size || t.length > buf_.size - t.start) return {0, kTruncated};
+  if (!shape_ok(t.k, t.h, t.w) || t.k > max_k_) return {0, kBeyondTile};
+  const int64_t n = t.h * t.w;
+  const int64_t k = t.k;
+  const int64_t m = 2 * k <= n ? k : n - k;
+  const uint8_t* end = buf_.data + t.start + t.length;
+  Reader r;
+  if (m == 0 && (k == 0 || mode_ == kModeInrOnly)) {
+    if (t.length != 0) return {0, kUnexpectedBytes};
+    r = Reader{kRansLow, end, end};
+  } else if (!rans::start_decoding(r, buf_.data + t.start, end)) {
+    return {0, kTruncated};
+  }
+  const int64_t st = read_positions(r, k, n);
+  if (st != kOk) return {0, st};
+  if (mode_ == kModeInrOnly && (r.x != kRansLow || r.pos != end)) return {0, kBadEnding};
+  if (k > 0 && filter_.col_mask.size > 0 && (t.col < 0 || t.col > filter_.col_mask.size - t.w))
+    return {0, kBeyondTile};
+  // which nonzeros to return: [lo, hi) in position order, further filtered by column
+  int64_t lo = 0, hi = k;
+  if (filter_.want_row >= 0) {
+    const int32_t* positions = positions_.data();
+    if (filter_.want_row < t.row) {
+      hi = 0;
+    } else if (filter_.want_row - t.row >= t.h) {
+      lo = k;
+    } else {
+      const int64_t i = filter_.want_row - t.row;
+      lo = std::lower_bound(positions, positions + k, static_cast<int32_t>(i * t.w)) - positions;
+      hi = std::lower_bound(positions, positions + k, static_cast<int32_t>((i + 1) * t.w)) - positions;
+    }
+  }
+  if (t.siren < 0 && mode_ != kModeInrOnly) {
+    if (filter_.want_col < 0 && filter_.col_mask.size == 0 && lo == 0)
+      return baseline_values<false>(r, t, lo, hi - 1, out_rows, out_cols, out_values, room);
+    return baseline_values<true>(r, t, lo, last_kept(lo, hi, t.w, t.col), out_rows, out_cols, out_values, room);
+  }
+  if (t.siren < 0)  // an --inr-only band without a SIREN holds no nonzero (the reader checks)
+    return {0, k == 0 ? kOk : kUnusedContext};
+  return siren_values(r, t, lo, hi, out_rows, out_cols, out_values, room);
+}
+
+// The most nonzeros of any tile that can be decoded: the scratch's size (a directory entry that
+// contradicts its shape gets a status, not memory).
+int64_t largest_k(const TileDirectory& tiles) {
+  int64_t most = 0;
+  for (int64_t t = 0; t < tiles.k.size; ++t)
+    if (shape_ok(tiles.k[t], tiles.h[t], tiles.w[t])) most = std::max(most, tiles.k[t]);
+  return most;
+}
+
+}  // namespace
+
+template <typename R, typename V>
+void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,
+                  Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
+                  int64_t max_error, const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out,
+                  Span<int64_t> out_count, Span<int64_t> status) {
+  const int64_t n_tiles = tiles.k.size;
+  const std::initializer_list<const Span<const int64_t>*> per_tile = {
+      &tiles.offset, &tiles.length, &tiles.h,     &tiles.w,     &tiles.row, &tiles.col,
+      &tiles.first,  &tiles.cells,  &tiles.model, &tiles.siren, &out_start};
+  for (const Span<const int64_t>* a : per_tile)
+    if (a->size != n_tiles) throw std::invalid_argument("decode_tiles: the per-tile arrays differ in length");
+  if (out_count.size != n_tiles || status.size != n_tiles)
+    throw std::invalid_argument("decode_tiles: out_count and status need one entry per tile");
+  const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
+  TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles));
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
+                        tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
+    const int64_t start = out_start[t];
+    const bool placed = start >= 0 && start <= out_size;
+    const TileResult result =
+        placed ? decoder.decode(info, out.rows.data + start, out.cols.data + start, out.values.data + start,
+                                out_size - start)
+               : decoder.decode(info, out.rows.data, out.cols.data, out.values.data, 0);
+    out_count[t] = result.count;
+    status[t] = result.status;
+  }
+}
+
+template void decode_tiles<int32_t, int32_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
+                                             Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
+                                             const ReadFilter&, Span<const int64_t>, Triples<int32_t, int32_t>,
+                                             Span<int64_t>, Span<int64_t>);
+template void decode_tiles<int32_t, int64_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
+                                             Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
+                                             const ReadFilter&, Span<const int64_t>, Triples<int32_t, int64_t>,
+                                             Span<int64_t>, Span<int64_t>);
+template void decode_tiles<int64_t, int32_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
+                                             Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
+                                             const ReadFilter&, Span<const int64_t>, Triples<int64_t, int32_t>,
+                                             Span<int64_t>, Span<int64_t>);
+template void decode_tiles<int64_t, int64_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
+                                             Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
+                                             const ReadFilter&, Span<const int64_t>, Triples<int64_t, int64_t>,
+                                             Span<int64_t>, Span<int64_t>);
+
+void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_t> counts, Span<int64_t> status) {
+  const int64_t n_tiles = tiles.k.size;
+  for (const Span<const int64_t>* a : {&tiles.offset, &tiles.length, &tiles.h, &tiles.w, &tiles.row})
+    if (a->size != n_tiles) throw std::invalid_argument("count_rows: the per-tile arrays differ in length");
+  if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
+  TileDecoder decoder(buf, {}, {}, ValueModels{}, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    status[t] = kOk;
+    const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], row = tiles.row[t];
+    if (k == 0) continue;
+    const int64_t start = tiles.offset[t], length = tiles.length[t];
+    if (start < 0 || length < 0 || start > buf.size || length > buf.size - start) {
+      status[t] = kTruncated;
+      continue;
+    }
+    if (!shape_ok(k, h, w) || row < 0 || row > counts.size - h) {
+      status[t] = kBeyondTile;
+      continue;
+    }
+    const int64_t n = h * w;
+    if (k == n) {
+      for (int64_t i = 0; i < h; ++i) counts[row + i] += w;
+      continue;
+    }
+    const TileInfo info{start, length, k, h, w, row};
+    const int64_t st = decoder.positions_only(info, n);
+    if (st != kOk) {
+      status[t] = st;
+      continue;
+    }
+    // each row's nonzeros counted in a register (not k increments of memory in a row)
+    const int32_t* positions = decoder.positions();
+    int64_t idx = 0;
+    for (int64_t i = 0; i < h && idx < k; ++i) {
+      const int64_t row_end = (i + 1) * w;
+      const int64_t first = idx;
+      while (idx < k && positions[idx] < row_end) ++idx;
+      counts[row + i] += idx - first;
+    }
+  }
+}
+
+EntryValue decode_entry(Span<const uint8_t> buf, const TileInfo& tile, Span<const int64_t> gene_terms,
+                        Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
+                        int64_t max_error, int64_t row, int64_t col) {
+  ReadFilter filter;
+  filter.want_row = row;
+  filter.want_col = col;
+  TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter,
+                      shape_ok(tile.k, tile.h, tile.w) ? tile.k : 0);
+  int64_t value = 0, out_row, out_col;
+  const TileResult result = decoder.decode(tile, &out_row, &out_col, &value, 1);
+  return {result.count ? value : 0, result.status};
+}
+
+}  // namespace sinr

@@ -13,8 +13,10 @@ constexpr int kNumContexts = 48;
 constexpr int kContextShift = 2;  // baseline units (1/16 nat) to contexts (1/4 nat)
 constexpr int kLogMeanUnits = 16;
 constexpr int kLutSize = 256;
+constexpr int64_t kMaxCount = 2147483647;  // the largest value an entry may hold (limits.MAX_COUNT)
+constexpr int64_t kMaxTileEntries = (int64_t{1} << 24) - 1;  // rows x columns of one tile
 
-inline int bit_length(uint64_t v) {
+constexpr int bit_length(uint64_t v) {
   int n = 0;
   while (v) {
     v >>= 1;
@@ -53,6 +55,27 @@ inline int bin_offset_bits(int64_t b) {
   if (b < (1 << kMantissaBits) - 1) return 0;
   return static_cast<int>((b - ((1 << kMantissaBits) - 1)) >> kMantissaBits);
 }
+
+// bin_start and bin_offset_bits of every bin, for the decoder's loops.
+struct BinTables {
+  int64_t start[kNumBins];
+  uint8_t bits[kNumBins];
+  constexpr BinTables() : start(), bits() {
+    for (int b = 0; b < kNumBins; ++b) {
+      if (b < (1 << kMantissaBits) - 1) {
+        start[b] = b;
+        bits[b] = 0;
+      } else {
+        const int rel = b - ((1 << kMantissaBits) - 1);
+        const int drop = rel >> kMantissaBits;
+        const int64_t lead = (1 << kMantissaBits) + (rel & ((1 << kMantissaBits) - 1));
+        start[b] = (lead << drop) - 1;
+        bits[b] = static_cast<uint8_t>(drop);
+      }
+    }
+  }
+};
+inline constexpr BinTables kBins{};
 
 // Context of a predicted log1p mean in units of 1/16 nat.
 inline int baseline_context(int64_t log_mean_sixteenths) {
