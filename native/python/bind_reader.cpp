@@ -3,7 +3,6 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/tuple.h>
 
-#include <string>
 #include <tuple>
 #include <utility>
 
@@ -67,8 +66,8 @@ std::pair<int, uint64_t> place_by_cell_py(Array<const int32_t> rows, Array<const
 std::pair<int, uint64_t> place_by_row_py(Array<const int32_t> rows, Array<const int32_t> cols,
                                          Array<const int32_t> values, Array<const int64_t> cell_original,
                                          int64_t first_cell, int64_t n_cells, Array<const int64_t> genes_of_row,
-                                         Array<int64_t> cursor, Array<const int64_t> limit, AnyArray out_indices,
-                                         AnyArray out_data) {
+                                         Array<int64_t> cursor, Array<const int64_t> limit,
+                                         Array<const int64_t> band_rows, AnyArray out_indices, AnyArray out_data) {
   with_index_type(out_indices.dtype(), [](auto) {});
   with_value_type(out_data.dtype(), [](auto) {});
   int status = kAssembleOk;
@@ -80,7 +79,7 @@ std::pair<int, uint64_t> place_by_row_py(Array<const int32_t> rows, Array<const 
         using I = decltype(i);
         using D = decltype(d);
         status = place_by_row<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
-                                    n_cells, span_of(genes_of_row), span_of(cursor), span_of(limit),
+                                    n_cells, span_of(genes_of_row), span_of(cursor), span_of(limit), span_of(band_rows),
                                     span_as<I>(out_indices), span_as<D>(out_data), &checksum);
       });
     });
@@ -126,10 +125,11 @@ void bind_reader(nb::module_& m) {
   m.def("place_by_row", &place_by_row_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
         nb::arg("values").noconvert(), nb::arg("cell_original").noconvert(), nb::arg("first_cell"),
         nb::arg("n_cells"), nb::arg("genes_of_row").noconvert(), nb::arg("cursor").noconvert(),
-        nb::arg("limit").noconvert(), nb::arg("out_indices").noconvert(), nb::arg("out_data").noconvert(),
+        nb::arg("limit").noconvert(), nb::arg("band_rows").noconvert(), nb::arg("out_indices").noconvert(),
+        nb::arg("out_data").noconvert(),
         "Write a decoded chunk's nonzeros at each row's cursor (cells ascending), which must end at "
-        "`limit`; return (status, content checksum).");
-  m.def("assemble_status_text", [](int status) { return std::string(assemble_status_text(status)); },
+        "`limit`; band_rows: the chunk's band starts (sorting band by band). Return (status, content checksum).");
+  m.def("assemble_status_text", [](int status) { return assemble_status_text(status); },
         nb::arg("status"));
   m.def("compact", &compact_py<int32_t>, nb::arg("out_start").noconvert(), nb::arg("counts").noconvert(),
         nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("values").noconvert(), NoGil());

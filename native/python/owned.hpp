@@ -2,12 +2,15 @@
 // numpy arrays that own their memory (a capsule frees it), without a copy.
 #pragma once
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <utility>
 #include <vector>
 
 #include "bindings.hpp"
+#include "sinr/scratch.hpp"
 #include "sinr/span.hpp"
 
 namespace sinr::python {
@@ -15,13 +18,15 @@ namespace sinr::python {
 template <typename T>
 using NumpyArray = nb::ndarray<nb::numpy, T, nb::ndim<1>>;
 
-// n items of T, uninitialised unless zeroed; any thread may fill them, the GIL holder wraps them.
+// n items of T, uninitialised unless zeroed (huge-page friendly for large arrays, as numpy's own);
+// any thread may fill them, the GIL holder wraps them.
 template <typename T>
 class Owned {
  public:
   explicit Owned(int64_t n, bool zeroed = false)
-      : data_(zeroed ? new T[static_cast<size_t>(n > 0 ? n : 1)]() : new T[static_cast<size_t>(n > 0 ? n : 1)]),
-        size_(n > 0 ? n : 0) {}
+      : data_(static_cast<T*>(allocate_scratch(static_cast<size_t>(n > 0 ? n : 0) * sizeof(T)))), size_(n > 0 ? n : 0) {
+    if (zeroed) std::fill(data_.get(), data_.get() + size_, T{});
+  }
 
   Span<T> span() { return Span<T>{data_.get(), size_}; }
   T* data() { return data_.get(); }
@@ -30,13 +35,16 @@ class Owned {
   // A numpy array owning the memory (call with the GIL held).
   NumpyArray<T> release() {
     T* p = data_.get();
-    nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
+    nb::capsule owner(p, [](void* q) noexcept { std::free(q); });
     data_.release();
     return NumpyArray<T>(p, {static_cast<size_t>(size_)}, owner);
   }
 
  private:
-  std::unique_ptr<T[]> data_;
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
   int64_t size_;
 };
 

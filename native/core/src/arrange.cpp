@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "sinr/models.hpp"
+#include "sinr/scratch.hpp"
 
 namespace sinr {
 
@@ -32,19 +32,9 @@ bool pointers_cover(Span<const int64_t> indptr, int64_t n) {
   return true;
 }
 
-// Where the nonzeros of column c fall in band b: bucket = bucket0 + row and position = row * width
-// + position0, computed once per (column, band) and reused for the column's other rows of the band.
-struct BandAt {
-  int64_t column = -1;
-  int64_t bucket0 = 0;
-  int64_t width = 0;
-  int64_t position0 = 0;
-};
-
 struct Geometry {
-  int64_t n_bands = 0, n_rows = 0, n_tiles = 0, n_buckets = 0;
+  int64_t n_bands = 0, n_rows = 0, n_tiles = 0, tallest = 0;
   std::vector<int32_t> band_of_row;
-  std::vector<int64_t> bucket_base;  // first bucket of each tile: one bucket per tile row
 };
 
 int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
@@ -63,70 +53,20 @@ int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Sp
   g->n_rows = row_starts[n_bands];
   g->n_tiles = tile_starts[n_bands];
   g->band_of_row.resize(static_cast<size_t>(g->n_rows));
-  for (int64_t b = 0; b < n_bands; ++b)
+  for (int64_t b = 0; b < n_bands; ++b) {
     std::fill(g->band_of_row.begin() + row_starts[b], g->band_of_row.begin() + row_starts[b + 1],
               static_cast<int32_t>(b));
-  g->bucket_base.assign(static_cast<size_t>(g->n_tiles + 1), 0);
-  for (int64_t b = 0; b < n_bands; ++b)
-    for (int64_t t = tile_starts[b]; t < tile_starts[b + 1]; ++t)
-      g->bucket_base[t + 1] = g->bucket_base[t] + row_starts[b + 1] - row_starts[b];
-  g->n_buckets = g->bucket_base[g->n_tiles];
+    g->tallest = std::max(g->tallest, row_starts[b + 1] - row_starts[b]);
+  }
   return kArrangeOk;
 }
 
-template <typename B>
-int arrange_impl(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
-                 Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
-                 Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, const Geometry& g,
-                 Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions,
-                 Span<int64_t> tile_k) {
-  const int64_t nnz = values.size;
-  std::vector<BandAt> at_band(static_cast<size_t>(g.n_bands));
-  auto locate = [&](int64_t c, int64_t b) -> const BandAt& {
-    BandAt& s = at_band[b];
-    if (s.column != c) {
-      const int64_t w = widths[b];
-      const int64_t first = c - c % w;
-      s.column = c;
-      s.bucket0 = g.bucket_base[tile_starts[b] + c / w] - row_starts[b];
-      s.width = std::min(w, n_cells - first);
-      s.position0 = c - first - row_starts[b] * s.width;
-    }
-    return s;
-  };
-  std::vector<int64_t> starts(static_cast<size_t>(g.n_buckets + 1), 0);
-  std::unique_ptr<B[]> bucket_of(new B[static_cast<size_t>(nnz > 0 ? nnz : 1)]);
-  int64_t seen = 0;
-  for (int64_t c = 0; c < n_cells; ++c) {
-    const int64_t cell = cell_order[c];
-    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
-      const int64_t gene = genes[e];
-      if (gene < 0 || gene >= gene_rank.size) return kArrangeBadIndex;
-      const int64_t r = gene_rank[gene];
-      if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
-      const int64_t bucket = locate(c, g.band_of_row[r]).bucket0 + r;
-      bucket_of[seen++] = static_cast<B>(bucket);
-      ++starts[bucket + 1];
-    }
-  }
-  for (int64_t i = 0; i < g.n_buckets; ++i) starts[i + 1] += starts[i];
-  for (int64_t t = 0; t < g.n_tiles; ++t) tile_k[t] = starts[g.bucket_base[t + 1]] - starts[g.bucket_base[t]];
-  for (auto& s : at_band) s.column = -1;
-  seen = 0;
-  for (int64_t c = 0; c < n_cells; ++c) {
-    const int64_t cell = cell_order[c];
-    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
-      const int64_t at = starts[bucket_of[seen++]]++;
-      const int64_t r = gene_rank[genes[e]];
-      const BandAt& s = locate(c, g.band_of_row[r]);
-      rows[at] = static_cast<int32_t>(r);
-      cols[at] = static_cast<int32_t>(c);
-      out_values[at] = values[e];
-      positions[at] = r * s.width + s.position0;
-    }
-  }
-  return kArrangeOk;
-}
+// A nonzero on its way: row, new column and value.
+struct Entry {
+  int32_t row;
+  int32_t col;
+  int64_t value;
+};
 
 }  // namespace
 
@@ -140,14 +80,6 @@ int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int
     out[c] = static_cast<int64_t>(total);
   }
   return kArrangeOk;
-}
-
-int64_t arrange_buckets(Span<const int64_t> row_starts, Span<const int64_t> tile_starts) {
-  if (row_starts.size != tile_starts.size || row_starts.size < 1) return -1;
-  int64_t total = 0;
-  for (int64_t b = 0; b + 1 < row_starts.size; ++b)
-    total += (row_starts[b + 1] - row_starts[b]) * (tile_starts[b + 1] - tile_starts[b]);
-  return total;
 }
 
 int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
@@ -170,11 +102,67 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
   Geometry g;
   if (int status = plan_geometry(row_starts, widths, tile_starts, n_cells, &g)) return status;
   if (tile_k.size != g.n_tiles) return kArrangeBadSize;
-  if (g.n_buckets < (int64_t{1} << 32))
-    return arrange_impl<uint32_t>(indptr, genes, values, cell_order, gene_rank, row_starts, widths, tile_starts,
-                                  n_cells, g, rows, cols, out_values, positions, tile_k);
-  return arrange_impl<int64_t>(indptr, genes, values, cell_order, gene_rank, row_starts, widths, tile_starts,
-                               n_cells, g, rows, cols, out_values, positions, tile_k);
+  // The nonzeros band by band, walking the cells in their new order: each band's run is then in
+  // column order, and its tiles (ranges of columns) are consecutive pieces of it.
+  std::vector<int64_t> band_start(static_cast<size_t>(g.n_bands) + 1, 0);
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t cell = cell_order[c];
+    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
+      const int64_t gene = genes[e];
+      if (gene < 0 || gene >= gene_rank.size) return kArrangeBadIndex;
+      const int64_t r = gene_rank[gene];
+      if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
+      ++band_start[g.band_of_row[r] + 1];
+    }
+  }
+  for (int64_t b = 0; b < g.n_bands; ++b) band_start[b + 1] += band_start[b];
+  Scratch<Entry> entries(nnz);
+  std::vector<int64_t> at(band_start.begin(), band_start.end() - 1);
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t cell = cell_order[c];
+    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
+      const int64_t gene = genes[e];  // checked again: another thread may have changed the arrays
+      const int64_t r = gene >= 0 && gene < gene_rank.size ? gene_rank[gene] : -1;
+      if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
+      const int32_t b = g.band_of_row[r];
+      if (at[b] >= band_start[b + 1]) return kArrangeBadIndex;
+      entries[at[b]++] = Entry{static_cast<int32_t>(r), static_cast<int32_t>(c), values[e]};
+    }
+  }
+  // Each tile: its nonzeros by row (stable, so each row's columns stay ascending), at its place in
+  // the output, tiles in order.
+  std::vector<int64_t> row_at(static_cast<size_t>(g.tallest) + 1);
+  int64_t out = 0;
+  for (int64_t b = 0; b < g.n_bands; ++b) {
+    const int64_t r0 = row_starts[b], height = row_starts[b + 1] - r0, w = widths[b];
+    int64_t i = band_start[b];
+    const int64_t band_end = band_start[b + 1];
+    for (int64_t t = tile_starts[b]; t < tile_starts[b + 1]; ++t) {
+      const int64_t first = (t - tile_starts[b]) * w;
+      const int64_t last = std::min(first + w, n_cells);
+      const int64_t width = last - first;
+      int64_t j = i;
+      while (j < band_end && entries[j].col < last) ++j;
+      std::fill(row_at.begin(), row_at.begin() + height + 1, 0);
+      for (int64_t q = i; q < j; ++q) ++row_at[entries[q].row - r0 + 1];
+      row_at[0] = out;
+      for (int64_t h = 0; h < height; ++h) row_at[h + 1] += row_at[h];
+      for (int64_t q = i; q < j; ++q) {
+        const Entry& entry = entries[q];
+        const int64_t local_row = entry.row - r0;
+        const int64_t p = row_at[local_row]++;
+        rows[p] = entry.row;
+        cols[p] = entry.col;
+        out_values[p] = entry.value;
+        positions[p] = local_row * width + entry.col - first;
+      }
+      tile_k[t] = j - i;
+      out += j - i;
+      i = j;
+    }
+    if (i != band_end) return kArrangeBadGeometry;  // cannot happen: columns lie below n_cells
+  }
+  return kArrangeOk;
 }
 
 int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
@@ -190,8 +178,13 @@ int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
 }
 
 void value_bins(Span<const int64_t> u, Span<int64_t> out) {
-  // u + 1 must not overflow: where it would, the reference's wrapped arithmetic also returns u.
-  for (int64_t i = 0; i < u.size; ++i) out[i] = u[i] >= 0 && u[i] < INT64_MAX ? bin_of(u[i]).bin : u[i];
+  // Below 2**kMantissaBits - 1 a value is its own bin (most counts are); u + 1 must not overflow,
+  // and where it would, the reference's wrapped arithmetic also returns u.
+  constexpr int64_t kExact = (int64_t{1} << kMantissaBits) - 1;
+  for (int64_t i = 0; i < u.size; ++i) {
+    const int64_t v = u[i];
+    out[i] = v >= kExact && v < INT64_MAX ? bin_of(v).bin : v;
+  }
 }
 
 }  // namespace sinr

@@ -1,14 +1,22 @@
-// Whole-matrix placing kernels: a chunk's nonzeros sorted by their final order and written out.
-// Cell-major output sorts by (cell, gene rank) and writes the output sequentially; row-major output
-// sorts by (row, cell) and writes each row's run at its cursor. The sort is a least-significant-digit
-// radix sort of at most 2**11 buckets a pass, whose digit counts are all taken in the pass that
-// reads the decoded triples (and computes the checksum); keys and values travel packed in one
-// 64-bit word when the key fits 32 bits. Scattering straight to the output by cell or row instead
-// would write to thousands of places at once, which defeats the caches' prefetching (measured
-// slower than the extra sequential passes).
+// Whole-matrix placing kernels: a chunk's nonzeros put in their final order and written out while
+// the content checksum is computed.
+//
+// Cell-major: the nonzeros are counted per cell, then scattered to their cell's range of a scratch
+// buffer (one pass over the decoded triples, which also computes the checksum); each cell's range,
+// small enough for the L1 cache, is then sorted by gene rank and written to the output in order.
+// Row-major: the decoder emits a chunk band after band, and a band's rows are a range of rows of
+// its own, so each band's nonzeros (a cache-sized segment) are sorted by (row, cell) and each row's
+// run is written at its cursor. Were the bands not in order, one sort of the whole chunk by
+// (row, cell) does the same.
+//
+// Sorting is a stable least-significant-digit radix sort whose digit counts are taken while the
+// items are built; keys and values travel packed in one 64-bit word when the key fits 32 bits.
+// Scattering straight to the output by cell or by row writes to thousands of places at once,
+// which defeats hardware prefetching (measured markedly slower).
 #include "sinr/assemble.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <type_traits>
 
@@ -35,6 +43,8 @@ const char* assemble_status_text(int status) {
 namespace {
 
 constexpr int kMaxDigitBits = 11;  // 2048 buckets a pass: histograms in L1
+constexpr int kSmallDigitBits = 8;  // for ranges sorted inside the L1 cache
+constexpr int64_t kInsertionSort = 32;  // below this many items, insertion sort
 
 // A key and a value in one word: key in the high 32 bits.
 struct Packed {
@@ -63,10 +73,10 @@ struct RadixPlan {
   uint64_t mask() const { return (uint64_t{1} << digit_bits) - 1; }
 };
 
-RadixPlan plan_for(int bits) {
+RadixPlan plan_for(int bits, int max_digit_bits = kMaxDigitBits) {
   RadixPlan plan;
   if (bits <= 0) return plan;
-  plan.passes = (bits + kMaxDigitBits - 1) / kMaxDigitBits;
+  plan.passes = (bits + max_digit_bits - 1) / max_digit_bits;
   plan.digit_bits = (bits + plan.passes - 1) / plan.passes;
   return plan;
 }
@@ -109,97 +119,177 @@ inline void count_digits(int64_t* hist, const RadixPlan& plan, uint64_t key) {
   for (int p = 0; p < plan.passes; ++p) ++hist[(static_cast<int64_t>(p) << plan.digit_bits) + ((key >> (p * plan.digit_bits)) & mask)];
 }
 
-template <typename T, typename I, typename D>
+// Sort a[0..n) stably by key: insertion sort for a few items, else a radix sort over `bits` bits
+// (b: scratch of n items, hist: scratch of the plan's counts). Returns where the result is.
+template <typename T>
+typename T::Item* sort_small(typename T::Item* a, typename T::Item* b, int64_t n, const RadixPlan& plan,
+                             std::vector<int64_t>& hist) {
+  using Item = typename T::Item;
+  if (n <= kInsertionSort) {
+    for (int64_t i = 1; i < n; ++i) {
+      const Item item = a[i];
+      const uint64_t key = T::key(item);
+      int64_t j = i;
+      for (; j > 0 && T::key(a[j - 1]) > key; --j) a[j] = a[j - 1];
+      a[j] = item;
+    }
+    return a;
+  }
+  std::fill(hist.begin(), hist.end(), 0);
+  for (int64_t i = 0; i < n; ++i) count_digits(hist.data(), plan, T::key(a[i]));
+  return radix_sort<T>(a, b, n, plan, hist.data());
+}
+
+template <typename I, typename D>
 int place_by_cell_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                        Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                        Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
                        Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
-                       int minor_bits, int major_bits, const std::vector<int64_t>& gene_of_rank) {
-  using Item = typename T::Item;
+                       int rank_bits, const std::vector<int32_t>& rank, const std::vector<int64_t>& gene_of_rank) {
+  using T = Packed;  // key: the gene rank, below 2**31
   const int64_t n = values.size;
   const int64_t n_rows = genes_of_row.size;
-  const RadixPlan plan = plan_for(minor_bits + major_bits);
-  std::vector<int64_t> hist(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
-  std::vector<int64_t> cell_count(static_cast<size_t>(n_cells), 0);
-  Scratch<Item> a(n), b(plan.passes ? n : 0);
-  uint64_t total = 0;
+  const int64_t n_original = cell_original.size;
+  // Nonzeros per cell, every index checked.
+  std::vector<int64_t> start(static_cast<size_t>(n_cells) + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
     const int32_t row = rows[i];
     const int32_t col = cols[i];
     if (row < 0 || row >= n_rows) return kAssembleBadRow;
-    if (col < 0 || col >= cell_original.size) return kAssembleBadColumn;
+    if (col < 0 || col >= n_original) return kAssembleBadColumn;
+    const uint64_t local = static_cast<uint64_t>(cell_original[col]) - static_cast<uint64_t>(first_cell);
+    if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
+    ++start[local + 1];
+  }
+  int64_t largest = 0;
+  for (int64_t c = 0; c < n_cells; ++c) {
+    largest = std::max(largest, start[c + 1]);
+    start[c + 1] += start[c];
+  }
+  // Each nonzero to its cell's range (cells' ranges in order), the checksum on the way. The checks
+  // repeat: another thread could have changed the arrays since.
+  Scratch<uint64_t> a(n);
+  std::vector<int64_t> at(start.begin(), start.end() - 1);
+  uint64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t row = rows[i];
+    const int32_t col = cols[i];
+    if (row < 0 || row >= n_rows || col < 0 || col >= n_original) return kAssembleBadRow;
     const int64_t cell = cell_original[col];
     const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
-    if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
-    const uint64_t key = (local << minor_bits) | static_cast<uint64_t>(rank_of_row[row]);
-    count_digits(hist.data(), plan, key);
-    ++cell_count[local];
+    if (local >= static_cast<uint64_t>(n_cells) || at[local] >= start[local + 1]) return kAssembleBadCell;
+    const int32_t value = values[i];
     total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
-                        static_cast<uint64_t>(static_cast<int64_t>(values[i])));
-    a[i] = T::make(key, values[i]);
+                        static_cast<uint64_t>(static_cast<int64_t>(value)));
+    a[at[local]++] = T::make(static_cast<uint64_t>(rank[row]), value);
   }
-  int64_t running = base;
-  for (int64_t c = 0; c < n_cells; ++c) {
-    running += cell_count[c];
-    out_indptr[c + 1] = running;
-  }
-  // Sorted by (cell, rank), the items are in output order.
-  const Item* sorted = radix_sort<T>(a.data(), b.data(), n, plan, hist.data());
-  const uint64_t rank_mask = (uint64_t{1} << minor_bits) - 1;
+  // Each cell sorted by rank, then written in order.
+  const RadixPlan plan = plan_for(rank_bits, kSmallDigitBits);
+  std::vector<int64_t> hist(static_cast<size_t>(plan.passes) << plan.digit_bits);
+  Scratch<uint64_t> b(largest);
   I* indices = out_indices.data + base;
   D* data = out_data.data + base;
-  for (int64_t i = 0; i < n; ++i) {
-    const Item item = sorted[i];
-    indices[i] = static_cast<I>(gene_of_rank[T::key(item) & rank_mask]);
-    data[i] = static_cast<D>(T::value(item));
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t lo = start[c], hi = start[c + 1];
+    out_indptr[c + 1] = base + hi;
+    const uint64_t* sorted = sort_small<T>(a.data() + lo, b.data(), hi - lo, plan, hist);
+    for (int64_t i = 0; i < hi - lo; ++i) {
+      const uint64_t item = sorted[i];
+      indices[lo + i] = static_cast<I>(gene_of_rank[T::key(item)]);
+      data[lo + i] = static_cast<D>(T::value(item));
+    }
   }
   *checksum = total;
   return kAssembleOk;
+}
+
+// A run of decoded nonzeros [lo, hi) whose rows all lie in row0 .. row0 + rows - 1.
+struct Segment {
+  int64_t lo, hi, row0, rows;
+};
+
+// Cut the nonzeros into bands' runs: band b holds rows band_rows[b] .. band_rows[b + 1] - 1 and the
+// decoder emits the bands in order. Empty if the rows do not follow that order (or bands are
+// inconsistent): the caller then takes the whole chunk as one run.
+std::vector<Segment> band_segments(Span<const int32_t> rows, Span<const int64_t> band_rows, int64_t n_rows) {
+  std::vector<Segment> segments;
+  const int64_t n_bands = band_rows.size - 1;
+  if (n_bands < 1 || band_rows[0] < 0 || band_rows[n_bands] > n_rows) return segments;
+  for (int64_t b = 0; b < n_bands; ++b)
+    if (band_rows[b + 1] < band_rows[b]) return segments;
+  int64_t b = 0, lo = 0;
+  for (int64_t i = 0; i < rows.size; ++i) {
+    const int64_t row = rows[i];
+    if (row < band_rows[b + 1]) {
+      if (row >= band_rows[b]) continue;
+      segments.clear();  // a row of an earlier band
+      return segments;
+    }
+    if (i > lo) segments.push_back({lo, i, band_rows[b], band_rows[b + 1] - band_rows[b]});
+    lo = i;
+    while (b < n_bands && row >= band_rows[b + 1]) ++b;
+    if (b == n_bands) {  // beyond the last band
+      segments.clear();
+      return segments;
+    }
+  }
+  if (rows.size > lo) segments.push_back({lo, rows.size, band_rows[b], band_rows[b + 1] - band_rows[b]});
+  return segments;
 }
 
 template <typename T, typename I, typename D>
 int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                       Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                       Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
-                      Span<I> out_indices, Span<D> out_data, uint64_t* checksum, int minor_bits, int major_bits) {
+                      Span<I> out_indices, Span<D> out_data, uint64_t* checksum, const std::vector<Segment>& segments,
+                      int cell_bits) {
   using Item = typename T::Item;
-  const int64_t n = values.size;
-  const int64_t n_rows = genes_of_row.size;
-  const RadixPlan plan = plan_for(minor_bits + major_bits);
-  std::vector<int64_t> hist(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
-  Scratch<Item> a(n), b(plan.passes ? n : 0);
-  uint64_t total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t row = rows[i];
-    const int32_t col = cols[i];
-    if (row < 0 || row >= n_rows) return kAssembleBadRow;
-    if (col < 0 || col >= cell_original.size) return kAssembleBadColumn;
-    const int64_t cell = cell_original[col];
-    const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
-    if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
-    const uint64_t key = (static_cast<uint64_t>(row) << minor_bits) | local;
-    count_digits(hist.data(), plan, key);
-    total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
-                        static_cast<uint64_t>(static_cast<int64_t>(values[i])));
-    a[i] = T::make(key, values[i]);
-  }
-  // Sorted by (row, cell): each row's nonzeros are one run, written at the row's cursor.
-  const Item* sorted = radix_sort<T>(a.data(), b.data(), n, plan, hist.data());
-  const uint64_t cell_mask = (uint64_t{1} << minor_bits) - 1;
+  int64_t largest = 0;
+  for (const Segment& seg : segments) largest = std::max(largest, seg.hi - seg.lo);
+  Scratch<Item> a(largest), b(largest);
+  std::vector<int64_t> hist;
+  const int64_t n_original = cell_original.size;
+  const uint64_t cell_mask = (uint64_t{1} << cell_bits) - 1;
   int64_t* cur = cursor.data;
   I* indices = out_indices.data;
   D* data = out_data.data;
-  for (int64_t i = 0; i < n; ++i) {
-    const Item item = sorted[i];
-    const uint64_t key = T::key(item);
-    const uint64_t r = key >> minor_bits;
-    const int64_t at = cur[r];
-    if (at >= limit[r]) return kAssembleRowOverflow;
-    cur[r] = at + 1;
-    indices[at] = static_cast<I>(first_cell + static_cast<int64_t>(key & cell_mask));
-    data[at] = static_cast<D>(T::value(item));
+  const int64_t size = std::min(out_indices.size, out_data.size);
+  uint64_t total = 0;
+  for (const Segment& seg : segments) {
+    const int64_t m = seg.hi - seg.lo;
+    const RadixPlan plan = plan_for(bit_length(static_cast<uint64_t>(std::max<int64_t>(seg.rows - 1, 0))) + cell_bits);
+    hist.assign(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
+    for (int64_t i = 0; i < m; ++i) {
+      const int32_t row = rows[seg.lo + i];
+      const int32_t col = cols[seg.lo + i];
+      const uint64_t local_row = static_cast<uint64_t>(static_cast<int64_t>(row) - seg.row0);
+      if (local_row >= static_cast<uint64_t>(seg.rows)) return kAssembleBadRow;
+      if (col < 0 || col >= n_original) return kAssembleBadColumn;
+      const int64_t cell = cell_original[col];
+      const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
+      if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
+      const uint64_t key = (local_row << cell_bits) | local;
+      count_digits(hist.data(), plan, key);
+      const int32_t value = values[seg.lo + i];
+      total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
+                          static_cast<uint64_t>(static_cast<int64_t>(value)));
+      a[i] = T::make(key, value);
+    }
+    // Sorted by (row, cell): each row's nonzeros are one run, written at the row's cursor.
+    const Item* sorted = radix_sort<T>(a.data(), b.data(), m, plan, hist.data());
+    for (int64_t i = 0; i < m; ++i) {
+      const Item item = sorted[i];
+      const uint64_t key = T::key(item);
+      const int64_t r = seg.row0 + static_cast<int64_t>(key >> cell_bits);
+      const int64_t at = cur[r];
+      // Checked against the output too: the cursors were checked, but another thread could change them.
+      if (at >= limit[r] || static_cast<uint64_t>(at) >= static_cast<uint64_t>(size)) return kAssembleRowOverflow;
+      cur[r] = at + 1;
+      indices[at] = static_cast<I>(first_cell + static_cast<int64_t>(key & cell_mask));
+      data[at] = static_cast<D>(T::value(item));
+    }
   }
-  for (int64_t r = 0; r < n_rows; ++r)
+  for (int64_t r = 0; r < genes_of_row.size; ++r)
     if (cur[r] != limit[r]) return kAssembleRowOverflow;
   *checksum = total;
   return kAssembleOk;
@@ -217,29 +307,29 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
   if (rows.size != n || cols.size != n || rank_of_row.size != n_rows || n_cells < 0 ||
       out_indptr.size < n_cells + 1 || !fits(base, n, out_indices.size) || !fits(base, n, out_data.size))
     return kAssembleBadOutput;
-  // Each rank's gene; the ranks must be a permutation of the rows.
-  std::vector<int64_t> gene_of_rank(static_cast<size_t>(n_rows), -1);
+  // Each row's rank and each rank's gene, copied once checked (the ranks must be a permutation of
+  // the rows): what the kernel reads later cannot change under it.
+  if (n_rows > INT32_MAX) return kAssembleBadTable;
+  std::vector<int32_t> rank(static_cast<size_t>(n_rows));
+  std::vector<int64_t> gene_of_rank(static_cast<size_t>(n_rows));
+  std::vector<char> seen(static_cast<size_t>(n_rows), 0);
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t k = rank_of_row[r];
-    if (k < 0 || k >= n_rows || gene_of_rank[k] != -1) return kAssembleBadTable;
+    if (k < 0 || k >= n_rows || seen[k]) return kAssembleBadTable;
+    seen[k] = 1;
+    rank[r] = static_cast<int32_t>(k);
     gene_of_rank[k] = genes_of_row[r];
   }
-  const int minor_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_rows - 1, 0)));
-  const int major_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_cells - 1, 0)));
-  if (minor_bits + major_bits <= 32)
-    return place_by_cell_impl<Packed>(rows, cols, values, cell_original, first_cell, n_cells, rank_of_row,
-                                      genes_of_row, base, out_indptr, out_indices, out_data, checksum, minor_bits,
-                                      major_bits, gene_of_rank);
-  return place_by_cell_impl<Wide>(rows, cols, values, cell_original, first_cell, n_cells, rank_of_row, genes_of_row,
-                                  base, out_indptr, out_indices, out_data, checksum, minor_bits, major_bits,
-                                  gene_of_rank);
+  const int rank_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_rows - 1, 0)));
+  return place_by_cell_impl(rows, cols, values, cell_original, first_cell, n_cells, rank_of_row, genes_of_row, base,
+                            out_indptr, out_indices, out_data, checksum, rank_bits, rank, gene_of_rank);
 }
 
 template <typename I, typename D>
 int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                  Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                  Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
-                 Span<I> out_indices, Span<D> out_data, uint64_t* checksum) {
+                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum) {
   const int64_t n = values.size;
   const int64_t n_rows = genes_of_row.size;
   if (rows.size != n || cols.size != n || cursor.size != n_rows || limit.size != n_rows || n_cells < 0)
@@ -247,13 +337,16 @@ int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const 
   const int64_t size = std::min(out_indices.size, out_data.size);
   for (int64_t r = 0; r < n_rows; ++r)
     if (cursor[r] < 0 || cursor[r] > limit[r] || limit[r] > size) return kAssembleBadOutput;
-  const int minor_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_cells - 1, 0)));
-  const int major_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_rows - 1, 0)));
-  if (minor_bits + major_bits <= 32)
+  std::vector<Segment> segments = band_segments(rows, band_rows, n_rows);
+  if (segments.empty() && n) segments.push_back({0, n, 0, n_rows});
+  int64_t tallest = 1;
+  for (const Segment& seg : segments) tallest = std::max(tallest, seg.rows);
+  const int cell_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_cells - 1, 0)));
+  if (bit_length(static_cast<uint64_t>(tallest - 1)) + cell_bits <= 32)
     return place_by_row_impl<Packed>(rows, cols, values, cell_original, first_cell, n_cells, genes_of_row, cursor,
-                                     limit, out_indices, out_data, checksum, minor_bits, major_bits);
+                                     limit, out_indices, out_data, checksum, segments, cell_bits);
   return place_by_row_impl<Wide>(rows, cols, values, cell_original, first_cell, n_cells, genes_of_row, cursor, limit,
-                                 out_indices, out_data, checksum, minor_bits, major_bits);
+                                 out_indices, out_data, checksum, segments, cell_bits);
 }
 
 template <typename V>
@@ -269,6 +362,7 @@ int compact(Span<const int64_t> out_start, Span<const int64_t> counts, Span<int3
   int64_t at = 0;
   for (int64_t t = 0; t < counts.size; ++t) {
     const int64_t from = out_start[t], count = counts[t];
+    if (from < at || !fits(from, count, size)) return kAssembleBadCounts;  // changed since checked
     if (count && from != at) {
       std::memmove(rows.data + at, rows.data + from, static_cast<size_t>(count) * sizeof(int32_t));
       std::memmove(cols.data + at, cols.data + from, static_cast<size_t>(count) * sizeof(int32_t));
@@ -289,6 +383,7 @@ int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table
     return kAssembleBadTable;
   out->chunks.clear();
   out->bands.clear();
+  std::vector<int64_t> firsts, lasts;
   int64_t total = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     if (row >= n_rows[c]) continue;
@@ -299,14 +394,16 @@ int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table
     if (last < first || first < 0) return kAssembleBadTable;
     out->chunks.push_back(c);
     out->bands.push_back(b);
+    firsts.push_back(first);
+    lasts.push_back(last);
     total += last - first;
   }
   out->tiles.resize(static_cast<size_t>(total));
   out->pair.resize(static_cast<size_t>(total));
   int64_t at = 0;
   for (size_t i = 0; i < out->chunks.size(); ++i) {
-    const int64_t c = out->chunks[i], b = out->bands[i];
-    for (int64_t t = table_tiles.at(c, b); t < table_tiles.at(c, b + 1); ++t) {
+    const int64_t c = out->chunks[i];
+    for (int64_t t = firsts[i]; t < lasts[i]; ++t) {
       out->tiles[at] = chunk_base[c] + t;
       out->pair[at] = static_cast<int64_t>(i);
       ++at;
@@ -323,7 +420,7 @@ int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table
                                    int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*);                         \
   template int place_by_row<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                 \
                                   Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<int64_t>,      \
-                                  Span<const int64_t>, Span<I>, Span<D>, uint64_t*);
+                                  Span<const int64_t>, Span<const int64_t>, Span<I>, Span<D>, uint64_t*);
 #define SINR_PLACE_ALL(I)                                                                                         \
   SINR_PLACE(I, int8_t)                                                                                           \
   SINR_PLACE(I, int16_t)                                                                                          \

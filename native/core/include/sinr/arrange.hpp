@@ -22,16 +22,13 @@ const char* arrange_status_text(int status);
 // out[c] = sum of values[indptr[c] .. indptr[c + 1]) (mod 2**64); out holds indptr.size - 1 cells.
 int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int64_t> out);
 
-// Number of buckets (tile rows summed over tiles) of a geometry: row_starts [n_bands + 1], tile_starts
-// [n_bands + 1]; -1 if inconsistent.
-int64_t arrange_buckets(Span<const int64_t> row_starts, Span<const int64_t> tile_starts);
-
 // The chunk's nonzeros (CSC over its cells: indptr [n_cells + 1], original genes, values) sorted by
 // (tile, row-major position in the tile): cells in the order cell_order (new column c holds cell
 // cell_order[c]), rows gene_rank[gene]; band b holds rows row_starts[b] .. row_starts[b + 1] - 1 and
 // is cut into tiles tile_starts[b] .. tile_starts[b + 1] - 1 of widths[b] columns. Writes, for each
 // nonzero in that order, its row, column, value and position in its tile, and each tile's nonzeros
-// to tile_k [n_tiles]. bucket_of is scratch of one entry per nonzero.
+// to tile_k [n_tiles]. Within a tile, nonzeros of one (row, column) (impossible in valid input)
+// keep the order of the walk.
 int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
             Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
             Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,

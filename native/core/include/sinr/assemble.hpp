@@ -43,19 +43,21 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
                   Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum);
 
 // Write a chunk's nonzeros row by row, cells ascending within each row: the nonzeros of row r go to
-// out_indices / out_data[cursor[r] ...], advancing cursor[r], which must stay below limit[r]
+// out_indices / out_data[cursor[r] ...], advancing cursor[r], and must end exactly at limit[r]
 // (cursor and limit hold one entry per row of genes_of_row). out_indices receives original cells.
-// Equal (row, cell) keys keep their input order. Returns an AssembleStatus.
+// Equal (row, cell) keys keep their input order. band_rows (the chunk's band starts, and its row
+// count last; may be empty) lets each band's nonzeros be sorted apart when they come band after
+// band, as the decoder emits them; the result is the same either way. Returns an AssembleStatus.
 template <typename I, typename D>
 int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                  Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                  Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
-                 Span<I> out_indices, Span<D> out_data, uint64_t* checksum);
+                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum);
 
 // Move tile t's counts[t] triples, found at out_start[t], down to follow the previous tile's (in
 // place: each moves to an index no higher than its own). *kept receives their number. Returns
-// kAssembleBadCounts, moving nothing, unless every tile's range lies in the arrays and the ranges
-// ascend without overlap.
+// kAssembleBadCounts, having moved nothing, unless every tile's range lies in the arrays and the
+// ranges ascend without overlap.
 template <typename V>
 int compact(Span<const int64_t> out_start, Span<const int64_t> counts, Span<int32_t> rows, Span<int32_t> cols,
             Span<V> values, int64_t* kept);

@@ -13,6 +13,24 @@
 
 namespace sinr {
 
+// Uninitialised memory of `bytes` bytes (at least one), freed with std::free; large blocks are
+// aligned to 2 MiB and advised for huge pages. Throws std::bad_alloc.
+inline void* allocate_scratch(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  void* p = nullptr;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kHuge = size_t{1} << 21;
+  if (bytes >= 2 * kHuge) {
+    const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
+    if (posix_memalign(&p, kHuge, rounded) != 0) p = nullptr;
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
+  }
+#endif
+  if (!p) p = std::malloc(bytes);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
 template <typename T>
 class Scratch {
  public:
@@ -26,19 +44,7 @@ class Scratch {
   void reset(int64_t n) {
     std::free(data_);
     data_ = nullptr;
-    const size_t bytes = static_cast<size_t>(n > 0 ? n : 1) * sizeof(T);
-    void* p = nullptr;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    constexpr size_t kHuge = size_t{1} << 21;
-    if (bytes >= 2 * kHuge) {
-      const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
-      if (posix_memalign(&p, kHuge, rounded) != 0) p = nullptr;
-      if (p) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
-    }
-#endif
-    if (!p) p = std::malloc(bytes);
-    if (!p) throw std::bad_alloc();
-    data_ = static_cast<T*>(p);
+    data_ = static_cast<T*>(allocate_scratch(static_cast<size_t>(n > 0 ? n : 0) * sizeof(T)));
   }
 
   T* data() const { return data_; }
