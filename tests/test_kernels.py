@@ -132,6 +132,46 @@ def test_place_by_row_matches_reference(seed, shuffle, index_type, value_type):
         assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
 
 
+@pytest.mark.parametrize("n_rows, n_cells, density", [(300, 97, 0.5), (70_000, 40, 0.003)])
+def test_place_by_cell_dense_cells_and_many_rows(n_rows, n_cells, density):
+    """Cells of many nonzeros: ranks read back from a bitmap (up to 2**16 rows), else sorted; and
+    rows of bands too tall for a bitmap."""
+    ch = _chunk(9, n_rows=n_rows, n_cells=n_cells, density=density)
+    assert np.bincount(ch["cell_original"][ch["cols"]] - ch["first_cell"]).min() > 64
+    size = ch["values"].size
+    indptr, indices, data = np.zeros(n_cells + 1, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
+    status, checksum = _place_by_cell(ch, 0, indptr, indices, data)
+    assert status == 0 and checksum == _checksum(ch)
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, 0, size, np.int64)
+    assert np.array_equal(indptr[1:], ref_indptr)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+    cursor, limit, size = _by_row_layout(ch)  # bands of many rows: sorted rather than by bitmap
+    indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    assert _place_by_row(ch, cursor.copy(), limit, indices, data) == (0, _checksum(ch))
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+def test_placing_keeps_repeated_coordinates_in_input_order():
+    """A (row, column) decoded twice cannot come from a valid file; it is placed stably all the same."""
+    ch = _chunk(10, density=0.6)
+    twice = np.flatnonzero(ch["cell_original"][ch["cols"]] == ch["cell_original"][ch["cols"][0]])[:50]
+    for name in ("rows", "cols", "values"):
+        ch[name] = np.concatenate([ch[name], ch[name][twice]])
+    ch["values"][-50:] += 1
+    size = ch["values"].size
+    indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
+    assert _place_by_cell(ch, 0, indptr, indices, data) == (0, _checksum(ch))
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, 0, size, np.int64)
+    assert np.array_equal(indptr[1:], ref_indptr)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+    cursor, limit, size = _by_row_layout(ch)
+    indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    assert _place_by_row(ch, cursor.copy(), limit, indices, data, np.zeros(0, np.int64)) == (0, _checksum(ch))
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
 def test_place_by_row_keys_wider_than_32_bits():
     ch = _chunk(5, n_rows=50, n_cells=60, n_bands=1)
     n_rows, n_cells = 2**21 + 3, 2**11 + 1  # 22 + 12 key bits

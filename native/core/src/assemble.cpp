@@ -45,6 +45,20 @@ namespace {
 constexpr int kMaxDigitBits = 11;  // 2048 buckets a pass: histograms in L1
 constexpr int kSmallDigitBits = 8;  // for ranges sorted inside the L1 cache
 constexpr int64_t kInsertionSort = 32;  // below this many items, insertion sort
+constexpr int64_t kBitmapKeys = int64_t{1} << 16;  // ordering by bitmap: values by key fit L2
+
+inline int trailing_zeros(uint64_t word) {  // of a nonzero word
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctzll(word);
+#else
+  int n = 0;
+  while (!(word & 1)) {
+    word >>= 1;
+    ++n;
+  }
+  return n;
+#endif
+}
 
 // A key and a value in one word: key in the high 32 bits.
 struct Packed {
@@ -140,6 +154,51 @@ typename T::Item* sort_small(typename T::Item* a, typename T::Item* b, int64_t n
   return radix_sort<T>(a, b, n, plan, hist.data());
 }
 
+// Ordering by bitmap, for items whose keys are few (below kBitmapKeys) and dense enough: each key is
+// marked in a bitmap and its value kept by key, then the marks are read back in ascending order.
+// Keys must not repeat (a decoded coordinate twice, never in a valid file): order() then reports
+// failure, having emitted nothing, and the caller sorts instead.
+class BitmapOrder {
+ public:
+  explicit BitmapOrder(int64_t keys) : marks_(static_cast<size_t>((keys + 63) / 64), 0), values_(static_cast<size_t>(keys)) {}
+
+  // Whether m items with keys below `keys` are worth ordering so rather than sorting.
+  static bool worth(int64_t keys, int64_t m) { return keys <= kBitmapKeys && m > kInsertionSort && m * 64 >= keys; }
+
+  // Calls emit(key, value) for items[0..m) in ascending key order (keys below `keys`, at most the
+  // constructor's); false, emitting nothing, if a key repeats.
+  template <typename T, typename Emit>
+  bool order(const typename T::Item* items, int64_t m, int64_t keys, Emit&& emit) {
+    bool repeated = false;
+    for (int64_t i = 0; i < m; ++i) {
+      const uint64_t key = T::key(items[i]);
+      const uint64_t bit = uint64_t{1} << (key & 63);
+      repeated |= (marks_[key >> 6] & bit) != 0;
+      marks_[key >> 6] |= bit;
+      values_[key] = T::value(items[i]);
+    }
+    const int64_t n_words = (keys + 63) / 64;
+    if (repeated) {
+      std::fill(marks_.begin(), marks_.begin() + n_words, 0);
+      return false;
+    }
+    for (int64_t w = 0; w < n_words; ++w) {
+      uint64_t word = marks_[w];
+      marks_[w] = 0;
+      while (word) {
+        const int64_t key = w * 64 + trailing_zeros(word);
+        word &= word - 1;
+        emit(key, values_[key]);
+      }
+    }
+    return true;
+  }
+
+ private:
+  std::vector<uint64_t> marks_;
+  std::vector<int32_t> values_;
+};
+
 template <typename I, typename D>
 int place_by_cell_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                        Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
@@ -183,21 +242,25 @@ int place_by_cell_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<
                         static_cast<uint64_t>(static_cast<int64_t>(value)));
     a[at[local]++] = T::make(static_cast<uint64_t>(rank[row]), value);
   }
-  // Each cell sorted by rank, then written in order.
+  // Each cell's nonzeros in rank order (by bitmap where ranks are few, else sorted), written in order.
   const RadixPlan plan = plan_for(rank_bits, kSmallDigitBits);
   std::vector<int64_t> hist(static_cast<size_t>(plan.passes) << plan.digit_bits);
   Scratch<uint64_t> b(largest);
+  BitmapOrder bitmap(n_rows <= kBitmapKeys ? n_rows : 0);
   I* indices = out_indices.data + base;
   D* data = out_data.data + base;
   for (int64_t c = 0; c < n_cells; ++c) {
-    const int64_t lo = start[c], hi = start[c + 1];
+    const int64_t lo = start[c], hi = start[c + 1], m = hi - lo;
     out_indptr[c + 1] = base + hi;
-    const uint64_t* sorted = sort_small<T>(a.data() + lo, b.data(), hi - lo, plan, hist);
-    for (int64_t i = 0; i < hi - lo; ++i) {
-      const uint64_t item = sorted[i];
-      indices[lo + i] = static_cast<I>(gene_of_rank[T::key(item)]);
-      data[lo + i] = static_cast<D>(T::value(item));
-    }
+    int64_t at = lo;
+    auto emit = [&](int64_t k, int32_t value) {
+      indices[at] = static_cast<I>(gene_of_rank[k]);
+      data[at] = static_cast<D>(value);
+      ++at;
+    };
+    if (BitmapOrder::worth(n_rows, m) && bitmap.order<T>(a.data() + lo, m, n_rows, emit)) continue;
+    const uint64_t* sorted = sort_small<T>(a.data() + lo, b.data(), m, plan, hist);
+    for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
   }
   *checksum = total;
   return kAssembleOk;
@@ -248,6 +311,7 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
   for (const Segment& seg : segments) largest = std::max(largest, seg.hi - seg.lo);
   Scratch<Item> a(largest), b(largest);
   std::vector<int64_t> hist;
+  BitmapOrder bitmap(kBitmapKeys);
   const int64_t n_original = cell_original.size;
   const uint64_t cell_mask = (uint64_t{1} << cell_bits) - 1;
   int64_t* cur = cursor.data;
@@ -275,19 +339,31 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
                           static_cast<uint64_t>(static_cast<int64_t>(value)));
       a[i] = T::make(key, value);
     }
-    // Sorted by (row, cell): each row's nonzeros are one run, written at the row's cursor.
-    const Item* sorted = radix_sort<T>(a.data(), b.data(), m, plan, hist.data());
-    for (int64_t i = 0; i < m; ++i) {
-      const Item item = sorted[i];
-      const uint64_t key = T::key(item);
+    // In (row, cell) order (by bitmap where the band's keys are few, else sorted): each row's
+    // nonzeros are one run, written at the row's cursor.
+    bool overflow = false;
+    auto emit = [&](uint64_t key, int32_t value) {
       const int64_t r = seg.row0 + static_cast<int64_t>(key >> cell_bits);
       const int64_t at = cur[r];
       // Checked against the output too: the cursors were checked, but another thread could change them.
-      if (at >= limit[r] || static_cast<uint64_t>(at) >= static_cast<uint64_t>(size)) return kAssembleRowOverflow;
+      if (at >= limit[r] || static_cast<uint64_t>(at) >= static_cast<uint64_t>(size)) {
+        overflow = true;
+        return;
+      }
       cur[r] = at + 1;
       indices[at] = static_cast<I>(first_cell + static_cast<int64_t>(key & cell_mask));
-      data[at] = static_cast<D>(T::value(item));
+      data[at] = static_cast<D>(value);
+    };
+    const int64_t keys = seg.rows << cell_bits;
+    if constexpr (std::is_same_v<T, Packed>) {
+      if (BitmapOrder::worth(keys, m) && bitmap.order<T>(a.data(), m, keys, emit)) {
+        if (overflow) return kAssembleRowOverflow;
+        continue;
+      }
     }
+    const Item* sorted = radix_sort<T>(a.data(), b.data(), m, plan, hist.data());
+    for (int64_t i = 0; i < m && !overflow; ++i) emit(T::key(sorted[i]), T::value(sorted[i]));
+    if (overflow) return kAssembleRowOverflow;
   }
   for (int64_t r = 0; r < genes_of_row.size; ++r)
     if (cur[r] != limit[r]) return kAssembleRowOverflow;
