@@ -322,6 +322,9 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
   for (const Segment& seg : segments) {
     const int64_t m = seg.hi - seg.lo;
     const RadixPlan plan = plan_for(bit_length(static_cast<uint64_t>(std::max<int64_t>(seg.rows - 1, 0))) + cell_bits);
+    const int64_t keys = seg.rows << cell_bits;
+    const bool by_bitmap = std::is_same_v<T, Packed> && BitmapOrder::worth(keys, m);
+    const RadixPlan counted = by_bitmap ? RadixPlan{} : plan;  // digits counted now, for a sort
     hist.assign(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
     for (int64_t i = 0; i < m; ++i) {
       const int32_t row = rows[seg.lo + i];
@@ -333,7 +336,7 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
       const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
       if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
       const uint64_t key = (local_row << cell_bits) | local;
-      count_digits(hist.data(), plan, key);
+      count_digits(hist.data(), counted, key);
       const int32_t value = values[seg.lo + i];
       total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
                           static_cast<uint64_t>(static_cast<int64_t>(value)));
@@ -354,12 +357,12 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
       indices[at] = static_cast<I>(first_cell + static_cast<int64_t>(key & cell_mask));
       data[at] = static_cast<D>(value);
     };
-    const int64_t keys = seg.rows << cell_bits;
-    if constexpr (std::is_same_v<T, Packed>) {
-      if (BitmapOrder::worth(keys, m) && bitmap.order<T>(a.data(), m, keys, emit)) {
+    if (by_bitmap) {
+      if (bitmap.order<T>(a.data(), m, keys, emit)) {
         if (overflow) return kAssembleRowOverflow;
         continue;
       }
+      for (int64_t i = 0; i < m; ++i) count_digits(hist.data(), plan, T::key(a[i]));  // a key repeats: sort
     }
     const Item* sorted = radix_sort<T>(a.data(), b.data(), m, plan, hist.data());
     for (int64_t i = 0; i < m && !overflow; ++i) emit(T::key(sorted[i]), T::value(sorted[i]));
