@@ -1,7 +1,132 @@
+// Bindings of the encoder's kernels: cell totals, the (tile, position) arrangement of a chunk,
+// value bins, baseline contexts, and the baseline's fits.
+#include <nanobind/stl/tuple.h>
+
+#include <string>
+#include <tuple>
+
 #include "bindings.hpp"
+#include "owned.hpp"
+#include "sinr/arrange.hpp"
+#include "sinr/baseline.hpp"
 
 namespace sinr::python {
 
-void bind_encoder(nb::module_& m) {}
+namespace {
+
+void check(int status, const char* what) {
+  if (status != kArrangeOk) throw nb::value_error((std::string(what) + ": " + arrange_status_text(status)).c_str());
+}
+
+NumpyArray<int64_t> cell_totals_py(Array<const int64_t> indptr, Array<const int64_t> values) {
+  Owned<int64_t> out(indptr.shape(0) > 0 ? static_cast<int64_t>(indptr.shape(0)) - 1 : 0);
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = cell_totals(span_of(indptr), span_of(values), out.span());
+  }
+  check(status, "cell_totals");
+  return out.release();
+}
+
+std::tuple<NumpyArray<int32_t>, NumpyArray<int32_t>, NumpyArray<int64_t>, NumpyArray<int64_t>, NumpyArray<int64_t>>
+arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const int64_t> values,
+           Array<const int64_t> cell_order, Array<const int64_t> gene_rank, Array<const int64_t> row_starts,
+           Array<const int64_t> widths, Array<const int64_t> tile_starts, int64_t n_cells) {
+  const int64_t nnz = static_cast<int64_t>(values.shape(0));
+  const int64_t n_tiles = tile_starts.shape(0) ? tile_starts.data()[tile_starts.shape(0) - 1] : 0;
+  if (n_tiles < 0) check(kArrangeBadGeometry, "arrange");
+  Owned<int32_t> rows(nnz), cols(nnz);
+  Owned<int64_t> out_values(nnz), positions(nnz), tile_k(n_tiles);
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = arrange(span_of(indptr), span_of(genes), span_of(values), span_of(cell_order), span_of(gene_rank),
+                     span_of(row_starts), span_of(widths), span_of(tile_starts), n_cells, rows.span(), cols.span(),
+                     out_values.span(), positions.span(), tile_k.span());
+  }
+  check(status, "arrange");
+  return {rows.release(), cols.release(), out_values.release(), positions.release(), tile_k.release()};
+}
+
+NumpyArray<int64_t> baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols,
+                                         Array<const int64_t> gene_terms, Array<const int64_t> cell_terms) {
+  Owned<int64_t> out(static_cast<int64_t>(rows.shape(0)));
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = baseline_contexts(span_of(rows), span_of(cols), span_of(gene_terms), span_of(cell_terms), out.span());
+  }
+  check(status, "baseline_contexts");
+  return out.release();
+}
+
+NumpyArray<int64_t> value_bins_py(Array<const int64_t> u) {
+  Owned<int64_t> out(static_cast<int64_t>(u.shape(0)));
+  {
+    nb::gil_scoped_release release;
+    value_bins(span_of(u), out.span());
+  }
+  return out.release();
+}
+
+template <typename V>
+void accumulate_gene_stats_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const V> values,
+                              Array<int64_t> gene_nnz, Array<double> gene_deviation) {
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = accumulate_gene_stats<V>(span_of(indptr), span_of(genes), span_of(values), span_of(gene_nnz),
+                                      span_of(gene_deviation));
+  }
+  if (status) throw nb::value_error("accumulate_gene_stats: index pointers or genes lie outside the arrays");
+}
+
+NumpyArray<int64_t> fit_cell_terms_py(Array<const int32_t> cols, Array<const int32_t> rows,
+                                      Array<const int64_t> values, Array<const int64_t> gene_terms, int64_t n_cells) {
+  if (n_cells < 0) throw nb::value_error("fit_cell_terms: negative number of cells");
+  Owned<int64_t> out(n_cells);
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = fit_cell_terms(span_of(cols), span_of(rows), span_of(values), span_of(gene_terms), out.span());
+  }
+  if (status) throw nb::value_error("fit_cell_terms: a row or column lies outside its table");
+  return out.release();
+}
+
+}  // namespace
+
+void bind_encoder(nb::module_& m) {
+  // Array arguments are noconvert: another dtype raises TypeError rather than being copied.
+  m.def("cell_totals", &cell_totals_py, nb::arg("indptr").noconvert(), nb::arg("values").noconvert(),
+        "Sum of each cell's values (CSC index pointers over the values).");
+  m.def("arrange", &arrange_py, nb::arg("indptr").noconvert(), nb::arg("genes").noconvert(),
+        nb::arg("values").noconvert(), nb::arg("cell_order").noconvert(), nb::arg("gene_rank").noconvert(),
+        nb::arg("row_starts").noconvert(), nb::arg("widths").noconvert(), nb::arg("tile_starts").noconvert(),
+        nb::arg("n_cells"),
+        "A chunk's nonzeros sorted by (tile, position): (rows, cols, values, positions, tile_k).");
+  m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
+        nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(),
+        "Baseline context of each nonzero: of gene_terms[rows] + cell_terms[cols].");
+  m.def("value_bins", &value_bins_py, nb::arg("u").noconvert(), "The bin of each coded value u >= 0.");
+  m.def("accumulate_gene_stats", &accumulate_gene_stats_py<int64_t>, nb::arg("indptr").noconvert(),
+        nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),
+        nb::arg("gene_deviation").noconvert());
+  m.def("accumulate_gene_stats", &accumulate_gene_stats_py<int32_t>, nb::arg("indptr").noconvert(),
+        nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),
+        nb::arg("gene_deviation").noconvert());
+  m.def("accumulate_gene_stats", &accumulate_gene_stats_py<double>, nb::arg("indptr").noconvert(),
+        nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),
+        nb::arg("gene_deviation").noconvert());
+  m.def("accumulate_gene_stats", &accumulate_gene_stats_py<float>, nb::arg("indptr").noconvert(),
+        nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),
+        nb::arg("gene_deviation").noconvert(),
+        "First pass over a block of cells: per gene, add nonzeros to gene_nnz and log1p deviations from "
+        "the cells' mean log1p to gene_deviation.");
+  m.def("fit_cell_terms", &fit_cell_terms_py, nb::arg("cols").noconvert(), nb::arg("rows").noconvert(),
+        nb::arg("values").noconvert(), nb::arg("gene_terms").noconvert(), nb::arg("n_cells"),
+        "Per (reordered) cell: rint(16 x mean of log1p(v) - gene term / 16), clipped to int16.");
+}
 
 }  // namespace sinr::python

@@ -1,7 +1,146 @@
+// Bindings of the reader's kernels: the placing of decoded chunks into whole-matrix CSR arrays,
+// the compaction of filtered tile outputs, and the tiles of one row across chunks.
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/tuple.h>
+
+#include <tuple>
+#include <utility>
+
 #include "bindings.hpp"
+#include "owned.hpp"
+#include "sinr/assemble.hpp"
 
 namespace sinr::python {
 
-void bind_reader(nb::module_& m) {}
+namespace {
+
+// Output index types: int32 or int64.
+template <typename F>
+void with_index_type(const nb::dlpack::dtype& dt, F&& f) {
+  if (dt == nb::dtype<int32_t>()) return f(int32_t{});
+  if (dt == nb::dtype<int64_t>()) return f(int64_t{});
+  throw nb::type_error("output indices must be int32 or int64");
+}
+
+// Output value types: every integer width and float32 / float64.
+template <typename F>
+void with_value_type(const nb::dlpack::dtype& dt, F&& f) {
+  if (dt == nb::dtype<int8_t>()) return f(int8_t{});
+  if (dt == nb::dtype<int16_t>()) return f(int16_t{});
+  if (dt == nb::dtype<int32_t>()) return f(int32_t{});
+  if (dt == nb::dtype<int64_t>()) return f(int64_t{});
+  if (dt == nb::dtype<uint8_t>()) return f(uint8_t{});
+  if (dt == nb::dtype<uint16_t>()) return f(uint16_t{});
+  if (dt == nb::dtype<uint32_t>()) return f(uint32_t{});
+  if (dt == nb::dtype<uint64_t>()) return f(uint64_t{});
+  if (dt == nb::dtype<float>()) return f(float{});
+  if (dt == nb::dtype<double>()) return f(double{});
+  throw nb::type_error("output values must be an integer type, float32 or float64");
+}
+
+std::pair<int, uint64_t> place_by_cell_py(Array<const int32_t> rows, Array<const int32_t> cols,
+                                          Array<const int32_t> values, Array<const int64_t> cell_original,
+                                          int64_t first_cell, int64_t n_cells, Array<const int64_t> rank_of_row,
+                                          Array<const int64_t> genes_of_row, int64_t base, Array<int64_t> out_indptr,
+                                          AnyArray out_indices, AnyArray out_data) {
+  // Checked with the GIL held: the dispatch below cannot fail.
+  with_index_type(out_indices.dtype(), [](auto) {});
+  with_value_type(out_data.dtype(), [](auto) {});
+  int status = kAssembleOk;
+  uint64_t checksum = 0;
+  {
+    nb::gil_scoped_release release;
+    with_index_type(out_indices.dtype(), [&](auto i) {
+      with_value_type(out_data.dtype(), [&](auto d) {
+        using I = decltype(i);
+        using D = decltype(d);
+        status = place_by_cell<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original),
+                                     first_cell, n_cells, span_of(rank_of_row), span_of(genes_of_row), base,
+                                     span_of(out_indptr), span_as<I>(out_indices), span_as<D>(out_data), &checksum);
+      });
+    });
+  }
+  return {status, checksum};
+}
+
+std::pair<int, uint64_t> place_by_row_py(Array<const int32_t> rows, Array<const int32_t> cols,
+                                         Array<const int32_t> values, Array<const int64_t> cell_original,
+                                         int64_t first_cell, int64_t n_cells, Array<const int64_t> genes_of_row,
+                                         Array<int64_t> cursor, Array<const int64_t> limit,
+                                         Array<const int64_t> band_rows, AnyArray out_indices, AnyArray out_data) {
+  with_index_type(out_indices.dtype(), [](auto) {});
+  with_value_type(out_data.dtype(), [](auto) {});
+  int status = kAssembleOk;
+  uint64_t checksum = 0;
+  {
+    nb::gil_scoped_release release;
+    with_index_type(out_indices.dtype(), [&](auto i) {
+      with_value_type(out_data.dtype(), [&](auto d) {
+        using I = decltype(i);
+        using D = decltype(d);
+        status = place_by_row<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
+                                    n_cells, span_of(genes_of_row), span_of(cursor), span_of(limit), span_of(band_rows),
+                                    span_as<I>(out_indices), span_as<D>(out_data), &checksum);
+      });
+    });
+  }
+  return {status, checksum};
+}
+
+template <typename V>
+std::pair<int, int64_t> compact_py(Array<const int64_t> out_start, Array<const int64_t> counts, Array<int32_t> rows,
+                                   Array<int32_t> cols, Array<V> values) {
+  int64_t kept = 0;
+  const int status = compact<V>(span_of(out_start), span_of(counts), span_of(rows), span_of(cols), span_of(values),
+                                &kept);
+  return {status, kept};
+}
+
+std::tuple<int, NumpyArray<int64_t>, NumpyArray<int64_t>, NumpyArray<int64_t>, NumpyArray<int64_t>>
+band_tile_ranges_py(Array2<const int64_t> table_rows, Array2<const int64_t> table_tiles,
+                    Array<const int64_t> chunk_base, Array<const int64_t> n_rows, int64_t row) {
+  BandTileRanges out;
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = band_tile_ranges(span2_of(table_rows), span2_of(table_tiles), span_of(chunk_base), span_of(n_rows), row,
+                              &out);
+  }
+  return {status, to_numpy(std::move(out.chunks)), to_numpy(std::move(out.bands)), to_numpy(std::move(out.tiles)),
+          to_numpy(std::move(out.pair))};
+}
+
+}  // namespace
+
+void bind_reader(nb::module_& m) {
+  // Every array argument is noconvert: a dtype or layout other than the one bound raises TypeError
+  // instead of being copied (a copy of an output would silently lose what the kernel writes).
+  m.def("place_by_cell", &place_by_cell_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
+        nb::arg("values").noconvert(), nb::arg("cell_original").noconvert(), nb::arg("first_cell"),
+        nb::arg("n_cells"), nb::arg("rank_of_row").noconvert(), nb::arg("genes_of_row").noconvert(),
+        nb::arg("base"), nb::arg("out_indptr").noconvert(), nb::arg("out_indices").noconvert(),
+        nb::arg("out_data").noconvert(),
+        "Write a decoded chunk's nonzeros cell by cell (genes ascending) from `base`, and its cells' "
+        "index pointers into out_indptr[1:]; return (status, content checksum).");
+  m.def("place_by_row", &place_by_row_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
+        nb::arg("values").noconvert(), nb::arg("cell_original").noconvert(), nb::arg("first_cell"),
+        nb::arg("n_cells"), nb::arg("genes_of_row").noconvert(), nb::arg("cursor").noconvert(),
+        nb::arg("limit").noconvert(), nb::arg("band_rows").noconvert(), nb::arg("out_indices").noconvert(),
+        nb::arg("out_data").noconvert(),
+        "Write a decoded chunk's nonzeros at each row's cursor (cells ascending), which must end at "
+        "`limit`; band_rows: the chunk's band starts (sorting band by band). Return (status, content checksum).");
+  m.def("assemble_status_text", [](int status) { return assemble_status_text(status); },
+        nb::arg("status"));
+  m.def("compact", &compact_py<int32_t>, nb::arg("out_start").noconvert(), nb::arg("counts").noconvert(),
+        nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("values").noconvert(), NoGil());
+  m.def("compact", &compact_py<int64_t>, nb::arg("out_start").noconvert(), nb::arg("counts").noconvert(),
+        nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("values").noconvert(), NoGil(),
+        "Move each tile's decoded triples down to follow the previous tile's; return (status, kept).");
+  m.def("band_tile_ranges", &band_tile_ranges_py, nb::arg("table_rows").noconvert(),
+        nb::arg("table_tiles").noconvert(), nb::arg("chunk_base").noconvert(), nb::arg("n_rows").noconvert(),
+        nb::arg("row"),
+        "(status, chunks, bands, tiles, pair): the chunks holding `row` and their bands holding it, "
+        "then those bands' tiles and each tile's (chunk, band) pair.");
+}
 
 }  // namespace sinr::python

@@ -2,20 +2,19 @@
 
 reorder cells by depth -> cell terms -> bands and tiles -> sort nonzeros by (tile, position)
 -> contexts (baseline, or a band's SIREN where it pays) -> frequency tables -> tile streams.
-Everything heavy is a compiled loop; a chunk needs memory in proportion to its own nonzeros.
+Everything heavy is a native kernel (scinrcodec._native); a chunk needs memory in proportion to its own nonzeros.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
+from .. import _native
 from ..codec.checksum import content_checksum
 from ..codec.geometry import ChunkGeometry
 from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
-from .._pending_numba import JIT, baseline_context, bin_of
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock
 from ..limits import MAX_CHUNK_NNZ
@@ -53,87 +52,32 @@ class EncodedChunk:
         return len(self.header) + sum(len(b) for b in self.body)
 
 
-@njit(**JIT)
+def _int64(a: np.ndarray) -> np.ndarray:
+    """An encoder array as contiguous int64 (what validated blocks and geometries hold: no copy)."""
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def _cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = np.zeros(indptr.size - 1, dtype=np.int64)
-    for cell in range(indptr.size - 1):
-        for idx in range(indptr[cell], indptr[cell + 1]):
-            out[cell] += values[idx]
-    return out
+    return _native.cell_totals(_int64(indptr), _int64(values))
 
 
-@njit(**JIT)
 def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
              row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int):
     """The chunk's nonzeros sorted by (tile, position): one counting sort whose buckets are the rows
     of every tile, filled while walking the cells in their new order (so each bucket receives its
-    row's cells in ascending order). Returns rows, columns, values and row-major positions inside
-    their tiles in that order, and the nonzeros of each tile."""
-    n_bands = widths.size
-    band_of_row = np.empty(row_starts[n_bands], dtype=np.int64)
-    for b in range(n_bands):
-        band_of_row[row_starts[b]: row_starts[b + 1]] = b
-    n_tiles = tile_starts[n_bands]
-    bucket_base = np.empty(n_tiles + 1, dtype=np.int64)  # first bucket of each tile: one bucket per tile row
-    bucket_base[0] = 0
-    for b in range(n_bands):
-        for t in range(tile_starts[b], tile_starts[b + 1]):
-            bucket_base[t + 1] = bucket_base[t] + row_starts[b + 1] - row_starts[b]
-    nnz = values.size
-    starts = np.zeros(bucket_base[n_tiles] + 1, dtype=np.int64)
-    bucket_of = np.empty(nnz, dtype=np.int64)
-    seen = 0
-    for c in range(n_cells):
-        cell = cell_order[c]
-        for e in range(indptr[cell], indptr[cell + 1]):
-            r = gene_rank[genes[e]]
-            b = band_of_row[r]
-            bucket = bucket_base[tile_starts[b] + c // widths[b]] + r - row_starts[b]
-            bucket_of[seen] = bucket
-            starts[bucket + 1] += 1
-            seen += 1
-    for i in range(starts.size - 1):
-        starts[i + 1] += starts[i]
-    tile_k = np.empty(n_tiles, dtype=np.int64)
-    for t in range(n_tiles):
-        tile_k[t] = starts[bucket_base[t + 1]] - starts[bucket_base[t]]
-    rows = np.empty(nnz, dtype=np.int32)
-    cols = np.empty(nnz, dtype=np.int32)
-    out_values = np.empty(nnz, dtype=np.int64)
-    positions = np.empty(nnz, dtype=np.int64)
-    seen = 0
-    for c in range(n_cells):
-        cell = cell_order[c]
-        for e in range(indptr[cell], indptr[cell + 1]):
-            bucket = bucket_of[seen]
-            seen += 1
-            at = starts[bucket]
-            starts[bucket] = at + 1
-            r = gene_rank[genes[e]]
-            b = band_of_row[r]
-            first = c - c % widths[b]
-            rows[at] = r
-            cols[at] = c
-            out_values[at] = values[e]
-            positions[at] = (r - row_starts[b]) * min(widths[b], n_cells - first) + c - first
-    return rows, cols, out_values, positions, tile_k
+    row's cells in ascending order). Returns rows (int32), columns (int32), values and row-major
+    positions inside their tiles in that order, and the nonzeros of each tile."""
+    return _native.arrange(_int64(indptr), _int64(genes), _int64(values), _int64(cell_order), _int64(gene_rank),
+                           _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells))
 
 
-@njit(**JIT)
 def _baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
                        cell_terms: np.ndarray) -> np.ndarray:
-    out = np.empty(rows.size, dtype=np.int64)
-    for idx in range(rows.size):
-        out[idx] = baseline_context(gene_terms[rows[idx]] + cell_terms[cols[idx]])
-    return out
+    return _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms))
 
 
-@njit(**JIT)
 def _bins(u: np.ndarray) -> np.ndarray:
-    out = np.empty(u.size, dtype=np.int64)
-    for idx in range(u.size):
-        out[idx] = bin_of(u[idx])[0]
-    return out
+    return _native.value_bins(_int64(u))
 
 
 def histograms(contexts: np.ndarray, bins: np.ndarray) -> np.ndarray:

@@ -8,10 +8,9 @@ nats, is the coding context of a nonzero outside SIREN bands.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from .. import _native
 from ..codec.models import LOG_MEAN_UNITS
-from .._pending_numba import JIT
 
 TERM_MIN, TERM_MAX = -32768, 32767
 
@@ -20,37 +19,23 @@ def quantise_terms(terms: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(terms * LOG_MEAN_UNITS), TERM_MIN, TERM_MAX).astype(np.int64)
 
 
-@njit(**JIT)
+_VALUE_TYPES = frozenset(np.dtype(t) for t in (np.int64, np.int32, np.float64, np.float32))
+
+
 def accumulate_gene_stats(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, gene_nnz: np.ndarray,
                           gene_deviation: np.ndarray) -> None:
     """First pass over a block of cells (CSC): per gene, nonzeros and the sum of log1p(v) minus
-    the cell's mean log1p."""
-    for cell in range(indptr.size - 1):
-        lo, hi = indptr[cell], indptr[cell + 1]
-        if hi == lo:
-            continue
-        mean = 0.0
-        for idx in range(lo, hi):
-            mean += np.log1p(np.float64(values[idx]))
-        mean /= hi - lo
-        for idx in range(lo, hi):
-            g = genes[idx]
-            gene_nnz[g] += 1
-            gene_deviation[g] += np.log1p(np.float64(values[idx])) - mean
+    the cell's mean log1p (added to gene_nnz and gene_deviation, int64 and float64)."""
+    values = np.asarray(values)
+    if values.dtype not in _VALUE_TYPES:  # log1p of float64(v) either way
+        values = values.astype(np.float64)
+    _native.accumulate_gene_stats(np.ascontiguousarray(indptr, dtype=np.int64),
+                                  np.ascontiguousarray(genes, dtype=np.int64), np.ascontiguousarray(values),
+                                  gene_nnz, gene_deviation)
 
 
-@njit(**JIT)
 def fit_cell_terms(cols: np.ndarray, rows: np.ndarray, values: np.ndarray, gene_terms: np.ndarray,
                    n_cells: int) -> np.ndarray:
     """Per (reordered) cell: rint(16 x mean over its nonzeros of log1p(v) - gene term / 16)."""
-    total = np.zeros(n_cells)
-    count = np.zeros(n_cells, dtype=np.int64)
-    for idx in range(values.size):
-        c = cols[idx]
-        total[c] += np.log1p(np.float64(values[idx])) - gene_terms[rows[idx]] / LOG_MEAN_UNITS
-        count[c] += 1
-    out = np.zeros(n_cells, dtype=np.int64)
-    for c in range(n_cells):
-        if count[c]:
-            out[c] = min(max(np.rint(total[c] / count[c] * LOG_MEAN_UNITS), TERM_MIN), TERM_MAX)
-    return out
+    return _native.fit_cell_terms(cols, rows, np.ascontiguousarray(values, dtype=np.int64),
+                                  np.ascontiguousarray(gene_terms, dtype=np.int64), int(n_cells))

@@ -14,118 +14,27 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
 
-from .._pending_numba import JIT, bit_length, mix
+from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from .decode import _buffer, _pool, decode_batch, gather
 from .index import Chunk, MatrixIndex
 
 
-RADIX_BITS = 10  # 1024 buckets per pass: few enough write streams for the caches and TLB
+# Output value types the placing kernels write directly; others are placed as int32 (every decoded
+# value fits) and converted once at the end.
+_NATIVE_VALUE_TYPES = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                                      np.uint32, np.uint64, np.float32, np.float64))
 
 
-@njit(**JIT)
-def _radix_sort(keys: np.ndarray, first: np.ndarray, second: np.ndarray, key_bits: int):
-    """(keys, first, second) sorted by keys (non-negative, below 2**key_bits), stably, by least
-    significant digit first: every pass reads sequentially and writes to at most 2**RADIX_BITS
-    places, which is what makes it faster than one counting sort over many buckets."""
-    n = keys.size
-    keys_out = np.empty_like(keys)
-    first_out = np.empty_like(first)
-    second_out = np.empty_like(second)
-    buckets = 1 << RADIX_BITS
-    shift = 0
-    while shift < max(key_bits, 1):
-        starts = np.zeros(buckets + 1, dtype=np.int64)
-        for idx in range(n):
-            starts[((keys[idx] >> shift) & (buckets - 1)) + 1] += 1
-        for b in range(buckets):
-            starts[b + 1] += starts[b]
-        for idx in range(n):
-            digit = (keys[idx] >> shift) & (buckets - 1)
-            at = starts[digit]
-            starts[digit] = at + 1
-            keys_out[at] = keys[idx]
-            first_out[at] = first[idx]
-            second_out[at] = second[idx]
-        keys, keys_out = keys_out, keys
-        first, first_out = first_out, first
-        second, second_out = second_out, second
-        shift += RADIX_BITS
-    return keys, first, second
-
-
-@njit(**JIT)
-def _place_by_cell(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
-                   n_cells: int, rank_of_row: np.ndarray, genes_of_row: np.ndarray, base: int, out_indptr: np.ndarray,
-                   out_indices: np.ndarray, out_data: np.ndarray) -> np.uint64:
-    """Write a chunk's nonzeros cell by cell (genes ascending in each) from `base`, and its cells'
-    index pointers into out_indptr[1:]; return the chunk's content checksum. Two stable counting
-    sorts, by gene rank and then by cell, put them in exactly their output order."""
-    n = rows.size
-    n_ranks = rank_of_row.size
-    rank_starts = np.zeros(n_ranks + 1, dtype=np.int64)
-    for idx in range(n):
-        rank_starts[rank_of_row[rows[idx]] + 1] += 1
-    for r in range(n_ranks):
-        rank_starts[r + 1] += rank_starts[r]
-    ranked_cell = np.empty(n, dtype=np.int32)
-    ranked_gene = np.empty(n, dtype=np.int32)
-    ranked_value = np.empty(n, dtype=values.dtype)
-    cell_counts = np.zeros(n_cells, dtype=np.int64)
-    checksum = np.uint64(0)
-    for idx in range(n):
-        row = rows[idx]
-        at = rank_starts[rank_of_row[row]]
-        rank_starts[rank_of_row[row]] = at + 1
-        cell = cell_original[cols[idx]]
-        gene = genes_of_row[row]
-        ranked_cell[at] = cell - first_cell
-        ranked_gene[at] = gene
-        ranked_value[at] = values[idx]
-        cell_counts[cell - first_cell] += 1
-        key = np.uint64(gene) + (np.uint64(cell) << np.uint64(32))
-        checksum += mix(mix(key) ^ np.uint64(values[idx]))
-    cursor = np.empty(n_cells, dtype=np.int64)
-    running = base
-    for c in range(n_cells):
-        cursor[c] = running
-        running += cell_counts[c]
-        out_indptr[c + 1] = running
-    for idx in range(n):
-        c = ranked_cell[idx]
-        at = cursor[c]
-        cursor[c] = at + 1
-        out_indices[at] = ranked_gene[idx]
-        out_data[at] = ranked_value[idx]
-    return checksum
-
-
-@njit(**JIT)
-def _place_by_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, cell_original: np.ndarray, first_cell: int,
-                  n_cells: int, genes_of_row: np.ndarray, cursor: np.ndarray, out_indices: np.ndarray,
-                  out_data: np.ndarray, key_dtype) -> np.uint64:
-    """Write a chunk's nonzeros at each row's cursor, cells ascending; return the checksum. A radix
-    sort by (row, cell) makes each row's run contiguous, copied to its place in one go."""
-    cell_bits = bit_length(n_cells - 1)
-    keys = np.empty(rows.size, dtype=key_dtype)
-    cells = np.empty(rows.size, dtype=np.int32)
-    for idx in range(rows.size):
-        cell = cell_original[cols[idx]]
-        keys[idx] = (np.int64(rows[idx]) << cell_bits) | (cell - first_cell)
-        cells[idx] = cell
-    keys, cells, sorted_values = _radix_sort(keys, cells, values, cell_bits + bit_length(genes_of_row.size - 1))
-    checksum = np.uint64(0)
-    for idx in range(keys.size):
-        r = keys[idx] >> cell_bits
-        out_indices[cursor[r]] = cells[idx]
-        out_data[cursor[r]] = sorted_values[idx]
-        cursor[r] += 1
-        key = np.uint64(genes_of_row[r]) + (np.uint64(cells[idx]) << np.uint64(32))
-        checksum += mix(mix(key) ^ np.uint64(sorted_values[idx]))
-    return checksum
+def _placed(index: MatrixIndex, chunk: Chunk, result: tuple[int, int]) -> None:
+    """Raise CorruptFileError unless a placing kernel succeeded with the chunk's content checksum."""
+    status, checksum = result
+    if status:
+        raise CorruptFileError(f"{index.what}: chunk {chunk.index}: {_native.assemble_status_text(status)} "
+                               "(file is corrupt)")
+    _check(index, chunk, checksum)
 
 
 def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None) -> None:
@@ -165,11 +74,6 @@ def _gene_order_arrays(index: MatrixIndex) -> tuple[np.ndarray, np.ndarray]:
     return genes, rank
 
 
-def _key_dtype(n_rows: int, n_cells: int):
-    """The narrowest type holding a (row, cell) sort key: a 32-bit key halves the sort's traffic."""
-    return np.uint32 if int(n_rows - 1).bit_length() + int(n_cells - 1).bit_length() <= 32 else np.int64
-
-
 def _index_dtype(size: int):
     return np.int32 if size < 2**31 else np.int64
 
@@ -183,7 +87,8 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     nnz_starts = np.concatenate([[0], np.cumsum(index.nnz_starts[ids + 1] - index.nnz_starts[ids])])
     slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
-    data = np.empty(int(nnz_starts[-1]), dtype=dtype)
+    dtype = np.dtype(dtype)
+    data = np.empty(int(nnz_starts[-1]), dtype=dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = np.empty(data.size, dtype=_index_dtype(n_genes))
     indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
     genes_of_row, rank = _gene_order_arrays(index)
@@ -191,12 +96,12 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
         rows, cols, values = _decode_chunk(index, chunk)
-        _check(index, chunk, _place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
-                                            rank, genes_of_row, int(nnz_starts[i]), indptr[row_starts[i]:], indices,
-                                            data))
+        _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
+                                                    chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
+                                                    indptr[row_starts[i]:], indices, data))
 
     _for_each_chunk(index, jobs, work, chunks)
-    return sp.csr_matrix((data, indices, indptr), shape=(int(row_starts[-1]), n_genes))
+    return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
 def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
@@ -223,14 +128,17 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         raise CorruptFileError(f"{index.what}: tiles hold {indptr[-1]} nonzeros, the header says {index.nnz}")
     cursors = indptr[:-1][genes_of_row] + np.concatenate([np.zeros((1, n_rows), np.int64),
                                                           np.cumsum(counts[:-1, :n_rows], axis=0)])
-    data = np.empty(index.nnz, dtype=dtype)
+    dtype = np.dtype(dtype)
+    data = np.empty(index.nnz, dtype=dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = np.empty(index.nnz, dtype=_index_dtype(n_cells))
 
     def work(chunk: Chunk) -> None:
         rows, cols, values = _decode_chunk(index, chunk)
-        _check(index, chunk, _place_by_row(rows, cols, values, index.cell_original, chunk.first_cell, chunk.n_cells,
-                                           genes_of_row, cursors[chunk.index], indices, data,
-                                           _key_dtype(n_rows, chunk.n_cells)))
+        cursor = cursors[chunk.index]
+        limit = cursor + counts[chunk.index, :n_rows]  # the chunk's share of each row ends here
+        _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
+                                                   chunk.n_cells, genes_of_row, cursor, limit, chunk.geometry.row_starts,
+                                                   indices, data))
 
     _for_each_chunk(index, jobs, work)
-    return sp.csr_matrix((data, indices, indptr), shape=(n_genes, n_cells))
+    return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))

@@ -12,9 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-from .._pending_numba import JIT
+from .. import _native
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from .index import MODE_CODES, Chunk, MatrixIndex, TileTable
@@ -95,17 +94,12 @@ def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands:
                      table.n_cells[chunk_of], chunk_of, table.band_siren[chunk_of, band_of])
 
 
-@njit(**JIT)
 def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: np.ndarray,
              values: np.ndarray) -> int:
     """Move each tile's triples down to follow the previous tile's; return how many there are."""
-    kept = 0
-    for t in range(counts.size):
-        for i in range(out_start[t], out_start[t] + counts[t]):
-            rows[kept] = rows[i]
-            cols[kept] = cols[i]
-            values[kept] = values[i]
-            kept += 1
+    status, kept = _native.compact(out_start, counts, rows, cols, values)
+    if status:
+        raise CorruptFileError(f"tile decoding: {_native.assemble_status_text(status)} (file is corrupt)")
     return kept
 
 

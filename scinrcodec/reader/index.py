@@ -11,11 +11,10 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
+from .. import _native
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
-from .._pending_numba import JIT
 from ..codec.stages import parse_stages
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
@@ -133,32 +132,14 @@ class TileTable:
     n_cells: np.ndarray
 
 
-@njit(**JIT)
 def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base: np.ndarray, n_rows: np.ndarray,
                      row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every chunk holding `row`: the chunk and its band holding the row; then the tiles of
     those bands, and for each tile which (chunk, band) pair it belongs to."""
-    chunks = np.empty(n_rows.size, dtype=np.int64)
-    bands = np.empty(n_rows.size, dtype=np.int64)
-    count = 0
-    total = 0
-    for c in range(n_rows.size):
-        if row < n_rows[c]:
-            b = np.searchsorted(table_rows[c], row, side="right") - 1
-            chunks[count] = c
-            bands[count] = b
-            count += 1
-            total += table_tiles[c, b + 1] - table_tiles[c, b]
-    tiles = np.empty(total, dtype=np.int64)
-    pair = np.empty(total, dtype=np.int64)
-    at = 0
-    for i in range(count):
-        c, b = chunks[i], bands[i]
-        for t in range(table_tiles[c, b], table_tiles[c, b + 1]):
-            tiles[at] = chunk_base[c] + t
-            pair[at] = i
-            at += 1
-    return chunks[:count], bands[:count], tiles, pair
+    status, chunks, bands, tiles, pair = _native.band_tile_ranges(table_rows, table_tiles, chunk_base, n_rows, row)
+    if status:
+        raise CorruptFileError(f"tile table: {_native.assemble_status_text(status)} (file is corrupt)")
+    return chunks, bands, tiles, pair
 
 
 class MatrixIndex:

@@ -1,1 +1,190 @@
-// (filled in by the port of this layer)
+// Encoder kernels of one chunk: cell totals, the (tile, position) arrangement, bins and contexts.
+#include "sinr/arrange.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <vector>
+
+#include "sinr/models.hpp"
+#include "sinr/scratch.hpp"
+
+namespace sinr {
+
+const char* arrange_status_text(int status) {
+  switch (status) {
+    case kArrangeOk: return "";
+    case kArrangeBadPointers: return "index pointers decrease or run past the nonzeros";
+    case kArrangeBadIndex: return "an index lies outside its table";
+    case kArrangeBadGeometry: return "bands, widths and tiles are inconsistent";
+    case kArrangeBadSize: return "arrays of mismatched lengths";
+    default: return "unknown arrangement error";
+  }
+}
+
+namespace {
+
+// indptr ascends from 0 to exactly n (the nonzeros of every cell, nothing more).
+bool pointers_cover(Span<const int64_t> indptr, int64_t n) {
+  if (indptr.size < 1 || indptr[0] != 0 || indptr[indptr.size - 1] != n) return false;
+  for (int64_t c = 0; c + 1 < indptr.size; ++c)
+    if (indptr[c + 1] < indptr[c]) return false;
+  return true;
+}
+
+struct Geometry {
+  int64_t n_bands = 0, n_rows = 0, n_tiles = 0, tallest = 0;
+  std::vector<int32_t> band_of_row;
+};
+
+int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
+                  int64_t n_cells, Geometry* g) {
+  const int64_t n_bands = widths.size;
+  if (row_starts.size != n_bands + 1 || tile_starts.size != n_bands + 1 || n_cells < 0 || row_starts[0] != 0 ||
+      tile_starts[0] != 0 || n_bands > INT32_MAX)
+    return kArrangeBadGeometry;
+  for (int64_t b = 0; b < n_bands; ++b) {
+    const int64_t w = widths[b];
+    if (w < 1 || row_starts[b + 1] < row_starts[b] || row_starts[b + 1] > INT32_MAX ||
+        tile_starts[b + 1] - tile_starts[b] != (n_cells + w - 1) / w)
+      return kArrangeBadGeometry;
+  }
+  g->n_bands = n_bands;
+  g->n_rows = row_starts[n_bands];
+  g->n_tiles = tile_starts[n_bands];
+  g->band_of_row.resize(static_cast<size_t>(g->n_rows));
+  for (int64_t b = 0; b < n_bands; ++b) {
+    std::fill(g->band_of_row.begin() + row_starts[b], g->band_of_row.begin() + row_starts[b + 1],
+              static_cast<int32_t>(b));
+    g->tallest = std::max(g->tallest, row_starts[b + 1] - row_starts[b]);
+  }
+  return kArrangeOk;
+}
+
+// A nonzero on its way: row, new column and value.
+struct Entry {
+  int32_t row;
+  int32_t col;
+  int64_t value;
+};
+
+}  // namespace
+
+int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int64_t> out) {
+  if (indptr.size < 1 || out.size != indptr.size - 1) return kArrangeBadSize;
+  for (int64_t c = 0; c < out.size; ++c)
+    if (indptr[c] < 0 || indptr[c + 1] < indptr[c] || indptr[c + 1] > values.size) return kArrangeBadPointers;
+  for (int64_t c = 0; c < out.size; ++c) {
+    uint64_t total = 0;  // wraps as the reference's int64 does
+    for (int64_t i = indptr[c]; i < indptr[c + 1]; ++i) total += static_cast<uint64_t>(values[i]);
+    out[c] = static_cast<int64_t>(total);
+  }
+  return kArrangeOk;
+}
+
+int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
+            Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
+            Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,
+            Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> tile_k) {
+  const int64_t nnz = values.size;
+  if (genes.size != nnz || indptr.size != n_cells + 1 || cell_order.size != n_cells || rows.size != nnz ||
+      cols.size != nnz || out_values.size != nnz || positions.size != nnz || n_cells > INT32_MAX)
+    return kArrangeBadSize;
+  if (!pointers_cover(indptr, nnz)) return kArrangeBadPointers;
+  {
+    std::vector<char> seen(static_cast<size_t>(n_cells), 0);
+    for (int64_t c = 0; c < n_cells; ++c) {
+      const int64_t cell = cell_order[c];
+      if (cell < 0 || cell >= n_cells || seen[cell]) return kArrangeBadIndex;
+      seen[cell] = 1;
+    }
+  }
+  Geometry g;
+  if (int status = plan_geometry(row_starts, widths, tile_starts, n_cells, &g)) return status;
+  if (tile_k.size != g.n_tiles) return kArrangeBadSize;
+  // The nonzeros band by band, walking the cells in their new order: each band's run is then in
+  // column order, and its tiles (ranges of columns) are consecutive pieces of it.
+  std::vector<int64_t> band_start(static_cast<size_t>(g.n_bands) + 1, 0);
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t cell = cell_order[c];
+    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
+      const int64_t gene = genes[e];
+      if (gene < 0 || gene >= gene_rank.size) return kArrangeBadIndex;
+      const int64_t r = gene_rank[gene];
+      if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
+      ++band_start[g.band_of_row[r] + 1];
+    }
+  }
+  for (int64_t b = 0; b < g.n_bands; ++b) band_start[b + 1] += band_start[b];
+  Scratch<Entry> entries(nnz);
+  std::vector<int64_t> at(band_start.begin(), band_start.end() - 1);
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t cell = cell_order[c];
+    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
+      const int64_t gene = genes[e];  // checked again: another thread may have changed the arrays
+      const int64_t r = gene >= 0 && gene < gene_rank.size ? gene_rank[gene] : -1;
+      if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
+      const int32_t b = g.band_of_row[r];
+      if (at[b] >= band_start[b + 1]) return kArrangeBadIndex;
+      entries[at[b]++] = Entry{static_cast<int32_t>(r), static_cast<int32_t>(c), values[e]};
+    }
+  }
+  // Each tile: its nonzeros by row (stable, so each row's columns stay ascending), at its place in
+  // the output, tiles in order.
+  std::vector<int64_t> row_at(static_cast<size_t>(g.tallest) + 1);
+  int64_t out = 0;
+  for (int64_t b = 0; b < g.n_bands; ++b) {
+    const int64_t r0 = row_starts[b], height = row_starts[b + 1] - r0, w = widths[b];
+    int64_t i = band_start[b];
+    const int64_t band_end = band_start[b + 1];
+    for (int64_t t = tile_starts[b]; t < tile_starts[b + 1]; ++t) {
+      const int64_t first = (t - tile_starts[b]) * w;
+      const int64_t last = std::min(first + w, n_cells);
+      const int64_t width = last - first;
+      int64_t j = i;
+      while (j < band_end && entries[j].col < last) ++j;
+      std::fill(row_at.begin(), row_at.begin() + height + 1, 0);
+      for (int64_t q = i; q < j; ++q) ++row_at[entries[q].row - r0 + 1];
+      row_at[0] = out;
+      for (int64_t h = 0; h < height; ++h) row_at[h + 1] += row_at[h];
+      for (int64_t q = i; q < j; ++q) {
+        const Entry& entry = entries[q];
+        const int64_t local_row = entry.row - r0;
+        const int64_t p = row_at[local_row]++;
+        rows[p] = entry.row;
+        cols[p] = entry.col;
+        out_values[p] = entry.value;
+        positions[p] = local_row * width + entry.col - first;
+      }
+      tile_k[t] = j - i;
+      out += j - i;
+      i = j;
+    }
+    if (i != band_end) return kArrangeBadGeometry;  // cannot happen: columns lie below n_cells
+  }
+  return kArrangeOk;
+}
+
+int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
+                      Span<const int64_t> cell_terms, Span<int64_t> out) {
+  const int64_t n = out.size;
+  if (rows.size != n || cols.size != n) return kArrangeBadSize;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t r = rows[i], c = cols[i];
+    if (r < 0 || r >= gene_terms.size || c < 0 || c >= cell_terms.size) return kArrangeBadIndex;
+    out[i] = baseline_context(gene_terms[r] + cell_terms[c]);
+  }
+  return kArrangeOk;
+}
+
+void value_bins(Span<const int64_t> u, Span<int64_t> out) {
+  // Below 2**kMantissaBits - 1 a value is its own bin (most counts are); u + 1 must not overflow,
+  // and where it would, the reference's wrapped arithmetic also returns u.
+  constexpr int64_t kExact = (int64_t{1} << kMantissaBits) - 1;
+  for (int64_t i = 0; i < u.size; ++i) {
+    const int64_t v = u[i];
+    out[i] = v >= kExact && v < INT64_MAX ? bin_of(v).bin : v;
+  }
+}
+
+}  // namespace sinr

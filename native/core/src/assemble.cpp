@@ -1,1 +1,524 @@
-// (filled in by the port of this layer)
+// Whole-matrix placing kernels: a chunk's nonzeros put in their final order and written out while
+// the content checksum is computed.
+//
+// Cell-major: the nonzeros are counted per cell, then scattered to their cell's range of a scratch
+// buffer (one pass over the decoded triples, which also computes the checksum); each cell's range,
+// small enough for the L1 cache, is then sorted by gene rank and written to the output in order.
+// Row-major: the decoder emits a chunk band after band, and a band's rows are a range of rows of
+// its own, so each band's nonzeros (a cache-sized segment) are sorted by (row, cell) and each row's
+// run is written at its cursor. Were the bands not in order, one sort of the whole chunk by
+// (row, cell) does the same.
+//
+// Sorting is a stable least-significant-digit radix sort whose digit counts are taken while the
+// items are built; keys and values travel packed in one 64-bit word when the key fits 32 bits.
+// Scattering straight to the output by cell or by row writes to thousands of places at once,
+// which defeats hardware prefetching (measured markedly slower).
+#include "sinr/assemble.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <type_traits>
+
+#include "sinr/checksum.hpp"
+#include "sinr/models.hpp"
+#include "sinr/scratch.hpp"
+
+namespace sinr {
+
+const char* assemble_status_text(int status) {
+  switch (status) {
+    case kAssembleOk: return "";
+    case kAssembleBadRow: return "a decoded row lies outside the file's rows";
+    case kAssembleBadColumn: return "a decoded column lies outside the matrix";
+    case kAssembleBadCell: return "a decoded cell lies outside its chunk";
+    case kAssembleBadOutput: return "the decoded nonzeros do not fit the output";
+    case kAssembleRowOverflow: return "a row decodes to other nonzeros than were counted for it";
+    case kAssembleBadTable: return "band or tile tables are inconsistent";
+    case kAssembleBadCounts: return "tile nonzero counts run outside the decoded arrays";
+    default: return "unknown placing error";
+  }
+}
+
+namespace {
+
+constexpr int kMaxDigitBits = 11;  // 2048 buckets a pass: histograms in L1
+constexpr int kSmallDigitBits = 8;  // for ranges sorted inside the L1 cache
+constexpr int64_t kInsertionSort = 32;  // below this many items, insertion sort
+constexpr int64_t kBitmapKeys = int64_t{1} << 16;  // ordering by bitmap: values by key fit L2
+
+inline int trailing_zeros(uint64_t word) {  // of a nonzero word
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctzll(word);
+#else
+  int n = 0;
+  while (!(word & 1)) {
+    word >>= 1;
+    ++n;
+  }
+  return n;
+#endif
+}
+
+// A key and a value in one word: key in the high 32 bits.
+struct Packed {
+  using Item = uint64_t;
+  static Item make(uint64_t key, int32_t value) { return (key << 32) | static_cast<uint32_t>(value); }
+  static uint64_t key(Item x) { return x >> 32; }
+  static int32_t value(Item x) { return static_cast<int32_t>(static_cast<uint32_t>(x)); }
+};
+
+// Keys of up to 64 bits.
+struct Wide {
+  struct Item {
+    uint64_t key;
+    int32_t value;
+  };
+  static Item make(uint64_t key, int32_t value) { return Item{key, value}; }
+  static uint64_t key(const Item& x) { return x.key; }
+  static int32_t value(const Item& x) { return x.value; }
+};
+
+// Passes and bits per digit of an LSD radix sort over `bits` bits.
+struct RadixPlan {
+  int passes = 0;
+  int digit_bits = 0;
+  int64_t buckets() const { return int64_t{1} << digit_bits; }
+  uint64_t mask() const { return (uint64_t{1} << digit_bits) - 1; }
+};
+
+RadixPlan plan_for(int bits, int max_digit_bits = kMaxDigitBits) {
+  RadixPlan plan;
+  if (bits <= 0) return plan;
+  plan.passes = (bits + max_digit_bits - 1) / max_digit_bits;
+  plan.digit_bits = (bits + plan.passes - 1) / plan.passes;
+  return plan;
+}
+
+// Sort items a[0..n) stably by their key's low plan.passes * plan.digit_bits bits, given each
+// pass's digit counts in hist (plan.passes rows of plan.buckets()); b is scratch of n items.
+// Returns whichever of a and b holds the result. A pass whose digits are all equal is skipped.
+template <typename T>
+typename T::Item* radix_sort(typename T::Item* a, typename T::Item* b, int64_t n, const RadixPlan& plan,
+                             int64_t* hist) {
+  const int64_t buckets = plan.buckets();
+  const uint64_t mask = plan.mask();
+  for (int p = 0; p < plan.passes; ++p) {
+    int64_t* starts = hist + p * buckets;
+    bool trivial = false;
+    int64_t running = 0;
+    for (int64_t d = 0; d < buckets; ++d) {
+      const int64_t count = starts[d];
+      trivial |= count == n;
+      starts[d] = running;
+      running += count;
+    }
+    if (trivial) continue;
+    const int shift = p * plan.digit_bits;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto item = a[i];
+      const uint64_t digit = (T::key(item) >> shift) & mask;
+      b[starts[digit]++] = item;
+    }
+    std::swap(a, b);
+  }
+  return a;
+}
+
+bool fits(int64_t base, int64_t n, int64_t size) { return base >= 0 && n >= 0 && base <= size && n <= size - base; }
+
+// Count key digits of every pass for a radix sort.
+inline void count_digits(int64_t* hist, const RadixPlan& plan, uint64_t key) {
+  const uint64_t mask = plan.mask();
+  for (int p = 0; p < plan.passes; ++p) ++hist[(static_cast<int64_t>(p) << plan.digit_bits) + ((key >> (p * plan.digit_bits)) & mask)];
+}
+
+// Sort a[0..n) stably by key: insertion sort for a few items, else a radix sort over `bits` bits
+// (b: scratch of n items, hist: scratch of the plan's counts). Returns where the result is.
+template <typename T>
+typename T::Item* sort_small(typename T::Item* a, typename T::Item* b, int64_t n, const RadixPlan& plan,
+                             std::vector<int64_t>& hist) {
+  using Item = typename T::Item;
+  if (n <= kInsertionSort) {
+    for (int64_t i = 1; i < n; ++i) {
+      const Item item = a[i];
+      const uint64_t key = T::key(item);
+      int64_t j = i;
+      for (; j > 0 && T::key(a[j - 1]) > key; --j) a[j] = a[j - 1];
+      a[j] = item;
+    }
+    return a;
+  }
+  std::fill(hist.begin(), hist.end(), 0);
+  for (int64_t i = 0; i < n; ++i) count_digits(hist.data(), plan, T::key(a[i]));
+  return radix_sort<T>(a, b, n, plan, hist.data());
+}
+
+// Ordering by bitmap, for items whose keys are few (below kBitmapKeys) and dense enough: each key is
+// marked in a bitmap and its value kept by key, then the marks are read back in ascending order.
+// Keys must not repeat (a decoded coordinate twice, never in a valid file): order() then reports
+// failure, having emitted nothing, and the caller sorts instead.
+class BitmapOrder {
+ public:
+  explicit BitmapOrder(int64_t keys) : marks_(static_cast<size_t>((keys + 63) / 64), 0), values_(static_cast<size_t>(keys)) {}
+
+  // Whether m items with keys below `keys` are worth ordering so rather than sorting.
+  static bool worth(int64_t keys, int64_t m) { return keys <= kBitmapKeys && m > kInsertionSort && m * 64 >= keys; }
+
+  // Calls emit(key, value) for items[0..m) in ascending key order (keys below `keys`, at most the
+  // constructor's); false, emitting nothing, if a key repeats.
+  template <typename T, typename Emit>
+  bool order(const typename T::Item* items, int64_t m, int64_t keys, Emit&& emit) {
+    bool repeated = false;
+    for (int64_t i = 0; i < m; ++i) {
+      const uint64_t key = T::key(items[i]);
+      const uint64_t bit = uint64_t{1} << (key & 63);
+      repeated |= (marks_[key >> 6] & bit) != 0;
+      marks_[key >> 6] |= bit;
+      values_[key] = T::value(items[i]);
+    }
+    const int64_t n_words = (keys + 63) / 64;
+    if (repeated) {
+      std::fill(marks_.begin(), marks_.begin() + n_words, 0);
+      return false;
+    }
+    for (int64_t w = 0; w < n_words; ++w) {
+      uint64_t word = marks_[w];
+      marks_[w] = 0;
+      while (word) {
+        const int64_t key = w * 64 + trailing_zeros(word);
+        word &= word - 1;
+        emit(key, values_[key]);
+      }
+    }
+    return true;
+  }
+
+ private:
+  std::vector<uint64_t> marks_;
+  std::vector<int32_t> values_;
+};
+
+template <typename I, typename D>
+int place_by_cell_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
+                       Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
+                       Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
+                       Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
+                       int rank_bits, const std::vector<int32_t>& rank, const std::vector<int64_t>& gene_of_rank) {
+  using T = Packed;  // key: the gene rank, below 2**31
+  const int64_t n = values.size;
+  const int64_t n_rows = genes_of_row.size;
+  const int64_t n_original = cell_original.size;
+  // Nonzeros per cell, every index checked.
+  std::vector<int64_t> start(static_cast<size_t>(n_cells) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t row = rows[i];
+    const int32_t col = cols[i];
+    if (row < 0 || row >= n_rows) return kAssembleBadRow;
+    if (col < 0 || col >= n_original) return kAssembleBadColumn;
+    const uint64_t local = static_cast<uint64_t>(cell_original[col]) - static_cast<uint64_t>(first_cell);
+    if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
+    ++start[local + 1];
+  }
+  int64_t largest = 0;
+  for (int64_t c = 0; c < n_cells; ++c) {
+    largest = std::max(largest, start[c + 1]);
+    start[c + 1] += start[c];
+  }
+  // Each nonzero to its cell's range (cells' ranges in order), the checksum on the way. The checks
+  // repeat: another thread could have changed the arrays since.
+  Scratch<uint64_t> a(n);
+  std::vector<int64_t> at(start.begin(), start.end() - 1);
+  uint64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t row = rows[i];
+    const int32_t col = cols[i];
+    if (row < 0 || row >= n_rows || col < 0 || col >= n_original) return kAssembleBadRow;
+    const int64_t cell = cell_original[col];
+    const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
+    if (local >= static_cast<uint64_t>(n_cells) || at[local] >= start[local + 1]) return kAssembleBadCell;
+    const int32_t value = values[i];
+    total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
+                        static_cast<uint64_t>(static_cast<int64_t>(value)));
+    a[at[local]++] = T::make(static_cast<uint64_t>(rank[row]), value);
+  }
+  // Each cell's nonzeros in rank order (by bitmap where ranks are few, else sorted), written in order.
+  const RadixPlan plan = plan_for(rank_bits, kSmallDigitBits);
+  std::vector<int64_t> hist(static_cast<size_t>(plan.passes) << plan.digit_bits);
+  Scratch<uint64_t> b(largest);
+  BitmapOrder bitmap(n_rows <= kBitmapKeys ? n_rows : 0);
+  I* indices = out_indices.data + base;
+  D* data = out_data.data + base;
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t lo = start[c], hi = start[c + 1], m = hi - lo;
+    out_indptr[c + 1] = base + hi;
+    int64_t at = lo;
+    auto emit = [&](int64_t k, int32_t value) {
+      indices[at] = static_cast<I>(gene_of_rank[k]);
+      data[at] = static_cast<D>(value);
+      ++at;
+    };
+    if (BitmapOrder::worth(n_rows, m) && bitmap.order<T>(a.data() + lo, m, n_rows, emit)) continue;
+    const uint64_t* sorted = sort_small<T>(a.data() + lo, b.data(), m, plan, hist);
+    for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
+  }
+  *checksum = total;
+  return kAssembleOk;
+}
+
+// A run of decoded nonzeros [lo, hi) whose rows all lie in row0 .. row0 + rows - 1.
+struct Segment {
+  int64_t lo, hi, row0, rows;
+};
+
+// Cut the nonzeros into bands' runs: band b holds rows band_rows[b] .. band_rows[b + 1] - 1 and the
+// decoder emits the bands in order. Empty if the rows do not follow that order (or bands are
+// inconsistent): the caller then takes the whole chunk as one run.
+std::vector<Segment> band_segments(Span<const int32_t> rows, Span<const int64_t> band_rows, int64_t n_rows) {
+  std::vector<Segment> segments;
+  const int64_t n_bands = band_rows.size - 1;
+  if (n_bands < 1 || band_rows[0] < 0 || band_rows[n_bands] > n_rows) return segments;
+  for (int64_t b = 0; b < n_bands; ++b)
+    if (band_rows[b + 1] < band_rows[b]) return segments;
+  int64_t b = 0, lo = 0;
+  for (int64_t i = 0; i < rows.size; ++i) {
+    const int64_t row = rows[i];
+    if (row < band_rows[b + 1]) {
+      if (row >= band_rows[b]) continue;
+      segments.clear();  // a row of an earlier band
+      return segments;
+    }
+    if (i > lo) segments.push_back({lo, i, band_rows[b], band_rows[b + 1] - band_rows[b]});
+    lo = i;
+    while (b < n_bands && row >= band_rows[b + 1]) ++b;
+    if (b == n_bands) {  // beyond the last band
+      segments.clear();
+      return segments;
+    }
+  }
+  if (rows.size > lo) segments.push_back({lo, rows.size, band_rows[b], band_rows[b + 1] - band_rows[b]});
+  return segments;
+}
+
+template <typename T, typename I, typename D>
+int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
+                      Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
+                      Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
+                      Span<I> out_indices, Span<D> out_data, uint64_t* checksum, const std::vector<Segment>& segments,
+                      int cell_bits) {
+  using Item = typename T::Item;
+  int64_t largest = 0;
+  for (const Segment& seg : segments) largest = std::max(largest, seg.hi - seg.lo);
+  Scratch<Item> a(largest), b(largest);
+  std::vector<int64_t> hist;
+  BitmapOrder bitmap(kBitmapKeys);
+  const int64_t n_original = cell_original.size;
+  const uint64_t cell_mask = (uint64_t{1} << cell_bits) - 1;
+  int64_t* cur = cursor.data;
+  I* indices = out_indices.data;
+  D* data = out_data.data;
+  const int64_t size = std::min(out_indices.size, out_data.size);
+  uint64_t total = 0;
+  for (const Segment& seg : segments) {
+    const int64_t m = seg.hi - seg.lo;
+    const RadixPlan plan = plan_for(bit_length(static_cast<uint64_t>(std::max<int64_t>(seg.rows - 1, 0))) + cell_bits);
+    const int64_t keys = seg.rows << cell_bits;
+    const bool by_bitmap = std::is_same_v<T, Packed> && BitmapOrder::worth(keys, m);
+    const RadixPlan counted = by_bitmap ? RadixPlan{} : plan;  // digits counted now, for a sort
+    hist.assign(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
+    for (int64_t i = 0; i < m; ++i) {
+      const int32_t row = rows[seg.lo + i];
+      const int32_t col = cols[seg.lo + i];
+      const uint64_t local_row = static_cast<uint64_t>(static_cast<int64_t>(row) - seg.row0);
+      if (local_row >= static_cast<uint64_t>(seg.rows)) return kAssembleBadRow;
+      if (col < 0 || col >= n_original) return kAssembleBadColumn;
+      const int64_t cell = cell_original[col];
+      const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
+      if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
+      const uint64_t key = (local_row << cell_bits) | local;
+      count_digits(hist.data(), counted, key);
+      const int32_t value = values[seg.lo + i];
+      total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
+                          static_cast<uint64_t>(static_cast<int64_t>(value)));
+      a[i] = T::make(key, value);
+    }
+    // In (row, cell) order (by bitmap where the band's keys are few, else sorted): each row's
+    // nonzeros are one run, written at the row's cursor.
+    bool overflow = false;
+    auto emit = [&](uint64_t key, int32_t value) {
+      const int64_t r = seg.row0 + static_cast<int64_t>(key >> cell_bits);
+      const int64_t at = cur[r];
+      // Checked against the output too: the cursors were checked, but another thread could change them.
+      if (at >= limit[r] || static_cast<uint64_t>(at) >= static_cast<uint64_t>(size)) {
+        overflow = true;
+        return;
+      }
+      cur[r] = at + 1;
+      indices[at] = static_cast<I>(first_cell + static_cast<int64_t>(key & cell_mask));
+      data[at] = static_cast<D>(value);
+    };
+    if (by_bitmap) {
+      if (bitmap.order<T>(a.data(), m, keys, emit)) {
+        if (overflow) return kAssembleRowOverflow;
+        continue;
+      }
+      for (int64_t i = 0; i < m; ++i) count_digits(hist.data(), plan, T::key(a[i]));  // a key repeats: sort
+    }
+    const Item* sorted = radix_sort<T>(a.data(), b.data(), m, plan, hist.data());
+    for (int64_t i = 0; i < m && !overflow; ++i) emit(T::key(sorted[i]), T::value(sorted[i]));
+    if (overflow) return kAssembleRowOverflow;
+  }
+  for (int64_t r = 0; r < genes_of_row.size; ++r)
+    if (cur[r] != limit[r]) return kAssembleRowOverflow;
+  *checksum = total;
+  return kAssembleOk;
+}
+
+}  // namespace
+
+template <typename I, typename D>
+int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
+                  Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
+                  Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
+                  Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum) {
+  const int64_t n = values.size;
+  const int64_t n_rows = genes_of_row.size;
+  if (rows.size != n || cols.size != n || rank_of_row.size != n_rows || n_cells < 0 ||
+      out_indptr.size < n_cells + 1 || !fits(base, n, out_indices.size) || !fits(base, n, out_data.size))
+    return kAssembleBadOutput;
+  // Each row's rank and each rank's gene, copied once checked (the ranks must be a permutation of
+  // the rows): what the kernel reads later cannot change under it.
+  if (n_rows > INT32_MAX) return kAssembleBadTable;
+  std::vector<int32_t> rank(static_cast<size_t>(n_rows));
+  std::vector<int64_t> gene_of_rank(static_cast<size_t>(n_rows));
+  std::vector<char> seen(static_cast<size_t>(n_rows), 0);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t k = rank_of_row[r];
+    if (k < 0 || k >= n_rows || seen[k]) return kAssembleBadTable;
+    seen[k] = 1;
+    rank[r] = static_cast<int32_t>(k);
+    gene_of_rank[k] = genes_of_row[r];
+  }
+  const int rank_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_rows - 1, 0)));
+  return place_by_cell_impl(rows, cols, values, cell_original, first_cell, n_cells, rank_of_row, genes_of_row, base,
+                            out_indptr, out_indices, out_data, checksum, rank_bits, rank, gene_of_rank);
+}
+
+template <typename I, typename D>
+int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
+                 Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
+                 Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
+                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum) {
+  const int64_t n = values.size;
+  const int64_t n_rows = genes_of_row.size;
+  if (rows.size != n || cols.size != n || cursor.size != n_rows || limit.size != n_rows || n_cells < 0)
+    return kAssembleBadOutput;
+  const int64_t size = std::min(out_indices.size, out_data.size);
+  for (int64_t r = 0; r < n_rows; ++r)
+    if (cursor[r] < 0 || cursor[r] > limit[r] || limit[r] > size) return kAssembleBadOutput;
+  std::vector<Segment> segments = band_segments(rows, band_rows, n_rows);
+  if (segments.empty() && n) segments.push_back({0, n, 0, n_rows});
+  int64_t tallest = 1;
+  for (const Segment& seg : segments) tallest = std::max(tallest, seg.rows);
+  const int cell_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_cells - 1, 0)));
+  if (bit_length(static_cast<uint64_t>(tallest - 1)) + cell_bits <= 32)
+    return place_by_row_impl<Packed>(rows, cols, values, cell_original, first_cell, n_cells, genes_of_row, cursor,
+                                     limit, out_indices, out_data, checksum, segments, cell_bits);
+  return place_by_row_impl<Wide>(rows, cols, values, cell_original, first_cell, n_cells, genes_of_row, cursor, limit,
+                                 out_indices, out_data, checksum, segments, cell_bits);
+}
+
+template <typename V>
+int compact(Span<const int64_t> out_start, Span<const int64_t> counts, Span<int32_t> rows, Span<int32_t> cols,
+            Span<V> values, int64_t* kept) {
+  const int64_t size = std::min(std::min(rows.size, cols.size), values.size);
+  if (counts.size != out_start.size) return kAssembleBadCounts;
+  int64_t end = 0;
+  for (int64_t t = 0; t < counts.size; ++t) {
+    if (out_start[t] < end || !fits(out_start[t], counts[t], size)) return kAssembleBadCounts;
+    end = out_start[t] + counts[t];
+  }
+  int64_t at = 0;
+  for (int64_t t = 0; t < counts.size; ++t) {
+    const int64_t from = out_start[t], count = counts[t];
+    if (from < at || !fits(from, count, size)) return kAssembleBadCounts;  // changed since checked
+    if (count && from != at) {
+      std::memmove(rows.data + at, rows.data + from, static_cast<size_t>(count) * sizeof(int32_t));
+      std::memmove(cols.data + at, cols.data + from, static_cast<size_t>(count) * sizeof(int32_t));
+      std::memmove(values.data + at, values.data + from, static_cast<size_t>(count) * sizeof(V));
+    }
+    at += count;
+  }
+  *kept = at;
+  return kAssembleOk;
+}
+
+int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table_tiles,
+                     Span<const int64_t> chunk_base, Span<const int64_t> n_rows, int64_t row, BandTileRanges* out) {
+  const int64_t n_chunks = n_rows.size;
+  const int64_t width = table_rows.cols;
+  if (table_rows.rows != n_chunks || table_tiles.rows != n_chunks || table_tiles.cols != width ||
+      chunk_base.size < n_chunks)
+    return kAssembleBadTable;
+  out->chunks.clear();
+  out->bands.clear();
+  std::vector<int64_t> firsts, lasts;
+  int64_t total = 0;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    if (row >= n_rows[c]) continue;
+    const int64_t* starts = table_rows[c];
+    const int64_t b = (std::upper_bound(starts, starts + width, row) - starts) - 1;
+    if (b < 0 || b + 1 >= width) return kAssembleBadTable;
+    const int64_t first = table_tiles.at(c, b), last = table_tiles.at(c, b + 1);
+    if (last < first || first < 0) return kAssembleBadTable;
+    out->chunks.push_back(c);
+    out->bands.push_back(b);
+    firsts.push_back(first);
+    lasts.push_back(last);
+    total += last - first;
+  }
+  out->tiles.resize(static_cast<size_t>(total));
+  out->pair.resize(static_cast<size_t>(total));
+  int64_t at = 0;
+  for (size_t i = 0; i < out->chunks.size(); ++i) {
+    const int64_t c = out->chunks[i];
+    for (int64_t t = firsts[i]; t < lasts[i]; ++t) {
+      out->tiles[at] = chunk_base[c] + t;
+      out->pair[at] = static_cast<int64_t>(i);
+      ++at;
+    }
+  }
+  return kAssembleOk;
+}
+
+// The instantiations the bindings use: output indices int32 or int64; output values of every
+// integer and floating type numpy arrays commonly hold.
+#define SINR_PLACE(I, D)                                                                                          \
+  template int place_by_cell<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                \
+                                   Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<const int64_t>, \
+                                   int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*);                         \
+  template int place_by_row<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                 \
+                                  Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<int64_t>,      \
+                                  Span<const int64_t>, Span<const int64_t>, Span<I>, Span<D>, uint64_t*);
+#define SINR_PLACE_ALL(I)                                                                                         \
+  SINR_PLACE(I, int8_t)                                                                                           \
+  SINR_PLACE(I, int16_t)                                                                                          \
+  SINR_PLACE(I, int32_t)                                                                                          \
+  SINR_PLACE(I, int64_t)                                                                                          \
+  SINR_PLACE(I, uint8_t)                                                                                          \
+  SINR_PLACE(I, uint16_t)                                                                                         \
+  SINR_PLACE(I, uint32_t)                                                                                         \
+  SINR_PLACE(I, uint64_t)                                                                                         \
+  SINR_PLACE(I, float)                                                                                            \
+  SINR_PLACE(I, double)
+SINR_PLACE_ALL(int32_t)
+SINR_PLACE_ALL(int64_t)
+#undef SINR_PLACE_ALL
+#undef SINR_PLACE
+
+template int compact<int32_t>(Span<const int64_t>, Span<const int64_t>, Span<int32_t>, Span<int32_t>,
+                              Span<int32_t>, int64_t*);
+template int compact<int64_t>(Span<const int64_t>, Span<const int64_t>, Span<int32_t>, Span<int32_t>,
+                              Span<int64_t>, int64_t*);
+
+}  // namespace sinr

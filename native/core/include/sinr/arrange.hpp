@@ -1,0 +1,44 @@
+// Encoder kernels of one chunk (spec §5): cell totals, the arrangement of a chunk's nonzeros by
+// (tile, position), and each nonzero's value bin and baseline context. Inputs come from the
+// encoder's validated blocks; every index is still checked, and a violation returns a status other
+// than kArrangeOk with nothing written out of bounds.
+#pragma once
+#include <cstdint>
+
+#include "sinr/span.hpp"
+
+namespace sinr {
+
+enum ArrangeStatus : int {
+  kArrangeOk = 0,
+  kArrangeBadPointers = 1,  // index pointers decrease or run past the nonzeros
+  kArrangeBadIndex = 2,     // a gene, row, cell or column index lies outside its table
+  kArrangeBadGeometry = 3,  // bands, widths or tiles are inconsistent
+  kArrangeBadSize = 4,      // arrays of mismatched lengths
+};
+
+const char* arrange_status_text(int status);
+
+// out[c] = sum of values[indptr[c] .. indptr[c + 1]) (mod 2**64); out holds indptr.size - 1 cells.
+int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int64_t> out);
+
+// The chunk's nonzeros (CSC over its cells: indptr [n_cells + 1], original genes, values) sorted by
+// (tile, row-major position in the tile): cells in the order cell_order (new column c holds cell
+// cell_order[c]), rows gene_rank[gene]; band b holds rows row_starts[b] .. row_starts[b + 1] - 1 and
+// is cut into tiles tile_starts[b] .. tile_starts[b + 1] - 1 of widths[b] columns. Writes, for each
+// nonzero in that order, its row, column, value and position in its tile, and each tile's nonzeros
+// to tile_k [n_tiles]. Within a tile, nonzeros of one (row, column) (impossible in valid input)
+// keep the order of the walk.
+int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
+            Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
+            Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,
+            Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> tile_k);
+
+// out[i] = baseline_context(gene_terms[rows[i]] + cell_terms[cols[i]]).
+int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
+                      Span<const int64_t> cell_terms, Span<int64_t> out);
+
+// out[i] = bin_of(u[i]).bin (u[i] itself where negative, as the reference does).
+void value_bins(Span<const int64_t> u, Span<int64_t> out);
+
+}  // namespace sinr

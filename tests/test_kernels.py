@@ -1,0 +1,452 @@
+"""The native reader and encoder kernels against plain numpy references, and their refusal of
+hostile input (out-of-range rows, columns, cells, outputs) with an error status instead of a crash."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import scinrcodec as sinr
+from scinrcodec import _native
+from scinrcodec.codec.geometry import ChunkGeometry
+from scinrcodec.codec.models import BIN_START, N_CONTEXTS
+from scinrcodec.encoder import chunk as chunk_module
+from scinrcodec.errors import CorruptFileError
+from scinrcodec.model.baseline import accumulate_gene_stats, fit_cell_terms
+from scinrcodec.reader import assemble
+from scinrcodec.reader.decode import _compact
+from scinrcodec.reader.index import band_tile_ranges
+
+BAD_ROW, BAD_COLUMN, BAD_CELL, BAD_OUTPUT, ROW_OVERFLOW, BAD_TABLE, BAD_COUNTS = range(1, 8)
+
+
+# ------------------------------------------------------------------------------------ placing
+
+def _chunk(seed: int, n_rows: int = 300, n_cells: int = 97, first_cell: int = 40, n_bands: int = 5,
+           density: float = 0.1, shuffle: bool = False):
+    """A decoded chunk as the decoder emits it: band after band, tiles of columns, rows ascending
+    in each tile; reordered columns map to original cells through a permutation."""
+    rng = np.random.default_rng(seed)
+    total_cells = first_cell + n_cells + 13
+    cell_original = np.arange(total_cells, dtype=np.int64)
+    cell_original[first_cell: first_cell + n_cells] = first_cell + rng.permutation(n_cells)
+    band_rows = np.unique(np.concatenate([[0, n_rows], rng.integers(1, n_rows, n_bands - 1)])).astype(np.int64)
+    mask = rng.random((n_rows, n_cells)) < density
+    rows, cols = [], []
+    for b in range(band_rows.size - 1):
+        width = int(rng.integers(1, n_cells + 1))
+        for first in range(0, n_cells, width):
+            r, c = np.nonzero(mask[band_rows[b]: band_rows[b + 1], first: first + width])
+            rows.append(r + band_rows[b])
+            cols.append(c + first + first_cell)
+    rows = np.concatenate(rows).astype(np.int32)
+    cols = np.concatenate(cols).astype(np.int32)
+    values = rng.integers(1, 2**31 - 1, rows.size).astype(np.int32)
+    if shuffle:
+        order = rng.permutation(rows.size)
+        rows, cols, values = rows[order], cols[order], values[order]
+    genes_of_row = rng.permutation(n_rows + 50)[:n_rows].astype(np.int64)
+    rank = np.empty(n_rows, np.int64)
+    rank[np.argsort(genes_of_row, kind="stable")] = np.arange(n_rows)
+    return dict(rows=rows, cols=cols, values=values, cell_original=cell_original, first_cell=first_cell,
+                n_cells=n_cells, genes_of_row=genes_of_row, rank=rank, band_rows=band_rows)
+
+
+def _checksum(ch) -> int:
+    return int(_native.content_checksum(ch["genes_of_row"][ch["rows"]], ch["cell_original"][ch["cols"]],
+                                        ch["values"].astype(np.int64)))
+
+
+def _by_cell_reference(ch, base: int, size: int, dtype):
+    local = ch["cell_original"][ch["cols"]] - ch["first_cell"]
+    order = np.lexsort((np.arange(local.size), ch["rank"][ch["rows"]], local))
+    indices = np.zeros(size, np.int64)
+    data = np.zeros(size, dtype)
+    indices[base: base + local.size] = ch["genes_of_row"][ch["rows"]][order]
+    data[base: base + local.size] = ch["values"][order].astype(dtype)
+    indptr = base + np.cumsum(np.bincount(local, minlength=ch["n_cells"]))
+    return indptr, indices, data
+
+
+def _by_row_layout(ch, offset: int = 3):
+    n_rows = ch["genes_of_row"].size
+    counts = np.bincount(ch["rows"], minlength=n_rows)
+    cursor = offset + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return cursor, cursor + counts, offset + int(counts.sum()) + 5
+
+
+def _by_row_reference(ch, cursor, size: int, dtype):
+    cells = ch["cell_original"][ch["cols"]]
+    order = np.lexsort((np.arange(cells.size), cells, ch["rows"]))
+    indices = np.zeros(size, np.int64)
+    data = np.zeros(size, dtype)
+    rows = ch["rows"][order]
+    within = np.arange(rows.size) - np.searchsorted(rows, rows)
+    indices[cursor[rows] + within] = cells[order]
+    data[cursor[rows] + within] = ch["values"][order].astype(dtype)
+    return indices, data
+
+
+def _place_by_cell(ch, base, indptr, indices, data):
+    return _native.place_by_cell(ch["rows"], ch["cols"], ch["values"], ch["cell_original"], ch["first_cell"],
+                                 ch["n_cells"], ch["rank"], ch["genes_of_row"], base, indptr, indices, data)
+
+
+def _place_by_row(ch, cursor, limit, indices, data, band_rows=None):
+    band_rows = ch["band_rows"] if band_rows is None else band_rows
+    return _native.place_by_row(ch["rows"], ch["cols"], ch["values"], ch["cell_original"], ch["first_cell"],
+                                ch["n_cells"], ch["genes_of_row"], cursor, limit, band_rows, indices, data)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("index_type, value_type", [(np.int32, np.int64), (np.int64, np.int32),
+                                                    (np.int32, np.float32), (np.int64, np.uint8)])
+def test_place_by_cell_matches_reference(seed, index_type, value_type):
+    ch = _chunk(seed)
+    base, size = 7, 7 + ch["values"].size + 4
+    indptr = np.full(ch["n_cells"] + 1, -1, np.int64)
+    indices, data = np.zeros(size, index_type), np.zeros(size, value_type)
+    for name in ("rows", "cols", "values", "cell_original", "rank", "genes_of_row"):
+        ch[name].setflags(write=False)  # read-only inputs (a mapped file) are accepted
+    status, checksum = _place_by_cell(ch, base, indptr, indices, data)
+    assert status == 0 and checksum == _checksum(ch)
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, base, size, value_type)
+    assert indptr[0] == -1 and np.array_equal(indptr[1:], ref_indptr)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("index_type, value_type", [(np.int32, np.int64), (np.int64, np.float64)])
+def test_place_by_row_matches_reference(seed, shuffle, index_type, value_type):
+    ch = _chunk(seed, shuffle=shuffle)  # shuffled: bands out of order, one sort of the whole chunk
+    cursor, limit, size = _by_row_layout(ch)
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, value_type)
+    for band_rows in (ch["band_rows"], np.zeros(0, np.int64)):
+        indices, data = np.zeros(size, index_type), np.zeros(size, value_type)
+        c = cursor.copy()
+        status, checksum = _place_by_row(ch, c, limit, indices, data, band_rows)
+        assert status == 0 and checksum == _checksum(ch)
+        assert np.array_equal(c, limit)
+        assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+@pytest.mark.parametrize("n_rows, n_cells, density", [(300, 97, 0.5), (70_000, 40, 0.003)])
+def test_place_by_cell_dense_cells_and_many_rows(n_rows, n_cells, density):
+    """Cells of many nonzeros: ranks read back from a bitmap (up to 2**16 rows), else sorted; and
+    rows of bands too tall for a bitmap."""
+    ch = _chunk(9, n_rows=n_rows, n_cells=n_cells, density=density)
+    assert np.bincount(ch["cell_original"][ch["cols"]] - ch["first_cell"]).min() > 64
+    size = ch["values"].size
+    indptr, indices, data = np.zeros(n_cells + 1, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
+    status, checksum = _place_by_cell(ch, 0, indptr, indices, data)
+    assert status == 0 and checksum == _checksum(ch)
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, 0, size, np.int64)
+    assert np.array_equal(indptr[1:], ref_indptr)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+    cursor, limit, size = _by_row_layout(ch)  # bands of many rows: sorted rather than by bitmap
+    indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    assert _place_by_row(ch, cursor.copy(), limit, indices, data) == (0, _checksum(ch))
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+def test_placing_keeps_repeated_coordinates_in_input_order():
+    """A (row, column) decoded twice cannot come from a valid file; it is placed stably all the same."""
+    ch = _chunk(10, density=0.6)
+    twice = np.flatnonzero(ch["cell_original"][ch["cols"]] == ch["cell_original"][ch["cols"][0]])[:50]
+    for name in ("rows", "cols", "values"):
+        ch[name] = np.concatenate([ch[name], ch[name][twice]])
+    ch["values"][-50:] += 1
+    size = ch["values"].size
+    indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
+    assert _place_by_cell(ch, 0, indptr, indices, data) == (0, _checksum(ch))
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, 0, size, np.int64)
+    assert np.array_equal(indptr[1:], ref_indptr)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+    cursor, limit, size = _by_row_layout(ch)
+    indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    assert _place_by_row(ch, cursor.copy(), limit, indices, data, np.zeros(0, np.int64)) == (0, _checksum(ch))
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+def test_place_by_row_keys_wider_than_32_bits():
+    ch = _chunk(5, n_rows=50, n_cells=60, n_bands=1)
+    n_rows, n_cells = 2**21 + 3, 2**11 + 1  # 22 + 12 key bits
+    rng = np.random.default_rng(5)
+    flat = np.unique(rng.integers(0, n_rows * n_cells, 5000))  # one band, one tile: (row, column) order
+    rows, local = flat // n_cells, flat % n_cells
+    ch.update(rows=rows.astype(np.int32), cols=(ch["first_cell"] + local).astype(np.int32),
+              values=rng.integers(1, 2**31 - 1, flat.size).astype(np.int32), n_cells=n_cells,
+              cell_original=np.concatenate([np.arange(ch["first_cell"]), ch["first_cell"] + rng.permutation(n_cells)]),
+              genes_of_row=rng.permutation(n_rows).astype(np.int64), band_rows=np.array([0, n_rows], np.int64))
+    cursor, limit, size = _by_row_layout(ch)
+    indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    status, checksum = _place_by_row(ch, cursor.copy(), limit, indices, data)
+    assert status == 0 and checksum == _checksum(ch)
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+@pytest.mark.parametrize("field, bad, status", [("rows", -1, BAD_ROW), ("rows", 300, BAD_ROW),
+                                                ("rows", 2**31 - 1, BAD_ROW), ("cols", -5, BAD_COLUMN),
+                                                ("cols", 10**6, BAD_COLUMN), ("cols", 0, BAD_CELL),
+                                                ("cols", 40 + 97, BAD_CELL)])
+def test_placing_reports_hostile_indices(field, bad, status):
+    ch = _chunk(1)
+    cursor, limit, size = _by_row_layout(ch, 0)
+    ch[field] = ch[field].copy()
+    ch[field][len(ch[field]) // 2] = bad
+    size = ch["values"].size
+    indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)
+    assert _place_by_cell(ch, 0, indptr, indices, data)[0] == status
+    for band_rows in (ch["band_rows"], np.zeros(0, np.int64)):
+        assert _place_by_row(ch, cursor.copy(), limit, np.zeros(size, np.int32), np.zeros(size), band_rows)[0] == status
+
+
+def test_placing_never_writes_beyond_its_outputs():
+    ch = _chunk(2)
+    n = ch["values"].size
+    small = np.zeros(n - 1, np.int32)
+    assert _place_by_cell(ch, 0, np.zeros(ch["n_cells"] + 1, np.int64), small, np.zeros(n))[0] == BAD_OUTPUT
+    assert _place_by_cell(ch, 2, np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(n + 1, np.int32),
+                          np.zeros(n + 1))[0] == BAD_OUTPUT
+    assert _place_by_cell(ch, 0, np.zeros(ch["n_cells"], np.int64), np.zeros(n, np.int32), np.zeros(n))[0] == BAD_OUTPUT
+    cursor, limit, size = _by_row_layout(ch, 0)
+    short = limit.copy()
+    short[ch["rows"][0]] -= 1  # a row receives more than was counted for it
+    assert _place_by_row(ch, cursor.copy(), short, np.zeros(size, np.int32), np.zeros(size))[0] == ROW_OVERFLOW
+    long = limit.copy()
+    long[ch["rows"][0]] += 1  # ... or fewer
+    long[ch["rows"][0] + 1:] += 1
+    assert _place_by_row(ch, cursor.copy(), long, np.zeros(size + 1, np.int32), np.zeros(size + 1))[0] == ROW_OVERFLOW
+    assert _place_by_row(ch, cursor.copy(), limit, np.zeros(limit.max() - 1, np.int32),
+                         np.zeros(size))[0] == BAD_OUTPUT
+    bad_rank = ch["rank"].copy()
+    bad_rank[0] = bad_rank[1]  # not a permutation
+    ch["rank"] = bad_rank
+    assert _place_by_cell(ch, 0, np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(n, np.int32),
+                          np.zeros(n))[0] == BAD_TABLE
+
+
+def test_placing_refuses_to_convert_outputs():
+    ch = _chunk(3)
+    n = ch["values"].size
+    with pytest.raises(TypeError):  # a copy would silently lose the output
+        _place_by_cell(ch, 0, np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(n, np.int16), np.zeros(n))
+    with pytest.raises(TypeError):
+        _place_by_cell(ch, 0, np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(n, np.int32), np.zeros(2 * n)[::2])
+    with pytest.raises(TypeError):
+        _place_by_cell(ch, 0, np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float16))
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kernels") / "small.sinr"
+    rng = np.random.default_rng(0)
+    import scipy.sparse as sp
+    x = sp.random(400, 300, density=0.05, format="csc", random_state=rng, dtype=np.float64)
+    x.data = np.ceil(x.data * 50)
+    sinr.encode(x, path, siren="never", chunk_cells=64, tile_nnz=200, progress=False)
+    return path, x
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc"])
+def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, layout):
+    path, _ = small_file
+    decode_chunk = assemble._decode_chunk
+
+    def lying(index, chunk):
+        rows, cols, values = decode_chunk(index, chunk)
+        rows = rows.copy()
+        rows[rows.size // 2] = 10**6  # beyond every array
+        return rows, cols, values
+
+    monkeypatch.setattr(assemble, "_decode_chunk", lying)
+    with sinr.open(path, jobs=1) as m, pytest.raises(CorruptFileError, match="outside the file's rows"):
+        m.to_scipy(layout=layout)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, bool, np.int16, np.uint32, np.float32])
+def test_whole_decode_in_any_value_type(small_file, dtype):
+    path, x = small_file
+    with sinr.open(path) as m:
+        for layout in ("csr", "csc"):
+            exact = m.to_scipy(layout=layout)
+            got = m.to_scipy(layout=layout, dtype=dtype)
+            assert got.dtype == np.dtype(dtype)
+            assert np.array_equal(got.indptr, exact.indptr) and np.array_equal(got.indices, exact.indices)
+            assert np.array_equal(got.data, exact.data.astype(dtype))
+        assert (m.to_scipy() != sp_csr(x)).nnz == 0
+
+
+def sp_csr(x):
+    return x.tocsr().astype(np.int64)
+
+
+# ------------------------------------------------------------------------ compact, tile ranges
+
+@pytest.mark.parametrize("value_type", [np.int32, np.int64])
+def test_compact_matches_reference(value_type):
+    rng = np.random.default_rng(4)
+    capacity = rng.integers(0, 20, 50)
+    counts = rng.integers(0, capacity + 1)
+    out_start = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
+    total = int(capacity.sum())
+    rows, cols = rng.integers(0, 99, total).astype(np.int32), rng.integers(0, 99, total).astype(np.int32)
+    values = rng.integers(0, 99, total).astype(value_type)
+    keep = np.concatenate([np.arange(s, s + c) for s, c in zip(out_start, counts)]).astype(np.int64)
+    expected = rows[keep], cols[keep], values[keep]
+    kept = _compact(out_start, counts, rows, cols, values)
+    assert kept == counts.sum()
+    for got, want in zip((rows, cols, values), expected):
+        assert np.array_equal(got[:kept], want)
+
+
+def test_compact_refuses_counts_outside_the_arrays():
+    out_start = np.array([0, 5], np.int64)
+    arrays = np.zeros(8, np.int32), np.zeros(8, np.int32), np.zeros(8, np.int64)
+    for counts, starts in (([3, 4], out_start), ([6, 1], out_start), ([-1, 1], out_start), ([1, 1], [5, 0])):
+        with pytest.raises(CorruptFileError):
+            _compact(np.asarray(starts, np.int64), np.asarray(counts, np.int64), *arrays)
+
+
+def _band_tile_ranges_reference(table_rows, table_tiles, chunk_base, n_rows, row):
+    chunks, bands, tiles, pair = [], [], [], []
+    for c in range(n_rows.size):
+        if row < n_rows[c]:
+            b = int(np.searchsorted(table_rows[c], row, side="right") - 1)
+            for t in range(table_tiles[c, b], table_tiles[c, b + 1]):
+                tiles.append(chunk_base[c] + t)
+                pair.append(len(chunks))
+            chunks.append(c)
+            bands.append(b)
+    return [np.asarray(v, np.int64) for v in (chunks, bands, tiles, pair)]
+
+
+def test_band_tile_ranges_match_reference():
+    rng = np.random.default_rng(5)
+    n_chunks, n_genes = 7, 60
+    widest = 6
+    table_rows = np.full((n_chunks, widest + 1), n_genes, np.int64)
+    table_tiles = np.zeros((n_chunks, widest + 1), np.int64)
+    n_rows = np.zeros(n_chunks, np.int64)
+    for c in range(n_chunks):
+        n_bands = int(rng.integers(1, widest + 1))
+        starts = np.unique(np.concatenate([[0], rng.integers(1, 50, n_bands - 1)]))
+        n_rows[c] = int(rng.integers(starts[-1] + 1, n_genes + 1))
+        table_rows[c, : starts.size + 1] = np.concatenate([starts, [n_rows[c]]])
+        tiles = np.concatenate([[0], np.cumsum(rng.integers(1, 5, starts.size))])
+        table_tiles[c, : tiles.size] = tiles
+        table_tiles[c, tiles.size:] = tiles[-1]
+    chunk_base = np.concatenate([[0], np.cumsum(table_tiles[:, -1])]).astype(np.int64)
+    for row in range(n_genes):
+        got = band_tile_ranges(table_rows, table_tiles, chunk_base, n_rows, row)
+        for g, w in zip(got, _band_tile_ranges_reference(table_rows, table_tiles, chunk_base, n_rows, row)):
+            assert g.dtype == np.int64 and np.array_equal(g, w)
+    bad = table_tiles.copy()
+    bad[0, 1] = -3
+    with pytest.raises(CorruptFileError):
+        band_tile_ranges(table_rows, bad, chunk_base, n_rows, 0)
+    with pytest.raises(CorruptFileError):
+        band_tile_ranges(table_rows, table_tiles, chunk_base, n_rows, -1)
+
+
+# ----------------------------------------------------------------------------------- encoder
+
+def _block(seed: int, n_genes: int = 500, n_cells: int = 120):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_genes, n_cells)) < rng.random(n_genes)[:, None] * 0.3) * rng.integers(1, 40, (n_genes, n_cells))
+    indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=0))]).astype(np.int64)
+    genes = np.concatenate([np.flatnonzero(dense[:, c]) for c in range(n_cells)]).astype(np.int64)
+    values = np.concatenate([dense[dense[:, c] != 0, c] for c in range(n_cells)]).astype(np.int64)
+    return indptr, genes, values
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_arrange_matches_reference(seed):
+    indptr, genes, values = _block(seed)
+    n_genes, n_cells = 500, indptr.size - 1
+    totals = chunk_module._cell_totals(indptr, values)
+    cell_of = np.repeat(np.arange(n_cells), np.diff(indptr))
+    assert np.array_equal(totals, np.bincount(cell_of, weights=values, minlength=n_cells).astype(np.int64))
+    cell_order = np.argsort(-totals, kind="stable")
+    nnz_of_gene = np.bincount(genes, minlength=n_genes)
+    gene_rank = np.empty(n_genes, np.int64)
+    gene_rank[np.argsort(-nnz_of_gene, kind="stable")] = np.arange(n_genes)
+    row_nnz = np.bincount(gene_rank[genes])
+    band_rows = np.array([0, 3, 20, 90], np.int64)
+    geometry = ChunkGeometry.plan(band_rows, row_nnz, n_cells, 150)
+    rows, cols, vals, positions, tile_k = chunk_module._arrange(indptr, genes, values, cell_order, gene_rank,
+                                                                geometry.row_starts, geometry.widths,
+                                                                geometry.tile_starts, n_cells)
+    # reference: walk the cells in their new order; sort by (tile, row), stably
+    walk_c = np.repeat(np.arange(n_cells), np.diff(indptr)[cell_order])
+    walk_e = np.concatenate([np.arange(indptr[c], indptr[c + 1]) for c in cell_order]).astype(np.int64)
+    r = gene_rank[genes[walk_e]]
+    band = np.searchsorted(geometry.row_starts, r, side="right") - 1
+    w = geometry.widths[band]
+    tile = geometry.tile_starts[band] + walk_c // w
+    first = walk_c - walk_c % w
+    pos = (r - geometry.row_starts[band]) * np.minimum(w, n_cells - first) + walk_c - first
+    order = np.lexsort((np.arange(r.size), r, tile))
+    assert rows.dtype == np.int32 and cols.dtype == np.int32
+    assert np.array_equal(rows, r[order]) and np.array_equal(cols, walk_c[order])
+    assert np.array_equal(vals, values[walk_e][order]) and np.array_equal(positions, pos[order])
+    assert np.array_equal(tile_k, np.bincount(tile, minlength=geometry.n_tiles))
+    with pytest.raises(ValueError):  # a gene outside the rank table
+        chunk_module._arrange(indptr, np.where(genes == genes[0], 10**6, genes), values, cell_order, gene_rank,
+                              geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    with pytest.raises(ValueError):  # a cell order that is not a permutation
+        chunk_module._arrange(indptr, genes, values, np.zeros(n_cells, np.int64), gene_rank, geometry.row_starts,
+                              geometry.widths, geometry.tile_starts, n_cells)
+
+
+def test_bins_and_contexts_match_reference():
+    rng = np.random.default_rng(6)
+    u = np.concatenate([np.arange(3000), rng.integers(0, 2**31 - 1, 3000)]).astype(np.int64)
+    assert np.array_equal(chunk_module._bins(u), np.searchsorted(BIN_START, u, side="right") - 1)
+    rows, cols = rng.integers(0, 40, 5000).astype(np.int32), rng.integers(0, 30, 5000).astype(np.int32)
+    gene_terms, cell_terms = rng.integers(-300, 900, 40), rng.integers(-300, 300, 30)
+    expected = np.clip((gene_terms[rows] + cell_terms[cols]) >> 2, 0, N_CONTEXTS - 1)
+    assert np.array_equal(chunk_module._baseline_contexts(rows, cols, gene_terms, cell_terms), expected)
+    with pytest.raises(ValueError):
+        chunk_module._baseline_contexts(rows, np.full(5000, 30, np.int32), gene_terms, cell_terms)
+
+
+@pytest.mark.parametrize("value_type", [np.int64, np.int32, np.float64, np.float32, np.uint16])
+def test_baseline_fits_are_bit_exact(value_type):
+    """The same float operations in the same order as the Python formulae (libm's log1p)."""
+    indptr, genes, values = _block(7, n_genes=80, n_cells=40)
+    values[::7] = np.random.default_rng(7).integers(4000, 60000, values[::7].size)  # beyond the log1p table
+    gene_nnz, deviation = np.zeros(80, np.int64), np.zeros(80)
+    accumulate_gene_stats(indptr, genes, values.astype(value_type), gene_nnz, deviation)
+    want_nnz, want_dev = [0] * 80, [0.0] * 80
+    for c in range(indptr.size - 1):
+        lo, hi = indptr[c], indptr[c + 1]
+        if hi == lo:
+            continue
+        mean = 0.0
+        for i in range(lo, hi):
+            mean += math.log1p(float(values[i]))
+        mean /= hi - lo
+        for i in range(lo, hi):
+            want_nnz[genes[i]] += 1
+            want_dev[genes[i]] += math.log1p(float(values[i])) - mean
+    assert gene_nnz.tolist() == want_nnz and deviation.tolist() == want_dev
+    rng = np.random.default_rng(8)
+    n_cells = 25
+    cols, rows = rng.integers(0, n_cells - 3, values.size).astype(np.int32), rng.integers(0, 80, values.size).astype(np.int32)
+    gene_terms = rng.integers(-32768, 32767, 80)
+    total, count = [0.0] * n_cells, [0] * n_cells
+    for i in range(values.size):
+        total[cols[i]] += math.log1p(float(values[i])) - gene_terms[rows[i]] / 16
+        count[cols[i]] += 1
+    want = [min(max(float(np.rint(t / k * 16)), -32768), 32767) if k else 0 for t, k in zip(total, count)]
+    assert fit_cell_terms(cols, rows, values, gene_terms, n_cells).tolist() == want
+    with pytest.raises(ValueError):
+        fit_cell_terms(cols, np.full(values.size, 80, np.int32), values, gene_terms, n_cells)
+    with pytest.raises(ValueError):
+        accumulate_gene_stats(indptr, genes, values, np.zeros(10, np.int64), np.zeros(10))
