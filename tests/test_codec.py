@@ -482,8 +482,8 @@ def test_kernels_check_their_arguments():
         decode_tiles(out, zero, lengths, k, k, k, zero, zero, zero, k, zero, zero - 1, gene_terms, cell_terms,
                      models[0][None], models[1][None], models[2][None], np.zeros((1, 3), np.int64), np.ones((1, 2)),
                      np.zeros((1, 6), np.int64), np.zeros(1, np.int64), 0, 0, -1, -1, np.zeros(0, bool), zero,
-                     np.zeros(int(k.sum()), np.int32), np.zeros(int(k.sum()), np.int64), np.zeros(int(k.sum()), np.int64),
-                     zero.copy(), zero.copy())
+                     np.zeros(int(k.sum()), np.int32), np.zeros(int(k.sum()), np.int64),
+                     np.zeros(int(k.sum()), np.int64), zero.copy(), zero.copy())
     with pytest.raises(ValueError):
         count_rows(out, np.zeros(len(tiles) - 1, np.int64), lengths, k, k, k, k, np.zeros(30, np.int64),
                    np.zeros(len(tiles), np.int64))

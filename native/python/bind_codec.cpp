@@ -111,7 +111,8 @@ void bind_rans(nb::module_& m) {
     return s.n;
   }, nb::arg("starts").noconvert(), nb::arg("freqs").noconvert(), nb::arg("n"), nb::arg("start"), nb::arg("freq"));
   m.def("rans_push_bits", [](Array<int64_t> starts, Array<int64_t> freqs, int64_t n, uint64_t value, int bits) {
-    if (bits < 1 || bits > rans::kProbBits || value >> bits) throw nb::value_error("rans_push_bits: bad value or width");
+    if (bits < 1 || bits > rans::kProbBits || value >> bits)
+      throw nb::value_error("rans_push_bits: bad value or width");
     CheckedSink s = sink(starts, freqs, n);
     rans::push_bits(s, static_cast<uint32_t>(value), bits);
     return s.n;
@@ -129,7 +130,8 @@ void bind_rans(nb::module_& m) {
     return s.n;
   }, nb::arg("starts").noconvert(), nb::arg("freqs").noconvert(), nb::arg("n"), nb::arg("q"));
   m.def("rans_uniform_symbol", [](uint64_t value, uint64_t size) {
-    if (size < 1 || size > rans::kProbScale || value >= size) throw nb::value_error("rans_uniform_symbol: bad value or size");
+    if (size < 1 || size > rans::kProbScale || value >= size)
+      throw nb::value_error("rans_uniform_symbol: bad value or size");
     const rans::Symbol s = rans::uniform_symbol(static_cast<uint32_t>(value), static_cast<uint32_t>(size));
     return std::make_pair(int64_t{s.start}, int64_t{s.freq});
   });
@@ -280,7 +282,8 @@ void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<con
   sinr::count_rows(span(buf), tiles, span(counts), span(status));
 }
 
-using SirenArrays = std::tuple<Array2<const int64_t>, Array2<const double>, Array2<const int64_t>, Array<const int64_t>>;
+using SirenArrays =
+    std::tuple<Array2<const int64_t>, Array2<const double>, Array2<const int64_t>, Array<const int64_t>>;
 
 // One entry: the tile as scalars and the SIREN tables only for a SIREN band, so that the call
 // converts few arrays (each costs about half a microsecond).
@@ -355,7 +358,8 @@ void bind_siren(nb::module_& m) {
     nb::gil_scoped_release release;
     SirenEvaluator evaluator;
     evaluator.prepare(net);
-    for (size_t i = 0; i < rows.shape(0); ++i) out.data()[i] = evaluator.output(rows.data()[i], cols.data()[i], height, width);
+    for (size_t i = 0; i < rows.shape(0); ++i)
+      out.data()[i] = evaluator.output(rows.data()[i], cols.data()[i], height, width);
   }, nb::arg("layers"), nb::arg("params"), nb::arg("rows"), nb::arg("cols"), nb::arg("height"), nb::arg("width"),
      nb::arg("out").noconvert());
   m.def("context_of_output", &context_of_output);

@@ -265,7 +265,8 @@ class TileDecoder {
     max_k_ = size;
     step_ = 2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1;
     max_code_ = static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / step_);
-    row_state_.assign(static_cast<size_t>(std::max<int64_t>(models.n_models, 0) * std::max<int64_t>(models.n_contexts, 0)), 0);
+    const int64_t rows = std::max<int64_t>(models.n_models, 0) * std::max<int64_t>(models.n_contexts, 0);
+    row_state_.assign(static_cast<size_t>(rows), 0);
   }
 
   template <typename R, typename V>
@@ -454,7 +455,8 @@ TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo,
       gene_term = gene_terms[i];
     }
     const int64_t j = p - row_start;
-    const int ctx = baseline_context(static_cast<int64_t>(static_cast<uint64_t>(gene_term) + static_cast<uint64_t>(cell_terms[j])));
+    const uint64_t term = static_cast<uint64_t>(gene_term) + static_cast<uint64_t>(cell_terms[j]);  // no overflow UB
+    const int ctx = baseline_context(static_cast<int64_t>(term));
     if (!context_ok(model, ctx)) return {count, kUnusedContext};
     int64_t code;
     if (!decode_value(s, model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize, code)) return {count, kTruncated};
@@ -538,6 +540,9 @@ TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* o
   if (!shape_ok(t.k, t.h, t.w) || t.k > max_k_) return {0, kBeyondTile};
   const int64_t n = t.h * t.w;
   const int64_t k = t.k;
+  // rows and columns are output as they are (int32 at least): they lie inside the format's limits
+  if (k > 0 && (t.row < 0 || t.row > kMaxDimension - t.h || t.col < 0 || t.col > kMaxDimension - t.w))
+    return {0, kBeyondTile};
   const int64_t m = 2 * k <= n ? k : n - k;
   const uint8_t* end = buf_.data + t.start + t.length;
   Reader r;

@@ -14,6 +14,7 @@ constexpr int kContextShift = 2;  // baseline units (1/16 nat) to contexts (1/4 
 constexpr int kLogMeanUnits = 16;
 constexpr int kLutSize = 256;
 constexpr int64_t kMaxCount = 2147483647;  // the largest value an entry may hold (limits.MAX_COUNT)
+constexpr int64_t kMaxDimension = 2147483647;  // genes or cells (limits.MAX_DIMENSION)
 constexpr int64_t kMaxTileEntries = (int64_t{1} << 24) - 1;  // rows x columns of one tile
 
 constexpr int bit_length(uint64_t v) {

@@ -178,7 +178,8 @@ inline bool decode_uniform(Reader& r, const UniformModel& u, uint64_t& value) {
   const uint32_t boundary = u.extra * (u.base + 1);
   // both halves computed, one selected by a mask: no branch on the slot
   const uint32_t v_wide = static_cast<uint32_t>((slot * u.inv_wide) >> 32);
-  const uint32_t v_narrow = u.extra + static_cast<uint32_t>((static_cast<uint32_t>(slot - boundary) * u.inv_narrow) >> 32);
+  const uint32_t above = slot - boundary;  // wraps when the slot is below: then unused
+  const uint32_t v_narrow = u.extra + static_cast<uint32_t>((above * u.inv_narrow) >> 32);
   const uint32_t wide = 0u - static_cast<uint32_t>(slot < boundary);
   const uint32_t v = (v_wide & wide) | (v_narrow & ~wide);
   const uint32_t start = ((v_wide * (u.base + 1)) & wide) | ((boundary + (v_narrow - u.extra) * u.base) & ~wide);
