@@ -358,7 +358,8 @@ def test_band_tile_ranges_match_reference():
 
 def _block(seed: int, n_genes: int = 500, n_cells: int = 120):
     rng = np.random.default_rng(seed)
-    dense = (rng.random((n_genes, n_cells)) < rng.random(n_genes)[:, None] * 0.3) * rng.integers(1, 40, (n_genes, n_cells))
+    expressed = rng.random((n_genes, n_cells)) < rng.random(n_genes)[:, None] * 0.3
+    dense = expressed * rng.integers(1, 40, (n_genes, n_cells))
     indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=0))]).astype(np.int64)
     genes = np.concatenate([np.flatnonzero(dense[:, c]) for c in range(n_cells)]).astype(np.int64)
     values = np.concatenate([dense[dense[:, c] != 0, c] for c in range(n_cells)]).astype(np.int64)
@@ -438,7 +439,8 @@ def test_baseline_fits_are_bit_exact(value_type):
     assert gene_nnz.tolist() == want_nnz and deviation.tolist() == want_dev
     rng = np.random.default_rng(8)
     n_cells = 25
-    cols, rows = rng.integers(0, n_cells - 3, values.size).astype(np.int32), rng.integers(0, 80, values.size).astype(np.int32)
+    cols = rng.integers(0, n_cells - 3, values.size).astype(np.int32)  # the last cells have no nonzeros
+    rows = rng.integers(0, 80, values.size).astype(np.int32)
     gene_terms = rng.integers(-32768, 32767, 80)
     total, count = [0.0] * n_cells, [0] * n_cells
     for i in range(values.size):

@@ -2,7 +2,8 @@
 
 reorder cells by depth -> cell terms -> bands and tiles -> sort nonzeros by (tile, position)
 -> contexts (baseline, or a band's SIREN where it pays) -> frequency tables -> tile streams.
-Everything heavy is a native kernel (scinrcodec._native); a chunk needs memory in proportion to its own nonzeros.
+Everything heavy is a native kernel (scinrcodec._native); a chunk needs memory in proportion to its
+own nonzeros.
 """
 from __future__ import annotations
 
@@ -63,10 +64,10 @@ def _cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
              row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int):
-    """The chunk's nonzeros sorted by (tile, position): one counting sort whose buckets are the rows
-    of every tile, filled while walking the cells in their new order (so each bucket receives its
-    row's cells in ascending order). Returns rows (int32), columns (int32), values and row-major
-    positions inside their tiles in that order, and the nonzeros of each tile."""
+    """The chunk's nonzeros sorted by (tile, position), walking the cells in their new order: they
+    go band by band (each band's run then holds its tiles one after another), then each tile's by
+    row, stably. Returns rows (int32), columns (int32), values and row-major positions inside their
+    tiles in that order, and the nonzeros of each tile."""
     return _native.arrange(_int64(indptr), _int64(genes), _int64(values), _int64(cell_order), _int64(gene_rank),
                            _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells))
 

@@ -137,8 +137,8 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         cursor = cursors[chunk.index]
         limit = cursor + counts[chunk.index, :n_rows]  # the chunk's share of each row ends here
         _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
-                                                   chunk.n_cells, genes_of_row, cursor, limit, chunk.geometry.row_starts,
-                                                   indices, data))
+                                                   chunk.n_cells, genes_of_row, cursor, limit,
+                                                   chunk.geometry.row_starts, indices, data))
 
     _for_each_chunk(index, jobs, work)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))

@@ -129,6 +129,8 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
       entries[at[b]++] = Entry{static_cast<int32_t>(r), static_cast<int32_t>(c), values[e]};
     }
   }
+  for (int64_t b = 0; b < g.n_bands; ++b)  // every entry written (the walks agree)
+    if (at[b] != band_start[b + 1]) return kArrangeBadIndex;
   // Each tile: its nonzeros by row (stable, so each row's columns stay ascending), at its place in
   // the output, tiles in order.
   std::vector<int64_t> row_at(static_cast<size_t>(g.tallest) + 1);

@@ -130,7 +130,8 @@ bool fits(int64_t base, int64_t n, int64_t size) { return base >= 0 && n >= 0 &&
 // Count key digits of every pass for a radix sort.
 inline void count_digits(int64_t* hist, const RadixPlan& plan, uint64_t key) {
   const uint64_t mask = plan.mask();
-  for (int p = 0; p < plan.passes; ++p) ++hist[(static_cast<int64_t>(p) << plan.digit_bits) + ((key >> (p * plan.digit_bits)) & mask)];
+  for (int p = 0; p < plan.passes; ++p)
+    ++hist[(static_cast<int64_t>(p) << plan.digit_bits) + ((key >> (p * plan.digit_bits)) & mask)];
 }
 
 // Sort a[0..n) stably by key: insertion sort for a few items, else a radix sort over `bits` bits
@@ -160,7 +161,8 @@ typename T::Item* sort_small(typename T::Item* a, typename T::Item* b, int64_t n
 // failure, having emitted nothing, and the caller sorts instead.
 class BitmapOrder {
  public:
-  explicit BitmapOrder(int64_t keys) : marks_(static_cast<size_t>((keys + 63) / 64), 0), values_(static_cast<size_t>(keys)) {}
+  explicit BitmapOrder(int64_t keys)
+      : marks_(static_cast<size_t>((keys + 63) / 64), 0), values_(static_cast<size_t>(keys)) {}
 
   // Whether m items with keys below `keys` are worth ordering so rather than sorting.
   static bool worth(int64_t keys, int64_t m) { return keys <= kBitmapKeys && m > kInsertionSort && m * 64 >= keys; }

@@ -40,19 +40,17 @@ int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int64_t> genes,
   if (indptr.size < 1 || gene_deviation.size != gene_nnz.size) return 1;
   const int64_t n_genes = gene_nnz.size;
   const int64_t limit = std::min(genes.size, values.size);
-  for (int64_t c = 0; c + 1 < indptr.size; ++c)
-    if (indptr[c] < 0 || indptr[c + 1] < indptr[c] || indptr[c + 1] > limit) return 1;
-  for (int64_t i = indptr[0]; i < indptr[indptr.size - 1]; ++i)
-    if (genes[i] < 0 || genes[i] >= n_genes) return 1;
   const double* table = log1p_table();
   for (int64_t c = 0; c + 1 < indptr.size; ++c) {
     const int64_t lo = indptr[c], hi = indptr[c + 1];
+    if (lo < 0 || hi < lo || hi > limit) return 1;
     if (hi == lo) continue;
     double mean = 0.0;
     for (int64_t i = lo; i < hi; ++i) mean += log1p_of(values[i], table);
     mean /= static_cast<double>(hi - lo);
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t g = genes[i];
+      if (g < 0 || g >= n_genes) return 1;
       gene_nnz[g] += 1;
       gene_deviation[g] += log1p_of(values[i], table) - mean;
     }
@@ -64,14 +62,13 @@ int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<cons
                    Span<const int64_t> gene_terms, Span<int64_t> out) {
   const int64_t n = values.size, n_cells = out.size;
   if (cols.size != n || rows.size != n) return 1;
-  for (int64_t i = 0; i < n; ++i)
-    if (cols[i] < 0 || cols[i] >= n_cells || rows[i] < 0 || rows[i] >= gene_terms.size) return 1;
   const double* table = log1p_table();
   std::vector<double> total(static_cast<size_t>(n_cells), 0.0);
   std::vector<int64_t> count(static_cast<size_t>(n_cells), 0);
   for (int64_t i = 0; i < n; ++i) {
-    const int32_t c = cols[i];
-    total[c] += log1p_of(values[i], table) - static_cast<double>(gene_terms[rows[i]]) / 16.0;
+    const int32_t c = cols[i], r = rows[i];
+    if (c < 0 || c >= n_cells || r < 0 || r >= gene_terms.size) return 1;
+    total[c] += log1p_of(values[i], table) - static_cast<double>(gene_terms[r]) / 16.0;
     count[c] += 1;
   }
   for (int64_t c = 0; c < n_cells; ++c) {
@@ -80,7 +77,8 @@ int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<cons
       continue;
     }
     const double term = std::nearbyint(total[c] / static_cast<double>(count[c]) * 16.0);
-    out[c] = static_cast<int64_t>(std::min(std::max(term, static_cast<double>(kTermMin)), static_cast<double>(kTermMax)));
+    out[c] = static_cast<int64_t>(
+        std::min(std::max(term, static_cast<double>(kTermMin)), static_cast<double>(kTermMax)));
   }
   return 0;
 }

@@ -15,8 +15,8 @@ constexpr int64_t kTermMax = 32767;
 
 // First pass over a block of cells (CSC: indptr [n_cells + 1], genes, values): per gene, add its
 // nonzeros to gene_nnz and the sum of log1p(v) minus the cell's mean log1p to gene_deviation, cells
-// in order. V: the values' type (integer or floating). Returns 0, or 1 (nothing read out of bounds)
-// where pointers or genes lie outside the arrays.
+// in order. V: the values' type (integer or floating). Returns 0, or 1 where pointers or genes lie
+// outside the arrays (nothing is read or written out of bounds; cells before it were added).
 template <typename V>
 int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const V> values,
                           Span<int64_t> gene_nnz, Span<double> gene_deviation);
