@@ -250,7 +250,7 @@ def test_full_file_system(tmp_path, big, output):
     tiny = tmp_path / "tiny"
     tiny.mkdir()
     args = (["encode", big.with_suffix(".npz"), "--no-siren", "--quiet"] if output == "out.sinr" else ["decode", big])
-    assert sinr_cli(*args, tmp_path / output).returncode == 0  # numba writes its caches now, on a disk with room
+    assert sinr_cli(*args, tmp_path / output).returncode == 0  # a first run on a disk with room
     result = sinr_cli(*args, tiny / output, shell_prefix=f"mount -t tmpfs -o size=64k none {tiny} && ",
                       wrapper=wrapper)
     assert_one_error_line(result, "writing failed (No space left on device)")
@@ -268,7 +268,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, big, output):
         args = ["encode", big.with_suffix(".npz"), "--no-siren", "--quiet"]
     else:
         args = ["decode", big]
-    assert sinr_cli(*args, warm / output).returncode == 0  # numba writes its caches now, not under the limit
+    assert sinr_cli(*args, warm / output).returncode == 0  # a first run, not under the limit
     result = sinr_cli(*args, work / output, shell_prefix="ulimit -f 64;")
     assert_one_error_line(result, "writing failed (File too large)")
     assert list(work.iterdir()) == []

@@ -38,28 +38,30 @@ void with_value_type(const nb::dlpack::dtype& dt, F&& f) {
   throw nb::type_error("output values must be an integer type, float32 or float64");
 }
 
+// Runs fn(I{}, D{}) for the output index and value types with the GIL released; both types are
+// checked first, with the GIL held, so that the dispatch inside cannot fail.
+template <typename F>
+void with_output_types(const AnyArray& indices, const AnyArray& data, F&& fn) {
+  with_index_type(indices.dtype(), [](auto) {});
+  with_value_type(data.dtype(), [](auto) {});
+  nb::gil_scoped_release release;
+  with_index_type(indices.dtype(), [&](auto i) { with_value_type(data.dtype(), [&](auto d) { fn(i, d); }); });
+}
+
 std::pair<int, uint64_t> place_by_cell_py(Array<const int32_t> rows, Array<const int32_t> cols,
                                           Array<const int32_t> values, Array<const int64_t> cell_original,
                                           int64_t first_cell, int64_t n_cells, Array<const int64_t> rank_of_row,
                                           Array<const int64_t> genes_of_row, int64_t base, Array<int64_t> out_indptr,
                                           AnyArray out_indices, AnyArray out_data) {
-  // Checked with the GIL held: the dispatch below cannot fail.
-  with_index_type(out_indices.dtype(), [](auto) {});
-  with_value_type(out_data.dtype(), [](auto) {});
   int status = kAssembleOk;
   uint64_t checksum = 0;
-  {
-    nb::gil_scoped_release release;
-    with_index_type(out_indices.dtype(), [&](auto i) {
-      with_value_type(out_data.dtype(), [&](auto d) {
-        using I = decltype(i);
-        using D = decltype(d);
-        status = place_by_cell<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original),
-                                     first_cell, n_cells, span_of(rank_of_row), span_of(genes_of_row), base,
-                                     span_of(out_indptr), span_as<I>(out_indices), span_as<D>(out_data), &checksum);
-      });
-    });
-  }
+  with_output_types(out_indices, out_data, [&](auto i, auto d) {
+    using I = decltype(i);
+    using D = decltype(d);
+    status = place_by_cell<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
+                                 n_cells, span_of(rank_of_row), span_of(genes_of_row), base, span_of(out_indptr),
+                                 span_as<I>(out_indices), span_as<D>(out_data), &checksum);
+  });
   return {status, checksum};
 }
 
@@ -68,22 +70,15 @@ std::pair<int, uint64_t> place_by_row_py(Array<const int32_t> rows, Array<const 
                                          int64_t first_cell, int64_t n_cells, Array<const int64_t> genes_of_row,
                                          Array<int64_t> cursor, Array<const int64_t> limit,
                                          Array<const int64_t> band_rows, AnyArray out_indices, AnyArray out_data) {
-  with_index_type(out_indices.dtype(), [](auto) {});
-  with_value_type(out_data.dtype(), [](auto) {});
   int status = kAssembleOk;
   uint64_t checksum = 0;
-  {
-    nb::gil_scoped_release release;
-    with_index_type(out_indices.dtype(), [&](auto i) {
-      with_value_type(out_data.dtype(), [&](auto d) {
-        using I = decltype(i);
-        using D = decltype(d);
-        status = place_by_row<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
-                                    n_cells, span_of(genes_of_row), span_of(cursor), span_of(limit), span_of(band_rows),
-                                    span_as<I>(out_indices), span_as<D>(out_data), &checksum);
-      });
-    });
-  }
+  with_output_types(out_indices, out_data, [&](auto i, auto d) {
+    using I = decltype(i);
+    using D = decltype(d);
+    status = place_by_row<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
+                                n_cells, span_of(genes_of_row), span_of(cursor), span_of(limit), span_of(band_rows),
+                                span_as<I>(out_indices), span_as<D>(out_data), &checksum);
+  });
   return {status, checksum};
 }
 
