@@ -99,9 +99,9 @@ struct Reader {
   const uint8_t* end;
 };
 
-// A byte at a time, each checked against the end. (After a valid symbol x >= 2**7, so this takes at
-// most two bytes; branches beat a branch-free form here, whose longer dependency chain costs more
-// than the rare mispredictions.)
+// A byte at a time, each checked against the end. (After a symbol x >= 2**7, so this takes at most
+// two bytes; branches beat a branch-free form here, whose longer dependency chain costs more than
+// the mispredictions.)
 inline bool renormalise(Reader& r) {
   while (r.x < kRansLow) {
     if (r.pos == r.end) return false;
@@ -193,8 +193,7 @@ inline bool decode_uniform(Reader& r, const UniformModel& u, uint64_t& value) {
   return ok;
 }
 
-// Leading ones of a byte: the quotient symbol of a 16-bit slot is the leading ones of its high
-// byte, continued into its low byte, capped at 15.
+// Leading ones of a byte (spec §6.1's quotient model, for compilers without a clz builtin).
 struct LeadingOnes {
   uint8_t of[256];
   constexpr LeadingOnes() : of() {
@@ -207,8 +206,6 @@ struct LeadingOnes {
 };
 inline constexpr LeadingOnes kLeadingOnes{};
 
-// A Golomb quotient: symbols of the quotient model, summed while they are escapes. Each escape
-// takes 15 bits of the stream, so a hostile stream ends the loop by running out of bytes.
 // Leading ones of a 16-bit slot, capped at 15: the leading zeros of its complement, with bit 16 set
 // so that the count stops at 15.
 inline int quotient_of_slot(uint32_t slot) {
@@ -233,6 +230,8 @@ inline bool decode_quotient_symbol(Reader& r, int& q) {
   return renormalise(r);
 }
 
+// A Golomb quotient: symbols of the quotient model, summed while they are escapes. Each escape
+// takes 15 bits of the stream, so a hostile stream ends the loop by running out of bytes.
 inline bool decode_quotient(Reader& r, uint64_t& total) {
   uint64_t sum = 0;
   for (;;) {
