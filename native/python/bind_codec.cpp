@@ -104,19 +104,6 @@ void bind_rans(nb::module_& m) {
     return rans::encode_symbols(s.data(), f.data(), n, work.data(), out.data() + out_pos);
   }, nb::arg("starts"), nb::arg("freqs"), nb::arg("n"), nb::arg("out").noconvert(),
      nb::arg("out_pos"));
-  m.def("rans_push", [](Array<int64_t> starts, Array<int64_t> freqs, int64_t n, int64_t start, int64_t freq) {
-    CheckedSink s = sink(starts, freqs, n);
-    if (freq < 1 || start < 0 || start + freq > rans::kProbScale) throw nb::value_error("rans_push: not a symbol");
-    s.push(static_cast<uint32_t>(start), static_cast<uint32_t>(freq));
-    return s.n;
-  }, nb::arg("starts").noconvert(), nb::arg("freqs").noconvert(), nb::arg("n"), nb::arg("start"), nb::arg("freq"));
-  m.def("rans_push_bits", [](Array<int64_t> starts, Array<int64_t> freqs, int64_t n, uint64_t value, int bits) {
-    if (bits < 1 || bits > rans::kProbBits || value >> bits)
-      throw nb::value_error("rans_push_bits: bad value or width");
-    CheckedSink s = sink(starts, freqs, n);
-    rans::push_bits(s, static_cast<uint32_t>(value), bits);
-    return s.n;
-  }, nb::arg("starts").noconvert(), nb::arg("freqs").noconvert(), nb::arg("n"), nb::arg("value"), nb::arg("bits"));
   m.def("rans_push_uniform", [](Array<int64_t> starts, Array<int64_t> freqs, int64_t n, uint64_t value, uint64_t size) {
     check_size(size);
     if (value >= size) throw nb::value_error("rans_push_uniform: value >= size");
@@ -129,12 +116,6 @@ void bind_rans(nb::module_& m) {
     rans::push_quotient(s, q);
     return s.n;
   }, nb::arg("starts").noconvert(), nb::arg("freqs").noconvert(), nb::arg("n"), nb::arg("q"));
-  m.def("rans_uniform_symbol", [](uint64_t value, uint64_t size) {
-    if (size < 1 || size > rans::kProbScale || value >= size)
-      throw nb::value_error("rans_uniform_symbol: bad value or size");
-    const rans::Symbol s = rans::uniform_symbol(static_cast<uint32_t>(value), static_cast<uint32_t>(size));
-    return std::make_pair(int64_t{s.start}, int64_t{s.freq});
-  });
   m.def("rans_quotient_symbol", [](int q) {
     if (q < 0 || q > rans::kQuotientEscape) throw nb::value_error("rans_quotient_symbol: q outside 0..15");
     const rans::Symbol s = rans::quotient_symbol(q);
@@ -183,23 +164,6 @@ void bind_rans(nb::module_& m) {
     uint64_t q;
     const bool ok = rans::decode_quotient(r, q);
     return decoded(ok, q, r, buf);
-  });
-  m.def("rans_decode_table", [](uint64_t x, Array<const uint8_t> buf, int64_t pos, int64_t end,
-                                Array2<const int32_t> cum, Array2<const uint8_t> lut, int64_t row) {
-    if (row < 0 || row >= static_cast<int64_t>(cum.shape(0)) || row >= static_cast<int64_t>(lut.shape(0)) ||
-        cum.shape(1) != kNumBins + 1 || lut.shape(1) != kLutSize)
-      throw nb::index_error("rans_decode_table: no such table");
-    const int32_t* c = cum.data() + row * (kNumBins + 1);
-    const uint8_t* l = lut.data() + row * kLutSize;
-    bool valid = c[0] == 0 && c[kNumBins] == static_cast<int32_t>(rans::kProbScale);
-    for (int s = 0; valid && s < kNumBins; ++s) valid = c[s + 1] >= c[s];
-    for (int j = 0; valid && j < kLutSize; ++j) valid = l[j] < kNumBins && c[l[j]] <= (j << 8);
-    if (!valid) throw nb::value_error("rans_decode_table: not a frequency table");
-    rans::Reader r;
-    if (!reader(x, buf, pos, end, r)) return std::make_tuple(int64_t{0}, static_cast<int64_t>(x), int64_t{-1});
-    uint32_t s;
-    const bool ok = rans::decode_table(r, c, l, s);
-    return decoded(ok, s, r, buf);
   });
 }
 

@@ -28,27 +28,16 @@ QUOTIENT_ESCAPE = 15  # symbol 15 of the quotient model: "add 15 and read anothe
 
 # ------------------------------------------------------------------------------------ encoder
 
-def encode_symbols(starts: np.ndarray, freqs: np.ndarray, n: int, scratch: np.ndarray, out: np.ndarray,
-                   out_pos: int) -> int:
-    """Code symbols 0..n-1 (in decoding order) into out[out_pos:]; return the bytes written.
-    (scratch is not needed any more; it stays for callers that pass one.)"""
+def encode_symbols(starts: np.ndarray, freqs: np.ndarray, n: int, out: np.ndarray, out_pos: int) -> int:
+    """Code symbols 0..n-1 (in decoding order) into out[out_pos:]; return the bytes written."""
     return _native.rans_encode_symbols(np.asarray(starts, np.int64), np.asarray(freqs, np.int64), int(n), out,
                                        int(out_pos))
 
 
-def push(starts: np.ndarray, freqs: np.ndarray, n: int, start: int, freq: int) -> int:
-    return _native.rans_push(starts, freqs, int(n), int(start), int(freq))
 
 
-def push_bits(starts: np.ndarray, freqs: np.ndarray, n: int, value: int, bits: int) -> int:
-    """A uniform `bits`-bit value (1..16 bits): exactly `bits` bits of code."""
-    return _native.rans_push_bits(starts, freqs, int(n), int(value), int(bits))
 
 
-def uniform_symbol(value: int, size: int) -> tuple[int, int]:
-    """(start, freq) of `value` under the uniform model over 0..size-1 (size <= 2**16): the first
-    PROB_SCALE mod size values get one more slot than the others."""
-    return _native.rans_uniform_symbol(int(value), int(size))
 
 
 def push_uniform(starts: np.ndarray, freqs: np.ndarray, n: int, value: int, size: int) -> int:
@@ -73,12 +62,6 @@ def start_decoding(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return _native.rans_start_decoding(buf, int(pos), int(end))
 
 
-def decode_table(x: int, buf: np.ndarray, pos: int, end: int, cum: np.ndarray, lut: np.ndarray,
-                 row: int) -> tuple[int, int, int]:
-    """A symbol of frequency table `row`: cum[row] is its cumulative frequencies (0 first, 2**16
-    last), lut[row, s >> 8] the symbol holding slot (s >> 8) << 8, where a short search starts."""
-    return _native.rans_decode_table(int(x), buf, int(pos), int(end), np.asarray(cum, np.int32),
-                                     np.asarray(lut, np.uint8), int(row))
 
 
 def decode_bits(x: int, buf: np.ndarray, pos: int, end: int, bits: int) -> tuple[int, int, int]:
