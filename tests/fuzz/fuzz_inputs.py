@@ -15,14 +15,12 @@ kept in tests/fuzz/inputs_corpus/ and replayed by tests/test_inputs.py.
 from __future__ import annotations
 
 import atexit
-import gc
 import gzip
 import itertools
 import pickle
 import shutil
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
@@ -200,15 +198,15 @@ def seed_corpus() -> None:
 
 def main() -> None:
     """Replay the corpus once so every module that parsing reaches is imported, then instrument
-    scinrcodec's own functions only (all of numpy, scipy, h5py and anndata would take minutes), so
-    coverage guides the parsing and checking layers."""
+    scinrcodec's own functions, so coverage guides the parsing and checking layers."""
     import atheris
+
+    sys.path.insert(0, str(HERE.resolve().parent))
+    from fuzz.targets import instrument_package
 
     for seed in sorted((HERE / "inputs_corpus").iterdir()):
         exercise(seed.read_bytes())
-    for obj in gc.get_objects():
-        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith("scinrcodec"):
-            atheris.instrument_func(obj)
+    instrument_package()
     atheris.Setup(sys.argv, exercise)
     atheris.Fuzz()
 
