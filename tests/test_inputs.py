@@ -22,7 +22,8 @@ from scinrcodec.demo import demo_data
 from scinrcodec.io import readers
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.readers import read_matrix
-from scinrcodec.io.sources import RandomAccessSource, ScipySource, open_source_spec
+from scinrcodec.io.readers import open_source_spec
+from scinrcodec.io.sources import RandomAccessSource, ScipySource
 from scinrcodec.io.writers import to_anndata, write_10x_h5, write_matrix
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))

@@ -101,3 +101,16 @@ def decoding_tables(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     for row in np.flatnonzero(used):
         lut[row] = np.searchsorted(cum[row, 1:], slots, side="right")
     return cum, lut, used
+
+
+def histograms(contexts: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Per context, how many values fall in each bin (the counts `values.counts` stores)."""
+    flat = np.bincount(contexts * N_BINS + bins, minlength=N_CONTEXTS * N_BINS)
+    return flat.reshape(N_CONTEXTS, N_BINS).astype(np.int64)
+
+
+def code_length_bits(hist: np.ndarray, contexts: np.ndarray, bins: np.ndarray) -> float:
+    """Ideal code length of bins under per-context histograms (offsets excluded)."""
+    totals = hist.sum(axis=1)
+    probs = hist[contexts, bins] / np.maximum(totals[contexts], 1)
+    return float(-np.log2(np.maximum(probs, 2.0**-16)).sum())

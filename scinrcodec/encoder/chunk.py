@@ -14,7 +14,7 @@ import numpy as np
 from .. import _native
 from ..codec.checksum import content_checksum
 from ..codec.geometry import ChunkGeometry
-from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, frequencies
+from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, frequencies, histograms
 from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock
@@ -79,18 +79,6 @@ def _baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarra
 
 def _bins(u: np.ndarray) -> np.ndarray:
     return _native.value_bins(_int64(u))
-
-
-def histograms(contexts: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    flat = np.bincount(contexts * N_BINS + bins, minlength=N_CONTEXTS * N_BINS)
-    return flat.reshape(N_CONTEXTS, N_BINS).astype(np.int64)
-
-
-def code_length_bits(hist: np.ndarray, contexts: np.ndarray, bins: np.ndarray) -> float:
-    """Ideal code length of bins under per-context histograms (offsets excluded)."""
-    totals = hist.sum(axis=1)
-    probs = hist[contexts, bins] / np.maximum(totals[contexts], 1)
-    return float(-np.log2(np.maximum(probs, 2.0**-16)).sum())
 
 
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:

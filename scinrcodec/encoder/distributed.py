@@ -20,7 +20,7 @@ IN_FLIGHT_PER_WORKER = 2
 
 def _encode_slice(spec, start: int, stop: int, context: FileContext) -> EncodedChunk:
     """A worker's task: reopen the source, read cells start..stop-1, encode them."""
-    from ..io.sources import open_source_spec
+    from ..io.readers import open_source_spec
 
     source = open_source_spec(spec)
     return encode_chunk(source.block(start, stop), context, source.cell_names(start, stop))

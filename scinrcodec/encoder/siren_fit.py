@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.geometry import ChunkGeometry
+from ..codec.models import code_length_bits
 from ..errors import InvalidInputError
 from ..model.quantise import quantise_siren
 from ..model.siren import (NORM_CODES, IntegerLayer, Normalisation, PatchSiren, centred_coordinates,
@@ -106,7 +107,6 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
     return the kept SIRENs by band, the updated contexts, the --inr-only predictions (or None) and
     the statistics siren_tried, siren_kept, siren_saved_bits."""
     from ..model.siren_train import fit_sirens
-    from .chunk import code_length_bits
 
     inr_only = options.mode == "inr-only"
     band_nnz = np.diff(band_bounds)

@@ -763,6 +763,16 @@ def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as
     return read_npz(path)
 
 
+def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
+    """The source a RandomAccessSource.spec() describes, opened again (in another process)."""
+    if spec.kind == "scipy":
+        return ScipySource(**spec.args)
+    source = read_matrix(spec.args["path"], spec.args.get("layer"))
+    if not isinstance(source, RandomAccessSource):
+        raise InvalidInputError(f"{spec.args['path']}: cannot be read by cell range")
+    return source
+
+
 def as_source(source, layer: str | None = None, *, pattern_as_ones: bool = False) -> MatrixSource:
     """A path, a scipy.sparse matrix or ndarray (genes x cells), an AnnData, a CountMatrix or a
     MatrixSource, as a MatrixSource."""

@@ -5,7 +5,7 @@ for each cell its gene indices ascending and unique, values positive integers be
 an encoder holds one block at a time whatever the input's size. The encoder makes two passes:
 gene statistics first, then the chunks. A RandomAccessSource can also read any range of cells on
 its own, and describe itself by a picklable spec() that another process opens again with
-open_source_spec (for parallel encoders).
+readers.open_source_spec (for parallel encoders).
 """
 from __future__ import annotations
 
@@ -273,18 +273,6 @@ def _checked_sparse(matrix, what: str):
     if matrix.format == "coo":
         return checked_coordinates(matrix.data, matrix.row, matrix.col, shape=shape, what=what)
     return _checked_sparse(matrix.tocoo(), what)
-
-
-def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
-    """The source a RandomAccessSource.spec() describes, opened again (in another process)."""
-    if spec.kind == "scipy":
-        return ScipySource(**spec.args)
-    from .readers import read_matrix  # readers builds on this module
-
-    source = read_matrix(spec.args["path"], spec.args.get("layer"))
-    if not isinstance(source, RandomAccessSource):
-        raise InvalidInputError(f"{spec.args['path']}: cannot be read by cell range")
-    return source
 
 
 class ScipySource(RandomAccessSource):

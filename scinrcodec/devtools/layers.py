@@ -1,0 +1,120 @@
+"""The package's import graph, by layer: `python -m scinrcodec.devtools.layers`.
+
+Reads every module's imports with `ast` (nothing is imported or run), groups modules by their
+subpackage, and prints for each subpackage the subpackages it imports, its line count, and any
+import cycle between modules. tests/test_layers.py holds the package to what this prints.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = "scinrcodec"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The package modules `path` imports, at any depth of its code (lazy imports included)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith(PACKAGE))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith(PACKAGE):
+                continue
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in node.names)
+    return found
+
+
+def graph() -> tuple[dict[str, set[str]], dict[str, int]]:
+    """Module -> the package modules it imports; module -> its lines."""
+    paths = {module_name(p): p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts}
+    edges: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        edges[name] = {m for m in imports_of(path) if m in paths and m != name}
+    lines = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in paths.items()}
+    return edges, lines
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def subpackage(module: str) -> str:
+    """The layer a module belongs to: its subpackage, or a top-level module on its own."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "(package)"
+
+
+def main() -> None:
+    edges, lines = graph()
+    by_layer: dict[str, set[str]] = defaultdict(set)
+    size: dict[str, int] = defaultdict(int)
+    for module, targets in edges.items():
+        size[subpackage(module)] += lines[module]
+        for target in targets:
+            if subpackage(target) != subpackage(module) and target != PACKAGE:
+                by_layer[subpackage(module)].add(subpackage(target))
+    print("layer (subpackage or top-level module): lines; the layers it imports")
+    for layer in sorted(size):
+        print(f"  {layer}: {size[layer]:,}; {', '.join(sorted(by_layer[layer])) or '-'}")
+    print("modules over 500 lines:")
+    for module in sorted(lines, key=lines.get, reverse=True):
+        if lines[module] > 500:
+            print(f"  {module}: {lines[module]:,}")
+    found = cycles(edges)
+    print(f"import cycles: {len(found)}")
+    for component in found:
+        print("  " + " <-> ".join(component))
+
+
+if __name__ == "__main__":
+    main()
