@@ -105,6 +105,8 @@ def test_limits_table_matches_limits_py():
     assert upper(r"SIREN `\|w_mult\|`, `\|b_mult\|`") == limits.MAX_SIREN_MULTIPLIER
     assert upper("SIREN accumulator bound") == limits.SIREN_ACCUMULATOR_BOUND
     assert upper("`max_error` `E`") == limits.MAX_ERROR_LIMIT
+    targets = [number(r.split("..")[1]) for r in rows["`tile_nnz`, `patch_nnz`, `chunk_cells`"].split("`, `")]
+    assert targets == [limits.MAX_TILE_NNZ, limits.MAX_PATCH_NNZ, limits.MAX_DIMENSION]
 
 
 def test_defaults_the_spec_quotes_are_the_code_defaults():

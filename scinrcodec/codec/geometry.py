@@ -18,6 +18,8 @@ from ..limits import DEFAULT_TILE_NNZ, MAX_TILE_ENTRIES, MIN_DEFAULT_TILE_NNZ, S
 
 @dataclass(frozen=True)
 class ChunkGeometry:
+    """Where a chunk's tiles lie: its band boundaries over rows and each band's tile width."""
+
     n_cells: int
     row_starts: np.ndarray  # int64 [n_bands + 1]
     widths: np.ndarray  # int64 [n_bands]
@@ -29,14 +31,17 @@ class ChunkGeometry:
 
     @property
     def n_bands(self) -> int:
+        """Bands of the chunk."""
         return int(self.widths.size)
 
     @property
     def n_tiles(self) -> int:
+        """Tiles of the chunk, over all bands."""
         return int(self.tile_starts[-1])
 
     @property
     def n_rows(self) -> int:
+        """Rows the bands cover (rows beyond have no nonzero in this chunk)."""
         return int(self.row_starts[-1])
 
     def tiles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

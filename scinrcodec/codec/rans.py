@@ -34,12 +34,6 @@ def encode_symbols(starts: np.ndarray, freqs: np.ndarray, n: int, out: np.ndarra
                                        int(out_pos))
 
 
-
-
-
-
-
-
 def push_uniform(starts: np.ndarray, freqs: np.ndarray, n: int, value: int, size: int) -> int:
     """value in 0..size-1, size >= 2: uniform over size, split above 2**16 into a uniform high
     part and (bit_length(size - 1) - 16) raw low bits."""
@@ -52,6 +46,7 @@ def quotient_symbol(q: int) -> tuple[int, int]:
 
 
 def push_quotient(starts: np.ndarray, freqs: np.ndarray, n: int, q: int) -> int:
+    """A Golomb quotient q: escapes of 15 while q >= 15, then q's own symbol."""
     return _native.rans_push_quotient(starts, freqs, int(n), int(q))
 
 
@@ -62,9 +57,8 @@ def start_decoding(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return _native.rans_start_decoding(buf, int(pos), int(end))
 
 
-
-
 def decode_bits(x: int, buf: np.ndarray, pos: int, end: int, bits: int) -> tuple[int, int, int]:
+    """`bits` raw bits (1..16): (value, new state, new position), position -1 if truncated."""
     return _native.rans_decode_bits(int(x), buf, int(pos), int(end), int(bits))
 
 

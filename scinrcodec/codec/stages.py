@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import CorruptFileError
-from ..limits import MAX_ERROR_LIMIT
+from ..limits import MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_TILE_NNZ
+
+# The modes of a matrix (spec §5.2), and the codes the native core knows them by.
+MODES = ("lossless", "max-error", "inr-only")
+MODE_CODES = {mode: code for code, mode in enumerate(MODES)}
 
 _REGISTRY: dict[str, type["Stage"]] = {}
 
@@ -19,6 +23,9 @@ def _int(value, low: int, high: int) -> bool:
 
 
 class Stage:
+    """One step of a matrix's codec as the footer names it: an id and the parameters a reader
+    needs, rebuilt and checked from its config."""
+
     codec_id: ClassVar[str]
     params: ClassVar[tuple[str, ...]] = ()
 
@@ -26,13 +33,16 @@ class Stage:
         self.__dict__.update(params)
 
     def get_config(self) -> dict[str, Any]:
+        """The stage as the footer stores it."""
         return {"id": self.codec_id, **{name: getattr(self, name) for name in self.params}}
 
     def check(self) -> bool:
+        """Whether the stored parameters are in range (a stage without parameters always is)."""
         return True
 
 
 def register(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: make a stage known to parse_stages by its id."""
     _REGISTRY[cls.codec_id] = cls
     return cls
 
@@ -52,8 +62,9 @@ class RowBands(Stage):
     params = ("tile_nnz", "patch_nnz", "chunk_cells")
 
     def check(self) -> bool:
-        return _int(self.tile_nnz, 1, 1 << 20) and _int(self.patch_nnz, 1, 1 << 40) and _int(self.chunk_cells, 1,
-                                                                                              2**31 - 1)
+        """Targets within the encoder's ranges (limits.py)."""
+        return (_int(self.tile_nnz, 1, MAX_TILE_NNZ) and _int(self.patch_nnz, 1, MAX_PATCH_NNZ)
+                and _int(self.chunk_cells, 1, MAX_DIMENSION))
 
 
 @register
@@ -71,6 +82,7 @@ class ValueQuantiser(Stage):
     params = ("max_error",)
 
     def check(self) -> bool:
+        """E within 0..MAX_ERROR_LIMIT."""
         return _int(self.max_error, 0, MAX_ERROR_LIMIT)
 
 
@@ -89,6 +101,7 @@ class SirenPredictor(Stage):
 
 
 def stages_for(mode: str, max_error: int, tile_nnz: int, patch_nnz: int, chunk_cells: int) -> list[dict]:
+    """The stage configs a writer stores for a matrix of `mode`, in the order parse_stages wants."""
     stages = [Reorder(), RowBands(tile_nnz=tile_nnz, patch_nnz=patch_nnz, chunk_cells=chunk_cells),
               GolombRansPositions(), ValueQuantiser(max_error=max_error)]
     if mode != "inr-only":

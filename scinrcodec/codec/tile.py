@@ -20,8 +20,9 @@ import numpy as np
 
 from .. import _native
 from .rans import PROB_SCALE
+from .stages import MODE_CODES
 
-MODE_LOSSLESS, MODE_MAX_ERROR, MODE_INR_ONLY = 0, 1, 2
+MODE_LOSSLESS, MODE_MAX_ERROR, MODE_INR_ONLY = (MODE_CODES[m] for m in ("lossless", "max-error", "inr-only"))
 
 # Decoding status of a tile (0 = fine); the reader turns any other into a CorruptFileError. Besides the
 # stream's own faults, a tile directory entry that contradicts the arrays the kernel indexes gets

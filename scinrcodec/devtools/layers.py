@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def module_name(path: Path) -> str:
+    """The dotted name of the module at `path`."""
     parts = path.relative_to(ROOT.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -95,6 +96,7 @@ def subpackage(module: str) -> str:
 
 
 def main() -> None:
+    """Print the layers, the modules over 500 lines and the import cycles."""
     edges, lines = graph()
     by_layer: dict[str, set[str]] = defaultdict(set)
     size: dict[str, int] = defaultdict(int)

@@ -42,6 +42,8 @@ class FileContext:
 
 @dataclass
 class EncodedChunk:
+    """A chunk ready to write: its header, its sections in order, and its statistics."""
+
     header: bytes
     body: list[bytes]
     n_cells: int
@@ -50,6 +52,7 @@ class EncodedChunk:
 
     @property
     def length(self) -> int:
+        """Bytes of the whole chunk block."""
         return len(self.header) + sum(len(b) for b in self.body)
 
 
@@ -82,6 +85,9 @@ def _bins(u: np.ndarray) -> np.ndarray:
 
 
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
+    """Encode one block of cells as a chunk (spec §5.4): order its cells, cut its bands into tiles,
+    fit cell terms (and SIRENs where they pay), code every tile. Pure: the same block and context
+    give the same bytes in any process, which is what makes parallel and Dask encodes identical."""
     options = context.options
     n_cells, nnz = block.n_cells, block.nnz
     if nnz >= MAX_CHUNK_NNZ:

@@ -141,6 +141,7 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
 
 
 def chunk_index_section(writer: ContainerWriter, index_rows: list[list[int]]) -> list:
+    """Write `chunks.index` (six uint64 per chunk, spec §5.4.1); return its section table entry."""
     index = np.asarray(index_rows, dtype=np.uint64).reshape(-1, len(CHUNK_INDEX_FIELDS))
     return writer.section("chunks.index", pack_array(index.ravel(), "u8"))
 

@@ -5,10 +5,11 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InvalidInputError
-from ..limits import DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_SIREN_WIDTH
+from ..codec.stages import MODES
+from ..limits import (DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS,
+                      MAX_SIREN_WIDTH, MAX_TILE_NNZ)
 from ..model.siren import NORMALISATIONS
 
-MODES = ("lossless", "max-error", "inr-only")
 SIREN_CHOICES = ("auto", "always", "never", "force")
 COORDINATES = ("isotropic", "per-axis")
 
@@ -22,27 +23,34 @@ def _integer(name: str, value, low: int, high: int) -> int:
     return value
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncodeOptions:
-    mode: str = "lossless"
-    max_error: int = 0
-    tile_nnz: int | None = None  # None: codec.geometry.default_tile_nnz of the matrix's nonzeros
-    patch_nnz: int | None = None
-    chunk_cells: int = DEFAULT_CHUNK_CELLS
-    siren: str = "auto"
-    width: int = 24
+    """Every choice of one encode, checked when made (InvalidInputError names the bad one) and
+    frozen afterwards, so the options the footer records are the ones the chunks were coded with.
+    """
+
+    # --- the format: what the file holds and how it is cut (recorded in the footer)
+    mode: str = "lossless"  # one of codec.stages.MODES: exact, bounded error, or SIREN predictions only
+    max_error: int = 0  # mode "max-error": the largest |decoded - input| allowed
+    tile_nnz: int | None = None  # nonzeros per tile; None: codec.geometry.default_tile_nnz of the matrix's
+    patch_nnz: int | None = None  # nonzeros per band over the whole matrix; None: balanced_patch_nnz
+    chunk_cells: int = DEFAULT_CHUNK_CELLS  # cells per chunk, the unit of appends and parallel encodes
+    # --- the SIREN predictor and its training (recorded: they decide the bytes)
+    siren: str = "auto"  # one of SIREN_CHOICES: fit where a cheap test says it may pay, always, never, force
+    width: int = 24  # neurons per hidden layer
     hidden_layers: int = 2
-    steps: int = 300
-    batch: int = 2048
+    steps: int = 300  # optimiser steps per band
+    batch: int = 2048  # nonzeros per step
     learning_rate: float = 1e-3
-    normalisation: str = "log"
-    coordinates: str = "isotropic"
-    weight_bits: tuple[int, ...] = (6, 8)
-    device: str | None = None
+    normalisation: str = "log"  # how values are scaled for the network (model.siren.NORMALISATIONS)
+    coordinates: str = "isotropic"  # one of COORDINATES: how gene and cell positions are scaled
+    weight_bits: tuple[int, ...] = (6, 8)  # quantisation depths tried per band; the cheapest kept
     seed: int = 0
-    jobs: int | None = None
-    progress: bool = False
-    layer: str | None = field(default=None, repr=False)
+    # --- how this run works (not recorded: the bytes never depend on them)
+    device: str | None = None  # torch device for training; None: the CPU
+    jobs: int | None = None  # worker processes; None: every core
+    progress: bool = False  # print a progress line with throughput on stderr
+    layer: str | None = field(default=None, repr=False)  # the AnnData layer (or X) holding the counts
 
     RECORDED = ("mode", "max_error", "tile_nnz", "patch_nnz", "chunk_cells", "siren", "width", "hidden_layers",
                 "steps", "batch", "learning_rate", "normalisation", "coordinates", "weight_bits", "seed")
@@ -50,16 +58,20 @@ class EncodeOptions:
     def __post_init__(self) -> None:
         self.validate()
 
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)  # validate's normalised values, before anyone sees the options
+
     def validate(self) -> None:
+        """Check every field; store integers as int and the SIREN choice as its name."""
         if self.mode not in MODES:
             raise InvalidInputError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
-        self.max_error = _integer("max_error", self.max_error, 0, MAX_ERROR_LIMIT)
+        self._set("max_error", _integer("max_error", self.max_error, 0, MAX_ERROR_LIMIT))
         if self.mode == "max-error" and self.max_error < 1:
             raise InvalidInputError("--max-error must be a positive integer")
         if self.mode != "max-error" and self.max_error:
             raise InvalidInputError("max_error is only used with mode 'max-error'")
         if self.siren is True or self.siren is False:
-            self.siren = "always" if self.siren else "never"
+            self._set("siren", "always" if self.siren else "never")
         if self.siren not in SIREN_CHOICES:
             raise InvalidInputError(f"siren must be one of {', '.join(SIREN_CHOICES)}, not {self.siren!r}")
         if self.mode == "inr-only" and self.siren == "never":
@@ -69,29 +81,32 @@ class EncodeOptions:
         if self.coordinates not in COORDINATES:
             raise InvalidInputError(f"unknown coordinate scaling {self.coordinates!r}")
         if self.tile_nnz is not None:
-            self.tile_nnz = _integer("tile_nnz", self.tile_nnz, 1, 1 << 20)
+            self._set("tile_nnz", _integer("tile_nnz", self.tile_nnz, 1, MAX_TILE_NNZ))
         if self.patch_nnz is not None:
-            self.patch_nnz = _integer("patch_nnz", self.patch_nnz, 1, 1 << 40)
-        self.chunk_cells = _integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION)
-        self.width = _integer("width", self.width, 1, MAX_SIREN_WIDTH)
-        self.hidden_layers = _integer("hidden_layers", self.hidden_layers, 1, 14)
-        self.steps = _integer("steps", self.steps, 1, 10**7)
-        self.batch = _integer("batch", self.batch, 1, 1 << 24)
-        self.seed = _integer("seed", self.seed, 0, 2**63 - 1)
-        self.weight_bits = tuple(_integer("weight bits", b, 2, 16) for b in self.weight_bits)
+            self._set("patch_nnz", _integer("patch_nnz", self.patch_nnz, 1, MAX_PATCH_NNZ))
+        self._set("chunk_cells", _integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION))
+        self._set("width", _integer("width", self.width, 1, MAX_SIREN_WIDTH))
+        layers = MAX_SIREN_LAYERS - 2  # the hidden ones, between the input and output layers
+        self._set("hidden_layers", _integer("hidden_layers", self.hidden_layers, 1, layers))
+        self._set("steps", _integer("steps", self.steps, 1, 10**7))
+        self._set("batch", _integer("batch", self.batch, 1, 1 << 24))
+        self._set("seed", _integer("seed", self.seed, 0, 2**63 - 1))
+        self._set("weight_bits", tuple(_integer("weight bits", b, 2, 16) for b in self.weight_bits))
         if not self.weight_bits:
             raise InvalidInputError("weight bit depths must not be empty")
         if self.jobs is not None:
-            self.jobs = _integer("jobs", self.jobs, 1, 4096)
+            self._set("jobs", _integer("jobs", self.jobs, 1, 4096))
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not 0 < self.learning_rate < 10:
             raise InvalidInputError(f"learning_rate must be a number in (0, 10), not {self.learning_rate!r}")
 
     @property
     def n_jobs(self) -> int:
+        """Worker processes this run uses."""
         return self.jobs or os.cpu_count() or 1
 
     def recorded(self) -> dict:
+        """The options the footer records (MessagePack types: lists, not tuples)."""
         values = asdict(self)
         return {name: (list(values[name]) if isinstance(values[name], tuple) else values[name])
                 for name in self.RECORDED}
@@ -105,4 +120,5 @@ class EncodeOptions:
 
     @classmethod
     def names(cls) -> set[str]:
+        """Every option's name, for checking keyword arguments before building the options."""
         return {f.name for f in fields(cls)}

@@ -71,11 +71,13 @@ def predicted_saving_bits(local_rows: np.ndarray, cols: np.ndarray, residuals: n
 
 
 def network_parameters(options: EncodeOptions) -> int:
+    """Parameters of one band's SIREN with these options (3 inputs, 1 output)."""
     width, hidden = options.width, options.hidden_layers
     return 3 * width + hidden * (width * width + width) + width + 1
 
 
 def torch_available() -> bool:
+    """Whether torch can be imported, without importing it (reads never need it)."""
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None

@@ -18,16 +18,21 @@ class CountMatrix:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(genes, cells)."""
         return self.counts.shape
 
     def filled_gene_ids(self) -> list[str]:
+        """Gene ids, else names, else gene_<i>: formats that require ids always get some."""
         return self.gene_ids or self.gene_names or [f"gene_{i}" for i in range(self.shape[0])]
 
     def filled_gene_names(self) -> list[str]:
+        """Gene names, else ids, else gene_<i>."""
         return self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])]
 
     def filled_cell_names(self) -> list[str]:
+        """Cell names, else cell_<j>."""
         return self.cell_names or [f"cell_{j}" for j in range(self.shape[1])]
 
     def filled_feature_types(self) -> list[str]:
+        """Feature types, else "Gene Expression" for every gene (the 10x default)."""
         return self.feature_types or ["Gene Expression"] * self.shape[0]

@@ -105,6 +105,7 @@ class PackedNames:
         return int(self._starts.size)
 
     def slice(self, start: int, stop: int) -> list[str]:
+        """Names start..stop-1, decoded only now (a block's worth at a time)."""
         if stop <= start:
             return []
         return self._text[self._starts[start]: self._stops[stop - 1]].decode("utf-8").split("\n")

@@ -31,10 +31,12 @@ class CellBlock:
 
     @property
     def n_cells(self) -> int:
+        """Cells in the block."""
         return self.indptr.size - 1
 
     @property
     def nnz(self) -> int:
+        """Nonzeros in the block."""
         return int(self.values.size)
 
 
@@ -59,13 +61,16 @@ class MatrixSource:
     nnz: int | None = None  # stored entries, when known before reading (a progress hint)
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1, None when the source has none."""
         return None
 
     @property
     def has_cell_names(self) -> bool:
+        """Whether the source names its cells."""
         return self.cell_names(0, 0) is not None
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """The cells in order, `cells_per_block` at a time (the last block may be smaller)."""
         raise NotImplementedError
 
     def matrix(self) -> sp.csc_matrix:
@@ -85,9 +90,11 @@ class RandomAccessSource(MatrixSource):
     """A source that reads any range of cells directly."""
 
     def block(self, start: int, stop: int) -> CellBlock:
+        """Cells start..stop-1, read directly."""
         raise NotImplementedError
 
     def spec(self) -> SourceSpec:
+        """How another process opens this source again (readers.open_source_spec)."""
         raise NotImplementedError
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:

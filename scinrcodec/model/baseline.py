@@ -16,6 +16,7 @@ TERM_MIN, TERM_MAX = -32768, 32767
 
 
 def quantise_terms(terms: np.ndarray) -> np.ndarray:
+    """Terms in nats to the stored int16 units of 1/16 nat (clipped to int16)."""
     return np.clip(np.rint(terms * LOG_MEAN_UNITS), TERM_MIN, TERM_MAX).astype(np.int64)
 
 

@@ -60,4 +60,5 @@ def quantise_values(values: np.ndarray, max_error: int) -> np.ndarray:
 
 
 def dequantise_values(u: np.ndarray, max_error: int) -> np.ndarray:
+    """Coded indices back to values in mode max-error (spec §6.3.3), clamped to MAX_COUNT."""
     return np.minimum(1 + u * (2 * max_error + 1), MAX_COUNT)

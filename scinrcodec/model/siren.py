@@ -85,6 +85,7 @@ class Normalisation:
 
     @classmethod
     def fit(cls, kind: str, values: np.ndarray) -> "Normalisation":
+        """The normalisation of `kind` that maps these values into about [0, 1]."""
         low, high = float(values.min()), float(values.max())
         if kind == "log":
             return cls(kind, 0.0, max(float(np.log1p(high)), 1e-6))
@@ -93,14 +94,17 @@ class Normalisation:
         return cls("none", 0.0, 1.0)
 
     def forward(self, values: np.ndarray) -> np.ndarray:
+        """Values as the network sees them."""
         v = values.astype(np.float64)
         return (np.log1p(v) if self.kind == "log" else v - self.offset) / self.scale
 
     def to_meta(self) -> list:
+        """[kind, offset, scale], as `siren.meta` stores it."""
         return [self.kind, self.offset, self.scale]
 
     @classmethod
     def from_meta(cls, meta) -> "Normalisation":
+        """The stored normalisation, refused if malformed or self-contradictory."""
         if (not isinstance(meta, list) or len(meta) != 3 or meta[0] not in NORMALISATIONS
                 or not all(isinstance(x, float) and np.isfinite(x) for x in meta[1:]) or not meta[2] > 0):
             raise CorruptFileError("patch normalisation metadata is malformed")
@@ -119,12 +123,15 @@ class PatchSiren:
 
     @property
     def n_parameters(self) -> int:
+        """Weights and biases of every layer."""
         return sum(layer.weights.size + layer.biases.size for layer in self.layers)
 
     def flat_parameters(self) -> np.ndarray:
+        """Every layer's weights then biases, in the order `siren.weights` stores them."""
         return np.concatenate([np.concatenate([layer.weights.ravel(), layer.biases]) for layer in self.layers])
 
     def to_meta(self) -> dict:
+        """The SIREN's entry of `siren.meta` (its parameters go to `siren.weights`)."""
         return {"bits": self.bits, "normalisation": self.normalisation.to_meta(),
                 "layers": [[layer.weights.shape[0], layer.weights.shape[1], layer.weight_multiplier,
                             layer.bias_multiplier, layer.shift] for layer in self.layers]}

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _native
+from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
-from .index import MODE_CODES, Chunk, MatrixIndex, TileTable
+from .index import Chunk, MatrixIndex, TileTable
 
 PARALLEL_MIN_ENTRIES = 20_000  # nonzeros to decode: below this, one thread beats starting several
 _POOL: ThreadPoolExecutor | None = None

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _native
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
-from ..codec.stages import parse_stages
+from ..codec.stages import MODES, parse_stages
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
 from ..model.siren import NORM_CODES, PatchSiren
@@ -24,9 +24,7 @@ from ..storage.container import (SectionRef, check_disjoint, crc32, parse_sectio
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW, ZSTD_ARRAY, Sizes
 from ..storage.source import ByteSource
 
-MODES = ("lossless", "max-error", "inr-only")
 ROW_TABLE_LIMIT = 1 << 24
-MODE_CODES = {"lossless": 0, "max-error": 1, "inr-only": 2}
 
 
 def _int(header: dict, key: str, low: int, high: int, what: str) -> int:

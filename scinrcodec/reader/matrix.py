@@ -15,9 +15,10 @@ from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.source import ByteSource, open_source
 from .assemble import cell_major, gene_major
+from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
 from .decode import decode_batch, gather, table_batch
-from .index import MODE_CODES, MatrixIndex, band_tile_ranges
+from .index import MatrixIndex, band_tile_ranges
 
 
 class SinrMatrix:

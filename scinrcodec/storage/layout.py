@@ -31,6 +31,9 @@ class Sizes:
 
 @dataclass(frozen=True)
 class SectionSpec:
+    """One section a matrix or chunk may hold: how it is encoded, its item type, how many items
+    its header fields say it holds, and where `sinr info` counts its bytes."""
+
     name: str
     encoding: str
     dtype: str | None
@@ -39,6 +42,7 @@ class SectionSpec:
     required: bool = True
 
     def expected(self, sizes: Sizes) -> int | None:
+        """Items the section must hold, None when its size is not fixed by header fields."""
         return None if self.count is None else self.count(sizes)
 
 
