@@ -19,10 +19,9 @@ import scipy.sparse as sp
 import scinrcodec as sinr
 from conftest import DATA, DATASETS, FAST
 from scinrcodec.demo import demo_data
-from scinrcodec.io import readers
+from scinrcodec.io import mtx
 from scinrcodec.io.matrix import CountMatrix
-from scinrcodec.io.readers import read_matrix
-from scinrcodec.io.readers import open_source_spec
+from scinrcodec.io.readers import open_source_spec, read_matrix
 from scinrcodec.io.sources import RandomAccessSource, ScipySource
 from scinrcodec.io.writers import to_anndata, write_10x_h5, write_matrix
 
@@ -275,7 +274,7 @@ def test_memory_stays_proportional_to_a_block(tmp_path, pbmc, monkeypatch):
     adata = to_anndata(count_matrix(read_matrix(large)))
     adata.write_h5ad(tmp_path / "large.h5ad")
     assert _peak_bytes(read_matrix(tmp_path / "large.h5ad"), 256) < whole / 10
-    monkeypatch.setattr(readers, "MTX_CHUNK_BYTES", 1 << 16)  # to show the bound at this size
+    monkeypatch.setattr(mtx, "MTX_CHUNK_BYTES", 1 << 16)  # to show the bound at this size
     mtx_peaks = []
     for path in (small, large):
         write_matrix(path.with_suffix(".mtx"), count_matrix(read_matrix(path)))
@@ -469,7 +468,7 @@ def test_mtx_names_are_checked(tmp_path, features, barcodes, fragment):
 
 
 def test_mtx_line_too_long_and_damaged_gzip(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "MTX_CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(mtx, "MTX_CHUNK_BYTES", 1 << 16)
     path = write_mtx(tmp_path / "long", "1 1 1\n1 1 " + " " * 200_000 + "1\n")
     with pytest.raises(sinr.InvalidInputError, match="longer than 65,536 bytes"):
         list(read_matrix(path).blocks(8))
@@ -620,7 +619,7 @@ def _ref_entries(buf: bytes, n_fields: int, integer: bool, n_rows: int, n_cols: 
 def _native_entries(buf: bytes, n_fields: int, integer: bool, n_rows: int, n_cols: int, last_col: int):
     capacity = buf.count(b"\n") + 1  # as MtxSource sizes them
     rows, cols, vals = (np.full(capacity, -7, np.int32) for _ in range(3))
-    result = readers.mtx_parse_entries(np.frombuffer(buf, np.uint8), n_fields, integer, n_rows, n_cols, last_col,
+    result = mtx.mtx_parse_entries(np.frombuffer(buf, np.uint8), n_fields, integer, n_rows, n_cols, last_col,
                                        rows, cols, vals)
     return result, np.stack([rows, cols, vals], axis=1)[: result[0]].tolist()
 
@@ -676,12 +675,12 @@ def _plausible_lines(rng, n_fields: int, n_rows: int, n_cols: int) -> bytes:
 
 
 def test_mtx_native_parser_matches_the_reference():
-    assert readers.mtx_parse_entries.__module__.startswith("scinrcodec")
+    assert mtx.mtx_parse_entries.__module__.startswith("scinrcodec")
     from scinrcodec import _native
 
     assert _native.MTX_CODES[:8] == ("ok", "syntax", "fields", "index", "fraction", "nan", "large", "negative")
-    assert (readers._OK, readers._SYNTAX, readers._FIELDS, readers._INDEX, readers._FRACTION, readers._NAN,
-            readers._LARGE, readers._NEGATIVE) == tuple(range(8))
+    assert (mtx.PARSE_OK, mtx.PARSE_SYNTAX, mtx.PARSE_FIELDS, mtx.PARSE_INDEX, mtx.PARSE_FRACTION, mtx.PARSE_NAN,
+            mtx.PARSE_LARGE, mtx.PARSE_NEGATIVE) == tuple(range(8))
     rng = np.random.default_rng(11)
     seen = set()
     for _ in range(4000):
@@ -753,28 +752,28 @@ def test_mtx_native_parser_guards_its_arguments():
     text = np.frombuffer(b"1 1 1\n2 2 2\n3 3 3\n", np.uint8)
     assert not text.flags.writeable
     ok = [np.zeros(3, np.int32) for _ in range(3)]
-    assert readers.mtx_parse_entries(text, 3, True, 3, 3, -1, *ok) == (3, _OK, 0, 0, 2, -1)
+    assert mtx.mtx_parse_entries(text, 3, True, 3, 3, -1, *ok) == (3, _OK, 0, 0, 2, -1)
     assert [a.tolist() for a in ok] == [[0, 1, 2], [0, 1, 2], [1, 2, 3]]
     for short in range(3):
         guarded = [np.full(4, -7, np.int32) for _ in range(3)]
         outputs = [a[:3] for a in guarded]
         outputs[short] = guarded[short][:2]
         with pytest.raises(ValueError, match="more entries than"):
-            readers.mtx_parse_entries(text, 3, True, 3, 3, -1, *outputs)
+            mtx.mtx_parse_entries(text, 3, True, 3, 3, -1, *outputs)
         assert all(a[3] == -7 for a in guarded) and guarded[short][2] == -7
     with pytest.raises(ValueError, match="more entries than"):
-        readers.mtx_parse_entries(text, 3, True, 3, 3, -1, *(np.zeros(0, np.int32) for _ in range(3)))
-    assert readers.mtx_parse_entries(np.zeros(0, np.uint8), 2, True, 3, 3, 5, *(np.zeros(0, np.int32),) * 3) == \
+        mtx.mtx_parse_entries(text, 3, True, 3, 3, -1, *(np.zeros(0, np.int32) for _ in range(3)))
+    assert mtx.mtx_parse_entries(np.zeros(0, np.uint8), 2, True, 3, 3, 5, *(np.zeros(0, np.int32),) * 3) == \
         (0, _OK, 0, 0, 5, -1)
     for n_fields, n_rows, n_cols in ((1, 3, 3), (4, 3, 3), (3, -1, 3), (3, 3, 2**31)):
         with pytest.raises(ValueError, match="n_fields must be 2 or 3"):
-            readers.mtx_parse_entries(text, n_fields, True, n_rows, n_cols, -1, *ok)
+            mtx.mtx_parse_entries(text, n_fields, True, n_rows, n_cols, -1, *ok)
     with pytest.raises(TypeError):  # no silent conversion into a temporary copy
-        readers.mtx_parse_entries(text, 3, True, 3, 3, -1, np.zeros(3, np.int64), ok[1], ok[2])
+        mtx.mtx_parse_entries(text, 3, True, 3, 3, -1, np.zeros(3, np.int64), ok[1], ok[2])
     with pytest.raises(TypeError):
-        readers.mtx_parse_entries(text.astype(np.int8), 3, True, 3, 3, -1, *ok)
+        mtx.mtx_parse_entries(text.astype(np.int8), 3, True, 3, 3, -1, *ok)
     with pytest.raises(TypeError):
-        readers.mtx_parse_entries(text, 3, True, 3, 3, -1, ok[0][::2], ok[1], ok[2])
+        mtx.mtx_parse_entries(text, 3, True, 3, 3, -1, ok[0][::2], ok[1], ok[2])
 
 
 # ------------------------------------------------------------------------------ issue 11: .h5ad, .npz

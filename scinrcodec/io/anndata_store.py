@@ -33,9 +33,10 @@ from ..storage.container import (PREAMBLE, READ_MINOR_VERSION, ContainerWriter, 
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
 from ..storage.source import ByteSource
 from .atomic import atomic_path, check_writable
-from .readers import _attr, _h5_errors, _h5ad_index, _one_line, cells_by_genes_source
+from .h5ad import cells_by_genes_source, h5ad_index
+from .hdf5 import h5_errors, text_attr
 from .writers import obs_frame, quiet_anndata, var_frame
-from .sources import MatrixSource
+from .sources import MatrixSource, one_line
 
 CONTENTS = "contents"
 TENX_SECTION = "10x.h5"
@@ -82,7 +83,7 @@ def disk_format(obj) -> str | None:
     """The same for a matrix of an .h5ad file, read a slice at a time."""
     import h5py
 
-    encoding = _attr(obj, "encoding-type")
+    encoding = text_attr(obj, "encoding-type")
     if isinstance(obj, h5py.Group) and encoding in ("csr_matrix", "csc_matrix") and isinstance(obj.get("data"),
                                                                                                h5py.Dataset):
         data, name = obj["data"], encoding
@@ -159,7 +160,7 @@ class _FileParts:
         try:
             return read_elem(self.file[path])
         except Exception as exc:  # anndata raises many types for elements it cannot read
-            raise InvalidInputError(f"{self.what}: {path} is unreadable ({_one_line(exc)})") from exc
+            raise InvalidInputError(f"{self.what}: {path} is unreadable ({one_line(exc)})") from exc
 
     def format(self, path: str) -> str | None:
         return disk_format(self.file[path])
@@ -174,19 +175,19 @@ class _FileParts:
 
         if path != "layers/raw":
             return read_matrix(self.path, None if path == "X" else "raw" if path == "raw/X" else path[len("layers/"):])
-        with _h5_errors(str(self.path)), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
+        with h5_errors(str(self.path)), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
             return cells_by_genes_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
                                   f"{self.what} {path}")
 
     def dtype(self, path: str) -> str:
         obj = self.file[path]
-        return (obj if _attr(obj, "encoding-type") == "array" else obj["data"]).dtype.str
+        return (obj if text_attr(obj, "encoding-type") == "array" else obj["data"]).dtype.str
 
 
 def _frame_length(f, name: str) -> int:
     import h5py
 
-    index = _h5ad_index(f.get(name))
+    index = h5ad_index(f.get(name))
     if index is None or not isinstance(f[name][index], h5py.Dataset):
         raise InvalidInputError(f"{f.filename}: {name} is not an anndata dataframe with an index")
     return len(f[name][index])
@@ -216,7 +217,7 @@ class _Drops:
 
 def _unstorable(path: str, value, exc: BaseException) -> InvalidInputError:
     return InvalidInputError(
-        f"{path}: anndata cannot store this {type(value).__name__} ({_one_line(exc)}); pass --drop {path} "
+        f"{path}: anndata cannot store this {type(value).__name__} ({one_line(exc)}); pass --drop {path} "
         f"(drop=['{path}']) to encode without it")
 
 
@@ -409,7 +410,7 @@ def _plan_10x(path: Path) -> _Plan:
     """The matrix, and an image of everything else (see the module docstring)."""
     import h5py
 
-    from .readers import read_10x_h5
+    from .tenx_h5 import read_10x_h5
 
     source = read_10x_h5(path)
     with h5py.File(path, "r") as f:
@@ -551,15 +552,15 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
 def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     import h5py
 
-    with _h5_errors(str(path)), h5py.File(path, "r") as f:
-        if _attr(f, "encoding-type") == "anndata":
+    with h5_errors(str(path)), h5py.File(path, "r") as f:
+        if text_attr(f, "encoding-type") == "anndata":
             return _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
     import anndata
 
     try:
         adata = anndata.read_h5ad(path)  # written by anndata < 0.8: no element encodings to read part by part
     except Exception as exc:  # anndata raises many types for unreadable files
-        raise InvalidInputError(f"{path}: unreadable .h5ad file ({_one_line(exc)})") from exc
+        raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
     return _plan_anndata(_MemoryParts(adata, str(path)), layer=layer, drop=drop)
 
 
@@ -635,7 +636,7 @@ class StoredContents:
             raise
         except Exception as exc:  # h5py and anndata raise many types for malformed data
             raise CorruptFileError(f"{self.what}: section {self.elements[part][0]!r} does not hold what its "
-                                   f"contents entry says ({_one_line(exc)})") from exc
+                                   f"contents entry says ({one_line(exc)})") from exc
 
     def read(self, part: str):
         """An element part, read by anndata: a value, or for 'raw' a dict of X, var and varm."""
@@ -771,7 +772,7 @@ def restore_anndata(m, contents: StoredContents):
                                             obs=pd.DataFrame(index=adata.obs_names), var=raw.get("var"),
                                             varm=raw.get("varm"))
     except (ValueError, TypeError, KeyError) as exc:
-        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({_one_line(exc)})") from exc
+        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({one_line(exc)})") from exc
     return adata
 
 
@@ -932,7 +933,7 @@ def _parts_of(source):
         yield None
         return
     with f:
-        if _attr(f, "encoding-type") != "anndata":
+        if text_attr(f, "encoding-type") != "anndata":
             yield None
             return
         yield _FileParts(Path(source), f)

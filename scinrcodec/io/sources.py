@@ -149,6 +149,13 @@ def decode_names(raw, what: str) -> list[str]:
     return names
 
 
+def one_line(exc: BaseException) -> str:
+    """A foreign exception's message on one line, at most 300 characters: how the readers quote
+    what h5py, zipfile or gzip said inside their own InvalidInputError."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def check_shape(shape, what: str) -> tuple[int, int]:
     """(genes, cells) as ints, each in 0..MAX_DIMENSION; anything else (a float, a string) refused."""
     values = list(shape)

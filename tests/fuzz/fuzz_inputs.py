@@ -143,8 +143,7 @@ def _write(kind: str, body: bytes) -> tuple[Path, str | None]:
 
 def exercise(data: bytes) -> None:
     from scinrcodec.errors import SinrError
-    from scinrcodec.io.readers import read_matrix
-    from scinrcodec.io.readers import open_source_spec
+    from scinrcodec.io.readers import open_source_spec, read_matrix
     from scinrcodec.io.sources import RandomAccessSource
 
     if not data:

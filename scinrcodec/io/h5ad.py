@@ -1,0 +1,144 @@
+"""AnnData input: an .h5ad file's X (or a layer, or raw.X) and names, or an AnnData in memory. CSR X
+streams as slices, a dense X a few rows at a time; a CSC X (genes-major) and files written by
+anndata < 0.8 load whole."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .hdf5 import (DENSE_READ_BYTES, CompressedH5Source, DenseH5Source, checked_dataset, h5_errors, open_h5,
+                   string_dataset, text_attr)
+from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
+                      one_line)
+
+
+def _h5ad_column(group, name: str, n: int, what: str) -> list[str]:
+    """A string column of an .h5ad dataframe: a string array, or a categorical (missing: 'nan')."""
+    import h5py
+
+    obj = group[name]
+    where = f"{what} {obj.name}"
+    if isinstance(obj, h5py.Group) and text_attr(obj, "encoding-type") == "categorical":
+        categories = decode_names(checked_dataset(obj, "categories", where, "S")[:], where)
+        codes = checked_dataset(obj, "codes", where, "iu")[:].astype(np.int64)
+        if codes.size != n or (codes.size and (codes.min() < -1 or codes.max() >= len(categories))):
+            raise InvalidInputError(f"{where}: categorical codes do not match {n:,} entries of {len(categories):,} "
+                                    "categories")
+        return [categories[c] if c >= 0 else "nan" for c in codes]
+    if isinstance(obj, h5py.Dataset):
+        return string_dataset(group, name, n, what)
+    from anndata.io import read_elem
+
+    try:
+        values = [str(v) for v in read_elem(obj)]
+    except Exception as exc:  # anndata raises many types for elements it cannot read
+        raise InvalidInputError(f"{where}: unreadable column ({one_line(exc)})") from exc
+    return check_names(values, n, where)
+
+
+def h5ad_index(frame) -> str | None:
+    """The column holding an .h5ad dataframe's index (anndata >= 0.8 layout), or None."""
+    import h5py
+
+    if not isinstance(frame, h5py.Group):
+        return None
+    index = text_attr(frame, "_index")
+    return index if index is not None and index in frame else None
+
+
+def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
+    """The source of an .h5ad file in the layout of anndata >= 0.8, or None for older layouts."""
+    import h5py
+
+    what = f"{path}" if layer is None else f"{path} ({'raw' if layer == 'raw' else f'layer {layer}'})"
+    if layer == "raw":
+        if not isinstance(f.get("raw"), h5py.Group):
+            raise InvalidInputError(f"{path}: has no raw matrix")
+        x_path, var = "raw/X", f["raw"].get("var")
+    elif layer is not None:
+        layers = f.get("layers")
+        names = sorted(layers) if isinstance(layers, h5py.Group) else []
+        if layer not in names:
+            raise InvalidInputError(f"{path}: has no layer {layer!r} (layers: {names})")
+        x_path, var = f"layers/{layer}", f.get("var")
+    else:
+        x_path, var = "X", f.get("var")
+    if x_path not in f:
+        raise InvalidInputError(f"{path}: has no {x_path} matrix" + (" (use --layer)" if layer is None else ""))
+    obs_index, var_index = h5ad_index(f.get("obs")), h5ad_index(var)
+    x = f[x_path]
+    encoding = text_attr(x, "encoding-type")
+    if obs_index is None or var_index is None or encoding not in ("csr_matrix", "csc_matrix", "array"):
+        return None
+    if encoding == "array":
+        dense = checked_dataset(f, x_path, what, "biuf", ndim=2)
+        n_genes = dense.shape[1]
+        if n_genes * dense.dtype.itemsize > DENSE_READ_BYTES:
+            raise InvalidInputError(f"{what}: a dense row of {n_genes:,} genes is too large to read; store X as a "
+                                    "sparse matrix")
+    else:
+        shape = x.attrs.get("shape")
+        if shape is None or np.shape(shape) != (2,):
+            raise InvalidInputError(f"{what}: {x_path} has no (cells, genes) shape attribute")
+        n_genes, n_cells = check_shape((shape[1], shape[0]), what)
+    gene_names = _h5ad_column(var, var_index, n_genes, what)
+    gene_ids = _h5ad_column(var, "gene_ids", n_genes, what) if "gene_ids" in var else None
+    feature_types = _h5ad_column(var, "feature_types", n_genes, what) if "feature_types" in var else None
+    names = dict(gene_ids=gene_ids, gene_names=gene_names, feature_types=feature_types)
+    spec = SourceSpec("path", dict(path=str(path), layer=layer))
+    obs_index = f"obs/{obs_index}"
+    if encoding == "array":
+        return DenseH5Source(f, path, x_path, cell_names=obs_index, spec=spec, description=what, **names)
+    if encoding == "csr_matrix":
+        return CompressedH5Source(f, path, x_path, (n_genes, n_cells), cell_names=obs_index, spec=spec,
+                                  description=what, **names)
+    arrays = [checked_dataset(x, name, what, kinds)[:] for name, kinds in (("data", "biuf"), ("indices", "iu"),
+                                                                     ("indptr", "iu"))]
+    counts = checked_compressed(*arrays, shape=(n_cells, n_genes), by_column=True, what=what).T
+    cells = string_dataset(f, obs_index, n_cells, what)
+    return ScipySource(counts, cell_names=cells, description=what, spec=spec, paths=(str(path),), **names)
+
+
+def anndata_source(adata, layer: str | None = None, *, what: str = "AnnData", spec: SourceSpec | None = None,
+                   paths: tuple[str, ...] = ()) -> ScipySource:
+    """An in-memory AnnData (cells x genes); `layer` picks a layer, or 'raw' for adata.raw."""
+    if layer == "raw":
+        if adata.raw is None:
+            raise InvalidInputError(f"{what}: has no raw matrix")
+        x, var = adata.raw.X, adata.raw.var
+    elif layer is not None:
+        if layer not in adata.layers:
+            raise InvalidInputError(f"{what}: has no layer {layer!r} (layers: {sorted(adata.layers)})")
+        x, var = adata.layers[layer], adata.var
+    else:
+        if adata.X is None:
+            raise InvalidInputError(f"{what}: has no X matrix (use --layer)")
+        x, var = adata.X, adata.var
+    return cells_by_genes_source(x, var, adata.obs_names, what, spec=spec, paths=paths)
+
+
+def cells_by_genes_source(x, var, obs_names, what: str, *, spec: SourceSpec | None = None,
+                          paths: tuple[str, ...] = ()) -> ScipySource:
+    """A cells x genes matrix with AnnData's var and obs names, as a genes x cells source."""
+    gene_ids = [str(v) for v in var["gene_ids"]] if "gene_ids" in var.columns else None
+    feature_types = [str(v) for v in var["feature_types"]] if "feature_types" in var.columns else None
+    return ScipySource(x.T, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
+                       description=what, spec=spec, paths=paths)
+
+
+def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:
+    """An .h5ad file's X, a layer, or raw.X ('raw'), read as the module docstring says."""
+    with h5_errors(str(path)), open_h5(path) as f:
+        source = _h5ad_source(f, path, layer)
+    if source is not None:
+        return source
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # anndata raises many types for unreadable files
+        raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
+    return anndata_source(adata, layer, what=str(path), spec=SourceSpec("path", dict(path=str(path), layer=layer)),
+                          paths=(str(path),))

@@ -1,0 +1,184 @@
+"""HDF5 helpers shared by the 10x .h5 and .h5ad readers (and whole-file storage): h5py errors as one
+clear InvalidInputError, datasets checked for their shape and kind before use, and the sources that
+read cells as slices of an HDF5 group (CSR/CSC arrays, or rows of a dense X)."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InvalidInputError, SinrError
+from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+H5_CACHE_BYTES = 16 << 20  # HDF5 chunk cache: a slice re-read across chunk boundaries is not inflated twice
+NAME_BATCH = 1 << 16  # cell names checked this many at a time
+DENSE_READ_BYTES = 32 << 20  # rows of a dense X read at a time
+
+
+
+@contextlib.contextmanager
+def h5_errors(what: str):
+    """HDF5 and h5py failures on a damaged or unexpected file, as one clear error."""
+    try:
+        yield
+    except SinrError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+        raise InvalidInputError(f"{what}: unreadable HDF5 content ({one_line(exc)})") from exc
+
+
+def open_h5(path: Path):
+    import h5py
+
+    return h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
+
+
+def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):
+    """group[name] when it is a dataset of `ndim` dimensions whose dtype kind is one of `kinds`."""
+    import h5py
+
+    obj = group.get(name) if isinstance(group, h5py.Group) else None
+    if not isinstance(obj, h5py.Dataset):
+        raise InvalidInputError(f"{what}: has no {name!r} dataset where the format keeps it")
+    kind = obj.dtype.kind
+    if kind == "O" and "S" in kinds and h5py.check_string_dtype(obj.dtype) is not None:
+        kind = "S"
+    if obj.ndim != ndim or kind not in kinds:
+        raise InvalidInputError(f"{what}: {obj.name} is a {obj.ndim}-D {obj.dtype} dataset, not what the format "
+                                "stores there")
+    return obj
+
+
+def string_dataset(group, name: str, n: int, what: str) -> list[str]:
+    ds = checked_dataset(group, name, what, "S")
+    if ds.shape[0] != n:
+        raise InvalidInputError(f"{what}: {ds.name} holds {ds.shape[0]:,} names for {n:,} entries")
+    return decode_names(ds[:], f"{what} {ds.name}")
+
+
+class H5Cells(RandomAccessSource):
+    """Cells of an HDF5 file, with cell names read per block from one string dataset."""
+
+    path: Path
+    _names: str | None = None
+
+    def _check_cell_names(self, f, names: str | None) -> None:
+        self._names = names
+        if names is None:
+            return
+        ds = checked_dataset(f, names, self.description, "S")
+        if ds.shape[0] != self.shape[1]:
+            raise InvalidInputError(f"{self.description}: {ds.shape[0]:,} cell names for {self.shape[1]:,} cells")
+        for start in range(0, self.shape[1], NAME_BATCH):
+            decode_names(ds[start: start + NAME_BATCH], f"{self.description} cell names")
+
+    @property
+    def has_cell_names(self) -> bool:
+        return self._names is not None
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        if self._names is None:
+            return None
+        self._check_range(start, stop)
+        with h5_errors(self.description), open_h5(self.path) as f:
+            return decode_names(f[self._names][start:stop], f"{self.description} cell names")
+
+    def block(self, start: int, stop: int) -> CellBlock:
+        self._check_range(start, stop)
+        with h5_errors(self.description), open_h5(self.path) as f:
+            return self._read(f, start, stop)
+
+    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        with h5_errors(self.description), open_h5(self.path) as f:
+            for start in range(0, self.shape[1], cells_per_block):
+                yield self._read(f, start, min(start + cells_per_block, self.shape[1]))
+
+    def _read(self, f, start: int, stop: int) -> CellBlock:
+        raise NotImplementedError
+
+
+class CompressedH5Source(H5Cells):
+    """Cells as slices of one HDF5 group's data/indices/indptr: a 10x .h5 matrix (CSC, genes x
+    cells) or an .h5ad X in CSR (cells x genes): the same three arrays."""
+
+    def __init__(self, f, path: Path, group: str, shape: tuple[int, int], *, cell_names: str | None,
+                 gene_ids=None, gene_names=None, feature_types=None, spec: SourceSpec, description: str) -> None:
+        self.path, self.description, self.paths, self._spec = path, description, (str(path),), spec
+        self.shape = shape
+        self.gene_ids, self.gene_names, self.feature_types = gene_ids, gene_names, feature_types
+        self._group = group
+        g = f[group]
+        data = checked_dataset(g, "data", description, "biuf")
+        indices = checked_dataset(g, "indices", description, "iu")
+        indptr = checked_dataset(g, "indptr", description, "iu")
+        if indptr.shape[0] != shape[1] + 1:
+            raise InvalidInputError(f"{description}: {indptr.name} holds {indptr.shape[0]:,} index pointers for "
+                                    f"{shape[1]:,} cells")
+        if indices.shape[0] != data.shape[0]:
+            raise InvalidInputError(f"{description}: {indices.shape[0]:,} indices for {data.shape[0]:,} values")
+        first, last = int(indptr[0]), int(indptr[-1])
+        if first != 0 or last != data.shape[0]:
+            raise InvalidInputError(f"{description}: index pointers run from {first:,} to {last:,}, not from 0 to "
+                                    f"the {data.shape[0]:,} stored values")
+        self.nnz = int(data.shape[0])
+        self._check_cell_names(f, cell_names)
+
+    def spec(self) -> SourceSpec:
+        return self._spec
+
+    def _read(self, f, start: int, stop: int) -> CellBlock:
+        g = f[self._group]
+        cells = f"{self.description} (cells {start:,}..{stop - 1:,})"
+        ptr = g["indptr"][start: stop + 1]
+        if ptr.dtype == np.uint64 and ptr.size and ptr.max() > self.nnz:
+            raise InvalidInputError(f"{cells}: index pointers run past the {self.nnz:,} stored values")
+        ptr = ptr.astype(np.int64)
+        steps = np.diff(ptr)
+        if ptr[0] < 0 or ptr[-1] > self.nnz or np.any(steps < 0):
+            raise InvalidInputError(f"{cells}: index pointers decrease or run past the {self.nnz:,} stored values")
+        if steps.size and steps.max() > self.shape[0]:
+            raise InvalidInputError(f"{cells}: a cell holds {int(steps.max()):,} entries for {self.shape[0]:,} genes")
+        lo, hi = int(ptr[0]), int(ptr[-1])
+        return validated_block(start, ptr - lo, g["indices"][lo:hi], g["data"][lo:hi], self.shape[0], self.description)
+
+
+class DenseH5Source(H5Cells):
+    """An .h5ad X stored dense (cells x genes): a block reads its rows, DENSE_READ_BYTES at a time
+    (one row at least: _h5ad_source refuses longer rows), and keeps their nonzeros."""
+
+    def __init__(self, f, path: Path, dataset: str, *, cell_names: str | None, gene_ids=None, gene_names=None,
+                 feature_types=None, spec: SourceSpec, description: str) -> None:
+        self.path, self.description, self.paths, self._spec = path, description, (str(path),), spec
+        self._dataset = dataset
+        ds = checked_dataset(f, dataset, description, "biuf", ndim=2)
+        self.shape = check_shape((ds.shape[1], ds.shape[0]), description)
+        self.gene_ids, self.gene_names, self.feature_types = gene_ids, gene_names, feature_types
+        self._check_cell_names(f, cell_names)
+
+    def spec(self) -> SourceSpec:
+        return self._spec
+
+    def _read(self, f, start: int, stop: int) -> CellBlock:
+        ds = f[self._dataset]
+        step = max(1, DENSE_READ_BYTES // max(1, self.shape[0] * ds.dtype.itemsize))
+        cells, genes, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, ds.dtype)]
+        for first in range(start, stop, step):
+            rows = ds[first: min(first + step, stop)]
+            cell, gene = np.nonzero(rows)
+            cells.append(cell + (first - start))
+            genes.append(gene)
+            values.append(rows[cell, gene])
+        cells = np.concatenate(cells)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cells, minlength=stop - start))])
+        return validated_block(start, indptr, np.concatenate(genes), np.concatenate(values), self.shape[0],
+                               self.description)
+
+
+def text_attr(obj, name: str) -> str | None:
+    value = obj.attrs.get(name)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
