@@ -348,15 +348,18 @@ class SinrMatrix:
         return int(index.chunk_index[:, 3].sum()) + sum(ref.length for ref in index.sections.table.values())
 
     def verify(self) -> dict:
-        """Check every section's CRC and every chunk's decoded content; raise CorruptFileError."""
+        """Check every section of the matrix and of each chunk against every rule of the spec (CRC,
+        zstd framing, size, names' UTF-8, count, line breaks and length, cross-field rules), and
+        every chunk's decoded content; raise CorruptFileError."""
         index = self._index
+        index.genes()
         for name in index.sections.table:
             index.sections.get(name)
         checked = 0
         for c in range(index.n_chunks):
             chunk = index.chunk(c)
             for name in chunk.sections.table:
-                chunk.sections.raw(name)
+                chunk.sections.get(name)
             index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
             checked += chunk.nnz
         self.to_scipy(layout="csc")
