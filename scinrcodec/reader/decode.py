@@ -104,18 +104,12 @@ def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: 
 
 
 def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes the tiles live in, and each tile's offset into them: the mapped file itself, or
-    the tiles' bytes copied together from a file object."""
+    """The bytes the tiles live in, and each tile's offset into them: bytes in memory themselves, or
+    the tiles' bytes read together from a file (ByteSource.gather)."""
     whole = index.source.array()
     if whole is not None:
         return whole, batch.offset
-    buffer = np.empty(int(batch.length.sum()), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(batch.length)[:-1]]).astype(np.int64)
-    for t in range(batch.size):
-        if batch.length[t]:
-            buffer[offsets[t]: offsets[t] + batch.length[t]] = np.frombuffer(
-                index.source.read(int(batch.offset[t]), int(batch.length[t])), dtype=np.uint8)
-    return buffer, offsets
+    return index.source.gather(batch.offset, batch.length)
 
 
 def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,

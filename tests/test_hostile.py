@@ -1,0 +1,300 @@
+"""Hostile conditions (issue 17): a file rewritten, truncated or replaced under an open reader,
+several processes writing one output or appending to one file at once, and files declaring
+dimensions no memory holds. Each case runs real processes against each other.
+
+The races run for SINR_STRESS_SECONDS (default 3) on a schedule drawn from SINR_STRESS_SEED
+(default 1): run `SINR_STRESS_SECONDS=60 pytest tests/test_hostile.py` for the minute-long loops.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from scinrcodec.io import atomic
+from scinrcodec.io.atomic import atomic_path
+
+from conftest import DATA, FAST, SANITIZED, assert_one_error_line, leftovers, sinr_cli
+
+HERE = Path(__file__).resolve().parent
+STRESS_SECONDS = float(os.environ.get("SINR_STRESS_SECONDS", "3"))
+STRESS_SEED = int(os.environ.get("SINR_STRESS_SEED", "1"))
+ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+
+
+def _cut(pbmc, cells: slice, prefix: str = "") -> sinr.CountMatrix:
+    counts = sp.csc_matrix(pbmc.matrix())[:, cells]
+    names = [prefix + name for name in pbmc.cell_names(0, pbmc.shape[1])[cells]]
+    return sinr.CountMatrix(counts, gene_ids=pbmc.gene_ids, gene_names=pbmc.gene_names, cell_names=names,
+                            feature_types=pbmc.feature_types)
+
+
+# ------------------------------------------------------------------ a file changing under a reader
+
+def _reader(path: str, expected: str, seconds: float) -> None:
+    """Read `path` over and over (whole decodes, entries, genes, cells), opening it again after each
+    FileChangedError. Every result must equal one version of the file (expected: an .npz per
+    version, keyed by nonzeros); every failure must be a SinrError. Prints what it saw."""
+    versions = {}
+    for file in sorted(Path(expected).glob("*.npz")):
+        dense = sp.load_npz(file).toarray()
+        versions[int(np.count_nonzero(dense))] = dense
+    rng = np.random.default_rng(0)
+    seen = {"ok": 0, "changed": 0, "other": 0}
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        try:
+            m = sinr.open(path, jobs=2)
+        except sinr.SinrError:  # caught mid-rewrite: truncated, no trailer yet
+            seen["other"] += 1
+            continue
+        try:
+            dense = versions[m.nnz]
+            for _ in range(50):
+                i, j = int(rng.integers(dense.shape[0])), int(rng.integers(dense.shape[1]))
+                assert m[i, j] == dense[i, j]
+                assert np.array_equal(m.cell(j), dense[:, j])
+                assert np.array_equal(m.gene(i), dense[i])
+                assert np.array_equal(m.to_scipy(layout="csc").toarray(), dense)
+                seen["ok"] += 1
+        except sinr.FileChangedError:
+            seen["changed"] += 1
+        except sinr.SinrError:
+            seen["other"] += 1
+        finally:
+            m.close()
+    print(seen["ok"], seen["changed"], seen["other"])
+
+
+def test_reader_survives_rewrites_truncations_and_replacements(tmp_path, pbmc):
+    """A reader never dies (SIGBUS from a shrunken memory map, before) and never returns numbers of
+    neither version while another process rewrites the file in place, truncates it and puts it
+    back, or renames another file over it, on a seeded schedule."""
+    versions = {}
+    for name, cells in (("a", slice(0, 50)), ("b", slice(50, 80))):
+        matrix = _cut(pbmc, cells)
+        sinr.encode(matrix, tmp_path / f"{name}.sinr", chunk_cells=16, tile_nnz=64, **FAST)
+        versions[name] = (tmp_path / f"{name}.sinr").read_bytes()
+        expected = tmp_path / "expected"
+        expected.mkdir(exist_ok=True)
+        sp.save_npz(expected / f"{name}.npz", sp.csr_matrix(matrix.counts))
+    assert len({sp.load_npz(f).nnz for f in expected.glob("*.npz")}) == 2
+    path = tmp_path / "live.sinr"
+    path.write_bytes(versions["a"])
+    reader = subprocess.Popen([sys.executable, __file__, "reader", str(path), str(expected), str(STRESS_SECONDS)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    rng = random.Random(STRESS_SEED)
+    stop = time.monotonic() + STRESS_SECONDS
+    while reader.poll() is None and time.monotonic() < stop:
+        time.sleep(rng.uniform(0.0, 0.05))
+        blob = versions[rng.choice("ab")]
+        action = rng.choice(["in place", "truncate", "rename"])
+        if action == "in place":  # as shutil.copyfile(other, path) does: truncate, then write
+            with open(path, "wb") as fh:
+                fh.write(blob[: len(blob) // 2])
+                fh.flush()
+                time.sleep(rng.uniform(0.0, 0.01))
+                fh.write(blob[len(blob) // 2:])
+        elif action == "truncate":
+            os.truncate(path, rng.randrange(len(blob)))
+            time.sleep(rng.uniform(0.0, 0.01))
+            path.write_bytes(blob)
+        else:
+            (tmp_path / "next.sinr").write_bytes(blob)
+            os.replace(tmp_path / "next.sinr", path)
+    out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, (reader.returncode, err[-3000:])
+    ok, changed, _ = (int(x) for x in out.split())
+    assert ok > 0 and changed > 0, out
+
+
+def test_changed_file_raises_a_clear_error(tmp_path, pbmc):
+    """Truncated or rewritten in place after opening: the next read that touches the file raises
+    FileChangedError; a file renamed over the path leaves the open one readable, exactly."""
+    a, b = tmp_path / "a.sinr", tmp_path / "b.sinr"
+    sinr.encode(_cut(pbmc, slice(0, 50)), a, chunk_cells=16, **FAST)
+    sinr.encode(_cut(pbmc, slice(50, 80)), b, chunk_cells=16, **FAST)
+    want = sp.csc_matrix(pbmc.matrix())[:, :50].toarray()
+    live = tmp_path / "live.sinr"
+    for change in ("truncate", "copy over"):
+        shutil.copyfile(a, live)
+        with sinr.open(live) as m:
+            if change == "truncate":
+                os.truncate(live, live.stat().st_size // 2)
+            else:
+                shutil.copyfile(b, live)
+            with pytest.raises(sinr.FileChangedError, match="changed while open"):
+                m.to_scipy()
+    shutil.copyfile(a, live)
+    with sinr.open(live) as m:
+        os.replace(shutil.copyfile(b, tmp_path / "c.sinr"), live)
+        assert np.array_equal(m.to_scipy().toarray(), want)
+    m = sinr.open(live)
+    m.close()
+    with pytest.raises(sinr.SinrError, match="closed"):
+        m.to_scipy()
+
+
+# ------------------------------------------------------------------------- outputs never replaced
+
+@pytest.mark.parametrize("is_dir", [False, True])
+@pytest.mark.parametrize("noreplace", ["renameat2", "fallback"])
+def test_output_that_appears_meanwhile_is_kept(tmp_path, monkeypatch, is_dir, noreplace):
+    """Without force, the rename itself refuses an output that another process created while this
+    one worked: the other's output stays, this one's temporary file goes; with force it is
+    replaced. Both with renameat2(RENAME_NOREPLACE) and with the link / mkdir fallback."""
+    if noreplace == "fallback":
+        monkeypatch.setattr(atomic, "_renameat2", None)
+    elif atomic._renameat2 is None:
+        pytest.skip("no renameat2 here")
+    target = tmp_path / ("out" if is_dir else "out.sinr")
+
+    def make(path: Path, text: str) -> None:
+        if is_dir:
+            path.mkdir(exist_ok=True)
+            (path / "matrix.mtx.gz").write_text(text)
+        else:
+            path.write_text(text)
+
+    def content(path: Path) -> str:
+        return (path / "matrix.mtx.gz" if is_dir else path).read_text()
+
+    with pytest.raises(sinr.OutputExistsError, match="appeared while"):
+        with atomic_path(target, force=False, is_dir=is_dir, folder_files={"matrix.mtx.gz"}) as tmp:
+            make(tmp, "mine")
+            make(target, "theirs")
+    assert content(target) == "theirs" and leftovers(tmp_path) == []
+    with atomic_path(target, force=True, is_dir=is_dir, folder_files={"matrix.mtx.gz"}) as tmp:
+        make(tmp, "mine")
+    assert content(target) == "mine" and leftovers(tmp_path) == []
+    shutil.rmtree(target) if is_dir else target.unlink()
+    with atomic_path(target, force=False, is_dir=is_dir, folder_files={"matrix.mtx.gz"}) as tmp:
+        make(tmp, "new")
+    assert content(target) == "new" and leftovers(tmp_path) == []
+
+
+def _race(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Start the CLI commands at once; wait for all."""
+    procs = [subprocess.Popen([sys.executable, "-m", "scinrcodec", *c], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=ENV) for c in commands]
+    results = []
+    for proc, command in zip(procs, commands):
+        out, err = proc.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(command, proc.returncode, out, err))
+    return results
+
+
+def test_concurrent_writers_leave_one_complete_output(tmp_path, pbmc):
+    """Three `sinr encode` and then two `sinr decode` to one output at once, without --force:
+    exactly one succeeds, the others fail with one line and the output is that one's, whole."""
+    source = tmp_path / "in.npz"
+    sp.save_npz(source, sp.csr_matrix(pbmc.matrix()))
+    out = tmp_path / "out.sinr"
+    results = _race([["encode", str(source), str(out), "--no-siren", "--quiet", "--jobs", "1"]] * 3)
+    assert sorted(r.returncode for r in results) == [0, 1, 1], [r.stderr for r in results]
+    for r in results:
+        if r.returncode:
+            assert_one_error_line(r, str(out))
+            assert "appeared while" in r.stderr or "already exists" in r.stderr
+    with sinr.open(out) as m:
+        m.verify()
+        assert (m.to_scipy() != sp.csr_matrix(pbmc.matrix())).nnz == 0
+    decoded = tmp_path / "out.npz"
+    results = _race([["decode", str(out), str(decoded), "--jobs", "1"]] * 2)
+    assert sorted(r.returncode for r in results) == [0, 1], [r.stderr for r in results]
+    assert (sp.load_npz(decoded) != sp.csr_matrix(pbmc.matrix())).nnz == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_concurrent_appends_lose_no_cells(tmp_path, pbmc):
+    """Processes appending to one file at once wait for each other's lock: every cell of every
+    append is in the file, each append's cells together, in some order."""
+    n_appends = 3
+    base = tmp_path / "d.sinr"
+    sinr.encode(_cut(pbmc, slice(0, 20)), base, chunk_cells=16, **FAST)
+    parts = []
+    for k in range(n_appends):
+        part = _cut(pbmc, slice(20 + 20 * k, 40 + 20 * k), prefix=f"A{k}-")
+        sinr.write_matrix(tmp_path / f"part{k}", part)
+        parts.append(part)
+    results = _race([["append", str(base), str(tmp_path / f"part{k}"), "--quiet", "--jobs", "1"]
+                     for k in range(n_appends)])
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    with sinr.open(base) as m:
+        m.verify()
+        names = m.cell_names
+        assert m.shape[1] == 20 + 20 * n_appends
+        counts = sp.csc_matrix(m.to_scipy())
+    for part in parts:
+        first = names.index(part.cell_names[0])
+        assert names[first: first + 20] == part.cell_names
+        assert (counts[:, first: first + 20] != sp.csc_matrix(part.counts)).nnz == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_append_refuses_cells_already_in_the_file(tmp_path, pbmc):
+    """The same sample appended twice would give duplicate cell names: refused, file unchanged."""
+    folder = tmp_path / "part"
+    sinr.write_matrix(folder, _cut(pbmc, slice(40, 80)))
+    base = tmp_path / "d.sinr"
+    sinr.encode(_cut(pbmc, slice(0, 60)), base, **FAST)
+    before = base.read_bytes()
+    result = sinr_cli("append", base, folder, "--quiet")
+    assert_one_error_line(result, "already in the file")
+    assert base.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- huge dimensions
+
+HUGE_CHECK = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+import numpy as np
+import scinrcodec as sinr
+folder = sys.argv[1]
+m = sinr.open(folder + "/matrix.sinr")
+with np.load(folder + "/expected.npz") as z:
+    genes, cells, values = z["genes"], z["cells"], z["values"]
+small = m[0:10, 0:5].toarray()
+want = np.zeros((10, 5), np.int64)
+keep = (genes < 10) & (cells < 5)
+want[genes[keep], cells[keep]] = values[keep]
+assert np.array_equal(small, want)
+assert m.to_scipy(layout="csc").nnz == values.size
+for read in (lambda: m.cell(0), lambda: m[:, 0:2], lambda: m.to_scipy()):
+    try:
+        read()
+    except sinr.ResultTooLargeError as exc:
+        assert "GiB" in str(exc) and "2,147,483,647 genes" in str(exc), exc
+    else:
+        raise AssertionError("a read of 2**31-1 genes fitted in 2 GiB")
+print("ok")
+"""
+
+
+@pytest.mark.skipif(SANITIZED or not sys.platform.startswith("linux"), reason="needs RLIMIT_AS (Linux, no ASan)")
+def test_huge_declared_dimensions_give_a_typed_error(tmp_path):
+    """2**31-1 genes under a 2 GiB address-space limit: small reads work, reads whose result cannot
+    fit raise ResultTooLargeError saying how large, never a bare MemoryError; the CLI says so in
+    one line."""
+    folder = HERE / "conformance" / "huge_gene_count"
+    run = subprocess.run([sys.executable, "-c", HUGE_CHECK, str(folder)], capture_output=True, text=True,
+                         timeout=300, env=ENV)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+    result = sinr_cli("decode", folder / "matrix.sinr", tmp_path / "out.npz",
+                      shell_prefix=f"ulimit -v {2 << 20};")
+    assert_one_error_line(result, "needs more memory than can be allocated")
+
+
+if __name__ == "__main__":  # the reader process of the rewrite test
+    if sys.argv[1:2] == ["reader"]:
+        _reader(sys.argv[2], sys.argv[3], float(sys.argv[4]))
