@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -251,6 +252,37 @@ def test_append_refuses_cells_already_in_the_file(tmp_path, pbmc):
     result = sinr_cli("append", base, folder, "--quiet")
     assert_one_error_line(result, "already in the file")
     assert base.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------ interrupts
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches /proc/PID/maps for torch to load")
+def test_interrupted_training_stops_at_once(tmp_path, pbmc):
+    """SIGTERM (as Ctrl-C) while worker threads fit SIRENs: the encode stops within seconds (it used
+    to wait for every fit), exits 130, leaves no temporary file and the existing output as it was."""
+    pytest.importorskip("torch")
+    source = tmp_path / "in.npz"
+    sp.save_npz(source, sp.csr_matrix(pbmc.matrix()))
+    out = tmp_path / "out.sinr"
+    out.write_bytes(b"the existing output")
+    proc = subprocess.Popen([sys.executable, "-m", "scinrcodec", "encode", str(source), str(out), "--force",
+                             "--inr-only", "--steps", "1000000", "--jobs", "2", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            leftovers(tmp_path) and "libtorch" in maps.read_text(errors="replace")):
+        time.sleep(0.1)
+    time.sleep(1.5)  # torch loaded: the fits are running in the worker threads
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - sent < 6, f"took {time.monotonic() - sent:.1f} s to stop"
+    # 130, or (seen now and then once torch is loaded) CPython ending the process with SIGINT's own
+    # status after main() returned 130: both are what a shell reports as an interrupt
+    assert proc.returncode in (130, -signal.SIGINT) and err.strip() == "sinr: interrupted", (proc.returncode, err)
+    assert out.read_bytes() == b"the existing output" and leftovers(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- huge dimensions
