@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -283,6 +284,41 @@ def test_interrupted_training_stops_at_once(tmp_path, pbmc):
     # status after main() returned 130: both are what a shell reports as an interrupt
     assert proc.returncode in (130, -signal.SIGINT) and err.strip() == "sinr: interrupted", (proc.returncode, err)
     assert out.read_bytes() == b"the existing output" and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- a read-only install
+
+def test_cli_runs_from_a_read_only_install_as_another_user(pbmc):
+    """The CLI as a user who can write nothing of the install nor of HOME (a numba cache once made
+    `sinr encode` fail there with a traceback): the package is mounted read-only, HOME does not
+    exist, and the commands run as nobody where that user can reach the interpreter."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs root, setpriv and a private mount namespace (unshare -m)")
+    user: tuple[str, ...] = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    if subprocess.run([*user, sys.executable, "-c", "import scipy"], capture_output=True, env=ENV).returncode:
+        user = ()  # this interpreter is out of nobody's reach: root, on the read-only mount, without HOME
+    work = Path(tempfile.mkdtemp(prefix="sinr-ro-"))
+    try:
+        work.chmod(0o777)
+        sinr.write_matrix(work / "first", _cut(pbmc, slice(0, 40)))
+        sinr.write_matrix(work / "more", _cut(pbmc, slice(40, 80)))
+        for path in [work / "more", work / "first", *(work / "more").iterdir(), *(work / "first").iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        cli = " ".join([*user, sys.executable, "-m", "scinrcodec"])
+        root = HERE.parent
+        script = (f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && cd {work} && "
+                  f"{cli} encode first a.sinr --quiet && {cli} verify a.sinr && {cli} decode a.sinr a.npz && "
+                  f"{cli} append a.sinr more --quiet")
+        run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=300,
+                             env={**ENV, "HOME": "/nonexistent"})
+        assert run.returncode == 0 and "Traceback" not in run.stderr, run.stdout + run.stderr
+        counts = sp.csr_matrix(pbmc.matrix())
+        assert (sp.load_npz(work / "a.npz") != counts[:, :40]).nnz == 0
+        with sinr.open(work / "a.sinr") as m:
+            assert (m.to_scipy() != counts).nnz == 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- huge dimensions
