@@ -22,6 +22,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
+from scinrcodec.cli import main
 from scinrcodec.io import atomic
 from scinrcodec.io.atomic import atomic_path
 
@@ -115,7 +116,8 @@ def test_reader_survives_rewrites_truncations_and_replacements(tmp_path, pbmc):
             os.replace(tmp_path / "next.sinr", path)
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, (reader.returncode, err[-3000:])
-    ok, changed, _ = (int(x) for x in out.split())
+    ok, changed, other = (int(x) for x in out.split())
+    print(f"reader: {ok} checked reads, {changed} FileChangedError, {other} other SinrError (file caught mid-write)")
     assert ok > 0 and changed > 0, out
 
 
@@ -195,52 +197,75 @@ def _race(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
     return results
 
 
+def _rounds() -> tuple[random.Random, float]:
+    """The seeded schedule of a race test, and when it stops starting new rounds."""
+    return random.Random(STRESS_SEED), time.monotonic() + STRESS_SECONDS
+
+
 def test_concurrent_writers_leave_one_complete_output(tmp_path, pbmc):
-    """Three `sinr encode` and then two `sinr decode` to one output at once, without --force:
-    exactly one succeeds, the others fail with one line and the output is that one's, whole."""
+    """Two to four `sinr encode` (round after round, on the seeded schedule), then two `sinr decode`
+    to one output at once, without --force: exactly one succeeds, the others fail with one line
+    and the output is that one's, whole."""
     source = tmp_path / "in.npz"
-    sp.save_npz(source, sp.csr_matrix(pbmc.matrix()))
+    counts = sp.csr_matrix(pbmc.matrix())
+    sp.save_npz(source, counts)
     out = tmp_path / "out.sinr"
-    results = _race([["encode", str(source), str(out), "--no-siren", "--quiet", "--jobs", "1"]] * 3)
-    assert sorted(r.returncode for r in results) == [0, 1, 1], [r.stderr for r in results]
-    for r in results:
-        if r.returncode:
-            assert_one_error_line(r, str(out))
-            assert "appeared while" in r.stderr or "already exists" in r.stderr
-    with sinr.open(out) as m:
-        m.verify()
-        assert (m.to_scipy() != sp.csr_matrix(pbmc.matrix())).nnz == 0
+    rng, stop = _rounds()
+    while True:
+        out.unlink(missing_ok=True)
+        n = rng.randint(2, 4)
+        results = _race([["encode", str(source), str(out), "--no-siren", "--quiet", "--jobs", "1"]] * n)
+        assert sorted(r.returncode for r in results) == [0] + [1] * (n - 1), [r.stderr for r in results]
+        for r in results:
+            if r.returncode:
+                assert_one_error_line(r, str(out))
+                assert "appeared while" in r.stderr or "already exists" in r.stderr
+        with sinr.open(out) as m:
+            m.verify()
+            assert (m.to_scipy() != counts).nnz == 0
+        assert leftovers(tmp_path) == []
+        if time.monotonic() > stop:
+            break
     decoded = tmp_path / "out.npz"
     results = _race([["decode", str(out), str(decoded), "--jobs", "1"]] * 2)
     assert sorted(r.returncode for r in results) == [0, 1], [r.stderr for r in results]
-    assert (sp.load_npz(decoded) != sp.csr_matrix(pbmc.matrix())).nnz == 0
+    assert (sp.load_npz(decoded) != counts).nnz == 0
     assert leftovers(tmp_path) == []
 
 
 def test_concurrent_appends_lose_no_cells(tmp_path, pbmc):
-    """Processes appending to one file at once wait for each other's lock: every cell of every
-    append is in the file, each append's cells together, in some order."""
-    n_appends = 3
+    """Two or three processes appending to one file at once (round after round, on the seeded
+    schedule) wait for each other's lock: every cell of every append is in the file, each
+    append's cells together, in some order."""
     base = tmp_path / "d.sinr"
-    sinr.encode(_cut(pbmc, slice(0, 20)), base, chunk_cells=16, **FAST)
-    parts = []
-    for k in range(n_appends):
-        part = _cut(pbmc, slice(20 + 20 * k, 40 + 20 * k), prefix=f"A{k}-")
-        sinr.write_matrix(tmp_path / f"part{k}", part)
-        parts.append(part)
-    results = _race([["append", str(base), str(tmp_path / f"part{k}"), "--quiet", "--jobs", "1"]
-                     for k in range(n_appends)])
-    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    with sinr.open(base) as m:
-        m.verify()
-        names = m.cell_names
-        assert m.shape[1] == 20 + 20 * n_appends
-        counts = sp.csc_matrix(m.to_scipy())
-    for part in parts:
-        first = names.index(part.cell_names[0])
-        assert names[first: first + 20] == part.cell_names
-        assert (counts[:, first: first + 20] != sp.csc_matrix(part.counts)).nnz == 0
-    assert leftovers(tmp_path) == []
+    rng, stop = _rounds()
+    round_ = 0
+    while True:
+        n_appends = rng.randint(2, 3)
+        base.unlink(missing_ok=True)
+        sinr.encode(_cut(pbmc, slice(0, 20)), base, chunk_cells=16, **FAST)
+        parts = []
+        for k in range(n_appends):
+            part = _cut(pbmc, slice(20 + 20 * k, 40 + 20 * k), prefix=f"R{round_}A{k}-")
+            shutil.rmtree(tmp_path / f"part{k}", ignore_errors=True)
+            sinr.write_matrix(tmp_path / f"part{k}", part)
+            parts.append(part)
+        results = _race([["append", str(base), str(tmp_path / f"part{k}"), "--quiet", "--jobs", "1"]
+                         for k in range(n_appends)])
+        assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+        with sinr.open(base) as m:
+            m.verify()
+            names = m.cell_names
+            assert m.shape[1] == 20 + 20 * n_appends
+            counts = sp.csc_matrix(m.to_scipy())
+        for part in parts:
+            first = names.index(part.cell_names[0])
+            assert names[first: first + 20] == part.cell_names
+            assert (counts[:, first: first + 20] != sp.csc_matrix(part.counts)).nnz == 0
+        assert leftovers(tmp_path) == []
+        round_ += 1
+        if time.monotonic() > stop:
+            break
 
 
 def test_append_refuses_cells_already_in_the_file(tmp_path, pbmc):
@@ -253,6 +278,46 @@ def test_append_refuses_cells_already_in_the_file(tmp_path, pbmc):
     result = sinr_cli("append", base, folder, "--quiet")
     assert_one_error_line(result, "already in the file")
     assert base.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------- verify
+
+def test_verify_reads_every_stored_anndata_element(tmp_path, pbmc, capsys):
+    """An AnnData element whose section is CRC-valid, well framed and of the declared size but
+    holds no HDF5 image (spec §14 rule S5): `sinr verify` fails, naming the section; it used to
+    check only the checksum and the size."""
+    anndata = pytest.importorskip("anndata")
+    import msgpack
+    import zlib
+
+    from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, TRAILER, pack_array, pack_header, read_footer
+    from scinrcodec.storage.source import open_source
+
+    counts = sp.csr_matrix(pbmc.matrix().T, dtype=np.int32)
+    adata = anndata.AnnData(X=counts, uns={"note": "kept"})
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    sinr.encode_whole(tmp_path / "a.h5ad", tmp_path / "a.sinr", **FAST)
+    data = (tmp_path / "a.sinr").read_bytes()
+    footer = read_footer(open_source(data))
+    body, table = data[:footer.offset], footer.content["sections"]
+    with sinr.open(data) as m:
+        contents = m.contents.raw
+    garbage = bytes(range(256)) * 4
+    payloads = {"anndata.uns": pack_array(np.frombuffer(garbage, np.uint8), "u1"),
+                "contents": msgpack.packb({**contents, "elements": [dict(e, bytes=len(garbage)) if e["element"] == "uns"
+                                                                    else e for e in contents["elements"]]})}
+    for name, payload in payloads.items():
+        table = [e for e in table if e[0] != name] + [[name, len(body), len(payload), zlib.crc32(payload)]]
+        body += payload
+    preamble = PREAMBLE.pack(MAGIC, *footer.version, 0)
+    packed = pack_header({**footer.content, "sections": table})
+    damaged = tmp_path / "damaged.sinr"
+    damaged.write_bytes(preamble + body[PREAMBLE.size:] + packed
+                        + TRAILER.pack(len(packed), zlib.crc32(preamble + packed), 0, END_MAGIC))
+    assert main(["verify", str(tmp_path / "a.sinr")]) == 0
+    assert main(["verify", str(damaged)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sinr: error: ") and err.count("\n") == 1 and "'anndata.uns'" in err, err
 
 
 # ------------------------------------------------------------------------------------ interrupts
