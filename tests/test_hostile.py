@@ -46,7 +46,8 @@ def _cut(pbmc, cells: slice, prefix: str = "") -> sinr.CountMatrix:
 def _reader(path: str, expected: str, seconds: float) -> None:
     """Read `path` over and over (whole decodes, entries, genes, cells), opening it again after each
     FileChangedError. Every result must equal one version of the file (expected: an .npz per
-    version, keyed by nonzeros); every failure must be a SinrError. Prints what it saw."""
+    version, keyed by nonzeros); opening may fail with any SinrError (the file caught mid-write),
+    reading an opened file only with FileChangedError. Prints what it saw."""
     versions = {}
     for file in sorted(Path(expected).glob("*.npz")):
         dense = sp.load_npz(file).toarray()
@@ -71,8 +72,6 @@ def _reader(path: str, expected: str, seconds: float) -> None:
                 seen["ok"] += 1
         except sinr.FileChangedError:
             seen["changed"] += 1
-        except sinr.SinrError:
-            seen["other"] += 1
         finally:
             m.close()
     print(seen["ok"], seen["changed"], seen["other"])
@@ -117,7 +116,7 @@ def test_reader_survives_rewrites_truncations_and_replacements(tmp_path, pbmc):
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, (reader.returncode, err[-3000:])
     ok, changed, other = (int(x) for x in out.split())
-    print(f"reader: {ok} checked reads, {changed} FileChangedError, {other} other SinrError (file caught mid-write)")
+    print(f"reader: {ok} checked reads, {changed} FileChangedError, {other} opens of a file caught mid-write")
     assert ok > 0 and changed > 0, out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import FileChangedError, FormatError, InvalidInputError
 
 
-GATHER_GAP = 4096  # bytes between two ranges that ByteSource.gather reads at once rather than apart
+GATHER_GAP = 1 << 16  # ranges this close are read at once: copying the gap costs less than a read
 
 
 class ByteSource:
@@ -111,17 +111,29 @@ class LocalFileSource(ByteSource):
             self.close()
             raise FormatError(f"{path}: is a folder, not a .sinr file")
         self._fd = fd
+        self._open = True
         self._stamp = _stamp(status)
         self.size = status.st_size
 
     def read(self, offset: int, length: int) -> memoryview:
-        buffer = bytearray(length)
-        self.read_into(memoryview(buffer), offset)
-        return memoryview(buffer)
+        self._check(offset, length)
+        try:
+            data = os.pread(self._fd, length, offset) if self._open else None
+        except OSError as exc:
+            raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
+        if data is None:
+            raise InvalidInputError(f"{self.name}: read after the file was closed")
+        if len(data) < length:  # the file shrank (or one call returned less): read what is left in place
+            buffer = bytearray(length)
+            buffer[: len(data)] = data
+            self.read_into(memoryview(buffer)[len(data):], offset + len(data))
+            return memoryview(buffer)
+        self._unchanged(True)
+        return memoryview(data)
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
         self._check(offset, len(buffer))
-        if not self._closer.alive:  # its descriptor's number may already belong to another file
+        if not self._open:  # its descriptor's number may already belong to another file
             raise InvalidInputError(f"{self.name}: read after the file was closed")
         done = 0
         try:
@@ -137,7 +149,8 @@ class LocalFileSource(ByteSource):
     def _unchanged(self, complete: bool) -> None:
         """Raise FileChangedError when the file is no longer the one opened (or a read fell short)."""
         try:
-            same = _stamp(os.fstat(self._fd)) == self._stamp
+            status = os.fstat(self._fd)
+            same = (status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev) == self._stamp
         except OSError:
             same = False
         if not (same and complete):
@@ -145,12 +158,13 @@ class LocalFileSource(ByteSource):
                                    "it); open it again")
 
     def close(self) -> None:
+        self._open = False
         self._closer()
 
 
 def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
-    """What identifies one version of a file: device, inode, size and modification time."""
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+    """What identifies one version of a file: its size and modification time, inode and device."""
+    return status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev
 
 
 class FileObjectSource(ByteSource):
