@@ -105,6 +105,9 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
                     rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
                     size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
                                                               int(gene_nnz.sum()), new.shape[1])])
+                if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
+                    raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
+                                           "it is left as that process wrote it")
         finally:
             bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]), "nnz": index.nnz + int(gene_nnz.sum()),
