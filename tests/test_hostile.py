@@ -26,7 +26,7 @@ from scinrcodec.cli import main
 from scinrcodec.io import atomic
 from scinrcodec.io.atomic import atomic_path
 
-from conftest import DATA, FAST, SANITIZED, assert_one_error_line, leftovers, sinr_cli
+from conftest import FAST, SANITIZED, assert_one_error_line, leftovers, sinr_cli
 
 HERE = Path(__file__).resolve().parent
 STRESS_SECONDS = float(os.environ.get("SINR_STRESS_SECONDS", "3"))

@@ -101,8 +101,8 @@ def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOp
         for chunk in encode_chunks_on(client, source, context, blocks, skip=first.n_cells if first is not None else 0):
             write(chunk)
         return index_rows, chunk_stats
-    if planner is not None and planner.sample is None:  # torch loads here, where Ctrl-C stops it, not in a worker thread
-        import torch  # noqa: F401
+    if planner is not None and planner.sample is None:
+        import torch  # noqa: F401 - loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can
     stop = threading.Event()  # set on any exception (Ctrl-C, SIGTERM): running SIREN fits end at their next step
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
