@@ -91,10 +91,14 @@ class LocalFileSource(ByteSource):
     once. Another process may rewrite, truncate or replace the file while it is open: replacing it
     (a rename over its path) changes nothing here, the open file is still read; a change of its
     bytes in place is noticed, as a change of its size or modification time after each read, and
-    raises FileChangedError, so a read never returns bytes of two different files."""
+    raises FileChangedError, so a read never returns bytes of two different files. close() releases
+    the descriptor; a read after it (a lazy array computed after its `with` block) opens the path
+    again and goes on only if it finds the very same file, unchanged."""
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
+        self._path = os.path.abspath(path)
+        self._lock = threading.Lock()
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except IsADirectoryError as exc:
@@ -118,11 +122,9 @@ class LocalFileSource(ByteSource):
     def read(self, offset: int, length: int) -> memoryview:
         self._check(offset, length)
         try:
-            data = os.pread(self._fd, length, offset) if self._open else None
+            data = os.pread(self._fd if self._open else self._reopen(), length, offset)
         except OSError as exc:
             raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
-        if data is None:
-            raise InvalidInputError(f"{self.name}: read after the file was closed")
         if len(data) < length:  # the file shrank (or one call returned less): read what is left in place
             buffer = bytearray(length)
             buffer[: len(data)] = data
@@ -133,12 +135,11 @@ class LocalFileSource(ByteSource):
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
         self._check(offset, len(buffer))
-        if not self._open:  # its descriptor's number may already belong to another file
-            raise InvalidInputError(f"{self.name}: read after the file was closed")
+        fd = self._fd if self._open else self._reopen()
         done = 0
         try:
             while done < len(buffer):
-                got = os.preadv(self._fd, [buffer[done:]], offset + done)
+                got = os.preadv(fd, [buffer[done:]], offset + done)
                 if got <= 0:
                     break
                 done += got
@@ -157,9 +158,27 @@ class LocalFileSource(ByteSource):
             raise FileChangedError(f"{self.name}: the file changed while open (another process rewrote or truncated "
                                    "it); open it again")
 
+    def _reopen(self) -> int:
+        """The descriptor of the file opened again after close(), if it is the same, unchanged."""
+        with self._lock:
+            if not self._open:
+                try:
+                    fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except OSError as exc:
+                    raise FileChangedError(f"{self.name}: read after close, and the file cannot be opened again "
+                                           f"({exc.strerror or exc})") from exc
+                if _stamp(os.fstat(fd)) != self._stamp:
+                    os.close(fd)
+                    raise FileChangedError(f"{self.name}: read after close, and the file has changed since it was "
+                                           "opened; open it again")
+                self._closer = weakref.finalize(self, os.close, fd)
+                self._fd, self._open = fd, True
+            return self._fd
+
     def close(self) -> None:
-        self._open = False
-        self._closer()
+        with self._lock:
+            self._open = False
+            self._closer()
 
 
 def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
