@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -27,6 +28,20 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
     return _POOL
+
+
+def run_all(function: Callable, calls: Iterable[tuple]) -> None:
+    """function(*args) for each args of `calls` on the shared pool, waiting for all. On any
+    exception (Ctrl-C, a corrupt chunk) the calls not yet started are cancelled: an interrupted
+    decode ends after the calls already running, not after the whole queue."""
+    futures = [_pool().submit(function, *args) for args in calls]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 @dataclass
@@ -152,8 +167,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     else:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])
         bounds = [0, *np.unique(cuts).tolist(), batch.size]
-        for future in [_pool().submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]:
-            future.result()
+        run_all(run, [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
     bad = np.flatnonzero(status)
     if bad.size:
         raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[bad[0]]), 'a tile is corrupt')} "
