@@ -91,8 +91,10 @@ class LocalFileSource(ByteSource):
     once. Another process may rewrite, truncate or replace the file while it is open: replacing it
     (a rename over its path) changes nothing here, the open file is still read; a change of its
     bytes in place is noticed, as a change of its size or modification time after each read, and
-    raises FileChangedError, so a read never returns bytes of two different files. close() releases
-    the descriptor; a read after it (a lazy array computed after its `with` block) opens the path
+    raises FileChangedError, so a read never returns bytes of two different files. (One change it
+    cannot see: a rewrite to the same size within the file system's timestamp granularity of the
+    write before it; then only the checksums a read verifies catch it.) close() releases the
+    descriptor; a read after it (a lazy array computed after its `with` block) opens the path
     again and goes on only if it finds the very same file, unchanged."""
 
     def __init__(self, path: Path) -> None:
