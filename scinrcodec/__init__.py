@@ -9,8 +9,9 @@ import importlib
 
 __version__ = "2.0.0"
 
-from .errors import (CorruptFileError, FormatError, InvalidInputError, OutputError, OutputExistsError,  # noqa: E402
-                     SinrError, SinrIndexError, SinrKeyError, UnsupportedVersionError)
+from .errors import (CorruptFileError, FileChangedError, FormatError, InvalidInputError, OutputError,  # noqa: E402
+                     OutputExistsError, ResultTooLargeError, SinrError, SinrIndexError, SinrKeyError,
+                     UnsupportedVersionError)
 
 # public name -> the module that defines it
 _LAZY = {
@@ -24,7 +25,7 @@ _LAZY = {
 __all__ = ["encode", "encode_whole", "append", "decode", "open", "read_lazy", "CellBatch", "SinrMatrix", "EncodeOptions",
            "CountMatrix", "MatrixSource", "read_matrix", "write_matrix", "SinrError", "InvalidInputError",
            "OutputExistsError", "OutputError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
-           "SinrIndexError", "SinrKeyError", "__version__"]
+           "SinrIndexError", "SinrKeyError", "FileChangedError", "ResultTooLargeError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -38,3 +38,11 @@ class SinrKeyError(SinrError, KeyError):
 
 class OutputError(SinrError):
     """An output could not be written (disk full, file too large, permissions)."""
+
+
+class FileChangedError(SinrError):
+    """Another process rewrote or truncated the file while it was open: open it again."""
+
+
+class ResultTooLargeError(SinrError, MemoryError):
+    """A read's result (or its working memory) cannot be allocated; the message says how large it is."""

@@ -188,6 +188,24 @@ def test_invalid_vector(name):
             assert fragment in str(exc), f"{name}: {exc}"
 
 
+@pytest.mark.parametrize("name", INVALID)
+def test_verify_refuses_invalid_vector(name, capsys):
+    """`sinr verify` alone (no decode before it) fails on every invalid vector, with one line naming
+    the problem, and the library's verify of every matrix raises the vector's category of error
+    (its message may name another of the file's faults: verify checks in its own order)."""
+    from scinrcodec.cli import main
+    from scinrcodec.io.anndata_store import verify_file
+
+    expected = _load(name, "expected_error.json")
+    path = VECTORS / name / "matrix.sinr"
+    with pytest.raises(getattr(errors, expected["error"])):
+        with scinrcodec.open(path) as m:
+            verify_file(m)
+    assert main(["verify", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("sinr: error: ") and err.count("\n") == 1, err
+
+
 def test_vector_folders_are_complete():
     """Every case has its files, and the manifest names exactly the files on disk."""
     assert VALID and INVALID

@@ -265,20 +265,22 @@ def test_cell_names_are_read_within_their_own_size(tmp_path):
 
 # ------------------------------------------------------------------------- safe writes, threads
 
+@pytest.mark.skipif(SANITIZED, reason="fits SIRENs with torch, not the native core's memory safety")
 def test_killed_encode_leaves_no_output(tmp_path, pbmc):
     source = tmp_path / "in.npz"
     sp.save_npz(source, sp.csr_matrix(pbmc.matrix()))
     before = source.read_bytes()
     out = tmp_path / "out.sinr"
-    proc = subprocess.Popen([sys.executable, "-m", "scinrcodec", "encode", str(source), str(out), "--siren", "force",
+    proc = subprocess.Popen([sys.executable, "-m", "scinrcodec", "encode", str(source), str(out), "--inr-only",
                              "--steps", "100000", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(6)
+    assert proc.poll() is None, "the encode ended before it was killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
     assert source.read_bytes() == before
-    leftovers = sorted(p.name for p in tmp_path.iterdir())
-    assert leftovers[0] == "in.npz" and all(name.startswith(".out.sinr.") for name in leftovers[1:])
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name != "in.npz")
+    assert all(name.startswith(".out.sinr.") for name in leftovers)  # SIGKILL leaves the temporary file, only it
 
 
 def test_one_matrix_read_from_many_threads(tmp_path, pbmc):

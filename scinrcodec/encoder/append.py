@@ -4,19 +4,19 @@ Existing chunks are copied byte for byte, never re-encoded: they keep their gene
 terms and band boundaries. Genes the new cells express for the first time join the end of the
 stored gene order (a chunk never has more rows than stored genes, so old chunks are unaffected).
 The result is written to a temporary copy and renamed over the file, so the old file is intact
-if anything fails.
+if anything fails. The file is locked meanwhile, so appends by several processes wait for each
+other and each one's cells are kept; new cells whose names the file already holds are refused.
 """
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..codec.geometry import plan_band_rows
-from ..errors import InvalidInputError
-from ..io.atomic import atomic_path
+from ..errors import FileChangedError, InvalidInputError
+from ..io.atomic import atomic_path, locked_file
 from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import quantise_terms
 from ..progress import Progress
@@ -72,7 +72,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
     from ..io.readers import as_source
 
     path = Path(path)
-    with SinrMatrix(path) as matrix:
+    with locked_file(path) as locked, SinrMatrix(path) as matrix:
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "
@@ -81,6 +81,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
         new = as_source(source, layer)
         _same_genes(matrix, new)
+        _new_cell_names(matrix, new)
         bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
         try:
             gene_nnz, deviation = gene_statistics(new, options, bar)
@@ -98,18 +99,43 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
             bar.set_total(2 * int(gene_nnz.sum()))
             with atomic_path(path, force=True) as tmp:
                 body_end = matrix.body_end
-                shutil.copyfile(path, tmp)
                 with open(tmp, "r+b") as stream:
-                    stream.truncate(body_end)
-                    stream.seek(body_end)
+                    _copy(locked, stream, body_end, path)
                     writer = ContainerWriter(stream, start=body_end)
                     rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
                     size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
                                                               int(gene_nnz.sum()), new.shape[1])])
+                if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
+                    raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
+                                           "it is left as that process wrote it")
         finally:
             bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]), "nnz": index.nnz + int(gene_nnz.sum()),
             "chunks": index.n_chunks + len(rows)}
+
+
+def _new_cell_names(matrix: SinrMatrix, source: MatrixSource) -> None:
+    """Refuse new cells named like cells of the file: the same sample appended twice would give
+    non-unique cell names (AnnData's obs_names) without a word."""
+    if not source.has_cell_names or not matrix.n_chunks:
+        return
+    ours = set(matrix.cell_names or ())
+    clash = [name for name in source.cell_names(0, source.shape[1]) or () if name in ours]
+    if clash:
+        raise InvalidInputError(f"{source.description}: {len(clash):,} of its cell names are already in the file "
+                                f"(first {clash[0]!r}): appended cells must have new names (was this sample "
+                                "appended before?)")
+
+
+def _copy(fd: int, stream, length: int, path: Path) -> None:
+    """The first `length` bytes of the open file `fd` (at `path`) into `stream`."""
+    done = 0
+    while done < length:
+        block = os.pread(fd, min(length - done, 1 << 22), done)
+        if not block:
+            raise FileChangedError(f"{path}: the file changed while cells were appended to it")
+        stream.write(block)
+        done += len(block)
 
 
 def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:

@@ -8,6 +8,7 @@ before it are. The output does not depend on the number of jobs.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
 from ..io.sources import MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
+from ..model.siren_train import run_stoppable
 from ..progress import Progress
 from ..storage.container import ContainerWriter, pack_array, pack_strings
 from ..storage.layout import CHUNK_INDEX_FIELDS
@@ -99,15 +101,24 @@ def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOp
         for chunk in encode_chunks_on(client, source, context, blocks, skip=first.n_cells if first is not None else 0):
             write(chunk)
         return index_rows, chunk_stats
+    if planner is not None and planner.sample is None:
+        import torch  # noqa: F401 - loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can
+    stop = threading.Event()  # set on any exception (Ctrl-C, SIGTERM): running SIREN fits end at their next step
+    pending: deque = deque()
     with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
-        pending: deque = deque()
-        for block in blocks:
-            names = source.cell_names(block.start, block.start + block.n_cells)
-            pending.append(pool.submit(encode_chunk, block, context, names))
-            while len(pending) > options.n_jobs:
+        try:
+            for block in blocks:
+                names = source.cell_names(block.start, block.start + block.n_cells)
+                pending.append(pool.submit(run_stoppable, stop, encode_chunk, block, context, names))
+                while len(pending) > options.n_jobs:
+                    write(pending.popleft().result())
+            while pending:
                 write(pending.popleft().result())
-        while pending:
-            write(pending.popleft().result())
+        except BaseException:
+            stop.set()
+            for future in pending:
+                future.cancel()
+            raise
     return index_rows, chunk_stats
 
 

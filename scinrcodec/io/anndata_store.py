@@ -872,8 +872,9 @@ def describe_contents(m) -> str:
 
 
 def verify_file(m) -> dict:
-    """SinrMatrix.verify for every matrix of the file, and every file-level section's checksum and
-    size: what `sinr verify` checks. Raises CorruptFileError."""
+    """SinrMatrix.verify for every matrix of the file, and every file-level section's checksum,
+    framing and size, each AnnData element read back by anndata and each other HDF5 image opened
+    (spec §14 rule S5): what `sinr verify` checks. Raises CorruptFileError."""
     report = {"chunks": 0, "nnz": 0, "bytes": m.file_size, "matrices": 0, "sections": 0}
     for name in m.matrix_names:
         checked = m.matrix(name).verify()
@@ -882,7 +883,11 @@ def verify_file(m) -> dict:
         report["matrices"] += 1
     contents = m.contents
     for part in contents.elements if contents is not None else []:
-        contents.image(part)
+        if contents.object == "anndata":
+            contents.read(part)
+        else:
+            with contents.hdf5(part):
+                pass
         report["sections"] += 1
     return report
 

@@ -1,6 +1,10 @@
 """Safe outputs: checked before any work, written to a temporary sibling, renamed into place.
 
-An existing output is replaced only with force; an output that is an input is refused; a folder
+An existing output is replaced only with force, and that is checked twice: before any work, and
+again by the rename itself (renameat2 with RENAME_NOREPLACE, or a hard link, which fail when the
+name exists), so an output that another process wrote meanwhile is never replaced silently. A
+file that is modified in place (append) is locked while it is (locked_file). An output that is
+an input is refused; a folder
 is replaced only when it holds nothing but the files the output itself writes, so a mistyped
 path never deletes a user's folder; the renamed output gets the permissions the umask gives any
 new file or folder (a temporary file's own 0600 would otherwise stay); on any failure or
@@ -9,8 +13,12 @@ interruption the temporary file or folder is removed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Collection, Iterable, Iterator
@@ -94,9 +102,15 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
         try:
             yield tmp
             os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
-            if is_dir and target.is_dir():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            if not force:
+                _rename_new(tmp, target, is_dir=is_dir)
+            else:
+                if is_dir and target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+        except FileExistsError as exc:
+            raise OutputExistsError(f"{target}: appeared while this output was being written (another process wrote "
+                                    "it); it is left as it is (use --force to overwrite)") from exc
         except OSError as exc:
             raise OutputError(f"{target}: writing failed ({exc.strerror or exc})") from exc
     except BaseException:
@@ -105,3 +119,80 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _load_renameat2():
+    """libc's renameat2 (Linux, glibc 2.28 or newer), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_renameat2 = _load_renameat2()
+
+
+def _rename_new(tmp: Path, target: Path, *, is_dir: bool) -> None:
+    """Move `tmp` to `target` unless a file or folder exists there (FileExistsError), deciding at
+    the moment of the rename: renameat2(RENAME_NOREPLACE) where the kernel and file system have it,
+    else a hard link (a file) or an exclusive mkdir that claims the name (a folder)."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+            raise (FileExistsError if code == errno.EEXIST else OSError)(code, os.strerror(code), str(target))
+    if is_dir:
+        os.mkdir(target)
+        try:
+            os.rename(tmp, target)  # onto the empty folder just made
+        except OSError:
+            os.rmdir(target)
+            raise
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: the last check is as late as it can be
+        if target.exists() or target.is_symlink():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def locked_file(path: str | os.PathLike) -> Iterator[int]:
+    """Hold an exclusive lock (flock) on the file at `path`, waiting for other holders; yield its
+    open descriptor. Whoever replaces the file holds the lock while doing so; a waiter that then
+    finds a new file at the path locks that one instead, so it never works from the old file."""
+    path = Path(path)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise InvalidInputError(f"{path}: no such file") from exc
+        except OSError as exc:
+            raise InvalidInputError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                yield fd
+                return
+        finally:
+            os.close(fd)  # releases the lock

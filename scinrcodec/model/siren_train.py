@@ -6,6 +6,7 @@ step multiplies a minibatch from every patch with torch.bmm, on the GPU when tor
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,30 @@ class TrainedSiren:
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
+
+
+class TrainingStopped(Exception):
+    """A fit ended early because the encode it works for is stopping (interrupted, or failed)."""
+
+
+_task = threading.local()  # the stop event of the encode whose task this thread runs, if any
+
+
+def run_stoppable(stop: threading.Event, function: Callable, *args):
+    """function(*args) in this thread such that every SIREN fit in it ends, raising
+    TrainingStopped, at its next step once `stop` is set: an interrupted encode does not wait for
+    its worker threads to finish fitting."""
+    _task.stop = stop
+    try:
+        return function(*args)
+    finally:
+        _task.stop = None
+
+
+def _check_stop() -> None:
+    stop = getattr(_task, "stop", None)
+    if stop is not None and stop.is_set():
+        raise TrainingStopped("the encode is stopping")
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -92,6 +117,7 @@ def _fit_chunk(coords, targets, width, hidden_layers, steps, batch, learning_rat
     optimiser = torch.optim.Adam(params, lr=learning_rate)
     rows = torch.arange(n_patches, device=device).unsqueeze(1)
     for _ in range(steps):
+        _check_stop()
         pick = (torch.rand(n_patches, batch, generator=generator, dtype=torch.float64) * counts[:, None]).long()
         pick = pick.to(device)
         x, y = x_all[rows, pick], y_all[rows, pick]

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
-from .decode import _buffer, _pool, decode_batch, gather
+from .decode import _buffer, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
 
 
@@ -46,8 +46,7 @@ def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[in
         for chunk in chunks:
             work(chunk)
         return
-    for future in [_pool().submit(work, chunk) for chunk in chunks]:
-        future.result()
+    run_all(work, [(chunk,) for chunk in chunks])
 
 
 def _decode_chunk(index: MatrixIndex, chunk: Chunk):

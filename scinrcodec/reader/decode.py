@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -28,6 +29,20 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
     return _POOL
+
+
+def run_all(function: Callable, calls: Iterable[tuple]) -> None:
+    """function(*args) for each args of `calls` on the shared pool, waiting for all. On any
+    exception (Ctrl-C, a corrupt chunk) the calls not yet started are cancelled: an interrupted
+    decode ends after the calls already running, not after the whole queue."""
+    futures = [_pool().submit(function, *args) for args in calls]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 @dataclass
@@ -105,18 +120,12 @@ def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: 
 
 
 def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes the tiles live in, and each tile's offset into them: the mapped file itself, or
-    the tiles' bytes copied together from a file object."""
+    """The bytes the tiles live in, and each tile's offset into them: bytes in memory themselves, or
+    the tiles' bytes read together from a file (ByteSource.gather)."""
     whole = index.source.array()
     if whole is not None:
         return whole, batch.offset
-    buffer = np.empty(int(batch.length.sum()), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(batch.length)[:-1]]).astype(np.int64)
-    for t in range(batch.size):
-        if batch.length[t]:
-            buffer[offsets[t]: offsets[t] + batch.length[t]] = np.frombuffer(
-                index.source.read(int(batch.offset[t]), int(batch.length[t])), dtype=np.uint8)
-    return buffer, offsets
+    return index.source.gather(batch.offset, batch.length)
 
 
 def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,
@@ -159,8 +168,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     else:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])
         bounds = [0, *np.unique(cuts).tolist(), batch.size]
-        for future in [_pool().submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]:
-            future.result()
+        run_all(run, [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
     bad = np.flatnonzero(status)
     if bad.size:
         raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[bad[0]]), 'a tile is corrupt')} "

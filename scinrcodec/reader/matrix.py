@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import CorruptFileError, SinrIndexError, SinrKeyError
+from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
 from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.source import ByteSource, open_source
@@ -19,6 +19,26 @@ from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
+
+
+def _fits(what: str):
+    """A read whose result or working memory cannot be allocated raises ResultTooLargeError naming
+    the read and the allocation that failed (its size), not a bare MemoryError: a file may declare
+    dimensions (up to 2**31-1 genes) whose dense results no machine holds."""
+    def wrap(method):
+        @functools.wraps(method)
+        def checked(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except ResultTooLargeError:
+                raise
+            except MemoryError as exc:
+                detail = str(exc).strip() or "out of memory"
+                raise ResultTooLargeError(f"{self.source}: {what} needs more memory than can be allocated "
+                                          f"({detail[:1].lower() + detail[1:]}); the matrix has {self.shape[0]:,} "
+                                          f"genes x {self.shape[1]:,} cells") from None
+        return checked
+    return wrap
 
 
 class SinrMatrix:
@@ -155,6 +175,7 @@ class SinrMatrix:
         chunk = index.chunk(index.chunk_of_cell(cell))
         return chunk, int(index.cell_position[cell])
 
+    @_fits("reading an entry")
     def get(self, gene, cell) -> int:
         """One entry by index or name: one tile, decoded only as far as the entry."""
         i, j = self._lookup("gene", gene), self._lookup("cell", cell)
@@ -184,6 +205,7 @@ class SinrMatrix:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")
         return int(value)
 
+    @_fits("reading a gene (dense over cells)")
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
         i = self._lookup("gene", key)
@@ -201,6 +223,7 @@ class SinrMatrix:
             out[index.cell_original[cols]] = values
         return out
 
+    @_fits("reading a cell (dense over genes)")
     def cell(self, key) -> np.ndarray:
         """One cell (column) as a dense 1-D int64 array over genes: one tile per band of its chunk."""
         j = self._lookup("cell", key)
@@ -214,6 +237,7 @@ class SinrMatrix:
             out[self._index.row_genes(rows)] = values
         return out
 
+    @_fits("reading this selection")
     def __getitem__(self, key):
         if not isinstance(key, tuple) or len(key) != 2:
             raise SinrIndexError("index with m[genes, cells]")
@@ -258,6 +282,7 @@ class SinrMatrix:
         out_cols, src_cols = _expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
 
+    @_fits("decoding the whole matrix")
     def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
         """The whole matrix, genes x cells, exact: CSR by default, or layout='csc' (cell-major, as
         10x files store it, and faster: no counting pass)."""
@@ -267,6 +292,7 @@ class SinrMatrix:
             raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
         return gene_major(self._index, dtype, self.jobs)
 
+    @_fits("decoding a block of cells")
     def cells_block(self, start: int, stop: int, dtype=np.int64) -> sp.csr_matrix:
         """Cells start..stop-1 as a cells x genes CSR matrix (AnnData's orientation), exact: the
         chunks holding them are decoded whole, checksums verified. The unit of out-of-core work."""
@@ -282,6 +308,7 @@ class SinrMatrix:
             return block
         return block[start - offset: stop - offset]
 
+    @_fits("decoding a block of chunks")
     def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
         """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
         given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once."""
@@ -298,9 +325,11 @@ class SinrMatrix:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""
         return self._index.chunk_starts.copy()
 
+    @_fits("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
+    @_fits("building an AnnData")
     def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None):
         """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
         gives it back whole, every part as it was and X in its own dtype (whichever matrix was
@@ -348,16 +377,20 @@ class SinrMatrix:
         index = self._index
         return int(index.chunk_index[:, 3].sum()) + sum(ref.length for ref in index.sections.table.values())
 
+    @_fits("verifying")
     def verify(self) -> dict:
-        """Check every section's CRC and every chunk's decoded content; raise CorruptFileError."""
+        """Check every section of the matrix and of each chunk against every rule of the spec (CRC,
+        zstd framing, size, names' UTF-8, count, line breaks and length, cross-field rules), and
+        every chunk's decoded content; raise CorruptFileError."""
         index = self._index
+        index.genes()
         for name in index.sections.table:
             index.sections.get(name)
         checked = 0
         for c in range(index.n_chunks):
             chunk = index.chunk(c)
             for name in chunk.sections.table:
-                chunk.sections.raw(name)
+                chunk.sections.get(name)
             index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
             checked += chunk.nnz
         self.to_scipy(layout="csc")
@@ -400,7 +433,7 @@ def _as_index(key, n: int, axis: str) -> np.ndarray:
         key = [int(key)]
     if isinstance(key, slice):
         try:
-            return np.arange(n)[key]
+            return np.arange(*key.indices(n), dtype=np.int64)  # only the selected indices, however large n is
         except ValueError as exc:
             raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
     array = np.asarray(key)

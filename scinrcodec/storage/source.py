@@ -1,20 +1,25 @@
 """Byte sources: where a reader's bytes come from, behind one small interface.
 
-A reader never loads a whole file: it asks a source for byte ranges. Local files are memory-mapped
-(the OS pages in what is touched), bytes in memory are used in place, and any seekable binary
-file object (an fsspec file, a BytesIO) is read with positioned reads under a lock.
+A reader never loads a whole file: it asks a source for byte ranges. Local files are read with
+positioned reads (never memory-mapped: a map dies of SIGBUS when another process truncates or
+rewrites the file), bytes in memory are used in place, and any seekable binary file object (an
+fsspec file, a BytesIO) is read with positioned reads under a lock.
 """
 from __future__ import annotations
 
 import io
-import mmap
 import os
+import stat
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError, InvalidInputError
+from ..errors import FileChangedError, FormatError, InvalidInputError
+
+
+GATHER_GAP = 1 << 16  # ranges this close are read at once: copying the gap costs less than a read
 
 
 class ByteSource:
@@ -30,8 +35,34 @@ class ByteSource:
         """The whole source as a uint8 array when it is addressable in memory (mmap, bytes)."""
         return None
 
+    def read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill `buffer` with the bytes at `offset` (sources that can read in place override it)."""
+        buffer[:] = self.read(offset, len(buffer))
+
+    def gather(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bytes of many ranges in one buffer, and each range's offset in it. Ranges less than
+        GATHER_GAP apart are read together, so the tiles of a chunk cost a few reads, not one each."""
+        offsets, lengths = np.asarray(offsets, np.int64), np.asarray(lengths, np.int64)
+        if offsets.size == 0:
+            return np.zeros(0, np.uint8), offsets
+        order = np.argsort(offsets, kind="stable")
+        starts, ends = offsets[order], offsets[order] + lengths[order]
+        reach = np.maximum.accumulate(ends)
+        new_run = np.concatenate([[True], starts[1:] > reach[:-1] + GATHER_GAP])
+        run = np.cumsum(new_run) - 1
+        run_start = starts[new_run]
+        run_end = np.maximum.reduceat(ends, np.flatnonzero(new_run))
+        run_at = np.concatenate([[0], np.cumsum(run_end - run_start)])
+        buffer = np.empty(int(run_at[-1]), np.uint8)
+        view = memoryview(buffer)
+        for r in range(run_start.size):
+            self.read_into(view[int(run_at[r]): int(run_at[r + 1])], int(run_start[r]))
+        placed = np.empty(offsets.size, np.int64)
+        placed[order] = run_at[run] + starts - run_start[run]
+        return buffer, placed
+
     def close(self) -> None:
-        """Release the source (open views stay valid for mmap and bytes until collected)."""
+        """Release the source (views of bytes in memory stay valid until collected)."""
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -55,20 +86,106 @@ class MemorySource(ByteSource):
         return self._array
 
 
-class MappedFileSource(MemorySource):
-    """A local file, memory-mapped read-only (an empty file cannot be mapped and is read as bytes).
-    The map is released when the last array viewing it is collected."""
+class LocalFileSource(ByteSource):
+    """A local file, read with positioned reads (os.pread), which any number of threads may issue at
+    once. Another process may rewrite, truncate or replace the file while it is open: replacing it
+    (a rename over its path) changes nothing here, the open file is still read; a change of its
+    bytes in place is noticed, as a change of its size or modification time after each read, and
+    raises FileChangedError, so a read never returns bytes of two different files. (One change it
+    cannot see: a rewrite to the same size within the file system's timestamp granularity of the
+    write before it; then only the checksums a read verifies catch it.) close() releases the
+    descriptor; a read after it (a lazy array computed after its `with` block) opens the path
+    again and goes on only if it finds the very same file, unchanged."""
 
     def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        self._path = os.path.abspath(path)
+        self._lock = threading.Lock()
         try:
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except IsADirectoryError as exc:
             raise FormatError(f"{path}: is a folder, not a .sinr file") from exc
         except OSError as exc:
             raise InvalidInputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        super().__init__(self._map if self._map is not None else b"", name=str(path))
+        self._closer = weakref.finalize(self, os.close, fd)  # close() or collection closes it, once
+        try:
+            status = os.fstat(fd)
+        except OSError as exc:
+            self.close()
+            raise InvalidInputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        if stat.S_ISDIR(status.st_mode):
+            self.close()
+            raise FormatError(f"{path}: is a folder, not a .sinr file")
+        self._fd = fd
+        self._open = True
+        self._stamp = _stamp(status)
+        self.size = status.st_size
+
+    def read(self, offset: int, length: int) -> memoryview:
+        self._check(offset, length)
+        try:
+            data = os.pread(self._fd if self._open else self._reopen(), length, offset)
+        except OSError as exc:
+            raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
+        if len(data) < length:  # the file shrank (or one call returned less): read what is left in place
+            buffer = bytearray(length)
+            buffer[: len(data)] = data
+            self.read_into(memoryview(buffer)[len(data):], offset + len(data))
+            return memoryview(buffer)
+        self._unchanged(True)
+        return memoryview(data)
+
+    def read_into(self, buffer: memoryview, offset: int) -> None:
+        self._check(offset, len(buffer))
+        fd = self._fd if self._open else self._reopen()
+        done = 0
+        try:
+            while done < len(buffer):
+                got = os.preadv(fd, [buffer[done:]], offset + done)
+                if got <= 0:
+                    break
+                done += got
+        except OSError as exc:
+            raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
+        self._unchanged(done == len(buffer))
+
+    def _unchanged(self, complete: bool) -> None:
+        """Raise FileChangedError when the file is no longer the one opened (or a read fell short)."""
+        try:
+            status = os.fstat(self._fd)
+            same = (status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev) == self._stamp
+        except OSError:
+            same = False
+        if not (same and complete):
+            raise FileChangedError(f"{self.name}: the file changed while open (another process rewrote or truncated "
+                                   "it); open it again")
+
+    def _reopen(self) -> int:
+        """The descriptor of the file opened again after close(), if it is the same, unchanged."""
+        with self._lock:
+            if not self._open:
+                try:
+                    fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except OSError as exc:
+                    raise FileChangedError(f"{self.name}: read after close, and the file cannot be opened again "
+                                           f"({exc.strerror or exc})") from exc
+                if _stamp(os.fstat(fd)) != self._stamp:
+                    os.close(fd)
+                    raise FileChangedError(f"{self.name}: read after close, and the file has changed since it was "
+                                           "opened; open it again")
+                self._closer = weakref.finalize(self, os.close, fd)
+                self._fd, self._open = fd, True
+            return self._fd
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+            self._closer()
+
+
+def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
+    """What identifies one version of a file: its size and modification time, inode and device."""
+    return status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev
 
 
 class FileObjectSource(ByteSource):
@@ -100,7 +217,7 @@ def open_source(source) -> ByteSource:
     if isinstance(source, ByteSource):
         return source
     if isinstance(source, (str, os.PathLike)):
-        return MappedFileSource(Path(source))
+        return LocalFileSource(Path(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         return MemorySource(source)
     return FileObjectSource(source)

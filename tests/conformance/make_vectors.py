@@ -1422,6 +1422,59 @@ def _(blob):
     return edit(blob, change)
 
 
+def _cell_names_edit(transform: Callable[[list[str]], bytes]) -> Callable[[bytes], bytes]:
+    """Replace chunk 0's cells.names by transform(its names), every CRC resealed."""
+    def change(parts):
+        names = unzstd(chunk_section(parts.chunks[0], "cells.names")).decode().split("\n")
+        set_chunk_section(parts.chunks[0], "cells.names", transform(names))
+    return lambda blob: edit(blob, change)
+
+
+@invalid("cell_names_not_utf8", "bands_and_tiles", "CorruptFileError", "not valid UTF-8",
+         "chunk 0's cells.names holds a byte that is not UTF-8 (in its first name)")
+def _(blob):
+    return _cell_names_edit(lambda names: zstd(b"\xff" + "\n".join(names).encode()))(blob)
+
+
+@invalid("cell_names_fewer", "bands_and_tiles", "CorruptFileError", "names, expected",
+         "chunk 0's cells.names holds one name fewer than its cells")
+def _(blob):
+    return _cell_names_edit(lambda names: zstd("\n".join(names[:-1]).encode()))(blob)
+
+
+@invalid("cell_names_carriage_return", "bands_and_tiles", "CorruptFileError", "carriage return",
+         "chunk 0's cells.names ends its first name with a carriage return (CR LF line ends)")
+def _(blob):
+    return _cell_names_edit(lambda names: zstd("\r\n".join(names).encode()))(blob)
+
+
+@invalid("cell_name_too_long", "bands_and_tiles", "CorruptFileError", "longer than 4096 bytes",
+         "chunk 0's first cell name is 4,097 bytes long")
+def _(blob):
+    return _cell_names_edit(lambda names: zstd("\n".join(["A" * 4097] + names[1:]).encode()))(blob)
+
+
+@invalid("cell_names_no_content_size", "bands_and_tiles", "CorruptFileError", "without its content size",
+         "chunk 0's cells.names is a zstd frame that does not declare its content size")
+def _(blob):
+    return _cell_names_edit(lambda names: zstd("\n".join(names).encode(), content_size=False))(blob)
+
+
+@invalid("cell_names_two_frames", "bands_and_tiles", "CorruptFileError", "not exactly one complete zstd frame",
+         "chunk 0's cells.names is two zstd frames, its names cut in two")
+def _(blob):
+    def frames(names):
+        text = "\n".join(names).encode()
+        return zstd(text[:10]) + zstd(text[10:])
+    return _cell_names_edit(frames)(blob)
+
+
+@invalid("cell_names_bomb", "bands_and_tiles", "CorruptFileError", "more than the",
+         "chunk 0's cells.names is a small zstd frame of 64 MiB of 'A's (a decompression bomb)")
+def _(blob):
+    return _cell_names_edit(lambda names: zstd(b"A" * (64 << 20)))(blob)
+
+
 @invalid("section_trailing_bytes_matrix", "bands_and_tiles", "CorruptFileError",
          "not exactly one complete zstd frame", "2 zero bytes after genes.order's zstd frame (length and CRC "
                                                 "include them)")
