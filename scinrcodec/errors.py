@@ -38,3 +38,27 @@ class SinrKeyError(SinrError, KeyError):
 
 class OutputError(SinrError):
     """An output could not be written (disk full, file too large, permissions)."""
+
+
+class RemoteError(SinrError):
+    """A remote file (s3://, gs://, http(s)://, any fsspec URL) could not be read as asked."""
+
+
+class RemoteNotFoundError(RemoteError):
+    """The URL names no object."""
+
+
+class RemoteAccessError(RemoteError):
+    """The server refused the request (credentials, permissions)."""
+
+
+class RangeNotSupportedError(RemoteError):
+    """The server answers byte-range requests with something other than the range asked for."""
+
+
+class RemoteConnectionError(RemoteError):
+    """The connection failed or dropped, and retrying did not help."""
+
+
+class RemoteChangedError(RemoteError):
+    """The object was replaced while open (its size or ETag changed): reading on would mix two files."""

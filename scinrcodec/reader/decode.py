@@ -53,6 +53,14 @@ class TileBatch:
 def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) -> TileBatch:
     """The tiles `parts` names (chunk and tile ids, or a slice of them), CRC-checked, as one batch."""
     columns = {name: [] for name in TileBatch.__dataclass_fields__}
+    if index.source.batched:  # every band to check and every tile to read, in one batch of ranges
+        ranges = []
+        for chunk, tiles in parts:
+            ids = np.arange(tiles.start, tiles.stop) if isinstance(tiles, slice) else tiles
+            bands = np.unique(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
+            ranges += [index.band_range(chunk, b) for b in bands[~chunk.band_verified[bands]].tolist()]
+            ranges += zip(chunk.tile_offset[ids].tolist(), chunk.tile_length[ids].tolist())
+        index.source.prefetch(ranges)
     for chunk, tiles in parts:
         if isinstance(tiles, slice):
             band = np.searchsorted(chunk.geometry.tile_starts, np.arange(tiles.start, tiles.stop), side="right") - 1
@@ -84,6 +92,10 @@ def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands:
     """The batch of `tiles` (ids in the tile table), tile t of the (chunk, band) pair pair[t],
     CRC-checked (see band_tile_ranges)."""
     unverified = ~table.band_verified[chunks, bands]
+    if index.source.batched:  # every band to check and every tile to read, in one batch of ranges
+        index.source.prefetch([index.band_range(index.chunk(c), b) for c, b in
+                               zip(chunks[unverified].tolist(), bands[unverified].tolist())]
+                              + list(zip(table.offset[tiles].tolist(), table.length[tiles].tolist())))
     for c, b in zip(chunks[unverified].tolist(), bands[unverified].tolist()):
         index.verify_band(index.chunk(c), b)
     chunk_of, band_of = chunks[pair], bands[pair]

@@ -96,9 +96,11 @@ def lazy_anndata(m: SinrMatrix, contents):
         raise CorruptFileError(f"{m.source}: the stored parts do not fit matrix {m.name!r} ({exc})") from exc
 
 
-def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None):
-    """A lazy AnnData of a .sinr file (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`."""
-    return open_sinr(path, matrix=matrix).to_anndata(lazy=True, feature_type=feature_type)
+def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None,
+              storage_options: dict | None = None):
+    """A lazy AnnData of a .sinr file or URL (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`."""
+    return open_sinr(path, matrix=matrix, storage_options=storage_options).to_anndata(lazy=True,
+                                                                                     feature_type=feature_type)
 
 
 # ------------------------------------------------------------------------------------- batches
