@@ -433,6 +433,8 @@ class MatrixIndex:
         """The chunk with the most rows, whose bands are the file's: the first that holds every
         stored gene, loading no chunk after it."""
         deepest = None
+        if self.source.batched:  # all headers in two round trips rather than one chunk after another
+            self.load_chunks(range(self.n_chunks))
         for c in range(self.n_chunks):
             chunk = self.chunk(c)
             if deepest is None or chunk.n_rows > deepest.n_rows:

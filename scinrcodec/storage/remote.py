@@ -26,7 +26,8 @@ from ..errors import (InvalidInputError, RangeNotSupportedError, RemoteAccessErr
 from .source import ByteSource
 
 TAIL_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and usually the matrix sections
-MERGE_GAP = 16 << 10  # ranges closer than this are fetched as one
+MERGE_GAP = 16 << 10  # ranges closer than this are fetched as one ...
+MAX_MERGED_BYTES = 8 << 20  # ... unless that makes a request larger than this (large ones go in parallel)
 CACHE_BYTES = 256 << 20
 CONCURRENCY = 64  # requests in flight at once
 RETRIES = 3
@@ -34,11 +35,13 @@ BACKOFF_SECONDS = (0.05, 0.2, 0.5)
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
-def merge_ranges(ranges: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
-    """Sorted, merged [start, end) ranges: overlapping ones and those at most `gap` apart become one."""
+def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGED_BYTES) -> list[tuple[int, int]]:
+    """Sorted, merged [start, end) ranges: overlapping ones always, and those at most `gap` apart
+    while the merged range stays within `limit` bytes."""
     merged: list[list[int]] = []
     for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1] + gap:
+        if merged and (start < merged[-1][1] or start <= merged[-1][1] + gap
+                       and max(end, merged[-1][1]) - merged[-1][0] <= limit):
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
@@ -112,7 +115,7 @@ class RemoteSource(ByteSource):
             return
         for o, e in wanted:
             self._check(o, e - o)
-        merged = merge_ranges(wanted, MERGE_GAP)
+        merged = merge_ranges(wanted, MERGE_GAP, MAX_MERGED_BYTES)
         self._store(list(zip((a for a, _ in merged), self._fetch(merged))))
 
     def close(self) -> None:
