@@ -147,9 +147,9 @@ class DelayProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                self.wfile.write(body)
-                with lock:
+                with lock:  # counted first: the client may be done before this thread runs again
                     proxy.bytes += len(body)
+                self.wfile.write(body)
 
             def do_GET(self) -> None:
                 self._forward("GET")

@@ -13,7 +13,7 @@ import pytest
 import scinrcodec as sinr
 from scinrcodec.cli import main as sinr_main
 from scinrcodec.reader.lazy import CellBlocks
-from scinrcodec.errors import (RangeNotSupportedError, RemoteAccessError, RemoteChangedError, RemoteConnectionError,
+from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError, RemoteConnectionError,
                                RemoteNotFoundError)
 from servers import NGINX, DelayProxy, MotoS3, Nginx
 
@@ -119,6 +119,9 @@ def test_http_errors(nginx, files, small_reads, fast_retries):
         sinr.open(f"{nginx.url}/private/pbmc.sinr")
     with pytest.raises(RangeNotSupportedError, match="norange"):
         sinr.open(f"{nginx.url}/norange/pbmc.sinr")
+    (files / "empty.sinr").write_bytes(b"")
+    with pytest.raises(FormatError, match="empty.sinr: not a .sinr file"):
+        sinr.open(f"{nginx.url}/empty.sinr")
 
 
 @needs_nginx

@@ -184,7 +184,8 @@ class MatrixIndex:
         sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
         self.newer_minor = newer_minor
         self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what, newer_minor=newer_minor)
-        source.prefetch([(ref.offset, ref.length) for ref in self.sections.table.values()])  # one batch
+        source.prefetch([(ref.offset, ref.length) for name, ref in self.sections.table.items()  # one batch;
+                         if not name.startswith("names.")])  # names wait for a lookup by name
         if names_are_ids and (self.sections.has("names.gene_names") or not self.sections.has("names.gene_ids")):
             raise CorruptFileError(f"{what}: 'gene_names_are_ids' contradicts the name sections")
         index = self.sections.get("chunks.index").reshape(self.n_chunks, len(CHUNK_INDEX_FIELDS)).astype(np.int64)

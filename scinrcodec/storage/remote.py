@@ -21,7 +21,7 @@ import bisect
 import threading
 from collections import OrderedDict
 
-from ..errors import (InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
+from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                       RemoteConnectionError, RemoteError, RemoteNotFoundError)
 from .source import ByteSource
 
@@ -164,8 +164,11 @@ class RemoteSource(ByteSource):
     def _open(self) -> None:
         """Size, ETag, the first 16 bytes and the last TAIL_BYTES, in one concurrent batch."""
         if self._kind in ("http", "s3"):
-            (head, head_size, head_etag), (tail, size, etag) = self._batch(
-                [lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
+            try:
+                (head, head_size, head_etag), (tail, size, etag) = self._batch(
+                    [lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
+            except RemoteChangedError:  # no byte range of an empty object can be satisfied
+                raise FormatError(f"{self.name}: not a .sinr file (the object is empty)") from None
             if head_size != size or (etag and head_etag and etag != head_etag):
                 raise RemoteChangedError(f"{self.name}: the object changed while it was being opened")
         else:
@@ -260,6 +263,8 @@ class RemoteSource(ByteSource):
         headers["Range"] = f"bytes={start}" if end is None else f"bytes={start}-{end - 1}"
         headers["Accept-Encoding"] = "identity"
         async with session.get(self.fs.encode_url(self.path), headers=headers, **kwargs) as response:
+            if response.status == 200 and response.content_length == 0:  # an empty object (nginx)
+                return b"", 0, response.headers.get("ETag")
             if response.status == 200:
                 raise _Failure(RangeNotSupportedError(f"{self.name}: the server ignores byte ranges (HTTP 200 to a "
                                                       "Range request); download the file and open it locally"),
