@@ -1,8 +1,8 @@
-"""`python -m benchmarks remote`: a .sinr file of real cells read over HTTP with a fixed delay per
-request, before (an fsspec HTTP file object: positioned reads one after another) and after (the URL:
-planned ranges fetched in concurrent batches).
+"""`python -m benchmarks remote`: real cells read over HTTP with a fixed delay per request: the
+10x HDF5 file through h5py over fsspec, and the .sinr file before (an fsspec HTTP file object:
+positioned reads one after another) and after (the URL: planned ranges fetched in concurrent batches).
 
-nginx serves the file; a local proxy (tests/servers.py) sleeps DELAY before forwarding each request,
+nginx serves the files; a local proxy (tests/servers.py) sleeps DELAY before forwarding each request,
 as a network's round-trip time would, and counts requests and body bytes. Every query runs on a
 freshly opened file (open itself is measured alone) and is checked against the local file.
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 QUERIES = ("open", "entry", "gene", "cell", "1000 cells", "whole")
-WAYS = {"before": "fsspec file object", "after": "URL"}
+WAYS = ("10x h5", "before", "after")  # 10x HDF5 by h5py over fsspec; .sinr by file object; .sinr by URL
 
 
 def _queries(local, seed: int = 0) -> dict:
@@ -43,17 +44,66 @@ def _same(got, expected) -> bool:
     return bool(np.array_equal(np.asarray(got), np.asarray(expected)))
 
 
+class TenX:
+    """The same queries on a 10x HDF5 file (CSC: cells are columns) through h5py over an fsspec
+    file object, as a user of that format reads it remotely."""
+
+    def __init__(self, url: str) -> None:
+        import fsspec
+        import h5py
+
+        self._file = fsspec.open(url, mode="rb").open()
+        self._h5 = h5py.File(self._file, "r")
+        group = self._h5["matrix"]
+        self.shape = tuple(int(x) for x in group["shape"][:])
+        self._indptr, self._indices, self._data = group["indptr"], group["indices"], group["data"]
+
+    def _cells(self, cells: np.ndarray):
+        import scipy.sparse as sp
+
+        parts = [(self._indices[a:b], self._data[a:b]) for a, b in
+                 (self._indptr[j: j + 2] for j in cells.tolist())]
+        indptr = np.concatenate([[0], np.cumsum([p[0].size for p in parts])])
+        return sp.csc_matrix((np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts]), indptr),
+                             shape=(self.shape[0], cells.size))
+
+    def get(self, gene: int, cell: int) -> int:
+        column = self._cells(np.array([cell]))
+        return int(column[gene, 0])
+
+    def cell(self, cell: int) -> np.ndarray:
+        return self._cells(np.array([cell])).toarray().ravel()
+
+    def gene(self, gene: int) -> np.ndarray:
+        return self.to_scipy().getrow(gene).toarray().ravel()  # CSC: a row is spread over the whole file
+
+    def __getitem__(self, key):
+        return self._cells(np.asarray(key[1]))
+
+    def to_scipy(self, layout: str = "csr"):
+        import scipy.sparse as sp
+
+        return sp.csc_matrix((self._data[:], self._indices[:], self._indptr[:]), shape=self.shape)
+
+    def close(self) -> None:
+        self._h5.close()
+        self._file.close()
+
+
 def _open(way: str, url: str):
     import fsspec
 
     import scinrcodec as sinr
 
+    if way == "10x h5":
+        return TenX(url[: -len(".sinr")] + ".h5")
     if way == "before":
         return sinr.open(fsspec.open(url, mode="rb").open())
     return sinr.open(url)
 
 
 def measure(path: Path, delays: list[float], repeats: int) -> list[dict]:
+    """Rows of (file, delay, way, query): requests, bytes and seconds (median of `repeats`)."""
     import scinrcodec as sinr
     from tests.servers import DelayProxy, Nginx
 
@@ -85,6 +135,7 @@ def measure(path: Path, delays: list[float], repeats: int) -> list[dict]:
                             m.close()
                         seconds, requests, sent = sorted(samples)[len(samples) // 2]
                         rows.append({"dataset": path.stem.rsplit("-", 1)[0], "nnz": nnz, "file_bytes": compressed,
+                                     "h5_bytes": path.with_suffix(".h5").stat().st_size,
                                      "delay_ms": round(delay * 1000), "way": way, "query": query,
                                      "requests": requests, "bytes": sent, "seconds": round(seconds, 3)})
                         print(f"{delay * 1000:.0f} ms {way:6s} {query:10s} {requests:5d} requests "
@@ -98,21 +149,25 @@ def write(rows: list[dict], out: Path) -> str:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["`.sinr` over HTTP: nginx behind a proxy that adds a fixed delay per request; each query on a "
-             "freshly opened file, median of the runs, answers checked against the local file. Before: an "
-             "fsspec HTTP file object (`sinr.open(fsspec.open(url).open())`: positioned reads, fsspec's "
-             "read-ahead cache); after: the URL (`sinr.open(url)`: planned ranges, concurrent batches).", "",
-             "| file | delay | query | requests before / after | bytes before / after | seconds before / after |",
-             "|---|---|---|---|---|---|"]
+    lines = ["Over HTTP: nginx behind a proxy that adds a fixed delay per request; each query on a freshly "
+             "opened file, median of the runs, answers checked against the local file. 10x: the Cell Ranger "
+             "HDF5 file through h5py over an fsspec HTTP file object; before: the .sinr file through an fsspec "
+             "HTTP file object (`sinr.open(fsspec.open(url).open())`: positioned reads, fsspec's read-ahead "
+             "cache); after: the .sinr URL (`sinr.open(url)`: planned ranges, concurrent batches).", "",
+             "| file | delay | query | requests 10x / before / after | MB 10x / before / after | "
+             "seconds 10x / before / after |", "|---|---|---|---|---|---|"]
     by_key = {(r["dataset"], r["delay_ms"], r["way"], r["query"]): r for r in rows}
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         first = next(r for r in rows if r["dataset"] == dataset)
-        label = f"{dataset} ({first['nnz'] / 1e6:.1f}M nonzeros, {first['file_bytes'] / 1e6:.1f} MB)"
+        label = (f"{dataset} ({first['nnz'] / 1e6:.1f}M nonzeros; .sinr {first['file_bytes'] / 1e6:.1f} MB, "
+                 f".h5 {first['h5_bytes'] / 1e6:.1f} MB)")
         for delay in sorted({r["delay_ms"] for r in rows if r["dataset"] == dataset}):
             for query in QUERIES:
-                b, a = by_key[(dataset, delay, "before", query)], by_key[(dataset, delay, "after", query)]
-                lines.append(f"| {label} | {delay} ms | {query} | {b['requests']} / {a['requests']} | "
-                             f"{b['bytes']:,} / {a['bytes']:,} | {b['seconds']:.2f} / {a['seconds']:.2f} |")
+                cells = [by_key[(dataset, delay, way, query)] for way in WAYS]
+                requests = " / ".join(str(c["requests"]) for c in cells)
+                sent = " / ".join(f"{c['bytes'] / 1e6:.2f}" for c in cells)
+                seconds = " / ".join(f"{c['seconds']:.2f}" for c in cells)
+                lines.append(f"| {label} | {delay} ms | {query} | {requests} | {sent} | {seconds} |")
     text = "\n".join(lines) + "\n"
     (out / "remote.md").write_text(text)
     return text
@@ -136,5 +191,11 @@ def run_remote(dataset: Path, targets: list[int], workdir: Path, out: Path, dela
             path.parent.mkdir(exist_ok=True)
             sinr.encode(sinr.read_matrix(source) if not target else source, path, siren=False, progress=False,
                         jobs=2)
+        h5 = path.with_suffix(".h5")  # the same matrix as Cell Ranger's HDF5, served beside it
+        if not h5.exists():
+            if target:
+                shutil.copyfile(source, h5)
+            else:
+                sinr.decode(path, h5)
         rows += measure(path, delays, repeats)
     return write(rows, out)
