@@ -218,3 +218,21 @@ def test_merge_ranges():
                                                                                              (100, 101)]
     assert remote.merge_ranges([], gap=5) == []
     assert remote.merge_ranges([(0, 10), (12, 20), (15, 30)], gap=2, limit=15) == [(0, 10), (12, 30)]
+
+
+def test_any_fsspec_url(files, small_reads):
+    """A filesystem without HTTP or S3 (fsspec's memory://) is read by its own range API."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/sinr-test/pbmc.sinr", (files / "pbmc.sinr").read_bytes())
+    try:
+        with sinr.open(files / "pbmc.sinr") as local, sinr.open("memory://sinr-test/pbmc.sinr") as m:
+            assert m._source.round_trips == 3  # as over HTTP: size, preamble and tail at once; footer; sections
+            m.gene(GENE)
+            assert m._source.round_trips == 6
+            _assert_same(_reads(m), _reads(local))
+        with pytest.raises(RemoteNotFoundError, match="memory://sinr-test/missing.sinr"):
+            sinr.open("memory://sinr-test/missing.sinr")
+    finally:
+        fs.rm("/sinr-test", recursive=True)
