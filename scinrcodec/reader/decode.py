@@ -53,13 +53,12 @@ class TileBatch:
 def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) -> TileBatch:
     """The tiles `parts` names (chunk and tile ids, or a slice of them), CRC-checked, as one batch."""
     columns = {name: [] for name in TileBatch.__dataclass_fields__}
-    if index.source.batched:  # every band to check and every tile to read, in one batch of ranges
+    if index.source.batched:  # the bands holding the tiles (their CRCs cover whole bands), in one batch
         ranges = []
         for chunk, tiles in parts:
             ids = np.arange(tiles.start, tiles.stop) if isinstance(tiles, slice) else tiles
             bands = np.unique(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
-            ranges += [index.band_range(chunk, b) for b in bands[~chunk.band_verified[bands]].tolist()]
-            ranges += zip(chunk.tile_offset[ids].tolist(), chunk.tile_length[ids].tolist())
+            ranges += [index.band_range(chunk, b) for b in bands.tolist()]
         index.source.prefetch(ranges)
     for chunk, tiles in parts:
         if isinstance(tiles, slice):
@@ -92,10 +91,8 @@ def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands:
     """The batch of `tiles` (ids in the tile table), tile t of the (chunk, band) pair pair[t],
     CRC-checked (see band_tile_ranges)."""
     unverified = ~table.band_verified[chunks, bands]
-    if index.source.batched:  # every band to check and every tile to read, in one batch of ranges
-        index.source.prefetch([index.band_range(index.chunk(c), b) for c, b in
-                               zip(chunks[unverified].tolist(), bands[unverified].tolist())]
-                              + list(zip(table.offset[tiles].tolist(), table.length[tiles].tolist())))
+    if index.source.batched:  # the bands holding the tiles (their CRCs cover whole bands), in one batch
+        index.source.prefetch([index.band_range(index.chunk(c), b) for c, b in zip(chunks.tolist(), bands.tolist())])
     for c, b in zip(chunks[unverified].tolist(), bands[unverified].tolist()):
         index.verify_band(index.chunk(c), b)
     chunk_of, band_of = chunks[pair], bands[pair]
@@ -117,17 +114,11 @@ def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: 
 
 def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
     """The bytes the tiles live in, and each tile's offset into them: the mapped file itself, or
-    the tiles' bytes copied together from a file object."""
+    the tiles' bytes gathered by the source (storage.source.ByteSource.gather)."""
     whole = index.source.array()
     if whole is not None:
         return whole, batch.offset
-    buffer = np.empty(int(batch.length.sum()), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(batch.length)[:-1]]).astype(np.int64)
-    for t in range(batch.size):
-        if batch.length[t]:
-            buffer[offsets[t]: offsets[t] + batch.length[t]] = np.frombuffer(
-                index.source.read(int(batch.offset[t]), int(batch.length[t])), dtype=np.uint8)
-    return buffer, offsets
+    return index.source.gather(batch.offset, batch.length)
 
 
 def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,

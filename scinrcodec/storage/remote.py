@@ -21,6 +21,8 @@ import bisect
 import threading
 from collections import OrderedDict
 
+import numpy as np
+
 from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                       RemoteConnectionError, RemoteError, RemoteNotFoundError)
 from .source import ByteSource
@@ -117,6 +119,31 @@ class RemoteSource(ByteSource):
             self._check(o, e - o)
         merged = merge_ranges(wanted, MERGE_GAP, MAX_MERGED_BYTES)
         self._store(list(zip((a for a, _ in merged), self._fetch(merged))))
+
+    def gather(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cached blocks holding the ranges, joined into one buffer (a range not cached is
+        fetched first): one copy of each block rather than one read per range."""
+        ends = offsets + lengths
+        with self._lock:
+            starts = np.array(self._starts, dtype=np.int64)
+            block = np.searchsorted(starts, offsets, side="right") - 1
+            covered = block >= 0
+            if starts.size:
+                sizes = np.array([len(self._blocks[s]) for s in self._starts], dtype=np.int64)
+                covered &= starts[block] + sizes[block] >= ends
+        if not covered.all():
+            missing = np.flatnonzero(~covered)
+            self.prefetch(zip(offsets[missing].tolist(), lengths[missing].tolist()))
+            return super().gather(offsets, lengths)
+        used = np.unique(block)
+        with self._lock:
+            parts = [self._blocks.get(int(s)) for s in starts[used]]
+        if any(part is None for part in parts):  # evicted meanwhile by another thread
+            return super().gather(offsets, lengths)
+        base = np.concatenate([[0], np.cumsum([len(p) for p in parts])[:-1]]).astype(np.int64)
+        buffer = np.frombuffer(parts[0], dtype=np.uint8) if len(parts) == 1 else \
+            np.frombuffer(b"".join(parts), dtype=np.uint8)
+        return buffer, base[np.searchsorted(used, block)] + offsets - starts[block]
 
     def close(self) -> None:
         with self._lock:

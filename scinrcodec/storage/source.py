@@ -41,6 +41,15 @@ class ByteSource:
         """Hint that these (offset, length) ranges are read next: a remote source fetches them in
         one batch (storage.remote); local sources have no round trips to save."""
 
+    def gather(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bytes of many ranges in one uint8 buffer, and each range's offset in it."""
+        buffer = np.empty(int(lengths.sum()), dtype=np.uint8)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        for t in np.flatnonzero(lengths).tolist():
+            buffer[starts[t]: starts[t] + lengths[t]] = np.frombuffer(self.read(int(offsets[t]), int(lengths[t])),
+                                                                      dtype=np.uint8)
+        return buffer, starts
+
     def array(self) -> np.ndarray | None:
         """The whole source as a uint8 array when it is addressable in memory (mmap, bytes)."""
         return None
