@@ -188,7 +188,7 @@ class MotoS3:
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self.options = {"endpoint_url": self.endpoint, "key": "testing", "secret": "testing",
-                        "client_kwargs": {"region_name": "us-east-1"}, "skip_instance_cache": True}
+                        "client_kwargs": {"region_name": "us-east-1"}}
         self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
                                    aws_secret_access_key="testing", region_name="us-east-1")
         return self

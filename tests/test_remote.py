@@ -187,7 +187,7 @@ def test_lazy_and_batches_over_http(nginx, files):
             assert np.array_equal(batch.X.toarray(), expected[batch.cells])
 
 
-def test_s3_reads_and_errors(files, small_reads):
+def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
     pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
     pytest.importorskip("s3fs", reason="S3 reading needs the remote extra: pip install 'scinrcodec[remote]'")
     with MotoS3() as s3:
@@ -203,6 +203,13 @@ def test_s3_reads_and_errors(files, small_reads):
             _assert_same(_reads(m), expected)
             lazy = sinr.read_lazy("s3://atlas/pbmc.sinr", storage_options=s3.options)
             assert lazy.shape == local.shape[::-1]
+        for key, value in (("AWS_ENDPOINT_URL", s3.endpoint), ("AWS_ACCESS_KEY_ID", "testing"),
+                           ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(key, value)  # the CLI reaches S3 as boto3 does: here by the environment
+        assert sinr_main(["get", "s3://atlas/pbmc.sinr", f"#{ENTRY[0]}", f"#{ENTRY[1]}"]) == 0
+        assert capsys.readouterr().out.strip() == str(expected["entry"])
+        assert sinr_main(["info", "s3://atlas/gone.sinr"]) == 1
+        assert capsys.readouterr().err.strip() == "sinr: error: s3://atlas/gone.sinr: no such object"
         with pytest.raises(RemoteNotFoundError, match="s3://atlas/missing.sinr"):
             sinr.open("s3://atlas/missing.sinr", storage_options=s3.options)
         with pytest.raises(RemoteNotFoundError, match="s3://nobucket/pbmc.sinr"):
