@@ -21,6 +21,7 @@ from conftest import DATA, FAST
 
 pytest.importorskip("fsspec", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
 pytest.importorskip("aiohttp", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
+from scinrcodec.reader import index  # noqa: E402
 from scinrcodec.storage import remote  # noqa: E402
 
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run "
@@ -50,6 +51,8 @@ def small_reads(monkeypatch):
     """The planner's sizes scaled to a 10 kB file, so that its reads need several ranges."""
     monkeypatch.setattr(remote, "TAIL_BYTES", 512)
     monkeypatch.setattr(remote, "MERGE_GAP", 0)
+    monkeypatch.setattr(index, "SECTIONS_GUESS_BASE", 700)  # a chunk's sections, not all its tiles
+    monkeypatch.setattr(index, "SECTIONS_GUESS_PER_CELL", 0)
 
 
 @pytest.fixture
@@ -88,17 +91,27 @@ def test_http_round_trips_are_few_and_counted(nginx, small_reads):
     assert m._source.round_trips == 3  # preamble + tail; the footer (past this small tail); matrix sections
     opened = m._source.round_trips
     m.get(*ENTRY)
-    assert m._source.round_trips - opened == 3  # chunk header, chunk sections, the band's tiles
+    assert m._source.round_trips - opened == 2  # the chunk (header and sections), the band's tiles
     for read in (lambda m: m.gene(GENE), lambda m: m.cell(CELL)):
         m = sinr.open(url)
         sources.append(m._source)
         opened = m._source.round_trips
         read(m)
-        assert m._source.round_trips - opened == 3  # every chunk header; their sections; the tiles
+        assert m._source.round_trips - opened == 2  # every chunk (headers and sections); the tiles
         requests = m._source.requests
         read(m)
         assert m._source.requests == requests  # warm: no request
     assert len(nginx.requests()) - before == sum(source.requests for source in sources)
+
+
+@needs_nginx
+def test_http_sections_beyond_the_guess(nginx, files, small_reads, monkeypatch):
+    """Chunk sections that the guess read with the headers does not cover cost one more round trip."""
+    monkeypatch.setattr(index, "SECTIONS_GUESS_BASE", 0)
+    with sinr.open(files / "pbmc.sinr") as local, sinr.open(f"{nginx.url}/pbmc.sinr") as m:
+        opened = m._source.round_trips
+        assert np.array_equal(m.gene(GENE), local.gene(GENE))
+        assert m._source.round_trips - opened == 3  # headers; their sections; the tiles
 
 
 @needs_nginx
@@ -199,7 +212,7 @@ def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
             assert m._source.round_trips == 3
             opened = m._source.round_trips
             m.gene(GENE)
-            assert m._source.round_trips - opened == 3
+            assert m._source.round_trips - opened == 2
             _assert_same(_reads(m), expected)
             lazy = sinr.read_lazy("s3://atlas/pbmc.sinr", storage_options=s3.options)
             assert lazy.shape == local.shape[::-1]
@@ -237,7 +250,7 @@ def test_any_fsspec_url(files, small_reads):
         with sinr.open(files / "pbmc.sinr") as local, sinr.open("memory://sinr-test/pbmc.sinr") as m:
             assert m._source.round_trips == 3  # as over HTTP: size, preamble and tail at once; footer; sections
             m.gene(GENE)
-            assert m._source.round_trips == 6
+            assert m._source.round_trips == 5
             _assert_same(_reads(m), _reads(local))
         with pytest.raises(RemoteNotFoundError, match="memory://sinr-test/missing.sinr"):
             sinr.open("memory://sinr-test/missing.sinr")

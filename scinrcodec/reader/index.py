@@ -25,6 +25,10 @@ from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS
 from ..storage.source import ByteSource
 
 MODES = ("lossless", "max-error", "inr-only")
+# A chunk's sections follow its header, its tiles last: a batched (remote) source is asked for this
+# much past each header along with it (bytes per cell of the chunk, plus a constant; writers use
+# about 20 per cell), so that a chunk usually loads in one round trip rather than two.
+SECTIONS_GUESS_PER_CELL, SECTIONS_GUESS_BASE = 24, 8 << 10
 ROW_TABLE_LIMIT = 1 << 24
 MODE_CODES = {"lossless": 0, "max-error": 1, "inr-only": 2}
 
@@ -284,14 +288,15 @@ class MatrixIndex:
         return chunk if chunk is not None else self.load_chunks([i])[0]
 
     def load_chunks(self, ids) -> list[Chunk]:
-        """The chunks of `ids`; those not loaded yet are read in two batches of ranges (their
-        headers, then every section but their tiles), whatever their number."""
+        """The chunks of `ids`; those not loaded yet are read in one batch of ranges (each header
+        and a guess at its sections), and a second for sections beyond the guess, whatever their number."""
         ids = list(ids)
         with self._lock:
             missing = [i for i in dict.fromkeys(ids) if i not in self._chunks]
         if missing:
             rows = self.chunk_index[missing]
-            self.source.prefetch(zip(rows[:, 0].tolist(), rows[:, 1].tolist()))
+            guess = np.minimum(rows[:, 1] + SECTIONS_GUESS_BASE + SECTIONS_GUESS_PER_CELL * rows[:, 4], rows[:, 3])
+            self.source.prefetch(zip(rows[:, 0].tolist(), guess.tolist()))
             readers = {i: self._chunk_sections(i) for i in missing}
             self.source.prefetch([(ref.offset, ref.length) for reader, _ in readers.values()
                                   for name, ref in reader.table.items() if name != "tiles.data"])
