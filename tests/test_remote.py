@@ -12,12 +12,12 @@ import pytest
 
 import scinrcodec as sinr
 from scinrcodec.cli import main as sinr_main
+from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
+                               RemoteConnectionError, RemoteNotFoundError)
 from scinrcodec.reader.lazy import CellBlocks
-from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError, RemoteConnectionError,
-                               RemoteNotFoundError)
 from servers import NGINX, DelayProxy, MotoS3, Nginx
 
-from conftest import DATA, FAST
+from conftest import FAST
 
 pytest.importorskip("fsspec", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
 pytest.importorskip("aiohttp", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
