@@ -170,7 +170,33 @@ def write(rows: list[dict], out: Path) -> str:
                 lines.append(f"| {label} | {delay} ms | {query} | {requests} | {sent} | {seconds} |")
     text = "\n".join(lines) + "\n"
     (out / "remote.md").write_text(text)
+    plot(rows, out / "remote.png")
     return text
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Seconds of each query by way, one panel per file, at the longest delay (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    delay = max(r["delay_ms"] for r in rows)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        by_key = {(r["way"], r["query"]): float(r["seconds"]) for r in rows
+                  if r["dataset"] == dataset and int(r["delay_ms"]) == delay}
+        x = np.arange(len(QUERIES))
+        for k, way in enumerate(WAYS):
+            ax.bar(x + (k - 1) * 0.27, [max(by_key[(way, q)], 1e-3) for q in QUERIES], 0.27, label=way)
+        nnz = next(int(r["nnz"]) for r in rows if r["dataset"] == dataset)
+        ax.set(title=f"{nnz / 1e6:.1f}M nonzeros, {delay} ms per request", yscale="log", ylabel="seconds")
+        ax.set_xticks(x, QUERIES, rotation=30)
+    axes[0][0].legend(["10x h5 (h5py, fsspec)", ".sinr before (file object)", ".sinr after (URL)"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def run_remote(dataset: Path, targets: list[int], workdir: Path, out: Path, delays: list[float],
