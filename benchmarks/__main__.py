@@ -1,7 +1,8 @@
 """python -m benchmarks run [DATASET_DIR ...] [--quick] [--out benchmarks/results]
 python -m benchmarks table1 [--hidden 2400 --layers 10] [--device cuda]
 python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]
-python -m benchmarks startup FILE.sinr [...] [--samples 11]"""
+python -m benchmarks startup FILE.sinr [...] [--samples 11]
+python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     startup = commands.add_parser("startup", help="fresh-process cost of importing scinrcodec and a first entry")
     startup.add_argument("files", nargs="+", type=Path)
     startup.add_argument("--samples", type=int, default=11)
+    remote = commands.add_parser("remote", help="reads over HTTP with a fixed delay per request, before and after")
+    remote.add_argument("--dataset", type=Path, default=SHARED / "pbmc4k_v2_soupx_half")
+    remote.add_argument("--nnz", nargs="+", type=_count, default=[0, 6_000_000],
+                        help="0: the dataset itself; N: its cells replicated to N nonzeros (as `scale` builds them)")
+    remote.add_argument("--delays", nargs="+", type=float, default=[20, 80], help="milliseconds per request")
+    remote.add_argument("--repeats", type=int, default=3)
+    remote.add_argument("--workdir", type=Path, default=SCALE_DATA / "remote", help="the encoded file (cached)")
+    remote.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    if args.command == "remote":
+        from .remote import run_remote
+
+        sys.path.insert(0, str(ROOT))  # tests/servers.py: the servers the tests use
+        print(run_remote(args.dataset, args.nnz, args.workdir, args.out, [d / 1000 for d in args.delays], args.repeats))
+        return 0
     if args.command == "startup":
         from .startup import run_startup
 

@@ -12,6 +12,8 @@ __version__ = "2.0.0"
 from .errors import (CorruptFileError, FileChangedError, FormatError, InvalidInputError, OutputError,  # noqa: E402
                      OutputExistsError, ResultTooLargeError, SinrError, SinrIndexError, SinrKeyError,
                      UnsupportedVersionError)
+from .errors import (RangeNotSupportedError, RemoteAccessError, RemoteChangedError,  # noqa: E402
+                     RemoteConnectionError, RemoteError, RemoteNotFoundError)
 
 # public name -> the module that defines it
 _LAZY = {
@@ -25,7 +27,9 @@ _LAZY = {
 __all__ = ["encode", "encode_whole", "append", "decode", "open", "read_lazy", "CellBatch", "SinrMatrix", "EncodeOptions",
            "CountMatrix", "MatrixSource", "read_matrix", "write_matrix", "SinrError", "InvalidInputError",
            "OutputExistsError", "OutputError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
-           "SinrIndexError", "SinrKeyError", "FileChangedError", "ResultTooLargeError", "__version__"]
+           "SinrIndexError", "SinrKeyError", "FileChangedError", "ResultTooLargeError", "RemoteError",
+           "RemoteNotFoundError", "RemoteAccessError", "RangeNotSupportedError", "RemoteConnectionError",
+           "RemoteChangedError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -46,3 +46,27 @@ class FileChangedError(SinrError):
 
 class ResultTooLargeError(SinrError, MemoryError):
     """A read's result (or its working memory) cannot be allocated; the message says how large it is."""
+
+
+class RemoteError(SinrError):
+    """A remote file (s3://, gs://, http(s)://, any fsspec URL) could not be read as asked."""
+
+
+class RemoteNotFoundError(RemoteError):
+    """The URL names no object."""
+
+
+class RemoteAccessError(RemoteError):
+    """The server refused the request (credentials, permissions)."""
+
+
+class RangeNotSupportedError(RemoteError):
+    """The server answers byte-range requests with something other than the range asked for."""
+
+
+class RemoteConnectionError(RemoteError):
+    """The connection failed or dropped, and retrying did not help."""
+
+
+class RemoteChangedError(RemoteError, FileChangedError):
+    """The object was replaced while open (its size or ETag changed): reading on would mix two files."""

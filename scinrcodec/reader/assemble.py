@@ -40,7 +40,9 @@ def _placed(index: MatrixIndex, chunk: Chunk, result: tuple[int, int]) -> None:
 def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None) -> None:
     """Run work(chunk) for every chunk (or those of `ids`) on `jobs` threads (chunks load in the
     calling thread)."""
-    chunks = [index.chunk(c) for c in (range(index.n_chunks) if ids is None else ids)]
+    chunks = index.load_chunks(range(index.n_chunks) if ids is None else ids)
+    if index.source.batched:  # every chunk's tiles in one batch of ranges
+        index.source.prefetch([(chunk.data_ref.offset, chunk.data_ref.length) for chunk in chunks])
     workers = max(1, min(jobs or os.cpu_count() or 1, len(chunks)))
     if workers == 1:
         for chunk in chunks:

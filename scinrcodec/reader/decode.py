@@ -69,6 +69,13 @@ class TileBatch:
 def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) -> TileBatch:
     """The tiles `parts` names (chunk and tile ids, or a slice of them), CRC-checked, as one batch."""
     columns = {name: [] for name in TileBatch.__dataclass_fields__}
+    if index.source.batched:  # the bands holding the tiles (their CRCs cover whole bands), in one batch
+        ranges = []
+        for chunk, tiles in parts:
+            ids = np.arange(tiles.start, tiles.stop) if isinstance(tiles, slice) else tiles
+            bands = np.unique(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
+            ranges += [index.band_range(chunk, b) for b in bands.tolist()]
+        index.source.prefetch(ranges)
     for chunk, tiles in parts:
         if isinstance(tiles, slice):
             band = np.searchsorted(chunk.geometry.tile_starts, np.arange(tiles.start, tiles.stop), side="right") - 1
@@ -100,6 +107,8 @@ def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands:
     """The batch of `tiles` (ids in the tile table), tile t of the (chunk, band) pair pair[t],
     CRC-checked (see band_tile_ranges)."""
     unverified = ~table.band_verified[chunks, bands]
+    if index.source.batched:  # the bands holding the tiles (their CRCs cover whole bands), in one batch
+        index.source.prefetch([index.band_range(index.chunk(c), b) for c, b in zip(chunks.tolist(), bands.tolist())])
     for c, b in zip(chunks[unverified].tolist(), bands[unverified].tolist()):
         index.verify_band(index.chunk(c), b)
     chunk_of, band_of = chunks[pair], bands[pair]
@@ -121,7 +130,7 @@ def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: 
 
 def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
     """The bytes the tiles live in, and each tile's offset into them: bytes in memory themselves, or
-    the tiles' bytes read together from a file (ByteSource.gather)."""
+    the tiles' bytes gathered by the source (storage.source.ByteSource.gather)."""
     whole = index.source.array()
     if whole is not None:
         return whole, batch.offset

@@ -24,6 +24,10 @@ from ..storage.container import (SectionRef, check_disjoint, crc32, parse_sectio
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW, ZSTD_ARRAY, Sizes
 from ..storage.source import ByteSource
 
+# A chunk's sections follow its header, its tiles last: a batched (remote) source is asked for this
+# much past each header along with it (bytes per cell of the chunk, plus a constant; writers use
+# about 20 per cell), so that a chunk usually loads in one round trip rather than two.
+SECTIONS_GUESS_PER_CELL, SECTIONS_GUESS_BASE = 24, 8 << 10
 ROW_TABLE_LIMIT = 1 << 24
 
 
@@ -182,6 +186,8 @@ class MatrixIndex:
         sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
         self.newer_minor = newer_minor
         self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what, newer_minor=newer_minor)
+        source.prefetch([(ref.offset, ref.length) for name, ref in self.sections.table.items()  # one batch;
+                         if not name.startswith("names.")])  # names wait for a lookup by name
         if names_are_ids and (self.sections.has("names.gene_names") or not self.sections.has("names.gene_ids")):
             raise CorruptFileError(f"{what}: 'gene_names_are_ids' contradicts the name sections")
         index = self.sections.get("chunks.index").reshape(self.n_chunks, len(CHUNK_INDEX_FIELDS)).astype(np.int64)
@@ -277,13 +283,30 @@ class MatrixIndex:
     def chunk(self, i: int) -> Chunk:
         with self._lock:
             chunk = self._chunks.get(i)
-        if chunk is None:
-            chunk = self._load_chunk(i)
-            with self._lock:
-                chunk = self._chunks.setdefault(i, chunk)
-        return chunk
+        return chunk if chunk is not None else self.load_chunks([i])[0]
 
-    def _load_chunk(self, i: int) -> Chunk:
+    def load_chunks(self, ids) -> list[Chunk]:
+        """The chunks of `ids`; those not loaded yet are read in one batch of ranges (each header
+        and a guess at its sections), and a second for sections beyond the guess, whatever their number."""
+        ids = list(ids)
+        with self._lock:
+            missing = [i for i in dict.fromkeys(ids) if i not in self._chunks]
+        if missing:
+            rows = self.chunk_index[missing]
+            guess = np.minimum(rows[:, 1] + SECTIONS_GUESS_BASE + SECTIONS_GUESS_PER_CELL * rows[:, 4], rows[:, 3])
+            self.source.prefetch(zip(rows[:, 0].tolist(), guess.tolist()))
+            readers = {i: self._chunk_sections(i) for i in missing}
+            self.source.prefetch([(ref.offset, ref.length) for reader, _ in readers.values()
+                                  for name, ref in reader.table.items() if name != "tiles.data"])
+            for i, (reader, header) in readers.items():
+                chunk = self._load_chunk(i, reader, header)
+                with self._lock:
+                    self._chunks.setdefault(i, chunk)
+        with self._lock:
+            return [self._chunks[i] for i in ids]
+
+    def _chunk_sections(self, i: int) -> tuple[SectionReader, dict]:
+        """Chunk i's header, checked, and a reader of its sections."""
         what = f"{self.what}: chunk {i}"
         offset, header_length, header_crc, block_length, n_cells, nnz = (int(x) for x in self.chunk_index[i])
         raw = self.source.read(offset, header_length)
@@ -293,7 +316,6 @@ class MatrixIndex:
         if _int(header, "n_cells", 0, MAX_DIMENSION, what) != n_cells or _int(header, "nnz", 0, 2**63 - 1, what) != nnz:
             raise CorruptFileError(f"{what}: header contradicts the chunk index")
         n_rows = _int(header, "n_rows", 0, self.n_stored, what)
-        checksum = _int(header, "checksum", 0, 2**64 - 1, what)
         if (nnz == 0) != (n_rows == 0):
             raise CorruptFileError(f"{what}: {n_rows} rows for {nnz} nonzeros")
         body = offset + header_length
@@ -302,8 +324,14 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: {n_bands} bands for {n_rows} rows")
         table = parse_section_table(header.get("sections"), low=body, high=offset + block_length, what=what,
                                     base=body)
-        reader = SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands), CHUNK_SECTIONS, what,
-                               newer_minor=self.newer_minor)
+        return SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands), CHUNK_SECTIONS, what,
+                             newer_minor=self.newer_minor), header
+
+    def _load_chunk(self, i: int, reader: SectionReader, header: dict) -> Chunk:
+        what = f"{self.what}: chunk {i}"
+        _, _, _, _, n_cells, nnz = (int(x) for x in self.chunk_index[i])
+        n_rows, n_bands = header["n_rows"], header["n_bands"]
+        checksum = _int(header, "checksum", 0, 2**64 - 1, what)
         if reader.has("cells.names") != self.has_cell_names:
             raise CorruptFileError(f"{what}: cell names contradict the matrix's 'has_cell_names'")
         if reader.has("values.counts") == (self.mode == "inr-only"):
@@ -322,7 +350,7 @@ class MatrixIndex:
         _, tile_row, tile_h, tile_first, tile_w = geometry.tiles()
         if int(tile_k.sum()) != nnz or np.any(tile_k > tile_h * tile_w):
             raise CorruptFileError(f"{what}: tile nonzeros contradict the chunk's nonzeros or tile sizes")
-        data_ref = table["tiles.data"]
+        data_ref = reader.table["tiles.data"]
         if int(tile_length.sum()) != data_ref.length:
             raise CorruptFileError(f"{what}: tile lengths do not add up to the tile data")
         tile_offset = data_ref.offset + np.concatenate([[0], np.cumsum(tile_length)])[:-1].astype(np.int64)
@@ -399,7 +427,7 @@ class MatrixIndex:
             table = self._tile_table
         if table is not None:
             return table
-        chunks = [self.chunk(c) for c in range(self.n_chunks)]
+        chunks = self.load_chunks(range(self.n_chunks))
         with self._lock:
             if self._tile_table is None:
                 self._tile_table = _build_tile_table(chunks, self.n_genes)
@@ -409,6 +437,8 @@ class MatrixIndex:
         """The chunk with the most rows, whose bands are the file's: the first that holds every
         stored gene, loading no chunk after it."""
         deepest = None
+        if self.source.batched:  # all headers in two round trips rather than one chunk after another
+            self.load_chunks(range(self.n_chunks))
         for c in range(self.n_chunks):
             chunk = self.chunk(c)
             if deepest is None or chunk.n_rows > deepest.n_rows:
@@ -422,15 +452,20 @@ class MatrixIndex:
         for band in np.unique(bands[~chunk.band_verified[bands]]).tolist():
             self.verify_band(chunk, band)
 
+    def band_range(self, chunk: Chunk, band: int) -> tuple[int, int]:
+        """(offset, length) of one band's tile bytes."""
+        first, last = chunk.lists[2][band], chunk.lists[2][band + 1]
+        if last == first:
+            return chunk.data_ref.offset, 0
+        lo = int(chunk.tile_offset[first])
+        return lo, int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) - lo
+
     def verify_band(self, chunk: Chunk, band: int) -> None:
         """Check the CRC of one band's tile bytes, unless done before (the lean path of one entry)."""
         with chunk.lock:
             if chunk.band_verified[band]:
                 return
-            first, last = chunk.lists[2][band], chunk.lists[2][band + 1]
-            lo = int(chunk.tile_offset[first]) if last > first else chunk.data_ref.offset
-            hi = int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) if last > first else lo
-            if crc32(self.source.read(lo, hi - lo)) != int(chunk.band_crc[band]):
+            if crc32(self.source.read(*self.band_range(chunk, band))) != int(chunk.band_crc[band]):
                 raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
                                        f"band {band} (file is corrupt)")
             chunk.band_verified[band] = True

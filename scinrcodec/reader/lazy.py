@@ -6,8 +6,8 @@ file is coded in, so no read decodes a tile twice and memory holds a few chunks 
 """
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -21,7 +21,7 @@ from .matrix import SinrMatrix, open as open_sinr
 
 class CellBlocks:
     """Decodes the dask block of cells it is asked for. Pickled (for dask.distributed workers), it
-    opens its file again by path in the other process."""
+    opens its file again by path or URL (with its storage_options) in the other process."""
 
     def __init__(self, matrix: SinrMatrix, dtype) -> None:
         self.matrix, self.dtype = matrix, np.dtype(dtype)
@@ -33,19 +33,28 @@ class CellBlocks:
         return self.matrix.cells_block(int(self.bounds[i]), int(self.bounds[i + 1]), self.dtype)
 
     def __reduce__(self):
-        if not Path(self.matrix.source).is_file():
+        options = getattr(self.matrix._source, "storage_options", None)
+        if options is None and not Path(self.matrix.source).is_file():
             raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix can go to another process only when "
-                                    "read from a file")
-        return _reopened, (self.matrix.source, self.matrix.name, self.dtype.str)
+                                    "read from a file or a URL")
+        return _reopened, (self.matrix.source, self.matrix.name, self.dtype.str, options)
 
 
-@functools.lru_cache(maxsize=16)
-def _opened(path: str, name: str) -> SinrMatrix:
-    return open_sinr(path, matrix=name)
+_OPENED: dict[tuple[str, str, str], SinrMatrix] = {}  # each process opens a file once for all its blocks
+_OPENED_LOCK = threading.Lock()
 
 
-def _reopened(path: str, name: str, dtype: str) -> CellBlocks:
-    return CellBlocks(_opened(path, name), dtype)
+def _reopened(path: str, name: str, dtype: str, storage_options: dict | None = None) -> CellBlocks:
+    key = (path, name, repr(storage_options))
+    with _OPENED_LOCK:
+        matrix = _OPENED.get(key)
+    if matrix is None:
+        matrix = open_sinr(path, matrix=name, storage_options=storage_options)
+        with _OPENED_LOCK:
+            if len(_OPENED) >= 16:
+                _OPENED.pop(next(iter(_OPENED)))
+            matrix = _OPENED.setdefault(key, matrix)
+    return CellBlocks(matrix, dtype)
 
 
 def dask_matrix(m: SinrMatrix, dtype=np.int32):
@@ -96,9 +105,11 @@ def lazy_anndata(m: SinrMatrix, contents):
         raise CorruptFileError(f"{m.source}: the stored parts do not fit matrix {m.name!r} ({exc})") from exc
 
 
-def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None):
-    """A lazy AnnData of a .sinr file (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`."""
-    return open_sinr(path, matrix=matrix).to_anndata(lazy=True, feature_type=feature_type)
+def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None,
+              storage_options: dict | None = None):
+    """A lazy AnnData of a .sinr file or URL (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`."""
+    return open_sinr(path, matrix=matrix, storage_options=storage_options).to_anndata(lazy=True,
+                                                                                     feature_type=feature_type)
 
 
 # ------------------------------------------------------------------------------------- batches

@@ -44,8 +44,9 @@ def _fits(what: str):
 class SinrMatrix:
     """An open .sinr matrix. Thread-safe: decoding state is per call, caches fill under locks."""
 
-    def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None) -> None:
-        self._source: ByteSource = open_source(source)
+    def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None,
+                 storage_options: dict | None = None) -> None:
+        self._source: ByteSource = open_source(source, storage_options)
         self.source = self._source.name
         footer = read_footer(self._source)
         content = footer.content
@@ -136,7 +137,8 @@ class SinrMatrix:
             if "cells" not in self._names:
                 index = self._index
                 self._names["cells"] = None if not index.has_cell_names else [
-                    name for c in range(index.n_chunks) for name in index.chunk(c).sections.get("cells.names")]
+                    name for chunk in index.load_chunks(range(index.n_chunks))
+                    for name in chunk.sections.get("cells.names")]
             return self._names["cells"]
 
     def _lookup(self, axis: str, key) -> int:
@@ -255,8 +257,7 @@ class SinrMatrix:
         rows_wanted = np.unique(index.gene_rows(genes))
         chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
         parts = []
-        for c in chunk_ids.tolist():
-            chunk = index.chunk(c)
+        for chunk in index.load_chunks(chunk_ids.tolist()):
             geometry = chunk.geometry
             local = np.unique(index.cell_position[cells[(cells >= chunk.first_cell)
                                                        & (cells < chunk.first_cell + chunk.n_cells)]]) - chunk.first_cell
@@ -400,8 +401,8 @@ class SinrMatrix:
         """Bytes per section name, summed over chunks (reads every chunk header)."""
         index = self._index
         sizes = {name: ref.length for name, ref in index.sections.table.items()}
-        for c in range(index.n_chunks):
-            for name, ref in index.chunk(c).sections.table.items():
+        for chunk in index.load_chunks(range(index.n_chunks)):
+            for name, ref in chunk.sections.table.items():
                 sizes[name] = sizes.get(name, 0) + ref.length
         sizes["chunk headers"] = int(index.chunk_index[:, 1].sum()) if index.n_chunks else 0
         return sizes
@@ -474,21 +475,23 @@ def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.nd
     return order[np.arange(source.size) + starts], source
 
 
-def open(source, *, matrix: str | None = None, jobs: int | None = None) -> SinrMatrix:  # noqa: A001
-    """Open a .sinr file (a path, bytes, or a seekable binary file object such as an fsspec file).
-    Only the footer is read; everything else is read and checked when first needed."""
-    return SinrMatrix(source, matrix=matrix, jobs=jobs)
+def open(source, *, matrix: str | None = None, jobs: int | None = None,  # noqa: A001
+         storage_options: dict | None = None) -> SinrMatrix:
+    """Open a .sinr file: a path, a URL (s3://, gs://, http(s)://, any fsspec URL, with fsspec's
+    storage_options), bytes, or a seekable binary file object. Only the footer is read (from a URL:
+    one round trip of concurrent requests); everything else is read and checked when first needed."""
+    return SinrMatrix(source, matrix=matrix, jobs=jobs, storage_options=storage_options)
 
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
-           jobs: int | None = None):
+           jobs: int | None = None, storage_options: dict | None = None):
     """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
     from ..io.anndata_store import write_decoded
     from ..io.writers import check_output
 
     if output is not None:
         check_output(output, force=force, inputs=[path])
-    with open(path, jobs=jobs) as matrix:
+    with open(path, jobs=jobs, storage_options=storage_options) as matrix:
         if output is None:
             return matrix.to_scipy()
         return write_decoded(matrix, output, force=force)

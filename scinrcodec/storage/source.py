@@ -2,13 +2,15 @@
 
 A reader never loads a whole file: it asks a source for byte ranges. Local files are read with
 positioned reads (never memory-mapped: a map dies of SIGBUS when another process truncates or
-rewrites the file), bytes in memory are used in place, and any seekable binary file object (an
-fsspec file, a BytesIO) is read with positioned reads under a lock.
+rewrites the file), bytes in memory are used in place, any seekable binary file object (an fsspec
+file, a BytesIO) is read with positioned reads under a lock, and URLs are read by batched range
+requests (storage.remote), for which readers announce their ranges with prefetch.
 """
 from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import threading
 import weakref
@@ -22,14 +24,27 @@ from ..errors import FileChangedError, FormatError, InvalidInputError
 GATHER_GAP = 1 << 16  # ranges this close are read at once: copying the gap costs less than a read
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(source) -> bool:
+    """Whether `source` is a URL string for fsspec (file:// excepted: that is a local path)."""
+    return isinstance(source, str) and bool(_URL.match(source)) and not source.startswith("file://")
+
+
 class ByteSource:
     """A read-only byte range provider of known size."""
 
     size: int
     name: str
+    batched = False  # whether reads gain from announcing their ranges to prefetch first
 
     def read(self, offset: int, length: int) -> memoryview:
         raise NotImplementedError
+
+    def prefetch(self, ranges) -> None:
+        """Hint that these (offset, length) ranges are read next: a remote source fetches them in
+        one batch (storage.remote); local sources have no round trips to save."""
 
     def array(self) -> np.ndarray | None:
         """The whole source as a uint8 array when it is addressable in memory (mmap, bytes)."""
@@ -212,10 +227,19 @@ class FileObjectSource(ByteSource):
         return memoryview(data)
 
 
-def open_source(source) -> ByteSource:
-    """A ByteSource for a path, bytes-like object, or seekable binary file object."""
+def open_source(source, storage_options: dict | None = None) -> ByteSource:
+    """A ByteSource for a path, a URL (s3://, gs://, http(s)://, any fsspec URL; storage_options
+    go to fsspec), a bytes-like object, or a seekable binary file object."""
     if isinstance(source, ByteSource):
         return source
+    if isinstance(source, str) and source.startswith("file://"):
+        source = source[len("file://"):]
+    elif isinstance(source, str) and is_url(source):
+        from .remote import RemoteSource
+
+        return RemoteSource(source, storage_options)
+    if storage_options:
+        raise InvalidInputError("storage_options apply to URLs only")
     if isinstance(source, (str, os.PathLike)):
         return LocalFileSource(Path(source))
     if isinstance(source, (bytes, bytearray, memoryview)):

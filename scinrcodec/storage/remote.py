@@ -1,0 +1,377 @@
+"""A .sinr file behind a URL (s3://, gs://, http(s)://, any fsspec URL), read in few round trips.
+
+Over a network a read costs round trips, not bytes. So the reader plans the byte ranges a read
+needs and hands them to `prefetch`, which merges ranges separated by small gaps and fetches them
+all at once, concurrently, on fsspec's event loop; the reads that follow are served from the
+fetched blocks (kept up to CACHE_BYTES, least recently used first out). Opening fetches the
+first bytes and the last TAIL_BYTES in one concurrent batch: the preamble, the trailer, the
+footer and, as writers put them just before the footer, usually the matrix's own sections.
+
+Every ranged response is checked: a server that ignores Range (HTTP 200), a body of the wrong
+length, or an object whose size or ETag differ from what opening saw each raise a RemoteError
+subclass naming the URL; transient failures (connection refused or dropped, 5xx, 429, timeouts)
+are retried RETRIES times before RemoteConnectionError. HTTP and S3 responses are read through
+fsspec's own session and client (so storage_options apply) to see their status and headers;
+other fsspec filesystems are read with their async or sync range API.
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
+                      RemoteConnectionError, RemoteError, RemoteNotFoundError)
+from .source import ByteSource
+
+TAIL_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and usually the matrix sections
+MERGE_GAP = 16 << 10  # ranges closer than this are fetched as one ...
+MAX_MERGED_BYTES = 8 << 20  # ... unless that makes a request larger than this (large ones go in parallel)
+CACHE_BYTES = 256 << 20
+CONCURRENCY = 64  # requests in flight at once
+RETRIES = 3
+BACKOFF_SECONDS = (0.05, 0.2, 0.5)
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGED_BYTES) -> list[tuple[int, int]]:
+    """Sorted, merged [start, end) ranges: overlapping ones always, and those at most `gap` apart
+    while the merged range stays within `limit` bytes."""
+    merged: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if merged and (start < merged[-1][1] or start <= merged[-1][1] + gap
+                       and max(end, merged[-1][1]) - merged[-1][0] <= limit):
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+class _Failure(Exception):
+    """A classified failure of one request: the RemoteError to raise, and whether a retry may help."""
+
+    def __init__(self, error: RemoteError, transient: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.transient = error, transient
+
+
+class RemoteSource(ByteSource):
+    """A remote object read by byte ranges through fsspec, with batched, cached, checked fetches.
+
+    requests, round_trips and bytes_fetched count what it has asked the server for (round_trips:
+    batches of concurrent requests)."""
+
+    batched = True
+
+    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+        try:
+            import fsspec
+            import fsspec.asyn
+        except ImportError:
+            raise InvalidInputError(f"{url}: reading a URL needs fsspec: pip install 'scinrcodec[remote]'") from None
+        try:
+            self.fs, self.path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except ImportError as exc:
+            raise InvalidInputError(f"{url}: {exc} (pip install 'scinrcodec[remote]')") from None
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{url}: not a URL fsspec can open ({exc})") from None
+        self.name = url
+        self.storage_options = dict(storage_options or {})
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        self._kind = "http" if "http" in protocols or "https" in protocols else "s3" if (
+            "s3" in protocols and hasattr(self.fs, "_call_s3")) else "async" if self.fs.async_impl else "sync"
+        self._loop = self.fs.loop if self.fs.async_impl else fsspec.asyn.get_loop()
+        self._sync = fsspec.asyn.sync
+        self.requests = self.round_trips = self.bytes_fetched = 0
+        self._lock = threading.Lock()
+        self._blocks: dict[int, bytes] = {}
+        self._starts: list[int] = []
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self._cached = 0
+        self.size, self.etag = -1, None
+        self._open()
+
+    # ------------------------------------------------------------------------------- reading
+
+    def read(self, offset: int, length: int) -> memoryview:
+        self._check(offset, length)
+        if length == 0:
+            return memoryview(b"")
+        with self._lock:
+            hit = self._lookup(offset, length)
+        if hit is not None:
+            return hit
+        data = self._fetch([(offset, offset + length)])[0]
+        self._store([(offset, data)])
+        return memoryview(data)
+
+    def prefetch(self, ranges) -> None:
+        """Fetch the (offset, length) ranges not cached yet in one concurrent batch, gaps up to
+        MERGE_GAP merged, so that the reads of them that follow cost no round trip."""
+        with self._lock:
+            wanted = [(o, o + n) for o, n in ranges if n > 0 and self._lookup(o, n) is None]
+        if not wanted:
+            return
+        for o, e in wanted:
+            self._check(o, e - o)
+        merged = merge_ranges(wanted, MERGE_GAP, MAX_MERGED_BYTES)
+        self._store(list(zip((a for a, _ in merged), self._fetch(merged))))
+
+    def gather(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cached blocks holding the ranges, joined into one buffer (a range not cached is
+        fetched first): one copy of each block rather than one read per range."""
+        ends = offsets + lengths
+        with self._lock:
+            starts = np.array(self._starts, dtype=np.int64)
+            block = np.searchsorted(starts, offsets, side="right") - 1
+            covered = block >= 0
+            if starts.size:
+                sizes = np.array([len(self._blocks[s]) for s in self._starts], dtype=np.int64)
+                covered &= starts[block] + sizes[block] >= ends
+        if not covered.all():
+            missing = np.flatnonzero(~covered)
+            self.prefetch(zip(offsets[missing].tolist(), lengths[missing].tolist()))
+            return super().gather(offsets, lengths)
+        used = np.unique(block)
+        with self._lock:
+            parts = [self._blocks.get(int(s)) for s in starts[used]]
+        if any(part is None for part in parts):  # evicted meanwhile by another thread
+            return super().gather(offsets, lengths)
+        base = np.concatenate([[0], np.cumsum([len(p) for p in parts])[:-1]]).astype(np.int64)
+        buffer = np.frombuffer(parts[0], dtype=np.uint8) if len(parts) == 1 else \
+            np.frombuffer(b"".join(parts), dtype=np.uint8)
+        return buffer, base[np.searchsorted(used, block)] + offsets - starts[block]
+
+    def close(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self._starts.clear()
+            self._recent.clear()
+            self._cached = 0
+
+    # --------------------------------------------------------------------------------- cache
+
+    def _lookup(self, offset: int, length: int) -> memoryview | None:
+        """A view of cached bytes covering [offset, offset + length), or None (lock held)."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        for start in self._starts[max(i - 7, 0): i + 1][::-1]:
+            data = self._blocks[start]
+            if start + len(data) >= offset + length:
+                self._recent.move_to_end(start)
+                return memoryview(data)[offset - start: offset - start + length]
+        return None
+
+    def _store(self, blocks: list[tuple[int, bytes]]) -> None:
+        """Keep fetched blocks; drop the least recently used others beyond CACHE_BYTES."""
+        with self._lock:
+            for start, data in blocks:
+                old = self._blocks.get(start)
+                if old is not None and len(old) >= len(data):
+                    continue
+                if old is None:
+                    bisect.insort(self._starts, start)
+                self._cached += len(data) - (len(old) if old is not None else 0)
+                self._blocks[start] = data
+                self._recent[start] = None
+                self._recent.move_to_end(start)
+            keep = {start for start, _ in blocks}
+            for start in list(self._recent):
+                if self._cached <= CACHE_BYTES:
+                    break
+                if start not in keep:
+                    self._cached -= len(self._blocks.pop(start))
+                    del self._recent[start]
+                    self._starts.pop(bisect.bisect_left(self._starts, start))
+
+    # ------------------------------------------------------------------------------ fetching
+
+    def _open(self) -> None:
+        """Size, ETag, the first 16 bytes and the last TAIL_BYTES, in one concurrent batch."""
+        if self._kind in ("http", "s3"):
+            try:
+                (head, head_size, head_etag), (tail, size, etag) = self._batch(
+                    [lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
+            except RemoteChangedError:  # no byte range of an empty object can be satisfied
+                raise FormatError(f"{self.name}: not a .sinr file (the object is empty)") from None
+            if head_size != size or (etag and head_etag and etag != head_etag):
+                raise RemoteChangedError(f"{self.name}: the object changed while it was being opened")
+        else:
+            info, (head, _, _), (tail, _, _) = self._batch(
+                [self._info, lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
+            size, etag = info.get("size"), info.get("ETag") or info.get("etag") or None
+            if not isinstance(size, int):
+                raise RemoteError(f"{self.name}: the server does not say how large the object is")
+        self.size, self.etag = size, etag
+        if len(tail) > min(size, TAIL_BYTES) or len(head) != min(size, 16):
+            raise RangeNotSupportedError(f"{self.name}: the server ignored a byte-range request")
+        self._store([(0, head), (size - len(tail), tail)])
+
+    def _fetch(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each [start, end) range, fetched concurrently and checked."""
+        results = self._batch([lambda s=s, e=e: self._get(s, e) for s, e in ranges])
+        return [data for data, _, _ in results]
+
+    def _batch(self, calls: list) -> list:
+        """Run coroutine factories concurrently on the filesystem's loop: one round trip (when
+        at most CONCURRENCY). The first failure is raised as its RemoteError."""
+        async def run():
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(call):
+                async with gate:
+                    return await self._retrying(call)
+            return await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+
+        with self._lock:
+            self.round_trips += 1
+        results = self._sync(self._loop, run)
+        for result in results:
+            if isinstance(result, _Failure):
+                raise result.error from None
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def _retrying(self, call):
+        for attempt in range(RETRIES + 1):
+            with self._lock:
+                self.requests += 1
+            try:
+                result = await call()
+            except _Failure as failure:
+                if not failure.transient or attempt == RETRIES:
+                    raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every library's own error types: classified, never leaked
+                failure = self._classify(exc)
+                if not failure.transient or attempt == RETRIES:
+                    raise failure from None
+            else:
+                if isinstance(result, tuple):
+                    with self._lock:
+                        self.bytes_fetched += len(result[0])
+                return result
+            await asyncio.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
+
+    async def _info(self) -> dict:
+        if self._kind == "sync":
+            return await asyncio.to_thread(self.fs.info, self.path)
+        return await self.fs._info(self.path)
+
+    async def _get(self, start: int, end: int | None, *, check: bool = True) -> tuple[bytes, int | None, str | None]:
+        """(bytes, the object's size, its ETag) of [start, end), or the last -start bytes when end
+        is None; size and ETag as the response gives them (None where it does not)."""
+        if self._kind == "http":
+            data, size, etag = await self._http_get(start, end)
+        elif self._kind == "s3":
+            data, size, etag = await self._s3_get(start, end)
+        elif self._kind == "async":
+            data, size, etag = await self.fs._cat_file(self.path, start=start, end=end), None, None
+        else:
+            data, size, etag = await asyncio.to_thread(self.fs.cat_file, self.path, start=start, end=end), None, None
+        if check:
+            if (size is not None and size != self.size) or (etag and self.etag and etag != self.etag):
+                raise _Failure(RemoteChangedError(f"{self.name}: the object was replaced while open (its size or "
+                                                  "ETag changed); open it again"), False)
+            if len(data) != end - start:
+                raise _Failure(RemoteChangedError(f"{self.name}: {len(data)} bytes came back for a range of "
+                                                  f"{end - start} (the object changed or the server is broken)"),
+                               False)
+        return data, size, etag
+
+    async def _http_get(self, start: int, end: int | None) -> tuple[bytes, int | None, str | None]:
+        session = await self.fs.set_session()
+        kwargs = dict(self.fs.kwargs)
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers["Range"] = f"bytes={start}" if end is None else f"bytes={start}-{end - 1}"
+        headers["Accept-Encoding"] = "identity"
+        async with session.get(self.fs.encode_url(self.path), headers=headers, **kwargs) as response:
+            if response.status == 200 and response.content_length == 0:  # an empty object (nginx)
+                return b"", 0, response.headers.get("ETag")
+            if response.status == 200:
+                raise _Failure(RangeNotSupportedError(f"{self.name}: the server ignores byte ranges (HTTP 200 to a "
+                                                      "Range request); download the file and open it locally"),
+                               False)
+            if response.status != 206:
+                raise _status_failure(self.name, response.status, response.reason)
+            data = await response.read()
+            return data, _total(response.headers.get("Content-Range")), response.headers.get("ETag")
+
+    async def _s3_get(self, start: int, end: int | None) -> tuple[bytes, int | None, str | None]:
+        bucket, key, version = self.fs.split_path(self.path)
+        extra = {"VersionId": version} if version else {}
+        rng = f"bytes={start}-{end - 1}" if end is not None else f"bytes={start}"
+        response = await self.fs._call_s3("get_object", Bucket=bucket, Key=key, Range=rng, **extra)
+        try:
+            data = await response["Body"].read()
+        finally:
+            response["Body"].close()
+        if not response.get("ContentRange"):
+            raise _Failure(RangeNotSupportedError(f"{self.name}: the server ignores byte ranges"), False)
+        return data, _total(response.get("ContentRange")), response.get("ETag")
+
+    def _classify(self, exc: BaseException) -> _Failure:
+        """The RemoteError for an exception of fsspec, aiohttp, botocore or the OS."""
+        status, code = None, None
+        seen = exc
+        while seen is not None:
+            if status is None and isinstance(getattr(seen, "status", None), int):
+                status = seen.status
+            response = getattr(seen, "response", None)
+            if isinstance(response, dict):
+                code = code or response.get("Error", {}).get("Code")
+                status = status or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            seen = seen.__cause__ or seen.__context__
+        what = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        if isinstance(exc, FileNotFoundError) or status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
+            return _Failure(RemoteNotFoundError(f"{self.name}: no such object"), False)
+        if isinstance(exc, PermissionError) or status in (401, 403) or code == "AccessDenied":
+            return _Failure(RemoteAccessError(f"{self.name}: access denied ({' '.join(what.split())})"), False)
+        if status in (412, 416) or code in ("PreconditionFailed", "InvalidRange"):
+            return _Failure(RemoteChangedError(f"{self.name}: the object was replaced while open; open it again"),
+                            False)
+        if status in _TRANSIENT_STATUS or (status is None and isinstance(exc, (OSError, asyncio.TimeoutError))) \
+                or _is_connection_error(exc):
+            return _Failure(RemoteConnectionError(f"{self.name}: connection failed after {RETRIES + 1} tries "
+                                                  f"({' '.join(what.split())})"), True)
+        return _Failure(RemoteError(f"{self.name}: request failed ({' '.join(what.split())})"), False)
+
+
+def _status_failure(name: str, status: int, reason: str | None) -> _Failure:
+    text = f"HTTP {status}{' ' + reason if reason else ''}"
+    if status == 404:
+        return _Failure(RemoteNotFoundError(f"{name}: no such object ({text})"), False)
+    if status in (401, 403):
+        return _Failure(RemoteAccessError(f"{name}: access denied ({text})"), False)
+    if status in (412, 416):
+        return _Failure(RemoteChangedError(f"{name}: the object was replaced while open ({text}); open it again"),
+                        False)
+    if status in _TRANSIENT_STATUS:
+        return _Failure(RemoteConnectionError(f"{name}: the server failed after {RETRIES + 1} tries ({text})"), True)
+    return _Failure(RemoteError(f"{name}: unexpected answer ({text})"), False)
+
+
+def _total(content_range: str | None) -> int | None:
+    """The object's size from a Content-Range header ('bytes 0-15/1234'), or None."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """aiohttp's and botocore's connection and payload errors (imported only if loaded)."""
+    import sys
+
+    kinds = []
+    if "aiohttp" in sys.modules:
+        import aiohttp
+        kinds += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
+    if "botocore" in sys.modules:
+        from botocore import exceptions
+        kinds += [exceptions.ConnectionError, exceptions.HTTPClientError, exceptions.ReadTimeoutError]
+    return isinstance(exc, tuple(kinds)) if kinds else False

@@ -1,0 +1,197 @@
+"""Real servers on 127.0.0.1 for the remote-reading tests and benchmark: nginx (Debian's package)
+serving a folder, with a location that refuses ranges and one that denies; moto's S3 server; and
+a small HTTP proxy that adds a fixed delay per request or drops connections mid-body.
+
+nginx runs as a non-daemon child with its own config in a temporary folder; its access log (one
+line per request: method, URI, status, Range header) is how the tests count requests.
+"""
+from __future__ import annotations
+
+import http.client
+import http.server
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()),
+                                      None)
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    log_format ranges '$request_method $uri $status "$http_range"';
+    access_log {tmp}/access.log ranges;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /norange/ {{ alias {root}/; max_ranges 0; }}
+        location /private/ {{ return 403; }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(port: int, process: subprocess.Popen | None = None, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+class Nginx:
+    """nginx serving `root` at http://127.0.0.1:PORT/ (and /norange/, /private/)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = Path(tempfile.mkdtemp(prefix="sinr-nginx-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.conf = self.tmp / "nginx.conf"
+        self.conf.write_text(NGINX_CONF.format(tmp=self.tmp, port=self.port, root=self.root))
+        self.log = self.tmp / "access.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Nginx":
+        self.process = subprocess.Popen([NGINX, "-p", str(self.tmp), "-c", str(self.conf), "-e",
+                                         str(self.tmp / "error.log")], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        try:
+            _wait_for(self.port, self.process)
+        except RuntimeError:
+            raise RuntimeError(f"nginx did not start: {(self.tmp / 'error.log').read_text(errors='replace')}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def requests(self) -> list[str]:
+        """The access log's lines so far (nginx writes each line when its request ends)."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def __enter__(self) -> "Nginx":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class DelayProxy:
+    """An HTTP/1.1 proxy to `upstream` (host:port) that sleeps `delay` seconds before forwarding
+    each request (a network's round-trip time), counts requests and bytes, and can cut the next
+    `drop` responses off halfway through their body."""
+
+    def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
+        self.delay, self.drop, self.requests, self.bytes = delay, 0, 0, 0
+        proxy = self
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                time.sleep(proxy.delay)
+                with lock:
+                    proxy.requests += 1
+                    drop = proxy.drop > 0
+                    proxy.drop -= drop
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
+                upstream.request(method, self.path, headers=headers)
+                response = upstream.getresponse()
+                body = response.read()
+                upstream.close()
+                self.send_response(response.status, response.reason)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("connection", "transfer-encoding", "keep-alive"):
+                        self.send_header(key, value)
+                self.end_headers()
+                if method == "HEAD":
+                    return
+                if drop:  # half the body, then the connection is gone
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                with lock:  # counted first: the client may be done before this thread runs again
+                    proxy.bytes += len(body)
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def do_HEAD(self) -> None:
+                self._forward("HEAD")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "DelayProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MotoS3:
+    """moto's S3 server in this process, on a free port: `options` are the s3fs storage_options
+    that reach it, `client` a boto3 client of it."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def __enter__(self) -> "MotoS3":
+        import boto3
+
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.options = {"endpoint_url": self.endpoint, "key": "testing", "secret": "testing",
+                        "client_kwargs": {"region_name": "us-east-1"}}
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
+                                   aws_secret_access_key="testing", region_name="us-east-1")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()

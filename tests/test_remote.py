@@ -1,0 +1,258 @@
+"""Reading .sinr files by URL against real servers on 127.0.0.1: nginx (HTTP ranges) and moto's
+S3 server. Every read path is compared with the local file; requests are counted by nginx's
+access log and by the source's own counters; every failure is one typed error naming the URL."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+import scinrcodec as sinr
+from scinrcodec.cli import main as sinr_main
+from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
+                               RemoteConnectionError, RemoteNotFoundError)
+from scinrcodec.reader.lazy import CellBlocks
+from servers import NGINX, DelayProxy, MotoS3, Nginx
+
+from conftest import FAST
+
+pytest.importorskip("fsspec", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
+pytest.importorskip("aiohttp", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
+from scinrcodec.reader import index  # noqa: E402
+from scinrcodec.storage import remote  # noqa: E402
+
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run "
+                                                       "installs it)")
+GENE, CELL, ENTRY = 8, 50, (3, 40)  # a gene with counts in every chunk, a nonzero entry
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, matrices):
+    """A folder served to the tests: a real cut in chunks of 16 cells (5 chunks), and another file."""
+    root = tmp_path_factory.mktemp("served")
+    sinr.encode(matrices["pbmc4k_v2_soupx_half"], root / "pbmc.sinr", chunk_cells=16, **FAST)
+    sinr.encode(matrices["visium_spaceranger3"], root / "other.sinr", chunk_cells=16, **FAST)
+    return root
+
+
+@pytest.fixture(scope="module")
+def nginx(files):
+    if NGINX is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
+    with Nginx(files) as server:
+        yield server
+
+
+@pytest.fixture
+def small_reads(monkeypatch):
+    """The planner's sizes scaled to a 10 kB file, so that its reads need several ranges."""
+    monkeypatch.setattr(remote, "TAIL_BYTES", 512)
+    monkeypatch.setattr(remote, "MERGE_GAP", 0)
+    monkeypatch.setattr(index, "SECTIONS_GUESS_BASE", 700)  # a chunk's sections, not all its tiles
+    monkeypatch.setattr(index, "SECTIONS_GUESS_PER_CELL", 0)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(remote, "BACKOFF_SECONDS", (0.01,))
+
+
+def _reads(m):
+    """Every kind of read, for comparing a remote file with the local one."""
+    return {"entry": m.get(*ENTRY), "gene": m.gene(GENE), "cell": m.cell(CELL), "sub": m[[1, 9, 60], 3:70].toarray(),
+            "names": m.cell_names[:5], "by name": m.get(m.gene_names[GENE], m.cell_names[CELL]),
+            "all": m.to_scipy().toarray(), "csc": m.to_scipy(layout="csc").toarray(), "block": m.cells_block(10, 40)
+            .toarray()}
+
+
+def _assert_same(remote_reads, local_reads):
+    for key, value in local_reads.items():
+        assert np.array_equal(np.asarray(remote_reads[key]), np.asarray(value)), key
+
+
+@needs_nginx
+def test_http_reads_are_exact(nginx, files, small_reads):
+    with sinr.open(files / "pbmc.sinr") as local, sinr.open(f"{nginx.url}/pbmc.sinr") as m:
+        _assert_same(_reads(m), _reads(local))
+    assert all(line.split()[2] == "206" for line in nginx.requests())
+
+
+@needs_nginx
+def test_http_round_trips_are_few_and_counted(nginx, small_reads):
+    """open, one entry, one gene, one cell: each in a few batches of concurrent ranged requests,
+    as nginx's access log counts them; warm reads send none."""
+    url = f"{nginx.url}/pbmc.sinr"
+    before = len(nginx.requests())
+    m = sinr.open(url)
+    sources = [m._source]
+    assert m._source.round_trips == 3  # preamble + tail; the footer (past this small tail); matrix sections
+    opened = m._source.round_trips
+    m.get(*ENTRY)
+    assert m._source.round_trips - opened == 2  # the chunk (header and sections), the band's tiles
+    for read in (lambda m: m.gene(GENE), lambda m: m.cell(CELL)):
+        m = sinr.open(url)
+        sources.append(m._source)
+        opened = m._source.round_trips
+        read(m)
+        assert m._source.round_trips - opened == 2  # every chunk (headers and sections); the tiles
+        requests = m._source.requests
+        read(m)
+        assert m._source.requests == requests  # warm: no request
+    assert len(nginx.requests()) - before == sum(source.requests for source in sources)
+
+
+@needs_nginx
+def test_http_sections_beyond_the_guess(nginx, files, small_reads, monkeypatch):
+    """Chunk sections that the guess read with the headers does not cover cost one more round trip."""
+    monkeypatch.setattr(index, "SECTIONS_GUESS_BASE", 0)
+    with sinr.open(files / "pbmc.sinr") as local, sinr.open(f"{nginx.url}/pbmc.sinr") as m:
+        opened = m._source.round_trips
+        assert np.array_equal(m.gene(GENE), local.gene(GENE))
+        assert m._source.round_trips - opened == 3  # headers; their sections; the tiles
+
+
+@needs_nginx
+def test_http_whole_small_file_in_one_round_trip(nginx, files):
+    """With the default tail, a 10 kB file comes whole with the preamble: every read after open is free."""
+    before = len(nginx.requests())
+    with sinr.open(f"{nginx.url}/pbmc.sinr") as m, sinr.open(files / "pbmc.sinr") as local:
+        _assert_same(_reads(m), _reads(local))
+        assert (m._source.round_trips, m._source.requests) == (1, 2)
+    assert len(nginx.requests()) - before == 2
+
+
+@needs_nginx
+def test_http_errors(nginx, files, small_reads, fast_retries):
+    with pytest.raises(RemoteNotFoundError, match="missing.sinr"):
+        sinr.open(f"{nginx.url}/missing.sinr")
+    with pytest.raises(RemoteAccessError, match="private"):
+        sinr.open(f"{nginx.url}/private/pbmc.sinr")
+    with pytest.raises(RangeNotSupportedError, match="norange"):
+        sinr.open(f"{nginx.url}/norange/pbmc.sinr")
+    (files / "empty.sinr").write_bytes(b"")
+    with pytest.raises(FormatError, match="empty.sinr: not a .sinr file"):
+        sinr.open(f"{nginx.url}/empty.sinr")
+
+
+@needs_nginx
+def test_http_object_replaced_while_open(nginx, files, small_reads):
+    shutil.copy(files / "pbmc.sinr", files / "replaced.sinr")
+    m = sinr.open(f"{nginx.url}/replaced.sinr")
+    m.get(*ENTRY)
+    shutil.copy(files / "other.sinr", files / "new.sinr")
+    os.replace(files / "new.sinr", files / "replaced.sinr")
+    with pytest.raises(RemoteChangedError, match="replaced.sinr.*replaced while open"):
+        m.gene(GENE)
+
+
+@needs_nginx
+def test_http_connection_drops(files, small_reads, fast_retries):
+    """A response cut mid-body is retried; a server gone for good is RemoteConnectionError."""
+    with sinr.open(files / "pbmc.sinr") as local:
+        expected = local.gene(GENE)
+    with Nginx(files) as server, DelayProxy(server.port) as proxy:
+        m = sinr.open(f"{proxy.url}/pbmc.sinr")
+        proxy.drop = 2
+        assert np.array_equal(m.gene(GENE), expected)
+        assert proxy.drop == 0
+        server.stop()
+        with pytest.raises(RemoteConnectionError, match="pbmc.sinr"):
+            m.cell(CELL)
+
+
+@needs_nginx
+def test_cli_reads_urls(nginx, files, tmp_path, capsys):
+    url = f"{nginx.url}/pbmc.sinr"
+    with sinr.open(files / "pbmc.sinr") as local:
+        expected = local.get(*ENTRY)
+        assert sinr_main(["get", url, f"#{ENTRY[0]}", f"#{ENTRY[1]}"]) == 0
+        assert capsys.readouterr().out.strip() == str(expected)
+        assert sinr_main(["info", url]) == 0
+        assert "150" in capsys.readouterr().out
+        assert sinr_main(["decode", url, str(tmp_path / "out.npz")]) == 0
+        import scipy.sparse as sp
+        assert (sp.load_npz(tmp_path / "out.npz") != local.to_scipy()).nnz == 0
+    assert sinr_main(["info", f"{nginx.url}/missing.sinr"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("sinr: error: ") and "missing.sinr" in error and "Traceback" not in error
+
+
+@needs_nginx
+def test_lazy_and_batches_over_http(nginx, files):
+    pytest.importorskip("dask")
+    url = f"{nginx.url}/pbmc.sinr"
+    with sinr.open(files / "pbmc.sinr") as local:
+        expected = local.to_scipy().T.toarray()
+        lazy = sinr.read_lazy(url)
+        assert np.array_equal(lazy.X.compute().toarray(), expected)
+        with sinr.open(url) as m:  # a block sent to a dask.distributed worker opens the URL there
+            blocks = pickle.loads(pickle.dumps(CellBlocks(m, np.int64)))
+        assert blocks.matrix.source == url
+        assert np.array_equal(blocks((1, 0)).toarray(), expected[16:32])
+        with sinr.open(url) as m:
+            batches = list(m.iter_cells(batch_size=32, seed=1, dtype=np.int64))
+        cells = np.concatenate([b.cells for b in batches])
+        assert sorted(cells.tolist()) == list(range(local.shape[1]))
+        for batch in batches:
+            assert np.array_equal(batch.X.toarray(), expected[batch.cells])
+
+
+def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
+    pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
+    pytest.importorskip("s3fs", reason="S3 reading needs the remote extra: pip install 'scinrcodec[remote]'")
+    with MotoS3() as s3:
+        s3.client.create_bucket(Bucket="atlas")
+        s3.client.put_object(Bucket="atlas", Key="pbmc.sinr", Body=(files / "pbmc.sinr").read_bytes())
+        with sinr.open(files / "pbmc.sinr") as local:
+            expected = _reads(local)
+            m = sinr.open("s3://atlas/pbmc.sinr", storage_options=s3.options)
+            assert m._source.round_trips == 3
+            opened = m._source.round_trips
+            m.gene(GENE)
+            assert m._source.round_trips - opened == 2
+            _assert_same(_reads(m), expected)
+            lazy = sinr.read_lazy("s3://atlas/pbmc.sinr", storage_options=s3.options)
+            assert lazy.shape == local.shape[::-1]
+        for key, value in (("AWS_ENDPOINT_URL", s3.endpoint), ("AWS_ACCESS_KEY_ID", "testing"),
+                           ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(key, value)  # the CLI reaches S3 as boto3 does: here by the environment
+        assert sinr_main(["get", "s3://atlas/pbmc.sinr", f"#{ENTRY[0]}", f"#{ENTRY[1]}"]) == 0
+        assert capsys.readouterr().out.strip() == str(expected["entry"])
+        assert sinr_main(["info", "s3://atlas/gone.sinr"]) == 1
+        assert capsys.readouterr().err.strip() == "sinr: error: s3://atlas/gone.sinr: no such object"
+        with pytest.raises(RemoteNotFoundError, match="s3://atlas/missing.sinr"):
+            sinr.open("s3://atlas/missing.sinr", storage_options=s3.options)
+        with pytest.raises(RemoteNotFoundError, match="s3://nobucket/pbmc.sinr"):
+            sinr.open("s3://nobucket/pbmc.sinr", storage_options=s3.options)
+        m = sinr.open("s3://atlas/pbmc.sinr", storage_options=s3.options)
+        s3.client.put_object(Bucket="atlas", Key="pbmc.sinr", Body=(files / "other.sinr").read_bytes())
+        with pytest.raises(RemoteChangedError, match="s3://atlas/pbmc.sinr"):
+            m.cell(CELL)
+
+
+def test_merge_ranges():
+    assert remote.merge_ranges([(50, 60), (0, 10), (12, 20), (5, 8), (100, 101)], gap=2) == [(0, 20), (50, 60),
+                                                                                             (100, 101)]
+    assert remote.merge_ranges([], gap=5) == []
+    assert remote.merge_ranges([(0, 10), (12, 20), (15, 30)], gap=2, limit=15) == [(0, 10), (12, 30)]
+
+
+def test_any_fsspec_url(files, small_reads):
+    """A filesystem without HTTP or S3 (fsspec's memory://) is read by its own range API."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/sinr-test/pbmc.sinr", (files / "pbmc.sinr").read_bytes())
+    try:
+        with sinr.open(files / "pbmc.sinr") as local, sinr.open("memory://sinr-test/pbmc.sinr") as m:
+            assert m._source.round_trips == 3  # as over HTTP: size, preamble and tail at once; footer; sections
+            m.gene(GENE)
+            assert m._source.round_trips == 5
+            _assert_same(_reads(m), _reads(local))
+        with pytest.raises(RemoteNotFoundError, match="memory://sinr-test/missing.sinr"):
+            sinr.open("memory://sinr-test/missing.sinr")
+    finally:
+        fs.rm("/sinr-test", recursive=True)
