@@ -963,21 +963,30 @@ def name_frames(m, contents: StoredContents | None):
     return obs_frame(names), var
 
 
-def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None):
-    """What SinrMatrix.to_anndata returns (see there)."""
+def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
+    """What SinrMatrix.to_anndata returns (see there); dtype as reader.dtypes says."""
     import anndata
+
+    from ..reader.dtypes import anndata_dtype, check_exact
 
     contents = m.contents
     if lazy:
         from ..reader.lazy import lazy_anndata
 
-        adata = lazy_anndata(m, contents)
+        adata = lazy_anndata(m, contents, dtype=dtype)
     elif contents is not None and contents.object == "anndata":
         adata = restore_anndata(m, contents)
+        if dtype is not None and adata.X is not None:
+            x, wanted = adata.X, anndata_dtype(dtype)
+            adata.X = x.astype(wanted)
+            check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source)
     else:
+        wanted = anndata_dtype(dtype)
         obs, var = name_frames(m, contents)
+        x = m.to_scipy("csc", dtype=wanted).T
+        check_exact(x.data, wanted, m.source)
         with quiet_anndata():
-            adata = anndata.AnnData(X=m.to_scipy("csc", dtype=np.int32).T, obs=obs, var=var)
+            adata = anndata.AnnData(X=x, obs=obs, var=var)
     return adata if feature_type is None else one_modality(adata, feature_type, m.source)
 
 

@@ -300,15 +300,16 @@ class SinrMatrix:
     def to_count_matrix(self) -> CountMatrix:
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
-    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None):
+    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
         """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
         gives it back whole, every part as it was and X in its own dtype (whichever matrix was
-        opened). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
-        obs and var loaded (scinrcodec.reader.lazy). feature_type keeps the features of one type
-        ('Antibody Capture') of a multi-modal file."""
+        opened); a file of one matrix gives X as float32 (dtype= chooses: reader.dtypes states the
+        policy). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
+        the other parts loaded (scinrcodec.reader.lazy). feature_type keeps the features of one
+        type ('Antibody Capture') of a multi-modal file."""
         from ..io.anndata_store import to_anndata
 
-        return to_anndata(self, lazy=lazy, feature_type=feature_type)
+        return to_anndata(self, lazy=lazy, feature_type=feature_type, dtype=dtype)
 
     def iter_cells(self, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None, buffer: int = 4,
                    dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None):

@@ -1,0 +1,97 @@
+"""scverse's ways: read_sinr / write_sinr as read_h5ad / write_h5ad, the dtype policy, a lazy
+AnnData with every stored part, names on the matrix object."""
+from __future__ import annotations
+
+import warnings
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATA, FAST
+from test_anndata import assert_same_anndata, rich_anndata, via_anndata
+
+da = pytest.importorskip("dask.array")
+sc = pytest.importorskip("scanpy")
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    a = rich_anndata()
+    path = tmp_path_factory.mktemp("scverse") / "rich.sinr"
+    sinr.write_sinr(a, path, chunk_cells=32, **FAST)
+    return a, path
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plain") / "p500.sinr"
+    sinr.encode(DATA / "pbmc500_cellranger.h5", path, chunk_cells=100, **FAST)
+    return path
+
+
+def test_write_sinr_then_read_sinr_gives_the_anndata_back(rich):
+    a, path = rich
+    back = sinr.read_sinr(path)
+    assert_same_anndata(via_anndata(a), back)
+    assert back.X.dtype == np.float32 and back.layers["counts"].dtype == np.int32
+    assert sinr.read_sinr(path, dtype=np.float64).X.dtype == np.float64
+
+
+def test_plain_files_read_as_scanpy_reads_10x(plain):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = sc.read_10x_h5(DATA / "pbmc500_cellranger.h5")
+    a = sinr.read_sinr(plain)
+    assert a.X.dtype == reference.X.dtype == np.float32 and isinstance(a.X, sp.csr_matrix)
+    assert list(a.obs_names) == list(reference.obs_names) and list(a.var_names) == list(reference.var_names)
+    assert list(a.var["gene_ids"]) == list(reference.var["gene_ids"])
+    assert (a.X != reference.X).nnz == 0
+    exact = sinr.read_sinr(plain, dtype=np.int32)
+    assert exact.X.dtype == np.int32 and (exact.X != reference.X).nnz == 0
+    assert sinr.read_sinr(plain.read_bytes(), backed=True).X.dtype == np.float32
+    for bad in (np.int16, "U4"):
+        with pytest.raises(sinr.InvalidInputError, match="cannot hold every count"):
+            sinr.read_sinr(plain, dtype=bad)
+
+
+def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
+    counts = sp.csc_matrix(np.array([[2**24 + 1, 0], [3, 1]]))
+    sinr.encode(counts, tmp_path / "big.sinr", **FAST)
+    with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+        sinr.read_sinr(tmp_path / "big.sinr")
+    with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+        sinr.read_lazy(tmp_path / "big.sinr").X.compute()
+    assert sinr.read_sinr(tmp_path / "big.sinr", dtype=np.int32).X[0, 0] == 2**24 + 1
+
+
+def test_write_sinr_of_one_matrix_and_its_hint(rich, tmp_path):
+    a, _ = rich
+    sinr.write_sinr(a, tmp_path / "counts.sinr", layer="counts", matrix_only=True, **FAST)
+    back = sinr.read_sinr(tmp_path / "counts.sinr", dtype=np.int32)
+    assert (back.X != a.layers["counts"]).nnz == 0 and list(back.obs_names) == list(a.obs_names)
+    with pytest.raises(sinr.InvalidInputError, match="--layer counts"):
+        sinr.write_sinr(a, tmp_path / "x.sinr", matrix_only=True, **FAST)
+    with pytest.raises(sinr.InvalidInputError, match="takes an AnnData"):
+        sinr.write_sinr(a.X, tmp_path / "x.sinr")
+    with pytest.raises(sinr.OutputExistsError):
+        sinr.write_sinr(a, tmp_path / "counts.sinr", layer="counts", matrix_only=True, **FAST)
+
+
+def test_lazy_anndata_holds_every_stored_part(rich):
+    a, path = rich
+    eager = sinr.read_sinr(path)
+    lazy = sinr.read_lazy(path)
+    assert set(lazy.obsp) == set(a.obsp) and set(lazy.varp) == set(a.varp) and set(lazy.obsm) == set(a.obsm)
+    assert set(lazy.layers) == set(a.layers) and isinstance(lazy.layers["counts"], da.Array)
+    assert not isinstance(lazy.layers["scaled"], da.Array)  # not counts: stored by anndata, loaded
+    assert lazy.raw is not None and isinstance(lazy.raw.X, da.Array) and lazy.raw.X.dtype == a.raw.X.dtype
+    assert (lazy.raw.X.compute() != eager.raw.X).nnz == 0
+    pd.testing.assert_frame_equal(lazy.raw.var, eager.raw.var)
+    assert (lazy.obsp["connectivities"] != eager.obsp["connectivities"]).nnz == 0
+    assert (lazy.X != eager.X).nnz == 0  # the normalised X, stored as it was
+    for key in ("counts", "spliced"):
+        assert (lazy.layers[key].compute() != eager.layers[key]).nnz == 0
