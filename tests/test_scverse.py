@@ -95,3 +95,24 @@ def test_lazy_anndata_holds_every_stored_part(rich):
     assert (lazy.X != eager.X).nnz == 0  # the normalised X, stored as it was
     for key in ("counts", "spliced"):
         assert (lazy.layers[key].compute() != eager.layers[key]).nnz == 0
+
+
+def test_names_and_orientation_of_the_matrix_object(plain):
+    a = sinr.read_sinr(plain, dtype=np.int64)
+    with sinr.open(plain) as m:
+        assert (m.n_obs, m.n_vars) == a.shape and m.T.shape == a.shape
+        assert m.obs_names.equals(a.obs_names) and m.var_names.equals(a.var_names)
+        genes, cells = list(a.var_names[[3, 7, 3]]), list(a.obs_names[[0, 5, 9]])
+        assert (m[genes, :] != a[:, genes].X.T).nnz == 0
+        assert (m[pd.Index(genes), cells] != a[cells, genes].X.T).nnz == 0
+        assert (m.T[cells, genes] != a[cells, genes].X).nnz == 0 and isinstance(m.T[cells, genes], sp.csr_matrix)
+        assert m.T[cells[1], genes[0]] == m[genes[0], cells[1]] == a[cells[1], genes[0]].X[0, 0]
+        ids = list(a.var["gene_ids"][[3, 7]])
+        assert (m[ids, 2:9] != a[2:9, [3, 7]].X.T).nnz == 0  # gene ids work as names do
+        with pytest.raises(sinr.SinrKeyError, match="no gene named 'NOPE', 'X2'"):
+            m[["NOPE", genes[0], "X2"], :]
+        with pytest.raises(KeyError, match="no cell named 'ZZZ'"):
+            m.T[["ZZZ"], :]
+        with pytest.raises(sinr.SinrIndexError, match="mixes names"):
+            m[[genes[0], 3], :]
+        assert (m.T.to_scipy() != a.X).nnz == 0 and m.T.T is m

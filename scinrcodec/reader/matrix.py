@@ -118,15 +118,41 @@ class SinrMatrix:
                     name for c in range(index.n_chunks) for name in index.chunk(c).sections.get("cells.names")]
             return self._names["cells"]
 
-    def _lookup(self, axis: str, key) -> int:
-        n = self.shape[0 if axis == "gene" else 1]
-        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            index = int(key) + (n if key < 0 else 0)
-            if not 0 <= index < n:
-                raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
-            return index
-        if not isinstance(key, str):
-            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+    # ------------------------------------------------------------ AnnData's names and orientation
+
+    @property
+    def n_obs(self) -> int:
+        """Cells, as AnnData counts them."""
+        return self.shape[1]
+
+    @property
+    def n_vars(self) -> int:
+        """Genes, as AnnData counts them."""
+        return self.shape[0]
+
+    @property
+    def obs_names(self):
+        """The cells' names as a pandas Index: to_anndata's obs_names."""
+        import pandas as pd
+
+        return pd.Index(self.cell_names or [f"cell_{j}" for j in range(self.shape[1])], dtype=str)
+
+    @property
+    def var_names(self):
+        """The genes' names as a pandas Index: to_anndata's var_names (gene names, else ids)."""
+        import pandas as pd
+
+        return pd.Index(self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])], dtype=str)
+
+    @property
+    def T(self) -> "CellsByGenes":  # noqa: N802 (numpy's name)
+        """This matrix in AnnData's orientation, cells x genes: m.T[cells, genes]."""
+        from .oriented import CellsByGenes
+
+        return CellsByGenes(self)
+
+    def _table(self, axis: str) -> dict[str, int]:
+        """Name -> index of one axis (genes by name, then by id), built once."""
         with self._lock:
             table = self._lookup_tables.get(axis)
         if table is None:
@@ -137,6 +163,18 @@ class SinrMatrix:
                     table.setdefault(name, i)
             with self._lock:
                 self._lookup_tables[axis] = table
+        return table
+
+    def _lookup(self, axis: str, key) -> int:
+        n = self.shape[0 if axis == "gene" else 1]
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            index = int(key) + (n if key < 0 else 0)
+            if not 0 <= index < n:
+                raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
+            return index
+        if not isinstance(key, str):
+            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+        table = self._table(axis)
         if key not in table:
             raise SinrKeyError(f"no {axis} named {key!r}")
         return table[key]
@@ -214,12 +252,32 @@ class SinrMatrix:
         return out
 
     def __getitem__(self, key):
+        """m[genes, cells]: each an index, a name, a slice, a list of indices or of names, or a
+        boolean mask. Two scalars give one int, anything else a genes x cells CSR matrix."""
         if not isinstance(key, tuple) or len(key) != 2:
-            raise SinrIndexError("index with m[genes, cells]")
+            raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
         gene_key, cell_key = key
-        if _is_scalar(gene_key) and _is_scalar(cell_key):
-            return self.get(int(gene_key), int(cell_key))
-        return self._gather(_as_index(gene_key, self.shape[0], "gene"), _as_index(cell_key, self.shape[1], "cell"))
+        if _is_key(gene_key) and _is_key(cell_key):
+            return self.get(gene_key, cell_key)
+        return self._gather(self._positions(gene_key, "gene"), self._positions(cell_key, "cell"))
+
+    def _positions(self, key, axis: str) -> np.ndarray:
+        """An index of one axis as int64 positions; names are looked up, every unknown one named."""
+        if isinstance(key, str):
+            return np.array([self._lookup(axis, key)], dtype=np.int64)
+        if not isinstance(key, slice) and not _is_scalar(key):
+            names = key.tolist() if hasattr(key, "tolist") else list(key) if isinstance(key, (list, tuple)) else None
+            if names and all(isinstance(k, str) for k in names):
+                table = self._table(axis)
+                missing = [k for k in names if k not in table]
+                if missing:
+                    shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3:,} more" if len(missing) > 3
+                                                                 else "")
+                    raise SinrKeyError(f"no {axis} named {shown}")
+                return np.fromiter((table[k] for k in names), dtype=np.int64, count=len(names))
+            if names and any(isinstance(k, str) for k in names):
+                raise SinrIndexError(f"a {axis} index mixes names and other keys")
+        return _as_index(key, self.shape[0 if axis == "gene" else 1], axis)
 
     def _gather(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -392,6 +450,11 @@ class SinrMatrix:
 
 def _is_scalar(key) -> bool:
     return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
+
+
+def _is_key(key) -> bool:
+    """One entry of an axis: an index or a name."""
+    return _is_scalar(key) or isinstance(key, str)
 
 
 def _as_index(key, n: int, axis: str) -> np.ndarray:
