@@ -116,3 +116,22 @@ def test_names_and_orientation_of_the_matrix_object(plain):
         with pytest.raises(sinr.SinrIndexError, match="mixes names"):
             m[[genes[0], 3], :]
         assert (m.T.to_scipy() != a.X).nnz == 0 and m.T.T is m
+
+
+def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
+    a, path = rich
+    b = a[:, 10:].copy()
+    other = tmp_path / "b.sinr"
+    sinr.write_sinr(b, other, chunk_cells=32, **FAST)
+    out = tmp_path / "ab.sinr"
+    sinr.concat([path, other], out, label="sample", keys=["A", "B"], index_unique="-", uns_merge="same")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = anndata.concat([via_anndata(a), via_anndata(b)], label="sample", keys=["A", "B"],
+                                  index_unique="-", uns_merge="same")
+    assert_same_anndata(expected, sinr.read_sinr(out))
+    with sinr.open(out) as m:
+        assert m.name == "layers/counts" and m.n_chunks == 6  # each file's cells in their own chunks
+    cells, genes = list(a.obs_names[[40, 3, 17]]), list(a.var_names[5:25])
+    sinr.subset(path, tmp_path / "cut.sinr", cells=cells, genes=genes)
+    assert_same_anndata(via_anndata(a[cells, genes].copy()), sinr.read_sinr(tmp_path / "cut.sinr"))

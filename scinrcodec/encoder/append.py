@@ -76,40 +76,60 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "
-                                    "count matrix (sinr encode --matrix-only)")
-        index = matrix._index
-        options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
+                                    "count matrix (sinr encode --matrix-only), and sinr concat combines whole files")
         new = as_source(source, layer)
         _same_genes(matrix, new)
-        bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
-        try:
-            gene_nnz, deviation = gene_statistics(new, options, bar)
-            order, _, _, terms = index.genes()
-            fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
-            fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
-            stored = np.concatenate([order, fresh]).astype(np.int64)
-            gene_of_row = np.concatenate([stored, np.setdiff1d(np.arange(index.n_genes), stored)])
-            rank = np.empty(index.n_genes, dtype=np.int64)
-            rank[gene_of_row] = np.arange(index.n_genes)
-            gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
-            band_rows = _band_rows(matrix, gene_nnz[fresh], order.size)
-            context = FileContext(rank, gene_of_row, gene_terms, band_rows,
-                                  index.stages["row-bands"].tile_nnz, options)
-            bar.set_total(2 * int(gene_nnz.sum()))
-            with atomic_path(path, force=True) as tmp:
-                body_end = matrix.body_end
-                shutil.copyfile(path, tmp)
-                with open(tmp, "r+b") as stream:
-                    stream.truncate(body_end)
-                    stream.seek(body_end)
-                    writer = ContainerWriter(stream, start=body_end)
-                    rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
-                    size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
-                                                              int(gene_nnz.sum()), new.shape[1])])
-        finally:
-            bar.close()
-    return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]), "nnz": index.nnz + int(gene_nnz.sum()),
-            "chunks": index.n_chunks + len(rows)}
+        _distinct_cells(matrix, new)
+        with atomic_path(path, force=True) as tmp:
+            return extend_into(matrix, new, tmp, jobs=jobs, progress=progress)
+
+
+def _distinct_cells(matrix: SinrMatrix, new: MatrixSource) -> None:
+    """Refuse new cells named as cells of the file: a name names one cell."""
+    names = matrix.cell_names
+    if names is None or not new.has_cell_names:
+        return
+    known = set(names)
+    twice = next((n for n in new.cell_names(0, new.shape[1]) if n in known), None)
+    if twice is not None:
+        raise InvalidInputError(f"{new.description}: cell {twice!r} is already in the file; cell names must stay "
+                                "distinct (sinr concat --index-unique makes them so)")
+
+
+def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
+                progress: bool = False) -> dict:
+    """Write to `tmp` the file of `matrix` (a file of one matrix) with the cells of `new` (the same
+    genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
+    encoded as new chunks with its gene order, gene terms and bands. Returns size and shape."""
+    index = matrix._index
+    options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
+    bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
+    try:
+        gene_nnz, deviation = gene_statistics(new, options, bar)
+        order, _, _, terms = index.genes()
+        fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
+        fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
+        stored = np.concatenate([order, fresh]).astype(np.int64)
+        gene_of_row = np.concatenate([stored, np.setdiff1d(np.arange(index.n_genes), stored)])
+        rank = np.empty(index.n_genes, dtype=np.int64)
+        rank[gene_of_row] = np.arange(index.n_genes)
+        gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
+        band_rows = _band_rows(matrix, gene_nnz[fresh], order.size)
+        context = FileContext(rank, gene_of_row, gene_terms, band_rows, index.stages["row-bands"].tile_nnz, options)
+        bar.set_total(2 * int(gene_nnz.sum()))
+        body_end = matrix.body_end
+        shutil.copyfile(matrix.source, tmp)
+        with open(tmp, "r+b") as stream:
+            stream.truncate(body_end)
+            stream.seek(body_end)
+            writer = ContainerWriter(stream, start=body_end)
+            rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
+            size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
+                                                      int(gene_nnz.sum()), new.shape[1])])
+    finally:
+        bar.close()
+    return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
+            "nnz": index.nnz + int(gene_nnz.sum()), "chunks": index.n_chunks + len(rows)}
 
 
 def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:

@@ -572,7 +572,13 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     opts = _options(options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_writable(output, force=force, inputs=inputs)
-    plan = plan_source(source, layer=layer, drop=drop)
+    return write_plan(plan_source(source, layer=layer, drop=drop), output, opts, force=force, inputs=inputs,
+                      client=client)
+
+
+def write_plan(plan: _Plan, output: str | os.PathLike, opts: EncodeOptions, *, force: bool, inputs: list,
+               client=None) -> dict:
+    """Write what a plan says (its matrices encoded, its element images stored) to `output`."""
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
         writer = ContainerWriter(stream, minor=FILE_SECTIONS_MINOR)
         matrices = []
