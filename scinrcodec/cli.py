@@ -75,14 +75,14 @@ def _encode(args: argparse.Namespace) -> None:
             result = encode_whole(args.input, args.output, layer=args.layer, drop=args.drop, force=args.force,
                                   client=client, **_encode_options(args))
         else:
-            try:
+            try:  # values are checked as they stream: a normalised X fails in encode, not on reading
                 source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
+                result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
             except InvalidInputError as exc:
                 hinted = counts_hint(args.input, args.layer, exc)
                 if hinted is exc:
                     raise
                 raise hinted from exc
-            result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
     finally:
         if client is not None:
             client.close()
@@ -145,7 +145,8 @@ def _decode(args: argparse.Namespace) -> None:
     from .reader.matrix import decode
 
     started = time.perf_counter()
-    kind = decode(args.input, args.output, force=args.force, jobs=args.jobs)
+    kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
+                  dtype=args.dtype)
     print(f"wrote {args.output} ({kind}) in {time.perf_counter() - started:.1f} s")
 
 
@@ -310,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("output")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
     dec.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    dec.add_argument("--compression", choices=["auto", "gzip", "lzf", "none"], default="auto",
+                     help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
+    dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
+                     help=".h5ad X: default as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
     dec.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")

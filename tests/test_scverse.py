@@ -135,3 +135,33 @@ def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
     cells, genes = list(a.obs_names[[40, 3, 17]]), list(a.var_names[5:25])
     sinr.subset(path, tmp_path / "cut.sinr", cells=cells, genes=genes)
     assert_same_anndata(via_anndata(a[cells, genes].copy()), sinr.read_sinr(tmp_path / "cut.sinr"))
+
+
+def _compression(path, dataset: str):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f[dataset].compression, f[dataset].compression_opts
+
+
+def test_decode_writes_h5ad_compressed_as_its_input_was(rich, plain, tmp_path):
+    from conftest import assert_one_error_line, sinr_cli
+
+    a, _ = rich
+    a.write_h5ad(tmp_path / "in.h5ad", compression="gzip", compression_opts=6)
+    sinr.encode_whole(tmp_path / "in.h5ad", tmp_path / "in.sinr", **FAST)
+    sinr.decode(tmp_path / "in.sinr", tmp_path / "auto.h5ad")
+    assert _compression(tmp_path / "auto.h5ad", "layers/counts/data") == ("gzip", 6)
+    assert_same_anndata(anndata.read_h5ad(tmp_path / "in.h5ad"), anndata.read_h5ad(tmp_path / "auto.h5ad"))
+    sinr.decode(tmp_path / "in.sinr", tmp_path / "none.h5ad", compression="none", dtype=np.float64)
+    assert _compression(tmp_path / "none.h5ad", "layers/counts/data") == (None, None)
+    assert anndata.read_h5ad(tmp_path / "none.h5ad").X.dtype == np.float64
+    sinr.decode(plain, tmp_path / "plain.h5ad")
+    assert _compression(tmp_path / "plain.h5ad", "X/data")[0] == "gzip"
+    assert anndata.read_h5ad(tmp_path / "plain.h5ad").X.dtype == np.float32
+    run = sinr_cli("decode", plain, tmp_path / "int.h5ad", "--dtype", "int32", "--compression", "lzf")
+    assert run.returncode == 0, run.stderr
+    assert _compression(tmp_path / "int.h5ad", "X/data")[0] == "lzf"
+    assert anndata.read_h5ad(tmp_path / "int.h5ad").X.dtype == np.int32
+    assert_one_error_line(sinr_cli("encode", tmp_path / "in.h5ad", tmp_path / "x.sinr", "--matrix-only"),
+                          "--layer counts")

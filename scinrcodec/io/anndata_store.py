@@ -551,9 +551,13 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
 def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     import h5py
 
+    from .h5ad_output import input_compression
+
     with _h5_errors(str(path)), h5py.File(path, "r") as f:
         if _attr(f, "encoding-type") == "anndata":
-            return _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
+            plan = _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
+            plan.contents["h5ad_compression"] = input_compression(f)
+            return plan
     import anndata
 
     try:
@@ -824,27 +828,29 @@ def write_10x(m, contents: StoredContents, path: Path) -> None:
         fh.write(image.getbuffer())
 
 
-def write_decoded(m, output: str | os.PathLike, *, force: bool = False) -> str:
+def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
+                  dtype=None) -> str:
     """Write a decoded file to `output` (format by extension): the whole AnnData of a file that
-    holds one as .h5ad, the original 10x file as .h5, and otherwise the matrix `m`."""
-    from anndata.io import write_elem
-
+    holds one as .h5ad, the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
+    compressed as its input was, else gzip (io.h5ad_output); dtype is X's (reader.dtypes)."""
+    from .h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
     from .writers import output_kind, write_matrix as write_count_matrix
 
     path = Path(output)
     kind = output_kind(path)
     contents = m.contents
     if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "10x-h5")):
+        kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":
-                adata = restore_anndata(m, contents)
-                raw = _image(lambda f: write_elem(f, "/", adata))
+                image = h5ad_image(to_anndata(m, dtype=dtype), kwargs)
                 with open(tmp, "wb") as fh:
-                    fh.write(raw)
+                    fh.write(image)
             else:
                 write_10x(m, contents, tmp)
         return kind
-    return write_count_matrix(path, m.to_count_matrix(), force=force)
+    dataset_kwargs(compression)  # a bad value fails before any work
+    return write_count_matrix(path, m.to_count_matrix(), force=force, compression=compression, dtype=dtype)
 
 
 # -------------------------------------------------------------------------------- what it holds

@@ -511,8 +511,9 @@ def open(source, *, matrix: str | None = None, jobs: int | None = None) -> SinrM
 
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
-           jobs: int | None = None):
-    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
+           jobs: int | None = None, compression: str = "auto", dtype=None):
+    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
+    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives)."""
     from ..io.anndata_store import write_decoded
     from ..io.writers import check_output
 
@@ -521,4 +522,4 @@ def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, 
     with open(path, jobs=jobs) as matrix:
         if output is None:
             return matrix.to_scipy()
-        return write_decoded(matrix, output, force=force)
+        return write_decoded(matrix, output, force=force, compression=compression, dtype=dtype)
