@@ -165,3 +165,21 @@ def test_decode_writes_h5ad_compressed_as_its_input_was(rich, plain, tmp_path):
     assert anndata.read_h5ad(tmp_path / "int.h5ad").X.dtype == np.int32
     assert_one_error_line(sinr_cli("encode", tmp_path / "in.h5ad", tmp_path / "x.sinr", "--matrix-only"),
                           "--layer counts")
+
+
+def test_info_tells_the_matrix_from_the_other_parts(rich, plain):
+    from scinrcodec.io.anndata_store import describe_contents
+    from scinrcodec.report import describe, size_by_part
+
+    _, path = rich
+    with sinr.open(path) as m:
+        parts = size_by_part(m)
+        assert sum(parts.values()) == m.file_size
+        assert parts["AnnData parts"] > parts["other matrices"] > 0 and parts["headers"] < 0.02 * m.file_size
+        text = describe(m) + describe_contents(m)
+    for fragment in ("this matrix", "AnnData parts", "bits/nonzero covers matrix 'layers/counts' alone",
+                     "layers/spliced", "bits/nonzero  from"):
+        assert fragment in text
+    with sinr.open(plain) as m:
+        assert set(size_by_part(m)) == {"bitmap", "values", "names", "permutations", "scaling metadata",
+                                        "chunk index", "headers"}

@@ -864,7 +864,8 @@ def describe_contents(m) -> str:
         return ""
     what = {"anndata": "a whole AnnData", "10x-h5": "a whole 10x HDF5 file"}.get(getattr(contents, "object", ""),
                                                                                    "several matrices")
-    lines = [f"holds:     {what}", "", f"{'matrix':<22}{'shape':>24}{'nonzeros':>14}{'bytes':>14}  from"]
+    lines = [f"holds:     {what}", "",
+             f"{'matrix':<22}{'shape':>24}{'nonzeros':>14}{'bytes':>14}{'bits/nonzero':>14}  from"]
     for name in names:
         other = m.matrix(name)
         entry = contents.matrix_entry(name) if contents else None
@@ -872,7 +873,8 @@ def describe_contents(m) -> str:
         if entry and entry["dtype"]:
             origin += f" ({np.dtype(entry['dtype']).name} {entry['format']})"
         shape = f"{other.shape[0]:,} x {other.shape[1]:,}"
-        lines.append(f"{name:<22}{shape:>24}{other.nnz:>14,}{other.stored_bytes:>14,}  {origin}")
+        bits = other.stored_bytes * 8 / max(other.nnz, 1)
+        lines.append(f"{name:<22}{shape:>24}{other.nnz:>14,}{other.stored_bytes:>14,}{bits:>14.3f}  {origin}")
     if contents is not None:
         lines += ["", f"{'part':<22}{'section':<18}{'bytes':>14}{'uncompressed':>14}"]
         for part, (section, size) in contents.elements.items():
