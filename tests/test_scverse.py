@@ -183,3 +183,27 @@ def test_info_tells_the_matrix_from_the_other_parts(rich, plain):
     with sinr.open(plain) as m:
         assert set(size_by_part(m)) == {"bitmap", "values", "names", "permutations", "scaling metadata",
                                         "chunk index", "headers"}
+
+
+def test_names_are_stored_once(plain, tmp_path):
+    a = sinr.read_sinr(plain, dtype=np.int32)
+    a.var = a.var[["feature_types", "gene_ids"]]  # gene_ids not first: its place comes back
+    a.var.index.name = "symbol"
+    a.obs["n"] = np.arange(a.n_obs)
+    sinr.write_sinr(a, tmp_path / "whole.sinr", **FAST)
+    with sinr.open(tmp_path / "whole.sinr") as m:
+        assert m.contents.raw["names_in"] == {"obs": {"matrix": "X", "index_name": None},
+                                             "var": {"matrix": "X", "index_name": "symbol", "gene_ids_at": 1}}
+        for part, name in (("var", a.var_names[3]), ("var", a.var["gene_ids"].iloc[3]), ("obs", a.obs_names[3])):
+            assert name.encode() not in m.contents.image(part)
+    assert_same_anndata(via_anndata(a), sinr.read_sinr(tmp_path / "whole.sinr"))
+    assert (tmp_path / "whole.sinr").stat().st_size < plain.stat().st_size * 1.2
+    b = a.copy()
+    b.var_names = [f"g{i}" for i in range(b.n_vars)]
+    b.var_names_make_unique()
+    b.X = b.X.astype(np.float32) / 2  # not counts: no matrix holds the names, the image keeps them
+    b.layers["counts"] = a.X
+    sinr.write_sinr(b, tmp_path / "other.sinr", **FAST)
+    with sinr.open(tmp_path / "other.sinr") as m:
+        assert set(m.contents.raw["names_in"]) == {"obs", "var"}  # the counts layer holds both
+    assert_same_anndata(via_anndata(b), sinr.read_sinr(tmp_path / "other.sinr"))

@@ -241,14 +241,18 @@ def _writable(value) -> bool:
     return True
 
 
-def _write_frame(group, key: str, frame, path: str, drops: _Drops) -> None:
-    """A dataframe less its dropped columns; a failure names the column anndata cannot write."""
+def _write_frame(group, key: str, frame, path: str, drops: _Drops, names: dict | None = None) -> None:
+    """A dataframe less its dropped columns, and less the names a matrix holds (frame_names); a
+    failure names the column anndata cannot write."""
     from anndata.io import write_elem
+
+    from .frame_names import strip
 
     if drops.take(path):
         frame = frame.iloc[:, :0]  # the index stays: it names the cells or genes
     else:
         frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
+    frame = strip(frame, names)
     try:
         write_elem(group, key, frame)
     except Exception as exc:  # anndata raises many types for objects it cannot write
@@ -333,16 +337,21 @@ def _plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     if not matrices:
         raise InvalidInputError(f"{parts.what}: holds no count matrix (X, a layer or raw.X of whole numbers from 0 "
                                 f"to {MAX_COUNT:,}) for .sinr to code")
+    from .frame_names import plan_names
+
+    dropped_frames = {part for part in FRAMES if part in drops.names}
+    names_in = plan_names({part: _kept_columns(parts.value(part), part, drops) for part in FRAMES
+                           if part not in dropped_frames}, matrices)
     contents = {"object": "anndata", "writer": f"anndata {version('anndata')}", "shape": list(parts.shape),
                 "matrices": [{"element": m.element, "matrix": m.element, "dtype": m.dtype, "format": m.format}
                              for m in matrices],
-                "elements": [], "layers": layers, "dropped": []}
+                "elements": [], "layers": layers, "dropped": [], "names_in": names_in}
     plan = _Plan(contents, matrices)
 
     def fill(f, part: str) -> None:
         """Write part `part` of the AnnData (less what is dropped or coded as a matrix) into f."""
         if part in FRAMES:
-            _write_frame(f, part, parts.value(part), part, drops)
+            _write_frame(f, part, parts.value(part), part, drops, names_in.get(part))
         elif part == "uns":
             _write_tree(f, "uns", parts.value("uns"), "uns", drops)
         elif part == "X":
@@ -375,6 +384,11 @@ def _plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     drops.check(parts.what)
     contents["dropped"] = sorted(drops.used)
     return plan
+
+
+def _kept_columns(frame, path: str, drops: _Drops):
+    """The frame less the columns a user asked to drop (without marking them used)."""
+    return frame.drop(columns=[c for c in frame.columns if f"{path}/{c}" in drops.names])
 
 
 def _primary(matrices: list[_Matrix], layer: str | None, what: str) -> str | None:
@@ -616,6 +630,7 @@ class StoredContents:
     raw: dict  # the whole contents map
     sections: object = field(repr=False)  # the SectionReader of the file-level sections
     what: str = ""
+    byte_source: ByteSource | None = field(default=None, repr=False)  # the file: its matrices' names
 
     @property
     def layers(self) -> list[str]:
@@ -648,13 +663,34 @@ class StoredContents:
                                    f"contents entry says ({_one_line(exc)})") from exc
 
     def read(self, part: str):
-        """An element part, read by anndata: a value, or for 'raw' a dict of X, var and varm."""
+        """An element part, read by anndata: a value, or for 'raw' a dict of X, var and varm; obs
+        and var with the names their matrix holds (frame_names)."""
         from anndata.io import read_elem
+
+        from .frame_names import restore
 
         with self.hdf5(part) as f:
             if part == "raw":
                 return {key: read_elem(f["raw"][key]) for key in f["raw"]}
-            return read_elem(f[part])
+            value = read_elem(f[part])
+        entry = self.names_in.get(part)
+        return value if entry is None else restore(value, entry, self._matrix_names, part, self.what)
+
+    @property
+    def names_in(self) -> dict:
+        found = self.raw.get("names_in", {})
+        if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+            raise CorruptFileError(f"{self.what}: contents field 'names_in' is malformed")
+        return found
+
+    def _matrix_names(self, element: str, field_name: str) -> list[str] | None:
+        """A names list (cell_names, gene_names, gene_ids) of the matrix placed at `element`."""
+        from ..reader.matrix import SinrMatrix
+
+        entry = next((e for e in self.matrices if e["element"] == element), None)
+        if entry is None or self.byte_source is None:
+            raise CorruptFileError(f"{self.what}: contents name matrix {element!r} for names it does not hold")
+        return getattr(SinrMatrix(self.byte_source, matrix=entry["matrix"]), field_name)
 
     def matrix_entry(self, matrix: str) -> dict | None:
         return next((m for m in self.matrices if m["matrix"] == matrix), None)
@@ -728,7 +764,7 @@ def _parse_contents(raw: dict, reader, matrices, what: str) -> StoredContents:
         if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and not isinstance(n, bool)
                                                                     and n >= 0 for n in shape)):
             raise bad("has no valid shape")
-    return StoredContents(kind, entries, elements, raw, reader, what)
+    return StoredContents(kind, entries, elements, raw, reader, what, reader.source)
 
 
 def _count_dtype(text: str) -> bool:
@@ -757,15 +793,21 @@ def restore_anndata(m, contents: StoredContents):
     import anndata
     import pandas as pd
 
-    values = {part: contents.read(part) for part in contents.elements}
+    from concurrent.futures import ThreadPoolExecutor
+
     n_obs = contents.raw["shape"][0]
-    matrices = {}
     for entry in contents.matrices:
-        matrix = m.matrix(entry["matrix"])
-        if matrix.shape[1] != n_obs:
-            raise CorruptFileError(f"{m.source}: matrix {entry['matrix']!r} has {matrix.shape[1]:,} cells, the "
-                                   f"AnnData {n_obs:,}")
-        matrices[entry["element"]] = decoded(matrix, entry["dtype"], entry["format"])
+        if m.matrix(entry["matrix"]).shape[1] != n_obs:
+            raise CorruptFileError(f"{m.source}: matrix {entry['matrix']!r} has {m.matrix(entry['matrix']).shape[1]:,} "
+                                   f"cells, the AnnData {n_obs:,}")
+
+    def decode_all() -> dict:
+        return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"]) for e in contents.matrices}
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-restore") as pool:
+        pending = pool.submit(decode_all)  # the native decode releases the GIL: anndata reads the parts meanwhile
+        values = {part: contents.read(part) for part in contents.elements}
+        matrices = pending.result()
     raw = values.pop("raw", None)
     stored_layers = values.pop("layers", {})
     if not set(contents.layers) <= set(stored_layers) | {k[7:] for k in matrices if k.startswith("layers/")}:
