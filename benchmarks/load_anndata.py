@@ -78,7 +78,8 @@ def measure(paths: dict[str, Path], repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load_anndata")
-    parser.add_argument("dataset", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "pbmc4k_v2_soupx_half")
+    parser.add_argument("dataset", nargs="?", type=Path,
+                        default=ROOT.parent / "shared" / "data" / "pbmc4k_v2_soupx_half")
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=ROOT.parent / "scale_data" / "load_anndata")

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--compression", choices=["auto", "gzip", "lzf", "none"], default="auto",
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
-                     help=".h5ad X: default as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
+                     help=".h5ad X: as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
     dec.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")

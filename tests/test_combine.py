@@ -19,7 +19,8 @@ def parts(tmp_path_factory):
     src = sinr.read_matrix(DATA / "pbmc500_cellranger.h5")
     m, ids, names, cells = src.matrix(), src.gene_ids, src.gene_names, src.cell_names(0, src.shape[1])
     folder = tmp_path_factory.mktemp("combine")
-    cuts = {"a": (slice(None), slice(0, 200)), "b": (slice(None), slice(200, 450)), "c": (slice(5, None), slice(450, None))}
+    cuts = {"a": (slice(None), slice(0, 200)), "b": (slice(None), slice(200, 450)),
+            "c": (slice(5, None), slice(450, None))}
     for key, (genes, cols) in cuts.items():
         sinr.encode(sinr.CountMatrix(m[genes, cols], ids[genes], names[genes], cells[cols]), folder / f"{key}.sinr",
                     chunk_cells=64, **FAST)

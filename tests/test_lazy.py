@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATA, FAST
-from scinrcodec.reader.lazy import MatrixRef, dask_matrix
+from scinrcodec.reader.lazy import MatrixRef
 
 da = pytest.importorskip("dask.array")
 sc = pytest.importorskip("scanpy")
@@ -110,8 +110,8 @@ def test_a_file_opened_from_bytes_computes_on_dask_workers(path, adata):
     """A worker process gets the file's bytes (it has no path to open), once per matrix."""
     distributed = pytest.importorskip("distributed")
     lazy = sinr.read_lazy(path.read_bytes())
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster):
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
         x, layer = lazy.X.compute(), lazy.layers["spliced"].compute()
     assert (x != adata.X).nnz == 0 and (layer != adata.layers["spliced"]).nnz == 0
 

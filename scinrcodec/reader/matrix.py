@@ -6,6 +6,7 @@ import bisect
 import functools
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +19,9 @@ from .assemble import cell_major, gene_major
 from ..codec.tile import STATUS_TEXT, decode_entry
 from .decode import decode_batch, gather, table_batch
 from .index import MODE_CODES, MatrixIndex, band_tile_ranges
+
+if TYPE_CHECKING:
+    from .oriented import CellsByGenes
 
 
 class SinrMatrix:
