@@ -630,7 +630,7 @@ class StoredContents:
     raw: dict  # the whole contents map
     sections: object = field(repr=False)  # the SectionReader of the file-level sections
     what: str = ""
-    byte_source: ByteSource | None = field(default=None, repr=False)  # the file: its matrices' names
+    matrix_of: Callable | None = field(default=None, repr=False)  # matrix name -> its open SinrMatrix
 
     @property
     def layers(self) -> list[str]:
@@ -685,19 +685,18 @@ class StoredContents:
 
     def _matrix_names(self, element: str, field_name: str) -> list[str] | None:
         """A names list (cell_names, gene_names, gene_ids) of the matrix placed at `element`."""
-        from ..reader.matrix import SinrMatrix
-
         entry = next((e for e in self.matrices if e["element"] == element), None)
-        if entry is None or self.byte_source is None:
+        if entry is None or self.matrix_of is None:
             raise CorruptFileError(f"{self.what}: contents name matrix {element!r} for names it does not hold")
-        return getattr(SinrMatrix(self.byte_source, matrix=entry["matrix"]), field_name)
+        return getattr(self.matrix_of(entry["matrix"]), field_name)
 
     def matrix_entry(self, matrix: str) -> dict | None:
         return next((m for m in self.matrices if m["matrix"] == matrix), None)
 
 
-def read_contents(source: ByteSource, what: str) -> StoredContents | None:
-    """The file-level sections of an open file, checked; None when it has none (format 2.0)."""
+def read_contents(source: ByteSource, what: str, *, matrices: Callable | None = None) -> StoredContents | None:
+    """The file-level sections of an open file, checked; None when it has none (format 2.0).
+    `matrices` opens a matrix of the file by name (SinrMatrix.matrix), for the names it holds."""
     from ..reader.index import SectionReader
 
     footer = read_footer(source)
@@ -713,10 +712,10 @@ def read_contents(source: ByteSource, what: str) -> StoredContents | None:
         if newer:
             return None
         raise CorruptFileError(f"{what}: file-level sections without a 'contents' section")
-    return _parse_contents(reader.get(CONTENTS), reader, footer.content.get("matrices"), what)
+    return _parse_contents(reader.get(CONTENTS), reader, footer.content.get("matrices"), what, matrices)
 
 
-def _parse_contents(raw: dict, reader, matrices, what: str) -> StoredContents:
+def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | None = None) -> StoredContents:
     def bad(why: str) -> CorruptFileError:
         return CorruptFileError(f"{what}: contents section {why}")
 
@@ -764,7 +763,7 @@ def _parse_contents(raw: dict, reader, matrices, what: str) -> StoredContents:
         if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and not isinstance(n, bool)
                                                                     and n >= 0 for n in shape)):
             raise bad("has no valid shape")
-    return StoredContents(kind, entries, elements, raw, reader, what, reader.source)
+    return StoredContents(kind, entries, elements, raw, reader, what, opener)
 
 
 def _count_dtype(text: str) -> bool:

@@ -56,6 +56,7 @@ class SinrMatrix:
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
+        self._siblings: dict[str, SinrMatrix] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ header
@@ -393,8 +394,17 @@ class SinrMatrix:
         return [m["name"] for m in self.footer["matrices"]]
 
     def matrix(self, name: str) -> "SinrMatrix":
-        """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source."""
-        return self if name == self.name else SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+        """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source; one
+        object per name, so what one read loads (chunks, names) serves the next."""
+        if name == self.name:
+            return self
+        with self._lock:
+            other = self._siblings.get(name)
+        if other is None:
+            other = SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+            with self._lock:
+                other = self._siblings.setdefault(name, other)
+        return other
 
     @functools.cached_property
     def contents(self):
@@ -402,7 +412,7 @@ class SinrMatrix:
         StoredContents, or None."""
         from ..io.anndata_store import read_contents
 
-        return read_contents(self._source, self.source)
+        return read_contents(self._source, self.source, matrices=self.matrix)
 
     @property
     def stored_bytes(self) -> int:
