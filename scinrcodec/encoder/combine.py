@@ -36,8 +36,14 @@ class Piece:
         return self.matrix.shape[1] if self.cells is None else int(self.cells.size)
 
     def block(self, start: int, stop: int) -> sp.csr_matrix:
-        """Its cells start..stop-1, cells x output genes CSR, indices sorted."""
+        """Its cells start..stop-1, cells x output genes CSR, indices sorted. A few genes are read
+        tile by tile (only their bands decode); otherwise the chunks holding the cells decode whole."""
         m = self.matrix
+        if self.genes.size <= m.shape[0] // 4 and bool((self.genes >= 0).all()):
+            cells = np.arange(start, stop) if self.cells is None else self.cells[start:stop]
+            out = sp.csr_matrix(m[self.genes, cells].T)
+            out.sort_indices()
+            return out
         if self.cells is None:
             x = m.cells_block(start, stop)
         else:
