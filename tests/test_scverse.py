@@ -76,6 +76,8 @@ def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
     with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
         sinr.read_lazy(tmp_path / "big.sinr").X.compute()
     assert sinr.read_sinr(tmp_path / "big.sinr", dtype=np.int32).X[0, 0] == 2**24 + 1
+    lazy = sinr.read_lazy(tmp_path / "big.sinr", dtype=np.int32)  # squares in float64, not int32
+    np.testing.assert_allclose(sinr.reduce_cells(lazy.X, "var", 0).compute(), counts.T.toarray().var(axis=0))
 
 
 def test_write_sinr_of_one_matrix_and_its_hint(rich, tmp_path):

@@ -88,11 +88,11 @@ def reduce_cells(x, op: str, axis: int):
                                 f"{axis!r}")
     n = x.shape[axis]
 
-    def per_block(reducer):
+    def per_block(reducer):  # in float64: squares of int32 counts would overflow
         if axis == 1:
-            return x.map_blocks(lambda b: np.asarray(reducer(b, 1), dtype=np.float64).reshape(-1), drop_axis=1,
+            return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 1)).reshape(-1), drop_axis=1,
                                 dtype=np.float64, meta=np.zeros(0))
-        return x.map_blocks(lambda b: np.asarray(reducer(b, 0), dtype=np.float64).reshape(1, -1),
+        return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 0)).reshape(1, -1),
                             chunks=((1,) * x.numblocks[0], (x.shape[1],)), dtype=np.float64, meta=np.zeros((0, 0)))
 
     def combine(parts, how):
