@@ -21,10 +21,12 @@ _LAZY = {
     "write_matrix": ".io.writers", "SinrMatrix": ".reader.matrix", "decode": ".reader.matrix",
     "open": ".reader.matrix", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
     "append": ".encoder.append", "encode_whole": ".io.anndata_store", "CellBatch": ".reader.lazy",
-    "read_lazy": ".reader.lazy",
+    "read_lazy": ".reader.lazy", "reduce_cells": ".reader.lazy", "read_sinr": ".io.scverse",
+    "write_sinr": ".io.scverse", "concat": ".io.combine", "subset": ".io.combine",
 }
 
-__all__ = ["encode", "encode_whole", "append", "decode", "open", "read_lazy", "CellBatch", "SinrMatrix", "EncodeOptions",
+__all__ = ["read_sinr", "write_sinr", "encode", "encode_whole", "append", "decode", "open", "read_lazy",
+           "reduce_cells", "concat", "subset", "CellBatch", "SinrMatrix", "EncodeOptions",
            "CountMatrix", "MatrixSource", "read_matrix", "write_matrix", "SinrError", "InvalidInputError",
            "OutputExistsError", "OutputError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
            "SinrIndexError", "SinrKeyError", "FileChangedError", "ResultTooLargeError", "RemoteError",

@@ -1,4 +1,4 @@
-"""The `sinr` command: encode, append, decode, info, get, verify, demo. The only place that prints.
+"""The `sinr` command: encode, append, concat, subset, decode, info, get, verify, demo. The only place that prints.
 
 Every failure is one `sinr: error:` line on stderr and exit status 1: usage errors, every error
 the library names, and file system errors (a full disk or a file size limit: Python ignores
@@ -75,14 +75,14 @@ def _encode(args: argparse.Namespace) -> None:
             result = encode_whole(args.input, args.output, layer=args.layer, drop=args.drop, force=args.force,
                                   client=client, **_encode_options(args))
         else:
-            try:
+            try:  # values are checked as they stream: a normalised X fails in encode, not on reading
                 source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
+                result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
             except InvalidInputError as exc:
                 hinted = counts_hint(args.input, args.layer, exc)
                 if hinted is exc:
                     raise
                 raise hinted from exc
-            result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
     finally:
         if client is not None:
             client.close()
@@ -101,11 +101,52 @@ def _append(args: argparse.Namespace) -> None:
           f"{time.perf_counter() - started:.1f} s")
 
 
+def _names_list(text: str | None) -> list[str] | None:
+    """NAME,NAME,... or @FILE (one name a line) -> names; None stays None."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as fh:
+                names = [line.rstrip("\r\n") for line in fh]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{text[1:]}: cannot read the list of names ({exc})") from exc
+        names = [n for n in names if n]
+    else:
+        names = [n for n in text.split(",") if n]
+    if not names:
+        raise InvalidInputError(f"{text!r} names nothing")
+    return names
+
+
+def _concat(args: argparse.Namespace) -> None:
+    from .io.combine import concat
+
+    started = time.perf_counter()
+    keys = args.keys.split(",") if args.keys else None
+    result = concat(args.inputs, args.output, join=args.join, label=args.label, keys=keys,
+                    index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
+                    jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+    print(_summary(args.output, result, time.perf_counter() - started))
+
+
+def _subset(args: argparse.Namespace) -> None:
+    from .io.combine import subset
+
+    if args.cells is None and args.genes is None:
+        raise InvalidInputError("subset needs --cells, --genes or both")
+    started = time.perf_counter()
+    result = subset(args.input, args.output, cells=_names_list(args.cells), genes=_names_list(args.genes),
+                    force=args.force, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+    print(_summary(args.output, result, time.perf_counter() - started))
+
+
 def _decode(args: argparse.Namespace) -> None:
     from .reader.matrix import decode
 
     started = time.perf_counter()
-    kind = decode(args.input, args.output, force=args.force, jobs=args.jobs)
+    kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
+                  dtype=args.dtype)
     print(f"wrote {args.output} ({kind}) in {time.perf_counter() - started:.1f} s")
 
 
@@ -237,11 +278,43 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--quiet", action="store_true", help="no progress bar")
     app.set_defaults(run=_append)
 
+    cat = commands.add_parser("concat", help="the cells of several .sinr files in one new file (as anndata.concat)")
+    cat.add_argument("inputs", nargs="+", help="two or more .sinr files")
+    cat.add_argument("-o", "--output", required=True, help="the new .sinr file")
+    cat.add_argument("--join", choices=["inner", "outer"], default="inner",
+                     help="genes every file holds (inner, default) or all genes, zeros where a file lacks one")
+    cat.add_argument("--label", help="an obs column naming each cell's file by its key (makes a whole AnnData)")
+    cat.add_argument("--keys", help="each file's key, comma-separated (default 0,1,...)")
+    cat.add_argument("--index-unique", metavar="SEP",
+                     help="append SEP and the file's key to every cell name (needed when names repeat)")
+    cat.add_argument("--merge", choices=["same", "unique", "first", "only"],
+                     help="anndata's rule for var columns and varm of whole AnnData files (default: dropped)")
+    cat.add_argument("--uns-merge", choices=["same", "unique", "first", "only"],
+                     help="anndata's rule for uns of whole AnnData files (default: dropped)")
+    cat.add_argument("--force", action="store_true", help="overwrite an existing output")
+    cat.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    cat.add_argument("--quiet", action="store_true", help="no progress bar")
+    cat.set_defaults(run=_concat)
+
+    sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
+    sub.add_argument("input")
+    sub.add_argument("-o", "--output", required=True, help="the new .sinr file")
+    sub.add_argument("--cells", metavar="LIST", help="cell names, comma-separated, or @FILE with one a line")
+    sub.add_argument("--genes", metavar="LIST", help="gene names or ids, comma-separated, or @FILE with one a line")
+    sub.add_argument("--force", action="store_true", help="overwrite an existing output")
+    sub.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.set_defaults(run=_subset)
+
     dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")
     dec.add_argument("input")
     dec.add_argument("output")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
     dec.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    dec.add_argument("--compression", choices=["auto", "gzip", "lzf", "none"], default="auto",
+                     help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
+    dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
+                     help=".h5ad X: as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
     dec.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")

@@ -9,7 +9,9 @@ from .storage.layout import CHUNK_SECTIONS, MATRIX_SECTIONS
 
 def size_by_part(matrix: SinrMatrix) -> dict[str, int]:
     """Bytes per part of the file. The tile streams hold positions and values together; they are
-    split by the information content of each, which the encoder records."""
+    split by the information content of each, which the encoder records. In a file of several
+    parts (a whole AnnData or 10x file) the opened matrix's parts come first, then the other
+    matrices, the stored AnnData or 10x parts and the footer, each on its own."""
     sizes = matrix.section_sizes()
     specs = {**MATRIX_SECTIONS, **CHUNK_SECTIONS}
     parts: dict[str, int] = {"bitmap": 0, "values": 0}
@@ -24,7 +26,19 @@ def size_by_part(matrix: SinrMatrix) -> dict[str, int]:
     parts["bitmap"] += tiles - round(tiles * share)
     parts["bitmap"] += parts.pop("tile directory", 0)
     accounted = sum(parts.values())
-    parts["headers"] = parts.get("headers", 0) + matrix.file_size - accounted
+    others = sum(matrix.matrix(name).stored_bytes for name in matrix.matrix_names if name != matrix.name)
+    sections = matrix.footer.get("sections")
+    stored = sum(entry[2] for entry in sections if isinstance(entry, list) and len(entry) == 4
+                 and isinstance(entry[2], int)) if isinstance(sections, list) else 0
+    if not others and not stored:
+        parts["headers"] = parts.get("headers", 0) + matrix.file_size - accounted
+        return parts
+    if others:
+        parts["other matrices"] = others
+    if stored:
+        contents = matrix.contents
+        parts["10x fields" if contents is not None and contents.object == "10x-h5" else "AnnData parts"] = stored
+    parts["footer"] = matrix.file_size - accounted - others - stored
     return parts
 
 
@@ -37,9 +51,12 @@ def describe(matrix: SinrMatrix) -> str:
     mode = matrix.mode + (f" (every entry within {matrix.max_error})" if matrix.mode == "max-error" else "")
     writer = matrix.footer.get("writer")
     largest_chunk = int(np.diff(matrix.chunk_bounds()).max(initial=0))  # the options are informative only
+    several = len(matrix.matrix_names) > 1 or bool(matrix.footer.get("sections"))
     lines = [
         f"file:      {matrix.source} ({file_size:,} bytes, format {matrix.version[0]}.{matrix.version[1]}, "
         f"{writer if isinstance(writer, str) else '?'})",
+        *([f"matrix:    {matrix.name!r}, opened by default (the file's other parts are listed below)"]
+          if several else []),
         f"shape:     {n_genes:,} genes x {n_cells:,} cells, {matrix.nnz:,} nonzeros (density {density:.2%})",
         f"mode:      {mode}",
         f"layout:    {matrix.n_chunks:,} chunks of up to {largest_chunk:,} cells, "
@@ -49,7 +66,18 @@ def describe(matrix: SinrMatrix) -> str:
         "",
         f"{'part':<18}{'bytes':>14}{'bits/nonzero':>15}{'share':>9}",
     ]
-    for name, size in size_by_part(matrix).items():
+    parts = size_by_part(matrix)
+    whole = ("other matrices", "AnnData parts", "10x fields", "footer")
+    own = {name: size for name, size in parts.items() if name not in whole}
+    for name, size in own.items():
         lines.append(f"{name:<18}{size:>14,}{size * 8 / nnz:>15.3f}{size / max(file_size, 1):>9.1%}")
-    lines.append(f"{'total':<18}{file_size:>14,}{file_size * 8 / nnz:>15.3f}{1:>9.1%}")
+    if not several:
+        lines.append(f"{'total':<18}{file_size:>14,}{file_size * 8 / nnz:>15.3f}{1:>9.1%}")
+        return "\n".join(lines)
+    total = sum(own.values())
+    lines.append(f"{'this matrix':<18}{total:>14,}{total * 8 / nnz:>15.3f}{total / max(file_size, 1):>9.1%}")
+    for name in (n for n in whole if n in parts):
+        lines.append(f"{name:<18}{parts[name]:>14,}{'':>15}{parts[name] / max(file_size, 1):>9.1%}")
+    lines.append(f"{'total':<18}{file_size:>14,}{'':>15}{1:>9.1%}")
+    lines += ["", f"bits/nonzero covers matrix {matrix.name!r} alone: its parts over its {matrix.nnz:,} nonzeros"]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATA, FAST
-from scinrcodec.reader.lazy import CellBlocks, dask_matrix
+from scinrcodec.reader.lazy import MatrixRef
 
 da = pytest.importorskip("dask.array")
 sc = pytest.importorskip("scanpy")
@@ -88,21 +88,43 @@ def test_lazy_plain_file_and_one_modality(tmp_path):
     with sinr.open(tmp_path / "plain.sinr") as m:
         lazy = m.to_anndata(lazy=True)
         eager = m.to_anndata()
-        assert lazy.X.dtype == np.int32 and len(lazy.X.chunks[0]) == m.n_chunks
+        assert lazy.X.dtype == np.float32 and len(lazy.X.chunks[0]) == m.n_chunks
         assert (lazy.X.compute() != eager.X).nnz == 0
         pd.testing.assert_frame_equal(lazy.var, eager.var)
         genes = m.to_anndata(lazy=True, feature_type="Gene Expression")
         assert isinstance(genes.X, da.Array) and genes.n_vars == eager.n_vars
 
 
-def test_cell_blocks_travel_to_other_processes_by_path(path, adata):
+def test_matrices_travel_to_other_processes_by_path_or_bytes(path, adata):
     with sinr.open(path) as m:
-        x = dask_matrix(m, np.float32)
-        blocks = pickle.loads(pickle.dumps(CellBlocks(m, np.float32)))
-        assert (blocks((2, 0)) != adata.X[2 * CHUNK: 3 * CHUNK]).nnz == 0
-        assert (x.compute() != adata.X).nnz == 0
-    with pytest.raises(sinr.InvalidInputError, match="only when read from a file"):
-        pickle.loads(pickle.dumps(CellBlocks(sinr.open(path.read_bytes()), np.float32)))
+        ref = pickle.loads(pickle.dumps(MatrixRef(m)))
+        assert ref.matrix.source == str(path) and ref.matrix is not m
+        assert (ref.matrix.cells_block(2 * CHUNK, 3 * CHUNK, np.float32) != adata.X[2 * CHUNK: 3 * CHUNK]).nnz == 0
+    in_memory = pickle.loads(pickle.dumps(MatrixRef(sinr.open(path.read_bytes()))))
+    assert in_memory.matrix.source == "<bytes>" and in_memory.matrix.shape == (adata.n_vars, adata.n_obs)
+    with open(path, "rb") as fh, pytest.raises(sinr.InvalidInputError, match="cannot go to another process"):
+        pickle.dumps(MatrixRef(sinr.open(fh)))
+
+
+def test_a_file_opened_from_bytes_computes_on_dask_workers(path, adata):
+    """A worker process gets the file's bytes (it has no path to open), once per matrix."""
+    distributed = pytest.importorskip("distributed")
+    lazy = sinr.read_lazy(path.read_bytes())
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        x, layer = lazy.X.compute(), lazy.layers["spliced"].compute()
+    assert (x != adata.X).nnz == 0 and (layer != adata.layers["spliced"]).nnz == 0
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "var", "max"])
+def test_reductions_along_either_axis(path, adata, op):
+    lazy = sinr.read_lazy(path)
+    dense = adata.X.toarray().astype(np.float64)
+    for axis in (0, 1):
+        np.testing.assert_allclose(sinr.reduce_cells(lazy.X, op, axis).compute(), getattr(dense, op)(axis=axis),
+                                   rtol=1e-9, atol=1e-9)
+    with pytest.raises(sinr.InvalidInputError, match="op must be"):
+        sinr.reduce_cells(lazy.X, "median", 0)
 
 
 # ------------------------------------------------------------------------------------------ loader

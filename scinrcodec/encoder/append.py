@@ -76,42 +76,57 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "
-                                    "count matrix (sinr encode --matrix-only)")
-        index = matrix._index
-        options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
+                                    "count matrix (sinr encode --matrix-only), and sinr concat combines whole files")
         new = as_source(source, layer)
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
-        bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
-        try:
-            gene_nnz, deviation = gene_statistics(new, options, bar)
-            order, _, _, terms = index.genes()
-            fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
-            fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
-            stored = np.concatenate([order, fresh]).astype(np.int64)
-            gene_of_row = np.concatenate([stored, np.setdiff1d(np.arange(index.n_genes), stored)])
-            rank = np.empty(index.n_genes, dtype=np.int64)
-            rank[gene_of_row] = np.arange(index.n_genes)
-            gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
-            band_rows = _band_rows(matrix, gene_nnz[fresh], order.size)
-            context = FileContext(rank, gene_of_row, gene_terms, band_rows,
-                                  index.stages["row-bands"].tile_nnz, options)
-            bar.set_total(2 * int(gene_nnz.sum()))
-            with atomic_path(path, force=True) as tmp:
-                body_end = matrix.body_end
-                with open(tmp, "r+b") as stream:
-                    _copy(locked, stream, body_end, path)
-                    writer = ContainerWriter(stream, start=body_end)
-                    rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
-                    size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
-                                                              int(gene_nnz.sum()), new.shape[1])])
-                if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
-                    raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
-                                           "it is left as that process wrote it")
-        finally:
-            bar.close()
-    return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]), "nnz": index.nnz + int(gene_nnz.sum()),
-            "chunks": index.n_chunks + len(rows)}
+        with atomic_path(path, force=True) as tmp:
+            result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress, locked=locked)
+            if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
+                raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
+                                       "it is left as that process wrote it")
+    return result
+
+
+def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
+                progress: bool = False, locked: int | None = None) -> dict:
+    """Write to `tmp` the file of `matrix` (a file of one matrix) with the cells of `new` (the same
+    genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
+    encoded as new chunks with its gene order, gene terms and bands. `locked`: a descriptor of the
+    file the caller holds locked, to copy from. Returns size and shape."""
+    index = matrix._index
+    options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
+    bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
+    try:
+        gene_nnz, deviation = gene_statistics(new, options, bar)
+        order, _, _, terms = index.genes()
+        fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
+        fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
+        stored = np.concatenate([order, fresh]).astype(np.int64)
+        gene_of_row = np.concatenate([stored, np.setdiff1d(np.arange(index.n_genes), stored)])
+        rank = np.empty(index.n_genes, dtype=np.int64)
+        rank[gene_of_row] = np.arange(index.n_genes)
+        gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
+        band_rows = _band_rows(matrix, gene_nnz[fresh], order.size)
+        context = FileContext(rank, gene_of_row, gene_terms, band_rows, index.stages["row-bands"].tile_nnz, options)
+        bar.set_total(2 * int(gene_nnz.sum()))
+        body_end = matrix.body_end
+        source = Path(matrix.source)
+        with open(tmp, "r+b") as stream:
+            fd = locked if locked is not None else os.open(source, os.O_RDONLY)
+            try:
+                _copy(fd, stream, body_end, source)
+            finally:
+                if locked is None:
+                    os.close(fd)
+            writer = ContainerWriter(stream, start=body_end)
+            rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
+            size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
+                                                      int(gene_nnz.sum()), new.shape[1])])
+    finally:
+        bar.close()
+    return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
+            "nnz": index.nnz + int(gene_nnz.sum()), "chunks": index.n_chunks + len(rows)}
 
 
 def _new_cell_names(matrix: SinrMatrix, source: MatrixSource) -> None:
@@ -124,7 +139,7 @@ def _new_cell_names(matrix: SinrMatrix, source: MatrixSource) -> None:
     if clash:
         raise InvalidInputError(f"{source.description}: {len(clash):,} of its cell names are already in the file "
                                 f"(first {clash[0]!r}): appended cells must have new names (was this sample "
-                                "appended before?)")
+                                "appended before? sinr concat --index-unique makes names distinct)")
 
 
 def _copy(fd: int, stream, length: int, path: Path) -> None:

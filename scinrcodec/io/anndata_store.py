@@ -242,14 +242,18 @@ def _writable(value) -> bool:
     return True
 
 
-def _write_frame(group, key: str, frame, path: str, drops: _Drops) -> None:
-    """A dataframe less its dropped columns; a failure names the column anndata cannot write."""
+def _write_frame(group, key: str, frame, path: str, drops: _Drops, names: dict | None = None) -> None:
+    """A dataframe less its dropped columns, and less the names a matrix holds (frame_names); a
+    failure names the column anndata cannot write."""
     from anndata.io import write_elem
+
+    from .frame_names import strip
 
     if drops.take(path):
         frame = frame.iloc[:, :0]  # the index stays: it names the cells or genes
     else:
         frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
+    frame = strip(frame, names)
     try:
         write_elem(group, key, frame)
     except Exception as exc:  # anndata raises many types for objects it cannot write
@@ -334,16 +338,21 @@ def _plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     if not matrices:
         raise InvalidInputError(f"{parts.what}: holds no count matrix (X, a layer or raw.X of whole numbers from 0 "
                                 f"to {MAX_COUNT:,}) for .sinr to code")
+    from .frame_names import plan_names
+
+    dropped_frames = {part for part in FRAMES if part in drops.names}
+    names_in = plan_names({part: _kept_columns(parts.value(part), part, drops) for part in FRAMES
+                           if part not in dropped_frames}, matrices)
     contents = {"object": "anndata", "writer": f"anndata {version('anndata')}", "shape": list(parts.shape),
                 "matrices": [{"element": m.element, "matrix": m.element, "dtype": m.dtype, "format": m.format}
                              for m in matrices],
-                "elements": [], "layers": layers, "dropped": []}
+                "elements": [], "layers": layers, "dropped": [], "names_in": names_in}
     plan = _Plan(contents, matrices)
 
     def fill(f, part: str) -> None:
         """Write part `part` of the AnnData (less what is dropped or coded as a matrix) into f."""
         if part in FRAMES:
-            _write_frame(f, part, parts.value(part), part, drops)
+            _write_frame(f, part, parts.value(part), part, drops, names_in.get(part))
         elif part == "uns":
             _write_tree(f, "uns", parts.value("uns"), "uns", drops)
         elif part == "X":
@@ -376,6 +385,11 @@ def _plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     drops.check(parts.what)
     contents["dropped"] = sorted(drops.used)
     return plan
+
+
+def _kept_columns(frame, path: str, drops: _Drops):
+    """The frame less the columns a user asked to drop (without marking them used)."""
+    return frame.drop(columns=[c for c in frame.columns if f"{path}/{c}" in drops.names])
 
 
 def _primary(matrices: list[_Matrix], layer: str | None, what: str) -> str | None:
@@ -552,9 +566,13 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
 def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     import h5py
 
+    from .h5ad_output import input_compression
+
     with h5_errors(str(path)), h5py.File(path, "r") as f:
         if text_attr(f, "encoding-type") == "anndata":
-            return _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
+            plan = _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
+            plan.contents["h5ad_compression"] = input_compression(f)
+            return plan
     import anndata
 
     try:
@@ -573,7 +591,13 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     opts = _options(options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_writable(output, force=force, inputs=inputs)
-    plan = plan_source(source, layer=layer, drop=drop)
+    return write_plan(plan_source(source, layer=layer, drop=drop), output, opts, force=force, inputs=inputs,
+                      client=client)
+
+
+def write_plan(plan: _Plan, output: str | os.PathLike, opts: EncodeOptions, *, force: bool, inputs: list,
+               client=None) -> dict:
+    """Write what a plan says (its matrices encoded, its element images stored) to `output`."""
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
         writer = ContainerWriter(stream, minor=FILE_SECTIONS_MINOR)
         matrices = []
@@ -607,6 +631,7 @@ class StoredContents:
     raw: dict  # the whole contents map
     sections: object = field(repr=False)  # the SectionReader of the file-level sections
     what: str = ""
+    matrix_of: Callable | None = field(default=None, repr=False)  # matrix name -> its open SinrMatrix
 
     @property
     def layers(self) -> list[str]:
@@ -639,20 +664,40 @@ class StoredContents:
                                    f"contents entry says ({one_line(exc)})") from exc
 
     def read(self, part: str):
-        """An element part, read by anndata: a value, or for 'raw' a dict of X, var and varm."""
+        """An element part, read by anndata: a value, or for 'raw' a dict of X, var and varm; obs
+        and var with the names their matrix holds (frame_names)."""
         from anndata.io import read_elem
+
+        from .frame_names import restore
 
         with self.hdf5(part) as f:
             if part == "raw":
                 return {key: read_elem(f["raw"][key]) for key in f["raw"]}
-            return read_elem(f[part])
+            value = read_elem(f[part])
+        entry = self.names_in.get(part)
+        return value if entry is None else restore(value, entry, self._matrix_names, part, self.what)
+
+    @property
+    def names_in(self) -> dict:
+        found = self.raw.get("names_in", {})
+        if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+            raise CorruptFileError(f"{self.what}: contents field 'names_in' is malformed")
+        return found
+
+    def _matrix_names(self, element: str, field_name: str) -> list[str] | None:
+        """A names list (cell_names, gene_names, gene_ids) of the matrix placed at `element`."""
+        entry = next((e for e in self.matrices if e["element"] == element), None)
+        if entry is None or self.matrix_of is None:
+            raise CorruptFileError(f"{self.what}: contents name matrix {element!r} for names it does not hold")
+        return getattr(self.matrix_of(entry["matrix"]), field_name)
 
     def matrix_entry(self, matrix: str) -> dict | None:
         return next((m for m in self.matrices if m["matrix"] == matrix), None)
 
 
-def read_contents(source: ByteSource, what: str) -> StoredContents | None:
-    """The file-level sections of an open file, checked; None when it has none (format 2.0)."""
+def read_contents(source: ByteSource, what: str, *, matrices: Callable | None = None) -> StoredContents | None:
+    """The file-level sections of an open file, checked; None when it has none (format 2.0).
+    `matrices` opens a matrix of the file by name (SinrMatrix.matrix), for the names it holds."""
     from ..reader.index import SectionReader
 
     footer = read_footer(source)
@@ -668,10 +713,10 @@ def read_contents(source: ByteSource, what: str) -> StoredContents | None:
         if newer:
             return None
         raise CorruptFileError(f"{what}: file-level sections without a 'contents' section")
-    return _parse_contents(reader.get(CONTENTS), reader, footer.content.get("matrices"), what)
+    return _parse_contents(reader.get(CONTENTS), reader, footer.content.get("matrices"), what, matrices)
 
 
-def _parse_contents(raw: dict, reader, matrices, what: str) -> StoredContents:
+def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | None = None) -> StoredContents:
     def bad(why: str) -> CorruptFileError:
         return CorruptFileError(f"{what}: contents section {why}")
 
@@ -719,7 +764,7 @@ def _parse_contents(raw: dict, reader, matrices, what: str) -> StoredContents:
         if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and not isinstance(n, bool)
                                                                     and n >= 0 for n in shape)):
             raise bad("has no valid shape")
-    return StoredContents(kind, entries, elements, raw, reader, what)
+    return StoredContents(kind, entries, elements, raw, reader, what, opener)
 
 
 def _count_dtype(text: str) -> bool:
@@ -748,15 +793,21 @@ def restore_anndata(m, contents: StoredContents):
     import anndata
     import pandas as pd
 
-    values = {part: contents.read(part) for part in contents.elements}
+    from concurrent.futures import ThreadPoolExecutor
+
     n_obs = contents.raw["shape"][0]
-    matrices = {}
     for entry in contents.matrices:
-        matrix = m.matrix(entry["matrix"])
-        if matrix.shape[1] != n_obs:
-            raise CorruptFileError(f"{m.source}: matrix {entry['matrix']!r} has {matrix.shape[1]:,} cells, the "
-                                   f"AnnData {n_obs:,}")
-        matrices[entry["element"]] = decoded(matrix, entry["dtype"], entry["format"])
+        if m.matrix(entry["matrix"]).shape[1] != n_obs:
+            raise CorruptFileError(f"{m.source}: matrix {entry['matrix']!r} has {m.matrix(entry['matrix']).shape[1]:,} "
+                                   f"cells, the AnnData {n_obs:,}")
+
+    def decode_all() -> dict:
+        return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"]) for e in contents.matrices}
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-restore") as pool:
+        pending = pool.submit(decode_all)  # the native decode releases the GIL: anndata reads the parts meanwhile
+        values = {part: contents.read(part) for part in contents.elements}
+        matrices = pending.result()
     raw = values.pop("raw", None)
     stored_layers = values.pop("layers", {})
     if not set(contents.layers) <= set(stored_layers) | {k[7:] for k in matrices if k.startswith("layers/")}:
@@ -819,27 +870,29 @@ def write_10x(m, contents: StoredContents, path: Path) -> None:
         fh.write(image.getbuffer())
 
 
-def write_decoded(m, output: str | os.PathLike, *, force: bool = False) -> str:
+def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
+                  dtype=None) -> str:
     """Write a decoded file to `output` (format by extension): the whole AnnData of a file that
-    holds one as .h5ad, the original 10x file as .h5, and otherwise the matrix `m`."""
-    from anndata.io import write_elem
-
+    holds one as .h5ad, the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
+    compressed as its input was, else gzip (io.h5ad_output); dtype is X's (reader.dtypes)."""
+    from .h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
     from .writers import output_kind, write_matrix as write_count_matrix
 
     path = Path(output)
     kind = output_kind(path)
     contents = m.contents
     if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "10x-h5")):
+        kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":
-                adata = restore_anndata(m, contents)
-                raw = _image(lambda f: write_elem(f, "/", adata))
+                image = h5ad_image(to_anndata(m, dtype=dtype), kwargs)
                 with open(tmp, "wb") as fh:
-                    fh.write(raw)
+                    fh.write(image)
             else:
                 write_10x(m, contents, tmp)
         return kind
-    return write_count_matrix(path, m.to_count_matrix(), force=force)
+    dataset_kwargs(compression)  # a bad value fails before any work
+    return write_count_matrix(path, m.to_count_matrix(), force=force, compression=compression, dtype=dtype)
 
 
 # -------------------------------------------------------------------------------- what it holds
@@ -853,7 +906,8 @@ def describe_contents(m) -> str:
         return ""
     what = {"anndata": "a whole AnnData", "10x-h5": "a whole 10x HDF5 file"}.get(getattr(contents, "object", ""),
                                                                                    "several matrices")
-    lines = [f"holds:     {what}", "", f"{'matrix':<22}{'shape':>24}{'nonzeros':>14}{'bytes':>14}  from"]
+    lines = [f"holds:     {what}", "",
+             f"{'matrix':<22}{'shape':>24}{'nonzeros':>14}{'bytes':>14}{'bits/nonzero':>14}  from"]
     for name in names:
         other = m.matrix(name)
         entry = contents.matrix_entry(name) if contents else None
@@ -861,7 +915,8 @@ def describe_contents(m) -> str:
         if entry and entry["dtype"]:
             origin += f" ({np.dtype(entry['dtype']).name} {entry['format']})"
         shape = f"{other.shape[0]:,} x {other.shape[1]:,}"
-        lines.append(f"{name:<22}{shape:>24}{other.nnz:>14,}{other.stored_bytes:>14,}  {origin}")
+        bits = other.stored_bytes * 8 / max(other.nnz, 1)
+        lines.append(f"{name:<22}{shape:>24}{other.nnz:>14,}{other.stored_bytes:>14,}{bits:>14.3f}  {origin}")
     if contents is not None:
         lines += ["", f"{'part':<22}{'section':<18}{'bytes':>14}{'uncompressed':>14}"]
         for part, (section, size) in contents.elements.items():
@@ -969,21 +1024,30 @@ def name_frames(m, contents: StoredContents | None):
     return obs_frame(names), var
 
 
-def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None):
-    """What SinrMatrix.to_anndata returns (see there)."""
+def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
+    """What SinrMatrix.to_anndata returns (see there); dtype as reader.dtypes says."""
     import anndata
+
+    from ..reader.dtypes import anndata_dtype, check_exact
 
     contents = m.contents
     if lazy:
         from ..reader.lazy import lazy_anndata
 
-        adata = lazy_anndata(m, contents)
+        adata = lazy_anndata(m, contents, dtype=dtype)
     elif contents is not None and contents.object == "anndata":
         adata = restore_anndata(m, contents)
+        if dtype is not None and adata.X is not None:
+            x, wanted = adata.X, anndata_dtype(dtype)
+            adata.X = x.astype(wanted)
+            check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source)
     else:
+        wanted = anndata_dtype(dtype)
         obs, var = name_frames(m, contents)
+        x = m.to_scipy("csc", dtype=wanted).T
+        check_exact(x.data, wanted, m.source)
         with quiet_anndata():
-            adata = anndata.AnnData(X=m.to_scipy("csc", dtype=np.int32).T, obs=obs, var=var)
+            adata = anndata.AnnData(X=x, obs=obs, var=var)
     return adata if feature_type is None else one_modality(adata, feature_type, m.source)
 
 

@@ -83,24 +83,33 @@ def var_frame(m: CountMatrix):
     return var
 
 
-def to_anndata(m: CountMatrix):
-    """Cells x genes AnnData with names, as scanpy expects."""
+def to_anndata(m: CountMatrix, dtype=None):
+    """Cells x genes AnnData with names, as scanpy expects; X in the dtype policy's type
+    (reader.dtypes), checked to hold the counts exactly."""
     import anndata
 
-    x = sp.csr_matrix(m.counts.T.astype(np.int32))  # validated counts are below 2**31
+    from ..reader.dtypes import anndata_dtype, check_exact
+
+    wanted = anndata_dtype(dtype)
+    x = sp.csr_matrix(m.counts.T.astype(wanted))
+    check_exact(x.data, wanted, "the matrix")
     with quiet_anndata():
         adata = anndata.AnnData(X=x, obs=obs_frame(m), var=var_frame(m))
     return adata
 
 
-def write_h5ad(path: Path, m: CountMatrix) -> None:
-    """Write as anndata.write_h5ad does (string columns as categoricals)."""
-    from anndata.io import write_elem
+def write_h5ad(path: Path, m: CountMatrix, *, compression: str = "auto", dtype=None) -> None:
+    """Write as anndata.write_h5ad does (string columns as categoricals), gzip-compressed unless
+    compression says otherwise (io.h5ad_output)."""
+    from .h5ad_output import dataset_kwargs, h5ad_image
 
-    adata = to_anndata(m)
+    kwargs = dataset_kwargs(compression)
+    adata = to_anndata(m, dtype)
     with quiet_anndata():
         adata.strings_to_categoricals()
-        _write_hdf5(path, lambda f: write_elem(f, "/", adata))
+    image = h5ad_image(adata, kwargs)
+    with open(path, "wb") as fh:
+        fh.write(image)
 
 
 @contextlib.contextmanager
@@ -151,13 +160,15 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ())
     return kind
 
 
-def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False) -> str:
-    """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple)."""
+def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False, compression: str = "auto",
+                 dtype=None) -> str:
+    """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple);
+    compression and dtype apply to .h5ad (see write_h5ad)."""
     path = Path(path)
     kind = output_kind(path)
     with atomic_path(path, force=force, is_dir=kind == "mtx-dir", folder_files=MTX_FOLDER_FILES) as tmp:
         if kind == "h5ad":
-            write_h5ad(tmp, m)
+            write_h5ad(tmp, m, compression=compression, dtype=dtype)
         elif kind == "10x-h5":
             write_10x_h5(tmp, m)
         elif kind == "npz":

@@ -6,110 +6,181 @@ file is coded in, so no read decodes a tile twice and memory holds a few chunks 
 """
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CorruptFileError, InvalidInputError
+from ..storage.source import LocalFileSource, MemorySource
+from .dtypes import anndata_dtype, check_exact
 from .matrix import SinrMatrix, open as open_sinr
 
 
-class CellBlocks:
-    """Decodes the dask block of cells it is asked for. Pickled (for dask.distributed workers), it
-    opens its file again by path or URL (with its storage_options) in the other process."""
+class MatrixRef:
+    """An open matrix as one node of a dask graph. Pickled (for dask.distributed workers), it
+    travels as the file's path or URL (with its storage_options), or as its bytes when it was opened
+    from bytes, and opens again on the other side once per process; a file object cannot travel,
+    which fails at submission."""
 
-    def __init__(self, matrix: SinrMatrix, dtype) -> None:
-        self.matrix, self.dtype = matrix, np.dtype(dtype)
-        bounds = matrix.chunk_bounds()
-        self.bounds = bounds if bounds.size > 1 else np.zeros(2, np.int64)  # no cells: one empty block
-
-    def __call__(self, block_id: tuple[int, int]) -> sp.csr_matrix:
-        i = block_id[0]
-        return self.matrix.cells_block(int(self.bounds[i]), int(self.bounds[i + 1]), self.dtype)
+    def __init__(self, matrix: SinrMatrix) -> None:
+        self.matrix = matrix
 
     def __reduce__(self):
-        options = getattr(self.matrix._source, "storage_options", None)
-        if options is None and not Path(self.matrix.source).is_file():
-            raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix can go to another process only when "
-                                    "read from a file or a URL")
-        return _reopened, (self.matrix.source, self.matrix.name, self.dtype.str, options)
+        source = self.matrix._source
+        options = getattr(source, "storage_options", None)
+        if options is not None or isinstance(source, LocalFileSource):
+            return _by_location, (self.matrix.source, self.matrix.name, options)
+        if isinstance(source, MemorySource):
+            return _by_bytes, (bytes(source.read(0, source.size)), self.matrix.name)
+        raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix read from a file object cannot go to "
+                                "another process; open it by path, URL or from bytes")
 
 
-_OPENED: dict[tuple[str, str, str], SinrMatrix] = {}  # each process opens a file once for all its blocks
+_OPENED: dict[tuple[str, str, str], MatrixRef] = {}  # each process opens a file once for all its blocks
 _OPENED_LOCK = threading.Lock()
 
 
-def _reopened(path: str, name: str, dtype: str, storage_options: dict | None = None) -> CellBlocks:
-    key = (path, name, repr(storage_options))
+def _by_location(location: str, name: str, storage_options: dict | None = None) -> MatrixRef:
+    key = (location, name, repr(storage_options))
     with _OPENED_LOCK:
-        matrix = _OPENED.get(key)
-    if matrix is None:
-        matrix = open_sinr(path, matrix=name, storage_options=storage_options)
+        ref = _OPENED.get(key)
+    if ref is None:
+        ref = MatrixRef(open_sinr(location, matrix=name, storage_options=storage_options))
         with _OPENED_LOCK:
             if len(_OPENED) >= 16:
                 _OPENED.pop(next(iter(_OPENED)))
-            matrix = _OPENED.setdefault(key, matrix)
-    return CellBlocks(matrix, dtype)
+            ref = _OPENED.setdefault(key, ref)
+    return ref
+
+
+def _by_bytes(data: bytes, name: str) -> MatrixRef:
+    return MatrixRef(open_sinr(data, matrix=name))
+
+
+def _cells(ref: MatrixRef, start: int, stop: int, dtype: str) -> sp.csr_matrix:
+    """One block of cells: a task of the dask graph."""
+    wanted = np.dtype(dtype)
+    block = ref.matrix.cells_block(start, stop, wanted)
+    check_exact(block.data, wanted, ref.matrix.source)
+    return block
 
 
 def dask_matrix(m: SinrMatrix, dtype=np.int32):
-    """The matrix as a cells x genes dask array with one scipy CSR block per chunk of the file."""
+    """The matrix as a cells x genes dask array with one scipy CSR block per chunk of the file; the
+    open matrix is one node of the graph that every block depends on (MatrixRef)."""
     try:
         import dask.array as da
         from dask.base import tokenize
+        from dask.highlevelgraph import HighLevelGraph
     except ImportError as exc:
         raise InvalidInputError("lazy reading needs dask: pip install 'scinrcodec[dask]'") from exc
 
     dtype = np.dtype(dtype)
-    blocks = CellBlocks(m, dtype)
-    sizes = tuple(np.diff(blocks.bounds).tolist())
-    name = f"sinr-cells-{tokenize(m.source, m.name, m.file_size, dtype.str, id(m))}"
-    return da.map_blocks(blocks, chunks=(sizes, (m.shape[0],)), dtype=dtype, name=name,
-                         meta=sp.csr_matrix((0, m.shape[0]), dtype=dtype))
+    bounds = m.chunk_bounds()
+    if bounds.size < 2:
+        bounds = np.zeros(2, np.int64)  # no cells: one empty block
+    token = tokenize(m.source, m.name, m.file_size, dtype.str, id(m))
+    name, ref = f"sinr-cells-{token}", f"sinr-matrix-{token}"
+    layer = {(name, i, 0): (_cells, ref, int(bounds[i]), int(bounds[i + 1]), dtype.str) for i in range(bounds.size - 1)}
+    layer[ref] = MatrixRef(m)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    return da.Array(graph, name, chunks=(tuple(np.diff(bounds).tolist()), (m.shape[0],)), dtype=dtype,
+                    meta=sp.csr_matrix((0, m.shape[0]), dtype=dtype))
 
 
-def lazy_anndata(m: SinrMatrix, contents):
-    """An AnnData whose X is this matrix as a dask array (and whose layers are the file's other
-    count layers, lazily); obs, var, obsm, varm and uns are loaded. obsp, varp, raw and layers
-    stored as elements are left out: to_anndata() without lazy returns them."""
+def reduce_cells(x, op: str, axis: int):
+    """sum, mean, var, min or max of a lazy X along an axis (0: per gene, 1: per cell) as a dask
+    array: dask's own reductions fail on scipy blocks (scipy's sum takes no keepdims), so each block
+    is reduced by scipy and the parts combined. var is the population variance, as numpy's."""
+    import dask.array as da
+
+    if op not in ("sum", "mean", "var", "min", "max") or axis not in (0, 1):
+        raise InvalidInputError(f"reduce_cells: op must be sum, mean, var, min or max and axis 0 or 1, not {op!r}, "
+                                f"{axis!r}")
+    n = x.shape[axis]
+
+    def per_block(reducer):  # in float64: squares of int32 counts would overflow
+        if axis == 1:
+            return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 1)).reshape(-1), drop_axis=1,
+                                dtype=np.float64, meta=np.zeros(0))
+        return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 0)).reshape(1, -1),
+                            chunks=((1,) * x.numblocks[0], (x.shape[1],)), dtype=np.float64, meta=np.zeros((0, 0)))
+
+    def combine(parts, how):
+        return parts if axis == 1 else getattr(parts, how)(axis=0)
+
+    if op in ("min", "max"):
+        return combine(per_block(lambda b, a: getattr(b, op)(axis=a).toarray()), op)
+    total = combine(per_block(lambda b, a: b.sum(axis=a)), "sum")
+    if op == "sum":
+        return total
+    mean = total / max(n, 1)
+    if op == "mean":
+        return mean
+    squares = combine(per_block(lambda b, a: b.multiply(b).sum(axis=a)), "sum")
+    return da.maximum(squares / max(n, 1) - mean * mean, 0)
+
+
+def lazy_anndata(m: SinrMatrix, contents, *, dtype=None):
+    """A lazy AnnData: every count matrix a dask array (dask_matrix) at its place, every other
+    stored part loaded (obs, var, obsm, varm, obsp, varp, uns, layers that are not counts, raw,
+    an X that is not counts), as to_anndata gives them eagerly. A file of one matrix gives its
+    names as obs and var and X in the policy's dtype (reader.dtypes)."""
     import anndata
 
     from ..io.anndata_store import name_frames
     from ..io.writers import quiet_anndata
 
-    entry = contents.matrix_entry(m.name) if contents is not None and contents.object == "anndata" else None
-    x = dask_matrix(m, entry["dtype"] if entry else np.int32)
-    if entry is None:
+    if contents is None or contents.object != "anndata":
         obs, var = name_frames(m, contents)
         with quiet_anndata():
-            return anndata.AnnData(X=x, obs=obs, var=var)
-    is_raw = entry["element"] == "raw/X"
-    parts = {part: contents.read(part) for part in ("obs", "obsm", "uns") if part in contents.elements}
-    if is_raw:
-        raw = contents.read("raw")
-        parts.update(var=raw["var"], varm=raw.get("varm"))
-    else:
-        parts.update({part: contents.read(part) for part in ("var", "varm") if part in contents.elements})
-    layers = {} if is_raw else {
-        e["element"][len("layers/"):]: dask_matrix(m.matrix(e["matrix"]), e["dtype"]) for e in contents.matrices
-        if e["element"].startswith("layers/") and e["matrix"] != m.name}
+            return anndata.AnnData(X=dask_matrix(m, anndata_dtype(dtype)), obs=obs, var=var)
+    wanted = None if dtype is None else anndata_dtype(dtype)
+    parts = {part: contents.read(part) for part in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns")
+             if part in contents.elements}
+    layers = contents.read("layers") if "layers" in contents.elements else {}
+    raw = contents.read("raw") if "raw" in contents.elements else None
+    x = contents.read("X") if "X" in contents.elements else None
+    for entry in contents.matrices:
+        element = entry["element"]
+        lazy = dask_matrix(m.matrix(entry["matrix"]), wanted if element == "X" and wanted else entry["dtype"])
+        if element == "X":
+            x = lazy
+        elif element == "raw/X":
+            raw = {**(raw or {}), "X": lazy}
+        else:
+            layers[element[len("layers/"):]] = lazy
+    if x is not None and wanted is not None and not hasattr(x, "dask"):
+        x = x.astype(wanted)
     try:
         with quiet_anndata():
-            return anndata.AnnData(X=x, layers=layers, **parts)
-    except (ValueError, TypeError) as exc:
-        raise CorruptFileError(f"{m.source}: the stored parts do not fit matrix {m.name!r} ({exc})") from exc
+            adata = anndata.AnnData(X=x, layers={k: layers[k] for k in contents.layers if k in layers}, **parts)
+            if raw is not None:
+                adata.raw = anndata.AnnData(X=raw.get("X"), obs=pd_index_frame(adata), var=raw.get("var"),
+                                            varm=raw.get("varm"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({exc})") from exc
+    return adata
 
 
-def read_lazy(path: str | os.PathLike, *, matrix: str | None = None, feature_type: str | None = None,
+def pd_index_frame(adata):
+    """An obs frame of the AnnData's cell names only (what Raw keeps)."""
+    import pandas as pd
+
+    return pd.DataFrame(index=adata.obs_names)
+
+
+def read_lazy(path, *, matrix: str | None = None, feature_type: str | None = None, dtype=None,
               storage_options: dict | None = None):
-    """A lazy AnnData of a .sinr file or URL (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`."""
+    """A lazy AnnData of a .sinr file (see lazy_anndata): `scinrcodec.read_lazy("pbmc.sinr")`.
+    `path` may be a path, a URL (with fsspec's storage_options), bytes or a seekable file object, as
+    scinrcodec.open takes."""
     return open_sinr(path, matrix=matrix, storage_options=storage_options).to_anndata(lazy=True,
-                                                                                     feature_type=feature_type)
+                                                                                     feature_type=feature_type,
+                                                                                     dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------- batches

@@ -6,6 +6,7 @@ import bisect
 import functools
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +40,9 @@ def _fits(what: str):
                                           f"genes x {self.shape[1]:,} cells") from None
         return checked
     return wrap
+
+if TYPE_CHECKING:
+    from .oriented import CellsByGenes
 
 
 class SinrMatrix:
@@ -74,6 +78,7 @@ class SinrMatrix:
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
+        self._siblings: dict[str, SinrMatrix] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ header
@@ -141,15 +146,41 @@ class SinrMatrix:
                     for name in chunk.sections.get("cells.names")]
             return self._names["cells"]
 
-    def _lookup(self, axis: str, key) -> int:
-        n = self.shape[0 if axis == "gene" else 1]
-        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            index = int(key) + (n if key < 0 else 0)
-            if not 0 <= index < n:
-                raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
-            return index
-        if not isinstance(key, str):
-            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+    # ------------------------------------------------------------ AnnData's names and orientation
+
+    @property
+    def n_obs(self) -> int:
+        """Cells, as AnnData counts them."""
+        return self.shape[1]
+
+    @property
+    def n_vars(self) -> int:
+        """Genes, as AnnData counts them."""
+        return self.shape[0]
+
+    @property
+    def obs_names(self):
+        """The cells' names as a pandas Index: to_anndata's obs_names."""
+        import pandas as pd
+
+        return pd.Index(self.cell_names or [f"cell_{j}" for j in range(self.shape[1])], dtype=str)
+
+    @property
+    def var_names(self):
+        """The genes' names as a pandas Index: to_anndata's var_names (gene names, else ids)."""
+        import pandas as pd
+
+        return pd.Index(self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])], dtype=str)
+
+    @property
+    def T(self) -> "CellsByGenes":  # noqa: N802 (numpy's name)
+        """This matrix in AnnData's orientation, cells x genes: m.T[cells, genes]."""
+        from .oriented import CellsByGenes
+
+        return CellsByGenes(self)
+
+    def _table(self, axis: str) -> dict[str, int]:
+        """Name -> index of one axis (genes by name, then by id), built once."""
         with self._lock:
             table = self._lookup_tables.get(axis)
         if table is None:
@@ -160,6 +191,18 @@ class SinrMatrix:
                     table.setdefault(name, i)
             with self._lock:
                 self._lookup_tables[axis] = table
+        return table
+
+    def _lookup(self, axis: str, key) -> int:
+        n = self.shape[0 if axis == "gene" else 1]
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            index = int(key) + (n if key < 0 else 0)
+            if not 0 <= index < n:
+                raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
+            return index
+        if not isinstance(key, str):
+            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+        table = self._table(axis)
         if key not in table:
             raise SinrKeyError(f"no {axis} named {key!r}")
         return table[key]
@@ -241,12 +284,32 @@ class SinrMatrix:
 
     @_fits("reading this selection")
     def __getitem__(self, key):
+        """m[genes, cells]: each an index, a name, a slice, a list of indices or of names, or a
+        boolean mask. Two scalars give one int, anything else a genes x cells CSR matrix."""
         if not isinstance(key, tuple) or len(key) != 2:
-            raise SinrIndexError("index with m[genes, cells]")
+            raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
         gene_key, cell_key = key
-        if _is_scalar(gene_key) and _is_scalar(cell_key):
-            return self.get(int(gene_key), int(cell_key))
-        return self._gather(_as_index(gene_key, self.shape[0], "gene"), _as_index(cell_key, self.shape[1], "cell"))
+        if _is_key(gene_key) and _is_key(cell_key):
+            return self.get(gene_key, cell_key)
+        return self._gather(self._positions(gene_key, "gene"), self._positions(cell_key, "cell"))
+
+    def _positions(self, key, axis: str) -> np.ndarray:
+        """An index of one axis as int64 positions; names are looked up, every unknown one named."""
+        if isinstance(key, str):
+            return np.array([self._lookup(axis, key)], dtype=np.int64)
+        if not isinstance(key, slice) and not _is_scalar(key):
+            names = key.tolist() if hasattr(key, "tolist") else list(key) if isinstance(key, (list, tuple)) else None
+            if names and all(isinstance(k, str) for k in names):
+                table = self._table(axis)
+                missing = [k for k in names if k not in table]
+                if missing:
+                    shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3:,} more" if len(missing) > 3
+                                                                 else "")
+                    raise SinrKeyError(f"no {axis} named {shown}")
+                return np.fromiter((table[k] for k in names), dtype=np.int64, count=len(names))
+            if names and any(isinstance(k, str) for k in names):
+                raise SinrIndexError(f"a {axis} index mixes names and other keys")
+        return _as_index(key, self.shape[0 if axis == "gene" else 1], axis)
 
     def _gather(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -331,15 +394,16 @@ class SinrMatrix:
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
     @_fits("building an AnnData")
-    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None):
+    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
         """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
         gives it back whole, every part as it was and X in its own dtype (whichever matrix was
-        opened). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
-        obs and var loaded (scinrcodec.reader.lazy). feature_type keeps the features of one type
-        ('Antibody Capture') of a multi-modal file."""
+        opened); a file of one matrix gives X as float32 (dtype= chooses: reader.dtypes states the
+        policy). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
+        the other parts loaded (scinrcodec.reader.lazy). feature_type keeps the features of one
+        type ('Antibody Capture') of a multi-modal file."""
         from ..io.anndata_store import to_anndata
 
-        return to_anndata(self, lazy=lazy, feature_type=feature_type)
+        return to_anndata(self, lazy=lazy, feature_type=feature_type, dtype=dtype)
 
     def iter_cells(self, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None, buffer: int = 4,
                    dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None):
@@ -361,8 +425,17 @@ class SinrMatrix:
         return [m["name"] for m in self.footer["matrices"]]
 
     def matrix(self, name: str) -> "SinrMatrix":
-        """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source."""
-        return self if name == self.name else SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+        """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source; one
+        object per name, so what one read loads (chunks, names) serves the next."""
+        if name == self.name:
+            return self
+        with self._lock:
+            other = self._siblings.get(name)
+        if other is None:
+            other = SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+            with self._lock:
+                other = self._siblings.setdefault(name, other)
+        return other
 
     @functools.cached_property
     def contents(self):
@@ -370,7 +443,7 @@ class SinrMatrix:
         StoredContents, or None."""
         from ..io.anndata_store import read_contents
 
-        return read_contents(self._source, self.source)
+        return read_contents(self._source, self.source, matrices=self.matrix)
 
     @property
     def stored_bytes(self) -> int:
@@ -426,6 +499,11 @@ class SinrMatrix:
 
 def _is_scalar(key) -> bool:
     return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
+
+
+def _is_key(key) -> bool:
+    """One entry of an axis: an index or a name."""
+    return _is_scalar(key) or isinstance(key, str)
 
 
 def _as_index(key, n: int, axis: str) -> np.ndarray:
@@ -484,8 +562,9 @@ def open(source, *, matrix: str | None = None, jobs: int | None = None,  # noqa:
 
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
-           jobs: int | None = None, storage_options: dict | None = None):
-    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by extension)."""
+           jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None):
+    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
+    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives)."""
     from ..io.anndata_store import write_decoded
     from ..io.writers import check_output
 
@@ -494,4 +573,4 @@ def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, 
     with open(path, jobs=jobs, storage_options=storage_options) as matrix:
         if output is None:
             return matrix.to_scipy()
-        return write_decoded(matrix, output, force=force)
+        return write_decoded(matrix, output, force=force, compression=compression, dtype=dtype)

@@ -111,7 +111,8 @@ def unpack_strings(payload, count: int, *, what: str) -> list[str]:
         raise CorruptFileError(f"{what} holds {len(values)} names, expected {count}")
     if "\r" in text:
         raise CorruptFileError(f"{what} holds a carriage return")
-    if any(len(v.encode("utf-8")) > MAX_NAME_BYTES for v in values):
+    breaks = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 0x0A)  # byte lengths, without encoding each
+    if values and int(np.diff(breaks, prepend=-1, append=len(raw)).max()) - 1 > MAX_NAME_BYTES:
         raise CorruptFileError(f"{what} holds a name longer than {MAX_NAME_BYTES} bytes")
     return values
 

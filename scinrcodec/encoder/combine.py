@@ -1,0 +1,163 @@
+"""Combining and cutting .sinr matrices: the cells of several files, or some cells and genes of
+one, streamed into a new matrix a block of cells at a time.
+
+A Piece is the cells of one input matrix that go to the output, in output order, with a map from
+output genes to the input's genes. PiecesSource reads pieces as the encoder reads any source:
+each block decodes only the chunks holding its cells, so memory holds one block (about one chunk)
+per job. When the output's genes are the first input's, with its own names, that input's chunks
+are copied byte for byte and only the other cells are encoded (append.extend_into): a chunk's
+bytes depend on its file's gene order and gene terms, so another file's chunks are re-coded.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from ..io.sources import CellBlock, MatrixSource, check_names
+from ..reader.matrix import SinrMatrix
+
+
+@dataclass
+class Piece:
+    """Cells of `matrix` for the output: `cells` (original indices in output order; None for all,
+    in order), and for each output gene the input's gene index, or -1 where it has none."""
+
+    matrix: SinrMatrix
+    cells: np.ndarray | None
+    genes: np.ndarray
+
+    @property
+    def n_cells(self) -> int:
+        return self.matrix.shape[1] if self.cells is None else int(self.cells.size)
+
+    def block(self, start: int, stop: int) -> sp.csr_matrix:
+        """Its cells start..stop-1, cells x output genes CSR, indices sorted. A few genes are read
+        tile by tile (only their bands decode); otherwise the chunks holding the cells decode whole."""
+        m = self.matrix
+        if self.genes.size <= m.shape[0] // 4 and bool((self.genes >= 0).all()):
+            cells = np.arange(start, stop) if self.cells is None else self.cells[start:stop]
+            out = sp.csr_matrix(m[self.genes, cells].T)
+            out.sort_indices()
+            return out
+        if self.cells is None:
+            x = m.cells_block(start, stop)
+        else:
+            wanted = self.cells[start:stop]
+            bounds = m.chunk_bounds()
+            chunk_of = np.searchsorted(bounds, wanted, side="right") - 1
+            chunks = np.unique(chunk_of)
+            offsets = np.concatenate([[0], np.cumsum(bounds[chunks + 1] - bounds[chunks])])[:-1]
+            x = m.chunks_block(chunks)[offsets[np.searchsorted(chunks, chunk_of)] + wanted - bounds[chunk_of]]
+        n_out = self.genes.size
+        if self.genes.size == m.shape[0] and np.array_equal(self.genes, np.arange(n_out)):
+            return x
+        column = np.full(m.shape[0], -1, np.int64)
+        present = np.flatnonzero(self.genes >= 0)
+        column[self.genes[present]] = present
+        x = x.tocoo()
+        keep = column[x.col] >= 0
+        out = sp.csr_matrix((x.data[keep], (x.row[keep], column[x.col[keep]])), shape=(x.shape[0], n_out))
+        out.sort_indices()
+        return out
+
+
+class PiecesSource(MatrixSource):
+    """The cells of several pieces, one after another, as a genes x cells source."""
+
+    def __init__(self, pieces: list[Piece], gene_ids, gene_names, feature_types, cell_names, *,
+                 description: str) -> None:
+        self.pieces = pieces
+        n_genes = pieces[0].genes.size
+        self.shape = (n_genes, sum(p.n_cells for p in pieces))
+        self.description = description
+        self.gene_ids = check_names(gene_ids, n_genes, f"{description} gene ids")
+        self.gene_names = check_names(gene_names, n_genes, f"{description} gene names")
+        self.feature_types = check_names(feature_types, n_genes, f"{description} feature types")
+        self._cell_names = check_names(cell_names, self.shape[1], f"{description} cell names")
+        self.paths = tuple(p.matrix.source for p in pieces)
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        return None if self._cell_names is None else self._cell_names[start:stop]
+
+    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """Blocks of up to cells_per_block cells; a block never spans two pieces."""
+        offset = 0
+        for piece in self.pieces:
+            for start in range(0, piece.n_cells, cells_per_block):
+                stop = min(start + cells_per_block, piece.n_cells)
+                x = piece.block(start, stop)
+                yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int64),
+                                x.data.astype(np.int64))
+            offset += piece.n_cells
+
+
+# ------------------------------------------------------------------------------------- genes
+
+def gene_keys(m: SinrMatrix) -> list[str]:
+    """What aligns a file's genes with another's: gene ids, else gene names; each once."""
+    keys = m.gene_ids or m.gene_names
+    if keys is None:
+        raise InvalidInputError(f"{m.source}: holds no gene ids or names to align its genes with another file's")
+    if len(set(keys)) != len(keys):
+        twice = next(k for k, n in Counter(keys).items() if n > 1)
+        raise InvalidInputError(f"{m.source}: gene {twice!r} appears twice, so genes cannot be aligned by name")
+    return keys
+
+
+def joined_genes(matrices: list[SinrMatrix], join: str) -> tuple[list[str], list[np.ndarray]]:
+    """The output's gene keys (inner: the first file's genes that every file holds, in its order;
+    outer: every gene, the first file's first, then each new one as it first appears) and, per
+    file, the map from output genes to its own."""
+    if join not in ("inner", "outer"):
+        raise InvalidInputError(f"join must be 'inner' or 'outer', not {join!r}")
+    keys = [gene_keys(m) for m in matrices]
+    if join == "inner":
+        common = set(keys[0]).intersection(*map(set, keys[1:]))
+        out = [k for k in keys[0] if k in common]
+    else:
+        out = list(dict.fromkeys(k for ks in keys for k in ks))
+    maps = []
+    for ks in keys:
+        position = {k: i for i, k in enumerate(ks)}
+        maps.append(np.array([position.get(k, -1) for k in out], dtype=np.int64))
+    return out, maps
+
+
+def gene_fields(matrices: list[SinrMatrix], maps: list[np.ndarray]) -> dict[str, list[str] | None]:
+    """gene_ids, gene_names and feature_types of the output genes: each from the first file that
+    holds the gene (None where the first file has no such list)."""
+    out = {}
+    for field in ("gene_ids", "gene_names", "feature_types"):
+        lists = [getattr(m, field) for m in matrices]
+        if lists[0] is None:
+            out[field] = None
+            continue
+        values: list[str | None] = [None] * maps[0].size
+        for names, genes in zip(lists, maps):
+            for j in np.flatnonzero(genes >= 0).tolist() if names is not None else []:
+                if values[j] is None:
+                    values[j] = names[genes[j]]
+        out[field] = None if any(v is None for v in values) else values
+    return out
+
+
+# ------------------------------------------------------------------------------------- cells
+
+def unique_cell_names(names: list[list[str]], keys: list[str] | None, index_unique: str | None,
+                      what: list[str]) -> list[str]:
+    """Every file's cell names, one after another; with index_unique each gets it and its file's
+    key appended (anndata's concat), and names that still repeat are refused."""
+    if index_unique is not None:
+        names = [[f"{n}{index_unique}{key}" for n in ns] for ns, key in zip(names, keys)]
+    out = [n for ns in names for n in ns]
+    if len(set(out)) != len(out):
+        twice = next(n for n, c in Counter(out).items() if c > 1)
+        where = [w for w, ns in zip(what, names) if twice in ns]
+        raise InvalidInputError(f"cell {twice!r} is named twice ({' and '.join(where[:2]) or where[0]}); pass "
+                                "index_unique='-' (--index-unique -) to append each file's key to its cell names")
+    return out

@@ -1,0 +1,263 @@
+"""concat and subset of .sinr files into a new file, as anndata.concat and adata[cells, genes] do.
+
+Files of one count matrix combine into a file of one count matrix: genes aligned by gene id
+(inner: those every file holds; outer: all, zeros where a file lacks one), cells one file after
+another. Files that store a whole AnnData (and files of one matrix when a `label` column is asked
+for) combine as AnnData objects: every part that is not a count matrix goes through anndata's own
+concat or subsetting (its join, merge and uns_merge rules), and each count matrix is streamed into
+the new file (encoder.combine), decoding one block of cells at a time. Cell names must stay
+distinct: repeats are refused unless index_unique asks for each file's key to be appended, as
+anndata's concat does. Outputs are written to a temporary file
+and renamed into place.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..encoder.combine import Piece, PiecesSource, gene_fields, joined_genes, unique_cell_names
+from ..errors import InvalidInputError
+from ..reader.dtypes import anndata_dtype
+from ..reader.matrix import SinrMatrix
+from .atomic import check_writable
+from .writers import quiet_anndata
+
+
+def _open_all(inputs: Sequence) -> list[SinrMatrix]:
+    from ..reader.matrix import open as open_sinr
+
+    opened = []
+    try:
+        for path in inputs:
+            opened.append(open_sinr(path))
+    except BaseException:
+        for m in opened:
+            m.close()
+        raise
+    return opened
+
+
+def _is_plain(m: SinrMatrix) -> bool:
+    return m.contents is None and len(m.matrix_names) == 1
+
+
+def _options(m: SinrMatrix, jobs: int | None, progress: bool) -> dict:
+    """The first input's recorded settings for what is encoded again; lossless (the inputs' values
+    are kept as they decode), and tile sizes chosen anew for the output's size."""
+    recorded = {k: v for k, v in m.options.items() if k not in ("mode", "max_error", "tile_nnz", "patch_nnz")}
+    from ..encoder.options import EncodeOptions
+
+    known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
+    return {**known, "mode": "lossless", "jobs": jobs, "progress": progress}
+
+
+def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, join: str = "inner",
+           label: str | None = None, keys: Sequence[str] | None = None, index_unique: str | None = None,
+           merge: str | None = None, uns_merge: str | None = None, force: bool = False, jobs: int | None = None,
+           progress: bool = False) -> dict:
+    """The cells of several .sinr files in one new file (see the module docstring). `label` adds an
+    obs column naming each cell's file by its key (`keys`, default '0', '1', ...); merge and
+    uns_merge are anndata.concat's. Returns sizes and names."""
+    inputs = list(inputs)
+    if len(inputs) < 2:
+        raise InvalidInputError("concat needs at least two .sinr files")
+    if keys is not None:
+        keys = [str(k) for k in keys]
+        if len(keys) != len(inputs) or len(set(keys)) != len(keys):
+            raise InvalidInputError(f"keys must name each of the {len(inputs)} files once, not {keys}")
+    elif label is not None or index_unique is not None:
+        keys = [str(i) for i in range(len(inputs))]
+    check_writable(output, force=force, inputs=inputs)
+    matrices = _open_all(inputs)
+    try:
+        if label is None and merge is None and uns_merge is None and all(_is_plain(m) for m in matrices):
+            return _concat_plain(matrices, output, join=join, keys=keys, index_unique=index_unique, force=force,
+                                 jobs=jobs, progress=progress)
+        skeletons = [_skeleton(m) for m in matrices]
+        combined = _anndata_concat([s for s, _ in skeletons], join=join, label=label, keys=keys,
+                                   index_unique=index_unique, merge=merge, uns_merge=uns_merge)
+        counts = _combined_counts(combined, skeletons, matrices)
+        return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
+                              progress=progress)
+    finally:
+        for m in matrices:
+            m.close()
+
+
+def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_unique, force: bool,
+                  jobs: int | None, progress: bool) -> dict:
+    from ..encoder.append import extend_into
+    from ..encoder.driver import encode
+    from .atomic import atomic_path
+
+    named = [m.cell_names is not None for m in matrices]
+    if any(named) != all(named):
+        raise InvalidInputError(f"{matrices[named.index(False)].source}: has no cell names, unlike "
+                                f"{matrices[named.index(True)].source}; files to combine must all have them or not")
+    if index_unique is not None and not all(named):
+        raise InvalidInputError("index_unique needs cell names, which these files do not have")
+    genes, maps = joined_genes(matrices, join)
+    if not genes:
+        raise InvalidInputError("the files have no gene in common (join='outer' keeps every gene)")
+    fields = gene_fields(matrices, maps)
+    names = unique_cell_names([m.cell_names for m in matrices], keys, index_unique,
+                              [m.source for m in matrices]) if all(named) else None
+    first = matrices[0]
+    same = (index_unique is None and first.mode == "lossless" and np.array_equal(maps[0], np.arange(first.shape[0]))
+            and all(fields[f] == getattr(first, f) for f in fields))
+    pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, maps)]
+    n_first = first.shape[1]
+    if same:  # the first file's chunks are copied, the other files' cells encoded after them
+        rest = PiecesSource(pieces[1:], fields["gene_ids"], fields["gene_names"], fields["feature_types"],
+                            names[n_first:] if names is not None else None, description="concat")
+        with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
+            result = extend_into(first, rest, tmp, jobs=jobs, progress=progress)
+        return {**result, "copied_chunks": first.n_chunks}
+    source = PiecesSource(pieces, fields["gene_ids"], fields["gene_names"], fields["feature_types"], names,
+                          description="concat")
+    return {**encode(source, output, force=force, **_options(first, jobs, progress)), "copied_chunks": 0}
+
+
+def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, genes=None,  # noqa: A002
+           force: bool = False, jobs: int | None = None, progress: bool = False) -> dict:
+    """Some cells and genes of a .sinr file in a new file, in the order given: names (gene names or
+    ids), indices, slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A
+    whole AnnData keeps every part, subset as anndata subsets it. Returns sizes and names."""
+    check_writable(output, force=force, inputs=[input])
+    (m,) = _open_all([input])
+    with m:
+        cell_index = m._positions(slice(None) if cells is None else cells, "cell")
+        gene_index = m._positions(slice(None) if genes is None else genes, "gene")
+        if np.unique(cell_index).size != cell_index.size or np.unique(gene_index).size != gene_index.size:
+            raise InvalidInputError("a subset names a cell or gene twice")
+        if not gene_index.size:
+            raise InvalidInputError("a subset needs at least one gene")
+        if _is_plain(m):
+            from ..encoder.driver import encode
+
+            names = m.cell_names
+            source = PiecesSource([Piece(m, cell_index, gene_index)], *(
+                None if v is None else [v[i] for i in gene_index.tolist()]
+                for v in (m.gene_ids, m.gene_names, m.feature_types)),
+                None if names is None else [names[j] for j in cell_index.tolist()], description="subset")
+            return encode(source, output, force=force, **_options(m, jobs, progress))
+        skeleton, matrices = _skeleton(m)
+        with quiet_anndata():
+            cut = skeleton[cell_index, gene_index].copy()
+        counts = {}
+        for element, (matrix, dtype, fmt) in matrices.items():
+            genes_map = np.arange(matrix.shape[0]) if element == "raw/X" else gene_index
+            counts[element] = ([Piece(matrix, cell_index, genes_map)], dtype, fmt)
+        return _write_anndata(cut, counts, output, m, force=force, inputs=[input], jobs=jobs, progress=progress)
+
+
+# --------------------------------------------------------------------------- whole AnnData files
+
+def _skeleton(m: SinrMatrix):
+    """The file's AnnData with every count matrix an empty placeholder of its shape, and those
+    matrices: element -> (SinrMatrix, dtype, format). A file of one matrix gives its names (and X
+    in the dtype policy's type)."""
+    import anndata
+
+    from .anndata_store import name_frames
+
+    contents = m.contents
+    if contents is None or contents.object != "anndata":
+        obs, var = name_frames(m, contents)
+        dtype = anndata_dtype(None)
+        with quiet_anndata():
+            adata = anndata.AnnData(X=sp.csr_matrix(m.T.shape, dtype=dtype), obs=obs, var=var)
+        return adata, {"X": (m, dtype.str, "csr_matrix")}
+    values = {part: contents.read(part) for part in contents.elements}
+    raw = values.pop("raw", None)
+    layers = values.pop("layers", {})
+    matrices = {}
+    for entry in contents.matrices:
+        matrix = m.matrix(entry["matrix"])
+        matrices[entry["element"]] = (matrix, entry["dtype"], entry["format"])
+        placeholder = sp.csr_matrix(matrix.T.shape, dtype=np.dtype(entry["dtype"]))
+        if entry["element"] == "X":
+            values["X"] = placeholder
+        elif entry["element"] == "raw/X":
+            raw = {**(raw or {}), "X": placeholder}
+        else:
+            layers[entry["element"][len("layers/"):]] = placeholder
+    with quiet_anndata():
+        adata = anndata.AnnData(X=values.pop("X", None), layers={k: layers[k] for k in contents.layers}, **values)
+        if raw is not None:
+            adata.raw = anndata.AnnData(X=raw.get("X"), obs=adata.obs.iloc[:, :0], var=raw.get("var"),
+                                        varm=raw.get("varm"))
+    return adata, matrices
+
+
+def _anndata_concat(skeletons: list, *, join: str, label, keys, index_unique, merge, uns_merge):
+    import anndata
+
+    if join not in ("inner", "outer"):
+        raise InvalidInputError(f"join must be 'inner' or 'outer', not {join!r}")
+    with quiet_anndata():
+        combined = anndata.concat(skeletons, join=join, label=label, keys=keys, index_unique=index_unique,
+                                  merge=merge, uns_merge=uns_merge)
+    if not combined.obs_names.is_unique:
+        twice = combined.obs_names[combined.obs_names.duplicated()][0]
+        raise InvalidInputError(f"cell {twice!r} is named twice; pass index_unique='-' (--index-unique -) to append "
+                                "each file's key to its cell names")
+    if not combined.n_vars:
+        raise InvalidInputError("the files have no gene in common (join='outer' keeps every gene)")
+    return combined
+
+
+def _combined_counts(combined, skeletons, matrices) -> dict:
+    """Each count matrix of the combined AnnData: the pieces that fill it, its dtype and format."""
+    counts = {}
+    elements = (["X"] if combined.X is not None else []) + [f"layers/{k}" for k in combined.layers] + (
+        ["raw/X"] if combined.raw is not None else [])
+    for element in elements:
+        found = [skeleton_matrices.get(element) for _, skeleton_matrices in skeletons]
+        if all(f is None for f in found):
+            continue
+        if any(f is None for f in found):
+            missing = matrices[found.index(None)].source
+            raise InvalidInputError(f"{element} is a count matrix in some files but not in {missing}; files to combine "
+                                    "must agree on which parts are counts")
+        pieces = []
+        for (skeleton, _), (matrix, _, _) in zip(skeletons, found):
+            ours, theirs = (skeleton.raw, combined.raw) if element == "raw/X" else (skeleton, combined)
+            position = ours.var_names.get_indexer(theirs.var_names)
+            pieces.append(Piece(matrix, None, position.astype(np.int64)))
+        dtype = np.result_type(*[np.dtype(f[1]) for f in found]).str
+        counts[element] = (pieces, dtype, found[0][2])
+    return counts
+
+
+def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: bool, inputs: list,
+                   jobs: int | None, progress: bool) -> dict:
+    """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
+    dtype, format)) as a whole-AnnData .sinr file."""
+    from .anndata_store import _MemoryParts, _options as encode_options, _plan_anndata, write_plan
+    from .h5ad import cells_by_genes_source
+
+    class Parts(_MemoryParts):
+        """The AnnData's parts, its count matrices read from the pieces."""
+
+        def format(self, path: str) -> str | None:
+            return counts[path][2] if path in counts else super().format(path)
+
+        def dtype(self, path: str) -> str:
+            return counts[path][1] if path in counts else super().dtype(path)
+
+        def source(self, path: str):
+            if path not in counts:
+                return super().source(path)
+            var = self.adata.raw.var if path == "raw/X" else self.adata.var
+            names = cells_by_genes_source(sp.csr_matrix((0, var.shape[0])), var, [], path)
+            return PiecesSource(counts[path][0], names.gene_ids, names.gene_names, names.feature_types,
+                                [str(n) for n in self.adata.obs_names], description=path)
+
+    opts = encode_options(_options(first, jobs, progress))
+    plan = _plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
+    return write_plan(plan, output, opts, force=force, inputs=inputs)

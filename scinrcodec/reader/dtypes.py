@@ -1,0 +1,40 @@
+"""The dtype policy of AnnData objects read from .sinr files, in one place.
+
+A file that stores a whole AnnData gives every matrix back in the dtype it was encoded from. A
+file of one count matrix has no dtype of its own (the values are integers): its AnnData's X is
+float32, what scanpy.read_10x_h5 and anndata.read_h5ad of a 10x-derived file give, so code
+written for those readers sees the same types. dtype= chooses another (np.int32 is exact for
+every count a .sinr file holds and is what scinrcodec 2.0 gave). A float type holds counts
+exactly only up to a bound (2**24 for float32): a matrix with a larger count is refused in that
+type, never rounded silently.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+ANNDATA_DTYPE = np.dtype(np.float32)
+_EXACT_UP_TO = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24}
+
+
+def anndata_dtype(dtype) -> np.dtype:
+    """The dtype asked for (None: the policy's default), checked to be a number type."""
+    if dtype is None:
+        return ANNDATA_DTYPE
+    try:
+        out = np.dtype(dtype)
+    except TypeError as exc:
+        raise InvalidInputError(f"dtype {dtype!r} is not a numpy type") from exc
+    if out.kind not in "iuf" or out.kind in "iu" and out.itemsize < 4:
+        raise InvalidInputError(f"dtype {out} cannot hold every count (use float32, float64, int32 or int64)")
+    return out
+
+
+def check_exact(values: np.ndarray, dtype: np.dtype, what: str) -> None:
+    """Refuse values (already converted to `dtype`) of a float type beyond the counts it holds
+    exactly (the integer types anndata_dtype admits hold every count)."""
+    limit = _EXACT_UP_TO.get(dtype)
+    if limit is not None and values.size and values.max() >= limit:
+        raise InvalidInputError(f"{what}: holds counts that {dtype} may not hold exactly (up to {limit:,}); read it "
+                                "with dtype=np.int32 or np.float64")

@@ -1,0 +1,59 @@
+"""A .sinr matrix in AnnData's orientation: cells x genes, so that code written for AnnData's
+X (x[cells, genes], obs_names, var_names, n_obs, n_vars) works on an open file unchanged.
+It is a view: every read goes to the SinrMatrix, decoding only the tiles it touches."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import SinrIndexError
+
+if TYPE_CHECKING:
+    from .matrix import SinrMatrix
+
+
+class CellsByGenes:
+    """SinrMatrix.T: the same file, cells x genes."""
+
+    def __init__(self, matrix: "SinrMatrix") -> None:
+        self.T = matrix
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.T.n_obs, self.T.n_vars
+
+    @property
+    def nnz(self) -> int:
+        return self.T.nnz
+
+    @property
+    def n_obs(self) -> int:
+        return self.T.n_obs
+
+    @property
+    def n_vars(self) -> int:
+        return self.T.n_vars
+
+    @property
+    def obs_names(self):
+        return self.T.obs_names
+
+    @property
+    def var_names(self):
+        return self.T.var_names
+
+    def __getitem__(self, key):
+        """x[cells, genes] as AnnData indexes X: one int for two scalars, else cells x genes CSR."""
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise SinrIndexError("index with x[cells, genes]")
+        out = self.T[key[1], key[0]]
+        return out if isinstance(out, int) else sp.csr_matrix(out.T)
+
+    def to_scipy(self, dtype=np.int64) -> sp.csr_matrix:
+        """The whole matrix, cells x genes CSR, exact (decoded cell-major: the fast way)."""
+        return self.T.to_scipy("csc", dtype=dtype).T
+
+    def __repr__(self) -> str:
+        return f"<SinrMatrix.T {self.shape[0]} cells x {self.shape[1]} genes, nnz={self.nnz}>"

@@ -1,0 +1,120 @@
+"""concat and subset: several files into one and part of a file into a new one, exact, names
+kept, genes aligned by id as anndata.concat aligns them, repeated cell names refused unless made
+unique, the first file's chunks copied where the genes agree, outputs atomic."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
+from scinrcodec.storage.container import read_footer
+from scinrcodec.storage.source import open_source
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """pbmc500 cut in three: a and b with every gene, c without the first five (and its own names)."""
+    src = sinr.read_matrix(DATA / "pbmc500_cellranger.h5")
+    m, ids, names, cells = src.matrix(), src.gene_ids, src.gene_names, src.cell_names(0, src.shape[1])
+    folder = tmp_path_factory.mktemp("combine")
+    cuts = {"a": (slice(None), slice(0, 200)), "b": (slice(None), slice(200, 450)),
+            "c": (slice(5, None), slice(450, None))}
+    for key, (genes, cols) in cuts.items():
+        sinr.encode(sinr.CountMatrix(m[genes, cols], ids[genes], names[genes], cells[cols]), folder / f"{key}.sinr",
+                    chunk_cells=64, **FAST)
+    return folder, sp.csr_matrix(m), ids, cells
+
+
+def test_concat_of_files_with_the_same_genes_copies_the_first_files_chunks(parts, tmp_path):
+    folder, m, ids, cells = parts
+    out = tmp_path / "ab.sinr"
+    result = sinr.concat([folder / "a.sinr", folder / "b.sinr"], out)
+    assert result["copied_chunks"] == 4
+    with sinr.open(out) as back:
+        assert (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
+        assert back.gene_ids == ids
+        back.verify()
+    first = (folder / "a.sinr").read_bytes()
+    body_end = read_footer(open_source(first)).offset
+    assert out.read_bytes()[:body_end] == first[:body_end]
+
+
+@pytest.mark.parametrize("join", ["inner", "outer"])
+def test_concat_aligns_genes_by_id(parts, tmp_path, join):
+    folder, m, ids, cells = parts
+    out = tmp_path / f"{join}.sinr"
+    result = sinr.concat([folder / "c.sinr", folder / "a.sinr"], out, join=join)
+    with sinr.open(out) as back:
+        expected_ids = ids[5:] + (ids[:5] if join == "outer" else [])
+        assert back.gene_ids == expected_ids and back.cell_names == cells[450:] + cells[:200]
+        rows = [ids.index(g) for g in expected_ids]
+        expected = sp.hstack([m[:, 450:].tolil(), m[:, :200]]).tocsr()[rows]
+        expected = expected.tolil()
+        if join == "outer":
+            expected[len(ids) - 5:, : len(cells) - 450] = 0  # c lacks those genes
+        assert (back.to_scipy() != sp.csr_matrix(expected)).nnz == 0
+        back.verify()
+    assert result["copied_chunks"] == (3 if join == "inner" else 0)  # c: 137 cells, 3 chunks
+
+
+def test_repeated_cell_names_are_refused_unless_made_unique(parts, tmp_path):
+    folder, m, _, cells = parts
+    a = folder / "a.sinr"
+    with pytest.raises(sinr.InvalidInputError, match="named twice .*index_unique"):
+        sinr.concat([a, a], tmp_path / "aa.sinr")
+    assert not (tmp_path / "aa.sinr").exists()
+    sinr.concat([a, a], tmp_path / "aa.sinr", index_unique="-", keys=["x", "y"])
+    with sinr.open(tmp_path / "aa.sinr") as back:
+        assert back.cell_names == [f"{c}-x" for c in cells[:200]] + [f"{c}-y" for c in cells[:200]]
+        assert (back.to_scipy() != sp.hstack([m[:, :200], m[:, :200]])).nnz == 0
+    with pytest.raises(sinr.InvalidInputError, match="keys must name each"):
+        sinr.concat([a, a], tmp_path / "k.sinr", keys=["x"])
+    with sinr.open(a) as first:
+        again = sinr.CountMatrix(m[:, :3], first.gene_ids, first.gene_names, [f"{c}-x" for c in cells[:3]])
+    with pytest.raises(sinr.InvalidInputError, match="already in the file"):
+        sinr.append(tmp_path / "aa.sinr", again)
+
+
+def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):
+    folder, m, _, cells = parts
+    sinr.concat([folder / "a.sinr", folder / "b.sinr"], tmp_path / "l.sinr", label="sample", keys=["s1", "s2"])
+    back = sinr.read_sinr(tmp_path / "l.sinr", dtype=np.int32)
+    assert list(back.obs["sample"]) == ["s1"] * 200 + ["s2"] * 250 and list(back.obs_names) == cells[:450]
+    assert (back.X != m[:, :450].T).nnz == 0
+
+
+def test_subset_by_names_in_their_order(parts, tmp_path):
+    folder, m, ids, cells = parts
+    with sinr.open(folder / "b.sinr") as b:
+        genes, chosen = [b.gene_names[7], ids[2], b.gene_names[30]], [cells[400], cells[210], cells[300]]
+        sinr.subset(folder / "b.sinr", tmp_path / "s.sinr", cells=chosen, genes=genes)
+        with sinr.open(tmp_path / "s.sinr") as s:
+            assert s.cell_names == chosen and s.gene_ids == [ids[7], ids[2], ids[30]]
+            assert (s.to_scipy() != b[genes, chosen]).nnz == 0
+            s.verify()
+    sinr.subset(folder / "b.sinr", tmp_path / "g.sinr", genes=np.arange(50) % 2 == 0)
+    assert sinr.open(tmp_path / "g.sinr").shape == (25, 250)
+    with pytest.raises(sinr.SinrKeyError, match="no cell named 'nope'"):
+        sinr.subset(folder / "b.sinr", tmp_path / "x.sinr", cells=["nope"])
+    with pytest.raises(sinr.InvalidInputError, match="twice"):
+        sinr.subset(folder / "b.sinr", tmp_path / "x.sinr", cells=[cells[300], cells[300]])
+
+
+def test_cli_concat_and_subset(parts, tmp_path):
+    folder, m, _, cells = parts
+    run = sinr_cli("concat", folder / "a.sinr", folder / "b.sinr", "-o", tmp_path / "ab.sinr")
+    assert run.returncode == 0 and "wrote" in run.stdout, run.stderr
+    (tmp_path / "cells.txt").write_text(f"{cells[3]}\n{cells[0]}\n")
+    with sinr.open(folder / "a.sinr") as a:
+        gene = a.gene_names[4]
+    run = sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "s.sinr", "--cells", f"@{tmp_path / 'cells.txt'}",
+                   "--genes", gene)
+    assert run.returncode == 0, run.stderr
+    with sinr.open(tmp_path / "s.sinr") as s:
+        assert s.cell_names == [cells[3], cells[0]] and s.gene_names == [gene]
+    assert_one_error_line(sinr_cli("concat", folder / "a.sinr", folder / "a.sinr", "-o", tmp_path / "aa.sinr"),
+                          "named twice")
+    assert_one_error_line(sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "x.sinr"), "--cells, --genes")
+    assert leftovers(tmp_path) == []

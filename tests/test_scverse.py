@@ -1,0 +1,221 @@
+"""scverse's ways: read_sinr / write_sinr as read_h5ad / write_h5ad, the dtype policy, a lazy
+AnnData with every stored part, names on the matrix object."""
+from __future__ import annotations
+
+import warnings
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scinrcodec as sinr
+from conftest import DATA, FAST
+from test_anndata import assert_same_anndata, rich_anndata, via_anndata
+
+da = pytest.importorskip("dask.array")
+sc = pytest.importorskip("scanpy")
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    a = rich_anndata()
+    path = tmp_path_factory.mktemp("scverse") / "rich.sinr"
+    sinr.write_sinr(a, path, chunk_cells=32, **FAST)
+    return a, path
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plain") / "p500.sinr"
+    sinr.encode(DATA / "pbmc500_cellranger.h5", path, chunk_cells=100, **FAST)
+    return path
+
+
+def test_write_sinr_then_read_sinr_gives_the_anndata_back(rich):
+    a, path = rich
+    back = sinr.read_sinr(path)
+    assert_same_anndata(via_anndata(a), back)
+    assert back.X.dtype == np.float32 and back.layers["counts"].dtype == np.int32
+    assert sinr.read_sinr(path, dtype=np.float64).X.dtype == np.float64
+
+
+def test_plain_files_read_as_scanpy_reads_10x(plain):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = sc.read_10x_h5(DATA / "pbmc500_cellranger.h5")
+    a = sinr.read_sinr(plain)
+    assert a.X.dtype == reference.X.dtype == np.float32 and isinstance(a.X, sp.csr_matrix)
+    assert list(a.obs_names) == list(reference.obs_names) and list(a.var_names) == list(reference.var_names)
+    assert list(a.var["gene_ids"]) == list(reference.var["gene_ids"])
+    assert (a.X != reference.X).nnz == 0
+    counts = reference.X.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x in (a, reference):  # scanpy's standard steps give the same numbers from either reader
+            sc.pp.normalize_total(x, target_sum=1e4)
+            sc.pp.log1p(x)
+            sc.pp.highly_variable_genes(x, n_top_genes=20)
+            sc.pp.pca(x, n_comps=5, random_state=0)
+    assert list(a.var["highly_variable"]) == list(reference.var["highly_variable"])
+    np.testing.assert_array_equal(a.obsm["X_pca"], reference.obsm["X_pca"])
+    exact = sinr.read_sinr(plain, dtype=np.int32)
+    assert exact.X.dtype == np.int32 and (exact.X != counts).nnz == 0
+    assert sinr.read_sinr(plain.read_bytes(), backed=True).X.dtype == np.float32
+    for bad in (np.int16, "U4"):
+        with pytest.raises(sinr.InvalidInputError, match="cannot hold every count"):
+            sinr.read_sinr(plain, dtype=bad)
+
+
+def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
+    counts = sp.csc_matrix(np.array([[2**24 + 1, 0], [3, 1]]))
+    sinr.encode(counts, tmp_path / "big.sinr", **FAST)
+    with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+        sinr.read_sinr(tmp_path / "big.sinr")
+    with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+        sinr.read_lazy(tmp_path / "big.sinr").X.compute()
+    assert sinr.read_sinr(tmp_path / "big.sinr", dtype=np.int32).X[0, 0] == 2**24 + 1
+    lazy = sinr.read_lazy(tmp_path / "big.sinr", dtype=np.int32)  # squares in float64, not int32
+    np.testing.assert_allclose(sinr.reduce_cells(lazy.X, "var", 0).compute(), counts.T.toarray().var(axis=0))
+
+
+def test_write_sinr_of_one_matrix_and_its_hint(rich, tmp_path):
+    a, _ = rich
+    sinr.write_sinr(a, tmp_path / "counts.sinr", layer="counts", matrix_only=True, **FAST)
+    back = sinr.read_sinr(tmp_path / "counts.sinr", dtype=np.int32)
+    assert (back.X != a.layers["counts"]).nnz == 0 and list(back.obs_names) == list(a.obs_names)
+    with pytest.raises(sinr.InvalidInputError, match="--layer counts"):
+        sinr.write_sinr(a, tmp_path / "x.sinr", matrix_only=True, **FAST)
+    with pytest.raises(sinr.InvalidInputError, match="takes an AnnData"):
+        sinr.write_sinr(a.X, tmp_path / "x.sinr")
+    with pytest.raises(sinr.OutputExistsError):
+        sinr.write_sinr(a, tmp_path / "counts.sinr", layer="counts", matrix_only=True, **FAST)
+
+
+def test_lazy_anndata_holds_every_stored_part(rich):
+    a, path = rich
+    eager = sinr.read_sinr(path)
+    lazy = sinr.read_lazy(path)
+    assert set(lazy.obsp) == set(a.obsp) and set(lazy.varp) == set(a.varp) and set(lazy.obsm) == set(a.obsm)
+    assert set(lazy.layers) == set(a.layers) and isinstance(lazy.layers["counts"], da.Array)
+    assert not isinstance(lazy.layers["scaled"], da.Array)  # not counts: stored by anndata, loaded
+    assert lazy.raw is not None and isinstance(lazy.raw.X, da.Array) and lazy.raw.X.dtype == a.raw.X.dtype
+    assert (lazy.raw.X.compute() != eager.raw.X).nnz == 0
+    pd.testing.assert_frame_equal(lazy.raw.var, eager.raw.var)
+    assert (lazy.obsp["connectivities"] != eager.obsp["connectivities"]).nnz == 0
+    assert (lazy.X != eager.X).nnz == 0  # the normalised X, stored as it was
+    for key in ("counts", "spliced"):
+        assert (lazy.layers[key].compute() != eager.layers[key]).nnz == 0
+
+
+def test_names_and_orientation_of_the_matrix_object(plain):
+    a = sinr.read_sinr(plain, dtype=np.int64)
+    with sinr.open(plain) as m:
+        assert (m.n_obs, m.n_vars) == a.shape and m.T.shape == a.shape
+        assert m.obs_names.equals(a.obs_names) and m.var_names.equals(a.var_names)
+        genes, cells = list(a.var_names[[3, 7, 3]]), list(a.obs_names[[0, 5, 9]])
+        assert (m[genes, :] != a[:, genes].X.T).nnz == 0
+        assert (m[pd.Index(genes), cells] != a[cells, genes].X.T).nnz == 0
+        assert (m.T[cells, genes] != a[cells, genes].X).nnz == 0 and isinstance(m.T[cells, genes], sp.csr_matrix)
+        assert m.T[cells[1], genes[0]] == m[genes[0], cells[1]] == a[cells[1], genes[0]].X[0, 0]
+        ids = list(a.var["gene_ids"][[3, 7]])
+        assert (m[ids, 2:9] != a[2:9, [3, 7]].X.T).nnz == 0  # gene ids work as names do
+        with pytest.raises(sinr.SinrKeyError, match="no gene named 'NOPE', 'X2'"):
+            m[["NOPE", genes[0], "X2"], :]
+        with pytest.raises(KeyError, match="no cell named 'ZZZ'"):
+            m.T[["ZZZ"], :]
+        with pytest.raises(sinr.SinrIndexError, match="mixes names"):
+            m[[genes[0], 3], :]
+        assert (m.T.to_scipy() != a.X).nnz == 0 and m.T.T is m
+
+
+def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
+    a, path = rich
+    b = a[:, 10:].copy()
+    other = tmp_path / "b.sinr"
+    sinr.write_sinr(b, other, chunk_cells=32, **FAST)
+    out = tmp_path / "ab.sinr"
+    sinr.concat([path, other], out, label="sample", keys=["A", "B"], index_unique="-", uns_merge="same")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = anndata.concat([via_anndata(a), via_anndata(b)], label="sample", keys=["A", "B"],
+                                  index_unique="-", uns_merge="same")
+    assert_same_anndata(expected, sinr.read_sinr(out))
+    with sinr.open(out) as m:
+        assert m.name == "layers/counts" and m.n_chunks == 6  # each file's cells in their own chunks
+    cells, genes = list(a.obs_names[[40, 3, 17]]), list(a.var_names[5:25])
+    sinr.subset(path, tmp_path / "cut.sinr", cells=cells, genes=genes)
+    assert_same_anndata(via_anndata(a[cells, genes].copy()), sinr.read_sinr(tmp_path / "cut.sinr"))
+
+
+def _compression(path, dataset: str):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f[dataset].compression, f[dataset].compression_opts
+
+
+def test_decode_writes_h5ad_compressed_as_its_input_was(rich, plain, tmp_path):
+    from conftest import assert_one_error_line, sinr_cli
+
+    a, _ = rich
+    a.write_h5ad(tmp_path / "in.h5ad", compression="gzip", compression_opts=6)
+    sinr.encode_whole(tmp_path / "in.h5ad", tmp_path / "in.sinr", **FAST)
+    sinr.decode(tmp_path / "in.sinr", tmp_path / "auto.h5ad")
+    assert _compression(tmp_path / "auto.h5ad", "layers/counts/data") == ("gzip", 6)
+    assert_same_anndata(anndata.read_h5ad(tmp_path / "in.h5ad"), anndata.read_h5ad(tmp_path / "auto.h5ad"))
+    sinr.decode(tmp_path / "in.sinr", tmp_path / "none.h5ad", compression="none", dtype=np.float64)
+    assert _compression(tmp_path / "none.h5ad", "layers/counts/data") == (None, None)
+    assert anndata.read_h5ad(tmp_path / "none.h5ad").X.dtype == np.float64
+    sinr.decode(plain, tmp_path / "plain.h5ad")
+    assert _compression(tmp_path / "plain.h5ad", "X/data")[0] == "gzip"
+    assert anndata.read_h5ad(tmp_path / "plain.h5ad").X.dtype == np.float32
+    run = sinr_cli("decode", plain, tmp_path / "int.h5ad", "--dtype", "int32", "--compression", "lzf")
+    assert run.returncode == 0, run.stderr
+    assert _compression(tmp_path / "int.h5ad", "X/data")[0] == "lzf"
+    assert anndata.read_h5ad(tmp_path / "int.h5ad").X.dtype == np.int32
+    assert_one_error_line(sinr_cli("encode", tmp_path / "in.h5ad", tmp_path / "x.sinr", "--matrix-only"),
+                          "--layer counts")
+
+
+def test_info_tells_the_matrix_from_the_other_parts(rich, plain):
+    from scinrcodec.io.anndata_store import describe_contents
+    from scinrcodec.report import describe, size_by_part
+
+    _, path = rich
+    with sinr.open(path) as m:
+        parts = size_by_part(m)
+        assert sum(parts.values()) == m.file_size
+        assert parts["AnnData parts"] > parts["other matrices"] > 0 and parts["headers"] < 0.02 * m.file_size
+        text = describe(m) + describe_contents(m)
+    for fragment in ("this matrix", "AnnData parts", "bits/nonzero covers matrix 'layers/counts' alone",
+                     "layers/spliced", "bits/nonzero  from"):
+        assert fragment in text
+    with sinr.open(plain) as m:
+        assert set(size_by_part(m)) == {"bitmap", "values", "names", "permutations", "scaling metadata",
+                                        "chunk index", "headers"}
+
+
+def test_names_are_stored_once(plain, tmp_path):
+    a = sinr.read_sinr(plain, dtype=np.int32)
+    a.var = a.var[["feature_types", "gene_ids"]]  # gene_ids not first: its place comes back
+    a.var.index.name = "symbol"
+    a.obs["n"] = np.arange(a.n_obs)
+    sinr.write_sinr(a, tmp_path / "whole.sinr", **FAST)
+    with sinr.open(tmp_path / "whole.sinr") as m:
+        assert m.contents.raw["names_in"] == {"obs": {"matrix": "X", "index_name": None},
+                                             "var": {"matrix": "X", "index_name": "symbol", "gene_ids_at": 1}}
+        for part, name in (("var", a.var_names[3]), ("var", a.var["gene_ids"].iloc[3]), ("obs", a.obs_names[3])):
+            assert name.encode() not in m.contents.image(part)
+    assert_same_anndata(via_anndata(a), sinr.read_sinr(tmp_path / "whole.sinr"))
+    assert (tmp_path / "whole.sinr").stat().st_size < plain.stat().st_size * 1.2
+    b = a.copy()
+    b.var_names = [f"g{i}" for i in range(b.n_vars)]
+    b.var_names_make_unique()
+    b.X = b.X.astype(np.float32) / 2  # not counts: no matrix holds the names, the image keeps them
+    b.layers["counts"] = a.X
+    sinr.write_sinr(b, tmp_path / "other.sinr", **FAST)
+    with sinr.open(tmp_path / "other.sinr") as m:
+        assert set(m.contents.raw["names_in"]) == {"obs", "var"}  # the counts layer holds both
+    assert_same_anndata(via_anndata(b), sinr.read_sinr(tmp_path / "other.sinr"))
