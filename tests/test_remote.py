@@ -14,7 +14,7 @@ import scinrcodec as sinr
 from scinrcodec.cli import main as sinr_main
 from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                                RemoteConnectionError, RemoteNotFoundError)
-from scinrcodec.reader.lazy import CellBlocks
+from scinrcodec.reader.lazy import MatrixRef
 from servers import NGINX, DelayProxy, MotoS3, Nginx
 
 from conftest import FAST
@@ -189,9 +189,9 @@ def test_lazy_and_batches_over_http(nginx, files):
         lazy = sinr.read_lazy(url)
         assert np.array_equal(lazy.X.compute().toarray(), expected)
         with sinr.open(url) as m:  # a block sent to a dask.distributed worker opens the URL there
-            blocks = pickle.loads(pickle.dumps(CellBlocks(m, np.int64)))
-        assert blocks.matrix.source == url
-        assert np.array_equal(blocks((1, 0)).toarray(), expected[16:32])
+            ref = pickle.loads(pickle.dumps(MatrixRef(m)))
+        assert ref.matrix.source == url
+        assert np.array_equal(ref.matrix.cells_block(16, 32, np.int64).toarray(), expected[16:32])
         with sinr.open(url) as m:
             batches = list(m.iter_cells(batch_size=32, seed=1, dtype=np.int64))
         cells = np.concatenate([b.cells for b in batches])
