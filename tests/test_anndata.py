@@ -20,7 +20,7 @@ import scinrcodec as sinr
 from conftest import DATA, FAST
 from scinrcodec.io.anndata_store import counts_hint, describe_contents, verify_file, write_decoded
 from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, TRAILER, pack_header, read_footer
-from scinrcodec.storage.source import open_source
+from scinrcodec.storage.opening import open_source
 
 sc = pytest.importorskip("scanpy")
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
 from scinrcodec.storage.container import read_footer
-from scinrcodec.storage.source import open_source
+from scinrcodec.storage.opening import open_source
 
 
 @pytest.fixture(scope="module")

@@ -294,7 +294,7 @@ def test_verify_reads_every_stored_anndata_element(tmp_path, pbmc, capsys):
     import zlib
 
     from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, TRAILER, pack_array, pack_header, read_footer
-    from scinrcodec.storage.source import open_source
+    from scinrcodec.storage.opening import open_source
 
     counts = sp.csr_matrix(pbmc.matrix().T, dtype=np.int32)
     adata = anndata.AnnData(X=counts, uns={"note": "kept"})

@@ -35,7 +35,8 @@ from ..storage.source import ByteSource
 from .atomic import atomic_path, check_writable
 from .h5ad import cells_by_genes_source, h5ad_index
 from .hdf5 import h5_errors, text_attr
-from .writers import obs_frame, quiet_anndata, var_frame
+from .h5ad_output import quiet_anndata
+from .writers import obs_frame, var_frame
 from .sources import MatrixSource, one_line
 
 CONTENTS = "contents"

@@ -24,7 +24,7 @@ from ..errors import InvalidInputError
 from ..reader.dtypes import anndata_dtype
 from ..reader.matrix import SinrMatrix
 from .atomic import check_writable
-from .writers import quiet_anndata
+from .h5ad_output import quiet_anndata
 
 
 def _open_all(inputs: Sequence) -> list[SinrMatrix]:

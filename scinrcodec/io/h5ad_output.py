@@ -8,6 +8,8 @@ AnnData.write_h5ad(compression='gzip') writes. compression='none' writes uncompr
 """
 from __future__ import annotations
 
+import contextlib
+
 from ..errors import InvalidInputError
 
 COMPRESSIONS = ("auto", "gzip", "lzf", "none")
@@ -66,10 +68,20 @@ def h5ad_image(adata, kwargs: dict) -> memoryview:
     import h5py
     from anndata.io import write_elem
 
-    from .writers import quiet_anndata
-
     buffer = io.BytesIO()
     with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True):
         with h5py.File(buffer, "w") as f:
             write_elem(f, "/", adata, dataset_kwargs=kwargs)
     return buffer.getbuffer()
+
+
+@contextlib.contextmanager
+def quiet_anndata():
+    """anndata's warnings about names it makes unique or turns into strings: expected here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not unique.*")
+        warnings.filterwarnings("ignore", message=".*Transforming to str index.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
+        yield

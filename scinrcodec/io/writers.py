@@ -6,7 +6,6 @@ disk, a file size limit), where Python raises OSError and the temporary file is 
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import os
@@ -19,6 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from .atomic import atomic_path, check_not_input, check_writable
+from .h5ad_output import quiet_anndata
 from .matrix import CountMatrix
 
 MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv")
@@ -110,18 +110,6 @@ def write_h5ad(path: Path, m: CountMatrix, *, compression: str = "auto", dtype=N
     image = h5ad_image(adata, kwargs)
     with open(path, "wb") as fh:
         fh.write(image)
-
-
-@contextlib.contextmanager
-def quiet_anndata():
-    """anndata's warnings about names it makes unique or turns into strings: expected here."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not unique.*")
-        warnings.filterwarnings("ignore", message=".*Transforming to str index.*")
-        warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
-        yield
 
 
 def _write_tsv_gz(path: Path, rows: list[str]) -> None:

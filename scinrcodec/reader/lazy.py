@@ -132,7 +132,7 @@ def lazy_anndata(m: SinrMatrix, contents, *, dtype=None):
     import anndata
 
     from ..io.anndata_store import name_frames
-    from ..io.writers import quiet_anndata
+    from ..io.h5ad_output import quiet_anndata
 
     if contents is None or contents.object != "anndata":
         obs, var = name_frames(m, contents)

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
 from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
-from ..storage.source import ByteSource, open_source
+from ..storage.opening import open_source
+from ..storage.source import ByteSource
 from .assemble import cell_major, gene_major
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry

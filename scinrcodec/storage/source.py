@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 import threading
 import weakref
@@ -22,14 +21,6 @@ from ..errors import FileChangedError, FormatError, InvalidInputError
 
 
 GATHER_GAP = 1 << 16  # ranges this close are read at once: copying the gap costs less than a read
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_url(source) -> bool:
-    """Whether `source` is a URL string for fsspec (file:// excepted: that is a local path)."""
-    return isinstance(source, str) and bool(_URL.match(source)) and not source.startswith("file://")
 
 
 class ByteSource:
@@ -225,23 +216,3 @@ class FileObjectSource(ByteSource):
         if not isinstance(data, (bytes, bytearray)) or len(data) != length:
             raise FormatError(f"{self.name}: short read at {offset} (the file changed or is truncated)")
         return memoryview(data)
-
-
-def open_source(source, storage_options: dict | None = None) -> ByteSource:
-    """A ByteSource for a path, a URL (s3://, gs://, http(s)://, any fsspec URL; storage_options
-    go to fsspec), a bytes-like object, or a seekable binary file object."""
-    if isinstance(source, ByteSource):
-        return source
-    if isinstance(source, str) and source.startswith("file://"):
-        source = source[len("file://"):]
-    elif isinstance(source, str) and is_url(source):
-        from .remote import RemoteSource
-
-        return RemoteSource(source, storage_options)
-    if storage_options:
-        raise InvalidInputError("storage_options apply to URLs only")
-    if isinstance(source, (str, os.PathLike)):
-        return LocalFileSource(Path(source))
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return MemorySource(source)
-    return FileObjectSource(source)

@@ -1,0 +1,37 @@
+"""Opening a byte source: the one place that tells paths, URLs, bytes and file objects apart, above
+the local sources (storage.source) and the remote one (storage.remote)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .source import ByteSource, FileObjectSource, LocalFileSource, MemorySource
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(source) -> bool:
+    """Whether `source` is a URL string for fsspec (file:// excepted: that is a local path)."""
+    return isinstance(source, str) and bool(_URL.match(source)) and not source.startswith("file://")
+
+
+def open_source(source, storage_options: dict | None = None) -> ByteSource:
+    """A ByteSource for a path, a URL (s3://, gs://, http(s)://, any fsspec URL; storage_options
+    go to fsspec), a bytes-like object, or a seekable binary file object."""
+    if isinstance(source, ByteSource):
+        return source
+    if isinstance(source, str) and source.startswith("file://"):
+        source = source[len("file://"):]
+    elif isinstance(source, str) and is_url(source):
+        from .remote import RemoteSource  # asyncio and fsspec load only for URLs
+
+        return RemoteSource(source, storage_options)
+    if storage_options:
+        raise InvalidInputError("storage_options apply to URLs only")
+    if isinstance(source, (str, os.PathLike)):
+        return LocalFileSource(Path(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return MemorySource(source)
+    return FileObjectSource(source)
