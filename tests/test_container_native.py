@@ -62,6 +62,10 @@ def test_valid_vector_reads_as_python_does(name):
         assert cols.shape == (n_genes, pick_cells.size)
         for j, c in enumerate(pick_cells.tolist()):
             assert np.array_equal(cols[:, j].toarray().ravel(), m.cell(c)), f"{name}: cell {c}"
+    block = _csc(r.block(pick_genes.tolist(), pick_cells.tolist()))
+    assert np.array_equal(block.toarray(), m[pick_genes, pick_cells].toarray())
+    if n_genes < 1 << 20:
+        assert (_csc(r.block(None, pick_cells[:2].tolist())) != _csc(r.cells(pick_cells[:2].tolist()))).nnz == 0
     for g, c in list(zip(genes[:20].tolist(), cells[:20].tolist())) + list(zip(pick_genes.tolist(), pick_cells.tolist())):
         assert r.entry(g, c) == m.get(g, c)
     with pytest.raises(errors.SinrIndexError):

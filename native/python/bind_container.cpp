@@ -70,6 +70,12 @@ void bind_container(nb::module_& m) {
            nb::arg("genes"), "((n_rows, n_cols), indptr, indices, values) of these genes over every cell (CSC).")
       .def("cells", [](MatrixReader& r, const std::vector<int64_t>& c) { return columns(r.cells(c)); },
            nb::arg("cells"), "((n_rows, n_cols), indptr, indices, values) of every gene over these cells (CSC).")
+      .def("block",
+           [](MatrixReader& r, std::optional<std::vector<int64_t>> g, std::optional<std::vector<int64_t>> c) {
+             return columns(r.block(g ? &*g : nullptr, c ? &*c : nullptr));
+           },
+           nb::arg("genes").none(), nb::arg("cells").none(),
+           "The genes x cells block (None: all) as ((n_rows, n_cols), indptr, indices, values) (CSC).")
       .def("whole", [](MatrixReader& r, int threads) { return columns(r.whole(threads)); }, nb::arg("threads") = 1,
            "((n_genes, n_cells), indptr, indices, values): the whole matrix (CSC), checksums verified.");
 }

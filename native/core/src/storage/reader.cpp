@@ -236,6 +236,8 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   const Value* format = content.get("format");
   if (!format || format->type != Value::kStr || format->text != "sinr")
     throw CorruptFileError(what_ + ": footer does not describe a .sinr file");
+  if (const Value* writer = content.get("writer"); writer && writer->type == Value::kStr) writer_ = writer->text;
+  if (const Value* table = content.get("sections")) file_sections_ = *table;
   const Value* matrices = content.get("matrices");
   if (!matrices || matrices->type != Value::kArray || matrices->items.empty())
     throw CorruptFileError(what_ + ": footer lists no matrix");
@@ -342,6 +344,34 @@ std::vector<uint8_t> MatrixReader::section_bytes(const SectionTable& table, cons
   if (crc32(data.data(), ref.length) != ref.crc)
     throw CorruptFileError(what + ": checksum mismatch in section " + quoted(name) + " (file is corrupt)");
   return data;
+}
+
+FileContents MatrixReader::contents() {
+  FileContents out;
+  if (minor_ < 1) return out;  // format 2.0: readers ignore the table (spec §4)
+  const std::string what = what_ + ": file sections";
+  const SectionTable refs = parse_section_table(&file_sections_, kPreambleSize, body_end_, what);
+  if (refs.empty()) return out;
+  if (!refs.count("contents")) {
+    if (newer_minor_) return out;
+    throw CorruptFileError(what_ + ": file-level sections without a 'contents' section");
+  }
+  const std::vector<uint8_t> raw = section_bytes(refs, "contents", what);
+  const Value map = unpack_map(raw.data(), raw.size(), what + ": section 'contents'");
+  const Value* object = map.get("object");
+  if (!object || object->type != Value::kStr || (object->text != "anndata" && object->text != "10x-h5"))
+    throw CorruptFileError(what_ + ": contents section names an unknown object " + repr(object));
+  const Value* elements = map.get("elements");
+  if (!elements || elements->type != Value::kArray)
+    throw CorruptFileError(what_ + ": contents section has a field of the wrong type");
+  out.object = object->text;
+  for (const auto& e : elements->items) {
+    const Value* element = e.get("element");
+    if (!element || element->type != Value::kStr)
+      throw CorruptFileError(what_ + ": contents section holds a malformed element entry");
+    out.elements.push_back(element->text);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------- genes
@@ -925,6 +955,50 @@ SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
     i = j;
   }
   return to_columns(n_genes_, static_cast<int64_t>(cells.size()), triples);
+}
+
+namespace {
+
+// Rows `rows` (indices into m's rows, any order, repeats allowed) of m, in that order.
+SparseColumns select_rows(const SparseColumns& m, const std::vector<int64_t>& rows) {
+  std::vector<std::pair<int64_t, int32_t>> wanted;
+  for (size_t i = 0; i < rows.size(); ++i) wanted.emplace_back(rows[i], static_cast<int32_t>(i));
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
+  for (int64_t j = 0; j < m.n_cols; ++j)
+    for (int64_t e = m.indptr[j]; e < m.indptr[j + 1]; ++e) {
+      auto it = std::lower_bound(wanted.begin(), wanted.end(), std::make_pair(int64_t{m.indices[e]}, int32_t{-1}));
+      for (; it != wanted.end() && it->first == m.indices[e]; ++it) triples.emplace_back(j, it->second, m.values[e]);
+    }
+  return to_columns(static_cast<int64_t>(rows.size()), m.n_cols, triples);
+}
+
+// Columns `cols` of m, in that order.
+SparseColumns select_columns(const SparseColumns& m, const std::vector<int64_t>& cols) {
+  SparseColumns out;
+  out.n_rows = m.n_rows;
+  out.n_cols = static_cast<int64_t>(cols.size());
+  out.indptr.assign(1, 0);
+  for (int64_t j : cols) {
+    out.indices.insert(out.indices.end(), m.indices.begin() + m.indptr[j], m.indices.begin() + m.indptr[j + 1]);
+    out.values.insert(out.values.end(), m.values.begin() + m.indptr[j], m.values.begin() + m.indptr[j + 1]);
+    out.indptr.push_back(static_cast<int64_t>(out.indices.size()));
+  }
+  return out;
+}
+
+}  // namespace
+
+SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads) {
+  if (!genes && !cells) return whole(threads);
+  if (!cells) return this->genes(*genes);
+  if (!genes) return this->cells(*cells);
+  for (int64_t g : *genes) check_index(g, n_genes_, "gene");
+  for (int64_t j : *cells) check_index(j, n_cells_, "cell");
+  // A cell read costs about one tile per band per cell, a gene read one band's tiles per chunk.
+  if (static_cast<double>(cells->size()) * n_genes_ <= static_cast<double>(genes->size()) * n_cells_)
+    return select_rows(this->cells(*cells), *genes);
+  return select_columns(this->genes(*genes), *cells);
 }
 
 SparseColumns MatrixReader::whole(int threads) {

@@ -26,6 +26,13 @@ struct SparseColumns {
   std::vector<int32_t> values;
 };
 
+// What a format 2.1 file stores besides its matrices (spec §14): the object ("anndata" or
+// "10x-h5"; empty when the file holds matrices only) and the parts stored as HDF5 images.
+struct FileContents {
+  std::string object;
+  std::vector<std::string> elements;
+};
+
 // A list of names, or none (the file does not store it).
 struct NameList {
   bool present = false;
@@ -58,6 +65,10 @@ class MatrixReader {
   int64_t stored_bytes() const;
   // The footer's informative stats of this matrix (ints and finite floats only).
   const std::map<std::string, double>& stats() const { return stats_; }
+  // The footer's informative `writer` ("?" when absent).
+  const std::string& writer() const { return writer_; }
+  // The file-level sections' contents map, checked (spec §14.1-§14.2; empty for format 2.0).
+  FileContents contents();
 
   NameList gene_ids();
   NameList gene_names();  // the ids when the file says gene names are ids
@@ -70,6 +81,9 @@ class MatrixReader {
   SparseColumns genes(const std::vector<int64_t>& genes);
   // Every gene over the columns of `cells` (original indices, any order, repeats allowed).
   SparseColumns cells(const std::vector<int64_t>& cells);
+  // The block of `genes` x `cells` (either may be null: every gene, every cell), through whichever
+  // of genes() and cells() decodes less.
+  SparseColumns block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads = 1);
   // The whole matrix, chunks decoded on up to `threads` threads, every chunk's content checksum
   // verified.
   SparseColumns whole(int threads = 1);
@@ -91,7 +105,8 @@ class MatrixReader {
   void check_index(int64_t i, int64_t n, const char* axis) const;
 
   std::shared_ptr<const ByteSource> source_;
-  std::string what_, name_, mode_;
+  std::string what_, name_, mode_, writer_ = "?";
+  msgpack::Value file_sections_;
   int major_ = 0, minor_ = 0;
   bool newer_minor_ = false;
   int64_t body_end_ = 0;

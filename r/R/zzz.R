@@ -1,0 +1,3 @@
+#' @useDynLib scinrcodec, .registration = TRUE
+#' @importFrom Rcpp evalCpp
+NULL
