@@ -42,12 +42,16 @@ std::vector<int64_t> indices(const Rcpp::NumericVector& idx) {
   return out;
 }
 
-Rcpp::S4 dgc(SparseColumns&& m) {
-  if (m.indices.size() > static_cast<size_t>(INT_MAX))
-    throw Rcpp::exception(("ValueError\x1f" + std::to_string(m.indices.size()) +
+void check_fits(int64_t nnz) {
+  if (nnz > INT_MAX)
+    throw Rcpp::exception(("ValueError\x1f" + std::to_string(nnz) +
                            " nonzeros do not fit a dgCMatrix (at most 2^31 - 1): read the matrix in parts "
                            "(sinr_open(path)[, cells] or SinrMatrix(path))").c_str(),
                           false);
+}
+
+Rcpp::S4 dgc(SparseColumns&& m) {
+  check_fits(static_cast<int64_t>(m.indices.size()));
   Rcpp::S4 out("dgCMatrix");
   Rcpp::IntegerVector i(m.indices.begin(), m.indices.end());
   m.indices = std::vector<int32_t>();
@@ -139,9 +143,23 @@ double sinr_entry_(SEXP handle, double gene, double cell) {
 Rcpp::S4 sinr_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells,
                      int threads) {
   SINR_TRY
+  MatrixReader& r = reader(handle);
+  if (genes.isNull() && cells.isNull()) {  // the whole matrix, placed straight into R's vectors
+    check_fits(r.nnz());
+    Rcpp::IntegerVector i(static_cast<R_xlen_t>(r.nnz()));
+    Rcpp::NumericVector x(static_cast<R_xlen_t>(r.nnz()));
+    std::vector<int64_t> indptr(static_cast<size_t>(r.n_cells()) + 1);
+    r.whole_into<double>(threads, indptr.data(), INTEGER(i), REAL(x));
+    Rcpp::S4 out("dgCMatrix");
+    out.slot("i") = i;
+    out.slot("p") = Rcpp::IntegerVector(indptr.begin(), indptr.end());
+    out.slot("x") = x;
+    out.slot("Dim") = Rcpp::IntegerVector::create(static_cast<int>(r.n_genes()), static_cast<int>(r.n_cells()));
+    return out;
+  }
   std::vector<int64_t> g, c;
   if (genes.isNotNull()) g = indices(Rcpp::NumericVector(genes));
   if (cells.isNotNull()) c = indices(Rcpp::NumericVector(cells));
-  return dgc(reader(handle).block(genes.isNotNull() ? &g : nullptr, cells.isNotNull() ? &c : nullptr, threads));
+  return dgc(r.block(genes.isNotNull() ? &g : nullptr, cells.isNotNull() ? &c : nullptr, threads));
   SINR_CATCH
 }

@@ -735,7 +735,8 @@ void MatrixReader::verify_band(Chunk& c, int64_t band, const uint8_t* bytes) {
 // ---------------------------------------------------------------------------------------- decode
 
 MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row,
-                                           int64_t want_col, const std::vector<uint8_t>& col_mask) {
+                                           int64_t want_col, const std::vector<uint8_t>& col_mask,
+                                           const std::vector<uint8_t>* data) {
   Decoded out;
   if (tiles.empty()) return out;
   const Genes& genes = genes_table();
@@ -761,9 +762,21 @@ MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>&
     capacity[i] = cap;
     total += cap;
   }
-  // The tiles' streams, read in runs of consecutive tiles.
-  std::vector<uint8_t> buf(static_cast<size_t>(std::max<int64_t>(total_bytes, 1)));
-  for (size_t i = 0; i < tiles.size();) {
+  // The tiles' streams: the chunk's tile data when the caller has it, else read in runs of
+  // consecutive tiles.
+  std::vector<uint8_t> buf;
+  const uint8_t* bytes = nullptr;
+  int64_t n_bytes = total_bytes;
+  if (data && data->empty()) data = nullptr;  // no tile bytes: nothing to share
+  if (data) {
+    for (size_t i = 0; i < tiles.size(); ++i) offset[i] = c.tile_offset[tiles[i]] - c.data_offset;
+    bytes = data->data();
+    n_bytes = static_cast<int64_t>(data->size());
+  } else {
+    buf.resize(static_cast<size_t>(std::max<int64_t>(total_bytes, 1)));
+    bytes = buf.data();
+  }
+  for (size_t i = 0; !data && i < tiles.size();) {
     size_t j = i + 1;
     while (j < tiles.size() && c.tile_offset[tiles[j]] == c.tile_offset[tiles[j - 1]] + c.tile_length[tiles[j - 1]])
       ++j;
@@ -791,7 +804,7 @@ MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>&
   out.values.resize(total);
   std::vector<int64_t> counts(tiles.size(), 0), status(tiles.size(), 0);
   decode_tiles<int32_t, int32_t>(
-      Span<const uint8_t>{buf.data(), total_bytes}, dir, span(genes.terms),
+      Span<const uint8_t>{bytes, n_bytes}, dir, span(genes.terms),
       Span<const int32_t>{c.cell_terms.data(), static_cast<int64_t>(c.cell_terms.size())}, c.models(), c.sirens(),
       mode_ == "lossless" ? kModeLossless : mode_ == "max-error" ? kModeMaxError : kModeInrOnly, max_error_, filter,
       span(out_start), Triples<int32_t, int32_t>{{out.rows.data(), total}, {out.cols.data(), total}, {out.values.data(), total}},
@@ -858,21 +871,29 @@ int64_t MatrixReader::entry(int64_t gene, int64_t cell) {
 
 namespace {
 
-// Compressed columns from (column, row, value) triples.
+// Compressed columns from (column, row, value) triples: a counting sort by column, then each
+// column's few entries sorted by row.
 SparseColumns to_columns(int64_t n_rows, int64_t n_cols, std::vector<std::tuple<int64_t, int32_t, int32_t>>& t) {
-  std::sort(t.begin(), t.end());
   SparseColumns out;
   out.n_rows = n_rows;
   out.n_cols = n_cols;
   out.indptr.assign(n_cols + 1, 0);
-  out.indices.reserve(t.size());
-  out.values.reserve(t.size());
-  for (const auto& [col, row, value] : t) {
-    ++out.indptr[col + 1];
-    out.indices.push_back(row);
-    out.values.push_back(value);
-  }
+  for (const auto& e : t) ++out.indptr[std::get<0>(e) + 1];
   for (int64_t j = 0; j < n_cols; ++j) out.indptr[j + 1] += out.indptr[j];
+  std::vector<std::pair<int32_t, int32_t>> entries(t.size());
+  std::vector<int64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
+  for (const auto& [col, row, value] : t) entries[cursor[col]++] = {row, value};
+  t = {};
+  out.indices.resize(entries.size());
+  out.values.resize(entries.size());
+  for (int64_t j = 0; j < n_cols; ++j) {
+    const auto first = entries.begin() + out.indptr[j], last = entries.begin() + out.indptr[j + 1];
+    if (!std::is_sorted(first, last)) std::sort(first, last);
+  }
+  for (size_t e = 0; e < entries.size(); ++e) {
+    out.indices[e] = entries[e].first;
+    out.values[e] = entries[e].second;
+  }
   return out;
 }
 
@@ -880,14 +901,26 @@ SparseColumns to_columns(int64_t n_rows, int64_t n_cols, std::vector<std::tuple<
 
 SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
   for (int64_t g : genes) check_index(g, n_genes_, "gene");
-  std::vector<std::pair<int64_t, int32_t>> wanted;  // (row, output position), stored rows only
-  for (size_t i = 0; i < genes.size(); ++i) {
-    const int64_t row = row_of_gene(genes[i]);
-    if (row < n_stored_) wanted.emplace_back(row, static_cast<int32_t>(i));
+  // Output positions of each stored row: head[row] the first, then next[position] the others.
+  std::vector<std::pair<int64_t, int32_t>> wanted;  // (row, first output position), rows ascending
+  std::vector<int32_t> next(genes.size(), -1);
+  {
+    std::vector<std::pair<int64_t, int32_t>> all;
+    for (size_t i = 0; i < genes.size(); ++i) {
+      const int64_t row = row_of_gene(genes[i]);
+      if (row < n_stored_) all.emplace_back(row, static_cast<int32_t>(i));
+    }
+    std::sort(all.begin(), all.end());
+    for (size_t k = 0; k < all.size(); ++k) {
+      if (k + 1 < all.size() && all[k + 1].first == all[k].first) next[all[k].second] = all[k + 1].second;
+      if (k == 0 || all[k - 1].first != all[k].first) wanted.push_back(all[k]);
+    }
   }
-  std::sort(wanted.begin(), wanted.end());
   std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
   if (!wanted.empty()) {
+    const int64_t lo = wanted.front().first, hi = wanted.back().first;
+    std::vector<int32_t> head(static_cast<size_t>(hi - lo + 1), -1);  // rows lo..hi: at most the stored rows
+    for (const auto& [row, pos] : wanted) head[row - lo] = pos;
     for (int64_t ci = 0; ci < n_chunks_; ++ci) {
       Chunk& c = chunk(ci);
       std::vector<int64_t> bands;
@@ -897,13 +930,12 @@ SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
       std::vector<int64_t> tiles;
       for (int64_t b : bands)
         for (int64_t t = c.tile_starts[b]; t < c.tile_starts[b + 1]; ++t) tiles.push_back(t);
-      const bool one = wanted.front().first == wanted.back().first;
-      const Decoded d = decode(c, tiles, one ? wanted.front().first : -1, -1, {});
+      const Decoded d = decode(c, tiles, wanted.size() == 1 ? lo : -1, -1, {});
       for (size_t e = 0; e < d.values.size(); ++e) {
-        auto range = std::equal_range(wanted.begin(), wanted.end(), std::make_pair(int64_t{d.rows[e]}, int32_t{-1}),
-                                      [](const auto& a, const auto& b) { return a.first < b.first; });
-        for (auto it = range.first; it != range.second; ++it)
-          triples.emplace_back(c.cell_original[d.cols[e]], it->second, d.values[e]);
+        const int64_t row = d.rows[e];
+        if (row < lo || row > hi) continue;
+        for (int32_t pos = head[row - lo]; pos >= 0; pos = next[pos])
+          triples.emplace_back(c.cell_original[d.cols[e]], pos, d.values[e]);
       }
     }
   }
@@ -1002,38 +1034,45 @@ SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::
 }
 
 SparseColumns MatrixReader::whole(int threads) {
-  const Genes& genes = genes_table();
-  for (int64_t ci = 0; ci < n_chunks_; ++ci) chunk(ci);  // chunks load (and are checked) in this thread
   SparseColumns out;
   out.n_rows = n_genes_;
   out.n_cols = n_cells_;
   out.indptr.assign(n_cells_ + 1, 0);
   out.indices.resize(nnz_);
   out.values.resize(nnz_);
+  whole_into<int32_t>(threads, out.indptr.data(), out.indices.data(), out.values.data());
+  return out;
+}
+
+template <typename V>
+void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V* values) {
+  const Genes& genes = genes_table();
+  for (int64_t ci = 0; ci < n_chunks_; ++ci) chunk(ci);  // chunks load (and are checked) in this thread
+  indptr[0] = 0;
   std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
   std::mutex failure_lock;
   std::exception_ptr failure;
   auto work = [&]() {
     try {
-      for (int64_t ci = next++; ci < n_chunks_ && !failure; ci = next++) {
+      for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
         std::vector<int64_t> tiles(c.tile_k.size());
         std::iota(tiles.begin(), tiles.end(), 0);
-        if (std::find(c.band_verified.begin(), c.band_verified.end(), 0) != c.band_verified.end()) {
-          const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
-          for (size_t b = 0; b < c.band_verified.size(); ++b) verify_band(c, static_cast<int64_t>(b), data.data());
-        }
-        const Decoded d = decode(c, tiles, -1, -1, {});
+        const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
+        for (size_t b = 0; b < c.band_verified.size(); ++b)
+          if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+        const Decoded d = decode(c, tiles, -1, -1, {}, &data);
         if (static_cast<int64_t>(d.values.size()) != c.nnz)
           throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + " decodes to " +
                                  std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));
         auto s32 = [](const std::vector<int32_t>& v) { return Span<const int32_t>{v.data(), static_cast<int64_t>(v.size())}; };
         auto s64 = [](const std::vector<int64_t>& v) { return Span<const int64_t>{v.data(), static_cast<int64_t>(v.size())}; };
         uint64_t checksum = 0;
-        const int status = place_by_cell<int32_t, int32_t>(
+        const int status = place_by_cell<int32_t, V>(
             s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
-            s64(genes.order), nnz_starts_[ci], Span<int64_t>{out.indptr.data() + c.first_cell, c.n_cells + 1},
-            Span<int32_t>{out.indices.data(), nnz_}, Span<int32_t>{out.values.data(), nnz_}, &checksum);
+            s64(genes.order), nnz_starts_[ci], Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
+            Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum);
         if (status)
           throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + ": " + assemble_status_text(status) +
                                  " (file is corrupt)");
@@ -1044,6 +1083,7 @@ SparseColumns MatrixReader::whole(int threads) {
     } catch (...) {
       std::lock_guard<std::mutex> guard(failure_lock);
       if (!failure) failure = std::current_exception();
+      failed = true;
     }
   };
   const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
@@ -1055,7 +1095,9 @@ SparseColumns MatrixReader::whole(int threads) {
     for (auto& t : pool) t.join();
   }
   if (failure) std::rethrow_exception(failure);
-  return out;
 }
+
+template void MatrixReader::whole_into<int32_t>(int, int64_t*, int32_t*, int32_t*);
+template void MatrixReader::whole_into<double>(int, int64_t*, int32_t*, double*);
 
 }  // namespace sinr::storage

@@ -87,6 +87,10 @@ class MatrixReader {
   // The whole matrix, chunks decoded on up to `threads` threads, every chunk's content checksum
   // verified.
   SparseColumns whole(int threads = 1);
+  // The same, written straight into the caller's arrays: indptr (n_cells + 1 items), indices and
+  // values (nnz items each); V is int32_t or double (what R's dgCMatrix holds).
+  template <typename V>
+  void whole_into(int threads, int64_t* indptr, int32_t* indices, V* values);
 
  private:
   struct Chunk;
@@ -99,8 +103,9 @@ class MatrixReader {
   NameList global_names(const std::string& section);
   std::vector<uint8_t> section_bytes(const SectionTable& table, const std::string& name, const std::string& what);
   void verify_band(Chunk& c, int64_t band, const uint8_t* bytes);
+  // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.
   Decoded decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row, int64_t want_col,
-                 const std::vector<uint8_t>& col_mask);
+                 const std::vector<uint8_t>& col_mask, const std::vector<uint8_t>* data = nullptr);
   int64_t row_of_gene(int64_t gene);
   void check_index(int64_t i, int64_t n, const char* axis) const;
 
