@@ -1,8 +1,9 @@
 # Whole reads and row sums of one matrix in R, each in a fresh R process: read_sinr() and
 # DelayedArray::rowSums over SinrMatrix against the readers of the same matrix's other files that
 # are installed (Matrix::readMM on a 10x mtx folder; DropletUtils::read10xCounts, Seurat::Read10X_h5
-# and HDF5Array::TENxMatrix on a 10x .h5). Prints a markdown table: seconds inside the process (best
-# of the repeats) and the process's peak resident memory (GNU time), next to an empty R process's.
+# and HDF5Array::TENxMatrix on a 10x .h5). Prints a markdown table: wall and CPU seconds (every
+# thread) of the read inside the process, best of the repeats, and the process's peak resident
+# memory (GNU time), next to an empty R process's. On a shared machine CPU seconds are the steadier.
 #
 # Usage: Rscript benchmarks/r/bench_read.R FILE.sinr [--mtx DIR] [--h5 FILE.h5] [--repeats N] [--lib DIR]
 args <- commandArgs(TRUE)
@@ -17,20 +18,21 @@ repeats <- as.integer(option("--repeats", "3"))
 lib <- option("--lib", "")
 have <- function(pkg) requireNamespace(pkg, quietly = TRUE)
 
-# One measurement: `setup` then `code` in a fresh Rscript; returns c(seconds, peak MiB).
+# One measurement: `setup` then `code` in a fresh Rscript; returns c(seconds, cpu, peak MiB).
 measure <- function(setup, code) {
   script <- tempfile(fileext = ".R")
   writeLines(c(if (nzchar(lib)) sprintf(".libPaths(c(%s, .libPaths()))", deparse(lib)),
                "suppressPackageStartupMessages({", setup, "})",
-               sprintf("t <- system.time({%s})[['elapsed']]", code), "cat(t, '\\n')"), script)
+               sprintf("t <- system.time({%s})", code),
+               "cat(t[['elapsed']], '\\n', t[['user.self']] + t[['sys.self']], '\\n')"), script)
   out <- system2("/usr/bin/time", c("-f", "'%M'", "Rscript", script), stdout = TRUE, stderr = TRUE)
   nums <- suppressWarnings(as.numeric(out))
   nums <- nums[!is.na(nums)]
-  c(seconds = nums[[1L]], peak_mib = nums[[length(nums)]] / 1024)
+  c(seconds = nums[[1L]], cpu = nums[[2L]], peak_mib = nums[[length(nums)]] / 1024)
 }
 best <- function(setup, code) {
-  runs <- vapply(seq_len(repeats), function(i) measure(setup, code), numeric(2L))
-  c(seconds = min(runs[1L, ]), peak_mib = max(runs[2L, ]))
+  runs <- vapply(seq_len(repeats), function(i) measure(setup, code), numeric(3L))
+  c(seconds = min(runs[1L, ]), cpu = min(runs[2L, ]), peak_mib = max(runs[3L, ]))
 }
 
 rows <- list()
@@ -51,5 +53,7 @@ if (!is.null(h5) && have("HDF5Array"))
       sprintf("s <- DelayedArray::rowSums(TENxMatrix(%s, 'matrix'))", deparse(h5)))
 
 cat(sprintf("%s: %s, %s\n\n", sinr, R.version.string, format(Sys.time(), "%Y-%m-%d")))
-cat("| read | seconds | peak MiB |\n|---|---:|---:|\n")
-for (what in names(rows)) cat(sprintf("| %s | %.3f | %.0f |\n", what, rows[[what]][["seconds"]], rows[[what]][["peak_mib"]]))
+cat("| read | seconds | CPU seconds | peak MiB |\n|---|---:|---:|---:|\n")
+for (what in names(rows))
+  cat(sprintf("| %s | %.3f | %.3f | %.0f |\n", what, rows[[what]][["seconds"]], rows[[what]][["cpu"]],
+              rows[[what]][["peak_mib"]]))
