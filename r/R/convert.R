@@ -23,11 +23,10 @@
   invisible(NULL)
 }
 
-#' A SingleCellExperiment of a .sinr file.
-#' @param path a .sinr file.
-#' @param delayed TRUE: counts as a SinrMatrix read block by block; FALSE: a dgCMatrix in memory.
-#' @param matrix the matrix (default the first).
-#' @export
+# A SingleCellExperiment of a .sinr file.
+# @param path a .sinr file.
+# @param delayed TRUE: counts as a SinrMatrix read block by block; FALSE: a dgCMatrix in memory.
+# @param matrix the matrix (default the first).
 sinr_to_sce <- function(path, delayed = TRUE, matrix = NULL) {
   if (!requireNamespace("SingleCellExperiment", quietly = TRUE) || !requireNamespace("S4Vectors", quietly = TRUE))
     .sinr_stop("InvalidInputError", "sinr_to_sce needs the SingleCellExperiment package")
@@ -43,13 +42,12 @@ sinr_to_sce <- function(path, delayed = TRUE, matrix = NULL) {
   SingleCellExperiment::SingleCellExperiment(assays = list(counts = counts), rowData = rows, colData = cols)
 }
 
-#' A Seurat object (SeuratObject) of a .sinr file: counts in memory, in assay "RNA".
-#' Seurat needs unique feature names without underscores: duplicates get make.unique suffixes and
-#' underscores become dashes; the stored names stay in the assay's feature metadata.
-#' @param path a .sinr file.
-#' @param matrix the matrix (default the first).
-#' @param project the Seurat project name.
-#' @export
+# A Seurat object (SeuratObject) of a .sinr file: counts in memory, in assay "RNA".
+# Seurat needs unique feature names without underscores: duplicates get make.unique suffixes and
+# underscores become dashes; the stored names stay in the assay's feature metadata.
+# @param path a .sinr file.
+# @param matrix the matrix (default the first).
+# @param project the Seurat project name.
 sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
   if (!requireNamespace("SeuratObject", quietly = TRUE))
     .sinr_stop("InvalidInputError", "sinr_to_seurat needs the SeuratObject package")

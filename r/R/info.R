@@ -1,15 +1,13 @@
-#' What `sinr info` prints about a .sinr file: format, shape, mode, layout and SIREN use.
-#' @param path a .sinr file.
-#' @param matrix the matrix (default the first).
-#' @return a list of class sinr_info (printed as `sinr info` prints it).
-#' @export
+# What `sinr info` prints about a .sinr file: format, shape, mode, layout and SIREN use.
+# @param path a .sinr file.
+# @param matrix the matrix (default the first).
+# @return a list of class sinr_info (printed as `sinr info` prints it).
 sinr_info <- function(path, matrix = NULL) {
   x <- sinr_open(path, matrix)
   h <- .header(x)
   structure(c(h, list(contents = .native(.sinr_contents(.handle(x))))), class = "sinr_info")
 }
 
-#' @export
 format.sinr_info <- function(x, ...) {
   n <- function(v) format(v, big.mark = ",", scientific = FALSE, trim = TRUE)
   stat <- function(key) if (is.na(x$stats[key])) 0 else x$stats[[key]]
@@ -33,7 +31,6 @@ format.sinr_info <- function(x, ...) {
   lines
 }
 
-#' @export
 print.sinr_info <- function(x, ...) {
   cat(format(x), sep = "\n")
   invisible(x)

@@ -11,11 +11,10 @@ setClass("SinrFile", representation(path = "character", matrix = "character", di
   state$ptr
 }
 
-#' Open a .sinr file: reads its footer only.
-#' @param path a .sinr file.
-#' @param matrix the matrix to open (a file holding a whole AnnData has several); default the first.
-#' @return a SinrFile: dim(), dimnames(), x[genes, cells], sinr_entry().
-#' @export
+# Open a .sinr file: reads its footer only.
+# @param path a .sinr file.
+# @param matrix the matrix to open (a file holding a whole AnnData has several); default the first.
+# @return a SinrFile: dim(), dimnames(), x[genes, cells], sinr_entry().
 sinr_open <- function(path, matrix = NULL) {
   if (!is.character(path) || length(path) != 1L || is.na(path))
     .sinr_stop("InvalidInputError", "path must be one file name")
@@ -99,18 +98,16 @@ setMethod("show", "SinrFile", function(object) {
   .native(.sinr_block(.handle(x), genes, cells, as.integer(threads)))
 }
 
-#' Read genes and cells of an open file: x[genes, cells], each by index, name or logical vector
-#' (missing: all). Decodes only the tiles the read touches.
-#' @return a dgCMatrix, genes x cells, with dimnames.
-#' @export
+# Read genes and cells of an open file: x[genes, cells], each by index, name or logical vector
+# (missing: all). Decodes only the tiles the read touches.
+# @return a dgCMatrix, genes x cells, with dimnames.
 setMethod("[", "SinrFile", function(x, i, j, ..., drop = FALSE) {
   genes <- if (missing(i)) NULL else .resolve(x, i, 1L)
   cells <- if (missing(j)) NULL else .resolve(x, j, 2L)
   .named(.read_block(x, genes, cells, .threads()), x, genes, cells)
 })
 
-#' One entry of an open file, by index or name: one tile, decoded only up to the entry.
-#' @export
+# One entry of an open file, by index or name: one tile, decoded only up to the entry.
 sinr_entry <- function(x, gene, cell) {
   g <- .resolve(x, gene, 1L)
   j <- .resolve(x, cell, 2L)
@@ -123,12 +120,11 @@ sinr_entry <- function(x, gene, cell) {
   if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) 1L else as.integer(min(n, 64L))
 }
 
-#' Read a whole .sinr matrix, decoded on several threads (option scinrcodec.threads; default every core).
-#' @param path a .sinr file.
-#' @param matrix the matrix to read (default the first).
-#' @param threads decoding threads.
-#' @return a dgCMatrix, genes x cells, with the stored gene and cell names as dimnames.
-#' @export
+# Read a whole .sinr matrix, decoded on several threads (option scinrcodec.threads; default every core).
+# @param path a .sinr file.
+# @param matrix the matrix to read (default the first).
+# @param threads decoding threads.
+# @return a dgCMatrix, genes x cells, with the stored gene and cell names as dimnames.
 read_sinr <- function(path, matrix = NULL, threads = .threads()) {
   x <- sinr_open(path, matrix)
   .named(.read_block(x, NULL, NULL, threads), x)

@@ -7,10 +7,9 @@ setClass("SinrArraySeed", contains = "Array",
          representation(filepath = "character", matrix = "character", dim = "integer", dimnames = "list",
                         chunk_starts = "numeric", file = "SinrFile"))
 
-#' A DelayedArray seed on a .sinr file.
-#' @param filepath a .sinr file.
-#' @param matrix the matrix (default the first).
-#' @export
+# A DelayedArray seed on a .sinr file.
+# @param filepath a .sinr file.
+# @param matrix the matrix (default the first).
 SinrArraySeed <- function(filepath, matrix = NULL) {
   file <- sinr_open(filepath, matrix)
   h <- .header(file)
@@ -58,10 +57,9 @@ setClass("SinrMatrix", contains = c("SinrArray", "DelayedMatrix"))
 setMethod("matrixClass", "SinrArray", function(x) "SinrMatrix")
 setMethod("DelayedArray", "SinrArraySeed", function(seed) DelayedArray::new_DelayedArray(seed, Class = "SinrArray"))
 
-#' A .sinr matrix as a DelayedMatrix (genes x cells, integer counts), read block by block.
-#' @param filepath a .sinr file.
-#' @param matrix the matrix (default the first).
-#' @export
+# A .sinr matrix as a DelayedMatrix (genes x cells, integer counts), read block by block.
+# @param filepath a .sinr file.
+# @param matrix the matrix (default the first).
 SinrMatrix <- function(filepath, matrix = NULL) {
   DelayedArray::DelayedArray(SinrArraySeed(filepath, matrix))
 }

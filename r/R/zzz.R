@@ -1,3 +1,0 @@
-#' @useDynLib scinrcodec, .registration = TRUE
-#' @importFrom Rcpp evalCpp
-NULL
