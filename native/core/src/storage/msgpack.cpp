@@ -2,6 +2,7 @@
 #include "sinr/storage/msgpack.hpp"
 
 #include <cstring>
+#include <unordered_set>
 
 namespace sinr::storage::msgpack {
 
@@ -116,11 +117,11 @@ class Parser {
     Value v;
     v.type = Value::kMap;
     v.fields.reserve(static_cast<size_t>(n));
+    std::unordered_set<std::string> keys;  // linear time on maps of any size
     for (uint64_t i = 0; i < n; ++i) {
       Value key = value(depth + 1);
       if (key.type != Value::kStr) throw ParseError("a map key is not a string");
-      for (const auto& field : v.fields)
-        if (field.first == key.text) throw ParseError("a map key appears twice");
+      if (!keys.insert(key.text).second) throw ParseError("a map key appears twice");
       Value item = value(depth + 1);
       v.fields.emplace_back(std::move(key.text), std::move(item));
     }
