@@ -23,5 +23,6 @@ void bind_codec(nb::module_& m);
 void bind_reader(nb::module_& m);
 void bind_encoder(nb::module_& m);
 void bind_matrix_market(nb::module_& m);
+void bind_container(nb::module_& m);
 
 }  // namespace sinr::python

@@ -14,4 +14,5 @@ NB_MODULE(_native, m) {
   sinr::python::bind_reader(m);
   sinr::python::bind_encoder(m);
   sinr::python::bind_matrix_market(m);
+  sinr::python::bind_container(m);
 }

@@ -1,0 +1,134 @@
+// The reader of one matrix of a .sinr file (spec §5, §8, §9): its footer entry checked at open, its
+// chunks loaded and checked on first use, and the reads a binding needs — one entry, genes or cells
+// by index, the whole matrix — as CSC arrays (genes x cells). Tiles are decoded by the tile codec's
+// batch API (tile.hpp) and whole chunks placed by the assemble kernels (assemble.hpp), so a new tile
+// format changes nothing here. Every rule of spec §9 the Python reader (scinrcodec/reader) applies
+// is applied here, at the same moment, with the same one-line message; failures are the typed
+// errors of errors.hpp, never undefined behaviour.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "sinr/storage/container.hpp"
+
+namespace sinr::storage {
+
+// A sparse matrix in compressed columns: column j holds rows indices[indptr[j] .. indptr[j+1]),
+// ascending, with their values.
+struct SparseColumns {
+  int64_t n_rows = 0, n_cols = 0;
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices;
+  std::vector<int32_t> values;
+};
+
+// What a format 2.1 file stores besides its matrices (spec §14): the object ("anndata" or
+// "10x-h5"; empty when the file holds matrices only) and the parts stored as HDF5 images.
+struct FileContents {
+  std::string object;
+  std::vector<std::string> elements;
+};
+
+// A list of names, or none (the file does not store it).
+struct NameList {
+  bool present = false;
+  std::vector<std::string> values;
+};
+
+class MatrixReader {
+ public:
+  // Open `matrix` of the file (empty: the first). Reads the preamble, trailer and footer only.
+  MatrixReader(std::shared_ptr<const ByteSource> source, const std::string& matrix = std::string());
+  ~MatrixReader();
+  MatrixReader(const MatrixReader&) = delete;
+  MatrixReader& operator=(const MatrixReader&) = delete;
+
+  const std::string& path() const { return what_; }
+  const std::string& name() const { return name_; }
+  int64_t n_genes() const { return n_genes_; }
+  int64_t n_cells() const { return n_cells_; }
+  int64_t nnz() const { return nnz_; }
+  const std::string& mode() const { return mode_; }
+  int64_t max_error() const { return max_error_; }
+  int64_t n_chunks() const { return n_chunks_; }
+  int major() const { return major_; }
+  int minor() const { return minor_; }
+  int64_t file_size() const { return source_->size(); }
+  const std::vector<std::string>& matrix_names() const { return matrix_names_; }
+  // First cell of each chunk, and the number of cells last.
+  const std::vector<int64_t>& chunk_starts() const { return chunk_starts_; }
+  // Bytes of this matrix in the file: its chunk blocks and its sections.
+  int64_t stored_bytes() const;
+  // The footer's informative stats of this matrix (ints and finite floats only).
+  const std::map<std::string, double>& stats() const { return stats_; }
+  // The footer's informative `writer` ("?" when absent).
+  const std::string& writer() const { return writer_; }
+  // The file-level sections' contents map, checked (spec §14.1-§14.2; empty for format 2.0).
+  FileContents contents();
+
+  NameList gene_ids();
+  NameList gene_names();  // the ids when the file says gene names are ids
+  NameList feature_types();
+  NameList cell_names();
+
+  // One entry (0 <= gene < n_genes, 0 <= cell < n_cells): one tile, decoded only up to the entry.
+  int64_t entry(int64_t gene, int64_t cell);
+  // The rows of `genes` (original indices, any order, repeats allowed) over every cell.
+  SparseColumns genes(const std::vector<int64_t>& genes);
+  // Every gene over the columns of `cells` (original indices, any order, repeats allowed).
+  SparseColumns cells(const std::vector<int64_t>& cells);
+  // The block of `genes` x `cells` (either may be null: every gene, every cell), through whichever
+  // of genes() and cells() decodes less.
+  SparseColumns block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads = 1);
+  // The whole matrix, chunks decoded on up to `threads` threads, every chunk's content checksum
+  // verified.
+  SparseColumns whole(int threads = 1);
+  // The same, written straight into the caller's arrays: indptr (n_cells + 1 items), indices and
+  // values (nnz items each); V is int32_t or double (what R's dgCMatrix holds).
+  template <typename V>
+  void whole_into(int threads, int64_t* indptr, int32_t* indices, V* values);
+
+ private:
+  struct Chunk;
+  struct Genes;
+  struct Decoded;
+
+  Chunk& chunk(int64_t i);
+  std::unique_ptr<Chunk> load_chunk(int64_t i);
+  const Genes& genes_table();
+  NameList global_names(const std::string& section);
+  std::vector<uint8_t> section_bytes(const SectionTable& table, const std::string& name, const std::string& what);
+  void verify_band(Chunk& c, int64_t band, const uint8_t* bytes);
+  // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.
+  Decoded decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row, int64_t want_col,
+                 const std::vector<uint8_t>& col_mask, const std::vector<uint8_t>* data = nullptr);
+  int64_t row_of_gene(int64_t gene);
+  void check_index(int64_t i, int64_t n, const char* axis) const;
+
+  std::shared_ptr<const ByteSource> source_;
+  std::string what_, name_, mode_, writer_ = "?";
+  msgpack::Value file_sections_;
+  int major_ = 0, minor_ = 0;
+  bool newer_minor_ = false;
+  int64_t body_end_ = 0;
+  int64_t n_genes_ = 0, n_cells_ = 0, nnz_ = 0, max_error_ = 0, n_stored_ = 0, n_chunks_ = 0;
+  bool gene_names_are_ids_ = false, has_cell_names_ = false;
+  std::vector<std::string> matrix_names_;
+  std::map<std::string, double> stats_;
+  SectionTable sections_;
+  std::vector<uint64_t> chunk_index_;  // n_chunks x 6
+  std::vector<int64_t> chunk_starts_, nnz_starts_;
+  std::mutex lock_;
+  std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::unique_ptr<Genes> genes_;
+  std::map<std::string, NameList> names_;
+};
+
+// The message of a tile decoding status (tile.hpp's TileStatus), as the Python reader words it.
+const char* tile_status_text(int64_t status);
+
+}  // namespace sinr::storage

@@ -1,0 +1,56 @@
+// Byte sources: where the container reader's bytes come from. A reader asks for byte ranges and
+// never loads a whole file; a local file is read with pread (positioned reads, safe from several
+// threads at once, and no mapping whose pages could vanish under a truncated file).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sinr::storage {
+
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  int64_t size() const { return size_; }
+  const std::string& name() const { return name_; }
+  // Copy bytes [offset, offset + length) into out; FormatError if they lie outside the source or
+  // cannot be read whole.
+  void read(int64_t offset, int64_t length, uint8_t* out) const;
+  std::vector<uint8_t> read(int64_t offset, int64_t length) const;
+
+ protected:
+  virtual void read_checked(int64_t offset, int64_t length, uint8_t* out) const = 0;
+  int64_t size_ = 0;
+  std::string name_;
+};
+
+// A local file, read with pread. Throws FormatError for a folder, InvalidInputError when the file
+// cannot be opened.
+class FileSource : public ByteSource {
+ public:
+  explicit FileSource(const std::string& path);
+  ~FileSource() override;
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
+
+ protected:
+  void read_checked(int64_t offset, int64_t length, uint8_t* out) const override;
+
+ private:
+  int fd_ = -1;
+};
+
+// Bytes already in memory (copied in).
+class MemorySource : public ByteSource {
+ public:
+  explicit MemorySource(std::vector<uint8_t> data, std::string name = "<bytes>");
+
+ protected:
+  void read_checked(int64_t offset, int64_t length, uint8_t* out) const override;
+
+ private:
+  std::vector<uint8_t> data_;
+};
+
+}  // namespace sinr::storage

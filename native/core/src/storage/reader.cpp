@@ -1,0 +1,1103 @@
+// The matrix reader (see reader.hpp; the Python twin is scinrcodec/reader/index.py and matrix.py).
+#include "sinr/storage/reader.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <numeric>
+#include <set>
+#include <thread>
+
+#include "sinr/assemble.hpp"
+#include "sinr/models.hpp"
+#include "sinr/siren.hpp"
+#include "sinr/storage/errors.hpp"
+#include "sinr/tile.hpp"
+
+namespace sinr::storage {
+
+namespace {
+
+using msgpack::Value;
+using i128 = __int128;
+
+constexpr int64_t kChunkFields = 6;
+constexpr uint64_t kMaxChunkNnz = uint64_t{1} << 40;
+constexpr int64_t kMaxSirenLayers = 16;
+constexpr int64_t kMaxSirenMultiplier = int64_t{1} << 40;
+constexpr int64_t kMaxSirenShiftSpec = 62;
+constexpr int64_t kMaxErrorLimit = (int64_t{1} << 31) - 2;
+
+struct SectionSpec {
+  const char* name;
+  bool required;
+};
+const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_names", false},
+                                       {"names.feature_types", false}, {"genes.order", true},
+                                       {"genes.baseline", true},       {"chunks.index", true}};
+const SectionSpec kChunkSections[] = {
+    {"cells.order", true}, {"cells.baseline", true}, {"cells.names", false},   {"bands.rows", true},
+    {"bands.widths", true}, {"bands.crc32", true},   {"tiles.nnz", true},     {"tiles.bytes", true},
+    {"values.counts", false}, {"siren.meta", false}, {"siren.weights", false}, {"tiles.data", true}};
+
+// Python's repr of a header value, for messages that quote one.
+std::string repr(const Value* v) {
+  if (!v) return "None";
+  switch (v->type) {
+    case Value::kNil: return "None";
+    case Value::kBool: return v->boolean ? "True" : "False";
+    case Value::kInt: return v->negative ? std::to_string(v->as_int64()) : std::to_string(v->as_uint64());
+    case Value::kStr: return quoted(v->text);
+    default: return "<" + std::string(v->type == Value::kFloat ? "float" : "object") + ">";
+  }
+}
+
+std::string list_repr(const std::vector<std::string>& names) {
+  std::string out = "[";
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + quoted(names[i]);
+  return out + "]";
+}
+
+// A header field that must be an int in [low, high] (Python's _int).
+int64_t field_int(const Value& header, const char* key, int64_t low, uint64_t high, const std::string& what) {
+  const Value* v = header.get(key);
+  if (!v || !v->int_in(low, high))
+    throw CorruptFileError(what + ": field " + quoted(key) + " is missing or out of range");
+  return v->as_int64();
+}
+
+// SectionTable restricted to known names, with unknown and missing names refused.
+template <size_t N>
+SectionTable known_sections(SectionTable table, const SectionSpec (&specs)[N], bool newer_minor,
+                            const std::string& what) {
+  std::vector<std::string> unknown;
+  for (const auto& entry : table) {
+    bool known = false;
+    for (const auto& s : specs) known = known || entry.first == s.name;
+    if (!known) unknown.push_back(entry.first);
+  }
+  if (!unknown.empty() && !newer_minor)
+    throw CorruptFileError(what + ": unknown section(s) " + list_repr(unknown));  // std::map: sorted
+  for (const auto& name : unknown) table.erase(name);
+  std::vector<std::string> missing;
+  for (const auto& s : specs)
+    if (s.required && !table.count(s.name)) missing.push_back(s.name);
+  if (!missing.empty()) throw CorruptFileError(what + ": missing section(s) " + list_repr(missing));
+  return table;
+}
+
+// The stages of a matrix against its mode (Python's parse_stages); returns max_error.
+int64_t parse_stages(const Value* configs, const std::string& mode, const std::string& what) {
+  if (!configs || configs->type != Value::kArray) throw CorruptFileError(what + ": stage list is missing");
+  static const std::map<std::string, std::vector<std::string>> kParams = {
+      {"reorder-detection-depth", {}},
+      {"row-bands", {"chunk_cells", "patch_nnz", "tile_nnz"}},
+      {"golomb-rans-positions", {}},
+      {"value-quantiser", {"max_error"}},
+      {"context-rans-values", {}},
+      {"siren-predictor", {}}};
+  std::vector<std::string> ids;
+  bool has_quantiser = false;
+  int64_t max_error = 0;
+  for (const auto& config : configs->items) {
+    const Value* id = config.get("id");
+    if (config.type != Value::kMap || !id || id->type != Value::kStr)
+      throw CorruptFileError(what + ": a stage config is malformed");
+    const auto known = kParams.find(id->text);
+    if (known == kParams.end()) throw CorruptFileError(what + ": unknown stage " + quoted(id->text));
+    if (std::find(ids.begin(), ids.end(), id->text) != ids.end())
+      throw CorruptFileError(what + ": stage " + quoted(id->text) + " appears twice");
+    std::vector<std::string> keys;
+    for (const auto& field : config.fields)
+      if (field.first != "id") keys.push_back(field.first);
+    std::sort(keys.begin(), keys.end());
+    if (keys != known->second)
+      throw CorruptFileError(what + ": stage " + quoted(id->text) + " has parameters " + list_repr(keys));
+    bool ok = true;
+    if (id->text == "row-bands")
+      ok = config.get("tile_nnz")->int_in(1, 1 << 20) && config.get("patch_nnz")->int_in(1, uint64_t{1} << 40) &&
+           config.get("chunk_cells")->int_in(1, (uint64_t{1} << 31) - 1);
+    if (id->text == "value-quantiser") {
+      ok = config.get("max_error")->int_in(0, kMaxErrorLimit);
+      if (ok) {
+        has_quantiser = true;
+        max_error = config.get("max_error")->as_int64();
+      }
+    }
+    if (!ok) throw CorruptFileError(what + ": stage " + quoted(id->text) + " has invalid parameters");
+    ids.push_back(id->text);
+  }
+  std::vector<std::string> expected = {"reorder-detection-depth", "row-bands", "golomb-rans-positions",
+                                       "value-quantiser"};
+  if (mode != "inr-only") expected.push_back("context-rans-values");
+  expected.push_back("siren-predictor");
+  if (ids != expected) throw CorruptFileError(what + ": stages " + list_repr(ids) + " do not match mode " + quoted(mode));
+  if ((mode == "max-error") != (has_quantiser && max_error >= 1))
+    throw CorruptFileError(what + ": mode " + quoted(mode) + " contradicts max_error " + std::to_string(max_error));
+  return max_error;
+}
+
+// The frequencies of one context's bin counts (spec §6.4), as cumulative starts, a slot lookup and
+// a used flag (scinrcodec.codec.models.frequencies and decoding_tables).
+void value_model(const uint64_t* counts, int32_t* cum, uint8_t* lut, uint8_t* used) {
+  int64_t k = 0, total = 0, top = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    if (counts[b]) ++k;
+    total += static_cast<int64_t>(counts[b]);
+    if (counts[b] > counts[top]) top = b;
+  }
+  std::fill(cum, cum + kNumBins + 1, 0);
+  std::fill(lut, lut + kLutSize, 0);
+  *used = k > 0;
+  if (!k) return;
+  int64_t f[kNumBins];
+  int64_t sum = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    f[b] = counts[b] ? 1 + static_cast<int64_t>(counts[b]) * (65536 - k) / total : 0;
+    sum += f[b];
+  }
+  f[top] += 65536 - sum;
+  for (int b = 0; b < kNumBins; ++b) cum[b + 1] = static_cast<int32_t>(cum[b] + f[b]);
+  for (int s = 0; s < kLutSize; ++s) {
+    const int32_t slot = s * (65536 / kLutSize);
+    lut[s] = static_cast<uint8_t>(std::upper_bound(cum + 1, cum + kNumBins + 1, slot) - (cum + 1));
+  }
+}
+
+}  // namespace
+
+const char* tile_status_text(int64_t status) {
+  switch (status) {
+    case kTruncated: return "a tile's stream ends early";
+    case kBeyondTile: return "a position lies beyond its tile";
+    case kBadEnding: return "a tile's stream does not end where its coder does";
+    case kUnusedContext: return "a value uses a context with no frequency table";
+    case kUnexpectedBytes: return "a tile with nothing to code has bytes";
+    default: return "a tile is corrupt";
+  }
+}
+
+struct MatrixReader::Genes {
+  std::vector<int64_t> order;                          // gene of each stored row
+  std::vector<int64_t> rank;                           // each stored row's rank by gene
+  std::vector<std::pair<int64_t, int64_t>> by_gene;    // (gene, row), ascending
+  std::vector<int64_t> terms;                          // gene term of each stored row
+};
+
+struct MatrixReader::Chunk {
+  int64_t index = 0, first_cell = 0, n_cells = 0, nnz = 0, n_rows = 0;
+  uint64_t checksum = 0;
+  std::string what;
+  SectionTable sections;
+  std::vector<int64_t> row_starts, widths, tile_starts;
+  std::vector<int64_t> tile_offset, tile_length, tile_k, tile_h, tile_w, tile_row, tile_first, tile_band;
+  std::vector<int64_t> tile_cells, tile_model, tile_siren;
+  std::vector<uint32_t> band_crc;
+  std::vector<uint8_t> band_verified;
+  int64_t data_offset = 0, data_length = 0;
+  std::vector<int64_t> cell_original;  // column -> original (file-wide) cell
+  std::vector<int64_t> cell_position;  // chunk-local cell -> column
+  std::vector<int32_t> cell_terms;     // by column
+  std::vector<int32_t> cum;
+  std::vector<uint8_t> lut, used;
+  std::vector<int64_t> siren_spec{0, 0, 0}, siren_layers = std::vector<int64_t>(kLayerFields, 0), siren_params{0};
+  std::vector<double> siren_norm{0.0, 1.0};
+  int64_t n_sirens = 0;
+  std::vector<int64_t> band_siren;
+  std::mutex lock;
+
+  ValueModels models() const { return ValueModels{cum.data(), lut.data(), used.data(), 1, kNumContexts}; }
+  SirenSet sirens() const {
+    return SirenSet{siren_spec.data(), siren_norm.data(), n_sirens, siren_layers.data(),
+                    static_cast<int64_t>(siren_layers.size()) / kLayerFields, siren_params.data(),
+                    static_cast<int64_t>(siren_params.size())};
+  }
+  int64_t band_of_row(int64_t row) const {
+    return std::upper_bound(row_starts.begin(), row_starts.end(), row) - row_starts.begin() - 1;
+  }
+};
+
+struct MatrixReader::Decoded {
+  std::vector<int32_t> rows, cols, values;
+};
+
+// ---------------------------------------------------------------------------------------- open
+
+MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::string& matrix)
+    : source_(std::move(source)) {
+  what_ = source_->name();
+  Footer footer = read_footer(*source_);
+  major_ = footer.major;
+  minor_ = footer.minor;
+  newer_minor_ = footer.minor > kReadMinorVersion;
+  body_end_ = footer.offset;
+  const Value& content = footer.content;
+  const Value* format = content.get("format");
+  if (!format || format->type != Value::kStr || format->text != "sinr")
+    throw CorruptFileError(what_ + ": footer does not describe a .sinr file");
+  if (const Value* writer = content.get("writer"); writer && writer->type == Value::kStr) writer_ = writer->text;
+  if (const Value* table = content.get("sections")) file_sections_ = *table;
+  const Value* matrices = content.get("matrices");
+  if (!matrices || matrices->type != Value::kArray || matrices->items.empty())
+    throw CorruptFileError(what_ + ": footer lists no matrix");
+  for (const auto& m : matrices->items) {
+    const Value* n = m.get("name");
+    if (!n || n->type != Value::kStr) throw CorruptFileError(what_ + ": a matrix of the footer has no name");
+    matrix_names_.push_back(n->text);
+  }
+  if (std::set<std::string>(matrix_names_.begin(), matrix_names_.end()).size() != matrix_names_.size())
+    throw CorruptFileError(what_ + ": two matrices share a name");
+  size_t chosen = 0;
+  if (!matrix.empty()) {
+    chosen = std::find(matrix_names_.begin(), matrix_names_.end(), matrix) - matrix_names_.begin();
+    if (chosen == matrix_names_.size()) {
+      std::string all;
+      for (size_t i = 0; i < matrix_names_.size(); ++i) all += (i ? ", " : "") + matrix_names_[i];
+      throw SinrKeyError(what_ + ": no matrix named " + quoted(matrix) + " (it holds " + all + ")");
+    }
+  }
+  const Value& header = matrices->items[chosen];
+  const std::string& what = what_;
+  name_ = matrix_names_[chosen];
+  const Value* shape = header.get("shape");
+  if (!shape || shape->type != Value::kArray || shape->items.size() != 2)
+    throw CorruptFileError(what + ": header lacks a valid shape");
+  for (int axis = 0; axis < 2; ++axis)
+    if (!shape->items[axis].int_in(0, kMaxDimension))
+      throw CorruptFileError(what + ": shape: field 'n' is missing or out of range");
+  n_genes_ = shape->items[0].as_int64();
+  n_cells_ = shape->items[1].as_int64();
+  nnz_ = field_int(header, "nnz", 0, static_cast<uint64_t>(n_genes_) * static_cast<uint64_t>(n_cells_), what);
+  const Value* mode = header.get("mode");
+  if (!mode || mode->type != Value::kStr ||
+      (mode->text != "lossless" && mode->text != "max-error" && mode->text != "inr-only"))
+    throw CorruptFileError(what + ": unknown mode " + repr(mode));
+  mode_ = mode->text;
+  max_error_ = parse_stages(header.get("stages"), mode_, what);
+  n_stored_ = field_int(header, "n_stored_genes", 0, n_genes_, what);
+  n_chunks_ = field_int(header, "n_chunks", 0, n_cells_, what);
+  if ((n_cells_ > 0) != (n_chunks_ > 0))
+    throw CorruptFileError(what + ": " + std::to_string(n_chunks_) + " chunks for " + std::to_string(n_cells_) +
+                           " cells");
+  for (const char* key : {"gene_names_are_ids", "has_cell_names"}) {
+    const Value* v = header.get(key);
+    if (!v || v->type != Value::kBool)
+      throw CorruptFileError(what + ": field " + quoted(key) + " is missing or not a boolean");
+  }
+  gene_names_are_ids_ = header.get("gene_names_are_ids")->boolean;
+  has_cell_names_ = header.get("has_cell_names")->boolean;
+  if (const Value* stats = header.get("stats"); stats && stats->type == Value::kMap)
+    for (const auto& [key, v] : stats->fields) {
+      if (v.type == Value::kInt) stats_[key] = v.negative ? double(v.as_int64()) : double(v.as_uint64());
+      if (v.type == Value::kFloat && std::isfinite(v.number)) stats_[key] = v.number;
+    }
+  sections_ = known_sections(parse_section_table(header.get("sections"), kPreambleSize, body_end_, what),
+                             kMatrixSections, newer_minor_, what);
+  if (gene_names_are_ids_ && (sections_.count("names.gene_names") || !sections_.count("names.gene_ids")))
+    throw CorruptFileError(what + ": 'gene_names_are_ids' contradicts the name sections");
+  {
+    const std::vector<uint8_t> raw = section_bytes(sections_, "chunks.index", what);
+    chunk_index_ = unpack_array<uint64_t>(raw.data(), raw.size(), static_cast<uint64_t>(n_chunks_) * kChunkFields,
+                                          what + ": section 'chunks.index'");
+  }
+  i128 cells = 0, nonzeros = 0;
+  std::vector<std::tuple<int64_t, int64_t, std::string>> ranges;
+  chunk_starts_.assign(1, 0);
+  nnz_starts_.assign(1, 0);
+  for (int64_t i = 0; i < n_chunks_; ++i) {
+    const uint64_t* f = &chunk_index_[i * kChunkFields];
+    bool ok = true;
+    for (int k = 0; k < kChunkFields; ++k) ok = ok && f[k] < (uint64_t{1} << 63);
+    ok = ok && f[1] <= std::min<uint64_t>(f[3], kMaxChunkHeaderBytes) && f[0] >= 16 &&
+         f[3] <= static_cast<uint64_t>(body_end_) && f[0] <= static_cast<uint64_t>(body_end_) - f[3] && f[4] >= 1;
+    if (!ok) throw CorruptFileError(what + ": chunk index holds an impossible entry");
+    cells += f[4];
+    nonzeros += f[5];
+  }
+  if (cells != n_cells_ || nonzeros != nnz_)
+    throw CorruptFileError(what + ": chunk index does not add up to the matrix's cells and nonzeros");
+  for (int64_t i = 0; i < n_chunks_; ++i) {
+    const uint64_t* f = &chunk_index_[i * kChunkFields];
+    ranges.emplace_back(static_cast<int64_t>(f[0]), static_cast<int64_t>(f[3]), "chunk " + std::to_string(i));
+    chunk_starts_.push_back(chunk_starts_.back() + static_cast<int64_t>(f[4]));
+    nnz_starts_.push_back(nnz_starts_.back() + static_cast<int64_t>(f[5]));
+  }
+  for (const auto& [n, ref] : sections_) ranges.emplace_back(ref.offset, ref.length, n);
+  check_disjoint(std::move(ranges), what);
+  chunks_.resize(static_cast<size_t>(n_chunks_));
+}
+
+MatrixReader::~MatrixReader() = default;
+
+int64_t MatrixReader::stored_bytes() const {
+  int64_t total = 0;
+  for (int64_t i = 0; i < n_chunks_; ++i) total += static_cast<int64_t>(chunk_index_[i * kChunkFields + 3]);
+  for (const auto& [n, ref] : sections_) total += ref.length;
+  return total;
+}
+
+std::vector<uint8_t> MatrixReader::section_bytes(const SectionTable& table, const std::string& name,
+                                                 const std::string& what) {
+  const SectionRef& ref = table.at(name);
+  std::vector<uint8_t> data = source_->read(ref.offset, ref.length);
+  if (crc32(data.data(), ref.length) != ref.crc)
+    throw CorruptFileError(what + ": checksum mismatch in section " + quoted(name) + " (file is corrupt)");
+  return data;
+}
+
+FileContents MatrixReader::contents() {
+  FileContents out;
+  if (minor_ < 1) return out;  // format 2.0: readers ignore the table (spec §4)
+  const std::string what = what_ + ": file sections";
+  const SectionTable refs = parse_section_table(&file_sections_, kPreambleSize, body_end_, what);
+  if (refs.empty()) return out;
+  if (!refs.count("contents")) {
+    if (newer_minor_) return out;
+    throw CorruptFileError(what_ + ": file-level sections without a 'contents' section");
+  }
+  const std::vector<uint8_t> raw = section_bytes(refs, "contents", what);
+  const Value map = unpack_map(raw.data(), raw.size(), what + ": section 'contents'");
+  const Value* object = map.get("object");
+  if (!object || object->type != Value::kStr || (object->text != "anndata" && object->text != "10x-h5"))
+    throw CorruptFileError(what_ + ": contents section names an unknown object " + repr(object));
+  const Value* elements = map.get("elements");
+  if (!elements || elements->type != Value::kArray)
+    throw CorruptFileError(what_ + ": contents section has a field of the wrong type");
+  out.object = object->text;
+  for (const auto& e : elements->items) {
+    const Value* element = e.get("element");
+    if (!element || element->type != Value::kStr)
+      throw CorruptFileError(what_ + ": contents section holds a malformed element entry");
+    out.elements.push_back(element->text);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------- genes
+
+const MatrixReader::Genes& MatrixReader::genes_table() {
+  std::lock_guard<std::mutex> guard(lock_);
+  if (genes_) return *genes_;
+  auto g = std::make_unique<Genes>();
+  const std::vector<uint8_t> raw = section_bytes(sections_, "genes.order", what_);
+  const std::vector<uint32_t> order =
+      unpack_array<uint32_t>(raw.data(), raw.size(), n_stored_, what_ + ": section 'genes.order'");
+  g->order.assign(order.begin(), order.end());
+  g->by_gene.reserve(order.size());
+  for (size_t r = 0; r < order.size(); ++r) g->by_gene.emplace_back(order[r], static_cast<int64_t>(r));
+  std::sort(g->by_gene.begin(), g->by_gene.end());
+  bool ok = true;
+  for (size_t i = 0; i < g->by_gene.size(); ++i)
+    ok = ok && g->by_gene[i].first < n_genes_ && (i == 0 || g->by_gene[i].first != g->by_gene[i - 1].first);
+  if (!ok) throw CorruptFileError(what_ + ": stored gene order is not part of a permutation");
+  const std::vector<uint8_t> base = section_bytes(sections_, "genes.baseline", what_);
+  const std::vector<int16_t> terms =
+      unpack_array<int16_t>(base.data(), base.size(), n_stored_, what_ + ": section 'genes.baseline'");
+  g->terms.assign(terms.begin(), terms.end());
+  g->rank.assign(order.size(), 0);
+  for (size_t i = 0; i < g->by_gene.size(); ++i) g->rank[g->by_gene[i].second] = static_cast<int64_t>(i);
+  genes_ = std::move(g);
+  return *genes_;
+}
+
+int64_t MatrixReader::row_of_gene(int64_t gene) {
+  const Genes& g = genes_table();
+  const auto it = std::lower_bound(g.by_gene.begin(), g.by_gene.end(), std::make_pair(gene, int64_t{-1}));
+  if (it != g.by_gene.end() && it->first == gene) return it->second;
+  return n_stored_ + gene - (it - g.by_gene.begin());  // unstored genes follow, ascending
+}
+
+// ---------------------------------------------------------------------------------------- names
+
+NameList MatrixReader::global_names(const std::string& section) {
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    const auto it = names_.find(section);
+    if (it != names_.end()) return it->second;
+  }
+  NameList list;
+  if (sections_.count(section)) {
+    const std::vector<uint8_t> raw = section_bytes(sections_, section, what_);
+    list.present = true;
+    list.values = unpack_strings(raw.data(), raw.size(), n_genes_, what_ + ": section " + quoted(section));
+  }
+  std::lock_guard<std::mutex> guard(lock_);
+  return names_.emplace(section, std::move(list)).first->second;
+}
+
+NameList MatrixReader::gene_ids() { return global_names("names.gene_ids"); }
+NameList MatrixReader::gene_names() { return gene_names_are_ids_ ? gene_ids() : global_names("names.gene_names"); }
+NameList MatrixReader::feature_types() { return global_names("names.feature_types"); }
+
+NameList MatrixReader::cell_names() {
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    const auto it = names_.find("cells");
+    if (it != names_.end()) return it->second;
+  }
+  NameList list;
+  if (has_cell_names_) {
+    list.present = true;
+    for (int64_t i = 0; i < n_chunks_; ++i) {
+      Chunk& c = chunk(i);
+      const std::vector<uint8_t> raw = section_bytes(c.sections, "cells.names", c.what);
+      std::vector<std::string> names =
+          unpack_strings(raw.data(), raw.size(), c.n_cells, c.what + ": section 'cells.names'");
+      for (auto& n : names) list.values.push_back(std::move(n));
+    }
+  }
+  std::lock_guard<std::mutex> guard(lock_);
+  return names_.emplace("cells", std::move(list)).first->second;
+}
+
+// ---------------------------------------------------------------------------------------- chunks
+
+MatrixReader::Chunk& MatrixReader::chunk(int64_t i) {
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (chunks_[i]) return *chunks_[i];
+  }
+  std::unique_ptr<Chunk> loaded = load_chunk(i);
+  std::lock_guard<std::mutex> guard(lock_);
+  if (!chunks_[i]) chunks_[i] = std::move(loaded);
+  return *chunks_[i];
+}
+
+std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
+  auto c = std::make_unique<Chunk>();
+  const std::string what = what_ + ": chunk " + std::to_string(i);
+  const uint64_t* f = &chunk_index_[i * kChunkFields];
+  const int64_t offset = static_cast<int64_t>(f[0]), header_length = static_cast<int64_t>(f[1]);
+  const int64_t block_length = static_cast<int64_t>(f[3]), n = static_cast<int64_t>(f[4]);
+  const int64_t nnz = static_cast<int64_t>(f[5]);
+  c->index = i;
+  c->what = what;
+  c->first_cell = chunk_starts_[i];
+  c->n_cells = n;
+  c->nnz = nnz;
+  const std::vector<uint8_t> raw = source_->read(offset, header_length);
+  if (crc32(raw.data(), header_length) != static_cast<uint32_t>(f[2]))
+    throw CorruptFileError(what + ": header checksum mismatch (file is corrupt)");
+  const Value header = unpack_header(raw.data(), raw.size(), kMaxChunkHeaderBytes, what + " header");
+  if (field_int(header, "n_cells", 0, kMaxDimension, what) != n ||
+      field_int(header, "nnz", 0, uint64_t{INT64_MAX}, what) != nnz)
+    throw CorruptFileError(what + ": header contradicts the chunk index");
+  c->n_rows = field_int(header, "n_rows", 0, n_stored_, what);
+  field_int(header, "checksum", 0, UINT64_MAX, what);
+  c->checksum = header.get("checksum")->as_uint64();
+  if ((nnz == 0) != (c->n_rows == 0))
+    throw CorruptFileError(what + ": " + std::to_string(c->n_rows) + " rows for " + std::to_string(nnz) + " nonzeros");
+  const int64_t body = offset + header_length;
+  const int64_t n_bands = field_int(header, "n_bands", 0, c->n_rows, what);
+  if ((c->n_rows > 0) != (n_bands > 0))
+    throw CorruptFileError(what + ": " + std::to_string(n_bands) + " bands for " + std::to_string(c->n_rows) +
+                           " rows");
+  c->sections = known_sections(parse_section_table(header.get("sections"), body, offset + block_length, what, body),
+                               kChunkSections, newer_minor_, what);
+  const SectionTable& table = c->sections;
+  if (static_cast<bool>(table.count("cells.names")) != has_cell_names_)
+    throw CorruptFileError(what + ": cell names contradict the matrix's 'has_cell_names'");
+  if (static_cast<bool>(table.count("values.counts")) == (mode_ == "inr-only"))
+    throw CorruptFileError(what + ": value tables contradict mode " + quoted(mode_));
+  auto array32 = [&](const char* name, uint64_t count) {
+    const std::vector<uint8_t> bytes = section_bytes(table, name, what);
+    return unpack_array<uint32_t>(bytes.data(), bytes.size(), count, what + ": section " + quoted(name));
+  };
+  // Geometry (Python's ChunkGeometry.checked) and the tile bound.
+  const std::vector<uint32_t> rows = array32("bands.rows", n_bands + 1);
+  const std::vector<uint32_t> widths = array32("bands.widths", n_bands);
+  bool ok = rows[0] == 0 && static_cast<int64_t>(rows[n_bands]) == c->n_rows && !(c->n_rows > 0 && n == 0);
+  for (int64_t b = 0; ok && b < n_bands; ++b) {
+    const int64_t h = int64_t{rows[b + 1]} - int64_t{rows[b]}, w = widths[b];
+    ok = h > 0 && w >= 1 && w <= std::max<int64_t>(n, 1) && h * std::min<int64_t>(w, std::max<int64_t>(n, 1)) <=
+                                                               kMaxTileEntries;
+  }
+  if (!ok) throw CorruptFileError(what + ": band geometry contradicts the chunk's shape");
+  c->row_starts.assign(rows.begin(), rows.end());
+  c->widths.assign(widths.begin(), widths.end());
+  c->tile_starts.assign(1, 0);
+  i128 bound = nnz;
+  for (int64_t b = 0; b < n_bands; ++b) {
+    const int64_t h = c->row_starts[b + 1] - c->row_starts[b];
+    c->tile_starts.push_back(c->tile_starts.back() + (n + c->widths[b] - 1) / c->widths[b]);
+    const int64_t narrowest = std::max<int64_t>(kMaxTileEntries / h, 1);
+    bound += 1 + (n + narrowest - 1) / narrowest;
+  }
+  const int64_t n_tiles = c->tile_starts.back();
+  if (n_tiles > bound) throw CorruptFileError(what + ": more tiles than its nonzeros and shape allow");
+  // Cells.
+  const std::vector<uint32_t> order = array32("cells.order", n);
+  c->cell_position.assign(n, -1);
+  for (int64_t col = 0; col < n; ++col) {
+    if (order[col] >= n || c->cell_position[order[col]] >= 0)
+      throw CorruptFileError(what + ": cell order is not a permutation");
+    c->cell_position[order[col]] = col;
+  }
+  c->cell_original.resize(n);
+  for (int64_t col = 0; col < n; ++col) c->cell_original[col] = c->first_cell + order[col];
+  {
+    const std::vector<uint8_t> bytes = section_bytes(table, "cells.baseline", what);
+    const std::vector<int16_t> terms =
+        unpack_array<int16_t>(bytes.data(), bytes.size(), n, what + ": section 'cells.baseline'");
+    c->cell_terms.assign(terms.begin(), terms.end());
+  }
+  // Tiles.
+  const std::vector<uint32_t> tile_k = array32("tiles.nnz", n_tiles);
+  const std::vector<uint32_t> tile_bytes = array32("tiles.bytes", n_tiles);
+  i128 k_sum = 0, byte_sum = 0;
+  ok = true;
+  for (int64_t b = 0; b < n_bands; ++b) {
+    for (int64_t t = c->tile_starts[b]; t < c->tile_starts[b + 1]; ++t) {
+      const int64_t first = (t - c->tile_starts[b]) * c->widths[b];
+      const int64_t w = std::min(c->widths[b], n - first), h = c->row_starts[b + 1] - c->row_starts[b];
+      c->tile_band.push_back(b);
+      c->tile_row.push_back(c->row_starts[b]);
+      c->tile_h.push_back(h);
+      c->tile_first.push_back(first);
+      c->tile_w.push_back(w);
+      c->tile_k.push_back(tile_k[t]);
+      ok = ok && tile_k[t] <= h * w;
+      k_sum += tile_k[t];
+    }
+  }
+  if (k_sum != nnz || !ok)
+    throw CorruptFileError(what + ": tile nonzeros contradict the chunk's nonzeros or tile sizes");
+  const SectionRef& data = table.at("tiles.data");
+  for (uint32_t b : tile_bytes) byte_sum += b;
+  if (byte_sum != data.length) throw CorruptFileError(what + ": tile lengths do not add up to the tile data");
+  c->data_offset = data.offset;
+  c->data_length = data.length;
+  int64_t at = data.offset;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    c->tile_offset.push_back(at);
+    c->tile_length.push_back(tile_bytes[t]);
+    at += tile_bytes[t];
+  }
+  c->band_crc = array32("bands.crc32", n_bands);
+  c->band_verified.assign(n_bands, 0);
+  // Value models.
+  c->cum.assign(kNumContexts * (kNumBins + 1), 0);
+  c->lut.assign(kNumContexts * kLutSize, 0);
+  c->used.assign(kNumContexts, 0);
+  if (mode_ != "inr-only") {
+    const std::vector<uint8_t> bytes = section_bytes(table, "values.counts", what);
+    const std::vector<uint64_t> counts = unpack_array<uint64_t>(bytes.data(), bytes.size(), kNumContexts * kNumBins,
+                                                                what + ": section 'values.counts'");
+    uint64_t sum = 0;
+    bool small = true;
+    for (uint64_t x : counts) {
+      sum += x;
+      small = small && x < kMaxChunkNnz;
+    }
+    if (sum != static_cast<uint64_t>(nnz) || !small)
+      throw CorruptFileError(what + ": value counts do not add up to the chunk's nonzeros");
+    for (int k = 0; k < kNumContexts; ++k)
+      value_model(&counts[k * kNumBins], &c->cum[k * (kNumBins + 1)], &c->lut[k * kLutSize], &c->used[k]);
+  }
+  // SIRENs (Python's _load_sirens, PatchSiren.parameter_count, from_meta and fits_int64).
+  c->band_siren.assign(n_bands, -1);
+  if (table.count("siren.meta") != table.count("siren.weights"))
+    throw CorruptFileError(what + ": SIREN metadata and weights must come together");
+  if (table.count("siren.meta")) {
+    const std::vector<uint8_t> bytes = section_bytes(table, "siren.meta", what);
+    const Value meta_map = unpack_map(bytes.data(), bytes.size(), what + ": section 'siren.meta'");
+    const Value* meta = meta_map.get("bands");
+    if (!meta || meta->type != Value::kArray || meta->items.empty())
+      throw CorruptFileError(what + ": SIREN metadata is malformed");
+    std::vector<int64_t> counts;
+    for (const auto& entry : meta->items) {
+      if (entry.type != Value::kArray || entry.items.size() != 2 || !entry.items[0].int_in(0, n_bands - 1) ||
+          n_bands == 0)
+        throw CorruptFileError(what + ": SIREN metadata is malformed");
+      const Value& m = entry.items[1];
+      const Value* layers = m.get("layers");
+      if (!layers || layers->type != Value::kArray || layers->items.size() < 2 ||
+          static_cast<int64_t>(layers->items.size()) > kMaxSirenLayers)
+        throw CorruptFileError("SIREN metadata is malformed");
+      int64_t total = 0, fan_in = 2;
+      for (const auto& layer : layers->items) {
+        bool shape_ok = layer.type == Value::kArray && layer.items.size() == 5;
+        for (size_t k = 0; shape_ok && k < 5; ++k) shape_ok = layer.items[k].is_int();
+        if (!shape_ok) throw CorruptFileError("SIREN layer metadata is malformed");
+        if (!layer.items[1].int_in(fan_in, fan_in) || !layer.items[0].int_in(1, kMaxSirenWidth))
+          throw CorruptFileError("SIREN layer shapes do not chain");
+        const int64_t n_out = layer.items[0].as_int64();
+        total += n_out * fan_in + n_out;
+        fan_in = n_out;
+      }
+      if (fan_in != 1) throw CorruptFileError("SIREN must end in one output");
+      counts.push_back(total);
+    }
+    std::set<int64_t> bands;
+    for (const auto& entry : meta->items) bands.insert(entry.items[0].as_int64());
+    if (bands.size() != meta->items.size()) throw CorruptFileError(what + ": a band has two SIRENs");
+    const int64_t n_params = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    const std::vector<uint8_t> wbytes = section_bytes(table, "siren.weights", what);
+    const std::vector<int16_t> weights =
+        unpack_array<int16_t>(wbytes.data(), wbytes.size(), n_params, what + ": section 'siren.weights'");
+    c->siren_spec.clear();
+    c->siren_norm.clear();
+    c->siren_layers.clear();
+    c->siren_params.assign(weights.begin(), weights.end());
+    int64_t used = 0;
+    for (size_t s = 0; s < meta->items.size(); ++s) {
+      const int64_t band = meta->items[s].items[0].as_int64();
+      const Value& m = meta->items[s].items[1];
+      const Value* bits_v = m.get("bits");
+      if (!bits_v || !bits_v->int_in(2, 16)) throw CorruptFileError("SIREN metadata is malformed");
+      const int64_t bits = bits_v->as_int64();
+      const Value& layers = *m.get("layers");
+      const int64_t first_row = static_cast<int64_t>(c->siren_layers.size()) / kLayerFields;
+      int64_t at_param = used;
+      for (const auto& layer : layers.items) {
+        const Value &wm = layer.items[2], &bm = layer.items[3], &sh = layer.items[4];
+        if (!sh.int_in(0, kMaxSirenShiftSpec) || !wm.int_in(-kMaxSirenMultiplier + 1, kMaxSirenMultiplier - 1) ||
+            !bm.int_in(-kMaxSirenMultiplier + 1, kMaxSirenMultiplier - 1))
+          throw CorruptFileError("SIREN layer scaling is out of range");
+        const int64_t n_out = layer.items[0].as_int64(), n_in = layer.items[1].as_int64();
+        for (int64_t p = at_param; p < at_param + n_out * n_in + n_out; ++p)
+          if (std::abs(c->siren_params[p]) >= (int64_t{1} << (bits - 1)))
+            throw CorruptFileError("SIREN parameters exceed their declared bit depth");
+        c->siren_layers.insert(c->siren_layers.end(),
+                               {n_out, n_in, wm.as_int64(), bm.as_int64(), sh.as_int64(), at_param});
+        at_param += n_out * n_in + n_out;
+      }
+      const Value* norm = m.get("normalisation");
+      static const char* kKinds[] = {"none", "minmax", "log"};
+      int kind = -1;
+      if (norm && norm->type == Value::kArray && norm->items.size() == 3 && norm->items[0].type == Value::kStr)
+        for (int k = 0; k < 3; ++k)
+          if (norm->items[0].text == kKinds[k]) kind = k;
+      if (kind < 0 || norm->items[1].type != Value::kFloat || norm->items[2].type != Value::kFloat ||
+          !std::isfinite(norm->items[1].number) || !std::isfinite(norm->items[2].number) ||
+          !(norm->items[2].number > 0))
+        throw CorruptFileError("patch normalisation metadata is malformed");
+      const double off = norm->items[1].number, scale = norm->items[2].number;
+      if ((kind != kNormMinmax && off != 0.0) || (kind == kNormNone && scale != 1.0))
+        throw CorruptFileError("patch normalisation metadata contradicts its kind");
+      // The static bound of spec §7.1.3, in exact 128-bit integers (every term is below 2**104).
+      const int64_t h = c->row_starts[band + 1] - c->row_starts[band];
+      i128 beta = std::max<int64_t>({h - 1, n - 1, 0});
+      for (int64_t l = 0; l < static_cast<int64_t>(layers.items.size()); ++l) {
+        const int64_t* row = &c->siren_layers[(first_row + l) * kLayerFields];
+        const int64_t n_out = row[0], n_in = row[1];
+        const i128 wm = row[2] < 0 ? -i128(row[2]) : i128(row[2]), bm = row[3] < 0 ? -i128(row[3]) : i128(row[3]);
+        for (int64_t o = 0; o < n_out; ++o) {
+          i128 sum = 0;
+          for (int64_t k = 0; k < n_in; ++k) sum += std::abs(c->siren_params[row[5] + o * n_in + k]);
+          const i128 bias = std::abs(c->siren_params[row[5] + n_out * n_in + o]);
+          if (sum * beta * wm + bias * bm >= (i128(1) << 62))
+            throw CorruptFileError(what + ": band " + std::to_string(band) + "'s SIREN can overflow 64-bit integers");
+        }
+        beta = 4096;
+      }
+      c->band_siren[band] = c->n_sirens++;
+      c->siren_spec.insert(c->siren_spec.end(), {first_row, static_cast<int64_t>(layers.items.size()), kind});
+      c->siren_norm.insert(c->siren_norm.end(), {off, scale});
+      used = at_param;
+    }
+  }
+  if (mode_ == "inr-only") {
+    for (int64_t b = 0; b < n_bands; ++b) {
+      int64_t band_nnz = 0;
+      for (int64_t t = c->tile_starts[b]; t < c->tile_starts[b + 1]; ++t) band_nnz += c->tile_k[t];
+      if (band_nnz > 0 && c->band_siren[b] < 0)
+        throw CorruptFileError(what + ": an --inr-only band with nonzeros has no SIREN");
+    }
+  }
+  c->tile_cells.assign(n_tiles, n);
+  c->tile_model.assign(n_tiles, 0);
+  c->tile_siren.resize(n_tiles);
+  for (int64_t t = 0; t < n_tiles; ++t) c->tile_siren[t] = c->band_siren[c->tile_band[t]];
+  return c;
+}
+
+void MatrixReader::verify_band(Chunk& c, int64_t band, const uint8_t* bytes) {
+  std::lock_guard<std::mutex> guard(c.lock);
+  if (c.band_verified[band]) return;
+  const int64_t first = c.tile_starts[band], last = c.tile_starts[band + 1];
+  const int64_t lo = last > first ? c.tile_offset[first] : c.data_offset;
+  const int64_t hi = last > first ? c.tile_offset[last - 1] + c.tile_length[last - 1] : lo;
+  std::vector<uint8_t> read;
+  if (!bytes) {
+    read = source_->read(lo, hi - lo);
+    bytes = read.data();
+  } else {
+    bytes += lo - c.data_offset;
+  }
+  if (crc32(bytes, hi - lo) != c.band_crc[band])
+    throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + ": checksum mismatch in the tiles of band " +
+                           std::to_string(band) + " (file is corrupt)");
+  c.band_verified[band] = 1;
+}
+
+// ---------------------------------------------------------------------------------------- decode
+
+MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row,
+                                           int64_t want_col, const std::vector<uint8_t>& col_mask,
+                                           const std::vector<uint8_t>* data) {
+  Decoded out;
+  if (tiles.empty()) return out;
+  const Genes& genes = genes_table();
+  std::vector<int64_t> offset(tiles.size()), length(tiles.size()), capacity(tiles.size()), out_start(tiles.size());
+  int64_t total_bytes = 0, total = 0;
+  std::vector<int64_t> wanted;
+  if (!col_mask.empty()) {
+    wanted.assign(col_mask.size() + 1, 0);
+    for (size_t i = 0; i < col_mask.size(); ++i) wanted[i + 1] = wanted[i] + col_mask[i];
+  }
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    const int64_t t = tiles[i];
+    if (!c.band_verified[c.tile_band[t]]) verify_band(c, c.tile_band[t], nullptr);
+    offset[i] = total_bytes;
+    length[i] = c.tile_length[t];
+    total_bytes += length[i];
+    int64_t cap = c.tile_k[t];
+    if (want_row >= 0) cap = std::min(cap, c.tile_w[t]);
+    if (want_col >= 0) cap = std::min(cap, c.tile_h[t]);
+    if (!col_mask.empty())
+      cap = std::min(cap, c.tile_h[t] * (wanted[c.tile_first[t] + c.tile_w[t]] - wanted[c.tile_first[t]]));
+    out_start[i] = total;
+    capacity[i] = cap;
+    total += cap;
+  }
+  // The tiles' streams: the chunk's tile data when the caller has it, else read in runs of
+  // consecutive tiles.
+  std::vector<uint8_t> buf;
+  const uint8_t* bytes = nullptr;
+  int64_t n_bytes = total_bytes;
+  if (data && data->empty()) data = nullptr;  // no tile bytes: nothing to share
+  if (data) {
+    for (size_t i = 0; i < tiles.size(); ++i) offset[i] = c.tile_offset[tiles[i]] - c.data_offset;
+    bytes = data->data();
+    n_bytes = static_cast<int64_t>(data->size());
+  } else {
+    buf.resize(static_cast<size_t>(std::max<int64_t>(total_bytes, 1)));
+    bytes = buf.data();
+  }
+  for (size_t i = 0; !data && i < tiles.size();) {
+    size_t j = i + 1;
+    while (j < tiles.size() && c.tile_offset[tiles[j]] == c.tile_offset[tiles[j - 1]] + c.tile_length[tiles[j - 1]])
+      ++j;
+    const int64_t run = offset[j - 1] + length[j - 1] - offset[i];
+    source_->read(c.tile_offset[tiles[i]], run, buf.data() + offset[i]);
+    i = j;
+  }
+  auto pick = [&](const std::vector<int64_t>& v) {
+    std::vector<int64_t> r(tiles.size());
+    for (size_t i = 0; i < tiles.size(); ++i) r[i] = v[tiles[i]];
+    return r;
+  };
+  const std::vector<int64_t> k = pick(c.tile_k), h = pick(c.tile_h), w = pick(c.tile_w), row = pick(c.tile_row),
+                             first = pick(c.tile_first), cells = pick(c.tile_cells), model = pick(c.tile_model),
+                             siren = pick(c.tile_siren);
+  auto span = [](const std::vector<int64_t>& v) { return Span<const int64_t>{v.data(), static_cast<int64_t>(v.size())}; };
+  const TileDirectory dir{span(offset), span(length), span(k), span(h), span(w), span(row),
+                          span(first),  span(first),  span(cells), span(model), span(siren)};
+  ReadFilter filter;
+  filter.want_row = want_row;
+  filter.want_col = want_col;
+  filter.col_mask = Span<const uint8_t>{col_mask.data(), static_cast<int64_t>(col_mask.size())};
+  out.rows.resize(total);
+  out.cols.resize(total);
+  out.values.resize(total);
+  std::vector<int64_t> counts(tiles.size(), 0), status(tiles.size(), 0);
+  decode_tiles<int32_t, int32_t>(
+      Span<const uint8_t>{bytes, n_bytes}, dir, span(genes.terms),
+      Span<const int32_t>{c.cell_terms.data(), static_cast<int64_t>(c.cell_terms.size())}, c.models(), c.sirens(),
+      mode_ == "lossless" ? kModeLossless : mode_ == "max-error" ? kModeMaxError : kModeInrOnly, max_error_, filter,
+      span(out_start), Triples<int32_t, int32_t>{{out.rows.data(), total}, {out.cols.data(), total}, {out.values.data(), total}},
+      Span<int64_t>{counts.data(), static_cast<int64_t>(counts.size())},
+      Span<int64_t>{status.data(), static_cast<int64_t>(status.size())});
+  for (int64_t s : status)
+    if (s) throw CorruptFileError(what_ + ": " + tile_status_text(s) + " (file is corrupt)");
+  int64_t kept = 0;
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    if (counts[i] < 0 || counts[i] > capacity[i]) throw CorruptFileError(what_ + ": a tile is corrupt (file is corrupt)");
+    for (int64_t e = out_start[i]; e < out_start[i] + counts[i]; ++e, ++kept) {
+      out.rows[kept] = out.rows[e];
+      out.cols[kept] = out.cols[e];
+      out.values[kept] = out.values[e];
+    }
+  }
+  out.rows.resize(kept);
+  out.cols.resize(kept);
+  out.values.resize(kept);
+  return out;
+}
+
+void MatrixReader::check_index(int64_t i, int64_t n, const char* axis) const {
+  if (i < 0 || i >= n)
+    throw SinrIndexError(std::string(axis) + " index " + std::to_string(i) + " out of range for " + std::to_string(n) +
+                         " " + axis + "s");
+}
+
+int64_t MatrixReader::entry(int64_t gene, int64_t cell) {
+  check_index(gene, n_genes_, "gene");
+  check_index(cell, n_cells_, "cell");
+  const int64_t row = row_of_gene(gene);
+  const int64_t ci = std::upper_bound(chunk_starts_.begin(), chunk_starts_.end(), cell) - chunk_starts_.begin() - 1;
+  Chunk& c = chunk(ci);
+  const int64_t column = c.cell_position[cell - c.first_cell];
+  if (row >= c.n_rows) return 0;
+  const int64_t band = c.band_of_row(row);
+  const int64_t t = c.tile_starts[band] + column / c.widths[band];
+  if (!c.band_verified[band]) verify_band(c, band, nullptr);
+  std::vector<uint8_t> buf = source_->read(c.tile_offset[t], c.tile_length[t]);
+  if (buf.empty()) buf.push_back(0);
+  TileInfo tile;
+  tile.start = 0;
+  tile.length = c.tile_length[t];
+  tile.k = c.tile_k[t];
+  tile.h = c.tile_h[t];
+  tile.w = c.tile_w[t];
+  tile.row = c.tile_row[t];
+  tile.col = c.tile_first[t];
+  tile.first = c.tile_first[t];
+  tile.cells = c.n_cells;
+  tile.model = 0;
+  tile.siren = c.tile_siren[t];
+  const Genes& genes = genes_table();
+  const EntryValue v = decode_entry(
+      Span<const uint8_t>{buf.data(), static_cast<int64_t>(buf.size())}, tile,
+      Span<const int64_t>{genes.terms.data(), static_cast<int64_t>(genes.terms.size())},
+      Span<const int32_t>{c.cell_terms.data(), static_cast<int64_t>(c.cell_terms.size())}, c.models(), c.sirens(),
+      mode_ == "lossless" ? kModeLossless : mode_ == "max-error" ? kModeMaxError : kModeInrOnly, max_error_, row,
+      column);
+  if (v.status) throw CorruptFileError(what_ + ": " + tile_status_text(v.status) + " (file is corrupt)");
+  return v.value;
+}
+
+namespace {
+
+// Compressed columns from (column, row, value) triples: a counting sort by column, then each
+// column's few entries sorted by row.
+SparseColumns to_columns(int64_t n_rows, int64_t n_cols, std::vector<std::tuple<int64_t, int32_t, int32_t>>& t) {
+  SparseColumns out;
+  out.n_rows = n_rows;
+  out.n_cols = n_cols;
+  out.indptr.assign(n_cols + 1, 0);
+  for (const auto& e : t) ++out.indptr[std::get<0>(e) + 1];
+  for (int64_t j = 0; j < n_cols; ++j) out.indptr[j + 1] += out.indptr[j];
+  std::vector<std::pair<int32_t, int32_t>> entries(t.size());
+  std::vector<int64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
+  for (const auto& [col, row, value] : t) entries[cursor[col]++] = {row, value};
+  t = {};
+  out.indices.resize(entries.size());
+  out.values.resize(entries.size());
+  for (int64_t j = 0; j < n_cols; ++j) {
+    const auto first = entries.begin() + out.indptr[j], last = entries.begin() + out.indptr[j + 1];
+    if (!std::is_sorted(first, last)) std::sort(first, last);
+  }
+  for (size_t e = 0; e < entries.size(); ++e) {
+    out.indices[e] = entries[e].first;
+    out.values[e] = entries[e].second;
+  }
+  return out;
+}
+
+}  // namespace
+
+SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
+  for (int64_t g : genes) check_index(g, n_genes_, "gene");
+  // Output positions of each stored row: head[row] the first, then next[position] the others.
+  std::vector<std::pair<int64_t, int32_t>> wanted;  // (row, first output position), rows ascending
+  std::vector<int32_t> next(genes.size(), -1);
+  {
+    std::vector<std::pair<int64_t, int32_t>> all;
+    for (size_t i = 0; i < genes.size(); ++i) {
+      const int64_t row = row_of_gene(genes[i]);
+      if (row < n_stored_) all.emplace_back(row, static_cast<int32_t>(i));
+    }
+    std::sort(all.begin(), all.end());
+    for (size_t k = 0; k < all.size(); ++k) {
+      if (k + 1 < all.size() && all[k + 1].first == all[k].first) next[all[k].second] = all[k + 1].second;
+      if (k == 0 || all[k - 1].first != all[k].first) wanted.push_back(all[k]);
+    }
+  }
+  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
+  if (!wanted.empty()) {
+    const int64_t lo = wanted.front().first, hi = wanted.back().first;
+    std::vector<int32_t> head(static_cast<size_t>(hi - lo + 1), -1);  // rows lo..hi: at most the stored rows
+    for (const auto& [row, pos] : wanted) head[row - lo] = pos;
+    for (int64_t ci = 0; ci < n_chunks_; ++ci) {
+      Chunk& c = chunk(ci);
+      std::vector<int64_t> bands;
+      for (const auto& [row, pos] : wanted)
+        if (row < c.n_rows) bands.push_back(c.band_of_row(row));
+      bands.erase(std::unique(bands.begin(), bands.end()), bands.end());
+      std::vector<int64_t> tiles;
+      for (int64_t b : bands)
+        for (int64_t t = c.tile_starts[b]; t < c.tile_starts[b + 1]; ++t) tiles.push_back(t);
+      const Decoded d = decode(c, tiles, wanted.size() == 1 ? lo : -1, -1, {});
+      for (size_t e = 0; e < d.values.size(); ++e) {
+        const int64_t row = d.rows[e];
+        if (row < lo || row > hi) continue;
+        for (int32_t pos = head[row - lo]; pos >= 0; pos = next[pos])
+          triples.emplace_back(c.cell_original[d.cols[e]], pos, d.values[e]);
+      }
+    }
+  }
+  return to_columns(static_cast<int64_t>(genes.size()), n_cells_, triples);
+}
+
+SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
+  for (int64_t j : cells) check_index(j, n_cells_, "cell");
+  std::vector<std::pair<int64_t, int64_t>> wanted;  // (cell, output position)
+  for (size_t i = 0; i < cells.size(); ++i) wanted.emplace_back(cells[i], static_cast<int64_t>(i));
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
+  size_t i = 0;
+  while (i < wanted.size()) {
+    const int64_t ci =
+        std::upper_bound(chunk_starts_.begin(), chunk_starts_.end(), wanted[i].first) - chunk_starts_.begin() - 1;
+    size_t j = i;
+    while (j < wanted.size() && wanted[j].first < chunk_starts_[ci + 1]) ++j;
+    Chunk& c = chunk(ci);
+    if (c.n_rows > 0) {
+      const Genes& genes = genes_table();
+      std::vector<uint8_t> mask(c.n_cells, 0);
+      std::vector<int64_t> columns;
+      for (size_t k = i; k < j; ++k) {
+        const int64_t col = c.cell_position[wanted[k].first - c.first_cell];
+        mask[col] = 1;
+        columns.push_back(col);
+      }
+      std::sort(columns.begin(), columns.end());
+      columns.erase(std::unique(columns.begin(), columns.end()), columns.end());
+      std::vector<int64_t> tiles;
+      for (size_t b = 0; b + 1 < c.row_starts.size(); ++b) {
+        int64_t last = -1;
+        for (int64_t col : columns) {
+          const int64_t t = c.tile_starts[b] + col / c.widths[b];
+          if (t != last) tiles.push_back(t);
+          last = t;
+        }
+      }
+      const Decoded d = decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, columns.size() == 1 ? std::vector<uint8_t>() : mask);
+      for (size_t e = 0; e < d.values.size(); ++e) {
+        const int64_t cell = c.cell_original[d.cols[e]];
+        auto range = std::equal_range(wanted.begin() + i, wanted.begin() + j, std::make_pair(cell, int64_t{-1}),
+                                      [](const auto& a, const auto& b) { return a.first < b.first; });
+        for (auto it = range.first; it != range.second; ++it)
+          triples.emplace_back(it->second, static_cast<int32_t>(genes.order[d.rows[e]]), d.values[e]);
+      }
+    }
+    i = j;
+  }
+  return to_columns(n_genes_, static_cast<int64_t>(cells.size()), triples);
+}
+
+namespace {
+
+// Rows `rows` (indices into m's rows, any order, repeats allowed) of m, in that order.
+SparseColumns select_rows(const SparseColumns& m, const std::vector<int64_t>& rows) {
+  std::vector<std::pair<int64_t, int32_t>> wanted;
+  for (size_t i = 0; i < rows.size(); ++i) wanted.emplace_back(rows[i], static_cast<int32_t>(i));
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
+  for (int64_t j = 0; j < m.n_cols; ++j)
+    for (int64_t e = m.indptr[j]; e < m.indptr[j + 1]; ++e) {
+      auto it = std::lower_bound(wanted.begin(), wanted.end(), std::make_pair(int64_t{m.indices[e]}, int32_t{-1}));
+      for (; it != wanted.end() && it->first == m.indices[e]; ++it) triples.emplace_back(j, it->second, m.values[e]);
+    }
+  return to_columns(static_cast<int64_t>(rows.size()), m.n_cols, triples);
+}
+
+// Columns `cols` of m, in that order.
+SparseColumns select_columns(const SparseColumns& m, const std::vector<int64_t>& cols) {
+  SparseColumns out;
+  out.n_rows = m.n_rows;
+  out.n_cols = static_cast<int64_t>(cols.size());
+  out.indptr.assign(1, 0);
+  for (int64_t j : cols) {
+    out.indices.insert(out.indices.end(), m.indices.begin() + m.indptr[j], m.indices.begin() + m.indptr[j + 1]);
+    out.values.insert(out.values.end(), m.values.begin() + m.indptr[j], m.values.begin() + m.indptr[j + 1]);
+    out.indptr.push_back(static_cast<int64_t>(out.indices.size()));
+  }
+  return out;
+}
+
+}  // namespace
+
+SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads) {
+  if (!genes && !cells) return whole(threads);
+  if (!cells) return this->genes(*genes);
+  if (!genes) return this->cells(*cells);
+  for (int64_t g : *genes) check_index(g, n_genes_, "gene");
+  for (int64_t j : *cells) check_index(j, n_cells_, "cell");
+  // A cell read costs about one tile per band per cell, a gene read one band's tiles per chunk.
+  if (static_cast<double>(cells->size()) * n_genes_ <= static_cast<double>(genes->size()) * n_cells_)
+    return select_rows(this->cells(*cells), *genes);
+  return select_columns(this->genes(*genes), *cells);
+}
+
+SparseColumns MatrixReader::whole(int threads) {
+  SparseColumns out;
+  out.n_rows = n_genes_;
+  out.n_cols = n_cells_;
+  out.indptr.assign(n_cells_ + 1, 0);
+  out.indices.resize(nnz_);
+  out.values.resize(nnz_);
+  whole_into<int32_t>(threads, out.indptr.data(), out.indices.data(), out.values.data());
+  return out;
+}
+
+template <typename V>
+void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V* values) {
+  const Genes& genes = genes_table();
+  for (int64_t ci = 0; ci < n_chunks_; ++ci) chunk(ci);  // chunks load (and are checked) in this thread
+  indptr[0] = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex failure_lock;
+  std::exception_ptr failure;
+  auto work = [&]() {
+    try {
+      for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
+        Chunk& c = *chunks_[ci];
+        std::vector<int64_t> tiles(c.tile_k.size());
+        std::iota(tiles.begin(), tiles.end(), 0);
+        const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
+        for (size_t b = 0; b < c.band_verified.size(); ++b)
+          if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+        const Decoded d = decode(c, tiles, -1, -1, {}, &data);
+        if (static_cast<int64_t>(d.values.size()) != c.nnz)
+          throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + " decodes to " +
+                                 std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));
+        auto s32 = [](const std::vector<int32_t>& v) { return Span<const int32_t>{v.data(), static_cast<int64_t>(v.size())}; };
+        auto s64 = [](const std::vector<int64_t>& v) { return Span<const int64_t>{v.data(), static_cast<int64_t>(v.size())}; };
+        uint64_t checksum = 0;
+        const int status = place_by_cell<int32_t, V>(
+            s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
+            s64(genes.order), nnz_starts_[ci], Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
+            Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum);
+        if (status)
+          throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + ": " + assemble_status_text(status) +
+                                 " (file is corrupt)");
+        if (checksum != c.checksum)
+          throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) +
+                                 " decodes to content that fails its checksum (file is corrupt)");
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> guard(failure_lock);
+      if (!failure) failure = std::current_exception();
+      failed = true;
+    }
+  };
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
+  if (workers == 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (int w = 0; w < workers; ++w) pool.emplace_back(work);
+    for (auto& t : pool) t.join();
+  }
+  if (failure) std::rethrow_exception(failure);
+}
+
+template void MatrixReader::whole_into<int32_t>(int, int64_t*, int32_t*, int32_t*);
+template void MatrixReader::whole_into<double>(int, int64_t*, int32_t*, double*);
+
+}  // namespace sinr::storage

@@ -1,0 +1,77 @@
+// Byte sources (see source.hpp).
+#include "sinr/storage/source.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sinr/storage/errors.hpp"
+
+namespace sinr::storage {
+
+void ByteSource::read(int64_t offset, int64_t length, uint8_t* out) const {
+  if (offset < 0 || length < 0 || offset > size_ || length > size_ - offset)
+    throw FormatError(name_ + ": read of " + std::to_string(length) + " bytes at " + std::to_string(offset) +
+                      " lies outside the file");
+  if (length) read_checked(offset, length, out);
+}
+
+std::vector<uint8_t> ByteSource::read(int64_t offset, int64_t length) const {
+  if (offset < 0 || length < 0 || offset > size_ || length > size_ - offset)
+    throw FormatError(name_ + ": read of " + std::to_string(length) + " bytes at " + std::to_string(offset) +
+                      " lies outside the file");
+  std::vector<uint8_t> out(static_cast<size_t>(length));
+  if (length) read_checked(offset, length, out.data());
+  return out;
+}
+
+FileSource::FileSource(const std::string& path) {
+  name_ = path;
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) {
+    const int err = errno;
+    if (err == EISDIR) throw FormatError(path + ": is a folder, not a .sinr file");
+    throw InvalidInputError(path + ": cannot read (" + std::strerror(err) + ")");
+  }
+  struct stat st;
+  if (fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw InvalidInputError(path + ": cannot read (" + std::strerror(err) + ")");
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd_);
+    throw FormatError(path + ": is a folder, not a .sinr file");
+  }
+  size_ = static_cast<int64_t>(st.st_size);
+}
+
+FileSource::~FileSource() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileSource::read_checked(int64_t offset, int64_t length, uint8_t* out) const {
+  int64_t done = 0;
+  while (done < length) {
+    const ssize_t got = ::pread(fd_, out + done, static_cast<size_t>(length - done), static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      throw FormatError(name_ + ": short read at " + std::to_string(offset) +
+                        " (the file changed or is truncated)");
+    done += got;
+  }
+}
+
+MemorySource::MemorySource(std::vector<uint8_t> data, std::string name) : data_(std::move(data)) {
+  size_ = static_cast<int64_t>(data_.size());
+  name_ = std::move(name);
+}
+
+void MemorySource::read_checked(int64_t offset, int64_t length, uint8_t* out) const {
+  std::memcpy(out, data_.data() + offset, static_cast<size_t>(length));
+}
+
+}  // namespace sinr::storage

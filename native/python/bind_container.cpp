@@ -1,0 +1,83 @@
+// Bindings of the C++ container reader (core/include/sinr/storage): ContainerReader, which reads a
+// .sinr matrix without any of the Python reader, so that the tests can hold the two readers to the
+// same numbers, names and errors. Errors become the scinrcodec.errors class of the same name.
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "bindings.hpp"
+#include "owned.hpp"
+#include "sinr/storage/errors.hpp"
+#include "sinr/storage/reader.hpp"
+
+namespace sinr::python {
+
+namespace {
+
+using storage::MatrixReader;
+using storage::NameList;
+using storage::SparseColumns;
+
+using Columns = std::tuple<std::tuple<int64_t, int64_t>, NumpyArray<int64_t>, NumpyArray<int32_t>, NumpyArray<int32_t>>;
+
+Columns columns(SparseColumns&& m) {
+  return {{m.n_rows, m.n_cols}, to_numpy(std::move(m.indptr)), to_numpy(std::move(m.indices)),
+          to_numpy(std::move(m.values))};
+}
+
+std::optional<std::vector<std::string>> names(NameList&& list) {
+  if (!list.present) return std::nullopt;
+  return std::move(list.values);
+}
+
+}  // namespace
+
+void bind_container(nb::module_& m) {
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const storage::SinrError& e) {
+      nb::object cls = nb::module_::import_("scinrcodec.errors").attr(e.kind());
+      PyErr_SetString(cls.ptr(), e.what());
+    }
+  });
+  nb::class_<MatrixReader>(m, "ContainerReader",
+                           "A .sinr matrix read by the C++ container reader (the R package's reader).")
+      .def("__init__",
+           [](MatrixReader* self, const std::string& path, const std::string& matrix) {
+             new (self) MatrixReader(std::make_shared<storage::FileSource>(path), matrix);
+           },
+           nb::arg("path"), nb::arg("matrix") = std::string())
+      .def_prop_ro("shape", [](const MatrixReader& r) { return std::make_tuple(r.n_genes(), r.n_cells()); })
+      .def_prop_ro("nnz", &MatrixReader::nnz)
+      .def_prop_ro("mode", &MatrixReader::mode)
+      .def_prop_ro("max_error", &MatrixReader::max_error)
+      .def_prop_ro("name", &MatrixReader::name)
+      .def_prop_ro("matrix_names", &MatrixReader::matrix_names)
+      .def_prop_ro("chunk_starts", &MatrixReader::chunk_starts)
+      .def("gene_ids", [](MatrixReader& r) { return names(r.gene_ids()); })
+      .def("gene_names", [](MatrixReader& r) { return names(r.gene_names()); })
+      .def("feature_types", [](MatrixReader& r) { return names(r.feature_types()); })
+      .def("cell_names", [](MatrixReader& r) { return names(r.cell_names()); })
+      .def("entry", &MatrixReader::entry, nb::arg("gene"), nb::arg("cell"), NoGil())
+      .def("genes", [](MatrixReader& r, const std::vector<int64_t>& g) { return columns(r.genes(g)); },
+           nb::arg("genes"), "((n_rows, n_cols), indptr, indices, values) of these genes over every cell (CSC).")
+      .def("cells", [](MatrixReader& r, const std::vector<int64_t>& c) { return columns(r.cells(c)); },
+           nb::arg("cells"), "((n_rows, n_cols), indptr, indices, values) of every gene over these cells (CSC).")
+      .def("block",
+           [](MatrixReader& r, std::optional<std::vector<int64_t>> g, std::optional<std::vector<int64_t>> c) {
+             return columns(r.block(g ? &*g : nullptr, c ? &*c : nullptr));
+           },
+           nb::arg("genes").none(), nb::arg("cells").none(),
+           "The genes x cells block (None: all) as ((n_rows, n_cols), indptr, indices, values) (CSC).")
+      .def("whole", [](MatrixReader& r, int threads) { return columns(r.whole(threads)); }, nb::arg("threads") = 1,
+           "((n_genes, n_cells), indptr, indices, values): the whole matrix (CSC), checksums verified.");
+}
+
+}  // namespace sinr::python

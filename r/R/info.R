@@ -1,0 +1,37 @@
+# What `sinr info` prints about a .sinr file: format, shape, mode, layout and SIREN use.
+# @param path a .sinr file.
+# @param matrix the matrix (default the first).
+# @return a list of class sinr_info (printed as `sinr info` prints it).
+sinr_info <- function(path, matrix = NULL) {
+  x <- sinr_open(path, matrix)
+  h <- .header(x)
+  structure(c(h, list(contents = .native(.sinr_contents(.handle(x))))), class = "sinr_info")
+}
+
+format.sinr_info <- function(x, ...) {
+  n <- function(v) format(v, big.mark = ",", scientific = FALSE, trim = TRUE)
+  stat <- function(key) if (is.na(x$stats[key])) 0 else x$stats[[key]]
+  cells <- if (length(x$chunk_starts) > 1L) max(diff(x$chunk_starts)) else 0
+  density <- x$nnz / max(x$n_genes * x$n_cells, 1)
+  mode <- if (x$mode == "max-error") sprintf("max-error (every entry within %s)", n(x$max_error)) else x$mode
+  lines <- c(
+    sprintf("file:      %s (%s bytes, format %s, %s)", x$path, n(x$file_size), x$version, x$writer),
+    sprintf("shape:     %s genes x %s cells, %s nonzeros (density %.2f%%)", n(x$n_genes), n(x$n_cells), n(x$nnz),
+            100 * density),
+    sprintf("mode:      %s", mode),
+    sprintf("layout:    %s chunks of up to %s cells, %s bands, %s tiles", n(x$n_chunks), n(cells), n(stat("bands")),
+            n(stat("tiles"))),
+    sprintf("SIREN:     tried in %s bands, kept in %s, saving %.4f bits per nonzero", n(stat("siren_tried")),
+            n(stat("siren_kept")), stat("siren_saved_bits") / max(x$nnz, 1)),
+    sprintf("matrix:    %s (%s bytes; the file holds %s)", x$matrix, n(x$stored_bytes),
+            paste(x$matrices, collapse = ", ")))
+  if (nzchar(x$contents$object))
+    lines <- c(lines, sprintf("contents:  a whole %s file; parts %s", x$contents$object,
+                              paste(x$contents$elements, collapse = ", ")))
+  lines
+}
+
+print.sinr_info <- function(x, ...) {
+  cat(format(x), sep = "\n")
+  invisible(x)
+}

@@ -1,0 +1,131 @@
+# An open .sinr file: its shape and names, and reads of entries, genes and cells that decode only
+# the tiles they touch, as Matrix's dgCMatrix (genes x cells) with dimnames.
+
+setClass("SinrFile", representation(path = "character", matrix = "character", dim = "integer",
+                                    state = "environment"))
+
+# The native handle of a file, opened again when it was closed or came through saveRDS.
+.handle <- function(x) {
+  state <- x@state
+  if (is.null(state$ptr) || !.sinr_is_open(state$ptr)) state$ptr <- .native(.sinr_open(x@path, x@matrix))
+  state$ptr
+}
+
+# Open a .sinr file: reads its footer only.
+# @param path a .sinr file.
+# @param matrix the matrix to open (a file holding a whole AnnData has several); default the first.
+# @return a SinrFile: dim(), dimnames(), x[genes, cells], sinr_entry().
+sinr_open <- function(path, matrix = NULL) {
+  if (!is.character(path) || length(path) != 1L || is.na(path))
+    .sinr_stop("InvalidInputError", "path must be one file name")
+  path <- path.expand(path)
+  ptr <- .native(.sinr_open(path, if (is.null(matrix)) "" else as.character(matrix)))
+  header <- .native(.sinr_header(ptr))
+  state <- new.env(parent = emptyenv())
+  state$ptr <- ptr
+  state$header <- header
+  new("SinrFile", path = path, matrix = header$matrix,
+      dim = as.integer(c(header$n_genes, header$n_cells)), state = state)
+}
+
+.header <- function(x) x@state$header
+
+# A name list of the file (NULL when it stores none), read once.
+.names <- function(x, which) {
+  state <- x@state
+  key <- paste0("names.", which)
+  if (!exists(key, envir = state, inherits = FALSE)) assign(key, .native(.sinr_names(.handle(x), which)), state)
+  get(key, envir = state, inherits = FALSE)
+}
+
+setMethod("dim", "SinrFile", function(x) x@dim)
+
+# Row names are the gene names (or the ids when the file has no names), column names the cell names.
+setMethod("dimnames", "SinrFile", function(x) {
+  genes <- .names(x, "gene_names")
+  if (is.null(genes)) genes <- .names(x, "gene_ids")
+  list(genes, .names(x, "cell_names"))
+})
+
+setMethod("show", "SinrFile", function(object) {
+  h <- .header(object)
+  cat(sprintf("<SinrFile %s: matrix '%s', %s genes x %s cells, %s nonzeros, %s>\n", object@path, h$matrix,
+              format(h$n_genes, big.mark = ","), format(h$n_cells, big.mark = ","),
+              format(h$nnz, big.mark = ","), h$mode))
+})
+
+# 0-based indices of a key along an axis (1: genes, 2: cells): positive or negative whole numbers,
+# names (genes by name, then by id) or a logical vector as long as the axis.
+.resolve <- function(x, key, axis) {
+  n <- x@dim[[axis]]
+  what <- c("gene", "cell")[[axis]]
+  if (is.factor(key)) key <- as.character(key)
+  if (is.logical(key)) {
+    if (length(key) != n || anyNA(key))
+      .sinr_stop("SinrIndexError", sprintf("boolean %s mask has length %d, expected %.0f", what, length(key), n))
+    return(which(key) - 1)
+  }
+  if (is.character(key)) {
+    pos <- if (axis == 1L) match(key, .names(x, "gene_names")) else match(key, .names(x, "cell_names"))
+    if (axis == 1L && anyNA(pos)) pos[is.na(pos)] <- match(key[is.na(pos)], .names(x, "gene_ids"))
+    if (anyNA(pos)) .sinr_stop("SinrKeyError", sprintf("no %s named '%s'", what, key[is.na(pos)][[1L]]))
+    return(pos - 1)
+  }
+  if (is.numeric(key)) {
+    if (anyNA(key) || any(key != trunc(key)))
+      .sinr_stop("SinrIndexError", sprintf("%s indices must be whole numbers", what))
+    if (length(key) && all(key <= 0)) key <- setdiff(seq_len(n), -key)
+    key <- key[key != 0]
+    bad <- key < 1 | key > n
+    if (any(bad)) .sinr_stop("SinrIndexError", sprintf("%s index %.0f out of range for %.0f %ss", what,
+                                                       key[bad][[1L]], n, what))
+    return(as.numeric(key) - 1)
+  }
+  .sinr_stop("SinrIndexError", sprintf("%s must be given by indices, names or a logical vector", what))
+}
+
+.named <- function(m, x, genes = NULL, cells = NULL) {
+  dn <- dimnames(x)
+  rows <- if (is.null(dn[[1L]])) NULL else if (is.null(genes)) dn[[1L]] else dn[[1L]][genes + 1]
+  cols <- if (is.null(dn[[2L]])) NULL else if (is.null(cells)) dn[[2L]] else dn[[2L]][cells + 1]
+  m@Dimnames <- list(rows, cols)
+  m
+}
+
+# The genes x cells block of 0-based gene and cell indices (NULL: all), unnamed; the core reads it
+# through the cells or the genes, whichever decodes less.
+.read_block <- function(x, genes, cells, threads = 1L) {
+  .native(.sinr_block(.handle(x), genes, cells, as.integer(threads)))
+}
+
+# Read genes and cells of an open file: x[genes, cells], each by index, name or logical vector
+# (missing: all). Decodes only the tiles the read touches.
+# @return a dgCMatrix, genes x cells, with dimnames.
+setMethod("[", "SinrFile", function(x, i, j, ..., drop = FALSE) {
+  genes <- if (missing(i)) NULL else .resolve(x, i, 1L)
+  cells <- if (missing(j)) NULL else .resolve(x, j, 2L)
+  .named(.read_block(x, genes, cells, .threads()), x, genes, cells)
+})
+
+# One entry of an open file, by index or name: one tile, decoded only up to the entry.
+sinr_entry <- function(x, gene, cell) {
+  g <- .resolve(x, gene, 1L)
+  j <- .resolve(x, cell, 2L)
+  if (length(g) != 1L || length(j) != 1L) .sinr_stop("SinrIndexError", "sinr_entry reads one gene and one cell")
+  .native(.sinr_entry(.handle(x), g, j))
+}
+
+.threads <- function() {
+  n <- getOption("scinrcodec.threads", parallel::detectCores(logical = TRUE))
+  if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) 1L else as.integer(min(n, 64L))
+}
+
+# Read a whole .sinr matrix, decoded on several threads (option scinrcodec.threads; default every core).
+# @param path a .sinr file.
+# @param matrix the matrix to read (default the first).
+# @param threads decoding threads.
+# @return a dgCMatrix, genes x cells, with the stored gene and cell names as dimnames.
+read_sinr <- function(path, matrix = NULL, threads = .threads()) {
+  x <- sinr_open(path, matrix)
+  .named(.read_block(x, NULL, NULL, threads), x)
+}

@@ -1,0 +1,165 @@
+// The R face of the native core's container reader (sinrcore/include/sinr/storage): an open file is
+// an external pointer to a MatrixReader, and reads come back as Matrix's dgCMatrix (genes x cells).
+// The core's typed errors reach R as "Kind\x1fmessage", which R/errors.R turns into a classed R
+// condition whose message is the Python reader's one line; nothing here can end the R session.
+#include <Rcpp.h>
+
+#include <climits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sinr/storage/errors.hpp"
+#include "sinr/storage/reader.hpp"
+#include "sinr/storage/source.hpp"
+
+using sinr::storage::MatrixReader;
+using sinr::storage::NameList;
+using sinr::storage::SparseColumns;
+using Handle = Rcpp::XPtr<MatrixReader>;
+
+#define SINR_TRY try {
+#define SINR_CATCH                                                                                          \
+  }                                                                                                         \
+  catch (const sinr::storage::SinrError& e) {                                                               \
+    throw Rcpp::exception((std::string(e.kind()) + "\x1f" + e.what()).c_str(), false);                     \
+  }                                                                                                         \
+  catch (const std::bad_alloc&) {                                                                           \
+    throw Rcpp::exception("MemoryError\x1fnot enough memory for this read", false);                         \
+  }
+
+namespace {
+
+MatrixReader& reader(SEXP handle) {
+  Handle h(handle);
+  if (!h.get()) throw Rcpp::exception("ClosedError\x1fthis .sinr handle is closed or was saved and loaded", false);
+  return *h;
+}
+
+std::vector<int64_t> indices(const Rcpp::NumericVector& idx) {
+  std::vector<int64_t> out(idx.size());
+  for (R_xlen_t i = 0; i < idx.size(); ++i) out[i] = static_cast<int64_t>(idx[i]);
+  return out;
+}
+
+void check_fits(int64_t nnz) {
+  if (nnz > INT_MAX)
+    throw Rcpp::exception(("ValueError\x1f" + std::to_string(nnz) +
+                           " nonzeros do not fit a dgCMatrix (at most 2^31 - 1): read the matrix in parts "
+                           "(sinr_open(path)[, cells] or SinrMatrix(path))").c_str(),
+                          false);
+}
+
+Rcpp::S4 dgc(SparseColumns&& m) {
+  check_fits(static_cast<int64_t>(m.indices.size()));
+  Rcpp::S4 out("dgCMatrix");
+  Rcpp::IntegerVector i(m.indices.begin(), m.indices.end());
+  m.indices = std::vector<int32_t>();
+  Rcpp::NumericVector x(m.values.begin(), m.values.end());
+  m.values = std::vector<int32_t>();
+  Rcpp::IntegerVector p(m.indptr.begin(), m.indptr.end());
+  out.slot("i") = i;
+  out.slot("p") = p;
+  out.slot("x") = x;
+  out.slot("Dim") = Rcpp::IntegerVector::create(static_cast<int>(m.n_rows), static_cast<int>(m.n_cols));
+  return out;
+}
+
+SEXP strings(const std::vector<std::string>& values) {
+  Rcpp::CharacterVector out(values.size());
+  for (size_t i = 0; i < values.size(); ++i)
+    SET_STRING_ELT(out, i, Rf_mkCharLenCE(values[i].data(), static_cast<int>(values[i].size()), CE_UTF8));
+  return out;
+}
+
+}  // namespace
+
+// [[Rcpp::export(.sinr_open)]]
+SEXP sinr_open_(std::string path, std::string matrix) {
+  SINR_TRY
+  return Handle(new MatrixReader(std::make_shared<sinr::storage::FileSource>(path), matrix), true);
+  SINR_CATCH
+}
+
+// [[Rcpp::export(.sinr_is_open)]]
+bool sinr_is_open_(SEXP handle) {
+  return TYPEOF(handle) == EXTPTRSXP && R_ExternalPtrAddr(handle) != nullptr;
+}
+
+// [[Rcpp::export(.sinr_header)]]
+Rcpp::List sinr_header_(SEXP handle) {
+  SINR_TRY
+  MatrixReader& r = reader(handle);
+  Rcpp::NumericVector stats;
+  Rcpp::CharacterVector stat_names;
+  for (const auto& [k, v] : r.stats()) {
+    stats.push_back(v);
+    stat_names.push_back(k);
+  }
+  stats.attr("names") = stat_names;
+  return Rcpp::List::create(
+      Rcpp::Named("path") = r.path(), Rcpp::Named("matrix") = r.name(),
+      Rcpp::Named("n_genes") = static_cast<double>(r.n_genes()), Rcpp::Named("n_cells") = static_cast<double>(r.n_cells()),
+      Rcpp::Named("nnz") = static_cast<double>(r.nnz()), Rcpp::Named("mode") = r.mode(),
+      Rcpp::Named("max_error") = static_cast<double>(r.max_error()),
+      Rcpp::Named("n_chunks") = static_cast<double>(r.n_chunks()),
+      Rcpp::Named("version") = std::to_string(r.major()) + "." + std::to_string(r.minor()),
+      Rcpp::Named("writer") = r.writer(), Rcpp::Named("matrices") = strings(r.matrix_names()),
+      Rcpp::Named("chunk_starts") = Rcpp::NumericVector(r.chunk_starts().begin(), r.chunk_starts().end()),
+      Rcpp::Named("file_size") = static_cast<double>(r.file_size()),
+      Rcpp::Named("stored_bytes") = static_cast<double>(r.stored_bytes()), Rcpp::Named("stats") = stats);
+  SINR_CATCH
+}
+
+// [[Rcpp::export(.sinr_contents)]]
+Rcpp::List sinr_contents_(SEXP handle) {
+  SINR_TRY
+  const sinr::storage::FileContents c = reader(handle).contents();
+  return Rcpp::List::create(Rcpp::Named("object") = c.object, Rcpp::Named("elements") = strings(c.elements));
+  SINR_CATCH
+}
+
+// [[Rcpp::export(.sinr_names)]]
+SEXP sinr_names_(SEXP handle, std::string which) {
+  SINR_TRY
+  MatrixReader& r = reader(handle);
+  NameList list = which == "gene_ids"        ? r.gene_ids()
+                  : which == "gene_names"    ? r.gene_names()
+                  : which == "feature_types" ? r.feature_types()
+                                             : r.cell_names();
+  if (!list.present) return R_NilValue;
+  return strings(list.values);
+  SINR_CATCH
+}
+
+// [[Rcpp::export(.sinr_entry)]]
+double sinr_entry_(SEXP handle, double gene, double cell) {
+  SINR_TRY
+  return static_cast<double>(reader(handle).entry(static_cast<int64_t>(gene), static_cast<int64_t>(cell)));
+  SINR_CATCH
+}
+
+// [[Rcpp::export(.sinr_block)]]
+Rcpp::S4 sinr_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells,
+                     int threads) {
+  SINR_TRY
+  MatrixReader& r = reader(handle);
+  if (genes.isNull() && cells.isNull()) {  // the whole matrix, placed straight into R's vectors
+    check_fits(r.nnz());
+    Rcpp::IntegerVector i(static_cast<R_xlen_t>(r.nnz()));
+    Rcpp::NumericVector x(static_cast<R_xlen_t>(r.nnz()));
+    std::vector<int64_t> indptr(static_cast<size_t>(r.n_cells()) + 1);
+    r.whole_into<double>(threads, indptr.data(), INTEGER(i), REAL(x));
+    Rcpp::S4 out("dgCMatrix");
+    out.slot("i") = i;
+    out.slot("p") = Rcpp::IntegerVector(indptr.begin(), indptr.end());
+    out.slot("x") = x;
+    out.slot("Dim") = Rcpp::IntegerVector::create(static_cast<int>(r.n_genes()), static_cast<int>(r.n_cells()));
+    return out;
+  }
+  std::vector<int64_t> g, c;
+  if (genes.isNotNull()) g = indices(Rcpp::NumericVector(genes));
+  if (cells.isNotNull()) c = indices(Rcpp::NumericVector(cells));
+  return dgc(r.block(genes.isNotNull() ? &g : nullptr, cells.isNotNull() ? &c : nullptr, threads));
+  SINR_CATCH
+}

@@ -1,0 +1,3 @@
+library(testthat)
+library(scinrcodec)
+test_check("scinrcodec")

@@ -1,0 +1,49 @@
+# The DelayedArray backend agrees with the in-memory matrix on sums and random blocks, with block
+# processing over small blocks along the file's chunks of cells.
+
+test_that("SinrMatrix agrees with read_sinr on rowSums, colSums and random blocks", {
+  path <- fixture("pbmc4k_half_chunks32.sinr")
+  m <- read_sinr(path)
+  s <- SinrMatrix(path)
+  expect_s4_class(s, "SinrMatrix")
+  expect_identical(dim(s), dim(m))
+  expect_identical(dimnames(s), dimnames(m))
+  seed <- DelayedArray::seed(s)
+  expect_true(DelayedArray::is_sparse(seed))
+  grid <- DelayedArray::chunkGrid(seed)
+  expect_identical(dim(grid), c(1L, 3L))  # the file's three chunks of cells
+  expect_identical(as.numeric(grid@tickmarks[[2L]]), scinrcodec:::.header(sinr_open(path))$chunk_starts[-1L])
+  old <- DelayedArray::getAutoBlockSize()
+  suppressMessages(DelayedArray::setAutoBlockSize(4000))  # a few cells per block
+  on.exit(suppressMessages(DelayedArray::setAutoBlockSize(old)))
+  expect_equal(DelayedArray::rowSums(s), Matrix::rowSums(m))
+  expect_equal(DelayedArray::colSums(s), Matrix::colSums(m))
+  set.seed(2)
+  for (k in 1:5) {
+    i <- sort(sample.int(nrow(m), 20L))
+    j <- sample.int(ncol(m), 7L)
+    dense <- DelayedArray::extract_array(seed, list(i, j))
+    expect_identical(dense, matrix(as.integer(as.matrix(m[i, j])), length(i)))
+    sparse <- DelayedArray::extract_sparse_array(seed, list(i, NULL))
+    expect_identical(as.integer(as.array(sparse)), as.integer(as.matrix(m[i, ])))
+  }
+  expect_identical(methods::as(s, "dgCMatrix"), m)
+})
+
+test_that("sinr_to_sce and sinr_to_seurat carry the counts and the names", {
+  path <- fixture("pbmc500_50genes.sinr")
+  m <- read_sinr(path)
+  sce <- sinr_to_sce(path)
+  expect_s4_class(SummarizedExperiment::assay(sce, "counts"), "SinrMatrix")
+  expect_identical(dimnames(sce), dimnames(m))
+  expect_identical(methods::as(SummarizedExperiment::assay(sce, "counts"), "dgCMatrix"), m)
+  expect_identical(SummarizedExperiment::rowData(sce)$gene_ids, scinrcodec:::.names(sinr_open(path), "gene_ids"))
+  memory <- sinr_to_sce(path, delayed = FALSE)
+  expect_identical(SummarizedExperiment::assay(memory, "counts"), m)
+  seu <- sinr_to_seurat(path)
+  counts <- SeuratObject::GetAssayData(seu, slot = "counts")
+  expect_identical(list(counts@i, counts@p, counts@x, dim(counts)), list(m@i, m@p, m@x, dim(m)))
+  expect_identical(colnames(seu), colnames(m))
+  expect_identical(rownames(seu), make.unique(gsub("_", "-", rownames(m))))
+  expect_identical(seu[["RNA"]][["gene_ids"]][[1L]], scinrcodec:::.names(sinr_open(path), "gene_ids"))
+})

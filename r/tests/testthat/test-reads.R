@@ -1,0 +1,50 @@
+# Reads of an open file by index, name and logical vector, and errors that never end the session.
+
+test_that("genes and cells read by index, name or logical agree with the whole matrix", {
+  path <- fixture("pbmc4k_half_chunks32.sinr")
+  f <- sinr_open(path)
+  m <- read_sinr(path)
+  expect_identical(dim(f), dim(m))
+  expect_identical(dimnames(f), dimnames(m))
+  expect_identical(f[], m)
+  expect_identical(f[c(3, 1, 3), ], m[c(3, 1, 3), , drop = FALSE])
+  expect_identical(f[, c(80, 2, 2, 40)], m[, c(80, 2, 2, 40), drop = FALSE])
+  expect_identical(f[-(1:140), 1:10], m[-(1:140), 1:10, drop = FALSE])
+  mask <- rep(c(TRUE, FALSE, FALSE), length.out = ncol(m))
+  expect_identical(f[, mask], m[, mask, drop = FALSE])
+  genes <- rownames(m)[c(5, 60, 5)]
+  expect_identical(f[genes, colnames(m)[1:3]], m[genes, 1:3, drop = FALSE])
+  ids <- scinrcodec:::.names(f, "gene_ids")
+  expect_identical(f[ids[7], ], m[7, , drop = FALSE])
+  nz <- Matrix::summary(m)
+  for (k in c(1, 100, nrow(nz)))
+    expect_identical(sinr_entry(f, nz$i[[k]], colnames(m)[nz$j[[k]]]), nz$x[[k]])
+  expect_identical(sinr_entry(f, 1, 1), m[1, 1])
+  expect_identical(read_sinr(path, threads = 1L), read_sinr(path, threads = 4L))
+})
+
+test_that("a handle saved and loaded opens its file again", {
+  f <- sinr_open(fixture("pbmc500_50genes.sinr"))
+  saved <- tempfile(fileext = ".rds")
+  saveRDS(f, saved)
+  again <- readRDS(saved)
+  expect_identical(again[1:5, 1:5], f[1:5, 1:5])
+})
+
+test_that("bad paths, files and keys are classed R errors with one-line messages", {
+  expect_error(sinr_open(tempfile()), class = "sinr_invalid_input_error")
+  expect_error(sinr_open(tempdir()), "is a folder", class = "sinr_format_error")
+  readme <- file.path(repo_root(), "README.md")
+  expect_error(read_sinr(readme), "not a .sinr file (bad magic)", fixed = TRUE, class = "sinr_format_error")
+  f <- sinr_open(fixture("pbmc500_50genes.sinr"))
+  expect_error(f[51, ], "gene index 51 out of range for 50 genes", class = "sinr_index_error")
+  expect_error(f[, "nope"], "no cell named 'nope'", class = "sinr_key_error")
+  expect_error(f[, c(TRUE, FALSE)], "boolean cell mask has length 2, expected 80", class = "sinr_index_error")
+  expect_error(f[1.5, ], class = "sinr_index_error")
+  expect_error(sinr_open(fixture("pbmc500_50genes.sinr"), matrix = "raw/X"), "no matrix named 'raw/X'",
+               class = "sinr_key_error")
+  truncated <- tempfile(fileext = ".sinr")
+  bytes <- readBin(fixture("pbmc500_50genes.sinr"), "raw", 1e6)
+  writeBin(bytes[seq_len(length(bytes) - 100)], truncated)
+  expect_error(read_sinr(truncated), "no .sinr trailer", class = "sinr_corrupt_file_error")
+})
