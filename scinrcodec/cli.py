@@ -18,7 +18,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InvalidInputError, SinrError
-from .limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, SCALE_TILE_NNZ_FROM, MAX_ERROR_LIMIT
+from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
+from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
+from .model.siren import NORMALISATIONS
 
 
 def _encode_options(args: argparse.Namespace) -> dict:
@@ -226,11 +228,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"sinr: error: {message} (see '{self.prog} --help')\n")
 
 
+def _run_options(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
+    """--force, --jobs and --quiet, as every command that writes a file takes them."""
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sinr", description="Encode, decode and query .sinr count matrices.")
     parser.add_argument("--version", action="version", version=f"scinrcodec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    default = EncodeOptions.defaults()
     enc = commands.add_parser("encode", help="encode a 10x mtx dir, 10x .h5, .h5ad or .npz into .sinr")
     enc.add_argument("input")
     enc.add_argument("output")
@@ -250,21 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")
     enc.add_argument("--scheduler", metavar="ADDRESS",
                      help="encode chunks on a Dask cluster (its scheduler's address); the file is the same")
-    enc.add_argument("--siren", choices=["auto", "always", "never"], default="auto",
+    enc.add_argument("--siren", choices=[c for c in SIREN_CHOICES if c != "force"], default=default["siren"],
                      help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
     enc.add_argument("--no-siren", action="store_true", help="same as --siren never")
     enc.add_argument("--jobs", type=_positive, help="threads (default: all cores); the file is the same for any")
-    enc.add_argument("--chunk-cells", type=_positive, default=DEFAULT_CHUNK_CELLS,
-                     help=f"cells per independently coded chunk (default {DEFAULT_CHUNK_CELLS})")
+    enc.add_argument("--chunk-cells", type=_positive, default=default["chunk_cells"],
+                     help=f"cells per independently coded chunk (default {default['chunk_cells']})")
     enc.add_argument("--tile-nnz", type=_positive, default=None,
                      help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ}, smaller beyond "
                           f"{SCALE_TILE_NNZ_FROM:,} nonzeros so that reads stay fast)")
     enc.add_argument("--patch-nnz", type=_positive, default=None, help="nonzeros per band (default: balanced)")
-    enc.add_argument("--width", type=_positive, default=24, help="SIREN hidden width (default 24)")
-    enc.add_argument("--hidden-layers", type=_positive, default=2, help="SIREN hidden layers (default 2)")
-    enc.add_argument("--steps", type=_positive, default=300, help="SIREN training steps (default 300)")
-    enc.add_argument("--normalisation", choices=["none", "minmax", "log"], default="log")
-    enc.add_argument("--coordinates", choices=["isotropic", "per-axis"], default="isotropic")
+    enc.add_argument("--width", type=_positive, default=default["width"],
+                     help=f"SIREN hidden width (default {default['width']})")
+    enc.add_argument("--hidden-layers", type=_positive, default=default["hidden_layers"],
+                     help=f"SIREN hidden layers (default {default['hidden_layers']})")
+    enc.add_argument("--steps", type=_positive, default=default["steps"],
+                     help=f"SIREN training steps (default {default['steps']})")
+    enc.add_argument("--normalisation", choices=NORMALISATIONS, default=default["normalisation"])
+    enc.add_argument("--coordinates", choices=COORDINATES, default=default["coordinates"])
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
     enc.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     enc.set_defaults(run=_encode)
@@ -291,9 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="anndata's rule for var columns and varm of whole AnnData files (default: dropped)")
     cat.add_argument("--uns-merge", choices=["same", "unique", "first", "only"],
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
-    cat.add_argument("--force", action="store_true", help="overwrite an existing output")
-    cat.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
-    cat.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(cat)
     cat.set_defaults(run=_concat)
 
     sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
@@ -301,16 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", required=True, help="the new .sinr file")
     sub.add_argument("--cells", metavar="LIST", help="cell names, comma-separated, or @FILE with one a line")
     sub.add_argument("--genes", metavar="LIST", help="gene names or ids, comma-separated, or @FILE with one a line")
-    sub.add_argument("--force", action="store_true", help="overwrite an existing output")
-    sub.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
-    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(sub)
     sub.set_defaults(run=_subset)
 
     dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")
     dec.add_argument("input")
     dec.add_argument("output")
-    dec.add_argument("--force", action="store_true", help="overwrite an existing output")
-    dec.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    _run_options(dec, quiet=False)
     dec.add_argument("--compression", choices=["auto", "gzip", "lzf", "none"], default="auto",
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .latent_contexts import N_BINS, table_bits, value_bins
+from .latent_contexts import N_BINS, coded_bits, value_bins
 
 
 def tiles_of(path: str):
@@ -44,24 +44,6 @@ def tiles_of(path: str):
         rows = np.frombuffer(buf, "<i4", nnz, at + 12 * nnz).astype(np.int64)
         at += 20 * nnz + 8 * 48 * N_BINS
         yield heads, pos, rows
-
-
-def bits_of(contexts, bins, chunk, n_ctx, pb=12):
-    stream = tables = 0.0
-    for ch in np.unique(chunk):
-        sel = chunk == ch
-        hist = np.bincount(contexts[sel] * N_BINS + bins[sel], minlength=n_ctx * N_BINS).reshape(n_ctx, N_BINS)
-        for row in hist:
-            total = row.sum()
-            if not total:
-                continue
-            kinds = int((row > 0).sum())
-            scale = 1 << pb
-            f = np.where(row > 0, 1 + row * (scale - kinds) // total, 0)
-            f[int(np.argmax(row))] += scale - f.sum()
-            stream += float((row[row > 0] * (pb - np.log2(f[row > 0]))).sum())
-            tables += table_bits(row)
-    return stream, tables
 
 
 def main() -> None:
@@ -106,7 +88,7 @@ def main() -> None:
         for name, ctx, n_ctx in (("tile", tile_class, 16), ("tile, half octaves", half_octave, 32), ("row", rc, 16),
                                  ("row+col", rc * 2 + np.concatenate(cross), 32),
                                  ("tile x row", tile_class * 16 + rc, 256)):
-            stream, tables = bits_of(ctx, bins, chunk, n_ctx)
+            stream, tables = coded_bits(ctx, bins, chunk, n_ctx, pb=12)
             total = (stream + tables + offs.sum()) / nnz
             base = total if base is None else base
             print(f"| {Path(path).stem} | {nnz:,} | {name} | {(stream + offs.sum()) / nnz:.4f} | {tables / nnz:.4f} | "

@@ -61,9 +61,12 @@ def table_bits(counts: np.ndarray) -> float:
     return float((np.floor(np.log2(used)) + 1 + 2).sum() + 0.1 * (counts.size - used.size))
 
 
-def coded_bits(contexts: np.ndarray, bins: np.ndarray, chunk: np.ndarray, n_contexts: int) -> tuple[float, float]:
-    """Stream bits of the value bins under each chunk's scaled tables, and the tables' bits."""
+def coded_bits(contexts: np.ndarray, bins: np.ndarray, chunk: np.ndarray, n_contexts: int,
+               pb: int = 16) -> tuple[float, float]:
+    """Stream bits of the bins under each chunk's tables scaled to 2**pb (format 2's scaling, spec
+    §6.4), and the tables' bits."""
     stream, tables = 0.0, 0.0
+    scale = 1 << pb
     for ch in np.unique(chunk):
         sel = chunk == ch
         hist = np.bincount(contexts[sel] * N_BINS + bins[sel], minlength=n_contexts * N_BINS).reshape(n_contexts, N_BINS)
@@ -72,9 +75,9 @@ def coded_bits(contexts: np.ndarray, bins: np.ndarray, chunk: np.ndarray, n_cont
             if not total:
                 continue
             kinds = int((row > 0).sum())
-            f = np.where(row > 0, 1 + row * (65536 - kinds) // total, 0)
-            f[int(np.argmax(row))] += 65536 - f.sum()
-            stream += float((row[row > 0] * (16 - np.log2(f[row > 0]))).sum())
+            f = np.where(row > 0, 1 + row * (scale - kinds) // total, 0)
+            f[int(np.argmax(row))] += scale - f.sum()
+            stream += float((row[row > 0] * (pb - np.log2(f[row > 0]))).sum())
             tables += table_bits(row)
     return stream, tables
 

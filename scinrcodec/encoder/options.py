@@ -119,6 +119,11 @@ class EncodeOptions:
         return cls(**values, **rest)
 
     @classmethod
+    def defaults(cls) -> dict:
+        """Every option's default, for the CLI's arguments and help."""
+        return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
     def names(cls) -> set[str]:
         """Every option's name, for checking keyword arguments before building the options."""
         return {f.name for f in fields(cls)}
