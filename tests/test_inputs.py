@@ -150,7 +150,7 @@ def test_mtx_order_decides_streaming(every_format):
     for layout, streamed in (("plain.mtx", True), ("unsorted.mtx", False)):
         source = read_matrix(every_format[(name, layout)])
         list(source.blocks(16))
-        assert source._sorted is streamed and (source._whole is None) is streamed
+        assert source.streams is streamed
 
 
 def test_other_inputs_scipy_anndata_count_matrix(tmp_path, pbmc):

@@ -15,7 +15,7 @@ from scinrcodec.encoder import chunk as chunk_module
 from scinrcodec.errors import CorruptFileError
 from scinrcodec.model.baseline import accumulate_gene_stats, fit_cell_terms
 from scinrcodec.reader import assemble
-from scinrcodec.reader.decode import _compact
+from scinrcodec.reader.decode import compact_tiles
 from scinrcodec.reader.index import band_tile_ranges
 
 BAD_ROW, BAD_COLUMN, BAD_CELL, BAD_OUTPUT, ROW_OVERFLOW, BAD_TABLE, BAD_COUNTS = range(1, 8)
@@ -299,7 +299,7 @@ def test_compact_matches_reference(value_type):
     values = rng.integers(0, 99, total).astype(value_type)
     keep = np.concatenate([np.arange(s, s + c) for s, c in zip(out_start, counts)]).astype(np.int64)
     expected = rows[keep], cols[keep], values[keep]
-    kept = _compact(out_start, counts, rows, cols, values)
+    kept = compact_tiles(out_start, counts, rows, cols, values)
     assert kept == counts.sum()
     for got, want in zip((rows, cols, values), expected):
         assert np.array_equal(got[:kept], want)
@@ -310,7 +310,7 @@ def test_compact_refuses_counts_outside_the_arrays():
     arrays = np.zeros(8, np.int32), np.zeros(8, np.int32), np.zeros(8, np.int64)
     for counts, starts in (([3, 4], out_start), ([6, 1], out_start), ([-1, 1], out_start), ([1, 1], [5, 0])):
         with pytest.raises(CorruptFileError):
-            _compact(np.asarray(starts, np.int64), np.asarray(counts, np.int64), *arrays)
+            compact_tiles(np.asarray(starts, np.int64), np.asarray(counts, np.int64), *arrays)
 
 
 def _band_tile_ranges_reference(table_rows, table_tiles, chunk_base, n_rows, row):
@@ -370,7 +370,7 @@ def _block(seed: int, n_genes: int = 500, n_cells: int = 120):
 def test_arrange_matches_reference(seed):
     indptr, genes, values = _block(seed)
     n_genes, n_cells = 500, indptr.size - 1
-    totals = chunk_module._cell_totals(indptr, values)
+    totals = chunk_module.cell_totals(indptr, values)
     cell_of = np.repeat(np.arange(n_cells), np.diff(indptr))
     assert np.array_equal(totals, np.bincount(cell_of, weights=values, minlength=n_cells).astype(np.int64))
     cell_order = np.argsort(-totals, kind="stable")
@@ -380,7 +380,7 @@ def test_arrange_matches_reference(seed):
     row_nnz = np.bincount(gene_rank[genes])
     band_rows = np.array([0, 3, 20, 90], np.int64)
     geometry = ChunkGeometry.plan(band_rows, row_nnz, n_cells, 150)
-    rows, cols, vals, positions, tile_k = chunk_module._arrange(indptr, genes, values, cell_order, gene_rank,
+    rows, cols, vals, positions, tile_k = chunk_module.arrange(indptr, genes, values, cell_order, gene_rank,
                                                                 geometry.row_starts, geometry.widths,
                                                                 geometry.tile_starts, n_cells)
     # reference: walk the cells in their new order; sort by (tile, row), stably
@@ -398,23 +398,23 @@ def test_arrange_matches_reference(seed):
     assert np.array_equal(vals, values[walk_e][order]) and np.array_equal(positions, pos[order])
     assert np.array_equal(tile_k, np.bincount(tile, minlength=geometry.n_tiles))
     with pytest.raises(ValueError):  # a gene outside the rank table
-        chunk_module._arrange(indptr, np.where(genes == genes[0], 10**6, genes), values, cell_order, gene_rank,
+        chunk_module.arrange(indptr, np.where(genes == genes[0], 10**6, genes), values, cell_order, gene_rank,
                               geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
     with pytest.raises(ValueError):  # a cell order that is not a permutation
-        chunk_module._arrange(indptr, genes, values, np.zeros(n_cells, np.int64), gene_rank, geometry.row_starts,
+        chunk_module.arrange(indptr, genes, values, np.zeros(n_cells, np.int64), gene_rank, geometry.row_starts,
                               geometry.widths, geometry.tile_starts, n_cells)
 
 
 def test_bins_and_contexts_match_reference():
     rng = np.random.default_rng(6)
     u = np.concatenate([np.arange(3000), rng.integers(0, 2**31 - 1, 3000)]).astype(np.int64)
-    assert np.array_equal(chunk_module._bins(u), np.searchsorted(BIN_START, u, side="right") - 1)
+    assert np.array_equal(chunk_module.value_bins_of(u), np.searchsorted(BIN_START, u, side="right") - 1)
     rows, cols = rng.integers(0, 40, 5000).astype(np.int32), rng.integers(0, 30, 5000).astype(np.int32)
     gene_terms, cell_terms = rng.integers(-300, 900, 40), rng.integers(-300, 300, 30)
     expected = np.clip((gene_terms[rows] + cell_terms[cols]) >> 2, 0, N_CONTEXTS - 1)
-    assert np.array_equal(chunk_module._baseline_contexts(rows, cols, gene_terms, cell_terms), expected)
+    assert np.array_equal(chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms), expected)
     with pytest.raises(ValueError):
-        chunk_module._baseline_contexts(rows, np.full(5000, 30, np.int32), gene_terms, cell_terms)
+        chunk_module.baseline_contexts(rows, np.full(5000, 30, np.int32), gene_terms, cell_terms)
 
 
 @pytest.mark.parametrize("value_type", [np.int64, np.int32, np.float64, np.float32, np.uint16])

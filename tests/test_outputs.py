@@ -81,7 +81,7 @@ def test_matrix_market_outputs_stream_back(tmp_path, encoded):
     sinr.decode(encoded / "pbmc4k_v2_soupx_half.sinr", tmp_path / "outdir")
     source = sinr.read_matrix(tmp_path / "outdir")
     list(source.blocks(16))
-    assert source._sorted is True
+    assert source.streams is True
 
 
 def _matrix(pbmc) -> CountMatrix:

@@ -25,7 +25,7 @@ def dump(source: str, target: str, chunk_cells: int = 4096) -> None:
     from scinrcodec.encoder import chunk as chunk_mod
 
     original_encode_tiles = chunk_mod.encode_tiles
-    original_arrange = chunk_mod._arrange
+    original_arrange = chunk_mod.arrange
     records: list[bytes] = []
     state: dict = {}
 
@@ -46,7 +46,7 @@ def dump(source: str, target: str, chunk_cells: int = 4096) -> None:
         j = np.arange(band.size) - np.repeat(np.cumsum(per_band) - per_band, per_band)
         col0 = j * widths[band]
         w = np.minimum(widths[band], n_cells - col0)
-        hist = np.bincount(np.asarray(contexts, np.int64) * 231 + chunk_mod._bins(u), minlength=48 * 231)
+        hist = np.bincount(np.asarray(contexts, np.int64) * 231 + chunk_mod.value_bins_of(u), minlength=48 * 231)
         tile_k = np.asarray(tile_k, np.int64)
         head = np.array([tile_k.size, int(tile_k.sum()), n_cells, int(row_starts[-1])], np.int64)
         parts = [head, tile_k, heights[band], w, row_starts[band], col0]
@@ -57,7 +57,7 @@ def dump(source: str, target: str, chunk_cells: int = 4096) -> None:
                                      log2_table)
 
     chunk_mod.encode_tiles = encode_tiles
-    chunk_mod._arrange = arrange
+    chunk_mod.arrange = arrange
     out_sinr = Path(target).with_suffix(".sinr")
     scinrcodec.encode(source, str(out_sinr), chunk_cells=chunk_cells, jobs=1, siren="never",
                       force=True)

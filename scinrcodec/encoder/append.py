@@ -23,7 +23,7 @@ from ..progress import Progress
 from ..reader.matrix import SinrMatrix
 from ..storage.container import ContainerWriter, pack_array
 from .chunk import FileContext
-from .driver import _encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
+from .driver import encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
 from .options import EncodeOptions
 
 
@@ -60,7 +60,7 @@ def _same_genes(matrix: SinrMatrix, source: MatrixSource) -> None:
         if (ours is None) != (theirs is None) and what == "gene ids":
             raise InvalidInputError(f"{source.description}: gene ids are missing on one side: cannot check that "
                                     "the genes are the same")
-    if source.has_cell_names != matrix._index.has_cell_names:
+    if source.has_cell_names != matrix.index.has_cell_names:
         raise InvalidInputError(f"{source.description}: cell names are {'present' if source.has_cell_names else 'missing'}"
                                 f", unlike the file's cells")
 
@@ -94,7 +94,7 @@ def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int |
     genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
     encoded as new chunks with its gene order, gene terms and bands. `locked`: a descriptor of the
     file the caller holds locked, to copy from. Returns size and shape."""
-    index = matrix._index
+    index = matrix.index
     options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
     bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
     try:
@@ -120,7 +120,7 @@ def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int |
                 if locked is None:
                     os.close(fd)
             writer = ContainerWriter(stream, start=body_end)
-            rows, stats = _encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
+            rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
                                                       int(gene_nnz.sum()), new.shape[1])])
     finally:
@@ -156,7 +156,7 @@ def _copy(fd: int, stream, length: int, path: Path) -> None:
 def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
     """The file's band boundaries (those of its deepest chunk), then bands for the newly stored
     genes (rows n_old on, with these nonzero counts)."""
-    index = matrix._index
+    index = matrix.index
     deepest = index.deepest_chunk()
     old = deepest.geometry.row_starts[:-1] if deepest is not None and deepest.n_rows else np.zeros(1, np.int64)
     patch_nnz = index.stages["row-bands"].patch_nnz
@@ -166,7 +166,7 @@ def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np
 
 def _matrix_entry(matrix: SinrMatrix, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,
                   rows: list, stats: list, nnz: int, n_cells: int) -> dict:
-    index = matrix._index
+    index = matrix.index
     header = dict(index.header)
     sections = [[ref.name, ref.offset, ref.length, ref.crc] for ref in index.sections.table.values()
                 if ref.name not in ("genes.order", "genes.baseline", "chunks.index")]

@@ -61,12 +61,13 @@ def _int64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-def _cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
+def cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each cell's total count: the chunk orders its cells by depth."""
     return _native.cell_totals(_int64(indptr), _int64(values))
 
 
-def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
-             row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int):
+def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
+            row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int):
     """The chunk's nonzeros sorted by (tile, position), walking the cells in their new order: they
     go band by band (each band's run then holds its tiles one after another), then each tile's by
     row, stably. Returns rows (int32), columns (int32), values and row-major positions inside their
@@ -75,12 +76,14 @@ def _arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_ord
                            _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells))
 
 
-def _baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
-                       cell_terms: np.ndarray) -> np.ndarray:
+def baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
+                      cell_terms: np.ndarray) -> np.ndarray:
+    """Each nonzero's coding context from its gene and cell terms (spec §6.5)."""
     return _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms))
 
 
-def _bins(u: np.ndarray) -> np.ndarray:
+def value_bins_of(u: np.ndarray) -> np.ndarray:
+    """Each value index's bin (spec §6.3.1), for the chunk's histograms."""
     return _native.value_bins(_int64(u))
 
 
@@ -93,17 +96,17 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     if nnz >= MAX_CHUNK_NNZ:
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
-    cell_order = np.argsort(-_cell_totals(block.indptr, block.values), kind="stable")
+    cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
     row_nnz = np.bincount(context.gene_rank[block.genes]) if nnz else np.zeros(0, np.int64)
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, context.tile_nnz)
-    rows, cols, values, positions, tile_k = _arrange(block.indptr, block.genes, block.values, cell_order,
+    rows, cols, values, positions, tile_k = arrange(block.indptr, block.genes, block.values, cell_order,
                                                      context.gene_rank, geometry.row_starts, geometry.widths,
                                                      geometry.tile_starts, n_cells)
     n_rows = geometry.n_rows
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
     u = quantise_values(values, options.max_error)
-    bins = _bins(u)
-    contexts = _baseline_contexts(rows, cols, context.gene_terms, cell_terms)
+    bins = value_bins_of(u)
+    contexts = baseline_contexts(rows, cols, context.gene_terms, cell_terms)
     code_values = options.mode != "inr-only"
     hist = histograms(contexts, bins)
 

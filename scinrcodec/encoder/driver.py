@@ -71,7 +71,7 @@ def _planner(options: EncodeOptions) -> SirenPlanner | None:
     return None
 
 
-def _encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
+def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
                    progress: Progress, client=None) -> tuple[list[list[int]], list[dict]]:
     """Pass 2: every chunk, encoded on `jobs` threads (or as tasks of a Dask client) and written in
     order. Returns the chunk index rows and each chunk's statistics."""
@@ -130,7 +130,7 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
     progress.set_total(2 * nnz)
-    index_rows, chunk_stats = _encode_chunks(source, context, options, writer, progress, client)
+    index_rows, chunk_stats = encode_chunks(source, context, options, writer, progress, client)
     table = []
     names_are_ids = source.gene_names is not None and source.gene_names == source.gene_ids
     for section, values in (("names.gene_ids", source.gene_ids),

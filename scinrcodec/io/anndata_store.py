@@ -103,7 +103,7 @@ def disk_format(obj) -> str | None:
 
 # ------------------------------------------------------------------------------------- the parts
 
-class _MemoryParts:
+class MemoryParts:
     """The parts of an in-memory AnnData, by element path ('obs', 'layers/counts', 'raw/var')."""
 
     def __init__(self, adata, what: str) -> None:
@@ -312,7 +312,7 @@ def _add_image(plan: _Plan, part: str, section: str, raw: bytes) -> None:
     plan.contents["elements"].append({"element": part, "section": section, "bytes": len(raw)})
 
 
-def _plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
+def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> _Plan:
     """Which parts become .sinr matrices and which are stored as elements; the element images are
     built here, so that an object anndata cannot write stops the encoding before any matrix."""
     drops = _Drops(drop)
@@ -529,7 +529,8 @@ def _typed(values, dtype: np.dtype) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- encoding
 
-def _options(options: dict) -> EncodeOptions:
+def checked_options(options: dict) -> EncodeOptions:
+    """Encode keyword options as EncodeOptions, unknown names and an unusable torch device refused."""
     from ..encoder.siren_fit import check_device, torch_available
 
     unknown = set(options) - EncodeOptions.names()
@@ -546,7 +547,7 @@ def _options(options: dict) -> EncodeOptions:
 def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -> _Plan:
     """What a whole encoding of `source` writes, its element images built (and checked)."""
     if type(source).__name__ == "AnnData":
-        return _plan_anndata(_MemoryParts(source, "AnnData"), layer=layer, drop=drop)
+        return plan_anndata(MemoryParts(source, "AnnData"), layer=layer, drop=drop)
     if not isinstance(source, (str, os.PathLike)):
         raise InvalidInputError(f"cannot encode an object of type {type(source).__name__} whole (pass an AnnData, "
                                 "or the path of an .h5ad or 10x .h5 file)")
@@ -571,7 +572,7 @@ def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
 
     with h5_errors(str(path)), h5py.File(path, "r") as f:
         if text_attr(f, "encoding-type") == "anndata":
-            plan = _plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
+            plan = plan_anndata(_FileParts(path, f), layer=layer, drop=drop)
             plan.contents["h5ad_compression"] = input_compression(f)
             return plan
     import anndata
@@ -580,7 +581,7 @@ def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> _Plan:
         adata = anndata.read_h5ad(path)  # written by anndata < 0.8: no element encodings to read part by part
     except Exception as exc:  # anndata raises many types for unreadable files
         raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
-    return _plan_anndata(_MemoryParts(adata, str(path)), layer=layer, drop=drop)
+    return plan_anndata(MemoryParts(adata, str(path)), layer=layer, drop=drop)
 
 
 def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None, drop: Iterable[str] = (),
@@ -589,7 +590,7 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     an .h5ad file) with all its parts, or a 10x .h5 file with all its fields. `layer` names the
     count matrix a reader opens by default ('X', a layer, or 'raw'); `drop` names parts to leave
     out, which is needed for objects anndata itself cannot write. Returns sizes and names."""
-    opts = _options(options)
+    opts = checked_options(options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_writable(output, force=force, inputs=inputs)
     return write_plan(plan_source(source, layer=layer, drop=drop), output, opts, force=force, inputs=inputs,
@@ -981,7 +982,7 @@ def counts_hint(source, layer: str | None, error: SinrError) -> SinrError:
 @contextlib.contextmanager
 def _parts_of(source):
     if type(source).__name__ == "AnnData":
-        yield _MemoryParts(source, "AnnData")
+        yield MemoryParts(source, "AnnData")
         return
     if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
         yield None

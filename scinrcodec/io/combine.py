@@ -130,8 +130,8 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
     check_writable(output, force=force, inputs=[input])
     (m,) = _open_all([input])
     with m:
-        cell_index = m._positions(slice(None) if cells is None else cells, "cell")
-        gene_index = m._positions(slice(None) if genes is None else genes, "gene")
+        cell_index = m.positions(slice(None) if cells is None else cells, "cell")
+        gene_index = m.positions(slice(None) if genes is None else genes, "gene")
         if np.unique(cell_index).size != cell_index.size or np.unique(gene_index).size != gene_index.size:
             raise InvalidInputError("a subset names a cell or gene twice")
         if not gene_index.size:
@@ -238,10 +238,10 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
                    jobs: int | None, progress: bool) -> dict:
     """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
     dtype, format)) as a whole-AnnData .sinr file."""
-    from .anndata_store import _MemoryParts, _options as encode_options, _plan_anndata, write_plan
+    from .anndata_store import MemoryParts, checked_options as encode_options, plan_anndata, write_plan
     from .h5ad import cells_by_genes_source
 
-    class Parts(_MemoryParts):
+    class Parts(MemoryParts):
         """The AnnData's parts, its count matrices read from the pieces."""
 
         def format(self, path: str) -> str | None:
@@ -259,5 +259,5 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
                                 [str(n) for n in self.adata.obs_names], description=path)
 
     opts = encode_options(_options(first, jobs, progress))
-    plan = _plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
+    plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
     return write_plan(plan, output, opts, force=force, inputs=inputs)

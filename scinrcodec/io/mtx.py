@@ -238,6 +238,12 @@ class MtxSource(MatrixSource):
             raise InvalidInputError(f"{self.description}: ends after {count:,} of the {self.nnz:,} entries its header "
                                     "declares")
 
+    @property
+    def streams(self) -> bool | None:
+        """Whether blocks are read a chunk of lines at a time (entries sorted by cell, as 10x writes
+        them) rather than from the whole matrix loaded once; None until the first block is read."""
+        return self._sorted
+
     def _is_sorted(self) -> bool:
         """First pass: check every line; stop at the first entry whose cell comes before the last one's."""
         return all(in_order for _, _, _, in_order in self._chunks())

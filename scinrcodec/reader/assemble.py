@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
-from .decode import _buffer, decode_batch, gather, run_all
+from .decode import tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
 
 
@@ -114,7 +114,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
 
     def count(chunk: Chunk) -> None:
         batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
-        buffer, offsets = _buffer(index, batch)
+        buffer, offsets = tile_bytes(index, batch)
         status = np.zeros(batch.size, dtype=np.int64)
         count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row, counts[chunk.index], status)
         if np.any(status):

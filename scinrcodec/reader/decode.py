@@ -119,8 +119,8 @@ def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands:
                      table.n_cells[chunk_of], chunk_of, table.band_siren[chunk_of, band_of])
 
 
-def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-             values: np.ndarray) -> int:
+def compact_tiles(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  values: np.ndarray) -> int:
     """Move each tile's triples down to follow the previous tile's; return how many there are."""
     status, kept = _native.compact(out_start, counts, rows, cols, values)
     if status:
@@ -128,7 +128,7 @@ def _compact(out_start: np.ndarray, counts: np.ndarray, rows: np.ndarray, cols: 
     return kept
 
 
-def _buffer(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
+def tile_bytes(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.ndarray]:
     """The bytes the tiles live in, and each tile's offset into them: bytes in memory themselves, or
     the tiles' bytes gathered by the source (storage.source.ByteSource.gather)."""
     whole = index.source.array()
@@ -144,7 +144,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     int32: every value is below 2**31)."""
     if batch.size == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, value_dtype)
-    buffer, offsets = _buffer(index, batch)
+    buffer, offsets = tile_bytes(index, batch)
     capacity = batch.k  # what each tile may return: all its nonzeros, or as many as the filter allows
     if want_row >= 0:
         capacity = np.minimum(capacity, batch.w)
@@ -184,5 +184,5 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                                "(file is corrupt)")
     if np.array_equal(counts, capacity):
         return rows, cols, values
-    kept = _compact(out_start, counts, rows, cols, values)
+    kept = compact_tiles(out_start, counts, rows, cols, values)
     return rows[:kept], cols[:kept], values[:kept]

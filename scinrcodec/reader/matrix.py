@@ -85,6 +85,11 @@ class SinrMatrix:
     # ------------------------------------------------------------------------------ header
 
     @property
+    def index(self) -> MatrixIndex:
+        """The matrix's parsed entry and chunk directory: what an encoder extending the file needs."""
+        return self._index
+
+    @property
     def shape(self) -> tuple[int, int]:
         return self._index.n_genes, self._index.n_cells
 
@@ -292,9 +297,9 @@ class SinrMatrix:
         gene_key, cell_key = key
         if _is_key(gene_key) and _is_key(cell_key):
             return self.get(gene_key, cell_key)
-        return self._gather(self._positions(gene_key, "gene"), self._positions(cell_key, "cell"))
+        return self._gather(self.positions(gene_key, "gene"), self.positions(cell_key, "cell"))
 
-    def _positions(self, key, axis: str) -> np.ndarray:
+    def positions(self, key, axis: str) -> np.ndarray:
         """An index of one axis as int64 positions; names are looked up, every unknown one named."""
         if isinstance(key, str):
             return np.array([self._lookup(axis, key)], dtype=np.int64)

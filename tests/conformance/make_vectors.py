@@ -1752,7 +1752,7 @@ def census(blob: bytes, genes: np.ndarray, cells: np.ndarray) -> dict:
     full tiles, Golomb parameters, quotient escapes, the split uniform model, value offset bits,
     empty chunks, SIREN bands. Cross-checks each chunk's tile directory against the coordinates."""
     m = scinrcodec.open(blob)
-    index = m._index
+    index = m.index
     out = dict(n_chunks=index.n_chunks, empty_chunks=0, bands=0, tiles=0, tiles_empty=0, tiles_complement=0,
                tiles_full=0, max_golomb_M=0, tiles_uniform_above_2_16=0, quotient_escape_symbols=0,
                tiles_with_escape=0, max_quotient=0, max_offset_bits=0, values_over_16_offset_bits=0,
