@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -124,19 +125,57 @@ def _write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool) -> None:
         scipy.io.mmwrite(fh, sp.csc_matrix(counts).tocoo(), field="integer")
 
 
+def _write_npz(tmp: Path, path: Path, m: CountMatrix, compression: str, dtype) -> None:
+    with open(tmp, "wb") as fh:
+        sp.save_npz(fh, sp.csc_matrix(m.counts, dtype=np.int64))
+
+
+def _write_mtx_folder(tmp: Path, path: Path, m: CountMatrix, compression: str, dtype) -> None:
+    """The 10x triple: matrix.mtx.gz, features.tsv.gz (id, name, type) and barcodes.tsv.gz."""
+    _write_mtx_file(tmp / "matrix.mtx.gz", m.counts, gz=True)
+    ids, names, types = m.filled_gene_ids(), m.filled_gene_names(), m.filled_feature_types()
+    _write_tsv_gz(tmp / "features.tsv.gz", [f"{a}\t{b}\t{c}" for a, b, c in zip(ids, names, types)])
+    _write_tsv_gz(tmp / "barcodes.tsv.gz", m.filled_cell_names())
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output format: its name (what output_kind returns), how users know it, which paths
+    choose it, and how it writes a matrix to the temporary path (the requested path tells .gz)."""
+
+    name: str
+    label: str
+    matches: Callable[[Path], bool]
+    write: Callable[[Path, Path, CountMatrix, str, object], None]  # tmp, path, matrix, compression, dtype
+    is_dir: bool = False
+
+
+def _ends(*suffixes: str) -> Callable[[Path], bool]:
+    return lambda path: path.name.lower().endswith(suffixes)
+
+
+# In order: the first format whose matches() takes a path is its format (.h5ad before .h5).
+OUTPUT_FORMATS = (
+    OutputFormat("h5ad", ".h5ad", _ends(".h5ad"),
+                 lambda tmp, path, m, compression, dtype: write_h5ad(tmp, m, compression=compression, dtype=dtype)),
+    OutputFormat("10x-h5", ".h5", _ends(".h5"), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m)),
+    OutputFormat("npz", ".npz", _ends(".npz"), _write_npz),
+    OutputFormat("mtx-file", ".mtx(.gz)", _ends(".mtx", ".mtx.gz"),
+                 lambda tmp, path, m, compression, dtype: _write_mtx_file(tmp, m.counts,
+                                                                          gz=path.name.lower().endswith(".gz"))),
+    OutputFormat("mtx-dir", "a folder", lambda path: "." not in path.name or path.is_dir(), _write_mtx_folder,
+                 is_dir=True),
+)
+OUTPUTS_BY_NAME = {f.name: f for f in OUTPUT_FORMATS}
+
+
 def output_kind(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".h5ad"):
-        return "h5ad"
-    if name.endswith(".h5"):
-        return "10x-h5"
-    if name.endswith(".npz"):
-        return "npz"
-    if name.endswith((".mtx", ".mtx.gz")):
-        return "mtx-file"
-    if "." not in name or path.is_dir():
-        return "mtx-dir"
-    raise InvalidInputError(f"{path}: unknown output format (use .h5ad, .h5, .npz, .mtx(.gz) or a folder)")
+    """The name of the OUTPUT_FORMATS entry `path` chooses."""
+    for fmt in OUTPUT_FORMATS:
+        if fmt.matches(path):
+            return fmt.name
+    labels = [f.label for f in OUTPUT_FORMATS]
+    raise InvalidInputError(f"{path}: unknown output format (use {', '.join(labels[:-1])} or {labels[-1]})")
 
 
 def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ()) -> str:
@@ -144,7 +183,7 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ())
     return its format."""
     check_not_input(path, inputs)
     kind = output_kind(Path(path))
-    check_writable(path, force=force, inputs=inputs, is_dir=kind == "mtx-dir", folder_files=MTX_FOLDER_FILES)
+    check_writable(path, force=force, inputs=inputs, is_dir=OUTPUTS_BY_NAME[kind].is_dir, folder_files=MTX_FOLDER_FILES)
     return kind
 
 
@@ -153,20 +192,7 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple);
     compression and dtype apply to .h5ad (see write_h5ad)."""
     path = Path(path)
-    kind = output_kind(path)
-    with atomic_path(path, force=force, is_dir=kind == "mtx-dir", folder_files=MTX_FOLDER_FILES) as tmp:
-        if kind == "h5ad":
-            write_h5ad(tmp, m, compression=compression, dtype=dtype)
-        elif kind == "10x-h5":
-            write_10x_h5(tmp, m)
-        elif kind == "npz":
-            with open(tmp, "wb") as fh:
-                sp.save_npz(fh, sp.csc_matrix(m.counts, dtype=np.int64))
-        elif kind == "mtx-file":
-            _write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"))
-        else:
-            _write_mtx_file(tmp / "matrix.mtx.gz", m.counts, gz=True)
-            ids, names, types = m.filled_gene_ids(), m.filled_gene_names(), m.filled_feature_types()
-            _write_tsv_gz(tmp / "features.tsv.gz", [f"{a}\t{b}\t{c}" for a, b, c in zip(ids, names, types)])
-            _write_tsv_gz(tmp / "barcodes.tsv.gz", m.filled_cell_names())
-    return kind
+    fmt = OUTPUTS_BY_NAME[output_kind(path)]
+    with atomic_path(path, force=force, is_dir=fmt.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
+        fmt.write(tmp, path, m, compression, dtype)
+    return fmt.name
