@@ -446,7 +446,75 @@ inline void complement_into(const int32_t* zeros, int64_t m, int64_t n, int32_t*
   }
 }
 
-void decode_f2(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
+// Format 2's symbols read through the byte-renormalised coder of the core (rans.hpp).
+struct ByteCoder {
+  rans::Reader r;
+  void start(const Encoded& e, size_t ci, int64_t t) {
+    const uint8_t* base = e.bytes[ci].data();
+    rans::start_decoding(r, base + e.byte_off[ci][t], base + e.byte_off[ci][t + 1]);
+  }
+  uint64_t quotient() {
+    uint64_t q = 0;
+    rans::decode_quotient(r, q);
+    return q;
+  }
+  uint64_t remainder(const rans::UniformModel& um) {
+    uint64_t rem = 0;
+    rans::decode_uniform(r, um, rem);
+    return rem;
+  }
+  uint32_t bin(const Table& tab) {
+    const uint32_t slot = r.x & 0xFFFF;
+    uint32_t s = tab.lut[slot >> 8];
+    while (tab.cum[s + 1] <= slot) ++s;
+    rans::advance(r, slot, tab.cum[s], tab.freq[s]);
+    return s;
+  }
+  uint32_t raw(int bits) {
+    uint32_t v = 0;
+    rans::decode_bits(r, bits, v);
+    return v;
+  }
+};
+
+// The same symbols through the word-renormalised coder (one read at most per symbol).
+struct WordCoder {
+  WordReader r;
+  void start(const Encoded& e, size_t ci, int64_t t) { word_start(r, e.words[ci].data() + e.word_off[ci][t]); }
+  uint32_t raw(int bits) {
+    const uint32_t slot = r.x & 0xFFFF, v = slot >> (16 - bits);
+    word_advance<16>(r, slot, v << (16 - bits), 1u << (16 - bits));
+    return v;
+  }
+  uint64_t quotient() {
+    uint64_t q = 0;
+    for (;;) {
+      const uint32_t slot = r.x & 0xFFFF;
+      const int sym = rans::quotient_of_slot(slot);
+      const auto s = rans::quotient_symbol(sym);
+      word_advance<16>(r, slot, s.start, s.freq);
+      q += static_cast<uint64_t>(sym);
+      if (sym < rans::kQuotientEscape) return q;
+    }
+  }
+  uint64_t remainder(const rans::UniformModel& um) {
+    const uint32_t slot = r.x & 0xFFFF, bnd = um.extra * (um.base + 1);
+    uint32_t v, start, freq;
+    if (slot < bnd) {
+      v = static_cast<uint32_t>((slot * um.inv_wide) >> 32), start = v * (um.base + 1), freq = um.base + 1;
+    } else {
+      v = um.extra + static_cast<uint32_t>(((slot - bnd) * um.inv_narrow) >> 32);
+      start = bnd + (v - um.extra) * um.base, freq = um.base;
+    }
+    word_advance<16>(r, slot, start, freq);
+    return um.low_bits ? (uint64_t{v} << um.low_bits) | raw(um.low_bits) : v;
+  }
+  uint32_t bin(const Table& tab) { return word_table<16>(r, tab); }
+};
+
+// Format 2's tile decoding (Golomb gaps, then bins and offsets) with either coder.
+template <typename Coder>
+void decode_f2_with(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
   static std::vector<int32_t> zeros(size_t{1} << 23);
   int64_t out_at = 0;
   for (size_t ci = 0; ci < chunks.size(); ++ci) {
@@ -455,10 +523,8 @@ void decode_f2(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
     for (int64_t t = 0; t < c.n_tiles; ++t) {
       const int64_t k = c.k[t], n = c.h[t] * c.w[t];
       if (k == 0) continue;
-      const uint8_t* p = e.bytes[ci].data() + e.byte_off[ci][t];
-      const uint8_t* end = e.bytes[ci].data() + e.byte_off[ci][t + 1];
-      rans::Reader r;
-      rans::start_decoding(r, p, end);
+      Coder coder;
+      coder.start(e, ci, t);
       const int64_t m = 2 * k <= n ? k : n - k;
       int32_t* pos = o.pos.data() + out_at;
       int32_t* coded = m == k ? pos : zeros.data();
@@ -468,9 +534,8 @@ void decode_f2(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
         const rans::UniformModel um = rans::uniform_model(static_cast<uint64_t>(gm));
         int64_t prev = -1;
         for (int64_t i = 0; i < m; ++i) {
-          uint64_t q = 0, rem = 0;
-          if (quotients) rans::decode_quotient(r, q);
-          if (gm > 1) rans::decode_uniform(r, um, rem);
+          const uint64_t q = quotients ? coder.quotient() : 0;
+          const uint64_t rem = gm > 1 ? coder.remainder(um) : 0;
           prev += static_cast<int64_t>(q) * gm + static_cast<int64_t>(rem) + 1;
           coded[i] = static_cast<int32_t>(prev);
         }
@@ -479,88 +544,9 @@ void decode_f2(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
         for (int64_t i = 0; i < k; ++i) pos[i] = static_cast<int32_t>(i);
       }
       for (int64_t i = 0; i < k; ++i) {
-        const Table& tab = tables[c.ctx[c.first[t] + i]];
-        const uint32_t slot = r.x & 0xFFFF;
-        uint32_t s = tab.lut[slot >> 8];
-        while (tab.cum[s + 1] <= slot) ++s;
-        rans::advance(r, slot, tab.cum[s], tab.freq[s]);
+        const uint32_t s = coder.bin(tables[c.ctx[c.first[t] + i]]);
         const int bits = bin_offset_bits(s);
-        uint32_t off = 0;
-        if (bits) rans::decode_bits(r, bits, off);
-        o.u[out_at + i] = static_cast<int32_t>(bin_start(s) + off);
-      }
-      out_at += k;
-    }
-  }
-}
-
-void decode_f2_word(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
-  static std::vector<int32_t> zeros(size_t{1} << 23);
-  int64_t out_at = 0;
-  for (size_t ci = 0; ci < chunks.size(); ++ci) {
-    const Chunk& c = chunks[ci];
-    const auto& tables = e.value_tables[ci];
-    for (int64_t t = 0; t < c.n_tiles; ++t) {
-      const int64_t k = c.k[t], n = c.h[t] * c.w[t];
-      if (k == 0) continue;
-      WordReader r;
-      word_start(r, e.words[ci].data() + e.word_off[ci][t]);
-      const int64_t m = 2 * k <= n ? k : n - k;
-      int32_t* pos = o.pos.data() + out_at;
-      int32_t* coded = m == k ? pos : zeros.data();
-      if (m > 0) {
-        const int64_t gm = golomb_parameter(n, m);
-        const bool quotients = (n - m) / gm > 0;
-        const rans::UniformModel um = rans::uniform_model(static_cast<uint64_t>(gm));
-        const uint32_t bnd = um.extra * (um.base + 1);
-        int64_t prev = -1;
-        for (int64_t i = 0; i < m; ++i) {
-          uint64_t q = 0;
-          uint32_t rem = 0;
-          if (quotients) {
-            for (;;) {
-              const uint32_t slot = r.x & 0xFFFF;
-              const int sym = rans::quotient_of_slot(slot);
-              const auto s = rans::quotient_symbol(sym);
-              word_advance<16>(r, slot, s.start, s.freq);
-              q += static_cast<uint64_t>(sym);
-              if (sym < rans::kQuotientEscape) break;
-            }
-          }
-          if (gm > 1) {
-            const uint32_t slot = r.x & 0xFFFF;
-            uint32_t v, start, freq;
-            if (slot < bnd) {
-              v = static_cast<uint32_t>((slot * um.inv_wide) >> 32), start = v * (um.base + 1), freq = um.base + 1;
-            } else {
-              v = um.extra + static_cast<uint32_t>(((slot - bnd) * um.inv_narrow) >> 32);
-              start = bnd + (v - um.extra) * um.base, freq = um.base;
-            }
-            word_advance<16>(r, slot, start, freq);
-            rem = v;
-            if (um.low_bits) {
-              const uint32_t ls = r.x & 0xFFFF, lo = ls >> (16 - um.low_bits);
-              word_advance<16>(r, ls, lo << (16 - um.low_bits), 1u << (16 - um.low_bits));
-              rem = (rem << um.low_bits) | lo;
-            }
-          }
-          prev += static_cast<int64_t>(q) * gm + rem + 1;
-          coded[i] = static_cast<int32_t>(prev);
-        }
-        if (m != k) complement_into(zeros.data(), m, n, pos);
-      } else {
-        for (int64_t i = 0; i < k; ++i) pos[i] = static_cast<int32_t>(i);
-      }
-      for (int64_t i = 0; i < k; ++i) {
-        const uint32_t s = word_table<16>(r, tables[c.ctx[c.first[t] + i]]);
-        const int bits = bin_offset_bits(s);
-        uint32_t off = 0;
-        if (bits) {
-          const uint32_t slot = r.x & 0xFFFF;
-          off = slot >> (16 - bits);
-          word_advance<16>(r, slot, off << (16 - bits), 1u << (16 - bits));
-        }
-        o.u[out_at + i] = static_cast<int32_t>(bin_start(s) + off);
+        o.u[out_at + i] = static_cast<int32_t>(bin_start(s) + (bits ? coder.raw(bits) : 0));
       }
       out_at += k;
     }
@@ -700,8 +686,8 @@ double seconds_of(void (*decode)(const std::vector<Chunk>&, const Encoded&, Outp
 
 int main(int argc, char** argv) {
   const Candidate candidates[] = {
-      {"f2", [](const std::vector<Chunk>& c) { return encode_f2(c, false); }, decode_f2},
-      {"f2-word", [](const std::vector<Chunk>& c) { return encode_f2(c, true); }, decode_f2_word},
+      {"f2", [](const std::vector<Chunk>& c) { return encode_f2(c, false); }, decode_f2_with<ByteCoder>},
+      {"f2-word", [](const std::vector<Chunk>& c) { return encode_f2(c, true); }, decode_f2_with<WordCoder>},
       {"gap-bins/16", encode_gap_bins<16>, decode_gap_bins<16, 1>},
       {"gap-bins/16/x2", encode_gap_bins<16>, decode_gap_bins<16, 2>},
       {"gap-bins/12", encode_gap_bins<12>, decode_gap_bins<12, 1>},
