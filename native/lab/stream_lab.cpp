@@ -265,11 +265,11 @@ struct Output {
 };
 
 // f2 and f2-word: format 2's symbol sequence.
-void f2_symbols(const Chunk& c, int64_t t, const std::vector<Table>& tables, std::vector<Sym>& syms) {
-  syms.clear();
+// The coded set of a tile (nonzeros, or zeros when more than half full) into coded.
+void coded_set(const Chunk& c, int64_t t, std::vector<int32_t>& coded) {
   const int64_t k = c.k[t], n = c.h[t] * c.w[t];
   const int32_t* pos = c.pos.data() + c.first[t];
-  std::vector<int64_t> coded(pos, pos + k);
+  coded.assign(pos, pos + k);
   if (2 * k > n) {
     coded.clear();
     int64_t j = 0;
@@ -278,15 +278,22 @@ void f2_symbols(const Chunk& c, int64_t t, const std::vector<Table>& tables, std
         ++j;
         continue;
       }
-      coded.push_back(p);
+      coded.push_back(static_cast<int32_t>(p));
     }
   }
+}
+
+void f2_symbols(const Chunk& c, int64_t t, const std::vector<Table>& tables, std::vector<Sym>& syms) {
+  syms.clear();
+  const int64_t k = c.k[t], n = c.h[t] * c.w[t];
+  std::vector<int32_t> coded;
+  coded_set(c, t, coded);
   const int64_t m = static_cast<int64_t>(coded.size());
   if (m > 0) {
     const int64_t gm = golomb_parameter(n, m);
     const bool quotients = (n - m) / gm > 0;
     int64_t prev = -1;
-    for (int64_t p : coded) {
+    for (const int64_t p : coded) {
       const int64_t gap = p - prev - 1;
       prev = p;
       if (quotients) {
@@ -352,23 +359,6 @@ Encoded encode_f2(const std::vector<Chunk>& chunks, bool word) {
   return e;
 }
 
-// The coded set of a tile (nonzeros, or zeros when more than half full) into coded.
-void coded_set(const Chunk& c, int64_t t, std::vector<int32_t>& coded) {
-  const int64_t k = c.k[t], n = c.h[t] * c.w[t];
-  const int32_t* pos = c.pos.data() + c.first[t];
-  coded.assign(pos, pos + k);
-  if (2 * k > n) {
-    coded.clear();
-    int64_t j = 0;
-    for (int64_t p = 0; p < n; ++p) {
-      if (j < k && pos[j] == p) {
-        ++j;
-        continue;
-      }
-      coded.push_back(static_cast<int32_t>(p));
-    }
-  }
-}
 
 template <int PB>
 Encoded encode_gap_bins(const std::vector<Chunk>& chunks) {
