@@ -19,6 +19,8 @@ from pathlib import Path
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
+from .io.combine import MERGE_RULES
+from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS
 
@@ -301,9 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--keys", help="each file's key, comma-separated (default 0,1,...)")
     cat.add_argument("--index-unique", metavar="SEP",
                      help="append SEP and the file's key to every cell name (needed when names repeat)")
-    cat.add_argument("--merge", choices=["same", "unique", "first", "only"],
+    cat.add_argument("--merge", choices=MERGE_RULES,
                      help="anndata's rule for var columns and varm of whole AnnData files (default: dropped)")
-    cat.add_argument("--uns-merge", choices=["same", "unique", "first", "only"],
+    cat.add_argument("--uns-merge", choices=MERGE_RULES,
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
     _run_options(cat)
     cat.set_defaults(run=_concat)
@@ -320,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input")
     dec.add_argument("output")
     _run_options(dec, quiet=False)
-    dec.add_argument("--compression", choices=["auto", "gzip", "lzf", "none"], default="auto",
+    dec.add_argument("--compression", choices=COMPRESSIONS, default="auto",
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
                      help=".h5ad X: as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")

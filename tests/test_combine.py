@@ -41,6 +41,16 @@ def test_concat_of_files_with_the_same_genes_copies_the_first_files_chunks(parts
     assert out.read_bytes()[:body_end] == first[:body_end]
 
 
+def test_concat_copies_chunks_from_the_file_it_opened_whatever_its_source(parts, tmp_path):
+    """The copied chunks come through the open source: inputs given as bytes work too."""
+    folder, m, _, cells = parts
+    out = tmp_path / "ab_bytes.sinr"
+    result = sinr.concat([(folder / "a.sinr").read_bytes(), (folder / "b.sinr").read_bytes()], out)
+    assert result["copied_chunks"] == 4
+    with sinr.open(out) as back:
+        assert (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
+
+
 @pytest.mark.parametrize("join", ["inner", "outer"])
 def test_concat_aligns_genes_by_id(parts, tmp_path, join):
     folder, m, ids, cells = parts

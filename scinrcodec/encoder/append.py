@@ -22,9 +22,12 @@ from ..model.baseline import quantise_terms
 from ..progress import Progress
 from ..reader.matrix import SinrMatrix
 from ..storage.container import ContainerWriter, pack_array
+from ..storage.source import ByteSource
 from .chunk import FileContext
 from .driver import encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
 from .options import EncodeOptions
+
+COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
 
 class _ShiftedSource(MatrixSource):
@@ -81,7 +84,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
         with atomic_path(path, force=True) as tmp:
-            result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress, locked=locked)
+            result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress)
             if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
                 raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
                                        "it is left as that process wrote it")
@@ -89,11 +92,12 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
 
 
 def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
-                progress: bool = False, locked: int | None = None) -> dict:
+                progress: bool = False) -> dict:
     """Write to `tmp` the file of `matrix` (a file of one matrix) with the cells of `new` (the same
     genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
-    encoded as new chunks with its gene order, gene terms and bands. `locked`: a descriptor of the
-    file the caller holds locked, to copy from. Returns size and shape."""
+    encoded as new chunks with its gene order, gene terms and bands. The chunks are copied through
+    the source the matrix was read from, so they come from the file its index describes (a file
+    changed meanwhile raises FileChangedError), whatever kind of source it is. Returns size and shape."""
     index = matrix.index
     options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
     bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
@@ -111,14 +115,8 @@ def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int |
         context = FileContext(rank, gene_of_row, gene_terms, band_rows, index.stages["row-bands"].tile_nnz, options)
         bar.set_total(2 * int(gene_nnz.sum()))
         body_end = matrix.body_end
-        source = Path(matrix.source)
         with open(tmp, "r+b") as stream:
-            fd = locked if locked is not None else os.open(source, os.O_RDONLY)
-            try:
-                _copy(fd, stream, body_end, source)
-            finally:
-                if locked is None:
-                    os.close(fd)
+            _copy_prefix(matrix.byte_source, stream, body_end)
             writer = ContainerWriter(stream, start=body_end)
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
@@ -142,15 +140,15 @@ def _new_cell_names(matrix: SinrMatrix, source: MatrixSource) -> None:
                                 "appended before? sinr concat --index-unique makes names distinct)")
 
 
-def _copy(fd: int, stream, length: int, path: Path) -> None:
-    """The first `length` bytes of the open file `fd` (at `path`) into `stream`."""
+def _copy_prefix(source: ByteSource, stream, length: int) -> None:
+    """The first `length` bytes of `source` into `stream`, a block at a time."""
+    block = bytearray(min(length, COPY_BLOCK))
     done = 0
     while done < length:
-        block = os.pread(fd, min(length - done, 1 << 22), done)
-        if not block:
-            raise FileChangedError(f"{path}: the file changed while cells were appended to it")
-        stream.write(block)
-        done += len(block)
+        view = memoryview(block)[: min(length - done, len(block))]
+        source.read_into(view, done)
+        stream.write(view)
+        done += len(view)
 
 
 def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:

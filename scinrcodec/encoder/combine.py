@@ -158,6 +158,6 @@ def unique_cell_names(names: list[list[str]], keys: list[str] | None, index_uniq
     if len(set(out)) != len(out):
         twice = next(n for n, c in Counter(out).items() if c > 1)
         where = [w for w, ns in zip(what, names) if twice in ns]
-        raise InvalidInputError(f"cell {twice!r} is named twice ({' and '.join(where[:2]) or where[0]}); pass "
+        raise InvalidInputError(f"cell {twice!r} is named twice ({' and '.join(where[:2])}); pass "
                                 "index_unique='-' (--index-unique -) to append each file's key to its cell names")
     return out

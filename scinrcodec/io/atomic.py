@@ -185,7 +185,10 @@ def locked_file(path: str | os.PathLike) -> Iterator[int]:
         except OSError as exc:
             raise InvalidInputError(f"{path}: cannot open ({exc.strerror or exc})") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot lock the file ({exc.strerror or exc})") from exc
             try:
                 current = os.stat(path)
             except FileNotFoundError:

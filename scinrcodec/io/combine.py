@@ -55,6 +55,9 @@ def _options(m: SinrMatrix, jobs: int | None, progress: bool) -> dict:
     return {**known, "mode": "lossless", "jobs": jobs, "progress": progress}
 
 
+MERGE_RULES = ("same", "unique", "first", "only")  # anndata.concat's merge and uns_merge strategies
+
+
 def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, join: str = "inner",
            label: str | None = None, keys: Sequence[str] | None = None, index_unique: str | None = None,
            merge: str | None = None, uns_merge: str | None = None, force: bool = False, jobs: int | None = None,
@@ -227,6 +230,10 @@ def _combined_counts(combined, skeletons, matrices) -> dict:
         pieces = []
         for (skeleton, _), (matrix, _, _) in zip(skeletons, found):
             ours, theirs = (skeleton.raw, combined.raw) if element == "raw/X" else (skeleton, combined)
+            if not ours.var_names.is_unique:
+                twice = ours.var_names[ours.var_names.duplicated()][0]
+                raise InvalidInputError(f"{matrix.source}: gene {twice!r} is named twice in {element}; genes are "
+                                        "aligned by name, so each must be named once")
             position = ours.var_names.get_indexer(theirs.var_names)
             pieces.append(Piece(matrix, None, position.astype(np.int64)))
         dtype = np.result_type(*[np.dtype(f[1]) for f in found]).str

@@ -27,7 +27,11 @@ def read_sinr(path, *, backed: bool = False, matrix: str | None = None, feature_
         raise InvalidInputError(f"backed must be True, False or 'r' (a .sinr file is read-only), not {backed!r}")
     m = open_sinr(path, matrix=matrix, jobs=jobs)
     if backed:
-        return m.to_anndata(lazy=True, feature_type=feature_type, dtype=dtype)
+        try:
+            return m.to_anndata(lazy=True, feature_type=feature_type, dtype=dtype)
+        except BaseException:
+            m.close()
+            raise
     with m:
         return m.to_anndata(feature_type=feature_type, dtype=dtype)
 

@@ -6,6 +6,7 @@ file is coded in, so no read decodes a tile twice and memory holds a few chunks 
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, NamedTuple
@@ -29,10 +30,12 @@ class MatrixRef:
         self.matrix = matrix
 
     def __reduce__(self):
-        source = self.matrix._source
+        source = self.matrix.byte_source
         options = getattr(source, "storage_options", None)
-        if options is not None or isinstance(source, LocalFileSource):
+        if options is not None:
             return _by_location, (self.matrix.source, self.matrix.name, options)
+        if isinstance(source, LocalFileSource):  # absolute: a worker may run in another folder
+            return _by_location, (os.path.abspath(self.matrix.source), self.matrix.name, None)
         if isinstance(source, MemorySource):
             return _by_bytes, (bytes(source.read(0, source.size)), self.matrix.name)
         raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix read from a file object cannot go to "

@@ -85,6 +85,11 @@ class SinrMatrix:
     # ------------------------------------------------------------------------------ header
 
     @property
+    def byte_source(self) -> ByteSource:
+        """Where the file's bytes come from (a local file, bytes, a file object or a URL)."""
+        return self._source
+
+    @property
     def index(self) -> MatrixIndex:
         """The matrix's parsed entry and chunk directory: what an encoder extending the file needs."""
         return self._index

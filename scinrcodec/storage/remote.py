@@ -202,8 +202,8 @@ class RemoteSource(ByteSource):
             info, (head, _, _), (tail, _, _) = self._batch(
                 [self._info, lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
             size, etag = info.get("size"), info.get("ETag") or info.get("etag") or None
-            if not isinstance(size, int):
-                raise RemoteError(f"{self.name}: the server does not say how large the object is")
+        if not isinstance(size, int):
+            raise RemoteError(f"{self.name}: the server does not say how large the object is")
         self.size, self.etag = size, etag
         if len(tail) > min(size, TAIL_BYTES) or len(head) != min(size, 16):
             raise RangeNotSupportedError(f"{self.name}: the server ignored a byte-range request")

@@ -38,7 +38,7 @@ class ByteSource:
         one batch (storage.remote); local sources have no round trips to save."""
 
     def array(self) -> np.ndarray | None:
-        """The whole source as a uint8 array when it is addressable in memory (mmap, bytes)."""
+        """The whole source as a uint8 array when it is in memory (bytes), else None."""
         return None
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
