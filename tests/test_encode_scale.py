@@ -68,6 +68,17 @@ def test_append_is_exact_and_keeps_old_chunks(tmp_path, pbmc):
     assert after[:body_end] == before[:body_end]  # existing chunks copied, not re-encoded
 
 
+def test_append_keeps_the_files_permissions(tmp_path, pbmc):
+    """A group-shared (0o664) or read-only (0o444) file stays so: the rewrite copies its mode."""
+    first, second, _, _ = _split(pbmc, 50)
+    for mode in (0o664, 0o444):
+        path = tmp_path / f"{mode:o}.sinr"
+        sinr.encode(first, path, chunk_cells=16, **FAST)
+        path.chmod(mode)
+        sinr.append(path, second)
+        assert path.stat().st_mode & 0o777 == mode
+
+
 def test_append_refuses_other_genes_and_leaves_the_file_intact(tmp_path, pbmc):
     first, second, _, cells = _split(pbmc, 50)
     path = tmp_path / "a.sinr"

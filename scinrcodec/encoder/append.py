@@ -10,6 +10,7 @@ other and each one's cells are kept; new cells whose names the file already hold
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         new = as_source(source, layer)
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
-        with atomic_path(path, force=True) as tmp:
+        with atomic_path(path, force=True, mode=stat.S_IMODE(os.fstat(locked).st_mode)) as tmp:
             result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress)
             if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
                 raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "

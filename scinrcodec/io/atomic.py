@@ -85,8 +85,9 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False, inputs: Iterable = (),
-                folder_files: Collection[str] = ()) -> Iterator[Path]:
-    """Yield a temporary sibling of `target`; rename it over `target` only when the block succeeds."""
+                folder_files: Collection[str] = (), mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling of `target`; rename it over `target` only when the block succeeds,
+    with permission bits `mode` (a file rewritten in place keeps its own), else the umask's."""
     target = Path(target)
     parent = check_writable(target, force=force, inputs=inputs, is_dir=is_dir, folder_files=folder_files)
     try:
@@ -101,7 +102,7 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
     try:
         try:
             yield tmp
-            os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
+            os.chmod(tmp, mode if mode is not None else (0o777 if is_dir else 0o666) & ~_umask())
             if not force:
                 _rename_new(tmp, target, is_dir=is_dir)
             else:
