@@ -70,4 +70,6 @@ def dump(source: str, target: str, chunk_cells: int = 4096) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) not in (3, 4) or sys.argv[1] in ("-h", "--help"):
+        sys.exit("usage: python -m benchmarks.stream_lab.dump_tiles SOURCE TARGET.bin [CHUNK_CELLS]")
     dump(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))

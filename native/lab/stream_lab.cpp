@@ -18,9 +18,15 @@
 //   gap-bins/12p  the 12-bit tables through one packed lookup per slot (bin, freq, start).
 //   .../x2, x4  the same streams, two (four) tiles decoded in lockstep (independent states: the
 //               interleaving costs no flush and no format change).
+//   gap-bins/12p/simd8  the same streams, eight tiles in lockstep, one per lane of an AVX2 register
+//               (vec8.hpp; the portable lanes where AVX2 is missing, or as .../simd8-portable);
+//               a lane whose tile ends takes the chunk's next one. .../simd8-norefill: groups of
+//               eight tiles, each group waiting for its longest; .../simd8x2: two groups of eight.
+//   gap-bins/12p/interleaved8  size only: eight states interleaved inside each tile's stream
+//               (a format change), each with its own flush.
 //
 // Build: cmake -S native -B build/lab -DSINR_LAB=ON -DCMAKE_BUILD_TYPE=Release && cmake --build build/lab
-// Run:   build/lab/stream_lab /tmp/lab/*.bin
+// Run:   build/lab/stream_lab /tmp/lab/*.bin   (LAB_ONLY=<candidate>, LAB_PASSES=<passes>)
 #include <algorithm>
 #include <ctime>
 #include <cstdint>
@@ -35,6 +41,7 @@
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/tile.hpp"
+#include "vec8.hpp"
 
 using namespace sinr;
 
@@ -258,6 +265,7 @@ struct Encoded {
   std::vector<std::vector<int64_t>> word_off, byte_off;
   double stream_bits = 0, table_bits = 0;
   std::vector<std::vector<Table>> value_tables, gap_tables;
+  std::vector<std::vector<uint32_t>> packed;  // pb = 12: every packed table of the chunk (packed_tables)
 };
 
 struct Output {
@@ -360,7 +368,31 @@ Encoded encode_f2(const std::vector<Chunk>& chunks, bool word) {
 }
 
 
-template <int PB>
+constexpr uint32_t kGapTable0 = kNumContexts;                // the packed table of gap class g: kGapTable0 + g
+constexpr uint32_t kIdleTable = kNumContexts + kGapClasses;  // one more: freq 4096, start 0 in every slot
+
+// Every 12-bit table of a chunk in one array, 4096 entries each: the value tables by context, the
+// gap tables by class, and the idle table (it leaves a state unchanged: an idle lane's table). One
+// gather with per-lane element offsets (table << 12 | slot) then reads each lane's entry, packed as
+// start | bin << 12 | (freq - 1) << 20: freq - 1 is one shift away, the start of the state's
+// dependency chain (freq * (x >> 12) = (freq - 1) * (x >> 12) + (x >> 12)).
+std::vector<uint32_t> packed_tables(const std::vector<Table>& vt, const std::vector<Table>& gt) {
+  std::vector<uint32_t> all;
+  for (const auto* tables : {&vt, &gt})
+    for (const Table& t : *tables)
+      for (uint32_t slot = 0; slot < 4096; ++slot) {
+        const uint32_t b = t.lut[slot];
+        all.push_back(t.used ? t.cum[b] | b << 12 | (t.freq[b] - 1) << 20 : 0);
+      }
+  all.resize(all.size() + 4096, 4095u << 20);
+  return all;
+}
+
+// kStates = 8: each tile's symbols dealt round-robin to eight states interleaved in one stream
+// (ryg-style, for a SIMD decoder inside one tile: a format change). Only its size is measured: each
+// state's words are counted (the interleaving orders them, it does not change their number), each
+// state that codes a symbol pays its own 32-bit flush.
+template <int PB, int kStates = 1>
 Encoded encode_gap_bins(const std::vector<Chunk>& chunks) {
   Encoded e;
   std::vector<int32_t> coded;
@@ -408,7 +440,16 @@ Encoded encode_gap_bins(const std::vector<Chunk>& chunks) {
         syms.push_back({v.cum[b.bin], v.freq[b.bin]});
         if (b.bits) bits.put(static_cast<uint32_t>(b.offset), b.bits);
       }
-      word_encode<PB>(syms, e.words.back());
+      if (kStates == 1) {
+        word_encode<PB>(syms, e.words.back());
+      } else {
+        std::vector<Sym> dealt;
+        for (int j = 0; j < kStates; ++j) {
+          dealt.clear();
+          for (size_t i = static_cast<size_t>(j); i < syms.size(); i += kStates) dealt.push_back(syms[i]);
+          word_encode<PB>(dealt, e.words.back());
+        }
+      }
       const bool had_bits = bits.n > 0 || e.bytes.back().size() > static_cast<size_t>(e.byte_off.back().back());
       bits.finish();
       if (had_bits) e.stream_bits += 1;  // the end mark a real stream needs to find its last bit
@@ -418,6 +459,7 @@ Encoded encode_gap_bins(const std::vector<Chunk>& chunks) {
     e.stream_bits += 16.0 * e.words.back().size() + 8.0 * e.bytes.back().size();
     e.bytes.back().resize(e.bytes.back().size() + 8);
     e.words.back().resize(e.words.back().size() + 8);
+    if (PB == 12 && kStates == 1) e.packed.push_back(packed_tables(vt, gt));
     e.value_tables.push_back(std::move(vt));
     e.gap_tables.push_back(std::move(gt));
   }
@@ -650,6 +692,273 @@ void decode_gap_bins(const std::vector<Chunk>& chunks, const Encoded& e, Output&
   }
 }
 
+// ------------------------------------------------------------------------------- 8 tiles in lockstep
+
+// gap-bins/12p/simd8 decodes the gap-bins/12 streams (no format change) eight tiles at a time, one
+// tile per lane of a Vec8 (vec8.hpp). Every step decodes one symbol in every lane: the slot
+// x & 4095, one gather of the packed entry (the lane's table is its gap class in the gap phase, its
+// value's context in the value phase: the gather's element offset is table << 12 | slot), the state
+// update with 32-bit multiplies, renormalisation by a 16-bit word gathered at the lane's word index
+// (all tiles of a chunk lie in one buffer), and the offset bits gathered from the lane's place in
+// the raw bit stream (a 32-bit read at byte bit >> 3, shifted by bit & 7: exact for up to 25 bits).
+//
+// A lane's phase ends when its symbols of that phase are decoded (left reaches 0); the step loop
+// then spills the registers and the scalar bookkeeping below switches the lane from gaps to values,
+// or hands it the chunk's next tile (refill: lanes stay busy whatever the tiles' symbol counts), or
+// makes it idle when the chunk has none left. An idle lane decodes through the idle table (state,
+// word and bit positions unchanged) into a sink, so the step loop has no per-lane branch.
+
+constexpr int kLanes8 = 8;
+constexpr uint32_t kSinkLength = 1024;  // an idle lane's outputs: its sink is rewound every kSinkLength steps
+
+// The lanes' registers as arrays (spilled only when a phase ends) and the scalar bookkeeping.
+struct Lanes8 {
+  uint32_t x[kLanes8], word[kLanes8], bit[kLanes8];  // state, next word index, next raw bit index
+  uint32_t table[kLanes8];   // the gap phase's table (kIdleTable when idle)
+  uint32_t ctx_at[kLanes8];  // index of the next value's context in the chunk's contexts
+  uint32_t gap[kLanes8];     // all ones in the gap phase (positions: prefix sums of gaps)
+  uint32_t prev[kLanes8];    // the last position decoded (gap phase)
+  int64_t tile[kLanes8];     // -1: idle
+  uint64_t end[kLanes8];     // the step at which the lane's phase ends (its last symbol is decoded)
+  uint64_t next_end = 0;     // the first of them
+  // The step loop writes lane j's output of step s at address out[j] + 4 * s: every lane advances
+  // one output per step, so one step counter serves all eight (set_out keeps this true).
+  uintptr_t out[kLanes8];
+  std::vector<int32_t> zeros[kLanes8];  // the coded zeros of a more-than-half-full tile
+  int32_t sink[kLanes8][kSinkLength];
+  uint64_t step = 0;  // steps of all eight lanes so far (each decodes a symbol in every lane)
+  uint64_t symbols = 0;
+};
+
+// Lane j's next output goes to p.
+void set_out(Lanes8& L, int j, int32_t* p) { L.out[j] = reinterpret_cast<uintptr_t>(p) - 4 * L.step; }
+
+// The chunk's tiles handed to lanes, in order; its output arrays start at pos and u.
+struct LaneFeed {
+  const Chunk& c;
+  const Encoded& e;
+  size_t ci;
+  int32_t* pos;
+  int32_t* u;
+  bool refill;  // false: a group of eight tiles finishes before the next eight start
+  int64_t next = 0;
+};
+
+void lane_idle(Lanes8& L, int j) {
+  L.tile[j] = -1;
+  L.x[j] = kWordLow, L.word[j] = 0, L.bit[j] = 0;  // any valid word and bit: the idle table reads none
+  L.table[j] = kIdleTable, L.gap[j] = ~0u, L.prev[j] = 0;
+  L.end[j] = L.step + kSinkLength;
+  set_out(L, j, L.sink[j]);
+}
+
+// Start the feed's next tile with nonzeros on lane j, or make the lane idle.
+void lane_take(Lanes8& L, int j, LaneFeed& f) {
+  const Chunk& c = f.c;
+  while (f.next < c.n_tiles && c.k[f.next] == 0) ++f.next;
+  if (f.next == c.n_tiles) return lane_idle(L, j);
+  const int64_t t = f.next++, k = c.k[t], n = c.h[t] * c.w[t], m = 2 * k <= n ? k : n - k;
+  const uint16_t* w = f.e.words[f.ci].data() + f.e.word_off[f.ci][t];
+  L.tile[j] = t;
+  L.x[j] = uint32_t{w[0]} | (uint32_t{w[1]} << 16);
+  L.word[j] = static_cast<uint32_t>(f.e.word_off[f.ci][t] + 2);
+  L.bit[j] = static_cast<uint32_t>(8 * f.e.byte_off[f.ci][t]);
+  L.prev[j] = ~0u;  // position -1
+  L.symbols += static_cast<uint64_t>(m + k);
+  if (m == 0) {  // a full tile: its positions are 0..k-1, its symbols only values
+    for (int64_t i = 0; i < k; ++i) f.pos[c.first[t] + i] = static_cast<int32_t>(i);
+    L.gap[j] = 0, L.end[j] = L.step + static_cast<uint64_t>(k);
+    L.ctx_at[j] = static_cast<uint32_t>(c.first[t]);
+    set_out(L, j, f.u + c.first[t]);
+    return;
+  }
+  L.table[j] = kGapTable0 + static_cast<uint32_t>(gap_class(n, m));
+  L.gap[j] = ~0u, L.end[j] = L.step + static_cast<uint64_t>(m);
+  if (m == k) {
+    set_out(L, j, f.pos + c.first[t]);
+  } else {
+    if (L.zeros[j].size() < static_cast<size_t>(m)) L.zeros[j].resize(static_cast<size_t>(m));
+    set_out(L, j, L.zeros[j].data());
+  }
+}
+
+// Lane j's phase ended: gaps go on to values, values to the next tile (or idle), idle rewinds.
+void lane_phase_end(Lanes8& L, int j, LaneFeed& f) {
+  if (L.tile[j] < 0) {
+    L.end[j] = L.step + kSinkLength;
+    set_out(L, j, L.sink[j]);
+    return;
+  }
+  const Chunk& c = f.c;
+  const int64_t t = L.tile[j];
+  if (L.gap[j]) {
+    const int64_t k = c.k[t], n = c.h[t] * c.w[t];
+    if (2 * k > n) complement_into(L.zeros[j].data(), n - k, n, f.pos + c.first[t]);
+    L.gap[j] = 0, L.end[j] = L.step + static_cast<uint64_t>(k);
+    L.ctx_at[j] = static_cast<uint32_t>(c.first[t]);
+    set_out(L, j, f.u + c.first[t]);
+  } else if (f.refill) {
+    lane_take(L, j, f);
+  } else {
+    lane_idle(L, j);
+  }
+}
+
+// Every lane's phase ends at L.step or later: handle those that end now (the registers are
+// spilled); false when every lane is idle for good.
+__attribute__((noinline)) bool lanes_phase_ends(Lanes8& L, LaneFeed& f) {
+  for (int j = 0; j < kLanes8; ++j)
+    if (L.end[j] == L.step) lane_phase_end(L, j, f);
+  bool busy = false;
+  for (int j = 0; j < kLanes8; ++j) busy |= L.tile[j] >= 0;
+  if (!busy && f.next < f.c.n_tiles)  // without refill: the next group of eight
+    for (int j = 0; j < kLanes8; ++j) lane_take(L, j, f);
+  busy = false;
+  L.next_end = L.end[0];
+  for (int j = 0; j < kLanes8; ++j) busy |= L.tile[j] >= 0, L.next_end = std::min(L.next_end, L.end[j]);
+  return busy;
+}
+
+// Offset bits of more than 25 (values from 2**28: never in these datasets) in a 64-bit read.
+inline void wide_offsets(uint32_t* raw, const uint32_t* bit, const uint32_t* bits,
+                                            const uint8_t* bytes) {
+  for (int j = 0; j < kLanes8; ++j) {
+    if (bits[j] <= 25) continue;
+    uint64_t v;
+    std::memcpy(&v, bytes + (bit[j] >> 3), 8);
+    raw[j] = static_cast<uint32_t>((v >> (bit[j] & 7)) & ((uint64_t{1} << bits[j]) - 1));
+  }
+}
+
+// The registers of one group of eight lanes between phase ends.
+template <typename V>
+struct LaneRegs {
+  V x, word, bit, table, ctx_at, gap, prev;
+  LaneRegs() = default;
+  explicit LaneRegs(const Lanes8& L)
+      : x(V::load(L.x)), word(V::load(L.word)), bit(V::load(L.bit)), table(V::load(L.table)),
+        ctx_at(V::load(L.ctx_at)), gap(V::load(L.gap)), prev(V::load(L.prev)) {}
+  void spill(Lanes8& L) const {
+    V::store(L.x, x), V::store(L.word, word), V::store(L.bit, bit), V::store(L.table, table);
+    V::store(L.ctx_at, ctx_at), V::store(L.gap, gap), V::store(L.prev, prev);
+  }
+};
+
+// The lane logic, once for both Vec8 types: one symbol in each of eight lanes, written to the
+// lanes' outputs.
+template <typename V>
+inline void lane_step(LaneRegs<V>& r, const Lanes8& L, uint64_t step, const uint32_t* packed, const uint16_t* words,
+                     const uint8_t* bytes, const int32_t* ctx) {
+  const V zero = V::splat(0), one = V::splat(1), seven = V::splat(7), slot_mask = V::splat(4095);
+  // the next word of each lane is read before its state is known: off the dependency chain
+  const V next_word = V::and_(V::template gather<2>(words, r.word), V::splat(0xFFFF));
+  const V slot = V::and_(r.x, slot_mask);
+  const V table = V::template gather_where<4>(r.table, ctx, r.ctx_at, V::eq(r.gap, zero));
+  const V entry = V::template gather<4>(packed, V::or_(V::template slli<12>(table), slot));
+  const V high = V::template srli<12>(r.x);
+  const V x = V::add(V::mul(V::template srli<20>(entry), high), V::sub(V::add(high, slot), V::and_(entry, slot_mask)));
+  const V renorm = V::eq(V::template srli<16>(x), zero);
+  r.x = V::select(renorm, x, V::or_(V::template slli<16>(x), next_word));
+  r.word = V::sub(r.word, renorm);  // renorm lanes are all ones: -1
+  // the bin's first value and offset bits (models.hpp's bin_start and bin_offset_bits)
+  const V bin = V::and_(V::template srli<12>(entry), V::splat(255));
+  const V rel = V::sub(V::max(bin, seven), seven);
+  const V bits = V::template srli<3>(rel);
+  const V lead = V::add(V::and_(rel, seven), V::splat(8));
+  const V first = V::select(V::gt_signed(seven, bin), V::sub(V::sllv(lead, bits), one), bin);
+  V raw = V::and_(V::srlv(V::template gather<1>(bytes, V::template srli<3>(r.bit)), V::and_(r.bit, seven)),
+                  V::sub(V::sllv(one, bits), one));
+  if (V::bits(V::gt_signed(bits, V::splat(25)))) {
+    uint32_t w[kLanes8], b[kLanes8], n[kLanes8];
+    V::store(w, raw), V::store(b, r.bit), V::store(n, bits);
+    wide_offsets(w, b, n, bytes);
+    raw = V::load(w);
+  }
+  r.bit = V::add(r.bit, bits);
+  const V value = V::add(first, raw);
+  r.prev = V::add(r.prev, V::and_(r.gap, V::add(value, one)));
+  uint32_t o[kLanes8];
+  V::store(o, V::select(r.gap, value, r.prev));
+  for (int j = 0; j < kLanes8; ++j) *reinterpret_cast<int32_t*>(L.out[j] + 4 * step) = static_cast<int32_t>(o[j]);
+  r.ctx_at = V::add(r.ctx_at, one);
+}
+
+// Decode every tile of the feed's chunk on G groups of eight lanes stepped together (G = 2: two
+// independent dependency chains, so one group's gathers wait while the other's work runs).
+template <typename V, int G>
+inline void lanes_decode_chunk(Lanes8* L, LaneFeed& f) {
+  const uint32_t* packed = f.e.packed[f.ci].data();
+  const uint16_t* words = f.e.words[f.ci].data();
+  const uint8_t* bytes = f.e.bytes[f.ci].data();
+  const int32_t* ctx = f.c.ctx.data();
+  for (int g = 0; g < G; ++g) lanes_phase_ends(L[g], f);  // every lane is idle: each takes a tile
+  LaneRegs<V> r[G];
+  for (int g = 0; g < G; ++g) r[g] = LaneRegs<V>(L[g]);
+  // the first phase end of any lane: a scalar compare per step, not a vector one
+  uint64_t next_end = L[0].next_end;
+  for (int g = 0; g < G; ++g) next_end = std::min(next_end, L[g].next_end);
+  for (uint64_t step = L[0].step;; ++step) {
+    for (int g = 0; g < G; ++g) lane_step<V>(r[g], L[g], step, packed, words, bytes, ctx);
+    if (step + 1 != next_end) continue;
+    bool busy = false;
+    next_end = ~uint64_t{0};
+    for (int g = 0; g < G; ++g) {
+      L[g].step = step + 1;
+      r[g].spill(L[g]);
+      busy |= lanes_phase_ends(L[g], f);
+      r[g] = LaneRegs<V>(L[g]);
+      next_end = std::min(next_end, L[g].next_end);
+    }
+    if (!busy) break;
+  }
+}
+
+#ifdef SINR_LAB_HAVE_AVX2
+// flatten: the template and Vec8Avx2's operations are all inlined here, under this target
+template <int G>
+__attribute__((target("avx2"), flatten)) void lanes_decode_chunk_avx2(Lanes8* L, LaneFeed& f) {
+  lanes_decode_chunk<lab::Vec8Avx2, G>(L, f);
+}
+#endif
+
+template <int G>
+void lanes_decode_chunk_portable(Lanes8* L, LaneFeed& f) {
+  lanes_decode_chunk<lab::Vec8Portable, G>(L, f);
+}
+
+// What the last simd8 decode cost in lockstep (reported on stderr).
+struct LaneUse {
+  uint64_t steps = 0, symbols = 0;
+} g_lane_use;
+
+enum class Simd8 { kAuto, kPortable, kNoRefill };
+
+// G groups of eight lanes (G tiles per lane group in flight: 8 G tiles); kMode picks the path.
+template <int G, Simd8 kMode>
+void decode_simd8(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
+  static Lanes8 L[G];
+#ifdef SINR_LAB_HAVE_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+#endif
+  for (Lanes8& l : L) {
+    l.step = l.symbols = 0;
+    for (int j = 0; j < kLanes8; ++j) lane_idle(l, j);
+  }
+  int64_t out_at = 0;
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    LaneFeed f{chunks[ci], e, ci, o.pos.data() + out_at, o.u.data() + out_at, kMode != Simd8::kNoRefill};
+#ifdef SINR_LAB_HAVE_AVX2
+    if (kMode != Simd8::kPortable && avx2)
+      lanes_decode_chunk_avx2<G>(L, f);
+    else
+#endif
+      lanes_decode_chunk_portable<G>(L, f);
+    out_at += chunks[ci].nnz;
+  }
+  g_lane_use = {};
+  for (const Lanes8& l : L) g_lane_use.steps += l.step, g_lane_use.symbols += l.symbols;
+}
+
 // ------------------------------------------------------------------------------- driver
 
 struct Candidate {
@@ -685,6 +994,11 @@ int main(int argc, char** argv) {
       {"gap-bins/12p", encode_gap_bins<12>, decode_gap_bins<13, 1>},
       {"gap-bins/12p/x2", encode_gap_bins<12>, decode_gap_bins<13, 2>},
       {"gap-bins/12p/x4", encode_gap_bins<12>, decode_gap_bins<13, 4>},
+      {"gap-bins/12p/simd8", encode_gap_bins<12>, decode_simd8<1, Simd8::kAuto>},
+      {"gap-bins/12p/simd8-portable", encode_gap_bins<12>, decode_simd8<1, Simd8::kPortable>},
+      {"gap-bins/12p/simd8-norefill", encode_gap_bins<12>, decode_simd8<1, Simd8::kNoRefill>},
+      {"gap-bins/12p/simd8x2", encode_gap_bins<12>, decode_simd8<2, Simd8::kAuto>},
+      {"gap-bins/12p/interleaved8", encode_gap_bins<12, 8>, nullptr},  // size only: not decoded
   };
   const int passes = std::getenv("LAB_PASSES") ? std::atoi(std::getenv("LAB_PASSES")) : 9;
   std::printf("dataset,candidate,nnz,tiles,stream_bits_per_nnz,table_bits_per_nnz,total_bits_per_nnz,decode_ns_per_nnz\n");
@@ -702,6 +1016,11 @@ int main(int argc, char** argv) {
       Output o;
       o.pos.assign(static_cast<size_t>(nnz), -1);
       o.u.assign(static_cast<size_t>(nnz), -1);
+      if (!cand.decode) {
+        std::printf("%s,%s,%lld,%lld,%.4f,%.4f,%.4f,\n", name.c_str(), cand.name, (long long)nnz, (long long)tiles,
+                    e.stream_bits / nnz, e.table_bits / nnz, (e.stream_bits + e.table_bits) / nnz);
+        continue;
+      }
       const double s = seconds_of(cand.decode, chunks, e, o, passes);
       int64_t at = 0;
       for (const Chunk& c : chunks)
@@ -713,6 +1032,10 @@ int main(int argc, char** argv) {
       std::printf("%s,%s,%lld,%lld,%.4f,%.4f,%.4f,%.2f\n", name.c_str(), cand.name, (long long)nnz, (long long)tiles,
                   e.stream_bits / nnz, e.table_bits / nnz, (e.stream_bits + e.table_bits) / nnz, s * 1e9 / nnz);
       std::fflush(stdout);
+      if (g_lane_use.steps)  // the lockstep's cost: lane steps that decoded no symbol
+        std::fprintf(stderr, "%s %s: %.2f%% of lane steps idle\n", name.c_str(), cand.name,
+                     100.0 * (1.0 - double(g_lane_use.symbols) / double(kLanes8 * g_lane_use.steps)));
+      g_lane_use = {};
     }
   }
   return 0;
