@@ -4,32 +4,33 @@
 # booleans, categoricals, anndata's nullable integers, booleans and strings) become data frame
 # columns; everything else is named in `unmapped`, which the converters report with message().
 
-# The data frames of a file's stored columns: list(obs, var, unmapped) where obs and var are
-# data.frames (NULL: the file stores none) with one row per cell and gene of the matrix, and
-# unmapped the parts and columns they do not carry.
+# The data frames of a file's stored columns: list(obs, var, unmapped, parts) where obs and var
+# are data.frames (NULL: the file stores none) with one row per cell and gene of the matrix,
+# unmapped the columns they leave out and parts the stored parts they do not carry.
 .stored_frames <- function(x) {
   contents <- .native(.sinr_contents(.handle(x)))
-  none <- list(obs = NULL, var = NULL, unmapped = character())
-  if (!nzchar(contents$object)) return(none)
+  if (!nzchar(contents$object)) return(list(obs = NULL, var = NULL, unmapped = character(), parts = character()))
   if (!requireNamespace("hdf5r", quietly = TRUE)) {
-    none$unmapped <- sprintf("every %s part (install the hdf5r package to read its columns)", contents$object)
-    return(none)
+    message("scinrcodec: install the hdf5r package to map the stored obs/var columns and per-feature fields")
+    return(list(obs = NULL, var = NULL, unmapped = character(), parts = contents$elements))
   }
   if (contents$object == "10x-h5") .tenx_frames(x, contents) else .anndata_frames(x, contents)
 }
 
 # fun(file) of the HDF5 image of an element, open read-only from a temporary file; a failure to
-# parse it is a corrupt file (spec §14.1 S5).
+# parse or read it is a corrupt file (spec §14.1 S5).
 .with_image <- function(x, element, fun) {
   path <- tempfile(fileext = ".h5")
   on.exit(unlink(path))
   writeBin(.native(.sinr_element_image(.handle(x), element)), path)
-  file <- tryCatch(hdf5r::H5File$new(path, mode = "r"), error = function(e) {
+  file <- NULL
+  tryCatch({
+    file <- hdf5r::H5File$new(path, mode = "r")
+    fun(file)
+  }, sinr_error = function(e) stop(e), error = function(e) {
     .sinr_stop("CorruptFileError", sprintf("%s: section '%s' does not hold what its contents entry says (%s)",
-                                           x@path, .element_section(element), conditionMessage(e)))
-  })
-  on.exit(file$close_all(), add = TRUE, after = FALSE)
-  fun(file)
+                                           x@path, .element_section(element), gsub("\\s+", " ", conditionMessage(e))))
+  }, finally = if (!is.null(file)) file$close_all())
 }
 
 .element_section <- function(element) if (element == "h5") "10x.h5" else paste0("anndata.", element)

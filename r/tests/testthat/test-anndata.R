@@ -114,8 +114,18 @@ test_that("columns of other types are listed as not mapped, never dropped silent
   expect_identical(as.list(read$frame), list(good = c(1.5, 2.5, 3.5)))
   expect_identical(read$unmapped, c("obs/wide", "obs/odd", "obs/absent"))
   x <- sinr_open(fixture("anndata_whole.sinr"))
-  expect_message(scinrcodec:::.report_unmapped(x, list(parts = character(), unmapped = read$unmapped)),
-                 "are not mapped: obs/wide, obs/odd, obs/absent")
+  said <- capture_messages(scinrcodec:::.report_unmapped(x, list(parts = character(), unmapped = read$unmapped)))
+  expect_match(said, "are not mapped: obs/wide, obs/odd, obs/absent", all = FALSE)
+})
+
+test_that("an image that cannot be read is a corrupt file, an element the file lacks too", {
+  x <- sinr_open(fixture("anndata_whole.sinr"))
+  expect_error(scinrcodec:::.with_image(x, "obs", function(file) stop("bad\n  image")),
+               "section 'anndata.obs' does not hold what its contents entry says (bad image)", fixed = TRUE,
+               class = "sinr_corrupt_file_error")
+  expect_error(scinrcodec:::.with_image(x, "obsp", function(file) NULL), "the file stores no element 'obsp'",
+               class = "sinr_corrupt_file_error")
+  expect_identical(scinrcodec:::.with_image(x, "obs", function(file) names(file)), "obs")
 })
 
 test_that("a file of one matrix gives its names only, and says nothing of parts", {
