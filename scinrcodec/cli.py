@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
-from .io.combine import MERGE_RULES
+from .wholefile.combine import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS
@@ -64,9 +64,10 @@ def _summary(output, result: dict, seconds: float) -> str:
 
 def _encode(args: argparse.Namespace) -> None:
     from .encoder.driver import encode
-    from .io.anndata_store import counts_hint, encode_whole
     from .io.atomic import check_writable
     from .io.readers import read_matrix, sniff_format
+    from .wholefile.encode import encode_whole
+    from .wholefile.hints import counts_hint
 
     check_writable(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
@@ -124,7 +125,7 @@ def _names_list(text: str | None) -> list[str] | None:
 
 
 def _concat(args: argparse.Namespace) -> None:
-    from .io.combine import concat
+    from .wholefile.combine import concat
 
     started = time.perf_counter()
     keys = args.keys.split(",") if args.keys else None
@@ -135,7 +136,7 @@ def _concat(args: argparse.Namespace) -> None:
 
 
 def _subset(args: argparse.Namespace) -> None:
-    from .io.combine import subset
+    from .wholefile.combine import subset
 
     if args.cells is None and args.genes is None:
         raise InvalidInputError("subset needs --cells, --genes or both")
@@ -146,7 +147,7 @@ def _subset(args: argparse.Namespace) -> None:
 
 
 def _decode(args: argparse.Namespace) -> None:
-    from .reader.matrix import decode
+    from .wholefile.output import decode
 
     started = time.perf_counter()
     kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
@@ -155,10 +156,9 @@ def _decode(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from .reader.matrix import open as open_sinr
     from .report import describe
-
-    from .io.anndata_store import describe_contents
+    from .wholefile.describe import describe_contents
+    from .wholefile.matrix import open as open_sinr
 
     with open_sinr(args.input) as matrix:
         print(describe(matrix))
@@ -168,10 +168,10 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from .reader.matrix import open as open_sinr
+    from .wholefile.describe import verify_file
+    from .wholefile.matrix import open as open_sinr
 
     started = time.perf_counter()
-    from .io.anndata_store import verify_file
 
     with open_sinr(args.input, jobs=args.jobs) as matrix:
         report = verify_file(matrix)
@@ -193,7 +193,7 @@ def parse_key(text: str, *name_lists: list[str] | None):
 
 
 def _get(args: argparse.Namespace) -> None:
-    from .reader.matrix import open as open_sinr
+    from .wholefile.matrix import open as open_sinr
 
     with open_sinr(args.input) as matrix:
         gene = parse_key(args.gene, matrix.gene_names, matrix.gene_ids)

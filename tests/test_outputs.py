@@ -59,7 +59,7 @@ def test_outputs_are_read_by_their_own_tools(tmp_path, encoded, pbmc):
     for output in FORMATS:
         sinr.decode(encoded / "pbmc4k_v2_soupx_half.sinr", tmp_path / output)
     adata = anndata.read_h5ad(tmp_path / "out.h5ad")
-    assert adata.X.dtype == np.float32 and same(adata.X.T, m)  # the dtype policy (reader/dtypes.py)
+    assert adata.X.dtype == np.float32 and same(adata.X.T, m)  # the dtype policy (io/dtypes.py)
     assert list(adata.obs_names) == pbmc.cell_names(0, 80) and list(adata.var["gene_ids"]) == pbmc.gene_ids
     with h5py.File(tmp_path / "out.h5") as f:
         g = f["matrix"]

@@ -15,12 +15,9 @@ import numpy as np
 
 from .. import _native
 from ..errors import CorruptFileError
+from ..storage.layout import MANTISSA_BITS, N_BINS, N_CONTEXTS
 from .rans import PROB_SCALE
 
-MANTISSA_BITS = 3
-MAX_EXPONENT = 30  # e = u + 1 < 2**31
-N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
-N_CONTEXTS = 48
 CONTEXT_STEPS_PER_NAT = 4
 LOG_MEAN_UNITS = 16  # the baseline's unit: 1/16 of a nat
 CONTEXT_SHIFT = 2  # log-mean units to contexts: 16 / 4 = 2**2

@@ -1,6 +1,8 @@
 """HDF5 helpers shared by the 10x .h5 and .h5ad readers (and whole-file storage): h5py errors as one
 clear InvalidInputError, datasets checked for their shape and kind before use, and the sources that
-read cells as slices of an HDF5 group (CSR/CSC arrays, or rows of a dense X)."""
+read cells as slices of an HDF5 group (CSR/CSC arrays, or rows of a dense X); and the copying of
+HDF5 trees with their exact types, attributes and creation properties, as skeletons whose large
+datasets are left empty and filled back in later (how whole-file storage keeps a 10x file)."""
 from __future__ import annotations
 
 import contextlib
@@ -182,3 +184,79 @@ def text_attr(obj, name: str) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
+
+
+# ------------------------------------------------------- copying trees (10x images in whole files)
+
+def copy_attrs(src, dst) -> None:
+    """Attributes with their exact HDF5 types and shapes (h5py would otherwise pick its own)."""
+    for name in src.attrs:
+        attr = src.attrs.get_id(name)
+        dst.attrs.create(name, src.attrs[name], shape=attr.shape, dtype=attr.dtype)
+
+
+def members(src, dst):
+    """Copy a group's attributes and its soft and external links to dst; yield its other members
+    as (name, object) for the caller to copy its own way."""
+    import h5py
+
+    copy_attrs(src, dst)
+    for key in src:
+        link = src.get(key, getlink=True)
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            dst[key] = link
+        else:
+            yield key, src[key]
+
+
+def copy_skeleton(src, dst, skeletons: set[str]) -> None:
+    """Copy a group's attributes and members; datasets in `skeletons` become empty datasets with
+    the same type, creation properties (chunks, filters) and attributes."""
+    import h5py
+
+    for key, obj in members(src, dst):
+        if obj.name.lstrip("/") in skeletons:
+            space = h5py.h5s.create_simple((0,), (h5py.h5s.UNLIMITED if obj.chunks else 0,))
+            made = h5py.h5d.create(dst.id, key.encode(), obj.id.get_type(), space, dcpl=obj.id.get_create_plist())
+            copy_attrs(obj, h5py.Dataset(made))
+        elif isinstance(obj, h5py.Group) and any(s.startswith(obj.name.lstrip("/") + "/") for s in skeletons):
+            copy_skeleton(obj, dst.create_group(key), skeletons)
+        else:
+            src.copy(obj, dst, name=key)
+
+
+def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[str, np.ndarray | list[str]]) -> None:
+    """Copy an image back, writing each skeleton dataset with its values in its own type."""
+    import h5py
+
+    for key, obj in members(skeleton, out):
+        path = obj.name.lstrip("/")
+        if path in fills:
+            fill, resizable = fills[path]
+            data = values[fill]
+            n = len(data)
+            space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
+            made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space,
+                                                dcpl=obj.id.get_create_plist()))
+            if n:
+                made[...] = typed_values(data, obj.dtype)
+            copy_attrs(obj, made)
+        elif isinstance(obj, h5py.Group) and any(f.startswith(path + "/") for f in fills):
+            fill_skeleton(obj, out.create_group(key), fills, values)
+        else:
+            skeleton.copy(obj, out, name=key)
+
+
+def typed_values(values, dtype: np.dtype) -> np.ndarray:
+    """Values in a dataset's type: names as fixed-length bytes or variable-length text."""
+    import h5py
+
+    if isinstance(values, np.ndarray):
+        return values.astype(dtype, copy=False)
+    if dtype.kind == "S":
+        return np.array([v.encode("utf-8") for v in values], dtype=dtype)
+    info = h5py.check_string_dtype(dtype)
+    if info is not None and info.encoding == "ascii":
+        return np.array([v.encode("utf-8") for v in values], dtype=object)
+    return np.array(values, dtype=object)
+

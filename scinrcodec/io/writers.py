@@ -86,10 +86,10 @@ def var_frame(m: CountMatrix):
 
 def to_anndata(m: CountMatrix, dtype=None):
     """Cells x genes AnnData with names, as scanpy expects; X in the dtype policy's type
-    (reader.dtypes), checked to hold the counts exactly."""
+    (io.dtypes), checked to hold the counts exactly."""
     import anndata
 
-    from ..reader.dtypes import anndata_dtype, check_exact
+    from .dtypes import anndata_dtype, check_exact
 
     wanted = anndata_dtype(dtype)
     x = sp.csr_matrix(m.counts.T.astype(wanted))

@@ -1,29 +1,33 @@
-"""SinrMatrix: an open .sinr file. Shape, names, one entry, one gene, one cell, any submatrix or
-the whole matrix, decoding only the tiles a request touches (the native core decodes)."""
+"""MatrixReader: an open .sinr matrix. Shape, names, one entry, one gene, one cell, any submatrix
+or the whole matrix, decoding only the tiles a request touches (the native core decodes).
+
+The object users get, scinrcodec.SinrMatrix, extends this class with what needs whole-file storage
+above the reader (to_anndata, iter_cells: scinrcodec.wholefile.matrix); the encoder, which extends
+files, and `sinr info` need only this one."""
 from __future__ import annotations
 
 import bisect
 import functools
-import os
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..codec.stages import MODE_CODES
+from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
 from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.opening import open_source
 from ..storage.source import ByteSource
 from .assemble import cell_major, gene_major
-from ..codec.stages import MODE_CODES
-from ..codec.tile import STATUS_TEXT, decode_entry
+from .contents import StoredContents, read_contents
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
+from .oriented import CellsByGenes
 
 
-def _fits(what: str):
+def fits_in_memory(what: str):
     """A read whose result or working memory cannot be allocated raises ResultTooLargeError naming
     the read and the allocation that failed (its size), not a bare MemoryError: a file may declare
     dimensions (up to 2**31-1 genes) whose dense results no machine holds."""
@@ -42,11 +46,8 @@ def _fits(what: str):
         return checked
     return wrap
 
-if TYPE_CHECKING:
-    from .oriented import CellsByGenes
 
-
-class SinrMatrix:
+class MatrixReader:
     """An open .sinr matrix. Thread-safe: decoding state is per call, caches fill under locks."""
 
     def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None,
@@ -79,7 +80,7 @@ class SinrMatrix:
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
-        self._siblings: dict[str, SinrMatrix] = {}
+        self._siblings: dict[str, MatrixReader] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ header
@@ -184,10 +185,8 @@ class SinrMatrix:
         return pd.Index(self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])], dtype=str)
 
     @property
-    def T(self) -> "CellsByGenes":  # noqa: N802 (numpy's name)
+    def T(self) -> CellsByGenes:  # noqa: N802 (numpy's name)
         """This matrix in AnnData's orientation, cells x genes: m.T[cells, genes]."""
-        from .oriented import CellsByGenes
-
         return CellsByGenes(self)
 
     def _table(self, axis: str) -> dict[str, int]:
@@ -231,7 +230,7 @@ class SinrMatrix:
         chunk = index.chunk(index.chunk_of_cell(cell))
         return chunk, int(index.cell_position[cell])
 
-    @_fits("reading an entry")
+    @fits_in_memory("reading an entry")
     def get(self, gene, cell) -> int:
         """One entry by index or name: one tile, decoded only as far as the entry."""
         i, j = self._lookup("gene", gene), self._lookup("cell", cell)
@@ -261,7 +260,7 @@ class SinrMatrix:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")
         return int(value)
 
-    @_fits("reading a gene (dense over cells)")
+    @fits_in_memory("reading a gene (dense over cells)")
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
         i = self._lookup("gene", key)
@@ -279,7 +278,7 @@ class SinrMatrix:
             out[index.cell_original[cols]] = values
         return out
 
-    @_fits("reading a cell (dense over genes)")
+    @fits_in_memory("reading a cell (dense over genes)")
     def cell(self, key) -> np.ndarray:
         """One cell (column) as a dense 1-D int64 array over genes: one tile per band of its chunk."""
         j = self._lookup("cell", key)
@@ -293,7 +292,7 @@ class SinrMatrix:
             out[self._index.row_genes(rows)] = values
         return out
 
-    @_fits("reading this selection")
+    @fits_in_memory("reading this selection")
     def __getitem__(self, key):
         """m[genes, cells]: each an index, a name, a slice, a list of indices or of names, or a
         boolean mask. Two scalars give one int, anything else a genes x cells CSR matrix."""
@@ -357,7 +356,7 @@ class SinrMatrix:
         out_cols, src_cols = _expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
 
-    @_fits("decoding the whole matrix")
+    @fits_in_memory("decoding the whole matrix")
     def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
         """The whole matrix, genes x cells, exact: CSR by default, or layout='csc' (cell-major, as
         10x files store it, and faster: no counting pass)."""
@@ -367,7 +366,7 @@ class SinrMatrix:
             raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
         return gene_major(self._index, dtype, self.jobs)
 
-    @_fits("decoding a block of cells")
+    @fits_in_memory("decoding a block of cells")
     def cells_block(self, start: int, stop: int, dtype=np.int64) -> sp.csr_matrix:
         """Cells start..stop-1 as a cells x genes CSR matrix (AnnData's orientation), exact: the
         chunks holding them are decoded whole, checksums verified. The unit of out-of-core work."""
@@ -383,7 +382,7 @@ class SinrMatrix:
             return block
         return block[start - offset: stop - offset]
 
-    @_fits("decoding a block of chunks")
+    @fits_in_memory("decoding a block of chunks")
     def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
         """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
         given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once."""
@@ -400,33 +399,9 @@ class SinrMatrix:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""
         return self._index.chunk_starts.copy()
 
-    @_fits("decoding the whole matrix")
+    @fits_in_memory("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
-
-    @_fits("building an AnnData")
-    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
-        """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
-        gives it back whole, every part as it was and X in its own dtype (whichever matrix was
-        opened); a file of one matrix gives X as float32 (dtype= chooses: reader.dtypes states the
-        policy). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
-        the other parts loaded (scinrcodec.reader.lazy). feature_type keeps the features of one
-        type ('Antibody Capture') of a multi-modal file."""
-        from ..io.anndata_store import to_anndata
-
-        return to_anndata(self, lazy=lazy, feature_type=feature_type, dtype=dtype)
-
-    def iter_cells(self, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None, buffer: int = 4,
-                   dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None):
-        """One epoch of batches of cells for training: CellBatch(X, obs, cells), X a cells x genes
-        CSR. Chunks are decoded whole, `buffer` at a time (the next buffer decodes meanwhile), and
-        with shuffle their cells are shuffled together (block shuffle): every cell comes exactly
-        once, in an order fixed by `seed`. Only the last batch may be smaller (or left out with
-        drop_last). torch is not needed: wrap the batches in a torch IterableDataset to use one."""
-        from .lazy import iter_cells
-
-        return iter_cells(self, batch_size, shuffle=shuffle, seed=seed, buffer=buffer, dtype=dtype, obs=obs,
-                          drop_last=drop_last, jobs=jobs)
 
     # ------------------------------------------------------------------ files of several parts
 
@@ -435,25 +410,24 @@ class SinrMatrix:
         """Every matrix of the file, the one opened by default first."""
         return [m["name"] for m in self.footer["matrices"]]
 
-    def matrix(self, name: str) -> "SinrMatrix":
+    def matrix(self, name: str) -> "MatrixReader":
         """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source; one
-        object per name, so what one read loads (chunks, names) serves the next."""
+        object per name, so what one read loads (chunks, names) serves the next. It is of this
+        object's own class, so a SinrMatrix's siblings are SinrMatrix objects too."""
         if name == self.name:
             return self
         with self._lock:
             other = self._siblings.get(name)
         if other is None:
-            other = SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+            other = type(self)(self._source, matrix=name, jobs=self.jobs)
             with self._lock:
                 other = self._siblings.setdefault(name, other)
         return other
 
     @functools.cached_property
-    def contents(self):
+    def contents(self) -> StoredContents | None:
         """What the file stores besides its matrices (a whole AnnData or 10x file: format 2.1), as a
         StoredContents, or None."""
-        from ..io.anndata_store import read_contents
-
         return read_contents(self._source, self.source, matrices=self.matrix)
 
     @property
@@ -462,7 +436,7 @@ class SinrMatrix:
         index = self._index
         return int(index.chunk_index[:, 3].sum()) + sum(ref.length for ref in index.sections.table.values())
 
-    @_fits("verifying")
+    @fits_in_memory("verifying")
     def verify(self) -> dict:
         """Check every section of the matrix and of each chunk against every rule of the spec (CRC,
         zstd framing, size, names' UTF-8, count, line breaks and length, cross-field rules), and
@@ -498,7 +472,7 @@ class SinrMatrix:
     def close(self) -> None:
         self._source.close()
 
-    def __enter__(self) -> "SinrMatrix":
+    def __enter__(self) -> "MatrixReader":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -562,26 +536,3 @@ def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.nd
     source = np.repeat(np.arange(found.size), counts)
     starts = np.repeat(left - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
     return order[np.arange(source.size) + starts], source
-
-
-def open(source, *, matrix: str | None = None, jobs: int | None = None,  # noqa: A001
-         storage_options: dict | None = None) -> SinrMatrix:
-    """Open a .sinr file: a path, a URL (s3://, gs://, http(s)://, any fsspec URL, with fsspec's
-    storage_options), bytes, or a seekable binary file object. Only the footer is read (from a URL:
-    one round trip of concurrent requests); everything else is read and checked when first needed."""
-    return SinrMatrix(source, matrix=matrix, jobs=jobs, storage_options=storage_options)
-
-
-def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
-           jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None):
-    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
-    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives)."""
-    from ..io.anndata_store import write_decoded
-    from ..io.writers import check_output
-
-    if output is not None:
-        check_output(output, force=force, inputs=[path])
-    with open(path, jobs=jobs, storage_options=storage_options) as matrix:
-        if output is None:
-            return matrix.to_scipy()
-        return write_decoded(matrix, output, force=force, compression=compression, dtype=dtype)

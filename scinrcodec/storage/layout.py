@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..codec.models import N_BINS, N_CONTEXTS
+# The value model's table (spec §6.3, §6.4): how values are binned fixes how many frequencies a chunk's
+# `values.counts` holds, so the numbers live here, below the codec that bins with them.
+MANTISSA_BITS = 3
+MAX_EXPONENT = 30  # e = u + 1 < 2**31
+N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
+N_CONTEXTS = 48
 
 ZSTD_ARRAY, ZSTD_TEXT, RAW, MSGPACK = "zstd-array", "zstd-text", "raw", "msgpack"
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
