@@ -20,6 +20,7 @@ from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
 from .wholefile.combine import MERGE_RULES
+from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
 from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS
@@ -244,12 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     default = EncodeOptions.defaults()
-    enc = commands.add_parser("encode", help="encode a 10x mtx dir, 10x .h5, .h5ad or .npz into .sinr")
+    enc = commands.add_parser("encode", help=f"encode a matrix ({INPUT_LABELS}) into .sinr")
     enc.add_argument("input")
     enc.add_argument("output")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
-    enc.add_argument("--layer", help="for .h5ad input, the count matrix opened by default (with --matrix-only, the "
-                                     "only one stored): a layer name, or 'raw' for adata.raw")
+    enc.add_argument("--layer", help=f"for {LAYERED_LABELS} input, the count matrix opened by default (with "
+                                     "--matrix-only, the only one stored): a layer name, or 'raw' for adata.raw")
     enc.add_argument("--matrix-only", action="store_true",
                      help="store only the count matrix of an .h5ad or 10x .h5, not its other parts")
     enc.add_argument("--drop", action="append", default=[], metavar="NAME",
@@ -287,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     app = commands.add_parser("append", help="add the cells of another matrix with the same genes, as new chunks")
     app.add_argument("file", help="the .sinr file to extend (replaced atomically)")
-    app.add_argument("new_input", help="a 10x mtx dir, 10x .h5, .h5ad or .npz with the same genes")
-    app.add_argument("--layer", help="for .h5ad input: a layer name, or 'raw' for adata.raw")
+    app.add_argument("new_input", help=f"a matrix ({INPUT_LABELS}) with the same genes")
+    app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
     app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
     app.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
     app.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(sub)
     sub.set_defaults(run=_subset)
 
-    dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")
+    dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
     dec.add_argument("input")
     dec.add_argument("output")
     _run_options(dec, quiet=False)

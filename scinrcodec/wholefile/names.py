@@ -6,7 +6,7 @@ from __future__ import annotations
 import scipy.sparse as sp
 
 from ..io.matrix import CountMatrix
-from ..io.writers import obs_frame, var_frame
+from ..io.h5ad import obs_frame, var_frame
 from ..reader.contents import StoredContents
 from .tenx import tenx_var
 
