@@ -240,6 +240,8 @@ def _run_options(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `sinr` argument parser: every command, its options, and the function that runs it (args.run);
+    defaults and choices come from EncodeOptions and the format table."""
     parser = _Parser(prog="sinr", description="Encode, decode and query .sinr count matrices.")
     parser.add_argument("--version", action="version", version=f"scinrcodec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -360,6 +362,8 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `sinr` with argv (default: the process's): 0 on success, else one error line on stderr and the exit
+    status the module docstring gives."""
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)

@@ -43,6 +43,8 @@ def size_by_part(matrix: MatrixReader) -> dict[str, int]:
 
 
 def describe(matrix: MatrixReader) -> str:
+    """What `sinr info` prints for a matrix: shape, density, mode, settings, layout, SIREN use and bits per
+    nonzero by part."""
     n_genes, n_cells = matrix.shape
     nnz = max(matrix.nnz, 1)
     density = matrix.nnz / max(n_genes * n_cells, 1)

@@ -82,6 +82,7 @@ class PiecesSource(MatrixSource):
         self.paths = tuple(p.matrix.source for p in pieces)
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """The new names of cells start..stop-1, or None when the inputs have none."""
         return None if self._cell_names is None else self._cell_names[start:stop]
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:

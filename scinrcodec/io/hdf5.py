@@ -33,6 +33,8 @@ def h5_errors(what: str):
 
 
 def open_h5(path: Path):
+    """An HDF5 file, read-only, with a chunk cache large enough that slices crossing chunk boundaries do not
+    inflate a chunk twice."""
     import h5py
 
     return h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
@@ -55,6 +57,7 @@ def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):
 
 
 def string_dataset(group, name: str, n: int, what: str) -> list[str]:
+    """A 1-D dataset of `n` names, checked to hold exactly `n` valid UTF-8 names."""
     ds = checked_dataset(group, name, what, "S")
     if ds.shape[0] != n:
         raise InvalidInputError(f"{what}: {ds.name} holds {ds.shape[0]:,} names for {n:,} entries")
@@ -82,6 +85,7 @@ class H5Cells(RandomAccessSource):
         return self._names is not None
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1, read from the file (None when it has none)."""
         if self._names is None:
             return None
         self._check_range(start, stop)
@@ -89,11 +93,13 @@ class H5Cells(RandomAccessSource):
             return decode_names(f[self._names][start:stop], f"{self.description} cell names")
 
     def block(self, start: int, stop: int) -> CellBlock:
+        """Cells start..stop-1, the file opened for this read only."""
         self._check_range(start, stop)
         with h5_errors(self.description), open_h5(self.path) as f:
             return self._read(f, start, stop)
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """Every cell in blocks, through one open file."""
         with h5_errors(self.description), open_h5(self.path) as f:
             for start in range(0, self.shape[1], cells_per_block):
                 yield self._read(f, start, min(start + cells_per_block, self.shape[1]))
@@ -129,6 +135,7 @@ class CompressedH5Source(H5Cells):
         self._check_cell_names(f, cell_names)
 
     def spec(self) -> SourceSpec:
+        """How to open this source again in another process."""
         return self._spec
 
     def _read(self, f, start: int, stop: int) -> CellBlock:
@@ -161,6 +168,7 @@ class DenseH5Source(H5Cells):
         self._check_cell_names(f, cell_names)
 
     def spec(self) -> SourceSpec:
+        """How to open this source again in another process."""
         return self._spec
 
     def _read(self, f, start: int, stop: int) -> CellBlock:
@@ -180,6 +188,8 @@ class DenseH5Source(H5Cells):
 
 
 def text_attr(obj, name: str) -> str | None:
+    """An attribute as text (bytes decoded), or None when it is absent or not text: anndata and 10x write both
+    kinds."""
     value = obj.attrs.get(name)
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")

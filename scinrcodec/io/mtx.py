@@ -30,15 +30,18 @@ MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "featu
 
 
 def is_gzip(path: Path) -> bool:
+    """Whether the file starts with gzip's magic (10x writes .gz names, users rename them)."""
     with open(path, "rb") as fh:
         return fh.read(2) == GZIP_MAGIC
 
 
 def open_binary(path: Path):
+    """The file for binary reading, decompressed when it is gzipped (by content, not name)."""
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
 def read_bytes(path: Path) -> bytes:
+    """The whole (decompressed) file; a read failure is an InvalidInputError naming it."""
     try:
         with open_binary(path) as fh:
             return fh.read()
@@ -190,6 +193,7 @@ class MtxSource(MatrixSource):
         self.nnz = nnz
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1 from barcodes.tsv, or None without one."""
         return None if self._barcodes is None else self._barcodes.slice(start, stop)
 
     def _entry_error(self, buf: bytes, at: int, first_line: int, code: int, field: int) -> InvalidInputError:
@@ -268,6 +272,7 @@ class MtxSource(MatrixSource):
         return checked_coordinates(values, genes, cells, shape=self.shape, what=self.description)
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """Every cell in blocks: streamed when entries are sorted by cell, else from the file loaded whole."""
         if self._sorted is None:
             self._sorted = self._is_sorted()
         if not self._sorted:

@@ -45,9 +45,11 @@ class StoredContents:
         return list(self.raw.get("dropped", []))
 
     def section_bytes(self, part: str) -> int:
+        """Stored (compressed) bytes of a part's section, for `sinr info`."""
         return self.sections.table[self.elements[part][0]].length
 
     def image(self, part: str) -> bytes:
+        """The decompressed HDF5 image of a part, checked against its recorded size."""
         section, size = self.elements[part]
         return bytes(self.sections.get(section, count=size))
 
@@ -95,6 +97,7 @@ class StoredContents:
         return getattr(self.matrix_of(entry["matrix"]), field_name)
 
     def matrix_entry(self, matrix: str) -> dict | None:
+        """The contents entry of a .sinr matrix (its element, dtype, format), or None."""
         return next((m for m in self.matrices if m["matrix"] == matrix), None)
 
 

@@ -54,9 +54,11 @@ class SectionReader:
         self._verified: set[str] = set()
 
     def has(self, name: str) -> bool:
+        """Whether the table lists a section of this name."""
         return name in self.table
 
     def raw(self, name: str, *, verify: bool = True) -> memoryview:
+        """A section's stored bytes, its CRC checked on first read (verify=False skips the check)."""
         ref = self.table[name]
         data = self.source.read(ref.offset, ref.length)
         if verify and name not in self._verified:
@@ -278,9 +280,11 @@ class MatrixIndex:
     # ------------------------------------------------------------------------------ chunks
 
     def chunk_of_cell(self, cell: int) -> int:
+        """The chunk that holds a cell (by its position in the file's order)."""
         return bisect.bisect_right(self.chunk_start_list, cell) - 1
 
     def chunk(self, i: int) -> Chunk:
+        """One chunk's parsed header, loaded once and cached."""
         with self._lock:
             chunk = self._chunks.get(i)
         return chunk if chunk is not None else self.load_chunks([i])[0]
@@ -483,6 +487,7 @@ class SirenTables:
         self._arrays: tuple | None = None  # what arrays() returns until the next add()
 
     def add(self, patch: PatchSiren) -> int:
+        """Append a band's SIREN to the packed tables the native evaluator reads; return its index."""
         table, params = patch.packed()
         with self._lock:
             table[:, 5] += self.params.size

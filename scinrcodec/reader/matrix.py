@@ -401,6 +401,7 @@ class MatrixReader:
 
     @fits_in_memory("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
+        """The whole matrix with its names, as the writers of other formats take it."""
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
     # ------------------------------------------------------------------ files of several parts
@@ -470,6 +471,7 @@ class MatrixReader:
         return self._source.size
 
     def close(self) -> None:
+        """Release the file (or connection); reads after it fail."""
         self._source.close()
 
     def __enter__(self) -> "MatrixReader":

@@ -31,6 +31,7 @@ class ByteSource:
     batched = False  # whether reads gain from announcing their ranges to prefetch first
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Exactly `length` bytes at `offset`, or an error: every source checks the range first."""
         raise NotImplementedError
 
     def prefetch(self, ranges) -> None:
@@ -85,10 +86,12 @@ class MemorySource(ByteSource):
         self.name = name
 
     def read(self, offset: int, length: int) -> memoryview:
+        """A view of the bytes (no copy)."""
         self._check(offset, length)
         return self._view[offset: offset + length]
 
     def array(self) -> np.ndarray:
+        """The bytes as one uint8 array, so the native decoder reads tiles in place."""
         return self._array
 
 
@@ -128,6 +131,7 @@ class LocalFileSource(ByteSource):
         self.size = status.st_size
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Bytes by pread; a file another process rewrote or truncated meanwhile is a FileChangedError."""
         self._check(offset, length)
         try:
             data = os.pread(self._fd if self._open else self._reopen(), length, offset)
@@ -142,6 +146,7 @@ class LocalFileSource(ByteSource):
         return memoryview(data)
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill `buffer` with the bytes at `offset` (no intermediate copy), or fail as read() does."""
         self._check(offset, len(buffer))
         fd = self._fd if self._open else self._reopen()
         done = 0
@@ -184,6 +189,7 @@ class LocalFileSource(ByteSource):
             return self._fd
 
     def close(self) -> None:
+        """Close the file descriptor; later reads reopen by path only if the file is unchanged."""
         with self._lock:
             self._open = False
             self._closer()
@@ -209,6 +215,7 @@ class FileObjectSource(ByteSource):
             raise InvalidInputError(f"{self.name}: file object is not seekable ({exc})") from exc
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Bytes by seek and read under a lock (a file object has one position); a short read is a FormatError."""
         self._check(offset, length)
         with self._lock:
             self._file.seek(offset)

@@ -21,12 +21,14 @@ class Drops:
         self.used: set[str] = set()
 
     def take(self, path: str) -> bool:
+        """Whether `path` is to be dropped (and mark it used)."""
         if path in self.names:
             self.used.add(path)
             return True
         return False
 
     def check(self, what: str) -> None:
+        """Refuse a drop that named nothing: a typo must not silently keep a part."""
         unused = sorted(self.names - self.used)
         if unused:
             raise InvalidInputError(f"{what}: nothing named {unused[0]!r} to drop (names are element paths such as "
@@ -40,6 +42,7 @@ def _unstorable(path: str, value, exc: BaseException) -> InvalidInputError:
 
 
 def write_element(group, key: str, value, path: str) -> None:
+    """One element by anndata's writer; a failure names it and the --drop that leaves it out."""
     from anndata.io import write_elem
 
     try:

@@ -88,9 +88,11 @@ class MemoryParts:
         return {"X": a.X is not None, "raw": has_raw, "raw/varm": has_raw and len(a.raw.varm) > 0}[path]
 
     def keys(self, part: str) -> list[str]:
+        """The keys of a mapping part ('layers', 'obsm', ...)."""
         return list(getattr(self.adata, part).keys())
 
     def value(self, path: str):
+        """One element by path ('obs', 'layers/counts', 'raw/var')."""
         a = self.adata
         if path.startswith("raw/"):
             return {"X": a.raw.X, "var": a.raw.var, "varm": dict(a.raw.varm)}[path[4:]]
@@ -100,12 +102,15 @@ class MemoryParts:
         return getattr(a, path)
 
     def format(self, path: str) -> str | None:
+        """The format a .sinr matrix would record for the element, or None when it is not counts."""
         return memory_format(self.value(path))
 
     def dtype(self, path: str) -> str:
+        """The element's dtype, recorded so that it decodes to the same type."""
         return self.value(path).dtype.str
 
     def source(self, path: str) -> MatrixSource:
+        """A count matrix as a genes x cells source to encode."""
         var = self.adata.raw.var if path == "raw/X" else self.adata.var
         return cells_by_genes_source(self.value(path), var, self.adata.obs_names, f"{self.what} {path}")
 
@@ -119,12 +124,15 @@ class FileParts:
         self.shape = (_frame_length(f, "obs"), _frame_length(f, "var"))
 
     def has(self, path: str) -> bool:
+        """Whether the file holds the element."""
         return path in self.file
 
     def keys(self, part: str) -> list[str]:
+        """The keys of a mapping part ('layers', 'obsm', ...), none when it is absent."""
         return list(self.file[part].keys()) if part in self.file else []
 
     def value(self, path: str):
+        """One element, read by anndata; a failure names it."""
         from anndata.io import read_elem
 
         try:
@@ -133,6 +141,7 @@ class FileParts:
             raise InvalidInputError(f"{self.what}: {path} is unreadable ({one_line(exc)})") from exc
 
     def format(self, path: str) -> str | None:
+        """As MemoryParts.format, reading the matrix a slice at a time."""
         return disk_format(self.file[path])
 
     def source(self, path: str) -> MatrixSource:
@@ -150,6 +159,7 @@ class FileParts:
                                   f"{self.what} {path}")
 
     def dtype(self, path: str) -> str:
+        """The element's dtype, recorded so that it decodes to the same type."""
         obj = self.file[path]
         return (obj if text_attr(obj, "encoding-type") == "array" else obj["data"]).dtype.str
 
