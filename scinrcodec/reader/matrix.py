@@ -25,6 +25,7 @@ from .contents import StoredContents, read_contents
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .oriented import CellsByGenes
+from .selection import as_index, expand, is_key, is_scalar, place
 
 
 def fits_in_memory(what: str):
@@ -299,7 +300,7 @@ class MatrixReader:
         if not isinstance(key, tuple) or len(key) != 2:
             raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
         gene_key, cell_key = key
-        if _is_key(gene_key) and _is_key(cell_key):
+        if is_key(gene_key) and is_key(cell_key):
             return self.get(gene_key, cell_key)
         return self._gather(self.positions(gene_key, "gene"), self.positions(cell_key, "cell"))
 
@@ -307,7 +308,7 @@ class MatrixReader:
         """An index of one axis as int64 positions; names are looked up, every unknown one named."""
         if isinstance(key, str):
             return np.array([self._lookup(axis, key)], dtype=np.int64)
-        if not isinstance(key, slice) and not _is_scalar(key):
+        if not isinstance(key, slice) and not is_scalar(key):
             names = key.tolist() if hasattr(key, "tolist") else list(key) if isinstance(key, (list, tuple)) else None
             if names and all(isinstance(k, str) for k in names):
                 table = self._table(axis)
@@ -319,7 +320,7 @@ class MatrixReader:
                 return np.fromiter((table[k] for k in names), dtype=np.int64, count=len(names))
             if names and any(isinstance(k, str) for k in names):
                 raise SinrIndexError(f"a {axis} index mixes names and other keys")
-        return _as_index(key, self.shape[0 if axis == "gene" else 1], axis)
+        return as_index(key, self.shape[0 if axis == "gene" else 1], axis)
 
     def _gather(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -350,10 +351,10 @@ class MatrixReader:
         found_genes = index.row_genes(rows)
         found_cells = index.cell_original[cols]
         if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
-            return sp.csr_matrix((values, (_place(genes, found_genes, self.shape[0]),
-                                           _place(cells, found_cells, self.shape[1]))), shape=out_shape)
-        out_rows, src = _expand(genes, found_genes)
-        out_cols, src_cols = _expand(cells, found_cells[src])
+            return sp.csr_matrix((values, (place(genes, found_genes, self.shape[0]),
+                                           place(cells, found_cells, self.shape[1]))), shape=out_shape)
+        out_rows, src = expand(genes, found_genes)
+        out_cols, src_cols = expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
 
     @fits_in_memory("decoding the whole matrix")
@@ -482,59 +483,3 @@ class MatrixReader:
 
     def __repr__(self) -> str:
         return f"<SinrMatrix {self.shape[0]} genes x {self.shape[1]} cells, nnz={self.nnz}, mode={self.mode}>"
-
-
-def _is_scalar(key) -> bool:
-    return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
-
-
-def _is_key(key) -> bool:
-    """One entry of an axis: an index or a name."""
-    return _is_scalar(key) or isinstance(key, str)
-
-
-def _as_index(key, n: int, axis: str) -> np.ndarray:
-    """ints, slices, 1-D lists of ints or boolean masks -> int64 index array."""
-    if _is_scalar(key):
-        key = [int(key)]
-    if isinstance(key, slice):
-        try:
-            return np.arange(*key.indices(n), dtype=np.int64)  # only the selected indices, however large n is
-        except ValueError as exc:
-            raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
-    array = np.asarray(key)
-    if array.ndim != 1:
-        raise SinrIndexError(f"{axis} index must be one-dimensional, not of shape {array.shape}")
-    if array.dtype == bool:
-        if array.shape != (n,):
-            raise SinrIndexError(f"boolean {axis} mask has length {array.size}, expected {n}")
-        return np.flatnonzero(array)
-    if array.dtype.kind not in "iu" and array.size:
-        raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
-    array = array.astype(np.int64)
-    if array.size and (array.min() < -n or array.max() >= n):
-        raise SinrIndexError(f"{axis} index out of range for {n} {axis}s")
-    return np.where(array < 0, array + n, array)
-
-
-def _place(requested: np.ndarray, found: np.ndarray, n: int) -> np.ndarray:
-    """Position in `requested` (distinct keys in [0, n)) of each found key: a direct lookup table
-    where it is small next to the work, else a binary search."""
-    if n <= 4 * (requested.size + found.size):
-        lookup = np.empty(n, dtype=np.int64)
-        lookup[requested] = np.arange(requested.size)
-        return lookup[found]
-    order = np.argsort(requested, kind="stable")
-    return order[np.searchsorted(requested[order], found)]
-
-
-def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Output positions of each found key in `requested` (which may repeat keys), and which found."""
-    order = np.argsort(requested, kind="stable")
-    sorted_keys = requested[order]
-    left = np.searchsorted(sorted_keys, found, side="left")
-    right = np.searchsorted(sorted_keys, found, side="right")
-    counts = right - left
-    source = np.repeat(np.arange(found.size), counts)
-    starts = np.repeat(left - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
-    return order[np.arange(source.size) + starts], source
