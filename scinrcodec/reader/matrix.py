@@ -12,13 +12,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
-from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.opening import open_source
 from ..storage.source import ByteSource
-from .assemble import cell_major, gene_major
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
+from .assemble import cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 
@@ -43,6 +42,7 @@ def _fits(what: str):
     return wrap
 
 if TYPE_CHECKING:
+    from ..io.matrix import CountMatrix
     from .oriented import CellsByGenes
 
 
@@ -402,6 +402,7 @@ class SinrMatrix:
 
     @_fits("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
+        from ..io.matrix import CountMatrix  # writers need it, reads do not: opening a file skips it
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
     @_fits("building an AnnData")

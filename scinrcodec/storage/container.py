@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 import numpy as np
@@ -184,8 +183,7 @@ class ContainerWriter:
 
 # -------------------------------------------------------------------------------------- reading
 
-@dataclass(frozen=True)
-class SectionRef:
+class SectionRef(NamedTuple):
     name: str
     offset: int
     length: int
@@ -220,8 +218,7 @@ def check_disjoint(ranges: list[tuple[int, int, str]], *, what: str) -> None:
             raise CorruptFileError(f"{what}: {name!r} overlaps {other!r}")
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):
     version: tuple[int, int]
     content: dict[str, Any]
     offset: int  # where the footer starts: the body is [PREAMBLE.size, offset)
