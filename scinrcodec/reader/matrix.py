@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import functools
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,12 +17,10 @@ import scipy.sparse as sp
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
-from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.opening import open_source
 from ..storage.source import ByteSource
 from .assemble import cell_major, gene_major
-from .contents import StoredContents, read_contents
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .oriented import CellsByGenes
@@ -46,6 +45,11 @@ def fits_in_memory(what: str):
                                           f"genes x {self.shape[1]:,} cells") from None
         return checked
     return wrap
+
+
+if TYPE_CHECKING:
+    from ..io.matrix import CountMatrix
+    from .contents import StoredContents
 
 
 class MatrixReader:
@@ -403,6 +407,7 @@ class MatrixReader:
     @fits_in_memory("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
         """The whole matrix with its names, as the writers of other formats take it."""
+        from ..io.matrix import CountMatrix  # writers need it, reads do not: opening a file skips it
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
 
     # ------------------------------------------------------------------ files of several parts
@@ -430,6 +435,7 @@ class MatrixReader:
     def contents(self) -> StoredContents | None:
         """What the file stores besides its matrices (a whole AnnData or 10x file: format 2.1), as a
         StoredContents, or None."""
+        from .contents import read_contents  # most files store one matrix: opening them skips this
         return read_contents(self._source, self.source, matrices=self.matrix)
 
     @property

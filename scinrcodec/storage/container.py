@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 import numpy as np
@@ -191,8 +190,7 @@ class ContainerWriter:
 
 # -------------------------------------------------------------------------------------- reading
 
-@dataclass(frozen=True)
-class SectionRef:
+class SectionRef(NamedTuple):
     """Where a section lies in the file and its CRC, as a section table lists it."""
 
     name: str
@@ -230,8 +228,7 @@ def check_disjoint(ranges: list[tuple[int, int, str]], *, what: str) -> None:
             raise CorruptFileError(f"{what}: {name!r} overlaps {other!r}")
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):
     """The parsed footer: the format version, its map, and where it starts."""
 
     version: tuple[int, int]
