@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     startup = commands.add_parser("startup", help="fresh-process cost of importing scinrcodec and a first entry")
     startup.add_argument("files", nargs="+", type=Path)
     startup.add_argument("--samples", type=int, default=11)
-    remote = commands.add_parser("remote", help="reads over HTTP with a fixed delay per request, before and after")
+    remote = commands.add_parser("remote", help="reads over HTTP with a fixed delay per request: .sinr (file object and "
+                                 "URL), 10x .h5, AnnData .h5ad and zarr")
     remote.add_argument("--dataset", type=Path, default=SHARED / "pbmc4k_v2_soupx_half")
     remote.add_argument("--nnz", nargs="+", type=_count, default=[0, 6_000_000],
                         help="0: the dataset itself; N: its cells replicated to N nonzeros (as `scale` builds them)")

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from scinrcodec import CountMatrix
-from scinrcodec.io.writers import to_anndata, write_10x_h5
+from scinrcodec.io.h5ad import to_anndata
+from scinrcodec.io.tenx_h5 import write_10x_h5
 
 
 class Reader:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 READERS = {
-    "read_sinr (.sinr)": "import scinrcodec as s, scinrcodec.io.anndata_store, scinrcodec.io.scverse; "
+    "read_sinr (.sinr)": "import scinrcodec as s, scinrcodec.wholefile.restore, scinrcodec.wholefile.scverse; "
                          "read = lambda p: s.read_sinr(p)",
     "read_h5ad (gzip)": "import anndata; read = lambda p: anndata.read_h5ad(p)",
     "read_h5ad (uncompressed)": "import anndata; read = lambda p: anndata.read_h5ad(p)",

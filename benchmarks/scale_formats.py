@@ -149,11 +149,11 @@ def writer(fmt: str, source: Path, siren: str) -> Callable[[Path], None]:
         return lambda out: scinrcodec.encode(source, out, force=True, progress=True, siren=siren)
     m = load_10x(source, names=fmt != "bpcells")
     if fmt == "10x":
-        from scinrcodec.io.writers import write_10x_h5
+        from scinrcodec.io.tenx_h5 import write_10x_h5
 
         return lambda out: write_10x_h5(out, m)
     if fmt == "h5ad":
-        from scinrcodec.io.writers import to_anndata
+        from scinrcodec.io.h5ad import to_anndata
 
         return lambda out: to_anndata(m).write_h5ad(out)
     from bpcells.experimental import DirMatrix

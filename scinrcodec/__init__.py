@@ -18,11 +18,11 @@ from .errors import (RangeNotSupportedError, RemoteAccessError, RemoteChangedErr
 # public name -> the module that defines it
 _LAZY = {
     "CountMatrix": ".io.matrix", "read_matrix": ".io.readers", "MatrixSource": ".io.sources",
-    "write_matrix": ".io.writers", "SinrMatrix": ".reader.matrix", "decode": ".reader.matrix",
-    "open": ".reader.matrix", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
-    "append": ".encoder.append", "encode_whole": ".io.anndata_store", "CellBatch": ".reader.lazy",
-    "read_lazy": ".reader.lazy", "reduce_cells": ".reader.lazy", "read_sinr": ".io.scverse",
-    "write_sinr": ".io.scverse", "concat": ".io.combine", "subset": ".io.combine",
+    "write_matrix": ".io.writers", "SinrMatrix": ".wholefile.matrix", "decode": ".wholefile.output",
+    "open": ".wholefile.matrix", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
+    "append": ".encoder.append", "encode_whole": ".wholefile.encode", "CellBatch": ".wholefile.batches",
+    "read_lazy": ".wholefile.scverse", "reduce_cells": ".reader.lazy", "read_sinr": ".wholefile.scverse",
+    "write_sinr": ".wholefile.scverse", "concat": ".wholefile.combine", "subset": ".wholefile.combine",
 }
 
 __all__ = ["read_sinr", "write_sinr", "encode", "encode_whole", "append", "decode", "open", "read_lazy",

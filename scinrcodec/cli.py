@@ -19,7 +19,8 @@ from pathlib import Path
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
-from .io.combine import MERGE_RULES
+from .wholefile.combine import MERGE_RULES
+from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
 from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS
@@ -64,9 +65,10 @@ def _summary(output, result: dict, seconds: float) -> str:
 
 def _encode(args: argparse.Namespace) -> None:
     from .encoder.driver import encode
-    from .io.anndata_store import counts_hint, encode_whole
     from .io.atomic import check_writable
     from .io.readers import read_matrix, sniff_format
+    from .wholefile.encode import encode_whole
+    from .wholefile.hints import counts_hint
 
     check_writable(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
@@ -124,7 +126,7 @@ def _names_list(text: str | None) -> list[str] | None:
 
 
 def _concat(args: argparse.Namespace) -> None:
-    from .io.combine import concat
+    from .wholefile.combine import concat
 
     started = time.perf_counter()
     keys = args.keys.split(",") if args.keys else None
@@ -135,7 +137,7 @@ def _concat(args: argparse.Namespace) -> None:
 
 
 def _subset(args: argparse.Namespace) -> None:
-    from .io.combine import subset
+    from .wholefile.combine import subset
 
     if args.cells is None and args.genes is None:
         raise InvalidInputError("subset needs --cells, --genes or both")
@@ -146,7 +148,7 @@ def _subset(args: argparse.Namespace) -> None:
 
 
 def _decode(args: argparse.Namespace) -> None:
-    from .reader.matrix import decode
+    from .wholefile.output import decode
 
     started = time.perf_counter()
     kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
@@ -155,10 +157,9 @@ def _decode(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from .reader.matrix import open as open_sinr
     from .report import describe
-
-    from .io.anndata_store import describe_contents
+    from .wholefile.describe import describe_contents
+    from .wholefile.matrix import open as open_sinr
 
     with open_sinr(args.input) as matrix:
         print(describe(matrix))
@@ -168,10 +169,10 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from .reader.matrix import open as open_sinr
+    from .wholefile.describe import verify_file
+    from .wholefile.matrix import open as open_sinr
 
     started = time.perf_counter()
-    from .io.anndata_store import verify_file
 
     with open_sinr(args.input, jobs=args.jobs) as matrix:
         report = verify_file(matrix)
@@ -193,7 +194,7 @@ def parse_key(text: str, *name_lists: list[str] | None):
 
 
 def _get(args: argparse.Namespace) -> None:
-    from .reader.matrix import open as open_sinr
+    from .wholefile.matrix import open as open_sinr
 
     with open_sinr(args.input) as matrix:
         gene = parse_key(args.gene, matrix.gene_names, matrix.gene_ids)
@@ -239,17 +240,19 @@ def _run_options(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `sinr` argument parser: every command, its options, and the function that runs it (args.run);
+    defaults and choices come from EncodeOptions and the format table."""
     parser = _Parser(prog="sinr", description="Encode, decode and query .sinr count matrices.")
     parser.add_argument("--version", action="version", version=f"scinrcodec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     default = EncodeOptions.defaults()
-    enc = commands.add_parser("encode", help="encode a 10x mtx dir, 10x .h5, .h5ad or .npz into .sinr")
+    enc = commands.add_parser("encode", help=f"encode a matrix ({INPUT_LABELS}) into .sinr")
     enc.add_argument("input")
     enc.add_argument("output")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
-    enc.add_argument("--layer", help="for .h5ad input, the count matrix opened by default (with --matrix-only, the "
-                                     "only one stored): a layer name, or 'raw' for adata.raw")
+    enc.add_argument("--layer", help=f"for {LAYERED_LABELS} input, the count matrix opened by default (with "
+                                     "--matrix-only, the only one stored): a layer name, or 'raw' for adata.raw")
     enc.add_argument("--matrix-only", action="store_true",
                      help="store only the count matrix of an .h5ad or 10x .h5, not its other parts")
     enc.add_argument("--drop", action="append", default=[], metavar="NAME",
@@ -287,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     app = commands.add_parser("append", help="add the cells of another matrix with the same genes, as new chunks")
     app.add_argument("file", help="the .sinr file to extend (replaced atomically)")
-    app.add_argument("new_input", help="a 10x mtx dir, 10x .h5, .h5ad or .npz with the same genes")
-    app.add_argument("--layer", help="for .h5ad input: a layer name, or 'raw' for adata.raw")
+    app.add_argument("new_input", help=f"a matrix ({INPUT_LABELS}) with the same genes")
+    app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
     app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
     app.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
     app.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -318,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(sub)
     sub.set_defaults(run=_subset)
 
-    dec = commands.add_parser("decode", help="decode .sinr to .h5ad, .h5 (10x), .mtx(.gz), a mtx folder or .npz")
+    dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
     dec.add_argument("input")
     dec.add_argument("output")
     _run_options(dec, quiet=False)
@@ -359,6 +362,8 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `sinr` with argv (default: the process's): 0 on success, else one error line on stderr and the exit
+    status the module docstring gives."""
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)

@@ -11,7 +11,7 @@ import numpy as np
 from .encoder.driver import encode
 from .errors import SinrError
 from .io.readers import read_matrix
-from .reader.matrix import open as open_sinr
+from .wholefile.matrix import open as open_sinr
 from .report import describe
 
 DEMO_FOLDER = "pbmc500_3p_50genes"

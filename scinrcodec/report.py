@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reader.matrix import SinrMatrix
+from .reader.matrix import MatrixReader
 from .storage.layout import CHUNK_SECTIONS, MATRIX_SECTIONS
 
 
-def size_by_part(matrix: SinrMatrix) -> dict[str, int]:
+def size_by_part(matrix: MatrixReader) -> dict[str, int]:
     """Bytes per part of the file. The tile streams hold positions and values together; they are
     split by the information content of each, which the encoder records. In a file of several
     parts (a whole AnnData or 10x file) the opened matrix's parts come first, then the other
@@ -42,7 +42,9 @@ def size_by_part(matrix: SinrMatrix) -> dict[str, int]:
     return parts
 
 
-def describe(matrix: SinrMatrix) -> str:
+def describe(matrix: MatrixReader) -> str:
+    """What `sinr info` prints for a matrix: shape, density, mode, settings, layout, SIREN use and bits per
+    nonzero by part."""
     n_genes, n_cells = matrix.shape
     nnz = max(matrix.nnz, 1)
     density = matrix.nnz / max(n_genes * n_cells, 1)

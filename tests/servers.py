@@ -193,5 +193,37 @@ class MotoS3:
                                    aws_secret_access_key="testing", region_name="us-east-1")
         return self
 
+    def enforce_auth(self, on: bool) -> None:
+        """From now on, check every request's signature and IAM policies (on), or let all pass as
+        moto does by default (off). moto's switch is process-wide: switch it off before stopping."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=b"0" if on else b"inf",
+                                         headers={"Content-Type": "text/plain"}, method="POST")  # not a form
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def iam(self, options: dict | None = None):
+        """A boto3 IAM client of this server that signs with `options`' key (default: self.options)."""
+        import boto3
+
+        options = options or self.options
+        return boto3.client("iam", endpoint_url=self.endpoint, aws_access_key_id=options["key"],
+                            aws_secret_access_key=options["secret"], region_name="us-east-1")
+
+    def user(self, name: str, policy: dict) -> dict:
+        """An IAM user with the inline policy `policy` (named NAME-policy), and the s3fs
+        storage_options that sign as them. Create users while auth is off."""
+        import json
+
+        iam = self.iam()
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {**self.options, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
     def __exit__(self, *exc) -> None:
-        self.server.stop()
+        try:
+            self.enforce_auth(False)
+        finally:
+            self.server.stop()

@@ -18,9 +18,11 @@ from anndata.tests.helpers import assert_equal
 
 import scinrcodec as sinr
 from conftest import DATA, FAST
-from scinrcodec.io.anndata_store import counts_hint, describe_contents, verify_file, write_decoded
 from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, TRAILER, pack_header, read_footer
 from scinrcodec.storage.opening import open_source
+from scinrcodec.wholefile.describe import describe_contents, verify_file
+from scinrcodec.wholefile.hints import counts_hint
+from scinrcodec.wholefile.output import write_decoded
 
 sc = pytest.importorskip("scanpy")
 

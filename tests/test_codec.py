@@ -8,12 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scinrcodec import _native
 from scinrcodec.codec import rans
 from scinrcodec.codec.checksum import content_checksum, mix
 from scinrcodec.codec.geometry import ChunkGeometry, balanced_patch_nnz, plan_band_rows
-from scinrcodec.codec.models import (BIN_OFFSET_BITS, BIN_START, CONTEXT_EDGES, N_BINS, N_CONTEXTS, bin_of,
+from scinrcodec.codec.models import (N_BINS, N_CONTEXTS, bin_of, bin_tables,
                                      decoding_tables, frequencies)
-from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, LOG2_TABLE, MODE_INR_ONLY, OK, TRUNCATED,
+from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, MODE_INR_ONLY, OK, TRUNCATED,
                                    UNEXPECTED_BYTES, UNUSED_CONTEXT, count_rows, decode_entry, decode_tiles,
                                    encode_tiles, symbol_bound)
 from scinrcodec.errors import CorruptFileError
@@ -98,8 +99,9 @@ def test_bins_cover_every_count_exactly():
     u = np.concatenate([np.arange(5000), np.array([2**20, 2**24 + 12345, MAX_COUNT - 1])])
     for value in u.tolist():
         b, offset, bits = bin_of(value)
-        assert 0 <= b < N_BINS and bits == BIN_OFFSET_BITS[b] and 0 <= offset < (1 << bits) | 1
-        assert BIN_START[b] + offset == value
+        bin_start, bin_offset_bits = bin_tables()
+        assert 0 <= b < N_BINS and bits == bin_offset_bits[b] and 0 <= offset < (1 << bits) | 1
+        assert bin_start[b] + offset == value
     assert bin_of(MAX_COUNT - 1)[0] == N_BINS - 1
 
 
@@ -132,7 +134,8 @@ def test_decoding_tables_reject_bad_rows():
 def test_context_edges_are_platform_independent():
     scaled = np.expm1(np.arange(N_CONTEXTS) / 4) * 2.0**20
     assert np.all(np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
-    assert np.all(np.diff(CONTEXT_EDGES) > 0) and CONTEXT_EDGES[0] == 0
+    edges = np.array(_native.context_edges())
+    assert np.all(np.diff(edges) > 0) and edges[0] == 0
 
 
 # ------------------------------------------------------------------------------------ tile codec
@@ -163,7 +166,7 @@ def _encode(tiles, gene_terms, cell_terms, code_values=True):
     cum, lut, used = decoding_tables(frequencies(hist))
     bound = symbol_bound(k, n, code_values)
     out = np.zeros(int((2 * bound + 4).sum()), np.uint8)
-    lengths, _, _ = encode_tiles(k, n, positions, u, contexts, cum, code_values, int(bound.max()), out, LOG2_TABLE)
+    lengths, _, _ = encode_tiles(k, n, positions, u, contexts, cum, code_values, int(bound.max()), out)
     return out, lengths, k, (cum, lut, used)
 
 
@@ -316,7 +319,7 @@ def test_native_tables_equal_spec_appendix_a():
     from scinrcodec import _native
     assert _native.tables_match_spec()
     edges = np.array(_native.context_edges())
-    assert (edges * 2.0**20).astype(np.int64).tolist() == SPEC_EDGES and np.array_equal(edges, CONTEXT_EDGES)
+    assert (edges * 2.0**20).astype(np.int64).tolist() == SPEC_EDGES
     sine = np.array(_native.sine_table(), dtype=np.int64)
     assert np.array_equal(sine, SINE_TABLE) and sine.size == 4096
     assert sine[:4].tolist() == [0, 6, 13, 19] and sine[256] == 1567 and sine[512] == 2896
@@ -435,7 +438,7 @@ def test_hostile_values_and_sirens_get_a_status(mode):
     out = np.zeros(int((2 * bound + 4).sum()), np.uint8)
     lengths, _, _ = encode_tiles(k, n, np.concatenate([t[2] for t in tiles]), np.zeros(int(k.sum()), np.int64),
                                  np.zeros(int(k.sum()), np.int64), np.zeros((N_CONTEXTS, N_BINS + 1), np.int64), False,
-                                 int(bound.max()), out, LOG2_TABLE)
+                                 int(bound.max()), out)
     starts = np.concatenate([[0], np.cumsum(lengths)])
     extra = rng.integers(0, 64, len(tiles)) if mode != MODE_INR_ONLY else np.zeros(len(tiles), np.int64)
     parts = [np.concatenate([out[a:b], rng.integers(0, 256, e).astype(np.uint8)])
@@ -509,7 +512,7 @@ def test_kernels_check_their_arguments():
         else:
             o = room[:10]
         with pytest.raises(ValueError):
-            encode_tiles(k, n, p, uu, c, cum, True, most, o, LOG2_TABLE)
+            encode_tiles(k, n, p, uu, c, cum, True, most, o)
     with pytest.raises(ValueError):
         _native.siren_output(np.array([[1, 3, 1, 1, 0, 0]]), np.zeros(10, np.int64), 0, 1, 0, 0, 1, 1)  # n_in != 2
     with pytest.raises(ValueError):

@@ -194,7 +194,7 @@ def test_verify_refuses_invalid_vector(name, capsys):
     the problem, and the library's verify of every matrix raises the vector's category of error
     (its message may name another of the file's faults: verify checks in its own order)."""
     from scinrcodec.cli import main
-    from scinrcodec.io.anndata_store import verify_file
+    from scinrcodec.wholefile.describe import verify_file
 
     expected = _load(name, "expected_error.json")
     path = VECTORS / name / "matrix.sinr"

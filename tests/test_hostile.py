@@ -151,6 +151,52 @@ def test_changed_file_raises_a_clear_error(tmp_path, pbmc):
         m.cell(0)
 
 
+def test_close_racing_reads_never_fails_them(tmp_path):
+    """close() while other threads read (a `with` block ending under a running lazy computation):
+    every read returns the file's bytes, none meets a closed or reused descriptor; the descriptor
+    closes once the last read using it ends, and reads after it open the file again."""
+    import threading
+
+    from scinrcodec.storage.source import LocalFileSource
+    path = tmp_path / "bytes.bin"
+    data = np.random.default_rng(STRESS_SEED).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    source = LocalFileSource(path)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            offset, length = rng.randrange(0, len(data) - 4096), rng.randrange(1, 4096)
+            try:
+                assert bytes(source.read(offset, length)) == data[offset: offset + length]
+                buffer = bytearray(length)
+                source.read_into(memoryview(buffer), offset)
+                assert bytes(buffer) == data[offset: offset + length]
+            except BaseException as exc:  # noqa: BLE001 - any failure of a read is the finding
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader, args=(STRESS_SEED + i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + min(STRESS_SECONDS, 2.0)
+    closes = 0
+    while time.monotonic() < deadline and not failures:
+        source.close()
+        closes += 1
+        with open(os.devnull, "rb"):  # takes the lowest free descriptor: a closed one would be reused
+            time.sleep(0.0005)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    source.close()
+    assert failures == [] and closes > 10
+    assert bytes(source.read(0, 16)) == data[:16]  # read after close: opened again
+    source.close()
+
+
 # ------------------------------------------------------------------------- outputs never replaced
 
 @pytest.mark.parametrize("is_dir", [False, True])

@@ -23,7 +23,9 @@ from scinrcodec.io import mtx
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.readers import open_source_spec, read_matrix
 from scinrcodec.io.sources import RandomAccessSource, ScipySource
-from scinrcodec.io.writers import to_anndata, write_10x_h5, write_matrix
+from scinrcodec.io.h5ad import to_anndata
+from scinrcodec.io.tenx_h5 import write_10x_h5
+from scinrcodec.io.writers import write_matrix
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 CORPUS = Path(__file__).parent / "fuzz" / "inputs_corpus"

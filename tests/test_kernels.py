@@ -10,7 +10,7 @@ import pytest
 import scinrcodec as sinr
 from scinrcodec import _native
 from scinrcodec.codec.geometry import ChunkGeometry
-from scinrcodec.codec.models import BIN_START, N_CONTEXTS
+from scinrcodec.codec.models import N_CONTEXTS, bin_tables
 from scinrcodec.encoder import chunk as chunk_module
 from scinrcodec.errors import CorruptFileError
 from scinrcodec.model.baseline import accumulate_gene_stats, fit_cell_terms
@@ -408,7 +408,7 @@ def test_arrange_matches_reference(seed):
 def test_bins_and_contexts_match_reference():
     rng = np.random.default_rng(6)
     u = np.concatenate([np.arange(3000), rng.integers(0, 2**31 - 1, 3000)]).astype(np.int64)
-    assert np.array_equal(chunk_module.value_bins_of(u), np.searchsorted(BIN_START, u, side="right") - 1)
+    assert np.array_equal(chunk_module.value_bins_of(u), np.searchsorted(bin_tables()[0], u, side="right") - 1)
     rows, cols = rng.integers(0, 40, 5000).astype(np.int32), rng.integers(0, 30, 5000).astype(np.int32)
     gene_terms, cell_terms = rng.integers(-300, 900, 40), rng.integers(-300, 300, 30)
     expected = np.clip((gene_terms[rows] + cell_terms[cols]) >> 2, 0, N_CONTEXTS - 1)

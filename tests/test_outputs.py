@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATASETS, FAST, leftovers
-from scinrcodec.io import writers
+from scinrcodec.io import h5ad, mtx, npz, tenx_h5, writers
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.writers import check_output, write_matrix
 
@@ -59,7 +59,7 @@ def test_outputs_are_read_by_their_own_tools(tmp_path, encoded, pbmc):
     for output in FORMATS:
         sinr.decode(encoded / "pbmc4k_v2_soupx_half.sinr", tmp_path / output)
     adata = anndata.read_h5ad(tmp_path / "out.h5ad")
-    assert adata.X.dtype == np.float32 and same(adata.X.T, m)  # the dtype policy (reader/dtypes.py)
+    assert adata.X.dtype == np.float32 and same(adata.X.T, m)  # the dtype policy (io/dtypes.py)
     assert list(adata.obs_names) == pbmc.cell_names(0, 80) and list(adata.var["gene_ids"]) == pbmc.gene_ids
     with h5py.File(tmp_path / "out.h5") as f:
         g = f["matrix"]
@@ -150,21 +150,22 @@ def test_failed_writes_leave_nothing(tmp_path, pbmc, monkeypatch, output):
         return FullDisk(fh) if "w" in mode else fh
 
     matrix = _matrix(pbmc)  # read before gzip is patched: the fixture itself is gzip text
-    real_gzip_open = writers.gzip.open
+    real_gzip_open = gzip.open
 
     def failing_gzip_open(path, mode="rb", **kwargs):
         return FullDisk(real_open(path, "wb")) if "w" in mode else real_gzip_open(path, mode, **kwargs)
 
-    monkeypatch.setattr(writers, "open", failing_open, raising=False)
-    monkeypatch.setattr(writers.gzip, "open", failing_gzip_open)
+    for module in (h5ad, tenx_h5, npz, mtx):  # each format's module writes its own files
+        monkeypatch.setattr(module, "open", failing_open, raising=False)
+    monkeypatch.setattr(gzip, "open", failing_gzip_open)
     with pytest.raises(sinr.OutputError, match="No space left on device"):
         write_matrix(tmp_path / output, matrix)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    monkeypatch.setattr(writers.scipy.io, "mmwrite", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-    monkeypatch.setattr(writers, "_fill_10x", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
-    monkeypatch.setattr(writers.sp, "save_npz", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
-    monkeypatch.setattr(writers, "to_anndata", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(scipy.io, "mmwrite", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(tenx_h5, "_fill_10x", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(sp, "save_npz", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(h5ad, "to_anndata", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         write_matrix(tmp_path / output, matrix)
     assert list(tmp_path.iterdir()) == []

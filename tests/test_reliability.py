@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import scinrcodec as sinr
 from conftest import DATA, SANITIZED
 from fuzz.reseal import build, parse
-from scinrcodec.reader.matrix import SinrMatrix
+from scinrcodec.wholefile.matrix import SinrMatrix
 from scinrcodec.storage.container import PREAMBLE, TRAILER
 
 FAST = dict(siren="never", progress=False)

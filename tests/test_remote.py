@@ -17,7 +17,7 @@ from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccess
 from scinrcodec.reader.lazy import MatrixRef
 from servers import NGINX, DelayProxy, MotoS3, Nginx
 
-from conftest import FAST
+from conftest import FAST, assert_one_error_line, sinr_cli
 
 pytest.importorskip("fsspec", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
 pytest.importorskip("aiohttp", reason="remote reading needs the remote extra: pip install 'scinrcodec[remote]'")
@@ -128,7 +128,7 @@ def test_http_whole_small_file_in_one_round_trip(nginx, files):
 def test_http_errors(nginx, files, small_reads, fast_retries):
     with pytest.raises(RemoteNotFoundError, match="missing.sinr"):
         sinr.open(f"{nginx.url}/missing.sinr")
-    with pytest.raises(RemoteAccessError, match="private"):
+    with pytest.raises(RemoteAccessError, match=r"/private/pbmc.sinr: access denied \(HTTP 403"):
         sinr.open(f"{nginx.url}/private/pbmc.sinr")
     with pytest.raises(RangeNotSupportedError, match="norange"):
         sinr.open(f"{nginx.url}/norange/pbmc.sinr")
@@ -175,9 +175,10 @@ def test_cli_reads_urls(nginx, files, tmp_path, capsys):
         assert sinr_main(["decode", url, str(tmp_path / "out.npz")]) == 0
         import scipy.sparse as sp
         assert (sp.load_npz(tmp_path / "out.npz") != local.to_scipy()).nnz == 0
-    assert sinr_main(["info", f"{nginx.url}/missing.sinr"]) == 1
-    error = capsys.readouterr().err
-    assert error.startswith("sinr: error: ") and "missing.sinr" in error and "Traceback" not in error
+    for name, what in (("missing.sinr", "no such object"), ("private/pbmc.sinr", "access denied (HTTP 403")):
+        assert sinr_main(["info", f"{nginx.url}/{name}"]) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"sinr: error: {nginx.url}/{name}: {what}"), lines
 
 
 @needs_nginx
@@ -231,6 +232,44 @@ def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
         s3.client.put_object(Bucket="atlas", Key="pbmc.sinr", Body=(files / "other.sinr").read_bytes())
         with pytest.raises(RemoteChangedError, match="s3://atlas/pbmc.sinr"):
             m.cell(CELL)
+
+
+def test_s3_access_denied(files, small_reads, monkeypatch):
+    """moto enforcing IAM: a user allowed one object is refused another, a wrong secret is refused,
+    and a policy withdrawn while a file is open refuses its next read; each is RemoteAccessError,
+    one line naming the URL, from the library and from the CLI."""
+    pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
+    pytest.importorskip("s3fs", reason="S3 reading needs the remote extra: pip install 'scinrcodec[remote]'")
+    with MotoS3() as s3:
+        s3.client.create_bucket(Bucket="atlas")
+        for key in ("pbmc.sinr", "secret.sinr"):
+            s3.client.put_object(Bucket="atlas", Key=key, Body=(files / "pbmc.sinr").read_bytes())
+        admin = s3.user("admin", {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
+                                                                          "Resource": "*"}]})
+        reader = s3.user("reader", {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::atlas/pbmc.sinr"}]})
+        s3.enforce_auth(True)
+        with sinr.open(files / "pbmc.sinr") as local:
+            expected = local.get(*ENTRY)
+        m = sinr.open("s3://atlas/pbmc.sinr", storage_options=reader)  # allowed: auth is checked, not refused
+        assert m.get(*ENTRY) == expected
+        denied = [("s3://atlas/secret.sinr", reader, "Access Denied"),
+                  ("s3://atlas/pbmc.sinr", {**reader, "secret": "wrong"}, "signature"),
+                  ("s3://atlas/pbmc.sinr", s3.options, "Access Key Id")]  # a key moto does not know
+        for url, options, why in denied:
+            with pytest.raises(RemoteAccessError) as caught:
+                sinr.open(url, storage_options=options)
+            message = str(caught.value)
+            assert message.startswith(f"{url}: access denied (") and why in message, message
+            assert "\n" not in message and "Traceback" not in message and "botocore" not in message
+        s3.iam(admin).delete_user_policy(UserName="reader", PolicyName="reader-policy")
+        with pytest.raises(RemoteAccessError, match=r"^s3://atlas/pbmc\.sinr: access denied \(.*Access Denied"):
+            m.cell(CELL)  # the chunks it needs were not fetched before the policy went
+        for key, value in (("AWS_ENDPOINT_URL", s3.endpoint), ("AWS_ACCESS_KEY_ID", reader["key"]),
+                           ("AWS_SECRET_ACCESS_KEY", reader["secret"]), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(key, value)  # the CLI, in its own process, signs as the reader
+        result = sinr_cli("info", "s3://atlas/secret.sinr", timeout=60)
+        assert_one_error_line(result, "s3://atlas/secret.sinr: access denied (PermissionError: Access Denied)")
 
 
 def test_merge_ranges():

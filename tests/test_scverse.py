@@ -180,7 +180,7 @@ def test_decode_writes_h5ad_compressed_as_its_input_was(rich, plain, tmp_path):
 
 
 def test_info_tells_the_matrix_from_the_other_parts(rich, plain):
-    from scinrcodec.io.anndata_store import describe_contents
+    from scinrcodec.wholefile.describe import describe_contents
     from scinrcodec.report import describe, size_by_part
 
     _, path = rich

@@ -17,6 +17,10 @@
     .Call(`_scinrcodec_sinr_contents_`, handle)
 }
 
+.sinr_element_image <- function(handle, element) {
+    .Call(`_scinrcodec_sinr_element_image_`, handle, element)
+}
+
 .sinr_names <- function(handle, which) {
     .Call(`_scinrcodec_sinr_names_`, handle, which)
 }

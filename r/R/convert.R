@@ -1,19 +1,43 @@
-# Bioconductor and Seurat objects of a .sinr file: counts with the stored gene and cell names, and
-# the gene ids and feature types as row metadata.
+# Bioconductor and Seurat objects of a .sinr file: counts with the stored gene and cell names; the
+# gene ids and feature types as row metadata; and for a file that holds a whole AnnData or 10x
+# file, its obs and var columns of simple types (frames.R) as column and row metadata.
 
 .gene_frame <- function(x) {
   cols <- list(gene_ids = .names(x, "gene_ids"), gene_names = .names(x, "gene_names"),
                feature_types = .names(x, "feature_types"))
-  cols[!vapply(cols, is.null, logical(1L))]
+  list2DF(cols[!vapply(cols, is.null, logical(1L))], nrow = x@dim[[1L]])
 }
 
+# Per-gene and per-cell columns of a file (data.frames without row names) and what they leave out.
+# A whole AnnData's var is its genes' columns as anndata reads them; other files get the matrix's
+# names (and a 10x file's other per-feature fields).
+.metadata <- function(x) {
+  stored <- .stored_frames(x)
+  genes <- if (!is.null(stored$var) && .object(x) == "anndata") stored$var else .gene_frame(x)
+  if (!is.null(stored$var) && .object(x) == "10x-h5")
+    genes <- list2DF(c(as.list(genes), as.list(stored$var)[setdiff(names(stored$var), names(genes))]),
+                     nrow = x@dim[[1L]])
+  cells <- if (is.null(stored$obs)) list2DF(list(), nrow = x@dim[[2L]]) else stored$obs
+  list(genes = genes, cells = cells, unmapped = stored$unmapped, parts = stored$parts)
+}
+
+.object <- function(x) .native(.sinr_contents(.handle(x)))$object
+
 # Say what a file stores that these objects do not carry (never dropped silently).
-.report_unmapped <- function(x) {
-  contents <- .native(.sinr_contents(.handle(x)))
-  if (nzchar(contents$object) && length(contents$elements)) {
-    message(sprintf(paste0("scinrcodec: %s also stores the %s parts %s, which the R reader does not map yet ",
-                           "(Python reads them: scinrcodec.open(path).to_anndata())"),
-                    x@path, contents$object, paste(contents$elements, collapse = ", ")))
+.report_unmapped <- function(x, meta) {
+  if (length(meta$parts)) {
+    parts <- paste(meta$parts, collapse = ", ")
+    message(if (.object(x) == "anndata") {
+      sprintf(paste0("scinrcodec: %s also stores the AnnData parts %s, which the R objects do not carry (Python ",
+                     "reads them: scinrcodec.read_sinr(path))"), x@path, parts)
+    } else {
+      sprintf(paste0("scinrcodec: %s also stores the 10x file's %s, which the R objects do not carry (Python ",
+                     "writes the file back: scinrcodec.decode(path, \"out.h5\"))"), x@path, parts)
+    })
+  }
+  if (length(meta$unmapped)) {
+    message(sprintf(paste0("scinrcodec: %s: columns not of a simple type (numbers, strings, booleans, ",
+                           "categoricals) are not mapped: %s"), x@path, paste(meta$unmapped, collapse = ", ")))
   }
   others <- setdiff(.header(x)$matrices, .header(x)$matrix)
   if (length(others)) {
@@ -23,31 +47,24 @@
   invisible(NULL)
 }
 
-# A SingleCellExperiment of a .sinr file.
-# @param path a .sinr file.
-# @param delayed TRUE: counts as a SinrMatrix read block by block; FALSE: a dgCMatrix in memory.
-# @param matrix the matrix (default the first).
+.data_frame <- function(frame, names) {
+  out <- S4Vectors::DataFrame(frame, check.names = FALSE)
+  rownames(out) <- names
+  out
+}
+
 sinr_to_sce <- function(path, delayed = TRUE, matrix = NULL) {
   if (!requireNamespace("SingleCellExperiment", quietly = TRUE) || !requireNamespace("S4Vectors", quietly = TRUE))
     .sinr_stop("InvalidInputError", "sinr_to_sce needs the SingleCellExperiment package")
   x <- sinr_open(path, matrix)
   counts <- if (delayed) SinrMatrix(path, matrix) else read_sinr(path, matrix)
   dn <- dimnames(x)
-  rows <- do.call(S4Vectors::DataFrame, c(.gene_frame(x), list(check.names = FALSE)))
-  if (!length(.gene_frame(x))) rows <- S4Vectors::DataFrame(matrix(nrow = x@dim[[1L]], ncol = 0L))
-  rownames(rows) <- dn[[1L]]
-  cols <- S4Vectors::DataFrame(matrix(nrow = x@dim[[2L]], ncol = 0L))
-  rownames(cols) <- dn[[2L]]
-  .report_unmapped(x)
-  SingleCellExperiment::SingleCellExperiment(assays = list(counts = counts), rowData = rows, colData = cols)
+  meta <- .metadata(x)
+  .report_unmapped(x, meta)
+  SingleCellExperiment::SingleCellExperiment(assays = list(counts = counts), rowData = .data_frame(meta$genes, dn[[1L]]),
+                                             colData = .data_frame(meta$cells, dn[[2L]]))
 }
 
-# A Seurat object (SeuratObject) of a .sinr file: counts in memory, in assay "RNA".
-# Seurat needs unique feature names without underscores: duplicates get make.unique suffixes and
-# underscores become dashes; the stored names stay in the assay's feature metadata.
-# @param path a .sinr file.
-# @param matrix the matrix (default the first).
-# @param project the Seurat project name.
 sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
   if (!requireNamespace("SeuratObject", quietly = TRUE))
     .sinr_stop("InvalidInputError", "sinr_to_seurat needs the SeuratObject package")
@@ -58,12 +75,16 @@ sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
   cells <- if (is.null(dn[[2L]])) paste0("cell-", seq_len(x@dim[[2L]])) else dn[[2L]]
   features <- make.unique(gsub("_", "-", genes, fixed = TRUE))
   counts@Dimnames <- list(features, make.unique(cells))
-  .report_unmapped(x)
+  meta <- .metadata(x)
+  .report_unmapped(x, meta)
   object <- SeuratObject::CreateSeuratObject(counts = counts, project = project, assay = "RNA")
-  meta <- as.data.frame(.gene_frame(x), stringsAsFactors = FALSE)
-  if (ncol(meta)) {
-    rownames(meta) <- features
-    object[["RNA"]] <- SeuratObject::AddMetaData(object[["RNA"]], metadata = meta)
+  if (ncol(meta$genes)) {
+    rownames(meta$genes) <- features
+    object[["RNA"]] <- SeuratObject::AddMetaData(object[["RNA"]], metadata = meta$genes)
+  }
+  if (ncol(meta$cells)) {
+    rownames(meta$cells) <- colnames(object)
+    object <- SeuratObject::AddMetaData(object, metadata = meta$cells)
   }
   object
 }

@@ -55,6 +55,18 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinr_element_image_
+Rcpp::RawVector sinr_element_image_(SEXP handle, std::string element);
+RcppExport SEXP _scinrcodec_sinr_element_image_(SEXP handleSEXP, SEXP elementSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
+    Rcpp::traits::input_parameter< std::string >::type element(elementSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_element_image_(handle, element));
+    return rcpp_result_gen;
+END_RCPP
+}
 // sinr_names_
 SEXP sinr_names_(SEXP handle, std::string which);
 RcppExport SEXP _scinrcodec_sinr_names_(SEXP handleSEXP, SEXP whichSEXP) {
@@ -100,6 +112,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_is_open_", (DL_FUNC) &_scinrcodec_sinr_is_open_, 1},
     {"_scinrcodec_sinr_header_", (DL_FUNC) &_scinrcodec_sinr_header_, 1},
     {"_scinrcodec_sinr_contents_", (DL_FUNC) &_scinrcodec_sinr_contents_, 1},
+    {"_scinrcodec_sinr_element_image_", (DL_FUNC) &_scinrcodec_sinr_element_image_, 2},
     {"_scinrcodec_sinr_names_", (DL_FUNC) &_scinrcodec_sinr_names_, 2},
     {"_scinrcodec_sinr_entry_", (DL_FUNC) &_scinrcodec_sinr_entry_, 3},
     {"_scinrcodec_sinr_block_", (DL_FUNC) &_scinrcodec_sinr_block_, 4},

@@ -72,6 +72,36 @@ SEXP strings(const std::vector<std::string>& values) {
   return out;
 }
 
+// A MessagePack value as R: nil NULL, bool logical, int and float double, str character (UTF-8),
+// bin raw, array an unnamed list, map a named list.
+SEXP to_r(const sinr::storage::msgpack::Value& v) {
+  using V = sinr::storage::msgpack::Value;
+  switch (v.type) {
+    case V::kNil: return R_NilValue;
+    case V::kBool: return Rcpp::wrap(v.boolean);
+    case V::kInt: return Rcpp::wrap(v.negative ? static_cast<double>(v.as_int64()) : static_cast<double>(v.as_uint64()));
+    case V::kFloat: return Rcpp::wrap(v.number);
+    case V::kStr: return strings({v.text});
+    case V::kBin: return Rcpp::RawVector(v.text.begin(), v.text.end());
+    case V::kArray: {
+      Rcpp::List out(v.items.size());
+      for (size_t i = 0; i < v.items.size(); ++i) out[i] = to_r(v.items[i]);
+      return out;
+    }
+    case V::kMap: {
+      Rcpp::List out(v.fields.size());
+      std::vector<std::string> keys;
+      for (size_t i = 0; i < v.fields.size(); ++i) {
+        out[i] = to_r(v.fields[i].second);
+        keys.push_back(v.fields[i].first);
+      }
+      out.attr("names") = strings(keys);
+      return out;
+    }
+  }
+  return R_NilValue;
+}
+
 }  // namespace
 
 // [[Rcpp::export(.sinr_open)]]
@@ -115,7 +145,16 @@ Rcpp::List sinr_header_(SEXP handle) {
 Rcpp::List sinr_contents_(SEXP handle) {
   SINR_TRY
   const sinr::storage::FileContents c = reader(handle).contents();
-  return Rcpp::List::create(Rcpp::Named("object") = c.object, Rcpp::Named("elements") = strings(c.elements));
+  return Rcpp::List::create(Rcpp::Named("object") = c.object, Rcpp::Named("elements") = strings(c.elements),
+                            Rcpp::Named("map") = to_r(c.map));
+  SINR_CATCH
+}
+
+// [[Rcpp::export(.sinr_element_image)]]
+Rcpp::RawVector sinr_element_image_(SEXP handle, std::string element) {
+  SINR_TRY
+  const std::vector<uint8_t> image = reader(handle).element_image(element);
+  return Rcpp::RawVector(image.begin(), image.end());
   SINR_CATCH
 }
 

@@ -8,26 +8,24 @@ decodes the tiles of one band, a cell column one tile per band.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ..errors import CorruptFileError
 from ..limits import DEFAULT_TILE_NNZ, MAX_TILE_ENTRIES, MIN_DEFAULT_TILE_NNZ, SCALE_TILE_NNZ_FROM
 
 
-@dataclass(frozen=True)
 class ChunkGeometry:
-    """Where a chunk's tiles lie: its band boundaries over rows and each band's tile width."""
+    """Where a chunk's tiles lie: its band boundaries over rows and each band's tile width. (A plain
+    class, not a dataclass: opening a file should not pay for generated methods.)"""
 
-    n_cells: int
-    row_starts: np.ndarray  # int64 [n_bands + 1]
-    widths: np.ndarray  # int64 [n_bands]
-    tile_starts: np.ndarray = field(init=False)  # first tile of each band, and the tile count last
+    __slots__ = ("n_cells", "row_starts", "widths", "tile_starts")
 
-    def __post_init__(self) -> None:
-        tiles = -(-self.n_cells // self.widths) if self.widths.size else np.zeros(0, np.int64)
-        object.__setattr__(self, "tile_starts", np.concatenate([[0], np.cumsum(tiles)]).astype(np.int64))
+    def __init__(self, n_cells: int, row_starts: np.ndarray, widths: np.ndarray) -> None:
+        self.n_cells = n_cells
+        self.row_starts = row_starts  # int64 [n_bands + 1]
+        self.widths = widths  # int64 [n_bands]
+        tiles = -(-n_cells // widths) if widths.size else np.zeros(0, np.int64)
+        self.tile_starts = np.concatenate([[0], np.cumsum(tiles)]).astype(np.int64)  # and the tile count last
 
     @property
     def n_bands(self) -> int:

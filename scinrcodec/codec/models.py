@@ -9,57 +9,36 @@ zero for an unused context).
 """
 from __future__ import annotations
 
-import zlib
+import functools
 
 import numpy as np
 
 from .. import _native
 from ..errors import CorruptFileError
+from ..storage.layout import MANTISSA_BITS, N_BINS, N_CONTEXTS
 from .rans import PROB_SCALE
 
-MANTISSA_BITS = 3
-MAX_EXPONENT = 30  # e = u + 1 < 2**31
-N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
-N_CONTEXTS = 48
 CONTEXT_STEPS_PER_NAT = 4
 LOG_MEAN_UNITS = 16  # the baseline's unit: 1/16 of a nat
 CONTEXT_SHIFT = 2  # log-mean units to contexts: 16 / 4 = 2**2
 LUT_SIZE = 256
-EDGE_CRC32 = 0xB46601DB  # of the integers E_k of spec Appendix A.1, as int64 little-endian
 
 
 def bin_of(u: int) -> tuple[int, int, int]:
-    """(bin, offset, offset bits) of u in 0..2**31 - 2 (the native core's; its decoder inverts it
-    with BIN_START and BIN_OFFSET_BITS)."""
+    """(bin, offset, offset bits) of u in 0..2**31 - 2 (the native core's; bin_tables() inverts it)."""
     return _native.bin_of(int(u))
 
 
-def _bin_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Smallest u and number of offset bits of every bin."""
+@functools.cache
+def bin_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Smallest u and number of offset bits of every bin (built on first use: readers never need
+    them, the native core has its own)."""
     bins = np.arange(N_BINS)
     rel = np.maximum(bins - ((1 << MANTISSA_BITS) - 1), 0)
     drop = rel >> MANTISSA_BITS
     lead = (1 << MANTISSA_BITS) + (rel & ((1 << MANTISSA_BITS) - 1))
     big = bins >= (1 << MANTISSA_BITS) - 1
     return np.where(big, (lead << drop) - 1, bins).astype(np.int64), np.where(big, drop, 0).astype(np.int64)
-
-
-BIN_START, BIN_OFFSET_BITS = _bin_tables()
-
-
-def _context_edges() -> np.ndarray:
-    """Lower edges, in value space, of the contexts: expm1(k/4) rounded to a 2**-20 grid, as the
-    native core computes them for its SIREN contexts.
-
-    No edge lies within thousands of ulps of a rounding tie, so every libm gives the same table;
-    it is checked against the integers of spec Appendix A.1."""
-    edges = np.array(_native.context_edges(), dtype=np.float64)
-    assert edges.size == N_CONTEXTS
-    assert zlib.crc32((edges * 2.0**20).astype("<i8").tobytes()) == EDGE_CRC32, "expm1 differs from spec Appendix A.1"
-    return edges
-
-
-CONTEXT_EDGES = _context_edges()
 
 
 def baseline_context(log_mean_sixteenths: int) -> int:

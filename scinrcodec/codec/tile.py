@@ -16,6 +16,8 @@ below, never a read or write out of bounds. The wrappers here fix the arrays' dt
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _native
@@ -50,7 +52,11 @@ def symbol_bound(k: np.ndarray, n: np.ndarray, code_values: bool) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- encode
 
-LOG2_TABLE = np.log2(np.maximum(np.arange(PROB_SCALE + 1), 1))  # the statistics' log2 of every frequency
+@functools.cache
+def log2_table() -> np.ndarray:
+    """log2 of every frequency 0..PROB_SCALE (0 as 1), for the encoder's statistics; built on first
+    use, so that a process that only reads never pays for it."""
+    return np.log2(np.maximum(np.arange(PROB_SCALE + 1), 1))
 
 
 def _i64(a) -> np.ndarray:
@@ -59,7 +65,7 @@ def _i64(a) -> np.ndarray:
 
 def encode_tiles(tile_k: np.ndarray, tile_n: np.ndarray, positions: np.ndarray, u: np.ndarray,
                  contexts: np.ndarray, cum: np.ndarray, code_values: bool, max_symbols: int,
-                 out: np.ndarray, log2_table: np.ndarray = LOG2_TABLE) -> tuple[np.ndarray, float, float]:
+                 out: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Encode consecutive tiles (their nonzeros back to back, positions ascending in each) into out;
     return each tile's byte length and the information content, in bits, of the positions and of
     the values (for `sinr info`). out (uint8) must hold sum(2 * symbol_bound + 4) bytes and
@@ -69,7 +75,7 @@ def encode_tiles(tile_k: np.ndarray, tile_n: np.ndarray, positions: np.ndarray, 
     lengths = np.zeros(tile_k.size, dtype=np.int64)
     position_bits, value_bits = _native.encode_tiles(
         tile_k, _i64(tile_n), _i64(positions), _i64(u), _i64(contexts), _i64(cum), bool(code_values),
-        int(max_symbols), out, np.ascontiguousarray(log2_table, dtype=np.float64), lengths)
+        int(max_symbols), out, log2_table(), lengths)
     return lengths, position_bits, value_bits
 
 

@@ -1,8 +1,9 @@
 """The package's import graph, by layer: `python -m scinrcodec.devtools.layers`.
 
 Reads every module's imports with `ast` (nothing is imported or run), groups modules by their
-subpackage, and prints for each subpackage the subpackages it imports, its line count, and any
-import cycle between modules. tests/test_layers.py holds the package to what this prints.
+subpackage, and prints for each subpackage the subpackages it imports, its line count, any
+import that goes against the layer order (LAYERS) and any import cycle between modules.
+tests/test_layers.py holds the package to what this prints.
 """
 from __future__ import annotations
 
@@ -13,6 +14,28 @@ from pathlib import Path
 
 PACKAGE = "scinrcodec"
 ROOT = Path(__file__).resolve().parent.parent
+
+# The layers, lowest first, each with the layers right below it that it may import; it may also
+# import whatever those may (below()). Layers only look down: a module never imports a layer
+# above its own, so the order below is the architecture.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "errors": (),  # the typed errors every layer raises
+    "limits": (),  # every limit of the format and of the implementation
+    "progress": (),  # the progress bar of long runs
+    "devtools": (),  # this tool
+    "storage": ("errors", "limits"),  # bytes: sources, the container, the layout of sections
+    "codec": ("storage",),  # tiles, rANS, value models (over the native core)
+    "model": ("codec",),  # the SIREN predictor, its training and quantisation
+    "io": ("storage", "progress"),  # the formats users have: sources to encode, writers of decoded matrices
+    "reader": ("codec", "model", "io"),  # an open .sinr matrix, its reads, its dask array
+    "encoder": ("reader",),  # encode, append (which reads the file it extends), combine
+    "wholefile": ("encoder", "reader"),  # whole AnnData and 10x files; the SinrMatrix users get
+    "report": ("reader",),  # `sinr info`'s description of a matrix
+    "demo": ("wholefile", "report"),
+    "cli": ("demo", "wholefile", "report"),
+    "__main__": ("cli",),
+    "(package)": ("errors",),  # scinrcodec/__init__.py: every other public name loads on first use
+}
 
 
 def module_name(path: Path) -> str:
@@ -95,6 +118,31 @@ def subpackage(module: str) -> str:
     return parts[1] if len(parts) > 1 else "(package)"
 
 
+def below(layer: str) -> set[str]:
+    """Every layer `layer` may import: those LAYERS names for it, and all they may import."""
+    found: set[str] = set()
+    todo = list(LAYERS.get(layer, ()))
+    while todo:
+        lower = todo.pop()
+        if lower not in found:
+            found.add(lower)
+            todo.extend(LAYERS.get(lower, ()))
+    return found
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
+    """'module -> module' for every import that LAYERS does not allow (a layer LAYERS does not
+    name may import nothing of another layer, so a new subpackage must be placed in the order)."""
+    found = []
+    for module in sorted(edges):
+        for target in sorted(edges[module]):
+            if target == PACKAGE or subpackage(target) == subpackage(module):
+                continue
+            if subpackage(target) not in below(subpackage(module)):
+                found.append(f"{module} -> {target}")
+    return found
+
+
 def main() -> None:
     """Print the layers, the modules over 500 lines and the import cycles."""
     edges, lines = graph()
@@ -112,6 +160,13 @@ def main() -> None:
     for module in sorted(lines, key=lines.get, reverse=True):
         if lines[module] > 500:
             print(f"  {module}: {lines[module]:,}")
+    print("layer order, lowest first (each may import the layers listed and what they may):")
+    for layer, lower in LAYERS.items():
+        print(f"  {layer}: {', '.join(lower) or '-'}")
+    upward = upward_imports(edges)
+    print(f"imports against the layer order: {len(upward)}")
+    for line in upward:
+        print(f"  {line}")
     found = cycles(edges)
     print(f"import cycles: {len(found)}")
     for component in found:

@@ -21,7 +21,7 @@ from ..io.atomic import atomic_path, locked_file
 from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import quantise_terms
 from ..progress import Progress
-from ..reader.matrix import SinrMatrix
+from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter, pack_array
 from ..storage.source import ByteSource
 from .chunk import FileContext
@@ -51,7 +51,7 @@ class _ShiftedSource(MatrixSource):
             yield CellBlock(block.start + self.offset, block.indptr, block.genes, block.values)
 
 
-def _same_genes(matrix: SinrMatrix, source: MatrixSource) -> None:
+def _same_genes(matrix: MatrixReader, source: MatrixSource) -> None:
     if source.shape[0] != matrix.shape[0]:
         raise InvalidInputError(f"{source.description}: has {source.shape[0]:,} genes, the file {matrix.shape[0]:,}: "
                                 "only cells with the same genes can be appended")
@@ -76,7 +76,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
     from ..io.readers import as_source
 
     path = Path(path)
-    with locked_file(path) as locked, SinrMatrix(path) as matrix:
+    with locked_file(path) as locked, MatrixReader(path) as matrix:
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "
@@ -92,7 +92,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
     return result
 
 
-def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
+def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
                 progress: bool = False) -> dict:
     """Write to `tmp` the file of `matrix` (a file of one matrix) with the cells of `new` (the same
     genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
@@ -128,7 +128,7 @@ def extend_into(matrix: SinrMatrix, new: MatrixSource, tmp: Path, *, jobs: int |
             "nnz": index.nnz + int(gene_nnz.sum()), "chunks": index.n_chunks + len(rows)}
 
 
-def _new_cell_names(matrix: SinrMatrix, source: MatrixSource) -> None:
+def _new_cell_names(matrix: MatrixReader, source: MatrixSource) -> None:
     """Refuse new cells named like cells of the file: the same sample appended twice would give
     non-unique cell names (AnnData's obs_names) without a word."""
     if not source.has_cell_names or not matrix.n_chunks:
@@ -152,7 +152,7 @@ def _copy_prefix(source: ByteSource, stream, length: int) -> None:
         done += len(view)
 
 
-def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
+def _band_rows(matrix: MatrixReader, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
     """The file's band boundaries (those of its deepest chunk), then bands for the newly stored
     genes (rows n_old on, with these nonzero counts)."""
     index = matrix.index
@@ -163,7 +163,7 @@ def _band_rows(matrix: SinrMatrix, fresh_gene_nnz: np.ndarray, n_old: int) -> np
     return np.unique(np.concatenate([old, extra])).astype(np.int64)
 
 
-def _matrix_entry(matrix: SinrMatrix, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,
+def _matrix_entry(matrix: MatrixReader, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,
                   rows: list, stats: list, nnz: int, n_cells: int) -> dict:
     index = matrix.index
     header = dict(index.header)

@@ -15,7 +15,7 @@ from .. import _native
 from ..codec.checksum import content_checksum
 from ..codec.geometry import ChunkGeometry
 from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, frequencies, histograms
-from ..codec.tile import LOG2_TABLE, encode_tiles, symbol_bound
+from ..codec.tile import encode_tiles, symbol_bound
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock
 from ..limits import MAX_CHUNK_NNZ
@@ -128,7 +128,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     bound = symbol_bound(tile_k, tile_n, code_values)
     out = np.empty(int((2 * bound + 4).sum()) + 1, dtype=np.uint8)
     lengths, position_bits, value_bits = encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values,
-                                                      int(bound.max(initial=1)), out, LOG2_TABLE)
+                                                      int(bound.max(initial=1)), out)
     data = out[: int(lengths.sum())].tobytes()
     tile_offsets = np.concatenate([[0], np.cumsum(lengths)])
     band_crcs = np.array([crc32(data[tile_offsets[a]: tile_offsets[b]])

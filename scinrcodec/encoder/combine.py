@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock, MatrixSource, check_names
-from ..reader.matrix import SinrMatrix
+from ..reader.matrix import MatrixReader
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Piece:
     """Cells of `matrix` for the output: `cells` (original indices in output order; None for all,
     in order), and for each output gene the input's gene index, or -1 where it has none."""
 
-    matrix: SinrMatrix
+    matrix: MatrixReader
     cells: np.ndarray | None
     genes: np.ndarray
 
@@ -82,6 +82,7 @@ class PiecesSource(MatrixSource):
         self.paths = tuple(p.matrix.source for p in pieces)
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """The new names of cells start..stop-1, or None when the inputs have none."""
         return None if self._cell_names is None else self._cell_names[start:stop]
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
@@ -98,7 +99,7 @@ class PiecesSource(MatrixSource):
 
 # ------------------------------------------------------------------------------------- genes
 
-def gene_keys(m: SinrMatrix) -> list[str]:
+def gene_keys(m: MatrixReader) -> list[str]:
     """What aligns a file's genes with another's: gene ids, else gene names; each once."""
     keys = m.gene_ids or m.gene_names
     if keys is None:
@@ -109,7 +110,7 @@ def gene_keys(m: SinrMatrix) -> list[str]:
     return keys
 
 
-def joined_genes(matrices: list[SinrMatrix], join: str) -> tuple[list[str], list[np.ndarray]]:
+def joined_genes(matrices: list[MatrixReader], join: str) -> tuple[list[str], list[np.ndarray]]:
     """The output's gene keys (inner: the first file's genes that every file holds, in its order;
     outer: every gene, the first file's first, then each new one as it first appears) and, per
     file, the map from output genes to its own."""
@@ -128,7 +129,7 @@ def joined_genes(matrices: list[SinrMatrix], join: str) -> tuple[list[str], list
     return out, maps
 
 
-def gene_fields(matrices: list[SinrMatrix], maps: list[np.ndarray]) -> dict[str, list[str] | None]:
+def gene_fields(matrices: list[MatrixReader], maps: list[np.ndarray]) -> dict[str, list[str] | None]:
     """gene_ids, gene_names and feature_types of the output genes: each from the first file that
     holds the gene (None where the first file has no such list)."""
     out = {}

@@ -1,17 +1,30 @@
-"""AnnData input: an .h5ad file's X (or a layer, or raw.X) and names, or an AnnData in memory. CSR X
-streams as slices, a dense X a few rows at a time; a CSC X (genes-major) and files written by
-anndata < 0.8 load whole."""
+"""AnnData .h5ad: reading an .h5ad file's X (or a layer, or raw.X) and names, or an AnnData in
+memory, and writing a count matrix as an AnnData. CSR X streams as slices, a dense X a few rows at
+a time; a CSC X (genes-major) and files written by anndata < 0.8 load whole."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from .hdf5 import (DENSE_READ_BYTES, CompressedH5Source, DenseH5Source, checked_dataset, h5_errors, open_h5,
-                   string_dataset, text_attr)
+from .dtypes import anndata_dtype, check_exact
+from .h5ad_output import dataset_kwargs, h5ad_image, quiet_anndata
+from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Source, checked_dataset, h5_errors,
+                   open_h5, string_dataset, text_attr)
+from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
                       one_line)
+
+
+def is_h5ad(path: Path, head: bytes) -> bool:
+    """An HDF5 file with AnnData's groups (X or obs); other HDF5 files are 10x files."""
+    if not head.startswith(HDF5_MAGIC):
+        return False
+    with h5_errors(str(path)), open_h5(path) as f:
+        keys = set(f.keys())
+    return "X" in keys or "obs" in keys
 
 
 def _h5ad_column(group, name: str, n: int, what: str) -> list[str]:
@@ -142,3 +155,47 @@ def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:
         raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
     return anndata_source(adata, layer, what=str(path), spec=SourceSpec("path", dict(path=str(path), layer=layer)),
                           paths=(str(path),))
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def obs_frame(m: CountMatrix):
+    """AnnData's obs of a matrix: its cell names, as scanpy expects them."""
+    import pandas as pd
+
+    return pd.DataFrame(index=pd.Index(m.filled_cell_names(), dtype=str))
+
+
+def var_frame(m: CountMatrix):
+    """AnnData's var of a matrix: gene names as the index, gene ids and feature types as columns."""
+    import pandas as pd
+
+    var = pd.DataFrame(index=pd.Index(m.filled_gene_names(), dtype=str))
+    var["gene_ids"] = m.filled_gene_ids()
+    var["feature_types"] = m.filled_feature_types()
+    return var
+
+
+def to_anndata(m: CountMatrix, dtype=None):
+    """Cells x genes AnnData with names, as scanpy expects; X in the dtype policy's type
+    (io.dtypes), checked to hold the counts exactly."""
+    import anndata
+
+    wanted = anndata_dtype(dtype)
+    x = sp.csr_matrix(m.counts.T.astype(wanted))
+    check_exact(x.data, wanted, "the matrix")
+    with quiet_anndata():
+        adata = anndata.AnnData(X=x, obs=obs_frame(m), var=var_frame(m))
+    return adata
+
+
+def write_h5ad(path: Path, m: CountMatrix, *, compression: str = "auto", dtype=None) -> None:
+    """Write as anndata.write_h5ad does (string columns as categoricals), gzip-compressed unless
+    compression says otherwise (io.h5ad_output)."""
+    kwargs = dataset_kwargs(compression)
+    adata = to_anndata(m, dtype)
+    with quiet_anndata():
+        adata.strings_to_categoricals()
+    image = h5ad_image(adata, kwargs)
+    with open(path, "wb") as fh:
+        fh.write(image)

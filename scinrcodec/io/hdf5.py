@@ -1,6 +1,8 @@
 """HDF5 helpers shared by the 10x .h5 and .h5ad readers (and whole-file storage): h5py errors as one
 clear InvalidInputError, datasets checked for their shape and kind before use, and the sources that
-read cells as slices of an HDF5 group (CSR/CSC arrays, or rows of a dense X)."""
+read cells as slices of an HDF5 group (CSR/CSC arrays, or rows of a dense X); and the copying of
+HDF5 trees with their exact types, attributes and creation properties, as skeletons whose large
+datasets are left empty and filled back in later (how whole-file storage keeps a 10x file)."""
 from __future__ import annotations
 
 import contextlib
@@ -31,6 +33,8 @@ def h5_errors(what: str):
 
 
 def open_h5(path: Path):
+    """An HDF5 file, read-only, with a chunk cache large enough that slices crossing chunk boundaries do not
+    inflate a chunk twice."""
     import h5py
 
     return h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
@@ -53,6 +57,7 @@ def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):
 
 
 def string_dataset(group, name: str, n: int, what: str) -> list[str]:
+    """A 1-D dataset of `n` names, checked to hold exactly `n` valid UTF-8 names."""
     ds = checked_dataset(group, name, what, "S")
     if ds.shape[0] != n:
         raise InvalidInputError(f"{what}: {ds.name} holds {ds.shape[0]:,} names for {n:,} entries")
@@ -80,6 +85,7 @@ class H5Cells(RandomAccessSource):
         return self._names is not None
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1, read from the file (None when it has none)."""
         if self._names is None:
             return None
         self._check_range(start, stop)
@@ -87,11 +93,13 @@ class H5Cells(RandomAccessSource):
             return decode_names(f[self._names][start:stop], f"{self.description} cell names")
 
     def block(self, start: int, stop: int) -> CellBlock:
+        """Cells start..stop-1, the file opened for this read only."""
         self._check_range(start, stop)
         with h5_errors(self.description), open_h5(self.path) as f:
             return self._read(f, start, stop)
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """Every cell in blocks, through one open file."""
         with h5_errors(self.description), open_h5(self.path) as f:
             for start in range(0, self.shape[1], cells_per_block):
                 yield self._read(f, start, min(start + cells_per_block, self.shape[1]))
@@ -127,6 +135,7 @@ class CompressedH5Source(H5Cells):
         self._check_cell_names(f, cell_names)
 
     def spec(self) -> SourceSpec:
+        """How to open this source again in another process."""
         return self._spec
 
     def _read(self, f, start: int, stop: int) -> CellBlock:
@@ -159,6 +168,7 @@ class DenseH5Source(H5Cells):
         self._check_cell_names(f, cell_names)
 
     def spec(self) -> SourceSpec:
+        """How to open this source again in another process."""
         return self._spec
 
     def _read(self, f, start: int, stop: int) -> CellBlock:
@@ -178,7 +188,85 @@ class DenseH5Source(H5Cells):
 
 
 def text_attr(obj, name: str) -> str | None:
+    """An attribute as text (bytes decoded), or None when it is absent or not text: anndata and 10x write both
+    kinds."""
     value = obj.attrs.get(name)
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
+
+
+# ------------------------------------------------------- copying trees (10x images in whole files)
+
+def copy_attrs(src, dst) -> None:
+    """Attributes with their exact HDF5 types and shapes (h5py would otherwise pick its own)."""
+    for name in src.attrs:
+        attr = src.attrs.get_id(name)
+        dst.attrs.create(name, src.attrs[name], shape=attr.shape, dtype=attr.dtype)
+
+
+def members(src, dst):
+    """Copy a group's attributes and its soft and external links to dst; yield its other members
+    as (name, object) for the caller to copy its own way."""
+    import h5py
+
+    copy_attrs(src, dst)
+    for key in src:
+        link = src.get(key, getlink=True)
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            dst[key] = link
+        else:
+            yield key, src[key]
+
+
+def copy_skeleton(src, dst, skeletons: set[str]) -> None:
+    """Copy a group's attributes and members; datasets in `skeletons` become empty datasets with
+    the same type, creation properties (chunks, filters) and attributes."""
+    import h5py
+
+    for key, obj in members(src, dst):
+        if obj.name.lstrip("/") in skeletons:
+            space = h5py.h5s.create_simple((0,), (h5py.h5s.UNLIMITED if obj.chunks else 0,))
+            made = h5py.h5d.create(dst.id, key.encode(), obj.id.get_type(), space, dcpl=obj.id.get_create_plist())
+            copy_attrs(obj, h5py.Dataset(made))
+        elif isinstance(obj, h5py.Group) and any(s.startswith(obj.name.lstrip("/") + "/") for s in skeletons):
+            copy_skeleton(obj, dst.create_group(key), skeletons)
+        else:
+            src.copy(obj, dst, name=key)
+
+
+def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[str, np.ndarray | list[str]]) -> None:
+    """Copy an image back, writing each skeleton dataset with its values in its own type."""
+    import h5py
+
+    for key, obj in members(skeleton, out):
+        path = obj.name.lstrip("/")
+        if path in fills:
+            fill, resizable = fills[path]
+            data = values[fill]
+            n = len(data)
+            space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
+            made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space,
+                                                dcpl=obj.id.get_create_plist()))
+            if n:
+                made[...] = typed_values(data, obj.dtype)
+            copy_attrs(obj, made)
+        elif isinstance(obj, h5py.Group) and any(f.startswith(path + "/") for f in fills):
+            fill_skeleton(obj, out.create_group(key), fills, values)
+        else:
+            skeleton.copy(obj, out, name=key)
+
+
+def typed_values(values, dtype: np.dtype) -> np.ndarray:
+    """Values in a dataset's type: names as fixed-length bytes or variable-length text."""
+    import h5py
+
+    if isinstance(values, np.ndarray):
+        return values.astype(dtype, copy=False)
+    if dtype.kind == "S":
+        return np.array([v.encode("utf-8") for v in values], dtype=dtype)
+    info = h5py.check_string_dtype(dtype)
+    if info is not None and info.encoding == "ascii":
+        return np.array([v.encode("utf-8") for v in values], dtype=object)
+    return np.array(values, dtype=object)
+

@@ -1,7 +1,8 @@
-"""Matrix Market input (a file, gzipped or not, or a 10x folder with features and barcodes): a
+"""Matrix Market (a file, gzipped or not, or a 10x folder with features and barcodes). Reading: a
 first pass checks every line with the native parser, chunk by chunk, and learns whether entries are
 sorted by column as 10x writes them; sorted files then stream a chunk of lines at a time, others load
-whole. The header's sizes are checked before anything is allocated."""
+whole. The header's sizes are checked before anything is allocated. Writing: a file, or the 10x
+triple in a folder, entries sorted by cell as 10x writes them."""
 from __future__ import annotations
 
 import gzip
@@ -10,30 +11,37 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import scipy.io
 import scipy.sparse as sp
 
 from .._native import mtx_parse_entries
 from ..errors import InvalidInputError
 from ..limits import MAX_COUNT, MAX_NAME_BYTES
+from .matrix import CountMatrix
 from .sources import (CellBlock, MatrixSource, check_shape, checked_coordinates, decode_names, one_line,
                       validated_block)
 
 GZIP_MAGIC = b"\x1f\x8b"
 MTX_CHUNK_BYTES = 1 << 22  # Matrix Market text parsed at a time
 MTX_MAX_LINE = 1 << 16  # longest Matrix Market line accepted
+MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv")
+                             for suffix in ("", ".gz"))  # what a 10x folder holds: a folder output may replace only these
 
 
 
 def is_gzip(path: Path) -> bool:
+    """Whether the file starts with gzip's magic (10x writes .gz names, users rename them)."""
     with open(path, "rb") as fh:
         return fh.read(2) == GZIP_MAGIC
 
 
 def open_binary(path: Path):
+    """The file for binary reading, decompressed when it is gzipped (by content, not name)."""
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
 def read_bytes(path: Path) -> bytes:
+    """The whole (decompressed) file; a read failure is an InvalidInputError naming it."""
     try:
         with open_binary(path) as fh:
             return fh.read()
@@ -77,7 +85,16 @@ class PackedNames:
         return self._text[self._starts[start]: self._stops[stop - 1]].decode("utf-8").split("\n")
 
 
+def is_mtx(path: Path, head: bytes) -> bool:
+    """A folder holding matrix.mtx(.gz), or a file with the Matrix Market banner (a gzipped file: by
+    its name, since its banner is compressed)."""
+    if path.is_dir():
+        return find_file(path, ["matrix.mtx"]) is not None
+    return head.lower().startswith(b"%%matrixmarket") or (head.startswith(GZIP_MAGIC) and ".mtx" in path.name)
+
+
 def find_file(folder: Path, stems: Sequence[str]) -> Path | None:
+    """The first of folder/stem or folder/stem.gz that is a file, stems in order."""
     for stem in stems:
         for suffix in ("", ".gz"):
             candidate = folder / f"{stem}{suffix}"
@@ -176,6 +193,7 @@ class MtxSource(MatrixSource):
         self.nnz = nnz
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1 from barcodes.tsv, or None without one."""
         return None if self._barcodes is None else self._barcodes.slice(start, stop)
 
     def _entry_error(self, buf: bytes, at: int, first_line: int, code: int, field: int) -> InvalidInputError:
@@ -254,6 +272,7 @@ class MtxSource(MatrixSource):
         return checked_coordinates(values, genes, cells, shape=self.shape, what=self.description)
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """Every cell in blocks: streamed when entries are sorted by cell, else from the file loaded whole."""
         if self._sorted is None:
             self._sorted = self._is_sorted()
         if not self._sorted:
@@ -295,3 +314,25 @@ class MtxSource(MatrixSource):
         rest = [(genes[split:], cells[split:], values[split:])] if split < cells.size else []
         indptr = np.concatenate([[0], np.cumsum(np.bincount(cells[:split] - start, minlength=stop - start))])
         return validated_block(start, indptr, genes[:split], values[:split], self.shape[0], self.description), rest
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def _write_tsv_gz(path: Path, rows: list[str]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.writelines(f"{r}\n" for r in rows)
+
+
+def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool) -> None:
+    """Entries sorted by cell, then gene, as 10x writes them (so the reader streams them back)."""
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as fh:
+        scipy.io.mmwrite(fh, sp.csc_matrix(counts).tocoo(), field="integer")
+
+
+def write_mtx_folder(folder: Path, m: CountMatrix) -> None:
+    """The 10x triple: matrix.mtx.gz, features.tsv.gz (id, name, type) and barcodes.tsv.gz."""
+    write_mtx_file(folder / "matrix.mtx.gz", m.counts, gz=True)
+    ids, names, types = m.filled_gene_ids(), m.filled_gene_names(), m.filled_feature_types()
+    _write_tsv_gz(folder / "features.tsv.gz", [f"{a}\t{b}\t{c}" for a, b, c in zip(ids, names, types)])
+    _write_tsv_gz(folder / "barcodes.tsv.gz", m.filled_cell_names())

@@ -1,5 +1,5 @@
-"""scipy .npz input (scipy.sparse.save_npz): loaded whole, since a compressed zip cannot be sliced,
-once each array's declared size has been checked against the archive."""
+"""scipy .npz (scipy.sparse.save_npz): read whole, since a compressed zip cannot be sliced, once each
+array's declared size has been checked against the archive; written as save_npz writes it."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from .matrix import CountMatrix
 from .sources import ScipySource, SourceSpec, check_shape, checked_compressed, checked_coordinates, one_line
 
 
@@ -47,6 +49,11 @@ def _npz_array(archive: zipfile.ZipFile, name: str, what: str) -> np.ndarray:
     return array.reshape(shape, order="F" if fortran else "C")
 
 
+def is_npz(path: Path, head: bytes) -> bool:
+    """A zip archive, as save_npz writes."""
+    return head.startswith(b"PK")
+
+
 def read_npz(path: Path) -> ScipySource:
     """A scipy.sparse .npz (CSR, CSC or COO) of genes x cells."""
     what = str(path)
@@ -69,3 +76,9 @@ def read_npz(path: Path) -> ScipySource:
     else:
         counts = checked_compressed(data, first, second, shape=shape, by_column=kind == "csc", what=what)
     return ScipySource(counts, description=what, spec=SourceSpec("path", dict(path=str(path))), paths=(str(path),))
+
+
+def write_npz(path: Path, m: CountMatrix) -> None:
+    """The counts as scipy.sparse.save_npz writes them: CSC (by cell), int64."""
+    with open(path, "wb") as fh:
+        sp.save_npz(fh, sp.csc_matrix(m.counts, dtype=np.int64))

@@ -98,6 +98,7 @@ class RandomAccessSource(MatrixSource):
         raise NotImplementedError
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """Every cell in blocks, one block() call each."""
         for start in range(0, self.shape[1], cells_per_block):
             yield self.block(start, min(start + cells_per_block, self.shape[1]))
 
@@ -314,14 +315,17 @@ class ScipySource(RandomAccessSource):
         self._spec = spec
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1, or None without names."""
         return None if self._cell_names is None else self._cell_names[start:stop]
 
     def block(self, start: int, stop: int) -> CellBlock:
+        """Cells start..stop-1 of the CSC matrix, checked."""
         self._check_range(start, stop)
         m = self._csc
         return validated_block(start, m.indptr[start: stop + 1], m.indices, m.data, self.shape[0], self.description)
 
     def spec(self) -> SourceSpec:
+        """How to build this source again in another process: its file, else its arrays."""
         if self._spec is not None:
             return self._spec
         return SourceSpec("scipy", dict(counts=self._csc, gene_ids=self.gene_ids, gene_names=self.gene_names,

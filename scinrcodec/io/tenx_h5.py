@@ -1,12 +1,23 @@
-"""10x Genomics HDF5 input (Cell Ranger v3 `matrix/` group, or v2 with one genome group): cells as
-slices of its CSC arrays, gene ids, names and feature types read when the source opens."""
+"""10x Genomics HDF5 (Cell Ranger v3 `matrix/` group, or v2 with one genome group): read as cells
+as slices of its CSC arrays, gene ids, names and feature types read when the source opens; written
+in the Cell Ranger v3 layout."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from ..errors import InvalidInputError
-from .hdf5 import CompressedH5Source, checked_dataset, h5_errors, open_h5, string_dataset
+from .hdf5 import HDF5_MAGIC, CompressedH5Source, checked_dataset, h5_errors, open_h5, string_dataset
+from .matrix import CountMatrix
 from .sources import SourceSpec, check_shape
+
+
+def is_hdf5(path: Path, head: bytes) -> bool:
+    """Any HDF5 file: the format table asks the .h5ad entry first, so what is left is a 10x file."""
+    return head.startswith(HDF5_MAGIC)
 
 
 def read_10x_h5(path: Path) -> CompressedH5Source:
@@ -38,3 +49,46 @@ def read_10x_h5(path: Path) -> CompressedH5Source:
         return CompressedH5Source(f, path, group, shape, cell_names=barcodes, gene_ids=gene_ids,
                                   gene_names=gene_names, feature_types=feature_types,
                                   spec=SourceSpec("path", dict(path=str(path))), description=what)
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def _write_hdf5(path: Path, fill: Callable) -> None:
+    """Build an HDF5 file in memory with `fill(h5py.File)`, then write its bytes to `path`."""
+    import h5py
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        fill(f)
+    with open(path, "wb") as fh:
+        fh.write(image.getbuffer())
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    encoded = [v.encode("utf-8") for v in values]
+    width = max((len(v) for v in encoded), default=1) or 1
+    return np.array(encoded, dtype=f"S{width}")
+
+
+def _fill_10x(f, m: CountMatrix) -> None:
+    """The Cell Ranger layout: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle."""
+    csc = m.counts.tocsc()
+    chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
+    g = f.create_group("matrix")
+    for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
+                             ("indptr", csc.indptr, np.int64)):
+        arr = np.asarray(arr, dtype=dtype)
+        g.create_dataset(name, data=arr, chunks=(min(80_000, max(arr.size, 1)),), maxshape=(None,), **chunked)
+    g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
+    g.create_dataset("barcodes", data=_strings(m.filled_cell_names()), **chunked)
+    feats = g.create_group("features")
+    feats.create_dataset("id", data=_strings(m.filled_gene_ids()), **chunked)
+    feats.create_dataset("name", data=_strings(m.filled_gene_names()), **chunked)
+    feats.create_dataset("feature_type", data=_strings(m.filled_feature_types()), **chunked)
+    feats.create_dataset("genome", data=_strings([""] * m.shape[0]), **chunked)
+    feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
+
+
+def write_10x_h5(path: Path, m: CountMatrix) -> None:
+    """Write as Cell Ranger does (see _fill_10x), the file built in memory first (io.writers says why)."""
+    _write_hdf5(path, lambda f: _fill_10x(f, m))

@@ -48,6 +48,7 @@ def _check_stop() -> None:
 
 
 def pick_device(requested: str | None = None) -> str:
+    """The torch device to train on: the one asked for, else cuda when there is one, else cpu."""
     import torch
 
     if requested:

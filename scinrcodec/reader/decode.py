@@ -8,9 +8,7 @@ threads never share output.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -20,6 +18,9 @@ from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from .index import Chunk, MatrixIndex, TileTable
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 PARALLEL_MIN_ENTRIES = 20_000  # nonzeros to decode: below this, one thread beats starting several
 _POOL: ThreadPoolExecutor | None = None
 
@@ -27,6 +28,7 @@ _POOL: ThreadPoolExecutor | None = None
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor  # a one-entry read never starts threads
         _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
     return _POOL
 
@@ -45,8 +47,7 @@ def run_all(function: Callable, calls: Iterable[tuple]) -> None:
         raise
 
 
-@dataclass
-class TileBatch:
+class TileBatch(NamedTuple):
     """Flat per-tile arrays of the tiles of one read."""
 
     offset: np.ndarray
@@ -68,7 +69,7 @@ class TileBatch:
 
 def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) -> TileBatch:
     """The tiles `parts` names (chunk and tile ids, or a slice of them), CRC-checked, as one batch."""
-    columns = {name: [] for name in TileBatch.__dataclass_fields__}
+    columns = {name: [] for name in TileBatch._fields}
     if index.source.batched:  # the bands holding the tiles (their CRCs cover whole bands), in one batch
         ranges = []
         for chunk, tiles in parts:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -18,11 +18,13 @@ from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.stages import MODES, parse_stages
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
-from ..model.siren import NORM_CODES, PatchSiren
 from ..storage.container import (SectionRef, check_disjoint, crc32, parse_section_table, unpack_array, unpack_header,
                                  unpack_map, unpack_strings)
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW, ZSTD_ARRAY, Sizes
 from ..storage.source import ByteSource
+
+if TYPE_CHECKING:
+    from ..model.siren import PatchSiren
 
 # A chunk's sections follow its header, its tiles last: a batched (remote) source is asked for this
 # much past each header along with it (bytes per cell of the chunk, plus a constant; writers use
@@ -54,9 +56,11 @@ class SectionReader:
         self._verified: set[str] = set()
 
     def has(self, name: str) -> bool:
+        """Whether the table lists a section of this name."""
         return name in self.table
 
     def raw(self, name: str, *, verify: bool = True) -> memoryview:
+        """A section's stored bytes, its CRC checked on first read (verify=False skips the check)."""
         ref = self.table[name]
         data = self.source.read(ref.offset, ref.length)
         if verify and name not in self._verified:
@@ -80,39 +84,29 @@ class SectionReader:
         return unpack_strings(data, expected, what=what)
 
 
-@dataclass
 class Chunk:
-    """One loaded chunk: its geometry, tile directory, models and SIRENs, ready for the kernels."""
+    """One loaded chunk: its geometry, tile directory, models and SIRENs, ready for the kernels.
+    A plain class (not a dataclass): opening a file should not pay for generated methods."""
 
-    index: int
-    first_cell: int
-    n_cells: int
-    nnz: int
-    n_rows: int
-    checksum: int
-    geometry: ChunkGeometry
-    tile_offset: np.ndarray  # absolute offset of each tile's stream
-    tile_length: np.ndarray
-    tile_k: np.ndarray
-    tile_h: np.ndarray
-    tile_w: np.ndarray
-    tile_row: np.ndarray
-    tile_first: np.ndarray
-    band_crc: np.ndarray
-    band_verified: np.ndarray
-    data_ref: SectionRef
-    band_siren: np.ndarray  # band -> index into the matrix's SIREN tables, -1 for the baseline
-    sections: SectionReader
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    lists: tuple = field(default=(), repr=False)  # row_starts, widths, tile_starts as lists, for bisect
-
-    def __post_init__(self) -> None:
-        g = self.geometry
-        self.lists = (g.row_starts.tolist(), g.widths.tolist(), g.tile_starts.tolist())
+    def __init__(self, index: int, first_cell: int, n_cells: int, nnz: int, n_rows: int, checksum: int,
+                 geometry: ChunkGeometry, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
+                 tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, tile_first: np.ndarray,
+                 band_crc: np.ndarray, band_verified: np.ndarray, data_ref: SectionRef, band_siren: np.ndarray,
+                 sections: SectionReader) -> None:
+        self.index, self.first_cell, self.n_cells, self.nnz = index, first_cell, n_cells, nnz
+        self.n_rows, self.checksum, self.geometry = n_rows, checksum, geometry
+        self.tile_offset = tile_offset  # absolute offset of each tile's stream
+        self.tile_length, self.tile_k, self.tile_h, self.tile_w = tile_length, tile_k, tile_h, tile_w
+        self.tile_row, self.tile_first = tile_row, tile_first
+        self.band_crc, self.band_verified, self.data_ref = band_crc, band_verified, data_ref
+        self.band_siren = band_siren  # band -> index into the matrix's SIREN tables, -1 for the baseline
+        self.sections = sections
+        self.lock = threading.Lock()
+        g = geometry
+        self.lists = (g.row_starts.tolist(), g.widths.tolist(), g.tile_starts.tolist())  # for bisect
 
 
-@dataclass
-class TileTable:
+class TileTable(NamedTuple):
     """Every tile of every chunk in flat arrays, built once a read has loaded all chunks, so that a
     read spanning all chunks (a gene) is gathered with a few vectorised steps. The chunks' own
     tile arrays become views into these."""
@@ -215,35 +209,45 @@ class MatrixIndex:
 
     # ------------------------------------------------------------------------------- genes
 
-    def genes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def genes(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
         """(stored gene order, the stored genes sorted, the row of each of those, gene terms), loaded
-        once."""
+        and checked once. Files of up to ROW_TABLE_LIMIT genes get the row and gene tables instead of
+        the sorted arrays (None): one scatter builds them and finds a repeated gene on the way."""
         with self._lock:
             if self._genes is None:
                 order = self.sections.get("genes.order").astype(np.int64)
-                if order.size and (order.max() >= self.n_genes or np.unique(order).size != order.size):
+                if order.size and order.max() >= self.n_genes:
                     raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
                 terms = self.sections.get("genes.baseline").astype(np.int64)
-                by_gene = np.argsort(order, kind="stable")
-                self._genes = (order, order[by_gene], by_gene, terms)
+                if self.n_genes <= ROW_TABLE_LIMIT:
+                    rows = np.full(self.n_genes, -1, dtype=np.int64)
+                    rows[order] = np.arange(order.size)
+                    stored = rows >= 0
+                    if np.count_nonzero(stored) != order.size:
+                        raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
+                    rows[~stored] = np.arange(order.size, self.n_genes)  # unstored genes follow, ascending
+                    genes = np.empty(self.n_genes, dtype=np.int64)
+                    genes[rows] = np.arange(self.n_genes)
+                    self._gene_tables = (rows, genes)
+                    self._genes = (order, None, None, terms)
+                else:
+                    if np.unique(order).size != order.size:
+                        raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
+                    by_gene = np.argsort(order, kind="stable")
+                    self._genes = (order, order[by_gene], by_gene, terms)
             return self._genes
 
     def gene_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(row of each gene, gene of each row) as arrays, built once, for files of up to
-        ROW_TABLE_LIMIT genes (scalar lookups then cost one index)."""
-        if self.n_genes > ROW_TABLE_LIMIT:
-            return None
-        if self._gene_tables is None:
-            rows = self.gene_rows(np.arange(self.n_genes, dtype=np.int64))
-            genes = np.empty(self.n_genes, dtype=np.int64)
-            genes[rows] = np.arange(self.n_genes)
-            self._gene_tables = (rows, genes)
+        """(row of each gene, gene of each row) as arrays, for files of up to ROW_TABLE_LIMIT genes
+        (scalar lookups then cost one index); None for larger ones."""
+        self.genes()
         return self._gene_tables
 
     def gene_rows(self, genes: np.ndarray) -> np.ndarray:
         """Row in the file's gene order of each original gene index."""
-        if self._gene_tables is not None:
-            return self._gene_tables[0][genes]
+        tables = self.gene_tables()
+        if tables is not None:
+            return tables[0][genes]
         _, stored_sorted, row_of_sorted, _ = self.genes()
         pos = np.searchsorted(stored_sorted, genes)
         clipped = np.minimum(pos, max(stored_sorted.size - 1, 0))
@@ -278,9 +282,11 @@ class MatrixIndex:
     # ------------------------------------------------------------------------------ chunks
 
     def chunk_of_cell(self, cell: int) -> int:
+        """The chunk that holds a cell (by its position in the file's order)."""
         return bisect.bisect_right(self.chunk_start_list, cell) - 1
 
     def chunk(self, i: int) -> Chunk:
+        """One chunk's parsed header, loaded once and cached."""
         with self._lock:
             chunk = self._chunks.get(i)
         return chunk if chunk is not None else self.load_chunks([i])[0]
@@ -393,6 +399,7 @@ class MatrixIndex:
         if reader.has("siren.meta") != reader.has("siren.weights"):
             raise CorruptFileError(f"{what}: SIREN metadata and weights must come together")
         if reader.has("siren.meta"):
+            from ..model.siren import PatchSiren  # only files with SIRENs pay for importing the model
             meta = reader.get("siren.meta").get("bands")
             if not isinstance(meta, list) or not meta:
                 raise CorruptFileError(f"{what}: SIREN metadata is malformed")
@@ -405,7 +412,7 @@ class MatrixIndex:
             bands = [entry[0] for entry in meta]
             if len(set(bands)) != len(bands):
                 raise CorruptFileError(f"{what}: a band has two SIRENs")
-            reader.sizes = Sizes(**{**reader.sizes.__dict__, "n_siren_parameters": sum(counts)})
+            reader.sizes = reader.sizes._replace(n_siren_parameters=sum(counts))
             flat = reader.get("siren.weights").astype(np.int64)
             used = 0
             for (band, patch_meta), count in zip(meta, counts):
@@ -483,6 +490,8 @@ class SirenTables:
         self._arrays: tuple | None = None  # what arrays() returns until the next add()
 
     def add(self, patch: PatchSiren) -> int:
+        """Append a band's SIREN to the packed tables the native evaluator reads; return its index."""
+        from ..model.siren import NORM_CODES  # only files with SIRENs pay for importing the model
         table, params = patch.packed()
         with self._lock:
             table[:, 5] += self.params.size

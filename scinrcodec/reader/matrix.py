@@ -1,29 +1,33 @@
-"""SinrMatrix: an open .sinr file. Shape, names, one entry, one gene, one cell, any submatrix or
-the whole matrix, decoding only the tiles a request touches (the native core decodes)."""
+"""MatrixReader: an open .sinr matrix. Shape, names, one entry, one gene, one cell, any submatrix
+or the whole matrix, decoding only the tiles a request touches (the native core decodes).
+
+The object users get, scinrcodec.SinrMatrix, extends this class with what needs whole-file storage
+above the reader (to_anndata, iter_cells: scinrcodec.wholefile.matrix); the encoder, which extends
+files, and `sinr info` need only this one."""
 from __future__ import annotations
 
 import bisect
 import functools
-import os
 import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..codec.stages import MODE_CODES
+from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
-from ..io.matrix import CountMatrix
 from ..storage.container import READ_MINOR_VERSION, read_footer
 from ..storage.opening import open_source
 from ..storage.source import ByteSource
 from .assemble import cell_major, gene_major
-from ..codec.stages import MODE_CODES
-from ..codec.tile import STATUS_TEXT, decode_entry
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
+from .oriented import CellsByGenes
+from .selection import as_index, expand, is_key, is_scalar, place
 
 
-def _fits(what: str):
+def fits_in_memory(what: str):
     """A read whose result or working memory cannot be allocated raises ResultTooLargeError naming
     the read and the allocation that failed (its size), not a bare MemoryError: a file may declare
     dimensions (up to 2**31-1 genes) whose dense results no machine holds."""
@@ -42,11 +46,13 @@ def _fits(what: str):
         return checked
     return wrap
 
+
 if TYPE_CHECKING:
-    from .oriented import CellsByGenes
+    from ..io.matrix import CountMatrix
+    from .contents import StoredContents
 
 
-class SinrMatrix:
+class MatrixReader:
     """An open .sinr matrix. Thread-safe: decoding state is per call, caches fill under locks."""
 
     def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None,
@@ -79,7 +85,7 @@ class SinrMatrix:
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
-        self._siblings: dict[str, SinrMatrix] = {}
+        self._siblings: dict[str, MatrixReader] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ header
@@ -184,10 +190,8 @@ class SinrMatrix:
         return pd.Index(self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])], dtype=str)
 
     @property
-    def T(self) -> "CellsByGenes":  # noqa: N802 (numpy's name)
+    def T(self) -> CellsByGenes:  # noqa: N802 (numpy's name)
         """This matrix in AnnData's orientation, cells x genes: m.T[cells, genes]."""
-        from .oriented import CellsByGenes
-
         return CellsByGenes(self)
 
     def _table(self, axis: str) -> dict[str, int]:
@@ -231,7 +235,7 @@ class SinrMatrix:
         chunk = index.chunk(index.chunk_of_cell(cell))
         return chunk, int(index.cell_position[cell])
 
-    @_fits("reading an entry")
+    @fits_in_memory("reading an entry")
     def get(self, gene, cell) -> int:
         """One entry by index or name: one tile, decoded only as far as the entry."""
         i, j = self._lookup("gene", gene), self._lookup("cell", cell)
@@ -261,7 +265,7 @@ class SinrMatrix:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")
         return int(value)
 
-    @_fits("reading a gene (dense over cells)")
+    @fits_in_memory("reading a gene (dense over cells)")
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
         i = self._lookup("gene", key)
@@ -279,7 +283,7 @@ class SinrMatrix:
             out[index.cell_original[cols]] = values
         return out
 
-    @_fits("reading a cell (dense over genes)")
+    @fits_in_memory("reading a cell (dense over genes)")
     def cell(self, key) -> np.ndarray:
         """One cell (column) as a dense 1-D int64 array over genes: one tile per band of its chunk."""
         j = self._lookup("cell", key)
@@ -293,14 +297,14 @@ class SinrMatrix:
             out[self._index.row_genes(rows)] = values
         return out
 
-    @_fits("reading this selection")
+    @fits_in_memory("reading this selection")
     def __getitem__(self, key):
         """m[genes, cells]: each an index, a name, a slice, a list of indices or of names, or a
         boolean mask. Two scalars give one int, anything else a genes x cells CSR matrix."""
         if not isinstance(key, tuple) or len(key) != 2:
             raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
         gene_key, cell_key = key
-        if _is_key(gene_key) and _is_key(cell_key):
+        if is_key(gene_key) and is_key(cell_key):
             return self.get(gene_key, cell_key)
         return self._gather(self.positions(gene_key, "gene"), self.positions(cell_key, "cell"))
 
@@ -308,7 +312,7 @@ class SinrMatrix:
         """An index of one axis as int64 positions; names are looked up, every unknown one named."""
         if isinstance(key, str):
             return np.array([self._lookup(axis, key)], dtype=np.int64)
-        if not isinstance(key, slice) and not _is_scalar(key):
+        if not isinstance(key, slice) and not is_scalar(key):
             names = key.tolist() if hasattr(key, "tolist") else list(key) if isinstance(key, (list, tuple)) else None
             if names and all(isinstance(k, str) for k in names):
                 table = self._table(axis)
@@ -320,7 +324,7 @@ class SinrMatrix:
                 return np.fromiter((table[k] for k in names), dtype=np.int64, count=len(names))
             if names and any(isinstance(k, str) for k in names):
                 raise SinrIndexError(f"a {axis} index mixes names and other keys")
-        return _as_index(key, self.shape[0 if axis == "gene" else 1], axis)
+        return as_index(key, self.shape[0 if axis == "gene" else 1], axis)
 
     def _gather(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
         """Submatrix for original gene and cell index arrays (any order, repeats allowed)."""
@@ -351,13 +355,13 @@ class SinrMatrix:
         found_genes = index.row_genes(rows)
         found_cells = index.cell_original[cols]
         if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
-            return sp.csr_matrix((values, (_place(genes, found_genes, self.shape[0]),
-                                           _place(cells, found_cells, self.shape[1]))), shape=out_shape)
-        out_rows, src = _expand(genes, found_genes)
-        out_cols, src_cols = _expand(cells, found_cells[src])
+            return sp.csr_matrix((values, (place(genes, found_genes, self.shape[0]),
+                                           place(cells, found_cells, self.shape[1]))), shape=out_shape)
+        out_rows, src = expand(genes, found_genes)
+        out_cols, src_cols = expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
 
-    @_fits("decoding the whole matrix")
+    @fits_in_memory("decoding the whole matrix")
     def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
         """The whole matrix, genes x cells, exact: CSR by default, or layout='csc' (cell-major, as
         10x files store it, and faster: no counting pass)."""
@@ -367,7 +371,7 @@ class SinrMatrix:
             raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
         return gene_major(self._index, dtype, self.jobs)
 
-    @_fits("decoding a block of cells")
+    @fits_in_memory("decoding a block of cells")
     def cells_block(self, start: int, stop: int, dtype=np.int64) -> sp.csr_matrix:
         """Cells start..stop-1 as a cells x genes CSR matrix (AnnData's orientation), exact: the
         chunks holding them are decoded whole, checksums verified. The unit of out-of-core work."""
@@ -383,7 +387,7 @@ class SinrMatrix:
             return block
         return block[start - offset: stop - offset]
 
-    @_fits("decoding a block of chunks")
+    @fits_in_memory("decoding a block of chunks")
     def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
         """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
         given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once."""
@@ -400,33 +404,11 @@ class SinrMatrix:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""
         return self._index.chunk_starts.copy()
 
-    @_fits("decoding the whole matrix")
+    @fits_in_memory("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
+        """The whole matrix with its names, as the writers of other formats take it."""
+        from ..io.matrix import CountMatrix  # writers need it, reads do not: opening a file skips it
         return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
-
-    @_fits("building an AnnData")
-    def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
-        """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
-        gives it back whole, every part as it was and X in its own dtype (whichever matrix was
-        opened); a file of one matrix gives X as float32 (dtype= chooses: reader.dtypes states the
-        policy). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
-        the other parts loaded (scinrcodec.reader.lazy). feature_type keeps the features of one
-        type ('Antibody Capture') of a multi-modal file."""
-        from ..io.anndata_store import to_anndata
-
-        return to_anndata(self, lazy=lazy, feature_type=feature_type, dtype=dtype)
-
-    def iter_cells(self, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None, buffer: int = 4,
-                   dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None):
-        """One epoch of batches of cells for training: CellBatch(X, obs, cells), X a cells x genes
-        CSR. Chunks are decoded whole, `buffer` at a time (the next buffer decodes meanwhile), and
-        with shuffle their cells are shuffled together (block shuffle): every cell comes exactly
-        once, in an order fixed by `seed`. Only the last batch may be smaller (or left out with
-        drop_last). torch is not needed: wrap the batches in a torch IterableDataset to use one."""
-        from .lazy import iter_cells
-
-        return iter_cells(self, batch_size, shuffle=shuffle, seed=seed, buffer=buffer, dtype=dtype, obs=obs,
-                          drop_last=drop_last, jobs=jobs)
 
     # ------------------------------------------------------------------ files of several parts
 
@@ -435,25 +417,25 @@ class SinrMatrix:
         """Every matrix of the file, the one opened by default first."""
         return [m["name"] for m in self.footer["matrices"]]
 
-    def matrix(self, name: str) -> "SinrMatrix":
+    def matrix(self, name: str) -> "MatrixReader":
         """Another matrix of the same file ('layers/counts', 'raw/X'), sharing its open source; one
-        object per name, so what one read loads (chunks, names) serves the next."""
+        object per name, so what one read loads (chunks, names) serves the next. It is of this
+        object's own class, so a SinrMatrix's siblings are SinrMatrix objects too."""
         if name == self.name:
             return self
         with self._lock:
             other = self._siblings.get(name)
         if other is None:
-            other = SinrMatrix(self._source, matrix=name, jobs=self.jobs)
+            other = type(self)(self._source, matrix=name, jobs=self.jobs)
             with self._lock:
                 other = self._siblings.setdefault(name, other)
         return other
 
     @functools.cached_property
-    def contents(self):
+    def contents(self) -> StoredContents | None:
         """What the file stores besides its matrices (a whole AnnData or 10x file: format 2.1), as a
         StoredContents, or None."""
-        from ..io.anndata_store import read_contents
-
+        from .contents import read_contents  # most files store one matrix: opening them skips this
         return read_contents(self._source, self.source, matrices=self.matrix)
 
     @property
@@ -462,7 +444,7 @@ class SinrMatrix:
         index = self._index
         return int(index.chunk_index[:, 3].sum()) + sum(ref.length for ref in index.sections.table.values())
 
-    @_fits("verifying")
+    @fits_in_memory("verifying")
     def verify(self) -> dict:
         """Check every section of the matrix and of each chunk against every rule of the spec (CRC,
         zstd framing, size, names' UTF-8, count, line breaks and length, cross-field rules), and
@@ -496,9 +478,10 @@ class SinrMatrix:
         return self._source.size
 
     def close(self) -> None:
+        """Release the file (or connection); reads after it fail."""
         self._source.close()
 
-    def __enter__(self) -> "SinrMatrix":
+    def __enter__(self) -> "MatrixReader":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -506,82 +489,3 @@ class SinrMatrix:
 
     def __repr__(self) -> str:
         return f"<SinrMatrix {self.shape[0]} genes x {self.shape[1]} cells, nnz={self.nnz}, mode={self.mode}>"
-
-
-def _is_scalar(key) -> bool:
-    return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
-
-
-def _is_key(key) -> bool:
-    """One entry of an axis: an index or a name."""
-    return _is_scalar(key) or isinstance(key, str)
-
-
-def _as_index(key, n: int, axis: str) -> np.ndarray:
-    """ints, slices, 1-D lists of ints or boolean masks -> int64 index array."""
-    if _is_scalar(key):
-        key = [int(key)]
-    if isinstance(key, slice):
-        try:
-            return np.arange(*key.indices(n), dtype=np.int64)  # only the selected indices, however large n is
-        except ValueError as exc:
-            raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
-    array = np.asarray(key)
-    if array.ndim != 1:
-        raise SinrIndexError(f"{axis} index must be one-dimensional, not of shape {array.shape}")
-    if array.dtype == bool:
-        if array.shape != (n,):
-            raise SinrIndexError(f"boolean {axis} mask has length {array.size}, expected {n}")
-        return np.flatnonzero(array)
-    if array.dtype.kind not in "iu" and array.size:
-        raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
-    array = array.astype(np.int64)
-    if array.size and (array.min() < -n or array.max() >= n):
-        raise SinrIndexError(f"{axis} index out of range for {n} {axis}s")
-    return np.where(array < 0, array + n, array)
-
-
-def _place(requested: np.ndarray, found: np.ndarray, n: int) -> np.ndarray:
-    """Position in `requested` (distinct keys in [0, n)) of each found key: a direct lookup table
-    where it is small next to the work, else a binary search."""
-    if n <= 4 * (requested.size + found.size):
-        lookup = np.empty(n, dtype=np.int64)
-        lookup[requested] = np.arange(requested.size)
-        return lookup[found]
-    order = np.argsort(requested, kind="stable")
-    return order[np.searchsorted(requested[order], found)]
-
-
-def _expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Output positions of each found key in `requested` (which may repeat keys), and which found."""
-    order = np.argsort(requested, kind="stable")
-    sorted_keys = requested[order]
-    left = np.searchsorted(sorted_keys, found, side="left")
-    right = np.searchsorted(sorted_keys, found, side="right")
-    counts = right - left
-    source = np.repeat(np.arange(found.size), counts)
-    starts = np.repeat(left - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
-    return order[np.arange(source.size) + starts], source
-
-
-def open(source, *, matrix: str | None = None, jobs: int | None = None,  # noqa: A001
-         storage_options: dict | None = None) -> SinrMatrix:
-    """Open a .sinr file: a path, a URL (s3://, gs://, http(s)://, any fsspec URL, with fsspec's
-    storage_options), bytes, or a seekable binary file object. Only the footer is read (from a URL:
-    one round trip of concurrent requests); everything else is read and checked when first needed."""
-    return SinrMatrix(source, matrix=matrix, jobs=jobs, storage_options=storage_options)
-
-
-def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
-           jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None):
-    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
-    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives)."""
-    from ..io.anndata_store import write_decoded
-    from ..io.writers import check_output
-
-    if output is not None:
-        check_output(output, force=force, inputs=[path])
-    with open(path, jobs=jobs, storage_options=storage_options) as matrix:
-        if output is None:
-            return matrix.to_scipy()
-        return write_decoded(matrix, output, force=force, compression=compression, dtype=dtype)

@@ -1,23 +1,36 @@
 """A .sinr matrix in AnnData's orientation: cells x genes, so that code written for AnnData's
 X (x[cells, genes], obs_names, var_names, n_obs, n_vars) works on an open file unchanged.
-It is a view: every read goes to the SinrMatrix, decoding only the tiles it touches."""
+It is a view: every read goes to the matrix, decoding only the tiles it touches."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import SinrIndexError
 
-if TYPE_CHECKING:
-    from .matrix import SinrMatrix
+
+class GenesByCells(Protocol):
+    """What the view reads through: an open matrix (reader.matrix.MatrixReader), genes x cells.
+    A protocol, so that this module needs nothing of the class that returns the view."""
+
+    n_obs: int
+    n_vars: int
+    nnz: int
+    obs_names: object
+    var_names: object
+
+    def __getitem__(self, key): ...
+
+    def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
+        """The whole matrix, genes x cells."""
 
 
 class CellsByGenes:
     """SinrMatrix.T: the same file, cells x genes."""
 
-    def __init__(self, matrix: "SinrMatrix") -> None:
+    def __init__(self, matrix: GenesByCells) -> None:
         self.T = matrix
 
     @property

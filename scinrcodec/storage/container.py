@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 import numpy as np
@@ -37,6 +36,7 @@ ZSTD_LEVEL = 19
 
 
 def crc32(data) -> int:
+    """CRC-32 (zlib's) as an unsigned int: the checksum of every section, header and footer."""
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
@@ -118,6 +118,7 @@ def unpack_strings(payload, count: int, *, what: str) -> list[str]:
 
 
 def pack_map(value: dict) -> bytes:
+    """A map as MessagePack (binary strings kept as bytes), as headers and the footer store it."""
     return msgpack.packb(value, use_bin_type=True)
 
 
@@ -132,6 +133,7 @@ def _strict_map(pairs) -> dict:
 
 
 def unpack_map(payload, *, what: str) -> dict:
+    """A MessagePack map, strictly: malformed data, a repeated key or a non-map is a CorruptFileError."""
     try:
         value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=False, object_pairs_hook=_strict_map)
     except Exception as exc:  # msgpack raises several types on malformed input
@@ -147,6 +149,8 @@ def pack_header(value: dict) -> bytes:
 
 
 def unpack_header(payload, limit: int, *, what: str) -> dict:
+    """A zstd-compressed MessagePack header, decompressed to at most `limit` bytes (a hostile file cannot
+    inflate it further)."""
     return unpack_map(_decompress_bounded(payload, limit, what=what), what=what)
 
 
@@ -173,9 +177,11 @@ class ContainerWriter:
         return [name, self._write(payload), len(payload), crc32(payload)]
 
     def block(self, payload) -> int:
+        """Write a chunk's block of tiles; return the offset it starts at."""
         return self._write(payload)
 
     def finish(self, footer: dict[str, Any]) -> int:
+        """Write the footer and the trailer; return the file's size."""
         packed = pack_header(footer)
         self._write(packed)
         self._write(TRAILER.pack(len(packed), crc32(self.preamble + packed), 0, END_MAGIC))
@@ -184,8 +190,9 @@ class ContainerWriter:
 
 # -------------------------------------------------------------------------------------- reading
 
-@dataclass(frozen=True)
-class SectionRef:
+class SectionRef(NamedTuple):
+    """Where a section lies in the file and its CRC, as a section table lists it."""
+
     name: str
     offset: int
     length: int
@@ -214,14 +221,16 @@ def parse_section_table(table, *, low: int, high: int, what: str, base: int = 0)
 
 
 def check_disjoint(ranges: list[tuple[int, int, str]], *, what: str) -> None:
+    """Refuse byte ranges (offset, length, name) that overlap: no two sections or blocks may share bytes."""
     ordered = sorted((o, n, name) for o, n, name in ranges if n)
     for (a, n, name), (b, _, other) in zip(ordered, ordered[1:]):
         if a + n > b:
             raise CorruptFileError(f"{what}: {name!r} overlaps {other!r}")
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):
+    """The parsed footer: the format version, its map, and where it starts."""
+
     version: tuple[int, int]
     content: dict[str, Any]
     offset: int  # where the footer starts: the body is [PREAMBLE.size, offset)

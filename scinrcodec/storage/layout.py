@@ -7,17 +7,20 @@ a section may hold before it decompresses anything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from ..codec.models import N_BINS, N_CONTEXTS
+# The value model's table (spec §6.3, §6.4): how values are binned fixes how many frequencies a chunk's
+# `values.counts` holds, so the numbers live here, below the codec that bins with them.
+MANTISSA_BITS = 3
+MAX_EXPONENT = 30  # e = u + 1 < 2**31
+N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
+N_CONTEXTS = 48
 
 ZSTD_ARRAY, ZSTD_TEXT, RAW, MSGPACK = "zstd-array", "zstd-text", "raw", "msgpack"
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
 
 
-@dataclass(frozen=True)
-class Sizes:
+class Sizes(NamedTuple):
     """Header fields that section sizes depend on."""
 
     n_genes: int = 0
@@ -29,8 +32,7 @@ class Sizes:
     n_siren_parameters: int = 0
 
 
-@dataclass(frozen=True)
-class SectionSpec:
+class SectionSpec(NamedTuple):
     """One section a matrix or chunk may hold: how it is encoded, its item type, how many items
     its header fields say it holds, and where `sinr info` counts its bytes."""
 

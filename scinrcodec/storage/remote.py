@@ -97,6 +97,7 @@ class RemoteSource(ByteSource):
     # ------------------------------------------------------------------------------- reading
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Bytes at offset..offset+length: from the cache when held, else fetched."""
         self._check(offset, length)
         if length == 0:
             return memoryview(b"")
@@ -146,6 +147,7 @@ class RemoteSource(ByteSource):
         return buffer, base[np.searchsorted(used, block)] + offsets - starts[block]
 
     def close(self) -> None:
+        """Drop the cached blocks."""
         with self._lock:
             self._blocks.clear()
             self._starts.clear()

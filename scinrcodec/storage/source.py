@@ -31,6 +31,7 @@ class ByteSource:
     batched = False  # whether reads gain from announcing their ranges to prefetch first
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Exactly `length` bytes at `offset`, or an error: every source checks the range first."""
         raise NotImplementedError
 
     def prefetch(self, ranges) -> None:
@@ -85,10 +86,12 @@ class MemorySource(ByteSource):
         self.name = name
 
     def read(self, offset: int, length: int) -> memoryview:
+        """A view of the bytes (no copy)."""
         self._check(offset, length)
         return self._view[offset: offset + length]
 
     def array(self) -> np.ndarray:
+        """The bytes as one uint8 array, so the native decoder reads tiles in place."""
         return self._array
 
 
@@ -113,80 +116,123 @@ class LocalFileSource(ByteSource):
             raise FormatError(f"{path}: is a folder, not a .sinr file") from exc
         except OSError as exc:
             raise InvalidInputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        self._closer = weakref.finalize(self, os.close, fd)  # close() or collection closes it, once
+        descriptor = _Descriptor(self, fd)
         try:
             status = os.fstat(fd)
         except OSError as exc:
-            self.close()
+            descriptor.retire()
             raise InvalidInputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
         if stat.S_ISDIR(status.st_mode):
-            self.close()
+            descriptor.retire()
             raise FormatError(f"{path}: is a folder, not a .sinr file")
-        self._fd = fd
-        self._open = True
+        self._descriptor: _Descriptor | None = descriptor
         self._stamp = _stamp(status)
         self.size = status.st_size
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Bytes by pread; a file another process rewrote or truncated meanwhile is a FileChangedError."""
         self._check(offset, length)
+        descriptor = self._acquire()
         try:
-            data = os.pread(self._fd if self._open else self._reopen(), length, offset)
-        except OSError as exc:
-            raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
-        if len(data) < length:  # the file shrank (or one call returned less): read what is left in place
-            buffer = bytearray(length)
-            buffer[: len(data)] = data
-            self.read_into(memoryview(buffer)[len(data):], offset + len(data))
-            return memoryview(buffer)
-        self._unchanged(True)
-        return memoryview(data)
+            try:
+                data = os.pread(descriptor.fd, length, offset)
+            except OSError as exc:
+                raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
+            if len(data) < length:  # the file shrank (or one call returned less): read what is left in place
+                buffer = bytearray(length)
+                buffer[: len(data)] = data
+                self._read_into(descriptor, memoryview(buffer)[len(data):], offset + len(data))
+                return memoryview(buffer)
+            self._unchanged(descriptor, True)
+            return memoryview(data)
+        finally:
+            self._release(descriptor)
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill `buffer` with the bytes at `offset` (no intermediate copy), or fail as read() does."""
         self._check(offset, len(buffer))
-        fd = self._fd if self._open else self._reopen()
+        descriptor = self._acquire()
+        try:
+            self._read_into(descriptor, buffer, offset)
+        finally:
+            self._release(descriptor)
+
+    def _read_into(self, descriptor: "_Descriptor", buffer: memoryview, offset: int) -> None:
         done = 0
         try:
             while done < len(buffer):
-                got = os.preadv(fd, [buffer[done:]], offset + done)
+                got = os.preadv(descriptor.fd, [buffer[done:]], offset + done)
                 if got <= 0:
                     break
                 done += got
         except OSError as exc:
             raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
-        self._unchanged(done == len(buffer))
+        self._unchanged(descriptor, done == len(buffer))
 
-    def _unchanged(self, complete: bool) -> None:
+    def _unchanged(self, descriptor: "_Descriptor", complete: bool) -> None:
         """Raise FileChangedError when the file is no longer the one opened (or a read fell short)."""
         try:
-            status = os.fstat(self._fd)
-            same = (status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev) == self._stamp
+            same = _stamp(os.fstat(descriptor.fd)) == self._stamp
         except OSError:
             same = False
         if not (same and complete):
             raise FileChangedError(f"{self.name}: the file changed while open (another process rewrote or truncated "
                                    "it); open it again")
 
-    def _reopen(self) -> int:
-        """The descriptor of the file opened again after close(), if it is the same, unchanged."""
+    def _acquire(self) -> "_Descriptor":
+        """The open descriptor, counted as in use until _release (close() waits for none: it retires
+        the descriptor, and the last read using it closes it). After close(), the file is opened
+        again if it is the same, unchanged."""
         with self._lock:
-            if not self._open:
+            descriptor = self._descriptor
+            if descriptor is None:
                 try:
                     fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
                 except OSError as exc:
                     raise FileChangedError(f"{self.name}: read after close, and the file cannot be opened again "
                                            f"({exc.strerror or exc})") from exc
+                descriptor = _Descriptor(self, fd)
                 if _stamp(os.fstat(fd)) != self._stamp:
-                    os.close(fd)
+                    descriptor.retire()
                     raise FileChangedError(f"{self.name}: read after close, and the file has changed since it was "
                                            "opened; open it again")
-                self._closer = weakref.finalize(self, os.close, fd)
-                self._fd, self._open = fd, True
-            return self._fd
+                self._descriptor = descriptor
+            descriptor.users += 1
+            return descriptor
+
+    def _release(self, descriptor: "_Descriptor") -> None:
+        with self._lock:
+            descriptor.users -= 1
+            if descriptor.retired and descriptor.users == 0:
+                descriptor.close()
 
     def close(self) -> None:
+        """Release the descriptor (at once, or when the reads using it end)."""
         with self._lock:
-            self._open = False
-            self._closer()
+            descriptor, self._descriptor = self._descriptor, None
+            if descriptor is not None:
+                descriptor.retired = True
+                if descriptor.users == 0:
+                    descriptor.close()
+
+
+class _Descriptor:
+    """One open descriptor of a LocalFileSource and the reads using it: closing waits for them, so a
+    close() racing a read never closes (or lets the system reuse) a descriptor a read still uses."""
+
+    def __init__(self, owner: LocalFileSource, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.retired = False
+        self._closer = weakref.finalize(owner, os.close, fd)  # close() or collection closes it, once
+
+    def retire(self) -> None:
+        """Close a descriptor no read has used."""
+        self.retired = True
+        self.close()
+
+    def close(self) -> None:
+        self._closer()
 
 
 def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
@@ -209,6 +255,7 @@ class FileObjectSource(ByteSource):
             raise InvalidInputError(f"{self.name}: file object is not seekable ({exc})") from exc
 
     def read(self, offset: int, length: int) -> memoryview:
+        """Bytes by seek and read under a lock (a file object has one position); a short read is a FormatError."""
         self._check(offset, length)
         with self._lock:
             self._file.seek(offset)

@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import scinrcodec  # noqa: E402
-from scinrcodec.codec.models import BIN_OFFSET_BITS, N_BINS, N_CONTEXTS  # noqa: E402
+from scinrcodec.codec.models import N_BINS, N_CONTEXTS, bin_tables  # noqa: E402
 from scinrcodec.io.sources import ScipySource  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -1830,8 +1830,8 @@ def census(blob: bytes, genes: np.ndarray, cells: np.ndarray) -> dict:
             counts = chunk.sections.get("values.counts").reshape(N_CONTEXTS, N_BINS)
             used = counts.sum(axis=0) > 0
             if used.any():
-                out["max_offset_bits"] = max(out["max_offset_bits"], int(BIN_OFFSET_BITS[used].max()))
-                out["values_over_16_offset_bits"] += int(counts.sum(axis=0)[BIN_OFFSET_BITS > 16].sum())
+                out["max_offset_bits"] = max(out["max_offset_bits"], int(bin_tables()[1][used].max()))
+                out["values_over_16_offset_bits"] += int(counts.sum(axis=0)[bin_tables()[1] > 16].sum())
     out["siren_normalisations"] = sorted(norms)
     out["genes_only_in_later_chunks"] = sum(1 for c in first_chunk_of_gene.values()
                                             if c > min(first_chunk_of_gene.values()))

@@ -11,7 +11,7 @@ import types
 
 from fuzz.reseal import reseal
 from scinrcodec.errors import SinrError
-from scinrcodec.reader.matrix import SinrMatrix
+from scinrcodec.wholefile.matrix import SinrMatrix
 from scinrcodec.report import describe
 
 

@@ -7,7 +7,11 @@ repo_root <- function() {
   root
 }
 
-fixture <- function(name) testthat::test_path("fixtures", name)
+# A fixture of fixtures/, or a file the package ships (inst/extdata: the help pages' examples use them).
+fixture <- function(name) {
+  path <- testthat::test_path("fixtures", name)
+  if (file.exists(path)) path else system.file("extdata", name, package = "scinrcodec", mustWork = TRUE)
+}
 
 vectors <- function(kind) {
   dir <- file.path(repo_root(), "tests", "conformance")

@@ -38,5 +38,5 @@ test_that("a whole 10x .h5 file (format 2.1) reads as Python decodes it, and say
   expect_identical(info$version, "2.1")
   expect_identical(info$contents$object, "10x-h5")
   expect_output(print(info), "contents:  a whole 10x-h5 file; parts h5")
-  expect_message(sinr_to_sce(path), "also stores the 10x-h5 parts h5")
+  expect_message(sinr_to_sce(path), "also stores the 10x file.s attributes")
 })

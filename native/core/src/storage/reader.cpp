@@ -346,22 +346,26 @@ std::vector<uint8_t> MatrixReader::section_bytes(const SectionTable& table, cons
   return data;
 }
 
+SectionTable MatrixReader::file_sections() {
+  if (minor_ < 1) return SectionTable();  // format 2.0: readers ignore the table (spec §4)
+  return parse_section_table(&file_sections_, kPreambleSize, body_end_, what_ + ": file sections");
+}
+
 FileContents MatrixReader::contents() {
   FileContents out;
-  if (minor_ < 1) return out;  // format 2.0: readers ignore the table (spec §4)
   const std::string what = what_ + ": file sections";
-  const SectionTable refs = parse_section_table(&file_sections_, kPreambleSize, body_end_, what);
+  const SectionTable refs = file_sections();
   if (refs.empty()) return out;
   if (!refs.count("contents")) {
     if (newer_minor_) return out;
     throw CorruptFileError(what_ + ": file-level sections without a 'contents' section");
   }
   const std::vector<uint8_t> raw = section_bytes(refs, "contents", what);
-  const Value map = unpack_map(raw.data(), raw.size(), what + ": section 'contents'");
-  const Value* object = map.get("object");
+  out.map = unpack_map(raw.data(), raw.size(), what + ": section 'contents'");
+  const Value* object = out.map.get("object");
   if (!object || object->type != Value::kStr || (object->text != "anndata" && object->text != "10x-h5"))
     throw CorruptFileError(what_ + ": contents section names an unknown object " + repr(object));
-  const Value* elements = map.get("elements");
+  const Value* elements = out.map.get("elements");
   if (!elements || elements->type != Value::kArray)
     throw CorruptFileError(what_ + ": contents section has a field of the wrong type");
   out.object = object->text;
@@ -372,6 +376,27 @@ FileContents MatrixReader::contents() {
     out.elements.push_back(element->text);
   }
   return out;
+}
+
+std::vector<uint8_t> MatrixReader::element_image(const std::string& element) {
+  const FileContents c = contents();
+  const SectionTable refs = file_sections();
+  for (const auto& e : c.map.get("elements")->items) {
+    const Value* name = e.get("element");
+    if (name->text != element) continue;
+    const Value* section = e.get("section");
+    const Value* bytes = e.get("bytes");
+    if (!section || section->type != Value::kStr || !bytes || !bytes->is_int() || bytes->negative)
+      throw CorruptFileError(what_ + ": contents section holds a malformed element entry");
+    const std::string expected = c.object == "10x-h5" ? std::string("10x.h5") : "anndata." + element;
+    if (section->text != expected || !refs.count(expected))
+      throw CorruptFileError(what_ + ": contents section places element " + quoted(element) +
+                             " in a missing or wrong section");
+    const std::string what = what_ + ": file sections: section " + quoted(expected);
+    const std::vector<uint8_t> raw = section_bytes(refs, expected, what_ + ": file sections");
+    return unpack_array<uint8_t>(raw.data(), raw.size(), bytes->as_uint64(), what);
+  }
+  throw CorruptFileError(what_ + ": the file stores no element " + quoted(element));
 }
 
 // ---------------------------------------------------------------------------------------- genes

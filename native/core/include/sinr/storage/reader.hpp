@@ -27,10 +27,12 @@ struct SparseColumns {
 };
 
 // What a format 2.1 file stores besides its matrices (spec §14): the object ("anndata" or
-// "10x-h5"; empty when the file holds matrices only) and the parts stored as HDF5 images.
+// "10x-h5"; empty when the file holds matrices only), the parts stored as HDF5 images, and the
+// whole contents map (its other fields: names_in, group, matrices, ...).
 struct FileContents {
   std::string object;
   std::vector<std::string> elements;
+  msgpack::Value map;
 };
 
 // A list of names, or none (the file does not store it).
@@ -69,6 +71,9 @@ class MatrixReader {
   const std::string& writer() const { return writer_; }
   // The file-level sections' contents map, checked (spec §14.1-§14.2; empty for format 2.0).
   FileContents contents();
+  // The HDF5 image of one element of the contents map ("obs", "var", ..., or "h5" of a 10x file),
+  // read from its section and checked to hold exactly the entry's `bytes` (spec §14.1 S3-S4).
+  std::vector<uint8_t> element_image(const std::string& element);
 
   NameList gene_ids();
   NameList gene_names();  // the ids when the file says gene names are ids
@@ -101,6 +106,7 @@ class MatrixReader {
   std::unique_ptr<Chunk> load_chunk(int64_t i);
   const Genes& genes_table();
   NameList global_names(const std::string& section);
+  SectionTable file_sections();
   std::vector<uint8_t> section_bytes(const SectionTable& table, const std::string& name, const std::string& what);
   void verify_band(Chunk& c, int64_t band, const uint8_t* bytes);
   // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.

@@ -19,17 +19,23 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..encoder.append import extend_into
 from ..encoder.combine import Piece, PiecesSource, gene_fields, joined_genes, unique_cell_names
+from ..encoder.driver import encode
+from ..encoder.options import EncodeOptions
 from ..errors import InvalidInputError
-from ..reader.dtypes import anndata_dtype
-from ..reader.matrix import SinrMatrix
-from .atomic import check_writable
-from .h5ad_output import quiet_anndata
+from ..io.atomic import atomic_path, check_writable
+from ..io.dtypes import anndata_dtype
+from ..io.h5ad import cells_by_genes_source
+from ..io.h5ad_output import quiet_anndata
+from .encode import checked_options, write_plan
+from .matrix import SinrMatrix, open as open_sinr
+from .names import name_frames
+from .parts import MemoryParts
+from .plan import plan_anndata
 
 
 def _open_all(inputs: Sequence) -> list[SinrMatrix]:
-    from ..reader.matrix import open as open_sinr
-
     opened = []
     try:
         for path in inputs:
@@ -49,8 +55,6 @@ def _options(m: SinrMatrix, jobs: int | None, progress: bool) -> dict:
     """The first input's recorded settings for what is encoded again; lossless (the inputs' values
     are kept as they decode), and tile sizes chosen anew for the output's size."""
     recorded = {k: v for k, v in m.options.items() if k not in ("mode", "max_error", "tile_nnz", "patch_nnz")}
-    from ..encoder.options import EncodeOptions
-
     known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
     return {**known, "mode": "lossless", "jobs": jobs, "progress": progress}
 
@@ -93,10 +97,6 @@ def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, jo
 
 def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_unique, force: bool,
                   jobs: int | None, progress: bool) -> dict:
-    from ..encoder.append import extend_into
-    from ..encoder.driver import encode
-    from .atomic import atomic_path
-
     named = [m.cell_names is not None for m in matrices]
     if any(named) != all(named):
         raise InvalidInputError(f"{matrices[named.index(False)].source}: has no cell names, unlike "
@@ -140,8 +140,6 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
         if not gene_index.size:
             raise InvalidInputError("a subset needs at least one gene")
         if _is_plain(m):
-            from ..encoder.driver import encode
-
             names = m.cell_names
             source = PiecesSource([Piece(m, cell_index, gene_index)], *(
                 None if v is None else [v[i] for i in gene_index.tolist()]
@@ -165,8 +163,6 @@ def _skeleton(m: SinrMatrix):
     matrices: element -> (SinrMatrix, dtype, format). A file of one matrix gives its names (and X
     in the dtype policy's type)."""
     import anndata
-
-    from .anndata_store import name_frames
 
     contents = m.contents
     if contents is None or contents.object != "anndata":
@@ -245,9 +241,6 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
                    jobs: int | None, progress: bool) -> dict:
     """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
     dtype, format)) as a whole-AnnData .sinr file."""
-    from .anndata_store import MemoryParts, checked_options as encode_options, plan_anndata, write_plan
-    from .h5ad import cells_by_genes_source
-
     class Parts(MemoryParts):
         """The AnnData's parts, its count matrices read from the pieces."""
 
@@ -265,6 +258,6 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
             return PiecesSource(counts[path][0], names.gene_ids, names.gene_names, names.feature_types,
                                 [str(n) for n in self.adata.obs_names], description=path)
 
-    opts = encode_options(_options(first, jobs, progress))
+    opts = checked_options(_options(first, jobs, progress))
     plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
     return write_plan(plan, output, opts, force=force, inputs=inputs)

@@ -2,14 +2,15 @@
 files (anndata.read_h5ad, AnnData.write_h5ad): an AnnData in, an AnnData out, cells x genes.
 
 Both are thin: write_sinr stores a whole AnnData (encode_whole) or one of its count matrices
-(encode), read_sinr gives SinrMatrix.to_anndata, eager or lazy. The dtype policy of X is stated
-in scinrcodec.reader.dtypes.
+(encode), read_sinr and read_lazy give SinrMatrix.to_anndata, eager or lazy. The dtype policy
+of X is stated in scinrcodec.io.dtypes.
 """
 from __future__ import annotations
 
 import os
 
 from ..errors import InvalidInputError
+from .matrix import open as open_sinr
 
 
 def read_sinr(path, *, backed: bool = False, matrix: str | None = None, feature_type: str | None = None,
@@ -21,8 +22,6 @@ def read_sinr(path, *, backed: bool = False, matrix: str | None = None, feature_
     feature types as var columns). X's dtype: as stored for a whole AnnData, float32 for a file of
     one matrix (as scanpy.read_10x_h5 gives); dtype= chooses (np.int32 is exact for every count).
     backed=True gives the lazy AnnData (read_lazy): X a dask array decoded chunk by chunk."""
-    from ..reader.matrix import open as open_sinr
-
     if backed not in (True, False, "r"):
         raise InvalidInputError(f"backed must be True, False or 'r' (a .sinr file is read-only), not {backed!r}")
     m = open_sinr(path, matrix=matrix, jobs=jobs)
@@ -49,8 +48,8 @@ def write_sinr(adata, path: str | os.PathLike, *, layer: str | None = None, matr
         raise InvalidInputError(f"write_sinr takes an AnnData, not a {type(adata).__name__} (scinrcodec.encode "
                                 "takes other matrices)")
     if matrix_only:
-        from ..encoder.driver import encode
-        from .anndata_store import counts_hint
+        from ..encoder.driver import encode  # the encoder loads only for writing
+        from .hints import counts_hint
 
         if list(drop):
             raise InvalidInputError("drop applies to a whole AnnData (not with matrix_only)")
@@ -61,6 +60,16 @@ def write_sinr(adata, path: str | os.PathLike, *, layer: str | None = None, matr
             if hinted is exc:
                 raise
             raise hinted from exc
-    from .anndata_store import encode_whole
+    from .encode import encode_whole
 
     return encode_whole(adata, path, layer=layer, drop=drop, force=force, **{"progress": False, **options})
+
+
+def read_lazy(path, *, matrix: str | None = None, feature_type: str | None = None, dtype=None,
+              storage_options: dict | None = None):
+    """A lazy AnnData of a .sinr file (see wholefile.lazy): `scinrcodec.read_lazy("pbmc.sinr")`.
+    `path` may be a path, a URL (with fsspec's storage_options), bytes or a seekable file object, as
+    scinrcodec.open takes."""
+    return open_sinr(path, matrix=matrix, storage_options=storage_options).to_anndata(lazy=True,
+                                                                                     feature_type=feature_type,
+                                                                                     dtype=dtype)

@@ -1,0 +1,135 @@
+# A file that holds a whole AnnData (fixtures/anndata_whole.sinr, see make_fixtures.py) gives its
+# obs and var columns as colData/rowData and Seurat metadata, equal to what Python's anndata reads
+# (anndata_whole.expected.json), in the matrix's order of cells and genes; a whole 10x file gives
+# its per-feature fields; what is not mapped is said.
+
+skip_if_not_installed("hdf5r")
+
+expected_frames <- function() jsonlite::fromJSON(fixture("anndata_whole.expected.json"), simplifyVector = FALSE)
+
+# A column of the expected JSON as R holds it.
+expected_column <- function(column) {
+  values <- column$values
+  missing <- vapply(values, is.null, logical(1L))
+  values[missing] <- NA
+  values <- unlist(values)
+  if (identical(column$dtype, "category"))
+    return(factor(as.character(values), levels = unlist(column$categories), ordered = column$ordered))
+  if (column$dtype %in% c("bool", "boolean")) return(as.logical(values))
+  if (column$dtype %in% c("object", "string")) return(as.character(values))
+  as.numeric(values)
+}
+
+# Every column of a stored frame in the same order and with the same values as anndata read them.
+expect_frame <- function(got, want, part) {
+  expect_identical(rownames(got), unlist(want$index), info = part)
+  expect_identical(colnames(got), unlist(want$order), info = part)
+  for (name in unlist(want$order)) {
+    value <- got[[name]]
+    expected <- expected_column(want$columns[[name]])
+    if (is.factor(expected)) {
+      expect_identical(value, expected, info = paste(part, name))
+    } else {
+      expect_identical(is.na(value), is.na(expected), info = paste(part, name))
+      expect_identical(if (is.numeric(expected)) as.numeric(value) else value, expected, info = paste(part, name))
+    }
+  }
+}
+
+test_that("a whole AnnData gives obs and var as colData and rowData, as anndata reads them", {
+  path <- fixture("anndata_whole.sinr")
+  want <- expected_frames()
+  said <- capture_messages(sce <- sinr_to_sce(path, delayed = FALSE))
+  expect_match(said, "also stores the AnnData parts obsm, uns, raw,", all = FALSE)
+  expect_match(said, "also holds the matrices layers/counts, raw/X", all = FALSE)
+  expect_identical(colnames(sce), unlist(want$obs$index))
+  expect_identical(rownames(sce), unlist(want$var$index))
+  expect_identical(dimnames(sce), dimnames(read_sinr(path)))
+  expect_frame(SummarizedExperiment::colData(sce), want$obs, "obs")
+  expect_frame(SummarizedExperiment::rowData(sce), want$var, "var")
+  expect_true(is.ordered(SummarizedExperiment::colData(sce)$level))
+  expect_false(is.ordered(SummarizedExperiment::colData(sce)$cluster))
+})
+
+test_that("every matrix of the AnnData gets its own genes' columns: a layer var's, raw.X raw.var's", {
+  path <- fixture("anndata_whole.sinr")
+  want <- expected_frames()
+  layer <- suppressMessages(sinr_to_sce(path, matrix = "layers/counts"))
+  expect_frame(SummarizedExperiment::colData(layer), want$obs, "obs")
+  expect_frame(SummarizedExperiment::rowData(layer), want$var, "var")
+  said <- capture_messages(raw <- sinr_to_sce(path, matrix = "raw/X"))
+  expect_match(said, "also stores the AnnData parts var, obsm, uns,", all = FALSE)
+  expect_identical(dim(raw), c(50L, 80L))
+  expect_frame(SummarizedExperiment::colData(raw), want$obs, "obs")
+  expect_frame(SummarizedExperiment::rowData(raw), want[["raw/var"]], "raw/var")
+})
+
+test_that("a whole AnnData gives obs as Seurat meta.data and var as the assay's feature metadata", {
+  path <- fixture("anndata_whole.sinr")
+  want <- expected_frames()
+  object <- suppressMessages(sinr_to_seurat(path))
+  meta <- object[[]]
+  expect_identical(rownames(meta), unlist(want$obs$index))
+  for (name in unlist(want$obs$order)) {
+    expected <- expected_column(want$obs$columns[[name]])
+    got <- meta[[name]]
+    expect_identical(if (is.numeric(expected)) as.numeric(got) else got, expected, info = name)
+  }
+  features <- object[["RNA"]][[]]
+  for (name in unlist(want$var$order)) {
+    expected <- expected_column(want$var$columns[[name]])
+    got <- features[[name]]
+    expect_identical(if (is.numeric(expected)) as.numeric(got) else got, expected, info = name)
+  }
+})
+
+test_that("a whole 10x file gives its per-feature fields (genome) as rowData", {
+  path <- fixture("pbmc500_cellranger_h5.sinr")
+  source <- hdf5r::H5File$new(file.path(repo_root(), "tests", "data", "pbmc500_cellranger.h5"), mode = "r")
+  on.exit(source$close_all())
+  expect_message(sce <- sinr_to_sce(path), "also stores the 10x file's attributes \\(chemistry_description")
+  rows <- SummarizedExperiment::rowData(sce)
+  expect_identical(colnames(rows), c("gene_ids", "gene_names", "feature_types", "genome"))
+  expect_identical(rows$genome, as.vector(source[["matrix/features/genome"]]$read()))
+  expect_identical(rows$gene_ids, as.vector(source[["matrix/features/id"]]$read()))
+  object <- suppressMessages(sinr_to_seurat(path))
+  expect_identical(object[["RNA"]][[]]$genome, rows$genome)
+})
+
+test_that("columns of other types are listed as not mapped, never dropped silently", {
+  image <- tempfile(fileext = ".h5")
+  on.exit(unlink(image))
+  file <- hdf5r::H5File$new(image, mode = "w")
+  group <- file$create_group("obs")
+  group[["_index"]] <- c("a", "b", "c")
+  group[["good"]] <- c(1.5, 2.5, 3.5)
+  group[["wide"]] <- matrix(1:6, 3L, 2L)
+  group[["odd"]] <- c(1L, 2L, 3L)
+  for (name in c("_index", "good", "wide")) hdf5r::h5attr(group[[name]], "encoding-type") <- "array"
+  hdf5r::h5attr(group[["odd"]], "encoding-type") <- "awkward-array"
+  hdf5r::h5attr(group, "_index") <- "_index"
+  hdf5r::h5attr(group, "column-order") <- c("good", "wide", "odd", "absent")
+  read <- scinrcodec:::.read_frame(group, 3, "obs")
+  file$close_all()
+  expect_identical(as.list(read$frame), list(good = c(1.5, 2.5, 3.5)))
+  expect_identical(read$unmapped, c("obs/wide", "obs/odd", "obs/absent"))
+  x <- sinr_open(fixture("anndata_whole.sinr"))
+  said <- capture_messages(scinrcodec:::.report_unmapped(x, list(parts = character(), unmapped = read$unmapped)))
+  expect_match(said, "are not mapped: obs/wide, obs/odd, obs/absent", all = FALSE)
+})
+
+test_that("an image that cannot be read is a corrupt file, an element the file lacks too", {
+  x <- sinr_open(fixture("anndata_whole.sinr"))
+  expect_error(scinrcodec:::.with_image(x, "obs", function(file) stop("bad\n  image")),
+               "section 'anndata.obs' does not hold what its contents entry says (bad image)", fixed = TRUE,
+               class = "sinr_corrupt_file_error")
+  expect_error(scinrcodec:::.with_image(x, "obsp", function(file) NULL), "the file stores no element 'obsp'",
+               class = "sinr_corrupt_file_error")
+  expect_identical(scinrcodec:::.with_image(x, "obs", function(file) names(file)), "obs")
+})
+
+test_that("a file of one matrix gives its names only, and says nothing of parts", {
+  expect_silent(sce <- sinr_to_sce(fixture("pbmc500_50genes.sinr")))
+  expect_identical(colnames(SummarizedExperiment::rowData(sce)), c("gene_ids", "gene_names", "feature_types"))
+  expect_identical(ncol(SummarizedExperiment::colData(sce)), 0L)
+})

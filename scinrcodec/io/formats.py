@@ -1,0 +1,80 @@
+"""The formats users have, as one table: how each is recognised, opened, written and named.
+
+One entry per format (one module each: h5ad, tenx_h5, npz, mtx). Reading (io.readers), writing
+(io.writers), the CLI's help and every message that lists formats take them from FORMATS, so a
+format is added in one place. An input's format is recognised from its content, never its name,
+by the first entry whose sniff() claims it; an output's from its name (a suffix, or a folder).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .h5ad import is_h5ad, read_h5ad, write_h5ad
+from .matrix import CountMatrix
+from .mtx import MtxSource, is_mtx, write_mtx_file, write_mtx_folder
+from .npz import is_npz, read_npz, write_npz
+from .sources import MatrixSource
+from .tenx_h5 import is_hdf5, read_10x_h5, write_10x_h5
+
+
+@dataclass(frozen=True)
+class Output:
+    """One way a format is written: its name (what output_kind returns and `sinr decode` prints),
+    how users know it, the name suffixes that choose it (none: a folder), and how it writes a
+    matrix to the temporary path (the requested path tells .gz; compression and dtype: .h5ad's)."""
+
+    name: str
+    label: str
+    suffixes: tuple[str, ...]
+    write: Callable[[Path, Path, CountMatrix, str, object], None]  # tmp, path, matrix, compression, dtype
+
+    @property
+    def is_dir(self) -> bool:
+        """Whether the output is a folder (of several files)."""
+        return not self.suffixes
+
+
+@dataclass(frozen=True)
+class Format:
+    """One format: its name (what sniff_format returns), how users know it as an input, how its
+    content is recognised (from the path and the file's first 16 bytes), how it opens as a source
+    of cells, and how it is written."""
+
+    name: str
+    label: str
+    sniff: Callable[[Path, bytes], bool]
+    open: Callable[[Path, str | None, bool], MatrixSource]  # path, layer, pattern_as_ones
+    outputs: tuple[Output, ...]
+    takes_layer: bool = False
+
+
+# In order: the first format whose sniff() claims a path is its format (an HDF5 file is an .h5ad
+# when it has AnnData's groups, else a 10x file).
+FORMATS = (
+    Format("h5ad", ".h5ad", is_h5ad, lambda path, layer, ones: read_h5ad(path, layer),
+           (Output("h5ad", ".h5ad", (".h5ad",), lambda tmp, path, m, compression, dtype:
+                   write_h5ad(tmp, m, compression=compression, dtype=dtype)),), takes_layer=True),
+    Format("10x-h5", "10x .h5", is_hdf5, lambda path, layer, ones: read_10x_h5(path),
+           (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m)),)),
+    Format("npz", ".npz", is_npz, lambda path, layer, ones: read_npz(path),
+           (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m)),)),
+    Format("mtx", "10x mtx", is_mtx, lambda path, layer, ones: MtxSource(path, pattern_as_ones=ones),
+           (Output("mtx-file", ".mtx(.gz)", (".mtx", ".mtx.gz"), lambda tmp, path, m, compression, dtype:
+                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"))),
+            Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype: write_mtx_folder(tmp, m)))),
+)
+BY_NAME = {f.name: f for f in FORMATS}
+OUTPUTS = tuple(o for f in FORMATS for o in f.outputs)
+OUTPUTS_BY_NAME = {o.name: o for o in OUTPUTS}
+
+
+def listed(labels: list[str]) -> str:
+    """'a, b or c'."""
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
+
+
+INPUT_LABELS = listed([f.label for f in FORMATS])
+LAYERED_LABELS = listed([f.label for f in FORMATS if f.takes_layer])
+OUTPUT_LABELS = listed([o.label for o in OUTPUTS if not o.is_dir] + [o.label for o in OUTPUTS if o.is_dir])

@@ -1,0 +1,179 @@
+"""The `contents` section of a .sinr file (format 2.1, spec §14): what a file stores besides its
+matrices (a whole AnnData or 10x file), parsed and checked. Reading it is reading the file's
+structure, so it lives with the reader; writing it is whole-file storage (scinrcodec.wholefile).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import CorruptFileError, SinrError
+from ..io.sources import one_line
+from ..storage.container import PREAMBLE, READ_MINOR_VERSION, parse_section_table, read_footer
+from ..storage.layout import FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
+from ..storage.source import ByteSource
+from .index import SectionReader
+
+CONTENTS = "contents"
+TENX_SECTION = "10x.h5"
+MATRIX_FORMATS = ("csr_matrix", "csc_matrix", "csr_array", "csc_array", "ndarray")  # of an AnnData's count matrix
+FILLS = ("data", "indices", "indptr", "cell_names", "gene_ids", "gene_names", "feature_types")  # of a 10x skeleton
+
+
+@dataclass
+class StoredContents:
+    """What a .sinr file stores besides its matrices, as its `contents` section says."""
+
+    object: str  # 'anndata' or '10x-h5'
+    matrices: list[dict]  # element, matrix, dtype, format
+    elements: dict[str, tuple[str, int]]  # part -> (section, bytes of its image)
+    raw: dict  # the whole contents map
+    sections: object = field(repr=False)  # the SectionReader of the file-level sections
+    what: str = ""
+    matrix_of: Callable | None = field(default=None, repr=False)  # matrix name -> its open SinrMatrix
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.raw.get("layers", []))
+
+    @property
+    def dropped(self) -> list[str]:
+        return list(self.raw.get("dropped", []))
+
+    def section_bytes(self, part: str) -> int:
+        """Stored (compressed) bytes of a part's section, for `sinr info`."""
+        return self.sections.table[self.elements[part][0]].length
+
+    def image(self, part: str) -> bytes:
+        """The decompressed HDF5 image of a part, checked against its recorded size."""
+        section, size = self.elements[part]
+        return bytes(self.sections.get(section, count=size))
+
+    @contextlib.contextmanager
+    def hdf5(self, part: str):
+        """The image of a part, open read-only; a failure to read it is a corrupt file."""
+        import h5py
+
+        image = self.image(part)
+        try:
+            with h5py.File(io.BytesIO(image), "r") as f:
+                yield f
+        except SinrError:
+            raise
+        except Exception as exc:  # h5py and anndata raise many types for malformed data
+            raise CorruptFileError(f"{self.what}: section {self.elements[part][0]!r} does not hold what its "
+                                   f"contents entry says ({one_line(exc)})") from exc
+
+    def read(self, part: str):
+        """An element part, read by anndata: a value, or for 'raw' a dict of X, var and varm; obs
+        and var with the names their matrix holds (frame_names)."""
+        from anndata.io import read_elem
+
+        from ..io.frame_names import restore
+
+        with self.hdf5(part) as f:
+            if part == "raw":
+                return {key: read_elem(f["raw"][key]) for key in f["raw"]}
+            value = read_elem(f[part])
+        entry = self.names_in.get(part)
+        return value if entry is None else restore(value, entry, self._matrix_names, part, self.what)
+
+    @property
+    def names_in(self) -> dict:
+        found = self.raw.get("names_in", {})
+        if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+            raise CorruptFileError(f"{self.what}: contents field 'names_in' is malformed")
+        return found
+
+    def _matrix_names(self, element: str, field_name: str) -> list[str] | None:
+        """A names list (cell_names, gene_names, gene_ids) of the matrix placed at `element`."""
+        entry = next((e for e in self.matrices if e["element"] == element), None)
+        if entry is None or self.matrix_of is None:
+            raise CorruptFileError(f"{self.what}: contents name matrix {element!r} for names it does not hold")
+        return getattr(self.matrix_of(entry["matrix"]), field_name)
+
+    def matrix_entry(self, matrix: str) -> dict | None:
+        """The contents entry of a .sinr matrix (its element, dtype, format), or None."""
+        return next((m for m in self.matrices if m["matrix"] == matrix), None)
+
+
+def read_contents(source: ByteSource, what: str, *, matrices: Callable | None = None) -> StoredContents | None:
+    """The file-level sections of an open file, checked; None when it has none (format 2.0).
+    `matrices` opens a matrix of the file by name (SinrMatrix.matrix), for the names it holds."""
+    footer = read_footer(source)
+    if footer.version[1] < FILE_SECTIONS_MINOR:  # format 2.0: readers ignore the table (spec §4)
+        return None
+    refs = parse_section_table(footer.content.get("sections"), low=PREAMBLE.size, high=footer.offset,
+                               what=f"{what}: file sections")
+    if not refs:
+        return None
+    newer = footer.version[1] > READ_MINOR_VERSION
+    reader = SectionReader(source, refs, Sizes(), FILE_SECTIONS, f"{what}: file sections", newer_minor=newer)
+    if not reader.has(CONTENTS):
+        if newer:
+            return None
+        raise CorruptFileError(f"{what}: file-level sections without a 'contents' section")
+    return _parse_contents(reader.get(CONTENTS), reader, footer.content.get("matrices"), what, matrices)
+
+
+def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | None = None) -> StoredContents:
+    def bad(why: str) -> CorruptFileError:
+        return CorruptFileError(f"{what}: contents section {why}")
+
+    kind = raw.get("object")
+    if kind not in ("anndata", "10x-h5"):
+        raise bad(f"names an unknown object {kind!r}")
+    names = {m.get("name") for m in matrices if isinstance(m, dict)} if isinstance(matrices, list) else set()
+    entries = raw.get("matrices")
+    if not isinstance(entries, list) or not entries or kind == "10x-h5" and len(entries) != 1:
+        raise bad("does not list its matrices")
+    if not isinstance(raw.get("writer", ""), str) or not isinstance(raw.get("elements"), list):
+        raise bad("has a field of the wrong type")
+    for entry in entries:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("element", "matrix", "dtype",
+                                                                                         "format")):
+            raise bad("holds a malformed matrix entry")
+        if entry["matrix"] not in names:
+            raise bad(f"names matrix {entry['matrix']!r}, which the file does not hold")
+        if kind == "anndata" and (entry["format"] not in MATRIX_FORMATS or not _count_dtype(entry["dtype"]) or not (
+                entry["element"] in ("X", "raw/X") or entry["element"].startswith("layers/"))):
+            raise bad(f"gives matrix {entry['matrix']!r} an impossible type or place")
+    elements = {}
+    for entry in raw["elements"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("element"), str) \
+                or not isinstance(entry.get("section"), str) or not isinstance(entry.get("bytes"), int) \
+                or isinstance(entry.get("bytes"), bool) or entry["bytes"] < 0:
+            raise bad("holds a malformed element entry")
+        expected = TENX_SECTION if kind == "10x-h5" else f"anndata.{entry['element']}"
+        if entry["section"] != expected or entry["element"] in elements or not reader.has(expected):
+            raise bad(f"places element {entry['element']!r} in a missing or wrong section")
+        elements[entry["element"]] = (entry["section"], entry["bytes"])
+    for key in ("layers", "dropped"):
+        if not isinstance(raw.get(key, []), list) or not all(isinstance(v, str) for v in raw.get(key, [])):
+            raise bad(f"field {key!r} is not a list of names")
+    if kind == "anndata" and "layers" not in raw:
+        raise bad("has no field 'layers'")
+    if kind == "10x-h5":
+        filled = raw.get("filled")
+        if "h5" not in elements or not isinstance(raw.get("group"), str) or not isinstance(filled, list) or not all(
+                isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and e[1] in FILLS
+                and isinstance(e[2], bool) for e in filled):
+            raise bad("does not describe a 10x file")
+    else:
+        shape = raw.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and not isinstance(n, bool)
+                                                                    and n >= 0 for n in shape)):
+            raise bad("has no valid shape")
+    return StoredContents(kind, entries, elements, raw, reader, what, opener)
+
+
+def _count_dtype(text: str) -> bool:
+    try:
+        return np.dtype(text).kind in "iuf"
+    except (TypeError, ValueError):
+        return False
+

@@ -1,0 +1,64 @@
+"""Keys of a matrix read as index arrays, and a gathered submatrix put in the order asked for: the
+index arithmetic of MatrixReader's reads (m[genes, cells], positions), apart from the decoding."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SinrIndexError
+
+
+def is_scalar(key) -> bool:
+    """An integer index (a bool is not one, though Python counts it as an int)."""
+    return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
+
+
+def is_key(key) -> bool:
+    """One entry of an axis: an index or a name."""
+    return is_scalar(key) or isinstance(key, str)
+
+
+def as_index(key, n: int, axis: str) -> np.ndarray:
+    """ints, slices, 1-D lists of ints or boolean masks -> int64 index array."""
+    if is_scalar(key):
+        key = [int(key)]
+    if isinstance(key, slice):
+        try:
+            return np.arange(*key.indices(n), dtype=np.int64)  # only the selected indices, however large n is
+        except ValueError as exc:
+            raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
+    array = np.asarray(key)
+    if array.ndim != 1:
+        raise SinrIndexError(f"{axis} index must be one-dimensional, not of shape {array.shape}")
+    if array.dtype == bool:
+        if array.shape != (n,):
+            raise SinrIndexError(f"boolean {axis} mask has length {array.size}, expected {n}")
+        return np.flatnonzero(array)
+    if array.dtype.kind not in "iu" and array.size:
+        raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < -n or array.max() >= n):
+        raise SinrIndexError(f"{axis} index out of range for {n} {axis}s")
+    return np.where(array < 0, array + n, array)
+
+
+def place(requested: np.ndarray, found: np.ndarray, n: int) -> np.ndarray:
+    """Position in `requested` (distinct keys in [0, n)) of each found key: a direct lookup table
+    where it is small next to the work, else a binary search."""
+    if n <= 4 * (requested.size + found.size):
+        lookup = np.empty(n, dtype=np.int64)
+        lookup[requested] = np.arange(requested.size)
+        return lookup[found]
+    order = np.argsort(requested, kind="stable")
+    return order[np.searchsorted(requested[order], found)]
+
+
+def expand(requested: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output positions of each found key in `requested` (which may repeat keys), and which found."""
+    order = np.argsort(requested, kind="stable")
+    sorted_keys = requested[order]
+    left = np.searchsorted(sorted_keys, found, side="left")
+    right = np.searchsorted(sorted_keys, found, side="right")
+    counts = right - left
+    source = np.repeat(np.arange(found.size), counts)
+    starts = np.repeat(left - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
+    return order[np.arange(source.size) + starts], source

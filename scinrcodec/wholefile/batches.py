@@ -1,0 +1,85 @@
+"""A loader of shuffled batches of cells for training, straight from a .sinr file: whole chunks
+decoded a buffer at a time (the next buffer decoding meanwhile), their cells shuffled together
+(block shuffle), each batch with its obs rows. What SinrMatrix.iter_cells gives."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from ..reader.matrix import MatrixReader
+from .names import names_obs
+
+
+class CellBatch(NamedTuple):
+    """A batch of cells: their counts (cells x genes CSR), their obs rows, their cell indices."""
+
+    X: sp.csr_matrix
+    obs: object  # a pandas DataFrame, or None
+    cells: np.ndarray
+
+
+def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None,
+               buffer: int = 4, dtype=np.float32, obs: bool = True, drop_last: bool = False,
+               jobs: int | None = None) -> Iterator[CellBatch]:
+    """One epoch of batches (see SinrMatrix.iter_cells)."""
+    for name, value in (("batch_size", batch_size), ("buffer", buffer)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, not {value!r}")
+    bounds = m.chunk_bounds()
+    n_chunks = bounds.size - 1
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
+    groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)]
+    frame = _obs_frame(m) if obs else None
+    return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, np.dtype(dtype), frame, drop_last,
+                    jobs)
+
+
+def _obs_frame(m: MatrixReader):
+    """The stored AnnData's obs, else the cell names as obs."""
+    contents = m.contents
+    if contents is not None and contents.object == "anndata" and "obs" in contents.elements:
+        return contents.read("obs")
+    return names_obs(m)
+
+
+def _batches(m: MatrixReader, groups: list[np.ndarray], bounds: np.ndarray, batch_size: int, rng, dtype,
+             frame, drop_last: bool, jobs: int | None) -> Iterator[CellBatch]:
+    """Decode a buffer of chunks into one matrix (the next buffer decoding meanwhile), shuffle its
+    cells with those left over from the last buffer, and cut them into batches."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
+
+    def start(k: int):
+        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs) if k < len(groups) else None
+
+    try:
+        pending = start(0)
+        carry_x, carry_cells = sp.csr_matrix((0, m.shape[0]), dtype=dtype), np.zeros(0, np.int64)
+        for k in range(len(groups)):
+            block = pending.result()
+            pending = start(k + 1)
+            cells = np.concatenate([carry_cells] + [np.arange(bounds[c], bounds[c + 1]) for c in groups[k].tolist()])
+            order = rng.permutation(cells.size) if rng is not None else np.arange(cells.size)
+
+            def take(rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+                """Rows of [carry; block] without stacking the two: carried rows first."""
+                carried = rows[rows < carry_cells.size]
+                if not carried.size:
+                    return block[rows - carry_cells.size], cells[rows]
+                fresh = rows[rows >= carry_cells.size]
+                x = sp.vstack([carry_x[carried], block[fresh - carry_cells.size]], format="csr")
+                return x, np.concatenate([cells[carried], cells[fresh]])
+
+            full = cells.size - cells.size % batch_size
+            for s in range(0, full, batch_size):
+                x, batch_cells = take(order[s: s + batch_size])
+                yield CellBatch(x, None if frame is None else frame.iloc[batch_cells], batch_cells)
+            carry_x, carry_cells = take(order[full:])
+        if carry_cells.size and not drop_last:
+            yield CellBatch(carry_x, None if frame is None else frame.iloc[carry_cells], carry_cells)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,58 @@
+"""What a whole .sinr file holds and whether all of it is sound: the parts `sinr info` lists
+besides the opened matrix, and the checks `sinr verify` runs on every matrix and every
+file-level section."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def describe_contents(m) -> str:
+    """The parts of a file besides the matrix `sinr info` describes: every matrix, every stored
+    element with its size, and what was dropped. Empty for a file of one bare matrix."""
+    names = m.matrix_names
+    contents = m.contents
+    if contents is None and len(names) == 1:
+        return ""
+    what = {"anndata": "a whole AnnData", "10x-h5": "a whole 10x HDF5 file"}.get(getattr(contents, "object", ""),
+                                                                                   "several matrices")
+    lines = [f"holds:     {what}", "",
+             f"{'matrix':<22}{'shape':>24}{'nonzeros':>14}{'bytes':>14}{'bits/nonzero':>14}  from"]
+    for name in names:
+        other = m.matrix(name)
+        entry = contents.matrix_entry(name) if contents else None
+        origin = entry["element"] if entry else ""
+        if entry and entry["dtype"]:
+            origin += f" ({np.dtype(entry['dtype']).name} {entry['format']})"
+        shape = f"{other.shape[0]:,} x {other.shape[1]:,}"
+        bits = other.stored_bytes * 8 / max(other.nnz, 1)
+        lines.append(f"{name:<22}{shape:>24}{other.nnz:>14,}{other.stored_bytes:>14,}{bits:>14.3f}  {origin}")
+    if contents is not None:
+        lines += ["", f"{'part':<22}{'section':<18}{'bytes':>14}{'uncompressed':>14}"]
+        for part, (section, size) in contents.elements.items():
+            lines.append(f"{part:<22}{section:<18}{contents.section_bytes(part):>14,}{size:>14,}")
+        if contents.dropped:
+            lines += ["", f"dropped:   {', '.join(contents.dropped)}"]
+    return "\n".join(lines)
+
+
+def verify_file(m) -> dict:
+    """SinrMatrix.verify for every matrix of the file, and every file-level section's checksum,
+    framing and size, each AnnData element read back by anndata and each other HDF5 image opened
+    (spec §14 rule S5): what `sinr verify` checks. Raises CorruptFileError."""
+    report = {"chunks": 0, "nnz": 0, "bytes": m.file_size, "matrices": 0, "sections": 0}
+    for name in m.matrix_names:
+        checked = m.matrix(name).verify()
+        report["chunks"] += checked["chunks"]
+        report["nnz"] += checked["nnz"]
+        report["matrices"] += 1
+    contents = m.contents
+    for part in contents.elements if contents is not None else []:
+        if contents.object == "anndata":
+            contents.read(part)
+        else:
+            with contents.hdf5(part):
+                pass
+        report["sections"] += 1
+    return report
+
+

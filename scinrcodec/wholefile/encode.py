@@ -1,0 +1,113 @@
+"""Encoding a whole AnnData or 10x file into one .sinr file: its plan (wholefile.plan, .tenx), the
+count matrices coded by the encoder, the element images and the contents map stored as
+file-level sections (format 2.1), all written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..encoder.driver import finish_file, write_matrix
+from ..encoder.options import EncodeOptions
+from ..errors import InvalidInputError
+from ..io.atomic import atomic_path, check_writable
+from ..io.h5ad_output import input_compression
+from ..io.hdf5 import h5_errors, text_attr
+from ..io.readers import sniff_format
+from ..io.sources import one_line
+from ..progress import Progress
+from ..reader.contents import CONTENTS
+from ..storage.container import ContainerWriter, pack_map
+from ..storage.layout import FILE_SECTIONS_MINOR
+from .parts import FileParts, MemoryParts
+from .plan import Plan, plan_anndata
+from .tenx import plan_10x
+
+
+def checked_options(options: dict) -> EncodeOptions:
+    """Encode keyword options as EncodeOptions, unknown names and an unusable torch device refused."""
+    from ..encoder.siren_fit import check_device, torch_available
+
+    unknown = set(options) - EncodeOptions.names()
+    if unknown:
+        raise InvalidInputError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
+    opts = EncodeOptions(**options)
+    if (opts.siren in ("always", "force") or opts.mode == "inr-only") and not torch_available():
+        raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
+    if opts.device is not None and torch_available():
+        check_device(opts.device)
+    return opts
+
+
+def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -> Plan:
+    """What a whole encoding of `source` writes, its element images built (and checked)."""
+    if type(source).__name__ == "AnnData":
+        return plan_anndata(MemoryParts(source, "AnnData"), layer=layer, drop=drop)
+    if not isinstance(source, (str, os.PathLike)):
+        raise InvalidInputError(f"cannot encode an object of type {type(source).__name__} whole (pass an AnnData, "
+                                "or the path of an .h5ad or 10x .h5 file)")
+    path = Path(source)
+    kind = sniff_format(path)
+    if kind == "10x-h5":
+        if layer is not None or list(drop):
+            raise InvalidInputError(f"{path}: --layer and --drop apply to .h5ad input only")
+        return plan_10x(path)
+    if kind != "h5ad":
+        raise InvalidInputError(f"{path}: a {kind} input holds one matrix and nothing else; encode it with "
+                                "scinrcodec.encode")
+    return _plan_h5ad(path, layer=layer, drop=drop)
+
+
+def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> Plan:
+    import h5py
+
+    with h5_errors(str(path)), h5py.File(path, "r") as f:
+        if text_attr(f, "encoding-type") == "anndata":
+            plan = plan_anndata(FileParts(path, f), layer=layer, drop=drop)
+            plan.contents["h5ad_compression"] = input_compression(f)
+            return plan
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(path)  # written by anndata < 0.8: no element encodings to read part by part
+    except Exception as exc:  # anndata raises many types for unreadable files
+        raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
+    return plan_anndata(MemoryParts(adata, str(path)), layer=layer, drop=drop)
+
+
+def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None, drop: Iterable[str] = (),
+                 force: bool = False, client=None, **options) -> dict:
+    """Encode everything `source` holds into one .sinr file, atomically: an AnnData (or the path of
+    an .h5ad file) with all its parts, or a 10x .h5 file with all its fields. `layer` names the
+    count matrix a reader opens by default ('X', a layer, or 'raw'); `drop` names parts to leave
+    out, which is needed for objects anndata itself cannot write. Returns sizes and names."""
+    opts = checked_options(options)
+    inputs = [source] if isinstance(source, (str, os.PathLike)) else []
+    check_writable(output, force=force, inputs=inputs)
+    return write_plan(plan_source(source, layer=layer, drop=drop), output, opts, force=force, inputs=inputs,
+                      client=client)
+
+
+def write_plan(plan: Plan, output: str | os.PathLike, opts: EncodeOptions, *, force: bool, inputs: list,
+               client=None) -> dict:
+    """Write what a plan says (its matrices encoded, its element images stored) to `output`."""
+    with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
+        writer = ContainerWriter(stream, minor=FILE_SECTIONS_MINOR)
+        matrices = []
+        for item, entry in zip(plan.matrices, plan.contents["matrices"]):
+            matrix_source = item.open()
+            progress = Progress(opts.progress, 2 * matrix_source.nnz if matrix_source.nnz is not None else None,
+                                f"encoding {item.element}", "nonzeros")
+            try:
+                matrices.append(write_matrix(writer, matrix_source, opts, name=entry["matrix"], progress=progress,
+                                             client=client))
+            finally:
+                progress.close()
+        sections = [writer.section(CONTENTS, pack_map(plan.contents))]
+        sections += [writer.section(name, payload) for name, payload in plan.sections]
+        size = finish_file(writer, matrices, sections)
+    first = matrices[0]
+    return {"bytes": size, "nnz": sum(m["nnz"] for m in matrices), "shape": tuple(first["shape"]),
+            "chunks": first["n_chunks"], "matrices": [m["name"] for m in matrices],
+            "parts": [e["element"] for e in plan.contents["elements"]], "dropped": plan.contents.get("dropped", [])}
+

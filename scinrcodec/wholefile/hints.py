@@ -1,0 +1,37 @@
+"""A hint for a common mistake: encoding the X of an AnnData that holds normalised values (or no
+X) as one count matrix, when a layer or raw.X holds the counts. The error then names that matrix
+and how to encode it."""
+from __future__ import annotations
+
+from ..errors import InvalidInputError, SinrError
+from .parts import parts_of
+
+
+def counts_hint(source, layer: str | None, error: SinrError) -> SinrError:
+    """The error of a single-matrix encoding whose X is not counts (or is missing), naming the
+    layer or raw matrix that holds counts when there is one; otherwise `error` itself."""
+    text = str(error)
+    missing = "has no X matrix" in text
+    if layer is not None or not isinstance(error, InvalidInputError) or "holds integer counts" in text or not (
+            missing or any(w in text for w in ("non-integer", "negative", "NaN", "not counts", "above"))):
+        return error
+    try:
+        with parts_of(source) as parts:
+            if parts is None:
+                return error
+            candidates = [f"layers/{k}" for k in parts.keys("layers")] + (["raw/X"] if parts.has("raw") else [])
+            candidates.sort(key=lambda p: p not in ("layers/counts", "layers/raw_counts", "raw/X"))
+            found = next((p for p in candidates if parts.format(p) is not None), None)
+            what = parts.what
+    except (SinrError, OSError, KeyError, ValueError):
+        return error
+    if found is None:
+        return error
+    name = "raw" if found == "raw/X" else found[len("layers/"):]
+    place = "its .raw" if name == "raw" else f"its layer {name!r}"
+    problem = f"{what}: has no X matrix" if missing else f"{text}; X is not counts (normalised data?)"
+    return InvalidInputError(f"{problem}, but {place} holds integer counts: encode that with --layer {name} "
+                             f"(layer={name!r}), or encode the whole AnnData, X as it is (sinr encode without "
+                             "--matrix-only; scinrcodec.encode_whole)")
+
+

@@ -1,0 +1,111 @@
+"""AnnData elements as HDF5 images: each part that is not a count matrix is written by anndata's
+own element writer into an in-memory HDF5 file, less what the user asked to drop, so that it
+comes back exactly as anndata wrote it. An object anndata cannot write is named in the error,
+with the --drop that leaves it out."""
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping
+from typing import Callable, Iterable
+
+from ..errors import InvalidInputError
+from ..io.sources import one_line
+
+
+class Drops:
+    """The parts a user asked to leave out; each must name something."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = {str(n).strip("/") for n in names}
+        self.used: set[str] = set()
+
+    def take(self, path: str) -> bool:
+        """Whether `path` is to be dropped (and mark it used)."""
+        if path in self.names:
+            self.used.add(path)
+            return True
+        return False
+
+    def check(self, what: str) -> None:
+        """Refuse a drop that named nothing: a typo must not silently keep a part."""
+        unused = sorted(self.names - self.used)
+        if unused:
+            raise InvalidInputError(f"{what}: nothing named {unused[0]!r} to drop (names are element paths such as "
+                                    "'uns/key', 'obsm/X_umap', 'obs/column' or 'layers/name')")
+
+
+def _unstorable(path: str, value, exc: BaseException) -> InvalidInputError:
+    return InvalidInputError(
+        f"{path}: anndata cannot store this {type(value).__name__} ({one_line(exc)}); pass --drop {path} "
+        f"(drop=['{path}']) to encode without it")
+
+
+def write_element(group, key: str, value, path: str) -> None:
+    """One element by anndata's writer; a failure names it and the --drop that leaves it out."""
+    from anndata.io import write_elem
+
+    try:
+        write_elem(group, key, value)
+    except Exception as exc:  # anndata raises many types for objects it cannot write
+        raise _unstorable(path, value, exc) from exc
+
+
+def _writable(value) -> bool:
+    import h5py
+    from anndata.io import write_elem
+
+    try:
+        with h5py.File(io.BytesIO(), "w") as scratch:
+            write_elem(scratch, "x", value)
+    except Exception:  # anndata raises many types for objects it cannot write
+        return False
+    return True
+
+
+def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | None = None) -> None:
+    """A dataframe less its dropped columns, and less the names a matrix holds (frame_names); a
+    failure names the column anndata cannot write."""
+    from anndata.io import write_elem
+
+    from ..io.frame_names import strip
+
+    if drops.take(path):
+        frame = frame.iloc[:, :0]  # the index stays: it names the cells or genes
+    else:
+        frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
+    frame = strip(frame, names)
+    try:
+        write_elem(group, key, frame)
+    except Exception as exc:  # anndata raises many types for objects it cannot write
+        bad = next((c for c in frame.columns if not _writable(frame[[c]])), None)
+        raise _unstorable(path if bad is None else f"{path}/{bad}", frame if bad is None else frame[bad], exc) from exc
+
+
+def write_tree(group, key: str, value, path: str, drops: Drops) -> None:
+    """A (nested) mapping key by key, so that a failure names the one object anndata cannot write."""
+    if not isinstance(value, Mapping):
+        write_element(group, key, value, path)
+        return
+    write_element(group, key, {}, path)
+    for name, item in value.items():
+        if not isinstance(name, str):
+            raise InvalidInputError(f"{path}: key {name!r} is not a string, which anndata cannot store; pass "
+                                    f"--drop {path} to encode without it")
+        if not drops.take(f"{path}/{name}"):
+            write_tree(group[key], name, item, f"{path}/{name}", drops)
+
+
+def hdf5_image(fill: Callable) -> bytes:
+    """The bytes of an HDF5 file built in memory by fill(h5py.File). Nullable string columns are
+    written as such (anndata >= 0.11 reads them), not refused as anndata does by default."""
+    import anndata
+    import h5py
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), anndata.settings.override(allow_write_nullable_strings=True):
+        warnings.filterwarnings("ignore", category=FutureWarning, module="anndata")
+        with h5py.File(buffer, "w") as f:
+            fill(f)
+    return buffer.getvalue()
+

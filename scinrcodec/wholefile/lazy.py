@@ -1,0 +1,55 @@
+"""The lazy AnnData of a .sinr file: every count matrix a dask array of the file's chunks of cells
+(reader.lazy.dask_matrix), decoded only when computed, every other stored part loaded."""
+from __future__ import annotations
+
+from ..errors import CorruptFileError
+from ..io.dtypes import anndata_dtype
+from ..io.h5ad_output import quiet_anndata
+from ..reader.lazy import dask_matrix
+from .names import name_frames
+
+
+def lazy_anndata(m, contents, *, dtype=None):
+    """A lazy AnnData: every count matrix a dask array (dask_matrix) at its place, every other
+    stored part loaded (obs, var, obsm, varm, obsp, varp, uns, layers that are not counts, raw,
+    an X that is not counts), as to_anndata gives them eagerly. A file of one matrix gives its
+    names as obs and var and X in the policy's dtype (io.dtypes)."""
+    import anndata
+
+    if contents is None or contents.object != "anndata":
+        obs, var = name_frames(m, contents)
+        with quiet_anndata():
+            return anndata.AnnData(X=dask_matrix(m, anndata_dtype(dtype)), obs=obs, var=var)
+    wanted = None if dtype is None else anndata_dtype(dtype)
+    parts = {part: contents.read(part) for part in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns")
+             if part in contents.elements}
+    layers = contents.read("layers") if "layers" in contents.elements else {}
+    raw = contents.read("raw") if "raw" in contents.elements else None
+    x = contents.read("X") if "X" in contents.elements else None
+    for entry in contents.matrices:
+        element = entry["element"]
+        lazy = dask_matrix(m.matrix(entry["matrix"]), wanted if element == "X" and wanted else entry["dtype"])
+        if element == "X":
+            x = lazy
+        elif element == "raw/X":
+            raw = {**(raw or {}), "X": lazy}
+        else:
+            layers[element[len("layers/"):]] = lazy
+    if x is not None and wanted is not None and not hasattr(x, "dask"):
+        x = x.astype(wanted)
+    try:
+        with quiet_anndata():
+            adata = anndata.AnnData(X=x, layers={k: layers[k] for k in contents.layers if k in layers}, **parts)
+            if raw is not None:
+                adata.raw = anndata.AnnData(X=raw.get("X"), obs=_index_frame(adata), var=raw.get("var"),
+                                            varm=raw.get("varm"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({exc})") from exc
+    return adata
+
+
+def _index_frame(adata):
+    """An obs frame of the AnnData's cell names only (what Raw keeps)."""
+    import pandas as pd
+
+    return pd.DataFrame(index=adata.obs_names)

@@ -1,0 +1,48 @@
+"""Decoding a .sinr file to a file users have: the whole AnnData of a file that stores one as an
+.h5ad, the original 10x file as an .h5, and otherwise the opened count matrix in the format its
+name chooses (io.writers)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..io.atomic import atomic_path
+from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
+from ..io.writers import check_output, output_kind, write_matrix as write_count_matrix
+from .matrix import open as open_sinr
+from .restore import to_anndata
+from .tenx import write_10x
+
+
+def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
+                  dtype=None) -> str:
+    """Write a decoded file to `output` (format by extension): the whole AnnData of a file that
+    holds one as .h5ad, the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
+    compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes)."""
+    path = Path(output)
+    kind = output_kind(path)
+    contents = m.contents
+    if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "10x-h5")):
+        kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
+        with atomic_path(path, force=force) as tmp:
+            if kind == "h5ad":
+                image = h5ad_image(to_anndata(m, dtype=dtype), kwargs)
+                with open(tmp, "wb") as fh:
+                    fh.write(image)
+            else:
+                write_10x(m, contents, tmp)
+        return kind
+    dataset_kwargs(compression)  # a bad value fails before any work
+    return write_count_matrix(path, m.to_count_matrix(), force=force, compression=compression, dtype=dtype)
+
+
+def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
+           jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None):
+    """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
+    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives)."""
+    if output is not None:
+        check_output(output, force=force, inputs=[path])
+    with open_sinr(path, jobs=jobs, storage_options=storage_options) as matrix:
+        if output is None:
+            return matrix.to_scipy()
+        return write_decoded(matrix, output, force=force, compression=compression, dtype=dtype)

@@ -1,0 +1,198 @@
+"""The parts of an AnnData to store, in memory or in an .h5ad file, read one element at a time;
+and which of them are count matrices a .sinr matrix holds exactly (whole numbers 0..MAX_COUNT in a
+format the file records)."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from ..io.h5ad import cells_by_genes_source, h5ad_index
+from ..io.hdf5 import h5_errors, text_attr
+from ..io.sources import MatrixSource, one_line
+from ..limits import MAX_COUNT
+from ..reader.contents import MATRIX_FORMATS
+
+SLICE = 1 << 24  # values checked at a time
+
+
+def whole_counts(values: np.ndarray) -> bool:
+    """Every value is a count a .sinr matrix holds exactly: whole, 0 .. MAX_COUNT."""
+    if values.dtype.kind not in "iuf":
+        return False
+    flat = values.reshape(-1)
+    for start in range(0, flat.size, SLICE):
+        part = np.asarray(flat[start: start + SLICE])
+        if part.dtype.kind == "f" and not (np.isfinite(part).all() and np.array_equal(part, np.floor(part))):
+            return False
+        if part.size and (part.min() < 0 or part.max() > MAX_COUNT):
+            return False
+    return True
+
+
+def memory_format(x) -> str | None:
+    """The format name of an in-memory matrix that a .sinr matrix stores exactly, or None. AnnData's
+    views of a format count as the format."""
+    name = next((name for name in MATRIX_FORMATS if isinstance(x, getattr(sp, name, np.ndarray))), None)
+    if name is None or isinstance(x, np.matrix):
+        return None
+    if name == "ndarray":
+        return name if x.ndim == 2 and whole_counts(x) else None
+    if not whole_counts(x.data):
+        return None
+    if not x.has_canonical_format and not x.sorted_indices().has_canonical_format:
+        return None  # repeated coordinates: scipy sums them, .sinr refuses them
+    return name
+
+
+def disk_format(obj) -> str | None:
+    """The same for a matrix of an .h5ad file, read a slice at a time."""
+    import h5py
+
+    encoding = text_attr(obj, "encoding-type")
+    if isinstance(obj, h5py.Group) and encoding in ("csr_matrix", "csc_matrix") and isinstance(obj.get("data"),
+                                                                                               h5py.Dataset):
+        data, name = obj["data"], encoding
+    elif isinstance(obj, h5py.Dataset) and encoding == "array" and obj.ndim == 2:
+        data, name = obj, "ndarray"
+    else:
+        return None
+    if data.dtype.kind not in "iuf":
+        return None
+    rows = max(1, SLICE // max(1, int(np.prod(data.shape[1:]))))
+    for start in range(0, data.shape[0], rows):
+        if not whole_counts(data[start: start + rows]):
+            return None
+    return name
+
+
+# ------------------------------------------------------------------------------------- the parts
+
+class MemoryParts:
+    """The parts of an in-memory AnnData, by element path ('obs', 'layers/counts', 'raw/var')."""
+
+    def __init__(self, adata, what: str) -> None:
+        if adata.isbacked:
+            raise InvalidInputError(f"{what}: a backed AnnData; encode its file ({adata.filename}) instead")
+        self.adata, self.what = adata, what
+        self.shape = adata.shape
+
+    def has(self, path: str) -> bool:
+        """Whether 'X', 'raw' or 'raw/varm' is there."""
+        a = self.adata
+        has_raw = a.raw is not None
+        return {"X": a.X is not None, "raw": has_raw, "raw/varm": has_raw and len(a.raw.varm) > 0}[path]
+
+    def keys(self, part: str) -> list[str]:
+        """The keys of a mapping part ('layers', 'obsm', ...)."""
+        return list(getattr(self.adata, part).keys())
+
+    def value(self, path: str):
+        """One element by path ('obs', 'layers/counts', 'raw/var')."""
+        a = self.adata
+        if path.startswith("raw/"):
+            return {"X": a.raw.X, "var": a.raw.var, "varm": dict(a.raw.varm)}[path[4:]]
+        if "/" in path:
+            part, key = path.split("/", 1)
+            return getattr(a, part)[key]
+        return getattr(a, path)
+
+    def format(self, path: str) -> str | None:
+        """The format a .sinr matrix would record for the element, or None when it is not counts."""
+        return memory_format(self.value(path))
+
+    def dtype(self, path: str) -> str:
+        """The element's dtype, recorded so that it decodes to the same type."""
+        return self.value(path).dtype.str
+
+    def source(self, path: str) -> MatrixSource:
+        """A count matrix as a genes x cells source to encode."""
+        var = self.adata.raw.var if path == "raw/X" else self.adata.var
+        return cells_by_genes_source(self.value(path), var, self.adata.obs_names, f"{self.what} {path}")
+
+
+class FileParts:
+    """The parts of an .h5ad file (anndata >= 0.8 layout), each read only when asked for; count
+    matrices are streamed by the readers."""
+
+    def __init__(self, path: Path, f) -> None:
+        self.file, self.path, self.what = f, path, str(path)
+        self.shape = (_frame_length(f, "obs"), _frame_length(f, "var"))
+
+    def has(self, path: str) -> bool:
+        """Whether the file holds the element."""
+        return path in self.file
+
+    def keys(self, part: str) -> list[str]:
+        """The keys of a mapping part ('layers', 'obsm', ...), none when it is absent."""
+        return list(self.file[part].keys()) if part in self.file else []
+
+    def value(self, path: str):
+        """One element, read by anndata; a failure names it."""
+        from anndata.io import read_elem
+
+        try:
+            return read_elem(self.file[path])
+        except Exception as exc:  # anndata raises many types for elements it cannot read
+            raise InvalidInputError(f"{self.what}: {path} is unreadable ({one_line(exc)})") from exc
+
+    def format(self, path: str) -> str | None:
+        """As MemoryParts.format, reading the matrix a slice at a time."""
+        return disk_format(self.file[path])
+
+    def source(self, path: str) -> MatrixSource:
+        """A count matrix, streamed by the readers (which open the file again: this one is closed
+        once the plan is made)."""
+        import h5py
+        from anndata.io import read_elem
+
+        from ..io.readers import read_matrix
+
+        if path != "layers/raw":
+            return read_matrix(self.path, None if path == "X" else "raw" if path == "raw/X" else path[len("layers/"):])
+        with h5_errors(str(self.path)), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
+            return cells_by_genes_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
+                                  f"{self.what} {path}")
+
+    def dtype(self, path: str) -> str:
+        """The element's dtype, recorded so that it decodes to the same type."""
+        obj = self.file[path]
+        return (obj if text_attr(obj, "encoding-type") == "array" else obj["data"]).dtype.str
+
+
+def _frame_length(f, name: str) -> int:
+    import h5py
+
+    index = h5ad_index(f.get(name))
+    if index is None or not isinstance(f[name][index], h5py.Dataset):
+        raise InvalidInputError(f"{f.filename}: {name} is not an anndata dataframe with an index")
+    return len(f[name][index])
+
+
+
+@contextlib.contextmanager
+def parts_of(source):
+    """The parts of an AnnData or of an .h5ad file's path, or None for anything else."""
+    if type(source).__name__ == "AnnData":
+        yield MemoryParts(source, "AnnData")
+        return
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
+        yield None
+        return
+    import h5py
+
+    try:
+        f = h5py.File(source, "r")
+    except OSError:
+        yield None
+        return
+    with f:
+        if text_attr(f, "encoding-type") != "anndata":
+            yield None
+            return
+        yield FileParts(Path(source), f)
+

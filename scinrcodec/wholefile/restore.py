@@ -1,0 +1,101 @@
+"""A .sinr file's AnnData: the whole stored AnnData restored part by part, or a file of one matrix
+with its names; eager, or lazy (wholefile.lazy). What SinrMatrix.to_anndata and read_sinr give."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import CorruptFileError, SinrKeyError
+from ..io.dtypes import anndata_dtype, check_exact
+from ..io.h5ad_output import quiet_anndata
+from ..io.sources import one_line
+from ..reader.contents import StoredContents
+from .lazy import lazy_anndata
+from .names import name_frames
+
+
+def decoded(matrix, dtype, fmt: str):
+    """A whole .sinr matrix, cells x genes, in the type and format it was encoded from."""
+    x = matrix.to_scipy("csc", dtype=np.dtype(dtype)).T
+    if fmt == "ndarray":
+        return x.toarray()
+    if fmt == "csc_matrix":
+        return x.tocsc()
+    if fmt in ("csr_array", "csc_array"):
+        return getattr(sp, fmt)(x)
+    return x
+
+
+def restore_anndata(m, contents: StoredContents):
+    """The whole AnnData of a file, every part as it was encoded."""
+    import anndata
+    import pandas as pd
+
+    n_obs = contents.raw["shape"][0]
+    for entry in contents.matrices:
+        if m.matrix(entry["matrix"]).shape[1] != n_obs:
+            raise CorruptFileError(f"{m.source}: matrix {entry['matrix']!r} has {m.matrix(entry['matrix']).shape[1]:,} "
+                                   f"cells, the AnnData {n_obs:,}")
+
+    def decode_all() -> dict:
+        return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"]) for e in contents.matrices}
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-restore") as pool:
+        pending = pool.submit(decode_all)  # the native decode releases the GIL: anndata reads the parts meanwhile
+        values = {part: contents.read(part) for part in contents.elements}
+        matrices = pending.result()
+    raw = values.pop("raw", None)
+    stored_layers = values.pop("layers", {})
+    if not set(contents.layers) <= set(stored_layers) | {k[7:] for k in matrices if k.startswith("layers/")}:
+        raise CorruptFileError(f"{m.source}: contents name layers the file does not hold")
+    layers = {k: matrices[f"layers/{k}"] if f"layers/{k}" in matrices else stored_layers[k] for k in contents.layers}
+    x = matrices.get("X", values.pop("X", None))
+    try:
+        with quiet_anndata():
+            adata = anndata.AnnData(X=x, layers=layers, **values)
+            if raw is not None or "raw/X" in matrices:
+                raw = raw or {}
+                adata.raw = anndata.AnnData(X=matrices.get("raw/X", raw.get("X")),
+                                            obs=pd.DataFrame(index=adata.obs_names), var=raw.get("var"),
+                                            varm=raw.get("varm"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({one_line(exc)})") from exc
+    return adata
+
+
+
+def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
+    """What SinrMatrix.to_anndata returns (see there); dtype as io.dtypes says."""
+    import anndata
+
+    contents = m.contents
+    if lazy:
+        adata = lazy_anndata(m, contents, dtype=dtype)
+    elif contents is not None and contents.object == "anndata":
+        adata = restore_anndata(m, contents)
+        if dtype is not None and adata.X is not None:
+            x, wanted = adata.X, anndata_dtype(dtype)
+            adata.X = x.astype(wanted)
+            check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source)
+    else:
+        wanted = anndata_dtype(dtype)
+        obs, var = name_frames(m, contents)
+        x = m.to_scipy("csc", dtype=wanted).T
+        check_exact(x.data, wanted, m.source)
+        with quiet_anndata():
+            adata = anndata.AnnData(X=x, obs=obs, var=var)
+    return adata if feature_type is None else one_modality(adata, feature_type, m.source)
+
+
+def one_modality(adata, feature_type: str, what: str):
+    """The features of one type ('Gene Expression', 'Antibody Capture', ...) of a multi-modal file."""
+    if "feature_types" not in adata.var.columns:
+        raise SinrKeyError(f"{what}: holds no feature types to choose {feature_type!r} from")
+    keep = (adata.var["feature_types"].astype(str) == feature_type).to_numpy()
+    if not keep.any():
+        types = sorted(set(adata.var["feature_types"].astype(str)))
+        raise SinrKeyError(f"{what}: holds no features of type {feature_type!r} (types: {', '.join(types)})")
+    with quiet_anndata():
+        return adata[:, keep].copy()

@@ -1,0 +1,104 @@
+"""A whole 10x HDF5 file in a .sinr file: the matrix, and an HDF5 image of everything else in which
+the matrix arrays and the names the .sinr matrix already holds stay as empty skeletons with their
+types, filters and attributes; decoding fills them back in, so the file comes back as Cell Ranger
+wrote it."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from ..errors import CorruptFileError, InvalidInputError
+from ..io.hdf5 import copy_skeleton, fill_skeleton
+from ..io.tenx_h5 import read_10x_h5
+from ..reader.contents import TENX_SECTION, StoredContents
+from .images import hdf5_image
+from .plan import Plan, PlannedMatrix, add_image
+
+
+def _strings(ds) -> list[str] | None:
+    """A 1-D dataset of text as str, or None when it is not one."""
+    import h5py
+
+    if ds.ndim != 1 or not (ds.dtype.kind == "S" or h5py.check_string_dtype(ds.dtype)):
+        return None
+    try:
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[:].tolist()]
+    except UnicodeDecodeError:
+        return None
+
+
+def plan_10x(path: Path) -> Plan:
+    """The matrix, and an image of everything else (see the module docstring)."""
+    import h5py
+
+    source = read_10x_h5(path)
+    with h5py.File(path, "r") as f:
+        group = "matrix" if "matrix" in f else next(k for k in f if isinstance(f[k], h5py.Group))
+        g = f[group]
+        fills = {f"{group}/{name}": name for name in ("data", "indices", "indptr")}
+        named = {"barcodes": ("cell_names", source.cell_names(0, source.shape[1]))}
+        if group == "matrix":
+            named.update({"features/id": ("gene_ids", source.gene_ids),
+                          "features/name": ("gene_names", source.gene_names),
+                          "features/feature_type": ("feature_types", source.feature_types)})
+        else:
+            named.update({"genes": ("gene_ids", source.gene_ids), "gene_names": ("gene_names", source.gene_names)})
+        for name, (fill, values) in named.items():
+            if values is not None and isinstance(g.get(name), h5py.Dataset) and _strings(g[name]) == values:
+                fills[f"{group}/{name}"] = fill
+        if not all(isinstance(f.get(p), h5py.Dataset) and f[p].ndim == 1 for p in fills):
+            raise InvalidInputError(f"{path}: {group}/data, indices and indptr are not 1-D datasets")
+        resizable = {p: f[p].chunks is not None and f[p].maxshape[0] is None for p in fills}
+        raw = hdf5_image(lambda out: copy_skeleton(f, out, set(fills)))
+    contents = {"object": "10x-h5", "group": group, "elements": [],
+                "matrices": [{"element": group, "matrix": "X", "dtype": "", "format": ""}],
+                "filled": [[p, fill, resizable[p]] for p, fill in fills.items()]}
+    plan = Plan(contents, [PlannedMatrix(group, lambda: source)])
+    add_image(plan, "h5", TENX_SECTION, raw)
+    return plan
+
+
+
+def tenx_var(m, contents: StoredContents | None) -> dict[str, list]:
+    """Per-feature fields of a 10x file besides id, name and type (genome, pattern, read, ...),
+    as scanpy.read_10x_h5 puts them in var."""
+    if contents is None or contents.object != "10x-h5":
+        return {}
+    import h5py
+
+    columns = {}
+    with contents.hdf5("h5") as f:
+        features = f.get(f"{contents.raw['group']}/features")
+        for key in features if isinstance(features, h5py.Group) else []:
+            ds = features[key]
+            if key in ("id", "name", "feature_type", "_all_tag_keys") or not isinstance(ds, h5py.Dataset) \
+                    or ds.shape != (m.shape[0],):
+                continue
+            columns[key] = ds[:].astype(bool).tolist() if ds.dtype.kind == "b" else _strings(ds)
+    return {k: v for k, v in columns.items() if v is not None}
+
+
+def write_10x(m, contents: StoredContents, path: Path) -> None:
+    """The 10x file a .sinr file was encoded from, with every dataset and attribute it had."""
+    import h5py
+
+    fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
+    needed = {fill for fill, _ in fills.values()}
+    csc = m.to_scipy("csc")
+    values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
+    for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
+        if fill in needed:
+            values[fill] = getattr(m, fill)
+            if values[fill] is None:
+                raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
+                                       "which it does not hold")
+    image = io.BytesIO()
+    with contents.hdf5("h5") as skeleton, h5py.File(image, "w") as out:
+        missing = [p for p in fills if not isinstance(skeleton.get(p), h5py.Dataset)]
+        if missing:
+            raise CorruptFileError(f"{m.source}: the 10x image has no dataset {missing[0]!r} to fill")
+        fill_skeleton(skeleton, out, fills, values)
+    with open(path, "wb") as fh:
+        fh.write(image.getbuffer())
+
+
