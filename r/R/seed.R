@@ -21,9 +21,20 @@ setMethod("dim", "SinrArraySeed", function(x) x@dim)
 setMethod("dimnames", "SinrArraySeed", function(x) x@dimnames)
 setMethod("is_sparse", "SinrArraySeed", function(x) TRUE)
 
-# Chunks of cells: every gene, the cells of one file chunk.
+# Chunks of cells: every gene, the cells of one file chunk, cut into equal parts of at most
+# DelayedArray's block length (getAutoBlockSize()) where a whole chunk is longer: a part of a file
+# chunk decodes only the tiles it covers, so block processing holds about one block in memory
+# whatever the file's chunk size. Blocks then span every gene (a block of some genes would decode
+# every tile of its cells' chunks for them again).
 setMethod("chunkGrid", "SinrArraySeed", function(x) {
-  DelayedArray::ArbitraryArrayGrid(list(x@dim[[1L]], as.integer(x@chunk_starts[-1L])))
+  per_part <- max(1, DelayedArray::getAutoBlockLength("integer") %/% max(1L, x@dim[[1L]]))
+  starts <- x@chunk_starts
+  ends <- unlist(lapply(seq_len(length(starts) - 1L), function(k) {
+    cells <- starts[[k + 1L]] - starts[[k]]
+    parts <- max(1, ceiling(cells / per_part))
+    starts[[k]] + round(cells * seq_len(parts) / parts)
+  }))
+  DelayedArray::ArbitraryArrayGrid(list(x@dim[[1L]], as.integer(unique(ends))))
 })
 
 .index0 <- function(index, axis) if (is.null(index[[axis]])) NULL else as.numeric(index[[axis]]) - 1
@@ -55,6 +66,9 @@ setMethod("extract_sparse_array", "SinrArraySeed", function(x, index) {
 setClass("SinrArray", contains = "DelayedArray")
 setClass("SinrMatrix", contains = c("SinrArray", "DelayedMatrix"))
 setMethod("matrixClass", "SinrArray", function(x) "SinrMatrix")
+# DelayedArray 0.24 asks a DelayedArray for its chunk grid through chunkdim(), which an arbitrary
+# grid has not: without this, block processing ignores the chunks and cuts blocks across genes.
+setMethod("chunkGrid", "SinrArray", function(x) DelayedArray::chunkGrid(x@seed))
 setMethod("DelayedArray", "SinrArraySeed", function(seed) DelayedArray::new_DelayedArray(seed, Class = "SinrArray"))
 
 # A .sinr matrix as a DelayedMatrix (genes x cells, integer counts), read block by block.

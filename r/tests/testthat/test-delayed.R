@@ -10,12 +10,25 @@ test_that("SinrMatrix agrees with read_sinr on rowSums, colSums and random block
   expect_identical(dimnames(s), dimnames(m))
   seed <- DelayedArray::seed(s)
   expect_true(DelayedArray::is_sparse(seed))
-  grid <- DelayedArray::chunkGrid(seed)
-  expect_identical(dim(grid), c(1L, 3L))  # the file's three chunks of cells
-  expect_identical(as.numeric(grid@tickmarks[[2L]]), scinrcodec:::.header(sinr_open(path))$chunk_starts[-1L])
+  # The file's chunks of cells (three), each cut into equal parts of at most a block, every gene in
+  # each; block processing sees that grid through the DelayedMatrix too, and its blocks span every gene.
+  starts <- scinrcodec:::.header(sinr_open(path))$chunk_starts
+  expect_length(starts, 4L)
+  check_grid <- function(parts) {
+    grid <- DelayedArray::chunkGrid(seed)
+    expect_identical(DelayedArray::chunkGrid(s), grid)
+    expect_identical(grid@tickmarks[[1L]], nrow(m))
+    ends <- as.numeric(grid@tickmarks[[2L]])
+    expect_length(ends, parts)
+    expect_true(all(starts[-1L] %in% ends))
+    expect_lte(max(diff(c(0, ends))), max(1, DelayedArray::getAutoBlockLength("integer") %/% nrow(m)))
+    expect_identical(nrow(DelayedArray::defaultAutoGrid(s)), 1L)
+  }
+  check_grid(3L)  # a whole chunk (150 genes x 32 cells) fits a block of the default 1e8 bytes
   old <- DelayedArray::getAutoBlockSize()
-  suppressMessages(DelayedArray::setAutoBlockSize(4000))  # a few cells per block
+  suppressMessages(DelayedArray::setAutoBlockSize(4000))  # 1000 integers, 6 cells per block
   on.exit(suppressMessages(DelayedArray::setAutoBlockSize(old)))
+  check_grid(15L)  # 32 + 32 + 16 cells in parts of 6 or fewer
   expect_equal(DelayedArray::rowSums(s), Matrix::rowSums(m))
   expect_equal(DelayedArray::colSums(s), Matrix::colSums(m))
   set.seed(2)
