@@ -2,6 +2,7 @@
 python -m benchmarks table1 [--hidden 2400 --layers 10] [--device cuda]
 python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]
 python -m benchmarks startup FILE.sinr [...] [--samples 11]
+python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     startup = commands.add_parser("startup", help="fresh-process cost of importing scinrcodec and a first entry")
     startup.add_argument("files", nargs="+", type=Path)
     startup.add_argument("--samples", type=int, default=11)
+    loader = commands.add_parser("loader", help="the cell-batch loader's shuffle: speed, memory, chunks per batch")
+    loader.add_argument("files", nargs="+", type=Path)
+    loader.add_argument("--buffers", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    loader.add_argument("--repeats", type=int, default=3)
     remote = commands.add_parser("remote", help="reads over HTTP with a fixed delay per request: .sinr (file object and "
                                  "URL), 10x .h5, AnnData .h5ad and zarr")
     remote.add_argument("--dataset", type=Path, default=SHARED / "pbmc4k_v2_soupx_half")
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.path.insert(0, str(ROOT))  # tests/servers.py: the servers the tests use
         print(run_remote(args.dataset, args.nnz, args.workdir, args.out, [d / 1000 for d in args.delays], args.repeats))
+        return 0
+    if args.command == "loader":
+        from .loader import run_loader
+
+        print(run_loader(args.files, args.buffers, args.repeats))
         return 0
     if args.command == "startup":
         from .startup import run_startup

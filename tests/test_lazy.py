@@ -3,8 +3,12 @@ computed, and right when it is: scanpy gives what it gives in memory), and a cel
 that yields every cell once per epoch, deterministically for a seed."""
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import anndata
 import numpy as np
@@ -104,6 +108,28 @@ def test_matrices_travel_to_other_processes_by_path_or_bytes(path, adata):
     assert in_memory.matrix.source == "<bytes>" and in_memory.matrix.shape == (adata.n_vars, adata.n_obs)
     with open(path, "rb") as fh, pytest.raises(sinr.InvalidInputError, match="cannot go to another process"):
         pickle.dumps(MatrixRef(sinr.open(fh)))
+
+
+def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_path):
+    """A graph built on one version of a file never decodes blocks of another: a worker that opens
+    the path after the file was replaced (or rewritten) raises FileChangedError; the same version
+    opens, once per process."""
+    live = tmp_path / "live.sinr"
+    live.write_bytes(path.read_bytes())
+    with sinr.open(live) as m:
+        travelled = pickle.dumps(MatrixRef(m))
+        first = pickle.loads(travelled)
+        assert pickle.loads(travelled) is first and first.matrix.file_identity == m.file_identity
+        sinr.subset(path, tmp_path / "other.sinr", cells=slice(0, CHUNK))
+        os.replace(tmp_path / "other.sinr", live)
+        assert pickle.loads(travelled) is first  # this process still reads the version it opened
+        (tmp_path / "ref.pickle").write_bytes(travelled)
+        worker = subprocess.run([sys.executable, "-c", "import pickle, sys; pickle.loads(open(sys.argv[1], 'rb').read())",
+                                 str(tmp_path / "ref.pickle")], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        assert worker.returncode != 0
+        assert "FileChangedError" in worker.stderr and "changed after the lazy array was built" in worker.stderr
+        assert pickle.loads(pickle.dumps(MatrixRef(sinr.open(live)))).matrix.shape[1] == CHUNK
 
 
 def test_a_file_opened_from_bytes_computes_on_dask_workers(path, adata):

@@ -87,20 +87,20 @@ def test_http_round_trips_are_few_and_counted(nginx, small_reads):
     url = f"{nginx.url}/pbmc.sinr"
     before = len(nginx.requests())
     m = sinr.open(url)
-    sources = [m._source]
-    assert m._source.round_trips == 3  # preamble + tail; the footer (past this small tail); matrix sections
-    opened = m._source.round_trips
+    sources = [m.byte_source]
+    assert m.byte_source.round_trips == 3  # preamble + tail; the footer (past this small tail); matrix sections
+    opened = m.byte_source.round_trips
     m.get(*ENTRY)
-    assert m._source.round_trips - opened == 2  # the chunk (header and sections), the band's tiles
+    assert m.byte_source.round_trips - opened == 2  # the chunk (header and sections), the band's tiles
     for read in (lambda m: m.gene(GENE), lambda m: m.cell(CELL)):
         m = sinr.open(url)
-        sources.append(m._source)
-        opened = m._source.round_trips
+        sources.append(m.byte_source)
+        opened = m.byte_source.round_trips
         read(m)
-        assert m._source.round_trips - opened == 2  # every chunk (headers and sections); the tiles
-        requests = m._source.requests
+        assert m.byte_source.round_trips - opened == 2  # every chunk (headers and sections); the tiles
+        requests = m.byte_source.requests
         read(m)
-        assert m._source.requests == requests  # warm: no request
+        assert m.byte_source.requests == requests  # warm: no request
     assert len(nginx.requests()) - before == sum(source.requests for source in sources)
 
 
@@ -109,9 +109,9 @@ def test_http_sections_beyond_the_guess(nginx, files, small_reads, monkeypatch):
     """Chunk sections that the guess read with the headers does not cover cost one more round trip."""
     monkeypatch.setattr(index, "SECTIONS_GUESS_BASE", 0)
     with sinr.open(files / "pbmc.sinr") as local, sinr.open(f"{nginx.url}/pbmc.sinr") as m:
-        opened = m._source.round_trips
+        opened = m.byte_source.round_trips
         assert np.array_equal(m.gene(GENE), local.gene(GENE))
-        assert m._source.round_trips - opened == 3  # headers; their sections; the tiles
+        assert m.byte_source.round_trips - opened == 3  # headers; their sections; the tiles
 
 
 @needs_nginx
@@ -120,7 +120,7 @@ def test_http_whole_small_file_in_one_round_trip(nginx, files):
     before = len(nginx.requests())
     with sinr.open(f"{nginx.url}/pbmc.sinr") as m, sinr.open(files / "pbmc.sinr") as local:
         _assert_same(_reads(m), _reads(local))
-        assert (m._source.round_trips, m._source.requests) == (1, 2)
+        assert (m.byte_source.round_trips, m.byte_source.requests) == (1, 2)
     assert len(nginx.requests()) - before == 2
 
 
@@ -210,10 +210,10 @@ def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
         with sinr.open(files / "pbmc.sinr") as local:
             expected = _reads(local)
             m = sinr.open("s3://atlas/pbmc.sinr", storage_options=s3.options)
-            assert m._source.round_trips == 3
-            opened = m._source.round_trips
+            assert m.byte_source.round_trips == 3
+            opened = m.byte_source.round_trips
             m.gene(GENE)
-            assert m._source.round_trips - opened == 2
+            assert m.byte_source.round_trips - opened == 2
             _assert_same(_reads(m), expected)
             lazy = sinr.read_lazy("s3://atlas/pbmc.sinr", storage_options=s3.options)
             assert lazy.shape == local.shape[::-1]
@@ -287,9 +287,9 @@ def test_any_fsspec_url(files, small_reads):
     fs.pipe_file("/sinr-test/pbmc.sinr", (files / "pbmc.sinr").read_bytes())
     try:
         with sinr.open(files / "pbmc.sinr") as local, sinr.open("memory://sinr-test/pbmc.sinr") as m:
-            assert m._source.round_trips == 3  # as over HTTP: size, preamble and tail at once; footer; sections
+            assert m.byte_source.round_trips == 3  # as over HTTP: size, preamble and tail at once; footer; sections
             m.gene(GENE)
-            assert m._source.round_trips == 5
+            assert m.byte_source.round_trips == 5
             _assert_same(_reads(m), _reads(local))
         with pytest.raises(RemoteNotFoundError, match="memory://sinr-test/missing.sinr"):
             sinr.open("memory://sinr-test/missing.sinr")

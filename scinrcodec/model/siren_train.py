@@ -30,6 +30,9 @@ class TrainingStopped(Exception):
 _task = threading.local()  # the stop event of the encode whose task this thread runs, if any
 
 
+PATCHES_PER_STEP = 16  # band SIRENs trained at once, stacked as one batched network
+
+
 def run_stoppable(stop: threading.Event, function: Callable, *args):
     """function(*args) in this thread such that every SIREN fit in it ends, raising
     TrainingStopped, at its next step once `stop` is set: an interrupted encode does not wait for
@@ -57,21 +60,19 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def fit_sirens(coords: list[np.ndarray], targets: list[np.ndarray], *, width: int, hidden_layers: int,
-               steps: int, batch: int, learning_rate: float, seed: int, device: str | None = None,
-               patches_per_step: int = 16, on_patches_done: Callable[[int], None] | None = None
+               steps: int, batch: int, learning_rate: float, seed: int, device: str | None = None
                ) -> list[TrainedSiren]:
-    """Fit one SIREN per patch to (coords in [-1, 1], targets) with MSE."""
+    """Fit one SIREN per patch to (coords in [-1, 1], targets) with MSE, PATCHES_PER_STEP patches
+    trained together as one batched network (the grouping is part of what decides the weights)."""
     import torch
 
     device = pick_device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     fitted: list[TrainedSiren] = []
-    for start in range(0, len(coords), patches_per_step):
-        chunk = slice(start, start + patches_per_step)
+    for start in range(0, len(coords), PATCHES_PER_STEP):
+        chunk = slice(start, start + PATCHES_PER_STEP)
         fitted.extend(_fit_chunk(coords[chunk], targets[chunk], width, hidden_layers, steps, batch,
                                  learning_rate, generator, device))
-        if on_patches_done:
-            on_patches_done(len(coords[chunk]))
     return fitted
 
 

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidInputError
+from ..errors import FileChangedError, InvalidInputError
 from ..io.dtypes import check_exact
 from ..storage.source import LocalFileSource, MemorySource
 from .matrix import MatrixReader
@@ -21,8 +21,10 @@ from .matrix import MatrixReader
 
 class MatrixRef:
     """An open matrix as one node of a dask graph. Pickled (for dask.distributed workers), it
-    travels as the file's path or URL (with its storage_options), or as its bytes when it was opened
-    from bytes, and opens again on the other side once per process; a file object cannot travel,
+    travels as the file's path or URL (with its storage_options) and the identity of the version
+    the graph was built on, or as its bytes when it was opened from bytes, and opens again on the
+    other side once per process; a worker that finds another version there (the file was replaced
+    or rewritten since) refuses it instead of mixing two files' cells. A file object cannot travel,
     which fails at submission."""
 
     def __init__(self, matrix: MatrixReader) -> None:
@@ -31,26 +33,31 @@ class MatrixRef:
     def __reduce__(self):
         source = self.matrix.byte_source
         options = getattr(source, "storage_options", None)
+        identity = self.matrix.file_identity
         if options is not None:
-            return _by_location, (self.matrix.source, self.matrix.name, options)
+            return _by_location, (self.matrix.source, self.matrix.name, options, identity)
         if isinstance(source, LocalFileSource):  # absolute: a worker may run in another folder
-            return _by_location, (os.path.abspath(self.matrix.source), self.matrix.name, None)
+            return _by_location, (os.path.abspath(self.matrix.source), self.matrix.name, None, identity)
         if isinstance(source, MemorySource):
             return _by_bytes, (bytes(source.read(0, source.size)), self.matrix.name)
         raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix read from a file object cannot go to "
                                 "another process; open it by path, URL or from bytes")
 
 
-_OPENED: dict[tuple[str, str, str], MatrixRef] = {}  # each process opens a file once for all its blocks
+_OPENED: dict[tuple, MatrixRef] = {}  # each process opens a version of a file once for all its blocks
 _OPENED_LOCK = threading.Lock()
 
 
-def _by_location(location: str, name: str, storage_options: dict | None = None) -> MatrixRef:
-    key = (location, name, repr(storage_options))
+def _by_location(location: str, name: str, storage_options: dict | None, identity: tuple[int, int]) -> MatrixRef:
+    key = (location, name, repr(storage_options), identity)
     with _OPENED_LOCK:
         ref = _OPENED.get(key)
     if ref is None:
         ref = MatrixRef(MatrixReader(location, matrix=name, storage_options=storage_options))
+        if ref.matrix.file_identity != tuple(identity):
+            ref.matrix.close()
+            raise FileChangedError(f"{location}: the file changed after the lazy array was built (another process "
+                                   "replaced or rewrote it); open it again")
         with _OPENED_LOCK:
             if len(_OPENED) >= 16:
                 _OPENED.pop(next(iter(_OPENED)))

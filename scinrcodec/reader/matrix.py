@@ -80,6 +80,9 @@ class MatrixReader:
         self.version = footer.version
         self.footer = content
         self.body_end = footer.offset  # where the footer starts: an append writes its chunks from here
+        # (size, footer CRC): tells two versions of the file apart wherever it is read from, since
+        # the footer holds the CRC of every section (the chunk index's among them)
+        self.file_identity = (self._source.size, footer.crc)
         self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source,
                                   newer_minor=footer.version[1] > READ_MINOR_VERSION)
         self.jobs = jobs

@@ -229,11 +229,12 @@ def check_disjoint(ranges: list[tuple[int, int, str]], *, what: str) -> None:
 
 
 class Footer(NamedTuple):
-    """The parsed footer: the format version, its map, and where it starts."""
+    """The parsed footer: the format version, its map, where it starts, and its CRC-32."""
 
     version: tuple[int, int]
     content: dict[str, Any]
     offset: int  # where the footer starts: the body is [PREAMBLE.size, offset)
+    crc: int  # covers the footer, which holds every section's CRC: it tells versions of a file apart
 
 
 def read_footer(source: ByteSource) -> Footer:
@@ -269,4 +270,5 @@ def read_footer(source: ByteSource) -> Footer:
     packed = source.read(offset, length)
     if crc32(preamble + bytes(packed)) != footer_crc:
         raise CorruptFileError(f"{name}: footer checksum mismatch (file is corrupt)")
-    return Footer((major, minor), unpack_header(packed, MAX_FOOTER_BYTES, what=f"{name}: footer"), offset)
+    return Footer((major, minor), unpack_header(packed, MAX_FOOTER_BYTES, what=f"{name}: footer"), offset,
+                  footer_crc)
