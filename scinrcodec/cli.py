@@ -20,8 +20,8 @@ from pathlib import Path
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
-from .wholefile.combine import MERGE_RULES
 from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
+from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS

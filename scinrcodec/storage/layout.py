@@ -49,12 +49,12 @@ class SectionSpec(NamedTuple):
         """Items the section must hold, None when its size is not fixed by header fields."""
         return None if self.count is None else self.count(sizes)
 
-    def pack(self, values) -> bytes:
+    def pack(self, values, level: int | None = None) -> bytes:
         """The section's bytes holding `values` (an array, or a list of names), encoded as this
         table says: the writer beside the reader's SectionReader, so a writer never restates an
         item type. Raw and MessagePack sections are built by their own writers."""
         if self.encoding == ZSTD_ARRAY:
-            return pack_array(values, self.dtype)
+            return pack_array(values, self.dtype) if level is None else pack_array(values, self.dtype, level)
         if self.encoding == ZSTD_TEXT:
             return pack_strings(values)
         raise ValueError(f"section {self.name!r} is {self.encoding}: its writer builds its bytes")
