@@ -2,84 +2,31 @@
 (spec/drafts/tiles_v3.py): real tiles round-trip, hostile streams fail with their rule ids, and
 the draft's worked example and tables are the implementation's.
 
-Real tiles come from files the package writes (format 2.1) read back by spec/reference_decoder.py:
-its tile decoder gives each tile's geometry, nonzero positions and values and the chunk's gene and
-cell terms, exactly as format 2's encoder cut them, through public names only (the encoder's
-geometry and terms are not public API)."""
+Real tiles come from tests/format3_tiles.py: files the package writes (format 2.1), read back by
+spec/reference_decoder.py."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import scinrcodec
-from conftest import DATA, FAST, reference_decoder
-
-DRAFTS = Path(__file__).resolve().parents[1] / "spec" / "drafts"
-DRAFT = DRAFTS / "format-3-tiles.md"
-
-
-def load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DRAFTS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-t3 = load("tiles_v3")
-example = load("worked_example")
-
-
-def real_chunks(path: Path):
-    """Per chunk of a format-2 file: its tiles as (TileInput, context_of) and its nnz."""
-    rd = reference_decoder()
-    f = rd.open_sinr(path.read_bytes())
-    _, G = rd.load_gene_order(f)
-    for e in f.chunks:
-        ch = rd.load_chunk(f, e)
-        C = ch.cells_baseline
-        tiles = []
-        for b in range(ch.n_bands):
-            rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
-            for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
-                rows, cols, vals = rd.decode_tile(f, ch, G, b, j)
-                c0 = j * wb
-                w = min(wb, ch.n - c0)
-
-                def context_of(p, rb=rb, w=w, c0=c0):
-                    return t3.baseline_context(int(G[rb + p // w]), int(C[c0 + p % w]))
-
-                positions = [int(r - rb) * w + int(c - c0) for r, c in zip(rows, cols)]
-                tile = t3.TileInput(hb * w, positions, [int(v) - 1 for v in vals],
-                                    [context_of(p) for p in positions])
-                tiles.append((tile, context_of))
-        yield tiles, e.nnz
+from conftest import reference_decoder
+from format3_tiles import DRAFT, encode_real_files, example, real_chunks, t3
 
 
 @pytest.fixture(scope="module")
 def real_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("f3")
-    out = []
-    for name, options in (("pbmc500_3p_lt_x_50genes", {}),
-                          ("pbmc4k_v2_soupx_half", dict(tile_nnz=32, chunk_cells=40))):
-        path = folder / f"{name}.sinr"
-        scinrcodec.encode(DATA / name, path, **FAST, **options)
-        out.append(path)
-    return out
+    return encode_real_files(tmp_path_factory.mktemp("f3"))
 
 
 @pytest.mark.parametrize("inr_only", [False, True])
 def test_every_real_tile_round_trips(real_files, inr_only):
     seen_classes, complements, full, raw_tiles = set(), 0, 0, 0
     for path in real_files:
-        for tiles, nnz in real_chunks(path):
+        for chunk in real_chunks(path):
+            tiles, nnz = [(t.tile, t.context_of) for t in chunk.tiles], chunk.nnz
             gaps, values = t3.chunk_counts([t for t, _ in tiles], inr_only)
             t3.check_gap_counts(gaps, [(t.n_t, len(t.positions)) for t, _ in tiles])
             if not inr_only:
