@@ -39,6 +39,30 @@ def load(name: str):
 t3 = load("tiles_v3")
 example = load("worked_example")
 
+# Damaged streams of the worked example (D§13) and the rule of D§11.3 each breaks first.
+HOSTILE_EXAMPLE_STREAMS = [
+    ("T2", lambda s: s[:3]),                          # truncated before the state ends
+    ("T4", lambda s: s[:4]),                          # truncated: the first raw bit has no byte
+    ("T2", lambda s: s[:2] + b"\x00\x00" + s[4:]),    # initial state below 2^16
+    ("T3", lambda s: s[:6]),                          # a word would take a raw byte already read
+    ("T8", lambda s: s[:6] + b"\x00" + s[6:]),        # words and raw bits do not meet
+    ("T9", lambda s: s[:6] + bytes([s[6] | 0x80]) + s[7:]),  # a nonzero padding bit
+]
+
+
+def example_context(p: int) -> int:
+    """The baseline context (D§10.1) of position p of the worked example's tile."""
+    w = len(example.C)
+    return t3.baseline_context(example.G[p // w], example.C[p % w])
+
+
+def example_decode(stream: bytes, context_of=example_context, n_t=None):
+    """The draft's decoder on a stream of the worked example's tile (its n_t unless given)."""
+    tile, gaps, values, _ = example.encode_example()
+    return t3.decode_tile(stream, n_t or tile.n_t, len(tile.positions), context_of,
+                          t3.tables_from_counts(gaps, t3.N_GAP_CLASSES),
+                          t3.tables_from_counts(values, t3.N_CONTEXTS))
+
 
 @dataclass
 class RealTile:

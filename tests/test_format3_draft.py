@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import reference_decoder
-from format3_tiles import DRAFT, encode_real_files, example, real_chunks, t3
+from format3_tiles import (DRAFT, HOSTILE_EXAMPLE_STREAMS, encode_real_files, example, example_decode,
+                           real_chunks, t3)
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,6 @@ def test_every_real_tile_round_trips(real_files, inr_only):
 
 # ------------------------------------------------------------------------------- hostile streams
 
-def example_decode(stream: bytes, context_of=None, n_t=None):
-    tile, gaps, values, _ = example.encode_example()
-    return t3.decode_tile(stream, n_t or tile.n_t, len(tile.positions),
-                          context_of or (lambda p: tile.contexts[tile.positions.index(p)]),
-                          t3.tables_from_counts(gaps, t3.N_GAP_CLASSES),
-                          t3.tables_from_counts(values, t3.N_CONTEXTS))
-
-
 def one_value_tile(u: int):
     """A 1-entry tile holding one nonzero (no gap symbol: m = 0), its tables and its stream."""
     values = np.zeros((t3.N_CONTEXTS, t3.N_BINS), np.uint64)
@@ -80,14 +73,7 @@ def test_example_decodes():
     assert dec.positions == tile.positions and dec.u == tile.u
 
 
-@pytest.mark.parametrize("rule, make", [
-    ("T2", lambda s: s[:3]),                          # truncated before the state ends
-    ("T4", lambda s: s[:4]),                          # truncated: the first raw bit has no byte
-    ("T2", lambda s: s[:2] + b"\x00\x00" + s[4:]),    # initial state below 2^16
-    ("T3", lambda s: s[:6]),                          # a word would take a raw byte already read
-    ("T8", lambda s: s[:6] + b"\x00" + s[6:]),        # words and raw bits do not meet
-    ("T9", lambda s: s[:6] + bytes([s[6] | 0x80]) + s[7:]),  # a nonzero padding bit
-])
+@pytest.mark.parametrize("rule, make", HOSTILE_EXAMPLE_STREAMS)
 def test_hostile_example_streams(rule, make):
     stream = example.encode_example()[3].stream
     with pytest.raises(t3.DraftViolation) as err:

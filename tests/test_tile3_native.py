@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from format3_tiles import DRAFT, encode_real_files, example, real_chunks, t3
+from format3_tiles import (DRAFT, HOSTILE_EXAMPLE_STREAMS, encode_real_files, example, example_decode,
+                           real_chunks, t3)
 from scinrcodec import _native
 from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, OK, TRUNCATED, UNEXPECTED_BYTES,
                                    UNUSED_CONTEXT)
@@ -160,9 +161,11 @@ def test_caller_errors_are_value_errors():
 
 # ------------------------------------------------------------------------------- hostile streams
 
-def example_status(stream: bytes, G=example.G, C=example.C, h=12) -> int:
+def example_status(stream: bytes, G=example.G, C=example.C) -> int:
+    """The native status of a stream of the worked example's tile (12 x 2 entries, terms G and C)."""
     tile, gaps, values, _ = example.encode_example()
-    return decode_native([stream], [(h, 2, len(tile.positions), 0, 0)], G, C, gaps, values)[0][0]
+    shape = (len(example.G), len(example.C), len(tile.positions), 0, 0)
+    return decode_native([stream], [shape], G, C, gaps, values)[0][0]
 
 
 def draft_rule(decode) -> str:
@@ -173,20 +176,10 @@ def draft_rule(decode) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize("rule, make", [
-    ("T2", lambda s: s[:3]),                          # truncated before the state ends
-    ("T4", lambda s: s[:4]),                          # truncated: the first raw bit has no byte
-    ("T2", lambda s: s[:2] + b"\x00\x00" + s[4:]),    # initial state below 2^16
-    ("T3", lambda s: s[:6]),                          # a word would take a raw byte already read
-    ("T8", lambda s: s[:6] + b"\x00" + s[6:]),        # words and raw bits do not meet
-    ("T9", lambda s: s[:6] + bytes([s[6] | 0x80]) + s[7:]),  # a nonzero padding bit
-])
+@pytest.mark.parametrize("rule, make", HOSTILE_EXAMPLE_STREAMS)
 def test_hostile_example_streams(rule, make):
     stream = make(example.encode_example()[3].stream)
-    tile, gaps, values, _ = example.encode_example()
-    assert draft_rule(lambda: t3.decode_tile(
-        stream, tile.n_t, len(tile.positions), lambda p: t3.baseline_context(example.G[p // 2], example.C[p % 2]),
-        t3.tables_from_counts(gaps, t3.N_GAP_CLASSES), t3.tables_from_counts(values, t3.N_CONTEXTS))) == rule
+    assert draft_rule(lambda: example_decode(stream)) == rule
     assert example_status(stream) == STATUS_OF_RULE[rule]
 
 
@@ -201,13 +194,9 @@ def damaged(s: bytes, rng: np.random.Generator | None = None, n: int = 0) -> lis
 def test_every_damaged_example_stream_gets_the_drafts_rule():
     """Every prefix, every flipped bit and every extra byte of the worked example's stream: the
     native status is the one of the rule the draft's decoder names (or OK where it accepts)."""
-    tile, gaps, values, enc = example.encode_example()
-    tables = t3.tables_from_counts(gaps, t3.N_GAP_CLASSES), t3.tables_from_counts(values, t3.N_CONTEXTS)
     seen = set()
-    for stream in damaged(enc.stream):
-        rule = draft_rule(lambda: t3.decode_tile(
-            stream, tile.n_t, len(tile.positions),
-            lambda p: t3.baseline_context(example.G[p // 2], example.C[p % 2]), *tables))
+    for stream in damaged(example.encode_example()[3].stream):
+        rule = draft_rule(lambda: example_decode(stream))
         seen.add(rule)
         assert example_status(stream) == (OK if rule == "ok" else STATUS_OF_RULE[rule]), (stream.hex(), rule)
     assert {"T2", "T3", "T4", "T7", "T8", "T9"} <= seen

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "fuzz_bytes.hpp"
 #include "sinr/models.hpp"
 #include "sinr/tile3.hpp"
 
@@ -22,21 +23,7 @@ namespace {
 
 using namespace sinr;
 using namespace sinr::tile3;
-
-// Consumes the fuzzer's bytes; past the end it yields zeros.
-struct Bytes {
-  const uint8_t* p;
-  size_t n;
-  uint64_t take(int count) {
-    uint64_t v = 0;
-    for (int i = 0; i < count; ++i) {
-      v |= static_cast<uint64_t>(n ? *p : 0) << (8 * i);
-      if (n) ++p, --n;
-    }
-    return v;
-  }
-  int64_t below(int64_t bound) { return bound > 0 ? static_cast<int64_t>(take(2) % static_cast<uint64_t>(bound)) : 0; }
-};
+using fuzz::Bytes;
 
 // Read-only and writable views of a vector.
 template <typename T>

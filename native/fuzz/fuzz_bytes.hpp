@@ -1,0 +1,23 @@
+// The fuzz harnesses' reader of libFuzzer's input (native/fuzz/fuzz_*.cpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace sinr::fuzz {
+
+// Consumes the fuzzer's bytes; past the end it yields zeros.
+struct Bytes {
+  const uint8_t* p;
+  size_t n;
+  uint64_t take(int count) {
+    uint64_t v = 0;
+    for (int i = 0; i < count; ++i) {
+      v |= static_cast<uint64_t>(n ? *p : 0) << (8 * i);
+      if (n) ++p, --n;
+    }
+    return v;
+  }
+  int64_t below(int64_t bound) { return bound > 0 ? static_cast<int64_t>(take(2) % static_cast<uint64_t>(bound)) : 0; }
+};
+
+}  // namespace sinr::fuzz
