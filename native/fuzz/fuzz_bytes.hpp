@@ -20,4 +20,15 @@ struct Bytes {
   int64_t below(int64_t bound) { return bound > 0 ? static_cast<int64_t>(take(2) % static_cast<uint64_t>(bound)) : 0; }
 };
 
+// One fuzz input, as every harness runs it: the first byte picks the mode, an odd one an
+// encode/decode round trip of tiles the input describes, an even one hostile input to the decoder.
+inline int run_one(const uint8_t* data, size_t size, void (*round_trip)(Bytes&), void (*hostile)(Bytes&)) {
+  Bytes in{data, size};
+  if (in.take(1) & 1)
+    round_trip(in);
+  else
+    hostile(in);
+  return 0;
+}
+
 }  // namespace sinr::fuzz

@@ -215,10 +215,5 @@ void round_trip(Bytes& in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Bytes in{data, size};
-  if (in.take(1) & 1)
-    round_trip(in);
-  else
-    hostile(in);
-  return 0;
+  return sinr::fuzz::run_one(data, size, round_trip, hostile);
 }
