@@ -310,7 +310,7 @@ def target_lines(rows: list[dict]) -> list[str]:
              "faster than 10x / h5ad / zarr | met |", "|---|---|---|---|---|"]
     for query in QUERIES:
         after = by_key[("after", query)]
-        rtts = after["seconds"] / (delay / 1000)
+        rtts = after["seconds"] / (delay / 1000) if delay else float("nan")  # no delay: no round trips to count
         limit = {"open": 2, "entry": 3, "gene": 3, "cell": 3}.get(query)
         ratio = after["bytes"] / after["sinr_needed_bytes"] if after["sinr_needed_bytes"] else float("inf")
         faster = [after["seconds"] < by_key[(way, query)]["seconds"] for way in ("10x h5", "h5ad", "zarr")]
@@ -389,8 +389,10 @@ def _write_anndata(path: Path) -> None:
     with sinr.open(path) as m:
         x = m.to_scipy(layout="csc").T.tocsr().astype(np.float32)  # cells x genes CSR; counts as scanpy
         x.sort_indices()                                                 # holds them (4 bytes, as 10x's)
-        adata = ad.AnnData(X=x, obs=pd.DataFrame(index=pd.Index(m.cell_names, dtype=str)),
-                           var=pd.DataFrame(index=pd.Index(m.gene_names, dtype=str)))
+        cells = m.cell_names or [str(i) for i in range(m.shape[1])]  # a file may store no names
+        genes = m.gene_names or m.gene_ids or [str(i) for i in range(m.shape[0])]
+        adata = ad.AnnData(X=x, obs=pd.DataFrame(index=pd.Index(cells, dtype=str)),
+                           var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
     adata.write_h5ad(path.with_suffix(".h5ad"))
     store = path.with_suffix(".zarr")
     shutil.rmtree(store, ignore_errors=True)

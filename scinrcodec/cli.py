@@ -10,6 +10,7 @@ silently with status 141, as a process killed by SIGPIPE would.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -19,8 +20,8 @@ from pathlib import Path
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
-from .wholefile.combine import MERGE_RULES
 from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
+from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS
@@ -152,7 +153,7 @@ def _decode(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
-                  dtype=args.dtype)
+                  dtype=args.dtype, storage_options=args.storage_options)
     print(f"wrote {args.output} ({kind}) in {time.perf_counter() - started:.1f} s")
 
 
@@ -161,7 +162,7 @@ def _info(args: argparse.Namespace) -> None:
     from .wholefile.describe import describe_contents
     from .wholefile.matrix import open as open_sinr
 
-    with open_sinr(args.input) as matrix:
+    with open_sinr(args.input, storage_options=args.storage_options) as matrix:
         print(describe(matrix))
         contents = describe_contents(matrix)
         if contents:
@@ -174,7 +175,7 @@ def _verify(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
 
-    with open_sinr(args.input, jobs=args.jobs) as matrix:
+    with open_sinr(args.input, jobs=args.jobs, storage_options=args.storage_options) as matrix:
         report = verify_file(matrix)
     print(f"{args.input}: ok ({report['bytes']:,} bytes, {report['matrices']:,} matrices, {report['chunks']:,} "
           f"chunks, {report['nnz']:,} nonzeros, {report['sections']:,} other parts checked in "
@@ -196,7 +197,7 @@ def parse_key(text: str, *name_lists: list[str] | None):
 def _get(args: argparse.Namespace) -> None:
     from .wholefile.matrix import open as open_sinr
 
-    with open_sinr(args.input) as matrix:
+    with open_sinr(args.input, storage_options=args.storage_options) as matrix:
         gene = parse_key(args.gene, matrix.gene_names, matrix.gene_ids)
         print(matrix.get(gene, parse_key(args.cell, matrix.cell_names)))
 
@@ -205,6 +206,33 @@ def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
     print(run_demo(Path(args.workdir) if args.workdir else None))
+
+
+def _storage_option(text: str) -> tuple[str, object]:
+    """KEY=VALUE for fsspec: VALUE as JSON where it parses (true, 3, {"a": 1}), else as text."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+class _StorageOptions(argparse.Action):
+    """Collects repeated --storage-option KEY=VALUE into one dict (a later KEY wins)."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        key, item = value
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key: item})
+
+
+def _remote_options(parser: argparse.ArgumentParser) -> None:
+    """--storage-option, repeatable: what fsspec is given for a URL input (s3fs's anon=true or
+    endpoint_url=..., for instance); credentials may also come from the usual environment."""
+    parser.add_argument("--storage-option", dest="storage_options", metavar="KEY=VALUE", type=_storage_option,
+                        action=_StorageOptions, help="for a URL input: an fsspec storage option (repeatable), "
+                                                     "e.g. anon=true or endpoint_url=http://127.0.0.1:9000")
 
 
 def _positive(text: str) -> int:
@@ -329,21 +357,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
                      help=".h5ad X: as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
+    _remote_options(dec)
     dec.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")
     info.add_argument("input")
+    _remote_options(info)
     info.set_defaults(run=_info)
 
     verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
     verify.add_argument("input")
     verify.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    _remote_options(verify)
     verify.set_defaults(run=_verify)
 
     get = commands.add_parser("get", help="print one entry, by name or index (#N forces an index)")
     get.add_argument("input")
     get.add_argument("gene")
     get.add_argument("cell")
+    _remote_options(get)
     get.set_defaults(run=_get)
 
     demo = commands.add_parser("demo", help="encode the bundled real matrix, check it, compare with 10x HDF5")

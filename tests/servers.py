@@ -191,17 +191,21 @@ class MotoS3:
                         "client_kwargs": {"region_name": "us-east-1"}}
         self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
                                    aws_secret_access_key="testing", region_name="us-east-1")
+        self._post("/moto-api/reset", b"")  # moto's backends are process-wide: start from none
         return self
+
+    def _post(self, path: str, body: bytes) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint}{path}", data=body, headers={"Content-Type": "text/plain"},
+                                         method="POST")  # text/plain: not a form
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
 
     def enforce_auth(self, on: bool) -> None:
         """From now on, check every request's signature and IAM policies (on), or let all pass as
         moto does by default (off). moto's switch is process-wide: switch it off before stopping."""
-        import urllib.request
-
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=b"0" if on else b"inf",
-                                         headers={"Content-Type": "text/plain"}, method="POST")  # not a form
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+        self._post("/moto-api/reset-auth", b"0" if on else b"inf")
 
     def iam(self, options: dict | None = None):
         """A boto3 IAM client of this server that signs with `options`' key (default: self.options)."""

@@ -206,8 +206,8 @@ def test_output_that_appears_meanwhile_is_kept(tmp_path, monkeypatch, is_dir, no
     one worked: the other's output stays, this one's temporary file goes; with force it is
     replaced. Both with renameat2(RENAME_NOREPLACE) and with the link / mkdir fallback."""
     if noreplace == "fallback":
-        monkeypatch.setattr(atomic, "_renameat2", None)
-    elif atomic._renameat2 is None:
+        monkeypatch.setattr(atomic, "renameat2", None)
+    elif atomic.renameat2 is None:
         pytest.skip("no renameat2 here")
     target = tmp_path / ("out" if is_dir else "out.sinr")
 

@@ -256,7 +256,7 @@ def small_file(tmp_path_factory):
 @pytest.mark.parametrize("layout", ["csr", "csc"])
 def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, layout):
     path, _ = small_file
-    decode_chunk = assemble._decode_chunk
+    decode_chunk = assemble.decode_chunk
 
     def lying(index, chunk):
         rows, cols, values = decode_chunk(index, chunk)
@@ -264,7 +264,7 @@ def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, 
         rows[rows.size // 2] = 10**6  # beyond every array
         return rows, cols, values
 
-    monkeypatch.setattr(assemble, "_decode_chunk", lying)
+    monkeypatch.setattr(assemble, "decode_chunk", lying)
     with sinr.open(path, jobs=1) as m, pytest.raises(CorruptFileError, match="outside the file's rows"):
         m.to_scipy(layout=layout)
 

@@ -3,6 +3,8 @@ S3 server. Every read path is compared with the local file; requests are counted
 access log and by the source's own counters; every failure is one typed error naming the URL."""
 from __future__ import annotations
 
+import json
+
 import os
 import pickle
 import shutil
@@ -270,6 +272,29 @@ def test_s3_access_denied(files, small_reads, monkeypatch):
             monkeypatch.setenv(key, value)  # the CLI, in its own process, signs as the reader
         result = sinr_cli("info", "s3://atlas/secret.sinr", timeout=60)
         assert_one_error_line(result, "s3://atlas/secret.sinr: access denied (PermissionError: Access Denied)")
+
+
+def test_cli_storage_options(files, small_reads, monkeypatch):
+    """`--storage-option KEY=VALUE` (repeatable, VALUE as JSON where it parses) reaches fsspec: the
+    CLI reads S3 with the endpoint and keys given on its command line, none in the environment;
+    on a local path the option is one clear error line."""
+    pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
+    pytest.importorskip("s3fs", reason="S3 reading needs the remote extra: pip install 'scinrcodec[remote]'")
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    with MotoS3() as s3:
+        s3.client.create_bucket(Bucket="atlas")
+        s3.client.put_object(Bucket="atlas", Key="pbmc.sinr", Body=(files / "pbmc.sinr").read_bytes())
+        with sinr.open(files / "pbmc.sinr") as local:
+            expected = local.get(*ENTRY)
+        options = [f"--storage-option={key}={json.dumps(value) if not isinstance(value, str) else value}"
+                   for key, value in s3.options.items()]
+        result = sinr_cli("get", "s3://atlas/pbmc.sinr", f"#{ENTRY[0]}", f"#{ENTRY[1]}", *options, timeout=60)
+        assert result.returncode == 0 and result.stdout.strip() == str(expected), result.stderr
+    assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon=true"),
+                          "storage_options apply to URLs only")
+    assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon"),
+                          "expected KEY=VALUE")
 
 
 def test_merge_ranges():

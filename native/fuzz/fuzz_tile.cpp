@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fuzz_bytes.hpp"
 #include "sinr/models.hpp"
 #include "sinr/tile.hpp"
 
@@ -23,22 +24,9 @@ namespace {
 
 using namespace sinr;
 
-constexpr int64_t kProbScale = 1 << 16;
+using fuzz::Bytes;
 
-// Consumes the fuzzer's bytes; past the end it yields zeros.
-struct Bytes {
-  const uint8_t* p;
-  size_t n;
-  uint64_t take(int count) {
-    uint64_t v = 0;
-    for (int i = 0; i < count; ++i) {
-      v |= static_cast<uint64_t>(n ? *p : 0) << (8 * i);
-      if (n) ++p, --n;
-    }
-    return v;
-  }
-  int64_t below(int64_t bound) { return bound > 0 ? static_cast<int64_t>(take(2) % static_cast<uint64_t>(bound)) : 0; }
-};
+constexpr int64_t kProbScale = 1 << 16;
 
 // Frequency tables as the format stores them (spec §6.4): every bin a row counts gets at least 1
 // and the row sums to 2**16; unused rows are zero. cum: n_contexts x (kNumBins + 1).
@@ -227,10 +215,5 @@ void round_trip(Bytes& in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Bytes in{data, size};
-  if (in.take(1) & 1)
-    round_trip(in);
-  else
-    hostile(in);
-  return 0;
+  return sinr::fuzz::run_one(data, size, round_trip, hostile);
 }

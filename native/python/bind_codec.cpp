@@ -1,10 +1,11 @@
-// Bindings of the codec layer: content checksum, rANS primitives, tile encode and decode, SIREN
-// evaluation and the tables of spec Appendix A.
+// Bindings of the codec layer: content checksum, rANS primitives, tile encode and decode (format 2,
+// and format 3.0's draft codec of tile3.hpp), SIREN evaluation and the tables of spec Appendix A.
 //
 // Arrays a kernel writes are bound with .noconvert(): a wrong dtype is a TypeError, never a
 // silent copy that the kernel would fill instead of the caller's array.
 #include <algorithm>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <stdexcept>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "sinr/rans.hpp"
 #include "sinr/siren.hpp"
 #include "sinr/tile.hpp"
+#include "sinr/tile3.hpp"
 
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
@@ -338,6 +340,86 @@ void bind_siren(nb::module_& m) {
      nb::arg("out").noconvert());
 }
 
+
+// ------------------------------------------------------------------------------ format 3.0 tiles
+// The draft codec of tile3.hpp, whole chunks at a time: the tables are built from the chunk's count
+// sections inside each call (arrays of counts in, never tables a caller made by hand).
+
+std::vector<tile3::Table12> tables3(const Array2<const uint64_t>& counts, int64_t rows, const char* name) {
+  if (static_cast<int64_t>(counts.shape(0)) != rows || counts.shape(1) != kNumBins)
+    throw nb::value_error((std::string(name) + " must be " + std::to_string(rows) + " x 231 counts").c_str());
+  return tile3::build_tables(Span<const uint64_t>{counts.data(), rows * kNumBins}, rows);
+}
+
+struct ChunkTables3 {
+  std::vector<tile3::Table12> gaps, values;
+  ChunkTables3(const Array2<const uint64_t>& gap_counts, const std::optional<Array2<const uint64_t>>& value_counts)
+      : gaps(tables3(gap_counts, tile3::kGapClasses, "gap_counts")),
+        values(value_counts ? tables3(*value_counts, tile3::kContexts, "value_counts")
+                            : std::vector<tile3::Table12>{}) {}
+  Span<const tile3::Table12> gap_span() const { return {gaps.data(), static_cast<int64_t>(gaps.size())}; }
+  Span<const tile3::Table12> value_span() const { return {values.data(), static_cast<int64_t>(values.size())}; }
+};
+
+void bind_tile3(nb::module_& m) {
+  m.def("tile3_tables", [](Array2<const uint64_t> counts, Array2<int64_t> freq, Array2<int64_t> start,
+                           Array2<uint32_t> packed, Array<bool> used) {
+    const int64_t rows = static_cast<int64_t>(counts.shape(0));
+    if (counts.shape(1) != kNumBins || freq.shape(0) != counts.shape(0) || freq.shape(1) != kNumBins ||
+        start.shape(0) != counts.shape(0) || start.shape(1) != kNumBins || packed.shape(0) != counts.shape(0) ||
+        packed.shape(1) != tile3::kProbScale || used.shape(0) != counts.shape(0))
+      throw nb::value_error("tile3_tables: counts, freq and start must be rows x 231, packed rows x 4096, used rows");
+    const std::vector<tile3::Table12> tables = tables3(counts, rows, "counts");
+    for (int64_t r = 0; r < rows; ++r) {
+      const tile3::Table12& t = tables[static_cast<size_t>(r)];
+      std::copy(t.freq, t.freq + kNumBins, freq.data() + r * kNumBins);
+      std::copy(t.start, t.start + kNumBins, start.data() + r * kNumBins);
+      if (t.used) std::copy(t.packed, t.packed + tile3::kProbScale, packed.data() + r * tile3::kProbScale);
+      used.data()[r] = t.used;
+    }
+  }, nb::arg("counts"), nb::arg("freq").noconvert(), nb::arg("start").noconvert(), nb::arg("packed").noconvert(),
+     nb::arg("used").noconvert(),
+     "Format 3.0 draft (D§5): the 12-bit tables of rows of counts, and each used row's packed slot lookup.");
+  m.def("tile3_density_class", [](int64_t n_t, int64_t m) {
+    if (m < 1 || m > n_t || n_t > kMaxTileEntries) throw nb::value_error("tile3_density_class: needs 1 <= m <= n_t < 2**24");
+    return tile3::density_class(n_t, m);
+  }, "Format 3.0 draft (D§7): the density class of a tile of n_t entries coding m positions.");
+  m.def("tile3_stream_bound", [](int64_t symbols) {
+    if (symbols < 0) throw nb::value_error("tile3_stream_bound: negative symbols");
+    return tile3::stream_bound(symbols);
+  }, "The most bytes a format-3.0 tile stream of that many symbols takes.");
+  m.def("tile3_encode_tiles", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
+                                 Array<const int64_t> positions, Array<const int64_t> u, Array<const int64_t> contexts,
+                                 Array2<const uint64_t> gap_counts, std::optional<Array2<const uint64_t>> value_counts,
+                                 Array<uint8_t> out, Array<int64_t> lengths) {
+    const ChunkTables3 tables(gap_counts, value_counts);
+    nb::gil_scoped_release release;
+    return tile3::encode_tiles(span(tile_n), span(tile_k), span(positions), span(u), span(contexts),
+                               tables.gap_span(), tables.value_span(), value_counts.has_value(), span(out),
+                               span(lengths));
+  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("u"), nb::arg("contexts"),
+     nb::arg("gap_counts"), nb::arg("value_counts").none(), nb::arg("out").noconvert(), nb::arg("lengths").noconvert(),
+     "Format 3.0 draft: encode consecutive tiles of one chunk (value_counts None: inr-only); returns the bytes "
+     "written.");
+  m.def("tile3_decode_tiles", [](Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,
+                                 Array<const int64_t> h, Array<const int64_t> w, Array<const int64_t> k,
+                                 Array<const int64_t> row, Array<const int64_t> col, Array<const int64_t> out_start,
+                                 Array<const int64_t> gene_terms, Array<const int32_t> cell_terms,
+                                 Array2<const uint64_t> gap_counts, std::optional<Array2<const uint64_t>> value_counts,
+                                 Array<int64_t> positions, Array<int64_t> u, Array<int64_t> status) {
+    const ChunkTables3 tables(gap_counts, value_counts);
+    const tile3::TileBatch batch{span(offset), span(length), span(h), span(w),
+                                 span(k),      span(row),    span(col), span(out_start)};
+    nb::gil_scoped_release release;
+    tile3::decode_tiles(span(buf), batch, span(gene_terms), span(cell_terms), tables.gap_span(), tables.value_span(),
+                        value_counts.has_value(), span(positions), span(u), span(status));
+  }, nb::arg("buf"), nb::arg("offset"), nb::arg("length"), nb::arg("h"), nb::arg("w"), nb::arg("k"), nb::arg("row"),
+     nb::arg("col"), nb::arg("out_start"), nb::arg("gene_terms"), nb::arg("cell_terms"), nb::arg("gap_counts"),
+     nb::arg("value_counts").none(), nb::arg("positions").noconvert(), nb::arg("u").noconvert(),
+     nb::arg("status").noconvert(),
+     "Format 3.0 draft: decode whole tiles of one chunk; each tile's TileStatus into status.");
+}
+
 }  // namespace
 
 void bind_codec(nb::module_& m) {
@@ -376,6 +458,7 @@ void bind_codec(nb::module_& m) {
         nb::arg("lut"), nb::arg("used"), nb::arg("siren"), nb::arg("sirens").none(), nb::arg("gene_terms"),
         nb::arg("cell_terms"), nb::arg("mode"), nb::arg("max_error"), nb::arg("row"), nb::arg("col"));
   bind_siren(m);
+  bind_tile3(m);
 }
 
 }  // namespace sinr::python

@@ -35,14 +35,20 @@
 
 .element_section <- function(element) if (element == "h5") "10x.h5" else paste0("anndata.", element)
 
+# An attribute's value; an empty attribute (anndata writes `column-order` of a frame without columns
+# as an empty array) is character(0): hdf5r cannot read a zero-size attribute.
 .attr <- function(object, name) {
   if (!object$attr_exists(name)) return(NULL)
+  attribute <- object$attr_open(name)
+  on.exit(attribute$close())
+  if (prod(attribute$get_space()$dims) == 0) return(character(0))
   hdf5r::h5attr(object, name)
 }
 
 # A 1-D dataset of n values as an R vector (64-bit integers as doubles); NULL when it is not one.
 .vector <- function(object, n) {
   if (!inherits(object, "H5D") || length(object$dims) != 1L || object$dims != n) return(NULL)
+  if (n == 0) return(character(0))  # hdf5r cannot read an empty string dataset; any empty vector maps the same
   value <- object$read()
   if (inherits(value, "integer64")) value <- as.double(value)
   if (!is.atomic(value) || !(typeof(value) %in% c("logical", "integer", "double", "character"))) return(NULL)

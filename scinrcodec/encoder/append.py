@@ -22,7 +22,8 @@ from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import quantise_terms
 from ..progress import Progress
 from ..reader.matrix import MatrixReader
-from ..storage.container import ContainerWriter, pack_array
+from ..storage.container import ContainerWriter
+from ..storage.layout import MATRIX_SECTIONS
 from ..storage.source import ByteSource
 from .chunk import FileContext
 from .driver import encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
@@ -169,8 +170,8 @@ def _matrix_entry(matrix: MatrixReader, writer: ContainerWriter, stored: np.ndar
     header = dict(index.header)
     sections = [[ref.name, ref.offset, ref.length, ref.crc] for ref in index.sections.table.values()
                 if ref.name not in ("genes.order", "genes.baseline", "chunks.index")]
-    sections.append(writer.section("genes.order", pack_array(stored, "u4")))
-    sections.append(writer.section("genes.baseline", pack_array(gene_terms, "i2")))
+    sections.append(writer.section("genes.order", MATRIX_SECTIONS["genes.order"].pack(stored)))
+    sections.append(writer.section("genes.baseline", MATRIX_SECTIONS["genes.baseline"].pack(gene_terms)))
     old_rows = index.chunk_index.tolist()
     sections.append(chunk_index_section(writer, old_rows + rows))
     header.update({"shape": [index.n_genes, index.n_cells + n_cells], "nnz": index.nnz + nnz,

@@ -22,7 +22,8 @@ from ..limits import MAX_CHUNK_NNZ
 from ..model.baseline import fit_cell_terms
 from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
-from ..storage.container import ContainerWriter, crc32, pack_array, pack_header, pack_map, pack_strings
+from ..storage.container import ContainerWriter, crc32, pack_header, pack_map
+from ..storage.layout import CHUNK_SECTIONS
 from .options import EncodeOptions
 from .siren_fit import SirenPlanner, fit_band_sirens
 
@@ -140,26 +141,29 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     checksum = int(content_checksum(context.gene_of_row[rows], block.start + cell_order[cols], decoded))
     stats.update({"position_bits": round(position_bits, 1), "value_bits": round(value_bits, 1)})
 
+    def section(name: str, values) -> tuple[str, bytes]:
+        return name, CHUNK_SECTIONS[name].pack(values)
+
     sections: list[tuple[str, bytes]] = [
-        ("cells.order", pack_array(cell_order, "u4")),
-        ("cells.baseline", pack_array(cell_terms, "i2")),
+        section("cells.order", cell_order),
+        section("cells.baseline", cell_terms),
     ]
     if cell_names is not None:
-        sections.append(("cells.names", pack_strings(cell_names)))
+        sections.append(section("cells.names", cell_names))
     sections += [
-        ("bands.rows", pack_array(geometry.row_starts, "u4")),
-        ("bands.widths", pack_array(geometry.widths, "u4")),
-        ("bands.crc32", pack_array(band_crcs, "u4")),
-        ("tiles.nnz", pack_array(tile_k, "u4")),
-        ("tiles.bytes", pack_array(lengths, "u4")),
+        section("bands.rows", geometry.row_starts),
+        section("bands.widths", geometry.widths),
+        section("bands.crc32", band_crcs),
+        section("tiles.nnz", tile_k),
+        section("tiles.bytes", lengths),
     ]
     if code_values:
-        sections.append(("values.counts", pack_array(hist.ravel(), "u8")))
+        sections.append(section("values.counts", hist.ravel()))
     if sirens:
         used = sorted(sirens)
         sections.append(("siren.meta", pack_map({"bands": [[b, sirens[b].to_meta()] for b in used]})))
-        sections.append(("siren.weights", pack_array(np.concatenate([sirens[b].flat_parameters() for b in used]),
-                                                     "i2")))
+        weights = np.concatenate([sirens[b].flat_parameters() for b in used])
+        sections.append(section("siren.weights", weights))
     sections.append(("tiles.data", data))
     table, offset = [], 0
     for name, payload in sections:

@@ -26,8 +26,8 @@ from ..io.sources import MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
 from ..model.siren_train import run_stoppable
 from ..progress import Progress
-from ..storage.container import ContainerWriter, pack_array, pack_strings
-from ..storage.layout import CHUNK_INDEX_FIELDS
+from ..storage.container import ContainerWriter
+from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from .chunk import FileContext, encode_chunk, write_chunk
 from .options import EncodeOptions
 from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
@@ -137,9 +137,10 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
                             ("names.gene_names", None if names_are_ids else source.gene_names),
                             ("names.feature_types", source.feature_types)):
         if values is not None:
-            table.append(writer.section(section, pack_strings(values)))
-    table.append(writer.section("genes.order", pack_array(stored_order, "u4")))
-    table.append(writer.section("genes.baseline", pack_array(context.gene_terms[: stored_order.size], "i2")))
+            table.append(writer.section(section, MATRIX_SECTIONS[section].pack(values)))
+    table.append(writer.section("genes.order", MATRIX_SECTIONS["genes.order"].pack(stored_order)))
+    table.append(writer.section("genes.baseline", MATRIX_SECTIONS["genes.baseline"].pack(
+        context.gene_terms[: stored_order.size])))
     table.append(chunk_index_section(writer, index_rows))
     stats = summarise(chunk_stats)
     return {
@@ -154,7 +155,7 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
 def chunk_index_section(writer: ContainerWriter, index_rows: list[list[int]]) -> list:
     """Write `chunks.index` (six uint64 per chunk, spec §5.4.1); return its section table entry."""
     index = np.asarray(index_rows, dtype=np.uint64).reshape(-1, len(CHUNK_INDEX_FIELDS))
-    return writer.section("chunks.index", pack_array(index.ravel(), "u8"))
+    return writer.section("chunks.index", MATRIX_SECTIONS["chunks.index"].pack(index.ravel()))
 
 
 def summarise(chunk_stats: list[dict], previous: dict | None = None) -> dict:

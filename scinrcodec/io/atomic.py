@@ -126,8 +126,8 @@ _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
 
-def _load_renameat2():
-    """libc's renameat2 (Linux, glibc 2.28 or newer), or None."""
+def load_renameat2():
+    """libc's renameat2 (Linux, glibc 2.28 or newer), or None: a rename that refuses to replace."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -139,15 +139,15 @@ def _load_renameat2():
     return function
 
 
-_renameat2 = _load_renameat2()
+renameat2 = load_renameat2()  # None where the platform lacks it; the fallback is then used
 
 
 def _rename_new(tmp: Path, target: Path, *, is_dir: bool) -> None:
     """Move `tmp` to `target` unless a file or folder exists there (FileExistsError), deciding at
     the moment of the rename: renameat2(RENAME_NOREPLACE) where the kernel and file system have it,
     else a hard link (a file) or an exclusive mkdir that claims the name (a folder)."""
-    if _renameat2 is not None:
-        if _renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
             return
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):

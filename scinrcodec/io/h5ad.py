@@ -17,6 +17,8 @@ from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
                       one_line)
 
+MERGE_RULES = ("same", "unique", "first", "only")  # anndata.concat's merge and uns_merge strategies
+
 
 def is_h5ad(path: Path, head: bytes) -> bool:
     """An HDF5 file with AnnData's groups (X or obs); other HDF5 files are 10x files."""

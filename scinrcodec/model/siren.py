@@ -57,6 +57,8 @@ def _expm1_table() -> np.ndarray:
 
 SINE_TABLE = _sine_table()
 EXPM1_TABLE = _expm1_table()
+# The context edges too (spec Appendix A.1), which only SIREN bands use: checked where SIRENs load.
+assert _native.tables_match_spec(), "the native core's tables differ from spec Appendix A (libm rounds differently)"
 NORM_CODES = {name: code for code, name in enumerate(NORMALISATIONS)}
 
 

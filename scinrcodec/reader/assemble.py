@@ -51,7 +51,9 @@ def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[in
     run_all(work, [(chunk,) for chunk in chunks])
 
 
-def _decode_chunk(index: MatrixIndex, chunk: Chunk):
+def decode_chunk(index: MatrixIndex, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A whole chunk's (rows, columns, values), its nonzero count checked: what every whole-matrix
+    assembly places."""
     batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
     rows, cols, values = decode_batch(index, batch, jobs=1, value_dtype=np.int32)
     if values.size != chunk.nnz:
@@ -96,7 +98,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
 
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
-        rows, cols, values = _decode_chunk(index, chunk)
+        rows, cols, values = decode_chunk(index, chunk)
         _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
                                                     indptr[row_starts[i]:], indices, data))
@@ -134,7 +136,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     indices = np.empty(index.nnz, dtype=_index_dtype(n_cells))
 
     def work(chunk: Chunk) -> None:
-        rows, cols, values = _decode_chunk(index, chunk)
+        rows, cols, values = decode_chunk(index, chunk)
         cursor = cursors[chunk.index]
         limit = cursor + counts[chunk.index, :n_rows]  # the chunk's share of each row ends here
         _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,

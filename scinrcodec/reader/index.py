@@ -14,12 +14,12 @@ import numpy as np
 
 from .. import _native
 from ..codec.geometry import ChunkGeometry, max_tiles
-from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, frequencies
+from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.stages import MODES, parse_stages
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
-from ..storage.container import (SectionRef, check_disjoint, crc32, parse_section_table, unpack_array, unpack_header,
-                                 unpack_map, unpack_strings)
+from ..storage.container import (PREAMBLE, SectionRef, check_disjoint, crc32, parse_section_table, unpack_array,
+                                 unpack_header, unpack_map, unpack_strings)
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW, ZSTD_ARRAY, Sizes
 from ..storage.source import ByteSource
 
@@ -176,7 +176,7 @@ class MatrixIndex:
                       and not isinstance(v, bool) and np.isfinite(v)} if isinstance(stats, dict) else {}
         self.options = options if isinstance(options, dict) else {}
         self.header = header
-        table = parse_section_table(header.get("sections"), low=16, high=body_end, what=what)
+        table = parse_section_table(header.get("sections"), low=PREAMBLE.size, high=body_end, what=what)
         sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
         self.newer_minor = newer_minor
         self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what, newer_minor=newer_minor)
@@ -197,7 +197,7 @@ class MatrixIndex:
     def _parse_chunk_index(self, index: np.ndarray, table: dict[str, SectionRef], body_end: int) -> None:
         offset, header_length, _, block_length, n_cells, nnz = index.T
         if np.any(index < 0) or np.any(header_length > np.minimum(block_length, MAX_CHUNK_HEADER_BYTES)) \
-                or np.any(offset < 16) or np.any(offset + block_length > body_end) or np.any(n_cells < 1):
+                or np.any(offset < PREAMBLE.size) or np.any(offset + block_length > body_end) or np.any(n_cells < 1):
             raise CorruptFileError(f"{self.what}: chunk index holds an impossible entry")
         if int(n_cells.sum()) != self.n_cells or int(nnz.sum()) != self.nnz:
             raise CorruptFileError(f"{self.what}: chunk index does not add up to the matrix's cells and nonzeros")
@@ -363,7 +363,7 @@ class MatrixIndex:
         band_crc = reader.get("bands.crc32").astype(np.int64)
         if self.mode == "inr-only":
             cum = np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
-            lut = np.zeros((N_CONTEXTS, 256), np.uint8)
+            lut = np.zeros((N_CONTEXTS, LUT_SIZE), np.uint8)
             used = np.zeros(N_CONTEXTS, bool)
         else:
             counts = reader.get("values.counts").reshape(N_CONTEXTS, N_BINS)
@@ -387,7 +387,7 @@ class MatrixIndex:
         if hasattr(self, "model_cum"):
             return
         self.model_cum = np.zeros((self.n_chunks, N_CONTEXTS, N_BINS + 1), np.int32)
-        self.model_lut = np.zeros((self.n_chunks, N_CONTEXTS, 256), np.uint8)
+        self.model_lut = np.zeros((self.n_chunks, N_CONTEXTS, LUT_SIZE), np.uint8)
         self.model_used = np.zeros((self.n_chunks, N_CONTEXTS), bool)
         self.cell_terms = np.zeros(self.n_cells, np.int32)
         self.cell_original = np.zeros(self.n_cells, np.int64)  # reordered column -> original cell

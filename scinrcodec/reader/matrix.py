@@ -481,7 +481,8 @@ class MatrixReader:
         return self._source.size
 
     def close(self) -> None:
-        """Release the file (or connection); reads after it fail."""
+        """Release the file's descriptor (or connection). A read after it still works: a local file is
+        opened again if it is the very same, unchanged (else FileChangedError), bytes and URLs read on."""
         self._source.close()
 
     def __enter__(self) -> "MatrixReader":

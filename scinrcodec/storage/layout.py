@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from .container import pack_array, pack_strings
+
 # The value model's table (spec §6.3, §6.4): how values are binned fixes how many frequencies a chunk's
 # `values.counts` holds, so the numbers live here, below the codec that bins with them.
 MANTISSA_BITS = 3
@@ -46,6 +48,16 @@ class SectionSpec(NamedTuple):
     def expected(self, sizes: Sizes) -> int | None:
         """Items the section must hold, None when its size is not fixed by header fields."""
         return None if self.count is None else self.count(sizes)
+
+    def pack(self, values, level: int | None = None) -> bytes:
+        """The section's bytes holding `values` (an array, or a list of names), encoded as this
+        table says: the writer beside the reader's SectionReader, so a writer never restates an
+        item type. Raw and MessagePack sections are built by their own writers."""
+        if self.encoding == ZSTD_ARRAY:
+            return pack_array(values, self.dtype) if level is None else pack_array(values, self.dtype, level)
+        if self.encoding == ZSTD_TEXT:
+            return pack_strings(values)
+        raise ValueError(f"section {self.name!r} is {self.encoding}: its writer builds its bytes")
 
 
 MATRIX_SECTIONS = {s.name: s for s in [

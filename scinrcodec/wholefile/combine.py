@@ -59,7 +59,6 @@ def _options(m: SinrMatrix, jobs: int | None, progress: bool) -> dict:
     return {**known, "mode": "lossless", "jobs": jobs, "progress": progress}
 
 
-MERGE_RULES = ("same", "unique", "first", "only")  # anndata.concat's merge and uns_merge strategies
 
 
 def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, join: str = "inner",

@@ -13,8 +13,7 @@ from ..errors import InvalidInputError
 from ..io.frame_names import plan_names
 from ..io.sources import MatrixSource
 from ..limits import MAX_COUNT
-from ..storage.container import pack_array
-from ..storage.layout import ANNDATA_PARTS
+from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS
 from .images import Drops, hdf5_image, write_element, write_frame, write_tree
 
 ELEMENT_LEVEL = 9  # zstd level of element images: level 19 is slow on large obsp, for little gain
@@ -42,7 +41,7 @@ class Plan:
 
 def add_image(plan: Plan, part: str, section: str, raw: bytes) -> None:
     """Store an HDF5 image as a file-level section and record it in the contents map."""
-    plan.sections.append((section, pack_array(np.frombuffer(raw, np.uint8), "u1", level=ELEMENT_LEVEL)))
+    plan.sections.append((section, FILE_SECTIONS[section].pack(np.frombuffer(raw, np.uint8), level=ELEMENT_LEVEL)))
     plan.contents["elements"].append({"element": part, "section": section, "bytes": len(raw)})
 
 

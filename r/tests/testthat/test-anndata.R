@@ -133,3 +133,19 @@ test_that("a file of one matrix gives its names only, and says nothing of parts"
   expect_identical(colnames(SummarizedExperiment::rowData(sce)), c("gene_ids", "gene_names", "feature_types"))
   expect_identical(ncol(SummarizedExperiment::colData(sce)), 0L)
 })
+
+test_that("frames without columns and categoricals without categories map (they are common)", {
+  path <- fixture("anndata_empty_frames.sinr")
+  sce <- sinr_to_sce(path, delayed = FALSE)
+  expect_identical(ncol(SummarizedExperiment::colData(sce)), 0L)
+  expect_identical(rownames(SummarizedExperiment::colData(sce)), colnames(sce))
+  unknown <- SummarizedExperiment::rowData(sce)$unknown
+  expect_true(is.factor(unknown) && length(levels(unknown)) == 0L && all(is.na(unknown)))
+  expect_identical(length(unknown), nrow(sce))
+})
+
+test_that("asking a file of matrices only for a stored element is an error, not a crash", {
+  f <- sinr_open(fixture("pbmc500_50genes.sinr"))
+  expect_error(scinrcodec:::.native(scinrcodec:::.sinr_element_image(scinrcodec:::.handle(f), "obs")),
+               "stores no element")
+})

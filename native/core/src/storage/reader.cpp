@@ -373,6 +373,10 @@ FileContents MatrixReader::contents() {
     const Value* element = e.get("element");
     if (!element || element->type != Value::kStr)
       throw CorruptFileError(what_ + ": contents section holds a malformed element entry");
+    for (const std::string& seen : out.elements)
+      if (seen == element->text)  // as the Python reader: one entry per element
+        throw CorruptFileError(what_ + ": contents section places element " + quoted(element->text) +
+                               " in a missing or wrong section");
     out.elements.push_back(element->text);
   }
   return out;
@@ -380,8 +384,11 @@ FileContents MatrixReader::contents() {
 
 std::vector<uint8_t> MatrixReader::element_image(const std::string& element) {
   const FileContents c = contents();
+  const Value* elements = c.map.get("elements");
+  if (c.object.empty() || !elements)  // a file of matrices only (or of a newer minor without contents)
+    throw CorruptFileError(what_ + ": the file stores no element " + quoted(element));
   const SectionTable refs = file_sections();
-  for (const auto& e : c.map.get("elements")->items) {
+  for (const auto& e : elements->items) {
     const Value* name = e.get("element");
     if (name->text != element) continue;
     const Value* section = e.get("section");

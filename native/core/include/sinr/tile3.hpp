@@ -1,0 +1,170 @@
+// The tile codec of format 3.0: its encode and decode halves side by side.
+//
+// Format 3.0's tile streams are specified by the draft spec/drafts/format-3-tiles.md (cited D§n
+// below; its rule ids T1..T9 and G1..G3 are the draft's). No file uses this codec yet: format 2.1
+// (tile.hpp) is what every writer writes and every reader reads; the next step wires this codec
+// into the container. tests/test_tile3_native.py holds it to the draft's independent
+// implementation, spec/drafts/tiles_v3.py: identical tables and stream bytes on every tile of real
+// fixtures and of random tiles, the draft's worked example, and hostile streams failing with the
+// status of the draft's rule.
+//
+// A tile of n_t = h x w entries has k nonzeros; entry (i, j) has position i*w + j. Its coded set
+// is its nonzero positions, or when 2k > n_t its n_t - k zero positions (m of them). Its stream:
+// - one rANS state of 32 bits in [2**16, 2**32), 12-bit probabilities, renormalised one 16-bit
+//   little-endian word at a time (D§6); the initial state and the words run forward from byte 0;
+// - symbols, in decoding order (D§9.1): if m >= 1, the bin (models.hpp's bins) of every gap
+//   g = p_i - p_{i-1} - 1 of the coded set under the gap table of the tile's density class (D§7);
+//   unless values are not coded (mode inr-only), the bin of every nonzero's u under the value
+//   table of its context, in position order;
+// - each bin's offset bits as a raw field of the raw bit string, stored at the end of the stream
+//   and read backward from its last byte (bit j is bit j mod 8 of byte len - 1 - j div 8, D§8).
+// A tile with m = 0 and (k = 0 or values not coded) has no symbol and an empty stream (D§9.2).
+// The tables of a chunk (D§5) come from its counts: 32 gap classes and 96 value contexts, each a
+// row of kNumBins counts scaled to 2**12.
+//
+// Hostile input. decode_tile reads streams and tile shapes it cannot trust; every check of the
+// draft is a status (format 2's TileStatus codes, tile.hpp), and nothing is read or written outside
+// the spans given:
+//   kTruncated        T2 (a stream under 4 bytes, or an initial state below 2**16), T3 (a word
+//                     past the stream's end or into the raw bytes taken), T4 (a raw field past the
+//                     stream's start or into the words taken); in decode_tiles also a stream whose
+//                     bytes lie outside the buffer;
+//   kBeyondTile       T5 (a decoded position >= n_t), or a tile shape that contradicts the spans it
+//                     indexes (k > n_t, n_t above kMaxTileEntries, too few terms or output room);
+//   kBadEnding        T7 (final state not 2**16), T8 (words and raw bits do not meet exactly),
+//                     T9 (a padding bit of the last raw byte read is not 0);
+//   kUnusedContext    T6 (a value's context has no used table); also a gap class with no used
+//                     table, which the chunk rule G2 excludes when the caller has checked it;
+//   kUnexpectedBytes  T1 (a tile without symbols has bytes).
+// T3 and T4 are checked at every read, so a stream gets the status of the draft's first rule it
+// breaks. The chunk rules G1..G3 (count sections) are the caller's. Arguments a caller gets wrong
+// whatever the file (table spans of the wrong size, an encoder's invalid tile) throw
+// std::invalid_argument.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "sinr/models.hpp"
+#include "sinr/span.hpp"
+#include "sinr/tile.hpp"
+
+namespace sinr::tile3 {
+
+constexpr int kProbBits = 12;                          // D§6.1
+constexpr uint32_t kProbScale = 1u << kProbBits;
+constexpr uint32_t kStateLow = 1u << 16;               // 2**16 <= x < 2**32 between symbols
+constexpr int kStateBytes = 4;                         // the initial state: words 0 and 1
+constexpr int kGapClasses = 32;                        // D§4, D§7
+constexpr int kContexts = 96;                          // D§4, D§10
+constexpr uint64_t kCountLimit = uint64_t{1} << 40;    // every count of a section is below (G1, G3)
+constexpr int kMaxRawBits = 27;                        // the widest raw field (bin kNumBins - 1)
+
+// One row's 12-bit table (D§5, D§6.2). A used row: freq[b] (0 for bins it never codes) summing to
+// 4096, start[b] the sum of the freqs before b, and per slot s in 0..4095 the packed entry
+// bin | (freq - 1) << 8 | start << 20 of the bin holding s: the decoder's one lookup per symbol.
+// An unused row (no count) has used false and freq and start 0; its packed entries are never read
+// (build_table leaves them as they were, so that a chunk's many unused rows cost no 16 KiB each).
+struct Table12 {
+  uint16_t freq[kNumBins];
+  uint16_t start[kNumBins];
+  uint32_t packed[kProbScale];
+  bool used;
+};
+
+// The packed entry's fields.
+inline uint32_t packed_bin(uint32_t e) { return e & 0xFF; }
+inline uint32_t packed_freq(uint32_t e) { return ((e >> 8) & (kProbScale - 1)) + 1; }
+inline uint32_t packed_start(uint32_t e) { return e >> 20; }
+
+// D§5: one row of kNumBins counts (each below kCountLimit, else std::invalid_argument) to its table.
+void build_table(const uint64_t* counts, Table12& table);
+
+// A chunk's tables: counts is rows x kNumBins, row-major (rows = kGapClasses for gaps.counts,
+// kContexts for values.counts).
+std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows);
+
+// D§7: the density class of a tile of n_t entries coding m >= 1 positions (m <= n_t).
+inline int density_class(int64_t n_t, int64_t m) {
+  const uint64_t r = static_cast<uint64_t>((n_t - m) / m);
+  const int c = bit_length((r + 1) * (r + 1)) - 1;
+  return c < kGapClasses - 1 ? c : kGapClasses - 1;
+}
+
+// The coded set's size: k, or n_t - k when more than half the entries are nonzero.
+inline int64_t coded_count(int64_t n_t, int64_t k) { return 2 * k <= n_t ? k : n_t - k; }
+
+// D§10.1: the baseline context of a nonzero from its gene term and cell term (1/16 nat).
+inline int baseline_context(int64_t gene_term, int64_t cell_term) {
+  const int64_t kappa = (gene_term + cell_term) >> 1;
+  return static_cast<int>(kappa < 0 ? 0 : kappa > kContexts - 1 ? kContexts - 1 : kappa);
+}
+
+// The most bytes a stream of `symbols` symbols can take (2 per word, every raw field at its widest).
+inline int64_t stream_bound(int64_t symbols) {
+  return symbols == 0 ? 0 : kStateBytes + 2 * symbols + (kMaxRawBits * symbols + 7) / 8;
+}
+
+// ------------------------------------------------------------------------------------- encode
+
+// Encodes tiles, reusing its scratch between them. gap_tables holds kGapClasses rows and
+// value_tables kContexts rows (may be empty when values are not coded).
+class TileEncoder {
+ public:
+  TileEncoder(Span<const Table12> gap_tables, Span<const Table12> value_tables);
+
+  // One tile of n_t entries: its k nonzero positions (strictly ascending, below n_t), their u
+  // (0 .. kMaxCount - 1) and contexts (0 .. kContexts - 1, each with a used table holding u's bin);
+  // code_values false codes the positions only (inr-only: u and contexts are then ignored).
+  // Writes the stream to the front of out and returns its length (0: no symbol); throws
+  // std::invalid_argument on a tile that breaks these rules or an out shorter than the stream.
+  int64_t encode(int64_t n_t, Span<const int64_t> positions, Span<const int64_t> u, Span<const int64_t> contexts,
+                 bool code_values, Span<uint8_t> out);
+
+ private:
+  Span<const Table12> gaps_, values_;
+  std::vector<uint32_t> starts_, freqs_;  // the tile's symbols in decoding order
+  std::vector<uint32_t> offsets_;         // their raw fields (offset bits of the same index)
+  std::vector<uint8_t> bits_;
+  std::vector<uint16_t> emitted_;         // words, in emission order (the reverse of decoding)
+
+  void push(const Table12& table, int64_t u);
+};
+
+// Consecutive tiles (tile_n entries and tile_k nonzeros each, their nonzeros back to back in
+// positions, u and contexts) into out, back to back; each stream's length into lengths. Returns
+// the bytes written. Throws std::invalid_argument as TileEncoder::encode does.
+int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
+                     Span<const int64_t> u, Span<const int64_t> contexts, Span<const Table12> gap_tables,
+                     Span<const Table12> value_tables, bool code_values, Span<uint8_t> out, Span<int64_t> lengths);
+
+// ------------------------------------------------------------------------------------- decode
+
+// A tile to decode (D§9.3): h x w entries, k nonzeros, its stream; gene_terms[i] is row i's term
+// and cell_terms[j] column j's (at least h and w of them when values are coded).
+struct TileView {
+  Span<const uint8_t> stream;
+  int64_t h = 0, w = 0, k = 0;
+  Span<const int64_t> gene_terms;
+  Span<const int32_t> cell_terms;
+};
+
+// Decode a whole tile: its k nonzero positions (ascending) into positions and, when code_values,
+// their u into u (each span at least k long). Returns a TileStatus (see above). gap_tables and
+// value_tables as TileEncoder's (std::invalid_argument when their sizes are wrong).
+int64_t decode_tile(const TileView& tile, Span<const Table12> gap_tables, Span<const Table12> value_tables,
+                    bool code_values, Span<int64_t> positions, Span<int64_t> u);
+
+// Tiles of one chunk (all per-tile spans of one length): tile t's stream is buf[offset[t]:
+// + length[t]], h[t] x w[t] entries with k[t] nonzeros, its rows' gene terms from gene_terms[row[t]]
+// and its columns' cell terms from cell_terms[col[t]]; it writes its positions (and u) from
+// out_start[t] on and its status into status[t]. A directory entry that points outside the
+// buffer is kTruncated, outside the terms or the output kBeyondTile.
+struct TileBatch {
+  Span<const int64_t> offset, length, h, w, k, row, col, out_start;
+};
+
+void decode_tiles(Span<const uint8_t> buf, const TileBatch& tiles, Span<const int64_t> gene_terms,
+                  Span<const int32_t> cell_terms, Span<const Table12> gap_tables, Span<const Table12> value_tables,
+                  bool code_values, Span<int64_t> positions, Span<int64_t> u, Span<int64_t> status);
+
+}  // namespace sinr::tile3

@@ -1,0 +1,329 @@
+// Format 3.0's tile codec (see tile3.hpp; the draft spec/drafts/format-3-tiles.md, cited D§n).
+#include "sinr/tile3.hpp"
+
+#include <algorithm>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+
+namespace sinr::tile3 {
+
+namespace {
+
+void check_tables(Span<const Table12> gaps, Span<const Table12> values, bool code_values, const char* who) {
+  if (gaps.size != kGapClasses || (code_values && values.size != kContexts))
+    throw std::invalid_argument(std::string(who) + ": needs 32 gap tables and, when values are coded, 96 value tables");
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------- tables
+
+void build_table(const uint64_t* counts, Table12& table) {
+  uint64_t total = 0;
+  int64_t present = 0;
+  int most = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    if (counts[b] >= kCountLimit) throw std::invalid_argument("build_table: a count is not below 2**40");
+    total += counts[b];
+    present += counts[b] > 0;
+    if (counts[b] > counts[most]) most = b;  // the lowest of the most frequent bins
+  }
+  std::fill(table.freq, table.freq + kNumBins, uint16_t{0});
+  std::fill(table.start, table.start + kNumBins, uint16_t{0});
+  table.used = present > 0;
+  if (!table.used) return;  // packed is left as it was: nothing reads it
+  // f[b] = 1 + c[b] (2**12 - K) div T; every product is below 2**52 (c < 2**40, 2**12 - K < 2**12)
+  uint32_t sum = 0;
+  uint32_t freq[kNumBins] = {};
+  for (int b = 0; b < kNumBins; ++b)
+    if (counts[b] > 0) sum += freq[b] = static_cast<uint32_t>(1 + counts[b] * (kProbScale - present) / total);
+  freq[most] += kProbScale - sum;  // never negative: sum <= K + (2**12 - K)
+  uint32_t start = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    table.freq[b] = static_cast<uint16_t>(freq[b]);
+    table.start[b] = static_cast<uint16_t>(start);
+    for (uint32_t s = start; s < start + freq[b]; ++s)
+      table.packed[s] = static_cast<uint32_t>(b) | ((freq[b] - 1) << 8) | (start << 20);
+    start += freq[b];
+  }
+}
+
+std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows) {
+  if (rows < 0 || counts.size != rows * kNumBins)
+    throw std::invalid_argument("build_tables: counts must hold rows x 231 items");
+  std::vector<Table12> tables(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) build_table(counts.data + r * kNumBins, tables[static_cast<size_t>(r)]);
+  return tables;
+}
+
+// ------------------------------------------------------------------------------------- encode
+
+TileEncoder::TileEncoder(Span<const Table12> gap_tables, Span<const Table12> value_tables)
+    : gaps_(gap_tables), values_(value_tables) {
+  if (gaps_.size != kGapClasses || (values_.size != 0 && values_.size != kContexts))
+    throw std::invalid_argument("TileEncoder: needs 32 gap tables and 0 or 96 value tables");
+}
+
+// Queue u's bin as a symbol of `table` and its offset as a raw field.
+void TileEncoder::push(const Table12& table, int64_t u) {
+  const Bin b = bin_of(u);
+  if (!table.used || table.freq[b.bin] == 0)
+    throw std::invalid_argument("tile3 encode: a bin has no frequency in its table");
+  starts_.push_back(table.start[b.bin]);
+  freqs_.push_back(table.freq[b.bin]);
+  offsets_.push_back(static_cast<uint32_t>(b.offset));
+  bits_.push_back(static_cast<uint8_t>(b.bits));
+}
+
+int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<const int64_t> u,
+                            Span<const int64_t> contexts, bool code_values, Span<uint8_t> out) {
+  const int64_t k = positions.size;
+  if (n_t < 0 || n_t > kMaxTileEntries || k > n_t)
+    throw std::invalid_argument("tile3 encode: a tile's entries or nonzeros are out of range");
+  if (code_values && (u.size != k || contexts.size != k))
+    throw std::invalid_argument("tile3 encode: positions, u and contexts differ in length");
+  if (code_values && values_.size != kContexts) throw std::invalid_argument("tile3 encode: no value tables");
+  for (int64_t i = 0; i < k; ++i)
+    if (positions[i] < 0 || positions[i] >= n_t || (i > 0 && positions[i] <= positions[i - 1]))
+      throw std::invalid_argument("tile3 encode: a tile's positions are not ascending inside it");
+  starts_.clear(), freqs_.clear(), offsets_.clear(), bits_.clear(), emitted_.clear();
+
+  // D§9.1 1: the gaps of the coded set (the nonzeros, or the zeros of a tile more than half full)
+  const int64_t m = coded_count(n_t, k);
+  if (m > 0) {
+    const Table12& table = gaps_[density_class(n_t, m)];
+    int64_t previous = -1;
+    if (m == k) {
+      for (int64_t i = 0; i < k; ++i) push(table, positions[i] - previous - 1), previous = positions[i];
+    } else {  // the zeros: every entry between consecutive nonzeros (and after the last one)
+      for (int64_t i = 0, p = 0; p < n_t; ++p) {
+        if (i < k && positions[i] == p) {
+          ++i;
+          continue;
+        }
+        push(table, p - previous - 1);
+        previous = p;
+      }
+    }
+  }
+  // D§9.1 2: the values in position order
+  if (code_values)
+    for (int64_t i = 0; i < k; ++i) {
+      if (u[i] < 0 || u[i] > kMaxCount - 1 || contexts[i] < 0 || contexts[i] >= kContexts)
+        throw std::invalid_argument("tile3 encode: a value or context is out of range");
+      push(values_[contexts[i]], u[i]);
+    }
+  const int64_t n_symbols = static_cast<int64_t>(freqs_.size());
+  if (n_symbols == 0) return 0;  // D§9.2: an empty stream
+
+  // D§6.4: the coder, from the last symbol to the first
+  uint32_t x = kStateLow;
+  for (int64_t i = n_symbols - 1; i >= 0; --i) {
+    const uint32_t freq = freqs_[static_cast<size_t>(i)];
+    if (x >= (uint64_t{kStateLow >> kProbBits} << 16) * freq) {  // x >= 2**20 freq: up to 2**32, in 64 bits
+      emitted_.push_back(static_cast<uint16_t>(x & 0xFFFF));
+      x >>= 16;
+    }
+    x = ((x / freq) << kProbBits) + (x % freq) + starts_[static_cast<size_t>(i)];
+  }
+  int64_t raw_bits = 0;
+  for (uint8_t d : bits_) raw_bits += d;
+  const int64_t word_bytes = kStateBytes + 2 * static_cast<int64_t>(emitted_.size());
+  const int64_t length = word_bytes + (raw_bits + 7) / 8;
+  if (out.size < length) throw std::invalid_argument("tile3 encode: out is too small");
+
+  // D§8.1: words forward (the state, then the words last emitted first), raw bits from the end
+  for (int b = 0; b < kStateBytes; ++b) out[b] = static_cast<uint8_t>(x >> (8 * b));
+  uint8_t* w = out.data + kStateBytes;
+  for (auto it = emitted_.rbegin(); it != emitted_.rend(); ++it) {
+    *w++ = static_cast<uint8_t>(*it & 0xFF);
+    *w++ = static_cast<uint8_t>(*it >> 8);
+  }
+  std::fill(out.data + word_bytes, out.data + length, uint8_t{0});  // the padding bits stay 0
+  int64_t j = 0;  // raw bit j is bit j mod 8 of byte length - 1 - j div 8
+  for (size_t i = 0; i < bits_.size(); ++i)
+    for (int bit = 0; bit < bits_[i]; ++bit, ++j)
+      out[length - 1 - (j >> 3)] |= static_cast<uint8_t>(((offsets_[i] >> bit) & 1u) << (j & 7));
+  return length;
+}
+
+int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
+                     Span<const int64_t> u, Span<const int64_t> contexts, Span<const Table12> gap_tables,
+                     Span<const Table12> value_tables, bool code_values, Span<uint8_t> out, Span<int64_t> lengths) {
+  const int64_t n_tiles = tile_n.size;
+  if (tile_k.size != n_tiles || lengths.size != n_tiles)
+    throw std::invalid_argument("tile3 encode_tiles: tile_n, tile_k and lengths differ in length");
+  if (code_values && (u.size != positions.size || contexts.size != positions.size))
+    throw std::invalid_argument("tile3 encode_tiles: positions, u and contexts differ in length");
+  check_tables(gap_tables, value_tables, code_values, "tile3 encode_tiles");
+  TileEncoder encoder(gap_tables, code_values ? value_tables : Span<const Table12>{});
+  int64_t first = 0, written = 0;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const int64_t k = tile_k[t];
+    if (k < 0 || k > positions.size - first)
+      throw std::invalid_argument("tile3 encode_tiles: tiles hold more nonzeros than given");
+    const Span<const int64_t> none{};
+    lengths[t] = encoder.encode(tile_n[t], positions.sub(first, k), code_values ? u.sub(first, k) : none,
+                                code_values ? contexts.sub(first, k) : none, code_values,
+                                out.sub(written, out.size - written));
+    written += lengths[t];
+    first += k;
+  }
+  return written;
+}
+
+// ------------------------------------------------------------------------------------- decode
+
+namespace {
+
+// D§6.3 and D§8.2: the state, the word bytes taken from the front (pos) and the raw bits taken
+// from the back (bits); every read checks that the two areas stay apart inside the stream.
+class StreamReader {
+ public:
+  explicit StreamReader(Span<const uint8_t> s) : s_(s) {}
+
+  // D§6.3 step 1 (T2).
+  bool start() {
+    if (s_.size < kStateBytes) return false;
+    x_ = uint32_t{s_[0]} | (uint32_t{s_[1]} << 8) | (uint32_t{s_[2]} << 16) | (uint32_t{s_[3]} << 24);
+    pos_ = kStateBytes;
+    return x_ >= kStateLow;
+  }
+
+  // D§6.3 step 2: one symbol of a used table, its bin into bin; false on T3.
+  bool symbol(const Table12& table, uint32_t& bin) {
+    const uint32_t slot = x_ & (kProbScale - 1);
+    const uint32_t e = table.packed[slot];
+    bin = packed_bin(e);
+    x_ = packed_freq(e) * (x_ >> kProbBits) + slot - packed_start(e);
+    if (x_ >= kStateLow) return true;
+    if (pos_ + 2 + raw_bytes(bits_) > s_.size) return false;  // T3
+    x_ = (x_ << 16) | uint32_t{s_[pos_]} | (uint32_t{s_[pos_ + 1]} << 8);
+    pos_ += 2;
+    return true;
+  }
+
+  // D§8.1: the next d raw bits, least significant first; false on T4.
+  bool raw(int d, uint32_t& value) {
+    value = 0;
+    if (d == 0) return true;
+    if (pos_ + raw_bytes(bits_ + d) > s_.size) return false;  // T4
+    for (int got = 0; got < d;) {
+      const int64_t j = bits_ + got;
+      const int shift = static_cast<int>(j & 7);
+      const int take = std::min(8 - shift, d - got);
+      const uint32_t byte = s_[s_.size - 1 - (j >> 3)];
+      value |= ((byte >> shift) & ((1u << take) - 1)) << got;
+      got += take;
+    }
+    bits_ += d;
+    return true;
+  }
+
+  // D§6.3 step 3 and D§8.2: T7, T8, T9.
+  bool finish() const {
+    if (x_ != kStateLow || pos_ + raw_bytes(bits_) != s_.size) return false;
+    return (bits_ & 7) == 0 || (s_[s_.size - raw_bytes(bits_)] >> (bits_ & 7)) == 0;
+  }
+
+ private:
+  static int64_t raw_bytes(int64_t bits) { return (bits + 7) >> 3; }
+
+  Span<const uint8_t> s_;
+  uint32_t x_ = 0;
+  int64_t pos_ = 0;
+  int64_t bits_ = 0;
+};
+
+}  // namespace
+
+int64_t decode_tile(const TileView& tile, Span<const Table12> gap_tables, Span<const Table12> value_tables,
+                    bool code_values, Span<int64_t> positions, Span<int64_t> u) {
+  check_tables(gap_tables, value_tables, code_values, "tile3 decode_tile");
+  const int64_t h = tile.h, w = tile.w, k = tile.k;
+  if (h < 0 || w < 0 || (w > 0 && h > kMaxTileEntries / w)) return kBeyondTile;
+  const int64_t n_t = h * w;
+  if (k < 0 || k > n_t || positions.size < k || (code_values && (u.size < k || tile.gene_terms.size < h ||
+                                                                  tile.cell_terms.size < w)))
+    return kBeyondTile;
+  const int64_t m = coded_count(n_t, k);
+  if (m == 0 && (k == 0 || !code_values)) {  // D§9.2: no symbol
+    if (tile.stream.size != 0) return kUnexpectedBytes;  // T1
+    for (int64_t i = 0; i < k; ++i) positions[i] = i;
+    return kOk;
+  }
+  StreamReader r(tile.stream);
+  if (!r.start()) return kTruncated;  // T2
+  uint32_t bin, offset;
+  if (m > 0) {
+    const Table12& table = gap_tables[density_class(n_t, m)];
+    if (!table.used) return kUnusedContext;  // excluded by G2
+    const bool zeros = 2 * k > n_t;  // the coded set is the zeros, the nonzeros lie between them
+    int64_t p = -1, filled = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      if (!r.symbol(table, bin)) return kTruncated;                  // T3
+      if (!r.raw(kBins.bits[bin], offset)) return kTruncated;        // T4
+      const int64_t next = p + kBins.start[bin] + offset + 1;
+      if (next >= n_t) return kBeyondTile;                           // T5
+      if (zeros) {
+        // the entries between two zeros are nonzeros; more than k of them leaves too little room
+        // for the zeros still to come, so a later rule (T3, T4 or T5) rejects the tile: stop at k
+        const int64_t stop = std::min(next, p + 1 + (k - filled));
+        for (int64_t q = p + 1; q < stop; ++q) positions[filled++] = q;
+      } else {
+        positions[filled++] = next;
+      }
+      p = next;
+    }
+    if (zeros)
+      for (int64_t q = p + 1; q < n_t; ++q) positions[filled++] = q;
+  } else {  // every entry is nonzero: only values are coded
+    for (int64_t i = 0; i < k; ++i) positions[i] = i;
+  }
+  if (code_values)
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t p = positions[i];
+      const Table12& table = value_tables[baseline_context(tile.gene_terms[p / w], tile.cell_terms[p % w])];
+      if (!table.used) return kUnusedContext;                        // T6
+      if (!r.symbol(table, bin)) return kTruncated;                  // T3
+      if (!r.raw(kBins.bits[bin], offset)) return kTruncated;        // T4
+      u[i] = kBins.start[bin] + offset;
+    }
+  return r.finish() ? kOk : kBadEnding;  // T7, T8, T9
+}
+
+void decode_tiles(Span<const uint8_t> buf, const TileBatch& tiles, Span<const int64_t> gene_terms,
+                  Span<const int32_t> cell_terms, Span<const Table12> gap_tables, Span<const Table12> value_tables,
+                  bool code_values, Span<int64_t> positions, Span<int64_t> u, Span<int64_t> status) {
+  const int64_t n_tiles = status.size;
+  for (const Span<const int64_t>& s : {tiles.offset, tiles.length, tiles.h, tiles.w, tiles.k, tiles.row, tiles.col,
+                                       tiles.out_start})
+    if (s.size != n_tiles) throw std::invalid_argument("tile3 decode_tiles: the tile arrays differ in length");
+  if (code_values && u.size != positions.size)
+    throw std::invalid_argument("tile3 decode_tiles: positions and u differ in length");
+  check_tables(gap_tables, value_tables, code_values, "tile3 decode_tiles");
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const int64_t offset = tiles.offset[t], length = tiles.length[t];
+    if (offset < 0 || length < 0 || offset > buf.size || length > buf.size - offset) {
+      status[t] = kTruncated;
+      continue;
+    }
+    const int64_t row = tiles.row[t], col = tiles.col[t], start = tiles.out_start[t];
+    if (row < 0 || row > gene_terms.size || col < 0 || col > cell_terms.size || start < 0 || start > positions.size) {
+      status[t] = kBeyondTile;
+      continue;
+    }
+    TileView tile;
+    tile.stream = buf.sub(offset, length);
+    tile.h = tiles.h[t];
+    tile.w = tiles.w[t];
+    tile.k = tiles.k[t];
+    tile.gene_terms = gene_terms.sub(row, gene_terms.size - row);
+    tile.cell_terms = cell_terms.sub(col, cell_terms.size - col);
+    status[t] = decode_tile(tile, gap_tables, value_tables, code_values, positions.sub(start, positions.size - start),
+                            code_values ? u.sub(start, u.size - start) : Span<int64_t>{});
+  }
+}
+
+}  // namespace sinr::tile3

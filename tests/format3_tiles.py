@@ -1,0 +1,120 @@
+"""Real tiles for the format-3 tile tests (test_format3_draft.py, test_tile3_native.py): the draft's
+independent implementation (spec/drafts/tiles_v3.py) and worked example loaded as modules, and the
+tiles of real fixtures with their geometry and the chunk's gene and cell terms.
+
+Real tiles come from files the package writes (format 2.1) read back by spec/reference_decoder.py:
+its tile decoder gives each tile's geometry, nonzero positions and values and the chunk's gene and
+cell terms, exactly as format 2's encoder cut them, through public names only (the encoder's
+geometry and terms are not public API)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+import scinrcodec
+from conftest import DATA, FAST, reference_decoder
+
+DRAFTS = Path(__file__).resolve().parents[1] / "spec" / "drafts"
+DRAFT = DRAFTS / "format-3-tiles.md"
+# The fixtures and encoder options whose tiles the tests use: several density classes, complement
+# tiles, full tiles and raw bits between them.
+REAL_FIXTURES = (("pbmc500_3p_lt_x_50genes", {}), ("pbmc4k_v2_soupx_half", dict(tile_nnz=32, chunk_cells=40)))
+
+
+def load(name: str):
+    """A module of spec/drafts, loaded once (the drafts are not a package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DRAFTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+t3 = load("tiles_v3")
+example = load("worked_example")
+
+# Damaged streams of the worked example (D§13) and the rule of D§11.3 each breaks first.
+HOSTILE_EXAMPLE_STREAMS = [
+    ("T2", lambda s: s[:3]),                          # truncated before the state ends
+    ("T4", lambda s: s[:4]),                          # truncated: the first raw bit has no byte
+    ("T2", lambda s: s[:2] + b"\x00\x00" + s[4:]),    # initial state below 2^16
+    ("T3", lambda s: s[:6]),                          # a word would take a raw byte already read
+    ("T8", lambda s: s[:6] + b"\x00" + s[6:]),        # words and raw bits do not meet
+    ("T9", lambda s: s[:6] + bytes([s[6] | 0x80]) + s[7:]),  # a nonzero padding bit
+]
+
+
+def example_context(p: int) -> int:
+    """The baseline context (D§10.1) of position p of the worked example's tile."""
+    w = len(example.C)
+    return t3.baseline_context(example.G[p // w], example.C[p % w])
+
+
+def example_decode(stream: bytes, context_of=example_context, n_t=None):
+    """The draft's decoder on a stream of the worked example's tile (its n_t unless given)."""
+    tile, gaps, values, _ = example.encode_example()
+    return t3.decode_tile(stream, n_t or tile.n_t, len(tile.positions), context_of,
+                          t3.tables_from_counts(gaps, t3.N_GAP_CLASSES),
+                          t3.tables_from_counts(values, t3.N_CONTEXTS))
+
+
+@dataclass
+class RealTile:
+    """One tile as the draft's encoder takes it, its context function, and where it lies: rows
+    row0 .. row0 + h - 1 of the matrix's gene terms, columns col0 .. col0 + w - 1 of the chunk's."""
+    tile: "t3.TileInput"
+    context_of: Callable[[int], int]
+    h: int
+    w: int
+    row0: int
+    col0: int
+
+
+@dataclass
+class RealChunk:
+    tiles: list[RealTile]
+    nnz: int
+    gene_terms: np.ndarray  # the matrix's, int64, 1/16 nat
+    cell_terms: np.ndarray  # the chunk's, int32, 1/16 nat
+
+
+def encode_real_files(folder: Path) -> list[Path]:
+    """The REAL_FIXTURES written as format-2.1 files into folder."""
+    out = []
+    for name, options in REAL_FIXTURES:
+        path = folder / f"{name}.sinr"
+        scinrcodec.encode(DATA / name, path, **FAST, **options)
+        out.append(path)
+    return out
+
+
+def real_chunks(path: Path) -> Iterator[RealChunk]:
+    """Every chunk of a format-2 file, its tiles with baseline contexts (D§10.1)."""
+    rd = reference_decoder()
+    f = rd.open_sinr(path.read_bytes())
+    _, G = rd.load_gene_order(f)
+    for e in f.chunks:
+        ch = rd.load_chunk(f, e)
+        C = ch.cells_baseline
+        tiles = []
+        for b in range(ch.n_bands):
+            rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
+            for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
+                rows, cols, vals = rd.decode_tile(f, ch, G, b, j)
+                c0 = j * wb
+                w = min(wb, ch.n - c0)
+
+                def context_of(p, rb=rb, w=w, c0=c0):
+                    return t3.baseline_context(int(G[rb + p // w]), int(C[c0 + p % w]))
+
+                positions = [int(r - rb) * w + int(c - c0) for r, c in zip(rows, cols)]
+                tile = t3.TileInput(hb * w, positions, [int(v) - 1 for v in vals],
+                                    [context_of(p) for p in positions])
+                tiles.append(RealTile(tile, context_of, hb, w, rb, c0))
+        yield RealChunk(tiles, e.nnz, np.asarray(G, dtype=np.int64), np.asarray(C, dtype=np.int32))
