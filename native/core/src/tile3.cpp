@@ -20,32 +20,21 @@ void check_tables(Span<const Table12> gaps, Span<const Table12> values, bool cod
 // ------------------------------------------------------------------------------------- tables
 
 void build_table(const uint64_t* counts, Table12& table) {
-  uint64_t total = 0;
-  int64_t present = 0;
-  int most = 0;
-  for (int b = 0; b < kNumBins; ++b) {
+  for (int b = 0; b < kNumBins; ++b)
     if (counts[b] >= kCountLimit) throw std::invalid_argument("build_table: a count is not below 2**40");
-    total += counts[b];
-    present += counts[b] > 0;
-    if (counts[b] > counts[most]) most = b;  // the lowest of the most frequent bins
-  }
   std::fill(table.freq, table.freq + kNumBins, uint16_t{0});
   std::fill(table.start, table.start + kNumBins, uint16_t{0});
-  table.used = present > 0;
+  int64_t freq[kNumBins];
+  table.used = normalised_frequencies(counts, kProbScale, freq);
   if (!table.used) return;  // packed is left as it was: nothing reads it
-  // f[b] = 1 + c[b] (2**12 - K) div T; every product is below 2**52 (c < 2**40, 2**12 - K < 2**12)
-  uint32_t sum = 0;
-  uint32_t freq[kNumBins] = {};
-  for (int b = 0; b < kNumBins; ++b)
-    if (counts[b] > 0) sum += freq[b] = static_cast<uint32_t>(1 + counts[b] * (kProbScale - present) / total);
-  freq[most] += kProbScale - sum;  // never negative: sum <= K + (2**12 - K)
   uint32_t start = 0;
   for (int b = 0; b < kNumBins; ++b) {
-    table.freq[b] = static_cast<uint16_t>(freq[b]);
+    const uint32_t f = static_cast<uint32_t>(freq[b]);
+    table.freq[b] = static_cast<uint16_t>(f);
     table.start[b] = static_cast<uint16_t>(start);
-    for (uint32_t s = start; s < start + freq[b]; ++s)
-      table.packed[s] = static_cast<uint32_t>(b) | ((freq[b] - 1) << 8) | (start << 20);
-    start += freq[b];
+    for (uint32_t s = start; s < start + f; ++s)
+      table.packed[s] = static_cast<uint32_t>(b) | ((f - 1) << 8) | (start << 20);
+    start += f;
   }
 }
 

@@ -44,6 +44,28 @@ inline Bin bin_of(int64_t u) {
           e & ((int64_t{1} << drop) - 1), drop};
 }
 
+// Spec §6.4's normalisation of one row of bin counts (each below 2**40) to frequencies summing to
+// `scale` (2**16 in format 2, 2**12 in format 3's draft): f[b] = 1 + c[b] (scale - K) div T for
+// the K present bins, the rest of `scale` added to the lowest of the most frequent; false, and
+// every f[b] = 0, for a row without counts. Every product is below 2**57.
+inline bool normalised_frequencies(const uint64_t* counts, int64_t scale, int64_t* freq) {
+  int64_t present = 0, total = 0;
+  int most = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    present += counts[b] > 0;
+    total += static_cast<int64_t>(counts[b]);
+    if (counts[b] > counts[most]) most = b;
+  }
+  int64_t sum = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    freq[b] = counts[b] ? 1 + static_cast<int64_t>(counts[b]) * (scale - present) / total : 0;
+    sum += freq[b];
+  }
+  if (!present) return false;
+  freq[most] += scale - sum;  // never negative: sum <= K + (scale - K)
+  return true;
+}
+
 // Smallest u and number of offset bits of bin b (the decoder's inverse of bin_of).
 inline int64_t bin_start(int64_t b) {
   if (b < (1 << kMantissaBits) - 1) return b;

@@ -141,23 +141,11 @@ int64_t parse_stages(const Value* configs, const std::string& mode, const std::s
 // The frequencies of one context's bin counts (spec §6.4), as cumulative starts, a slot lookup and
 // a used flag (scinrcodec.codec.models.frequencies and decoding_tables).
 void value_model(const uint64_t* counts, int32_t* cum, uint8_t* lut, uint8_t* used) {
-  int64_t k = 0, total = 0, top = 0;
-  for (int b = 0; b < kNumBins; ++b) {
-    if (counts[b]) ++k;
-    total += static_cast<int64_t>(counts[b]);
-    if (counts[b] > counts[top]) top = b;
-  }
   std::fill(cum, cum + kNumBins + 1, 0);
   std::fill(lut, lut + kLutSize, 0);
-  *used = k > 0;
-  if (!k) return;
   int64_t f[kNumBins];
-  int64_t sum = 0;
-  for (int b = 0; b < kNumBins; ++b) {
-    f[b] = counts[b] ? 1 + static_cast<int64_t>(counts[b]) * (65536 - k) / total : 0;
-    sum += f[b];
-  }
-  f[top] += 65536 - sum;
+  *used = normalised_frequencies(counts, 65536, f);
+  if (!*used) return;
   for (int b = 0; b < kNumBins; ++b) cum[b + 1] = static_cast<int32_t>(cum[b] + f[b]);
   for (int s = 0; s < kLutSize; ++s) {
     const int32_t slot = s * (65536 / kLutSize);
