@@ -3,6 +3,7 @@ python -m benchmarks table1 [--hidden 2400 --layers 10] [--device cuda]
 python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]
 python -m benchmarks startup FILE.sinr [...] [--samples 11]
 python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
+python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     startup = commands.add_parser("startup", help="fresh-process cost of importing scinrcodec and a first entry")
     startup.add_argument("files", nargs="+", type=Path)
     startup.add_argument("--samples", type=int, default=11)
+    fresh = commands.add_parser("fresh", help="size, encode, whole reads and lookups of .sinr, each in a fresh process")
+    fresh.add_argument("datasets", nargs="*", type=Path)
+    fresh.add_argument("--repeats", type=int, default=3)
+    fresh.add_argument("--workdir", type=Path, default=SCALE_DATA / "fresh")
     loader = commands.add_parser("loader", help="the cell-batch loader's shuffle: speed, memory, chunks per batch")
     loader.add_argument("files", nargs="+", type=Path)
     loader.add_argument("--buffers", nargs="+", type=int, default=[1, 2, 4, 8, 16])
@@ -80,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.path.insert(0, str(ROOT))  # tests/servers.py: the servers the tests use
         print(run_remote(args.dataset, args.nnz, args.workdir, args.out, [d / 1000 for d in args.delays], args.repeats))
+        return 0
+    if args.command == "fresh":
+        from .fresh import run_fresh
+
+        print(run_fresh(args.datasets or default_datasets(quick=False), args.workdir, args.repeats))
         return 0
     if args.command == "loader":
         from .loader import run_loader
