@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 
 ENCODE = r"""
-import json, resource, sys, time
+import json, sys, time
 from scinrcodec.cli import main
 start = time.perf_counter()
 status = main(["encode", sys.argv[1], sys.argv[2], "--force", "--matrix-only"])
 print(json.dumps({"status": status, "seconds": time.perf_counter() - start,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}))
 """
 PROBE = r"""
-import json, resource, statistics, sys, time
+import json, statistics, sys, time
 import numpy as np
 import scipy.sparse  # as the h5py peer has it: a read is timed, not scipy's import
 kind, path = sys.argv[1], sys.argv[2]
@@ -61,7 +61,8 @@ else:
                                            for _ in range(2000)])
     out["gene_ms"] = 1e3 * median(m.gene, [(int(rng.choice(expressed)),) for _ in range(40)])
     out["cell_ms"] = 1e3 * median(m.cell, [(int(rng.integers(n_cells)),) for _ in range(40)])
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak
+out["peak_mb"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps(out))
 """
 
