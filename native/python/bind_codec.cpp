@@ -245,7 +245,7 @@ void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<con
   tiles.h = span(h);
   tiles.w = span(w);
   tiles.row = span(row);
-  sinr::count_rows(span(buf), tiles, span(counts), span(status));
+  sinr::count_rows(span(buf), tiles, ValueModels{}, span(counts), span(status));
 }
 
 using SirenArrays =

@@ -12,6 +12,7 @@ namespace {
 struct Tables {
   int16_t sine[kSineSize];
   double edges[kNumContexts];
+  double fine_edges[kFineContexts];
   int32_t expm1[kExpm1Size];
 
   Tables() {
@@ -20,6 +21,8 @@ struct Tables {
       sine[k] = static_cast<int16_t>(std::nearbyint(std::sin(2 * pi * k / kSineSize) * (1 << kActivationBits)));
     for (int k = 0; k < kNumContexts; ++k)
       edges[k] = std::nearbyint(std::expm1(k / 4.0) * 0x1p20) / 0x1p20;
+    for (int k = 0; k < kFineContexts; ++k)  // format 3 (D Appendix D.A): E3_2k = E_k
+      fine_edges[k] = std::nearbyint(std::expm1(k / 8.0) * 0x1p20) / 0x1p20;
     for (int k = 0; k < kExpm1Size; ++k) {
       const double v = std::nearbyint(std::expm1((k + 0.5) / (1 << kLogGridBits)));
       expm1[k] = static_cast<int32_t>(v < static_cast<double>(kMaxCount) ? v : static_cast<double>(kMaxCount));
@@ -57,6 +60,7 @@ uint32_t crc_le(const T (&values)[N], int bytes) {
 
 const int16_t* sine_table() { return tables().sine; }
 const double* context_edges() { return tables().edges; }
+const double* fine_context_edges() { return tables().fine_edges; }
 const int32_t* expm1_table() { return tables().expm1; }
 
 uint32_t crc32(const uint8_t* data, int64_t n) {
@@ -219,18 +223,31 @@ int64_t SirenEvaluator::output(int64_t row, int64_t col, int64_t height, int64_t
   return y;
 }
 
-int context_of_output(int kind, double offset, double scale, int64_t y) {
+namespace {
+
+// The context of an output on a grid of n contexts: log targets scaled by log_factor (the grid's
+// step in units of the output), others placed between the grid's edges.
+int context_on_grid(int kind, double offset, double scale, int64_t y, double log_factor, const double* edges, int n) {
   const double fy = static_cast<double>(y);
   if (kind == kNormLog) {  // the output is log1p(mean) / scale
-    const double k = std::floor(fy * (scale * 0x1p-10));
+    const double k = std::floor(fy * (scale * log_factor));
     if (!(k > 0)) return 0;
-    return k >= kNumContexts - 1 ? kNumContexts - 1 : static_cast<int>(k);
+    return k >= n - 1 ? n - 1 : static_cast<int>(k);
   }
   const double mean = product(fy * 0x1p-12, scale) + offset;
-  const double* edges = context_edges();
   int k = 0;
-  while (k + 1 < kNumContexts && edges[k + 1] <= mean) ++k;
+  while (k + 1 < n && edges[k + 1] <= mean) ++k;
   return k;
+}
+
+}  // namespace
+
+int context_of_output(int kind, double offset, double scale, int64_t y) {
+  return context_on_grid(kind, offset, scale, y, 0x1p-10, context_edges(), kNumContexts);
+}
+
+int fine_context_of_output(int kind, double offset, double scale, int64_t y) {
+  return context_on_grid(kind, offset, scale, y, 0x1p-9, fine_context_edges(), kFineContexts);
 }
 
 int64_t prediction_of_output(int kind, double offset, double scale, int64_t y) {

@@ -638,7 +638,8 @@ template void decode_tiles<int64_t, int64_t>(Span<const uint8_t>, const TileDire
                                              const ReadFilter&, Span<const int64_t>, Triples<int64_t, int64_t>,
                                              Span<int64_t>, Span<int64_t>);
 
-void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_t> counts, Span<int64_t> status) {
+void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
+                Span<int64_t> status) {
   const int64_t n_tiles = tiles.k.size;
   for (const Span<const int64_t>* a : {&tiles.offset, &tiles.length, &tiles.h, &tiles.w, &tiles.row})
     if (a->size != n_tiles) throw std::invalid_argument("count_rows: the per-tile arrays differ in length");

@@ -46,6 +46,49 @@ std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows) {
   return tables;
 }
 
+namespace {
+
+// One row's packed entries into packed[0: kProbScale], unless the row is unused; returns whether it is used.
+bool pack_row(const uint64_t* counts, std::vector<uint32_t>& packed) {
+  for (int b = 0; b < kNumBins; ++b)
+    if (counts[b] >= kCountLimit) throw std::invalid_argument("ChunkTables: a count is not below 2**40");
+  int64_t freq[kNumBins];
+  if (!normalised_frequencies(counts, kProbScale, freq)) return false;
+  const size_t base = packed.size();
+  packed.resize(base + kProbScale);
+  uint32_t start = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    const uint32_t f = static_cast<uint32_t>(freq[b]);
+    for (uint32_t s = start; s < start + f; ++s)
+      packed[base + s] = static_cast<uint32_t>(b) | ((f - 1) << 8) | (start << 20);
+    start += f;
+  }
+  return true;
+}
+
+}  // namespace
+
+ChunkTables::ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> value_counts) {
+  if (gap_counts.size != kGapClasses * kNumBins || (value_counts.size != 0 && value_counts.size != kContexts * kNumBins))
+    throw std::invalid_argument("ChunkTables: needs 32 x 231 gap counts and 0 or 96 x 231 value counts");
+  int32_t used = 0;
+  for (int c = 0; c < kGapClasses; ++c)
+    gap_row_[c] = pack_row(gap_counts.data + c * kNumBins, packed_) ? used++ : -1;
+  for (int c = 0; c < kContexts; ++c)
+    value_row_[c] = value_counts.size && pack_row(value_counts.data + c * kNumBins, packed_) ? used++ : -1;
+}
+
+void coded_per_class(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int64_t* out) {
+  if (tile_n.size != tile_k.size) throw std::invalid_argument("coded_per_class: tile_n and tile_k differ in length");
+  std::fill(out, out + kGapClasses, int64_t{0});
+  for (int64_t t = 0; t < tile_n.size; ++t) {
+    const int64_t n = tile_n[t], k = tile_k[t];
+    if (k < 0 || k > n) throw std::invalid_argument("coded_per_class: a tile has more nonzeros than entries");
+    const int64_t m = coded_count(n, k);
+    if (m > 0) out[density_class(n, m)] += m;
+  }
+}
+
 // ------------------------------------------------------------------------------------- encode
 
 TileEncoder::TileEncoder(Span<const Table12> gap_tables, Span<const Table12> value_tables)

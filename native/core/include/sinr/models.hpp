@@ -10,6 +10,7 @@ constexpr int kMantissaBits = 3;
 constexpr int kMaxExponent = 30;  // e = u + 1 < 2**31
 constexpr int kNumBins = (1 << kMantissaBits) - 1 + (kMaxExponent - kMantissaBits + 1) * (1 << kMantissaBits);
 constexpr int kNumContexts = 48;
+constexpr int kFineContexts = 96;  // format 3's contexts of 1/8 nat (draft D§10)
 constexpr int kContextShift = 2;  // baseline units (1/16 nat) to contexts (1/4 nat)
 constexpr int kLogMeanUnits = 16;
 constexpr int kLutSize = 256;

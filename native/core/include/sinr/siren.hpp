@@ -78,6 +78,10 @@ class SirenEvaluator {
 // Coding context of a network output (spec §7.2), in 0..kNumContexts-1.
 int context_of_output(int kind, double offset, double scale, int64_t y);
 
+// Format 3's context of a network output on the 1/8-nat grid (D§10.2), in 0..kFineContexts-1.
+int fine_context_of_output(int kind, double offset, double scale, int64_t y);
+const double* fine_context_edges();  // EDGE3 (D Appendix D.A), kFineContexts of them
+
 // --inr-only: the predicted count of a nonzero, in 1..kMaxCount (spec §7.3).
 int64_t prediction_of_output(int kind, double offset, double scale, int64_t y);
 

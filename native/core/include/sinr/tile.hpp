@@ -30,6 +30,10 @@
 
 namespace sinr {
 
+namespace tile3 {
+class ChunkTables;
+}
+
 enum TileStatus : int64_t {
   kOk = 0,
   kTruncated = 1,
@@ -71,12 +75,17 @@ EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n,
 // The value models of the chunks a batch reads: n_models x n_contexts rows, each of cumulative
 // frequencies (kNumBins + 1 int32), a slot lookup (kLutSize uint8) and a used flag. A used row is
 // checked (once per call) before its first use.
+//
+// Format 3 (tables3 set): the tiles are format-3 streams (D§9) and tables3[model] holds the gap
+// and value tables of model `model` (n_models of them, none null); cum, lut, used and n_contexts
+// are not read.
 struct ValueModels {
   const int32_t* cum = nullptr;
   const uint8_t* lut = nullptr;
   const uint8_t* used = nullptr;
   int64_t n_models = 0;
   int64_t n_contexts = 0;
+  const tile3::ChunkTables* const* tables3 = nullptr;
 };
 
 // Every SIREN a batch may use: spec rows (first layer, layers, normalisation kind), norm rows
@@ -125,8 +134,10 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
                   Span<int64_t> out_count, Span<int64_t> status);
 
 // Add each tile's nonzeros per row to counts[row], decoding positions only (the first pass of a
-// row-major full decode). Uses offset, length, k, h, w and row of the directory.
-void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_t> counts, Span<int64_t> status);
+// row-major full decode). Uses offset, length, k, h, w and row of the directory, and for format 3
+// its model and the models' gap tables (models is not read for format 2).
+void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
+                Span<int64_t> status);
 
 // One tile of one chunk, for decode_entry.
 struct TileInfo {

@@ -55,7 +55,7 @@ constexpr uint32_t kProbScale = 1u << kProbBits;
 constexpr uint32_t kStateLow = 1u << 16;               // 2**16 <= x < 2**32 between symbols
 constexpr int kStateBytes = 4;                         // the initial state: words 0 and 1
 constexpr int kGapClasses = 32;                        // D§4, D§7
-constexpr int kContexts = 96;                          // D§4, D§10
+constexpr int kContexts = kFineContexts;               // D§4, D§10
 constexpr uint64_t kCountLimit = uint64_t{1} << 40;    // every count of a section is below (G1, G3)
 constexpr int kMaxRawBits = 27;                        // the widest raw field (bin kNumBins - 1)
 
@@ -83,6 +83,27 @@ void build_table(const uint64_t* counts, Table12& table);
 // kContexts for values.counts).
 std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows);
 
+// A chunk's decoding tables for the read kernels (D§4, D§5), built once when a reader first uses
+// the chunk, from its two count sections; only used rows hold a packed table (16 KiB each).
+class ChunkTables {
+ public:
+  // gap_counts kGapClasses x kNumBins, value_counts kContexts x kNumBins or empty (values not
+  // coded), row-major; std::invalid_argument on other sizes or a count >= kCountLimit (G1, G3's
+  // bound). The sums (G2, G3) are the caller's to check.
+  ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> value_counts);
+  // The packed entries (Table12::packed) of a density class's or a context's row; nullptr when
+  // the row is unused (or out of range).
+  const uint32_t* gap(int64_t cls) const { return row(cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1); }
+  const uint32_t* value(int64_t ctx) const { return row(ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1); }
+  int64_t bytes() const { return static_cast<int64_t>(packed_.size() * sizeof(uint32_t)); }
+
+ private:
+  const uint32_t* row(int32_t r) const { return r < 0 ? nullptr : packed_.data() + static_cast<size_t>(r) * kProbScale; }
+  std::vector<uint32_t> packed_;
+  int32_t gap_row_[kGapClasses];
+  int32_t value_row_[kContexts];
+};
+
 // D§7: the density class of a tile of n_t entries coding m >= 1 positions (m <= n_t).
 inline int density_class(int64_t n_t, int64_t m) {
   const uint64_t r = static_cast<uint64_t>((n_t - m) / m);
@@ -92,6 +113,11 @@ inline int density_class(int64_t n_t, int64_t m) {
 
 // The coded set's size: k, or n_t - k when more than half the entries are nonzero.
 inline int64_t coded_count(int64_t n_t, int64_t k) { return 2 * k <= n_t ? k : n_t - k; }
+
+// G2's right-hand side: the coded positions of a chunk's tiles (n_t entries, k nonzeros each) per
+// density class, into out[kGapClasses] (zeroed first). std::invalid_argument on a tile shape the
+// geometry cannot give (k < 0 or k > n_t).
+void coded_per_class(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int64_t* out);
 
 // D§10.1: the baseline context of a nonzero from its gene term and cell term (1/16 nat).
 inline int baseline_context(int64_t gene_term, int64_t cell_term) {
