@@ -194,19 +194,18 @@ class StreamReader {
     return true;
   }
 
-  // D§8.1: the next d (0..27) raw bits, least significant first; false on T4.
+  // D§8.1: the next d (0..27) raw bits, least significant first; false on T4. The field's bytes
+  // (at most 5: 7 bits of shift and 27 of field) run backward from the first one it touches.
   bool raw(int d, uint32_t& value) {
     value = 0;
     if (d == 0) return true;
     if (pos_ + raw_bytes(bits_ + d) > s_.size) return false;  // T4
-    for (int got = 0; got < d;) {
-      const int64_t j = bits_ + got;
-      const int shift = static_cast<int>(j & 7);
-      const int take = d - got < 8 - shift ? d - got : 8 - shift;
-      const uint32_t byte = s_[s_.size - 1 - (j >> 3)];
-      value |= ((byte >> shift) & ((1u << take) - 1)) << got;
-      got += take;
-    }
+    const int shift = static_cast<int>(bits_ & 7);
+    const int n = (shift + d + 7) >> 3;
+    const uint8_t* first = s_.data + s_.size - 1 - (bits_ >> 3);
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= uint64_t{first[-i]} << (8 * i);
+    value = static_cast<uint32_t>((v >> shift) & ((uint64_t{1} << d) - 1));
     bits_ += d;
     return true;
   }
