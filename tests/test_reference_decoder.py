@@ -162,7 +162,7 @@ EXPECTED_RULE = {
     "value_counts_shifted": "T3",
     "version_0": "C2",
     "version_1": "C2",
-    "version_3": "C2",
+    "version_4": "C2",
 }
 
 # Rules checked when a file is opened (§9 "when" = open); all others are checked on first use of

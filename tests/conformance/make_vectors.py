@@ -645,10 +645,10 @@ def _(blob):
     return _v1_example(blob)
 
 
-@invalid("version_3", "bands_and_tiles", "UnsupportedVersionError", "format 3.0 is not supported",
-         "a future major version (3.0) in the preamble")
+@invalid("version_4", "bands_and_tiles", "UnsupportedVersionError", "format 4.0 is not supported",
+         "a future major version (4.0) in the preamble")
 def _(blob):
-    return blob[:8] + struct.pack("<H", 3) + blob[10:]
+    return blob[:8] + struct.pack("<H", 4) + blob[10:]
 
 
 @invalid("version_0", "bands_and_tiles", "UnsupportedVersionError", "format 0.0 is not supported",
