@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Cross-check of the draft's tile streams (`tiles_v3`) against the stream lab (D§14).
+"""Cross-check of version 3's tile streams (`spec/tiles3.py`) against the stream lab
+(`spec/format-3-design.md` §7).
 
 Reads a lab dump (`python -m benchmarks.stream_lab.dump_tiles`: every tile format 2's encoder
 cuts, with its positions, coded integers u and format 2's contexts), builds each chunk's count
-sections, encodes every tile with `tiles_v3` and sums the stream bytes; with `--decode N` it also
+sections, encodes every tile with `tiles3` and sums the stream bytes; with `--decode N` it also
 decodes every N-th tile back and compares. `--classes lab` swaps in the lab's 16 octave classes
 (`min(bitlen((n_t - m) div m), 15)`) to reproduce `gap-bins/12p` symbol for symbol; the default
-uses the draft's 32 half-octave classes. Contexts are the dump's (format 2's 48, a subset of 96).
+uses the specification's 32 half-octave classes (§6.2). Contexts are the dump's (format 2's 48, a subset of 96).
 
-    python spec/drafts/lab_crosscheck.py /work/lab/visium_spaceranger3.bin [--classes lab] [--decode 50]
+    python spec/lab_crosscheck.py /work/lab/visium_spaceranger3.bin [--classes lab] [--decode 50]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiles_v3 as t3  # noqa: E402
+import tiles3 as t3  # noqa: E402
 
 
 def lab_chunks(path: str):
@@ -59,7 +60,7 @@ def lab_class(n_t: int, m: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dump")
-    ap.add_argument("--classes", choices=["draft", "lab"], default="draft")
+    ap.add_argument("--classes", choices=["spec", "lab"], default="spec")
     ap.add_argument("--decode", type=int, default=0, help="decode every N-th tile back (0: none)")
     args = ap.parse_args()
     if args.classes == "lab":

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Independent implementation of the format-3 tile draft (`spec/drafts/format-3-tiles.md`).
+"""The tile coding of `.sinr` version 3 (`spec/sinr-format.md` §6, §7.2), written from the
+specification alone, for clarity rather than speed, like `spec/reference_decoder.py`, which
+decodes version 3 tiles with it.
 
-Written only from the draft (cited as "D§n"; "§n" is format 2.1's `spec/sinr-format.md`), for
-clarity rather than speed, like `spec/reference_decoder.py`: 12-bit table normalisation (D§5),
-gap and value tables from a chunk's counts (D§4, D§5), density classes (D§7), the tile encoder
-and decoder (D§6, D§8, D§9) and the contexts (D§10). Every reader check raises
-:class:`DraftViolation` carrying the draft's rule id (D§11).
+It holds the 12-bit tables of a chunk's count sections (§6.4), the density classes (§6.2), the
+contexts (§6.5, §7.2), the tile decoder (§6.1.2, §6.1.5, §6.7) and, for the worked example
+(§13.10) and the tests, the tile encoder (§6.1.3) and the count sections a writer stores. Every
+reader check raises :class:`RuleViolation` carrying the rule's id of §9 (G1-G3, T1-T9).
 
 It does not parse files: a caller gives it a tile's geometry (``n_t``), its nonzero positions and
 coded integers ``u`` (§6.3.1), each nonzero's context, and the chunk's count sections.
@@ -21,25 +22,24 @@ from typing import Callable, Sequence
 import numpy as np
 
 __all__ = [
-    "DraftViolation", "N_BINS", "N_GAP_CLASSES", "N_CONTEXTS", "PROB_BITS", "STATE_LOW",
+    "RuleViolation", "N_BINS", "N_GAP_CLASSES", "N_CONTEXTS", "PROB_BITS", "STATE_LOW",
     "bin_of", "bin_start_and_bits", "frequencies12", "Table", "tables_from_counts",
     "density_class", "coded_set", "TileInput", "chunk_counts", "check_gap_counts",
-    "check_value_counts", "baseline_context", "EDGE3_E", "siren_context", "encode_tile",
-    "EncodedTile", "decode_tile", "DecodedTile", "TraceStep", "check_required_features",
-    "stage_ids",
+    "baseline_context", "EDGE3_E", "siren_context", "encode_tile",
+    "EncodedTile", "decode_tile", "DecodedTile", "TileDecoder", "TraceStep",
 ]
 
 N_BINS = 231            # §6.3.1
-N_GAP_CLASSES = 32      # D§4
-N_CONTEXTS = 96         # D§4, D§10
-PROB_BITS = 12          # D§6.1
+N_GAP_CLASSES = 32      # §6.2
+N_CONTEXTS = 96         # §6.4, §6.5
+PROB_BITS = 12          # §6.1.1
 PROB_SCALE = 1 << PROB_BITS
-STATE_LOW = 1 << 16     # D§6.1: 2^16 <= x < 2^32 between symbols
-COUNT_LIMIT = 1 << 40   # D§4 (rules G1, G3)
+STATE_LOW = 1 << 16     # §6.1.1: 2^16 <= x < 2^32 between symbols
+COUNT_LIMIT = 1 << 40   # §6.4 (rules G1, G3)
 
 
-class DraftViolation(Exception):
-    """A tile, a count section or a matrix map breaks a rule of the draft; ``rule`` is its id."""
+class RuleViolation(Exception):
+    """A tile or a count section breaks a rule of the specification; ``rule`` is its id (§9)."""
 
     def __init__(self, rule: str, message: str):
         super().__init__(f"[{rule}] {message}")
@@ -48,7 +48,7 @@ class DraftViolation(Exception):
 
 def require(condition: bool, rule: str, message: str) -> None:
     if not condition:
-        raise DraftViolation(rule, message)
+        raise RuleViolation(rule, message)
 
 
 def bitlen(v: int) -> int:
@@ -64,32 +64,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 # =================================================================================================
-# D§3 required features and stages
-# =================================================================================================
-
-def stage_ids(mode: str) -> list[str]:
-    """D§3.2: the exact stage list of a format-3.0 matrix of `mode`."""
-    if mode == "inr-only":
-        return ["reorder-detection-depth", "row-bands", "gap-bin-positions", "value-quantiser",
-                "siren-predictor"]
-    return ["reorder-detection-depth", "row-bands", "gap-bin-positions", "value-quantiser",
-            "fine-context-values", "siren-predictor"]
-
-
-def check_required_features(matrix_map: dict, version: str, implemented: Sequence[str] = ()) -> None:
-    """D§3.1, rules R1 and R2 (a 3.0 reader implements no feature)."""
-    features = matrix_map.get("required_features")
-    require(isinstance(features, list) and all(type(f) is str for f in features)
-            and len(set(features)) == len(features), "R1",
-            "required_features is missing, not a list of str, or lists a feature twice")
-    for f in features:
-        require(f in implemented, "R2",
-                f"matrix requires feature {f!r} (file format {version}), which this reader does "
-                "not implement")
-
-
-# =================================================================================================
-# §6.3.1 bins (unchanged from format 2.1): gaps and values share them
+# §6.3.1 bins: gaps and values share them
 # =================================================================================================
 
 def bin_start_and_bits(b: int) -> tuple[int, int]:
@@ -111,11 +86,11 @@ def bin_of(u: int) -> tuple[int, int, int]:
 
 
 # =================================================================================================
-# D§5 12-bit tables
+# §6.4 12-bit tables
 # =================================================================================================
 
 def frequencies12(c: Sequence[int]) -> list[int] | None:
-    """D§5: one row of counts -> 12-bit frequencies summing to 4096, or None (an unused row)."""
+    """§6.4: one row of counts -> 12-bit frequencies summing to 4096, or None (an unused row)."""
     K = sum(1 for v in c if v > 0)
     if K == 0:
         return None
@@ -128,7 +103,7 @@ def frequencies12(c: Sequence[int]) -> list[int] | None:
 
 @dataclass
 class Table:
-    """A used row's frequency-table model (D§6.2): (start, freq) per bin and the bin of a slot."""
+    """A used row's frequency-table model (§6.1.4): (start, freq) per bin and the bin of a slot."""
     freqs: list[int]
     starts: list[int] = field(init=False)
 
@@ -149,7 +124,7 @@ class Table:
 
 
 def tables_from_counts(counts: np.ndarray, rows: int) -> list[Table | None]:
-    """D§5: a count section (rows x 231, row-major) -> one table per row (None: unused)."""
+    """§6.4: a count section (rows x 231, row-major) -> one table per row (None: unused)."""
     flat = [int(v) for v in np.asarray(counts).reshape(-1)]
     assert len(flat) == rows * N_BINS
     out: list[Table | None] = []
@@ -160,7 +135,7 @@ def tables_from_counts(counts: np.ndarray, rows: int) -> list[Table | None]:
 
 
 # =================================================================================================
-# D§7 the coded set and density classes
+# §6.2 the coded set and density classes
 # =================================================================================================
 
 def coded_set(n_t: int, nonzeros: Sequence[int]) -> list[int]:
@@ -173,13 +148,13 @@ def coded_set(n_t: int, nonzeros: Sequence[int]) -> list[int]:
 
 
 def density_class(n_t: int, m: int) -> int:
-    """D§7: c = min(bitlen((r + 1)^2) - 1, 31), r = (n_t - m) div m, for m >= 1."""
+    """§6.2: c = min(bitlen((r + 1)^2) - 1, 31), r = (n_t - m) div m, for m >= 1."""
     r = (n_t - m) // m
     return min(bitlen((r + 1) ** 2) - 1, N_GAP_CLASSES - 1)
 
 
 # =================================================================================================
-# D§4 the chunk's count sections (writer side) and their reader checks
+# §6.4 the chunk's count sections (writer side) and their reader checks
 # =================================================================================================
 
 @dataclass
@@ -193,7 +168,7 @@ class TileInput:
 
 def chunk_counts(tiles: Sequence[TileInput], inr_only: bool = False
                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """D§4: gaps.counts (32 x 231) and values.counts (96 x 231; None in inr-only)."""
+    """§6.4: gaps.counts (32 x 231) and values.counts (96 x 231; None in inr-only)."""
     gaps = np.zeros((N_GAP_CLASSES, N_BINS), dtype=np.uint64)
     values = None if inr_only else np.zeros((N_CONTEXTS, N_BINS), dtype=np.uint64)
     for t in tiles:
@@ -229,25 +204,16 @@ def check_gap_counts(gaps_counts: np.ndarray, tile_sizes: Sequence[tuple[int, in
                 f"{expected[c]} positions")
 
 
-def check_value_counts(values_counts: np.ndarray, nnz: int) -> None:
-    """Rule G3 (its counts part): 96 x 231 items, each < 2^40, summing to the chunk's nnz."""
-    v = [int(x) for x in np.asarray(values_counts).reshape(-1)]
-    require(len(v) == N_CONTEXTS * N_BINS, "G3",
-            f"values.counts holds {len(v)} items, not {N_CONTEXTS * N_BINS}")
-    require(all(x < COUNT_LIMIT for x in v), "G3", "a value count >= 2^40")
-    require(sum(v) == nnz, "G3", f"values.counts sums to {sum(v)}, the chunk has {nnz} nonzeros")
-
-
 # =================================================================================================
-# D§10 contexts
+# §6.5, §7.2 contexts
 # =================================================================================================
 
 def baseline_context(G_r: int, C_c: int) -> int:
-    """D§10.1: kappa = clamp((G[r] + C[c]) >> 1, 0, 95); Python's >> is arithmetic."""
+    """§6.5: kappa = clamp((G[r] + C[c]) >> 1, 0, 95); Python's >> is arithmetic."""
     return clamp((G_r + C_c) >> 1, 0, N_CONTEXTS - 1)
 
 
-# Appendix D.A, copied from the draft: EDGE3_E[k] = roundeven(expm1(k / 8) * 2^20).
+# Appendix A.5, copied from the specification: EDGE3_E[k] = roundeven(expm1(k / 8) * 2^20).
 EDGE3_E = [
     0, 139616, 297822, 477093, 680234, 910422, 1171259, 1466827, 1801749, 2181265, 2611314,
     3098623, 3650816, 4276532, 4985562, 5788998, 6699411, 7731043, 8900036, 10224678, 11725695,
@@ -266,7 +232,7 @@ EDGE3 = [e / 2**20 for e in EDGE3_E]  # exact in binary64
 
 
 def siren_context(y: int, kind: str, offset: float, scale: float) -> int:
-    """D§10.2: the context of a SIREN output y (units of 2^-12) on the 1/8-nat grid."""
+    """§7.2: the context of a SIREN output y (units of 2^-12) on the 1/8-nat grid."""
     if kind == "log":
         t = float(y) * (scale * 2.0**-9)
         if math.isnan(t):
@@ -283,7 +249,7 @@ def siren_context(y: int, kind: str, offset: float, scale: float) -> int:
 
 
 # =================================================================================================
-# D§6 the coder and D§8 the stream layout: encoder
+# §6.1.3 the coder and §6.1.5 the stream layout: encoder
 # =================================================================================================
 
 @dataclass
@@ -299,7 +265,7 @@ class EncodedTile:
 def tile_symbols(n_t: int, positions: Sequence[int], u: Sequence[int], contexts: Sequence[int],
                  gap_tables: Sequence[Table | None], value_tables: Sequence[Table | None] | None
                  ) -> tuple[list[tuple[str, int, int, int, int]], list[tuple[int, int]]]:
-    """D§9: a tile's symbols and raw fields in order (value_tables None: mode inr-only)."""
+    """§6.2, §6.3.2: a tile's symbols and raw fields in order (value_tables None: mode inr-only)."""
     symbols: list[tuple[str, int, int, int, int]] = []
     raw: list[tuple[int, int]] = []
     coded = coded_set(n_t, positions)
@@ -325,7 +291,7 @@ def tile_symbols(n_t: int, positions: Sequence[int], u: Sequence[int], contexts:
 def encode_tile(n_t: int, positions: Sequence[int], u: Sequence[int], contexts: Sequence[int],
                 gap_tables: Sequence[Table | None],
                 value_tables: Sequence[Table | None] | None) -> EncodedTile:
-    """D§6.4 and D§8.3: the tile's stream (empty when the tile has no symbol, D§9.2)."""
+    """§6.1.3 and §6.1.5: the tile's stream (empty when the tile has no symbol, §6.7)."""
     symbols, raw = tile_symbols(n_t, positions, u, contexts, gap_tables, value_tables)
     if not symbols:
         return EncodedTile(b"", [], [], [], 0)
@@ -350,7 +316,7 @@ def encode_tile(n_t: int, positions: Sequence[int], u: Sequence[int], contexts: 
 
 
 # =================================================================================================
-# D§6 and D§8: decoder (D§9.3 "Decoding a tile")
+# §6.1.2, §6.1.5, §6.1.6: decoder (§6.7 "Decoding a tile")
 # =================================================================================================
 
 @dataclass
@@ -369,7 +335,7 @@ class TraceStep:
 
 
 class StreamReader:
-    """D§6.3 and D§8.2: words forward from byte 0, raw bits backward from the last byte."""
+    """§6.1.2 and §6.1.6: words forward from byte 0, raw bits backward from the last byte."""
 
     def __init__(self, stream: bytes):
         self.s = stream
@@ -384,7 +350,7 @@ class StreamReader:
         return ceil_div(self.B, 8)
 
     def symbol(self, table: Table) -> tuple[int, int, int, int, int | None]:
-        """D§6.3: decode one symbol; returns (bin, slot, start, freq, word read)."""
+        """§6.1.2: decode one symbol; returns (bin, slot, start, freq, word read)."""
         slot = self.x & (PROB_SCALE - 1)
         b = table.bin_of_slot(slot)
         start, freq = table.symbol(b)
@@ -400,7 +366,7 @@ class StreamReader:
         return b, slot, start, freq, word
 
     def raw(self, d: int) -> int:
-        """D§8.2: the next d raw bits, least significant first."""
+        """§6.1.6: the next d raw bits, least significant first."""
         require(self.pos + ceil_div(self.B + d, 8) <= self.len, "T4",
                 f"{d} raw bits after {self.B} reach past the stream or into its words "
                 f"({self.pos} word bytes taken of {self.len})")
@@ -412,7 +378,7 @@ class StreamReader:
         return v
 
     def finish(self) -> None:
-        """D§6.3 end and D§8.2 meeting rule."""
+        """§6.1.2 step 3 and §6.1.6's meeting rule."""
         require(self.x == STATE_LOW, "T7", f"final state {self.x:#x} is not 2^16")
         R = self.raw_bytes_taken()
         require(self.pos + R == self.len, "T8",
@@ -431,52 +397,71 @@ class DecodedTile:
     trace: list[TraceStep]
 
 
-def decode_tile(stream: bytes, n_t: int, k: int, context_of: Callable[[int], int] | None,
-                gap_tables: Sequence[Table | None],
-                value_tables: Sequence[Table | None] | None) -> DecodedTile:
-    """D§9.3: decode a whole tile. `context_of(p)` gives the context of the nonzero at position p
-    (D§10); `value_tables` is None in mode inr-only. Raises DraftViolation (T1-T9)."""
-    m = k if 2 * k <= n_t else n_t - k
-    trace: list[TraceStep] = []
-    if m == 0 and (k == 0 or value_tables is None):
-        require(len(stream) == 0, "T1", f"a tile without symbols has {len(stream)} bytes")
-        return DecodedTile(list(range(k)), None if value_tables is None else [], trace)
+class TileDecoder:
+    """§6.7 in two steps: the positions when made, then the values of given contexts, so that a
+    caller can compute the contexts of all decoded positions at once (a SIREN band's come from
+    one evaluation of its network, §7.2). Raises RuleViolation (T1-T9)."""
 
-    rd = StreamReader(stream)
+    def __init__(self, stream: bytes, n_t: int, k: int, gap_tables: Sequence[Table | None],
+                 code_values: bool):
+        m = k if 2 * k <= n_t else n_t - k
+        self.trace: list[TraceStep] = []
+        self.reader: StreamReader | None = None
+        if m == 0 and (k == 0 or not code_values):  # no symbol
+            require(len(stream) == 0, "T1", f"a tile without symbols has {len(stream)} bytes")
+            self.positions = list(range(k))
+            return
+        self.reader = StreamReader(stream)
+        coded: list[int] = []
+        if m > 0:
+            c = density_class(n_t, m)
+            table = gap_tables[c]
+            require(table is not None, "G2", f"gap class {c} has no table")  # excluded by G2
+            p = -1
+            for _ in range(m):
+                p = p + self._step("gap", c, table) + 1
+                require(p < n_t, "T5", f"decoded position {p} >= the tile's {n_t} entries")
+                coded.append(p)
+        if 2 * k <= n_t:
+            self.positions = coded
+        else:
+            zeros = set(coded)
+            self.positions = [p for p in range(n_t) if p not in zeros]
 
-    def step(kind: str, row: int, table: Table) -> tuple[int, int]:
+    def _step(self, kind: str, row: int, table: Table) -> int:
+        """One symbol and its raw field (§6.1.2, §6.1.5): the coded integer start(bin) + offset."""
+        rd = self.reader
         x = rd.x
         b, slot, start, freq, word = rd.symbol(table)
         x_after = freq * (x >> PROB_BITS) + slot - start
         s, d = bin_start_and_bits(b)
         off = rd.raw(d)
-        trace.append(TraceStep(kind, row, x, slot, b, start, freq, x_after, word, (off, d)))
-        return s + off, b
+        self.trace.append(TraceStep(kind, row, x, slot, b, start, freq, x_after, word, (off, d)))
+        return s + off
 
-    coded: list[int] = []
-    if m > 0:
-        c = density_class(n_t, m)
-        table = gap_tables[c]
-        require(table is not None, "G2", f"gap class {c} has no table")  # excluded by G2
-        p = -1
-        for _ in range(m):
-            gap, _ = step("gap", c, table)
-            p = p + gap + 1
-            require(p < n_t, "T5", f"decoded position {p} >= the tile's {n_t} entries")
-            coded.append(p)
-    if 2 * k <= n_t:
-        positions = coded
-    else:
-        zeros = set(coded)
-        positions = [p for p in range(n_t) if p not in zeros]
-    us: list[int] | None = None
-    if value_tables is not None:
+    def values(self, contexts: Sequence[int], value_tables: Sequence[Table | None]) -> list[int]:
+        """§6.3.2: the coded integers u of the nonzeros, in position order, of these contexts."""
         us = []
-        for p in positions:
-            kappa = context_of(p)
+        for kappa in contexts:
             table = value_tables[kappa]
             require(table is not None, "T6", f"context {kappa} has no used row in values.counts")
-            value, _ = step("value", kappa, table)
-            us.append(value)
-    rd.finish()
-    return DecodedTile(positions, us, trace)
+            us.append(self._step("value", kappa, table))
+        return us
+
+    def finish(self) -> None:
+        """§6.1.2 step 3 (T7-T9), after the whole tile; nothing for a tile without symbols."""
+        if self.reader is not None:
+            self.reader.finish()
+
+
+def decode_tile(stream: bytes, n_t: int, k: int, context_of: Callable[[int], int] | None,
+                gap_tables: Sequence[Table | None],
+                value_tables: Sequence[Table | None] | None) -> DecodedTile:
+    """§6.7: decode a whole tile. `context_of(p)` gives the context of the nonzero at position p
+    (§6.5, §7.2); `value_tables` is None in mode inr-only. Raises RuleViolation (T1-T9)."""
+    tile = TileDecoder(stream, n_t, k, gap_tables, value_tables is not None)
+    us = None
+    if value_tables is not None:
+        us = tile.values([context_of(p) for p in tile.positions], value_tables)
+    tile.finish()
+    return DecodedTile(tile.positions, us, tile.trace)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The worked example of `format-3-tiles.md` (D§13): one real tile, coded by `tiles_v3`.
+"""The worked example of a version 3 tile (`sinr-format.md` §13.10): one real tile, coded by
+`spec/tiles3.py`.
 
 The tile is cells 57 and 58 of `tests/data/pbmc500_3p_lt_x_50genes` as their own chunk: the 12
 genes with a nonzero in them, in the gene order and with the gene and cell terms that the
-reference writer (scinrcodec 2.x) chose for that two-cell matrix (stated here as constants, so
-the example does not change with the writer). `python spec/drafts/worked_example.py` prints the
-numbers the draft quotes; `tests/test_format3_draft.py` checks the draft's bytes against
-`encode_example()`.
+reference writer of version 2 chose for that two-cell matrix (stated here as constants, so the
+example does not change with the writer). `python spec/worked_example3.py` prints the numbers
+§13.10 quotes; `tests/test_spec_tiles3.py` checks the spec's bytes against `encode_example()`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import scipy.io
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiles_v3 as t3  # noqa: E402
+import tiles3 as t3  # noqa: E402
 
-FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "pbmc500_3p_lt_x_50genes"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "pbmc500_3p_lt_x_50genes"
 FIRST_CELL = 57                       # the chunk holds cells 57 and 58 of the fixture
 CELLS_ORDER = [1, 0]                  # column 0 is cell 58, column 1 is cell 57
 GENES_ORDER = [5, 6, 7, 16, 29, 40, 42, 19, 27, 30, 44, 46]  # row r is gene GENES_ORDER[r]
