@@ -509,15 +509,13 @@ STAGE_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
 }
 
 
-def _mode_stages(positions: str, values: str) -> dict[str, list[str]]:
-    six = ["reorder-detection-depth", "row-bands", positions, "value-quantiser", values,
-           "siren-predictor"]
-    return {"lossless": six, "max-error": six, "inr-only": [s for s in six if s != values]}
-
-
+_SIX_2 = ["reorder-detection-depth", "row-bands", "golomb-rans-positions", "value-quantiser",
+          "context-rans-values", "siren-predictor"]
+_MODES = ("lossless", "max-error", "inr-only")
 # §5.2: the exact stage list of each mode, by major version, and the rule that checks it.
-MODE_STAGES = {3: _mode_stages("gap-bin-positions", "fine-context-values"),
-               2: _mode_stages("golomb-rans-positions", "context-rans-values")}
+MODE_STAGES = {3: {mode: tiles3.stage_ids(mode) for mode in _MODES},
+               2: {"lossless": _SIX_2, "max-error": _SIX_2,
+                   "inr-only": [s for s in _SIX_2 if s != "context-rans-values"]}}
 STAGES_RULE = {3: "R3", 2: "M5"}
 
 
@@ -1165,18 +1163,20 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
         gap_tables = tiles3.tables_from_counts(gap_counts, tiles3.N_GAP_CLASSES)
     # K13 (version 2) or G3 (version 3): values.counts.
     tables = None
-    if "values.counts" in secs:
-        counts_rule = "G3" if f.major == 3 else "K13"
-        rows_k = N_CONTEXTS[f.major]
-        counts = zstd_array(read("values.counts", counts_rule), rows_k * 231, "<u8",
-                            counts_rule, f"{where} values.counts")
-        require(bool(np.all(counts < 2**40)), counts_rule, f"{where}: a value count >= 2^40")
-        require(int(counts.sum()) == nnz, counts_rule,
-                f"{where}: value counts do not add up to nnz")
-        if f.major == 3:
-            tables = tiles3.tables_from_counts(counts, rows_k)
-        else:
-            tables = frequency_tables(counts)
+    if "values.counts" in secs and f.major == 3:
+        counts = zstd_array(read("values.counts", "G3"), tiles3.N_CONTEXTS * 231, "<u8", "G3",
+                            f"{where} values.counts")
+        try:
+            tiles3.check_value_counts(counts, nnz)
+        except tiles3.RuleViolation as err:
+            fail(err.rule, f"{where}: {err}")
+        tables = tiles3.tables_from_counts(counts, tiles3.N_CONTEXTS)
+    elif "values.counts" in secs:
+        counts = zstd_array(read("values.counts", "K13"), 48 * 231, "<u8", "K13",
+                            f"{where} values.counts")
+        require(bool(np.all(counts < 2**40)), "K13", f"{where}: a value count >= 2^40")
+        require(int(counts.sum()) == nnz, "K13", f"{where}: value counts do not add up to nnz")
+        tables = frequency_tables(counts)
     # K14: siren.meta and siren.weights.
     sirens: dict[int, Siren] = {}
     require(("siren.meta" in secs) == ("siren.weights" in secs), "K14",

@@ -25,6 +25,7 @@ __all__ = [
     "RuleViolation", "N_BINS", "N_GAP_CLASSES", "N_CONTEXTS", "PROB_BITS", "STATE_LOW",
     "bin_of", "bin_start_and_bits", "frequencies12", "Table", "tables_from_counts",
     "density_class", "coded_set", "TileInput", "chunk_counts", "check_gap_counts",
+    "check_value_counts", "stage_ids",
     "baseline_context", "EDGE3_E", "siren_context", "encode_tile",
     "EncodedTile", "decode_tile", "DecodedTile", "TileDecoder", "TraceStep",
 ]
@@ -61,6 +62,17 @@ def clamp(x: int, lo: int, hi: int) -> int:
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+# =================================================================================================
+# §5.2 the stages that name this tile coding
+# =================================================================================================
+
+def stage_ids(mode: str) -> list[str]:
+    """§5.2: the exact stage list of a version 3 matrix of `mode` (rule R3)."""
+    six = ["reorder-detection-depth", "row-bands", "gap-bin-positions", "value-quantiser",
+           "fine-context-values", "siren-predictor"]
+    return [s for s in six if s != "fine-context-values"] if mode == "inr-only" else six
 
 
 # =================================================================================================
@@ -202,6 +214,15 @@ def check_gap_counts(gaps_counts: np.ndarray, tile_sizes: Sequence[tuple[int, in
         require(sum(rows[c]) == expected[c], "G2",
                 f"gap class {c}: gaps.counts sums to {sum(rows[c])}, its tiles code "
                 f"{expected[c]} positions")
+
+
+def check_value_counts(values_counts: np.ndarray, nnz: int) -> None:
+    """Rule G3 (its counts part): 96 x 231 items, each < 2^40, summing to the chunk's nnz."""
+    v = [int(x) for x in np.asarray(values_counts).reshape(-1)]
+    require(len(v) == N_CONTEXTS * N_BINS, "G3",
+            f"values.counts holds {len(v)} items, not {N_CONTEXTS * N_BINS}")
+    require(all(x < COUNT_LIMIT for x in v), "G3", "a value count >= 2^40")
+    require(sum(v) == nnz, "G3", f"values.counts sums to {sum(v)}, the chunk has {nnz} nonzeros")
 
 
 # =================================================================================================
