@@ -1159,7 +1159,7 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
         try:
             tiles3.check_gap_counts(gap_counts, sizes)
         except tiles3.RuleViolation as err:
-            fail(err.rule, f"{where}: {err}")
+            fail(err.rule, f"{where}: {err.message}")
         gap_tables = tiles3.tables_from_counts(gap_counts, tiles3.N_GAP_CLASSES)
     # K13 (version 2) or G3 (version 3): values.counts.
     tables = None
@@ -1169,7 +1169,7 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
         try:
             tiles3.check_value_counts(counts, nnz)
         except tiles3.RuleViolation as err:
-            fail(err.rule, f"{where}: {err}")
+            fail(err.rule, f"{where}: {err.message}")
         tables = tiles3.tables_from_counts(counts, tiles3.N_CONTEXTS)
     elif "values.counts" in secs:
         counts = zstd_array(read("values.counts", "K13"), 48 * 231, "<u8", "K13",
@@ -1331,7 +1331,7 @@ def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
             nz, us = tile_v2(stream, n_t, k, contexts_of, ch.tables, inr_only,
                              None if histograms is None else histograms["values"])
     except tiles3.RuleViolation as err:
-        fail(err.rule, f"tile {t}: {err}")
+        fail(err.rule, f"tile {t}: {err.message}")
     except SpecViolation as err:
         fail(err.check_id, f"tile {t}: {err.message}")
     rows_in_band = np.array([p // w for p in nz], dtype=np.int64)

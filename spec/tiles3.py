@@ -45,6 +45,7 @@ class RuleViolation(Exception):
     def __init__(self, rule: str, message: str):
         super().__init__(f"[{rule}] {message}")
         self.rule = rule
+        self.message = message
 
 
 def require(condition: bool, rule: str, message: str) -> None:

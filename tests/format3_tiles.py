@@ -90,7 +90,7 @@ def encode_real_files(folder: Path) -> list[Path]:
     out = []
     for name, options in REAL_FIXTURES:
         path = folder / f"{name}.sinr"
-        scinrcodec.encode(DATA / name, path, **FAST, **options)
+        scinrcodec.encode(DATA / name, path, format_version=2, **FAST, **options)
         out.append(path)
     return out
 
