@@ -290,6 +290,16 @@ def test_cli():
                           str(VECTORS / "chunk_checksum" / "matrix.sinr")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "rule W1" in bad.stdout and "INVALID" in bad.stdout
+    v3 = subprocess.run([sys.executable, str(REFERENCE_DECODER),
+                         str(VECTORS / "v3_bands_and_tiles" / "matrix.sinr")],
+                        capture_output=True, text=True, timeout=120)
+    assert v3.returncode == 0 and "valid .sinr 3.0" in v3.stdout and "valid .sinr 2.0" in ok.stdout
+    sha = [line for line in ok.stdout.splitlines() if line.startswith("sha256")]
+    assert sha and sha == [line for line in v3.stdout.splitlines() if line.startswith("sha256")]  # one matrix
+    feature = subprocess.run([sys.executable, str(REFERENCE_DECODER),
+                              str(VECTORS / "v3_required_feature_unknown" / "matrix.sinr")],
+                             capture_output=True, text=True, timeout=120)
+    assert feature.returncode == 1 and "(unsupported version), rule R2" in feature.stdout
 
 
 def test_decoder_uses_only_allowed_imports():
