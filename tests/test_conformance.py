@@ -26,7 +26,7 @@ import pytest
 import scinrcodec
 from scinrcodec import errors
 
-from conftest import SANITIZED
+from conftest import SANITIZED, skip_unread_format_3
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "conformance"
@@ -47,28 +47,6 @@ def _cases(kind: str) -> list[str]:
 
 VALID = _cases("valid")
 INVALID = _cases("invalid")
-MAJOR_3_SKIP = ("a format-3.0 vector, and scinrcodec's reader does not open major version 3 yet (the format-3 "
-                "reader is still to land)")
-
-
-def _major(name: str) -> int | None:
-    """The preamble's major version of a vector's file (None for a file too short or not .sinr)."""
-    head = (VECTORS / name / "matrix.sinr").read_bytes()[:10]
-    return int.from_bytes(head[8:10], "little") if len(head) == 10 and head[:8] == b"\x89SINR\r\n\x1a" else None
-
-
-def _reads_major_3() -> bool:
-    """Whether scinrcodec's reader opens a format-3 file (the valid vector v3_bands_and_tiles)."""
-    try:
-        with scinrcodec.open(VECTORS / "v3_bands_and_tiles" / "matrix.sinr"):
-            return True
-    except errors.UnsupportedVersionError:
-        return False
-
-
-def skip_unread_major_3(name: str) -> None:
-    if _major(name) == 3 and not _reads_major_3():
-        pytest.skip(MAJOR_3_SKIP)
 
 
 def _load(name: str, file: str):
@@ -172,7 +150,7 @@ def check_valid(folder: Path, *, memory_limited: bool) -> None:
 
 @pytest.mark.parametrize("name", VALID)
 def test_valid_vector(name):
-    skip_unread_major_3(name)
+    skip_unread_format_3(name)
     case = _load(name, "case.json")
     if not case.get("memory_limited"):
         check_valid(VECTORS / name, memory_limited=False)
@@ -202,7 +180,7 @@ def _generator():
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=READER_BUGS[n]))
                                   if n in READER_BUGS else n for n in INVALID])
 def test_invalid_vector(name):
-    skip_unread_major_3(name)
+    skip_unread_format_3(name)
     expected = _load(name, "expected_error.json")
     cls = getattr(errors, expected["error"])
     path = VECTORS / name / "matrix.sinr"
@@ -224,7 +202,7 @@ def test_verify_refuses_invalid_vector(name, capsys):
     from scinrcodec.cli import main
     from scinrcodec.wholefile.describe import verify_file
 
-    skip_unread_major_3(name)
+    skip_unread_format_3(name)
     expected = _load(name, "expected_error.json")
     path = VECTORS / name / "matrix.sinr"
     with pytest.raises(getattr(errors, expected["error"])):

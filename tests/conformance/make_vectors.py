@@ -1895,14 +1895,14 @@ def _(blob):
     return _v3_matrix_edit(lambda m: m.update(required_features=["x-feature", "x-feature"]))(blob)
 
 
-@invalid("v3_stages_of_version_2", "v3_bands_and_tiles", "CorruptFileError", "do not match mode",
+@invalid("v3_stages_of_version_2", "v3_bands_and_tiles", "CorruptFileError", "golomb-rans-positions",
          "a format-3 file whose stage list is format 2's (golomb-rans-positions, context-rans-values; rule R3)")
 def _(blob):
     ids = {"gap-bin-positions": "golomb-rans-positions", "fine-context-values": "context-rans-values"}
     return _v3_matrix_edit(lambda m: [s.update(id=ids.get(s["id"], s["id"])) for s in m["stages"]])(blob)
 
 
-@invalid("v2_stages_of_version_3", "bands_and_tiles", "CorruptFileError", "do not match mode",
+@invalid("v2_stages_of_version_3", "bands_and_tiles", "CorruptFileError", "gap-bin-positions",
          "a format-2 file whose stage list is format 3's (gap-bin-positions, fine-context-values; rule M5)")
 def _(blob):
     ids = {"golomb-rans-positions": "gap-bin-positions", "context-rans-values": "fine-context-values"}
