@@ -399,7 +399,7 @@ class MatrixIndex:
         checked before any of its tiles is decoded."""
         gaps = reader.get("gaps.counts").reshape(N_GAP_CLASSES, N_BINS)
         if np.any(gaps >= COUNT_LIMIT):
-            raise CorruptFileError(f"{what}: a gap count is not below 2**40")  # G1
+            raise CorruptFileError(f"{what}: gap counts are not all below 2**40")  # G1
         coded = np.asarray(_native.tile3_coded_per_class(tile_n.astype(np.int64), tile_k), np.uint64)
         if not np.array_equal(gaps.sum(axis=1, dtype=np.uint64), coded):
             raise CorruptFileError(f"{what}: gap counts do not add up to the coded positions of its tiles")  # G2
