@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <memory>
 
 #include "sinr/siren.hpp"
@@ -188,9 +189,14 @@ Footer read_footer(const ByteSource& source) {
     throw UnsupportedVersionError(name + ": .sinr format " + version +
                                   " is not read by scinrcodec 2; decode it with scinrcodec 1.x (pip install "
                                   "'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again");
-  if (major != kMajorVersion)
+  if (newest_minor(major) < 0) {
+    std::string majors;
+    for (size_t i = 0; i < std::size(kReadVersions); ++i)
+      majors += (i == 0 ? "" : i + 1 == std::size(kReadVersions) ? " and " : ", ") +
+                std::to_string(kReadVersions[i].major) + ".x";
     throw UnsupportedVersionError(name + ": .sinr format " + version + " is not supported (this reader reads " +
-                                  std::to_string(kMajorVersion) + ".x)");
+                                  majors + ")");
+  }
   if (size < kPreambleSize + kTrailerSize)
     throw CorruptFileError(name + ": truncated .sinr file (" + std::to_string(size) + " bytes)");
   const std::vector<uint8_t> trailer = source.read(size - kTrailerSize, kTrailerSize);

@@ -14,8 +14,21 @@
 
 namespace sinr::storage {
 
-constexpr int kMajorVersion = 2;
-constexpr int kReadMinorVersion = 1;  // the newest minor version this reader implements
+// The format versions this reader reads (spec §2.4 step 3, §11.2): each major version with the
+// newest of its minor versions that this reader implements. A newer minor of a listed major is read
+// too (its unknown sections and keys ignored); any other major is refused.
+struct ReadVersion {
+  int major;
+  int newest_minor;
+};
+constexpr ReadVersion kReadVersions[] = {{2, 1}, {3, 0}};
+
+// The newest minor version of `major` this reader implements, -1 when it does not read `major`.
+constexpr int newest_minor(int major) {
+  for (const ReadVersion& v : kReadVersions)
+    if (v.major == major) return v.newest_minor;
+  return -1;
+}
 constexpr int64_t kPreambleSize = 16;
 constexpr int64_t kTrailerSize = 24;
 constexpr uint64_t kMaxFooterBytes = uint64_t{256} << 20;
