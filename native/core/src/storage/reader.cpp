@@ -126,13 +126,16 @@ void check_required_features(const Value& header, const std::string& name, const
 // R3); returns max_error.
 int64_t parse_stages(const Value* configs, const std::string& mode, int major, const std::string& what) {
   if (!configs || configs->type != Value::kArray) throw CorruptFileError(what + ": stage list is missing");
-  const CodingStages coding = coding_stages(major);
-  const std::map<std::string, std::vector<std::string>> params = {
+  // Every stage id of every version is known: a format-3 matrix listing a format-2 stage breaks the
+  // list of its mode, as in the Python reader.
+  static const std::map<std::string, std::vector<std::string>> kParams = {
       {"reorder-detection-depth", {}},
       {"row-bands", {"chunk_cells", "patch_nnz", "tile_nnz"}},
-      {coding.positions, {}},
+      {coding_stages(2).positions, {}},
+      {coding_stages(3).positions, {}},
       {"value-quantiser", {"max_error"}},
-      {coding.values, {}},
+      {coding_stages(2).values, {}},
+      {coding_stages(3).values, {}},
       {"siren-predictor", {}}};
   std::vector<std::string> ids;
   bool has_quantiser = false;
@@ -141,8 +144,8 @@ int64_t parse_stages(const Value* configs, const std::string& mode, int major, c
     const Value* id = config.get("id");
     if (config.type != Value::kMap || !id || id->type != Value::kStr)
       throw CorruptFileError(what + ": a stage config is malformed");
-    const auto known = params.find(id->text);
-    if (known == params.end()) throw CorruptFileError(what + ": unknown stage " + quoted(id->text));
+    const auto known = kParams.find(id->text);
+    if (known == kParams.end()) throw CorruptFileError(what + ": unknown stage " + quoted(id->text));
     if (std::find(ids.begin(), ids.end(), id->text) != ids.end())
       throw CorruptFileError(what + ": stage " + quoted(id->text) + " appears twice");
     std::vector<std::string> keys;
@@ -165,6 +168,7 @@ int64_t parse_stages(const Value* configs, const std::string& mode, int major, c
     if (!ok) throw CorruptFileError(what + ": stage " + quoted(id->text) + " has invalid parameters");
     ids.push_back(id->text);
   }
+  const CodingStages coding = coding_stages(major);
   std::vector<std::string> expected = {"reorder-detection-depth", "row-bands", coding.positions, "value-quantiser"};
   if (mode != "inr-only") expected.push_back(coding.values);
   expected.push_back("siren-predictor");
