@@ -25,11 +25,13 @@ from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
 from .model.siren import NORMALISATIONS
+from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 
 def _encode_options(args: argparse.Namespace) -> dict:
     mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
-    return dict(mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz, patch_nnz=args.patch_nnz,
+    return dict(format_version=args.format_version, mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz,
+                patch_nnz=args.patch_nnz,
                 chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
                 hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
                 coordinates=args.coordinates, device=args.device, jobs=args.jobs,
@@ -133,7 +135,7 @@ def _concat(args: argparse.Namespace) -> None:
     keys = args.keys.split(",") if args.keys else None
     result = concat(args.inputs, args.output, join=args.join, label=args.label, keys=keys,
                     index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
-                    jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+                    jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(), format_version=args.format_version)
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
@@ -144,7 +146,8 @@ def _subset(args: argparse.Namespace) -> None:
         raise InvalidInputError("subset needs --cells, --genes or both")
     started = time.perf_counter()
     result = subset(args.input, args.output, cells=_names_list(args.cells), genes=_names_list(args.genes),
-                    force=args.force, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+                    force=args.force, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(),
+                    format_version=args.format_version)
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
@@ -259,6 +262,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"sinr: error: {message} (see '{self.prog} --help')\n")
 
 
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    """--format-version, as every command that encodes a new file takes it."""
+    parser.add_argument("--format-version", type=int, choices=SUPPORTED_MAJORS, default=DEFAULT_MAJOR,
+                        help=f"the .sinr format to write (default {DEFAULT_MAJOR}; 2 for readers of scinrcodec 2.x)")
+
+
 def _run_options(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
     """--force, --jobs and --quiet, as every command that writes a file takes them."""
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -314,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--coordinates", choices=COORDINATES, default=default["coordinates"])
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
     enc.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
+    _format_option(enc)
     enc.set_defaults(run=_encode)
 
     app = commands.add_parser("append", help="add the cells of another matrix with the same genes, as new chunks")
@@ -339,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--uns-merge", choices=MERGE_RULES,
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
     _run_options(cat)
+    _format_option(cat)
     cat.set_defaults(run=_concat)
 
     sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
@@ -347,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--cells", metavar="LIST", help="cell names, comma-separated, or @FILE with one a line")
     sub.add_argument("--genes", metavar="LIST", help="gene names or ids, comma-separated, or @FILE with one a line")
     _run_options(sub)
+    _format_option(sub)
     sub.set_defaults(run=_subset)
 
     dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .reader.matrix import MatrixReader
-from .storage.layout import CHUNK_SECTIONS, MATRIX_SECTIONS
+from .storage.layout import CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
 
 
 def size_by_part(matrix: MatrixReader) -> dict[str, int]:
@@ -13,7 +13,7 @@ def size_by_part(matrix: MatrixReader) -> dict[str, int]:
     parts (a whole AnnData or 10x file) the opened matrix's parts come first, then the other
     matrices, the stored AnnData or 10x parts and the footer, each on its own."""
     sizes = matrix.section_sizes()
-    specs = {**MATRIX_SECTIONS, **CHUNK_SECTIONS}
+    specs = {**MATRIX_SECTIONS, **CHUNK_SECTIONS_BY_MAJOR[matrix.version[0]]}
     parts: dict[str, int] = {"bitmap": 0, "values": 0}
     for name, size in sizes.items():
         part = specs[name].part if name in specs else "headers"

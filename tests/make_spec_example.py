@@ -24,7 +24,7 @@ COUNTS = np.array([[0, 3, 0, 0, 1],
 GENE_IDS = ["ENSG01", "ENSG02", "ENSG03", "ENSG04"]
 GENE_NAMES = ["CD3E", "EMPTY", "MS4A1", "LYZ"]
 CELL_NAMES = ["AAAC-1", "AAAG-1", "AACT-1", "AAGT-1", "ACGT-1"]
-OPTIONS = dict(siren="never", jobs=1, chunk_cells=4096, tile_nnz=256)  # as written when the example was made
+OPTIONS = dict(format_version=2, siren="never", jobs=1, chunk_cells=4096, tile_nnz=256)  # as when it was made
 
 
 def source():

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "owned.hpp"
 #include "sinr/checksum.hpp"
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
@@ -348,14 +349,18 @@ void bind_siren(nb::module_& m) {
      nb::arg("out").noconvert());
   m.def("context_of_output", &context_of_output);
   m.def("prediction_of_output", &prediction_of_output);
+  m.def("fine_context_of_output", &fine_context_of_output);
   m.def("read_outputs", [](int kind, double offset, double scale, Array<const int64_t> outputs, bool predictions,
-                           Array<int64_t> out) {
+                           Array<int64_t> out, bool fine) {
     if (out.shape(0) != outputs.shape(0)) throw nb::value_error("read_outputs: outputs and out differ in length");
+    const auto context = fine ? &fine_context_of_output : &context_of_output;
     for (size_t i = 0; i < outputs.shape(0); ++i)
       out.data()[i] = predictions ? prediction_of_output(kind, offset, scale, outputs.data()[i])
-                                  : context_of_output(kind, offset, scale, outputs.data()[i]);
+                                  : context(kind, offset, scale, outputs.data()[i]);
   }, NoGil(), nb::arg("kind"), nb::arg("offset"), nb::arg("scale"), nb::arg("outputs"), nb::arg("predictions"),
-     nb::arg("out").noconvert());
+     nb::arg("out").noconvert(), nb::arg("fine") = false,
+     "Network outputs as --inr-only predictions, or as contexts: format 2's (spec §7.2) or with fine format 3's "
+     "on the 1/8-nat grid (D§10.2).");
 }
 
 
@@ -437,6 +442,36 @@ void bind_tile3(nb::module_& m) {
      nb::arg("gap_counts"), nb::arg("value_counts").none(), nb::arg("out").noconvert(), nb::arg("lengths").noconvert(),
      "Format 3.0 draft: encode consecutive tiles of one chunk (value_counts None: inr-only); returns the bytes "
      "written.");
+  m.def("tile3_gap_counts", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
+                               Array<const int64_t> positions, Array2<uint64_t> out) {
+    if (out.shape(0) != tile3::kGapClasses || out.shape(1) != kNumBins)
+      throw nb::value_error("tile3_gap_counts: out must be 32 x 231");
+    nb::gil_scoped_release release;
+    tile3::gap_counts(span(tile_n), span(tile_k), span(positions),
+                      Span<uint64_t>{out.data(), int64_t{tile3::kGapClasses} * kNumBins});
+  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("out").noconvert(),
+     "Format 3.0 (D§4): a chunk's gaps.counts, its tiles' coded gaps by density class and bin, into out.");
+  m.def("tile3_encode_chunk", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
+                                 Array<const int64_t> positions, Array<const int64_t> u, Array<const int64_t> contexts,
+                                 Array2<const uint64_t> gap_counts, std::optional<Array2<const uint64_t>> value_counts) {
+    const ChunkTables3 tables(gap_counts, value_counts);
+    const bool code_values = value_counts.has_value();
+    Owned<int64_t> lengths(static_cast<int64_t>(tile_n.shape(0)));
+    std::vector<uint8_t> out;
+    {
+      nb::gil_scoped_release release;
+      out.resize(static_cast<size_t>(tile3::tiles_bound(span(tile_n), span(tile_k), code_values)));
+      const int64_t written = tile3::encode_tiles(
+          span(tile_n), span(tile_k), span(positions), span(u), span(contexts), tables.gap_span(),
+          tables.value_span(), code_values, Span<uint8_t>{out.data(), static_cast<int64_t>(out.size())},
+          lengths.span());
+      out.resize(static_cast<size_t>(written));
+    }
+    return std::make_pair(to_numpy(std::move(out)), lengths.release());
+  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("u"), nb::arg("contexts"),
+     nb::arg("gap_counts"), nb::arg("value_counts").none(),
+     "Format 3.0: a chunk's tile streams, back to back (uint8), and each one's length (value_counts None: "
+     "inr-only); the tables are built from the counts, which must be the chunk's own.");
   m.def("tile3_decode_tiles", [](Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,
                                  Array<const int64_t> h, Array<const int64_t> w, Array<const int64_t> k,
                                  Array<const int64_t> row, Array<const int64_t> col, Array<const int64_t> out_start,

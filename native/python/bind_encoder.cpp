@@ -50,12 +50,13 @@ arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const 
 }
 
 NumpyArray<int64_t> baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols,
-                                         Array<const int64_t> gene_terms, Array<const int64_t> cell_terms) {
+                                         Array<const int64_t> gene_terms, Array<const int64_t> cell_terms, bool fine) {
   Owned<int64_t> out(static_cast<int64_t>(rows.shape(0)));
   int status;
   {
     nb::gil_scoped_release release;
-    status = baseline_contexts(span_of(rows), span_of(cols), span_of(gene_terms), span_of(cell_terms), out.span());
+    status = baseline_contexts(span_of(rows), span_of(cols), span_of(gene_terms), span_of(cell_terms), fine,
+                               out.span());
   }
   check(status, "baseline_contexts");
   return out.release();
@@ -107,8 +108,9 @@ void bind_encoder(nb::module_& m) {
         nb::arg("n_cells"),
         "A chunk's nonzeros sorted by (tile, position): (rows, cols, values, positions, tile_k).");
   m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
-        nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(),
-        "Baseline context of each nonzero: of gene_terms[rows] + cell_terms[cols].");
+        nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine") = false,
+        "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §6.5), "
+        "or with fine format 3's of 1/8 nat (D§10.1).");
   m.def("value_bins", &value_bins_py, nb::arg("u").noconvert(), "The bin of each coded value u >= 0.");
   m.def("accumulate_gene_stats", &accumulate_gene_stats_py<int64_t>, nb::arg("indptr").noconvert(),
         nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),

@@ -99,6 +99,14 @@ def plan_band_rows(row_nnz: np.ndarray, patch_nnz: int) -> np.ndarray:
     return np.asarray(starts[:-1], dtype=np.int64)
 
 
+def genes_sorted_in_bands(genes: np.ndarray, band_rows: np.ndarray) -> np.ndarray:
+    """`genes` (the genes of rows 0, 1, ...) with each band's in increasing order: the band of row r
+    starts at the last of band_rows (ascending, from 0) at or before r. Bands keep their rows, and
+    so their nonzeros; only the order inside each changes."""
+    band = np.searchsorted(band_rows, np.arange(genes.size), side="right") - 1
+    return genes[np.lexsort((genes, band))]
+
+
 def default_tile_nnz(nnz: int) -> int:
     """Nonzeros per tile: DEFAULT_TILE_NNZ, and beyond SCALE_TILE_NNZ_FROM nonzeros smaller by the
     fourth root of the excess. A gene or cell read costs about sqrt(nnz x tile_nnz) decoded

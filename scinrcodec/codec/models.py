@@ -5,7 +5,8 @@ offset: e = u + 1 is exact below 2**MANTISSA_BITS and above that keeps its leadi
 bits in the bin (eight bins per octave); the rest are offset bits, coded as raw bits. A bin is
 coded with the frequency table of its context: the predicted mean's log1p in quarter steps.
 Each chunk stores its own tables: N_CONTEXTS rows of N_BINS frequencies summing to 2**16 (or all
-zero for an unused context).
+zero for an unused context). Format 3 (draft D§4, D§5, D§10) has 96 contexts of eighth steps, and
+its chunks store the counts from which both sides build tables of 2**12.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .. import _native
 from ..errors import CorruptFileError
-from ..storage.layout import MANTISSA_BITS, N_BINS, N_CONTEXTS
+from ..storage.layout import CONTEXTS_BY_MAJOR, MANTISSA_BITS, N_BINS, N_CONTEXTS
 from .rans import PROB_SCALE
 
 CONTEXT_STEPS_PER_NAT = 4
@@ -41,24 +42,30 @@ def bin_tables() -> tuple[np.ndarray, np.ndarray]:
     return np.where(big, (lead << drop) - 1, bins).astype(np.int64), np.where(big, drop, 0).astype(np.int64)
 
 
+def fine_contexts(major: int) -> bool:
+    """Whether format `major` has format 3's contexts of 1/8 nat (draft D§10) instead of 1/4."""
+    return CONTEXTS_BY_MAJOR[major] > N_CONTEXTS
+
+
 def baseline_context(log_mean_sixteenths: int) -> int:
     """Context of a predicted log1p mean in units of 1/16 nat."""
     return min(max(int(log_mean_sixteenths) >> CONTEXT_SHIFT, 0), N_CONTEXTS - 1)
 
 
-def frequencies(counts: np.ndarray) -> np.ndarray:
-    """Frequencies summing to 2**16 from bin counts, row by row (one row per context): the exact
-    algorithm of spec §6.4. Each present bin gets 1 + floor(count * (2**16 - K) / total), K being
-    the row's present bins, and what is left goes to its most frequent bin (the lowest on ties).
-    A row of zeros stays zero (an unused context). Counts must be below 2**40."""
+def frequencies(counts: np.ndarray, scale: int = PROB_SCALE) -> np.ndarray:
+    """Frequencies summing to `scale` from bin counts, row by row (one row per context): the exact
+    algorithm of spec §6.4 (2**16; format 3's tables, D§5, use it with 2**12). Each present bin gets
+    1 + floor(count * (scale - K) / total), K being the row's present bins, and what is left goes
+    to its most frequent bin (the lowest on ties). A row of zeros stays zero (an unused context).
+    Counts must be below 2**40."""
     counts = np.asarray(counts, dtype=np.int64).reshape(-1, counts.shape[-1])
     present = counts > 0
     k = present.sum(axis=1, keepdims=True)
     total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    freqs = np.where(present, 1 + counts * (PROB_SCALE - k) // total, 0)
+    freqs = np.where(present, 1 + counts * (scale - k) // total, 0)
     used = k[:, 0] > 0
     rows = np.flatnonzero(used)
-    freqs[rows, np.argmax(counts[rows], axis=1)] += PROB_SCALE - freqs[rows].sum(axis=1)
+    freqs[rows, np.argmax(counts[rows], axis=1)] += scale - freqs[rows].sum(axis=1)
     return freqs
 
 
@@ -82,10 +89,12 @@ def decoding_tables(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return cum, lut, used
 
 
-def histograms(contexts: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Per context, how many values fall in each bin (the counts `values.counts` stores)."""
-    flat = np.bincount(contexts * N_BINS + bins, minlength=N_CONTEXTS * N_BINS)
-    return flat.reshape(N_CONTEXTS, N_BINS).astype(np.int64)
+def histograms(contexts: np.ndarray, bins: np.ndarray, *, major: int) -> np.ndarray:
+    """Per context, how many values fall in each bin (the counts `values.counts` stores), for the
+    contexts of format `major`."""
+    n_contexts = CONTEXTS_BY_MAJOR[major]
+    flat = np.bincount(contexts * N_BINS + bins, minlength=n_contexts * N_BINS)
+    return flat.reshape(n_contexts, N_BINS).astype(np.int64)
 
 
 def code_length_bits(hist: np.ndarray, contexts: np.ndarray, bins: np.ndarray) -> float:

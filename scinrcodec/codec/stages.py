@@ -1,8 +1,9 @@
 """The stages a matrix's footer names, registered by id (numcodecs style).
 
 Each stage is a small class rebuilt from its stored config, which validates its own parameters;
-`parse_stages` checks that a file names exactly the stages its mode needs, each once, in order,
-so that no header field can contradict another (spec §5.2).
+`parse_stages` checks that a file names exactly the stages its mode and format version need, each
+once, in order, so that no header field can contradict another (spec §5.2; format 3: draft D§3.2,
+which replaces the position and value stages because their coding changed).
 """
 from __future__ import annotations
 
@@ -94,24 +95,52 @@ class ContextRansValues(Stage):
 
 
 @register
+class GapBinPositions(Stage):
+    """Format 3: tile positions as gap bins under the chunk's gap tables by density class (D§9)."""
+
+    codec_id = "gap-bin-positions"
+
+
+@register
+class FineContextValues(Stage):
+    """Format 3: value bins under 96 contexts of 1/8 nat and 12-bit tables (D§4, D§5, D§10)."""
+
+    codec_id = "fine-context-values"
+
+
+@register
 class SirenPredictor(Stage):
     """Bands may carry a SIREN giving their contexts (or, in inr-only mode, their values)."""
 
     codec_id = "siren-predictor"
 
 
-def stages_for(mode: str, max_error: int, tile_nnz: int, patch_nnz: int, chunk_cells: int) -> list[dict]:
-    """The stage configs a writer stores for a matrix of `mode`, in the order parse_stages wants."""
+# The stages that code positions and values, by format version (major).
+CODING_STAGES: dict[int, tuple[type[Stage], type[Stage]]] = {
+    2: (GolombRansPositions, ContextRansValues),
+    3: (GapBinPositions, FineContextValues),
+}
+# Keys of the matrix map that a format version adds, with what a writer of its first minor writes:
+# format 3's required features (D§3.1; 3.0 defines none).
+MATRIX_KEYS: dict[int, dict] = {2: {}, 3: {"required_features": []}}
+
+
+def stages_for(mode: str, max_error: int, tile_nnz: int, patch_nnz: int, chunk_cells: int, *,
+               major: int) -> list[dict]:
+    """The stage configs a writer stores for a matrix of `mode` in a file of format `major`, in the
+    order parse_stages wants."""
+    positions, values = CODING_STAGES[major]
     stages = [Reorder(), RowBands(tile_nnz=tile_nnz, patch_nnz=patch_nnz, chunk_cells=chunk_cells),
-              GolombRansPositions(), ValueQuantiser(max_error=max_error)]
+              positions(), ValueQuantiser(max_error=max_error)]
     if mode != "inr-only":
-        stages.append(ContextRansValues())
+        stages.append(values())
     stages.append(SirenPredictor())
     return [s.get_config() for s in stages]
 
 
-def parse_stages(configs, mode: str, *, what: str) -> dict[str, Stage]:
-    """The stages of a matrix, checked against each other and against its mode."""
+def parse_stages(configs, mode: str, *, what: str, major: int = 2) -> dict[str, Stage]:
+    """The stages of a matrix in a file of format `major` (its preamble's), checked against each
+    other, its mode and the format's stage list."""
     if not isinstance(configs, list):
         raise CorruptFileError(f"{what}: stage list is missing")
     stages: dict[str, Stage] = {}
@@ -130,7 +159,8 @@ def parse_stages(configs, mode: str, *, what: str) -> dict[str, Stage]:
             raise CorruptFileError(f"{what}: stage {config['id']!r} has invalid parameters")
         stages[config["id"]] = stage
     max_error = stages["value-quantiser"].max_error if "value-quantiser" in stages else None
-    expected = stages_for(mode, max_error or 0, 1, 1, 1) if mode in ("lossless", "max-error", "inr-only") else []
+    expected = stages_for(mode, max_error or 0, 1, 1, 1, major=major) if mode in MODES and major in CODING_STAGES \
+        else []
     if [c["id"] for c in configs] != [c["id"] for c in expected]:
         raise CorruptFileError(f"{what}: stages {[c['id'] for c in configs]} do not match mode {mode!r}")
     if (mode == "max-error") != (max_error >= 1):

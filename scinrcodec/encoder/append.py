@@ -1,8 +1,9 @@
 """Appending cells: the new matrix's cells become new chunks of an existing file.
 
 Existing chunks are copied byte for byte, never re-encoded: they keep their gene order, gene
-terms and band boundaries. Genes the new cells express for the first time join the end of the
-stored gene order (a chunk never has more rows than stored genes, so old chunks are unaffected).
+terms and band boundaries, and the file keeps its format version. Genes the new cells express for
+the first time join the end of the stored gene order, in new bands (a chunk never has more rows
+than stored genes, so old chunks are unaffected).
 The result is written to a temporary copy and renamed over the file, so the old file is intact
 if anything fails. The file is locked meanwhile, so appends by several processes wait for each
 other and each one's cells are kept; new cells whose names the file already holds are refused.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.geometry import plan_band_rows
+from ..codec.geometry import genes_sorted_in_bands, plan_band_rows
 from ..errors import FileChangedError, InvalidInputError
 from ..io.atomic import atomic_path, locked_file
 from ..io.sources import CellBlock, MatrixSource
@@ -26,7 +27,7 @@ from ..storage.container import ContainerWriter
 from ..storage.layout import MATRIX_SECTIONS
 from ..storage.source import ByteSource
 from .chunk import FileContext
-from .driver import encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
+from .driver import GENE_SORTED_BANDS, encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
 from .options import EncodeOptions
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
@@ -101,25 +102,30 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
     the source the matrix was read from, so they come from the file its index describes (a file
     changed meanwhile raises FileChangedError), whatever kind of source it is. Returns size and shape."""
     index = matrix.index
-    options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress)
+    options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress,
+                                          format_version=matrix.version[0])
     bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
     try:
         gene_nnz, deviation = gene_statistics(new, options, bar)
         order, _, _, terms = index.genes()
         fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
         fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
+        fresh_bands = plan_band_rows(gene_nnz[fresh], index.stages["row-bands"].patch_nnz) if fresh.size else \
+            np.zeros(0, np.int64)
+        if GENE_SORTED_BANDS[options.format_version]:
+            fresh = genes_sorted_in_bands(fresh, fresh_bands)
         stored = np.concatenate([order, fresh]).astype(np.int64)
         gene_of_row = np.concatenate([stored, np.setdiff1d(np.arange(index.n_genes), stored)])
         rank = np.empty(index.n_genes, dtype=np.int64)
         rank[gene_of_row] = np.arange(index.n_genes)
         gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
-        band_rows = _band_rows(matrix, gene_nnz[fresh], order.size)
+        band_rows = _band_rows(matrix, fresh_bands + order.size)
         context = FileContext(rank, gene_of_row, gene_terms, band_rows, index.stages["row-bands"].tile_nnz, options)
         bar.set_total(2 * int(gene_nnz.sum()))
         body_end = matrix.body_end
         with open(tmp, "r+b") as stream:
             _copy_prefix(matrix.byte_source, stream, body_end)
-            writer = ContainerWriter(stream, start=body_end)
+            writer = ContainerWriter(stream, version=matrix.version, start=body_end)
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
                                                       int(gene_nnz.sum()), new.shape[1])])
@@ -153,15 +159,12 @@ def _copy_prefix(source: ByteSource, stream, length: int) -> None:
         done += len(view)
 
 
-def _band_rows(matrix: MatrixReader, fresh_gene_nnz: np.ndarray, n_old: int) -> np.ndarray:
-    """The file's band boundaries (those of its deepest chunk), then bands for the newly stored
-    genes (rows n_old on, with these nonzero counts)."""
-    index = matrix.index
-    deepest = index.deepest_chunk()
+def _band_rows(matrix: MatrixReader, fresh_bands: np.ndarray) -> np.ndarray:
+    """The file's band boundaries (those of its deepest chunk), then `fresh_bands`, those of the
+    newly stored genes (which follow the file's stored genes)."""
+    deepest = matrix.index.deepest_chunk()
     old = deepest.geometry.row_starts[:-1] if deepest is not None and deepest.n_rows else np.zeros(1, np.int64)
-    patch_nnz = index.stages["row-bands"].patch_nnz
-    extra = plan_band_rows(fresh_gene_nnz, patch_nnz) + n_old if fresh_gene_nnz.size else []
-    return np.unique(np.concatenate([old, extra])).astype(np.int64)
+    return np.unique(np.concatenate([old, fresh_bands])).astype(np.int64)
 
 
 def _matrix_entry(matrix: MatrixReader, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,

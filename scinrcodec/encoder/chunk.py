@@ -3,18 +3,22 @@
 reorder cells by depth -> cell terms -> bands and tiles -> sort nonzeros by (tile, position)
 -> contexts (baseline, or a band's SIREN where it pays) -> frequency tables -> tile streams.
 Everything heavy is a native kernel (scinrcodec._native); a chunk needs memory in proportion to its
-own nonzeros.
+own nonzeros. The file's format version (EncodeOptions.format_version) picks the contexts (format
+2: 48 of 1/4 nat; format 3: 96 of 1/8 nat) and the tile coder (TILE_CODERS); the rest is shared.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import _native
 from ..codec.checksum import content_checksum
 from ..codec.geometry import ChunkGeometry
-from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, frequencies, histograms
+from ..codec import tile3
+from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, fine_contexts, frequencies, \
+    histograms
 from ..codec.tile import encode_tiles, symbol_bound
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock
@@ -23,7 +27,7 @@ from ..model.baseline import fit_cell_terms
 from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
 from ..storage.container import ContainerWriter, crc32, pack_header, pack_map
-from ..storage.layout import CHUNK_SECTIONS
+from ..storage.layout import CHUNK_SECTIONS_BY_MAJOR
 from .options import EncodeOptions
 from .siren_fit import SirenPlanner, fit_band_sirens
 
@@ -78,9 +82,10 @@ def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_orde
 
 
 def baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
-                      cell_terms: np.ndarray) -> np.ndarray:
-    """Each nonzero's coding context from its gene and cell terms (spec §6.5)."""
-    return _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms))
+                      cell_terms: np.ndarray, *, major: int = 2) -> np.ndarray:
+    """Each nonzero's coding context from its gene and cell terms, as format `major` defines it
+    (format 2: spec §6.5; format 3: draft D§10.1)."""
+    return _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms), fine_contexts(major))
 
 
 def value_bins_of(u: np.ndarray) -> np.ndarray:
@@ -88,11 +93,53 @@ def value_bins_of(u: np.ndarray) -> np.ndarray:
     return _native.value_bins(_int64(u))
 
 
+class CodedTiles(NamedTuple):
+    """A chunk's tile streams and what goes with them: the count sections that come before the
+    SIREN sections (name, values), and the information content of positions and values in bits."""
+
+    data: bytes
+    lengths: np.ndarray
+    counts: list[tuple[str, np.ndarray]]
+    position_bits: float
+    value_bits: float
+
+
+def code_tiles_v2(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, u: np.ndarray,
+                  contexts: np.ndarray, hist: np.ndarray, code_values: bool) -> CodedTiles:
+    """Format 2's tiles (spec §6): Golomb gaps and context-coded values through 16-bit rANS; the
+    bits are the encoder's own count of each symbol's information content."""
+    cum = decoding_tables(frequencies(hist))[0] if code_values else np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
+    bound = symbol_bound(tile_k, tile_n, code_values)
+    out = np.empty(int((2 * bound + 4).sum()) + 1, dtype=np.uint8)
+    lengths, position_bits, value_bits = encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values,
+                                                      int(bound.max(initial=1)), out)
+    counts = [("values.counts", hist.ravel())] if code_values else []
+    return CodedTiles(out[: int(lengths.sum())].tobytes(), lengths, counts, position_bits, value_bits)
+
+
+def code_tiles_v3(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, u: np.ndarray,
+                  contexts: np.ndarray, hist: np.ndarray, code_values: bool) -> CodedTiles:
+    """Format 3's tiles (draft D§4-D§9): gap bins by density class and fine-context values through
+    12-bit rANS, under the tables of the chunk's `gaps.counts` and `values.counts`; the bits are
+    codec.tile3.information_bits of each section."""
+    gaps = tile3.gap_counts(tile_n, tile_k, positions)
+    values = hist if code_values else None
+    data, lengths = tile3.encode_tiles(tile_n, tile_k, positions, u, contexts, gaps, values)
+    counts = [("gaps.counts", gaps.ravel())] + ([("values.counts", hist.ravel())] if code_values else [])
+    value_bits = tile3.information_bits(hist) if code_values else 0.0
+    return CodedTiles(data, lengths, counts, tile3.information_bits(gaps), value_bits)
+
+
+# The tile coder of each format version (major).
+TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
+
+
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
     """Encode one block of cells as a chunk (spec §5.4): order its cells, cut its bands into tiles,
     fit cell terms (and SIRENs where they pay), code every tile. Pure: the same block and context
     give the same bytes in any process, which is what makes parallel and Dask encodes identical."""
     options = context.options
+    major = options.format_version
     n_cells, nnz = block.n_cells, block.nnz
     if nnz >= MAX_CHUNK_NNZ:
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
@@ -107,9 +154,9 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
     u = quantise_values(values, options.max_error)
     bins = value_bins_of(u)
-    contexts = baseline_contexts(rows, cols, context.gene_terms, cell_terms)
+    contexts = baseline_contexts(rows, cols, context.gene_terms, cell_terms, major=major)
     code_values = options.mode != "inr-only"
-    hist = histograms(contexts, bins)
+    hist = histograms(contexts, bins, major=major)
 
     band_bounds = np.concatenate([[0], np.cumsum(tile_k)])[geometry.tile_starts]
     sirens: dict[int, PatchSiren] = {}
@@ -121,16 +168,12 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
                                                                      rows, cols, values, bins, contexts, hist,
                                                                      residuals, options)
         stats.update(siren_stats)
-        hist = histograms(contexts, bins)
+        hist = histograms(contexts, bins, major=major)
 
-    cum = decoding_tables(frequencies(hist))[0] if code_values else np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
     _, _, heights, _, widths = geometry.tiles()
     tile_n = (heights * widths).astype(np.int64)
-    bound = symbol_bound(tile_k, tile_n, code_values)
-    out = np.empty(int((2 * bound + 4).sum()) + 1, dtype=np.uint8)
-    lengths, position_bits, value_bits = encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values,
-                                                      int(bound.max(initial=1)), out)
-    data = out[: int(lengths.sum())].tobytes()
+    coded = TILE_CODERS[major](tile_n, tile_k, positions, u, contexts, hist, code_values)
+    data, lengths = coded.data, coded.lengths
     tile_offsets = np.concatenate([[0], np.cumsum(lengths)])
     band_crcs = np.array([crc32(data[tile_offsets[a]: tile_offsets[b]])
                           for a, b in zip(geometry.tile_starts[:-1], geometry.tile_starts[1:])], dtype=np.int64)
@@ -139,10 +182,10 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     else:
         decoded = dequantise_values(u, options.max_error) if options.max_error else values
     checksum = int(content_checksum(context.gene_of_row[rows], block.start + cell_order[cols], decoded))
-    stats.update({"position_bits": round(position_bits, 1), "value_bits": round(value_bits, 1)})
+    stats.update({"position_bits": round(coded.position_bits, 1), "value_bits": round(coded.value_bits, 1)})
 
     def section(name: str, values) -> tuple[str, bytes]:
-        return name, CHUNK_SECTIONS[name].pack(values)
+        return name, CHUNK_SECTIONS_BY_MAJOR[major][name].pack(values)
 
     sections: list[tuple[str, bytes]] = [
         section("cells.order", cell_order),
@@ -156,9 +199,8 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         section("bands.crc32", band_crcs),
         section("tiles.nnz", tile_k),
         section("tiles.bytes", lengths),
+        *(section(name, counts) for name, counts in coded.counts),
     ]
-    if code_values:
-        sections.append(section("values.counts", hist.ravel()))
     if sirens:
         used = sorted(sirens)
         sections.append(("siren.meta", pack_map({"bands": [[b, sirens[b].to_meta()] for b in used]})))

@@ -4,8 +4,8 @@ one, streamed into a new matrix a block of cells at a time.
 A Piece is the cells of one input matrix that go to the output, in output order, with a map from
 output genes to the input's genes. PiecesSource reads pieces as the encoder reads any source:
 each block decodes only the chunks holding its cells, so memory holds one block (about one chunk)
-per job. When the output's genes are the first input's, with its own names, that input's chunks
-are copied byte for byte and only the other cells are encoded (append.extend_into): a chunk's
+per job. When the output's genes are the first input's, with its own names, and the output is of
+its format version, that input's chunks are copied byte for byte and only the other cells are encoded (append.extend_into): a chunk's
 bytes depend on its file's gene order and gene terms, so another file's chunks are re-coded.
 """
 from __future__ import annotations

@@ -9,6 +9,7 @@ from ..codec.stages import MODES
 from ..limits import (DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS,
                       MAX_SIREN_WIDTH, MAX_TILE_NNZ)
 from ..model.siren import NORMALISATIONS
+from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 SIREN_CHOICES = ("auto", "always", "never", "force")
 COORDINATES = ("isotropic", "per-axis")
@@ -29,6 +30,8 @@ class EncodeOptions:
     frozen afterwards, so the options the footer records are the ones the chunks were coded with.
     """
 
+    # --- the format version: 3, or 2 for readers of scinrcodec 2.x (recorded in the preamble)
+    format_version: int = DEFAULT_MAJOR
     # --- the format: what the file holds and how it is cut (recorded in the footer)
     mode: str = "lossless"  # one of codec.stages.MODES: exact, bounded error, or SIREN predictions only
     max_error: int = 0  # mode "max-error": the largest |decoded - input| allowed
@@ -63,6 +66,10 @@ class EncodeOptions:
 
     def validate(self) -> None:
         """Check every field; store integers as int and the SIREN choice as its name."""
+        if isinstance(self.format_version, bool) or self.format_version not in SUPPORTED_MAJORS:
+            raise InvalidInputError(f"format_version must be one of {', '.join(map(str, SUPPORTED_MAJORS))}, "
+                                    f"not {self.format_version!r}")
+        self._set("format_version", int(self.format_version))
         if self.mode not in MODES:
             raise InvalidInputError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
         self._set("max_error", _integer("max_error", self.max_error, 0, MAX_ERROR_LIMIT))

@@ -5,7 +5,8 @@ chunk's bands and goes on only if one of them was kept, so that files whose band
 SIREN (every dataset measured so far) are not slowed by networks that are thrown away; neither
 fits a band too small for any network to pay for its weights. `force` fits and keeps a network
 in every band (for tests and experiments). The decisions depend on the data alone, so the output
-is the same whatever the number of jobs.
+is the same whatever the number of jobs. A kept network's contexts are on the grid of the file's
+format version (format 3: 96 of 1/8 nat), and so are the histograms that decide whether it pays.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.geometry import ChunkGeometry
-from ..codec.models import code_length_bits
+from ..codec.models import code_length_bits, fine_contexts
 from ..errors import InvalidInputError
 from ..model.quantise import quantise_siren
 from ..model.siren import (NORM_CODES, IntegerLayer, Normalisation, PatchSiren, centred_coordinates,
@@ -107,10 +108,12 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
                     hist: np.ndarray, residuals: np.ndarray, options: EncodeOptions):
     """Fit the planned bands of a chunk (nonzeros sorted by tile, so each band is a contiguous span);
     return the kept SIRENs by band, the updated contexts, the --inr-only predictions (or None) and
-    the statistics siren_tried, siren_kept, siren_saved_bits."""
+    the statistics siren_tried, siren_kept, siren_saved_bits. `contexts` and `hist` (the chunk's
+    baseline contexts and their histograms) are on the grid of options.format_version."""
     from ..model.siren_train import fit_sirens
 
     inr_only = options.mode == "inr-only"
+    fine = fine_contexts(options.format_version)
     band_nnz = np.diff(band_bounds)
     bands = np.flatnonzero(band_nnz) if inr_only else planner.bands(band_nnz, options)
     if planner.sample is not None and not inr_only:  # auto: fit only where the screen predicts a gain
@@ -156,8 +159,8 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
                 guess = read_outputs(kind, norm.offset, norm.scale, outputs, True)
                 cost = -float(np.mean(guess == values[span]))
             else:
-                cost = (code_length_bits(hist, read_outputs(kind, norm.offset, norm.scale, outputs, False), bins[span])
-                        + patch.n_parameters * bits + SIREN_META_BITS)
+                siren_contexts = read_outputs(kind, norm.offset, norm.scale, outputs, False, fine=fine)
+                cost = code_length_bits(hist, siren_contexts, bins[span]) + patch.n_parameters * bits + SIREN_META_BITS
             if cost < best_cost:
                 best, best_cost, best_outputs = patch, cost, outputs
         if inr_only and best is None:
@@ -171,7 +174,7 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
         if inr_only:
             predictions[span] = read_outputs(kind, n.offset, n.scale, best_outputs, True)
         else:
-            contexts[span] = read_outputs(kind, n.offset, n.scale, best_outputs, False)
+            contexts[span] = read_outputs(kind, n.offset, n.scale, best_outputs, False, fine=fine)
             saved += baseline_cost - best_cost
     stats = {"siren_tried": len(bands), "siren_kept": len(sirens), "siren_saved_bits": saved}
     return sirens, contexts, predictions, stats

@@ -244,9 +244,11 @@ def siren_outputs(layers: np.ndarray, params: np.ndarray, rows: np.ndarray, cols
     return out
 
 
-def read_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray, predictions: bool) -> np.ndarray:
-    """Network outputs as coding contexts, or with `predictions` as --inr-only predicted counts."""
+def read_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray, predictions: bool, *,
+                 fine: bool = False) -> np.ndarray:
+    """Network outputs as coding contexts (format 2's, spec §7.2, or with `fine` format 3's of 1/8
+    nat, draft D§10.2), or with `predictions` as --inr-only predicted counts."""
     outputs = np.ascontiguousarray(outputs, np.int64).ravel()
     out = np.empty(outputs.size, dtype=np.int64)
-    _native.read_outputs(int(kind), float(offset), float(scale), outputs, bool(predictions), out)
+    _native.read_outputs(int(kind), float(offset), float(scale), outputs, bool(predictions), out, bool(fine))
     return out

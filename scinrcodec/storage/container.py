@@ -1,4 +1,4 @@
-"""The .sinr container (format 2): preamble, body of blocks, msgpack footer, trailer.
+"""The .sinr container (formats 2 and 3): preamble, body of blocks, msgpack footer, trailer.
 
     preamble (16)  magic (8) | major u16 | minor u16 | reserved u32 = 0
     body           sections and chunk blocks, each CRC-32 checked, referenced by absolute offset
@@ -27,9 +27,13 @@ from .source import ByteSource
 
 MAGIC = b"\x89SINR\r\n\x1a"
 END_MAGIC = b"SINR-END"
-MAJOR_VERSION = 2
-MINOR_VERSION = 0  # what a writer writes when it needs nothing newer
-READ_MINOR_VERSION = 1  # the newest minor version this reader implements
+MAJOR_VERSION = 2  # the major version this reader reads (format 3: read once the reader is wired for it)
+SUPPORTED_MAJORS = (2, 3)  # the majors the writer writes (EncodeOptions.format_version), and readers will read
+DEFAULT_MAJOR = 2  # what a writer writes unless told otherwise
+READ_MINOR_VERSION = 1  # the newest minor version of format 2 this reader implements
+FILE_SECTIONS_MINOR = 1  # format 2 gained file-level sections (spec §14) in 2.1; format 3.0 has them (D§12)
+# The minor version a writer writes, by major: (without file-level sections, with them).
+WRITE_MINOR = {2: (0, FILE_SECTIONS_MINOR), 3: (0, 0)}
 PREAMBLE = struct.Struct("<8sHHI")
 TRAILER = struct.Struct("<QII8s")
 ZSTD_LEVEL = 19
@@ -156,13 +160,21 @@ def unpack_header(payload, limit: int, *, what: str) -> dict:
 
 # -------------------------------------------------------------------------------------- writing
 
-class ContainerWriter:
-    """Writes a .sinr file front to back into a binary stream: blocks first, footer last."""
+def write_version(major: int, *, file_sections: bool = False) -> tuple[int, int]:
+    """The (major, minor) a writer puts in the preamble of a file of format `major` (one of
+    SUPPORTED_MAJORS): the lowest minor that has what the file holds."""
+    return major, WRITE_MINOR[major][int(file_sections)]
 
-    def __init__(self, stream: BinaryIO, *, start: int = 0, minor: int = MINOR_VERSION) -> None:
+
+class ContainerWriter:
+    """Writes a .sinr file front to back into a binary stream: blocks first, footer last. `version`
+    is the preamble's (major, minor): written here when start is 0, else (an append) the version of
+    the file whose first `start` bytes the stream already holds, which the footer's CRC covers."""
+
+    def __init__(self, stream: BinaryIO, *, version: tuple[int, int], start: int = 0) -> None:
         self.stream = stream
         self.offset = start
-        self.preamble = PREAMBLE.pack(MAGIC, MAJOR_VERSION, minor, 0)
+        self.preamble = PREAMBLE.pack(MAGIC, *version, 0)
         if start == 0:
             self._write(self.preamble)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .container import pack_array, pack_strings
+from .container import FILE_SECTIONS_MINOR, SUPPORTED_MAJORS, pack_array, pack_strings  # noqa: F401 - re-exported
 
 # The value model's table (spec §6.3, §6.4): how values are binned fixes how many frequencies a chunk's
 # `values.counts` holds, so the numbers live here, below the codec that bins with them.
 MANTISSA_BITS = 3
 MAX_EXPONENT = 30  # e = u + 1 < 2**31
 N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
-N_CONTEXTS = 48
+N_CONTEXTS = 48  # format 2's contexts of 1/4 nat (spec §6.5)
+CONTEXTS_BY_MAJOR = {2: N_CONTEXTS, 3: 96}  # format 3's are of 1/8 nat (draft D§10)
+N_GAP_CLASSES = 32  # format 3's density classes, the rows of `gaps.counts` (D§4, D§7)
 
 ZSTD_ARRAY, ZSTD_TEXT, RAW, MSGPACK = "zstd-array", "zstd-text", "raw", "msgpack"
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
@@ -44,6 +46,7 @@ class SectionSpec(NamedTuple):
     count: Callable[[Sizes], int] | None  # items (or names) the section holds
     part: str  # what `sinr info` reports it under
     required: bool = True
+    majors: tuple[int, ...] = SUPPORTED_MAJORS  # the format versions (major) whose chunks or matrices have it
 
     def expected(self, sizes: Sizes) -> int | None:
         """Items the section must hold, None when its size is not fixed by header fields."""
@@ -69,7 +72,7 @@ MATRIX_SECTIONS = {s.name: s for s in [
     SectionSpec("chunks.index", ZSTD_ARRAY, "u8", lambda z: z.n_chunks * len(CHUNK_INDEX_FIELDS), "chunk index"),
 ]}
 
-CHUNK_SECTIONS = {s.name: s for s in [
+_CHUNK_SECTIONS = [
     SectionSpec("cells.order", ZSTD_ARRAY, "u4", lambda z: z.n_cells, "permutations"),
     SectionSpec("cells.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_cells, "scaling metadata"),
     SectionSpec("cells.names", ZSTD_TEXT, None, lambda z: z.n_cells, "names", required=False),
@@ -78,15 +81,21 @@ CHUNK_SECTIONS = {s.name: s for s in [
     SectionSpec("bands.crc32", ZSTD_ARRAY, "u4", lambda z: z.n_bands, "tile directory"),
     SectionSpec("tiles.nnz", ZSTD_ARRAY, "u4", lambda z: z.n_tiles, "tile directory"),
     SectionSpec("tiles.bytes", ZSTD_ARRAY, "u4", lambda z: z.n_tiles, "tile directory"),
-    SectionSpec("values.counts", ZSTD_ARRAY, "u8", lambda z: N_CONTEXTS * N_BINS, "values", required=False),
+    SectionSpec("gaps.counts", ZSTD_ARRAY, "u8", lambda z: N_GAP_CLASSES * N_BINS, "bitmap", majors=(3,)),
+    *(SectionSpec("values.counts", ZSTD_ARRAY, "u8", lambda z, n=CONTEXTS_BY_MAJOR[major]: n * N_BINS, "values",
+                  required=False, majors=(major,)) for major in SUPPORTED_MAJORS),
     SectionSpec("siren.meta", MSGPACK, None, None, "weights", required=False),
     SectionSpec("siren.weights", ZSTD_ARRAY, "i2", lambda z: z.n_siren_parameters, "weights", required=False),
     SectionSpec("tiles.data", RAW, None, None, "tiles"),
-]}
+]
+# The sections a chunk of each format version may hold, in the order a writer writes them (format 3
+# adds `gaps.counts`, and its `values.counts` has a row per context of 1/8 nat: draft D§4).
+CHUNK_SECTIONS_BY_MAJOR = {major: {s.name: s for s in _CHUNK_SECTIONS if major in s.majors}
+                           for major in SUPPORTED_MAJORS}
+CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2's, which the reader reads until it is wired for format 3
 
-# File-level sections (format 2.1, spec §14): what a file stores besides its matrices. The item
-# count of an `anndata.*` or `10x.h5` section (bytes of an HDF5 image) is given by `contents`.
-FILE_SECTIONS_MINOR = 1
+# File-level sections (format 2.1, spec §14; format 3.0): what a file stores besides its matrices.
+# The item count of an `anndata.*` or `10x.h5` section (bytes of an HDF5 image) is given by `contents`.
 ANNDATA_PARTS = ("X", "layers", "obs", "var", "obsm", "varm", "obsp", "varp", "uns", "raw")
 FILE_SECTIONS = {s.name: s for s in [
     SectionSpec("contents", MSGPACK, None, None, "contents", required=False),

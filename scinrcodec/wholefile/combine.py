@@ -28,6 +28,7 @@ from ..io.atomic import atomic_path, check_writable
 from ..io.dtypes import anndata_dtype
 from ..io.h5ad import cells_by_genes_source
 from ..io.h5ad_output import quiet_anndata
+from ..storage.container import DEFAULT_MAJOR
 from .encode import checked_options, write_plan
 from .matrix import SinrMatrix, open as open_sinr
 from .names import name_frames
@@ -51,12 +52,13 @@ def _is_plain(m: SinrMatrix) -> bool:
     return m.contents is None and len(m.matrix_names) == 1
 
 
-def _options(m: SinrMatrix, jobs: int | None, progress: bool) -> dict:
+def _options(m: SinrMatrix, format_version: int, jobs: int | None, progress: bool) -> dict:
     """The first input's recorded settings for what is encoded again; lossless (the inputs' values
-    are kept as they decode), and tile sizes chosen anew for the output's size."""
+    are kept as they decode), tile sizes chosen anew for the output's size, in format
+    `format_version` whatever the inputs' versions."""
     recorded = {k: v for k, v in m.options.items() if k not in ("mode", "max_error", "tile_nnz", "patch_nnz")}
     known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
-    return {**known, "mode": "lossless", "jobs": jobs, "progress": progress}
+    return {**known, "mode": "lossless", "format_version": format_version, "jobs": jobs, "progress": progress}
 
 
 
@@ -64,10 +66,10 @@ def _options(m: SinrMatrix, jobs: int | None, progress: bool) -> dict:
 def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, join: str = "inner",
            label: str | None = None, keys: Sequence[str] | None = None, index_unique: str | None = None,
            merge: str | None = None, uns_merge: str | None = None, force: bool = False, jobs: int | None = None,
-           progress: bool = False) -> dict:
-    """The cells of several .sinr files in one new file (see the module docstring). `label` adds an
-    obs column naming each cell's file by its key (`keys`, default '0', '1', ...); merge and
-    uns_merge are anndata.concat's. Returns sizes and names."""
+           progress: bool = False, format_version: int = DEFAULT_MAJOR) -> dict:
+    """The cells of several .sinr files in one new file (see the module docstring), of format
+    `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
+    default '0', '1', ...); merge and uns_merge are anndata.concat's. Returns sizes and names."""
     inputs = list(inputs)
     if len(inputs) < 2:
         raise InvalidInputError("concat needs at least two .sinr files")
@@ -82,20 +84,20 @@ def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, jo
     try:
         if label is None and merge is None and uns_merge is None and all(_is_plain(m) for m in matrices):
             return _concat_plain(matrices, output, join=join, keys=keys, index_unique=index_unique, force=force,
-                                 jobs=jobs, progress=progress)
+                                 jobs=jobs, progress=progress, format_version=format_version)
         skeletons = [_skeleton(m) for m in matrices]
         combined = _anndata_concat([s for s, _ in skeletons], join=join, label=label, keys=keys,
                                    index_unique=index_unique, merge=merge, uns_merge=uns_merge)
         counts = _combined_counts(combined, skeletons, matrices)
         return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
-                              progress=progress)
+                              progress=progress, format_version=format_version)
     finally:
         for m in matrices:
             m.close()
 
 
 def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_unique, force: bool,
-                  jobs: int | None, progress: bool) -> dict:
+                  jobs: int | None, progress: bool, format_version: int) -> dict:
     named = [m.cell_names is not None for m in matrices]
     if any(named) != all(named):
         raise InvalidInputError(f"{matrices[named.index(False)].source}: has no cell names, unlike "
@@ -109,8 +111,8 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
     names = unique_cell_names([m.cell_names for m in matrices], keys, index_unique,
                               [m.source for m in matrices]) if all(named) else None
     first = matrices[0]
-    same = (index_unique is None and first.mode == "lossless" and np.array_equal(maps[0], np.arange(first.shape[0]))
-            and all(fields[f] == getattr(first, f) for f in fields))
+    same = (index_unique is None and first.mode == "lossless" and first.version[0] == format_version
+            and np.array_equal(maps[0], np.arange(first.shape[0])) and all(fields[f] == getattr(first, f) for f in fields))
     pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, maps)]
     n_first = first.shape[1]
     if same:  # the first file's chunks are copied, the other files' cells encoded after them
@@ -121,14 +123,17 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
         return {**result, "copied_chunks": first.n_chunks}
     source = PiecesSource(pieces, fields["gene_ids"], fields["gene_names"], fields["feature_types"], names,
                           description="concat")
-    return {**encode(source, output, force=force, **_options(first, jobs, progress)), "copied_chunks": 0}
+    return {**encode(source, output, force=force, **_options(first, format_version, jobs, progress)),
+            "copied_chunks": 0}
 
 
 def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, genes=None,  # noqa: A002
-           force: bool = False, jobs: int | None = None, progress: bool = False) -> dict:
-    """Some cells and genes of a .sinr file in a new file, in the order given: names (gene names or
-    ids), indices, slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A
-    whole AnnData keeps every part, subset as anndata subsets it. Returns sizes and names."""
+           force: bool = False, jobs: int | None = None, progress: bool = False,
+           format_version: int = DEFAULT_MAJOR) -> dict:
+    """Some cells and genes of a .sinr file in a new file of format `format_version`, in the order
+    given: names (gene names or ids), indices, slices or boolean masks, as SinrMatrix indexing
+    takes them; None keeps all. A whole AnnData keeps every part, subset as anndata subsets it.
+    Returns sizes and names."""
     check_writable(output, force=force, inputs=[input])
     (m,) = _open_all([input])
     with m:
@@ -144,7 +149,7 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
                 None if v is None else [v[i] for i in gene_index.tolist()]
                 for v in (m.gene_ids, m.gene_names, m.feature_types)),
                 None if names is None else [names[j] for j in cell_index.tolist()], description="subset")
-            return encode(source, output, force=force, **_options(m, jobs, progress))
+            return encode(source, output, force=force, **_options(m, format_version, jobs, progress))
         skeleton, matrices = _skeleton(m)
         with quiet_anndata():
             cut = skeleton[cell_index, gene_index].copy()
@@ -152,7 +157,8 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
         for element, (matrix, dtype, fmt) in matrices.items():
             genes_map = np.arange(matrix.shape[0]) if element == "raw/X" else gene_index
             counts[element] = ([Piece(matrix, cell_index, genes_map)], dtype, fmt)
-        return _write_anndata(cut, counts, output, m, force=force, inputs=[input], jobs=jobs, progress=progress)
+        return _write_anndata(cut, counts, output, m, force=force, inputs=[input], jobs=jobs, progress=progress,
+                              format_version=format_version)
 
 
 # --------------------------------------------------------------------------- whole AnnData files
@@ -237,7 +243,7 @@ def _combined_counts(combined, skeletons, matrices) -> dict:
 
 
 def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: bool, inputs: list,
-                   jobs: int | None, progress: bool) -> dict:
+                   jobs: int | None, progress: bool, format_version: int) -> dict:
     """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
     dtype, format)) as a whole-AnnData .sinr file."""
     class Parts(MemoryParts):
@@ -257,6 +263,6 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
             return PiecesSource(counts[path][0], names.gene_ids, names.gene_names, names.feature_types,
                                 [str(n) for n in self.adata.obs_names], description=path)
 
-    opts = checked_options(_options(first, jobs, progress))
+    opts = checked_options(_options(first, format_version, jobs, progress))
     plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
     return write_plan(plan, output, opts, force=force, inputs=inputs)

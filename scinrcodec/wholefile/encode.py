@@ -17,8 +17,7 @@ from ..io.readers import sniff_format
 from ..io.sources import one_line
 from ..progress import Progress
 from ..reader.contents import CONTENTS
-from ..storage.container import ContainerWriter, pack_map
-from ..storage.layout import FILE_SECTIONS_MINOR
+from ..storage.container import ContainerWriter, pack_map, write_version
 from .parts import FileParts, MemoryParts
 from .plan import Plan, plan_anndata
 from .tenx import plan_10x
@@ -92,7 +91,7 @@ def write_plan(plan: Plan, output: str | os.PathLike, opts: EncodeOptions, *, fo
                client=None) -> dict:
     """Write what a plan says (its matrices encoded, its element images stored) to `output`."""
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
-        writer = ContainerWriter(stream, minor=FILE_SECTIONS_MINOR)
+        writer = ContainerWriter(stream, version=write_version(opts.format_version, file_sections=True))
         matrices = []
         for item, entry in zip(plan.matrices, plan.contents["matrices"]):
             matrix_source = item.open()

@@ -1874,9 +1874,10 @@ def decoded_coo(blob: bytes):
 
 
 def encode_bytes(source: ScipySource, options: dict) -> bytes:
+    """The file of format 2 (these vectors are format 2's, whatever a writer writes by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "matrix.sinr"
-        scinrcodec.encode(source, path, force=True, jobs=1, **options)
+        scinrcodec.encode(source, path, force=True, jobs=1, format_version=2, **options)
         return path.read_bytes()
 
 

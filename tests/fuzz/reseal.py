@@ -90,8 +90,7 @@ def build(parts: FileParts, *, band_crcs: bool = True) -> bytes:
     stream = io.BytesIO()
     preamble = PREAMBLE.pack(MAGIC, *parts.version, 0)
     stream.write(preamble)
-    writer = ContainerWriter(stream, start=PREAMBLE.size)
-    writer.preamble = preamble
+    writer = ContainerWriter(stream, version=parts.version, start=PREAMBLE.size)
     matrices = []
     for matrix in parts.matrices:
         rows = []

@@ -8,6 +8,7 @@
 
 #include "sinr/models.hpp"
 #include "sinr/scratch.hpp"
+#include "sinr/tile3.hpp"
 
 namespace sinr {
 
@@ -168,13 +169,14 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
 }
 
 int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
-                      Span<const int64_t> cell_terms, Span<int64_t> out) {
+                      Span<const int64_t> cell_terms, bool fine, Span<int64_t> out) {
   const int64_t n = out.size;
   if (rows.size != n || cols.size != n) return kArrangeBadSize;
   for (int64_t i = 0; i < n; ++i) {
     const int32_t r = rows[i], c = cols[i];
     if (r < 0 || r >= gene_terms.size || c < 0 || c >= cell_terms.size) return kArrangeBadIndex;
-    out[i] = baseline_context(gene_terms[r] + cell_terms[c]);
+    out[i] = fine ? tile3::baseline_context(gene_terms[r], cell_terms[c])
+                  : baseline_context(gene_terms[r] + cell_terms[c]);
   }
   return kArrangeOk;
 }

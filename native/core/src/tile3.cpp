@@ -125,19 +125,7 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
   const int64_t m = coded_count(n_t, k);
   if (m > 0) {
     const Table12& table = gaps_[density_class(n_t, m)];
-    int64_t previous = -1;
-    if (m == k) {
-      for (int64_t i = 0; i < k; ++i) push(table, positions[i] - previous - 1), previous = positions[i];
-    } else {  // the zeros: every entry between consecutive nonzeros (and after the last one)
-      for (int64_t i = 0, p = 0; p < n_t; ++p) {
-        if (i < k && positions[i] == p) {
-          ++i;
-          continue;
-        }
-        push(table, p - previous - 1);
-        previous = p;
-      }
-    }
+    for_each_gap(n_t, positions, [&](int64_t gap) { push(table, gap); });
   }
   // D§9.1 2: the values in position order
   if (code_values)
@@ -178,6 +166,41 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
     for (int bit = 0; bit < bits_[i]; ++bit, ++j)
       out[length - 1 - (j >> 3)] |= static_cast<uint8_t>(((offsets_[i] >> bit) & 1u) << (j & 7));
   return length;
+}
+
+void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
+                Span<uint64_t> out) {
+  if (tile_k.size != tile_n.size || out.size != kGapClasses * kNumBins)
+    throw std::invalid_argument("tile3 gap_counts: tile_n and tile_k differ in length, or out is not 32 x 231");
+  std::fill(out.data, out.data + out.size, uint64_t{0});
+  int64_t first = 0;
+  for (int64_t t = 0; t < tile_n.size; ++t) {
+    const int64_t n_t = tile_n[t], k = tile_k[t];
+    if (n_t < 0 || n_t > kMaxTileEntries || k < 0 || k > n_t || k > positions.size - first)
+      throw std::invalid_argument("tile3 gap_counts: a tile's entries or nonzeros are out of range");
+    const Span<const int64_t> tile = positions.sub(first, k);
+    for (int64_t i = 0; i < k; ++i)
+      if (tile[i] < 0 || tile[i] >= n_t || (i > 0 && tile[i] <= tile[i - 1]))
+        throw std::invalid_argument("tile3 gap_counts: a tile's positions are not ascending inside it");
+    const int64_t m = coded_count(n_t, k);
+    if (m > 0) {
+      uint64_t* row = out.data + density_class(n_t, m) * kNumBins;
+      for_each_gap(n_t, tile, [&](int64_t gap) { ++row[bin_of(gap).bin]; });
+    }
+    first += k;
+  }
+}
+
+int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, bool code_values) {
+  if (tile_k.size != tile_n.size) throw std::invalid_argument("tile3 tiles_bound: tile_n and tile_k differ in length");
+  int64_t bound = 0;
+  for (int64_t t = 0; t < tile_n.size; ++t) {
+    const int64_t n_t = tile_n[t], k = tile_k[t];
+    if (n_t < 0 || n_t > kMaxTileEntries || k < 0 || k > n_t)
+      throw std::invalid_argument("tile3 tiles_bound: a tile's entries or nonzeros are out of range");
+    bound += stream_bound(coded_count(n_t, k) + (code_values ? k : 0));
+  }
+  return bound;
 }
 
 int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,

@@ -132,6 +132,37 @@ inline int64_t stream_bound(int64_t symbols) {
 
 // ------------------------------------------------------------------------------------- encode
 
+// Calls f(gap) for each gap g_i = p_i - p_{i-1} - 1 (p_{-1} = -1) of the coded set of a tile of n_t
+// entries whose nonzeros are at `positions` (ascending, below n_t: the caller has checked): the
+// nonzeros, or when 2k > n_t the zeros, every entry between consecutive nonzeros and after the last.
+template <typename F>
+void for_each_gap(int64_t n_t, Span<const int64_t> positions, F&& f) {
+  const int64_t k = positions.size;
+  int64_t previous = -1;
+  if (coded_count(n_t, k) == k) {
+    for (int64_t i = 0; i < k; ++i) f(positions[i] - previous - 1), previous = positions[i];
+    return;
+  }
+  for (int64_t i = 0, p = 0; p < n_t; ++p) {
+    if (i < k && positions[i] == p) {
+      ++i;
+      continue;
+    }
+    f(p - previous - 1);
+    previous = p;
+  }
+}
+
+// D§4: a chunk's gaps.counts from its tiles (tile_n entries and tile_k nonzeros each, their
+// positions back to back, ascending in each tile): out[c * kNumBins + bin] (kGapClasses x kNumBins,
+// zeroed first) counts the coded gaps of bin `bin` of the tiles of density class c. Throws
+// std::invalid_argument as encode_tiles does on a tile that breaks these rules.
+void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
+                Span<uint64_t> out);
+
+// The most bytes encode_tiles writes for these tiles (stream_bound of each tile's symbols).
+int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, bool code_values);
+
 // Encodes tiles, reusing its scratch between them. gap_tables holds kGapClasses rows and
 // value_tables kContexts rows (may be empty when values are not coded).
 class TileEncoder {
