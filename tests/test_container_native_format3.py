@@ -185,7 +185,7 @@ def _feature_and_bad_fields(parts) -> None:
 HOSTILE = {
     # D§3.1: R2 is checked before every other rule of the matrix map but its name
     "latent_predictor": (_matrix_key("required_features", ["latent-predictor"]), errors.UnsupportedVersionError,
-                         "requires feature 'latent-predictor' (file format 3.0)"),
+                         "requires the feature 'latent-predictor' of .sinr format 3.0"),
     "feature_and_bad_fields": (_feature_and_bad_fields, errors.UnsupportedVersionError, "'latent-predictor'"),
     "features_missing": (_matrix_key("required_features", None), errors.CorruptFileError, "'required_features'"),
     "features_not_a_list": (_matrix_key("required_features", "latent-predictor"), errors.CorruptFileError,
@@ -227,7 +227,7 @@ def test_required_feature_refuses_before_any_chunk(files, tmp_path):
         _matrix_key("required_features", ["latent-predictor", "segments"])(parts)
         for chunk in parts.matrices[0].chunks:
             chunk.sections.pop("gaps.counts")
-    with pytest.raises(errors.UnsupportedVersionError, match="'latent-predictor'.*3.0"):
+    with pytest.raises(errors.UnsupportedVersionError, match="'latent-predictor' of .sinr format 3.0"):
         _native.ContainerReader(str(_edit(files["lossless"][0], tmp_path, edit)))
 
 

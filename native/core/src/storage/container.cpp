@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <iterator>
 #include <memory>
 
 #include "sinr/siren.hpp"
@@ -189,11 +188,10 @@ Footer read_footer(const ByteSource& source) {
     throw UnsupportedVersionError(name + ": .sinr format " + version +
                                   " is not read by scinrcodec 2; decode it with scinrcodec 1.x (pip install "
                                   "'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again");
-  if (newest_minor(major) < 0) {
+  if (!read_version(major)) {
     std::string majors;
-    for (size_t i = 0; i < std::size(kReadVersions); ++i)
-      majors += (i == 0 ? "" : i + 1 == std::size(kReadVersions) ? " and " : ", ") +
-                std::to_string(kReadVersions[i].major) + ".x";
+    for (const ReadVersion& v : kReadVersions)
+      majors += (majors.empty() ? "" : " and ") + std::to_string(v.major) + ".x";
     throw UnsupportedVersionError(name + ": .sinr format " + version + " is not supported (this reader reads " +
                                   majors + ")");
   }

@@ -113,13 +113,11 @@ void check_required_features(const Value& header, const std::string& name, const
   std::set<std::string> seen;
   for (size_t i = 0; ok && i < features->items.size(); ++i)
     ok = features->items[i].type == Value::kStr && seen.insert(features->items[i].text).second;
-  if (!ok)
-    throw CorruptFileError(what + ": field 'required_features' is missing, not a list of str, or lists a feature "
-                                  "twice");
+  if (!ok) throw CorruptFileError(what + ": field 'required_features' is missing or not a list of distinct strings");
   if (!features->items.empty())  // format 3.0 defines no feature, so this reader implements none
-    throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires feature " +
-                                  quoted(features->items[0].text) + " (file format " + version +
-                                  "), which this reader does not implement");
+    throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
+                                  quoted(features->items[0].text) + " of .sinr format " + version +
+                                  ", which this version of scinrcodec does not read (upgrade scinrcodec)");
 }
 
 // The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, draft
@@ -262,7 +260,7 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   Footer footer = read_footer(*source_);
   major_ = footer.major;
   minor_ = footer.minor;
-  newer_minor_ = footer.minor > newest_minor(footer.major);
+  newer_minor_ = footer.minor > read_version(footer.major)->newest_minor;
   body_end_ = footer.offset;
   const Value& content = footer.content;
   const Value* format = content.get("format");
@@ -381,7 +379,7 @@ std::vector<uint8_t> MatrixReader::section_bytes(const SectionTable& table, cons
 }
 
 SectionTable MatrixReader::file_sections() {
-  if (major_ == 2 && minor_ < 1) return SectionTable();  // format 2.0: readers ignore the table (spec §4)
+  if (minor_ < read_version(major_)->file_sections_since) return SectionTable();  // format 2.0: ignored (spec §4)
   return parse_section_table(&file_sections_, kPreambleSize, body_end_, what_ + ": file sections");
 }
 
