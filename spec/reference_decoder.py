@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Independent reference decoder for the `.sinr` file format, version 2.0.
+"""Independent reference decoder for the `.sinr` file format, versions 3.0, 2.1 and 2.0.
 
 Written only from `spec/sinr-format.md` (cited below as "§n"), for clarity rather than speed: a
 reader of the specification should be able to follow it section by section. It validates every
-rule of §9 that a whole-matrix read depends on, and decodes the whole matrix into COO arrays.
+rule of §9 that a whole-matrix read depends on, for both major versions, and decodes the whole
+matrix into COO arrays. The tiles of a version 3 file are decoded by `spec/tiles3.py` (§6, §7.2),
+those of a version 2 file here (Appendix C). File-level sections (§14) are not read: a reader of
+matrices may skip them.
 
-Dependencies (beyond the Python standard library):
+Dependencies (beyond the Python standard library and `spec/tiles3.py`):
 
 * ``numpy``      -- arrays (§3.2) and the integer SIREN evaluation (§7.1);
 * ``zstandard``  -- the format stores Zstandard frames (RFC 8878, §3.3); this decoder parses each
@@ -18,7 +21,8 @@ Dependencies (beyond the Python standard library):
 Usage:  python spec/reference_decoder.py FILE [--matrix NAME]
 
 Errors are raised as :class:`SpecViolation` with the spec's rule identifier (``"K9"``,
-``"C6"``, ...) where §9 numbers the rule, else the section number (``"§3.3"``).  Its ``kind``
+``"C6"``, ...) where §9 (or §C.8, for the tiles of a version 2 file) numbers the rule, else the
+section number (``"§3.3"``).  Its ``kind``
 is one of ``"format"`` (not a .sinr file), ``"version"`` (unsupported version) and
 ``"corrupt"`` (everything else), the three kinds §2.4 asks a reader to tell apart.
 """
@@ -32,11 +36,16 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import msgpack
 import numpy as np
 import zstandard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiles3  # noqa: E402  (spec/tiles3.py: the tile coding of version 3)
+from tiles3 import bin_start_and_bits  # noqa: E402  (§6.3.1, shared by both versions)
 
 __all__ = ["SpecViolation", "SinrFile", "DecodedMatrix", "open_sinr", "decode", "main"]
 
@@ -48,7 +57,7 @@ __all__ = ["SpecViolation", "SinrFile", "DecodedMatrix", "open_sinr", "decode", 
 class SpecViolation(Exception):
     """A file breaks a rule of the specification.
 
-    ``check_id``: the rule (``"C1"`` .. ``"W1"`` of §9, or a section such as ``"§3.3"``);
+    ``check_id``: the rule (``"C1"`` .. ``"W1"`` of §9 or §C.8, or a section such as ``"§3.3"``);
     ``kind``: ``"format"`` (not a .sinr file), ``"version"`` (a major version this decoder does
     not read) or ``"corrupt"`` (§2.4's three kinds of failure).
     """
@@ -124,7 +133,7 @@ assert crc32(b"123456789") == 0xCBF43926 and crc32(b"") == 0
 
 
 # =================================================================================================
-# Appendix A: the tables SINE, EDGE, EXPM1 (§7.1.2, §7.2, §7.3), checked against the appendix
+# Appendix A: the tables SINE, EDGE, EXPM1, EDGE3 (§7.1.2, §C.6, §7.3, §7.2), checked against it
 # =================================================================================================
 
 # A.1, copied from the specification: E_k = roundeven(expm1(k / 4) * 2^20).
@@ -137,7 +146,7 @@ EDGE_E = [
     29655346101, 38078515956, 48894080140, 62781539447, 80613390171, 103509939727,
     132909691312,
 ]
-EDGE = [e / 2**20 for e in EDGE_E]  # exact in binary64 (§7.2)
+EDGE = [e / 2**20 for e in EDGE_E]  # exact in binary64 (§C.6)
 
 # A.2: SINE[k] = roundeven(sin(2 pi k / 4096) * 4096); Python's round() ties to even.
 SINE = np.array([round(math.sin(2 * math.pi * k / 4096) * 4096) for k in range(4096)],
@@ -152,6 +161,10 @@ def _check_tables() -> None:
     for k in range(48):
         if round(math.expm1(k / 4) * 2**20) != EDGE_E[k]:
             raise RuntimeError(f"EDGE[{k}] disagrees with expm1 on this platform")
+    e3 = tiles3.EDGE3_E  # A.5: copied into spec/tiles3.py; E3_2k = E_k
+    if (e3 != [round(math.expm1(k / 8) * 2**20) for k in range(96)] or e3[::2] != EDGE_E
+            or sum(e3) != 1_281_624_476_274):
+        raise RuntimeError("EDGE3 table does not match Appendix A.5 on this platform")
     s = SINE
     ok = (list(s[0:4]) == [0, 6, 13, 19] and s[256] == 1567 and s[512] == 2896
           and s[1024] == 4096 and s[2048] == 0 and s[3072] == -4096 and s[4095] == -6
@@ -432,11 +445,13 @@ def section_bytes(data: bytes, s: Section, check: str, what: str) -> bytes:
 
 MAGIC = b"\x89SINR\r\n\x1a"
 END_MAGIC = b"SINR-END"
-READER_MINOR = 0  # the highest minor version of major 2 this decoder implements (§11.2)
+# The highest minor version of each major version this decoder implements (§11.2): 2.1 (its
+# file-level sections are skipped, as a reader of matrices may) and 3.0.
+READER_MINOR = {2: 1, 3: 0}
 
 
-def open_container(data: bytes) -> tuple[int, int, int, dict]:
-    """§2.4 steps 1-9.  Returns (minor, F, Z, footer map)."""
+def open_container(data: bytes) -> tuple[int, int, int, int, dict]:
+    """§2.4 steps 1-9.  Returns (major, minor, F, Z, footer map)."""
     Z = len(data)
     # Step 1 (C1)
     if Z < 16:
@@ -449,10 +464,10 @@ def open_container(data: bytes) -> tuple[int, int, int, dict]:
     # Step 3 (C2)
     major, minor = struct.unpack_from("<HH", data, 8)
     if major == 1:
-        fail("C2", f".sinr format 1.{minor} is not read by this version 2 reader; decode it "
-                   "with a format 1 reader (scinrcodec 1.x) and encode the result again",
+        fail("C2", f".sinr format 1.{minor} is not read by this version 2 and 3 reader; decode "
+                   "it with a format 1 reader (scinrcodec 1.x) and encode the result again",
              kind="version")
-    if major != 2:
+    if major not in READER_MINOR:
         fail("C2", f".sinr format {major}.{minor} is not supported", kind="version")
     # Step 4 (C3)
     require(Z >= 40, "C3", f"truncated .sinr file ({Z} bytes: no room for a trailer)")
@@ -474,7 +489,7 @@ def open_container(data: bytes) -> tuple[int, int, int, dict]:
     # Step 9 (C7): one zstd frame of at most 2^28 bytes, holding one MessagePack map.
     payload = zstd_decompress(footer, "C7", "footer", bound=2**28)
     file_map = unpack_map(payload, "C7", "footer")
-    return minor, F, Z, file_map
+    return major, minor, F, Z, file_map
 
 
 # =================================================================================================
@@ -485,45 +500,51 @@ STAGE_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
     "reorder-detection-depth": {},
     "row-bands": {"tile_nnz": (1, 2**20), "patch_nnz": (1, 2**40),
                   "chunk_cells": (1, 2**31 - 1)},
+    "gap-bin-positions": {},
     "golomb-rans-positions": {},
     "value-quantiser": {"max_error": (0, 2**31 - 2)},
+    "fine-context-values": {},
     "context-rans-values": {},
     "siren-predictor": {},
 }
-_SIX = ["reorder-detection-depth", "row-bands", "golomb-rans-positions", "value-quantiser",
-        "context-rans-values", "siren-predictor"]
-MODE_STAGES = {
-    "lossless": _SIX,
-    "max-error": _SIX,
-    "inr-only": ["reorder-detection-depth", "row-bands", "golomb-rans-positions",
-                 "value-quantiser", "siren-predictor"],
-}
 
 
-def parse_stages(stages: Any, mode: str) -> int:
-    """Rule M5.  Returns E, the value-quantiser's max_error."""
-    require(isinstance(stages, list), "M5", "the stage list is missing or not a list")
+_SIX_2 = ["reorder-detection-depth", "row-bands", "golomb-rans-positions", "value-quantiser",
+          "context-rans-values", "siren-predictor"]
+_MODES = ("lossless", "max-error", "inr-only")
+# §5.2: the exact stage list of each mode, by major version, and the rule that checks it.
+MODE_STAGES = {3: {mode: tiles3.stage_ids(mode) for mode in _MODES},
+               2: {"lossless": _SIX_2, "max-error": _SIX_2,
+                   "inr-only": [s for s in _SIX_2 if s != "context-rans-values"]}}
+STAGES_RULE = {3: "R3", 2: "M5"}
+
+
+def parse_stages(stages: Any, mode: str, major: int) -> int:
+    """Rule M5 (version 2) or R3 (version 3).  Returns E, the value-quantiser's max_error."""
+    rule = STAGES_RULE[major]
+    require(isinstance(stages, list), rule, "the stage list is missing or not a list")
     seen: list[str] = []
     max_error = None
     for st in stages:
-        require(isinstance(st, dict), "M5", f"a stage is not a map: {st!r}")
+        require(isinstance(st, dict), rule, f"a stage is not a map: {st!r}")
         sid = st.get("id")
-        require(is_str(sid), "M5", f"a stage without a str id: {st!r}")
-        require(sid in STAGE_PARAMS, "M5", f"unknown stage {sid!r}")
-        require(sid not in seen, "M5", f"stage {sid!r} appears twice")
+        require(is_str(sid), rule, f"a stage without a str id: {st!r}")
+        require(sid in STAGE_PARAMS, rule, f"unknown stage {sid!r}")
+        require(sid not in seen, rule, f"stage {sid!r} appears twice")
         seen.append(sid)
         params = STAGE_PARAMS[sid]
-        require(set(st) == {"id"} | set(params), "M5",
+        require(set(st) == {"id"} | set(params), rule,
                 f"stage {sid!r} has parameters {sorted(set(st) - {'id'})}, expected exactly "
                 f"{sorted(params)} (stage maps are exact)")
         for p, (lo, hi) in params.items():
-            require(int_in(st[p], lo, hi), "M5",
+            require(int_in(st[p], lo, hi), rule,
                     f"stage {sid!r}: invalid parameters ({p} = {st[p]!r}, not an int "
                     f"{lo} .. {hi})")
         if sid == "value-quantiser":
             max_error = st["max_error"]
-    require(seen == MODE_STAGES[mode], "M5", f"the stages {seen} do not match mode {mode!r}")
-    require((mode == "max-error") == (max_error >= 1), "M5",
+    require(seen == MODE_STAGES[major][mode], rule,
+            f"the stages {seen} do not match mode {mode!r} in a version {major} file")
+    require((mode == "max-error") == (max_error >= 1), rule,
             f"mode {mode!r} contradicts max_error {max_error}")
     return max_error
 
@@ -534,11 +555,17 @@ def parse_stages(stages: Any, mode: str) -> int:
 
 MATRIX_SECTIONS = {"names.gene_ids", "names.gene_names", "names.feature_types",
                    "genes.order", "genes.baseline", "chunks.index"}
-CHUNK_SECTIONS = {"cells.order", "cells.baseline", "cells.names", "bands.rows",
-                  "bands.widths", "bands.crc32", "tiles.nnz", "tiles.bytes", "values.counts",
-                  "siren.meta", "siren.weights", "tiles.data"}
-CHUNK_REQUIRED = ["cells.order", "cells.baseline", "bands.rows", "bands.widths",
-                  "bands.crc32", "tiles.nnz", "tiles.bytes", "tiles.data"]
+# §5.4.3 by major version: gaps.counts exists, and is required, in version 3 only.
+_CHUNK_SECTIONS_2 = {"cells.order", "cells.baseline", "cells.names", "bands.rows",
+                     "bands.widths", "bands.crc32", "tiles.nnz", "tiles.bytes", "values.counts",
+                     "siren.meta", "siren.weights", "tiles.data"}
+_CHUNK_REQUIRED_2 = ["cells.order", "cells.baseline", "bands.rows", "bands.widths",
+                     "bands.crc32", "tiles.nnz", "tiles.bytes", "tiles.data"]
+CHUNK_SECTIONS = {2: _CHUNK_SECTIONS_2, 3: _CHUNK_SECTIONS_2 | {"gaps.counts"}}
+CHUNK_REQUIRED = {2: _CHUNK_REQUIRED_2, 3: _CHUNK_REQUIRED_2 + ["gaps.counts"]}
+# §6.4, §C.4: the rows of values.counts (contexts) by major version.
+N_CONTEXTS = {2: 48, 3: tiles3.N_CONTEXTS}
+FEATURES_IMPLEMENTED: set[str] = set()  # version 3.0 defines no required feature (§5.1.1)
 
 
 @dataclass
@@ -556,8 +583,9 @@ class ChunkEntry:
 
 @dataclass
 class SinrFile:
-    """An opened file: the open-time rules (C1-C7, F1, F2, M1-M12) hold."""
+    """An opened file: the open-time rules (C1-C7, F1, F2, M1-M12, R1-R3) hold."""
     data: bytes
+    major: int
     minor: int
     F: int
     name: str
@@ -580,7 +608,7 @@ class SinrFile:
 
 def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
     data = bytes(data)
-    minor, F, Z, fm = open_container(data)
+    major, minor, F, Z, fm = open_container(data)
 
     # §4 the file map.  F1: format.  `writer` is optional, but a defined key of the wrong type
     # is not ignored (§3.5).
@@ -606,8 +634,18 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
         require(matrix_name in names, "F2", f"no matrix named {matrix_name!r}")
         mm = matrices[names.index(matrix_name)]
 
-    # §5.1 the matrix map, rules M1-M11.
+    # §5.1 the matrix map, rules M1-M11 and, in a version 3 file, R1-R3.
     name = mm["name"]  # M1 (checked with F2)
+    if major == 3:  # §5.1.1: R1 and R2 before every other rule of the matrix map but M1
+        features = mm.get("required_features")
+        require(isinstance(features, list) and all(is_str(x) for x in features)
+                and len(set(features)) == len(features), "R1",
+                f"required_features {features!r} is not a list of distinct str")
+        for feature in features:
+            if feature not in FEATURES_IMPLEMENTED:
+                fail("R2", f"matrix {name!r} requires feature {feature!r}, which this reader of "
+                           f"format 3.0 does not implement (the file is format {major}.{minor})",
+                     kind="version")
     shape = mm.get("shape")
     require(isinstance(shape, list) and len(shape) == 2
             and all(int_in(v, 0, 2**31 - 1) for v in shape), "M2",
@@ -617,8 +655,8 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
     require(int_in(nnz, 0, n_genes * n_cells), "M3",
             f"nnz {nnz!r} is not an int 0 .. n_genes * n_cells")
     mode = mm.get("mode")
-    require(is_str(mode) and mode in MODE_STAGES, "M4", f"unknown mode {mode!r}")
-    max_error = parse_stages(mm.get("stages"), mode)  # M5
+    require(is_str(mode) and mode in MODE_STAGES[major], "M4", f"unknown mode {mode!r}")
+    max_error = parse_stages(mm.get("stages"), mode, major)  # M5 or R3
     S = mm.get("n_stored_genes")
     require(int_in(S, 0, n_genes), "M6", f"n_stored_genes {S!r} is not an int 0 .. n_genes")
     n_chunks = mm.get("n_chunks")
@@ -635,8 +673,8 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
 
     sections = parse_section_table(mm.get("sections"), 0, 16, F, "M9", "matrix")  # M9
     for s in sections:  # M10 (unknown names: §11.2)
-        require(s in MATRIX_SECTIONS or minor > READER_MINOR, "M10",
-                f"unknown matrix section {s!r} in a file of format 2.{minor}")
+        require(s in MATRIX_SECTIONS or minor > READER_MINOR[major], "M10",
+                f"unknown matrix section {s!r} in a file of format {major}.{minor}")
     for s in ("genes.order", "genes.baseline", "chunks.index"):
         require(s in sections, "M10", f"missing section {s!r}")
     if gnai:  # M11
@@ -665,8 +703,8 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
                    + [(e.offset, e.offset + e.block_length, f"chunk {e.index}")
                       for e in chunks], "M12", "chunk blocks and matrix sections")
 
-    return SinrFile(data, minor, F, name, n_genes, n_cells, nnz, mode, max_error, S, n_chunks,
-                    gnai, hcn, sections, chunks, fm["sections"])
+    return SinrFile(data, major, minor, F, name, n_genes, n_cells, nnz, mode, max_error, S,
+                    n_chunks, gnai, hcn, sections, chunks, fm["sections"])
 
 
 # =================================================================================================
@@ -706,7 +744,7 @@ def load_gene_names(f: SinrFile) -> dict[str, list[str] | None]:
 
 
 # =================================================================================================
-# §6.1 The rANS coder and its symbol models
+# §C.1 The rANS coder of version 2 and its symbol models
 # =================================================================================================
 
 RANS_L = 2**23
@@ -715,7 +753,7 @@ PROB_SCALE = 2**16
 
 
 class RansDecoder:
-    """§6.1.2.  A symbol model is a function slot -> (symbol, start, freq)."""
+    """§C.1.2.  A symbol model is a function slot -> (symbol, start, freq)."""
 
     def __init__(self, stream: bytes):
         # Step 1. Start.
@@ -743,7 +781,7 @@ class RansDecoder:
                 f"tile stream does not end cleanly (state {self.x:#x}, {self.pos} of "
                 f"{len(self.stream)} bytes read)")
 
-    # --- §6.1.4 models -----------------------------------------------------------------------
+    # --- §C.1.4 models -----------------------------------------------------------------------
 
     def raw(self, b: int) -> int:
         """RAW(b), 1 <= b <= 16."""
@@ -789,7 +827,7 @@ class RansDecoder:
 
 
 class FrequencyTable:
-    """§6.1.4 frequency-table model over the 231 bins of one context (§6.4)."""
+    """§C.1.4 frequency-table model over the 231 bins of one context (§C.4)."""
 
     def __init__(self, freqs: list[int]):
         self.freqs = freqs
@@ -808,7 +846,7 @@ class FrequencyTable:
 
 
 def frequencies(c: list[int]) -> list[int]:
-    """§6.4: one context's bin counts -> frequencies summing to 2^16 (all zero if no count)."""
+    """§C.4: one context's bin counts -> frequencies summing to 2^16 (all zero if no count)."""
     K = sum(1 for v in c if v > 0)
     if K == 0:
         return [0] * len(c)
@@ -820,7 +858,7 @@ def frequencies(c: list[int]) -> list[int]:
 
 
 def frequency_tables(counts: np.ndarray) -> list[FrequencyTable | None]:
-    """§6.4: one row of 231 counts per context -> frequencies (None for an unused context)."""
+    """§C.4: one row of 231 counts per context -> frequencies (None for an unused context)."""
     tables: list[FrequencyTable | None] = []
     for kappa in range(48):
         f = frequencies([int(v) for v in counts[kappa * 231:(kappa + 1) * 231]])
@@ -829,16 +867,8 @@ def frequency_tables(counts: np.ndarray) -> list[FrequencyTable | None]:
 
 
 # =================================================================================================
-# §6.3 Values: bins, offsets, dequantisation
+# §6.3 Values: dequantisation (bins and offsets, §6.3.1: tiles3.bin_start_and_bits)
 # =================================================================================================
-
-def bin_start_and_bits(b: int) -> tuple[int, int]:
-    """§6.3.1: (start(bin), d)."""
-    if b < 7:
-        return b, 0
-    d = (b - 7) // 8
-    return ((8 + (b - 7) % 8) << d) - 1, d
-
 
 def dequantise(u: int, mode: str, E: int) -> int:
     """§6.3.3."""
@@ -946,7 +976,8 @@ def siren_outputs(s: Siren, rows_in_band: np.ndarray, cols: np.ndarray, h: int,
 
 
 def siren_context(y: int, s: Siren) -> int:
-    """§7.2 (binary64 arithmetic, one rounding per operation, as Python floats are)."""
+    """§C.6, version 2 (binary64 arithmetic, one rounding per operation, as Python floats are).
+    Version 3's contexts on the 1/8-nat grid (§7.2) are tiles3.siren_context."""
     if s.kind == "log":
         t = float(y) * (s.scale * 2.0**-10)
         if t == math.inf:
@@ -1021,11 +1052,13 @@ class Chunk:
     tiles_nnz: list[int]
     tiles_bytes: list[int]
     tile_offsets: list[int]  # start of each tile's stream inside tiles.data
-    tables: list[FrequencyTable | None] | None
+    tables: list | None  # value tables by context (§6.4 or §C.4); None in inr-only
     sirens: dict[int, Siren]
     tiles_data_section: Section
     tiles_data: bytes = field(repr=False)
     counts: np.ndarray | None = None  # values.counts (for the optional strict check)
+    gap_tables: list | None = None  # version 3: gap tables by density class (§6.4)
+    gap_counts: np.ndarray | None = None  # version 3: gaps.counts (for the strict check)
 
 
 def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
@@ -1055,14 +1088,14 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
     B = e.offset + e.header_length
     secs = parse_section_table(h.get("sections"), B, B, e.offset + e.block_length, "K5", where)
     for s in secs:
-        require(s in CHUNK_SECTIONS or f.minor > READER_MINOR, "K5",
-                f"{where}: unknown chunk section {s!r} in a file of format 2.{f.minor}")
-    for s in CHUNK_REQUIRED:
+        require(s in CHUNK_SECTIONS[f.major] or f.minor > READER_MINOR[f.major], "K5",
+                f"{where}: unknown chunk section {s!r} in a file of format {f.major}.{f.minor}")
+    for s in CHUNK_REQUIRED[f.major]:
         require(s in secs, "K5", f"{where}: missing section {s!r}")
-    # K6, K7: presence rules.
+    # K6, and K7 (version 2) or G3's presence rule (version 3).
     require(("cells.names" in secs) == f.has_cell_names, "K6",
             f"{where}: cell names contradict has_cell_names = {f.has_cell_names}")
-    require(("values.counts" in secs) == (f.mode != "inr-only"), "K7",
+    require(("values.counts" in secs) == (f.mode != "inr-only"), "G3" if f.major == 3 else "K7",
             f"{where}: value tables contradict mode {f.mode!r}")
 
     def read(name: str, check: str) -> bytes:
@@ -1116,9 +1149,29 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
             f"{where}: tiles.bytes do not add up to the tile data")
     bcrc = [int(v) for v in zstd_array(read("bands.crc32", "K12"), NB, "<u4", "K12",
                                        f"{where} bands.crc32")]
-    # K13: values.counts.
+    # Version 3: G1 and G2, gaps.counts against every tile's (n_t, k), before any tile.
+    gap_counts = gap_tables = None
+    if f.major == 3:
+        gap_counts = zstd_array(read("gaps.counts", "G1"), tiles3.N_GAP_CLASSES * 231, "<u8",
+                                "G1", f"{where} gaps.counts")
+        sizes = [((rows[b + 1] - rows[b]) * min(widths[b], n - j * widths[b]), tnnz[TS[b] + j])
+                 for b in range(NB) for j in range(TS[b + 1] - TS[b])]
+        try:
+            tiles3.check_gap_counts(gap_counts, sizes)
+        except tiles3.RuleViolation as err:
+            fail(err.rule, f"{where}: {err.message}")
+        gap_tables = tiles3.tables_from_counts(gap_counts, tiles3.N_GAP_CLASSES)
+    # K13 (version 2) or G3 (version 3): values.counts.
     tables = None
-    if "values.counts" in secs:
+    if "values.counts" in secs and f.major == 3:
+        counts = zstd_array(read("values.counts", "G3"), tiles3.N_CONTEXTS * 231, "<u8", "G3",
+                            f"{where} values.counts")
+        try:
+            tiles3.check_value_counts(counts, nnz)
+        except tiles3.RuleViolation as err:
+            fail(err.rule, f"{where}: {err.message}")
+        tables = tiles3.tables_from_counts(counts, tiles3.N_CONTEXTS)
+    elif "values.counts" in secs:
         counts = zstd_array(read("values.counts", "K13"), 48 * 231, "<u8", "K13",
                             f"{where} values.counts")
         require(bool(np.all(counts < 2**40)), "K13", f"{where}: a value count >= 2^40")
@@ -1165,15 +1218,15 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
         offsets.append(offsets[-1] + nb)
     return Chunk(e, n, nnz, n_rows, NB, checksum, order, cbase, cell_names, rows, widths, bcrc,
                  TS, tnnz, tbytes, offsets, tables, sirens, secs["tiles.data"], tiles_data,
-                 counts if "values.counts" in secs else None)
+                 counts if "values.counts" in secs else None, gap_tables, gap_counts)
 
 
 # =================================================================================================
-# §6.2 positions and §6.7 decoding a tile
+# §6.7 decoding a tile (version 3: spec/tiles3.py; version 2: §C.2, §C.3, §C.7 here)
 # =================================================================================================
 
 def decode_positions(dec: RansDecoder, n_t: int, m: int) -> list[int]:
-    """§6.2: the m coded positions, Golomb-coded gaps, quotient and remainder alternating."""
+    """§C.2: the m coded positions, Golomb-coded gaps, quotient and remainder alternating."""
     M = max(1, ((n_t - m) * 69 + 50 * m) // (100 * m))
     code_quotient = (n_t - m) // M > 0
     positions, p = [], -1
@@ -1187,11 +1240,63 @@ def decode_positions(dec: RansDecoder, n_t: int, m: int) -> list[int]:
     return positions
 
 
+def tile_v2(stream: bytes, n_t: int, k: int, contexts_of, tables, inr_only: bool,
+            histogram: np.ndarray | None):
+    """§C.7: (nonzero positions, their coded integers u, or None in inr-only) of a version 2
+    tile; `contexts_of(positions)` gives the nonzeros' contexts (§C.5, §C.6)."""
+    m = k if 2 * k <= n_t else n_t - k
+    if m == 0 and (k == 0 or inr_only):
+        require(len(stream) == 0, "T1", "a tile without symbols has a non-empty stream")
+        return list(range(k)), None if inr_only else []
+    dec = RansDecoder(stream)
+    coded = decode_positions(dec, n_t, m) if m > 0 else []
+    if 2 * k <= n_t:
+        nz = coded
+    else:  # complement rule: the coded set is the zeros
+        zero = set(coded)
+        nz = [p for p in range(n_t) if p not in zero]
+    us = None
+    if not inr_only:
+        us = []
+        for kappa in contexts_of(nz):  # §C.3, in position order
+            table = tables[kappa]
+            require(table is not None, "T5", f"a value needs context {kappa}, whose frequency "
+                                             "row is unused")
+            bn = dec.decode(table)
+            if histogram is not None:
+                histogram[kappa, bn] += 1
+            start, d = bin_start_and_bits(bn)
+            if d == 0:
+                offset = 0
+            elif d <= 16:
+                offset = dec.raw(d)
+            else:
+                offset = dec.raw(d - 16) << 16
+                offset |= dec.raw(16)
+            us.append(start + offset)
+    dec.finish()  # T6
+    return nz, us
+
+
+def tile_v3(stream: bytes, n_t: int, k: int, contexts_of, gap_tables, tables, inr_only: bool,
+            histograms: dict[str, np.ndarray] | None):
+    """§6.7 by spec/tiles3.py: (nonzero positions, their coded integers u, or None in inr-only)
+    of a version 3 tile; `contexts_of(positions)` gives the nonzeros' contexts (§6.5, §7.2)."""
+    tile = tiles3.TileDecoder(stream, n_t, k, gap_tables, not inr_only)
+    us = None if inr_only else tile.values(contexts_of(tile.positions), tables)
+    tile.finish()  # T7-T9
+    if histograms is not None:
+        for step in tile.trace:
+            histograms["gaps" if step.kind == "gap" else "values"][step.row, step.bin] += 1
+    return tile.positions, us
+
+
 def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
-                histogram: np.ndarray | None = None):
-    """§6.7 for tile j of band b.  Returns (rows, columns, values) of its nonzeros, rows and
-    columns in the chunk's gene order and cell order.  If `histogram` (48 x 231) is given, the
-    (context, bin) of every decoded value is counted in it."""
+                histograms: dict[str, np.ndarray] | None = None):
+    """§6.7 (§C.7 in a version 2 file) for tile j of band b.  Returns (rows, columns, values) of
+    its nonzeros, rows and columns in the chunk's gene order and cell order.  If `histograms` is
+    given, the (context, value bin) of every decoded value is counted in its "values" array and,
+    in a version 3 file, the (density class, gap bin) of every gap in its "gaps" array."""
     t = ch.band_first_tile[b] + j
     rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
     c0 = j * wb
@@ -1201,53 +1306,42 @@ def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
     stream = ch.tiles_data[ch.tile_offsets[t]:ch.tile_offsets[t + 1]]
     inr_only = f.mode == "inr-only"
 
-    m = k if 2 * k <= n_t else n_t - k
-    values: list[int] = []
-    if m == 0 and (k == 0 or inr_only):
-        require(len(stream) == 0, "T1", f"tile {t}: a tile without symbols has a non-empty "
-                                        "stream")
-        nz = list(range(k))
-    else:
-        dec = RansDecoder(stream)
-        coded = decode_positions(dec, n_t, m) if m > 0 else []
-        if 2 * k <= n_t:
-            nz = coded
-        else:  # complement rule: the coded set is the zeros
-            zero = set(coded)
-            nz = [p for p in range(n_t) if p not in zero]
-        if not inr_only:
-            rows_in_band = [p // w for p in nz]
-            cols = [c0 + p % w for p in nz]
-            if b in ch.sirens:  # §7.2
-                s = ch.sirens[b]
-                ys = siren_outputs(s, np.array(rows_in_band, dtype=np.int64),
-                                   np.array(cols, dtype=np.int64), hb, ch.n)
-                contexts = [siren_context(y, s) for y in ys]
-            else:  # §6.5 baseline
-                contexts = [clamp((int(G[rb + i]) + int(ch.cells_baseline[c])) >> 2, 0, 47)
-                            for i, c in zip(rows_in_band, cols)]
-            for kappa in contexts:  # §6.3.2, in position order
-                table = ch.tables[kappa]
-                require(table is not None, "T5", f"tile {t}: a value needs context {kappa}, "
-                                                 "whose frequency row is unused")
-                bn = dec.decode(table)
-                if histogram is not None:
-                    histogram[kappa, bn] += 1
-                start, d = bin_start_and_bits(bn)
-                if d == 0:
-                    offset = 0
-                elif d <= 16:
-                    offset = dec.raw(d)
-                else:
-                    offset = dec.raw(d - 16) << 16
-                    offset |= dec.raw(16)
-                values.append(dequantise(start + offset, f.mode, f.max_error))
-        dec.finish()  # T6
+    def contexts_of(positions: list[int]) -> list[int]:
+        """The contexts of the nonzeros at these positions: a SIREN's (§7.2, §C.6), else the
+        baseline's (§6.5, §C.5)."""
+        rows_in_band = [p // w for p in positions]
+        cols = [c0 + p % w for p in positions]
+        if b in ch.sirens:
+            s = ch.sirens[b]
+            ys = siren_outputs(s, np.array(rows_in_band, dtype=np.int64),
+                               np.array(cols, dtype=np.int64), hb, ch.n)
+            if f.major == 3:
+                return [tiles3.siren_context(y, s.kind, s.offset, s.scale) for y in ys]
+            return [siren_context(y, s) for y in ys]
+        pairs = [(int(G[rb + i]), int(ch.cells_baseline[c])) for i, c in zip(rows_in_band, cols)]
+        if f.major == 3:
+            return [tiles3.baseline_context(g, c) for g, c in pairs]
+        return [clamp((g + c) >> 2, 0, 47) for g, c in pairs]
+
+    try:
+        if f.major == 3:
+            nz, us = tile_v3(stream, n_t, k, contexts_of, ch.gap_tables, ch.tables, inr_only,
+                             histograms)
+        else:
+            nz, us = tile_v2(stream, n_t, k, contexts_of, ch.tables, inr_only,
+                             None if histograms is None else histograms["values"])
+    except tiles3.RuleViolation as err:
+        fail(err.rule, f"tile {t}: {err.message}")
+    except SpecViolation as err:
+        fail(err.check_id, f"tile {t}: {err.message}")
     rows_in_band = np.array([p // w for p in nz], dtype=np.int64)
     cols = np.array([c0 + p % w for p in nz], dtype=np.int64)
-    if inr_only and k > 0:  # §7.3
-        s = ch.sirens[b]  # present: K14
-        values = [siren_prediction(y, s) for y in siren_outputs(s, rows_in_band, cols, hb, ch.n)]
+    if inr_only:  # §7.3
+        s = ch.sirens.get(b)  # present when k > 0: K14
+        values = [siren_prediction(y, s) for y in siren_outputs(s, rows_in_band, cols, hb, ch.n)] \
+            if k > 0 else []
+    else:  # §6.3.3
+        values = [dequantise(u, f.mode, f.max_error) for u in us]
     return rows_in_band + rb, cols, np.array(values, dtype=np.int64)
 
 
@@ -1257,6 +1351,7 @@ def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
 
 @dataclass
 class DecodedMatrix:
+    version: str         # the file's format version, "major.minor"
     name: str
     shape: tuple[int, int]
     mode: str
@@ -1275,32 +1370,37 @@ class DecodedMatrix:
 
 
 def decode_matrix(f: SinrFile, strict: bool = False) -> DecodedMatrix:
-    """§8.4.  With `strict`, also check two writer MUSTs that the specification does not ask
+    """§8.4.  With `strict`, also check writer MUSTs that the specification does not ask
     readers to check (so a conforming reader accepts files that break them):
-    * §6.4: values.counts holds the histogram of the chunk's (context, bin) pairs (§9.5's note
-      lets a reader check it);
-    * §4: the file-level section table is an empty list."""
-    if strict:
+    * §6.4 (§C.4 in a version 2 file): values.counts holds the histogram of the chunk's
+      (context, value bin) pairs and, in a version 3 file, gaps.counts the histogram of its
+      (density class, gap bin) pairs (§9.5's note lets a reader check them);
+    * §4: the file-level section table of a version 2.0 file is an empty list."""
+    if strict and (f.major, f.minor) == (2, 0):
         require(f.file_sections == [], "§4 (strict)",
                 "the file-level section table is not an empty list")
+    counts_section = "§6.4" if f.major == 3 else "§C.4"
     gene_order, G = load_gene_order(f)          # M13
     names = load_gene_names(f)                  # M14
     all_g, all_c, all_v = [], [], []
     cell_names: list[str] | None = [] if f.has_cell_names else None
     total = 0
     for e in f.chunks:
-        ch = load_chunk(f, e)                   # K1-K14
+        ch = load_chunk(f, e)                   # K1-K14, G1-G3
         if cell_names is not None:
             cell_names.extend(ch.cell_names)    # §8.5, by chunk-local cell index
         checksum, count = 0, 0
-        histogram = np.zeros((48, 231), dtype=np.int64) if strict else None
+        histograms = None
+        if strict:
+            histograms = {"values": np.zeros((N_CONTEXTS[f.major], 231), dtype=np.int64),
+                          "gaps": np.zeros((tiles3.N_GAP_CLASSES, 231), dtype=np.int64)}
         for b in range(ch.n_bands):
             lo = ch.tile_offsets[ch.band_first_tile[b]]
             hi = ch.tile_offsets[ch.band_first_tile[b + 1]]
             require(crc32(ch.tiles_data[lo:hi]) == ch.band_crc32[b], "K15",
                     f"chunk {e.index}: checksum mismatch in the tiles of band {b}")
             for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
-                rows, cols, vals = decode_tile(f, ch, G, b, j, histogram)
+                rows, cols, vals = decode_tile(f, ch, G, b, j, histograms)
                 genes = gene_order[rows]                    # §5.3.2: row r < S
                 cells = e.first_cell + ch.cells_order[cols]  # §5.4.4
                 for g, c, v in zip(genes.tolist(), cells.tolist(), vals.tolist()):
@@ -1317,15 +1417,21 @@ def decode_matrix(f: SinrFile, strict: bool = False) -> DecodedMatrix:
                                       f"{e.nnz}")
         require(checksum == ch.checksum, "W1", f"chunk {e.index} fails its checksum")
         if strict and ch.counts is not None:
-            require(np.array_equal(histogram.reshape(-1), ch.counts.astype(np.int64)),
-                    "§6.4 (strict)", f"chunk {e.index}: values.counts is not the histogram of "
-                                     "the decoded (context, bin) pairs")
+            require(np.array_equal(histograms["values"].reshape(-1), ch.counts.astype(np.int64)),
+                    f"{counts_section} (strict)", f"chunk {e.index}: values.counts is not the "
+                                                  "histogram of the decoded (context, bin) pairs")
+        if strict and ch.gap_counts is not None:
+            require(np.array_equal(histograms["gaps"].reshape(-1),
+                                   ch.gap_counts.astype(np.int64)),
+                    "§6.4 (strict)", f"chunk {e.index}: gaps.counts is not the histogram of the "
+                                     "decoded (density class, gap bin) pairs")
         total = (total + checksum) & M64
     genes = np.concatenate(all_g) if all_g else np.zeros(0, np.int64)
     cells = np.concatenate(all_c) if all_c else np.zeros(0, np.int64)
     values = np.concatenate(all_v) if all_v else np.zeros(0, np.int64)
     order = np.lexsort((cells, genes))
-    return DecodedMatrix(f.name, (f.n_genes, f.n_cells), f.mode, genes[order], cells[order],
+    return DecodedMatrix(f"{f.major}.{f.minor}", f.name, (f.n_genes, f.n_cells), f.mode,
+                         genes[order], cells[order],
                          values[order], names["gene_ids"], names["gene_names"],
                          names["feature_types"], cell_names, total)
 
@@ -1341,7 +1447,8 @@ def decode(data: bytes, matrix_name: str | None = None, strict: bool = False) ->
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    ap = argparse.ArgumentParser(description="Reference decoder for .sinr format 2.0 files.")
+    ap = argparse.ArgumentParser(description="Reference decoder for .sinr files of format "
+                                             "3.0, 2.1 and 2.0.")
     ap.add_argument("file")
     ap.add_argument("--matrix", default=None, help="the matrix to read (default: the first)")
     ap.add_argument("--strict", action="store_true",
@@ -1359,7 +1466,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = hashlib.sha256()
     for a in (m.genes, m.cells, m.values):
         digest.update(a.astype("<i8").tobytes())
-    print(f"{args.file}: valid .sinr, matrix {m.name!r}, mode {m.mode}")
+    print(f"{args.file}: valid .sinr {m.version}, matrix {m.name!r}, mode {m.mode}")
     print(f"shape: {m.shape[0]} x {m.shape[1]}")
     print(f"nnz: {m.nnz}")
     print(f"content checksum (§6.6, summed over chunks): {m.content_checksum:#018x}")

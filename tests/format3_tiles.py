@@ -1,8 +1,9 @@
-"""Real tiles for the format-3 tile tests (test_format3_draft.py, test_tile3_native.py): the draft's
-independent implementation (spec/drafts/tiles_v3.py) and worked example loaded as modules, and the
-tiles of real fixtures with their geometry and the chunk's gene and cell terms.
+"""Real tiles for the format-3 tile tests (test_spec_tiles3.py, test_tile3_native.py): the spec's
+independent implementation of version 3's tile coding (spec/tiles3.py, as the reference decoder
+loads it) and its worked example (spec/worked_example3.py, spec §13.10), and the tiles of real
+fixtures with their geometry and the chunk's gene and cell terms.
 
-Real tiles come from files the package writes (format 2.1) read back by spec/reference_decoder.py:
+Real tiles come from files the package writes in format 2 read back by spec/reference_decoder.py:
 its tile decoder gives each tile's geometry, nonzero positions and values and the chunk's gene and
 cell terms, exactly as format 2's encoder cut them, through public names only (the encoder's
 geometry and terms are not public API)."""
@@ -19,27 +20,27 @@ import numpy as np
 import scinrcodec
 from conftest import DATA, FAST, reference_decoder
 
-DRAFTS = Path(__file__).resolve().parents[1] / "spec" / "drafts"
-DRAFT = DRAFTS / "format-3-tiles.md"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "spec"
+SPEC = SPEC_DIR / "sinr-format.md"
 # The fixtures and encoder options whose tiles the tests use: several density classes, complement
 # tiles, full tiles and raw bits between them.
 REAL_FIXTURES = (("pbmc500_3p_lt_x_50genes", {}), ("pbmc4k_v2_soupx_half", dict(tile_nnz=32, chunk_cells=40)))
 
 
 def load(name: str):
-    """A module of spec/drafts, loaded once (the drafts are not a package)."""
+    """A module of spec/, loaded once (spec/ is not a package)."""
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DRAFTS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, SPEC_DIR / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
 
 
-t3 = load("tiles_v3")
-example = load("worked_example")
+t3 = reference_decoder().tiles3
+example = load("worked_example3")
 
-# Damaged streams of the worked example (D§13) and the rule of D§11.3 each breaks first.
+# Damaged streams of the worked example (spec §13.10) and the rule of spec §9.4 each breaks first.
 HOSTILE_EXAMPLE_STREAMS = [
     ("T2", lambda s: s[:3]),                          # truncated before the state ends
     ("T4", lambda s: s[:4]),                          # truncated: the first raw bit has no byte
@@ -51,13 +52,13 @@ HOSTILE_EXAMPLE_STREAMS = [
 
 
 def example_context(p: int) -> int:
-    """The baseline context (D§10.1) of position p of the worked example's tile."""
+    """The baseline context (spec §6.5) of position p of the worked example's tile."""
     w = len(example.C)
     return t3.baseline_context(example.G[p // w], example.C[p % w])
 
 
 def example_decode(stream: bytes, context_of=example_context, n_t=None):
-    """The draft's decoder on a stream of the worked example's tile (its n_t unless given)."""
+    """The spec's decoder on a stream of the worked example's tile (its n_t unless given)."""
     tile, gaps, values, _ = example.encode_example()
     return t3.decode_tile(stream, n_t or tile.n_t, len(tile.positions), context_of,
                           t3.tables_from_counts(gaps, t3.N_GAP_CLASSES),
@@ -66,7 +67,7 @@ def example_decode(stream: bytes, context_of=example_context, n_t=None):
 
 @dataclass
 class RealTile:
-    """One tile as the draft's encoder takes it, its context function, and where it lies: rows
+    """One tile as the spec's encoder takes it, its context function, and where it lies: rows
     row0 .. row0 + h - 1 of the matrix's gene terms, columns col0 .. col0 + w - 1 of the chunk's."""
     tile: "t3.TileInput"
     context_of: Callable[[int], int]
@@ -85,17 +86,17 @@ class RealChunk:
 
 
 def encode_real_files(folder: Path) -> list[Path]:
-    """The REAL_FIXTURES written as format-2.1 files into folder."""
+    """The REAL_FIXTURES written as format-2 files into folder."""
     out = []
     for name, options in REAL_FIXTURES:
         path = folder / f"{name}.sinr"
-        scinrcodec.encode(DATA / name, path, **FAST, **options)
+        scinrcodec.encode(DATA / name, path, format_version=2, **FAST, **options)
         out.append(path)
     return out
 
 
 def real_chunks(path: Path) -> Iterator[RealChunk]:
-    """Every chunk of a format-2 file, its tiles with baseline contexts (D§10.1)."""
+    """Every chunk of a format-2 file, its tiles with version 3's baseline contexts (spec §6.5)."""
     rd = reference_decoder()
     f = rd.open_sinr(path.read_bytes())
     _, G = rd.load_gene_order(f)

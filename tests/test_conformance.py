@@ -5,6 +5,10 @@ expected_error.json names; and make_vectors.py must reproduce every vector byte 
 Invalid vectors go through the whole read path (open, both full decodes, every name list,
 verify) from a path, from bytes and from a file object; any exception that is not the expected
 SinrError subclass fails the test.
+
+The format-3.0 vectors (v3_*, whose preamble says major 3) are skipped, with that reason, while
+scinrcodec's reader does not open major version 3 (the format-3 reader is still to land); the
+reference decoder's tests (test_reference_decoder.py) run them already.
 """
 from __future__ import annotations
 
@@ -43,6 +47,28 @@ def _cases(kind: str) -> list[str]:
 
 VALID = _cases("valid")
 INVALID = _cases("invalid")
+MAJOR_3_SKIP = ("a format-3.0 vector, and scinrcodec's reader does not open major version 3 yet (the format-3 "
+                "reader is still to land)")
+
+
+def _major(name: str) -> int | None:
+    """The preamble's major version of a vector's file (None for a file too short or not .sinr)."""
+    head = (VECTORS / name / "matrix.sinr").read_bytes()[:10]
+    return int.from_bytes(head[8:10], "little") if len(head) == 10 and head[:8] == b"\x89SINR\r\n\x1a" else None
+
+
+def _reads_major_3() -> bool:
+    """Whether scinrcodec's reader opens a format-3 file (the valid vector v3_bands_and_tiles)."""
+    try:
+        with scinrcodec.open(VECTORS / "v3_bands_and_tiles" / "matrix.sinr"):
+            return True
+    except errors.UnsupportedVersionError:
+        return False
+
+
+def skip_unread_major_3(name: str) -> None:
+    if _major(name) == 3 and not _reads_major_3():
+        pytest.skip(MAJOR_3_SKIP)
 
 
 def _load(name: str, file: str):
@@ -146,6 +172,7 @@ def check_valid(folder: Path, *, memory_limited: bool) -> None:
 
 @pytest.mark.parametrize("name", VALID)
 def test_valid_vector(name):
+    skip_unread_major_3(name)
     case = _load(name, "case.json")
     if not case.get("memory_limited"):
         check_valid(VECTORS / name, memory_limited=False)
@@ -175,6 +202,7 @@ def _generator():
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=READER_BUGS[n]))
                                   if n in READER_BUGS else n for n in INVALID])
 def test_invalid_vector(name):
+    skip_unread_major_3(name)
     expected = _load(name, "expected_error.json")
     cls = getattr(errors, expected["error"])
     path = VECTORS / name / "matrix.sinr"
@@ -196,6 +224,7 @@ def test_verify_refuses_invalid_vector(name, capsys):
     from scinrcodec.cli import main
     from scinrcodec.wholefile.describe import verify_file
 
+    skip_unread_major_3(name)
     expected = _load(name, "expected_error.json")
     path = VECTORS / name / "matrix.sinr"
     with pytest.raises(getattr(errors, expected["error"])):

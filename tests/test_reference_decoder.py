@@ -162,13 +162,36 @@ EXPECTED_RULE = {
     "value_counts_shifted": "T3",
     "version_0": "C2",
     "version_1": "C2",
-    "version_3": "C2",
+    "version_4": "C2",
+    # format 3
+    "v2_stages_of_version_3": "M5",
+    "v2_with_gaps_counts": "K5",
+    "v3_gaps_counts_missing": "K5",
+    "v3_gaps_counts_too_large": "G1",
+    "v3_gaps_counts_wrong_class": "G2",
+    "v3_gaps_counts_wrong_size": "G1",
+    "v3_inr_only_with_value_counts": "G3",
+    "v3_required_feature_unknown": "R2",
+    "v3_required_features_missing": "R1",
+    "v3_required_features_twice": "R1",
+    "v3_stages_of_version_2": "R3",
+    "v3_tile_areas_do_not_meet": "T8",
+    "v3_tile_bytes_without_symbols": "T1",
+    "v3_tile_final_state": "T7",
+    "v3_tile_padding_bit": "T9",
+    "v3_tile_position_beyond": "T5",
+    "v3_tile_raw_bits_past_words": "T4",
+    "v3_tile_state_truncated": "T2",
+    "v3_tile_word_past_raw_bits": "T3",
+    "v3_value_counts_48_rows": "G3",
+    "v3_value_counts_context_moved": "T6",
+    "v3_value_counts_not_adding_up": "G3",
 }
 
 # Rules checked when a file is opened (§9 "when" = open); all others are checked on first use of
 # the structure, i.e. here while decoding the matrix.
-OPEN_RULES = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "F1", "F2"} | {f"M{i}" for i in
-                                                                       range(1, 13)}
+OPEN_RULES = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "F1", "F2", "R1", "R2", "R3"} | {
+    f"M{i}" for i in range(1, 13)}
 
 
 def read_vector(case: str, name: str = "matrix.sinr") -> bytes:
@@ -267,6 +290,16 @@ def test_cli():
                           str(VECTORS / "chunk_checksum" / "matrix.sinr")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "rule W1" in bad.stdout and "INVALID" in bad.stdout
+    v3 = subprocess.run([sys.executable, str(REFERENCE_DECODER),
+                         str(VECTORS / "v3_bands_and_tiles" / "matrix.sinr")],
+                        capture_output=True, text=True, timeout=120)
+    assert v3.returncode == 0 and "valid .sinr 3.0" in v3.stdout and "valid .sinr 2.0" in ok.stdout
+    sha = [line for line in ok.stdout.splitlines() if line.startswith("sha256")]
+    assert sha and sha == [line for line in v3.stdout.splitlines() if line.startswith("sha256")]  # one matrix
+    feature = subprocess.run([sys.executable, str(REFERENCE_DECODER),
+                              str(VECTORS / "v3_required_feature_unknown" / "matrix.sinr")],
+                             capture_output=True, text=True, timeout=120)
+    assert feature.returncode == 1 and "(unsupported version), rule R2" in feature.stdout
 
 
 def test_decoder_uses_only_allowed_imports():
@@ -318,7 +351,7 @@ def test_spec_worked_example():
 
 
 def test_spec_small_examples():
-    # §6.4's two examples.
+    # §C.4's two examples.
     counts = np.zeros(48 * 231, dtype=np.uint64)
     counts[0:3] = [3, 3, 1]
     counts[231:235] = [5, 0, 2, 1]
@@ -326,7 +359,7 @@ def test_spec_small_examples():
     assert t[0].freqs[:4] == [28088, 28086, 9362, 0]
     assert t[1].freqs[:4] == [40960, 0, 16384, 8192]
     assert all(x is None for x in t[2:])
-    # §6.1.4's U(3) example: (start, freq) of values 0, 1, 2.
+    # §C.1.4's U(3) example: (start, freq) of values 0, 1, 2.
     seen = {}
     for slot in (0, 21845, 21846, 43690, 43691, 65535):
         dec = rd.RansDecoder(struct.pack("<I", (1 << 23) | slot) + bytes(8))
@@ -393,7 +426,8 @@ class ChunkLayout:
 
 class Layout:
     def __init__(self, data: bytes):
-        minor, F, Z, fm = rd.open_container(data)
+        major, minor, F, Z, fm = rd.open_container(data)
+        self.major = major
         self.minor = minor
         self.footer = fm
         self.pack_footer = msgpack.packb
@@ -413,7 +447,7 @@ class Layout:
         """Lay the file out again.  `crc_override[(chunk, name)]` / `[("matrix", name)]` forces
         a section table's CRC; `footer_hook(file_map)` edits the footer just before packing."""
         crc_override = crc_override or {}
-        preamble = b"\x89SINR\r\n\x1a" + struct.pack("<HHI", 2, self.minor, 0)
+        preamble = b"\x89SINR\r\n\x1a" + struct.pack("<HHI", self.major, self.minor, 0)
         out = bytearray(preamble)
         placed: dict[str, tuple[int, int]] = {}
 
@@ -498,11 +532,14 @@ def test_relayout_is_transparent(case):
 
 
 def test_unknown_sections_depend_on_minor_version():
-    """§11.2: an unknown section is an error in a 2.0 file and ignored in a 2.1 file."""
+    """§11.2: an unknown section is an error in a file of a minor version the reader implements
+    (2.0, 2.1) and ignored in a file of a later one (2.2)."""
     L = Layout(read_vector(BASE))
     L.matrix_sections["x.future"] = b"anything"
     assert rule_of(L.build()) == "M10"
     L.minor = 1
+    assert rule_of(L.build()) == "M10"
+    L.minor = 2
     assert rule_of(L.build()) is None
     L = Layout(read_vector(BASE))
     L.chunks[1].sections["x.future"] = b""
@@ -606,7 +643,7 @@ def test_value_counts_rules():
 
 
 def test_value_counts_not_the_histogram_is_accepted():
-    """§6.4: a writer MUST store its chunk's histogram, but readers need not check it.  In the
+    """§C.4: a writer MUST store its chunk's histogram, but readers need not check it.  In the
     worked example every used context has a single bin (frequency 2^16 whatever its count), so
     moving counts between those contexts changes no table: the file decodes to the same matrix
     and a conforming reader accepts it.  Only the optional strict check catches it."""
@@ -618,7 +655,7 @@ def test_value_counts_not_the_histogram_is_accepted():
     data = L.build()
     m = rd.decode(data)
     assert m.values.tolist() == [3, 1, 2, 1, 21]
-    assert rule_of(data, strict=True) == "§6.4 (strict)"
+    assert rule_of(data, strict=True) == "§C.4 (strict)"
 
 
 def test_tile_stream_rules():
@@ -705,3 +742,212 @@ def test_several_matrices():
     with pytest.raises(rd.SpecViolation) as exc:
         rd.decode(data, "W")
     assert exc.value.check_id == "F2"
+
+
+# =================================================================================================
+# Version 3 files made from the vectors by the spec alone (§5.1.1, §5.2, §6, §7.2)
+# =================================================================================================
+
+t3 = rd.tiles3
+STAGES_3 = {"golomb-rans-positions": "gap-bin-positions", "context-rans-values": "fine-context-values"}
+
+
+def coded_integer(v: int, mode: str, E: int) -> int:
+    """A u that §6.3.3 dequantises to the decoded value v (the smallest, where v is clamped)."""
+    return v - 1 if mode == "lossless" else -(-(v - 1) // (2 * E + 1))
+
+
+def version3_contexts(ch, G, b: int, rows: np.ndarray, cols: np.ndarray) -> list[int]:
+    """§6.5, §7.2: the contexts of 1/8 nat of nonzeros at these rows and columns of band b."""
+    rb, hb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b]
+    if b in ch.sirens:
+        s = ch.sirens[b]
+        return [t3.siren_context(y, s.kind, s.offset, s.scale)
+                for y in rd.siren_outputs(s, rows - rb, cols, hb, ch.n)]
+    return [t3.baseline_context(int(G[r]), int(ch.cells_baseline[c])) for r, c in zip(rows, cols)]
+
+
+def version3(data: bytes) -> Layout:
+    """A version 2 file coded again as version 3 from the spec alone: the same matrix, names,
+    geometry and checksums, its stage ids and `required_features = []` (§5.1.1, §5.2), and every
+    tile's nonzeros coded by spec/tiles3.py (§6) under each chunk's new `gaps.counts` and 96-row
+    `values.counts` (§6.4), with contexts of 1/8 nat (§6.5, §7.2)."""
+    f = rd.open_sinr(data)
+    _, G = rd.load_gene_order(f)
+    inr_only = f.mode == "inr-only"
+    L = Layout(data)
+    L.major, L.minor = 3, 0
+    mm = L.footer["matrices"][0]
+    mm["required_features"] = []
+    for stage in mm["stages"]:
+        stage["id"] = STAGES_3.get(stage["id"], stage["id"])
+    for e, chunk in zip(f.chunks, L.chunks):
+        ch = rd.load_chunk(f, e)
+        tiles = []
+        for b in range(ch.n_bands):
+            rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
+            for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
+                rows, cols, vals = rd.decode_tile(f, ch, G, b, j)
+                c0 = j * wb
+                w = min(wb, ch.n - c0)
+                positions = ((rows - rb) * w + cols - c0).tolist()
+                u = [] if inr_only else [coded_integer(v, f.mode, f.max_error) for v in vals.tolist()]
+                contexts = [] if inr_only else version3_contexts(ch, G, b, rows, cols)
+                tiles.append(t3.TileInput(hb * w, positions, u, contexts))
+        gaps, values = t3.chunk_counts(tiles, inr_only)
+        gap_tables = t3.tables_from_counts(gaps, t3.N_GAP_CLASSES)
+        value_tables = None if inr_only else t3.tables_from_counts(values, t3.N_CONTEXTS)
+        streams = [t3.encode_tile(t.n_t, t.positions, t.u, t.contexts, gap_tables, value_tables).stream
+                   for t in tiles]
+        sections = {}
+        for name, raw in chunk.sections.items():
+            if name in ("values.counts", "siren.meta", "tiles.data") and "gaps.counts" not in sections:
+                sections["gaps.counts"] = zarr(gaps.reshape(-1), "<u8")
+                if values is not None:
+                    sections["values.counts"] = zarr(values.reshape(-1), "<u8")
+            if name != "values.counts":
+                sections[name] = raw
+        chunk.sections = sections
+        chunk.set_tiles(streams, chunk.tiles()[1])
+    return L
+
+
+# The valid vectors of format 2 (2^31 - 1 genes aside: the format-2 test covers them)
+VERSION3_CASES = [c for c in VALID if read_vector(c)[8:10] == b"\x02\x00" and c != "huge_gene_count"]
+
+
+@pytest.mark.parametrize("case", VERSION3_CASES)
+def test_version3_of_every_valid_vector(case):
+    """Every valid vector, coded as version 3, decodes to its expected matrix and names, and passes
+    the strict writer checks (both count sections are the decoded histograms)."""
+    data = version3(read_vector(case)).build()
+    assert data[8:12] == struct.pack("<HH", 3, 0)
+    m = rd.decode(data, strict=True)
+    assert m.version == "3.0"
+    assert_matches_expected(m, case)
+
+
+def version3_rule(L: Layout, **build) -> str | None:
+    return rule_of(L.build(**build))
+
+
+def test_version3_required_features_and_stages():
+    """R1, R2 (§5.1.1: before every matrix rule but M1, an "unsupported version" naming the
+    feature and the file's version), R3, and version 3's stage ids in a version 2 file (M5)."""
+    L = version3(read_vector(BASE))
+    assert version3_rule(L) is None
+
+    def matrix(edit) -> str | None:
+        return version3_rule(L, footer_hook=lambda fm: edit(fm["matrices"][0]))
+
+    assert matrix(lambda m: m.pop("required_features")) == "R1"
+    for bad in ("latent", ["a", "a"], [1], None):
+        assert matrix(lambda m: m.update(required_features=bad)) == "R1"
+    L.minor = 1
+    data = L.build(footer_hook=lambda fm: fm["matrices"][0].update(
+        required_features=["latent-predictor"], shape="not a shape", stages=[]))
+    with pytest.raises(rd.SpecViolation) as exc:
+        rd.open_sinr(data)
+    assert (exc.value.check_id, exc.value.kind) == ("R2", "version")
+    assert "'latent-predictor'" in exc.value.message and "format 3.1" in exc.value.message
+    L.minor = 0
+    assert matrix(lambda m: m["stages"][2].update(id="golomb-rans-positions")) == "R3"
+    assert matrix(lambda m: m["stages"][4].update(id="context-rans-values")) == "R3"
+    assert matrix(lambda m: m.update(stages=m["stages"][:4] + m["stages"][5:])) == "R3"
+    # version 2: the stage ids of version 3 are an error, required_features an unknown key
+    L2 = Layout(read_vector(BASE))
+    assert rule_of(L2.build(footer_hook=lambda fm: fm["matrices"][0]["stages"][2].update(
+        id="gap-bin-positions"))) == "M5"
+    assert rule_of(L2.build(footer_hook=lambda fm: fm["matrices"][0].update(
+        required_features=["anything"]))) is None
+
+
+def test_version3_count_sections():
+    """K5 (gaps.counts present exactly in version 3), G1, G2 (by density class, before any tile),
+    G3 (values.counts: presence by mode, 96 rows, each item < 2^40, sum nnz)."""
+    data = read_vector(BASE)
+
+    def chunk0(edit, base=None) -> str | None:
+        L = version3(base or data)
+        edit(L.chunks[0].sections)
+        return rule_of(L.build())
+
+    gaps = unz(version3(data).chunks[0].sections["gaps.counts"], "<u8").reshape(32, 231)
+    assert chunk0(lambda s: s.pop("gaps.counts")) == "K5"
+    L2 = Layout(data)
+    L2.chunks[0].sections["gaps.counts"] = zarr(gaps.reshape(-1), "<u8")
+    assert rule_of(L2.build()) == "K5"
+    assert chunk0(lambda s: s.update({"gaps.counts": zarr(gaps[:31].reshape(-1), "<u8")})) == "G1"
+    i, j = np.argwhere(gaps > 0)[:2]
+    wrapped = gaps.copy()  # row sums unchanged modulo 2^64, one item >= 2^40
+    wrapped[tuple(i)] = int(gaps[tuple(i)]) + 2**40
+    wrapped[tuple(j)] = (int(gaps[tuple(j)]) - 2**40) % 2**64
+    assert chunk0(lambda s: s.update({"gaps.counts": zarr(wrapped.reshape(-1), "<u8")})) == "G1"
+    used = np.flatnonzero(gaps.sum(axis=1))
+    moved = gaps.copy()  # one count moved to another class: the total holds, a class sum does not
+    moved[used[0], np.flatnonzero(moved[used[0]])[0]] -= 1
+    moved[(used[0] + 1) % 32, 0] += 1
+    assert chunk0(lambda s: s.update({"gaps.counts": zarr(moved.reshape(-1), "<u8")})) == "G2"
+    values = unz(version3(data).chunks[0].sections["values.counts"], "<u8").reshape(96, 231)
+    assert chunk0(lambda s: s.pop("values.counts")) == "G3"
+    assert chunk0(lambda s: s.update({"values.counts": zarr(values[:48].reshape(-1), "<u8")})) == "G3"
+    more = values.copy()
+    more[np.argwhere(values > 0)[0][0], 0] += 1
+    assert chunk0(lambda s: s.update({"values.counts": zarr(more.reshape(-1), "<u8")})) == "G3"
+    inr = read_vector("inr_only_minmax")
+    assert chunk0(lambda s: s.update({"values.counts": zarr(values.reshape(-1), "<u8")}), inr) == "G3"
+    # T6: the busiest context's row moved to an unused context (G3 holds)
+    busy, free = int(np.argmax(values.sum(axis=1))), int(np.flatnonzero(values.sum(axis=1) == 0)[-1])
+    moved = values.copy()
+    moved[free], moved[busy] = values[busy], 0
+    assert chunk0(lambda s: s.update({"values.counts": zarr(moved.reshape(-1), "<u8")})) == "T6"
+
+
+def damaged(s: bytes) -> list[bytes]:
+    """Every prefix, every flipped bit and two inserted bytes at every place of a stream."""
+    out = [s[:i] for i in range(len(s))]
+    out += [s[:i] + bytes([s[i] ^ (1 << b)]) + s[i + 1:] for i in range(len(s)) for b in range(8)]
+    return out + [s[:i] + bytes([v]) + s[i:] for i in range(len(s) + 1) for v in (0, 0x5A)]
+
+
+def test_version3_tile_rules():
+    """§9.4's T1-T9 as the reference decoder reports them for damaged tiles of a version 3 file:
+    every prefix, flipped bit and inserted byte of each tile of a chunk is rejected by a tile rule
+    (or decodes to other nonzeros, which the content checksum W1 catches for the whole chunk), and
+    every rule but T1 and T6 (tested above and in test_version3_count_sections) occurs."""
+    L = version3(read_vector("lossless_default"))
+    streams, ts = L.chunks[0].tiles()
+    empty = unz(L.chunks[0].sections["tiles.nnz"], "<u4").tolist().index(0)
+    streams[empty] = b"\x00"
+    L.chunks[0].set_tiles(streams, ts)
+    assert version3_rule(L) == "T1"
+
+    f = rd.open_sinr(version3(read_vector(BASE)).build())
+    _, G = rd.load_gene_order(f)
+    ch = rd.load_chunk(f, f.chunks[0])
+    seen = set()
+    for t in range(len(ch.tiles_nnz)):
+        b = max(i for i in range(ch.n_bands) if ch.band_first_tile[i] <= t)
+        j = t - ch.band_first_tile[b]
+        good = ch.tiles_data[ch.tile_offsets[t]:ch.tile_offsets[t + 1]]
+        for stream in damaged(good):
+            tiles = [ch.tiles_data[ch.tile_offsets[s]:ch.tile_offsets[s + 1]] for s in range(len(ch.tiles_nnz))]
+            tiles[t] = stream
+            bad = copy.copy(ch)
+            bad.tiles_data = b"".join(tiles)
+            bad.tile_offsets = [0] + np.cumsum([len(x) for x in tiles]).tolist()
+            try:
+                rd.decode_tile(f, bad, G, b, j)
+                seen.add("ok")
+            except rd.SpecViolation as err:
+                assert err.check_id in {f"T{i}" for i in range(2, 10)} and err.kind == "corrupt", err
+                seen.add(err.check_id)
+    assert {"T2", "T3", "T4", "T5", "T7", "T8", "T9"} <= seen, seen
+
+
+def test_version3_major_versions():
+    """C2: majors 2 and 3 are read, 1 and 4 refused as unsupported versions (§2.4 step 3)."""
+    L = version3(read_vector(BASE))
+    for major, rule in ((4, "C2"), (1, "C2"), (3, None)):
+        L.major = major
+        assert version3_rule(L) == rule

@@ -1,8 +1,9 @@
-"""The worked example of spec/sinr-format.md §13, byte for byte, and the spec's own algorithms.
+"""The worked example of spec/sinr-format.md §13.1-§13.9 (a version 2.0 file), byte for byte, and
+the spec's own algorithms.
 
 Every number §13 quotes is checked here against tests/data/spec_example.sinr, through public
 interfaces only: `scinrcodec.open`, and struct, zlib, zstandard and msgpack to parse the bytes.
-The tile stream is decoded by the reference decoder's transcription of §6 (spec/reference_decoder.py,
+The tile stream is decoded by the reference decoder's transcription of Appendix C (spec/reference_decoder.py,
 not the library), so the spec's algorithms are tested as well as the file. If the encoder's output changes, regenerate the
 example with tests/make_spec_example.py and update §13 and the constants below together.
 """
@@ -116,10 +117,10 @@ def chunk_header(blob: bytes) -> dict:
     return msgpack.unpackb(frame(blob[offset: offset + header_length]), raw=False)
 
 
-# ------------------------------------------------------------------------- §6, transcribed
+# ----------------------------------------------------------------- Appendix C, transcribed
 
 class TracingDecoder(rd.RansDecoder):
-    """The reference decoder's rANS decoder (spec §6.1.2), recording each symbol as a row of
+    """The reference decoder's rANS decoder (spec §C.1.2), recording each symbol as a row of
     §13.7's table."""
 
     def __init__(self, stream: bytes) -> None:
@@ -230,7 +231,7 @@ def test_tile_decodes_symbol_by_symbol(blob):
 
     dec = TracingDecoder(TILE)
     assert dec.x == 0x080788C0 == 134711488
-    found = rd.decode_positions(dec, 15, 5)  # 5 of 15 entries: the nonzeros are coded (§6.2)
+    found = rd.decode_positions(dec, 15, 5)  # 5 of 15 entries: the nonzeros are coded (§C.2)
     assert found == [1, 4, 7, 8, 10]
     assert max(1, (10 * 69 + 50 * 5) // (100 * 5)) == 1
     values, contexts = [], []
@@ -251,7 +252,7 @@ def test_tile_decodes_symbol_by_symbol(blob):
 
 
 def test_encoder_of_the_spec_writes_the_tile():
-    """§6.1.3's encoder, applied to the symbols of §13.7, gives the stored stream."""
+    """§C.1.3's encoder, applied to the symbols of §13.7, gives the stored stream."""
     symbols = [(row[4], row[5]) for row in TRACE]
     x, out = 2**23, []
     for start, freq in reversed(symbols):
@@ -295,7 +296,7 @@ def test_version_1_and_unknown_majors_are_refused(blob):
 
 
 def test_spec_examples_of_models():
-    """The informative examples of §6.1.4 and §6.4."""
+    """The informative examples of §C.1.4 and §C.4."""
     assert rd.frequencies([3, 3, 1] + [0] * 228)[:3] == [28088, 28086, 9362]
     assert rd.frequencies([5, 0, 2, 1] + [0] * 227)[:4] == [40960, 0, 16384, 8192]
     assert rd.frequencies([0] * 231) == [0] * 231

@@ -1,18 +1,27 @@
-"""The spec and the code state the same facts: section tables and limits are parsed out of
-spec/sinr-format.md and compared with storage/layout.py and limits.py, so neither can drift."""
+"""The spec and the code state the same facts: section tables, stage lists and limits are parsed out
+of spec/sinr-format.md and compared with storage/layout.py, codec/stages.py and limits.py, so neither
+can drift; and the spec's independent reference decoder (spec/reference_decoder.py) reads the
+writer's format-3 files of real fixtures to the input matrices."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
+import scinrcodec
+from conftest import DATA, reference_decoder
 from scinrcodec import limits
-from scinrcodec.storage.layout import (ANNDATA_PARTS, CHUNK_SECTIONS, FILE_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW,
-                                       ZSTD_ARRAY, ZSTD_TEXT)
+from scinrcodec.codec.stages import MODES, stages_for
+from scinrcodec.storage.layout import (ANNDATA_PARTS, CHUNK_SECTIONS_BY_MAJOR, FILE_SECTIONS, MATRIX_SECTIONS, MSGPACK,
+                                       RAW, ZSTD_ARRAY, ZSTD_TEXT, Sizes)
 
 SPEC = (Path(__file__).resolve().parent.parent / "spec" / "sinr-format.md").read_text(encoding="utf-8")
 ITEM_TYPES = {"uint8": "u1", "int16": "i2", "uint32": "u4", "uint64": "u8"}
+SIREN_FIT = dict(steps=40, batch=512, width=16)  # a small fit: the file's coding paths, not its size
+rd = reference_decoder()
 
 
 def table_after(heading: str) -> list[dict[str, str]]:
@@ -47,16 +56,47 @@ def encoding_of(text: str) -> tuple[str, str | None]:
     raise AssertionError(f"unknown encoding in the spec: {text!r}")
 
 
-@pytest.mark.parametrize("heading, sections", [("#### 5.3.1 Sections", MATRIX_SECTIONS),
-                                               ("#### 5.4.3 Chunk sections", CHUNK_SECTIONS)])
-def test_matrix_and_chunk_section_tables_match_the_layout(heading, sections):
-    rows = table_after(heading)
+def in_version(row: dict[str, str], major: int) -> bool:
+    """Whether a row of a section table applies to files of this major version."""
+    return not (major == 2 and "absent in a version 2 file" in row["required"])
+
+
+@pytest.mark.parametrize("heading, major, sections",
+                         [("#### 5.3.1 Sections", major, MATRIX_SECTIONS) for major in (2, 3)]
+                         + [("#### 5.4.3 Chunk sections", major, CHUNK_SECTIONS_BY_MAJOR[major]) for major in (2, 3)])
+def test_matrix_and_chunk_section_tables_match_the_layout(heading, major, sections):
+    rows = [row for row in table_after(heading) if in_version(row, major)]
     assert [names_in(row["name"])[0] for row in rows] == list(sections), "section names or their order differ"
     for row in rows:
         name = names_in(row["name"])[0]
         spec = sections[name]
         assert (spec.encoding, spec.dtype) == encoding_of(row["encoding"]), name
         assert spec.required == row["required"].startswith("yes"), name  # "if and only if ...": not always there
+
+
+def test_count_sections_have_the_spec_rows_per_version():
+    """§5.4.3: values.counts holds 96 · 231 items in a version 3 file, 48 · 231 in a version 2 file;
+    gaps.counts 32 · 231."""
+    rows = {names_in(row["name"])[0]: row["count"] for row in table_after("#### 5.4.3 Chunk sections")}
+    counts = re.findall(r"`(\d+) · 231`", rows["values.counts"])
+    assert [int(c) * 231 for c in counts] == [CHUNK_SECTIONS_BY_MAJOR[m]["values.counts"].expected(Sizes())
+                                              for m in (3, 2)]
+    assert rows["gaps.counts"] == "`32 · 231`" == f"`{CHUNK_SECTIONS_BY_MAJOR[3]['gaps.counts'].expected(Sizes()) // 231} · 231`"
+
+
+@pytest.mark.parametrize("major, rule", [(3, "R3"), (2, "M5")])
+def test_stage_lists_match_the_writer(major, rule):
+    """§5.2: each version's stage list per mode is the one the writer stores."""
+    start = SPEC.index("### 5.2 Stages and modes")
+    heading = next(line for line in SPEC[start:].splitlines()
+                   if line.startswith(("The list MUST be exactly", "and in a version")) and f"(rule {rule})" in line)
+    rows = table_after(heading)
+    lossless = names_in(rows[0]["stages"])
+    listed = {"lossless": lossless, "max-error": lossless, "inr-only": names_in(rows[2]["stages"])}
+    assert [row["mode"].strip("`") for row in rows] == list(MODES)
+    for mode in MODES:
+        written = stages_for(mode, 1 if mode == "max-error" else 0, 1, 1, 1, major=major)
+        assert [stage["id"] for stage in written] == listed[mode], mode
 
 
 def test_file_section_table_matches_the_layout():
@@ -95,6 +135,7 @@ def test_limits_table_matches_limits_py():
     assert upper("an entry's value") == limits.MAX_COUNT
     assert upper("entries of a tile (`h_b · w`)") == limits.MAX_TILE_ENTRIES
     assert upper("one `values.counts` item") == limits.MAX_CHUNK_NNZ
+    assert upper("one `gaps.counts` item") == limits.MAX_CHUNK_NNZ
     assert upper("a name") == limits.MAX_NAME_BYTES
     assert upper("footer (compressed, and decompressed)") == limits.MAX_FOOTER_BYTES
     assert upper("chunk header (compressed, and decompressed)") == limits.MAX_CHUNK_HEADER_BYTES
@@ -113,3 +154,50 @@ def test_defaults_the_spec_quotes_are_the_code_defaults():
     note = re.search(r"defaults are `chunk_cells = (\d+)` and\s+`tile_nnz = (\d+)`", SPEC)
     assert note, "the spec's note on the reference writer's defaults moved"
     assert (int(note.group(1)), int(note.group(2))) == (limits.DEFAULT_CHUNK_CELLS, limits.DEFAULT_TILE_NNZ)
+
+
+# ------------------------------------------------------------ the writer's format-3 files, by the spec
+
+WRITER3_CASES = {  # real fixtures, every mode, a SIREN in every band of one, small tiles for many classes
+    "lossless": ("pbmc4k_v2_soupx_half", dict(tile_nnz=32, chunk_cells=40, siren=False)),
+    "lossless_default": ("visium_spaceranger3", dict(siren=False)),
+    "max_error": ("mouse_gut_cimseq_smartseq2", dict(mode="max-error", max_error=3, siren=False)),
+    "inr_only": ("pbmc500_3p_lt_x_50genes", dict(mode="inr-only", chunk_cells=40, **SIREN_FIT)),
+    "siren": ("pbmc500_3p_lt_x_50genes", dict(siren="force", chunk_cells=40, tile_nnz=64, **SIREN_FIT)),
+}
+
+
+@pytest.mark.parametrize("case", list(WRITER3_CASES))
+def test_reference_decoder_reads_the_writers_format_3(case, tmp_path):
+    """spec/reference_decoder.py, written from the spec alone, decodes the writer's version 3 files
+    of real fixtures to the input matrix (max-error: within E, inr-only: the same positions, values
+    the chunk checksums tie to the writer's predictions), with the strict writer checks (both count
+    sections are the histograms of the decoded tiles); the writer puts each band's rows in gene
+    order (spec §5.4.5), and SIRENs where asked."""
+    name, options = WRITER3_CASES[case]
+    path = tmp_path / "m.sinr"
+    scinrcodec.encode(DATA / name, path, format_version=3, jobs=1, progress=False, **options)
+    data = path.read_bytes()
+    f = rd.open_sinr(data)
+    m = f.decode(strict=True)
+    assert (f.major, f.minor, m.version) == (3, 0, "3.0")
+    want = sp.csr_matrix(scinrcodec.read_matrix(DATA / name).matrix()).astype(np.int64)
+    got = sp.csr_matrix((m.values, (m.genes, m.cells)), shape=m.shape)
+    assert got.shape == want.shape and got.nnz == want.nnz
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    E = f.max_error
+    if f.mode == "lossless":
+        assert np.array_equal(got.data, want.data)
+    elif f.mode == "max-error":
+        assert np.array_equal(got.data, np.minimum(1 + (want.data - 1 + E) // (2 * E + 1) * (2 * E + 1), 2**31 - 1))
+        assert np.abs(got.data - want.data).max() <= E
+    else:
+        assert got.data.min() >= 1
+    order, _ = rd.load_gene_order(f)
+    sirens = 0
+    for e in f.chunks:
+        ch = rd.load_chunk(f, e)
+        sirens += len(ch.sirens)
+        for b in range(ch.n_bands):
+            assert np.all(np.diff(order[ch.band_rows[b]:ch.band_rows[b + 1]]) > 0)
+    assert (sirens > 0) == (case in ("inr_only", "siren"))

@@ -1,7 +1,7 @@
-"""Format 3.0's native tile codec (native/core/include/sinr/tile3.hpp) against the draft's independent
-implementation (spec/drafts/tiles_v3.py): the same tables and the same stream bytes on every tile
-of real fixtures and on random tiles, exact decoding, the draft's worked example, and hostile
-streams failing with the status that tile3.hpp gives the draft's rule."""
+"""Format 3.0's native tile codec (native/core/include/sinr/tile3.hpp) against the spec's independent
+implementation (spec/tiles3.py, first written as a draft): the same tables and the same stream
+bytes on every tile of real fixtures and on random tiles, exact decoding, the spec's worked example
+(§13.10), and hostile streams failing with the status that tile3.hpp gives the spec's rule."""
 from __future__ import annotations
 
 import re
@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from format3_tiles import (DRAFT, HOSTILE_EXAMPLE_STREAMS, encode_real_files, example, example_decode,
+from format3_tiles import (SPEC, HOSTILE_EXAMPLE_STREAMS, encode_real_files, example, example_decode,
                            real_chunks, t3)
 from scinrcodec import _native
 from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, OK, TRUNCATED, UNEXPECTED_BYTES,
                                    UNUSED_CONTEXT)
 
-# tile3.hpp: the status of each rule of the draft (D§11.3)
+# tile3.hpp: the status of each tile rule of spec §9.4
 STATUS_OF_RULE = {"T1": UNEXPECTED_BYTES, "T2": TRUNCATED, "T3": TRUNCATED, "T4": TRUNCATED,
                   "T5": BEYOND_TILE, "T6": UNUSED_CONTEXT, "T7": BAD_ENDING, "T8": BAD_ENDING,
                   "T9": BAD_ENDING}
@@ -67,7 +67,7 @@ def decode_native(streams, shapes, G, C, gaps, values):
 
 
 def assert_tables_match(counts: np.ndarray):
-    """Native tables equal the draft's (D§5), and every slot's packed entry is its bin's."""
+    """Native tables equal the spec's (§6.4), and every slot's packed entry is its bin's."""
     freq, start, packed, used = native_tables(counts)
     for row, table in enumerate(t3.tables_from_counts(counts, counts.shape[0])):
         assert used[row] == (table is not None)
@@ -115,7 +115,7 @@ def test_every_real_tile_matches_the_draft(real_files, inr_only):
 # ------------------------------------------------------------------------------- the draft's text
 
 def test_worked_example_bytes_come_out_of_the_native_encoder():
-    blocks = re.findall(r"```hex\n(.*?)\n```", DRAFT.read_text(encoding="utf-8"), flags=re.S)
+    blocks = re.findall(r"```hex\n(.*?)\n```", SPEC.read_text(encoding="utf-8"), flags=re.S)
     tile, gaps, values, _ = example.encode_example()
     assert encode_native([tile], gaps, values) == [bytes.fromhex(blocks[0])]
 
@@ -171,7 +171,7 @@ def example_status(stream: bytes, G=example.G, C=example.C) -> int:
 def draft_rule(decode) -> str:
     try:
         decode()
-    except t3.DraftViolation as err:
+    except t3.RuleViolation as err:
         return err.rule
     return "ok"
 

@@ -1,4 +1,4 @@
-"""Conformance vectors for .sinr format 2: writes tests/conformance/<case>/, deterministically.
+"""Conformance vectors for .sinr formats 2 and 3: writes tests/conformance/<case>/, deterministically.
 
 Run it from the repository root, with the project's virtual environment (torch included, CPU):
 
@@ -643,12 +643,6 @@ def _v1_example(_: bytes) -> bytes:
          message_contains_all=["format 1.0", "scinrcodec 1.x", "encode the result again"])
 def _(blob):
     return _v1_example(blob)
-
-
-@invalid("version_3", "bands_and_tiles", "UnsupportedVersionError", "format 3.0 is not supported",
-         "a future major version (3.0) in the preamble")
-def _(blob):
-    return blob[:8] + struct.pack("<H", 3) + blob[10:]
 
 
 @invalid("version_0", "bands_and_tiles", "UnsupportedVersionError", "format 0.0 is not supported",
@@ -1715,6 +1709,386 @@ def _(blob):
     return edit(blob, change)
 
 
+# ============================================================================== format 3.0
+#
+# Format-3.0 cases (spec/sinr-format.md version 3.0): the writer's files with format_version=3, named
+# v3_*. Until scinrcodec's reader opens major 3, their expected.npz and names.json come from the spec's
+# independent reference decoder (spec/reference_decoder.py), which make_valid checks against the input
+# matrix as for every case; their census (census3) is computed from the file with the spec's rules.
+
+def _reference_decoder():
+    """spec/reference_decoder.py as a module (it is not part of the package)."""
+    if "reference_decoder" not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("reference_decoder", ROOT / "spec" / "reference_decoder.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["reference_decoder"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["reference_decoder"]
+
+
+def major_of(blob: bytes) -> int:
+    return PREAMBLE.unpack_from(blob, 0)[1]
+
+
+def _version3(base: str, exercises: list[str], require: dict | None = None, **extra):
+    """A format-3 case made like the format-2 case `base`, its options plus format_version=3."""
+    def build():
+        spec = VALID[base].build()
+        spec["options"] = {**spec["options"], "format_version": 3}
+        spec["exercises"] = exercises
+        spec.pop("require", None)
+        if require:
+            spec["require"] = require
+        spec.update(extra)
+        return spec
+    return build
+
+
+for _name, _base, _exercises, _require in (
+    ("v3_lossless_default", "lossless_default",
+     ["format 3.0 with every default option: gap bins by density class, 12-bit tables, contexts of 1/8 nat",
+      "rows of every band in increasing gene index (the writer's SHOULD of spec §5.4.5)",
+      "an empty tile: no symbol, an empty stream"], dict(gap_classes=8, tiles_empty=1)),
+    ("v3_bands_and_tiles", "bands_and_tiles",
+     ["format 3.0: two chunks, several bands per chunk, several tiles per band",
+      "the base file of most format-3 invalid cases"], dict(gap_classes=4)),
+    ("v3_dense_complement", "dense_complement",
+     ["format 3.0 complement tiles: more than half of a tile's entries are nonzero, so its zero positions are "
+      "coded as gaps", "full tiles: every entry nonzero, values only (no gap symbol)"],
+     dict(tiles_complement=1, tiles_full=1)),
+    ("v3_sparse_wide_gaps", "sparse_wide_gaps",
+     ["format 3.0 density class 31 (mean gap of 46,340 and more): a one-nonzero tile of more than 95,000 "
+      "entries", "wide gaps: gap offsets of more than 12 raw bits"], dict(max_gap_class=31, max_gap_offset_bits=13)),
+    ("v3_chunks_many", "chunks_many",
+     ["format 3.0: five chunks, one with no nonzeros (its gaps.counts all zero, no tile)",
+      "genes expressed only in later chunks"], dict(empty_chunks=1)),
+    ("v3_max_error_2", "max_error_2", ["format 3.0, max-error mode, E = 2"], None),
+    ("v3_large_values", "large_values", ["format 3.0 value offsets of more than 16 raw bits",
+                                         "contexts above 47 (predicted values above e^6)"],
+     dict(max_offset_bits=17, max_context=48)),
+    ("v3_max_value_1x1", "max_value_1x1",
+     ["format 3.0 with the largest value, 2**31-1: the last bin, a 27-bit raw field",
+      "a full 1 x 1 tile (no gap coded)"], dict(max_offset_bits=27)),
+    ("v3_zeros_3x4", "zeros_3x4", ["format 3.0 without nonzeros: one chunk with no rows, no bands, no tiles"], None),
+    ("v3_empty_0x0", "empty_0x0", ["format 3.0, shape 0 x 0: no chunks"], None),
+):
+    valid(_name)(_version3(_base, _exercises, _require))
+
+for _norm in ("log", "minmax"):
+    valid(f"v3_inr_only_{_norm}", needs_torch=True)(_version3(
+        f"inr_only_{_norm}", [f"format 3.0 inr-only mode ({_norm} normalisation): gaps.counts only, no value "
+                              "tables; values are the SIREN's predictions"], None))
+for _norm in ("none", "minmax", "log"):
+    valid(f"v3_siren_force_{_norm}", needs_torch=True)(_version3(
+        f"siren_force_{_norm}", [f"format 3.0: a SIREN in every band with nonzeros, {_norm} normalisation: its "
+                                 "output picks each nonzero's context on the 1/8-nat grid (EDGE3 or 2^-9, spec "
+                                 "§7.2)"], None))
+
+
+@valid("v3_minor_version_3_1")
+def _():
+    return _version3("bands_and_tiles", ["a later minor version of a known major (3.1) whose matrix lists no "
+                                         "required feature: read as 3.0 (spec §11.2)"], None,
+                     post=_minor, post_note="the preamble's minor version set to 1 (format 3.1); the footer CRC "
+                                            "re-sealed")()
+
+
+def census3(blob: bytes) -> dict:
+    """How a format-3 file codes its nonzeros, computed with the spec's rules from the file (read with
+    spec/reference_decoder.py): empty, complement and full tiles, density classes and the largest gap
+    offset, value offset bits and contexts (from the count sections), SIREN bands, and whether every
+    band's rows are in gene order."""
+    rd = _reference_decoder()
+    t3 = rd.tiles3
+    f = rd.open_sinr(blob)
+    out = dict(n_chunks=len(f.chunks), empty_chunks=0, bands=0, tiles=0, tiles_empty=0, tiles_complement=0,
+               tiles_full=0, gap_classes=0, max_gap_class=-1, max_gap_offset_bits=0, max_offset_bits=0,
+               max_context=-1, bands_with_nonzeros=0, bands_with_siren=0, siren_normalisations=[],
+               rows_in_gene_order=True)
+    if not f.chunks:
+        return out
+    order, G = rd.load_gene_order(f)
+    classes, norms = set(), set()
+    for e in f.chunks:
+        ch = rd.load_chunk(f, e)
+        out["empty_chunks"] += e.nnz == 0
+        out["bands"] += ch.n_bands
+        out["tiles"] += len(ch.tiles_nnz)
+        out["bands_with_siren"] += len(ch.sirens)
+        norms.update(s.kind for s in ch.sirens.values())
+        for b in range(ch.n_bands):
+            rows = order[ch.band_rows[b]:ch.band_rows[b + 1]]
+            out["rows_in_gene_order"] &= bool(np.all(np.diff(rows) > 0))
+            band_k = ch.tiles_nnz[ch.band_first_tile[b]:ch.band_first_tile[b + 1]]
+            out["bands_with_nonzeros"] += sum(band_k) > 0
+            for j, k in enumerate(band_k):
+                h, w = ch.band_rows[b + 1] - ch.band_rows[b], min(ch.band_widths[b], ch.n - j * ch.band_widths[b])
+                n_t = h * w
+                m = k if 2 * k <= n_t else n_t - k
+                out["tiles_empty"] += k == 0
+                out["tiles_full"] += k == n_t
+                out["tiles_complement"] += n_t > k > n_t - k
+                if m:
+                    classes.add(t3.density_class(n_t, m))
+        gaps = ch.gap_counts.reshape(t3.N_GAP_CLASSES, t3.N_BINS)
+        assert {int(c) for c in np.flatnonzero(gaps.sum(axis=1))} <= classes
+        used = np.flatnonzero(gaps.sum(axis=0))
+        if used.size:
+            out["max_gap_offset_bits"] = max(out["max_gap_offset_bits"], t3.bin_start_and_bits(int(used[-1]))[1])
+        if ch.counts is not None:
+            values = ch.counts.reshape(t3.N_CONTEXTS, t3.N_BINS)
+            used = np.flatnonzero(values.sum(axis=0))
+            if used.size:
+                out["max_offset_bits"] = max(out["max_offset_bits"], t3.bin_start_and_bits(int(used[-1]))[1])
+            contexts = np.flatnonzero(values.sum(axis=1))
+            if contexts.size:
+                out["max_context"] = max(out["max_context"], int(contexts[-1]))
+    out["gap_classes"] = len(classes)
+    out["max_gap_class"] = max(classes, default=-1)
+    out["siren_normalisations"] = sorted(norms)
+    return out
+
+
+def decoded_reference(blob: bytes):
+    """The decoded matrix as sorted COO by the spec's reference decoder, and what make_valid reads of
+    the matrix (mode, max_error, shape, names)."""
+    rd = _reference_decoder()
+    f = rd.open_sinr(blob)
+    m = f.decode(strict=True)
+    view = dict(mode=f.mode, max_error=f.max_error, shape=m.shape, gene_ids=m.gene_ids, gene_names=m.gene_names,
+                feature_types=m.feature_types, cell_names=m.cell_names)
+    return (m.genes, m.cells, m.values), type("Decoded", (), view)
+
+
+def _v3_matrix_edit(fn: Callable[[dict], object]) -> Callable[[bytes], bytes]:
+    return lambda blob: edit(blob, lambda parts: fn(parts.matrix))
+
+
+@invalid("version_4", "bands_and_tiles", "UnsupportedVersionError", "format 4.0 is not supported",
+         "a future major version (4.0) in the preamble")
+def _(blob):
+    return blob[:8] + struct.pack("<H", 4) + blob[10:]
+
+
+@invalid("v3_required_feature_unknown", "v3_bands_and_tiles", "UnsupportedVersionError", "latent-predictor",
+         "format 3.1, the matrix requires the feature 'latent-predictor' (no reader implements it) and its shape "
+         "is a string: refused for the feature, naming it and the version, before any other matrix rule (spec "
+         "§5.1.1, rule R2)", message_contains_all=["latent-predictor", "3.1"])
+def _(blob):
+    def change(parts):
+        parts.minor = 1
+        parts.matrix.update(required_features=["latent-predictor"], shape="not a shape")
+    return edit(blob, change)
+
+
+@invalid("v3_required_features_missing", "v3_bands_and_tiles", "CorruptFileError", "required_features",
+         "a format-3 matrix without required_features (rule R1)")
+def _(blob):
+    return _v3_matrix_edit(lambda m: m.pop("required_features"))(blob)
+
+
+@invalid("v3_required_features_twice", "v3_bands_and_tiles", "CorruptFileError", "required_features",
+         "required_features lists one string twice (rule R1)")
+def _(blob):
+    return _v3_matrix_edit(lambda m: m.update(required_features=["x-feature", "x-feature"]))(blob)
+
+
+@invalid("v3_stages_of_version_2", "v3_bands_and_tiles", "CorruptFileError", "do not match mode",
+         "a format-3 file whose stage list is format 2's (golomb-rans-positions, context-rans-values; rule R3)")
+def _(blob):
+    ids = {"gap-bin-positions": "golomb-rans-positions", "fine-context-values": "context-rans-values"}
+    return _v3_matrix_edit(lambda m: [s.update(id=ids.get(s["id"], s["id"])) for s in m["stages"]])(blob)
+
+
+@invalid("v2_stages_of_version_3", "bands_and_tiles", "CorruptFileError", "do not match mode",
+         "a format-2 file whose stage list is format 3's (gap-bin-positions, fine-context-values; rule M5)")
+def _(blob):
+    ids = {"golomb-rans-positions": "gap-bin-positions", "context-rans-values": "fine-context-values"}
+    return _footer_edit(lambda m: [s.update(id=ids.get(s["id"], s["id"])) for s in m["stages"]])(blob)
+
+
+@invalid("v2_with_gaps_counts", "bands_and_tiles", "CorruptFileError", "unknown section",
+         "a format-2.0 chunk holding gaps.counts (a format-3 section; rule K5)")
+def _(blob):
+    def change(parts):
+        parts.chunks[0].sections.insert(8, ["gaps.counts", pack_array(np.zeros(32 * N_BINS), "u8")])
+    return edit(blob, change)
+
+
+def _gap_counts(parts: Parts, chunk: int) -> np.ndarray:
+    return unpack_array(chunk_section(parts.chunks[chunk], "gaps.counts"), "u8").astype(np.int64).reshape(32, N_BINS)
+
+
+def _set_gap_counts(parts: Parts, chunk: int, counts: np.ndarray) -> None:
+    set_chunk_section(parts.chunks[chunk], "gaps.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+
+
+@invalid("v3_gaps_counts_missing", "v3_bands_and_tiles", "CorruptFileError", "missing section",
+         "chunk 1 of a format-3 file lacks gaps.counts (rule K5)")
+def _(blob):
+    return edit(blob, lambda parts: drop_section(parts.chunks[1].sections, "gaps.counts"))
+
+
+@invalid("v3_gaps_counts_wrong_size", "v3_bands_and_tiles", "CorruptFileError", "expected",
+         "chunk 0's gaps.counts holds 31 rows of 231 counts, not 32 (rule G1)")
+def _(blob):
+    return edit(blob, lambda parts: set_chunk_section(
+        parts.chunks[0], "gaps.counts", pack_array(_gap_counts(parts, 0)[:31].astype(np.uint64).ravel(), "u8")))
+
+
+@invalid("v3_gaps_counts_too_large", "v3_bands_and_tiles", "CorruptFileError", "gap counts",
+         "chunk 0's gaps.counts: 2**40 added to one count of a class and taken from another of the same class "
+         "(modulo 2**64): the row sums hold, an item is >= 2**40 (rule G1)")
+def _(blob):
+    def change(parts):
+        counts = _gap_counts(parts, 0).astype(np.uint64)
+        c = int(np.flatnonzero(counts.sum(axis=1))[0])
+        a, b = np.flatnonzero(counts[c])[:2]
+        counts[c, a] += np.uint64(2**40)
+        counts[c, b] = np.uint64((int(counts[c, b]) - 2**40) % 2**64)
+        set_chunk_section(parts.chunks[0], "gaps.counts", pack_array(counts.ravel(), "u8"))
+    return edit(blob, change)
+
+
+@invalid("v3_gaps_counts_wrong_class", "v3_bands_and_tiles", "CorruptFileError", "gap counts",
+         "chunk 0's gaps.counts: one count of its first used class moved to the next class (the total still adds "
+         "up; a class's sum does not match its tiles' coded positions, rule G2)")
+def _(blob):
+    def change(parts):
+        counts = _gap_counts(parts, 0)
+        c = int(np.flatnonzero(counts.sum(axis=1))[0])
+        counts[c, np.flatnonzero(counts[c])[0]] -= 1
+        counts[c + 1, 0] += 1
+        _set_gap_counts(parts, 0, counts)
+    return edit(blob, change)
+
+
+def _counts3(parts: Parts, chunk: int) -> np.ndarray:
+    return unpack_array(chunk_section(parts.chunks[chunk], "values.counts"), "u8").astype(np.int64).reshape(96, N_BINS)
+
+
+@invalid("v3_value_counts_48_rows", "v3_bands_and_tiles", "CorruptFileError", "expected",
+         "chunk 0's values.counts holds format 2's 48 rows of 231 counts, not 96 (rule G3)")
+def _(blob):
+    return edit(blob, lambda parts: set_chunk_section(
+        parts.chunks[0], "values.counts", pack_array(_counts3(parts, 0)[:48].astype(np.uint64).ravel(), "u8")))
+
+
+@invalid("v3_value_counts_not_adding_up", "v3_bands_and_tiles", "CorruptFileError", "value counts do not add up",
+         "chunk 0's values.counts with one count too many (rule G3)")
+def _(blob):
+    def change(parts):
+        counts = _counts3(parts, 0)
+        counts[tuple(np.argwhere(counts > 0)[0])] += 1
+        set_chunk_section(parts.chunks[0], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+    return edit(blob, change)
+
+
+@invalid("v3_inr_only_with_value_counts", "v3_inr_only_log", "CorruptFileError", "value tables contradict mode",
+         "an inr-only format-3 chunk 0 holding a values.counts section (rule G3)")
+def _(blob):
+    def change(parts):
+        zeros = np.zeros((96, N_BINS), np.uint64)
+        zeros[0, 0] = parts.chunks[0].index[1]
+        at = [name for name, _ in parts.chunks[0].sections].index("gaps.counts") + 1
+        parts.chunks[0].sections.insert(at, ["values.counts", pack_array(zeros.ravel(), "u8")])
+    return edit(blob, change)
+
+
+@invalid("v3_value_counts_context_moved", "v3_bands_and_tiles", "CorruptFileError", "file is corrupt",
+         "chunk 0's values.counts: the busiest context's row moved to an unused context (totals add up; a value "
+         "then needs a context with no table, rule T6)")
+def _(blob):
+    def change(parts):
+        counts = _counts3(parts, 0)
+        busy = int(np.argmax(counts.sum(axis=1)))
+        free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
+        counts[free], counts[busy] = counts[busy].copy(), 0
+        set_chunk_section(parts.chunks[0], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+    return edit(blob, change)
+
+
+def _damaged(s: bytes) -> list[bytes]:
+    """Every prefix, every flipped bit and two inserted bytes at every place of a stream, in this order."""
+    out = [s[:i] for i in range(len(s))]
+    out += [s[:i] + bytes([s[i] ^ (1 << b)]) + s[i + 1:] for i in range(len(s)) for b in range(8)]
+    return out + [s[:i] + bytes([v]) + s[i:] for i in range(len(s) + 1) for v in (0, 0x5A)]
+
+
+def _tile_streams(parts: Parts, chunk: int) -> list[bytes]:
+    data = chunk_section(parts.chunks[chunk], "tiles.data")
+    offsets = np.concatenate([[0], np.cumsum(_tiles(parts, chunk, "tiles.bytes"))])
+    return [data[offsets[t]: offsets[t + 1]] for t in range(offsets.size - 1)]
+
+
+def _set_tile_streams(parts: Parts, chunk: int, streams: list[bytes]) -> None:
+    set_chunk_section(parts.chunks[chunk], "tiles.data", b"".join(streams))
+    _set_tiles(parts, chunk, "tiles.bytes", np.asarray([len(s) for s in streams], np.int64))
+    _reseal_band_crcs(parts, chunk)
+
+
+def _breaking(rule: str) -> Callable[[bytes], bytes]:
+    """The base file with the first damaged tile stream of chunk 0 (tiles in order, damages in the order of
+    _damaged) that the spec's reference decoder rejects by `rule`, its tile directory and band CRC re-sealed."""
+    def change(blob: bytes) -> bytes:
+        rd = _reference_decoder()
+        f = rd.open_sinr(blob)
+        _, G = rd.load_gene_order(f)
+        ch = rd.load_chunk(f, f.chunks[0])
+        parts = parse_file(blob)
+        streams = _tile_streams(parts, 0)
+        for t, good in enumerate(streams):
+            b = max(i for i in range(ch.n_bands) if ch.band_first_tile[i] <= t)
+            for stream in _damaged(good):
+                tiles = streams[:t] + [stream] + streams[t + 1:]
+                bad = copy.copy(ch)
+                bad.tiles_data = b"".join(tiles)
+                bad.tile_offsets = [0] + np.cumsum([len(x) for x in tiles]).tolist()
+                try:
+                    rd.decode_tile(f, bad, G, b, t - ch.band_first_tile[b])
+                except rd.SpecViolation as err:
+                    if err.check_id == rule:
+                        _set_tile_streams(parts, 0, tiles)
+                        out = build_file(parts)
+                        try:
+                            rd.decode(out)
+                        except rd.SpecViolation as whole:
+                            assert whole.check_id == rule, (rule, whole)
+                        return out
+        raise AssertionError(f"no damaged tile of chunk 0 breaks rule {rule} first")
+    return change
+
+
+for _rule, _name, _what in (
+    ("T2", "v3_tile_state_truncated", "its stream cut to fewer than 4 bytes, or an initial state below 2**16"),
+    ("T3", "v3_tile_word_past_raw_bits", "a renormalisation word that would reach past the stream or into the raw "
+                                         "bytes already taken"),
+    ("T4", "v3_tile_raw_bits_past_words", "a raw field that would reach past the stream or into the word bytes "
+                                          "already taken"),
+    ("T5", "v3_tile_position_beyond", "a decoded position beyond the tile's entries"),
+    ("T7", "v3_tile_final_state", "a final state other than 2**16"),
+    ("T8", "v3_tile_areas_do_not_meet", "words and raw bits that do not meet exactly"),
+    ("T9", "v3_tile_padding_bit", "a padding bit of the last raw byte read that is not 0"),
+):
+    invalid(_name, "v3_bands_and_tiles", "CorruptFileError", "file is corrupt",
+            f"one tile stream of chunk 0 damaged (a prefix, a flipped bit or an inserted byte: the first, in a fixed "
+            f"order, that the spec's reference decoder rejects by rule {_rule}) so that it has {_what}; tile "
+            "lengths and the band CRC re-sealed")(_breaking(_rule))
+
+
+@invalid("v3_tile_bytes_without_symbols", "v3_lossless_default", "CorruptFileError", "file is corrupt",
+         "the first tile of chunk 0 without nonzeros given one byte (a tile without symbols has an empty stream, "
+         "rule T1); tile lengths and the band CRC re-sealed")
+def _(blob):
+    def change(parts):
+        streams = _tile_streams(parts, 0)
+        streams[_tiles(parts, 0, "tiles.nnz").tolist().index(0)] = b"\x00"
+        _set_tile_streams(parts, 0, streams)
+    return edit(blob, change)
+
+
 # ==================================================================================== census
 
 def _golomb(n: int, m: int) -> int:
@@ -1874,10 +2248,11 @@ def decoded_coo(blob: bytes):
 
 
 def encode_bytes(source: ScipySource, options: dict) -> bytes:
-    """The file of format 2 (these vectors are format 2's, whatever a writer writes by default)."""
+    """The file, of format 2 unless the options say format_version=3 (a case's format does not follow
+    the writer's default)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "matrix.sinr"
-        scinrcodec.encode(source, path, force=True, jobs=1, format_version=2, **options)
+        scinrcodec.encode(source, path, force=True, jobs=1, **{"format_version": 2, **options})
         return path.read_bytes()
 
 
@@ -1890,6 +2265,20 @@ def expected_values(cut: Cut, mode: str, max_error: int):
     return genes, cells, values
 
 
+VERIFIED_2 = ("computed from the file: tile geometry, gene and cell orders and tile directory read with scinrcodec, "
+              "positions from the decoded coordinates, Golomb M, quotients and escapes, the split uniform model "
+              "(M > 2**16), complement/full tiles and value offset bits (from values.counts) recomputed with the "
+              "spec's rules; the tile directory is checked against the coordinates; then every tile's position "
+              "symbols are read again with scinrcodec's rANS primitives (start_decoding, decode_quotient, "
+              "decode_uniform), which must give the same positions: traced_* count the escapes and the uniform "
+              "model's raw low bits seen there")
+VERIFIED_3 = ("computed from the file with the spec's independent reference decoder (spec/reference_decoder.py, "
+              "which decoded expected.npz with its strict writer checks: both count sections are the histograms of "
+              "the decoded tiles): tile geometry and sizes, empty/complement/full tiles and density classes from "
+              "the tile directory, gap and value offset bits and the largest context from gaps.counts and "
+              "values.counts, SIREN bands, and whether every band's rows are in gene order")
+
+
 def make_valid(case: ValidCase, out: Path) -> bytes:
     spec = case.build()
     cut: Cut = spec["cut"]
@@ -1898,7 +2287,8 @@ def make_valid(case: ValidCase, out: Path) -> bytes:
     assert build_file(parse_file(blob)) == blob, "parse_file/build_file do not round-trip the encoder's bytes"
     if "post" in spec:
         blob = spec["post"](blob)
-    (genes, cells, values), m = decoded_coo(blob)
+    version3 = major_of(blob) == 3
+    (genes, cells, values), m = decoded_reference(blob) if version3 else decoded_coo(blob)
     mode, max_error = m.mode, m.max_error
     shape = spec.get("shape", cut.counts.shape)
     assert m.shape == tuple(shape)
@@ -1920,7 +2310,9 @@ def make_valid(case: ValidCase, out: Path) -> bytes:
     if cut.gene_names is not None and cut.gene_names == cut.gene_ids:
         want["gene_names"] = cut.gene_ids
     assert names == want, case.name
-    info = census(blob, genes, cells)
+    info = census3(blob) if version3 else census(blob, genes, cells)
+    if version3:
+        assert info["rows_in_gene_order"], case.name
     for key, least in spec.get("require", {}).items():
         assert info[key] >= least, f"{case.name}: {key} = {info[key]} < {least}"
     if mode == "inr-only" or options.get("siren") == "force":  # a SIREN in every band with nonzeros
@@ -1937,22 +2329,17 @@ def make_valid(case: ValidCase, out: Path) -> bytes:
         "source": cut.origin + (f"; then {spec['post_note']}" if "post_note" in spec else ""),
         "exercises": spec["exercises"], "needs_torch": case.needs_torch,
         "shape": list(shape), "nnz": int(values.size), "file_bytes": len(blob),
-        "verified": {"how": "computed from the file: tile geometry, gene and cell orders and tile directory read "
-                            "with scinrcodec, positions from the decoded coordinates, Golomb M, quotients and "
-                            "escapes, the split uniform model (M > 2**16), complement/full tiles and value "
-                            "offset bits (from values.counts) recomputed with the spec's rules; the tile "
-                            "directory is checked against the coordinates; then every tile's position symbols "
-                            "are read again with scinrcodec's rANS primitives (start_decoding, decode_quotient, "
-                            "decode_uniform), which must give the same positions: traced_* count the escapes "
-                            "and the uniform model's raw low bits seen there",
-                     **info},
+        "verified": {"how": VERIFIED_3 if version3 else VERIFIED_2, **info},
         "decoded_equals_source": mode == "lossless",
     }
     if mode == "max-error":
         record["decoded_rule"] = "nonzero v -> min(1 + ((v - 1 + E) // (2E + 1)) * (2E + 1), 2**31-1)"
     if mode == "inr-only":
         record["decoded_rule"] = ("each nonzero is its band SIREN's prediction; the values in expected.npz come "
-                                  "from scinrcodec's decoder and match the encoder's (chunk content checksums)")
+                                  f"from {'the spec reference decoder' if version3 else 'scinrcodec'}'s decoder and "
+                                  "match the encoder's (chunk content checksums)")
+    if version3:
+        record["format_version"] = "{}.{}".format(*PREAMBLE.unpack_from(blob, 0)[1:3])
     for key in ("stats_dropped", "memory_limited", "require", "spec_dependent"):
         if key in spec:
             record[key] = spec[key]
@@ -2028,7 +2415,7 @@ def main(argv=None) -> int:
         for folder in sorted(out.iterdir()):
             if folder.is_dir() and (folder / "case.json").exists() and folder.name not in known:
                 shutil.rmtree(folder)
-    manifest = {"format": "sinr 2.0 conformance vectors", "generator": "tests/conformance/make_vectors.py",
+    manifest = {"format": "sinr 2.0, 2.1 and 3.0 conformance vectors", "generator": "tests/conformance/make_vectors.py",
                 "cases": {}}
     for folder in sorted(out.iterdir()):
         if folder.is_dir() and (folder / "case.json").exists():
