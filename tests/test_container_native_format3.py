@@ -201,7 +201,7 @@ HOSTILE = {
                       "unknown stage 'latent-values'"),
     # D§4, D§11.2
     "gap_counts_missing": (_drop_section("gaps.counts"), errors.CorruptFileError, "missing section(s) ['gaps.counts']"),
-    "gap_count_huge": (_huge_gap_count, errors.CorruptFileError, "a gap count is not below 2**40"),
+    "gap_count_huge": (_huge_gap_count, errors.CorruptFileError, "gap counts are not all below 2**40"),
     "gap_counts_moved": (_move_gap_count, errors.CorruptFileError,
                          "gap counts do not add up to the coded positions of its tiles"),
     "value_counts_off": (_value_count_off, errors.CorruptFileError, "value counts do not add up"),

@@ -668,7 +668,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
     const std::vector<uint64_t> gap_counts = unpack_array<uint64_t>(
         bytes.data(), bytes.size(), tile3::kGapClasses * kNumBins, what + ": section 'gaps.counts'");
     for (uint64_t x : gap_counts)
-      if (x >= tile3::kCountLimit) throw CorruptFileError(what + ": a gap count is not below 2**40");  // G1
+      if (x >= tile3::kCountLimit) throw CorruptFileError(what + ": gap counts are not all below 2**40");  // G1
     std::vector<int64_t> tile_n(n_tiles);
     for (int64_t t = 0; t < n_tiles; ++t) tile_n[t] = c->tile_h[t] * c->tile_w[t];
     int64_t coded[tile3::kGapClasses];
