@@ -1,5 +1,5 @@
 """The C++ container reader (native/core/.../storage, the R package's reader) on format-3.0 files
-(draft spec/drafts/format-3-tiles.md, cited D§n): real matrices written by the encoder read back
+(spec/sinr-format.md, version 3): real matrices written by the encoder read back
 exactly through every read (whole, genes, cells, blocks, entries), and hostile files (required
 features, stage ids, count sections, damaged tiles) refused with the typed error of their rule."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _csc(parts) -> sp.csc_matrix:
 
 def _synthetic() -> sp.csc_matrix:
     """Empty cells and genes, a chunk without nonzeros, and a block dense enough that its tiles code
-    their zeros (D§7's complement rule) and some code no position at all (every entry nonzero)."""
+    their zeros (§6.2's complement rule) and some code no position at all (every entry nonzero)."""
     rng = np.random.default_rng(3)
     m = sp.random(300, 90, density=0.05, format="lil", random_state=rng, data_rvs=lambda n: rng.integers(1, 9, n))
     m[:, 30:45] = 0  # chunk_cells 15: one chunk without nonzeros
@@ -183,7 +183,7 @@ def _feature_and_bad_fields(parts) -> None:
 
 
 HOSTILE = {
-    # D§3.1: R2 is checked before every other rule of the matrix map but its name
+    # §5.1.1: R2 is checked before every other rule of the matrix map but its name
     "latent_predictor": (_matrix_key("required_features", ["latent-predictor"]), errors.UnsupportedVersionError,
                          "requires the feature 'latent-predictor' of .sinr format 3.0"),
     "feature_and_bad_fields": (_feature_and_bad_fields, errors.UnsupportedVersionError, "'latent-predictor'"),
@@ -192,14 +192,14 @@ HOSTILE = {
                             "'required_features'"),
     "feature_not_a_str": (_matrix_key("required_features", [3]), errors.CorruptFileError, "'required_features'"),
     "feature_twice": (_matrix_key("required_features", ["a", "a"]), errors.CorruptFileError, "'required_features'"),
-    # D§3.2, R3
+    # §5.2, R3
     "format2_position_stage": (_stage("gap-bin-positions", "golomb-rans-positions"), errors.CorruptFileError,
                                "do not match mode 'lossless'"),
     "format2_value_stage": (_stage("fine-context-values", "context-rans-values"), errors.CorruptFileError,
                             "do not match mode 'lossless'"),
     "unknown_stage": (_stage("fine-context-values", "latent-values"), errors.CorruptFileError,
                       "unknown stage 'latent-values'"),
-    # D§4, D§11.2
+    # §6.4, §9.3: K5, G1-G3
     "gap_counts_missing": (_drop_section("gaps.counts"), errors.CorruptFileError, "missing section(s) ['gaps.counts']"),
     "gap_count_huge": (_huge_gap_count, errors.CorruptFileError, "gap counts are not all below 2**40"),
     "gap_counts_moved": (_move_gap_count, errors.CorruptFileError,
@@ -297,7 +297,7 @@ def test_damaged_tiles_are_refused_never_crash(files, tmp_path, name):
     """Bytes flipped in tiles and tiles cut short or stretched, band CRCs recomputed so that the
     damage reaches the decoder: a whole read refuses every such file (rules T1-T9, or the content
     checksum W1 for a flipped raw bit, which no tile rule sees); partial reads, which stop early and
-    so cannot apply T7-T9 (D§9.3), return or refuse, and nothing crashes."""
+    so cannot apply T7-T9 (§6.7), return or refuse, and nothing crashes."""
     path, matrix, _, _ = files[name]
     blob = path.read_bytes()
     n_genes, n_cells = matrix.shape

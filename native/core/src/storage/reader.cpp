@@ -43,7 +43,7 @@ const SectionSpec kChunkSections[] = {
     {"gaps.counts", true, 3}, {"values.counts", false}, {"siren.meta", false},     {"siren.weights", false},
     {"tiles.data", true}};
 
-// The contexts of a chunk's value models: rows of `values.counts` (spec §6.5, draft D§10).
+// The contexts of a chunk's value models: rows of `values.counts` (spec §6.5; version 2: §C.5).
 int64_t value_contexts(int major) { return major == 2 ? kNumContexts : tile3::kContexts; }
 
 // Python's repr of a header value, for messages that quote one.
@@ -93,7 +93,7 @@ SectionTable known_sections(SectionTable table, const SectionSpec (&specs)[N], i
   return table;
 }
 
-// The two stages whose coding differs between major versions (spec §5.2, draft D§3.2): how a
+// The two stages whose coding differs between major versions (spec §5.2): how a
 // tile codes its positions and its values.
 struct CodingStages {
   const char* positions;
@@ -104,7 +104,7 @@ CodingStages coding_stages(int major) {
                     : CodingStages{"gap-bin-positions", "fine-context-values"};
 }
 
-// Rules R1 and R2 of a format-3 matrix (draft D§3.1), checked before any other field of its map
+// Rules R1 and R2 of a format-3 matrix (spec §5.1.1, §9.2), checked before any other field of its map
 // but its name: a matrix that needs a feature this reader lacks is refused for that feature.
 void check_required_features(const Value& header, const std::string& name, const std::string& version,
                              const std::string& what) {
@@ -120,8 +120,8 @@ void check_required_features(const Value& header, const std::string& name, const
                                   ", which this version of scinrcodec does not read (upgrade scinrcodec)");
 }
 
-// The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, draft
-// R3); returns max_error.
+// The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, or R3
+// in version 3); returns max_error.
 int64_t parse_stages(const Value* configs, const std::string& mode, int major, const std::string& what) {
   if (!configs || configs->type != Value::kArray) throw CorruptFileError(what + ": stage list is missing");
   // Every stage id of every version is known: a format-3 matrix listing a format-2 stage breaks the
@@ -176,7 +176,7 @@ int64_t parse_stages(const Value* configs, const std::string& mode, int major, c
   return max_error;
 }
 
-// The frequencies of one context's bin counts (spec §6.4), as cumulative starts, a slot lookup and
+// The frequencies of one context's bin counts (spec §C.4), as cumulative starts, a slot lookup and
 // a used flag (scinrcodec.codec.models.frequencies and decoding_tables).
 void value_model(const uint64_t* counts, int32_t* cum, uint8_t* lut, uint8_t* used) {
   std::fill(cum, cum + kNumBins + 1, 0);
@@ -225,9 +225,9 @@ struct MatrixReader::Chunk {
   std::vector<int64_t> cell_original;  // column -> original (file-wide) cell
   std::vector<int64_t> cell_position;  // chunk-local cell -> column
   std::vector<int32_t> cell_terms;     // by column
-  std::vector<int32_t> cum;             // format 2's value models (spec §6.4)
+  std::vector<int32_t> cum;             // format 2's value models (spec §C.4)
   std::vector<uint8_t> lut, used;
-  std::unique_ptr<const tile3::ChunkTables> tables3;  // format 3's gap and value tables (draft D§5)
+  std::unique_ptr<const tile3::ChunkTables> tables3;  // format 3's gap and value tables (spec §6.4)
   const tile3::ChunkTables* tables3_model = nullptr;  // tables3, as the one model of ValueModels
   std::vector<int64_t> siren_spec{0, 0, 0}, siren_layers = std::vector<int64_t>(kLayerFields, 0), siren_params{0};
   std::vector<double> siren_norm{0.0, 1.0};
@@ -641,7 +641,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
   c->band_crc = array32("bands.crc32", n_bands);
   c->band_verified.assign(n_bands, 0);
   // Count sections and the tiles' models, checked before any tile is decoded: format 2's value
-  // models (spec §6.4; rule K13), format 3's gap and value tables (draft D§4, D§5; rules G1-G3).
+  // models (spec §C.4; rule K13), format 3's gap and value tables (spec §6.4; rules G1-G3).
   std::vector<uint64_t> value_counts;
   if (mode_ != "inr-only") {
     const std::vector<uint8_t> bytes = section_bytes(table, "values.counts", what);
