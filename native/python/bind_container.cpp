@@ -58,6 +58,7 @@ void bind_container(nb::module_& m) {
       .def_prop_ro("nnz", &MatrixReader::nnz)
       .def_prop_ro("mode", &MatrixReader::mode)
       .def_prop_ro("max_error", &MatrixReader::max_error)
+      .def_prop_ro("version", [](const MatrixReader& r) { return std::make_tuple(r.major(), r.minor()); })
       .def_prop_ro("name", &MatrixReader::name)
       .def_prop_ro("matrix_names", &MatrixReader::matrix_names)
       .def_prop_ro("chunk_starts", &MatrixReader::chunk_starts)

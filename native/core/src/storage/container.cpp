@@ -188,9 +188,13 @@ Footer read_footer(const ByteSource& source) {
     throw UnsupportedVersionError(name + ": .sinr format " + version +
                                   " is not read by scinrcodec 2; decode it with scinrcodec 1.x (pip install "
                                   "'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again");
-  if (major != kMajorVersion)
+  if (!read_version(major)) {
+    std::string majors;
+    for (const ReadVersion& v : kReadVersions)
+      majors += (majors.empty() ? "" : " and ") + std::to_string(v.major) + ".x";
     throw UnsupportedVersionError(name + ": .sinr format " + version + " is not supported (this reader reads " +
-                                  std::to_string(kMajorVersion) + ".x)");
+                                  majors + ")");
+  }
   if (size < kPreambleSize + kTrailerSize)
     throw CorruptFileError(name + ": truncated .sinr file (" + std::to_string(size) + " bytes)");
   const std::vector<uint8_t> trailer = source.read(size - kTrailerSize, kTrailerSize);

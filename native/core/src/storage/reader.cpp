@@ -14,6 +14,7 @@
 #include "sinr/siren.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/tile.hpp"
+#include "sinr/tile3.hpp"
 
 namespace sinr::storage {
 
@@ -23,7 +24,6 @@ using msgpack::Value;
 using i128 = __int128;
 
 constexpr int64_t kChunkFields = 6;
-constexpr uint64_t kMaxChunkNnz = uint64_t{1} << 40;
 constexpr int64_t kMaxSirenLayers = 16;
 constexpr int64_t kMaxSirenMultiplier = int64_t{1} << 40;
 constexpr int64_t kMaxSirenShiftSpec = 62;
@@ -32,14 +32,19 @@ constexpr int64_t kMaxErrorLimit = (int64_t{1} << 31) - 2;
 struct SectionSpec {
   const char* name;
   bool required;
+  int major = 0;  // the one major version that has the section; 0: every version
 };
 const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_names", false},
                                        {"names.feature_types", false}, {"genes.order", true},
                                        {"genes.baseline", true},       {"chunks.index", true}};
 const SectionSpec kChunkSections[] = {
-    {"cells.order", true}, {"cells.baseline", true}, {"cells.names", false},   {"bands.rows", true},
-    {"bands.widths", true}, {"bands.crc32", true},   {"tiles.nnz", true},     {"tiles.bytes", true},
-    {"values.counts", false}, {"siren.meta", false}, {"siren.weights", false}, {"tiles.data", true}};
+    {"cells.order", true},    {"cells.baseline", true}, {"cells.names", false},    {"bands.rows", true},
+    {"bands.widths", true},   {"bands.crc32", true},    {"tiles.nnz", true},       {"tiles.bytes", true},
+    {"gaps.counts", true, 3}, {"values.counts", false}, {"siren.meta", false},     {"siren.weights", false},
+    {"tiles.data", true}};
+
+// The contexts of a chunk's value models: rows of `values.counts` (spec §6.5; version 2: §C.5).
+int64_t value_contexts(int major) { return major == 2 ? kNumContexts : tile3::kContexts; }
 
 // Python's repr of a header value, for messages that quote one.
 std::string repr(const Value* v) {
@@ -69,12 +74,13 @@ int64_t field_int(const Value& header, const char* key, int64_t low, uint64_t hi
 
 // SectionTable restricted to known names, with unknown and missing names refused.
 template <size_t N>
-SectionTable known_sections(SectionTable table, const SectionSpec (&specs)[N], bool newer_minor,
+SectionTable known_sections(SectionTable table, const SectionSpec (&specs)[N], int major, bool newer_minor,
                             const std::string& what) {
+  auto in_version = [major](const SectionSpec& s) { return s.major == 0 || s.major == major; };
   std::vector<std::string> unknown;
   for (const auto& entry : table) {
     bool known = false;
-    for (const auto& s : specs) known = known || entry.first == s.name;
+    for (const auto& s : specs) known = known || (entry.first == s.name && in_version(s));
     if (!known) unknown.push_back(entry.first);
   }
   if (!unknown.empty() && !newer_minor)
@@ -82,20 +88,52 @@ SectionTable known_sections(SectionTable table, const SectionSpec (&specs)[N], b
   for (const auto& name : unknown) table.erase(name);
   std::vector<std::string> missing;
   for (const auto& s : specs)
-    if (s.required && !table.count(s.name)) missing.push_back(s.name);
+    if (s.required && in_version(s) && !table.count(s.name)) missing.push_back(s.name);
   if (!missing.empty()) throw CorruptFileError(what + ": missing section(s) " + list_repr(missing));
   return table;
 }
 
-// The stages of a matrix against its mode (Python's parse_stages); returns max_error.
-int64_t parse_stages(const Value* configs, const std::string& mode, const std::string& what) {
+// The two stages whose coding differs between major versions (spec §5.2): how a
+// tile codes its positions and its values.
+struct CodingStages {
+  const char* positions;
+  const char* values;
+};
+CodingStages coding_stages(int major) {
+  return major == 2 ? CodingStages{"golomb-rans-positions", "context-rans-values"}
+                    : CodingStages{"gap-bin-positions", "fine-context-values"};
+}
+
+// Rules R1 and R2 of a format-3 matrix (spec §5.1.1, §9.2), checked before any other field of its map
+// but its name: a matrix that needs a feature this reader lacks is refused for that feature.
+void check_required_features(const Value& header, const std::string& name, const std::string& version,
+                             const std::string& what) {
+  const Value* features = header.get("required_features");
+  bool ok = features && features->type == Value::kArray;
+  std::set<std::string> seen;
+  for (size_t i = 0; ok && i < features->items.size(); ++i)
+    ok = features->items[i].type == Value::kStr && seen.insert(features->items[i].text).second;
+  if (!ok) throw CorruptFileError(what + ": field 'required_features' is missing or not a list of distinct strings");
+  if (!features->items.empty())  // format 3.0 defines no feature, so this reader implements none
+    throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
+                                  quoted(features->items[0].text) + " of .sinr format " + version +
+                                  ", which this version of scinrcodec does not read (upgrade scinrcodec)");
+}
+
+// The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, or R3
+// in version 3); returns max_error.
+int64_t parse_stages(const Value* configs, const std::string& mode, int major, const std::string& what) {
   if (!configs || configs->type != Value::kArray) throw CorruptFileError(what + ": stage list is missing");
+  // Every stage id of every version is known: a format-3 matrix listing a format-2 stage breaks the
+  // list of its mode, as in the Python reader.
   static const std::map<std::string, std::vector<std::string>> kParams = {
       {"reorder-detection-depth", {}},
       {"row-bands", {"chunk_cells", "patch_nnz", "tile_nnz"}},
-      {"golomb-rans-positions", {}},
+      {coding_stages(2).positions, {}},
+      {coding_stages(3).positions, {}},
       {"value-quantiser", {"max_error"}},
-      {"context-rans-values", {}},
+      {coding_stages(2).values, {}},
+      {coding_stages(3).values, {}},
       {"siren-predictor", {}}};
   std::vector<std::string> ids;
   bool has_quantiser = false;
@@ -128,9 +166,9 @@ int64_t parse_stages(const Value* configs, const std::string& mode, const std::s
     if (!ok) throw CorruptFileError(what + ": stage " + quoted(id->text) + " has invalid parameters");
     ids.push_back(id->text);
   }
-  std::vector<std::string> expected = {"reorder-detection-depth", "row-bands", "golomb-rans-positions",
-                                       "value-quantiser"};
-  if (mode != "inr-only") expected.push_back("context-rans-values");
+  const CodingStages coding = coding_stages(major);
+  std::vector<std::string> expected = {"reorder-detection-depth", "row-bands", coding.positions, "value-quantiser"};
+  if (mode != "inr-only") expected.push_back(coding.values);
   expected.push_back("siren-predictor");
   if (ids != expected) throw CorruptFileError(what + ": stages " + list_repr(ids) + " do not match mode " + quoted(mode));
   if ((mode == "max-error") != (has_quantiser && max_error >= 1))
@@ -138,7 +176,7 @@ int64_t parse_stages(const Value* configs, const std::string& mode, const std::s
   return max_error;
 }
 
-// The frequencies of one context's bin counts (spec §6.4), as cumulative starts, a slot lookup and
+// The frequencies of one context's bin counts (spec §C.4), as cumulative starts, a slot lookup and
 // a used flag (scinrcodec.codec.models.frequencies and decoding_tables).
 void value_model(const uint64_t* counts, int32_t* cum, uint8_t* lut, uint8_t* used) {
   std::fill(cum, cum + kNumBins + 1, 0);
@@ -187,15 +225,19 @@ struct MatrixReader::Chunk {
   std::vector<int64_t> cell_original;  // column -> original (file-wide) cell
   std::vector<int64_t> cell_position;  // chunk-local cell -> column
   std::vector<int32_t> cell_terms;     // by column
-  std::vector<int32_t> cum;
+  std::vector<int32_t> cum;             // format 2's value models (spec §C.4)
   std::vector<uint8_t> lut, used;
+  std::unique_ptr<const tile3::ChunkTables> tables3;  // format 3's gap and value tables (spec §6.4)
+  const tile3::ChunkTables* tables3_model = nullptr;  // tables3, as the one model of ValueModels
   std::vector<int64_t> siren_spec{0, 0, 0}, siren_layers = std::vector<int64_t>(kLayerFields, 0), siren_params{0};
   std::vector<double> siren_norm{0.0, 1.0};
   int64_t n_sirens = 0;
   std::vector<int64_t> band_siren;
   std::mutex lock;
 
-  ValueModels models() const { return ValueModels{cum.data(), lut.data(), used.data(), 1, kNumContexts}; }
+  ValueModels models() const {
+    return ValueModels{cum.data(), lut.data(), used.data(), 1, kNumContexts, tables3 ? &tables3_model : nullptr};
+  }
   SirenSet sirens() const {
     return SirenSet{siren_spec.data(), siren_norm.data(), n_sirens, siren_layers.data(),
                     static_cast<int64_t>(siren_layers.size()) / kLayerFields, siren_params.data(),
@@ -218,7 +260,7 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   Footer footer = read_footer(*source_);
   major_ = footer.major;
   minor_ = footer.minor;
-  newer_minor_ = footer.minor > kReadMinorVersion;
+  newer_minor_ = footer.minor > read_version(footer.major)->newest_minor;
   body_end_ = footer.offset;
   const Value& content = footer.content;
   const Value* format = content.get("format");
@@ -248,6 +290,8 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   const Value& header = matrices->items[chosen];
   const std::string& what = what_;
   name_ = matrix_names_[chosen];
+  if (major_ >= 3)
+    check_required_features(header, name_, std::to_string(major_) + "." + std::to_string(minor_), what);
   const Value* shape = header.get("shape");
   if (!shape || shape->type != Value::kArray || shape->items.size() != 2)
     throw CorruptFileError(what + ": header lacks a valid shape");
@@ -262,7 +306,7 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
       (mode->text != "lossless" && mode->text != "max-error" && mode->text != "inr-only"))
     throw CorruptFileError(what + ": unknown mode " + repr(mode));
   mode_ = mode->text;
-  max_error_ = parse_stages(header.get("stages"), mode_, what);
+  max_error_ = parse_stages(header.get("stages"), mode_, major_, what);
   n_stored_ = field_int(header, "n_stored_genes", 0, n_genes_, what);
   n_chunks_ = field_int(header, "n_chunks", 0, n_cells_, what);
   if ((n_cells_ > 0) != (n_chunks_ > 0))
@@ -281,7 +325,7 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
       if (v.type == Value::kFloat && std::isfinite(v.number)) stats_[key] = v.number;
     }
   sections_ = known_sections(parse_section_table(header.get("sections"), kPreambleSize, body_end_, what),
-                             kMatrixSections, newer_minor_, what);
+                             kMatrixSections, major_, newer_minor_, what);
   if (gene_names_are_ids_ && (sections_.count("names.gene_names") || !sections_.count("names.gene_ids")))
     throw CorruptFileError(what + ": 'gene_names_are_ids' contradicts the name sections");
   {
@@ -335,7 +379,7 @@ std::vector<uint8_t> MatrixReader::section_bytes(const SectionTable& table, cons
 }
 
 SectionTable MatrixReader::file_sections() {
-  if (minor_ < 1) return SectionTable();  // format 2.0: readers ignore the table (spec §4)
+  if (minor_ < read_version(major_)->file_sections_since) return SectionTable();  // format 2.0: ignored (spec §4)
   return parse_section_table(&file_sections_, kPreambleSize, body_end_, what_ + ": file sections");
 }
 
@@ -514,7 +558,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
     throw CorruptFileError(what + ": " + std::to_string(n_bands) + " bands for " + std::to_string(c->n_rows) +
                            " rows");
   c->sections = known_sections(parse_section_table(header.get("sections"), body, offset + block_length, what, body),
-                               kChunkSections, newer_minor_, what);
+                               kChunkSections, major_, newer_minor_, what);
   const SectionTable& table = c->sections;
   if (static_cast<bool>(table.count("cells.names")) != has_cell_names_)
     throw CorruptFileError(what + ": cell names contradict the matrix's 'has_cell_names'");
@@ -596,24 +640,50 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
   }
   c->band_crc = array32("bands.crc32", n_bands);
   c->band_verified.assign(n_bands, 0);
-  // Value models.
-  c->cum.assign(kNumContexts * (kNumBins + 1), 0);
-  c->lut.assign(kNumContexts * kLutSize, 0);
-  c->used.assign(kNumContexts, 0);
+  // Count sections and the tiles' models, checked before any tile is decoded: format 2's value
+  // models (spec §C.4; rule K13), format 3's gap and value tables (spec §6.4; rules G1-G3).
+  std::vector<uint64_t> value_counts;
   if (mode_ != "inr-only") {
     const std::vector<uint8_t> bytes = section_bytes(table, "values.counts", what);
-    const std::vector<uint64_t> counts = unpack_array<uint64_t>(bytes.data(), bytes.size(), kNumContexts * kNumBins,
-                                                                what + ": section 'values.counts'");
+    value_counts = unpack_array<uint64_t>(bytes.data(), bytes.size(), value_contexts(major_) * kNumBins,
+                                          what + ": section 'values.counts'");
     uint64_t sum = 0;
     bool small = true;
-    for (uint64_t x : counts) {
+    for (uint64_t x : value_counts) {
       sum += x;
-      small = small && x < kMaxChunkNnz;
+      small = small && x < tile3::kCountLimit;
     }
     if (sum != static_cast<uint64_t>(nnz) || !small)
       throw CorruptFileError(what + ": value counts do not add up to the chunk's nonzeros");
-    for (int k = 0; k < kNumContexts; ++k)
-      value_model(&counts[k * kNumBins], &c->cum[k * (kNumBins + 1)], &c->lut[k * kLutSize], &c->used[k]);
+  }
+  if (major_ == 2) {
+    c->cum.assign(kNumContexts * (kNumBins + 1), 0);
+    c->lut.assign(kNumContexts * kLutSize, 0);
+    c->used.assign(kNumContexts, 0);
+    if (!value_counts.empty())
+      for (int k = 0; k < kNumContexts; ++k)
+        value_model(&value_counts[k * kNumBins], &c->cum[k * (kNumBins + 1)], &c->lut[k * kLutSize], &c->used[k]);
+  } else {
+    const std::vector<uint8_t> bytes = section_bytes(table, "gaps.counts", what);
+    const std::vector<uint64_t> gap_counts = unpack_array<uint64_t>(
+        bytes.data(), bytes.size(), tile3::kGapClasses * kNumBins, what + ": section 'gaps.counts'");
+    for (uint64_t x : gap_counts)
+      if (x >= tile3::kCountLimit) throw CorruptFileError(what + ": gap counts are not all below 2**40");  // G1
+    std::vector<int64_t> tile_n(n_tiles);
+    for (int64_t t = 0; t < n_tiles; ++t) tile_n[t] = c->tile_h[t] * c->tile_w[t];
+    int64_t coded[tile3::kGapClasses];
+    tile3::coded_per_class(Span<const int64_t>{tile_n.data(), n_tiles}, Span<const int64_t>{c->tile_k.data(), n_tiles},
+                           coded);
+    for (int cls = 0; cls < tile3::kGapClasses; ++cls) {
+      uint64_t sum = 0;  // below 231 * 2**40
+      for (int b = 0; b < kNumBins; ++b) sum += gap_counts[cls * kNumBins + b];
+      if (sum != static_cast<uint64_t>(coded[cls]))  // G2
+        throw CorruptFileError(what + ": gap counts do not add up to the coded positions of its tiles");
+    }
+    c->tables3 = std::make_unique<const tile3::ChunkTables>(
+        Span<const uint64_t>{gap_counts.data(), static_cast<int64_t>(gap_counts.size())},
+        Span<const uint64_t>{value_counts.data(), static_cast<int64_t>(value_counts.size())});
+    c->tables3_model = c->tables3.get();
   }
   // SIRENs (Python's _load_sirens, PatchSiren.parameter_count, from_meta and fits_int64).
   c->band_siren.assign(n_bands, -1);

@@ -14,8 +14,24 @@
 
 namespace sinr::storage {
 
-constexpr int kMajorVersion = 2;
-constexpr int kReadMinorVersion = 1;  // the newest minor version this reader implements
+// The format versions this reader reads (spec §2.4 step 3, §11.2): each major version with the
+// newest of its minor versions that this reader implements, and the first of its minor versions
+// whose files may hold file-level sections (spec §14: format 2 gained them in 2.1, format 3.0 has
+// them). A newer minor of a listed major is read too (its unknown sections and keys ignored); any
+// other major is refused.
+struct ReadVersion {
+  int major;
+  int newest_minor;
+  int file_sections_since;
+};
+constexpr ReadVersion kReadVersions[] = {{2, 1, 1}, {3, 0, 0}};
+
+// The entry of kReadVersions for `major`, nullptr when this reader does not read `major`.
+constexpr const ReadVersion* read_version(int major) {
+  for (const ReadVersion& v : kReadVersions)
+    if (v.major == major) return &v;
+  return nullptr;
+}
 constexpr int64_t kPreambleSize = 16;
 constexpr int64_t kTrailerSize = 24;
 constexpr uint64_t kMaxFooterBytes = uint64_t{256} << 20;

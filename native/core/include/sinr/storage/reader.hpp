@@ -1,8 +1,10 @@
 // The reader of one matrix of a .sinr file (spec §5, §8, §9): its footer entry checked at open, its
 // chunks loaded and checked on first use, and the reads a binding needs — one entry, genes or cells
 // by index, the whole matrix — as CSC arrays (genes x cells). Tiles are decoded by the tile codec's
-// batch API (tile.hpp) and whole chunks placed by the assemble kernels (assemble.hpp), so a new tile
-// format changes nothing here. Every rule of spec §9 the Python reader (scinrcodec/reader) applies
+// batch API (tile.hpp) and whole chunks placed by the assemble kernels (assemble.hpp); formats 2 and
+// 3 differ here only in their stage ids, their chunks' count sections and the models built from them
+// (format 3: required features and a tile3::ChunkTables per chunk, spec §5.1.1, §6.4). Every rule of
+// spec §9 the Python reader (scinrcodec/reader) applies
 // is applied here, at the same moment, with the same one-line message; failures are the typed
 // errors of errors.hpp, never undefined behaviour.
 #pragma once
@@ -26,7 +28,7 @@ struct SparseColumns {
   std::vector<int32_t> values;
 };
 
-// What a format 2.1 file stores besides its matrices (spec §14): the object ("anndata" or
+// What a file of format 2.1 or 3.x stores besides its matrices (spec §14): the object ("anndata" or
 // "10x-h5"; empty when the file holds matrices only), the parts stored as HDF5 images, and the
 // whole contents map (its other fields: names_in, group, matrices, ...).
 struct FileContents {
