@@ -32,30 +32,6 @@ def reference_decoder():
 
 
 CONFORMANCE = Path(__file__).parent / "conformance"
-FORMAT_3_UNREAD = ("a format-3.0 conformance vector, and scinrcodec's {} reader does not open major version 3 yet "
-                   "(the format-3 reader is still to land)")
-
-
-def skip_unread_format_3(vector: str, *, native: bool = False) -> None:
-    """Skip a conformance vector of format 3 (its preamble's major), saying why, while scinrcodec's
-    Python reader (and with `native` the C++ container reader) cannot open the valid format-3 vector
-    v3_bands_and_tiles: the vectors come before the reader, and must pass once it reads major 3."""
-    from scinrcodec import _native, errors, open as open_sinr
-
-    head = (CONFORMANCE / vector / "matrix.sinr").read_bytes()[:10]
-    if len(head) < 10 or head[:8] != b"\x89SINR\r\n\x1a" or int.from_bytes(head[8:10], "little") != 3:
-        return
-    probe = CONFORMANCE / "v3_bands_and_tiles" / "matrix.sinr"
-    readers = [("Python", lambda: open_sinr(probe).close())]
-    if native:
-        readers.append(("native container", lambda: _native.ContainerReader(str(probe))))
-    for name, read in readers:
-        try:
-            read()
-        except errors.UnsupportedVersionError:
-            pytest.skip(FORMAT_3_UNREAD.format(name))
-
-
 @pytest.fixture(scope="session")
 def matrices():
     return {name: read_matrix(DATA / name) for name in DATASETS}

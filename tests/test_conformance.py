@@ -26,7 +26,7 @@ import pytest
 import scinrcodec
 from scinrcodec import errors
 
-from conftest import SANITIZED, skip_unread_format_3
+from conftest import SANITIZED
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "conformance"
@@ -150,7 +150,6 @@ def check_valid(folder: Path, *, memory_limited: bool) -> None:
 
 @pytest.mark.parametrize("name", VALID)
 def test_valid_vector(name):
-    skip_unread_format_3(name)
     case = _load(name, "case.json")
     if not case.get("memory_limited"):
         check_valid(VECTORS / name, memory_limited=False)
@@ -180,7 +179,6 @@ def _generator():
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=READER_BUGS[n]))
                                   if n in READER_BUGS else n for n in INVALID])
 def test_invalid_vector(name):
-    skip_unread_format_3(name)
     expected = _load(name, "expected_error.json")
     cls = getattr(errors, expected["error"])
     path = VECTORS / name / "matrix.sinr"
@@ -202,7 +200,6 @@ def test_verify_refuses_invalid_vector(name, capsys):
     from scinrcodec.cli import main
     from scinrcodec.wholefile.describe import verify_file
 
-    skip_unread_format_3(name)
     expected = _load(name, "expected_error.json")
     path = VECTORS / name / "matrix.sinr"
     with pytest.raises(getattr(errors, expected["error"])):

@@ -11,7 +11,6 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec
-from conftest import skip_unread_format_3
 from scinrcodec import _native, errors
 
 VECTORS = Path(__file__).resolve().parent / "conformance"
@@ -35,7 +34,6 @@ def _coo(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("name", _cases("valid"))
 def test_valid_vector_reads_as_python_does(name):
-    skip_unread_format_3(name, native=True)
     folder = VECTORS / name
     with np.load(folder / "expected.npz", allow_pickle=False) as z:
         shape, genes, cells, values = (z[k] for k in ("shape", "genes", "cells", "values"))
@@ -82,7 +80,6 @@ def _read_all(path: Path) -> None:
 
 @pytest.mark.parametrize("name", _cases("invalid"))
 def test_invalid_vector_is_refused_as_python_refuses_it(name):
-    skip_unread_format_3(name, native=True)
     expected = json.loads((VECTORS / name / "expected_error.json").read_text())
     with pytest.raises(errors.SinrError) as caught:
         _read_all(VECTORS / name / "matrix.sinr")
