@@ -141,7 +141,7 @@ def assert_same_anndata(a: anndata.AnnData, b: anndata.AnnData) -> None:
 def test_rich_h5ad_round_trips_every_element(rich_h5ad, rich_sinr, tmp_path):
     original = anndata.read_h5ad(rich_h5ad)
     with sinr.open(rich_sinr) as m:
-        assert m.version == (2, 1)
+        assert m.version == (3, 0)  # file-level sections are part of 3.0 (a format-2 file is 2.1)
         back = m.to_anndata()
         assert_same_anndata(original, back)
         assert back.X.dtype == np.float32
@@ -278,23 +278,25 @@ def test_normalised_x_error_names_the_counts_layer(rich_h5ad, tmp_path):
     assert counts_hint(a, None, other) is other
 
 
-def test_plain_files_stay_format_2_0(tmp_path):
+def test_plain_files_have_no_file_sections(tmp_path):
     sinr.encode(DATA / "frozen_pbmc_donor_a_v1", tmp_path / "x.sinr", **FAST)
     with sinr.open(tmp_path / "x.sinr") as m:
-        assert m.version == (2, 0) and m.contents is None and describe_contents(m) == ""
+        assert m.version == (3, 0) and m.contents is None and describe_contents(m) == ""
         assert m.matrix_names == ["X"]
 
 
-def resealed(path, *, contents=None, extra=(), drop=(), minor=1) -> bytes:
+def resealed(path, *, contents=None, extra=(), drop=(), newer_minor=False) -> bytes:
     """The file with its `contents` map replaced (appended to the body), sections added or left
-    out of the file-level table, and another minor version: footer and CRCs made valid again."""
+    out of the file-level table, and optionally the next minor version: footer and CRCs made valid
+    again."""
     data = path.read_bytes()
     footer = read_footer(open_source(data))
     body, table = data[:footer.offset], [e for e in footer.content["sections"] if e[0] not in drop]
     for name, payload in ([("contents", msgpack.packb(contents))] if contents is not None else []) + list(extra):
         table = [e for e in table if e[0] != name] + [[name, len(body), len(payload), zlib.crc32(payload)]]
         body += payload
-    preamble = PREAMBLE.pack(MAGIC, 2, minor, 0)
+    major, minor = footer.version
+    preamble = PREAMBLE.pack(MAGIC, major, minor + newer_minor, 0)
     packed = pack_header({**footer.content, "sections": table})
     return preamble + body[PREAMBLE.size:] + packed + TRAILER.pack(len(packed), zlib.crc32(preamble + packed), 0,
                                                                     END_MAGIC)
@@ -321,7 +323,7 @@ def test_file_level_sections_are_checked(rich_sinr):
     corrupt(resealed(rich_sinr, contents={**contents, "elements": elements}), "holds .* bytes, expected")
     corrupt(resealed(rich_sinr, drop=["contents"]), "without a 'contents' section")
     corrupt(resealed(rich_sinr, extra=[("x.future", b"")]), "unknown section")
-    assert sinr.open(resealed(rich_sinr, extra=[("x.future", b"")], minor=2)).contents.object == "anndata"
+    assert sinr.open(resealed(rich_sinr, extra=[("x.future", b"")], newer_minor=True)).contents.object == "anndata"
     data = bytearray(rich_sinr.read_bytes())
     footer = read_footer(open_source(bytes(data)))
     _, offset, length, _ = next(e for e in footer.content["sections"] if e[0] == "anndata.obs")

@@ -290,9 +290,9 @@ def test_version_1_and_unknown_majors_are_refused(blob):
     v1 = blob[:8] + struct.pack("<HH", 1, 0) + bytes(40)
     with pytest.raises(sinr.UnsupportedVersionError, match=r"format 1\.0 .*scinrcodec<2"):
         sinr.open(v1)
-    v3 = blob[:8] + struct.pack("<HH", 3, 1) + blob[12:]
-    with pytest.raises(sinr.UnsupportedVersionError, match=r"3\.1"):
-        sinr.open(v3)
+    v4 = blob[:8] + struct.pack("<HH", 4, 1) + blob[12:]
+    with pytest.raises(sinr.UnsupportedVersionError, match=r"4\.1"):
+        sinr.open(v4)
 
 
 def test_spec_examples_of_models():

@@ -202,6 +202,18 @@ SirenSet siren_set(const Array2<const int64_t>& spec, const Array2<const double>
                   static_cast<int64_t>(layers.shape(0)), params.data(), static_cast<int64_t>(params.shape(0))};
 }
 
+using Tables3 = std::optional<std::vector<const tile3::ChunkTables*>>;
+
+// Format 3's models: one chunk's tables per model id (none may be None).
+ValueModels models3(const std::vector<const tile3::ChunkTables*>& tables) {
+  for (const tile3::ChunkTables* t : tables)
+    if (t == nullptr) throw nb::value_error("format-3 tables: a model is None");
+  ValueModels models;
+  models.tables3 = tables.data();
+  models.n_models = static_cast<int64_t>(tables.size());
+  return models;
+}
+
 template <typename R, typename V>
 void decode_tiles(Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,
                   Array<const int64_t> k, Array<const int64_t> h, Array<const int64_t> w, Array<const int64_t> row,
@@ -212,14 +224,15 @@ void decode_tiles(Array<const uint8_t> buf, Array<const int64_t> offset, Array<c
                   Array2<const int64_t> siren_layers, Array<const int64_t> siren_params, int mode, int64_t max_error,
                   int64_t want_row, int64_t want_col, Array<const bool> col_mask, Array<const int64_t> out_start,
                   Array<R> out_rows, Array<R> out_cols, Array<V> out_values, Array<int64_t> out_count,
-                  Array<int64_t> status) {
+                  Array<int64_t> status, const Tables3& tables3) {
   const TileDirectory tiles{span(offset), span(length), span(k),     span(h),     span(w),    span(row),
                             span(col),    span(first),  span(cells), span(model), span(siren)};
   ReadFilter filter;
   filter.want_row = want_row;
   filter.want_col = want_col;
   filter.col_mask = bytes(col_mask);
-  sinr::decode_tiles<R, V>(span(buf), tiles, span(gene_terms), span(cell_terms), value_models(cum, lut, used),
+  sinr::decode_tiles<R, V>(span(buf), tiles, span(gene_terms), span(cell_terms),
+                           tables3 ? models3(*tables3) : value_models(cum, lut, used),
                            siren_set(siren_spec, siren_norm, siren_layers, siren_params), mode, max_error, filter,
                            span(out_start), Triples<R, V>{span(out_rows), span(out_cols), span(out_values)},
                            span(out_count), span(status));
@@ -233,12 +246,14 @@ void def_decode_tiles(nb::module_& m) {
         nb::arg("lut"), nb::arg("used"), nb::arg("siren_spec"), nb::arg("siren_norm"), nb::arg("siren_layers"),
         nb::arg("siren_params"), nb::arg("mode"), nb::arg("max_error"), nb::arg("want_row"), nb::arg("want_col"),
         nb::arg("col_mask"), nb::arg("out_start"), nb::arg("out_rows").noconvert(), nb::arg("out_cols").noconvert(),
-        nb::arg("out_values").noconvert(), nb::arg("out_count").noconvert(), nb::arg("status").noconvert());
+        nb::arg("out_values").noconvert(), nb::arg("out_count").noconvert(), nb::arg("status").noconvert(),
+        nb::arg("tables3").none() = nb::none());
 }
 
 void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,
                 Array<const int64_t> k, Array<const int64_t> h, Array<const int64_t> w, Array<const int64_t> row,
-                Array<int64_t> counts, Array<int64_t> status) {
+                Array<int64_t> counts, Array<int64_t> status, std::optional<Array<const int64_t>> model,
+                const Tables3& tables3) {
   TileDirectory tiles;
   tiles.offset = span(offset);
   tiles.length = span(length);
@@ -246,7 +261,8 @@ void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<con
   tiles.h = span(h);
   tiles.w = span(w);
   tiles.row = span(row);
-  sinr::count_rows(span(buf), tiles, ValueModels{}, span(counts), span(status));
+  if (model) tiles.model = span(*model);
+  sinr::count_rows(span(buf), tiles, tables3 ? models3(*tables3) : ValueModels{}, span(counts), span(status));
 }
 
 using SirenArrays =
@@ -259,13 +275,15 @@ std::pair<int64_t, int64_t> decode_entry(Array<const uint8_t> buf, int64_t start
                                          Array2<const int32_t> cum, Array2<const uint8_t> lut, Array<const bool> used,
                                          int64_t siren, std::optional<SirenArrays> sirens,
                                          Array<const int64_t> gene_terms, Array<const int32_t> cell_terms, int mode,
-                                         int64_t max_error, int64_t row, int64_t col) {
+                                         int64_t max_error, int64_t row, int64_t col,
+                                         const tile3::ChunkTables* tables3) {
   if (cum.shape(1) != kNumBins + 1 || lut.shape(1) != kLutSize || lut.shape(0) != cum.shape(0) ||
       used.shape(0) != cum.shape(0))
     throw nb::value_error("decode_entry: cum, lut and used do not match in shape");
   if (siren >= 0 && !sirens) throw nb::value_error("decode_entry: a SIREN band needs the SIREN tables");
-  const ValueModels model{cum.data(), lut.data(), reinterpret_cast<const uint8_t*>(used.data()), 1,
-                          static_cast<int64_t>(cum.shape(0))};
+  ValueModels model{cum.data(), lut.data(), reinterpret_cast<const uint8_t*>(used.data()), 1,
+                    static_cast<int64_t>(cum.shape(0))};
+  if (tables3 != nullptr) model.tables3 = &tables3;
   const SirenSet set = sirens ? siren_set(std::get<0>(*sirens), std::get<1>(*sirens), std::get<2>(*sirens),
                                           std::get<3>(*sirens))
                               : SirenSet{};
@@ -367,6 +385,24 @@ struct ChunkTables3 {
 };
 
 void bind_tile3(nb::module_& m) {
+  nb::class_<tile3::ChunkTables>(m, "ChunkTables3",
+                                 "A format-3 chunk's decoding tables (D§4, D§5), built from its count sections.")
+      .def("__init__", [](tile3::ChunkTables* self, Array2<const uint64_t> gap_counts,
+                          std::optional<Array2<const uint64_t>> value_counts) {
+        const bool values = value_counts.has_value();
+        if (gap_counts.shape(0) != tile3::kGapClasses || gap_counts.shape(1) != kNumBins ||
+            (values && (value_counts->shape(0) != tile3::kContexts || value_counts->shape(1) != kNumBins)))
+          throw nb::value_error("ChunkTables3: needs 32 x 231 gap counts and 96 x 231 value counts (or None)");
+        new (self) tile3::ChunkTables(
+            Span<const uint64_t>{gap_counts.data(), tile3::kGapClasses * kNumBins},
+            values ? Span<const uint64_t>{value_counts->data(), tile3::kContexts * kNumBins} : Span<const uint64_t>{});
+      }, nb::arg("gap_counts"), nb::arg("value_counts").none())
+      .def_prop_ro("nbytes", &tile3::ChunkTables::bytes);
+  m.def("tile3_coded_per_class", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k) {
+    std::vector<int64_t> out(tile3::kGapClasses);
+    tile3::coded_per_class(span(tile_n), span(tile_k), out.data());
+    return out;
+  }, nb::arg("tile_n"), nb::arg("tile_k"), "Rule G2's right-hand side: coded positions per density class.");
   m.def("tile3_tables", [](Array2<const uint64_t> counts, Array2<int64_t> freq, Array2<int64_t> start,
                            Array2<uint32_t> packed, Array<bool> used) {
     const int64_t rows = static_cast<int64_t>(counts.shape(0));
@@ -487,11 +523,13 @@ void bind_codec(nb::module_& m) {
   def_decode_tiles<int64_t, int32_t>(m);
   def_decode_tiles<int64_t, int64_t>(m);
   m.def("count_rows", &count_rows, NoGil(), nb::arg("buf"), nb::arg("offset"), nb::arg("length"), nb::arg("k"),
-        nb::arg("h"), nb::arg("w"), nb::arg("row"), nb::arg("counts").noconvert(), nb::arg("status").noconvert());
+        nb::arg("h"), nb::arg("w"), nb::arg("row"), nb::arg("counts").noconvert(), nb::arg("status").noconvert(),
+        nb::arg("model").none() = nb::none(), nb::arg("tables3").none() = nb::none());
   m.def("decode_entry", &decode_entry, nb::arg("buf"), nb::arg("start"), nb::arg("length"), nb::arg("k"), nb::arg("h"),
         nb::arg("w"), nb::arg("row0"), nb::arg("col0"), nb::arg("first"), nb::arg("n_cells"), nb::arg("cum"),
         nb::arg("lut"), nb::arg("used"), nb::arg("siren"), nb::arg("sirens").none(), nb::arg("gene_terms"),
-        nb::arg("cell_terms"), nb::arg("mode"), nb::arg("max_error"), nb::arg("row"), nb::arg("col"));
+        nb::arg("cell_terms"), nb::arg("mode"), nb::arg("max_error"), nb::arg("row"), nb::arg("col"),
+        nb::arg("tables3").none() = nb::none());
   bind_siren(m);
   bind_tile3(m);
 }

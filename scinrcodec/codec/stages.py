@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, UnsupportedVersionError
 from ..limits import MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_TILE_NNZ
 
 # The modes of a matrix (spec §5.2), and the codes the native core knows them by.
@@ -166,3 +166,24 @@ def parse_stages(configs, mode: str, *, what: str, major: int = 2) -> dict[str, 
     if (mode == "max-error") != (max_error >= 1):
         raise CorruptFileError(f"{what}: mode {mode!r} contradicts max_error {max_error}")
     return stages
+
+
+# The required features (draft D§3.1) this reader implements: format 3.0 defines none.
+KNOWN_FEATURES: frozenset[str] = frozenset()
+
+
+def required_features(header: dict, version: tuple[int, int], *, what: str) -> tuple[str, ...]:
+    """A format-3 matrix's `required_features` (rule R1), each one this reader implements (R2: else
+    the matrix is refused as a version it does not read, naming the feature); () for format 2."""
+    if version[0] < 3:
+        return ()
+    features = header.get("required_features")
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features) \
+            or len(set(features)) != len(features):
+        raise CorruptFileError(f"{what}: field 'required_features' is missing or not a list of distinct strings")
+    unknown = [f for f in features if f not in KNOWN_FEATURES]
+    if unknown:
+        raise UnsupportedVersionError(
+            f"{what}: matrix {header.get('name')!r} requires the feature {unknown[0]!r} of .sinr format "
+            f"{version[0]}.{version[1]}, which this version of scinrcodec does not read (upgrade scinrcodec)")
+    return tuple(features)

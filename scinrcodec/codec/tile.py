@@ -88,7 +88,7 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
                  used: np.ndarray, siren_spec: np.ndarray, siren_norm: np.ndarray, siren_layers: np.ndarray,
                  siren_params: np.ndarray, mode: int, max_error: int, want_row: int, want_col: int,
                  col_mask: np.ndarray, out_start: np.ndarray, out_rows: np.ndarray, out_cols: np.ndarray,
-                 out_values: np.ndarray, out_count: np.ndarray, status: np.ndarray) -> None:
+                 out_values: np.ndarray, out_count: np.ndarray, status: np.ndarray, tables3: list | None = None) -> None:
     """Decode tiles into (row, column, value) triples.
 
     Tile t's stream is buf[tile_offset[t]: + tile_length[t]]; it has tile_k[t] nonzeros in
@@ -104,7 +104,10 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
     Per-tile arrays are int64, buf uint8; out_rows and out_cols int32 or int64 (one dtype), out_values
     int32 or int64, out_count and status int64 (written in place, so never converted). Tables of
     other dtypes are converted (a copy): the reader passes them as the kernel takes them (cum
-    int32, lut uint8, used and col_mask bool, gene_terms int64, cell_terms int32)."""
+    int32, lut uint8, used and col_mask bool, gene_terms int64, cell_terms int32).
+
+    Format 3: tables3 lists the chunks' ChunkTables3 (tile_model[t] indexes it) and the tiles are
+    format-3 streams; cum, lut and used are then not read."""
     _native.decode_tiles(
         buf, _i64(tile_offset), _i64(tile_length), _i64(tile_k), _i64(tile_h), _i64(tile_w), _i64(tile_row),
         _i64(tile_col), _i64(tile_first), _i64(tile_cells), _i64(tile_model), _i64(tile_siren), _i64(gene_terms),
@@ -112,22 +115,23 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
         np.ascontiguousarray(lut, np.uint8), np.ascontiguousarray(used, np.bool_), _i64(siren_spec),
         np.ascontiguousarray(siren_norm, np.float64), _i64(siren_layers), _i64(siren_params), int(mode),
         int(max_error), int(want_row), int(want_col), np.ascontiguousarray(col_mask, np.bool_), _i64(out_start),
-        out_rows, out_cols, out_values, out_count, status)
+        out_rows, out_cols, out_values, out_count, status, tables3)
 
 
 def count_rows(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
                tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, counts: np.ndarray,
-               status: np.ndarray) -> None:
+               status: np.ndarray, tile_model: np.ndarray | None = None, tables3: list | None = None) -> None:
     """Add each tile's nonzeros per row to counts[row] (int64, in place), decoding positions only
-    (the first pass of a row-major full decode); status[t] (int64) as decode_tiles sets it."""
+    (the first pass of a row-major full decode); status[t] (int64) as decode_tiles sets it. Format 3
+    needs each tile's model and the tables (see decode_tiles)."""
     _native.count_rows(buf, _i64(tile_offset), _i64(tile_length), _i64(tile_k), _i64(tile_h), _i64(tile_w),
-                       _i64(tile_row), counts, status)
+                       _i64(tile_row), counts, status, None if tile_model is None else _i64(tile_model), tables3)
 
 
 def decode_entry(buf: np.ndarray, start: int, length: int, k: int, h: int, w: int, row0: int, col0: int, first: int,
                  n_cells: int, cum: np.ndarray, lut: np.ndarray, used: np.ndarray, siren: int,
                  sirens: tuple | None, gene_terms: np.ndarray, cell_terms: np.ndarray, mode: int, max_error: int,
-                 row: int, col: int) -> tuple[int, int]:
+                 row: int, col: int, tables3=None) -> tuple[int, int]:
     """(value, status) of the entry at (row, col) of one tile: the lean path of m[i, j], which reads
     the tile's positions and its values only up to the entry's own. The tile is given as numbers
     (see decode_tiles): its stream buf[start: start + length], its k nonzeros in h x w entries,
@@ -135,6 +139,7 @@ def decode_entry(buf: np.ndarray, start: int, length: int, k: int, h: int, w: in
     chunk's model (cum [n_contexts, N_BINS + 1] int32, lut uint8, used bool), the band's SIREN
     (-1: the baseline) and, for a SIREN band, the SIREN tables (spec, norm, layers, params).
     Arrays go to the kernel as they are, for a call of a few microseconds (nanobind copies any of
-    another dtype than these: gene_terms int64, cell_terms int32)."""
+    another dtype than these: gene_terms int64, cell_terms int32). Format 3: tables3 is the chunk's
+    ChunkTables3 (cum, lut and used are then not read)."""
     return _native.decode_entry(buf, start, length, k, h, w, row0, col0, first, n_cells, cum, lut, used, siren,
-                                sirens, gene_terms, cell_terms, mode, max_error, row, col)
+                                sirens, gene_terms, cell_terms, mode, max_error, row, col, tables3)

@@ -118,7 +118,9 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
         buffer, offsets = tile_bytes(index, batch)
         status = np.zeros(batch.size, dtype=np.int64)
-        count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row, counts[chunk.index], status)
+        _, model, tables3 = index.models(batch.model)
+        count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row, counts[chunk.index], status,
+                   model, tables3)
         if np.any(status):
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
                                    "(file is corrupt)")

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import CorruptFileError, SinrError
 from ..io.sources import one_line
-from ..storage.container import PREAMBLE, READ_MINOR_VERSION, parse_section_table, read_footer
-from ..storage.layout import FILE_SECTIONS, FILE_SECTIONS_MINOR, Sizes
+from ..storage.container import PREAMBLE, has_file_sections, is_newer_minor, parse_section_table, read_footer
+from ..storage.layout import FILE_SECTIONS, Sizes
 from ..storage.source import ByteSource
 from .index import SectionReader
 
@@ -105,13 +105,13 @@ def read_contents(source: ByteSource, what: str, *, matrices: Callable | None = 
     """The file-level sections of an open file, checked; None when it has none (format 2.0).
     `matrices` opens a matrix of the file by name (SinrMatrix.matrix), for the names it holds."""
     footer = read_footer(source)
-    if footer.version[1] < FILE_SECTIONS_MINOR:  # format 2.0: readers ignore the table (spec §4)
+    if not has_file_sections(footer.version):  # format 2.0: readers ignore the table (spec §4)
         return None
     refs = parse_section_table(footer.content.get("sections"), low=PREAMBLE.size, high=footer.offset,
                                what=f"{what}: file sections")
     if not refs:
         return None
-    newer = footer.version[1] > READ_MINOR_VERSION
+    newer = is_newer_minor(footer.version)
     reader = SectionReader(source, refs, Sizes(), FILE_SECTIONS, f"{what}: file sections", newer_minor=newer)
     if not reader.has(CONTENTS):
         if newer:

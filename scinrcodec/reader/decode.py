@@ -162,14 +162,15 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     gene_terms = index.genes()[3]
     spec, norm, layers, params = index.sirens.arrays()
     mask = col_mask if col_mask is not None else np.zeros(0, bool)
+    (cum, lut, used), model, tables3 = index.models(batch.model)
 
     def run(lo: int, hi: int) -> None:
         s = slice(lo, hi)
         decode_tiles(buffer, offsets[s], batch.length[s], batch.k[s], batch.h[s], batch.w[s], batch.row[s],
-                     batch.col[s], batch.first[s], batch.cells[s], batch.model[s], batch.siren[s], gene_terms,
-                     index.cell_terms, index.model_cum, index.model_lut, index.model_used, spec, norm, layers,
-                     params, MODE_CODES[index.mode], index.max_error, want_row, want_col, mask, out_start[s],
-                     rows, cols, values, counts[s], status[s])
+                     batch.col[s], batch.first[s], batch.cells[s], model[s], batch.siren[s], gene_terms,
+                     index.cell_terms, cum, lut, used, spec, norm, layers, params, MODE_CODES[index.mode],
+                     index.max_error, want_row, want_col, mask, out_start[s], rows, cols, values, counts[s], status[s],
+                     tables3)
 
     workers = min(jobs or os.cpu_count() or 1, batch.size)
     work = np.cumsum(batch.k)

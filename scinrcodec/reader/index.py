@@ -15,12 +15,13 @@ import numpy as np
 from .. import _native
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, frequencies
-from ..codec.stages import MODES, parse_stages
+from ..codec.stages import MODES, parse_stages, required_features
 from ..errors import CorruptFileError
-from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_CHUNK_NNZ, MAX_DIMENSION
+from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
 from ..storage.container import (PREAMBLE, SectionRef, check_disjoint, crc32, parse_section_table, unpack_array,
                                  unpack_header, unpack_map, unpack_strings)
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS, MATRIX_SECTIONS, MSGPACK, RAW, ZSTD_ARRAY, Sizes
+from ..storage.layout import (CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, MSGPACK, N_GAP_CLASSES,
+                              RAW, ZSTD_ARRAY, Sizes)
 from ..storage.source import ByteSource
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 # about 20 per cell), so that a chunk usually loads in one round trip rather than two.
 SECTIONS_GUESS_PER_CELL, SECTIONS_GUESS_BASE = 24, 8 << 10
 ROW_TABLE_LIMIT = 1 << 24
+COUNT_LIMIT = 1 << 40  # every item of a count section is below (spec §6.4, draft G1, G3)
 
 
 def _int(header: dict, key: str, low: int, high: int, what: str) -> int:
@@ -141,7 +143,8 @@ def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base
 class MatrixIndex:
     """A matrix's footer header, checked field by field and against its sections."""
 
-    def __init__(self, source: ByteSource, header, *, body_end: int, what: str, newer_minor: bool = False) -> None:
+    def __init__(self, source: ByteSource, header, *, body_end: int, what: str, version: tuple[int, int] = (2, 0),
+                 newer_minor: bool = False) -> None:
         if not isinstance(header, dict):
             raise CorruptFileError(f"{what}: matrix header is not a map")
         self.source = source
@@ -149,6 +152,8 @@ class MatrixIndex:
         self.name = header.get("name")
         if not isinstance(self.name, str):
             raise CorruptFileError(f"{what}: matrix has no name")
+        self.major = version[0]
+        self.required_features = required_features(header, version, what=what)  # before any other field
         shape = header.get("shape")
         if not isinstance(shape, list) or len(shape) != 2:
             raise CorruptFileError(f"{what}: header lacks a valid shape")
@@ -158,7 +163,7 @@ class MatrixIndex:
         self.mode = header.get("mode")
         if self.mode not in MODES:
             raise CorruptFileError(f"{what}: unknown mode {self.mode!r}")
-        self.stages = parse_stages(header.get("stages"), self.mode, what=what)
+        self.stages = parse_stages(header.get("stages"), self.mode, what=what, major=self.major)
         self.max_error = self.stages["value-quantiser"].max_error
         self.n_stored = _int(header, "n_stored_genes", 0, self.n_genes, what)
         self.n_chunks = _int(header, "n_chunks", 0, max(self.n_cells, 0), what)
@@ -330,8 +335,8 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: {n_bands} bands for {n_rows} rows")
         table = parse_section_table(header.get("sections"), low=body, high=offset + block_length, what=what,
                                     base=body)
-        return SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands), CHUNK_SECTIONS, what,
-                             newer_minor=self.newer_minor), header
+        return SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands),
+                             CHUNK_SECTIONS_BY_MAJOR[self.major], what, newer_minor=self.newer_minor), header
 
     def _load_chunk(self, i: int, reader: SectionReader, header: dict) -> Chunk:
         what = f"{self.what}: chunk {i}"
@@ -361,34 +366,66 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: tile lengths do not add up to the tile data")
         tile_offset = data_ref.offset + np.concatenate([[0], np.cumsum(tile_length)])[:-1].astype(np.int64)
         band_crc = reader.get("bands.crc32").astype(np.int64)
-        if self.mode == "inr-only":
-            cum = np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
-            lut = np.zeros((N_CONTEXTS, LUT_SIZE), np.uint8)
-            used = np.zeros(N_CONTEXTS, bool)
+        counts = None if self.mode == "inr-only" else reader.get("values.counts").reshape(-1, N_BINS)
+        if counts is not None and (int(counts.sum(dtype=np.uint64)) != nnz or np.any(counts >= COUNT_LIMIT)):
+            raise CorruptFileError(f"{what}: value counts do not add up to the chunk's nonzeros")  # K13, G3
+        tables3 = None
+        if self.major == 2:
+            if counts is None:
+                cum, lut, used = (np.zeros((N_CONTEXTS, N_BINS + 1), np.int64),
+                                  np.zeros((N_CONTEXTS, LUT_SIZE), np.uint8), np.zeros(N_CONTEXTS, bool))
+            else:
+                cum, lut, used = decoding_tables(frequencies(counts.astype(np.int64)))
         else:
-            counts = reader.get("values.counts").reshape(N_CONTEXTS, N_BINS)
-            if int(counts.sum(dtype=np.uint64)) != nnz or np.any(counts >= MAX_CHUNK_NNZ):
-                raise CorruptFileError(f"{what}: value counts do not add up to the chunk's nonzeros")
-            cum, lut, used = decoding_tables(frequencies(counts.astype(np.int64)))
+            tables3 = self._gap_tables(reader, counts, tile_h * tile_w, tile_k, what)
         band_siren = self._load_sirens(reader, geometry, tile_k, what)
         first = int(self.chunk_starts[i])
         with self._lock:
             self._allocate()
-            self.model_cum[i], self.model_lut[i], self.model_used[i] = cum, lut, used
+            if tables3 is None:
+                self.model_cum[i], self.model_lut[i], self.model_used[i] = cum, lut, used
             self.cell_terms[first: first + n_cells] = cell_terms
             self.cell_original[first: first + n_cells] = first + cell_order
             self.cell_position[first + cell_order] = first + np.arange(n_cells)
-        return Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
-                     tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader)
+        chunk = Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
+                      tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader)
+        chunk.tables3 = tables3
+        return chunk
+
+    @staticmethod
+    def _gap_tables(reader: SectionReader, value_counts: np.ndarray | None, tile_n: np.ndarray, tile_k: np.ndarray,
+                    what: str):
+        """A format-3 chunk's decoding tables (draft D§4, D§5) from its count sections, rules G1 and G2
+        checked before any of its tiles is decoded."""
+        gaps = reader.get("gaps.counts").reshape(N_GAP_CLASSES, N_BINS)
+        if np.any(gaps >= COUNT_LIMIT):
+            raise CorruptFileError(f"{what}: a gap count is not below 2**40")  # G1
+        coded = np.asarray(_native.tile3_coded_per_class(tile_n.astype(np.int64), tile_k), np.uint64)
+        if not np.array_equal(gaps.sum(axis=1, dtype=np.uint64), coded):
+            raise CorruptFileError(f"{what}: gap counts do not add up to the coded positions of its tiles")  # G2
+        return _native.ChunkTables3(np.ascontiguousarray(gaps, np.uint64),
+                                    None if value_counts is None else np.ascontiguousarray(value_counts, np.uint64))
+
+    def models(self, model: np.ndarray) -> tuple[tuple, np.ndarray, list | None]:
+        """What the tile kernels take for tiles of the chunks `model` names: format 2's stacked value
+        models (cum, lut, used) with the chunk ids as they are, or format 3's tables of the chunks
+        named, as a list, with each tile's index into it."""
+        if self.major == 2:
+            return (self.model_cum, self.model_lut, self.model_used), model, None
+        ids, position = np.unique(model, return_inverse=True)
+        return (self.model_cum, self.model_lut, self.model_used), position.astype(np.int64), \
+            [self.chunk(int(c)).tables3 for c in ids.tolist()]
 
     def _allocate(self) -> None:
         """Per-chunk models and per-cell arrays of the whole matrix, filled as chunks load (zeroed
-        pages cost no memory until a chunk writes them)."""
-        if hasattr(self, "model_cum"):
+        pages cost no memory until a chunk writes them). Format 3's models live on its chunks
+        (Chunk.tables3)."""
+        if hasattr(self, "cell_terms"):
             return
-        self.model_cum = np.zeros((self.n_chunks, N_CONTEXTS, N_BINS + 1), np.int32)
-        self.model_lut = np.zeros((self.n_chunks, N_CONTEXTS, LUT_SIZE), np.uint8)
-        self.model_used = np.zeros((self.n_chunks, N_CONTEXTS), bool)
+        n_models = self.n_chunks if self.major == 2 else 1  # format 3: one unread placeholder
+        self.model_cum = np.zeros((n_models, N_CONTEXTS, N_BINS + 1), np.int32)
+        self.model_lut = np.zeros((n_models, N_CONTEXTS, LUT_SIZE), np.uint8)
+        self.model_used = np.zeros((n_models, N_CONTEXTS), bool)
         self.cell_terms = np.zeros(self.n_cells, np.int32)
         self.cell_original = np.zeros(self.n_cells, np.int64)  # reordered column -> original cell
         self.cell_position = np.zeros(self.n_cells, np.int64)  # original cell -> reordered column

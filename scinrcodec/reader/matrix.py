@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import CorruptFileError, ResultTooLargeError, SinrIndexError, SinrKeyError
-from ..storage.container import READ_MINOR_VERSION, read_footer
+from ..storage.container import is_newer_minor, read_footer
 from ..storage.opening import open_source
 from ..storage.source import ByteSource
 from .assemble import cell_major, gene_major
@@ -84,7 +84,7 @@ class MatrixReader:
         # the footer holds the CRC of every section (the chunk index's among them)
         self.file_identity = (self._source.size, footer.crc)
         self._index = MatrixIndex(self._source, chosen, body_end=footer.offset, what=self.source,
-                                  newer_minor=footer.version[1] > READ_MINOR_VERSION)
+                                  version=footer.version, newer_minor=is_newer_minor(footer.version))
         self.jobs = jobs
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
@@ -258,12 +258,12 @@ class MatrixReader:
             buffer, start = np.frombuffer(index.source.read(start, length), dtype=np.uint8), 0
         siren = int(chunk.band_siren[band])
         first = int(chunk.tile_first[tile])
-        c = chunk.index
+        c = chunk.index if chunk.tables3 is None else 0  # format 3's model is on the chunk
         value, status = decode_entry(
             buffer, start, length, int(chunk.tile_k[tile]), int(chunk.tile_h[tile]), int(chunk.tile_w[tile]),
             int(chunk.tile_row[tile]), chunk.first_cell + first, first, chunk.n_cells, index.model_cum[c],
             index.model_lut[c], index.model_used[c], siren, index.sirens.arrays() if siren >= 0 else None,
-            index.genes()[3], index.cell_terms, MODE_CODES[index.mode], index.max_error, row, column)
+            index.genes()[3], index.cell_terms, MODE_CODES[index.mode], index.max_error, row, column, chunk.tables3)
         if status:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")
         return int(value)

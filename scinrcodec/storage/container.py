@@ -27,13 +27,13 @@ from .source import ByteSource
 
 MAGIC = b"\x89SINR\r\n\x1a"
 END_MAGIC = b"SINR-END"
-MAJOR_VERSION = 2  # the major version this reader reads (format 3: read once the reader is wired for it)
-SUPPORTED_MAJORS = (2, 3)  # the majors the writer writes (EncodeOptions.format_version), and readers will read
-DEFAULT_MAJOR = 2  # what a writer writes unless told otherwise
-READ_MINOR_VERSION = 1  # the newest minor version of format 2 this reader implements
-FILE_SECTIONS_MINOR = 1  # format 2 gained file-level sections (spec §14) in 2.1; format 3.0 has them (D§12)
-# The minor version a writer writes, by major: (without file-level sections, with them).
-WRITE_MINOR = {2: (0, FILE_SECTIONS_MINOR), 3: (0, 0)}
+# Per major version this package reads and writes: the newest minor it implements, and the first
+# minor whose files may hold file-level sections (spec §14: format 2 gained them in 2.1, format 3.0
+# has them from the start).
+READ_MINORS = {2: 1, 3: 0}
+FILE_SECTIONS_SINCE = {2: 1, 3: 0}
+SUPPORTED_MAJORS = tuple(READ_MINORS)  # what readers read and writers write (EncodeOptions.format_version)
+DEFAULT_MAJOR = 3  # what a writer writes unless told otherwise
 PREAMBLE = struct.Struct("<8sHHI")
 TRAILER = struct.Struct("<QII8s")
 ZSTD_LEVEL = 19
@@ -163,7 +163,7 @@ def unpack_header(payload, limit: int, *, what: str) -> dict:
 def write_version(major: int, *, file_sections: bool = False) -> tuple[int, int]:
     """The (major, minor) a writer puts in the preamble of a file of format `major` (one of
     SUPPORTED_MAJORS): the lowest minor that has what the file holds."""
-    return major, WRITE_MINOR[major][int(file_sections)]
+    return major, FILE_SECTIONS_SINCE[major] if file_sections else 0
 
 
 class ContainerWriter:
@@ -249,6 +249,17 @@ class Footer(NamedTuple):
     crc: int  # covers the footer, which holds every section's CRC: it tells versions of a file apart
 
 
+def is_newer_minor(version: tuple[int, int]) -> bool:
+    """Whether a file's minor version is newer than this reader implements for its major (it then
+    ignores sections it does not know, spec §11.2)."""
+    return version[1] > READ_MINORS[version[0]]
+
+
+def has_file_sections(version: tuple[int, int]) -> bool:
+    """Whether a file of this version may hold file-level sections (a 2.0 reader ignores them)."""
+    return version[1] >= FILE_SECTIONS_SINCE[version[0]]
+
+
 def read_footer(source: ByteSource) -> Footer:
     """Preamble, trailer and footer of a .sinr file, checked; nothing else is read."""
     name = source.name
@@ -265,9 +276,9 @@ def read_footer(source: ByteSource) -> Footer:
         raise UnsupportedVersionError(
             f"{name}: .sinr format 1.{minor} is not read by scinrcodec 2; decode it with scinrcodec 1.x "
             "(pip install 'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again")
-    if major != MAJOR_VERSION:
-        raise UnsupportedVersionError(
-            f"{name}: .sinr format {major}.{minor} is not supported (this reader reads {MAJOR_VERSION}.x)")
+    if major not in READ_MINORS:
+        raise UnsupportedVersionError(f"{name}: .sinr format {major}.{minor} is not supported (this reader reads "
+                                      f"{' and '.join(f'{m}.x' for m in READ_MINORS)})")
     if source.size < PREAMBLE.size + TRAILER.size:
         raise CorruptFileError(f"{name}: truncated .sinr file ({source.size} bytes)")
     length, footer_crc, trailer_reserved, end_magic = TRAILER.unpack(bytes(source.read(source.size - TRAILER.size,

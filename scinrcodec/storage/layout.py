@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .container import FILE_SECTIONS_MINOR, SUPPORTED_MAJORS, pack_array, pack_strings  # noqa: F401 - re-exported
+from .container import SUPPORTED_MAJORS, pack_array, pack_strings
 
 # The value model's table (spec §6.3, §6.4): how values are binned fixes how many frequencies a chunk's
 # `values.counts` holds, so the numbers live here, below the codec that bins with them.
@@ -92,7 +92,7 @@ _CHUNK_SECTIONS = [
 # adds `gaps.counts`, and its `values.counts` has a row per context of 1/8 nat: draft D§4).
 CHUNK_SECTIONS_BY_MAJOR = {major: {s.name: s for s in _CHUNK_SECTIONS if major in s.majors}
                            for major in SUPPORTED_MAJORS}
-CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2's, which the reader reads until it is wired for format 3
+CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2.s, as spec §5.4.3 lists them
 
 # File-level sections (format 2.1, spec §14; format 3.0): what a file stores besides its matrices.
 # The item count of an `anndata.*` or `10x.h5` section (bytes of an HDF5 image) is given by `contents`.

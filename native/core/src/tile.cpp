@@ -9,6 +9,7 @@
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/siren.hpp"
+#include "sinr/tile3.hpp"
 
 namespace sinr {
 
@@ -207,120 +208,7 @@ bool row_is_valid(const int32_t* cum, const uint8_t* lut) {
 
 constexpr BinTables kBinTable{};  // this unit's own copy: addressed directly, not through the GOT
 
-// The value index u of one nonzero: its bin in its context's table, then its offset bits.
-inline bool decode_value(Reader& r, const int32_t* cum, const uint8_t* lut, int64_t& u) {
-  uint32_t b;
-  if (!rans::decode_table(r, cum, lut, b)) return false;
-  const int bits = kBinTable.bits[b];
-  uint32_t offset = 0;
-  bool ok = true;
-  if (SINR_UNLIKELY(bits > 0)) {
-    if (bits > kProbBits) {
-      uint32_t high, low = 0;
-      ok = rans::decode_bits(r, bits - kProbBits, high) && rans::decode_bits(r, kProbBits, low);
-      offset = (high << kProbBits) | low;
-    } else {
-      ok = rans::decode_bits(r, bits, offset);
-    }
-  }
-  u = kBinTable.start[b] + offset;
-  return ok;
-}
-
-// One chunk's value model as the loops use it: its rows, and per row whether it was checked
-// (0 unchecked, 1 valid, 2 unusable).
-struct ModelView {
-  const int32_t* cum;
-  const uint8_t* lut;
-  const uint8_t* used;
-  uint8_t* state;
-};
-
-// The first use of a context in a call: check its row (out of line, off the loops' fast path).
-SINR_NOINLINE bool check_context(const ModelView& model, int ctx) {
-  uint8_t s = model.state[ctx];
-  if (s == 0) {
-    s = model.used[ctx] && row_is_valid(model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize) ? 1 : 2;
-    model.state[ctx] = s;
-  }
-  return s == 1;
-}
-
-inline bool context_ok(const ModelView& model, int ctx) {
-  return model.state[ctx] == 1 || check_context(model, ctx);
-}
-
-// Everything a batch's tiles share, and the scratch they reuse: sized for the largest tile once,
-// never allocated per tile.
-class TileDecoder {
- public:
-  TileDecoder(Span<const uint8_t> buf, Span<const int64_t> gene_terms, Span<const int32_t> cell_terms,
-              const ValueModels& models, const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter,
-              int64_t max_k)
-      : buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), models_(models), sirens_(sirens), mode_(mode),
-        filter_(filter) {
-    const int64_t size = std::max<int64_t>(max_k, 1);
-    positions_.resize(static_cast<size_t>(size));
-    zeros_.resize(static_cast<size_t>(size));
-    max_k_ = size;
-    step_ = 2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1;
-    max_code_ = static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / step_);
-    const int64_t rows = std::max<int64_t>(models.n_models, 0) * std::max<int64_t>(models.n_contexts, 0);
-    row_state_.assign(static_cast<size_t>(rows), 0);
-  }
-
-  template <typename R, typename V>
-  TileResult decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room);
-
-  // Positions only, for count_rows: the tile's nonzero positions into positions().
-  int64_t positions_only(const TileInfo& t, int64_t n);
-  const int32_t* positions() const { return positions_.data(); }
-
- private:
-  int64_t read_positions(Reader& r, int64_t k, int64_t n);
-  int64_t last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) const;
-  bool kept(int64_t idx, int64_t lo, int64_t c) const {
-    return idx >= lo && (filter_.want_col < 0 || c == filter_.want_col) &&
-           (filter_.col_mask.size == 0 || filter_.col_mask.data[c] != 0);
-  }
-  // The value of a value index: count - 1 (lossless) or the dequantised index (max-error).
-  int64_t value_of(int64_t code) const {
-    if (mode_ == kModeLossless) return code + 1;
-    return code <= max_code_ ? 1 + code * static_cast<int64_t>(step_) : kMaxCount;
-  }
-  // The value model of a tile, false if there is none.
-  bool select_model(int64_t model, ModelView& view) {
-    if (model < 0 || model >= models_.n_models || models_.n_contexts != kNumContexts) return false;
-    view = ModelView{models_.cum + model * kNumContexts * kCumColumns, models_.lut + model * kNumContexts * kLutSize,
-                     models_.used + model * kNumContexts, row_state_.data() + model * kNumContexts};
-    return true;
-  }
-  bool select_siren(int64_t siren, int& kind, double& offset, double& scale);
-
-  template <bool kFiltered, typename R, typename V>
-  TileResult baseline_values(Reader r, const TileInfo& t, int64_t lo, int64_t last, R* out_rows, R* out_cols,
-                             V* out_values, int64_t room);
-  template <typename R, typename V>
-  TileResult siren_values(Reader r, const TileInfo& t, int64_t lo, int64_t hi, R* out_rows, R* out_cols,
-                          V* out_values, int64_t room);
-
-  Span<const uint8_t> buf_;
-  Span<const int64_t> gene_terms_;
-  Span<const int32_t> cell_terms_;
-  ValueModels models_;
-  SirenSet sirens_;
-  int mode_;
-  ReadFilter filter_;
-  uint64_t step_;
-  int64_t max_code_;
-  int64_t max_k_;
-  std::vector<int32_t> positions_, zeros_;
-  std::vector<int32_t> rows_, cols_, contexts_;  // the SIREN path's, sized on first use
-  std::vector<uint8_t> keep_;
-  SirenEvaluator evaluator_;
-  int64_t prepared_siren_ = -1;  // the SIREN evaluator_ holds
-  std::vector<uint8_t> row_state_;
-};
+// ---- format 2's tile coding (spec §6): byte-wise rANS, Golomb positions, 48 contexts
 
 // How a tile codes its gaps' remainders: not at all (M = 1), as raw bits (M a power of two up to
 // 2**16, where the uniform model is exactly raw bits), or through the uniform model.
@@ -363,8 +251,208 @@ int64_t read_gaps(Reader& r, int64_t m, int64_t n, int64_t gap_m, int32_t* coded
   return read_gaps<kQuotients, kUniform>(r, m, n, gap_m, coded);
 }
 
+// Format 2's coder behind the decoder's interface (see TileDecoder). A model is one chunk's value
+// model, its used rows checked on first use in a call (state: 0 unchecked, 1 valid, 2 unusable).
+class Format2 {
+ public:
+  using Stream = Reader;
+  struct Model {
+    const int32_t* cum;
+    const uint8_t* lut;
+    const uint8_t* used;
+    uint8_t* state;
+  };
+
+  explicit Format2(const ValueModels& models) : models_(models) {
+    const int64_t rows = std::max<int64_t>(models.n_models, 0) * std::max<int64_t>(models.n_contexts, 0);
+    row_state_.assign(static_cast<size_t>(rows), 0);
+  }
+
+  bool select(int64_t model, Model& view) {
+    if (model < 0 || model >= models_.n_models || models_.n_contexts != kNumContexts) return false;
+    view = Model{models_.cum + model * kNumContexts * kCumColumns, models_.lut + model * kNumContexts * kLutSize,
+                 models_.used + model * kNumContexts, row_state_.data() + model * kNumContexts};
+    return true;
+  }
+  static bool start(Stream& r, const uint8_t* begin, const uint8_t* end) { return rans::start_decoding(r, begin, end); }
+  static Stream empty(const uint8_t* end) { return Reader{kRansLow, end, end}; }
+  static bool finished(const Stream& r) { return r.x == kRansLow && r.pos == r.end; }
+  static int context(uint64_t term) { return baseline_context(static_cast<int64_t>(term)); }
+  static int siren_context(int kind, double offset, double scale, int64_t y) {
+    return context_of_output(kind, offset, scale, y);
+  }
+  static bool value_ok(const Model& model, int ctx) { return model.state[ctx] == 1 || check_context(model, ctx); }
+
+  // The value index u of one nonzero: its bin in its context's table, then its offset bits.
+  static bool value(Stream& r, const Model& model, int ctx, int64_t& u) {
+    const int32_t* cum = model.cum + ctx * kCumColumns;
+    uint32_t b;
+    if (!rans::decode_table(r, cum, model.lut + ctx * kLutSize, b)) return false;
+    const int bits = kBinTable.bits[b];
+    uint32_t offset = 0;
+    bool ok = true;
+    if (SINR_UNLIKELY(bits > 0)) {
+      if (bits > kProbBits) {
+        uint32_t high, low = 0;
+        ok = rans::decode_bits(r, bits - kProbBits, high) && rans::decode_bits(r, kProbBits, low);
+        offset = (high << kProbBits) | low;
+      } else {
+        ok = rans::decode_bits(r, bits, offset);
+      }
+    }
+    u = kBinTable.start[b] + offset;
+    return ok;
+  }
+
+  // m >= 1 coded positions of n into coded[:m] (format 2 needs no model for them).
+  static int64_t positions(Stream& r, const Model*, int64_t m, int64_t n, int32_t* coded) {
+    const int64_t gap_m = golomb_parameter(n, m);
+    return (n - m) / gap_m > 0 ? read_gaps<true>(r, m, n, gap_m, coded) : read_gaps<false>(r, m, n, gap_m, coded);
+  }
+
+ private:
+  // The first use of a context in a call: check its row (out of line, off the loops' fast path).
+  SINR_NOINLINE static bool check_context(const Model& model, int ctx) {
+    uint8_t s = model.state[ctx];
+    if (s == 0) {
+      s = model.used[ctx] && row_is_valid(model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize) ? 1 : 2;
+      model.state[ctx] = s;
+    }
+    return s == 1;
+  }
+
+  ValueModels models_;
+  std::vector<uint8_t> row_state_;
+};
+
+// ---- format 3's tile coding (draft D§6-D§10): word-wise rANS with raw bits at the end, gap bins
+// by density class, 96 contexts. A model is one chunk's ChunkTables, built by the core from the
+// chunk's count sections (so its rows need no check).
+class Format3 {
+ public:
+  using Stream = tile3::StreamReader;
+  using Model = const tile3::ChunkTables*;
+
+  explicit Format3(const ValueModels& models) : models_(models) {}
+
+  bool select(int64_t model, Model& view) const {
+    if (models_.tables3 == nullptr || model < 0 || model >= models_.n_models || !models_.tables3[model]) return false;
+    view = models_.tables3[model];
+    return true;
+  }
+  static bool start(Stream& r, const uint8_t* begin, const uint8_t* end) {
+    r = Stream(Span<const uint8_t>{begin, end - begin});
+    return r.start();  // T2
+  }
+  static Stream empty(const uint8_t*) { return Stream(); }
+  static bool finished(const Stream& r) { return r.finish(); }  // T7, T8, T9
+  static int context(uint64_t term) {  // D§10.1
+    const int64_t kappa = static_cast<int64_t>(term) >> 1;
+    return static_cast<int>(kappa < 0 ? 0 : kappa > kFineContexts - 1 ? kFineContexts - 1 : kappa);
+  }
+  static int siren_context(int kind, double offset, double scale, int64_t y) {  // D§10.2
+    return fine_context_of_output(kind, offset, scale, y);
+  }
+  static bool value_ok(const Model& model, int ctx) { return model->value(ctx) != nullptr; }  // T6
+
+  static bool value(Stream& r, const Model& model, int ctx, int64_t& u) {
+    uint32_t bin, offset;
+    if (!r.symbol(model->value(ctx), bin) || !r.raw(kBinTable.bits[bin], offset)) return false;  // T3, T4
+    u = kBinTable.start[bin] + offset;
+    return true;
+  }
+
+  // m >= 1 coded positions of n into coded[:m] (D§9.1 1), under the gap table of the tile's class.
+  static int64_t positions(Stream& r, const Model* model, int64_t m, int64_t n, int32_t* coded) {
+    if (model == nullptr) return kUnusedContext;
+    const uint32_t* packed = (*model)->gap(tile3::density_class(n, m));
+    if (packed == nullptr) return kUnusedContext;  // excluded by G2
+    Stream s = r;
+    int64_t previous = -1;
+    uint32_t bin, offset;
+    for (int64_t idx = 0; idx < m; ++idx) {
+      if (!s.symbol(packed, bin) || !s.raw(kBinTable.bits[bin], offset)) return kTruncated;  // T3, T4
+      previous += kBinTable.start[bin] + static_cast<int64_t>(offset) + 1;
+      if (previous >= n) return kBeyondTile;  // T5
+      coded[idx] = static_cast<int32_t>(previous);
+    }
+    r = s;
+    return kOk;
+  }
+
+ private:
+  ValueModels models_;
+};
+
+// Everything a batch's tiles share, and the scratch they reuse: sized for the largest tile once,
+// never allocated per tile. C is the tile coding (Format2 or Format3).
+template <class C>
+class TileDecoder {
+ public:
+  using Stream = typename C::Stream;
+  using Model = typename C::Model;
+
+  TileDecoder(Span<const uint8_t> buf, Span<const int64_t> gene_terms, Span<const int32_t> cell_terms,
+              const ValueModels& models, const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter,
+              int64_t max_k)
+      : codec_(models), buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), sirens_(sirens), mode_(mode),
+        filter_(filter) {
+    const int64_t size = std::max<int64_t>(max_k, 1);
+    positions_.resize(static_cast<size_t>(size));
+    zeros_.resize(static_cast<size_t>(size));
+    max_k_ = size;
+    step_ = 2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1;
+    max_code_ = static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / step_);
+  }
+
+  template <typename R, typename V>
+  TileResult decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room);
+
+  // Positions only, for count_rows: the tile's nonzero positions into positions().
+  int64_t positions_only(const TileInfo& t, int64_t n);
+  const int32_t* positions() const { return positions_.data(); }
+
+ private:
+  int64_t read_positions(Stream& r, const Model* model, int64_t k, int64_t n);
+  int64_t last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) const;
+  bool kept(int64_t idx, int64_t lo, int64_t c) const {
+    return idx >= lo && (filter_.want_col < 0 || c == filter_.want_col) &&
+           (filter_.col_mask.size == 0 || filter_.col_mask.data[c] != 0);
+  }
+  // The value of a value index: count - 1 (lossless) or the dequantised index (max-error).
+  int64_t value_of(int64_t code) const {
+    if (mode_ == kModeLossless) return code + 1;
+    return code <= max_code_ ? 1 + code * static_cast<int64_t>(step_) : kMaxCount;
+  }
+  bool select_siren(int64_t siren, int& kind, double& offset, double& scale);
+
+  template <bool kFiltered, typename R, typename V>
+  TileResult baseline_values(Stream r, const TileInfo& t, const Model* model, int64_t lo, int64_t last, R* out_rows,
+                             R* out_cols, V* out_values, int64_t room);
+  template <typename R, typename V>
+  TileResult siren_values(Stream r, const TileInfo& t, const Model* model, int64_t lo, int64_t hi, R* out_rows,
+                          R* out_cols, V* out_values, int64_t room);
+
+  C codec_;
+  Span<const uint8_t> buf_;
+  Span<const int64_t> gene_terms_;
+  Span<const int32_t> cell_terms_;
+  SirenSet sirens_;
+  int mode_;
+  ReadFilter filter_;
+  uint64_t step_;
+  int64_t max_code_;
+  int64_t max_k_;
+  std::vector<int32_t> positions_, zeros_;
+  std::vector<int32_t> rows_, cols_, contexts_;  // the SIREN path's, sized on first use
+  std::vector<uint8_t> keep_;
+  SirenEvaluator evaluator_;
+  int64_t prepared_siren_ = -1;  // the SIREN evaluator_ holds
+};
+
 // The tile's nonzero positions into positions_[:k]; returns a status. k <= n <= kMaxTileEntries.
-int64_t TileDecoder::read_positions(Reader& r, int64_t k, int64_t n) {
+template <class C>
+int64_t TileDecoder<C>::read_positions(Stream& r, const Model* model, int64_t k, int64_t n) {
   int32_t* out = positions_.data();
   const int64_t m = 2 * k <= n ? k : n - k;
   if (m == 0) {
@@ -372,9 +460,7 @@ int64_t TileDecoder::read_positions(Reader& r, int64_t k, int64_t n) {
     return kOk;
   }
   int32_t* coded = m == k ? out : zeros_.data();
-  const int64_t gap_m = golomb_parameter(n, m);
-  const int64_t st = (n - m) / gap_m > 0 ? read_gaps<true>(r, m, n, gap_m, coded)
-                                         : read_gaps<false>(r, m, n, gap_m, coded);
+  const int64_t st = C::positions(r, model, m, n, coded);
   if (st != kOk) return st;
   if (m != k) complement(zeros_.data(), m, n, out);  // the nonzeros lie between the coded zeros
   return kOk;
@@ -382,7 +468,8 @@ int64_t TileDecoder::read_positions(Reader& r, int64_t k, int64_t n) {
 
 // The last of nonzeros lo..hi-1 that a read keeps, -1 if none: values are decoded up to it and no
 // further.
-int64_t TileDecoder::last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) const {
+template <class C>
+int64_t TileDecoder<C>::last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) const {
   if (filter_.want_col < 0 && filter_.col_mask.size == 0) return hi > lo ? hi - 1 : -1;
   const int32_t* positions = positions_.data();
   int64_t last = -1;
@@ -398,7 +485,8 @@ int64_t TileDecoder::last_kept(int64_t lo, int64_t hi, int64_t w, int64_t col0) 
   return last;
 }
 
-bool TileDecoder::select_siren(int64_t siren, int& kind, double& offset, double& scale) {
+template <class C>
+bool TileDecoder<C>::select_siren(int64_t siren, int& kind, double& offset, double& scale) {
   if (siren < 0 || siren >= sirens_.n) return false;
   const int64_t* spec = sirens_.spec + siren * 3;
   const int64_t first_layer = spec[0], n_layers = spec[1];
@@ -417,23 +505,28 @@ bool TileDecoder::select_siren(int64_t siren, int& kind, double& offset, double&
   return true;
 }
 
-int64_t TileDecoder::positions_only(const TileInfo& t, int64_t n) {
-  Reader r;
-  if (!rans::start_decoding(r, buf_.data + t.start, buf_.data + t.start + t.length)) return kTruncated;
-  return read_positions(r, t.k, n);
+template <class C>
+int64_t TileDecoder<C>::positions_only(const TileInfo& t, int64_t n) {
+  Model model{};
+  const bool have_model = codec_.select(t.model, model);
+  Stream r;
+  if (!C::start(r, buf_.data + t.start, buf_.data + t.start + t.length)) return kTruncated;
+  return read_positions(r, have_model ? &model : nullptr, t.k, n);
 }
 
 // The common case in one pass: a baseline band's values, read up to the last one kept. Everything
 // the loop reads lives in locals (registers), so that its stores cannot force reloads.
+template <class C>
 template <bool kFiltered, typename R, typename V>
-TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo, int64_t last, R* out_rows,
-                                        R* out_cols, V* out_values, int64_t room) {
+TileResult TileDecoder<C>::baseline_values(Stream r, const TileInfo& t, const Model* chosen, int64_t lo, int64_t last,
+                                           R* out_rows, R* out_cols, V* out_values, int64_t room) {
   const int64_t w = t.w;
-  ModelView model{};
+  Model model{};
   if (last >= 0) {  // every index below stays inside its array
     if (t.row < 0 || t.row > gene_terms_.size - t.h || t.col < 0 || t.col > cell_terms_.size - w)
       return {0, kBeyondTile};
-    if (!select_model(t.model, model)) return {0, kUnusedContext};
+    if (chosen == nullptr) return {0, kUnusedContext};
+    model = *chosen;
   }
   const int32_t* const positions = positions_.data();
   const int64_t* const gene_terms = gene_terms_.data + t.row;
@@ -442,7 +535,7 @@ TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo,
   const int64_t max_code = max_code_;
   const int64_t step = static_cast<int64_t>(step_);
   const int64_t row0 = t.row, col0 = t.col;
-  Reader s = r;
+  Stream s = r;
   int64_t i = 0;
   int64_t row_start = 0;
   int64_t gene_term = last >= 0 ? gene_terms[0] : 0;
@@ -456,10 +549,10 @@ TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo,
     }
     const int64_t j = p - row_start;
     const uint64_t term = static_cast<uint64_t>(gene_term) + static_cast<uint64_t>(cell_terms[j]);  // no overflow UB
-    const int ctx = baseline_context(static_cast<int64_t>(term));
-    if (!context_ok(model, ctx)) return {count, kUnusedContext};
+    const int ctx = C::context(term);
+    if (!C::value_ok(model, ctx)) return {count, kUnusedContext};
     int64_t code;
-    if (!decode_value(s, model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize, code)) return {count, kTruncated};
+    if (!C::value(s, model, ctx, code)) return {count, kTruncated};
     if (!kFiltered || kept(idx, lo, col0 + j)) {
       if (SINR_UNLIKELY(count >= room)) return {count, kBeyondTile};
       out_rows[count] = static_cast<R>(row0 + i);
@@ -468,19 +561,19 @@ TileResult TileDecoder::baseline_values(Reader r, const TileInfo& t, int64_t lo,
       ++count;
     }
   }
-  if (last == t.k - 1 && lo == 0 && (s.x != kRansLow || s.pos != s.end)) return {count, kBadEnding};
+  if (last == t.k - 1 && lo == 0 && !C::finished(s)) return {count, kBadEnding};
   return {count, kOk};
 }
 
+template <class C>
 template <typename R, typename V>
-TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, int64_t hi, R* out_rows, R* out_cols,
-                                     V* out_values, int64_t room) {
+TileResult TileDecoder<C>::siren_values(Stream r, const TileInfo& t, const Model* model, int64_t lo, int64_t hi,
+                                        R* out_rows, R* out_cols, V* out_values, int64_t room) {
   int kind;
   double offset, scale;
   if (!select_siren(t.siren, kind, offset, scale)) return {0, kUnusedContext};
   const bool inr_only = mode_ == kModeInrOnly;
-  ModelView model{};
-  if (!inr_only && t.k > 0 && !select_model(t.model, model)) return {0, kUnusedContext};
+  if (!inr_only && t.k > 0 && model == nullptr) return {0, kUnusedContext};
   if (rows_.empty()) {
     rows_.resize(static_cast<size_t>(max_k_));
     cols_.resize(static_cast<size_t>(max_k_));
@@ -505,7 +598,7 @@ TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, in
     if (!inr_only || keep_[idx]) {
       const int64_t y = evaluator_.output(i, t.first + j, t.h, t.cells);
       contexts_[idx] = inr_only ? static_cast<int32_t>(prediction_of_output(kind, offset, scale, y))
-                                : context_of_output(kind, offset, scale, y);
+                                : C::siren_context(kind, offset, scale, y);
     }
   }
   const bool whole = last == t.k - 1 && lo == 0;
@@ -516,9 +609,9 @@ TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, in
       value = contexts_[idx];
     } else {
       const int ctx = contexts_[idx];
-      if (!context_ok(model, ctx)) return {count, kUnusedContext};
+      if (!C::value_ok(*model, ctx)) return {count, kUnusedContext};
       int64_t code;
-      if (!decode_value(r, model.cum + ctx * kCumColumns, model.lut + ctx * kLutSize, code)) return {count, kTruncated};
+      if (!C::value(r, *model, ctx, code)) return {count, kTruncated};
       value = value_of(code);
     }
     if (keep_[idx]) {
@@ -529,13 +622,14 @@ TileResult TileDecoder::siren_values(Reader r, const TileInfo& t, int64_t lo, in
       ++count;
     }
   }
-  if (whole && !inr_only && (r.x != kRansLow || r.pos != r.end)) return {count, kBadEnding};
+  if (whole && !inr_only && !C::finished(r)) return {count, kBadEnding};
   return {count, kOk};
 }
 
 // Decode one tile, writing its kept triples to out_*[0: room].
+template <class C>
 template <typename R, typename V>
-TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room) {
+TileResult TileDecoder<C>::decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room) {
   if (t.start < 0 || t.length < 0 || t.start > buf_.size || t.length > buf_.size - t.start) return {0, kTruncated};
   if (!shape_ok(t.k, t.h, t.w) || t.k > max_k_) return {0, kBeyondTile};
   const int64_t n = t.h * t.w;
@@ -543,18 +637,20 @@ TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* o
   // rows and columns are output as they are (int32 at least): they lie inside the format's limits
   if (k > 0 && (t.row < 0 || t.row > kMaxDimension - t.h || t.col < 0 || t.col > kMaxDimension - t.w))
     return {0, kBeyondTile};
+  Model model{};
+  const bool have_model = codec_.select(t.model, model);
   const int64_t m = 2 * k <= n ? k : n - k;
   const uint8_t* end = buf_.data + t.start + t.length;
-  Reader r;
+  Stream r;
   if (m == 0 && (k == 0 || mode_ == kModeInrOnly)) {
     if (t.length != 0) return {0, kUnexpectedBytes};
-    r = Reader{kRansLow, end, end};
-  } else if (!rans::start_decoding(r, buf_.data + t.start, end)) {
+    r = C::empty(end);
+  } else if (!C::start(r, buf_.data + t.start, end)) {
     return {0, kTruncated};
   }
-  const int64_t st = read_positions(r, k, n);
+  const int64_t st = read_positions(r, have_model ? &model : nullptr, k, n);
   if (st != kOk) return {0, st};
-  if (mode_ == kModeInrOnly && (r.x != kRansLow || r.pos != end)) return {0, kBadEnding};
+  if (mode_ == kModeInrOnly && m > 0 && !C::finished(r)) return {0, kBadEnding};
   if (k > 0 && filter_.col_mask.size > 0 && (t.col < 0 || t.col > filter_.col_mask.size - t.w))
     return {0, kBeyondTile};
   // which nonzeros to return: [lo, hi) in position order, further filtered by column
@@ -572,13 +668,15 @@ TileResult TileDecoder::decode(const TileInfo& t, R* out_rows, R* out_cols, V* o
     }
   }
   if (t.siren < 0 && mode_ != kModeInrOnly) {
-    if (filter_.want_col < 0 && filter_.col_mask.size == 0 && lo == 0)
-      return baseline_values<false>(r, t, lo, hi - 1, out_rows, out_cols, out_values, room);
-    return baseline_values<true>(r, t, lo, last_kept(lo, hi, t.w, t.col), out_rows, out_cols, out_values, room);
+    const bool whole = filter_.want_col < 0 && filter_.col_mask.size == 0 && lo == 0;
+    const int64_t last = whole ? hi - 1 : last_kept(lo, hi, t.w, t.col);
+    const Model* chosen = have_model ? &model : nullptr;
+    if (whole) return baseline_values<false>(r, t, chosen, lo, last, out_rows, out_cols, out_values, room);
+    return baseline_values<true>(r, t, chosen, lo, last, out_rows, out_cols, out_values, room);
   }
   if (t.siren < 0)  // an --inr-only band without a SIREN holds no nonzero (the reader checks)
     return {0, k == 0 ? kOk : kUnusedContext};
-  return siren_values(r, t, lo, hi, out_rows, out_cols, out_values, room);
+  return siren_values(r, t, have_model ? &model : nullptr, lo, hi, out_rows, out_cols, out_values, room);
 }
 
 // The most nonzeros of any tile that can be decoded: the scratch's size (a directory entry that
@@ -588,6 +686,70 @@ int64_t largest_k(const TileDirectory& tiles) {
   for (int64_t t = 0; t < tiles.k.size; ++t)
     if (shape_ok(tiles.k[t], tiles.h[t], tiles.w[t])) most = std::max(most, tiles.k[t]);
   return most;
+}
+
+template <class C, typename R, typename V>
+void decode_with(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,
+                 Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
+                 int64_t max_error, const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out,
+                 Span<int64_t> out_count, Span<int64_t> status) {
+  const int64_t n_tiles = tiles.k.size;
+  const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
+  TileDecoder<C> decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles));
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
+                        tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
+    const int64_t start = out_start[t];
+    const bool placed = start >= 0 && start <= out_size;
+    const TileResult result =
+        placed ? decoder.decode(info, out.rows.data + start, out.cols.data + start, out.values.data + start,
+                                out_size - start)
+               : decoder.decode(info, out.rows.data, out.cols.data, out.values.data, 0);
+    out_count[t] = result.count;
+    status[t] = result.status;
+  }
+}
+
+template <class C>
+void count_with(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
+                Span<int64_t> status) {
+  const int64_t n_tiles = tiles.k.size;
+  TileDecoder<C> decoder(buf, {}, {}, models, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    status[t] = kOk;
+    const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], row = tiles.row[t];
+    if (k == 0) continue;
+    const int64_t start = tiles.offset[t], length = tiles.length[t];
+    if (start < 0 || length < 0 || start > buf.size || length > buf.size - start) {
+      status[t] = kTruncated;
+      continue;
+    }
+    if (!shape_ok(k, h, w) || row < 0 || row > counts.size - h) {
+      status[t] = kBeyondTile;
+      continue;
+    }
+    const int64_t n = h * w;
+    if (k == n) {
+      for (int64_t i = 0; i < h; ++i) counts[row + i] += w;
+      continue;
+    }
+    TileInfo info{start, length, k, h, w, row};
+    info.model = t < tiles.model.size ? tiles.model[t] : -1;
+    const int64_t st = decoder.positions_only(info, n);
+    if (st != kOk) {
+      status[t] = st;
+      continue;
+    }
+    // each row's nonzeros counted in a register (not k increments of memory in a row)
+    const int32_t* positions = decoder.positions();
+    int64_t idx = 0;
+    for (int64_t i = 0; i < h && idx < k; ++i) {
+      const int64_t row_end = (i + 1) * w;
+      const int64_t first = idx;
+      while (idx < k && positions[idx] < row_end) ++idx;
+      counts[row + i] += idx - first;
+    }
+  }
 }
 
 }  // namespace
@@ -605,20 +767,12 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
     if (a->size != n_tiles) throw std::invalid_argument("decode_tiles: the per-tile arrays differ in length");
   if (out_count.size != n_tiles || status.size != n_tiles)
     throw std::invalid_argument("decode_tiles: out_count and status need one entry per tile");
-  const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
-  TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles));
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
-                        tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
-    const int64_t start = out_start[t];
-    const bool placed = start >= 0 && start <= out_size;
-    const TileResult result =
-        placed ? decoder.decode(info, out.rows.data + start, out.cols.data + start, out.values.data + start,
-                                out_size - start)
-               : decoder.decode(info, out.rows.data, out.cols.data, out.values.data, 0);
-    out_count[t] = result.count;
-    status[t] = result.status;
-  }
+  if (models.tables3 != nullptr)
+    decode_with<Format3>(buf, tiles, gene_terms, cell_terms, models, sirens, mode, max_error, filter, out_start, out,
+                         out_count, status);
+  else
+    decode_with<Format2>(buf, tiles, gene_terms, cell_terms, models, sirens, mode, max_error, filter, out_start, out,
+                         out_count, status);
 }
 
 template void decode_tiles<int32_t, int32_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
@@ -644,54 +798,38 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const Value
   for (const Span<const int64_t>* a : {&tiles.offset, &tiles.length, &tiles.h, &tiles.w, &tiles.row})
     if (a->size != n_tiles) throw std::invalid_argument("count_rows: the per-tile arrays differ in length");
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
-  TileDecoder decoder(buf, {}, {}, ValueModels{}, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    status[t] = kOk;
-    const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], row = tiles.row[t];
-    if (k == 0) continue;
-    const int64_t start = tiles.offset[t], length = tiles.length[t];
-    if (start < 0 || length < 0 || start > buf.size || length > buf.size - start) {
-      status[t] = kTruncated;
-      continue;
-    }
-    if (!shape_ok(k, h, w) || row < 0 || row > counts.size - h) {
-      status[t] = kBeyondTile;
-      continue;
-    }
-    const int64_t n = h * w;
-    if (k == n) {
-      for (int64_t i = 0; i < h; ++i) counts[row + i] += w;
-      continue;
-    }
-    const TileInfo info{start, length, k, h, w, row};
-    const int64_t st = decoder.positions_only(info, n);
-    if (st != kOk) {
-      status[t] = st;
-      continue;
-    }
-    // each row's nonzeros counted in a register (not k increments of memory in a row)
-    const int32_t* positions = decoder.positions();
-    int64_t idx = 0;
-    for (int64_t i = 0; i < h && idx < k; ++i) {
-      const int64_t row_end = (i + 1) * w;
-      const int64_t first = idx;
-      while (idx < k && positions[idx] < row_end) ++idx;
-      counts[row + i] += idx - first;
-    }
+  if (models.tables3 != nullptr) {
+    if (tiles.model.size != n_tiles) throw std::invalid_argument("count_rows: format 3 needs each tile's model");
+    count_with<Format3>(buf, tiles, models, counts, status);
+  } else {
+    count_with<Format2>(buf, tiles, models, counts, status);
   }
 }
+
+namespace {
+
+template <class C>
+EntryValue entry_with(Span<const uint8_t> buf, const TileInfo& tile, Span<const int64_t> gene_terms,
+                      Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
+                      int64_t max_error, int64_t row, int64_t col) {
+  ReadFilter filter;
+  filter.want_row = row;
+  filter.want_col = col;
+  TileDecoder<C> decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter,
+                         shape_ok(tile.k, tile.h, tile.w) ? tile.k : 0);
+  int64_t value = 0, out_row, out_col;
+  const TileResult result = decoder.decode(tile, &out_row, &out_col, &value, 1);
+  return {result.count ? value : 0, result.status};
+}
+
+}  // namespace
 
 EntryValue decode_entry(Span<const uint8_t> buf, const TileInfo& tile, Span<const int64_t> gene_terms,
                         Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
                         int64_t max_error, int64_t row, int64_t col) {
-  ReadFilter filter;
-  filter.want_row = row;
-  filter.want_col = col;
-  TileDecoder decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter,
-                      shape_ok(tile.k, tile.h, tile.w) ? tile.k : 0);
-  int64_t value = 0, out_row, out_col;
-  const TileResult result = decoder.decode(tile, &out_row, &out_col, &value, 1);
-  return {result.count ? value : 0, result.status};
+  if (models.tables3 != nullptr)
+    return entry_with<Format3>(buf, tile, gene_terms, cell_terms, models, sirens, mode, max_error, row, col);
+  return entry_with<Format2>(buf, tile, gene_terms, cell_terms, models, sirens, mode, max_error, row, col);
 }
 
 }  // namespace sinr

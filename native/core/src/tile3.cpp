@@ -230,68 +230,6 @@ int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Spa
 
 // ------------------------------------------------------------------------------------- decode
 
-namespace {
-
-// D§6.3 and D§8.2: the state, the word bytes taken from the front (pos) and the raw bits taken
-// from the back (bits); every read checks that the two areas stay apart inside the stream.
-class StreamReader {
- public:
-  explicit StreamReader(Span<const uint8_t> s) : s_(s) {}
-
-  // D§6.3 step 1 (T2).
-  bool start() {
-    if (s_.size < kStateBytes) return false;
-    x_ = uint32_t{s_[0]} | (uint32_t{s_[1]} << 8) | (uint32_t{s_[2]} << 16) | (uint32_t{s_[3]} << 24);
-    pos_ = kStateBytes;
-    return x_ >= kStateLow;
-  }
-
-  // D§6.3 step 2: one symbol of a used table, its bin into bin; false on T3.
-  bool symbol(const Table12& table, uint32_t& bin) {
-    const uint32_t slot = x_ & (kProbScale - 1);
-    const uint32_t e = table.packed[slot];
-    bin = packed_bin(e);
-    x_ = packed_freq(e) * (x_ >> kProbBits) + slot - packed_start(e);
-    if (x_ >= kStateLow) return true;
-    if (pos_ + 2 + raw_bytes(bits_) > s_.size) return false;  // T3
-    x_ = (x_ << 16) | uint32_t{s_[pos_]} | (uint32_t{s_[pos_ + 1]} << 8);
-    pos_ += 2;
-    return true;
-  }
-
-  // D§8.1: the next d raw bits, least significant first; false on T4.
-  bool raw(int d, uint32_t& value) {
-    value = 0;
-    if (d == 0) return true;
-    if (pos_ + raw_bytes(bits_ + d) > s_.size) return false;  // T4
-    for (int got = 0; got < d;) {
-      const int64_t j = bits_ + got;
-      const int shift = static_cast<int>(j & 7);
-      const int take = std::min(8 - shift, d - got);
-      const uint32_t byte = s_[s_.size - 1 - (j >> 3)];
-      value |= ((byte >> shift) & ((1u << take) - 1)) << got;
-      got += take;
-    }
-    bits_ += d;
-    return true;
-  }
-
-  // D§6.3 step 3 and D§8.2: T7, T8, T9.
-  bool finish() const {
-    if (x_ != kStateLow || pos_ + raw_bytes(bits_) != s_.size) return false;
-    return (bits_ & 7) == 0 || (s_[s_.size - raw_bytes(bits_)] >> (bits_ & 7)) == 0;
-  }
-
- private:
-  static int64_t raw_bytes(int64_t bits) { return (bits + 7) >> 3; }
-
-  Span<const uint8_t> s_;
-  uint32_t x_ = 0;
-  int64_t pos_ = 0;
-  int64_t bits_ = 0;
-};
-
-}  // namespace
 
 int64_t decode_tile(const TileView& tile, Span<const Table12> gap_tables, Span<const Table12> value_tables,
                     bool code_values, Span<int64_t> positions, Span<int64_t> u) {
@@ -314,10 +252,11 @@ int64_t decode_tile(const TileView& tile, Span<const Table12> gap_tables, Span<c
   if (m > 0) {
     const Table12& table = gap_tables[density_class(n_t, m)];
     if (!table.used) return kUnusedContext;  // excluded by G2
+    const uint32_t* const packed = table.packed;
     const bool zeros = 2 * k > n_t;  // the coded set is the zeros, the nonzeros lie between them
     int64_t p = -1, filled = 0;
     for (int64_t i = 0; i < m; ++i) {
-      if (!r.symbol(table, bin)) return kTruncated;                  // T3
+      if (!r.symbol(packed, bin)) return kTruncated;                 // T3
       if (!r.raw(kBins.bits[bin], offset)) return kTruncated;        // T4
       const int64_t next = p + kBins.start[bin] + offset + 1;
       if (next >= n_t) return kBeyondTile;                           // T5
@@ -341,7 +280,7 @@ int64_t decode_tile(const TileView& tile, Span<const Table12> gap_tables, Span<c
       const int64_t p = positions[i];
       const Table12& table = value_tables[baseline_context(tile.gene_terms[p / w], tile.cell_terms[p % w])];
       if (!table.used) return kUnusedContext;                        // T6
-      if (!r.symbol(table, bin)) return kTruncated;                  // T3
+      if (!r.symbol(table.packed, bin)) return kTruncated;           // T3
       if (!r.raw(kBins.bits[bin], offset)) return kTruncated;        // T4
       u[i] = kBins.start[bin] + offset;
     }

@@ -196,6 +196,66 @@ int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Spa
 
 // ------------------------------------------------------------------------------------- decode
 
+// D§6.3 and D§8.2: a stream's state, the word bytes taken from the front (pos) and the raw bits
+// taken from the back (bits); every read checks that the two areas stay apart inside the stream.
+// Shared by decode_tile and the read kernels of tile.cpp.
+class StreamReader {
+ public:
+  StreamReader() = default;
+  explicit StreamReader(Span<const uint8_t> s) : s_(s) {}
+
+  // D§6.3 step 1 (T2).
+  bool start() {
+    if (s_.size < kStateBytes) return false;
+    x_ = uint32_t{s_[0]} | (uint32_t{s_[1]} << 8) | (uint32_t{s_[2]} << 16) | (uint32_t{s_[3]} << 24);
+    pos_ = kStateBytes;
+    return x_ >= kStateLow;
+  }
+
+  // D§6.3 step 2: one symbol of a used table (its packed entries), its bin into bin; false on T3.
+  bool symbol(const uint32_t* packed, uint32_t& bin) {
+    const uint32_t slot = x_ & (kProbScale - 1);
+    const uint32_t e = packed[slot];
+    bin = packed_bin(e);
+    x_ = packed_freq(e) * (x_ >> kProbBits) + slot - packed_start(e);
+    if (x_ >= kStateLow) return true;
+    if (pos_ + 2 + raw_bytes(bits_) > s_.size) return false;  // T3
+    x_ = (x_ << 16) | uint32_t{s_[pos_]} | (uint32_t{s_[pos_ + 1]} << 8);
+    pos_ += 2;
+    return true;
+  }
+
+  // D§8.1: the next d (0..27) raw bits, least significant first; false on T4. The field's bytes
+  // (at most 5: 7 bits of shift and 27 of field) run backward from the first one it touches.
+  bool raw(int d, uint32_t& value) {
+    value = 0;
+    if (d == 0) return true;
+    if (pos_ + raw_bytes(bits_ + d) > s_.size) return false;  // T4
+    const int shift = static_cast<int>(bits_ & 7);
+    const int n = (shift + d + 7) >> 3;
+    const uint8_t* first = s_.data + s_.size - 1 - (bits_ >> 3);
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= uint64_t{first[-i]} << (8 * i);
+    value = static_cast<uint32_t>((v >> shift) & ((uint64_t{1} << d) - 1));
+    bits_ += d;
+    return true;
+  }
+
+  // D§6.3 step 3 and D§8.2: T7, T8, T9.
+  bool finish() const {
+    if (x_ != kStateLow || pos_ + raw_bytes(bits_) != s_.size) return false;
+    return (bits_ & 7) == 0 || (s_[s_.size - raw_bytes(bits_)] >> (bits_ & 7)) == 0;
+  }
+
+ private:
+  static int64_t raw_bytes(int64_t bits) { return (bits + 7) >> 3; }
+
+  Span<const uint8_t> s_;
+  uint32_t x_ = kStateLow;  // an empty stream is a finished one (D§9.2)
+  int64_t pos_ = 0;
+  int64_t bits_ = 0;
+};
+
 // A tile to decode (D§9.3): h x w entries, k nonzeros, its stream; gene_terms[i] is row i's term
 // and cell_terms[j] column j's (at least h and w of them when values are coded).
 struct TileView {
