@@ -1938,7 +1938,7 @@ def _(blob):
         parts.chunks[0], "gaps.counts", pack_array(_gap_counts(parts, 0)[:31].astype(np.uint64).ravel(), "u8")))
 
 
-@invalid("v3_gaps_counts_too_large", "v3_bands_and_tiles", "CorruptFileError", "gap counts",
+@invalid("v3_gaps_counts_too_large", "v3_bands_and_tiles", "CorruptFileError", "gap count",
          "chunk 0's gaps.counts: 2**40 added to one count of a class and taken from another of the same class "
          "(modulo 2**64): the row sums hold, an item is >= 2**40 (rule G1)")
 def _(blob):
