@@ -1,13 +1,14 @@
 """scinrcodec: a compact, exact, randomly accessible codec for single-cell count matrices (.sinr).
 
-The public names load on first use (PEP 562), so `import scinrcodec` costs almost nothing and a
-script that only reads a file never imports the encoder, anndata or h5py.
+The read path (open, SinrMatrix) loads with the package, so that opening a file and reading its
+first entry cost no imports; every other public name loads on first use (PEP 562), so a script that
+only reads a file never imports the encoder, anndata or h5py.
 """
 from __future__ import annotations
 
 import importlib
 
-__version__ = "2.0.0"
+__version__ = "3.0.0"
 
 from .errors import (CorruptFileError, FileChangedError, FormatError, InvalidInputError, OutputError,  # noqa: E402
                      OutputExistsError, ResultTooLargeError, SinrError, SinrIndexError, SinrKeyError,
@@ -15,11 +16,12 @@ from .errors import (CorruptFileError, FileChangedError, FormatError, InvalidInp
 from .errors import (RangeNotSupportedError, RemoteAccessError, RemoteChangedError,  # noqa: E402
                      RemoteConnectionError, RemoteError, RemoteNotFoundError)
 
+from .wholefile.matrix import SinrMatrix, open  # noqa: E402,A004 - the read path, loaded with the package
+
 # public name -> the module that defines it
 _LAZY = {
     "CountMatrix": ".io.matrix", "read_matrix": ".io.readers", "MatrixSource": ".io.sources",
-    "write_matrix": ".io.writers", "SinrMatrix": ".wholefile.matrix", "decode": ".wholefile.output",
-    "open": ".wholefile.matrix", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
+    "write_matrix": ".io.writers", "decode": ".wholefile.output", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
     "append": ".encoder.append", "encode_whole": ".wholefile.encode", "CellBatch": ".wholefile.batches",
     "read_lazy": ".wholefile.scverse", "reduce_cells": ".reader.lazy", "read_sinr": ".wholefile.scverse",
     "write_sinr": ".wholefile.scverse", "concat": ".wholefile.combine", "subset": ".wholefile.combine",

@@ -34,8 +34,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "demo": ("wholefile", "report"),
     "cli": ("demo", "wholefile", "report"),
     "__main__": ("cli",),
-    "(package)": ("errors",),  # scinrcodec/__init__.py: every other public name loads on first use
+    # scinrcodec/__init__.py, the facade: the read path loads with it, every other public name on first use
+    "(package)": ("errors", "wholefile"),
 }
+NATIVE = "_native"  # the compiled core: a submodule with no .py file
 
 
 def module_name(path: Path) -> str:
@@ -61,9 +63,17 @@ def imports_of(path: Path) -> set[str]:
                 target = node.module or ""
             if not target.startswith(PACKAGE):
                 continue
-            found.add(target)
+            # `from scinrcodec import _native` imports a submodule, not the facade's names (every
+            # submodule's import runs the package's __init__ anyway): no edge to the package itself
+            if target != PACKAGE or not all(_is_submodule(a.name) for a in node.names):
+                found.add(target)
             found.update(f"{target}.{a.name}" for a in node.names)
     return found
+
+
+def _is_submodule(name: str) -> bool:
+    """Whether `name` is a module or subpackage directly inside the package."""
+    return name == NATIVE or (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file()
 
 
 def graph() -> tuple[dict[str, set[str]], dict[str, int]]:
