@@ -3,7 +3,7 @@ python -m benchmarks table1 [--hidden 2400 --layers 10] [--device cuda]
 python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [--out benchmarks/results/scale]
 python -m benchmarks startup FILE.sinr [...] [--samples 11]
 python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
-python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR]
+python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR] [--format-versions 3]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh.add_argument("datasets", nargs="*", type=Path)
     fresh.add_argument("--repeats", type=int, default=3)
     fresh.add_argument("--workdir", type=Path, default=SCALE_DATA / "fresh")
+    fresh.add_argument("--format-versions", nargs="+", type=int, default=[3], help="the .sinr formats to write and read")
     loader = commands.add_parser("loader", help="the cell-batch loader's shuffle: speed, memory, chunks per batch")
     loader.add_argument("files", nargs="+", type=Path)
     loader.add_argument("--buffers", nargs="+", type=int, default=[1, 2, 4, 8, 16])
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fresh":
         from .fresh import run_fresh
 
-        print(run_fresh(args.datasets or default_datasets(quick=False), args.workdir, args.repeats))
+        print(run_fresh(args.datasets or default_datasets(quick=False), args.workdir, args.repeats,
+                        tuple(args.format_versions)))
         return 0
     if args.command == "loader":
         from .loader import run_loader

@@ -19,7 +19,7 @@ ENCODE = r"""
 import json, sys, time
 from scinrcodec.cli import main
 start = time.perf_counter()
-status = main(["encode", sys.argv[1], sys.argv[2], "--force", "--matrix-only"])
+status = main(["encode", sys.argv[1], sys.argv[2], "--force", "--matrix-only", "--format-version", sys.argv[3]])
 print(json.dumps({"status": status, "seconds": time.perf_counter() - start,
                   "peak_mb": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}))
 """
@@ -75,18 +75,20 @@ def _child(code: str, *args: str) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def run_fresh(datasets: list[Path], workdir: Path, repeats: int = 3) -> str:
-    """A markdown table of the headline figures of each dataset (medians of `repeats` processes)."""
+def run_fresh(datasets: list[Path], workdir: Path, repeats: int = 3, versions: tuple[int, ...] = (3,)) -> str:
+    """A markdown table of the headline figures of each dataset written in each format version
+    (medians of `repeats` processes)."""
     import scinrcodec as sinr
 
     workdir.mkdir(parents=True, exist_ok=True)
     _child("import scinrcodec.wholefile.matrix, scinrcodec.reader.assemble, scinrcodec.cli; print('{}')")  # caches
     lines = [f"Each figure from fresh processes, median of {repeats} (encode: one).", "",
-             "| dataset | nnz | bits/nnz | x 10x .h5 | encode s / peak MB | read CSR / CSC ms | 10x .h5 via h5py ms | "
-             "read peak MB (CSR / h5py) | entry us | gene ms | cell ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for dataset in datasets:
-        sinr_path, h5_path = workdir / f"{dataset.name}.sinr", workdir / f"{dataset.name}.h5"
-        encoded = _child(ENCODE, str(dataset), str(sinr_path))
+             "| dataset | format | nnz | bits/nnz | x 10x .h5 | encode s / peak MB | read CSR / CSC ms | "
+             "10x .h5 via h5py ms | read peak MB (CSR / h5py) | entry us | gene ms | cell ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for dataset, version in ((d, v) for d in datasets for v in versions):
+        sinr_path, h5_path = workdir / f"{dataset.name}.v{version}.sinr", workdir / f"{dataset.name}.h5"
+        encoded = _child(ENCODE, str(dataset), str(sinr_path), str(version))
         sinr.decode(sinr_path, h5_path, force=True)
         with sinr.open(sinr_path) as m:
             nnz = m.nnz
@@ -98,7 +100,7 @@ def run_fresh(datasets: list[Path], workdir: Path, repeats: int = 3) -> str:
 
         size = sinr_path.stat().st_size
         lines.append(
-            f"| {dataset.name} | {nnz:,} | {8 * size / nnz:.2f} | {size / h5_path.stat().st_size:.3f} | "
+            f"| {dataset.name} | {version} | {nnz:,} | {8 * size / nnz:.2f} | {size / h5_path.stat().st_size:.3f} | "
             f"{encoded['seconds']:.2f} / {encoded['peak_mb']:.0f} | {1e3 * med('csr', 'read_s'):.0f} / "
             f"{1e3 * med('csc', 'read_s'):.0f} | {1e3 * med('h5py', 'read_s'):.0f} | {med('csr', 'peak_mb'):.0f} / "
             f"{med('h5py', 'peak_mb'):.0f} | {med('reads', 'entry_us'):.1f} | {med('reads', 'gene_ms'):.2f} | "
