@@ -1,7 +1,7 @@
 """Format 3's read kernels (native/core/src/tile.cpp with ValueModels.tables3): the kernels every read
 path uses (decode_tiles with its filters, count_rows, decode_entry) decode format-3 streams of real
 tiles exactly as the whole-tile decoder of tile3.hpp does, and give a hostile stream the status the
-whole-tile decoder gives it (which test_tile3_native.py holds to the draft's rules)."""
+whole-tile decoder gives it (which test_tile3_native.py holds to the spec's rules)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,13 +1,13 @@
-"""Format 3.0 files from the writer (issue 14; the draft spec/drafts/format-3-tiles.md, cited D§n).
+"""Format 3.0 files from the writer (issue 14; spec/sinr-format.md, version 3.0).
 
 Every file is read here without the package's reader, from the container's bytes: the preamble,
-the matrix map (required features, D§3.1; stage ids, D§3.2), each chunk's sections (D§4) and every
-tile. Tiles of bands without a SIREN are decoded by the native whole-tile decoder
-(`_native.tile3_decode_tiles`, baseline contexts of D§10.1); tiles of SIREN bands by the draft's
-independent implementation (spec/drafts/tiles_v3.py) with the contexts D§10.2 gives the band's
-stored network. Then each tile's stream must be exactly what the draft's encoder writes for its
+the matrix map (required features, spec §5.1.1; stage ids, §5.2), each chunk's sections (§5.4.3,
+§6.4) and every tile. Tiles of bands without a SIREN are decoded by the native whole-tile decoder
+(`_native.tile3_decode_tiles`, baseline contexts of §6.5); tiles of SIREN bands by the spec's
+independent implementation (spec/tiles3.py) with the contexts §7.2 gives the band's stored
+network. Then each tile's stream must be exactly what spec/tiles3.py's encoder writes for its
 decoded positions, values and contexts under the chunk's own count sections, those sections must
-be exactly the draft's counts of the decoded tiles, and the decoded matrix must be the input (its
+be exactly spec/tiles3.py's counts of the decoded tiles, and the decoded matrix must be the input (its
 quantised values in mode max-error; its positions in mode inr-only)."""
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def band_sirens(chunk: Chunk) -> dict[int, PatchSiren]:
 
 
 def siren_context_of(siren: PatchSiren, tile: Tile, n_cells: int):
-    """D§10.2 for the nonzeros of a tile of a SIREN band, from the draft's siren_context."""
+    """§7.2 for the nonzeros of a tile of a SIREN band, from spec/tiles3.py's siren_context."""
     table, params = siren.packed()
     p = np.arange(tile.h * tile.w)
     outputs = siren_outputs(table, params, p // tile.w, tile.col0 + p % tile.w, tile.h, n_cells)
@@ -135,14 +135,14 @@ def siren_context_of(siren: PatchSiren, tile: Tile, n_cells: int):
 
 
 def decode_file(path, mode: str) -> tuple[File, sp.csc_matrix | tuple]:
-    """Every tile of every chunk decoded, checked against the draft's encoder and counts (see the
+    """Every tile of every chunk decoded, checked against spec/tiles3.py's encoder and counts (see the
     module docstring); returns the file and its decoded matrix (genes, cells, u) in original order."""
     f = read_file(path)
     inr_only = mode == "inr-only"
     genes, cells, us = [], [], []
     for chunk in f.chunks:
         s, n_cells = chunk.sections, chunk.header["n_cells"]
-        assert "gaps.counts" in s and ("values.counts" in s) != inr_only  # D§4, rule G3
+        assert "gaps.counts" in s and ("values.counts" in s) != inr_only  # §6.4, rule G3
         gaps = unpack_array(s["gaps.counts"], "u8", 32 * 231, what="gaps.counts").reshape(32, 231)
         values = None if inr_only else unpack_array(s["values.counts"], "u8", 96 * 231,
                                                     what="values.counts").reshape(96, 231)
@@ -176,7 +176,7 @@ def decode_file(path, mode: str) -> tuple[File, sp.csc_matrix | tuple]:
                 def context_of(p, t=t):
                     return t3.baseline_context(int(f.gene_terms[t.row0 + p // t.w]), int(cell_terms[t.col0 + p % t.w]))
                 tile_positions, tile_u = decoded[id(t)]
-            else:  # a SIREN band: the draft's decoder, with the contexts of the stored network
+            else:  # a SIREN band: spec/tiles3.py's decoder, with the contexts of the stored network
                 context_of = siren_context_of(sirens[t.band], t, n_cells)
                 d = t3.decode_tile(t.stream, t.h * t.w, t.k, context_of, gap_tables, value_tables)
                 tile_positions, tile_u = d.positions, d.u
@@ -189,7 +189,7 @@ def decode_file(path, mode: str) -> tuple[File, sp.csc_matrix | tuple]:
             genes.append(f.gene_order[t.row0 + p // t.w])
             cells.append(chunk.first_cell + cell_order[t.col0 + p % t.w])
             us.append(np.asarray(tile_u if not inr_only else np.zeros(t.k), np.int64))
-        counted = t3.chunk_counts(inputs, inr_only)  # D§4: exactly the counts of the tiles
+        counted = t3.chunk_counts(inputs, inr_only)  # §6.4: exactly the counts of the tiles
         assert np.array_equal(counted[0], gaps)
         assert inr_only or np.array_equal(counted[1], values)
     return f, (np.concatenate(genes), np.concatenate(cells), np.concatenate(us))
@@ -248,7 +248,7 @@ CASES = [  # (fixture, options): lossless, max-error and inr-only, with and with
     ("mouse_gut_cimseq_smartseq2", dict(**FAST, **SMALL_TILES, mode="max-error", max_error=3)),
     ("frozen_pbmc_donor_a_v1", dict(**FAST, chunk_cells=50, tile_nnz=16)),
     ("pbmc500_3p_lt_x_50genes", dict(SMALL_SIREN, siren="force", chunk_cells=300)),
-    ("pbmc500_3p_lt_x_50genes", dict(SMALL_SIREN, siren="force", normalisation="minmax")),  # D§10.2's EDGE3
+    ("pbmc500_3p_lt_x_50genes", dict(SMALL_SIREN, siren="force", normalisation="minmax")),  # §7.2's EDGE3
     ("mouse_gut_cimseq_smartseq2", dict(SMALL_SIREN, siren="force", mode="max-error", max_error=2)),
     ("pbmc4k_v2_soupx_half", dict(SMALL_SIREN, mode="inr-only", chunk_cells=40)),
 ]

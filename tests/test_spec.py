@@ -295,6 +295,22 @@ def test_version_1_and_unknown_majors_are_refused(blob):
         sinr.open(v4)
 
 
+def test_version_1_message_is_the_one_spec_11_3_quotes(blob, tmp_path):
+    """Both readers (Python and the native container reader of the R package) refuse a version 1
+    file with exactly the message §11.3 quotes, `<name>` and `<minor>` filled in."""
+    from scinrcodec import _native
+    text = SPEC.read_text(encoding="utf-8")
+    section = text[text.index("### 11.3 Version 1 files"):text.index("## 12. ")]
+    quoted = section.split("```")[1].strip().replace("\n", " ")
+    path = tmp_path / "old.sinr"
+    path.write_bytes(blob[:8] + struct.pack("<HH", 1, 7) + bytes(40))
+    expected = quoted.replace("<name>", str(path)).replace("<minor>", "7")
+    for read in (sinr.open, lambda p: _native.ContainerReader(str(p))):
+        with pytest.raises(sinr.UnsupportedVersionError) as err:
+            read(path)
+        assert str(err.value) == expected
+
+
 def test_spec_examples_of_models():
     """The informative examples of §C.1.4 and §C.4."""
     assert rd.frequencies([3, 3, 1] + [0] * 228)[:3] == [28088, 28086, 9362]

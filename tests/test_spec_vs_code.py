@@ -5,6 +5,7 @@ writer's format-3 files of real fixtures to the input matrices."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,37 @@ def test_defaults_the_spec_quotes_are_the_code_defaults():
     note = re.search(r"defaults are `chunk_cells = (\d+)` and\s+`tile_nnz = (\d+)`", SPEC)
     assert note, "the spec's note on the reference writer's defaults moved"
     assert (int(note.group(1)), int(note.group(2))) == (limits.DEFAULT_CHUNK_CELLS, limits.DEFAULT_TILE_NNZ)
+
+
+# The tracked text the section references below are checked in (the spec's own files cite themselves).
+CITING_TREES = ("scinrcodec", "native", "r", "tests", "benchmarks", ".ci", "README.md")
+SECTION_REF = re.compile(r"(RFC \d+ )?§ ?([A-D]|\d+)((?:\.\d+)*)|Appendix ([A-D](?:\.\d+)*)")
+DRAFT_MARKS = ("D" + "§", "spec/" + "drafts")  # the removed format-3 draft's citations (spelt apart here)
+
+
+def test_every_section_the_code_cites_is_a_heading_of_the_spec():
+    """Every `§n`, `§C.n` or `Appendix X.n` in the code, tests, docs and tools names a heading of
+    spec/sinr-format.md (so a renumbered spec cannot leave a comment pointing elsewhere), and none
+    cites the removed format-3 draft (DRAFT_MARKS)."""
+    root = Path(__file__).resolve().parent.parent
+    headings = {m.group(1) for m in re.finditer(r"^#+ (?:Appendix )?([A-Z\d]+(?:\.\d+)*)\.? ", SPEC, flags=re.M)}
+    files = subprocess.run(["git", "ls-files", "-z", *CITING_TREES], cwd=root, capture_output=True, check=True,
+                           text=True).stdout.split("\0")
+    assert len(files) > 100, "git ls-files listed too little: run from a checkout"
+    wrong = []
+    for name in filter(None, files):
+        try:
+            text = (root / name).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if any(mark in line for mark in DRAFT_MARKS):
+                wrong.append(f"{name}:{number}: the draft: {line.strip()}")
+            for m in SECTION_REF.finditer(line):
+                cited = m.group(4) or m.group(2) + m.group(3)
+                if not m.group(1) and cited not in headings:
+                    wrong.append(f"{name}:{number}: {cited}: {line.strip()}")
+    assert not wrong, "\n".join(wrong)
 
 
 # ------------------------------------------------------------ the writer's format-3 files, by the spec

@@ -1,5 +1,5 @@
 """Format 3.0's native tile codec (native/core/include/sinr/tile3.hpp) against the spec's independent
-implementation (spec/tiles3.py, first written as a draft): the same tables and the same stream
+implementation (spec/tiles3.py): the same tables and the same stream
 bytes on every tile of real fixtures and on random tiles, exact decoding, the spec's worked example
 (§13.10), and hostile streams failing with the status that tile3.hpp gives the spec's rule."""
 from __future__ import annotations
@@ -88,7 +88,7 @@ def real_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("inr_only", [False, True])
-def test_every_real_tile_matches_the_draft(real_files, inr_only):
+def test_every_real_tile_matches_the_spec(real_files, inr_only):
     n_tiles = 0
     for path in real_files:
         for chunk in real_chunks(path):
@@ -112,7 +112,7 @@ def test_every_real_tile_matches_the_draft(real_files, inr_only):
     assert n_tiles > 100
 
 
-# ------------------------------------------------------------------------------- the draft's text
+# -------------------------------------------------------------------------------- the spec's text
 
 def test_worked_example_bytes_come_out_of_the_native_encoder():
     blocks = re.findall(r"```hex\n(.*?)\n```", SPEC.read_text(encoding="utf-8"), flags=re.S)
@@ -137,7 +137,7 @@ def test_normalisation_examples_and_density_classes():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, t3.N_BINS - 1), st.integers(1, 2**40 - 1)), max_size=40),
        st.integers(0, 2**40 - 1))
-def test_random_tables_match_the_draft(entries, ones):
+def test_random_tables_match_the_spec(entries, ones):
     counts = np.zeros((2, t3.N_BINS), np.uint64)
     for b, c in entries:
         counts[0, b] = c
@@ -168,7 +168,7 @@ def example_status(stream: bytes, G=example.G, C=example.C) -> int:
     return decode_native([stream], [shape], G, C, gaps, values)[0][0]
 
 
-def draft_rule(decode) -> str:
+def spec_rule(decode) -> str:
     try:
         decode()
     except t3.RuleViolation as err:
@@ -179,7 +179,7 @@ def draft_rule(decode) -> str:
 @pytest.mark.parametrize("rule, make", HOSTILE_EXAMPLE_STREAMS)
 def test_hostile_example_streams(rule, make):
     stream = make(example.encode_example()[3].stream)
-    assert draft_rule(lambda: example_decode(stream)) == rule
+    assert spec_rule(lambda: example_decode(stream)) == rule
     assert example_status(stream) == STATUS_OF_RULE[rule]
 
 
@@ -191,19 +191,19 @@ def damaged(s: bytes, rng: np.random.Generator | None = None, n: int = 0) -> lis
     return out if rng is None else [out[i] for i in rng.choice(len(out), min(n, len(out)), replace=False)]
 
 
-def test_every_damaged_example_stream_gets_the_drafts_rule():
+def test_every_damaged_example_stream_gets_the_specs_rule():
     """Every prefix, every flipped bit and every extra byte of the worked example's stream: the
-    native status is the one of the rule the draft's decoder names (or OK where it accepts)."""
+    native status is the one of the rule spec/tiles3.py's decoder names (or OK where it accepts)."""
     seen = set()
     for stream in damaged(example.encode_example()[3].stream):
-        rule = draft_rule(lambda: example_decode(stream))
+        rule = spec_rule(lambda: example_decode(stream))
         seen.add(rule)
         assert example_status(stream) == (OK if rule == "ok" else STATUS_OF_RULE[rule]), (stream.hex(), rule)
     assert {"T2", "T3", "T4", "T7", "T8", "T9"} <= seen
 
 
-def test_damaged_real_streams_get_the_drafts_rule(real_files):
-    """Damaged streams of every real tile (a sample of each): native status = the draft's rule."""
+def test_damaged_real_streams_get_the_specs_rule(real_files):
+    """Damaged streams of every real tile (a sample of each): native status = the spec's rule."""
     rng = np.random.default_rng(5)
     seen = set()
     for path in real_files:
@@ -217,7 +217,7 @@ def test_damaged_real_streams_get_the_drafts_rule(real_files):
                 statuses = decode_native(variants, [shape] * len(variants), chunk.gene_terms, chunk.cell_terms,
                                          gaps, values)
                 for variant, (status, _, _) in zip(variants, statuses):
-                    rule = draft_rule(lambda: t3.decode_tile(variant, real.tile.n_t, len(real.tile.positions),
+                    rule = spec_rule(lambda: t3.decode_tile(variant, real.tile.n_t, len(real.tile.positions),
                                                              real.context_of, *tables))
                     seen.add(rule)
                     assert status == (OK if rule == "ok" else STATUS_OF_RULE[rule]), (variant.hex(), rule)
@@ -303,7 +303,7 @@ def random_chunks(draw):
 
 @settings(max_examples=300, deadline=None)
 @given(random_chunks(), st.booleans())
-def test_random_tiles_round_trip_and_match_the_draft(chunk, inr_only):
+def test_random_tiles_round_trip_and_match_the_spec(chunk, inr_only):
     tiles, shapes, G, C = chunk
     gaps, values = t3.chunk_counts(tiles, inr_only)
     gap_tables = t3.tables_from_counts(gaps, t3.N_GAP_CLASSES)

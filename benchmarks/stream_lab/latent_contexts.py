@@ -64,7 +64,7 @@ def table_bits(counts: np.ndarray) -> float:
 def coded_bits(contexts: np.ndarray, bins: np.ndarray, chunk: np.ndarray, n_contexts: int,
                pb: int = 16) -> tuple[float, float]:
     """Stream bits of the bins under each chunk's tables scaled to 2**pb (format 2's scaling, spec
-    §6.4), and the tables' bits."""
+    §C.4), and the tables' bits."""
     stream, tables = 0.0, 0.0
     scale = 1 << pb
     for ch in np.unique(chunk):

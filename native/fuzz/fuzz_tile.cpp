@@ -28,7 +28,7 @@ using fuzz::Bytes;
 
 constexpr int64_t kProbScale = 1 << 16;
 
-// Frequency tables as the format stores them (spec §6.4): every bin a row counts gets at least 1
+// Frequency tables as format 2 stores them (spec §C.4): every bin a row counts gets at least 1
 // and the row sums to 2**16; unused rows are zero. cum: n_contexts x (kNumBins + 1).
 struct Model {
   std::vector<int64_t> cum64;

@@ -1,4 +1,4 @@
-// libFuzzer harness of format 3.0's draft tile codec (tile3.hpp), built with ASan and UBSan by
+// libFuzzer harness of format 3.0's tile codec (tile3.hpp), built with ASan and UBSan by
 // .ci/sanitize (clang):
 //   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Inative/core/include \
 //           native/fuzz/fuzz_tile3.cpp native/core/src/*.cpp -o fuzz_tile3 && ./fuzz_tile3 -runs=N
@@ -99,7 +99,7 @@ void hostile(Bytes& in) {
     if (status[t] < kOk || status[t] > kUnexpectedBytes) std::abort();
 }
 
-// A chunk's counts (D§4) from its tiles, as a writer takes them.
+// A chunk's counts (spec §6.4) from its tiles, as a writer takes them.
 void count(int64_t n_t, const std::vector<int64_t>& positions, const std::vector<int64_t>& u,
            const std::vector<int64_t>& contexts, Counts& gaps, Counts& values) {
   const int64_t k = static_cast<int64_t>(positions.size()), m = coded_count(n_t, k);

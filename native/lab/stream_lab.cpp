@@ -90,7 +90,7 @@ std::vector<Chunk> load(const std::string& path) {
 
 // ------------------------------------------------------------------------------- frequency tables
 
-// Format 2's scaling (spec §6.4) to 2**pb.
+// Format 2's scaling (spec §C.4) to 2**pb.
 struct Table {
   std::vector<uint32_t> freq, cum;
   std::vector<uint8_t> lut;  // pb = 12: the bin of every slot; pb = 16: format 2's coarse lut

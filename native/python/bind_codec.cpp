@@ -1,5 +1,5 @@
 // Bindings of the codec layer: content checksum, rANS primitives, tile encode and decode (format 2,
-// and format 3.0's draft codec of tile3.hpp), SIREN evaluation and the tables of spec Appendix A.
+// and format 3.0's codec of tile3.hpp), SIREN evaluation and the tables of spec Appendix A.
 //
 // Arrays a kernel writes are bound with .noconvert(): a wrong dtype is a TypeError, never a
 // silent copy that the kernel would fill instead of the caller's array.
@@ -359,13 +359,13 @@ void bind_siren(nb::module_& m) {
                                   : context(kind, offset, scale, outputs.data()[i]);
   }, NoGil(), nb::arg("kind"), nb::arg("offset"), nb::arg("scale"), nb::arg("outputs"), nb::arg("predictions"),
      nb::arg("out").noconvert(), nb::arg("fine") = false,
-     "Network outputs as --inr-only predictions, or as contexts: format 2's (spec §7.2) or with fine format 3's "
-     "on the 1/8-nat grid (D§10.2).");
+     "Network outputs as --inr-only predictions, or as contexts: format 2's (spec §C.6) or with fine format 3's "
+     "on the 1/8-nat grid (§7.2).");
 }
 
 
 // ------------------------------------------------------------------------------ format 3.0 tiles
-// The draft codec of tile3.hpp, whole chunks at a time: the tables are built from the chunk's count
+// The codec of tile3.hpp, whole chunks at a time: the tables are built from the chunk's count
 // sections inside each call (arrays of counts in, never tables a caller made by hand).
 
 std::vector<tile3::Table12> tables3(const Array2<const uint64_t>& counts, int64_t rows, const char* name) {
@@ -386,7 +386,7 @@ struct ChunkTables3 {
 
 void bind_tile3(nb::module_& m) {
   nb::class_<tile3::ChunkTables>(m, "ChunkTables3",
-                                 "A format-3 chunk's decoding tables (D§4, D§5), built from its count sections.")
+                                 "A format-3 chunk's decoding tables (spec §6.4), built from its count sections.")
       .def("__init__", [](tile3::ChunkTables* self, Array2<const uint64_t> gap_counts,
                           std::optional<Array2<const uint64_t>> value_counts) {
         const bool values = value_counts.has_value();
@@ -420,11 +420,11 @@ void bind_tile3(nb::module_& m) {
     }
   }, nb::arg("counts"), nb::arg("freq").noconvert(), nb::arg("start").noconvert(), nb::arg("packed").noconvert(),
      nb::arg("used").noconvert(),
-     "Format 3.0 draft (D§5): the 12-bit tables of rows of counts, and each used row's packed slot lookup.");
+     "Format 3.0 (spec §6.4): the 12-bit tables of rows of counts, and each used row's packed slot lookup.");
   m.def("tile3_density_class", [](int64_t n_t, int64_t m) {
     if (m < 1 || m > n_t || n_t > kMaxTileEntries) throw nb::value_error("tile3_density_class: needs 1 <= m <= n_t < 2**24");
     return tile3::density_class(n_t, m);
-  }, "Format 3.0 draft (D§7): the density class of a tile of n_t entries coding m positions.");
+  }, "Format 3.0 (spec §6.2): the density class of a tile of n_t entries coding m positions.");
   m.def("tile3_stream_bound", [](int64_t symbols) {
     if (symbols < 0) throw nb::value_error("tile3_stream_bound: negative symbols");
     return tile3::stream_bound(symbols);
@@ -440,7 +440,7 @@ void bind_tile3(nb::module_& m) {
                                span(lengths));
   }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("u"), nb::arg("contexts"),
      nb::arg("gap_counts"), nb::arg("value_counts").none(), nb::arg("out").noconvert(), nb::arg("lengths").noconvert(),
-     "Format 3.0 draft: encode consecutive tiles of one chunk (value_counts None: inr-only); returns the bytes "
+     "Format 3.0: encode consecutive tiles of one chunk (value_counts None: inr-only); returns the bytes "
      "written.");
   m.def("tile3_gap_counts", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
                                Array<const int64_t> positions, Array2<uint64_t> out) {
@@ -450,7 +450,7 @@ void bind_tile3(nb::module_& m) {
     tile3::gap_counts(span(tile_n), span(tile_k), span(positions),
                       Span<uint64_t>{out.data(), int64_t{tile3::kGapClasses} * kNumBins});
   }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("out").noconvert(),
-     "Format 3.0 (D§4): a chunk's gaps.counts, its tiles' coded gaps by density class and bin, into out.");
+     "Format 3.0 (spec §6.4): a chunk's gaps.counts, its tiles' coded gaps by density class and bin, into out.");
   m.def("tile3_encode_chunk", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
                                  Array<const int64_t> positions, Array<const int64_t> u, Array<const int64_t> contexts,
                                  Array2<const uint64_t> gap_counts, std::optional<Array2<const uint64_t>> value_counts) {
@@ -488,7 +488,7 @@ void bind_tile3(nb::module_& m) {
      nb::arg("col"), nb::arg("out_start"), nb::arg("gene_terms"), nb::arg("cell_terms"), nb::arg("gap_counts"),
      nb::arg("value_counts").none(), nb::arg("positions").noconvert(), nb::arg("u").noconvert(),
      nb::arg("status").noconvert(),
-     "Format 3.0 draft: decode whole tiles of one chunk; each tile's TileStatus into status.");
+     "Format 3.0: decode whole tiles of one chunk; each tile's TileStatus into status.");
 }
 
 }  // namespace

@@ -109,8 +109,8 @@ void bind_encoder(nb::module_& m) {
         "A chunk's nonzeros sorted by (tile, position): (rows, cols, values, positions, tile_k).");
   m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
         nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine") = false,
-        "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §6.5), "
-        "or with fine format 3's of 1/8 nat (D§10.1).");
+        "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §C.5), "
+        "or with fine format 3's of 1/8 nat (§6.5).");
   m.def("value_bins", &value_bins_py, nb::arg("u").noconvert(), "The bin of each coded value u >= 0.");
   m.def("accumulate_gene_stats", &accumulate_gene_stats_py<int64_t>, nb::arg("indptr").noconvert(),
         nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),

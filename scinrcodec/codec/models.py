@@ -5,7 +5,7 @@ offset: e = u + 1 is exact below 2**MANTISSA_BITS and above that keeps its leadi
 bits in the bin (eight bins per octave); the rest are offset bits, coded as raw bits. A bin is
 coded with the frequency table of its context: the predicted mean's log1p in quarter steps.
 Each chunk stores its own tables: N_CONTEXTS rows of N_BINS frequencies summing to 2**16 (or all
-zero for an unused context). Format 3 (draft D§4, D§5, D§10) has 96 contexts of eighth steps, and
+zero for an unused context). Format 3 (spec §6.4, §6.5) has 96 contexts of eighth steps, and
 its chunks store the counts from which both sides build tables of 2**12.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def bin_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 def fine_contexts(major: int) -> bool:
-    """Whether format `major` has format 3's contexts of 1/8 nat (draft D§10) instead of 1/4."""
+    """Whether format `major` has format 3's contexts of 1/8 nat (spec §6.5) instead of 1/4."""
     return CONTEXTS_BY_MAJOR[major] > N_CONTEXTS
 
 
@@ -54,7 +54,7 @@ def baseline_context(log_mean_sixteenths: int) -> int:
 
 def frequencies(counts: np.ndarray, scale: int = PROB_SCALE) -> np.ndarray:
     """Frequencies summing to `scale` from bin counts, row by row (one row per context): the exact
-    algorithm of spec §6.4 (2**16; format 3's tables, D§5, use it with 2**12). Each present bin gets
+    algorithm of spec §C.4 (2**16; format 3's tables, §6.4, use it with 2**12). Each present bin gets
     1 + floor(count * (scale - K) / total), K being the row's present bins, and what is left goes
     to its most frequent bin (the lowest on ties). A row of zeros stays zero (an unused context).
     Counts must be below 2**40."""

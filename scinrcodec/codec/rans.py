@@ -6,7 +6,7 @@ State: an integer x in [RANS_LOW, 2**31). Probabilities have PROB_BITS = 16 bits
 The encoder starts from x = RANS_LOW, codes symbols in reverse decoding order and ends with the
 state, written first as 4 little-endian bytes, followed by the bytes it emitted, last emitted
 first. The decoder reads the state, decodes, and must end at x = RANS_LOW with every byte
-consumed: a free integrity check of each stream. spec/sinr-format.md §6.1 defines the same.
+consumed: a free integrity check of each stream. spec/sinr-format.md §C.1 defines the same.
 
 The tile kernels (codec.tile) run these loops in C++; the functions here are for tests and tools
 that look at a stream symbol by symbol. Decoder functions return the new position, or -1 when the

@@ -2,8 +2,8 @@
 
 Each stage is a small class rebuilt from its stored config, which validates its own parameters;
 `parse_stages` checks that a file names exactly the stages its mode and format version need, each
-once, in order, so that no header field can contradict another (spec §5.2; format 3: draft D§3.2,
-which replaces the position and value stages because their coding changed).
+once, in order, so that no header field can contradict another (spec §5.2: format 3
+has position and value stages of its own because their coding changed).
 """
 from __future__ import annotations
 
@@ -70,14 +70,14 @@ class RowBands(Stage):
 
 @register
 class GolombRansPositions(Stage):
-    """Tile positions as Golomb gaps through rANS (spec §6.2)."""
+    """Tile positions as Golomb gaps through rANS (spec §C.2)."""
 
     codec_id = "golomb-rans-positions"
 
 
 @register
 class ValueQuantiser(Stage):
-    """max_error 0: exact; E >= 1: nonzero v -> (v - 1 + E) // (2E + 1) (spec §6.3)."""
+    """max_error 0: exact; E >= 1: nonzero v -> (v - 1 + E) // (2E + 1) (spec §6.3.3)."""
 
     codec_id = "value-quantiser"
     params = ("max_error",)
@@ -89,21 +89,21 @@ class ValueQuantiser(Stage):
 
 @register
 class ContextRansValues(Stage):
-    """Value bins through per-context frequency tables, offsets as raw bits (spec §6.3)."""
+    """Value bins through per-context frequency tables, offsets as raw bits (spec §C.3, §C.4)."""
 
     codec_id = "context-rans-values"
 
 
 @register
 class GapBinPositions(Stage):
-    """Format 3: tile positions as gap bins under the chunk's gap tables by density class (D§9)."""
+    """Format 3: tile positions as gap bins under the chunk's gap tables by density class (spec §6.2)."""
 
     codec_id = "gap-bin-positions"
 
 
 @register
 class FineContextValues(Stage):
-    """Format 3: value bins under 96 contexts of 1/8 nat and 12-bit tables (D§4, D§5, D§10)."""
+    """Format 3: value bins under 96 contexts of 1/8 nat and 12-bit tables (spec §6.3.2, §6.4, §6.5)."""
 
     codec_id = "fine-context-values"
 
@@ -121,7 +121,7 @@ CODING_STAGES: dict[int, tuple[type[Stage], type[Stage]]] = {
     3: (GapBinPositions, FineContextValues),
 }
 # Keys of the matrix map that a format version adds, with what a writer of its first minor writes:
-# format 3's required features (D§3.1; 3.0 defines none).
+# format 3's required features (spec §5.1.1; 3.0 defines none).
 MATRIX_KEYS: dict[int, dict] = {2: {}, 3: {"required_features": []}}
 
 
@@ -168,7 +168,7 @@ def parse_stages(configs, mode: str, *, what: str, major: int = 2) -> dict[str, 
     return stages
 
 
-# The required features (draft D§3.1) this reader implements: format 3.0 defines none.
+# The required features (spec §5.1.1) this reader implements: format 3.0 defines none.
 KNOWN_FEATURES: frozenset[str] = frozenset()
 
 

@@ -1,7 +1,7 @@
 """The tile format: one rANS stream per tile, its encode and decode halves side by side.
 
 A tile is h rows x w columns of one band of a chunk; entry (i, j) has position i*w + j. Its stream
-holds, in this order (spec §6):
+holds, in this order (spec Appendix C, format 2's tile coding):
 
 1. positions: the k nonzero positions, or when 2k > h*w the h*w - k zero positions, as Golomb
    gaps: parameter M = max(1, ((n - m)*69 + 50 m) // (100 m)) for m coded positions of n; each

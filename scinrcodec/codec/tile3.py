@@ -1,9 +1,9 @@
-"""Format 3's tiles, the encode half (the draft spec/drafts/format-3-tiles.md, cited D§n): a
-chunk's `gaps.counts`, its tile streams, and the information content `sinr info` reports.
+"""Format 3's tiles, the encode half (spec/sinr-format.md §6, version 3's
+tile coding): a chunk's `gaps.counts`, its tile streams, and the information content `sinr info` reports.
 
-A tile's stream (D§6, D§8, D§9) holds one rANS symbol per coded gap, under the gap table of the
+A tile's stream (spec §6.1, §6.2, §6.3.2) holds one rANS symbol per coded gap, under the gap table of the
 tile's density class, and one per value, under the table of its context; each symbol's offset bits
-are raw bits at the stream's end. The tables are 12-bit frequencies (D§5) made from the chunk's
+are raw bits at the stream's end. The tables are 12-bit frequencies (§6.4) made from the chunk's
 count sections, so the encoder stores counts, never tables. The kernels are the native core's
 (native/core/include/sinr/tile3.hpp); the reader's half is the core's too.
 """
@@ -15,7 +15,7 @@ from .. import _native
 from ..storage.layout import N_BINS, N_GAP_CLASSES
 from .models import bin_tables, frequencies
 
-PROB_BITS = 12  # D§6.1: a table's frequencies sum to 2**12
+PROB_BITS = 12  # spec §6.1.1: a table's frequencies sum to 2**12
 
 
 def _i64(a) -> np.ndarray:
@@ -23,7 +23,7 @@ def _i64(a) -> np.ndarray:
 
 
 def gap_counts(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The chunk's `gaps.counts` (D§4), N_GAP_CLASSES x N_BINS uint64: the coded gaps of its tiles
+    """The chunk's `gaps.counts` (spec §6.4), N_GAP_CLASSES x N_BINS uint64: the coded gaps of its tiles
     (tile_n entries and tile_k nonzeros each, their positions back to back) by density class and
     bin."""
     out = np.zeros((N_GAP_CLASSES, N_BINS), np.uint64)
@@ -34,7 +34,7 @@ def gap_counts(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray) ->
 def encode_tiles(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, u: np.ndarray,
                  contexts: np.ndarray, gaps: np.ndarray, values: np.ndarray | None) -> tuple[bytes, np.ndarray]:
     """The chunk's tile streams, back to back, and each one's length: tiles as gap_counts takes
-    them, each nonzero's u and context (D§10), under the tables of the chunk's own count sections
+    them, each nonzero's u and context (spec §6.5, §7.2), under the tables of the chunk's own count sections
     `gaps` and `values` (None: mode inr-only, no values coded). ValueError if the counts are not
     the tiles' own."""
     data, lengths = _native.tile3_encode_chunk(

@@ -84,7 +84,7 @@ def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_orde
 def baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
                       cell_terms: np.ndarray, *, major: int = 2) -> np.ndarray:
     """Each nonzero's coding context from its gene and cell terms, as format `major` defines it
-    (format 2: spec §6.5; format 3: draft D§10.1)."""
+    (format 2: spec §C.5; format 3: §6.5)."""
     return _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms), fine_contexts(major))
 
 
@@ -106,7 +106,7 @@ class CodedTiles(NamedTuple):
 
 def code_tiles_v2(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, u: np.ndarray,
                   contexts: np.ndarray, hist: np.ndarray, code_values: bool) -> CodedTiles:
-    """Format 2's tiles (spec §6): Golomb gaps and context-coded values through 16-bit rANS; the
+    """Format 2's tiles (spec Appendix C): Golomb gaps and context-coded values through 16-bit rANS; the
     bits are the encoder's own count of each symbol's information content."""
     cum = decoding_tables(frequencies(hist))[0] if code_values else np.zeros((N_CONTEXTS, N_BINS + 1), np.int64)
     bound = symbol_bound(tile_k, tile_n, code_values)
@@ -119,7 +119,7 @@ def code_tiles_v2(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray,
 
 def code_tiles_v3(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, u: np.ndarray,
                   contexts: np.ndarray, hist: np.ndarray, code_values: bool) -> CodedTiles:
-    """Format 3's tiles (draft D§4-D§9): gap bins by density class and fine-context values through
+    """Format 3's tiles (spec §6): gap bins by density class and fine-context values through
     12-bit rANS, under the tables of the chunk's `gaps.counts` and `values.counts`; the bits are
     codec.tile3.information_bits of each section."""
     gaps = tile3.gap_counts(tile_n, tile_k, positions)

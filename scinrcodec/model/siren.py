@@ -209,7 +209,7 @@ def siren_output(layers: np.ndarray, params: np.ndarray, first_layer: int, n_lay
 
 
 def context_of_output(kind: int, offset: float, scale: float, y: int) -> int:
-    """Coding context of a network output (spec §7.2)."""
+    """Format 2's coding context of a network output (spec §C.6)."""
     return _native.context_of_output(int(kind), float(offset), float(scale), int(y))
 
 
@@ -246,8 +246,8 @@ def siren_outputs(layers: np.ndarray, params: np.ndarray, rows: np.ndarray, cols
 
 def read_outputs(kind: int, offset: float, scale: float, outputs: np.ndarray, predictions: bool, *,
                  fine: bool = False) -> np.ndarray:
-    """Network outputs as coding contexts (format 2's, spec §7.2, or with `fine` format 3's of 1/8
-    nat, draft D§10.2), or with `predictions` as --inr-only predicted counts."""
+    """Network outputs as coding contexts (format 2's, spec §C.6, or with `fine` format 3's of 1/8
+    nat, §7.2), or with `predictions` as --inr-only predicted counts."""
     outputs = np.ascontiguousarray(outputs, np.int64).ravel()
     out = np.empty(outputs.size, dtype=np.int64)
     _native.read_outputs(int(kind), float(offset), float(scale), outputs, bool(predictions), out, bool(fine))

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # about 20 per cell), so that a chunk usually loads in one round trip rather than two.
 SECTIONS_GUESS_PER_CELL, SECTIONS_GUESS_BASE = 24, 8 << 10
 ROW_TABLE_LIMIT = 1 << 24
-COUNT_LIMIT = 1 << 40  # every item of a count section is below (spec §6.4, draft G1, G3)
+COUNT_LIMIT = 1 << 40  # every item of a count section is below (spec §6.4 and §C.4; rules G1, G3, K13)
 
 
 def _int(header: dict, key: str, low: int, high: int, what: str) -> int:
@@ -395,7 +395,7 @@ class MatrixIndex:
     @staticmethod
     def _gap_tables(reader: SectionReader, value_counts: np.ndarray | None, tile_n: np.ndarray, tile_k: np.ndarray,
                     what: str):
-        """A format-3 chunk's decoding tables (draft D§4, D§5) from its count sections, rules G1 and G2
+        """A format-3 chunk's decoding tables (spec §6.4) from its count sections, rules G1 and G2
         checked before any of its tiles is decoded."""
         gaps = reader.get("gaps.counts").reshape(N_GAP_CLASSES, N_BINS)
         if np.any(gaps >= COUNT_LIMIT):

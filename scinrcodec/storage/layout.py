@@ -11,14 +11,14 @@ from typing import Callable, NamedTuple
 
 from .container import SUPPORTED_MAJORS, pack_array, pack_strings
 
-# The value model's table (spec §6.3, §6.4): how values are binned fixes how many frequencies a chunk's
+# The value model's table (spec §6.3.1, §6.4, §C.4): how values are binned fixes how many frequencies a chunk's
 # `values.counts` holds, so the numbers live here, below the codec that bins with them.
 MANTISSA_BITS = 3
 MAX_EXPONENT = 30  # e = u + 1 < 2**31
 N_BINS = (1 << MANTISSA_BITS) - 1 + (MAX_EXPONENT - MANTISSA_BITS + 1) * (1 << MANTISSA_BITS)
-N_CONTEXTS = 48  # format 2's contexts of 1/4 nat (spec §6.5)
-CONTEXTS_BY_MAJOR = {2: N_CONTEXTS, 3: 96}  # format 3's are of 1/8 nat (draft D§10)
-N_GAP_CLASSES = 32  # format 3's density classes, the rows of `gaps.counts` (D§4, D§7)
+N_CONTEXTS = 48  # format 2's contexts of 1/4 nat (spec §C.5)
+CONTEXTS_BY_MAJOR = {2: N_CONTEXTS, 3: 96}  # format 3's are of 1/8 nat (spec §6.5)
+N_GAP_CLASSES = 32  # format 3's density classes, the rows of `gaps.counts` (spec §6.2, §6.4)
 
 ZSTD_ARRAY, ZSTD_TEXT, RAW, MSGPACK = "zstd-array", "zstd-text", "raw", "msgpack"
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
@@ -89,7 +89,7 @@ _CHUNK_SECTIONS = [
     SectionSpec("tiles.data", RAW, None, None, "tiles"),
 ]
 # The sections a chunk of each format version may hold, in the order a writer writes them (format 3
-# adds `gaps.counts`, and its `values.counts` has a row per context of 1/8 nat: draft D§4).
+# adds `gaps.counts`, and its `values.counts` has a row per context of 1/8 nat: spec §6.4).
 CHUNK_SECTIONS_BY_MAJOR = {major: {s.name: s for s in _CHUNK_SECTIONS if major in s.majors}
                            for major in SUPPORTED_MAJORS}
 CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2.s, as spec §5.4.3 lists them

@@ -1,25 +1,61 @@
-"""Seed the fuzz corpus with small real .sinr files in every mode (run once; outputs are committed).
+"""Seed the reader's fuzz corpus with small real .sinr files (run once; outputs are committed).
 
-Run from the repository root: python tests/fuzz/make_corpus.py
+Every mode (lossless, max-error, inr-only, a SIREN in every band) in each format version the
+writer writes: format 2 under the mode's name (`lossless.bin`), format 3 with a `v3-` prefix, and
+a whole AnnData (X, a count layer, raw, obs and var columns) in format 3. Each file is seeded
+twice: as is (first byte 0) and resealed after each mutation (first byte 1, targets.py).
+
+Run from the repository root: PYTHONPATH=. python tests/fuzz/make_corpus.py
 """
 from pathlib import Path
+
+import anndata
+import numpy as np
+import pandas as pd
 
 import scinrcodec as sinr
 from scinrcodec.io.sources import ScipySource
 
 HERE = Path(__file__).parent
 DATA = HERE.parent / "data"
+GEOMETRY = dict(tile_nnz=16, patch_nnz=64, chunk_cells=10, progress=False, force=True)
+MODES = {"lossless": dict(siren="never"), "maxerror": dict(mode="max-error", max_error=2, siren="never"),
+         "inr": dict(mode="inr-only", steps=20, width=8), "siren": dict(siren="force", steps=20, width=8)}
+PREFIX = {2: "", 3: "v3-"}  # the seeds' names by format version
+
+
+def seed(name: str, out: Path) -> None:
+    """The encoded file `out` as the two seeds of `name`, then gone."""
+    (HERE / "corpus" / f"{name}.bin").write_bytes(b"\x00" + out.read_bytes())
+    (HERE / "corpus" / f"{name}.fixed.bin").write_bytes(b"\x01" + out.read_bytes())
+    out.unlink()
+
+
+def whole_anndata(m, out: Path) -> None:
+    """A whole AnnData of the cut (cells x genes): X, a count layer, raw, obs and var columns."""
+    x = m.T.tocsr().astype(np.float32)
+    adata = anndata.AnnData(x, obs=pd.DataFrame({"n_counts": np.asarray(x.sum(axis=1)).ravel(),
+                                                 "group": pd.Categorical(["a", "b"] * (x.shape[0] // 2)
+                                                                         + ["a"] * (x.shape[0] % 2))},
+                                                index=[f"c{i}" for i in range(x.shape[0])]),
+                            var=pd.DataFrame({"gene_ids": [f"g{i}" for i in range(x.shape[1])]},
+                                             index=[f"gene{i}" for i in range(x.shape[1])]))
+    adata.layers["counts"] = x.astype(np.int32)
+    adata.raw = adata
+    sinr.write_sinr(adata, out, siren="never", format_version=3, **GEOMETRY)
+
 
 if __name__ == "__main__":
     m = sinr.read_matrix(DATA / "pbmc500_3p_lt_x_50genes")
-    small = ScipySource(m.matrix()[:30, :25], m.gene_ids[:30], m.gene_names[:30], m.cell_names(0, 25))
-    modes = {"lossless": dict(siren="never"), "maxerror": dict(mode="max-error", max_error=2, siren="never"),
-             "inr": dict(mode="inr-only", steps=20, width=8), "siren": dict(siren="force", steps=20, width=8)}
+    cut = m.matrix()[:30, :25]
+    small = ScipySource(cut, m.gene_ids[:30], m.gene_names[:30], m.cell_names(0, 25))
     for path in (HERE / "corpus").glob("*"):
         path.unlink()
-    for name, options in modes.items():
-        out = HERE / "corpus" / f"{name}.sinr"
-        sinr.encode(small, out, force=True, tile_nnz=16, patch_nnz=64, chunk_cells=10, progress=False, **options)
-        (HERE / "corpus" / f"{name}.bin").write_bytes(b"\x00" + out.read_bytes())
-        (HERE / "corpus" / f"{name}.fixed.bin").write_bytes(b"\x01" + out.read_bytes())
-        out.unlink()
+    for version, prefix in PREFIX.items():
+        for name, options in MODES.items():
+            out = HERE / "corpus" / f"{prefix}{name}.sinr"
+            sinr.encode(small, out, format_version=version, **GEOMETRY, **options)
+            seed(prefix + name, out)
+    out = HERE / "corpus" / "v3-anndata.sinr"
+    whole_anndata(cut, out)
+    seed("v3-anndata", out)

@@ -36,6 +36,7 @@ class FileParts:
     version: tuple[int, int]
     footer: dict
     matrices: list[MatrixParts]
+    sections: dict[str, bytes] = field(default_factory=dict)  # file-level sections (spec §14.1)
 
 
 def _unzstd(data: bytes):
@@ -44,7 +45,8 @@ def _unzstd(data: bytes):
 
 
 def parse(blob: bytes) -> FileParts:
-    """Split a file into footer, matrix headers and sections, chunk headers and sections."""
+    """Split a file into footer, matrix headers and sections, chunk headers and sections, and
+    file-level sections."""
     _, major, minor, _ = PREAMBLE.unpack_from(blob)
     length, _, _, _ = TRAILER.unpack_from(blob, len(blob) - TRAILER.size)
     start = len(blob) - TRAILER.size - length
@@ -63,7 +65,8 @@ def parse(blob: bytes) -> FileParts:
                               for name, rel, size, _ in chunk_header["sections"]}
             matrix.chunks.append(ChunkParts(chunk_header, chunk_sections, row))
         matrices.append(matrix)
-    return FileParts((major, minor), footer, matrices)
+    sections = {name: blob[offset: offset + size] for name, offset, size, _ in footer.get("sections") or []}
+    return FileParts((major, minor), footer, matrices, sections)
 
 
 def _band_crcs(sections: dict[str, bytes]) -> bytes | None:
@@ -112,7 +115,10 @@ def build(parts: FileParts, *, band_crcs: bool = True) -> bytes:
             sections["chunks.index"] = pack_array(np.array(rows, dtype=np.uint64).ravel(), "u8")
         table = [writer.section(name, payload) for name, payload in sections.items()]
         matrices.append({**matrix.header, "sections": table})
-    writer.finish({**parts.footer, "matrices": matrices})
+    footer = {**parts.footer, "matrices": matrices}
+    if parts.sections:  # after the matrices, as writers put them
+        footer["sections"] = [writer.section(name, payload) for name, payload in parts.sections.items()]
+    writer.finish(footer)
     return stream.getvalue()
 
 

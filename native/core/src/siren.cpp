@@ -21,7 +21,7 @@ struct Tables {
       sine[k] = static_cast<int16_t>(std::nearbyint(std::sin(2 * pi * k / kSineSize) * (1 << kActivationBits)));
     for (int k = 0; k < kNumContexts; ++k)
       edges[k] = std::nearbyint(std::expm1(k / 4.0) * 0x1p20) / 0x1p20;
-    for (int k = 0; k < kFineContexts; ++k)  // format 3 (D Appendix D.A): E3_2k = E_k
+    for (int k = 0; k < kFineContexts; ++k)  // format 3 (spec Appendix A.5): E3_2k = E_k
       fine_edges[k] = std::nearbyint(std::expm1(k / 8.0) * 0x1p20) / 0x1p20;
     for (int k = 0; k < kExpm1Size; ++k) {
       const double v = std::nearbyint(std::expm1((k + 0.5) / (1 << kLogGridBits)));

@@ -208,7 +208,7 @@ bool row_is_valid(const int32_t* cum, const uint8_t* lut) {
 
 constexpr BinTables kBinTable{};  // this unit's own copy: addressed directly, not through the GOT
 
-// ---- format 2's tile coding (spec §6): byte-wise rANS, Golomb positions, 48 contexts
+// ---- format 2's tile coding (spec Appendix C): byte-wise rANS, Golomb positions, 48 contexts
 
 // How a tile codes its gaps' remainders: not at all (M = 1), as raw bits (M a power of two up to
 // 2**16, where the uniform model is exactly raw bits), or through the uniform model.
@@ -325,7 +325,7 @@ class Format2 {
   std::vector<uint8_t> row_state_;
 };
 
-// ---- format 3's tile coding (draft D§6-D§10): word-wise rANS with raw bits at the end, gap bins
+// ---- format 3's tile coding (spec §6, §7.2): word-wise rANS with raw bits at the end, gap bins
 // by density class, 96 contexts. A model is one chunk's ChunkTables, built by the core from the
 // chunk's count sections (so its rows need no check).
 class Format3 {
@@ -346,11 +346,11 @@ class Format3 {
   }
   static Stream empty(const uint8_t*) { return Stream(); }
   static bool finished(const Stream& r) { return r.finish(); }  // T7, T8, T9
-  static int context(uint64_t term) {  // D§10.1
+  static int context(uint64_t term) {  // spec §6.5
     const int64_t kappa = static_cast<int64_t>(term) >> 1;
     return static_cast<int>(kappa < 0 ? 0 : kappa > kFineContexts - 1 ? kFineContexts - 1 : kappa);
   }
-  static int siren_context(int kind, double offset, double scale, int64_t y) {  // D§10.2
+  static int siren_context(int kind, double offset, double scale, int64_t y) {  // spec §7.2
     return fine_context_of_output(kind, offset, scale, y);
   }
   static bool value_ok(const Model& model, int ctx) { return model->value(ctx) != nullptr; }  // T6
@@ -362,7 +362,7 @@ class Format3 {
     return true;
   }
 
-  // m >= 1 coded positions of n into coded[:m] (D§9.1 1), under the gap table of the tile's class.
+  // m >= 1 coded positions of n into coded[:m] (spec §6.2), under the gap table of the tile's class.
   static int64_t positions(Stream& r, const Model* model, int64_t m, int64_t n, int32_t* coded) {
     if (model == nullptr) return kUnusedContext;
     const uint32_t* packed = (*model)->gap(tile3::density_class(n, m));

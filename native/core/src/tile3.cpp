@@ -1,4 +1,4 @@
-// Format 3.0's tile codec (see tile3.hpp; the draft spec/drafts/format-3-tiles.md, cited D§n).
+// Format 3.0's tile codec (see tile3.hpp; spec/sinr-format.md §6).
 #include "sinr/tile3.hpp"
 
 #include <algorithm>
@@ -121,13 +121,13 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
       throw std::invalid_argument("tile3 encode: a tile's positions are not ascending inside it");
   starts_.clear(), freqs_.clear(), offsets_.clear(), bits_.clear(), emitted_.clear();
 
-  // D§9.1 1: the gaps of the coded set (the nonzeros, or the zeros of a tile more than half full)
+  // §6.2: the gaps of the coded set (the nonzeros, or the zeros of a tile more than half full)
   const int64_t m = coded_count(n_t, k);
   if (m > 0) {
     const Table12& table = gaps_[density_class(n_t, m)];
     for_each_gap(n_t, positions, [&](int64_t gap) { push(table, gap); });
   }
-  // D§9.1 2: the values in position order
+  // §6.3.2: the values in position order
   if (code_values)
     for (int64_t i = 0; i < k; ++i) {
       if (u[i] < 0 || u[i] > kMaxCount - 1 || contexts[i] < 0 || contexts[i] >= kContexts)
@@ -135,9 +135,9 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
       push(values_[contexts[i]], u[i]);
     }
   const int64_t n_symbols = static_cast<int64_t>(freqs_.size());
-  if (n_symbols == 0) return 0;  // D§9.2: an empty stream
+  if (n_symbols == 0) return 0;  // §6.7: an empty stream
 
-  // D§6.4: the coder, from the last symbol to the first
+  // §6.1.3: the coder, from the last symbol to the first
   uint32_t x = kStateLow;
   for (int64_t i = n_symbols - 1; i >= 0; --i) {
     const uint32_t freq = freqs_[static_cast<size_t>(i)];
@@ -153,7 +153,7 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
   const int64_t length = word_bytes + (raw_bits + 7) / 8;
   if (out.size < length) throw std::invalid_argument("tile3 encode: out is too small");
 
-  // D§8.1: words forward (the state, then the words last emitted first), raw bits from the end
+  // §6.1.5: words forward (the state, then the words last emitted first), raw bits from the end
   for (int b = 0; b < kStateBytes; ++b) out[b] = static_cast<uint8_t>(x >> (8 * b));
   uint8_t* w = out.data + kStateBytes;
   for (auto it = emitted_.rbegin(); it != emitted_.rend(); ++it) {
@@ -241,7 +241,7 @@ int64_t decode_tile(const TileView& tile, Span<const Table12> gap_tables, Span<c
                                                                   tile.cell_terms.size < w)))
     return kBeyondTile;
   const int64_t m = coded_count(n_t, k);
-  if (m == 0 && (k == 0 || !code_values)) {  // D§9.2: no symbol
+  if (m == 0 && (k == 0 || !code_values)) {  // §6.7: no symbol
     if (tile.stream.size != 0) return kUnexpectedBytes;  // T1
     for (int64_t i = 0; i < k; ++i) positions[i] = i;
     return kOk;

@@ -34,8 +34,8 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
             Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,
             Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> tile_k);
 
-// out[i] = baseline_context(gene_terms[rows[i]] + cell_terms[cols[i]]) (format 2, spec §6.5), or with
-// fine tile3::baseline_context(gene_terms[rows[i]], cell_terms[cols[i]]) (format 3, D§10.1).
+// out[i] = baseline_context(gene_terms[rows[i]] + cell_terms[cols[i]]) (format 2, spec §C.5), or with
+// fine tile3::baseline_context(gene_terms[rows[i]], cell_terms[cols[i]]) (format 3, §6.5).
 int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
                       Span<const int64_t> cell_terms, bool fine, Span<int64_t> out);
 

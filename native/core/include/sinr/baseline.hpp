@@ -1,4 +1,4 @@
-// The baseline predictor (spec §6.4): log1p(value) ~ gene term + cell term, in 1/16 nat.
+// The baseline predictor (spec §6.5, §12.2): log1p(value) ~ gene term + cell term, in 1/16 nat.
 //
 // Results are stored in files, so the floating point is fixed: log1p of the value as a double
 // (std::log1p, the platform's libm), sums in nonzero order, round half to even (nearbyint in the

@@ -1,4 +1,4 @@
-// Value models (spec §6.3-§6.4): the binning of values and the baseline's coding contexts.
+// Value models (spec §6.3.1, §6.4, §6.5; format 2: §C.4, §C.5): the binning of values and the baseline's coding contexts.
 // Mirrors scinrcodec/codec/models.py, which holds the same constants for the Python side.
 #pragma once
 #include <algorithm>
@@ -10,7 +10,7 @@ constexpr int kMantissaBits = 3;
 constexpr int kMaxExponent = 30;  // e = u + 1 < 2**31
 constexpr int kNumBins = (1 << kMantissaBits) - 1 + (kMaxExponent - kMantissaBits + 1) * (1 << kMantissaBits);
 constexpr int kNumContexts = 48;
-constexpr int kFineContexts = 96;  // format 3's contexts of 1/8 nat (draft D§10)
+constexpr int kFineContexts = 96;  // format 3's contexts of 1/8 nat (spec §6.5)
 constexpr int kContextShift = 2;  // baseline units (1/16 nat) to contexts (1/4 nat)
 constexpr int kLogMeanUnits = 16;
 constexpr int kLutSize = 256;
@@ -45,8 +45,8 @@ inline Bin bin_of(int64_t u) {
           e & ((int64_t{1} << drop) - 1), drop};
 }
 
-// Spec §6.4's normalisation of one row of bin counts (each below 2**40) to frequencies summing to
-// `scale` (2**16 in format 2, 2**12 in format 3's draft): f[b] = 1 + c[b] (scale - K) div T for
+// The normalisation of one row of bin counts (each below 2**40) to frequencies summing to `scale`
+// (2**16 in format 2, spec §C.4; 2**12 in format 3, §6.4): f[b] = 1 + c[b] (scale - K) div T for
 // the K present bins, the rest of `scale` added to the lowest of the most frequent; false, and
 // every f[b] = 0, for a row without counts. Every product is below 2**57.
 inline bool normalised_frequencies(const uint64_t* counts, int64_t scale, int64_t* freq) {

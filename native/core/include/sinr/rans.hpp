@@ -1,4 +1,4 @@
-// The range asymmetric numeral system (rANS) coder of .sinr (spec §6.1).
+// The range asymmetric numeral system (rANS) coder of format 2's tiles (spec §C.1).
 //
 // State: an integer x in [kRansLow, 2**31), a uint32. Probabilities have kProbBits = 16 bits: a
 // symbol is (start, freq) with 0 < freq and start + freq <= 2**16. Renormalisation moves one byte
@@ -193,7 +193,7 @@ inline bool decode_uniform(Reader& r, const UniformModel& u, uint64_t& value) {
   return ok;
 }
 
-// Leading ones of a byte (spec §6.1's quotient model, for compilers without a clz builtin).
+// Leading ones of a byte (spec §C.1.4's quotient model, for compilers without a clz builtin).
 struct LeadingOnes {
   uint8_t of[256];
   constexpr LeadingOnes() : of() {

@@ -1,5 +1,5 @@
 // The SIREN predictor in integer arithmetic (spec §7): the decoder's evaluation of a band's
-// quantised network, its output's coding context (§7.2) or --inr-only prediction (§7.3), and the
+// quantised network, its output's coding context (§7.2; format 2: §C.6) or --inr-only prediction (§7.3), and the
 // tables SINE, EDGE and EXPM1 (Appendix A), computed here so that the core needs nothing else.
 //
 // A SIREN's layers are rows of a table of kLayerFields int64: n_out, n_in, w_mult, b_mult, shift
@@ -75,12 +75,12 @@ class SirenEvaluator {
   std::vector<int64_t> work_;
 };
 
-// Coding context of a network output (spec §7.2), in 0..kNumContexts-1.
+// Format 2's coding context of a network output (spec §C.6), in 0..kNumContexts-1.
 int context_of_output(int kind, double offset, double scale, int64_t y);
 
-// Format 3's context of a network output on the 1/8-nat grid (D§10.2), in 0..kFineContexts-1.
+// Format 3's context of a network output on the 1/8-nat grid (spec §7.2), in 0..kFineContexts-1.
 int fine_context_of_output(int kind, double offset, double scale, int64_t y);
-const double* fine_context_edges();  // EDGE3 (D Appendix D.A), kFineContexts of them
+const double* fine_context_edges();  // EDGE3 (spec Appendix A.5), kFineContexts of them
 
 // --inr-only: the predicted count of a nonzero, in 1..kMaxCount (spec §7.3).
 int64_t prediction_of_output(int kind, double offset, double scale, int64_t y);

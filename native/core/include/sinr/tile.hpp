@@ -1,4 +1,4 @@
-// The tile format (spec §6): one rANS stream per tile, its encode and decode halves.
+// The tile format (spec §6; format 2: Appendix C): one rANS stream per tile, its encode and decode halves.
 //
 // A tile is h rows x w columns of one band of a chunk; entry (i, j) has position i*w + j. Its
 // stream holds, in this order:
@@ -76,7 +76,7 @@ EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n,
 // frequencies (kNumBins + 1 int32), a slot lookup (kLutSize uint8) and a used flag. A used row is
 // checked (once per call) before its first use.
 //
-// Format 3 (tables3 set): the tiles are format-3 streams (D§9) and tables3[model] holds the gap
+// Format 3 (tables3 set): the tiles are format-3 streams (spec §6) and tables3[model] holds the gap
 // and value tables of model `model` (n_models of them, none null); cum, lut, used and n_contexts
 // are not read.
 struct ValueModels {

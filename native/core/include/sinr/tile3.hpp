@@ -1,29 +1,28 @@
 // The tile codec of format 3.0: its encode and decode halves side by side.
 //
-// Format 3.0's tile streams are specified by the draft spec/drafts/format-3-tiles.md (cited D§n
-// below; its rule ids T1..T9 and G1..G3 are the draft's). No file uses this codec yet: format 2.1
-// (tile.hpp) is what every writer writes and every reader reads; the next step wires this codec
-// into the container. tests/test_tile3_native.py holds it to the draft's independent
-// implementation, spec/drafts/tiles_v3.py: identical tables and stream bytes on every tile of real
-// fixtures and of random tiles, the draft's worked example, and hostile streams failing with the
-// status of the draft's rule.
+// Format 3.0's tile streams are specified by spec/sinr-format.md §6 (cited §n below; the rule ids
+// T1..T9 and G1..G3 are its §9.3 and §9.4). Format 3 files are what writers write by default; format
+// 2's tiles (Appendix C) keep the codec of tile.hpp. tests/test_tile3_native.py holds this codec to
+// the spec's independent implementation, spec/tiles3.py: identical tables and stream bytes on every
+// tile of real fixtures and of random tiles, the spec's worked example (§13.10), and hostile streams
+// failing with the status of the spec's rule.
 //
 // A tile of n_t = h x w entries has k nonzeros; entry (i, j) has position i*w + j. Its coded set
 // is its nonzero positions, or when 2k > n_t its n_t - k zero positions (m of them). Its stream:
 // - one rANS state of 32 bits in [2**16, 2**32), 12-bit probabilities, renormalised one 16-bit
-//   little-endian word at a time (D§6); the initial state and the words run forward from byte 0;
-// - symbols, in decoding order (D§9.1): if m >= 1, the bin (models.hpp's bins) of every gap
-//   g = p_i - p_{i-1} - 1 of the coded set under the gap table of the tile's density class (D§7);
+//   little-endian word at a time (§6.1); the initial state and the words run forward from byte 0;
+// - symbols, in decoding order (§6.7): if m >= 1, the bin (models.hpp's bins) of every gap
+//   g = p_i - p_{i-1} - 1 of the coded set under the gap table of the tile's density class (§6.2);
 //   unless values are not coded (mode inr-only), the bin of every nonzero's u under the value
 //   table of its context, in position order;
 // - each bin's offset bits as a raw field of the raw bit string, stored at the end of the stream
-//   and read backward from its last byte (bit j is bit j mod 8 of byte len - 1 - j div 8, D§8).
-// A tile with m = 0 and (k = 0 or values not coded) has no symbol and an empty stream (D§9.2).
-// The tables of a chunk (D§5) come from its counts: 32 gap classes and 96 value contexts, each a
+//   and read backward from its last byte (bit j is bit j mod 8 of byte len - 1 - j div 8, §6.1.5).
+// A tile with m = 0 and (k = 0 or values not coded) has no symbol and an empty stream (§6.7).
+// The tables of a chunk (§6.4) come from its counts: 32 gap classes and 96 value contexts, each a
 // row of kNumBins counts scaled to 2**12.
 //
 // Hostile input. decode_tile reads streams and tile shapes it cannot trust; every check of the
-// draft is a status (format 2's TileStatus codes, tile.hpp), and nothing is read or written outside
+// spec is a status (format 2's TileStatus codes, tile.hpp), and nothing is read or written outside
 // the spans given:
 //   kTruncated        T2 (a stream under 4 bytes, or an initial state below 2**16), T3 (a word
 //                     past the stream's end or into the raw bytes taken), T4 (a raw field past the
@@ -36,7 +35,7 @@
 //   kUnusedContext    T6 (a value's context has no used table); also a gap class with no used
 //                     table, which the chunk rule G2 excludes when the caller has checked it;
 //   kUnexpectedBytes  T1 (a tile without symbols has bytes).
-// T3 and T4 are checked at every read, so a stream gets the status of the draft's first rule it
+// T3 and T4 are checked at every read, so a stream gets the status of the spec's first rule it
 // breaks. The chunk rules G1..G3 (count sections) are the caller's. Arguments a caller gets wrong
 // whatever the file (table spans of the wrong size, an encoder's invalid tile) throw
 // std::invalid_argument.
@@ -50,16 +49,16 @@
 
 namespace sinr::tile3 {
 
-constexpr int kProbBits = 12;                          // D§6.1
+constexpr int kProbBits = 12;                          // §6.1.1
 constexpr uint32_t kProbScale = 1u << kProbBits;
 constexpr uint32_t kStateLow = 1u << 16;               // 2**16 <= x < 2**32 between symbols
 constexpr int kStateBytes = 4;                         // the initial state: words 0 and 1
-constexpr int kGapClasses = 32;                        // D§4, D§7
-constexpr int kContexts = kFineContexts;               // D§4, D§10
+constexpr int kGapClasses = 32;                        // §6.2, §6.4
+constexpr int kContexts = kFineContexts;               // §6.4, §6.5
 constexpr uint64_t kCountLimit = uint64_t{1} << 40;    // every count of a section is below (G1, G3)
 constexpr int kMaxRawBits = 27;                        // the widest raw field (bin kNumBins - 1)
 
-// One row's 12-bit table (D§5, D§6.2). A used row: freq[b] (0 for bins it never codes) summing to
+// One row's 12-bit table (§6.4, §6.1.4). A used row: freq[b] (0 for bins it never codes) summing to
 // 4096, start[b] the sum of the freqs before b, and per slot s in 0..4095 the packed entry
 // bin | (freq - 1) << 8 | start << 20 of the bin holding s: the decoder's one lookup per symbol.
 // An unused row (no count) has used false and freq and start 0; its packed entries are never read
@@ -76,14 +75,14 @@ inline uint32_t packed_bin(uint32_t e) { return e & 0xFF; }
 inline uint32_t packed_freq(uint32_t e) { return ((e >> 8) & (kProbScale - 1)) + 1; }
 inline uint32_t packed_start(uint32_t e) { return e >> 20; }
 
-// D§5: one row of kNumBins counts (each below kCountLimit, else std::invalid_argument) to its table.
+// §6.4: one row of kNumBins counts (each below kCountLimit, else std::invalid_argument) to its table.
 void build_table(const uint64_t* counts, Table12& table);
 
 // A chunk's tables: counts is rows x kNumBins, row-major (rows = kGapClasses for gaps.counts,
 // kContexts for values.counts).
 std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows);
 
-// A chunk's decoding tables for the read kernels (D§4, D§5), built once when a reader first uses
+// A chunk's decoding tables for the read kernels (§6.4), built once when a reader first uses
 // the chunk, from its two count sections; only used rows hold a packed table (16 KiB each).
 class ChunkTables {
  public:
@@ -104,7 +103,7 @@ class ChunkTables {
   int32_t value_row_[kContexts];
 };
 
-// D§7: the density class of a tile of n_t entries coding m >= 1 positions (m <= n_t).
+// §6.2: the density class of a tile of n_t entries coding m >= 1 positions (m <= n_t).
 inline int density_class(int64_t n_t, int64_t m) {
   const uint64_t r = static_cast<uint64_t>((n_t - m) / m);
   const int c = bit_length((r + 1) * (r + 1)) - 1;
@@ -119,7 +118,7 @@ inline int64_t coded_count(int64_t n_t, int64_t k) { return 2 * k <= n_t ? k : n
 // geometry cannot give (k < 0 or k > n_t).
 void coded_per_class(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int64_t* out);
 
-// D§10.1: the baseline context of a nonzero from its gene term and cell term (1/16 nat).
+// §6.5: the baseline context of a nonzero from its gene term and cell term (1/16 nat).
 inline int baseline_context(int64_t gene_term, int64_t cell_term) {
   const int64_t kappa = (gene_term + cell_term) >> 1;
   return static_cast<int>(kappa < 0 ? 0 : kappa > kContexts - 1 ? kContexts - 1 : kappa);
@@ -153,7 +152,7 @@ void for_each_gap(int64_t n_t, Span<const int64_t> positions, F&& f) {
   }
 }
 
-// D§4: a chunk's gaps.counts from its tiles (tile_n entries and tile_k nonzeros each, their
+// §6.4: a chunk's gaps.counts from its tiles (tile_n entries and tile_k nonzeros each, their
 // positions back to back, ascending in each tile): out[c * kNumBins + bin] (kGapClasses x kNumBins,
 // zeroed first) counts the coded gaps of bin `bin` of the tiles of density class c. Throws
 // std::invalid_argument as encode_tiles does on a tile that breaks these rules.
@@ -196,7 +195,7 @@ int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Spa
 
 // ------------------------------------------------------------------------------------- decode
 
-// D§6.3 and D§8.2: a stream's state, the word bytes taken from the front (pos) and the raw bits
+// §6.1.2 and §6.1.6: a stream's state, the word bytes taken from the front (pos) and the raw bits
 // taken from the back (bits); every read checks that the two areas stay apart inside the stream.
 // Shared by decode_tile and the read kernels of tile.cpp.
 class StreamReader {
@@ -204,7 +203,7 @@ class StreamReader {
   StreamReader() = default;
   explicit StreamReader(Span<const uint8_t> s) : s_(s) {}
 
-  // D§6.3 step 1 (T2).
+  // §6.1.2 step 1 (T2).
   bool start() {
     if (s_.size < kStateBytes) return false;
     x_ = uint32_t{s_[0]} | (uint32_t{s_[1]} << 8) | (uint32_t{s_[2]} << 16) | (uint32_t{s_[3]} << 24);
@@ -212,7 +211,7 @@ class StreamReader {
     return x_ >= kStateLow;
   }
 
-  // D§6.3 step 2: one symbol of a used table (its packed entries), its bin into bin; false on T3.
+  // §6.1.2 step 2: one symbol of a used table (its packed entries), its bin into bin; false on T3.
   bool symbol(const uint32_t* packed, uint32_t& bin) {
     const uint32_t slot = x_ & (kProbScale - 1);
     const uint32_t e = packed[slot];
@@ -225,7 +224,7 @@ class StreamReader {
     return true;
   }
 
-  // D§8.1: the next d (0..27) raw bits, least significant first; false on T4. The field's bytes
+  // §6.1.5: the next d (0..27) raw bits, least significant first; false on T4. The field's bytes
   // (at most 5: 7 bits of shift and 27 of field) run backward from the first one it touches.
   bool raw(int d, uint32_t& value) {
     value = 0;
@@ -241,7 +240,7 @@ class StreamReader {
     return true;
   }
 
-  // D§6.3 step 3 and D§8.2: T7, T8, T9.
+  // §6.1.2 step 3 and §6.1.6: T7, T8, T9.
   bool finish() const {
     if (x_ != kStateLow || pos_ + raw_bytes(bits_) != s_.size) return false;
     return (bits_ & 7) == 0 || (s_[s_.size - raw_bytes(bits_)] >> (bits_ & 7)) == 0;
@@ -251,12 +250,12 @@ class StreamReader {
   static int64_t raw_bytes(int64_t bits) { return (bits + 7) >> 3; }
 
   Span<const uint8_t> s_;
-  uint32_t x_ = kStateLow;  // an empty stream is a finished one (D§9.2)
+  uint32_t x_ = kStateLow;  // an empty stream is a finished one (§6.7)
   int64_t pos_ = 0;
   int64_t bits_ = 0;
 };
 
-// A tile to decode (D§9.3): h x w entries, k nonzeros, its stream; gene_terms[i] is row i's term
+// A tile to decode (§6.7): h x w entries, k nonzeros, its stream; gene_terms[i] is row i's term
 // and cell_terms[j] column j's (at least h and w of them when values are coded).
 struct TileView {
   Span<const uint8_t> stream;
