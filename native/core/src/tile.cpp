@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <initializer_list>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "sinr/models.hpp"
@@ -328,16 +329,17 @@ class Format2 {
 // ---- format 3's tile coding (spec §6, §7.2): word-wise rANS with raw bits at the end, gap bins
 // by density class, 96 contexts. A model is one chunk's ChunkTables, built by the core from the
 // chunk's count sections (so its rows need no check).
+template <class Tables>  // tile3::ChunkTables (compact rows) or tile3::PackedTables (a lookup per slot)
 class Format3 {
  public:
   using Stream = tile3::StreamReader;
-  using Model = const tile3::ChunkTables*;
+  using Model = const Tables*;
 
-  explicit Format3(const ValueModels& models) : models_(models) {}
+  Format3(const Tables* const* tables, int64_t n_models) : tables_(tables), n_models_(n_models) {}
 
   bool select(int64_t model, Model& view) const {
-    if (models_.tables3 == nullptr || model < 0 || model >= models_.n_models || !models_.tables3[model]) return false;
-    view = models_.tables3[model];
+    if (tables_ == nullptr || model < 0 || model >= n_models_ || !tables_[model]) return false;
+    view = tables_[model];
     return true;
   }
   static bool start(Stream& r, const uint8_t* begin, const uint8_t* end) {
@@ -365,13 +367,13 @@ class Format3 {
   // m >= 1 coded positions of n into coded[:m] (spec §6.2), under the gap table of the tile's class.
   static int64_t positions(Stream& r, const Model* model, int64_t m, int64_t n, int32_t* coded) {
     if (model == nullptr) return kUnusedContext;
-    const uint32_t* packed = (*model)->gap(tile3::density_class(n, m));
-    if (packed == nullptr) return kUnusedContext;  // excluded by G2
+    const auto* row = (*model)->gap(tile3::density_class(n, m));
+    if (row == nullptr) return kUnusedContext;  // excluded by G2
     Stream s = r;
     int64_t previous = -1;
     uint32_t bin, offset;
     for (int64_t idx = 0; idx < m; ++idx) {
-      if (!s.symbol(packed, bin) || !s.raw(kBinTable.bits[bin], offset)) return kTruncated;  // T3, T4
+      if (!s.symbol(row, bin) || !s.raw(kBinTable.bits[bin], offset)) return kTruncated;  // T3, T4
       previous += kBinTable.start[bin] + static_cast<int64_t>(offset) + 1;
       if (previous >= n) return kBeyondTile;  // T5
       coded[idx] = static_cast<int32_t>(previous);
@@ -381,7 +383,8 @@ class Format3 {
   }
 
  private:
-  ValueModels models_;
+  const Tables* const* tables_;
+  int64_t n_models_;
 };
 
 // Everything a batch's tiles share, and the scratch they reuse: sized for the largest tile once,
@@ -392,10 +395,9 @@ class TileDecoder {
   using Stream = typename C::Stream;
   using Model = typename C::Model;
 
-  TileDecoder(Span<const uint8_t> buf, Span<const int64_t> gene_terms, Span<const int32_t> cell_terms,
-              const ValueModels& models, const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter,
-              int64_t max_k)
-      : codec_(models), buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), sirens_(sirens), mode_(mode),
+  TileDecoder(C codec, Span<const uint8_t> buf, Span<const int64_t> gene_terms, Span<const int32_t> cell_terms,
+              const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter, int64_t max_k)
+      : codec_(std::move(codec)), buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), sirens_(sirens), mode_(mode),
         filter_(filter) {
     const int64_t size = std::max<int64_t>(max_k, 1);
     positions_.resize(static_cast<size_t>(size));
@@ -689,13 +691,14 @@ int64_t largest_k(const TileDirectory& tiles) {
 }
 
 template <class C, typename R, typename V>
-void decode_with(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,
-                 Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
-                 int64_t max_error, const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out,
-                 Span<int64_t> out_count, Span<int64_t> status) {
+void decode_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,
+                 Span<const int32_t> cell_terms, const SirenSet& sirens, int mode, int64_t max_error,
+                 const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out, Span<int64_t> out_count,
+                 Span<int64_t> status) {
   const int64_t n_tiles = tiles.k.size;
   const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
-  TileDecoder<C> decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles));
+  TileDecoder<C> decoder(std::move(codec), buf, gene_terms, cell_terms, sirens, mode, max_error, filter,
+                         largest_k(tiles));
   for (int64_t t = 0; t < n_tiles; ++t) {
     const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
                         tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
@@ -711,10 +714,10 @@ void decode_with(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const
 }
 
 template <class C>
-void count_with(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
+void count_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_t> counts,
                 Span<int64_t> status) {
   const int64_t n_tiles = tiles.k.size;
-  TileDecoder<C> decoder(buf, {}, {}, models, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
+  TileDecoder<C> decoder(std::move(codec), buf, {}, {}, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
   for (int64_t t = 0; t < n_tiles; ++t) {
     status[t] = kOk;
     const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], row = tiles.row[t];
@@ -752,6 +755,30 @@ void count_with(Span<const uint8_t> buf, const TileDirectory& tiles, const Value
   }
 }
 
+// Format 3's tables for a batch: the chunks' compact rows, or, when the batch decodes many nonzeros
+// per chunk (whole chunks: whole-matrix and block reads), packed rows built for the call, whose
+// one lookup per symbol pays for building them many times over.
+constexpr int64_t kPackedMinNnzPerModel = 1 << 15;
+
+template <class Run>
+void with_format3(const TileDirectory& tiles, const ValueModels& models, Run&& run) {
+  int64_t nnz = 0;
+  for (int64_t t = 0; t < tiles.k.size; ++t) nnz += std::max<int64_t>(tiles.k[t], 0);
+  if (nnz < kPackedMinNnzPerModel * std::max<int64_t>(models.n_models, 1)) {
+    run(Format3<tile3::ChunkTables>(models.tables3, models.n_models));
+    return;
+  }
+  std::vector<tile3::PackedTables> packed;
+  std::vector<const tile3::PackedTables*> pointers(static_cast<size_t>(std::max<int64_t>(models.n_models, 0)), nullptr);
+  packed.reserve(pointers.size());
+  for (size_t m = 0; m < pointers.size(); ++m)
+    if (models.tables3[m] != nullptr) {
+      packed.emplace_back(*models.tables3[m]);
+      pointers[m] = &packed.back();
+    }
+  run(Format3<tile3::PackedTables>(pointers.data(), models.n_models));
+}
+
 }  // namespace
 
 template <typename R, typename V>
@@ -767,12 +794,14 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
     if (a->size != n_tiles) throw std::invalid_argument("decode_tiles: the per-tile arrays differ in length");
   if (out_count.size != n_tiles || status.size != n_tiles)
     throw std::invalid_argument("decode_tiles: out_count and status need one entry per tile");
+  auto run = [&](auto codec) {
+    decode_with(std::move(codec), buf, tiles, gene_terms, cell_terms, sirens, mode, max_error, filter, out_start, out,
+                out_count, status);
+  };
   if (models.tables3 != nullptr)
-    decode_with<Format3>(buf, tiles, gene_terms, cell_terms, models, sirens, mode, max_error, filter, out_start, out,
-                         out_count, status);
+    with_format3(tiles, models, run);
   else
-    decode_with<Format2>(buf, tiles, gene_terms, cell_terms, models, sirens, mode, max_error, filter, out_start, out,
-                         out_count, status);
+    run(Format2(models));
 }
 
 template void decode_tiles<int32_t, int32_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
@@ -800,22 +829,22 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const Value
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
   if (models.tables3 != nullptr) {
     if (tiles.model.size != n_tiles) throw std::invalid_argument("count_rows: format 3 needs each tile's model");
-    count_with<Format3>(buf, tiles, models, counts, status);
+    with_format3(tiles, models, [&](auto codec) { count_with(std::move(codec), buf, tiles, counts, status); });
   } else {
-    count_with<Format2>(buf, tiles, models, counts, status);
+    count_with(Format2(models), buf, tiles, counts, status);
   }
 }
 
 namespace {
 
 template <class C>
-EntryValue entry_with(Span<const uint8_t> buf, const TileInfo& tile, Span<const int64_t> gene_terms,
-                      Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
-                      int64_t max_error, int64_t row, int64_t col) {
+EntryValue entry_with(C codec, Span<const uint8_t> buf, const TileInfo& tile, Span<const int64_t> gene_terms,
+                      Span<const int32_t> cell_terms, const SirenSet& sirens, int mode, int64_t max_error, int64_t row,
+                      int64_t col) {
   ReadFilter filter;
   filter.want_row = row;
   filter.want_col = col;
-  TileDecoder<C> decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter,
+  TileDecoder<C> decoder(std::move(codec), buf, gene_terms, cell_terms, sirens, mode, max_error, filter,
                          shape_ok(tile.k, tile.h, tile.w) ? tile.k : 0);
   int64_t value = 0, out_row, out_col;
   const TileResult result = decoder.decode(tile, &out_row, &out_col, &value, 1);
@@ -827,9 +856,10 @@ EntryValue entry_with(Span<const uint8_t> buf, const TileInfo& tile, Span<const 
 EntryValue decode_entry(Span<const uint8_t> buf, const TileInfo& tile, Span<const int64_t> gene_terms,
                         Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
                         int64_t max_error, int64_t row, int64_t col) {
-  if (models.tables3 != nullptr)
-    return entry_with<Format3>(buf, tile, gene_terms, cell_terms, models, sirens, mode, max_error, row, col);
-  return entry_with<Format2>(buf, tile, gene_terms, cell_terms, models, sirens, mode, max_error, row, col);
+  if (models.tables3 != nullptr)  // one tile: the chunk's compact rows
+    return entry_with(Format3<tile3::ChunkTables>(models.tables3, models.n_models), buf, tile, gene_terms, cell_terms,
+                      sirens, mode, max_error, row, col);
+  return entry_with(Format2(models), buf, tile, gene_terms, cell_terms, sirens, mode, max_error, row, col);
 }
 
 }  // namespace sinr

@@ -48,20 +48,20 @@ std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows) {
 
 namespace {
 
-// One row's packed entries into packed[0: kProbScale], unless the row is unused; returns whether it is used.
-bool pack_row(const uint64_t* counts, std::vector<uint32_t>& packed) {
+// One row's compact form (§6.4), unless the row is unused; returns whether it is used.
+bool compact_row(const uint64_t* counts, std::vector<CompactRow>& rows) {
   for (int b = 0; b < kNumBins; ++b)
     if (counts[b] >= kCountLimit) throw std::invalid_argument("ChunkTables: a count is not below 2**40");
   int64_t freq[kNumBins];
   if (!normalised_frequencies(counts, kProbScale, freq)) return false;
-  const size_t base = packed.size();
-  packed.resize(base + kProbScale);
-  uint32_t start = 0;
-  for (int b = 0; b < kNumBins; ++b) {
-    const uint32_t f = static_cast<uint32_t>(freq[b]);
-    for (uint32_t s = start; s < start + f; ++s)
-      packed[base + s] = static_cast<uint32_t>(b) | ((f - 1) << 8) | (start << 20);
-    start += f;
+  rows.emplace_back();
+  CompactRow& row = rows.back();
+  row.cum[0] = 0;
+  for (int b = 0; b < kNumBins; ++b) row.cum[b + 1] = static_cast<uint16_t>(row.cum[b] + freq[b]);
+  int b = 0;
+  for (uint32_t j = 0; j < (kProbScale >> CompactRow::kBucketBits); ++j) {  // the bin of slot 16 j
+    while (row.cum[b + 1] <= (j << CompactRow::kBucketBits)) ++b;
+    row.lut[j] = static_cast<uint8_t>(b);
   }
   return true;
 }
@@ -71,11 +71,26 @@ bool pack_row(const uint64_t* counts, std::vector<uint32_t>& packed) {
 ChunkTables::ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> value_counts) {
   if (gap_counts.size != kGapClasses * kNumBins || (value_counts.size != 0 && value_counts.size != kContexts * kNumBins))
     throw std::invalid_argument("ChunkTables: needs 32 x 231 gap counts and 0 or 96 x 231 value counts");
-  int32_t used = 0;
   for (int c = 0; c < kGapClasses; ++c)
-    gap_row_[c] = pack_row(gap_counts.data + c * kNumBins, packed_) ? used++ : -1;
+    gap_row_[c] = compact_row(gap_counts.data + c * kNumBins, rows_) ? static_cast<int32_t>(rows_.size()) - 1 : -1;
   for (int c = 0; c < kContexts; ++c)
-    value_row_[c] = value_counts.size && pack_row(value_counts.data + c * kNumBins, packed_) ? used++ : -1;
+    value_row_[c] = value_counts.size && compact_row(value_counts.data + c * kNumBins, rows_)
+                        ? static_cast<int32_t>(rows_.size()) - 1 : -1;
+  rows_.shrink_to_fit();
+}
+
+PackedTables::PackedTables(const ChunkTables& tables) {
+  std::copy(tables.gap_row_, tables.gap_row_ + kGapClasses, gap_row_);
+  std::copy(tables.value_row_, tables.value_row_ + kContexts, value_row_);
+  packed_.resize(tables.rows_.size() * kProbScale);
+  for (size_t r = 0; r < tables.rows_.size(); ++r) {
+    const CompactRow& row = tables.rows_[r];
+    uint32_t* out = packed_.data() + r * kProbScale;
+    for (uint32_t b = 0; b < kNumBins; ++b) {
+      const uint32_t start = row.cum[b], f = row.cum[b + 1] - start;
+      for (uint32_t s = start; s < start + f; ++s) out[s] = b | ((f - 1) << 8) | (start << 20);
+    }
+  }
 }
 
 void coded_per_class(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int64_t* out) {

@@ -82,19 +82,45 @@ void build_table(const uint64_t* counts, Table12& table);
 // kContexts for values.counts).
 std::vector<Table12> build_tables(Span<const uint64_t> counts, int64_t rows);
 
-// A chunk's decoding tables for the read kernels (§6.4), built once when a reader first uses
-// the chunk, from its two count sections; only used rows hold a packed table (16 KiB each).
+// One used row of a 12-bit table in compact form (§6.4): the start of every bin (cum[b], with
+// cum[kNumBins] = 4096) and, per 16 slots, the bin holding the first of them, from which a symbol
+// is found by a short search. 720 bytes a row: a random read touches few cache lines.
+struct CompactRow {
+  static constexpr int kBucketBits = 4;
+  uint16_t cum[kNumBins + 1];
+  uint8_t lut[kProbScale >> kBucketBits];
+};
+
+// A chunk's decoding tables for the read kernels (§6.4), built once when a reader first uses the
+// chunk, from its two count sections; only used rows are kept, in compact form (about 40 KiB a
+// chunk: what a reader keeps for every chunk it has touched).
 class ChunkTables {
  public:
   // gap_counts kGapClasses x kNumBins, value_counts kContexts x kNumBins or empty (values not
   // coded), row-major; std::invalid_argument on other sizes or a count >= kCountLimit (G1, G3's
   // bound). The sums (G2, G3) are the caller's to check.
   ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> value_counts);
-  // The packed entries (Table12::packed) of a density class's or a context's row; nullptr when
-  // the row is unused (or out of range).
+  // The row of a density class or of a context; nullptr when the row is unused (or out of range).
+  const CompactRow* gap(int64_t cls) const { return row(cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1); }
+  const CompactRow* value(int64_t ctx) const { return row(ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1); }
+  int64_t bytes() const { return static_cast<int64_t>(rows_.size() * sizeof(CompactRow)); }
+
+ private:
+  friend class PackedTables;
+  const CompactRow* row(int32_t r) const { return r < 0 ? nullptr : rows_.data() + r; }
+  std::vector<CompactRow> rows_;
+  int32_t gap_row_[kGapClasses];
+  int32_t value_row_[kContexts];
+};
+
+// A chunk's tables with one packed entry per slot (Table12::packed, 16 KiB a row): a single lookup
+// per symbol, what a bulk decode reads. Built for a call from the ChunkTables (about 60 µs a
+// chunk, against milliseconds of decoding), so that an open file keeps only the compact rows.
+class PackedTables {
+ public:
+  explicit PackedTables(const ChunkTables& tables);
   const uint32_t* gap(int64_t cls) const { return row(cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1); }
   const uint32_t* value(int64_t ctx) const { return row(ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1); }
-  int64_t bytes() const { return static_cast<int64_t>(packed_.size() * sizeof(uint32_t)); }
 
  private:
   const uint32_t* row(int32_t r) const { return r < 0 ? nullptr : packed_.data() + static_cast<size_t>(r) * kProbScale; }
@@ -217,6 +243,22 @@ class StreamReader {
     const uint32_t e = packed[slot];
     bin = packed_bin(e);
     x_ = packed_freq(e) * (x_ >> kProbBits) + slot - packed_start(e);
+    if (x_ >= kStateLow) return true;
+    if (pos_ + 2 + raw_bytes(bits_) > s_.size) return false;  // T3
+    x_ = (x_ << 16) | uint32_t{s_[pos_]} | (uint32_t{s_[pos_ + 1]} << 8);
+    pos_ += 2;
+    return true;
+  }
+
+  // The same from a compact row: the bin from the row's bucket, then a short search (at most 15
+  // steps: every bin of a bucket but the last starts inside it).
+  bool symbol(const CompactRow* row, uint32_t& bin) {
+    const uint32_t slot = x_ & (kProbScale - 1);
+    uint32_t b = row->lut[slot >> CompactRow::kBucketBits];
+    while (row->cum[b + 1] <= slot) ++b;
+    bin = b;
+    const uint32_t start = row->cum[b];
+    x_ = (row->cum[b + 1] - start) * (x_ >> kProbBits) + slot - start;
     if (x_ >= kStateLow) return true;
     if (pos_ + 2 + raw_bytes(bits_) > s_.size) return false;  // T3
     x_ = (x_ << 16) | uint32_t{s_[pos_]} | (uint32_t{s_[pos_ + 1]} << 8);
