@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -49,6 +49,17 @@ HOSTILE_EXAMPLE_STREAMS = [
     ("T8", lambda s: s[:6] + b"\x00" + s[6:]),        # words and raw bits do not meet
     ("T9", lambda s: s[:6] + bytes([s[6] | 0x80]) + s[7:]),  # a nonzero padding bit
 ]
+
+
+def damaged(s: bytes, rng: np.random.Generator | None = None, n: int = 0) -> list[bytes]:
+    """Every prefix, every flipped bit and two inserted bytes (0, 0x5A) at every place of a stream,
+    in this order: all of them, or n drawn by rng. (tests/conformance/make_vectors.py's _damaged,
+    which picks the vectors' damaged tiles, keeps its own copy: the generator imports no test
+    module.)"""
+    out = [s[:i] for i in range(len(s))]
+    out += [s[:i] + bytes([s[i] ^ (1 << b)]) + s[i + 1:] for i in range(len(s)) for b in range(8)]
+    out += [s[:i] + bytes([v]) + s[i:] for i in range(len(s) + 1) for v in (0, 0x5A)]
+    return out if rng is None else [out[i] for i in rng.choice(len(out), min(n, len(out)), replace=False)]
 
 
 def example_context(p: int) -> int:
@@ -95,6 +106,36 @@ def encode_real_files(folder: Path) -> list[Path]:
     return out
 
 
+class DecodedTile(NamedTuple):
+    """A tile of a version 2 file as spec/reference_decoder.py decodes it: band `band`, rows
+    row0 .. row0 + h - 1, columns col0 .. col0 + w - 1 of its chunk, and its nonzeros."""
+    band: int
+    row0: int
+    h: int
+    col0: int
+    w: int
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+    @property
+    def positions(self) -> list[int]:
+        """The nonzeros' positions in the tile (row-major), as version 3 codes them."""
+        return ((self.rows - self.row0) * self.w + self.cols - self.col0).tolist()
+
+
+def decoded_tiles(f, ch, G) -> Iterator[DecodedTile]:
+    """Every tile of chunk `ch` (loaded by the reference decoder) of the version 2 file `f`, in
+    order; G is the file's gene terms."""
+    rd = reference_decoder()
+    for b in range(ch.n_bands):
+        rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
+        for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
+            rows, cols, values = rd.decode_tile(f, ch, G, b, j)
+            c0 = j * wb
+            yield DecodedTile(b, rb, hb, c0, min(wb, ch.n - c0), rows, cols, values)
+
+
 def real_chunks(path: Path) -> Iterator[RealChunk]:
     """Every chunk of a format-2 file, its tiles with version 3's baseline contexts (spec §6.5)."""
     rd = reference_decoder()
@@ -104,18 +145,12 @@ def real_chunks(path: Path) -> Iterator[RealChunk]:
         ch = rd.load_chunk(f, e)
         C = ch.cells_baseline
         tiles = []
-        for b in range(ch.n_bands):
-            rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
-            for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
-                rows, cols, vals = rd.decode_tile(f, ch, G, b, j)
-                c0 = j * wb
-                w = min(wb, ch.n - c0)
+        for d in decoded_tiles(f, ch, G):
+            def context_of(p, rb=d.row0, w=d.w, c0=d.col0):
+                return t3.baseline_context(int(G[rb + p // w]), int(C[c0 + p % w]))
 
-                def context_of(p, rb=rb, w=w, c0=c0):
-                    return t3.baseline_context(int(G[rb + p // w]), int(C[c0 + p % w]))
-
-                positions = [int(r - rb) * w + int(c - c0) for r, c in zip(rows, cols)]
-                tile = t3.TileInput(hb * w, positions, [int(v) - 1 for v in vals],
-                                    [context_of(p) for p in positions])
-                tiles.append(RealTile(tile, context_of, hb, w, rb, c0))
+            positions = d.positions
+            tile = t3.TileInput(d.h * d.w, positions, [int(v) - 1 for v in d.values],
+                                [context_of(p) for p in positions])
+            tiles.append(RealTile(tile, context_of, d.h, d.w, d.row0, d.col0))
         yield RealChunk(tiles, e.nnz, np.asarray(G, dtype=np.int64), np.asarray(C, dtype=np.int32))

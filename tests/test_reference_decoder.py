@@ -24,6 +24,7 @@ import pytest
 import zstandard
 
 from conftest import REFERENCE_DECODER, reference_decoder
+from format3_tiles import damaged, decoded_tiles
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "conformance"
@@ -784,16 +785,10 @@ def version3(data: bytes) -> Layout:
     for e, chunk in zip(f.chunks, L.chunks):
         ch = rd.load_chunk(f, e)
         tiles = []
-        for b in range(ch.n_bands):
-            rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
-            for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
-                rows, cols, vals = rd.decode_tile(f, ch, G, b, j)
-                c0 = j * wb
-                w = min(wb, ch.n - c0)
-                positions = ((rows - rb) * w + cols - c0).tolist()
-                u = [] if inr_only else [coded_integer(v, f.mode, f.max_error) for v in vals.tolist()]
-                contexts = [] if inr_only else version3_contexts(ch, G, b, rows, cols)
-                tiles.append(t3.TileInput(hb * w, positions, u, contexts))
+        for d in decoded_tiles(f, ch, G):
+            u = [] if inr_only else [coded_integer(v, f.mode, f.max_error) for v in d.values.tolist()]
+            contexts = [] if inr_only else version3_contexts(ch, G, d.band, d.rows, d.cols)
+            tiles.append(t3.TileInput(d.h * d.w, d.positions, u, contexts))
         gaps, values = t3.chunk_counts(tiles, inr_only)
         gap_tables = t3.tables_from_counts(gaps, t3.N_GAP_CLASSES)
         value_tables = None if inr_only else t3.tables_from_counts(values, t3.N_CONTEXTS)
@@ -901,13 +896,6 @@ def test_version3_count_sections():
     moved = values.copy()
     moved[free], moved[busy] = values[busy], 0
     assert chunk0(lambda s: s.update({"values.counts": zarr(moved.reshape(-1), "<u8")})) == "T6"
-
-
-def damaged(s: bytes) -> list[bytes]:
-    """Every prefix, every flipped bit and two inserted bytes at every place of a stream."""
-    out = [s[:i] for i in range(len(s))]
-    out += [s[:i] + bytes([s[i] ^ (1 << b)]) + s[i + 1:] for i in range(len(s)) for b in range(8)]
-    return out + [s[:i] + bytes([v]) + s[i:] for i in range(len(s) + 1) for v in (0, 0x5A)]
 
 
 def test_version3_tile_rules():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from format3_tiles import (SPEC, HOSTILE_EXAMPLE_STREAMS, encode_real_files, example, example_decode,
+from format3_tiles import (SPEC, HOSTILE_EXAMPLE_STREAMS, damaged, encode_real_files, example, example_decode,
                            real_chunks, t3)
 from scinrcodec import _native
 from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, OK, TRUNCATED, UNEXPECTED_BYTES,
@@ -181,14 +181,6 @@ def test_hostile_example_streams(rule, make):
     stream = make(example.encode_example()[3].stream)
     assert spec_rule(lambda: example_decode(stream)) == rule
     assert example_status(stream) == STATUS_OF_RULE[rule]
-
-
-def damaged(s: bytes, rng: np.random.Generator | None = None, n: int = 0) -> list[bytes]:
-    """Prefixes, flipped bits and inserted bytes of a stream: all of them, or n drawn by rng."""
-    out = [s[:i] for i in range(len(s))]
-    out += [s[:i] + bytes([s[i] ^ (1 << b)]) + s[i + 1:] for i in range(len(s)) for b in range(8)]
-    out += [s[:i] + bytes([v]) + s[i:] for i in range(len(s) + 1) for v in (0, 0x5A)]
-    return out if rng is None else [out[i] for i in rng.choice(len(out), min(n, len(out)), replace=False)]
 
 
 def test_every_damaged_example_stream_gets_the_specs_rule():

@@ -1246,24 +1246,41 @@ def _(blob):
     return edit(blob, change)
 
 
-def _counts(parts: Parts, chunk: int) -> np.ndarray:
-    return unpack_array(chunk_section(parts.chunks[chunk], "values.counts"), "u8").astype(np.int64).reshape(
-        N_CONTEXTS, N_BINS)
+def _counts(parts: Parts, chunk: int, rows: int = N_CONTEXTS, name: str = "values.counts") -> np.ndarray:
+    """A chunk's count section `name` as `rows` x N_BINS int64 (format 3's values.counts: 96 rows,
+    its gaps.counts: 32)."""
+    return unpack_array(chunk_section(parts.chunks[chunk], name), "u8").astype(np.int64).reshape(rows, N_BINS)
 
 
-def _set_counts(parts: Parts, chunk: int, counts: np.ndarray) -> None:
-    set_chunk_section(parts.chunks[chunk], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+def _set_counts(parts: Parts, chunk: int, counts: np.ndarray, name: str = "values.counts") -> None:
+    set_chunk_section(parts.chunks[chunk], name, pack_array(counts.astype(np.uint64).ravel(), "u8"))
+
+
+def _one_value_count_too_many(rows: int) -> Callable[[Parts], None]:
+    """The edit adding 1 to the first nonzero count of chunk 0's values.counts (`rows` contexts)."""
+    def change(parts):
+        counts = _counts(parts, 0, rows)
+        counts[tuple(np.argwhere(counts > 0)[0])] += 1
+        _set_counts(parts, 0, counts)
+    return change
+
+
+def _busiest_context_moved(rows: int) -> Callable[[Parts], None]:
+    """The edit moving the row of chunk 0's busiest value context to its last unused context: the
+    totals add up, but a value then needs a context with no frequency table."""
+    def change(parts):
+        counts = _counts(parts, 0, rows)
+        busy = int(np.argmax(counts.sum(axis=1)))
+        free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
+        counts[free], counts[busy] = counts[busy].copy(), 0
+        _set_counts(parts, 0, counts)
+    return change
 
 
 @invalid("value_counts_not_adding_up", "bands_and_tiles", "CorruptFileError", "value counts do not add up",
          "chunk 0's values.counts with one count too many")
 def _(blob):
-    def change(parts):
-        counts = _counts(parts, 0)
-        ctx, b = np.argwhere(counts > 0)[0]
-        counts[ctx, b] += 1
-        _set_counts(parts, 0, counts)
-    return edit(blob, change)
+    return edit(blob, _one_value_count_too_many(N_CONTEXTS))
 
 
 @invalid("value_counts_shifted", "bands_and_tiles", "CorruptFileError", "file is corrupt",
@@ -1285,14 +1302,7 @@ def _(blob):
          "chunk 0's values.counts: the busiest context's row moved to an unused context (totals add up; a "
          "value then needs a context with no frequency table)")
 def _(blob):
-    def change(parts):
-        counts = _counts(parts, 0)
-        ctx = int(np.argmax(counts.sum(axis=1)))
-        free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
-        counts[free] = counts[ctx]
-        counts[ctx] = 0
-        _set_counts(parts, 0, counts)
-    return edit(blob, change)
+    return edit(blob, _busiest_context_moved(N_CONTEXTS))
 
 
 def _geometry(parts: Parts, chunk: int):
@@ -1917,14 +1927,6 @@ def _(blob):
     return edit(blob, change)
 
 
-def _gap_counts(parts: Parts, chunk: int) -> np.ndarray:
-    return unpack_array(chunk_section(parts.chunks[chunk], "gaps.counts"), "u8").astype(np.int64).reshape(32, N_BINS)
-
-
-def _set_gap_counts(parts: Parts, chunk: int, counts: np.ndarray) -> None:
-    set_chunk_section(parts.chunks[chunk], "gaps.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
-
-
 @invalid("v3_gaps_counts_missing", "v3_bands_and_tiles", "CorruptFileError", "missing section",
          "chunk 1 of a format-3 file lacks gaps.counts (rule K5)")
 def _(blob):
@@ -1934,8 +1936,7 @@ def _(blob):
 @invalid("v3_gaps_counts_wrong_size", "v3_bands_and_tiles", "CorruptFileError", "expected",
          "chunk 0's gaps.counts holds 31 rows of 231 counts, not 32 (rule G1)")
 def _(blob):
-    return edit(blob, lambda parts: set_chunk_section(
-        parts.chunks[0], "gaps.counts", pack_array(_gap_counts(parts, 0)[:31].astype(np.uint64).ravel(), "u8")))
+    return edit(blob, lambda parts: _set_counts(parts, 0, _counts(parts, 0, 32, "gaps.counts")[:31], "gaps.counts"))
 
 
 @invalid("v3_gaps_counts_too_large", "v3_bands_and_tiles", "CorruptFileError", "gap count",
@@ -1943,12 +1944,12 @@ def _(blob):
          "(modulo 2**64): the row sums hold, an item is >= 2**40 (rule G1)")
 def _(blob):
     def change(parts):
-        counts = _gap_counts(parts, 0).astype(np.uint64)
+        counts = _counts(parts, 0, 32, "gaps.counts").astype(np.uint64)
         c = int(np.flatnonzero(counts.sum(axis=1))[0])
         a, b = np.flatnonzero(counts[c])[:2]
         counts[c, a] += np.uint64(2**40)
         counts[c, b] = np.uint64((int(counts[c, b]) - 2**40) % 2**64)
-        set_chunk_section(parts.chunks[0], "gaps.counts", pack_array(counts.ravel(), "u8"))
+        _set_counts(parts, 0, counts, "gaps.counts")
     return edit(blob, change)
 
 
@@ -1957,33 +1958,24 @@ def _(blob):
          "up; a class's sum does not match its tiles' coded positions, rule G2)")
 def _(blob):
     def change(parts):
-        counts = _gap_counts(parts, 0)
+        counts = _counts(parts, 0, 32, "gaps.counts")
         c = int(np.flatnonzero(counts.sum(axis=1))[0])
         counts[c, np.flatnonzero(counts[c])[0]] -= 1
         counts[c + 1, 0] += 1
-        _set_gap_counts(parts, 0, counts)
+        _set_counts(parts, 0, counts, "gaps.counts")
     return edit(blob, change)
-
-
-def _counts3(parts: Parts, chunk: int) -> np.ndarray:
-    return unpack_array(chunk_section(parts.chunks[chunk], "values.counts"), "u8").astype(np.int64).reshape(96, N_BINS)
 
 
 @invalid("v3_value_counts_48_rows", "v3_bands_and_tiles", "CorruptFileError", "expected",
          "chunk 0's values.counts holds format 2's 48 rows of 231 counts, not 96 (rule G3)")
 def _(blob):
-    return edit(blob, lambda parts: set_chunk_section(
-        parts.chunks[0], "values.counts", pack_array(_counts3(parts, 0)[:48].astype(np.uint64).ravel(), "u8")))
+    return edit(blob, lambda parts: _set_counts(parts, 0, _counts(parts, 0, 96)[:48]))
 
 
 @invalid("v3_value_counts_not_adding_up", "v3_bands_and_tiles", "CorruptFileError", "value counts do not add up",
          "chunk 0's values.counts with one count too many (rule G3)")
 def _(blob):
-    def change(parts):
-        counts = _counts3(parts, 0)
-        counts[tuple(np.argwhere(counts > 0)[0])] += 1
-        set_chunk_section(parts.chunks[0], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
-    return edit(blob, change)
+    return edit(blob, _one_value_count_too_many(96))
 
 
 @invalid("v3_inr_only_with_value_counts", "v3_inr_only_log", "CorruptFileError", "value tables contradict mode",
@@ -2001,13 +1993,7 @@ def _(blob):
          "chunk 0's values.counts: the busiest context's row moved to an unused context (totals add up; a value "
          "then needs a context with no table, rule T6)")
 def _(blob):
-    def change(parts):
-        counts = _counts3(parts, 0)
-        busy = int(np.argmax(counts.sum(axis=1)))
-        free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
-        counts[free], counts[busy] = counts[busy].copy(), 0
-        set_chunk_section(parts.chunks[0], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
-    return edit(blob, change)
+    return edit(blob, _busiest_context_moved(96))
 
 
 def _damaged(s: bytes) -> list[bytes]:
