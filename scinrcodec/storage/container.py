@@ -274,7 +274,7 @@ def read_footer(source: ByteSource) -> Footer:
         raise FormatError(f"{name}: not a .sinr file (bad magic)")
     if major == 1:
         raise UnsupportedVersionError(
-            f"{name}: .sinr format 1.{minor} is not read by scinrcodec 2; decode it with scinrcodec 1.x "
+            f"{name}: .sinr format 1.{minor} is not read by scinrcodec 2 or later; decode it with scinrcodec 1.x "
             "(pip install 'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again")
     if major not in READ_MINORS:
         raise UnsupportedVersionError(f"{name}: .sinr format {major}.{minor} is not supported (this reader reads "

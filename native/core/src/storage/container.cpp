@@ -186,7 +186,7 @@ Footer read_footer(const ByteSource& source) {
   const std::string version = std::to_string(major) + "." + std::to_string(minor);
   if (major == 1)
     throw UnsupportedVersionError(name + ": .sinr format " + version +
-                                  " is not read by scinrcodec 2; decode it with scinrcodec 1.x (pip install "
+                                  " is not read by scinrcodec 2 or later; decode it with scinrcodec 1.x (pip install "
                                   "'scinrcodec<2', then sinr decode FILE out.h5ad) and encode the result again");
   if (!read_version(major)) {
     std::string majors;
