@@ -113,6 +113,23 @@ def unpack_array(payload: bytes, dtype: str) -> np.ndarray:
     return np.frombuffer(unzstd(payload), dtype=np.dtype(dtype).newbyteorder("<")).astype(np.dtype(dtype))
 
 
+def planes(values, dtype: str) -> bytes:
+    """The byte planes of an array (spec §3.3, zstd shuffled array): byte j of item i at j * n + i."""
+    item = np.dtype(dtype).newbyteorder("<")
+    return np.ascontiguousarray(values, dtype=item).reshape(-1).view(np.uint8).reshape(-1, item.itemsize).T.tobytes()
+
+
+def pack_planes(values, dtype: str) -> bytes:
+    """A zstd shuffled array: format 3's count sections."""
+    return zstd(planes(values, dtype))
+
+
+def unpack_planes(payload: bytes, dtype: str) -> np.ndarray:
+    item = np.dtype(dtype).newbyteorder("<")
+    raw = np.frombuffer(unzstd(payload), dtype=np.uint8).reshape(item.itemsize, -1)
+    return np.ascontiguousarray(raw.T).view(item).reshape(-1).astype(np.dtype(dtype))
+
+
 @dataclass
 class Chunk:
     header: dict  # the chunk header map; its "sections" table is rebuilt from `sections`
@@ -1918,11 +1935,11 @@ def _(blob):
 
 
 def _gap_counts(parts: Parts, chunk: int) -> np.ndarray:
-    return unpack_array(chunk_section(parts.chunks[chunk], "gaps.counts"), "u8").astype(np.int64).reshape(32, N_BINS)
+    return unpack_planes(chunk_section(parts.chunks[chunk], "gaps.counts"), "u8").astype(np.int64).reshape(32, N_BINS)
 
 
 def _set_gap_counts(parts: Parts, chunk: int, counts: np.ndarray) -> None:
-    set_chunk_section(parts.chunks[chunk], "gaps.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+    set_chunk_section(parts.chunks[chunk], "gaps.counts", pack_planes(counts.astype(np.uint64).ravel(), "u8"))
 
 
 @invalid("v3_gaps_counts_missing", "v3_bands_and_tiles", "CorruptFileError", "missing section",
@@ -1935,7 +1952,7 @@ def _(blob):
          "chunk 0's gaps.counts holds 31 rows of 231 counts, not 32 (rule G1)")
 def _(blob):
     return edit(blob, lambda parts: set_chunk_section(
-        parts.chunks[0], "gaps.counts", pack_array(_gap_counts(parts, 0)[:31].astype(np.uint64).ravel(), "u8")))
+        parts.chunks[0], "gaps.counts", pack_planes(_gap_counts(parts, 0)[:31].astype(np.uint64).ravel(), "u8")))
 
 
 @invalid("v3_gaps_counts_too_large", "v3_bands_and_tiles", "CorruptFileError", "gap count",
@@ -1948,7 +1965,7 @@ def _(blob):
         a, b = np.flatnonzero(counts[c])[:2]
         counts[c, a] += np.uint64(2**40)
         counts[c, b] = np.uint64((int(counts[c, b]) - 2**40) % 2**64)
-        set_chunk_section(parts.chunks[0], "gaps.counts", pack_array(counts.ravel(), "u8"))
+        set_chunk_section(parts.chunks[0], "gaps.counts", pack_planes(counts.ravel(), "u8"))
     return edit(blob, change)
 
 
@@ -1966,14 +1983,34 @@ def _(blob):
 
 
 def _counts3(parts: Parts, chunk: int) -> np.ndarray:
-    return unpack_array(chunk_section(parts.chunks[chunk], "values.counts"), "u8").astype(np.int64).reshape(96, N_BINS)
+    return unpack_planes(chunk_section(parts.chunks[chunk], "values.counts"), "u8").astype(np.int64).reshape(96, N_BINS)
+
+
+def _set_counts3(parts: Parts, chunk: int, counts: np.ndarray) -> None:
+    set_chunk_section(parts.chunks[chunk], "values.counts", pack_planes(counts.astype(np.uint64).ravel(), "u8"))
 
 
 @invalid("v3_value_counts_48_rows", "v3_bands_and_tiles", "CorruptFileError", "expected",
          "chunk 0's values.counts holds format 2's 48 rows of 231 counts, not 96 (rule G3)")
 def _(blob):
+    return edit(blob, lambda parts: _set_counts3(parts, 0, _counts3(parts, 0)[:48]))
+
+
+@invalid("v3_value_counts_high_planes_dropped", "v3_bands_and_tiles", "CorruptFileError", "expected",
+         "chunk 0's values.counts without its four high byte planes (all zero): the zstd content is the 4 low "
+         "planes, 4 · 96 · 231 bytes, not 8 · 96 · 231 (§3.3, rule G3)")
+def _(blob):
     return edit(blob, lambda parts: set_chunk_section(
-        parts.chunks[0], "values.counts", pack_array(_counts3(parts, 0)[:48].astype(np.uint64).ravel(), "u8")))
+        parts.chunks[0], "values.counts", zstd(planes(_counts3(parts, 0), "u8")[: 4 * 96 * N_BINS])))
+
+
+@invalid("v3_gaps_counts_not_shuffled", "v3_bands_and_tiles", "CorruptFileError", "gap counts do not add up",
+         "chunk 0's gaps.counts holds its counts back to back (a zstd array, format 2's encoding), not as byte "
+         "planes: the content has the right length, but read as planes (§3.3) the items of density class 0 sum to "
+         "68,864 where its tiles code no position (rule G2)")
+def _(blob):
+    return edit(blob, lambda parts: set_chunk_section(
+        parts.chunks[0], "gaps.counts", pack_array(_gap_counts(parts, 0).astype(np.uint64).ravel(), "u8")))
 
 
 @invalid("v3_value_counts_not_adding_up", "v3_bands_and_tiles", "CorruptFileError", "value counts do not add up",
@@ -1982,7 +2019,7 @@ def _(blob):
     def change(parts):
         counts = _counts3(parts, 0)
         counts[tuple(np.argwhere(counts > 0)[0])] += 1
-        set_chunk_section(parts.chunks[0], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+        _set_counts3(parts, 0, counts)
     return edit(blob, change)
 
 
@@ -1993,7 +2030,7 @@ def _(blob):
         zeros = np.zeros((96, N_BINS), np.uint64)
         zeros[0, 0] = parts.chunks[0].index[1]
         at = [name for name, _ in parts.chunks[0].sections].index("gaps.counts") + 1
-        parts.chunks[0].sections.insert(at, ["values.counts", pack_array(zeros.ravel(), "u8")])
+        parts.chunks[0].sections.insert(at, ["values.counts", pack_planes(zeros.ravel(), "u8")])
     return edit(blob, change)
 
 
@@ -2006,7 +2043,7 @@ def _(blob):
         busy = int(np.argmax(counts.sum(axis=1)))
         free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
         counts[free], counts[busy] = counts[busy].copy(), 0
-        set_chunk_section(parts.chunks[0], "values.counts", pack_array(counts.astype(np.uint64).ravel(), "u8"))
+        _set_counts3(parts, 0, counts)
     return edit(blob, change)
 
 
