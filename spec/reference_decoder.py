@@ -307,6 +307,20 @@ def zstd_array(buf: bytes, count: int, dtype: str, check: str, what: str) -> np.
     return np.frombuffer(raw, dtype=dtype)
 
 
+def zstd_shuffled_array(buf: bytes, count: int, dtype: str, check: str, what: str) -> np.ndarray:
+    """§3.3 "zstd shuffled array": the `count` items' byte planes, P[j * count + i] = byte j of
+    item i, exact size count * item size (the bound of a zstd array)."""
+    itemsize = np.dtype(dtype).itemsize
+    if count * itemsize > 2**40:
+        fail(check, f"{what}: array of {count * itemsize} bytes exceeds 2^40 (§3.3)")
+    planes = np.frombuffer(zstd_decompress(buf, check, what, exact=count * itemsize),
+                           dtype=np.uint8).reshape(itemsize, count)
+    items = np.zeros(count, dtype=np.uint64)
+    for j in range(itemsize):  # item i = sum of P[j * count + i] * 2^(8j)
+        items |= planes[j].astype(np.uint64) << np.uint64(8 * j)
+    return items.astype(dtype)  # a signed type: the low 8 * itemsize bits, two's complement
+
+
 def zstd_names(buf: bytes, count: int, check: str, what: str) -> list[str]:
     """§3.3 "zstd names": UTF-8 text, names joined by 0A; exactly `count` names."""
     fh = parse_zstd_frame(buf, check, what)
@@ -1152,8 +1166,8 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
     # Version 3: G1 and G2, gaps.counts against every tile's (n_t, k), before any tile.
     gap_counts = gap_tables = None
     if f.major == 3:
-        gap_counts = zstd_array(read("gaps.counts", "G1"), tiles3.N_GAP_CLASSES * 231, "<u8",
-                                "G1", f"{where} gaps.counts")
+        gap_counts = zstd_shuffled_array(read("gaps.counts", "G1"), tiles3.N_GAP_CLASSES * 231,
+                                         "<u8", "G1", f"{where} gaps.counts")
         sizes = [((rows[b + 1] - rows[b]) * min(widths[b], n - j * widths[b]), tnnz[TS[b] + j])
                  for b in range(NB) for j in range(TS[b + 1] - TS[b])]
         try:
@@ -1164,8 +1178,8 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
     # K13 (version 2) or G3 (version 3): values.counts.
     tables = None
     if "values.counts" in secs and f.major == 3:
-        counts = zstd_array(read("values.counts", "G3"), tiles3.N_CONTEXTS * 231, "<u8", "G3",
-                            f"{where} values.counts")
+        counts = zstd_shuffled_array(read("values.counts", "G3"), tiles3.N_CONTEXTS * 231, "<u8",
+                                     "G3", f"{where} values.counts")
         try:
             tiles3.check_value_counts(counts, nnz)
         except tiles3.RuleViolation as err:

@@ -15,7 +15,7 @@ import scinrcodec
 from conftest import DATA, DATASETS
 from fuzz.reseal import build, parse
 from scinrcodec import _native, errors
-from scinrcodec.storage.container import pack_array
+from scinrcodec.storage.container import pack_array, pack_shuffled, unpack_shuffled
 
 FAST3 = dict(siren="never", progress=False, format_version=3)
 SMALL_SIREN = dict(steps=40, batch=512, width=16, progress=False, format_version=3)
@@ -112,12 +112,26 @@ def _read_all(path: Path) -> None:
 
 
 def _counts(chunk, name: str) -> np.ndarray:
-    return np.frombuffer(zstandard.ZstdDecompressor().decompressobj().decompress(chunk.sections[name]),
-                         "<u8").astype(np.uint64)
+    """A format-3 count section's items (a zstd shuffled array, spec §3.3)."""
+    count = {"gaps.counts": N_GAP_CLASSES, "values.counts": N_CONTEXTS}[name] * N_BINS
+    return unpack_shuffled(chunk.sections[name], "u8", count, what=name)
 
 
 def _set_counts(chunk, name: str, counts: np.ndarray) -> None:
-    chunk.sections[name] = pack_array(counts, "u8")
+    chunk.sections[name] = pack_shuffled(counts, "u8")
+
+
+def _plain_gap_counts(parts) -> None:
+    """gaps.counts as format 2 stores arrays (items back to back, the right length): read as byte
+    planes, its items are not counts."""
+    chunk = _busiest_chunk(parts)
+    chunk.sections["gaps.counts"] = pack_array(_counts(chunk, "gaps.counts"), "u8")
+
+
+def _value_count_planes_dropped(parts) -> None:
+    """values.counts without its four high byte planes (all zero): the content is half as long."""
+    chunk = _busiest_chunk(parts)
+    chunk.sections["values.counts"] = pack_shuffled(_counts(chunk, "values.counts").astype(np.uint32), "u4")
 
 
 def _busiest_chunk(parts):
@@ -206,6 +220,9 @@ HOSTILE = {
                          "gap counts do not add up to the coded positions of its tiles"),
     "value_counts_off": (_value_count_off, errors.CorruptFileError, "value counts do not add up"),
     "value_counts_48_contexts": (_format2_value_counts, errors.CorruptFileError, "section 'values.counts'"),
+    "value_count_planes_dropped": (_value_count_planes_dropped, errors.CorruptFileError,
+                                   "section 'values.counts' holds 88704 bytes, expected 177408"),
+    "gap_counts_not_shuffled": (_plain_gap_counts, errors.CorruptFileError, "gap counts"),  # G1 or G2
     "value_counts_missing": (_drop_section("values.counts"), errors.CorruptFileError, "value tables contradict mode"),
 }
 

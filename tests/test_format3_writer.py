@@ -27,7 +27,7 @@ from scinrcodec.io.sources import ScipySource
 from scinrcodec.model.quantise import dequantise_values
 from scinrcodec.model.siren import PatchSiren, siren_outputs
 from scinrcodec.storage.container import (PREAMBLE, TRAILER, parse_section_table, unpack_array, unpack_header,
-                                          unpack_map)
+                                          unpack_map, unpack_shuffled)
 from scinrcodec.storage.layout import CHUNK_INDEX_FIELDS
 from scinrcodec.wholefile.encode import encode_whole
 
@@ -143,9 +143,9 @@ def decode_file(path, mode: str) -> tuple[File, sp.csc_matrix | tuple]:
     for chunk in f.chunks:
         s, n_cells = chunk.sections, chunk.header["n_cells"]
         assert "gaps.counts" in s and ("values.counts" in s) != inr_only  # §6.4, rule G3
-        gaps = unpack_array(s["gaps.counts"], "u8", 32 * 231, what="gaps.counts").reshape(32, 231)
-        values = None if inr_only else unpack_array(s["values.counts"], "u8", 96 * 231,
-                                                    what="values.counts").reshape(96, 231)
+        gaps = unpack_shuffled(s["gaps.counts"], "u8", 32 * 231, what="gaps.counts").reshape(32, 231)  # byte planes
+        values = None if inr_only else unpack_shuffled(s["values.counts"], "u8", 96 * 231,
+                                                       what="values.counts").reshape(96, 231)
         cell_terms = unpack_array(s["cells.baseline"], "i2", n_cells, what="cells.baseline").astype(np.int32)
         cell_order = unpack_array(s["cells.order"], "u4", n_cells, what="cells.order").astype(np.int64)
         tiles = chunk_tiles(chunk)

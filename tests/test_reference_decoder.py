@@ -168,6 +168,7 @@ EXPECTED_RULE = {
     "v2_stages_of_version_3": "M5",
     "v2_with_gaps_counts": "K5",
     "v3_gaps_counts_missing": "K5",
+    "v3_gaps_counts_not_shuffled": "G2",
     "v3_gaps_counts_too_large": "G1",
     "v3_gaps_counts_wrong_class": "G2",
     "v3_gaps_counts_wrong_size": "G1",
@@ -186,6 +187,7 @@ EXPECTED_RULE = {
     "v3_tile_word_past_raw_bits": "T3",
     "v3_value_counts_48_rows": "G3",
     "v3_value_counts_context_moved": "T6",
+    "v3_value_counts_high_planes_dropped": "G3",
     "v3_value_counts_not_adding_up": "G3",
 }
 
@@ -392,6 +394,19 @@ def zarr(values, dtype) -> bytes:
 
 def unz(raw: bytes, dtype) -> np.ndarray:
     return np.frombuffer(ZD.decompress(raw), dtype=dtype).copy()
+
+
+def zplanes(values) -> bytes:
+    """§3.3 zstd shuffled array of uint64 (version 3's count sections): byte j of item i at j * n + i."""
+    items = np.asarray(values, dtype="<u8").reshape(-1)
+    return ZC.compress(b"".join(((items >> np.uint64(8 * j)) & np.uint64(0xFF)).astype(np.uint8).tobytes()
+                                for j in range(8)))
+
+
+def unplanes(raw: bytes) -> np.ndarray:
+    """The uint64 items of a zstd shuffled array (§3.3)."""
+    planes = np.frombuffer(ZD.decompress(raw), dtype=np.uint8).reshape(8, -1).astype(np.uint64)
+    return sum(planes[j] << np.uint64(8 * j) for j in range(8))
 
 
 class ChunkLayout:
@@ -797,9 +812,9 @@ def version3(data: bytes) -> Layout:
         sections = {}
         for name, raw in chunk.sections.items():
             if name in ("values.counts", "siren.meta", "tiles.data") and "gaps.counts" not in sections:
-                sections["gaps.counts"] = zarr(gaps.reshape(-1), "<u8")
+                sections["gaps.counts"] = zplanes(gaps)
                 if values is not None:
-                    sections["values.counts"] = zarr(values.reshape(-1), "<u8")
+                    sections["values.counts"] = zplanes(values)
             if name != "values.counts":
                 sections[name] = raw
         chunk.sections = sections
@@ -859,7 +874,8 @@ def test_version3_required_features_and_stages():
 
 def test_version3_count_sections():
     """K5 (gaps.counts present exactly in version 3), G1, G2 (by density class, before any tile),
-    G3 (values.counts: presence by mode, 96 rows, each item < 2^40, sum nnz)."""
+    G3 (values.counts: presence by mode, 96 rows, each item < 2^40, sum nnz); both sections are
+    zstd shuffled arrays (§3.3) of exactly their size."""
     data = read_vector(BASE)
 
     def chunk0(edit, base=None) -> str | None:
@@ -867,35 +883,41 @@ def test_version3_count_sections():
         edit(L.chunks[0].sections)
         return rule_of(L.build())
 
-    gaps = unz(version3(data).chunks[0].sections["gaps.counts"], "<u8").reshape(32, 231)
+    gaps = unplanes(version3(data).chunks[0].sections["gaps.counts"]).reshape(32, 231)
     assert chunk0(lambda s: s.pop("gaps.counts")) == "K5"
     L2 = Layout(data)
     L2.chunks[0].sections["gaps.counts"] = zarr(gaps.reshape(-1), "<u8")
     assert rule_of(L2.build()) == "K5"
-    assert chunk0(lambda s: s.update({"gaps.counts": zarr(gaps[:31].reshape(-1), "<u8")})) == "G1"
+    assert chunk0(lambda s: s.update({"gaps.counts": zplanes(gaps[:31])})) == "G1"
+    # §3.3: byte planes one byte short (G1); the right items as a zstd array instead of byte planes:
+    # the right length, but read as planes other items, whose class sums are wrong (G2)
+    assert chunk0(lambda s: s.update({"gaps.counts": ZC.compress(ZD.decompress(zplanes(gaps))[:-1])})) == "G1"
+    assert chunk0(lambda s: s.update({"gaps.counts": zarr(gaps.reshape(-1), "<u8")})) == "G2"
     i, j = np.argwhere(gaps > 0)[:2]
     wrapped = gaps.copy()  # row sums unchanged modulo 2^64, one item >= 2^40
     wrapped[tuple(i)] = int(gaps[tuple(i)]) + 2**40
     wrapped[tuple(j)] = (int(gaps[tuple(j)]) - 2**40) % 2**64
-    assert chunk0(lambda s: s.update({"gaps.counts": zarr(wrapped.reshape(-1), "<u8")})) == "G1"
+    assert chunk0(lambda s: s.update({"gaps.counts": zplanes(wrapped)})) == "G1"
     used = np.flatnonzero(gaps.sum(axis=1))
     moved = gaps.copy()  # one count moved to another class: the total holds, a class sum does not
     moved[used[0], np.flatnonzero(moved[used[0]])[0]] -= 1
     moved[(used[0] + 1) % 32, 0] += 1
-    assert chunk0(lambda s: s.update({"gaps.counts": zarr(moved.reshape(-1), "<u8")})) == "G2"
-    values = unz(version3(data).chunks[0].sections["values.counts"], "<u8").reshape(96, 231)
+    assert chunk0(lambda s: s.update({"gaps.counts": zplanes(moved)})) == "G2"
+    values = unplanes(version3(data).chunks[0].sections["values.counts"]).reshape(96, 231)
     assert chunk0(lambda s: s.pop("values.counts")) == "G3"
-    assert chunk0(lambda s: s.update({"values.counts": zarr(values[:48].reshape(-1), "<u8")})) == "G3"
+    assert chunk0(lambda s: s.update({"values.counts": zplanes(values[:48])})) == "G3"
+    low_planes = ZC.compress(ZD.decompress(zplanes(values))[: 4 * 96 * 231])  # the high planes (all 0) dropped
+    assert chunk0(lambda s: s.update({"values.counts": low_planes})) == "G3"
     more = values.copy()
     more[np.argwhere(values > 0)[0][0], 0] += 1
-    assert chunk0(lambda s: s.update({"values.counts": zarr(more.reshape(-1), "<u8")})) == "G3"
+    assert chunk0(lambda s: s.update({"values.counts": zplanes(more)})) == "G3"
     inr = read_vector("inr_only_minmax")
-    assert chunk0(lambda s: s.update({"values.counts": zarr(values.reshape(-1), "<u8")}), inr) == "G3"
+    assert chunk0(lambda s: s.update({"values.counts": zplanes(values)}), inr) == "G3"
     # T6: the busiest context's row moved to an unused context (G3 holds)
     busy, free = int(np.argmax(values.sum(axis=1))), int(np.flatnonzero(values.sum(axis=1) == 0)[-1])
     moved = values.copy()
     moved[free], moved[busy] = values[busy], 0
-    assert chunk0(lambda s: s.update({"values.counts": zarr(moved.reshape(-1), "<u8")})) == "T6"
+    assert chunk0(lambda s: s.update({"values.counts": zplanes(moved)})) == "T6"
 
 
 def test_version3_tile_rules():

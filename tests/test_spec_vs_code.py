@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import zstandard
 
 import scinrcodec
 from conftest import DATA, reference_decoder
 from scinrcodec import limits
 from scinrcodec.codec.stages import MODES, stages_for
+from scinrcodec.storage.container import pack_shuffled, unpack_shuffled
 from scinrcodec.storage.layout import (ANNDATA_PARTS, CHUNK_SECTIONS_BY_MAJOR, FILE_SECTIONS, MATRIX_SECTIONS, MSGPACK,
-                                       RAW, ZSTD_ARRAY, ZSTD_TEXT, Sizes)
+                                       RAW, ZSTD_ARRAY, ZSTD_SHUFFLED, ZSTD_TEXT, Sizes)
 
 SPEC = (Path(__file__).resolve().parent.parent / "spec" / "sinr-format.md").read_text(encoding="utf-8")
 ITEM_TYPES = {"uint8": "u1", "int16": "i2", "uint32": "u4", "uint64": "u8"}
@@ -43,10 +45,17 @@ def names_in(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-def encoding_of(text: str) -> tuple[str, str | None]:
-    """(layout encoding, dtype) of a spec encoding cell such as 'zstd array of uint32'."""
+def encoding_of(text: str, major: int = 3) -> tuple[str, str | None]:
+    """(layout encoding, dtype) of a spec encoding cell such as 'zstd array of uint32', in a file of
+    this major version (a cell may add "(... in a version 2 file)")."""
+    version2 = re.fullmatch(r"(.*) \((.*) in a version 2 file\)", text)
+    if version2:
+        text = version2.group(2 if major == 2 else 1)
     if text.startswith("zstd names"):
         return ZSTD_TEXT, None
+    if text.startswith("zstd shuffled array"):
+        item = re.search(r"of (\w+)", text)
+        return ZSTD_SHUFFLED, ITEM_TYPES[item.group(1)] if item else None
     if text.startswith("zstd array"):
         item = re.search(r"of (\w+)", text)
         return ZSTD_ARRAY, ITEM_TYPES[item.group(1)] if item else None
@@ -71,7 +80,7 @@ def test_matrix_and_chunk_section_tables_match_the_layout(heading, major, sectio
     for row in rows:
         name = names_in(row["name"])[0]
         spec = sections[name]
-        assert (spec.encoding, spec.dtype) == encoding_of(row["encoding"]), name
+        assert (spec.encoding, spec.dtype) == encoding_of(row["encoding"], major), name
         assert spec.required == row["required"].startswith("yes"), name  # "if and only if ...": not always there
 
 
@@ -83,6 +92,19 @@ def test_count_sections_have_the_spec_rows_per_version():
     assert [int(c) * 231 for c in counts] == [CHUNK_SECTIONS_BY_MAJOR[m]["values.counts"].expected(Sizes())
                                               for m in (3, 2)]
     assert rows["gaps.counts"] == "`32 · 231`" == f"`{CHUNK_SECTIONS_BY_MAJOR[3]['gaps.counts'].expected(Sizes()) // 231} · 231`"
+
+
+def test_shuffled_array_example_matches_the_code():
+    """§3.3's example of a zstd shuffled array: its content is the items' byte planes, and the code
+    writes and reads exactly those bytes."""
+    start = SPEC.index("- **zstd shuffled array**")
+    example = re.search(r"Example: the two uint64 items `(0x[0-9A-F]+)` and `(\d+)` are the content\s+`([0-9A-F ]+)`",
+                        SPEC[start:start + 2000])
+    items = np.array([int(example.group(1), 16), int(example.group(2))], np.uint64)
+    content = bytes.fromhex(example.group(3))
+    packed = pack_shuffled(items, "u8")
+    assert zstandard.ZstdDecompressor().decompress(packed) == content
+    assert unpack_shuffled(packed, "u8", 2, what="example").tolist() == items.tolist()
 
 
 @pytest.mark.parametrize("major, rule", [(3, "R3"), (2, "M5")])
@@ -140,7 +162,7 @@ def test_limits_table_matches_limits_py():
     assert upper("a name") == limits.MAX_NAME_BYTES
     assert upper("footer (compressed, and decompressed)") == limits.MAX_FOOTER_BYTES
     assert upper("chunk header (compressed, and decompressed)") == limits.MAX_CHUNK_HEADER_BYTES
-    assert upper("a zstd array (decompressed)") == limits.MAX_SECTION_BYTES
+    assert upper("a zstd array or zstd shuffled array (decompressed)") == limits.MAX_SECTION_BYTES
     assert upper("SIREN layers") == limits.MAX_SIREN_LAYERS
     assert upper("SIREN layer width (`n_out`)") == limits.MAX_SIREN_WIDTH
     assert upper("SIREN `shift`") == limits.MAX_SIREN_SHIFT

@@ -18,10 +18,8 @@ from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, freque
 from ..codec.stages import MODES, parse_stages, required_features
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
-from ..storage.container import (PREAMBLE, SectionRef, check_disjoint, crc32, parse_section_table, unpack_array,
-                                 unpack_header, unpack_map, unpack_strings)
-from ..storage.layout import (CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, MSGPACK, N_GAP_CLASSES,
-                              RAW, ZSTD_ARRAY, Sizes)
+from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, parse_section_table, unpack_header
+from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, N_GAP_CLASSES, Sizes
 from ..storage.source import ByteSource
 
 if TYPE_CHECKING:
@@ -72,18 +70,11 @@ class SectionReader:
         return data
 
     def get(self, name: str, *, count: int | None = None):
-        """A section decoded by its layout spec (arrays and names sized from the header)."""
+        """A section decoded by its layout spec, whose encoding says how (arrays and names sized from
+        the header)."""
         spec = self.specs[name]
-        what = f"{self.what}: section {name!r}"
         expected = spec.expected(self.sizes) if count is None else count
-        data = self.raw(name)
-        if spec.encoding == ZSTD_ARRAY:
-            return unpack_array(data, spec.dtype, expected, what=what)
-        if spec.encoding == MSGPACK:
-            return unpack_map(data, what=what)
-        if spec.encoding == RAW:
-            return data
-        return unpack_strings(data, expected, what=what)
+        return spec.unpack(self.raw(name), expected, what=f"{self.what}: section {name!r}")
 
 
 class Chunk:

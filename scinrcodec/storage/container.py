@@ -52,6 +52,15 @@ def pack_array(array: np.ndarray, dtype: str, level: int = ZSTD_LEVEL) -> bytes:
     return zstandard.ZstdCompressor(level=level).compress(raw)
 
 
+def pack_shuffled(array: np.ndarray, dtype: str, level: int = ZSTD_LEVEL) -> bytes:
+    """One zstd frame of a 1-D array's byte planes (spec §3.3, "zstd shuffled array"): byte 0 of every
+    little-endian item, then byte 1 of every item, and so on. Counts are small numbers in wide items,
+    so their high planes are runs of zeros that zstd all but drops."""
+    item = np.dtype(dtype).newbyteorder("<")
+    items = np.ascontiguousarray(array, dtype=item).reshape(-1)
+    return zstandard.ZstdCompressor(level=level).compress(items.view(np.uint8).reshape(-1, item.itemsize).T.tobytes())
+
+
 def pack_strings(values: list[str], level: int = ZSTD_LEVEL) -> bytes:
     """Newline-joined UTF-8 in one zstd frame (names holding a newline are refused upstream)."""
     return zstandard.ZstdCompressor(level=level).compress("\n".join(values).encode("utf-8"))
@@ -91,13 +100,26 @@ def _decompress_bounded(payload, limit: int, *, what: str) -> bytes:
     return raw
 
 
+def _array_bytes(payload, item: np.dtype, count: int, *, what: str) -> bytes:
+    """The `count * itemsize` bytes of an array's one zstd frame, the size checked before decompressing."""
+    if not isinstance(count, int) or count < 0 or count * item.itemsize > MAX_SECTION_BYTES:
+        raise CorruptFileError(f"{what} declares an impossible length {count!r}")
+    return decompress_exact(payload, count * item.itemsize, what=what)
+
+
 def unpack_array(payload, dtype: str, count: int, *, what: str) -> np.ndarray:
     """Inverse of pack_array: exactly `count` items, size checked before decompressing."""
     item = np.dtype(dtype).newbyteorder("<")
-    if not isinstance(count, int) or count < 0 or count * item.itemsize > MAX_SECTION_BYTES:
-        raise CorruptFileError(f"{what} declares an impossible length {count!r}")
-    raw = decompress_exact(payload, count * item.itemsize, what=what)
+    raw = _array_bytes(payload, item, count, what=what)
     return np.frombuffer(raw, dtype=item).astype(item.newbyteorder("="))
+
+
+def unpack_shuffled(payload, dtype: str, count: int, *, what: str) -> np.ndarray:
+    """Inverse of pack_shuffled: exactly `count` items from their byte planes, size checked before
+    decompressing."""
+    item = np.dtype(dtype).newbyteorder("<")
+    planes = np.frombuffer(_array_bytes(payload, item, count, what=what), dtype=np.uint8).reshape(item.itemsize, count)
+    return np.ascontiguousarray(planes.T).view(item).reshape(count).astype(item.newbyteorder("="))
 
 
 def unpack_strings(payload, count: int, *, what: str) -> list[str]:

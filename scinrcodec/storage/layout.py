@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .container import SUPPORTED_MAJORS, pack_array, pack_strings
+from .container import (SUPPORTED_MAJORS, ZSTD_LEVEL, pack_array, pack_shuffled, pack_strings, unpack_array, unpack_map,
+                        unpack_shuffled, unpack_strings)
 
 # The value model's table (spec §6.3.1, §6.4, §C.4): how values are binned fixes how many frequencies a chunk's
 # `values.counts` holds, so the numbers live here, below the codec that bins with them.
@@ -20,7 +21,10 @@ N_CONTEXTS = 48  # format 2's contexts of 1/4 nat (spec §C.5)
 CONTEXTS_BY_MAJOR = {2: N_CONTEXTS, 3: 96}  # format 3's are of 1/8 nat (spec §6.5)
 N_GAP_CLASSES = 32  # format 3's density classes, the rows of `gaps.counts` (spec §6.2, §6.4)
 
-ZSTD_ARRAY, ZSTD_TEXT, RAW, MSGPACK = "zstd-array", "zstd-text", "raw", "msgpack"
+ZSTD_ARRAY, ZSTD_SHUFFLED, ZSTD_TEXT = "zstd-array", "zstd-shuffled-array", "zstd-text"
+RAW, MSGPACK = "raw", "msgpack"
+# How format 3 stores its count sections (spec §3.3, §5.4.3); format 2 keeps plain zstd arrays.
+COUNTS_ENCODING_BY_MAJOR = {2: ZSTD_ARRAY, 3: ZSTD_SHUFFLED}
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
 
 
@@ -54,13 +58,31 @@ class SectionSpec(NamedTuple):
 
     def pack(self, values, level: int | None = None) -> bytes:
         """The section's bytes holding `values` (an array, or a list of names), encoded as this
-        table says: the writer beside the reader's SectionReader, so a writer never restates an
-        item type. Raw and MessagePack sections are built by their own writers."""
-        if self.encoding == ZSTD_ARRAY:
-            return pack_array(values, self.dtype) if level is None else pack_array(values, self.dtype, level)
-        if self.encoding == ZSTD_TEXT:
-            return pack_strings(values)
-        raise ValueError(f"section {self.name!r} is {self.encoding}: its writer builds its bytes")
+        table says: the writer beside the reader's `unpack`, so a writer never restates an item type
+        or an encoding. Raw and MessagePack sections are built by their own writers."""
+        if self.encoding not in _PACKERS:
+            raise ValueError(f"section {self.name!r} is {self.encoding}: its writer builds its bytes")
+        return _PACKERS[self.encoding](values, self.dtype, ZSTD_LEVEL if level is None else level)
+
+    def unpack(self, payload, count: int | None, *, what: str):
+        """The section's values from its stored bytes (CRC already checked), `count` items or names
+        expected: an array, a list of names, a map, or the raw bytes."""
+        return _UNPACKERS[self.encoding](payload, self.dtype, count, what)
+
+
+# Each encoding's writer and reader (spec §3): one table, so that adding an encoding is one row here.
+_PACKERS: dict[str, Callable] = {
+    ZSTD_ARRAY: pack_array,
+    ZSTD_SHUFFLED: pack_shuffled,
+    ZSTD_TEXT: lambda values, _dtype, level: pack_strings(values, level),
+}
+_UNPACKERS: dict[str, Callable] = {
+    ZSTD_ARRAY: lambda payload, dtype, count, what: unpack_array(payload, dtype, count, what=what),
+    ZSTD_SHUFFLED: lambda payload, dtype, count, what: unpack_shuffled(payload, dtype, count, what=what),
+    ZSTD_TEXT: lambda payload, _dtype, count, what: unpack_strings(payload, count, what=what),
+    MSGPACK: lambda payload, _dtype, _count, what: unpack_map(payload, what=what),
+    RAW: lambda payload, _dtype, _count, _what: payload,
+}
 
 
 MATRIX_SECTIONS = {s.name: s for s in [
@@ -81,15 +103,18 @@ _CHUNK_SECTIONS = [
     SectionSpec("bands.crc32", ZSTD_ARRAY, "u4", lambda z: z.n_bands, "tile directory"),
     SectionSpec("tiles.nnz", ZSTD_ARRAY, "u4", lambda z: z.n_tiles, "tile directory"),
     SectionSpec("tiles.bytes", ZSTD_ARRAY, "u4", lambda z: z.n_tiles, "tile directory"),
-    SectionSpec("gaps.counts", ZSTD_ARRAY, "u8", lambda z: N_GAP_CLASSES * N_BINS, "bitmap", majors=(3,)),
-    *(SectionSpec("values.counts", ZSTD_ARRAY, "u8", lambda z, n=CONTEXTS_BY_MAJOR[major]: n * N_BINS, "values",
-                  required=False, majors=(major,)) for major in SUPPORTED_MAJORS),
+    SectionSpec("gaps.counts", COUNTS_ENCODING_BY_MAJOR[3], "u8", lambda z: N_GAP_CLASSES * N_BINS, "bitmap",
+                majors=(3,)),
+    *(SectionSpec("values.counts", COUNTS_ENCODING_BY_MAJOR[major], "u8",
+                  lambda z, n=CONTEXTS_BY_MAJOR[major]: n * N_BINS, "values", required=False, majors=(major,))
+      for major in SUPPORTED_MAJORS),
     SectionSpec("siren.meta", MSGPACK, None, None, "weights", required=False),
     SectionSpec("siren.weights", ZSTD_ARRAY, "i2", lambda z: z.n_siren_parameters, "weights", required=False),
     SectionSpec("tiles.data", RAW, None, None, "tiles"),
 ]
 # The sections a chunk of each format version may hold, in the order a writer writes them (format 3
-# adds `gaps.counts`, and its `values.counts` has a row per context of 1/8 nat: spec §6.4).
+# adds `gaps.counts`, its `values.counts` has a row per context of 1/8 nat, and both are stored as
+# byte planes: spec §5.4.3).
 CHUNK_SECTIONS_BY_MAJOR = {major: {s.name: s for s in _CHUNK_SECTIONS if major in s.majors}
                            for major in SUPPORTED_MAJORS}
 CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2.s, as spec §5.4.3 lists them

@@ -113,6 +113,23 @@ def unpack_array(payload: bytes, dtype: str) -> np.ndarray:
     return np.frombuffer(unzstd(payload), dtype=np.dtype(dtype).newbyteorder("<")).astype(np.dtype(dtype))
 
 
+def planes(values, dtype: str) -> bytes:
+    """The byte planes of an array (spec §3.3, zstd shuffled array): byte j of item i at j * n + i."""
+    item = np.dtype(dtype).newbyteorder("<")
+    return np.ascontiguousarray(values, dtype=item).reshape(-1).view(np.uint8).reshape(-1, item.itemsize).T.tobytes()
+
+
+def pack_planes(values, dtype: str) -> bytes:
+    """A zstd shuffled array: format 3's count sections."""
+    return zstd(planes(values, dtype))
+
+
+def unpack_planes(payload: bytes, dtype: str) -> np.ndarray:
+    item = np.dtype(dtype).newbyteorder("<")
+    raw = np.frombuffer(unzstd(payload), dtype=np.uint8).reshape(item.itemsize, -1)
+    return np.ascontiguousarray(raw.T).view(item).reshape(-1).astype(np.dtype(dtype))
+
+
 @dataclass
 class Chunk:
     header: dict  # the chunk header map; its "sections" table is rebuilt from `sections`
@@ -1246,41 +1263,47 @@ def _(blob):
     return edit(blob, change)
 
 
-def _counts(parts: Parts, chunk: int, rows: int = N_CONTEXTS, name: str = "values.counts") -> np.ndarray:
-    """A chunk's count section `name` as `rows` x N_BINS int64 (format 3's values.counts: 96 rows,
-    its gaps.counts: 32)."""
-    return unpack_array(chunk_section(parts.chunks[chunk], name), "u8").astype(np.int64).reshape(rows, N_BINS)
+COUNT_ROWS = {("values.counts", 2): N_CONTEXTS, ("values.counts", 3): 96, ("gaps.counts", 3): 32}
 
 
-def _set_counts(parts: Parts, chunk: int, counts: np.ndarray, name: str = "values.counts") -> None:
-    set_chunk_section(parts.chunks[chunk], name, pack_array(counts.astype(np.uint64).ravel(), "u8"))
+def _counts(parts: Parts, chunk: int, major: int = 2, name: str = "values.counts") -> np.ndarray:
+    """A chunk's count section `name` of a format-`major` file as rows x N_BINS int64 (format 3
+    stores it as byte planes, §3.3)."""
+    data = chunk_section(parts.chunks[chunk], name)
+    items = unpack_planes(data, "u8") if major == 3 else unpack_array(data, "u8")
+    return items.astype(np.int64).reshape(COUNT_ROWS[name, major], N_BINS)
 
 
-def _one_value_count_too_many(rows: int) -> Callable[[Parts], None]:
-    """The edit adding 1 to the first nonzero count of chunk 0's values.counts (`rows` contexts)."""
+def _set_counts(parts: Parts, chunk: int, counts: np.ndarray, major: int = 2, name: str = "values.counts") -> None:
+    items = counts.astype(np.uint64).ravel()
+    set_chunk_section(parts.chunks[chunk], name, pack_planes(items, "u8") if major == 3 else pack_array(items, "u8"))
+
+
+def _one_value_count_too_many(major: int) -> Callable[[Parts], None]:
+    """The edit adding 1 to the first nonzero count of chunk 0's values.counts (a format-`major` file)."""
     def change(parts):
-        counts = _counts(parts, 0, rows)
+        counts = _counts(parts, 0, major)
         counts[tuple(np.argwhere(counts > 0)[0])] += 1
-        _set_counts(parts, 0, counts)
+        _set_counts(parts, 0, counts, major)
     return change
 
 
-def _busiest_context_moved(rows: int) -> Callable[[Parts], None]:
+def _busiest_context_moved(major: int) -> Callable[[Parts], None]:
     """The edit moving the row of chunk 0's busiest value context to its last unused context: the
     totals add up, but a value then needs a context with no frequency table."""
     def change(parts):
-        counts = _counts(parts, 0, rows)
+        counts = _counts(parts, 0, major)
         busy = int(np.argmax(counts.sum(axis=1)))
         free = int(np.flatnonzero(counts.sum(axis=1) == 0)[-1])
         counts[free], counts[busy] = counts[busy].copy(), 0
-        _set_counts(parts, 0, counts)
+        _set_counts(parts, 0, counts, major)
     return change
 
 
 @invalid("value_counts_not_adding_up", "bands_and_tiles", "CorruptFileError", "value counts do not add up",
          "chunk 0's values.counts with one count too many")
 def _(blob):
-    return edit(blob, _one_value_count_too_many(N_CONTEXTS))
+    return edit(blob, _one_value_count_too_many(2))
 
 
 @invalid("value_counts_shifted", "bands_and_tiles", "CorruptFileError", "file is corrupt",
@@ -1302,7 +1325,7 @@ def _(blob):
          "chunk 0's values.counts: the busiest context's row moved to an unused context (totals add up; a "
          "value then needs a context with no frequency table)")
 def _(blob):
-    return edit(blob, _busiest_context_moved(N_CONTEXTS))
+    return edit(blob, _busiest_context_moved(2))
 
 
 def _geometry(parts: Parts, chunk: int):
@@ -1936,7 +1959,7 @@ def _(blob):
 @invalid("v3_gaps_counts_wrong_size", "v3_bands_and_tiles", "CorruptFileError", "expected",
          "chunk 0's gaps.counts holds 31 rows of 231 counts, not 32 (rule G1)")
 def _(blob):
-    return edit(blob, lambda parts: _set_counts(parts, 0, _counts(parts, 0, 32, "gaps.counts")[:31], "gaps.counts"))
+    return edit(blob, lambda parts: _set_counts(parts, 0, _counts(parts, 0, 3, "gaps.counts")[:31], 3, "gaps.counts"))
 
 
 @invalid("v3_gaps_counts_too_large", "v3_bands_and_tiles", "CorruptFileError", "gap count",
@@ -1944,12 +1967,12 @@ def _(blob):
          "(modulo 2**64): the row sums hold, an item is >= 2**40 (rule G1)")
 def _(blob):
     def change(parts):
-        counts = _counts(parts, 0, 32, "gaps.counts").astype(np.uint64)
+        counts = _counts(parts, 0, 3, "gaps.counts").astype(np.uint64)
         c = int(np.flatnonzero(counts.sum(axis=1))[0])
         a, b = np.flatnonzero(counts[c])[:2]
         counts[c, a] += np.uint64(2**40)
         counts[c, b] = np.uint64((int(counts[c, b]) - 2**40) % 2**64)
-        _set_counts(parts, 0, counts, "gaps.counts")
+        _set_counts(parts, 0, counts, 3, "gaps.counts")
     return edit(blob, change)
 
 
@@ -1958,24 +1981,41 @@ def _(blob):
          "up; a class's sum does not match its tiles' coded positions, rule G2)")
 def _(blob):
     def change(parts):
-        counts = _counts(parts, 0, 32, "gaps.counts")
+        counts = _counts(parts, 0, 3, "gaps.counts")
         c = int(np.flatnonzero(counts.sum(axis=1))[0])
         counts[c, np.flatnonzero(counts[c])[0]] -= 1
         counts[c + 1, 0] += 1
-        _set_counts(parts, 0, counts, "gaps.counts")
+        _set_counts(parts, 0, counts, 3, "gaps.counts")
     return edit(blob, change)
 
 
 @invalid("v3_value_counts_48_rows", "v3_bands_and_tiles", "CorruptFileError", "expected",
          "chunk 0's values.counts holds format 2's 48 rows of 231 counts, not 96 (rule G3)")
 def _(blob):
-    return edit(blob, lambda parts: _set_counts(parts, 0, _counts(parts, 0, 96)[:48]))
+    return edit(blob, lambda parts: _set_counts(parts, 0, _counts(parts, 0, 3)[:48], 3))
+
+
+@invalid("v3_value_counts_high_planes_dropped", "v3_bands_and_tiles", "CorruptFileError", "expected",
+         "chunk 0's values.counts without its four high byte planes (all zero): the zstd content is the 4 low "
+         "planes, 4 · 96 · 231 bytes, not 8 · 96 · 231 (§3.3, rule G3)")
+def _(blob):
+    return edit(blob, lambda parts: set_chunk_section(
+        parts.chunks[0], "values.counts", zstd(planes(_counts(parts, 0, 3), "u8")[: 4 * 96 * N_BINS])))
+
+
+@invalid("v3_gaps_counts_not_shuffled", "v3_bands_and_tiles", "CorruptFileError", "gap counts do not add up",
+         "chunk 0's gaps.counts holds its counts back to back (a zstd array, format 2's encoding), not as byte "
+         "planes: the content has the right length, but read as planes (§3.3) the items of density class 0 sum to "
+         "68,864 where its tiles code no position (rule G2)")
+def _(blob):
+    return edit(blob, lambda parts: set_chunk_section(
+        parts.chunks[0], "gaps.counts", pack_array(_counts(parts, 0, 3, "gaps.counts").astype(np.uint64).ravel(), "u8")))
 
 
 @invalid("v3_value_counts_not_adding_up", "v3_bands_and_tiles", "CorruptFileError", "value counts do not add up",
          "chunk 0's values.counts with one count too many (rule G3)")
 def _(blob):
-    return edit(blob, _one_value_count_too_many(96))
+    return edit(blob, _one_value_count_too_many(3))
 
 
 @invalid("v3_inr_only_with_value_counts", "v3_inr_only_log", "CorruptFileError", "value tables contradict mode",
@@ -1985,7 +2025,7 @@ def _(blob):
         zeros = np.zeros((96, N_BINS), np.uint64)
         zeros[0, 0] = parts.chunks[0].index[1]
         at = [name for name, _ in parts.chunks[0].sections].index("gaps.counts") + 1
-        parts.chunks[0].sections.insert(at, ["values.counts", pack_array(zeros.ravel(), "u8")])
+        parts.chunks[0].sections.insert(at, ["values.counts", pack_planes(zeros.ravel(), "u8")])
     return edit(blob, change)
 
 
@@ -1993,7 +2033,7 @@ def _(blob):
          "chunk 0's values.counts: the busiest context's row moved to an unused context (totals add up; a value "
          "then needs a context with no table, rule T6)")
 def _(blob):
-    return edit(blob, _busiest_context_moved(96))
+    return edit(blob, _busiest_context_moved(3))
 
 
 def _damaged(s: bytes) -> list[bytes]:

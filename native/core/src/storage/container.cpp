@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 #include "sinr/siren.hpp"
 #include "sinr/storage/errors.hpp"
@@ -74,11 +75,21 @@ std::vector<uint8_t> decompress_exact(const uint8_t* data, size_t n, uint64_t si
   return raw;
 }
 
+namespace {
+
+// The count * sizeof(T) bytes of an array's one zstd frame, the size checked before decompressing.
 template <typename T>
-std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
+std::vector<uint8_t> array_bytes(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
   if (count > kMaxSectionBytes / sizeof(T))
     throw CorruptFileError(what + " declares an impossible length " + std::to_string(count));
-  const std::vector<uint8_t> raw = decompress_exact(data, n, count * sizeof(T), what);
+  return decompress_exact(data, n, count * sizeof(T), what);
+}
+
+}  // namespace
+
+template <typename T>
+std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
+  const std::vector<uint8_t> raw = array_bytes<T>(data, n, count, what);
   std::vector<T> out(static_cast<size_t>(count));
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = static_cast<T>(le(raw.data() + i * sizeof(T), static_cast<int>(sizeof(T))));
@@ -89,6 +100,20 @@ template std::vector<uint8_t> unpack_array<uint8_t>(const uint8_t*, size_t, uint
 template std::vector<int16_t> unpack_array<int16_t>(const uint8_t*, size_t, uint64_t, const std::string&);
 template std::vector<uint32_t> unpack_array<uint32_t>(const uint8_t*, size_t, uint64_t, const std::string&);
 template std::vector<uint64_t> unpack_array<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&);
+
+template <typename T>
+std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
+  static_assert(std::is_unsigned<T>::value, "byte planes of unsigned items");
+  const std::vector<uint8_t> raw = array_bytes<T>(data, n, count, what);
+  std::vector<T> out(static_cast<size_t>(count), 0);
+  for (size_t j = 0; j < sizeof(T); ++j) {
+    const uint8_t* plane = raw.data() + j * out.size();
+    for (size_t i = 0; i < out.size(); ++i) out[i] |= static_cast<T>(static_cast<T>(plane[i]) << (8 * j));
+  }
+  return out;
+}
+
+template std::vector<uint64_t> unpack_shuffled<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&);
 
 std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
   const std::vector<uint8_t> raw = decompress_bounded(data, n, count * (kMaxNameBytes + 1), what);

@@ -7,6 +7,7 @@
 #include <exception>
 #include <numeric>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "sinr/assemble.hpp"
@@ -32,16 +33,27 @@ constexpr int64_t kMaxErrorLimit = (int64_t{1} << 31) - 2;
 struct SectionSpec {
   const char* name;
   bool required;
-  int major = 0;  // the one major version that has the section; 0: every version
+  int major = 0;        // the one major version that has the section; 0: every version
+  bool planes = false;  // a zstd shuffled array (spec §3.3): its items' byte planes
 };
 const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_names", false},
                                        {"names.feature_types", false}, {"genes.order", true},
                                        {"genes.baseline", true},       {"chunks.index", true}};
+// Format 3 stores both count sections as byte planes (spec §5.4.3); format 2 its values.counts as
+// a plain zstd array.
 const SectionSpec kChunkSections[] = {
-    {"cells.order", true},    {"cells.baseline", true}, {"cells.names", false},    {"bands.rows", true},
-    {"bands.widths", true},   {"bands.crc32", true},    {"tiles.nnz", true},       {"tiles.bytes", true},
-    {"gaps.counts", true, 3}, {"values.counts", false}, {"siren.meta", false},     {"siren.weights", false},
-    {"tiles.data", true}};
+    {"cells.order", true},         {"cells.baseline", true},          {"cells.names", false},
+    {"bands.rows", true},          {"bands.widths", true},            {"bands.crc32", true},
+    {"tiles.nnz", true},           {"tiles.bytes", true},             {"gaps.counts", true, 3, true},
+    {"values.counts", false, 2},   {"values.counts", false, 3, true}, {"siren.meta", false},
+    {"siren.weights", false},      {"tiles.data", true}};
+
+// The entry of kChunkSections for section `name` of a chunk of this major version.
+const SectionSpec& chunk_section(const std::string& name, int major) {
+  for (const SectionSpec& s : kChunkSections)
+    if (name == s.name && (s.major == 0 || s.major == major)) return s;
+  throw std::logic_error("no chunk section " + name);
+}
 
 // The contexts of a chunk's value models: rows of `values.counts` (spec §6.5; version 2: §C.5).
 int64_t value_contexts(int major) { return major == 2 ? kNumContexts : tile3::kContexts; }
@@ -568,6 +580,12 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
     const std::vector<uint8_t> bytes = section_bytes(table, name, what);
     return unpack_array<uint32_t>(bytes.data(), bytes.size(), count, what + ": section " + quoted(name));
   };
+  auto counts64 = [&](const char* name, uint64_t count) {  // a count section, as its version stores it
+    const std::vector<uint8_t> bytes = section_bytes(table, name, what);
+    const std::string about = what + ": section " + quoted(name);
+    return chunk_section(name, major_).planes ? unpack_shuffled<uint64_t>(bytes.data(), bytes.size(), count, about)
+                                              : unpack_array<uint64_t>(bytes.data(), bytes.size(), count, about);
+  };
   // Geometry (Python's ChunkGeometry.checked) and the tile bound.
   const std::vector<uint32_t> rows = array32("bands.rows", n_bands + 1);
   const std::vector<uint32_t> widths = array32("bands.widths", n_bands);
@@ -644,9 +662,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
   // models (spec §C.4; rule K13), format 3's gap and value tables (spec §6.4; rules G1-G3).
   std::vector<uint64_t> value_counts;
   if (mode_ != "inr-only") {
-    const std::vector<uint8_t> bytes = section_bytes(table, "values.counts", what);
-    value_counts = unpack_array<uint64_t>(bytes.data(), bytes.size(), value_contexts(major_) * kNumBins,
-                                          what + ": section 'values.counts'");
+    value_counts = counts64("values.counts", value_contexts(major_) * kNumBins);
     uint64_t sum = 0;
     bool small = true;
     for (uint64_t x : value_counts) {
@@ -664,9 +680,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
       for (int k = 0; k < kNumContexts; ++k)
         value_model(&value_counts[k * kNumBins], &c->cum[k * (kNumBins + 1)], &c->lut[k * kLutSize], &c->used[k]);
   } else {
-    const std::vector<uint8_t> bytes = section_bytes(table, "gaps.counts", what);
-    const std::vector<uint64_t> gap_counts = unpack_array<uint64_t>(
-        bytes.data(), bytes.size(), tile3::kGapClasses * kNumBins, what + ": section 'gaps.counts'");
+    const std::vector<uint64_t> gap_counts = counts64("gaps.counts", tile3::kGapClasses * kNumBins);
     for (uint64_t x : gap_counts)
       if (x >= tile3::kCountLimit) throw CorruptFileError(what + ": gap counts are not all below 2**40");  // G1
     std::vector<int64_t> tile_n(n_tiles);

@@ -48,6 +48,11 @@ std::vector<uint8_t> decompress_exact(const uint8_t* data, size_t n, uint64_t si
 template <typename T>
 std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
 
+// A zstd shuffled array (spec §3.3) of `count` items of T (uint64): the frame holds the items' byte
+// planes, byte j of item i at offset j * count + i.
+template <typename T>
+std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
+
 // zstd names: exactly `count` names, each at most kMaxNameBytes of UTF-8 without CR or LF.
 std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
 
