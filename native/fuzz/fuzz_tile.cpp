@@ -141,7 +141,7 @@ void hostile(Bytes& in) {
   for (int64_t t = 0; t < n_tiles; ++t)
     if (status[t] < kOk || status[t] > kUnexpectedBytes || count[t] < 0 || count[t] > capacity[t]) std::abort();
   std::vector<int64_t> row_counts(rows + 2, 0);
-  count_rows(stream, dir, Span<int64_t>{row_counts.data(), static_cast<int64_t>(row_counts.size())},
+  count_rows(stream, dir, view(model), Span<int64_t>{row_counts.data(), static_cast<int64_t>(row_counts.size())},
              Span<int64_t>{status.data(), n_tiles});
   TileInfo tile{offset[0], length[0], k[0], h[0], w[0], row[0], col[0], first[0], cells[0], model_id[0], siren[0]};
   const EntryValue entry = decode_entry(stream, tile, gt, ct, view(model), no_sirens, mode, max_error,
