@@ -2,10 +2,13 @@
 #include "sinr/tile.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <initializer_list>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
+#include "sinr/lanes3.hpp"
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/siren.hpp"
@@ -396,13 +399,11 @@ class TileDecoder {
               const ValueModels& models, const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter,
               int64_t max_k)
       : codec_(models), buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), sirens_(sirens), mode_(mode),
-        filter_(filter) {
+        filter_(filter), value_of_(mode, max_error) {
     const int64_t size = std::max<int64_t>(max_k, 1);
     positions_.resize(static_cast<size_t>(size));
     zeros_.resize(static_cast<size_t>(size));
     max_k_ = size;
-    step_ = 2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1;
-    max_code_ = static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / step_);
   }
 
   template <typename R, typename V>
@@ -418,11 +419,6 @@ class TileDecoder {
   bool kept(int64_t idx, int64_t lo, int64_t c) const {
     return idx >= lo && (filter_.want_col < 0 || c == filter_.want_col) &&
            (filter_.col_mask.size == 0 || filter_.col_mask.data[c] != 0);
-  }
-  // The value of a value index: count - 1 (lossless) or the dequantised index (max-error).
-  int64_t value_of(int64_t code) const {
-    if (mode_ == kModeLossless) return code + 1;
-    return code <= max_code_ ? 1 + code * static_cast<int64_t>(step_) : kMaxCount;
   }
   bool select_siren(int64_t siren, int& kind, double& offset, double& scale);
 
@@ -440,8 +436,7 @@ class TileDecoder {
   SirenSet sirens_;
   int mode_;
   ReadFilter filter_;
-  uint64_t step_;
-  int64_t max_code_;
+  ValueOf value_of_;
   int64_t max_k_;
   std::vector<int32_t> positions_, zeros_;
   std::vector<int32_t> rows_, cols_, contexts_;  // the SIREN path's, sized on first use
@@ -531,9 +526,7 @@ TileResult TileDecoder<C>::baseline_values(Stream r, const TileInfo& t, const Mo
   const int32_t* const positions = positions_.data();
   const int64_t* const gene_terms = gene_terms_.data + t.row;
   const int32_t* const cell_terms = cell_terms_.data + t.col;
-  const bool lossless = mode_ == kModeLossless;
-  const int64_t max_code = max_code_;
-  const int64_t step = static_cast<int64_t>(step_);
+  const ValueOf value_of = value_of_;
   const int64_t row0 = t.row, col0 = t.col;
   Stream s = r;
   int64_t i = 0;
@@ -557,7 +550,7 @@ TileResult TileDecoder<C>::baseline_values(Stream r, const TileInfo& t, const Mo
       if (SINR_UNLIKELY(count >= room)) return {count, kBeyondTile};
       out_rows[count] = static_cast<R>(row0 + i);
       out_cols[count] = static_cast<R>(col0 + j);
-      out_values[count] = static_cast<V>(lossless ? code + 1 : code <= max_code ? 1 + code * step : kMaxCount);
+      out_values[count] = static_cast<V>(value_of(code));
       ++count;
     }
   }
@@ -612,7 +605,7 @@ TileResult TileDecoder<C>::siren_values(Stream r, const TileInfo& t, const Model
       if (!C::value_ok(*model, ctx)) return {count, kUnusedContext};
       int64_t code;
       if (!C::value(r, *model, ctx, code)) return {count, kTruncated};
-      value = value_of(code);
+      value = value_of_(code);
     }
     if (keep_[idx]) {
       if (count >= room) return {count, kBeyondTile};
@@ -696,7 +689,7 @@ void decode_with(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const
   const int64_t n_tiles = tiles.k.size;
   const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
   TileDecoder<C> decoder(buf, gene_terms, cell_terms, models, sirens, mode, max_error, filter, largest_k(tiles));
-  for (int64_t t = 0; t < n_tiles; ++t) {
+  const auto scalar = [&](int64_t t) {
     const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
                         tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
     const int64_t start = out_start[t];
@@ -707,7 +700,16 @@ void decode_with(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const
                : decoder.decode(info, out.rows.data, out.cols.data, out.values.data, 0);
     out_count[t] = result.count;
     status[t] = result.status;
+  };
+  // format 3's whole tiles of baseline bands: eight at a time in lockstep (lanes3.hpp)
+  if constexpr (std::is_same_v<C, Format3>) {
+    const bool whole = filter.want_row < 0 && filter.want_col < 0 && filter.col_mask.size == 0;
+    if (whole && (mode == kModeLossless || mode == kModeMaxError)) {
+      const lanes3::Batch batch{buf, &tiles, gene_terms, cell_terms, &models, mode, max_error, out_start};
+      if (lanes3::decode_tiles(batch, out, out_count, status, std::function<void(int64_t)>(scalar))) return;
+    }
   }
+  for (int64_t t = 0; t < n_tiles; ++t) scalar(t);
 }
 
 template <class C>

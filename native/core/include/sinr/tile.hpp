@@ -26,6 +26,7 @@
 #pragma once
 #include <cstdint>
 
+#include "sinr/models.hpp"
 #include "sinr/span.hpp"
 
 namespace sinr {
@@ -44,6 +45,20 @@ enum TileStatus : int64_t {
 };
 
 enum CodingMode : int { kModeLossless = 0, kModeMaxError = 1, kModeInrOnly = 2 };
+
+// The value of a nonzero from its value index u: u + 1 (lossless), or under max-error e the
+// dequantised index 1 + u (2e + 1), kMaxCount for the indices past the last that fits.
+struct ValueOf {
+  ValueOf(int mode, int64_t max_error)
+      : lossless(mode == kModeLossless),
+        step(static_cast<int64_t>(2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1)),
+        max_code(static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / static_cast<uint64_t>(step))) {}
+  int64_t operator()(int64_t u) const { return lossless ? u + 1 : u <= max_code ? 1 + u * step : kMaxCount; }
+
+  bool lossless;
+  int64_t step;
+  int64_t max_code;
+};
 
 // Golomb M ~ ln(2) x mean gap, in integer arithmetic so every platform agrees (n_coded >= 1).
 inline int64_t golomb_parameter(int64_t n_entries, int64_t n_coded) {

@@ -93,9 +93,15 @@ class ChunkTables {
   ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> value_counts);
   // The packed entries (Table12::packed) of a density class's or a context's row; nullptr when
   // the row is unused (or out of range).
-  const uint32_t* gap(int64_t cls) const { return row(cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1); }
-  const uint32_t* value(int64_t ctx) const { return row(ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1); }
+  const uint32_t* gap(int64_t cls) const { return row(gap_index(cls)); }
+  const uint32_t* value(int64_t ctx) const { return row(value_index(ctx)); }
   int64_t bytes() const { return static_cast<int64_t>(packed_.size() * sizeof(uint32_t)); }
+  // For gathers (the lockstep decoder, lanes3.cpp): every used row's packed entries back to back
+  // from packed(), and a row's index there (-1 when unused or out of range): entry `slot` of row r
+  // is packed()[r << kProbBits | slot].
+  const uint32_t* packed() const { return packed_.data(); }
+  int32_t gap_index(int64_t cls) const { return cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1; }
+  int32_t value_index(int64_t ctx) const { return ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1; }
 
  private:
   const uint32_t* row(int32_t r) const { return r < 0 ? nullptr : packed_.data() + static_cast<size_t>(r) * kProbScale; }
