@@ -544,6 +544,10 @@ void bind_codec(nb::module_& m) {
         "Which decoder format 3's whole-tile decodes use, process-wide (lanes3.hpp): 'auto' (AVX2 lanes\n"
         "where the CPU has them, else scalar), 'scalar' or 'portable' (the lane logic on plain arrays:\n"
         "for tests). Returns the setting before.");
+  m.def("tile_lane_counts", [] {
+    const lanes3::LaneCounts c = lanes3::lane_counts();
+    return std::make_pair(c.finished, c.handed_back);
+  }, "(tiles the lanes decoded, tiles they took and handed to the scalar decoder) in this process so far.");
   m.def("tile_lanes", [] { return std::string(tile_lanes_path()); },
         "What format 3's whole-tile decodes run now: 'avx2', 'portable' or 'scalar'.");
   bind_siren(m);

@@ -35,6 +35,12 @@ namespace sinr {
 namespace {
 
 std::atomic<int> g_lanes{static_cast<int>(TileLanes::kAuto)};
+std::atomic<int64_t> g_finished{0}, g_handed_back{0};
+
+void add_counts(const lanes3::LaneCounts& c) {
+  g_finished.fetch_add(c.finished, std::memory_order_relaxed);
+  g_handed_back.fetch_add(c.handed_back, std::memory_order_relaxed);
+}
 
 enum class Path { kScalar, kPortable, kAvx2 };
 
@@ -76,6 +82,9 @@ const char* tile_lanes_path() {
 }
 
 namespace lanes3 {
+
+LaneCounts lane_counts() { return {g_finished.load(), g_handed_back.load()}; }
+
 namespace {
 
 using tile3::kProbBits;
@@ -171,18 +180,106 @@ inline int lane_step(Regs<V>& r, Lanes& L, uint64_t step, const uint32_t* packed
   return V::bits(V::or_(V::or_(crossed, beyond), wide));
 }
 
+// A tile's nonzeros for the value phase: from each position p (below n_t < 2**24) its row and
+// column, and the table row of its context (D§10.1), -1 where the context has no table.
+struct TileTerms {
+  const int32_t* positions;
+  int64_t k, w, row0, col0;
+  const int64_t* gene_terms;  // the tile's first row's
+  const int32_t* cell_terms;  // the tile's first column's
+  const int32_t* value_rows;  // kContexts: each context's table row, -1 where unused
+  int32_t* contexts;
+  int32_t* rows;
+  int32_t* cols;
+};
+
+// i = p / w as (p * magic) >> shift: exact for every p below 2**24 with shift = 24 + ceil(log2 w),
+// magic = ceil(2**shift / w) < 2**26.
+struct Divider {
+  explicit Divider(int64_t w)
+      : shift(24 + bit_length(static_cast<uint64_t>(w - 1))),
+        magic(((uint64_t{1} << shift) + static_cast<uint64_t>(w) - 1) / static_cast<uint64_t>(w)) {}
+  int shift;
+  uint64_t magic;
+};
+
+// Nonzeros from..k-1 of a tile; returns the OR of their table rows (negative: T6).
+int32_t tile_terms(const TileTerms& t, int64_t from) {
+  const Divider d(t.w);
+  int32_t rows_seen = 0;
+  for (int64_t idx = from; idx < t.k; ++idx) {
+    const uint64_t p = static_cast<uint32_t>(t.positions[idx]);
+    const int64_t i = static_cast<int64_t>((p * d.magic) >> d.shift);
+    const int64_t c = static_cast<int64_t>(p) - i * t.w;
+    const uint64_t term = static_cast<uint64_t>(t.gene_terms[i]) + static_cast<uint64_t>(t.cell_terms[c]);
+    const int32_t row = t.value_rows[tile3::baseline_context(static_cast<int64_t>(term), 0)];
+    rows_seen |= row;
+    t.contexts[idx] = row;
+    t.rows[idx] = static_cast<int32_t>(t.row0 + i);  // inside the format's limits: int32
+    t.cols[idx] = static_cast<int32_t>(t.col0 + c);
+  }
+  return rows_seen;
+}
+
+#ifdef SINR_HAVE_AVX2
+// tile_terms, eight nonzeros at a time (the last k mod 8 by tile_terms): the same arithmetic, in
+// 32-bit lanes for positions, quotients and rows and in 64-bit lanes for the terms' sum.
+__attribute__((target("avx2"))) int32_t tile_terms_avx2(const TileTerms& t) {
+  const Divider d(t.w);
+  const __m256i magic = _mm256_set1_epi64x(static_cast<int64_t>(d.magic));
+  const __m128i shift = _mm_cvtsi32_si128(d.shift);
+  const __m256i w = _mm256_set1_epi32(static_cast<int32_t>(t.w));
+  const __m256i row0 = _mm256_set1_epi32(static_cast<int32_t>(t.row0));
+  const __m256i col0 = _mm256_set1_epi32(static_cast<int32_t>(t.col0));
+  const __m256i zero = _mm256_setzero_si256(), low = _mm256_set1_epi64x(191);
+  const __m256i top = _mm256_set1_epi64x(tile3::kContexts - 1);
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // the low halves of 64-bit lanes first
+  __m256i rows_seen = zero;
+  const int64_t whole = t.k & ~int64_t{7};
+  for (int64_t idx = 0; idx < whole; idx += 8) {
+    const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.positions + idx));
+    const __m256i q_even = _mm256_srl_epi64(_mm256_mul_epu32(p, magic), shift);
+    const __m256i q_odd = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(p, 32), magic), shift);
+    const __m256i i = _mm256_blend_epi32(q_even, _mm256_slli_epi64(q_odd, 32), 0xAA);
+    const __m256i c = _mm256_sub_epi32(p, _mm256_mullo_epi32(i, w));
+    const __m256i cell = _mm256_i32gather_epi32(t.cell_terms, c, 4);
+    __m256i ctx[2];
+    for (int half = 0; half < 2; ++half) {
+      const __m128i i4 = half ? _mm256_extracti128_si256(i, 1) : _mm256_castsi256_si128(i);
+      const __m128i cell4 = half ? _mm256_extracti128_si256(cell, 1) : _mm256_castsi256_si128(cell);
+      const __m256i gene = _mm256_i32gather_epi64(reinterpret_cast<const long long*>(t.gene_terms), i4, 8);
+      const __m256i sum = _mm256_add_epi64(gene, _mm256_cvtepi32_epi64(cell4));  // wraps as uint64 does
+      // D§10.1: clamp(sum >> 1, 0, kContexts - 1)
+      const __m256i kappa = _mm256_blendv_epi8(_mm256_srli_epi64(sum, 1), top, _mm256_cmpgt_epi64(sum, low));
+      ctx[half] = _mm256_andnot_si256(_mm256_cmpgt_epi64(zero, sum), kappa);
+    }
+    // eight contexts in 32-bit lanes, in order: each half's low words, then the halves together
+    const __m256i lo = _mm256_permutevar8x32_epi32(ctx[0], even), hi = _mm256_permutevar8x32_epi32(ctx[1], even);
+    const __m256i contexts = _mm256_permute2x128_si256(lo, hi, 0x20);
+    const __m256i row = _mm256_i32gather_epi32(t.value_rows, contexts, 4);
+    rows_seen = _mm256_or_si256(rows_seen, row);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.contexts + idx), row);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.rows + idx), _mm256_add_epi32(row0, i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.cols + idx), _mm256_add_epi32(col0, c));
+  }
+  return _mm256_movemask_ps(_mm256_castsi256_ps(rows_seen)) ? -1 : tile_terms(t, whole);
+}
+#endif
+
 template <typename R, typename V>
 class Engine {
  public:
   Engine(const Batch& b, Triples<R, V> out, Span<int64_t> out_count, Span<int64_t> status,
-         const std::function<void(int64_t)>& scalar, int64_t cap)
+         const std::function<void(int64_t)>& scalar, int64_t cap, bool avx2)
       : b_(b), tiles_(*b.tiles), out_(out), out_size_(std::min(out.rows.size, std::min(out.cols.size, out.values.size))),
-        out_count_(out_count), status_(status), scalar_(scalar), value_of_(b.mode, b.max_error), cap_(cap),
+        out_count_(out_count), status_(status), scalar_(scalar), value_of_(b.mode, b.max_error), cap_(cap), avx2_(avx2),
         positions_(per_lane(cap)), zeros_(per_lane(cap)), u_(per_lane(cap)), contexts_(per_lane(cap)),
         rows_(per_lane(cap)), cols_(per_lane(cap)),
         flags_(new uint8_t[2 * cap]), L_(new Lanes) {
     for (int j = 0; j < kLanes; ++j) idle(j);
   }
+
+  LaneCounts counts() const { return counts_; }
 
   template <typename Vec>
   void run() {
@@ -261,7 +358,7 @@ class Engine {
       const uint8_t* s = b_.buf.data + start;
       const uint32_t x = uint32_t{s[0]} | (uint32_t{s[1]} << 8) | (uint32_t{s[2]} << 16) | (uint32_t{s[3]} << 24);
       if (x < kStateLow) {  // T2
-        scalar_(t);
+        hand_back(t);
         continue;
       }
       const int64_t k = tiles_.k[t], n = tiles_.h[t] * tiles_.w[t], m = tile3::coded_count(n, k);
@@ -277,7 +374,7 @@ class Engine {
         int32_t* positions = lane(positions_, j);
         for (int64_t idx = 0; idx < k; ++idx) positions[idx] = static_cast<int32_t>(idx);
         if (begin_values(j)) return;
-        scalar_(t);
+        hand_back(t);
         continue;
       }
       L.table[j] = static_cast<uint32_t>(tables_->gap_index(tile3::density_class(n, m)));
@@ -294,29 +391,14 @@ class Engine {
   bool begin_values(int j) {
     Lanes& L = *L_;
     const int64_t t = L.tile[j];
-    const int64_t k = tiles_.k[t], w = tiles_.w[t], row0 = tiles_.row[t], col0 = tiles_.col[t];
-    const int64_t* const gene_terms = b_.gene_terms.data + row0;
-    const int32_t* const cell_terms = b_.cell_terms.data + col0;
-    const int32_t* __restrict const positions = lane(positions_, j);
-    int32_t* __restrict const contexts = lane(contexts_, j);
-    int32_t* __restrict const rows = lane(rows_, j);
-    int32_t* __restrict const cols = lane(cols_, j);
-    const int32_t* const value_rows = value_rows_;
-    // i = p / w as (p * magic) >> shift: exact for p below 2**24 with shift = 24 + ceil(log2 w)
-    const int shift = 24 + bit_length(static_cast<uint64_t>(w - 1));
-    const uint64_t magic = ((uint64_t{1} << shift) + static_cast<uint64_t>(w) - 1) / static_cast<uint64_t>(w);
-    int32_t unused = 0;
-    for (int64_t idx = 0; idx < k; ++idx) {
-      const uint64_t p = static_cast<uint32_t>(positions[idx]);
-      const int64_t i = static_cast<int64_t>((p * magic) >> shift);
-      const int64_t c = static_cast<int64_t>(p) - i * w;
-      const uint64_t term = static_cast<uint64_t>(gene_terms[i]) + static_cast<uint64_t>(cell_terms[c]);
-      const int32_t row = value_rows[tile3::baseline_context(static_cast<int64_t>(term), 0)];  // D§10.1
-      unused |= row;  // -1 where the context has no table
-      contexts[idx] = row;
-      rows[idx] = static_cast<int32_t>(row0 + i);  // inside the format's limits: int32
-      cols[idx] = static_cast<int32_t>(col0 + c);
-    }
+    const int64_t k = tiles_.k[t], row0 = tiles_.row[t], col0 = tiles_.col[t];
+    const TileTerms terms{lane(positions_, j), k, tiles_.w[t], row0, col0, b_.gene_terms.data + row0,
+                          b_.cell_terms.data + col0, value_rows_, lane(contexts_, j), lane(rows_, j), lane(cols_, j)};
+#ifdef SINR_HAVE_AVX2
+    const int32_t unused = avx2_ ? tile_terms_avx2(terms) : tile_terms(terms, 0);
+#else
+    const int32_t unused = tile_terms(terms, 0);
+#endif
     if (unused < 0) return false;  // T6
     L.gap[j] = 0;
     L.ctx_at[j] = static_cast<uint32_t>(lane(contexts_, j) - contexts_.get());
@@ -378,10 +460,17 @@ class Engine {
       }
       if (begin_values(j)) return;
     } else if (finish(j)) {
+      ++counts_.finished;
       return take(j);
     }
-    scalar_(t);
+    hand_back(t);
     take(j);
+  }
+
+  // A tile a lane took fails a check: the scalar decoder gives it its status.
+  void hand_back(int64_t t) {
+    ++counts_.handed_back;
+    scalar_(t);
   }
 
   // A new run from the next tile (every lane is idle): its chunk's tables and its stream's window.
@@ -401,7 +490,7 @@ class Engine {
     Lanes& L = *L_;
     for (int j = 0; j < kLanes; ++j) {
       if ((failed >> j) & 1) {
-        scalar_(L.tile[j]);
+        hand_back(L.tile[j]);
         take(j);
       } else if (L.stop[j] == L.step) {
         phase_end(j);
@@ -434,6 +523,7 @@ class Engine {
   const std::function<void(int64_t)>& scalar_;
   ValueOf value_of_;
   int64_t cap_;
+  bool avx2_;  // the AVX2 lanes: tile_terms_avx2 too
   std::unique_ptr<int32_t[]> positions_, zeros_, u_, contexts_, rows_, cols_;  // kLanes x (cap_ + 1) each
   std::unique_ptr<uint8_t[]> flags_;  // 2 cap_: the entries of a tile more than half full
   std::unique_ptr<Lanes> L_;
@@ -444,6 +534,7 @@ class Engine {
   const uint32_t* packed_ = nullptr;
   const uint8_t* bytes_ = nullptr;
   int32_t value_rows_[tile3::kContexts];
+  LaneCounts counts_;
 };
 
 #ifdef SINR_HAVE_AVX2
@@ -474,14 +565,16 @@ bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count
     if (k <= kMostK) cap = std::max(cap, k);
   }
   if (cap == 0) return false;
-  Engine<R, V> engine(batch, out, out_count, status, scalar, cap);
+  Engine<R, V> engine(batch, out, out_count, status, scalar, cap, path == Path::kAvx2);
 #ifdef SINR_HAVE_AVX2
   if (path == Path::kAvx2) {
     run_avx2(engine);
+    add_counts(engine.counts());
     return true;
   }
 #endif
   engine.template run<simd::Vec8Portable>();
+  add_counts(engine.counts());
   return true;
 }
 

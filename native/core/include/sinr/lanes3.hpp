@@ -13,7 +13,7 @@
 // inside the buffer, the shape, the rows and columns inside the terms and the format's limits,
 // the model and the gap table, the output room, T2); at each symbol T3 and T4 together (the word
 // and raw bytes taken never cross), T5 (a position below n_t) and the raw field's width (up to
-// 25 bits: wider fields, values of 2**28 and more, go to the scalar decoder); before the values
+// 25 bits: wider fields, values of 2**29 and more, go to the scalar decoder); before the values
 // T6 (every context with a table); at the end T7, T8, T9. A lane reads only inside its tile's
 // stream (a word's 4-byte read ends at the word, clamped into the stream; a raw field's ends at
 // its first byte, which the checks keep at or after byte 4) and indexes only used rows of its
@@ -53,6 +53,15 @@ struct Batch {
   int64_t max_error;
   Span<const int64_t> out_start;
 };
+
+// The tiles the lanes have decoded, and those they took and then handed to the scalar decoder (a
+// check failed), in this process so far: tests hold the lanes to decoding every tile of a valid
+// file themselves (a lane that handed back valid tiles would still give exact output, slowly).
+struct LaneCounts {
+  int64_t finished = 0;
+  int64_t handed_back = 0;
+};
+LaneCounts lane_counts();
 
 // Decode the batch's tiles in lockstep, calling scalar(t) for each tile t the lanes leave to the
 // scalar decoder (which writes its triples, out_count[t] and status[t]). False, with nothing
