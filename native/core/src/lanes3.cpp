@@ -158,12 +158,15 @@ inline int lane_step(Regs<V>& r, Lanes& L, uint64_t step, const uint32_t* packed
   r.x = V::select(renorm, x, V::or_(V::template slli<16>(x), word));
   r.pos = V::sub(r.pos, V::add(renorm, renorm));  // renorm lanes are all ones: + 2
   // the bin's first value and offset bits (models.hpp's BinTables)
+  const V exact = V::splat((1u << kMantissaBits) - 1);  // bins below are their value, with no bits
   const V bin = V::and_(entry, V::splat(0xFF));
-  const V rel = V::sub(V::max(bin, seven), seven);
-  const V bits = V::template srli<3>(rel);
-  const V lead = V::add(V::and_(rel, seven), V::splat(8));
-  const V first = V::select(V::gt_signed(seven, bin), V::sub(V::sllv(lead, bits), one), bin);
-  // the raw field: bit b of the raw string is bit b & 7 of byte end - 1 - b / 8
+  const V rel = V::sub(V::max(bin, exact), exact);
+  const V bits = V::template srli<kMantissaBits>(rel);
+  const V lead = V::add(V::and_(rel, exact), V::splat(1u << kMantissaBits));
+  const V first = V::select(V::gt_signed(exact, bin), V::sub(V::sllv(lead, bits), one), bin);
+  // the raw field: bit b of the raw string is bit b & 7 of byte end - 1 - b / 8, read from the 4
+  // bytes ending with its first byte (at or after the stream's byte 0: the checks keep the raw
+  // bytes taken off the word bytes, which begin with the state's 4)
   const V raw_at = V::sub(V::sub(r.end, V::splat(4)), V::template srli<3>(r.bit));
   const V raw_bytes = V::bswap(V::template gather_where<1>(zero, bytes, raw_at, r.live));
   const V raw = V::and_(V::srlv(raw_bytes, V::and_(r.bit, seven)), V::sub(V::sllv(one, bits), one));
