@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <vector>
 
 #include "sinr/models.hpp"
 #include "sinr/tile3.hpp"
@@ -336,8 +337,9 @@ class Engine {
     const int64_t n = h * w, m = tile3::coded_count(n, k);
     if (m > 0 && b_.models->tables3[model]->gap_index(tile3::density_class(n, m)) < 0) return false;
     if (length < kStateBytes || length > kLongest) return false;
+    if (b_.col_mask.size > 0 && col > b_.col_mask.size - w) return false;
     const int64_t at = b_.out_start[t];
-    return at >= 0 && at <= out_size_ && k <= out_size_ - at;
+    return at >= 0 && at <= out_size_;  // and room for its triples, which finish() checks
   }
 
   // Hand lane j the batch's next tile that a lane takes (the others go to the scalar decoder on
@@ -425,6 +427,8 @@ class Engine {
     const int32_t* __restrict const lane_rows = lane(rows_, j);
     const int32_t* __restrict const lane_cols = lane(cols_, j);
     const int32_t* __restrict const u = lane(u_, j);
+    if (b_.col_mask.size > 0) return finish_kept(t, rows, cols, values, lane_rows, lane_cols, u);
+    if (k > out_size_ - at) return false;  // no room
     for (int64_t idx = 0; idx < k; ++idx) rows[idx] = static_cast<R>(lane_rows[idx]);
     for (int64_t idx = 0; idx < k; ++idx) cols[idx] = static_cast<R>(lane_cols[idx]);
     if (value_of_.lossless) {
@@ -434,6 +438,27 @@ class Engine {
       for (int64_t idx = 0; idx < k; ++idx) values[idx] = static_cast<V>(value_of(u[idx]));
     }
     out_count_[t] = k;
+    status_[t] = kOk;
+    return true;
+  }
+
+  // A read of the columns col_mask marks: the triples of those columns (the scalar decoder stops at
+  // the last of them, so a tile a lane decodes whole is one it decodes to the same triples).
+  bool finish_kept(int64_t t, R* rows, R* cols, V* values, const int32_t* lane_rows, const int32_t* lane_cols,
+                   const int32_t* u) const {
+    const int64_t k = tiles_.k[t];
+    const uint8_t* const mask = b_.col_mask.data;
+    int64_t kept = 0;
+    for (int64_t idx = 0; idx < k; ++idx) kept += mask[lane_cols[idx]] != 0;
+    if (kept > out_size_ - b_.out_start[t]) return false;  // no room
+    for (int64_t idx = 0, at = 0; idx < k; ++idx) {
+      if (!mask[lane_cols[idx]]) continue;
+      rows[at] = static_cast<R>(lane_rows[idx]);
+      cols[at] = static_cast<R>(lane_cols[idx]);
+      values[at] = static_cast<V>(value_of_(u[idx]));
+      ++at;
+    }
+    out_count_[t] = kept;
     status_[t] = kOk;
     return true;
   }
@@ -558,14 +583,27 @@ bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count
   const TileDirectory& tiles = *batch.tiles;
   const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
   // every range a tile may write (the scalar decoder's too) after the previous one, and the
-  // largest tile a lane takes
+  // largest tile a lane takes; a tile reading the columns col_mask marks writes at most h triples
+  // of each
+  const Span<const uint8_t> mask = batch.col_mask;
+  std::vector<int64_t> marked;  // marked[c]: the columns before c that the mask marks
+  if (mask.size > 0) {
+    marked.assign(static_cast<size_t>(mask.size) + 1, 0);
+    for (int64_t c = 0; c < mask.size; ++c) marked[c + 1] = marked[c] + (mask[c] != 0);
+  }
   int64_t written_to = 0, cap = 0;
   for (int64_t t = 0; t < tiles.k.size; ++t) {
-    const int64_t k = tiles.k[t], at = batch.out_start[t];
-    if (!shape_ok(k, tiles.h[t], tiles.w[t]) || k == 0 || at < 0 || at > out_size) continue;
-    if (at < written_to) return false;
-    written_to = at + k;
+    const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], col = tiles.col[t], at = batch.out_start[t];
+    if (!shape_ok(k, h, w) || k == 0 || at < 0 || at > out_size) continue;
     if (k <= kMostK) cap = std::max(cap, k);
+    int64_t most = k;
+    if (mask.size > 0) {
+      if (col < 0 || col > mask.size - w) continue;  // refused before any triple
+      most = std::min(k, h * (marked[col + w] - marked[col]));
+    }
+    if (most == 0) continue;
+    if (at < written_to) return false;
+    written_to = at + most;
   }
   if (cap == 0) return false;
   Engine<R, V> engine(batch, out, out_count, status, scalar, cap, path == Path::kAvx2);

@@ -701,11 +701,12 @@ void decode_with(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const
     out_count[t] = result.count;
     status[t] = result.status;
   };
-  // format 3's whole tiles of baseline bands: eight at a time in lockstep (lanes3.hpp)
+  // format 3's whole tiles of baseline bands, every column or those col_mask marks: eight at a time
+  // in lockstep (lanes3.hpp)
   if constexpr (std::is_same_v<C, Format3>) {
-    const bool whole = filter.want_row < 0 && filter.want_col < 0 && filter.col_mask.size == 0;
-    if (whole && (mode == kModeLossless || mode == kModeMaxError)) {
-      const lanes3::Batch batch{buf, &tiles, gene_terms, cell_terms, &models, mode, max_error, out_start};
+    if (filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError)) {
+      const lanes3::Batch batch{buf,  &tiles,    gene_terms, cell_terms, &models,
+                                mode, max_error, out_start,  filter.col_mask};
       if (lanes3::decode_tiles(batch, out, out_count, status, std::function<void(int64_t)>(scalar))) return;
     }
   }

@@ -1,8 +1,9 @@
 // Format 3's lockstep tile decoder: eight tiles at a time, one per 32-bit lane (vec8.hpp).
 //
 // The hot case of decode_tiles (tile.hpp) is a whole-tile decode: every whole-matrix decode and
-// block read decodes batches of baseline tiles with no filter, lossless or max-error. For those
-// batches the lanes decode eight tiles in lockstep, one symbol of every lane per step (spec §6,
+// block read decodes batches of baseline tiles, lossless or max-error, with no filter or a column
+// mask (a block read: a tile's triples of the columns it marks). For those batches the lanes decode
+// eight tiles in lockstep, one symbol of every lane per step (spec §6,
 // design §4; the stream lab's gap-bins/12p/simd8), a lane whose tile ends taking the batch's next
 // one. Every other tile, and every tile a lane finds anything wrong with, goes to the scalar
 // decoder (tile.cpp's TileDecoder): what a batch writes (triples, counts, statuses) is the scalar
@@ -42,7 +43,8 @@ const char* tile_lanes_path();
 
 namespace lanes3 {
 
-// A batch of format-3 tiles as decode_tiles has it (mode lossless or max-error, no filter).
+// A batch of format-3 tiles as decode_tiles has it: mode lossless or max-error, no filter but
+// perhaps col_mask (a block read).
 struct Batch {
   Span<const uint8_t> buf;
   const TileDirectory* tiles;
@@ -52,6 +54,7 @@ struct Batch {
   int mode;
   int64_t max_error;
   Span<const int64_t> out_start;
+  Span<const uint8_t> col_mask;  // empty: every column
 };
 
 // The tiles the lanes have decoded, and those they took and then handed to the scalar decoder (a
