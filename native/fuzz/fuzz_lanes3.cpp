@@ -10,7 +10,8 @@
 // count and status must be the same on each path, the output's untouched entries included. The
 // first byte picks one of two properties:
 // - valid tiles: every tile decodes, and the lanes decode every tile themselves (none handed back);
-// - damaged tiles: bytes, lengths, offsets, shapes, places and terms changed as the input says.
+// - damaged tiles: bytes, lengths, offsets, shapes, places and terms changed as the input says,
+//   read whole or (a block read) for the columns the input marks.
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -42,6 +43,7 @@ struct Batch {
   std::vector<int64_t> gene_terms;
   std::vector<int32_t> cell_terms;
   std::vector<uint64_t> gap_counts, value_counts;
+  std::vector<uint8_t> col_mask;  // empty: every column (a whole decode), else a block read's columns
   int64_t total = 0;  // output entries
 };
 
@@ -64,9 +66,11 @@ Output decode(const Batch& b, const tile3::ChunkTables& tables, TileLanes lanes)
   const size_t size = static_cast<size_t>(b.total);
   Output out{std::vector<int32_t>(size, -7), std::vector<int32_t>(size, -7), std::vector<int32_t>(size, -7),
              std::vector<int64_t>(static_cast<size_t>(n), -7), std::vector<int64_t>(static_cast<size_t>(n), -7)};
+  ReadFilter filter;
+  filter.col_mask = ro(b.col_mask);
   set_tile_lanes(lanes);
   decode_tiles<int32_t, int32_t>(Span<const uint8_t>{b.buf.data(), static_cast<int64_t>(b.buf.size())}, tiles,
-                                 ro(b.gene_terms), ro(b.cell_terms), models, SirenSet{}, kModeLossless, 0, ReadFilter{},
+                                 ro(b.gene_terms), ro(b.cell_terms), models, SirenSet{}, kModeLossless, 0, filter,
                                  ro(b.out_start), Triples<int32_t, int32_t>{rw(out.rows), rw(out.cols), rw(out.values)},
                                  rw(out.count), rw(out.status));
   set_tile_lanes(TileLanes::kAuto);
@@ -156,6 +160,8 @@ void valid(Bytes& in) {
 
 void damaged(Bytes& in) {
   Batch b = encode(in);
+  if (in.take(1) & 1)  // a block read: the columns the input marks
+    for (size_t c = 0; c < b.cell_terms.size(); ++c) b.col_mask.push_back(in.take(1) & 1);
   const int64_t n = static_cast<int64_t>(b.k.size());
   for (int i = 0, changes = static_cast<int>(1 + in.below(8)); i < changes && in.n; ++i) {
     const int64_t t = in.below(n);
