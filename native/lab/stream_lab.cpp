@@ -41,7 +41,7 @@
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/tile.hpp"
-#include "vec8.hpp"
+#include "sinr/vec8.hpp"
 
 using namespace sinr;
 
@@ -913,17 +913,17 @@ inline void lanes_decode_chunk(Lanes8* L, LaneFeed& f) {
   }
 }
 
-#ifdef SINR_LAB_HAVE_AVX2
+#ifdef SINR_HAVE_AVX2
 // flatten: the template and Vec8Avx2's operations are all inlined here, under this target
 template <int G>
 __attribute__((target("avx2"), flatten)) void lanes_decode_chunk_avx2(Lanes8* L, LaneFeed& f) {
-  lanes_decode_chunk<lab::Vec8Avx2, G>(L, f);
+  lanes_decode_chunk<simd::Vec8Avx2, G>(L, f);
 }
 #endif
 
 template <int G>
 void lanes_decode_chunk_portable(Lanes8* L, LaneFeed& f) {
-  lanes_decode_chunk<lab::Vec8Portable, G>(L, f);
+  lanes_decode_chunk<simd::Vec8Portable, G>(L, f);
 }
 
 // What the last simd8 decode cost in lockstep (reported on stderr).
@@ -937,7 +937,7 @@ enum class Simd8 { kAuto, kPortable, kNoRefill };
 template <int G, Simd8 kMode>
 void decode_simd8(const std::vector<Chunk>& chunks, const Encoded& e, Output& o) {
   static Lanes8 L[G];
-#ifdef SINR_LAB_HAVE_AVX2
+#ifdef SINR_HAVE_AVX2
   static const bool avx2 = __builtin_cpu_supports("avx2");
 #endif
   for (Lanes8& l : L) {
@@ -947,7 +947,7 @@ void decode_simd8(const std::vector<Chunk>& chunks, const Encoded& e, Output& o)
   int64_t out_at = 0;
   for (size_t ci = 0; ci < chunks.size(); ++ci) {
     LaneFeed f{chunks[ci], e, ci, o.pos.data() + out_at, o.u.data() + out_at, kMode != Simd8::kNoRefill};
-#ifdef SINR_LAB_HAVE_AVX2
+#ifdef SINR_HAVE_AVX2
     if (kMode != Simd8::kPortable && avx2)
       lanes_decode_chunk_avx2<G>(L, f);
     else

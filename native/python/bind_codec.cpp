@@ -13,6 +13,7 @@
 #include "bindings.hpp"
 #include "owned.hpp"
 #include "sinr/checksum.hpp"
+#include "sinr/lanes3.hpp"
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/siren.hpp"
@@ -21,6 +22,7 @@
 
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
@@ -530,6 +532,27 @@ void bind_codec(nb::module_& m) {
         nb::arg("lut"), nb::arg("used"), nb::arg("siren"), nb::arg("sirens").none(), nb::arg("gene_terms"),
         nb::arg("cell_terms"), nb::arg("mode"), nb::arg("max_error"), nb::arg("row"), nb::arg("col"),
         nb::arg("tables3").none() = nb::none());
+  m.def("set_tile_lanes", [](const std::string& lanes) {
+    static const char* const names[] = {"scalar", "auto", "portable"};  // TileLanes' order
+    int chosen = 0;
+    while (chosen < 3 && lanes != names[chosen]) ++chosen;
+    if (chosen == 3) throw nb::value_error("set_tile_lanes: lanes must be 'auto', 'scalar' or 'portable'");
+    const int before = static_cast<int>(tile_lanes());
+    set_tile_lanes(static_cast<TileLanes>(chosen));
+    return std::string(names[before]);
+  }, nb::arg("lanes"),
+        "Which decoder format 3's whole-tile decodes use, process-wide (lanes3.hpp): 'auto' (AVX2 lanes\n"
+        "where the CPU has them, else scalar), 'scalar' or 'portable' (the lane logic on plain arrays:\n"
+        "for tests). Returns the setting before.");
+  m.def("set_packed_nnz_per_row", &set_packed_nnz_per_row, nb::arg("nnz_per_row"),
+        "Nonzeros per used table row from which format 3's decodes build packed tables and run the lockstep\n"
+        "decoder (tile.hpp; default 128), process-wide; returns the setting before (tests set 0).");
+  m.def("tile_lane_counts", [] {
+    const lanes3::LaneCounts c = lanes3::lane_counts();
+    return std::make_pair(c.finished, c.handed_back);
+  }, "(tiles the lanes decoded, tiles they took and handed to the scalar decoder) in this process so far.");
+  m.def("tile_lanes", [] { return std::string(tile_lanes_path()); },
+        "What format 3's whole-tile decodes run now: 'avx2', 'portable' or 'scalar'.");
   bind_siren(m);
   bind_tile3(m);
 }

@@ -107,7 +107,9 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
     int32, lut uint8, used and col_mask bool, gene_terms int64, cell_terms int32).
 
     Format 3: tables3 lists the chunks' ChunkTables3 (tile_model[t] indexes it) and the tiles are
-    format-3 streams; cum, lut and used are then not read."""
+    format-3 streams; cum, lut and used are then not read. A batch without filters, lossless or
+    max-error, decodes its baseline tiles eight at a time in AVX2 lanes where the CPU has them, with
+    exactly the scalar decoder's output (_native.set_tile_lanes chooses the path, for tests)."""
     _native.decode_tiles(
         buf, _i64(tile_offset), _i64(tile_length), _i64(tile_k), _i64(tile_h), _i64(tile_w), _i64(tile_row),
         _i64(tile_col), _i64(tile_first), _i64(tile_cells), _i64(tile_model), _i64(tile_siren), _i64(gene_terms),

@@ -2,11 +2,15 @@
 #include "sinr/tile.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <initializer_list>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "sinr/lanes3.hpp"
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/siren.hpp"
@@ -336,6 +340,8 @@ class Format3 {
   using Model = const Tables*;
 
   Format3(const Tables* const* tables, int64_t n_models) : tables_(tables), n_models_(n_models) {}
+  const Tables* const* tables() const { return tables_; }
+  int64_t n_models() const { return n_models_; }
 
   bool select(int64_t model, Model& view) const {
     if (tables_ == nullptr || model < 0 || model >= n_models_ || !tables_[model]) return false;
@@ -397,14 +403,12 @@ class TileDecoder {
 
   TileDecoder(C codec, Span<const uint8_t> buf, Span<const int64_t> gene_terms, Span<const int32_t> cell_terms,
               const SirenSet& sirens, int mode, int64_t max_error, const ReadFilter& filter, int64_t max_k)
-      : codec_(std::move(codec)), buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), sirens_(sirens), mode_(mode),
-        filter_(filter) {
+      : codec_(std::move(codec)), buf_(buf), gene_terms_(gene_terms), cell_terms_(cell_terms), sirens_(sirens),
+        mode_(mode), filter_(filter), value_of_(mode, max_error) {
     const int64_t size = std::max<int64_t>(max_k, 1);
     positions_.resize(static_cast<size_t>(size));
     zeros_.resize(static_cast<size_t>(size));
     max_k_ = size;
-    step_ = 2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1;
-    max_code_ = static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / step_);
   }
 
   template <typename R, typename V>
@@ -420,11 +424,6 @@ class TileDecoder {
   bool kept(int64_t idx, int64_t lo, int64_t c) const {
     return idx >= lo && (filter_.want_col < 0 || c == filter_.want_col) &&
            (filter_.col_mask.size == 0 || filter_.col_mask.data[c] != 0);
-  }
-  // The value of a value index: count - 1 (lossless) or the dequantised index (max-error).
-  int64_t value_of(int64_t code) const {
-    if (mode_ == kModeLossless) return code + 1;
-    return code <= max_code_ ? 1 + code * static_cast<int64_t>(step_) : kMaxCount;
   }
   bool select_siren(int64_t siren, int& kind, double& offset, double& scale);
 
@@ -442,8 +441,7 @@ class TileDecoder {
   SirenSet sirens_;
   int mode_;
   ReadFilter filter_;
-  uint64_t step_;
-  int64_t max_code_;
+  ValueOf value_of_;
   int64_t max_k_;
   std::vector<int32_t> positions_, zeros_;
   std::vector<int32_t> rows_, cols_, contexts_;  // the SIREN path's, sized on first use
@@ -533,9 +531,7 @@ TileResult TileDecoder<C>::baseline_values(Stream r, const TileInfo& t, const Mo
   const int32_t* const positions = positions_.data();
   const int64_t* const gene_terms = gene_terms_.data + t.row;
   const int32_t* const cell_terms = cell_terms_.data + t.col;
-  const bool lossless = mode_ == kModeLossless;
-  const int64_t max_code = max_code_;
-  const int64_t step = static_cast<int64_t>(step_);
+  const ValueOf value_of = value_of_;
   const int64_t row0 = t.row, col0 = t.col;
   Stream s = r;
   int64_t i = 0;
@@ -559,7 +555,7 @@ TileResult TileDecoder<C>::baseline_values(Stream r, const TileInfo& t, const Mo
       if (SINR_UNLIKELY(count >= room)) return {count, kBeyondTile};
       out_rows[count] = static_cast<R>(row0 + i);
       out_cols[count] = static_cast<R>(col0 + j);
-      out_values[count] = static_cast<V>(lossless ? code + 1 : code <= max_code ? 1 + code * step : kMaxCount);
+      out_values[count] = static_cast<V>(value_of(code));
       ++count;
     }
   }
@@ -614,7 +610,7 @@ TileResult TileDecoder<C>::siren_values(Stream r, const TileInfo& t, const Model
       if (!C::value_ok(*model, ctx)) return {count, kUnusedContext};
       int64_t code;
       if (!C::value(r, *model, ctx, code)) return {count, kTruncated};
-      value = value_of(code);
+      value = value_of_(code);
     }
     if (keep_[idx]) {
       if (count >= room) return {count, kBeyondTile};
@@ -697,9 +693,15 @@ void decode_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, S
                  Span<int64_t> status) {
   const int64_t n_tiles = tiles.k.size;
   const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
+  const tile3::PackedTables* const* packed = nullptr;  // what the lanes read: the bulk path's tables
+  int64_t n_models = 0;
+  if constexpr (std::is_same_v<C, Format3<tile3::PackedTables>>) {
+    packed = codec.tables();
+    n_models = codec.n_models();
+  }
   TileDecoder<C> decoder(std::move(codec), buf, gene_terms, cell_terms, sirens, mode, max_error, filter,
                          largest_k(tiles));
-  for (int64_t t = 0; t < n_tiles; ++t) {
+  const auto scalar = [&](int64_t t) {
     const TileInfo info{tiles.offset[t], tiles.length[t], tiles.k[t],   tiles.h[t],     tiles.w[t],    tiles.row[t],
                         tiles.col[t],    tiles.first[t],  tiles.cells[t], tiles.model[t], tiles.siren[t]};
     const int64_t start = out_start[t];
@@ -710,7 +712,17 @@ void decode_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, S
                : decoder.decode(info, out.rows.data, out.cols.data, out.values.data, 0);
     out_count[t] = result.count;
     status[t] = result.status;
+  };
+  // format 3's whole tiles of baseline bands, every column or those col_mask marks: eight at a time
+  // in lockstep (lanes3.hpp)
+  if constexpr (std::is_same_v<C, Format3<tile3::PackedTables>>) {
+    if (filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError)) {
+      const lanes3::Batch batch{buf,       &tiles,   gene_terms, cell_terms,     packed, n_models,
+                                mode,      max_error, out_start, filter.col_mask};
+      if (lanes3::decode_tiles(batch, out, out_count, status, std::function<void(int64_t)>(scalar))) return;
+    }
   }
+  for (int64_t t = 0; t < n_tiles; ++t) scalar(t);
 }
 
 template <class C>
@@ -755,16 +767,18 @@ void count_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, Sp
   }
 }
 
-// Format 3's tables for a batch: the chunks' compact rows, or, when the batch decodes many nonzeros
-// per chunk (whole chunks: whole-matrix and block reads), packed rows built for the call, whose
-// one lookup per symbol pays for building them many times over.
-constexpr int64_t kPackedMinNnzPerModel = 1 << 15;
+// Format 3's tables for a batch: the chunks' compact rows, or, when the batch decodes enough
+// nonzeros for its tables' rows (whole chunks: whole-matrix and block reads; see
+// set_packed_nnz_per_row), packed rows built for the call, which the lockstep decoder reads.
+std::atomic<int64_t> g_packed_nnz_per_row{128};
 
 template <class Run>
 void with_format3(const TileDirectory& tiles, const ValueModels& models, Run&& run) {
-  int64_t nnz = 0;
+  int64_t nnz = 0, rows = 0;
   for (int64_t t = 0; t < tiles.k.size; ++t) nnz += std::max<int64_t>(tiles.k[t], 0);
-  if (nnz < kPackedMinNnzPerModel * std::max<int64_t>(models.n_models, 1)) {
+  for (int64_t m = 0; m < models.n_models; ++m)
+    if (models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
+  if (nnz < g_packed_nnz_per_row.load() * rows) {
     run(Format3<tile3::ChunkTables>(models.tables3, models.n_models));
     return;
   }
@@ -780,6 +794,11 @@ void with_format3(const TileDirectory& tiles, const ValueModels& models, Run&& r
 }
 
 }  // namespace
+
+int64_t set_packed_nnz_per_row(int64_t nnz_per_row) {
+  if (nnz_per_row < 0) throw std::invalid_argument("set_packed_nnz_per_row: a negative count");
+  return g_packed_nnz_per_row.exchange(nnz_per_row);
+}
 
 template <typename R, typename V>
 void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,

@@ -26,6 +26,7 @@
 #pragma once
 #include <cstdint>
 
+#include "sinr/models.hpp"
 #include "sinr/span.hpp"
 
 namespace sinr {
@@ -44,6 +45,20 @@ enum TileStatus : int64_t {
 };
 
 enum CodingMode : int { kModeLossless = 0, kModeMaxError = 1, kModeInrOnly = 2 };
+
+// The value of a nonzero from its value index u: u + 1 (lossless), or under max-error e the
+// dequantised index 1 + u (2e + 1), kMaxCount for the indices past the last that fits.
+struct ValueOf {
+  ValueOf(int mode, int64_t max_error)
+      : lossless(mode == kModeLossless),
+        step(static_cast<int64_t>(2 * static_cast<uint64_t>(max_error < 0 ? 0 : max_error) + 1)),
+        max_code(static_cast<int64_t>((static_cast<uint64_t>(kMaxCount) - 1) / static_cast<uint64_t>(step))) {}
+  int64_t operator()(int64_t u) const { return lossless ? u + 1 : u <= max_code ? 1 + u * step : kMaxCount; }
+
+  bool lossless;
+  int64_t step;
+  int64_t max_code;
+};
 
 // Golomb M ~ ln(2) x mean gap, in integer arithmetic so every platform agrees (n_coded >= 1).
 inline int64_t golomb_parameter(int64_t n_entries, int64_t n_coded) {
@@ -132,6 +147,12 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
                   Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
                   int64_t max_error, const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out,
                   Span<int64_t> out_count, Span<int64_t> status);
+
+// Format 3's bulk decodes (whole chunks) build packed tables for the call, which the lockstep
+// decoder needs, when a batch decodes at least this many nonzeros per used table row (default 128:
+// a row's 4096 entries cost about what 128 nonzeros save). Process-wide; returns the setting before
+// (tests set 0 to run the lanes on small files).
+int64_t set_packed_nnz_per_row(int64_t nnz_per_row);
 
 // Add each tile's nonzeros per row to counts[row], decoding positions only (the first pass of a
 // row-major full decode). Uses offset, length, k, h, w and row of the directory, and for format 3

@@ -104,6 +104,7 @@ class ChunkTables {
   const CompactRow* gap(int64_t cls) const { return row(cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1); }
   const CompactRow* value(int64_t ctx) const { return row(ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1); }
   int64_t bytes() const { return static_cast<int64_t>(rows_.size() * sizeof(CompactRow)); }
+  int64_t used_rows() const { return static_cast<int64_t>(rows_.size()); }
 
  private:
   friend class PackedTables;
@@ -114,13 +115,19 @@ class ChunkTables {
 };
 
 // A chunk's tables with one packed entry per slot (Table12::packed, 16 KiB a row): a single lookup
-// per symbol, what a bulk decode reads. Built for a call from the ChunkTables (about 60 µs a
-// chunk, against milliseconds of decoding), so that an open file keeps only the compact rows.
+// per symbol and what the lockstep decoder gathers from, for bulk decodes. Built for a call from
+// the ChunkTables (4096 entries a used row), so that an open file keeps only the compact rows.
 class PackedTables {
  public:
   explicit PackedTables(const ChunkTables& tables);
-  const uint32_t* gap(int64_t cls) const { return row(cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1); }
-  const uint32_t* value(int64_t ctx) const { return row(ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1); }
+  const uint32_t* gap(int64_t cls) const { return row(gap_index(cls)); }
+  const uint32_t* value(int64_t ctx) const { return row(value_index(ctx)); }
+  // For gathers (the lockstep decoder, lanes3.cpp): every used row's packed entries back to back
+  // from packed(), and a row's index there (-1 when unused or out of range): entry `slot` of row r
+  // is packed()[r << kProbBits | slot].
+  const uint32_t* packed() const { return packed_.data(); }
+  int32_t gap_index(int64_t cls) const { return cls >= 0 && cls < kGapClasses ? gap_row_[cls] : -1; }
+  int32_t value_index(int64_t ctx) const { return ctx >= 0 && ctx < kContexts ? value_row_[ctx] : -1; }
 
  private:
   const uint32_t* row(int32_t r) const { return r < 0 ? nullptr : packed_.data() + static_cast<size_t>(r) * kProbScale; }

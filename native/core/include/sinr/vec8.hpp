@@ -1,21 +1,23 @@
 // Eight 32-bit lanes, twice: AVX2 registers and a portable array with the same operations.
 //
-// The stream lab's lockstep decoder (stream_lab.cpp, gap-bins/12p/simd8) is written once, as a
-// template over one of these types, so the AVX2 path and the portable path run the same lane logic
-// and give identical output. Vec8Avx2's operations carry __attribute__((target("avx2"))); the
-// decoder instantiated with it is compiled inside a target("avx2"), flatten function (GCC refuses
-// to inline target-specific functions into a caller without that target, and flatten inlines the
-// whole template there), chosen at run time with __builtin_cpu_supports("avx2"): no -march flag.
+// Format 3's lockstep tile decoder (lanes3.cpp) and the stream lab's (native/lab/stream_lab.cpp)
+// are written once, as templates over one of these types, so the AVX2 path and the portable path
+// run the same lane logic and give identical output. Vec8Avx2's operations carry
+// __attribute__((target("avx2"))); a decoder instantiated with it is compiled inside a
+// target("avx2"), flatten function (GCC refuses to inline target-specific functions into a caller
+// without that target, and flatten inlines the whole template there), chosen at run time with
+// __builtin_cpu_supports("avx2"): no -march flag. SINR_HAVE_AVX2 is defined where Vec8Avx2 exists
+// (x86-64 with GCC or Clang); elsewhere (aarch64) only the portable lanes are compiled.
 #pragma once
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define SINR_LAB_HAVE_AVX2 1
+#define SINR_HAVE_AVX2 1
 #endif
 
-namespace sinr::lab {
+namespace sinr::simd {
 
 // The portable lanes: plain loops (a compiler may vectorise them for its baseline target).
 struct Vec8Portable {
@@ -43,15 +45,27 @@ struct Vec8Portable {
   static Vec8Portable sub(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return p - q; }); }
   static Vec8Portable mul(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return p * q; }); }
   static Vec8Portable and_(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return p & q; }); }
+  // ~a & b
+  static Vec8Portable andnot(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return ~p & q; }); }
   static Vec8Portable or_(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return p | q; }); }
   static Vec8Portable max(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return p > q ? p : q; }); }
-  // shifts by a count per lane, below 32 (the decoder's counts are)
+  static Vec8Portable min_signed(Vec8Portable a, Vec8Portable b) {
+    return map(a, b, [](uint32_t p, uint32_t q) { return static_cast<int32_t>(p) < static_cast<int32_t>(q) ? p : q; });
+  }
+  // shifts by a count per lane, below 32 (the decoders' counts are)
   static Vec8Portable srlv(Vec8Portable a, Vec8Portable n) { return map(a, n, [](uint32_t p, uint32_t q) { return p >> q; }); }
   static Vec8Portable sllv(Vec8Portable a, Vec8Portable n) { return map(a, n, [](uint32_t p, uint32_t q) { return p << q; }); }
   template <int N>
   static Vec8Portable srli(Vec8Portable a) { return srlv(a, splat(N)); }
   template <int N>
   static Vec8Portable slli(Vec8Portable a) { return sllv(a, splat(N)); }
+  // each lane's four bytes in reverse order
+  static Vec8Portable bswap(Vec8Portable a) {
+    Vec8Portable r;
+    for (int j = 0; j < 8; ++j)
+      r.v[j] = (a.v[j] >> 24) | ((a.v[j] >> 8) & 0xFF00u) | ((a.v[j] << 8) & 0xFF0000u) | (a.v[j] << 24);
+    return r;
+  }
   // comparisons give all-ones lanes where true
   static Vec8Portable eq(Vec8Portable a, Vec8Portable b) { return map(a, b, [](uint32_t p, uint32_t q) { return p == q ? ~0u : 0u; }); }
   static Vec8Portable gt_signed(Vec8Portable a, Vec8Portable b) {
@@ -65,7 +79,7 @@ struct Vec8Portable {
   }
   static int bits(Vec8Portable mask) {
     int r = 0;
-    for (int j = 0; j < 8; ++j) r |= (mask.v[j] >> 31) << j;
+    for (int j = 0; j < 8; ++j) r |= static_cast<int>(mask.v[j] >> 31) << j;
     return r;
   }
   // 32 bits read at base + SCALE * index in every lane (unaligned, little-endian)
@@ -87,7 +101,7 @@ struct Vec8Portable {
   }
 };
 
-#ifdef SINR_LAB_HAVE_AVX2
+#ifdef SINR_HAVE_AVX2
 #define SINR_AVX2 __attribute__((target("avx2")))
 
 struct Vec8Avx2 {
@@ -100,14 +114,21 @@ struct Vec8Avx2 {
   SINR_AVX2 static Vec8Avx2 sub(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_sub_epi32(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 mul(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_mullo_epi32(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 and_(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_and_si256(a.v, b.v)}; }
+  SINR_AVX2 static Vec8Avx2 andnot(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_andnot_si256(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 or_(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_or_si256(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 max(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_max_epu32(a.v, b.v)}; }
+  SINR_AVX2 static Vec8Avx2 min_signed(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_min_epi32(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 srlv(Vec8Avx2 a, Vec8Avx2 n) { return {_mm256_srlv_epi32(a.v, n.v)}; }
   SINR_AVX2 static Vec8Avx2 sllv(Vec8Avx2 a, Vec8Avx2 n) { return {_mm256_sllv_epi32(a.v, n.v)}; }
   template <int N>
   SINR_AVX2 static Vec8Avx2 srli(Vec8Avx2 a) { return {_mm256_srli_epi32(a.v, N)}; }
   template <int N>
   SINR_AVX2 static Vec8Avx2 slli(Vec8Avx2 a) { return {_mm256_slli_epi32(a.v, N)}; }
+  SINR_AVX2 static Vec8Avx2 bswap(Vec8Avx2 a) {
+    const __m256i order = _mm256_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12,  //
+                                           3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
+    return {_mm256_shuffle_epi8(a.v, order)};
+  }
   SINR_AVX2 static Vec8Avx2 eq(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_cmpeq_epi32(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 gt_signed(Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_cmpgt_epi32(a.v, b.v)}; }
   SINR_AVX2 static Vec8Avx2 select(Vec8Avx2 mask, Vec8Avx2 a, Vec8Avx2 b) { return {_mm256_blendv_epi8(a.v, b.v, mask.v)}; }
@@ -123,4 +144,4 @@ struct Vec8Avx2 {
 };
 #endif
 
-}  // namespace sinr::lab
+}  // namespace sinr::simd
