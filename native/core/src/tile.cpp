@@ -767,18 +767,19 @@ void count_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, Sp
   }
 }
 
-// Format 3's tables for a batch: the chunks' compact rows, or, when the batch decodes enough
+// Format 3's tables for a batch: the chunks' compact rows (the scalar decoder is fastest on them:
+// few cache lines a row), or, when the lockstep decoder can take the batch and it decodes enough
 // nonzeros for its tables' rows (whole chunks: whole-matrix and block reads; see
-// set_packed_nnz_per_row), packed rows built for the call, which the lockstep decoder reads.
+// set_packed_nnz_per_row), packed rows built for the call, which the lanes gather from.
 std::atomic<int64_t> g_packed_nnz_per_row{128};
 
 template <class Run>
-void with_format3(const TileDirectory& tiles, const ValueModels& models, Run&& run) {
+void with_format3(const TileDirectory& tiles, const ValueModels& models, bool lanes, Run&& run) {
   int64_t nnz = 0, rows = 0;
   for (int64_t t = 0; t < tiles.k.size; ++t) nnz += std::max<int64_t>(tiles.k[t], 0);
   for (int64_t m = 0; m < models.n_models; ++m)
     if (models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
-  if (nnz < g_packed_nnz_per_row.load() * rows) {
+  if (!lanes || nnz < g_packed_nnz_per_row.load() * rows) {
     run(Format3<tile3::ChunkTables>(models.tables3, models.n_models));
     return;
   }
@@ -817,8 +818,10 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
     decode_with(std::move(codec), buf, tiles, gene_terms, cell_terms, sirens, mode, max_error, filter, out_start, out,
                 out_count, status);
   };
+  const bool lanes = filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError) &&
+                     tile_lanes() != TileLanes::kScalar;  // what lanes3::decode_tiles takes
   if (models.tables3 != nullptr)
-    with_format3(tiles, models, run);
+    with_format3(tiles, models, lanes, run);
   else
     run(Format2(models));
 }
@@ -848,7 +851,7 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const Value
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
   if (models.tables3 != nullptr) {
     if (tiles.model.size != n_tiles) throw std::invalid_argument("count_rows: format 3 needs each tile's model");
-    with_format3(tiles, models, [&](auto codec) { count_with(std::move(codec), buf, tiles, counts, status); });
+    count_with(Format3<tile3::ChunkTables>(models.tables3, models.n_models), buf, tiles, counts, status);
   } else {
     count_with(Format2(models), buf, tiles, counts, status);
   }
