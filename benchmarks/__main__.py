@@ -4,6 +4,7 @@ python -m benchmarks scale [--nnz 6e6 6e7 ...] [--dataset DIR] [--workdir DIR] [
 python -m benchmarks startup FILE.sinr [...] [--samples 11]
 python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
 python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR] [--format-versions 3]
+python -m benchmarks kernel FILE.sinr ... [--repeats 7]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     fresh.add_argument("--repeats", type=int, default=3)
     fresh.add_argument("--workdir", type=Path, default=SCALE_DATA / "fresh")
     fresh.add_argument("--format-versions", nargs="+", type=int, default=[3], help="the .sinr formats to write and read")
+    kernel = commands.add_parser("kernel", help="tile decoding per nonzero, one thread: scalar against the lockstep lanes")
+    kernel.add_argument("files", nargs="+", type=Path)
+    kernel.add_argument("--repeats", type=int, default=7)
     loader = commands.add_parser("loader", help="the cell-batch loader's shuffle: speed, memory, chunks per batch")
     loader.add_argument("files", nargs="+", type=Path)
     loader.add_argument("--buffers", nargs="+", type=int, default=[1, 2, 4, 8, 16])
@@ -86,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.path.insert(0, str(ROOT))  # tests/servers.py: the servers the tests use
         print(run_remote(args.dataset, args.nnz, args.workdir, args.out, [d / 1000 for d in args.delays], args.repeats))
+        return 0
+    if args.command == "kernel":
+        from .kernel import run_kernel
+
+        print(run_kernel(args.files, args.repeats))
         return 0
     if args.command == "fresh":
         from .fresh import run_fresh
