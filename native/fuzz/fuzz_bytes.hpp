@@ -1,9 +1,22 @@
-// The fuzz harnesses' reader of libFuzzer's input (native/fuzz/fuzz_*.cpp).
+// The fuzz harnesses' reader of libFuzzer's input (native/fuzz/fuzz_*.cpp), and their views of vectors.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "sinr/span.hpp"
 
 namespace sinr::fuzz {
+
+// Read-only and writable views of a vector.
+template <typename T>
+Span<const T> ro(const std::vector<T>& v) {
+  return Span<const T>{v.data(), static_cast<int64_t>(v.size())};
+}
+template <typename T>
+Span<T> rw(std::vector<T>& v) {
+  return Span<T>{v.data(), static_cast<int64_t>(v.size())};
+}
 
 // Consumes the fuzzer's bytes; past the end it yields zeros.
 struct Bytes {

@@ -26,15 +26,9 @@ namespace {
 
 using namespace sinr;
 using fuzz::Bytes;
+using fuzz::ro;
+using fuzz::rw;
 
-template <typename T>
-Span<const T> ro(const std::vector<T>& v) {
-  return Span<const T>{v.data(), static_cast<int64_t>(v.size())};
-}
-template <typename T>
-Span<T> rw(std::vector<T>& v) {
-  return Span<T>{v.data(), static_cast<int64_t>(v.size())};
-}
 
 // A batch of tiles of one chunk, as the reader hands it to decode_tiles.
 struct Batch {

@@ -24,16 +24,9 @@ namespace {
 using namespace sinr;
 using namespace sinr::tile3;
 using fuzz::Bytes;
+using fuzz::ro;
+using fuzz::rw;
 
-// Read-only and writable views of a vector.
-template <typename T>
-Span<const T> ro(const std::vector<T>& v) {
-  return Span<const T>{v.data(), static_cast<int64_t>(v.size())};
-}
-template <typename T>
-Span<T> rw(std::vector<T>& v) {
-  return Span<T>{v.data(), static_cast<int64_t>(v.size())};
-}
 
 // A count section (rows x kNumBins) that knows which rows it touched.
 struct Counts {
