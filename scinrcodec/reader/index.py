@@ -85,7 +85,7 @@ class Chunk:
                  geometry: ChunkGeometry, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
                  tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, tile_first: np.ndarray,
                  band_crc: np.ndarray, band_verified: np.ndarray, data_ref: SectionRef, band_siren: np.ndarray,
-                 sections: SectionReader) -> None:
+                 sections: SectionReader, tables3=None) -> None:
         self.index, self.first_cell, self.n_cells, self.nnz = index, first_cell, n_cells, nnz
         self.n_rows, self.checksum, self.geometry = n_rows, checksum, geometry
         self.tile_offset = tile_offset  # absolute offset of each tile's stream
@@ -94,6 +94,7 @@ class Chunk:
         self.band_crc, self.band_verified, self.data_ref = band_crc, band_verified, data_ref
         self.band_siren = band_siren  # band -> index into the matrix's SIREN tables, -1 for the baseline
         self.sections = sections
+        self.tables3 = tables3  # format 3: the chunk's decoding tables (a ChunkTables3); format 2: None
         self.lock = threading.Lock()
         g = geometry
         self.lists = (g.row_starts.tolist(), g.widths.tolist(), g.tile_starts.tolist())  # for bisect
@@ -378,10 +379,9 @@ class MatrixIndex:
             self.cell_terms[first: first + n_cells] = cell_terms
             self.cell_original[first: first + n_cells] = first + cell_order
             self.cell_position[first + cell_order] = first + np.arange(n_cells)
-        chunk = Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
-                      tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader)
-        chunk.tables3 = tables3
-        return chunk
+        return Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
+                     tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader,
+                     tables3)
 
     @staticmethod
     def _gap_tables(reader: SectionReader, value_counts: np.ndarray | None, tile_n: np.ndarray, tile_k: np.ndarray,
@@ -400,12 +400,20 @@ class MatrixIndex:
     def models(self, model: np.ndarray) -> tuple[tuple, np.ndarray, list | None]:
         """What the tile kernels take for tiles of the chunks `model` names: format 2's stacked value
         models (cum, lut, used) with the chunk ids as they are, or format 3's tables of the chunks
-        named, as a list, with each tile's index into it."""
+        named, as a list, with each tile's index into it (format 2's models are then empty)."""
+        stacked = (self.model_cum, self.model_lut, self.model_used)
         if self.major == 2:
-            return (self.model_cum, self.model_lut, self.model_used), model, None
+            return stacked, model, None
         ids, position = np.unique(model, return_inverse=True)
-        return (self.model_cum, self.model_lut, self.model_used), position.astype(np.int64), \
-            [self.chunk(int(c)).tables3 for c in ids.tolist()]
+        return stacked, position.astype(np.int64), [self.chunk(int(c)).tables3 for c in ids.tolist()]
+
+    def entry_model(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The format-2 value model (cum, lut, used) decode_entry takes for a tile of `chunk`; empty
+        for a format-3 chunk, whose tables are chunk.tables3."""
+        if chunk.tables3 is None:
+            return self.model_cum[chunk.index], self.model_lut[chunk.index], self.model_used[chunk.index]
+        return (self.model_cum.reshape(-1, N_BINS + 1), self.model_lut.reshape(-1, LUT_SIZE),
+                self.model_used.reshape(-1))
 
     def _allocate(self) -> None:
         """Per-chunk models and per-cell arrays of the whole matrix, filled as chunks load (zeroed
@@ -413,7 +421,7 @@ class MatrixIndex:
         (Chunk.tables3)."""
         if hasattr(self, "cell_terms"):
             return
-        n_models = self.n_chunks if self.major == 2 else 1  # format 3: one unread placeholder
+        n_models = self.n_chunks if self.major == 2 else 0
         self.model_cum = np.zeros((n_models, N_CONTEXTS, N_BINS + 1), np.int32)
         self.model_lut = np.zeros((n_models, N_CONTEXTS, LUT_SIZE), np.uint8)
         self.model_used = np.zeros((n_models, N_CONTEXTS), bool)

@@ -258,11 +258,11 @@ class MatrixReader:
             buffer, start = np.frombuffer(index.source.read(start, length), dtype=np.uint8), 0
         siren = int(chunk.band_siren[band])
         first = int(chunk.tile_first[tile])
-        c = chunk.index if chunk.tables3 is None else 0  # format 3's model is on the chunk
+        cum, lut, used = index.entry_model(chunk)
         value, status = decode_entry(
             buffer, start, length, int(chunk.tile_k[tile]), int(chunk.tile_h[tile]), int(chunk.tile_w[tile]),
-            int(chunk.tile_row[tile]), chunk.first_cell + first, first, chunk.n_cells, index.model_cum[c],
-            index.model_lut[c], index.model_used[c], siren, index.sirens.arrays() if siren >= 0 else None,
+            int(chunk.tile_row[tile]), chunk.first_cell + first, first, chunk.n_cells, cum, lut, used, siren,
+            index.sirens.arrays() if siren >= 0 else None,
             index.genes()[3], index.cell_terms, MODE_CODES[index.mode], index.max_error, row, column, chunk.tables3)
         if status:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(status, 'a tile is corrupt')} (file is corrupt)")

@@ -775,11 +775,14 @@ std::atomic<int64_t> g_packed_nnz_per_row{128};
 
 template <class Run>
 void with_format3(const TileDirectory& tiles, const ValueModels& models, bool lanes, Run&& run) {
-  int64_t nnz = 0, rows = 0;
-  for (int64_t t = 0; t < tiles.k.size; ++t) nnz += std::max<int64_t>(tiles.k[t], 0);
-  for (int64_t m = 0; m < models.n_models; ++m)
-    if (models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
-  if (!lanes || nnz < g_packed_nnz_per_row.load() * rows) {
+  const auto packed_pays = [&] {
+    int64_t nnz = 0, rows = 0;
+    for (int64_t t = 0; t < tiles.k.size; ++t) nnz += std::max<int64_t>(tiles.k[t], 0);
+    for (int64_t m = 0; m < models.n_models; ++m)
+      if (models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
+    return nnz >= g_packed_nnz_per_row.load() * rows;
+  };
+  if (!lanes || !packed_pays()) {
     run(Format3<tile3::ChunkTables>(models.tables3, models.n_models));
     return;
   }
