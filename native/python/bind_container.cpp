@@ -13,6 +13,7 @@
 
 #include "bindings.hpp"
 #include "owned.hpp"
+#include "sinr/storage/container.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/storage/reader.hpp"
 
@@ -47,6 +48,22 @@ void bind_container(nb::module_& m) {
       PyErr_SetString(cls.ptr(), e.what());
     }
   });
+  m.def(
+      "items_from_planes",
+      [](Array<const uint8_t> planes, int64_t item_size) {
+        const int64_t n = static_cast<int64_t>(planes.shape(0));
+        if (item_size < 1 || n % item_size != 0)
+          throw nb::value_error("items_from_planes: the planes do not hold whole items of that size");
+        Owned<uint8_t> out(n);
+        {
+          nb::gil_scoped_release release;
+          storage::items_from_planes(planes.data(), static_cast<uint64_t>(n / item_size),
+                                     static_cast<size_t>(item_size), out.span().data);
+        }
+        return out.release();
+      },
+      nb::arg("planes").noconvert(), nb::arg("item_size"),
+      "The bytes of items stored as byte planes (byte j of item i at j * count + i), item after item.");
   nb::class_<MatrixReader>(m, "ContainerReader",
                            "A .sinr matrix read by the C++ container reader (the R package's reader).")
       .def("__init__",

@@ -6,12 +6,14 @@ datasets are left empty and filled back in later (how whole-file storage keeps a
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import InvalidInputError, SinrError
+from .h5chunks import DatasetSlices
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -96,15 +98,17 @@ class H5Cells(RandomAccessSource):
         """Cells start..stop-1, the file opened for this read only."""
         self._check_range(start, stop)
         with h5_errors(self.description), open_h5(self.path) as f:
-            return self._read(f, start, stop)
+            return self._reader(f)(start, stop)
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
         """Every cell in blocks, through one open file."""
         with h5_errors(self.description), open_h5(self.path) as f:
+            read = self._reader(f)
             for start in range(0, self.shape[1], cells_per_block):
-                yield self._read(f, start, min(start + cells_per_block, self.shape[1]))
+                yield read(start, min(start + cells_per_block, self.shape[1]))
 
-    def _read(self, f, start: int, stop: int) -> CellBlock:
+    def _reader(self, f) -> Callable[[int, int], CellBlock]:
+        """What reads cells start..stop-1 of the open file f (consecutive blocks share its state)."""
         raise NotImplementedError
 
 
@@ -138,8 +142,12 @@ class CompressedH5Source(H5Cells):
         """How to open this source again in another process."""
         return self._spec
 
-    def _read(self, f, start: int, stop: int) -> CellBlock:
+    def _reader(self, f) -> Callable[[int, int], CellBlock]:
         g = f[self._group]
+        indices, data = DatasetSlices(g["indices"], self.description), DatasetSlices(g["data"], self.description)
+        return partial(self._read, g, indices, data)
+
+    def _read(self, g, indices: DatasetSlices, data: DatasetSlices, start: int, stop: int) -> CellBlock:
         cells = f"{self.description} (cells {start:,}..{stop - 1:,})"
         ptr = g["indptr"][start: stop + 1]
         if ptr.dtype == np.uint64 and ptr.size and ptr.max() > self.nnz:
@@ -151,7 +159,7 @@ class CompressedH5Source(H5Cells):
         if steps.size and steps.max() > self.shape[0]:
             raise InvalidInputError(f"{cells}: a cell holds {int(steps.max()):,} entries for {self.shape[0]:,} genes")
         lo, hi = int(ptr[0]), int(ptr[-1])
-        return validated_block(start, ptr - lo, g["indices"][lo:hi], g["data"][lo:hi], self.shape[0], self.description)
+        return validated_block(start, ptr - lo, indices.read(lo, hi), data.read(lo, hi), self.shape[0], self.description)
 
 
 class DenseH5Source(H5Cells):
@@ -171,8 +179,10 @@ class DenseH5Source(H5Cells):
         """How to open this source again in another process."""
         return self._spec
 
-    def _read(self, f, start: int, stop: int) -> CellBlock:
-        ds = f[self._dataset]
+    def _reader(self, f) -> Callable[[int, int], CellBlock]:
+        return partial(self._read, f[self._dataset])
+
+    def _read(self, ds, start: int, stop: int) -> CellBlock:
         step = max(1, DENSE_READ_BYTES // max(1, self.shape[0] * ds.dtype.itemsize))
         cells, genes, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, ds.dtype)]
         for first in range(start, stop, step):

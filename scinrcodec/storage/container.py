@@ -21,6 +21,7 @@ import msgpack
 import numpy as np
 import zstandard
 
+from .. import _native
 from ..errors import CorruptFileError, FormatError, UnsupportedVersionError
 from ..limits import MAX_FOOTER_BYTES, MAX_NAME_BYTES, MAX_SECTION_BYTES
 from .source import ByteSource
@@ -118,8 +119,14 @@ def unpack_shuffled(payload, dtype: str, count: int, *, what: str) -> np.ndarray
     """Inverse of pack_shuffled: exactly `count` items from their byte planes, size checked before
     decompressing."""
     item = np.dtype(dtype).newbyteorder("<")
-    planes = np.frombuffer(_array_bytes(payload, item, count, what=what), dtype=np.uint8).reshape(item.itemsize, count)
-    return np.ascontiguousarray(planes.T).view(item).reshape(count).astype(item.newbyteorder("="))
+    return items_from_planes(_array_bytes(payload, item, count, what=what), item).astype(item.newbyteorder("="))
+
+
+def items_from_planes(planes, item: np.dtype) -> np.ndarray:
+    """The 1-D array of `item`s whose byte planes `planes` holds (byte j of item i at j * count + i):
+    spec §3.3's shuffled arrays, and HDF5's shuffle filter."""
+    raw = np.frombuffer(planes, dtype=np.uint8)
+    return raw.view(item) if item.itemsize == 1 else _native.items_from_planes(raw, item.itemsize).view(item)
 
 
 def unpack_strings(payload, count: int, *, what: str) -> list[str]:

@@ -115,6 +115,27 @@ std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, co
 
 template std::vector<uint64_t> unpack_shuffled<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&);
 
+namespace {
+
+template <size_t Size>
+void gather_planes(const uint8_t* planes, uint64_t count, uint8_t* out) {
+  for (uint64_t i = 0; i < count; ++i)
+    for (size_t j = 0; j < Size; ++j) out[i * Size + j] = planes[j * count + i];
+}
+
+}  // namespace
+
+void items_from_planes(const uint8_t* planes, uint64_t count, size_t item_size, uint8_t* out) {
+  switch (item_size) {  // the sizes of numeric items, unrolled; any other the plain way
+    case 2: return gather_planes<2>(planes, count, out);
+    case 4: return gather_planes<4>(planes, count, out);
+    case 8: return gather_planes<8>(planes, count, out);
+    default:
+      for (uint64_t i = 0; i < count; ++i)
+        for (size_t j = 0; j < item_size; ++j) out[i * item_size + j] = planes[j * count + i];
+  }
+}
+
 std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
   const std::vector<uint8_t> raw = decompress_bounded(data, n, count * (kMaxNameBytes + 1), what);
   const char* text = reinterpret_cast<const char*>(raw.data());

@@ -53,6 +53,11 @@ std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const
 template <typename T>
 std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
 
+// Items from their byte planes, byte j of item i read from planes[j * count + i] (spec §3.3's
+// shuffled arrays; HDF5's shuffle filter stores a chunk the same way): out holds count * item_size
+// bytes, the items in the planes' byte order.
+void items_from_planes(const uint8_t* planes, uint64_t count, size_t item_size, uint8_t* out);
+
 // zstd names: exactly `count` names, each at most kMaxNameBytes of UTF-8 without CR or LF.
 std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
 
