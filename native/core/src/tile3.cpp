@@ -10,6 +10,27 @@ namespace sinr::tile3 {
 
 namespace {
 
+// x / freq for the coder step (§6.1.3), where x < 2**20 freq and 1 <= freq <= 2**12: the high word of
+// x times ceil(2**64 / freq) where the compiler has 128-bit products (exact: the error term stays
+// below x / 2**64 < 1 / freq), a division elsewhere; the same quotient either way.
+#if defined(__SIZEOF_INT128__)
+struct Reciprocals {
+  uint64_t of[kProbScale + 1];
+  Reciprocals() {
+    of[0] = of[1] = 0;  // freq 1 divides without one
+    for (uint32_t f = 2; f <= kProbScale; ++f) of[f] = ~uint64_t{0} / f + 1;
+  }
+};
+
+inline uint32_t quotient(uint32_t x, uint32_t freq) {
+  static const Reciprocals reciprocals;
+  if (freq == 1) return x;
+  return static_cast<uint32_t>((static_cast<unsigned __int128>(x) * reciprocals.of[freq]) >> 64);
+}
+#else
+inline uint32_t quotient(uint32_t x, uint32_t freq) { return x / freq; }
+#endif
+
 void check_tables(Span<const Table12> gaps, Span<const Table12> values, bool code_values, const char* who) {
   if (gaps.size != kGapClasses || (code_values && values.size != kContexts))
     throw std::invalid_argument(std::string(who) + ": needs 32 gap tables and, when values are coded, 96 value tables");
@@ -160,7 +181,8 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
       emitted_.push_back(static_cast<uint16_t>(x & 0xFFFF));
       x >>= 16;
     }
-    x = ((x / freq) << kProbBits) + (x % freq) + starts_[static_cast<size_t>(i)];
+    const uint32_t q = quotient(x, freq);
+    x = (q << kProbBits) + (x - q * freq) + starts_[static_cast<size_t>(i)];
   }
   int64_t raw_bits = 0;
   for (uint8_t d : bits_) raw_bits += d;
@@ -175,11 +197,16 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
     *w++ = static_cast<uint8_t>(*it & 0xFF);
     *w++ = static_cast<uint8_t>(*it >> 8);
   }
-  std::fill(out.data + word_bytes, out.data + length, uint8_t{0});  // the padding bits stay 0
-  int64_t j = 0;  // raw bit j is bit j mod 8 of byte length - 1 - j div 8
-  for (size_t i = 0; i < bits_.size(); ++i)
-    for (int bit = 0; bit < bits_[i]; ++bit, ++j)
-      out[length - 1 - (j >> 3)] |= static_cast<uint8_t>(((offsets_[i] >> bit) & 1u) << (j & 7));
+  // raw bit j is bit j mod 8 of byte length - 1 - j div 8: whole bytes leave a 64-bit accumulator
+  // backwards from the end; the last one's padding bits stay 0
+  uint64_t pending = 0;
+  int n_pending = 0;
+  uint8_t* back = out.data + length;
+  for (size_t i = 0; i < bits_.size(); ++i) {
+    pending |= uint64_t{offsets_[i]} << n_pending;
+    for (n_pending += bits_[i]; n_pending >= 8; n_pending -= 8, pending >>= 8) *--back = static_cast<uint8_t>(pending);
+  }
+  if (n_pending > 0) *--back = static_cast<uint8_t>(pending);
   return length;
 }
 
