@@ -25,7 +25,7 @@ from ..model.baseline import quantise_terms
 from ..progress import Progress
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter
-from ..storage.layout import MATRIX_SECTIONS
+from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from ..storage.source import ByteSource
 from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
@@ -134,7 +134,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
             _copy_prefix(matrix.byte_source, stream, body_end)
             writer = ContainerWriter(stream, version=matrix.version, start=body_end)
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
-            new_nnz = sum(row[5] for row in rows)  # chunk index rows: field 5 is the chunk's nonzeros
+            new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
             size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats, new_nnz,
                                                       new.shape[1])])
     finally:
