@@ -9,11 +9,12 @@ import sys
 import pytest
 
 PROBE = r"""
-import re, numpy as np
+import ctypes, re, numpy as np
 from scinrcodec.encoder.memory import release_freed_memory
 rss = lambda: int(re.search(r"VmRSS:\s+(\d+)", open("/proc/self/status").read()).group(1)) // 1024
-np.ones(4 << 20, np.uint8)  # mapped, then freed: glibc raises its mapping threshold above 4 MB
-blocks = [np.ones(4 << 20, np.uint8) for _ in range(50)]  # 200 MB from the heap now
+M_MMAP_THRESHOLD = -3
+ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 32 << 20)  # where glibc's threshold rises to once large blocks are freed
+blocks = [np.ones(4 << 20, np.uint8) for _ in range(50)]  # 200 MB from the heap
 keep = blocks[-1]  # the heap's top stays in use, so only a trim of the middle returns the rest
 del blocks
 before = rss()
