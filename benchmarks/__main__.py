@@ -5,7 +5,8 @@ python -m benchmarks startup FILE.sinr [...] [--samples 11]
 python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
 python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR] [--format-versions 3]
 python -m benchmarks kernel FILE.sinr ... [--repeats 7]
-python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]"""
+python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]
+python -m benchmarks concat [--dataset DIR] [--parts 10] [--part-nnz 6e6] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     remote.add_argument("--repeats", type=int, default=3)
     remote.add_argument("--workdir", type=Path, default=SCALE_DATA / "remote", help="the encoded file (cached)")
     remote.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    concat = commands.add_parser("concat", help="sinr concat of several files against decoding and encoding them")
+    concat.add_argument("--dataset", type=Path, default=SHARED / "pbmc4k_v2_soupx_half")
+    concat.add_argument("--parts", type=int, default=10, help="files to combine")
+    concat.add_argument("--part-nnz", type=_count, default=6_000_000, help="nonzeros of each file")
+    concat.add_argument("--repeats", type=int, default=3)
+    concat.add_argument("--cases", nargs="+", choices=("same genes", "permuted genes"),
+                        default=["same genes", "permuted genes"])
+    concat.add_argument("--workdir", type=Path, default=SCALE_DATA, help="built inputs (cached)")
+    concat.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    if args.command == "concat":
+        from .concat import run_concat
+
+        print(run_concat(args.dataset, args.parts, args.part_nnz, args.repeats, args.workdir, args.out, args.cases,
+                         argv if argv is not None else sys.argv[1:]))
+        return 0
     if args.command == "remote":
         from .remote import run_remote
 

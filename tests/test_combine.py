@@ -69,6 +69,25 @@ def test_concat_aligns_genes_by_id(parts, tmp_path, join):
     assert result["copied_chunks"] == (3 if join == "inner" else 0)  # c: 137 cells, 3 chunks
 
 
+def test_concat_of_a_file_with_its_genes_in_another_order_recodes_it_exactly(parts, tmp_path):
+    """b with its genes permuted and the last three left out: its cells are re-coded in a's gene
+    order (those genes zero in b's cells with join='outer'), a's chunks copied."""
+    folder, m, ids, cells = parts
+    with sinr.open(folder / "a.sinr") as a:
+        names = a.gene_names
+    order = np.random.default_rng(1).permutation(len(ids))[:-3]
+    sinr.encode(sinr.CountMatrix(m[order][:, 200:450], [ids[i] for i in order], [names[i] for i in order],
+                                 cells[200:450]), tmp_path / "b_perm.sinr", chunk_cells=64, **FAST)
+    result = sinr.concat([folder / "a.sinr", tmp_path / "b_perm.sinr"], tmp_path / "out.sinr", join="outer")
+    assert result["copied_chunks"] == 4
+    expected = m[:, :450].tolil()
+    expected[np.setdiff1d(np.arange(len(ids)), order)[:, None], np.arange(200, 450)] = 0
+    with sinr.open(tmp_path / "out.sinr") as back:
+        assert back.gene_ids == ids and back.cell_names == cells[:450]
+        assert (back.to_scipy() != sp.csr_matrix(expected)).nnz == 0
+        back.verify()
+
+
 def test_repeated_cell_names_are_refused_unless_made_unique(parts, tmp_path):
     folder, m, _, cells = parts
     a = folder / "a.sinr"
@@ -128,3 +147,28 @@ def test_cli_concat_and_subset(parts, tmp_path):
                           "named twice")
     assert_one_error_line(sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "x.sinr"), "--cells, --genes")
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("unknown", ["rare", "all"])
+def test_fresh_gene_statistics_equal_pass_1s_for_the_genes_the_file_lacks(parts, tmp_path, unknown):
+    """concat's shortcut past pass 1 gives pass 1's figures for the genes not yet stored: read from
+    the few cells that hold them (rare genes), or block by block where most cells do (all genes)."""
+    from scinrcodec.encoder.combine import Piece, PiecesSource
+    from scinrcodec.encoder.driver import gene_statistics
+    from scinrcodec.encoder.options import EncodeOptions
+    from scinrcodec.progress import Progress
+
+    folder, _, ids, _ = parts
+    with sinr.open(folder / "b.sinr") as b, sinr.open(folder / "c.sinr") as c:
+        c_genes = np.array([c.gene_ids.index(g) if g in c.gene_ids else -1 for g in ids])
+        source = PiecesSource([Piece(b, None, np.arange(len(ids))), Piece(c, None, c_genes)], ids, None, None, None,
+                              description="test")
+        expected_nnz, expected_dev = gene_statistics(source, EncodeOptions(chunk_cells=64), Progress(False, None, "", ""))
+        stored = b.index.genes()[0]
+        rare = stored[np.argsort(expected_nnz[stored], kind="stable")[:3]]
+        known = np.setdiff1d(stored, rare) if unknown == "rare" else np.zeros(0, np.int64)
+        nnz, dev = source.fresh_gene_statistics(known, 64)
+    fresh = np.setdiff1d(np.arange(len(ids)), known)
+    assert (nnz[known] == 0).all() and (dev[known] == 0).all()
+    assert np.array_equal(nnz[fresh], expected_nnz[fresh]) and expected_nnz[rare].sum() > 0
+    np.testing.assert_allclose(dev[fresh], expected_dev[fresh], rtol=1e-9, atol=1e-9)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from ..model.baseline import quantise_terms
 from ..progress import Progress
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter
-from ..storage.layout import MATRIX_SECTIONS
+from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from ..storage.source import ByteSource
 from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
@@ -95,19 +96,24 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
 
 
 def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
-                progress: bool = False) -> dict:
+                progress: bool = False, statistics: Callable | None = None) -> dict:
     """Write to `tmp` the file of `matrix` (a file of one matrix) with the cells of `new` (the same
     genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
     encoded as new chunks with its gene order, gene terms and bands. The chunks are copied through
     the source the matrix was read from, so they come from the file its index describes (a file
-    changed meanwhile raises FileChangedError), whatever kind of source it is. Returns size and shape."""
+    changed meanwhile raises FileChangedError), whatever kind of source it is. Only the genes the
+    file does not store yet need pass 1's figures: statistics(stored genes, cells per block) gives
+    them where `new` knows them without a pass over every cell (concat's pieces); by default pass 1
+    reads every new cell. Returns size and shape."""
     index = matrix.index
     options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress,
                                           format_version=matrix.version[0])
-    bar = Progress(progress, 2 * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
+    passes = 2 if statistics is None else 1
+    bar = Progress(progress, passes * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
     try:
-        gene_nnz, deviation = gene_statistics(new, options, bar)
         order, _, _, terms = index.genes()
+        gene_nnz, deviation = gene_statistics(new, options, bar) if statistics is None else \
+            statistics(order, options.chunk_cells)
         fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
         fresh = fresh[np.argsort(-gene_nnz[fresh], kind="stable")]
         fresh_bands = plan_band_rows(gene_nnz[fresh], index.stages["row-bands"].patch_nnz) if fresh.size else \
@@ -121,18 +127,20 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
         gene_terms = np.concatenate([terms, quantise_terms(deviation[fresh] / np.maximum(gene_nnz[fresh], 1))])
         band_rows = _band_rows(matrix, fresh_bands + order.size)
         context = FileContext(rank, gene_of_row, gene_terms, band_rows, index.stages["row-bands"].tile_nnz, options)
-        bar.set_total(2 * int(gene_nnz.sum()))
+        if statistics is None:
+            bar.set_total(2 * int(gene_nnz.sum()))
         body_end = matrix.body_end
         with open(tmp, "r+b") as stream:
             _copy_prefix(matrix.byte_source, stream, body_end)
             writer = ContainerWriter(stream, version=matrix.version, start=body_end)
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
-            size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats,
-                                                      int(gene_nnz.sum()), new.shape[1])])
+            new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
+            size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats, new_nnz,
+                                                      new.shape[1])])
     finally:
         bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
-            "nnz": index.nnz + int(gene_nnz.sum()), "chunks": index.n_chunks + len(rows)}
+            "nnz": index.nnz + new_nnz, "chunks": index.n_chunks + len(rows)}
 
 
 def _new_cell_names(matrix: MatrixReader, source: MatrixSource) -> None:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from ..io.sources import CellBlock, MatrixSource, check_names
+from ..model.baseline import accumulate_gene_stats
 from ..reader.matrix import MatrixReader
 
 
@@ -56,12 +57,26 @@ class Piece:
         n_out = self.genes.size
         if self.genes.size == m.shape[0] and np.array_equal(self.genes, np.arange(n_out)):
             return x
-        column = np.full(m.shape[0], -1, np.int64)
+        return self.remapped(x)
+
+    def columns(self) -> np.ndarray:
+        """For each of the input's genes, its output gene, or -1 where the output has none."""
+        column = np.full(self.matrix.shape[0], -1, np.int64)
         present = np.flatnonzero(self.genes >= 0)
         column[self.genes[present]] = present
-        x = x.tocoo()
-        keep = column[x.col] >= 0
-        out = sp.csr_matrix((x.data[keep], (x.row[keep], column[x.col[keep]])), shape=(x.shape[0], n_out))
+        return column
+
+    def remapped(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        """x (cells x the input's genes) with its columns moved to the output's genes (those the
+        output lacks dropped), indices sorted: mapped in place and each cell's run sorted."""
+        indices, data, indptr = self.columns()[x.indices], x.data, x.indptr
+        keep = indices >= 0
+        if not keep.all():
+            cell = np.repeat(np.arange(x.shape[0]), np.diff(indptr))
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(cell[keep], minlength=x.shape[0]))])
+            indices, data = indices[keep], data[keep]
+        out = sp.csr_matrix((data, indices, indptr), shape=(x.shape[0], self.genes.size))
+        out.has_sorted_indices = False
         out.sort_indices()
         return out
 
@@ -95,6 +110,39 @@ class PiecesSource(MatrixSource):
                 yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int64),
                                 x.data.astype(np.int64))
             offset += piece.n_cells
+
+    def fresh_gene_statistics(self, known: np.ndarray, cells_per_block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pass 1's figures (driver.gene_statistics: nonzeros and deviation per output gene) of the
+        genes not in `known`, zero for those of `known`, without decoding every cell when few cells
+        hold such genes: only genes an input stores can have a nonzero in it, so those are read
+        first (tile by tile), then the cells that hold them. A piece where more than one cell in
+        eight does is read block by block, as pass 1 reads it. Pieces of whole files (concat)."""
+        n_out = self.shape[0]
+        gene_nnz, deviation = np.zeros(n_out, np.int64), np.zeros(n_out, np.float64)
+        wanted = np.ones(n_out, bool)
+        wanted[known] = False
+        for piece in self.pieces:
+            if piece.cells is not None:
+                raise InvalidInputError("fresh_gene_statistics takes pieces of whole files")
+            column = piece.columns()
+            genes = column[piece.matrix.index.genes()[0]]
+            genes = genes[genes >= 0]
+            genes = np.sort(genes[wanted[genes]])
+            if not genes.size:
+                continue
+            cells = np.unique(sp.csr_matrix(piece.matrix[piece.genes[genes], :]).indices)
+            if cells.size * 8 > piece.n_cells:
+                blocks = (piece.block(a, min(a + cells_per_block, piece.n_cells))
+                          for a in range(0, piece.n_cells, cells_per_block))
+            else:
+                blocks = (piece.remapped(sp.csr_matrix(piece.matrix[:, cells[a:a + cells_per_block]].T))
+                          for a in range(0, cells.size, cells_per_block))
+            nnz, dev = np.zeros(n_out, np.int64), np.zeros(n_out, np.float64)
+            for x in blocks:
+                accumulate_gene_stats(x.indptr, x.indices, x.data, nnz, dev)
+            gene_nnz[genes] += nnz[genes]
+            deviation[genes] += dev[genes]
+        return gene_nnz, deviation
 
 
 # ------------------------------------------------------------------------------------- genes

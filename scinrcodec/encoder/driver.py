@@ -29,6 +29,7 @@ from ..progress import Progress
 from ..storage.container import ContainerWriter, write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from .chunk import FileContext, encode_chunk, write_chunk
+from .memory import release_freed_memory
 from .options import EncodeOptions
 from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
 
@@ -92,6 +93,7 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
         index_rows.append(write_chunk(writer, chunk))
         chunk_stats.append(chunk.stats)
         progress.update(chunk.nnz)
+        release_freed_memory()  # else glibc keeps each chunk's freed temporaries resident (encoder.memory)
 
     first = None
     if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands

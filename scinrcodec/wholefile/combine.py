@@ -119,7 +119,8 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
         rest = PiecesSource(pieces[1:], fields["gene_ids"], fields["gene_names"], fields["feature_types"],
                             names[n_first:] if names is not None else None, description="concat")
         with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
-            result = extend_into(first, rest, tmp, jobs=jobs, progress=progress)
+            result = extend_into(first, rest, tmp, jobs=jobs, progress=progress,
+                                 statistics=rest.fresh_gene_statistics)
         return {**result, "copied_chunks": first.n_chunks}
     source = PiecesSource(pieces, fields["gene_ids"], fields["gene_names"], fields["feature_types"], names,
                           description="concat")
