@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,12 @@ class ByteSource:
     def prefetch(self, ranges) -> None:
         """Hint that these (offset, length) ranges are read next: a remote source fetches them in
         one batch (storage.remote); local sources have no round trips to save."""
+
+    def stream(self, ranges) -> Iterator[int]:
+        """Each (offset, length) range's position in the list once its bytes can be read without
+        waiting: a remote source fetches them all concurrently and hands each over as it arrives
+        (storage.remote); a local source has nothing to wait for."""
+        return iter(range(len(list(ranges))))
 
     def array(self) -> np.ndarray | None:
         """The whole source as a uint8 array when it is in memory (bytes), else None."""
