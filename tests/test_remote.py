@@ -310,6 +310,11 @@ def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
             m.gene(GENE)
             assert m.byte_source.round_trips - opened == 2
             _assert_same(_reads(m), expected)
+            m = sinr.open("s3://atlas/pbmc.sinr", storage_options=s3.options)
+            opened = (m.byte_source.round_trips, m.byte_source.requests)
+            assert np.array_equal(m.to_scipy(layout="csc").toarray(), expected["csc"])
+            assert (m.byte_source.round_trips - opened[0], m.byte_source.requests - opened[1]) == (
+                2, 1 + local.index.n_chunks)  # the gene tables (past this small suffix); every chunk at once
             lazy = sinr.read_lazy("s3://atlas/pbmc.sinr", storage_options=s3.options)
             assert lazy.shape == local.shape[::-1]
         for key, value in (("AWS_ENDPOINT_URL", s3.endpoint), ("AWS_ACCESS_KEY_ID", "testing"),

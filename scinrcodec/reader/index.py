@@ -478,11 +478,15 @@ class MatrixIndex:
         return band_siren
 
     def stream_chunks(self, ids) -> Iterator[Chunk]:
-        """The chunks of `ids`, each as soon as its whole block (header, sections, tiles) can be
-        read: a batched source fetches every block concurrently, boundedly ahead of the caller
-        (ByteSource.stream), so the first chunks decode while the others are on the way; in the
-        order the blocks arrive."""
+        """The chunks of `ids`. A batched (remote) source fetches every chunk's whole block
+        (header, sections, tiles) concurrently, boundedly ahead of the caller (RemoteSource.stream),
+        and each chunk comes as soon as its block arrives, so the first decode while the others are
+        on the way; other sources load them all first, in order (positioned reads of a file object
+        interleaved with the decoders' would defeat its read-ahead)."""
         ids = list(ids)
+        if not self.source.batched:
+            yield from self.load_chunks(ids)
+            return
         rows = self.chunk_index[ids] if ids else np.zeros((0, len(CHUNK_INDEX_FIELDS)), np.int64)
         for k in self.source.stream(list(zip(rows[:, 0].tolist(), rows[:, 3].tolist()))):
             yield self.load_chunks([ids[k]])[0]

@@ -13,7 +13,6 @@ import os
 import stat
 import threading
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ class ByteSource:
 
     size: int
     name: str
-    batched = False  # whether reads gain from announcing their ranges to prefetch first
+    batched = False  # whether reads gain from announcing their ranges first (prefetch; a remote source's stream)
 
     def read(self, offset: int, length: int) -> memoryview:
         """Exactly `length` bytes at `offset`, or an error: every source checks the range first."""
@@ -38,12 +37,6 @@ class ByteSource:
     def prefetch(self, ranges) -> None:
         """Hint that these (offset, length) ranges are read next: a remote source fetches them in
         one batch (storage.remote); local sources have no round trips to save."""
-
-    def stream(self, ranges) -> Iterator[int]:
-        """Each (offset, length) range's position in the list once its bytes can be read without
-        waiting: a remote source fetches them all concurrently and hands each over as it arrives
-        (storage.remote); a local source has nothing to wait for."""
-        return iter(range(len(list(ranges))))
 
     def array(self) -> np.ndarray | None:
         """The whole source as a uint8 array when it is in memory (bytes), else None."""
