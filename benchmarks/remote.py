@@ -1,7 +1,8 @@
 """`python -m benchmarks remote`: real cells read over HTTP with a fixed delay per request: the
 10x HDF5 file through h5py over fsspec, AnnData's .h5ad (h5py over an fsspec file object) and zarr
 store (zarr's FsspecStore), and the .sinr file before (an fsspec HTTP file object: positioned reads
-one after another) and after (the URL: planned ranges fetched in concurrent batches).
+one after another) and after (the URL: planned ranges fetched in concurrent batches, a whole
+matrix streamed).
 
 nginx serves the files; a local proxy (tests/servers.py) sleeps DELAY before forwarding each request,
 as a network's round-trip time would, and counts requests and body bytes. Every query runs on a
@@ -274,7 +275,10 @@ def write(rows: list[dict], out: Path) -> str:
              "format 2, Blosc-LZ4 chunks of 125,000 values) through zarr's `FsspecStore`, read as the h5ad; before: the .sinr file "
              "through an fsspec HTTP file object (`sinr.open(fsspec.open(url).open())`: positioned reads, "
              "fsspec's read-ahead cache); after: the .sinr URL (`sinr.open(url)`: planned ranges, concurrent "
-             "batches). needs: the bytes of the .sinr file the query's reader asks for (after open's).", "",
+             "batches; open asks for the first 16 bytes and the last 2 kB; the whole matrix requests every chunk "
+             "at once and decodes each as it arrives). needs: the bytes of the .sinr file the same reader asks a "
+             "local file for: to open it (preamble, trailer, footer, chunk index), or for the query after "
+             "opening.", "",
              f"| file | delay | query | requests {ways} | MB {ways} | .sinr needs MB | seconds {ways} |",
              "|---|---|---|---|---|---|---|"]
     by_key = {(r["dataset"], r["delay_ms"], r["way"], r["query"]): r for r in rows}

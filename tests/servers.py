@@ -106,23 +106,44 @@ class Nginx:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """A threading HTTP server with nginx's listen backlog (511), not socketserver's 5: a client
+    opening dozens of connections at once would otherwise wait a second for its SYNs to be retried."""
+
+    request_queue_size = 511
+
+
 class DelayProxy:
     """An HTTP/1.1 proxy to `upstream` (host:port) that sleeps `delay` seconds before forwarding
-    each request (a network's round-trip time), counts requests and bytes, and can cut the next
-    `drop` responses off halfway through their body."""
+    each request (a network's round-trip time), counts requests and bytes and the most requests
+    it had in hand at once (most_active), and can cut the next `drop` responses off halfway
+    through their body."""
 
     def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
         self.delay, self.drop, self.requests, self.bytes = delay, 0, 0, 0
+        self.active = self.most_active = 0
         proxy = self
         lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as nginx (tcp_nodelay): a body is not held back 40 ms
+            # waiting for the client's delayed ACK of the headers
 
             def log_message(self, *args) -> None:
                 pass
 
             def _forward(self, method: str) -> None:
+                with lock:
+                    proxy.active += 1
+                    proxy.most_active = max(proxy.most_active, proxy.active)
+                try:
+                    self._relay(method)
+                finally:
+                    with lock:
+                        proxy.active -= 1
+
+            def _relay(self, method: str) -> None:
                 time.sleep(proxy.delay)
                 with lock:
                     proxy.requests += 1
@@ -157,7 +178,7 @@ class DelayProxy:
             def do_HEAD(self) -> None:
                 self._forward("HEAD")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

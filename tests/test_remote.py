@@ -11,11 +11,13 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import scinrcodec as sinr
 from scinrcodec.cli import main as sinr_main
 from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                                RemoteConnectionError, RemoteNotFoundError)
+from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.reader.lazy import MatrixRef
 from servers import NGINX, DelayProxy, MotoS3, Nginx
 
@@ -51,7 +53,7 @@ def nginx(files):
 @pytest.fixture
 def small_reads(monkeypatch):
     """The planner's sizes scaled to a 10 kB file, so that its reads need several ranges."""
-    monkeypatch.setattr(remote, "TAIL_BYTES", 512)
+    monkeypatch.setattr(remote, "SUFFIX_BYTES", 512)
     monkeypatch.setattr(remote, "MERGE_GAP", 0)
     # a chunk's sections (their last byte 674..707 past the header in pbmc.sinr), not its first band's
     # tiles (which end 909..956 past it)
@@ -92,16 +94,16 @@ def test_http_round_trips_are_few_and_counted(nginx, small_reads):
     before = len(nginx.requests())
     m = sinr.open(url)
     sources = [m.byte_source]
-    assert m.byte_source.round_trips == 3  # preamble + tail; the footer (past this small tail); matrix sections
+    assert m.byte_source.round_trips == 3  # preamble + suffix; the footer (past this small suffix); the chunk index
     opened = m.byte_source.round_trips
     m.get(*ENTRY)
-    assert m.byte_source.round_trips - opened == 2  # the chunk (header and sections), the band's tiles
+    assert m.byte_source.round_trips - opened == 2  # the chunk (header and sections) with the gene tables; the band
     for read in (lambda m: m.gene(GENE), lambda m: m.cell(CELL)):
         m = sinr.open(url)
         sources.append(m.byte_source)
         opened = m.byte_source.round_trips
         read(m)
-        assert m.byte_source.round_trips - opened == 2  # every chunk (headers and sections); the tiles
+        assert m.byte_source.round_trips - opened == 2  # every chunk (headers and sections), gene tables; the tiles
         requests = m.byte_source.requests
         read(m)
         assert m.byte_source.requests == requests  # warm: no request
@@ -118,14 +120,103 @@ def test_http_sections_beyond_the_guess(nginx, files, small_reads, monkeypatch):
         assert m.byte_source.round_trips - opened == 3  # headers; their sections; the tiles
 
 
+def _ranges(server: Nginx, since: int) -> list[str]:
+    """The Range headers of the requests nginx logged after the first `since`."""
+    return [line.split('"')[1] for line in server.requests()[since:]]
+
+
+def _layout(path) -> tuple[int, int, int]:
+    """(file size, where the footer starts, where the chunk index starts) of a local .sinr file."""
+    with sinr.open(path) as m:
+        return m.file_size, m.body_end, m.index.sections.table["chunks.index"].offset
+
+
 @needs_nginx
-def test_http_whole_small_file_in_one_round_trip(nginx, files):
-    """With the default tail, a 10 kB file comes whole with the preamble: every read after open is free."""
+def test_http_open_fetches_what_it_needs(nginx, files):
+    """Opening asks for the preamble and a small suffix, together: the trailer, the footer and the
+    chunk index (which writers put just before the footer), nothing more."""
+    size, footer, chunk_index = _layout(files / "pbmc.sinr")
+    assert size - chunk_index < remote.SUFFIX_BYTES < size
+    before = len(nginx.requests())
+    with sinr.open(f"{nginx.url}/pbmc.sinr") as m:
+        assert (m.byte_source.round_trips, m.byte_source.requests) == (1, 2)
+        assert m.byte_source.bytes_fetched == 16 + remote.SUFFIX_BYTES
+    assert sorted(_ranges(nginx, before)) == ["bytes=-2048", "bytes=0-15"]
+
+
+@needs_nginx
+@pytest.mark.parametrize("reach", ["footer", "chunk index"])
+def test_http_open_past_the_suffix(nginx, files, monkeypatch, reach):
+    """A footer longer than the suffix read at open costs exactly one more request, of the bytes
+    missing; so does a chunk index reaching further back; reads after it are exact."""
+    size, footer, chunk_index = _layout(files / "pbmc.sinr")
+    suffix = (size - footer) // 2 if reach == "footer" else (size - chunk_index + size - footer) // 2
+    monkeypatch.setattr(remote, "SUFFIX_BYTES", suffix)
     before = len(nginx.requests())
     with sinr.open(f"{nginx.url}/pbmc.sinr") as m, sinr.open(files / "pbmc.sinr") as local:
+        expected = [f"bytes=-{suffix}", "bytes=0-15"]
+        if reach == "footer":
+            expected += [f"bytes={footer}-{size - suffix - 1}", f"bytes={chunk_index}-{footer - 1}"]
+        else:
+            expected += [f"bytes={chunk_index}-{size - suffix - 1}"]
+        ranges = _ranges(nginx, before)
+        assert sorted(ranges[:2]) + ranges[2:] == expected
+        assert m.byte_source.round_trips == len(expected) - 1
+        assert m.byte_source.bytes_fetched == 16 + size - chunk_index
         _assert_same(_reads(m), _reads(local))
-        assert (m.byte_source.round_trips, m.byte_source.requests) == (1, 2)
-    assert len(nginx.requests()) - before == 2
+
+
+@needs_nginx
+def test_http_file_smaller_than_the_suffix(nginx, files):
+    """A file shorter than the suffix comes whole with the preamble, in one round trip: every read
+    after opening is exact and sends nothing."""
+    x = sp.csr_matrix(np.array([[0, 3, 0, 1], [2, 0, 0, 0], [0, 0, 7, 1]]))
+    sinr.encode(CountMatrix(x, gene_names=["a", "b", "c"]), files / "tiny.sinr", **FAST)
+    size = (files / "tiny.sinr").stat().st_size
+    assert size < remote.SUFFIX_BYTES
+    before = len(nginx.requests())
+    with sinr.open(f"{nginx.url}/tiny.sinr") as m:
+        assert (m.byte_source.round_trips, m.byte_source.requests, m.byte_source.bytes_fetched) == (1, 2, size + 16)
+        assert np.array_equal(m.to_scipy().toarray(), x.toarray())
+        assert np.array_equal(m.to_scipy(layout="csc").toarray(), x.toarray())
+        assert (m.get("c", 2), list(m.gene("a")), list(m.cell(3))) == (7, [0, 3, 0, 1], [1, 0, 1])
+        assert m.byte_source.requests == 2
+    assert sorted(_ranges(nginx, before)) == [f"bytes=-{remote.SUFFIX_BYTES}", "bytes=0-15"]
+
+
+@needs_nginx
+@pytest.mark.parametrize("layout", ["csr", "csc"])
+def test_http_whole_matrix_in_one_concurrent_batch(files, layout):
+    """The whole matrix: every chunk's block requested at once (one request each, all in flight
+    together; the gene tables came with the suffix at open in this small file), decoded as they
+    arrive; exact, and the CSR's second pass over the chunks sends nothing."""
+    with sinr.open(files / "pbmc.sinr") as local:
+        expected = local.to_scipy(layout=layout)
+        n_chunks = local.index.n_chunks
+    with Nginx(files) as server, DelayProxy(server.port, delay=0.1) as proxy:
+        m = sinr.open(f"{proxy.url}/pbmc.sinr")
+        opened, proxy.requests, proxy.most_active = m.byte_source.round_trips, 0, 0
+        assert (m.to_scipy(layout=layout) != expected).nnz == 0
+        assert m.byte_source.round_trips - opened == 1
+        assert proxy.requests == n_chunks and proxy.most_active == n_chunks
+
+
+@needs_nginx
+def test_http_whole_matrix_bounded(files, monkeypatch):
+    """A whole read keeps at most CONCURRENCY requests in flight, and fetches no further than
+    STREAM_AHEAD_BYTES beyond the chunks the decoders have taken: with one byte, one chunk at a time."""
+    with sinr.open(files / "pbmc.sinr") as local:
+        expected = local.to_scipy(layout="csc")
+        n_chunks = local.index.n_chunks
+    with Nginx(files) as server, DelayProxy(server.port, delay=0.05) as proxy:
+        for setting, value, most in (("CONCURRENCY", 2, 2), ("STREAM_AHEAD_BYTES", 1, 1)):
+            with monkeypatch.context() as patch:
+                patch.setattr(remote, setting, value)
+                m = sinr.open(f"{proxy.url}/pbmc.sinr")
+                m.index.genes()
+                proxy.requests, proxy.most_active = 0, 0
+                assert (m.to_scipy(layout="csc") != expected).nnz == 0
+                assert (proxy.requests, proxy.most_active) == (n_chunks, most)
 
 
 @needs_nginx
@@ -219,6 +310,11 @@ def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):
             m.gene(GENE)
             assert m.byte_source.round_trips - opened == 2
             _assert_same(_reads(m), expected)
+            m = sinr.open("s3://atlas/pbmc.sinr", storage_options=s3.options)
+            opened = (m.byte_source.round_trips, m.byte_source.requests)
+            assert np.array_equal(m.to_scipy(layout="csc").toarray(), expected["csc"])
+            assert (m.byte_source.round_trips - opened[0], m.byte_source.requests - opened[1]) == (
+                2, 1 + local.index.n_chunks)  # the gene tables (past this small suffix); every chunk at once
             lazy = sinr.read_lazy("s3://atlas/pbmc.sinr", storage_options=s3.options)
             assert lazy.shape == local.shape[::-1]
         for key, value in (("AWS_ENDPOINT_URL", s3.endpoint), ("AWS_ACCESS_KEY_ID", "testing"),
@@ -314,7 +410,7 @@ def test_any_fsspec_url(files, small_reads):
     fs.pipe_file("/sinr-test/pbmc.sinr", (files / "pbmc.sinr").read_bytes())
     try:
         with sinr.open(files / "pbmc.sinr") as local, sinr.open("memory://sinr-test/pbmc.sinr") as m:
-            assert m.byte_source.round_trips == 3  # as over HTTP: size, preamble and tail at once; footer; sections
+            assert m.byte_source.round_trips == 3  # as over HTTP: size, preamble and suffix at once; footer; chunk index
             m.gene(GENE)
             assert m.byte_source.round_trips == 5
             _assert_same(_reads(m), _reads(local))

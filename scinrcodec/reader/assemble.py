@@ -38,17 +38,20 @@ def _placed(index: MatrixIndex, chunk: Chunk, result: tuple[int, int]) -> None:
 
 
 def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None) -> None:
-    """Run work(chunk) for every chunk (or those of `ids`) on `jobs` threads (chunks load in the
-    calling thread)."""
-    chunks = index.load_chunks(range(index.n_chunks) if ids is None else ids)
-    if index.source.batched:  # every chunk's tiles in one batch of ranges
-        index.source.prefetch([(chunk.data_ref.offset, chunk.data_ref.length) for chunk in chunks])
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(chunks)))
-    if workers == 1:
-        for chunk in chunks:
-            work(chunk)
-        return
-    run_all(work, [(chunk,) for chunk in chunks])
+    """Run work(chunk) for every chunk (or those of `ids`) on `jobs` threads. Chunks load in the
+    calling thread as their blocks can be read (a remote file's arrive concurrently, the first
+    decoding while the others are on the way), at most one per thread ahead of the decoders."""
+    ids = list(range(index.n_chunks) if ids is None else ids)
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(ids)))
+    chunks = index.stream_chunks(ids)
+    try:
+        if workers == 1:
+            for chunk in chunks:
+                work(chunk)
+        else:
+            run_all(work, ((chunk,) for chunk in chunks), window=2 * workers)
+    finally:
+        chunks.close()  # a failed read stops the fetches still under way
 
 
 def decode_chunk(index: MatrixIndex, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,9 +71,9 @@ def _check(index: MatrixIndex, chunk: Chunk, checksum) -> None:
 
 
 def _gene_order_arrays(index: MatrixIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Original gene of each row up to the deepest chunk's rows, and each such row's rank by gene."""
-    deepest = index.deepest_chunk()
-    n_rows = deepest.n_rows if deepest is not None else 0
+    """Original gene of each stored row (no chunk has more rows), and each such row's rank by gene:
+    known before any chunk is loaded, so chunks decode as they arrive."""
+    n_rows = index.n_stored
     genes = index.row_genes(np.arange(n_rows, dtype=np.int64))
     rank = np.empty(n_rows, dtype=np.int64)
     rank[np.argsort(genes, kind="stable")] = np.arange(n_rows)

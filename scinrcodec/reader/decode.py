@@ -33,12 +33,23 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def run_all(function: Callable, calls: Iterable[tuple]) -> None:
-    """function(*args) for each args of `calls` on the shared pool, waiting for all. On any
-    exception (Ctrl-C, a corrupt chunk) the calls not yet started are cancelled: an interrupted
-    decode ends after the calls already running, not after the whole queue."""
-    futures = [_pool().submit(function, *args) for args in calls]
+def run_all(function: Callable, calls: Iterable[tuple], window: int | None = None) -> None:
+    """function(*args) for each args of `calls` on the shared pool, waiting for all; with a
+    window, `calls` is taken only while fewer than `window` calls are pending (so a stream of
+    chunks still arriving is not drained ahead of the decoders). On any exception (Ctrl-C, a
+    corrupt chunk) the calls not yet started are cancelled: an interrupted decode ends after the
+    calls already running, not after the whole queue."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    futures, pending = [], set()  # every call in order; those not finished when last looked at
     try:
+        for args in calls:
+            if window is not None and len(pending) >= window:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()
+            futures.append(_pool().submit(function, *args))
+            pending.add(futures[-1])
         for future in futures:
             future.result()
     except BaseException:

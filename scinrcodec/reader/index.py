@@ -1,6 +1,6 @@
 """The reader's view of a matrix: its footer header, checked, and its chunks, loaded on demand.
 
-Opening reads the footer only. A chunk's header and sections are read and checked (CRC, sizes,
+Opening reads the footer and the chunk index only. A chunk's header and sections are read and checked (CRC, sizes,
 cross-field rules) the first time a read touches the chunk; a band's tile bytes are checked the
 first time a read decodes one of its tiles. What is loaded is kept, so warm reads do no I/O.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -177,8 +178,6 @@ class MatrixIndex:
         sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
         self.newer_minor = newer_minor
         self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what, newer_minor=newer_minor)
-        source.prefetch([(ref.offset, ref.length) for name, ref in self.sections.table.items()  # one batch;
-                         if not name.startswith("names.")])  # names wait for a lookup by name
         if names_are_ids and (self.sections.has("names.gene_names") or not self.sections.has("names.gene_ids")):
             raise CorruptFileError(f"{what}: 'gene_names_are_ids' contradicts the name sections")
         index = self.sections.get("chunks.index").reshape(self.n_chunks, len(CHUNK_INDEX_FIELDS)).astype(np.int64)
@@ -206,10 +205,24 @@ class MatrixIndex:
 
     # ------------------------------------------------------------------------------- genes
 
+    def _gene_table_ranges(self) -> list[tuple[int, int]]:
+        """The gene order's and gene terms' byte ranges while they are not loaded: every read that
+        decodes needs them, so a batched source fetches them with the first chunks a read loads
+        rather than in a round trip of their own (and opening, which needs neither, skips them)."""
+        with self._lock:
+            if self._genes is not None:
+                return []
+        return [(ref.offset, ref.length) for name, ref in self.sections.table.items()
+                if name in ("genes.order", "genes.baseline")]
+
     def genes(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
         """(stored gene order, the stored genes sorted, the row of each of those, gene terms), loaded
         and checked once. Files of up to ROW_TABLE_LIMIT genes get the row and gene tables instead of
         the sorted arrays (None): one scatter builds them and finds a repeated gene on the way."""
+        loaded = self._genes
+        if loaded is not None:
+            return loaded
+        self.source.prefetch(self._gene_table_ranges())  # both in one round trip
         with self._lock:
             if self._genes is None:
                 order = self.sections.get("genes.order").astype(np.int64)
@@ -297,7 +310,7 @@ class MatrixIndex:
         if missing:
             rows = self.chunk_index[missing]
             guess = np.minimum(rows[:, 1] + SECTIONS_GUESS_BASE + SECTIONS_GUESS_PER_CELL * rows[:, 4], rows[:, 3])
-            self.source.prefetch(zip(rows[:, 0].tolist(), guess.tolist()))
+            self.source.prefetch(list(zip(rows[:, 0].tolist(), guess.tolist())) + self._gene_table_ranges())
             readers = {i: self._chunk_sections(i) for i in missing}
             self.source.prefetch([(ref.offset, ref.length) for reader, _ in readers.values()
                                   for name, ref in reader.table.items() if name != "tiles.data"])
@@ -463,6 +476,20 @@ class MatrixIndex:
             if np.any((band_nnz > 0) & (band_siren < 0)):
                 raise CorruptFileError(f"{what}: an --inr-only band with nonzeros has no SIREN")
         return band_siren
+
+    def stream_chunks(self, ids) -> Iterator[Chunk]:
+        """The chunks of `ids`. A batched (remote) source fetches every chunk's whole block
+        (header, sections, tiles) concurrently, boundedly ahead of the caller (RemoteSource.stream),
+        and each chunk comes as soon as its block arrives, so the first decode while the others are
+        on the way; other sources load them all first, in order (positioned reads of a file object
+        interleaved with the decoders' would defeat its read-ahead)."""
+        ids = list(ids)
+        if not self.source.batched:
+            yield from self.load_chunks(ids)
+            return
+        rows = self.chunk_index[ids] if ids else np.zeros((0, len(CHUNK_INDEX_FIELDS)), np.int64)
+        for k in self.source.stream(list(zip(rows[:, 0].tolist(), rows[:, 3].tolist()))):
+            yield self.load_chunks([ids[k]])[0]
 
     def tile_table(self) -> TileTable:
         """All tiles in flat arrays (loads every chunk the first time)."""

@@ -242,8 +242,8 @@ class MatrixReader:
     def get(self, gene, cell) -> int:
         """One entry by index or name: one tile, decoded only as far as the entry."""
         i, j = self._lookup("gene", gene), self._lookup("cell", cell)
+        chunk, column = self._cell_column(j)  # first: a remote file fetches the gene tables with the chunk
         row = self._row(i)
-        chunk, column = self._cell_column(j)
         if row >= chunk.n_rows:
             return 0
         row_starts, widths, tile_starts = chunk.lists
@@ -272,12 +272,12 @@ class MatrixReader:
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
         i = self._lookup("gene", key)
-        row = self._row(i)
         index = self._index
         out = np.zeros(self.shape[1], dtype=np.int64)
         if index.n_chunks == 0:
             return out
-        table = index.tile_table()
+        table = index.tile_table()  # first: a remote file fetches the gene tables with the chunks
+        row = self._row(i)
         chunks, bands, tiles, pair = band_tile_ranges(table.band_rows, table.band_tiles, table.chunk_base, table.n_rows,
                                                       row)
         if tiles.size:
@@ -335,10 +335,11 @@ class MatrixReader:
         out_shape = (genes.size, cells.size)
         if genes.size == 0 or cells.size == 0 or index.nnz == 0:
             return sp.csr_matrix(out_shape, dtype=np.int64)
-        rows_wanted = np.unique(index.gene_rows(genes))
         chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
+        chunks = index.load_chunks(chunk_ids.tolist())  # first: a remote file fetches the gene tables with them
+        rows_wanted = np.unique(index.gene_rows(genes))
         parts = []
-        for chunk in index.load_chunks(chunk_ids.tolist()):
+        for chunk in chunks:
             geometry = chunk.geometry
             local = np.unique(index.cell_position[cells[(cells >= chunk.first_cell)
                                                        & (cells < chunk.first_cell + chunk.n_cells)]]) - chunk.first_cell

@@ -3,9 +3,13 @@
 Over a network a read costs round trips, not bytes. So the reader plans the byte ranges a read
 needs and hands them to `prefetch`, which merges ranges separated by small gaps and fetches them
 all at once, concurrently, on fsspec's event loop; the reads that follow are served from the
-fetched blocks (kept up to CACHE_BYTES, least recently used first out). Opening fetches the
-first bytes and the last TAIL_BYTES in one concurrent batch: the preamble, the trailer, the
-footer and, as writers put them just before the footer, usually the matrix's own sections.
+fetched blocks (kept up to CACHE_BYTES, least recently used first out). Only bytes not cached yet
+are requested: a range a cached block already begins or ends is fetched without them. Opening
+fetches the first 16 bytes and the last SUFFIX_BYTES in one concurrent batch: the preamble, the
+trailer, and usually the footer and, written just before it, the chunk index; a footer or chunk
+index reaching further back costs one more request of exactly the bytes missing. A whole-matrix
+read `stream`s its chunks' blocks: all requested at once (CONCURRENCY in flight), at most
+STREAM_AHEAD_BYTES ahead of the decoder, each handed over as soon as it arrives.
 
 Every ranged response is checked: a server that ignores Range (HTTP 200), a body of the wrong
 length, or an object whose size or ETag differ from what opening saw each raise a RemoteError
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -27,11 +33,12 @@ from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, Re
                       RemoteConnectionError, RemoteError, RemoteNotFoundError)
 from .source import ByteSource
 
-TAIL_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and usually the matrix sections
+SUFFIX_BYTES = 2 << 10  # read with the preamble at open: the trailer, and usually the footer and chunk index
 MERGE_GAP = 16 << 10  # ranges closer than this are fetched as one ...
 MAX_MERGED_BYTES = 8 << 20  # ... unless that makes a request larger than this (large ones go in parallel)
 CACHE_BYTES = 256 << 20
 CONCURRENCY = 64  # requests in flight at once
+STREAM_AHEAD_BYTES = 64 << 20  # a stream fetches at most this much beyond what its consumer has taken
 RETRIES = 3
 BACKOFF_SECONDS = (0.05, 0.2, 0.5)
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -103,23 +110,106 @@ class RemoteSource(ByteSource):
             return memoryview(b"")
         with self._lock:
             hit = self._lookup(offset, length)
+            holes = [] if hit is not None else self._holes(offset, offset + length)
         if hit is not None:
             return hit
-        data = self._fetch([(offset, offset + length)])[0]
+        if holes:
+            self._store(list(zip((a for a, _ in holes), self._fetch(holes))))
+        with self._lock:
+            joined = self._joined(offset, offset + length)
+        if joined is not None:
+            return joined
+        data = self._fetch([(offset, offset + length)])[0]  # evicted meanwhile by another thread's reads
         self._store([(offset, data)])
         return memoryview(data)
 
     def prefetch(self, ranges) -> None:
-        """Fetch the (offset, length) ranges not cached yet in one concurrent batch, gaps up to
-        MERGE_GAP merged, so that the reads of them that follow cost no round trip."""
+        """Fetch the bytes of the (offset, length) ranges not cached yet in one concurrent batch,
+        gaps up to MERGE_GAP merged, so that the reads of them that follow cost no round trip."""
+        ranges = [(o, n) for o, n in ranges if n > 0]
+        for o, n in ranges:
+            self._check(o, n)
         with self._lock:
-            wanted = [(o, o + n) for o, n in ranges if n > 0 and self._lookup(o, n) is None]
-        if not wanted:
+            holes = [hole for o, n in ranges if self._lookup(o, n) is None for hole in self._holes(o, o + n)]
+        if not holes:
             return
-        for o, e in wanted:
-            self._check(o, e - o)
-        merged = merge_ranges(wanted, MERGE_GAP, MAX_MERGED_BYTES)
+        merged = merge_ranges(holes, MERGE_GAP, MAX_MERGED_BYTES)
         self._store(list(zip((a for a, _ in merged), self._fetch(merged))))
+
+    def stream(self, ranges) -> Iterator[int]:
+        """Fetch the (offset, length) ranges concurrently and yield each one's position in the list
+        once its bytes are cached, in the order they arrive (cached ones first): one round trip
+        however many, so a whole-matrix read decodes the first chunks while the others are still
+        on the way. Memory stays bounded: a range is requested only while the bytes fetched and not
+        yet taken (a range counts as taken when the caller asks for the next one) stay within
+        STREAM_AHEAD_BYTES, and at most CONCURRENCY requests are in flight."""
+        ranges = [(int(o), int(n)) for o, n in ranges]
+        for o, n in ranges:
+            self._check(o, n)
+        with self._lock:
+            plans = [[] if n == 0 or self._lookup(o, n) is not None else self._holes(o, o + n) for o, n in ranges]
+        pending = [k for k, holes in enumerate(plans) if holes]
+        if not pending:
+            yield from range(len(ranges))
+            return
+        arrived: queue.Queue = queue.Queue()
+        ahead, wake = [0], asyncio.Event()
+
+        def taken(size: int) -> None:  # on the loop: the caller took a range
+            ahead[0] -= size
+            wake.set()
+
+        async def fetch(k: int, gate: asyncio.Semaphore) -> None:
+            async def part(start: int, end: int):
+                async with gate:
+                    return await self._retrying(lambda: self._get(start, end))
+            parts = [(a, min(a + MAX_MERGED_BYTES, b)) for start, b in plans[k]
+                     for a in range(start, b, MAX_MERGED_BYTES)]
+            try:
+                results = await asyncio.gather(*(part(a, b) for a, b in parts))
+            except _Failure as failure:
+                arrived.put((k, failure.error))
+            except Exception as exc:  # handed to the caller's thread, raised there
+                arrived.put((k, exc))
+            else:
+                self._store([(a, data) for (a, _), (data, _, _) in zip(parts, results)])
+                arrived.put((k, None))
+
+        async def run() -> None:
+            gate = asyncio.Semaphore(CONCURRENCY)
+            tasks = []
+            for k in pending:
+                size = sum(b - a for a, b in plans[k])
+                while ahead[0] and ahead[0] + size > STREAM_AHEAD_BYTES:
+                    wake.clear()
+                    await wake.wait()
+                ahead[0] += size
+                tasks.append(asyncio.ensure_future(fetch(k, gate)))
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+        with self._lock:
+            self.round_trips += 1
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            yield from (k for k, holes in enumerate(plans) if not holes)
+            for _ in pending:
+                while True:
+                    try:
+                        k, error = arrived.get(timeout=1.0)
+                        break
+                    except queue.Empty:
+                        if future.done() and future.exception() is not None:
+                            raise future.exception()
+                if error is not None:
+                    raise error
+                yield k
+                self._loop.call_soon_threadsafe(taken, sum(b - a for a, b in plans[k]))
+        finally:
+            future.cancel()
 
     def gather(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cached blocks holding the ranges, joined into one buffer (a range not cached is
@@ -166,19 +256,64 @@ class RemoteSource(ByteSource):
                 return memoryview(data)[offset - start: offset - start + length]
         return None
 
+    def _covering(self, offset: int) -> tuple[int, bytes] | None:
+        """The cached block holding byte `offset` that reaches furthest, among the nearest (lock held)."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        best = None
+        for start in self._starts[max(i - 7, 0): i + 1]:
+            data = self._blocks[start]
+            if start + len(data) > offset and (best is None or start + len(data) > best[0] + len(best[1])):
+                best = (start, data)
+        return best
+
+    def _holes(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) no cached block holds (lock held)."""
+        holes, at = [], start
+        while at < end:
+            block = self._covering(at)
+            if block is not None:
+                at = min(end, block[0] + len(block[1]))
+                continue
+            j = bisect.bisect_right(self._starts, at)
+            stop = min(end, self._starts[j]) if j < len(self._starts) else end
+            holes.append((at, stop))
+            at = stop
+        return holes
+
+    def _joined(self, start: int, end: int) -> memoryview | None:
+        """The bytes of [start, end) from the cached blocks that hold it, joined (and kept as one
+        block) when it spans several; None when a part is not cached (lock held)."""
+        parts, at = [], start
+        while at < end:
+            block = self._covering(at)
+            if block is None:
+                return None
+            block_start, data = block
+            parts.append(memoryview(data)[at - block_start: min(end, block_start + len(data)) - block_start])
+            at = block_start + len(data)
+        if len(parts) == 1:
+            return parts[0]
+        data = b"".join(parts)
+        self._blocks_put(start, data)
+        return memoryview(data)
+
+    def _blocks_put(self, start: int, data: bytes) -> None:
+        """Keep one block, unless a longer one starts at the same offset (lock held)."""
+        old = self._blocks.get(start)
+        if old is not None and len(old) >= len(data):
+            return
+        if old is None:
+            bisect.insort(self._starts, start)
+        self._cached += len(data) - (len(old) if old is not None else 0)
+        self._blocks[start] = data
+        self._recent[start] = None
+        self._recent.move_to_end(start)
+
     def _store(self, blocks: list[tuple[int, bytes]]) -> None:
         """Keep fetched blocks; drop the least recently used others beyond CACHE_BYTES."""
         with self._lock:
             for start, data in blocks:
-                old = self._blocks.get(start)
-                if old is not None and len(old) >= len(data):
-                    continue
-                if old is None:
-                    bisect.insort(self._starts, start)
-                self._cached += len(data) - (len(old) if old is not None else 0)
-                self._blocks[start] = data
-                self._recent[start] = None
-                self._recent.move_to_end(start)
+                self._blocks_put(start, data)
             keep = {start for start, _ in blocks}
             for start in list(self._recent):
                 if self._cached <= CACHE_BYTES:
@@ -191,23 +326,24 @@ class RemoteSource(ByteSource):
     # ------------------------------------------------------------------------------ fetching
 
     def _open(self) -> None:
-        """Size, ETag, the first 16 bytes and the last TAIL_BYTES, in one concurrent batch."""
+        """Size, ETag, the first 16 bytes and the last SUFFIX_BYTES (a suffix range, `bytes=-N`:
+        the object's size is not known yet), in one concurrent batch."""
         if self._kind in ("http", "s3"):
             try:
                 (head, head_size, head_etag), (tail, size, etag) = self._batch(
-                    [lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
+                    [lambda: self._get(0, 16, check=False), lambda: self._get(-SUFFIX_BYTES, None, check=False)])
             except RemoteChangedError:  # no byte range of an empty object can be satisfied
                 raise FormatError(f"{self.name}: not a .sinr file (the object is empty)") from None
             if head_size != size or (etag and head_etag and etag != head_etag):
                 raise RemoteChangedError(f"{self.name}: the object changed while it was being opened")
         else:
             info, (head, _, _), (tail, _, _) = self._batch(
-                [self._info, lambda: self._get(0, 16, check=False), lambda: self._get(-TAIL_BYTES, None, check=False)])
+                [self._info, lambda: self._get(0, 16, check=False), lambda: self._get(-SUFFIX_BYTES, None, check=False)])
             size, etag = info.get("size"), info.get("ETag") or info.get("etag") or None
         if not isinstance(size, int):
             raise RemoteError(f"{self.name}: the server does not say how large the object is")
         self.size, self.etag = size, etag
-        if len(tail) > min(size, TAIL_BYTES) or len(head) != min(size, 16):
+        if len(tail) != min(size, SUFFIX_BYTES) or len(head) != min(size, 16):
             raise RangeNotSupportedError(f"{self.name}: the server ignored a byte-range request")
         self._store([(0, head), (size - len(tail), tail)])
 

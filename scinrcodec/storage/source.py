@@ -28,7 +28,7 @@ class ByteSource:
 
     size: int
     name: str
-    batched = False  # whether reads gain from announcing their ranges to prefetch first
+    batched = False  # whether reads gain from announcing their ranges first (prefetch; a remote source's stream)
 
     def read(self, offset: int, length: int) -> memoryview:
         """Exactly `length` bytes at `offset`, or an error: every source checks the range first."""

@@ -40,6 +40,7 @@ class SinrMatrix(MatrixReader):
 def open(source, *, matrix: str | None = None, jobs: int | None = None,  # noqa: A001
          storage_options: dict | None = None) -> SinrMatrix:
     """Open a .sinr file: a path, a URL (s3://, gs://, http(s)://, any fsspec URL, with fsspec's
-    storage_options), bytes, or a seekable binary file object. Only the footer is read (from a URL:
-    one round trip of concurrent requests); everything else is read and checked when first needed."""
+    storage_options), bytes, or a seekable binary file object. Only the footer and the chunk index
+    are read (from a URL: usually one round trip of two requests); everything else is read and
+    checked when first needed."""
     return SinrMatrix(source, matrix=matrix, jobs=jobs, storage_options=storage_options)
