@@ -152,10 +152,10 @@ def test_place_by_cell_dense_cells_and_many_rows(n_rows, n_cells, density):
     assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
 
 
-def test_place_by_cell_reuses_its_scratch_and_takes_any_column_map():
+def test_placing_takes_any_column_map_and_reuses_its_scratch():
     """One PlaceScratch carried across chunks of other sizes and shapes (as a read's thread does)
-    gives what a fresh call gives; so do chunks whose columns are not a permutation of their cells
-    or lie outside the chunk's window (the general path)."""
+    gives what a fresh call gives; chunks whose columns are not a permutation of their cells or lie
+    outside the chunk's window (place_by_cell's general path) are placed by cell and by row as any other."""
     scratch = _native.PlaceScratch()
     for seed, shape in enumerate([dict(n_cells=97), dict(n_cells=300, density=0.4), dict(n_cells=5),
                                   dict(n_rows=70_000, n_cells=40, density=0.003), dict(n_cells=150)]):
@@ -176,6 +176,11 @@ def test_place_by_cell_reuses_its_scratch_and_takes_any_column_map():
             assert status == 0 and checksum == _checksum(ch)
             assert np.array_equal(indptr[1:], ref_indptr)
             assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+        cursor, limit, size = _by_row_layout(ch)  # and by row, from the same chunks
+        ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+        indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        assert _place_by_row(ch, cursor.copy(), limit, indices, data) == (0, _checksum(ch))
+        assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
 
 
 def test_placing_keeps_repeated_coordinates_in_input_order():
