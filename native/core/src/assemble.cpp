@@ -1,9 +1,11 @@
 // Whole-matrix placing kernels: a chunk's nonzeros put in their final order and written out while
 // the content checksum is computed.
 //
-// Cell-major: the nonzeros are counted per cell, then scattered to their cell's range of a scratch
-// buffer (one pass over the decoded triples, which also computes the checksum); each cell's range,
-// small enough for the L1 cache, is then sorted by gene rank and written to the output in order.
+// Cell-major: the nonzeros are counted per cell (per column, whose cell is fixed, when the chunk's
+// columns are a permutation of its cells, as in every valid file), then scattered to their cell's
+// range of a scratch buffer that a thread keeps from chunk to chunk (PlaceScratch); each cell's
+// range, small enough for the L1 cache, is then put in gene-rank order and written to the output in
+// order, with the checksum of its nonzeros.
 // Row-major: the decoder emits a chunk band after band, and a band's rows are a range of rows of
 // its own, so each band's nonzeros (a cache-sized segment) are sorted by (row, cell) and each row's
 // run is written at its cursor. Were the bands not in order, one sort of the whole chunk by
@@ -168,10 +170,11 @@ class BitmapOrder {
   // Whether m items with keys below `keys` are worth ordering so rather than sorting.
   static bool worth(int64_t keys, int64_t m) { return keys <= kBitmapKeys && m > kInsertionSort && m * 64 >= keys; }
 
-  // Calls emit(key, value) for items[0..m) in ascending key order (keys below `keys`, at most the
-  // constructor's); false, emitting nothing, if a key repeats.
+  // The most keys order() takes.
   int64_t keys() const { return static_cast<int64_t>(values_.size()); }
 
+  // Calls emit(key, value) for items[0..m) in ascending key order (keys below `keys`, at most the
+  // constructor's); false, emitting nothing, if a key repeats.
   template <typename T, typename Emit>
   bool order(const typename T::Item* items, int64_t m, int64_t keys, Emit&& emit) {
     bool repeated = false;
