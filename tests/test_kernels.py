@@ -152,6 +152,37 @@ def test_place_by_cell_dense_cells_and_many_rows(n_rows, n_cells, density):
     assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
 
 
+def test_placing_takes_any_column_map_and_reuses_its_scratch():
+    """One PlaceScratch carried across chunks of other sizes and shapes (as a read's thread does)
+    gives what a fresh call gives; chunks whose columns are not a permutation of their cells or lie
+    outside the chunk's window (place_by_cell's general path) are placed by cell and by row as any other."""
+    scratch = _native.PlaceScratch()
+    for seed, shape in enumerate([dict(n_cells=97), dict(n_cells=300, density=0.4), dict(n_cells=5),
+                                  dict(n_rows=70_000, n_cells=40, density=0.003), dict(n_cells=150)]):
+        ch = _chunk(20 + seed, **shape)
+        if seed == 2:  # two columns of one cell: not a permutation
+            ch["cell_original"][ch["first_cell"] + 1] = ch["cell_original"][ch["first_cell"]]
+        if seed == 4:  # a column before the window holding one of the chunk's cells
+            outside = ch["first_cell"] - 1
+            ch["cell_original"][outside] = ch["first_cell"] + 3
+            ch["cols"][ch["cols"] == np.flatnonzero(ch["cell_original"] == ch["first_cell"] + 2)[0]] = outside
+        size = ch["values"].size + 9
+        ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, 4, size, np.int64)
+        for keep in (scratch, None):
+            indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int64), np.zeros(size)
+            status, checksum = _native.place_by_cell(ch["rows"], ch["cols"], ch["values"], ch["cell_original"],
+                                                     ch["first_cell"], ch["n_cells"], ch["rank"], ch["genes_of_row"],
+                                                     4, indptr, indices, data, keep)
+            assert status == 0 and checksum == _checksum(ch)
+            assert np.array_equal(indptr[1:], ref_indptr)
+            assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+        cursor, limit, size = _by_row_layout(ch)  # and by row, from the same chunks
+        ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+        indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        assert _place_by_row(ch, cursor.copy(), limit, indices, data) == (0, _checksum(ch))
+        assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
 def test_placing_keeps_repeated_coordinates_in_input_order():
     """A (row, column) decoded twice cannot come from a valid file; it is placed stably all the same."""
     ch = _chunk(10, density=0.6)
@@ -258,8 +289,8 @@ def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, 
     path, _ = small_file
     decode_chunk = assemble.decode_chunk
 
-    def lying(index, chunk):
-        rows, cols, values = decode_chunk(index, chunk)
+    def lying(index, chunk, buffers=None):
+        rows, cols, values = decode_chunk(index, chunk, buffers)
         rows = rows.copy()
         rows[rows.size // 2] = 10**6  # beyond every array
         return rows, cols, values

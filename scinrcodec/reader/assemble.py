@@ -10,6 +10,7 @@ decoding positions only. Every chunk's content checksum is verified on the way.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ import scipy.sparse as sp
 from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
-from .decode import tile_bytes, decode_batch, gather, run_all
+from .decode import Buffers, tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
 
 
@@ -54,11 +55,20 @@ def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[in
         chunks.close()  # a failed read stops the fetches still under way
 
 
-def decode_chunk(index: MatrixIndex, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class _Workspace(threading.local):
+    """What each thread of one whole-matrix read reuses from chunk to chunk (freed with the read)."""
+
+    def __init__(self) -> None:
+        self.buffers = Buffers()
+        self.scratch = _native.PlaceScratch()
+
+
+def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A whole chunk's (rows, columns, values), its nonzero count checked: what every whole-matrix
-    assembly places."""
+    assembly places (views of `buffers` when given)."""
     batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
-    rows, cols, values = decode_batch(index, batch, jobs=1, value_dtype=np.int32)
+    rows, cols, values = decode_batch(index, batch, jobs=1, value_dtype=np.int32, buffers=buffers)
     if values.size != chunk.nnz:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
     return rows, cols, values
@@ -99,12 +109,14 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
     genes_of_row, rank = _gene_order_arrays(index)
 
+    workspace = _Workspace()
+
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
-        rows, cols, values = decode_chunk(index, chunk)
+        rows, cols, values = decode_chunk(index, chunk, workspace.buffers)
         _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
-                                                    indptr[row_starts[i]:], indices, data))
+                                                    indptr[row_starts[i]:], indices, data, workspace.scratch))
 
     _for_each_chunk(index, jobs, work, chunks)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(int(row_starts[-1]), n_genes))
@@ -140,8 +152,10 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     data = np.empty(index.nnz, dtype=dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = np.empty(index.nnz, dtype=_index_dtype(n_cells))
 
+    workspace = _Workspace()
+
     def work(chunk: Chunk) -> None:
-        rows, cols, values = decode_chunk(index, chunk)
+        rows, cols, values = decode_chunk(index, chunk, workspace.buffers)
         cursor = cursors[chunk.index]
         limit = cursor + counts[chunk.index, :n_rows]  # the chunk's share of each row ends here
         _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,

@@ -58,6 +58,22 @@ def run_all(function: Callable, calls: Iterable[tuple], window: int | None = Non
         raise
 
 
+class Buffers:
+    """Arrays of decoded triples that one thread reuses from one chunk to the next: a whole-matrix
+    read then pays their first touch (12 bytes a nonzero) once, not per chunk."""
+
+    def __init__(self) -> None:
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def take(self, size: int, value_dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Uninitialised rows, columns and values of `size` items, grown only when too small."""
+        arrays = self._arrays
+        if arrays is None or arrays[0].size < size or arrays[2].dtype != np.dtype(value_dtype):
+            arrays = self._arrays = None  # the old ones go before the new ones are touched
+            arrays = self._arrays = (np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size, value_dtype))
+        return arrays[0][:size], arrays[1][:size], arrays[2][:size]
+
+
 class TileBatch(NamedTuple):
     """Flat per-tile arrays of the tiles of one read."""
 
@@ -150,10 +166,10 @@ def tile_bytes(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.nda
 
 
 def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,
-                 col_mask: np.ndarray | None = None, jobs: int | None = None, value_dtype=np.int64
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 col_mask: np.ndarray | None = None, jobs: int | None = None, value_dtype=np.int64,
+                 buffers: Buffers | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, reordered column, value) of the kept nonzeros of a batch, tile after tile (values fit
-    int32: every value is below 2**31)."""
+    int32: every value is below 2**31); with `buffers`, views of them (valid until their next use)."""
     if batch.size == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, value_dtype)
     buffer, offsets = tile_bytes(index, batch)
@@ -167,7 +183,10 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
         capacity = np.minimum(capacity, batch.h * (wanted[batch.col + batch.w] - wanted[batch.col]))
     out_start = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
     total = int(capacity.sum())
-    rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, value_dtype)
+    if buffers is not None:
+        rows, cols, values = buffers.take(total, value_dtype)
+    else:
+        rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, value_dtype)
     counts = np.zeros(batch.size, np.int64)
     status = np.zeros(batch.size, np.int64)
     gene_terms = index.genes()[3]

@@ -1,9 +1,11 @@
 // Whole-matrix placing kernels: a chunk's nonzeros put in their final order and written out while
 // the content checksum is computed.
 //
-// Cell-major: the nonzeros are counted per cell, then scattered to their cell's range of a scratch
-// buffer (one pass over the decoded triples, which also computes the checksum); each cell's range,
-// small enough for the L1 cache, is then sorted by gene rank and written to the output in order.
+// Cell-major: the nonzeros are counted per cell (per column, whose cell is fixed, when the chunk's
+// columns are a permutation of its cells, as in every valid file), then scattered to their cell's
+// range of a scratch buffer that a thread keeps from chunk to chunk (PlaceScratch); each cell's
+// range, small enough for the L1 cache, is then put in gene-rank order and written to the output in
+// order, with the checksum of its nonzeros.
 // Row-major: the decoder emits a chunk band after band, and a band's rows are a range of rows of
 // its own, so each band's nonzeros (a cache-sized segment) are sorted by (row, cell) and each row's
 // run is written at its cursor. Were the bands not in order, one sort of the whole chunk by
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <mutex>
 #include <type_traits>
 
 #include "sinr/checksum.hpp"
@@ -167,6 +170,9 @@ class BitmapOrder {
   // Whether m items with keys below `keys` are worth ordering so rather than sorting.
   static bool worth(int64_t keys, int64_t m) { return keys <= kBitmapKeys && m > kInsertionSort && m * 64 >= keys; }
 
+  // The most keys order() takes.
+  int64_t keys() const { return static_cast<int64_t>(values_.size()); }
+
   // Calls emit(key, value) for items[0..m) in ascending key order (keys below `keys`, at most the
   // constructor's); false, emitting nothing, if a key repeats.
   template <typename T, typename Emit>
@@ -200,6 +206,21 @@ class BitmapOrder {
   std::vector<uint64_t> marks_;
   std::vector<int32_t> values_;
 };
+
+}  // namespace
+
+struct PlaceScratch::Parts {
+  std::mutex busy;  // held by the call using the parts: a scratch shared by threads is safe, if slow
+  Scratch<uint64_t> items, spare;
+  std::vector<int32_t> cell_of_column, column_of_cell;
+  std::vector<int64_t> at, start, end, hist;
+  std::unique_ptr<BitmapOrder> bitmap;
+};
+
+PlaceScratch::PlaceScratch() : parts_(std::make_unique<Parts>()) {}
+PlaceScratch::~PlaceScratch() = default;
+
+namespace {
 
 template <typename I, typename D>
 int place_by_cell_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
@@ -262,6 +283,97 @@ int place_by_cell_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<
     };
     if (BitmapOrder::worth(n_rows, m) && bitmap.order<T>(a.data() + lo, m, n_rows, emit)) continue;
     const uint64_t* sorted = sort_small<T>(a.data() + lo, b.data(), m, plan, hist);
+    for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
+  }
+  *checksum = total;
+  return kAssembleOk;
+}
+
+// The fast path of place_by_cell, for what a valid file decodes to: every column of the chunk's
+// window (first_cell .. first_cell + n_cells - 1) holding one of the chunk's cells, each cell in
+// one column. Nonzeros are counted per column, then each goes to its column's range of the
+// scratch as (rank, value) in one word (no lookup of its cell), and each cell's range is put in
+// rank order and written out with the checksum of its nonzeros (cell fixed, gene known there).
+// Returns -1, having written nothing, when the input needs the general path (a column outside the
+// window, columns that are not a permutation of the chunk's cells, a row or column out of range):
+// that path then gives the status. The checks of the scatter repeat, as the general path's do.
+template <typename I, typename D>
+int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
+                          Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells, int64_t base,
+                          Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
+                          int rank_bits, const std::vector<int32_t>& rank, const std::vector<int64_t>& gene_of_rank,
+                          PlaceScratch::Parts& w) {
+  using T = Packed;
+  const int64_t n = values.size;
+  const int64_t n_rows = static_cast<int64_t>(rank.size());
+  if (first_cell < 0 || n_cells > cell_original.size - first_cell || n_cells >= INT32_MAX) return -1;
+  // Each column's cell (chunk-local), the columns a permutation of the cells.
+  w.cell_of_column.resize(static_cast<size_t>(n_cells));
+  w.column_of_cell.assign(static_cast<size_t>(n_cells), -1);
+  for (int64_t q = 0; q < n_cells; ++q) {
+    const uint64_t local = static_cast<uint64_t>(cell_original[first_cell + q]) - static_cast<uint64_t>(first_cell);
+    if (local >= static_cast<uint64_t>(n_cells) || w.column_of_cell[local] >= 0) return -1;
+    w.cell_of_column[q] = static_cast<int32_t>(local);
+    w.column_of_cell[local] = static_cast<int32_t>(q);
+  }
+  // Nonzeros per column, every index checked.
+  w.at.assign(static_cast<size_t>(n_cells) + 1, 0);
+  int64_t* at = w.at.data();
+  const uint64_t window = static_cast<uint64_t>(n_cells);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t row = static_cast<uint32_t>(rows[i]);
+    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - first_cell);
+    if (row >= static_cast<uint64_t>(n_rows) || q >= window) return -1;
+    ++at[q];
+  }
+  // Cells' ranges in cell order; each column's cursor and end.
+  w.start.resize(static_cast<size_t>(n_cells) + 1);
+  w.end.resize(static_cast<size_t>(n_cells));
+  int64_t* start = w.start.data();
+  start[0] = 0;
+  for (int64_t c = 0; c < n_cells; ++c) start[c + 1] = start[c] + at[w.column_of_cell[c]];
+  for (int64_t q = 0; q < n_cells; ++q) {
+    at[q] = start[w.cell_of_column[q]];
+    w.end[q] = start[w.cell_of_column[q] + 1];
+  }
+  w.items.reserve(n);
+  uint64_t* a = w.items.data();
+  const int64_t* end = w.end.data();
+  const int32_t* rank_of = rank.data();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t row = static_cast<uint32_t>(rows[i]);
+    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - first_cell);
+    if (row >= static_cast<uint64_t>(n_rows) || q >= window) return kAssembleBadRow;  // changed since counted
+    const int64_t slot = at[q]++;
+    if (slot >= end[q]) return kAssembleBadCell;
+    a[slot] = T::make(static_cast<uint64_t>(rank_of[row]), values[i]);
+  }
+  // Each cell's nonzeros in rank order (by bitmap where ranks are few, else sorted), written in
+  // order with their checksum.
+  int64_t largest = 0;
+  for (int64_t c = 0; c < n_cells; ++c) largest = std::max(largest, start[c + 1] - start[c]);
+  const RadixPlan plan = plan_for(rank_bits, kSmallDigitBits);
+  w.hist.resize(static_cast<size_t>(plan.passes) << plan.digit_bits);
+  w.spare.reserve(largest);
+  if (!w.bitmap || w.bitmap->keys() < n_rows) w.bitmap = std::make_unique<BitmapOrder>(n_rows <= kBitmapKeys ? n_rows : 0);
+  I* indices = out_indices.data + base;
+  D* data = out_data.data + base;
+  const int64_t* genes = gene_of_rank.data();
+  uint64_t total = 0;
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t lo = start[c], hi = start[c + 1], m = hi - lo;
+    out_indptr[c + 1] = base + hi;
+    const uint64_t cell = static_cast<uint64_t>(first_cell + c);
+    int64_t to = lo;
+    auto emit = [&](int64_t k, int32_t value) {
+      const int64_t gene = genes[k];
+      total += entry_hash(static_cast<uint64_t>(gene), cell, static_cast<uint64_t>(static_cast<int64_t>(value)));
+      indices[to] = static_cast<I>(gene);
+      data[to] = static_cast<D>(value);
+      ++to;
+    };
+    if (BitmapOrder::worth(n_rows, m) && w.bitmap->order<T>(a + lo, m, n_rows, emit)) continue;
+    const uint64_t* sorted = sort_small<T>(a + lo, w.spare.data(), m, plan, w.hist);
     for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
   }
   *checksum = total;
@@ -382,7 +494,8 @@ template <typename I, typename D>
 int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                   Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                   Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
-                  Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum) {
+                  Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
+                  PlaceScratch* scratch) {
   const int64_t n = values.size;
   const int64_t n_rows = genes_of_row.size;
   if (rows.size != n || cols.size != n || rank_of_row.size != n_rows || n_cells < 0 ||
@@ -402,6 +515,12 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
     gene_of_rank[k] = genes_of_row[r];
   }
   const int rank_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_rows - 1, 0)));
+  PlaceScratch own;
+  PlaceScratch::Parts& parts = (scratch ? *scratch : own).parts();
+  std::lock_guard<std::mutex> hold(parts.busy);
+  const int status = place_by_cell_columns(rows, cols, values, cell_original, first_cell, n_cells, base, out_indptr,
+                                           out_indices, out_data, checksum, rank_bits, rank, gene_of_rank, parts);
+  if (status >= 0) return status;
   return place_by_cell_impl(rows, cols, values, cell_original, first_cell, n_cells, rank_of_row, genes_of_row, base,
                             out_indptr, out_indices, out_data, checksum, rank_bits, rank, gene_of_rank);
 }
@@ -498,7 +617,7 @@ int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table
 #define SINR_PLACE(I, D)                                                                                          \
   template int place_by_cell<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                \
                                    Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<const int64_t>, \
-                                   int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*);                         \
+                                   int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*, PlaceScratch*);          \
   template int place_by_row<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                 \
                                   Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<int64_t>,      \
                                   Span<const int64_t>, Span<const int64_t>, Span<I>, Span<D>, uint64_t*);

@@ -7,6 +7,7 @@
 // than kOk with nothing written out of bounds (the caller reports the file as corrupt).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "sinr/span.hpp"
@@ -27,6 +28,22 @@ enum AssembleStatus : int {
 // A sentence for a status (empty for kAssembleOk).
 const char* assemble_status_text(int status);
 
+// What place_by_cell reuses from one chunk to the next: one per thread, so that a read of many
+// chunks pays the first touch of the kernel's scratch (8 bytes a nonzero) once, not per chunk.
+class PlaceScratch {
+ public:
+  PlaceScratch();
+  ~PlaceScratch();
+  PlaceScratch(const PlaceScratch&) = delete;
+  PlaceScratch& operator=(const PlaceScratch&) = delete;
+
+  struct Parts;  // assemble.cpp's
+  Parts& parts() { return *parts_; }
+
+ private:
+  std::unique_ptr<Parts> parts_;
+};
+
 // Write a chunk's nonzeros cell by cell, genes ascending within each cell, at out_indices /
 // out_data[base ...], and its cells' index pointers at out_indptr[1 .. n_cells] (out_indptr[0] is
 // the caller's). Nonzero i is (row rows[i], reordered column cols[i], value values[i]); its original
@@ -35,12 +52,14 @@ const char* assemble_status_text(int status);
 // 0 .. n_rows - 1). Equal (cell, gene) keys keep their input order. *checksum receives the sum of
 // the nonzeros' entry hashes. Returns an AssembleStatus.
 // I: output index type (int32_t or int64_t); D: output value type (any integer or floating type,
-// converted as a C++ static_cast does).
+// converted as a C++ static_cast does). scratch: memory kept for the next call (nullptr: the
+// call's own).
 template <typename I, typename D>
 int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                   Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                   Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
-                  Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum);
+                  Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
+                  PlaceScratch* scratch = nullptr);
 
 // Write a chunk's nonzeros row by row, cells ascending within each row: the nonzeros of row r go to
 // out_indices / out_data[cursor[r] ...], advancing cursor[r], and must end exactly at limit[r]

@@ -44,7 +44,15 @@ class Scratch {
   void reset(int64_t n) {
     std::free(data_);
     data_ = nullptr;
+    capacity_ = 0;
     data_ = static_cast<T*>(allocate_scratch(static_cast<size_t>(n > 0 ? n : 0) * sizeof(T)));
+    capacity_ = n > 0 ? n : 0;
+  }
+
+  // Room for at least n items (uninitialised): the block held is kept when it is large enough, so
+  // that a buffer reused across calls pays its first touch once.
+  void reserve(int64_t n) {
+    if (n > capacity_ || !data_) reset(n);
   }
 
   T* data() const { return data_; }
@@ -52,6 +60,7 @@ class Scratch {
 
  private:
   T* data_ = nullptr;
+  int64_t capacity_ = 0;
 };
 
 }  // namespace sinr

@@ -1159,6 +1159,7 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
   std::exception_ptr failure;
   auto work = [&]() {
     try {
+      PlaceScratch scratch;  // kept from one chunk to the next
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
         std::vector<int64_t> tiles(c.tile_k.size());
@@ -1176,7 +1177,7 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
         const int status = place_by_cell<int32_t, V>(
             s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
             s64(genes.order), nnz_starts_[ci], Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
-            Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum);
+            Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum, &scratch);
         if (status)
           throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + ": " + assemble_status_text(status) +
                                  " (file is corrupt)");
