@@ -1138,6 +1138,10 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask), *out);
     return out;
   }
+  {
+    std::lock_guard<std::mutex> guard(kept_lock_);
+    kept_.reset();  // the chunk kept before is of no more use to block processing: not two at once
+  }
   check_chunk_sum(c, place_chunk(c, decode_chunk(c), *out));
   if (static_cast<int64_t>(local.size()) < c.n_cells) {
     std::lock_guard<std::mutex> guard(kept_lock_);
