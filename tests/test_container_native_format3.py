@@ -95,6 +95,29 @@ def test_format3_file_reads_back(files, name):
     _check_reads(r, whole.astype(np.int64))
 
 
+@pytest.mark.parametrize("name", ["lossless", "read_counts", "synthetic"])
+def test_cell_ranges_read_back(files, name):
+    """Reads of consecutive ranges of cells, as block processing makes them (parts of a chunk, each
+    needing most of its tiles, which the reader then decodes once and keeps), in order, backwards,
+    and mixed with reads of a few cells and of other chunks, equal the whole matrix's columns."""
+    path, _, _, _ = files[name]
+    r = _native.ContainerReader(str(path))
+    whole = _csc(r.whole(1)).astype(np.int64)
+    n_cells = whole.shape[1]
+    chunk = int(np.diff(r.chunk_starts).max())
+    for size in (1, 7, chunk - 1, chunk + 3):
+        ranges = [list(range(a, min(a + size, n_cells))) for a in range(0, n_cells, size)]
+        for cells in ranges + ranges[::-1]:
+            assert (_csc(r.cells(cells)) != whole[:, cells]).nnz == 0, (size, cells[0])
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        a = int(rng.integers(0, n_cells))
+        picks = [list(range(a, min(a + chunk // 2, n_cells))), rng.integers(0, n_cells, 3).tolist(),
+                 rng.permutation(n_cells)[: chunk + 5].tolist() + [a, a]]
+        for cells in picks:
+            assert (_csc(r.cells(cells)) != whole[:, cells]).nnz == 0
+
+
 def _edit(path: Path, tmp_path: Path, edit) -> Path:
     """The file with `edit(parts)` applied to its parsed parts (tests/fuzz/reseal.py), every checksum
     recomputed, so that the edit reaches the rule it breaks."""

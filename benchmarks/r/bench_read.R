@@ -7,12 +7,14 @@
 # loading the packages and of its peak (Linux /proc/self/status: VmRSS, VmHWM), and the range of
 # the 1-minute load average when the runs started. On a shared machine CPU seconds are the steadier.
 # Row sums run at each DelayedArray block size of --block-sizes (bytes; default DelayedArray's 1e8).
+# --rowsums-only measures the row sums alone (and the empty process), not the whole reads.
 # --r-vsize SIZE starts each R process with that vector heap (R_VSIZE, e.g. 4G): a read that
 # allocates its result then triggers none of R's full garbage collections, whose cost grows with
 # the packages loaded (about 0.3 s once Matrix and DelayedArray are), so the reads' own work shows.
 #
 # Usage: Rscript benchmarks/r/bench_read.R FILE.sinr [--mtx DIR] [--h5 FILE.h5] [--repeats N]
 #          [--lib DIR] [--label NAME] [--csv FILE] [--block-sizes B1,B2,...] [--r-vsize SIZE]
+#          [--rowsums-only]
 args <- commandArgs(TRUE)
 option <- function(name, default = NULL) {
   at <- match(name, args)
@@ -27,6 +29,7 @@ label <- option("--label", basename(sinr))
 csv <- option("--csv")
 block_sizes <- as.numeric(strsplit(option("--block-sizes", "1e8"), ",", fixed = TRUE)[[1L]])
 vsize <- option("--r-vsize", "")
+reads <- !("--rowsums-only" %in% args)
 if (nzchar(lib)) .libPaths(c(lib, .libPaths()))
 have <- function(pkg) requireNamespace(pkg, quietly = TRUE)
 
@@ -65,22 +68,24 @@ add <- function(what, setup, code) {
 q <- function(x) deparse(x)
 block <- function(size) sprintf("DelayedArray::setAutoBlockSize(%.0f)", size)
 add("empty R process (baseline)", "", "NULL")
-add("scinrcodec::read_sinr (all cores)", "library(scinrcodec)", sprintf("m <- read_sinr(%s)", q(sinr)))
-add("scinrcodec::read_sinr (1 thread)", "library(scinrcodec)", sprintf("m <- read_sinr(%s, threads = 1L)", q(sinr)))
+if (reads) {
+  add("scinrcodec::read_sinr (all cores)", "library(scinrcodec)", sprintf("m <- read_sinr(%s)", q(sinr)))
+  add("scinrcodec::read_sinr (1 thread)", "library(scinrcodec)", sprintf("m <- read_sinr(%s, threads = 1L)", q(sinr)))
+}
 for (size in block_sizes)
   add(sprintf("rowSums(SinrMatrix), block %.0e", size), c("library(scinrcodec)", block(size)),
       sprintf("s <- DelayedArray::rowSums(SinrMatrix(%s))", q(sinr)))
-if (!is.null(mtx)) add("Matrix::readMM (10x mtx.gz)", "library(Matrix)",
-                       sprintf("m <- readMM(file.path(%s, 'matrix.mtx.gz'))", q(mtx)))
+if (reads && !is.null(mtx)) add("Matrix::readMM (10x mtx.gz)", "library(Matrix)",
+                                sprintf("m <- readMM(file.path(%s, 'matrix.mtx.gz'))", q(mtx)))
 # read10xCounts returns a SingleCellExperiment whose counts are a TENxMatrix on the .h5 (nothing
 # read yet); as(, "dgCMatrix") brings them into memory, as the other readers do.
-if (!is.null(h5) && have("DropletUtils")) {
+if (reads && !is.null(h5) && have("DropletUtils")) {
   add("DropletUtils::read10xCounts (.h5, counts left on disk)", "library(DropletUtils)",
       sprintf("m <- read10xCounts(%s)", q(h5)))
   add("DropletUtils::read10xCounts (.h5) + as(counts, 'dgCMatrix')", "library(DropletUtils)",
       sprintf("m <- as(counts(read10xCounts(%s)), 'dgCMatrix')", q(h5)))
 }
-if (!is.null(h5) && have("Seurat"))
+if (reads && !is.null(h5) && have("Seurat"))
   add("Seurat::Read10X_h5 (.h5)", "library(Seurat)", sprintf("m <- Read10X_h5(%s)", q(h5)))
 if (!is.null(h5) && have("HDF5Array"))
   for (size in block_sizes)

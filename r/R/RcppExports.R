@@ -33,3 +33,11 @@
     .Call(`_scinrcodec_sinr_block_`, handle, genes, cells, threads)
 }
 
+.sinr_sparse_block <- function(handle, genes, cells) {
+    .Call(`_scinrcodec_sinr_sparse_block_`, handle, genes, cells)
+}
+
+.sinr_dense_block <- function(handle, genes, cells) {
+    .Call(`_scinrcodec_sinr_dense_block_`, handle, genes, cells)
+}
+

@@ -99,7 +99,8 @@ setMethod("show", "SinrFile", function(object) {
 }
 
 # Read genes and cells of an open file: x[genes, cells], each by index, name or logical vector
-# (missing: all). Decodes only the tiles the read touches.
+# (missing: all). Decodes only the tiles the read touches (a chunk whole, kept for the next read,
+# when the read touches at least half of its tiles).
 # @return a dgCMatrix, genes x cells, with dimnames.
 setMethod("[", "SinrFile", function(x, i, j, ..., drop = FALSE) {
   genes <- if (missing(i)) NULL else .resolve(x, i, 1L)

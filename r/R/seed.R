@@ -1,7 +1,8 @@
 # The DelayedArray backend (HDF5Array's TENxMatrix is the model): SinrArraySeed reads blocks of a
 # .sinr file on demand, and its chunk grid follows the file's chunks of cells, so block processing
-# (rowSums, colSums, blockApply, a SingleCellExperiment's assay) decodes each chunk's tiles once
-# and holds about one block in memory, whatever the file's size.
+# (rowSums, colSums, blockApply, a SingleCellExperiment's assay) decodes each chunk once (the core
+# keeps the last chunk it decoded for part of its cells, for the next parts) and holds about one
+# block and one chunk's nonzeros in memory, whatever the file's size.
 
 setClass("SinrArraySeed", contains = "Array",
          representation(filepath = "character", matrix = "character", dim = "integer", dimnames = "list",
@@ -22,10 +23,11 @@ setMethod("dimnames", "SinrArraySeed", function(x) x@dimnames)
 setMethod("is_sparse", "SinrArraySeed", function(x) TRUE)
 
 # Chunks of cells: every gene, the cells of one file chunk, cut into equal parts of at most
-# DelayedArray's block length (getAutoBlockSize()) where a whole chunk is longer: a part of a file
-# chunk decodes only the tiles it covers, so block processing holds about one block in memory
-# whatever the file's chunk size. Blocks then span every gene (a block of some genes would decode
-# every tile of its cells' chunks for them again).
+# DelayedArray's block length (getAutoBlockSize()) where a whole chunk is longer, so that a block
+# never holds more than its size. A chunk stores its cells in its own order, so each part needs
+# most of the chunk's tiles: the core decodes the chunk once, for its first part, and serves the
+# next parts from it. Blocks span every gene (a block of some genes would decode every tile of its
+# cells' chunks for them again).
 setMethod("chunkGrid", "SinrArraySeed", function(x) {
   per_part <- max(1, DelayedArray::getAutoBlockLength("integer") %/% max(1L, x@dim[[1L]]))
   starts <- x@chunk_starts
@@ -39,29 +41,29 @@ setMethod("chunkGrid", "SinrArraySeed", function(x) {
 
 .index0 <- function(index, axis) if (is.null(index[[axis]])) NULL else as.numeric(index[[axis]]) - 1
 
+# Blocks come from the core as DelayedArray wants them (a dense integer matrix; a sparse block's
+# 1-based nonzero positions and values), built in C++ in one pass over the block's nonzeros.
 setMethod("extract_array", "SinrArraySeed", function(x, index) {
-  block <- .read_block(x@file, .index0(index, 1L), .index0(index, 2L))
-  out <- as.matrix(block)
-  storage.mode(out) <- "integer"
-  dimnames(out) <- NULL
-  out
+  .native(.sinr_dense_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L)))
 })
 
 setMethod("extract_sparse_array", "SinrArraySeed", function(x, index) {
-  block <- .read_block(x@file, .index0(index, 1L), .index0(index, 2L))
-  nzindex <- cbind(block@i + 1L, rep.int(seq_len(ncol(block)), diff(block@p)))
-  .sparse_array(dim(block), nzindex, as.integer(block@x))
+  block <- .native(.sinr_sparse_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L)))
+  .sparse_array(block$dim, block$nzindex, block$nzdata)
 })
 
 # DelayedArray 0.24 (Debian 12) returns sparse blocks as SparseArraySeed; later versions as the
-# SparseArray package's COO_SparseArray.
-.sparse_array <- function(dim, nzindex, nzdata) {
-  if (requireNamespace("SparseArray", quietly = TRUE)) {
-    coo <- getExportedValue("SparseArray", "COO_SparseArray")
-    return(coo(dim, nzindex, nzdata, check = FALSE))
+# SparseArray package's COO_SparseArray. Which one is looked up once: block processing calls this
+# for every block.
+.sparse_array <- local({
+  constructor <- NULL
+  function(dim, nzindex, nzdata) {
+    if (is.null(constructor))
+      constructor <<- if (requireNamespace("SparseArray", quietly = TRUE))
+        getExportedValue("SparseArray", "COO_SparseArray") else DelayedArray::SparseArraySeed
+    constructor(dim, nzindex, nzdata, check = FALSE)
   }
-  DelayedArray::SparseArraySeed(dim, nzindex, nzdata, check = FALSE)
-}
+})
 
 setClass("SinrArray", contains = "DelayedArray")
 setClass("SinrMatrix", contains = c("SinrArray", "DelayedMatrix"))

@@ -106,6 +106,32 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinr_sparse_block_
+Rcpp::List sinr_sparse_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells);
+RcppExport SEXP _scinrcodec_sinr_sparse_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type genes(genesSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type cells(cellsSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_sparse_block_(handle, genes, cells));
+    return rcpp_result_gen;
+END_RCPP
+}
+// sinr_dense_block_
+Rcpp::IntegerMatrix sinr_dense_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells);
+RcppExport SEXP _scinrcodec_sinr_dense_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type genes(genesSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type cells(cellsSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_dense_block_(handle, genes, cells));
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_open_", (DL_FUNC) &_scinrcodec_sinr_open_, 2},
@@ -116,6 +142,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_names_", (DL_FUNC) &_scinrcodec_sinr_names_, 2},
     {"_scinrcodec_sinr_entry_", (DL_FUNC) &_scinrcodec_sinr_entry_, 3},
     {"_scinrcodec_sinr_block_", (DL_FUNC) &_scinrcodec_sinr_block_, 4},
+    {"_scinrcodec_sinr_sparse_block_", (DL_FUNC) &_scinrcodec_sinr_sparse_block_, 3},
+    {"_scinrcodec_sinr_dense_block_", (DL_FUNC) &_scinrcodec_sinr_dense_block_, 3},
     {NULL, NULL, 0}
 };
 

@@ -43,6 +43,51 @@ test_that("SinrMatrix agrees with read_sinr on rowSums, colSums and random block
   expect_identical(methods::as(s, "dgCMatrix"), m)
 })
 
+test_that("blocks that split the file's chunks equal the in-memory matrix, read in any order", {
+  path <- fixture("pbmc4k_half_chunks32.sinr")  # 80 cells in chunks of 32, 32 and 16
+  m <- read_sinr(path)
+  dense <- matrix(as.integer(as.matrix(m)), nrow(m))
+  s <- SinrMatrix(path)
+  seed <- DelayedArray::seed(s)
+  # Consecutive ranges of cells, as block processing reads them (the core keeps the chunk it decoded
+  # for the first part of a chunk and serves the next parts from it), forwards then backwards, and
+  # ranges across two chunks.
+  for (size in c(1L, 5L, 31L, 33L)) {
+    firsts <- seq(1L, ncol(m), by = size)
+    for (first in c(firsts, rev(firsts))) {
+      j <- first:min(first + size - 1L, ncol(m))
+      sparse <- DelayedArray::extract_sparse_array(seed, list(NULL, j))
+      expect_silent(validObject(sparse))
+      expect_identical(as.array(sparse), dense[, j, drop = FALSE])
+      expect_identical(DelayedArray::extract_array(seed, list(NULL, j)), dense[, j, drop = FALSE])
+    }
+  }
+  # Random blocks: genes and cells in any order, with repeats, through the seed and the DelayedMatrix.
+  set.seed(3)
+  for (k in 1:10) {
+    i <- sample.int(nrow(m), 30L, replace = TRUE)
+    j <- sample.int(ncol(m), sample.int(40L, 1L), replace = TRUE)
+    expect_identical(as.array(DelayedArray::extract_sparse_array(seed, list(i, j))), dense[i, j, drop = FALSE])
+    expect_identical(DelayedArray::extract_array(seed, list(NULL, j)), dense[, j, drop = FALSE])
+    expected <- as.matrix(m[i, j])
+    storage.mode(expected) <- "integer"
+    expect_identical(as.matrix(s[i, j]), expected)
+  }
+  # Sums through blocks of 1, 5 and 7 cells (every chunk split), sparse and dense, and a delayed
+  # operation on top of the SinrMatrix, which goes through the same blocks.
+  old <- DelayedArray::getAutoBlockSize()
+  on.exit(suppressMessages(DelayedArray::setAutoBlockSize(old)))
+  for (cells in c(1L, 5L, 7L)) {
+    suppressMessages(DelayedArray::setAutoBlockSize(4 * nrow(m) * cells))
+    expect_identical(ncol(DelayedArray::defaultAutoGrid(s)), as.integer(sum(ceiling(c(32, 32, 16) / cells))))
+    expect_identical(DelayedArray::rowSums(s), Matrix::rowSums(m))
+    expect_identical(DelayedArray::colSums(s), Matrix::colSums(m))
+    expect_equal(DelayedArray::rowSums(log1p(s)), Matrix::rowSums(log1p(m)))
+    dense_sums <- DelayedArray::blockApply(s, colSums, as.sparse = FALSE)
+    expect_identical(unlist(dense_sums, use.names = FALSE), unname(Matrix::colSums(m)))
+  }
+})
+
 test_that("sinr_to_sce and sinr_to_seurat carry the counts and the names", {
   path <- fixture("pbmc500_50genes.sinr")
   m <- read_sinr(path)

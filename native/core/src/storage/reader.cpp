@@ -24,6 +24,9 @@ namespace {
 using msgpack::Value;
 using i128 = __int128;
 
+Span<const int32_t> s32(const std::vector<int32_t>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
+Span<const int64_t> s64(const std::vector<int64_t>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
+
 constexpr int64_t kChunkFields = 6;
 constexpr int64_t kMaxSirenLayers = 16;
 constexpr int64_t kMaxSirenMultiplier = int64_t{1} << 40;
@@ -262,6 +265,13 @@ struct MatrixReader::Chunk {
 
 struct MatrixReader::Decoded {
   std::vector<int32_t> rows, cols, values;
+};
+
+// Nonzeros of one chunk by chunk-local cell (original order), genes ascending in each cell.
+struct MatrixReader::ChunkColumns {
+  int64_t chunk = -1;
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices, values;
 };
 
 // ---------------------------------------------------------------------------------------- open
@@ -1048,49 +1058,110 @@ SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
 
 SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
   for (int64_t j : cells) check_index(j, n_cells_, "cell");
-  std::vector<std::pair<int64_t, int64_t>> wanted;  // (cell, output position)
-  for (size_t i = 0; i < cells.size(); ++i) wanted.emplace_back(cells[i], static_cast<int64_t>(i));
-  std::sort(wanted.begin(), wanted.end());
-  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
-  size_t i = 0;
-  while (i < wanted.size()) {
-    const int64_t ci =
-        std::upper_bound(chunk_starts_.begin(), chunk_starts_.end(), wanted[i].first) - chunk_starts_.begin() - 1;
-    size_t j = i;
-    while (j < wanted.size() && wanted[j].first < chunk_starts_[ci + 1]) ++j;
-    Chunk& c = chunk(ci);
-    if (c.n_rows > 0) {
-      const Genes& genes = genes_table();
-      std::vector<uint8_t> mask(c.n_cells, 0);
-      std::vector<int64_t> columns;
-      for (size_t k = i; k < j; ++k) {
-        const int64_t col = c.cell_position[wanted[k].first - c.first_cell];
-        mask[col] = 1;
-        columns.push_back(col);
-      }
-      std::sort(columns.begin(), columns.end());
-      columns.erase(std::unique(columns.begin(), columns.end()), columns.end());
-      std::vector<int64_t> tiles;
-      for (size_t b = 0; b + 1 < c.row_starts.size(); ++b) {
-        int64_t last = -1;
-        for (int64_t col : columns) {
-          const int64_t t = c.tile_starts[b] + col / c.widths[b];
-          if (t != last) tiles.push_back(t);
-          last = t;
-        }
-      }
-      const Decoded d = decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, columns.size() == 1 ? std::vector<uint8_t>() : mask);
-      for (size_t e = 0; e < d.values.size(); ++e) {
-        const int64_t cell = c.cell_original[d.cols[e]];
-        auto range = std::equal_range(wanted.begin() + i, wanted.begin() + j, std::make_pair(cell, int64_t{-1}),
-                                      [](const auto& a, const auto& b) { return a.first < b.first; });
-        for (auto it = range.first; it != range.second; ++it)
-          triples.emplace_back(it->second, static_cast<int32_t>(genes.order[d.rows[e]]), d.values[e]);
-      }
-    }
-    i = j;
+  // Each wanted cell's chunk and chunk-local cell; each chunk's wanted cells, distinct, ascending.
+  std::vector<int64_t> chunk_of(cells.size()), local_of(cells.size());
+  std::vector<std::vector<int64_t>> wanted(static_cast<size_t>(n_chunks_));
+  for (size_t i = 0; i < cells.size(); ++i) {
+    chunk_of[i] = std::upper_bound(chunk_starts_.begin(), chunk_starts_.end(), cells[i]) - chunk_starts_.begin() - 1;
+    local_of[i] = cells[i] - chunk_starts_[chunk_of[i]];
+    wanted[chunk_of[i]].push_back(local_of[i]);
   }
-  return to_columns(n_genes_, static_cast<int64_t>(cells.size()), triples);
+  // Each chunk's wanted columns, copied out of its decode (which may hold every cell of the chunk)
+  // before the next chunk is decoded: the read holds at most one chunk's decode besides its result.
+  std::vector<SparseColumns> parts(static_cast<size_t>(n_chunks_));
+  for (int64_t ci = 0; ci < n_chunks_; ++ci) {
+    std::vector<int64_t>& local = wanted[ci];
+    if (local.empty()) continue;
+    std::sort(local.begin(), local.end());
+    local.erase(std::unique(local.begin(), local.end()), local.end());
+    const std::shared_ptr<const ChunkColumns> decoded = chunk_columns(ci, local);
+    SparseColumns& part = parts[ci];
+    part.indptr.assign(1, 0);
+    for (int64_t cell : local) {
+      const int64_t lo = decoded->indptr[cell], hi = decoded->indptr[cell + 1];
+      part.indices.insert(part.indices.end(), decoded->indices.begin() + lo, decoded->indices.begin() + hi);
+      part.values.insert(part.values.end(), decoded->values.begin() + lo, decoded->values.begin() + hi);
+      part.indptr.push_back(static_cast<int64_t>(part.indices.size()));
+    }
+  }
+  SparseColumns out;
+  out.n_rows = n_genes_;
+  out.n_cols = static_cast<int64_t>(cells.size());
+  out.indptr.assign(cells.size() + 1, 0);
+  std::vector<int64_t> column_of(cells.size());
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const std::vector<int64_t>& local = wanted[chunk_of[i]];
+    column_of[i] = std::lower_bound(local.begin(), local.end(), local_of[i]) - local.begin();
+    const SparseColumns& part = parts[chunk_of[i]];
+    out.indptr[i + 1] = out.indptr[i] + part.indptr[column_of[i] + 1] - part.indptr[column_of[i]];
+  }
+  out.indices.resize(out.indptr.back());
+  out.values.resize(out.indptr.back());
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const SparseColumns& part = parts[chunk_of[i]];
+    const int64_t lo = part.indptr[column_of[i]], hi = part.indptr[column_of[i] + 1];
+    std::copy(part.indices.begin() + lo, part.indices.begin() + hi, out.indices.begin() + out.indptr[i]);
+    std::copy(part.values.begin() + lo, part.values.begin() + hi, out.values.begin() + out.indptr[i]);
+  }
+  return out;
+}
+
+std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(int64_t ci,
+                                                                              const std::vector<int64_t>& local) {
+  {
+    std::lock_guard<std::mutex> guard(kept_lock_);
+    if (kept_ && kept_->chunk == ci) return kept_;
+  }
+  Chunk& c = chunk(ci);
+  auto out = std::make_shared<ChunkColumns>();
+  out->chunk = ci;
+  out->indptr.assign(c.n_cells + 1, 0);
+  if (c.n_rows == 0) return out;
+  std::vector<int64_t> columns;
+  for (int64_t cell : local) columns.push_back(c.cell_position[cell]);
+  std::sort(columns.begin(), columns.end());
+  std::vector<int64_t> tiles;
+  for (size_t b = 0; b + 1 < c.row_starts.size(); ++b) {
+    int64_t last = -1;
+    for (int64_t col : columns) {
+      const int64_t t = c.tile_starts[b] + col / c.widths[b];
+      if (t != last) tiles.push_back(t);
+      last = t;
+    }
+  }
+  if (2 * tiles.size() < c.tile_k.size()) {  // a few cells: only their tiles, only their nonzeros kept
+    std::vector<uint8_t> mask;
+    if (columns.size() > 1) {
+      mask.assign(c.n_cells, 0);
+      for (int64_t col : columns) mask[col] = 1;
+    }
+    place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask), *out);
+    return out;
+  }
+  {
+    std::lock_guard<std::mutex> guard(kept_lock_);
+    kept_.reset();  // the chunk kept before is of no more use to block processing: not two at once
+  }
+  check_chunk_sum(c, place_chunk(c, decode_chunk(c), *out));
+  if (static_cast<int64_t>(local.size()) < c.n_cells) {
+    std::lock_guard<std::mutex> guard(kept_lock_);
+    kept_ = out;
+  }
+  return out;
+}
+
+uint64_t MatrixReader::place_chunk(const Chunk& c, const Decoded& d, ChunkColumns& out) {
+  const Genes& genes = genes_table();
+  out.indices.resize(d.values.size());
+  out.values.resize(d.values.size());
+  uint64_t checksum = 0;
+  const int status = place_by_cell<int32_t, int32_t>(
+      s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
+      s64(genes.order), 0, Span<int64_t>{out.indptr.data(), c.n_cells + 1},
+      Span<int32_t>{out.indices.data(), static_cast<int64_t>(out.indices.size())},
+      Span<int32_t>{out.values.data(), static_cast<int64_t>(out.values.size())}, &checksum);
+  check_placed(c, status);
+  return checksum;
 }
 
 namespace {
@@ -1137,6 +1208,31 @@ SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::
   return select_columns(this->genes(*genes), *cells);
 }
 
+MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c) {
+  std::vector<int64_t> tiles(c.tile_k.size());
+  std::iota(tiles.begin(), tiles.end(), 0);
+  const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
+  for (size_t b = 0; b < c.band_verified.size(); ++b)
+    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+  Decoded d = decode(c, tiles, -1, -1, {}, &data);
+  if (static_cast<int64_t>(d.values.size()) != c.nnz)
+    throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + " decodes to " +
+                           std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));
+  return d;
+}
+
+void MatrixReader::check_placed(const Chunk& c, int status) const {
+  if (status)
+    throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + ": " + assemble_status_text(status) +
+                           " (file is corrupt)");
+}
+
+void MatrixReader::check_chunk_sum(const Chunk& c, uint64_t checksum) const {
+  if (checksum != c.checksum)
+    throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) +
+                           " decodes to content that fails its checksum (file is corrupt)");
+}
+
 SparseColumns MatrixReader::whole(int threads) {
   SparseColumns out;
   out.n_rows = n_genes_;
@@ -1162,28 +1258,14 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
       PlaceScratch scratch;  // kept from one chunk to the next
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
-        std::vector<int64_t> tiles(c.tile_k.size());
-        std::iota(tiles.begin(), tiles.end(), 0);
-        const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
-        for (size_t b = 0; b < c.band_verified.size(); ++b)
-          if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
-        const Decoded d = decode(c, tiles, -1, -1, {}, &data);
-        if (static_cast<int64_t>(d.values.size()) != c.nnz)
-          throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + " decodes to " +
-                                 std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));
-        auto s32 = [](const std::vector<int32_t>& v) { return Span<const int32_t>{v.data(), static_cast<int64_t>(v.size())}; };
-        auto s64 = [](const std::vector<int64_t>& v) { return Span<const int64_t>{v.data(), static_cast<int64_t>(v.size())}; };
+        const Decoded d = decode_chunk(c);
         uint64_t checksum = 0;
         const int status = place_by_cell<int32_t, V>(
             s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
             s64(genes.order), nnz_starts_[ci], Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
             Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum, &scratch);
-        if (status)
-          throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) + ": " + assemble_status_text(status) +
-                                 " (file is corrupt)");
-        if (checksum != c.checksum)
-          throw CorruptFileError(what_ + ": chunk " + std::to_string(ci) +
-                                 " decodes to content that fails its checksum (file is corrupt)");
+        check_placed(c, status);
+        check_chunk_sum(c, checksum);
       }
     } catch (...) {
       std::lock_guard<std::mutex> guard(failure_lock);

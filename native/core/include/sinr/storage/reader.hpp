@@ -86,7 +86,12 @@ class MatrixReader {
   int64_t entry(int64_t gene, int64_t cell);
   // The rows of `genes` (original indices, any order, repeats allowed) over every cell.
   SparseColumns genes(const std::vector<int64_t>& genes);
-  // Every gene over the columns of `cells` (original indices, any order, repeats allowed).
+  // Every gene over the columns of `cells` (original indices, any order, repeats allowed). A chunk
+  // of which the read needs at least half the tiles is decoded whole, as whole() decodes it (its
+  // checksum verified), and the last chunk decoded so for part of its cells is kept: the reads of
+  // consecutive ranges of cells that block processing makes (each range a part of a chunk, whose
+  // cells the chunk stores in its own order, so that every part needs most of its tiles) decode
+  // each chunk once. The kept chunk costs its nonzeros' memory until another chunk replaces it.
   SparseColumns cells(const std::vector<int64_t>& cells);
   // The block of `genes` x `cells` (either may be null: every gene, every cell), through whichever
   // of genes() and cells() decodes less.
@@ -103,8 +108,21 @@ class MatrixReader {
   struct Chunk;
   struct Genes;
   struct Decoded;
+  struct ChunkColumns;
 
   Chunk& chunk(int64_t i);
+  // The columns of chunk ci's cells (chunk-local, original order) that `local` (distinct local
+  // cells, ascending) names; every column when the chunk is decoded whole, which keeps it unless
+  // `local` is every cell.
+  std::shared_ptr<const ChunkColumns> chunk_columns(int64_t ci, const std::vector<int64_t>& local);
+  // The chunk's nonzeros placed by cell into `out` (its indptr sized n_cells + 1 and its arrays
+  // sized d's nonzeros); returns the placement's checksum.
+  uint64_t place_chunk(const Chunk& c, const Decoded& d, ChunkColumns& out);
+  // Every nonzero of chunk c (its tiles read at once, their bands' checksums verified).
+  Decoded decode_chunk(Chunk& c);
+  // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
+  void check_placed(const Chunk& c, int status) const;
+  void check_chunk_sum(const Chunk& c, uint64_t checksum) const;
   std::unique_ptr<Chunk> load_chunk(int64_t i);
   const Genes& genes_table();
   NameList global_names(const std::string& section);
@@ -133,6 +151,8 @@ class MatrixReader {
   std::mutex lock_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
   std::unique_ptr<Genes> genes_;
+  std::mutex kept_lock_;
+  std::shared_ptr<const ChunkColumns> kept_;  // the chunk cells() decoded whole last, for part of its cells
   std::map<std::string, NameList> names_;
 };
 
