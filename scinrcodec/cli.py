@@ -23,7 +23,8 @@ from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
 from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
 from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
-from .limits import DEFAULT_TILE_NNZ, MAX_ERROR_LIMIT, SCALE_TILE_NNZ_FROM
+from .limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT,
+                     SCALE_TILE_NNZ_FROM)
 from .model.siren import NORMALISATIONS
 from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
@@ -308,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--no-siren", action="store_true", help="same as --siren never")
     enc.add_argument("--jobs", type=_positive, help="threads (default: all cores); the file is the same for any")
     enc.add_argument("--chunk-cells", type=_positive, default=default["chunk_cells"],
-                     help=f"cells per independently coded chunk (default {default['chunk_cells']})")
+                     help=f"cells per independently coded chunk (default: {DEFAULT_CHUNK_CELLS:,}, or the multiple of it "
+                          f"up to {MAX_DEFAULT_CHUNK_CELLS:,} nearest to {CHUNK_NNZ_AIM:,} nonzeros a chunk where "
+                          "cells are small)")
     enc.add_argument("--tile-nnz", type=_positive, default=None,
                      help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ}, smaller beyond "
                           f"{SCALE_TILE_NNZ_FROM:,} nonzeros so that reads stay fast)")

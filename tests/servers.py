@@ -137,11 +137,12 @@ class DelayProxy:
                 with lock:
                     proxy.active += 1
                     proxy.most_active = max(proxy.most_active, proxy.active)
+                self.handed_over = False
                 try:
                     self._relay(method)
                 finally:
                     with lock:
-                        proxy.active -= 1
+                        proxy.active -= not self.handed_over
 
             def _relay(self, method: str) -> None:
                 time.sleep(proxy.delay)
@@ -168,8 +169,10 @@ class DelayProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                with lock:  # counted first: the client may be done before this thread runs again
+                with lock:  # counted first: the client may be done (and ask again) before this thread runs again
                     proxy.bytes += len(body)
+                    proxy.active -= 1
+                    self.handed_over = True
                 self.wfile.write(body)
 
             def do_GET(self) -> None:

@@ -21,6 +21,7 @@ from .. import __version__
 from ..codec.geometry import balanced_patch_nnz, default_tile_nnz, genes_sorted_in_bands, plan_band_rows
 from ..codec.stages import MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
+from ..limits import DEFAULT_CHUNK_CELLS
 from ..io.atomic import atomic_path, check_writable
 from ..io.sources import MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
@@ -41,7 +42,7 @@ def gene_statistics(source: MatrixSource, options: EncodeOptions, progress: Prog
     """Pass 1: nonzeros per gene and the sum of their log1p deviations from their cells' means."""
     gene_nnz = np.zeros(source.shape[0], dtype=np.int64)
     deviation = np.zeros(source.shape[0], dtype=np.float64)
-    for block in source.blocks(options.chunk_cells):
+    for block in source.blocks(options.chunk_cells or DEFAULT_CHUNK_CELLS):
         accumulate_gene_stats(block.indptr, block.genes, block.values, gene_nnz, deviation)
         progress.update(block.nnz)
     return gene_nnz, deviation
@@ -138,6 +139,7 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     """Encode one matrix into an open container; return its footer entry."""
     progress = progress or Progress(False, None, "", "")
     gene_nnz, deviation = gene_statistics(source, options, progress)
+    options = options.chunked(int(gene_nnz.sum()), source.shape[1])
     context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
     progress.set_total(2 * nnz)

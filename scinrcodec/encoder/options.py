@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import InvalidInputError
 from ..codec.stages import MODES
-from ..limits import (DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS,
+from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS,
                       MAX_SIREN_WIDTH, MAX_TILE_NNZ)
 from ..model.siren import NORMALISATIONS
 from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
@@ -37,7 +37,7 @@ class EncodeOptions:
     max_error: int = 0  # mode "max-error": the largest |decoded - input| allowed
     tile_nnz: int | None = None  # nonzeros per tile; None: codec.geometry.default_tile_nnz of the matrix's
     patch_nnz: int | None = None  # nonzeros per band over the whole matrix; None: balanced_patch_nnz
-    chunk_cells: int = DEFAULT_CHUNK_CELLS  # cells per chunk, the unit of appends and parallel encodes
+    chunk_cells: int | None = None  # cells per chunk, the unit of appends and parallel encodes; None: default_chunk_cells
     # --- the SIREN predictor and its training (recorded: they decide the bytes)
     siren: str = "auto"  # one of SIREN_CHOICES: fit where a cheap test says it may pay, always, never, force
     width: int = 24  # neurons per hidden layer
@@ -91,7 +91,8 @@ class EncodeOptions:
             self._set("tile_nnz", _integer("tile_nnz", self.tile_nnz, 1, MAX_TILE_NNZ))
         if self.patch_nnz is not None:
             self._set("patch_nnz", _integer("patch_nnz", self.patch_nnz, 1, MAX_PATCH_NNZ))
-        self._set("chunk_cells", _integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION))
+        if self.chunk_cells is not None:
+            self._set("chunk_cells", _integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION))
         self._set("width", _integer("width", self.width, 1, MAX_SIREN_WIDTH))
         layers = MAX_SIREN_LAYERS - 2  # the hidden ones, between the input and output layers
         self._set("hidden_layers", _integer("hidden_layers", self.hidden_layers, 1, layers))
@@ -106,6 +107,11 @@ class EncodeOptions:
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not 0 < self.learning_rate < 10:
             raise InvalidInputError(f"learning_rate must be a number in (0, 10), not {self.learning_rate!r}")
+
+    def chunked(self, nnz: int, n_cells: int) -> "EncodeOptions":
+        """These options with chunk_cells settled for a matrix of `nnz` nonzeros over `n_cells` cells
+        (what the footer records and every chunk follows)."""
+        return self if self.chunk_cells is not None else replace(self, chunk_cells=default_chunk_cells(nnz, n_cells))
 
     @property
     def n_jobs(self) -> int:
@@ -134,3 +140,15 @@ class EncodeOptions:
     def names(cls) -> set[str]:
         """Every option's name, for checking keyword arguments before building the options."""
         return {f.name for f in fields(cls)}
+
+
+def default_chunk_cells(nnz: int, n_cells: int) -> int:
+    """Cells per chunk when none is given: the multiple of DEFAULT_CHUNK_CELLS (up to
+    MAX_DEFAULT_CHUNK_CELLS) nearest to CHUNK_NNZ_AIM nonzeros at the matrix's mean per cell. A
+    chunk's fixed costs (its count sections, tables, headers) are then spread over about as many
+    nonzeros whatever the cells' depth: visium at 6e7 (310 nonzeros a cell) with 6,144-cell chunks
+    instead of 2,048 is 2-3% smaller and reads entries, cells and the whole matrix faster."""
+    per_cell = nnz / max(n_cells, 1)
+    multiple = round(CHUNK_NNZ_AIM / max(per_cell, 1.0) / DEFAULT_CHUNK_CELLS)
+    needed = -(-n_cells // DEFAULT_CHUNK_CELLS)  # no more than the cells fill (one chunk either way)
+    return DEFAULT_CHUNK_CELLS * max(1, min(multiple, needed, MAX_DEFAULT_CHUNK_CELLS // DEFAULT_CHUNK_CELLS))
