@@ -38,13 +38,13 @@ import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import anndata, numpy, scipy.sparse, scinrcodec
 import scinrcodec.wholefile.combine, scinrcodec.wholefile.restore, scinrcodec.encoder.driver
+from benchmarks.measure import peak_rss_bytes, rss_bytes
 inputs, out = sys.argv[1:-1], sys.argv[-1]
-status = lambda key: next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key + ":"))
-before = status("VmRSS")
+before = rss_bytes()
 start = time.perf_counter()
 {method}
 seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "peak_mb": status("VmHWM") / 1024, "before_mb": before / 1024}}))
+print(json.dumps({{"seconds": seconds, "peak_mb": peak_rss_bytes() / 2**20, "before_mb": before / 2**20}}))
 """
 
 

@@ -43,13 +43,13 @@ CHILD = """
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import anndata, numpy, pandas, scipy.sparse, h5py
+from benchmarks.measure import peak_rss_bytes
 {setup}
 start = time.perf_counter()
 result = read(sys.argv[1])
 seconds = time.perf_counter() - start
 x = getattr(result, "X", result)
-peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({{"seconds": seconds, "peak_mb": peak / 1024, "nnz": int(x.nnz)}}))
+print(json.dumps({{"seconds": seconds, "peak_mb": peak_rss_bytes() / 2**20, "nnz": int(x.nnz)}}))
 """
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scinrcodec.errors import InvalidInputError
-from scinrcodec.io.h5chunks import DatasetSlices, _inflatable_chunks
+from scinrcodec.io.h5chunks import DatasetSlices, _inflatable_pipeline
 
 N, CHUNK = 10_007, 1_000  # the last chunk is partial
 RANGES = [(0, N), (0, 1), (999, 1001), (1000, 2000), (2500, 2501), (3, 9_999), (9_990, N), (5, 5)]
@@ -32,7 +32,7 @@ def test_slices_equal_h5py(h5, dtype, shuffle):
     ds = h5.create_dataset("x", data=_values(dtype), chunks=(CHUNK,), compression="gzip", compression_opts=4,
                            shuffle=shuffle)
     slices = DatasetSlices(ds, "test")
-    assert _inflatable_chunks(ds) is not None
+    assert _inflatable_pipeline(ds) is not None
     for lo, hi in RANGES:  # consecutive reads share their boundary chunk
         got = slices.read(lo, hi)
         assert got.dtype == ds.dtype and np.array_equal(got, ds[lo:hi])
@@ -42,7 +42,7 @@ def test_slices_equal_h5py(h5, dtype, shuffle):
                                      dict(chunks=None), dict(chunks=(CHUNK,))])
 def test_other_layouts_read_by_h5py(h5, options):
     ds = h5.create_dataset("x", data=_values("<i8"), **options)
-    assert _inflatable_chunks(ds) is None
+    assert _inflatable_pipeline(ds) is None
     slices = DatasetSlices(ds, "test")
     for lo, hi in RANGES:
         assert np.array_equal(slices.read(lo, hi), ds[lo:hi])

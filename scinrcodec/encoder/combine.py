@@ -10,6 +10,7 @@ bytes depend on its file's gene order and gene terms, so another file's chunks a
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
@@ -59,6 +60,7 @@ class Piece:
             return x
         return self.remapped(x)
 
+    @functools.cached_property
     def columns(self) -> np.ndarray:
         """For each of the input's genes, its output gene, or -1 where the output has none."""
         column = np.full(self.matrix.shape[0], -1, np.int64)
@@ -69,11 +71,10 @@ class Piece:
     def remapped(self, x: sp.csr_matrix) -> sp.csr_matrix:
         """x (cells x the input's genes) with its columns moved to the output's genes (those the
         output lacks dropped), indices sorted: mapped in place and each cell's run sorted."""
-        indices, data, indptr = self.columns()[x.indices], x.data, x.indptr
+        indices, data, indptr = self.columns[x.indices], x.data, x.indptr
         keep = indices >= 0
         if not keep.all():
-            cell = np.repeat(np.arange(x.shape[0]), np.diff(indptr))
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(cell[keep], minlength=x.shape[0]))])
+            indptr = np.concatenate([[0], np.cumsum(keep)])[indptr]  # the kept entries before each cell's start
             indices, data = indices[keep], data[keep]
         out = sp.csr_matrix((data, indices, indptr), shape=(x.shape[0], self.genes.size))
         out.has_sorted_indices = False
@@ -124,7 +125,7 @@ class PiecesSource(MatrixSource):
         for piece in self.pieces:
             if piece.cells is not None:
                 raise InvalidInputError("fresh_gene_statistics takes pieces of whole files")
-            column = piece.columns()
+            column = piece.columns
             genes = column[piece.matrix.index.genes()[0]]
             genes = genes[genes >= 0]
             genes = np.sort(genes[wanted[genes]])

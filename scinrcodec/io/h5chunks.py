@@ -26,12 +26,12 @@ class DatasetSlices:
 
     def __init__(self, ds, what: str) -> None:
         self._ds, self._what = ds, what
-        self._chunks = _inflatable_chunks(ds)
+        self._pipeline = _inflatable_pipeline(ds)
         self._cached: tuple[int, np.ndarray] | None = None
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Elements lo..hi-1, each chunk they touch inflated once."""
-        if self._chunks is None or hi <= lo:
+        if self._pipeline is None or hi <= lo:
             return self._ds[lo:hi]
         size = self._ds.chunks[0]
         out = np.empty(hi - lo, dtype=self._ds.dtype)
@@ -63,12 +63,12 @@ class DatasetSlices:
         if len(inflated) != n_bytes:
             raise InvalidInputError(f"{self._what}: chunk {i:,} of {self._ds.name} inflates to {len(inflated):,} "
                                     f"bytes, not {n_bytes:,}")
-        if self._chunks == INFLATED_PIPELINES[1]:
+        if self._pipeline == INFLATED_PIPELINES[1]:
             return items_from_planes(inflated, dtype)
         return np.frombuffer(inflated, dtype=dtype)
 
 
-def _inflatable_chunks(ds) -> tuple[int, ...] | None:
+def _inflatable_pipeline(ds) -> tuple[int, ...] | None:
     """The dataset's filter pipeline when libdeflate can undo it (chunked, 1-D, deflate with or
     without the shuffle before it, nothing else), else None."""
     import h5py

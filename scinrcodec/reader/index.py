@@ -7,6 +7,7 @@ first time a read decodes one of its tiles. What is loaded is kept, so warm read
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
@@ -488,8 +489,9 @@ class MatrixIndex:
             yield from self.load_chunks(ids)
             return
         rows = self.chunk_index[ids] if ids else np.zeros((0, len(CHUNK_INDEX_FIELDS)), np.int64)
-        for k in self.source.stream(list(zip(rows[:, 0].tolist(), rows[:, 3].tolist()))):
-            yield self.load_chunks([ids[k]])[0]
+        with contextlib.closing(self.source.stream(list(zip(rows[:, 0].tolist(), rows[:, 3].tolist())))) as arrived:
+            for k in arrived:  # closed here, so fetches still running are cancelled at once
+                yield self.load_chunks([ids[k]])[0]
 
     def tile_table(self) -> TileTable:
         """All tiles in flat arrays (loads every chunk the first time)."""

@@ -119,7 +119,8 @@ def unpack_shuffled(payload, dtype: str, count: int, *, what: str) -> np.ndarray
     """Inverse of pack_shuffled: exactly `count` items from their byte planes, size checked before
     decompressing."""
     item = np.dtype(dtype).newbyteorder("<")
-    return items_from_planes(_array_bytes(payload, item, count, what=what), item).astype(item.newbyteorder("="))
+    items = items_from_planes(_array_bytes(payload, item, count, what=what), item)
+    return items.astype(item.newbyteorder("="), copy=item.itemsize == 1)  # 1-byte items view the payload
 
 
 def items_from_planes(planes, item: np.dtype) -> np.ndarray:

@@ -110,11 +110,9 @@ class RemoteSource(ByteSource):
             return memoryview(b"")
         with self._lock:
             hit = self._lookup(offset, length)
-            holes = [] if hit is not None else self._holes(offset, offset + length)
         if hit is not None:
             return hit
-        if holes:
-            self._store(list(zip((a for a, _ in holes), self._fetch(holes))))
+        self.prefetch([(offset, length)])
         with self._lock:
             joined = self._joined(offset, offset + length)
         if joined is not None:

@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 
 #include "sinr/checksum.hpp"
@@ -306,12 +307,15 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
   using T = Packed;
   const int64_t n = values.size;
   const int64_t n_rows = static_cast<int64_t>(rank.size());
-  if (first_cell < 0 || n_cells > cell_original.size - first_cell || n_cells >= INT32_MAX) return -1;
+  // The index in cell_original of the chunk's first column: the file's table with file-wide columns
+  // (Python's reader), or the chunk's own table with chunk-local columns (the container reader's).
+  const int64_t col0 = cell_original.size == n_cells ? 0 : first_cell;
+  if (first_cell < 0 || n_cells > cell_original.size - col0 || n_cells >= INT32_MAX) return -1;
   // Each column's cell (chunk-local), the columns a permutation of the cells.
   w.cell_of_column.resize(static_cast<size_t>(n_cells));
   w.column_of_cell.assign(static_cast<size_t>(n_cells), -1);
   for (int64_t q = 0; q < n_cells; ++q) {
-    const uint64_t local = static_cast<uint64_t>(cell_original[first_cell + q]) - static_cast<uint64_t>(first_cell);
+    const uint64_t local = static_cast<uint64_t>(cell_original[col0 + q]) - static_cast<uint64_t>(first_cell);
     if (local >= static_cast<uint64_t>(n_cells) || w.column_of_cell[local] >= 0) return -1;
     w.cell_of_column[q] = static_cast<int32_t>(local);
     w.column_of_cell[local] = static_cast<int32_t>(q);
@@ -322,7 +326,7 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
   const uint64_t window = static_cast<uint64_t>(n_cells);
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t row = static_cast<uint32_t>(rows[i]);
-    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - first_cell);
+    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
     if (row >= static_cast<uint64_t>(n_rows) || q >= window) return -1;
     ++at[q];
   }
@@ -342,7 +346,7 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
   const int32_t* rank_of = rank.data();
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t row = static_cast<uint32_t>(rows[i]);
-    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - first_cell);
+    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
     if (row >= static_cast<uint64_t>(n_rows) || q >= window) return kAssembleBadRow;  // changed since counted
     const int64_t slot = at[q]++;
     if (slot >= end[q]) return kAssembleBadCell;
@@ -355,7 +359,7 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
   const RadixPlan plan = plan_for(rank_bits, kSmallDigitBits);
   w.hist.resize(static_cast<size_t>(plan.passes) << plan.digit_bits);
   w.spare.reserve(largest);
-  if (!w.bitmap || w.bitmap->keys() < n_rows) w.bitmap = std::make_unique<BitmapOrder>(n_rows <= kBitmapKeys ? n_rows : 0);
+  if (n_rows <= kBitmapKeys && (!w.bitmap || w.bitmap->keys() < n_rows)) w.bitmap = std::make_unique<BitmapOrder>(n_rows);
   I* indices = out_indices.data + base;
   D* data = out_data.data + base;
   const int64_t* genes = gene_of_rank.data();
@@ -515,8 +519,8 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
     gene_of_rank[k] = genes_of_row[r];
   }
   const int rank_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_rows - 1, 0)));
-  PlaceScratch own;
-  PlaceScratch::Parts& parts = (scratch ? *scratch : own).parts();
+  std::optional<PlaceScratch> own;  // only when the caller keeps none
+  PlaceScratch::Parts& parts = (scratch ? *scratch : own.emplace()).parts();
   std::lock_guard<std::mutex> hold(parts.busy);
   const int status = place_by_cell_columns(rows, cols, values, cell_original, first_cell, n_cells, base, out_indptr,
                                            out_indices, out_data, checksum, rank_bits, rank, gene_of_rank, parts);

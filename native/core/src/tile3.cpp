@@ -22,8 +22,9 @@ struct Reciprocals {
   }
 };
 
+const Reciprocals reciprocals;  // built once, at load: no guard on the coder's path
+
 inline uint32_t quotient(uint32_t x, uint32_t freq) {
-  static const Reciprocals reciprocals;
   if (freq == 1) return x;
   return static_cast<uint32_t>((static_cast<unsigned __int128>(x) * reciprocals.of[freq]) >> 64);
 }
