@@ -103,7 +103,7 @@ def file_batch(path: Path) -> Batch:
     buffer, offsets = tile_bytes(index, batch)
     models2, model, tables3 = index.models(batch.model)
     assert tables3 is not None  # format 3
-    tiles = {name: np.array(getattr(batch, name), np.int64) for name in batch._fields}
+    tiles = {name: np.array(getattr(batch, name), np.int64) for name in batch._fields if name != "data"}
     tiles["offset"], tiles["model"] = np.array(offsets, np.int64), np.array(model, np.int64)
     return Batch(np.array(buffer, np.uint8), tiles, np.array(index.genes()[3], np.int64),
                  np.array(index.cell_terms, np.int32), tables3, MODE_CODES[index.mode], index.max_error,

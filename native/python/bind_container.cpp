@@ -7,12 +7,14 @@
 #include <nanobind/stl/vector.h>
 
 #include <memory>
+#include <stdexcept>
 #include <optional>
 #include <tuple>
 #include <vector>
 
 #include "bindings.hpp"
 #include "owned.hpp"
+#include "sinr/crc32.hpp"
 #include "sinr/storage/container.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/storage/reader.hpp"
@@ -37,9 +39,55 @@ std::optional<std::vector<std::string>> names(NameList&& list) {
   return std::move(list.values);
 }
 
+// The bytes of any C-contiguous buffer (bytes, bytearray, memoryview, numpy array), held while used.
+class BufferView {
+ public:
+  explicit BufferView(nb::handle object) {
+    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
+  }
+  ~BufferView() { PyBuffer_Release(&view_); }
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+  const uint8_t* data() const { return static_cast<const uint8_t*>(view_.buf); }
+  int64_t size() const { return static_cast<int64_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
 }  // namespace
 
 void bind_container(nb::module_& m) {
+  m.def(
+      "crc32",
+      [](nb::handle data, uint32_t crc) {
+        const BufferView view(data);
+        nb::gil_scoped_release released;
+        return crc32(view.data(), view.size(), crc);
+      },
+      nb::arg("data"), nb::arg("crc") = 0, "zlib's CRC-32 of a buffer (continuing from crc).");
+  m.def(
+      "crc32_ranges",
+      [](Array<const uint8_t> buf, Array<const int64_t> offsets, Array<const int64_t> lengths) {
+        const int64_t n = static_cast<int64_t>(offsets.shape(0)), size = static_cast<int64_t>(buf.shape(0));
+        if (static_cast<int64_t>(lengths.shape(0)) != n)
+          throw std::invalid_argument("crc32_ranges: offsets and lengths differ in length");
+        std::vector<int64_t> out(static_cast<size_t>(n));
+        {
+          nb::gil_scoped_release released;
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t at = offsets.data()[i], length = lengths.data()[i];
+            if (at < 0 || length < 0 || at > size || length > size - at)
+              throw std::invalid_argument("crc32_ranges: a range lies outside the buffer");
+            out[static_cast<size_t>(i)] = crc32(buf.data() + at, length);
+          }
+        }
+        return to_numpy(std::move(out));
+      },
+      nb::arg("buf"), nb::arg("offsets"), nb::arg("lengths"), "The CRC-32 of each (offset, length) range of buf.");
+  m.def("crc32_path", &crc32_path, "The CRC-32 implementation in use: 'pclmul' or 'portable'.");
+  m.def("set_crc32_portable", &set_crc32_portable, nb::arg("portable"),
+        "Force (or release) the portable CRC-32; returns the previous setting.");
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);

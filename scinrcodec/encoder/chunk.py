@@ -26,7 +26,7 @@ from ..limits import MAX_CHUNK_NNZ
 from ..model.baseline import fit_cell_terms
 from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
-from ..storage.container import ContainerWriter, crc32, pack_header, pack_map
+from ..storage.container import ContainerWriter, crc32, crc32_ranges, pack_header, pack_map
 from ..storage.layout import CHUNK_SECTIONS_BY_MAJOR
 from .options import EncodeOptions
 from .siren_fit import SirenPlanner, fit_band_sirens
@@ -175,8 +175,8 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     coded = TILE_CODERS[major](tile_n, tile_k, positions, u, contexts, hist, code_values)
     data, lengths = coded.data, coded.lengths
     tile_offsets = np.concatenate([[0], np.cumsum(lengths)])
-    band_crcs = np.array([crc32(data[tile_offsets[a]: tile_offsets[b]])
-                          for a, b in zip(geometry.tile_starts[:-1], geometry.tile_starts[1:])], dtype=np.int64)
+    band_starts = tile_offsets[geometry.tile_starts]
+    band_crcs = crc32_ranges(data, band_starts[:-1], np.diff(band_starts))
     if options.mode == "inr-only":
         decoded = predictions
     else:

@@ -75,7 +75,8 @@ class Buffers:
 
 
 class TileBatch(NamedTuple):
-    """Flat per-tile arrays of the tiles of one read."""
+    """Flat per-tile arrays of the tiles of one read; `data`, when the read already holds the
+    tiles' bytes (read to check their bands' CRCs), is those bytes and each tile's offset in them."""
 
     offset: np.ndarray
     length: np.ndarray
@@ -88,6 +89,7 @@ class TileBatch(NamedTuple):
     cells: np.ndarray
     model: np.ndarray
     siren: np.ndarray
+    data: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def size(self) -> int:
@@ -96,7 +98,7 @@ class TileBatch(NamedTuple):
 
 def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) -> TileBatch:
     """The tiles `parts` names (chunk and tile ids, or a slice of them), CRC-checked, as one batch."""
-    columns = {name: [] for name in TileBatch._fields}
+    columns = {name: [] for name in TileBatch._fields if name != "data"}
     if index.source.batched:  # the bands holding the tiles (their CRCs cover whole bands), in one batch
         ranges = []
         for chunk, tiles in parts:
@@ -104,30 +106,38 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
             bands = np.unique(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
             ranges += [index.band_range(chunk, b) for b in bands.tolist()]
         index.source.prefetch(ranges)
+    held, held_at, base = [], [], 0  # the bytes read to check bands, while every part has them
     for chunk, tiles in parts:
-        if isinstance(tiles, slice):
-            band = np.searchsorted(chunk.geometry.tile_starts, np.arange(tiles.start, tiles.stop), side="right") - 1
-            count = tiles.stop - tiles.start
-        else:
-            band = np.searchsorted(chunk.geometry.tile_starts, tiles, side="right") - 1
-            count = tiles.size
-        if not count:
+        ids = np.arange(tiles.start, tiles.stop) if isinstance(tiles, slice) else tiles
+        if not ids.size:
             continue
-        if not chunk.band_verified[band].all():
-            index.verify_bands(chunk, np.unique(band))
-        columns["offset"].append(chunk.tile_offset[tiles])
-        columns["length"].append(chunk.tile_length[tiles])
-        columns["k"].append(chunk.tile_k[tiles])
-        columns["h"].append(chunk.tile_h[tiles])
-        columns["w"].append(chunk.tile_w[tiles])
-        columns["row"].append(chunk.tile_row[tiles])
-        columns["col"].append(chunk.first_cell + chunk.tile_first[tiles])
-        columns["first"].append(chunk.tile_first[tiles])
-        columns["cells"].append(np.full(count, chunk.n_cells, np.int64))
-        columns["model"].append(np.full(count, chunk.index, np.int64))
+        band = np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1
+        bands, band_of = np.unique(band, return_inverse=True)
+        read = index.verify_bands(chunk, bands)
+        if read is None or held is None:
+            held = None
+        else:
+            buffer, at = read
+            lo = index.band_ranges(chunk, bands)[0]
+            held.append(buffer)
+            held_at.append(base + at[band_of] + chunk.tile_offset[ids] - lo[band_of])
+            base += buffer.size
+        columns["offset"].append(chunk.tile_offset[ids])
+        columns["length"].append(chunk.tile_length[ids])
+        columns["k"].append(chunk.tile_k[ids])
+        columns["h"].append(chunk.tile_h[ids])
+        columns["w"].append(chunk.tile_w[ids])
+        columns["row"].append(chunk.tile_row[ids])
+        columns["col"].append(chunk.first_cell + chunk.tile_first[ids])
+        columns["first"].append(chunk.tile_first[ids])
+        columns["cells"].append(np.full(ids.size, chunk.n_cells, np.int64))
+        columns["model"].append(np.full(ids.size, chunk.index, np.int64))
         columns["siren"].append(chunk.band_siren[band])
+    data = None
+    if held:
+        data = (held[0] if len(held) == 1 else np.concatenate(held), np.concatenate(held_at).astype(np.int64))
     return TileBatch(**{name: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64, copy=False)
-                        for name, v in columns.items()})
+                        for name, v in columns.items()}, data=data)
 
 
 def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands: np.ndarray, tiles: np.ndarray,
@@ -162,6 +172,8 @@ def tile_bytes(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.nda
     whole = index.source.array()
     if whole is not None:
         return whole, batch.offset
+    if batch.data is not None:
+        return batch.data
     return index.source.gather(batch.offset, batch.length)
 
 

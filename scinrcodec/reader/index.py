@@ -20,7 +20,8 @@ from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, freque
 from ..codec.stages import MODES, parse_stages, required_features
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
-from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, parse_section_table, unpack_header
+from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
+    unpack_header
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, N_GAP_CLASSES, Sizes
 from ..storage.source import ByteSource
 
@@ -519,10 +520,35 @@ class MatrixIndex:
                 break
         return deepest
 
-    def verify_bands(self, chunk: Chunk, bands: np.ndarray) -> None:
-        """Check the CRC of the tile bytes of each band not checked before."""
-        for band in np.unique(bands[~chunk.band_verified[bands]]).tolist():
-            self.verify_band(chunk, band)
+    def verify_bands(self, chunk: Chunk, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Check the CRC of the tile bytes of each band of `bands` (distinct, ascending) not checked
+        before. When any is unchecked, every band's bytes come in one gathered read and their CRCs
+        in one native call (a cell read checks every band of its chunk), and those bytes are
+        returned with each band's offset in them, for the decoder to use rather than read again."""
+        todo = ~chunk.band_verified[bands]
+        if not todo.any():
+            return None
+        lo, length = self.band_ranges(chunk, bands)
+        buffer, at = self.source.gather(lo, length)
+        bad = np.flatnonzero(todo & (crc32_ranges(buffer, at, length) != chunk.band_crc[bands]))
+        if bad.size:
+            raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
+                                   f"band {int(bands[bad[0]])} (file is corrupt)")
+        with chunk.lock:
+            chunk.band_verified[bands] = True
+        return buffer, at
+
+    def band_ranges(self, chunk: Chunk, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets and lengths of the tile bytes of `bands` (band_range of each, at once)."""
+        if not chunk.tile_offset.size:
+            return np.full(bands.size, chunk.data_ref.offset, np.int64), np.zeros(bands.size, np.int64)
+        starts = chunk.geometry.tile_starts
+        first, last = starts[bands], starts[bands + 1]
+        empty = last == first
+        last_tile = np.maximum(last - 1, 0)
+        lo = np.where(empty, chunk.data_ref.offset, chunk.tile_offset[np.minimum(first, last_tile)])
+        end = np.where(empty, lo, chunk.tile_offset[last_tile] + chunk.tile_length[last_tile])
+        return lo.astype(np.int64), (end - lo).astype(np.int64)
 
     def band_range(self, chunk: Chunk, band: int) -> tuple[int, int]:
         """(offset, length) of one band's tile bytes."""

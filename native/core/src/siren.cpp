@@ -1,4 +1,5 @@
 // SIREN evaluation, its output's context or prediction, and the tables of spec Appendix A.
+#include "sinr/crc32.hpp"
 #include "sinr/siren.hpp"
 
 #include <cmath>
@@ -62,22 +63,6 @@ const int16_t* sine_table() { return tables().sine; }
 const double* context_edges() { return tables().edges; }
 const double* fine_context_edges() { return tables().fine_edges; }
 const int32_t* expm1_table() { return tables().expm1; }
-
-uint32_t crc32(const uint8_t* data, int64_t n) {
-  static const struct Crc {
-    uint32_t table[256];
-    Crc() {
-      for (uint32_t i = 0; i < 256; ++i) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        table[i] = c;
-      }
-    }
-  } crc;
-  uint32_t c = 0xFFFFFFFFu;
-  for (int64_t i = 0; i < n; ++i) c = crc.table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 bool tables_match_spec() {
   const Tables& t = tables();

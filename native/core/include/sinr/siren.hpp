@@ -33,7 +33,6 @@ constexpr int kNormNone = 0, kNormMinmax = 1, kNormLog = 2;
 const int16_t* sine_table();       // kSineSize entries: roundeven(sin(2 pi k / 4096) * 4096)
 const double* context_edges();     // kNumContexts entries: roundeven(expm1(k / 4) * 2**20) / 2**20
 const int32_t* expm1_table();      // kExpm1Size entries: min(roundeven(expm1((k + 1/2) / 1024)), kMaxCount)
-uint32_t crc32(const uint8_t* data, int64_t n);  // zlib's CRC-32
 bool tables_match_spec();          // the three tables against the check values of Appendix A
 
 // A SIREN: n_layers rows of its layer table, and every parameter of the table it indexes.

@@ -8,7 +8,7 @@
 #include <memory>
 #include <type_traits>
 
-#include "sinr/siren.hpp"
+#include "sinr/crc32.hpp"
 #include "sinr/storage/errors.hpp"
 
 namespace sinr::storage {

@@ -12,6 +12,7 @@
 
 #include "sinr/assemble.hpp"
 #include "sinr/models.hpp"
+#include "sinr/crc32.hpp"
 #include "sinr/siren.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/tile.hpp"

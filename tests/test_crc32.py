@@ -1,0 +1,95 @@
+"""CRC-32: the native core's (PCLMULQDQ folding or slicing by 8) is zlib's on every input, and the
+band checks of a read from disk (every band of a chunk in one read, its bytes then decoded without
+a second read) catch a damaged band and return exactly what the file holds."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+import scinrcodec as sinr
+from scinrcodec import _native
+from scinrcodec.storage.container import crc32, crc32_ranges
+
+
+@pytest.fixture(params=[False, True], ids=["dispatched", "portable"])
+def crc_path(request):
+    previous = _native.set_crc32_portable(request.param)
+    yield _native.crc32_path()
+    _native.set_crc32_portable(previous)
+
+
+def test_crc32_is_zlibs_for_every_length_and_alignment(crc_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, 1 << 13, dtype=np.uint8).tobytes()
+    lengths = list(range(0, 260)) + [511, 512, 513, 1023, 4096, 4097, 8000]
+    for length in lengths:
+        for align in (0, 1, 5, 8, 15):
+            piece = data[align: align + length]
+            assert _native.crc32(piece) == zlib.crc32(piece), (crc_path, length, align)
+            half = len(piece) // 3
+            assert _native.crc32(piece[half:], _native.crc32(piece[:half])) == zlib.crc32(piece)
+    for special in (b"", b"\0" * 1000, b"\xff" * 1000, b"123456789"):
+        assert crc32(special) == zlib.crc32(special)
+    assert crc32(b"123456789") == 0xCBF43926  # the CRC-32 check value
+
+
+def test_crc32_takes_any_contiguous_buffer():
+    data = np.arange(1000, dtype=np.int32)
+    expected = zlib.crc32(data.tobytes())
+    assert crc32(data) == crc32(memoryview(data.tobytes())) == crc32(bytearray(data.tobytes())) == expected
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        crc32(data[::2])
+
+
+def test_crc32_ranges(crc_path):
+    rng = np.random.default_rng(1)
+    buffer = rng.integers(0, 256, 5000, dtype=np.uint8)
+    offsets = np.array([0, 7, 100, 4999, 5000, 300], np.int64)
+    lengths = np.array([0, 93, 4000, 1, 0, 2000], np.int64)
+    expected = [zlib.crc32(buffer[a: a + n].tobytes()) for a, n in zip(offsets, lengths)]
+    assert crc32_ranges(buffer, offsets, lengths).tolist() == expected
+    assert crc32_ranges(buffer.tobytes(), offsets, lengths).tolist() == expected
+    for bad_offset, bad_length in ((4990, 11), (-1, 1), (5001, 0), (0, -1)):
+        with pytest.raises(ValueError, match="outside the buffer"):
+            crc32_ranges(buffer, np.array([bad_offset]), np.array([bad_length]))
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory, pbmc):
+    path = tmp_path_factory.mktemp("crc") / "pbmc.sinr"
+    sinr.encode(pbmc, path, siren="never", chunk_cells=16, tile_nnz=32, progress=False)
+    return path, pbmc.matrix().tocsc()
+
+
+def test_reads_from_disk_check_bands_once_and_decode_what_they_read(on_disk):
+    path, truth = on_disk
+    m = sinr.open(path)
+    index = m.index
+    assert index.n_chunks >= 4
+    for j in (0, 1, 15, 16, 40, truth.shape[1] - 1):  # cold chunks, then the same chunk warm
+        assert np.array_equal(m.cell(j), truth[:, j].toarray().ravel())
+    chunk = index.chunk(0)
+    assert chunk.band_verified.all()
+    cells = np.random.default_rng(2).choice(truth.shape[1], 50, replace=False)
+    assert (m[:, cells] != truth[:, cells]).nnz == 0  # many chunks, some checked before, some not
+    assert (sinr.open(path)[:, cells] != truth[:, cells]).nnz == 0  # every chunk unchecked
+
+
+def test_a_damaged_band_fails_the_cell_read_that_checks_it(tmp_path, on_disk):
+    path, _ = on_disk
+    index = sinr.open(path).index
+    chunk = index.chunk(1)
+    band = int(np.flatnonzero(np.diff(chunk.geometry.tile_starts))[-1])  # the last band holding tiles
+    offset, length = index.band_ranges(chunk, np.array([band]))
+    blob = bytearray(path.read_bytes())
+    blob[int(offset[0] + length[0] // 2)] ^= 0x40
+    damaged = tmp_path / "damaged.sinr"
+    damaged.write_bytes(bytes(blob))
+    m = sinr.open(damaged)
+    m.cell(0)  # chunk 0 is intact
+    with pytest.raises(sinr.CorruptFileError, match=f"chunk 1: checksum mismatch in the tiles of band {band} "):
+        m.cell(chunk.first_cell)
+    with pytest.raises(sinr.CorruptFileError, match="checksum mismatch"):
+        sinr.open(damaged)[:, [0, chunk.first_cell + 1]]
