@@ -85,6 +85,19 @@ void bind_container(nb::module_& m) {
         return to_numpy(std::move(out));
       },
       nb::arg("buf"), nb::arg("offsets"), nb::arg("lengths"), "The CRC-32 of each (offset, length) range of buf.");
+  m.def(
+      "zstd_decompress_bounded",
+      [](nb::handle payload, uint64_t limit, const std::string& what) {
+        const BufferView view(payload);
+        std::vector<uint8_t> raw;
+        {
+          nb::gil_scoped_release released;
+          raw = storage::decompress_bounded(view.data(), static_cast<size_t>(view.size()), limit, what);
+        }
+        return nb::bytes(reinterpret_cast<const char*>(raw.data()), raw.size());
+      },
+      nb::arg("payload"), nb::arg("limit"), nb::arg("what"),
+      "One zstd frame that declares its content size, at most limit bytes, and nothing after it (spec §3.3).");
   m.def("crc32_path", &crc32_path, "The CRC-32 implementation in use: 'pclmul' or 'portable'.");
   m.def("set_crc32_portable", &set_crc32_portable, nb::arg("portable"),
         "Force (or release) the portable CRC-32; returns the previous setting.");

@@ -87,25 +87,10 @@ def decompress_exact(payload, size: int, *, what: str) -> bytes:
 def _decompress_bounded(payload, limit: int, *, what: str) -> bytes:
     """One zstd frame that declares its content size, at most `limit` bytes, and nothing after it.
 
-    The declared size is checked before anything is allocated; zstd itself checks that the frame
-    expands to exactly that size."""
-    data = bytes(payload)
-    try:
-        size = zstandard.frame_content_size(data)
-    except zstandard.ZstdError as exc:
-        raise CorruptFileError(f"{what} is not a zstd frame") from exc
-    if size < 0:
-        raise CorruptFileError(f"{what} is a zstd frame without its content size")
-    if size > limit:
-        raise CorruptFileError(f"{what} declares {size} bytes, more than the {limit} it may hold")
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    try:
-        raw = decompressor.decompress(data)
-    except zstandard.ZstdError as exc:
-        raise CorruptFileError(f"{what} is corrupt ({exc})") from exc
-    if not decompressor.eof or decompressor.unused_data or len(raw) != size:
-        raise CorruptFileError(f"{what} is not exactly one complete zstd frame")
-    return raw
+    The native core's libzstd decodes it, the declared size checked before anything is allocated,
+    so that the Python reader and the C++ reader (the R package's) decode every frame alike: zstd
+    versions may expand a damaged frame differently, and each reader must read what the other does."""
+    return _native.zstd_decompress_bounded(payload, limit, what)
 
 
 def _array_bytes(payload, item: np.dtype, count: int, *, what: str) -> bytes:
