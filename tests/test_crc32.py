@@ -93,3 +93,33 @@ def test_a_damaged_band_fails_the_cell_read_that_checks_it(tmp_path, on_disk):
         m.cell(chunk.first_cell)
     with pytest.raises(sinr.CorruptFileError, match="checksum mismatch"):
         sinr.open(damaged)[:, [0, chunk.first_cell + 1]]
+
+
+def test_entries_from_disk_check_their_band_and_decode_its_bytes(on_disk):
+    """m[i, j] on a band not checked yet decodes from the band's bytes read for its CRC; later
+    entries of the band read their tile alone; indices of every kind give the same value."""
+    path, truth = on_disk
+    dense = truth.toarray()
+    m = sinr.open(path)
+    rng = np.random.default_rng(4)
+    for i, j in zip(rng.integers(0, truth.shape[0], 400).tolist(), rng.integers(0, truth.shape[1], 400).tolist()):
+        assert m[i, j] == dense[i, j]
+        assert m[i - truth.shape[0], np.int64(j)] == m.get(i, j) == dense[i, j]
+    with pytest.raises(sinr.SinrIndexError):
+        m[truth.shape[0], 0]
+
+
+def test_a_damaged_band_fails_the_entry_that_checks_it(tmp_path, on_disk):
+    path, truth = on_disk
+    index = sinr.open(path).index
+    chunk = index.chunk(2)
+    band = int(np.flatnonzero(np.diff(chunk.geometry.tile_starts))[0])
+    offset, length = index.band_ranges(chunk, np.array([band]))
+    blob = bytearray(path.read_bytes())
+    blob[int(offset[0])] ^= 0x01
+    damaged = tmp_path / "damaged.sinr"
+    damaged.write_bytes(bytes(blob))
+    row = int(chunk.geometry.row_starts[band])
+    gene = int(index.row_genes(np.array([row]))[0])
+    with pytest.raises(sinr.CorruptFileError, match=f"chunk 2: checksum mismatch in the tiles of band {band} "):
+        sinr.open(damaged)[gene, chunk.first_cell]

@@ -558,15 +558,18 @@ class MatrixIndex:
         lo = int(chunk.tile_offset[first])
         return lo, int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) - lo
 
-    def verify_band(self, chunk: Chunk, band: int) -> None:
-        """Check the CRC of one band's tile bytes, unless done before (the lean path of one entry)."""
+    def verify_band(self, chunk: Chunk, band: int) -> memoryview | None:
+        """Check the CRC of one band's tile bytes, unless done before (the lean path of one entry);
+        returns the bytes when it read them (from band_range's offset), for the decoder to use."""
         with chunk.lock:
             if chunk.band_verified[band]:
-                return
-            if crc32(self.source.read(*self.band_range(chunk, band))) != int(chunk.band_crc[band]):
+                return None
+            data = self.source.read(*self.band_range(chunk, band))
+            if crc32(data) != int(chunk.band_crc[band]):
                 raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
                                        f"band {band} (file is corrupt)")
             chunk.band_verified[band] = True
+            return data
 
 
 class SirenTables:

@@ -241,7 +241,10 @@ class MatrixReader:
     @fits_in_memory("reading an entry")
     def get(self, gene, cell) -> int:
         """One entry by index or name: one tile, decoded only as far as the entry."""
-        i, j = self._lookup("gene", gene), self._lookup("cell", cell)
+        return self._entry(self._lookup("gene", gene), self._lookup("cell", cell))
+
+    def _entry(self, i: int, j: int) -> int:
+        """Entry (i, j), both in range: the lean path m[i, j] takes for two plain ints."""
         chunk, column = self._cell_column(j)  # first: a remote file fetches the gene tables with the chunk
         row = self._row(i)
         if row >= chunk.n_rows:
@@ -250,11 +253,12 @@ class MatrixReader:
         band = bisect.bisect_right(row_starts, row) - 1
         tile = tile_starts[band] + (column - chunk.first_cell) // widths[band]
         index = self._index
-        if not chunk.band_verified[band]:
-            index.verify_band(chunk, band)
+        held = None if chunk.band_verified[band] else index.verify_band(chunk, band)
         buffer, start = index.source.array(), int(chunk.tile_offset[tile])
         length = int(chunk.tile_length[tile])
-        if buffer is None:
+        if buffer is None and held is not None:  # the band's bytes, just read to check them
+            buffer, start = np.frombuffer(held, dtype=np.uint8), start - index.band_range(chunk, band)[0]
+        elif buffer is None:
             buffer, start = np.frombuffer(index.source.read(start, length), dtype=np.uint8), 0
         siren = int(chunk.band_siren[band])
         first = int(chunk.tile_first[tile])
@@ -300,10 +304,17 @@ class MatrixReader:
             out[self._index.row_genes(rows)] = values
         return out
 
-    @fits_in_memory("reading this selection")
     def __getitem__(self, key):
         """m[genes, cells]: each an index, a name, a slice, a list of indices or of names, or a
         boolean mask. Two scalars give one int, anything else a genes x cells CSR matrix."""
+        if type(key) is tuple and len(key) == 2 and type(key[0]) is int and type(key[1]) is int:  # noqa: E721
+            n_genes, n_cells = self.shape  # the hot path of m[i, j] (bools are not ints here)
+            if 0 <= key[0] < n_genes and 0 <= key[1] < n_cells:
+                return self._entry(key[0], key[1])
+        return self._select(key)
+
+    @fits_in_memory("reading this selection")
+    def _select(self, key):
         if not isinstance(key, tuple) or len(key) != 2:
             raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
         gene_key, cell_key = key
