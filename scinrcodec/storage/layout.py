@@ -28,10 +28,12 @@ COUNTS_ENCODING_BY_MAJOR = {2: ZSTD_ARRAY, 3: ZSTD_SHUFFLED}
 # The zstd level a writer uses per encoding (ZSTD_LEVEL unless listed): the byte planes of counts
 # come out as small at 9 as at 19 (pbmc4k at 6e6: values.counts +1.1%, gaps.counts +0.3%, 0.002% of
 # the file) in a twentieth of the time (they were a quarter of a format-3 chunk's encoding time).
-# Names (cell barcodes, gene ids) come out as small at 15 as at 19 (real barcodes of pbmc4k,
-# frozen_pbmc, visium: 4.89, 2.62, 3.57 bytes a name at 15; 4.89, 2.66, 3.58 at 19) in a third of
-# the time (they were 30% of the CPU time of encoding frozen_pbmc at 6e7 from its 10x file).
-WRITE_LEVELS = {ZSTD_SHUFFLED: 9, ZSTD_TEXT: 15}
+# Names (cell barcodes, gene ids) come out nearly as small at 16 as at 19 in half the time or less
+# (real barcodes of pbmc4k, frozen_pbmc, visium: 4.93, 2.67, 3.58 bytes a name at 16; 4.89, 2.66,
+# 3.58 at 19; the repeated barcodes of replicated cells, 6e7 scale inputs: +0-2%); at 19 they were
+# 30% of the CPU time of encoding frozen_pbmc at 6e7 from its 10x file. (At 15, repeated names
+# came out 33% larger.)
+WRITE_LEVELS = {ZSTD_SHUFFLED: 9, ZSTD_TEXT: 16}
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
 
 
