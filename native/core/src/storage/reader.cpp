@@ -236,7 +236,8 @@ struct MatrixReader::Chunk {
   std::vector<int64_t> tile_offset, tile_length, tile_k, tile_h, tile_w, tile_row, tile_first, tile_band;
   std::vector<int64_t> tile_cells, tile_model, tile_siren;
   std::vector<uint32_t> band_crc;
-  std::vector<uint8_t> band_verified;
+  // Checked bands: read without the chunk's lock by the reads that skip a checked band, set under it.
+  std::vector<std::atomic<uint8_t>> band_verified;
   int64_t data_offset = 0, data_length = 0;
   std::vector<int64_t> cell_original;  // column -> original (file-wide) cell
   std::vector<int64_t> cell_position;  // chunk-local cell -> column
@@ -668,7 +669,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
     at += tile_bytes[t];
   }
   c->band_crc = array32("bands.crc32", n_bands);
-  c->band_verified.assign(n_bands, 0);
+  c->band_verified = std::vector<std::atomic<uint8_t>>(static_cast<size_t>(n_bands));  // zero-initialised
   // Count sections and the tiles' models, checked before any tile is decoded: format 2's value
   // models (spec §C.4; rule K13), format 3's gap and value tables (spec §6.4; rules G1-G3).
   std::vector<uint64_t> value_counts;
