@@ -3,6 +3,7 @@ S3 server. Every read path is compared with the local file; requests are counted
 access log and by the source's own counters; every failure is one typed error naming the URL."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import os
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 import scinrcodec as sinr
 from scinrcodec.cli import main as sinr_main
 from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
-                               RemoteConnectionError, RemoteNotFoundError)
+                               RemoteConnectionError, RemoteError, RemoteNotFoundError)
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.reader.lazy import MatrixRef
 from servers import NGINX, DelayProxy, MotoS3, Nginx
@@ -217,6 +218,28 @@ def test_http_whole_matrix_bounded(files, monkeypatch):
                 proxy.requests, proxy.most_active = 0, 0
                 assert (m.to_scipy(layout="csc") != expected).nnz == 0
                 assert (proxy.requests, proxy.most_active) == (n_chunks, most)
+
+
+@needs_nginx
+@pytest.mark.parametrize("failure", [ValueError("a bug in a transfer"), asyncio.CancelledError()],
+                         ids=["exception", "cancelled"])
+def test_http_whole_read_whose_transfers_break_fails_typed(nginx, files, monkeypatch, failure):
+    """A whole read's transfer that fails with an error no request check knows (a bug, an event
+    loop cancelling its tasks) ends the read at once with a RemoteError naming the file, never an
+    untyped exception or a wait for a range that will not come."""
+    m = sinr.open(f"{nginx.url}/pbmc.sinr")
+    m.index.genes()
+    source = m.byte_source
+    original = source._get
+
+    async def broken(start, end, **kwargs):
+        if end is not None and end - start > 1000:  # the chunk blocks, not the tables
+            raise failure
+        return await original(start, end, **kwargs)
+
+    monkeypatch.setattr(source, "_get", broken)
+    with pytest.raises(RemoteError, match=r"pbmc\.sinr: (request failed \(ValueError: a bug|the transfer stopped)"):
+        m.to_scipy(layout="csc")
 
 
 @needs_nginx

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
-                      RemoteConnectionError, RemoteError, RemoteNotFoundError)
+                      RemoteConnectionError, RemoteError, RemoteNotFoundError, SinrError)
 from .source import ByteSource
 
 SUFFIX_BYTES = 2 << 10  # read with the preamble at open: the trailer, and usually the footer and chunk index
@@ -167,8 +167,10 @@ class RemoteSource(ByteSource):
                 results = await asyncio.gather(*(part(a, b) for a, b in parts))
             except _Failure as failure:
                 arrived.put((k, failure.error))
-            except Exception as exc:  # handed to the caller's thread, raised there
-                arrived.put((k, exc))
+            except Exception as exc:  # handed to the caller's thread, raised there, typed
+                error = RemoteError(f"{self.name}: request failed ({type(exc).__name__}: {exc})")
+                error.__cause__ = exc
+                arrived.put((k, error))
             else:
                 self._store([(a, data) for (a, _), (data, _, _) in zip(parts, results)])
                 arrived.put((k, None))
@@ -192,16 +194,17 @@ class RemoteSource(ByteSource):
         with self._lock:
             self.round_trips += 1
         future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        future.add_done_callback(lambda _: arrived.put((None, None)))  # wakes the wait below if run() ends early
         try:
             yield from (k for k, holes in enumerate(plans) if not holes)
             for _ in pending:
-                while True:
-                    try:
-                        k, error = arrived.get(timeout=1.0)
-                        break
-                    except queue.Empty:
-                        if future.done() and future.exception() is not None:
-                            raise future.exception()
+                k, error = arrived.get()
+                if k is None:  # run() ended before every range arrived: cancelled, or failed outside fetch
+                    failure = None if future.cancelled() else future.exception()
+                    if isinstance(failure, SinrError):
+                        raise failure
+                    raise RemoteError(f"{self.name}: the transfer stopped before every range arrived"
+                                      + (f" ({type(failure).__name__}: {failure})" if failure else "")) from failure
                 if error is not None:
                     raise error
                 yield k
