@@ -135,6 +135,22 @@ def test_submatrix_indexing(tmp_path, pbmc):
                 f[bad]
 
 
+def test_random_distinct_selections(tmp_path, pbmc):
+    """Distinct genes and cells in any order, from one gene (whose place is searched) to all of
+    them (looked up in a table by row): every selection equals the dense matrix's."""
+    out = tmp_path / "x.sinr"
+    sinr.encode(pbmc, out, tile_nnz=64, chunk_cells=30, **FAST)
+    dense = _dense(pbmc)
+    n_genes, n_cells = pbmc.shape
+    rng = np.random.default_rng(8)
+    with sinr.open(out) as f:
+        for n_pick in (1, 2, 5, n_genes // 2, n_genes):
+            for _ in range(6):
+                genes = rng.permutation(n_genes)[:n_pick]
+                cells = rng.permutation(n_cells)[: int(rng.integers(1, n_cells + 1))]
+                assert np.array_equal(f[genes, cells].toarray(), dense[genes][:, cells])
+
+
 def test_names_lookup_and_anndata(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, **FAST)

@@ -358,20 +358,31 @@ class MatrixReader:
             if not rows.size or not geometry.n_bands:
                 continue
             bands = np.unique(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
-            blocks = local[None, :] // geometry.widths[bands][:, None]
-            tiles = np.unique(geometry.tile_starts[bands][:, None] + blocks)
-            parts.append((chunk, tiles))
+            # each band's tiles holding the cells, in order: bands and cells ascend, so the flat
+            # ids do too, and dropping repeats needs no sort
+            tiles = (geometry.tile_starts[bands][:, None] + local[None, :] // geometry.widths[bands][:, None]).ravel()
+            parts.append((chunk, tiles[np.concatenate([[True], tiles[1:] != tiles[:-1]])] if tiles.size else tiles))
         mask = np.zeros(self.shape[1], dtype=bool)
         mask[index.cell_position[cells]] = True
         rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, jobs=self.jobs)
         if rows_wanted.size < index.n_genes:
             keep = np.isin(rows, rows_wanted)
             rows, cols, values = rows[keep], cols[keep], values[keep]
+        if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
+            # each nonzero's output column in one lookup by its reordered column (a table the
+            # index's own size), and its output row likewise where a table by row is small
+            column_place = np.empty(self.shape[1], np.int64)
+            column_place[index.cell_position[cells]] = np.arange(cells.size)
+            if index.n_stored <= 4 * (genes.size + rows.size):
+                row_place = np.full(index.n_stored, -1, np.int64)
+                wanted = index.gene_rows(genes)
+                row_place[wanted[wanted < index.n_stored]] = np.flatnonzero(wanted < index.n_stored)
+                out_rows = row_place[rows]
+            else:
+                out_rows = place(genes, index.row_genes(rows), self.shape[0])
+            return sp.csr_matrix((values, (out_rows, column_place[cols])), shape=out_shape)
         found_genes = index.row_genes(rows)
         found_cells = index.cell_original[cols]
-        if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
-            return sp.csr_matrix((values, (place(genes, found_genes, self.shape[0]),
-                                           place(cells, found_cells, self.shape[1]))), shape=out_shape)
         out_rows, src = expand(genes, found_genes)
         out_cols, src_cols = expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
