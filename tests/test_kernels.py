@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import scinrcodec as sinr
 from scinrcodec import _native
@@ -434,6 +435,29 @@ def test_arrange_matches_reference(seed):
     with pytest.raises(ValueError):  # a cell order that is not a permutation
         chunk_module.arrange(indptr, genes, values, np.zeros(n_cells, np.int64), gene_rank, geometry.row_starts,
                               geometry.widths, geometry.tile_starts, n_cells)
+
+
+def test_arrange_into_reused_buffers():
+    """The local encoder's per-thread arrays: the same arrangement as fresh arrays, the same memory
+    from one chunk to the next while it fits, larger arrays when a chunk needs them."""
+    rng = np.random.default_rng(12)
+    buffers = chunk_module.ArrangeBuffers()
+    seen = []
+    for n_cells in (30, 20, 60):
+        dense = rng.poisson(0.4, size=(50, n_cells)) * (rng.random((50, n_cells)) < 0.3)
+        csc = sp.csc_matrix(dense)
+        indptr, genes, values = csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data.astype(np.int64)
+        gene_rank = np.arange(50, dtype=np.int64)
+        geometry = ChunkGeometry.plan(np.array([0, 10, 50], np.int64), np.bincount(genes, minlength=50), n_cells, 40)
+        args = (indptr, genes, values, np.arange(n_cells, dtype=np.int64), gene_rank, geometry.row_starts,
+                geometry.widths, geometry.tile_starts, n_cells)
+        fresh = chunk_module.arrange(*args)
+        reused = chunk_module.arrange(*args, buffers)
+        assert all(np.array_equal(a, b) for a, b in zip(fresh, reused))
+        seen.append(reused[0].__array_interface__["data"][0])
+    assert seen[0] == seen[1] != seen[2]  # the second chunk fits in the first's arrays; the third grows them
+    buffers.release()
+    assert buffers.arrays is None
 
 
 def test_bins_and_contexts_match_reference():

@@ -29,24 +29,25 @@ NumpyArray<int64_t> cell_totals_py(Array<const int64_t> indptr, Array<const int6
   return out.release();
 }
 
-std::tuple<NumpyArray<int32_t>, NumpyArray<int32_t>, NumpyArray<int64_t>, NumpyArray<int64_t>, NumpyArray<int64_t>>
-arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const int64_t> values,
-           Array<const int64_t> cell_order, Array<const int64_t> gene_rank, Array<const int64_t> row_starts,
-           Array<const int64_t> widths, Array<const int64_t> tile_starts, int64_t n_cells) {
-  const int64_t nnz = static_cast<int64_t>(values.shape(0));
+// The arrangement into the caller's arrays (nnz items each; the encoder reuses them from one chunk to
+// the next); returns each tile's nonzeros.
+NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const int64_t> values,
+                               Array<const int64_t> cell_order, Array<const int64_t> gene_rank,
+                               Array<const int64_t> row_starts, Array<const int64_t> widths,
+                               Array<const int64_t> tile_starts, int64_t n_cells, Array<int32_t> rows,
+                               Array<int32_t> cols, Array<int64_t> out_values, Array<int64_t> positions) {
   const int64_t n_tiles = tile_starts.shape(0) ? tile_starts.data()[tile_starts.shape(0) - 1] : 0;
   if (n_tiles < 0) check(kArrangeBadGeometry, "arrange");
-  Owned<int32_t> rows(nnz), cols(nnz);
-  Owned<int64_t> out_values(nnz), positions(nnz), tile_k(n_tiles);
+  Owned<int64_t> tile_k(n_tiles);
   int status;
   {
     nb::gil_scoped_release release;
     status = arrange(span_of(indptr), span_of(genes), span_of(values), span_of(cell_order), span_of(gene_rank),
-                     span_of(row_starts), span_of(widths), span_of(tile_starts), n_cells, rows.span(), cols.span(),
-                     out_values.span(), positions.span(), tile_k.span());
+                     span_of(row_starts), span_of(widths), span_of(tile_starts), n_cells, span_of(rows),
+                     span_of(cols), span_of(out_values), span_of(positions), tile_k.span());
   }
   check(status, "arrange");
-  return {rows.release(), cols.release(), out_values.release(), positions.release(), tile_k.release()};
+  return tile_k.release();
 }
 
 NumpyArray<int64_t> baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols,
@@ -105,8 +106,10 @@ void bind_encoder(nb::module_& m) {
   m.def("arrange", &arrange_py, nb::arg("indptr").noconvert(), nb::arg("genes").noconvert(),
         nb::arg("values").noconvert(), nb::arg("cell_order").noconvert(), nb::arg("gene_rank").noconvert(),
         nb::arg("row_starts").noconvert(), nb::arg("widths").noconvert(), nb::arg("tile_starts").noconvert(),
-        nb::arg("n_cells"),
-        "A chunk's nonzeros sorted by (tile, position): (rows, cols, values, positions, tile_k).");
+        nb::arg("n_cells"), nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("out_values").noconvert(),
+        nb::arg("positions").noconvert(),
+        "A chunk's nonzeros sorted by (tile, position) into rows, cols, out_values and positions (nnz items "
+        "each); returns each tile's nonzeros.");
   m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
         nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine") = false,
         "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §C.5), "

@@ -29,7 +29,7 @@ from ..model.siren_train import run_stoppable
 from ..progress import Progress
 from ..storage.container import ContainerWriter, write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
-from .chunk import FileContext, encode_chunk, write_chunk
+from .chunk import ARRANGE_BUFFERS, FileContext, encode_chunk, write_chunk
 from .memory import release_freed_memory
 from .options import EncodeOptions
 from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
@@ -97,15 +97,19 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
         release_freed_memory()  # else glibc keeps each chunk's freed temporaries resident (encoder.memory)
 
     first = None
-    if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
-        first = next(blocks, None)
-        if first is not None:
-            names = source.cell_names(first.start, first.start + first.n_cells)
-            chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
-            planner = SirenPlanner(sample=None) if chunk.stats.get("siren_kept") else None
-            if planner is not None:  # a SIREN paid: every band of every chunk tries one
-                chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
-            write(chunk)
+    try:
+        if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
+            first = next(blocks, None)
+            if first is not None:
+                names = source.cell_names(first.start, first.start + first.n_cells)
+                probing = replace(context, siren_planner=planner, reuse_buffers=True)
+                chunk = encode_chunk(first, probing, names)
+                planner = SirenPlanner(sample=None) if chunk.stats.get("siren_kept") else None
+                if planner is not None:  # a SIREN paid: every band of every chunk tries one
+                    chunk = encode_chunk(first, replace(probing, siren_planner=planner), names)
+                write(chunk)
+    finally:
+        ARRANGE_BUFFERS.release()  # this thread's; the pool's threads end with the pool
     context = replace(context, siren_planner=planner)
     if client is not None:
         from .distributed import encode_chunks_on
@@ -113,6 +117,7 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
         for chunk in encode_chunks_on(client, source, context, blocks, skip=first.n_cells if first is not None else 0):
             write(chunk)
         return index_rows, chunk_stats
+    context = replace(context, reuse_buffers=True)  # threads of this process only: Dask's workers allocate
     if planner is not None and planner.sample is None:
         import torch  # noqa: F401 - loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can
     stop = threading.Event()  # set on any exception (Ctrl-C, SIGTERM): running SIREN fits end at their next step
