@@ -229,6 +229,13 @@ def members(src, dst):
             yield key, src[key]
 
 
+def untimed(plist):
+    """A creation property list that records no creation time: an image built twice from the same
+    file is the same bytes (Cell Ranger's datasets track times, and their copies would stamp now)."""
+    plist.set_obj_track_times(False)
+    return plist
+
+
 def copy_skeleton(src, dst, skeletons: set[str]) -> None:
     """Copy a group's attributes and members; datasets in `skeletons` become empty datasets with
     the same type, creation properties (chunks, filters) and attributes."""
@@ -237,7 +244,7 @@ def copy_skeleton(src, dst, skeletons: set[str]) -> None:
     for key, obj in members(src, dst):
         if obj.name.lstrip("/") in skeletons:
             space = h5py.h5s.create_simple((0,), (h5py.h5s.UNLIMITED if obj.chunks else 0,))
-            made = h5py.h5d.create(dst.id, key.encode(), obj.id.get_type(), space, dcpl=obj.id.get_create_plist())
+            made = h5py.h5d.create(dst.id, key.encode(), obj.id.get_type(), space, dcpl=untimed(obj.id.get_create_plist()))
             copy_attrs(obj, h5py.Dataset(made))
         elif isinstance(obj, h5py.Group) and any(s.startswith(obj.name.lstrip("/") + "/") for s in skeletons):
             copy_skeleton(obj, dst.create_group(key), skeletons)
@@ -257,7 +264,7 @@ def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dic
             n = len(data)
             space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
             made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space,
-                                                dcpl=obj.id.get_create_plist()))
+                                                dcpl=untimed(obj.id.get_create_plist())))
             if n:
                 made[...] = typed_values(data, obj.dtype)
             copy_attrs(obj, made)
