@@ -104,7 +104,7 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
         for chunk, tiles in parts:
             ids = np.arange(tiles.start, tiles.stop) if isinstance(tiles, slice) else tiles
             bands = np.unique(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
-            ranges += [index.band_range(chunk, b) for b in bands.tolist()]
+            ranges += zip(*(a.tolist() for a in index.band_ranges(chunk, bands)))
         index.source.prefetch(ranges)
     held, held_at, base = [], [], 0  # the bytes read to check bands, while every part has them
     for chunk, tiles in parts:
@@ -117,10 +117,9 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
         if read is None or held is None:
             held = None
         else:
-            buffer, at = read
-            lo = index.band_ranges(chunk, bands)[0]
+            buffer, shift = read
             held.append(buffer)
-            held_at.append(base + at[band_of] + chunk.tile_offset[ids] - lo[band_of])
+            held_at.append(base + shift[band_of] + chunk.tile_offset[ids])
             base += buffer.size
         columns["offset"].append(chunk.tile_offset[ids])
         columns["length"].append(chunk.tile_length[ids])

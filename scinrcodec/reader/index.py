@@ -524,7 +524,8 @@ class MatrixIndex:
         """Check the CRC of the tile bytes of each band of `bands` (distinct, ascending) not checked
         before. When any is unchecked, every band's bytes come in one gathered read and their CRCs
         in one native call (a cell read checks every band of its chunk), and those bytes are
-        returned with each band's offset in them, for the decoder to use rather than read again."""
+        returned with, for each band, what to add to a file offset in it to find it in them (for the
+        decoder to use rather than read again)."""
         todo = ~chunk.band_verified[bands]
         if not todo.any():
             return None
@@ -536,7 +537,7 @@ class MatrixIndex:
                                    f"band {int(bands[bad[0]])} (file is corrupt)")
         with chunk.lock:
             chunk.band_verified[bands] = True
-        return buffer, at
+        return buffer, at - lo
 
     def band_ranges(self, chunk: Chunk, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Offsets and lengths of the tile bytes of `bands` (band_range of each, at once)."""
@@ -558,18 +559,19 @@ class MatrixIndex:
         lo = int(chunk.tile_offset[first])
         return lo, int(chunk.tile_offset[last - 1] + chunk.tile_length[last - 1]) - lo
 
-    def verify_band(self, chunk: Chunk, band: int) -> memoryview | None:
+    def verify_band(self, chunk: Chunk, band: int) -> tuple[memoryview, int] | None:
         """Check the CRC of one band's tile bytes, unless done before (the lean path of one entry);
-        returns the bytes when it read them (from band_range's offset), for the decoder to use."""
+        returns the bytes and their file offset when it read them, for the decoder to use."""
         with chunk.lock:
             if chunk.band_verified[band]:
                 return None
-            data = self.source.read(*self.band_range(chunk, band))
+            offset, length = self.band_range(chunk, band)
+            data = self.source.read(offset, length)
             if crc32(data) != int(chunk.band_crc[band]):
                 raise CorruptFileError(f"{self.what}: chunk {chunk.index}: checksum mismatch in the tiles of "
                                        f"band {band} (file is corrupt)")
             chunk.band_verified[band] = True
-            return data
+            return data, offset
 
 
 class SirenTables:

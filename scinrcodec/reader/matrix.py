@@ -257,7 +257,7 @@ class MatrixReader:
         buffer, start = index.source.array(), int(chunk.tile_offset[tile])
         length = int(chunk.tile_length[tile])
         if buffer is None and held is not None:  # the band's bytes, just read to check them
-            buffer, start = np.frombuffer(held, dtype=np.uint8), start - index.band_range(chunk, band)[0]
+            buffer, start = np.frombuffer(held[0], dtype=np.uint8), start - held[1]
         elif buffer is None:
             buffer, start = np.frombuffer(index.source.read(start, length), dtype=np.uint8), 0
         siren = int(chunk.band_siren[band])
