@@ -3,6 +3,9 @@ band checks of a read from disk (every band of a chunk in one read, its bytes th
 a second read) catch a damaged band and return exactly what the file holds."""
 from __future__ import annotations
 
+import os
+import shutil
+import time
 import zlib
 
 import numpy as np
@@ -107,6 +110,39 @@ def test_entries_from_disk_check_their_band_and_decode_its_bytes(on_disk):
         assert m[i - truth.shape[0], np.int64(j)] == m.get(i, j) == dense[i, j]
     with pytest.raises(sinr.SinrIndexError):
         m[truth.shape[0], 0]
+
+
+def test_entries_of_a_local_file_take_the_core_reader_and_agree_with_the_python_path(on_disk, tmp_path):
+    """m[i, j] of a local file is one call into the core's container reader (on a duplicate of the
+    open descriptor); bytes keep this package's path; both give every entry the truth gives, and
+    close() releases the duplicate with the file's own descriptor."""
+    path, truth = on_disk
+    dense = truth.toarray()
+    local, held = sinr.open(path), sinr.open(path.read_bytes())
+    rng = np.random.default_rng(9)
+    pairs = list(zip(rng.integers(0, truth.shape[0], 300).tolist(), rng.integers(0, truth.shape[1], 300).tolist()))
+    for i, j in pairs:
+        assert local[i, j] == held[i, j] == local._decoded_entry(i, j) == dense[i, j]
+    assert type(local._entry_of.__self__).__name__ == "ContainerReader"
+    assert held._entry_of == held._decoded_entry
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    local.close()
+    if fds is not None:
+        assert len(set(os.listdir("/proc/self/fd"))) == len(fds) - 2  # the file's descriptor and the core's
+    assert [local[i, j] for i, j in pairs[:20]] == [dense[i, j] for i, j in pairs[:20]]  # opened again
+
+
+def test_an_entry_after_the_file_changed_in_place_is_a_file_changed_error(on_disk, tmp_path):
+    path, truth = on_disk
+    live = tmp_path / "live.sinr"
+    shutil.copyfile(path, live)
+    m = sinr.open(live)
+    assert m[3, 5] == truth[3, 5]
+    with open(live, "r+b") as f:  # the same bytes written again: a new modification time
+        f.write(path.read_bytes()[:64])
+    os.utime(live, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.raises(sinr.FileChangedError, match="changed while open"):
+        m[3, 5]
 
 
 def test_a_damaged_band_fails_the_entry_that_checks_it(tmp_path, on_disk):

@@ -4,6 +4,7 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <memory>
@@ -132,6 +133,17 @@ void bind_container(nb::module_& m) {
              new (self) MatrixReader(std::make_shared<storage::FileSource>(path), matrix);
            },
            nb::arg("path"), nb::arg("matrix") = std::string())
+      .def_static(
+          "adopt",
+          [](int fd, const std::string& name, std::tuple<int64_t, int64_t, uint64_t, uint64_t> stamp,
+             const std::string& matrix) {
+            const storage::FileStamp expected{std::get<0>(stamp), std::get<1>(stamp), std::get<2>(stamp),
+                                              std::get<3>(stamp)};
+            return std::make_unique<MatrixReader>(std::make_shared<storage::FileSource>(fd, name, expected), matrix);
+          },
+          nb::arg("fd"), nb::arg("name"), nb::arg("stamp"), nb::arg("matrix"),
+          "A reader of the open descriptor fd (which it owns from now on, and closes), the file version "
+          "stamp (size, mtime_ns, inode, device); FileChangedError if the file is no longer that version.")
       .def_prop_ro("shape", [](const MatrixReader& r) { return std::make_tuple(r.n_genes(), r.n_cells()); })
       .def_prop_ro("nnz", &MatrixReader::nnz)
       .def_prop_ro("mode", &MatrixReader::mode)

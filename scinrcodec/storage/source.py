@@ -128,6 +128,7 @@ class LocalFileSource(ByteSource):
         self._descriptor: _Descriptor | None = descriptor
         self._stamp = _stamp(status)
         self.size = status.st_size
+        self._on_close: list[weakref.WeakMethod] = []
 
     def read(self, offset: int, length: int) -> memoryview:
         """Bytes by pread; a file another process rewrote or truncated meanwhile is a FileChangedError."""
@@ -168,6 +169,28 @@ class LocalFileSource(ByteSource):
         except OSError as exc:
             raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
         self._unchanged(descriptor, done == len(buffer))
+
+    def duplicate(self, on_close) -> tuple[int, tuple[int, int, int, int]] | None:
+        """A duplicate of the open descriptor and the file version it must still be (size, mtime_ns,
+        inode, device), for a native reader that then owns it; None once closed. on_close (a bound
+        method, held weakly) is called by close(): the owner releases the duplicate then, so that
+        close() releases every descriptor of the file."""
+        descriptor = self._acquire_open()
+        if descriptor is None:
+            return None
+        try:
+            fd = os.dup(descriptor.fd)
+            self._on_close.append(weakref.WeakMethod(on_close))
+            return fd, self._stamp
+        finally:
+            self._release(descriptor)
+
+    def _acquire_open(self) -> "_Descriptor | None":
+        with self._lock:
+            descriptor = self._descriptor
+            if descriptor is not None:
+                descriptor.users += 1
+            return descriptor
 
     def _unchanged(self, descriptor: "_Descriptor", complete: bool) -> None:
         """Raise FileChangedError when the file is no longer the one opened (or a read fell short)."""
@@ -210,10 +233,15 @@ class LocalFileSource(ByteSource):
         """Release the descriptor (at once, or when the reads using it end)."""
         with self._lock:
             descriptor, self._descriptor = self._descriptor, None
+            hooks, self._on_close = self._on_close, []
             if descriptor is not None:
                 descriptor.retired = True
                 if descriptor.users == 0:
                     descriptor.close()
+        for hook in hooks:
+            method = hook()
+            if method is not None:
+                method()
 
 
 class _Descriptor:

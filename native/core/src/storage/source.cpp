@@ -28,6 +28,24 @@ std::vector<uint8_t> ByteSource::read(int64_t offset, int64_t length) const {
   return out;
 }
 
+namespace {
+
+FileStamp stamp_of(const struct stat& st) {
+  FileStamp s;
+  s.size = static_cast<int64_t>(st.st_size);
+#if defined(__APPLE__)
+  const struct timespec& t = st.st_mtimespec;
+#else
+  const struct timespec& t = st.st_mtim;
+#endif
+  s.mtime_ns = static_cast<int64_t>(t.tv_sec) * 1000000000 + static_cast<int64_t>(t.tv_nsec);
+  s.inode = static_cast<uint64_t>(st.st_ino);
+  s.device = static_cast<uint64_t>(st.st_dev);
+  return s;
+}
+
+}  // namespace
+
 FileSource::FileSource(const std::string& path) {
   name_ = path;
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -47,6 +65,24 @@ FileSource::FileSource(const std::string& path) {
     throw FormatError(path + ": is a folder, not a .sinr file");
   }
   size_ = static_cast<int64_t>(st.st_size);
+  stamp_ = stamp_of(st);
+}
+
+FileSource::FileSource(int fd, const std::string& name, const FileStamp& expected) : fd_(fd) {
+  name_ = name;
+  struct stat st;
+  if (fd_ < 0 || fstat(fd_, &st) != 0 || !(stamp_of(st) == expected)) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    changed();
+  }
+  size_ = expected.size;
+  stamp_ = expected;
+}
+
+void FileSource::changed() const {
+  throw FileChangedError(name_ + ": the file changed while open (another process rewrote or truncated it); open it "
+                         "again");
 }
 
 FileSource::~FileSource() {
@@ -58,11 +94,11 @@ void FileSource::read_checked(int64_t offset, int64_t length, uint8_t* out) cons
   while (done < length) {
     const ssize_t got = ::pread(fd_, out + done, static_cast<size_t>(length - done), static_cast<off_t>(offset + done));
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0)
-      throw FormatError(name_ + ": short read at " + std::to_string(offset) +
-                        " (the file changed or is truncated)");
+    if (got <= 0) changed();  // the file shrank
     done += got;
   }
+  struct stat st;
+  if (fstat(fd_, &st) != 0 || !(stamp_of(st) == stamp_)) changed();
 }
 
 MemorySource::MemorySource(std::vector<uint8_t> data, std::string name) : data_(std::move(data)) {

@@ -42,6 +42,13 @@ class InvalidInputError : public SinrError {
   const char* kind() const noexcept override { return "InvalidInputError"; }
 };
 
+// Another process rewrote or truncated the file while it was open.
+class FileChangedError : public SinrError {
+ public:
+  using SinrError::SinrError;
+  const char* kind() const noexcept override { return "FileChangedError"; }
+};
+
 // An integer index outside the matrix.
 class SinrIndexError : public SinrError {
  public:

@@ -25,11 +25,25 @@ class ByteSource {
   std::string name_;
 };
 
+// What identifies one version of a file: its size, modification time (ns), inode and device.
+struct FileStamp {
+  int64_t size = 0, mtime_ns = 0;
+  uint64_t inode = 0, device = 0;
+  bool operator==(const FileStamp& o) const {
+    return size == o.size && mtime_ns == o.mtime_ns && inode == o.inode && device == o.device;
+  }
+};
+
 // A local file, read with pread. Throws FormatError for a folder, InvalidInputError when the file
-// cannot be opened.
+// cannot be opened. The file is the one opened, whatever is renamed over its path later; a change
+// of its bytes in place (its stamp after a read differs from the stamp at open, or a read falls
+// short) is a FileChangedError, as the Python reader's, so a read never mixes two files' bytes.
 class FileSource : public ByteSource {
  public:
   explicit FileSource(const std::string& path);
+  // Adopts `fd` (closed by the destructor, or here if this throws), which must still be the file
+  // version `expected`: the Python reader hands over a duplicate of the descriptor it opened.
+  FileSource(int fd, const std::string& name, const FileStamp& expected);
   ~FileSource() override;
   FileSource(const FileSource&) = delete;
   FileSource& operator=(const FileSource&) = delete;
@@ -38,7 +52,9 @@ class FileSource : public ByteSource {
   void read_checked(int64_t offset, int64_t length, uint8_t* out) const override;
 
  private:
+  [[noreturn]] void changed() const;
   int fd_ = -1;
+  FileStamp stamp_;
 };
 
 // Bytes already in memory (copied in).
