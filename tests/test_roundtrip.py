@@ -151,6 +151,35 @@ def test_random_distinct_selections(tmp_path, pbmc):
                 assert np.array_equal(f[genes, cells].toarray(), dense[genes][:, cells])
 
 
+@pytest.mark.parametrize("piece", [1, 40, 1 << 18])
+def test_filtered_reads_decoded_in_pieces_are_exact(tmp_path, pbmc, monkeypatch, piece):
+    """Genes, cells and selections decode their tiles in runs that fit a reused scratch
+    (reader.decode.PIECE_ENTRIES): at one triple a piece (a piece per tile), a few tiles, or all of
+    them, on 1 and 2 threads, every read equals the dense matrix's."""
+    import scinrcodec.reader.decode as decode
+
+    monkeypatch.setattr(decode, "PIECE_ENTRIES", piece)
+    pieces = []
+    in_pieces = decode._decode_in_pieces
+    monkeypatch.setattr(decode, "_decode_in_pieces", lambda *a: pieces.append(1) or in_pieces(*a))
+    out = tmp_path / "x.sinr"
+    sinr.encode(pbmc, out, tile_nnz=64, chunk_cells=30, **FAST)
+    dense = _dense(pbmc)
+    n_genes, n_cells = pbmc.shape
+    rng = np.random.default_rng(3)
+    for jobs in (1, 2):
+        with sinr.open(out, jobs=jobs) as f:
+            for _ in range(4):
+                genes = rng.permutation(n_genes)[: int(rng.integers(1, n_genes + 1))]
+                cells = rng.permutation(n_cells)[: int(rng.integers(1, n_cells + 1))]
+                assert np.array_equal(f[genes, cells].toarray(), dense[genes][:, cells])
+            for i in rng.integers(0, n_genes, 5).tolist():
+                assert np.array_equal(f.gene(i), dense[i])
+            for j in rng.integers(0, n_cells, 5).tolist():
+                assert np.array_equal(f.cell(j), dense[:, j])
+    assert bool(pieces) == (piece < 1 << 18)
+
+
 def test_names_lookup_and_anndata(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, **FAST)

@@ -775,11 +775,19 @@ std::atomic<int64_t> g_packed_nnz_per_row{128};
 
 template <class Run>
 void with_format3(const TileDirectory& tiles, const ValueModels& models, bool lanes, Run&& run) {
+  // Only the models this call's tiles use: a read split into pieces (reader/decode.py) passes every
+  // chunk's tables with each piece of tiles.
+  const size_t n_models = static_cast<size_t>(std::max<int64_t>(models.n_models, 0));
+  std::vector<char> used(n_models, 0);
   const auto packed_pays = [&] {
     int64_t nnz = 0, rows = 0;
-    for (int64_t t = 0; t < tiles.k.size; ++t) nnz += std::max<int64_t>(tiles.k[t], 0);
-    for (int64_t m = 0; m < models.n_models; ++m)
-      if (models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
+    for (int64_t t = 0; t < tiles.k.size; ++t) {
+      nnz += std::max<int64_t>(tiles.k[t], 0);
+      const int64_t m = t < tiles.model.size ? tiles.model[t] : -1;
+      if (m >= 0 && static_cast<size_t>(m) < n_models) used[static_cast<size_t>(m)] = 1;
+    }
+    for (size_t m = 0; m < n_models; ++m)
+      if (used[m] && models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
     return nnz >= g_packed_nnz_per_row.load() * rows;
   };
   if (!lanes || !packed_pays()) {
@@ -787,10 +795,10 @@ void with_format3(const TileDirectory& tiles, const ValueModels& models, bool la
     return;
   }
   std::vector<tile3::PackedTables> packed;
-  std::vector<const tile3::PackedTables*> pointers(static_cast<size_t>(std::max<int64_t>(models.n_models, 0)), nullptr);
+  std::vector<const tile3::PackedTables*> pointers(n_models, nullptr);
   packed.reserve(pointers.size());
   for (size_t m = 0; m < pointers.size(); ++m)
-    if (models.tables3[m] != nullptr) {
+    if (used[m] && models.tables3[m] != nullptr) {
       packed.emplace_back(*models.tables3[m]);
       pointers[m] = &packed.back();
     }
