@@ -113,7 +113,7 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
         if not ids.size:
             continue
         band = np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1
-        bands, band_of = np.unique(band, return_inverse=True)
+        bands, band_of = _unique_inverse(band)
         read = index.verify_bands(chunk, bands)
         if read is None or held is None:
             held = None
@@ -138,6 +138,15 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
         data = (held[0] if len(held) == 1 else np.concatenate(held), np.concatenate(held_at).astype(np.int64))
     return TileBatch(**{name: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64, copy=False)
                         for name, v in columns.items()}, data=data)
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True) without its sort where values ascend already (the
+    bands of a chunk's tiles named in order, as every read names them)."""
+    if values.size > 1 and np.any(values[1:] < values[:-1]):
+        return np.unique(values, return_inverse=True)
+    starts = np.concatenate([[True], values[1:] != values[:-1]]) if values.size else np.zeros(0, bool)
+    return values[starts], np.cumsum(starts) - 1
 
 
 def table_batch(index: MatrixIndex, table: TileTable, chunks: np.ndarray, bands: np.ndarray, tiles: np.ndarray,

@@ -382,7 +382,10 @@ class MatrixReader:
             rows = rows_wanted[rows_wanted < chunk.n_rows]
             if not rows.size or not geometry.n_bands:
                 continue
-            bands = np.unique(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
+            if rows.size == chunk.n_rows:  # every row (m[:, cells]): every band
+                bands = np.arange(geometry.n_bands)
+            else:
+                bands = np.unique(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
             # each band's tiles holding the cells, in order: bands and cells ascend, so the flat
             # ids do too, and dropping repeats needs no sort
             tiles = (geometry.tile_starts[bands][:, None] + local[None, :] // geometry.widths[bands][:, None]).ravel()
