@@ -23,8 +23,7 @@ from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
 from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
 from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
-from .limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT,
-                     SCALE_TILE_NNZ_FROM)
+from .limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT
 from .model.siren import NORMALISATIONS
 from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
@@ -313,8 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"up to {MAX_DEFAULT_CHUNK_CELLS:,} nearest to {CHUNK_NNZ_AIM:,} nonzeros a chunk where "
                           "cells are small)")
     enc.add_argument("--tile-nnz", type=_positive, default=None,
-                     help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ}, smaller beyond "
-                          f"{SCALE_TILE_NNZ_FROM:,} nonzeros so that reads stay fast)")
+                     help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ})")
     enc.add_argument("--patch-nnz", type=_positive, default=None, help="nonzeros per band (default: balanced)")
     enc.add_argument("--width", type=_positive, default=default["width"],
                      help=f"SIREN hidden width (default {default['width']})")

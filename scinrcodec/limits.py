@@ -23,6 +23,4 @@ MAX_PATCH_NNZ = 2**40  # the patch_nnz target (nonzeros of a band over the whole
 DEFAULT_CHUNK_CELLS = 2048  # the fewest cells a chunk gets by default (encoder.options.default_chunk_cells)
 CHUNK_NNZ_AIM = 2**21  # the nonzeros a default chunk aims at: more cells per chunk where cells are small
 MAX_DEFAULT_CHUNK_CELLS = 8 * DEFAULT_CHUNK_CELLS
-DEFAULT_TILE_NNZ = 256  # up to SCALE_TILE_NNZ_FROM nonzeros; see codec.geometry.default_tile_nnz
-SCALE_TILE_NNZ_FROM = 2**26
-MIN_DEFAULT_TILE_NNZ = 64
+DEFAULT_TILE_NNZ = 256  # at every size: 130 at 1e9 cost 3% of the file for reads 5-15% faster

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CorruptFileError
-from ..limits import DEFAULT_TILE_NNZ, MAX_TILE_ENTRIES, MIN_DEFAULT_TILE_NNZ, SCALE_TILE_NNZ_FROM
+from ..limits import MAX_TILE_ENTRIES
 
 
 class ChunkGeometry:
@@ -105,17 +105,6 @@ def genes_sorted_in_bands(genes: np.ndarray, band_rows: np.ndarray) -> np.ndarra
     so their nonzeros; only the order inside each changes."""
     band = np.searchsorted(band_rows, np.arange(genes.size), side="right") - 1
     return genes[np.lexsort((genes, band))]
-
-
-def default_tile_nnz(nnz: int) -> int:
-    """Nonzeros per tile: DEFAULT_TILE_NNZ, and beyond SCALE_TILE_NNZ_FROM nonzeros smaller by the
-    fourth root of the excess. A gene or cell read costs about sqrt(nnz x tile_nnz) decoded
-    nonzeros, so this makes reads grow as nnz**(1/4) instead of nnz**(1/2) at atlas scale (2.8x
-    from 60 million to a billion nonzeros instead of 4x), for a few percent of size (each tile
-    costs about 4 bytes of coder state and 2 of directory)."""
-    if nnz <= SCALE_TILE_NNZ_FROM:
-        return DEFAULT_TILE_NNZ
-    return max(MIN_DEFAULT_TILE_NNZ, round(DEFAULT_TILE_NNZ * (SCALE_TILE_NNZ_FROM / nnz) ** 0.25))
 
 
 def balanced_patch_nnz(nnz: int, tile_nnz: int) -> int:

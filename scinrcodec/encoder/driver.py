@@ -18,10 +18,10 @@ from typing import BinaryIO
 import numpy as np
 
 from .. import __version__
-from ..codec.geometry import balanced_patch_nnz, default_tile_nnz, genes_sorted_in_bands, plan_band_rows
+from ..codec.geometry import balanced_patch_nnz, genes_sorted_in_bands, plan_band_rows
 from ..codec.stages import MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
-from ..limits import DEFAULT_CHUNK_CELLS
+from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
 from ..io.atomic import atomic_path, check_writable
 from ..io.sources import MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
@@ -61,7 +61,7 @@ def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndar
     order = np.argsort(-gene_nnz, kind="stable")
     n_stored = int(np.count_nonzero(gene_nnz))
     nnz = int(gene_nnz.sum())
-    tile_nnz = options.tile_nnz or default_tile_nnz(nnz)
+    tile_nnz = options.tile_nnz or DEFAULT_TILE_NNZ
     patch_nnz = options.patch_nnz or balanced_patch_nnz(nnz, tile_nnz)
     band_rows = plan_band_rows(gene_nnz[order], patch_nnz)
     if GENE_SORTED_BANDS[options.format_version]:

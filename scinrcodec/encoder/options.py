@@ -35,7 +35,7 @@ class EncodeOptions:
     # --- the format: what the file holds and how it is cut (recorded in the footer)
     mode: str = "lossless"  # one of codec.stages.MODES: exact, bounded error, or SIREN predictions only
     max_error: int = 0  # mode "max-error": the largest |decoded - input| allowed
-    tile_nnz: int | None = None  # nonzeros per tile; None: codec.geometry.default_tile_nnz of the matrix's
+    tile_nnz: int | None = None  # nonzeros per tile; None: limits.DEFAULT_TILE_NNZ
     patch_nnz: int | None = None  # nonzeros per band over the whole matrix; None: balanced_patch_nnz
     chunk_cells: int | None = None  # cells per chunk, the unit of appends and parallel encodes; None: default_chunk_cells
     # --- the SIREN predictor and its training (recorded: they decide the bytes)
