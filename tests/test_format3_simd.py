@@ -1,7 +1,8 @@
 """Format 3's lockstep tile decoder (native/core/src/lanes3.cpp, eight tiles in AVX2 lanes) against
 the scalar decoder: what decode_tiles writes (every triple, count and status, with the output's
 untouched entries left as they were) is identical on every path, for every tile of real format-3
-files and for damaged streams and hostile directories.
+files and for damaged streams and hostile directories; so is what count_rows writes (each row's
+nonzeros and each tile's status: the lanes' count mode, which decodes positions only).
 
 The path is a process-wide setting of the extension: _native.set_tile_lanes('scalar') forces the
 scalar decoder, 'portable' runs the lane logic on plain arrays (so these tests hold it to the scalar
@@ -23,7 +24,7 @@ import scinrcodec
 from conftest import DATA
 from scinrcodec import _native
 from scinrcodec.codec.stages import MODE_CODES
-from scinrcodec.codec.tile import BEYOND_TILE, OK, decode_tiles
+from scinrcodec.codec.tile import BEYOND_TILE, OK, count_rows, decode_tiles
 from scinrcodec.io.sources import ScipySource
 from scinrcodec.reader.decode import gather, tile_bytes
 
@@ -94,6 +95,17 @@ class Batch:
                          cols, values, counts, status, self.tables3)
         return rows, cols, values, counts, status
 
+    def count(self, path: str) -> tuple[np.ndarray, np.ndarray]:
+        """(nonzeros per row, statuses) of count_rows on a path (the first pass of a gene-major read):
+        rows as the tiles number them, one per gene term; unwritten statuses hold SENTINEL."""
+        t = self.tiles
+        counts = np.zeros(self.gene_terms.size, np.int64)
+        status = np.full(t["k"].size, SENTINEL, np.int64)
+        with lanes(path):
+            count_rows(self.buf, t["offset"], t["length"], t["k"], t["h"], t["w"], t["row"], counts, status, t["model"],
+                       self.tables3)
+        return counts, status
+
 
 def file_batch(path: Path) -> Batch:
     """Every tile of a file, in one batch (the file's bytes as the buffer, as a whole decode has it)."""
@@ -110,17 +122,31 @@ def file_batch(path: Path) -> Batch:
                  index.sirens.arrays(), models2)
 
 
+def _equal(path: str, names: tuple[str, ...], expected, got) -> None:
+    for name, a, b in zip(names, expected, got):
+        if not np.array_equal(a, b):
+            bad = np.flatnonzero(a != b)
+            raise AssertionError(f"{path}: {name} differ at {bad[:10].tolist()} ({bad.size} entries): "
+                                 f"{a[bad[:5]].tolist()} != {b[bad[:5]].tolist()}")
+
+
 def assert_same(batch: Batch, **kwargs) -> np.ndarray:
-    """Every path writes what the scalar decoder writes; returns the statuses."""
+    """Every path writes what the scalar decoder writes, and, for a batch of every column in the
+    default output, counts what the scalar count writes; returns the decode's statuses."""
     expected = batch.decode("scalar", **kwargs)
     for path in PATHS[1:]:
-        got = batch.decode(path, **kwargs)
-        for name, a, b in zip(("rows", "cols", "values", "counts", "status"), expected, got):
-            if not np.array_equal(a, b):
-                bad = np.flatnonzero(a != b)
-                raise AssertionError(f"{path}: {name} differ at {bad[:10].tolist()} ({bad.size} entries): "
-                                     f"{a[bad[:5]].tolist()} != {b[bad[:5]].tolist()}")
+        _equal(path, ("rows", "cols", "values", "counts", "status"), expected, batch.decode(path, **kwargs))
+    if batch.col_mask.size == 0 and not kwargs:
+        assert_same_counts(batch)
     return expected[4]
+
+
+def assert_same_counts(batch: Batch) -> np.ndarray:
+    """Every path's count_rows writes what the scalar count writes; returns its statuses."""
+    expected = batch.count("scalar")
+    for path in PATHS[1:]:
+        _equal(path, ("row counts", "count status"), expected, batch.count(path))
+    return expected[1]
 
 
 def _synthetic() -> sp.csc_matrix:
@@ -175,10 +201,11 @@ def test_the_paths_are_what_they_say():
         _native.set_tile_lanes("sse")
 
 
-def lane_counts(batch: Batch, path: str, **kwargs) -> tuple[int, int]:
-    """(tiles the lanes decoded, tiles they took and handed back to the scalar decoder) in one decode."""
+def lane_counts(batch: Batch, path: str, count: bool = False, **kwargs) -> tuple[int, int]:
+    """(tiles the lanes decoded, tiles they took and handed back to the scalar decoder) in one decode
+    (count: in one count_rows)."""
     before = _native.tile_lane_counts()
-    batch.decode(path, **kwargs)
+    batch.count(path) if count else batch.decode(path, **kwargs)
     after = _native.tile_lane_counts()
     return after[0] - before[0], after[1] - before[1]
 
@@ -197,6 +224,40 @@ def test_every_tile_of_real_files(batches, name):
         finished, handed_back = lane_counts(batch, path)
         if path == "portable" or _native.tile_lanes() == "avx2":
             assert (finished, handed_back) == (int((batch.tiles["k"] > 0).sum()) - wide, wide)
+
+
+@pytest.mark.parametrize("name", [*FILES, "synthetic"])
+def test_row_counts_of_real_files(batches, name):
+    """count_rows gives each row's nonzeros (those the decode places in it) on every path, and the
+    lanes count every tile that codes positions themselves (a gap's raw field never exceeds 25 bits);
+    empty and full tiles are the scalar count's."""
+    batch = batches[name]
+    assert (assert_same_counts(batch) == OK).all()
+    rows, _, _, _, _ = batch.decode("scalar")
+    counts, _ = batch.count("auto")
+    assert np.array_equal(counts, np.bincount(rows, minlength=counts.size))
+    k, n = batch.tiles["k"], batch.tiles["h"] * batch.tiles["w"]
+    assert ((k > 0) & (k < n)).any() and (name != "synthetic" or (k == n).any())
+    for path in ("portable", "auto"):
+        if path == "portable" or _native.tile_lanes() == "avx2":
+            assert lane_counts(batch, path, count=True) == (int(((k > 0) & (k < n)).sum()), 0)
+
+
+def test_row_counts_without_lanes_or_packed_tables(batches):
+    """A batch of full tiles only (nothing for the lanes) and batches too small for packed tables
+    count on the scalar path, with the same result."""
+    batch = batches["synthetic"]
+    full = np.flatnonzero(batch.tiles["k"] == batch.tiles["h"] * batch.tiles["w"])
+    only_full = batch.copy()
+    only_full.tiles = {key: a[full].copy() for key, a in batch.tiles.items()}
+    assert (assert_same_counts(only_full) == OK).all()
+    assert lane_counts(only_full, "portable", count=True) == (0, 0)
+    before = _native.set_packed_nnz_per_row(10**9)
+    try:
+        assert (assert_same_counts(batches["pbmc4k_small"]) == OK).all()
+        assert lane_counts(batches["pbmc4k_small"], "portable", count=True) == (0, 0)
+    finally:
+        _native.set_packed_nnz_per_row(before)
 
 
 def test_output_dtypes(batches):
@@ -255,9 +316,10 @@ def _tile_bytes(batch: Batch, t: int) -> tuple[int, int]:
     return int(batch.tiles["offset"][t]), int(batch.tiles["length"][t])
 
 
-def _damaged(base: Batch, rng, rounds: int, damage) -> set[int]:
-    """Decode `rounds` copies of a batch, each damaged by damage(batch, rng, tiles), on every path;
-    returns the statuses seen."""
+def _damaged(base: Batch, rng, rounds: int, damage, counted: set[int] | None = None) -> set[int]:
+    """Decode `rounds` copies of a batch, each damaged by damage(batch, rng, tiles), on every path
+    (and count them, when the batch reads every column); returns the decode's statuses seen, and
+    adds the count's to `counted`."""
     seen = set()
     nonempty = np.flatnonzero(base.tiles["length"] > 0)
     for _ in range(rounds):
@@ -265,6 +327,8 @@ def _damaged(base: Batch, rng, rounds: int, damage) -> set[int]:
         chosen = rng.choice(nonempty, size=max(1, nonempty.size // 20), replace=False)
         damage(batch, rng, chosen)
         seen |= set(assert_same(batch).tolist())
+        if counted is not None:
+            counted |= set(assert_same_counts(batch).tolist())
     return seen
 
 
@@ -312,11 +376,12 @@ DAMAGE = {"flip_bits": _flip_bits, "cut": _cut, "lengthen": _lengthen, "swap_len
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_streams(batches, damage):
     rng = np.random.default_rng(sorted(DAMAGE).index(damage))
-    seen = set()
+    seen, counted = set(), set()
     for name in ("pbmc4k_small", "mouse_gut_max_error", "synthetic", "visium"):
-        seen |= _damaged(batches[name], rng, 6, DAMAGE[damage])
+        seen |= _damaged(batches[name], rng, 6, DAMAGE[damage], counted)
         seen |= _damaged(_some_columns(batches[name], rng), rng, 2, DAMAGE[damage])
     assert seen - {OK}, "the damage broke no tile"
+    assert counted - {OK}, "the damage broke no tile's positions"
 
 
 def _directory(batch: Batch, rng, chosen) -> None:
@@ -341,11 +406,11 @@ def _directory(batch: Batch, rng, chosen) -> None:
 
 def test_hostile_directories(batches):
     rng = np.random.default_rng(11)
-    seen = set()
+    seen, counted = set(), set()
     for name in ("pbmc4k_small", "mouse_gut_max_error", "synthetic", "frozen_tiny_tiles"):
-        seen |= _damaged(batches[name], rng, 8, _directory)
+        seen |= _damaged(batches[name], rng, 8, _directory, counted)
         seen |= _damaged(_some_columns(batches[name], rng), rng, 4, _directory)
-    assert len(seen - {OK}) >= 3
+    assert len(seen - {OK}) >= 3 and len(counted - {OK}) >= 3
 
 
 def test_hostile_terms_outputs_and_tables(batches):
@@ -461,5 +526,6 @@ def test_positions_past_a_shrunk_tile(batches):
         t["h"][shrink] -= 1
         statuses = assert_same(batch)
         assert (statuses[shrink] == BEYOND_TILE).all()
+        assert (assert_same_counts(batch)[shrink] == BEYOND_TILE).all()
         shrunk_any |= bool(shrink)
     assert shrunk_any

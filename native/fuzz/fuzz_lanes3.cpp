@@ -7,9 +7,11 @@
 // tables into one buffer (a heap copy of exactly the streams, so any overread is caught), then the
 // read kernel (decode_tiles of tile.hpp, as whole decodes call it) decodes the batch once per path:
 // the scalar decoder, the portable lanes and, where the CPU has AVX2, the AVX2 lanes. Every triple,
-// count and status must be the same on each path, the output's untouched entries included. The
-// first byte picks one of two properties:
-// - valid tiles: every tile decodes, and the lanes decode every tile themselves (none handed back);
+// count and status must be the same on each path, the output's untouched entries included; so must
+// count_rows's row counts and statuses (the lanes' count mode). The first byte picks one of two
+// properties:
+// - valid tiles: every tile decodes, each row counts the nonzeros decoded in it, and the lanes
+//   decode every tile themselves (none handed back);
 // - damaged tiles: bytes, lengths, offsets, shapes, places and terms changed as the input says,
 //   read whole or (a block read) for the columns the input marks.
 #include <cstdint>
@@ -49,14 +51,24 @@ struct Output {
   }
 };
 
+// count_rows's output: each row's nonzeros (the band's h rows) and each tile's status.
+struct Counted {
+  std::vector<int64_t> rows, status;
+  bool operator==(const Counted& o) const { return rows == o.rows && status == o.status; }
+};
+
+TileDirectory directory(const Batch& b) {
+  return TileDirectory{ro(b.offset), ro(b.length), ro(b.k),     ro(b.h),     ro(b.w),    ro(b.row),
+                       ro(b.col),    ro(b.first),  ro(b.cells), ro(b.model), ro(b.siren)};
+}
+
 Output decode(const Batch& b, const tile3::ChunkTables& tables, TileLanes lanes) {
   const tile3::ChunkTables* const models3[] = {&tables};
   ValueModels models;
   models.tables3 = models3;
   models.n_models = 1;
   const int64_t n = static_cast<int64_t>(b.k.size());
-  const TileDirectory tiles{ro(b.offset), ro(b.length), ro(b.k),     ro(b.h),     ro(b.w),    ro(b.row),
-                            ro(b.col),    ro(b.first),  ro(b.cells), ro(b.model), ro(b.siren)};
+  const TileDirectory tiles = directory(b);
   const size_t size = static_cast<size_t>(b.total);
   Output out{std::vector<int32_t>(size, -7), std::vector<int32_t>(size, -7), std::vector<int32_t>(size, -7),
              std::vector<int64_t>(static_cast<size_t>(n), -7), std::vector<int64_t>(static_cast<size_t>(n), -7)};
@@ -68,6 +80,20 @@ Output decode(const Batch& b, const tile3::ChunkTables& tables, TileLanes lanes)
                                  ro(b.gene_terms), ro(b.cell_terms), models, SirenSet{}, kModeLossless, 0, filter,
                                  ro(b.out_start), Triples<int32_t, int32_t>{rw(out.rows), rw(out.cols), rw(out.values)},
                                  rw(out.count), rw(out.status));
+  set_tile_lanes(TileLanes::kAuto);
+  return out;
+}
+
+Counted count(const Batch& b, const tile3::ChunkTables& tables, TileLanes lanes) {
+  const tile3::ChunkTables* const models3[] = {&tables};
+  ValueModels models;
+  models.tables3 = models3;
+  models.n_models = 1;
+  Counted out{std::vector<int64_t>(b.gene_terms.size(), 0), std::vector<int64_t>(b.k.size(), -7)};
+  set_tile_lanes(lanes);
+  set_packed_nnz_per_row(0);
+  count_rows(Span<const uint8_t>{b.buf.data(), static_cast<int64_t>(b.buf.size())}, directory(b), models,
+             rw(out.rows), rw(out.status));
   set_tile_lanes(TileLanes::kAuto);
   return out;
 }
@@ -129,11 +155,13 @@ Batch encode(Bytes& in) {
   return b;
 }
 
-// Every path writes the same; returns the tiles the lanes handed back to the scalar decoder.
-int64_t same_on_every_path(const Batch& b, const tile3::ChunkTables& tables, const Output& scalar) {
+// Every path writes the same, decoding and counting; returns the tiles the lanes handed back to the
+// scalar decoder.
+int64_t same_on_every_path(const Batch& b, const tile3::ChunkTables& tables, const Output& scalar,
+                           const Counted& counted) {
   const int64_t before = lanes3::lane_counts().handed_back;
   for (TileLanes lanes : {TileLanes::kPortable, TileLanes::kAuto})
-    if (!(decode(b, tables, lanes) == scalar)) std::abort();
+    if (!(decode(b, tables, lanes) == scalar) || !(count(b, tables, lanes) == counted)) std::abort();
   return lanes3::lane_counts().handed_back - before;
 }
 
@@ -149,7 +177,13 @@ void valid(Bytes& in) {
   const Output scalar = decode(b, tables, TileLanes::kScalar);
   for (int64_t s : scalar.status)
     if (s != kOk) std::abort();
-  const int64_t handed_back = same_on_every_path(b, tables, scalar);
+  const Counted counted = count(b, tables, TileLanes::kScalar);
+  std::vector<int64_t> decoded(b.gene_terms.size(), 0);
+  for (int32_t r : scalar.rows) ++decoded[static_cast<size_t>(r)];
+  for (int64_t s : counted.status)
+    if (s != kOk) std::abort();
+  if (counted.rows != decoded) std::abort();
+  const int64_t handed_back = same_on_every_path(b, tables, scalar, counted);
   if (handed_back != 0 && !has_wide_value(scalar)) std::abort();  // only raw fields over 25 bits go back
 }
 
@@ -191,7 +225,7 @@ void damaged(Bytes& in) {
     }
   }
   const tile3::ChunkTables tables(ro(b.gap_counts), ro(b.value_counts));
-  same_on_every_path(b, tables, decode(b, tables, TileLanes::kScalar));
+  same_on_every_path(b, tables, decode(b, tables, TileLanes::kScalar), count(b, tables, TileLanes::kScalar));
 }
 
 }  // namespace

@@ -20,6 +20,11 @@
 // spilled and scalar bookkeeping moves lanes from gaps to values (their contexts, T6), finishes
 // tiles (T7, T8, T9, then their triples), and hands each free lane the batch's next tile. An idle
 // lane decodes through a constant entry (freq 4096: its state never moves) and reads nothing.
+//
+// The count mode (count_tiles, count_rows's first pass of a gene-major read) runs the same steps
+// on tiles that code positions and ends each tile with its gap phase: a stream codes every gap
+// before any value (§6.7), so the coded set is complete there, and the tile's rows are counted
+// from it (a tile more than half full codes its zeros: a row holds w less its zeros).
 #include "sinr/lanes3.hpp"
 
 #include <algorithm>
@@ -138,14 +143,16 @@ struct Regs {
   }
 };
 
-// One symbol in each lane; returns the lanes that failed a check (bit j: lane j).
-template <typename V>
+// One symbol in each lane; returns the lanes that failed a check (bit j: lane j). kCount: every
+// live lane is in its gap phase (count_tiles), so no lane gathers a context.
+template <typename V, bool kCount>
 inline int lane_step(Regs<V>& r, Lanes& L, uint64_t step, const uint32_t* packed, const uint8_t* bytes,
                      const int32_t* contexts) {
   const V zero = V::splat(0), one = V::splat(1), seven = V::splat(7), slot_mask = V::splat(kProbScale - 1);
   const V slot = V::and_(r.x, slot_mask);
   const V high = V::template srli<kProbBits>(r.x);
-  const V table = V::template gather_where<4>(r.table, contexts, r.ctx_at, V::andnot(r.gap, r.live));
+  V table = r.table;
+  if constexpr (!kCount) table = V::template gather_where<4>(r.table, contexts, r.ctx_at, V::andnot(r.gap, r.live));
   const V entry = V::template gather_where<4>(V::splat(kIdleEntry), packed,
                                               V::or_(V::template slli<kProbBits>(table), slot), r.live);
   // the word at pos as the high half of the 4 bytes ending with it (pos >= start + 4), clamped
@@ -175,7 +182,7 @@ inline int lane_step(Regs<V>& r, Lanes& L, uint64_t step, const uint32_t* packed
   const V value = V::add(first, raw);
   r.prev = V::add(r.prev, V::and_(r.gap, V::add(value, one)));
   uint32_t o[kLanes];
-  V::store(o, V::select(r.gap, value, r.prev));
+  V::store(o, kCount ? r.prev : V::select(r.gap, value, r.prev));
   for (int j = 0; j < kLanes; ++j) *reinterpret_cast<int32_t*>(L.out[j] + 4 * step) = static_cast<int32_t>(o[j]);
   r.ctx_at = V::add(r.ctx_at, one);
   const V crossed = V::gt_signed(V::add(r.pos, V::template srli<3>(V::add(r.bit, seven))), r.end);  // T3, T4
@@ -283,9 +290,17 @@ class Engine {
     for (int j = 0; j < kLanes; ++j) idle(j);
   }
 
+  // The count mode (count_tiles): each tile's gaps only, its nonzeros per row into row_counts.
+  Engine(const Batch& b, Span<int64_t> row_counts, Span<int64_t> status, const std::function<void(int64_t)>& scalar,
+         int64_t cap, bool avx2)
+      : Engine(b, Triples<R, V>{}, Span<int64_t>{}, status, scalar, cap, avx2) {
+    row_counts_ = row_counts;
+    counting_ = true;
+  }
+
   LaneCounts counts() const { return counts_; }
 
-  template <typename Vec>
+  template <typename Vec, bool kCount>
   void run() {
     Lanes& L = *L_;
     for (int j = 0; j < kLanes; ++j) take(j);
@@ -296,7 +311,7 @@ class Engine {
     const uint8_t* bytes = bytes_;
     uint64_t next_stop = L.next_stop;
     for (uint64_t step = L.step;; ++step) {
-      const int failed = lane_step<Vec>(r, L, step, packed, bytes, contexts);
+      const int failed = lane_step<Vec, kCount>(r, L, step, packed, bytes, contexts);
       if (!failed && step + 1 != next_stop) continue;
       L.step = step + 1;
       r.spill(L);
@@ -323,20 +338,24 @@ class Engine {
     set_out(j, L.sink[j]);
   }
 
-  // Whether tile t passes every check the scalar decoder makes before its stream (and fits a
-  // lane's scratch): the tiles a lane may take.
+  // Whether tile t passes every check the scalar decoder (in the count mode count_rows's scalar
+  // path) makes before its stream and fits a lane's scratch: the tiles a lane may take. A count
+  // takes only tiles that code positions.
   bool takes(int64_t t) const {
     const int64_t start = tiles_.offset[t], length = tiles_.length[t];
     if (start < 0 || length < 0 || start > b_.buf.size || length > b_.buf.size - start) return false;
-    const int64_t k = tiles_.k[t], h = tiles_.h[t], w = tiles_.w[t], row = tiles_.row[t], col = tiles_.col[t];
-    if (!shape_ok(k, h, w) || k == 0 || k > cap_ || tiles_.siren[t] >= 0) return false;
-    if (row < 0 || row > kMaxDimension - h || col < 0 || col > kMaxDimension - w) return false;
-    if (row > b_.gene_terms.size - h || col > b_.cell_terms.size - w) return false;
+    const int64_t k = tiles_.k[t], h = tiles_.h[t], w = tiles_.w[t], row = tiles_.row[t];
+    if (!shape_ok(k, h, w) || k == 0 || k > cap_) return false;
     const int64_t model = tiles_.model[t];
     if (model < 0 || model >= b_.n_models || b_.tables[model] == nullptr) return false;
     const int64_t n = h * w, m = tile3::coded_count(n, k);
     if (m > 0 && b_.tables[model]->gap_index(tile3::density_class(n, m)) < 0) return false;
     if (length < kStateBytes || length > kLongest) return false;
+    if (counting_) return m > 0 && row >= 0 && row <= row_counts_.size - h;
+    const int64_t col = tiles_.col[t];
+    if (tiles_.siren[t] >= 0) return false;
+    if (row < 0 || row > kMaxDimension - h || col < 0 || col > kMaxDimension - w) return false;
+    if (row > b_.gene_terms.size - h || col > b_.cell_terms.size - w) return false;
     if (b_.col_mask.size > 0 && col > b_.col_mask.size - w) return false;
     const int64_t at = b_.out_start[t];
     return at >= 0 && at <= out_size_;  // and room for its triples, which finish() checks
@@ -472,6 +491,11 @@ class Engine {
       set_out(j, L.sink[j]);
       return;
     }
+    if (L.gap[j] && counting_) {
+      count_tile(j);
+      ++counts_.finished;
+      return take(j);
+    }
     if (L.gap[j]) {
       const int64_t k = tiles_.k[t], n = tiles_.h[t] * tiles_.w[t];
       if (2 * k > n) {  // the coded zeros (n < 2k entries): the nonzeros are the others
@@ -493,6 +517,14 @@ class Engine {
     }
     hand_back(t);
     take(j);
+  }
+
+  // The count mode: lane j's coded set is decoded, every check passed.
+  void count_tile(int j) {
+    const int64_t t = L_->tile[j];
+    const int64_t k = tiles_.k[t], h = tiles_.h[t], w = tiles_.w[t], m = tile3::coded_count(h * w, k);
+    add_row_counts(m == k ? lane(positions_, j) : lane(zeros_, j), m, m != k, h, w, row_counts_.data + tiles_.row[t]);
+    status_[t] = kOk;
   }
 
   // A tile a lane took fails a check: the scalar decoder gives it its status.
@@ -552,6 +584,8 @@ class Engine {
   ValueOf value_of_;
   int64_t cap_;
   bool avx2_;  // the AVX2 lanes: tile_terms_avx2 too
+  Span<int64_t> row_counts_;  // the count mode's
+  bool counting_ = false;
   std::unique_ptr<int32_t[]> positions_, zeros_, u_, contexts_, rows_, cols_;  // kLanes x (cap_ + 1) each
   std::unique_ptr<uint8_t[]> flags_;  // 2 cap_: the entries of a tile more than half full
   std::unique_ptr<Lanes> L_;
@@ -567,9 +601,9 @@ class Engine {
 
 #ifdef SINR_HAVE_AVX2
 // flatten: the step loop and Vec8Avx2's operations are all inlined here, under this target
-template <typename R, typename V>
+template <bool kCount, typename R, typename V>
 __attribute__((target("avx2"), flatten)) void run_avx2(Engine<R, V>& engine) {
-  engine.template run<simd::Vec8Avx2>();
+  engine.template run<simd::Vec8Avx2, kCount>();
 }
 #endif
 
@@ -609,12 +643,36 @@ bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count
   Engine<R, V> engine(batch, out, out_count, status, scalar, cap, path == Path::kAvx2);
 #ifdef SINR_HAVE_AVX2
   if (path == Path::kAvx2) {
-    run_avx2(engine);
+    run_avx2<false>(engine);
     add_counts(engine.counts());
     return true;
   }
 #endif
-  engine.template run<simd::Vec8Portable>();
+  engine.template run<simd::Vec8Portable, false>();
+  add_counts(engine.counts());
+  return true;
+}
+
+bool count_tiles(const Batch& batch, Span<int64_t> counts, Span<int64_t> status,
+                 const std::function<void(int64_t)>& scalar) {
+  const Path path = path_now();
+  if (path == Path::kScalar) return false;
+  const TileDirectory& tiles = *batch.tiles;
+  int64_t cap = 0;  // the largest tile a lane takes: one that codes positions
+  for (int64_t t = 0; t < tiles.k.size; ++t) {
+    const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t];
+    if (shape_ok(k, h, w) && k > 0 && k < h * w && k <= kMostK) cap = std::max(cap, k);
+  }
+  if (cap == 0) return false;
+  Engine<int32_t, int32_t> engine(batch, counts, status, scalar, cap, path == Path::kAvx2);
+#ifdef SINR_HAVE_AVX2
+  if (path == Path::kAvx2) {
+    run_avx2<true>(engine);
+    add_counts(engine.counts());
+    return true;
+  }
+#endif
+  engine.template run<simd::Vec8Portable, true>();
   add_counts(engine.counts());
   return true;
 }

@@ -414,8 +414,9 @@ class TileDecoder {
   template <typename R, typename V>
   TileResult decode(const TileInfo& t, R* out_rows, R* out_cols, V* out_values, int64_t room);
 
-  // Positions only, for count_rows: the tile's nonzero positions into positions().
-  int64_t positions_only(const TileInfo& t, int64_t n);
+  // Positions only, for count_rows: the tile's coded set (m = coded_count(n, k) >= 1 positions, its
+  // nonzeros or, more than half full, its zeros) into positions().
+  int64_t coded_only(const TileInfo& t, int64_t n);
   const int32_t* positions() const { return positions_.data(); }
 
  private:
@@ -506,12 +507,12 @@ bool TileDecoder<C>::select_siren(int64_t siren, int& kind, double& offset, doub
 }
 
 template <class C>
-int64_t TileDecoder<C>::positions_only(const TileInfo& t, int64_t n) {
+int64_t TileDecoder<C>::coded_only(const TileInfo& t, int64_t n) {
   Model model{};
   const bool have_model = codec_.select(t.model, model);
   Stream r;
   if (!C::start(r, buf_.data + t.start, buf_.data + t.start + t.length)) return kTruncated;
-  return read_positions(r, have_model ? &model : nullptr, t.k, n);
+  return C::positions(r, have_model ? &model : nullptr, 2 * t.k <= n ? t.k : n - t.k, n, positions_.data());
 }
 
 // The common case in one pass: a baseline band's values, read up to the last one kept. Everything
@@ -729,66 +730,80 @@ template <class C>
 void count_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, Span<int64_t> counts,
                 Span<int64_t> status) {
   const int64_t n_tiles = tiles.k.size;
+  const tile3::PackedTables* const* packed = nullptr;  // what the lanes read
+  int64_t n_models = 0;
+  if constexpr (std::is_same_v<C, Format3<tile3::PackedTables>>) {
+    packed = codec.tables();
+    n_models = codec.n_models();
+  }
   TileDecoder<C> decoder(std::move(codec), buf, {}, {}, SirenSet{}, kModeLossless, 0, ReadFilter{}, largest_k(tiles));
-  for (int64_t t = 0; t < n_tiles; ++t) {
+  const auto scalar = [&](int64_t t) {
     status[t] = kOk;
     const int64_t k = tiles.k[t], h = tiles.h[t], w = tiles.w[t], row = tiles.row[t];
-    if (k == 0) continue;
+    if (k == 0) return;
     const int64_t start = tiles.offset[t], length = tiles.length[t];
     if (start < 0 || length < 0 || start > buf.size || length > buf.size - start) {
       status[t] = kTruncated;
-      continue;
+      return;
     }
     if (!shape_ok(k, h, w) || row < 0 || row > counts.size - h) {
       status[t] = kBeyondTile;
-      continue;
+      return;
     }
     const int64_t n = h * w;
     if (k == n) {
       for (int64_t i = 0; i < h; ++i) counts[row + i] += w;
-      continue;
+      return;
     }
     TileInfo info{start, length, k, h, w, row};
     info.model = t < tiles.model.size ? tiles.model[t] : -1;
-    const int64_t st = decoder.positions_only(info, n);
+    const int64_t st = decoder.coded_only(info, n);
     if (st != kOk) {
       status[t] = st;
-      continue;
+      return;
     }
-    // each row's nonzeros counted in a register (not k increments of memory in a row)
-    const int32_t* positions = decoder.positions();
-    int64_t idx = 0;
-    for (int64_t i = 0; i < h && idx < k; ++i) {
-      const int64_t row_end = (i + 1) * w;
-      const int64_t first = idx;
-      while (idx < k && positions[idx] < row_end) ++idx;
-      counts[row + i] += idx - first;
-    }
+    const int64_t m = tile3::coded_count(n, k);
+    add_row_counts(decoder.positions(), m, m != k, h, w, counts.data + row);
+  };
+  // format 3's tiles: eight at a time in lockstep, gaps only (lanes3.hpp)
+  if constexpr (std::is_same_v<C, Format3<tile3::PackedTables>>) {
+    const lanes3::Batch batch{buf, &tiles, {}, {}, packed, n_models, kModeLossless, 0, {}, {}};
+    if (lanes3::count_tiles(batch, counts, status, std::function<void(int64_t)>(scalar))) return;
   }
+  for (int64_t t = 0; t < n_tiles; ++t) scalar(t);
 }
 
 // Format 3's tables for a batch: the chunks' compact rows (the scalar decoder is fastest on them:
 // few cache lines a row), or, when the lockstep decoder can take the batch and it decodes enough
-// nonzeros for its tables' rows (whole chunks: whole-matrix and block reads; see
-// set_packed_nnz_per_row), packed rows built for the call, which the lanes gather from.
+// symbols for its tables' rows (whole chunks: whole-matrix and block reads, and count_rows; see
+// set_packed_nnz_per_row), packed rows built for the call, which the lanes gather from: only the
+// gap rows when gaps_only (a count reads no value).
 std::atomic<int64_t> g_packed_nnz_per_row{128};
 
 template <class Run>
-void with_format3(const TileDirectory& tiles, const ValueModels& models, bool lanes, Run&& run) {
+void with_format3(const TileDirectory& tiles, const ValueModels& models, bool lanes, bool gaps_only, Run&& run) {
   // Only the models this call's tiles use: a read split into pieces (reader/decode.py) passes every
   // chunk's tables with each piece of tiles.
   const size_t n_models = static_cast<size_t>(std::max<int64_t>(models.n_models, 0));
   std::vector<char> used(n_models, 0);
   const auto packed_pays = [&] {
-    int64_t nnz = 0, rows = 0;
+    int64_t symbols = 0, rows = 0;  // the symbols the lanes decode (a count's: its coded positions), rows packed
     for (int64_t t = 0; t < tiles.k.size; ++t) {
-      nnz += std::max<int64_t>(tiles.k[t], 0);
+      const int64_t k = tiles.k[t];
+      if (!gaps_only)
+        symbols += std::max<int64_t>(k, 0);
+      else if (shape_ok(k, tiles.h[t], tiles.w[t]))
+        symbols += tile3::coded_count(tiles.h[t] * tiles.w[t], k);
       const int64_t m = t < tiles.model.size ? tiles.model[t] : -1;
       if (m >= 0 && static_cast<size_t>(m) < n_models) used[static_cast<size_t>(m)] = 1;
     }
-    for (size_t m = 0; m < n_models; ++m)
-      if (used[m] && models.tables3[m] != nullptr) rows += models.tables3[m]->used_rows();
-    return nnz >= g_packed_nnz_per_row.load() * rows;
+    for (size_t m = 0; m < n_models; ++m) {
+      const tile3::ChunkTables* tables = models.tables3[m];
+      if (!used[m] || tables == nullptr) continue;
+      if (!gaps_only) rows += tables->used_rows();
+      for (int c = 0; gaps_only && c < tile3::kGapClasses; ++c) rows += tables->gap(c) != nullptr;
+    }
+    return symbols >= g_packed_nnz_per_row.load() * rows;
   };
   if (!lanes || !packed_pays()) {
     run(Format3<tile3::ChunkTables>(models.tables3, models.n_models));
@@ -799,7 +814,7 @@ void with_format3(const TileDirectory& tiles, const ValueModels& models, bool la
   packed.reserve(pointers.size());
   for (size_t m = 0; m < pointers.size(); ++m)
     if (used[m] && models.tables3[m] != nullptr) {
-      packed.emplace_back(*models.tables3[m]);
+      packed.emplace_back(*models.tables3[m], gaps_only);
       pointers[m] = &packed.back();
     }
   run(Format3<tile3::PackedTables>(pointers.data(), models.n_models));
@@ -832,7 +847,7 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
   const bool lanes = filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError) &&
                      tile_lanes() != TileLanes::kScalar;  // what lanes3::decode_tiles takes
   if (models.tables3 != nullptr)
-    with_format3(tiles, models, lanes, run);
+    with_format3(tiles, models, lanes, false, run);
   else
     run(Format2(models));
 }
@@ -862,7 +877,8 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const Value
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
   if (models.tables3 != nullptr) {
     if (tiles.model.size != n_tiles) throw std::invalid_argument("count_rows: format 3 needs each tile's model");
-    count_with(Format3<tile3::ChunkTables>(models.tables3, models.n_models), buf, tiles, counts, status);
+    with_format3(tiles, models, tile_lanes() != TileLanes::kScalar, true,
+                 [&](auto codec) { count_with(std::move(codec), buf, tiles, counts, status); });
   } else {
     count_with(Format2(models), buf, tiles, counts, status);
   }

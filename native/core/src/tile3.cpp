@@ -101,13 +101,24 @@ ChunkTables::ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> v
   rows_.shrink_to_fit();
 }
 
-PackedTables::PackedTables(const ChunkTables& tables) {
-  std::copy(tables.gap_row_, tables.gap_row_ + kGapClasses, gap_row_);
-  std::copy(tables.value_row_, tables.value_row_ + kContexts, value_row_);
-  packed_.resize(tables.rows_.size() * kProbScale);
-  for (size_t r = 0; r < tables.rows_.size(); ++r) {
+PackedTables::PackedTables(const ChunkTables& tables, bool gaps_only) {
+  // the rows packed, in the compact rows' order, and each one's index among them
+  const size_t n_rows = tables.rows_.size();
+  std::vector<bool> kept(n_rows, !gaps_only);
+  for (int32_t r : tables.gap_row_)
+    if (r >= 0) kept[static_cast<size_t>(r)] = true;
+  std::vector<int32_t> packed_row(n_rows, -1);
+  int32_t n_packed = 0;
+  for (size_t r = 0; r < n_rows; ++r)
+    if (kept[r]) packed_row[r] = n_packed++;
+  const auto renumber = [&](int32_t r) { return r < 0 ? -1 : packed_row[static_cast<size_t>(r)]; };
+  std::transform(tables.gap_row_, tables.gap_row_ + kGapClasses, gap_row_, renumber);
+  std::transform(tables.value_row_, tables.value_row_ + kContexts, value_row_, renumber);
+  packed_.resize(static_cast<size_t>(n_packed) * kProbScale);
+  for (size_t r = 0; r < n_rows; ++r) {
+    if (packed_row[r] < 0) continue;
     const CompactRow& row = tables.rows_[r];
-    uint32_t* out = packed_.data() + r * kProbScale;
+    uint32_t* out = packed_.data() + static_cast<size_t>(packed_row[r]) * kProbScale;
     for (uint32_t b = 0; b < kNumBins; ++b) {
       const uint32_t start = row.cum[b], f = row.cum[b + 1] - start;
       for (uint32_t s = start; s < start + f; ++s) out[s] = b | ((f - 1) << 8) | (start << 20);

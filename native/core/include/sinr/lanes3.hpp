@@ -77,5 +77,15 @@ template <typename R, typename V>
 bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count, Span<int64_t> status,
                   const std::function<void(int64_t)>& scalar);
 
+// count_rows's format-3 tiles in lockstep: the lanes decode each tile's gap symbols only (a
+// stream codes every gap before any value, §6.7) and add its nonzeros per row to counts[row[t]:]
+// (add_row_counts), with status[t] kOk; scalar(t) counts every tile they leave (an empty or full
+// tile, a check that fails) as count_rows's scalar path does, so that counts and statuses are its
+// own whatever the input. The batch's tables need only their gap rows; gene_terms, cell_terms,
+// out_start and col_mask are not read, nor the directory's col, first, cells and siren. False,
+// with nothing counted, when the lanes are off or no tile codes positions.
+bool count_tiles(const Batch& batch, Span<int64_t> counts, Span<int64_t> status,
+                 const std::function<void(int64_t)>& scalar);
+
 }  // namespace lanes3
 }  // namespace sinr

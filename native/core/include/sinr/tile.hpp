@@ -150,15 +150,29 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
 
 // Format 3's bulk decodes (whole chunks) build packed tables for the call, which the lockstep
 // decoder needs, when a batch decodes at least this many nonzeros per used table row (default 128:
-// a row's 4096 entries cost about what 128 nonzeros save). Process-wide; returns the setting before
-// (tests set 0 to run the lanes on small files).
+// a row's 4096 entries cost about what 128 nonzeros save); count_rows likewise, with its coded
+// positions per used gap row. Process-wide; returns the setting before (tests set 0 to run the
+// lanes on small files).
 int64_t set_packed_nnz_per_row(int64_t nnz_per_row);
 
 // Add each tile's nonzeros per row to counts[row], decoding positions only (the first pass of a
 // row-major full decode). Uses offset, length, k, h, w and row of the directory, and for format 3
-// its model and the models' gap tables (models is not read for format 2).
+// its model and the models' gap tables (models is not read for format 2). Format 3's tiles run in
+// the lockstep lanes where decode_tiles would (lanes3.hpp's count_tiles), with the same result.
 void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
                 Span<int64_t> status);
+
+// count_rows's count of one tile of h x w entries from its coded set (m ascending positions below
+// h * w): its nonzeros, or its zeros when `zeros` (a tile more than half full), whose rows then
+// hold w less their zeros. Adds to counts[0: h].
+inline void add_row_counts(const int32_t* coded, int64_t m, bool zeros, int64_t h, int64_t w, int64_t* counts) {
+  int64_t idx = 0;
+  for (int64_t i = 0; i < h && (zeros || idx < m); ++i) {  // each row's count in a register
+    const int64_t row_end = (i + 1) * w, first = idx;
+    while (idx < m && coded[idx] < row_end) ++idx;
+    counts[i] += zeros ? w - (idx - first) : idx - first;
+  }
+}
 
 // One tile of one chunk, for decode_entry.
 struct TileInfo {

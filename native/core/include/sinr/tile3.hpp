@@ -116,10 +116,12 @@ class ChunkTables {
 
 // A chunk's tables with one packed entry per slot (Table12::packed, 16 KiB a row): a single lookup
 // per symbol and what the lockstep decoder gathers from, for bulk decodes. Built for a call from
-// the ChunkTables (4096 entries a used row), so that an open file keeps only the compact rows.
+// the ChunkTables (4096 entries a used row), so that an open file keeps only the compact rows;
+// gaps_only packs the gap rows alone (a count of positions reads no value row: value_index is
+// then -1 for every context).
 class PackedTables {
  public:
-  explicit PackedTables(const ChunkTables& tables);
+  explicit PackedTables(const ChunkTables& tables, bool gaps_only = false);
   const uint32_t* gap(int64_t cls) const { return row(gap_index(cls)); }
   const uint32_t* value(int64_t ctx) const { return row(value_index(ctx)); }
   // For gathers (the lockstep decoder, lanes3.cpp): every used row's packed entries back to back
