@@ -461,22 +461,30 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
       a[i] = T::make(key, value);
     }
     // In (row, cell) order (by bitmap where the band's keys are few, else sorted): each row's
-    // nonzeros are one run, written at the row's cursor.
+    // nonzeros are one run, written from the row's cursor, which is held in a register while the
+    // run lasts (not stored and loaded again for each nonzero) and stored when it ends.
     bool overflow = false;
+    int64_t run_row = -1, at = 0, run_end = 0;
     auto emit = [&](uint64_t key, int32_t value) {
       const int64_t r = seg.row0 + static_cast<int64_t>(key >> cell_bits);
-      const int64_t at = cur[r];
-      // Checked against the output too: the cursors were checked, but another thread could change them.
-      if (at >= limit[r] || static_cast<uint64_t>(at) >= static_cast<uint64_t>(size)) {
+      if (r != run_row) {
+        if (run_row >= 0) cur[run_row] = at;
+        run_row = r;
+        at = cur[r];
+        // Bounded by the output too: the cursors were checked, but another thread could change them.
+        run_end = at < 0 ? at : std::min(limit[r], size);
+      }
+      if (at >= run_end) {
         overflow = true;
         return;
       }
-      cur[r] = at + 1;
       indices[at] = static_cast<I>(first_cell + static_cast<int64_t>(key & cell_mask));
       data[at] = static_cast<D>(value);
+      ++at;
     };
     if (by_bitmap) {
       if (bitmap.order<T>(a.data(), m, keys, emit)) {
+        if (run_row >= 0) cur[run_row] = at;
         if (overflow) return kAssembleRowOverflow;
         continue;
       }
@@ -484,6 +492,7 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
     }
     const Item* sorted = radix_sort<T>(a.data(), b.data(), m, plan, hist.data());
     for (int64_t i = 0; i < m && !overflow; ++i) emit(T::key(sorted[i]), T::value(sorted[i]));
+    if (run_row >= 0) cur[run_row] = at;
     if (overflow) return kAssembleRowOverflow;
   }
   for (int64_t r = 0; r < genes_of_row.size; ++r)
