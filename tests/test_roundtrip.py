@@ -173,6 +173,7 @@ def test_filtered_reads_decoded_in_pieces_are_exact(tmp_path, pbmc, monkeypatch,
                 genes = rng.permutation(n_genes)[: int(rng.integers(1, n_genes + 1))]
                 cells = rng.permutation(n_cells)[: int(rng.integers(1, n_cells + 1))]
                 assert np.array_equal(f[genes, cells].toarray(), dense[genes][:, cells])
+                assert np.array_equal(f[:, cells].toarray(), dense[:, cells])  # every gene: no search for rows
             for i in rng.integers(0, n_genes, 5).tolist():
                 assert np.array_equal(f.gene(i), dense[i])
             for j in rng.integers(0, n_cells, 5).tolist():

@@ -219,10 +219,11 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                      index.max_error, want_row, want_col, mask, out_start, rows, cols, values, counts[s], status[s],
                      tables3)
 
-    def check() -> None:
-        bad = np.flatnonzero(status)
+    def check(lo: int = 0, hi: int | None = None) -> None:
+        """Raise for the first tile of lo .. hi - 1 that failed."""
+        bad = np.flatnonzero(status[lo:hi])
         if bad.size:
-            raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[bad[0]]), 'a tile is corrupt')} "
+            raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[lo + bad[0]]), 'a tile is corrupt')} "
                                    "(file is corrupt)")
 
     workers = min(jobs or os.cpu_count() or 1, batch.size)
@@ -278,7 +279,7 @@ def _decode_in_pieces(decode_into: Callable, check: Callable, ranges: list[tuple
             rows, cols, values = (a[:size] for a in scratch)
             out_start = ends[lo:stop] - capacity[lo:stop] - base
             decode_into(lo, stop, out_start, rows, cols, values)
-            check()
+            check(lo, stop)
             kept = compact_tiles(out_start, counts[lo:stop], rows, cols, values)
             pieces[part].append((rows[:kept].copy(), cols[:kept].copy(), values[:kept].copy()))
             lo = stop

@@ -373,7 +373,8 @@ class MatrixReader:
             return sp.csr_matrix(out_shape, dtype=np.int64)
         chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
         chunks = index.load_chunks(chunk_ids.tolist())  # first: a remote file fetches the gene tables with them
-        rows_wanted = np.unique(index.gene_rows(genes))
+        every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
+        rows_wanted = np.arange(index.n_genes) if every_gene else np.unique(index.gene_rows(genes))
         parts = []
         for chunk in chunks:
             geometry = chunk.geometry
@@ -396,7 +397,7 @@ class MatrixReader:
         if rows_wanted.size < index.n_genes:
             keep = np.isin(rows, rows_wanted)
             rows, cols, values = rows[keep], cols[keep], values[keep]
-        if np.unique(genes).size == genes.size and np.unique(cells).size == cells.size:  # each found once
+        if (every_gene or np.unique(genes).size == genes.size) and np.unique(cells).size == cells.size:  # each once
             # each nonzero's output column in one lookup by its reordered column (a table the
             # index's own size), and its output row likewise where a table by row is small
             column_place = np.empty(self.shape[1], np.int64)
