@@ -21,6 +21,7 @@ from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from .decode import Buffers, tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
+from .pages import fresh_array
 
 
 # Output value types the placing kernels write directly; others are placed as int32 (every decoded
@@ -104,8 +105,8 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
     dtype = np.dtype(dtype)
-    data = np.empty(int(nnz_starts[-1]), dtype=dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
-    indices = np.empty(data.size, dtype=_index_dtype(n_genes))
+    data = fresh_array(int(nnz_starts[-1]), dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
+    indices = fresh_array(data.size, _index_dtype(n_genes))
     indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
     genes_of_row, rank = _gene_order_arrays(index)
 
@@ -149,8 +150,8 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     cursors = indptr[:-1][genes_of_row] + np.concatenate([np.zeros((1, n_rows), np.int64),
                                                           np.cumsum(counts[:-1, :n_rows], axis=0)])
     dtype = np.dtype(dtype)
-    data = np.empty(index.nnz, dtype=dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
-    indices = np.empty(index.nnz, dtype=_index_dtype(n_cells))
+    data = fresh_array(index.nnz, dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
+    indices = fresh_array(index.nnz, _index_dtype(n_cells))
 
     workspace = _Workspace()
 

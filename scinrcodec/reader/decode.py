@@ -17,6 +17,7 @@ from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from .index import Chunk, MatrixIndex, TileTable
+from .pages import fresh_array
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -71,7 +72,7 @@ class Buffers:
         arrays = self._arrays
         if arrays is None or arrays[0].size < size or arrays[2].dtype != np.dtype(value_dtype):
             arrays = self._arrays = None  # the old ones go before the new ones are touched
-            arrays = self._arrays = (np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size, value_dtype))
+            arrays = self._arrays = tuple(fresh_array(size, t) for t in (np.int32, np.int32, value_dtype))
         return arrays[0][:size], arrays[1][:size], arrays[2][:size]
 
 
@@ -240,7 +241,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     if buffers is not None:
         rows, cols, values = buffers.take(total, value_dtype)
     else:
-        rows, cols, values = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total, value_dtype)
+        rows, cols, values = fresh_array(total, np.int32), fresh_array(total, np.int32), fresh_array(total, value_dtype)
 
     def run(lo: int, hi: int) -> None:
         decode_into(lo, hi, out_start[lo:hi], rows, cols, values)
