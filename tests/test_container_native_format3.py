@@ -95,13 +95,18 @@ def test_format3_file_reads_back(files, name):
     _check_reads(r, whole.astype(np.int64))
 
 
+@pytest.mark.parametrize("run_entries, keep_bytes", [(1, 0), (100, 800), (1 << 16, 1 << 40)])
 @pytest.mark.parametrize("name", ["lossless", "read_counts", "synthetic"])
-def test_cell_ranges_read_back(files, name):
+def test_cell_ranges_read_back(files, name, run_entries, keep_bytes):
     """Reads of consecutive ranges of cells, as block processing makes them (parts of a chunk, each
     needing most of its tiles, which the reader then decodes once and keeps), in order, backwards,
-    and mixed with reads of a few cells and of other chunks, equal the whole matrix's columns."""
+    and mixed with reads of a few cells and of other chunks, equal the whole matrix's columns; a
+    chunk decoded whole is decoded in runs of one tile, of a few, or of all, and keeps none, some
+    or all of the cells after the wanted ones."""
     path, _, _, _ = files[name]
     r = _native.ContainerReader(str(path))
+    r._set_run_entries(run_entries)
+    r.set_keep_bytes(keep_bytes)
     whole = _csc(r.whole(1)).astype(np.int64)
     n_cells = whole.shape[1]
     chunk = int(np.diff(r.chunk_starts).max())

@@ -161,6 +161,10 @@ void bind_container(nb::module_& m) {
            nb::arg("genes"), "((n_rows, n_cols), indptr, indices, values) of these genes over every cell (CSC).")
       .def("cells", [](MatrixReader& r, const std::vector<int64_t>& c) { return columns(r.cells(c)); },
            nb::arg("cells"), "((n_rows, n_cols), indptr, indices, values) of every gene over these cells (CSC).")
+      .def("_set_run_entries", &MatrixReader::set_run_entries, nb::arg("entries"),
+           "Decode whole chunks for cells() in runs of about this many nonzeros (tests: a few, to cross runs).")
+      .def("set_keep_bytes", &MatrixReader::set_keep_bytes, nb::arg("bytes"),
+           "Of a chunk cells() decodes whole, keep the cells after the wanted ones that fit in this many bytes.")
       .def("block",
            [](MatrixReader& r, std::optional<std::vector<int64_t>> g, std::optional<std::vector<int64_t>> c) {
              return columns(r.block(g ? &*g : nullptr, c ? &*c : nullptr));

@@ -33,11 +33,11 @@
     .Call(`_scinrcodec_sinr_block_`, handle, genes, cells, threads)
 }
 
-.sinr_sparse_block <- function(handle, genes, cells) {
-    .Call(`_scinrcodec_sinr_sparse_block_`, handle, genes, cells)
+.sinr_sparse_block <- function(handle, genes, cells, keep_bytes) {
+    .Call(`_scinrcodec_sinr_sparse_block_`, handle, genes, cells, keep_bytes)
 }
 
-.sinr_dense_block <- function(handle, genes, cells) {
-    .Call(`_scinrcodec_sinr_dense_block_`, handle, genes, cells)
+.sinr_dense_block <- function(handle, genes, cells, keep_bytes) {
+    .Call(`_scinrcodec_sinr_dense_block_`, handle, genes, cells, keep_bytes)
 }
 

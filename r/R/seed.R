@@ -1,8 +1,8 @@
 # The DelayedArray backend (HDF5Array's TENxMatrix is the model): SinrArraySeed reads blocks of a
 # .sinr file on demand, and its chunk grid follows the file's chunks of cells, so block processing
-# (rowSums, colSums, blockApply, a SingleCellExperiment's assay) decodes each chunk once (the core
-# keeps the last chunk it decoded for part of its cells, for the next parts) and holds about one
-# block and one chunk's nonzeros in memory, whatever the file's size.
+# (rowSums, colSums, blockApply, a SingleCellExperiment's assay) decodes each chunk once or a few
+# times (the core keeps, of the last chunk it decoded for part of its cells, the next parts' cells
+# that fit in the block size) and holds about two blocks in memory, whatever the file's size.
 
 setClass("SinrArraySeed", contains = "Array",
          representation(filepath = "character", matrix = "character", dim = "integer", dimnames = "list",
@@ -25,8 +25,8 @@ setMethod("is_sparse", "SinrArraySeed", function(x) TRUE)
 # Chunks of cells: every gene, the cells of one file chunk, cut into equal parts of at most
 # DelayedArray's block length (getAutoBlockSize()) where a whole chunk is longer, so that a block
 # never holds more than its size. A chunk stores its cells in its own order, so each part needs
-# most of the chunk's tiles: the core decodes the chunk once, for its first part, and serves the
-# next parts from it. Blocks span every gene (a block of some genes would decode every tile of its
+# most of the chunk's tiles: the core decodes the chunk for its first part and serves the next
+# parts that fit in the block size from it. Blocks span every gene (a block of some genes would decode every tile of its
 # cells' chunks for them again).
 setMethod("chunkGrid", "SinrArraySeed", function(x) {
   per_part <- max(1, DelayedArray::getAutoBlockLength("integer") %/% max(1L, x@dim[[1L]]))
@@ -43,12 +43,16 @@ setMethod("chunkGrid", "SinrArraySeed", function(x) {
 
 # Blocks come from the core as DelayedArray wants them (a dense integer matrix; a sparse block's
 # 1-based nonzero positions and values), built in C++ in one pass over the block's nonzeros.
+# Of a chunk decoded whole for a part, the core keeps for the next parts the cells that fit in
+# DelayedArray's block size, so that block processing holds about two blocks whatever the chunk's
+# size, and decodes a chunk about (its nonzeros x 8 bytes / block size) times.
 setMethod("extract_array", "SinrArraySeed", function(x, index) {
-  .native(.sinr_dense_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L)))
+  .native(.sinr_dense_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L), DelayedArray::getAutoBlockSize()))
 })
 
 setMethod("extract_sparse_array", "SinrArraySeed", function(x, index) {
-  block <- .native(.sinr_sparse_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L)))
+  block <- .native(.sinr_sparse_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L),
+                                      DelayedArray::getAutoBlockSize()))
   .sparse_array(block$dim, block$nzindex, block$nzdata)
 })
 

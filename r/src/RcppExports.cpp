@@ -107,28 +107,30 @@ BEGIN_RCPP
 END_RCPP
 }
 // sinr_sparse_block_
-Rcpp::List sinr_sparse_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells);
-RcppExport SEXP _scinrcodec_sinr_sparse_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP) {
+Rcpp::List sinr_sparse_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells, double keep_bytes);
+RcppExport SEXP _scinrcodec_sinr_sparse_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP, SEXP keep_bytesSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
     Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type genes(genesSEXP);
     Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type cells(cellsSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinr_sparse_block_(handle, genes, cells));
+    Rcpp::traits::input_parameter< double >::type keep_bytes(keep_bytesSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_sparse_block_(handle, genes, cells, keep_bytes));
     return rcpp_result_gen;
 END_RCPP
 }
 // sinr_dense_block_
-Rcpp::IntegerMatrix sinr_dense_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells);
-RcppExport SEXP _scinrcodec_sinr_dense_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP) {
+Rcpp::IntegerMatrix sinr_dense_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells, double keep_bytes);
+RcppExport SEXP _scinrcodec_sinr_dense_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP, SEXP keep_bytesSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
     Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type genes(genesSEXP);
     Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type cells(cellsSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinr_dense_block_(handle, genes, cells));
+    Rcpp::traits::input_parameter< double >::type keep_bytes(keep_bytesSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_dense_block_(handle, genes, cells, keep_bytes));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -142,8 +144,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_names_", (DL_FUNC) &_scinrcodec_sinr_names_, 2},
     {"_scinrcodec_sinr_entry_", (DL_FUNC) &_scinrcodec_sinr_entry_, 3},
     {"_scinrcodec_sinr_block_", (DL_FUNC) &_scinrcodec_sinr_block_, 4},
-    {"_scinrcodec_sinr_sparse_block_", (DL_FUNC) &_scinrcodec_sinr_sparse_block_, 3},
-    {"_scinrcodec_sinr_dense_block_", (DL_FUNC) &_scinrcodec_sinr_dense_block_, 3},
+    {"_scinrcodec_sinr_sparse_block_", (DL_FUNC) &_scinrcodec_sinr_sparse_block_, 4},
+    {"_scinrcodec_sinr_dense_block_", (DL_FUNC) &_scinrcodec_sinr_dense_block_, 4},
     {NULL, NULL, 0}
 };
 

@@ -206,11 +206,16 @@ Rcpp::S4 sinr_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcp
 
 namespace {
 
-SparseColumns block_of(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells) {
+// A block of block processing, which reads consecutive parts of a chunk: of a chunk decoded whole,
+// the reader keeps for the next parts the cells that fit in keep_bytes (DelayedArray's block size).
+SparseColumns block_of(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells,
+                       double keep_bytes) {
   std::vector<int64_t> g, c;
   if (genes.isNotNull()) g = indices(Rcpp::NumericVector(genes));
   if (cells.isNotNull()) c = indices(Rcpp::NumericVector(cells));
-  SparseColumns m = reader(handle).block(genes.isNotNull() ? &g : nullptr, cells.isNotNull() ? &c : nullptr, 1);
+  MatrixReader& r = reader(handle);
+  r.set_keep_bytes(keep_bytes >= 0 && keep_bytes < 9e18 ? static_cast<int64_t>(keep_bytes) : INT64_MAX / 16);
+  SparseColumns m = r.block(genes.isNotNull() ? &g : nullptr, cells.isNotNull() ? &c : nullptr, 1);
   check_fits(static_cast<int64_t>(m.indices.size()));
   return m;
 }
@@ -222,9 +227,9 @@ SparseColumns block_of(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, R
 // what SparseArraySeed and COO_SparseArray hold, built here in one pass.
 // [[Rcpp::export(.sinr_sparse_block)]]
 Rcpp::List sinr_sparse_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes,
-                              Rcpp::Nullable<Rcpp::NumericVector> cells) {
+                              Rcpp::Nullable<Rcpp::NumericVector> cells, double keep_bytes) {
   SINR_TRY
-  const SparseColumns m = block_of(handle, genes, cells);
+  const SparseColumns m = block_of(handle, genes, cells, keep_bytes);
   const int nnz = static_cast<int>(m.indices.size());
   Rcpp::IntegerMatrix nzindex(Rcpp::no_init(nnz, 2));
   int* rows = INTEGER(nzindex);
@@ -243,9 +248,9 @@ Rcpp::List sinr_sparse_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> g
 // A block for DelayedArray's extract_array: a dense integer matrix.
 // [[Rcpp::export(.sinr_dense_block)]]
 Rcpp::IntegerMatrix sinr_dense_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes,
-                                      Rcpp::Nullable<Rcpp::NumericVector> cells) {
+                                      Rcpp::Nullable<Rcpp::NumericVector> cells, double keep_bytes) {
   SINR_TRY
-  const SparseColumns m = block_of(handle, genes, cells);
+  const SparseColumns m = block_of(handle, genes, cells, keep_bytes);
   Rcpp::IntegerMatrix out(static_cast<int>(m.n_rows), static_cast<int>(m.n_cols));  // zero-filled
   int* at = INTEGER(out);
   for (int64_t j = 0; j < m.n_cols; ++j)

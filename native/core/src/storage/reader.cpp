@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "sinr/assemble.hpp"
+#include "sinr/checksum.hpp"
 #include "sinr/models.hpp"
 #include "sinr/crc32.hpp"
 #include "sinr/siren.hpp"
@@ -281,11 +282,15 @@ struct MatrixReader::Decoded {
   std::vector<int32_t> rows, cols, values;
 };
 
-// Nonzeros of one chunk by chunk-local cell (original order), genes ascending in each cell.
+// Nonzeros of chunk-local cells lo, lo + 1, ... (original order) of one chunk, genes ascending in
+// each cell; cell_starts, when known, every cell's first nonzero in the whole chunk.
 struct MatrixReader::ChunkColumns {
-  int64_t chunk = -1;
-  std::vector<int64_t> indptr;
+  int64_t chunk = -1, lo = 0;
+  std::vector<int64_t> indptr, cell_starts;
   std::vector<int32_t> indices, values;
+  bool holds(int64_t first, int64_t last) const {
+    return first >= lo && last < lo + static_cast<int64_t>(indptr.size()) - 1;
+  }
 };
 
 // ---------------------------------------------------------------------------------------- open
@@ -1091,7 +1096,7 @@ SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
     SparseColumns& part = parts[ci];
     part.indptr.assign(1, 0);
     for (int64_t cell : local) {
-      const int64_t lo = decoded->indptr[cell], hi = decoded->indptr[cell + 1];
+      const int64_t lo = decoded->indptr[cell - decoded->lo], hi = decoded->indptr[cell - decoded->lo + 1];
       part.indices.insert(part.indices.end(), decoded->indices.begin() + lo, decoded->indices.begin() + hi);
       part.values.insert(part.values.end(), decoded->values.begin() + lo, decoded->values.begin() + hi);
       part.indptr.push_back(static_cast<int64_t>(part.indices.size()));
@@ -1121,10 +1126,12 @@ SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
 
 std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(int64_t ci,
                                                                               const std::vector<int64_t>& local) {
+  std::shared_ptr<const ChunkColumns> kept;
   {
     std::lock_guard<std::mutex> guard(kept_lock_);
-    if (kept_ && kept_->chunk == ci) return kept_;
+    kept = kept_;
   }
+  if (kept && kept->chunk == ci && kept->holds(local.front(), local.back())) return kept;
   Chunk& c = chunk(ci);
   auto out = std::make_shared<ChunkColumns>();
   out->chunk = ci;
@@ -1151,12 +1158,14 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask), *out);
     return out;
   }
+  std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};
+  kept.reset();
   {
     std::lock_guard<std::mutex> guard(kept_lock_);
-    kept_.reset();  // the chunk kept before is of no more use to block processing: not two at once
+    kept_.reset();  // the cells kept before are of no more use to block processing: not two sets at once
   }
-  check_chunk_sum(c, place_chunk(c, decode_chunk(c), *out));
-  if (static_cast<int64_t>(local.size()) < c.n_cells) {
+  check_chunk_sum(c, place_chunk_in_runs(c, local, std::move(starts), *out));
+  if (static_cast<int64_t>(out->indptr.size()) - 1 > static_cast<int64_t>(local.size())) {
     std::lock_guard<std::mutex> guard(kept_lock_);
     kept_ = out;
   }
@@ -1174,6 +1183,113 @@ uint64_t MatrixReader::place_chunk(const Chunk& c, const Decoded& d, ChunkColumn
       Span<int32_t>{out.indices.data(), static_cast<int64_t>(out.indices.size())},
       Span<int32_t>{out.values.data(), static_cast<int64_t>(out.values.size())}, &checksum);
   check_placed(c, status);
+  return checksum;
+}
+
+uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>& local, std::vector<int64_t> starts,
+                                           ChunkColumns& out) {
+  const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
+  for (size_t b = 0; b < c.band_verified.size(); ++b)
+    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+  const Genes& genes = genes_table();
+  const int64_t n_rows = static_cast<int64_t>(genes.order.size()), n_cells = c.n_cells;
+  auto fail = [&](int status) { check_placed(c, status); };
+  std::vector<int64_t> cell_of_column(static_cast<size_t>(n_cells));
+  for (int64_t q = 0; q < n_cells; ++q) {
+    cell_of_column[q] = c.cell_original[q] - c.first_cell;
+    if (cell_of_column[q] < 0 || cell_of_column[q] >= n_cells) fail(kAssembleBadCell);
+  }
+  // Runs of consecutive tiles of about run_entries_ nonzeros.
+  std::vector<std::vector<int64_t>> runs(1);
+  for (int64_t t = 0, size = 0; t < c.n_tiles(); size += c.tile_k[t], ++t) {
+    if (size + c.tile_k[t] > run_entries_ && !runs.back().empty()) {
+      runs.emplace_back();
+      size = 0;
+    }
+    runs.back().push_back(t);
+  }
+  auto each_nonzero = [&](auto&& visit) {
+    for (const std::vector<int64_t>& run : runs) {
+      const Decoded d = decode(c, run, -1, -1, {}, &data);
+      for (size_t e = 0; e < d.values.size(); ++e) {
+        const int32_t row = d.rows[e], col = d.cols[e];
+        if (row < 0 || row >= n_rows) fail(kAssembleBadRow);
+        if (col < 0 || col >= n_cells) fail(kAssembleBadColumn);
+        visit(row, cell_of_column[col], d.values[e]);
+      }
+    }
+  };
+  if (starts.empty()) {  // each cell's count, unless counted for an earlier window of the chunk
+    starts.assign(static_cast<size_t>(n_cells) + 1, 0);
+    each_nonzero([&](int32_t, int64_t cell, int32_t) { ++starts[cell + 1]; });
+    for (int64_t j = 0; j < n_cells; ++j) starts[j + 1] += starts[j];
+  }
+  if (static_cast<int64_t>(starts.size()) != n_cells + 1 || starts.back() != c.nnz)
+    throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + " decodes to " +
+                           std::to_string(starts.empty() ? 0 : starts.back()) + " nonzeros, not " +
+                           std::to_string(c.nnz));
+  // The cells kept: from the first wanted one through the last, and on while keep_bytes_ allows.
+  const int64_t lo = local.front();
+  int64_t hi = local.back() + 1;
+  constexpr int64_t kBytes = sizeof(int32_t) * 2;
+  while (hi < n_cells && (starts[hi + 1] - starts[lo]) * kBytes <= keep_bytes_) ++hi;
+  out.lo = lo;
+  out.indptr.resize(static_cast<size_t>(hi - lo) + 1);
+  for (int64_t j = lo; j <= hi; ++j) out.indptr[j - lo] = starts[j] - starts[lo];
+  out.indices.resize(out.indptr.back());
+  out.values.resize(out.indptr.back());
+  // Each nonzero of a kept cell to its place; the checksum over every nonzero, each cell's count
+  // checked again (the file could have changed since it was counted).
+  std::vector<int64_t> at(static_cast<size_t>(n_cells));
+  for (int64_t j = 0; j < n_cells; ++j) at[j] = starts[j] - starts[lo];
+  uint64_t checksum = 0;
+  each_nonzero([&](int32_t row, int64_t cell, int32_t value) {
+    if (at[cell] >= starts[cell + 1] - starts[lo]) fail(kAssembleBadCell);
+    checksum += entry_hash(static_cast<uint64_t>(genes.order[row]), static_cast<uint64_t>(c.first_cell + cell),
+                           static_cast<uint64_t>(static_cast<int64_t>(value)));
+    const int64_t e = at[cell]++;
+    if (cell >= lo && cell < hi) {
+      out.indices[e] = static_cast<int32_t>(genes.rank[row]);
+      out.values[e] = value;
+    }
+  });
+  for (int64_t j = 0; j < n_cells; ++j)
+    if (at[j] != starts[j + 1] - starts[lo]) fail(kAssembleBadCell);
+  // Each kept cell's nonzeros by gene: ranks marked in a bitmap and read back in order, or sorted
+  // where the bitmap would be long for the cell's count (or a rank repeats, in a hostile file).
+  std::vector<uint64_t> bits(static_cast<size_t>((n_rows + 63) / 64), 0), pairs;
+  std::vector<int32_t> value_of_rank(static_cast<size_t>(n_rows));
+  for (int64_t j = 0; j < hi - lo; ++j) {
+    const int64_t first = out.indptr[j], last = out.indptr[j + 1];
+    bool by_bitmap = static_cast<int64_t>(bits.size()) <= 8 * (last - first);
+    for (int64_t e = first; by_bitmap && e < last; ++e) {
+      const int32_t r = out.indices[e];
+      by_bitmap = !(bits[r >> 6] >> (r & 63) & 1);
+      bits[r >> 6] |= uint64_t{1} << (r & 63);
+      value_of_rank[r] = out.values[e];
+    }
+    int64_t to = first;
+    if (by_bitmap) {
+      for (size_t w = 0; w < bits.size(); ++w)
+        for (uint64_t word = bits[w]; word; word &= word - 1) {
+          const int64_t r = static_cast<int64_t>(w) * 64 + __builtin_ctzll(word);
+          out.indices[to] = static_cast<int32_t>(genes.by_gene[r].first);
+          out.values[to++] = value_of_rank[r];
+        }
+      std::fill(bits.begin(), bits.end(), 0);
+      continue;
+    }
+    std::fill(bits.begin(), bits.end(), 0);
+    pairs.clear();
+    for (int64_t e = first; e < last; ++e)
+      pairs.push_back(static_cast<uint64_t>(out.indices[e]) << 32 | static_cast<uint32_t>(out.values[e]));
+    std::sort(pairs.begin(), pairs.end());
+    for (uint64_t p : pairs) {
+      out.indices[to] = static_cast<int32_t>(genes.by_gene[p >> 32].first);
+      out.values[to++] = static_cast<int32_t>(static_cast<uint32_t>(p));
+    }
+  }
+  out.cell_starts = std::move(starts);
   return checksum;
 }
 
