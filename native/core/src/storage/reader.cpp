@@ -516,19 +516,13 @@ int64_t MatrixReader::row_of_gene(int64_t gene) {
 // ---------------------------------------------------------------------------------------- names
 
 NameList MatrixReader::global_names(const std::string& section) {
-  {
-    std::lock_guard<std::mutex> guard(lock_);
-    const auto it = names_.find(section);
-    if (it != names_.end()) return it->second;
-  }
   NameList list;
   if (sections_.count(section)) {
     const std::vector<uint8_t> raw = section_bytes(sections_, section, what_);
     list.present = true;
     list.values = unpack_strings(raw.data(), raw.size(), n_genes_, what_ + ": section " + quoted(section));
   }
-  std::lock_guard<std::mutex> guard(lock_);
-  return names_.emplace(section, std::move(list)).first->second;
+  return list;
 }
 
 NameList MatrixReader::gene_ids() { return global_names("names.gene_ids"); }
@@ -536,14 +530,10 @@ NameList MatrixReader::gene_names() { return gene_names_are_ids_ ? gene_ids() : 
 NameList MatrixReader::feature_types() { return global_names("names.feature_types"); }
 
 NameList MatrixReader::cell_names() {
-  {
-    std::lock_guard<std::mutex> guard(lock_);
-    const auto it = names_.find("cells");
-    if (it != names_.end()) return it->second;
-  }
   NameList list;
   if (has_cell_names_) {
     list.present = true;
+    list.values.reserve(static_cast<size_t>(n_cells_));
     for (int64_t i = 0; i < n_chunks_; ++i) {
       Chunk& c = chunk(i);
       const std::vector<uint8_t> raw = section_bytes(c.sections, "cells.names", c.what);
@@ -552,8 +542,7 @@ NameList MatrixReader::cell_names() {
       for (auto& n : names) list.values.push_back(std::move(n));
     }
   }
-  std::lock_guard<std::mutex> guard(lock_);
-  return names_.emplace("cells", std::move(list)).first->second;
+  return list;
 }
 
 // ---------------------------------------------------------------------------------------- chunks
