@@ -2,9 +2,9 @@
 
 numpy asks the kernel for transparent huge pages on every array from 4 MiB (madvise). Where the
 kernel's setting makes such a request compact memory on the spot (defrag "madvise", a common
-default) and free huge pages are short, as on a host that has just reclaimed a virtual machine's
-idle memory, each first touch waits: a 60M-nonzero whole read spent 2 s of system time instead
-of 0.2-0.4 s, 1.7 s instead of 0.8-0.9 s wall. A plain anonymous mapping gets huge pages only
+default) and free huge pages are short, as on this project's VM after it sat idle a few seconds,
+each first touch waits: a 60M-nonzero whole read spent 2 s of system time instead of 0.2-0.4 s,
+1.7 s instead of 0.8-0.9 s wall. A plain anonymous mapping gets huge pages only
 where the kernel has them ready (setting "always") and ordinary pages otherwise, at a steady cost.
 """
 from __future__ import annotations
