@@ -221,6 +221,40 @@ struct PlaceScratch::Parts {
 PlaceScratch::PlaceScratch() : parts_(std::make_unique<Parts>()) {}
 PlaceScratch::~PlaceScratch() = default;
 
+struct RankOrder::Parts {
+  int64_t n_ranks = 0;
+  RadixPlan plan;
+  std::vector<int64_t> hist;
+  std::vector<uint64_t> items, spare;
+  std::unique_ptr<BitmapOrder> bitmap;
+};
+
+RankOrder::RankOrder(int64_t n_ranks) : parts_(std::make_unique<Parts>()) {
+  Parts& p = *parts_;
+  p.n_ranks = n_ranks;
+  p.plan = plan_for(bit_length(static_cast<uint64_t>(std::max<int64_t>(n_ranks - 1, 0))), kSmallDigitBits);
+  p.hist.resize(static_cast<size_t>(p.plan.passes) << p.plan.digit_bits);
+  if (n_ranks <= kBitmapKeys) p.bitmap = std::make_unique<BitmapOrder>(n_ranks);
+}
+
+RankOrder::~RankOrder() = default;
+
+void RankOrder::order(int32_t* ranks, int32_t* values, int64_t m) {
+  using T = Packed;
+  Parts& p = *parts_;
+  p.items.resize(static_cast<size_t>(m));
+  p.spare.resize(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) p.items[i] = T::make(static_cast<uint64_t>(ranks[i]), values[i]);
+  int64_t to = 0;
+  auto emit = [&](int64_t rank, int32_t value) {
+    ranks[to] = static_cast<int32_t>(rank);
+    values[to++] = value;
+  };
+  if (p.bitmap && BitmapOrder::worth(p.n_ranks, m) && p.bitmap->order<T>(p.items.data(), m, p.n_ranks, emit)) return;
+  const uint64_t* sorted = sort_small<T>(p.items.data(), p.spare.data(), m, p.plan, p.hist);
+  for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
+}
+
 namespace {
 
 template <typename I, typename D>

@@ -607,6 +607,22 @@ __attribute__((target("avx2"), flatten)) void run_avx2(Engine<R, V>& engine) {
 }
 #endif
 
+// The engine on the path chosen (AVX2 where the machine has it, else the portable lanes), its lane
+// counts added to the process's.
+template <bool kCount, typename R, typename V>
+void run_engine(Engine<R, V>& engine, Path path) {
+#ifdef SINR_HAVE_AVX2
+  if (path == Path::kAvx2) {
+    run_avx2<kCount>(engine);
+    add_counts(engine.counts());
+    return;
+  }
+#endif
+  (void)path;
+  engine.template run<simd::Vec8Portable, kCount>();
+  add_counts(engine.counts());
+}
+
 }  // namespace
 
 template <typename R, typename V>
@@ -641,15 +657,7 @@ bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count
   }
   if (cap == 0) return false;
   Engine<R, V> engine(batch, out, out_count, status, scalar, cap, path == Path::kAvx2);
-#ifdef SINR_HAVE_AVX2
-  if (path == Path::kAvx2) {
-    run_avx2<false>(engine);
-    add_counts(engine.counts());
-    return true;
-  }
-#endif
-  engine.template run<simd::Vec8Portable, false>();
-  add_counts(engine.counts());
+  run_engine<false>(engine, path);
   return true;
 }
 
@@ -665,15 +673,7 @@ bool count_tiles(const Batch& batch, Span<int64_t> counts, Span<int64_t> status,
   }
   if (cap == 0) return false;
   Engine<int32_t, int32_t> engine(batch, counts, status, scalar, cap, path == Path::kAvx2);
-#ifdef SINR_HAVE_AVX2
-  if (path == Path::kAvx2) {
-    run_avx2<true>(engine);
-    add_counts(engine.counts());
-    return true;
-  }
-#endif
-  engine.template run<simd::Vec8Portable, true>();
-  add_counts(engine.counts());
+  run_engine<true>(engine, path);
   return true;
 }
 

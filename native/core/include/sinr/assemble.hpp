@@ -44,6 +44,24 @@ class PlaceScratch {
   std::unique_ptr<Parts> parts_;
 };
 
+// Puts one run of (rank, value) pairs at a time in rank order (a cell's nonzeros, ranks below
+// n_ranks), with place_by_cell's own ordering: by bitmap where the ranks are dense enough, else
+// its radix sort; equal ranks keep their input order. Its scratch is kept from one run to the next.
+class RankOrder {
+ public:
+  explicit RankOrder(int64_t n_ranks);
+  ~RankOrder();
+  RankOrder(const RankOrder&) = delete;
+  RankOrder& operator=(const RankOrder&) = delete;
+
+  // ranks[0..m) and values[0..m) rewritten in rank order; every rank must lie below n_ranks.
+  void order(int32_t* ranks, int32_t* values, int64_t m);
+
+ private:
+  struct Parts;  // assemble.cpp's
+  std::unique_ptr<Parts> parts_;
+};
+
 // Write a chunk's nonzeros cell by cell, genes ascending within each cell, at out_indices /
 // out_data[base ...], and its cells' index pointers at out_indptr[1 .. n_cells] (out_indptr[0] is
 // the caller's). Nonzero i is (row rows[i], reordered column cols[i], value values[i]); its original

@@ -1177,9 +1177,7 @@ uint64_t MatrixReader::place_chunk(const Chunk& c, const Decoded& d, ChunkColumn
 
 uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>& local, std::vector<int64_t> starts,
                                            ChunkColumns& out) {
-  const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
-  for (size_t b = 0; b < c.band_verified.size(); ++b)
-    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+  const std::vector<uint8_t> data = chunk_data(c);
   const Genes& genes = genes_table();
   const int64_t n_rows = static_cast<int64_t>(genes.order.size()), n_cells = c.n_cells;
   auto fail = [&](int status) { check_placed(c, status); };
@@ -1244,39 +1242,13 @@ uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>&
   });
   for (int64_t j = 0; j < n_cells; ++j)
     if (at[j] != starts[j + 1] - starts[lo]) fail(kAssembleBadCell);
-  // Each kept cell's nonzeros by gene: ranks marked in a bitmap and read back in order, or sorted
-  // where the bitmap would be long for the cell's count (or a rank repeats, in a hostile file).
-  std::vector<uint64_t> bits(static_cast<size_t>((n_rows + 63) / 64), 0), pairs;
-  std::vector<int32_t> value_of_rank(static_cast<size_t>(n_rows));
+  // Each kept cell's nonzeros by gene (ranks in order, then their genes).
+  RankOrder by_rank(n_rows);
   for (int64_t j = 0; j < hi - lo; ++j) {
-    const int64_t first = out.indptr[j], last = out.indptr[j + 1];
-    bool by_bitmap = static_cast<int64_t>(bits.size()) <= 8 * (last - first);
-    for (int64_t e = first; by_bitmap && e < last; ++e) {
-      const int32_t r = out.indices[e];
-      by_bitmap = !(bits[r >> 6] >> (r & 63) & 1);
-      bits[r >> 6] |= uint64_t{1} << (r & 63);
-      value_of_rank[r] = out.values[e];
-    }
-    int64_t to = first;
-    if (by_bitmap) {
-      for (size_t w = 0; w < bits.size(); ++w)
-        for (uint64_t word = bits[w]; word; word &= word - 1) {
-          const int64_t r = static_cast<int64_t>(w) * 64 + __builtin_ctzll(word);
-          out.indices[to] = static_cast<int32_t>(genes.by_gene[r].first);
-          out.values[to++] = value_of_rank[r];
-        }
-      std::fill(bits.begin(), bits.end(), 0);
-      continue;
-    }
-    std::fill(bits.begin(), bits.end(), 0);
-    pairs.clear();
-    for (int64_t e = first; e < last; ++e)
-      pairs.push_back(static_cast<uint64_t>(out.indices[e]) << 32 | static_cast<uint32_t>(out.values[e]));
-    std::sort(pairs.begin(), pairs.end());
-    for (uint64_t p : pairs) {
-      out.indices[to] = static_cast<int32_t>(genes.by_gene[p >> 32].first);
-      out.values[to++] = static_cast<int32_t>(static_cast<uint32_t>(p));
-    }
+    const int64_t first = out.indptr[j], m = out.indptr[j + 1] - first;
+    by_rank.order(out.indices.data() + first, out.values.data() + first, m);
+    for (int64_t e = first; e < first + m; ++e)
+      out.indices[e] = static_cast<int32_t>(genes.by_gene[out.indices[e]].first);
   }
   out.cell_starts = std::move(starts);
   return checksum;
@@ -1326,12 +1298,17 @@ SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::
   return select_columns(this->genes(*genes), *cells);
 }
 
+std::vector<uint8_t> MatrixReader::chunk_data(Chunk& c) {
+  std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
+  for (size_t b = 0; b < c.band_verified.size(); ++b)
+    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+  return data;
+}
+
 MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c) {
   std::vector<int64_t> tiles(static_cast<size_t>(c.n_tiles()));
   std::iota(tiles.begin(), tiles.end(), 0);
-  const std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
-  for (size_t b = 0; b < c.band_verified.size(); ++b)
-    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+  const std::vector<uint8_t> data = chunk_data(c);
   Decoded d = decode(c, tiles, -1, -1, {}, &data);
   if (static_cast<int64_t>(d.values.size()) != c.nnz)
     throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + " decodes to " +

@@ -135,7 +135,9 @@ class MatrixReader {
   // a chunk of 2.1M nonzeros). Returns the chunk's content checksum.
   uint64_t place_chunk_in_runs(Chunk& c, const std::vector<int64_t>& local, std::vector<int64_t> starts,
                                ChunkColumns& out);
-  // Every nonzero of chunk c (its tiles read at once, their bands' checksums verified).
+  // Chunk c's tile data, read at once, every band's checksum verified.
+  std::vector<uint8_t> chunk_data(Chunk& c);
+  // Every nonzero of chunk c.
   Decoded decode_chunk(Chunk& c);
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
   void check_placed(const Chunk& c, int status) const;
