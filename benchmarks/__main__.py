@@ -6,7 +6,7 @@ python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
 python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR] [--format-versions 3]
 python -m benchmarks kernel FILE.sinr ... [--repeats 7]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]
-python -m benchmarks concat [--dataset DIR] [--parts 10] [--part-nnz 6e6] [--repeats 3] [--out benchmarks/results]"""
+python -m benchmarks concat [--dataset DIR ...] [--parts 10] [--part-nnz 6e6] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
 
 import argparse
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     remote.add_argument("--workdir", type=Path, default=SCALE_DATA / "remote", help="the encoded file (cached)")
     remote.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     concat = commands.add_parser("concat", help="sinr concat of several files against decoding and encoding them")
-    concat.add_argument("--dataset", type=Path, default=SHARED / "pbmc4k_v2_soupx_half")
+    concat.add_argument("--dataset", type=Path, nargs="+", default=[SHARED / "pbmc4k_v2_soupx_half"])
     concat.add_argument("--parts", type=int, default=10, help="files to combine")
     concat.add_argument("--part-nnz", type=_count, default=6_000_000, help="nonzeros of each file")
     concat.add_argument("--repeats", type=int, default=3)

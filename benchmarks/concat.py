@@ -1,4 +1,4 @@
-"""Combining files: `python -m benchmarks concat [--dataset DIR] [--parts 10] [--part-nnz 6e6] [--repeats 3]`.
+"""Combining files: `python -m benchmarks concat [--dataset DIR ...] [--parts 10] [--part-nnz 6e6] [--repeats 3]`.
 
 Ten samples of real cells (`scale`'s input of parts x part-nnz nonzeros, benchmarks/scale_data.py,
 cut into `parts` runs of consecutive cells, each about part-nnz nonzeros) are encoded as ten .sinr
@@ -6,10 +6,10 @@ files of one matrix each (no SIREN), and combined into one file two ways:
 - `scinrcodec.concat` (what `sinr concat` runs);
 - decode and encode again, as a user would without it: read_sinr of every file, anndata.concat,
   write_sinr(matrix_only=True).
-Two cases: `same genes` (every file has the genes of the 10x input in its order: a file's chunks
-can be copied when the output keeps its gene order and gene terms) and `permuted genes` (the
-same genes, each file after the first in an order of its own, so the output, in the first
-file's order, must re-code them). Every combination runs in a fresh process: wall seconds and
+Two cases: `same genes` (every file has the genes of the 10x input in its order) and `permuted
+genes` (the same genes, each file after the first in an order of its own). Either way each file's
+chunks are copied into a segment of the output (spec §5.5), its gene order mapped to the output's
+genes, and decoded once to compute their checksums anew. Every combination runs in a fresh process: wall seconds and
 peak resident memory (VmHWM), with the memory the process held before the call (interpreter and
 imports) beside it. Each output is checked to hold every input's cells with the input's values.
 Writes concat.md and concat.csv in --out.
@@ -118,29 +118,29 @@ def report(rows: list[dict], command: str, load: str) -> str:
              f"before the run: {load}). Built and checked by `benchmarks/concat.py` (its docstring says how). "
              "Peak MB is the process's VmHWM; `before` is what it held before the call (interpreter and imports). "
              "Medians of fresh processes.", "",
-             "| case | method | inputs | input bytes | output bytes | seconds | peak MB | before MB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| dataset | case | method | inputs | input bytes | output bytes | seconds | peak MB | before MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['method']} | {r['parts']} x {r['part_nnz']:.0e} nnz | "
+        lines.append(f"| {r['dataset']} | {r['case']} | {r['method']} | {r['parts']} x {r['part_nnz']:.0e} nnz | "
                      f"{r['in_bytes']:,} | {r['out_bytes']:,} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | "
                      f"{r['before_mb']:.0f} |")
     lines.append("")
-    for case in dict.fromkeys(r["case"] for r in rows):
-        by = {r["method"]: r for r in rows if r["case"] == case}
+    for dataset, case in dict.fromkeys((r["dataset"], r["case"]) for r in rows):
+        by = {r["method"]: r for r in rows if (r["dataset"], r["case"]) == (dataset, case)}
         if len(by) == 2:
             speedup = by["decode + encode"]["seconds"] / by["sinr concat"]["seconds"]
-            lines.append(f"- {case}: sinr concat is {speedup:.1f}x faster than decode + encode (target 5x: "
+            lines.append(f"- {dataset}, {case}: sinr concat is {speedup:.1f}x faster than decode + encode (target 5x: "
                          f"{'met' if speedup >= 5 else 'NOT met'}).")
     return "\n".join(lines)
 
 
-def run_concat(dataset: Path, parts: int, part_nnz: int, repeats: int, workdir: Path, out_dir: Path,
+def run_concat(datasets: list[Path], parts: int, part_nnz: int, repeats: int, workdir: Path, out_dir: Path,
                cases: list[str], argv: list[str]) -> str:
-    """Build the parts, time both methods on each case, write concat.md and concat.csv."""
-    files = build_parts(dataset, parts, part_nnz, workdir)
+    """Build the parts of each dataset, time both methods on each case, write concat.md and concat.csv."""
+    built = {dataset: build_parts(dataset, parts, part_nnz, workdir) for dataset in datasets}
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = []
-    for case in cases:
+    for (dataset, files), case in ((d, c) for d in built.items() for c in cases):
         inputs = files[case]
         for method in METHODS:
             out = inputs[0].parent / f"out_{case.split()[0]}_{method.split()[0]}.sinr"

@@ -61,7 +61,8 @@ def describe(matrix: MatrixReader) -> str:
           if several else []),
         f"shape:     {n_genes:,} genes x {n_cells:,} cells, {matrix.nnz:,} nonzeros (density {density:.2%})",
         f"mode:      {mode}",
-        f"layout:    {matrix.n_chunks:,} chunks of up to {largest_chunk:,} cells, "
+        f"layout:    {matrix.n_chunks:,} chunks of up to {largest_chunk:,} cells"
+        f"{f' in {matrix.n_segments:,} segments' if matrix.n_segments > 1 else ''}, "
         f"{int(stats.get('bands', 0)):,} bands, {int(stats.get('tiles', 0)):,} tiles",
         f"SIREN:     tried in {int(stats.get('siren_tried', 0)):,} bands, kept in {int(stats.get('siren_kept', 0)):,}, "
         f"saving {stats.get('siren_saved_bits', 0) / nnz:.4f} bits per nonzero",

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Independent reference decoder for the `.sinr` file format, versions 3.0, 2.1 and 2.0.
+"""Independent reference decoder for the `.sinr` file format, versions 3.1, 3.0, 2.1 and 2.0.
 
 Written only from `spec/sinr-format.md` (cited below as "§n"), for clarity rather than speed: a
 reader of the specification should be able to follow it section by section. It validates every
 rule of §9 that a whole-matrix read depends on, for both major versions, and decodes the whole
-matrix into COO arrays. The tiles of a version 3 file are decoded by `spec/tiles3.py` (§6, §7.2),
-those of a version 2 file here (Appendix C). File-level sections (§14) are not read: a reader of
-matrices may skip them.
+matrix into COO arrays, segmented matrices (§5.5) included. The tiles of a version 3 file are
+decoded by `spec/tiles3.py` (§6, §7.2), those of a version 2 file here (Appendix C). File-level
+sections (§14) are not read: a reader of matrices may skip them.
 
 Dependencies (beyond the Python standard library and `spec/tiles3.py`):
 
@@ -460,8 +460,8 @@ def section_bytes(data: bytes, s: Section, check: str, what: str) -> bytes:
 MAGIC = b"\x89SINR\r\n\x1a"
 END_MAGIC = b"SINR-END"
 # The highest minor version of each major version this decoder implements (§11.2): 2.1 (its
-# file-level sections are skipped, as a reader of matrices may) and 3.0.
-READER_MINOR = {2: 1, 3: 0}
+# file-level sections are skipped, as a reader of matrices may) and 3.1 (the feature `segments`).
+READER_MINOR = {2: 1, 3: 1}
 
 
 def open_container(data: bytes) -> tuple[int, int, int, int, dict]:
@@ -568,7 +568,7 @@ def parse_stages(stages: Any, mode: str, major: int) -> int:
 # =================================================================================================
 
 MATRIX_SECTIONS = {"names.gene_ids", "names.gene_names", "names.feature_types",
-                   "genes.order", "genes.baseline", "chunks.index"}
+                   "genes.order", "genes.baseline", "chunks.index", "segments.index"}
 # §5.4.3 by major version: gaps.counts exists, and is required, in version 3 only.
 _CHUNK_SECTIONS_2 = {"cells.order", "cells.baseline", "cells.names", "bands.rows",
                      "bands.widths", "bands.crc32", "tiles.nnz", "tiles.bytes", "values.counts",
@@ -579,7 +579,20 @@ CHUNK_SECTIONS = {2: _CHUNK_SECTIONS_2, 3: _CHUNK_SECTIONS_2 | {"gaps.counts"}}
 CHUNK_REQUIRED = {2: _CHUNK_REQUIRED_2, 3: _CHUNK_REQUIRED_2 + ["gaps.counts"]}
 # §6.4, §C.4: the rows of values.counts (contexts) by major version.
 N_CONTEXTS = {2: 48, 3: tiles3.N_CONTEXTS}
-FEATURES_IMPLEMENTED: set[str] = set()  # version 3.0 defines no required feature (§5.1.1)
+SEGMENTS = "segments"  # the feature of version 3.1 (§5.5)
+FEATURES_IMPLEMENTED = {SEGMENTS}  # §5.1.1: version 3.0 defines none, 3.1 `segments`
+
+
+@dataclass
+class Segment:
+    """§5.5: segment `index` holds the chunks first_chunk .. first_chunk + n_chunks - 1 (K_s) and
+    the rows first_row .. first_row + n_rows - 1 (R_s, S_s) of genes.order and genes.baseline.
+    A matrix without the feature is one segment of every chunk and row."""
+    index: int
+    first_chunk: int
+    n_chunks: int
+    first_row: int
+    n_rows: int
 
 
 @dataclass
@@ -593,11 +606,12 @@ class ChunkEntry:
     n_cells: int
     nnz: int
     first_cell: int
+    segment: Segment | None = None  # set once segments.index is read (SG2)
 
 
 @dataclass
 class SinrFile:
-    """An opened file: the open-time rules (C1-C7, F1, F2, M1-M12, R1-R3) hold."""
+    """An opened file: the open-time rules (C1-C7, F1, F2, M1-M12, R1-R3, SG1, SG2) hold."""
     data: bytes
     major: int
     minor: int
@@ -614,6 +628,8 @@ class SinrFile:
     has_cell_names: bool
     sections: dict[str, Section]
     chunks: list[ChunkEntry]
+    segments: list[Segment]  # §5.5; one segment when the matrix does not list `segments`
+    segmented: bool  # the matrix lists the feature `segments`
     file_sections: Any = None  # the file-level section table (§4), ignored unless strict
 
     def decode(self, strict: bool = False) -> "DecodedMatrix":
@@ -650,6 +666,7 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
 
     # §5.1 the matrix map, rules M1-M11 and, in a version 3 file, R1-R3.
     name = mm["name"]  # M1 (checked with F2)
+    features: list = []  # a version 2 file lists none (§5.1.1)
     if major == 3:  # §5.1.1: R1 and R2 before every other rule of the matrix map but M1
         features = mm.get("required_features")
         require(isinstance(features, list) and all(is_str(x) for x in features)
@@ -658,8 +675,9 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
         for feature in features:
             if feature not in FEATURES_IMPLEMENTED:
                 fail("R2", f"matrix {name!r} requires feature {feature!r}, which this reader of "
-                           f"format 3.0 does not implement (the file is format {major}.{minor})",
-                     kind="version")
+                           f"format 3.{READER_MINOR[3]} does not implement (the file is format "
+                           f"{major}.{minor})", kind="version")
+    segmented = SEGMENTS in features
     shape = mm.get("shape")
     require(isinstance(shape, list) and len(shape) == 2
             and all(int_in(v, 0, 2**31 - 1) for v in shape), "M2",
@@ -672,10 +690,21 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
     require(is_str(mode) and mode in MODE_STAGES[major], "M4", f"unknown mode {mode!r}")
     max_error = parse_stages(mm.get("stages"), mode, major)  # M5 or R3
     S = mm.get("n_stored_genes")
-    require(int_in(S, 0, n_genes), "M6", f"n_stored_genes {S!r} is not an int 0 .. n_genes")
+    if not segmented:
+        require(int_in(S, 0, n_genes), "M6", f"n_stored_genes {S!r} is not an int 0 .. n_genes")
     n_chunks = mm.get("n_chunks")
     require(int_in(n_chunks, 0, n_cells) and ((n_chunks > 0) == (n_cells > 0)), "M7",
             f"n_chunks {n_chunks!r} is not an int 0 .. n_cells, > 0 exactly when n_cells > 0")
+    # SG1: n_segments exactly with the feature; with it, S counts the rows of every segment.
+    n_segments = mm.get("n_segments")
+    if segmented:
+        require(int_in(n_segments, 1, n_chunks), "SG1",
+                f"n_segments {n_segments!r} is not an int 1 .. n_chunks ({n_chunks})")
+        require(int_in(S, 0, n_segments * n_genes), "SG1",
+                f"n_stored_genes {S!r} is not an int 0 .. n_segments * n_genes")
+    else:
+        require("n_segments" not in mm, "SG1",
+                "n_segments is present but required_features does not list 'segments'")
     gnai, hcn = mm.get("gene_names_are_ids"), mm.get("has_cell_names")
     require(is_bool(gnai) and is_bool(hcn), "M8",
             "gene_names_are_ids and has_cell_names must be bools")
@@ -691,6 +720,12 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
                 f"unknown matrix section {s!r} in a file of format {major}.{minor}")
     for s in ("genes.order", "genes.baseline", "chunks.index"):
         require(s in sections, "M10", f"missing section {s!r}")
+    if segmented:  # SG1: segments.index exactly with the feature
+        require("segments.index" in sections, "SG1", "missing section 'segments.index'")
+    else:
+        require("segments.index" not in sections, "SG1", "section 'segments.index' is present "
+                                                         "but required_features does not list "
+                                                         "'segments'")
     if gnai:  # M11
         require("names.gene_names" not in sections and "names.gene_ids" in sections, "M11",
                 "gene_names_are_ids contradicts the name sections")
@@ -717,8 +752,35 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
                    + [(e.offset, e.offset + e.block_length, f"chunk {e.index}")
                       for e in chunks], "M12", "chunk blocks and matrix sections")
 
+    segments = read_segments(data, sections, n_segments, n_chunks, S, n_genes) if segmented \
+        else [Segment(0, 0, n_chunks, 0, S)]
+    for seg in segments:
+        for e in chunks[seg.first_chunk:seg.first_chunk + seg.n_chunks]:
+            e.segment = seg
     return SinrFile(data, major, minor, F, name, n_genes, n_cells, nnz, mode, max_error, S,
-                    n_chunks, gnai, hcn, sections, chunks, fm["sections"])
+                    n_chunks, gnai, hcn, sections, chunks, segments, segmented, fm["sections"])
+
+
+def read_segments(data: bytes, sections: dict[str, Section], n_segments: int, n_chunks: int,
+                  S: int, n_genes: int) -> list[Segment]:
+    """SG2: segments.index (2 uint64 per segment: n_chunks_s >= 1, S_s <= n_genes), whose
+    chunks add up to n_chunks and rows to n_stored_genes (§5.5)."""
+    raw = section_bytes(data, sections["segments.index"], "SG2", "matrix")
+    items = [int(v) for v in zstd_array(raw, 2 * n_segments, "<u8", "SG2", "segments.index")]
+    segments, K, R = [], 0, 0
+    for s in range(n_segments):
+        n_chunks_s, n_rows_s = items[2 * s], items[2 * s + 1]
+        require(n_chunks_s >= 1 and n_rows_s <= n_genes, "SG2",
+                f"segments.index: segment {s} has {n_chunks_s} chunks and {n_rows_s} rows "
+                f"(needs >= 1 chunk and at most n_genes = {n_genes} rows)")
+        segments.append(Segment(s, K, n_chunks_s, R, n_rows_s))
+        K += n_chunks_s
+        R += n_rows_s
+    require(K == n_chunks, "SG2",
+            f"segments.index: the segments' chunks ({K}) do not add up to n_chunks ({n_chunks})")
+    require(R == S, "SG2", f"segments.index: the segments' rows ({R}) do not add up to "
+                           f"n_stored_genes ({S})")
+    return segments
 
 
 # =================================================================================================
@@ -726,16 +788,20 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
 # =================================================================================================
 
 def load_gene_order(f: SinrFile) -> tuple[np.ndarray, np.ndarray]:
-    """M13: genes.order (S uint32, < n_genes, distinct) and genes.baseline (S int16).
-    §5.3.2: row r < S is gene genes.order[r].  Rows >= S are never needed here, since every
-    chunk's n_rows <= S (K4): nothing is allocated per gene."""
+    """M13 (SG3 with segments): genes.order (S uint32, < n_genes, distinct within each segment)
+    and genes.baseline (S int16).  §5.3.2, §5.5: row r < S is gene genes.order[r].  Rows >= S
+    are never needed here, since every chunk's n_rows <= S_s (K4, SG4): nothing is allocated per
+    gene."""
     s = f.sections["genes.order"]
     order = zstd_array(section_bytes(f.data, s, "M13", "matrix"), f.S, "<u4", "M13",
                        "genes.order").astype(np.int64)
     require(bool(np.all(order < f.n_genes)), "M13",
             "genes.order: a gene index >= n_genes (not part of a permutation)")
-    require(len(np.unique(order)) == len(order), "M13",
-            "genes.order: a gene appears twice (not part of a permutation)")
+    for seg in f.segments:
+        rows = order[seg.first_row:seg.first_row + seg.n_rows]
+        require(len(np.unique(rows)) == len(rows), "SG3" if f.segmented else "M13",
+                f"genes.order: a gene appears twice in the rows of segment {seg.index}"
+                if f.segmented else "genes.order: a gene appears twice (not part of a permutation)")
     s = f.sections["genes.baseline"]
     baseline = zstd_array(section_bytes(f.data, s, "M13", "matrix"), f.S, "<i2", "M13",
                           "genes.baseline").astype(np.int64)
@@ -1098,6 +1164,10 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
                                                "nnz = 0")
     require(int_in(n_bands, 0, n_rows), "K4", f"{where}: n_bands {n_bands!r} not 0 .. n_rows")
     require((n_rows > 0) == (n_bands > 0), "K4", f"{where}: n_bands = 0 exactly when n_rows = 0")
+    # SG4: a chunk's rows are its segment's (§5.5; without segments S_s = S and K4 covers it).
+    seg = e.segment
+    require(n_rows <= seg.n_rows, "SG4", f"{where}: n_rows {n_rows} exceeds the {seg.n_rows} "
+                                         f"rows of its segment {seg.index}")
     # K5: the chunk's section table, base B, range [B, offset + block_length).
     B = e.offset + e.header_length
     secs = parse_section_table(h.get("sections"), B, B, e.offset + e.block_length, "K5", where)
@@ -1308,10 +1378,13 @@ def tile_v3(stream: bytes, n_t: int, k: int, contexts_of, gap_tables, tables, in
 def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
                 histograms: dict[str, np.ndarray] | None = None):
     """§6.7 (§C.7 in a version 2 file) for tile j of band b.  Returns (rows, columns, values) of
-    its nonzeros, rows and columns in the chunk's gene order and cell order.  If `histograms` is
-    given, the (context, value bin) of every decoded value is counted in its "values" array and,
-    in a version 3 file, the (density class, gap bin) of every gap in its "gaps" array."""
+    its nonzeros: rows of the matrix (§5.5: the chunk's row r is row R_s + r of genes.order and
+    genes.baseline, R_s its segment's first row, 0 without segments), columns in the chunk's cell
+    order.  If `histograms` is given, the (context, value bin) of every decoded value is counted
+    in its "values" array and, in a version 3 file, the (density class, gap bin) of every gap in
+    its "gaps" array."""
     t = ch.band_first_tile[b] + j
+    R = ch.entry.segment.first_row
     rb, hb, wb = ch.band_rows[b], ch.band_rows[b + 1] - ch.band_rows[b], ch.band_widths[b]
     c0 = j * wb
     w = min(wb, ch.n - c0)
@@ -1332,7 +1405,8 @@ def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
             if f.major == 3:
                 return [tiles3.siren_context(y, s.kind, s.offset, s.scale) for y in ys]
             return [siren_context(y, s) for y in ys]
-        pairs = [(int(G[rb + i]), int(ch.cells_baseline[c])) for i, c in zip(rows_in_band, cols)]
+        pairs = [(int(G[R + rb + i]), int(ch.cells_baseline[c]))
+                 for i, c in zip(rows_in_band, cols)]
         if f.major == 3:
             return [tiles3.baseline_context(g, c) for g, c in pairs]
         return [clamp((g + c) >> 2, 0, 47) for g, c in pairs]
@@ -1356,7 +1430,7 @@ def decode_tile(f: SinrFile, ch: Chunk, G: np.ndarray, b: int, j: int,
             if k > 0 else []
     else:  # §6.3.3
         values = [dequantise(u, f.mode, f.max_error) for u in us]
-    return rows_in_band + rb, cols, np.array(values, dtype=np.int64)
+    return rows_in_band + R + rb, cols, np.array(values, dtype=np.int64)
 
 
 # =================================================================================================
@@ -1415,7 +1489,7 @@ def decode_matrix(f: SinrFile, strict: bool = False) -> DecodedMatrix:
                     f"chunk {e.index}: checksum mismatch in the tiles of band {b}")
             for j in range(ch.band_first_tile[b + 1] - ch.band_first_tile[b]):
                 rows, cols, vals = decode_tile(f, ch, G, b, j, histograms)
-                genes = gene_order[rows]                    # §5.3.2: row r < S
+                genes = gene_order[rows]                    # §5.3.2, §5.5: row r < S
                 cells = e.first_cell + ch.cells_order[cols]  # §5.4.4
                 for g, c, v in zip(genes.tolist(), cells.tolist(), vals.tolist()):
                     checksum = (checksum + content_hash(g, c, v)) & M64
@@ -1462,7 +1536,7 @@ def decode(data: bytes, matrix_name: str | None = None, strict: bool = False) ->
 def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(description="Reference decoder for .sinr files of format "
-                                             "3.0, 2.1 and 2.0.")
+                                             "3.1, 3.0, 2.1 and 2.0.")
     ap.add_argument("file")
     ap.add_argument("--matrix", default=None, help="the matrix to read (default: the first)")
     ap.add_argument("--strict", action="store_true",

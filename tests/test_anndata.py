@@ -18,7 +18,7 @@ from anndata.tests.helpers import assert_equal
 
 import scinrcodec as sinr
 from conftest import DATA, FAST
-from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, TRAILER, pack_header, read_footer
+from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, READ_MINORS, TRAILER, pack_header, read_footer
 from scinrcodec.storage.opening import open_source
 from scinrcodec.wholefile.describe import describe_contents, verify_file
 from scinrcodec.wholefile.hints import counts_hint
@@ -287,8 +287,8 @@ def test_plain_files_have_no_file_sections(tmp_path):
 
 def resealed(path, *, contents=None, extra=(), drop=(), newer_minor=False) -> bytes:
     """The file with its `contents` map replaced (appended to the body), sections added or left
-    out of the file-level table, and optionally the next minor version: footer and CRCs made valid
-    again."""
+    out of the file-level table, and optionally a minor version newer than this reader implements:
+    footer and CRCs made valid again."""
     data = path.read_bytes()
     footer = read_footer(open_source(data))
     body, table = data[:footer.offset], [e for e in footer.content["sections"] if e[0] not in drop]
@@ -296,7 +296,7 @@ def resealed(path, *, contents=None, extra=(), drop=(), newer_minor=False) -> by
         table = [e for e in table if e[0] != name] + [[name, len(body), len(payload), zlib.crc32(payload)]]
         body += payload
     major, minor = footer.version
-    preamble = PREAMBLE.pack(MAGIC, major, minor + newer_minor, 0)
+    preamble = PREAMBLE.pack(MAGIC, major, READ_MINORS[major] + 1 if newer_minor else minor, 0)
     packed = pack_header({**footer.content, "sections": table})
     return preamble + body[PREAMBLE.size:] + packed + TRAILER.pack(len(packed), zlib.crc32(preamble + packed), 0,
                                                                     END_MAGIC)

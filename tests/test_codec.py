@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from scinrcodec import _native
 from scinrcodec.codec import rans
-from scinrcodec.codec.checksum import content_checksum, mix
+from scinrcodec.codec.checksum import content_checksum, mapped_checksum, mix
 from scinrcodec.codec.geometry import ChunkGeometry, balanced_patch_nnz, plan_band_rows
 from scinrcodec.codec.models import (N_BINS, N_CONTEXTS, bin_of, bin_tables,
                                      decoding_tables, frequencies)
@@ -291,6 +291,20 @@ def test_content_checksum_is_order_independent_and_sensitive():
     assert content_checksum(g, c, v2) != total
     assert content_checksum(c, g, v) != total
     assert int(mix(np.uint64(0))) == 0xE220A8397B1DCDAF  # splitmix64's first output for seed 0
+
+
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_mapped_checksum_is_the_checksum_of_the_mapped_indices(index):
+    """What concat computes for a copied chunk: rows and columns through tables, in one pass."""
+    rng = np.random.default_rng(3)
+    gene_of_row, cell_of_col = rng.integers(0, 2**31 - 1, 50), rng.integers(0, 2**31 - 1, 80)
+    rows, cols = rng.integers(0, 50, 1000).astype(index), rng.integers(0, 80, 1000).astype(index)
+    values = rng.integers(1, 2**31 - 1, 1000).astype(index)
+    assert mapped_checksum(rows, cols, values, gene_of_row, cell_of_col) == \
+        content_checksum(gene_of_row[rows], cell_of_col[cols], values)
+    rows[7] = 50
+    with pytest.raises(ValueError, match="outside its table"):
+        mapped_checksum(rows, cols, values, gene_of_row, cell_of_col)
 
 
 def test_siren_tables_are_exact():

@@ -27,18 +27,26 @@ def parts(tmp_path_factory):
     return folder, sp.csr_matrix(m), ids, cells
 
 
-def test_concat_of_files_with_the_same_genes_copies_the_first_files_chunks(parts, tmp_path):
+def chunk_bodies(path) -> list[bytes]:
+    """Each chunk block of a file without its header: what concat copies byte for byte."""
+    with sinr.open(path) as m:
+        blob = open_source(str(path)).read(0, m.file_size)
+        return [bytes(blob[o + h: o + b]) for o, h, _, b, _, _ in m.index.chunk_index.tolist()]
+
+
+def test_concat_of_format_3_files_copies_every_chunk_into_a_segment_each(parts, tmp_path):
+    """Each input becomes a segment (spec §5.5): its chunk blocks copied, only their headers (the
+    checksum of the chunk's new cell indices) written anew, its gene tables kept."""
     folder, m, ids, cells = parts
     out = tmp_path / "ab.sinr"
     result = sinr.concat([folder / "a.sinr", folder / "b.sinr"], out)
-    assert result["copied_chunks"] == 4
+    assert result["copied_chunks"] == result["chunks"] == 8 and result["segments"] == 2
+    assert read_footer(open_source(str(out))).version == (3, 1)
     with sinr.open(out) as back:
         assert (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
         assert back.gene_ids == ids
         back.verify()
-    first = (folder / "a.sinr").read_bytes()
-    body_end = read_footer(open_source(first)).offset
-    assert out.read_bytes()[:body_end] == first[:body_end]
+    assert chunk_bodies(out) == chunk_bodies(folder / "a.sinr") + chunk_bodies(folder / "b.sinr")
 
 
 def test_concat_copies_chunks_from_the_file_it_opened_whatever_its_source(parts, tmp_path):
@@ -46,7 +54,7 @@ def test_concat_copies_chunks_from_the_file_it_opened_whatever_its_source(parts,
     folder, m, _, cells = parts
     out = tmp_path / "ab_bytes.sinr"
     result = sinr.concat([(folder / "a.sinr").read_bytes(), (folder / "b.sinr").read_bytes()], out)
-    assert result["copied_chunks"] == 4
+    assert result["copied_chunks"] == 8
     with sinr.open(out) as back:
         assert (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
 
@@ -66,12 +74,47 @@ def test_concat_aligns_genes_by_id(parts, tmp_path, join):
             expected[len(ids) - 5:, : len(cells) - 450] = 0  # c lacks those genes
         assert (back.to_scipy() != sp.csr_matrix(expected)).nnz == 0
         back.verify()
-    assert result["copied_chunks"] == (3 if join == "inner" else 0)  # c: 137 cells, 3 chunks
+    # inner: a stores genes c lacks, so a is coded again after c's 3 chunks (137 cells); outer: segments
+    assert result["copied_chunks"] == (3 if join == "inner" else 7)
 
 
-def test_concat_of_a_file_with_its_genes_in_another_order_recodes_it_exactly(parts, tmp_path):
-    """b with its genes permuted and the last three left out: its cells are re-coded in a's gene
-    order (those genes zero in b's cells with join='outer'), a's chunks copied."""
+def test_append_to_a_file_of_segments_adds_a_segment(parts, tmp_path):
+    """Cells appended to what concat wrote become one more segment, coded against their own genes."""
+    folder, m, ids, cells = parts
+    out = tmp_path / "ab.sinr"
+    sinr.concat([folder / "a.sinr", folder / "b.sinr"], out)
+    with sinr.open(folder / "a.sinr") as a:
+        names = a.gene_names
+    result = sinr.append(out, sinr.CountMatrix(m[:, 450:], ids, names, cells[450:]))
+    assert result["shape"] == m.shape
+    with sinr.open(out) as back:
+        assert back.n_segments == 3 and back.cell_names == cells
+        assert (back.to_scipy() != m).nnz == 0
+        back.verify()
+    assert chunk_bodies(out)[:8] == chunk_bodies(folder / "a.sinr") + chunk_bodies(folder / "b.sinr")
+    assert not leftovers(tmp_path)
+
+
+def test_concat_decodes_every_chunk_it_copies_so_a_corrupt_input_is_refused(parts, tmp_path):
+    """A tile byte changed in b is caught while its chunks are decoded for their new checksums
+    (concat never copies what it has not verified), and no output is left."""
+    from conformance.make_vectors import section_offset
+
+    folder, _, _, _ = parts
+    blob = (folder / "b.sinr").read_bytes()
+    start, length = section_offset(blob, "tiles.data", chunk=1)
+    damaged = bytearray(blob)
+    damaged[start + length // 2] ^= 0x10
+    bad = tmp_path / "b_bad.sinr"
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(sinr.CorruptFileError):
+        sinr.concat([folder / "a.sinr", bad], tmp_path / "out.sinr")
+    assert not (tmp_path / "out.sinr").exists() and not leftovers(tmp_path)
+
+
+def test_concat_of_a_file_with_its_genes_in_another_order_keeps_its_order_in_its_segment(parts, tmp_path):
+    """b with its genes permuted and the last three left out: its chunks are copied, its segment's
+    gene order mapped to the output's genes (those genes zero in b's cells with join='outer')."""
     folder, m, ids, cells = parts
     with sinr.open(folder / "a.sinr") as a:
         names = a.gene_names
@@ -79,7 +122,7 @@ def test_concat_of_a_file_with_its_genes_in_another_order_recodes_it_exactly(par
     sinr.encode(sinr.CountMatrix(m[order][:, 200:450], [ids[i] for i in order], [names[i] for i in order],
                                  cells[200:450]), tmp_path / "b_perm.sinr", chunk_cells=64, **FAST)
     result = sinr.concat([folder / "a.sinr", tmp_path / "b_perm.sinr"], tmp_path / "out.sinr", join="outer")
-    assert result["copied_chunks"] == 4
+    assert result["copied_chunks"] == 8 and result["segments"] == 2
     expected = m[:, :450].tolil()
     expected[np.setdiff1d(np.arange(len(ids)), order)[:, None], np.arange(200, 450)] = 0
     with sinr.open(tmp_path / "out.sinr") as back:

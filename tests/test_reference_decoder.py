@@ -174,6 +174,14 @@ EXPECTED_RULE = {
     "v3_gaps_counts_wrong_size": "G1",
     "v3_inr_only_with_value_counts": "G3",
     "v3_required_feature_unknown": "R2",
+    "v3_segments_chunk_rows_beyond_segment": "SG4",
+    "v3_segments_chunks_not_adding_up": "SG2",
+    "v3_segments_gene_twice_in_segment": "SG3",
+    "v3_segments_index_missing": "SG1",
+    "v3_segments_index_without_feature": "SG1",
+    "v3_segments_n_segments_out_of_range": "SG1",
+    "v3_segments_rows_not_adding_up": "SG2",
+    "v3_segments_segment_without_chunks": "SG2",
     "v3_required_features_missing": "R1",
     "v3_required_features_twice": "R1",
     "v3_stages_of_version_2": "R3",
@@ -193,7 +201,7 @@ EXPECTED_RULE = {
 
 # Rules checked when a file is opened (§9 "when" = open); all others are checked on first use of
 # the structure, i.e. here while decoding the matrix.
-OPEN_RULES = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "F1", "F2", "R1", "R2", "R3"} | {
+OPEN_RULES = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "F1", "F2", "R1", "R2", "R3", "SG1", "SG2"} | {
     f"M{i}" for i in range(1, 13)}
 
 
@@ -303,6 +311,10 @@ def test_cli():
                               str(VECTORS / "v3_required_feature_unknown" / "matrix.sinr")],
                              capture_output=True, text=True, timeout=120)
     assert feature.returncode == 1 and "(unsupported version), rule R2" in feature.stdout
+    segments = subprocess.run([sys.executable, str(REFERENCE_DECODER),
+                               str(VECTORS / "v3_segments" / "matrix.sinr")],
+                              capture_output=True, text=True, timeout=120)
+    assert segments.returncode == 0 and "valid .sinr 3.1" in segments.stdout
 
 
 def test_decoder_uses_only_allowed_imports():
@@ -853,13 +865,13 @@ def test_version3_required_features_and_stages():
     assert matrix(lambda m: m.pop("required_features")) == "R1"
     for bad in ("latent", ["a", "a"], [1], None):
         assert matrix(lambda m: m.update(required_features=bad)) == "R1"
-    L.minor = 1
+    L.minor = 2
     data = L.build(footer_hook=lambda fm: fm["matrices"][0].update(
-        required_features=["latent-predictor"], shape="not a shape", stages=[]))
+        required_features=["latent-predictor", "segments"], shape="not a shape", stages=[]))
     with pytest.raises(rd.SpecViolation) as exc:
         rd.open_sinr(data)
     assert (exc.value.check_id, exc.value.kind) == ("R2", "version")
-    assert "'latent-predictor'" in exc.value.message and "format 3.1" in exc.value.message
+    assert "'latent-predictor'" in exc.value.message and "format 3.2" in exc.value.message
     L.minor = 0
     assert matrix(lambda m: m["stages"][2].update(id="golomb-rans-positions")) == "R3"
     assert matrix(lambda m: m["stages"][4].update(id="context-rans-values")) == "R3"
@@ -960,4 +972,93 @@ def test_version3_major_versions():
     L = version3(read_vector(BASE))
     for major, rule in ((4, "C2"), (1, "C2"), (3, None)):
         L.major = major
+        assert version3_rule(L) == rule
+
+
+# =================================================================================================
+# Segments (§5.5, version 3.1) made from the vectors by the spec alone
+# =================================================================================================
+
+def segmented(data: bytes) -> Layout:
+    """A version 2 vector coded as version 3 (version3 above) and cut into one segment per chunk
+    (§5.5): segment i holds the first n_rows of chunk i's rows of the file's gene tables, copied, so
+    that the same genes are stored in several segments, a chunk without nonzeros has a segment of 0
+    rows, and every chunk's rows are read through its segment's first row R_s.  The matrix,
+    checksums and contexts are unchanged."""
+    L = version3(data)
+    L.minor = 1
+    order = unz(L.matrix_sections["genes.order"], "<u4")
+    baseline = unz(L.matrix_sections["genes.baseline"], "<i2")
+    rows = [ch.header["n_rows"] for ch in L.chunks]
+    L.matrix_sections["genes.order"] = zarr(np.concatenate([order[:r] for r in rows]), "<u4")
+    L.matrix_sections["genes.baseline"] = zarr(np.concatenate([baseline[:r] for r in rows]), "<i2")
+    L.matrix_sections["segments.index"] = zarr([[1, r] for r in rows], "<u8")
+    L.footer["matrices"][0].update(required_features=["segments"], n_segments=len(rows),
+                                   n_stored_genes=sum(rows))
+    return L
+
+
+@pytest.mark.parametrize("case", ["bands_and_tiles", "chunks_many", "siren_force_log", "max_error_2"])
+def test_segmented_of_valid_vectors(case):
+    """One segment per chunk decodes to the vector's matrix and names, with the strict checks."""
+    L = segmented(read_vector(case))
+    f = rd.open_sinr(L.build())
+    assert f.segmented and [s.first_row for s in f.segments] == np.cumsum(
+        [0] + [ch.header["n_rows"] for ch in L.chunks[:-1]]).tolist()
+    m = f.decode(strict=True)
+    assert m.version == "3.1"
+    assert_matches_expected(m, case)
+
+
+def test_segments_rules():
+    """SG1-SG4 on a segmented file made from the spec alone, for what the vectors leave out."""
+    L = segmented(read_vector("chunks_many"))
+    assert 0 in [ch.header["n_rows"] for ch in L.chunks]  # a segment of 0 rows is valid
+    assert version3_rule(L) is None
+
+    def matrix(edit) -> str | None:
+        return version3_rule(L, footer_hook=lambda fm: edit(fm["matrices"][0]))
+
+    for bad in (0, True, 1.0, None, len(L.chunks) + 1):  # SG1: n_segments an int 1 .. n_chunks
+        assert matrix(lambda m: m.update(n_segments=bad)) == "SG1"
+    assert matrix(lambda m: m.pop("n_segments")) == "SG1"
+    n_genes = L.footer["matrices"][0]["shape"][0]
+    assert matrix(lambda m: m.update(n_stored_genes=len(L.chunks) * n_genes + 1)) == "SG1"
+    # without the feature (n_stored_genes then <= n_genes, M6): no n_segments key, no segments.index
+    assert matrix(lambda m: m.update(required_features=[])) == "M6"
+    assert matrix(lambda m: m.update(required_features=[], n_stored_genes=3)) == "SG1"
+    assert matrix(lambda m: m.update(required_features=[], n_stored_genes=3) or m.pop("n_segments")) == "SG1"
+    plain = version3(read_vector("chunks_many"))
+    assert version3_rule(plain, footer_hook=lambda fm: fm["matrices"][0].update(n_segments=5)) == "SG1"
+    # SG2: the size of segments.index, S_s <= n_genes
+    index = unz(L.matrix_sections["segments.index"], "<u8").reshape(-1, 2)
+    L.matrix_sections["segments.index"] = zarr(index[:-1], "<u8")
+    assert version3_rule(L) == "SG2"
+    big = index.copy()
+    big[0, 1] = n_genes + 1  # and the rows still add up to S, modulo 2^64
+    big[1, 1] = (int(index[0, 1]) + int(index[1, 1]) - n_genes - 1) % 2**64
+    L.matrix_sections["segments.index"] = zarr(big, "<u8")
+    assert version3_rule(L) == "SG2"
+    L.matrix_sections["segments.index"] = zarr(index, "<u8")
+    # SG3: genes.order values < n_genes (M13), none twice within a segment (the same gene in two
+    # segments is the rule's point and valid)
+    order = unz(L.matrix_sections["genes.order"], "<u4")
+    bad = order.copy()
+    bad[0] = n_genes
+    L.matrix_sections["genes.order"] = zarr(bad, "<u4")
+    assert version3_rule(L) == "M13"
+    L.matrix_sections["genes.order"] = zarr(order, "<u4")
+    assert len(set(order.tolist())) < len(order)
+    # SG4 is checked before the band rows: the header's n_rows alone one above its segment's
+    L.chunks[1].header["n_rows"] += 1
+    assert version3_rule(L) == "SG4"
+
+
+def test_unknown_sections_of_version_3():
+    """§11.2 for a reader of 3.1: an unknown section is an error in a 3.0 or 3.1 file and ignored
+    in a 3.2 file; segments.index is known."""
+    L = version3(read_vector(BASE))
+    L.matrix_sections["x.future"] = b"anything"
+    for minor, rule in ((0, "M10"), (1, "M10"), (2, None)):
+        L.minor = minor
         assert version3_rule(L) == rule

@@ -114,6 +114,17 @@ def test_inr_only_keeps_zeros_and_reports_nothing_false(tmp_path, pbmc):
         _check_reads(f, got, n=60)
 
 
+def test_inr_only_with_a_chunk_of_cells_without_nonzeros(tmp_path, pbmc):
+    """A chunk whose cells hold no nonzero has no SIREN to predict anything: it encodes empty."""
+    x = sp.csc_matrix(pbmc.matrix()[:, :90]).tolil()
+    x[:, 30:60] = 0
+    x = sp.csc_matrix(x)
+    sinr.encode(x, tmp_path / "gap.sinr", mode="inr-only", chunk_cells=30, **SMALL_SIREN)
+    with sinr.open(tmp_path / "gap.sinr") as f:
+        got = f.to_scipy()
+        assert f.n_chunks == 3 and np.array_equal(got.toarray() == 0, x.toarray() == 0)
+
+
 def test_submatrix_indexing(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, tile_nnz=64, chunk_cells=70, **FAST)

@@ -52,6 +52,18 @@ uint64_t checksum(Array<const G> genes, Array<const C> cells, Array<const V> val
   return content_checksum(genes.data(), cells.data(), values.data(), static_cast<int64_t>(values.shape(0)));
 }
 
+template <typename R, typename V>
+uint64_t checksum_mapped(Array<const R> rows, Array<const R> cols, Array<const V> values, Array<const int64_t> gene_of_row,
+                         Array<const int64_t> cell_of_col) {
+  if (rows.shape(0) != values.shape(0) || cols.shape(0) != values.shape(0))
+    throw nb::value_error("content_checksum_mapped: rows, columns and values differ in length");
+  uint64_t total = 0;
+  if (content_checksum_mapped(rows.data(), cols.data(), values.data(), static_cast<int64_t>(values.shape(0)),
+                              span(gene_of_row), span(cell_of_col), &total))
+    throw nb::value_error("content_checksum_mapped: a row or column is outside its table");
+  return total;
+}
+
 // ------------------------------------------------------------------------------ rANS primitives
 // One symbol at a time, on the int64 arrays and Python-int states of the tests and tools: slow
 // and fully checked. The kernels below never come through here.
@@ -502,6 +514,9 @@ void bind_codec(nb::module_& m) {
   m.def("content_checksum", &checksum<int32_t, int32_t, int32_t>, NoGil());
   m.def("content_checksum", &checksum<int64_t, int64_t, int32_t>, NoGil(),
         "Content checksum (spec §6.6) of nonzeros given by original gene, cell and value.");
+  m.def("content_checksum_mapped", &checksum_mapped<int32_t, int32_t>, NoGil());
+  m.def("content_checksum_mapped", &checksum_mapped<int64_t, int64_t>, NoGil(),
+        "Content checksum of nonzeros by row, column and value, rows and columns mapped to genes and cells.");
   m.def("mix", [](uint64_t z) { return mix(z); }, "The splitmix64 finaliser of the content checksum.");
 
   m.def("bin_of", [](int64_t u) {

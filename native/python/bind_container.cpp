@@ -152,6 +152,7 @@ void bind_container(nb::module_& m) {
       .def_prop_ro("name", &MatrixReader::name)
       .def_prop_ro("matrix_names", &MatrixReader::matrix_names)
       .def_prop_ro("chunk_starts", &MatrixReader::chunk_starts)
+      .def_prop_ro("n_segments", &MatrixReader::n_segments)
       .def("gene_ids", [](MatrixReader& r) { return names(r.gene_ids()); })
       .def("gene_names", [](MatrixReader& r) { return names(r.gene_names()); })
       .def("feature_types", [](MatrixReader& r) { return names(r.feature_types()); })

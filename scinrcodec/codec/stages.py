@@ -168,8 +168,11 @@ def parse_stages(configs, mode: str, *, what: str, major: int = 2) -> dict[str, 
     return stages
 
 
-# The required features (spec §5.1.1) this reader implements: format 3.0 defines none.
-KNOWN_FEATURES: frozenset[str] = frozenset()
+# The required features (spec §5.1.1) this reader implements, each with the minor version of
+# format 3 that defines it (a writer writes the highest minor its matrices' features need).
+SEGMENTS = "segments"  # gene tables per run of chunks (spec §5.5)
+FEATURE_MINORS: dict[str, int] = {SEGMENTS: 1}
+KNOWN_FEATURES: frozenset[str] = frozenset(FEATURE_MINORS)
 
 
 def required_features(header: dict, version: tuple[int, int], *, what: str) -> tuple[str, ...]:

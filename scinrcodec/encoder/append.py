@@ -3,7 +3,8 @@
 Existing chunks are copied byte for byte, never re-encoded: they keep their gene order, gene
 terms and band boundaries, and the file keeps its format version. Genes the new cells express for
 the first time join the end of the stored gene order, in new bands (a chunk never has more rows
-than stored genes, so old chunks are unaffected).
+than stored genes, so old chunks are unaffected). A file of several segments (spec §5.5, what
+concat writes) gains the new cells as a segment of their own, coded against their own genes.
 The result is written to a temporary copy and renamed over the file, so the old file is intact
 if anything fails. The file is locked meanwhile, so appends by several processes wait for each
 other and each one's cells are kept; new cells whose names the file already holds are refused.
@@ -28,8 +29,10 @@ from ..storage.container import ContainerWriter
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from ..storage.source import ByteSource
 from .chunk import FileContext
-from .driver import GENE_SORTED_BANDS, encode_chunks, chunk_index_section, finish_file, gene_statistics, summarise
+from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
+    gene_statistics, summarise
 from .options import EncodeOptions
+from .segments import SegmentInput, write_segments
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
@@ -88,7 +91,8 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
         with atomic_path(path, force=True, mode=stat.S_IMODE(os.fstat(locked).st_mode)) as tmp:
-            result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress)
+            result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress) if matrix.n_segments == 1 else \
+                _append_segment(matrix, new, tmp, jobs=jobs, progress=progress)
             if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
                 raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
                                        "it is left as that process wrote it")
@@ -141,6 +145,27 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
         bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
             "nnz": index.nnz + new_nnz, "chunks": index.n_chunks + len(rows)}
+
+
+def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int | None,
+                    progress: bool) -> dict:
+    """A file of several segments (spec §5.5) gains its new cells as one more segment: they are
+    encoded as a file of their own (beside `tmp`, with the file's recorded options), whose chunks
+    are then copied after the file's (encoder.segments)."""
+    options = EncodeOptions.from_recorded(matrix.index.options, jobs=jobs, progress=progress,
+                                          format_version=matrix.version[0])
+    cells_file = tmp.with_name(tmp.name + ".cells")
+    try:
+        with open(cells_file, "wb") as stream:
+            encode_stream(new, stream, options)
+        with MatrixReader(cells_file) as cells:
+            same = np.arange(matrix.shape[0])
+            fields = {f: getattr(matrix, f) for f in ("gene_ids", "gene_names", "feature_types")}
+            result = write_segments([SegmentInput(matrix, same, 0, None), SegmentInput(cells, same, matrix.shape[1], None)],
+                                    tmp, matrix.shape[0], fields, jobs=jobs, progress=progress)
+    finally:
+        cells_file.unlink(missing_ok=True)
+    return {k: result[k] for k in ("bytes", "shape", "nnz", "chunks")}
 
 
 def _new_cell_names(matrix: MatrixReader, source: MatrixSource) -> None:

@@ -214,7 +214,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     band_starts = tile_offsets[geometry.tile_starts]
     band_crcs = crc32_ranges(data, band_starts[:-1], np.diff(band_starts))
     if options.mode == "inr-only":
-        decoded = predictions
+        decoded = values[:0] if predictions is None else predictions  # None: a chunk without nonzeros
     else:
         decoded = dequantise_values(u, options.max_error) if options.max_error else values
     checksum = int(content_checksum(context.gene_of_row[rows], block.start + cell_order[cols], decoded))

@@ -4,9 +4,10 @@ one, streamed into a new matrix a block of cells at a time.
 A Piece is the cells of one input matrix that go to the output, in output order, with a map from
 output genes to the input's genes. PiecesSource reads pieces as the encoder reads any source:
 each block decodes only the chunks holding its cells, so memory holds one block (about one chunk)
-per job. When the output's genes are the first input's, with its own names, and the output is of
-its format version, that input's chunks are copied byte for byte and only the other cells are encoded (append.extend_into): a chunk's
-bytes depend on its file's gene order and gene terms, so another file's chunks are re-coded.
+per job. Files of format 3 that keep every gene they store are not coded again at all: each becomes
+a segment of the output (encoder.segments). Otherwise, when the output's genes are the first
+input's, with its own names, and the output is of its format version, that input's chunks are
+copied byte for byte and only the other cells are encoded (append.extend_into).
 """
 from __future__ import annotations
 
@@ -126,9 +127,9 @@ class PiecesSource(MatrixSource):
             if piece.cells is not None:
                 raise InvalidInputError("fresh_gene_statistics takes pieces of whole files")
             column = piece.columns
-            genes = column[piece.matrix.index.genes()[0]]
+            genes = column[piece.matrix.index.genes()[0]]  # every segment's stored genes
             genes = genes[genes >= 0]
-            genes = np.sort(genes[wanted[genes]])
+            genes = np.unique(genes[wanted[genes]])
             if not genes.size:
                 continue
             cells = np.unique(sp.csr_matrix(piece.matrix[piece.genes[genes], :]).indices)
@@ -187,12 +188,14 @@ def gene_fields(matrices: list[MatrixReader], maps: list[np.ndarray]) -> dict[st
         if lists[0] is None:
             out[field] = None
             continue
-        values: list[str | None] = [None] * maps[0].size
+        values = np.full(maps[0].size, None, dtype=object)
+        missing = np.ones(maps[0].size, bool)
         for names, genes in zip(lists, maps):
-            for j in np.flatnonzero(genes >= 0).tolist() if names is not None else []:
-                if values[j] is None:
-                    values[j] = names[genes[j]]
-        out[field] = None if any(v is None for v in values) else values
+            take = missing & (genes >= 0) if names is not None else missing & False
+            if take.any():
+                values[take] = np.asarray(names, dtype=object)[genes[take]]
+                missing &= ~take
+        out[field] = None if missing.any() else values.tolist()
     return out
 
 

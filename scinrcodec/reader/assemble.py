@@ -67,11 +67,14 @@ class _Workspace(threading.local):
 def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A whole chunk's (rows, columns, values), its nonzero count checked: what every whole-matrix
-    assembly places (views of `buffers` when given)."""
+    assembly places (views of `buffers` when given). Its rows count from its segment's first, as
+    the placing kernels take them with the segment's tables (_segment_ranks)."""
     batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
     rows, cols, values = decode_batch(index, batch, jobs=1, value_dtype=np.int32, buffers=buffers)
     if values.size != chunk.nnz:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
+    if chunk.row_base:
+        rows -= chunk.row_base
     return rows, cols, values
 
 
@@ -81,14 +84,18 @@ def _check(index: MatrixIndex, chunk: Chunk, checksum) -> None:
                                "(file is corrupt)")
 
 
-def _gene_order_arrays(index: MatrixIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Original gene of each stored row (no chunk has more rows), and each such row's rank by gene:
-    known before any chunk is loaded, so chunks decode as they arrive."""
-    n_rows = index.n_stored
-    genes = index.row_genes(np.arange(n_rows, dtype=np.int64))
-    rank = np.empty(n_rows, dtype=np.int64)
-    rank[np.argsort(genes, kind="stable")] = np.arange(n_rows)
-    return genes, rank
+def _segment_ranks(index: MatrixIndex, segments) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """For each segment of `segments`: the original gene of each of its rows (no chunk of it has
+    more rows), and each such row's rank by gene. A placing kernel takes one segment's, with the
+    chunk's rows counted from the segment's first (decode_chunk); they are known before any chunk
+    is loaded, so chunks decode as they arrive."""
+    tables = {}
+    for segment in segments:
+        genes = index.segment_genes(segment)
+        rank = np.empty(genes.size, dtype=np.int64)
+        rank[np.argsort(genes, kind="stable")] = np.arange(genes.size)
+        tables[segment] = genes, rank
+    return tables
 
 
 def _index_dtype(size: int):
@@ -108,12 +115,13 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     data = fresh_array(int(nnz_starts[-1]), dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = fresh_array(data.size, _index_dtype(n_genes))
     indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
-    genes_of_row, rank = _gene_order_arrays(index)
+    tables = _segment_ranks(index, np.unique(index.chunk_segment[ids]).tolist())
 
     workspace = _Workspace()
 
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
+        genes_of_row, rank = tables[chunk.segment]
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers)
         _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
@@ -124,31 +132,38 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
 
 
 def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
-    """Genes x cells CSR, exact, checksums verified: rows counted first, then filled in place."""
+    """Genes x cells CSR, exact, checksums verified: rows counted first, then filled in place. Each
+    segment's chunks are counted over its own rows; a gene's nonzeros follow chunk after chunk,
+    so the cells of a gene stored in several segments ascend too."""
     n_genes, n_cells = index.n_genes, index.n_cells
-    genes_of_row, _ = _gene_order_arrays(index)
-    n_rows = genes_of_row.size
-    counts = np.zeros((index.n_chunks, max(n_rows, 1)), dtype=np.int64)
+    first_chunk = index.segment_chunk_starts
+    genes = [index.segment_genes(s) for s in range(index.n_segments)]
+    counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
+              for s, g in enumerate(genes)]  # [segment][chunk of it, row of it]
 
     def count(chunk: Chunk) -> None:
         batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
         buffer, offsets = tile_bytes(index, batch)
         status = np.zeros(batch.size, dtype=np.int64)
         _, model, tables3 = index.models(batch.model)
-        count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row, counts[chunk.index], status,
-                   model, tables3)
+        count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row - chunk.row_base,
+                   counts[chunk.segment][chunk.index - first_chunk[chunk.segment]], status, model, tables3)
         if np.any(status):
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
                                    "(file is corrupt)")
 
     _for_each_chunk(index, jobs, count)
     per_gene = np.zeros(n_genes, dtype=np.int64)
-    per_gene[genes_of_row] = counts.sum(axis=0)[:n_rows]
+    for g, c in zip(genes, counts):
+        per_gene[g] += c.sum(axis=0)[:g.size]  # a segment holds each gene once
     indptr = np.concatenate([[0], np.cumsum(per_gene)]).astype(np.int64)
     if indptr[-1] != index.nnz:
         raise CorruptFileError(f"{index.what}: tiles hold {indptr[-1]} nonzeros, the header says {index.nnz}")
-    cursors = indptr[:-1][genes_of_row] + np.concatenate([np.zeros((1, n_rows), np.int64),
-                                                          np.cumsum(counts[:-1, :n_rows], axis=0)])
+    cursors, start = [], indptr[:-1].copy()  # where each gene's nonzeros of the next segment go
+    for g, c in zip(genes, counts):
+        c = c[:, :g.size]
+        cursors.append(start[g] + np.concatenate([np.zeros((1, g.size), np.int64), np.cumsum(c[:-1], axis=0)]))
+        start[g] += c.sum(axis=0)
     dtype = np.dtype(dtype)
     data = fresh_array(index.nnz, dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = fresh_array(index.nnz, _index_dtype(n_cells))
@@ -157,11 +172,13 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
 
     def work(chunk: Chunk) -> None:
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers)
-        cursor = cursors[chunk.index]
-        limit = cursor + counts[chunk.index, :n_rows]  # the chunk's share of each row ends here
+        s, local = chunk.segment, chunk.index - first_chunk[chunk.segment]
+        n_rows = genes[s].size
+        cursor = cursors[s][local]
+        limit = cursor + counts[s][local, :n_rows]  # the chunk's share of each row ends here
         _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
-                                                   chunk.n_cells, genes_of_row, cursor, limit,
-                                                   chunk.geometry.row_starts, indices, data))
+                                                   chunk.n_cells, genes[s], cursor, limit,
+                                                   chunk.geometry.row_starts - chunk.row_base, indices, data))
 
     _for_each_chunk(index, jobs, work)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))

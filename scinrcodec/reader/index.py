@@ -17,12 +17,13 @@ import numpy as np
 from .. import _native
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, frequencies
-from ..codec.stages import MODES, parse_stages, required_features
+from ..codec.stages import MODES, SEGMENTS, parse_stages, required_features
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
     unpack_header
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, N_GAP_CLASSES, Sizes
+from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, N_GAP_CLASSES, \
+    SEGMENT_INDEX_FIELDS, Sizes
 from ..storage.source import ByteSource
 
 if TYPE_CHECKING:
@@ -82,15 +83,20 @@ class SectionReader:
 
 class Chunk:
     """One loaded chunk: its geometry, tile directory, models and SIRENs, ready for the kernels.
-    A plain class (not a dataclass): opening a file should not pay for generated methods."""
+    A plain class (not a dataclass): opening a file should not pay for generated methods.
+
+    Its rows are matrix rows row_base .. row_end - 1 in everything kept here (band starts, tile
+    rows): a chunk of a segment (spec §5.5) has its own rows offset by its segment's first row, so
+    that the gene tables of all segments, one after another, serve every kernel as they are."""
 
     def __init__(self, index: int, first_cell: int, n_cells: int, nnz: int, n_rows: int, checksum: int,
                  geometry: ChunkGeometry, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
                  tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, tile_first: np.ndarray,
                  band_crc: np.ndarray, band_verified: np.ndarray, data_ref: SectionRef, band_siren: np.ndarray,
-                 sections: SectionReader, tables3=None) -> None:
+                 sections: SectionReader, tables3=None, segment: int = 0, row_base: int = 0) -> None:
         self.index, self.first_cell, self.n_cells, self.nnz = index, first_cell, n_cells, nnz
         self.n_rows, self.checksum, self.geometry = n_rows, checksum, geometry
+        self.segment, self.row_base, self.row_end = segment, row_base, row_base + n_rows
         self.tile_offset = tile_offset  # absolute offset of each tile's stream
         self.tile_length, self.tile_k, self.tile_h, self.tile_w = tile_length, tile_k, tile_h, tile_w
         self.tile_row, self.tile_first = tile_row, tile_first
@@ -116,20 +122,21 @@ class TileTable(NamedTuple):
     row: np.ndarray
     first: np.ndarray
     chunk_base: np.ndarray  # first tile of each chunk, and the tile count last
-    band_rows: np.ndarray  # [n_chunks, most bands + 1]: each chunk's band starts, padded with n_genes
+    band_rows: np.ndarray  # [n_chunks, most bands + 1]: each chunk's band starts, padded past every row
     band_tiles: np.ndarray  # [n_chunks, most bands + 1]: each chunk's first tile of each band, padded
     band_verified: np.ndarray  # [n_chunks, most bands]: which bands' CRCs have been checked
     band_siren: np.ndarray  # [n_chunks, most bands]: each band's SIREN (-1: the baseline)
-    n_rows: np.ndarray
+    row_end: np.ndarray  # each chunk's Chunk.row_end
     first_cell: np.ndarray
     n_cells: np.ndarray
 
 
-def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base: np.ndarray, n_rows: np.ndarray,
+def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base: np.ndarray, row_end: np.ndarray,
                      row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For every chunk holding `row`: the chunk and its band holding the row; then the tiles of
-    those bands, and for each tile which (chunk, band) pair it belongs to."""
-    status, chunks, bands, tiles, pair = _native.band_tile_ranges(table_rows, table_tiles, chunk_base, n_rows, row)
+    """For every chunk holding `row` (below its row_end): the chunk and its band holding the row;
+    then the tiles of those bands, and for each tile which (chunk, band) pair it belongs to. The
+    chunks must be of one segment (their band starts begin at or below `row`)."""
+    status, chunks, bands, tiles, pair = _native.band_tile_ranges(table_rows, table_tiles, chunk_base, row_end, row)
     if status:
         raise CorruptFileError(f"tile table: {_native.assemble_status_text(status)} (file is corrupt)")
     return chunks, bands, tiles, pair
@@ -160,10 +167,14 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: unknown mode {self.mode!r}")
         self.stages = parse_stages(header.get("stages"), self.mode, what=what, major=self.major)
         self.max_error = self.stages["value-quantiser"].max_error
-        self.n_stored = _int(header, "n_stored_genes", 0, self.n_genes, what)
         self.n_chunks = _int(header, "n_chunks", 0, max(self.n_cells, 0), what)
         if (self.n_cells > 0) != (self.n_chunks > 0):
             raise CorruptFileError(f"{what}: {self.n_chunks} chunks for {self.n_cells} cells")
+        self.segmented = SEGMENTS in self.required_features  # else the matrix is one segment (spec §5.5)
+        if not self.segmented and self.major >= 3 and "n_segments" in header:
+            raise CorruptFileError(f"{what}: field 'n_segments' without the feature 'segments'")  # SG1
+        self.n_segments = _int(header, "n_segments", 1, self.n_chunks, what) if self.segmented else 1  # SG1
+        self.n_stored = _int(header, "n_stored_genes", 0, self.n_segments * self.n_genes, what)  # M6, SG1
         names_are_ids = header.get("gene_names_are_ids")
         if not isinstance(names_are_ids, bool):
             raise CorruptFileError(f"{what}: field 'gene_names_are_ids' is missing or not a boolean")
@@ -177,13 +188,16 @@ class MatrixIndex:
         self.options = options if isinstance(options, dict) else {}
         self.header = header
         table = parse_section_table(header.get("sections"), low=PREAMBLE.size, high=body_end, what=what)
-        sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks)
+        sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks,
+                      n_segments=self.n_segments)
         self.newer_minor = newer_minor
-        self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS, what, newer_minor=newer_minor)
+        self.sections = SectionReader(source, table, sizes, MATRIX_SECTIONS_BY_MAJOR[self.major], what,
+                                      newer_minor=newer_minor)
         if names_are_ids and (self.sections.has("names.gene_names") or not self.sections.has("names.gene_ids")):
             raise CorruptFileError(f"{what}: 'gene_names_are_ids' contradicts the name sections")
         index = self.sections.get("chunks.index").reshape(self.n_chunks, len(CHUNK_INDEX_FIELDS)).astype(np.int64)
         self._parse_chunk_index(index, table, body_end)
+        self._parse_segments()
         self._chunks: dict[int, Chunk] = {}
         self._lock = threading.Lock()
         self._genes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -191,6 +205,28 @@ class MatrixIndex:
         self._tile_table: TileTable | None = None
         self.chunk_start_list = self.chunk_starts.tolist()
         self.sirens = SirenTables()
+
+    def _parse_segments(self) -> None:
+        """The segments' first chunks and first rows (spec §5.5; rules SG1, SG2): one segment of
+        every chunk and every stored row for a matrix without the feature."""
+        if self.sections.has("segments.index") != self.segmented:
+            raise CorruptFileError(f"{self.what}: section 'segments.index' must be present if and only if the "
+                                   "matrix lists the feature 'segments'")  # SG1
+        if not self.segmented:
+            chunks, rows = np.array([self.n_chunks], np.uint64), np.array([self.n_stored], np.uint64)
+        else:
+            chunks, rows = self.sections.get("segments.index").reshape(self.n_segments, len(SEGMENT_INDEX_FIELDS)).T
+            # each bounded first (every sum of such values fits in an int64), then the sums
+            if np.any(chunks < 1) or np.any(chunks > self.n_chunks) or int(chunks.sum()) != self.n_chunks:
+                raise CorruptFileError(f"{self.what}: segment index: every segment needs at least one chunk, and the "
+                                       f"segments' chunks must add up to the matrix's {self.n_chunks}")  # SG2
+            if np.any(rows > self.n_genes) or int(rows.sum()) != self.n_stored:
+                raise CorruptFileError(f"{self.what}: segment index: a segment's rows exceed the matrix's "
+                                       f"{self.n_genes} genes, or the segments' rows do not add up to its "
+                                       f"{self.n_stored} stored genes")  # SG2
+        self.segment_chunk_starts = np.concatenate([[0], np.cumsum(chunks.astype(np.int64))])  # K_s, then n_chunks
+        self.segment_row_starts = np.concatenate([[0], np.cumsum(rows.astype(np.int64))])  # R_s, then n_stored
+        self.chunk_segment = np.repeat(np.arange(chunks.size), chunks.astype(np.int64))  # each chunk's segment
 
     def _parse_chunk_index(self, index: np.ndarray, table: dict[str, SectionRef], body_end: int) -> None:
         offset, header_length, _, block_length, n_cells, nnz = index.T
@@ -218,9 +254,12 @@ class MatrixIndex:
                 if name in ("genes.order", "genes.baseline")]
 
     def genes(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
-        """(stored gene order, the stored genes sorted, the row of each of those, gene terms), loaded
-        and checked once. Files of up to ROW_TABLE_LIMIT genes get the row and gene tables instead of
-        the sorted arrays (None): one scatter builds them and finds a repeated gene on the way."""
+        """(gene of each stored row, the stored rows' keys sorted, the row of each of those, gene
+        terms), loaded and checked once (rules M13, SG3). A row's key is its segment times n_genes
+        plus its gene (its gene, in a matrix of one segment), so that one binary search finds a
+        gene's row in a segment. Matrices of one segment of up to ROW_TABLE_LIMIT genes get the row
+        and gene tables instead of the sorted arrays (None): one scatter builds them and finds a
+        repeated gene on the way."""
         loaded = self._genes
         if loaded is not None:
             return loaded
@@ -231,7 +270,7 @@ class MatrixIndex:
                 if order.size and order.max() >= self.n_genes:
                     raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
                 terms = self.sections.get("genes.baseline").astype(np.int64)
-                if self.n_genes <= ROW_TABLE_LIMIT:
+                if self.n_genes <= ROW_TABLE_LIMIT and not self.segmented:
                     rows = np.full(self.n_genes, -1, dtype=np.int64)
                     rows[order] = np.arange(order.size)
                     stored = rows >= 0
@@ -243,37 +282,66 @@ class MatrixIndex:
                     self._gene_tables = (rows, genes)
                     self._genes = (order, None, None, terms)
                 else:
-                    if np.unique(order).size != order.size:
-                        raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
-                    by_gene = np.argsort(order, kind="stable")
-                    self._genes = (order, order[by_gene], by_gene, terms)
+                    keys = order + self.n_genes * np.repeat(np.arange(self.n_segments),
+                                                            np.diff(self.segment_row_starts))
+                    by_key = np.argsort(keys, kind="stable")
+                    keys = keys[by_key]
+                    if keys.size > 1 and np.any(keys[1:] == keys[:-1]):
+                        raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation"
+                                               + (" within a segment" if self.segmented else ""))  # M13, SG3
+                    self._genes = (order, keys, by_key, terms)
             return self._genes
 
     def gene_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(row of each gene, gene of each row) as arrays, for files of up to ROW_TABLE_LIMIT genes
-        (scalar lookups then cost one index); None for larger ones."""
+        """(row of each gene, gene of each row) as arrays, for matrices of one segment of up to
+        ROW_TABLE_LIMIT genes (scalar lookups then cost one index); None for others."""
         self.genes()
         return self._gene_tables
 
-    def gene_rows(self, genes: np.ndarray) -> np.ndarray:
-        """Row in the file's gene order of each original gene index."""
+    def gene_rows(self, genes: np.ndarray, segment: int | np.ndarray = 0) -> np.ndarray:
+        """Row of each original gene index in `segment`: in a matrix of one segment its row in the
+        file's gene order (spec §5.3.2: unstored genes follow the stored rows); in a segmented one
+        its row among the segment's rows, or -1 where the segment does not store it (§5.5)."""
         tables = self.gene_tables()
         if tables is not None:
             return tables[0][genes]
-        _, stored_sorted, row_of_sorted, _ = self.genes()
-        pos = np.searchsorted(stored_sorted, genes)
-        clipped = np.minimum(pos, max(stored_sorted.size - 1, 0))
-        is_stored = (pos < stored_sorted.size) & (stored_sorted[clipped] == genes) if stored_sorted.size else \
-            np.zeros(genes.size, bool)
-        rows = self.n_stored + genes - pos  # unstored genes follow, ascending
-        return np.where(is_stored, row_of_sorted[clipped] if stored_sorted.size else rows, rows)
+        _, keys, row_of_key, _ = self.genes()
+        wanted = genes + segment * self.n_genes
+        pos = np.searchsorted(keys, wanted)
+        clipped = np.minimum(pos, max(keys.size - 1, 0))
+        found = (pos < keys.size) & (keys[clipped] == wanted) if keys.size else np.zeros(genes.size, bool)
+        absent = np.full(genes.size, -1, np.int64) if self.segmented else self.n_stored + genes - pos
+        return np.where(found, row_of_key[clipped] if keys.size else absent, absent)
+
+    def stored_rows(self, genes: np.ndarray) -> np.ndarray:
+        """Every stored row (ascending, each once) whose gene is one of `genes`: one per stored gene
+        in a matrix of one segment, one in each segment that stores it in a segmented one."""
+        if not self.segmented:
+            rows = np.unique(self.gene_rows(genes))
+            return rows[rows < self.n_stored]
+        wanted = np.zeros(self.n_genes, bool)
+        wanted[genes] = True
+        return np.flatnonzero(wanted[self.genes()[0]])
+
+    def gene_segment_rows(self, gene: int) -> list[tuple[int, int]]:
+        """(segment, row) of every stored row of `gene`, segments ascending: what a read of the gene
+        decodes (spec §5.5: its row in each segment that stores it)."""
+        if not self.segmented:
+            row = int(self.gene_rows(np.array([gene], np.int64))[0])
+            return [(0, row)] if row < self.n_stored else []
+        segments = np.arange(self.n_segments, dtype=np.int64)
+        rows = self.gene_rows(np.full(self.n_segments, gene, np.int64), segments)
+        return [(s, r) for s, r in zip(segments.tolist(), rows.tolist()) if r >= 0]
 
     def row_genes(self, rows: np.ndarray) -> np.ndarray:
-        """Original gene index of each row of the file's gene order."""
+        """Original gene index of each row of the file's gene order (in a segmented matrix, of its
+        stored rows)."""
         tables = self.gene_tables()
         if tables is not None:
             return tables[1][rows]
         order, stored_sorted, _, _ = self.genes()
+        if self.segmented:
+            return order[rows]
         out = np.empty(rows.size, dtype=np.int64)
         stored = rows < self.n_stored
         out[stored] = order[rows[stored]]
@@ -290,6 +358,11 @@ class MatrixIndex:
                 hi = np.where(go_right, hi, mid)
             out[~stored] = lo
         return out
+
+    def segment_genes(self, segment: int) -> np.ndarray:
+        """The genes of a segment's rows, in row order: what its chunks' own rows 0, 1, ... hold."""
+        lo, hi = self.segment_row_starts[segment: segment + 2].tolist()
+        return self.genes()[0][lo:hi]
 
     # ------------------------------------------------------------------------------ chunks
 
@@ -334,6 +407,11 @@ class MatrixIndex:
         if _int(header, "n_cells", 0, MAX_DIMENSION, what) != n_cells or _int(header, "nnz", 0, 2**63 - 1, what) != nnz:
             raise CorruptFileError(f"{what}: header contradicts the chunk index")
         n_rows = _int(header, "n_rows", 0, self.n_stored, what)
+        segment = int(self.chunk_segment[i])
+        segment_rows = int(self.segment_row_starts[segment + 1] - self.segment_row_starts[segment])
+        if n_rows > segment_rows:
+            raise CorruptFileError(f"{what}: {n_rows} rows, more than its segment {segment} stores "
+                                   f"({segment_rows})")  # SG4
         if (nnz == 0) != (n_rows == 0):
             raise CorruptFileError(f"{what}: {n_rows} rows for {nnz} nonzeros")
         body = offset + header_length
@@ -356,6 +434,9 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: value tables contradict mode {self.mode!r}")
         rows = reader.get("bands.rows")
         geometry = ChunkGeometry.checked(rows, reader.get("bands.widths"), n_rows, n_cells, what=what)
+        segment = int(self.chunk_segment[i])
+        row_base = int(self.segment_row_starts[segment])
+        geometry.row_starts += row_base  # virtual rows (Chunk): the tiles' rows follow
         reader.sizes = Sizes(n_cells=n_cells, n_bands=n_bands, n_tiles=geometry.n_tiles)
         if geometry.n_tiles > nnz + max_tiles(np.zeros(n_bands, np.int64), np.diff(geometry.row_starts), n_cells):
             raise CorruptFileError(f"{what}: more tiles than its nonzeros and shape allow")
@@ -396,7 +477,7 @@ class MatrixIndex:
             self.cell_position[first + cell_order] = first + np.arange(n_cells)
         return Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
                      tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader,
-                     tables3)
+                     tables3, segment, row_base)
 
     @staticmethod
     def _gap_tables(reader: SectionReader, value_counts: np.ndarray | None, tile_n: np.ndarray, tile_k: np.ndarray,
@@ -503,7 +584,7 @@ class MatrixIndex:
         chunks = self.load_chunks(range(self.n_chunks))
         with self._lock:
             if self._tile_table is None:
-                self._tile_table = _build_tile_table(chunks, self.n_genes)
+                self._tile_table = _build_tile_table(chunks, max(self.n_genes, self.n_stored))
             return self._tile_table
 
     def deepest_chunk(self) -> Chunk | None:
@@ -611,11 +692,12 @@ class SirenTables:
             return self._arrays
 
 
-def _build_tile_table(chunks: list[Chunk], n_genes: int) -> TileTable:
+def _build_tile_table(chunks: list[Chunk], past_rows: int) -> TileTable:
+    """The TileTable of `chunks`; `past_rows` is above every row (pads band_rows)."""
     counts = [chunk.geometry.n_tiles for chunk in chunks]
     chunk_base = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     widest = max((chunk.geometry.n_bands for chunk in chunks), default=0)
-    band_rows = np.full((len(chunks), widest + 1), n_genes, dtype=np.int64)
+    band_rows = np.full((len(chunks), widest + 1), past_rows, dtype=np.int64)
     band_tiles = np.zeros((len(chunks), widest + 1), dtype=np.int64)
     band_verified = np.zeros((len(chunks), max(widest, 1)), dtype=bool)
     band_siren = np.full((len(chunks), max(widest, 1)), -1, dtype=np.int64)
@@ -637,7 +719,7 @@ def _build_tile_table(chunks: list[Chunk], n_genes: int) -> TileTable:
             setattr(chunk, f"tile_{name}", columns[name][span])
     return TileTable(**columns, chunk_base=chunk_base, band_rows=band_rows, band_tiles=band_tiles,
                      band_verified=band_verified, band_siren=band_siren,
-                     n_rows=np.array([chunk.n_rows for chunk in chunks], dtype=np.int64),
+                     row_end=np.array([chunk.row_end for chunk in chunks], dtype=np.int64),
                      first_cell=np.array([chunk.first_cell for chunk in chunks], dtype=np.int64),
                      n_cells=np.array([chunk.n_cells for chunk in chunks], dtype=np.int64))
 

@@ -137,6 +137,12 @@ class MatrixReader:
     def name(self) -> str:
         return self._index.name
 
+    @property
+    def n_segments(self) -> int:
+        """Runs of chunks with gene tables of their own (spec §5.5): 1 for a matrix without the
+        feature `segments`, more for one combined from several files by copying their chunks."""
+        return self._index.n_segments
+
     # ------------------------------------------------------------------------------- names
 
     def _global_names(self, section: str) -> list[str] | None:
@@ -229,11 +235,12 @@ class MatrixReader:
 
     # ------------------------------------------------------------------------------- reads
 
-    def _row(self, gene: int) -> int:
+    def _row(self, gene: int, segment: int) -> int:
+        """The gene's row in a segment (MatrixIndex.gene_rows): one index where the tables exist."""
         tables = self._index.gene_tables()
         if tables is not None:
             return int(tables[0][gene])
-        return int(self._index.gene_rows(np.array([gene], dtype=np.int64))[0])
+        return int(self._index.gene_rows(np.array([gene], dtype=np.int64), segment)[0])
 
     def _cell_column(self, cell: int):
         index = self._index
@@ -271,8 +278,8 @@ class MatrixReader:
 
     def _decoded_entry(self, i: int, j: int) -> int:
         chunk, column = self._cell_column(j)  # first: a remote file fetches the gene tables with the chunk
-        row = self._row(i)
-        if row >= chunk.n_rows:
+        row = self._row(i, chunk.segment)
+        if not chunk.row_base <= row < chunk.row_end:  # not stored, or no nonzero in the chunk's rows
             return 0
         row_starts, widths, tile_starts = chunk.lists
         band = bisect.bisect_right(row_starts, row) - 1
@@ -306,13 +313,14 @@ class MatrixReader:
         if index.n_chunks == 0:
             return out
         table = index.tile_table()  # first: a remote file fetches the gene tables with the chunks
-        row = self._row(i)
-        chunks, bands, tiles, pair = band_tile_ranges(table.band_rows, table.band_tiles, table.chunk_base, table.n_rows,
-                                                      row)
-        if tiles.size:
-            batch = table_batch(index, table, chunks, bands, tiles, pair)
-            _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
-            out[index.cell_original[cols]] = values
+        for segment, row in index.gene_segment_rows(i):  # its row in each segment that stores it
+            lo, hi = index.segment_chunk_starts[segment: segment + 2].tolist()
+            chunks, bands, tiles, pair = band_tile_ranges(table.band_rows[lo:hi], table.band_tiles[lo:hi],
+                                                          table.chunk_base[lo:hi], table.row_end[lo:hi], row)
+            if tiles.size:
+                batch = table_batch(index, table, chunks + lo, bands, tiles, pair)
+                _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
+                out[index.cell_original[cols]] = values
         return out
 
     @fits_in_memory("reading a cell (dense over genes)")
@@ -374,13 +382,14 @@ class MatrixReader:
         chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
         chunks = index.load_chunks(chunk_ids.tolist())  # first: a remote file fetches the gene tables with them
         every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
-        rows_wanted = np.arange(index.n_genes) if every_gene else np.unique(index.gene_rows(genes))
+        rows_wanted = np.arange(index.n_stored) if every_gene else index.stored_rows(genes)  # ascending
         parts = []
         for chunk in chunks:
             geometry = chunk.geometry
             local = np.unique(index.cell_position[cells[(cells >= chunk.first_cell)
                                                        & (cells < chunk.first_cell + chunk.n_cells)]]) - chunk.first_cell
-            rows = rows_wanted[rows_wanted < chunk.n_rows]
+            rows = rows_wanted[np.searchsorted(rows_wanted, chunk.row_base):  # those of the chunk's rows
+                               np.searchsorted(rows_wanted, chunk.row_end)]
             if not rows.size or not geometry.n_bands:
                 continue
             if rows.size == chunk.n_rows:  # every row (m[:, cells]): every band
@@ -394,7 +403,7 @@ class MatrixReader:
         mask = np.zeros(self.shape[1], dtype=bool)
         mask[index.cell_position[cells]] = True
         rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, jobs=self.jobs)
-        if rows_wanted.size < index.n_genes:
+        if rows_wanted.size < index.n_stored:
             keep = np.isin(rows, rows_wanted)
             rows, cols, values = rows[keep], cols[keep], values[keep]
         if (every_gene or np.unique(genes).size == genes.size) and np.unique(cells).size == cells.size:  # each once
@@ -402,7 +411,7 @@ class MatrixReader:
             # index's own size), and its output row likewise where a table by row is small
             column_place = np.empty(self.shape[1], np.int64)
             column_place[index.cell_position[cells]] = np.arange(cells.size)
-            if index.n_stored <= 4 * (genes.size + rows.size):
+            if not index.segmented and index.n_stored <= 4 * (genes.size + rows.size):  # one row per gene
                 row_place = np.full(index.n_stored, -1, np.int64)
                 wanted = index.gene_rows(genes)
                 row_place[wanted[wanted < index.n_stored]] = np.flatnonzero(wanted < index.n_stored)

@@ -30,7 +30,7 @@ END_MAGIC = b"SINR-END"
 # Per major version this package reads and writes: the newest minor it implements, and the first
 # minor whose files may hold file-level sections (spec §14: format 2 gained them in 2.1, format 3.0
 # has them from the start).
-READ_MINORS = {2: 1, 3: 0}
+READ_MINORS = {2: 1, 3: 1}  # 3.1: the feature `segments` (codec.stages.FEATURE_MINORS)
 FILE_SECTIONS_SINCE = {2: 1, 3: 0}
 SUPPORTED_MAJORS = tuple(READ_MINORS)  # what readers read and writers write (EncodeOptions.format_version)
 DEFAULT_MAJOR = 3  # what a writer writes unless told otherwise
@@ -182,10 +182,11 @@ def unpack_header(payload, limit: int, *, what: str) -> dict:
 
 # -------------------------------------------------------------------------------------- writing
 
-def write_version(major: int, *, file_sections: bool = False) -> tuple[int, int]:
+def write_version(major: int, *, file_sections: bool = False, feature_minor: int = 0) -> tuple[int, int]:
     """The (major, minor) a writer puts in the preamble of a file of format `major` (one of
-    SUPPORTED_MAJORS): the lowest minor that has what the file holds."""
-    return major, FILE_SECTIONS_SINCE[major] if file_sections else 0
+    SUPPORTED_MAJORS): the lowest minor that has what the file holds (file-level sections, and
+    `feature_minor`, the minor that defines the newest required feature its matrices list)."""
+    return major, max(FILE_SECTIONS_SINCE[major] if file_sections else 0, feature_minor)
 
 
 class ContainerWriter:

@@ -35,6 +35,7 @@ COUNTS_ENCODING_BY_MAJOR = {2: ZSTD_ARRAY, 3: ZSTD_SHUFFLED}
 # came out 33% larger.)
 WRITE_LEVELS = {ZSTD_SHUFFLED: 9, ZSTD_TEXT: 16}
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
+SEGMENT_INDEX_FIELDS = ("n_chunks", "n_rows")  # per segment (spec §5.5)
 
 
 class Sizes(NamedTuple):
@@ -43,6 +44,7 @@ class Sizes(NamedTuple):
     n_genes: int = 0
     n_stored_genes: int = 0
     n_chunks: int = 0
+    n_segments: int = 0  # with the feature `segments` (spec §5.5)
     n_cells: int = 0  # of the chunk
     n_bands: int = 0
     n_tiles: int = 0
@@ -103,7 +105,12 @@ MATRIX_SECTIONS = {s.name: s for s in [
     SectionSpec("genes.order", ZSTD_ARRAY, "u4", lambda z: z.n_stored_genes, "permutations"),
     SectionSpec("genes.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_stored_genes, "scaling metadata"),
     SectionSpec("chunks.index", ZSTD_ARRAY, "u8", lambda z: z.n_chunks * len(CHUNK_INDEX_FIELDS), "chunk index"),
+    SectionSpec("segments.index", ZSTD_ARRAY, "u8", lambda z: z.n_segments * len(SEGMENT_INDEX_FIELDS), "chunk index",
+                required=False, majors=(3,)),
 ]}
+# The sections a matrix of each format version may hold (format 3.1 adds `segments.index`).
+MATRIX_SECTIONS_BY_MAJOR = {major: {name: s for name, s in MATRIX_SECTIONS.items() if major in s.majors}
+                            for major in SUPPORTED_MAJORS}
 
 _CHUNK_SECTIONS = [
     SectionSpec("cells.order", ZSTD_ARRAY, "u4", lambda z: z.n_cells, "permutations"),

@@ -5,7 +5,9 @@ Files of one count matrix combine into a file of one count matrix: genes aligned
 another. Files that store a whole AnnData (and files of one matrix when a `label` column is asked
 for) combine as AnnData objects: every part that is not a count matrix goes through anndata's own
 concat or subsetting (its join, merge and uns_merge rules), and each count matrix is streamed into
-the new file (encoder.combine), decoding one block of cells at a time. Cell names must stay
+the new file (encoder.combine), decoding one block of cells at a time; files of one count matrix
+in format 3 whose stored genes all stay are combined without coding anything again, each input's
+chunks copied into a segment of the output (encoder.segments, spec §5.5). Cell names must stay
 distinct: repeats are refused unless index_unique asks for each file's key to be appended, as
 anndata's concat does. Outputs are written to a temporary file
 and renamed into place.
@@ -23,6 +25,7 @@ from ..encoder.append import extend_into
 from ..encoder.combine import Piece, PiecesSource, gene_fields, joined_genes, unique_cell_names
 from ..encoder.driver import encode
 from ..encoder.options import EncodeOptions
+from ..encoder.segments import MAJOR as SEGMENTS_MAJOR, SegmentInput, can_copy, write_segments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
 from ..io.dtypes import anndata_dtype
@@ -111,9 +114,18 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
     names = unique_cell_names([m.cell_names for m in matrices], keys, index_unique,
                               [m.source for m in matrices]) if all(named) else None
     first = matrices[0]
-    same = (index_unique is None and first.mode == "lossless" and first.version[0] == format_version
-            and np.array_equal(maps[0], np.arange(first.shape[0])) and all(fields[f] == getattr(first, f) for f in fields))
     pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, maps)]
+    if format_version == SEGMENTS_MAJOR and sum(m.shape[1] for m in matrices) \
+            and can_copy(matrices, [p.columns for p in pieces]) is None:  # every input's chunks copied
+        starts = np.concatenate([[0], np.cumsum([m.shape[1] for m in matrices])]).tolist()
+        parts = [SegmentInput(m, p.columns, start, names[start: start + m.shape[1]]
+                              if names is not None and index_unique is not None else None)
+                 for m, p, start in zip(matrices, pieces, starts)]
+        with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
+            return write_segments(parts, tmp, len(genes), fields, jobs=jobs, progress=progress)
+    same = (index_unique is None and first.mode == "lossless" and first.version[0] == format_version
+            and first.n_segments == 1
+            and np.array_equal(maps[0], np.arange(first.shape[0])) and all(fields[f] == getattr(first, f) for f in fields))
     n_first = first.shape[1]
     if same:  # the first file's chunks are copied, the other files' cells encoded after them
         rest = PiecesSource(pieces[1:], fields["gene_ids"], fields["gene_names"], fields["feature_types"],

@@ -581,16 +581,17 @@ def _():
                 stats_dropped=["nonfinite_inf", "nonfinite_minus_inf", "nonfinite_nan"])
 
 
-def _minor(blob: bytes) -> bytes:
+def _minor(minor: int) -> Callable[[bytes], bytes]:
+    """The file with the preamble's minor version set to `minor`, re-sealed."""
     def change(parts: Parts) -> None:
-        parts.minor = 1
-    return edit(blob, change)
+        parts.minor = minor
+    return lambda blob: edit(blob, change)
 
 
 @valid("minor_version_2_1")
 def _():
     cut = fixture("pbmc500_3p_lt_x_50genes")
-    return dict(cut=cut, options={}, post=_minor,
+    return dict(cut=cut, options={}, post=_minor(1),
                 post_note="the preamble's minor version set to 1 (format 2.1); the footer CRC re-sealed",
                 exercises=["a newer minor version of a known major must be read (the version 1 spec's rule, "
                            "section 10; the format 2 spec must keep it for this case to stand)"],
@@ -1820,19 +1821,29 @@ for _norm in ("none", "minmax", "log"):
                                  "§7.2)"], None))
 
 
-@valid("v3_minor_version_3_1")
+def _minor_3_2(blob: bytes) -> bytes:
+    def change(parts: Parts) -> None:
+        parts.minor = 2
+        parts.sections.insert(0, ["x.future", b"a matrix section of format 3.2"])
+        parts.chunks[1].sections.insert(2, ["x.future", b""])
+    return edit(blob, change)
+
+
+@valid("v3_minor_version_3_2")
 def _():
-    return _version3("bands_and_tiles", ["a later minor version of a known major (3.1) whose matrix lists no "
-                                         "required feature: read as 3.0 (spec §11.2)"], None,
-                     post=_minor, post_note="the preamble's minor version set to 1 (format 3.1); the footer CRC "
-                                            "re-sealed")()
+    return _version3("bands_and_tiles", ["a later minor version of a known major (3.2, newer than the 3.1 readers "
+                                         "implement) whose matrix lists no required feature: read as 3.0, its "
+                                         "unknown matrix and chunk sections ignored (spec §11.2)"], None,
+                     post=_minor_3_2, post_note="the preamble's minor version set to 2 (format 3.2); an unknown "
+                                                "matrix section x.future (30 bytes) put first and an empty unknown "
+                                                "section x.future put third in chunk 1; the file re-sealed")()
 
 
 def census3(blob: bytes) -> dict:
     """How a format-3 file codes its nonzeros, computed with the spec's rules from the file (read with
     spec/reference_decoder.py): empty, complement and full tiles, density classes and the largest gap
-    offset, value offset bits and contexts (from the count sections), SIREN bands, and whether every
-    band's rows are in gene order."""
+    offset, value offset bits and contexts (from the count sections), SIREN bands, whether every
+    band's rows are in gene order and, for a segmented matrix (spec §5.5), its segments."""
     rd = _reference_decoder()
     t3 = rd.tiles3
     f = rd.open_sinr(blob)
@@ -1843,16 +1854,19 @@ def census3(blob: bytes) -> dict:
     if not f.chunks:
         return out
     order, G = rd.load_gene_order(f)
+    if f.segmented:
+        out.update(_segment_census(f, order))
     classes, norms = set(), set()
     for e in f.chunks:
         ch = rd.load_chunk(f, e)
+        first_row = e.segment.first_row  # §5.5: the chunk's row r is the matrix row first_row + r
         out["empty_chunks"] += e.nnz == 0
         out["bands"] += ch.n_bands
         out["tiles"] += len(ch.tiles_nnz)
         out["bands_with_siren"] += len(ch.sirens)
         norms.update(s.kind for s in ch.sirens.values())
         for b in range(ch.n_bands):
-            rows = order[ch.band_rows[b]:ch.band_rows[b + 1]]
+            rows = order[first_row + ch.band_rows[b]:first_row + ch.band_rows[b + 1]]
             out["rows_in_gene_order"] &= bool(np.all(np.diff(rows) > 0))
             band_k = ch.tiles_nnz[ch.band_first_tile[b]:ch.band_first_tile[b + 1]]
             out["bands_with_nonzeros"] += sum(band_k) > 0
@@ -1884,6 +1898,20 @@ def census3(blob: bytes) -> dict:
     return out
 
 
+def _segment_census(f, order: np.ndarray) -> dict:
+    """A segmented matrix's segments (spec §5.5): their chunks and rows, and how their gene tables differ:
+    genes stored in one segment only, and genes stored in several at different rows of their segments."""
+    rows_of: dict[int, list[int]] = {}
+    for seg in f.segments:
+        for r, g in enumerate(order[seg.first_row:seg.first_row + seg.n_rows].tolist()):
+            rows_of.setdefault(g, []).append(r)
+    chunks, rows = [s.n_chunks for s in f.segments], [s.n_rows for s in f.segments]
+    return dict(n_segments=len(f.segments), segment_chunks=chunks, segment_rows=rows, max_segment_chunks=max(chunks),
+                segment_rows_spread=max(rows) - min(rows),
+                genes_in_one_segment=sum(len(r) == 1 for r in rows_of.values()),
+                genes_at_different_rows=sum(len(r) > 1 and len(set(r)) > 1 for r in rows_of.values()))
+
+
 def decoded_reference(blob: bytes):
     """The decoded matrix as sorted COO by the spec's reference decoder, and what make_valid reads of
     the matrix (mode, max_error, shape, names)."""
@@ -1906,12 +1934,12 @@ def _(blob):
 
 
 @invalid("v3_required_feature_unknown", "v3_bands_and_tiles", "UnsupportedVersionError", "latent-predictor",
-         "format 3.1, the matrix requires the feature 'latent-predictor' (no reader implements it) and its shape "
+         "format 3.2, the matrix requires the feature 'latent-predictor' (no reader implements it) and its shape "
          "is a string: refused for the feature, naming it and the version, before any other matrix rule (spec "
-         "§5.1.1, rule R2)", message_contains_all=["latent-predictor", "3.1"])
+         "§5.1.1, rule R2)", message_contains_all=["latent-predictor", "3.2"])
 def _(blob):
     def change(parts):
-        parts.minor = 1
+        parts.minor = 2
         parts.matrix.update(required_features=["latent-predictor"], shape="not a shape")
     return edit(blob, change)
 
@@ -2115,6 +2143,153 @@ def _(blob):
     return edit(blob, change)
 
 
+# ============================================================================== format 3.1: segments
+#
+# A segmented matrix (spec §5.5, the feature "segments" of format 3.1) as scinrcodec.concat writes it: one segment per
+# input, the inputs' chunk blocks copied (spec §12.8). The invalid cases each break one of the rules SG1-SG4.
+
+# The pieces of tests/data/pbmc500_3p_lt_x_50genes that v3_segments concatenates: (cells, genes in the piece's own
+# order, chunk_cells). The second piece holds genes 10..49 in reverse order, so genes 40..49 are new to the output (in
+# that order) and the genes it shares with the first piece come in the opposite order; the third holds 15 genes.
+SEGMENT_PIECES = ((range(0, 34), range(0, 40), 12), (range(34, 60), range(49, 9, -1), 10),
+                  (range(60, 80), range(15), 20))
+SEGMENT_OPTIONS = dict(format_version=3, tile_nnz=32, patch_nnz=200)
+
+
+def concat_bytes(pieces: list[tuple[Cut, dict]], join: str) -> bytes:
+    """scinrcodec.concat of the pieces, each encoded with its options (format 3: one segment each)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, (cut, options) in enumerate(pieces):
+            paths.append(Path(tmp) / f"piece{i}.sinr")
+            scinrcodec.encode(cut.source(), paths[-1], force=True, jobs=1, **options)
+        out = Path(tmp) / "matrix.sinr"
+        scinrcodec.concat(paths, out, join=join, force=True, jobs=1)
+        return out.read_bytes()
+
+
+@valid("v3_segments")
+def _():
+    base = fixture("pbmc500_3p_lt_x_50genes")
+    pieces = [(base.take(genes=list(genes), cells=list(cells)), {**SEGMENT_OPTIONS, "chunk_cells": chunk_cells})
+              for cells, genes, chunk_cells in SEGMENT_PIECES]
+    genes = list(dict.fromkeys(g for _, piece_genes, _ in SEGMENT_PIECES for g in piece_genes))  # the outer join
+    dense = base.counts[genes].toarray()
+    for cells, piece_genes, _ in SEGMENT_PIECES:  # zeros where a piece lacks a gene
+        dense[np.ix_([i for i, g in enumerate(genes) if g not in piece_genes], list(cells))] = 0
+    described = "; ".join(f"cells {c.start}..{c.stop - 1} x genes {g.start}..{g.stop - g.step} (chunk_cells {k})"
+                          for c, g, k in SEGMENT_PIECES)
+    cut = base.take(genes=genes, note=f"; scinrcodec.concat(join='outer') of three pieces, each encoded in format 3 "
+                                      f"with tile_nnz 32, patch_nnz 200: {described}; genes in the outer join's order "
+                                      "(the first piece's, then genes 49..40), zeros where a piece lacks a gene")
+    cut.counts = sp.csc_matrix(dense)
+    return dict(cut=cut, options={**SEGMENT_OPTIONS, "chunk_cells": [k for _, _, k in SEGMENT_PIECES],
+                                  "concat": "join='outer'"},
+                blob=concat_bytes(pieces, "outer"), rows_in_gene_order=False,
+                exercises=["format 3.1, a segmented matrix (spec §5.5): three segments, each with its own rows of "
+                           "genes.order and genes.baseline, its chunks' rows offset by the segment's first row",
+                           "genes stored in one segment only, genes stored in several at different rows, segments "
+                           "of different row counts, several chunks in a segment, cell names",
+                           "n_stored_genes above the rows of any one segment; a gene's nonzeros read from every "
+                           "segment that stores it",
+                           "bands whose rows are not in increasing gene index (the second piece's genes reversed): "
+                           "a reader must not require spec §5.4.5's order"],
+                require=dict(n_segments=3, max_segment_chunks=3, segment_rows_spread=1, genes_in_one_segment=1,
+                             genes_at_different_rows=1))
+
+
+def _segments_index(parts: Parts) -> np.ndarray:
+    """segments.index as rows (n_chunks_s, n_rows_s)."""
+    return unpack_array(parts.section("segments.index"), "u8").astype(np.int64).reshape(-1, 2)
+
+
+def _segments_edit(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[bytes], bytes]:
+    """The file with segments.index replaced by fn(its rows), n_segments following it."""
+    def change(parts: Parts) -> None:
+        rows = fn(_segments_index(parts))
+        parts.set_section("segments.index", pack_array(rows.astype(np.uint64).ravel(), "u8"))
+        parts.matrix["n_segments"] = len(rows)
+    return lambda blob: edit(blob, change)
+
+
+@invalid("v3_segments_n_segments_out_of_range", "v3_segments", "CorruptFileError", "n_segments",
+         "n_segments set to n_chunks + 1 (rule SG1: 1 .. n_chunks)")
+def _(blob):
+    return edit(blob, lambda parts: parts.matrix.update(n_segments=parts.matrix["n_chunks"] + 1))
+
+
+@invalid("v3_segments_index_missing", "v3_segments", "CorruptFileError", "segments.index",
+         "required_features lists 'segments' but the matrix has no segments.index section (rule SG1)")
+def _(blob):
+    return edit(blob, lambda parts: drop_section(parts.sections, "segments.index"))
+
+
+@invalid("v3_segments_index_without_feature", "v3_bands_and_tiles", "CorruptFileError", "segments.index",
+         "format 3.1, a matrix that does not list 'segments' holding a segments.index section (one segment of all "
+         "its chunks and rows, placed after chunks.index): rule SG1")
+def _(blob):
+    def change(parts):
+        parts.minor = 1
+        segment = [parts.matrix["n_chunks"], parts.matrix["n_stored_genes"]]
+        parts.sections.append(["segments.index", pack_array(segment, "u8")])
+    return edit(blob, change)
+
+
+@invalid("v3_segments_chunks_not_adding_up", "v3_segments", "CorruptFileError", "segments' chunks",
+         "segments.index: the segment with the most chunks given one chunk less, so the segments' chunks add up to "
+         "n_chunks - 1 (rule SG2)")
+def _(blob):
+    def fewer(rows):
+        rows[int(np.argmax(rows[:, 0])), 0] -= 1
+        return rows
+    return _segments_edit(fewer)(blob)
+
+
+@invalid("v3_segments_rows_not_adding_up", "v3_segments", "CorruptFileError", "segments' rows",
+         "segments.index: the segment with the fewest rows given one row more, so the segments' rows add up to "
+         "n_stored_genes + 1 (rule SG2)")
+def _(blob):
+    def more(rows):
+        rows[int(np.argmin(rows[:, 1])), 1] += 1
+        return rows
+    return _segments_edit(more)(blob)
+
+
+@invalid("v3_segments_segment_without_chunks", "v3_segments", "CorruptFileError", "at least one chunk",
+         "segments.index: a segment of 0 chunks and 0 rows inserted after the first (n_segments one more, still "
+         "<= n_chunks; the sums hold): every segment needs a chunk (rule SG2)")
+def _(blob):
+    return _segments_edit(lambda rows: np.insert(rows, 1, [0, 0], axis=0))(blob)
+
+
+@invalid("v3_segments_gene_twice_in_segment", "v3_segments", "CorruptFileError", "within a segment",
+         "genes.order: the second row of the first segment given the gene of its first row (rule SG3: no gene twice "
+         "within one segment's rows)")
+def _(blob):
+    def change(parts):
+        order = unpack_array(parts.section("genes.order"), "u4").copy()
+        order[1] = order[0]
+        parts.set_section("genes.order", pack_array(order, "u4"))
+    return edit(blob, change)
+
+
+@invalid("v3_segments_chunk_rows_beyond_segment", "v3_segments", "CorruptFileError", "more than its segment",
+         "the first chunk of the segment with the fewest rows (S_s) given n_rows = S_s + 1, its last band one row "
+         "taller (bands.rows agrees): more rows than its segment, fewer than n_stored_genes (rule SG4)")
+def _(blob):
+    def change(parts):
+        rows = _segments_index(parts)
+        s = int(np.argmin(rows[:, 1]))
+        chunk = parts.chunks[int(rows[:s, 0].sum())]
+        n_rows = int(rows[s, 1]) + 1
+        assert n_rows <= parts.matrix["n_stored_genes"] and chunk.header["n_bands"] > 0
+        chunk.header["n_rows"] = n_rows
+        bands = unpack_array(chunk_section(chunk, "bands.rows"), "u4").copy()
+        bands[-1] = n_rows
+        set_chunk_section(chunk, "bands.rows", pack_array(bands, "u4"))
+    return edit(blob, change)
+
+
 # ==================================================================================== census
 
 def _golomb(n: int, m: int) -> int:
@@ -2304,13 +2479,17 @@ VERIFIED_3 = ("computed from the file with the spec's independent reference deco
               "the tile directory, gap and value offset bits and the largest context from gaps.counts and "
               "values.counts, SIREN bands, and whether every band's rows are in gene order")
 
+VERIFIED_SEGMENTS = ("; and its segments (spec §5.5, read by the reference decoder under rules SG1-SG4): their chunks "
+                     "and rows, genes stored in one segment only and genes stored in several at different rows of "
+                     "their segments")
+
 
 def make_valid(case: ValidCase, out: Path) -> bytes:
     spec = case.build()
     cut: Cut = spec["cut"]
     options = spec["options"]
-    blob = encode_bytes(cut.source(), options)
-    assert build_file(parse_file(blob)) == blob, "parse_file/build_file do not round-trip the encoder's bytes"
+    blob = spec["blob"] if "blob" in spec else encode_bytes(cut.source(), options)
+    assert build_file(parse_file(blob)) == blob, "parse_file/build_file do not round-trip the writer's bytes"
     if "post" in spec:
         blob = spec["post"](blob)
     version3 = major_of(blob) == 3
@@ -2338,7 +2517,7 @@ def make_valid(case: ValidCase, out: Path) -> bytes:
     assert names == want, case.name
     info = census3(blob) if version3 else census(blob, genes, cells)
     if version3:
-        assert info["rows_in_gene_order"], case.name
+        assert info["rows_in_gene_order"] == spec.get("rows_in_gene_order", True), case.name
     for key, least in spec.get("require", {}).items():
         assert info[key] >= least, f"{case.name}: {key} = {info[key]} < {least}"
     if mode == "inr-only" or options.get("siren") == "force":  # a SIREN in every band with nonzeros
@@ -2355,7 +2534,8 @@ def make_valid(case: ValidCase, out: Path) -> bytes:
         "source": cut.origin + (f"; then {spec['post_note']}" if "post_note" in spec else ""),
         "exercises": spec["exercises"], "needs_torch": case.needs_torch,
         "shape": list(shape), "nnz": int(values.size), "file_bytes": len(blob),
-        "verified": {"how": VERIFIED_3 if version3 else VERIFIED_2, **info},
+        "verified": {"how": (VERIFIED_3 + (VERIFIED_SEGMENTS if "n_segments" in info else "")) if version3
+                     else VERIFIED_2, **info},
         "decoded_equals_source": mode == "lossless",
     }
     if mode == "max-error":
@@ -2441,7 +2621,8 @@ def main(argv=None) -> int:
         for folder in sorted(out.iterdir()):
             if folder.is_dir() and (folder / "case.json").exists() and folder.name not in known:
                 shutil.rmtree(folder)
-    manifest = {"format": "sinr 2.0, 2.1 and 3.0 conformance vectors", "generator": "tests/conformance/make_vectors.py",
+    manifest = {"format": "sinr 2.0, 2.1, 3.0 and 3.1 conformance vectors",
+                "generator": "tests/conformance/make_vectors.py",
                 "cases": {}}
     for folder in sorted(out.iterdir()):
         if folder.is_dir() and (folder / "case.json").exists():

@@ -1,8 +1,9 @@
 """Seed the reader's fuzz corpus with small real .sinr files (run once; outputs are committed).
 
 Every mode (lossless, max-error, inr-only, a SIREN in every band) in each format version the
-writer writes: format 2 under the mode's name (`lossless.bin`), format 3 with a `v3-` prefix, and
-a whole AnnData (X, a count layer, raw, obs and var columns) in format 3. Each file is seeded
+writer writes: format 2 under the mode's name (`lossless.bin`), format 3 with a `v3-` prefix, a
+whole AnnData (X, a count layer, raw, obs and var columns) in format 3, and a matrix of three
+segments (format 3.1, what concat writes). Each file is seeded
 twice: as is (first byte 0) and resealed after each mutation (first byte 1, targets.py).
 
 Run from the repository root: PYTHONPATH=. python tests/fuzz/make_corpus.py
@@ -45,6 +46,23 @@ def whole_anndata(m, out: Path) -> None:
     sinr.write_sinr(adata, out, siren="never", format_version=3, **GEOMETRY)
 
 
+def segmented(m, out: Path) -> None:
+    """Three runs of the cut's cells, each with genes of its own (all; 5..24; all, reversed),
+    combined by concat: three segments whose gene tables differ."""
+    parts = []
+    for k, (genes, cells) in enumerate(((slice(0, 30), slice(0, 8)), (slice(5, 25), slice(8, 16)),
+                                        (slice(None, None, -1), slice(16, 25)))):
+        part = out.with_name(f"{out.stem}.{k}.sinr")
+        rows = np.arange(30)[genes]
+        sinr.encode(ScipySource(m.matrix()[rows][:, cells], [m.gene_ids[i] for i in rows],
+                                [m.gene_names[i] for i in rows], m.cell_names(cells.start, cells.stop)),
+                    part, siren="never", **GEOMETRY)
+        parts.append(part)
+    sinr.concat(parts, out, join="outer", force=True)
+    for part in parts:
+        part.unlink()
+
+
 if __name__ == "__main__":
     m = sinr.read_matrix(DATA / "pbmc500_3p_lt_x_50genes")
     cut = m.matrix()[:30, :25]
@@ -59,3 +77,6 @@ if __name__ == "__main__":
     out = HERE / "corpus" / "v3-anndata.sinr"
     whole_anndata(cut, out)
     seed("v3-anndata", out)
+    out = HERE / "corpus" / "v3-segments.sinr"
+    segmented(small, out)
+    seed("v3-segments", out)

@@ -29,4 +29,21 @@ uint64_t content_checksum(const G* genes, const C* cells, const V* values, int64
   return total;
 }
 
+// The checksum of nonzeros given as rows and columns that map to original genes and cells through
+// two tables: what a chunk's checksum becomes when its rows and cells take other indices (a chunk
+// copied into a combined file). -1 when a row or column is outside its table.
+template <typename R, typename V>
+int64_t content_checksum_mapped(const R* rows, const R* cols, const V* values, int64_t n, Span<const int64_t> gene_of_row,
+                                Span<const int64_t> cell_of_col, uint64_t* out) {
+  uint64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = rows[i], c = cols[i];
+    if (r < 0 || r >= gene_of_row.size || c < 0 || c >= cell_of_col.size) return -1;
+    total += entry_hash(static_cast<uint64_t>(gene_of_row.data[r]), static_cast<uint64_t>(cell_of_col.data[c]),
+                        static_cast<uint64_t>(values[i]));
+  }
+  *out = total;
+  return 0;
+}
+
 }  // namespace sinr

@@ -43,7 +43,8 @@ struct SectionSpec {
 };
 const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_names", false},
                                        {"names.feature_types", false}, {"genes.order", true},
-                                       {"genes.baseline", true},       {"chunks.index", true}};
+                                       {"genes.baseline", true},       {"chunks.index", true},
+                                       {"segments.index", false, 3}};
 // Format 3 stores both count sections as byte planes (spec §5.4.3); format 2 its values.counts as
 // a plain zstd array.
 const SectionSpec kChunkSections[] = {
@@ -121,9 +122,13 @@ CodingStages coding_stages(int major) {
                     : CodingStages{"gap-bin-positions", "fine-context-values"};
 }
 
+// The one required feature this reader implements (spec §5.5, format 3.1).
+constexpr const char* kSegments = "segments";
+
 // Rules R1 and R2 of a format-3 matrix (spec §5.1.1, §9.2), checked before any other field of its map
-// but its name: a matrix that needs a feature this reader lacks is refused for that feature.
-void check_required_features(const Value& header, const std::string& name, const std::string& version,
+// but its name: a matrix that needs a feature this reader lacks is refused for that feature. Returns
+// whether the matrix lists `segments`.
+bool check_required_features(const Value& header, const std::string& name, const std::string& version,
                              const std::string& what) {
   const Value* features = header.get("required_features");
   bool ok = features && features->type == Value::kArray;
@@ -131,10 +136,12 @@ void check_required_features(const Value& header, const std::string& name, const
   for (size_t i = 0; ok && i < features->items.size(); ++i)
     ok = features->items[i].type == Value::kStr && seen.insert(features->items[i].text).second;
   if (!ok) throw CorruptFileError(what + ": field 'required_features' is missing or not a list of distinct strings");
-  if (!features->items.empty())  // format 3.0 defines no feature, so this reader implements none
-    throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
-                                  quoted(features->items[0].text) + " of .sinr format " + version +
-                                  ", which this version of scinrcodec does not read (upgrade scinrcodec)");
+  for (const Value& feature : features->items)
+    if (feature.text != kSegments)
+      throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
+                                    quoted(feature.text) + " of .sinr format " + version +
+                                    ", which this version of scinrcodec does not read (upgrade scinrcodec)");
+  return !features->items.empty();
 }
 
 // The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, or R3
@@ -221,15 +228,18 @@ const char* tile_status_text(int64_t status) {
   }
 }
 
+// The gene tables, by row; a segment's rows (spec §5.5) are a table of their own, which its chunks
+// read through rows_of().
 struct MatrixReader::Genes {
-  std::vector<int64_t> order;                          // gene of each stored row
-  std::vector<int64_t> rank;                           // each stored row's rank by gene
-  std::vector<std::pair<int64_t, int64_t>> by_gene;    // (gene, row), ascending
-  std::vector<int64_t> terms;                          // gene term of each stored row
+  std::vector<int64_t> order;                        // gene of each stored row
+  std::vector<int64_t> rank;                         // each row's rank by gene in its segment
+  std::vector<std::pair<int64_t, int64_t>> by_gene;  // at each segment's rows: its (gene, row), ascending
+  std::vector<int64_t> terms;                        // gene term of each stored row
 };
 
 struct MatrixReader::Chunk {
   int64_t index = 0, first_cell = 0, n_cells = 0, nnz = 0, n_rows = 0;
+  int64_t segment = 0, row0 = 0, segment_rows = 0;  // its segment, the segment's first row and row count
   uint64_t checksum = 0;
   std::string what;
   SectionTable sections;
@@ -272,6 +282,11 @@ struct MatrixReader::Chunk {
     return SirenSet{siren_spec.data(), siren_norm.data(), n_sirens, siren_layers.data(),
                     static_cast<int64_t>(siren_layers.size()) / kLayerFields, siren_params.data(),
                     static_cast<int64_t>(siren_params.size())};
+  }
+  // Its segment's rows of a gene table: the chunk's row r is the table's row row0 + r (spec §5.5).
+  template <typename T>
+  Span<const T> rows_of(const std::vector<T>& table) const {
+    return {table.data() + row0, segment_rows};
   }
   int64_t band_of_row(int64_t row) const {
     return std::upper_bound(row_starts.begin(), row_starts.end(), row) - row_starts.begin() - 1;
@@ -331,8 +346,8 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   const Value& header = matrices->items[chosen];
   const std::string& what = what_;
   name_ = matrix_names_[chosen];
-  if (major_ >= 3)
-    check_required_features(header, name_, std::to_string(major_) + "." + std::to_string(minor_), what);
+  const std::string version = std::to_string(major_) + "." + std::to_string(minor_);
+  segmented_ = major_ >= 3 && check_required_features(header, name_, version, what);
   const Value* shape = header.get("shape");
   if (!shape || shape->type != Value::kArray || shape->items.size() != 2)
     throw CorruptFileError(what + ": header lacks a valid shape");
@@ -348,11 +363,15 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
     throw CorruptFileError(what + ": unknown mode " + repr(mode));
   mode_ = mode->text;
   max_error_ = parse_stages(header.get("stages"), mode_, major_, what);
-  n_stored_ = field_int(header, "n_stored_genes", 0, n_genes_, what);
   n_chunks_ = field_int(header, "n_chunks", 0, n_cells_, what);
   if ((n_cells_ > 0) != (n_chunks_ > 0))
     throw CorruptFileError(what + ": " + std::to_string(n_chunks_) + " chunks for " + std::to_string(n_cells_) +
                            " cells");
+  if (!segmented_ && major_ >= 3 && header.get("n_segments"))  // SG1
+    throw CorruptFileError(what + ": field 'n_segments' without the feature 'segments'");
+  const int64_t n_segments = segmented_ ? field_int(header, "n_segments", 1, n_chunks_, what) : 1;
+  // M6, SG1: with segments, every segment may store every gene
+  n_stored_ = field_int(header, "n_stored_genes", 0, static_cast<uint64_t>(n_genes_) * n_segments, what);
   for (const char* key : {"gene_names_are_ids", "has_cell_names"}) {
     const Value* v = header.get(key);
     if (!v || v->type != Value::kBool)
@@ -398,7 +417,38 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   }
   for (const auto& [n, ref] : sections_) ranges.emplace_back(ref.offset, ref.length, n);
   check_disjoint(std::move(ranges), what);
+  parse_segments(n_segments);
   chunks_.resize(static_cast<size_t>(n_chunks_));
+}
+
+void MatrixReader::parse_segments(int64_t n_segments) {
+  if (static_cast<bool>(sections_.count("segments.index")) != segmented_)  // SG1
+    throw CorruptFileError(what_ + ": section 'segments.index' must be present if and only if the matrix lists the "
+                                   "feature 'segments'");
+  segment_chunks_ = {0, n_chunks_};
+  segment_rows_ = {0, n_stored_};
+  if (!segmented_) return;
+  const std::vector<uint8_t> raw = section_bytes(sections_, "segments.index", what_);
+  const std::vector<uint64_t> index = unpack_array<uint64_t>(
+      raw.data(), raw.size(), 2 * static_cast<uint64_t>(n_segments), what_ + ": section 'segments.index'");
+  // SG2; the sums of items clamped below 2**31 fit in an int64
+  segment_chunks_.assign(1, 0);
+  segment_rows_.assign(1, 0);
+  bool chunks_ok = true, rows_ok = true;
+  for (int64_t s = 0; s < n_segments; ++s) {
+    const uint64_t chunks = index[2 * s], rows = index[2 * s + 1];
+    chunks_ok = chunks_ok && chunks >= 1 && chunks <= static_cast<uint64_t>(n_chunks_);
+    rows_ok = rows_ok && rows <= static_cast<uint64_t>(n_genes_);
+    segment_chunks_.push_back(segment_chunks_.back() + static_cast<int64_t>(std::min<uint64_t>(chunks, INT32_MAX)));
+    segment_rows_.push_back(segment_rows_.back() + static_cast<int64_t>(std::min<uint64_t>(rows, INT32_MAX)));
+  }
+  if (!chunks_ok || segment_chunks_.back() != n_chunks_)
+    throw CorruptFileError(what_ + ": segment index: every segment needs at least one chunk, and the segments' chunks "
+                                   "must add up to the matrix's " + std::to_string(n_chunks_));
+  if (!rows_ok || segment_rows_.back() != n_stored_)
+    throw CorruptFileError(what_ + ": segment index: a segment's rows exceed the matrix's " + std::to_string(n_genes_) +
+                           " genes, or the segments' rows do not add up to its " + std::to_string(n_stored_) +
+                           " stored genes");
 }
 
 MatrixReader::~MatrixReader() = default;
@@ -485,32 +535,42 @@ const MatrixReader::Genes& MatrixReader::genes_table() {
   std::lock_guard<std::mutex> guard(lock_);
   if (genes_) return *genes_;
   auto g = std::make_unique<Genes>();
+  const std::string not_permutation = what_ + ": stored gene order is not part of a permutation";
   const std::vector<uint8_t> raw = section_bytes(sections_, "genes.order", what_);
   const std::vector<uint32_t> order =
       unpack_array<uint32_t>(raw.data(), raw.size(), n_stored_, what_ + ": section 'genes.order'");
-  g->order.assign(order.begin(), order.end());
-  g->by_gene.reserve(order.size());
-  for (size_t r = 0; r < order.size(); ++r) g->by_gene.emplace_back(order[r], static_cast<int64_t>(r));
-  std::sort(g->by_gene.begin(), g->by_gene.end());
-  bool ok = true;
-  for (size_t i = 0; i < g->by_gene.size(); ++i)
-    ok = ok && g->by_gene[i].first < n_genes_ && (i == 0 || g->by_gene[i].first != g->by_gene[i - 1].first);
-  if (!ok) throw CorruptFileError(what_ + ": stored gene order is not part of a permutation");
+  for (uint32_t gene : order)
+    if (gene >= n_genes_) throw CorruptFileError(not_permutation);  // M13
   const std::vector<uint8_t> base = section_bytes(sections_, "genes.baseline", what_);
   const std::vector<int16_t> terms =
       unpack_array<int16_t>(base.data(), base.size(), n_stored_, what_ + ": section 'genes.baseline'");
+  g->order.assign(order.begin(), order.end());
   g->terms.assign(terms.begin(), terms.end());
-  g->rank.assign(order.size(), 0);
-  for (size_t i = 0; i < g->by_gene.size(); ++i) g->rank[g->by_gene[i].second] = static_cast<int64_t>(i);
+  g->by_gene.resize(order.size());
+  g->rank.resize(order.size());
+  for (size_t s = 0; s + 1 < segment_rows_.size(); ++s) {
+    const int64_t r0 = segment_rows_[s], r1 = segment_rows_[s + 1];
+    for (int64_t r = r0; r < r1; ++r) g->by_gene[r] = {order[r], r - r0};
+    std::sort(g->by_gene.begin() + r0, g->by_gene.begin() + r1);
+    for (int64_t i = r0; i < r1; ++i) {
+      if (i > r0 && g->by_gene[i].first == g->by_gene[i - 1].first)  // M13, SG3: no gene twice in a segment
+        throw CorruptFileError(not_permutation + (segmented_ ? " within a segment" : ""));
+      g->rank[r0 + g->by_gene[i].second] = i - r0;
+    }
+  }
   genes_ = std::move(g);
   return *genes_;
 }
 
-int64_t MatrixReader::row_of_gene(int64_t gene) {
+int64_t MatrixReader::segment_of_chunk(int64_t ci) const {
+  return std::upper_bound(segment_chunks_.begin(), segment_chunks_.end(), ci) - segment_chunks_.begin() - 1;
+}
+
+int64_t MatrixReader::stored_row(int64_t segment, int64_t gene) {
   const Genes& g = genes_table();
-  const auto it = std::lower_bound(g.by_gene.begin(), g.by_gene.end(), std::make_pair(gene, int64_t{-1}));
-  if (it != g.by_gene.end() && it->first == gene) return it->second;
-  return n_stored_ + gene - (it - g.by_gene.begin());  // unstored genes follow, ascending
+  const auto first = g.by_gene.begin() + segment_rows_[segment], last = g.by_gene.begin() + segment_rows_[segment + 1];
+  const auto it = std::lower_bound(first, last, std::make_pair(gene, int64_t{-1}));
+  return it != last && it->first == gene ? it->second : -1;
 }
 
 // ---------------------------------------------------------------------------------------- names
@@ -567,6 +627,9 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
   const int64_t nnz = static_cast<int64_t>(f[5]);
   c->index = i;
   c->what = what;
+  c->segment = segment_of_chunk(i);
+  c->row0 = segment_rows_[c->segment];
+  c->segment_rows = segment_rows_[c->segment + 1] - c->row0;
   c->first_cell = chunk_starts_[i];
   c->n_cells = n;
   c->nnz = nnz;
@@ -577,7 +640,10 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
   if (field_int(header, "n_cells", 0, kMaxDimension, what) != n ||
       field_int(header, "nnz", 0, uint64_t{INT64_MAX}, what) != nnz)
     throw CorruptFileError(what + ": header contradicts the chunk index");
-  c->n_rows = field_int(header, "n_rows", 0, n_stored_, what);
+  c->n_rows = field_int(header, "n_rows", 0, n_stored_, what);  // K4
+  if (c->n_rows > c->segment_rows)  // SG4
+    throw CorruptFileError(what + ": " + std::to_string(c->n_rows) + " rows, more than its segment " +
+                           std::to_string(c->segment) + " stores (" + std::to_string(c->segment_rows) + ")");
   field_int(header, "checksum", 0, UINT64_MAX, what);
   c->checksum = header.get("checksum")->as_uint64();
   if ((nnz == 0) != (c->n_rows == 0))
@@ -925,7 +991,7 @@ MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>&
   out.values.resize(total);
   std::vector<int64_t> counts(tiles.size(), 0), status(tiles.size(), 0);
   decode_tiles<int32_t, int32_t>(
-      Span<const uint8_t>{bytes, n_bytes}, dir, span(genes.terms),
+      Span<const uint8_t>{bytes, n_bytes}, dir, c.rows_of(genes.terms),
       Span<const int32_t>{c.cell_terms.data(), static_cast<int64_t>(c.cell_terms.size())}, c.models(), c.sirens(),
       mode_ == "lossless" ? kModeLossless : mode_ == "max-error" ? kModeMaxError : kModeInrOnly, max_error_, filter,
       span(out_start), Triples<int32_t, int32_t>{{out.rows.data(), total}, {out.cols.data(), total}, {out.values.data(), total}},
@@ -957,11 +1023,11 @@ void MatrixReader::check_index(int64_t i, int64_t n, const char* axis) const {
 int64_t MatrixReader::entry(int64_t gene, int64_t cell) {
   check_index(gene, n_genes_, "gene");
   check_index(cell, n_cells_, "cell");
-  const int64_t row = row_of_gene(gene);
   const int64_t ci = std::upper_bound(chunk_starts_.begin(), chunk_starts_.end(), cell) - chunk_starts_.begin() - 1;
+  const int64_t row = stored_row(segment_of_chunk(ci), gene);
   Chunk& c = chunk(ci);
   const int64_t column = c.cell_position[cell - c.first_cell];
-  if (row >= c.n_rows) return 0;
+  if (row < 0 || row >= c.n_rows) return 0;
   const int64_t band = c.band_of_row(row);
   const int64_t t = c.tile_starts[band] + column / c.widths[band];
   if (!c.band_verified[band]) verify_band(c, band, nullptr);
@@ -981,8 +1047,7 @@ int64_t MatrixReader::entry(int64_t gene, int64_t cell) {
   tile.siren = c.tile_siren(t);
   const Genes& genes = genes_table();
   const EntryValue v = decode_entry(
-      Span<const uint8_t>{buf.data(), static_cast<int64_t>(buf.size())}, tile,
-      Span<const int64_t>{genes.terms.data(), static_cast<int64_t>(genes.terms.size())},
+      Span<const uint8_t>{buf.data(), static_cast<int64_t>(buf.size())}, tile, c.rows_of(genes.terms),
       Span<const int32_t>{c.cell_terms.data(), static_cast<int64_t>(c.cell_terms.size())}, c.models(), c.sirens(),
       mode_ == "lossless" ? kModeLossless : mode_ == "max-error" ? kModeMaxError : kModeInrOnly, max_error_, row,
       column);
@@ -1022,27 +1087,29 @@ SparseColumns to_columns(int64_t n_rows, int64_t n_cols, std::vector<std::tuple<
 
 SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
   for (int64_t g : genes) check_index(g, n_genes_, "gene");
-  // Output positions of each stored row: head[row] the first, then next[position] the others.
-  std::vector<std::pair<int64_t, int32_t>> wanted;  // (row, first output position), rows ascending
+  // Output positions of each distinct gene: `distinct` holds the first, then next[position] the others.
+  std::vector<std::pair<int64_t, int32_t>> distinct;  // (gene, first output position), genes ascending
   std::vector<int32_t> next(genes.size(), -1);
   {
     std::vector<std::pair<int64_t, int32_t>> all;
-    for (size_t i = 0; i < genes.size(); ++i) {
-      const int64_t row = row_of_gene(genes[i]);
-      if (row < n_stored_) all.emplace_back(row, static_cast<int32_t>(i));
-    }
+    for (size_t i = 0; i < genes.size(); ++i) all.emplace_back(genes[i], static_cast<int32_t>(i));
     std::sort(all.begin(), all.end());
     for (size_t k = 0; k < all.size(); ++k) {
       if (k + 1 < all.size() && all[k + 1].first == all[k].first) next[all[k].second] = all[k + 1].second;
-      if (k == 0 || all[k - 1].first != all[k].first) wanted.push_back(all[k]);
+      if (k == 0 || all[k - 1].first != all[k].first) distinct.push_back(all[k]);
     }
   }
   std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
-  if (!wanted.empty()) {
+  for (int64_t s = 0; s < n_segments(); ++s) {  // a gene's row in each segment that stores it (spec §5.5)
+    std::vector<std::pair<int64_t, int32_t>> wanted;  // (row, first output position), rows ascending
+    for (const auto& [gene, pos] : distinct)
+      if (const int64_t row = stored_row(s, gene); row >= 0) wanted.emplace_back(row, pos);
+    if (wanted.empty()) continue;
+    std::sort(wanted.begin(), wanted.end());
     const int64_t lo = wanted.front().first, hi = wanted.back().first;
-    std::vector<int32_t> head(static_cast<size_t>(hi - lo + 1), -1);  // rows lo..hi: at most the stored rows
+    std::vector<int32_t> head(static_cast<size_t>(hi - lo + 1), -1);  // rows lo..hi: at most the segment's rows
     for (const auto& [row, pos] : wanted) head[row - lo] = pos;
-    for (int64_t ci = 0; ci < n_chunks_; ++ci) {
+    for (int64_t ci = segment_chunks_[s]; ci < segment_chunks_[s + 1]; ++ci) {
       Chunk& c = chunk(ci);
       std::vector<int64_t> bands;
       for (const auto& [row, pos] : wanted)
@@ -1167,8 +1234,8 @@ uint64_t MatrixReader::place_chunk(const Chunk& c, const Decoded& d, ChunkColumn
   out.values.resize(d.values.size());
   uint64_t checksum = 0;
   const int status = place_by_cell<int32_t, int32_t>(
-      s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
-      s64(genes.order), 0, Span<int64_t>{out.indptr.data(), c.n_cells + 1},
+      s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, c.rows_of(genes.rank),
+      c.rows_of(genes.order), 0, Span<int64_t>{out.indptr.data(), c.n_cells + 1},
       Span<int32_t>{out.indices.data(), static_cast<int64_t>(out.indices.size())},
       Span<int32_t>{out.values.data(), static_cast<int64_t>(out.values.size())}, &checksum);
   check_placed(c, status);
@@ -1179,7 +1246,9 @@ uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>&
                                            ChunkColumns& out) {
   const std::vector<uint8_t> data = chunk_data(c);
   const Genes& genes = genes_table();
-  const int64_t n_rows = static_cast<int64_t>(genes.order.size()), n_cells = c.n_cells;
+  const Span<const int64_t> gene_of_row = c.rows_of(genes.order), rank_of_row = c.rows_of(genes.rank);
+  const auto by_gene = c.rows_of(genes.by_gene);
+  const int64_t n_rows = c.segment_rows, n_cells = c.n_cells;
   auto fail = [&](int status) { check_placed(c, status); };
   std::vector<int64_t> cell_of_column(static_cast<size_t>(n_cells));
   for (int64_t q = 0; q < n_cells; ++q) {
@@ -1232,11 +1301,11 @@ uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>&
   uint64_t checksum = 0;
   each_nonzero([&](int32_t row, int64_t cell, int32_t value) {
     if (at[cell] >= starts[cell + 1] - starts[lo]) fail(kAssembleBadCell);
-    checksum += entry_hash(static_cast<uint64_t>(genes.order[row]), static_cast<uint64_t>(c.first_cell + cell),
+    checksum += entry_hash(static_cast<uint64_t>(gene_of_row[row]), static_cast<uint64_t>(c.first_cell + cell),
                            static_cast<uint64_t>(static_cast<int64_t>(value)));
     const int64_t e = at[cell]++;
     if (cell >= lo && cell < hi) {
-      out.indices[e] = static_cast<int32_t>(genes.rank[row]);
+      out.indices[e] = static_cast<int32_t>(rank_of_row[row]);
       out.values[e] = value;
     }
   });
@@ -1248,7 +1317,7 @@ uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>&
     const int64_t first = out.indptr[j], m = out.indptr[j + 1] - first;
     by_rank.order(out.indices.data() + first, out.values.data() + first, m);
     for (int64_t e = first; e < first + m; ++e)
-      out.indices[e] = static_cast<int32_t>(genes.by_gene[out.indices[e]].first);
+      out.indices[e] = static_cast<int32_t>(by_gene[out.indices[e]].first);
   }
   out.cell_starts = std::move(starts);
   return checksum;
@@ -1356,8 +1425,9 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
         const Decoded d = decode_chunk(c);
         uint64_t checksum = 0;
         const int status = place_by_cell<int32_t, V>(
-            s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells, s64(genes.rank),
-            s64(genes.order), nnz_starts_[ci], Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
+            s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells,
+            c.rows_of(genes.rank), c.rows_of(genes.order), nnz_starts_[ci],
+            Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
             Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum, &scratch);
         check_placed(c, status);
         check_chunk_sum(c, checksum);

@@ -24,7 +24,7 @@ struct ReadVersion {
   int newest_minor;
   int file_sections_since;
 };
-constexpr ReadVersion kReadVersions[] = {{2, 1, 1}, {3, 0, 0}};
+constexpr ReadVersion kReadVersions[] = {{2, 1, 1}, {3, 1, 0}};  // 3.1: the feature `segments` (spec §5.5)
 
 // The entry of kReadVersions for `major`, nullptr when this reader does not read `major`.
 constexpr const ReadVersion* read_version(int major) {

@@ -3,7 +3,10 @@
 // by index, the whole matrix — as CSC arrays (genes x cells). Tiles are decoded by the tile codec's
 // batch API (tile.hpp) and whole chunks placed by the assemble kernels (assemble.hpp); formats 2 and
 // 3 differ here only in their stage ids, their chunks' count sections and the models built from them
-// (format 3: required features and a tile3::ChunkTables per chunk, spec §5.1.1, §6.4). Every rule of
+// (format 3: required features and a tile3::ChunkTables per chunk, spec §5.1.1, §6.4). A matrix with
+// the feature `segments` (format 3.1, spec §5.5) has gene tables per run of chunks: each chunk reads
+// its segment's rows of genes.order and genes.baseline, as a matrix of one segment reads them all,
+// so the kernels see a one-segment matrix per chunk and unsegmented files run as before. Every rule of
 // spec §9 the Python reader (scinrcodec/reader) applies
 // is applied here, at the same moment, with the same one-line message; failures are the typed
 // errors of errors.hpp, never undefined behaviour.
@@ -59,6 +62,8 @@ class MatrixReader {
   const std::string& mode() const { return mode_; }
   int64_t max_error() const { return max_error_; }
   int64_t n_chunks() const { return n_chunks_; }
+  // Segments (spec §5.5): 1 for a matrix without the feature.
+  int64_t n_segments() const { return static_cast<int64_t>(segment_chunks_.size()) - 1; }
   int major() const { return major_; }
   int minor() const { return minor_; }
   int64_t file_size() const { return source_->size(); }
@@ -143,6 +148,8 @@ class MatrixReader {
   void check_placed(const Chunk& c, int status) const;
   void check_chunk_sum(const Chunk& c, uint64_t checksum) const;
   std::unique_ptr<Chunk> load_chunk(int64_t i);
+  // segments.index (rules SG1, SG2) into segment_chunks_ and segment_rows_; one segment without it.
+  void parse_segments(int64_t n_segments);
   const Genes& genes_table();
   NameList global_names(const std::string& section);
   SectionTable file_sections();
@@ -151,7 +158,10 @@ class MatrixReader {
   // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.
   Decoded decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row, int64_t want_col,
                  const std::vector<uint8_t>& col_mask, const std::vector<uint8_t>* data = nullptr);
-  int64_t row_of_gene(int64_t gene);
+  // The segment of chunk ci, and gene's row in segment s (counted from the segment's first row), -1
+  // when the segment does not store it.
+  int64_t segment_of_chunk(int64_t ci) const;
+  int64_t stored_row(int64_t segment, int64_t gene);
   void check_index(int64_t i, int64_t n, const char* axis) const;
 
   std::shared_ptr<const ByteSource> source_;
@@ -167,6 +177,10 @@ class MatrixReader {
   SectionTable sections_;
   std::vector<uint64_t> chunk_index_;  // n_chunks x 6
   std::vector<int64_t> chunk_starts_, nnz_starts_;
+  // Segment s holds chunks segment_chunks_[s] .. segment_chunks_[s+1]-1 and rows segment_rows_[s] ..
+  // segment_rows_[s+1]-1 (K_s and R_s of spec §5.5); a matrix without the feature is one segment.
+  std::vector<int64_t> segment_chunks_, segment_rows_;
+  bool segmented_ = false;  // the matrix lists the feature `segments`
   std::mutex lock_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
   std::unique_ptr<Genes> genes_;
