@@ -63,6 +63,8 @@ def _summary(output, result: dict, seconds: float) -> str:
         line += f"\nparts:    {', '.join(result['parts'])}"
     if result.get("dropped"):
         line += f"\ndropped:  {', '.join(result['dropped'])}"
+    if result.get("segments"):
+        line += f"\ncopied:   {result['copied_chunks']:,} chunks, coded nothing again ({result['segments']} segments)"
     return line
 
 

@@ -177,7 +177,7 @@ def test_subset_by_names_in_their_order(parts, tmp_path):
 def test_cli_concat_and_subset(parts, tmp_path):
     folder, m, _, cells = parts
     run = sinr_cli("concat", folder / "a.sinr", folder / "b.sinr", "-o", tmp_path / "ab.sinr")
-    assert run.returncode == 0 and "wrote" in run.stdout, run.stderr
+    assert run.returncode == 0 and "wrote" in run.stdout and "copied:   8 chunks" in run.stdout, run.stderr
     (tmp_path / "cells.txt").write_text(f"{cells[3]}\n{cells[0]}\n")
     with sinr.open(folder / "a.sinr") as a:
         gene = a.gene_names[4]

@@ -149,6 +149,27 @@ def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
     assert_same_anndata(via_anndata(a[cells, genes].copy()), sinr.read_sinr(tmp_path / "cut.sinr"))
 
 
+def test_whole_anndata_files_that_keep_their_genes_concat_by_copying_every_count_matrix(rich, tmp_path):
+    """Files whose genes all stay (here the same genes in another order): X's counts, the count
+    layers and raw each become a matrix of two segments, their chunks copied, cells renamed."""
+    a, path = rich
+    b = a[:, ::-1].copy()
+    other = tmp_path / "b.sinr"
+    sinr.write_sinr(b, other, chunk_cells=32, **FAST)
+    out = tmp_path / "ab.sinr"
+    sinr.concat([path, other], out, label="sample", keys=["A", "B"], index_unique="-", uns_merge="same")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = anndata.concat([via_anndata(a), via_anndata(b)], label="sample", keys=["A", "B"],
+                                  index_unique="-", uns_merge="same")
+    assert_same_anndata(expected, sinr.read_sinr(out))
+    with sinr.open(out) as m:
+        names = m.matrix_names
+        assert len(names) >= 2 and all(m.matrix(n).n_segments == 2 for n in names)
+        assert m.cell_names == list(expected.obs_names)
+        m.verify()
+
+
 def _compression(path, dataset: str):
     import h5py
 

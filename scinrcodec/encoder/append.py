@@ -32,7 +32,7 @@ from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
     gene_statistics, summarise
 from .options import EncodeOptions
-from .segments import SegmentInput, write_segments
+from .segments import CopiedSegments, SegmentInput, write_segments
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
@@ -161,8 +161,8 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
         with MatrixReader(cells_file) as cells:
             same = np.arange(matrix.shape[0])
             fields = {f: getattr(matrix, f) for f in ("gene_ids", "gene_names", "feature_types")}
-            result = write_segments([SegmentInput(matrix, same, 0, None), SegmentInput(cells, same, matrix.shape[1], None)],
-                                    tmp, matrix.shape[0], fields, jobs=jobs, progress=progress)
+            parts = [SegmentInput(matrix, same, 0, None), SegmentInput(cells, same, matrix.shape[1], None)]
+            result = write_segments(CopiedSegments(parts, matrix.shape[0], fields, jobs), tmp, progress=progress)
     finally:
         cells_file.unlink(missing_ok=True)
     return {k: result[k] for k in ("bytes", "shape", "nnz", "chunks")}

@@ -30,6 +30,7 @@ from .driver import MATRIX_NAME, chunk_index_section, finish_file, summarise
 from .options import EncodeOptions
 
 MAJOR = 3  # segments are a feature of format 3
+SEGMENTS_MINOR = FEATURE_MINORS[SEGMENTS]  # the minor version a file of segments is written as
 # zstd level of the combined gene tables: ten 6e6 files' (400 kB) take 0.36 s at the usual 19 and
 # 0.03 s at 12, for 17 kB more (0.04% of the file)
 GENE_TABLE_LEVEL = 12
@@ -56,6 +57,8 @@ def can_copy(matrices: list[MatrixReader], columns: list[np.ndarray]) -> str | N
             return f"{m.source} is of format {m.version[0]}.{m.version[1]}"
         if (index.mode, index.max_error) != (first.mode, first.max_error):
             return f"{m.source} is coded in mode {index.mode!r}, the first file in {first.mode!r}"
+        if index.has_cell_names != first.has_cell_names:
+            return f"{m.source} {'has' if index.has_cell_names else 'lacks'} cell names, unlike the first file"
         if np.any(column[stored_genes(index)] < 0):
             return f"the output drops genes that {m.source} stores"
     return None
@@ -106,50 +109,98 @@ def _renamed(header: dict, body: bytes, names: list[str]) -> bytes:
     return b"".join(pieces)
 
 
-def write_segments(parts: list[SegmentInput], tmp: Path, n_genes: int, fields: dict, *, jobs: int | None = None,
-                   progress: bool = False) -> dict:
-    """Write to `tmp` one matrix of `n_genes` genes holding every chunk of `parts` in order, each
-    input's segments kept as segments of the output (their gene order mapped through the input's
-    `columns`). `fields` are the output's gene_ids, gene_names and feature_types. Returns sizes."""
-    n_jobs = EncodeOptions(jobs=jobs).n_jobs
-    bar = Progress(progress, sum(p.matrix.index.nnz for p in parts), "combining", "nonzeros")
-    index_rows, segment_rows, orders, terms = [], [], [], []
+@dataclass
+class CopiedSegments:
+    """A matrix made of its inputs' chunks, each input's segments kept as segments of it (their
+    gene order mapped through the input's `columns`): what a whole-file writer writes in place of
+    a source to encode (write_into). `fields` are its gene_ids, gene_names and feature_types."""
+
+    parts: list[SegmentInput]
+    n_genes: int
+    fields: dict
+    jobs: int | None = None
+
+    @property
+    def nnz(self) -> int:
+        return sum(p.matrix.index.nnz for p in self.parts)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_genes, sum(p.matrix.shape[1] for p in self.parts)
+
+    # the names it will hold, as a source's (a whole-file plan takes obs and var names from them)
+    @property
+    def has_cell_names(self) -> bool:
+        return self.parts[0].matrix.index.has_cell_names
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """The names of cells start..stop-1 as the matrix will hold them (None: it holds none)."""
+        if not self.has_cell_names:
+            return None
+        return [n for p in self.parts for n in (p.matrix.cell_names if p.cell_names is None else p.cell_names)][start:stop]
+
+    @property
+    def gene_ids(self) -> list[str] | None:
+        return self.fields["gene_ids"]
+
+    @property
+    def gene_names(self) -> list[str] | None:
+        return self.fields["gene_names"]
+
+    def write_into(self, writer: ContainerWriter, progress: Progress, *, name: str = MATRIX_NAME) -> dict:
+        """Write every chunk, then the matrix's sections; return its footer entry."""
+        n_jobs = EncodeOptions(jobs=self.jobs).n_jobs
+        index_rows, segment_rows, orders, terms = [], [], [], []
+
+        def write(done) -> None:
+            header, body, n_cells, nnz = done.result()
+            offset = writer.block(header)
+            writer.block(body)
+            index_rows.append([offset, len(header), crc32(header), len(header) + len(body), n_cells, nnz])
+            progress.update(nnz)
+
+        pending: deque = deque()
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            for part in self.parts:
+                index = part.matrix.index
+                if not index.n_chunks:  # no cells: no segment, and no rows
+                    continue
+                orders.append(part.columns[stored_genes(index)])
+                terms.append(index.sections.get("genes.baseline"))
+                segment_rows += _segments(index)
+                source = part.matrix.byte_source
+                for chunk in range(index.n_chunks):
+                    offset, length = int(index.chunk_index[chunk, 0]), int(index.chunk_index[chunk, 3])
+                    block = bytes(source.read(offset, length))
+                    pending.append(pool.submit(_relabelled_chunk, part, chunk, block))
+                    while len(pending) > n_jobs:
+                        write(pending.popleft())
+            while pending:
+                write(pending.popleft())
+        return _matrix_entry(self.parts, writer, name, self.n_genes, self.fields, index_rows, segment_rows,
+                             np.concatenate(orders), np.concatenate(terms))
+
+
+def copyable(pieces: list, format_version: int) -> bool:
+    """Whether pieces (encoder.combine.Piece: whole input matrices with their gene maps) can be
+    combined by copying their chunks into segments: a format-3 output holding cells, of inputs
+    that can_copy allows."""
+    return format_version == MAJOR and all(p.cells is None for p in pieces) \
+        and sum(p.n_cells for p in pieces) > 0 and can_copy([p.matrix for p in pieces], [p.columns for p in pieces]) is None
+
+
+def write_segments(matrix: CopiedSegments, tmp: Path, *, progress: bool = False) -> dict:
+    """Write to `tmp` a file of one matrix, `matrix`. Returns sizes."""
+    bar = Progress(progress, matrix.nnz, "combining", "nonzeros")
     try:
         with open(tmp, "wb") as stream:
-            writer = ContainerWriter(stream, version=write_version(MAJOR, feature_minor=FEATURE_MINORS[SEGMENTS]))
-
-            def write(done) -> None:
-                header, body, n_cells, nnz = done.result()
-                offset = writer.block(header)
-                writer.block(body)
-                index_rows.append([offset, len(header), crc32(header), len(header) + len(body), n_cells, nnz])
-                bar.update(nnz)
-
-            pending: deque = deque()
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                for part in parts:
-                    index = part.matrix.index
-                    if not index.n_chunks:  # no cells: no segment, and no rows
-                        continue
-                    orders.append(part.columns[stored_genes(index)])
-                    terms.append(index.sections.get("genes.baseline"))
-                    segment_rows += _segments(index)
-                    source = part.matrix.byte_source
-                    for chunk in range(index.n_chunks):
-                        offset, length = int(index.chunk_index[chunk, 0]), int(index.chunk_index[chunk, 3])
-                        block = bytes(source.read(offset, length))
-                        pending.append(pool.submit(_relabelled_chunk, part, chunk, block))
-                        while len(pending) > n_jobs:
-                            write(pending.popleft())
-                while pending:
-                    write(pending.popleft())
-            entry = _matrix_entry(parts, writer, n_genes, fields, index_rows, segment_rows, np.concatenate(orders),
-                                  np.concatenate(terms))
+            writer = ContainerWriter(stream, version=write_version(MAJOR, feature_minor=SEGMENTS_MINOR))
+            entry = matrix.write_into(writer, bar)
             size = finish_file(writer, [entry])
     finally:
         bar.close()
-    return {"bytes": size, "shape": tuple(entry["shape"]), "nnz": entry["nnz"], "chunks": len(index_rows),
-            "segments": len(segment_rows), "copied_chunks": len(index_rows)}
+    return {"bytes": size, "shape": tuple(entry["shape"]), "nnz": entry["nnz"], "chunks": entry["n_chunks"],
+            "segments": entry["n_segments"], "copied_chunks": entry["n_chunks"]}
 
 
 def _names_section(matrix: MatrixReader, field: str, values: list[str]) -> bytes:
@@ -161,7 +212,7 @@ def _names_section(matrix: MatrixReader, field: str, values: list[str]) -> bytes
     return MATRIX_SECTIONS[f"names.{field}"].pack(values)
 
 
-def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, n_genes: int, fields: dict,
+def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str, n_genes: int, fields: dict,
                   index_rows: list, segment_rows: list, order: np.ndarray, terms: np.ndarray) -> dict:
     """The output matrix's footer entry, its gene tables, chunk index and segment index written."""
     first = parts[0].matrix.index
@@ -177,7 +228,7 @@ def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, n_genes: i
         np.asarray(segment_rows, np.uint64).ravel())))
     nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in index_rows)
     return {
-        "name": MATRIX_NAME, **MATRIX_KEYS[MAJOR], "required_features": [SEGMENTS],
+        "name": name, **MATRIX_KEYS[MAJOR], "required_features": [SEGMENTS],
         "shape": [n_genes, sum(p.matrix.shape[1] for p in parts)], "nnz": nnz, "mode": first.mode,
         "stages": first.header["stages"], "n_stored_genes": int(order.size), "n_chunks": len(index_rows),
         "n_segments": len(segment_rows), "gene_names_are_ids": bool(names_are_ids),

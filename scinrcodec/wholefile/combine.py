@@ -25,7 +25,7 @@ from ..encoder.append import extend_into
 from ..encoder.combine import Piece, PiecesSource, gene_fields, joined_genes, unique_cell_names
 from ..encoder.driver import encode
 from ..encoder.options import EncodeOptions
-from ..encoder.segments import MAJOR as SEGMENTS_MAJOR, SegmentInput, can_copy, write_segments
+from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
 from ..io.dtypes import anndata_dtype
@@ -115,14 +115,10 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
                               [m.source for m in matrices]) if all(named) else None
     first = matrices[0]
     pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, maps)]
-    if format_version == SEGMENTS_MAJOR and sum(m.shape[1] for m in matrices) \
-            and can_copy(matrices, [p.columns for p in pieces]) is None:  # every input's chunks copied
-        starts = np.concatenate([[0], np.cumsum([m.shape[1] for m in matrices])]).tolist()
-        parts = [SegmentInput(m, p.columns, start, names[start: start + m.shape[1]]
-                              if names is not None and index_unique is not None else None)
-                 for m, p, start in zip(matrices, pieces, starts)]
+    if copyable(pieces, format_version):  # every input's chunks copied into a segment
+        copied = _copied(pieces, len(genes), fields, names if index_unique is not None else None, jobs)
         with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
-            return write_segments(parts, tmp, len(genes), fields, jobs=jobs, progress=progress)
+            return write_segments(copied, tmp, progress=progress)
     same = (index_unique is None and first.mode == "lossless" and first.version[0] == format_version
             and first.n_segments == 1
             and np.array_equal(maps[0], np.arange(first.shape[0])) and all(fields[f] == getattr(first, f) for f in fields))
@@ -138,6 +134,16 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
                           description="concat")
     return {**encode(source, output, force=force, **_options(first, format_version, jobs, progress)),
             "copied_chunks": 0}
+
+
+def _copied(pieces: list[Piece], n_genes: int, fields: dict, names: list[str] | None,
+            jobs: int | None) -> CopiedSegments:
+    """The matrix of whole pieces (copyable) combined by copying their chunks; `names`: the cells'
+    new names where they change (None: each input's own)."""
+    starts = np.concatenate([[0], np.cumsum([p.n_cells for p in pieces])]).tolist()
+    return CopiedSegments([SegmentInput(p.matrix, p.columns, start, None if names is None else
+                                        names[start: start + p.n_cells]) for p, start in zip(pieces, starts)],
+                          n_genes, fields, jobs)
 
 
 def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, genes=None,  # noqa: A002
@@ -259,8 +265,11 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
                    jobs: int | None, progress: bool, format_version: int) -> dict:
     """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
     dtype, format)) as a whole-AnnData .sinr file."""
+    cell_names = [str(n) for n in adata.obs_names]
+    copied = {path: pieces for path, (pieces, _, _) in counts.items() if copyable(pieces, format_version)}
+
     class Parts(MemoryParts):
-        """The AnnData's parts, its count matrices read from the pieces."""
+        """The AnnData's parts, its count matrices read from the pieces (or copied from them)."""
 
         def format(self, path: str) -> str | None:
             return counts[path][2] if path in counts else super().format(path)
@@ -273,9 +282,14 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
                 return super().source(path)
             var = self.adata.raw.var if path == "raw/X" else self.adata.var
             names = cells_by_genes_source(sp.csr_matrix((0, var.shape[0])), var, [], path)
+            if path in copied:
+                pieces = copied[path]
+                fields = {f: getattr(names, f) for f in ("gene_ids", "gene_names", "feature_types")}
+                renamed = cell_names != [n for p in pieces for n in p.matrix.cell_names or ()]
+                return _copied(pieces, var.shape[0], fields, cell_names if renamed else None, jobs)
             return PiecesSource(counts[path][0], names.gene_ids, names.gene_names, names.feature_types,
-                                [str(n) for n in self.adata.obs_names], description=path)
+                                cell_names, description=path)
 
     opts = checked_options(_options(first, format_version, jobs, progress))
     plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
-    return write_plan(plan, output, opts, force=force, inputs=inputs)
+    return write_plan(plan, output, opts, force=force, inputs=inputs, feature_minor=SEGMENTS_MINOR if copied else 0)

@@ -9,6 +9,7 @@ from typing import Iterable
 
 from ..encoder.driver import finish_file, write_matrix
 from ..encoder.options import EncodeOptions
+from ..encoder.segments import CopiedSegments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
 from ..io.h5ad_output import input_compression
@@ -88,17 +89,23 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
 
 
 def write_plan(plan: Plan, output: str | os.PathLike, opts: EncodeOptions, *, force: bool, inputs: list,
-               client=None) -> dict:
-    """Write what a plan says (its matrices encoded, its element images stored) to `output`."""
+               client=None, feature_minor: int = 0) -> dict:
+    """Write what a plan says (its matrices encoded, or copied where a plan's source is
+    CopiedSegments, its element images stored) to `output`; `feature_minor` is the minor version
+    the copied matrices' features need."""
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
-        writer = ContainerWriter(stream, version=write_version(opts.format_version, file_sections=True))
+        writer = ContainerWriter(stream, version=write_version(opts.format_version, file_sections=True,
+                                                               feature_minor=feature_minor))
         matrices = []
         for item, entry in zip(plan.matrices, plan.contents["matrices"]):
             matrix_source = item.open()
-            progress = Progress(opts.progress, 2 * matrix_source.nnz if matrix_source.nnz is not None else None,
-                                f"encoding {item.element}", "nonzeros")
+            copied = isinstance(matrix_source, CopiedSegments)  # one pass over its chunks, not two
+            progress = Progress(opts.progress, (1 if copied else 2) * matrix_source.nnz
+                                if matrix_source.nnz is not None else None,
+                                f"{'copying' if copied else 'encoding'} {item.element}", "nonzeros")
             try:
-                matrices.append(write_matrix(writer, matrix_source, opts, name=entry["matrix"], progress=progress,
+                matrices.append(matrix_source.write_into(writer, progress, name=entry["matrix"]) if copied else
+                                write_matrix(writer, matrix_source, opts, name=entry["matrix"], progress=progress,
                                              client=client))
             finally:
                 progress.close()
