@@ -130,9 +130,10 @@ def test_names_and_orientation_of_the_matrix_object(plain):
         assert (m.T.to_scipy() != a.X).nnz == 0 and m.T.T is m
 
 
-def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
+def concat_as_anndata_does(rich, b, tmp_path):
+    """The rich file and `b` written beside it, combined by sinr.concat with a label, keys, unique
+    names and uns merged; the output (checked equal to anndata.concat's) and what anndata made."""
     a, path = rich
-    b = a[:, 10:].copy()
     other = tmp_path / "b.sinr"
     sinr.write_sinr(b, other, chunk_cells=32, **FAST)
     out = tmp_path / "ab.sinr"
@@ -142,6 +143,12 @@ def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
         expected = anndata.concat([via_anndata(a), via_anndata(b)], label="sample", keys=["A", "B"],
                                   index_unique="-", uns_merge="same")
     assert_same_anndata(expected, sinr.read_sinr(out))
+    return out, expected
+
+
+def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
+    a, path = rich
+    out, _ = concat_as_anndata_does(rich, a[:, 10:].copy(), tmp_path)
     with sinr.open(out) as m:
         assert m.name == "layers/counts" and m.n_chunks == 6  # each file's cells in their own chunks
     cells, genes = list(a.obs_names[[40, 3, 17]]), list(a.var_names[5:25])
@@ -152,17 +159,7 @@ def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
 def test_whole_anndata_files_that_keep_their_genes_concat_by_copying_every_count_matrix(rich, tmp_path):
     """Files whose genes all stay (here the same genes in another order): X's counts, the count
     layers and raw each become a matrix of two segments, their chunks copied, cells renamed."""
-    a, path = rich
-    b = a[:, ::-1].copy()
-    other = tmp_path / "b.sinr"
-    sinr.write_sinr(b, other, chunk_cells=32, **FAST)
-    out = tmp_path / "ab.sinr"
-    sinr.concat([path, other], out, label="sample", keys=["A", "B"], index_unique="-", uns_merge="same")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = anndata.concat([via_anndata(a), via_anndata(b)], label="sample", keys=["A", "B"],
-                                  index_unique="-", uns_merge="same")
-    assert_same_anndata(expected, sinr.read_sinr(out))
+    out, expected = concat_as_anndata_does(rich, rich[0][:, ::-1].copy(), tmp_path)
     with sinr.open(out) as m:
         names = m.matrix_names
         assert len(names) >= 2 and all(m.matrix(n).n_segments == 2 for n in names)
