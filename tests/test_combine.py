@@ -78,6 +78,19 @@ def test_concat_aligns_genes_by_id(parts, tmp_path, join):
     assert result["copied_chunks"] == (3 if join == "inner" else 7)
 
 
+def test_concat_with_a_file_without_cells_gives_it_no_segment(parts, tmp_path):
+    folder, m, ids, cells = parts
+    with sinr.open(folder / "a.sinr") as a:
+        names = a.gene_names
+    sinr.encode(sinr.CountMatrix(sp.csr_matrix((len(ids), 0), dtype=np.int64), ids, names, []), tmp_path / "e.sinr")
+    result = sinr.concat([folder / "a.sinr", tmp_path / "e.sinr", folder / "b.sinr"], tmp_path / "aeb.sinr")
+    assert result["segments"] == 2
+    with sinr.open(tmp_path / "aeb.sinr") as back:
+        assert (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
+    result = sinr.concat([tmp_path / "e.sinr", tmp_path / "e.sinr"], tmp_path / "ee.sinr")
+    assert result["shape"] == (len(ids), 0) and "segments" not in result  # no chunk: nothing to copy
+
+
 def test_append_to_a_file_of_segments_adds_a_segment(parts, tmp_path):
     """Cells appended to what concat wrote become one more segment, coded against their own genes."""
     folder, m, ids, cells = parts
