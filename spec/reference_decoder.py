@@ -700,9 +700,9 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
     if segmented:
         require(int_in(n_segments, 1, n_chunks), "SG1",
                 f"n_segments {n_segments!r} is not an int 1 .. n_chunks ({n_chunks})")
-        require(int_in(S, 0, n_segments * n_genes), "SG1",
-                f"n_stored_genes {S!r} is not an int 0 .. n_segments * n_genes")
-    else:
+        require(int_in(S, 0, min(n_segments * n_genes, 2**31 - 1)), "SG1",
+                f"n_stored_genes {S!r} is not an int 0 .. min(n_segments * n_genes, 2**31 - 1)")
+    elif major == 3:  # a version 2 reader ignores keys it does not know (§11.2)
         require("n_segments" not in mm, "SG1",
                 "n_segments is present but required_features does not list 'segments'")
     gnai, hcn = mm.get("gene_names_are_ids"), mm.get("has_cell_names")
@@ -715,14 +715,15 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
     require("stats" not in mm or isinstance(mm["stats"], dict), "§5.1", "stats is not a map")
 
     sections = parse_section_table(mm.get("sections"), 0, 16, F, "M9", "matrix")  # M9
-    for s in sections:  # M10 (unknown names: §11.2)
-        require(s in MATRIX_SECTIONS or minor > READER_MINOR[major], "M10",
+    for s in sections:  # M10 (unknown names: §11.2; segments.index is version 3's)
+        known = s in MATRIX_SECTIONS and (major == 3 or s != "segments.index")
+        require(known or minor > READER_MINOR[major], "M10",
                 f"unknown matrix section {s!r} in a file of format {major}.{minor}")
     for s in ("genes.order", "genes.baseline", "chunks.index"):
         require(s in sections, "M10", f"missing section {s!r}")
     if segmented:  # SG1: segments.index exactly with the feature
         require("segments.index" in sections, "SG1", "missing section 'segments.index'")
-    else:
+    elif major == 3:
         require("segments.index" not in sections, "SG1", "section 'segments.index' is present "
                                                          "but required_features does not list "
                                                          "'segments'")

@@ -89,6 +89,17 @@ def test_concat_with_a_file_without_cells_gives_it_no_segment(parts, tmp_path):
         assert (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
     result = sinr.concat([tmp_path / "e.sinr", tmp_path / "e.sinr"], tmp_path / "ee.sinr")
     assert result["shape"] == (len(ids), 0) and "segments" not in result  # no chunk: nothing to copy
+    # a file of one segment that lists the feature: appending adds a segment, combining recodes
+    assert sinr.concat([folder / "a.sinr", tmp_path / "e.sinr"], tmp_path / "ae.sinr")["segments"] == 1
+    sinr.append(tmp_path / "ae.sinr", sinr.CountMatrix(m[:, 200:450], ids, names, cells[200:450]))
+    sinr.encode(sinr.CountMatrix(m[:, 450:], ids, names, cells[450:]), tmp_path / "c_max.sinr", mode="max-error",
+                max_error=1, **FAST)
+    sinr.concat([tmp_path / "ae.sinr", tmp_path / "c_max.sinr"], tmp_path / "mixed.sinr")
+    with sinr.open(tmp_path / "ae.sinr") as back:
+        assert back.n_segments == 2 and (back.to_scipy() != m[:, :450]).nnz == 0
+    with sinr.open(tmp_path / "mixed.sinr") as back:
+        assert back.n_segments == 1 and (back.to_scipy()[:, :450] != m[:, :450]).nnz == 0
+        assert abs(back.to_scipy()[:, 450:] - m[:, 450:]).max() <= 1
 
 
 def test_append_to_a_file_of_segments_adds_a_segment(parts, tmp_path):

@@ -1030,6 +1030,11 @@ def test_segments_rules():
     assert matrix(lambda m: m.update(required_features=[], n_stored_genes=3) or m.pop("n_segments")) == "SG1"
     plain = version3(read_vector("chunks_many"))
     assert version3_rule(plain, footer_hook=lambda fm: fm["matrices"][0].update(n_segments=5)) == "SG1"
+    # a version 2 file knows no segments: the key is ignored (§11.2), the section an unknown one (M10)
+    v2 = Layout(read_vector("chunks_many"))
+    assert rule_of(v2.build(footer_hook=lambda fm: fm["matrices"][0].update(n_segments=5))) is None
+    v2.matrix_sections["segments.index"] = zarr(np.array([len(v2.chunks), 3]), "<u8")
+    assert rule_of(v2.build()) == "M10"
     # SG2: the size of segments.index, S_s <= n_genes
     index = unz(L.matrix_sections["segments.index"], "<u8").reshape(-1, 2)
     L.matrix_sections["segments.index"] = zarr(index[:-1], "<u8")

@@ -32,7 +32,7 @@ from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
     gene_statistics, summarise
 from .options import EncodeOptions
-from .segments import CopiedSegments, SegmentInput, write_segments
+from .segments import CopiedSegments, SegmentInput, can_copy, write_segments
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
@@ -91,8 +91,8 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
         with atomic_path(path, force=True, mode=stat.S_IMODE(os.fstat(locked).st_mode)) as tmp:
-            result = extend_into(matrix, new, tmp, jobs=jobs, progress=progress) if matrix.n_segments == 1 else \
-                _append_segment(matrix, new, tmp, jobs=jobs, progress=progress)
+            result = _append_segment(matrix, new, tmp, jobs=jobs, progress=progress) if matrix.index.segmented \
+                else extend_into(matrix, new, tmp, jobs=jobs, progress=progress)
             if not os.path.samestat(os.stat(path), os.fstat(locked)):  # a writer that takes no lock replaced it
                 raise FileChangedError(f"{path}: was replaced by another process while cells were appended; "
                                        "it is left as that process wrote it")
@@ -152,14 +152,18 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
     """A file of several segments (spec §5.5) gains its new cells as one more segment: they are
     encoded as a file of their own (beside `tmp`, with the file's recorded options), whose chunks
     are then copied after the file's (encoder.segments)."""
-    options = EncodeOptions.from_recorded(matrix.index.options, jobs=jobs, progress=progress,
-                                          format_version=matrix.version[0])
+    index = matrix.index
+    recorded = {**index.options, "mode": index.mode, "max_error": index.max_error}  # as coded, whatever recorded
+    options = EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress, format_version=matrix.version[0])
+    same = np.arange(matrix.shape[0])
+    refused = can_copy([matrix], [same])
+    if refused is not None:
+        raise InvalidInputError(f"cannot append to {matrix.source}: {refused}")
     cells_file = tmp.with_name(tmp.name + ".cells")
     try:
         with open(cells_file, "wb") as stream:
             encode_stream(new, stream, options)
         with MatrixReader(cells_file) as cells:
-            same = np.arange(matrix.shape[0])
             fields = {f: getattr(matrix, f) for f in ("gene_ids", "gene_names", "feature_types")}
             parts = [SegmentInput(matrix, same, 0, None), SegmentInput(cells, same, matrix.shape[1], None)]
             result = write_segments(CopiedSegments(parts, matrix.shape[0], fields, jobs), tmp, progress=progress)

@@ -4,9 +4,10 @@ the output (spec §5.5, §12.8), their blocks copied byte for byte.
 A chunk's tiles are coded against its file's gene order and gene terms, which a segment keeps
 (mapped to the output's gene indices). Only the chunk header changes: its content checksum covers
 original gene and file-wide cell indices (spec §6.6), which move, so each chunk is decoded once
-(this also verifies it) and the checksum computed anew; cells.names is rewritten when names are
-made unique. Chunks are processed by `jobs` threads, a few at a time, so memory holds about one
-decoded chunk per job whatever the inputs' sizes.
+(this also verifies it) and the checksum computed anew, and the copied bytes are checked against
+the CRCs of the header the reader checked; cells.names is rewritten when names are made unique.
+Chunks are processed by `jobs` threads, a few at a time, so memory holds about one decoded chunk
+per job (besides each input's parsed chunk headers) whatever the inputs' sizes.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from ..limits import MAX_CHUNK_HEADER_BYTES
 from ..progress import Progress
 from ..reader.assemble import decode_chunk
 from ..reader.matrix import MatrixReader
-from ..storage.container import ContainerWriter, crc32, is_newer_minor, pack_header, unpack_header, write_version
+from ..storage.container import ContainerWriter, crc32, crc32_ranges, is_newer_minor, pack_header, unpack_header, \
+    write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
 from .driver import MATRIX_NAME, chunk_index_section, finish_file, summarise
 from .options import EncodeOptions
@@ -80,16 +82,23 @@ def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[byt
     under the output's."""
     index = part.matrix.index
     loaded = index.chunk(chunk)
+    what = f"{index.what}: chunk {chunk}"
     header_length = int(index.chunk_index[chunk, CHUNK_INDEX_FIELDS.index("header_length")])
-    header = unpack_header(block[:header_length], MAX_CHUNK_HEADER_BYTES, what=f"{index.what}: chunk {chunk} header")
+    if crc32(block[:header_length]) != int(index.chunk_index[chunk, CHUNK_INDEX_FIELDS.index("header_crc32")]):
+        raise CorruptFileError(f"{what}: header checksum mismatch (file is corrupt or changed)")
+    header = unpack_header(block[:header_length], MAX_CHUNK_HEADER_BYTES, what=f"{what} header")
     body = block[header_length:]
+    table = header["sections"]  # the header the reader checked (same bytes): its ranges lie in the body
+    crcs = crc32_ranges(body, np.array([e[1] for e in table]), np.array([e[2] for e in table]))
+    bad = [e[0] for e, crc in zip(table, crcs.tolist()) if crc != e[3]]
+    if bad:  # what is copied is what was verified, even if the file changed since it was decoded
+        raise CorruptFileError(f"{what}: checksum mismatch in section {bad[0]!r} (file is corrupt or changed)")
     rows, cols, values = decode_chunk(index, loaded)  # rows from the segment's first, columns file-wide
     first, n_cells = loaded.first_cell, loaded.n_cells
     cols -= first
     genes, cells = index.segment_genes(loaded.segment), index.cell_original[first: first + n_cells]
     if int(mapped_checksum(rows, cols, values, genes, cells)) != loaded.checksum:
-        raise CorruptFileError(f"{index.what}: chunk {chunk} decodes to content that fails its checksum "
-                               "(file is corrupt)")
+        raise CorruptFileError(f"{what}: decodes to content that fails its checksum (file is corrupt)")
     header["checksum"] = int(mapped_checksum(rows, cols, values, part.columns[genes], cells + part.first_cell))
     if part.cell_names is not None:  # names made unique (cells.names is present: has_cell_names)
         body = _renamed(header, body, part.cell_names[first: first + n_cells])

@@ -174,7 +174,7 @@ class MatrixIndex:
         if not self.segmented and self.major >= 3 and "n_segments" in header:
             raise CorruptFileError(f"{what}: field 'n_segments' without the feature 'segments'")  # SG1
         self.n_segments = _int(header, "n_segments", 1, self.n_chunks, what) if self.segmented else 1  # SG1
-        self.n_stored = _int(header, "n_stored_genes", 0, self.n_segments * self.n_genes, what)  # M6, SG1
+        self.n_stored = _int(header, "n_stored_genes", 0, min(self.n_segments * self.n_genes, MAX_DIMENSION), what)  # M6, SG1
         names_are_ids = header.get("gene_names_are_ids")
         if not isinstance(names_are_ids, bool):
             raise CorruptFileError(f"{what}: field 'gene_names_are_ids' is missing or not a boolean")
@@ -301,7 +301,8 @@ class MatrixIndex:
     def gene_rows(self, genes: np.ndarray, segment: int | np.ndarray = 0) -> np.ndarray:
         """Row of each original gene index in `segment`: in a matrix of one segment its row in the
         file's gene order (spec §5.3.2: unstored genes follow the stored rows); in a segmented one
-        its row among the segment's rows, or -1 where the segment does not store it (§5.5)."""
+        its row in the matrix's rows (the segment's first row plus its row in the segment), or -1
+        where the segment does not store it (§5.5)."""
         tables = self.gene_tables()
         if tables is not None:
             return tables[0][genes]

@@ -120,7 +120,7 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
         with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
             return write_segments(copied, tmp, progress=progress)
     same = (index_unique is None and first.mode == "lossless" and first.version[0] == format_version
-            and first.n_segments == 1
+            and not first.index.segmented
             and np.array_equal(maps[0], np.arange(first.shape[0])) and all(fields[f] == getattr(first, f) for f in fields))
     n_first = first.shape[1]
     if same:  # the first file's chunks are copied, the other files' cells encoded after them
@@ -285,7 +285,8 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
             if path in copied:
                 pieces = copied[path]
                 fields = {f: getattr(names, f) for f in ("gene_ids", "gene_names", "feature_types")}
-                renamed = cell_names != [n for p in pieces for n in p.matrix.cell_names or ()]
+                renamed = pieces[0].matrix.index.has_cell_names \
+                    and cell_names != [n for p in pieces for n in p.matrix.cell_names]
                 return _copied(pieces, var.shape[0], fields, cell_names if renamed else None, jobs)
             return PiecesSource(counts[path][0], names.gene_ids, names.gene_names, names.feature_types,
                                 cell_names, description=path)

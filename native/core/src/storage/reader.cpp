@@ -370,8 +370,9 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   if (!segmented_ && major_ >= 3 && header.get("n_segments"))  // SG1
     throw CorruptFileError(what + ": field 'n_segments' without the feature 'segments'");
   const int64_t n_segments = segmented_ ? field_int(header, "n_segments", 1, n_chunks_, what) : 1;
-  // M6, SG1: with segments, every segment may store every gene
-  n_stored_ = field_int(header, "n_stored_genes", 0, static_cast<uint64_t>(n_genes_) * n_segments, what);
+  // M6, SG1: with segments, every segment may store every gene, 2^31 - 1 rows at most
+  n_stored_ = field_int(header, "n_stored_genes", 0,
+                        std::min<uint64_t>(static_cast<uint64_t>(n_genes_) * n_segments, kMaxDimension), what);
   for (const char* key : {"gene_names_are_ids", "has_cell_names"}) {
     const Value* v = header.get(key);
     if (!v || v->type != Value::kBool)
