@@ -137,7 +137,8 @@ def _concat(args: argparse.Namespace) -> None:
     keys = args.keys.split(",") if args.keys else None
     result = concat(args.inputs, args.output, join=args.join, label=args.label, keys=keys,
                     index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
-                    jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(), format_version=args.format_version)
+                    jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(), format_version=args.format_version,
+                    recode=args.recode)
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
@@ -351,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="anndata's rule for var columns and varm of whole AnnData files (default: dropped)")
     cat.add_argument("--uns-merge", choices=MERGE_RULES,
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
+    cat.add_argument("--recode", action="store_true",
+                     help="code every cell again (one gene order, bands sized for the whole: faster gene reads) "
+                          "instead of copying each file's chunks into a segment")
     _run_options(cat)
     _format_option(cat)
     cat.set_defaults(run=_concat)

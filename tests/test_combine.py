@@ -47,6 +47,10 @@ def test_concat_of_format_3_files_copies_every_chunk_into_a_segment_each(parts, 
         assert back.gene_ids == ids
         back.verify()
     assert chunk_bodies(out) == chunk_bodies(folder / "a.sinr") + chunk_bodies(folder / "b.sinr")
+    result = sinr.concat([folder / "a.sinr", folder / "b.sinr"], tmp_path / "re.sinr", recode=True)
+    assert result["copied_chunks"] == 0 and "segments" not in result
+    with sinr.open(tmp_path / "re.sinr") as back:
+        assert back.n_segments == 1 and (back.to_scipy() != m[:, :450]).nnz == 0 and back.cell_names == cells[:450]
 
 
 def test_concat_copies_chunks_from_the_file_it_opened_whatever_its_source(parts, tmp_path):
@@ -202,6 +206,8 @@ def test_cli_concat_and_subset(parts, tmp_path):
     folder, m, _, cells = parts
     run = sinr_cli("concat", folder / "a.sinr", folder / "b.sinr", "-o", tmp_path / "ab.sinr")
     assert run.returncode == 0 and "wrote" in run.stdout and "copied:   8 chunks" in run.stdout, run.stderr
+    run = sinr_cli("concat", folder / "a.sinr", folder / "b.sinr", "-o", tmp_path / "ab_re.sinr", "--recode")
+    assert run.returncode == 0 and "wrote" in run.stdout and "copied" not in run.stdout, run.stderr
     (tmp_path / "cells.txt").write_text(f"{cells[3]}\n{cells[0]}\n")
     with sinr.open(folder / "a.sinr") as a:
         gene = a.gene_names[4]

@@ -69,10 +69,13 @@ def _options(m: SinrMatrix, format_version: int, jobs: int | None, progress: boo
 def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, join: str = "inner",
            label: str | None = None, keys: Sequence[str] | None = None, index_unique: str | None = None,
            merge: str | None = None, uns_merge: str | None = None, force: bool = False, jobs: int | None = None,
-           progress: bool = False, format_version: int = DEFAULT_MAJOR) -> dict:
+           progress: bool = False, format_version: int = DEFAULT_MAJOR, recode: bool = False) -> dict:
     """The cells of several .sinr files in one new file (see the module docstring), of format
     `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
-    default '0', '1', ...); merge and uns_merge are anndata.concat's. Returns sizes and names."""
+    default '0', '1', ...); merge and uns_merge are anndata.concat's. recode=True codes every cell
+    again (one gene order, bands sized for the whole) rather than copying each file's chunks into
+    a segment: slower, but gene reads then cost what they cost in a file encoded whole. Returns
+    sizes and names."""
     inputs = list(inputs)
     if len(inputs) < 2:
         raise InvalidInputError("concat needs at least two .sinr files")
@@ -87,20 +90,20 @@ def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, jo
     try:
         if label is None and merge is None and uns_merge is None and all(_is_plain(m) for m in matrices):
             return _concat_plain(matrices, output, join=join, keys=keys, index_unique=index_unique, force=force,
-                                 jobs=jobs, progress=progress, format_version=format_version)
+                                 jobs=jobs, progress=progress, format_version=format_version, recode=recode)
         skeletons = [_skeleton(m) for m in matrices]
         combined = _anndata_concat([s for s, _ in skeletons], join=join, label=label, keys=keys,
                                    index_unique=index_unique, merge=merge, uns_merge=uns_merge)
         counts = _combined_counts(combined, skeletons, matrices)
         return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
-                              progress=progress, format_version=format_version)
+                              progress=progress, format_version=format_version, recode=recode)
     finally:
         for m in matrices:
             m.close()
 
 
 def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_unique, force: bool,
-                  jobs: int | None, progress: bool, format_version: int) -> dict:
+                  jobs: int | None, progress: bool, format_version: int, recode: bool) -> dict:
     named = [m.cell_names is not None for m in matrices]
     if any(named) != all(named):
         raise InvalidInputError(f"{matrices[named.index(False)].source}: has no cell names, unlike "
@@ -115,11 +118,11 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
                               [m.source for m in matrices]) if all(named) else None
     first = matrices[0]
     pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, maps)]
-    if copyable(pieces, format_version):  # every input's chunks copied into a segment
+    if not recode and copyable(pieces, format_version):  # every input's chunks copied into a segment
         copied = _copied(pieces, len(genes), fields, names if index_unique is not None else None, jobs)
         with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
             return write_segments(copied, tmp, progress=progress)
-    same = (index_unique is None and first.mode == "lossless" and first.version[0] == format_version
+    same = (not recode and index_unique is None and first.mode == "lossless" and first.version[0] == format_version
             and not first.index.segmented
             and np.array_equal(maps[0], np.arange(first.shape[0])) and all(fields[f] == getattr(first, f) for f in fields))
     n_first = first.shape[1]
@@ -262,11 +265,12 @@ def _combined_counts(combined, skeletons, matrices) -> dict:
 
 
 def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: bool, inputs: list,
-                   jobs: int | None, progress: bool, format_version: int) -> dict:
+                   jobs: int | None, progress: bool, format_version: int, recode: bool = False) -> dict:
     """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
-    dtype, format)) as a whole-AnnData .sinr file."""
+    dtype, format)) as a whole-AnnData .sinr file; those copyable copied unless `recode`."""
     cell_names = [str(n) for n in adata.obs_names]
-    copied = {path: pieces for path, (pieces, _, _) in counts.items() if copyable(pieces, format_version)}
+    copied = {} if recode else {path: pieces for path, (pieces, _, _) in counts.items()
+                                if copyable(pieces, format_version)}
 
     class Parts(MemoryParts):
         """The AnnData's parts, its count matrices read from the pieces (or copied from them)."""
