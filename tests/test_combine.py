@@ -1,6 +1,7 @@
 """concat and subset: several files into one and part of a file into a new one, exact, names
 kept, genes aligned by id as anndata.concat aligns them, repeated cell names refused unless made
-unique, the first file's chunks copied where the genes agree, outputs atomic."""
+unique, every format-3 file's chunks copied into a segment of its own (or, where that cannot be,
+the first file's chunks copied where the genes agree), outputs atomic."""
 from __future__ import annotations
 
 import numpy as np
