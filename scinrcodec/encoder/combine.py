@@ -191,8 +191,8 @@ def gene_fields(matrices: list[MatrixReader], maps: list[np.ndarray]) -> dict[st
         values = np.full(maps[0].size, None, dtype=object)
         missing = np.ones(maps[0].size, bool)
         for names, genes in zip(lists, maps):
-            take = missing & (genes >= 0) if names is not None else missing & False
-            if take.any():
+            take = missing & (genes >= 0)
+            if names is not None and take.any():
                 values[take] = np.asarray(names, dtype=object)[genes[take]]
                 missing &= ~take
         out[field] = None if missing.any() else values.tolist()

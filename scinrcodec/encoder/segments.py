@@ -61,14 +61,9 @@ def can_copy(matrices: list[MatrixReader], columns: list[np.ndarray]) -> str | N
             return f"{m.source} is coded in mode {index.mode!r}, the first file in {first.mode!r}"
         if index.has_cell_names != first.has_cell_names:
             return f"{m.source} {'has' if index.has_cell_names else 'lacks'} cell names, unlike the first file"
-        if np.any(column[stored_genes(index)] < 0):
+        if np.any(column[index.genes()[0]] < 0):  # every segment's stored genes
             return f"the output drops genes that {m.source} stores"
     return None
-
-
-def stored_genes(index) -> np.ndarray:
-    """A matrix's `genes.order` as stored: every segment's rows, one after another."""
-    return index.sections.get("genes.order").astype(np.int64)
 
 
 def _segments(index) -> list[tuple[int, int]]:
@@ -174,8 +169,9 @@ class CopiedSegments:
                 index = part.matrix.index
                 if not index.n_chunks:  # no cells: no segment, and no rows
                     continue
-                orders.append(part.columns[stored_genes(index)])
-                terms.append(index.sections.get("genes.baseline"))
+                order, _, _, gene_terms = index.genes()  # checked (M13, SG3) and kept by the reader
+                orders.append(part.columns[order])
+                terms.append(gene_terms)
                 segment_rows += _segments(index)
                 source = part.matrix.byte_source
                 for chunk in range(index.n_chunks):

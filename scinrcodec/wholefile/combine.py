@@ -5,9 +5,9 @@ Files of one count matrix combine into a file of one count matrix: genes aligned
 another. Files that store a whole AnnData (and files of one matrix when a `label` column is asked
 for) combine as AnnData objects: every part that is not a count matrix goes through anndata's own
 concat or subsetting (its join, merge and uns_merge rules), and each count matrix is streamed into
-the new file (encoder.combine), decoding one block of cells at a time; files of one count matrix
-in format 3 whose stored genes all stay are combined without coding anything again, each input's
-chunks copied into a segment of the output (encoder.segments, spec §5.5). Cell names must stay
+the new file (encoder.combine), decoding one block of cells at a time; a count matrix whose inputs
+are of format 3 and keep every gene they store is combined without coding anything again, each
+input's chunks copied into a segment of the output (encoder.segments, spec §5.5). Cell names must stay
 distinct: repeats are refused unless index_unique asks for each file's key to be appended, as
 anndata's concat does. Outputs are written to a temporary file
 and renamed into place.

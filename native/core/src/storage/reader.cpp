@@ -136,12 +136,15 @@ bool check_required_features(const Value& header, const std::string& name, const
   for (size_t i = 0; ok && i < features->items.size(); ++i)
     ok = features->items[i].type == Value::kStr && seen.insert(features->items[i].text).second;
   if (!ok) throw CorruptFileError(what + ": field 'required_features' is missing or not a list of distinct strings");
-  for (const Value& feature : features->items)
+  bool segments = false;
+  for (const Value& feature : features->items) {
     if (feature.text != kSegments)
       throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
                                     quoted(feature.text) + " of .sinr format " + version +
                                     ", which this version of scinrcodec does not read (upgrade scinrcodec)");
-  return !features->items.empty();
+    segments = true;
+  }
+  return segments;
 }
 
 // The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, or R3
