@@ -29,7 +29,8 @@ enum AssembleStatus : int {
 const char* assemble_status_text(int status);
 
 // What place_by_cell reuses from one chunk to the next: one per thread, so that a read of many
-// chunks pays the first touch of the kernel's scratch (8 bytes a nonzero) once, not per chunk.
+// chunks pays the first touch of the kernel's scratch once, not per chunk (a cell's nonzeros; 8
+// bytes a nonzero of the chunk where the output's index or value type is narrower than 32 bits).
 class PlaceScratch {
  public:
   PlaceScratch();
