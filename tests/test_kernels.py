@@ -89,9 +89,10 @@ def _by_row_reference(ch, cursor, size: int, dtype):
     return indices, data
 
 
-def _place_by_cell(ch, base, indptr, indices, data):
+def _place_by_cell(ch, base, indptr, indices, data, threads=1):
     return _native.place_by_cell(ch["rows"], ch["cols"], ch["values"], ch["cell_original"], ch["first_cell"],
-                                 ch["n_cells"], ch["rank"], ch["genes_of_row"], base, indptr, indices, data)
+                                 ch["n_cells"], ch["rank"], ch["genes_of_row"], base, indptr, indices, data,
+                                 threads=threads)
 
 
 def _place_by_row(ch, cursor, limit, indices, data, band_rows=None):
@@ -151,6 +152,68 @@ def test_place_by_cell_dense_cells_and_many_rows(n_rows, n_cells, density):
     assert _place_by_row(ch, cursor.copy(), limit, indices, data) == (0, _checksum(ch))
     ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
     assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+@pytest.mark.parametrize("index_type, value_type", [(np.int32, np.float32), (np.int64, np.uint8)])
+def test_place_by_cell_on_threads(index_type, value_type):
+    """A chunk shared by threads (each counting and scattering a range of the nonzeros, then
+    ordering a range of the cells) is placed exactly as on one: output staged in place, and in the
+    scratch for narrow types."""
+    ch = _chunk(11, n_rows=900, n_cells=700, density=0.4, n_bands=9)
+    assert ch["values"].size > 3 * 2**16  # room for three threads
+    base, size = 3, 3 + ch["values"].size
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, base, size, value_type)
+    scratch = _native.PlaceScratch()
+    for threads in (1, 2, 3, 8):
+        indptr = np.zeros(ch["n_cells"] + 1, np.int64)
+        indices, data = np.zeros(size, index_type), np.zeros(size, value_type)
+        status, checksum = _native.place_by_cell(ch["rows"], ch["cols"], ch["values"], ch["cell_original"],
+                                                 ch["first_cell"], ch["n_cells"], ch["rank"], ch["genes_of_row"],
+                                                 base, indptr, indices, data, scratch, threads)
+        assert status == 0 and checksum == _checksum(ch), threads
+        assert np.array_equal(indptr[1:], ref_indptr)
+        assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+
+
+@pytest.mark.parametrize("field, bad, status", [("rows", -1, BAD_ROW), ("cols", 10**6, BAD_COLUMN),
+                                                ("cols", 0, BAD_CELL)])
+@pytest.mark.parametrize("at", [0.1, 0.9])
+def test_placing_on_threads_reports_hostile_indices(field, bad, status, at):
+    """A bad index in any thread's range gives the status one thread gives."""
+    ch = _chunk(12, n_rows=900, n_cells=700, density=0.3)
+    ch[field] = ch[field].copy()
+    ch[field][int(len(ch[field]) * at)] = bad
+    size = ch["values"].size
+    for threads in (1, 3):
+        indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)
+        assert _place_by_cell(ch, 0, indptr, indices, data, threads)[0] == status
+
+
+def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle():
+    share = assemble._share_chunks
+    assert share(np.array([100]), 2) and share(np.array([100, 100, 100]), 2)
+    assert share(np.array([100, 100, 100, 20]), 2)  # 200 against 120 for the other thread
+    assert not share(np.array([100, 100]), 2) and not share(np.full(9, 100), 2)
+    assert not share(np.array([100, 90, 90, 100]), 2)
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatch, jobs):
+    """One chunk of 360k nonzeros: decoded and placed by every thread at once when jobs > 1."""
+    rng = np.random.default_rng(4)
+    x = sp.random(1200, 1500, density=0.2, format="csc", random_state=rng, dtype=np.float64)
+    x.data = rng.geometric(0.3, x.nnz).astype(np.float64)
+    path = tmp_path / "one_chunk.sinr"
+    sinr.encode(x.astype(np.int64), path, siren="never")
+    threads = []
+    place = _native.place_by_cell
+    monkeypatch.setattr(_native, "place_by_cell", lambda *args: threads.append(args[-1]) or place(*args))
+    m = sinr.open(path, jobs=jobs)
+    assert m.chunk_bounds().size == 2
+    got = m.to_scipy("csc", dtype=np.float32)
+    assert (got != x).nnz == 0 and got.dtype == np.float32
+    assert (m.cells_block(0, 1500, np.int32) != x.T).nnz == 0
+    assert threads == [jobs, jobs]
 
 
 def test_placing_takes_any_column_map_and_reuses_its_scratch():
@@ -290,8 +353,8 @@ def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, 
     path, _ = small_file
     decode_chunk = assemble.decode_chunk
 
-    def lying(index, chunk, buffers=None):
-        rows, cols, values = decode_chunk(index, chunk, buffers)
+    def lying(index, chunk, buffers=None, jobs=1):
+        rows, cols, values = decode_chunk(index, chunk, buffers, jobs)
         rows = rows.copy()
         rows[rows.size // 2] = 10**6  # beyond every array
         return rows, cols, values

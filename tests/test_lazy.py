@@ -51,9 +51,9 @@ def test_lazy_anndata_decodes_chunks_only_when_computed(path, adata, monkeypatch
     calls = []
     original = sinr.SinrMatrix.cells_block
 
-    def counting(self, start, stop, dtype=np.int64):
-        calls.append((start, stop))
-        return original(self, start, stop, dtype)
+    def counting(self, start, stop, dtype=np.int64, *, jobs=None):
+        calls.append((start, stop, jobs))
+        return original(self, start, stop, dtype, jobs=jobs)
 
     monkeypatch.setattr(sinr.SinrMatrix, "cells_block", counting)
     lazy = sinr.read_lazy(path)
@@ -64,7 +64,7 @@ def test_lazy_anndata_decodes_chunks_only_when_computed(path, adata, monkeypatch
     pd.testing.assert_frame_equal(lazy.obs, adata.obs)
     pd.testing.assert_frame_equal(lazy.var, adata.var)
     first = lazy.X[:CHUNK].compute()
-    assert calls == [(0, CHUNK)]
+    assert calls == [(0, CHUNK, 1)]  # one thread a block: dask runs blocks in parallel
     assert (first != adata.X[:CHUNK]).nnz == 0
     whole = lazy.X.compute()
     assert whole.dtype == np.float32 and (whole != adata.X).nnz == 0

@@ -52,7 +52,8 @@ std::pair<int, uint64_t> place_by_cell_py(Array<const int32_t> rows, Array<const
                                           Array<const int32_t> values, Array<const int64_t> cell_original,
                                           int64_t first_cell, int64_t n_cells, Array<const int64_t> rank_of_row,
                                           Array<const int64_t> genes_of_row, int64_t base, Array<int64_t> out_indptr,
-                                          AnyArray out_indices, AnyArray out_data, PlaceScratch* scratch) {
+                                          AnyArray out_indices, AnyArray out_data, PlaceScratch* scratch,
+                                          int threads) {
   int status = kAssembleOk;
   uint64_t checksum = 0;
   with_output_types(out_indices, out_data, [&](auto i, auto d) {
@@ -60,7 +61,7 @@ std::pair<int, uint64_t> place_by_cell_py(Array<const int32_t> rows, Array<const
     using D = decltype(d);
     status = place_by_cell<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
                                  n_cells, span_of(rank_of_row), span_of(genes_of_row), base, span_of(out_indptr),
-                                 span_as<I>(out_indices), span_as<D>(out_data), &checksum, scratch);
+                                 span_as<I>(out_indices), span_as<D>(out_data), &checksum, scratch, threads);
   });
   return {status, checksum};
 }
@@ -118,10 +119,10 @@ void bind_reader(nb::module_& m) {
         nb::arg("values").noconvert(), nb::arg("cell_original").noconvert(), nb::arg("first_cell"),
         nb::arg("n_cells"), nb::arg("rank_of_row").noconvert(), nb::arg("genes_of_row").noconvert(),
         nb::arg("base"), nb::arg("out_indptr").noconvert(), nb::arg("out_indices").noconvert(),
-        nb::arg("out_data").noconvert(), nb::arg("scratch").none() = nb::none(),
+        nb::arg("out_data").noconvert(), nb::arg("scratch").none() = nb::none(), nb::arg("threads") = 1,
         "Write a decoded chunk's nonzeros cell by cell (genes ascending) from `base`, and its cells' "
         "index pointers into out_indptr[1:]; return (status, content checksum). scratch: a PlaceScratch "
-        "the calling thread reuses for its next chunk.");
+        "the calling thread reuses for its next chunk; threads: how many threads share this chunk.");
   m.def("place_by_row", &place_by_row_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
         nb::arg("values").noconvert(), nb::arg("cell_original").noconvert(), nb::arg("first_cell"),
         nb::arg("n_cells"), nb::arg("genes_of_row").noconvert(), nb::arg("cursor").noconvert(),

@@ -70,9 +70,9 @@ def _by_bytes(data: bytes, name: str) -> MatrixRef:
 
 
 def _cells(ref: MatrixRef, start: int, stop: int, dtype: str) -> sp.csr_matrix:
-    """One block of cells: a task of the dask graph."""
+    """One block of cells: a task of the dask graph, on one thread (dask runs blocks in parallel)."""
     wanted = np.dtype(dtype)
-    block = ref.matrix.cells_block(start, stop, wanted)
+    block = ref.matrix.cells_block(start, stop, wanted, jobs=1)
     check_exact(block.data, wanted, ref.matrix.source)
     return block
 

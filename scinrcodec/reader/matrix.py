@@ -436,16 +436,17 @@ class MatrixReader:
         return gene_major(self._index, dtype, self.jobs)
 
     @fits_in_memory("decoding a block of cells")
-    def cells_block(self, start: int, stop: int, dtype=np.int64) -> sp.csr_matrix:
+    def cells_block(self, start: int, stop: int, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
         """Cells start..stop-1 as a cells x genes CSR matrix (AnnData's orientation), exact: the
-        chunks holding them are decoded whole, checksums verified. The unit of out-of-core work."""
+        chunks holding them are decoded whole, checksums verified, on `jobs` threads (default the
+        matrix's). The unit of out-of-core work."""
         index = self._index
         if not 0 <= start <= stop <= index.n_cells:
             raise SinrIndexError(f"cells {start}..{stop} are outside 0..{index.n_cells}")
         if start == stop:
             return sp.csr_matrix((0, index.n_genes), dtype=dtype)
         first, last = index.chunk_of_cell(start), index.chunk_of_cell(stop - 1)
-        block = cell_major(index, dtype, self.jobs, range(first, last + 1))
+        block = cell_major(index, dtype, jobs or self.jobs, range(first, last + 1))
         offset = int(index.chunk_starts[first])
         if start == offset and stop - offset == block.shape[0]:  # whole chunks, such as a dask block: no copy
             return block

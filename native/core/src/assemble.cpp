@@ -20,6 +20,7 @@
 #include "sinr/assemble.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <mutex>
@@ -29,6 +30,7 @@
 #include "sinr/checksum.hpp"
 #include "sinr/models.hpp"
 #include "sinr/scratch.hpp"
+#include "sinr/threads.hpp"
 
 namespace sinr {
 
@@ -52,6 +54,7 @@ constexpr int kMaxDigitBits = 11;  // 2048 buckets a pass: histograms in L1
 constexpr int kSmallDigitBits = 8;  // for ranges sorted inside the L1 cache
 constexpr int64_t kInsertionSort = 32;  // below this many items, insertion sort
 constexpr int64_t kBitmapKeys = int64_t{1} << 16;  // ordering by bitmap: values by key fit L2
+constexpr int64_t kThreadNonzeros = int64_t{1} << 16;  // place_by_cell starts a thread for at least this many
 
 inline int trailing_zeros(uint64_t word) {  // of a nonzero word
 #if defined(__GNUC__) || defined(__clang__)
@@ -221,12 +224,20 @@ class BitmapOrder {
 
 }  // namespace
 
+// What one thread of place_by_cell keeps for putting cells in rank order.
+struct CellOrder {
+  Scratch<uint64_t> items, spare;
+  std::vector<int64_t> hist;
+  std::unique_ptr<BitmapOrder> bitmap;
+};
+
 struct PlaceScratch::Parts {
   std::mutex busy;  // held by the call using the parts: a scratch shared by threads is safe, if slow
-  Scratch<uint64_t> items, spare, cell_items;
+  Scratch<uint64_t> items;  // the stage, where the output cannot be
   std::vector<int32_t> cell_of_column, column_of_cell;
-  std::vector<int64_t> at, start, end, hist;
-  std::unique_ptr<BitmapOrder> bitmap;
+  std::vector<int64_t> start, column_end;
+  std::vector<std::vector<int64_t>> first;  // per thread: its counts, then its first slot, per column
+  std::vector<std::unique_ptr<CellOrder>> order;  // per thread
 };
 
 PlaceScratch::PlaceScratch() : parts_(std::make_unique<Parts>()) {}
@@ -401,7 +412,7 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
                           Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells, int64_t base,
                           Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
                           int rank_bits, const std::vector<int32_t>& rank, const std::vector<int64_t>& gene_of_rank,
-                          PlaceScratch::Parts& w) {
+                          PlaceScratch::Parts& w, int threads) {
   using T = Packed;
   const int64_t n = values.size;
   const int64_t n_rows = static_cast<int64_t>(rank.size());
@@ -418,74 +429,113 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
     w.cell_of_column[q] = static_cast<int32_t>(local);
     w.column_of_cell[local] = static_cast<int32_t>(q);
   }
+  // Thread p counts and scatters nonzeros n p / P .. n (p + 1) / P - 1 and orders the cells whose
+  // nonzeros begin in that range of the output.
+  const int n_threads = static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, n / kThreadNonzeros)));
+  const auto nonzero_of = [&](int p) { return n * p / n_threads; };
+  w.first.resize(static_cast<size_t>(n_threads));
+  while (static_cast<int>(w.order.size()) < n_threads) w.order.push_back(std::make_unique<CellOrder>());
   // Nonzeros per column, every index checked.
-  w.at.assign(static_cast<size_t>(n_cells) + 1, 0);
-  int64_t* at = w.at.data();
   const uint64_t window = static_cast<uint64_t>(n_cells);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t row = static_cast<uint32_t>(rows[i]);
-    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
-    if (row >= static_cast<uint64_t>(n_rows) || q >= window) return -1;
-    ++at[q];
-  }
-  // Cells' ranges in cell order; each column's cursor and end.
+  std::atomic<bool> declined{false};
+  run_on_threads(n_threads, [&](int p) {
+    std::vector<int64_t>& at = w.first[p];
+    at.assign(static_cast<size_t>(n_cells), 0);
+    for (int64_t i = nonzero_of(p), end = nonzero_of(p + 1); i < end; ++i) {
+      const uint32_t row = static_cast<uint32_t>(rows[i]);
+      const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
+      if (row >= static_cast<uint64_t>(n_rows) || q >= window) {
+        declined = true;
+        return;
+      }
+      ++at[q];
+    }
+  });
+  if (declined) return -1;
+  // Cells' ranges in cell order; each thread's first slot in each column (its counts replaced), and
+  // where the column ends.
   w.start.resize(static_cast<size_t>(n_cells) + 1);
-  w.end.resize(static_cast<size_t>(n_cells));
+  w.column_end.resize(static_cast<size_t>(n_cells));
   int64_t* start = w.start.data();
   start[0] = 0;
-  for (int64_t c = 0; c < n_cells; ++c) start[c + 1] = start[c] + at[w.column_of_cell[c]];
-  for (int64_t q = 0; q < n_cells; ++q) {
-    at[q] = start[w.cell_of_column[q]];
-    w.end[q] = start[w.cell_of_column[q] + 1];
+  for (int64_t c = 0; c < n_cells; ++c) {
+    const int64_t q = w.column_of_cell[c];
+    int64_t at = start[c];
+    for (int p = 0; p < n_threads; ++p) {
+      const int64_t count = w.first[p][q];
+      w.first[p][q] = at;
+      at += count;
+    }
+    start[c + 1] = at;
+    w.column_end[q] = at;
   }
   // Each nonzero to its cell's range of the stage as (rank, value).
-  const int64_t* end = w.end.data();
   const int32_t* rank_of = rank.data();
   I* indices = out_indices.data + base;
   D* data = out_data.data + base;
   Stage<I, D> stage(indices, data, n, w.items);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t row = static_cast<uint32_t>(rows[i]);
-    const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
-    if (row >= static_cast<uint64_t>(n_rows) || q >= window) return kAssembleBadRow;  // changed since counted
-    const int64_t slot = at[q]++;
-    if (slot >= end[q]) return kAssembleBadCell;
-    stage.put(slot, rank_of[row], values[i]);
-    stage.prefetch(slot);
-  }
+  std::atomic<int> failed{kAssembleOk};
+  run_on_threads(n_threads, [&](int p) {
+    std::vector<int64_t> at(w.first[p]);
+    const int64_t* end = p + 1 < n_threads ? w.first[p + 1].data() : w.column_end.data();
+    for (int64_t i = nonzero_of(p), stop = nonzero_of(p + 1); i < stop; ++i) {
+      const uint32_t row = static_cast<uint32_t>(rows[i]);
+      const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
+      if (row >= static_cast<uint64_t>(n_rows) || q >= window) {  // changed since counted
+        failed = kAssembleBadRow;
+        return;
+      }
+      const int64_t slot = at[q]++;
+      if (slot >= end[q]) {
+        failed = kAssembleBadCell;
+        return;
+      }
+      stage.put(slot, rank_of[row], values[i]);
+      stage.prefetch(slot);
+    }
+  });
+  if (failed != kAssembleOk) return failed;
   // Each cell's nonzeros in rank order (by bitmap where ranks are few, else sorted), written in
   // order with their checksum (over the stage's copy when the stage is the output).
   int64_t largest = 0;
   for (int64_t c = 0; c < n_cells; ++c) largest = std::max(largest, start[c + 1] - start[c]);
   const RadixPlan plan = plan_for(rank_bits, kSmallDigitBits);
-  w.hist.resize(static_cast<size_t>(plan.passes) << plan.digit_bits);
-  w.spare.reserve(largest);
-  w.cell_items.reserve(largest);
-  if (n_rows <= kBitmapKeys && (!w.bitmap || w.bitmap->keys() < n_rows)) w.bitmap = std::make_unique<BitmapOrder>(n_rows);
   const int64_t* genes = gene_of_rank.data();
+  std::vector<uint64_t> totals(static_cast<size_t>(n_threads), 0);
+  const auto cell_of = [&](int p) { return std::lower_bound(start, start + n_cells, nonzero_of(p)) - start; };
+  run_on_threads(n_threads, [&](int p) {
+    CellOrder& o = *w.order[p];
+    o.hist.resize(static_cast<size_t>(plan.passes) << plan.digit_bits);
+    o.spare.reserve(largest);
+    o.items.reserve(largest);
+    if (n_rows <= kBitmapKeys && (!o.bitmap || o.bitmap->keys() < n_rows)) o.bitmap = std::make_unique<BitmapOrder>(n_rows);
+    uint64_t total = 0;
+    for (int64_t c = p == 0 ? 0 : cell_of(p), stop = p + 1 == n_threads ? n_cells : cell_of(p + 1); c < stop; ++c) {
+      const int64_t lo = start[c], hi = start[c + 1], m = hi - lo;
+      out_indptr[c + 1] = base + hi;
+      const uint64_t cell = static_cast<uint64_t>(first_cell + c);
+      int64_t to = lo;
+      auto emit = [&](int64_t k, int32_t value) {
+        const int64_t gene = genes[k];
+        total += entry_hash(static_cast<uint64_t>(gene), cell, static_cast<uint64_t>(static_cast<int64_t>(value)));
+        indices[to] = static_cast<I>(gene);
+        data[to] = static_cast<D>(value);
+        ++to;
+      };
+      if (BitmapOrder::worth(n_rows, m) &&
+          o.bitmap->order_by(
+              m, n_rows, [&](int64_t i) { return stage.rank(lo + i); }, [&](int64_t i) { return stage.value(lo + i); },
+              emit))
+        continue;
+      uint64_t* items = o.items.data();
+      for (int64_t i = 0; i < m; ++i) items[i] = T::make(static_cast<uint64_t>(stage.rank(lo + i)), stage.value(lo + i));
+      const uint64_t* sorted = sort_small<T>(items, o.spare.data(), m, plan, o.hist);
+      for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
+    }
+    totals[p] = total;
+  });
   uint64_t total = 0;
-  for (int64_t c = 0; c < n_cells; ++c) {
-    const int64_t lo = start[c], hi = start[c + 1], m = hi - lo;
-    out_indptr[c + 1] = base + hi;
-    const uint64_t cell = static_cast<uint64_t>(first_cell + c);
-    int64_t to = lo;
-    auto emit = [&](int64_t k, int32_t value) {
-      const int64_t gene = genes[k];
-      total += entry_hash(static_cast<uint64_t>(gene), cell, static_cast<uint64_t>(static_cast<int64_t>(value)));
-      indices[to] = static_cast<I>(gene);
-      data[to] = static_cast<D>(value);
-      ++to;
-    };
-    if (BitmapOrder::worth(n_rows, m) &&
-        w.bitmap->order_by(
-            m, n_rows, [&](int64_t i) { return stage.rank(lo + i); }, [&](int64_t i) { return stage.value(lo + i); },
-            emit))
-      continue;
-    uint64_t* items = w.cell_items.data();
-    for (int64_t i = 0; i < m; ++i) items[i] = T::make(static_cast<uint64_t>(stage.rank(lo + i)), stage.value(lo + i));
-    const uint64_t* sorted = sort_small<T>(items, w.spare.data(), m, plan, w.hist);
-    for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
-  }
+  for (const uint64_t t : totals) total += t;
   *checksum = total;
   return kAssembleOk;
 }
@@ -614,7 +664,7 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
                   Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                   Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
                   Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
-                  PlaceScratch* scratch) {
+                  PlaceScratch* scratch, int threads) {
   const int64_t n = values.size;
   const int64_t n_rows = genes_of_row.size;
   if (rows.size != n || cols.size != n || rank_of_row.size != n_rows || n_cells < 0 ||
@@ -638,7 +688,8 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
   PlaceScratch::Parts& parts = (scratch ? *scratch : own.emplace()).parts();
   std::lock_guard<std::mutex> hold(parts.busy);
   const int status = place_by_cell_columns(rows, cols, values, cell_original, first_cell, n_cells, base, out_indptr,
-                                           out_indices, out_data, checksum, rank_bits, rank, gene_of_rank, parts);
+                                           out_indices, out_data, checksum, rank_bits, rank, gene_of_rank, parts,
+                                           threads);
   if (status >= 0) return status;
   return place_by_cell_impl(rows, cols, values, cell_original, first_cell, n_cells, rank_of_row, genes_of_row, base,
                             out_indptr, out_indices, out_data, checksum, rank_bits, rank, gene_of_rank);
@@ -736,7 +787,7 @@ int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table
 #define SINR_PLACE(I, D)                                                                                          \
   template int place_by_cell<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                \
                                    Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<const int64_t>, \
-                                   int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*, PlaceScratch*);          \
+                                   int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*, PlaceScratch*, int);     \
   template int place_by_row<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                 \
                                   Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<int64_t>,      \
                                   Span<const int64_t>, Span<const int64_t>, Span<I>, Span<D>, uint64_t*);

@@ -72,13 +72,14 @@ class RankOrder {
 // the nonzeros' entry hashes. Returns an AssembleStatus.
 // I: output index type (int32_t or int64_t); D: output value type (any integer or floating type,
 // converted as a C++ static_cast does). scratch: memory kept for the next call (nullptr: the
-// call's own).
+// call's own). threads: how many threads share the chunk (one for every 65,536 nonzeros at most),
+// for reads of fewer chunks than threads; the result is the same for any number.
 template <typename I, typename D>
 int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                   Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                   Span<const int64_t> rank_of_row, Span<const int64_t> genes_of_row, int64_t base,
                   Span<int64_t> out_indptr, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
-                  PlaceScratch* scratch = nullptr);
+                  PlaceScratch* scratch = nullptr, int threads = 1);
 
 // Write a chunk's nonzeros row by row, cells ascending within each row: the nonzeros of row r go to
 // out_indices / out_data[cursor[r] ...], advancing cursor[r], and must end exactly at limit[r]

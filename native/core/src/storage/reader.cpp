@@ -4,11 +4,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <exception>
 #include <numeric>
 #include <set>
 #include <stdexcept>
-#include <thread>
 
 #include "sinr/assemble.hpp"
 #include "sinr/checksum.hpp"
@@ -16,6 +14,7 @@
 #include "sinr/crc32.hpp"
 #include "sinr/siren.hpp"
 #include "sinr/storage/errors.hpp"
+#include "sinr/threads.hpp"
 #include "sinr/tile.hpp"
 #include "sinr/tile3.hpp"
 
@@ -1419,9 +1418,8 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
   indptr[0] = 0;
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
-  std::mutex failure_lock;
-  std::exception_ptr failure;
-  auto work = [&]() {
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
+  run_on_threads(workers, [&](int) {
     try {
       PlaceScratch scratch;  // kept from one chunk to the next
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
@@ -1437,20 +1435,10 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
         check_chunk_sum(c, checksum);
       }
     } catch (...) {
-      std::lock_guard<std::mutex> guard(failure_lock);
-      if (!failure) failure = std::current_exception();
-      failed = true;
+      failed = true;  // the other threads stop at their next chunk
+      throw;
     }
-  };
-  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
-  if (workers == 1) {
-    work();
-  } else {
-    std::vector<std::thread> pool;
-    for (int w = 0; w < workers; ++w) pool.emplace_back(work);
-    for (auto& t : pool) t.join();
-  }
-  if (failure) std::rethrow_exception(failure);
+  });
 }
 
 template void MatrixReader::whole_into<int32_t>(int, int64_t*, int32_t*, int32_t*);
