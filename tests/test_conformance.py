@@ -286,3 +286,15 @@ if __name__ == "__main__":  # the memory-limited check, run by test_valid_vector
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         check_valid(Path(sys.argv[2]), memory_limited=True)
         print("ok")
+
+
+def test_cell_names_promised_but_missing_are_refused():
+    """has_cell_names true over chunks without `cells.names` (K6): the names alone, read without
+    loading the chunks, are refused as loading them is."""
+    mv = _generator()
+    blob = mv.edit((VECTORS / "no_names" / "matrix.sinr").read_bytes(),
+                   lambda parts: parts.matrix.update(has_cell_names=True))
+    with scinrcodec.open(blob) as m, pytest.raises(errors.CorruptFileError, match="cell names contradict"):
+        m.cell_names
+    with scinrcodec.open(blob) as m, pytest.raises(errors.CorruptFileError, match="cell names contradict"):
+        m.to_scipy()

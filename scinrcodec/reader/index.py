@@ -397,6 +397,26 @@ class MatrixIndex:
         with self._lock:
             return [self._chunks[i] for i in ids]
 
+    def chunk_cell_names(self, ids) -> list[list[str]]:
+        """Each chunk's cell names (its `cells.names`), reading a chunk not loaded yet no further
+        than its header and that section: all a file's cell names then cost a tenth of loading
+        every chunk (and a read decoding them meanwhile does not load them twice)."""
+        ids = list(ids)
+        with self._lock:
+            loaded = {i: self._chunks[i].sections for i in ids if i in self._chunks}
+        missing = [i for i in dict.fromkeys(ids) if i not in loaded]
+        if missing:
+            rows = self.chunk_index[missing]
+            self.source.prefetch(list(zip(rows[:, 0].tolist(), rows[:, 1].tolist())))
+            loaded.update((i, self._chunk_sections(i)[0]) for i in missing)
+            tables = [loaded[i].table for i in missing]
+            self.source.prefetch([(t["cells.names"].offset, t["cells.names"].length) for t in tables
+                                  if "cells.names" in t])
+        for i in ids:
+            if not loaded[i].has("cells.names"):
+                raise CorruptFileError(f"{self.what}: chunk {i}: cell names contradict the matrix's 'has_cell_names'")
+        return [loaded[i].get("cells.names") for i in ids]
+
     def _chunk_sections(self, i: int) -> tuple[SectionReader, dict]:
         """Chunk i's header, checked, and a reader of its sections."""
         what = f"{self.what}: chunk {i}"

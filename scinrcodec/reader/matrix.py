@@ -170,8 +170,7 @@ class MatrixReader:
             if "cells" not in self._names:
                 index = self._index
                 self._names["cells"] = None if not index.has_cell_names else [
-                    name for chunk in index.load_chunks(range(index.n_chunks))
-                    for name in chunk.sections.get("cells.names")]
+                    name for names in index.chunk_cell_names(range(index.n_chunks)) for name in names]
             return self._names["cells"]
 
     # ------------------------------------------------------------ AnnData's names and orientation
