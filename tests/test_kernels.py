@@ -175,6 +175,75 @@ def test_place_by_cell_on_threads(index_type, value_type):
         assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
 
 
+def _chunk_of_counts(seed: int, n_rows: int, counts: list[int], first_cell: int = 5):
+    """A decoded chunk whose cell j holds counts[j] nonzeros at distinct random rows, in a shuffled
+    order (the placing takes any), for shapes _chunk's dense draw would make too large."""
+    rng = np.random.default_rng(seed)
+    n_cells = len(counts)
+    cell_original = np.arange(first_cell + n_cells + 3, dtype=np.int64)
+    cell_original[first_cell: first_cell + n_cells] = first_cell + rng.permutation(n_cells)
+    rows = np.concatenate([rng.choice(n_rows, m, replace=False) for m in counts]).astype(np.int32)
+    cols = np.repeat(np.arange(n_cells) + first_cell, counts).astype(np.int32)
+    order = rng.permutation(rows.size)
+    genes_of_row = rng.permutation(n_rows + 50)[:n_rows].astype(np.int64)
+    rank = np.empty(n_rows, np.int64)
+    rank[np.argsort(genes_of_row, kind="stable")] = np.arange(n_rows)
+    return dict(rows=rows[order], cols=cols[order], values=rng.integers(1, 2**31 - 1, rows.size).astype(np.int32)[order],
+                cell_original=cell_original, first_cell=first_cell, n_cells=n_cells, genes_of_row=genes_of_row,
+                rank=rank)
+
+
+@pytest.mark.parametrize("n_rows, counts", [
+    (70_000, [300] * 700),  # more rows than the bitmap takes: every cell sorted
+    (60_000, [20] * 2000 + [40_000] * 3),  # few rows a cell against many rows: sorted; full cells: bitmap
+    (120_000, [0] * 40 + [90_000, 0, 110_000] + [0] * 40),  # more threads than cells with nonzeros
+])
+def test_place_by_cell_on_threads_sorts_and_skips_empty_cells(n_rows, counts):
+    """Threads share chunks whose cells are put in order by sorting, and chunks of a few full cells
+    among empty ones (threads ordering no cell), exactly as one thread places them."""
+    ch = _chunk_of_counts(13, n_rows, counts)
+    base, size = 2, 2 + ch["values"].size
+    ref_indptr, ref_indices, ref_data = _by_cell_reference(ch, base, size, np.int64)
+    for threads in (1, 2, 3, 8):
+        indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)
+        status, checksum = _place_by_cell(ch, base, indptr, indices, data, threads)
+        assert status == 0 and checksum == _checksum(ch), threads
+        assert np.array_equal(indptr[1:], ref_indptr) and np.array_equal(indices, ref_indices)
+        assert np.array_equal(data, ref_data)
+
+
+_NO_THREADS = """
+import resource, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from tests.test_kernels import _by_cell_reference, _checksum, _chunk_of_counts, _place_by_cell
+ch = _chunk_of_counts(14, 2000, [150] * 1400)
+size = ch["values"].size
+ref = _by_cell_reference(ch, 0, size, np.int64)
+outputs = [(np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)) for _ in range(2)]
+assert _place_by_cell(ch, 0, *outputs[0], threads=1)[0] == 0
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + (4 << 20), resource.RLIM_INFINITY))  # no room for a thread's stack
+status, checksum = _place_by_cell(ch, 0, *outputs[1], threads=3)
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+assert status == 0 and checksum == _checksum(ch)
+assert all(np.array_equal(a[1:] if i == 0 else a, r) for i, (a, r) in enumerate(zip(outputs[1], ref)))
+print("placed")
+"""
+
+
+def test_threads_that_cannot_start_leave_their_work_to_the_calling_thread():
+    """Where the process may start no thread (its address space full), a read asking for three
+    places the chunk on the calling thread: the same result, no abort."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", _NO_THREADS, str(Path(__file__).parents[1])], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "placed", done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("field, bad, status", [("rows", -1, BAD_ROW), ("cols", 10**6, BAD_COLUMN),
                                                 ("cols", 0, BAD_CELL)])
 @pytest.mark.parametrize("at", [0.1, 0.9])

@@ -356,7 +356,7 @@ class Stage {
   static constexpr bool kInOutput = sizeof(I) >= sizeof(int32_t) && sizeof(D) >= sizeof(int32_t);
   static constexpr int64_t kAhead = 16;
 
-  Stage(I* indices, D* data, int64_t n, Scratch<uint64_t>& items) : indices_(indices), data_(data) {
+  Stage(I* indices, D* data, int64_t n, Scratch<uint64_t>& items) : indices_(indices), data_(data), last_(n - 1) {
     if constexpr (!kInOutput) {
       items.reserve(n);
       items_ = items.data();
@@ -370,14 +370,16 @@ class Stage {
       items_[slot] = Packed::make(static_cast<uint64_t>(rank), value);
     }
   }
-  // Ask for the line `ahead` items on from slot, for writing: a column's next stores then find it
-  // in the cache (the scatter writes to thousands of places, too many for the hardware prefetcher).
+  // Ask for the line kAhead items on from slot (at most the last), for writing: a column's next
+  // stores then find it in the cache (the scatter writes to thousands of places, too many for the
+  // hardware prefetcher).
   void prefetch(int64_t slot) const {
+    const int64_t ahead = std::min(slot + kAhead, last_);
     if constexpr (kInOutput) {
-      __builtin_prefetch(indices_ + slot + kAhead, 1);
-      __builtin_prefetch(data_ + slot + kAhead, 1);
+      __builtin_prefetch(indices_ + ahead, 1);
+      __builtin_prefetch(data_ + ahead, 1);
     } else {
-      __builtin_prefetch(items_ + slot + kAhead, 1);
+      __builtin_prefetch(items_ + ahead, 1);
     }
   }
   int32_t rank(int64_t slot) const {
@@ -396,6 +398,7 @@ class Stage {
  private:
   I* indices_;
   D* data_;
+  int64_t last_;  // the last slot
   uint64_t* items_ = nullptr;
 };
 

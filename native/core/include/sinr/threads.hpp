@@ -8,7 +8,9 @@
 namespace sinr {
 
 // Calls fn(p) for p = 0 .. n - 1, each on a thread of its own (p = 0 on the calling one), and
-// returns once every call has; the first exception a call throws is rethrown then.
+// returns once every call has; the first exception a call throws is rethrown then. A thread that
+// cannot be started (the process's thread or memory limit) leaves its call and the later ones to
+// the calling thread, one after another: the calls must not wait for each other.
 template <typename Fn>
 void run_on_threads(int n, Fn&& fn) {
   std::mutex failure_lock;
@@ -22,8 +24,14 @@ void run_on_threads(int n, Fn&& fn) {
     }
   };
   std::vector<std::thread> others;
-  for (int p = 1; p < n; ++p) others.emplace_back(call, p);
+  int started = 1;
+  try {
+    others.reserve(n > 1 ? static_cast<size_t>(n - 1) : 0);
+    for (; started < n; ++started) others.emplace_back(call, started);
+  } catch (const std::exception&) {  // std::system_error or std::bad_alloc: the rest run here
+  }
   call(0);
+  for (int p = started; p < n; ++p) call(p);
   for (std::thread& t : others) t.join();
   if (failure) std::rethrow_exception(failure);
 }
