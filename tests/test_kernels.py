@@ -3,6 +3,9 @@ hostile input (out-of-range rows, columns, cells, outputs) with an error status 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,11 +50,16 @@ def _chunk(seed: int, n_rows: int = 300, n_cells: int = 97, first_cell: int = 40
     if shuffle:
         order = rng.permutation(rows.size)
         rows, cols, values = rows[order], cols[order], values[order]
+    return dict(rows=rows, cols=cols, values=values, cell_original=cell_original, first_cell=first_cell,
+                n_cells=n_cells, band_rows=band_rows, **_gene_tables(rng, n_rows))
+
+
+def _gene_tables(rng, n_rows: int) -> dict:
+    """Each row's gene (distinct, unordered) and its rank among them, as a chunk's segment gives them."""
     genes_of_row = rng.permutation(n_rows + 50)[:n_rows].astype(np.int64)
     rank = np.empty(n_rows, np.int64)
     rank[np.argsort(genes_of_row, kind="stable")] = np.arange(n_rows)
-    return dict(rows=rows, cols=cols, values=values, cell_original=cell_original, first_cell=first_cell,
-                n_cells=n_cells, genes_of_row=genes_of_row, rank=rank, band_rows=band_rows)
+    return dict(genes_of_row=genes_of_row, rank=rank)
 
 
 def _checksum(ch) -> int:
@@ -185,12 +193,9 @@ def _chunk_of_counts(seed: int, n_rows: int, counts: list[int], first_cell: int 
     rows = np.concatenate([rng.choice(n_rows, m, replace=False) for m in counts]).astype(np.int32)
     cols = np.repeat(np.arange(n_cells) + first_cell, counts).astype(np.int32)
     order = rng.permutation(rows.size)
-    genes_of_row = rng.permutation(n_rows + 50)[:n_rows].astype(np.int64)
-    rank = np.empty(n_rows, np.int64)
-    rank[np.argsort(genes_of_row, kind="stable")] = np.arange(n_rows)
-    return dict(rows=rows[order], cols=cols[order], values=rng.integers(1, 2**31 - 1, rows.size).astype(np.int32)[order],
-                cell_original=cell_original, first_cell=first_cell, n_cells=n_cells, genes_of_row=genes_of_row,
-                rank=rank)
+    values = rng.integers(1, 2**31 - 1, rows.size).astype(np.int32)
+    return dict(rows=rows[order], cols=cols[order], values=values[order], cell_original=cell_original,
+                first_cell=first_cell, n_cells=n_cells, **_gene_tables(rng, n_rows))
 
 
 @pytest.mark.parametrize("n_rows, counts", [
@@ -220,14 +225,15 @@ from tests.test_kernels import _by_cell_reference, _checksum, _chunk_of_counts, 
 ch = _chunk_of_counts(14, 2000, [150] * 1400)
 size = ch["values"].size
 ref = _by_cell_reference(ch, 0, size, np.int64)
-outputs = [(np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)) for _ in range(2)]
-assert _place_by_cell(ch, 0, *outputs[0], threads=1)[0] == 0
+indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)
+assert _place_by_cell(ch, 0, indptr, indices, data, threads=1)[0] == 0  # what a first call loads, loaded
 used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (used + (4 << 20), resource.RLIM_INFINITY))  # no room for a thread's stack
-status, checksum = _place_by_cell(ch, 0, *outputs[1], threads=3)
+indptr[:], indices[:], data[:] = 0, 0, 0
+status, checksum = _place_by_cell(ch, 0, indptr, indices, data, threads=3)
 resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 assert status == 0 and checksum == _checksum(ch)
-assert all(np.array_equal(a[1:] if i == 0 else a, r) for i, (a, r) in enumerate(zip(outputs[1], ref)))
+assert np.array_equal(indptr[1:], ref[0]) and np.array_equal(indices, ref[1]) and np.array_equal(data, ref[2])
 print("placed")
 """
 
@@ -235,10 +241,6 @@ print("placed")
 def test_threads_that_cannot_start_leave_their_work_to_the_calling_thread():
     """Where the process may start no thread (its address space full), a read asking for three
     places the chunk on the calling thread: the same result, no abort."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     done = subprocess.run([sys.executable, "-c", _NO_THREADS, str(Path(__file__).parents[1])], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "placed", done.stderr[-2000:]
