@@ -424,8 +424,8 @@ def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, 
     path, _ = small_file
     decode_chunk = assemble.decode_chunk
 
-    def lying(index, chunk, buffers=None, jobs=1):
-        rows, cols, values = decode_chunk(index, chunk, buffers, jobs)
+    def lying(index, chunk, buffers=None, jobs=1, **options):
+        rows, cols, values = decode_chunk(index, chunk, buffers, jobs, **options)
         rows = rows.copy()
         rows[rows.size // 2] = 10**6  # beyond every array
         return rows, cols, values
@@ -446,6 +446,33 @@ def test_whole_decode_in_any_value_type(small_file, dtype):
             assert np.array_equal(got.indptr, exact.indptr) and np.array_equal(got.indices, exact.indices)
             assert np.array_equal(got.data, exact.data.astype(dtype))
         assert (m.to_scipy() != sp_csr(x)).nnz == 0
+
+
+def test_cell_major_reads_decode_tiles_by_first_column(tmp_path, pbmc):
+    """decode_chunk(by_cell=True) gives a chunk's nonzeros tile after tile by the tile's first column
+    (a cell-major placing then writes to a few tiles' width of cells at a time), band order without
+    it; the same nonzeros either way, and whole reads of both layouts stay exact."""
+    path = tmp_path / "pbmc.sinr"
+    sinr.encode(pbmc, path, siren="never", patch_nnz=500, tile_nnz=16, progress=False)  # many bands and tiles
+    with sinr.open(path, jobs=1) as m:
+        index = m.index
+        chunk = index.load_chunks([0])[0]
+        geometry = chunk.geometry
+        assert geometry.n_bands >= 5 and geometry.n_tiles > 4 * geometry.n_bands
+        triples = {}
+        for by_cell in (False, True):
+            rows, cols, values = (a.copy() for a in assemble.decode_chunk(index, chunk, by_cell=by_cell))
+            band = np.searchsorted(geometry.row_starts, rows, side="right") - 1
+            width = geometry.widths[band]
+            first = (cols - chunk.first_cell) // width * width  # each nonzero's tile's first column
+            assert bool(np.all(np.diff(first) >= 0)) == by_cell
+            assert bool(np.all(np.diff(band) >= 0)) != by_cell
+            order = np.lexsort((rows, cols))
+            triples[by_cell] = rows[order], cols[order], values[order]
+        assert all(np.array_equal(a, b) for a, b in zip(triples[False], triples[True]))
+        exact = sp_csr(pbmc.matrix())
+        for layout in ("csr", "csc"):
+            assert (m.to_scipy(layout=layout).tocsr() != exact).nnz == 0
 
 
 def sp_csr(x):

@@ -65,12 +65,17 @@ class _Workspace(threading.local):
         self.scratch = _native.PlaceScratch()
 
 
-def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = None, jobs: int = 1
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = None, jobs: int = 1,
+                 by_cell: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A whole chunk's (rows, columns, values), its nonzero count checked: what every whole-matrix
     assembly places (views of `buffers` when given), decoded on `jobs` threads. Its rows count from
-    its segment's first, as the placing kernels take them with the segment's tables (_segment_ranks)."""
-    batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
+    its segment's first, as the placing kernels take them with the segment's tables (_segment_ranks).
+
+    The tiles come band after band (a gene-major placing writes each row in order), or with
+    `by_cell` by their first column: a cell-major placing then writes to the cells of a few tiles'
+    width at a time, not to every cell of the chunk in each band, and its writes stay in cache."""
+    tiles = np.argsort(chunk.tile_first, kind="stable") if by_cell else slice(0, chunk.geometry.n_tiles)
+    batch = gather(index, [(chunk, tiles)])
     rows, cols, values = decode_batch(index, batch, jobs=jobs, value_dtype=np.int32, buffers=buffers)
     if values.size != chunk.nnz:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
@@ -142,7 +147,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
         genes_of_row, rank = tables[chunk.segment]
-        rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside)
+        rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside, by_cell=True)
         _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
                                                     indptr[row_starts[i]:], indices, data, workspace.scratch, inside))
