@@ -81,8 +81,10 @@ class Batch:
         changes.setdefault("out_start", self.out_start.copy())
         return replace(self, tiles=tiles, buf=self.buf.copy(), **changes)
 
-    def decode(self, path: str, index_dtype=np.int32, value_dtype=np.int32, out_size: int | None = None):
-        """(rows, cols, values, counts, statuses) on a path; unwritten entries hold SENTINEL."""
+    def decode(self, path: str, index_dtype=np.int32, value_dtype=np.int32, out_size: int | None = None,
+               threads: int = 1):
+        """(rows, cols, values, counts, statuses) on a path, on `threads` of the core's threads;
+        unwritten entries hold SENTINEL."""
         t = self.tiles
         size = int(np.maximum(t["k"], 0).sum()) if out_size is None else out_size
         rows, cols = np.full(size, SENTINEL, index_dtype), np.full(size, SENTINEL, index_dtype)
@@ -92,7 +94,7 @@ class Batch:
             decode_tiles(self.buf, t["offset"], t["length"], t["k"], t["h"], t["w"], t["row"], t["col"], t["first"],
                          t["cells"], t["model"], t["siren"], self.gene_terms, self.cell_terms, *self.models2,
                          *self.sirens, self.mode, self.max_error, -1, -1, self.col_mask, self.out_start, rows,
-                         cols, values, counts, status, self.tables3)
+                         cols, values, counts, status, self.tables3, threads)
         return rows, cols, values, counts, status
 
     def count(self, path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +133,14 @@ def _equal(path: str, names: tuple[str, ...], expected, got) -> None:
 
 
 def assert_same(batch: Batch, **kwargs) -> np.ndarray:
-    """Every path writes what the scalar decoder writes, and, for a batch of every column in the
-    default output, counts what the scalar count writes; returns the decode's statuses."""
+    """Every path, on one thread or on three that each take a run of the tiles, writes what the
+    scalar decoder writes on one, and, for a batch of every column in the default output, counts
+    what the scalar count writes; returns the decode's statuses."""
     expected = batch.decode("scalar", **kwargs)
-    for path in PATHS[1:]:
-        _equal(path, ("rows", "cols", "values", "counts", "status"), expected, batch.decode(path, **kwargs))
+    for path in PATHS:
+        for threads in (1, 3) if path != "scalar" else (3,):
+            _equal(f"{path} on {threads} threads", ("rows", "cols", "values", "counts", "status"), expected,
+                   batch.decode(path, threads=threads, **kwargs))
     if batch.col_mask.size == 0 and not kwargs:
         assert_same_counts(batch)
     return expected[4]

@@ -238,7 +238,7 @@ void decode_tiles(Array<const uint8_t> buf, Array<const int64_t> offset, Array<c
                   Array2<const int64_t> siren_layers, Array<const int64_t> siren_params, int mode, int64_t max_error,
                   int64_t want_row, int64_t want_col, Array<const bool> col_mask, Array<const int64_t> out_start,
                   Array<R> out_rows, Array<R> out_cols, Array<V> out_values, Array<int64_t> out_count,
-                  Array<int64_t> status, const Tables3& tables3) {
+                  Array<int64_t> status, const Tables3& tables3, int threads) {
   const TileDirectory tiles{span(offset), span(length), span(k),     span(h),     span(w),    span(row),
                             span(col),    span(first),  span(cells), span(model), span(siren)};
   ReadFilter filter;
@@ -249,7 +249,7 @@ void decode_tiles(Array<const uint8_t> buf, Array<const int64_t> offset, Array<c
                            tables3 ? models3(*tables3) : value_models(cum, lut, used),
                            siren_set(siren_spec, siren_norm, siren_layers, siren_params), mode, max_error, filter,
                            span(out_start), Triples<R, V>{span(out_rows), span(out_cols), span(out_values)},
-                           span(out_count), span(status));
+                           span(out_count), span(status), threads);
 }
 
 template <typename R, typename V>
@@ -261,7 +261,7 @@ void def_decode_tiles(nb::module_& m) {
         nb::arg("siren_params"), nb::arg("mode"), nb::arg("max_error"), nb::arg("want_row"), nb::arg("want_col"),
         nb::arg("col_mask"), nb::arg("out_start"), nb::arg("out_rows").noconvert(), nb::arg("out_cols").noconvert(),
         nb::arg("out_values").noconvert(), nb::arg("out_count").noconvert(), nb::arg("status").noconvert(),
-        nb::arg("tables3").none() = nb::none());
+        nb::arg("tables3").none() = nb::none(), nb::arg("threads") = 1);
 }
 
 void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,

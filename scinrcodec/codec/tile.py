@@ -88,7 +88,8 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
                  used: np.ndarray, siren_spec: np.ndarray, siren_norm: np.ndarray, siren_layers: np.ndarray,
                  siren_params: np.ndarray, mode: int, max_error: int, want_row: int, want_col: int,
                  col_mask: np.ndarray, out_start: np.ndarray, out_rows: np.ndarray, out_cols: np.ndarray,
-                 out_values: np.ndarray, out_count: np.ndarray, status: np.ndarray, tables3: list | None = None) -> None:
+                 out_values: np.ndarray, out_count: np.ndarray, status: np.ndarray, tables3: list | None = None,
+                 threads: int = 1) -> None:
     """Decode tiles into (row, column, value) triples.
 
     Tile t's stream is buf[tile_offset[t]: + tile_length[t]]; it has tile_k[t] nonzeros in
@@ -109,7 +110,8 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
     Format 3: tables3 lists the chunks' ChunkTables3 (tile_model[t] indexes it) and the tiles are
     format-3 streams; cum, lut and used are then not read. A batch without filters, lossless or
     max-error, decodes its baseline tiles eight at a time in AVX2 lanes where the CPU has them, with
-    exactly the scalar decoder's output (_native.set_tile_lanes chooses the path, for tests)."""
+    exactly the scalar decoder's output (_native.set_tile_lanes chooses the path, for tests).
+    threads > 1 decodes runs of the tiles on that many threads of the core (the GIL released)."""
     _native.decode_tiles(
         buf, _i64(tile_offset), _i64(tile_length), _i64(tile_k), _i64(tile_h), _i64(tile_w), _i64(tile_row),
         _i64(tile_col), _i64(tile_first), _i64(tile_cells), _i64(tile_model), _i64(tile_siren), _i64(gene_terms),
@@ -117,7 +119,7 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
         np.ascontiguousarray(lut, np.uint8), np.ascontiguousarray(used, np.bool_), _i64(siren_spec),
         np.ascontiguousarray(siren_norm, np.float64), _i64(siren_layers), _i64(siren_params), int(mode),
         int(max_error), int(want_row), int(want_col), np.ascontiguousarray(col_mask, np.bool_), _i64(out_start),
-        out_rows, out_cols, out_values, out_count, status, tables3)
+        out_rows, out_cols, out_values, out_count, status, tables3, int(threads))
 
 
 def count_rows(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,

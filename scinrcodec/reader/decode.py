@@ -1,9 +1,10 @@
-"""Running the tile decoder over the tiles a read needs: one compiled call per worker thread.
+"""Running the tile decoder over the tiles a read needs: one compiled call.
 
 A read names tiles chunk by chunk; they are checked (band CRCs, first touch only), laid out as
-flat per-tile arrays, split into contiguous runs of about equal work and decoded in parallel
-threads (the kernel releases the GIL). Each tile writes its triples at its own offset, so the
-threads never share output.
+flat per-tile arrays and decoded by one call of the core, which splits them into contiguous runs
+of about equal work on its own threads (no Python thread pool: a cell read's 400 tiles take about
+a millisecond). Each tile writes its triples at its own offset, so the threads never share output.
+A filtered read too large for one output decodes in pieces per worker thread (_decode_in_pieces).
 """
 from __future__ import annotations
 
@@ -212,13 +213,13 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     (cum, lut, used), model, tables3 = index.models(batch.model)
 
     def decode_into(lo: int, hi: int, out_start: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                    values: np.ndarray) -> None:
+                    values: np.ndarray, threads: int = 1) -> None:
         s = slice(lo, hi)
         decode_tiles(buffer, offsets[s], batch.length[s], batch.k[s], batch.h[s], batch.w[s], batch.row[s],
                      batch.col[s], batch.first[s], batch.cells[s], model[s], batch.siren[s], gene_terms,
                      index.cell_terms, cum, lut, used, spec, norm, layers, params, MODE_CODES[index.mode],
                      index.max_error, want_row, want_col, mask, out_start, rows, cols, values, counts[s], status[s],
-                     tables3)
+                     tables3, threads)
 
     def check(lo: int = 0, hi: int | None = None) -> None:
         """Raise for the first tile of lo .. hi - 1 that failed."""
@@ -243,13 +244,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     else:
         rows, cols, values = fresh_array(total, np.int32), fresh_array(total, np.int32), fresh_array(total, value_dtype)
 
-    def run(lo: int, hi: int) -> None:
-        decode_into(lo, hi, out_start[lo:hi], rows, cols, values)
-
-    if len(ranges) == 1:
-        run(*ranges[0])
-    else:
-        run_all(run, ranges)
+    decode_into(0, batch.size, out_start, rows, cols, values, threads=len(ranges))  # the core's threads
     check()
     if np.array_equal(counts, capacity):
         return rows, cols, values

@@ -14,6 +14,7 @@
 #include "sinr/models.hpp"
 #include "sinr/rans.hpp"
 #include "sinr/siren.hpp"
+#include "sinr/threads.hpp"
 #include "sinr/tile3.hpp"
 
 namespace sinr {
@@ -820,6 +821,73 @@ void with_format3(const TileDirectory& tiles, const ValueModels& models, bool la
   run(Format3<tile3::PackedTables>(pointers.data(), models.n_models));
 }
 
+// Tiles lo .. lo + n - 1 of a directory.
+TileDirectory tiles_in(const TileDirectory& d, int64_t lo, int64_t n) {
+  return {d.offset.sub(lo, n), d.length.sub(lo, n), d.k.sub(lo, n),     d.h.sub(lo, n),
+          d.w.sub(lo, n),      d.row.sub(lo, n),    d.col.sub(lo, n),   d.first.sub(lo, n),
+          d.cells.sub(lo, n),  d.model.sub(lo, n),  d.siren.sub(lo, n)};
+}
+
+// Where to cut tiles of k nonzeros each into at most `runs` runs of about equal nonzeros (none
+// empty): 0, the cuts, then the tile count. A tile's nonzeros count as at least 1 (a directory's
+// k is not trusted here: the decoder checks it).
+std::vector<int64_t> work_runs(Span<const int64_t> k, int runs) {
+  const int64_t n = k.size;
+  std::vector<int64_t> cuts{0};
+  if (runs > 1 && n > 1) {
+    std::vector<int64_t> before(static_cast<size_t>(n) + 1, 0);
+    for (int64_t t = 0; t < n; ++t)
+      before[t + 1] = before[t] + std::clamp<int64_t>(k[t], 1, int64_t{1} << 32);
+    for (int p = 1; p < runs; ++p) {
+      const int64_t target = before[n] / runs * p + before[n] % runs * p / runs;
+      const int64_t cut = std::lower_bound(before.begin(), before.end(), target) - before.begin();
+      if (cut > cuts.back() && cut < n) cuts.push_back(cut);
+    }
+  }
+  cuts.push_back(n);
+  return cuts;
+}
+
+// Whether the runs cuts[p] .. cuts[p + 1] - 1 write to disjoint parts of the output, so that threads
+// decoding them cannot race (and give what one thread gives): a tile writes from out_start[t] at
+// most its nonzeros, at most one per row of a wanted column and one per column of a wanted row,
+// and no further than the output's end. A caller's overlapping ranges (never the reader's) are
+// then decoded on one thread.
+bool runs_write_apart(const TileDirectory& tiles, const ReadFilter& filter, Span<const int64_t> out_start,
+                      int64_t out_size, const std::vector<int64_t>& cuts) {
+  std::vector<int64_t> marked;  // marked[c]: the columns below c that col_mask marks
+  if (filter.col_mask.size > 0) {
+    marked.assign(static_cast<size_t>(filter.col_mask.size) + 1, 0);
+    for (int64_t c = 0; c < filter.col_mask.size; ++c) marked[c + 1] = marked[c] + (filter.col_mask[c] != 0);
+  }
+  std::vector<std::pair<int64_t, int64_t>> spans;  // each run's [first, end) of writes, if any
+  for (size_t p = 0; p + 1 < cuts.size(); ++p) {
+    int64_t first = INT64_MAX, end = INT64_MIN;
+    for (int64_t t = cuts[p]; t < cuts[p + 1]; ++t) {
+      const int64_t start = out_start[t], h = std::max<int64_t>(tiles.h[t], 0), w = std::max<int64_t>(tiles.w[t], 0);
+      if (start < 0 || start >= out_size) continue;  // such a tile writes nothing
+      int64_t most = std::max<int64_t>(tiles.k[t], 0);
+      if (filter.want_row >= 0) most = std::min(most, w);
+      if (filter.want_col >= 0) most = std::min(most, h);
+      if (!marked.empty()) {
+        const int64_t size = filter.col_mask.size, col = tiles.col[t];
+        const int64_t lo = std::clamp<int64_t>(col, 0, size), hi = col > size - w ? size : std::clamp<int64_t>(col + w, 0, size);
+        const int64_t columns = hi > lo ? marked[hi] - marked[lo] : 0;
+        if (columns == 0 || h <= most / columns) most = std::min(most, h * columns);
+      }
+      most = std::min(most, out_size - start);
+      if (most == 0) continue;
+      first = std::min(first, start);
+      end = std::max(end, start + most);
+    }
+    if (first < end) spans.emplace_back(first, end);
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 1; i < spans.size(); ++i)
+    if (spans[i].first < spans[i - 1].second) return false;
+  return true;
+}
+
 }  // namespace
 
 int64_t set_packed_nnz_per_row(int64_t nnz_per_row) {
@@ -831,7 +899,7 @@ template <typename R, typename V>
 void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,
                   Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
                   int64_t max_error, const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out,
-                  Span<int64_t> out_count, Span<int64_t> status) {
+                  Span<int64_t> out_count, Span<int64_t> status, int threads) {
   const int64_t n_tiles = tiles.k.size;
   const std::initializer_list<const Span<const int64_t>*> per_tile = {
       &tiles.offset, &tiles.length, &tiles.h,     &tiles.w,     &tiles.row, &tiles.col,
@@ -840,9 +908,15 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
     if (a->size != n_tiles) throw std::invalid_argument("decode_tiles: the per-tile arrays differ in length");
   if (out_count.size != n_tiles || status.size != n_tiles)
     throw std::invalid_argument("decode_tiles: out_count and status need one entry per tile");
+  std::vector<int64_t> cuts = work_runs(tiles.k, threads);
+  const int64_t out_size = std::min(out.rows.size, std::min(out.cols.size, out.values.size));
+  if (cuts.size() > 2 && !runs_write_apart(tiles, filter, out_start, out_size, cuts)) cuts = {0, n_tiles};
   auto run = [&](auto codec) {
-    decode_with(std::move(codec), buf, tiles, gene_terms, cell_terms, sirens, mode, max_error, filter, out_start, out,
-                out_count, status);
+    run_on_threads(static_cast<int>(cuts.size()) - 1, [&](int p) {
+      const int64_t lo = cuts[p], n = cuts[p + 1] - lo;
+      decode_with(codec, buf, tiles_in(tiles, lo, n), gene_terms, cell_terms, sirens, mode, max_error, filter,
+                  out_start.sub(lo, n), out, out_count.sub(lo, n), status.sub(lo, n));
+    });
   };
   const bool lanes = filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError) &&
                      tile_lanes() != TileLanes::kScalar;  // what lanes3::decode_tiles takes
@@ -855,19 +929,19 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
 template void decode_tiles<int32_t, int32_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
                                              Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
                                              const ReadFilter&, Span<const int64_t>, Triples<int32_t, int32_t>,
-                                             Span<int64_t>, Span<int64_t>);
+                                             Span<int64_t>, Span<int64_t>, int);
 template void decode_tiles<int32_t, int64_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
                                              Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
                                              const ReadFilter&, Span<const int64_t>, Triples<int32_t, int64_t>,
-                                             Span<int64_t>, Span<int64_t>);
+                                             Span<int64_t>, Span<int64_t>, int);
 template void decode_tiles<int64_t, int32_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
                                              Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
                                              const ReadFilter&, Span<const int64_t>, Triples<int64_t, int32_t>,
-                                             Span<int64_t>, Span<int64_t>);
+                                             Span<int64_t>, Span<int64_t>, int);
 template void decode_tiles<int64_t, int64_t>(Span<const uint8_t>, const TileDirectory&, Span<const int64_t>,
                                              Span<const int32_t>, const ValueModels&, const SirenSet&, int, int64_t,
                                              const ReadFilter&, Span<const int64_t>, Triples<int64_t, int64_t>,
-                                             Span<int64_t>, Span<int64_t>);
+                                             Span<int64_t>, Span<int64_t>, int);
 
 void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
                 Span<int64_t> status) {

@@ -142,11 +142,13 @@ struct Triples {
   Span<V> values;
 };
 
+// With threads > 1 the tiles are cut into that many runs of about equal nonzeros, each decoded on a
+// thread of its own (run_on_threads) with the call's tables: the result is the same.
 template <typename R, typename V>
 void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<const int64_t> gene_terms,
                   Span<const int32_t> cell_terms, const ValueModels& models, const SirenSet& sirens, int mode,
                   int64_t max_error, const ReadFilter& filter, Span<const int64_t> out_start, Triples<R, V> out,
-                  Span<int64_t> out_count, Span<int64_t> status);
+                  Span<int64_t> out_count, Span<int64_t> status, int threads = 1);
 
 // Format 3's bulk decodes (whole chunks) build packed tables for the call, which the lockstep
 // decoder needs, when a batch decodes at least this many nonzeros per used table row (default 128:
