@@ -64,6 +64,7 @@ class Batch:
     models2: tuple
     out_start: np.ndarray = field(default=None)
     col_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # empty: every column
+    want_col: int = -1  # >= 0: that column only (a cell read)
 
     def __post_init__(self):
         if self.out_start is None:
@@ -75,6 +76,17 @@ class Batch:
         marked = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
         room = np.minimum(t["k"], t["h"] * (marked[t["col"] + t["w"]] - marked[t["col"]]))
         return self.copy(col_mask=mask, out_start=np.concatenate([[0], np.cumsum(room)[:-1]]).astype(np.int64))
+
+    def cell(self, column: int) -> "Batch":
+        """A cell read: the tiles holding `column` (one per band of its chunk), each with room for
+        one triple per row, as MatrixReader.cell gives them."""
+        t = self.tiles
+        holding = np.flatnonzero((t["col"] <= column) & (column < t["col"] + t["w"]))
+        batch = self.copy(want_col=column)
+        batch.tiles = {name: a[holding].copy() for name, a in t.items()}
+        room = np.minimum(batch.tiles["k"], batch.tiles["h"])
+        batch.out_start = np.concatenate([[0], np.cumsum(room)[:-1]]).astype(np.int64)
+        return batch
 
     def copy(self, **changes) -> "Batch":
         tiles = {name: a.copy() for name, a in self.tiles.items()}
@@ -93,7 +105,7 @@ class Batch:
         with lanes(path):
             decode_tiles(self.buf, t["offset"], t["length"], t["k"], t["h"], t["w"], t["row"], t["col"], t["first"],
                          t["cells"], t["model"], t["siren"], self.gene_terms, self.cell_terms, *self.models2,
-                         *self.sirens, self.mode, self.max_error, -1, -1, self.col_mask, self.out_start, rows,
+                         *self.sirens, self.mode, self.max_error, -1, self.want_col, self.col_mask, self.out_start, rows,
                          cols, values, counts, status, self.tables3, threads)
         return rows, cols, values, counts, status
 
@@ -141,7 +153,7 @@ def assert_same(batch: Batch, **kwargs) -> np.ndarray:
         for threads in (1, 3) if path != "scalar" else (3,):
             _equal(f"{path} on {threads} threads", ("rows", "cols", "values", "counts", "status"), expected,
                    batch.decode(path, threads=threads, **kwargs))
-    if batch.col_mask.size == 0 and not kwargs:
+    if batch.col_mask.size == 0 and batch.want_col < 0 and not kwargs:
         assert_same_counts(batch)
     return expected[4]
 
@@ -301,6 +313,23 @@ def test_block_reads_of_some_columns(batches, name):
             assert lane_counts(batch, "auto") == (int((batch.tiles["k"] > 0).sum()), 0)
 
 
+@pytest.mark.parametrize("name", ["pbmc4k_small", "mouse_gut_max_error", "frozen_tiny_tiles", "synthetic"])
+def test_cell_reads(batches, name):
+    """One column (a cell read): each tile's triples of that column, every tile decoded by the lanes
+    (whole, where the scalar decoder stops at the column's last nonzero), on one thread or three."""
+    rng = np.random.default_rng(3)
+    base = batches[name]
+    n_columns = int((base.tiles["col"] + base.tiles["w"]).max())
+    for column in rng.choice(n_columns, size=6, replace=False).tolist():
+        batch = base.cell(column)
+        assert (assert_same(batch) == OK).all()
+        _, cols, _, counts, _ = batch.decode("auto")
+        kept = np.concatenate([cols[s: s + c] for s, c in zip(batch.out_start.tolist(), counts.tolist())])
+        assert kept.size and (kept == column).all()
+        if _native.tile_lanes() == "avx2" and name != "synthetic":
+            assert lane_counts(batch, "auto") == (int((batch.tiles["k"] > 0).sum()), 0)
+
+
 def test_a_cut_of_the_shared_datasets(tmp_path):
     """The first 200 cells of each shared dataset, default geometry."""
     if not SHARED.exists():
@@ -374,6 +403,10 @@ def _some_columns(batch: Batch, rng) -> Batch:
     return batch.masked(rng.random(int((batch.tiles["col"] + batch.tiles["w"]).max())) < 0.4)
 
 
+def _one_column(batch: Batch, rng) -> Batch:
+    return batch.cell(int(rng.integers(int((batch.tiles["col"] + batch.tiles["w"]).max()))))
+
+
 DAMAGE = {"flip_bits": _flip_bits, "cut": _cut, "lengthen": _lengthen, "swap_lengths": _swap_lengths,
           "shift_offsets": _shift_offsets, "end_bytes": _end_bytes}
 
@@ -385,6 +418,7 @@ def test_damaged_streams(batches, damage):
     for name in ("pbmc4k_small", "mouse_gut_max_error", "synthetic", "visium"):
         seen |= _damaged(batches[name], rng, 6, DAMAGE[damage], counted)
         seen |= _damaged(_some_columns(batches[name], rng), rng, 2, DAMAGE[damage])
+        seen |= _damaged(_one_column(batches[name], rng), rng, 2, DAMAGE[damage])
     assert seen - {OK}, "the damage broke no tile"
     assert counted - {OK}, "the damage broke no tile's positions"
 

@@ -446,7 +446,7 @@ class Engine {
     const int32_t* __restrict const lane_rows = lane(rows_, j);
     const int32_t* __restrict const lane_cols = lane(cols_, j);
     const int32_t* __restrict const u = lane(u_, j);
-    if (b_.col_mask.size > 0) return finish_kept(t, rows, cols, values, lane_rows, lane_cols, u);
+    if (b_.col_mask.size > 0 || b_.want_col >= 0) return finish_kept(t, rows, cols, values, lane_rows, lane_cols, u);
     if (k > out_size_ - at) return false;  // no room
     for (int64_t idx = 0; idx < k; ++idx) rows[idx] = static_cast<R>(lane_rows[idx]);
     for (int64_t idx = 0; idx < k; ++idx) cols[idx] = static_cast<R>(lane_cols[idx]);
@@ -461,17 +461,20 @@ class Engine {
     return true;
   }
 
-  // A read of the columns col_mask marks: the triples of those columns (the scalar decoder stops at
-  // the last of them, so a tile a lane decodes whole is one it decodes to the same triples).
+  // A read of the columns col_mask marks, or of column want_col: the triples of those columns (the
+  // scalar decoder stops at the last of them, so a tile a lane decodes whole is one it decodes to
+  // the same triples).
   bool finish_kept(int64_t t, R* rows, R* cols, V* values, const int32_t* lane_rows, const int32_t* lane_cols,
                    const int32_t* u) const {
     const int64_t k = tiles_.k[t];
-    const uint8_t* const mask = b_.col_mask.data;
+    const uint8_t* const mask = b_.col_mask.size > 0 ? b_.col_mask.data : nullptr;
+    const int64_t want = b_.want_col;
+    const auto keep = [&](int64_t idx) { return mask ? mask[lane_cols[idx]] != 0 : lane_cols[idx] == want; };
     int64_t kept = 0;
-    for (int64_t idx = 0; idx < k; ++idx) kept += mask[lane_cols[idx]] != 0;
+    for (int64_t idx = 0; idx < k; ++idx) kept += keep(idx);
     if (kept > out_size_ - b_.out_start[t]) return false;  // no room
     for (int64_t idx = 0, at = 0; idx < k; ++idx) {
-      if (!mask[lane_cols[idx]]) continue;
+      if (!keep(idx)) continue;
       rows[at] = static_cast<R>(lane_rows[idx]);
       cols[at] = static_cast<R>(lane_cols[idx]);
       values[at] = static_cast<V>(value_of_(u[idx]));
@@ -650,6 +653,8 @@ bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count
     if (mask.size > 0) {
       if (col < 0 || col > mask.size - w) continue;  // refused before any triple
       most = std::min(k, h * (marked[col + w] - marked[col]));
+    } else if (batch.want_col >= 0) {
+      most = batch.want_col >= col && batch.want_col - col < w ? std::min(k, h) : 0;
     }
     if (most == 0) continue;
     if (at < written_to) return false;

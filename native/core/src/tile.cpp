@@ -715,12 +715,13 @@ void decode_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, S
     out_count[t] = result.count;
     status[t] = result.status;
   };
-  // format 3's whole tiles of baseline bands, every column or those col_mask marks: eight at a time
-  // in lockstep (lanes3.hpp)
+  // format 3's whole tiles of baseline bands, every column, those col_mask marks or want_col: eight
+  // at a time in lockstep (lanes3.hpp)
   if constexpr (std::is_same_v<C, Format3<tile3::PackedTables>>) {
-    if (filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError)) {
-      const lanes3::Batch batch{buf,       &tiles,   gene_terms, cell_terms,     packed, n_models,
-                                mode,      max_error, out_start, filter.col_mask};
+    if (filter.want_row < 0 && (filter.want_col < 0 || filter.col_mask.size == 0) &&
+        (mode == kModeLossless || mode == kModeMaxError)) {
+      const lanes3::Batch batch{buf,  &tiles,    gene_terms, cell_terms,     packed,         n_models,
+                                mode, max_error, out_start,  filter.col_mask, filter.want_col};
       if (lanes3::decode_tiles(batch, out, out_count, status, std::function<void(int64_t)>(scalar))) return;
     }
   }
@@ -918,7 +919,8 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
                   out_start.sub(lo, n), out, out_count.sub(lo, n), status.sub(lo, n));
     });
   };
-  const bool lanes = filter.want_row < 0 && filter.want_col < 0 && (mode == kModeLossless || mode == kModeMaxError) &&
+  const bool lanes = filter.want_row < 0 && (filter.want_col < 0 || filter.col_mask.size == 0) &&
+                     (mode == kModeLossless || mode == kModeMaxError) &&
                      tile_lanes() != TileLanes::kScalar;  // what lanes3::decode_tiles takes
   if (models.tables3 != nullptr)
     with_format3(tiles, models, lanes, false, run);

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace sinr::tile3 {
 
@@ -101,6 +102,42 @@ ChunkTables::ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> v
   rows_.shrink_to_fit();
 }
 
+namespace {
+
+// Each thread's spare packed-table buffers, at most kSpareBytes of them: building a chunk's packed
+// rows (about 1.6 MB) into fresh memory costs its page faults again at every read (the allocator
+// returns freed memory to the system), more than a cell read's decoding gains from them.
+constexpr size_t kSpareBytes = size_t{16} << 20;
+struct Spares {
+  std::vector<std::vector<uint32_t>> buffers;
+  size_t bytes = 0;
+};
+thread_local Spares t_spares;
+
+// A buffer of at least n entries (a spare one when there is one large enough).
+std::vector<uint32_t> take_spare(size_t n) {
+  std::vector<std::vector<uint32_t>>& spare = t_spares.buffers;
+  for (size_t i = 0; i < spare.size(); ++i) {
+    if (spare[i].size() < n) continue;
+    std::vector<uint32_t> out = std::move(spare[i]);
+    spare.erase(spare.begin() + static_cast<std::ptrdiff_t>(i));
+    t_spares.bytes -= out.capacity() * sizeof(uint32_t);
+    return out;
+  }
+  return std::vector<uint32_t>(n);
+}
+
+void give_spare(std::vector<uint32_t>&& buffer) {
+  const size_t bytes = buffer.capacity() * sizeof(uint32_t);
+  if (bytes == 0 || t_spares.bytes + bytes > kSpareBytes) return;
+  t_spares.bytes += bytes;
+  t_spares.buffers.push_back(std::move(buffer));
+}
+
+}  // namespace
+
+PackedTables::~PackedTables() { give_spare(std::move(packed_)); }
+
 PackedTables::PackedTables(const ChunkTables& tables, bool gaps_only) {
   // the rows packed, in the compact rows' order, and each one's index among them
   const size_t n_rows = tables.rows_.size();
@@ -114,7 +151,7 @@ PackedTables::PackedTables(const ChunkTables& tables, bool gaps_only) {
   const auto renumber = [&](int32_t r) { return r < 0 ? -1 : packed_row[static_cast<size_t>(r)]; };
   std::transform(tables.gap_row_, tables.gap_row_ + kGapClasses, gap_row_, renumber);
   std::transform(tables.value_row_, tables.value_row_ + kContexts, value_row_, renumber);
-  packed_.resize(static_cast<size_t>(n_packed) * kProbScale);
+  packed_ = take_spare(static_cast<size_t>(n_packed) * kProbScale);
   for (size_t r = 0; r < n_rows; ++r) {
     if (packed_row[r] < 0) continue;
     const CompactRow& row = tables.rows_[r];

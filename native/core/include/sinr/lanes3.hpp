@@ -45,7 +45,7 @@ const char* tile_lanes_path();
 namespace lanes3 {
 
 // A batch of format-3 tiles as decode_tiles has it: mode lossless or max-error, no filter but
-// perhaps col_mask (a block read).
+// perhaps col_mask (a block read) or want_col (a cell read).
 struct Batch {
   Span<const uint8_t> buf;
   const TileDirectory* tiles;
@@ -57,6 +57,7 @@ struct Batch {
   int64_t max_error;
   Span<const int64_t> out_start;
   Span<const uint8_t> col_mask;  // empty: every column
+  int64_t want_col = -1;         // >= 0: that column only (col_mask then empty)
 };
 
 // The tiles the lanes have decoded, and those they took and then handed to the scalar decoder (a

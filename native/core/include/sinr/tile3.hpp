@@ -122,6 +122,13 @@ class ChunkTables {
 class PackedTables {
  public:
   explicit PackedTables(const ChunkTables& tables, bool gaps_only = false);
+  // Its storage goes back to the thread's few spare buffers (PackedTables built again soon, as a
+  // cell read's are, then write to pages already in memory).
+  ~PackedTables();
+  PackedTables(PackedTables&&) = default;
+  PackedTables& operator=(PackedTables&&) = delete;
+  PackedTables(const PackedTables&) = delete;
+  PackedTables& operator=(const PackedTables&) = delete;
   const uint32_t* gap(int64_t cls) const { return row(gap_index(cls)); }
   const uint32_t* value(int64_t ctx) const { return row(value_index(ctx)); }
   // For gathers (the lockstep decoder, lanes3.cpp): every used row's packed entries back to back
@@ -133,7 +140,7 @@ class PackedTables {
 
  private:
   const uint32_t* row(int32_t r) const { return r < 0 ? nullptr : packed_.data() + static_cast<size_t>(r) * kProbScale; }
-  std::vector<uint32_t> packed_;
+  std::vector<uint32_t> packed_;  // at least the packed rows' entries (a spare buffer may be longer)
   int32_t gap_row_[kGapClasses];
   int32_t value_row_[kContexts];
 };
