@@ -40,6 +40,7 @@ struct Batch {
   std::vector<int32_t> cell_terms;
   std::vector<uint64_t> gap_counts, value_counts;
   std::vector<uint8_t> col_mask;  // empty: every column (a whole decode), else a block read's columns
+  int64_t want_col = -1;          // >= 0: a cell read's column
   int64_t total = 0;  // output entries
 };
 
@@ -74,6 +75,7 @@ Output decode(const Batch& b, const tile3::ChunkTables& tables, TileLanes lanes)
              std::vector<int64_t>(static_cast<size_t>(n), -7), std::vector<int64_t>(static_cast<size_t>(n), -7)};
   ReadFilter filter;
   filter.col_mask = ro(b.col_mask);
+  filter.want_col = b.want_col;
   set_tile_lanes(lanes);
   set_packed_nnz_per_row(0);  // the lanes read packed tables, which small inputs would not get
   decode_tiles<int32_t, int32_t>(Span<const uint8_t>{b.buf.data(), static_cast<int64_t>(b.buf.size())}, tiles,
@@ -189,8 +191,11 @@ void valid(Bytes& in) {
 
 void damaged(Bytes& in) {
   Batch b = encode(in);
-  if (in.take(1) & 1)  // a block read: the columns the input marks
+  const uint8_t read = in.take(1);
+  if (read & 1)  // a block read: the columns the input marks
     for (size_t c = 0; c < b.cell_terms.size(); ++c) b.col_mask.push_back(in.take(1) & 1);
+  else if (read & 2)  // a cell read
+    b.want_col = in.below(static_cast<int64_t>(b.cell_terms.size()) + 1);
   const int64_t n = static_cast<int64_t>(b.k.size());
   for (int i = 0, changes = static_cast<int>(1 + in.below(8)); i < changes && in.n; ++i) {
     const int64_t t = in.below(n);
