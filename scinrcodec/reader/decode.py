@@ -228,15 +228,13 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[lo + bad[0]]), 'a tile is corrupt')} "
                                    "(file is corrupt)")
 
-    workers = min(jobs or os.cpu_count() or 1, batch.size)
     work = np.cumsum(batch.k)
-    ranges = [(0, batch.size)]
-    if workers > 1 and work[-1] >= PARALLEL_MIN_ENTRIES:
+    workers = min(jobs or os.cpu_count() or 1, batch.size) if work[-1] >= PARALLEL_MIN_ENTRIES else 1
+    filtered = want_row >= 0 or want_col >= 0 or col_mask is not None
+    if filtered and buffers is None and total > PIECE_ENTRIES * workers:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])
         bounds = [0, *np.unique(cuts).tolist(), batch.size]
         ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    filtered = want_row >= 0 or want_col >= 0 or col_mask is not None
-    if filtered and buffers is None and total > PIECE_ENTRIES * len(ranges):
         return _decode_in_pieces(decode_into, check, ranges, capacity, counts, value_dtype)
     out_start = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
     if buffers is not None:
@@ -244,7 +242,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
     else:
         rows, cols, values = fresh_array(total, np.int32), fresh_array(total, np.int32), fresh_array(total, value_dtype)
 
-    decode_into(0, batch.size, out_start, rows, cols, values, threads=len(ranges))  # the core's threads
+    decode_into(0, batch.size, out_start, rows, cols, values, threads=workers)  # the core cuts the runs
     check()
     if np.array_equal(counts, capacity):
         return rows, cols, values
