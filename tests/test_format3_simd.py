@@ -65,6 +65,7 @@ class Batch:
     out_start: np.ndarray = field(default=None)
     col_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # empty: every column
     want_col: int = -1  # >= 0: that column only (a cell read)
+    want_row: int = -1  # >= 0: that row only (a gene read)
 
     def __post_init__(self):
         if self.out_start is None:
@@ -88,6 +89,17 @@ class Batch:
         batch.out_start = np.concatenate([[0], np.cumsum(room)[:-1]]).astype(np.int64)
         return batch
 
+    def gene(self, row: int) -> "Batch":
+        """A gene read: the tiles holding `row` (those of its band), each with room for one triple
+        per column, as MatrixReader.gene gives them."""
+        t = self.tiles
+        holding = np.flatnonzero((t["row"] <= row) & (row < t["row"] + t["h"]))
+        batch = self.copy(want_row=row)
+        batch.tiles = {name: a[holding].copy() for name, a in t.items()}
+        room = np.minimum(batch.tiles["k"], batch.tiles["w"])
+        batch.out_start = np.concatenate([[0], np.cumsum(room)[:-1]]).astype(np.int64)
+        return batch
+
     def copy(self, **changes) -> "Batch":
         tiles = {name: a.copy() for name, a in self.tiles.items()}
         changes.setdefault("out_start", self.out_start.copy())
@@ -105,19 +117,20 @@ class Batch:
         with lanes(path):
             decode_tiles(self.buf, t["offset"], t["length"], t["k"], t["h"], t["w"], t["row"], t["col"], t["first"],
                          t["cells"], t["model"], t["siren"], self.gene_terms, self.cell_terms, *self.models2,
-                         *self.sirens, self.mode, self.max_error, -1, self.want_col, self.col_mask, self.out_start, rows,
+                         *self.sirens, self.mode, self.max_error, self.want_row, self.want_col, self.col_mask, self.out_start, rows,
                          cols, values, counts, status, self.tables3, threads)
         return rows, cols, values, counts, status
 
-    def count(self, path: str) -> tuple[np.ndarray, np.ndarray]:
-        """(nonzeros per row, statuses) of count_rows on a path (the first pass of a gene-major read):
-        rows as the tiles number them, one per gene term; unwritten statuses hold SENTINEL."""
+    def count(self, path: str, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(nonzeros per row, statuses) of count_rows on a path (the first pass of a gene-major read),
+        on `threads` of the core's threads: rows as the tiles number them, one per gene term;
+        unwritten statuses hold SENTINEL."""
         t = self.tiles
         counts = np.zeros(self.gene_terms.size, np.int64)
         status = np.full(t["k"].size, SENTINEL, np.int64)
         with lanes(path):
             count_rows(self.buf, t["offset"], t["length"], t["k"], t["h"], t["w"], t["row"], counts, status, t["model"],
-                       self.tables3)
+                       self.tables3, threads)
         return counts, status
 
 
@@ -153,16 +166,19 @@ def assert_same(batch: Batch, **kwargs) -> np.ndarray:
         for threads in (1, 3) if path != "scalar" else (3,):
             _equal(f"{path} on {threads} threads", ("rows", "cols", "values", "counts", "status"), expected,
                    batch.decode(path, threads=threads, **kwargs))
-    if batch.col_mask.size == 0 and batch.want_col < 0 and not kwargs:
+    if batch.col_mask.size == 0 and batch.want_col < 0 and batch.want_row < 0 and not kwargs:
         assert_same_counts(batch)
     return expected[4]
 
 
 def assert_same_counts(batch: Batch) -> np.ndarray:
-    """Every path's count_rows writes what the scalar count writes; returns its statuses."""
+    """Every path's count_rows, on one thread or on three that each take a run of the tiles, writes
+    what the scalar count writes on one; returns its statuses."""
     expected = batch.count("scalar")
-    for path in PATHS[1:]:
-        _equal(path, ("row counts", "count status"), expected, batch.count(path))
+    for path in PATHS:
+        for threads in (1, 3) if path != "scalar" else (3,):
+            _equal(f"{path} on {threads} threads", ("row counts", "count status"), expected,
+                   batch.count(path, threads))
     return expected[1]
 
 
@@ -330,6 +346,23 @@ def test_cell_reads(batches, name):
             assert lane_counts(batch, "auto") == (int((batch.tiles["k"] > 0).sum()), 0)
 
 
+@pytest.mark.parametrize("name", ["pbmc4k_small", "mouse_gut_max_error", "frozen_tiny_tiles", "synthetic"])
+def test_gene_reads(batches, name):
+    """One row (a gene read): each tile's triples of that row on every path and thread count, by
+    the scalar decoder (which decodes values to the row's end only, on compact tables)."""
+    rng = np.random.default_rng(4)
+    base = batches[name]
+    t = base.tiles
+    rows = np.unique(np.concatenate([np.arange(r, r + h) for r, h, k in zip(t["row"], t["h"], t["k"]) if k > 0]))
+    for row in rng.choice(rows, size=6, replace=False).tolist():
+        batch = base.gene(row)
+        assert (assert_same(batch) == OK).all()
+        rows_out, _, _, counts, _ = batch.decode("auto")
+        kept = np.concatenate([rows_out[s: s + c] for s, c in zip(batch.out_start.tolist(), counts.tolist())])
+        assert kept.size and (kept == row).all()
+        assert lane_counts(batch, "auto") == (0, 0)
+
+
 def test_a_cut_of_the_shared_datasets(tmp_path):
     """The first 200 cells of each shared dataset, default geometry."""
     if not SHARED.exists():
@@ -407,6 +440,12 @@ def _one_column(batch: Batch, rng) -> Batch:
     return batch.cell(int(rng.integers(int((batch.tiles["col"] + batch.tiles["w"]).max()))))
 
 
+def _one_row(batch: Batch, rng) -> Batch:
+    t = batch.tiles
+    band = int(rng.integers(t["row"].size))
+    return batch.gene(int(t["row"][band] + rng.integers(max(int(t["h"][band]), 1))))
+
+
 DAMAGE = {"flip_bits": _flip_bits, "cut": _cut, "lengthen": _lengthen, "swap_lengths": _swap_lengths,
           "shift_offsets": _shift_offsets, "end_bytes": _end_bytes}
 
@@ -419,6 +458,7 @@ def test_damaged_streams(batches, damage):
         seen |= _damaged(batches[name], rng, 6, DAMAGE[damage], counted)
         seen |= _damaged(_some_columns(batches[name], rng), rng, 2, DAMAGE[damage])
         seen |= _damaged(_one_column(batches[name], rng), rng, 2, DAMAGE[damage])
+        seen |= _damaged(_one_row(batches[name], rng), rng, 2, DAMAGE[damage])
     assert seen - {OK}, "the damage broke no tile"
     assert counted - {OK}, "the damage broke no tile's positions"
 

@@ -103,10 +103,20 @@ def _place_by_cell(ch, base, indptr, indices, data, threads=1):
                                  threads=threads)
 
 
-def _place_by_row(ch, cursor, limit, indices, data, band_rows=None):
+def _by_gene_layout(ch, offset: int = 3):
+    """Each row's range as a whole read gives it: rows in the order of their genes."""
+    counts = np.bincount(ch["rows"], minlength=ch["genes_of_row"].size)
+    order = np.argsort(ch["genes_of_row"], kind="stable")
+    cursor = np.empty(counts.size, np.int64)
+    cursor[order] = offset + np.concatenate([[0], np.cumsum(counts[order])[:-1]])
+    return cursor, cursor + counts, offset + int(counts.sum()) + 5
+
+
+def _place_by_row(ch, cursor, limit, indices, data, band_rows=None, threads=1):
     band_rows = ch["band_rows"] if band_rows is None else band_rows
     return _native.place_by_row(ch["rows"], ch["cols"], ch["values"], ch["cell_original"], ch["first_cell"],
-                                ch["n_cells"], ch["genes_of_row"], cursor, limit, band_rows, indices, data)
+                                ch["n_cells"], ch["genes_of_row"], cursor, limit, band_rows, indices, data,
+                                threads=threads)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -250,41 +260,91 @@ def test_threads_that_cannot_start_leave_their_work_to_the_calling_thread():
                                                 ("cols", 0, BAD_CELL)])
 @pytest.mark.parametrize("at", [0.1, 0.9])
 def test_placing_on_threads_reports_hostile_indices(field, bad, status, at):
-    """A bad index in any thread's range gives the status one thread gives."""
-    ch = _chunk(12, n_rows=900, n_cells=700, density=0.3)
+    """A bad index in any thread's range gives the status one thread gives, by cell and by row."""
+    ch = _chunk(12, n_rows=900, n_cells=700, density=0.3, n_bands=9)
+    cursor, limit, row_size = _by_gene_layout(ch)
     ch[field] = ch[field].copy()
     ch[field][int(len(ch[field]) * at)] = bad
     size = ch["values"].size
     for threads in (1, 3):
         indptr, indices, data = np.zeros(ch["n_cells"] + 1, np.int64), np.zeros(size, np.int32), np.zeros(size)
         assert _place_by_cell(ch, 0, indptr, indices, data, threads)[0] == status
+        got = _place_by_row(ch, cursor.copy(), limit, np.zeros(row_size, np.int32), np.zeros(row_size),
+                            threads=threads)
+        assert got[0] == status, threads
+
+
+@pytest.mark.parametrize("index_type, value_type", [(np.int32, np.int64), (np.int64, np.float32)])
+def test_place_by_row_on_threads(index_type, value_type):
+    """A chunk shared by threads, each placing the bands that begin in its share of the nonzeros
+    (whole bands: a band's rows are its own), writes what one thread writes."""
+    ch = _chunk(13, n_rows=900, n_cells=700, density=0.4, n_bands=12)
+    assert ch["values"].size > 3 * 2**16  # room for three threads
+    cursor, limit, size = _by_gene_layout(ch)
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, value_type)
+    for threads in (1, 2, 3, 8):
+        indices, data = np.zeros(size, index_type), np.zeros(size, value_type)
+        c = cursor.copy()
+        status, checksum = _place_by_row(ch, c, limit, indices, data, threads=threads)
+        assert status == 0 and checksum == _checksum(ch), threads
+        assert np.array_equal(c, limit)
+        assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data), threads
+
+
+def test_place_by_row_on_threads_only_where_rows_write_apart():
+    """Rows whose ranges overlap (never a reader's) are placed on one thread, so threads never
+    race: the same arrays as one thread writes, whatever the thread count."""
+    ch = _chunk(14, n_rows=900, n_cells=700, density=0.4, n_bands=12)
+    cursor, limit, size = _by_gene_layout(ch)
+    order = np.argsort(ch["genes_of_row"], kind="stable")
+    overlapping = cursor.copy()
+    overlapping[order[len(order) // 2:]] -= 40  # the later genes' ranges reach back into earlier ones
+    runs = []
+    for threads in (1, 3):
+        indices, data = np.full(size, -1, np.int32), np.full(size, -1, np.int64)
+        c = overlapping.copy()
+        runs.append((_place_by_row(ch, c, limit - 40 * (overlapping < cursor), indices, data, threads=threads),
+                     c, indices, data))
+    (one, c1, i1, d1), (three, c3, i3, d3) = runs
+    assert one == three and np.array_equal(c1, c3) and np.array_equal(i1, i3) and np.array_equal(d1, d3)
 
 
 def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle():
-    share = assemble._share_chunks
-    assert share(np.array([100]), 2) and share(np.array([100, 100, 100]), 2)
-    assert share(np.array([100, 100, 100, 20]), 2)  # 200 against 120 for the other thread
-    assert not share(np.array([100, 100]), 2) and not share(np.full(9, 100), 2)
-    assert not share(np.array([100, 90, 90, 100]), 2)
+    def share(nnz, workers=2, cost=assemble._SHARED_COST_BY_CELL):
+        return assemble._share_chunks(np.array(nnz), workers, cost)
+
+    assert share([100]) and share([100, 100, 100])
+    assert share([100, 100, 100, 20])  # 200 against 120 for the other thread
+    assert not share([100, 100]) and not share([100] * 9)
+    assert not share([100, 90, 90, 100])
+    by_gene = assemble._SHARED_COST_BY_GENE  # row placing gains less from a second thread
+    assert share([100], cost=by_gene) and share([100, 30], cost=by_gene)
+    assert not share([100, 100, 70], cost=by_gene) and share([100, 100, 70])
+    assert assemble._threads(np.array([100]), 3, by_gene) == (1, 3)
+    assert assemble._threads(np.array([100, 100]), 2, by_gene) == (2, 1)
+    assert assemble._threads(np.array([100]), 1, by_gene) == (1, 1)
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
 def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatch, jobs):
-    """One chunk of 360k nonzeros: decoded and placed by every thread at once when jobs > 1."""
+    """One chunk of 360k nonzeros: counted, decoded and placed by every thread at once when jobs > 1."""
     rng = np.random.default_rng(4)
     x = sp.random(1200, 1500, density=0.2, format="csc", random_state=rng, dtype=np.float64)
     x.data = rng.geometric(0.3, x.nnz).astype(np.float64)
     path = tmp_path / "one_chunk.sinr"
     sinr.encode(x.astype(np.int64), path, siren="never")
-    threads = []
-    place = _native.place_by_cell
-    monkeypatch.setattr(_native, "place_by_cell", lambda *args: threads.append(args[-1]) or place(*args))
+    threads = {"place_by_cell": [], "place_by_row": []}
+    for name, calls in threads.items():
+        monkeypatch.setattr(_native, name, lambda *args, place=getattr(_native, name), calls=calls:
+                            calls.append(args[-1]) or place(*args))
     m = sinr.open(path, jobs=jobs)
     assert m.chunk_bounds().size == 2
     got = m.to_scipy("csc", dtype=np.float32)
     assert (got != x).nnz == 0 and got.dtype == np.float32
     assert (m.cells_block(0, 1500, np.int32) != x.T).nnz == 0
-    assert threads == [jobs, jobs]
+    by_row = m.to_scipy("csr", dtype=np.int32)
+    assert (by_row != x).nnz == 0 and by_row.has_sorted_indices
+    assert threads == {"place_by_cell": [jobs, jobs], "place_by_row": [jobs]}
 
 
 def test_placing_takes_any_column_map_and_reuses_its_scratch():

@@ -41,6 +41,7 @@ struct Batch {
   std::vector<uint64_t> gap_counts, value_counts;
   std::vector<uint8_t> col_mask;  // empty: every column (a whole decode), else a block read's columns
   int64_t want_col = -1;          // >= 0: a cell read's column
+  int64_t want_row = -1;          // >= 0: a gene read's row (the scalar decoder's on every path)
   int64_t total = 0;  // output entries
 };
 
@@ -76,6 +77,7 @@ Output decode(const Batch& b, const tile3::ChunkTables& tables, TileLanes lanes)
   ReadFilter filter;
   filter.col_mask = ro(b.col_mask);
   filter.want_col = b.want_col;
+  filter.want_row = b.want_row;
   set_tile_lanes(lanes);
   set_packed_nnz_per_row(0);  // the lanes read packed tables, which small inputs would not get
   decode_tiles<int32_t, int32_t>(Span<const uint8_t>{b.buf.data(), static_cast<int64_t>(b.buf.size())}, tiles,
@@ -196,6 +198,8 @@ void damaged(Bytes& in) {
     for (size_t c = 0; c < b.cell_terms.size(); ++c) b.col_mask.push_back(in.take(1) & 1);
   else if (read & 2)  // a cell read
     b.want_col = in.below(static_cast<int64_t>(b.cell_terms.size()) + 1);
+  else if (read & 4)  // a gene read
+    b.want_row = in.below(static_cast<int64_t>(b.gene_terms.size()) + 1);
   const int64_t n = static_cast<int64_t>(b.k.size());
   for (int i = 0, changes = static_cast<int>(1 + in.below(8)); i < changes && in.n; ++i) {
     const int64_t t = in.below(n);

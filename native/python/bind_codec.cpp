@@ -267,7 +267,7 @@ void def_decode_tiles(nb::module_& m) {
 void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,
                 Array<const int64_t> k, Array<const int64_t> h, Array<const int64_t> w, Array<const int64_t> row,
                 Array<int64_t> counts, Array<int64_t> status, std::optional<Array<const int64_t>> model,
-                const Tables3& tables3) {
+                const Tables3& tables3, int threads) {
   TileDirectory tiles;
   tiles.offset = span(offset);
   tiles.length = span(length);
@@ -276,7 +276,8 @@ void count_rows(Array<const uint8_t> buf, Array<const int64_t> offset, Array<con
   tiles.w = span(w);
   tiles.row = span(row);
   if (model) tiles.model = span(*model);
-  sinr::count_rows(span(buf), tiles, tables3 ? models3(*tables3) : ValueModels{}, span(counts), span(status));
+  sinr::count_rows(span(buf), tiles, tables3 ? models3(*tables3) : ValueModels{}, span(counts), span(status),
+                   threads);
 }
 
 using SirenArrays =
@@ -541,7 +542,7 @@ void bind_codec(nb::module_& m) {
   def_decode_tiles<int64_t, int64_t>(m);
   m.def("count_rows", &count_rows, NoGil(), nb::arg("buf"), nb::arg("offset"), nb::arg("length"), nb::arg("k"),
         nb::arg("h"), nb::arg("w"), nb::arg("row"), nb::arg("counts").noconvert(), nb::arg("status").noconvert(),
-        nb::arg("model").none() = nb::none(), nb::arg("tables3").none() = nb::none());
+        nb::arg("model").none() = nb::none(), nb::arg("tables3").none() = nb::none(), nb::arg("threads") = 1);
   m.def("decode_entry", &decode_entry, nb::arg("buf"), nb::arg("start"), nb::arg("length"), nb::arg("k"), nb::arg("h"),
         nb::arg("w"), nb::arg("row0"), nb::arg("col0"), nb::arg("first"), nb::arg("n_cells"), nb::arg("cum"),
         nb::arg("lut"), nb::arg("used"), nb::arg("siren"), nb::arg("sirens").none(), nb::arg("gene_terms"),

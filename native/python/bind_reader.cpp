@@ -70,7 +70,8 @@ std::pair<int, uint64_t> place_by_row_py(Array<const int32_t> rows, Array<const 
                                          Array<const int32_t> values, Array<const int64_t> cell_original,
                                          int64_t first_cell, int64_t n_cells, Array<const int64_t> genes_of_row,
                                          Array<int64_t> cursor, Array<const int64_t> limit,
-                                         Array<const int64_t> band_rows, AnyArray out_indices, AnyArray out_data) {
+                                         Array<const int64_t> band_rows, AnyArray out_indices, AnyArray out_data,
+                                         int threads) {
   int status = kAssembleOk;
   uint64_t checksum = 0;
   with_output_types(out_indices, out_data, [&](auto i, auto d) {
@@ -78,7 +79,7 @@ std::pair<int, uint64_t> place_by_row_py(Array<const int32_t> rows, Array<const 
     using D = decltype(d);
     status = place_by_row<I, D>(span_of(rows), span_of(cols), span_of(values), span_of(cell_original), first_cell,
                                 n_cells, span_of(genes_of_row), span_of(cursor), span_of(limit), span_of(band_rows),
-                                span_as<I>(out_indices), span_as<D>(out_data), &checksum);
+                                span_as<I>(out_indices), span_as<D>(out_data), &checksum, threads);
   });
   return {status, checksum};
 }
@@ -127,9 +128,10 @@ void bind_reader(nb::module_& m) {
         nb::arg("values").noconvert(), nb::arg("cell_original").noconvert(), nb::arg("first_cell"),
         nb::arg("n_cells"), nb::arg("genes_of_row").noconvert(), nb::arg("cursor").noconvert(),
         nb::arg("limit").noconvert(), nb::arg("band_rows").noconvert(), nb::arg("out_indices").noconvert(),
-        nb::arg("out_data").noconvert(),
+        nb::arg("out_data").noconvert(), nb::arg("threads") = 1,
         "Write a decoded chunk's nonzeros at each row's cursor (cells ascending), which must end at "
-        "`limit`; band_rows: the chunk's band starts (sorting band by band). Return (status, content checksum).");
+        "`limit`; band_rows: the chunk's band starts (sorting band by band); threads: how many threads "
+        "share this chunk. Return (status, content checksum).");
   m.def("assemble_status_text", [](int status) { return assemble_status_text(status); },
         nb::arg("status"));
   m.def("compact", &compact_py<int32_t>, nb::arg("out_start").noconvert(), nb::arg("counts").noconvert(),

@@ -124,12 +124,14 @@ def decode_tiles(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarr
 
 def count_rows(buf: np.ndarray, tile_offset: np.ndarray, tile_length: np.ndarray, tile_k: np.ndarray,
                tile_h: np.ndarray, tile_w: np.ndarray, tile_row: np.ndarray, counts: np.ndarray,
-               status: np.ndarray, tile_model: np.ndarray | None = None, tables3: list | None = None) -> None:
+               status: np.ndarray, tile_model: np.ndarray | None = None, tables3: list | None = None,
+               threads: int = 1) -> None:
     """Add each tile's nonzeros per row to counts[row] (int64, in place), decoding positions only
     (the first pass of a row-major full decode); status[t] (int64) as decode_tiles sets it. Format 3
-    needs each tile's model and the tables (see decode_tiles)."""
+    needs each tile's model and the tables (see decode_tiles). threads: the core's threads for it."""
     _native.count_rows(buf, _i64(tile_offset), _i64(tile_length), _i64(tile_k), _i64(tile_h), _i64(tile_w),
-                       _i64(tile_row), counts, status, None if tile_model is None else _i64(tile_model), tables3)
+                       _i64(tile_row), counts, status, None if tile_model is None else _i64(tile_model), tables3,
+                       int(threads))
 
 
 def decode_entry(buf: np.ndarray, start: int, length: int, k: int, h: int, w: int, row0: int, col0: int, first: int,

@@ -3,7 +3,7 @@
 Chunks are decoded in parallel threads, one chunk per thread at a time; each thread scatters its
 chunk's nonzeros to their final places (the kernels release the GIL), so the peak memory is the
 result plus one chunk's scratch per thread. A read of too few chunks to keep every thread busy so
-(a small file, one chunk of a loader) instead decodes and places each chunk on every thread. Cell-major output (10x's CSC, AnnData's CSR) needs one
+(a small file, one chunk of a loader) instead counts, decodes and places each chunk on every thread. Cell-major output (10x's CSC, AnnData's CSR) needs one
 pass, since a chunk's cells are consecutive and its place in the output is known from the chunk
 index. Gene-major output (CSR genes x cells) first counts each chunk's nonzeros per row by
 decoding positions only. Every chunk's content checksum is verified on the way.
@@ -105,19 +105,32 @@ def _segment_ranks(index: MatrixIndex, segments) -> dict[int, tuple[np.ndarray, 
 
 
 # A chunk shared by every thread (decoded and placed in parts, one chunk after another) costs this
-# much more than the same nonzeros in chunks of their own spread evenly over the threads (pbmc4k and
-# visium 6e7, 2 threads: 0.81-0.95 s against 0.74-0.80 s).
-_SHARED_COST = 1.15
+# much more than the same nonzeros in chunks of their own spread evenly over the threads. Cell-major:
+# pbmc4k and visium 6e7, 2 threads, 0.81-0.95 s against 0.74-0.80 s. Gene-major, whose row placing
+# gains less from a second thread (1.4x): pbmc4k 6e6 cut to 1, 1.33 and 3 chunks, sharing 0.071,
+# 0.101, 0.225 s against 0.112, 0.108, 0.206 s for whole chunks (3 chunks on 2 threads leave one
+# thread 1.27x the even share, 1.33 chunks 1.51x).
+_SHARED_COST_BY_CELL = 1.15
+_SHARED_COST_BY_GENE = 1.4
 
 
-def _share_chunks(chunk_nnz: np.ndarray, workers: int) -> bool:
+def _share_chunks(chunk_nnz: np.ndarray, workers: int, cost: float) -> bool:
     """Whether every thread should work on one chunk at a time: when taking whole chunks in order,
-    each by the first free thread, leaves threads idle long enough (3 chunks on 2 threads: one
-    thread decodes two) that sharing each chunk finishes sooner."""
+    each by the first free thread, leaves threads idle long enough (one chunk on 2 threads; a
+    cell-major read of 3) that sharing each chunk, at `cost` times the even share, finishes sooner."""
     busy = np.zeros(workers)
     for nnz in chunk_nnz.tolist():
         busy[np.argmin(busy)] += nnz
-    return busy.max() > _SHARED_COST * busy.sum() / workers
+    return busy.max() > cost * busy.sum() / workers
+
+
+def _threads(chunk_nnz: np.ndarray, jobs: int | None, cost: float) -> tuple[int, int]:
+    """(threads taking whole chunks, threads inside each chunk) for a read of chunks of these sizes
+    on `jobs` threads: each chunk on every thread where whole chunks would leave threads idle."""
+    workers = max(1, jobs or os.cpu_count() or 1)
+    if workers > 1 and _share_chunks(chunk_nnz, workers, cost):
+        return 1, workers
+    return workers, 1
 
 
 def _index_dtype(size: int):
@@ -140,9 +153,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     tables = _segment_ranks(index, np.unique(index.chunk_segment[ids]).tolist())
 
     workspace = _Workspace()
-    workers = max(1, jobs or os.cpu_count() or 1)
-    shared = workers > 1 and _share_chunks(np.diff(nnz_starts), workers)
-    inside = workers if shared else 1  # threads decoding and placing each chunk
+    outside, inside = _threads(np.diff(nnz_starts), jobs, _SHARED_COST_BY_CELL)
 
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
@@ -152,7 +163,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
                                                     indptr[row_starts[i]:], indices, data, workspace.scratch, inside))
 
-    _for_each_chunk(index, 1 if shared else workers, work, chunks)
+    _for_each_chunk(index, outside, work, chunks)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
@@ -165,6 +176,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
               for s, g in enumerate(genes)]  # [segment][chunk of it, row of it]
+    outside, inside = _threads(np.diff(index.nnz_starts), jobs, _SHARED_COST_BY_GENE)
 
     def count(chunk: Chunk) -> None:
         batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
@@ -172,12 +184,12 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         status = np.zeros(batch.size, dtype=np.int64)
         _, model, tables3 = index.models(batch.model)
         count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row - chunk.row_base,
-                   counts[chunk.segment][chunk.index - first_chunk[chunk.segment]], status, model, tables3)
+                   counts[chunk.segment][chunk.index - first_chunk[chunk.segment]], status, model, tables3, inside)
         if np.any(status):
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
                                    "(file is corrupt)")
 
-    _for_each_chunk(index, jobs, count)
+    _for_each_chunk(index, outside, count)
     per_gene = np.zeros(n_genes, dtype=np.int64)
     for g, c in zip(genes, counts):
         per_gene[g] += c.sum(axis=0)[:g.size]  # a segment holds each gene once
@@ -196,14 +208,15 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     workspace = _Workspace()
 
     def work(chunk: Chunk) -> None:
-        rows, cols, values = decode_chunk(index, chunk, workspace.buffers)
+        rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside)
         s, local = chunk.segment, chunk.index - first_chunk[chunk.segment]
         n_rows = genes[s].size
         cursor = cursors[s][local]
         limit = cursor + counts[s][local, :n_rows]  # the chunk's share of each row ends here
         _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
                                                    chunk.n_cells, genes[s], cursor, limit,
-                                                   chunk.geometry.row_starts - chunk.row_base, indices, data))
+                                                   chunk.geometry.row_starts - chunk.row_base, indices, data,
+                                                   inside))
 
-    _for_each_chunk(index, jobs, work)
+    _for_each_chunk(index, outside, work)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))

@@ -577,13 +577,43 @@ std::vector<Segment> band_segments(Span<const int32_t> rows, Span<const int64_t>
   return segments;
 }
 
+// Segments [s0, s1) of place_by_row: their rows' nonzeros in place, the checksum of theirs into
+// *checksum. Segments hold disjoint rows, so threads may place different segments at once.
+// Whether rows' output ranges [cursor[r], limit[r]) are apart, checked in the order of their genes
+// (the reader's ranges ascend by gene): threads placing different rows then never write to the same
+// place. False for what cannot be checked so cheaply (genes repeated, negative or far above the
+// row count), which is then placed on one thread.
+bool rows_write_apart(Span<const int64_t> genes_of_row, Span<const int64_t> cursor, Span<const int64_t> limit) {
+  const int64_t n_rows = genes_of_row.size;
+  int64_t most = -1;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    if (genes_of_row[r] < 0) return false;
+    most = std::max(most, genes_of_row[r]);
+  }
+  if (most >= 8 * n_rows + 1024) return false;
+  std::vector<int32_t> row_of_gene(static_cast<size_t>(most + 1), -1);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    int32_t& row = row_of_gene[static_cast<size_t>(genes_of_row[r])];
+    if (row >= 0) return false;
+    row = static_cast<int32_t>(r);
+  }
+  int64_t end = INT64_MIN;
+  for (const int32_t r : row_of_gene) {
+    if (r < 0 || cursor[r] == limit[r]) continue;
+    if (cursor[r] < end) return false;
+    end = limit[r];
+  }
+  return true;
+}
+
 template <typename T, typename I, typename D>
 int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                       Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                       Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
-                      Span<I> out_indices, Span<D> out_data, uint64_t* checksum, const std::vector<Segment>& segments,
-                      int cell_bits) {
+                      Span<I> out_indices, Span<D> out_data, uint64_t* checksum, const std::vector<Segment>& all,
+                      size_t s0, size_t s1, int cell_bits) {
   using Item = typename T::Item;
+  const Span<const Segment> segments{all.data() + s0, static_cast<int64_t>(s1 - s0)};
   int64_t largest = 0;
   for (const Segment& seg : segments) largest = std::max(largest, seg.hi - seg.lo);
   Scratch<Item> a(largest), b(largest);
@@ -654,8 +684,6 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
     if (run_row >= 0) cur[run_row] = at;
     if (overflow) return kAssembleRowOverflow;
   }
-  for (int64_t r = 0; r < genes_of_row.size; ++r)
-    if (cur[r] != limit[r]) return kAssembleRowOverflow;
   *checksum = total;
   return kAssembleOk;
 }
@@ -702,7 +730,8 @@ template <typename I, typename D>
 int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                  Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                  Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
-                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum) {
+                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
+                 int threads) {
   const int64_t n = values.size;
   const int64_t n_rows = genes_of_row.size;
   if (rows.size != n || cols.size != n || cursor.size != n_rows || limit.size != n_rows || n_cells < 0)
@@ -715,11 +744,40 @@ int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const 
   int64_t tallest = 1;
   for (const Segment& seg : segments) tallest = std::max(tallest, seg.rows);
   const int cell_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_cells - 1, 0)));
-  if (bit_length(static_cast<uint64_t>(tallest - 1)) + cell_bits <= 32)
-    return place_by_row_impl<Packed>(rows, cols, values, cell_original, first_cell, n_cells, genes_of_row, cursor,
-                                     limit, out_indices, out_data, checksum, segments, cell_bits);
-  return place_by_row_impl<Wide>(rows, cols, values, cell_original, first_cell, n_cells, genes_of_row, cursor, limit,
-                                 out_indices, out_data, checksum, segments, cell_bits);
+  const bool packed = bit_length(static_cast<uint64_t>(tallest - 1)) + cell_bits <= 32;
+  // Thread p places the segments that begin in nonzeros n p / P .. n (p + 1) / P - 1.
+  const int n_threads =
+      threads > 1 && n_rows <= INT32_MAX && rows_write_apart(genes_of_row, Span<const int64_t>{cursor.data, cursor.size}, limit)
+          ? static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, n / kThreadNonzeros)))
+          : 1;
+  std::vector<size_t> first(static_cast<size_t>(n_threads) + 1, segments.size());
+  for (int p = 0; p < n_threads; ++p) {
+    const int64_t from = n * p / n_threads;
+    first[p] = std::lower_bound(segments.begin(), segments.end(), from,
+                                [](const Segment& seg, int64_t i) { return seg.lo < i; }) -
+               segments.begin();
+  }
+  std::vector<uint64_t> totals(static_cast<size_t>(n_threads), 0);
+  std::vector<int> statuses(static_cast<size_t>(n_threads), kAssembleOk);
+  run_on_threads(n_threads, [&](int p) {
+    const size_t s0 = first[p], s1 = first[p + 1];
+    if (s0 >= s1) return;
+    statuses[p] = packed ? place_by_row_impl<Packed>(rows, cols, values, cell_original, first_cell, n_cells,
+                                                     genes_of_row, cursor, limit, out_indices, out_data, &totals[p],
+                                                     segments, s0, s1, cell_bits)
+                         : place_by_row_impl<Wide>(rows, cols, values, cell_original, first_cell, n_cells,
+                                                   genes_of_row, cursor, limit, out_indices, out_data, &totals[p],
+                                                   segments, s0, s1, cell_bits);
+  });
+  uint64_t total = 0;
+  for (int p = 0; p < n_threads; ++p) {
+    if (statuses[p] != kAssembleOk) return statuses[p];
+    total += totals[p];
+  }
+  for (int64_t r = 0; r < n_rows; ++r)
+    if (cursor[r] != limit[r]) return kAssembleRowOverflow;
+  *checksum = total;
+  return kAssembleOk;
 }
 
 template <typename V>
@@ -793,7 +851,7 @@ int band_tile_ranges(Span2<const int64_t> table_rows, Span2<const int64_t> table
                                    int64_t, Span<int64_t>, Span<I>, Span<D>, uint64_t*, PlaceScratch*, int);     \
   template int place_by_row<I, D>(Span<const int32_t>, Span<const int32_t>, Span<const int32_t>,                 \
                                   Span<const int64_t>, int64_t, int64_t, Span<const int64_t>, Span<int64_t>,      \
-                                  Span<const int64_t>, Span<const int64_t>, Span<I>, Span<D>, uint64_t*);
+                                  Span<const int64_t>, Span<const int64_t>, Span<I>, Span<D>, uint64_t*, int);
 #define SINR_PLACE_ALL(I)                                                                                         \
   SINR_PLACE(I, int8_t)                                                                                           \
   SINR_PLACE(I, int16_t)                                                                                          \

@@ -204,16 +204,6 @@ struct TileTerms {
   int32_t* cols;
 };
 
-// i = p / w as (p * magic) >> shift: exact for every p below 2**24 with shift = 24 + ceil(log2 w),
-// magic = ceil(2**shift / w) < 2**26.
-struct Divider {
-  explicit Divider(int64_t w)
-      : shift(24 + bit_length(static_cast<uint64_t>(w - 1))),
-        magic(((uint64_t{1} << shift) + static_cast<uint64_t>(w) - 1) / static_cast<uint64_t>(w)) {}
-  int shift;
-  uint64_t magic;
-};
-
 // Nonzeros from..k-1 of a tile; returns the OR of their table rows (negative: T6).
 int32_t tile_terms(const TileTerms& t, int64_t from) {
   const Divider d(t.w);
@@ -424,29 +414,47 @@ class Engine {
     const int32_t unused = tile_terms(terms, 0);
 #endif
     if (unused < 0) return false;  // T6
+    values_[j] = values_wanted(k, lane(cols_, j));
     L.gap[j] = 0;
     L.ctx_at[j] = static_cast<uint32_t>(lane(contexts_, j) - contexts_.get());
-    L.stop[j] = L.step + static_cast<uint64_t>(k);
+    L.stop[j] = L.step + static_cast<uint64_t>(values_[j]);
     set_out(j, lane(u_, j));
     return true;
   }
 
-  // Lane j's symbols are decoded: T7, T8, T9, then the tile's triples (false, nothing written, on
-  // a check that fails).
+  // The values a filtered read decodes of a tile's k nonzeros (columns in position order): as the
+  // scalar decoder, up to the last one it keeps, so that both fail on the same streams (at least
+  // one: a phase has a symbol). Every value otherwise.
+  int64_t values_wanted(int64_t k, const int32_t* cols) const {
+    int64_t last = k - 1;
+    if (b_.want_col >= 0) {
+      while (last >= 0 && cols[last] != b_.want_col) --last;
+    } else if (b_.col_mask.size > 0) {
+      while (last >= 0 && !b_.col_mask.data[cols[last]]) --last;
+    }
+    return std::max<int64_t>(last + 1, 1);
+  }
+
+  // Lane j's symbols are decoded: T7, T8, T9 where it decoded every value (a filtered read that
+  // stops earlier checks no ending, as the scalar decoder), then the tile's triples (false, nothing
+  // written, on a check that fails).
   bool finish(int j) const {
     const Lanes& L = *L_;
     const int64_t t = L.tile[j];
-    const uint32_t raw_bytes = (L.bit[j] + 7) >> 3;
-    if (L.x[j] != kStateLow || L.pos[j] + raw_bytes != L.end[j]) return false;
-    if ((L.bit[j] & 7) != 0 && (bytes_[L.end[j] - raw_bytes] >> (L.bit[j] & 7)) != 0) return false;
     const int64_t k = tiles_.k[t], at = b_.out_start[t];
+    const uint32_t raw_bytes = (L.bit[j] + 7) >> 3;
+    if (values_[j] == k) {
+      if (L.x[j] != kStateLow || L.pos[j] + raw_bytes != L.end[j]) return false;
+      if ((L.bit[j] & 7) != 0 && (bytes_[L.end[j] - raw_bytes] >> (L.bit[j] & 7)) != 0) return false;
+    }
     R* __restrict const rows = out_.rows.data + at;
     R* __restrict const cols = out_.cols.data + at;
     V* __restrict const values = out_.values.data + at;
     const int32_t* __restrict const lane_rows = lane(rows_, j);
     const int32_t* __restrict const lane_cols = lane(cols_, j);
     const int32_t* __restrict const u = lane(u_, j);
-    if (b_.col_mask.size > 0 || b_.want_col >= 0) return finish_kept(t, rows, cols, values, lane_rows, lane_cols, u);
+    if (b_.col_mask.size > 0 || b_.want_col >= 0)
+      return finish_kept(t, values_[j], rows, cols, values, lane_rows, lane_cols, u);
     if (k > out_size_ - at) return false;  // no room
     for (int64_t idx = 0; idx < k; ++idx) rows[idx] = static_cast<R>(lane_rows[idx]);
     for (int64_t idx = 0; idx < k; ++idx) cols[idx] = static_cast<R>(lane_cols[idx]);
@@ -461,12 +469,11 @@ class Engine {
     return true;
   }
 
-  // A read of the columns col_mask marks, or of column want_col: the triples of those columns (the
-  // scalar decoder stops at the last of them, so a tile a lane decodes whole is one it decodes to
-  // the same triples).
-  bool finish_kept(int64_t t, R* rows, R* cols, V* values, const int32_t* lane_rows, const int32_t* lane_cols,
-                   const int32_t* u) const {
-    const int64_t k = tiles_.k[t];
+  // A read of the columns col_mask marks or of column want_col: the triples of those columns, of the
+  // `decoded` nonzeros whose values the lane decoded (values_wanted: every kept one).
+  bool finish_kept(int64_t t, int64_t decoded, R* rows, R* cols, V* values, const int32_t* lane_rows,
+                   const int32_t* lane_cols, const int32_t* u) const {
+    const int64_t k = decoded;
     const uint8_t* const mask = b_.col_mask.size > 0 ? b_.col_mask.data : nullptr;
     const int64_t want = b_.want_col;
     const auto keep = [&](int64_t idx) { return mask ? mask[lane_cols[idx]] != 0 : lane_cols[idx] == want; };
@@ -599,6 +606,7 @@ class Engine {
   const uint32_t* packed_ = nullptr;
   const uint8_t* bytes_ = nullptr;
   int32_t value_rows_[tile3::kContexts];
+  int64_t values_[kLanes] = {};  // the values lane j decodes of its tile (values_wanted)
   LaneCounts counts_;
 };
 
@@ -627,6 +635,11 @@ void run_engine(Engine<R, V>& engine, Path path) {
 }
 
 }  // namespace
+
+bool takes(const ReadFilter& filter, int mode) {
+  return filter.want_row < 0 && (filter.want_col < 0 || filter.col_mask.size == 0) &&
+         (mode == kModeLossless || mode == kModeMaxError);
+}
 
 template <typename R, typename V>
 bool decode_tiles(const Batch& batch, Triples<R, V> out, Span<int64_t> out_count, Span<int64_t> status,

@@ -718,8 +718,7 @@ void decode_with(C codec, Span<const uint8_t> buf, const TileDirectory& tiles, S
   // format 3's whole tiles of baseline bands, every column, those col_mask marks or want_col: eight
   // at a time in lockstep (lanes3.hpp)
   if constexpr (std::is_same_v<C, Format3<tile3::PackedTables>>) {
-    if (filter.want_row < 0 && (filter.want_col < 0 || filter.col_mask.size == 0) &&
-        (mode == kModeLossless || mode == kModeMaxError)) {
+    if (lanes3::takes(filter, mode)) {
       const lanes3::Batch batch{buf,  &tiles,    gene_terms, cell_terms,     packed,         n_models,
                                 mode, max_error, out_start,  filter.col_mask, filter.want_col};
       if (lanes3::decode_tiles(batch, out, out_count, status, std::function<void(int64_t)>(scalar))) return;
@@ -822,11 +821,11 @@ void with_format3(const TileDirectory& tiles, const ValueModels& models, bool la
   run(Format3<tile3::PackedTables>(pointers.data(), models.n_models));
 }
 
-// Tiles lo .. lo + n - 1 of a directory.
+// Tiles lo .. lo + n - 1 of a directory (a field the directory leaves empty stays empty).
 TileDirectory tiles_in(const TileDirectory& d, int64_t lo, int64_t n) {
-  return {d.offset.sub(lo, n), d.length.sub(lo, n), d.k.sub(lo, n),     d.h.sub(lo, n),
-          d.w.sub(lo, n),      d.row.sub(lo, n),    d.col.sub(lo, n),   d.first.sub(lo, n),
-          d.cells.sub(lo, n),  d.model.sub(lo, n),  d.siren.sub(lo, n)};
+  const auto part = [&](Span<const int64_t> a) { return a.empty() ? a : a.sub(lo, n); };
+  return {part(d.offset), part(d.length), part(d.k),     part(d.h),     part(d.w),    part(d.row),
+          part(d.col),    part(d.first),  part(d.cells), part(d.model), part(d.siren)};
 }
 
 // Where to cut tiles of k nonzeros each into at most `runs` runs of about equal nonzeros (none
@@ -919,9 +918,7 @@ void decode_tiles(Span<const uint8_t> buf, const TileDirectory& tiles, Span<cons
                   out_start.sub(lo, n), out, out_count.sub(lo, n), status.sub(lo, n));
     });
   };
-  const bool lanes = filter.want_row < 0 && (filter.want_col < 0 || filter.col_mask.size == 0) &&
-                     (mode == kModeLossless || mode == kModeMaxError) &&
-                     tile_lanes() != TileLanes::kScalar;  // what lanes3::decode_tiles takes
+  const bool lanes = lanes3::takes(filter, mode) && tile_lanes() != TileLanes::kScalar;
   if (models.tables3 != nullptr)
     with_format3(tiles, models, lanes, false, run);
   else
@@ -946,18 +943,34 @@ template void decode_tiles<int64_t, int64_t>(Span<const uint8_t>, const TileDire
                                              Span<int64_t>, Span<int64_t>, int);
 
 void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
-                Span<int64_t> status) {
+                Span<int64_t> status, int threads) {
   const int64_t n_tiles = tiles.k.size;
   for (const Span<const int64_t>* a : {&tiles.offset, &tiles.length, &tiles.h, &tiles.w, &tiles.row})
     if (a->size != n_tiles) throw std::invalid_argument("count_rows: the per-tile arrays differ in length");
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
-  if (models.tables3 != nullptr) {
-    if (tiles.model.size != n_tiles) throw std::invalid_argument("count_rows: format 3 needs each tile's model");
-    with_format3(tiles, models, tile_lanes() != TileLanes::kScalar, true,
-                 [&](auto codec) { count_with(std::move(codec), buf, tiles, counts, status); });
-  } else {
-    count_with(Format2(models), buf, tiles, counts, status);
-  }
+  if (models.tables3 != nullptr && tiles.model.size != n_tiles)
+    throw std::invalid_argument("count_rows: format 3 needs each tile's model");
+  const std::vector<int64_t> cuts = work_runs(tiles.k, threads);
+  const int runs = static_cast<int>(cuts.size()) - 1;
+  // the first run counts into `counts`, each other into rows of its own (a band's tiles may span runs)
+  std::vector<std::vector<int64_t>> own(static_cast<size_t>(std::max(runs - 1, 0)));
+  auto run = [&](auto codec) {
+    run_on_threads(runs, [&](int p) {
+      const int64_t lo = cuts[p], n = cuts[p + 1] - lo;
+      Span<int64_t> rows = counts;
+      if (p > 0) {
+        own[p - 1].assign(static_cast<size_t>(counts.size), 0);
+        rows = Span<int64_t>{own[p - 1].data(), counts.size};
+      }
+      count_with(codec, buf, tiles_in(tiles, lo, n), rows, status.sub(lo, n));
+    });
+  };
+  if (models.tables3 != nullptr)
+    with_format3(tiles, models, tile_lanes() != TileLanes::kScalar, true, run);
+  else
+    run(Format2(models));
+  for (const std::vector<int64_t>& rows : own)
+    for (int64_t r = 0; r < counts.size; ++r) counts[r] += rows[r];
 }
 
 namespace {

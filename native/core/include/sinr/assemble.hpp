@@ -86,12 +86,15 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
 // (cursor and limit hold one entry per row of genes_of_row). out_indices receives original cells.
 // Equal (row, cell) keys keep their input order. band_rows (the chunk's band starts, and its row
 // count last; may be empty) lets each band's nonzeros be sorted apart when they come band after
-// band, as the decoder emits them; the result is the same either way. Returns an AssembleStatus.
+// band, as the decoder emits them; the result is the same either way. On `threads`, each places the
+// bands that begin in its share of the nonzeros (a band's rows are its own). Returns an
+// AssembleStatus.
 template <typename I, typename D>
 int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                  Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,
                  Span<const int64_t> genes_of_row, Span<int64_t> cursor, Span<const int64_t> limit,
-                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum);
+                 Span<const int64_t> band_rows, Span<I> out_indices, Span<D> out_data, uint64_t* checksum,
+                 int threads = 1);
 
 // Move tile t's counts[t] triples, found at out_start[t], down to follow the previous tile's (in
 // place: each moves to an index no higher than its own). *kept receives their number. Returns

@@ -160,20 +160,33 @@ int64_t set_packed_nnz_per_row(int64_t nnz_per_row);
 // Add each tile's nonzeros per row to counts[row], decoding positions only (the first pass of a
 // row-major full decode). Uses offset, length, k, h, w and row of the directory, and for format 3
 // its model and the models' gap tables (models is not read for format 2). Format 3's tiles run in
-// the lockstep lanes where decode_tiles would (lanes3.hpp's count_tiles), with the same result.
+// the lockstep lanes where decode_tiles would (lanes3.hpp's count_tiles), with the same result. On
+// `threads`, runs of about equal nonzeros each count into their own rows, added up at the end.
 void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const ValueModels& models, Span<int64_t> counts,
-                Span<int64_t> status);
+                Span<int64_t> status, int threads = 1);
+
+// i = p / w as (p * magic) >> shift: exact for every p below 2**24 (a tile's entries, kMaxTileEntries)
+// with shift = 24 + ceil(log2 w), magic = ceil(2**shift / w) < 2**26; w at least 1.
+struct Divider {
+  explicit Divider(int64_t w)
+      : shift(24 + bit_length(static_cast<uint64_t>(w - 1))),
+        magic(((uint64_t{1} << shift) + static_cast<uint64_t>(w) - 1) / static_cast<uint64_t>(w)) {}
+  int64_t row(int32_t p) const { return static_cast<int64_t>((static_cast<uint64_t>(static_cast<uint32_t>(p)) * magic) >> shift); }
+  int shift;
+  uint64_t magic;
+};
 
 // count_rows's count of one tile of h x w entries from its coded set (m ascending positions below
 // h * w): its nonzeros, or its zeros when `zeros` (a tile more than half full), whose rows then
-// hold w less their zeros. Adds to counts[0: h].
+// hold w less their zeros. Adds to counts[0: h]. Each position's row by multiplication, without a
+// branch: rows of one or two nonzeros, the common case, mispredict a scan's branch at each row.
 inline void add_row_counts(const int32_t* coded, int64_t m, bool zeros, int64_t h, int64_t w, int64_t* counts) {
-  int64_t idx = 0;
-  for (int64_t i = 0; i < h && (zeros || idx < m); ++i) {  // each row's count in a register
-    const int64_t row_end = (i + 1) * w, first = idx;
-    while (idx < m && coded[idx] < row_end) ++idx;
-    counts[i] += zeros ? w - (idx - first) : idx - first;
-  }
+  if (zeros)
+    for (int64_t i = 0; i < h; ++i) counts[i] += w;
+  if (m <= 0) return;
+  const Divider d(w);
+  const int64_t one = zeros ? -1 : 1;
+  for (int64_t idx = 0; idx < m; ++idx) counts[d.row(coded[idx])] += one;
 }
 
 // One tile of one chunk, for decode_entry.
