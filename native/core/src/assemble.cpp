@@ -472,19 +472,29 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
     start[c + 1] = at;
     w.column_end[q] = at;
   }
-  // Each nonzero to its cell's range of the stage as (rank, value).
+  // Each nonzero to its cell's range of the stage as (rank, value). What the loop reads is copied
+  // into locals first: the stage's stores may alias anything (a value's bytes), and would make the
+  // compiler load every captured pointer again for each nonzero.
   const int32_t* rank_of = rank.data();
   I* indices = out_indices.data + base;
   D* data = out_data.data + base;
   Stage<I, D> stage(indices, data, n, w.items);
   std::atomic<int> failed{kAssembleOk};
   run_on_threads(n_threads, [&](int p) {
-    std::vector<int64_t> at(w.first[p]);
-    const int64_t* end = p + 1 < n_threads ? w.first[p + 1].data() : w.column_end.data();
+    std::vector<int64_t> next(w.first[p]);
+    int64_t* const at = next.data();
+    const int64_t* const end = p + 1 < n_threads ? w.first[p + 1].data() : w.column_end.data();
+    const int32_t* const row_of = rows.data;
+    const int32_t* const col_of = cols.data;
+    const int32_t* const value_of = values.data;
+    const int32_t* const rank_of_row = rank_of;
+    const uint64_t rows_n = static_cast<uint64_t>(n_rows), columns = window;
+    const int64_t first_col = col0;
+    Stage<I, D> out = stage;
     for (int64_t i = nonzero_of(p), stop = nonzero_of(p + 1); i < stop; ++i) {
-      const uint32_t row = static_cast<uint32_t>(rows[i]);
-      const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(cols[i]) - col0);
-      if (row >= static_cast<uint64_t>(n_rows) || q >= window) {  // changed since counted
+      const uint32_t row = static_cast<uint32_t>(row_of[i]);
+      const uint64_t q = static_cast<uint64_t>(static_cast<int64_t>(col_of[i]) - first_col);
+      if (row >= rows_n || q >= columns) {  // changed since counted
         failed = kAssembleBadRow;
         return;
       }
@@ -493,8 +503,8 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
         failed = kAssembleBadCell;
         return;
       }
-      stage.put(slot, rank_of[row], values[i]);
-      stage.prefetch(slot);
+      out.put(slot, rank_of_row[row], value_of[i]);
+      out.prefetch(slot);
     }
   });
   if (failed != kAssembleOk) return failed;
