@@ -159,3 +159,23 @@ def test_a_damaged_band_fails_the_entry_that_checks_it(tmp_path, on_disk):
     gene = int(index.row_genes(np.array([row]))[0])
     with pytest.raises(sinr.CorruptFileError, match=f"chunk 2: checksum mismatch in the tiles of band {band} "):
         sinr.open(damaged)[gene, chunk.first_cell]
+
+
+@pytest.mark.parametrize("change", ["rewritten", "truncated"])
+def test_gene_and_cell_reads_after_the_file_changed_in_place_are_file_changed_errors(on_disk, tmp_path, change):
+    """A gather (one descriptor for all its runs, the file checked after the last) still notices a
+    file rewritten in place or cut short since it was opened."""
+    path, truth = on_disk
+    live = tmp_path / "live.sinr"
+    shutil.copyfile(path, live)
+    m = sinr.open(live)
+    assert np.array_equal(np.asarray(m.gene(3)).ravel(), truth[3].toarray().ravel())
+    with open(live, "r+b") as f:
+        if change == "truncated":
+            f.truncate(live.stat().st_size - 1)
+        else:
+            f.write(path.read_bytes()[:64])
+    os.utime(live, ns=(time.time_ns(), time.time_ns() + 10**9))
+    for read in (lambda: m.gene(4), lambda: m.cell(7)):
+        with pytest.raises(sinr.FileChangedError, match="changed while open"):
+            read()

@@ -61,12 +61,15 @@ class ByteSource:
         run_end = np.maximum.reduceat(ends, np.flatnonzero(new_run))
         run_at = np.concatenate([[0], np.cumsum(run_end - run_start)])
         buffer = np.empty(int(run_at[-1]), np.uint8)
-        view = memoryview(buffer)
-        for r in range(run_start.size):
-            self.read_into(view[int(run_at[r]): int(run_at[r + 1])], int(run_start[r]))
+        self._read_runs(memoryview(buffer), run_at.tolist(), run_start.tolist())
         placed = np.empty(offsets.size, np.int64)
         placed[order] = run_at[run] + starts - run_start[run]
         return buffer, placed
+
+    def _read_runs(self, view: memoryview, run_at: list[int], run_start: list[int]) -> None:
+        """Fill view[run_at[r]: run_at[r + 1]] with the bytes at run_start[r], for every run r."""
+        for r, start in enumerate(run_start):
+            self.read_into(view[run_at[r]: run_at[r + 1]], start)
 
     def close(self) -> None:
         """Release the source (views of bytes in memory stay valid until collected)."""
@@ -158,7 +161,25 @@ class LocalFileSource(ByteSource):
         finally:
             self._release(descriptor)
 
+    def _read_runs(self, view: memoryview, run_at: list[int], run_start: list[int]) -> None:
+        """The runs of a gather on one descriptor, the file checked once after the last (a change
+        before it shows there as after any of the reads): a gene read's 28 runs of a 60M-nonzero
+        file cost 28 locks and stat calls less."""
+        for r, start in enumerate(run_start):
+            self._check(start, run_at[r + 1] - run_at[r])
+        descriptor = self._acquire()
+        try:
+            complete = all([self._fill(descriptor, view[run_at[r]: run_at[r + 1]], start)
+                            for r, start in enumerate(run_start)])
+            self._unchanged(descriptor, complete)
+        finally:
+            self._release(descriptor)
+
     def _read_into(self, descriptor: "_Descriptor", buffer: memoryview, offset: int) -> None:
+        self._unchanged(descriptor, self._fill(descriptor, buffer, offset))
+
+    def _fill(self, descriptor: "_Descriptor", buffer: memoryview, offset: int) -> bool:
+        """Read buffer's bytes at offset; whether they were all there."""
         done = 0
         try:
             while done < len(buffer):
@@ -168,7 +189,7 @@ class LocalFileSource(ByteSource):
                 done += got
         except OSError as exc:
             raise InvalidInputError(f"{self.name}: cannot read ({exc.strerror or exc})") from exc
-        self._unchanged(descriptor, done == len(buffer))
+        return done == len(buffer)
 
     def duplicate(self, on_close) -> tuple[int, tuple[int, int, int, int]] | None:
         """A duplicate of the open descriptor and the file version it must still be (size, mtime_ns,
