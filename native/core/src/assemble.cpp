@@ -641,24 +641,35 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
     const RadixPlan plan = plan_for(bit_length(static_cast<uint64_t>(std::max<int64_t>(seg.rows - 1, 0))) + cell_bits);
     const int64_t keys = seg.rows << cell_bits;
     const bool by_bitmap = std::is_same_v<T, Packed> && BitmapOrder::worth(keys, m);
-    const RadixPlan counted = by_bitmap ? RadixPlan{} : plan;  // digits counted now, for a sort
     hist.assign(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
-    for (int64_t i = 0; i < m; ++i) {
-      const int32_t row = rows[seg.lo + i];
-      const int32_t col = cols[seg.lo + i];
-      const uint64_t local_row = static_cast<uint64_t>(static_cast<int64_t>(row) - seg.row0);
-      if (local_row >= static_cast<uint64_t>(seg.rows)) return kAssembleBadRow;
-      if (col < 0 || col >= n_original) return kAssembleBadColumn;
-      const int64_t cell = cell_original[col];
-      const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
-      if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
-      const uint64_t key = (local_row << cell_bits) | local;
-      count_digits(hist.data(), counted, key);
-      const int32_t value = values[seg.lo + i];
-      total += entry_hash(static_cast<uint64_t>(genes_of_row[row]), static_cast<uint64_t>(cell),
+    // Each nonzero's key and its checksum, its digits counted only for a sort: two copies of the
+    // loop, each with what it reads in locals (registers are short; a spilled sum costs a store and
+    // a load a nonzero).
+    const auto keyed = [&, rows = rows.data + seg.lo, cols = cols.data + seg.lo, values = values.data + seg.lo,
+                        cells = cell_original.data, genes = genes_of_row.data, items = a.data(),
+                        row0 = seg.row0, n_seg_rows = static_cast<uint64_t>(seg.rows)](auto counting) {
+      uint64_t sum = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        const int32_t row = rows[i];
+        const int32_t col = cols[i];
+        const uint64_t local_row = static_cast<uint64_t>(static_cast<int64_t>(row) - row0);
+        if (local_row >= n_seg_rows) return kAssembleBadRow;
+        if (col < 0 || col >= n_original) return kAssembleBadColumn;
+        const int64_t cell = cells[col];
+        const uint64_t local = static_cast<uint64_t>(cell) - static_cast<uint64_t>(first_cell);
+        if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
+        const uint64_t key = (local_row << cell_bits) | local;
+        if constexpr (decltype(counting)::value) count_digits(hist.data(), plan, key);
+        const int32_t value = values[i];
+        sum += entry_hash(static_cast<uint64_t>(genes[row]), static_cast<uint64_t>(cell),
                           static_cast<uint64_t>(static_cast<int64_t>(value)));
-      a[i] = T::make(key, value);
-    }
+        items[i] = T::make(key, value);
+      }
+      total += sum;
+      return kAssembleOk;
+    };
+    const int status = by_bitmap ? keyed(std::false_type{}) : keyed(std::true_type{});
+    if (status != kAssembleOk) return status;
     // In (row, cell) order (by bitmap where the band's keys are few, else sorted): each row's
     // nonzeros are one run, written from the row's cursor, which is held in a register while the
     // run lasts (not stored and loaded again for each nonzero) and stored when it ends.
