@@ -728,3 +728,20 @@ def test_baseline_fits_are_bit_exact(value_type):
         fit_cell_terms(cols, np.full(values.size, 80, np.int32), values, gene_terms, n_cells)
     with pytest.raises(ValueError):
         accumulate_gene_stats(indptr, genes, values, np.zeros(10, np.int64), np.zeros(10))
+
+
+@pytest.mark.parametrize("opened", ["path", "file object"])
+def test_whole_reads_load_a_local_files_chunks_as_they_decode(small_file, opened, monkeypatch):
+    """A local file's chunks load one at a time as the decoders take them (the first decode does not
+    wait for every header); a file object's all at once, in order (its read-ahead)."""
+    path, truth = small_file
+    with open(path, "rb") as f:
+        m = sinr.open(path if opened == "path" else f, jobs=2)
+        index = m.index
+        loads = []
+        load = index.load_chunks
+        monkeypatch.setattr(index, "load_chunks", lambda ids: loads.append(list(ids)) or load(ids))
+        assert (m.to_scipy("csc") != truth).nnz == 0
+    assert index.n_chunks > 2
+    expected = [[i] for i in range(index.n_chunks)] if opened == "path" else [list(range(index.n_chunks))]
+    assert loads == expected

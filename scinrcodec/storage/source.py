@@ -29,6 +29,7 @@ class ByteSource:
     size: int
     name: str
     batched = False  # whether reads gain from announcing their ranges first (prefetch; a remote source's stream)
+    in_order = False  # whether many reads should come at once in file order (a file object's read-ahead)
 
     def read(self, offset: int, length: int) -> memoryview:
         """Exactly `length` bytes at `offset`, or an error: every source checks the range first."""
@@ -291,6 +292,8 @@ def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
 
 class FileObjectSource(ByteSource):
     """A seekable binary file object (fsspec, BytesIO, an open file): positioned reads under a lock."""
+
+    in_order = True
 
     def __init__(self, fileobj, name: str | None = None) -> None:
         if not hasattr(fileobj, "read") or not hasattr(fileobj, "seek"):
