@@ -58,18 +58,11 @@ def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[in
 
 
 class _Workspace(threading.local):
-    """What each thread reuses from chunk to chunk, and from one read to the next: its decoded
-    triples (12 bytes a nonzero of the largest chunk it decoded) and its placing scratch. A loader's
-    block or a Dask block decodes into pages already touched instead of faulting fresh ones in (one
-    epoch of iter_cells, medians of 5 alternating with a workspace per read: frozen_pbmc 6e7 53.0k ->
-    58.3k cells/s, pbmc4k 32.8k -> 33.0k)."""
+    """What each thread of one whole-matrix read reuses from chunk to chunk (freed with the read)."""
 
     def __init__(self) -> None:
         self.buffers = Buffers()
         self.scratch = _native.PlaceScratch()
-
-
-_WORKSPACE = _Workspace()  # the pool's threads and each caller's, each its own
 
 
 def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = None, jobs: int = 1,
@@ -159,7 +152,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
     tables = _segment_ranks(index, np.unique(index.chunk_segment[ids]).tolist())
 
-    workspace = _WORKSPACE
+    workspace = _Workspace()
     outside, inside = _threads(np.diff(nnz_starts), jobs, _SHARED_COST_BY_CELL)
 
     def work(chunk: Chunk) -> None:
@@ -212,7 +205,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     data = fresh_array(index.nnz, dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = fresh_array(index.nnz, _index_dtype(n_cells))
 
-    workspace = _WORKSPACE
+    workspace = _Workspace()
 
     def work(chunk: Chunk) -> None:
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside)
