@@ -275,6 +275,25 @@ def test_row_counts_of_real_files(batches, name):
             assert lane_counts(batch, path, count=True) == (int(((k > 0) & (k < n)).sum()), 0)
 
 
+def test_row_counts_on_threads(batches):
+    """A batch large enough for three counting threads (each counts its run of tiles into rows of
+    its own, added up after) counts what the scalar count does on one thread, on every path."""
+    base = batches["pbmc4k_small"]
+    repeats = 3 * 2**16 // int(base.tiles["k"].sum()) + 2
+    big = base.copy()
+    big.tiles = {name: np.tile(a, repeats) for name, a in base.tiles.items()}
+    assert int(big.tiles["k"].sum()) > 3 * 2**16
+    assert (assert_same_counts(big) == OK).all()
+
+
+def test_row_counts_refuse_a_model_array_of_another_length(batches):
+    b = batches["pbmc4k_small"]
+    t = b.tiles
+    counts, status = np.zeros(b.gene_terms.size, np.int64), np.zeros(t["k"].size, np.int64)
+    with pytest.raises(ValueError, match="differ in length"):
+        count_rows(b.buf, t["offset"], t["length"], t["k"], t["h"], t["w"], t["row"], counts, status, t["model"][:1])
+
+
 def test_row_counts_without_lanes_or_packed_tables(batches):
     """A batch of full tiles only (nothing for the lanes) and batches too small for packed tables
     count on the scalar path, with the same result."""

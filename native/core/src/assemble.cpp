@@ -54,7 +54,6 @@ constexpr int kMaxDigitBits = 11;  // 2048 buckets a pass: histograms in L1
 constexpr int kSmallDigitBits = 8;  // for ranges sorted inside the L1 cache
 constexpr int64_t kInsertionSort = 32;  // below this many items, insertion sort
 constexpr int64_t kBitmapKeys = int64_t{1} << 16;  // ordering by bitmap: values by key fit L2
-constexpr int64_t kThreadNonzeros = int64_t{1} << 16;  // place_by_cell starts a thread for at least this many
 
 inline int trailing_zeros(uint64_t word) {  // of a nonzero word
 #if defined(__GNUC__) || defined(__clang__)
@@ -587,8 +586,6 @@ std::vector<Segment> band_segments(Span<const int32_t> rows, Span<const int64_t>
   return segments;
 }
 
-// Segments [s0, s1) of place_by_row: their rows' nonzeros in place, the checksum of theirs into
-// *checksum. Segments hold disjoint rows, so threads may place different segments at once.
 // Whether rows' output ranges [cursor[r], limit[r]) are apart, checked in the order of their genes
 // (the reader's ranges ascend by gene): threads placing different rows then never write to the same
 // place. False for what cannot be checked so cheaply (genes repeated, negative or far above the
@@ -616,6 +613,8 @@ bool rows_write_apart(Span<const int64_t> genes_of_row, Span<const int64_t> curs
   return true;
 }
 
+// Segments [s0, s1) of place_by_row: their rows' nonzeros in place, the checksum of theirs into
+// *checksum. Segments hold disjoint rows, so threads may place different segments at once.
 template <typename T, typename I, typename D>
 int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                       Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,

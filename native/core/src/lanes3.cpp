@@ -423,8 +423,9 @@ class Engine {
   }
 
   // The values a filtered read decodes of a tile's k nonzeros (columns in position order): as the
-  // scalar decoder, up to the last one it keeps, so that both fail on the same streams (at least
-  // one: a phase has a symbol). Every value otherwise.
+  // scalar decoder, up to the last one it keeps, so that the lanes fail wherever it does (at least
+  // one, since a phase has a symbol: where none is kept the lanes may fail where it does not, and
+  // hand the tile back). Every value otherwise.
   int64_t values_wanted(int64_t k, const int32_t* cols) const {
     int64_t last = k - 1;
     if (b_.want_col >= 0) {

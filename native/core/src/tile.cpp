@@ -950,6 +950,12 @@ void count_rows(Span<const uint8_t> buf, const TileDirectory& tiles, const Value
   if (status.size != n_tiles) throw std::invalid_argument("count_rows: status needs one entry per tile");
   if (models.tables3 != nullptr && tiles.model.size != n_tiles)
     throw std::invalid_argument("count_rows: format 3 needs each tile's model");
+  if (tiles.model.size != 0 && tiles.model.size != n_tiles)
+    throw std::invalid_argument("count_rows: the per-tile arrays differ in length");
+  // a thread for every kThreadNonzeros nonzeros at most: each but the first adds a row array
+  int64_t nonzeros = 0;
+  for (int64_t t = 0; t < n_tiles; ++t) nonzeros += std::clamp<int64_t>(tiles.k[t], 0, kMaxTileEntries);
+  threads = static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, nonzeros / kThreadNonzeros)));
   const std::vector<int64_t> cuts = work_runs(tiles.k, threads);
   const int runs = static_cast<int>(cuts.size()) - 1;
   // the first run counts into `counts`, each other into rows of its own (a band's tiles may span runs)

@@ -86,9 +86,10 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
 // (cursor and limit hold one entry per row of genes_of_row). out_indices receives original cells.
 // Equal (row, cell) keys keep their input order. band_rows (the chunk's band starts, and its row
 // count last; may be empty) lets each band's nonzeros be sorted apart when they come band after
-// band, as the decoder emits them; the result is the same either way. On `threads`, each places the
-// bands that begin in its share of the nonzeros (a band's rows are its own). Returns an
-// AssembleStatus.
+// band, as the decoder emits them; the result is the same either way. On up to `threads` threads
+// (one per 65,536 nonzeros at most), each placing the bands that begin in its share of the nonzeros
+// (a band's rows are its own); on one where band_rows does not cut the nonzeros into bands, or where
+// the rows' output ranges are not apart in the order of their genes. Returns an AssembleStatus.
 template <typename I, typename D>
 int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int32_t> values,
                  Span<const int64_t> cell_original, int64_t first_cell, int64_t n_cells,

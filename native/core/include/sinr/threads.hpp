@@ -1,11 +1,16 @@
 // Running one function on several threads at once, the calling thread among them.
 #pragma once
+#include <cstdint>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace sinr {
+
+// A kernel that shares one chunk among threads (placing, counting) starts a thread for at least
+// this many nonzeros: below, a thread's start and its own arrays cost more than it saves.
+constexpr int64_t kThreadNonzeros = int64_t{1} << 16;
 
 // Calls fn(p) for p = 0 .. n - 1, each on a thread of its own (p = 0 on the calling one), and
 // returns once every call has; the first exception a call throws is rethrown then. A thread that
