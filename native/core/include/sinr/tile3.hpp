@@ -41,6 +41,7 @@
 // std::invalid_argument.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "sinr/models.hpp"
@@ -237,6 +238,19 @@ int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Spa
 
 // ------------------------------------------------------------------------------------- decode
 
+// The 8 bytes at p as a big-endian number (p[7] the least significant byte).
+inline uint64_t load_be64(const uint8_t* p) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_bswap64(v);
+#else
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+#endif
+}
+
 // §6.1.2 and §6.1.6: a stream's state, the word bytes taken from the front (pos) and the raw bits
 // taken from the back (bits); every read checks that the two areas stay apart inside the stream.
 // Shared by decode_tile and the read kernels of tile.cpp.
@@ -266,8 +280,8 @@ class StreamReader {
     return true;
   }
 
-  // The same from a compact row: the bin from the row's bucket, then a short search (at most 15
-  // steps: every bin of a bucket but the last starts inside it).
+  // The same from a compact row: the bin from the row's bucket, then a short search past the bins
+  // that end at or before the slot.
   bool symbol(const CompactRow* row, uint32_t& bin) {
     const uint32_t slot = x_ & (kProbScale - 1);
     uint32_t b = row->lut[slot >> CompactRow::kBucketBits];
@@ -289,10 +303,14 @@ class StreamReader {
     if (d == 0) return true;
     if (pos_ + raw_bytes(bits_ + d) > s_.size) return false;  // T4
     const int shift = static_cast<int>(bits_ & 7);
-    const int n = (shift + d + 7) >> 3;
-    const uint8_t* first = s_.data + s_.size - 1 - (bits_ >> 3);
+    const int64_t at = s_.size - 1 - (bits_ >> 3);  // the field's first byte; the rest lie below it
     uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{first[-i]} << (8 * i);
+    if (at >= 7) {  // the 8 bytes ending with it, the first the least significant: one load
+      v = load_be64(s_.data + at - 7);
+    } else {
+      const int n = (shift + d + 7) >> 3;
+      for (int i = 0; i < n; ++i) v |= uint64_t{s_.data[at - i]} << (8 * i);
+    }
     value = static_cast<uint32_t>((v >> shift) & ((uint64_t{1} << d) - 1));
     bits_ += d;
     return true;
