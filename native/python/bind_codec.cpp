@@ -413,11 +413,6 @@ void bind_tile3(nb::module_& m) {
             values ? Span<const uint64_t>{value_counts->data(), tile3::kContexts * kNumBins} : Span<const uint64_t>{});
       }, nb::arg("gap_counts"), nb::arg("value_counts").none())
       .def_prop_ro("nbytes", &tile3::ChunkTables::bytes);
-  m.def("tile3_coded_per_class", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k) {
-    std::vector<int64_t> out(tile3::kGapClasses);
-    tile3::coded_per_class(span(tile_n), span(tile_k), out.data());
-    return out;
-  }, nb::arg("tile_n"), nb::arg("tile_k"), "Rule G2's right-hand side: coded positions per density class.");
   m.def("tile3_tables", [](Array2<const uint64_t> counts, Array2<int64_t> freq, Array2<int64_t> start,
                            Array2<uint32_t> packed, Array<bool> used) {
     const int64_t rows = static_cast<int64_t>(counts.shape(0));

@@ -17,6 +17,7 @@
 #include "owned.hpp"
 #include "sinr/crc32.hpp"
 #include "sinr/storage/container.hpp"
+#include "sinr/storage/count_sections.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/storage/reader.hpp"
 
@@ -99,6 +100,30 @@ void bind_container(nb::module_& m) {
       },
       nb::arg("payload"), nb::arg("limit"), nb::arg("what"),
       "One zstd frame that declares its content size, at most limit bytes, and nothing after it (spec §3.3).");
+  m.def(
+      "check_value_counts",
+      [](Array<const uint64_t> counts, int64_t nnz, const std::string& what) {
+        storage::check_value_counts(span_of(counts), nnz, what);
+      },
+      nb::arg("counts"), nb::arg("nnz"), nb::arg("what"),
+      "Rules K13/G3: a chunk's value counts add up to its nonzeros, each below 2**40 (else CorruptFileError).");
+  m.def(
+      "format3_chunk_tables",
+      [](nb::handle gap_section, nb::handle value_section, int64_t nnz, Array<const int64_t> tile_n,
+         Array<const int64_t> tile_k, const std::string& what) {
+        const BufferView gaps(gap_section);
+        std::optional<BufferView> values;
+        if (!value_section.is_none()) values.emplace(value_section);
+        nb::gil_scoped_release released;
+        return storage::format3_tables(
+            Span<const uint8_t>{gaps.data(), gaps.size()},
+            values ? Span<const uint8_t>{values->data(), values->size()} : Span<const uint8_t>{}, values.has_value(), nnz,
+            span_of(tile_n), span_of(tile_k), what);
+      },
+      nb::arg("gap_section"), nb::arg("value_section").none(), nb::arg("nnz"), nb::arg("tile_n"), nb::arg("tile_k"),
+      nb::arg("what"),
+      "A format-3 chunk's ChunkTables3 from the stored bytes of its gaps.counts and values.counts (None: "
+      "values not coded), rules K13/G3, G1 and G2 checked (CorruptFileError naming `what`, the chunk).");
   m.def("crc32_path", &crc32_path, "The CRC-32 implementation in use: 'pclmul' or 'portable'.");
   m.def("set_crc32_portable", &set_crc32_portable, nb::arg("portable"),
         "Force (or release) the portable CRC-32; returns the previous setting.");

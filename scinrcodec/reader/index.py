@@ -22,7 +22,7 @@ from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
     unpack_header
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, N_GAP_CLASSES, \
+from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, \
     SEGMENT_INDEX_FIELDS, Sizes
 from ..storage.source import ByteSource
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 # about 20 per cell), so that a chunk usually loads in one round trip rather than two.
 SECTIONS_GUESS_PER_CELL, SECTIONS_GUESS_BASE = 24, 8 << 10
 ROW_TABLE_LIMIT = 1 << 24
-COUNT_LIMIT = 1 << 40  # every item of a count section is below (spec §6.4 and §C.4; rules G1, G3, K13)
 
 
 def _int(header: dict, key: str, low: int, high: int, what: str) -> int:
@@ -475,18 +474,19 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: tile lengths do not add up to the tile data")
         tile_offset = data_ref.offset + np.concatenate([[0], np.cumsum(tile_length)])[:-1].astype(np.int64)
         band_crc = reader.get("bands.crc32").astype(np.int64)
-        counts = None if self.mode == "inr-only" else reader.get("values.counts").reshape(-1, N_BINS)
-        if counts is not None and (int(counts.sum(dtype=np.uint64)) != nnz or np.any(counts >= COUNT_LIMIT)):
-            raise CorruptFileError(f"{what}: value counts do not add up to the chunk's nonzeros")  # K13, G3
         tables3 = None
         if self.major == 2:
-            if counts is None:
+            if self.mode == "inr-only":
                 cum, lut, used = (np.zeros((N_CONTEXTS, N_BINS + 1), np.int64),
                                   np.zeros((N_CONTEXTS, LUT_SIZE), np.uint8), np.zeros(N_CONTEXTS, bool))
             else:
-                cum, lut, used = decoding_tables(frequencies(counts.astype(np.int64)))
-        else:
-            tables3 = self._gap_tables(reader, counts, tile_h * tile_w, tile_k, what)
+                counts = reader.get("values.counts")
+                _native.check_value_counts(np.ascontiguousarray(counts, np.uint64), nnz, what)  # K13
+                cum, lut, used = decoding_tables(frequencies(counts.reshape(-1, N_BINS).astype(np.int64)))
+        else:  # K13, G3, G1 and G2 in the core (count_sections.hpp), as the container reader checks them
+            values = None if self.mode == "inr-only" else reader.raw("values.counts")
+            tables3 = _native.format3_chunk_tables(reader.raw("gaps.counts"), values, nnz, tile_h * tile_w, tile_k,
+                                                   what)
         band_siren = self._load_sirens(reader, geometry, tile_k, what)
         first = int(self.chunk_starts[i])
         with self._lock:
@@ -499,20 +499,6 @@ class MatrixIndex:
         return Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
                      tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader,
                      tables3, segment, row_base)
-
-    @staticmethod
-    def _gap_tables(reader: SectionReader, value_counts: np.ndarray | None, tile_n: np.ndarray, tile_k: np.ndarray,
-                    what: str):
-        """A format-3 chunk's decoding tables (spec §6.4) from its count sections, rules G1 and G2
-        checked before any of its tiles is decoded."""
-        gaps = reader.get("gaps.counts").reshape(N_GAP_CLASSES, N_BINS)
-        if np.any(gaps >= COUNT_LIMIT):
-            raise CorruptFileError(f"{what}: gap counts are not all below 2**40")  # G1
-        coded = np.asarray(_native.tile3_coded_per_class(tile_n.astype(np.int64), tile_k), np.uint64)
-        if not np.array_equal(gaps.sum(axis=1, dtype=np.uint64), coded):
-            raise CorruptFileError(f"{what}: gap counts do not add up to the coded positions of its tiles")  # G2
-        return _native.ChunkTables3(np.ascontiguousarray(gaps, np.uint64),
-                                    None if value_counts is None else np.ascontiguousarray(value_counts, np.uint64))
 
     def models(self, model: np.ndarray) -> tuple[tuple, np.ndarray, list | None]:
         """What the tile kernels take for tiles of the chunks `model` names: format 2's stacked value

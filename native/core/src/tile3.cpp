@@ -94,12 +94,16 @@ bool compact_row(const uint64_t* counts, std::vector<CompactRow>& rows) {
 ChunkTables::ChunkTables(Span<const uint64_t> gap_counts, Span<const uint64_t> value_counts) {
   if (gap_counts.size != kGapClasses * kNumBins || (value_counts.size != 0 && value_counts.size != kContexts * kNumBins))
     throw std::invalid_argument("ChunkTables: needs 32 x 231 gap counts and 0 or 96 x 231 value counts");
+  const auto any = [](const uint64_t* counts) { return std::any_of(counts, counts + kNumBins, [](uint64_t c) { return c > 0; }); };
+  size_t used = 0;  // the rows kept, allocated once (growing the vector copied every row kept before)
+  for (int c = 0; c < kGapClasses; ++c) used += any(gap_counts.data + c * kNumBins);
+  for (int c = 0; c < kContexts && value_counts.size; ++c) used += any(value_counts.data + c * kNumBins);
+  rows_.reserve(used);
   for (int c = 0; c < kGapClasses; ++c)
     gap_row_[c] = compact_row(gap_counts.data + c * kNumBins, rows_) ? static_cast<int32_t>(rows_.size()) - 1 : -1;
   for (int c = 0; c < kContexts; ++c)
     value_row_[c] = value_counts.size && compact_row(value_counts.data + c * kNumBins, rows_)
                         ? static_cast<int32_t>(rows_.size()) - 1 : -1;
-  rows_.shrink_to_fit();
 }
 
 namespace {

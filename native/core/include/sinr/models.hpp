@@ -19,12 +19,16 @@ constexpr int64_t kMaxDimension = 2147483647;  // genes or cells (limits.MAX_DIM
 constexpr int64_t kMaxTileEntries = (int64_t{1} << 24) - 1;  // rows x columns of one tile
 
 constexpr int bit_length(uint64_t v) {
+#if defined(__GNUC__)
+  return v ? 64 - __builtin_clzll(v) : 0;  // one instruction where the loop takes one step a bit
+#else
   int n = 0;
   while (v) {
     v >>= 1;
     ++n;
   }
   return n;
+#endif
 }
 
 struct Bin {

@@ -148,7 +148,9 @@ class PackedTables {
 
 // §6.2: the density class of a tile of n_t entries coding m >= 1 positions (m <= n_t).
 inline int density_class(int64_t n_t, int64_t m) {
-  const uint64_t r = static_cast<uint64_t>((n_t - m) / m);
+  const uint64_t r = n_t <= INT32_MAX  // a 32-bit division where it fits (every tile of a file): 2-3x faster
+                         ? static_cast<uint32_t>(n_t - m) / static_cast<uint32_t>(m)
+                         : static_cast<uint64_t>((n_t - m) / m);
   const int c = bit_length((r + 1) * (r + 1)) - 1;
   return c < kGapClasses - 1 ? c : kGapClasses - 1;
 }

@@ -46,6 +46,13 @@ std::string quoted(const std::string& s) {
 }
 
 std::vector<uint8_t> decompress_bounded(const uint8_t* data, size_t n, uint64_t limit, const std::string& what) {
+  std::vector<uint8_t> out;
+  decompress_bounded_into(data, n, limit, what, out);
+  return out;
+}
+
+void decompress_bounded_into(const uint8_t* data, size_t n, uint64_t limit, const std::string& what,
+                             std::vector<uint8_t>& out) {
   if (n < 4 || le(data, 4) != 0xFD2FB528u) throw CorruptFileError(what + " is not a zstd frame");
   const unsigned long long declared = ZSTD_getFrameContentSize(data, n);
   if (declared == ZSTD_CONTENTSIZE_ERROR) throw CorruptFileError(what + " is not a zstd frame");
@@ -57,7 +64,7 @@ std::vector<uint8_t> decompress_bounded(const uint8_t* data, size_t n, uint64_t 
   const size_t frame = ZSTD_findFrameCompressedSize(data, n);
   if (ZSTD_isError(frame) || frame != n) throw CorruptFileError(what + " is not exactly one complete zstd frame");
   if (ZSTD_getDictID_fromFrame(data, n) != 0) throw CorruptFileError(what + " is corrupt (it needs a dictionary)");
-  std::vector<uint8_t> out(static_cast<size_t>(size) + (size ? 0 : 1));
+  out.resize(static_cast<size_t>(size) + (size ? 0 : 1));
   // One context per thread, kept: creating one costs more than decompressing a chunk's small sections
   // (10-60 us a section against 2-20); each frame starts it afresh (ZSTD_decompressDCtx).
   thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> ctx(ZSTD_createDCtx());
@@ -66,32 +73,50 @@ std::vector<uint8_t> decompress_bounded(const uint8_t* data, size_t n, uint64_t 
   if (ZSTD_isError(got)) throw CorruptFileError(what + " is corrupt (" + ZSTD_getErrorName(got) + ")");
   if (got != size) throw CorruptFileError(what + " is not exactly one complete zstd frame");
   out.resize(static_cast<size_t>(size));
-  return out;
 }
 
 std::vector<uint8_t> decompress_exact(const uint8_t* data, size_t n, uint64_t size, const std::string& what) {
+  std::vector<uint8_t> raw;
+  decompress_exact_into(data, n, size, what, raw);
+  return raw;
+}
+
+void decompress_exact_into(const uint8_t* data, size_t n, uint64_t size, const std::string& what,
+                           std::vector<uint8_t>& raw) {
   if (size > kMaxSectionBytes) throw CorruptFileError(what + " declares an impossible size");
-  std::vector<uint8_t> raw = decompress_bounded(data, n, size, what);
+  decompress_bounded_into(data, n, size, what, raw);
   if (raw.size() != size)
     throw CorruptFileError(what + " holds " + std::to_string(raw.size()) + " bytes, expected " + std::to_string(size));
-  return raw;
 }
 
 namespace {
 
-// The count * sizeof(T) bytes of an array's one zstd frame, the size checked before decompressing.
+// The count * sizeof(T) bytes of an array's one zstd frame into raw, the size checked before
+// decompressing.
 template <typename T>
-std::vector<uint8_t> array_bytes(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
+void array_bytes(const uint8_t* data, size_t n, uint64_t count, const std::string& what, std::vector<uint8_t>& raw) {
   if (count > kMaxSectionBytes / sizeof(T))
     throw CorruptFileError(what + " declares an impossible length " + std::to_string(count));
-  return decompress_exact(data, n, count * sizeof(T), what);
+  decompress_exact_into(data, n, count * sizeof(T), what, raw);
+}
+
+// The items whose byte planes raw holds (byte j of item i at j * count + i).
+template <typename T>
+void items_of_planes(const std::vector<uint8_t>& raw, uint64_t count, std::vector<T>& out) {
+  static_assert(std::is_unsigned<T>::value, "byte planes of unsigned items");
+  out.assign(static_cast<size_t>(count), 0);
+  for (size_t j = 0; j < sizeof(T); ++j) {
+    const uint8_t* plane = raw.data() + j * out.size();
+    for (size_t i = 0; i < out.size(); ++i) out[i] |= static_cast<T>(static_cast<T>(plane[i]) << (8 * j));
+  }
 }
 
 }  // namespace
 
 template <typename T>
 std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
-  const std::vector<uint8_t> raw = array_bytes<T>(data, n, count, what);
+  std::vector<uint8_t> raw;
+  array_bytes<T>(data, n, count, what, raw);
   std::vector<T> out(static_cast<size_t>(count));
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = static_cast<T>(le(raw.data() + i * sizeof(T), static_cast<int>(sizeof(T))));
@@ -105,17 +130,22 @@ template std::vector<uint64_t> unpack_array<uint64_t>(const uint8_t*, size_t, ui
 
 template <typename T>
 std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
-  static_assert(std::is_unsigned<T>::value, "byte planes of unsigned items");
-  const std::vector<uint8_t> raw = array_bytes<T>(data, n, count, what);
-  std::vector<T> out(static_cast<size_t>(count), 0);
-  for (size_t j = 0; j < sizeof(T); ++j) {
-    const uint8_t* plane = raw.data() + j * out.size();
-    for (size_t i = 0; i < out.size(); ++i) out[i] |= static_cast<T>(static_cast<T>(plane[i]) << (8 * j));
-  }
+  std::vector<uint8_t> raw;
+  std::vector<T> out;
+  unpack_shuffled_into(data, n, count, what, raw, out);
   return out;
 }
 
+template <typename T>
+void unpack_shuffled_into(const uint8_t* data, size_t n, uint64_t count, const std::string& what,
+                          std::vector<uint8_t>& raw, std::vector<T>& out) {
+  array_bytes<T>(data, n, count, what, raw);
+  items_of_planes(raw, count, out);
+}
+
 template std::vector<uint64_t> unpack_shuffled<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&);
+template void unpack_shuffled_into<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&,
+                                             std::vector<uint8_t>&, std::vector<uint64_t>&);
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include "sinr/models.hpp"
 #include "sinr/crc32.hpp"
 #include "sinr/siren.hpp"
+#include "sinr/storage/count_sections.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/threads.hpp"
 #include "sinr/tile.hpp"
@@ -37,31 +38,19 @@ constexpr int64_t kMaxErrorLimit = (int64_t{1} << 31) - 2;
 struct SectionSpec {
   const char* name;
   bool required;
-  int major = 0;        // the one major version that has the section; 0: every version
-  bool planes = false;  // a zstd shuffled array (spec §3.3): its items' byte planes
+  int major = 0;  // the one major version that has the section; 0: every version
 };
 const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_names", false},
                                        {"names.feature_types", false}, {"genes.order", true},
                                        {"genes.baseline", true},       {"chunks.index", true},
                                        {"segments.index", false, 3}};
-// Format 3 stores both count sections as byte planes (spec §5.4.3); format 2 its values.counts as
-// a plain zstd array.
+// Format 3 stores both count sections as byte planes (spec §5.4.3, read by count_sections.cpp);
+// format 2 its values.counts as a plain zstd array.
 const SectionSpec kChunkSections[] = {
-    {"cells.order", true},         {"cells.baseline", true},          {"cells.names", false},
-    {"bands.rows", true},          {"bands.widths", true},            {"bands.crc32", true},
-    {"tiles.nnz", true},           {"tiles.bytes", true},             {"gaps.counts", true, 3, true},
-    {"values.counts", false, 2},   {"values.counts", false, 3, true}, {"siren.meta", false},
-    {"siren.weights", false},      {"tiles.data", true}};
-
-// The entry of kChunkSections for section `name` of a chunk of this major version.
-const SectionSpec& chunk_section(const std::string& name, int major) {
-  for (const SectionSpec& s : kChunkSections)
-    if (name == s.name && (s.major == 0 || s.major == major)) return s;
-  throw std::logic_error("no chunk section " + name);
-}
-
-// The contexts of a chunk's value models: rows of `values.counts` (spec §6.5; version 2: §C.5).
-int64_t value_contexts(int major) { return major == 2 ? kNumContexts : tile3::kContexts; }
+    {"cells.order", true},       {"cells.baseline", true},    {"cells.names", false}, {"bands.rows", true},
+    {"bands.widths", true},      {"bands.crc32", true},       {"tiles.nnz", true},    {"tiles.bytes", true},
+    {"gaps.counts", true, 3},    {"values.counts", false, 2}, {"values.counts", false, 3},
+    {"siren.meta", false},       {"siren.weights", false},    {"tiles.data", true}};
 
 // Python's repr of a header value, for messages that quote one.
 std::string repr(const Value* v) {
@@ -667,12 +656,6 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
     const std::vector<uint8_t> bytes = section_bytes(table, name, what);
     return unpack_array<uint32_t>(bytes.data(), bytes.size(), count, what + ": section " + quoted(name));
   };
-  auto counts64 = [&](const char* name, uint64_t count) {  // a count section, as its version stores it
-    const std::vector<uint8_t> bytes = section_bytes(table, name, what);
-    const std::string about = what + ": section " + quoted(name);
-    return chunk_section(name, major_).planes ? unpack_shuffled<uint64_t>(bytes.data(), bytes.size(), count, about)
-                                              : unpack_array<uint64_t>(bytes.data(), bytes.size(), count, about);
-  };
   // Geometry (Python's ChunkGeometry.checked) and the tile bound.
   const std::vector<uint32_t> rows = array32("bands.rows", n_bands + 1);
   const std::vector<uint32_t> widths = array32("bands.widths", n_bands);
@@ -743,46 +726,32 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i) {
   c->band_verified = std::vector<std::atomic<uint8_t>>(static_cast<size_t>(n_bands));  // zero-initialised
   // Count sections and the tiles' models, checked before any tile is decoded: format 2's value
   // models (spec §C.4; rule K13), format 3's gap and value tables (spec §6.4; rules G1-G3).
-  std::vector<uint64_t> value_counts;
-  if (mode_ != "inr-only") {
-    value_counts = counts64("values.counts", value_contexts(major_) * kNumBins);
-    uint64_t sum = 0;
-    bool small = true;
-    for (uint64_t x : value_counts) {
-      sum += x;
-      small = small && x < tile3::kCountLimit;
-    }
-    if (sum != static_cast<uint64_t>(nnz) || !small)
-      throw CorruptFileError(what + ": value counts do not add up to the chunk's nonzeros");
-  }
   if (major_ == 2) {
     c->cum.assign(kNumContexts * (kNumBins + 1), 0);
     c->lut.assign(kNumContexts * kLutSize, 0);
     c->used.assign(kNumContexts, 0);
-    if (!value_counts.empty())
+    if (mode_ != "inr-only") {
+      const std::vector<uint8_t> bytes = section_bytes(table, "values.counts", what);  // a plain zstd array
+      const std::vector<uint64_t> value_counts = unpack_array<uint64_t>(
+          bytes.data(), bytes.size(), kNumContexts * kNumBins, what + ": section 'values.counts'");
+      check_value_counts(Span<const uint64_t>{value_counts.data(), static_cast<int64_t>(value_counts.size())}, nnz,
+                         what);
       for (int k = 0; k < kNumContexts; ++k)
         value_model(&value_counts[k * kNumBins], &c->cum[k * (kNumBins + 1)], &c->lut[k * kLutSize], &c->used[k]);
+    }
   } else {
-    const std::vector<uint64_t> gap_counts = counts64("gaps.counts", tile3::kGapClasses * kNumBins);
-    for (uint64_t x : gap_counts)
-      if (x >= tile3::kCountLimit) throw CorruptFileError(what + ": gap counts are not all below 2**40");  // G1
+    const bool code_values = mode_ != "inr-only";
+    const std::vector<uint8_t> values = code_values ? section_bytes(table, "values.counts", what) : std::vector<uint8_t>();
+    const std::vector<uint8_t> gaps = section_bytes(table, "gaps.counts", what);
     std::vector<int64_t> tile_n(n_tiles), tile_nnz(n_tiles);
     for (int64_t t = 0; t < n_tiles; ++t) {
       tile_n[t] = c->tile_h(t) * c->tile_w(t);
       tile_nnz[t] = c->tile_k[t];
     }
-    int64_t coded[tile3::kGapClasses];
-    tile3::coded_per_class(Span<const int64_t>{tile_n.data(), n_tiles}, Span<const int64_t>{tile_nnz.data(), n_tiles},
-                           coded);
-    for (int cls = 0; cls < tile3::kGapClasses; ++cls) {
-      uint64_t sum = 0;  // below 231 * 2**40
-      for (int b = 0; b < kNumBins; ++b) sum += gap_counts[cls * kNumBins + b];
-      if (sum != static_cast<uint64_t>(coded[cls]))  // G2
-        throw CorruptFileError(what + ": gap counts do not add up to the coded positions of its tiles");
-    }
-    c->tables3 = std::make_unique<const tile3::ChunkTables>(
-        Span<const uint64_t>{gap_counts.data(), static_cast<int64_t>(gap_counts.size())},
-        Span<const uint64_t>{value_counts.data(), static_cast<int64_t>(value_counts.size())});
+    c->tables3 = format3_tables(Span<const uint8_t>{gaps.data(), static_cast<int64_t>(gaps.size())},
+                                Span<const uint8_t>{values.data(), static_cast<int64_t>(values.size())}, code_values,
+                                nnz, Span<const int64_t>{tile_n.data(), n_tiles},
+                                Span<const int64_t>{tile_nnz.data(), n_tiles}, what);
     c->tables3_model = c->tables3.get();
   }
   // SIRENs (Python's _load_sirens, PatchSiren.parameter_count, from_meta and fits_int64).

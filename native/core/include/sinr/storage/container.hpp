@@ -43,6 +43,11 @@ constexpr int64_t kMaxNameBytes = 4096;
 std::vector<uint8_t> decompress_bounded(const uint8_t* data, size_t n, uint64_t limit, const std::string& what);
 // One zstd frame that expands to exactly `size` bytes (at most 2**40).
 std::vector<uint8_t> decompress_exact(const uint8_t* data, size_t n, uint64_t size, const std::string& what);
+// The same into out, a buffer a caller keeps between frames (no fresh pages for each).
+void decompress_bounded_into(const uint8_t* data, size_t n, uint64_t limit, const std::string& what,
+                             std::vector<uint8_t>& out);
+void decompress_exact_into(const uint8_t* data, size_t n, uint64_t size, const std::string& what,
+                           std::vector<uint8_t>& out);
 
 // A zstd array of `count` little-endian items of T (uint8/16/32/64, int16).
 template <typename T>
@@ -52,6 +57,10 @@ std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const
 // planes, byte j of item i at offset j * count + i.
 template <typename T>
 std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
+// The same into out, decompressing through raw: buffers a caller keeps from one section to the next.
+template <typename T>
+void unpack_shuffled_into(const uint8_t* data, size_t n, uint64_t count, const std::string& what,
+                          std::vector<uint8_t>& raw, std::vector<T>& out);
 
 // Items from their byte planes, byte j of item i read from planes[j * count + i] (spec §3.3's
 // shuffled arrays; HDF5's shuffle filter stores a chunk the same way): out holds count * item_size
