@@ -378,3 +378,20 @@ def test_header_bytes_flipped_never_crash(files, tmp_path):
             _read_all(path)
         except errors.SinrError:
             pass
+
+
+def test_cells_decoded_on_threads_read_back(tmp_path):
+    """A cell whose tiles hold at least PARALLEL_MIN_ENTRIES nonzeros is decoded on several
+    threads, and gives what one thread gives: every cell of a dense matrix, read singly."""
+    rng = np.random.default_rng(11)
+    matrix = sp.csc_matrix(rng.poisson(1.5, (2000, 120)), dtype=np.int64)
+    path = tmp_path / "dense.sinr"
+    scinrcodec.encode(matrix, path, siren="never", chunk_cells=120, tile_nnz=4096, progress=False)
+    chunk = scinrcodec.open(path).index.chunk(0)
+    tiles = chunk.geometry.tile_starts[:-1]  # cell 0's: the first tile of each band
+    assert chunk.tile_k[tiles].sum() >= _native.PARALLEL_MIN_ENTRIES and 2 * tiles.size < chunk.geometry.n_tiles
+    readers = [_native.ContainerReader(str(path)) for _ in range(2)]
+    readers[1].set_threads(3)
+    for j in range(matrix.shape[1]):
+        for r in readers:
+            assert (_csc(r.cells([j])) != matrix[:, [j]]).nnz == 0, j

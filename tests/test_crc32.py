@@ -71,8 +71,9 @@ def test_reads_from_disk_check_bands_once_and_decode_what_they_read(on_disk):
     m = sinr.open(path)
     index = m.index
     assert index.n_chunks >= 4
-    for j in (0, 1, 15, 16, 40, truth.shape[1] - 1):  # cold chunks, then the same chunk warm
+    for j in (0, 1, 15, 16, 40, truth.shape[1] - 1):  # cold chunks, then the same chunk warm (the core's reader)
         assert np.array_equal(m.cell(j), truth[:, j].toarray().ravel())
+    assert (m[:, [0, 1]] != truth[:, [0, 1]]).nnz == 0  # this package's reader: every band of chunk 0 checked
     chunk = index.chunk(0)
     assert chunk.band_verified.all()
     cells = np.random.default_rng(2).choice(truth.shape[1], 50, replace=False)

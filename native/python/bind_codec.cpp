@@ -504,6 +504,7 @@ void bind_tile3(nb::module_& m) {
 }  // namespace
 
 void bind_codec(nb::module_& m) {
+  m.attr("PARALLEL_MIN_ENTRIES") = kParallelMinEntries;
   // Overloads for the index and value types the package uses (nanobind picks by dtype, no copy).
   m.def("content_checksum", &checksum<int64_t, int64_t, int64_t>, NoGil());
   m.def("content_checksum", &checksum<int32_t, int32_t, int64_t>, NoGil());

@@ -189,6 +189,8 @@ void bind_container(nb::module_& m) {
            nb::arg("cells"), "((n_rows, n_cols), indptr, indices, values) of every gene over these cells (CSC).")
       .def("_set_run_entries", &MatrixReader::set_run_entries, nb::arg("entries"),
            "Decode whole chunks for cells() in runs of about this many nonzeros (tests: a few, to cross runs).")
+      .def("set_threads", &MatrixReader::set_threads, nb::arg("threads"),
+           "Decode a read of a few cells on up to this many threads (when it holds enough nonzeros).")
       .def("set_keep_bytes", &MatrixReader::set_keep_bytes, nb::arg("bytes"),
            "Of a chunk cells() decodes whole, keep the cells after the wanted ones that fit in this many bytes.")
       .def("block",

@@ -23,7 +23,6 @@ from .pages import fresh_array
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-PARALLEL_MIN_ENTRIES = 20_000  # nonzeros to decode: below this, one thread beats starting several
 PIECE_ENTRIES = 1 << 18  # a filtered read's scratch per worker, in triples (4 MB at int64 values)
 _POOL: ThreadPoolExecutor | None = None
 
@@ -229,7 +228,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                                    "(file is corrupt)")
 
     work = np.cumsum(batch.k)
-    workers = min(jobs or os.cpu_count() or 1, batch.size) if work[-1] >= PARALLEL_MIN_ENTRIES else 1
+    workers = min(jobs or os.cpu_count() or 1, batch.size) if work[-1] >= _native.PARALLEL_MIN_ENTRIES else 1
     filtered = want_row >= 0 or want_col >= 0 or col_mask is not None
     if filtered and buffers is None and total > PIECE_ENTRIES * workers:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])

@@ -142,6 +142,10 @@ struct Triples {
   Span<V> values;
 };
 
+// Nonzeros a batch must hold before decoding it on several threads pays for starting them (a
+// cell's 400 tiles of a 60M-nonzero file hold about 100,000).
+constexpr int64_t kParallelMinEntries = 20000;
+
 // With threads > 1 the tiles are cut into that many runs of about equal nonzeros, each decoded on a
 // thread of its own (run_on_threads) with the call's tables: the result is the same.
 template <typename R, typename V>

@@ -259,6 +259,7 @@ struct MatrixReader::Chunk {
   std::mutex lock;
 
   int64_t n_tiles() const { return static_cast<int64_t>(tile_k.size()); }
+  int64_t n_bands() const { return static_cast<int64_t>(widths.size()); }
   int64_t tile_length(int64_t t) const { return tile_offset[t + 1] - tile_offset[t]; }
   int64_t tile_row(int64_t t) const { return row_starts[tile_band[t]]; }
   int64_t tile_h(int64_t t) const { return row_starts[tile_band[t] + 1] - row_starts[tile_band[t]]; }
@@ -891,7 +892,7 @@ void MatrixReader::verify_band(Chunk& c, int64_t band, const uint8_t* bytes) {
 
 MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row,
                                            int64_t want_col, const std::vector<uint8_t>& col_mask,
-                                           const std::vector<uint8_t>* data) {
+                                           const std::vector<uint8_t>* data, int threads) {
   Decoded out;
   if (tiles.empty()) return out;
   const Genes& genes = genes_table();
@@ -968,7 +969,7 @@ MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>&
       mode_ == "lossless" ? kModeLossless : mode_ == "max-error" ? kModeMaxError : kModeInrOnly, max_error_, filter,
       span(out_start), Triples<int32_t, int32_t>{{out.rows.data(), total}, {out.cols.data(), total}, {out.values.data(), total}},
       Span<int64_t>{counts.data(), static_cast<int64_t>(counts.size())},
-      Span<int64_t>{status.data(), static_cast<int64_t>(status.size())});
+      Span<int64_t>{status.data(), static_cast<int64_t>(status.size())}, threads);
   for (int64_t s : status)
     if (s) throw CorruptFileError(what_ + ": " + tile_status_text(s) + " (file is corrupt)");
   int64_t kept = 0;
@@ -1183,7 +1184,17 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
       mask.assign(c.n_cells, 0);
       for (int64_t col : columns) mask[col] = 1;
     }
-    place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask), *out);
+    // A tile in most bands (a cell's): the chunk's tile data in one read, which checks every band
+    // at once, rather than a read (and a check) per band; decoded on threads when it is much.
+    int64_t work = 0;
+    for (int64_t t : tiles) work += c.tile_k[t];
+    const int threads = work >= kParallelMinEntries ? static_cast<int>(std::min<int64_t>(threads_, tiles.size())) : 1;
+    if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) {
+      const std::vector<uint8_t> data = chunk_data(c);
+      place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, &data, threads), *out);
+    } else {
+      place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, nullptr, threads), *out);
+    }
     return out;
   }
   std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};

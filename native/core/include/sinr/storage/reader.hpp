@@ -11,6 +11,7 @@
 // is applied here, at the same moment, with the same one-line message; failures are the typed
 // errors of errors.hpp, never undefined behaviour.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -107,6 +108,9 @@ class MatrixReader {
   // The whole matrix, chunks decoded on up to `threads` threads, every chunk's content checksum
   // verified.
   SparseColumns whole(int threads = 1);
+  // Threads a read of a few cells decodes their tiles on (when they hold kParallelMinEntries
+  // nonzeros or more; default 1).
+  void set_threads(int threads) { threads_ = std::max(threads, 1); }
   // cells() decodes a chunk it needs whole in runs of about this many nonzeros (at least one tile).
   void set_run_entries(int64_t entries) { run_entries_ = entries; }
   // cells() keeps, of a chunk it decodes whole, the cells after the wanted ones that fit in this
@@ -157,7 +161,7 @@ class MatrixReader {
   void verify_band(Chunk& c, int64_t band, const uint8_t* bytes);
   // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.
   Decoded decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row, int64_t want_col,
-                 const std::vector<uint8_t>& col_mask, const std::vector<uint8_t>* data = nullptr);
+                 const std::vector<uint8_t>& col_mask, const std::vector<uint8_t>* data = nullptr, int threads = 1);
   // The segment of chunk ci, and gene's row in segment s (counted from the segment's first row), -1
   // when the segment does not store it.
   int64_t segment_of_chunk(int64_t ci) const;
@@ -186,6 +190,7 @@ class MatrixReader {
   std::unique_ptr<Genes> genes_;
   std::mutex kept_lock_;
   std::shared_ptr<const ChunkColumns> kept_;  // the chunk cells() decoded whole last, for part of its cells
+  int threads_ = 1;
   int64_t run_entries_ = int64_t{1} << 16;
   int64_t keep_bytes_ = INT64_MAX / 16;
 };
