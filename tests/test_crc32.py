@@ -162,6 +162,28 @@ def test_a_damaged_band_fails_the_entry_that_checks_it(tmp_path, on_disk):
         sinr.open(damaged)[gene, chunk.first_cell]
 
 
+@pytest.mark.parametrize("source", ["path", "bytes"])
+def test_a_damaged_band_fails_the_gene_read_that_checks_it(tmp_path, on_disk, source):
+    """A gene read checks the bands it decodes in one batch (their bytes are its tiles'): a damaged
+    one of chunk 2 fails it by name, whichever chunks' bands were checked before."""
+    path, truth = on_disk
+    index = sinr.open(path).index
+    chunk = index.chunk(2)
+    band = int(np.flatnonzero(np.diff(chunk.geometry.tile_starts))[-1])
+    offset, length = index.band_ranges(chunk, np.array([band]))
+    blob = bytearray(path.read_bytes())
+    blob[int(offset[0] + length[0] - 1)] ^= 0x10
+    damaged = tmp_path / "damaged.sinr"
+    damaged.write_bytes(bytes(blob))
+    gene = int(index.row_genes(np.array([int(chunk.geometry.row_starts[band])]))[0])
+    m = sinr.open(damaged if source == "path" else bytes(blob))
+    m[gene, 0]  # chunk 0's band: checked, intact
+    with pytest.raises(sinr.CorruptFileError, match=f"chunk 2: checksum mismatch in the tiles of band {band} "):
+        m.gene(gene)
+    other = int(index.row_genes(np.array([int(chunk.geometry.row_starts[0])]))[0])
+    assert np.array_equal(m.gene(other), truth[other].toarray().ravel())  # other bands still read
+
+
 @pytest.mark.parametrize("change", ["rewritten", "truncated"])
 def test_gene_and_cell_reads_after_the_file_changed_in_place_are_file_changed_errors(on_disk, tmp_path, change):
     """A gather (one descriptor for all its runs, the file checked after the last) still notices a

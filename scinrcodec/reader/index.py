@@ -124,6 +124,7 @@ class TileTable(NamedTuple):
     band_rows: np.ndarray  # [n_chunks, most bands + 1]: each chunk's band starts, padded past every row
     band_tiles: np.ndarray  # [n_chunks, most bands + 1]: each chunk's first tile of each band, padded
     band_verified: np.ndarray  # [n_chunks, most bands]: which bands' CRCs have been checked
+    band_crc: np.ndarray  # [n_chunks, most bands]: each band's CRC
     band_siren: np.ndarray  # [n_chunks, most bands]: each band's SIREN (-1: the baseline)
     row_end: np.ndarray  # each chunk's Chunk.row_end
     first_cell: np.ndarray
@@ -713,6 +714,7 @@ def _build_tile_table(chunks: list[Chunk], past_rows: int) -> TileTable:
     band_rows = np.full((len(chunks), widest + 1), past_rows, dtype=np.int64)
     band_tiles = np.zeros((len(chunks), widest + 1), dtype=np.int64)
     band_verified = np.zeros((len(chunks), max(widest, 1)), dtype=bool)
+    band_crc = np.zeros((len(chunks), max(widest, 1)), dtype=np.int64)
     band_siren = np.full((len(chunks), max(widest, 1)), -1, dtype=np.int64)
     columns = {}
     for name, dtype in (("offset", np.int64), ("length", np.int32), ("k", np.int32), ("h", np.int32),
@@ -725,13 +727,14 @@ def _build_tile_table(chunks: list[Chunk], past_rows: int) -> TileTable:
         band_tiles[c, : g.n_bands + 1] = g.tile_starts
         band_tiles[c, g.n_bands + 1:] = g.n_tiles
         band_verified[c, : g.n_bands] = chunk.band_verified
+        band_crc[c, : g.n_bands] = chunk.band_crc
         band_siren[c, : g.n_bands] = chunk.band_siren
         chunk.band_verified = band_verified[c, : g.n_bands]  # one flag array, seen from both
         span = slice(chunk_base[c], chunk_base[c + 1])
         for name in columns:  # the chunk's arrays become views: no copy is kept twice
             setattr(chunk, f"tile_{name}", columns[name][span])
     return TileTable(**columns, chunk_base=chunk_base, band_rows=band_rows, band_tiles=band_tiles,
-                     band_verified=band_verified, band_siren=band_siren,
+                     band_verified=band_verified, band_crc=band_crc, band_siren=band_siren,
                      row_end=np.array([chunk.row_end for chunk in chunks], dtype=np.int64),
                      first_cell=np.array([chunk.first_cell for chunk in chunks], dtype=np.int64),
                      n_cells=np.array([chunk.n_cells for chunk in chunks], dtype=np.int64))

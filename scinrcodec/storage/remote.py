@@ -223,10 +223,10 @@ class RemoteSource(ByteSource):
             if starts.size:
                 sizes = np.array([len(self._blocks[s]) for s in self._starts], dtype=np.int64)
                 covered &= starts[block] + sizes[block] >= ends
-        if not covered.all():
+        if not covered.all():  # fetched now; a range may then span blocks, which read() joins
             missing = np.flatnonzero(~covered)
             self.prefetch(zip(offsets[missing].tolist(), lengths[missing].tolist()))
-            return super().gather(offsets, lengths)
+            return self._read_each(offsets, lengths)
         used = np.unique(block)
         with self._lock:
             parts = [self._blocks.get(int(s)) for s in starts[used]]
@@ -246,6 +246,15 @@ class RemoteSource(ByteSource):
             self._cached = 0
 
     # --------------------------------------------------------------------------------- cache
+
+    def _read_each(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """gather() by one read() per range, ranges one after another: unlike the base class's runs,
+        no gap between two ranges is read (it is not cached, and would cost a round trip)."""
+        at = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        buffer = np.empty(int(at[-1]), np.uint8)
+        for k, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist())):
+            buffer[at[k]: at[k] + length] = np.frombuffer(self.read(offset, length), np.uint8)
+        return buffer, at[:-1]
 
     def _lookup(self, offset: int, length: int) -> memoryview | None:
         """A view of cached bytes covering [offset, offset + length), or None (lock held)."""

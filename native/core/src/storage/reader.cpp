@@ -28,6 +28,7 @@ using i128 = __int128;
 
 Span<const int32_t> s32(const std::vector<int32_t>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
 Span<const int64_t> s64(const std::vector<int64_t>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
+Span<const uint8_t> bytes_of(const std::vector<uint8_t>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
 
 constexpr int64_t kChunkFields = 6;
 constexpr int64_t kMaxSirenLayers = 16;
@@ -892,7 +893,7 @@ void MatrixReader::verify_band(Chunk& c, int64_t band, const uint8_t* bytes) {
 
 MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row,
                                            int64_t want_col, const std::vector<uint8_t>& col_mask,
-                                           const std::vector<uint8_t>* data, int threads) {
+                                           Span<const uint8_t> data, int threads) {
   Decoded out;
   if (tiles.empty()) return out;
   const Genes& genes = genes_table();
@@ -923,16 +924,16 @@ MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>&
   std::vector<uint8_t> buf;
   const uint8_t* bytes = nullptr;
   int64_t n_bytes = total_bytes;
-  if (data && data->empty()) data = nullptr;  // no tile bytes: nothing to share
-  if (data) {
+  const bool shared = data.size > 0;  // no tile bytes: nothing to share
+  if (shared) {
     for (size_t i = 0; i < tiles.size(); ++i) offset[i] = c.tile_offset[tiles[i]] - c.data_offset;
-    bytes = data->data();
-    n_bytes = static_cast<int64_t>(data->size());
+    bytes = data.data;
+    n_bytes = data.size;
   } else {
     buf.resize(static_cast<size_t>(std::max<int64_t>(total_bytes, 1)));
     bytes = buf.data();
   }
-  for (size_t i = 0; !data && i < tiles.size();) {
+  for (size_t i = 0; !shared && i < tiles.size();) {
     size_t j = i + 1;
     while (j < tiles.size() && c.tile_offset[tiles[j]] == c.tile_offset[tiles[j - 1] + 1]) ++j;
     const int64_t run = offset[j - 1] + length[j - 1] - offset[i];
@@ -1189,12 +1190,12 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     int64_t work = 0;
     for (int64_t t : tiles) work += c.tile_k[t];
     const int threads = work >= kParallelMinEntries ? static_cast<int>(std::min<int64_t>(threads_, tiles.size())) : 1;
+    Span<const uint8_t> data;
     if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) {
-      const std::vector<uint8_t> data = chunk_data(c);
-      place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, &data, threads), *out);
-    } else {
-      place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, nullptr, threads), *out);
+      thread_local std::vector<uint8_t> buffer;  // grown, never shrunk: no fresh pages at each read
+      data = chunk_data_into(c, buffer);
     }
+    place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, threads), *out);
     return out;
   }
   std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};
@@ -1249,7 +1250,7 @@ uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>&
   }
   auto each_nonzero = [&](auto&& visit) {
     for (const std::vector<int64_t>& run : runs) {
-      const Decoded d = decode(c, run, -1, -1, {}, &data);
+      const Decoded d = decode(c, run, -1, -1, {}, bytes_of(data));
       for (size_t e = 0; e < d.values.size(); ++e) {
         const int32_t row = d.rows[e], col = d.cols[e];
         if (row < 0 || row >= n_rows) fail(kAssembleBadRow);
@@ -1351,10 +1352,18 @@ SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::
 }
 
 std::vector<uint8_t> MatrixReader::chunk_data(Chunk& c) {
-  std::vector<uint8_t> data = source_->read(c.data_offset, c.data_length);
-  for (size_t b = 0; b < c.band_verified.size(); ++b)
-    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data.data());
+  std::vector<uint8_t> data;
+  chunk_data_into(c, data);
+  data.resize(static_cast<size_t>(c.data_length));
   return data;
+}
+
+Span<const uint8_t> MatrixReader::chunk_data_into(Chunk& c, std::vector<uint8_t>& buffer) {
+  if (static_cast<int64_t>(buffer.size()) < c.data_length) buffer.resize(static_cast<size_t>(c.data_length));
+  source_->read(c.data_offset, c.data_length, buffer.data());
+  for (size_t b = 0; b < c.band_verified.size(); ++b)
+    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), buffer.data());
+  return {buffer.data(), c.data_length};
 }
 
 MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c) {
@@ -1365,7 +1374,7 @@ MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c) {
   std::iota(tiles.begin(), tiles.end(), 0);
   std::stable_sort(tiles.begin(), tiles.end(), [&c](int64_t a, int64_t b) { return c.tile_first(a) < c.tile_first(b); });
   const std::vector<uint8_t> data = chunk_data(c);
-  Decoded d = decode(c, tiles, -1, -1, {}, &data);
+  Decoded d = decode(c, tiles, -1, -1, {}, bytes_of(data));
   if (static_cast<int64_t>(d.values.size()) != c.nnz)
     throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + " decodes to " +
                            std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "sinr/span.hpp"
 #include "sinr/storage/container.hpp"
 
 namespace sinr::storage {
@@ -144,8 +145,10 @@ class MatrixReader {
   // a chunk of 2.1M nonzeros). Returns the chunk's content checksum.
   uint64_t place_chunk_in_runs(Chunk& c, const std::vector<int64_t>& local, std::vector<int64_t> starts,
                                ChunkColumns& out);
-  // Chunk c's tile data, read at once, every band's checksum verified.
+  // Chunk c's tile data, read at once, every band's checksum verified; _into reads it into the
+  // front of `buffer` (grown when too small) and returns those bytes.
   std::vector<uint8_t> chunk_data(Chunk& c);
+  Span<const uint8_t> chunk_data_into(Chunk& c, std::vector<uint8_t>& buffer);
   // Every nonzero of chunk c.
   Decoded decode_chunk(Chunk& c);
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
@@ -161,7 +164,7 @@ class MatrixReader {
   void verify_band(Chunk& c, int64_t band, const uint8_t* bytes);
   // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.
   Decoded decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row, int64_t want_col,
-                 const std::vector<uint8_t>& col_mask, const std::vector<uint8_t>* data = nullptr, int threads = 1);
+                 const std::vector<uint8_t>& col_mask, Span<const uint8_t> data = {}, int threads = 1);
   // The segment of chunk ci, and gene's row in segment s (counted from the segment's first row), -1
   // when the segment does not store it.
   int64_t segment_of_chunk(int64_t ci) const;
