@@ -173,6 +173,17 @@ def test_every_cell_once_with_its_counts_and_obs(path, adata):
         pd.testing.assert_frame_equal(b.obs, obs.iloc[b.cells])
 
 
+def test_batches_stay_valid_while_later_blocks_reuse_the_arrays(path, adata):
+    """With a block per chunk, an epoch's block arrays are reused from the third block on: every
+    batch kept to the end of the epoch still holds its cells' counts (batches copy their rows)."""
+    with sinr.open(path) as m:
+        assert m.n_chunks >= 4
+        batches = _epoch(m, batch_size=7, seed=5, buffer=1, dtype=np.int64)
+    assert sorted(np.concatenate([b.cells for b in batches]).tolist()) == list(range(adata.n_obs))
+    for b in batches:
+        assert (b.X != adata.X[b.cells]).nnz == 0
+
+
 def test_epochs_are_deterministic_for_a_seed(path):
     with sinr.open(path) as m:
         order = lambda seed: np.concatenate([b.cells for b in _epoch(m, batch_size=10, seed=seed)])  # noqa: E731

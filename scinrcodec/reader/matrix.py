@@ -22,7 +22,7 @@ from ..errors import CorruptFileError, ResultTooLargeError, SinrError, SinrIndex
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.opening import open_source
 from ..storage.source import ByteSource, LocalFileSource
-from .assemble import cell_major, gene_major
+from .assemble import BlockScratch, cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .oriented import CellsByGenes
@@ -477,9 +477,12 @@ class MatrixReader:
         return block[start - offset: stop - offset]
 
     @fits_in_memory("decoding a block of chunks")
-    def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
+    def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None,
+                     scratch: BlockScratch | None = None) -> sp.csr_matrix:
         """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
-        given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once."""
+        given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once.
+        A loader passes one BlockScratch to every call: the block's arrays are then its own, reused
+        two blocks later, so it must copy what it keeps (its batches are copies of rows)."""
         index = self._index
         ids = np.asarray(chunks)
         if ids.ndim != 1 or ids.dtype.kind not in "iu" and ids.size:
@@ -487,7 +490,7 @@ class MatrixReader:
         ids = ids.astype(np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= index.n_chunks or np.unique(ids).size != ids.size):
             raise SinrIndexError(f"chunk ids must be distinct and within 0..{index.n_chunks - 1}")
-        return cell_major(index, dtype, jobs or self.jobs, ids.tolist())
+        return cell_major(index, dtype, jobs or self.jobs, ids.tolist(), scratch)
 
     def chunk_bounds(self) -> np.ndarray:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""

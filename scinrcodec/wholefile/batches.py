@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from ..reader.assemble import BlockScratch
 from ..reader.matrix import MatrixReader
 from .names import names_obs
 
@@ -52,9 +53,11 @@ def _batches(m: MatrixReader, groups: list[np.ndarray], bounds: np.ndarray, batc
     """Decode a buffer of chunks into one matrix (the next buffer decoding meanwhile), shuffle its
     cells with those left over from the last buffer, and cut them into batches."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
+    scratch = BlockScratch()  # the epoch's decoding scratch and block arrays, reused from block to block
 
     def start(k: int):
-        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs) if k < len(groups) else None
+        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs, scratch=scratch) \
+            if k < len(groups) else None
 
     try:
         pending = start(0)
