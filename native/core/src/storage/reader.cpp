@@ -31,6 +31,9 @@ Span<const int64_t> s64(const std::vector<int64_t>& v) { return {v.data(), stati
 Span<const uint8_t> bytes_of(const std::vector<uint8_t>& v) { return {v.data(), static_cast<int64_t>(v.size())}; }
 
 constexpr int64_t kChunkFields = 6;
+// A read of a few cells reads their chunk's tile data into a buffer its thread keeps up to this size
+// (a chunk of 2M nonzeros holds about 1.3 MB).
+constexpr size_t kKeptTileBytes = size_t{16} << 20;
 constexpr int64_t kMaxSirenLayers = 16;
 constexpr int64_t kMaxSirenMultiplier = int64_t{1} << 40;
 constexpr int64_t kMaxSirenShiftSpec = 62;
@@ -1190,12 +1193,13 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     int64_t work = 0;
     for (int64_t t : tiles) work += c.tile_k[t];
     const int threads = work >= kParallelMinEntries ? static_cast<int>(std::min<int64_t>(threads_, tiles.size())) : 1;
+    // The calling thread keeps the buffer (no fresh pages at each read) unless a chunk made it
+    // larger than kKeptTileBytes.
+    thread_local std::vector<uint8_t> buffer;
     Span<const uint8_t> data;
-    if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) {
-      thread_local std::vector<uint8_t> buffer;  // grown, never shrunk: no fresh pages at each read
-      data = chunk_data_into(c, buffer);
-    }
+    if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) data = chunk_data_into(c, buffer);
     place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, threads), *out);
+    if (buffer.size() > kKeptTileBytes) std::vector<uint8_t>().swap(buffer);
     return out;
   }
   std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};
