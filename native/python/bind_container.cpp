@@ -31,6 +31,13 @@ using storage::SparseColumns;
 
 using Columns = std::tuple<std::tuple<int64_t, int64_t>, NumpyArray<int64_t>, NumpyArray<int32_t>, NumpyArray<int32_t>>;
 
+// A read with the GIL released (other Python threads run meanwhile), its result converted after.
+template <typename Read>
+SparseColumns unlocked(Read&& read) {
+  nb::gil_scoped_release released;
+  return read();
+}
+
 Columns columns(SparseColumns&& m) {
   return {{m.n_rows, m.n_cols}, to_numpy(std::move(m.indptr)), to_numpy(std::move(m.indices)),
           to_numpy(std::move(m.values))};
@@ -183,9 +190,9 @@ void bind_container(nb::module_& m) {
       .def("feature_types", [](MatrixReader& r) { return names(r.feature_types()); })
       .def("cell_names", [](MatrixReader& r) { return names(r.cell_names()); })
       .def("entry", &MatrixReader::entry, nb::arg("gene"), nb::arg("cell"), NoGil())
-      .def("genes", [](MatrixReader& r, const std::vector<int64_t>& g) { return columns(r.genes(g)); },
+      .def("genes", [](MatrixReader& r, const std::vector<int64_t>& g) { return columns(unlocked([&] { return r.genes(g); })); },
            nb::arg("genes"), "((n_rows, n_cols), indptr, indices, values) of these genes over every cell (CSC).")
-      .def("cells", [](MatrixReader& r, const std::vector<int64_t>& c) { return columns(r.cells(c)); },
+      .def("cells", [](MatrixReader& r, const std::vector<int64_t>& c) { return columns(unlocked([&] { return r.cells(c); })); },
            nb::arg("cells"), "((n_rows, n_cols), indptr, indices, values) of every gene over these cells (CSC).")
       .def("_set_run_entries", &MatrixReader::set_run_entries, nb::arg("entries"),
            "Decode whole chunks for cells() in runs of about this many nonzeros (tests: a few, to cross runs).")
@@ -195,11 +202,12 @@ void bind_container(nb::module_& m) {
            "Of a chunk cells() decodes whole, keep the cells after the wanted ones that fit in this many bytes.")
       .def("block",
            [](MatrixReader& r, std::optional<std::vector<int64_t>> g, std::optional<std::vector<int64_t>> c) {
-             return columns(r.block(g ? &*g : nullptr, c ? &*c : nullptr));
+             return columns(unlocked([&] { return r.block(g ? &*g : nullptr, c ? &*c : nullptr); }));
            },
            nb::arg("genes").none(), nb::arg("cells").none(),
            "The genes x cells block (None: all) as ((n_rows, n_cols), indptr, indices, values) (CSC).")
-      .def("whole", [](MatrixReader& r, int threads) { return columns(r.whole(threads)); }, nb::arg("threads") = 1,
+      .def("whole", [](MatrixReader& r, int threads) { return columns(unlocked([&] { return r.whole(threads); })); },
+           nb::arg("threads") = 1,
            "((n_genes, n_cells), indptr, indices, values): the whole matrix (CSC), checksums verified.");
 }
 
