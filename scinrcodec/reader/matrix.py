@@ -287,13 +287,15 @@ class MatrixReader:
                     core = _native.ContainerReader.adopt(handed[0], self.source, handed[1], self.name)
                 except SinrError:
                     return False
-                core.set_threads(self.jobs or os.cpu_count() or 1)
+                core.set_keep_bytes(0)  # single cells: nothing of a chunk decoded whole is kept for later reads
                 return core
         return False
 
     def _release_core(self) -> None:
-        """close(): the core reader's descriptor goes with the file's."""
-        self._entry_of = self._core_reader = None
+        """close(): the core reader's descriptor goes with the file's (under the lock _open_core holds,
+        so that a core reader being opened meanwhile is not stored after it)."""
+        with self._lock:
+            self._entry_of = self._core_reader = None
 
     def _decoded_entry(self, i: int, j: int) -> int:
         chunk, column = self._cell_column(j)  # first: a remote file fetches the gene tables with the chunk
@@ -349,6 +351,7 @@ class MatrixReader:
         out = np.zeros(self.shape[0], dtype=np.int64)
         core = self._core()
         if core is not None:
+            core.set_threads(self.jobs or os.cpu_count() or 1)
             _, _, genes, values = core.cells([j])
             out[genes] = values
             return out

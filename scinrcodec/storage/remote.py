@@ -231,7 +231,7 @@ class RemoteSource(ByteSource):
         with self._lock:
             parts = [self._blocks.get(int(s)) for s in starts[used]]
         if any(part is None for part in parts):  # evicted meanwhile by another thread
-            return super().gather(offsets, lengths)
+            return self._read_each(offsets, lengths)
         base = np.concatenate([[0], np.cumsum([len(p) for p in parts])[:-1]]).astype(np.int64)
         buffer = np.frombuffer(parts[0], dtype=np.uint8) if len(parts) == 1 else \
             np.frombuffer(b"".join(parts), dtype=np.uint8)

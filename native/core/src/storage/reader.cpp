@@ -1192,14 +1192,19 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     // at once, rather than a read (and a check) per band; decoded on threads when it is much.
     int64_t work = 0;
     for (int64_t t : tiles) work += c.tile_k[t];
-    const int threads = work >= kParallelMinEntries ? static_cast<int>(std::min<int64_t>(threads_, tiles.size())) : 1;
+    const int threads =
+        work >= kParallelMinEntries ? static_cast<int>(std::min<int64_t>(threads_.load(), tiles.size())) : 1;
     // The calling thread keeps the buffer (no fresh pages at each read) unless a chunk made it
-    // larger than kKeptTileBytes.
+    // larger than kKeptTileBytes (checked however the read ends).
     thread_local std::vector<uint8_t> buffer;
+    struct Trim {
+      ~Trim() {
+        if (buffer.size() > kKeptTileBytes) std::vector<uint8_t>().swap(buffer);
+      }
+    } trim;
     Span<const uint8_t> data;
     if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) data = chunk_data_into(c, buffer);
     place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, threads), *out);
-    if (buffer.size() > kKeptTileBytes) std::vector<uint8_t>().swap(buffer);
     return out;
   }
   std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};

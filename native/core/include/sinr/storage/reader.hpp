@@ -12,6 +12,7 @@
 // errors of errors.hpp, never undefined behaviour.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -111,7 +112,7 @@ class MatrixReader {
   SparseColumns whole(int threads = 1);
   // Threads a read of a few cells decodes their tiles on (when they hold kParallelMinEntries
   // nonzeros or more; default 1).
-  void set_threads(int threads) { threads_ = std::max(threads, 1); }
+  void set_threads(int threads) { threads_.store(std::max(threads, 1)); }
   // cells() decodes a chunk it needs whole in runs of about this many nonzeros (at least one tile).
   void set_run_entries(int64_t entries) { run_entries_ = entries; }
   // cells() keeps, of a chunk it decodes whole, the cells after the wanted ones that fit in this
@@ -193,7 +194,7 @@ class MatrixReader {
   std::unique_ptr<Genes> genes_;
   std::mutex kept_lock_;
   std::shared_ptr<const ChunkColumns> kept_;  // the chunk cells() decoded whole last, for part of its cells
-  int threads_ = 1;
+  std::atomic<int> threads_{1};  // set by a binding before each read, which other threads may be making
   int64_t run_entries_ = int64_t{1} << 16;
   int64_t keep_bytes_ = INT64_MAX / 16;
 };
