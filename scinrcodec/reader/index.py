@@ -730,6 +730,7 @@ def _build_tile_table(chunks: list[Chunk], past_rows: int) -> TileTable:
         band_crc[c, : g.n_bands] = chunk.band_crc
         band_siren[c, : g.n_bands] = chunk.band_siren
         chunk.band_verified = band_verified[c, : g.n_bands]  # one flag array, seen from both
+        chunk.band_crc = band_crc[c, : g.n_bands]  # and one copy of the CRCs
         span = slice(chunk_base[c], chunk_base[c + 1])
         for name in columns:  # the chunk's arrays become views: no copy is kept twice
             setattr(chunk, f"tile_{name}", columns[name][span])

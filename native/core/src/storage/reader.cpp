@@ -1361,9 +1361,8 @@ SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::
 }
 
 std::vector<uint8_t> MatrixReader::chunk_data(Chunk& c) {
-  std::vector<uint8_t> data;
+  std::vector<uint8_t> data;  // sized by chunk_data_into to the chunk's tile data exactly
   chunk_data_into(c, data);
-  data.resize(static_cast<size_t>(c.data_length));
   return data;
 }
 
