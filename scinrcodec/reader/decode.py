@@ -63,17 +63,25 @@ def run_all(function: Callable, calls: Iterable[tuple], window: int | None = Non
 
 class Buffers:
     """Arrays of decoded triples that one thread reuses from one chunk to the next: a whole-matrix
-    read then pays their first touch (12 bytes a nonzero) once, not per chunk."""
+    read then pays their first touch (12 bytes a nonzero) once, not per chunk. Sized at first for
+    the largest chunk the read expects (expect()): grown chunk by chunk instead, a 6e7 read on two
+    threads took fresh arrays 12 times in 28 chunks (27 MB of new pages each)."""
 
     def __init__(self) -> None:
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._expected = 0
+
+    def expect(self, size: int) -> None:
+        """The most items a take() of this read may ask for: the first allocation holds them."""
+        self._expected = max(self._expected, int(size))
 
     def take(self, size: int, value_dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Uninitialised rows, columns and values of `size` items, grown only when too small."""
         arrays = self._arrays
         if arrays is None or arrays[0].size < size or arrays[2].dtype != np.dtype(value_dtype):
             arrays = self._arrays = None  # the old ones go before the new ones are touched
-            arrays = self._arrays = tuple(fresh_array(size, t) for t in (np.int32, np.int32, value_dtype))
+            room = max(size, self._expected)
+            arrays = self._arrays = tuple(fresh_array(room, t) for t in (np.int32, np.int32, value_dtype))
         return arrays[0][:size], arrays[1][:size], arrays[2][:size]
 
 

@@ -240,6 +240,7 @@ class MatrixIndex:
         self.chunk_index = index
         self.chunk_starts = np.concatenate([[0], np.cumsum(n_cells)]).astype(np.int64)
         self.nnz_starts = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
+        self.largest_chunk_nnz = int(nnz.max()) if nnz.size else 0  # what a whole read's buffers must hold
 
     # ------------------------------------------------------------------------------- genes
 

@@ -226,6 +226,8 @@ class BitmapOrder {
 // What one thread of place_by_cell keeps for putting cells in rank order.
 struct CellOrder {
   Scratch<uint64_t> items, spare;
+  Scratch<uint64_t> keys;  // a cell's entry keys and values in output order, for keyed_checksum
+  Scratch<int32_t> values;
   std::vector<int64_t> hist;
   std::unique_ptr<BitmapOrder> bitmap;
 };
@@ -520,6 +522,8 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
     o.hist.resize(static_cast<size_t>(plan.passes) << plan.digit_bits);
     o.spare.reserve(largest);
     o.items.reserve(largest);
+    o.keys.reserve(largest);
+    o.values.reserve(largest);
     if (n_rows <= kBitmapKeys && (!o.bitmap || o.bitmap->keys() < n_rows)) o.bitmap = std::make_unique<BitmapOrder>(n_rows);
     uint64_t total = 0;
     for (int64_t c = p == 0 ? 0 : cell_of(p), stop = p + 1 == n_threads ? n_cells : cell_of(p + 1); c < stop; ++c) {
@@ -527,22 +531,26 @@ int place_by_cell_columns(Span<const int32_t> rows, Span<const int32_t> cols, Sp
       out_indptr[c + 1] = base + hi;
       const uint64_t cell = static_cast<uint64_t>(first_cell + c);
       int64_t to = lo;
+      uint64_t* const keys = o.keys.data();
+      int32_t* const kept = o.values.data();
       auto emit = [&](int64_t k, int32_t value) {
         const int64_t gene = genes[k];
-        total += entry_hash(static_cast<uint64_t>(gene), cell, static_cast<uint64_t>(static_cast<int64_t>(value)));
+        keys[to - lo] = entry_key(static_cast<uint64_t>(gene), cell);
+        kept[to - lo] = value;
         indices[to] = static_cast<I>(gene);
         data[to] = static_cast<D>(value);
         ++to;
       };
-      if (BitmapOrder::worth(n_rows, m) &&
-          o.bitmap->order_by(
+      if (!BitmapOrder::worth(n_rows, m) ||
+          !o.bitmap->order_by(
               m, n_rows, [&](int64_t i) { return stage.rank(lo + i); }, [&](int64_t i) { return stage.value(lo + i); },
-              emit))
-        continue;
-      uint64_t* items = o.items.data();
-      for (int64_t i = 0; i < m; ++i) items[i] = T::make(static_cast<uint64_t>(stage.rank(lo + i)), stage.value(lo + i));
-      const uint64_t* sorted = sort_small<T>(items, o.spare.data(), m, plan, o.hist);
-      for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
+              emit)) {
+        uint64_t* items = o.items.data();
+        for (int64_t i = 0; i < m; ++i) items[i] = T::make(static_cast<uint64_t>(stage.rank(lo + i)), stage.value(lo + i));
+        const uint64_t* sorted = sort_small<T>(items, o.spare.data(), m, plan, o.hist);
+        for (int64_t i = 0; i < m; ++i) emit(static_cast<int64_t>(T::key(sorted[i])), T::value(sorted[i]));
+      }
+      total += keyed_checksum(o.keys.data(), o.values.data(), m);
     }
     totals[p] = total;
   });
@@ -626,6 +634,7 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
   int64_t largest = 0;
   for (const Segment& seg : segments) largest = std::max(largest, seg.hi - seg.lo);
   Scratch<Item> a(largest), b(largest);
+  Scratch<uint64_t> entry_keys(largest);  // a segment's, for keyed_checksum
   std::vector<int64_t> hist;
   BitmapOrder bitmap(kBitmapKeys);
   const int64_t n_original = cell_original.size;
@@ -641,13 +650,12 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
     const int64_t keys = seg.rows << cell_bits;
     const bool by_bitmap = std::is_same_v<T, Packed> && BitmapOrder::worth(keys, m);
     hist.assign(static_cast<size_t>(plan.passes) << plan.digit_bits, 0);
-    // Each nonzero's key and its checksum, its digits counted only for a sort: two copies of the
-    // loop, each with what it reads in locals (registers are short; a spilled sum costs a store and
-    // a load a nonzero).
+    // Each nonzero's sort key and its entry key (checksummed after the loop, on SIMD lanes), its
+    // digits counted only for a sort: two copies of the loop, each with what it reads in locals.
     const auto keyed = [&, rows = rows.data + seg.lo, cols = cols.data + seg.lo, values = values.data + seg.lo,
                         cells = cell_original.data, genes = genes_of_row.data, items = a.data(),
-                        row0 = seg.row0, n_seg_rows = static_cast<uint64_t>(seg.rows)](auto counting) {
-      uint64_t sum = 0;
+                        entry = entry_keys.data(), row0 = seg.row0,
+                        n_seg_rows = static_cast<uint64_t>(seg.rows)](auto counting) {
       for (int64_t i = 0; i < m; ++i) {
         const int32_t row = rows[i];
         const int32_t col = cols[i];
@@ -659,12 +667,10 @@ int place_by_row_impl(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
         if (local >= static_cast<uint64_t>(n_cells)) return kAssembleBadCell;
         const uint64_t key = (local_row << cell_bits) | local;
         if constexpr (decltype(counting)::value) count_digits(hist.data(), plan, key);
-        const int32_t value = values[i];
-        sum += entry_hash(static_cast<uint64_t>(genes[row]), static_cast<uint64_t>(cell),
-                          static_cast<uint64_t>(static_cast<int64_t>(value)));
-        items[i] = T::make(key, value);
+        entry[i] = entry_key(static_cast<uint64_t>(genes[row]), static_cast<uint64_t>(cell));
+        items[i] = T::make(key, values[i]);
       }
-      total += sum;
+      total += keyed_checksum(entry, values, m);
       return kAssembleOk;
     };
     const int status = by_bitmap ? keyed(std::false_type{}) : keyed(std::true_type{});
