@@ -18,10 +18,11 @@ from .scale_data import ScaleInput, scale_input, workload
 FORMATS = ("10x", "sinr", "h5ad", "bpcells")
 QUERY_OPS = ("open", "entry", "gene", "cell", "cells1000")
 OPS = {"10x": (*QUERY_OPS, "read", "write"),  # its reads use the input file itself
-       "sinr": ("write", *QUERY_OPS, "read", "read_csc", "loader"),
+       "sinr": ("write", "write_memory", *QUERY_OPS, "read", "read_csc", "loader"),
        "h5ad": ("write", *QUERY_OPS, "read"),
        "bpcells": ("write", *QUERY_OPS, "read")}
 FILES = {"10x": "written.h5", "sinr": "matrix.sinr", "h5ad": "matrix.h5ad", "bpcells": "matrix.bpcells"}
+MEMORY_FILE = "from_memory.sinr"  # what write_memory writes (removed after: the queries read FILES')
 IN_MEMORY = ("h5ad", "bpcells")  # written from a matrix held in memory (several copies of it)
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,9 @@ def _plan(data: ScaleInput, formats: list[str], in_memory_max_nnz: int) -> list[
                 import bpcells.experimental  # noqa: F401
             except ImportError:
                 skip = "skipped: bpcells is not installed"
-        plan += [(fmt, op, skip) for op in OPS[fmt]]
+        memory_skip = f"skipped: from memory, run up to {in_memory_max_nnz:.0e} nonzeros" \
+            if data.nnz > in_memory_max_nnz else None
+        plan += [(fmt, op, skip or (memory_skip if op == "write_memory" else None)) for op in OPS[fmt]]
     return plan
 
 
@@ -79,6 +82,8 @@ def measure_size(data: ScaleInput, formats: list[str], workdir: Path, seed: int,
         if skip is not None:
             rows.append({**context, "format": fmt, "op": op, "note": skip})
             continue
+        if op == "write_memory":
+            file = folder / MEMORY_FILE
         spec = {"format": fmt, "op": op, "input": str(data.path), "workload": str(workload_path),
                 "file": str(data.path if fmt == "10x" and op != "write" else file), "shape": list(data.shape),
                 "nnz": data.nnz, "digest": data.meta["digest"], "siren": siren}
@@ -93,7 +98,7 @@ def measure_size(data: ScaleInput, formats: list[str], workdir: Path, seed: int,
         rows.append({**context, "format": fmt, "op": op, **result})
         bar.write(f"{data.nnz:.1e} {fmt:8} {op:10} " + (result.get("error") or
                   f"{result['seconds']:.4g} s, peak {result['peak_rss_mb']:.0f} MB"))
-        if fmt == "10x" and op == "write":
+        if (fmt == "10x" and op == "write") or op == "write_memory":
             remove(file)
     for fmt in formats:
         remove(folder / FILES[fmt])

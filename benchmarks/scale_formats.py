@@ -139,14 +139,16 @@ class BPCellsReader(Reader):
         return self.m[:, cols]
 
 
-def writer(fmt: str, source: Path, siren: str) -> Callable[[Path], None]:
+def writer(fmt: str, source: Path, siren: str, from_memory: bool = False) -> Callable[[Path], None]:
     """What writes the 10x input `source` as `fmt`: .sinr straight from the file (the encoder reads
-    it, which the timing includes), the others from the matrix in memory, as their libraries need,
-    loaded here before the timing starts."""
+    it, which the timing includes) or, with from_memory, from the matrix and names loaded with h5py
+    (as a user holding it encodes it); the others from the matrix in memory, as their libraries
+    need, loaded here before the timing starts."""
     if fmt == "sinr":
         import scinrcodec
 
-        return lambda out: scinrcodec.encode(source, out, force=True, progress=True, siren=siren)
+        data = load_10x(source) if from_memory else source
+        return lambda out: scinrcodec.encode(data, out, force=True, progress=True, siren=siren)
     m = load_10x(source, names=fmt != "bpcells")
     if fmt == "10x":
         from scinrcodec.io.tenx_h5 import write_10x_h5

@@ -33,7 +33,7 @@ def _memory(before: int) -> dict:
 
 
 def measure_write(spec: dict) -> dict:
-    write = writer(spec["format"], Path(spec["input"]), spec["siren"])
+    write = writer(spec["format"], Path(spec["input"]), spec["siren"], from_memory=spec["op"] == "write_memory")
     gc.collect()
     before = rss_bytes()
     start = time.perf_counter()
@@ -121,7 +121,7 @@ def measure_loader(spec: dict) -> dict:
 def main(spec_path: str, result_path: str) -> int:
     """Run the measurement SPEC names and write its figures, or its error, to RESULT as JSON."""
     spec = json.loads(Path(spec_path).read_text())
-    measure = {"write": measure_write, "open": measure_open, "read": measure_read, "read_csc": measure_read,
+    measure = {"write": measure_write, "write_memory": measure_write, "open": measure_open, "read": measure_read, "read_csc": measure_read,
                "loader": measure_loader}.get(spec["op"], measure_query)
     try:
         result = measure(spec)

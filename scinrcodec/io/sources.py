@@ -209,22 +209,25 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
             raise InvalidInputError(f"{cells}: contains NaN or infinite values")
         if np.any(values != np.rint(values)):
             raise InvalidInputError(f"{cells}: contains non-integer values (counts must be whole numbers)")
-    if values.size and values.min() < 0:
+    least = values.min() if values.size else 1  # one pass each: a block holds millions
+    if least < 0:
         raise InvalidInputError(f"{cells}: contains negative values (counts must be >= 0)")
     if values.size and values.max() > MAX_COUNT:
         raise InvalidInputError(f"{cells}: contains values above {MAX_COUNT:,}")
     if genes.size and (genes.min() < 0 or genes.max() >= n_genes):
         raise InvalidInputError(f"{cells}: a gene index lies outside 0..{n_genes - 1:,}")
+    # steps in the indices' own type where it is signed (genes lie in 0..n_genes - 1, so no step
+    # overflows it): half the memory traffic of int64 steps for the usual int32 indices
+    steps = _steps_within_cells(genes if genes.dtype.kind == "i" else genes.astype(np.int64), indptr)
     genes = genes.astype(np.int64, copy=False)
     values = values.astype(np.int64, copy=False)
-    steps = _steps_within_cells(genes, indptr)
     if steps.size and steps.min() < 0:  # unsorted within some cell: sort by (cell, gene)
         order = np.lexsort((genes, np.repeat(np.arange(n_cells), np.diff(indptr))))
         genes, values = genes[order], values[order]
         steps = _steps_within_cells(genes, indptr)
     if steps.size and steps.min() == 0:
         raise InvalidInputError(f"{cells}: holds the same (gene, cell) coordinate twice")
-    if values.size and values.min() == 0:
+    if least == 0:
         keep = values != 0
         cell_of = np.repeat(np.arange(n_cells), np.diff(indptr))
         genes, values = genes[keep], values[keep]
@@ -256,8 +259,8 @@ def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_colu
         axis = "gene" if by_column else "cell"
         raise InvalidInputError(f"{what}: a {axis} index lies outside 0..{minor - 1:,} (the shape is "
                                 f"{shape[0]:,} x {shape[1]:,})")
-    cls = sp.csc_matrix if by_column else sp.csr_matrix
-    return cls((data, indices.astype(np.int64), indptr.astype(np.int64)), shape=shape, copy=False)
+    cls = sp.csc_matrix if by_column else sp.csr_matrix  # scipy keeps int32 arrays as they are (no copy)
+    return cls((data, indices, indptr), shape=shape, copy=False)
 
 
 def checked_coordinates(data, rows, cols, *, shape: tuple[int, int], what: str) -> sp.csc_matrix:
