@@ -512,6 +512,8 @@ void bind_codec(nb::module_& m) {
   m.def("content_checksum", &checksum<int64_t, int64_t, int32_t>, NoGil(),
         "Content checksum (spec §6.6) of nonzeros given by original gene, cell and value.");
   m.def("content_checksum_mapped", &checksum_mapped<int32_t, int32_t>, NoGil());
+  m.def("content_checksum_mapped", &checksum_mapped<int32_t, int64_t>, NoGil());
+  m.def("content_checksum_mapped", &checksum_mapped<int64_t, int32_t>, NoGil());
   m.def("content_checksum_mapped", &checksum_mapped<int64_t, int64_t>, NoGil(),
         "Content checksum of nonzeros by row, column and value, rows and columns mapped to genes and cells.");
   m.def("mix", [](uint64_t z) { return mix(z); }, "The splitmix64 finaliser of the content checksum.");

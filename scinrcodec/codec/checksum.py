@@ -33,9 +33,11 @@ def content_checksum(genes: np.ndarray, cells: np.ndarray, values: np.ndarray) -
 
 def mapped_checksum(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, gene_of_row: np.ndarray,
                     cell_of_col: np.ndarray) -> np.uint64:
-    """The checksum of nonzeros given by row, column and value, with gene_of_row and cell_of_col
-    (int64 tables) giving each row's gene and each column's cell: one pass, no gathered copies."""
+    """The checksum of nonzeros given by row, column and value (integers), with gene_of_row and
+    cell_of_col (int64 tables) giving each row's gene and each column's cell: one pass, no gathered
+    copies."""
     index = np.int32 if rows.dtype == cols.dtype == np.int32 else np.int64
-    rows, cols, values = (np.ascontiguousarray(a, index) for a in (rows, cols, values))
+    rows, cols = (np.ascontiguousarray(a, index) for a in (rows, cols))
+    values = np.ascontiguousarray(values, np.int32 if values.dtype == np.int32 else np.int64)
     return np.uint64(_native.content_checksum_mapped(rows, cols, values, np.ascontiguousarray(gene_of_row, np.int64),
                                                      np.ascontiguousarray(cell_of_col, np.int64)))

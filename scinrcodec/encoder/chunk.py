@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _native
-from ..codec.checksum import content_checksum
+from ..codec.checksum import mapped_checksum
 from ..codec.geometry import ChunkGeometry
 from ..codec import tile3
 from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, fine_contexts, frequencies, \
@@ -217,7 +217,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         decoded = values[:0] if predictions is None else predictions  # None: a chunk without nonzeros
     else:
         decoded = dequantise_values(u, options.max_error) if options.max_error else values
-    checksum = int(content_checksum(context.gene_of_row[rows], block.start + cell_order[cols], decoded))
+    checksum = int(mapped_checksum(rows, cols, decoded, context.gene_of_row, block.start + cell_order))
     stats.update({"position_bits": round(coded.position_bits, 1), "value_bits": round(coded.value_bits, 1)})
 
     def section(name: str, values) -> tuple[str, bytes]:

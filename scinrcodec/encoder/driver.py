@@ -30,7 +30,7 @@ from ..progress import Progress
 from ..storage.container import ContainerWriter, write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from .chunk import ARRANGE_BUFFERS, FileContext, encode_chunk, write_chunk
-from .memory import release_freed_memory
+from .memory import ChunkMemory
 from .options import EncodeOptions
 from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
 
@@ -89,12 +89,13 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
     planner = _planner(options)
     blocks = source.blocks(options.chunk_cells)
     index_rows, chunk_stats = [], []
+    memory = ChunkMemory()
 
     def write(chunk) -> None:
         index_rows.append(write_chunk(writer, chunk))
         chunk_stats.append(chunk.stats)
         progress.update(chunk.nnz)
-        release_freed_memory()  # else glibc keeps each chunk's freed temporaries resident (encoder.memory)
+        memory.after_chunk()  # else glibc keeps each chunk's freed temporaries resident (encoder.memory)
 
     first = None
     try:
