@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..codec.stages import MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
 from ..io.atomic import atomic_path, check_writable
-from ..io.sources import MatrixSource
+from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
 from ..model.siren_train import run_stoppable
 from ..progress import Progress
@@ -39,13 +39,27 @@ SUMMED_STATS = ("position_bits", "value_bits", "bands", "tiles", "siren_tried", 
 
 
 def gene_statistics(source: MatrixSource, options: EncodeOptions, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-    """Pass 1: nonzeros per gene and the sum of their log1p deviations from their cells' means."""
+    """Pass 1: nonzeros per gene and the sum of their log1p deviations from their cells' means,
+    block after block in order (the sums do not depend on threads), the next block read and
+    checked meanwhile."""
     gene_nnz = np.zeros(source.shape[0], dtype=np.int64)
     deviation = np.zeros(source.shape[0], dtype=np.float64)
-    for block in source.blocks(options.chunk_cells or DEFAULT_CHUNK_CELLS):
+    for block in _read_ahead(source.blocks(options.chunk_cells or DEFAULT_CHUNK_CELLS)):
         accumulate_gene_stats(block.indptr, block.genes, block.values, gene_nnz, deviation)
         progress.update(block.nnz)
     return gene_nnz, deviation
+
+
+def _read_ahead(blocks: Iterator[CellBlock]) -> Iterator[CellBlock]:
+    """The blocks of `blocks` in order, each next one read (and checked) on a thread of its own
+    while the caller works on this one: pass 1 of a 6e7 matrix in memory spent 0.35 s checking
+    blocks and 0.18 s counting, one after the other. An error reading a block is raised where
+    that block would have been yielded."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-read-ahead") as pool:
+        pending = pool.submit(next, blocks, None)
+        while (block := pending.result()) is not None:
+            pending = pool.submit(next, blocks, None)
+            yield block
 
 
 # Writer choices by format version (major): format 3 puts each band's rows in increasing gene
