@@ -212,6 +212,22 @@ def test_unshuffled_batches_follow_the_file(path, adata):
             m.iter_cells(batch_size=0)
 
 
+def test_chunks_block_puts_a_head_first(path, adata):
+    """A loader's carried cells go in front of the next block as it decodes (any value type)."""
+    with sinr.open(path) as m:
+        bounds = m.chunk_bounds()
+        for dtype in (np.float32, np.int64, np.int16):  # int16: decoded as int32, then converted
+            head = sp.csr_matrix(adata.X[[5, 2, 9]], dtype=dtype)
+            block = m.chunks_block([1], dtype=dtype, head=head)
+            cells = np.concatenate([[5, 2, 9], np.arange(bounds[1], bounds[2])])
+            assert block.dtype == dtype and block.has_sorted_indices and block.shape == (cells.size, adata.n_vars)
+            assert (block != adata.X[cells]).nnz == 0
+        assert m.chunks_block([], head=head).shape == (3, adata.n_vars)
+        for bad in (sp.csr_matrix((2, adata.n_vars + 1)), sp.csc_matrix((2, adata.n_vars)), np.zeros((2, 3))):
+            with pytest.raises(sinr.SinrIndexError, match="head must be"):
+                m.chunks_block([1], head=bad)
+
+
 def test_chunks_block_decodes_listed_chunks_in_order(path, adata):
     with sinr.open(path) as m:
         bounds = m.chunk_bounds()

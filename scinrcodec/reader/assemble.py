@@ -169,14 +169,16 @@ def _index_dtype(size: int):
 
 
 def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int] | None = None,
-               scratch: BlockScratch | None = None) -> sp.csr_matrix:
+               scratch: BlockScratch | None = None, head: sp.csr_matrix | None = None) -> sp.csr_matrix:
     """Cells x genes CSR (the transpose of genes x cells CSC) of the cells of `chunks` (distinct
     chunk ids, default all), in the order listed, exact, checksums verified; with `scratch`, decoded
-    in its workspace into its arrays (valid until the block after next)."""
+    in its workspace into its arrays (valid until the block after next); with `head` (cells x genes
+    CSR, sorted indices), its rows first (a loader's cells carried over from its last block)."""
     chunks = range(index.n_chunks) if chunks is None else chunks
     ids = np.asarray(chunks, dtype=np.int64)
-    row_starts = np.concatenate([[0], np.cumsum(index.chunk_starts[ids + 1] - index.chunk_starts[ids])])
-    nnz_starts = np.concatenate([[0], np.cumsum(index.nnz_starts[ids + 1] - index.nnz_starts[ids])])
+    head_rows, head_nnz = (0, 0) if head is None else (head.shape[0], int(head.indptr[-1]))
+    row_starts = head_rows + np.concatenate([[0], np.cumsum(index.chunk_starts[ids + 1] - index.chunk_starts[ids])])
+    nnz_starts = head_nnz + np.concatenate([[0], np.cumsum(index.nnz_starts[ids + 1] - index.nnz_starts[ids])])
     slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
     dtype = np.dtype(dtype)
@@ -184,6 +186,10 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     data = _output(arrays, "data", int(nnz_starts[-1]), dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = _output(arrays, "indices", data.size, _index_dtype(n_genes))
     indptr = np.zeros(int(row_starts[-1]) + 1, dtype=np.int64)
+    if head_rows:
+        indptr[:head_rows + 1] = head.indptr
+        data[:head_nnz] = head.data
+        indices[:head_nnz] = head.indices
     tables = _segment_ranks(index, np.unique(index.chunk_segment[ids]).tolist())
 
     workspace = scratch.workspace if scratch is not None else Workspace()

@@ -481,11 +481,13 @@ class MatrixReader:
 
     @fits_in_memory("decoding a block of chunks")
     def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None,
-                     scratch: BlockScratch | None = None) -> sp.csr_matrix:
+                     scratch: BlockScratch | None = None, head: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
         given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once.
         A loader passes one BlockScratch to every call: the block's arrays are then its own, reused
-        two blocks later, so it must copy what it keeps (its batches are copies of rows)."""
+        two blocks later, so it must copy what it keeps (its batches are copies of rows); and the
+        cells it carries over from its last block as `head` (cells x genes CSR of this matrix's genes,
+        sorted indices, values of `dtype`), which become the block's first rows."""
         index = self._index
         ids = np.asarray(chunks)
         if ids.ndim != 1 or ids.dtype.kind not in "iu" and ids.size:
@@ -493,7 +495,9 @@ class MatrixReader:
         ids = ids.astype(np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= index.n_chunks or np.unique(ids).size != ids.size):
             raise SinrIndexError(f"chunk ids must be distinct and within 0..{index.n_chunks - 1}")
-        return cell_major(index, dtype, jobs or self.jobs, ids.tolist(), scratch)
+        if head is not None and (not sp.issparse(head) or head.format != "csr" or head.shape[1] != index.n_genes):
+            raise SinrIndexError(f"head must be a cells x {index.n_genes} genes CSR matrix")
+        return cell_major(index, dtype, jobs or self.jobs, ids.tolist(), scratch, head)
 
     def chunk_bounds(self) -> np.ndarray:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""

@@ -51,37 +51,32 @@ def _obs_frame(m: MatrixReader):
 def _batches(m: MatrixReader, groups: list[np.ndarray], bounds: np.ndarray, batch_size: int, rng, dtype,
              frame, drop_last: bool, jobs: int | None) -> Iterator[CellBatch]:
     """Decode a buffer of chunks into one matrix (the next buffer decoding meanwhile), shuffle its
-    cells with those left over from the last buffer, and cut them into batches."""
+    cells with those left over from the last buffer, and cut them into batches. The cells left over
+    are copied to the front of the next buffer's matrix as it is decoded (chunks_block's head), so
+    that each batch is one gather of rows of one matrix: stacking carried rows onto each batch had
+    copied most batches twice (a shuffled carry lands in nearly every batch of the next buffer)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
     scratch = BlockScratch()  # the epoch's decoding scratch and block arrays, reused from block to block
 
-    def start(k: int):
-        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs, scratch=scratch) \
+    def start(k: int, head: sp.csr_matrix):
+        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs, scratch=scratch, head=head) \
             if k < len(groups) else None
 
     try:
-        pending = start(0)
-        carry_x, carry_cells = sp.csr_matrix((0, m.shape[0]), dtype=dtype), np.zeros(0, np.int64)
+        carry_cells = np.zeros(0, np.int64)
+        pending = start(0, None)
         for k in range(len(groups)):
-            block = pending.result()
-            pending = start(k + 1)
+            block = pending.result()  # [carry; the buffer's cells]
             cells = np.concatenate([carry_cells] + [np.arange(bounds[c], bounds[c + 1]) for c in groups[k].tolist()])
             order = rng.permutation(cells.size) if rng is not None else np.arange(cells.size)
-
-            def take(rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-                """Rows of [carry; block] without stacking the two: carried rows first."""
-                carried = rows[rows < carry_cells.size]
-                if not carried.size:
-                    return block[rows - carry_cells.size], cells[rows]
-                fresh = rows[rows >= carry_cells.size]
-                x = sp.vstack([carry_x[carried], block[fresh - carry_cells.size]], format="csr")
-                return x, np.concatenate([cells[carried], cells[fresh]])
-
             full = cells.size - cells.size % batch_size
+            carry_rows = order[full:]
+            carry_x, carry_cells = block[carry_rows], cells[carry_rows]  # copies: block's arrays are reused
+            pending = start(k + 1, carry_x)
             for s in range(0, full, batch_size):
-                x, batch_cells = take(order[s: s + batch_size])
-                yield CellBatch(x, None if frame is None else frame.iloc[batch_cells], batch_cells)
-            carry_x, carry_cells = take(order[full:])
+                rows = order[s: s + batch_size]
+                batch_cells = cells[rows]
+                yield CellBatch(block[rows], None if frame is None else frame.iloc[batch_cells], batch_cells)
         if carry_cells.size and not drop_last:
             yield CellBatch(carry_x, None if frame is None else frame.iloc[carry_cells], carry_cells)
     finally:
