@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -67,3 +68,14 @@ def assert_one_error_line(result: subprocess.CompletedProcess, fragment: str = "
 def leftovers(folder: Path) -> list[str]:
     """Temporary outputs (.NAME.XXXX.tmp) left in a folder."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
+@contextlib.contextmanager
+def native_setting(setter, value):
+    """A process-wide setting of the extension for the block: `setter` (a _native.set_... function)
+    returns the setting before, which is put back after."""
+    previous = setter(value)
+    try:
+        yield
+    finally:
+        setter(previous)

@@ -7,13 +7,11 @@ The path is a process-wide setting of the extension: _native.set_checksum_path('
 'avx512' | 'auto') refuses a path the CPU lacks; _native.checksum_path() says which runs now."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import scinrcodec
-from conftest import DATA, reference_decoder
+from conftest import DATA, native_setting, reference_decoder
 from scinrcodec import _native
 from scinrcodec.codec.checksum import content_checksum
 
@@ -33,13 +31,8 @@ def _available() -> list[str]:
 PATHS = _available()
 
 
-@contextlib.contextmanager
 def checksum_path(path: str):
-    previous = _native.set_checksum_path(path)
-    try:
-        yield
-    finally:
-        _native.set_checksum_path(previous)
+    return native_setting(_native.set_checksum_path, path)
 
 
 def test_scalar_is_always_there_and_auto_runs_the_widest():

@@ -10,7 +10,6 @@ decoder on every machine), 'auto' (the default) runs the AVX2 lanes where the CP
 scalar decoder elsewhere; _native.tile_lanes() says which runs now."""
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import mmap
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec
-from conftest import DATA
+from conftest import DATA, native_setting
 from scinrcodec import _native
 from scinrcodec.codec.stages import MODE_CODES
 from scinrcodec.codec.tile import BEYOND_TILE, OK, count_rows, decode_tiles
@@ -41,13 +40,8 @@ FILES = {  # name: (fixture, options): small tiles and chunks, max-error, one ch
 }
 
 
-@contextlib.contextmanager
 def lanes(path: str):
-    previous = _native.set_tile_lanes(path)
-    try:
-        yield
-    finally:
-        _native.set_tile_lanes(previous)
+    return native_setting(_native.set_tile_lanes, path)
 
 
 @dataclass
