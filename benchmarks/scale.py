@@ -45,18 +45,16 @@ def _spawn(spec: dict, folder: Path, timeout: float) -> dict:
 def _plan(data: ScaleInput, formats: list[str], in_memory_max_nnz: int) -> list[tuple[str, str, str | None]]:
     """(format, op, reason it is skipped or None) in the order they run: a format's write first."""
     plan = []
+    too_big = f"skipped: written from memory, run up to {in_memory_max_nnz:.0e} nonzeros" \
+        if data.nnz > in_memory_max_nnz else None
     for fmt in formats:
-        skip = None
-        if fmt in IN_MEMORY and data.nnz > in_memory_max_nnz:
-            skip = f"skipped: written from memory, run up to {in_memory_max_nnz:.0e} nonzeros"
+        skip = too_big if fmt in IN_MEMORY else None
         if fmt == "bpcells":
             try:
                 import bpcells.experimental  # noqa: F401
             except ImportError:
                 skip = "skipped: bpcells is not installed"
-        memory_skip = f"skipped: from memory, run up to {in_memory_max_nnz:.0e} nonzeros" \
-            if data.nnz > in_memory_max_nnz else None
-        plan += [(fmt, op, skip or (memory_skip if op == "write_memory" else None)) for op in OPS[fmt]]
+        plan += [(fmt, op, skip or (too_big if op == "write_memory" else None)) for op in OPS[fmt]]
     return plan
 
 

@@ -121,8 +121,8 @@ def measure_loader(spec: dict) -> dict:
 def main(spec_path: str, result_path: str) -> int:
     """Run the measurement SPEC names and write its figures, or its error, to RESULT as JSON."""
     spec = json.loads(Path(spec_path).read_text())
-    measure = {"write": measure_write, "write_memory": measure_write, "open": measure_open, "read": measure_read, "read_csc": measure_read,
-               "loader": measure_loader}.get(spec["op"], measure_query)
+    measure = {"write": measure_write, "write_memory": measure_write, "open": measure_open, "read": measure_read,
+               "read_csc": measure_read, "loader": measure_loader}.get(spec["op"], measure_query)
     try:
         result = measure(spec)
     except Exception as exc:  # recorded as the measurement's outcome (MemoryError included), then shown

@@ -565,12 +565,12 @@ void bind_codec(nb::module_& m) {
     const lanes3::LaneCounts c = lanes3::lane_counts();
     return std::make_pair(c.finished, c.handed_back);
   }, "(tiles the lanes decoded, tiles they took and handed to the scalar decoder) in this process so far.");
+  static const char* const checksum_paths[] = {"scalar", "avx2", "avx512", "auto"};  // ChecksumPath's order
   m.def("set_checksum_path", [](const std::string& path) {
-    static const char* const names[] = {"scalar", "avx2", "avx512", "auto"};  // ChecksumPath's order
     int chosen = 0;
-    while (chosen < 4 && path != names[chosen]) ++chosen;
+    while (chosen < 4 && path != checksum_paths[chosen]) ++chosen;
     if (chosen == 4) throw nb::value_error("set_checksum_path: path must be 'auto', 'scalar', 'avx2' or 'avx512'");
-    const std::string before = names[static_cast<int>(checksum_setting())];
+    const std::string before = checksum_paths[static_cast<int>(checksum_setting())];
     if (!set_checksum_path(static_cast<ChecksumPath>(chosen)))
       throw nb::value_error(("set_checksum_path: this CPU has no " + path + " lanes").c_str());
     return before;
@@ -578,10 +578,8 @@ void bind_codec(nb::module_& m) {
         "Which lanes the content checksum's batched kernel runs, process-wide (checksum.hpp): 'auto' (the\n"
         "widest the CPU has), 'scalar', 'avx2' or 'avx512' (for tests; ValueError where the CPU lacks it).\n"
         "Returns the setting before.");
-  m.def("checksum_path", [] {
-    static const char* const names[] = {"scalar", "avx2", "avx512"};
-    return std::string(names[static_cast<int>(checksum_path())]);
-  }, "What the content checksum's batched kernel runs now: 'scalar', 'avx2' or 'avx512'.");
+  m.def("checksum_path", [] { return std::string(checksum_paths[static_cast<int>(checksum_path())]); },
+        "What the content checksum's batched kernel runs now: 'scalar', 'avx2' or 'avx512'.");
   m.def("tile_lanes", [] { return std::string(tile_lanes_path()); },
         "What format 3's whole-tile decodes run now: 'avx2', 'portable' or 'scalar'.");
   bind_siren(m);

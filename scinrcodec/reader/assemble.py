@@ -107,6 +107,8 @@ def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = Non
     width at a time, not to every cell of the chunk in each band, and its writes stay in cache."""
     tiles = np.argsort(chunk.tile_first, kind="stable") if by_cell else slice(0, chunk.geometry.n_tiles)
     batch = gather(index, [(chunk, tiles)])
+    if buffers is not None:
+        buffers.expect(index.largest_chunk_nnz)  # a thread's first chunk sizes them for all
     rows, cols, values = decode_batch(index, batch, jobs=jobs, value_dtype=np.int32, buffers=buffers)
     if values.size != chunk.nnz:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
@@ -194,12 +196,10 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
 
     workspace = scratch.workspace if scratch is not None else Workspace()
     outside, inside = _threads(np.diff(nnz_starts), jobs, _SHARED_COST_BY_CELL)
-    largest = index.largest_chunk_nnz
 
     def work(chunk: Chunk) -> None:
         i = slot[chunk.index]
         genes_of_row, rank = tables[chunk.segment]
-        workspace.buffers.expect(largest)
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside, by_cell=True)
         _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
@@ -248,10 +248,8 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     indices = fresh_array(index.nnz, _index_dtype(n_cells))
 
     workspace = Workspace()
-    largest = index.largest_chunk_nnz
 
     def work(chunk: Chunk) -> None:
-        workspace.buffers.expect(largest)
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside)
         s, local = chunk.segment, chunk.index - first_chunk[chunk.segment]
         n_rows = genes[s].size
