@@ -18,7 +18,7 @@ from .. import _native
 from ..codec.checksum import mapped_checksum
 from ..codec.geometry import ChunkGeometry
 from ..codec import tile3
-from ..codec.models import LOG_MEAN_UNITS, N_BINS, N_CONTEXTS, decoding_tables, fine_contexts, frequencies, \
+from ..codec.models import N_BINS, N_CONTEXTS, decoding_tables, fine_contexts, frequencies, \
     histograms
 from ..codec.tile import encode_tiles, symbol_bound
 from ..errors import InvalidInputError
@@ -77,7 +77,7 @@ class ArrangeBuffers(threading.local):
     """The arrays arrange writes a chunk's nonzeros into, one set per thread, kept from one chunk to
     the next by the local encoder: fresh ones every chunk fault their pages in again, each zeroed by
     the kernel (a tenth of an encode's CPU time). Views of them are valid until the thread's next
-    chunk; release() drops the thread's set."""
+    chunk, and go with the thread."""
 
     arrays: tuple[np.ndarray, ...] | None = None
 
@@ -89,10 +89,6 @@ class ArrangeBuffers(threading.local):
             arrays = self.arrays = (np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.int64),
                                     np.empty(nnz, np.int64))
         return arrays[0][:nnz], arrays[1][:nnz], arrays[2][:nnz], arrays[3][:nnz]
-
-    def release(self) -> None:
-        """Drop this thread's arrays (the encoder's main thread, once its chunks are done)."""
-        self.arrays = None
 
 
 def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
@@ -199,12 +195,12 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     stats = {"bands": geometry.n_bands, "tiles": geometry.n_tiles}
     predictions = None
     if nnz and context.siren_planner is not None:
-        residuals = np.log1p(values) - (context.gene_terms[rows] + cell_terms[cols]) / LOG_MEAN_UNITS
         sirens, contexts, predictions, siren_stats = fit_band_sirens(context.siren_planner, geometry, band_bounds,
                                                                      rows, cols, values, bins, contexts, hist,
-                                                                     residuals, options)
+                                                                     context.gene_terms, cell_terms, options)
         stats.update(siren_stats)
-        hist = histograms(contexts, bins, major=major)
+        if sirens:  # else the contexts are the baseline's: so are their histograms
+            hist = histograms(contexts, bins, major=major)
 
     _, _, heights, _, widths = geometry.tiles()
     tile_n = (heights * widths).astype(np.int64)

@@ -11,7 +11,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import replace
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -29,7 +29,7 @@ from ..model.siren_train import run_stoppable
 from ..progress import Progress
 from ..storage.container import ContainerWriter, write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
-from .chunk import ARRANGE_BUFFERS, FileContext, encode_chunk, write_chunk
+from .chunk import EncodedChunk, FileContext, encode_chunk, write_chunk
 from .memory import ChunkMemory
 from .options import EncodeOptions
 from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
@@ -97,7 +97,7 @@ def _planner(options: EncodeOptions) -> SirenPlanner | None:
 
 
 def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
-                   progress: Progress, client=None) -> tuple[list[list[int]], list[dict]]:
+                  progress: Progress, client=None) -> tuple[list[list[int]], list[dict]]:
     """Pass 2: every chunk, encoded on `jobs` threads (or as tasks of a Dask client) and written in
     order. Returns the chunk index rows and each chunk's statistics."""
     planner = _planner(options)
@@ -111,47 +111,73 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
         progress.update(chunk.nnz)
         memory.after_chunk()  # else glibc keeps each chunk's freed temporaries resident (encoder.memory)
 
-    first = None
-    try:
-        if planner is not None and planner.sample is not None:  # auto: probe the first chunk's bands
-            first = next(blocks, None)
-            if first is not None:
-                names = source.cell_names(first.start, first.start + first.n_cells)
-                probing = replace(context, siren_planner=planner, reuse_buffers=True)
-                chunk = encode_chunk(first, probing, names)
-                planner = SirenPlanner(sample=None) if chunk.stats.get("siren_kept") else None
-                if planner is not None:  # a SIREN paid: every band of every chunk tries one
-                    chunk = encode_chunk(first, replace(probing, siren_planner=planner), names)
-                write(chunk)
-    finally:
-        ARRANGE_BUFFERS.release()  # this thread's; the pool's threads end with the pool
-    context = replace(context, siren_planner=planner)
+    probing = planner is not None and planner.sample is not None  # auto: the first chunk's bands decide
     if client is not None:
+        first = next(blocks, None) if probing else None
+        if first is not None:
+            names = source.cell_names(first.start, first.start + first.n_cells)
+            chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
+            chunk, planner = _decided(chunk, first, names, context)
+            write(chunk)
         from .distributed import encode_chunks_on
 
-        for chunk in encode_chunks_on(client, source, context, blocks, skip=first.n_cells if first is not None else 0):
+        for chunk in encode_chunks_on(client, source, replace(context, siren_planner=planner), blocks,
+                                      skip=first.n_cells if first is not None else 0):
             write(chunk)
         return index_rows, chunk_stats
-    context = replace(context, reuse_buffers=True)  # threads of this process only: Dask's workers allocate
-    if planner is not None and planner.sample is None:
+    if planner is not None and not probing:
         import torch  # noqa: F401 - loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can
+    local = replace(context, reuse_buffers=True)  # threads of this process only: Dask's workers allocate
     stop = threading.Event()  # set on any exception (Ctrl-C, SIGTERM): running SIREN fits end at their next step
-    pending: deque = deque()
+    pending: deque = deque()  # (block, its cell names, the future of its chunk), in order
     with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
+
+        def submit(block: CellBlock, plan: SirenPlanner | None, names=None) -> None:
+            names = names if names is not None else source.cell_names(block.start, block.start + block.n_cells)
+            pending.append((block, names, pool.submit(run_stoppable, stop, encode_chunk, block,
+                                                      replace(local, siren_planner=plan), names)))
+
+        def write_next() -> None:
+            nonlocal planner, probing
+            block, names, future = pending.popleft()
+            chunk = future.result()
+            if probing:  # the first chunk: the others were started under the plan it nearly always
+                probing = False  # picks (no SIREN), and are redone if a network paid
+                chunk, planner = _decided(chunk, block, names, context)
+                if planner is not None:
+                    started = list(pending)
+                    pending.clear()
+                    for *_, other in started:
+                        other.cancel()
+                    wait([other for *_, other in started])
+                    for other, other_names, _ in started:
+                        submit(other, planner, other_names)
+            write(chunk)
+
         try:
-            for block in blocks:
-                names = source.cell_names(block.start, block.start + block.n_cells)
-                pending.append(pool.submit(run_stoppable, stop, encode_chunk, block, context, names))
+            for i, block in enumerate(blocks):
+                submit(block, planner if i == 0 or not probing else None)
                 while len(pending) > options.n_jobs:
-                    write(pending.popleft().result())
+                    write_next()
             while pending:
-                write(pending.popleft().result())
+                write_next()
         except BaseException:
             stop.set()
-            for future in pending:
+            for *_, future in pending:
                 future.cancel()
             raise
     return index_rows, chunk_stats
+
+
+def _decided(chunk: EncodedChunk, block: CellBlock, names, context: FileContext
+             ) -> tuple[EncodedChunk, SirenPlanner | None]:
+    """`auto` after its probe of the first chunk (networks tried on a sample of its bands): if one
+    was kept, every band of every chunk tries one, this chunk encoded again so; else no band does.
+    Returns the first chunk and the planner for the rest."""
+    if not chunk.stats.get("siren_kept"):
+        return chunk, None
+    planner = SirenPlanner(sample=None)
+    return encode_chunk(block, replace(context, siren_planner=planner), names), planner
 
 
 def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeOptions, *, name: str = MATRIX_NAME,

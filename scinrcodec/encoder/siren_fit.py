@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.geometry import ChunkGeometry
-from ..codec.models import code_length_bits, fine_contexts
+from ..codec.models import LOG_MEAN_UNITS, code_length_bits, fine_contexts
 from ..errors import InvalidInputError
 from ..model.quantise import quantise_siren
 from ..model.siren import (NORM_CODES, IntegerLayer, Normalisation, PatchSiren, centred_coordinates,
@@ -105,11 +105,12 @@ def _constant_siren(normalisation: Normalisation) -> PatchSiren:
 
 def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds: np.ndarray, rows: np.ndarray,
                     cols: np.ndarray, values: np.ndarray, bins: np.ndarray, contexts: np.ndarray,
-                    hist: np.ndarray, residuals: np.ndarray, options: EncodeOptions):
+                    hist: np.ndarray, gene_terms: np.ndarray, cell_terms: np.ndarray, options: EncodeOptions):
     """Fit the planned bands of a chunk (nonzeros sorted by tile, so each band is a contiguous span);
     return the kept SIRENs by band, the updated contexts, the --inr-only predictions (or None) and
     the statistics siren_tried, siren_kept, siren_saved_bits. `contexts` and `hist` (the chunk's
-    baseline contexts and their histograms) are on the grid of options.format_version."""
+    baseline contexts and their histograms) are on the grid of options.format_version; the gene and
+    cell terms (1/16 nat) give the residuals that the screen of `auto` reads, band by band."""
     from ..model.siren_train import fit_sirens
 
     inr_only = options.mode == "inr-only"
@@ -118,10 +119,11 @@ def fit_band_sirens(planner: SirenPlanner, geometry: ChunkGeometry, band_bounds:
     bands = np.flatnonzero(band_nnz) if inr_only else planner.bands(band_nnz, options)
     if planner.sample is not None and not inr_only:  # auto: fit only where the screen predicts a gain
         cost = network_parameters(options) * min(options.weight_bits) + SIREN_META_BITS
-        bands = [b for b in bands if predicted_saving_bits(
-            rows[band_bounds[b]: band_bounds[b + 1]] - geometry.row_starts[b], cols[band_bounds[b]: band_bounds[b + 1]],
-            residuals[band_bounds[b]: band_bounds[b + 1]], int(geometry.row_starts[b + 1] - geometry.row_starts[b]),
-            geometry.n_cells) > SCREEN_MARGIN * cost]
+        spans = [slice(int(band_bounds[b]), int(band_bounds[b + 1])) for b in bands]
+        bands = [b for b, span in zip(bands, spans) if predicted_saving_bits(
+            rows[span] - geometry.row_starts[b], cols[span],
+            np.log1p(values[span]) - (gene_terms[rows[span]] + cell_terms[cols[span]]) / LOG_MEAN_UNITS,
+            int(geometry.row_starts[b + 1] - geometry.row_starts[b]), geometry.n_cells) > SCREEN_MARGIN * cost]
     if not len(bands):
         return {}, contexts, None, {}
     bands = [int(b) for b in bands]
