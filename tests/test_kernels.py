@@ -14,7 +14,8 @@ import scipy.sparse as sp
 import scinrcodec as sinr
 from scinrcodec import _native
 from scinrcodec.codec.geometry import ChunkGeometry
-from scinrcodec.codec.models import N_CONTEXTS, bin_tables
+from scinrcodec.codec.models import N_BINS, N_CONTEXTS, bin_tables, histograms
+from scinrcodec.storage.layout import CONTEXTS_BY_MAJOR
 from scinrcodec.encoder import chunk as chunk_module
 from scinrcodec.errors import CorruptFileError
 from scinrcodec.model.baseline import accumulate_gene_stats, fit_cell_terms
@@ -689,6 +690,22 @@ def test_bins_and_contexts_match_reference():
     assert np.array_equal(chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms), expected)
     with pytest.raises(ValueError):
         chunk_module.baseline_contexts(rows, np.full(5000, 30, np.int32), gene_terms, cell_terms)
+
+
+@pytest.mark.parametrize("major", [2, 3])
+def test_value_counts_are_numpys_bincount(major):
+    """The chunk's values.counts from the native kernel: numpy's count of context * N_BINS + bin, and
+    a context or bin outside the tables refused, not counted elsewhere."""
+    n_contexts = CONTEXTS_BY_MAJOR[major]
+    rng = np.random.default_rng(16)
+    contexts = rng.integers(0, n_contexts, 20000)
+    bins = np.minimum(rng.geometric(0.2, 20000) - 1, N_BINS - 1)
+    expected = np.bincount(contexts * N_BINS + bins, minlength=n_contexts * N_BINS).reshape(n_contexts, N_BINS)
+    assert np.array_equal(histograms(contexts, bins, major=major), expected)
+    assert not histograms(contexts[:0], bins[:0], major=major).any()
+    for bad_context, bad_bin in ((n_contexts, 0), (-1, 0), (0, N_BINS), (0, -1)):
+        with pytest.raises(ValueError):
+            histograms(np.append(contexts, bad_context), np.append(bins, bad_bin), major=major)
 
 
 @pytest.mark.parametrize("value_type", [np.int64, np.int32, np.float64, np.float32, np.uint16])

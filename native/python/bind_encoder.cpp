@@ -72,6 +72,19 @@ NumpyArray<int64_t> value_bins_py(Array<const int64_t> u) {
   return out.release();
 }
 
+NumpyArray<int64_t> value_counts_py(Array<const int64_t> contexts, Array<const int64_t> bins, int64_t n_contexts,
+                                    int64_t n_bins) {
+  if (n_contexts < 0 || n_bins < 0 || n_contexts > INT32_MAX || n_bins > INT32_MAX) check(kArrangeBadSize, "value_counts");
+  Owned<int64_t> counts(n_contexts * n_bins);
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = value_counts(span_of(contexts), span_of(bins), n_contexts, n_bins, counts.span());
+  }
+  check(status, "value_counts");
+  return counts.release();
+}
+
 template <typename V>
 void accumulate_gene_stats_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const V> values,
                               Array<int64_t> gene_nnz, Array<double> gene_deviation) {
@@ -115,6 +128,9 @@ void bind_encoder(nb::module_& m) {
         "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §C.5), "
         "or with fine format 3's of 1/8 nat (§6.5).");
   m.def("value_bins", &value_bins_py, nb::arg("u").noconvert(), "The bin of each coded value u >= 0.");
+  m.def("value_counts", &value_counts_py, nb::arg("contexts").noconvert(), nb::arg("bins").noconvert(),
+        nb::arg("n_contexts"), nb::arg("n_bins"),
+        "Counts of (context, bin) pairs, flat (n_contexts * n_bins); ValueError where one lies outside.");
   m.def("accumulate_gene_stats", &accumulate_gene_stats_py<int64_t>, nb::arg("indptr").noconvert(),
         nb::arg("genes").noconvert(), nb::arg("values").noconvert(), nb::arg("gene_nnz").noconvert(),
         nb::arg("gene_deviation").noconvert());

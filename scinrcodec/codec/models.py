@@ -93,8 +93,9 @@ def histograms(contexts: np.ndarray, bins: np.ndarray, *, major: int) -> np.ndar
     """Per context, how many values fall in each bin (the counts `values.counts` stores), for the
     contexts of format `major`."""
     n_contexts = CONTEXTS_BY_MAJOR[major]
-    flat = np.bincount(contexts * N_BINS + bins, minlength=n_contexts * N_BINS)
-    return flat.reshape(n_contexts, N_BINS).astype(np.int64)
+    flat = _native.value_counts(np.ascontiguousarray(contexts, np.int64), np.ascontiguousarray(bins, np.int64),
+                                n_contexts, N_BINS)
+    return flat.reshape(n_contexts, N_BINS)
 
 
 def code_length_bits(hist: np.ndarray, contexts: np.ndarray, bins: np.ndarray) -> float:

@@ -56,6 +56,8 @@ def quantise_siren(weights: list[np.ndarray], biases: list[np.ndarray], bits: in
 
 def quantise_values(values: np.ndarray, max_error: int) -> np.ndarray:
     """Nonzero v -> coded u: v - 1 when lossless, (v - 1 + E) // (2E + 1) with --max-error E."""
+    if not max_error:
+        return values - 1  # the same numbers, one temporary of a nonzero each instead of three
     return (values - 1 + max_error) // (2 * max_error + 1)
 
 

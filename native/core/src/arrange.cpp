@@ -191,4 +191,17 @@ void value_bins(Span<const int64_t> u, Span<int64_t> out) {
   }
 }
 
+int value_counts(Span<const int64_t> contexts, Span<const int64_t> bins, int64_t n_contexts, int64_t n_bins,
+                 Span<int64_t> counts) {
+  if (bins.size != contexts.size || n_contexts < 0 || n_bins < 0 || counts.size != n_contexts * n_bins)
+    return kArrangeBadSize;
+  std::fill(counts.data, counts.data + counts.size, 0);
+  for (int64_t i = 0; i < contexts.size; ++i) {
+    const int64_t c = contexts[i], b = bins[i];
+    if (c < 0 || c >= n_contexts || b < 0 || b >= n_bins) return kArrangeBadIndex;
+    ++counts[c * n_bins + b];
+  }
+  return kArrangeOk;
+}
+
 }  // namespace sinr

@@ -42,4 +42,10 @@ int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
 // out[i] = bin_of(u[i]).bin (u[i] itself where negative, as the reference does).
 void value_bins(Span<const int64_t> u, Span<int64_t> out);
 
+// The chunk's value counts (spec §6.4 `values.counts`): counts[contexts[i] * n_bins + bins[i]] += 1
+// over a zeroed counts of n_contexts * n_bins; kArrangeBadIndex where a context or bin lies outside.
+// In one pass, without numpy's two temporaries of a nonzero each (fresh pages, zeroed by the kernel).
+int value_counts(Span<const int64_t> contexts, Span<const int64_t> bins, int64_t n_contexts, int64_t n_bins,
+                 Span<int64_t> counts);
+
 }  // namespace sinr
