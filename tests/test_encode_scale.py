@@ -114,27 +114,24 @@ def test_streamed_file_and_matrix_in_memory_encode_to_the_same_bytes(tmp_path, p
 
 def test_a_probe_that_keeps_a_network_has_the_chunks_started_meanwhile_redone(tmp_path, pbmc, monkeypatch):
     """`auto` starts the chunks after the first while it probes that one, under the plan the probe
-    nearly always picks (no network). When a network pays (forced here) they are encoded again with
-    every band trying one, as `always` encodes them, whatever the number of jobs."""
+    nearly always picks (no network). When a network pays (here every one: its metadata counted as a
+    saving) they are encoded again with every band trying one, as `always` encodes them, whatever
+    the number of jobs; the file decodes exactly."""
     pytest.importorskip("torch")
-    from scinrcodec.encoder import driver, siren_fit
-    from scinrcodec.encoder.siren_fit import PROBE_BANDS, SirenPlanner
+    from scinrcodec.encoder import siren_fit
 
-    def forced_probe(options):
-        return SirenPlanner(sample=PROBE_BANDS, force=True) if options.siren == "auto" else planner(options)
-
-    planner = driver._planner
-    monkeypatch.setattr(driver, "_planner", forced_probe)
-    monkeypatch.setattr(siren_fit, "MAX_PLAUSIBLE_SAVING", 1e9)  # every band of this small matrix tries one,
-    monkeypatch.setattr(siren_fit, "SCREEN_MARGIN", -1.0)  # the probe's screen passes them all
-    small = dict(steps=10, batch=256, width=8, hidden_layers=1, chunk_cells=16, progress=False)
+    monkeypatch.setattr(siren_fit, "SIREN_META_BITS", -10**9)
+    small = dict(steps=10, batch=256, width=8, hidden_layers=1, chunk_cells=20, patch_nnz=100, progress=False)
     always = sinr.encode(pbmc, tmp_path / "always.sinr", siren="always", **small)
+    assert always["siren_kept"] == always["siren_tried"] > 2 * siren_fit.PROBE_BANDS * always["chunks"]
     for jobs in (1, 2):
         stats = sinr.encode(pbmc, tmp_path / f"auto{jobs}.sinr", siren="auto", jobs=jobs, **small)
-        assert stats["chunks"] > 2 and stats["siren_tried"] == always["siren_tried"] > PROBE_BANDS
-        assert stats["siren_kept"] == always["siren_kept"]
+        assert stats["chunks"] == always["chunks"] > 2
+        assert stats["siren_tried"] == stats["siren_kept"] == always["siren_kept"]
     blocks = {name: _chunk_blocks(tmp_path / f"{name}.sinr") for name in ("always", "auto1", "auto2")}
     assert blocks["auto1"] == blocks["auto2"] == blocks["always"]
+    with sinr.open(tmp_path / "auto2.sinr") as m:
+        assert np.array_equal(m.to_scipy().toarray(), pbmc.matrix().toarray())
 
 
 def _chunk_blocks(path) -> list[bytes]:

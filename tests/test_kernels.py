@@ -706,6 +706,10 @@ def test_value_counts_are_numpys_bincount(major):
     for bad_context, bad_bin in ((n_contexts, 0), (-1, 0), (0, N_BINS), (0, -1)):
         with pytest.raises(ValueError):
             histograms(np.append(contexts, bad_context), np.append(bins, bad_bin), major=major)
+    with pytest.raises(TypeError):  # not truncated to whole contexts
+        histograms(contexts + 0.5, bins, major=major)
+    with pytest.raises(ValueError):  # tables no format has: refused before any allocation
+        _native.value_counts(contexts[:1], bins[:1], 1263665316, 1824726041)
 
 
 @pytest.mark.parametrize("value_type", [np.int64, np.int32, np.float64, np.float32, np.uint16])

@@ -74,7 +74,10 @@ NumpyArray<int64_t> value_bins_py(Array<const int64_t> u) {
 
 NumpyArray<int64_t> value_counts_py(Array<const int64_t> contexts, Array<const int64_t> bins, int64_t n_contexts,
                                     int64_t n_bins) {
-  if (n_contexts < 0 || n_bins < 0 || n_contexts > INT32_MAX || n_bins > INT32_MAX) check(kArrangeBadSize, "value_counts");
+  // a format's tables: at most kMostTableSide contexts and bins each (format 3: 96 x 231)
+  constexpr int64_t kMostTableSide = int64_t{1} << 16;
+  if (n_contexts < 0 || n_bins < 0 || n_contexts > kMostTableSide || n_bins > kMostTableSide)
+    check(kArrangeBadSize, "value_counts");
   Owned<int64_t> counts(n_contexts * n_bins);
   int status;
   {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -24,7 +25,7 @@ template <typename T>
 class Owned {
  public:
   explicit Owned(int64_t n, bool zeroed = false)
-      : data_(static_cast<T*>(allocate_scratch(static_cast<size_t>(n > 0 ? n : 0) * sizeof(T)))), size_(n > 0 ? n : 0) {
+      : data_(static_cast<T*>(allocate_scratch(bytes_of(n)))), size_(n > 0 ? n : 0) {
     if (zeroed) std::fill(data_.get(), data_.get() + size_, T{});
   }
 
@@ -41,6 +42,13 @@ class Owned {
   }
 
  private:
+  // n items' bytes; std::bad_alloc (MemoryError in Python) where they would not fit a size_t
+  static size_t bytes_of(int64_t n) {
+    if (n <= 0) return 0;
+    if (static_cast<uint64_t>(n) > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    return static_cast<size_t>(n) * sizeof(T);
+  }
+
   struct Free {
     void operator()(T* p) const { std::free(p); }
   };

@@ -89,12 +89,16 @@ def decoding_tables(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return cum, lut, used
 
 
+def _indices(a) -> np.ndarray:
+    """Integer indices as contiguous int64; a float array is refused (TypeError), not truncated."""
+    return np.ascontiguousarray(np.asarray(a).astype(np.int64, casting="same_kind", copy=False))
+
+
 def histograms(contexts: np.ndarray, bins: np.ndarray, *, major: int) -> np.ndarray:
     """Per context, how many values fall in each bin (the counts `values.counts` stores), for the
     contexts of format `major`."""
     n_contexts = CONTEXTS_BY_MAJOR[major]
-    flat = _native.value_counts(np.ascontiguousarray(contexts, np.int64), np.ascontiguousarray(bins, np.int64),
-                                n_contexts, N_BINS)
+    flat = _native.value_counts(_indices(contexts), _indices(bins), n_contexts, N_BINS)
     return flat.reshape(n_contexts, N_BINS)
 
 

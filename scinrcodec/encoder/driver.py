@@ -11,7 +11,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import replace
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -117,7 +117,9 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
         if first is not None:
             names = source.cell_names(first.start, first.start + first.n_cells)
             chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
-            chunk, planner = _decided(chunk, first, names, context)
+            planner = _planner_after_probe(chunk)
+            if planner is not None:
+                chunk = encode_chunk(first, replace(context, siren_planner=planner), names)
             write(chunk)
         from .distributed import encode_chunks_on
 
@@ -126,7 +128,9 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
             write(chunk)
         return index_rows, chunk_stats
     if planner is not None and not probing:
-        import torch  # noqa: F401 - loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can
+        # loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can (auto's probe loads it
+        # in a worker, where a band of the first chunk passes its screen)
+        import torch  # noqa: F401
     local = replace(context, reuse_buffers=True)  # threads of this process only: Dask's workers allocate
     stop = threading.Event()  # set on any exception (Ctrl-C, SIGTERM): running SIREN fits end at their next step
     pending: deque = deque()  # (block, its cell names, the future of its chunk), in order
@@ -142,16 +146,16 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
             block, names, future = pending.popleft()
             chunk = future.result()
             if probing:  # the first chunk: the others were started under the plan it nearly always
-                probing = False  # picks (no SIREN), and are redone if a network paid
-                chunk, planner = _decided(chunk, block, names, context)
+                probing = False  # picks (no SIREN); if a network paid they are redone, then this one
+                planner = _planner_after_probe(chunk)
                 if planner is not None:
                     started = list(pending)
                     pending.clear()
                     for *_, other in started:
-                        other.cancel()
-                    wait([other for *_, other in started])
+                        other.cancel()  # those already running end on their own, their chunks dropped
                     for other, other_names, _ in started:
                         submit(other, planner, other_names)
+                    chunk = encode_chunk(block, replace(context, siren_planner=planner), names)
             write(chunk)
 
         try:
@@ -169,15 +173,10 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
     return index_rows, chunk_stats
 
 
-def _decided(chunk: EncodedChunk, block: CellBlock, names, context: FileContext
-             ) -> tuple[EncodedChunk, SirenPlanner | None]:
+def _planner_after_probe(first: EncodedChunk) -> SirenPlanner | None:
     """`auto` after its probe of the first chunk (networks tried on a sample of its bands): if one
-    was kept, every band of every chunk tries one, this chunk encoded again so; else no band does.
-    Returns the first chunk and the planner for the rest."""
-    if not chunk.stats.get("siren_kept"):
-        return chunk, None
-    planner = SirenPlanner(sample=None)
-    return encode_chunk(block, replace(context, siren_planner=planner), names), planner
+    was kept, every band of every chunk tries one (the first chunk encoded again so), else none."""
+    return SirenPlanner(sample=None) if first.stats.get("siren_kept") else None
 
 
 def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeOptions, *, name: str = MATRIX_NAME,

@@ -193,7 +193,8 @@ void value_bins(Span<const int64_t> u, Span<int64_t> out) {
 
 int value_counts(Span<const int64_t> contexts, Span<const int64_t> bins, int64_t n_contexts, int64_t n_bins,
                  Span<int64_t> counts) {
-  if (bins.size != contexts.size || n_contexts < 0 || n_bins < 0 || counts.size != n_contexts * n_bins)
+  if (bins.size != contexts.size || n_contexts < 0 || n_bins < 0 || (n_bins > 0 && n_contexts > INT64_MAX / n_bins) ||
+      counts.size != n_contexts * n_bins)
     return kArrangeBadSize;
   std::fill(counts.data, counts.data + counts.size, 0);
   for (int64_t i = 0; i < contexts.size; ++i) {
