@@ -318,17 +318,36 @@ def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle():
     assert share([100, 100, 100, 20])  # 200 against 120 for the other thread
     assert not share([100, 100]) and not share([100] * 9)
     assert not share([100, 90, 90, 100])
-    by_gene = assemble._SHARED_COST_BY_GENE  # row placing gains less from a second thread
-    assert share([100], cost=by_gene) and share([100, 30], cost=by_gene)
-    assert not share([100, 100, 70], cost=by_gene) and share([100, 100, 70])
-    assert assemble._threads(np.array([100]), 3, by_gene) == (1, 3)
-    assert assemble._threads(np.array([100, 100]), 2, by_gene) == (2, 1)
-    assert assemble._threads(np.array([100]), 1, by_gene) == (1, 1)
+    assert assemble._threads(np.array([100]), 3, assemble._SHARED_COST_BY_CELL) == (1, 3)
+    assert assemble._threads(np.array([100, 100]), 2, assemble._SHARED_COST_BY_CELL) == (2, 1)
+    assert assemble._threads(np.array([100]), 1, assemble._SHARED_COST_BY_CELL) == (1, 1)
+    split = assemble._SPLIT_ABOVE  # gene-major band parts cost nearly nothing: taken at less imbalance
+    assert share([100, 100, 100], cost=split) and share([100, 100, 70], cost=split)
+    assert not share([100, 100], cost=split) and not share([100] * 20, cost=split)
+
+
+def test_band_parts_cover_every_band_once_with_about_equal_nonzeros(tmp_path):
+    rng = np.random.default_rng(5)
+    x = sp.random(900, 400, density=0.2, format="csc", random_state=rng, dtype=np.float64)
+    x.data = rng.geometric(0.3, x.nnz).astype(np.float64)
+    sinr.encode(x.astype(np.int64), tmp_path / "a.sinr", siren="never", chunk_cells=400)
+    chunk = sinr.open(tmp_path / "a.sinr").index.chunk(0)
+    n_bands = chunk.geometry.n_bands
+    band_nnz = np.add.reduceat(chunk.tile_k, chunk.geometry.tile_starts[:-1])
+    assert assemble._band_parts(chunk, 1) == [(0, n_bands)]
+    for parts in (2, 3, 4, n_bands, n_bands + 5):
+        runs = assemble._band_parts(chunk, parts)
+        assert runs[0][0] == 0 and runs[-1][1] == n_bands and len(runs) == min(parts, n_bands)
+        assert all(a < b for a, b in runs) and all(runs[i][1] == runs[i + 1][0] for i in range(len(runs) - 1))
+        if parts <= 3:
+            share = np.array([band_nnz[a:b].sum() for a, b in runs]) / band_nnz.sum()
+            assert np.all(np.abs(share - 1 / parts) <= band_nnz.max() / band_nnz.sum())
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
 def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatch, jobs):
-    """One chunk of 360k nonzeros: counted, decoded and placed by every thread at once when jobs > 1."""
+    """One chunk of 360k nonzeros: cell-major, decoded and placed by every thread at once when jobs > 1;
+    gene-major, counted and placed in band parts, one per thread."""
     rng = np.random.default_rng(4)
     x = sp.random(1200, 1500, density=0.2, format="csc", random_state=rng, dtype=np.float64)
     x.data = rng.geometric(0.3, x.nnz).astype(np.float64)
@@ -345,7 +364,23 @@ def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatc
     assert (m.cells_block(0, 1500, np.int32) != x.T).nnz == 0
     by_row = m.to_scipy("csr", dtype=np.int32)
     assert (by_row != x).nnz == 0 and by_row.has_sorted_indices
-    assert threads == {"place_by_cell": [jobs, jobs], "place_by_row": [jobs]}
+    parts = len(assemble._band_parts(m.index.chunk(0), jobs))
+    assert parts == min(jobs, m.index.chunk(0).geometry.n_bands) and (jobs == 1 or parts > 1)
+    assert threads == {"place_by_cell": [jobs, jobs], "place_by_row": [1] * parts}
+
+
+def test_a_read_in_band_parts_checks_each_chunks_whole_checksum(monkeypatch):
+    """The conformance vector whose chunk checksum is one off, read gene-major in band parts on two
+    threads: each part's checksum is a partial sum, and the chunk's, once all are placed, is refused."""
+    path = Path(__file__).parent / "conformance" / "chunk_checksum" / "matrix.sinr"
+    calls = []
+    monkeypatch.setattr(_native, "place_by_row", lambda *args, place=_native.place_by_row:
+                        calls.append(args[-1]) or place(*args))
+    with sinr.open(path, jobs=2) as m:
+        assert len(assemble._band_parts(m.index.chunk(0), 2)) == 2
+        with pytest.raises(CorruptFileError, match="checksum"):
+            m.to_scipy("csr")
+    assert calls == [1, 1]
 
 
 def test_placing_takes_any_column_map_and_reuses_its_scratch():

@@ -34,25 +34,32 @@ _NATIVE_VALUE_TYPES = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int3
 def _placed(index: MatrixIndex, chunk: Chunk, result: tuple[int, int]) -> None:
     """Raise CorruptFileError unless a placing kernel succeeded with the chunk's content checksum."""
     status, checksum = result
-    if status:
-        raise CorruptFileError(f"{index.what}: chunk {chunk.index}: {_native.assemble_status_text(status)} "
-                               "(file is corrupt)")
+    _check_status(index, chunk, status)
     _check(index, chunk, checksum)
 
 
-def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None) -> None:
-    """Run work(chunk) for every chunk (or those of `ids`) on `jobs` threads. Chunks load in the
-    calling thread as their blocks can be read (a remote file's arrive concurrently, the first
-    decoding while the others are on the way), at most one per thread ahead of the decoders."""
+def _check_status(index: MatrixIndex, chunk: Chunk, status: int) -> None:
+    if status:
+        raise CorruptFileError(f"{index.what}: chunk {chunk.index}: {_native.assemble_status_text(status)} "
+                               "(file is corrupt)")
+
+
+def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None,
+                    parts: int = 1) -> None:
+    """Run work(chunk, part) for parts 0 .. parts - 1 of every chunk (or those of `ids`) on `jobs`
+    threads. Chunks load in the calling thread as their blocks can be read (a remote file's arrive
+    concurrently, the first decoding while the others are on the way), at most one per thread ahead
+    of the decoders."""
     ids = list(range(index.n_chunks) if ids is None else ids)
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(ids)))
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(ids) * parts))
     chunks = index.stream_chunks(ids)
     try:
         if workers == 1:
             for chunk in chunks:
-                work(chunk)
+                for part in range(parts):
+                    work(chunk, part)
         else:
-            run_all(work, ((chunk,) for chunk in chunks), window=2 * workers)
+            run_all(work, ((chunk, part) for chunk in chunks for part in range(parts)), window=2 * workers)
     finally:
         chunks.close()  # a failed read stops the fetches still under way
 
@@ -97,21 +104,28 @@ def _output(arrays: dict[str, np.ndarray] | None, name: str, size: int, dtype) -
 
 
 def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = None, jobs: int = 1,
-                 by_cell: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A whole chunk's (rows, columns, values), its nonzero count checked: what every whole-matrix
-    assembly places (views of `buffers` when given), decoded on `jobs` threads. Its rows count from
-    its segment's first, as the placing kernels take them with the segment's tables (_segment_ranks).
+                 by_cell: bool = False, bands: tuple[int, int] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A whole chunk's (rows, columns, values), or those of its bands `bands` (first, end), their
+    nonzero count checked: what every whole-matrix assembly places (views of `buffers` when given),
+    decoded on `jobs` threads. Its rows count from its segment's first, as the placing kernels take
+    them with the segment's tables (_segment_ranks).
 
     The tiles come band after band (a gene-major placing writes each row in order), or with
     `by_cell` by their first column: a cell-major placing then writes to the cells of a few tiles'
     width at a time, not to every cell of the chunk in each band, and its writes stay in cache."""
-    tiles = np.argsort(chunk.tile_first, kind="stable") if by_cell else slice(0, chunk.geometry.n_tiles)
+    if bands is not None:
+        tiles = slice(*chunk.geometry.tile_starts[list(bands)].tolist())
+        expected = int(chunk.tile_k[tiles].sum())
+    else:
+        tiles = np.argsort(chunk.tile_first, kind="stable") if by_cell else slice(0, chunk.geometry.n_tiles)
+        expected = chunk.nnz
     batch = gather(index, [(chunk, tiles)])
     if buffers is not None:
         buffers.expect(index.largest_chunk_nnz)  # a thread's first chunk sizes them for all
     rows, cols, values = decode_batch(index, batch, jobs=jobs, value_dtype=np.int32, buffers=buffers)
-    if values.size != chunk.nnz:
-        raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {chunk.nnz}")
+    if values.size != expected:
+        raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to {values.size} nonzeros, not {expected}")
     if chunk.row_base:
         rows -= chunk.row_base
     return rows, cols, values
@@ -138,13 +152,13 @@ def _segment_ranks(index: MatrixIndex, segments) -> dict[int, tuple[np.ndarray, 
 
 
 # A chunk shared by every thread (decoded and placed in parts, one chunk after another) costs this
-# much more than the same nonzeros in chunks of their own spread evenly over the threads. Cell-major:
-# pbmc4k and visium 6e7, 2 threads, 0.81-0.95 s against 0.74-0.80 s. Gene-major, whose row placing
-# gains less from a second thread (1.4x): pbmc4k 6e6 cut to 1, 1.33 and 3 chunks, sharing 0.071,
-# 0.101, 0.225 s against 0.112, 0.108, 0.206 s for whole chunks (3 chunks on 2 threads leave one
-# thread 1.27x the even share, 1.33 chunks 1.51x).
+# much more than the same nonzeros in chunks of their own spread evenly over the threads (cell-major:
+# pbmc4k and visium 6e7, 2 threads, 0.81-0.95 s against 0.74-0.80 s).
 _SHARED_COST_BY_CELL = 1.15
-_SHARED_COST_BY_GENE = 1.4
+# A gene-major read cuts each chunk into band parts, one per thread, where whole chunks would leave a
+# thread this much beyond the even share: parts cost nearly nothing (their rows are apart), so it
+# takes little imbalance (3 chunks on 2 threads: 1.33x).
+_SPLIT_ABOVE = 1.1
 
 
 def _share_chunks(chunk_nnz: np.ndarray, workers: int, cost: float) -> bool:
@@ -197,7 +211,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     workspace = scratch.workspace if scratch is not None else Workspace()
     outside, inside = _threads(np.diff(nnz_starts), jobs, _SHARED_COST_BY_CELL)
 
-    def work(chunk: Chunk) -> None:
+    def work(chunk: Chunk, _part: int) -> None:
         i = slot[chunk.index]
         genes_of_row, rank = tables[chunk.segment]
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside, by_cell=True)
@@ -212,26 +226,33 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
 def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     """Genes x cells CSR, exact, checksums verified: rows counted first, then filled in place. Each
     segment's chunks are counted over its own rows; a gene's nonzeros follow chunk after chunk,
-    so the cells of a gene stored in several segments ascend too."""
+    so the cells of a gene stored in several segments ascend too. Where whole chunks would leave
+    threads idle (a file of a few chunks), each chunk is read in band parts, one per thread: their
+    rows are apart, and the chunk's checksum is the sum of its parts'."""
     n_genes, n_cells = index.n_genes, index.n_cells
     first_chunk = index.segment_chunk_starts
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
               for s, g in enumerate(genes)]  # [segment][chunk of it, row of it]
-    outside, inside = _threads(np.diff(index.nnz_starts), jobs, _SHARED_COST_BY_GENE)
+    workers = max(1, jobs or os.cpu_count() or 1)
+    parts = workers if workers > 1 and _share_chunks(np.diff(index.nnz_starts), workers, _SPLIT_ABOVE) else 1
 
-    def count(chunk: Chunk) -> None:
-        batch = gather(index, [(chunk, slice(0, chunk.geometry.n_tiles))])
+    def count(chunk: Chunk, part: int) -> None:
+        bands = _band_parts(chunk, parts)
+        if part >= len(bands):
+            return
+        tiles = slice(*chunk.geometry.tile_starts[list(bands[part])].tolist())
+        batch = gather(index, [(chunk, tiles)])
         buffer, offsets = tile_bytes(index, batch)
         status = np.zeros(batch.size, dtype=np.int64)
         _, model, tables3 = index.models(batch.model)
         count_rows(buffer, offsets, batch.length, batch.k, batch.h, batch.w, batch.row - chunk.row_base,
-                   counts[chunk.segment][chunk.index - first_chunk[chunk.segment]], status, model, tables3, inside)
+                   counts[chunk.segment][chunk.index - first_chunk[chunk.segment]], status, model, tables3, 1)
         if np.any(status):
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
                                    "(file is corrupt)")
 
-    _for_each_chunk(index, outside, count)
+    _for_each_chunk(index, workers, count, parts=parts)
     per_gene = np.zeros(n_genes, dtype=np.int64)
     for g, c in zip(genes, counts):
         per_gene[g] += c.sum(axis=0)[:g.size]  # a segment holds each gene once
@@ -248,17 +269,54 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     indices = fresh_array(index.nnz, _index_dtype(n_cells))
 
     workspace = Workspace()
+    sums = _PartSums(index)
 
-    def work(chunk: Chunk) -> None:
-        rows, cols, values = decode_chunk(index, chunk, workspace.buffers, inside)
+    def work(chunk: Chunk, part: int) -> None:
+        bands = _band_parts(chunk, parts)
+        if part >= len(bands):
+            return
+        rows, cols, values = decode_chunk(index, chunk, workspace.buffers, bands=bands[part])
         s, local = chunk.segment, chunk.index - first_chunk[chunk.segment]
         n_rows = genes[s].size
         cursor = cursors[s][local]
         limit = cursor + counts[s][local, :n_rows]  # the chunk's share of each row ends here
-        _placed(index, chunk, _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
-                                                   chunk.n_cells, genes[s], cursor, limit,
-                                                   chunk.geometry.row_starts - chunk.row_base, indices, data,
-                                                   inside))
+        first, end = bands[part]
+        status, checksum = _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
+                                                chunk.n_cells, genes[s], cursor, limit,
+                                                chunk.geometry.row_starts[first:end + 1] - chunk.row_base, indices,
+                                                data, 1)
+        sums.add(chunk, len(bands), status, checksum)
 
-    _for_each_chunk(index, outside, work)
+    _for_each_chunk(index, workers, work, parts=parts)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))
+
+
+def _band_parts(chunk: Chunk, parts: int) -> list[tuple[int, int]]:
+    """The chunk's bands as at most `parts` runs (first, end) of about equal nonzeros, each a band or
+    more (one run of every band for one part, or a chunk without bands)."""
+    n_bands = chunk.geometry.n_bands
+    if parts == 1 or n_bands <= 1:
+        return [(0, n_bands)]
+    before = np.concatenate([[0], np.cumsum(chunk.tile_k)])[chunk.geometry.tile_starts]  # nonzeros before each band
+    cuts = np.searchsorted(before, np.arange(1, parts) * before[-1] / parts).tolist()
+    bounds = sorted({0, n_bands, *(min(max(c, 1), n_bands - 1) for c in cuts)})
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+class _PartSums:
+    """A read in band parts: each part's placing checked at once, each chunk's content checksum once
+    its last part is placed (the sum of its parts', mod 2**64)."""
+
+    def __init__(self, index: MatrixIndex) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+        self._sums: dict[int, tuple[int, int]] = {}
+
+    def add(self, chunk: Chunk, n_parts: int, status: int, checksum: int) -> None:
+        _check_status(self.index, chunk, status)
+        with self._lock:
+            total, done = self._sums.get(chunk.index, (0, 0))
+            total, done = (total + int(checksum)) % 2**64, done + 1
+            self._sums[chunk.index] = (total, done)
+        if done == n_parts:
+            _check(self.index, chunk, total)

@@ -568,12 +568,19 @@ struct Segment {
 // Cut the nonzeros into bands' runs: band b holds rows band_rows[b] .. band_rows[b + 1] - 1 and the
 // decoder emits the bands in order. Empty if the rows do not follow that order (or bands are
 // inconsistent): the caller then takes the whole chunk as one run.
+// Whether band_rows holds one band or more, its starts ascending within 0 .. n_rows.
+bool bands_fit(Span<const int64_t> band_rows, int64_t n_rows) {
+  const int64_t n_bands = band_rows.size - 1;
+  if (n_bands < 1 || band_rows[0] < 0 || band_rows[n_bands] > n_rows) return false;
+  for (int64_t b = 0; b < n_bands; ++b)
+    if (band_rows[b + 1] < band_rows[b]) return false;
+  return true;
+}
+
 std::vector<Segment> band_segments(Span<const int32_t> rows, Span<const int64_t> band_rows, int64_t n_rows) {
   std::vector<Segment> segments;
   const int64_t n_bands = band_rows.size - 1;
-  if (n_bands < 1 || band_rows[0] < 0 || band_rows[n_bands] > n_rows) return segments;
-  for (int64_t b = 0; b < n_bands; ++b)
-    if (band_rows[b + 1] < band_rows[b]) return segments;
+  if (!bands_fit(band_rows, n_rows)) return segments;
   int64_t b = 0, lo = 0;
   for (int64_t i = 0; i < rows.size; ++i) {
     const int64_t row = rows[i];
@@ -763,9 +770,17 @@ int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const 
   if (rows.size != n || cols.size != n || cursor.size != n_rows || limit.size != n_rows || n_cells < 0)
     return kAssembleBadOutput;
   const int64_t size = std::min(out_indices.size, out_data.size);
-  for (int64_t r = 0; r < n_rows; ++r)
-    if (cursor[r] < 0 || cursor[r] > limit[r] || limit[r] > size) return kAssembleBadOutput;
   std::vector<Segment> segments = band_segments(rows, band_rows, n_rows);
+  // The rows this call places, whose cursors it checks and must leave at their limits: its bands'
+  // where the nonzeros come band after band (a gene-major read may place a chunk's bands in parts,
+  // on other threads at once), else every row.
+  int64_t first_row = 0, end_row = n_rows;
+  if (bands_fit(band_rows, n_rows) && (!segments.empty() || n == 0)) {
+    first_row = band_rows[0];
+    end_row = band_rows[band_rows.size - 1];
+  }
+  for (int64_t r = first_row; r < end_row; ++r)
+    if (cursor[r] < 0 || cursor[r] > limit[r] || limit[r] > size) return kAssembleBadOutput;
   if (segments.empty() && n) segments.push_back({0, n, 0, n_rows});
   int64_t tallest = 1;
   for (const Segment& seg : segments) tallest = std::max(tallest, seg.rows);
@@ -800,7 +815,7 @@ int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const 
     if (statuses[p] != kAssembleOk) return statuses[p];
     total += totals[p];
   }
-  for (int64_t r = 0; r < n_rows; ++r)
+  for (int64_t r = first_row; r < end_row; ++r)
     if (cursor[r] != limit[r]) return kAssembleRowOverflow;
   *checksum = total;
   return kAssembleOk;

@@ -86,7 +86,9 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
 // (cursor and limit hold one entry per row of genes_of_row). out_indices receives original cells.
 // Equal (row, cell) keys keep their input order. band_rows (the chunk's band starts, and its row
 // count last; may be empty) lets each band's nonzeros be sorted apart when they come band after
-// band, as the decoder emits them; the result is the same either way. On up to `threads` threads
+// band, as the decoder emits them; the result is the same either way. Where they do, only the rows
+// of band_rows are placed, and only their cursors must end at their limits: a chunk's bands may be
+// placed in parts, by calls on other threads (their rows are apart). On up to `threads` threads
 // (one per 65,536 nonzeros at most), each placing the bands that begin in its share of the nonzeros
 // (a band's rows are its own); on one where band_rows does not cut the nonzeros into bands, or where
 // the rows' output ranges are not apart in the order of their genes. Returns an AssembleStatus.
