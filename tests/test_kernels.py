@@ -153,6 +153,37 @@ def test_place_by_row_matches_reference(seed, shuffle, index_type, value_type):
         assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_place_by_row_in_band_parts(seed):
+    """A chunk placed as two runs of its bands by two calls (a gene-major read's band parts): together
+    what one call gives, checksums adding up; each call reads and moves only its own rows' cursors
+    (the others poisoned here), and refuses a nonzero of a band it was not given."""
+    ch = _chunk(seed, n_bands=6)
+    cursor, limit, size = _by_row_layout(ch)
+    ref_indices, ref_data = _by_row_reference(ch, cursor, size, np.int64)
+    band_rows, rows = ch["band_rows"], ch["rows"]
+    mid = band_rows.size // 2
+    split = int(np.argmax(rows >= band_rows[mid]))  # the nonzeros come band after band
+    indices, data = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    placed, total = cursor.copy(), 0
+    for lo, hi, bands in ((0, split, band_rows[:mid + 1]), (split, rows.size, band_rows[mid:])):
+        part = dict(ch, rows=rows[lo:hi], cols=ch["cols"][lo:hi], values=ch["values"][lo:hi])
+        mine = np.zeros(cursor.size, bool)
+        mine[bands[0]:bands[-1]] = True
+        poisoned = np.where(mine, placed, -7)
+        status, checksum = _place_by_row(part, poisoned, limit, indices, data, bands)
+        assert status == 0 and np.all(poisoned[~mine] == -7)
+        placed[mine] = poisoned[mine]
+        total += checksum
+    assert np.array_equal(placed, limit) and total % 2**64 == _checksum(ch)
+    assert np.array_equal(indices, ref_indices) and np.array_equal(data, ref_data)
+    foreign = dict(ch, rows=np.append(rows[:split], rows[-1]), cols=ch["cols"][:split + 1],
+                   values=ch["values"][:split + 1])
+    status, _ = _place_by_row(foreign, cursor.copy(), limit, np.zeros(size, np.int64), np.zeros(size, np.int64),
+                              band_rows[:mid + 1])
+    assert status == BAD_ROW
+
+
 @pytest.mark.parametrize("n_rows, n_cells, density", [(300, 97, 0.5), (70_000, 40, 0.003)])
 def test_place_by_cell_dense_cells_and_many_rows(n_rows, n_cells, density):
     """Cells of many nonzeros: ranks read back from a bitmap (up to 2**16 rows), else sorted; and

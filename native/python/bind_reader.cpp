@@ -130,8 +130,9 @@ void bind_reader(nb::module_& m) {
         nb::arg("limit").noconvert(), nb::arg("band_rows").noconvert(), nb::arg("out_indices").noconvert(),
         nb::arg("out_data").noconvert(), nb::arg("threads") = 1,
         "Write a decoded chunk's nonzeros at each row's cursor (cells ascending), which must end at "
-        "`limit`; band_rows: the chunk's band starts (sorting band by band); threads: how many threads "
-        "share this chunk. Return (status, content checksum).");
+        "`limit`; band_rows: the starts of the bands placed (a chunk's, or a run of them) and the last one's "
+        "end, whose rows alone are read and checked; threads: how many threads share this call. Return "
+        "(status, content checksum).");
   m.def("assemble_status_text", [](int status) { return assemble_status_text(status); },
         nb::arg("status"));
   m.def("compact", &compact_py<int32_t>, nb::arg("out_start").noconvert(), nb::arg("counts").noconvert(),

@@ -3,7 +3,8 @@
 Chunks are decoded in parallel threads, one chunk per thread at a time; each thread scatters its
 chunk's nonzeros to their final places (the kernels release the GIL), so the peak memory is the
 result plus one chunk's scratch per thread. A read of too few chunks to keep every thread busy so
-(a small file, one chunk of a loader) instead counts, decodes and places each chunk on every thread. Cell-major output (10x's CSC, AnnData's CSR) needs one
+(a small file, one chunk of a loader) instead decodes and places each chunk on every thread
+(cell-major), or each chunk in band parts, one per thread (gene-major). Cell-major output (10x's CSC, AnnData's CSR) needs one
 pass, since a chunk's cells are consecutive and its place in the output is known from the chunk
 index. Gene-major output (CSR genes x cells) first counts each chunk's nonzeros per row by
 decoding positions only. Every chunk's content checksum is verified on the way.
@@ -162,9 +163,10 @@ _SPLIT_ABOVE = 1.1
 
 
 def _share_chunks(chunk_nnz: np.ndarray, workers: int, cost: float) -> bool:
-    """Whether every thread should work on one chunk at a time: when taking whole chunks in order,
-    each by the first free thread, leaves threads idle long enough (one chunk on 2 threads; a
-    cell-major read of 3) that sharing each chunk, at `cost` times the even share, finishes sooner."""
+    """Whether every thread should work on each chunk (sharing it, or in parts): when taking whole
+    chunks in order, each by the first free thread, leaves threads idle long enough (one chunk on 2
+    threads; a cell-major read of 3) that dividing each chunk, at `cost` times the even share,
+    finishes sooner."""
     busy = np.zeros(workers)
     for nnz in chunk_nnz.tolist():
         busy[np.argmin(busy)] += nnz
@@ -268,6 +270,8 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     data = fresh_array(index.nnz, dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = fresh_array(index.nnz, _index_dtype(n_cells))
 
+    # where each chunk's share of each row ends (before any part moves a cursor)
+    limits = [cursor + c[:, :g.size] for cursor, c, g in zip(cursors, counts, genes)]
     workspace = Workspace()
     sums = _PartSums(index)
 
@@ -277,12 +281,9 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
             return
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers, bands=bands[part])
         s, local = chunk.segment, chunk.index - first_chunk[chunk.segment]
-        n_rows = genes[s].size
-        cursor = cursors[s][local]
-        limit = cursor + counts[s][local, :n_rows]  # the chunk's share of each row ends here
         first, end = bands[part]
         status, checksum = _native.place_by_row(rows, cols, values, index.cell_original, chunk.first_cell,
-                                                chunk.n_cells, genes[s], cursor, limit,
+                                                chunk.n_cells, genes[s], cursors[s][local], limits[s][local],
                                                 chunk.geometry.row_starts[first:end + 1] - chunk.row_base, indices,
                                                 data, 1)
         sums.add(chunk, len(bands), status, checksum)

@@ -565,9 +565,6 @@ struct Segment {
   int64_t lo, hi, row0, rows;
 };
 
-// Cut the nonzeros into bands' runs: band b holds rows band_rows[b] .. band_rows[b + 1] - 1 and the
-// decoder emits the bands in order. Empty if the rows do not follow that order (or bands are
-// inconsistent): the caller then takes the whole chunk as one run.
 // Whether band_rows holds one band or more, its starts ascending within 0 .. n_rows.
 bool bands_fit(Span<const int64_t> band_rows, int64_t n_rows) {
   const int64_t n_bands = band_rows.size - 1;
@@ -577,6 +574,9 @@ bool bands_fit(Span<const int64_t> band_rows, int64_t n_rows) {
   return true;
 }
 
+// Cut the nonzeros into bands' runs: band b holds rows band_rows[b] .. band_rows[b + 1] - 1 and the
+// decoder emits the bands in order. Empty if the rows do not follow that order (or bands are
+// inconsistent): the caller then takes the bands' rows as one run.
 std::vector<Segment> band_segments(Span<const int32_t> rows, Span<const int64_t> band_rows, int64_t n_rows) {
   std::vector<Segment> segments;
   const int64_t n_bands = band_rows.size - 1;
@@ -770,25 +770,28 @@ int place_by_row(Span<const int32_t> rows, Span<const int32_t> cols, Span<const 
   if (rows.size != n || cols.size != n || cursor.size != n_rows || limit.size != n_rows || n_cells < 0)
     return kAssembleBadOutput;
   const int64_t size = std::min(out_indices.size, out_data.size);
-  std::vector<Segment> segments = band_segments(rows, band_rows, n_rows);
-  // The rows this call places, whose cursors it checks and must leave at their limits: its bands'
-  // where the nonzeros come band after band (a gene-major read may place a chunk's bands in parts,
-  // on other threads at once), else every row.
+  // The rows this call places, the only cursors it reads, checks and leaves at their limits: those of
+  // band_rows' bands where they fit (a gene-major read may place a chunk's bands in parts, on other
+  // threads at once), else every row. A nonzero of another row is refused (kAssembleBadRow).
   int64_t first_row = 0, end_row = n_rows;
-  if (bands_fit(band_rows, n_rows) && (!segments.empty() || n == 0)) {
+  if (bands_fit(band_rows, n_rows)) {
     first_row = band_rows[0];
     end_row = band_rows[band_rows.size - 1];
   }
   for (int64_t r = first_row; r < end_row; ++r)
     if (cursor[r] < 0 || cursor[r] > limit[r] || limit[r] > size) return kAssembleBadOutput;
-  if (segments.empty() && n) segments.push_back({0, n, 0, n_rows});
+  std::vector<Segment> segments = band_segments(rows, band_rows, n_rows);
+  if (segments.empty() && n) segments.push_back({0, n, first_row, end_row - first_row});
   int64_t tallest = 1;
   for (const Segment& seg : segments) tallest = std::max(tallest, seg.rows);
   const int cell_bits = bit_length(static_cast<uint64_t>(std::max<int64_t>(n_cells - 1, 0)));
   const bool packed = bit_length(static_cast<uint64_t>(tallest - 1)) + cell_bits <= 32;
   // Thread p places the segments that begin in nonzeros n p / P .. n (p + 1) / P - 1.
   const int n_threads =
-      threads > 1 && n_rows <= INT32_MAX && rows_write_apart(genes_of_row, Span<const int64_t>{cursor.data, cursor.size}, limit)
+      threads > 1 && n_rows <= INT32_MAX &&
+              rows_write_apart(genes_of_row.sub(first_row, end_row - first_row),
+                               Span<const int64_t>{cursor.data + first_row, end_row - first_row},
+                               limit.sub(first_row, end_row - first_row))
           ? static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, n / kThreadNonzeros)))
           : 1;
   std::vector<size_t> first(static_cast<size_t>(n_threads) + 1, segments.size());

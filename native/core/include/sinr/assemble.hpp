@@ -84,11 +84,12 @@ int place_by_cell(Span<const int32_t> rows, Span<const int32_t> cols, Span<const
 // Write a chunk's nonzeros row by row, cells ascending within each row: the nonzeros of row r go to
 // out_indices / out_data[cursor[r] ...], advancing cursor[r], and must end exactly at limit[r]
 // (cursor and limit hold one entry per row of genes_of_row). out_indices receives original cells.
-// Equal (row, cell) keys keep their input order. band_rows (the chunk's band starts, and its row
-// count last; may be empty) lets each band's nonzeros be sorted apart when they come band after
-// band, as the decoder emits them; the result is the same either way. Where they do, only the rows
-// of band_rows are placed, and only their cursors must end at their limits: a chunk's bands may be
-// placed in parts, by calls on other threads (their rows are apart). On up to `threads` threads
+// Equal (row, cell) keys keep their input order. band_rows (band starts, and the last band's end;
+// may be empty) names the rows placed: a chunk's bands, or a run of them (a gene-major read may place
+// a chunk's bands in parts, by calls on other threads: their rows are apart). Only those rows'
+// cursors are read and must end at their limits, and a nonzero of another row is refused; empty or
+// inconsistent band_rows names every row. Each band's nonzeros are sorted apart where they come band
+// after band, as the decoder emits them, else the rows' together: the same result. On up to `threads` threads
 // (one per 65,536 nonzeros at most), each placing the bands that begin in its share of the nonzeros
 // (a band's rows are its own); on one where band_rows does not cut the nonzeros into bands, or where
 // the rows' output ranges are not apart in the order of their genes. Returns an AssembleStatus.
