@@ -45,7 +45,7 @@ def _resident_bytes() -> int:
         return 0
 
 
-def release_freed_memory(above: int = TRIM_ABOVE_BYTES) -> None:
+def release_freed_memory(above: int) -> None:
     """Give the C allocator's free pages back to the system (glibc's malloc_trim) once the
     process holds more than `above` bytes (where resident memory cannot be read: always)."""
     trim = _malloc_trim()

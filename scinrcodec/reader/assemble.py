@@ -116,7 +116,7 @@ def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = Non
     `by_cell` by their first column: a cell-major placing then writes to the cells of a few tiles'
     width at a time, not to every cell of the chunk in each band, and its writes stay in cache."""
     if bands is not None:
-        tiles = slice(*chunk.geometry.tile_starts[list(bands)].tolist())
+        tiles = _band_tiles(chunk, bands)
         expected = int(chunk.tile_k[tiles].sum())
     else:
         tiles = np.argsort(chunk.tile_first, kind="stable") if by_cell else slice(0, chunk.geometry.n_tiles)
@@ -173,12 +173,22 @@ def _share_chunks(chunk_nnz: np.ndarray, workers: int, cost: float) -> bool:
     return busy.max() > cost * busy.sum() / workers
 
 
-def _threads(chunk_nnz: np.ndarray, jobs: int | None, cost: float) -> tuple[int, int]:
-    """(threads taking whole chunks, threads inside each chunk) for a read of chunks of these sizes
-    on `jobs` threads: each chunk on every thread where whole chunks would leave threads idle."""
+def _threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
+    """(threads taking whole chunks, threads inside each chunk) for a cell-major read of chunks of
+    these sizes on `jobs` threads: each chunk on every thread where whole chunks would leave threads
+    idle."""
     workers = max(1, jobs or os.cpu_count() or 1)
-    if workers > 1 and _share_chunks(chunk_nnz, workers, cost):
+    if workers > 1 and _share_chunks(chunk_nnz, workers, _SHARED_COST_BY_CELL):
         return 1, workers
+    return workers, 1
+
+
+def _parts(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
+    """(threads, band parts of each chunk) for a gene-major read of chunks of these sizes on `jobs`
+    threads: a part per thread where whole chunks would leave threads idle."""
+    workers = max(1, jobs or os.cpu_count() or 1)
+    if workers > 1 and _share_chunks(chunk_nnz, workers, _SPLIT_ABOVE):
+        return workers, workers
     return workers, 1
 
 
@@ -211,7 +221,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     tables = _segment_ranks(index, np.unique(index.chunk_segment[ids]).tolist())
 
     workspace = scratch.workspace if scratch is not None else Workspace()
-    outside, inside = _threads(np.diff(nnz_starts), jobs, _SHARED_COST_BY_CELL)
+    outside, inside = _threads(np.diff(nnz_starts), jobs)
 
     def work(chunk: Chunk, _part: int) -> None:
         i = slot[chunk.index]
@@ -236,15 +246,13 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
               for s, g in enumerate(genes)]  # [segment][chunk of it, row of it]
-    workers = max(1, jobs or os.cpu_count() or 1)
-    parts = workers if workers > 1 and _share_chunks(np.diff(index.nnz_starts), workers, _SPLIT_ABOVE) else 1
+    workers, parts = _parts(np.diff(index.nnz_starts), jobs)
 
     def count(chunk: Chunk, part: int) -> None:
         bands = _band_parts(chunk, parts)
         if part >= len(bands):
             return
-        tiles = slice(*chunk.geometry.tile_starts[list(bands[part])].tolist())
-        batch = gather(index, [(chunk, tiles)])
+        batch = gather(index, [(chunk, _band_tiles(chunk, bands[part]))])
         buffer, offsets = tile_bytes(index, batch)
         status = np.zeros(batch.size, dtype=np.int64)
         _, model, tables3 = index.models(batch.model)
@@ -302,6 +310,11 @@ def _band_parts(chunk: Chunk, parts: int) -> list[tuple[int, int]]:
     cuts = np.searchsorted(before, np.arange(1, parts) * before[-1] / parts).tolist()
     bounds = sorted({0, n_bands, *(min(max(c, 1), n_bands - 1) for c in cuts)})
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _band_tiles(chunk: Chunk, bands: tuple[int, int]) -> slice:
+    """The tiles of the chunk's bands first .. end - 1 (a band's tiles follow one another)."""
+    return slice(*chunk.geometry.tile_starts[list(bands)].tolist())
 
 
 class _PartSums:
