@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -97,9 +97,11 @@ def _planner(options: EncodeOptions) -> SirenPlanner | None:
 
 
 def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
-                  progress: Progress, client=None) -> tuple[list[list[int]], list[dict]]:
+                  progress: Progress, client=None, aside: Callable[[], None] | None = None
+                  ) -> tuple[list[list[int]], list[dict]]:
     """Pass 2: every chunk, encoded on `jobs` threads (or as tasks of a Dask client) and written in
-    order. Returns the chunk index rows and each chunk's statistics."""
+    order. Returns the chunk index rows and each chunk's statistics. `aside` runs on the threads
+    once every chunk is submitted, on a core the last chunks leave idle, and has ended on return."""
     planner = _planner(options)
     blocks = source.blocks(options.chunk_cells)
     index_rows, chunk_stats = [], []
@@ -126,6 +128,8 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
         for chunk in encode_chunks_on(client, source, replace(context, siren_planner=planner), blocks,
                                       skip=first.n_cells if first is not None else 0):
             write(chunk)
+        if aside is not None:
+            aside()
         return index_rows, chunk_stats
     if planner is not None and not probing:
         # loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can (auto's probe loads it
@@ -163,8 +167,11 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
                 submit(block, planner if i == 0 or not probing else None)
                 while len(pending) > options.n_jobs:
                     write_next()
+            beside = pool.submit(aside) if aside is not None else None
             while pending:
                 write_next()
+            if beside is not None:
+                beside.result()
         except BaseException:
             stop.set()
             for *_, future in pending:
@@ -188,14 +195,17 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
     progress.set_total(2 * nnz)
-    index_rows, chunk_stats = encode_chunks(source, context, options, writer, progress, client)
-    table = []
     names_are_ids = source.gene_names is not None and source.gene_names == source.gene_ids
-    for section, values in (("names.gene_ids", source.gene_ids),
-                            ("names.gene_names", None if names_are_ids else source.gene_names),
-                            ("names.feature_types", source.feature_types)):
-        if values is not None:
-            table.append(writer.section(section, MATRIX_SECTIONS[section].pack(values)))
+    names = [(section, values) for section, values in (
+        ("names.gene_ids", source.gene_ids), ("names.gene_names", None if names_are_ids else source.gene_names),
+        ("names.feature_types", source.feature_types)) if values is not None]
+    packed: list[bytes] = []
+
+    def pack_names() -> None:  # zstd at the names' level: 0.14 s for 33,694 genes, while the last chunks encode
+        packed.extend(MATRIX_SECTIONS[section].pack(values) for section, values in names)
+
+    index_rows, chunk_stats = encode_chunks(source, context, options, writer, progress, client, aside=pack_names)
+    table = [writer.section(section, data) for (section, _), data in zip(names, packed, strict=True)]
     table.append(writer.section("genes.order", MATRIX_SECTIONS["genes.order"].pack(stored_order)))
     table.append(writer.section("genes.baseline", MATRIX_SECTIONS["genes.baseline"].pack(
         context.gene_terms[: stored_order.size])))

@@ -59,7 +59,7 @@ def predicted_saving_bits(local_rows: np.ndarray, cols: np.ndarray, residuals: n
     if n < 2 * SCREEN_BINS**2:
         return 0.0
     centred = residuals - residuals.mean()
-    total = float(centred @ centred)
+    total = float(np.einsum("i,i->", centred, centred))
     if total <= 0:
         return 0.0
     cell = (local_rows * SCREEN_BINS // max(height, 1)) * SCREEN_BINS + cols * SCREEN_BINS // max(width, 1)
