@@ -403,17 +403,26 @@ def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatc
 
 
 def test_a_read_in_band_parts_checks_each_chunks_whole_checksum(monkeypatch):
-    """The conformance vector whose chunk checksum is one off, read gene-major in band parts on two
-    threads: each part's checksum is a partial sum, and the chunk's, once all are placed, is refused."""
+    """The conformance vector whose first chunk's checksum is one off, read gene-major in band parts
+    on two threads: each part's checksum is a partial sum, and the chunk's, once both its parts are
+    placed, is refused. Its two chunks (469 and 409 nonzeros) would go whole to the two threads, so
+    the split threshold is lowered to make them parts; the other chunk's parts may or may not have
+    been placed when the error ends the read."""
     path = Path(__file__).parent / "conformance" / "chunk_checksum" / "matrix.sinr"
-    calls = []
+    monkeypatch.setattr(assemble, "_SPLIT_ABOVE", 1.0)
+    placed = []
     monkeypatch.setattr(_native, "place_by_row", lambda *args, place=_native.place_by_row:
-                        calls.append(args[-1]) or place(*args))
+                        placed.append((args[4], tuple(args[9].tolist()))) or place(*args))
     with sinr.open(path, jobs=2) as m:
-        assert len(assemble._band_parts(m.index.chunk(0), 2)) == 2
-        with pytest.raises(CorruptFileError, match="checksum"):
+        chunk = m.index.chunk(0)
+        assert assemble._parts(np.diff(m.index.nnz_starts), 2) == (2, 2)
+        parts = assemble._band_parts(chunk, 2)
+        assert len(parts) == 2
+        with pytest.raises(CorruptFileError, match="chunk 0 decodes to content that fails its checksum"):
             m.to_scipy("csr")
-    assert calls == [1, 1]
+        rows = chunk.geometry.row_starts - chunk.row_base
+        assert sorted(bands for first_cell, bands in list(placed) if first_cell == chunk.first_cell) == \
+            [tuple(rows[first:end + 1].tolist()) for first, end in parts]
 
 
 def test_placing_takes_any_column_map_and_reuses_its_scratch():
