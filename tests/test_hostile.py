@@ -402,20 +402,25 @@ def test_interrupted_training_stops_at_once(tmp_path, pbmc):
 
 def test_a_failed_or_interrupted_decode_cancels_its_queued_work():
     """When one decode task fails (a corrupt chunk, or Ctrl-C in the waiting thread), the tasks not
-    yet started are cancelled: they used to run, the whole queue, before the process could exit."""
+    yet started are cancelled (they used to run, the whole queue, before the process could exit),
+    and those already running have ended when the exception reaches the caller (they had gone on
+    reading a file the caller may close at once)."""
     from scinrcodec.reader.decode import run_all
 
-    done = []
+    done, running = [], []
 
     def task(i: int) -> None:
         if i == 0:
+            time.sleep(0.02)  # the others start meanwhile
             raise KeyboardInterrupt
-        time.sleep(0.01)
+        running.append(i)
+        time.sleep(0.05)
         done.append(i)
 
     calls = 20 * ((os.cpu_count() or 1) + 1)
     with pytest.raises(KeyboardInterrupt):
         run_all(task, [(i,) for i in range(calls)])
+    assert running and sorted(done) == sorted(running)
     time.sleep(0.1)
     assert len(done) <= 2 * (os.cpu_count() or 1), len(done)
 

@@ -40,8 +40,9 @@ def run_all(function: Callable, calls: Iterable[tuple], window: int | None = Non
     """function(*args) for each args of `calls` on the shared pool, waiting for all; with a
     window, `calls` is taken only while fewer than `window` calls are pending (so a stream of
     chunks still arriving is not drained ahead of the decoders). On any exception (Ctrl-C, a
-    corrupt chunk) the calls not yet started are cancelled: an interrupted decode ends after the
-    calls already running, not after the whole queue."""
+    corrupt chunk) the calls not yet started are cancelled and those already running are waited
+    for: an interrupted decode ends after them, not after the whole queue, and nothing of it still
+    runs (reading a file its caller may close at once) once the exception is raised."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     futures, pending = [], set()  # every call in order; those not finished when last looked at
@@ -58,6 +59,7 @@ def run_all(function: Callable, calls: Iterable[tuple], window: int | None = Non
     except BaseException:
         for future in futures:
             future.cancel()
+        wait(futures)
         raise
 
 
