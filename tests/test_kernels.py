@@ -421,7 +421,7 @@ def test_a_read_in_band_parts_checks_each_chunks_whole_checksum(monkeypatch):
         with pytest.raises(CorruptFileError, match="chunk 0 decodes to content that fails its checksum"):
             m.to_scipy("csr")
         rows = chunk.geometry.row_starts - chunk.row_base
-        assert sorted(bands for first_cell, bands in list(placed) if first_cell == chunk.first_cell) == \
+        assert sorted(bands for first_cell, bands in placed if first_cell == chunk.first_cell) == \
             [tuple(rows[first:end + 1].tolist()) for first, end in parts]
 
 

@@ -101,7 +101,9 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
                   ) -> tuple[list[list[int]], list[dict]]:
     """Pass 2: every chunk, encoded on `jobs` threads (or as tasks of a Dask client) and written in
     order. Returns the chunk index rows and each chunk's statistics. `aside` runs on the threads
-    once every chunk is submitted, on a core the last chunks leave idle, and has ended on return."""
+    once every chunk is submitted (after the SIREN probe's redone chunks, if any), on a core the last
+    chunks leave idle; with a Dask client, in this thread after the chunks. It has ended on return,
+    and is cancelled if it has not started when the encode fails."""
     planner = _planner(options)
     blocks = source.blocks(options.chunk_cells)
     index_rows, chunk_stats = [], []
@@ -138,6 +140,7 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
     local = replace(context, reuse_buffers=True)  # threads of this process only: Dask's workers allocate
     stop = threading.Event()  # set on any exception (Ctrl-C, SIGTERM): running SIREN fits end at their next step
     pending: deque = deque()  # (block, its cell names, the future of its chunk), in order
+    aside_done = None  # the future of `aside`
     with ThreadPoolExecutor(max_workers=options.n_jobs) as pool:
 
         def submit(block: CellBlock, plan: SirenPlanner | None, names=None) -> None:
@@ -167,15 +170,17 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
                 submit(block, planner if i == 0 or not probing else None)
                 while len(pending) > options.n_jobs:
                     write_next()
-            beside = pool.submit(aside) if aside is not None else None
             while pending:
+                if aside is not None and aside_done is None and not probing:  # behind every chunk
+                    aside_done = pool.submit(aside)
                 write_next()
-            if beside is not None:
-                beside.result()
+            if aside is not None:
+                (aside_done or pool.submit(aside)).result()
         except BaseException:
             stop.set()
-            for *_, future in pending:
-                future.cancel()
+            for future in [aside_done, *(future for *_, future in pending)]:
+                if future is not None:
+                    future.cancel()
             raise
     return index_rows, chunk_stats
 
@@ -195,17 +200,14 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
     progress.set_total(2 * nnz)
-    names_are_ids = source.gene_names is not None and source.gene_names == source.gene_ids
-    names = [(section, values) for section, values in (
-        ("names.gene_ids", source.gene_ids), ("names.gene_names", None if names_are_ids else source.gene_names),
-        ("names.feature_types", source.feature_types)) if values is not None]
+    gene_names = gene_name_sections(source.gene_ids, source.gene_names, source.feature_types)
     packed: list[bytes] = []
 
     def pack_names() -> None:  # zstd at the names' level: 0.14 s for 33,694 genes, while the last chunks encode
-        packed.extend(MATRIX_SECTIONS[section].pack(values) for section, values in names)
+        packed.extend(MATRIX_SECTIONS[f"names.{field}"].pack(values) for field, values in gene_names)
 
     index_rows, chunk_stats = encode_chunks(source, context, options, writer, progress, client, aside=pack_names)
-    table = [writer.section(section, data) for (section, _), data in zip(names, packed, strict=True)]
+    table = [writer.section(f"names.{field}", data) for (field, _), data in zip(gene_names, packed, strict=True)]
     table.append(writer.section("genes.order", MATRIX_SECTIONS["genes.order"].pack(stored_order)))
     table.append(writer.section("genes.baseline", MATRIX_SECTIONS["genes.baseline"].pack(
         context.gene_terms[: stored_order.size])))
@@ -214,12 +216,27 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     return {
         "name": name, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
         "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(index_rows),
-        "gene_names_are_ids": bool(names_are_ids), "has_cell_names": source.has_cell_names,
+        "gene_names_are_ids": names_are_ids(source.gene_ids, source.gene_names),
+        "has_cell_names": source.has_cell_names,
         "stages": stages_for(options.mode, options.max_error, context.tile_nnz, patch_nnz, options.chunk_cells,
                              major=options.format_version),
         **MATRIX_KEYS[options.format_version],
         "options": options.recorded(), "stats": stats, "sections": table,
     }
+
+
+def names_are_ids(gene_ids: list[str] | None, gene_names: list[str] | None) -> bool:
+    """Whether the gene names are the ids: a matrix then stores the ids only (its header says so)."""
+    return gene_names is not None and gene_names == gene_ids
+
+
+def gene_name_sections(gene_ids: list[str] | None, gene_names: list[str] | None,
+                       feature_types: list[str] | None) -> list[tuple[str, list[str]]]:
+    """The gene name sections a matrix stores, (field, values) in their order: those it has, the
+    names left out where they are the ids."""
+    fields = (("gene_ids", gene_ids), ("gene_names", None if names_are_ids(gene_ids, gene_names) else gene_names),
+              ("feature_types", feature_types))
+    return [(field, values) for field, values in fields if values is not None]
 
 
 def chunk_index_section(writer: ContainerWriter, index_rows: list[list[int]]) -> list:

@@ -28,7 +28,7 @@ from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter, crc32, crc32_ranges, is_newer_minor, pack_header, unpack_header, \
     write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
-from .driver import MATRIX_NAME, chunk_index_section, finish_file, summarise
+from .driver import MATRIX_NAME, chunk_index_section, finish_file, gene_name_sections, names_are_ids, summarise
 from .options import EncodeOptions
 
 MAJOR = 3  # segments are a feature of format 3
@@ -221,11 +221,8 @@ def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str,
                   index_rows: list, segment_rows: list, order: np.ndarray, terms: np.ndarray) -> dict:
     """The output matrix's footer entry, its gene tables, chunk index and segment index written."""
     first = parts[0].matrix.index
-    names_are_ids = fields["gene_names"] is not None and fields["gene_names"] == fields["gene_ids"]
-    table = []
-    for field in ("gene_ids", "gene_names", "feature_types"):
-        if fields[field] is not None and not (field == "gene_names" and names_are_ids):
-            table.append(writer.section(f"names.{field}", _names_section(parts[0].matrix, field, fields[field])))
+    table = [writer.section(f"names.{field}", _names_section(parts[0].matrix, field, values))
+             for field, values in gene_name_sections(fields["gene_ids"], fields["gene_names"], fields["feature_types"])]
     for section, values in (("genes.order", order), ("genes.baseline", terms)):
         table.append(writer.section(section, MATRIX_SECTIONS[section].pack(values, GENE_TABLE_LEVEL)))
     table.append(chunk_index_section(writer, index_rows))
@@ -236,7 +233,7 @@ def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str,
         "name": name, **MATRIX_KEYS[MAJOR], "required_features": [SEGMENTS],
         "shape": [n_genes, sum(p.matrix.shape[1] for p in parts)], "nnz": nnz, "mode": first.mode,
         "stages": first.header["stages"], "n_stored_genes": int(order.size), "n_chunks": len(index_rows),
-        "n_segments": len(segment_rows), "gene_names_are_ids": bool(names_are_ids),
+        "n_segments": len(segment_rows), "gene_names_are_ids": names_are_ids(fields["gene_ids"], fields["gene_names"]),
         "has_cell_names": first.has_cell_names, "options": first.options,
         "stats": summarise([p.matrix.index.stats for p in parts]), "sections": table,
     }

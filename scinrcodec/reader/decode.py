@@ -41,8 +41,9 @@ def run_all(function: Callable, calls: Iterable[tuple], window: int | None = Non
     window, `calls` is taken only while fewer than `window` calls are pending (so a stream of
     chunks still arriving is not drained ahead of the decoders). On any exception (Ctrl-C, a
     corrupt chunk) the calls not yet started are cancelled and those already running are waited
-    for: an interrupted decode ends after them, not after the whole queue, and nothing of it still
-    runs (reading a file its caller may close at once) once the exception is raised."""
+    for: an interrupted decode ends after them (a chunk's decode, which has no stop flag), not after
+    the whole queue, and nothing of it still runs (reading a file its caller may close at once) once
+    the exception is raised; a second Ctrl-C during that wait leaves them running."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     futures, pending = [], set()  # every call in order; those not finished when last looked at
