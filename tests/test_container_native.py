@@ -154,3 +154,31 @@ def test_fuzz_corpus_and_mutations_agree_with_python(tmp_path):
         for at in rng.integers(0, len(blob), rng.integers(1, 4)):
             blob[at] ^= 1 << int(rng.integers(0, 8))
         _agree(reseal(bytes(blob)), tmp_path)
+
+
+def test_pread_runs_reads_every_run_and_says_where_it_could_not(tmp_path):
+    """A gather's runs in one native call: run r's bytes at run_start[r] into out[run_at[r]:
+    run_at[r + 1]], exactly what slicing the file gives; -1 when the file ends inside a run (the
+    source then raises FileChangedError), the errno of a failed read, and ValueError for runs that
+    do not fit the buffer or go backwards, before anything is read."""
+    import errno
+    import os
+
+    data = np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "bytes"
+    path.write_bytes(data)
+    starts, lengths = [90_000, 7, 50_000, 0], [10_000, 1, 4_096, 0]
+    at = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    out = np.zeros(int(at[-1]), np.uint8)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _native.pread_runs(fd, out, at, np.array(starts, np.int64)) == 0
+        assert out.tobytes() == b"".join(data[s: s + n] for s, n in zip(starts, lengths))
+        assert _native.pread_runs(fd, np.zeros(10, np.uint8), np.array([0, 10], np.int64),
+                                  np.array([99_995], np.int64)) == -1
+        for bad_at, bad_start in (([0, 11], [0]), ([0, 5, 3], [0, 0]), ([-1, 3], [0]), ([0, 3], [-1]), ([0], [0])):
+            with pytest.raises(ValueError, match="pread_runs"):
+                _native.pread_runs(fd, np.zeros(10, np.uint8), np.array(bad_at, np.int64), np.array(bad_start, np.int64))
+    finally:
+        os.close(fd)
+    assert _native.pread_runs(-1, out, at, np.array(starts, np.int64)) == errno.EBADF

@@ -131,6 +131,24 @@ void bind_container(nb::module_& m) {
       nb::arg("what"),
       "A format-3 chunk's ChunkTables3 from the stored bytes of its gaps.counts and values.counts (None: "
       "values not coded), rules K13/G3, G1 and G2 checked (CorruptFileError naming `what`, the chunk).");
+  m.def(
+      "pread_runs",
+      [](int fd, Array<uint8_t> out, Array<const int64_t> run_at, Array<const int64_t> run_start) {
+        const int64_t n = static_cast<int64_t>(run_start.shape(0)), size = static_cast<int64_t>(out.shape(0));
+        if (static_cast<int64_t>(run_at.shape(0)) != n + 1)
+          throw std::invalid_argument("pread_runs: run_at needs one item more than run_start");
+        const int64_t* at = run_at.data();
+        const int64_t* start = run_start.data();
+        if (at[0] < 0 || at[n] > size) throw std::invalid_argument("pread_runs: the runs do not fit the buffer");
+        for (int64_t r = 0; r < n; ++r)
+          if (at[r + 1] < at[r] || start[r] < 0 || start[r] > INT64_MAX - (at[r + 1] - at[r]))
+            throw std::invalid_argument("pread_runs: a run is out of order or out of range");
+        nb::gil_scoped_release released;
+        return storage::pread_runs(fd, out.data(), span_of(run_at), span_of(run_start));
+      },
+      nb::arg("fd"), nb::arg("out"), nb::arg("run_at"), nb::arg("run_start"),
+      "Read run r of the descriptor (file offset run_start[r]) into out[run_at[r]: run_at[r + 1]], every run in "
+      "one call: 0 when all bytes were read, -1 when the file ended first, else the errno of a failed read.");
   m.def("crc32_path", &crc32_path, "The CRC-32 implementation in use: 'pclmul' or 'portable'.");
   m.def("set_crc32_portable", &set_crc32_portable, nb::arg("portable"),
         "Force (or release) the portable CRC-32; returns the previous setting.");

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _native
 from ..errors import FileChangedError, FormatError, InvalidInputError
 
 
@@ -169,10 +170,12 @@ class LocalFileSource(ByteSource):
         for r, start in enumerate(run_start):
             self._check(start, run_at[r + 1] - run_at[r])
         descriptor = self._acquire()
-        try:
-            complete = all([self._fill(descriptor, view[run_at[r]: run_at[r + 1]], start)
-                            for r, start in enumerate(run_start)])
-            self._unchanged(descriptor, complete)
+        try:  # every run in one native call (a gene of a 1e9-nonzero file: 455 runs, 1 ms of calls from here)
+            status = _native.pread_runs(descriptor.fd, np.frombuffer(view, np.uint8), np.asarray(run_at, np.int64),
+                                        np.asarray(run_start, np.int64))
+            if status > 0:
+                raise InvalidInputError(f"{self.name}: cannot read ({os.strerror(status)})")
+            self._unchanged(descriptor, status == 0)
         finally:
             self._release(descriptor)
 

@@ -101,6 +101,21 @@ void FileSource::read_checked(int64_t offset, int64_t length, uint8_t* out) cons
   if (fstat(fd_, &st) != 0 || !(stamp_of(st) == stamp_)) changed();
 }
 
+int pread_runs(int fd, uint8_t* out, Span<const int64_t> run_at, Span<const int64_t> run_start) {
+  for (int64_t r = 0; r < run_start.size; ++r) {
+    const int64_t length = run_at[r + 1] - run_at[r];
+    for (int64_t done = 0; done < length;) {
+      const ssize_t got = ::pread(fd, out + run_at[r] + done, static_cast<size_t>(length - done),
+                                  static_cast<off_t>(run_start[r] + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return errno;
+      if (got == 0) return -1;  // the file ends before the run does
+      done += got;
+    }
+  }
+  return 0;
+}
+
 MemorySource::MemorySource(std::vector<uint8_t> data, std::string name) : data_(std::move(data)) {
   size_ = static_cast<int64_t>(data_.size());
   name_ = std::move(name);

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "sinr/span.hpp"
+
 namespace sinr::storage {
 
 class ByteSource {
@@ -56,6 +58,13 @@ class FileSource : public ByteSource {
   int fd_ = -1;
   FileStamp stamp_;
 };
+
+// Positioned reads of runs of an open descriptor into one buffer: run r's bytes, at file offset
+// run_start[r], into out[run_at[r]: run_at[r + 1]] (run_at has one more item; the caller checks
+// that the runs fit out). What a Python gather of many ranges reads in one call instead of a call
+// a range (a gene of a 1e9-nonzero file: 455 runs). 0 when every byte was read, -1 when the file
+// ended first, else the errno of a read that failed.
+int pread_runs(int fd, uint8_t* out, Span<const int64_t> run_at, Span<const int64_t> run_start);
 
 // Bytes already in memory (copied in).
 class MemorySource : public ByteSource {
