@@ -182,3 +182,23 @@ def test_pread_runs_reads_every_run_and_says_where_it_could_not(tmp_path):
     finally:
         os.close(fd)
     assert _native.pread_runs(-1, out, at, np.array(starts, np.int64)) == errno.EBADF
+
+
+def test_a_local_gather_refuses_a_range_outside_the_file_before_reading(tmp_path):
+    """A local file's gather checks every run against the file's size in one step and names the
+    first outside it (FormatError), before any read; runs inside give the file's bytes."""
+    from scinrcodec.storage.source import GATHER_GAP, LocalFileSource
+
+    data = bytes(range(256)) * (4 * GATHER_GAP // 256)
+    path = tmp_path / "bytes"
+    path.write_bytes(data)
+    far = 2 * GATHER_GAP  # runs this far apart are read apart
+    source = LocalFileSource(path)
+    try:
+        buffer, placed = source.gather(np.array([far + 9, 10, 3 * far // 2]), np.array([100, 20, 7]))
+        assert [buffer[p: p + n].tobytes() for p, n in zip(placed, [100, 20, 7])] == \
+            [data[far + 9: far + 109], data[10:30], data[3 * far // 2: 3 * far // 2 + 7]]
+        with pytest.raises(errors.FormatError, match=f"read of 200 bytes at {len(data) - 100} lies outside the file"):
+            source.gather(np.array([10, len(data) - 100, len(data) + far]), np.array([5, 200, 3]))
+    finally:
+        source.close()

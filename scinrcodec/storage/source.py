@@ -63,15 +63,16 @@ class ByteSource:
         run_end = np.maximum.reduceat(ends, np.flatnonzero(new_run))
         run_at = np.concatenate([[0], np.cumsum(run_end - run_start)])
         buffer = np.empty(int(run_at[-1]), np.uint8)
-        self._read_runs(memoryview(buffer), run_at.tolist(), run_start.tolist())
+        self._read_runs(buffer, run_at, run_start)
         placed = np.empty(offsets.size, np.int64)
         placed[order] = run_at[run] + starts - run_start[run]
         return buffer, placed
 
-    def _read_runs(self, view: memoryview, run_at: list[int], run_start: list[int]) -> None:
-        """Fill view[run_at[r]: run_at[r + 1]] with the bytes at run_start[r], for every run r."""
-        for r, start in enumerate(run_start):
-            self.read_into(view[run_at[r]: run_at[r + 1]], start)
+    def _read_runs(self, buffer: np.ndarray, run_at: np.ndarray, run_start: np.ndarray) -> None:
+        """Fill buffer[run_at[r]: run_at[r + 1]] with the bytes at run_start[r], for every run r."""
+        view, at = memoryview(buffer), run_at.tolist()
+        for r, start in enumerate(run_start.tolist()):
+            self.read_into(view[at[r]: at[r + 1]], start)
 
     def close(self) -> None:
         """Release the source (views of bytes in memory stay valid until collected)."""
@@ -163,16 +164,17 @@ class LocalFileSource(ByteSource):
         finally:
             self._release(descriptor)
 
-    def _read_runs(self, view: memoryview, run_at: list[int], run_start: list[int]) -> None:
-        """The runs of a gather on one descriptor, the file checked once after the last (a change
-        before it shows there as after any of the reads): a gene read's 28 runs of a 60M-nonzero
-        file cost 28 locks and stat calls less."""
-        for r, start in enumerate(run_start):
-            self._check(start, run_at[r + 1] - run_at[r])
+    def _read_runs(self, buffer: np.ndarray, run_at: np.ndarray, run_start: np.ndarray) -> None:
+        """The runs of a gather on one descriptor in one native call, the file checked once after the
+        last (a change before it shows there as after any of the reads): a gene of a 1e9-nonzero
+        file reads 455 runs, which a Python call and check each made 1.4 ms."""
+        lengths = np.diff(run_at)
+        outside = np.flatnonzero((run_start < 0) | (run_start + lengths > self.size))
+        if outside.size:
+            self._check(int(run_start[outside[0]]), int(lengths[outside[0]]))  # raises, naming the first
         descriptor = self._acquire()
-        try:  # every run in one native call (a gene of a 1e9-nonzero file: 455 runs, 1 ms of calls from here)
-            status = _native.pread_runs(descriptor.fd, np.frombuffer(view, np.uint8), np.asarray(run_at, np.int64),
-                                        np.asarray(run_start, np.int64))
+        try:
+            status = _native.pread_runs(descriptor.fd, buffer, run_at, run_start)
             if status > 0:
                 raise InvalidInputError(f"{self.name}: cannot read ({os.strerror(status)})")
             self._unchanged(descriptor, status == 0)
