@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import zstandard
 
 import scinrcodec
-from conftest import DATA, DATASETS
+from conftest import DATA, DATASETS, native_setting
 from fuzz.reseal import build, parse
 from scinrcodec import _native, errors
 from scinrcodec.storage.container import pack_array, pack_shuffled, unpack_shuffled
@@ -121,6 +121,32 @@ def test_cell_ranges_read_back(files, name, run_entries, keep_bytes):
                  rng.permutation(n_cells)[: chunk + 5].tolist() + [a, a]]
         for cells in picks:
             assert (_csc(r.cells(cells)) != whole[:, cells]).nnz == 0
+
+
+def test_cells_drawn_at_random_decode_their_tiles_once(files):
+    """Cells that are not a run of consecutive ones (drawn at random, as a sample is) decode, in each
+    chunk, only the tiles that hold them, each once, however many of the chunk's tiles that is; a
+    run of consecutive cells (block processing) decodes its chunk whole and keeps the cells after
+    it, which the next run then reads without decoding a tile."""
+    path, _, _, _ = files["lossless"]
+    chunk = scinrcodec.open(path).index.chunk(1)
+    first, n_cells, n_tiles = chunk.first_cell, chunk.n_cells, chunk.geometry.n_tiles
+    r = _native.ContainerReader(str(path))
+    whole = _csc(r.whole(1))
+
+    def tiles_decoded(cells: list[int]) -> int:
+        before = _native.tile_lane_counts()
+        assert (_csc(r.cells(cells)) != whole[:, cells]).nnz == 0
+        after = _native.tile_lane_counts()
+        return (after[0] - before[0]) + (after[1] - before[1])
+
+    # the lanes (which count the tiles they decode) on every batch, however small
+    with native_setting(_native.set_tile_lanes, "portable"), native_setting(_native.set_packed_nnz_per_row, 0):
+        scattered = list(range(first + n_cells - 1, first, -2))  # every other cell: most of the chunk's tiles
+        assert n_tiles // 2 < tiles_decoded(scattered) <= n_tiles
+        half = first + n_cells // 2
+        assert tiles_decoded(list(range(first, half))) >= n_tiles
+        assert tiles_decoded(list(range(half, first + n_cells))) == 0
 
 
 def _edit(path: Path, tmp_path: Path, edit) -> Path:

@@ -73,7 +73,8 @@ def test_reads_from_disk_check_bands_once_and_decode_what_they_read(on_disk):
     assert index.n_chunks >= 4
     for j in (0, 1, 15, 16, 40, truth.shape[1] - 1):  # cold chunks, then the same chunk warm (the core's reader)
         assert np.array_equal(m.cell(j), truth[:, j].toarray().ravel())
-    assert (m[:, [0, 1]] != truth[:, [0, 1]]).nnz == 0  # this package's reader: every band of chunk 0 checked
+    genes = np.arange(truth.shape[0])[::-1]  # every gene in another order: this package's reader, every band
+    assert (m[genes, [0, 1]] != truth[genes][:, [0, 1]]).nnz == 0
     chunk = index.chunk(0)
     assert chunk.band_verified.all()
     cells = np.random.default_rng(2).choice(truth.shape[1], 50, replace=False)
@@ -131,6 +132,33 @@ def test_entries_of_a_local_file_take_the_core_reader_and_agree_with_the_python_
     if fds is not None:
         assert len(set(os.listdir("/proc/self/fd"))) == len(fds) - 2  # the file's descriptor and the core's
     assert [local[i, j] for i, j in pairs[:20]] == [dense[i, j] for i, j in pairs[:20]]  # opened again
+
+
+def test_cells_of_a_local_file_take_the_core_reader_and_agree_with_the_python_path(on_disk, monkeypatch):
+    """m[:, cells] (every gene) of a local file is one call into the core's container reader, which
+    decodes, chunk by chunk, only the tiles holding the cells; bytes keep this package's path. Both
+    give the truth's columns as int64 CSR with sorted indices, for cells in any order, repeated, in
+    one chunk or all, and a cell-major view the same."""
+    path, truth = on_disk
+    local, held = sinr.open(path), sinr.open(path.read_bytes())
+    n_cells = truth.shape[1]
+    rng = np.random.default_rng(11)
+    sets = [rng.permutation(n_cells)[: n_cells // 3], rng.integers(0, n_cells, 40), np.array([5, 5, 0, n_cells - 1]),
+            np.arange(16), np.arange(n_cells)[::-1]]
+
+    def python_path(*args, **kwargs):
+        raise AssertionError("a local file's m[:, cells] took the Python decoder")
+
+    import scinrcodec.reader.matrix as matrix_module
+    for cells in sets:
+        expected = truth[:, cells].tocsr()
+        from_bytes = held[:, cells.tolist()]
+        with monkeypatch.context() as patched:
+            patched.setattr(matrix_module, "decode_batch", python_path)
+            got, view = local[:, cells], local.T[cells, :]
+        for result in (got, from_bytes, view.T.tocsr()):
+            assert result.format == "csr" and result.dtype == np.int64 and result.shape == expected.shape
+            assert result.has_sorted_indices and (result != expected).nnz == 0
 
 
 def test_an_entry_after_the_file_changed_in_place_is_a_file_changed_error(on_disk, tmp_path):

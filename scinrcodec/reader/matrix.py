@@ -406,9 +406,15 @@ class MatrixReader:
         out_shape = (genes.size, cells.size)
         if genes.size == 0 or cells.size == 0 or index.nnz == 0:
             return sp.csr_matrix(out_shape, dtype=np.int64)
+        every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
+        core = self._core() if every_gene else None
+        if core is not None:  # one call: chunk by chunk, the tiles holding the cells, decoded once on its threads
+            core.set_threads(self.jobs or os.cpu_count() or 1)
+            _, indptr, found, values = core.cells(cells.tolist())
+            by_cell = sp.csc_matrix((values.astype(np.int64), found, indptr), shape=out_shape)
+            return by_cell.tocsr()
         chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
         chunks = index.load_chunks(chunk_ids.tolist())  # first: a remote file fetches the gene tables with them
-        every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
         rows_wanted = np.arange(index.n_stored) if every_gene else index.stored_rows(genes)  # ascending
         parts = []
         for chunk in chunks:

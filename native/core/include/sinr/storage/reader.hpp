@@ -133,8 +133,8 @@ class MatrixReader {
   Chunk& chunk(int64_t i);
   // Chunk ci's cells (chunk-local, original order) that `local` (distinct local cells, ascending)
   // names, and when the chunk is decoded whole the cells after them that keep_bytes_ allows, which
-  // are kept for the next call.
-  std::shared_ptr<const ChunkColumns> chunk_columns(int64_t ci, const std::vector<int64_t>& local);
+  // are kept for the next call; the tiles of a few cells are decoded on up to `threads` threads.
+  std::shared_ptr<const ChunkColumns> chunk_columns(int64_t ci, const std::vector<int64_t>& local, int threads);
   // The chunk's nonzeros placed by cell into `out` (its indptr sized n_cells + 1 and its arrays
   // sized d's nonzeros); returns the placement's checksum.
   uint64_t place_chunk(const Chunk& c, const Decoded& d, ChunkColumns& out);
