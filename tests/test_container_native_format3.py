@@ -149,6 +149,41 @@ def test_cells_drawn_at_random_decode_their_tiles_once(files):
         assert tiles_decoded(list(range(half, first + n_cells))) == 0
 
 
+def test_a_cell_first_in_its_chunk_reads_the_chunk_beside_its_header(files, tmp_path):
+    """A cell read first in its chunk with threads to spare reads the chunk's block on a thread of its
+    own while this one loads the header: every cell comes back exact, a damaged band of the chunk
+    fails the read by name (the bytes read beside the header are checked as any others), and a file
+    cut short after it was opened fails it with FileChangedError, whichever thread's read meets the end."""
+    path, _, _, _ = files["lossless"]
+    index = scinrcodec.open(path).index
+    whole = _csc(_native.ContainerReader(str(path)).whole(1))
+    r = _native.ContainerReader(str(path))
+    r.set_threads(2)
+    for j in [*index.chunk_starts[:-1].tolist(), whole.shape[1] - 1]:  # each first in its chunk, then the last
+        assert (_csc(r.cells([j])) != whole[:, [j]]).nnz == 0
+    chunk = index.chunk(1)
+    band = int(np.flatnonzero(np.diff(chunk.geometry.tile_starts))[-1])
+    offset, length = index.band_ranges(chunk, np.array([band]))
+    blob = bytearray(path.read_bytes())
+    blob[int(offset[0] + length[0] // 2)] ^= 0x20
+    damaged = tmp_path / "damaged.sinr"
+    damaged.write_bytes(bytes(blob))
+    r = _native.ContainerReader(str(damaged))
+    r.set_threads(2)
+    assert (_csc(r.cells([0])) != whole[:, [0]]).nnz == 0  # chunk 0 is intact
+    with pytest.raises(errors.CorruptFileError, match=f"chunk 1: checksum mismatch in the tiles of band {band} "):
+        r.cells([chunk.first_cell])
+    cut = tmp_path / "cut.sinr"
+    cut.write_bytes(path.read_bytes())
+    r = _native.ContainerReader(str(cut))
+    r.set_threads(2)
+    last = index.chunk(index.n_chunks - 1)
+    with open(cut, "r+b") as f:
+        f.truncate(int(last.data_ref.offset) + 8)  # inside the last chunk's tile data
+    with pytest.raises(errors.FileChangedError):
+        r.cells([last.first_cell])
+
+
 def _edit(path: Path, tmp_path: Path, edit) -> Path:
     """The file with `edit(parts)` applied to its parsed parts (tests/fuzz/reseal.py), every checksum
     recomputed, so that the edit reaches the rule it breaks."""

@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <exception>
 #include <memory>
 #include <numeric>
 #include <set>
 #include <stdexcept>
+#include <system_error>
+#include <thread>
 
 #include "sinr/assemble.hpp"
 #include "sinr/checksum.hpp"
@@ -58,6 +61,33 @@ struct TripleScratch {
   void trim() {
     if (size > kKeptScratchTriples) rows.reset(), cols.reset(), values.reset(), size = 0;
   }
+};
+
+// A read on a thread of its own; wait() rethrows what the read threw. The destructor waits too, so
+// that the bytes are not written after their owner gives them up.
+class BackgroundRead {
+ public:
+  BackgroundRead(const ByteSource& source, int64_t offset, int64_t length, uint8_t* out)
+      : thread_([this, &source, offset, length, out] {
+          try {
+            source.read(offset, length, out);
+          } catch (...) {
+            failure_ = std::current_exception();
+          }
+        }) {}
+  BackgroundRead(const BackgroundRead&) = delete;
+  BackgroundRead& operator=(const BackgroundRead&) = delete;
+  ~BackgroundRead() {
+    if (thread_.joinable()) thread_.join();
+  }
+  void wait() {
+    if (thread_.joinable()) thread_.join();
+    if (failure_) std::rethrow_exception(failure_);
+  }
+
+ private:
+  std::exception_ptr failure_;
+  std::thread thread_;  // after failure_, which it may set
 };
 constexpr int64_t kMaxSirenLayers = 16;
 constexpr int64_t kMaxSirenMultiplier = int64_t{1} << 40;
@@ -1230,6 +1260,28 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     kept = kept_;
   }
   if (kept && kept->chunk == ci && kept->holds(local.front(), local.back())) return kept;
+  // The calling thread keeps the buffer of tile data (no fresh pages at each read) unless a chunk
+  // made it larger than kKeptTileBytes (checked however the read ends).
+  thread_local std::vector<uint8_t> buffer;
+  struct Trim {
+    ~Trim() {
+      if (buffer.size() > kKeptTileBytes) std::vector<uint8_t>().swap(buffer);
+    }
+  } trim;
+  // Cells of one chunk whose header is not loaded yet, with threads to spare: the chunk's whole
+  // block (header, sections, tile data) is read on a thread of its own while this one loads the
+  // header and tables, so that a cell read first in its chunk waits for the longer of the two, not
+  // for both (0.26 and 0.42 ms of its 1.5 ms on a 6e7 file).
+  std::unique_ptr<BackgroundRead> ahead;  // destroyed (joined) before trim
+  const uint64_t* f = &chunk_index_[ci * kChunkFields];
+  const int64_t block_offset = static_cast<int64_t>(f[0]), block_length = static_cast<int64_t>(f[3]);
+  if (threads > 1 && !loaded(ci) && block_length > 0) {
+    if (static_cast<int64_t>(buffer.size()) < block_length) buffer.resize(static_cast<size_t>(block_length));
+    try {
+      ahead = std::make_unique<BackgroundRead>(*source_, block_offset, block_length, buffer.data());
+    } catch (const std::system_error&) {  // no thread to be had: the tile data is read after the header
+    }
+  }
   Chunk& c = chunk(ci);
   auto out = std::make_shared<ChunkColumns>();
   out->chunk = ci;
@@ -1264,16 +1316,17 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
     int64_t work = 0;
     for (int64_t t : tiles) work += c.tile_k[t];
     const int decoders = work >= kParallelMinEntries ? static_cast<int>(std::min<int64_t>(threads, tiles.size())) : 1;
-    // The calling thread keeps the buffer (no fresh pages at each read) unless a chunk made it
-    // larger than kKeptTileBytes (checked however the read ends).
-    thread_local std::vector<uint8_t> buffer;
-    struct Trim {
-      ~Trim() {
-        if (buffer.size() > kKeptTileBytes) std::vector<uint8_t>().swap(buffer);
-      }
-    } trim;
     Span<const uint8_t> data;
-    if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) data = chunk_data_into(c, buffer);
+    if (4 * static_cast<int64_t>(tiles.size()) >= c.n_bands()) {
+      const int64_t at = c.data_offset - block_offset;  // the tile data in the block (checked at open)
+      if (ahead && at >= 0 && at <= block_length - c.data_length) {
+        ahead->wait();
+        data = verified_data(c, buffer.data() + at);
+      } else {
+        ahead.reset();  // waits: the buffer is read into next
+        data = chunk_data_into(c, buffer);
+      }
+    }
     place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, decoders), *out);
     return out;
   }
@@ -1439,9 +1492,18 @@ std::vector<uint8_t> MatrixReader::chunk_data(Chunk& c) {
 Span<const uint8_t> MatrixReader::chunk_data_into(Chunk& c, std::vector<uint8_t>& buffer) {
   if (static_cast<int64_t>(buffer.size()) < c.data_length) buffer.resize(static_cast<size_t>(c.data_length));
   source_->read(c.data_offset, c.data_length, buffer.data());
+  return verified_data(c, buffer.data());
+}
+
+Span<const uint8_t> MatrixReader::verified_data(Chunk& c, const uint8_t* data) {
   for (size_t b = 0; b < c.band_verified.size(); ++b)
-    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), buffer.data());
-  return {buffer.data(), c.data_length};
+    if (!c.band_verified[b]) verify_band(c, static_cast<int64_t>(b), data);
+  return {data, c.data_length};
+}
+
+bool MatrixReader::loaded(int64_t i) {
+  std::lock_guard<std::mutex> guard(lock_);
+  return chunks_[i] != nullptr;
 }
 
 MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c) {

@@ -150,6 +150,10 @@ class MatrixReader {
   // front of `buffer` (grown when too small) and returns those bytes.
   std::vector<uint8_t> chunk_data(Chunk& c);
   Span<const uint8_t> chunk_data_into(Chunk& c, std::vector<uint8_t>& buffer);
+  // Chunk c's tile data at `data`, every band's checksum verified (once per band): those bytes.
+  Span<const uint8_t> verified_data(Chunk& c, const uint8_t* data);
+  // Whether chunk i is loaded (its header and tables).
+  bool loaded(int64_t i);
   // Every nonzero of chunk c.
   Decoded decode_chunk(Chunk& c);
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
