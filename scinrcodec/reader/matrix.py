@@ -279,6 +279,12 @@ class MatrixReader:
                     core = self._core_reader = self._open_core()
         return core or None
 
+    def _core_cells(self, core, cells: list[int]) -> tuple:
+        """Cells (original indices, any order) read by the core on this reader's threads:
+        (shape, indptr, genes, values), a column per cell."""
+        core.set_threads(self.jobs or os.cpu_count() or 1)
+        return core.cells(cells)
+
     def _open_core(self):
         if isinstance(self._source, LocalFileSource):
             handed = self._source.duplicate(self._release_core)
@@ -351,8 +357,7 @@ class MatrixReader:
         out = np.zeros(self.shape[0], dtype=np.int64)
         core = self._core()
         if core is not None:
-            core.set_threads(self.jobs or os.cpu_count() or 1)
-            _, _, genes, values = core.cells([j])
+            _, _, genes, values = self._core_cells(core, [j])
             out[genes] = values
             return out
         chunk, column = self._cell_column(j)
@@ -409,8 +414,7 @@ class MatrixReader:
         every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
         core = self._core() if every_gene else None
         if core is not None:  # one call: chunk by chunk, the tiles holding the cells, decoded once on its threads
-            core.set_threads(self.jobs or os.cpu_count() or 1)
-            _, indptr, found, values = core.cells(cells.tolist())
+            _, indptr, found, values = self._core_cells(core, cells.tolist())
             by_cell = sp.csc_matrix((values.astype(np.int64), found, indptr), shape=out_shape)
             return by_cell.tocsr()
         chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)

@@ -89,30 +89,33 @@ FileSource::~FileSource() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void FileSource::read_checked(int64_t offset, int64_t length, uint8_t* out) const {
-  int64_t done = 0;
-  while (done < length) {
-    const ssize_t got = ::pread(fd_, out + done, static_cast<size_t>(length - done), static_cast<off_t>(offset + done));
+namespace {
+
+// length bytes at offset into out, however many calls it takes: 0 when every byte was read, -1 when
+// the file ends first, else the errno of a read that failed.
+int pread_fully(int fd, uint8_t* out, int64_t length, int64_t offset) {
+  for (int64_t done = 0; done < length;) {
+    const ssize_t got = ::pread(fd, out + done, static_cast<size_t>(length - done), static_cast<off_t>(offset + done));
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) changed();  // the file shrank
+    if (got < 0) return errno;
+    if (got == 0) return -1;
     done += got;
   }
+  return 0;
+}
+
+}  // namespace
+
+void FileSource::read_checked(int64_t offset, int64_t length, uint8_t* out) const {
+  if (pread_fully(fd_, out, length, offset) != 0) changed();  // the file shrank
   struct stat st;
   if (fstat(fd_, &st) != 0 || !(stamp_of(st) == stamp_)) changed();
 }
 
 int pread_runs(int fd, uint8_t* out, Span<const int64_t> run_at, Span<const int64_t> run_start) {
-  for (int64_t r = 0; r < run_start.size; ++r) {
-    const int64_t length = run_at[r + 1] - run_at[r];
-    for (int64_t done = 0; done < length;) {
-      const ssize_t got = ::pread(fd, out + run_at[r] + done, static_cast<size_t>(length - done),
-                                  static_cast<off_t>(run_start[r] + done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) return errno;
-      if (got == 0) return -1;  // the file ends before the run does
-      done += got;
-    }
-  }
+  for (int64_t r = 0; r < run_start.size; ++r)
+    if (const int status = pread_fully(fd, out + run_at[r], run_at[r + 1] - run_at[r], run_start[r]))
+      return status;
   return 0;
 }
 
