@@ -24,3 +24,4 @@ DEFAULT_CHUNK_CELLS = 2048  # the fewest cells a chunk gets by default (encoder.
 CHUNK_NNZ_AIM = 2**21  # the nonzeros a default chunk aims at: more cells per chunk where cells are small
 MAX_DEFAULT_CHUNK_CELLS = 8 * DEFAULT_CHUNK_CELLS
 DEFAULT_TILE_NNZ = 256  # at every size: 130 at 1e9 cost 3% of the file for reads 5-15% faster
+DEFAULT_MAX_BANDS = 512  # bands a default plan stops at (about 9e7 nonzeros): a cell read decodes one tile per band

@@ -18,7 +18,7 @@ from scinrcodec.codec.tile import (BAD_ENDING, BEYOND_TILE, MODE_INR_ONLY, OK, T
                                    UNEXPECTED_BYTES, UNUSED_CONTEXT, count_rows, decode_entry, decode_tiles,
                                    encode_tiles, symbol_bound)
 from scinrcodec.errors import CorruptFileError
-from scinrcodec.limits import MAX_COUNT, MAX_TILE_ENTRIES
+from scinrcodec.limits import DEFAULT_MAX_BANDS, MAX_COUNT, MAX_TILE_ENTRIES
 from scinrcodec.model.siren import EXPM1_TABLE, SINE_TABLE, prediction_of_output
 
 
@@ -276,6 +276,17 @@ def test_geometry_plans_and_checks():
     with pytest.raises(CorruptFileError):
         ChunkGeometry.checked(g.row_starts, g.widths * 0, 9, 100, what="t")
     assert balanced_patch_nnz(10**9, 256) > balanced_patch_nnz(10**6, 256)
+
+
+def test_default_bands_balance_gene_and_cell_reads_then_stop_at_the_cap():
+    """Up to about 9e7 nonzeros a band holds 1.15 sqrt(nnz x tile_nnz) nonzeros; beyond, the
+    bands (one tile each per cell read) stop at DEFAULT_MAX_BANDS so a cell read stops growing."""
+    for nnz in (6 * 10**6, 6 * 10**7):
+        assert balanced_patch_nnz(nnz, 256) == int(1.15 * np.sqrt(nnz * 256))
+    for nnz in (10**8, 10**9, 4 * 10**9):
+        patch = balanced_patch_nnz(nnz, 256)
+        assert patch > 1.15 * np.sqrt(nnz * 256)
+        assert abs(plan_band_rows(np.full(nnz // 1000, 1000), patch).size - DEFAULT_MAX_BANDS) <= 1
 
 
 # ------------------------------------------------------------------------------- checksum, SIREN

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CorruptFileError
-from ..limits import MAX_TILE_ENTRIES
+from ..limits import DEFAULT_MAX_BANDS, MAX_TILE_ENTRIES
 
 
 class ChunkGeometry:
@@ -110,5 +110,8 @@ def genes_sorted_in_bands(genes: np.ndarray, band_rows: np.ndarray) -> np.ndarra
 def balanced_patch_nnz(nnz: int, tile_nnz: int) -> int:
     """Patch size making a gene row (one band's tiles in every chunk) and a cell column (one tile
     per band) cost about the same: sqrt(nnz x tile_nnz), times 1.15 because a column read decodes
-    more of each tile's values than a row read does."""
-    return int(np.clip(1.15 * np.sqrt(max(nnz, 1) * tile_nnz), 8 * tile_nnz, 1 << 24))
+    more of each tile's values than a row read does. Beyond about 9e7 nonzeros the bands stop at
+    DEFAULT_MAX_BANDS: a cell's result does not grow with the matrix, so its read should not either,
+    while a gene's result grows with the cells and its read's extra decoding (half a band) with it."""
+    balanced = 1.15 * np.sqrt(max(nnz, 1) * tile_nnz)
+    return int(np.clip(max(balanced, nnz / DEFAULT_MAX_BANDS), 8 * tile_nnz, 1 << 24))
