@@ -162,6 +162,38 @@ def test_random_distinct_selections(tmp_path, pbmc):
                 assert np.array_equal(f[genes, cells].toarray(), dense[genes][:, cells])
 
 
+def test_a_few_genes_over_every_cell_are_gene_reads(tmp_path, pbmc, monkeypatch):
+    """m[genes, :] and m.T[:, genes] with every cell (in order, reversed, permuted, or with repeats)
+    read each gene as m.gene does, up to two genes a band; more genes decode the bands holding them.
+    Each result equals the dense matrix's as sorted int64 CSR, from a file and from bytes."""
+    import scinrcodec.reader.matrix as matrix_module
+    out = tmp_path / "x.sinr"
+    sinr.encode(pbmc, out, tile_nnz=64, chunk_cells=70, **FAST)
+    dense = _dense(pbmc)
+    n_genes, n_cells = pbmc.shape
+    rng = np.random.default_rng(3)
+    every = [slice(None), np.arange(n_cells)[::-1], rng.permutation(n_cells), rng.integers(0, n_cells, n_cells)]
+
+    def failing(*args, **kwargs):
+        raise AssertionError("took the other path")
+
+    for f in (sinr.open(out), sinr.open(out.read_bytes())):
+        with f:
+            n_bands = f._index.tile_table().band_rows.shape[1] - 1
+            few, many = rng.permutation(n_genes)[: 2 * n_bands], rng.permutation(n_genes)[: 2 * n_bands + 3]
+            for genes, path_not_taken in ((few[:1], "gather"), (few[:3], "gather"), (few, "gather"),
+                                         (many, "_genes_by_rows")):
+                for cells in every:
+                    expected = dense[genes][:, np.arange(n_cells)[cells]]
+                    with monkeypatch.context() as patched:
+                        owner = matrix_module if path_not_taken == "gather" else matrix_module.MatrixReader
+                        patched.setattr(owner, path_not_taken, failing)
+                        got, view = f[genes, cells], f.T[cells, genes]
+                    for result in (got, view.T.tocsr()):
+                        assert result.format == "csr" and result.dtype == np.int64 and result.has_sorted_indices
+                        assert np.array_equal(result.toarray(), expected)
+
+
 @pytest.mark.parametrize("piece", [1, 40, 1 << 18])
 def test_filtered_reads_decoded_in_pieces_are_exact(tmp_path, pbmc, monkeypatch, piece):
     """Genes, cells and selections decode their tiles in runs that fit a reused scratch

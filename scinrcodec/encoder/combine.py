@@ -23,6 +23,7 @@ from ..errors import InvalidInputError
 from ..io.sources import CellBlock, MatrixSource, check_names
 from ..model.baseline import accumulate_gene_stats
 from ..reader.matrix import MatrixReader
+from ..reader.selection import unique_sorted
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Piece:
             wanted = self.cells[start:stop]
             bounds = m.chunk_bounds()
             chunk_of = np.searchsorted(bounds, wanted, side="right") - 1
-            chunks = np.unique(chunk_of)
+            chunks = unique_sorted(chunk_of)
             offsets = np.concatenate([[0], np.cumsum(bounds[chunks + 1] - bounds[chunks])])[:-1]
             x = m.chunks_block(chunks)[offsets[np.searchsorted(chunks, chunk_of)] + wanted - bounds[chunk_of]]
         n_out = self.genes.size
@@ -129,10 +130,10 @@ class PiecesSource(MatrixSource):
             column = piece.columns
             genes = column[piece.matrix.index.genes()[0]]  # every segment's stored genes
             genes = genes[genes >= 0]
-            genes = np.unique(genes[wanted[genes]])
+            genes = unique_sorted(genes[wanted[genes]])
             if not genes.size:
                 continue
-            cells = np.unique(sp.csr_matrix(piece.matrix[piece.genes[genes], :]).indices)
+            cells = unique_sorted(sp.csr_matrix(piece.matrix[piece.genes[genes], :]).indices)
             if cells.size * 8 > piece.n_cells:
                 blocks = (piece.block(a, min(a + cells_per_block, piece.n_cells))
                           for a in range(0, piece.n_cells, cells_per_block))

@@ -20,6 +20,7 @@ from ..errors import CorruptFileError
 from ..storage.container import crc32_ranges
 from .index import Chunk, MatrixIndex, TileTable
 from .pages import fresh_array
+from .selection import unique_sorted
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -117,7 +118,7 @@ def gather(index: MatrixIndex, parts: list[tuple[Chunk, np.ndarray | slice]]) ->
         ranges = []
         for chunk, tiles in parts:
             ids = np.arange(tiles.start, tiles.stop) if isinstance(tiles, slice) else tiles
-            bands = np.unique(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
+            bands = unique_sorted(np.searchsorted(chunk.geometry.tile_starts, ids, side="right") - 1)
             ranges += zip(*(a.tolist() for a in index.band_ranges(chunk, bands)))
         index.source.prefetch(ranges)
     held, held_at, base = [], [], 0  # the bytes read to check bands, while every part has them

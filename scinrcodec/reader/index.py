@@ -25,6 +25,7 @@ from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, \
     SEGMENT_INDEX_FIELDS, Sizes
 from ..storage.source import ByteSource
+from .selection import unique_sorted
 
 if TYPE_CHECKING:
     from ..model.siren import PatchSiren
@@ -319,7 +320,7 @@ class MatrixIndex:
         """Every stored row (ascending, each once) whose gene is one of `genes`: one per stored gene
         in a matrix of one segment, one in each segment that stores it in a segmented one."""
         if not self.segmented:
-            rows = np.unique(self.gene_rows(genes))
+            rows = unique_sorted(self.gene_rows(genes))
             return rows[rows < self.n_stored]
         wanted = np.zeros(self.n_genes, bool)
         wanted[genes] = True

@@ -26,7 +26,7 @@ from .assemble import BlockScratch, cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .oriented import CellsByGenes
-from .selection import as_index, expand, is_key, is_scalar, place
+from .selection import all_distinct, as_index, expand, is_key, is_scalar, place, unique_sorted
 
 
 def fits_in_memory(what: str):
@@ -334,11 +334,15 @@ class MatrixReader:
     @fits_in_memory("reading a gene (dense over cells)")
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
-        i = self._lookup("gene", key)
-        index = self._index
         out = np.zeros(self.shape[1], dtype=np.int64)
+        self._gene_into(self._lookup("gene", key), out)
+        return out
+
+    def _gene_into(self, i: int, out: np.ndarray) -> None:
+        """Gene i's nonzeros written into `out` (zeros over every cell, original order)."""
+        index = self._index
         if index.n_chunks == 0:
-            return out
+            return
         table = index.tile_table()  # first: a remote file fetches the gene tables with the chunks
         for segment, row in index.gene_segment_rows(i):  # its row in each segment that stores it
             lo, hi = index.segment_chunk_starts[segment: segment + 2].tolist()
@@ -348,7 +352,6 @@ class MatrixReader:
                 batch = table_batch(index, table, chunks + lo, bands, tiles, pair)
                 _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
                 out[index.cell_original[cols]] = values
-        return out
 
     @fits_in_memory("reading a cell (dense over genes)")
     def cell(self, key) -> np.ndarray:
@@ -417,14 +420,18 @@ class MatrixReader:
             _, indptr, found, values = self._core_cells(core, cells.tolist())
             by_cell = sp.csc_matrix((values.astype(np.int64), found, indptr), shape=out_shape)
             return by_cell.tocsr()
-        chunk_ids = np.unique(np.searchsorted(index.chunk_starts, np.unique(cells), side="right") - 1)
+        if cells.size == index.n_cells and index.n_chunks and genes.size <= 2 * (index.tile_table().band_rows.shape[1] - 1):
+            return self._genes_by_rows(genes, cells)
+        distinct = unique_sorted(cells)
+        chunk_ids = unique_sorted(np.searchsorted(index.chunk_starts, distinct, side="right") - 1)
         chunks = index.load_chunks(chunk_ids.tolist())  # first: a remote file fetches the gene tables with them
         rows_wanted = np.arange(index.n_stored) if every_gene else index.stored_rows(genes)  # ascending
+        positions = unique_sorted(index.cell_position[distinct])  # a chunk reorders only its own cells
         parts = []
         for chunk in chunks:
             geometry = chunk.geometry
-            local = np.unique(index.cell_position[cells[(cells >= chunk.first_cell)
-                                                       & (cells < chunk.first_cell + chunk.n_cells)]]) - chunk.first_cell
+            local = positions[np.searchsorted(positions, chunk.first_cell):
+                              np.searchsorted(positions, chunk.first_cell + chunk.n_cells)] - chunk.first_cell
             rows = rows_wanted[np.searchsorted(rows_wanted, chunk.row_base):  # those of the chunk's rows
                                np.searchsorted(rows_wanted, chunk.row_end)]
             if not rows.size or not geometry.n_bands:
@@ -432,7 +439,7 @@ class MatrixReader:
             if rows.size == chunk.n_rows:  # every row (m[:, cells]): every band
                 bands = np.arange(geometry.n_bands)
             else:
-                bands = np.unique(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
+                bands = unique_sorted(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
             # each band's tiles holding the cells, in order: bands and cells ascend, so the flat
             # ids do too, and dropping repeats needs no sort
             tiles = (geometry.tile_starts[bands][:, None] + local[None, :] // geometry.widths[bands][:, None]).ravel()
@@ -443,7 +450,7 @@ class MatrixReader:
         if rows_wanted.size < index.n_stored:
             keep = np.isin(rows, rows_wanted)
             rows, cols, values = rows[keep], cols[keep], values[keep]
-        if (every_gene or np.unique(genes).size == genes.size) and np.unique(cells).size == cells.size:  # each once
+        if (every_gene or all_distinct(genes)) and all_distinct(cells):  # each once
             # each nonzero's output column in one lookup by its reordered column (a table the
             # index's own size), and its output row likewise where a table by row is small
             column_place = np.empty(self.shape[1], np.int64)
@@ -461,6 +468,28 @@ class MatrixReader:
         out_rows, src = expand(genes, found_genes)
         out_cols, src_cols = expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
+
+    def _genes_by_rows(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
+        """A few genes over every cell (m[genes, :], m.T[:, genes]), a gene read each: a gene read
+        decodes about half a band in each chunk, where decoding the bands holding the cells decodes
+        each band whole, so this pays up to two genes a band (the bound _gather checks). The cells
+        may come in any order, with repeats."""
+        dense = np.zeros(self.shape[1], dtype=np.int64)
+        in_order = np.array_equal(cells, np.arange(cells.size))
+        indptr, found, values = [0], [], []
+        for gene in genes.tolist():
+            self._gene_into(gene, dense)
+            row = dense if in_order else dense[cells]
+            at = np.flatnonzero(row)
+            found.append(at)
+            values.append(row[at])
+            indptr.append(indptr[-1] + at.size)
+            if in_order:
+                dense[at] = 0
+            else:
+                dense[:] = 0
+        return sp.csr_matrix((np.concatenate(values), np.concatenate(found), np.asarray(indptr, np.int64)),
+                             shape=(genes.size, cells.size))
 
     @fits_in_memory("decoding the whole matrix")
     def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
@@ -503,7 +532,7 @@ class MatrixReader:
         if ids.ndim != 1 or ids.dtype.kind not in "iu" and ids.size:
             raise SinrIndexError("chunks must be a list of chunk ids")
         ids = ids.astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= index.n_chunks or np.unique(ids).size != ids.size):
+        if ids.size and (ids.min() < 0 or ids.max() >= index.n_chunks or not all_distinct(ids)):
             raise SinrIndexError(f"chunk ids must be distinct and within 0..{index.n_chunks - 1}")
         if head is not None and (not sp.issparse(head) or head.format != "csr" or head.shape[1] != index.n_genes):
             raise SinrIndexError(f"head must be a cells x {index.n_genes} genes CSR matrix")

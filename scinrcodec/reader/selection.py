@@ -7,6 +7,23 @@ import numpy as np
 from ..errors import SinrIndexError
 
 
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) for a 1-D integer array, by a sort: numpy 2.4's np.unique hashes, which
+    took 16 ms for 55,000 cell indices and 0.5 s for 930,000 (np.sort: 2 and 47 ms)."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    keep = np.empty(ordered.size, bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def all_distinct(values: np.ndarray) -> bool:
+    """Whether no value of a 1-D integer array repeats."""
+    return unique_sorted(values).size == values.size
+
+
 def is_scalar(key) -> bool:
     """An integer index (a bool is not one, though Python counts it as an int)."""
     return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))

@@ -31,6 +31,7 @@ from ..io.atomic import atomic_path, check_writable
 from ..io.dtypes import anndata_dtype
 from ..io.h5ad import cells_by_genes_source
 from ..io.h5ad_output import quiet_anndata
+from ..reader.selection import all_distinct
 from ..storage.container import DEFAULT_MAJOR
 from .encode import checked_options, write_plan
 from .matrix import SinrMatrix, open as open_sinr
@@ -161,7 +162,7 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
     with m:
         cell_index = m.positions(slice(None) if cells is None else cells, "cell")
         gene_index = m.positions(slice(None) if genes is None else genes, "gene")
-        if np.unique(cell_index).size != cell_index.size or np.unique(gene_index).size != gene_index.size:
+        if not all_distinct(cell_index) or not all_distinct(gene_index):
             raise InvalidInputError("a subset names a cell or gene twice")
         if not gene_index.size:
             raise InvalidInputError("a subset needs at least one gene")
