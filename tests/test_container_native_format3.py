@@ -184,6 +184,35 @@ def test_a_cell_first_in_its_chunk_reads_the_chunk_beside_its_header(files, tmp_
         r.cells([last.first_cell])
 
 
+def _bytes_read() -> int:
+    """What this process has read from files so far (Linux's /proc/self/io)."""
+    return int(next(line for line in Path("/proc/self/io").read_text().splitlines() if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts the bytes read with Linux's /proc/self/io")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_second_cell_of_the_chunk_read_last_reads_no_tile_data(files, threads):
+    """The thread's buffer keeps the checked tile data of the chunk it read last: another cell of
+    that chunk reads nothing, a cell of another chunk (or of the same chunk through another reader)
+    reads that chunk's tile data; every cell exact."""
+    path, _, _, _ = files["lossless"]
+    index = scinrcodec.open(path).index
+    whole = _csc(_native.ContainerReader(str(path)).whole(1))
+    first, second = index.chunk(0), index.chunk(1)
+    r = _native.ContainerReader(str(path))
+    r.set_threads(threads)
+    for j in (first.first_cell, first.first_cell + 1):  # loads the chunk, then reads its tile data once
+        assert (_csc(r.cells([j])) != whole[:, [j]]).nnz == 0
+    before = _bytes_read()
+    assert (_csc(r.cells([first.first_cell + 2])) != whole[:, [first.first_cell + 2]]).nnz == 0
+    assert _bytes_read() - before < first.data_ref.length // 4
+    for reader, j, chunk in ((r, second.first_cell, second), (_native.ContainerReader(str(path)), 2, first)):
+        reader.set_threads(threads)
+        before = _bytes_read()
+        assert (_csc(reader.cells([j])) != whole[:, [j]]).nnz == 0
+        assert _bytes_read() - before >= chunk.data_ref.length
+
+
 def _edit(path: Path, tmp_path: Path, edit) -> Path:
     """The file with `edit(parts)` applied to its parsed parts (tests/fuzz/reseal.py), every checksum
     recomputed, so that the edit reaches the rule it breaks."""

@@ -73,18 +73,22 @@ namespace {
 
 // One row's compact form (§6.4), unless the row is unused; returns whether it is used.
 bool compact_row(const uint64_t* counts, std::vector<CompactRow>& rows) {
-  for (int b = 0; b < kNumBins; ++b)
-    if (counts[b] >= kCountLimit) throw std::invalid_argument("ChunkTables: a count is not below 2**40");
+  uint64_t any_bits = 0;  // every count is below 2**40 exactly when their OR is
+  for (int b = 0; b < kNumBins; ++b) any_bits |= counts[b];
+  if (any_bits >= kCountLimit) throw std::invalid_argument("ChunkTables: a count is not below 2**40");
   int64_t freq[kNumBins];
   if (!normalised_frequencies(counts, kProbScale, freq)) return false;
   rows.emplace_back();
   CompactRow& row = rows.back();
   row.cum[0] = 0;
   for (int b = 0; b < kNumBins; ++b) row.cum[b + 1] = static_cast<uint16_t>(row.cum[b] + freq[b]);
-  int b = 0;
-  for (uint32_t j = 0; j < (kProbScale >> CompactRow::kBucketBits); ++j) {  // the bin of slot 16 j
-    while (row.cum[b + 1] <= (j << CompactRow::kBucketBits)) ++b;
-    row.lut[j] = static_cast<uint8_t>(b);
+  // The bin of slot 16 j is the b with cum[b] <= 16 j < cum[b + 1]: bin b holds the buckets j from
+  // ceil(cum[b] / 16) to ceil(cum[b + 1] / 16) - 1 (none when its frequency is 0).
+  constexpr uint32_t round_up = (1u << CompactRow::kBucketBits) - 1;
+  for (int b = 0; b < kNumBins; ++b) {
+    const uint32_t lo = (row.cum[b] + round_up) >> CompactRow::kBucketBits;
+    const uint32_t hi = (row.cum[b + 1] + round_up) >> CompactRow::kBucketBits;
+    for (uint32_t j = lo; j < hi; ++j) row.lut[j] = static_cast<uint8_t>(b);
   }
   return true;
 }

@@ -104,10 +104,13 @@ void array_bytes(const uint8_t* data, size_t n, uint64_t count, const std::strin
 template <typename T>
 void items_of_planes(const std::vector<uint8_t>& raw, uint64_t count, std::vector<T>& out) {
   static_assert(std::is_unsigned<T>::value, "byte planes of unsigned items");
-  out.assign(static_cast<size_t>(count), 0);
-  for (size_t j = 0; j < sizeof(T); ++j) {
-    const uint8_t* plane = raw.data() + j * out.size();
-    for (size_t i = 0; i < out.size(); ++i) out[i] |= static_cast<T>(static_cast<T>(plane[i]) << (8 * j));
+  out.resize(static_cast<size_t>(count));
+  const uint8_t* planes[sizeof(T)];
+  for (size_t j = 0; j < sizeof(T); ++j) planes[j] = raw.data() + j * out.size();
+  for (size_t i = 0; i < out.size(); ++i) {  // each item once, its bytes from every plane
+    T item = 0;
+    for (size_t j = 0; j < sizeof(T); ++j) item |= static_cast<T>(static_cast<T>(planes[j][i]) << (8 * j));
+    out[i] = item;
   }
 }
 
@@ -115,11 +118,16 @@ void items_of_planes(const std::vector<uint8_t>& raw, uint64_t count, std::vecto
 
 template <typename T>
 std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
-  std::vector<uint8_t> raw;
+  thread_local std::vector<uint8_t> raw;  // kept: a chunk's load unpacks about ten arrays
   array_bytes<T>(data, n, count, what, raw);
   std::vector<T> out(static_cast<size_t>(count));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (!out.empty()) std::memcpy(out.data(), raw.data(), out.size() * sizeof(T));  // the stored order is the host's
+#else
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = static_cast<T>(le(raw.data() + i * sizeof(T), static_cast<int>(sizeof(T))));
+#endif
+  if (raw.capacity() > (size_t{4} << 20)) std::vector<uint8_t>().swap(raw);
   return out;
 }
 

@@ -199,6 +199,7 @@ class MatrixReader {
   std::mutex kept_lock_;
   std::shared_ptr<const ChunkColumns> kept_;  // the chunk cells() decoded whole last, for part of its cells
   std::atomic<int> threads_{1};  // set by a binding before each read, which other threads may be making
+  const uint64_t id_;  // this reader among every reader the process opened (what a thread's buffer holds)
   int64_t run_entries_ = int64_t{1} << 16;
   int64_t keep_bytes_ = INT64_MAX / 16;
 };
