@@ -70,6 +70,7 @@ def fast_retries(monkeypatch):
 def _reads(m):
     """Every kind of read, for comparing a remote file with the local one."""
     return {"entry": m.get(*ENTRY), "gene": m.gene(GENE), "cell": m.cell(CELL), "sub": m[[1, 9, 60], 3:70].toarray(),
+            "gene row": m[GENE, :].toarray(), "gene rows": m.T[:, [GENE, 1, 9]].toarray(),
             "names": m.cell_names[:5], "by name": m.get(m.gene_names[GENE], m.cell_names[CELL]),
             "all": m.to_scipy().toarray(), "csc": m.to_scipy(layout="csc").toarray(), "block": m.cells_block(10, 40)
             .toarray()}
@@ -89,8 +90,8 @@ def test_http_reads_are_exact(nginx, files, small_reads):
 
 @needs_nginx
 def test_http_round_trips_are_few_and_counted(nginx, small_reads):
-    """open, one entry, one gene, one cell: each in a few batches of concurrent ranged requests,
-    as nginx's access log counts them; warm reads send none."""
+    """open, one entry, one gene, one cell, genes over every cell: each in a few batches of
+    concurrent ranged requests, as nginx's access log counts them; warm reads send none."""
     url = f"{nginx.url}/pbmc.sinr"
     before = len(nginx.requests())
     m = sinr.open(url)
@@ -99,7 +100,7 @@ def test_http_round_trips_are_few_and_counted(nginx, small_reads):
     opened = m.byte_source.round_trips
     m.get(*ENTRY)
     assert m.byte_source.round_trips - opened == 2  # the chunk (header and sections) with the gene tables; the band
-    for read in (lambda m: m.gene(GENE), lambda m: m.cell(CELL)):
+    for read in (lambda m: m.gene(GENE), lambda m: m.cell(CELL), lambda m: m[GENE, :], lambda m: m[[GENE, 1, 9], :]):
         m = sinr.open(url)
         sources.append(m.byte_source)
         opened = m.byte_source.round_trips

@@ -420,7 +420,7 @@ class MatrixReader:
             _, indptr, found, values = self._core_cells(core, cells.tolist())
             by_cell = sp.csc_matrix((values.astype(np.int64), found, indptr), shape=out_shape)
             return by_cell.tocsr()
-        if cells.size == index.n_cells and index.n_chunks and genes.size <= 2 * (index.tile_table().band_rows.shape[1] - 1):
+        if cells.size == index.n_cells and index.n_chunks and self._by_gene_reads(genes.size):
             return self._genes_by_rows(genes, cells)
         distinct = unique_sorted(cells)
         chunk_ids = unique_sorted(np.searchsorted(index.chunk_starts, distinct, side="right") - 1)
@@ -469,11 +469,18 @@ class MatrixReader:
         out_cols, src_cols = expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
 
+    def _by_gene_reads(self, n_genes: int) -> bool:
+        """Whether n genes over every cell are read a gene at a time: a gene read decodes about half
+        a band in each chunk, where the general path decodes each band holding a wanted gene whole,
+        so gene reads pay up to two genes a band; from object storage each is a round trip, so only
+        one gene goes that way there."""
+        if self._index.source.batched:
+            return n_genes == 1
+        return n_genes <= 2 * (self._index.tile_table().band_rows.shape[1] - 1)
+
     def _genes_by_rows(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
-        """A few genes over every cell (m[genes, :], m.T[:, genes]), a gene read each: a gene read
-        decodes about half a band in each chunk, where decoding the bands holding the cells decodes
-        each band whole, so this pays up to two genes a band (the bound _gather checks). The cells
-        may come in any order, with repeats."""
+        """A few genes over every cell (m[genes, :], m.T[:, genes]), a gene read each (see
+        _by_gene_reads); the cells may come in any order, with repeats."""
         dense = np.zeros(self.shape[1], dtype=np.int64)
         in_order = np.array_equal(cells, np.arange(cells.size))
         indptr, found, values = [0], [], []
