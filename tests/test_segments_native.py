@@ -131,11 +131,14 @@ def test_every_read_of_a_segmented_file_is_exact(files, name):
     rng = np.random.default_rng(2)
     genes = [*rng.integers(0, n_genes, 12).tolist(), 0, n_genes - 1, 3, 3]
     cells = [*rng.integers(0, n_cells, 12).tolist(), 0, n_cells - 1, 5, 5]
-    assert np.array_equal(_csc(r.genes(list(range(n_genes)))).toarray(), dense)
-    assert np.array_equal(_csc(r.genes(genes)).toarray(), dense[genes])
-    assert _csc(r.genes([])).shape == (0, n_cells)
-    for g in range(n_genes):  # each gene alone: one row, the decoder's single-row filter
-        assert np.array_equal(_csc(r.genes([g])).toarray()[0], dense[g]), g
+    for threads in (1, 3):  # genes read a chunk per thread
+        r.set_threads(threads)
+        assert np.array_equal(_csc(r.genes(list(range(n_genes)))).toarray(), dense)
+        assert np.array_equal(_csc(r.genes(genes)).toarray(), dense[genes])
+        assert _csc(r.genes([])).shape == (0, n_cells)
+        for g in range(n_genes):  # each gene alone: one row, the decoder's single-row filter
+            assert np.array_equal(_csc(r.genes([g])).toarray()[0], dense[g]), g
+    r.set_threads(1)
     assert np.array_equal(_csc(r.cells(list(range(n_cells)))).toarray(), dense)
     assert np.array_equal(_csc(r.cells(cells)).toarray(), dense[:, cells])
     for j in range(n_cells):  # each cell alone: a few tiles of its chunk

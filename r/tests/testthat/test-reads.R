@@ -23,6 +23,22 @@ test_that("genes and cells read by index, name or logical agree with the whole m
   expect_identical(read_sinr(path, threads = 1L), read_sinr(path, threads = 4L))
 })
 
+test_that("gene and cell reads on one thread or several agree, and the threads option is read at each read", {
+  path <- fixture("pbmc4k_half_chunks32.sinr")
+  f <- sinr_open(path)
+  m <- read_sinr(path)
+  old <- options(scinrcodec.threads = 1L)
+  on.exit(options(old))
+  expect_identical(scinrcodec:::.threads(), 1L)
+  one <- list(f[c(3, 1, 3, 90), ], f[, c(80, 2, 2, 40)])
+  options(scinrcodec.threads = 3L)
+  expect_identical(scinrcodec:::.threads(), 3L)  # the option again, after the core count was cached
+  expect_identical(list(f[c(3, 1, 3, 90), ], f[, c(80, 2, 2, 40)]), one)
+  expect_identical(one[[1]], m[c(3, 1, 3, 90), , drop = FALSE])
+  options(scinrcodec.threads = NULL)
+  expect_identical(scinrcodec:::.threads(), as.integer(min(parallel::detectCores(logical = TRUE), 64L)))
+})
+
 test_that("a handle saved and loaded opens its file again", {
   f <- sinr_open(fixture("pbmc500_50genes.sinr"))
   saved <- tempfile(fileext = ".rds")

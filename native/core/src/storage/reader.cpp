@@ -1114,7 +1114,7 @@ SparseColumns to_columns(int64_t n_rows, int64_t n_cols, std::vector<std::tuple<
 
 }  // namespace
 
-SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
+SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes, int threads) {
   for (int64_t g : genes) check_index(g, n_genes_, "gene");
   // Output positions of each distinct gene: `distinct` holds the first, then next[position] the others.
   std::vector<std::pair<int64_t, int32_t>> distinct;  // (gene, first output position), genes ascending
@@ -1128,38 +1128,61 @@ SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes) {
       if (k == 0 || all[k - 1].first != all[k].first) distinct.push_back(all[k]);
     }
   }
-  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples;
-  for (int64_t s = 0; s < n_segments(); ++s) {  // a gene's row in each segment that stores it (spec §5.5)
+  // Per segment, the wanted rows (a gene's row in each segment that stores it, spec §5.5) and each
+  // one's first output position by row; then every chunk of a segment with wanted rows, a chunk
+  // per thread at a time.
+  struct Rows {
     std::vector<std::pair<int64_t, int32_t>> wanted;  // (row, first output position), rows ascending
+    std::vector<int32_t> head;                        // rows lo..hi: first output position or -1
+    int64_t lo = 0, hi = -1;
+  };
+  std::vector<Rows> segments(static_cast<size_t>(n_segments()));
+  std::vector<int64_t> work;  // the chunks to decode
+  for (int64_t s = 0; s < n_segments(); ++s) {
+    Rows& r = segments[s];
     for (const auto& [gene, pos] : distinct)
-      if (const int64_t row = stored_row(s, gene); row >= 0) wanted.emplace_back(row, pos);
-    if (wanted.empty()) continue;
-    std::sort(wanted.begin(), wanted.end());
-    const int64_t lo = wanted.front().first, hi = wanted.back().first;
-    std::vector<int32_t> head(static_cast<size_t>(hi - lo + 1), -1);  // rows lo..hi: at most the segment's rows
-    for (const auto& [row, pos] : wanted) head[row - lo] = pos;
-    for (int64_t ci = segment_chunks_[s]; ci < segment_chunks_[s + 1]; ++ci) {
-      Chunk& c = chunk(ci);
-      std::vector<int64_t> bands;
-      for (const auto& [row, pos] : wanted)
-        if (row < c.n_rows) bands.push_back(c.band_of_row(row));
-      bands.erase(std::unique(bands.begin(), bands.end()), bands.end());
-      std::vector<int64_t> tiles;
-      for (int64_t b : bands)
-        for (int64_t t = c.tile_starts[b]; t < c.tile_starts[b + 1]; ++t) tiles.push_back(t);
-      const Decoded d = decode(c, tiles, wanted.size() == 1 ? lo : -1, -1, {});
-      for (size_t e = 0; e < d.values.size(); ++e) {
-        const int64_t row = d.rows[e];
-        if (row < lo || row > hi) continue;
-        for (int32_t pos = head[row - lo]; pos >= 0; pos = next[pos])
-          triples.emplace_back(c.cell_original[d.cols[e]], pos, d.values[e]);
-      }
-    }
+      if (const int64_t row = stored_row(s, gene); row >= 0) r.wanted.emplace_back(row, pos);
+    if (r.wanted.empty()) continue;
+    std::sort(r.wanted.begin(), r.wanted.end());
+    r.lo = r.wanted.front().first, r.hi = r.wanted.back().first;
+    r.head.assign(static_cast<size_t>(r.hi - r.lo + 1), -1);  // at most the segment's rows
+    for (const auto& [row, pos] : r.wanted) r.head[row - r.lo] = pos;
+    for (int64_t ci = segment_chunks_[s]; ci < segment_chunks_[s + 1]; ++ci) work.push_back(ci);
   }
+  const int64_t workers = std::min<int64_t>(threads > 0 ? threads : threads_.load(), static_cast<int64_t>(work.size()));
+  std::vector<std::vector<std::tuple<int64_t, int32_t, int32_t>>> parts(static_cast<size_t>(std::max<int64_t>(workers, 1)));
+  std::atomic<size_t> at{0};
+  run_on_threads(static_cast<int>(parts.size()), [&](int p) {
+    try {
+      for (size_t i; (i = at.fetch_add(1)) < work.size();) {
+        Chunk& c = chunk(work[i]);
+        const Rows& r = segments[c.segment];
+        std::vector<int64_t> bands;
+        for (const auto& [row, pos] : r.wanted)
+          if (row < c.n_rows) bands.push_back(c.band_of_row(row));
+        bands.erase(std::unique(bands.begin(), bands.end()), bands.end());
+        std::vector<int64_t> tiles;
+        for (int64_t b : bands)
+          for (int64_t t = c.tile_starts[b]; t < c.tile_starts[b + 1]; ++t) tiles.push_back(t);
+        const Decoded d = decode(c, tiles, r.wanted.size() == 1 ? r.lo : -1, -1, {});
+        for (size_t e = 0; e < d.values.size(); ++e) {
+          const int64_t row = d.rows[e];
+          if (row < r.lo || row > r.hi) continue;
+          for (int32_t pos = r.head[row - r.lo]; pos >= 0; pos = next[pos])
+            parts[p].emplace_back(c.cell_original[d.cols[e]], pos, d.values[e]);
+        }
+      }
+    } catch (...) {
+      at.store(work.size());  // a corrupt chunk ends the read: the other threads take no more
+      throw;
+    }
+  });
+  std::vector<std::tuple<int64_t, int32_t, int32_t>> triples = std::move(parts[0]);
+  for (size_t p = 1; p < parts.size(); ++p) triples.insert(triples.end(), parts[p].begin(), parts[p].end());
   return to_columns(static_cast<int64_t>(genes.size()), n_cells_, triples);
 }
 
-SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
+SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells, int n_threads) {
   for (int64_t j : cells) check_index(j, n_cells_, "cell");
   // Each wanted cell's chunk and chunk-local cell; each chunk's wanted cells, distinct, ascending.
   std::vector<int64_t> chunk_of(cells.size()), local_of(cells.size());
@@ -1182,7 +1205,7 @@ SparseColumns MatrixReader::cells(const std::vector<int64_t>& cells) {
   // its result. Cells of several chunks take a chunk per thread at a time (a chunk split among the
   // threads waits for its slowest part: 1,000 random cells of a 6e7 file kept 2 cores 1.75 busy);
   // those of one chunk share its tiles among the threads.
-  const int threads = threads_.load();
+  const int threads = n_threads > 0 ? n_threads : threads_.load();
   const int workers = static_cast<int>(std::min<int64_t>(threads, static_cast<int64_t>(needed.size())));
   std::vector<SparseColumns> parts(static_cast<size_t>(n_chunks_));
   std::atomic<size_t> next{0};
@@ -1462,15 +1485,15 @@ SparseColumns select_columns(const SparseColumns& m, const std::vector<int64_t>&
 }  // namespace
 
 SparseColumns MatrixReader::block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads) {
-  if (!genes && !cells) return whole(threads);
-  if (!cells) return this->genes(*genes);
-  if (!genes) return this->cells(*cells);
+  if (!genes && !cells) return whole(threads > 0 ? threads : threads_.load());
+  if (!cells) return this->genes(*genes, threads);
+  if (!genes) return this->cells(*cells, threads);
   for (int64_t g : *genes) check_index(g, n_genes_, "gene");
   for (int64_t j : *cells) check_index(j, n_cells_, "cell");
   // A cell read costs about one tile per band per cell, a gene read one band's tiles per chunk.
   if (static_cast<double>(cells->size()) * n_genes_ <= static_cast<double>(genes->size()) * n_cells_)
-    return select_rows(this->cells(*cells), *genes);
-  return select_columns(this->genes(*genes), *cells);
+    return select_rows(this->cells(*cells, threads), *genes);
+  return select_columns(this->genes(*genes, threads), *cells);
 }
 
 std::vector<uint8_t> MatrixReader::chunk_data(Chunk& c) {

@@ -95,23 +95,24 @@ class MatrixReader {
 
   // One entry (0 <= gene < n_genes, 0 <= cell < n_cells): one tile, decoded only up to the entry.
   int64_t entry(int64_t gene, int64_t cell);
-  // The rows of `genes` (original indices, any order, repeats allowed) over every cell.
-  SparseColumns genes(const std::vector<int64_t>& genes);
+  // The rows of `genes` (original indices, any order, repeats allowed) over every cell, a chunk per
+  // thread on up to `threads` threads (here and below, 0: as many as set_threads gave).
+  SparseColumns genes(const std::vector<int64_t>& genes, int threads = 0);
   // Every gene over the columns of `cells` (original indices, any order, repeats allowed). A chunk
   // of which the read needs at least half the tiles is decoded whole, as whole() decodes it (its
   // checksum verified), and the last chunk decoded so for part of its cells is kept: the reads of
   // consecutive ranges of cells that block processing makes (each range a part of a chunk, whose
   // cells the chunk stores in its own order, so that every part needs most of its tiles) decode
   // each chunk once. The kept chunk costs its nonzeros' memory until another chunk replaces it.
-  SparseColumns cells(const std::vector<int64_t>& cells);
+  SparseColumns cells(const std::vector<int64_t>& cells, int threads = 0);
   // The block of `genes` x `cells` (either may be null: every gene, every cell), through whichever
   // of genes() and cells() decodes less.
-  SparseColumns block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads = 1);
+  SparseColumns block(const std::vector<int64_t>* genes, const std::vector<int64_t>* cells, int threads = 0);
   // The whole matrix, chunks decoded on up to `threads` threads, every chunk's content checksum
   // verified.
   SparseColumns whole(int threads = 1);
-  // Threads a read of a few cells decodes their tiles on (when they hold kParallelMinEntries
-  // nonzeros or more; default 1).
+  // Threads the reads of genes and cells run on where they are not given (a read of a few cells
+  // decodes their tiles on them when they hold kParallelMinEntries nonzeros or more; default 1).
   void set_threads(int threads) { threads_.store(std::max(threads, 1)); }
   // cells() decodes a chunk it needs whole in runs of about this many nonzeros (at least one tile).
   void set_run_entries(int64_t entries) { run_entries_ = entries; }
