@@ -4,6 +4,7 @@
 
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "bindings.hpp"
 #include "owned.hpp"
@@ -29,13 +30,30 @@ NumpyArray<int64_t> cell_totals_py(Array<const int64_t> indptr, Array<const int6
   return out.release();
 }
 
-// The arrangement into the caller's arrays (nnz items each; the encoder reuses them from one chunk to
-// the next); returns each tile's nonzeros.
+// Each row's nonzeros, rows 0 .. the highest that has one (numpy.bincount(gene_rank[genes])).
+NumpyArray<int64_t> row_counts_py(Array<const int64_t> genes, Array<const int64_t> gene_rank) {
+  std::vector<int64_t> counts(gene_rank.shape(0));
+  int64_t n_rows = 0;
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = row_counts(span_of(genes), span_of(gene_rank), Span<int64_t>{counts.data(), static_cast<int64_t>(counts.size())},
+                        &n_rows);
+  }
+  check(status, "row_counts");
+  Owned<int64_t> out(n_rows);
+  std::copy(counts.begin(), counts.begin() + n_rows, out.data());
+  return out.release();
+}
+
+// The arrangement into the caller's arrays (nnz items each, staging 2 * nnz; the encoder reuses them
+// from one chunk to the next); returns each tile's nonzeros.
 NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const int64_t> values,
                                Array<const int64_t> cell_order, Array<const int64_t> gene_rank,
                                Array<const int64_t> row_starts, Array<const int64_t> widths,
                                Array<const int64_t> tile_starts, int64_t n_cells, Array<int32_t> rows,
-                               Array<int32_t> cols, Array<int64_t> out_values, Array<int64_t> positions) {
+                               Array<int32_t> cols, Array<int64_t> out_values, Array<int64_t> positions,
+                               Array<int64_t> staging) {
   const int64_t n_tiles = tile_starts.shape(0) ? tile_starts.data()[tile_starts.shape(0) - 1] : 0;
   if (n_tiles < 0) check(kArrangeBadGeometry, "arrange");
   Owned<int64_t> tile_k(n_tiles);
@@ -44,7 +62,7 @@ NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t>
     nb::gil_scoped_release release;
     status = arrange(span_of(indptr), span_of(genes), span_of(values), span_of(cell_order), span_of(gene_rank),
                      span_of(row_starts), span_of(widths), span_of(tile_starts), n_cells, span_of(rows),
-                     span_of(cols), span_of(out_values), span_of(positions), tile_k.span());
+                     span_of(cols), span_of(out_values), span_of(positions), span_of(staging), tile_k.span());
   }
   check(status, "arrange");
   return tile_k.release();
@@ -119,13 +137,15 @@ void bind_encoder(nb::module_& m) {
   // Array arguments are noconvert: another dtype raises TypeError rather than being copied.
   m.def("cell_totals", &cell_totals_py, nb::arg("indptr").noconvert(), nb::arg("values").noconvert(),
         "Sum of each cell's values (CSC index pointers over the values).");
+  m.def("row_counts", &row_counts_py, nb::arg("genes").noconvert(), nb::arg("gene_rank").noconvert(),
+        "Nonzeros per row, rows 0 .. the highest holding one: numpy.bincount(gene_rank[genes]).");
   m.def("arrange", &arrange_py, nb::arg("indptr").noconvert(), nb::arg("genes").noconvert(),
         nb::arg("values").noconvert(), nb::arg("cell_order").noconvert(), nb::arg("gene_rank").noconvert(),
         nb::arg("row_starts").noconvert(), nb::arg("widths").noconvert(), nb::arg("tile_starts").noconvert(),
         nb::arg("n_cells"), nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("out_values").noconvert(),
-        nb::arg("positions").noconvert(),
+        nb::arg("positions").noconvert(), nb::arg("staging").noconvert(),
         "A chunk's nonzeros sorted by (tile, position) into rows, cols, out_values and positions (nnz items "
-        "each); returns each tile's nonzeros.");
+        "each), staged in staging (2 * nnz items); returns each tile's nonzeros.");
   m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
         nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine") = false,
         "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §C.5), "

@@ -74,21 +74,28 @@ def cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 class ArrangeBuffers(threading.local):
-    """The arrays arrange writes a chunk's nonzeros into, one set per thread, kept from one chunk to
-    the next by the local encoder: fresh ones every chunk fault their pages in again, each zeroed by
-    the kernel (a tenth of an encode's CPU time). Views of them are valid until the thread's next
-    chunk, and go with the thread."""
+    """The arrays arrange writes a chunk's nonzeros into (and stages them in), one set per thread,
+    kept from one chunk to the next by the local encoder: fresh ones every chunk fault their pages
+    in again, each zeroed by the kernel (a tenth of an encode's CPU time). Views of them are valid
+    until the thread's next chunk, and go with the thread."""
 
     arrays: tuple[np.ndarray, ...] | None = None
 
-    def take(self, nnz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rows and columns (int32), values and positions (int64) of nnz items, grown when too small."""
+    def take(self, nnz: int) -> tuple[np.ndarray, ...]:
+        """Rows and columns (int32), values, positions and the staging area (int64; 2 nnz items)
+        for nnz items, grown when too small."""
         arrays = self.arrays
         if arrays is None or arrays[0].size < nnz:
             arrays = self.arrays = None  # the old ones go before the new ones are touched
-            arrays = self.arrays = (np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.int64),
-                                    np.empty(nnz, np.int64))
-        return arrays[0][:nnz], arrays[1][:nnz], arrays[2][:nnz], arrays[3][:nnz]
+            arrays = self.arrays = fresh_arrange_arrays(nnz)
+        *items, staging = arrays
+        return (*(a[:nnz] for a in items), staging[: 2 * nnz])
+
+
+def fresh_arrange_arrays(nnz: int) -> tuple[np.ndarray, ...]:
+    """What arrange writes into: rows, columns, values, positions and its staging area."""
+    return (np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.int64), np.empty(nnz, np.int64),
+            np.empty(2 * nnz, np.int64))
 
 
 def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
@@ -99,14 +106,11 @@ def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_orde
     row, stably. Returns rows (int32), columns (int32), values and row-major positions inside their
     tiles in that order (in `buffers` when given), and the nonzeros of each tile."""
     nnz = int(np.asarray(values).size)
-    if buffers is not None:
-        rows, cols, out_values, positions = buffers.take(nnz)
-    else:
-        rows, cols = np.empty(nnz, np.int32), np.empty(nnz, np.int32)
-        out_values, positions = np.empty(nnz, np.int64), np.empty(nnz, np.int64)
+    rows, cols, out_values, positions, staging = buffers.take(nnz) if buffers is not None else \
+        fresh_arrange_arrays(nnz)
     tile_k = _native.arrange(_int64(indptr), _int64(genes), _int64(values), _int64(cell_order), _int64(gene_rank),
                              _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells), rows, cols,
-                             out_values, positions)
+                             out_values, positions, staging)
     return rows, cols, out_values, positions, tile_k
 
 
@@ -176,7 +180,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
     cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
-    row_nnz = np.bincount(context.gene_rank[block.genes]) if nnz else np.zeros(0, np.int64)
+    row_nnz = _native.row_counts(_int64(block.genes), _int64(context.gene_rank))
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, context.tile_nnz)
     rows, cols, values, positions, tile_k = arrange(block.indptr, block.genes, block.values, cell_order,
                                                      context.gene_rank, geometry.row_starts, geometry.widths,

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "sinr/models.hpp"
-#include "sinr/scratch.hpp"
 #include "sinr/tile3.hpp"
 
 namespace sinr {
@@ -83,13 +82,31 @@ int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int
   return kArrangeOk;
 }
 
+int row_counts(Span<const int64_t> genes, Span<const int64_t> gene_rank, Span<int64_t> counts, int64_t* n_rows) {
+  if (counts.size != gene_rank.size) return kArrangeBadSize;
+  std::fill(counts.begin(), counts.end(), int64_t{0});
+  int64_t top = -1;
+  for (int64_t i = 0; i < genes.size; ++i) {
+    const int64_t gene = genes[i];
+    const int64_t r = gene >= 0 && gene < gene_rank.size ? gene_rank[gene] : -1;
+    if (r < 0 || r >= counts.size) return kArrangeBadIndex;
+    ++counts[r];
+    top = std::max(top, r);
+  }
+  *n_rows = top + 1;
+  return kArrangeOk;
+}
+
 int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
             Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
             Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,
-            Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> tile_k) {
+            Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> staging,
+            Span<int64_t> tile_k) {
   const int64_t nnz = values.size;
+  static_assert(sizeof(Entry) == 2 * sizeof(int64_t) && alignof(Entry) <= alignof(int64_t), "an entry is two items");
   if (genes.size != nnz || indptr.size != n_cells + 1 || cell_order.size != n_cells || rows.size != nnz ||
-      cols.size != nnz || out_values.size != nnz || positions.size != nnz || n_cells > INT32_MAX)
+      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != 2 * nnz ||
+      n_cells > INT32_MAX)
     return kArrangeBadSize;
   if (!pointers_cover(indptr, nnz)) return kArrangeBadPointers;
   {
@@ -117,7 +134,7 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
     }
   }
   for (int64_t b = 0; b < g.n_bands; ++b) band_start[b + 1] += band_start[b];
-  Scratch<Entry> entries(nnz);
+  Entry* const entries = reinterpret_cast<Entry*>(staging.data);
   std::vector<int64_t> at(band_start.begin(), band_start.end() - 1);
   for (int64_t c = 0; c < n_cells; ++c) {
     const int64_t cell = cell_order[c];

@@ -190,17 +190,6 @@ TileEncoder::TileEncoder(Span<const Table12> gap_tables, Span<const Table12> val
     throw std::invalid_argument("TileEncoder: needs 32 gap tables and 0 or 96 value tables");
 }
 
-// Queue u's bin as a symbol of `table` and its offset as a raw field.
-void TileEncoder::push(const Table12& table, int64_t u) {
-  const Bin b = bin_of(u);
-  if (!table.used || table.freq[b.bin] == 0)
-    throw std::invalid_argument("tile3 encode: a bin has no frequency in its table");
-  starts_.push_back(table.start[b.bin]);
-  freqs_.push_back(table.freq[b.bin]);
-  offsets_.push_back(static_cast<uint32_t>(b.offset));
-  bits_.push_back(static_cast<uint8_t>(b.bits));
-}
-
 int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<const int64_t> u,
                             Span<const int64_t> contexts, bool code_values, Span<uint8_t> out) {
   const int64_t k = positions.size;
@@ -212,10 +201,27 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
   for (int64_t i = 0; i < k; ++i)
     if (positions[i] < 0 || positions[i] >= n_t || (i > 0 && positions[i] <= positions[i - 1]))
       throw std::invalid_argument("tile3 encode: a tile's positions are not ascending inside it");
-  starts_.clear(), freqs_.clear(), offsets_.clear(), bits_.clear(), emitted_.clear();
-
-  // §6.2: the gaps of the coded set (the nonzeros, or the zeros of a tile more than half full)
   const int64_t m = coded_count(n_t, k);
+  const size_t most = static_cast<size_t>(m + (code_values ? k : 0));
+  if (symbols_.size() < most) symbols_.resize(most);
+  if (raw_.size() < 4 * most + 8) raw_.resize(4 * most + 8);  // an offset has at most 31 bits
+  if (emitted_.size() < most) emitted_.resize(most);            // a word a symbol at most
+
+  // Each symbol queued as start | freq << 16, its offset bits appended to the raw bytes (raw bit j
+  // is bit j mod 8 of raw_[j div 8]), in decoding order.
+  uint32_t* symbol = symbols_.data();
+  uint8_t* raw = raw_.data();
+  uint64_t pending = 0;
+  int n_pending = 0;
+  const auto push = [&](const Table12& table, int64_t v) {
+    const Bin b = bin_of(v);
+    const uint32_t freq = table.freq[b.bin];
+    if (!table.used || freq == 0) throw std::invalid_argument("tile3 encode: a bin has no frequency in its table");
+    *symbol++ = table.start[b.bin] | (freq << 16);
+    pending |= static_cast<uint64_t>(b.offset) << n_pending;
+    for (n_pending += b.bits; n_pending >= 8; n_pending -= 8, pending >>= 8) *raw++ = static_cast<uint8_t>(pending);
+  };
+  // §6.2: the gaps of the coded set (the nonzeros, or the zeros of a tile more than half full)
   if (m > 0) {
     const Table12& table = gaps_[density_class(n_t, m)];
     for_each_gap(n_t, positions, [&](int64_t gap) { push(table, gap); });
@@ -227,43 +233,37 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
         throw std::invalid_argument("tile3 encode: a value or context is out of range");
       push(values_[contexts[i]], u[i]);
     }
-  const int64_t n_symbols = static_cast<int64_t>(freqs_.size());
+  if (n_pending > 0) *raw++ = static_cast<uint8_t>(pending);  // the last byte's padding bits stay 0
+  const int64_t n_symbols = symbol - symbols_.data();
   if (n_symbols == 0) return 0;  // §6.7: an empty stream
 
   // §6.1.3: the coder, from the last symbol to the first
   uint32_t x = kStateLow;
+  uint16_t* emitted = emitted_.data();
   for (int64_t i = n_symbols - 1; i >= 0; --i) {
-    const uint32_t freq = freqs_[static_cast<size_t>(i)];
+    const uint32_t start = symbols_[static_cast<size_t>(i)] & 0xFFFF, freq = symbols_[static_cast<size_t>(i)] >> 16;
     if (x >= (uint64_t{kStateLow >> kProbBits} << 16) * freq) {  // x >= 2**20 freq: up to 2**32, in 64 bits
-      emitted_.push_back(static_cast<uint16_t>(x & 0xFFFF));
+      *emitted++ = static_cast<uint16_t>(x & 0xFFFF);
       x >>= 16;
     }
     const uint32_t q = quotient(x, freq);
-    x = (q << kProbBits) + (x - q * freq) + starts_[static_cast<size_t>(i)];
+    x = (q << kProbBits) + (x - q * freq) + start;
   }
-  int64_t raw_bits = 0;
-  for (uint8_t d : bits_) raw_bits += d;
-  const int64_t word_bytes = kStateBytes + 2 * static_cast<int64_t>(emitted_.size());
-  const int64_t length = word_bytes + (raw_bits + 7) / 8;
+  const int64_t raw_bytes = raw - raw_.data();
+  const int64_t word_bytes = kStateBytes + 2 * (emitted - emitted_.data());
+  const int64_t length = word_bytes + raw_bytes;
   if (out.size < length) throw std::invalid_argument("tile3 encode: out is too small");
 
-  // §6.1.5: words forward (the state, then the words last emitted first), raw bits from the end
+  // §6.1.5: words forward (the state, then the words last emitted first), raw bytes backwards from
+  // the end (raw bit j is bit j mod 8 of byte length - 1 - j div 8)
   for (int b = 0; b < kStateBytes; ++b) out[b] = static_cast<uint8_t>(x >> (8 * b));
   uint8_t* w = out.data + kStateBytes;
-  for (auto it = emitted_.rbegin(); it != emitted_.rend(); ++it) {
-    *w++ = static_cast<uint8_t>(*it & 0xFF);
-    *w++ = static_cast<uint8_t>(*it >> 8);
+  while (emitted != emitted_.data()) {
+    const uint16_t word = *--emitted;
+    *w++ = static_cast<uint8_t>(word & 0xFF);
+    *w++ = static_cast<uint8_t>(word >> 8);
   }
-  // raw bit j is bit j mod 8 of byte length - 1 - j div 8: whole bytes leave a 64-bit accumulator
-  // backwards from the end; the last one's padding bits stay 0
-  uint64_t pending = 0;
-  int n_pending = 0;
-  uint8_t* back = out.data + length;
-  for (size_t i = 0; i < bits_.size(); ++i) {
-    pending |= uint64_t{offsets_[i]} << n_pending;
-    for (n_pending += bits_[i]; n_pending >= 8; n_pending -= 8, pending >>= 8) *--back = static_cast<uint8_t>(pending);
-  }
-  if (n_pending > 0) *--back = static_cast<uint8_t>(pending);
+  std::reverse_copy(raw_.data(), raw, out.data + word_bytes);
   return length;
 }
 

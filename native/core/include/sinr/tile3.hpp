@@ -223,12 +223,9 @@ class TileEncoder {
 
  private:
   Span<const Table12> gaps_, values_;
-  std::vector<uint32_t> starts_, freqs_;  // the tile's symbols in decoding order
-  std::vector<uint32_t> offsets_;         // their raw fields (offset bits of the same index)
-  std::vector<uint8_t> bits_;
-  std::vector<uint16_t> emitted_;         // words, in emission order (the reverse of decoding)
-
-  void push(const Table12& table, int64_t u);
+  std::vector<uint32_t> symbols_;  // the tile's symbols in decoding order: start | freq << 16
+  std::vector<uint8_t> raw_;       // their offsets' raw bits, in the same order, 8 a byte
+  std::vector<uint16_t> emitted_;  // words, in emission order (the reverse of decoding)
 };
 
 // Consecutive tiles (tile_n entries and tile_k nonzeros each, their nonzeros back to back in
