@@ -711,7 +711,8 @@ def test_arrange_matches_reference(seed):
     row_nnz = np.bincount(gene_rank[genes])
     band_rows = np.array([0, 3, 20, 90], np.int64)
     geometry = ChunkGeometry.plan(band_rows, row_nnz, n_cells, 150)
-    rows, cols, vals, positions, tile_k = chunk_module.arrange(indptr, genes, values, cell_order, gene_rank,
+    assert np.array_equal(chunk_module.row_counts(genes, gene_rank), row_nnz)
+    rows, cols, vals, positions, tile_k = chunk_module.arrange(indptr, genes, values, cell_order, gene_rank, row_nnz,
                                                                 geometry.row_starts, geometry.widths,
                                                                 geometry.tile_starts, n_cells)
     # reference: walk the cells in their new order; sort by (tile, row), stably
@@ -730,10 +731,17 @@ def test_arrange_matches_reference(seed):
     assert np.array_equal(tile_k, np.bincount(tile, minlength=geometry.n_tiles))
     with pytest.raises(ValueError):  # a gene outside the rank table
         chunk_module.arrange(indptr, np.where(genes == genes[0], 10**6, genes), values, cell_order, gene_rank,
-                              geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+                              row_nnz, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
     with pytest.raises(ValueError):  # a cell order that is not a permutation
-        chunk_module.arrange(indptr, genes, values, np.zeros(n_cells, np.int64), gene_rank, geometry.row_starts,
-                              geometry.widths, geometry.tile_starts, n_cells)
+        chunk_module.arrange(indptr, genes, values, np.zeros(n_cells, np.int64), gene_rank, row_nnz,
+                              geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    for wrong in (row_nnz + 1, row_nnz[::-1].copy(), np.where(np.arange(row_nnz.size) == 0, -1, row_nnz)):
+        with pytest.raises(ValueError, match="row counts"):  # counts that do not add up, or not by row
+            chunk_module.arrange(indptr, genes, values, cell_order, gene_rank, wrong, geometry.row_starts,
+                                 geometry.widths, geometry.tile_starts, n_cells)
+    with pytest.raises(ValueError, match="a value lies outside"):  # a value the 12-byte staging cannot hold
+        chunk_module.arrange(indptr, genes, np.where(values == values[0], 2**32, values), cell_order, gene_rank,
+                             row_nnz, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
 
 
 def test_arrange_into_reused_buffers():
@@ -748,8 +756,9 @@ def test_arrange_into_reused_buffers():
         indptr, genes, values = csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data.astype(np.int64)
         gene_rank = np.arange(50, dtype=np.int64)
         geometry = ChunkGeometry.plan(np.array([0, 10, 50], np.int64), np.bincount(genes, minlength=50), n_cells, 40)
-        args = (indptr, genes, values, np.arange(n_cells, dtype=np.int64), gene_rank, geometry.row_starts,
-                geometry.widths, geometry.tile_starts, n_cells)
+        args = (indptr, genes, values, np.arange(n_cells, dtype=np.int64), gene_rank,
+                chunk_module.row_counts(genes, gene_rank), geometry.row_starts, geometry.widths, geometry.tile_starts,
+                n_cells)
         fresh = chunk_module.arrange(*args)
         reused = chunk_module.arrange(*args, buffers)
         assert all(np.array_equal(a, b) for a, b in zip(fresh, reused))

@@ -82,34 +82,40 @@ class ArrangeBuffers(threading.local):
     arrays: tuple[np.ndarray, ...] | None = None
 
     def take(self, nnz: int) -> tuple[np.ndarray, ...]:
-        """Rows and columns (int32), values, positions and the staging area (int64; 2 nnz items)
-        for nnz items, grown when too small."""
+        """Rows and columns (int32), values and positions (int64) of nnz items, and the staging
+        area (uint32, 3 nnz items), grown when too small."""
         arrays = self.arrays
         if arrays is None or arrays[0].size < nnz:
             arrays = self.arrays = None  # the old ones go before the new ones are touched
             arrays = self.arrays = fresh_arrange_arrays(nnz)
         *items, staging = arrays
-        return (*(a[:nnz] for a in items), staging[: 2 * nnz])
+        return (*(a[:nnz] for a in items), staging[: 3 * nnz])
 
 
 def fresh_arrange_arrays(nnz: int) -> tuple[np.ndarray, ...]:
     """What arrange writes into: rows, columns, values, positions and its staging area."""
     return (np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.int64), np.empty(nnz, np.int64),
-            np.empty(2 * nnz, np.int64))
+            np.empty(3 * nnz, np.uint32))
+
+
+def row_counts(genes: np.ndarray, gene_rank: np.ndarray) -> np.ndarray:
+    """Each row's nonzeros, rows 0 .. the highest holding one (numpy.bincount(gene_rank[genes]) in
+    one pass): what the chunk's geometry is planned from and arrange places by."""
+    return _native.row_counts(_int64(genes), _int64(gene_rank))
 
 
 def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
-            row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int,
+            row_nnz: np.ndarray, row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int,
             buffers: ArrangeBuffers | None = None):
     """The chunk's nonzeros sorted by (tile, position), walking the cells in their new order: they
-    go band by band (each band's run then holds its tiles one after another), then each tile's by
-    row, stably. Returns rows (int32), columns (int32), values and row-major positions inside their
+    go band by band (each band's run then holds its tiles one after another; row_nnz, from
+    row_counts, says where each run starts), then each tile's by row, stably. Returns rows (int32), columns (int32), values and row-major positions inside their
     tiles in that order (in `buffers` when given), and the nonzeros of each tile."""
     nnz = int(np.asarray(values).size)
     rows, cols, out_values, positions, staging = buffers.take(nnz) if buffers is not None else \
         fresh_arrange_arrays(nnz)
     tile_k = _native.arrange(_int64(indptr), _int64(genes), _int64(values), _int64(cell_order), _int64(gene_rank),
-                             _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells), rows, cols,
+                             _int64(row_nnz), _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells), rows, cols,
                              out_values, positions, staging)
     return rows, cols, out_values, positions, tile_k
 
@@ -180,10 +186,10 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
     cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
-    row_nnz = _native.row_counts(_int64(block.genes), _int64(context.gene_rank))
+    row_nnz = row_counts(block.genes, context.gene_rank)
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, context.tile_nnz)
     rows, cols, values, positions, tile_k = arrange(block.indptr, block.genes, block.values, cell_order,
-                                                     context.gene_rank, geometry.row_starts, geometry.widths,
+                                                     context.gene_rank, row_nnz, geometry.row_starts, geometry.widths,
                                                      geometry.tile_starts, n_cells,
                                                      ARRANGE_BUFFERS if context.reuse_buffers else None)
     n_rows = geometry.n_rows

@@ -18,6 +18,8 @@ const char* arrange_status_text(int status) {
     case kArrangeBadIndex: return "an index lies outside its table";
     case kArrangeBadGeometry: return "bands, widths and tiles are inconsistent";
     case kArrangeBadSize: return "arrays of mismatched lengths";
+    case kArrangeBadCounts: return "row counts disagree with the nonzeros' rows";
+    case kArrangeBadValue: return "a value lies outside 0 .. 2**32 - 1";
     default: return "unknown arrangement error";
   }
 }
@@ -61,11 +63,11 @@ int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Sp
   return kArrangeOk;
 }
 
-// A nonzero on its way: row, new column and value.
+// A nonzero on its way: row, new column and value (12 bytes: the staging pass is bound by its writes).
 struct Entry {
   int32_t row;
   int32_t col;
-  int64_t value;
+  uint32_t value;
 };
 
 }  // namespace
@@ -98,14 +100,14 @@ int row_counts(Span<const int64_t> genes, Span<const int64_t> gene_rank, Span<in
 }
 
 int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
-            Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
-            Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,
-            Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> staging,
-            Span<int64_t> tile_k) {
+            Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_nnz,
+            Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
+            int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values,
+            Span<int64_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k) {
   const int64_t nnz = values.size;
-  static_assert(sizeof(Entry) == 2 * sizeof(int64_t) && alignof(Entry) <= alignof(int64_t), "an entry is two items");
+  static_assert(sizeof(Entry) == 3 * sizeof(uint32_t) && alignof(Entry) <= alignof(uint32_t), "an entry is three items");
   if (genes.size != nnz || indptr.size != n_cells + 1 || cell_order.size != n_cells || rows.size != nnz ||
-      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != 2 * nnz ||
+      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != 3 * nnz ||
       n_cells > INT32_MAX)
     return kArrangeBadSize;
   if (!pointers_cover(indptr, nnz)) return kArrangeBadPointers;
@@ -119,36 +121,37 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
   }
   Geometry g;
   if (int status = plan_geometry(row_starts, widths, tile_starts, n_cells, &g)) return status;
-  if (tile_k.size != g.n_tiles) return kArrangeBadSize;
+  if (tile_k.size != g.n_tiles || row_nnz.size != g.n_rows) return kArrangeBadSize;
   // The nonzeros band by band, walking the cells in their new order: each band's run is then in
-  // column order, and its tiles (ranges of columns) are consecutive pieces of it.
+  // column order, and its tiles (ranges of columns) are consecutive pieces of it. Each band's run
+  // starts where the rows before it end (row_nnz, counted before the chunk's geometry was planned;
+  // the walk below refuses any nonzero that does not fit its band's run, and checks that each run
+  // is full at the end).
   std::vector<int64_t> band_start(static_cast<size_t>(g.n_bands) + 1, 0);
-  for (int64_t c = 0; c < n_cells; ++c) {
-    const int64_t cell = cell_order[c];
-    for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
-      const int64_t gene = genes[e];
-      if (gene < 0 || gene >= gene_rank.size) return kArrangeBadIndex;
-      const int64_t r = gene_rank[gene];
-      if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
-      ++band_start[g.band_of_row[r] + 1];
-    }
+  for (int64_t r = 0, total = 0; r < g.n_rows; ++r) {
+    if (row_nnz[r] < 0 || row_nnz[r] > nnz - total) return kArrangeBadCounts;
+    total += row_nnz[r];
+    band_start[g.band_of_row[r] + 1] += row_nnz[r];
   }
   for (int64_t b = 0; b < g.n_bands; ++b) band_start[b + 1] += band_start[b];
+  if (band_start[g.n_bands] != nnz) return kArrangeBadCounts;
   Entry* const entries = reinterpret_cast<Entry*>(staging.data);
   std::vector<int64_t> at(band_start.begin(), band_start.end() - 1);
   for (int64_t c = 0; c < n_cells; ++c) {
     const int64_t cell = cell_order[c];
     for (int64_t e = indptr[cell]; e < indptr[cell + 1]; ++e) {
-      const int64_t gene = genes[e];  // checked again: another thread may have changed the arrays
+      const int64_t gene = genes[e];
       const int64_t r = gene >= 0 && gene < gene_rank.size ? gene_rank[gene] : -1;
       if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
       const int32_t b = g.band_of_row[r];
-      if (at[b] >= band_start[b + 1]) return kArrangeBadIndex;
-      entries[at[b]++] = Entry{static_cast<int32_t>(r), static_cast<int32_t>(c), values[e]};
+      if (at[b] >= band_start[b + 1]) return kArrangeBadCounts;
+      const int64_t value = values[e];
+      if (value < 0 || value > UINT32_MAX) return kArrangeBadValue;
+      entries[at[b]++] = Entry{static_cast<int32_t>(r), static_cast<int32_t>(c), static_cast<uint32_t>(value)};
     }
   }
-  for (int64_t b = 0; b < g.n_bands; ++b)  // every entry written (the walks agree)
-    if (at[b] != band_start[b + 1]) return kArrangeBadIndex;
+  for (int64_t b = 0; b < g.n_bands; ++b)  // every run full (the counts and the walk agree)
+    if (at[b] != band_start[b + 1]) return kArrangeBadCounts;
   // Each tile: its nonzeros by row (stable, so each row's columns stay ascending), at its place in
   // the output, tiles in order.
   std::vector<int64_t> row_at(static_cast<size_t>(g.tallest) + 1);

@@ -15,6 +15,8 @@ enum ArrangeStatus : int {
   kArrangeBadIndex = 2,     // a gene, row, cell or column index lies outside its table
   kArrangeBadGeometry = 3,  // bands, widths or tiles are inconsistent
   kArrangeBadSize = 4,      // arrays of mismatched lengths
+  kArrangeBadValue = 5,     // a value outside 0 .. 2**32 - 1
+  kArrangeBadCounts = 6,    // row counts that disagree with the nonzeros' rows
 };
 
 const char* arrange_status_text(int status);
@@ -27,20 +29,21 @@ int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int
 // tiles, in one pass without a temporary of a nonzero each.
 int row_counts(Span<const int64_t> genes, Span<const int64_t> gene_rank, Span<int64_t> counts, int64_t* n_rows);
 
-// The chunk's nonzeros (CSC over its cells: indptr [n_cells + 1], original genes, values) sorted by
-// (tile, row-major position in the tile): cells in the order cell_order (new column c holds cell
-// cell_order[c]), rows gene_rank[gene]; band b holds rows row_starts[b] .. row_starts[b + 1] - 1 and
-// is cut into tiles tile_starts[b] .. tile_starts[b + 1] - 1 of widths[b] columns. Writes, for each
-// nonzero in that order, its row, column, value and position in its tile, and each tile's nonzeros
-// to tile_k [n_tiles]. Within a tile, nonzeros of one (row, column) (impossible in valid input)
-// keep the order of the walk. `staging` [2 * nnz] holds the nonzeros between the two sorts: the
-// caller's, so that an encoder can keep it from one chunk to the next (fresh memory faults every
-// page in again: 12% of arrange's time).
+// The chunk's nonzeros (CSC over its cells: indptr [n_cells + 1], original genes, values in
+// 0 .. 2**32 - 1) sorted by (tile, row-major position in the tile): cells in the order cell_order
+// (new column c holds cell cell_order[c]), rows gene_rank[gene], row r holding row_nnz[r] of them
+// (row_counts; n_rows = row_starts[n_bands] entries); band b holds rows row_starts[b] ..
+// row_starts[b + 1] - 1 and is cut into tiles tile_starts[b] .. tile_starts[b + 1] - 1 of widths[b]
+// columns. Writes, for each nonzero in that order, its row, column, value and position in its tile,
+// and each tile's nonzeros to tile_k [n_tiles]. Within a tile, nonzeros of one (row, column)
+// (impossible in valid input) keep the order of the walk. `staging` [3 * nnz] holds the nonzeros
+// between the two sorts: the caller's, so that an encoder can keep it from one chunk to the next
+// (fresh memory faults every page in again: 12% of arrange's time).
 int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
-            Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_starts,
-            Span<const int64_t> widths, Span<const int64_t> tile_starts, int64_t n_cells, Span<int32_t> rows,
-            Span<int32_t> cols, Span<int64_t> out_values, Span<int64_t> positions, Span<int64_t> staging,
-            Span<int64_t> tile_k);
+            Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_nnz,
+            Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
+            int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values,
+            Span<int64_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k);
 
 // out[i] = baseline_context(gene_terms[rows[i]] + cell_terms[cols[i]]) (format 2, spec §C.5), or with
 // fine tile3::baseline_context(gene_terms[rows[i]], cell_terms[cols[i]]) (format 3, §6.5).
