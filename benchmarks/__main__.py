@@ -5,6 +5,7 @@ python -m benchmarks startup FILE.sinr [...] [--samples 11]
 python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
 python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR] [--format-versions 3]
 python -m benchmarks kernel FILE.sinr ... [--repeats 7]
+python -m benchmarks encode_kernel INPUT ... [--repeats 5] [--max-nnz 2e7]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]
 python -m benchmarks concat [--dataset DIR ...] [--parts 10] [--part-nnz 6e6] [--repeats 3] [--out benchmarks/results]"""
 from __future__ import annotations
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     kernel = commands.add_parser("kernel", help="tile decoding per nonzero, one thread: scalar against the lockstep lanes")
     kernel.add_argument("files", nargs="+", type=Path)
     kernel.add_argument("--repeats", type=int, default=7)
+    encode_kernel = commands.add_parser("encode_kernel", help="a chunk's encoding per nonzero, one thread")
+    encode_kernel.add_argument("inputs", nargs="+", type=Path, help="what sinr encode reads (a 10x .h5, a folder)")
+    encode_kernel.add_argument("--repeats", type=int, default=5)
+    encode_kernel.add_argument("--max-nnz", type=_count, default=20_000_000, help="the first chunks up to this many")
     loader = commands.add_parser("loader", help="the cell-batch loader's shuffle: speed, memory, chunks per batch")
     loader.add_argument("files", nargs="+", type=Path)
     loader.add_argument("--buffers", nargs="+", type=int, default=[1, 2, 4, 8, 16])
@@ -111,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         from .kernel import run_kernel
 
         print(run_kernel(args.files, args.repeats))
+        return 0
+    if args.command == "encode_kernel":
+        from .encode_kernel import run_encode_kernel
+
+        print(run_encode_kernel(args.inputs, args.repeats, args.max_nnz))
         return 0
     if args.command == "fresh":
         from .fresh import run_fresh

@@ -8,19 +8,9 @@ adds. Run it with nothing else heavy running.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
-
-def _median_seconds(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from .measure import warm_median_seconds
 
 
 def run_kernel(files: list[Path], repeats: int = 7) -> str:
@@ -42,11 +32,11 @@ def run_kernel(files: list[Path], repeats: int = 7) -> str:
         for lanes in ("scalar", "auto"):
             before = _native.set_tile_lanes(lanes)
             try:
-                per_nnz[lanes] = 1e9 * _median_seconds(
+                per_nnz[lanes] = 1e9 * warm_median_seconds(
                     lambda: decode_batch(index, batch, jobs=1, value_dtype=np.int32), repeats) / m.nnz
             finally:
                 _native.set_tile_lanes(before)
-        whole = _median_seconds(lambda: m.to_scipy(layout="csc"), max(3, repeats // 2))
+        whole = warm_median_seconds(lambda: m.to_scipy(layout="csc"), max(3, repeats // 2))
         version = m.version[0]
         best = per_nnz["auto"] if version == 3 else per_nnz["scalar"]
         lanes = f"{per_nnz['auto']:.1f}" if version == 3 else "—"

@@ -85,3 +85,14 @@ def median_seconds(fn: Callable, arguments: Iterable[Sequence], *, budget_s: flo
         if len(times) >= min_samples and spent > budget_s or hard_budget_s is not None and spent > hard_budget_s:
             break
     return statistics.median(times), len(times), kept
+
+
+def warm_median_seconds(call: Callable[[], object], repeats: int) -> float:
+    """Median time of `repeats` calls of call() after one call that warms it (caches, pages)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
