@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import re
 import sys
 import tracemalloc
 import zipfile
@@ -350,6 +351,25 @@ def test_10x_h5_names_are_checked(tmp_path):
     counted = write_raw_10x(tmp_path / "count.h5", data, indices, indptr, shape, barcodes=[b"a", b"b"])
     with pytest.raises(sinr.InvalidInputError, match="2 cell names for 1 cells"):
         read_matrix(counted)
+
+
+@pytest.mark.parametrize("names, error", [
+    (["a", "b\nc"], f"the name {'b' + chr(10) + 'c'!r} contains a line break"),
+    (["a\rb", "c"], f"the name {'a' + chr(13) + 'b'!r} contains a line break"),
+    (["ok", "\ud800"], f"the name {chr(0xD800)!r} is not valid Unicode text"),
+    (["x" * 4097], "a name of 4,097 bytes exceeds the limit of 4,096"),
+    (["é" * 2049], "a name of 4,098 bytes exceeds the limit of 4,096"),  # 2,049 characters, 2 bytes each
+    (["é" * 2048, "b"], None),  # long in characters, within the limit in bytes
+    ([1, 2.5, "c"], None),  # not text: stored as str
+])
+def test_names_in_memory_are_checked_one_by_one_only_where_all_at_once_finds_a_fault(names, error):
+    """check_names checks every name at once (joined, encoded once) and names the first name at fault."""
+    counts = sp.csc_matrix(np.ones((1, len(names)), dtype=np.int64))
+    if error is None:
+        assert ScipySource(counts, cell_names=names).cell_names(0, len(names)) == [str(x) for x in names]
+    else:
+        with pytest.raises(sinr.InvalidInputError, match="^" + re.escape("input cell names: " + error)):
+            ScipySource(counts, cell_names=names)
 
 
 def test_damaged_hdf5_is_one_clear_error(tmp_path):

@@ -108,12 +108,27 @@ class RandomAccessSource(MatrixSource):
 
 
 def check_names(names, n: int, what: str) -> list[str] | None:
-    """Names as str, one per entry, each storable: no newline, at most MAX_NAME_BYTES of UTF-8."""
+    """Names as str, one per entry, each storable: no newline, at most MAX_NAME_BYTES of UTF-8.
+    All names are checked at once (joined, encoded once: 100,000 names one by one took 40 ms of a
+    6e6-nonzero encode); only where that finds a fault are they checked one by one, for the message."""
     if names is None:
         return None
-    names = [str(x) for x in names]
+    names = list(map(str, names))
     if len(names) != n:
         raise InvalidInputError(f"{what}: {len(names):,} names for {n:,} entries")
+    text = "\n".join(names)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        _check_each_name(names, what)
+    if "\r" in text or text.count("\n") != max(len(names) - 1, 0) or \
+            4 * max(map(len, names), default=0) > MAX_NAME_BYTES:  # a character takes at most 4 bytes
+        _check_each_name(names, what)
+    return names
+
+
+def _check_each_name(names: list[str], what: str) -> None:
+    """check_names one name at a time: the first name at fault raises its error."""
     for name in names:
         if "\n" in name or "\r" in name:
             raise InvalidInputError(f"{what}: the name {name[:40]!r} contains a line break, which .sinr names "
@@ -124,7 +139,6 @@ def check_names(names, n: int, what: str) -> list[str] | None:
             raise InvalidInputError(f"{what}: the name {name[:40]!r} is not valid Unicode text") from exc
         if size > MAX_NAME_BYTES:
             raise InvalidInputError(f"{what}: a name of {size:,} bytes exceeds the limit of {MAX_NAME_BYTES:,}")
-    return names
 
 
 def decode_names(raw, what: str) -> list[str]:
