@@ -63,12 +63,11 @@ int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Sp
   return kArrangeOk;
 }
 
-// A nonzero on its way: row, new column and value (12 bytes: the staging pass is bound by its writes).
-struct Entry {
-  int32_t row;
-  int32_t col;
-  uint32_t value;
-};
+// A nonzero on its way, staged as three 32-bit items: row, new column and value (12 bytes: the
+// staging pass is bound by its writes).
+constexpr int64_t kEntryItems = 3;
+inline int32_t entry_row(const uint32_t* e) { return static_cast<int32_t>(e[0]); }
+inline int32_t entry_col(const uint32_t* e) { return static_cast<int32_t>(e[1]); }
 
 }  // namespace
 
@@ -105,9 +104,8 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
             int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values,
             Span<int64_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k) {
   const int64_t nnz = values.size;
-  static_assert(sizeof(Entry) == 3 * sizeof(uint32_t) && alignof(Entry) <= alignof(uint32_t), "an entry is three items");
   if (genes.size != nnz || indptr.size != n_cells + 1 || cell_order.size != n_cells || rows.size != nnz ||
-      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != 3 * nnz ||
+      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != kEntryItems * nnz ||
       n_cells > INT32_MAX)
     return kArrangeBadSize;
   if (!pointers_cover(indptr, nnz)) return kArrangeBadPointers;
@@ -135,7 +133,7 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
   }
   for (int64_t b = 0; b < g.n_bands; ++b) band_start[b + 1] += band_start[b];
   if (band_start[g.n_bands] != nnz) return kArrangeBadCounts;
-  Entry* const entries = reinterpret_cast<Entry*>(staging.data);
+  uint32_t* const entries = staging.data;  // entry i at entries + kEntryItems * i
   std::vector<int64_t> at(band_start.begin(), band_start.end() - 1);
   for (int64_t c = 0; c < n_cells; ++c) {
     const int64_t cell = cell_order[c];
@@ -147,7 +145,10 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
       if (at[b] >= band_start[b + 1]) return kArrangeBadCounts;
       const int64_t value = values[e];
       if (value < 0 || value > UINT32_MAX) return kArrangeBadValue;
-      entries[at[b]++] = Entry{static_cast<int32_t>(r), static_cast<int32_t>(c), static_cast<uint32_t>(value)};
+      uint32_t* const entry = entries + kEntryItems * at[b]++;
+      entry[0] = static_cast<uint32_t>(r);  // below INT32_MAX (plan_geometry), as c is
+      entry[1] = static_cast<uint32_t>(c);
+      entry[2] = static_cast<uint32_t>(value);
     }
   }
   for (int64_t b = 0; b < g.n_bands; ++b)  // every run full (the counts and the walk agree)
@@ -165,19 +166,20 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
       const int64_t last = std::min(first + w, n_cells);
       const int64_t width = last - first;
       int64_t j = i;
-      while (j < band_end && entries[j].col < last) ++j;
+      while (j < band_end && entry_col(entries + kEntryItems * j) < last) ++j;
       std::fill(row_at.begin(), row_at.begin() + height + 1, 0);
-      for (int64_t q = i; q < j; ++q) ++row_at[entries[q].row - r0 + 1];
+      for (int64_t q = i; q < j; ++q) ++row_at[entry_row(entries + kEntryItems * q) - r0 + 1];
       row_at[0] = out;
       for (int64_t h = 0; h < height; ++h) row_at[h + 1] += row_at[h];
       for (int64_t q = i; q < j; ++q) {
-        const Entry& entry = entries[q];
-        const int64_t local_row = entry.row - r0;
+        const uint32_t* const entry = entries + kEntryItems * q;
+        const int32_t row = entry_row(entry), col = entry_col(entry);
+        const int64_t local_row = row - r0;
         const int64_t p = row_at[local_row]++;
-        rows[p] = entry.row;
-        cols[p] = entry.col;
-        out_values[p] = entry.value;
-        positions[p] = local_row * width + entry.col - first;
+        rows[p] = row;
+        cols[p] = col;
+        out_values[p] = entry[2];
+        positions[p] = local_row * width + col - first;
       }
       tile_k[t] = j - i;
       out += j - i;
