@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     kernel.add_argument("files", nargs="+", type=Path)
     kernel.add_argument("--repeats", type=int, default=7)
     encode_kernel = commands.add_parser("encode_kernel", help="a chunk's encoding per nonzero, one thread")
-    encode_kernel.add_argument("inputs", nargs="+", type=Path, help="what sinr encode reads (a 10x .h5, a folder)")
+    encode_kernel.add_argument("inputs", nargs="+", type=Path,
+                               help="what sinr encode reads (a 10x .h5, a folder)")
     encode_kernel.add_argument("--repeats", type=int, default=5)
     encode_kernel.add_argument("--max-nnz", type=_count, default=20_000_000, help="the first chunks up to this many")
     loader = commands.add_parser("loader", help="the cell-batch loader's shuffle: speed, memory, chunks per batch")

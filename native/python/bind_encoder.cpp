@@ -37,8 +37,8 @@ NumpyArray<int64_t> row_counts_py(Array<const int64_t> genes, Array<const int64_
   int status;
   {
     nb::gil_scoped_release release;
-    status = row_counts(span_of(genes), span_of(gene_rank), Span<int64_t>{counts.data(), static_cast<int64_t>(counts.size())},
-                        &n_rows);
+    status = row_counts(span_of(genes), span_of(gene_rank),
+                        Span<int64_t>{counts.data(), static_cast<int64_t>(counts.size())}, &n_rows);
   }
   check(status, "row_counts");
   Owned<int64_t> out(n_rows);
@@ -50,8 +50,9 @@ NumpyArray<int64_t> row_counts_py(Array<const int64_t> genes, Array<const int64_
 // from one chunk to the next); returns each tile's nonzeros.
 NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const int64_t> values,
                                Array<const int64_t> cell_order, Array<const int64_t> gene_rank,
-                               Array<const int64_t> row_nnz, Array<const int64_t> row_starts, Array<const int64_t> widths,
-                               Array<const int64_t> tile_starts, int64_t n_cells, Array<int32_t> rows,
+                               Array<const int64_t> row_nnz, Array<const int64_t> row_starts,
+                               Array<const int64_t> widths, Array<const int64_t> tile_starts, int64_t n_cells,
+                               Array<int32_t> rows,
                                Array<int32_t> cols, Array<int64_t> out_values, Array<int64_t> positions,
                                Array<uint32_t> staging) {
   const int64_t n_tiles = tile_starts.shape(0) ? tile_starts.data()[tile_starts.shape(0) - 1] : 0;
@@ -61,8 +62,9 @@ NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t>
   {
     nb::gil_scoped_release release;
     status = arrange(span_of(indptr), span_of(genes), span_of(values), span_of(cell_order), span_of(gene_rank),
-                     span_of(row_nnz), span_of(row_starts), span_of(widths), span_of(tile_starts), n_cells, span_of(rows),
-                     span_of(cols), span_of(out_values), span_of(positions), span_of(staging), tile_k.span());
+                     span_of(row_nnz), span_of(row_starts), span_of(widths), span_of(tile_starts), n_cells,
+                     span_of(rows), span_of(cols), span_of(out_values), span_of(positions), span_of(staging),
+                     tile_k.span());
   }
   check(status, "arrange");
   return tile_k.release();
@@ -141,7 +143,8 @@ void bind_encoder(nb::module_& m) {
         "Nonzeros per row, rows 0 .. the highest holding one: numpy.bincount(gene_rank[genes]).");
   m.def("arrange", &arrange_py, nb::arg("indptr").noconvert(), nb::arg("genes").noconvert(),
         nb::arg("values").noconvert(), nb::arg("cell_order").noconvert(), nb::arg("gene_rank").noconvert(),
-        nb::arg("row_nnz").noconvert(), nb::arg("row_starts").noconvert(), nb::arg("widths").noconvert(), nb::arg("tile_starts").noconvert(),
+        nb::arg("row_nnz").noconvert(), nb::arg("row_starts").noconvert(), nb::arg("widths").noconvert(),
+        nb::arg("tile_starts").noconvert(),
         nb::arg("n_cells"), nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("out_values").noconvert(),
         nb::arg("positions").noconvert(), nb::arg("staging").noconvert(),
         "A chunk's nonzeros sorted by (tile, position) into rows, cols, out_values and positions (nnz items "

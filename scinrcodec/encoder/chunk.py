@@ -73,6 +73,9 @@ def cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     return _native.cell_totals(_int64(indptr), _int64(values))
 
 
+STAGED_ITEMS = 3  # uint32 items a nonzero takes in arrange's staging: row, column, value (arrange.hpp)
+
+
 class ArrangeBuffers(threading.local):
     """The arrays arrange writes a chunk's nonzeros into (and stages them in), one set per thread,
     kept from one chunk to the next by the local encoder: fresh ones every chunk fault their pages
@@ -83,19 +86,22 @@ class ArrangeBuffers(threading.local):
 
     def take(self, nnz: int) -> tuple[np.ndarray, ...]:
         """Rows and columns (int32), values and positions (int64) of nnz items, and the staging
-        area (uint32, 3 nnz items), grown when too small."""
+        area (uint32, STAGED_ITEMS a nonzero), grown when too small."""
         arrays = self.arrays
         if arrays is None or arrays[0].size < nnz:
             arrays = self.arrays = None  # the old ones go before the new ones are touched
             arrays = self.arrays = fresh_arrange_arrays(nnz)
         *items, staging = arrays
-        return (*(a[:nnz] for a in items), staging[: 3 * nnz])
+        return (*(a[:nnz] for a in items), staging[: STAGED_ITEMS * nnz])
+
+
+ARRANGE_BUFFERS = ArrangeBuffers()  # the local encoder's (FileContext.reuse_buffers); Dask workers allocate
 
 
 def fresh_arrange_arrays(nnz: int) -> tuple[np.ndarray, ...]:
     """What arrange writes into: rows, columns, values, positions and its staging area."""
     return (np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.int64), np.empty(nnz, np.int64),
-            np.empty(3 * nnz, np.uint32))
+            np.empty(STAGED_ITEMS * nnz, np.uint32))
 
 
 def row_counts(genes: np.ndarray, gene_rank: np.ndarray) -> np.ndarray:
@@ -109,15 +115,42 @@ def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_orde
             buffers: ArrangeBuffers | None = None):
     """The chunk's nonzeros sorted by (tile, position), walking the cells in their new order: they
     go band by band (each band's run then holds its tiles one after another; row_nnz, from
-    row_counts, says where each run starts), then each tile's by row, stably. Returns rows (int32), columns (int32), values and row-major positions inside their
-    tiles in that order (in `buffers` when given), and the nonzeros of each tile."""
+    row_counts, says where each run starts), then each tile's by row, stably. Returns rows (int32),
+    columns (int32), values and row-major positions inside their tiles in that order (in `buffers`
+    when given), and the nonzeros of each tile."""
     nnz = int(np.asarray(values).size)
     rows, cols, out_values, positions, staging = buffers.take(nnz) if buffers is not None else \
         fresh_arrange_arrays(nnz)
     tile_k = _native.arrange(_int64(indptr), _int64(genes), _int64(values), _int64(cell_order), _int64(gene_rank),
-                             _int64(row_nnz), _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells), rows, cols,
-                             out_values, positions, staging)
+                             _int64(row_nnz), _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells),
+                             rows, cols, out_values, positions, staging)
     return rows, cols, out_values, positions, tile_k
+
+
+class ArrangedBlock(NamedTuple):
+    """A block of cells laid out as a chunk: its cell order (new column c holds cell_order[c]), its
+    geometry, and its nonzeros by (tile, position) as arrange returns them."""
+
+    cell_order: np.ndarray
+    geometry: ChunkGeometry
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    positions: np.ndarray
+    tile_k: np.ndarray
+
+
+def arrange_block(block: CellBlock, context: FileContext) -> ArrangedBlock:
+    """A chunk's layout (spec §5.4): cells by decreasing total, the file's bands cut into tiles by
+    the block's row counts, every nonzero at its tile and position (into the thread's kept buffers
+    when the context allows)."""
+    cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
+    row_nnz = row_counts(block.genes, context.gene_rank)
+    geometry = ChunkGeometry.plan(context.band_rows, row_nnz, block.n_cells, context.tile_nnz)
+    arranged = arrange(block.indptr, block.genes, block.values, cell_order, context.gene_rank, row_nnz,
+                       geometry.row_starts, geometry.widths, geometry.tile_starts, block.n_cells,
+                       ARRANGE_BUFFERS if context.reuse_buffers else None)
+    return ArrangedBlock(cell_order, geometry, *arranged)
 
 
 def baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
@@ -169,8 +202,6 @@ def code_tiles_v3(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray,
     return CodedTiles(data, lengths, counts, tile3.information_bits(gaps), value_bits)
 
 
-ARRANGE_BUFFERS = ArrangeBuffers()  # the local encoder's (FileContext.reuse_buffers); Dask workers allocate
-
 # The tile coder of each format version (major).
 TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
 
@@ -185,13 +216,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     if nnz >= MAX_CHUNK_NNZ:
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
-    cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
-    row_nnz = row_counts(block.genes, context.gene_rank)
-    geometry = ChunkGeometry.plan(context.band_rows, row_nnz, n_cells, context.tile_nnz)
-    rows, cols, values, positions, tile_k = arrange(block.indptr, block.genes, block.values, cell_order,
-                                                     context.gene_rank, row_nnz, geometry.row_starts, geometry.widths,
-                                                     geometry.tile_starts, n_cells,
-                                                     ARRANGE_BUFFERS if context.reuse_buffers else None)
+    cell_order, geometry, rows, cols, values, positions, tile_k = arrange_block(block, context)
     n_rows = geometry.n_rows
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
     u = quantise_values(values, options.max_error)

@@ -119,9 +119,10 @@ def check_names(names, n: int, what: str) -> list[str] | None:
     text = "\n".join(names)
     try:
         text.encode("utf-8")
+        at_fault = False
     except UnicodeEncodeError:
-        _check_each_name(names, what)
-    if "\r" in text or text.count("\n") != max(len(names) - 1, 0) or \
+        at_fault = True
+    if at_fault or "\r" in text or text.count("\n") != max(len(names) - 1, 0) or \
             4 * max(map(len, names), default=0) > MAX_NAME_BYTES:  # a character takes at most 4 bytes
         _check_each_name(names, what)
     return names
