@@ -248,6 +248,24 @@ def test_random_access_and_spec(every_format, pbmc):
     assert not isinstance(read_matrix(DATA / name), RandomAccessSource)
 
 
+def test_blocks_hold_int32_read_in_place_where_the_source_holds_int32(pbmc):
+    """A block's genes and values are int32 whatever the source's types (every valid index and
+    count fits); an int32 source's are views of its arrays, not copies."""
+    m = sp.csc_matrix(pbmc.matrix())
+    m.indices, m.data = m.indices.astype(np.int32), m.data.astype(np.int32)
+    block = ScipySource(m).block(3, 40)
+    assert block.genes.dtype == block.values.dtype == np.int32
+    assert np.shares_memory(block.genes, m.indices) and np.shares_memory(block.values, m.data)
+    wide = sp.csc_matrix((m.data.astype(np.float64), m.indices.astype(np.int64), m.indptr), shape=m.shape)
+    again = ScipySource(wide).block(3, 40)
+    assert again.genes.dtype == again.values.dtype == np.int32
+    assert np.array_equal(again.genes, block.genes) and np.array_equal(again.values, block.values)
+    big = wide.copy()
+    big.data[big.indptr[5]] = 2.0**31  # above MAX_COUNT: refused, never wrapped into int32
+    with pytest.raises(sinr.InvalidInputError, match="values above"):
+        ScipySource(big).block(3, 40)
+
+
 def _replicated_h5(path: Path, source, copies: int) -> int:
     m = source.matrix()
     big = sp.hstack([m] * copies, format="csc")

@@ -692,9 +692,9 @@ def _block(seed: int, n_genes: int = 500, n_cells: int = 120):
     expressed = rng.random((n_genes, n_cells)) < rng.random(n_genes)[:, None] * 0.3
     dense = expressed * rng.integers(1, 40, (n_genes, n_cells))
     indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=0))]).astype(np.int64)
-    genes = np.concatenate([np.flatnonzero(dense[:, c]) for c in range(n_cells)]).astype(np.int64)
-    values = np.concatenate([dense[dense[:, c] != 0, c] for c in range(n_cells)]).astype(np.int64)
-    return indptr, genes, values
+    genes = np.concatenate([np.flatnonzero(dense[:, c]) for c in range(n_cells)]).astype(np.int32)
+    values = np.concatenate([dense[dense[:, c] != 0, c] for c in range(n_cells)]).astype(np.int32)
+    return indptr, genes, values  # a validated block's dtypes (io.sources.CellBlock)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -739,28 +739,33 @@ def test_arrange_matches_reference(seed):
         with pytest.raises(ValueError, match="row counts"):  # counts that do not add up, or not by row
             chunk_module.arrange(indptr, genes, values, cell_order, gene_rank, wrong, geometry.row_starts,
                                  geometry.widths, geometry.tile_starts, n_cells)
-    with pytest.raises(ValueError, match="a value lies outside"):  # a value the 12-byte staging cannot hold
-        chunk_module.arrange(indptr, genes, np.where(values == values[0], 2**32, values), cell_order, gene_rank,
+    with pytest.raises(ValueError, match="a value lies outside"):  # a negative value, which no block holds
+        chunk_module.arrange(indptr, genes, np.where(values == values[0], -1, values), cell_order, gene_rank,
                              row_nnz, geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    with pytest.raises(TypeError):  # 64-bit genes or values: refused, never narrowed (a block's are int32)
+        chunk_module.arrange(indptr, genes.astype(np.int64), values, cell_order, gene_rank, row_nnz,
+                             geometry.row_starts, geometry.widths, geometry.tile_starts, n_cells)
+    with pytest.raises(TypeError):
+        chunk_module.cell_totals(indptr, values.astype(np.int64))
 
 
 def test_arrange_into_reused_buffers():
     """The local encoder's per-thread arrays: the same arrangement as fresh arrays, the same memory
     from one chunk to the next while it fits, larger arrays when a chunk needs them."""
     rng = np.random.default_rng(12)
-    buffers = chunk_module.ArrangeBuffers()
+    buffers = chunk_module.ChunkBuffers()
     seen = []
     for n_cells in (30, 20, 60):
         dense = rng.poisson(0.4, size=(50, n_cells)) * (rng.random((50, n_cells)) < 0.3)
         csc = sp.csc_matrix(dense)
-        indptr, genes, values = csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data.astype(np.int64)
+        indptr, genes, values = csc.indptr.astype(np.int64), csc.indices.astype(np.int32), csc.data.astype(np.int32)
         gene_rank = np.arange(50, dtype=np.int64)
         geometry = ChunkGeometry.plan(np.array([0, 10, 50], np.int64), np.bincount(genes, minlength=50), n_cells, 40)
         args = (indptr, genes, values, np.arange(n_cells, dtype=np.int64), gene_rank,
                 chunk_module.row_counts(genes, gene_rank), geometry.row_starts, geometry.widths, geometry.tile_starts,
                 n_cells)
         fresh = chunk_module.arrange(*args)
-        reused = chunk_module.arrange(*args, buffers)
+        reused = chunk_module.arrange(*args, buffers.take(values.size))
         assert all(np.array_equal(a, b) for a, b in zip(fresh, reused))
         seen.append(reused[0].__array_interface__["data"][0])
     assert seen[0] == seen[1] != seen[2]  # the second chunk fits in the first's arrays; the third grows them
@@ -769,13 +774,23 @@ def test_arrange_into_reused_buffers():
 def test_bins_and_contexts_match_reference():
     rng = np.random.default_rng(6)
     u = np.concatenate([np.arange(3000), rng.integers(0, 2**31 - 1, 3000)]).astype(np.int64)
-    assert np.array_equal(chunk_module.value_bins_of(u), np.searchsorted(bin_tables()[0], u, side="right") - 1)
+    expected_bins = np.searchsorted(bin_tables()[0], u, side="right") - 1
+    assert np.array_equal(chunk_module.value_bins_of(u), expected_bins)
+    out = np.full(u.size, -7, np.int64)
+    assert chunk_module.value_bins_of(u, out=out) is out and np.array_equal(out, expected_bins)
     rows, cols = rng.integers(0, 40, 5000).astype(np.int32), rng.integers(0, 30, 5000).astype(np.int32)
     gene_terms, cell_terms = rng.integers(-300, 900, 40), rng.integers(-300, 300, 30)
     expected = np.clip((gene_terms[rows] + cell_terms[cols]) >> 2, 0, N_CONTEXTS - 1)
     assert np.array_equal(chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms), expected)
+    out = np.full(rows.size, -7, np.int64)
+    assert chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms, out=out) is out
+    assert np.array_equal(out, expected)
     with pytest.raises(ValueError):
         chunk_module.baseline_contexts(rows, np.full(5000, 30, np.int32), gene_terms, cell_terms)
+    with pytest.raises(ValueError, match="differ in length"):  # never a write past the caller's array
+        chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms, out=out[:-1])
+    with pytest.raises(ValueError, match="differ in length"):
+        chunk_module.value_bins_of(u, out=np.empty(u.size - 1, np.int64))
 
 
 @pytest.mark.parametrize("major", [2, 3])

@@ -19,7 +19,7 @@ void check(int status, const char* what) {
   if (status != kArrangeOk) throw nb::value_error((std::string(what) + ": " + arrange_status_text(status)).c_str());
 }
 
-NumpyArray<int64_t> cell_totals_py(Array<const int64_t> indptr, Array<const int64_t> values) {
+NumpyArray<int64_t> cell_totals_py(Array<const int64_t> indptr, Array<const int32_t> values) {
   Owned<int64_t> out(indptr.shape(0) > 0 ? static_cast<int64_t>(indptr.shape(0)) - 1 : 0);
   int status;
   {
@@ -31,7 +31,7 @@ NumpyArray<int64_t> cell_totals_py(Array<const int64_t> indptr, Array<const int6
 }
 
 // Each row's nonzeros, rows 0 .. the highest that has one (numpy.bincount(gene_rank[genes])).
-NumpyArray<int64_t> row_counts_py(Array<const int64_t> genes, Array<const int64_t> gene_rank) {
+NumpyArray<int64_t> row_counts_py(Array<const int32_t> genes, Array<const int64_t> gene_rank) {
   std::vector<int64_t> counts(gene_rank.shape(0));
   int64_t n_rows = 0;
   int status;
@@ -48,7 +48,7 @@ NumpyArray<int64_t> row_counts_py(Array<const int64_t> genes, Array<const int64_
 
 // The arrangement into the caller's arrays (nnz items each, staging 3 * nnz; the encoder reuses them
 // from one chunk to the next); returns each tile's nonzeros.
-NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const int64_t> values,
+NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int32_t> genes, Array<const int32_t> values,
                                Array<const int64_t> cell_order, Array<const int64_t> gene_rank,
                                Array<const int64_t> row_nnz, Array<const int64_t> row_starts,
                                Array<const int64_t> widths, Array<const int64_t> tile_starts, int64_t n_cells,
@@ -70,26 +70,23 @@ NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int64_t>
   return tile_k.release();
 }
 
-NumpyArray<int64_t> baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols,
-                                         Array<const int64_t> gene_terms, Array<const int64_t> cell_terms, bool fine) {
-  Owned<int64_t> out(static_cast<int64_t>(rows.shape(0)));
+// Into the caller's array (the local encoder keeps one a thread from chunk to chunk).
+void baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols, Array<const int64_t> gene_terms,
+                          Array<const int64_t> cell_terms, bool fine, Array<int64_t> out) {
+  if (out.shape(0) != rows.shape(0)) throw nb::value_error("baseline_contexts: out and rows differ in length");
   int status;
   {
     nb::gil_scoped_release release;
     status = baseline_contexts(span_of(rows), span_of(cols), span_of(gene_terms), span_of(cell_terms), fine,
-                               out.span());
+                               span_of(out));
   }
   check(status, "baseline_contexts");
-  return out.release();
 }
 
-NumpyArray<int64_t> value_bins_py(Array<const int64_t> u) {
-  Owned<int64_t> out(static_cast<int64_t>(u.shape(0)));
-  {
-    nb::gil_scoped_release release;
-    value_bins(span_of(u), out.span());
-  }
-  return out.release();
+void value_bins_py(Array<const int64_t> u, Array<int64_t> out) {
+  if (out.shape(0) != u.shape(0)) throw nb::value_error("value_bins: out and u differ in length");
+  nb::gil_scoped_release release;
+  value_bins(span_of(u), span_of(out));
 }
 
 NumpyArray<int64_t> value_counts_py(Array<const int64_t> contexts, Array<const int64_t> bins, int64_t n_contexts,
@@ -109,7 +106,7 @@ NumpyArray<int64_t> value_counts_py(Array<const int64_t> contexts, Array<const i
 }
 
 template <typename V>
-void accumulate_gene_stats_py(Array<const int64_t> indptr, Array<const int64_t> genes, Array<const V> values,
+void accumulate_gene_stats_py(Array<const int64_t> indptr, Array<const int32_t> genes, Array<const V> values,
                               Array<int64_t> gene_nnz, Array<double> gene_deviation) {
   int status;
   {
@@ -150,10 +147,12 @@ void bind_encoder(nb::module_& m) {
         "A chunk's nonzeros sorted by (tile, position) into rows, cols, out_values and positions (nnz items "
         "each), staged in staging (3 * nnz items); returns each tile's nonzeros.");
   m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
-        nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine") = false,
-        "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols]: format 2's (spec §C.5), "
-        "or with fine format 3's of 1/8 nat (§6.5).");
-  m.def("value_bins", &value_bins_py, nb::arg("u").noconvert(), "The bin of each coded value u >= 0.");
+        nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine"),
+        nb::arg("out").noconvert(),
+        "Baseline context of each nonzero from gene_terms[rows] and cell_terms[cols] into out: format 2's "
+        "(spec §C.5), or with fine format 3's of 1/8 nat (§6.5).");
+  m.def("value_bins", &value_bins_py, nb::arg("u").noconvert(), nb::arg("out").noconvert(),
+        "The bin of each coded value u >= 0, into out.");
   m.def("value_counts", &value_counts_py, nb::arg("contexts").noconvert(), nb::arg("bins").noconvert(),
         nb::arg("n_contexts"), nb::arg("n_bins"),
         "Counts of (context, bin) pairs, flat (n_contexts * n_bins); ValueError where one lies outside.");

@@ -37,10 +37,9 @@ def encode_tiles(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, 
     them, each nonzero's u and context (spec §6.5, §7.2), under the tables of the chunk's own count sections
     `gaps` and `values` (None: mode inr-only, no values coded). ValueError if the counts are not
     the tiles' own."""
-    data, lengths = _native.tile3_encode_chunk(
+    return _native.tile3_encode_chunk(
         _i64(tile_n), _i64(tile_k), _i64(positions), _i64(u), _i64(contexts),
         np.ascontiguousarray(gaps, np.uint64), None if values is None else np.ascontiguousarray(values, np.uint64))
-    return data.tobytes(), lengths
 
 
 def information_bits(counts: np.ndarray) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from ..limits import MAX_CHUNK_NNZ
 from ..model.baseline import fit_cell_terms
 from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
+from ..reader.pages import mapped_array
 from ..storage.container import ContainerWriter, crc32, crc32_ranges, pack_header, pack_map
 from ..storage.layout import CHUNK_SECTIONS_BY_MAJOR
 from .options import EncodeOptions
@@ -44,7 +45,7 @@ class FileContext:
     tile_nnz: int  # nonzeros per tile the widths aim for
     options: EncodeOptions
     siren_planner: "SirenPlanner | None" = None
-    reuse_buffers: bool = False  # the local encoder's threads keep their arrange arrays (ARRANGE_BUFFERS)
+    reuse_buffers: bool = False  # the local encoder's threads keep their chunk arrays (CHUNK_BUFFERS)
 
 
 @dataclass
@@ -69,62 +70,87 @@ def _int64(a: np.ndarray) -> np.ndarray:
 
 
 def cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Each cell's total count: the chunk orders its cells by depth."""
-    return _native.cell_totals(_int64(indptr), _int64(values))
+    """Each cell's total count (values int32, as a block holds them): the chunk orders its cells by
+    depth."""
+    return _native.cell_totals(_int64(indptr), np.ascontiguousarray(values))
 
 
 STAGED_ITEMS = 3  # uint32 items a nonzero takes in arrange's staging: row, column, value (arrange.hpp)
 
 
-class ArrangeBuffers(threading.local):
-    """The arrays arrange writes a chunk's nonzeros into (and stages them in), one set per thread,
-    kept from one chunk to the next by the local encoder: fresh ones every chunk fault their pages
-    in again, each zeroed by the kernel (a tenth of an encode's CPU time). Views of them are valid
-    until the thread's next chunk, and go with the thread."""
+class ChunkArrays(NamedTuple):
+    """What a chunk's kernels write, nnz items each: arrange's rows and columns (int32), values and
+    positions (int64) and its staging area (uint32, STAGED_ITEMS a nonzero), then each value's
+    coded index u, its bin and its context (int64)."""
 
-    arrays: tuple[np.ndarray, ...] | None = None
-
-    def take(self, nnz: int) -> tuple[np.ndarray, ...]:
-        """Rows and columns (int32), values and positions (int64) of nnz items, and the staging
-        area (uint32, STAGED_ITEMS a nonzero), grown when too small."""
-        arrays = self.arrays
-        if arrays is None or arrays[0].size < nnz:
-            arrays = self.arrays = None  # the old ones go before the new ones are touched
-            arrays = self.arrays = fresh_arrange_arrays(nnz)
-        *items, staging = arrays
-        return (*(a[:nnz] for a in items), staging[: STAGED_ITEMS * nnz])
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    positions: np.ndarray
+    staging: np.ndarray
+    u: np.ndarray
+    bins: np.ndarray
+    contexts: np.ndarray
 
 
-ARRANGE_BUFFERS = ArrangeBuffers()  # the local encoder's (FileContext.reuse_buffers); Dask workers allocate
+def fresh_chunk_arrays(nnz: int, allocate: Callable[[int, type], np.ndarray] = np.empty) -> ChunkArrays:
+    """A chunk's arrays, newly allocated by `allocate(size, dtype)` (numpy's own for a Dask worker's
+    chunk)."""
+    return ChunkArrays(allocate(nnz, np.int32), allocate(nnz, np.int32), allocate(nnz, np.int64),
+                       allocate(nnz, np.int64), allocate(STAGED_ITEMS * nnz, np.uint32),
+                       *(allocate(nnz, np.int64) for _ in range(3)))
 
 
-def fresh_arrange_arrays(nnz: int) -> tuple[np.ndarray, ...]:
-    """What arrange writes into: rows, columns, values, positions and its staging area."""
-    return (np.empty(nnz, np.int32), np.empty(nnz, np.int32), np.empty(nnz, np.int64), np.empty(nnz, np.int64),
-            np.empty(STAGED_ITEMS * nnz, np.uint32))
+class ChunkBuffers(threading.local):
+    """A chunk's arrays, one set per thread, kept from one chunk to the next by the local encoder:
+    fresh ones every chunk fault their pages in again, each zeroed by the kernel (a tenth of an
+    encode's CPU time for arrange's alone). They are mapped without numpy's request for huge pages,
+    which makes each first touch wait where the kernel compacts memory to find them (the first
+    chunk's quantise_values, 17.6 MB, 40 ms instead of 9 on two threads at once; 0.3 ms once its
+    pages are in). Views of them are valid until the thread's next chunk, and go with the thread."""
+
+    arrays: ChunkArrays | None = None
+
+    def take(self, nnz: int) -> ChunkArrays:
+        """Views of nnz items (the staging STAGED_ITEMS * nnz), the arrays grown when too small."""
+        if self.arrays is None or self.arrays.rows.size < nnz:
+            self.arrays = None  # the old ones go before the new ones are touched
+            self.arrays = fresh_chunk_arrays(nnz, mapped_array)
+        return ChunkArrays(*(a[: (STAGED_ITEMS if name == "staging" else 1) * nnz]
+                             for name, a in zip(ChunkArrays._fields, self.arrays)))
+
+
+CHUNK_BUFFERS = ChunkBuffers()  # the local encoder's (FileContext.reuse_buffers); Dask workers allocate
+
+
+def chunk_arrays(nnz: int, context: FileContext) -> ChunkArrays:
+    """The arrays a chunk of nnz nonzeros is encoded in: the thread's kept ones where the context
+    allows, else fresh ones."""
+    return CHUNK_BUFFERS.take(nnz) if context.reuse_buffers else fresh_chunk_arrays(nnz)
 
 
 def row_counts(genes: np.ndarray, gene_rank: np.ndarray) -> np.ndarray:
     """Each row's nonzeros, rows 0 .. the highest holding one (numpy.bincount(gene_rank[genes]) in
-    one pass): what the chunk's geometry is planned from and arrange places by."""
-    return _native.row_counts(_int64(genes), _int64(gene_rank))
+    one pass; genes int32, as a block holds them): what the chunk's geometry is planned from and
+    arrange places by."""
+    return _native.row_counts(np.ascontiguousarray(genes), _int64(gene_rank))
 
 
 def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_order: np.ndarray, gene_rank: np.ndarray,
             row_nnz: np.ndarray, row_starts: np.ndarray, widths: np.ndarray, tile_starts: np.ndarray, n_cells: int,
-            buffers: ArrangeBuffers | None = None):
-    """The chunk's nonzeros sorted by (tile, position), walking the cells in their new order: they
-    go band by band (each band's run then holds its tiles one after another; row_nnz, from
-    row_counts, says where each run starts), then each tile's by row, stably. Returns rows (int32),
-    columns (int32), values and row-major positions inside their tiles in that order (in `buffers`
-    when given), and the nonzeros of each tile."""
+            out: ChunkArrays | None = None):
+    """The chunk's nonzeros (genes and values int32, as a block holds them) sorted by (tile,
+    position), walking the cells in their new order: they go band by band (each band's run then
+    holds its tiles one after another; row_nnz, from row_counts, says where each run starts), then
+    each tile's by row, stably. Returns rows (int32), columns (int32), values and row-major positions
+    inside their tiles in that order (in `out`'s arrays when given), and the nonzeros of each tile."""
     nnz = int(np.asarray(values).size)
-    rows, cols, out_values, positions, staging = buffers.take(nnz) if buffers is not None else \
-        fresh_arrange_arrays(nnz)
-    tile_k = _native.arrange(_int64(indptr), _int64(genes), _int64(values), _int64(cell_order), _int64(gene_rank),
+    out = out if out is not None else fresh_chunk_arrays(nnz)
+    tile_k = _native.arrange(_int64(indptr), np.ascontiguousarray(genes), np.ascontiguousarray(values),
+                             _int64(cell_order), _int64(gene_rank),
                              _int64(row_nnz), _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells),
-                             rows, cols, out_values, positions, staging)
-    return rows, cols, out_values, positions, tile_k
+                             out.rows, out.cols, out.values, out.positions, out.staging)
+    return out.rows, out.cols, out.values, out.positions, tile_k
 
 
 class ArrangedBlock(NamedTuple):
@@ -140,29 +166,35 @@ class ArrangedBlock(NamedTuple):
     tile_k: np.ndarray
 
 
-def arrange_block(block: CellBlock, context: FileContext) -> ArrangedBlock:
+def arrange_block(block: CellBlock, context: FileContext, arrays: ChunkArrays | None = None) -> ArrangedBlock:
     """A chunk's layout (spec §5.4): cells by decreasing total, the file's bands cut into tiles by
-    the block's row counts, every nonzero at its tile and position (into the thread's kept buffers
-    when the context allows)."""
+    the block's row counts, every nonzero at its tile and position (into `arrays`, by default the
+    ones chunk_arrays gives)."""
     cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
     row_nnz = row_counts(block.genes, context.gene_rank)
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, block.n_cells, context.tile_nnz)
     arranged = arrange(block.indptr, block.genes, block.values, cell_order, context.gene_rank, row_nnz,
                        geometry.row_starts, geometry.widths, geometry.tile_starts, block.n_cells,
-                       ARRANGE_BUFFERS if context.reuse_buffers else None)
+                       arrays if arrays is not None else chunk_arrays(block.nnz, context))
     return ArrangedBlock(cell_order, geometry, *arranged)
 
 
 def baseline_contexts(rows: np.ndarray, cols: np.ndarray, gene_terms: np.ndarray,
-                      cell_terms: np.ndarray, *, major: int = 2) -> np.ndarray:
+                      cell_terms: np.ndarray, *, major: int = 2, out: np.ndarray | None = None) -> np.ndarray:
     """Each nonzero's coding context from its gene and cell terms, as format `major` defines it
-    (format 2: spec §C.5; format 3: §6.5)."""
-    return _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms), fine_contexts(major))
+    (format 2: spec §C.5; format 3: §6.5), into `out` (int64) when given."""
+    out = np.empty(rows.size, np.int64) if out is None else out
+    _native.baseline_contexts(rows, cols, _int64(gene_terms), _int64(cell_terms), fine_contexts(major), out)
+    return out
 
 
-def value_bins_of(u: np.ndarray) -> np.ndarray:
-    """Each value index's bin (spec §6.3.1), for the chunk's histograms."""
-    return _native.value_bins(_int64(u))
+def value_bins_of(u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Each value index's bin (spec §6.3.1), for the chunk's histograms, into `out` (int64) when
+    given."""
+    u = _int64(u)
+    out = np.empty(u.size, np.int64) if out is None else out
+    _native.value_bins(u, out)
+    return out
 
 
 class CodedTiles(NamedTuple):
@@ -216,12 +248,13 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     if nnz >= MAX_CHUNK_NNZ:
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
-    cell_order, geometry, rows, cols, values, positions, tile_k = arrange_block(block, context)
+    arrays = chunk_arrays(nnz, context)
+    cell_order, geometry, rows, cols, values, positions, tile_k = arrange_block(block, context, arrays)
     n_rows = geometry.n_rows
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
-    u = quantise_values(values, options.max_error)
-    bins = value_bins_of(u)
-    contexts = baseline_contexts(rows, cols, context.gene_terms, cell_terms, major=major)
+    u = quantise_values(values, options.max_error, out=arrays.u)
+    bins = value_bins_of(u, out=arrays.bins)
+    contexts = baseline_contexts(rows, cols, context.gene_terms, cell_terms, major=major, out=arrays.contexts)
     code_values = options.mode != "inr-only"
     hist = histograms(contexts, bins, major=major)
 

@@ -110,8 +110,8 @@ class PiecesSource(MatrixSource):
             for start in range(0, piece.n_cells, cells_per_block):
                 stop = min(start + cells_per_block, piece.n_cells)
                 x = piece.block(start, stop)
-                yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int64),
-                                x.data.astype(np.int64))
+                yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int32),
+                                x.data.astype(np.int32))  # a block's dtypes (io.sources.CellBlock)
             offset += piece.n_cells
 
     def fresh_gene_statistics(self, known: np.ndarray, cells_per_block: int) -> tuple[np.ndarray, np.ndarray]:

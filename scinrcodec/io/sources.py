@@ -26,8 +26,8 @@ class CellBlock:
 
     start: int
     indptr: np.ndarray  # int64 [n_cells + 1], from 0
-    genes: np.ndarray  # int64, original gene index of each nonzero
-    values: np.ndarray  # int64 > 0
+    genes: np.ndarray  # int32, original gene index of each nonzero (below MAX_DIMENSION)
+    values: np.ndarray  # int32 > 0 (at most MAX_COUNT)
 
     @property
     def n_cells(self) -> int:
@@ -196,8 +196,11 @@ def _steps_within_cells(genes: np.ndarray, indptr: np.ndarray) -> np.ndarray:
 def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) -> CellBlock:
     """Check one CSC block of cells fully and return it in canonical form (zeros dropped, genes
     ascending within each cell). Refuses non-integers, negatives, values above MAX_COUNT, indices
-    outside the shape, decreasing index pointers and duplicate coordinates. Its temporaries are
-    about 16 bytes a nonzero beyond the result, as a block may hold millions."""
+    outside the shape, decreasing index pointers and duplicate coordinates. Genes and values come
+    back as int32, what every valid index and count fits (MAX_DIMENSION, MAX_COUNT): int32 arrays,
+    what 10x and AnnData files hold, are then slices of the source rather than copies (the encoder
+    reads each block twice, and fresh copies fault their pages in each time). Its temporaries are
+    about 4 bytes a nonzero beyond the result, as a block may hold millions."""
     indptr = np.asarray(indptr)
     genes = np.asarray(genes)
     values = np.asarray(values)
@@ -231,11 +234,9 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
         raise InvalidInputError(f"{cells}: contains values above {MAX_COUNT:,}")
     if genes.size and (genes.min() < 0 or genes.max() >= n_genes):
         raise InvalidInputError(f"{cells}: a gene index lies outside 0..{n_genes - 1:,}")
-    # steps in the indices' own type where it is signed (genes lie in 0..n_genes - 1, so no step
-    # overflows it): half the memory traffic of int64 steps for the usual int32 indices
-    steps = _steps_within_cells(genes if genes.dtype.kind == "i" else genes.astype(np.int64), indptr)
-    genes = genes.astype(np.int64, copy=False)
-    values = values.astype(np.int64, copy=False)
+    genes = genes.astype(np.int32, copy=False)  # in range: checked above
+    values = values.astype(np.int32, copy=False)
+    steps = _steps_within_cells(genes, indptr)  # genes lie in 0..n_genes - 1: no int32 step overflows
     if steps.size and steps.min() < 0:  # unsorted within some cell: sort by (cell, gene)
         order = np.lexsort((genes, np.repeat(np.arange(n_cells), np.diff(indptr))))
         genes, values = genes[order], values[order]

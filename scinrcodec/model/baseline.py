@@ -25,13 +25,14 @@ _VALUE_TYPES = frozenset(np.dtype(t) for t in (np.int64, np.int32, np.float64, n
 
 def accumulate_gene_stats(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, gene_nnz: np.ndarray,
                           gene_deviation: np.ndarray) -> None:
-    """First pass over a block of cells (CSC): per gene, nonzeros and the sum of log1p(v) minus
-    the cell's mean log1p (added to gene_nnz and gene_deviation, int64 and float64)."""
+    """First pass over a block of cells (CSC, genes int32 as a block holds them): per gene,
+    nonzeros and the sum of log1p(v) minus the cell's mean log1p (added to gene_nnz and
+    gene_deviation, int64 and float64)."""
     values = np.asarray(values)
     if values.dtype not in _VALUE_TYPES:  # log1p of float64(v) either way
         values = values.astype(np.float64)
     _native.accumulate_gene_stats(np.ascontiguousarray(indptr, dtype=np.int64),
-                                  np.ascontiguousarray(genes, dtype=np.int64), np.ascontiguousarray(values),
+                                  np.ascontiguousarray(genes), np.ascontiguousarray(values),
                                   gene_nnz, gene_deviation)
 
 

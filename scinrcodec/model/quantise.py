@@ -54,11 +54,13 @@ def quantise_siren(weights: list[np.ndarray], biases: list[np.ndarray], bits: in
     return None
 
 
-def quantise_values(values: np.ndarray, max_error: int) -> np.ndarray:
-    """Nonzero v -> coded u: v - 1 when lossless, (v - 1 + E) // (2E + 1) with --max-error E."""
+def quantise_values(values: np.ndarray, max_error: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Nonzero v -> coded u: v - 1 when lossless, (v - 1 + E) // (2E + 1) with --max-error E; into
+    `out` when given (no temporary: the encoder keeps one a thread)."""
     if not max_error:
-        return values - 1  # the same numbers, one temporary of a nonzero each instead of three
-    return (values - 1 + max_error) // (2 * max_error + 1)
+        return np.subtract(values, 1, out=out)
+    u = np.add(values, max_error - 1, out=out)
+    return np.floor_divide(u, 2 * max_error + 1, out=u)
 
 
 def dequantise_values(u: np.ndarray, max_error: int) -> np.ndarray:

@@ -27,7 +27,17 @@ _PRIVATE = {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MA
 def fresh_array(size: int, dtype) -> np.ndarray:
     """An uninitialised 1-d array of `size` items (zeros where freshly mapped)."""
     dtype = np.dtype(dtype)
+    if size * dtype.itemsize < _MAPPED_FROM_BYTES:
+        return np.empty(size, dtype)
+    return mapped_array(size, dtype)
+
+
+def mapped_array(size: int, dtype) -> np.ndarray:
+    """A 1-d array of `size` zeros in a mapping of its own, whatever its size: for arrays kept and
+    reused (the encoder's per-thread buffers), which pay their first touch once, at the steady
+    cost of ordinary pages."""
+    dtype = np.dtype(dtype)
     nbytes = size * dtype.itemsize
-    if nbytes == 0 or nbytes < _MAPPED_FROM_BYTES:
+    if nbytes == 0:
         return np.empty(size, dtype)
     return np.frombuffer(mmap.mmap(-1, nbytes, **_PRIVATE), dtype)

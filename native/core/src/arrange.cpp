@@ -19,7 +19,7 @@ const char* arrange_status_text(int status) {
     case kArrangeBadGeometry: return "bands, widths and tiles are inconsistent";
     case kArrangeBadSize: return "arrays of mismatched lengths";
     case kArrangeBadCounts: return "row counts disagree with the nonzeros' rows";
-    case kArrangeBadValue: return "a value lies outside 0 .. 2**32 - 1";
+    case kArrangeBadValue: return "a value lies outside 0 .. 2**31 - 1";
     default: return "unknown arrangement error";
   }
 }
@@ -71,19 +71,19 @@ inline int32_t entry_col(const uint32_t* e) { return static_cast<int32_t>(e[1]);
 
 }  // namespace
 
-int cell_totals(Span<const int64_t> indptr, Span<const int64_t> values, Span<int64_t> out) {
+int cell_totals(Span<const int64_t> indptr, Span<const int32_t> values, Span<int64_t> out) {
   if (indptr.size < 1 || out.size != indptr.size - 1) return kArrangeBadSize;
   for (int64_t c = 0; c < out.size; ++c)
     if (indptr[c] < 0 || indptr[c + 1] < indptr[c] || indptr[c + 1] > values.size) return kArrangeBadPointers;
   for (int64_t c = 0; c < out.size; ++c) {
-    uint64_t total = 0;  // wraps as the reference's int64 does
-    for (int64_t i = indptr[c]; i < indptr[c + 1]; ++i) total += static_cast<uint64_t>(values[i]);
+    uint64_t total = 0;  // wraps as the reference's int64 does (never, for a cell of a valid block)
+    for (int64_t i = indptr[c]; i < indptr[c + 1]; ++i) total += static_cast<uint64_t>(int64_t{values[i]});
     out[c] = static_cast<int64_t>(total);
   }
   return kArrangeOk;
 }
 
-int row_counts(Span<const int64_t> genes, Span<const int64_t> gene_rank, Span<int64_t> counts, int64_t* n_rows) {
+int row_counts(Span<const int32_t> genes, Span<const int64_t> gene_rank, Span<int64_t> counts, int64_t* n_rows) {
   if (counts.size != gene_rank.size) return kArrangeBadSize;
   std::fill(counts.begin(), counts.end(), int64_t{0});
   int64_t top = -1;
@@ -98,7 +98,7 @@ int row_counts(Span<const int64_t> genes, Span<const int64_t> gene_rank, Span<in
   return kArrangeOk;
 }
 
-int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const int64_t> values,
+int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const int32_t> values,
             Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_nnz,
             Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
             int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values,
@@ -143,8 +143,8 @@ int arrange(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const in
       if (r < 0 || r >= g.n_rows) return kArrangeBadIndex;
       const int32_t b = g.band_of_row[r];
       if (at[b] >= band_start[b + 1]) return kArrangeBadCounts;
-      const int64_t value = values[e];
-      if (value < 0 || value > UINT32_MAX) return kArrangeBadValue;
+      const int32_t value = values[e];
+      if (value < 0) return kArrangeBadValue;
       uint32_t* const entry = entries + kEntryItems * at[b]++;
       entry[0] = static_cast<uint32_t>(r);  // below INT32_MAX (plan_geometry), as c is
       entry[1] = static_cast<uint32_t>(c);

@@ -35,7 +35,7 @@ inline double log1p_of(V v, const double* table) {
 }  // namespace
 
 template <typename V>
-int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const V> values,
+int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const V> values,
                           Span<int64_t> gene_nnz, Span<double> gene_deviation) {
   if (indptr.size < 1 || gene_deviation.size != gene_nnz.size) return 1;
   const int64_t n_genes = gene_nnz.size;
@@ -83,13 +83,13 @@ int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<cons
   return 0;
 }
 
-template int accumulate_gene_stats<int64_t>(Span<const int64_t>, Span<const int64_t>, Span<const int64_t>,
+template int accumulate_gene_stats<int64_t>(Span<const int64_t>, Span<const int32_t>, Span<const int64_t>,
                                             Span<int64_t>, Span<double>);
-template int accumulate_gene_stats<int32_t>(Span<const int64_t>, Span<const int64_t>, Span<const int32_t>,
+template int accumulate_gene_stats<int32_t>(Span<const int64_t>, Span<const int32_t>, Span<const int32_t>,
                                             Span<int64_t>, Span<double>);
-template int accumulate_gene_stats<double>(Span<const int64_t>, Span<const int64_t>, Span<const double>,
+template int accumulate_gene_stats<double>(Span<const int64_t>, Span<const int32_t>, Span<const double>,
                                            Span<int64_t>, Span<double>);
-template int accumulate_gene_stats<float>(Span<const int64_t>, Span<const int64_t>, Span<const float>,
+template int accumulate_gene_stats<float>(Span<const int64_t>, Span<const int32_t>, Span<const float>,
                                           Span<int64_t>, Span<double>);
 
 }  // namespace sinr

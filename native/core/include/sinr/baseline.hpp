@@ -18,7 +18,7 @@ constexpr int64_t kTermMax = 32767;
 // in order. V: the values' type (integer or floating). Returns 0, or 1 where pointers or genes lie
 // outside the arrays (nothing is read or written out of bounds; cells before it were added).
 template <typename V>
-int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int64_t> genes, Span<const V> values,
+int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const V> values,
                           Span<int64_t> gene_nnz, Span<double> gene_deviation);
 
 // Per (reordered) cell c < out.size: rint(16 x mean over its nonzeros of log1p(v) - gene term / 16),
