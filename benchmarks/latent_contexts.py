@@ -33,7 +33,7 @@ import scinrcodec as sinr
 from scinrcodec.codec import tile3
 from scinrcodec.codec.geometry import ChunkGeometry
 from scinrcodec.codec.models import LOG_MEAN_UNITS, histograms
-from scinrcodec.encoder.chunk import FileContext, arrange, baseline_contexts, cell_totals, value_bins_of
+from scinrcodec.encoder.chunk import FileContext, arrange, baseline_contexts, cell_totals, row_counts, value_bins_of
 from scinrcodec.encoder.driver import file_context, gene_statistics
 from scinrcodec.encoder.options import EncodeOptions
 from scinrcodec.io.readers import as_source
@@ -255,11 +255,11 @@ def latent_order(block: CellBlock, context: FileContext, loadings: Loadings, gro
 
 def arrange_chunk(block: CellBlock, context: FileContext, cell_order: np.ndarray) -> Chunk:
     """encode_chunk's steps up to the contexts: geometry, arrangement, cell terms, for a cell order."""
-    row_nnz = np.bincount(context.gene_rank[block.genes])
+    row_nnz = row_counts(block.genes, context.gene_rank)
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, block.n_cells, context.tile_nnz)
     rows, cols, values, positions, tile_k = arrange(block.indptr, block.genes, block.values, cell_order,
-                                                     context.gene_rank, geometry.row_starts, geometry.widths,
-                                                     geometry.tile_starts, block.n_cells)
+                                                     context.gene_rank, row_nnz, geometry.row_starts,
+                                                     geometry.widths, geometry.tile_starts, block.n_cells)
     _, first_row, heights, first_col, widths = geometry.tiles()
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, block.n_cells)
     return Chunk(rows, cols, values, np.asarray(positions, np.int64),

@@ -157,6 +157,11 @@ def test_caller_errors_are_value_errors():
         encode_native([t3.TileInput(24, [3, 2], [0, 0], [5, 5])], gaps, values)
     with pytest.raises(ValueError, match="no frequency"):
         encode_native([t3.TileInput(24, [3], [1000], [5])], gaps, values)
+    n, k = np.array([tile.n_t], np.int64), np.array([len(tile.positions)], np.int64)
+    flat = [np.asarray(a, np.int64) for a in (tile.positions, tile.u, tile.contexts)]
+    assert _native.tile3_encode_chunk(n, k, *flat, gaps, values)[0] == encode_native([tile], gaps, values)[0]
+    with pytest.raises(ValueError, match="differ in number"):  # refused before any room is taken
+        _native.tile3_encode_chunk(n + 10**6, k + 10**6, *flat, gaps, values)
 
 
 # ------------------------------------------------------------------------------- hostile streams

@@ -73,7 +73,6 @@ NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int32_t>
 // Into the caller's array (the local encoder keeps one a thread from chunk to chunk).
 void baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols, Array<const int64_t> gene_terms,
                           Array<const int64_t> cell_terms, bool fine, Array<int64_t> out) {
-  if (out.shape(0) != rows.shape(0)) throw nb::value_error("baseline_contexts: out and rows differ in length");
   int status;
   {
     nb::gil_scoped_release release;
@@ -84,9 +83,12 @@ void baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols, 
 }
 
 void value_bins_py(Array<const int64_t> u, Array<int64_t> out) {
-  if (out.shape(0) != u.shape(0)) throw nb::value_error("value_bins: out and u differ in length");
-  nb::gil_scoped_release release;
-  value_bins(span_of(u), span_of(out));
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = value_bins(span_of(u), span_of(out));
+  }
+  check(status, "value_bins");
 }
 
 NumpyArray<int64_t> value_counts_py(Array<const int64_t> contexts, Array<const int64_t> bins, int64_t n_contexts,

@@ -66,7 +66,7 @@ class EncodedChunk:
 
 
 def _int64(a: np.ndarray) -> np.ndarray:
-    """An encoder array as contiguous int64 (what validated blocks and geometries hold: no copy)."""
+    """An encoder array as contiguous int64 (what index pointers and geometries hold: no copy)."""
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
@@ -80,9 +80,9 @@ STAGED_ITEMS = 3  # uint32 items a nonzero takes in arrange's staging: row, colu
 
 
 class ChunkArrays(NamedTuple):
-    """What a chunk's kernels write, nnz items each: arrange's rows and columns (int32), values and
-    positions (int64) and its staging area (uint32, STAGED_ITEMS a nonzero), then each value's
-    coded index u, its bin and its context (int64)."""
+    """What a chunk's kernels write (_LAYOUT gives each one's type and size): arrange's rows,
+    columns, values and positions and its staging area (ARRANGED), then each value's coded index u,
+    its bin and its context."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -94,12 +94,21 @@ class ChunkArrays(NamedTuple):
     contexts: np.ndarray
 
 
+# Each of a chunk's arrays: its dtype and its items a nonzero.
+_LAYOUT = {"rows": (np.int32, 1), "cols": (np.int32, 1), "values": (np.int64, 1), "positions": (np.int64, 1),
+           "staging": (np.uint32, STAGED_ITEMS), "u": (np.int64, 1), "bins": (np.int64, 1),
+           "contexts": (np.int64, 1)}
+ARRANGED = ChunkArrays._fields[:5]  # the arrays arrange writes
+
+
+def _allocated(nnz: int, names, allocate: Callable[[int, type], np.ndarray] = np.empty) -> dict[str, np.ndarray]:
+    """The arrays `names` of a chunk of nnz nonzeros, newly allocated by `allocate(size, dtype)`."""
+    return {name: allocate(_LAYOUT[name][1] * nnz, _LAYOUT[name][0]) for name in names}
+
+
 def fresh_chunk_arrays(nnz: int, allocate: Callable[[int, type], np.ndarray] = np.empty) -> ChunkArrays:
-    """A chunk's arrays, newly allocated by `allocate(size, dtype)` (numpy's own for a Dask worker's
-    chunk)."""
-    return ChunkArrays(allocate(nnz, np.int32), allocate(nnz, np.int32), allocate(nnz, np.int64),
-                       allocate(nnz, np.int64), allocate(STAGED_ITEMS * nnz, np.uint32),
-                       *(allocate(nnz, np.int64) for _ in range(3)))
+    """A chunk's arrays, newly allocated (by numpy for a Dask worker's chunk)."""
+    return ChunkArrays(**_allocated(nnz, ChunkArrays._fields, allocate))
 
 
 class ChunkBuffers(threading.local):
@@ -114,12 +123,11 @@ class ChunkBuffers(threading.local):
     arrays: ChunkArrays | None = None
 
     def take(self, nnz: int) -> ChunkArrays:
-        """Views of nnz items (the staging STAGED_ITEMS * nnz), the arrays grown when too small."""
+        """Views of each array's items for nnz nonzeros, the arrays grown when too small."""
         if self.arrays is None or self.arrays.rows.size < nnz:
             self.arrays = None  # the old ones go before the new ones are touched
             self.arrays = fresh_chunk_arrays(nnz, functools.partial(mapped_array, populated=True))
-        return ChunkArrays(*(a[: (STAGED_ITEMS if name == "staging" else 1) * nnz]
-                             for name, a in zip(ChunkArrays._fields, self.arrays)))
+        return ChunkArrays(*(a[: _LAYOUT[name][1] * nnz] for name, a in zip(ChunkArrays._fields, self.arrays)))
 
 
 CHUNK_BUFFERS = ChunkBuffers()  # the local encoder's (FileContext.reuse_buffers); Dask workers allocate
@@ -147,12 +155,13 @@ def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_orde
     each tile's by row, stably. Returns rows (int32), columns (int32), values and row-major positions
     inside their tiles in that order (in `out`'s arrays when given), and the nonzeros of each tile."""
     nnz = int(np.asarray(values).size)
-    out = out if out is not None else fresh_chunk_arrays(nnz)
+    arrays = out._asdict() if out is not None else _allocated(nnz, ARRANGED)
+    rows, cols, out_values, positions, staging = (arrays[name] for name in ARRANGED)
     tile_k = _native.arrange(_int64(indptr), np.ascontiguousarray(genes), np.ascontiguousarray(values),
                              _int64(cell_order), _int64(gene_rank),
                              _int64(row_nnz), _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells),
-                             out.rows, out.cols, out.values, out.positions, out.staging)
-    return out.rows, out.cols, out.values, out.positions, tile_k
+                             rows, cols, out_values, positions, staging)
+    return rows, cols, out_values, positions, tile_k
 
 
 class ArrangedBlock(NamedTuple):

@@ -110,8 +110,9 @@ class PiecesSource(MatrixSource):
             for start in range(0, piece.n_cells, cells_per_block):
                 stop = min(start + cells_per_block, piece.n_cells)
                 x = piece.block(start, stop)
-                yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int32),
-                                x.data.astype(np.int32))  # a block's dtypes (io.sources.CellBlock)
+                # a block's dtypes (io.sources.CellBlock): decoded values are at most MAX_COUNT
+                yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int32, copy=False),
+                                x.data.astype(np.int32, copy=False))
             offset += piece.n_cells
 
     def fresh_gene_statistics(self, known: np.ndarray, cells_per_block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +143,7 @@ class PiecesSource(MatrixSource):
                           for a in range(0, cells.size, cells_per_block))
             nnz, dev = np.zeros(n_out, np.int64), np.zeros(n_out, np.float64)
             for x in blocks:
-                accumulate_gene_stats(x.indptr, x.indices, x.data, nnz, dev)
+                accumulate_gene_stats(x.indptr, x.indices.astype(np.int32, copy=False), x.data, nnz, dev)
             gene_nnz[genes] += nnz[genes]
             deviation[genes] += dev[genes]
         return gene_nnz, deviation

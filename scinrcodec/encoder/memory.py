@@ -9,7 +9,7 @@ next chunk's temporaries fault their pages in again, each zeroed by the kernel (
 time of encoding visium at 6e7 from its 10x file). So the encoder trims only once the process holds
 more than TRIM_ABOVE_BYTES, and below that reuses what it freed: visium and pbmc4k at 6e7 encode
 5-10% faster (system time 1.9-2.6 -> 1.3-1.7 s; peak 0.62-0.72 -> 0.93-1.0 GB then, 0.57-0.85 GB once
-encoder.chunk.ChunkBuffers kept the largest temporaries);
+each thread kept arrange's arrays, now encoder.chunk.ChunkBuffers);
 at any size the peak stays within that bound and the chunks in flight. The bound counts what the
 encode adds to what the process held when it began (ChunkMemory): a matrix encoded from memory
 (720 MB at 6e7) had put every chunk past a bound on the whole process, so each chunk's temporaries

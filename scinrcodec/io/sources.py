@@ -74,14 +74,15 @@ class MatrixSource:
         raise NotImplementedError
 
     def matrix(self) -> sp.csc_matrix:
-        """The whole matrix as validated scipy CSC (genes x cells, int64): for tests and small inputs."""
+        """The whole matrix as validated scipy CSC (genes x cells, int32 indices and values, as
+        blocks hold them): for tests and small inputs."""
         indptr, genes, values, offset = [np.zeros(1, np.int64)], [], [], 0
         for block in self.blocks(1 << 16):
             indptr.append(block.indptr[1:] + offset)
             genes.append(block.genes)
             values.append(block.values)
             offset += block.nnz
-        empty = np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int32)
         return sp.csc_matrix((np.concatenate(values or [empty]), np.concatenate(genes or [empty]),
                               np.concatenate(indptr)), shape=self.shape)
 
@@ -200,7 +201,8 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     back as int32, what every valid index and count fits (MAX_DIMENSION, MAX_COUNT): int32 arrays,
     what 10x and AnnData files hold, are then slices of the source rather than copies (the encoder
     reads each block twice, and fresh copies fault their pages in each time). Its temporaries are
-    about 4 bytes a nonzero beyond the result, as a block may hold millions."""
+    about 4 bytes a nonzero beyond the result for cells already in order without stored zeros (16
+    more where cells must be sorted, 9 where zeros are dropped), as a block may hold millions."""
     indptr = np.asarray(indptr)
     genes = np.asarray(genes)
     values = np.asarray(values)
@@ -230,7 +232,9 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     least = values.min() if values.size else 1  # one pass each: a block holds millions
     if least < 0:
         raise InvalidInputError(f"{cells}: contains negative values (counts must be >= 0)")
-    if values.size and values.max() > MAX_COUNT:
+    # compared exactly (as a Python float): numpy compares float32 in float32, where MAX_COUNT
+    # rounds up to 2**31, so a float32 count of 2**31 would pass and wrap in int32
+    if values.size and float(values.max()) > MAX_COUNT:
         raise InvalidInputError(f"{cells}: contains values above {MAX_COUNT:,}")
     if genes.size and (genes.min() < 0 or genes.max() >= n_genes):
         raise InvalidInputError(f"{cells}: a gene index lies outside 0..{n_genes - 1:,}")

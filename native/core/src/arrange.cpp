@@ -19,7 +19,7 @@ const char* arrange_status_text(int status) {
     case kArrangeBadGeometry: return "bands, widths and tiles are inconsistent";
     case kArrangeBadSize: return "arrays of mismatched lengths";
     case kArrangeBadCounts: return "row counts disagree with the nonzeros' rows";
-    case kArrangeBadValue: return "a value lies outside 0 .. 2**31 - 1";
+    case kArrangeBadValue: return "a value is negative";
     default: return "unknown arrangement error";
   }
 }
@@ -203,7 +203,8 @@ int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
   return kArrangeOk;
 }
 
-void value_bins(Span<const int64_t> u, Span<int64_t> out) {
+int value_bins(Span<const int64_t> u, Span<int64_t> out) {
+  if (out.size != u.size) return kArrangeBadSize;
   // Below 2**kMantissaBits - 1 a value is its own bin (most counts are); u + 1 must not overflow,
   // and where it would, the reference's wrapped arithmetic also returns u.
   constexpr int64_t kExact = (int64_t{1} << kMantissaBits) - 1;
@@ -211,6 +212,7 @@ void value_bins(Span<const int64_t> u, Span<int64_t> out) {
     const int64_t v = u[i];
     out[i] = v >= kExact && v < INT64_MAX ? bin_of(v).bin : v;
   }
+  return kArrangeOk;
 }
 
 int value_counts(Span<const int64_t> contexts, Span<const int64_t> bins, int64_t n_contexts, int64_t n_bins,

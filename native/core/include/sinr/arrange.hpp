@@ -54,8 +54,9 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
 int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
                       Span<const int64_t> cell_terms, bool fine, Span<int64_t> out);
 
-// out[i] = bin_of(u[i]).bin (u[i] itself where negative, as the reference does).
-void value_bins(Span<const int64_t> u, Span<int64_t> out);
+// out[i] = bin_of(u[i]).bin (u[i] itself where negative, as the reference does); kArrangeBadSize,
+// nothing written, where out and u differ in length.
+int value_bins(Span<const int64_t> u, Span<int64_t> out);
 
 // The chunk's value counts (spec §6.4 `values.counts`): counts[contexts[i] * n_bins + bins[i]] += 1
 // over a zeroed counts of n_contexts * n_bins; kArrangeBadIndex where a context or bin lies outside.
