@@ -167,6 +167,18 @@ def test_count_matrices_are_sinr_matrices_and_the_rest_elements(rich_sinr):
         assert fragment in text
 
 
+def test_counts_are_whole_numbers_up_to_the_largest_count_in_every_type():
+    """What a .sinr matrix holds exactly, float32 included (where numpy compares 2**31 - 1 as 2**31)."""
+    from scinrcodec.limits import MAX_COUNT
+    from scinrcodec.wholefile.parts import whole_counts
+
+    for dtype in (np.int64, np.uint32, np.float64, np.float32):
+        assert whole_counts(np.array([0, 3, 2**24], dtype))
+        assert not whole_counts(np.array([0, 2**31], dtype))
+    assert whole_counts(np.array([0, MAX_COUNT], np.int64)) and not whole_counts(np.array([-1, 2], np.int32))
+    assert not whole_counts(np.array([0.5, 2], np.float32)) and not whole_counts(np.array([np.nan], np.float64))
+
+
 def test_in_memory_anndata_round_trips_and_count_x_keeps_its_dtype(tmp_path):
     a = rich_anndata()
     for dtype in (np.float32, np.int16):

@@ -29,7 +29,8 @@ def whole_counts(values: np.ndarray) -> bool:
         part = np.asarray(flat[start: start + SLICE])
         if part.dtype.kind == "f" and not (np.isfinite(part).all() and np.array_equal(part, np.floor(part))):
             return False
-        if part.size and (part.min() < 0 or part.max() > MAX_COUNT):
+        # compared exactly (as a Python float): in float32, numpy rounds MAX_COUNT up to 2**31
+        if part.size and (part.min() < 0 or float(part.max()) > MAX_COUNT):
             return False
     return True
 
