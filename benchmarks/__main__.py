@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--in-memory-max-nnz", type=_count, default=200_000_000,
                        help="largest input that h5ad and BPCells, written from memory, are run on")
     scale.add_argument("--timeout", type=float, default=7200, help="seconds one measurement may take")
+    scale.add_argument("--processes", type=int, default=1,
+                       help="fresh processes each whole-matrix write and read runs in (their median is reported)")
     startup = commands.add_parser("startup", help="fresh-process cost of importing scinrcodec and a first entry")
     startup.add_argument("files", nargs="+", type=Path)
     startup.add_argument("--samples", type=int, default=11)
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         from .scale import run_scale
 
         print(run_scale(args.dataset, args.nnz, args.workdir, args.out, seed=args.seed, formats=args.formats,
-                        siren=args.siren, in_memory_max_nnz=args.in_memory_max_nnz, timeout=args.timeout))
+                        siren=args.siren, in_memory_max_nnz=args.in_memory_max_nnz, timeout=args.timeout,
+                        processes=args.processes))
         return 0
     if args.command == "table1":
         from .table1 import run_table1

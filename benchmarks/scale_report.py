@@ -128,7 +128,8 @@ def markdown(rows: list[dict], env: dict) -> str:
                  f"{k} {v}" for k, v in env.items() if k not in ("date", "machine")) + ".", "",
              f"Inputs: the cells of `{first['dataset']}` (seed {first['seed']}) replicated, each copy binomially "
              "thinned with a per-cell probability drawn from U(0.5, 1), streamed to a Cell Ranger-layout 10x HDF5 file "
-             "(`python -m benchmarks scale`, see benchmarks/README.md). Each figure comes from a fresh process; "
+             "(`python -m benchmarks scale`, see benchmarks/README.md). Each figure comes from a fresh process"
+             + _processes_text(rows) + "; "
              "memory is that process's peak resident memory (VmHWM), interpreter and libraries included, and "
              "for writes the matrix loaded before the timing ('rss_before_mb' in results.csv). Latencies are "
              "medians of warm queries (file open and one query answered first) on the same seeded random "
@@ -211,6 +212,16 @@ def plots(rows: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "scale_memory.png", dpi=110)
     plt.close(fig)
+
+
+def _processes_text(rows: list[dict]) -> str:
+    """How many fresh processes each whole-matrix write and read took, where more than one."""
+    counts = {len(str(r["runs_s"]).split()) for r in rows if r.get("runs_s")}
+    if not counts:
+        return ""
+    n = "-".join(str(c) for c in sorted(counts))
+    return (f" (whole-matrix writes and reads: the median of {n} fresh processes, the largest peak memory of "
+            "them; 'runs_s' in results.csv gives each run)")
 
 
 def write_report(rows: list[dict], out: Path, env: dict, dataset: str, seed: int) -> str:
