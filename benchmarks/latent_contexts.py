@@ -31,9 +31,9 @@ import numpy as np
 
 import scinrcodec as sinr
 from scinrcodec.codec import tile3
-from scinrcodec.codec.geometry import ChunkGeometry
 from scinrcodec.codec.models import LOG_MEAN_UNITS, histograms
-from scinrcodec.encoder.chunk import FileContext, arrange, baseline_contexts, cell_totals, row_counts, value_bins_of
+from scinrcodec.encoder.chunk import FileContext, arrange_block, baseline_contexts, cell_totals, depth_order, \
+    value_bins_of
 from scinrcodec.encoder.driver import file_context, gene_statistics
 from scinrcodec.encoder.options import EncodeOptions
 from scinrcodec.io.readers import as_source
@@ -235,11 +235,6 @@ class Chunk:
     bins: np.ndarray
 
 
-def depth_order(block: CellBlock) -> np.ndarray:
-    """The encoder's cell order: by total count, descending."""
-    return np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
-
-
 def latent_order(block: CellBlock, context: FileContext, loadings: Loadings, groups: int) -> np.ndarray:
     """Another order the format allows (cells.order is free): cells grouped by quantiles of their
     first latent coordinate (fitted from their own nonzeros), by depth within a group, so that a
@@ -255,11 +250,7 @@ def latent_order(block: CellBlock, context: FileContext, loadings: Loadings, gro
 
 def arrange_chunk(block: CellBlock, context: FileContext, cell_order: np.ndarray) -> Chunk:
     """encode_chunk's steps up to the contexts: geometry, arrangement, cell terms, for a cell order."""
-    row_nnz = row_counts(block.genes, context.gene_rank)
-    geometry = ChunkGeometry.plan(context.band_rows, row_nnz, block.n_cells, context.tile_nnz)
-    rows, cols, values, positions, tile_k = arrange(block.indptr, block.genes, block.values, cell_order,
-                                                     context.gene_rank, row_nnz, geometry.row_starts,
-                                                     geometry.widths, geometry.tile_starts, block.n_cells)
+    _, geometry, rows, cols, values, positions, tile_k = arrange_block(block, context, cell_order=cell_order)
     _, first_row, heights, first_col, widths = geometry.tiles()
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, block.n_cells)
     return Chunk(rows, cols, values, np.asarray(positions, np.int64),

@@ -47,7 +47,8 @@ def _spawn(spec: dict, folder: Path, timeout: float) -> dict:
 
 def _median_run(spec: dict, folder: Path, timeout: float, processes: int) -> dict:
     """The measurement in `processes` fresh interpreters: the run of median seconds, with the largest
-    peak memory of any run and every run's seconds ('runs_s'); a failed run is the result."""
+    peak memory of any run, their number ('processes') and every run's seconds ('runs_s'); a failed
+    run is the result."""
     runs = []
     for _ in range(max(1, processes)):
         result = _spawn(spec, folder, timeout)
@@ -57,7 +58,7 @@ def _median_run(spec: dict, folder: Path, timeout: float, processes: int) -> dic
     if len(runs) == 1:
         return runs[0]
     median = sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
-    return {**median, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    return {**median, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "processes": len(runs),
             "runs_s": " ".join(f"{r['seconds']:.4g}" for r in runs)}
 
 

@@ -216,7 +216,7 @@ def plots(rows: list[dict], out: Path) -> None:
 
 def _processes_text(rows: list[dict]) -> str:
     """How many fresh processes each whole-matrix write and read took, where more than one."""
-    counts = {len(str(r["runs_s"]).split()) for r in rows if r.get("runs_s")}
+    counts = {r["processes"] for r in rows if r.get("processes")}
     if not counts:
         return ""
     n = "-".join(str(c) for c in sorted(counts))

@@ -12,7 +12,7 @@ def test_whole_matrix_measurements_take_the_median_of_their_processes(monkeypatc
                  {"seconds": 2.0, "peak_rss_mb": 600.0, "digest": "c"}])
     monkeypatch.setattr(scale, "_spawn", lambda spec, folder, timeout: next(runs))
     result = scale._median_run({}, tmp_path, 10.0, 3)
-    assert result == {"seconds": 2.0, "peak_rss_mb": 700.0, "digest": "c", "runs_s": "3 1 2"}
+    assert result == {"seconds": 2.0, "peak_rss_mb": 700.0, "digest": "c", "processes": 3, "runs_s": "3 1 2"}
     assert "median of 3 fresh processes" in _processes_text([result])
     assert _processes_text([{"seconds": 2.0}]) == ""
 

@@ -160,8 +160,11 @@ def test_caller_errors_are_value_errors():
     n, k = np.array([tile.n_t], np.int64), np.array([len(tile.positions)], np.int64)
     flat = [np.asarray(a, np.int64) for a in (tile.positions, tile.u, tile.contexts)]
     assert _native.tile3_encode_chunk(n, k, *flat, gaps, values)[0] == encode_native([tile], gaps, values)[0]
-    with pytest.raises(ValueError, match="differ in number"):  # refused before any room is taken
+    with pytest.raises(ValueError, match="more nonzeros than given"):  # refused before any room is taken
         _native.tile3_encode_chunk(n + 10**6, k + 10**6, *flat, gaps, values)
+    with pytest.raises(ValueError, match="fewer nonzeros than given"):  # every position belongs to a tile
+        _native.tile3_encode_tiles(n, k, *(np.append(a, a[-1:]) for a in flat), gaps, values,
+                                   np.zeros(4096, np.uint8), np.zeros(1, np.int64))
 
 
 # ------------------------------------------------------------------------------- hostile streams

@@ -150,7 +150,8 @@ Batch encode(Bytes& in) {
   for (size_t i = 0; i < u.size(); ++i) ++b.value_counts[static_cast<size_t>(contexts[i] * kNumBins + bin_of(u[i]).bin)];
   const std::vector<tile3::Table12>& gaps = encoder_tables(b.gap_counts, 0);
   const std::vector<tile3::Table12>& values = encoder_tables(b.value_counts, 1);
-  std::vector<uint8_t> out(static_cast<size_t>(tile3::tiles_bound(ro(tile_n), ro(tile_k), true)));
+  std::vector<uint8_t> out(
+      static_cast<size_t>(tile3::tiles_bound(ro(tile_n), ro(tile_k), static_cast<int64_t>(positions.size()), true)));
   b.length.assign(static_cast<size_t>(n_tiles), 0);
   const int64_t bytes = tile3::encode_tiles(ro(tile_n), ro(tile_k), ro(positions), ro(u), ro(contexts), ro(gaps),
                                             ro(values), true, rw(out), rw(b.length));

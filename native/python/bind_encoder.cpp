@@ -46,15 +46,14 @@ NumpyArray<int64_t> row_counts_py(Array<const int32_t> genes, Array<const int64_
   return out.release();
 }
 
-// The arrangement into the caller's arrays (nnz items each, staging 3 * nnz; the encoder reuses them
-// from one chunk to the next); returns each tile's nonzeros.
+// The arrangement into the caller's arrays (nnz items each, staging kStagedItems * nnz; the encoder
+// reuses them from one chunk to the next); returns each tile's nonzeros.
 NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int32_t> genes, Array<const int32_t> values,
                                Array<const int64_t> cell_order, Array<const int64_t> gene_rank,
                                Array<const int64_t> row_nnz, Array<const int64_t> row_starts,
                                Array<const int64_t> widths, Array<const int64_t> tile_starts, int64_t n_cells,
-                               Array<int32_t> rows,
-                               Array<int32_t> cols, Array<int64_t> out_values, Array<int64_t> positions,
-                               Array<uint32_t> staging) {
+                               Array<int32_t> rows, Array<int32_t> cols, Array<int64_t> out_values,
+                               Array<int64_t> positions, Array<uint32_t> staging) {
   const int64_t n_tiles = tile_starts.shape(0) ? tile_starts.data()[tile_starts.shape(0) - 1] : 0;
   if (n_tiles < 0) check(kArrangeBadGeometry, "arrange");
   Owned<int64_t> tile_k(n_tiles);
@@ -138,6 +137,7 @@ void bind_encoder(nb::module_& m) {
   // Array arguments are noconvert: another dtype raises TypeError rather than being copied.
   m.def("cell_totals", &cell_totals_py, nb::arg("indptr").noconvert(), nb::arg("values").noconvert(),
         "Sum of each cell's values (CSC index pointers over the values).");
+  m.attr("ARRANGE_STAGED_ITEMS") = kStagedItems;
   m.def("row_counts", &row_counts_py, nb::arg("genes").noconvert(), nb::arg("gene_rank").noconvert(),
         "Nonzeros per row, rows 0 .. the highest holding one: numpy.bincount(gene_rank[genes]).");
   m.def("arrange", &arrange_py, nb::arg("indptr").noconvert(), nb::arg("genes").noconvert(),
@@ -147,7 +147,7 @@ void bind_encoder(nb::module_& m) {
         nb::arg("n_cells"), nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("out_values").noconvert(),
         nb::arg("positions").noconvert(), nb::arg("staging").noconvert(),
         "A chunk's nonzeros sorted by (tile, position) into rows, cols, out_values and positions (nnz items "
-        "each), staged in staging (3 * nnz items); returns each tile's nonzeros.");
+        "each), staged in staging (ARRANGE_STAGED_ITEMS * nnz items); returns each tile's nonzeros.");
   m.def("baseline_contexts", &baseline_contexts_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
         nb::arg("gene_terms").noconvert(), nb::arg("cell_terms").noconvert(), nb::arg("fine"),
         nb::arg("out").noconvert(),

@@ -76,9 +76,6 @@ def cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     return _native.cell_totals(_int64(indptr), np.ascontiguousarray(values))
 
 
-STAGED_ITEMS = 3  # uint32 items a nonzero takes in arrange's staging: row, column, value (arrange.hpp)
-
-
 class ChunkArrays(NamedTuple):
     """What a chunk's kernels write (_LAYOUT gives each one's type and size): arrange's rows,
     columns, values and positions and its staging area (ARRANGED), then each value's coded index u,
@@ -96,9 +93,9 @@ class ChunkArrays(NamedTuple):
 
 # Each of a chunk's arrays: its dtype and its items a nonzero.
 _LAYOUT = {"rows": (np.int32, 1), "cols": (np.int32, 1), "values": (np.int64, 1), "positions": (np.int64, 1),
-           "staging": (np.uint32, STAGED_ITEMS), "u": (np.int64, 1), "bins": (np.int64, 1),
+           "staging": (np.uint32, _native.ARRANGE_STAGED_ITEMS), "u": (np.int64, 1), "bins": (np.int64, 1),
            "contexts": (np.int64, 1)}
-ARRANGED = ChunkArrays._fields[:5]  # the arrays arrange writes
+ARRANGED = ("rows", "cols", "values", "positions", "staging")  # the arrays arrange writes
 
 
 def _allocated(nnz: int, names, allocate: Callable[[int, type], np.ndarray] = np.empty) -> dict[str, np.ndarray]:
@@ -177,11 +174,18 @@ class ArrangedBlock(NamedTuple):
     tile_k: np.ndarray
 
 
-def arrange_block(block: CellBlock, context: FileContext, arrays: ChunkArrays | None = None) -> ArrangedBlock:
-    """A chunk's layout (spec §5.4): cells by decreasing total, the file's bands cut into tiles by
-    the block's row counts, every nonzero at its tile and position (into `arrays`, by default the
-    ones chunk_arrays gives)."""
-    cell_order = np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
+def depth_order(block: CellBlock) -> np.ndarray:
+    """The encoder's cell order: cells by decreasing total count (stable)."""
+    return np.argsort(-cell_totals(block.indptr, block.values), kind="stable")
+
+
+def arrange_block(block: CellBlock, context: FileContext, arrays: ChunkArrays | None = None,
+                  cell_order: np.ndarray | None = None) -> ArrangedBlock:
+    """A chunk's layout (spec §5.4): its cells in `cell_order` (the encoder's depth_order unless
+    given: the format lets a writer choose), the file's bands cut into tiles by the block's row
+    counts, every nonzero at its tile and position (into `arrays`, by default the ones chunk_arrays
+    gives)."""
+    cell_order = depth_order(block) if cell_order is None else cell_order
     row_nnz = row_counts(block.genes, context.gene_rank)
     geometry = ChunkGeometry.plan(context.band_rows, row_nnz, block.n_cells, context.tile_nnz)
     arranged = arrange(block.indptr, block.genes, block.values, cell_order, context.gene_rank, row_nnz,

@@ -194,6 +194,13 @@ def _steps_within_cells(genes: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     return steps
 
 
+def exceeds_max_count(values: np.ndarray) -> bool:
+    """Whether a value is above MAX_COUNT, compared exactly (as a Python float): numpy compares
+    float32 in float32, where MAX_COUNT rounds up to 2**31, so a float32 count of 2**31 would pass
+    (and wrap in int32)."""
+    return bool(values.size) and float(values.max()) > MAX_COUNT
+
+
 def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) -> CellBlock:
     """Check one CSC block of cells fully and return it in canonical form (zeros dropped, genes
     ascending within each cell). Refuses non-integers, negatives, values above MAX_COUNT, indices
@@ -232,9 +239,7 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     least = values.min() if values.size else 1  # one pass each: a block holds millions
     if least < 0:
         raise InvalidInputError(f"{cells}: contains negative values (counts must be >= 0)")
-    # compared exactly (as a Python float): numpy compares float32 in float32, where MAX_COUNT
-    # rounds up to 2**31, so a float32 count of 2**31 would pass and wrap in int32
-    if values.size and float(values.max()) > MAX_COUNT:
+    if exceeds_max_count(values):
         raise InvalidInputError(f"{cells}: contains values above {MAX_COUNT:,}")
     if genes.size and (genes.min() < 0 or genes.max() >= n_genes):
         raise InvalidInputError(f"{cells}: a gene index lies outside 0..{n_genes - 1:,}")

@@ -13,8 +13,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 from ..io.h5ad import cells_by_genes_source, h5ad_index
 from ..io.hdf5 import h5_errors, text_attr
-from ..io.sources import MatrixSource, one_line
-from ..limits import MAX_COUNT
+from ..io.sources import MatrixSource, exceeds_max_count, one_line
 from ..reader.contents import MATRIX_FORMATS
 
 SLICE = 1 << 24  # values checked at a time
@@ -29,8 +28,7 @@ def whole_counts(values: np.ndarray) -> bool:
         part = np.asarray(flat[start: start + SLICE])
         if part.dtype.kind == "f" and not (np.isfinite(part).all() and np.array_equal(part, np.floor(part))):
             return False
-        # compared exactly (as a Python float): in float32, numpy rounds MAX_COUNT up to 2**31
-        if part.size and (part.min() < 0 or float(part.max()) > MAX_COUNT):
+        if part.size and part.min() < 0 or exceeds_max_count(part):
             return False
     return True
 

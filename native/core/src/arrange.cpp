@@ -63,9 +63,8 @@ int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Sp
   return kArrangeOk;
 }
 
-// A nonzero on its way, staged as three 32-bit items: row, new column and value (12 bytes: the
-// staging pass is bound by its writes).
-constexpr int64_t kEntryItems = 3;
+// A nonzero on its way, staged as kStagedItems 32-bit items: row, new column and value (12 bytes:
+// the staging pass is bound by its writes).
 inline int32_t entry_row(const uint32_t* e) { return static_cast<int32_t>(e[0]); }
 inline int32_t entry_col(const uint32_t* e) { return static_cast<int32_t>(e[1]); }
 
@@ -105,7 +104,7 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
             Span<int64_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k) {
   const int64_t nnz = values.size;
   if (genes.size != nnz || indptr.size != n_cells + 1 || cell_order.size != n_cells || rows.size != nnz ||
-      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != kEntryItems * nnz ||
+      cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != kStagedItems * nnz ||
       n_cells > INT32_MAX)
     return kArrangeBadSize;
   if (!pointers_cover(indptr, nnz)) return kArrangeBadPointers;
@@ -133,7 +132,7 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
   }
   for (int64_t b = 0; b < g.n_bands; ++b) band_start[b + 1] += band_start[b];
   if (band_start[g.n_bands] != nnz) return kArrangeBadCounts;
-  uint32_t* const entries = staging.data;  // entry i at entries + kEntryItems * i
+  uint32_t* const entries = staging.data;  // entry i at entries + kStagedItems * i
   std::vector<int64_t> at(band_start.begin(), band_start.end() - 1);
   for (int64_t c = 0; c < n_cells; ++c) {
     const int64_t cell = cell_order[c];
@@ -145,7 +144,7 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
       if (at[b] >= band_start[b + 1]) return kArrangeBadCounts;
       const int32_t value = values[e];
       if (value < 0) return kArrangeBadValue;
-      uint32_t* const entry = entries + kEntryItems * at[b]++;
+      uint32_t* const entry = entries + kStagedItems * at[b]++;
       entry[0] = static_cast<uint32_t>(r);  // below INT32_MAX (plan_geometry), as c is
       entry[1] = static_cast<uint32_t>(c);
       entry[2] = static_cast<uint32_t>(value);
@@ -166,13 +165,13 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
       const int64_t last = std::min(first + w, n_cells);
       const int64_t width = last - first;
       int64_t j = i;
-      while (j < band_end && entry_col(entries + kEntryItems * j) < last) ++j;
+      while (j < band_end && entry_col(entries + kStagedItems * j) < last) ++j;
       std::fill(row_at.begin(), row_at.begin() + height + 1, 0);
-      for (int64_t q = i; q < j; ++q) ++row_at[entry_row(entries + kEntryItems * q) - r0 + 1];
+      for (int64_t q = i; q < j; ++q) ++row_at[entry_row(entries + kStagedItems * q) - r0 + 1];
       row_at[0] = out;
       for (int64_t h = 0; h < height; ++h) row_at[h + 1] += row_at[h];
       for (int64_t q = i; q < j; ++q) {
-        const uint32_t* const entry = entries + kEntryItems * q;
+        const uint32_t* const entry = entries + kStagedItems * q;
         const int32_t row = entry_row(entry), col = entry_col(entry);
         const int64_t local_row = row - r0;
         const int64_t p = row_at[local_row]++;

@@ -290,12 +290,27 @@ void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<con
   }
 }
 
-int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, bool code_values) {
+namespace {
+
+// Throws unless the tiles' nonzeros (each k >= 0) are exactly the `given` nonzeros.
+void check_nonzeros(Span<const int64_t> tile_k, int64_t given, const char* what) {
+  int64_t total = 0;
+  for (const int64_t k : tile_k) {
+    if (k < 0 || k > given - total) throw std::invalid_argument(std::string(what) + ": tiles hold more nonzeros than given");
+    total += k;
+  }
+  if (total != given) throw std::invalid_argument(std::string(what) + ": tiles hold fewer nonzeros than given");
+}
+
+}  // namespace
+
+int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int64_t nonzeros, bool code_values) {
   if (tile_k.size != tile_n.size) throw std::invalid_argument("tile3 tiles_bound: tile_n and tile_k differ in length");
+  check_nonzeros(tile_k, nonzeros, "tile3 tiles_bound");
   int64_t bound = 0;
   for (int64_t t = 0; t < tile_n.size; ++t) {
     const int64_t n_t = tile_n[t], k = tile_k[t];
-    if (n_t < 0 || n_t > kMaxTileEntries || k < 0 || k > n_t)
+    if (n_t < 0 || n_t > kMaxTileEntries || k > n_t)
       throw std::invalid_argument("tile3 tiles_bound: a tile's entries or nonzeros are out of range");
     bound += stream_bound(coded_count(n_t, k) + (code_values ? k : 0));
   }
@@ -311,12 +326,11 @@ int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Spa
   if (code_values && (u.size != positions.size || contexts.size != positions.size))
     throw std::invalid_argument("tile3 encode_tiles: positions, u and contexts differ in length");
   check_tables(gap_tables, value_tables, code_values, "tile3 encode_tiles");
+  check_nonzeros(tile_k, positions.size, "tile3 encode_tiles");
   TileEncoder encoder(gap_tables, code_values ? value_tables : Span<const Table12>{});
   int64_t first = 0, written = 0;
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int64_t k = tile_k[t];
-    if (k < 0 || k > positions.size - first)
-      throw std::invalid_argument("tile3 encode_tiles: tiles hold more nonzeros than given");
     const Span<const int64_t> none{};
     lengths[t] = encoder.encode(tile_n[t], positions.sub(first, k), code_values ? u.sub(first, k) : none,
                                 code_values ? contexts.sub(first, k) : none, code_values,

@@ -21,6 +21,9 @@ enum ArrangeStatus : int {
 
 const char* arrange_status_text(int status);
 
+// The 32-bit items a nonzero takes in arrange's staging: its row, new column and value.
+constexpr int64_t kStagedItems = 3;
+
 // The chunk kernels read a validated block as it is held (io.sources.CellBlock): genes and values
 // in 32 bits (every count is at most 2**31 - 1, MAX_COUNT), so that a block of int32 arrays, what
 // 10x and AnnData files hold, is read in place rather than copied to 64 bits first.
@@ -40,7 +43,7 @@ int row_counts(Span<const int32_t> genes, Span<const int64_t> gene_rank, Span<in
 // row_starts[b + 1] - 1 and is cut into tiles tile_starts[b] .. tile_starts[b + 1] - 1 of widths[b]
 // columns. Writes, for each nonzero in that order, its row, column, value and position in its tile,
 // and each tile's nonzeros to tile_k [n_tiles]. Within a tile, nonzeros of one (row, column)
-// (impossible in valid input) keep the order of the walk. `staging` [3 * nnz] holds the nonzeros
+// (impossible in valid input) keep the order of the walk. `staging` [kStagedItems * nnz] holds the nonzeros
 // between the two sorts: the caller's, so that an encoder can keep it from one chunk to the next
 // (fresh memory faults every page in again: 12% of arrange's time).
 int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const int32_t> values,

@@ -204,8 +204,10 @@ void for_each_gap(int64_t n_t, Span<const int64_t> positions, F&& f) {
 void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
                 Span<uint64_t> out);
 
-// The most bytes encode_tiles writes for these tiles (stream_bound of each tile's symbols).
-int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, bool code_values);
+// The most bytes encode_tiles writes for these tiles (stream_bound of each tile's symbols), whose
+// nonzeros must be the `nonzeros` given (std::invalid_argument otherwise, as on a tile out of range):
+// checked before a caller takes that room.
+int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int64_t nonzeros, bool code_values);
 
 // Encodes tiles, reusing its scratch between them. gap_tables holds kGapClasses rows and
 // value_tables kContexts rows (may be empty when values are not coded).
