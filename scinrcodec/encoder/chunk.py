@@ -8,7 +8,6 @@ own nonzeros. The file's format version (EncodeOptions.format_version) picks the
 """
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -111,7 +110,7 @@ def fresh_chunk_arrays(nnz: int, allocate: Callable[[int, type], np.ndarray] = n
 class ChunkBuffers(threading.local):
     """A chunk's arrays, one set per thread, kept from one chunk to the next by the local encoder:
     fresh ones every chunk fault their pages in again, each zeroed by the kernel (a tenth of an
-    encode's CPU time for arrange's alone). They are mapped with their pages in place, without
+    encode's CPU time for arrange's alone). They are plain mappings (reader.pages), without
     numpy's request for huge pages, which makes each first touch wait where the kernel compacts
     memory to find them (the first chunk's quantise_values, 17.6 MB, 40 ms instead of 9 on two
     threads at once; 0.3 ms once its pages are in). Views of them are valid until the thread's next
@@ -123,7 +122,7 @@ class ChunkBuffers(threading.local):
         """Views of each array's items for nnz nonzeros, the arrays grown when too small."""
         if self.arrays is None or self.arrays.rows.size < nnz:
             self.arrays = None  # the old ones go before the new ones are touched
-            self.arrays = fresh_chunk_arrays(nnz, functools.partial(mapped_array, populated=True))
+            self.arrays = fresh_chunk_arrays(nnz, mapped_array)
         return ChunkArrays(*(a[: _LAYOUT[name][1] * nnz] for name, a in zip(ChunkArrays._fields, self.arrays)))
 
 

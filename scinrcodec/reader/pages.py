@@ -20,12 +20,12 @@ import numpy as np
 # (mapped afresh each batch, pbmc4k 6e7 gave 44-47k cells/s instead of 48-52k).
 _MAPPED_FROM_BYTES = 32 << 20
 # a private anonymous mapping where the platform names one (POSIX); Windows maps anonymous memory
-# its own way
+# its own way. Its pages come in as they are first touched, by whichever thread touches them: one
+# mapped with its pages put in place at once (MAP_POPULATE), though a quarter cheaper per page
+# (128 MiB: 43-46 ms against 60-62 here), holds the process's memory map while it fills, and every
+# other thread's allocations wait for it (an encode of 6e6 nonzeros from memory, whose chunk threads
+# each filled 126 MB so, started its second chunk 50 ms late and took 7% longer).
 _PRIVATE = {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_PRIVATE") else {}
-# ... with its pages put in place at once where the platform can (Linux): a quarter cheaper than
-# faulting them in one by one (128 MiB: 43-46 ms against 60-62 on this VM)
-_POPULATED = {"flags": _PRIVATE["flags"] | mmap.MAP_POPULATE} if _PRIVATE and hasattr(mmap, "MAP_POPULATE") \
-    else _PRIVATE
 
 
 def fresh_array(size: int, dtype) -> np.ndarray:
@@ -36,12 +36,12 @@ def fresh_array(size: int, dtype) -> np.ndarray:
     return mapped_array(size, dtype)
 
 
-def mapped_array(size: int, dtype, *, populated: bool = False) -> np.ndarray:
-    """A 1-d array of `size` zeros in a mapping of its own, whatever its size, its pages in place
-    from the start when `populated`: for arrays kept and reused (the encoder's per-thread buffers),
-    which pay their first touch once, at the steady cost of ordinary pages."""
+def mapped_array(size: int, dtype) -> np.ndarray:
+    """A 1-d array of `size` zeros in a mapping of its own, whatever its size: for arrays kept and
+    reused (the encoder's per-thread buffers), which pay their first touch once, at the steady cost
+    of ordinary pages."""
     dtype = np.dtype(dtype)
     nbytes = size * dtype.itemsize
     if nbytes == 0:
         return np.empty(size, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes, **(_POPULATED if populated else _PRIVATE)), dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes, **_PRIVATE), dtype)
