@@ -78,7 +78,8 @@ def cell_totals(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
 class ChunkArrays(NamedTuple):
     """What a chunk's kernels write (_LAYOUT gives each one's type and size): arrange's rows,
     columns, values and positions and its staging area (ARRANGED), then each value's coded index u,
-    its bin and its context."""
+    its bin and its context (CODED), in one block that the staging lies over: arrange is done with
+    it before any of them is written."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -95,6 +96,12 @@ _LAYOUT = {"rows": (np.int32, 1), "cols": (np.int32, 1), "values": (np.int64, 1)
            "staging": (np.uint32, _native.ARRANGE_STAGED_ITEMS), "u": (np.int64, 1), "bins": (np.int64, 1),
            "contexts": (np.int64, 1)}
 ARRANGED = ("rows", "cols", "values", "positions", "staging")  # the arrays arrange writes
+CODED = ("u", "bins", "contexts")  # written after arrange, in one block with the staging over it
+
+
+def _nbytes(name: str, nnz: int) -> int:
+    dtype, items = _LAYOUT[name]
+    return np.dtype(dtype).itemsize * items * nnz
 
 
 def _allocated(nnz: int, names, allocate: Callable[[int, type], np.ndarray] = np.empty) -> dict[str, np.ndarray]:
@@ -103,8 +110,17 @@ def _allocated(nnz: int, names, allocate: Callable[[int, type], np.ndarray] = np
 
 
 def fresh_chunk_arrays(nnz: int, allocate: Callable[[int, type], np.ndarray] = np.empty) -> ChunkArrays:
-    """A chunk's arrays, newly allocated (by numpy for a Dask worker's chunk)."""
-    return ChunkArrays(**_allocated(nnz, ChunkArrays._fields, allocate))
+    """A chunk's arrays, newly allocated (by numpy for a Dask worker's chunk): the staging lies over
+    the CODED arrays' block (12 of its 24 bytes a nonzero: 20% less memory touched a chunk)."""
+    arrays = _allocated(nnz, [name for name in ChunkArrays._fields if name != "staging" and name not in CODED],
+                        allocate)
+    block = allocate(max(sum(_nbytes(name, nnz) for name in CODED), _nbytes("staging", nnz)), np.uint8)
+    offset = 0
+    for name in CODED:
+        arrays[name] = block[offset: offset + _nbytes(name, nnz)].view(_LAYOUT[name][0])
+        offset += _nbytes(name, nnz)
+    arrays["staging"] = block[: _nbytes("staging", nnz)].view(_LAYOUT["staging"][0])
+    return ChunkArrays(**arrays)
 
 
 class ChunkBuffers(threading.local):
