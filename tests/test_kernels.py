@@ -19,6 +19,7 @@ from scinrcodec.storage.layout import CONTEXTS_BY_MAJOR
 from scinrcodec.encoder import chunk as chunk_module
 from scinrcodec.errors import CorruptFileError
 from scinrcodec.model.baseline import accumulate_gene_stats, fit_cell_terms
+from scinrcodec.model.quantise import dequantise_values, quantise_values
 from scinrcodec.reader import assemble
 from scinrcodec.reader.decode import compact_tiles
 from scinrcodec.reader.index import band_tile_ranges
@@ -771,18 +772,34 @@ def test_arrange_into_reused_buffers():
     assert seen[0] == seen[1] != seen[2]  # the second chunk fits in the first's arrays; the third grows them
 
 
+@pytest.mark.parametrize("max_error", [0, 1, 2, 1000, 2**30, 2**31 - 2])
+def test_quantise_int32_values_without_overflow(max_error):
+    """A chunk's values and u are int32: (v - 1 + E) // (2E + 1) and its inverse are exact up to
+    MAX_COUNT and MAX_ERROR_LIMIT, never wrapped, into the encoder's int32 buffer or a fresh array."""
+    values = np.array([1, 2, 3, 7, 1000, 2**24 + 1, 2**31 - 2, 2**31 - 1], np.int32)
+    want = [(v - 1 + max_error) // (2 * max_error + 1) for v in values.tolist()]
+    out = np.full(values.size, -1, np.int32)
+    assert quantise_values(values, max_error, out=out) is out and out.tolist() == want
+    fresh = quantise_values(values, max_error)
+    assert fresh.dtype == np.int32 and fresh.tolist() == want
+    if max_error:
+        back = dequantise_values(out, max_error)
+        assert back.tolist() == [min(1 + u * (2 * max_error + 1), 2**31 - 1) for u in want]
+        assert np.all(np.abs(back.astype(np.int64) - values) <= max_error)
+
+
 def test_bins_and_contexts_match_reference():
     rng = np.random.default_rng(6)
     u = np.concatenate([np.arange(3000), rng.integers(0, 2**31 - 1, 3000)]).astype(np.int64)
     expected_bins = np.searchsorted(bin_tables()[0], u, side="right") - 1
     assert np.array_equal(chunk_module.value_bins_of(u), expected_bins)
-    out = np.full(u.size, -7, np.int64)
+    out = np.full(u.size, -7, np.int32)  # the encoder's bins are int32
     assert chunk_module.value_bins_of(u, out=out) is out and np.array_equal(out, expected_bins)
     rows, cols = rng.integers(0, 40, 5000).astype(np.int32), rng.integers(0, 30, 5000).astype(np.int32)
     gene_terms, cell_terms = rng.integers(-300, 900, 40), rng.integers(-300, 300, 30)
     expected = np.clip((gene_terms[rows] + cell_terms[cols]) >> 2, 0, N_CONTEXTS - 1)
     assert np.array_equal(chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms), expected)
-    out = np.full(rows.size, -7, np.int64)
+    out = np.full(rows.size, -7, np.int32)
     assert chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms, out=out) is out
     assert np.array_equal(out, expected)
     with pytest.raises(ValueError):
@@ -790,7 +807,9 @@ def test_bins_and_contexts_match_reference():
     with pytest.raises(ValueError, match="mismatched lengths"):  # never a write past the caller's array
         chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms, out=out[:-1])
     with pytest.raises(ValueError, match="mismatched lengths"):
-        chunk_module.value_bins_of(u, out=np.empty(u.size - 1, np.int64))
+        chunk_module.value_bins_of(u, out=np.empty(u.size - 1, np.int32))
+    with pytest.raises(ValueError, match="outside 32-bit"):  # never wrapped into another bin
+        chunk_module.value_bins_of(np.array([5, 2**32 + 5]))
 
 
 @pytest.mark.parametrize("major", [2, 3])
@@ -810,7 +829,7 @@ def test_value_counts_are_numpys_bincount(major):
     with pytest.raises(TypeError):  # not truncated to whole contexts
         histograms(contexts + 0.5, bins, major=major)
     with pytest.raises(ValueError):  # tables no format has: refused before any allocation
-        _native.value_counts(contexts[:1], bins[:1], 1263665316, 1824726041)
+        _native.value_counts(contexts[:1].astype(np.int32), bins[:1].astype(np.int32), 1263665316, 1824726041)
 
 
 @pytest.mark.parametrize("value_type", [np.int64, np.int32, np.float64, np.float32, np.uint16])

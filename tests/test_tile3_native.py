@@ -36,10 +36,10 @@ def encode_native(tiles, gaps: np.ndarray, values: np.ndarray | None) -> list[by
     """Streams of consecutive tiles (t3.TileInput) of one chunk, by one tile3_encode_tiles call."""
     k = np.array([len(t.positions) for t in tiles], np.int64)
     n = np.array([t.n_t for t in tiles], np.int64)
-    flat = [np.array([v for t in tiles for v in getattr(t, name)], np.int64)
+    flat = [np.array([v for t in tiles for v in getattr(t, name)], np.int32)  # as the encoder holds them
             for name in ("positions", "u", "contexts")]
     if values is None:
-        flat[1:] = [np.zeros(0, np.int64)] * 2
+        flat[1:] = [np.zeros(0, np.int32)] * 2
     symbols = [min(kk, nn - kk) + (kk if values is not None else 0) for kk, nn in zip(k, n)]
     out = np.zeros(sum(_native.tile3_stream_bound(s) for s in symbols), np.uint8)
     lengths = np.zeros(len(tiles), np.int64)
@@ -158,7 +158,7 @@ def test_caller_errors_are_value_errors():
     with pytest.raises(ValueError, match="no frequency"):
         encode_native([t3.TileInput(24, [3], [1000], [5])], gaps, values)
     n, k = np.array([tile.n_t], np.int64), np.array([len(tile.positions)], np.int64)
-    flat = [np.asarray(a, np.int64) for a in (tile.positions, tile.u, tile.contexts)]
+    flat = [np.asarray(a, np.int32) for a in (tile.positions, tile.u, tile.contexts)]
     assert _native.tile3_encode_chunk(n, k, *flat, gaps, values)[0] == encode_native([tile], gaps, values)[0]
     with pytest.raises(ValueError, match="more nonzeros than given"):  # refused before any room is taken
         _native.tile3_encode_chunk(n + 10**6, k + 10**6, *flat, gaps, values)

@@ -124,7 +124,8 @@ Batch encode(Bytes& in) {
   const int64_t h = 1 + in.below(40);
   // terms of a few contexts (the tables of many would be most of a run's time), some clamped to 0
   for (int64_t i = 0; i < h; ++i) b.gene_terms.push_back(static_cast<int64_t>(in.take(1) % 32) - 12);
-  std::vector<int64_t> tile_n, tile_k, positions, u, contexts;
+  std::vector<int64_t> tile_n, tile_k;
+  std::vector<int32_t> positions, u, contexts;  // as the encoder holds them
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int64_t w = 1 + in.below(20), n = h * w, col0 = static_cast<int64_t>(b.cell_terms.size());
     for (int64_t j = 0; j < w; ++j) b.cell_terms.push_back(static_cast<int32_t>(in.take(1) % 32) - 12);
@@ -132,9 +133,9 @@ Batch encode(Bytes& in) {
     int64_t k = 0;
     for (int64_t q = 0; q < n; ++q)
       if (static_cast<int>(in.take(1)) < density) {
-        positions.push_back(q);
+        positions.push_back(static_cast<int32_t>(q));
         const int wide = static_cast<int>(in.take(1));
-        u.push_back(wide > 250 ? static_cast<int64_t>(in.take(4) % static_cast<uint64_t>(kMaxCount)) : wide % 9);
+        u.push_back(wide > 250 ? static_cast<int32_t>(in.take(4) % static_cast<uint64_t>(kMaxCount)) : wide % 9);
         contexts.push_back(tile3::baseline_context(b.gene_terms[q / w], b.cell_terms[col0 + q % w]));
         ++k;
       }

@@ -152,19 +152,20 @@ void hostile(Bytes& in) {
 void round_trip(Bytes& in) {
   const int64_t h = 1 + in.below(24), w = 1 + in.below(40), n = h * w;
   const int density = static_cast<int>(in.take(1));
-  std::vector<int64_t> positions, u;
+  std::vector<int32_t> positions, u;  // as the encoder holds them
   for (int64_t p = 0; p < n; ++p)
-    if (static_cast<int>(in.take(1)) < density) positions.push_back(p);
+    if (static_cast<int>(in.take(1)) < density) positions.push_back(static_cast<int32_t>(p));
   const int64_t k = static_cast<int64_t>(positions.size());
   for (int64_t i = 0; i < k; ++i) {
     const int wide = static_cast<int>(in.take(1));
-    u.push_back(wide > 250 ? static_cast<int64_t>(in.take(4) % 2147483646u) : wide % 7);
+    u.push_back(wide > 250 ? static_cast<int32_t>(in.take(4) % 2147483646u) : wide % 7);
   }
   std::vector<int64_t> gene_terms(h);
   std::vector<int32_t> cell_terms(w);
   for (auto& g : gene_terms) g = static_cast<int64_t>(in.take(1)) * 3 - 200;
   for (auto& c : cell_terms) c = static_cast<int32_t>(in.take(1)) * 2 - 200;
-  std::vector<int64_t> contexts(k), counts(kNumContexts * kNumBins, 0);
+  std::vector<int32_t> contexts(k);
+  std::vector<int64_t> counts(kNumContexts * kNumBins, 0);
   for (int64_t i = 0; i < k; ++i) {
     contexts[i] = baseline_context(gene_terms[positions[i] / w] + cell_terms[positions[i] % w]);
     counts[contexts[i] * kNumBins + bin_of(u[i]).bin] += 1;
@@ -180,8 +181,8 @@ void round_trip(Bytes& in) {
   int64_t length = 0;
   const int64_t tile_k = k, tile_n = n;
   encode_tiles(Span<const int64_t>{&tile_k, 1}, Span<const int64_t>{&tile_n, 1},
-               Span<const int64_t>{positions.data(), k}, Span<const int64_t>{u.data(), k},
-               Span<const int64_t>{contexts.data(), k}, Span2<const int64_t>{model.cum64.data(), kNumContexts, kNumBins + 1},
+               Span<const int32_t>{positions.data(), k}, Span<const int32_t>{u.data(), k},
+               Span<const int32_t>{contexts.data(), k}, Span2<const int64_t>{model.cum64.data(), kNumContexts, kNumBins + 1},
                true, bound, Span<uint8_t>{stream.data(), static_cast<int64_t>(stream.size())},
                Span<const double>{log2_table.data(), kProbScale + 1}, Span<int64_t>{&length, 1});
   std::vector<uint8_t> exact(stream.begin(), stream.begin() + length);  // exactly the tile's bytes

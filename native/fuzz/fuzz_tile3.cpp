@@ -93,8 +93,8 @@ void hostile(Bytes& in) {
 }
 
 // A chunk's counts (spec §6.4) from its tiles, as a writer takes them.
-void count(int64_t n_t, const std::vector<int64_t>& positions, const std::vector<int64_t>& u,
-           const std::vector<int64_t>& contexts, Counts& gaps, Counts& values) {
+void count(int64_t n_t, const std::vector<int32_t>& positions, const std::vector<int32_t>& u,
+           const std::vector<int32_t>& contexts, Counts& gaps, Counts& values) {
   const int64_t k = static_cast<int64_t>(positions.size()), m = coded_count(n_t, k);
   if (m > 0) {
     const int c = density_class(n_t, m);
@@ -117,19 +117,20 @@ void round_trip(Bytes& in) {
   const bool code_values = in.take(1) & 1;
   std::vector<int64_t> gene_terms(h);
   for (auto& g : gene_terms) g = static_cast<int64_t>(in.take(1)) - 40;
-  std::vector<int64_t> tile_n, tile_k, widths, positions, u, contexts;
+  std::vector<int64_t> tile_n, tile_k, widths;
+  std::vector<int32_t> positions, u, contexts;  // as the encoder holds them
   std::vector<int32_t> cell_terms;
   Counts gap_counts(kGapClasses), value_counts(kContexts);
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int64_t w = 1 + in.below(40), n = h * w, col0 = static_cast<int64_t>(cell_terms.size());
     for (int64_t j = 0; j < w; ++j) cell_terms.push_back(static_cast<int32_t>(in.take(1)) - 40);
     const int density = static_cast<int>(in.take(1));
-    std::vector<int64_t> p, v, c;
+    std::vector<int32_t> p, v, c;
     for (int64_t q = 0; q < n; ++q)
       if (static_cast<int>(in.take(1)) < density) {
-        p.push_back(q);
+        p.push_back(static_cast<int32_t>(q));
         const int wide = static_cast<int>(in.take(1));
-        v.push_back(wide > 250 ? static_cast<int64_t>(in.take(4) % static_cast<uint64_t>(kMaxCount)) : wide % 7);
+        v.push_back(wide > 250 ? static_cast<int32_t>(in.take(4) % static_cast<uint64_t>(kMaxCount)) : wide % 7);
         c.push_back(baseline_context(gene_terms[q / w], cell_terms[col0 + q % w]));
       }
     count(n, p, v, c, gap_counts, value_counts);

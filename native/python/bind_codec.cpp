@@ -188,8 +188,8 @@ void bind_rans(nb::module_& m) {
 // ------------------------------------------------------------------------------ tiles
 
 std::pair<double, double> encode_tiles(Array<const int64_t> tile_k, Array<const int64_t> tile_n,
-                                       Array<const int64_t> positions, Array<const int64_t> u,
-                                       Array<const int64_t> contexts, Array2<const int64_t> cum, bool code_values,
+                                       Array<const int32_t> positions, Array<const int32_t> u,
+                                       Array<const int32_t> contexts, Array2<const int64_t> cum, bool code_values,
                                        int64_t max_symbols, Array<uint8_t> out, Array<const double> log2_table,
                                        Array<int64_t> lengths) {
   const Span2<const int64_t> table{cum.data(), static_cast<int64_t>(cum.shape(0)), static_cast<int64_t>(cum.shape(1))};
@@ -441,7 +441,7 @@ void bind_tile3(nb::module_& m) {
     return tile3::stream_bound(symbols);
   }, "The most bytes a format-3.0 tile stream of that many symbols takes.");
   m.def("tile3_encode_tiles", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
-                                 Array<const int64_t> positions, Array<const int64_t> u, Array<const int64_t> contexts,
+                                 Array<const int32_t> positions, Array<const int32_t> u, Array<const int32_t> contexts,
                                  Array2<const uint64_t> gap_counts, std::optional<Array2<const uint64_t>> value_counts,
                                  Array<uint8_t> out, Array<int64_t> lengths) {
     const ChunkTables3 tables(gap_counts, value_counts);
@@ -449,21 +449,22 @@ void bind_tile3(nb::module_& m) {
     return tile3::encode_tiles(span(tile_n), span(tile_k), span(positions), span(u), span(contexts),
                                tables.gap_span(), tables.value_span(), value_counts.has_value(), span(out),
                                span(lengths));
-  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("u"), nb::arg("contexts"),
-     nb::arg("gap_counts"), nb::arg("value_counts").none(), nb::arg("out").noconvert(), nb::arg("lengths").noconvert(),
+  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions").noconvert(), nb::arg("u").noconvert(),
+     nb::arg("contexts").noconvert(), nb::arg("gap_counts"), nb::arg("value_counts").none(), nb::arg("out").noconvert(),
+     nb::arg("lengths").noconvert(),
      "Format 3.0: encode consecutive tiles of one chunk (value_counts None: inr-only); returns the bytes "
      "written.");
   m.def("tile3_gap_counts", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
-                               Array<const int64_t> positions, Array2<uint64_t> out) {
+                               Array<const int32_t> positions, Array2<uint64_t> out) {
     if (out.shape(0) != tile3::kGapClasses || out.shape(1) != kNumBins)
       throw nb::value_error("tile3_gap_counts: out must be 32 x 231");
     nb::gil_scoped_release release;
     tile3::gap_counts(span(tile_n), span(tile_k), span(positions),
                       Span<uint64_t>{out.data(), int64_t{tile3::kGapClasses} * kNumBins});
-  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("out").noconvert(),
+  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions").noconvert(), nb::arg("out").noconvert(),
      "Format 3.0 (spec §6.4): a chunk's gaps.counts, its tiles' coded gaps by density class and bin, into out.");
   m.def("tile3_encode_chunk", [](Array<const int64_t> tile_n, Array<const int64_t> tile_k,
-                                 Array<const int64_t> positions, Array<const int64_t> u, Array<const int64_t> contexts,
+                                 Array<const int32_t> positions, Array<const int32_t> u, Array<const int32_t> contexts,
                                  Array2<const uint64_t> gap_counts, std::optional<Array2<const uint64_t>> value_counts) {
     const ChunkTables3 tables(gap_counts, value_counts);
     const bool code_values = value_counts.has_value();
@@ -484,8 +485,8 @@ void bind_tile3(nb::module_& m) {
     }
     return std::make_pair(nb::bytes(reinterpret_cast<const char*>(out.get()), static_cast<size_t>(written)),
                           lengths.release());
-  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions"), nb::arg("u"), nb::arg("contexts"),
-     nb::arg("gap_counts"), nb::arg("value_counts").none(),
+  }, nb::arg("tile_n"), nb::arg("tile_k"), nb::arg("positions").noconvert(), nb::arg("u").noconvert(),
+     nb::arg("contexts").noconvert(), nb::arg("gap_counts"), nb::arg("value_counts").none(),
      "Format 3.0: a chunk's tile streams, back to back (bytes), and each one's length (value_counts None: "
      "inr-only); the tables are built from the counts, which must be the chunk's own.");
   m.def("tile3_decode_tiles", [](Array<const uint8_t> buf, Array<const int64_t> offset, Array<const int64_t> length,
@@ -537,8 +538,8 @@ void bind_codec(nb::module_& m) {
   });
   bind_rans(m);
 
-  m.def("encode_tiles", &encode_tiles, NoGil(), nb::arg("tile_k"), nb::arg("tile_n"), nb::arg("positions"),
-        nb::arg("u"), nb::arg("contexts"), nb::arg("cum"), nb::arg("code_values"), nb::arg("max_symbols"),
+  m.def("encode_tiles", &encode_tiles, NoGil(), nb::arg("tile_k"), nb::arg("tile_n"), nb::arg("positions").noconvert(),
+        nb::arg("u").noconvert(), nb::arg("contexts").noconvert(), nb::arg("cum"), nb::arg("code_values"), nb::arg("max_symbols"),
         nb::arg("out").noconvert(), nb::arg("log2_table"), nb::arg("lengths").noconvert());
   def_decode_tiles<int32_t, int32_t>(m);
   def_decode_tiles<int32_t, int64_t>(m);

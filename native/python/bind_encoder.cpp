@@ -52,8 +52,8 @@ NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int32_t>
                                Array<const int64_t> cell_order, Array<const int64_t> gene_rank,
                                Array<const int64_t> row_nnz, Array<const int64_t> row_starts,
                                Array<const int64_t> widths, Array<const int64_t> tile_starts, int64_t n_cells,
-                               Array<int32_t> rows, Array<int32_t> cols, Array<int64_t> out_values,
-                               Array<int64_t> positions, Array<uint32_t> staging) {
+                               Array<int32_t> rows, Array<int32_t> cols, Array<int32_t> out_values,
+                               Array<int32_t> positions, Array<uint32_t> staging) {
   const int64_t n_tiles = tile_starts.shape(0) ? tile_starts.data()[tile_starts.shape(0) - 1] : 0;
   if (n_tiles < 0) check(kArrangeBadGeometry, "arrange");
   Owned<int64_t> tile_k(n_tiles);
@@ -71,7 +71,7 @@ NumpyArray<int64_t> arrange_py(Array<const int64_t> indptr, Array<const int32_t>
 
 // Into the caller's array (the local encoder keeps one a thread from chunk to chunk).
 void baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols, Array<const int64_t> gene_terms,
-                          Array<const int64_t> cell_terms, bool fine, Array<int64_t> out) {
+                          Array<const int64_t> cell_terms, bool fine, Array<int32_t> out) {
   int status;
   {
     nb::gil_scoped_release release;
@@ -81,7 +81,7 @@ void baseline_contexts_py(Array<const int32_t> rows, Array<const int32_t> cols, 
   check(status, "baseline_contexts");
 }
 
-void value_bins_py(Array<const int64_t> u, Array<int64_t> out) {
+void value_bins_py(Array<const int32_t> u, Array<int32_t> out) {
   int status;
   {
     nb::gil_scoped_release release;
@@ -90,7 +90,7 @@ void value_bins_py(Array<const int64_t> u, Array<int64_t> out) {
   check(status, "value_bins");
 }
 
-NumpyArray<int64_t> value_counts_py(Array<const int64_t> contexts, Array<const int64_t> bins, int64_t n_contexts,
+NumpyArray<int64_t> value_counts_py(Array<const int32_t> contexts, Array<const int32_t> bins, int64_t n_contexts,
                                     int64_t n_bins) {
   // a format's tables: at most kMostTableSide contexts and bins each (format 3: 96 x 231)
   constexpr int64_t kMostTableSide = int64_t{1} << 16;
@@ -119,7 +119,7 @@ void accumulate_gene_stats_py(Array<const int64_t> indptr, Array<const int32_t> 
 }
 
 NumpyArray<int64_t> fit_cell_terms_py(Array<const int32_t> cols, Array<const int32_t> rows,
-                                      Array<const int64_t> values, Array<const int64_t> gene_terms, int64_t n_cells) {
+                                      Array<const int32_t> values, Array<const int64_t> gene_terms, int64_t n_cells) {
   if (n_cells < 0) throw nb::value_error("fit_cell_terms: negative number of cells");
   Owned<int64_t> out(n_cells);
   int status;

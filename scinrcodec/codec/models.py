@@ -89,16 +89,23 @@ def decoding_tables(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return cum, lut, used
 
 
-def _indices(a) -> np.ndarray:
-    """Integer indices as contiguous int64; a float array is refused (TypeError), not truncated."""
-    return np.ascontiguousarray(np.asarray(a).astype(np.int64, casting="same_kind", copy=False))
+def int32_items(a) -> np.ndarray:
+    """Integers as contiguous int32, what the encoder's kernels take a nonzero's position, coded value,
+    bin and context as (each fits: spec §6.1, limits.MAX_COUNT): no copy of an int32 array; a float
+    array is refused (TypeError), an item outside int32 too (ValueError), never truncated or wrapped."""
+    a = np.asarray(a)
+    if a.dtype != np.int32:
+        a = a.astype(np.int64, casting="same_kind", copy=False)
+        if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
+            raise ValueError("an item lies outside 32-bit integers")
+    return np.ascontiguousarray(a, dtype=np.int32)
 
 
 def histograms(contexts: np.ndarray, bins: np.ndarray, *, major: int) -> np.ndarray:
     """Per context, how many values fall in each bin (the counts `values.counts` stores), for the
     contexts of format `major`."""
     n_contexts = CONTEXTS_BY_MAJOR[major]
-    flat = _native.value_counts(_indices(contexts), _indices(bins), n_contexts, N_BINS)
+    flat = _native.value_counts(int32_items(contexts), int32_items(bins), n_contexts, N_BINS)
     return flat.reshape(n_contexts, N_BINS)
 
 

@@ -21,6 +21,7 @@ import functools
 import numpy as np
 
 from .. import _native
+from .models import int32_items
 from .rans import PROB_SCALE
 from .stages import MODE_CODES
 
@@ -74,8 +75,8 @@ def encode_tiles(tile_k: np.ndarray, tile_n: np.ndarray, positions: np.ndarray, 
     tile_k = _i64(tile_k)
     lengths = np.zeros(tile_k.size, dtype=np.int64)
     position_bits, value_bits = _native.encode_tiles(
-        tile_k, _i64(tile_n), _i64(positions), _i64(u), _i64(contexts), _i64(cum), bool(code_values),
-        int(max_symbols), out, log2_table(), lengths)
+        tile_k, _i64(tile_n), int32_items(positions), int32_items(u), int32_items(contexts), _i64(cum),
+        bool(code_values), int(max_symbols), out, log2_table(), lengths)
     return lengths, position_bits, value_bits
 
 

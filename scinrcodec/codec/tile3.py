@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _native
 from ..storage.layout import N_BINS, N_GAP_CLASSES
-from .models import bin_tables, frequencies
+from .models import bin_tables, frequencies, int32_items
 
 PROB_BITS = 12  # spec §6.1.1: a table's frequencies sum to 2**12
 
@@ -27,7 +27,7 @@ def gap_counts(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray) ->
     (tile_n entries and tile_k nonzeros each, their positions back to back) by density class and
     bin."""
     out = np.zeros((N_GAP_CLASSES, N_BINS), np.uint64)
-    _native.tile3_gap_counts(_i64(tile_n), _i64(tile_k), _i64(positions), out)
+    _native.tile3_gap_counts(_i64(tile_n), _i64(tile_k), int32_items(positions), out)
     return out
 
 
@@ -38,7 +38,7 @@ def encode_tiles(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray, 
     `gaps` and `values` (None: mode inr-only, no values coded). ValueError if the counts are not
     the tiles' own."""
     return _native.tile3_encode_chunk(
-        _i64(tile_n), _i64(tile_k), _i64(positions), _i64(u), _i64(contexts),
+        _i64(tile_n), _i64(tile_k), int32_items(positions), int32_items(u), int32_items(contexts),
         np.ascontiguousarray(gaps, np.uint64), None if values is None else np.ascontiguousarray(values, np.uint64))
 
 

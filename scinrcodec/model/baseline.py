@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _native
-from ..codec.models import LOG_MEAN_UNITS
+from ..codec.models import LOG_MEAN_UNITS, int32_items
 
 TERM_MIN, TERM_MAX = -32768, 32767
 
@@ -39,5 +39,5 @@ def accumulate_gene_stats(indptr: np.ndarray, genes: np.ndarray, values: np.ndar
 def fit_cell_terms(cols: np.ndarray, rows: np.ndarray, values: np.ndarray, gene_terms: np.ndarray,
                    n_cells: int) -> np.ndarray:
     """Per (reordered) cell: rint(16 x mean over its nonzeros of log1p(v) - gene term / 16)."""
-    return _native.fit_cell_terms(cols, rows, np.ascontiguousarray(values, dtype=np.int64),
+    return _native.fit_cell_terms(cols, rows, int32_items(values),
                                   np.ascontiguousarray(gene_terms, dtype=np.int64), int(n_cells))

@@ -56,13 +56,21 @@ def quantise_siren(weights: list[np.ndarray], biases: list[np.ndarray], bits: in
 
 def quantise_values(values: np.ndarray, max_error: int, out: np.ndarray | None = None) -> np.ndarray:
     """Nonzero v -> coded u: v - 1 when lossless, (v - 1 + E) // (2E + 1) with --max-error E; into
-    `out` when given (no temporary: the encoder keeps one a thread)."""
+    `out` when given (the encoder keeps one a thread; lossless needs no temporary). u has the
+    values' integer type (int32 from a chunk: every u fits); with E, v - 1 + E is formed in 64 bits,
+    where it cannot overflow (v <= MAX_COUNT, E <= MAX_ERROR_LIMIT)."""
     if not max_error:
         return np.subtract(values, 1, out=out)
-    u = np.add(values, max_error - 1, out=out)
-    return np.floor_divide(u, 2 * max_error + 1, out=u)
+    u = np.asarray(values).astype(np.int64)
+    u += max_error - 1
+    u //= 2 * max_error + 1
+    if out is None:
+        return u.astype(np.asarray(values).dtype)
+    out[...] = u
+    return out
 
 
 def dequantise_values(u: np.ndarray, max_error: int) -> np.ndarray:
-    """Coded indices back to values in mode max-error (spec §6.3.3), clamped to MAX_COUNT."""
-    return np.minimum(1 + u * (2 * max_error + 1), MAX_COUNT)
+    """Coded indices back to values in mode max-error (spec §6.3.3), clamped to MAX_COUNT (int64:
+    u (2E + 1) may pass 2**31)."""
+    return np.minimum(1 + np.asarray(u).astype(np.int64) * (2 * max_error + 1), MAX_COUNT)

@@ -50,6 +50,9 @@ int plan_geometry(Span<const int64_t> row_starts, Span<const int64_t> widths, Sp
     if (w < 1 || row_starts[b + 1] < row_starts[b] || row_starts[b + 1] > INT32_MAX ||
         tile_starts[b + 1] - tile_starts[b] != (n_cells + w - 1) / w)
       return kArrangeBadGeometry;
+    // a tile's positions fit 32 bits: no tile has more entries than a tile stream may (§6.1)
+    if (n_cells > 0 && row_starts[b + 1] - row_starts[b] > kMaxTileEntries / std::min(w, n_cells))
+      return kArrangeBadGeometry;
   }
   g->n_bands = n_bands;
   g->n_rows = row_starts[n_bands];
@@ -100,8 +103,8 @@ int row_counts(Span<const int32_t> genes, Span<const int64_t> gene_rank, Span<in
 int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const int32_t> values,
             Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_nnz,
             Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
-            int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values,
-            Span<int64_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k) {
+            int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int32_t> out_values,
+            Span<int32_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k) {
   const int64_t nnz = values.size;
   if (genes.size != nnz || indptr.size != n_cells + 1 || cell_order.size != n_cells || rows.size != nnz ||
       cols.size != nnz || out_values.size != nnz || positions.size != nnz || staging.size != kStagedItems * nnz ||
@@ -177,8 +180,8 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
         const int64_t p = row_at[local_row]++;
         rows[p] = row;
         cols[p] = col;
-        out_values[p] = entry[2];
-        positions[p] = local_row * width + col - first;
+        out_values[p] = static_cast<int32_t>(entry[2]);  // a value below 2**31: checked when staged
+        positions[p] = static_cast<int32_t>(local_row * width + col - first);  // below kMaxTileEntries
       }
       tile_k[t] = j - i;
       out += j - i;
@@ -190,7 +193,7 @@ int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const in
 }
 
 int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
-                      Span<const int64_t> cell_terms, bool fine, Span<int64_t> out) {
+                      Span<const int64_t> cell_terms, bool fine, Span<int32_t> out) {
   const int64_t n = out.size;
   if (rows.size != n || cols.size != n) return kArrangeBadSize;
   for (int64_t i = 0; i < n; ++i) {
@@ -202,19 +205,19 @@ int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<c
   return kArrangeOk;
 }
 
-int value_bins(Span<const int64_t> u, Span<int64_t> out) {
+int value_bins(Span<const int32_t> u, Span<int32_t> out) {
   if (out.size != u.size) return kArrangeBadSize;
-  // Below 2**kMantissaBits - 1 a value is its own bin (most counts are); u + 1 must not overflow,
-  // and where it would, the reference's wrapped arithmetic also returns u.
-  constexpr int64_t kExact = (int64_t{1} << kMantissaBits) - 1;
+  // Below 2**kMantissaBits - 1 a value is its own bin (most counts are; a negative u too, as the
+  // reference returns it).
+  constexpr int32_t kExact = (int32_t{1} << kMantissaBits) - 1;
   for (int64_t i = 0; i < u.size; ++i) {
-    const int64_t v = u[i];
-    out[i] = v >= kExact && v < INT64_MAX ? bin_of(v).bin : v;
+    const int32_t v = u[i];
+    out[i] = v >= kExact ? static_cast<int32_t>(bin_of(v).bin) : v;
   }
   return kArrangeOk;
 }
 
-int value_counts(Span<const int64_t> contexts, Span<const int64_t> bins, int64_t n_contexts, int64_t n_bins,
+int value_counts(Span<const int32_t> contexts, Span<const int32_t> bins, int64_t n_contexts, int64_t n_bins,
                  Span<int64_t> counts) {
   if (bins.size != contexts.size || n_contexts < 0 || n_bins < 0 || (n_bins > 0 && n_contexts > INT64_MAX / n_bins) ||
       counts.size != n_contexts * n_bins)

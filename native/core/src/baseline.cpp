@@ -58,7 +58,7 @@ int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int32_t> genes,
   return 0;
 }
 
-int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<const int64_t> values,
+int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<const int32_t> values,
                    Span<const int64_t> gene_terms, Span<int64_t> out) {
   const int64_t n = values.size, n_cells = out.size;
   if (cols.size != n || rows.size != n) return 1;

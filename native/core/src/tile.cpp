@@ -85,8 +85,8 @@ int64_t encode_symbols(const uint32_t* starts, const uint32_t* freqs, int64_t n,
 
 }  // namespace rans
 
-EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n, Span<const int64_t> positions,
-                         Span<const int64_t> u, Span<const int64_t> contexts, Span2<const int64_t> cum,
+EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n, Span<const int32_t> positions,
+                         Span<const int32_t> u, Span<const int32_t> contexts, Span2<const int64_t> cum,
                          bool code_values, int64_t max_symbols, Span<uint8_t> out, Span<const double> log2_table,
                          Span<int64_t> lengths) {
   const int64_t n_tiles = tile_k.size;
@@ -107,7 +107,7 @@ EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n,
   }
   std::vector<uint32_t> starts(static_cast<size_t>(max_symbols) + 1), freqs(static_cast<size_t>(max_symbols) + 1);
   std::vector<uint8_t> scratch(2 * static_cast<size_t>(max_symbols) + 8);
-  std::vector<int64_t> zeros(static_cast<size_t>(most_entries));
+  std::vector<int32_t> zeros(static_cast<size_t>(most_entries));  // positions below kMaxTileEntries
   EncodeStats stats;
   int64_t first = 0;
   int64_t written = 0;
@@ -115,14 +115,14 @@ EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n,
     const int64_t k = tile_k[t];
     const int64_t n = tile_n[t];
     if (k > positions.size - first) throw std::invalid_argument("encode_tiles: tiles hold more nonzeros than given");
-    const int64_t* pos = positions.data + first;
+    const int32_t* pos = positions.data + first;
     SymbolSink sink{starts.data(), freqs.data(), 0, max_symbols};
     int64_t n_position = 0;
     if (k > 0) {
       for (int64_t idx = 0; idx < k; ++idx)
         if (pos[idx] < 0 || pos[idx] >= n || (idx > 0 && pos[idx] <= pos[idx - 1]))
           throw std::invalid_argument("encode_tiles: a tile's positions are not ascending inside it");
-      const int64_t* coded = pos;
+      const int32_t* coded = pos;
       int64_t m = k;
       if (2 * k > n) {  // code the zeros
         m = complement(pos, k, n, zeros.data());

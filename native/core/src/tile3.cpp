@@ -190,8 +190,8 @@ TileEncoder::TileEncoder(Span<const Table12> gap_tables, Span<const Table12> val
     throw std::invalid_argument("TileEncoder: needs 32 gap tables and 0 or 96 value tables");
 }
 
-int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<const int64_t> u,
-                            Span<const int64_t> contexts, bool code_values, Span<uint8_t> out) {
+int64_t TileEncoder::encode(int64_t n_t, Span<const int32_t> positions, Span<const int32_t> u,
+                            Span<const int32_t> contexts, bool code_values, Span<uint8_t> out) {
   const int64_t k = positions.size;
   if (n_t < 0 || n_t > kMaxTileEntries || k > n_t)
     throw std::invalid_argument("tile3 encode: a tile's entries or nonzeros are out of range");
@@ -267,7 +267,7 @@ int64_t TileEncoder::encode(int64_t n_t, Span<const int64_t> positions, Span<con
   return length;
 }
 
-void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
+void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int32_t> positions,
                 Span<uint64_t> out) {
   if (tile_k.size != tile_n.size || out.size != kGapClasses * kNumBins)
     throw std::invalid_argument("tile3 gap_counts: tile_n and tile_k differ in length, or out is not 32 x 231");
@@ -277,7 +277,7 @@ void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<con
     const int64_t n_t = tile_n[t], k = tile_k[t];
     if (n_t < 0 || n_t > kMaxTileEntries || k < 0 || k > n_t || k > positions.size - first)
       throw std::invalid_argument("tile3 gap_counts: a tile's entries or nonzeros are out of range");
-    const Span<const int64_t> tile = positions.sub(first, k);
+    const Span<const int32_t> tile = positions.sub(first, k);
     for (int64_t i = 0; i < k; ++i)
       if (tile[i] < 0 || tile[i] >= n_t || (i > 0 && tile[i] <= tile[i - 1]))
         throw std::invalid_argument("tile3 gap_counts: a tile's positions are not ascending inside it");
@@ -317,8 +317,8 @@ int64_t tiles_bound(Span<const int64_t> tile_n, Span<const int64_t> tile_k, int6
   return bound;
 }
 
-int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
-                     Span<const int64_t> u, Span<const int64_t> contexts, Span<const Table12> gap_tables,
+int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int32_t> positions,
+                     Span<const int32_t> u, Span<const int32_t> contexts, Span<const Table12> gap_tables,
                      Span<const Table12> value_tables, bool code_values, Span<uint8_t> out, Span<int64_t> lengths) {
   const int64_t n_tiles = tile_n.size;
   if (tile_k.size != n_tiles || lengths.size != n_tiles)
@@ -331,7 +331,7 @@ int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Spa
   int64_t first = 0, written = 0;
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int64_t k = tile_k[t];
-    const Span<const int64_t> none{};
+    const Span<const int32_t> none{};
     lengths[t] = encoder.encode(tile_n[t], positions.sub(first, k), code_values ? u.sub(first, k) : none,
                                 code_values ? contexts.sub(first, k) : none, code_values,
                                 out.sub(written, out.size - written));

@@ -49,22 +49,22 @@ int row_counts(Span<const int32_t> genes, Span<const int64_t> gene_rank, Span<in
 int arrange(Span<const int64_t> indptr, Span<const int32_t> genes, Span<const int32_t> values,
             Span<const int64_t> cell_order, Span<const int64_t> gene_rank, Span<const int64_t> row_nnz,
             Span<const int64_t> row_starts, Span<const int64_t> widths, Span<const int64_t> tile_starts,
-            int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int64_t> out_values,
-            Span<int64_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k);
+            int64_t n_cells, Span<int32_t> rows, Span<int32_t> cols, Span<int32_t> out_values,
+            Span<int32_t> positions, Span<uint32_t> staging, Span<int64_t> tile_k);
 
 // out[i] = baseline_context(gene_terms[rows[i]] + cell_terms[cols[i]]) (format 2, spec §C.5), or with
 // fine tile3::baseline_context(gene_terms[rows[i]], cell_terms[cols[i]]) (format 3, §6.5).
 int baseline_contexts(Span<const int32_t> rows, Span<const int32_t> cols, Span<const int64_t> gene_terms,
-                      Span<const int64_t> cell_terms, bool fine, Span<int64_t> out);
+                      Span<const int64_t> cell_terms, bool fine, Span<int32_t> out);
 
 // out[i] = bin_of(u[i]).bin (u[i] itself where negative, as the reference does); kArrangeBadSize,
 // nothing written, where out and u differ in length.
-int value_bins(Span<const int64_t> u, Span<int64_t> out);
+int value_bins(Span<const int32_t> u, Span<int32_t> out);
 
 // The chunk's value counts (spec §6.4 `values.counts`): counts[contexts[i] * n_bins + bins[i]] += 1
 // over a zeroed counts of n_contexts * n_bins; kArrangeBadIndex where a context or bin lies outside.
 // In one pass, without numpy's two temporaries of a nonzero each (fresh pages, zeroed by the kernel).
-int value_counts(Span<const int64_t> contexts, Span<const int64_t> bins, int64_t n_contexts, int64_t n_bins,
+int value_counts(Span<const int32_t> contexts, Span<const int32_t> bins, int64_t n_contexts, int64_t n_bins,
                  Span<int64_t> counts);
 
 }  // namespace sinr

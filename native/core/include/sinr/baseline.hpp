@@ -24,7 +24,7 @@ int accumulate_gene_stats(Span<const int64_t> indptr, Span<const int32_t> genes,
 // Per (reordered) cell c < out.size: rint(16 x mean over its nonzeros of log1p(v) - gene term / 16),
 // clipped to kTermMin .. kTermMax, 0 for a cell without nonzeros. Nonzero i is in column cols[i] and
 // row rows[i]. Returns 0, or 1 where an index lies outside its array.
-int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<const int64_t> values,
+int fit_cell_terms(Span<const int32_t> cols, Span<const int32_t> rows, Span<const int32_t> values,
                    Span<const int64_t> gene_terms, Span<int64_t> out);
 
 }  // namespace sinr

@@ -80,8 +80,8 @@ struct EncodeStats {
 // max_symbols bounds the symbols of any tile (symbol_bound), out must hold the sum over tiles of
 // 4 + 2 * symbols, log2_table[f] = log2(f) for f in 0..2**16 (the statistics only). Throws
 // std::invalid_argument on input that breaks these rules (nothing is written out of bounds).
-EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n, Span<const int64_t> positions,
-                         Span<const int64_t> u, Span<const int64_t> contexts, Span2<const int64_t> cum,
+EncodeStats encode_tiles(Span<const int64_t> tile_k, Span<const int64_t> tile_n, Span<const int32_t> positions,
+                         Span<const int32_t> u, Span<const int32_t> contexts, Span2<const int64_t> cum,
                          bool code_values, int64_t max_symbols, Span<uint8_t> out, Span<const double> log2_table,
                          Span<int64_t> lengths);
 

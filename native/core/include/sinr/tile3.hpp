@@ -180,7 +180,7 @@ inline int64_t stream_bound(int64_t symbols) {
 // entries whose nonzeros are at `positions` (ascending, below n_t: the caller has checked): the
 // nonzeros, or when 2k > n_t the zeros, every entry between consecutive nonzeros and after the last.
 template <typename F>
-void for_each_gap(int64_t n_t, Span<const int64_t> positions, F&& f) {
+void for_each_gap(int64_t n_t, Span<const int32_t> positions, F&& f) {
   const int64_t k = positions.size;
   int64_t previous = -1;
   if (coded_count(n_t, k) == k) {
@@ -201,7 +201,7 @@ void for_each_gap(int64_t n_t, Span<const int64_t> positions, F&& f) {
 // positions back to back, ascending in each tile): out[c * kNumBins + bin] (kGapClasses x kNumBins,
 // zeroed first) counts the coded gaps of bin `bin` of the tiles of density class c. Throws
 // std::invalid_argument as encode_tiles does on a tile that breaks these rules.
-void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
+void gap_counts(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int32_t> positions,
                 Span<uint64_t> out);
 
 // The most bytes encode_tiles writes for these tiles (stream_bound of each tile's symbols), whose
@@ -220,7 +220,7 @@ class TileEncoder {
   // code_values false codes the positions only (inr-only: u and contexts are then ignored).
   // Writes the stream to the front of out and returns its length (0: no symbol); throws
   // std::invalid_argument on a tile that breaks these rules or an out shorter than the stream.
-  int64_t encode(int64_t n_t, Span<const int64_t> positions, Span<const int64_t> u, Span<const int64_t> contexts,
+  int64_t encode(int64_t n_t, Span<const int32_t> positions, Span<const int32_t> u, Span<const int32_t> contexts,
                  bool code_values, Span<uint8_t> out);
 
  private:
@@ -233,8 +233,8 @@ class TileEncoder {
 // Consecutive tiles (tile_n entries and tile_k nonzeros each, their nonzeros back to back in
 // positions, u and contexts) into out, back to back; each stream's length into lengths. Returns
 // the bytes written. Throws std::invalid_argument as TileEncoder::encode does.
-int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int64_t> positions,
-                     Span<const int64_t> u, Span<const int64_t> contexts, Span<const Table12> gap_tables,
+int64_t encode_tiles(Span<const int64_t> tile_n, Span<const int64_t> tile_k, Span<const int32_t> positions,
+                     Span<const int32_t> u, Span<const int32_t> contexts, Span<const Table12> gap_tables,
                      Span<const Table12> value_tables, bool code_values, Span<uint8_t> out, Span<int64_t> lengths);
 
 // ------------------------------------------------------------------------------------- decode
