@@ -770,6 +770,11 @@ def test_arrange_into_reused_buffers():
         assert all(np.array_equal(a, b) for a, b in zip(fresh, reused))
         seen.append(reused[0].__array_interface__["data"][0])
     assert seen[0] == seen[1] != seen[2]  # the second chunk fits in the first's arrays; the third grows them
+    store, room = buffers.store, buffers.room
+    assert room > values.size  # grown with room to spare: a slightly larger chunk does not grow them again
+    assert buffers.take(room).rows.size == room and buffers.store is store
+    buffers.take(room + 1)
+    assert buffers.store is not store and buffers.room > room + 1
 
 
 @pytest.mark.parametrize("max_error", [0, 1, 2, 1000, 2**30, 2**31 - 2])

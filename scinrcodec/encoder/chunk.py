@@ -111,18 +111,38 @@ def _allocated(nnz: int, names, allocate: Callable[[int, type], np.ndarray] = np
     return {name: allocate(_LAYOUT[name][1] * nnz, _LAYOUT[name][0]) for name in names}
 
 
-def fresh_chunk_arrays(nnz: int, allocate: Callable[[int, type], np.ndarray] = np.empty) -> ChunkArrays:
-    """A chunk's arrays, newly allocated (by numpy for a Dask worker's chunk): the staging lies over
-    the CODED arrays' block (28 bytes a nonzero in all, not 40)."""
-    arrays = _allocated(nnz, [name for name in ChunkArrays._fields if name != "staging" and name not in CODED],
-                        allocate)
-    block = allocate(max(sum(_nbytes(name, nnz) for name in CODED), _nbytes("staging", nnz)), np.uint8)
+_OWN = tuple(name for name in ARRANGED if name != "staging")  # the arrays with storage of their own
+
+
+def _storage(room: int, allocate: Callable[[int, type], np.ndarray]) -> dict[str, np.ndarray]:
+    """Bytes for the arrays of a chunk of up to `room` nonzeros: a buffer for each array of _OWN, and
+    one block for the CODED arrays that the staging lies over (28 bytes a nonzero in all, not 40)."""
+    store = {name: allocate(_nbytes(name, room), np.uint8) for name in _OWN}
+    store["coded"] = allocate(max(sum(_nbytes(name, room) for name in CODED), _nbytes("staging", room)), np.uint8)
+    return store
+
+
+def _carved(store: dict[str, np.ndarray], nnz: int) -> ChunkArrays:
+    """The arrays of a chunk of nnz nonzeros: views of the front of `store`'s buffers."""
+    arrays = {name: store[name][: _nbytes(name, nnz)].view(_LAYOUT[name][0]) for name in _OWN}
     offset = 0
     for name in CODED:
-        arrays[name] = block[offset: offset + _nbytes(name, nnz)].view(_LAYOUT[name][0])
+        arrays[name] = store["coded"][offset: offset + _nbytes(name, nnz)].view(_LAYOUT[name][0])
         offset += _nbytes(name, nnz)
-    arrays["staging"] = block[: _nbytes("staging", nnz)].view(_LAYOUT["staging"][0])
+    arrays["staging"] = store["coded"][: _nbytes("staging", nnz)].view(_LAYOUT["staging"][0])
     return ChunkArrays(**arrays)
+
+
+def fresh_chunk_arrays(nnz: int, allocate: Callable[[int, type], np.ndarray] = np.empty) -> ChunkArrays:
+    """A chunk's arrays, newly allocated (by numpy for a Dask worker's chunk)."""
+    return _carved(_storage(nnz, allocate), nnz)
+
+
+# Kept storage grows to this many times the chunk that outgrew it: a file's chunks (of equal cells)
+# differ by a few percent in nonzeros, and each growth faulted the whole storage in again (6-8 times
+# in an encode of 6e7 nonzeros, 70 MB each). Room beyond a chunk's own is never touched: it costs
+# address space, not memory.
+_HEADROOM = 1.25
 
 
 class ChunkBuffers(threading.local):
@@ -134,14 +154,16 @@ class ChunkBuffers(threading.local):
     threads at once; 0.3 ms once its pages are in). Views of them are valid until the thread's next
     chunk, and go with the thread."""
 
-    arrays: ChunkArrays | None = None
+    store: dict[str, np.ndarray] | None = None
+    room = 0  # the nonzeros `store` holds
 
     def take(self, nnz: int) -> ChunkArrays:
-        """Views of each array's items for nnz nonzeros, the arrays grown when too small."""
-        if self.arrays is None or self.arrays.rows.size < nnz:
-            self.arrays = None  # the old ones go before the new ones are touched
-            self.arrays = fresh_chunk_arrays(nnz, mapped_array)
-        return ChunkArrays(*(a[: _LAYOUT[name][1] * nnz] for name, a in zip(ChunkArrays._fields, self.arrays)))
+        """Views of each array's items for nnz nonzeros, the storage grown when too small."""
+        if self.store is None or self.room < nnz:
+            self.store = None  # the old one goes before the new one is touched
+            self.room = int(nnz * _HEADROOM)
+            self.store = _storage(self.room, mapped_array)
+        return _carved(self.store, nnz)
 
 
 CHUNK_BUFFERS = ChunkBuffers()  # the local encoder's (FileContext.reuse_buffers); Dask workers allocate
