@@ -788,6 +788,9 @@ def test_quantise_int32_values_without_overflow(max_error):
     fresh = quantise_values(values, max_error)
     assert fresh.dtype == np.int32 and fresh.tolist() == want
     if max_error:
+        with pytest.raises(ValueError, match="int32"):  # 64-bit room is not the chunk's buffer
+            quantise_values(values, max_error, out=np.empty(values.size, np.int64))
+    if max_error:
         back = dequantise_values(out, max_error)
         assert back.tolist() == [min(1 + u * (2 * max_error + 1), 2**31 - 1) for u in want]
         assert np.all(np.abs(back.astype(np.int64) - values) <= max_error)
@@ -813,8 +816,9 @@ def test_bins_and_contexts_match_reference():
         chunk_module.baseline_contexts(rows, cols, gene_terms, cell_terms, out=out[:-1])
     with pytest.raises(ValueError, match="mismatched lengths"):
         chunk_module.value_bins_of(u, out=np.empty(u.size - 1, np.int32))
-    with pytest.raises(ValueError, match="outside 32-bit"):  # never wrapped into another bin
-        chunk_module.value_bins_of(np.array([5, 2**32 + 5]))
+    for wide in (np.array([5, 2**32 + 5]), np.array([2**64 - 5], np.uint64)):  # never wrapped into another bin
+        with pytest.raises(ValueError, match="outside 32-bit"):
+            chunk_module.value_bins_of(wide)
 
 
 @pytest.mark.parametrize("major", [2, 3])

@@ -29,14 +29,16 @@ def dump(source: str, target: str, chunk_cells: int = 4096) -> None:
     records: list[bytes] = []
     state: dict = {}
 
-    def arrange(*args):
-        result = original_arrange(*args)
+    def arrange(indptr, genes, values, cell_order, gene_rank, row_nnz, row_starts, widths, tile_starts, n_cells,
+                out=None):
+        result = original_arrange(indptr, genes, values, cell_order, gene_rank, row_nnz, row_starts, widths,
+                                  tile_starts, n_cells, out)
         state["rows"], state["cols"] = result[0], result[1]
-        state["row_starts"], state["widths"], state["tile_starts"] = args[5], args[6], args[7]
-        state["n_cells"] = args[8]
+        state["row_starts"], state["widths"], state["tile_starts"] = row_starts, widths, tile_starts
+        state["n_cells"] = n_cells
         return result
 
-    def encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values, max_symbols, out, log2_table):
+    def encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values, max_symbols, out):
         row_starts = np.asarray(state["row_starts"], np.int64)
         widths = np.asarray(state["widths"], np.int64)
         n_cells = int(state["n_cells"])
@@ -53,15 +55,14 @@ def dump(source: str, target: str, chunk_cells: int = 4096) -> None:
         body = [np.asarray(a, np.int32) for a in (positions, u, contexts, state["rows"], state["cols"])]
         records.append(b"".join(p.astype("<i8").tobytes() for p in parts) +
                        b"".join(b.astype("<i4").tobytes() for b in body) + hist.astype("<i8").tobytes())
-        return original_encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values, max_symbols, out,
-                                     log2_table)
+        return original_encode_tiles(tile_k, tile_n, positions, u, contexts, cum, code_values, max_symbols, out)
 
     chunk_mod.encode_tiles = encode_tiles
     chunk_mod.arrange = arrange
-    out_sinr = Path(target).with_suffix(".sinr")
-    scinrcodec.encode(source, str(out_sinr), chunk_cells=chunk_cells, jobs=1, siren="never",
-                      force=True)
     Path(target).parent.mkdir(parents=True, exist_ok=True)
+    out_sinr = Path(target).with_suffix(".sinr")
+    scinrcodec.encode(source, str(out_sinr), chunk_cells=chunk_cells, jobs=1, siren="never", force=True,
+                      format_version=2)  # the symbols format 2 codes, whose tiles the lab's candidates replace
     with open(target, "wb") as f:
         f.write(MAGIC)
         for r in records:

@@ -95,7 +95,9 @@ def int32_items(a) -> np.ndarray:
     array is refused (TypeError), an item outside int32 too (ValueError), never truncated or wrapped."""
     a = np.asarray(a)
     if a.dtype != np.int32:
-        a = a.astype(np.int64, casting="same_kind", copy=False)
+        if a.dtype.kind not in "biu":
+            raise TypeError(f"items of type {a.dtype} are not integers")
+        # compared in the items' own type (numpy compares any integer type with these exactly)
         if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
             raise ValueError("an item lies outside 32-bit integers")
     return np.ascontiguousarray(a, dtype=np.int32)

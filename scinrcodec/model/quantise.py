@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..codec.models import int32_items
 from ..limits import MAX_COUNT, MAX_SIREN_SHIFT
 from .siren import OUTPUT_BITS, TABLE_BITS, W0, IntegerLayer, Normalisation, PatchSiren
 
@@ -56,17 +57,19 @@ def quantise_siren(weights: list[np.ndarray], biases: list[np.ndarray], bits: in
 
 def quantise_values(values: np.ndarray, max_error: int, out: np.ndarray | None = None) -> np.ndarray:
     """Nonzero v -> coded u: v - 1 when lossless, (v - 1 + E) // (2E + 1) with --max-error E; into
-    `out` when given (the encoder keeps one a thread; lossless needs no temporary). u has the
-    values' integer type (int32 from a chunk: every u fits); with E, v - 1 + E is formed in 64 bits,
-    where it cannot overflow (v <= MAX_COUNT, E <= MAX_ERROR_LIMIT)."""
+    `out` (int32 with E) when given: the encoder keeps one a thread, and neither mode takes a
+    temporary. With E, values are int32 counts (int32_items) and the arithmetic is unsigned 32-bit,
+    where v - 1 + E <= 2**32 - 4 and 2E + 1 <= 2**32 - 3 cannot overflow (v <= MAX_COUNT,
+    E <= MAX_ERROR_LIMIT); u < 2**31 is int32."""
     if not max_error:
         return np.subtract(values, 1, out=out)
-    u = np.asarray(values).astype(np.int64)
-    u += max_error - 1
-    u //= 2 * max_error + 1
-    if out is None:
-        return u.astype(np.asarray(values).dtype)
-    out[...] = u
+    values = int32_items(values)
+    out = np.empty(values.size, np.int32) if out is None else out
+    if out.dtype != np.int32 or out.size != values.size:
+        raise ValueError("out must be an int32 array of one item a value")
+    u = out.view(np.uint32)
+    np.add(values.view(np.uint32), np.uint32(max_error - 1), out=u)
+    np.floor_divide(u, np.uint32(2 * max_error + 1), out=u)
     return out
 
 
