@@ -106,11 +106,6 @@ def _nbytes(name: str, nnz: int) -> int:
     return np.dtype(dtype).itemsize * items * nnz
 
 
-def _allocated(nnz: int, names, allocate: Callable[[int, type], np.ndarray] = np.empty) -> dict[str, np.ndarray]:
-    """The arrays `names` of a chunk of nnz nonzeros, newly allocated by `allocate(size, dtype)`."""
-    return {name: allocate(_LAYOUT[name][1] * nnz, _LAYOUT[name][0]) for name in names}
-
-
 _OWN = tuple(name for name in ARRANGED if name != "staging")  # the arrays with storage of their own
 
 
@@ -191,8 +186,8 @@ def arrange(indptr: np.ndarray, genes: np.ndarray, values: np.ndarray, cell_orde
     each tile's by row, stably. Returns rows (int32), columns (int32), values and row-major positions
     inside their tiles in that order (in `out`'s arrays when given), and the nonzeros of each tile."""
     nnz = int(np.asarray(values).size)
-    arrays = out._asdict() if out is not None else _allocated(nnz, ARRANGED)
-    rows, cols, out_values, positions, staging = (arrays[name] for name in ARRANGED)
+    arrays = out if out is not None else fresh_chunk_arrays(nnz)  # the staging's bytes hold the CODED arrays' too
+    rows, cols, out_values, positions, staging = (getattr(arrays, name) for name in ARRANGED)
     tile_k = _native.arrange(_int64(indptr), np.ascontiguousarray(genes), np.ascontiguousarray(values),
                              _int64(cell_order), _int64(gene_rank),
                              _int64(row_nnz), _int64(row_starts), _int64(widths), _int64(tile_starts), int(n_cells),
