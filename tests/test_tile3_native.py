@@ -145,6 +145,28 @@ def test_random_tables_match_the_spec(entries, ones):
     assert_tables_match(counts)
 
 
+def test_tables_where_the_quotient_is_whole_or_nearly_match_the_spec():
+    """Rows whose c (4096 - K) / T is a whole number, or just above or below one: where a
+    normalisation that does not divide exactly (the native one multiplies by a reciprocal and puts
+    its floor right) would be off by one."""
+    rows = []
+    for k in (1, 2, 3, 4, 7, 8, 16, 64, 128, 231):
+        for c in (1, 2, 3, 4095, 2**20 + 1, 2**39 + 1, 2**40 - 1):
+            row = np.zeros(t3.N_BINS, np.uint64)
+            row[:k] = c
+            rows.append(row.copy())
+            row[k - 1] = c - 1 if c > 1 else c + 1  # one bin off: quotients just beside whole ones
+            rows.append(row.copy())
+            row[0] = c + 1 if c < 2**40 - 1 else c - 2
+            rows.append(row)
+    for found in ([335, 110], [621, 180], [792, 810], [485, 917, 675, 713], [1000, 166, 4, 822],
+                  [162, 391, 329, 682], [950, 403, 228, 319]):  # a double floor is one low on these
+        row = np.zeros(t3.N_BINS, np.uint64)
+        row[:len(found)] = found
+        rows.append(row)
+    assert_tables_match(np.array(rows))
+
+
 def test_caller_errors_are_value_errors():
     tile, gaps, values, _ = example.encode_example()
     big = gaps.copy()

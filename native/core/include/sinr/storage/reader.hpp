@@ -130,15 +130,22 @@ class MatrixReader {
   struct Genes;
   struct Decoded;
   struct ChunkColumns;
+  class BandHandoff;
 
-  Chunk& chunk(int64_t i);
+  // Chunk i, loaded at its first use; `handoff`, when given, receives the chunk's band layout as
+  // soon as its load has it (a load by this call only).
+  Chunk& chunk(int64_t i, BandHandoff* handoff = nullptr);
   // Chunk ci's cells (chunk-local, original order) that `local` (distinct local cells, ascending)
   // names, and when the chunk is decoded whole the cells after them that keep_bytes_ allows, which
   // are kept for the next call; the tiles of a few cells are decoded on up to `threads` threads.
   std::shared_ptr<const ChunkColumns> chunk_columns(int64_t ci, const std::vector<int64_t>& local, int threads);
-  // The chunk's nonzeros placed by cell into `out` (its indptr sized n_cells + 1 and its arrays
-  // sized d's nonzeros); returns the placement's checksum.
-  uint64_t place_chunk(const Chunk& c, const Decoded& d, ChunkColumns& out);
+  // A few cells' decoded nonzeros (the tiles of the cells a read wants) placed by cell into `out`:
+  // its indptr over the chunk's n_cells, each cell's genes ascending. No checksum: they are not
+  // the whole chunk.
+  void place_chunk(const Chunk& c, const Decoded& d, ChunkColumns& out);
+  // Each cell of `out`, its indices being the ranks of its genes in the chunk's segment, put in
+  // gene order and given its genes.
+  void order_by_gene(const Chunk& c, ChunkColumns& out);
   // Chunk c decoded whole, its wanted cells `local` (distinct, ascending) and the cells after them
   // that keep_bytes_ allows placed into `out` by cell; the tiles are decoded in runs of about
   // run_entries_ nonzeros, twice where `starts` (each cell's first nonzero) is not yet known: each
@@ -160,7 +167,7 @@ class MatrixReader {
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
   void check_placed(const Chunk& c, int status) const;
   void check_chunk_sum(const Chunk& c, uint64_t checksum) const;
-  std::unique_ptr<Chunk> load_chunk(int64_t i);
+  std::unique_ptr<Chunk> load_chunk(int64_t i, BandHandoff* handoff = nullptr);
   // segments.index (rules SG1, SG2) into segment_chunks_ and segment_rows_; one segment without it.
   void parse_segments(int64_t n_segments);
   const Genes& genes_table();
