@@ -17,7 +17,7 @@ import scinrcodec
 from conftest import DATA, reference_decoder
 from scinrcodec import limits
 from scinrcodec.codec.stages import MODES, stages_for
-from scinrcodec.storage.container import pack_shuffled, unpack_shuffled
+from scinrcodec.storage.container import LARGE_TEXT_BYTES, pack_shuffled, pack_strings, unpack_shuffled, unpack_strings
 from scinrcodec.storage.layout import (ANNDATA_PARTS, CHUNK_SECTIONS_BY_MAJOR, FILE_SECTIONS, MATRIX_SECTIONS, MSGPACK,
                                        RAW, ZSTD_ARRAY, ZSTD_SHUFFLED, ZSTD_TEXT, Sizes)
 
@@ -105,6 +105,19 @@ def test_shuffled_array_example_matches_the_code():
     packed = pack_shuffled(items, "u8")
     assert zstandard.ZstdDecompressor().decompress(packed) == content
     assert unpack_shuffled(packed, "u8", 2, what="example").tolist() == items.tolist()
+
+
+def test_large_name_tables_pack_shallow_within_the_window_limit():
+    """§3.3's note: names from LARGE_TEXT_BYTES on are packed with a shallow search, not level 16,
+    every frame within the 8 MiB window a writer SHOULD keep, and read back exactly."""
+    for count in (2_000, 40_000, 1_500_000):  # 32 KB, 640 KB, 24 MB of Ensembl-like ids
+        ids = [f"ENSG{i * 7:011d}" for i in range(count)]
+        packed = pack_strings(ids, 16)
+        large = len("\n".join(ids)) >= LARGE_TEXT_BYTES
+        at_16 = zstandard.ZstdCompressor(level=16).compress("\n".join(ids).encode())
+        assert (packed != at_16) == large
+        assert zstandard.get_frame_parameters(packed).window_size <= 8 << 20
+        assert unpack_strings(packed, count, what="ids") == ids
 
 
 @pytest.mark.parametrize("major, rule", [(3, "R3"), (2, "M5")])
