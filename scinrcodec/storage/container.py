@@ -37,12 +37,13 @@ DEFAULT_MAJOR = 3  # what a writer writes unless told otherwise
 PREAMBLE = struct.Struct("<8sHHI")
 TRAILER = struct.Struct("<QII8s")
 ZSTD_LEVEL = 19
-# Texts from this size on (a file's gene ids and symbols: pbmc4k's 33,694 Ensembl ids are 539 KB) are
-# packed with a binary-tree search of depth 1 instead of their level: at level 16 such repetitive names
-# took 3-5x longer (pbmc4k's ids 112-147 ms, of an encode of 0.34 s at 6e6; visium's 370 KB 54-74 ms)
-# for sizes from 2% smaller to 4% larger (pbmc4k's ids 88,632 -> 86,912 bytes, its symbols 120,496 ->
-# 125,353, visium's ids 43,524 -> 43,347). Smaller texts keep their level, where it pays (frozen_pbmc's
-# 100 KB of ids: 10 ms, 3% smaller than so).
+# Gene tables from this size on (pbmc4k's 33,694 Ensembl ids are 539 KB) may be packed with a
+# binary-tree search of depth 1 instead of their level (pack_strings' `shallow`): at level 16 such
+# repetitive names took 3-5x longer (pbmc4k's ids 112-147 ms, of an encode of 0.34 s at 6e6; visium's
+# 370 KB 54-74 ms) for sizes from 2% smaller to 4% larger (pbmc4k's ids 88,632 -> 86,912 bytes, its
+# symbols 120,496 -> 125,353, visium's ids 43,524 -> 43,347). Smaller texts keep their level, where it
+# pays (frozen_pbmc's 100 KB of ids: 10 ms, 3% smaller than so), and cell barcodes always do: the
+# shallow search made visium's replicated spatial barcodes 65-80% larger.
 LARGE_TEXT_BYTES = 256 << 10
 
 
@@ -76,11 +77,11 @@ def pack_shuffled(array: np.ndarray, dtype: str, level: int = ZSTD_LEVEL) -> byt
     return zstandard.ZstdCompressor(level=level).compress(items.view(np.uint8).reshape(-1, item.itemsize).T.tobytes())
 
 
-def pack_strings(values: list[str], level: int = ZSTD_LEVEL) -> bytes:
+def pack_strings(values: list[str], level: int = ZSTD_LEVEL, *, shallow: bool = False) -> bytes:
     """Newline-joined UTF-8 in one zstd frame (names holding a newline are refused upstream), at
-    `level` below LARGE_TEXT_BYTES and with a shallow search from there."""
+    `level`, or with `shallow` and from LARGE_TEXT_BYTES on with a shallow search."""
     raw = "\n".join(values).encode("utf-8")
-    if len(raw) < LARGE_TEXT_BYTES:
+    if not shallow or len(raw) < LARGE_TEXT_BYTES:
         return zstandard.ZstdCompressor(level=level).compress(raw)
     window = min(max(10, (len(raw) - 1).bit_length()), 23)  # the text's size, at most 8 MiB (spec §3.3)
     shallow = zstandard.ZstdCompressionParameters(strategy=zstandard.STRATEGY_BTOPT, window_log=window,

@@ -62,6 +62,7 @@ class SectionSpec(NamedTuple):
     part: str  # what `sinr info` reports it under
     required: bool = True
     majors: tuple[int, ...] = SUPPORTED_MAJORS  # the format versions (major) whose chunks or matrices have it
+    shallow: bool = False  # names packed with a shallow search from LARGE_TEXT_BYTES (gene tables; see pack_strings)
 
     def expected(self, sizes: Sizes) -> int | None:
         """Items the section must hold, None when its size is not fixed by header fields."""
@@ -75,7 +76,7 @@ class SectionSpec(NamedTuple):
             raise ValueError(f"section {self.name!r} is {self.encoding}: its writer builds its bytes")
         if level is None:
             level = WRITE_LEVELS.get(self.encoding, ZSTD_LEVEL)
-        return _PACKERS[self.encoding](values, self.dtype, level)
+        return _PACKERS[self.encoding](values, self.dtype, level, self.shallow)
 
     def unpack(self, payload, count: int | None, *, what: str):
         """The section's values from its stored bytes (CRC already checked), `count` items or names
@@ -85,9 +86,9 @@ class SectionSpec(NamedTuple):
 
 # Each encoding's writer and reader (spec §3): one table, so that adding an encoding is one row here.
 _PACKERS: dict[str, Callable] = {
-    ZSTD_ARRAY: pack_array,
-    ZSTD_SHUFFLED: pack_shuffled,
-    ZSTD_TEXT: lambda values, _dtype, level: pack_strings(values, level),
+    ZSTD_ARRAY: lambda array, dtype, level, _shallow: pack_array(array, dtype, level),
+    ZSTD_SHUFFLED: lambda array, dtype, level, _shallow: pack_shuffled(array, dtype, level),
+    ZSTD_TEXT: lambda values, _dtype, level, shallow: pack_strings(values, level, shallow=shallow),
 }
 _UNPACKERS: dict[str, Callable] = {
     ZSTD_ARRAY: lambda payload, dtype, count, what: unpack_array(payload, dtype, count, what=what),
@@ -99,9 +100,9 @@ _UNPACKERS: dict[str, Callable] = {
 
 
 MATRIX_SECTIONS = {s.name: s for s in [
-    SectionSpec("names.gene_ids", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False),
-    SectionSpec("names.gene_names", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False),
-    SectionSpec("names.feature_types", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False),
+    SectionSpec("names.gene_ids", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False, shallow=True),
+    SectionSpec("names.gene_names", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False, shallow=True),
+    SectionSpec("names.feature_types", ZSTD_TEXT, None, lambda z: z.n_genes, "names", required=False, shallow=True),
     SectionSpec("genes.order", ZSTD_ARRAY, "u4", lambda z: z.n_stored_genes, "permutations"),
     SectionSpec("genes.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_stored_genes, "scaling metadata"),
     SectionSpec("chunks.index", ZSTD_ARRAY, "u8", lambda z: z.n_chunks * len(CHUNK_INDEX_FIELDS), "chunk index"),

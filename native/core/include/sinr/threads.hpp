@@ -15,7 +15,9 @@ constexpr int64_t kThreadNonzeros = int64_t{1} << 16;
 // Calls fn(p) for p = 0 .. n - 1, each on a thread of its own (p = 0 on the calling one), and
 // returns once every call has; the first exception a call throws is rethrown then. A thread that
 // cannot be started (the process's thread or memory limit) leaves its call and the later ones to
-// the calling thread, one after another: the calls must not wait for each other.
+// the calling thread, one after another, after call 0: a call may wait for an earlier one (a cell
+// read's block reader waits for call 0's load of the chunk: MatrixReader's BandHandoff), never for
+// a later one.
 template <typename Fn>
 void run_on_threads(int n, Fn&& fn) {
   std::mutex failure_lock;

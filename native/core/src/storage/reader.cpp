@@ -1350,6 +1350,7 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
         chunk(ci, &handoff);
       } else {
         source_->read(block_offset, block_length, into);
+        // waits for call 0 (run_on_threads runs it first where it cannot start this thread)
         if (handoff.wait()) band_ok = handoff.check(into, block_offset, block_length);
       }
     });
