@@ -1,5 +1,5 @@
-"""CRC-32: the native core's (PCLMULQDQ folding or slicing by 8) is zlib's on every input, and the
-band checks of a read from disk (every band of a chunk in one read, its bytes then decoded without
+"""CRC-32: the native core's (512- or 128-bit PCLMULQDQ folding, or slicing by 8) is zlib's on every
+input, and the band checks of a read from disk (every band of a chunk in one read, its bytes then decoded without
 a second read) catch a damaged band and return exactly what the file holds."""
 from __future__ import annotations
 
@@ -16,17 +16,25 @@ from scinrcodec import _native
 from scinrcodec.storage.container import crc32, crc32_ranges
 
 
-@pytest.fixture(params=[False, True], ids=["dispatched", "portable"])
+@pytest.fixture(params=["vpclmulqdq", "pclmul", "portable"])
 def crc_path(request):
-    previous = _native.set_crc32_portable(request.param)
+    """Each path this machine has, as the widest allowed (512-bit folding where the CPU has AVX-512
+    and VPCLMULQDQ, else 128-bit folding where it has PCLMULQDQ, else the portable slicing)."""
+    previous = _native.set_crc32_path(request.param)
     yield _native.crc32_path()
-    _native.set_crc32_portable(previous)
+    _native.set_crc32_path(previous)
+
+
+def test_crc32_path_names_are_checked():
+    with pytest.raises(ValueError, match="'portable', 'pclmul' or 'vpclmulqdq'"):
+        _native.set_crc32_path("avx")
+    assert _native.crc32_path() in ("vpclmulqdq", "pclmul", "portable")
 
 
 def test_crc32_is_zlibs_for_every_length_and_alignment(crc_path):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, 1 << 13, dtype=np.uint8).tobytes()
-    lengths = list(range(0, 260)) + [511, 512, 513, 1023, 4096, 4097, 8000]
+    lengths = list(range(0, 600)) + [1023, 1024, 1025, 4096, 4097, 8000, 8191]  # every 512-bit fold and tail
     for length in lengths:
         for align in (0, 1, 5, 8, 15):
             piece = data[align: align + length]

@@ -149,9 +149,9 @@ void bind_container(nb::module_& m) {
       nb::arg("fd"), nb::arg("out"), nb::arg("run_at"), nb::arg("run_start"),
       "Read run r of the descriptor (file offset run_start[r]) into out[run_at[r]: run_at[r + 1]], every run in "
       "one call: 0 when all bytes were read, -1 when the file ended first, else the errno of a failed read.");
-  m.def("crc32_path", &crc32_path, "The CRC-32 implementation in use: 'pclmul' or 'portable'.");
-  m.def("set_crc32_portable", &set_crc32_portable, nb::arg("portable"),
-        "Force (or release) the portable CRC-32; returns the previous setting.");
+  m.def("crc32_path", &crc32_path, "The CRC-32 implementation in use: 'vpclmulqdq', 'pclmul' or 'portable'.");
+  m.def("set_crc32_path", &set_crc32_path, nb::arg("widest"),
+        "The widest CRC-32 implementation allowed ('vpclmulqdq', 'pclmul' or 'portable'); returns the previous one.");
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
