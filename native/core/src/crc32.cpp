@@ -91,17 +91,11 @@ SINR_PCLMUL uint32_t finish_pclmul(__m128i x1, __m128i x2, __m128i x3, __m128i x
 // The register after n bytes, n >= 64 and a multiple of 16.
 SINR_PCLMUL uint32_t update_pclmul(uint32_t c, const uint8_t* p, int64_t n) {
   const __m128i k64 = _mm_set_epi64x(kFold64High, kFold64Low);
-  __m128i x1 = _mm_xor_si128(load16(p), _mm_cvtsi32_si128(static_cast<int>(c)));
-  __m128i x2 = load16(p + 16), x3 = load16(p + 32), x4 = load16(p + 48);
-  p += 64;
-  n -= 64;
-  for (; n >= 64; n -= 64, p += 64) {
-    x1 = fold(x1, k64, load16(p));
-    x2 = fold(x2, k64, load16(p + 16));
-    x3 = fold(x3, k64, load16(p + 32));
-    x4 = fold(x4, k64, load16(p + 48));
-  }
-  return finish_pclmul(x1, x2, x3, x4, p, n);
+  __m128i x[4] = {_mm_xor_si128(load16(p), _mm_cvtsi32_si128(static_cast<int>(c))), load16(p + 16), load16(p + 32),
+                  load16(p + 48)};
+  for (p += 64, n -= 64; n >= 64; n -= 64, p += 64)
+    for (int j = 0; j < 4; ++j) x[j] = fold(x[j], k64, load16(p + 16 * j));
+  return finish_pclmul(x[0], x[1], x[2], x[3], p, n);
 }
 
 #define SINR_VPCLMUL __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
@@ -125,21 +119,13 @@ SINR_VPCLMUL uint32_t update_vpclmul(uint32_t c, const uint8_t* p, int64_t n) {
   const __m512i k256 = _mm512_load_si512(kFold256), k64 = _mm512_load_si512(kFold64);
   alignas(64) uint32_t register_first[16] = {c};  // the register xored into the first 4 bytes
   const __m512i first = _mm512_load_si512(register_first);
-  __m512i z0 = _mm512_xor_si512(load64(p), first), z1 = load64(p + 64), z2 = load64(p + 128), z3 = load64(p + 192);
-  p += 256;
-  n -= 256;
-  for (; n >= 256; n -= 256, p += 256) {
-    z0 = fold4(z0, k256, load64(p));
-    z1 = fold4(z1, k256, load64(p + 64));
-    z2 = fold4(z2, k256, load64(p + 128));
-    z3 = fold4(z3, k256, load64(p + 192));
-  }
-  z1 = fold4(z0, k64, z1);  // each register 64 bytes ahead into the next, lane by lane
-  z2 = fold4(z1, k64, z2);
-  z3 = fold4(z2, k64, z3);
-  for (; n >= 64; n -= 64, p += 64) z3 = fold4(z3, k64, load64(p));
+  __m512i z[4] = {_mm512_xor_si512(load64(p), first), load64(p + 64), load64(p + 128), load64(p + 192)};
+  for (p += 256, n -= 256; n >= 256; n -= 256, p += 256)
+    for (int j = 0; j < 4; ++j) z[j] = fold4(z[j], k256, load64(p + 64 * j));
+  for (int j = 1; j < 4; ++j) z[j] = fold4(z[j - 1], k64, z[j]);  // each 64 bytes ahead into the next, lane by lane
+  for (; n >= 64; n -= 64, p += 64) z[3] = fold4(z[3], k64, load64(p));
   alignas(64) uint8_t lanes[64];
-  _mm512_store_si512(lanes, z3);
+  _mm512_store_si512(lanes, z[3]);
   return finish_pclmul(load16(lanes), load16(lanes + 16), load16(lanes + 32), load16(lanes + 48), p, n);
 }
 
