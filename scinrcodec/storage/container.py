@@ -84,10 +84,10 @@ def pack_strings(values: list[str], level: int = ZSTD_LEVEL, *, shallow: bool = 
     if not shallow or len(raw) < LARGE_TEXT_BYTES:
         return zstandard.ZstdCompressor(level=level).compress(raw)
     window = min(max(10, (len(raw) - 1).bit_length()), 23)  # the text's size, at most 8 MiB (spec §3.3)
-    shallow = zstandard.ZstdCompressionParameters(strategy=zstandard.STRATEGY_BTOPT, window_log=window,
-                                                  chain_log=min(window + 1, 17), hash_log=min(window, 17),
-                                                  search_log=1, min_match=3, target_length=64)
-    return zstandard.ZstdCompressor(compression_params=shallow).compress(raw)
+    search = zstandard.ZstdCompressionParameters(strategy=zstandard.STRATEGY_BTOPT, window_log=window,
+                                                 chain_log=min(window + 1, 17), hash_log=min(window, 17),
+                                                 search_log=1, min_match=3, target_length=64)
+    return zstandard.ZstdCompressor(compression_params=search).compress(raw)
 
 
 def decompress_exact(payload, size: int, *, what: str) -> bytes:
