@@ -14,6 +14,19 @@ namespace sinr {
 // of a followed by b, as zlib.crc32's second argument.
 uint32_t crc32(const uint8_t* data, int64_t n, uint32_t crc = 0);
 
+// Whether n bytes match the CRC-32 a file stores for them: every check of a stored checksum goes
+// through here. A fuzzing build (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, libFuzzer's convention)
+// takes any stored value as matching, so that a mutated file reaches the parsing and decoding behind
+// its checksums; nothing else is built so.
+inline bool crc32_matches(const uint8_t* data, int64_t n, uint32_t stored) {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+  static_cast<void>(crc32(data, n) == stored);  // the bytes are still read whole
+  return true;
+#else
+  return crc32(data, n) == stored;
+#endif
+}
+
 // Which implementation crc32 runs: "vpclmulqdq" (512-bit folding, where the CPU has AVX-512 and
 // VPCLMULQDQ), "pclmul" or "portable". set_crc32_path names the widest one allowed (tests compare every
 // path the machine has on the same inputs) and returns the previous setting; std::invalid_argument

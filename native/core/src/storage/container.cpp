@@ -297,7 +297,7 @@ Footer read_footer(const ByteSource& source) {
   std::vector<uint8_t> covered = preamble;
   const std::vector<uint8_t> packed = source.read(offset, static_cast<int64_t>(length));
   covered.insert(covered.end(), packed.begin(), packed.end());
-  if (crc32(covered.data(), static_cast<int64_t>(covered.size())) != footer_crc)
+  if (!crc32_matches(covered.data(), static_cast<int64_t>(covered.size()), footer_crc))
     throw CorruptFileError(name + ": footer checksum mismatch (file is corrupt)");
   Footer footer;
   footer.major = major;

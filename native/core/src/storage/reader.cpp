@@ -499,7 +499,7 @@ std::vector<uint8_t> MatrixReader::section_bytes(const SectionTable& table, cons
                                                  const std::string& what) {
   const SectionRef& ref = table.at(name);
   std::vector<uint8_t> data = source_->read(ref.offset, ref.length);
-  if (crc32(data.data(), ref.length) != ref.crc)
+  if (!crc32_matches(data.data(), ref.length, ref.crc))
     throw CorruptFileError(what + ": checksum mismatch in section " + quoted(name) + " (file is corrupt)");
   return data;
 }
@@ -671,7 +671,7 @@ class MatrixReader::BandHandoff {
     std::vector<uint8_t> ok(bytes.size(), 0);
     for (size_t b = 0; b < bytes.size(); ++b) {
       const int64_t lo = bytes[b].first - offset, n = bytes[b].second - bytes[b].first;
-      ok[b] = lo >= 0 && n >= 0 && lo <= length - n && crc32(block + lo, n) == crc[b];
+      ok[b] = lo >= 0 && n >= 0 && lo <= length - n && crc32_matches(block + lo, n, crc[b]);
     }
     return ok;
   }
@@ -712,7 +712,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
   c->n_cells = n;
   c->nnz = nnz;
   const std::vector<uint8_t> raw = source_->read(offset, header_length);
-  if (crc32(raw.data(), header_length) != static_cast<uint32_t>(f[2]))
+  if (!crc32_matches(raw.data(), header_length, static_cast<uint32_t>(f[2])))
     throw CorruptFileError(what + ": header checksum mismatch (file is corrupt)");
   const Value header = unpack_header(raw.data(), raw.size(), kMaxChunkHeaderBytes, what + " header");
   if (field_int(header, "n_cells", 0, kMaxDimension, what) != n ||
@@ -968,7 +968,7 @@ void MatrixReader::verify_band(Chunk& c, int64_t band, const uint8_t* bytes) {
   } else {
     bytes += lo - c.data_offset;
   }
-  if (crc32(bytes, hi - lo) != c.band_crc[band])
+  if (!crc32_matches(bytes, hi - lo, c.band_crc[band]))
     throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + ": checksum mismatch in the tiles of band " +
                            std::to_string(band) + " (file is corrupt)");
   c.band_verified[band] = 1;
