@@ -5,6 +5,7 @@ python -m benchmarks startup FILE.sinr [...] [--samples 11]
 python -m benchmarks loader FILE.sinr [...] [--buffers 1 2 4 8 16] [--repeats 3]
 python -m benchmarks fresh [DATASET_DIR ...] [--repeats 3] [--workdir DIR] [--format-versions 3]
 python -m benchmarks kernel FILE.sinr ... [--repeats 7]
+python -m benchmarks summaries FILE.sinr ... [--repeats 3] [--jobs 1 2]
 python -m benchmarks encode_kernel INPUT ... [--repeats 5] [--max-nnz 2e7]
 python -m benchmarks remote [--dataset DIR] [--nnz 0 6e6] [--delays 20 80] [--repeats 3] [--out benchmarks/results]
 python -m benchmarks concat [--dataset DIR ...] [--parts 10] [--part-nnz 6e6] [--repeats 3] [--out benchmarks/results]"""
@@ -75,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     kernel = commands.add_parser("kernel", help="tile decoding per nonzero, one thread: scalar against the lockstep lanes")
     kernel.add_argument("files", nargs="+", type=Path)
     kernel.add_argument("--repeats", type=int, default=7)
+    summaries = commands.add_parser("summaries", help="each gene's and cell's totals and variances: one pass, "
+                                    "the whole matrix, dask")
+    summaries.add_argument("files", nargs="+", type=Path)
+    summaries.add_argument("--repeats", type=int, default=3)
+    summaries.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
     encode_kernel = commands.add_parser("encode_kernel", help="a chunk's encoding per nonzero, one thread")
     encode_kernel.add_argument("inputs", nargs="+", type=Path,
                                help="what sinr encode reads (a 10x .h5, a folder)")
@@ -119,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         from .kernel import run_kernel
 
         print(run_kernel(args.files, args.repeats))
+        return 0
+    if args.command == "summaries":
+        from .summaries import run_summaries
+
+        print(run_summaries(args.files, args.repeats, args.jobs))
         return 0
     if args.command == "encode_kernel":
         from .encode_kernel import run_encode_kernel

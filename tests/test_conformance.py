@@ -4,11 +4,7 @@ expected_error.json names; and make_vectors.py must reproduce every vector byte 
 
 Invalid vectors go through the whole read path (open, both full decodes, every name list,
 verify) from a path, from bytes and from a file object; any exception that is not the expected
-SinrError subclass fails the test.
-
-The format-3.0 vectors (v3_*, whose preamble says major 3) are skipped, with that reason, while
-scinrcodec's reader does not open major version 3 (the format-3 reader is still to land); the
-reference decoder's tests (test_reference_decoder.py) run them already.
+SinrError subclass fails the test. Vectors of both format versions run (v3_*: major 3).
 """
 from __future__ import annotations
 
@@ -147,6 +143,18 @@ def check_valid(folder: Path, *, memory_limited: bool) -> None:
     report = m.verify()
     assert report["nnz"] == values.size
 
+    # summaries of both axes from one pass, against the entries (they hold an item per gene)
+    if not memory_limited:
+        for axis, items, n in ((0, cells, shape[1]), (1, genes, shape[0])):
+            assert np.array_equal(m.count_nonzero(axis), np.bincount(items, minlength=n))
+            assert np.array_equal(m.sum(axis), np.bincount(items, weights=values, minlength=n).astype(np.int64))
+            squares = np.bincount(items, weights=values.astype(np.float64) ** 2, minlength=n)
+            entries = shape[axis]  # axis 0: each cell over the genes
+            if entries:
+                mean = np.bincount(items, weights=values, minlength=n) / entries
+                np.testing.assert_allclose(m.var(axis), squares / entries - mean * mean, rtol=1e-9, atol=1e-9)
+        assert m.sum() == int(values.sum()) and m.count_nonzero() == values.size
+
 
 @pytest.mark.parametrize("name", VALID)
 def test_valid_vector(name):
@@ -190,6 +198,25 @@ def test_invalid_vector(name):
         assert expected["message_contains"] in str(exc), f"{name}: {exc}"
         for fragment in expected.get("message_contains_all", []):
             assert fragment in str(exc), f"{name}: {exc}"
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_summaries_refuse_what_a_whole_decode_refuses(name):
+    """The one-pass summaries read every chunk as a whole decode does: where that decode refuses an
+    opened invalid vector, they refuse it too (a typed error), and where it reads, they agree."""
+    try:
+        m = scinrcodec.open(VECTORS / name / "matrix.sinr")
+    except errors.SinrError:
+        return
+    with m:
+        try:
+            whole = m.to_scipy(layout="csc")
+        except errors.SinrError:
+            with pytest.raises(errors.SinrError):
+                m.sum(axis=0)
+            return
+        assert np.array_equal(m.sum(axis=0), np.asarray(whole.sum(axis=0)).ravel())
+        assert np.array_equal(m.count_nonzero(axis=1), np.diff(whole.tocsr().indptr))
 
 
 @pytest.mark.parametrize("name", INVALID)

@@ -350,9 +350,9 @@ def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle():
     assert share([100, 100, 100, 20])  # 200 against 120 for the other thread
     assert not share([100, 100]) and not share([100] * 9)
     assert not share([100, 90, 90, 100])
-    assert assemble._threads(np.array([100]), 3) == (1, 3)
-    assert assemble._threads(np.array([100, 100]), 2) == (2, 1)
-    assert assemble._threads(np.array([100]), 1) == (1, 1)
+    assert assemble.chunk_threads(np.array([100]), 3) == (1, 3)
+    assert assemble.chunk_threads(np.array([100, 100]), 2) == (2, 1)
+    assert assemble.chunk_threads(np.array([100]), 1) == (1, 1)
     assert assemble._parts(np.array([100, 100, 100]), 2) == (2, 2)
     assert assemble._parts(np.array([100, 100]), 2) == (2, 1) and assemble._parts(np.array([100]), 1) == (1, 1)
     split = assemble._SPLIT_ABOVE  # gene-major band parts cost nearly nothing: taken at less imbalance

@@ -27,7 +27,8 @@ using namespace sinr::storage;
 
 // Every read the bindings offer, on the first and last gene and cell: names, the contents map and
 // its parts, entries, genes, cells (twice: the second from what the first kept), a block, the
-// whole matrix; each read is independent, so a refusal of one does not skip the others.
+// whole matrix, the summaries of both axes; each read is independent, so a refusal of one does not
+// skip the others.
 void read_everything(MatrixReader& r, int threads) {
   const auto attempt = [](auto&& read) {
     try {
@@ -48,6 +49,7 @@ void read_everything(MatrixReader& r, int threads) {
   attempt([&] { r.cells({cells - 1}, threads); });
   attempt([&] { r.block(&both_genes, &both_cells, threads); });
   attempt([&] { r.whole(threads); });
+  attempt([&] { r.moments(threads); });
 }
 
 }  // namespace

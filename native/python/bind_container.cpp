@@ -33,7 +33,7 @@ using Columns = std::tuple<std::tuple<int64_t, int64_t>, NumpyArray<int64_t>, Nu
 
 // A read with the GIL released (other Python threads run meanwhile), its result converted after.
 template <typename Read>
-SparseColumns unlocked(Read&& read) {
+auto unlocked(Read&& read) {
   nb::gil_scoped_release released;
   return read();
 }
@@ -226,7 +226,19 @@ void bind_container(nb::module_& m) {
            "The genes x cells block (None: all) as ((n_rows, n_cols), indptr, indices, values) (CSC).")
       .def("whole", [](MatrixReader& r, int threads) { return columns(unlocked([&] { return r.whole(threads); })); },
            nb::arg("threads") = 1,
-           "((n_genes, n_cells), indptr, indices, values): the whole matrix (CSC), checksums verified.");
+           "((n_genes, n_cells), indptr, indices, values): the whole matrix (CSC), checksums verified.")
+      .def("moments",
+           [](MatrixReader& r, int threads) {
+             storage::MatrixMoments m = unlocked([&] { return r.moments(threads); });
+             const auto arrays = [](MomentArrays& a) {
+               return std::make_tuple(to_numpy(std::move(a.nonzeros)), to_numpy(std::move(a.sums)),
+                                      to_numpy(std::move(a.squares_low)), to_numpy(std::move(a.squares_high)));
+             };
+             return std::make_tuple(to_numpy(std::move(m.genes)), arrays(m.of_genes), arrays(m.of_cells));
+           },
+           nb::arg("threads") = 1,
+           "(stored genes, (nonzeros, sums, squares_low, squares_high) of each of them, the same of each "
+           "cell): one pass, checksums verified (what R's rowSums, rowVars... come from).");
 }
 
 }  // namespace sinr::python

@@ -9,6 +9,7 @@
 #include "bindings.hpp"
 #include "owned.hpp"
 #include "sinr/assemble.hpp"
+#include "sinr/moments.hpp"
 
 namespace sinr::python {
 
@@ -107,6 +108,46 @@ band_tile_ranges_py(Array2<const int64_t> table_rows, Array2<const int64_t> tabl
           to_numpy(std::move(out.pair))};
 }
 
+std::pair<int, uint64_t> accumulate_moments_py(Array<const int32_t> rows, Array<const int32_t> cols,
+                                               Array<const int32_t> values, Array<const int64_t> gene_of_row,
+                                               Array<const int64_t> item_of_row, Array<const int64_t> cell_of_col,
+                                               int64_t first_col,
+                                               Array<int64_t> gene_nonzeros,
+                                               Array<int64_t> gene_sums, Array<uint64_t> gene_squares_low,
+                                               Array<uint64_t> gene_squares_high, Array<int64_t> cell_nonzeros,
+                                               Array<int64_t> cell_sums, Array<uint64_t> cell_squares_low,
+                                               Array<uint64_t> cell_squares_high) {
+  const Moments genes{span_of(gene_nonzeros), span_of(gene_sums), span_of(gene_squares_low),
+                      span_of(gene_squares_high)};
+  const Moments cells{span_of(cell_nonzeros), span_of(cell_sums), span_of(cell_squares_low),
+                      span_of(cell_squares_high)};
+  uint64_t checksum = 0;
+  const int status = accumulate_moments(span_of(rows), span_of(cols), span_of(values), span_of(gene_of_row),
+                                        span_of(item_of_row), span_of(cell_of_col), first_col, genes, cells, &checksum);
+  return {status, checksum};
+}
+
+int moments_variance_py(Array<const int64_t> sums, Array<const uint64_t> squares_low,
+                        Array<const uint64_t> squares_high, int64_t entries, int64_t ddof, Array<double> out) {
+  return moments_variance(span_of(sums), span_of(squares_low), span_of(squares_high), entries, ddof, span_of(out));
+}
+
+int moments_mean_py(Array<const int64_t> sums, int64_t entries, Array<double> out) {
+  return moments_mean(span_of(sums), entries, span_of(out));
+}
+
+int add_moments_py(Array<int64_t> nonzeros, Array<int64_t> sums, Array<uint64_t> squares_low,
+                   Array<uint64_t> squares_high, Array<int64_t> other_nonzeros, Array<int64_t> other_sums,
+                   Array<uint64_t> other_squares_low, Array<uint64_t> other_squares_high) {
+  const size_t n = nonzeros.size();
+  for (const size_t size : {sums.size(), squares_low.size(), squares_high.size(), other_nonzeros.size(),
+                            other_sums.size(), other_squares_low.size(), other_squares_high.size()})
+    if (size != n) return -1;
+  add_moments({span_of(nonzeros), span_of(sums), span_of(squares_low), span_of(squares_high)},
+              {span_of(other_nonzeros), span_of(other_sums), span_of(other_squares_low), span_of(other_squares_high)});
+  return 0;
+}
+
 }  // namespace
 
 void bind_reader(nb::module_& m) {
@@ -140,6 +181,31 @@ void bind_reader(nb::module_& m) {
   m.def("compact", &compact_py<int64_t>, nb::arg("out_start").noconvert(), nb::arg("counts").noconvert(),
         nb::arg("rows").noconvert(), nb::arg("cols").noconvert(), nb::arg("values").noconvert(), NoGil(),
         "Move each tile's decoded triples down to follow the previous tile's; return (status, kept).");
+  m.def("accumulate_moments", &accumulate_moments_py, nb::arg("rows").noconvert(), nb::arg("cols").noconvert(),
+        nb::arg("values").noconvert(), nb::arg("gene_of_row").noconvert(), nb::arg("item_of_row").noconvert(),
+        nb::arg("cell_of_col").noconvert(), nb::arg("first_col"), nb::arg("gene_nonzeros").noconvert(), nb::arg("gene_sums").noconvert(),
+        nb::arg("gene_squares_low").noconvert(), nb::arg("gene_squares_high").noconvert(),
+        nb::arg("cell_nonzeros").noconvert(), nb::arg("cell_sums").noconvert(),
+        nb::arg("cell_squares_low").noconvert(), nb::arg("cell_squares_high").noconvert(), NoGil(),
+        "Add decoded nonzeros to their genes' and cells' nonzero counts, sums and sums of squares (128 "
+        "bits as low and high words), row r's gene being item item_of_row[r] of the gene arrays (gene "
+        "gene_of_row[r] in the checksum) and column c's cell cell_of_col[c - first_col]; return (status, "
+        "content checksum), status -1 for a row, column, item, cell or value out of range.");
+  m.def("moments_variance", &moments_variance_py, nb::arg("sums").noconvert(), nb::arg("squares_low").noconvert(),
+        nb::arg("squares_high").noconvert(), nb::arg("entries"), nb::arg("ddof"), nb::arg("out").noconvert(),
+        NoGil(),
+        "Each item's variance over `entries` entries with `ddof` into out, computed exactly and rounded "
+        "once; return 0, or -1 for sums no such entries can have or ddof outside 0..entries - 1.");
+  m.def("moments_mean", &moments_mean_py, nb::arg("sums").noconvert(), nb::arg("entries"),
+        nb::arg("out").noconvert(), NoGil(),
+        "Each item's mean over `entries` entries into out, rounded once; return 0, or -1 for a negative "
+        "sum or no entries.");
+  m.def("add_moments", &add_moments_py, nb::arg("nonzeros").noconvert(), nb::arg("sums").noconvert(),
+        nb::arg("squares_low").noconvert(), nb::arg("squares_high").noconvert(),
+        nb::arg("other_nonzeros").noconvert(), nb::arg("other_sums").noconvert(),
+        nb::arg("other_squares_low").noconvert(), nb::arg("other_squares_high").noconvert(), NoGil(),
+        "Add the second moments to the first, item by item (squares with their carry); return 0, or -1 "
+        "for arrays of different lengths.");
   m.def("band_tile_ranges", &band_tile_ranges_py, nb::arg("table_rows").noconvert(),
         nb::arg("table_tiles").noconvert(), nb::arg("chunk_base").noconvert(), nb::arg("n_rows").noconvert(),
         nb::arg("row"),

@@ -29,6 +29,10 @@
     .Call(`_scinrcodec_sinr_entry_`, handle, gene, cell)
 }
 
+.sinr_summaries <- function(handle, threads) {
+    .Call(`_scinrcodec_sinr_summaries_`, handle, threads)
+}
+
 .sinr_block <- function(handle, genes, cells, threads) {
     .Call(`_scinrcodec_sinr_block_`, handle, genes, cells, threads)
 }

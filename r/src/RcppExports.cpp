@@ -92,6 +92,18 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinr_summaries_
+Rcpp::List sinr_summaries_(SEXP handle, int threads);
+RcppExport SEXP _scinrcodec_sinr_summaries_(SEXP handleSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_summaries_(handle, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // sinr_block_
 Rcpp::S4 sinr_block_(SEXP handle, Rcpp::Nullable<Rcpp::NumericVector> genes, Rcpp::Nullable<Rcpp::NumericVector> cells, int threads);
 RcppExport SEXP _scinrcodec_sinr_block_(SEXP handleSEXP, SEXP genesSEXP, SEXP cellsSEXP, SEXP threadsSEXP) {
@@ -143,6 +155,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_element_image_", (DL_FUNC) &_scinrcodec_sinr_element_image_, 2},
     {"_scinrcodec_sinr_names_", (DL_FUNC) &_scinrcodec_sinr_names_, 2},
     {"_scinrcodec_sinr_entry_", (DL_FUNC) &_scinrcodec_sinr_entry_, 3},
+    {"_scinrcodec_sinr_summaries_", (DL_FUNC) &_scinrcodec_sinr_summaries_, 2},
     {"_scinrcodec_sinr_block_", (DL_FUNC) &_scinrcodec_sinr_block_, 4},
     {"_scinrcodec_sinr_sparse_block_", (DL_FUNC) &_scinrcodec_sinr_sparse_block_, 4},
     {"_scinrcodec_sinr_dense_block_", (DL_FUNC) &_scinrcodec_sinr_dense_block_, 4},

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sinr/moments.hpp"
 #include "sinr/storage/errors.hpp"
 #include "sinr/storage/reader.hpp"
 #include "sinr/storage/source.hpp"
@@ -176,6 +177,57 @@ SEXP sinr_names_(SEXP handle, std::string which) {
 double sinr_entry_(SEXP handle, double gene, double cell) {
   SINR_TRY
   return static_cast<double>(reader(handle).entry(static_cast<int64_t>(gene), static_cast<int64_t>(cell)));
+  SINR_CATCH
+}
+
+namespace {
+
+// One axis's summaries as R holds them: nonzeros, sums, means and variances (n - 1 denominator, as
+// R's var; NA over fewer than two entries), each item over `entries` entries, its zeros included,
+// each rounded once; of the items `items` lists (1-based; NULL: every item in order), the others
+// holding what `fill` gives (R spreads only the summary a call asks for: a file may declare 2**31
+// genes and store a few).
+Rcpp::List axis_summaries(sinr::MomentArrays& m, const std::vector<int64_t>* items, int64_t entries,
+                          const std::string& what) {
+  const R_xlen_t held = static_cast<R_xlen_t>(m.sums.size());
+  Rcpp::NumericVector nonzeros(held), sums(held), means(held, entries ? 0.0 : R_NaN), variances(held, NA_REAL);
+  for (R_xlen_t k = 0; k < held; ++k) {
+    nonzeros[k] = static_cast<double>(m.nonzeros[k]);
+    sums[k] = static_cast<double>(m.sums[k]);
+  }
+  const sinr::Moments v = m.view();
+  const sinr::Span<const int64_t> sums64{v.sums.data, v.sums.size};
+  if (entries && sinr::moments_mean(sums64, entries, {REAL(means), held}))
+    throw sinr::storage::CorruptFileError(what + ": negative sums of counts (file is corrupt)");
+  if (entries >= 2 && sinr::moments_variance(sums64, {v.squares_low.data, v.squares_low.size},
+                                             {v.squares_high.data, v.squares_high.size}, entries, 1,
+                                             {REAL(variances), held}))
+    throw sinr::storage::CorruptFileError(what + ": sums that no counts can have (file is corrupt)");
+  SEXP listed = R_NilValue;
+  if (items) {
+    Rcpp::NumericVector one_based(held);
+    for (R_xlen_t k = 0; k < held; ++k) one_based[k] = static_cast<double>((*items)[k]) + 1;
+    listed = one_based;
+  }
+  const Rcpp::List fill = Rcpp::List::create(Rcpp::Named("nonzeros") = 0.0, Rcpp::Named("sums") = 0.0,
+                                             Rcpp::Named("means") = entries ? 0.0 : R_NaN,
+                                             Rcpp::Named("variances") = entries >= 2 ? 0.0 : NA_REAL);
+  return Rcpp::List::create(Rcpp::Named("items") = listed, Rcpp::Named("nonzeros") = nonzeros,
+                            Rcpp::Named("sums") = sums, Rcpp::Named("means") = means,
+                            Rcpp::Named("variances") = variances, Rcpp::Named("fill") = fill);
+}
+
+}  // namespace
+
+// Each gene's and each cell's summaries (axis_summaries) from one pass of the core over every chunk
+// (MatrixReader::moments), on `threads` threads.
+// [[Rcpp::export(.sinr_summaries)]]
+Rcpp::List sinr_summaries_(SEXP handle, int threads) {
+  SINR_TRY
+  MatrixReader& r = reader(handle);
+  sinr::storage::MatrixMoments m = r.moments(threads);
+  return Rcpp::List::create(Rcpp::Named("genes") = axis_summaries(m.of_genes, &m.genes, r.n_cells(), r.path()),
+                            Rcpp::Named("cells") = axis_summaries(m.of_cells, nullptr, r.n_genes(), r.path()));
   SINR_CATCH
 }
 

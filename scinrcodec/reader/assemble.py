@@ -45,7 +45,7 @@ def _check_status(index: MatrixIndex, chunk: Chunk, status: int) -> None:
                                "(file is corrupt)")
 
 
-def _for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None,
+def for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int] | None = None,
                     parts: int = 1) -> None:
     """Run work(chunk, part) for parts 0 .. parts - 1 of every chunk (or those of `ids`) on `jobs`
     threads. Chunks load in the calling thread as their blocks can be read (a remote file's arrive
@@ -173,7 +173,7 @@ def _share_chunks(chunk_nnz: np.ndarray, workers: int, cost: float) -> bool:
     return busy.max() > cost * busy.sum() / workers
 
 
-def _threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
+def chunk_threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
     """(threads taking whole chunks, threads inside each chunk) for a cell-major read of chunks of
     these sizes on `jobs` threads: each chunk on every thread where whole chunks would leave threads
     idle."""
@@ -221,7 +221,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     tables = _segment_ranks(index, np.unique(index.chunk_segment[ids]).tolist())
 
     workspace = scratch.workspace if scratch is not None else Workspace()
-    outside, inside = _threads(np.diff(nnz_starts), jobs)
+    outside, inside = chunk_threads(np.diff(nnz_starts), jobs)
 
     def work(chunk: Chunk, _part: int) -> None:
         i = slot[chunk.index]
@@ -231,7 +231,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
                                                     indptr[row_starts[i]:], indices, data, workspace.scratch, inside))
 
-    _for_each_chunk(index, outside, work, chunks)
+    for_each_chunk(index, outside, work, chunks)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
@@ -262,7 +262,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
                                    "(file is corrupt)")
 
-    _for_each_chunk(index, workers, count, parts=parts)
+    for_each_chunk(index, workers, count, parts=parts)
     per_gene = np.zeros(n_genes, dtype=np.int64)
     for g, c in zip(genes, counts):
         per_gene[g] += c.sum(axis=0)[:g.size]  # a segment holds each gene once
@@ -296,7 +296,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
                                                 data, 1)
         sums.add(chunk, len(bands), status, checksum)
 
-    _for_each_chunk(index, workers, work, parts=parts)
+    for_each_chunk(index, workers, work, parts=parts)
     return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))
 
 

@@ -25,6 +25,7 @@ from ..storage.source import ByteSource, LocalFileSource
 from .assemble import BlockScratch, cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
+from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, matrix_moments
 from .oriented import CellsByGenes
 from .selection import all_distinct, as_index, expand, is_key, is_scalar, place, unique_sorted
 
@@ -94,6 +95,8 @@ class MatrixReader:
         self._lock = threading.Lock()
         self._entry_of = None  # what answers m[i, j]: set at the first entry (_entry_reader)
         self._core_reader = None  # the core's reader of a local file (_core): opened at first use, False if none
+        self._moments: MatrixMoments | None = None  # both axes' summaries (_summaries): one pass, at first use
+        self._moments_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ header
 
@@ -507,6 +510,70 @@ class MatrixReader:
         if layout != "csr":
             raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
         return gene_major(self._index, dtype, self.jobs)
+
+    # ------------------------------------------------------------------------------ summaries
+
+    @fits_in_memory("summarising each gene or cell")
+    def count_nonzero(self, axis: int | None = None):
+        """Nonzeros of each cell (axis=0: over genes), of each gene (axis=1: over cells), as int64
+        arrays, or of the whole matrix (None), as scipy's count_nonzero. sum, mean, var and this come
+        from one pass over the file, decoded once and kept (a few numbers per stored gene and cell)."""
+        axis = check_axis(axis)
+        if axis is None:
+            return self.nnz
+        moments, _ = self._along(axis)
+        return moments.spread(moments.nonzeros, self.shape[1 - axis])
+
+    @fits_in_memory("summarising each gene or cell")
+    def sum(self, axis: int | None = None):
+        """Sums of each cell (axis=0) or each gene (axis=1), exact int64 arrays, or of the whole
+        matrix (None) as a Python int (exact at any size, where numpy's int64 would wrap)."""
+        axis = check_axis(axis)
+        if axis is None:
+            return int(self._summaries().genes.sums.sum(dtype=object))
+        moments, _ = self._along(axis)
+        return moments.spread(moments.sums, self.shape[1 - axis])
+
+    @fits_in_memory("summarising each gene or cell")
+    def mean(self, axis: int | None = None):
+        """Means of each cell (axis=0) or each gene (axis=1), zeros included, rounded once, as
+        float64 arrays, or of the whole matrix (None) as a float; NaN over no entries, as numpy's."""
+        axis = check_axis(axis)
+        if axis is None:
+            entries = self.shape[0] * self.shape[1]
+            return self.sum() / entries if entries else float("nan")  # int / int: rounded once
+        moments, entries = self._along(axis)
+        return moments.spread(moments.mean(entries), self.shape[1 - axis], 0.0 if entries else np.nan)
+
+    @fits_in_memory("summarising each gene or cell")
+    def var(self, axis: int | None = None, ddof: int = 0):
+        """Variances of each cell (axis=0) or each gene (axis=1), zeros included, `ddof` delta degrees
+        of freedom, as float64 arrays, or of the whole matrix (None) as a float, as numpy's var: each
+        computed exactly (sums of squares are kept in 128 bits) and rounded once; NaN over no entries."""
+        axis = check_axis(axis)
+        if axis is None:
+            entries = self.shape[0] * self.shape[1]
+            ddof = check_ddof(ddof, entries)
+            if not entries:
+                return float("nan")
+            total, squares = self.sum(), self._summaries().genes.total_squares()
+            return (entries * squares - total * total) / (entries * (entries - ddof))  # int / int: rounded once
+        moments, entries = self._along(axis)
+        ddof = check_ddof(ddof, entries)
+        return moments.spread(moments.variance(entries, ddof), self.shape[1 - axis], 0.0 if entries else np.nan)
+
+    def _along(self, axis: int) -> tuple[AxisMoments, int]:
+        """The summaries of the cells (axis 0) or the stored genes (axis 1), and how many entries
+        each covers."""
+        moments = self._summaries()
+        return (moments.cells, self.shape[0]) if axis == 0 else (moments.genes, self.shape[1])
+
+    @fits_in_memory("summarising every gene and cell")
+    def _summaries(self) -> MatrixMoments:
+        with self._moments_lock:
+            if self._moments is None:
+                self._moments = matrix_moments(self._index, self.jobs)
+            return self._moments
 
     @fits_in_memory("decoding a block of cells")
     def cells_block(self, start: int, stop: int, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:

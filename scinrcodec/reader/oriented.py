@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import SinrIndexError
+from .moments import check_axis
 
 
 class GenesByCells(Protocol):
@@ -25,6 +26,24 @@ class GenesByCells(Protocol):
 
     def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
         """The whole matrix, genes x cells."""
+
+    def count_nonzero(self, axis: int | None = None):
+        """Nonzeros of each cell (axis 0), each gene (axis 1) or all."""
+
+    def sum(self, axis: int | None = None):
+        """Sums likewise."""
+
+    def mean(self, axis: int | None = None):
+        """Means likewise."""
+
+    def var(self, axis: int | None = None, ddof: int = 0):
+        """Variances likewise."""
+
+
+def _turned(axis) -> int | None:
+    """An axis of the cells x genes view as the genes x cells matrix's."""
+    axis = check_axis(axis)
+    return None if axis is None else 1 - axis
 
 
 class CellsByGenes:
@@ -67,6 +86,23 @@ class CellsByGenes:
     def to_scipy(self, dtype=np.int64) -> sp.csr_matrix:
         """The whole matrix, cells x genes CSR, exact (decoded cell-major: the fast way)."""
         return self.T.to_scipy("csc", dtype=dtype).T
+
+    def count_nonzero(self, axis: int | None = None):
+        """Nonzeros of each gene (axis=0, over cells, as AnnData's X), each cell (axis=1) or all:
+        the matrix's summaries (one pass over the file) with the axis turned."""
+        return self.T.count_nonzero(_turned(axis))
+
+    def sum(self, axis: int | None = None):
+        """Sums of each gene (axis=0), each cell (axis=1) or all, exact (see count_nonzero)."""
+        return self.T.sum(_turned(axis))
+
+    def mean(self, axis: int | None = None):
+        """Means of each gene (axis=0), each cell (axis=1) or all (see count_nonzero)."""
+        return self.T.mean(_turned(axis))
+
+    def var(self, axis: int | None = None, ddof: int = 0):
+        """Variances of each gene (axis=0), each cell (axis=1) or all, numpy's ddof (see count_nonzero)."""
+        return self.T.var(_turned(axis), ddof=ddof)
 
     def __repr__(self) -> str:
         return f"<SinrMatrix.T {self.shape[0]} cells x {self.shape[1]} genes, nnz={self.nnz}>"

@@ -74,18 +74,62 @@ test_that("blocks that split the file's chunks equal the in-memory matrix, read 
     expect_identical(as.matrix(s[i, j]), expected)
   }
   # Sums through blocks of 1, 5 and 7 cells (every chunk split), sparse and dense, and a delayed
-  # operation on top of the SinrMatrix, which goes through the same blocks.
+  # operation on top of the SinrMatrix, which goes through the same blocks (a subset of every cell:
+  # the matrix as stored answers sums from the core's one pass instead, tested below).
   old <- DelayedArray::getAutoBlockSize()
   on.exit(suppressMessages(DelayedArray::setAutoBlockSize(old)))
+  every <- s[, seq_len(ncol(s))]
   for (cells in c(1L, 5L, 7L)) {
     suppressMessages(DelayedArray::setAutoBlockSize(4 * nrow(m) * cells))
     expect_identical(ncol(DelayedArray::defaultAutoGrid(s)), as.integer(sum(ceiling(c(32, 32, 16) / cells))))
-    expect_identical(DelayedArray::rowSums(s), Matrix::rowSums(m))
-    expect_identical(DelayedArray::colSums(s), Matrix::colSums(m))
+    expect_identical(DelayedArray::rowSums(every), Matrix::rowSums(m))
+    expect_identical(DelayedArray::colSums(every), Matrix::colSums(m))
     expect_equal(DelayedArray::rowSums(log1p(s)), Matrix::rowSums(log1p(m)))
     dense_sums <- DelayedArray::blockApply(s, colSums, as.sparse = FALSE)
     expect_identical(unlist(dense_sums, use.names = FALSE), unname(Matrix::colSums(m)))
   }
+})
+
+test_that("sums, means and variances of a stored SinrMatrix come from one pass and equal R's", {
+  for (name in c("pbmc4k_half_chunks32.sinr", "mouse_gut_smartseq2.sinr", "frozen_pbmc_max_error_2.sinr")) {
+    path <- fixture(name)
+    m <- read_sinr(path)
+    dense <- as.matrix(m)
+    s <- SinrMatrix(path)
+    expect_identical(rowSums(s), rowSums(dense))
+    expect_identical(colSums(s), colSums(dense))
+    expect_equal(rowMeans(s), rowMeans(dense), tolerance = 1e-14)
+    expect_equal(colMeans(s), colMeans(dense), tolerance = 1e-14)
+    expect_equal(MatrixGenerics::rowVars(s), apply(dense, 1L, var), tolerance = 1e-12)
+    expect_equal(MatrixGenerics::colVars(s), apply(dense, 2L, var), tolerance = 1e-12)
+    expect_identical(names(MatrixGenerics::rowVars(s)), rownames(m))
+    expect_null(names(MatrixGenerics::colVars(s, useNames = FALSE)))
+    # one pass, kept with the file: a second call reads nothing (the file gone meanwhile)
+    copy <- tempfile(fileext = ".sinr")
+    file.copy(path, copy)
+    t <- SinrMatrix(copy)
+    first <- colSums(t)
+    unlink(copy)
+    expect_identical(MatrixGenerics::colVars(t), MatrixGenerics::colVars(s))
+    expect_identical(first, colSums(dense))
+    # delayed operations on top go DelayedArray's way (block processing) and agree
+    expect_equal(rowSums(log1p(s)), rowSums(log1p(dense)))
+    expect_identical(colSums(s[1:5, ]), colSums(dense[1:5, ]))
+  }
+})
+
+test_that("cell summaries of a file of 2^31 - 1 declared genes need nothing per declared gene", {
+  path <- file.path(repo_root(), "tests", "conformance", "huge_gene_count", "matrix.sinr")
+  s <- SinrMatrix(path)
+  expect_identical(nrow(s), 2147483647L)
+  m <- sinr_open(path)[, seq_len(ncol(s))]
+  expect_identical(unname(colSums(s)), unname(Matrix::colSums(m)))
+  expect_identical(unname(colMeans(s)), unname(Matrix::colSums(m)) / 2147483647)
+})
+
+test_that("a file whose content fails its checksum gives a classed error from the summaries", {
+  s <- SinrMatrix(file.path(repo_root(), "tests", "conformance", "chunk_checksum", "matrix.sinr"))
+  expect_error(rowSums(s), "fails its checksum", class = "sinr_corrupt_file_error")
 })
 
 test_that("sinr_to_sce and sinr_to_seurat carry the counts and the names", {

@@ -1679,6 +1679,46 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
   });
 }
 
+MatrixMoments MatrixReader::moments(int threads) {
+  const Genes& table = genes_table();
+  for (int64_t ci = 0; ci < n_chunks_; ++ci) chunk(ci);  // chunks load (and are checked) in this thread
+  // Each stored row's place among the stored genes (a gene stored in several segments has a row in
+  // each): the moments are the stored genes', never an item per gene the file declares.
+  std::vector<int64_t> genes(table.order);
+  std::sort(genes.begin(), genes.end());
+  genes.erase(std::unique(genes.begin(), genes.end()), genes.end());
+  std::vector<int64_t> slot_of_row(table.order.size());
+  for (size_t r = 0; r < slot_of_row.size(); ++r)
+    slot_of_row[r] = std::lower_bound(genes.begin(), genes.end(), table.order[r]) - genes.begin();
+  const int64_t n_stored = static_cast<int64_t>(genes.size());
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
+  MatrixMoments out{std::move(genes), MomentArrays(n_stored), MomentArrays(n_cells_)};
+  std::vector<MomentArrays> per_thread(static_cast<size_t>(workers - 1), MomentArrays(n_stored));
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  run_on_threads(workers, [&](int w) {
+    try {
+      // a chunk's cells are its own: every thread adds to them; each adds to its own genes
+      const Moments genes_here = w == 0 ? out.of_genes.view() : per_thread[w - 1].view();
+      for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
+        Chunk& c = *chunks_[ci];
+        const Decoded d = decode_chunk(c);
+        uint64_t checksum = 0;
+        if (accumulate_moments(s32(d.rows), s32(d.cols), s32(d.values), c.rows_of(table.order), c.rows_of(slot_of_row),
+                               s64(c.cell_original), 0, genes_here, out.of_cells.view(), &checksum))
+          throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) +
+                                 " decodes to nonzeros outside its genes or cells (file is corrupt)");
+        check_chunk_sum(c, checksum);
+      }
+    } catch (...) {
+      failed = true;  // the other threads stop at their next chunk
+      throw;
+    }
+  });
+  for (MomentArrays& part : per_thread) add_moments(out.of_genes.view(), part.view());
+  return out;
+}
+
 template void MatrixReader::whole_into<int32_t>(int, int64_t*, int32_t*, int32_t*);
 template void MatrixReader::whole_into<double>(int, int64_t*, int32_t*, double*);
 

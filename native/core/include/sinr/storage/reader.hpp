@@ -18,8 +18,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "sinr/moments.hpp"
 #include "sinr/span.hpp"
 #include "sinr/storage/container.hpp"
 
@@ -41,6 +43,14 @@ struct FileContents {
   std::string object;
   std::vector<std::string> elements;
   msgpack::Value map;
+};
+
+// What MatrixReader::moments gives: the moments of each gene the file stores (`genes`, their
+// original indices ascending; a gene not listed holds no nonzero), so that nothing is allocated per
+// gene a file declares, and of each cell.
+struct MatrixMoments {
+  std::vector<int64_t> genes;
+  MomentArrays of_genes, of_cells;
 };
 
 // A list of names, or none (the file does not store it).
@@ -111,6 +121,10 @@ class MatrixReader {
   // The whole matrix, chunks decoded on up to `threads` threads, every chunk's content checksum
   // verified.
   SparseColumns whole(int threads = 1);
+  // Each stored gene's and each cell's nonzero count, sum and sum of squares (moments.hpp), in one
+  // pass over every chunk on up to `threads` threads, never placed; every chunk's content checksum
+  // verified.
+  MatrixMoments moments(int threads = 1);
   // Threads the reads of genes and cells run on where they are not given (a read of a few cells
   // decodes their tiles on them when they hold kParallelMinEntries nonzeros or more; default 1).
   void set_threads(int threads) { threads_.store(std::max(threads, 1)); }
