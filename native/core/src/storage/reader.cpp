@@ -978,9 +978,12 @@ void MatrixReader::verify_band(Chunk& c, int64_t band, const uint8_t* bytes) {
 
 MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row,
                                            int64_t want_col, const std::vector<uint8_t>& col_mask,
-                                           Span<const uint8_t> data, int threads) {
-  Decoded out;
-  if (tiles.empty()) return out;
+                                           Span<const uint8_t> data, int threads, Decoded reuse) {
+  Decoded out = std::move(reuse);  // its vectors keep their memory: resizing writes only what they lacked
+  if (tiles.empty()) {
+    out.rows.clear(), out.cols.clear(), out.values.clear();  // no triple of the last chunk stays
+    return out;
+  }
   const Genes& genes = genes_table();
   std::vector<int64_t> offset(tiles.size()), length(tiles.size()), capacity(tiles.size()), out_start(tiles.size());
   int64_t total_bytes = 0, total = 0;
@@ -1214,7 +1217,7 @@ SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes, int threads
         std::vector<int64_t> tiles;
         for (int64_t b : bands)
           for (int64_t t = c.tile_starts[b]; t < c.tile_starts[b + 1]; ++t) tiles.push_back(t);
-        const Decoded d = decode(c, tiles, r.wanted.size() == 1 ? r.lo : -1, -1, {});
+        const Decoded d = decode(c, tiles, r.wanted.size() == 1 ? r.lo : -1, -1, {}, {}, 1, Decoded{});
         for (size_t e = 0; e < d.values.size(); ++e) {
           const int64_t row = d.rows[e];
           if (row < r.lo || row > r.hi) continue;
@@ -1404,7 +1407,7 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
       data = in_block ? verified_data(c, buffer.data() + at) : chunk_data_into(c, buffer);
       held = Held{id_, ci, in_block ? at : 0};  // checked: a corrupt band threw before this
     }
-    place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, decoders), *out);
+    place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, decoders, Decoded{}), *out);
     return out;
   }
   std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};
@@ -1474,8 +1477,9 @@ uint64_t MatrixReader::place_chunk_in_runs(Chunk& c, const std::vector<int64_t>&
     runs.back().push_back(t);
   }
   auto each_nonzero = [&](auto&& visit) {
+    Decoded d;  // each run decoded into the last one's memory
     for (const std::vector<int64_t>& run : runs) {
-      const Decoded d = decode(c, run, -1, -1, {}, bytes_of(data));
+      d = decode(c, run, -1, -1, {}, bytes_of(data), 1, std::move(d));
       for (size_t e = 0; e < d.values.size(); ++e) {
         const int32_t row = d.rows[e], col = d.cols[e];
         if (row < 0 || row >= n_rows) fail(kAssembleBadRow);
@@ -1611,15 +1615,14 @@ bool MatrixReader::loaded(int64_t i) {
   return chunks_[i] != nullptr;
 }
 
-MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c) {
+MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c, Decoded reuse, std::vector<uint8_t>& bytes) {
   // The tiles by first column (band after band where they start together): the cell-major placing
   // then writes to the cells of a few tiles' width at a time, not to every cell of the chunk in
   // each band, and its writes stay in cache (the Python reader's decode_chunk(by_cell=True)).
   std::vector<int64_t> tiles(static_cast<size_t>(c.n_tiles()));
   std::iota(tiles.begin(), tiles.end(), 0);
   std::stable_sort(tiles.begin(), tiles.end(), [&c](int64_t a, int64_t b) { return c.tile_first(a) < c.tile_first(b); });
-  const std::vector<uint8_t> data = chunk_data(c);
-  Decoded d = decode(c, tiles, -1, -1, {}, bytes_of(data));
+  Decoded d = decode(c, tiles, -1, -1, {}, chunk_data_into(c, bytes), 1, std::move(reuse));
   if (static_cast<int64_t>(d.values.size()) != c.nnz)
     throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + " decodes to " +
                            std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));
@@ -1659,10 +1662,12 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
   const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
   run_on_threads(workers, [&](int) {
     try {
-      PlaceScratch scratch;  // kept from one chunk to the next
+      PlaceScratch scratch;  // kept from one chunk to the next, as are the decoded triples and tile bytes
+      Decoded d;
+      std::vector<uint8_t> bytes;
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
-        const Decoded d = decode_chunk(c);
+        d = decode_chunk(c, std::move(d), bytes);
         uint64_t checksum = 0;
         const int status = place_by_cell<int32_t, V>(
             s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells,
@@ -1700,9 +1705,11 @@ MatrixMoments MatrixReader::moments(int threads) {
     try {
       // a chunk's cells are its own: every thread adds to them; each adds to its own genes
       const Moments genes_here = w == 0 ? out.of_genes.view() : per_thread[w - 1].view();
+      Decoded d;  // the decoded triples and tile bytes kept from one chunk to the next
+      std::vector<uint8_t> bytes;
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
-        const Decoded d = decode_chunk(c);
+        d = decode_chunk(c, std::move(d), bytes);
         uint64_t checksum = 0;
         if (accumulate_moments(s32(d.rows), s32(d.cols), s32(d.values), c.rows_of(table.order), c.rows_of(slot_of_row),
                                s64(c.cell_original), 0, genes_here, out.of_cells.view(), &checksum))

@@ -176,8 +176,9 @@ class MatrixReader {
   Span<const uint8_t> verified_data(Chunk& c, const uint8_t* data);
   // Whether chunk i is loaded (its header and tables).
   bool loaded(int64_t i);
-  // Every nonzero of chunk c.
-  Decoded decode_chunk(Chunk& c);
+  // Every nonzero of chunk c, decoded into `reuse`'s memory, its tile data read into `bytes` (a
+  // thread's whole-matrix read keeps both from one chunk to the next).
+  Decoded decode_chunk(Chunk& c, Decoded reuse, std::vector<uint8_t>& bytes);
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
   void check_placed(const Chunk& c, int status) const;
   void check_chunk_sum(const Chunk& c, uint64_t checksum) const;
@@ -189,9 +190,10 @@ class MatrixReader {
   SectionTable file_sections();
   std::vector<uint8_t> section_bytes(const SectionTable& table, const std::string& name, const std::string& what);
   void verify_band(Chunk& c, int64_t band, const uint8_t* bytes);
-  // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data.
+  // The kept nonzeros of `tiles` of chunk c; `data`, when given, holds the chunk's whole tile data;
+  // decoded into `reuse`'s memory (a thread's last chunk's: no fresh pages for each chunk).
   Decoded decode(Chunk& c, const std::vector<int64_t>& tiles, int64_t want_row, int64_t want_col,
-                 const std::vector<uint8_t>& col_mask, Span<const uint8_t> data = {}, int threads = 1);
+                 const std::vector<uint8_t>& col_mask, Span<const uint8_t> data, int threads, Decoded reuse);
   // The segment of chunk ci, and gene's row in segment s (counted from the segment's first row), -1
   // when the segment does not store it.
   int64_t segment_of_chunk(int64_t ci) const;
