@@ -36,7 +36,7 @@ def _placed(index: MatrixIndex, chunk: Chunk, result: tuple[int, int]) -> None:
     """Raise CorruptFileError unless a placing kernel succeeded with the chunk's content checksum."""
     status, checksum = result
     _check_status(index, chunk, status)
-    _check(index, chunk, checksum)
+    check_chunk_sum(index, chunk, checksum)
 
 
 def _check_status(index: MatrixIndex, chunk: Chunk, status: int) -> None:
@@ -132,7 +132,8 @@ def decode_chunk(index: MatrixIndex, chunk: Chunk, buffers: Buffers | None = Non
     return rows, cols, values
 
 
-def _check(index: MatrixIndex, chunk: Chunk, checksum) -> None:
+def check_chunk_sum(index: MatrixIndex, chunk: Chunk, checksum) -> None:
+    """Raise CorruptFileError unless a chunk decoded to its stored content checksum."""
     if int(checksum) != chunk.checksum:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to content that fails its checksum "
                                "(file is corrupt)")
@@ -333,4 +334,4 @@ class _PartSums:
             total, done = (total + int(checksum)) % 2**64, done + 1
             self._sums[chunk.index] = (total, done)
         if done == n_parts:
-            _check(self.index, chunk, total)
+            check_chunk_sum(self.index, chunk, total)
