@@ -71,6 +71,9 @@ def _check_reads(r, whole: sp.csc_matrix) -> None:
     dense_rows, dense_cols = whole[genes].toarray(), whole[:, cells].toarray()
     assert np.array_equal(_csc(r.genes(genes)).toarray(), dense_rows)
     assert np.array_equal(_csc(r.cells(cells)).toarray(), dense_cols)
+    shape, indptr, positions, values = r.cells_by_gene(cells)  # the same read, in compressed rows
+    by_gene = sp.csr_matrix((values, positions, indptr), shape=shape[::-1])
+    assert by_gene.has_sorted_indices and np.array_equal(by_gene.toarray(), dense_cols)
     assert np.array_equal(_csc(r.block(genes, cells)).toarray(), whole[genes][:, cells].toarray())
     rows, cols = whole.nonzero()
     picks = rng.integers(0, rows.size, 150) if rows.size else []

@@ -167,6 +167,9 @@ def test_cells_of_a_local_file_take_the_core_reader_and_agree_with_the_python_pa
         for result in (got, from_bytes, view.T.tocsr()):
             assert result.format == "csr" and result.dtype == np.int64 and result.shape == expected.shape
             assert result.has_sorted_indices and (result != expected).nnz == 0
+        # the view's rows are the core's columns as they come (no transposition): canonical CSR too
+        assert view.format == "csr" and view.dtype == np.int64 and view.has_sorted_indices
+        assert (view != expected.T).nnz == 0
 
 
 def test_an_entry_after_the_file_changed_in_place_is_a_file_changed_error(on_disk, tmp_path):

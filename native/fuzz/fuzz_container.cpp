@@ -47,6 +47,9 @@ void read_everything(MatrixReader& r, int threads) {
   attempt([&] { r.genes(both_genes, threads); });
   attempt([&] { r.cells(both_cells, threads); });
   attempt([&] { r.cells({cells - 1}, threads); });
+  // A cell's compressed rows hold a pointer per declared gene, as any CSR of the matrix's rows does
+  // (a file may declare 2**31 - 1): only the transposition of a real size is tried.
+  if (genes <= (1 << 24)) attempt([&] { transposed(r.cells(both_cells, threads)); });
   attempt([&] { r.block(&both_genes, &both_cells, threads); });
   attempt([&] { r.whole(threads); });
   attempt([&] { r.moments(threads); });

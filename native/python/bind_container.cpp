@@ -212,6 +212,13 @@ void bind_container(nb::module_& m) {
            nb::arg("genes"), "((n_rows, n_cols), indptr, indices, values) of these genes over every cell (CSC).")
       .def("cells", [](MatrixReader& r, const std::vector<int64_t>& c) { return columns(unlocked([&] { return r.cells(c); })); },
            nb::arg("cells"), "((n_rows, n_cols), indptr, indices, values) of every gene over these cells (CSC).")
+      .def("cells_by_gene",
+           [](MatrixReader& r, const std::vector<int64_t>& c) {
+             return columns(unlocked([&] { return storage::transposed(r.cells(c)); }));
+           },
+           nb::arg("cells"),
+           "cells() as the compressed rows of its genes: ((n_cols, n_rows), indptr over genes, the request's "
+           "positions, values) (the CSR of genes x cells).")
       .def("_set_run_entries", &MatrixReader::set_run_entries, nb::arg("entries"),
            "Decode whole chunks for cells() in runs of about this many nonzeros (tests: a few, to cross runs).")
       .def("set_threads", &MatrixReader::set_threads, nb::arg("threads"),

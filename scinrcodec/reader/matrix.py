@@ -27,7 +27,7 @@ from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, matrix_moments
 from .oriented import CellsByGenes
-from .selection import all_distinct, as_index, expand, is_key, is_scalar, place, unique_sorted
+from .selection import all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, unique_sorted
 
 
 def fits_in_memory(what: str):
@@ -288,6 +288,18 @@ class MatrixReader:
         core.set_threads(self.jobs or os.cpu_count() or 1)
         return core.cells(cells)
 
+    def _core_every_gene(self, core, cells: np.ndarray, cells_major: bool = False) -> sp.csr_matrix:
+        """m[:, cells] in one call of the core (chunk by chunk, the tiles holding the cells decoded once
+        on its threads) as genes x cells CSR, its rows made by the core (scipy's CSC-to-CSR conversion
+        and its checks took a tenth of a cell's read), or with cells_major as cells x genes CSR."""
+        core.set_threads(self.jobs or os.cpu_count() or 1)
+        listed = cells.tolist()
+        if cells_major:
+            _, indptr, genes, values = core.cells(listed)
+            return sp.csr_matrix((values.astype(np.int64), genes, indptr), shape=(cells.size, self.shape[0]))
+        _, indptr, positions, values = core.cells_by_gene(listed)
+        return sp.csr_matrix((values.astype(np.int64), positions, indptr), shape=(self.shape[0], cells.size))
+
     def _open_core(self):
         if isinstance(self._source, LocalFileSource):
             handed = self._source.duplicate(self._release_core)
@@ -382,16 +394,24 @@ class MatrixReader:
             n_genes, n_cells = self.shape  # the hot path of m[i, j] (bools are not ints here)
             if 0 <= key[0] < n_genes and 0 <= key[1] < n_cells:
                 return self._entry(key[0], key[1])
-        return self._select(key)
-
-    @fits_in_memory("reading this selection")
-    def _select(self, key):
         if not isinstance(key, tuple) or len(key) != 2:
             raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
-        gene_key, cell_key = key
-        if is_key(gene_key) and is_key(cell_key):
-            return self.get(gene_key, cell_key)
-        return self._gather(self.positions(gene_key, "gene"), self.positions(cell_key, "cell"))
+        return self.select(*key)
+
+    @fits_in_memory("reading this selection")
+    def select(self, genes, cells, *, cells_major: bool = False):
+        """m[genes, cells], or with cells_major the same selection turned to cells x genes CSR (what
+        AnnData's orientation, m.T[cells, genes], returns): where the core reads every gene of some
+        cells, its compressed columns are that matrix as they come, no transposition made."""
+        if is_key(genes) and is_key(cells):
+            return self.get(genes, cells)
+        wanted = self.positions(cells, "cell")
+        if is_everything(genes, self.shape[0]) and wanted.size:
+            core = self._core()  # m[:, cells]: no index array over every gene, a cell's read is a millisecond
+            if core is not None:
+                return self._core_every_gene(core, wanted, cells_major)
+        out = self._gather(self.positions(genes, "gene"), wanted)
+        return sp.csr_matrix(out.T) if cells_major else out
 
     def positions(self, key, axis: str) -> np.ndarray:
         """An index of one axis as int64 positions; names are looked up, every unknown one named."""
@@ -419,10 +439,8 @@ class MatrixReader:
             return sp.csr_matrix(out_shape, dtype=np.int64)
         every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
         core = self._core() if every_gene else None
-        if core is not None:  # one call: chunk by chunk, the tiles holding the cells, decoded once on its threads
-            _, indptr, found, values = self._core_cells(core, cells.tolist())
-            by_cell = sp.csc_matrix((values.astype(np.int64), found, indptr), shape=out_shape)
-            return by_cell.tocsr()
+        if core is not None:
+            return self._core_every_gene(core, cells)
         if cells.size == index.n_cells and index.n_chunks and self._by_gene_reads(genes.size):
             return self._genes_by_rows(genes, cells)
         distinct = unique_sorted(cells)

@@ -24,6 +24,9 @@ class GenesByCells(Protocol):
 
     def __getitem__(self, key): ...
 
+    def select(self, genes, cells, *, cells_major: bool = False):
+        """m[genes, cells], or its transpose (cells x genes CSR) with cells_major."""
+
     def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
         """The whole matrix, genes x cells."""
 
@@ -80,8 +83,7 @@ class CellsByGenes:
         """x[cells, genes] as AnnData indexes X: one int for two scalars, else cells x genes CSR."""
         if not isinstance(key, tuple) or len(key) != 2:
             raise SinrIndexError("index with x[cells, genes]")
-        out = self.T[key[1], key[0]]
-        return out if isinstance(out, int) else sp.csr_matrix(out.T)
+        return self.T.select(key[1], key[0], cells_major=True)
 
     def to_scipy(self, dtype=np.int64) -> sp.csr_matrix:
         """The whole matrix, cells x genes CSR, exact (decoded cell-major: the fast way)."""

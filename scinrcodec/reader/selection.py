@@ -34,6 +34,15 @@ def is_key(key) -> bool:
     return is_scalar(key) or isinstance(key, str)
 
 
+def is_everything(key, n: int) -> bool:
+    """Whether a key is a slice of all n indices in order (m[:, cells]'s genes), known without an
+    index array (an invalid slice is not: as_index names its fault)."""
+    try:
+        return isinstance(key, slice) and key.indices(n) == (0, n, 1)
+    except (ValueError, TypeError):
+        return False
+
+
 def as_index(key, n: int, axis: str) -> np.ndarray:
     """ints, slices, 1-D lists of ints or boolean masks -> int64 index array."""
     if is_scalar(key):

@@ -2,6 +2,7 @@
 #include "sinr/storage/reader.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -239,6 +240,38 @@ void value_model(const uint64_t* counts, int32_t* cum, uint8_t* lut, uint8_t* us
 }
 
 }  // namespace
+
+SparseColumns transposed(const SparseColumns& m) {
+  if (m.n_cols > INT32_MAX) throw InvalidInputError("a matrix of more than 2**31 - 1 columns cannot be transposed");
+  SparseColumns t;
+  t.n_rows = m.n_cols;
+  t.n_cols = m.n_rows;
+  const size_t nnz = m.indices.size();
+  // Row r's count goes to indptr[r + 2], so that after the prefix sums indptr[r + 1] is where row r
+  // begins, the cursor of its scatter, and ends where it ends: no other table the rows' size.
+  try {
+    t.indptr.assign(static_cast<size_t>(m.n_rows) + 2, 0);
+    t.indices.resize(nnz);
+    t.values.resize(nnz);
+  } catch (const std::bad_alloc&) {  // a file may declare 2**31 - 1 genes: a pointer each is 16 GiB
+    char needed[64];
+    std::snprintf(needed, sizeof needed, "%.1f GiB", static_cast<double>(m.n_rows + 2 + 2 * nnz) * 8 / (1 << 30));
+    throw ResultAllocationError("the rows of " + std::to_string(m.n_rows) + " genes need " + needed);
+  }
+  for (const int32_t r : m.indices) {
+    if (r < 0 || r >= m.n_rows) throw FormatError("a row index lies outside its matrix");
+    ++t.indptr[static_cast<size_t>(r) + 2];
+  }
+  for (size_t r = 2; r < t.indptr.size(); ++r) t.indptr[r] += t.indptr[r - 1];
+  for (int64_t j = 0; j < m.n_cols; ++j)
+    for (int64_t i = m.indptr[j]; i < m.indptr[j + 1]; ++i) {
+      const int64_t slot = t.indptr[static_cast<size_t>(m.indices[i]) + 1]++;
+      t.indices[slot] = static_cast<int32_t>(j);
+      t.values[slot] = m.values[i];
+    }
+  t.indptr.pop_back();
+  return t;
+}
 
 const char* tile_status_text(int64_t status) {
   switch (status) {

@@ -1,6 +1,7 @@
 // The container reader's errors: one base class and the kinds the Python reader raises
 // (scinrcodec.errors), with the same one-line messages, so every binding maps them one to one.
 #pragma once
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -61,6 +62,17 @@ class SinrKeyError : public SinrError {
  public:
   using SinrError::SinrError;
   const char* kind() const noexcept override { return "SinrKeyError"; }
+};
+
+// Memory a result needs that could not be allocated: a std::bad_alloc, which every binding turns
+// into its out-of-memory error, with a message that says how much the result needed.
+class ResultAllocationError : public std::bad_alloc {
+ public:
+  explicit ResultAllocationError(std::string what) : what_(std::move(what)) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  std::string what_;
 };
 
 }  // namespace sinr::storage

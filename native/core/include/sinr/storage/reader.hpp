@@ -36,6 +36,12 @@ struct SparseColumns {
   std::vector<int32_t> values;
 };
 
+// m's transpose in the same form: column r holds the columns of m with a nonzero in row r,
+// ascending, with their values (m's compressed rows: what a row-major result is built from, in
+// time m.n_rows + nnz). FormatError for a row index outside m, InvalidInputError for more than
+// 2**31 - 1 columns.
+SparseColumns transposed(const SparseColumns& m);
+
 // What a file of format 2.1 or 3.x stores besides its matrices (spec §14): the object ("anndata" or
 // "10x-h5"; empty when the file holds matrices only), the parts stored as HDF5 images, and the
 // whole contents map (its other fields: names_in, group, matrices, ...).
