@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -53,8 +54,8 @@ def _client(args: argparse.Namespace):
 
 
 def _summary(output, result: dict, seconds: float) -> str:
-    nnz = max(result["nnz"], 1)
-    line = (f"wrote {output}: {result['bytes']:,} bytes, {result['bytes'] * 8 / nnz:.2f} bits per nonzero "
+    per_nonzero = f", {result['bytes'] * 8 / result['nnz']:.2f} bits per nonzero" if result["nnz"] else ""
+    line = (f"wrote {output}: {result['bytes']:,} bytes{per_nonzero} "
             f"({result['shape'][0]:,} genes x {result['shape'][1]:,} cells, {result['nnz']:,} nonzeros) in "
             f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
     if result.get("matrices"):
@@ -188,16 +189,16 @@ def _verify(args: argparse.Namespace) -> None:
           f"{time.perf_counter() - started:.1f} s)")
 
 
+_INDEX = re.compile(r"-?[0-9]+")  # ASCII digits only: int() and str.isdigit take any script's, and '1_0'
+
+
 def parse_key(text: str, *name_lists: list[str] | None):
     """`#N` is index N; other text is a name when some list holds it, else an index if it is one."""
-    if text.startswith("#") and text[1:].lstrip("-").isdigit():
+    if text.startswith("#") and _INDEX.fullmatch(text[1:]):
         return int(text[1:])
     if any(names and text in names for names in name_lists):
         return text
-    try:
-        return int(text)
-    except ValueError:
-        return text
+    return int(text) if _INDEX.fullmatch(text) else text
 
 
 def _get(args: argparse.Namespace) -> None:

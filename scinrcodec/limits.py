@@ -1,8 +1,11 @@
-"""Every limit of the format and of the implementation, in one place.
+"""Every limit of the format and of the implementation, in one place, and the check of an
+integer argument against its limits.
 
 Readers and writers import these; the spec (spec/sinr-format.md) states the same numbers.
 """
 from __future__ import annotations
+
+from .errors import InvalidInputError
 
 MAX_DIMENSION = 2**31 - 1  # genes or cells
 MAX_COUNT = 2**31 - 1  # the largest value an entry may hold
@@ -25,3 +28,15 @@ CHUNK_NNZ_AIM = 2**21  # the nonzeros a default chunk aims at: more cells per ch
 MAX_DEFAULT_CHUNK_CELLS = 8 * DEFAULT_CHUNK_CELLS
 DEFAULT_TILE_NNZ = 256  # at every size: 130 at 1e9 cost 3% of the file for reads 5-15% faster
 DEFAULT_MAX_BANDS = 512  # bands a default plan stops at (about 9e7 nonzeros): a cell read decodes one tile per band
+MAX_JOBS = 4096  # threads of one read or encode (jobs=)
+
+
+def checked_integer(name: str, value, low: int, high: int) -> int:
+    """`value` as an int, InvalidInputError naming `name` unless it is an integer (not a bool, not
+    a float however whole) within low..high: what every option and argument of a count is checked by."""
+    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
+        raise InvalidInputError(f"{name} must be an integer, not {value!r}")
+    value = int(value)
+    if not low <= value <= high:
+        raise InvalidInputError(f"{name} must be between {low:,} and {high:,}, not {value:,}")
+    return value

@@ -223,6 +223,36 @@ def test_in_memory_and_file_inputs_store_the_same(rich_h5ad, rich_sinr, tmp_path
     assert_same_anndata(a.to_anndata(), b.to_anndata())
 
 
+def test_an_h5ad_storing_an_absent_raw_as_null_encodes_without_one(tmp_path):
+    """anndata's write_elem of an AnnData without raw (as `sinr decode` writes one) stores raw as a
+    dataset of encoding 'null': no raw, not a raw whose X cannot be opened."""
+    from anndata.io import write_elem
+
+    counts = sp.csr_matrix(np.array([[0, 1, 0], [2, 0, 3]], dtype=np.float32))
+    a = anndata.AnnData(counts, obs=pd.DataFrame(index=["c1", "c2"]), var=pd.DataFrame(index=["g1", "g2", "g3"]))
+    with h5py.File(tmp_path / "null_raw.h5ad", "w") as f:
+        write_elem(f, "/", a)
+        assert f["raw"].attrs["encoding-type"] == "null"
+    sinr.encode_whole(tmp_path / "null_raw.h5ad", tmp_path / "null_raw.sinr", **FAST)
+    back = sinr.read_sinr(tmp_path / "null_raw.sinr")
+    assert back.raw is None and (back.X != counts).nnz == 0 and list(back.var_names) == ["g1", "g2", "g3"]
+
+
+def test_narrow_value_types_come_back_as_they_were(tmp_path):
+    """Counts stored as float16 (dense), int16 or uint8 (sparse) decode in a type that holds every
+    count and come back in their own type, exactly."""
+    counts = sp.random(30, 20, density=0.3, format="csr", random_state=1,
+                       data_rvs=lambda n: np.random.default_rng(0).integers(1, 250, n))
+    a = anndata.AnnData(counts.toarray().astype(np.float16), obs=pd.DataFrame(index=[f"c{i}" for i in range(30)]),
+                        var=pd.DataFrame(index=[f"g{i}" for i in range(20)]))
+    a.layers["int16"], a.layers["uint8"] = counts.astype(np.int16), counts.astype(np.uint8)
+    sinr.encode_whole(a, tmp_path / "narrow.sinr", **FAST)
+    back = sinr.read_sinr(tmp_path / "narrow.sinr")
+    assert isinstance(back.X, np.ndarray) and back.X.dtype == np.float16 and np.array_equal(back.X, a.X)
+    for key, dtype in (("int16", np.int16), ("uint8", np.uint8)):
+        assert back.layers[key].dtype == dtype and (back.layers[key] != a.layers[key]).nnz == 0
+
+
 def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):
     sinr.encode_whole(rich_h5ad, tmp_path / "raw.sinr", layer="raw", **FAST)
     with sinr.open(tmp_path / "raw.sinr") as m:

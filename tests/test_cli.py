@@ -79,6 +79,13 @@ def test_get_hash_forces_an_index(tmp_path, capsys):
     assert_one_error_line(result)
 
 
+def test_a_matrix_without_nonzeros_reports_no_bits_per_nonzero(tmp_path, capsys):
+    sp.save_npz(tmp_path / "zero.npz", sp.csc_matrix((4, 3), dtype=np.int64))
+    assert main(["encode", str(tmp_path / "zero.npz"), str(tmp_path / "zero.sinr")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "0 nonzeros" in out and "bits per nonzero" not in out
+
+
 def test_lossy_modes_and_pattern_from_cli(tmp_path, capsys):
     for flags in (["--max-error", "2"], ["--inr-only", "--steps", "20", "--width", "8"]):
         out = tmp_path / f"{flags[0][2:]}.sinr"
@@ -189,6 +196,10 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["decode", encoded, out / "folder.h5ad", "--force"], "is an existing folder"),
         (["get", encoded, "NO_SUCH_GENE", "0"], "no gene named"),
         (["get", encoded, "0", "999999"], "out of range"),
+        (["get", encoded, "#\u0663", "#0"], "no gene named '#\u0663'"),  # an Arabic-Indic 3 is no index
+        (["get", encoded, "0", "1_0"], "no cell named '1_0'"),
+        (["decode", encoded, out / "x.npz", "--dtype", "int32"], "apply to .h5ad outputs, not npz"),
+        (["decode", encoded, out / "x.mtx", "--compression", "none"], "apply to .h5ad outputs"),
     ]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda case: sinr_cli(*case[0]), cases))

@@ -184,6 +184,35 @@ def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):
     back = sinr.read_sinr(tmp_path / "l.sinr", dtype=np.int32)
     assert list(back.obs["sample"]) == ["s1"] * 200 + ["s2"] * 250 and list(back.obs_names) == cells[:450]
     assert (back.X != m[:, :450].T).nnz == 0
+    files = {"s1": folder / "a.sinr", "s2": folder / "b.sinr"}  # a mapping's keys, as anndata.concat takes them
+    sinr.concat(files, tmp_path / "k.sinr", label="sample")
+    assert list(sinr.read_sinr(tmp_path / "k.sinr").obs["sample"]) == list(back.obs["sample"])
+    with pytest.raises(sinr.InvalidInputError, match="not both"):
+        sinr.concat(files, tmp_path / "x.sinr", label="sample", keys=["a", "b"])
+    with pytest.raises(sinr.InvalidInputError, match="a list of .sinr files, not the one file"):
+        sinr.concat(str(folder / "a.sinr"), tmp_path / "x.sinr")
+
+
+def test_what_is_coded_again_keeps_the_inputs_max_error(parts, tmp_path):
+    """Cells of files coded within --max-error E, coded again (a subset, a concat that cannot copy
+    their chunks), stay in that mode: quantising a decoded value gives back its index, so the values
+    are the inputs' as they decode and the file says they are within E; files of mixed modes give a
+    lossless file of the values as they decode."""
+    folder, m, ids, cells = parts
+    lossy = tmp_path / "lossy.sinr"
+    sinr.encode(sinr.CountMatrix(m[:, :200], ids, None, cells[:200]), lossy, mode="max-error", max_error=2,
+                chunk_cells=64, **FAST)
+    with sinr.open(lossy) as a:
+        assert (a.to_scipy() != m[:, :200]).nnz > 0  # some values moved
+        sinr.subset(lossy, tmp_path / "s.sinr", genes=ids[:40], cells=cells[10:90])
+        sinr.concat([lossy, lossy], tmp_path / "ll.sinr", index_unique="-", recode=True)
+        sinr.concat([folder / "a.sinr", lossy], tmp_path / "al.sinr", index_unique="-", recode=True)
+        with sinr.open(tmp_path / "s.sinr") as s, sinr.open(tmp_path / "ll.sinr") as ll, \
+                sinr.open(tmp_path / "al.sinr") as al:
+            assert (s.mode, s.max_error, ll.mode, ll.max_error, al.mode) == ("max-error", 2, "max-error", 2, "lossless")
+            assert (s.to_scipy() != a[ids[:40], cells[10:90]]).nnz == 0
+            assert (ll.to_scipy() != sp.hstack([a.to_scipy()] * 2).tocsr()).nnz == 0
+            assert (al.to_scipy() != sp.hstack([m[:, :200], a.to_scipy()]).tocsr()).nnz == 0
 
 
 def test_subset_by_names_in_their_order(parts, tmp_path):

@@ -83,6 +83,19 @@ def test_append_keeps_the_files_permissions(tmp_path, pbmc):
         assert path.stat().st_mode & 0o777 == mode
 
 
+def test_append_through_a_link_extends_the_file_it_names(tmp_path, pbmc):
+    """A symbolic link to the file stays a link, to the file now holding the new cells."""
+    first, second, whole, _ = _split(pbmc, 50)
+    (tmp_path / "data").mkdir()
+    target, link = tmp_path / "data" / "a.sinr", tmp_path / "link.sinr"
+    sinr.encode(first, target, chunk_cells=16, **FAST)
+    link.symlink_to(target)
+    sinr.append(link, second)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    with sinr.open(target) as m:
+        assert np.array_equal(m.to_scipy().toarray(), whole.toarray())
+
+
 def test_append_refuses_other_genes_and_leaves_the_file_intact(tmp_path, pbmc):
     first, second, _, cells = _split(pbmc, 50)
     path = tmp_path / "a.sinr"

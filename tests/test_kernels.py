@@ -574,8 +574,8 @@ def test_hostile_decoded_rows_raise_corrupt_file_error(small_file, monkeypatch, 
         m.to_scipy(layout=layout)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, bool, np.int16, np.uint32, np.float32])
-def test_whole_decode_in_any_value_type(small_file, dtype):
+@pytest.mark.parametrize("dtype", [np.uint32, np.float32, np.float64, np.int32, np.longdouble])
+def test_whole_decode_in_any_value_type_that_holds_the_counts(small_file, dtype):
     path, x = small_file
     with sinr.open(path) as m:
         for layout in ("csr", "csc"):
@@ -585,6 +585,16 @@ def test_whole_decode_in_any_value_type(small_file, dtype):
             assert np.array_equal(got.indptr, exact.indptr) and np.array_equal(got.indices, exact.indices)
             assert np.array_equal(got.data, exact.data.astype(dtype))
         assert (m.to_scipy() != sp_csr(x)).nnz == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, bool, np.int16, np.uint8])
+def test_whole_decode_refuses_a_value_type_that_would_change_counts(small_file, dtype):
+    """A count wraps in a narrow integer and becomes True in bool: refused, never changed silently."""
+    path, _ = small_file
+    with sinr.open(path) as m:
+        for layout in ("csr", "csc"):
+            with pytest.raises(sinr.InvalidInputError, match="cannot hold every count"):
+                m.to_scipy(layout=layout, dtype=dtype)
 
 
 def test_cell_major_reads_decode_tiles_by_first_column(tmp_path, pbmc):

@@ -110,6 +110,30 @@ def test_matrices_travel_to_other_processes_by_path_or_bytes(path, adata):
         pickle.dumps(MatrixRef(sinr.open(fh)))
 
 
+def test_an_open_matrix_pickles_as_its_lazy_blocks_do(path, adata, tmp_path):
+    """A SinrMatrix (for multiprocessing, dask) travels as its path, or its bytes, with its jobs,
+    and opens the same version again; one of a file object, or of a file replaced since, is refused."""
+    with sinr.open(path, jobs=1) as m:
+        back = pickle.loads(pickle.dumps(m))
+        assert type(back) is type(m) and back is not m and back.jobs == 1 and back.source == str(path)
+        assert (back.T.to_scipy(np.float32) != adata.X).nnz == 0
+    from_bytes = pickle.loads(pickle.dumps(sinr.open(path.read_bytes())))
+    assert from_bytes.source == "<bytes>" and (from_bytes.T.to_scipy(np.float32) != adata.X).nnz == 0
+    with open(path, "rb") as fh, pytest.raises(sinr.InvalidInputError, match="cannot go to another process"):
+        pickle.dumps(sinr.open(fh))
+    live = tmp_path / "live.sinr"
+    live.write_bytes(path.read_bytes())
+    travelled = pickle.dumps(sinr.open(live))
+    sinr.subset(path, tmp_path / "other.sinr", cells=slice(0, CHUNK))
+    os.replace(tmp_path / "other.sinr", live)
+    with pytest.raises(sinr.FileChangedError, match="changed after it was opened in another process"):
+        pickle.loads(travelled)
+    with sinr.open(path) as m, pytest.raises(sinr.InvalidInputError, match="not iterable"):
+        list(m)  # not an empty list: Python's fallback of m[0], m[1], ... ends at once
+    with sinr.open(path) as m, pytest.raises(sinr.InvalidInputError, match="not iterable"):
+        list(m.T)
+
+
 def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_path):
     """A graph built on one version of a file never decodes blocks of another: a worker that opens
     the path after the file was replaced (or rewritten) raises FileChangedError; the same version
@@ -128,7 +152,7 @@ def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_pa
                                  str(tmp_path / "ref.pickle")], capture_output=True, text=True,
                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
         assert worker.returncode != 0
-        assert "FileChangedError" in worker.stderr and "changed after the lazy array was built" in worker.stderr
+        assert "FileChangedError" in worker.stderr and "changed after it was opened in another process" in worker.stderr
         assert pickle.loads(pickle.dumps(MatrixRef(sinr.open(live)))).matrix.shape[1] == CHUNK
 
 
@@ -208,15 +232,18 @@ def test_unshuffled_batches_follow_the_file(path, adata):
         assert [b.cells.tolist() for b in batches] == [list(range(0, 30)), list(range(30, 60)), list(range(60, 80))]
         assert all(b.obs is None and b.X.dtype == np.int64 for b in batches)
         assert len(_epoch(m, batch_size=30, shuffle=False, drop_last=True)) == 2
-        with pytest.raises(sinr.InvalidInputError, match="batch_size must be a positive integer"):
+        with pytest.raises(sinr.InvalidInputError, match="batch_size must be between 1 and"):
             m.iter_cells(batch_size=0)
+        for seed in (-1, "a", 1.5):
+            with pytest.raises(sinr.InvalidInputError, match="seed must be"):
+                m.iter_cells(seed=seed)
 
 
 def test_chunks_block_puts_a_head_first(path, adata):
     """A loader's carried cells go in front of the next block as it decodes (any value type)."""
     with sinr.open(path) as m:
         bounds = m.chunk_bounds()
-        for dtype in (np.float32, np.int64, np.int16):  # int16: decoded as int32, then converted
+        for dtype in (np.float32, np.int64, np.longdouble):  # longdouble: decoded as int32, then converted
             head = sp.csr_matrix(adata.X[[5, 2, 9]], dtype=dtype)
             block = m.chunks_block([1], dtype=dtype, head=head)
             cells = np.concatenate([[5, 2, 9], np.arange(bounds[1], bounds[2])])

@@ -141,9 +141,15 @@ def test_submatrix_indexing(tmp_path, pbmc):
             got = f[rows, cols]
             assert got.shape == expected.shape
             assert np.array_equal(got.toarray(), expected)
-        for bad in ((n_genes, 0), (0, [n_cells + 5]), (slice(None, None, 0), 0), (np.zeros((2, 2), int), 0)):
-            with pytest.raises(sinr.SinrIndexError):
+        for bad in ((n_genes, 0), (0, [n_cells + 5]), (slice(None, None, 0), 0), (np.zeros((2, 2), int), 0),
+                    (np.True_, 2), (np.float64(2), 0), (1.0, 2), (None, 0), (..., 3), (b"x", 0), (slice(1.5, 3), 0)):
+            with pytest.raises(sinr.SinrIndexError):  # each a typed error, never numpy's or Python's own
                 f[bad]
+        with pytest.raises(sinr.SinrIndexError, match="integer start and stop"):
+            f.cells_block(1.5, 3)
+        assert f[np.int64(3), np.int32(7)] == dense[3, 7] and f[np.array([3]), [7]].toarray()[0, 0] == dense[3, 7]
+    with pytest.raises(sinr.InvalidInputError, match="jobs must be an integer"):
+        sinr.open(out, jobs=1.5)
 
 
 def test_random_distinct_selections(tmp_path, pbmc):
@@ -328,6 +334,13 @@ def test_reads_from_bytes_and_file_objects(tmp_path, pbmc):
                 assert CountingFile.bytes_read < len(blob) / 10  # open reads the footer only
             _check_reads(f, dense, n=30)
             assert np.array_equal(f.to_scipy().toarray(), dense)
+    with open(out) as text, pytest.raises(sinr.InvalidInputError, match="text mode"):
+        sinr.open(text)
+    handle = io.BytesIO(blob)
+    closed = sinr.open(handle)
+    handle.close()
+    with pytest.raises(sinr.InvalidInputError, match="keep the file object open"):
+        closed.to_scipy()
 
 
 def test_reading_never_imports_torch(tmp_path, pbmc):

@@ -76,6 +76,18 @@ def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
     with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
         sinr.read_lazy(tmp_path / "big.sinr").X.compute()
     assert sinr.read_sinr(tmp_path / "big.sinr", dtype=np.int32).X[0, 0] == 2**24 + 1
+    m = sinr.open(tmp_path / "big.sinr")  # every read that takes a dtype: refused in float32, never rounded
+    for read in (lambda: m.to_scipy(dtype=np.float32), lambda: m.to_scipy("csc", dtype=np.float32),
+                 lambda: m.cells_block(0, 2, np.float32), lambda: m.T.to_scipy(np.float32),
+                 lambda: next(m.iter_cells())):
+        with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+            read()
+    assert m.to_scipy(dtype=np.float64)[0, 0] == next(m.iter_cells(dtype=np.int32, shuffle=False)).X[0, 0] == 2**24 + 1
+    for bad in (np.uint8, np.int8, np.int16, np.float16, object, "U4", "float17"):  # would wrap, or no sparse type
+        for read in (lambda: m.to_scipy(dtype=bad), lambda: m.to_scipy("csc", dtype=bad),
+                     lambda: m.cells_block(0, 0, bad), lambda: m.chunks_block([0], bad)):
+            with pytest.raises(sinr.InvalidInputError, match="cannot hold every count|not a numpy type"):
+                read()
     lazy = sinr.read_lazy(tmp_path / "big.sinr", dtype=np.int32)  # squares in float64, not int32
     np.testing.assert_allclose(sinr.reduce_cells(lazy.X, "var", 0).compute(), counts.T.toarray().var(axis=0))
 
@@ -128,6 +140,22 @@ def test_names_and_orientation_of_the_matrix_object(plain):
         with pytest.raises(sinr.SinrIndexError, match="mixes names"):
             m[[genes[0], 3], :]
         assert (m.T.to_scipy() != a.X).nnz == 0 and m.T.T is m
+
+
+def test_a_name_several_genes_or_cells_share_is_refused_naming_them(tmp_path):
+    """A symbol two genes have (visium's Nnt) or a repeated barcode picks neither silently: the
+    error names the genes' ids (or the cells' indices); an id, or a name only one has, still works."""
+    counts = sp.csc_matrix(np.array([[0, 1, 0], [2, 0, 3], [0, 4, 5]]))
+    source = sinr.CountMatrix(counts, gene_ids=["G1", "G2", "G3"], gene_names=["Nnt", "Nnt", "Actb"],
+                              cell_names=["a", "b", "a"])
+    sinr.encode(source, tmp_path / "dup.sinr", **FAST)
+    with sinr.open(tmp_path / "dup.sinr") as m:
+        for read in (lambda: m.gene("Nnt"), lambda: m[["Actb", "Nnt"], :], lambda: m.get("Nnt", 0)):
+            with pytest.raises(sinr.SinrKeyError, match="2 genes are named 'Nnt' \\(ids 'G1', 'G2'\\)"):
+                read()
+        with pytest.raises(sinr.SinrKeyError, match="2 cells are named 'a' \\(indices 0, 2\\)"):
+            m.cell("a")
+        assert list(m.gene("G2")) == [2, 0, 3] and list(m.gene("Actb")) == [0, 4, 5] and list(m.cell("b")) == [1, 0, 4]
 
 
 def concat_as_anndata_does(rich, b, tmp_path):

@@ -54,8 +54,8 @@ setMethod("show", "SinrFile", function(object) {
               format(h$nnz, big.mark = ","), h$mode))
 })
 
-# 0-based indices of a key along an axis (1: genes, 2: cells): positive or negative whole numbers,
-# names (genes by name, then by id) or a logical vector as long as the axis.
+# 0-based indices of a key along an axis (1: genes, 2: cells): positive or negative whole numbers
+# (zeros dropped, as R does), names (genes by name, then by id) or a logical vector as long as the axis.
 .resolve <- function(x, key, axis) {
   n <- x@dim[[axis]]
   what <- c("gene", "cell")[[axis]]
@@ -74,8 +74,12 @@ setMethod("show", "SinrFile", function(object) {
   if (is.numeric(key)) {
     if (anyNA(key) || any(key != trunc(key)))
       .sinr_stop("SinrIndexError", sprintf("%s indices must be whole numbers", what))
-    if (length(key) && all(key <= 0)) key <- setdiff(seq_len(n), -key)
-    key <- key[key != 0]
+    key <- key[key != 0]  # as R drops zeros: x[0, ] has no genes
+    if (length(key) && all(key < 0)) {
+      key <- setdiff(seq_len(n), -key)
+    } else if (any(key < 0)) {
+      .sinr_stop("SinrIndexError", sprintf("%s indices mix positive and negative numbers", what))
+    }
     bad <- key < 1 | key > n
     if (any(bad)) .sinr_stop("SinrIndexError", sprintf("%s index %.0f out of range for %.0f %ss", what,
                                                        key[bad][[1L]], n, what))

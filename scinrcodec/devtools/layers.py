@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # above its own, so the order below is the architecture.
 LAYERS: dict[str, tuple[str, ...]] = {
     "errors": (),  # the typed errors every layer raises
-    "limits": (),  # every limit of the format and of the implementation
+    "limits": ("errors",),  # every limit of the format and of the implementation, and the check against one
     "progress": (),  # the progress bar of long runs
     "devtools": (),  # this tool
     "storage": ("errors", "limits"),  # bytes: sources, the container, the layout of sections

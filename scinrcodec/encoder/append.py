@@ -77,11 +77,12 @@ def _same_genes(matrix: MatrixReader, source: MatrixSource) -> None:
 
 def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress: bool = False,
            layer: str | None = None) -> dict:
-    """Add the cells of `source` (same genes) to the .sinr file at `path` as new chunks, atomically.
-    Returns the new file's size and shape."""
+    """Add the cells of `source` (same genes) to the .sinr file at `path` as new chunks, atomically
+    (through a symbolic link, to the file it names: the link stays). Returns the new file's size and
+    shape."""
     from ..io.readers import as_source
 
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # the new file replaces the one the link names, not the link
     with locked_file(path) as locked, MatrixReader(path) as matrix:
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "

@@ -6,22 +6,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import InvalidInputError
 from ..codec.stages import MODES
-from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS,
-                      MAX_SIREN_WIDTH, MAX_TILE_NNZ)
+from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT,
+                      MAX_JOBS, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer)
 from ..model.siren import NORMALISATIONS
 from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 SIREN_CHOICES = ("auto", "always", "never", "force")
 COORDINATES = ("isotropic", "per-axis")
-
-
-def _integer(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) and not (hasattr(value, "__index__")):
-        raise InvalidInputError(f"{name} must be an integer, not {value!r}")
-    value = int(value)
-    if not low <= value <= high:
-        raise InvalidInputError(f"{name} must be between {low:,} and {high:,}, not {value:,}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -72,11 +63,11 @@ class EncodeOptions:
         self._set("format_version", int(self.format_version))
         if self.mode not in MODES:
             raise InvalidInputError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
-        self._set("max_error", _integer("max_error", self.max_error, 0, MAX_ERROR_LIMIT))
+        self._set("max_error", checked_integer("max_error", self.max_error, 0, MAX_ERROR_LIMIT))
         if self.mode == "max-error" and self.max_error < 1:
             raise InvalidInputError("--max-error must be a positive integer")
         if self.mode != "max-error" and self.max_error:
-            raise InvalidInputError("max_error is only used with mode 'max-error'")
+            raise InvalidInputError("max_error is only used with mode 'max-error' (pass mode='max-error' with it)")
         if self.siren is True or self.siren is False:
             self._set("siren", "always" if self.siren else "never")
         if self.siren not in SIREN_CHOICES:
@@ -88,22 +79,22 @@ class EncodeOptions:
         if self.coordinates not in COORDINATES:
             raise InvalidInputError(f"unknown coordinate scaling {self.coordinates!r}")
         if self.tile_nnz is not None:
-            self._set("tile_nnz", _integer("tile_nnz", self.tile_nnz, 1, MAX_TILE_NNZ))
+            self._set("tile_nnz", checked_integer("tile_nnz", self.tile_nnz, 1, MAX_TILE_NNZ))
         if self.patch_nnz is not None:
-            self._set("patch_nnz", _integer("patch_nnz", self.patch_nnz, 1, MAX_PATCH_NNZ))
+            self._set("patch_nnz", checked_integer("patch_nnz", self.patch_nnz, 1, MAX_PATCH_NNZ))
         if self.chunk_cells is not None:
-            self._set("chunk_cells", _integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION))
-        self._set("width", _integer("width", self.width, 1, MAX_SIREN_WIDTH))
+            self._set("chunk_cells", checked_integer("chunk_cells", self.chunk_cells, 1, MAX_DIMENSION))
+        self._set("width", checked_integer("width", self.width, 1, MAX_SIREN_WIDTH))
         layers = MAX_SIREN_LAYERS - 2  # the hidden ones, between the input and output layers
-        self._set("hidden_layers", _integer("hidden_layers", self.hidden_layers, 1, layers))
-        self._set("steps", _integer("steps", self.steps, 1, 10**7))
-        self._set("batch", _integer("batch", self.batch, 1, 1 << 24))
-        self._set("seed", _integer("seed", self.seed, 0, 2**63 - 1))
-        self._set("weight_bits", tuple(_integer("weight bits", b, 2, 16) for b in self.weight_bits))
+        self._set("hidden_layers", checked_integer("hidden_layers", self.hidden_layers, 1, layers))
+        self._set("steps", checked_integer("steps", self.steps, 1, 10**7))
+        self._set("batch", checked_integer("batch", self.batch, 1, 1 << 24))
+        self._set("seed", checked_integer("seed", self.seed, 0, 2**63 - 1))
+        self._set("weight_bits", tuple(checked_integer("weight bits", b, 2, 16) for b in self.weight_bits))
         if not self.weight_bits:
             raise InvalidInputError("weight bit depths must not be empty")
         if self.jobs is not None:
-            self._set("jobs", _integer("jobs", self.jobs, 1, 4096))
+            self._set("jobs", checked_integer("jobs", self.jobs, 1, MAX_JOBS))
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not 0 < self.learning_rate < 10:
             raise InvalidInputError(f"learning_rate must be a number in (0, 10), not {self.learning_rate!r}")

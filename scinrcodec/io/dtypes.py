@@ -15,18 +15,23 @@ import numpy as np
 from ..errors import InvalidInputError
 
 ANNDATA_DTYPE = np.dtype(np.float32)
-_EXACT_UP_TO = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24}
+_EXACT_UP_TO = {np.dtype(np.float32): 2**24}
 
 
 def anndata_dtype(dtype) -> np.dtype:
-    """The dtype asked for (None: the policy's default), checked to be a number type."""
-    if dtype is None:
-        return ANNDATA_DTYPE
+    """The dtype asked for (None: the policy's default), checked as count_dtype checks it."""
+    return ANNDATA_DTYPE if dtype is None else count_dtype(dtype)
+
+
+def count_dtype(dtype) -> np.dtype:
+    """The dtype asked for counts, checked to be one scipy.sparse holds and that holds every count
+    (integers of 32 bits or more) or holds them exactly up to a bound (float32 and wider, which
+    check_exact checks): narrower integers would wrap counts, float16 is no sparse type."""
     try:
         out = np.dtype(dtype)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"dtype {dtype!r} is not a numpy type") from exc
-    if out.kind not in "iuf" or out.kind in "iu" and out.itemsize < 4:
+    if out.kind not in "iuf" or out.itemsize < 4:
         raise InvalidInputError(f"dtype {out} cannot hold every count (use float32, float64, int32 or int64)")
     return out
 
@@ -37,4 +42,4 @@ def check_exact(values: np.ndarray, dtype: np.dtype, what: str) -> None:
     limit = _EXACT_UP_TO.get(dtype)
     if limit is not None and values.size and values.max() >= limit:
         raise InvalidInputError(f"{what}: holds counts that {dtype} may not hold exactly (up to {limit:,}); read it "
-                                "with dtype=np.int32 or np.float64")
+                                "as int32 or float64")

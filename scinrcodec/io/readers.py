@@ -51,7 +51,8 @@ def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as
     path = Path(path)
     kind = sniff_format(path)
     if kind == "sinr":
-        raise InvalidInputError(f"{path}: is already a .sinr file")
+        raise InvalidInputError(f"{path}: is already a .sinr file (sinr concat combines .sinr files, sinr subset "
+                                "cuts one)")
     fmt = BY_NAME[kind]
     if layer is not None and not fmt.takes_layer:
         raise InvalidInputError(f"{path}: --layer applies to {LAYERED_LABELS} input only")

@@ -332,7 +332,7 @@ class ScipySource(RandomAccessSource):
             counts = np.asarray(counts)
             if counts.ndim != 2:
                 raise InvalidInputError(f"{description}: expected a 2-D matrix, got {counts.ndim} dimensions")
-            counts = sp.csc_matrix(counts)
+            counts = sp.csc_matrix(_sparse_values(counts, description))
         self.shape = check_shape(counts.shape, description)
         self._csc = _checked_sparse(counts, description)
         self.nnz = int(self._csc.nnz)

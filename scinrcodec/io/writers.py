@@ -45,6 +45,8 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     compression and dtype apply to .h5ad (see io.h5ad.write_h5ad)."""
     path = Path(path)
     output = OUTPUTS_BY_NAME[output_kind(path)]
+    if output.name != "h5ad" and (compression != "auto" or dtype is not None):
+        raise InvalidInputError(f"{path}: compression and dtype apply to .h5ad outputs, not {output.name}")
     with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
         output.write(tmp, path, m, compression, dtype)
     return output.name

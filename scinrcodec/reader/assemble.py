@@ -21,15 +21,15 @@ import scipy.sparse as sp
 from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
+from ..io.dtypes import check_exact, count_dtype
 from .decode import Buffers, tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
 from .pages import fresh_array
 
 
-# Output value types the placing kernels write directly; others are placed as int32 (every decoded
-# value fits) and converted once at the end.
-_NATIVE_VALUE_TYPES = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-                                                      np.uint32, np.uint64, np.float32, np.float64))
+# Output value types the placing kernels write directly (of those io.dtypes.count_dtype admits);
+# others are placed as int32 (every decoded value fits) and converted once at the end.
+_NATIVE_VALUE_TYPES = frozenset(np.dtype(t) for t in (np.int32, np.int64, np.uint32, np.uint64, np.float32, np.float64))
 
 
 def _placed(index: MatrixIndex, chunk: Chunk, result: tuple[int, int]) -> None:
@@ -210,7 +210,7 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     nnz_starts = head_nnz + np.concatenate([[0], np.cumsum(index.nnz_starts[ids + 1] - index.nnz_starts[ids])])
     slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
-    dtype = np.dtype(dtype)
+    dtype = count_dtype(dtype)
     arrays = scratch.outputs() if scratch is not None else None
     data = _output(arrays, "data", int(nnz_starts[-1]), dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = _output(arrays, "indices", data.size, _index_dtype(n_genes))
@@ -233,7 +233,9 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
                                                     indptr[row_starts[i]:], indices, data, workspace.scratch, inside))
 
     for_each_chunk(index, outside, work, chunks)
-    return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(int(row_starts[-1]), n_genes))
+    data = data.astype(dtype, copy=False)
+    check_exact(data, dtype, index.what)
+    return sp.csr_matrix((data, indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
 def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
@@ -243,6 +245,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     threads idle (a file of a few chunks), each chunk is read in band parts, one per thread: their
     rows are apart, and the chunk's checksum is the sum of its parts'."""
     n_genes, n_cells = index.n_genes, index.n_cells
+    dtype = count_dtype(dtype)
     first_chunk = index.segment_chunk_starts
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
@@ -275,7 +278,6 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         c = c[:, :g.size]
         cursors.append(start[g] + np.concatenate([np.zeros((1, g.size), np.int64), np.cumsum(c[:-1], axis=0)]))
         start[g] += c.sum(axis=0)
-    dtype = np.dtype(dtype)
     data = fresh_array(index.nnz, dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = fresh_array(index.nnz, _index_dtype(n_cells))
 
@@ -298,7 +300,9 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         sums.add(chunk, len(bands), status, checksum)
 
     for_each_chunk(index, workers, work, parts=parts)
-    return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n_genes, n_cells))
+    data = data.astype(dtype, copy=False)
+    check_exact(data, dtype, index.what)
+    return sp.csr_matrix((data, indices, indptr), shape=(n_genes, n_cells))
 
 
 def _band_parts(chunk: Chunk, parts: int) -> list[tuple[int, int]]:

@@ -7,16 +7,14 @@ AnnData built on it is whole-file storage's (scinrcodec.wholefile.lazy).
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import FileChangedError, InvalidInputError
+from ..errors import InvalidInputError
 from ..io.dtypes import check_exact
-from ..storage.source import LocalFileSource, MemorySource
-from .matrix import MatrixReader
+from .matrix import MatrixReader, reopened
 
 
 class MatrixRef:
@@ -31,17 +29,10 @@ class MatrixRef:
         self.matrix = matrix
 
     def __reduce__(self):
-        source = self.matrix.byte_source
-        options = getattr(source, "storage_options", None)
-        identity = self.matrix.file_identity
-        if options is not None:
-            return _by_location, (self.matrix.source, self.matrix.name, options, identity)
-        if isinstance(source, LocalFileSource):  # absolute: a worker may run in another folder
-            return _by_location, (os.path.abspath(self.matrix.source), self.matrix.name, None, identity)
-        if isinstance(source, MemorySource):
-            return _by_bytes, (bytes(source.read(0, source.size)), self.matrix.name)
-        raise InvalidInputError(f"{self.matrix.source}: a lazy .sinr matrix read from a file object cannot go to "
-                                "another process; open it by path, URL or from bytes")
+        location, name, options, identity = self.matrix.travelling_form()
+        if isinstance(location, bytes):
+            return _by_bytes, (location, name)
+        return _by_location, (location, name, options, identity)
 
 
 _OPENED: dict[tuple, MatrixRef] = {}  # each process opens a version of a file once for all its blocks
@@ -53,11 +44,7 @@ def _by_location(location: str, name: str, storage_options: dict | None, identit
     with _OPENED_LOCK:
         ref = _OPENED.get(key)
     if ref is None:
-        ref = MatrixRef(MatrixReader(location, matrix=name, storage_options=storage_options))
-        if ref.matrix.file_identity != tuple(identity):
-            ref.matrix.close()
-            raise FileChangedError(f"{location}: the file changed after the lazy array was built (another process "
-                                   "replaced or rewrote it); open it again")
+        ref = MatrixRef(reopened(MatrixReader, location, name, storage_options, identity, None))
         with _OPENED_LOCK:
             if len(_OPENED) >= 16:
                 _OPENED.pop(next(iter(_OPENED)))

@@ -18,10 +18,13 @@ import scipy.sparse as sp
 from .. import _native
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
-from ..errors import CorruptFileError, ResultTooLargeError, SinrError, SinrIndexError, SinrKeyError
+from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, ResultTooLargeError, SinrError,
+                      SinrIndexError, SinrKeyError)
+from ..io.dtypes import count_dtype
+from ..limits import MAX_JOBS, checked_integer
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.opening import open_source
-from ..storage.source import ByteSource, LocalFileSource
+from ..storage.source import ByteSource, LocalFileSource, MemorySource
 from .assemble import BlockScratch, cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
@@ -60,6 +63,7 @@ class MatrixReader:
 
     def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None,
                  storage_options: dict | None = None) -> None:
+        jobs = None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
         self._source: ByteSource = open_source(source, storage_options)
         self.source = self._source.name
         footer = read_footer(self._source)
@@ -209,8 +213,9 @@ class MatrixReader:
         """This matrix in AnnData's orientation, cells x genes: m.T[cells, genes]."""
         return CellsByGenes(self)
 
-    def _table(self, axis: str) -> dict[str, int]:
-        """Name -> index of one axis (genes by name, then by id), built once."""
+    def _table(self, axis: str) -> dict[str, int | tuple[int, ...]]:
+        """Name -> index of one axis (genes by name or id), built once; a name that several genes or
+        cells have (a symbol such as visium's two Nnt, a duplicated barcode) maps to all of them."""
         with self._lock:
             table = self._lookup_tables.get(axis)
         if table is None:
@@ -218,10 +223,26 @@ class MatrixReader:
             lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
             for names in lists:
                 for i, name in enumerate(names or []):
-                    table.setdefault(name, i)
+                    known = table.setdefault(name, i)
+                    if known != i and (type(known) is int or i not in known):  # noqa: E721
+                        table[name] = (known, i) if type(known) is int else (*known, i)  # noqa: E721
             with self._lock:
                 self._lookup_tables[axis] = table
         return table
+
+    def _named(self, axis: str, table: dict, key: str) -> int:
+        """The index of the one gene or cell named `key`: SinrKeyError when none is, or several (their
+        ids named, so that the user can pick one), never the first of them silently."""
+        found = table.get(key)
+        if found is None:
+            raise SinrKeyError(f"no {axis} named {key!r}")
+        if type(found) is int:  # noqa: E721
+            return found
+        ids = self.gene_ids if axis == "gene" and self.gene_ids is not None else None
+        shown = ", ".join(repr(ids[i]) if ids is not None else str(i) for i in found[:5]) + (", ..." if len(found) > 5
+                                                                                          else "")
+        by = ("ids", "its id or index") if ids is not None else ("indices", "index")
+        raise SinrKeyError(f"{len(found)} {axis}s are named {key!r} ({by[0]} {shown}): name one by {by[1]}")
 
     def _lookup(self, axis: str, key) -> int:
         n = self.shape[0 if axis == "gene" else 1]
@@ -232,10 +253,7 @@ class MatrixReader:
             return index
         if not isinstance(key, str):
             raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
-        table = self._table(axis)
-        if key not in table:
-            raise SinrKeyError(f"no {axis} named {key!r}")
-        return table[key]
+        return self._named(axis, self._table(axis), key)
 
     # ------------------------------------------------------------------------------- reads
 
@@ -419,6 +437,8 @@ class MatrixReader:
             return np.array([self._lookup(axis, key)], dtype=np.int64)
         if not isinstance(key, slice) and not is_scalar(key):
             names = key.tolist() if hasattr(key, "tolist") else list(key) if isinstance(key, (list, tuple)) else None
+            if not isinstance(names, list):  # a numpy scalar's, or no sequence: as_index names the fault
+                names = None
             if names and all(isinstance(k, str) for k in names):
                 table = self._table(axis)
                 missing = [k for k in names if k not in table]
@@ -426,7 +446,7 @@ class MatrixReader:
                     shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3:,} more" if len(missing) > 3
                                                                  else "")
                     raise SinrKeyError(f"no {axis} named {shown}")
-                return np.fromiter((table[k] for k in names), dtype=np.int64, count=len(names))
+                return np.fromiter((self._named(axis, table, k) for k in names), dtype=np.int64, count=len(names))
             if names and any(isinstance(k, str) for k in names):
                 raise SinrIndexError(f"a {axis} index mixes names and other keys")
         return as_index(key, self.shape[0 if axis == "gene" else 1], axis)
@@ -599,10 +619,13 @@ class MatrixReader:
         chunks holding them are decoded whole, checksums verified, on `jobs` threads (default the
         matrix's). The unit of out-of-core work."""
         index = self._index
+        if not (is_scalar(start) and is_scalar(stop)):
+            raise SinrIndexError(f"cells_block takes integer start and stop, not {start!r} and {stop!r}")
+        start, stop = int(start), int(stop)
         if not 0 <= start <= stop <= index.n_cells:
             raise SinrIndexError(f"cells {start}..{stop} are outside 0..{index.n_cells}")
         if start == stop:
-            return sp.csr_matrix((0, index.n_genes), dtype=dtype)
+            return sp.csr_matrix((0, index.n_genes), dtype=count_dtype(dtype))
         first, last = index.chunk_of_cell(start), index.chunk_of_cell(stop - 1)
         block = cell_major(index, dtype, jobs or self.jobs, range(first, last + 1))
         offset = int(index.chunk_starts[first])
@@ -715,8 +738,48 @@ class MatrixReader:
     def __enter__(self) -> "MatrixReader":
         return self
 
+    def __iter__(self):
+        """Not iterable (else Python would iterate m[0], m[1], ... until an IndexError: at once)."""
+        raise InvalidInputError("a .sinr matrix is not iterable: read m[genes, cells], m.gene(i), m.cell(j), "
+                                "or batches of cells with m.iter_cells()")
+
+    def __reduce__(self):
+        """Pickled (multiprocessing, dask), a matrix opens again on the other side: see travelling_form."""
+        return reopened, (type(self), *self.travelling_form(), self.jobs)
+
+    def travelling_form(self) -> tuple:
+        """(location, matrix name, storage_options, identity) by which another process opens this
+        version of the file again: its absolute path, or its URL with its storage_options, or its bytes
+        when it was opened from bytes; the identity (file_identity) lets that process refuse another
+        version of the file (replaced or rewritten since) instead of mixing two files' cells. A file
+        object cannot travel: InvalidInputError."""
+        source = self._source
+        options = getattr(source, "storage_options", None)
+        if options is not None:
+            location = self.source
+        elif isinstance(source, LocalFileSource):  # absolute: the other process may run in another folder
+            location = os.path.abspath(self.source)
+        elif isinstance(source, MemorySource):
+            location = bytes(source.read(0, source.size))
+        else:
+            raise InvalidInputError(f"{self.source}: a .sinr matrix read from a file object cannot go to another "
+                                    "process; open it by path, URL or from bytes")
+        return location, self.name, options, self.file_identity
+
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
         return f"<SinrMatrix {self.shape[0]} genes x {self.shape[1]} cells, nnz={self.nnz}, mode={self.mode}>"
+
+
+def reopened(cls: type, location, name: str, storage_options: dict | None, identity: tuple[int, int],
+             jobs: int | None) -> MatrixReader:
+    """The matrix another process pickled (MatrixReader.travelling_form), open again here: the same
+    version of the file, else FileChangedError."""
+    matrix = cls(location, matrix=name, jobs=jobs, storage_options=storage_options)
+    if matrix.file_identity != tuple(identity):
+        matrix.close()
+        raise FileChangedError(f"{matrix.source}: the file changed after it was opened in another process (it was "
+                               "replaced or rewritten); open it again")
+    return matrix

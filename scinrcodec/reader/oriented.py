@@ -24,6 +24,8 @@ class GenesByCells(Protocol):
 
     def __getitem__(self, key): ...
 
+    def __iter__(self): ...
+
     def select(self, genes, cells, *, cells_major: bool = False):
         """m[genes, cells], or its transpose (cells x genes CSR) with cells_major."""
 
@@ -78,6 +80,10 @@ class CellsByGenes:
     @property
     def var_names(self):
         return self.T.var_names
+
+    def __iter__(self):
+        """Not iterable, as the matrix is not."""
+        return iter(self.T)
 
     def __getitem__(self, key):
         """x[cells, genes] as AnnData indexes X: one int for two scalars, else cells x genes CSR."""

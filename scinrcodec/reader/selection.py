@@ -50,9 +50,12 @@ def as_index(key, n: int, axis: str) -> np.ndarray:
     if isinstance(key, slice):
         try:
             return np.arange(*key.indices(n), dtype=np.int64)  # only the selected indices, however large n is
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
     array = np.asarray(key)
+    if array.ndim == 0:
+        raise SinrIndexError(f"{axis} index must be an integer, a name, a slice, a list or a boolean mask, not "
+                             f"{type(key).__name__}")
     if array.ndim != 1:
         raise SinrIndexError(f"{axis} index must be one-dimensional, not of shape {array.shape}")
     if array.dtype == bool:

@@ -303,6 +303,9 @@ class FileObjectSource(ByteSource):
     def __init__(self, fileobj, name: str | None = None) -> None:
         if not hasattr(fileobj, "read") or not hasattr(fileobj, "seek"):
             raise InvalidInputError("a .sinr source must be a path, bytes or a seekable binary file object")
+        if isinstance(fileobj, io.TextIOBase):
+            raise InvalidInputError(f"{getattr(fileobj, 'name', 'file object')}: opened in text mode; open it in "
+                                    "binary mode ('rb')")
         self._file = fileobj
         self._lock = threading.Lock()
         self.name = name or str(getattr(fileobj, "path", None) or getattr(fileobj, "name", "<file object>"))
@@ -315,8 +318,12 @@ class FileObjectSource(ByteSource):
         """Bytes by seek and read under a lock (a file object has one position); a short read is a FormatError."""
         self._check(offset, length)
         with self._lock:
-            self._file.seek(offset)
-            data = self._file.read(length)
+            try:
+                self._file.seek(offset)
+                data = self._file.read(length)
+            except (ValueError, OSError) as exc:  # ValueError: io's for a closed file object
+                raise InvalidInputError(f"{self.name}: cannot be read ({exc}); keep the file object open while "
+                                        "the matrix is read") from exc
         if not isinstance(data, (bytes, bytearray)) or len(data) != length:
             raise FormatError(f"{self.name}: short read at {offset} (the file changed or is truncated)")
         return memoryview(data)

@@ -9,7 +9,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidInputError
+from ..limits import MAX_DIMENSION, checked_integer
 from ..reader.assemble import BlockScratch
 from ..reader.matrix import MatrixReader
 from .names import names_obs
@@ -27,9 +27,9 @@ def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, 
                buffer: int = 4, dtype=np.float32, obs: bool = True, drop_last: bool = False,
                jobs: int | None = None) -> Iterator[CellBatch]:
     """One epoch of batches (see SinrMatrix.iter_cells)."""
-    for name, value in (("batch_size", batch_size), ("buffer", buffer)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidInputError(f"{name} must be a positive integer, not {value!r}")
+    batch_size, buffer = (checked_integer(name, value, 1, MAX_DIMENSION)
+                          for name, value in (("batch_size", batch_size), ("buffer", buffer)))
+    seed = None if seed is None else checked_integer("seed", seed, 0, 2**63 - 1)
     bounds = m.chunk_bounds()
     n_chunks = bounds.size - 1
     rng = np.random.default_rng(seed)

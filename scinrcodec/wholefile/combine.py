@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,27 +56,40 @@ def _is_plain(m: SinrMatrix) -> bool:
     return m.contents is None and len(m.matrix_names) == 1
 
 
-def _options(m: SinrMatrix, format_version: int, jobs: int | None, progress: bool) -> dict:
-    """The first input's recorded settings for what is encoded again; lossless (the inputs' values
-    are kept as they decode), tile sizes chosen anew for the output's size, in format
-    `format_version` whatever the inputs' versions."""
-    recorded = {k: v for k, v in m.options.items() if k not in ("mode", "max_error", "tile_nnz", "patch_nnz")}
+def _options(matrices: Sequence[SinrMatrix], format_version: int, jobs: int | None, progress: bool) -> dict:
+    """The first input's recorded settings for what is encoded again, tile sizes chosen anew for the
+    output's size, in format `format_version` whatever the inputs' versions. The inputs' values are
+    kept as they decode: where every input was coded within the same --max-error E, in that mode
+    again (quantising a decoded value gives back its own index, so nothing moves, and the file keeps
+    saying what its values are), else losslessly."""
+    first = matrices[0]
+    recorded = {k: v for k, v in first.options.items() if k not in ("mode", "max_error", "tile_nnz", "patch_nnz")}
     known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
-    return {**known, "mode": "lossless", "format_version": format_version, "jobs": jobs, "progress": progress}
+    bounds = {m.max_error if m.mode == "max-error" else None for m in matrices}
+    mode = {"mode": "max-error", "max_error": bounds.pop()} if bounds != {None} and len(bounds) == 1 else \
+        {"mode": "lossless"}
+    return {**known, **mode, "format_version": format_version, "jobs": jobs, "progress": progress}
 
 
 
 
-def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, join: str = "inner",
-           label: str | None = None, keys: Sequence[str] | None = None, index_unique: str | None = None,
-           merge: str | None = None, uns_merge: str | None = None, force: bool = False, jobs: int | None = None,
-           progress: bool = False, format_version: int = DEFAULT_MAJOR, recode: bool = False) -> dict:
+def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike], output: str | os.PathLike, *,
+           join: str = "inner", label: str | None = None, keys: Sequence[str] | None = None,
+           index_unique: str | None = None, merge: str | None = None, uns_merge: str | None = None,
+           force: bool = False, jobs: int | None = None, progress: bool = False, format_version: int = DEFAULT_MAJOR,
+           recode: bool = False) -> dict:
     """The cells of several .sinr files in one new file (see the module docstring), of format
     `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
     default '0', '1', ...); merge and uns_merge are anndata.concat's. recode=True codes every cell
     again (one gene order, bands sized for the whole) rather than copying each file's chunks into
-    a segment: slower, but gene reads then cost what they cost in a file encoded whole. Returns
-    sizes and names."""
+    a segment: slower, but gene reads then cost what they cost in a file encoded whole. `inputs` may
+    be a mapping of keys to files, as anndata.concat's is. Returns sizes and names."""
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        raise InvalidInputError(f"concat takes a list of .sinr files, not the one file {str(inputs)!r}")
+    if isinstance(inputs, Mapping):
+        if keys is not None:
+            raise InvalidInputError("concat takes keys from a mapping of files, or as keys=, not both")
+        keys, inputs = list(inputs), list(inputs.values())
     inputs = list(inputs)
     if len(inputs) < 2:
         raise InvalidInputError("concat needs at least two .sinr files")
@@ -136,7 +149,7 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
         return {**result, "copied_chunks": first.n_chunks}
     source = PiecesSource(pieces, fields["gene_ids"], fields["gene_names"], fields["feature_types"], names,
                           description="concat")
-    return {**encode(source, output, force=force, **_options(first, format_version, jobs, progress)),
+    return {**encode(source, output, force=force, **_options(matrices, format_version, jobs, progress)),
             "copied_chunks": 0}
 
 
@@ -172,7 +185,7 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
                 None if v is None else [v[i] for i in gene_index.tolist()]
                 for v in (m.gene_ids, m.gene_names, m.feature_types)),
                 None if names is None else [names[j] for j in cell_index.tolist()], description="subset")
-            return encode(source, output, force=force, **_options(m, format_version, jobs, progress))
+            return encode(source, output, force=force, **_options([m], format_version, jobs, progress))
         skeleton, matrices = _skeleton(m)
         with quiet_anndata():
             cut = skeleton[cell_index, gene_index].copy()
@@ -296,6 +309,7 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
             return PiecesSource(counts[path][0], names.gene_ids, names.gene_names, names.feature_types,
                                 cell_names, description=path)
 
-    opts = checked_options(_options(first, format_version, jobs, progress))
+    inputs_coded = [p.matrix for pieces, _, _ in counts.values() for p in pieces] or [first]
+    opts = checked_options(_options(inputs_coded, format_version, jobs, progress))
     plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
     return write_plan(plan, output, opts, force=force, inputs=inputs, feature_minor=SEGMENTS_MINOR if copied else 0)

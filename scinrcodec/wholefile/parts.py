@@ -123,12 +123,13 @@ class FileParts:
         self.shape = (_frame_length(f, "obs"), _frame_length(f, "var"))
 
     def has(self, path: str) -> bool:
-        """Whether the file holds the element."""
-        return path in self.file
+        """Whether the file holds the element (anndata writes one that is None, such as the raw of an
+        AnnData without one, as a dataset of encoding 'null': that is none)."""
+        return path in self.file and text_attr(self.file[path], "encoding-type") != "null"
 
     def keys(self, part: str) -> list[str]:
         """The keys of a mapping part ('layers', 'obsm', ...), none when it is absent."""
-        return list(self.file[part].keys()) if part in self.file else []
+        return list(self.file[part].keys()) if self.has(part) and hasattr(self.file[part], "keys") else []
 
     def value(self, path: str):
         """One element, read by anndata; a failure names it."""

@@ -17,10 +17,17 @@ from .names import name_frames
 
 
 def decoded(matrix, dtype, fmt: str):
-    """A whole .sinr matrix, cells x genes, in the type and format it was encoded from."""
-    x = matrix.to_scipy("csc", dtype=np.dtype(dtype)).T
+    """A whole .sinr matrix, cells x genes, in the type and format it was encoded from: decoded in a
+    type that holds every count (reads refuse narrower ones, which would wrap a count), then cast to
+    the recorded one, which held these very values; a sparse float16 (which h5py stores and scipy
+    cannot hold) comes back as float32, which holds them exactly too."""
+    recorded = np.dtype(dtype)
+    x = matrix.to_scipy("csc", dtype=recorded if recorded.itemsize >= 4 else np.int64).T
     if fmt == "ndarray":
-        return x.toarray()
+        return x.toarray().astype(recorded, copy=False)
+    held = np.dtype(np.float32) if recorded == np.float16 else recorded
+    if x.dtype != held:
+        x = x.astype(held)
     if fmt == "csc_matrix":
         return x.tocsc()
     if fmt in ("csr_array", "csc_array"):

@@ -12,6 +12,11 @@ test_that("genes and cells read by index, name or logical agree with the whole m
   expect_identical(f[-(1:140), 1:10], m[-(1:140), 1:10, drop = FALSE])
   mask <- rep(c(TRUE, FALSE, FALSE), length.out = ncol(m))
   expect_identical(f[, mask], m[, mask, drop = FALSE])
+  expect_identical(f[0, ], m[0, , drop = FALSE])  # zeros dropped, as R does: nothing, not everything
+  expect_identical(f[, 0], m[, 0, drop = FALSE])
+  expect_identical(f[c(0, 4, 0, 2), c(0, 9)], m[c(0, 4, 0, 2), c(0, 9), drop = FALSE])
+  expect_identical(f[-c(0, 1), 1:3], m[-c(0, 1), 1:3, drop = FALSE])
+  expect_error(f[c(-1, 2), ], "mix positive and negative", class = "sinr_index_error")
   genes <- rownames(m)[c(5, 60, 5)]
   expect_identical(f[genes, colnames(m)[1:3]], m[genes, 1:3, drop = FALSE])
   ids <- scinrcodec:::.names(f, "gene_ids")
