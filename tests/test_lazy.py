@@ -166,15 +166,17 @@ def test_a_file_opened_from_bytes_computes_on_dask_workers(path, adata):
     assert (x != adata.X).nnz == 0 and (layer != adata.layers["spliced"]).nnz == 0
 
 
-@pytest.mark.parametrize("op", ["sum", "mean", "var", "max"])
+@pytest.mark.parametrize("op", ["sum", "mean", "var", "min", "max"])
 def test_reductions_along_either_axis(path, adata, op):
+    """Either axis, numpy's negative ones, or every entry (None), as numpy gives them."""
     lazy = sinr.read_lazy(path)
     dense = adata.X.toarray().astype(np.float64)
-    for axis in (0, 1):
+    for axis in (0, 1, -1, -2, None):
         np.testing.assert_allclose(sinr.reduce_cells(lazy.X, op, axis).compute(), getattr(dense, op)(axis=axis),
                                    rtol=1e-9, atol=1e-9)
-    with pytest.raises(sinr.InvalidInputError, match="op must be"):
-        sinr.reduce_cells(lazy.X, "median", 0)
+    for op_, axis in (("median", 0), (op, 2), (op, True)):
+        with pytest.raises(sinr.InvalidInputError, match="op must be"):
+            sinr.reduce_cells(lazy.X, op_, axis)
 
 
 # ------------------------------------------------------------------------------------------ loader

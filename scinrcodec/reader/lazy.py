@@ -87,26 +87,29 @@ def dask_matrix(m: MatrixReader, dtype=np.int32):
                     meta=sp.csr_matrix((0, m.shape[0]), dtype=dtype))
 
 
-def reduce_cells(x, op: str, axis: int):
-    """sum, mean, var, min or max of a lazy X along an axis (0: per gene, 1: per cell) as a dask
-    array: dask's own reductions fail on scipy blocks (scipy's sum takes no keepdims), so each block
-    is reduced by scipy and the parts combined. var is the population variance, as numpy's."""
+def reduce_cells(x, op: str, axis: int | None):
+    """sum, mean, var, min or max of a lazy X along an axis (0 or -2: per gene, 1 or -1: per cell,
+    None: of every entry) as a dask array: dask's own reductions fail on scipy blocks (scipy's sum
+    takes no keepdims), so each block is reduced by scipy and the parts combined. var is the
+    population variance, as numpy's."""
     import dask.array as da
 
-    if op not in ("sum", "mean", "var", "min", "max") or axis not in (0, 1):
-        raise InvalidInputError(f"reduce_cells: op must be sum, mean, var, min or max and axis 0 or 1, not {op!r}, "
-                                f"{axis!r}")
-    n = x.shape[axis]
+    if op not in ("sum", "mean", "var", "min", "max") or axis not in (-2, -1, 0, 1, None) or isinstance(axis, bool):
+        raise InvalidInputError(f"reduce_cells: op must be sum, mean, var, min or max and axis 0, 1, -2, -1 or "
+                                f"None, not {op!r}, {axis!r}")
+    along = 0 if axis is None else axis % 2  # every entry: the per-gene parts, combined once more
+    n = x.shape[along] * (x.shape[1] if axis is None else 1)
 
     def per_block(reducer):  # in float64: squares of int32 counts would overflow
-        if axis == 1:
+        if along == 1:
             return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 1)).reshape(-1), drop_axis=1,
                                 dtype=np.float64, meta=np.zeros(0))
         return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 0)).reshape(1, -1),
                             chunks=((1,) * x.numblocks[0], (x.shape[1],)), dtype=np.float64, meta=np.zeros((0, 0)))
 
     def combine(parts, how):
-        return parts if axis == 1 else getattr(parts, how)(axis=0)
+        parts = parts if along == 1 else getattr(parts, how)(axis=0)
+        return getattr(parts, how)() if axis is None else parts
 
     if op in ("min", "max"):
         return combine(per_block(lambda b, a: getattr(b, op)(axis=a).toarray()), op)
