@@ -139,7 +139,7 @@ def _concat(args: argparse.Namespace) -> None:
     result = concat(args.inputs, args.output, join=args.join, label=args.label, keys=keys,
                     index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
                     jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(), format_version=args.format_version,
-                    recode=args.recode)
+                    recode=args.recode, storage_options=args.storage_options)
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
@@ -151,7 +151,7 @@ def _subset(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     result = subset(args.input, args.output, cells=_names_list(args.cells), genes=_names_list(args.genes),
                     force=args.force, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(),
-                    format_version=args.format_version)
+                    format_version=args.format_version, storage_options=args.storage_options)
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
@@ -358,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "instead of copying each file's chunks into a segment")
     _run_options(cat)
     _format_option(cat)
+    _remote_options(cat)
     cat.set_defaults(run=_concat)
 
     sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
@@ -367,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--genes", metavar="LIST", help="gene names or ids, comma-separated, or @FILE with one a line")
     _run_options(sub)
     _format_option(sub)
+    _remote_options(sub)
     sub.set_defaults(run=_subset)
 
     dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")

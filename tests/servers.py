@@ -117,10 +117,10 @@ class DelayProxy:
     """An HTTP/1.1 proxy to `upstream` (host:port) that sleeps `delay` seconds before forwarding
     each request (a network's round-trip time), counts requests and bytes and the most requests
     it had in hand at once (most_active), and can cut the next `drop` responses off halfway
-    through their body."""
+    through their body, or stall the next `stall` halfway, sending nothing more for a minute."""
 
     def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
-        self.delay, self.drop, self.requests, self.bytes = delay, 0, 0, 0
+        self.delay, self.drop, self.stall, self.requests, self.bytes = delay, 0, 0, 0, 0
         self.active = self.most_active = 0
         proxy = self
         lock = threading.Lock()
@@ -150,6 +150,8 @@ class DelayProxy:
                     proxy.requests += 1
                     drop = proxy.drop > 0
                     proxy.drop -= drop
+                    stall = not drop and proxy.stall > 0
+                    proxy.stall -= stall
                 upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
                 upstream.request(method, self.path, headers=headers)
@@ -163,9 +165,11 @@ class DelayProxy:
                 self.end_headers()
                 if method == "HEAD":
                     return
-                if drop:  # half the body, then the connection is gone
+                if drop or stall:  # half the body, then the connection is gone, or silent
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
+                    if stall:
+                        time.sleep(60)
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return

@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -283,6 +284,25 @@ def test_http_connection_drops(files, small_reads, fast_retries):
 
 
 @needs_nginx
+def test_http_stalled_responses_time_out(files, small_reads, fast_retries, monkeypatch):
+    """A server that stops sending mid-body is a stalled request, retried after HTTP_STALL_SECONDS;
+    one that stalls every time is RemoteConnectionError within the tries, not a read that waits for
+    aiohttp's 300 s each time."""
+    monkeypatch.setattr(remote, "HTTP_STALL_SECONDS", 0.5)
+    with sinr.open(files / "pbmc.sinr") as local:
+        expected = local.gene(GENE)
+    with Nginx(files) as server, DelayProxy(server.port) as proxy:
+        m = sinr.open(f"{proxy.url}/pbmc.sinr")
+        proxy.stall = 2
+        assert np.array_equal(m.gene(GENE), expected) and proxy.stall == 0
+        proxy.stall = 100
+        started = time.perf_counter()
+        with pytest.raises(RemoteConnectionError, match="pbmc.sinr.*after 4 tries"):
+            m.cell(CELL)
+        assert time.perf_counter() - started < 30
+
+
+@needs_nginx
 def test_cli_reads_urls(nginx, files, tmp_path, capsys):
     url = f"{nginx.url}/pbmc.sinr"
     with sinr.open(files / "pbmc.sinr") as local:
@@ -413,6 +433,21 @@ def test_cli_storage_options(files, small_reads, monkeypatch):
                    for key, value in s3.options.items()]
         result = sinr_cli("get", "s3://atlas/pbmc.sinr", f"#{ENTRY[0]}", f"#{ENTRY[1]}", *options, timeout=60)
         assert result.returncode == 0 and result.stdout.strip() == str(expected), result.stderr
+        cut = files.parent / "cut.sinr"  # subset and concat read their inputs from URLs too
+        with sinr.open(files / "pbmc.sinr") as local:
+            three = ",".join(local.cell_names[:3])
+        result = sinr_cli("subset", "s3://atlas/pbmc.sinr", "-o", cut, "--cells", three, "--force", *options,
+                          timeout=60)
+        assert result.returncode == 0, result.stderr
+        result = sinr_cli("concat", "s3://atlas/pbmc.sinr", cut, "-o", files.parent / "cat.sinr", "--force",
+                          "--index-unique", "-", *options, timeout=60)
+        assert result.returncode == 0, result.stderr
+        with sinr.open(files / "pbmc.sinr") as local, sinr.open(cut) as c, sinr.open(files.parent / "cat.sinr") as cat:
+            assert (c.to_scipy() != local[:, [0, 1, 2]]).nnz == 0
+            assert (cat.to_scipy() != sp.hstack([local.to_scipy(), c.to_scipy()]).tocsr()).nnz == 0
+        remote_anndata = sinr.read_sinr("s3://atlas/pbmc.sinr", storage_options=s3.options, dtype=np.int64)
+        with sinr.open(files / "pbmc.sinr") as local:
+            assert (remote_anndata.X != local.T.to_scipy()).nnz == 0
     assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon=true"),
                           "storage_options apply to URLs only")
     assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon"),

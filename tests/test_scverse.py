@@ -71,16 +71,16 @@ def test_plain_files_read_as_scanpy_reads_10x(plain):
 def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
     counts = sp.csc_matrix(np.array([[2**24 + 1, 0], [3, 1]]))
     sinr.encode(counts, tmp_path / "big.sinr", **FAST)
-    with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+    with pytest.raises(sinr.InvalidInputError, match="does not hold exactly"):
         sinr.read_sinr(tmp_path / "big.sinr")
-    with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+    with pytest.raises(sinr.InvalidInputError, match="does not hold exactly"):
         sinr.read_lazy(tmp_path / "big.sinr").X.compute()
     assert sinr.read_sinr(tmp_path / "big.sinr", dtype=np.int32).X[0, 0] == 2**24 + 1
     m = sinr.open(tmp_path / "big.sinr")  # every read that takes a dtype: refused in float32, never rounded
     for read in (lambda: m.to_scipy(dtype=np.float32), lambda: m.to_scipy("csc", dtype=np.float32),
                  lambda: m.cells_block(0, 2, np.float32), lambda: m.T.to_scipy(np.float32),
                  lambda: next(m.iter_cells())):
-        with pytest.raises(sinr.InvalidInputError, match="may not hold exactly"):
+        with pytest.raises(sinr.InvalidInputError, match="does not hold exactly"):
             read()
     assert m.to_scipy(dtype=np.float64)[0, 0] == next(m.iter_cells(dtype=np.int32, shuffle=False)).X[0, 0] == 2**24 + 1
     for bad in (np.uint8, np.int8, np.int16, np.float16, object, "U4", "float17"):  # would wrap, or no sparse type
@@ -90,6 +90,19 @@ def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
                 read()
     lazy = sinr.read_lazy(tmp_path / "big.sinr", dtype=np.int32)  # squares in float64, not int32
     np.testing.assert_allclose(sinr.reduce_cells(lazy.X, "var", 0).compute(), counts.T.toarray().var(axis=0))
+
+
+def test_float32_counts_past_2_24_that_float32_holds_read_back_in_it(tmp_path):
+    """2**24 and 3e7 are float32 numbers: an AnnData of float32 holding them writes and reads back
+    in float32 (the check looks at the counts, not at a bound), as a matrix of them reads in float32."""
+    x = sp.csr_matrix(np.array([[2**24, 0, 1], [0, 3e7, 2]], dtype=np.float32))
+    sinr.write_sinr(anndata.AnnData(x), tmp_path / "f32.sinr", **FAST)
+    back = sinr.read_sinr(tmp_path / "f32.sinr")
+    assert back.X.dtype == np.float32 and (back.X != x).nnz == 0
+    assert (sinr.read_lazy(tmp_path / "f32.sinr").X.compute() != x).nnz == 0
+    assert (next(sinr.open(tmp_path / "f32.sinr").iter_cells(shuffle=False, batch_size=2)).X != x).nnz == 0
+    sinr.encode(x.T.astype(np.int64), tmp_path / "m.sinr", **FAST)
+    assert (sinr.open(tmp_path / "m.sinr").to_scipy(dtype=np.float32) != x.T).nnz == 0
 
 
 def test_write_sinr_of_one_matrix_and_its_hint(rich, tmp_path):

@@ -4,10 +4,18 @@
 setClass("SinrFile", representation(path = "character", matrix = "character", dim = "integer",
                                     state = "environment"))
 
-# The native handle of a file, opened again when it was closed or came through saveRDS.
+# The native handle of a file, opened again when it was closed or came through saveRDS: the same
+# version of the file (its size and footer checksum), else a sinr_file_changed_error, so that a handle
+# never reads another file's cells under the names, shape and summaries it keeps.
 .handle <- function(x) {
   state <- x@state
-  if (is.null(state$ptr) || !.sinr_is_open(state$ptr)) state$ptr <- .native(.sinr_open(x@path, x@matrix))
+  if (is.null(state$ptr) || !.sinr_is_open(state$ptr)) {
+    ptr <- .native(.sinr_open(x@path, x@matrix))
+    if (!identical(.native(.sinr_header(ptr))$identity, state$header$identity))
+      .sinr_stop("FileChangedError", sprintf(paste("%s: the file changed since this handle was opened (another",
+                                                   "process replaced or rewrote it); open it again"), x@path))
+    state$ptr <- ptr
+  }
   state$ptr
 }
 
@@ -18,7 +26,9 @@ setClass("SinrFile", representation(path = "character", matrix = "character", di
 sinr_open <- function(path, matrix = NULL) {
   if (!is.character(path) || length(path) != 1L || is.na(path))
     .sinr_stop("InvalidInputError", "path must be one file name")
-  path <- path.expand(path)
+  if (!is.null(matrix) && (!is.character(matrix) || length(matrix) != 1L || is.na(matrix)))
+    .sinr_stop("InvalidInputError", "matrix must be one matrix name")
+  path <- normalizePath(path.expand(path), mustWork = FALSE)  # absolute: a saved handle opens it from anywhere
   ptr <- .native(.sinr_open(path, if (is.null(matrix)) "" else as.character(matrix)))
   header <- .native(.sinr_header(ptr))
   state <- new.env(parent = emptyenv())
@@ -72,7 +82,7 @@ setMethod("show", "SinrFile", function(object) {
     return(pos - 1)
   }
   if (is.numeric(key)) {
-    if (anyNA(key) || any(key != trunc(key)))
+    if (anyNA(key) || any(!is.finite(key)) || any(key != trunc(key)))
       .sinr_stop("SinrIndexError", sprintf("%s indices must be whole numbers", what))
     key <- key[key != 0]  # as R drops zeros: x[0, ] has no genes
     if (length(key) && all(key < 0)) {
@@ -140,6 +150,8 @@ sinr_entry <- function(x, gene, cell) {
 # @param threads decoding threads.
 # @return a dgCMatrix, genes x cells, with the stored gene and cell names as dimnames.
 read_sinr <- function(path, matrix = NULL, threads = .threads()) {
+  if (!is.numeric(threads) || length(threads) != 1L || is.na(threads) || threads < 1 || threads != trunc(threads))
+    .sinr_stop("InvalidInputError", "threads must be one positive whole number")
   x <- sinr_open(path, matrix)
   .named(.read_block(x, NULL, NULL, threads), x)
 }

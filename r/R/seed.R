@@ -81,5 +81,7 @@ setMethod("DelayedArray", "SinrArraySeed", function(seed) DelayedArray::new_Dela
 # @param filepath a .sinr file.
 # @param matrix the matrix (default the first).
 SinrMatrix <- function(filepath, matrix = NULL) {
-  DelayedArray::DelayedArray(SinrArraySeed(filepath, matrix))
+  seed <- SinrArraySeed(filepath, matrix)  # first: as an argument of DelayedArray()'s dispatch, its errors lost
+  # their class
+  DelayedArray::DelayedArray(seed)
 }

@@ -135,6 +135,8 @@ Rcpp::List sinr_header_(SEXP handle) {
       Rcpp::Named("max_error") = static_cast<double>(r.max_error()),
       Rcpp::Named("n_chunks") = static_cast<double>(r.n_chunks()),
       Rcpp::Named("n_segments") = static_cast<double>(r.n_segments()),
+      Rcpp::Named("identity") = Rcpp::NumericVector::create(static_cast<double>(r.file_size()),
+                                                            static_cast<double>(r.footer_crc())),
       Rcpp::Named("version") = std::to_string(r.major()) + "." + std::to_string(r.minor()),
       Rcpp::Named("writer") = r.writer(), Rcpp::Named("matrices") = strings(r.matrix_names()),
       Rcpp::Named("chunk_starts") = Rcpp::NumericVector(r.chunk_starts().begin(), r.chunk_starts().end()),

@@ -10,6 +10,8 @@ type, never rounded silently.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..errors import InvalidInputError
@@ -36,10 +38,16 @@ def count_dtype(dtype) -> np.dtype:
     return out
 
 
-def check_exact(values: np.ndarray, dtype: np.dtype, what: str) -> None:
-    """Refuse values (already converted to `dtype`) of a float type beyond the counts it holds
-    exactly (the integer types anndata_dtype admits hold every count)."""
+def check_exact(values: np.ndarray, dtype: np.dtype, what: str,
+                exact: Callable[[], np.ndarray] | None = None) -> None:
+    """Refuse values (already converted to `dtype`) that a float type did not hold exactly (the
+    integer types count_dtype admits hold every count). Below the type's bound all are exact; where
+    some are not below it, `exact()` (the same counts as integers, in the same order, asked for only
+    then) tells whether the conversion changed any: a float32 AnnData's 2**24 or 3e7 came from float32
+    and reads back in it, where 2**24 + 1 would round."""
     limit = _EXACT_UP_TO.get(dtype)
-    if limit is not None and values.size and values.max() >= limit:
-        raise InvalidInputError(f"{what}: holds counts that {dtype} may not hold exactly (up to {limit:,}); read it "
-                                "as int32 or float64")
+    if limit is None or not values.size or values.max() < limit:
+        return
+    if exact is None or not np.array_equal(values, exact()):
+        raise InvalidInputError(f"{what}: holds counts that {dtype} does not hold exactly (from {limit:,} on); read "
+                                "it as int32 or float64")

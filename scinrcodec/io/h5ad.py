@@ -185,7 +185,7 @@ def to_anndata(m: CountMatrix, dtype=None):
 
     wanted = anndata_dtype(dtype)
     x = sp.csr_matrix(m.counts.T.astype(wanted))
-    check_exact(x.data, wanted, "the matrix")
+    check_exact(x.data, wanted, "the matrix", lambda: sp.csr_matrix(m.counts.T).data)
     with quiet_anndata():
         adata = anndata.AnnData(X=x, obs=obs_frame(m), var=var_frame(m))
     return adata

@@ -234,7 +234,8 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
 
     for_each_chunk(index, outside, work, chunks)
     data = data.astype(dtype, copy=False)
-    check_exact(data, dtype, index.what)
+    check_exact(data, dtype, index.what, lambda: cell_major(index, np.int64, jobs, chunks, None, head if head is None
+                                                           else head.astype(np.int64)).data)
     return sp.csr_matrix((data, indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
@@ -301,7 +302,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
 
     for_each_chunk(index, workers, work, parts=parts)
     data = data.astype(dtype, copy=False)
-    check_exact(data, dtype, index.what)
+    check_exact(data, dtype, index.what, lambda: gene_major(index, np.int64, jobs).data)
     return sp.csr_matrix((data, indices, indptr), shape=(n_genes, n_cells))
 
 

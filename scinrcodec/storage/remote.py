@@ -41,7 +41,25 @@ CONCURRENCY = 64  # requests in flight at once
 STREAM_AHEAD_BYTES = 64 << 20  # a stream fetches at most this much beyond what its consumer has taken
 RETRIES = 3
 BACKOFF_SECONDS = (0.05, 0.2, 0.5)
+# An HTTP(S) server that sends nothing for this long (to connect, or between two reads of a body) has
+# stalled: the request fails and is retried, as a dropped connection is; without it, aiohttp's own
+# default (300 s in all) made a stalled read wait 20 minutes over its tries. A client timeout given
+# in storage_options (client_kwargs={"timeout": aiohttp.ClientTimeout(...)}) replaces it. S3 reads
+# have botocore's (60 s).
+HTTP_STALL_SECONDS = 60.0
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def _with_stall_timeout(url: str, storage_options: dict) -> dict:
+    """storage_options with, for an http(s) URL whose options set no client timeout, one that ends a
+    stalled request after HTTP_STALL_SECONDS (the whole transfer may take as long as it takes)."""
+    client = storage_options.get("client_kwargs") or {}
+    if not url.lower().startswith(("http://", "https://")) or "timeout" in client:
+        return storage_options
+    import aiohttp
+
+    stall = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_STALL_SECONDS, sock_read=HTTP_STALL_SECONDS)
+    return {**storage_options, "client_kwargs": {**client, "timeout": stall}}
 
 
 def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGED_BYTES) -> list[tuple[int, int]]:
@@ -80,7 +98,7 @@ class RemoteSource(ByteSource):
         except ImportError:
             raise InvalidInputError(f"{url}: reading a URL needs fsspec: pip install 'scinrcodec[remote]'") from None
         try:
-            self.fs, self.path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+            self.fs, self.path = fsspec.core.url_to_fs(url, **_with_stall_timeout(url, storage_options or {}))
         except ImportError as exc:
             raise InvalidInputError(f"{url}: {exc} (pip install 'scinrcodec[remote]')") from None
         except (ValueError, TypeError) as exc:

@@ -33,6 +33,7 @@ from ..io.h5ad import cells_by_genes_source
 from ..io.h5ad_output import quiet_anndata
 from ..reader.selection import all_distinct
 from ..storage.container import DEFAULT_MAJOR
+from ..storage.opening import is_url
 from .encode import checked_options, write_plan
 from .matrix import SinrMatrix, open as open_sinr
 from .names import name_frames
@@ -40,11 +41,12 @@ from .parts import MemoryParts
 from .plan import plan_anndata
 
 
-def _open_all(inputs: Sequence) -> list[SinrMatrix]:
+def _open_all(inputs: Sequence, storage_options: dict | None = None) -> list[SinrMatrix]:
+    """Every input opened (paths, or URLs with fsspec's storage_options), or none."""
     opened = []
     try:
         for path in inputs:
-            opened.append(open_sinr(path))
+            opened.append(open_sinr(path, storage_options=storage_options if is_url(path) else None))
     except BaseException:
         for m in opened:
             m.close()
@@ -77,13 +79,14 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
            join: str = "inner", label: str | None = None, keys: Sequence[str] | None = None,
            index_unique: str | None = None, merge: str | None = None, uns_merge: str | None = None,
            force: bool = False, jobs: int | None = None, progress: bool = False, format_version: int = DEFAULT_MAJOR,
-           recode: bool = False) -> dict:
+           recode: bool = False, storage_options: dict | None = None) -> dict:
     """The cells of several .sinr files in one new file (see the module docstring), of format
     `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
     default '0', '1', ...); merge and uns_merge are anndata.concat's. recode=True codes every cell
     again (one gene order, bands sized for the whole) rather than copying each file's chunks into
     a segment: slower, but gene reads then cost what they cost in a file encoded whole. `inputs` may
-    be a mapping of keys to files, as anndata.concat's is. Returns sizes and names."""
+    be a mapping of keys to files, as anndata.concat's is, and URLs (storage_options for fsspec).
+    Returns sizes and names."""
     if isinstance(inputs, (str, bytes, os.PathLike)):
         raise InvalidInputError(f"concat takes a list of .sinr files, not the one file {str(inputs)!r}")
     if isinstance(inputs, Mapping):
@@ -100,7 +103,7 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     elif label is not None or index_unique is not None:
         keys = [str(i) for i in range(len(inputs))]
     check_writable(output, force=force, inputs=inputs)
-    matrices = _open_all(inputs)
+    matrices = _open_all(inputs, storage_options)
     try:
         if label is None and merge is None and uns_merge is None and all(_is_plain(m) for m in matrices):
             return _concat_plain(matrices, output, join=join, keys=keys, index_unique=index_unique, force=force,
@@ -165,13 +168,13 @@ def _copied(pieces: list[Piece], n_genes: int, fields: dict, names: list[str] | 
 
 def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, genes=None,  # noqa: A002
            force: bool = False, jobs: int | None = None, progress: bool = False,
-           format_version: int = DEFAULT_MAJOR) -> dict:
-    """Some cells and genes of a .sinr file in a new file of format `format_version`, in the order
-    given: names (gene names or ids), indices, slices or boolean masks, as SinrMatrix indexing
-    takes them; None keeps all. A whole AnnData keeps every part, subset as anndata subsets it.
-    Returns sizes and names."""
+           format_version: int = DEFAULT_MAJOR, storage_options: dict | None = None) -> dict:
+    """Some cells and genes of a .sinr file (a path, or a URL with fsspec's storage_options) in a
+    new file of format `format_version`, in the order given: names (gene names or ids), indices,
+    slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A whole AnnData keeps
+    every part, subset as anndata subsets it. Returns sizes and names."""
     check_writable(output, force=force, inputs=[input])
-    (m,) = _open_all([input])
+    (m,) = _open_all([input], storage_options)
     with m:
         cell_index = m.positions(slice(None) if cells is None else cells, "cell")
         gene_index = m.positions(slice(None) if genes is None else genes, "gene")

@@ -85,12 +85,12 @@ def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=
         if dtype is not None and adata.X is not None:
             x, wanted = adata.X, anndata_dtype(dtype)
             adata.X = x.astype(wanted)
-            check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source)
+            check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source,
+                        lambda: x.data if sp.issparse(x) else x)
     else:
         wanted = anndata_dtype(dtype)
         obs, var = name_frames(m, contents)
-        x = m.to_scipy("csc", dtype=wanted).T
-        check_exact(x.data, wanted, m.source)
+        x = m.to_scipy("csc", dtype=wanted).T  # in a float type, checked exact
         with quiet_anndata():
             adata = anndata.AnnData(X=x, obs=obs, var=var)
     return adata if feature_type is None else one_modality(adata, feature_type, m.source)

@@ -14,8 +14,9 @@ from .matrix import open as open_sinr
 
 
 def read_sinr(path, *, backed: bool = False, matrix: str | None = None, feature_type: str | None = None,
-              dtype=None, jobs: int | None = None):
-    """The AnnData of a .sinr file (a path, bytes or a seekable file object), cells x genes.
+              dtype=None, jobs: int | None = None, storage_options: dict | None = None):
+    """The AnnData of a .sinr file (a path, a URL with fsspec's storage_options, bytes or a seekable
+    file object), cells x genes.
 
     A file that stores a whole AnnData comes back whole, every part as it was; a file of one count
     matrix gives X with its cell names as obs_names and gene names as var_names (gene ids and
@@ -24,7 +25,7 @@ def read_sinr(path, *, backed: bool = False, matrix: str | None = None, feature_
     backed=True gives the lazy AnnData (read_lazy): X a dask array decoded chunk by chunk."""
     if backed not in (True, False, "r"):
         raise InvalidInputError(f"backed must be True, False or 'r' (a .sinr file is read-only), not {backed!r}")
-    m = open_sinr(path, matrix=matrix, jobs=jobs)
+    m = open_sinr(path, matrix=matrix, jobs=jobs, storage_options=storage_options)
     if backed:
         try:
             return m.to_anndata(lazy=True, feature_type=feature_type, dtype=dtype)

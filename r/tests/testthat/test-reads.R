@@ -52,6 +52,34 @@ test_that("a handle saved and loaded opens its file again", {
   expect_identical(again[1:5, 1:5], f[1:5, 1:5])
 })
 
+test_that("a saved handle opens the same version of its file, from any folder, or refuses", {
+  folder <- tempfile()
+  dir.create(folder)
+  file.copy(fixture("pbmc500_50genes.sinr"), file.path(folder, "x.sinr"))
+  old <- setwd(folder)
+  f <- sinr_open("x.sinr")  # relative: kept absolute
+  s <- SinrMatrix("x.sinr")
+  setwd(old)
+  saved <- tempfile(fileext = ".rds")
+  saveRDS(list(f = f, s = s), saved)
+  again <- readRDS(saved)  # from another folder
+  expect_identical(again$f[1:5, 1:5], f[1:5, 1:5])
+  expect_equal(sum(again$s[1:10, 1:10]), sum(f[1:10, 1:10]))
+  file.copy(fixture("pbmc4k_half_chunks32.sinr"), file.path(folder, "x.sinr"), overwrite = TRUE)
+  replaced <- readRDS(saved)  # its names, shape and summaries are the old file's: no read of the new one
+  expect_error(replaced$f[1:5, 1:5], "the file changed since this handle was opened", class = "sinr_file_changed_error")
+  expect_error(as.matrix(replaced$s[1:5, 1:5]), class = "sinr_file_changed_error")
+})
+
+test_that("bad arguments of the constructors and readers are classed errors", {
+  expect_error(SinrMatrix(tempfile()), class = "sinr_invalid_input_error")
+  expect_error(sinr_open(fixture("pbmc500_50genes.sinr"), matrix = c("X", "Y")), "one matrix name",
+               class = "sinr_invalid_input_error")
+  expect_error(read_sinr(fixture("pbmc500_50genes.sinr"), threads = "a"), class = "sinr_invalid_input_error")
+  f <- sinr_open(fixture("pbmc500_50genes.sinr"))
+  expect_error(f[-Inf, ], "whole numbers", class = "sinr_index_error")
+})
+
 test_that("bad paths, files and keys are classed R errors with one-line messages", {
   expect_error(sinr_open(tempfile()), class = "sinr_invalid_input_error")
   expect_error(sinr_open(tempdir()), "is a folder", class = "sinr_format_error")

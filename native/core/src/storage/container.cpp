@@ -303,6 +303,7 @@ Footer read_footer(const ByteSource& source) {
   footer.major = major;
   footer.minor = minor;
   footer.offset = offset;
+  footer.crc = footer_crc;
   footer.content = unpack_header(packed.data(), packed.size(), kMaxFooterBytes, name + ": footer");
   return footer;
 }

@@ -385,6 +385,7 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   minor_ = footer.minor;
   newer_minor_ = footer.minor > read_version(footer.major)->newest_minor;
   body_end_ = footer.offset;
+  footer_crc_ = footer.crc;
   const Value& content = footer.content;
   const Value* format = content.get("format");
   if (!format || format->type != Value::kStr || format->text != "sinr")

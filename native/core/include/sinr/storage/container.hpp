@@ -94,6 +94,7 @@ struct Footer {
   int major = 0, minor = 0;
   msgpack::Value content;
   int64_t offset = 0;  // where the footer starts: the body is [kPreambleSize, offset)
+  uint32_t crc = 0;    // the trailer's CRC-32 of the preamble and footer, which lists every section's
 };
 
 // Preamble, trailer and footer, checked (spec §2.4); nothing else is read.

@@ -86,6 +86,9 @@ class MatrixReader {
   int major() const { return major_; }
   int minor() const { return minor_; }
   int64_t file_size() const { return source_->size(); }
+  // The footer's CRC-32: with file_size, what tells two versions of a file apart (the footer lists
+  // every section's CRC), as the Python reader's file_identity does.
+  uint32_t footer_crc() const { return footer_crc_; }
   const std::vector<std::string>& matrix_names() const { return matrix_names_; }
   // First cell of each chunk, and the number of cells last.
   const std::vector<int64_t>& chunk_starts() const { return chunk_starts_; }
@@ -212,6 +215,7 @@ class MatrixReader {
   int major_ = 0, minor_ = 0;
   bool newer_minor_ = false;
   int64_t body_end_ = 0;
+  uint32_t footer_crc_ = 0;
   int64_t n_genes_ = 0, n_cells_ = 0, nnz_ = 0, max_error_ = 0, n_stored_ = 0, n_chunks_ = 0;
   bool gene_names_are_ids_ = false, has_cell_names_ = false;
   std::vector<std::string> matrix_names_;
