@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--index-unique", metavar="SEP",
                      help="append SEP and the file's key to every cell name (needed when names repeat)")
     cat.add_argument("--merge", choices=MERGE_RULES,
-                     help="anndata's rule for var columns and varm of whole AnnData files (default: dropped)")
+                     help="anndata's rule for var columns and varm of whole AnnData files (default: dropped; "
+                          "files of one matrix keep their gene ids and feature types: 'same')")
     cat.add_argument("--uns-merge", choices=MERGE_RULES,
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
     cat.add_argument("--recode", action="store_true",

@@ -179,10 +179,11 @@ def test_repeated_cell_names_are_refused_unless_made_unique(parts, tmp_path):
 
 
 def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):
-    folder, m, _, cells = parts
+    folder, m, ids, cells = parts
     sinr.concat([folder / "a.sinr", folder / "b.sinr"], tmp_path / "l.sinr", label="sample", keys=["s1", "s2"])
     back = sinr.read_sinr(tmp_path / "l.sinr", dtype=np.int32)
     assert list(back.obs["sample"]) == ["s1"] * 200 + ["s2"] * 250 and list(back.obs_names) == cells[:450]
+    assert list(back.var["gene_ids"]) == list(ids)  # files of one matrix keep their genes' ids with a label too
     assert (back.X != m[:, :450].T).nnz == 0
     files = {"s1": folder / "a.sinr", "s2": folder / "b.sinr"}  # a mapping's keys, as anndata.concat takes them
     sinr.concat(files, tmp_path / "k.sinr", label="sample")

@@ -82,7 +82,8 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
            recode: bool = False, storage_options: dict | None = None) -> dict:
     """The cells of several .sinr files in one new file (see the module docstring), of format
     `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
-    default '0', '1', ...); merge and uns_merge are anndata.concat's. recode=True codes every cell
+    default '0', '1', ...); merge and uns_merge are anndata.concat's (files of one matrix merge var
+    'same' by default: their genes' ids and feature types stay). recode=True codes every cell
     again (one gene order, bands sized for the whole) rather than copying each file's chunks into
     a segment: slower, but gene reads then cost what they cost in a file encoded whole. `inputs` may
     be a mapping of keys to files, as anndata.concat's is, and URLs (storage_options for fsspec).
@@ -105,9 +106,12 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     check_writable(output, force=force, inputs=inputs)
     matrices = _open_all(inputs, storage_options)
     try:
-        if label is None and merge is None and uns_merge is None and all(_is_plain(m) for m in matrices):
+        plain = all(_is_plain(m) for m in matrices)
+        if label is None and merge is None and uns_merge is None and plain:
             return _concat_plain(matrices, output, join=join, keys=keys, index_unique=index_unique, force=force,
                                  jobs=jobs, progress=progress, format_version=format_version, recode=recode)
+        if plain and merge is None:  # files of one matrix: their gene ids and feature types, where they agree,
+            merge = "same"  # are the genes' own, kept as the unlabelled concat keeps them (anndata drops var's)
         skeletons = [_skeleton(m) for m in matrices]
         combined = _anndata_concat([s for s, _ in skeletons], join=join, label=label, keys=keys,
                                    index_unique=index_unique, merge=merge, uns_merge=uns_merge)
