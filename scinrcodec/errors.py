@@ -9,6 +9,10 @@ class InvalidInputError(SinrError):
     """The input matrix or file cannot be encoded as asked (bad values, unknown format)."""
 
 
+class NotIterableError(InvalidInputError, TypeError):
+    """An open matrix was iterated: a TypeError too, as Python's protocols expect of what is not iterable."""
+
+
 class OutputExistsError(SinrError):
     """The output path exists and overwriting was not requested."""
 

@@ -5,6 +5,8 @@ Readers and writers import these; the spec (spec/sinr-format.md) states the same
 """
 from __future__ import annotations
 
+import operator
+
 from .errors import InvalidInputError
 
 MAX_DIMENSION = 2**31 - 1  # genes or cells
@@ -34,9 +36,12 @@ MAX_JOBS = 4096  # threads of one read or encode (jobs=)
 def checked_integer(name: str, value, low: int, high: int) -> int:
     """`value` as an int, InvalidInputError naming `name` unless it is an integer (not a bool, not
     a float however whole) within low..high: what every option and argument of a count is checked by."""
-    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
-        raise InvalidInputError(f"{name} must be an integer, not {value!r}")
-    value = int(value)
+    try:
+        if isinstance(value, bool):  # an int to Python, never a count here
+            raise TypeError
+        value = operator.index(value)  # ints and numpy's integers (0-d arrays too), never a float
+    except TypeError:
+        raise InvalidInputError(f"{name} must be an integer, not {value!r}") from None
     if not low <= value <= high:
         raise InvalidInputError(f"{name} must be between {low:,} and {high:,}, not {value:,}")
     return value

@@ -251,6 +251,10 @@ def test_narrow_value_types_come_back_as_they_were(tmp_path):
     assert isinstance(back.X, np.ndarray) and back.X.dtype == np.float16 and np.array_equal(back.X, a.X)
     for key, dtype in (("int16", np.int16), ("uint8", np.uint8)):
         assert back.layers[key].dtype == dtype and (back.layers[key] != a.layers[key]).nnz == 0
+    a.layers["uint8"][0, 0] = 255  # within --max-error 1, 255 decodes as 256: kept wide, never wrapped to 0
+    sinr.encode_whole(a, tmp_path / "lossy.sinr", mode="max-error", max_error=1, **FAST)
+    lossy = sinr.read_sinr(tmp_path / "lossy.sinr").layers["uint8"]
+    assert lossy[0, 0] == 256 and abs(lossy.astype(np.int64) - a.layers["uint8"].astype(np.int64)).max() <= 1
 
 
 def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):

@@ -130,8 +130,10 @@ def test_an_open_matrix_pickles_as_its_lazy_blocks_do(path, adata, tmp_path):
         pickle.loads(travelled)
     with sinr.open(path) as m, pytest.raises(sinr.InvalidInputError, match="not iterable"):
         list(m)  # not an empty list: Python's fallback of m[0], m[1], ... ends at once
-    with sinr.open(path) as m, pytest.raises(sinr.InvalidInputError, match="not iterable"):
+    with sinr.open(path) as m, pytest.raises(TypeError, match="not iterable"):  # a TypeError too, as Python's is
         list(m.T)
+    with sinr.open(path) as m:
+        assert not np.iterable(m)
 
 
 def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_path):
@@ -174,7 +176,7 @@ def test_reductions_along_either_axis(path, adata, op):
     for axis in (0, 1, -1, -2, None):
         np.testing.assert_allclose(sinr.reduce_cells(lazy.X, op, axis).compute(), getattr(dense, op)(axis=axis),
                                    rtol=1e-9, atol=1e-9)
-    for op_, axis in (("median", 0), (op, 2), (op, True)):
+    for op_, axis in (("median", 0), (op, 2), (op, True), (op, 1.0), (op, np.array([0]))):
         with pytest.raises(sinr.InvalidInputError, match="op must be"):
             sinr.reduce_cells(lazy.X, op_, axis)
 

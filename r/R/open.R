@@ -11,9 +11,15 @@ setClass("SinrFile", representation(path = "character", matrix = "character", di
   state <- x@state
   if (is.null(state$ptr) || !.sinr_is_open(state$ptr)) {
     ptr <- .native(.sinr_open(x@path, x@matrix))
-    if (!identical(.native(.sinr_header(ptr))$identity, state$header$identity))
+    now <- .native(.sinr_header(ptr))
+    known <- state$header
+    # a handle saved before headers held the identity: what its header holds must match instead
+    same <- if (is.null(known$identity)) identical(now[names(known)], known) else
+      identical(now$identity, known$identity)
+    if (!same)
       .sinr_stop("FileChangedError", sprintf(paste("%s: the file changed since this handle was opened (another",
                                                    "process replaced or rewrote it); open it again"), x@path))
+    state$header <- now
     state$ptr <- ptr
   }
   state$ptr
@@ -150,8 +156,9 @@ sinr_entry <- function(x, gene, cell) {
 # @param threads decoding threads.
 # @return a dgCMatrix, genes x cells, with the stored gene and cell names as dimnames.
 read_sinr <- function(path, matrix = NULL, threads = .threads()) {
-  if (!is.numeric(threads) || length(threads) != 1L || is.na(threads) || threads < 1 || threads != trunc(threads))
-    .sinr_stop("InvalidInputError", "threads must be one positive whole number")
+  if (!is.numeric(threads) || length(threads) != 1L || !is.finite(threads) || threads < 1 || threads > 1024 ||
+      threads != trunc(threads))
+    .sinr_stop("InvalidInputError", "threads must be one whole number from 1 to 1024")
   x <- sinr_open(path, matrix)
   .named(.read_block(x, NULL, NULL, threads), x)
 }

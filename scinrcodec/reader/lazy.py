@@ -90,10 +90,11 @@ def reduce_cells(x, op: str, axis: int | None):
     population variance, as numpy's."""
     import dask.array as da
 
-    if op not in ("sum", "mean", "var", "min", "max") or axis not in (-2, -1, 0, 1, None) or isinstance(axis, bool):
+    if op not in ("sum", "mean", "var", "min", "max") or not (axis is None or type(axis) is int and -2 <= axis <= 1
+                                                               or isinstance(axis, np.integer) and -2 <= axis <= 1):
         raise InvalidInputError(f"reduce_cells: op must be sum, mean, var, min or max and axis 0, 1, -2, -1 or "
                                 f"None, not {op!r}, {axis!r}")
-    along = 0 if axis is None else axis % 2  # every entry: the per-gene parts, combined once more
+    along = 0 if axis is None else int(axis) % 2  # every entry: the per-gene parts, combined once more
     n = x.shape[along] * (x.shape[1] if axis is None else 1)
 
     def per_block(reducer):  # in float64: squares of int32 counts would overflow

@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from .. import _native
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
-from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, ResultTooLargeError, SinrError,
-                      SinrIndexError, SinrKeyError)
+from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, NotIterableError, ResultTooLargeError,
+                      SinrError, SinrIndexError, SinrKeyError)
 from ..io.dtypes import count_dtype
 from ..limits import MAX_JOBS, checked_integer
 from ..storage.container import is_newer_minor, read_footer
@@ -214,18 +214,16 @@ class MatrixReader:
         return CellsByGenes(self)
 
     def _table(self, axis: str) -> dict[str, int | tuple[int, ...]]:
-        """Name -> index of one axis (genes by name or id), built once; a name that several genes or
-        cells have (a symbol such as visium's two Nnt, a duplicated barcode) maps to all of them."""
+        """Name -> index of one axis, built once: genes by name, then by id (a name wins over another
+        gene's id, as before); a name that several genes or cells have (a symbol such as visium's two
+        Nnt, a duplicated barcode) maps to all of them."""
         with self._lock:
             table = self._lookup_tables.get(axis)
         if table is None:
-            table = {}
             lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
-            for names in lists:
-                for i, name in enumerate(names or []):
-                    known = table.setdefault(name, i)
-                    if known != i and (type(known) is int or i not in known):  # noqa: E721
-                        table[name] = (known, i) if type(known) is int else (*known, i)  # noqa: E721
+            table = {}
+            for names in reversed(lists):  # ids first, so that names replace them
+                table.update(_indices_by_name(names or []))
             with self._lock:
                 self._lookup_tables[axis] = table
         return table
@@ -740,8 +738,8 @@ class MatrixReader:
 
     def __iter__(self):
         """Not iterable (else Python would iterate m[0], m[1], ... until an IndexError: at once)."""
-        raise InvalidInputError("a .sinr matrix is not iterable: read m[genes, cells], m.gene(i), m.cell(j), "
-                                "or batches of cells with m.iter_cells()")
+        raise NotIterableError("a .sinr matrix is not iterable: read m[genes, cells], m.gene(i), m.cell(j), "
+                               "or batches of cells with m.iter_cells()")
 
     def __reduce__(self):
         """Pickled (multiprocessing, dask), a matrix opens again on the other side: see travelling_form."""
@@ -783,3 +781,13 @@ def reopened(cls: type, location, name: str, storage_options: dict | None, ident
         raise FileChangedError(f"{matrix.source}: the file changed after it was opened in another process (it was "
                                "replaced or rewritten); open it again")
     return matrix
+
+
+def _indices_by_name(names: list[str]) -> dict[str, int | tuple[int, ...]]:
+    """Each name's index, or the indices of a name the list holds several times."""
+    found: dict[str, int | tuple[int, ...]] = {}
+    for i, name in enumerate(names):
+        known = found.setdefault(name, i)
+        if known != i:
+            found[name] = (known, i) if type(known) is int else (*known, i)  # noqa: E721
+    return found

@@ -43,6 +43,8 @@ from .plan import plan_anndata
 
 def _open_all(inputs: Sequence, storage_options: dict | None = None) -> list[SinrMatrix]:
     """Every input opened (paths, or URLs with fsspec's storage_options), or none."""
+    if storage_options and not any(is_url(path) for path in inputs):
+        raise InvalidInputError("storage_options apply to URLs only")
     opened = []
     try:
         for path in inputs:

@@ -19,15 +19,20 @@ from .names import name_frames
 def decoded(matrix, dtype, fmt: str):
     """A whole .sinr matrix, cells x genes, in the type and format it was encoded from: decoded in a
     type that holds every count (reads refuse narrower ones, which would wrap a count), then cast to
-    the recorded one, which held these very values; a sparse float16 (which h5py stores and scipy
-    cannot hold) comes back as float32, which holds them exactly too."""
+    the recorded one where that holds every value: a lossless file's values came from it, but one
+    coded within --max-error E may decode up to E past its type's range (uint8's 255 as 256), and
+    then keeps the wide type, never a wrapped count. A sparse float16 (which h5py stores and scipy
+    cannot hold) comes back as float32, which holds such values exactly."""
     recorded = np.dtype(dtype)
     x = matrix.to_scipy("csc", dtype=recorded if recorded.itemsize >= 4 else np.int64).T
     if fmt == "ndarray":
-        return x.toarray().astype(recorded, copy=False)
+        x = x.toarray()
+        cast = x.astype(recorded)
+        return cast if np.array_equal(cast, x) else x
     held = np.dtype(np.float32) if recorded == np.float16 else recorded
     if x.dtype != held:
-        x = x.astype(held)
+        cast = x.astype(held)
+        x = cast if np.array_equal(cast.data, x.data) else x
     if fmt == "csc_matrix":
         return x.tocsc()
     if fmt in ("csr_array", "csc_array"):

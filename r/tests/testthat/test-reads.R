@@ -69,13 +69,22 @@ test_that("a saved handle opens the same version of its file, from any folder, o
   replaced <- readRDS(saved)  # its names, shape and summaries are the old file's: no read of the new one
   expect_error(replaced$f[1:5, 1:5], "the file changed since this handle was opened", class = "sinr_file_changed_error")
   expect_error(as.matrix(replaced$s[1:5, 1:5]), class = "sinr_file_changed_error")
+  file.copy(fixture("pbmc500_50genes.sinr"), file.path(folder, "x.sinr"), overwrite = TRUE)
+  older <- readRDS(saved)  # as saved before headers held the identity: the rest of the header must match
+  older$f@state$header$identity <- NULL
+  expect_identical(older$f[1:5, 1:5], f[1:5, 1:5])
+  file.copy(fixture("pbmc4k_half_chunks32.sinr"), file.path(folder, "x.sinr"), overwrite = TRUE)
+  older <- readRDS(saved)
+  older$f@state$header$identity <- NULL
+  expect_error(older$f[1:5, 1:5], class = "sinr_file_changed_error")
 })
 
 test_that("bad arguments of the constructors and readers are classed errors", {
   expect_error(SinrMatrix(tempfile()), class = "sinr_invalid_input_error")
   expect_error(sinr_open(fixture("pbmc500_50genes.sinr"), matrix = c("X", "Y")), "one matrix name",
                class = "sinr_invalid_input_error")
-  expect_error(read_sinr(fixture("pbmc500_50genes.sinr"), threads = "a"), class = "sinr_invalid_input_error")
+  for (threads in list("a", Inf, 1e10, 0, 2.5))
+    expect_error(read_sinr(fixture("pbmc500_50genes.sinr"), threads = threads), class = "sinr_invalid_input_error")
   f <- sinr_open(fixture("pbmc500_50genes.sinr"))
   expect_error(f[-Inf, ], "whole numbers", class = "sinr_index_error")
 })

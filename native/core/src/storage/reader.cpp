@@ -255,7 +255,8 @@ SparseColumns transposed(const SparseColumns& m) {
     t.values.resize(nnz);
   } catch (const std::bad_alloc&) {  // a file may declare 2**31 - 1 genes: a pointer each is 16 GiB
     char needed[64];
-    std::snprintf(needed, sizeof needed, "%.1f GiB", static_cast<double>(m.n_rows + 2 + 2 * nnz) * 8 / (1 << 30));
+    const double bytes = (static_cast<double>(m.n_rows) + 2) * 8 + static_cast<double>(nnz) * 8;  // int64, int32 x 2
+    std::snprintf(needed, sizeof needed, "%.1f GiB", bytes / (1 << 30));
     throw ResultAllocationError("the rows of " + std::to_string(m.n_rows) + " genes need " + needed);
   }
   for (const int32_t r : m.indices) {
