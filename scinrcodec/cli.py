@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="append SEP and the file's key to every cell name (needed when names repeat)")
     cat.add_argument("--merge", choices=MERGE_RULES,
                      help="anndata's rule for var columns and varm of whole AnnData files (default: dropped; "
-                          "files of one matrix keep their gene ids and feature types: 'same')")
+                          "files of one matrix keep each gene's id and feature type, from the files that hold it)")
     cat.add_argument("--uns-merge", choices=MERGE_RULES,
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
     cat.add_argument("--recode", action="store_true",

@@ -5,6 +5,7 @@ the first file's chunks copied where the genes agree), outputs atomic."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -185,6 +186,14 @@ def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):
     assert list(back.obs["sample"]) == ["s1"] * 200 + ["s2"] * 250 and list(back.obs_names) == cells[:450]
     assert list(back.var["gene_ids"]) == list(ids)  # files of one matrix keep their genes' ids with a label too
     assert (back.X != m[:, :450].T).nnz == 0
+    for join in ("inner", "outer"):  # c lacks a's first five genes: a label changes no gene, name or count
+        sinr.concat([folder / "c.sinr", folder / "a.sinr"], tmp_path / "l.sinr", label="sample", join=join, force=True)
+        sinr.concat([folder / "c.sinr", folder / "a.sinr"], tmp_path / "u.sinr", join=join, force=True)
+        labelled, unlabelled = sinr.read_sinr(tmp_path / "l.sinr"), sinr.read_sinr(tmp_path / "u.sinr")
+        assert list(labelled.obs["sample"]) == ["0"] * (len(cells) - 450) + ["1"] * 200
+        pd.testing.assert_frame_equal(labelled.var, unlabelled.var)
+        assert list(labelled.obs_names) == list(unlabelled.obs_names) and (labelled.X != unlabelled.X).nnz == 0
+        assert labelled.n_vars == (len(ids) if join == "outer" else len(ids) - 5)
     files = {"s1": folder / "a.sinr", "s2": folder / "b.sinr"}  # a mapping's keys, as anndata.concat takes them
     sinr.concat(files, tmp_path / "k.sinr", label="sample")
     assert list(sinr.read_sinr(tmp_path / "k.sinr").obs["sample"]) == list(back.obs["sample"])

@@ -39,6 +39,9 @@ def test_write_sinr_then_read_sinr_gives_the_anndata_back(rich):
     assert_same_anndata(via_anndata(a), back)
     assert back.X.dtype == np.float32 and back.layers["counts"].dtype == np.int32
     assert sinr.read_sinr(path, dtype=np.float64).X.dtype == np.float64
+    for backed in (False, True):  # X is log-normalised here: integers would truncate it
+        with pytest.raises(sinr.InvalidInputError, match="int32 does not hold exactly .it is not a count matrix"):
+            sinr.read_sinr(path, dtype=np.int32, backed=backed)
 
 
 def test_plain_files_read_as_scanpy_reads_10x(plain):
@@ -169,6 +172,55 @@ def test_a_name_several_genes_or_cells_share_is_refused_naming_them(tmp_path):
         with pytest.raises(sinr.SinrKeyError, match="2 cells are named 'a' \\(indices 0, 2\\)"):
             m.cell("a")
         assert list(m.gene("G2")) == [2, 0, 3] and list(m.gene("Actb")) == [0, 4, 5] and list(m.cell("b")) == [1, 0, 4]
+
+
+def test_strings_with_missing_values_are_stored_as_h5ad_stores_them(rich, tmp_path):
+    """An obs column of strings and None (anndata's element writer refuses it) becomes a categorical,
+    as write_h5ad makes it, in a file of its own and where an outer concat leaves cells without one."""
+    a = rich[0][:, :20].copy()
+    a.obs = pd.DataFrame({"label": ["T" if i % 3 else None for i in range(a.n_obs)]}, index=a.obs_names)
+    sinr.write_sinr(a, tmp_path / "s.sinr", **FAST)
+    a.copy().write_h5ad(tmp_path / "s.h5ad")  # a copy: write_h5ad makes the categoricals in place
+    pd.testing.assert_frame_equal(anndata.read_h5ad(tmp_path / "s.h5ad").obs, sinr.read_sinr(tmp_path / "s.sinr").obs)
+    b = a[:10].copy()
+    b.obs = pd.DataFrame({"note": "x"}, index=[f"{n}-b" for n in b.obs_names])
+    sinr.write_sinr(b, tmp_path / "b.sinr", **FAST)
+    sinr.concat([tmp_path / "b.sinr", tmp_path / "s.sinr"], tmp_path / "bs.sinr", join="outer")
+    notes = sinr.read_sinr(tmp_path / "bs.sinr").obs["note"]
+    assert notes.dtype == "category" and notes.isna().sum() == a.n_obs and (notes[:10] == "x").all()
+
+
+def test_what_would_not_read_back_or_combine_is_refused_in_one_line(rich, tmp_path):
+    """A key with '/' (HDF5 makes nested groups of it, which read back as something else) is refused
+    at write time; concat names a gene named twice, a misspelt merge rule, a count matrix one file
+    lacks, and what anndata.concat itself refuses, each as a typed one-line error."""
+    small = rich[0][:30, :20].copy()
+    for part, bad in (("obsm", {"a/b": np.ones((30, 2))}), ("layers", {"c/d": small.layers["counts"]}),
+                      ("uns", {"x": {"a/b": 1}})):
+        a = small.copy()
+        getattr(a, part).update(bad)
+        with pytest.raises(sinr.InvalidInputError, match="'/'") as error:
+            sinr.write_sinr(a, tmp_path / "slash.sinr", **FAST)
+        assert "\n" not in str(error.value) and not (tmp_path / "slash.sinr").exists()
+    a = small.copy()
+    a.obsm["a/b"] = np.ones((30, 2))
+    sinr.write_sinr(a, tmp_path / "dropped.sinr", drop=["obsm/a/b"], **FAST)
+    assert list(sinr.read_sinr(tmp_path / "dropped.sinr").obsm) == list(small.obsm)
+    twice = small.copy()
+    twice.var_names = [small.var_names[0]] + list(small.var_names[:-1])
+    other = small.copy()
+    other.obs_names = [f"{n}-2" for n in small.obs_names]
+    del other.layers["spliced"]
+    for name, adata in (("twice", twice), ("a", small), ("b", other)):
+        sinr.write_sinr(adata, tmp_path / f"{name}.sinr", **FAST)
+    cases = [(["twice", "b"], {}, f"twice.sinr: gene {small.var_names[0]!r} is named twice in var"),
+             (["a", "b"], {"merge": "firts"}, "merge must be one of same, unique, first, only or None, not 'firts'"),
+             (["a", "b"], {"join": "outer"}, "layers/spliced: a count matrix of .*a.sinr that .*b.sinr lacks")]
+    for names, options, message in cases:
+        with pytest.raises(sinr.InvalidInputError, match=message):
+            sinr.concat([tmp_path / f"{n}.sinr" for n in names], tmp_path / "out.sinr", **options)
+    sinr.concat([tmp_path / "a.sinr", tmp_path / "b.sinr"], tmp_path / "out.sinr")  # inner: spliced left out
+    assert "spliced" not in sinr.read_sinr(tmp_path / "out.sinr").layers
 
 
 def concat_as_anndata_does(rich, b, tmp_path):

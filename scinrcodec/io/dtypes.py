@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 
@@ -51,3 +52,14 @@ def check_exact(values: np.ndarray, dtype: np.dtype, what: str,
     if exact is None or not np.array_equal(values, exact()):
         raise InvalidInputError(f"{what}: holds counts that {dtype} does not hold exactly (from {limit:,} on); read "
                                 "it as int32 or float64")
+
+
+def cast_exactly(x, dtype: np.dtype, what: str):
+    """x (dense or scipy sparse) in `dtype`, refused where the cast changes a value: a matrix that
+    is not counts (log-normalised, say) is never truncated to integers or rounded by dtype=."""
+    cast = x.astype(dtype)
+    before, after = (x.data, cast.data) if sp.issparse(x) else (np.asarray(x), np.asarray(cast))
+    if not np.array_equal(before, after, equal_nan=before.dtype.kind == after.dtype.kind == "f"):
+        raise InvalidInputError(f"{what}: holds values that {np.dtype(dtype)} does not hold exactly (it is not a "
+                                "count matrix, which dtype= is for); read it without dtype=")
+    return cast

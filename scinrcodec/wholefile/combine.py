@@ -1,9 +1,9 @@
 """concat and subset of .sinr files into a new file, as anndata.concat and adata[cells, genes] do.
 
-Files of one count matrix combine into a file of one count matrix: genes aligned by gene id
-(inner: those every file holds; outer: all, zeros where a file lacks one), cells one file after
-another. Files that store a whole AnnData (and files of one matrix when a `label` column is asked
-for) combine as AnnData objects: every part that is not a count matrix goes through anndata's own
+Files of one count matrix combine into a file of one count matrix (a whole AnnData when a `label`
+column is asked for): genes aligned by gene id (inner: those every file holds; outer: all, zeros
+where a file lacks one), cells one file after another. Files that store a whole AnnData combine
+as AnnData objects: every part that is not a count matrix goes through anndata's own
 concat or subsetting (its join, merge and uns_merge rules), and each count matrix is streamed into
 the new file (encoder.combine), decoding one block of cells at a time; a count matrix whose inputs
 are of format 3 and keep every gene they store is combined without coding anything again, each
@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,7 +30,9 @@ from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, cop
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
 from ..io.dtypes import anndata_dtype
-from ..io.h5ad import cells_by_genes_source
+from ..io.h5ad import MERGE_RULES, cells_by_genes_source, obs_frame, var_frame
+from ..io.matrix import CountMatrix
+from ..io.sources import one_line
 from ..io.h5ad_output import quiet_anndata
 from ..reader.selection import all_distinct
 from ..storage.container import DEFAULT_MAJOR
@@ -84,12 +87,14 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
            recode: bool = False, storage_options: dict | None = None) -> dict:
     """The cells of several .sinr files in one new file (see the module docstring), of format
     `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
-    default '0', '1', ...); merge and uns_merge are anndata.concat's (files of one matrix merge var
-    'same' by default: their genes' ids and feature types stay). recode=True codes every cell
-    again (one gene order, bands sized for the whole) rather than copying each file's chunks into
-    a segment: slower, but gene reads then cost what they cost in a file encoded whole. `inputs` may
-    be a mapping of keys to files, as anndata.concat's is, and URLs (storage_options for fsspec).
-    Returns sizes and names."""
+    default '0', '1', ...) and makes the output a whole AnnData; merge and uns_merge are
+    anndata.concat's, for files that store a whole AnnData (files of one matrix align genes by id
+    with a label or without, each gene's id, name and feature type from the first file that holds
+    it, where anndata would align them by name and drop var's columns). recode=True codes every cell again (one gene
+    order, bands sized for the whole) rather than copying each file's chunks into a segment: slower,
+    but gene reads then cost what they cost in a file encoded whole. `inputs` may be a mapping of
+    keys to files, as anndata.concat's is, and URLs (storage_options for fsspec). Returns sizes
+    and names."""
     if isinstance(inputs, (str, bytes, os.PathLike)):
         raise InvalidInputError(f"concat takes a list of .sinr files, not the one file {str(inputs)!r}")
     if isinstance(inputs, Mapping):
@@ -108,15 +113,17 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     check_writable(output, force=force, inputs=inputs)
     matrices = _open_all(inputs, storage_options)
     try:
-        plain = all(_is_plain(m) for m in matrices)
-        if label is None and merge is None and uns_merge is None and plain:
-            return _concat_plain(matrices, output, join=join, keys=keys, index_unique=index_unique, force=force,
-                                 jobs=jobs, progress=progress, format_version=format_version, recode=recode)
-        if plain and merge is None:  # files of one matrix: their gene ids and feature types, where they agree,
-            merge = "same"  # are the genes' own, kept as the unlabelled concat keeps them (anndata drops var's)
+        if all(_is_plain(m) for m in matrices):
+            layout = _plain_layout(matrices, join, keys, index_unique)
+            if label is None:
+                return _concat_plain(matrices, layout, output, index_unique=index_unique, force=force, jobs=jobs,
+                                     progress=progress, format_version=format_version, recode=recode)
+            combined, counts = _labelled_plain(matrices, layout, label, keys)
+            return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
+                                  progress=progress, format_version=format_version, recode=recode)
         skeletons = [_skeleton(m) for m in matrices]
-        combined = _anndata_concat([s for s, _ in skeletons], join=join, label=label, keys=keys,
-                                   index_unique=index_unique, merge=merge, uns_merge=uns_merge)
+        combined = _anndata_concat([s for s, _ in skeletons], [m.source for m in matrices], join=join, label=label,
+                                   keys=keys, index_unique=index_unique, merge=merge, uns_merge=uns_merge)
         counts = _combined_counts(combined, skeletons, matrices)
         return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
                               progress=progress, format_version=format_version, recode=recode)
@@ -125,8 +132,18 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
             m.close()
 
 
-def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_unique, force: bool,
-                  jobs: int | None, progress: bool, format_version: int, recode: bool) -> dict:
+class _PlainLayout(NamedTuple):
+    """Files of one matrix combined: the output's genes (keys), each file's map from them to its own
+    genes, the genes' names and the cells' names (None where the files have none)."""
+
+    genes: list[str]
+    maps: list[np.ndarray]
+    fields: dict
+    names: list[str] | None
+
+
+def _plain_layout(matrices: list[SinrMatrix], join: str, keys, index_unique) -> _PlainLayout:
+    """Genes aligned by id (encoder.combine.joined_genes), the same with a label or without one."""
     named = [m.cell_names is not None for m in matrices]
     if any(named) != all(named):
         raise InvalidInputError(f"{matrices[named.index(False)].source}: has no cell names, unlike "
@@ -136,9 +153,32 @@ def _concat_plain(matrices: list[SinrMatrix], output, *, join: str, keys, index_
     genes, maps = joined_genes(matrices, join)
     if not genes:
         raise InvalidInputError("the files have no gene in common (join='outer' keeps every gene)")
-    fields = gene_fields(matrices, maps)
     names = unique_cell_names([m.cell_names for m in matrices], keys, index_unique,
                               [m.source for m in matrices]) if all(named) else None
+    return _PlainLayout(genes, maps, gene_fields(matrices, maps), names)
+
+
+def _labelled_plain(matrices: list[SinrMatrix], layout: _PlainLayout, label: str, keys: list[str]):
+    """The AnnData (X a placeholder) and its counts of files of one matrix combined with a `label`
+    column: a categorical of the files' keys, as anndata.concat makes it; genes as without one."""
+    import anndata
+    import pandas as pd
+
+    n_cells = [m.shape[1] for m in matrices]
+    names = CountMatrix(sp.csr_matrix((len(layout.genes), sum(n_cells))), layout.fields["gene_ids"],
+                        layout.fields["gene_names"], layout.names, layout.fields["feature_types"])
+    obs = obs_frame(names)
+    obs[label] = pd.Categorical.from_codes(np.repeat(np.arange(len(matrices)), n_cells), categories=keys)
+    dtype = anndata_dtype(None)
+    with quiet_anndata():
+        adata = anndata.AnnData(X=sp.csr_matrix(names.counts.T.shape, dtype=dtype), obs=obs, var=var_frame(names))
+    pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, layout.maps)]
+    return adata, {"X": (pieces, dtype.str, "csr_matrix")}
+
+
+def _concat_plain(matrices: list[SinrMatrix], layout: _PlainLayout, output, *, index_unique, force: bool,
+                  jobs: int | None, progress: bool, format_version: int, recode: bool) -> dict:
+    genes, maps, fields, names = layout
     first = matrices[0]
     pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, maps)]
     if not recode and copyable(pieces, format_version):  # every input's chunks copied into a segment
@@ -243,14 +283,29 @@ def _skeleton(m: SinrMatrix):
     return adata, matrices
 
 
-def _anndata_concat(skeletons: list, *, join: str, label, keys, index_unique, merge, uns_merge):
+def _anndata_concat(skeletons: list, sources: list[str], *, join: str, label, keys, index_unique, merge,
+                    uns_merge):
+    """anndata.concat of the files' AnnData skeletons, its arguments checked first and its failures
+    one-line errors: it aligns genes by name, so a name given twice is refused naming the file."""
     import anndata
 
     if join not in ("inner", "outer"):
         raise InvalidInputError(f"join must be 'inner' or 'outer', not {join!r}")
-    with quiet_anndata():
-        combined = anndata.concat(skeletons, join=join, label=label, keys=keys, index_unique=index_unique,
-                                  merge=merge, uns_merge=uns_merge)
+    for name, rule in (("merge", merge), ("uns_merge", uns_merge)):
+        if not (rule is None or callable(rule) or rule in MERGE_RULES):
+            raise InvalidInputError(f"{name} must be one of {', '.join(MERGE_RULES)} or None, not {rule!r}")
+    for skeleton, source in zip(skeletons, sources):
+        for where, var_names in (("var", skeleton.var_names), ("raw.var", None if skeleton.raw is None else skeleton.raw.var_names)):
+            if var_names is not None and not var_names.is_unique:
+                raise InvalidInputError(f"{source}: gene {var_names[var_names.duplicated()][0]!r} is named twice in "
+                                        f"{where}; files are combined by gene name, so each must be named once "
+                                        "(var_names_make_unique() before write_sinr)")
+    try:
+        with quiet_anndata():
+            combined = anndata.concat(skeletons, join=join, label=label, keys=keys, index_unique=index_unique,
+                                      merge=merge, uns_merge=uns_merge)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise InvalidInputError(f"anndata.concat cannot combine these files ({one_line(exc)})") from exc
     if not combined.obs_names.is_unique:
         twice = combined.obs_names[combined.obs_names.duplicated()][0]
         raise InvalidInputError(f"cell {twice!r} is named twice; pass index_unique='-' (--index-unique -) to append "
@@ -270,21 +325,30 @@ def _combined_counts(combined, skeletons, matrices) -> dict:
         if all(f is None for f in found):
             continue
         if any(f is None for f in found):
-            missing = matrices[found.index(None)].source
-            raise InvalidInputError(f"{element} is a count matrix in some files but not in {missing}; files to combine "
-                                    "must agree on which parts are counts")
+            skeleton, _ = skeletons[found.index(None)]
+            missing, holder = matrices[found.index(None)].source, next(f for f in found if f is not None)[0].source
+            if _holds(skeleton, element):
+                raise InvalidInputError(f"{element} is a count matrix in {holder} but not in {missing}; files to "
+                                        "combine must agree on which parts are counts")
+            raise InvalidInputError(f"{element}: a count matrix of {holder} that {missing} lacks (concat does not "
+                                    "fill a count matrix with zeros); join='inner' leaves it out")
         pieces = []
         for (skeleton, _), (matrix, _, _) in zip(skeletons, found):
             ours, theirs = (skeleton.raw, combined.raw) if element == "raw/X" else (skeleton, combined)
-            if not ours.var_names.is_unique:
-                twice = ours.var_names[ours.var_names.duplicated()][0]
-                raise InvalidInputError(f"{matrix.source}: gene {twice!r} is named twice in {element}; genes are "
-                                        "aligned by name, so each must be named once")
             position = ours.var_names.get_indexer(theirs.var_names)
             pieces.append(Piece(matrix, None, position.astype(np.int64)))
         dtype = np.result_type(*[np.dtype(f[1]) for f in found]).str
         counts[element] = (pieces, dtype, found[0][2])
     return counts
+
+
+def _holds(adata, element: str) -> bool:
+    """Whether an AnnData holds the element ('X', 'raw/X', 'layers/name'), counts or not."""
+    if element == "X":
+        return adata.X is not None
+    if element == "raw/X":
+        return adata.raw is not None
+    return element[len("layers/"):] in adata.layers
 
 
 def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: bool, inputs: list,

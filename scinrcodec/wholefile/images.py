@@ -74,12 +74,24 @@ def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | N
         frame = frame.iloc[:, :0]  # the index stays: it names the cells or genes
     else:
         frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
-    frame = strip(frame, names)
+    frame = _missing_strings_as_categories(strip(frame, names))
     try:
         write_elem(group, key, frame)
     except Exception as exc:  # anndata raises many types for objects it cannot write
         bad = next((c for c in frame.columns if not _writable(frame[[c]])), None)
         raise _unstorable(path if bad is None else f"{path}/{bad}", frame if bad is None else frame[bad], exc) from exc
+
+
+def _missing_strings_as_categories(frame):
+    """frame with each column of strings and missing values (None, NaN) as a categorical, which
+    anndata's element writer refuses as such and write_h5ad stores as a categorical (its
+    strings_to_categoricals): such a column comes back as .h5ad gives it back."""
+    import pandas as pd
+    from pandas.api.types import infer_dtype
+
+    columns = {c: pd.Categorical(frame[c]) for c in frame.columns
+               if frame[c].dtype == object and frame[c].isna().any() and infer_dtype(frame[c], skipna=True) == "string"}
+    return frame.assign(**columns) if columns else frame
 
 
 def write_tree(group, key: str, value, path: str, drops: Drops) -> None:
@@ -89,9 +101,9 @@ def write_tree(group, key: str, value, path: str, drops: Drops) -> None:
         return
     write_element(group, key, {}, path)
     for name, item in value.items():
-        if not isinstance(name, str):
-            raise InvalidInputError(f"{path}: key {name!r} is not a string, which anndata cannot store; pass "
-                                    f"--drop {path} to encode without it")
+        if not isinstance(name, str) or "/" in name:
+            raise InvalidInputError(f"{path}: key {name!r} is not a string or has a '/' (nested groups that do not "
+                                    f"read back), which anndata cannot store; pass --drop {path} to encode without it")
         if not drops.take(f"{path}/{name}"):
             write_tree(group[key], name, item, f"{path}/{name}", drops)
 

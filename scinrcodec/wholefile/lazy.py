@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import CorruptFileError
-from ..io.dtypes import anndata_dtype
+from ..io.dtypes import anndata_dtype, cast_exactly
 from ..io.h5ad_output import quiet_anndata
 from ..reader.lazy import dask_matrix
 from .names import name_frames
@@ -35,8 +35,8 @@ def lazy_anndata(m, contents, *, dtype=None):
             raw = {**(raw or {}), "X": lazy}
         else:
             layers[element[len("layers/"):]] = lazy
-    if x is not None and wanted is not None and not hasattr(x, "dask"):
-        x = x.astype(wanted)
+    if x is not None and wanted is not None and not hasattr(x, "dask"):  # an X that is not counts
+        x = cast_exactly(x, wanted, f"{m.source}: X")
     try:
         with quiet_anndata():
             adata = anndata.AnnData(X=x, layers={k: layers[k] for k in contents.layers if k in layers}, **parts)

@@ -61,7 +61,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
 
     if parts.has("X") and not drops.take("X"):
         place("X", "X")
-    layers = [k for k in parts.keys("layers") if not drops.take(f"layers/{k}")]
+    layers = _kept_keys(parts, "layers", drops)
     for key in layers:
         place(f"layers/{key}", "layers")
     has_raw = parts.has("raw") and not drops.take("raw")
@@ -97,8 +97,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
             if parts.has("raw/varm") and not drops.take("raw/varm"):
                 write_tree(group, "varm", parts.value("raw/varm"), "raw/varm", drops)
         else:
-            paths = elements.get(part) if part == "layers" else [
-                f"{part}/{k}" for k in parts.keys(part) if not drops.take(f"{part}/{k}")]
+            paths = elements.get(part) if part == "layers" else [f"{part}/{k}" for k in _kept_keys(parts, part, drops)]
             write_tree(f, part, {}, part, drops)
             for path in paths:
                 write_tree(f[part], path.split("/", 1)[1], parts.value(path), path, drops)
@@ -117,6 +116,17 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
     drops.check(parts.what)
     contents["dropped"] = sorted(drops.used)
     return plan
+
+
+def _kept_keys(parts, part: str, drops: Drops) -> list[str]:
+    """The keys of a mapping part ('layers', 'obsm', ...) less those dropped; a key with '/' is
+    refused, as HDF5 would store it as nested groups that read back as something else."""
+    keys = [k for k in parts.keys(part) if not drops.take(f"{part}/{k}")]
+    slashed = next((k for k in keys if "/" in str(k)), None)
+    if slashed is not None:
+        raise InvalidInputError(f"{part}/{slashed}: a key with '/', which HDF5 stores as nested groups that do not "
+                                f"read back; rename it, or pass --drop {part}/{slashed} to encode without it")
+    return keys
 
 
 def _kept_columns(frame, path: str, drops: Drops):

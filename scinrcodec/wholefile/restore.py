@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CorruptFileError, SinrKeyError
-from ..io.dtypes import anndata_dtype, check_exact
+from ..io.dtypes import anndata_dtype, cast_exactly, check_exact
 from ..io.h5ad_output import quiet_anndata
 from ..io.sources import one_line
 from ..reader.contents import StoredContents
@@ -89,9 +89,12 @@ def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=
         adata = restore_anndata(m, contents)
         if dtype is not None and adata.X is not None:
             x, wanted = adata.X, anndata_dtype(dtype)
-            adata.X = x.astype(wanted)
-            check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source,
-                        lambda: x.data if sp.issparse(x) else x)
+            if any(entry["element"] == "X" for entry in contents.matrices):
+                adata.X = x.astype(wanted)
+                check_exact(adata.X.data if sp.issparse(adata.X) else adata.X, wanted, m.source,
+                            lambda: x.data if sp.issparse(x) else x)
+            else:
+                adata.X = cast_exactly(x, wanted, f"{m.source}: X")
     else:
         wanted = anndata_dtype(dtype)
         obs, var = name_frames(m, contents)
