@@ -117,10 +117,11 @@ class DelayProxy:
     """An HTTP/1.1 proxy to `upstream` (host:port) that sleeps `delay` seconds before forwarding
     each request (a network's round-trip time), counts requests and bytes and the most requests
     it had in hand at once (most_active), and can cut the next `drop` responses off halfway
-    through their body, or stall the next `stall` halfway, sending nothing more for a minute."""
+    through their body, stall the next `stall` halfway, sending nothing more for a minute, or
+    answer the next `fail` requests with 500 Internal Server Error without forwarding them."""
 
     def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
-        self.delay, self.drop, self.stall, self.requests, self.bytes = delay, 0, 0, 0, 0
+        self.delay, self.drop, self.stall, self.fail, self.requests, self.bytes = delay, 0, 0, 0, 0, 0
         self.active = self.most_active = 0
         proxy = self
         lock = threading.Lock()
@@ -152,6 +153,13 @@ class DelayProxy:
                     proxy.drop -= drop
                     stall = not drop and proxy.stall > 0
                     proxy.stall -= stall
+                    fail = proxy.fail > 0
+                    proxy.fail -= fail
+                if fail:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
                 upstream.request(method, self.path, headers=headers)

@@ -179,6 +179,24 @@ def test_repeated_cell_names_are_refused_unless_made_unique(parts, tmp_path):
         sinr.append(tmp_path / "aa.sinr", again)
 
 
+def test_concat_of_10x_files_keeps_their_features(tmp_path):
+    """Files encoded from 10x HDF5 combine as files of one matrix do (genes aligned by id, not by a
+    symbol two genes may share), into a whole AnnData that keeps each feature's id and genome, so
+    that the .h5 decoded from it carries Cell Ranger's ids, never the symbols in their place."""
+    import h5py
+
+    sinr.encode_whole(DATA / "pbmc500_cellranger.h5", tmp_path / "a.sinr", **FAST)  # what `sinr encode` does
+    sinr.concat([tmp_path / "a.sinr", tmp_path / "a.sinr"], tmp_path / "aa.sinr", index_unique="-")
+    back = sinr.read_sinr(tmp_path / "aa.sinr")
+    with h5py.File(DATA / "pbmc500_cellranger.h5") as f:
+        ids = [v.decode() for v in f["matrix/features/id"][:]]
+        genomes = {v.decode() for v in f["matrix/features/genome"][:]}
+    assert list(back.var["gene_ids"]) == ids and set(back.var["genome"]) == genomes and back.n_obs == 2 * 587
+    sinr.decode(tmp_path / "aa.sinr", tmp_path / "aa.h5")
+    with h5py.File(tmp_path / "aa.h5") as f:
+        assert [v.decode() for v in f["matrix/features/id"][:]] == ids
+
+
 def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):
     folder, m, ids, cells = parts
     sinr.concat([folder / "a.sinr", folder / "b.sinr"], tmp_path / "l.sinr", label="sample", keys=["s1", "s2"])

@@ -63,6 +63,10 @@ class SectionReader:
         """Whether the table lists a section of this name."""
         return name in self.table
 
+    def ranges(self, names) -> list[tuple[int, int]]:
+        """(offset, length) of those of `names` that the table lists: what a prefetch asks for."""
+        return [(self.table[n].offset, self.table[n].length) for n in names if n in self.table]
+
     def raw(self, name: str, *, verify: bool = True) -> memoryview:
         """A section's stored bytes, its CRC checked on first read (verify=False skips the check)."""
         ref = self.table[name]
@@ -252,8 +256,7 @@ class MatrixIndex:
         with self._lock:
             if self._genes is not None:
                 return []
-        return [(ref.offset, ref.length) for name, ref in self.sections.table.items()
-                if name in ("genes.order", "genes.baseline")]
+        return self.sections.ranges(("genes.order", "genes.baseline"))
 
     def genes(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
         """(gene of each stored row, the stored rows' keys sorted, the row of each of those, gene

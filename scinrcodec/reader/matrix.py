@@ -23,6 +23,7 @@ from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, Not
 from ..io.dtypes import count_dtype
 from ..limits import MAX_JOBS, checked_integer
 from ..storage.container import is_newer_minor, read_footer
+from ..storage.layout import GENE_NAME_SECTIONS
 from ..storage.opening import open_source
 from ..storage.source import ByteSource, LocalFileSource, MemorySource
 from .assemble import BlockScratch, cell_major, gene_major
@@ -154,10 +155,17 @@ class MatrixReader:
 
     # ------------------------------------------------------------------------------- names
 
+    def name_ranges(self) -> list[tuple[int, int]]:
+        """(offset, length) of the genes' name sections: the three lie side by side and are mostly
+        wanted together (a lookup by name reads names and ids; AnnData's var all three), so a
+        remote source fetches them in one request."""
+        return self._index.sections.ranges(GENE_NAME_SECTIONS)
+
     def _global_names(self, section: str) -> list[str] | None:
         with self._lock:
             if section not in self._names:
                 sections = self._index.sections
+                sections.source.prefetch(self.name_ranges())
                 self._names[section] = sections.get(section) if sections.has(section) else None
             return self._names[section]
 

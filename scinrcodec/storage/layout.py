@@ -109,6 +109,7 @@ MATRIX_SECTIONS = {s.name: s for s in [
     SectionSpec("segments.index", ZSTD_ARRAY, "u8", lambda z: z.n_segments * len(SEGMENT_INDEX_FIELDS), "chunk index",
                 required=False, majors=(3,)),
 ]}
+GENE_NAME_SECTIONS = tuple(name for name, s in MATRIX_SECTIONS.items() if s.part == "names")
 # The sections a matrix of each format version may hold (format 3.1 adds `segments.index`).
 MATRIX_SECTIONS_BY_MAJOR = {major: {name: s for name, s in MATRIX_SECTIONS.items() if major in s.majors}
                             for major in SUPPORTED_MAJORS}

@@ -1,7 +1,8 @@
 """concat and subset of .sinr files into a new file, as anndata.concat and adata[cells, genes] do.
 
-Files of one count matrix combine into a file of one count matrix (a whole AnnData when a `label`
-column is asked for): genes aligned by gene id (inner: those every file holds; outer: all, zeros
+Files of one count matrix (plain, or encoded from a 10x file) combine into a file of one count
+matrix (a whole AnnData when a `label` column is asked for, or to keep a 10x file's other feature
+fields, such as genome, as var columns): genes aligned by gene id (inner: those every file holds; outer: all, zeros
 where a file lacks one), cells one file after another. Files that store a whole AnnData combine
 as AnnData objects: every part that is not a count matrix goes through anndata's own
 concat or subsetting (its join, merge and uns_merge rules), and each count matrix is streamed into
@@ -23,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..encoder.append import extend_into
-from ..encoder.combine import Piece, PiecesSource, gene_fields, joined_genes, unique_cell_names
+from ..encoder.combine import Piece, PiecesSource, gene_fields, gene_keys, joined_genes, unique_cell_names
 from ..encoder.driver import encode
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
@@ -61,6 +62,12 @@ def _open_all(inputs: Sequence, storage_options: dict | None = None) -> list[Sin
 
 def _is_plain(m: SinrMatrix) -> bool:
     return m.contents is None and len(m.matrix_names) == 1
+
+
+def _one_matrix(m: SinrMatrix) -> bool:
+    """A file of one count matrix: plain, or a 10x file's (whose features' other fields, such as
+    genome, are kept as var columns)."""
+    return len(m.matrix_names) == 1 and (m.contents is None or m.contents.object == "10x-h5")
 
 
 def _options(matrices: Sequence[SinrMatrix], format_version: int, jobs: int | None, progress: bool) -> dict:
@@ -113,12 +120,12 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     check_writable(output, force=force, inputs=inputs)
     matrices = _open_all(inputs, storage_options)
     try:
-        if all(_is_plain(m) for m in matrices):
+        if all(_one_matrix(m) for m in matrices):
             layout = _plain_layout(matrices, join, keys, index_unique)
-            if label is None:
+            if label is None and all(_is_plain(m) for m in matrices):
                 return _concat_plain(matrices, layout, output, index_unique=index_unique, force=force, jobs=jobs,
                                      progress=progress, format_version=format_version, recode=recode)
-            combined, counts = _labelled_plain(matrices, layout, label, keys)
+            combined, counts = _one_matrix_anndata(matrices, layout, label, keys)
             return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
                                   progress=progress, format_version=format_version, recode=recode)
         skeletons = [_skeleton(m) for m in matrices]
@@ -158,9 +165,11 @@ def _plain_layout(matrices: list[SinrMatrix], join: str, keys, index_unique) -> 
     return _PlainLayout(genes, maps, gene_fields(matrices, maps), names)
 
 
-def _labelled_plain(matrices: list[SinrMatrix], layout: _PlainLayout, label: str, keys: list[str]):
-    """The AnnData (X a placeholder) and its counts of files of one matrix combined with a `label`
-    column: a categorical of the files' keys, as anndata.concat makes it; genes as without one."""
+def _one_matrix_anndata(matrices: list[SinrMatrix], layout: _PlainLayout, label: str | None, keys):
+    """The AnnData (X a placeholder) and its counts of files of one matrix combined as a whole
+    AnnData: genes as in a plain concat; var also each other field the files' features have (a 10x
+    file's genome), where the files that hold a gene agree on it; `label` a column of the files'
+    keys, a categorical as anndata.concat makes it."""
     import anndata
     import pandas as pd
 
@@ -168,12 +177,44 @@ def _labelled_plain(matrices: list[SinrMatrix], layout: _PlainLayout, label: str
     names = CountMatrix(sp.csr_matrix((len(layout.genes), sum(n_cells))), layout.fields["gene_ids"],
                         layout.fields["gene_names"], layout.names, layout.fields["feature_types"])
     obs = obs_frame(names)
-    obs[label] = pd.Categorical.from_codes(np.repeat(np.arange(len(matrices)), n_cells), categories=keys)
+    if label is not None:
+        obs[label] = pd.Categorical.from_codes(np.repeat(np.arange(len(matrices)), n_cells), categories=keys)
+    var = var_frame(names)
+    held = _held_var([name_frames(m, m.contents)[1].set_axis(pd.Index(gene_keys(m))) for m in matrices],
+                     pd.Index(layout.genes))
+    for column in held.columns.difference(var.columns, sort=False):
+        var[column] = held[column].to_numpy()
     dtype = anndata_dtype(None)
     with quiet_anndata():
-        adata = anndata.AnnData(X=sp.csr_matrix(names.counts.T.shape, dtype=dtype), obs=obs, var=var_frame(names))
+        adata = anndata.AnnData(X=sp.csr_matrix(names.counts.T.shape, dtype=dtype), obs=obs, var=var)
     pieces = [Piece(m, None, genes_map) for m, genes_map in zip(matrices, layout.maps)]
     return adata, {"X": (pieces, dtype.str, "csr_matrix")}
+
+
+def _held_var(frames: list, genes) -> "pd.DataFrame":
+    """Columns of the files' var frames (indexed by what aligns their genes) for the output's genes:
+    each column every file has, each gene's value from the files that hold it, kept where they
+    agree on every gene (anndata's merge 'same' compares whole columns after reindexing, so an
+    outer join, where each file lacks some genes, keeps none)."""
+    import pandas as pd
+
+    var = pd.DataFrame(index=genes)
+    for column in [c for c in frames[0].columns if all(c in f.columns for f in frames[1:])]:
+        values = np.empty(len(genes), dtype=object)
+        filled = np.zeros(len(genes), dtype=bool)
+        agree = True
+        for frame in frames:
+            position = frame.index.get_indexer(genes)
+            held = position >= 0
+            theirs = frame[column].to_numpy(dtype=object)[position[held]]
+            agree = all(a == b for a, b in zip(values[held & filled], theirs[filled[held]]))
+            if not agree:
+                break
+            values[held & ~filled] = theirs[~filled[held]]
+            filled |= held
+        if agree and filled.all():
+            var[column] = pd.Series(values, index=genes).infer_objects()
+    return var
 
 
 def _concat_plain(matrices: list[SinrMatrix], layout: _PlainLayout, output, *, index_unique, force: bool,

@@ -54,6 +54,7 @@ def restore_anndata(m, contents: StoredContents):
     def decode_all() -> dict:
         return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"]) for e in contents.matrices}
 
+    contents.prefetch(contents.elements)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-restore") as pool:
         pending = pool.submit(decode_all)  # the native decode releases the GIL: anndata reads the parts meanwhile
         values = {part: contents.read(part) for part in contents.elements}
