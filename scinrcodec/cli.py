@@ -212,7 +212,7 @@ def _get(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    print(run_demo(Path(args.workdir) if args.workdir else None))
+    print(run_demo(Path(args.workdir) if args.workdir else None, force=args.force))
 
 
 def _storage_option(text: str) -> tuple[str, object]:
@@ -403,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="encode the bundled real matrix, check it, compare with 10x HDF5")
     demo.add_argument("--workdir", help="folder for the demo's files (default: a temporary folder)")
+    demo.add_argument("--force", action="store_true", help="replace the demo.sinr a --workdir already holds")
     demo.set_defaults(run=_demo)
     return parser
 

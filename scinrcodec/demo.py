@@ -22,8 +22,9 @@ def demo_data() -> Path:
     return Path(str(resources.files("scinrcodec") / "data" / DEMO_FOLDER))
 
 
-def run_demo(workdir: Path | None = None) -> str:
-    """Encode the bundled 10x file, decode it, check it is exact; the report `sinr demo` prints."""
+def run_demo(workdir: Path | None = None, *, force: bool = False) -> str:
+    """Encode the bundled 10x file, decode it, check it is exact; the report `sinr demo` prints. A
+    demo.sinr already in `workdir` is replaced only with force, as any output."""
     folder = demo_data()
     source = folder / "filtered_feature_bc_matrix.h5"
     original = read_matrix(source)
@@ -31,7 +32,7 @@ def run_demo(workdir: Path | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(workdir or tmp) / "demo.sinr"
         started = time.perf_counter()
-        encode(original, out, force=True, progress=False)
+        encode(original, out, force=force or workdir is None, progress=False)
         encode_seconds = time.perf_counter() - started
         with open_sinr(out) as matrix:
             started = time.perf_counter()

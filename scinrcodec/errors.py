@@ -1,6 +1,12 @@
 """Typed exceptions: library code raises these, only the CLI prints them."""
 
 
+def printable(text: str) -> str:
+    """A name for messages and the native core's (UTF-8) strings: a path's bytes that are not UTF-8
+    (surrogates in Python's str) shown as \\xNN escapes, not failing the call that carries them."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class SinrError(Exception):
     """Base class of every error scinrcodec raises on purpose."""
 

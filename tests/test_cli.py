@@ -337,10 +337,34 @@ def test_force_replaces_outputs_of_the_same_kind(tmp_path, encoded, pbmc, name):
     assert leftovers(tmp_path) == []
 
 
-def test_demo_runs(capsys):
+def test_force_never_replaces_a_device_or_pipe(tmp_path, encoded):
+    """--force replaces an earlier output, not a named pipe or a device (`--force /dev/null` as root
+    would have replaced /dev/null with a file)."""
+    os.mkfifo(tmp_path / "pipe.h5ad")
+    assert_one_error_line(sinr_cli("decode", encoded, tmp_path / "pipe.h5ad", "--force"), "is not a regular file")
+    assert stat.S_ISFIFO((tmp_path / "pipe.h5ad").lstat().st_mode)
+
+
+def test_a_path_that_is_not_utf8_reads(tmp_path, encoded):
+    """A file name whose bytes are not UTF-8 (surrogates in Python's str) reaches the native core as
+    a printable name: reads work and errors name it, where the core had refused the string."""
+    path = tmp_path / os.fsdecode(b"bad\xff.sinr")
+    shutil.copyfile(encoded, path)
+    with sinr.open(path) as m, sinr.open(encoded) as expected:
+        assert (m.to_scipy() != expected.to_scipy()).nnz == 0 and list(m.cell(3)) == list(expected.cell(3))
+    path.write_bytes(encoded.read_bytes()[:5000])
+    assert "bad" in assert_one_error_line(sinr_cli("info", path), "no .sinr trailer")
+
+
+def test_demo_runs(capsys, tmp_path):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "round trip: exact" in out and "10x HDF5" in out
+    (tmp_path / "demo.sinr").write_bytes(b"mine")  # a workdir's demo.sinr is an output like any other
+    assert_one_error_line(sinr_cli("demo", "--workdir", tmp_path), "demo.sinr: already exists")
+    assert (tmp_path / "demo.sinr").read_bytes() == b"mine"
+    assert main(["demo", "--workdir", str(tmp_path), "--force"]) == 0
+    assert sinr.open(tmp_path / "demo.sinr").shape == (50, 587)
 
 
 def test_write_matrix_api_round_trip(tmp_path, pbmc):

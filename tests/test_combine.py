@@ -183,6 +183,7 @@ def test_concat_of_10x_files_keeps_their_features(tmp_path):
     """Files encoded from 10x HDF5 combine as files of one matrix do (genes aligned by id, not by a
     symbol two genes may share), into a whole AnnData that keeps each feature's id and genome, so
     that the .h5 decoded from it carries Cell Ranger's ids, never the symbols in their place."""
+    import anndata
     import h5py
 
     sinr.encode_whole(DATA / "pbmc500_cellranger.h5", tmp_path / "a.sinr", **FAST)  # what `sinr encode` does
@@ -195,6 +196,9 @@ def test_concat_of_10x_files_keeps_their_features(tmp_path):
     sinr.decode(tmp_path / "aa.sinr", tmp_path / "aa.h5")
     with h5py.File(tmp_path / "aa.h5") as f:
         assert [v.decode() for v in f["matrix/features/id"][:]] == ids
+    sinr.decode(tmp_path / "a.sinr", tmp_path / "a.h5ad")  # a 10x file's AnnData as read_sinr gives it
+    pd.testing.assert_frame_equal(anndata.read_h5ad(tmp_path / "a.h5ad").var, sinr.read_sinr(tmp_path / "a.sinr").var,
+                                  check_categorical=False)
 
 
 def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):

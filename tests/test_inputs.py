@@ -146,6 +146,10 @@ def test_cell_ranger_v2_layout(tmp_path, pbmc):
     source = read_matrix(path)
     assert same(source.matrix(), m) and source.gene_names == pbmc.gene_names and source.feature_types is None
     assert source.cell_names(0, 5) == pbmc.cell_names(0, 5)
+    with h5py.File(path, "a") as f:  # a mixed-species sample: one genome group each, as Cell Ranger 2 writes
+        f.copy("GRCh38", "mm10")
+    with pytest.raises(sinr.InvalidInputError, match="a Cell Ranger v2 file of 2 genomes \\(GRCh38, mm10\\)"):
+        read_matrix(path)
 
 
 def test_mtx_order_decides_streaming(every_format):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import re
 import stat
 
 import anndata
@@ -87,6 +88,27 @@ def test_matrix_market_outputs_stream_back(tmp_path, encoded):
 def _matrix(pbmc) -> CountMatrix:
     return CountMatrix(pbmc.matrix(), pbmc.gene_ids, pbmc.gene_names, pbmc.cell_names(0, pbmc.shape[1]),
                        pbmc.feature_types)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (3, 2)])
+def test_matrix_market_of_no_entries_reads_back(tmp_path, shape):
+    """A matrix with no nonzero (or no cell and gene) is written 'coordinate integer general', as
+    every other (scipy had written 'real', and 'symmetric' for 0 x 0, which readers refuse)."""
+    empty = CountMatrix(sp.csc_matrix(shape, dtype=np.int32))
+    write_matrix(tmp_path / "e.mtx", empty)
+    assert (tmp_path / "e.mtx").read_text().startswith("%%MatrixMarket matrix coordinate integer general\n")
+    back = sinr.read_matrix(tmp_path / "e.mtx")
+    assert back.shape == shape and back.matrix().nnz == 0
+
+
+def test_a_folder_refuses_names_its_tsv_files_cannot_hold(tmp_path, pbmc):
+    """A tab in a name (which .sinr names may hold) would split it in features.tsv or
+    barcodes.tsv: the folder is refused, not written with other names."""
+    cells = pbmc.cell_names(0, pbmc.shape[1])
+    m = CountMatrix(pbmc.matrix(), pbmc.gene_ids, pbmc.gene_names, ["a\tb"] + cells[1:], pbmc.feature_types)
+    with pytest.raises(sinr.InvalidInputError, match=re.escape(f"cell name {'a' + chr(9) + 'b'!r} holds a tab")):
+        write_matrix(tmp_path / "out", m)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out").exists()
 
 
 def test_replacing_outputs(tmp_path, pbmc):

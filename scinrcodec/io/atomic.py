@@ -53,13 +53,15 @@ def check_not_input(target: str | os.PathLike, inputs: Iterable, *, is_dir: bool
 def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False,
                    folder_files: Collection[str] = ()) -> Path:
     """Fail before any work when the output exists (without force), is an input (or, for a folder,
-    holds one), is a folder where a file is expected or the reverse, is a folder holding other files
+    holds one), is a device, pipe or socket, is a folder where a file is expected or the reverse, is a folder holding other files
     than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
     target = Path(target)
     check_not_input(target, inputs, is_dir=is_dir)
     if target.exists() or target.is_symlink():
         if not force:
             raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
+        if target.exists() and not (target.is_file() or target.is_dir()):
+            raise OutputError(f"{target}: is not a regular file (a device, pipe or socket); it is not replaced")
         if target.is_dir() and not target.is_symlink():
             if not is_dir:
                 raise OutputError(f"{target}: is an existing folder; the output must be a file")

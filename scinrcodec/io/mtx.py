@@ -328,12 +328,23 @@ def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool) -> None:
 
     opener = gzip.open if gz else open
     with opener(path, "wb") as fh:
-        scipy.io.mmwrite(fh, sp.csc_matrix(counts).tocoo(), field="integer")
+        if counts.nnz:
+            scipy.io.mmwrite(fh, sp.csc_matrix(counts).tocoo(), field="integer", symmetry="general")
+        else:  # scipy writes a matrix of no entries as 'real', and an empty one as 'symmetric'
+            fh.write(f"%%MatrixMarket matrix coordinate integer general\n{counts.shape[0]} {counts.shape[1]} 0\n"
+                     .encode())
 
 
 def write_mtx_folder(folder: Path, m: CountMatrix) -> None:
-    """The 10x triple: matrix.mtx.gz, features.tsv.gz (id, name, type) and barcodes.tsv.gz."""
-    write_mtx_file(folder / "matrix.mtx.gz", m.counts, gz=True)
+    """The 10x triple: matrix.mtx.gz, features.tsv.gz (id, name, type) and barcodes.tsv.gz. A name
+    with a tab is refused: the TSV files would read back as other names (.sinr names may hold one)."""
     ids, names, types = m.filled_gene_ids(), m.filled_gene_names(), m.filled_feature_types()
+    for what, values in (("gene id", ids), ("gene name", names), ("feature type", types),
+                         ("cell name", m.filled_cell_names())):
+        tabbed = next((v for v in values if "\t" in v), None)
+        if tabbed is not None:
+            raise InvalidInputError(f"{what} {tabbed!r} holds a tab, which a 10x folder's TSV files cannot hold; "
+                                    "decode to .h5ad or .h5 instead")
+    write_mtx_file(folder / "matrix.mtx.gz", m.counts, gz=True)
     _write_tsv_gz(folder / "features.tsv.gz", [f"{a}\t{b}\t{c}" for a, b, c in zip(ids, names, types)])
     _write_tsv_gz(folder / "barcodes.tsv.gz", m.filled_cell_names())

@@ -31,9 +31,13 @@ def read_10x_h5(path: Path) -> CompressedH5Source:
             ids, names, types = "id", "name", "feature_type"
         else:
             genomes = [k for k in f if isinstance(f[k], h5py.Group)]
-            if len(genomes) != 1:
-                raise InvalidInputError(f"{path}: not a 10x HDF5 file (no 'matrix' group, and {len(genomes)} "
-                                        "genome groups where Cell Ranger v2 writes one)")
+            if not genomes:
+                raise InvalidInputError(f"{path}: not a 10x HDF5 file (no 'matrix' group, and no genome group as "
+                                        "Cell Ranger v2 writes)")
+            if len(genomes) > 1:
+                raise InvalidInputError(f"{path}: a Cell Ranger v2 file of {len(genomes)} genomes "
+                                        f"({', '.join(genomes[:4])}), one matrix each, which .sinr does not read as "
+                                        "one; encode each genome's AnnData (scanpy.read_10x_h5(path, genome=...))")
             group = genomes[0]
             features, ids, names, types = f[group], "genes", "gene_names", None
         g = f[group]

@@ -18,7 +18,7 @@ from .. import _native
 from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.stages import MODES, SEGMENTS, parse_stages, required_features
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, printable
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
     unpack_header
@@ -487,12 +487,12 @@ class MatrixIndex:
                                   np.zeros((N_CONTEXTS, LUT_SIZE), np.uint8), np.zeros(N_CONTEXTS, bool))
             else:
                 counts = reader.get("values.counts")
-                _native.check_value_counts(np.ascontiguousarray(counts, np.uint64), nnz, what)  # K13
+                _native.check_value_counts(np.ascontiguousarray(counts, np.uint64), nnz, printable(what))  # K13
                 cum, lut, used = decoding_tables(frequencies(counts.reshape(-1, N_BINS).astype(np.int64)))
         else:  # K13, G3, G1 and G2 in the core (count_sections.hpp), as the container reader checks them
             values = None if self.mode == "inr-only" else reader.raw("values.counts")
             tables3 = _native.format3_chunk_tables(reader.raw("gaps.counts"), values, nnz, tile_h * tile_w, tile_k,
-                                                   what)
+                                                   printable(what))
         band_siren = self._load_sirens(reader, geometry, tile_k, what)
         first = int(self.chunk_starts[i])
         with self._lock:

@@ -19,7 +19,7 @@ from .. import _native
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, NotIterableError, ResultTooLargeError,
-                      SinrError, SinrIndexError, SinrKeyError)
+                      SinrError, SinrIndexError, SinrKeyError, printable)
 from ..io.dtypes import count_dtype
 from ..limits import MAX_JOBS, checked_integer
 from ..storage.container import is_newer_minor, read_footer
@@ -329,7 +329,7 @@ class MatrixReader:
             handed = self._source.duplicate(self._release_core)
             if handed is not None:
                 try:
-                    core = _native.ContainerReader.adopt(handed[0], self.source, handed[1], self.name)
+                    core = _native.ContainerReader.adopt(handed[0], printable(self.source), handed[1], self.name)
                 except SinrError:
                     return False
                 core.set_keep_bytes(0)  # single cells: nothing of a chunk decoded whole is kept for later reads

@@ -21,7 +21,7 @@ import numpy as np
 import zstandard
 
 from .. import _native
-from ..errors import CorruptFileError, FormatError, UnsupportedVersionError
+from ..errors import CorruptFileError, FormatError, UnsupportedVersionError, printable
 from ..limits import MAX_FOOTER_BYTES, MAX_NAME_BYTES, MAX_SECTION_BYTES
 from .source import ByteSource
 
@@ -106,7 +106,7 @@ def _decompress_bounded(payload, limit: int, *, what: str) -> bytes:
     The native core's libzstd decodes it, the declared size checked before anything is allocated,
     so that the Python reader and the C++ reader (the R package's) decode every frame alike: zstd
     versions may expand a damaged frame differently, and each reader must read what the other does."""
-    return _native.zstd_decompress_bounded(payload, limit, what)
+    return _native.zstd_decompress_bounded(payload, limit, printable(what))
 
 
 def _array_bytes(payload, item: np.dtype, count: int, *, what: str) -> bytes:

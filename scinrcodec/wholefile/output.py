@@ -17,12 +17,14 @@ from .tenx import write_10x
 def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
                   dtype=None) -> str:
     """Write a decoded file to `output` (format by extension): the whole AnnData of a file that
-    holds one as .h5ad, the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
+    holds one as .h5ad (a 10x file's as read_sinr gives it, its features' genome and other fields in
+    var), the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
     compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes)."""
     path = Path(output)
     kind = output_kind(path)
     contents = m.contents
-    if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "10x-h5")):
+    if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
+                                                            ("10x-h5", "10x-h5")):
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":
