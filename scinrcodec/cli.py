@@ -21,6 +21,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
+from .io.atomic import interrupted
 from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
 from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
@@ -408,7 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum, frame) -> None:
+def _interrupt(signum, frame) -> None:
+    """SIGINT and SIGTERM: stop, and keep any output from being renamed into place even where the
+    KeyboardInterrupt lands in code whose exceptions Python discards (io.atomic.interrupted)."""
+    interrupted.set()
     raise KeyboardInterrupt
 
 
@@ -422,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     status the module docstring gives."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    interrupted.clear()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args.run(args)
         sys.stdout.flush()
@@ -444,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Collection, Iterable, Iterator
 
@@ -85,6 +86,12 @@ def _umask() -> int:
     return mask
 
 
+# Set by the CLI's SIGINT and SIGTERM handler, which also raises KeyboardInterrupt: an interrupt raised
+# where Python discards exceptions (h5py's weakref callbacks) must still keep the output from being renamed
+# into place.
+interrupted = threading.Event()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False, inputs: Iterable = (),
                 folder_files: Collection[str] = (), mode: int | None = None) -> Iterator[Path]:
@@ -104,6 +111,8 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
     try:
         try:
             yield tmp
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             os.chmod(tmp, mode if mode is not None else (0o777 if is_dir else 0o666) & ~_umask())
             if not force:
                 _rename_new(tmp, target, is_dir=is_dir)
