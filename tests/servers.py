@@ -117,11 +117,13 @@ class DelayProxy:
     """An HTTP/1.1 proxy to `upstream` (host:port) that sleeps `delay` seconds before forwarding
     each request (a network's round-trip time), counts requests and bytes and the most requests
     it had in hand at once (most_active), and can cut the next `drop` responses off halfway
-    through their body, stall the next `stall` halfway, sending nothing more for a minute, or
-    answer the next `fail` requests with 500 Internal Server Error without forwarding them."""
+    through their body, stall the next `stall` halfway, sending nothing more for a minute, answer
+    the next `fail` requests with 500 Internal Server Error without forwarding them, or (no_suffix)
+    refuse every suffix range ('bytes=-N') with 416, as some servers do."""
 
     def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
         self.delay, self.drop, self.stall, self.fail, self.requests, self.bytes = delay, 0, 0, 0, 0, 0
+        self.no_suffix = False
         self.active = self.most_active = 0
         proxy = self
         lock = threading.Lock()
@@ -155,6 +157,11 @@ class DelayProxy:
                     proxy.stall -= stall
                     fail = proxy.fail > 0
                     proxy.fail -= fail
+                if proxy.no_suffix and (self.headers.get("Range") or "").startswith("bytes=-"):
+                    self.send_response(416)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if fail:
                     self.send_response(500)
                     self.send_header("Content-Length", "0")

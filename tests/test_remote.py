@@ -126,6 +126,20 @@ def test_http_round_trips_are_few_and_counted(nginx, files, small_reads):
 
 
 @needs_nginx
+def test_http_bytes_already_fetched_are_not_fetched_again(nginx, files):
+    """Ranges within MERGE_GAP of each other are fetched as one, but never across bytes the cache
+    holds: those had been fetched again (10 kB of cell names re-read by a cell read)."""
+    m = sinr.open(f"{nginx.url}/pbmc.sinr")
+    source = m.byte_source
+    source.read(3000, 100)
+    before = (source.requests, source.bytes_fetched)
+    source.prefetch([(2900, 100), (3100, 100)])
+    assert (source.requests - before[0], source.bytes_fetched - before[1]) == (2, 200)
+    assert bytes(source.read(2900, 300)) == (files / "pbmc.sinr").read_bytes()[2900:3200]
+    assert source.requests - before[0] == 2
+
+
+@needs_nginx
 def test_http_whole_anndata_parts_come_in_one_round_trip(nginx, files):
     """read_lazy of a whole-AnnData file fetches every stored part and the genes' names in one
     batch, not one round trip each as anndata asks for them."""
@@ -282,6 +296,8 @@ def test_http_errors(nginx, files, small_reads, fast_retries):
     (files / "empty.sinr").write_bytes(b"")
     with pytest.raises(FormatError, match="empty.sinr: not a .sinr file"):
         sinr.open(f"{nginx.url}/empty.sinr")
+    with sinr.open(nginx.url.replace("http://", "HTTP://") + "/pbmc.sinr") as m:  # a scheme is case-insensitive
+        assert m.shape == sinr.open(files / "pbmc.sinr").shape
 
 
 @needs_nginx
@@ -293,6 +309,20 @@ def test_http_object_replaced_while_open(nginx, files, small_reads):
     os.replace(files / "new.sinr", files / "replaced.sinr")
     with pytest.raises(RemoteChangedError, match="replaced.sinr.*replaced while open"):
         m.gene(GENE)
+
+
+@needs_nginx
+def test_http_server_refusing_suffix_ranges(files):
+    """A server that answers a suffix range ('bytes=-N') with 416 is read by size: the first bytes
+    give it, then the tail comes as an ordinary range (an empty object is still said to be one)."""
+    with Nginx(files) as server, DelayProxy(server.port) as proxy, sinr.open(files / "pbmc.sinr") as local:
+        proxy.no_suffix = True
+        m = sinr.open(f"{proxy.url}/pbmc.sinr")
+        assert m.byte_source.round_trips == 3  # the batch refused; the first bytes; the tail
+        _assert_same(_reads(m), _reads(local))
+        (files / "empty.sinr").write_bytes(b"")
+        with pytest.raises(FormatError, match="empty.sinr: not a .sinr file .the object is empty"):
+            sinr.open(f"{proxy.url}/empty.sinr")
 
 
 @needs_nginx
@@ -514,6 +544,7 @@ def test_cli_storage_options(files, small_reads, monkeypatch):
 def test_merge_ranges():
     assert remote.merge_ranges([(50, 60), (0, 10), (12, 20), (5, 8), (100, 101)], gap=2) == [(0, 20), (50, 60),
                                                                                              (100, 101)]
+    assert remote.merge_ranges([(0, 10), (12, 20)], gap=2, gap_free=lambda a, b: False) == [(0, 10), (12, 20)]
     assert remote.merge_ranges([], gap=5) == []
     assert remote.merge_ranges([(0, 10), (12, 20), (15, 30)], gap=2, limit=15) == [(0, 10), (12, 30)]
 

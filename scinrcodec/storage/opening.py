@@ -14,7 +14,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 def is_url(source) -> bool:
     """Whether `source` is a URL string for fsspec (file:// excepted: that is a local path)."""
-    return isinstance(source, str) and bool(_URL.match(source)) and not source.startswith("file://")
+    return isinstance(source, str) and bool(_URL.match(source)) and not source.lower().startswith("file://")
 
 
 def open_source(source, storage_options: dict | None = None) -> ByteSource:
@@ -22,6 +22,9 @@ def open_source(source, storage_options: dict | None = None) -> ByteSource:
     go to fsspec), a bytes-like object, or a seekable binary file object."""
     if isinstance(source, ByteSource):
         return source
+    if isinstance(source, str) and _URL.match(source):  # a scheme is case-insensitive (RFC 3986): HTTP:// too
+        scheme, rest = source.split("://", 1)
+        source = f"{scheme.lower()}://{rest}"
     if isinstance(source, str) and source.startswith("file://"):
         source = source[len("file://"):]
     elif isinstance(source, str) and is_url(source):

@@ -73,13 +73,15 @@ def _client_defaults(url: str, storage_options: dict) -> dict:
     return storage_options
 
 
-def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGED_BYTES) -> list[tuple[int, int]]:
+def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGED_BYTES,
+                 gap_free=lambda start, end: True) -> list[tuple[int, int]]:
     """Sorted, merged [start, end) ranges: overlapping ones always, and those at most `gap` apart
-    while the merged range stays within `limit` bytes."""
+    while the merged range stays within `limit` bytes and gap_free(start, end) says the bytes
+    between them are worth fetching (not cached already)."""
     merged: list[list[int]] = []
     for start, end in sorted(ranges):
         if merged and (start < merged[-1][1] or start <= merged[-1][1] + gap
-                       and max(end, merged[-1][1]) - merged[-1][0] <= limit):
+                       and max(end, merged[-1][1]) - merged[-1][0] <= limit and gap_free(merged[-1][1], start)):
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
@@ -158,9 +160,10 @@ class RemoteSource(ByteSource):
             self._check(o, n)
         with self._lock:
             holes = [hole for o, n in ranges if self._lookup(o, n) is None for hole in self._holes(o, o + n)]
-        if not holes:
-            return
-        merged = merge_ranges(holes, MERGE_GAP, MAX_MERGED_BYTES)
+            if not holes:
+                return
+            merged = merge_ranges(holes, MERGE_GAP, MAX_MERGED_BYTES,  # never across bytes already cached
+                                  lambda start, end: start >= end or self._holes(start, end) == [(start, end)])
         self._store(list(zip((a for a, _ in merged), self._fetch(merged))))
 
     def stream(self, ranges) -> Iterator[int]:
@@ -371,8 +374,10 @@ class RemoteSource(ByteSource):
             try:
                 (head, head_size, head_etag), (tail, size, etag) = self._batch(
                     [lambda: self._get(0, 16, check=False), lambda: self._get(-SUFFIX_BYTES, None, check=False)])
-            except RemoteChangedError:  # no byte range of an empty object can be satisfied
-                raise FormatError(f"{self.name}: not a .sinr file (the object is empty)") from None
+            except RemoteChangedError:  # no suffix range satisfied: an empty object, or a server refusing them
+                head, head_size, head_etag = self._head_of_nonempty()
+                start = max(head_size - SUFFIX_BYTES, 0)
+                tail, size, etag = self._batch([lambda: self._get(start, head_size, check=False)])[0]
             if head_size != size or (etag and head_etag and etag != head_etag):
                 raise RemoteChangedError(f"{self.name}: the object changed while it was being opened")
         else:
@@ -385,6 +390,19 @@ class RemoteSource(ByteSource):
         if len(tail) != min(size, SUFFIX_BYTES) or len(head) != min(size, 16):
             raise RangeNotSupportedError(f"{self.name}: the server ignored a byte-range request")
         self._store([(0, head), (size - len(tail), tail)])
+
+    def _head_of_nonempty(self) -> tuple[bytes, int, str | None]:
+        """The first 16 bytes, the size and ETag of an object whose suffix range was refused: a
+        FormatError when the object is empty (no range of it can be satisfied)."""
+        try:
+            head, size, etag = self._batch([lambda: self._get(0, 16, check=False)])[0]
+        except RemoteChangedError:
+            size = 0
+        if size == 0:
+            raise FormatError(f"{self.name}: not a .sinr file (the object is empty)")
+        if not isinstance(size, int):
+            raise RemoteError(f"{self.name}: the server does not say how large the object is")
+        return head, size, etag
 
     def _fetch(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """The bytes of each [start, end) range, fetched concurrently and checked."""
