@@ -251,10 +251,17 @@ def test_narrow_value_types_come_back_as_they_were(tmp_path):
     assert isinstance(back.X, np.ndarray) and back.X.dtype == np.float16 and np.array_equal(back.X, a.X)
     for key, dtype in (("int16", np.int16), ("uint8", np.uint8)):
         assert back.layers[key].dtype == dtype and (back.layers[key] != a.layers[key]).nnz == 0
+    lazy = sinr.read_lazy(tmp_path / "narrow.sinr")  # blocks decoded in int32 and cast; float16 as float32
+    for key, dtype in (("int16", np.int16), ("uint8", np.uint8)):
+        block = lazy.layers[key].compute()
+        assert lazy.layers[key].dtype == block.dtype == dtype and (block != a.layers[key]).nnz == 0
+    assert lazy.X.dtype == np.float32 and np.array_equal(lazy.X.compute().toarray(), a.X)
     a.layers["uint8"][0, 0] = 255  # within --max-error 1, 255 decodes as 256: kept wide, never wrapped to 0
     sinr.encode_whole(a, tmp_path / "lossy.sinr", mode="max-error", max_error=1, **FAST)
     lossy = sinr.read_sinr(tmp_path / "lossy.sinr").layers["uint8"]
     assert lossy[0, 0] == 256 and abs(lossy.astype(np.int64) - a.layers["uint8"].astype(np.int64)).max() <= 1
+    lazy = sinr.read_lazy(tmp_path / "lossy.sinr").layers["uint8"]
+    assert lazy.dtype == np.int64 and (lazy.compute() != lossy).nnz == 0
 
 
 def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):

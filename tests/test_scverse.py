@@ -133,8 +133,36 @@ def test_lazy_anndata_holds_every_stored_part(rich):
     pd.testing.assert_frame_equal(lazy.raw.var, eager.raw.var)
     assert (lazy.obsp["connectivities"] != eager.obsp["connectivities"]).nnz == 0
     assert (lazy.X != eager.X).nnz == 0  # the normalised X, stored as it was
-    for key in ("counts", "spliced"):
-        assert (lazy.layers[key].compute() != eager.layers[key]).nnz == 0
+    for key in ("counts", "spliced", "unspliced"):  # unspliced is uint16, decoded in int32 and cast
+        block = lazy.layers[key].compute()
+        assert (block != eager.layers[key]).nnz == 0 and block.dtype == eager.layers[key].dtype == a.layers[key].dtype
+
+
+def test_a_lazy_anndata_and_a_subset_of_it_are_written_without_loading_it(rich, tmp_path):
+    """write_sinr of a lazy AnnData (its count matrices dask arrays of sparse blocks), of a view of
+    some of its cells, and of its X alone: each count matrix encoded a block of rows at a time, the
+    same counts as the eager AnnData; a dask array that is not counts is stored as it is."""
+    a, path = rich
+    eager = sinr.read_sinr(path)
+    lazy = sinr.read_lazy(path)
+    sinr.write_sinr(lazy, tmp_path / "all.sinr", **FAST)
+    back = sinr.read_sinr(tmp_path / "all.sinr")
+    for key in ("counts", "spliced", "unspliced"):
+        assert (back.layers[key] != eager.layers[key]).nnz == 0 and back.layers[key].dtype == eager.layers[key].dtype
+    assert (back.raw.X != eager.raw.X).nnz == 0
+    with sinr.open(tmp_path / "all.sinr") as m:
+        assert m.name == "layers/counts"  # counts, not a copy of the normalised X
+    cells = list(eager.obs_names[::3])
+    sinr.write_sinr(lazy[cells, :], tmp_path / "some.sinr", layer="counts", matrix_only=True, **FAST)
+    with sinr.open(tmp_path / "some.sinr") as m:
+        assert m.cell_names == cells and (m.T.to_scipy() != eager[cells].layers["counts"]).nnz == 0
+    dense = anndata.AnnData(X=da.from_array(eager.layers["counts"][:40].toarray(), chunks=(16, -1)),
+                            layers={"log": da.from_array(np.log1p(eager.layers["counts"][:40].toarray()), chunks=(16, -1))})
+    sinr.write_sinr(dense, tmp_path / "dense.sinr", **FAST)
+    back = sinr.read_sinr(tmp_path / "dense.sinr")
+    assert np.array_equal(back.X, dense.X.compute()) and np.array_equal(back.layers["log"], dense.layers["log"].compute())
+    with sinr.open(tmp_path / "dense.sinr") as m:
+        assert m.matrix_names == ["X"]  # the log layer is not counts: stored by anndata
 
 
 def test_names_and_orientation_of_the_matrix_object(plain):

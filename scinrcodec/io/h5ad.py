@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from .dask_cells import DaskCellsSource, is_dask_array
 from .dtypes import anndata_dtype, check_exact
 from .h5ad_output import dataset_kwargs, h5ad_image, quiet_anndata
 from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Source, checked_dataset, h5_errors,
@@ -117,7 +118,7 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
 
 
 def anndata_source(adata, layer: str | None = None, *, what: str = "AnnData", spec: SourceSpec | None = None,
-                   paths: tuple[str, ...] = ()) -> ScipySource:
+                   paths: tuple[str, ...] = ()) -> MatrixSource:
     """An in-memory AnnData (cells x genes); `layer` picks a layer, or 'raw' for adata.raw."""
     if layer == "raw":
         if adata.raw is None:
@@ -135,10 +136,14 @@ def anndata_source(adata, layer: str | None = None, *, what: str = "AnnData", sp
 
 
 def cells_by_genes_source(x, var, obs_names, what: str, *, spec: SourceSpec | None = None,
-                          paths: tuple[str, ...] = ()) -> ScipySource:
-    """A cells x genes matrix with AnnData's var and obs names, as a genes x cells source."""
+                          paths: tuple[str, ...] = ()) -> MatrixSource:
+    """A cells x genes matrix (in memory, or a dask array: a lazy AnnData's) with AnnData's var and
+    obs names, as a genes x cells source."""
     gene_ids = [str(v) for v in var["gene_ids"]] if "gene_ids" in var.columns else None
     feature_types = [str(v) for v in var["feature_types"]] if "feature_types" in var.columns else None
+    if is_dask_array(x):
+        return DaskCellsSource(x, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
+                               description=what)
     return ScipySource(x.T, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
                        description=what, spec=spec, paths=paths)
 

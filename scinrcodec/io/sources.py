@@ -260,7 +260,7 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     return CellBlock(start, indptr, genes, values)
 
 
-def _sparse_values(data, what: str) -> np.ndarray:
+def sparse_values(data, what: str) -> np.ndarray:
     """Values scipy.sparse can hold: numbers (float16, which scipy refuses, widened to float32)."""
     data = np.asarray(data)
     if data.dtype.kind not in "biuf":
@@ -271,7 +271,7 @@ def _sparse_values(data, what: str) -> np.ndarray:
 def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_column: bool, what: str):
     """A scipy CSC (by_column) or CSR matrix from raw arrays, built only once its structure is valid:
     scipy would otherwise index out of bounds on hostile input."""
-    data, indices, indptr = _sparse_values(data, what), np.asarray(indices), np.asarray(indptr)
+    data, indices, indptr = sparse_values(data, what), np.asarray(indices), np.asarray(indptr)
     major, minor = (shape[1], shape[0]) if by_column else shape
     if indptr.ndim != 1 or indptr.size != major + 1 or indptr.dtype.kind not in "iu":
         raise InvalidInputError(f"{what}: index pointers do not match the shape {shape[0]:,} x {shape[1]:,}")
@@ -291,7 +291,7 @@ def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_colu
 def checked_coordinates(data, rows, cols, *, shape: tuple[int, int], what: str) -> sp.csc_matrix:
     """A CSC matrix from (gene, cell, value) triples, refusing coordinates outside the shape and
     repeated coordinates (scipy would sum them)."""
-    data, rows, cols = _sparse_values(data, what), np.asarray(rows), np.asarray(cols)
+    data, rows, cols = sparse_values(data, what), np.asarray(rows), np.asarray(cols)
     if not (data.ndim == rows.ndim == cols.ndim == 1 and data.size == rows.size == cols.size):
         raise InvalidInputError(f"{what}: coordinates and values are not matching 1-D arrays")
     if rows.size and (rows.dtype.kind not in "iu" or cols.dtype.kind not in "iu"):
@@ -307,7 +307,7 @@ def checked_coordinates(data, rows, cols, *, shape: tuple[int, int], what: str) 
     return sp.csc_matrix((data[order], rows[order], indptr), shape=shape)
 
 
-def _checked_sparse(matrix, what: str):
+def checked_sparse(matrix, what: str):
     """Any scipy.sparse matrix as CSC, its structure checked before scipy converts it."""
     shape = check_shape(matrix.shape, what)
     if matrix.format in ("csc", "csr"):
@@ -315,7 +315,7 @@ def _checked_sparse(matrix, what: str):
                                   by_column=matrix.format == "csc", what=what).tocsc()
     if matrix.format == "coo":
         return checked_coordinates(matrix.data, matrix.row, matrix.col, shape=shape, what=what)
-    return _checked_sparse(matrix.tocoo(), what)
+    return checked_sparse(matrix.tocoo(), what)
 
 
 class ScipySource(RandomAccessSource):
@@ -332,9 +332,9 @@ class ScipySource(RandomAccessSource):
             counts = np.asarray(counts)
             if counts.ndim != 2:
                 raise InvalidInputError(f"{description}: expected a 2-D matrix, got {counts.ndim} dimensions")
-            counts = sp.csc_matrix(_sparse_values(counts, description))
+            counts = sp.csc_matrix(sparse_values(counts, description))
         self.shape = check_shape(counts.shape, description)
-        self._csc = _checked_sparse(counts, description)
+        self._csc = checked_sparse(counts, description)
         self.nnz = int(self._csc.nnz)
         self.gene_ids = check_names(gene_ids, self.shape[0], f"{description} gene ids")
         self.gene_names = check_names(gene_names, self.shape[0], f"{description} gene names")

@@ -56,8 +56,25 @@ def _by_bytes(data: bytes, name: str) -> MatrixRef:
 
 
 def _cells(ref: MatrixRef, start: int, stop: int, dtype: str) -> sp.csr_matrix:
-    """One block of cells: a task of the dask graph, on one thread (dask runs blocks in parallel)."""
-    return ref.matrix.cells_block(start, stop, np.dtype(dtype), jobs=1)  # in a float type, checked exact
+    """One block of cells: a task of the dask graph, on one thread (dask runs blocks in parallel).
+    A narrow integer type (a layer stored as uint16) is decoded in int32, which reads accept, and cast:
+    the counts of a lossless file came from that type (dask_matrix widens it for other files)."""
+    wanted = np.dtype(dtype)
+    if wanted.itemsize < 4:
+        return ref.matrix.cells_block(start, stop, np.int32, jobs=1).astype(wanted)
+    return ref.matrix.cells_block(start, stop, wanted, jobs=1)  # in a float type, checked exact
+
+
+def _block_dtype(m: MatrixReader, dtype) -> np.dtype:
+    """The type of a lazy matrix's blocks: `dtype`, but float32 for float16 (which scipy.sparse cannot
+    hold) and int64 for a narrow integer type of a file coded within --max-error (whose decoded counts
+    may pass that type's range; a lossless file's came from it)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.kind in "iu" and dtype.itemsize < 4 and m.mode != "lossless":
+        return np.dtype(np.int64)
+    return dtype
 
 
 def dask_matrix(m: MatrixReader, dtype=np.int32):
@@ -70,7 +87,7 @@ def dask_matrix(m: MatrixReader, dtype=np.int32):
     except ImportError as exc:
         raise InvalidInputError("lazy reading needs dask: pip install 'scinrcodec[dask]'") from exc
 
-    dtype = np.dtype(dtype)
+    dtype = _block_dtype(m, dtype)
     bounds = m.chunk_bounds()
     if bounds.size < 2:
         bounds = np.zeros(2, np.int64)  # no cells: one empty block

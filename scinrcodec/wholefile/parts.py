@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from ..io.dask_cells import holds_counts, is_dask_array
 from ..io.h5ad import cells_by_genes_source, h5ad_index
 from ..io.hdf5 import h5_errors, text_attr
 from ..io.sources import MatrixSource, exceeds_max_count, one_line
@@ -35,7 +36,13 @@ def whole_counts(values: np.ndarray) -> bool:
 
 def memory_format(x) -> str | None:
     """The format name of an in-memory matrix that a .sinr matrix stores exactly, or None. AnnData's
-    views of a format count as the format."""
+    views of a format count as the format; a dask array of counts (a lazy AnnData's) as its blocks'
+    format, each block computed once to tell."""
+    if is_dask_array(x):
+        meta = getattr(x, "_meta", None)
+        name = "ndarray" if isinstance(meta, np.ndarray) else next(
+            (n for n in MATRIX_FORMATS if n != "ndarray" and isinstance(meta, getattr(sp, n, ()))), None)
+        return name if name is not None and holds_counts(x, whole_counts) else None
     name = next((name for name in MATRIX_FORMATS if isinstance(x, getattr(sp, name, np.ndarray))), None)
     if name is None or isinstance(x, np.matrix):
         return None

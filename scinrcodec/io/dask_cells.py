@@ -1,0 +1,80 @@
+"""A dask array of cells x genes (AnnData's orientation: the X of a lazy AnnData, read_lazy's or
+one a user built) as a genes x cells source, computed one block of rows at a time, so that a lazy
+AnnData (a subset of one, say) is encoded without being loaded whole. dask is imported by whoever
+built the array; this module only looks at it."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from .sources import (CellBlock, MatrixSource, check_names, check_shape, checked_sparse, sparse_values,
+                      validated_block)
+
+
+def is_dask_array(x) -> bool:
+    """Whether x is a dask array, or a subclass of one (AnnData's view of one), without importing dask."""
+    return any(c.__module__ == "dask.array.core" and c.__name__ == "Array" for c in type(x).__mro__)
+
+
+def _cells_by_genes(part) -> sp.csr_matrix:
+    """A computed block of rows (scipy sparse, or dense) as CSR, cells x genes."""
+    if sp.issparse(part):
+        return sp.csr_matrix(part)
+    return sp.csr_matrix(np.asarray(part))
+
+
+def holds_counts(x, whole_counts) -> bool:
+    """Whether every block of the dask array holds only counts (`whole_counts` of its values, and
+    no repeated coordinate): one pass over the blocks, in parallel, one block in memory per worker."""
+    if x.ndim != 2 or np.dtype(x.dtype).kind not in "iuf":
+        return False
+
+    def block_counts(block) -> np.ndarray:
+        if sp.issparse(block):
+            m = sp.csr_matrix(block)
+            canonical = m.has_canonical_format or m.sorted_indices().has_canonical_format
+            return np.array([[canonical and whole_counts(m.data)]])
+        return np.array([[whole_counts(np.asarray(block))]])
+
+    flags = x.map_blocks(block_counts, chunks=(1, 1), dtype=bool, meta=np.empty((0, 0), dtype=bool))
+    return bool(flags.all().compute())
+
+
+class DaskCellsSource(MatrixSource):
+    """A dask array, cells x genes, as a genes x cells source: each of its blocks of rows computed
+    once, then cut into the blocks the encoder asks for."""
+
+    def __init__(self, x, gene_ids=None, gene_names=None, cell_names=None, feature_types=None, *,
+                 description: str = "input") -> None:
+        self.description = description
+        if x.ndim != 2:
+            raise InvalidInputError(f"{description}: expected a 2-D matrix, got {x.ndim} dimensions")
+        self.shape = check_shape(x.shape[::-1], description)
+        n_genes, n_cells = self.shape
+        self._x = x
+        self.gene_ids = check_names(gene_ids, n_genes, f"{description} gene ids")
+        self.gene_names = check_names(gene_names, n_genes, f"{description} gene names")
+        self.feature_types = check_names(feature_types, n_genes, f"{description} feature types")
+        self._cell_names = check_names(cell_names, n_cells, f"{description} cell names")
+
+    def cell_names(self, start: int, stop: int) -> list[str] | None:
+        """Names of cells start..stop-1, or None without names."""
+        return None if self._cell_names is None else self._cell_names[start:stop]
+
+    def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
+        """The cells in order: each row block of the array computed once (all its columns), checked
+        as an in-memory matrix is, and cut into blocks of at most cells_per_block cells."""
+        start = 0
+        for rows in self._x.chunks[0]:
+            part = self._x[start: start + rows].compute()
+            if not sp.issparse(part):
+                part = sparse_values(np.asarray(part), self.description)
+            csc = checked_sparse(sp.csc_matrix(_cells_by_genes(part).T), self.description)
+            for a in range(0, rows, cells_per_block):
+                b = min(a + cells_per_block, rows)
+                indptr = csc.indptr[a: b + 1]
+                yield validated_block(start + a, indptr, csc.indices, csc.data, self.shape[0], self.description)
+            start += rows
