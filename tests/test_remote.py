@@ -10,6 +10,7 @@ import os
 import pickle
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -309,6 +310,26 @@ def test_http_object_replaced_while_open(nginx, files, small_reads):
     os.replace(files / "new.sinr", files / "replaced.sinr")
     with pytest.raises(RemoteChangedError, match="replaced.sinr.*replaced while open"):
         m.gene(GENE)
+
+
+@needs_nginx
+def test_http_threads_never_fetch_the_same_bytes_twice(files, small_reads):
+    """Threads reading genes of one fresh open file at once (dask's, a loader's) share what another
+    is fetching: the bytes fetched are those one thread reading the genes in turn fetches (four threads
+    had fetched the chunk headers and gene tables four times)."""
+    genes = [GENE, 1, 9, 30]
+    with Nginx(files) as server, DelayProxy(server.port, delay=0.05) as proxy, sinr.open(files / "pbmc.sinr") as local:
+        m = sinr.open(f"{proxy.url}/pbmc.sinr")
+        opened = m.byte_source.bytes_fetched
+        for gene in genes:
+            assert np.array_equal(m.gene(gene), local.gene(gene))
+        alone = m.byte_source.bytes_fetched - opened
+        m = sinr.open(f"{proxy.url}/pbmc.sinr")
+        opened = m.byte_source.bytes_fetched
+        with ThreadPoolExecutor(len(genes)) as pool:
+            together = list(pool.map(m.gene, genes))
+        assert all(np.array_equal(g, local.gene(gene)) for g, gene in zip(together, genes))
+        assert m.byte_source.bytes_fetched - opened == alone > 0
 
 
 @needs_nginx

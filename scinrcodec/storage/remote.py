@@ -125,6 +125,7 @@ class RemoteSource(ByteSource):
         self._sync = fsspec.asyn.sync
         self.requests = self.round_trips = self.bytes_fetched = 0
         self._lock = threading.Lock()
+        self._inflight: list[tuple[int, int, threading.Event]] = []  # (start, end, done) being fetched, by start
         self._blocks: dict[int, bytes] = {}
         self._starts: list[int] = []
         self._recent: OrderedDict[int, None] = OrderedDict()
@@ -154,7 +155,9 @@ class RemoteSource(ByteSource):
 
     def prefetch(self, ranges) -> None:
         """Fetch the bytes of the (offset, length) ranges not cached yet in one concurrent batch,
-        gaps up to MERGE_GAP merged, so that the reads of them that follow cost no round trip."""
+        gaps up to MERGE_GAP merged, so that the reads of them that follow cost no round trip. Bytes
+        another thread is fetching already are waited for, not asked for again (dask's threads, or
+        a threaded loader, reading the same chunk headers and gene tables at once)."""
         ranges = [(o, n) for o, n in ranges if n > 0]
         for o, n in ranges:
             self._check(o, n)
@@ -162,9 +165,23 @@ class RemoteSource(ByteSource):
             holes = [hole for o, n in ranges if self._lookup(o, n) is None for hole in self._holes(o, o + n)]
             if not holes:
                 return
-            merged = merge_ranges(holes, MERGE_GAP, MAX_MERGED_BYTES,  # never across bytes already cached
-                                  lambda start, end: start >= end or self._holes(start, end) == [(start, end)])
-        self._store(list(zip((a for a, _ in merged), self._fetch(merged))))
+            mine, others = self._unclaimed(holes)
+            merged = merge_ranges(mine, MERGE_GAP, MAX_MERGED_BYTES,  # never across bytes cached or on the way
+                                  lambda start, end: start >= end or self._holes(start, end) == [(start, end)]
+                                  and self._unclaimed([(start, end)]) == ([(start, end)], set()))
+            claims = [(start, end, threading.Event()) for start, end in merged]
+            for claim in claims:
+                bisect.insort(self._inflight, claim, key=lambda c: c[0])
+        try:
+            if claims:
+                self._batch([lambda c=claim: self._get_and_keep(*c) for claim in claims])
+        finally:
+            with self._lock:
+                self._inflight = [c for c in self._inflight if c not in claims]
+            for _, _, done in claims:  # a failed fetch too: a waiting thread then finds the bytes missing and
+                done.set()  # asks for them itself
+        for event in others:
+            event.wait()
 
     def stream(self, ranges) -> Iterator[int]:
         """Fetch the (offset, length) ranges concurrently and yield each one's position in the list
@@ -308,6 +325,25 @@ class RemoteSource(ByteSource):
                 best = (start, data)
         return best
 
+    def _unclaimed(self, holes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], set]:
+        """The parts of the holes no other thread is fetching, and the events of the fetches that
+        hold the rest (lock held; claims never overlap, as each is made of unclaimed bytes)."""
+        mine, waits = [], set()
+        for start, end in holes:
+            at = start
+            for claim_start, claim_end, event in self._inflight:
+                if claim_end <= at or claim_start >= end:
+                    continue
+                if claim_start > at:
+                    mine.append((at, claim_start))
+                waits.add(event)
+                at = claim_end
+                if at >= end:
+                    break
+            if at < end:
+                mine.append((at, end))
+        return mine, waits
+
     def _holes(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of [start, end) no cached block holds (lock held)."""
         holes, at = [], start
@@ -403,6 +439,14 @@ class RemoteSource(ByteSource):
         if not isinstance(size, int):
             raise RemoteError(f"{self.name}: the server does not say how large the object is")
         return head, size, etag
+
+    async def _get_and_keep(self, start: int, end: int, done: threading.Event) -> tuple[bytes, int | None, str | None]:
+        """Fetch one claimed range and cache it as soon as it arrives, waking the threads that wait for
+        it, not for the rest of its batch."""
+        fetched = await self._get(start, end)
+        self._store([(start, fetched[0])])
+        done.set()
+        return fetched
 
     def _fetch(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """The bytes of each [start, end) range, fetched concurrently and checked."""
