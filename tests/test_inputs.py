@@ -488,13 +488,13 @@ def test_mtx_pattern_as_ones(tmp_path):
 def test_mtx_layouts_crlf_gzip_and_file_beside_names(tmp_path):
     body = "3 2 3\r\n1 1 4\r\n3 1 1\r\n2 2 7\r\n"
     for gz in (False, True):
-        folder = write_mtx(tmp_path / f"m{gz}", body, features=b"a\tA\tGene\r\nb\tB\tGene\nc\tC\tGene\n",
-                           barcodes=b"x-1\ny-1\n\n", gz=gz)
+        folder = write_mtx(tmp_path / f"m{gz}", body, features=b"\xef\xbb\xbfa\tA\tGene\r\nb\tB\tGene\nc\tC\tGene\n",
+                           barcodes=b"\xef\xbb\xbfx-1\ny-1\n\n", gz=gz)  # byte order marks as an editor saves them
         for path in (folder, folder / ("matrix.mtx.gz" if gz else "matrix.mtx")):
             source = read_matrix(path)
             assert source.matrix().toarray().tolist() == [[4, 0], [0, 7], [1, 0]]
             assert source.gene_names == ["A", "B", "C"] and source.cell_names(0, 2) == ["x-1", "y-1"]
-            assert source.feature_types == ["Gene"] * 3 and len(source.paths) == 3
+            assert source.gene_ids[0] == "a" and source.feature_types == ["Gene"] * 3 and len(source.paths) == 3
 
 
 @pytest.mark.parametrize("features, barcodes, fragment", [

@@ -111,6 +111,13 @@ def test_a_folder_refuses_names_its_tsv_files_cannot_hold(tmp_path, pbmc):
     assert leftovers(tmp_path) == [] and not (tmp_path / "out").exists()
 
 
+def test_a_trailing_slash_names_a_folder(tmp_path, encoded):
+    """A name with a dot is a folder when written with a trailing slash, as users write folders."""
+    sinr.decode(encoded / "pbmc4k_v2_soupx_half.sinr", f"{tmp_path}/sample.v2/")
+    assert sorted(p.name for p in (tmp_path / "sample.v2").iterdir()) == ["barcodes.tsv.gz", "features.tsv.gz",
+                                                                          "matrix.mtx.gz"]
+
+
 def test_replacing_outputs(tmp_path, pbmc):
     m = _matrix(pbmc)
     for name in ("x.h5", "x.npz", "folder"):

@@ -49,8 +49,9 @@ def read_bytes(path: Path) -> bytes:
 
 
 def text_lines(path: Path) -> list[bytes]:
-    """The lines of a (gzipped) text file, CRLF or LF, trailing empty lines dropped."""
-    text = read_bytes(path).replace(b"\r\n", b"\n").rstrip(b"\n")
+    """The lines of a (gzipped) text file, CRLF or LF, trailing empty lines dropped, without the
+    UTF-8 byte order mark an editor may have put first (pandas and scanpy drop it too)."""
+    text = read_bytes(path).removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").rstrip(b"\n")
     return text.split(b"\n") if text else []
 
 

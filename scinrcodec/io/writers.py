@@ -18,14 +18,16 @@ from .matrix import CountMatrix
 from .mtx import MTX_FOLDER_FILES
 
 
-def output_kind(path: Path) -> str:
+def output_kind(path: str | os.PathLike) -> str:
     """The name of the output `path` chooses: the one whose suffix ends its name, else a folder
-    for a name without a dot or an existing folder."""
+    for a name without a dot, one written with a trailing slash ('sample.v2/') or an existing folder."""
+    text = os.fspath(path)
+    path = Path(text)
     name = path.name.lower()
     for output in OUTPUTS:
         if output.suffixes and name.endswith(output.suffixes):
             return output.name
-    if "." not in path.name or path.is_dir():
+    if "." not in path.name or path.is_dir() or text.endswith(("/", os.sep)):
         return next(o.name for o in OUTPUTS if o.is_dir)
     raise InvalidInputError(f"{path}: unknown output format (use {OUTPUT_LABELS})")
 
@@ -34,7 +36,7 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ())
     """Fail before any work when `path` cannot take a decoded matrix (see atomic.check_writable);
     return its format."""
     check_not_input(path, inputs)
-    kind = output_kind(Path(path))
+    kind = output_kind(path)
     check_writable(path, force=force, inputs=inputs, is_dir=OUTPUTS_BY_NAME[kind].is_dir, folder_files=MTX_FOLDER_FILES)
     return kind
 
@@ -43,8 +45,8 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
                  dtype=None) -> str:
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple);
     compression and dtype apply to .h5ad (see io.h5ad.write_h5ad)."""
-    path = Path(path)
     output = OUTPUTS_BY_NAME[output_kind(path)]
+    path = Path(path)
     if output.name != "h5ad" and (compression != "auto" or dtype is not None):
         raise InvalidInputError(f"{path}: compression and dtype apply to .h5ad outputs, not {output.name}")
     with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:

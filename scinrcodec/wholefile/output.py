@@ -20,8 +20,8 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
     holds one as .h5ad (a 10x file's as read_sinr gives it, its features' genome and other fields in
     var), the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
     compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes)."""
+    kind = output_kind(output)
     path = Path(output)
-    kind = output_kind(path)
     contents = m.contents
     if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
                                                             ("10x-h5", "10x-h5")):
@@ -35,7 +35,7 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
                 write_10x(m, contents, tmp)
         return kind
     dataset_kwargs(compression)  # a bad value fails before any work
-    return write_count_matrix(path, m.to_count_matrix(), force=force, compression=compression, dtype=dtype)
+    return write_count_matrix(output, m.to_count_matrix(), force=force, compression=compression, dtype=dtype)
 
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
