@@ -194,8 +194,9 @@ def test_concat_of_10x_files_keeps_their_features(tmp_path):
         genomes = {v.decode() for v in f["matrix/features/genome"][:]}
     assert list(back.var["gene_ids"]) == ids and set(back.var["genome"]) == genomes and back.n_obs == 2 * 587
     sinr.decode(tmp_path / "aa.sinr", tmp_path / "aa.h5")
-    with h5py.File(tmp_path / "aa.h5") as f:
+    with h5py.File(tmp_path / "aa.h5") as f, h5py.File(DATA / "pbmc500_cellranger.h5") as original:
         assert [v.decode() for v in f["matrix/features/id"][:]] == ids
+        assert list(f["matrix/features/genome"][:]) == list(original["matrix/features/genome"][:])
     sinr.decode(tmp_path / "a.sinr", tmp_path / "a.h5ad")  # a 10x file's AnnData as read_sinr gives it
     pd.testing.assert_frame_equal(anndata.read_h5ad(tmp_path / "a.h5ad").var, sinr.read_sinr(tmp_path / "a.sinr").var,
                                   check_categorical=False)

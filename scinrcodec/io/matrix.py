@@ -15,6 +15,7 @@ class CountMatrix:
     gene_names: list[str] | None = None
     cell_names: list[str] | None = None
     feature_types: list[str] | None = None
+    genomes: list[str] | None = None  # each feature's reference genome, which 10x HDF5 files record
 
     @property
     def shape(self) -> tuple[int, int]:

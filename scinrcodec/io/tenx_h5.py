@@ -89,7 +89,7 @@ def _fill_10x(f, m: CountMatrix) -> None:
     feats.create_dataset("id", data=_strings(m.filled_gene_ids()), **chunked)
     feats.create_dataset("name", data=_strings(m.filled_gene_names()), **chunked)
     feats.create_dataset("feature_type", data=_strings(m.filled_feature_types()), **chunked)
-    feats.create_dataset("genome", data=_strings([""] * m.shape[0]), **chunked)
+    feats.create_dataset("genome", data=_strings(m.genomes or [""] * m.shape[0]), **chunked)
     feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
 
 

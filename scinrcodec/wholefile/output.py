@@ -35,7 +35,24 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
                 write_10x(m, contents, tmp)
         return kind
     dataset_kwargs(compression)  # a bad value fails before any work
-    return write_count_matrix(output, m.to_count_matrix(), force=force, compression=compression, dtype=dtype)
+    matrix = m.to_count_matrix()
+    if kind == "10x-h5" and contents is not None:
+        matrix.genomes = _genomes(m, contents)
+    return write_count_matrix(output, matrix, force=force, compression=compression, dtype=dtype)
+
+
+def _genomes(m, contents) -> list[str] | None:
+    """Each gene's genome from the var of a stored AnnData (as a concat of 10x files keeps it), for a
+    10x output of its X or raw.X; None where var has no such column."""
+    entry = contents.matrix_entry(m.name)
+    part = {"X": "var", "raw/X": "raw"}.get(entry["element"]) if entry is not None else None
+    if part is None or part not in contents.elements:
+        return None
+    var = contents.read(part)
+    var = var.get("var") if part == "raw" else var
+    if var is None or "genome" not in getattr(var, "columns", ()) or len(var) != m.shape[0]:
+        return None
+    return [str(v) for v in var["genome"]]
 
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
