@@ -272,6 +272,13 @@ def test_whole_anndata_files_concat_and_subset_as_anndata_does(rich, tmp_path):
     out, _ = concat_as_anndata_does(rich, a[:, 10:].copy(), tmp_path)
     with sinr.open(out) as m:
         assert m.name == "layers/counts" and m.n_chunks == 6  # each file's cells in their own chunks
+    b = a[:, 10:].copy()
+    b.layers["counts"] = b.layers["counts"].tocsc()  # csc or dense first, csr after: compressed rows, as
+    b.layers["spliced"] = b.layers["spliced"].toarray()  # anndata.concat gives them
+    sinr.write_sinr(b, tmp_path / "mixed.sinr", **FAST)
+    sinr.concat([tmp_path / "mixed.sinr", path], tmp_path / "mixed_a.sinr", index_unique="-")
+    back = sinr.read_sinr(tmp_path / "mixed_a.sinr")
+    assert type(back.layers["counts"]) is type(back.layers["spliced"]) is sp.csr_matrix
     cells, genes = list(a.obs_names[[40, 3, 17]]), list(a.var_names[5:25])
     sinr.subset(path, tmp_path / "cut.sinr", cells=cells, genes=genes)
     assert_same_anndata(via_anndata(a[cells, genes].copy()), sinr.read_sinr(tmp_path / "cut.sinr"))

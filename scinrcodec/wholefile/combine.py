@@ -379,8 +379,16 @@ def _combined_counts(combined, skeletons, matrices) -> dict:
             position = ours.var_names.get_indexer(theirs.var_names)
             pieces.append(Piece(matrix, None, position.astype(np.int64)))
         dtype = np.result_type(*[np.dtype(f[1]) for f in found]).str
-        counts[element] = (pieces, dtype, found[0][2])
+        counts[element] = (pieces, dtype, _concatenated_format([f[2] for f in found]))
     return counts
+
+
+def _concatenated_format(formats: list[str]) -> str:
+    """The format anndata.concat gives matrices of these formats along the cells: dense only when
+    every one is, else compressed rows (csc parts too), an array type where any part is one."""
+    if all(f == "ndarray" for f in formats):
+        return "ndarray"
+    return "csr_array" if any(f.endswith("_array") for f in formats) else "csr_matrix"
 
 
 def _holds(adata, element: str) -> bool:
