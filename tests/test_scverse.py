@@ -365,3 +365,9 @@ def test_names_are_stored_once(plain, tmp_path):
     with sinr.open(tmp_path / "other.sinr") as m:
         assert set(m.contents.raw["names_in"]) == {"obs", "var"}  # the counts layer holds both
     assert_same_anndata(via_anndata(b), sinr.read_sinr(tmp_path / "other.sinr"))
+    for kind in ("category", "string"):  # a typed gene_ids column stays in var's image, so its type comes back
+        c = a.copy()
+        c.var["gene_ids"] = c.var["gene_ids"].astype(kind)
+        sinr.write_sinr(c, tmp_path / f"{kind}.sinr", **FAST)
+        back = sinr.read_sinr(tmp_path / f"{kind}.sinr")
+        assert back.var["gene_ids"].dtype == c.var["gene_ids"].dtype and list(back.var["gene_ids"]) == list(c.var["gene_ids"])

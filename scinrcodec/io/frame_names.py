@@ -19,7 +19,11 @@ GENE_IDS = "gene_ids"
 
 
 def _texts(values) -> list[str] | None:
-    """Values as a list when every one is a str held in an object array, else None."""
+    """Values as a list when every one is a str held in an object array, else None: a categorical
+    or pandas 'string' column is left in its frame, which restores its type (names come back as
+    object arrays)."""
+    if getattr(values, "dtype", object) != object:
+        return None
     array = np.asarray(values)
     if array.dtype != object:
         return None
