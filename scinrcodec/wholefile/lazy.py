@@ -29,7 +29,8 @@ def lazy_anndata(m, contents, *, dtype=None):
     x = contents.read("X") if "X" in contents.elements else None
     for entry in contents.matrices:
         element = entry["element"]
-        lazy = dask_matrix(m.matrix(entry["matrix"]), wanted if element == "X" and wanted else entry["dtype"])
+        lazy = _in_format(dask_matrix(m.matrix(entry["matrix"]), wanted if element == "X" and wanted else entry["dtype"]),
+                          entry["format"])
         if element == "X":
             x = lazy
         elif element == "raw/X":
@@ -47,6 +48,20 @@ def lazy_anndata(m, contents, *, dtype=None):
     except (ValueError, TypeError, KeyError) as exc:
         raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({exc})") from exc
     return adata
+
+
+def _in_format(x, fmt: str):
+    """A lazy matrix of CSR blocks with blocks of the format it was encoded from (dense, CSC, a
+    sparse array), so that computing it gives what the eager read gives."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    if fmt == "ndarray":
+        return x.map_blocks(lambda block: block.toarray(), dtype=x.dtype, meta=np.empty((0, 0), dtype=x.dtype))
+    if fmt in ("csc_matrix", "csr_array", "csc_array"):
+        kind = getattr(sp, fmt)
+        return x.map_blocks(kind, dtype=x.dtype, meta=kind((0, 0), dtype=x.dtype))
+    return x
 
 
 def _index_frame(adata):
