@@ -22,7 +22,7 @@ from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
 from .io.atomic import interrupted
-from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS
+from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS, OUTPUTS
 from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT
@@ -78,6 +78,10 @@ def _encode(args: argparse.Namespace) -> None:
     from .wholefile.hints import counts_hint
 
     check_writable(args.output, force=args.force, inputs=[args.input])
+    other = next((o for o in OUTPUTS if o.suffixes and args.output.lower().endswith(o.suffixes)), None)
+    if other is not None:  # `sinr encode in.h5ad out.h5ad` would write a .sinr file under an .h5ad name
+        raise InvalidInputError(f"{args.output}: encode writes a .sinr file, not {other.label}; name it .sinr "
+                                "(sinr decode writes the other formats)")
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
     if args.drop and not whole:
         raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5 (not with --matrix-only)")

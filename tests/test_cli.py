@@ -178,7 +178,7 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["encode", SOURCE, out / "exists.sinr", "--no-siren"], "--force"),
         (["encode", SOURCE, out / "folder.sinr", "--force"], "is an existing folder"),
         (["encode", npz, npz, "--force"], "the output is the input"),
-        (["encode", mtx_input, mtx_input / "matrix.mtx.gz", "--force"], "the output is the input"),
+        (["encode", mtx_input, mtx_input / "matrix.mtx.gz", "--force"], "encode writes a .sinr file, not .mtx"),
         (["encode", SOURCE, out / "a.sinr", "--layer", "counts"], "--layer applies to .h5ad input only"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", str(2**31)], "expected at most 2,147,483,646"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", "many"], "expected a whole number"),
@@ -355,6 +355,13 @@ def test_force_replaces_outputs_of_the_same_kind(tmp_path, encoded, pbmc, name):
     assert result.returncode == 0, result.stderr
     assert (sinr.read_matrix(tmp_path / name).matrix() != pbmc.matrix()).nnz == 0
     assert leftovers(tmp_path) == []
+
+
+def test_encode_refuses_an_output_named_as_another_format(tmp_path):
+    """`sinr encode in out.h5ad` would have written a .sinr file under an .h5ad name."""
+    for name in ("out.h5ad", "out.h5", "out.mtx.gz"):
+        assert_one_error_line(sinr_cli("encode", SOURCE, tmp_path / name), "encode writes a .sinr file")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_force_never_replaces_a_device_or_pipe(tmp_path, encoded):
