@@ -455,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
     return 0
 
 

@@ -316,11 +316,12 @@ def test_sigterm_during_decode_leaves_nothing(tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_an_interrupt_python_discards_still_keeps_the_output_out(tmp_path, encoded, capsys):
+def test_an_interrupt_python_discards_still_keeps_the_output_out(tmp_path, encoded, capsys, monkeypatch):
     """SIGINT or SIGTERM landing in code whose exceptions Python discards (h5py's weakref callbacks, as
     in a decode to .h5ad) had let the decode finish and exit 0: the handler also sets a flag that keeps
     the output from being renamed into place, and the next run starts clear."""
     from scinrcodec import cli
+    from scinrcodec.encoder import driver
     from scinrcodec.io import atomic
 
     with pytest.raises(KeyboardInterrupt):
@@ -334,6 +335,16 @@ def test_an_interrupt_python_discards_still_keeps_the_output_out(tmp_path, encod
     atomic.interrupted.set()  # as a handler leaves it
     assert main(["decode", str(encoded), str(tmp_path / "out.h5ad")]) == 0 and (tmp_path / "out.h5ad").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def interrupted_encode(*args, **kwargs):  # SIGINT arriving while main() encodes
+        cli._interrupt(signal.SIGINT, None)
+
+    monkeypatch.setattr(driver, "encode", interrupted_encode)
+    assert main(["encode", str(SOURCE), str(tmp_path / "slow.sinr")]) == 130
+    monkeypatch.undo()
+    assert not atomic.interrupted.is_set() and not (tmp_path / "slow.sinr").exists()
+    sinr.decode(encoded, tmp_path / "after.h5ad")  # an interrupted main() stops no later write of its process
+    assert (tmp_path / "after.h5ad").exists()
 
 
 @pytest.mark.parametrize("umask", [0o027, 0o002])

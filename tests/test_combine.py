@@ -179,6 +179,23 @@ def test_repeated_cell_names_are_refused_unless_made_unique(parts, tmp_path):
         sinr.append(tmp_path / "aa.sinr", again)
 
 
+@pytest.mark.parametrize("label", [None, "sample"])
+def test_a_file_without_gene_ids_is_aligned_by_name(parts, tmp_path, label):
+    """Where one file holds no gene ids, every file's genes are aligned by name (its names had been
+    compared with the other's ids: 'no gene in common', or each gene twice in an outer join); the
+    output takes the ids from the file that has them."""
+    folder, m, ids, cells = parts
+    with sinr.open(folder / "a.sinr") as a:
+        names = a.gene_names
+        sinr.encode(sinr.CountMatrix(a.to_scipy(), None, names, a.cell_names), tmp_path / "noids.sinr", **FAST)
+    for join in ("inner", "outer"):
+        sinr.concat([tmp_path / "noids.sinr", folder / "b.sinr"], tmp_path / "out.sinr", join=join, label=label,
+                    force=True)
+        back = sinr.read_sinr(tmp_path / "out.sinr", dtype=np.int32)
+        assert list(back.var_names) == names and list(back.var["gene_ids"]) == list(ids)
+        assert (back.X != m[:, :450].T).nnz == 0
+
+
 def test_concat_of_10x_files_keeps_their_features(tmp_path):
     """Files encoded from 10x HDF5 combine as files of one matrix do (genes aligned by id, not by a
     symbol two genes may share), into a whole AnnData that keeps each feature's id and genome, so

@@ -333,6 +333,23 @@ def test_http_threads_never_fetch_the_same_bytes_twice(files, small_reads):
 
 
 @needs_nginx
+def test_http_a_batch_larger_than_the_cache_keeps_itself(nginx, files, small_reads, monkeypatch):
+    """A prefetch of more than CACHE_BYTES keeps all its ranges until they are read (each range is
+    cached as it arrives; none of its batch is evicted for another), so the reads after it send
+    nothing: storing range by range had evicted the batch's own first ranges."""
+    m = sinr.open(f"{nginx.url}/pbmc.sinr")
+    source = m.byte_source
+    monkeypatch.setattr(remote, "CACHE_BYTES", 1000)
+    ranges = [(16 + 600 * k, 300) for k in range(10)]  # 3,000 bytes, apart (MERGE_GAP is 0 here)
+    before = source.requests
+    source.prefetch(ranges)
+    buffer, at = source.gather(np.array([o for o, _ in ranges]), np.array([n for _, n in ranges]))
+    assert source.requests - before == len(ranges)
+    data = (files / "pbmc.sinr").read_bytes()
+    assert all(bytes(buffer[a: a + n]) == data[o: o + n] for a, (o, n) in zip(at.tolist(), ranges))
+
+
+@needs_nginx
 def test_http_server_refusing_suffix_ranges(files):
     """A server that answers a suffix range ('bytes=-N') with 416 is read by size: the first bytes
     give it, then the tail comes as an ordinary range (an empty object is still said to be one)."""

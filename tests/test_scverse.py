@@ -152,6 +152,13 @@ def test_a_lazy_anndata_and_a_subset_of_it_are_written_without_loading_it(rich, 
     assert (back.raw.X != eager.raw.X).nnz == 0
     with sinr.open(tmp_path / "all.sinr") as m:
         assert m.name == "layers/counts"  # counts, not a copy of the normalised X
+    for rows in (7, 50):  # the file's chunks are the encoder's, whatever the array's row blocks: the same bytes
+        x = lazy.layers["counts"].rechunk((rows, -1))
+        sinr.write_sinr(anndata.AnnData(X=x, obs=lazy.obs, var=lazy.var), tmp_path / f"r{rows}.sinr",
+                        matrix_only=True, chunk_cells=32, **FAST)
+    sinr.write_sinr(anndata.AnnData(X=eager.layers["counts"], obs=eager.obs, var=eager.var), tmp_path / "e.sinr",
+                    matrix_only=True, chunk_cells=32, **FAST)
+    assert (tmp_path / "r7.sinr").read_bytes() == (tmp_path / "r50.sinr").read_bytes() == (tmp_path / "e.sinr").read_bytes()
     cells = list(eager.obs_names[::3])
     sinr.write_sinr(lazy[cells, :], tmp_path / "some.sinr", layer="counts", matrix_only=True, **FAST)
     with sinr.open(tmp_path / "some.sinr") as m:
@@ -216,6 +223,12 @@ def test_strings_with_missing_values_are_stored_as_h5ad_stores_them(rich, tmp_pa
     sinr.concat([tmp_path / "b.sinr", tmp_path / "s.sinr"], tmp_path / "bs.sinr", join="outer")
     notes = sinr.read_sinr(tmp_path / "bs.sinr").obs["note"]
     assert notes.dtype == "category" and notes.isna().sum() == a.n_obs and (notes[:10] == "x").all()
+    for obs, name in ((pd.DataFrame({0: ["x", None] * (a.n_obs // 2)}), "obs/0"),  # what anndata refuses is
+                      (pd.DataFrame(np.ones((a.n_obs, 2)), columns=["d", "d"]), "obs/d")):  # still named
+        b = a.copy()
+        b.obs = obs.set_axis(a.obs_names)
+        with pytest.raises(sinr.InvalidInputError, match=f"{name}: anndata cannot store"):
+            sinr.write_sinr(b, tmp_path / "no.sinr", **FAST)
 
 
 def test_what_would_not_read_back_or_combine_is_refused_in_one_line(rich, tmp_path):

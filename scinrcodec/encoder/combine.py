@@ -151,9 +151,9 @@ class PiecesSource(MatrixSource):
 
 # ------------------------------------------------------------------------------------- genes
 
-def gene_keys(m: MatrixReader) -> list[str]:
-    """What aligns a file's genes with another's: gene ids, else gene names; each once."""
-    keys = m.gene_ids or m.gene_names
+def gene_keys(m: MatrixReader, by_ids: bool) -> list[str]:
+    """What aligns a file's genes with another's: gene ids (by_ids), else gene names; each once."""
+    keys = m.gene_ids if by_ids else m.gene_names
     if keys is None:
         raise InvalidInputError(f"{m.source}: holds no gene ids or names to align its genes with another file's")
     if len(set(keys)) != len(keys):
@@ -162,13 +162,20 @@ def gene_keys(m: MatrixReader) -> list[str]:
     return keys
 
 
+def aligned_by_ids(matrices: list[MatrixReader]) -> bool:
+    """Whether files' genes are aligned by id (every file holds ids) or by name (one does not: its
+    ids would be compared with another's names)."""
+    return all(m.gene_ids is not None for m in matrices)
+
+
 def joined_genes(matrices: list[MatrixReader], join: str) -> tuple[list[str], list[np.ndarray]]:
-    """The output's gene keys (inner: the first file's genes that every file holds, in its order;
-    outer: every gene, the first file's first, then each new one as it first appears) and, per
-    file, the map from output genes to its own."""
+    """The output's gene keys (ids, or names where a file has no ids; inner: the first file's genes
+    that every file holds, in its order; outer: every gene, the first file's first, then each new
+    one as it first appears) and, per file, the map from output genes to its own."""
     if join not in ("inner", "outer"):
         raise InvalidInputError(f"join must be 'inner' or 'outer', not {join!r}")
-    keys = [gene_keys(m) for m in matrices]
+    by_ids = aligned_by_ids(matrices)
+    keys = [gene_keys(m, by_ids) for m in matrices]
     if join == "inner":
         common = set(keys[0]).intersection(*map(set, keys[1:]))
         out = [k for k in keys[0] if k in common]
@@ -183,13 +190,10 @@ def joined_genes(matrices: list[MatrixReader], join: str) -> tuple[list[str], li
 
 def gene_fields(matrices: list[MatrixReader], maps: list[np.ndarray]) -> dict[str, list[str] | None]:
     """gene_ids, gene_names and feature_types of the output genes: each from the first file that
-    holds the gene (None where the first file has no such list)."""
+    holds the gene and has such a list (None where a gene has it from no file)."""
     out = {}
     for field in ("gene_ids", "gene_names", "feature_types"):
         lists = [getattr(m, field) for m in matrices]
-        if lists[0] is None:
-            out[field] = None
-            continue
         values = np.full(maps[0].size, None, dtype=object)
         missing = np.ones(maps[0].size, bool)
         for names, genes in zip(lists, maps):

@@ -65,16 +65,23 @@ class DaskCellsSource(MatrixSource):
         return None if self._cell_names is None else self._cell_names[start:stop]
 
     def blocks(self, cells_per_block: int) -> Iterator[CellBlock]:
-        """The cells in order: each row block of the array computed once (all its columns), checked
-        as an in-memory matrix is, and cut into blocks of at most cells_per_block cells."""
-        start = 0
+        """The cells in order, in blocks of cells_per_block (the last may be smaller), as any source
+        gives them, so that the file's chunks do not depend on the array's row blocks: each row block
+        computed once (all its columns) and checked as an in-memory matrix is; the cells left over
+        at its end go with the next one."""
+        pending, first, start = None, 0, 0
         for rows in self._x.chunks[0]:
             part = self._x[start: start + rows].compute()
+            start += rows
             if not sp.issparse(part):
                 part = sparse_values(np.asarray(part), self.description)
             csc = checked_sparse(sp.csc_matrix(_cells_by_genes(part).T), self.description)
-            for a in range(0, rows, cells_per_block):
-                b = min(a + cells_per_block, rows)
-                indptr = csc.indptr[a: b + 1]
-                yield validated_block(start + a, indptr, csc.indices, csc.data, self.shape[0], self.description)
-            start += rows
+            pending = csc if pending is None else sp.hstack([pending, csc], format="csc")
+            while pending.shape[1] >= cells_per_block:
+                yield self._block(first, pending[:, :cells_per_block])
+                pending, first = pending[:, cells_per_block:], first + cells_per_block
+        if pending is not None and pending.shape[1]:
+            yield self._block(first, pending)
+
+    def _block(self, first: int, csc: sp.csc_matrix) -> CellBlock:
+        return validated_block(first, csc.indptr, csc.indices, csc.data, self.shape[0], self.description)

@@ -174,7 +174,8 @@ class RemoteSource(ByteSource):
                 bisect.insort(self._inflight, claim, key=lambda c: c[0])
         try:
             if claims:
-                self._batch([lambda c=claim: self._get_and_keep(*c) for claim in claims])
+                batch = {start for start, _, _ in claims}
+                self._batch([lambda c=claim: self._get_and_keep(*c, batch) for claim in claims])
         finally:
             with self._lock:
                 self._inflight = [c for c in self._inflight if c not in claims]
@@ -387,12 +388,13 @@ class RemoteSource(ByteSource):
         self._recent[start] = None
         self._recent.move_to_end(start)
 
-    def _store(self, blocks: list[tuple[int, bytes]]) -> None:
-        """Keep fetched blocks; drop the least recently used others beyond CACHE_BYTES."""
+    def _store(self, blocks: list[tuple[int, bytes]], keep: set[int] = frozenset()) -> None:
+        """Keep fetched blocks; drop the least recently used others beyond CACHE_BYTES, never those
+        of this batch (nor the blocks starting at `keep`: the rest of a batch stored range by range)."""
         with self._lock:
             for start, data in blocks:
                 self._blocks_put(start, data)
-            keep = {start for start, _ in blocks}
+            keep = {start for start, _ in blocks} | keep
             for start in list(self._recent):
                 if self._cached <= CACHE_BYTES:
                     break
@@ -440,11 +442,12 @@ class RemoteSource(ByteSource):
             raise RemoteError(f"{self.name}: the server does not say how large the object is")
         return head, size, etag
 
-    async def _get_and_keep(self, start: int, end: int, done: threading.Event) -> tuple[bytes, int | None, str | None]:
-        """Fetch one claimed range and cache it as soon as it arrives, waking the threads that wait for
-        it, not for the rest of its batch."""
+    async def _get_and_keep(self, start: int, end: int, done: threading.Event,
+                            batch: set[int]) -> tuple[bytes, int | None, str | None]:
+        """Fetch one claimed range and cache it as soon as it arrives (evicting none of its `batch`),
+        waking the threads that wait for it, not for the rest of the batch."""
         fetched = await self._get(start, end)
-        self._store([(start, fetched[0])])
+        self._store([(start, fetched[0])], keep=batch)
         done.set()
         return fetched
 

@@ -24,7 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..encoder.append import extend_into
-from ..encoder.combine import Piece, PiecesSource, gene_fields, gene_keys, joined_genes, unique_cell_names
+from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields, gene_keys, joined_genes,
+                               unique_cell_names)
 from ..encoder.driver import encode
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
@@ -111,6 +112,9 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     inputs = list(inputs)
     if len(inputs) < 2:
         raise InvalidInputError("concat needs at least two .sinr files")
+    for name, rule in (("merge", merge), ("uns_merge", uns_merge)):
+        if not (rule is None or callable(rule) or isinstance(rule, str) and rule in MERGE_RULES):
+            raise InvalidInputError(f"{name} must be one of {', '.join(MERGE_RULES)} or None, not {rule!r}")
     if keys is not None:
         keys = [str(k) for k in keys]
         if len(keys) != len(inputs) or len(set(keys)) != len(keys):
@@ -180,7 +184,8 @@ def _one_matrix_anndata(matrices: list[SinrMatrix], layout: _PlainLayout, label:
     if label is not None:
         obs[label] = pd.Categorical.from_codes(np.repeat(np.arange(len(matrices)), n_cells), categories=keys)
     var = var_frame(names)
-    held = _held_var([name_frames(m, m.contents)[1].set_axis(pd.Index(gene_keys(m))) for m in matrices],
+    by_ids = aligned_by_ids(matrices)
+    held = _held_var([name_frames(m, m.contents)[1].set_axis(pd.Index(gene_keys(m, by_ids))) for m in matrices],
                      pd.Index(layout.genes))
     for column in held.columns.difference(var.columns, sort=False):
         var[column] = held[column].to_numpy()
@@ -332,9 +337,6 @@ def _anndata_concat(skeletons: list, sources: list[str], *, join: str, label, ke
 
     if join not in ("inner", "outer"):
         raise InvalidInputError(f"join must be 'inner' or 'outer', not {join!r}")
-    for name, rule in (("merge", merge), ("uns_merge", uns_merge)):
-        if not (rule is None or callable(rule) or rule in MERGE_RULES):
-            raise InvalidInputError(f"{name} must be one of {', '.join(MERGE_RULES)} or None, not {rule!r}")
     for skeleton, source in zip(skeletons, sources):
         for where, var_names in (("var", skeleton.var_names), ("raw.var", None if skeleton.raw is None else skeleton.raw.var_names)):
             if var_names is not None and not var_names.is_unique:

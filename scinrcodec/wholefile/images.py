@@ -89,9 +89,16 @@ def _missing_strings_as_categories(frame):
     import pandas as pd
     from pandas.api.types import infer_dtype
 
-    columns = {c: pd.Categorical(frame[c]) for c in frame.columns
-               if frame[c].dtype == object and frame[c].isna().any() and infer_dtype(frame[c], skipna=True) == "string"}
-    return frame.assign(**columns) if columns else frame
+    if not frame.columns.is_unique:  # anndata's writer refuses it, naming the column
+        return frame
+    columns = [c for c in frame.columns
+               if frame[c].dtype == object and frame[c].isna().any() and infer_dtype(frame[c], skipna=True) == "string"]
+    if not columns:
+        return frame
+    out = frame.copy()
+    for column in columns:
+        out[column] = pd.Categorical(out[column])
+    return out
 
 
 def write_tree(group, key: str, value, path: str, drops: Drops) -> None:
