@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import threading
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATA
+from scinrcodec.errors import FileChangedError
+from scinrcodec.io.readers import open_source_spec, read_matrix
 from scinrcodec.io.sources import ScipySource
 
 FAST = dict(siren="never", progress=False)
@@ -21,7 +24,7 @@ def pbmc():
     return sinr.read_matrix(DATA / "pbmc4k_v2_soupx_half")
 
 
-def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc):
+def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc, monkeypatch):
     distributed = pytest.importorskip("distributed")
     blobs = {}
     for jobs in (1, 2):
@@ -33,7 +36,12 @@ def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc):
             sinr.encode(pbmc, tmp_path / "dask.sinr", chunk_cells=20, client=client, force=True, **FAST)
         path = tmp_path / "in.npz"
         sp.save_npz(path, sp.csr_matrix(pbmc.matrix()))
-        sinr.encode(path, tmp_path / "dask-file.sinr", chunk_cells=20, client=client, **FAST)
+        elsewhere = tmp_path / "workers"  # the workers' folder holds another in.npz: a relative path is the driver's
+        elsewhere.mkdir()
+        sp.save_npz(elsewhere / "in.npz", sp.csr_matrix(pbmc.matrix()[:, :40]))
+        client.run(os.chdir, str(elsewhere))
+        monkeypatch.chdir(tmp_path)
+        sinr.encode("in.npz", tmp_path / "dask-file.sinr", chunk_cells=20, client=client, **FAST)
         sinr.encode(path, tmp_path / "local-file.sinr", chunk_cells=20, **FAST)
         # streamed by the driver (workers cannot reopen it), after the SIREN probe of its first chunk
         mtx, probing = DATA / "pbmc4k_v2_soupx_half", dict(siren="auto", progress=False)
@@ -42,6 +50,20 @@ def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc):
     assert blobs[1] == blobs[2] == (tmp_path / "dask.sinr").read_bytes()
     assert (tmp_path / "dask-file.sinr").read_bytes() == (tmp_path / "local-file.sinr").read_bytes()
     assert (tmp_path / "dask-mtx.sinr").read_bytes() == (tmp_path / "local-mtx.sinr").read_bytes()
+
+
+def test_a_worker_never_encodes_another_version_of_the_input(tmp_path, pbmc):
+    """A source's spec carries its file's absolute path and the version the driver read (size,
+    modification time): a worker that finds the file replaced or rewritten refuses it, where it had
+    encoded the new cells into the old file's layout without a word."""
+    path = tmp_path / "in.npz"
+    sp.save_npz(path, sp.csr_matrix(pbmc.matrix()))
+    spec = read_matrix(path).spec()
+    assert spec.args["path"] == str(path) and open_source_spec(spec).shape == pbmc.shape
+    sp.save_npz(tmp_path / "other.npz", sp.csr_matrix(pbmc.matrix()[:, :40]))
+    os.replace(tmp_path / "other.npz", path)
+    with pytest.raises(FileChangedError, match="in.npz: not the version the encode began with"):
+        open_source_spec(spec)
 
 
 def _split(pbmc, at: int):

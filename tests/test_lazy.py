@@ -139,21 +139,23 @@ def test_an_open_matrix_pickles_as_its_lazy_blocks_do(path, adata, tmp_path):
 def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_path):
     """A graph built on one version of a file never decodes blocks of another: a worker that opens
     the path after the file was replaced (or rewritten) raises FileChangedError; the same version
-    opens, once per process."""
+    opens, once per process, when a block first reads it: unpickling opens nothing (dask's scheduler
+    unpickles graphs too, and may not see the file)."""
     live = tmp_path / "live.sinr"
     live.write_bytes(path.read_bytes())
     with sinr.open(live) as m:
         travelled = pickle.dumps(MatrixRef(m))
         first = pickle.loads(travelled)
-        assert pickle.loads(travelled) is first and first.matrix.file_identity == m.file_identity
+        assert pickle.loads(travelled).matrix is first.matrix and first.matrix.file_identity == m.file_identity
+        assert pickle.loads(pickle.dumps(pickle.loads(travelled))).matrix is first.matrix  # passed on unopened
         sinr.subset(path, tmp_path / "other.sinr", cells=slice(0, CHUNK))
         os.replace(tmp_path / "other.sinr", live)
-        assert pickle.loads(travelled) is first  # this process still reads the version it opened
+        assert pickle.loads(travelled).matrix is first.matrix  # this process still reads the version it opened
         (tmp_path / "ref.pickle").write_bytes(travelled)
-        worker = subprocess.run([sys.executable, "-c", "import pickle, sys; pickle.loads(open(sys.argv[1], 'rb').read())",
-                                 str(tmp_path / "ref.pickle")], capture_output=True, text=True,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
-        assert worker.returncode != 0
+        script = "import pickle, sys; ref = pickle.loads(open(sys.argv[1], 'rb').read()); print('unpickled'); ref.matrix"
+        worker = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ref.pickle")], capture_output=True,
+                                text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        assert worker.returncode != 0 and worker.stdout == "unpickled\n"
         assert "FileChangedError" in worker.stderr and "changed after it was opened in another process" in worker.stderr
         assert pickle.loads(pickle.dumps(MatrixRef(sinr.open(live)))).matrix.shape[1] == CHUNK
 
@@ -241,6 +243,9 @@ def test_unshuffled_batches_follow_the_file(path, adata):
         for seed in (-1, "a", 1.5):
             with pytest.raises(sinr.InvalidInputError, match="seed must be"):
                 m.iter_cells(seed=seed)
+        for jobs in (0, -1, 2.5, "x"):  # refused at once, as open() refuses them
+            with pytest.raises(sinr.InvalidInputError, match="jobs must be"):
+                m.iter_cells(jobs=jobs)
 
 
 def test_chunks_block_puts_a_head_first(path, adata):

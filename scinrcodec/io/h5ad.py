@@ -16,7 +16,7 @@ from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Sour
                    open_h5, string_dataset, text_attr)
 from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
-                      one_line)
+                      one_line, path_spec)
 
 MERGE_RULES = ("same", "unique", "first", "only")  # anndata.concat's merge and uns_merge strategies
 
@@ -103,7 +103,7 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
     gene_ids = _h5ad_column(var, "gene_ids", n_genes, what) if "gene_ids" in var else None
     feature_types = _h5ad_column(var, "feature_types", n_genes, what) if "feature_types" in var else None
     names = dict(gene_ids=gene_ids, gene_names=gene_names, feature_types=feature_types)
-    spec = SourceSpec("path", dict(path=str(path), layer=layer))
+    spec = path_spec(path, layer=layer)
     obs_index = f"obs/{obs_index}"
     if encoding == "array":
         return DenseH5Source(f, path, x_path, cell_names=obs_index, spec=spec, description=what, **names)
@@ -160,7 +160,7 @@ def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:
         adata = anndata.read_h5ad(path)
     except Exception as exc:  # anndata raises many types for unreadable files
         raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
-    return anndata_source(adata, layer, what=str(path), spec=SourceSpec("path", dict(path=str(path), layer=layer)),
+    return anndata_source(adata, layer, what=str(path), spec=path_spec(path, layer=layer),
                           paths=(str(path),))
 
 

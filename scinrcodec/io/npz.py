@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from .matrix import CountMatrix
-from .sources import ScipySource, SourceSpec, check_shape, checked_compressed, checked_coordinates, one_line
+from .sources import ScipySource, check_shape, checked_compressed, checked_coordinates, one_line, path_spec
 
 
 _NPZ_ARRAYS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
@@ -75,7 +75,7 @@ def read_npz(path: Path) -> ScipySource:
         counts = checked_coordinates(data, first, second, shape=shape, what=what)
     else:
         counts = checked_compressed(data, first, second, shape=shape, by_column=kind == "csc", what=what)
-    return ScipySource(counts, description=what, spec=SourceSpec("path", dict(path=str(path))), paths=(str(path),))
+    return ScipySource(counts, description=what, spec=path_spec(path), paths=(str(path),))
 
 
 def write_npz(path: Path, m: CountMatrix) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidInputError
+from ..errors import FileChangedError, InvalidInputError
 from ..storage.container import MAGIC
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
@@ -63,7 +63,16 @@ def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
     """The source a RandomAccessSource.spec() describes, opened again (in another process)."""
     if spec.kind == "scipy":
         return ScipySource(**spec.args)
-    source = read_matrix(spec.args["path"], spec.args.get("layer"))
+    path, version = spec.args["path"], spec.args.get("version")
+    try:
+        status = os.stat(path)
+    except OSError:
+        status = None  # read_matrix says why it cannot be read
+    if status is not None and version is not None and (status.st_size, status.st_mtime_ns) != tuple(version):
+        raise FileChangedError(f"{path}: not the version the encode began with (another size or modification time "
+                               "here: replaced or rewritten since, or another file of that name); encode it again, "
+                               "from storage every worker shares")
+    source = read_matrix(path, spec.args.get("layer"))
     if not isinstance(source, RandomAccessSource):
         raise InvalidInputError(f"{spec.args['path']}: cannot be read by cell range")
     return source

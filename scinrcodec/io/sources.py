@@ -9,6 +9,7 @@ readers.open_source_spec (for parallel encoders).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -46,6 +47,15 @@ class SourceSpec:
 
     kind: str
     args: dict[str, Any] = field(default_factory=dict)
+
+
+def path_spec(path, **args) -> SourceSpec:
+    """The spec of a source read from a file: its absolute path (a worker may run in another folder)
+    and the version read here, its size and modification time (kept across shared storage), which
+    readers.open_source_spec checks, so that a worker never encodes another file of that name or a
+    version written since."""
+    status = os.stat(path)
+    return SourceSpec("path", dict(path=os.path.abspath(path), version=(status.st_size, status.st_mtime_ns), **args))
 
 
 class MatrixSource:

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .hdf5 import HDF5_MAGIC, CompressedH5Source, checked_dataset, h5_errors, open_h5, string_dataset
 from .matrix import CountMatrix
-from .sources import SourceSpec, check_shape
+from .sources import check_shape, path_spec
 
 
 def is_hdf5(path: Path, head: bytes) -> bool:
@@ -52,7 +52,7 @@ def read_10x_h5(path: Path) -> CompressedH5Source:
         barcodes = f"{group}/barcodes" if "barcodes" in g else None
         return CompressedH5Source(f, path, group, shape, cell_names=barcodes, gene_ids=gene_ids,
                                   gene_names=gene_names, feature_types=feature_types,
-                                  spec=SourceSpec("path", dict(path=str(path))), description=what)
+                                  spec=path_spec(path), description=what)
 
 
 # ------------------------------------------------------------------------------------ writing

@@ -20,39 +20,59 @@ class MatrixRef:
     """An open matrix as one node of a dask graph. Pickled (for dask.distributed workers), it
     travels as the file's path or URL (with its storage_options) and the identity of the version
     the graph was built on, or as its bytes when it was opened from bytes, and opens again on the
-    other side once per process; a worker that finds another version there (the file was replaced
-    or rewritten since) refuses it instead of mixing two files' cells. A file object cannot travel,
-    which fails at submission."""
+    other side once per process, when a block first reads it: dask's scheduler, which unpickles
+    graphs too, never opens the file (it may not see it). A worker that finds another version
+    there (the file was replaced or rewritten since) refuses it instead of mixing two files' cells.
+    A file object cannot travel, which fails at submission."""
 
-    def __init__(self, matrix: MatrixReader) -> None:
-        self.matrix = matrix
+    def __init__(self, matrix: MatrixReader | None = None, *, travelled: tuple | None = None) -> None:
+        self._matrix = matrix
+        self._travelled = travelled  # (function, args) that open it here, when it came pickled
+        self._lock = threading.Lock()
+
+    @property
+    def matrix(self) -> MatrixReader:
+        """The open matrix (opened here on first use when it came pickled)."""
+        if self._matrix is None:
+            with self._lock:
+                if self._matrix is None:
+                    opener, args = self._travelled
+                    self._matrix = opener(*args)
+        return self._matrix
 
     def __reduce__(self):
-        location, name, options, identity = self.matrix.travelling_form()
+        if self._matrix is None:  # passing through (the scheduler): as it came
+            return _arrived, self._travelled
+        location, name, options, identity = self._matrix.travelling_form()
         if isinstance(location, bytes):
-            return _by_bytes, (location, name)
-        return _by_location, (location, name, options, identity)
+            return _arrived, (_by_bytes, (location, name))
+        return _arrived, (_by_location, (location, name, options, identity))
 
 
-_OPENED: dict[tuple, MatrixRef] = {}  # each process opens a version of a file once for all its blocks
+_OPENED: dict[tuple, MatrixReader] = {}  # each process opens a version of a file once for all its blocks
 _OPENED_LOCK = threading.Lock()
 
 
-def _by_location(location: str, name: str, storage_options: dict | None, identity: tuple[int, int]) -> MatrixRef:
+def _arrived(opener, args: tuple) -> MatrixRef:
+    """A MatrixRef unpickled: opened when a block first reads it."""
+    return MatrixRef(travelled=(opener, args))
+
+
+def _by_location(location: str, name: str, storage_options: dict | None, identity: tuple[int, int]) -> MatrixReader:
     key = (location, name, repr(storage_options), identity)
     with _OPENED_LOCK:
-        ref = _OPENED.get(key)
-    if ref is None:
-        ref = MatrixRef(reopened(MatrixReader, location, name, storage_options, identity, None))
+        matrix = _OPENED.get(key)
+    if matrix is None:
+        matrix = reopened(MatrixReader, location, name, storage_options, identity, None)
         with _OPENED_LOCK:
             if len(_OPENED) >= 16:
                 _OPENED.pop(next(iter(_OPENED)))
-            ref = _OPENED.setdefault(key, ref)
-    return ref
+            matrix = _OPENED.setdefault(key, matrix)
+    return matrix
 
 
-def _by_bytes(data: bytes, name: str) -> MatrixRef:
-    return MatrixRef(MatrixReader(data, matrix=name))
+def _by_bytes(data: bytes, name: str) -> MatrixReader:
+    return MatrixReader(data, matrix=name)
 
 
 def _cells(ref: MatrixRef, start: int, stop: int, dtype: str) -> sp.csr_matrix:

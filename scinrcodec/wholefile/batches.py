@@ -9,7 +9,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from ..limits import MAX_DIMENSION, checked_integer
+from ..limits import MAX_DIMENSION, MAX_JOBS, checked_integer
 from ..reader.assemble import BlockScratch
 from ..reader.matrix import MatrixReader
 from .names import names_obs
@@ -30,6 +30,7 @@ def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, 
     batch_size, buffer = (checked_integer(name, value, 1, MAX_DIMENSION)
                           for name, value in (("batch_size", batch_size), ("buffer", buffer)))
     seed = None if seed is None else checked_integer("seed", seed, 0, 2**63 - 1)
+    jobs = None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
     bounds = m.chunk_bounds()
     n_chunks = bounds.size - 1
     rng = np.random.default_rng(seed)
