@@ -10,8 +10,8 @@ import importlib
 
 __version__ = "3.0.0"
 
-from .errors import (CorruptFileError, FileChangedError, FormatError, InvalidInputError, OutputError,  # noqa: E402
-                     OutputExistsError, ResultTooLargeError, SinrError, SinrIndexError, SinrKeyError,
+from .errors import (ClusterError, CorruptFileError, FileChangedError, FormatError, InvalidInputError,  # noqa: E402
+                     OutputError, OutputExistsError, ResultTooLargeError, SinrError, SinrIndexError, SinrKeyError,
                      UnsupportedVersionError)
 from .errors import (RangeNotSupportedError, RemoteAccessError, RemoteChangedError,  # noqa: E402
                      RemoteConnectionError, RemoteError, RemoteNotFoundError)
@@ -33,7 +33,7 @@ __all__ = ["read_sinr", "write_sinr", "encode", "encode_whole", "append", "decod
            "OutputExistsError", "OutputError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
            "SinrIndexError", "SinrKeyError", "FileChangedError", "ResultTooLargeError", "RemoteError",
            "RemoteNotFoundError", "RemoteAccessError", "RangeNotSupportedError", "RemoteConnectionError",
-           "RemoteChangedError", "__version__"]
+           "RemoteChangedError", "ClusterError", "__version__"]
 
 
 def __getattr__(name: str):

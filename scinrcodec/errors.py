@@ -58,6 +58,11 @@ class ResultTooLargeError(SinrError, MemoryError):
     """A read's result (or its working memory) cannot be allocated; the message says how large it is."""
 
 
+class ClusterError(SinrError):
+    """The Dask cluster an encode ran on failed, or could not be reached (a closed client, no workers,
+    a connection lost)."""
+
+
 class RemoteError(SinrError):
     """A remote file (s3://, gs://, http(s)://, any fsspec URL) could not be read as asked."""
 

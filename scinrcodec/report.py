@@ -70,15 +70,19 @@ def describe(matrix: MatrixReader) -> str:
         f"{'part':<18}{'bytes':>14}{'bits/nonzero':>15}{'share':>9}",
     ]
     parts = size_by_part(matrix)
+
+    def per_nonzero(size: int) -> str:  # a matrix of no nonzeros has no bits per nonzero
+        return f"{size * 8 / matrix.nnz:.3f}" if matrix.nnz else "-"
+
     whole = ("other matrices", "AnnData parts", "10x fields", "footer")
     own = {name: size for name, size in parts.items() if name not in whole}
     for name, size in own.items():
-        lines.append(f"{name:<18}{size:>14,}{size * 8 / nnz:>15.3f}{size / max(file_size, 1):>9.1%}")
+        lines.append(f"{name:<18}{size:>14,}{per_nonzero(size):>15}{size / max(file_size, 1):>9.1%}")
     if not several:
-        lines.append(f"{'total':<18}{file_size:>14,}{file_size * 8 / nnz:>15.3f}{1:>9.1%}")
+        lines.append(f"{'total':<18}{file_size:>14,}{per_nonzero(file_size):>15}{1:>9.1%}")
         return "\n".join(lines)
     total = sum(own.values())
-    lines.append(f"{'this matrix':<18}{total:>14,}{total * 8 / nnz:>15.3f}{total / max(file_size, 1):>9.1%}")
+    lines.append(f"{'this matrix':<18}{total:>14,}{per_nonzero(total):>15}{total / max(file_size, 1):>9.1%}")
     for name in (n for n in whole if n in parts):
         lines.append(f"{name:<18}{parts[name]:>14,}{'':>15}{parts[name] / max(file_size, 1):>9.1%}")
     lines.append(f"{'total':<18}{file_size:>14,}{'':>15}{1:>9.1%}")

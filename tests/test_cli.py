@@ -84,6 +84,9 @@ def test_a_matrix_without_nonzeros_reports_no_bits_per_nonzero(tmp_path, capsys)
     assert main(["encode", str(tmp_path / "zero.npz"), str(tmp_path / "zero.sinr")]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "0 nonzeros" in out and "bits per nonzero" not in out
+    assert main(["info", str(tmp_path / "zero.sinr")]) == 0  # its parts' bits per nonzero are '-', not bytes * 8
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("headers", "total"))]
+    assert rows and all(row[2] == "-" for row in rows)
 
 
 def test_lossy_modes_and_pattern_from_cli(tmp_path, capsys):

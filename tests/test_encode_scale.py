@@ -52,6 +52,26 @@ def test_jobs_and_a_dask_cluster_give_identical_bytes(tmp_path, pbmc, monkeypatc
     assert (tmp_path / "dask-mtx.sinr").read_bytes() == (tmp_path / "local-mtx.sinr").read_bytes()
 
 
+def test_a_cluster_that_fails_is_a_cluster_error(tmp_path, pbmc, monkeypatch):
+    """A closed client, or a connection to the cluster lost mid-encode (an OSError of dask's comms),
+    is a ClusterError, not 'writing failed' or a bare RuntimeError; nothing is written."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        client = distributed.Client(cluster)
+        lost = OSError("Stream is closed")
+
+        def fail(*args, **kwargs):
+            raise lost
+
+        monkeypatch.setattr(client, "submit", fail)
+        with pytest.raises(sinr.ClusterError, match="the Dask cluster failed .OSError: Stream is closed"):
+            sinr.encode(pbmc, tmp_path / "lost.sinr", client=client, **FAST)
+        client.close()
+        with pytest.raises(sinr.ClusterError, match="the Dask client is closed"):
+            sinr.encode(pbmc, tmp_path / "closed.sinr", client=client, **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_worker_never_encodes_another_version_of_the_input(tmp_path, pbmc):
     """A source's spec carries its file's absolute path and the version the driver read (size,
     modification time): a worker that finds the file replaced or rewritten refuses it, where it had

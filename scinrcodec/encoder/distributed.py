@@ -9,10 +9,11 @@ writes.
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import CancelledError
 from typing import Iterator
 
-from ..errors import InvalidInputError
-from ..io.sources import MatrixSource
+from ..errors import ClusterError, InvalidInputError, SinrError
+from ..io.sources import MatrixSource, one_line
 from .chunk import EncodedChunk, FileContext, encode_chunk
 
 IN_FLIGHT_PER_WORKER = 2
@@ -30,13 +31,25 @@ def encode_chunks_on(client, source: MatrixSource, context: FileContext, blocks:
                      skip: int = 0) -> Iterator[EncodedChunk]:
     """The chunks of `source` after its first `skip` cells, encoded as tasks of `client`, in order.
     `blocks` is the driver's iterator of blocks, already past those cells: a source that cannot be
-    reopened elsewhere is read through it, once."""
+    reopened elsewhere is read through it, once. A failure of the cluster itself (a closed client,
+    no workers, a lost connection) is a ClusterError; a task's own error is raised as it is."""
     try:
         from distributed import Client
     except ImportError as exc:
         raise InvalidInputError("encoding on a cluster needs Dask: pip install 'scinrcodec[dask]'") from exc
     if not isinstance(client, Client):
         raise InvalidInputError(f"client must be a dask.distributed.Client, not {type(client).__name__}")
+    if client.status in ("closing", "closed"):
+        raise ClusterError("the Dask client is closed; encode with an open one")
+    try:
+        yield from _submitted(client, source, context, blocks, skip)
+    except SinrError:
+        raise
+    except (OSError, RuntimeError, TimeoutError, CancelledError) as exc:
+        raise ClusterError(f"the Dask cluster failed ({type(exc).__name__}: {one_line(exc)})") from exc
+
+
+def _submitted(client, source: MatrixSource, context: FileContext, blocks: Iterator, skip: int) -> Iterator[EncodedChunk]:
     options = context.options
     # hash=False: a content-hashed key would be shared with an earlier encode of the same matrix,
     # and that encode's futures, released later, would take the data from under this one's tasks
