@@ -118,8 +118,9 @@ def _append(args: argparse.Namespace) -> None:
           f"{time.perf_counter() - started:.1f} s")
 
 
-def _names_list(text: str | None) -> list[str] | None:
-    """NAME,NAME,... or @FILE (one name a line) -> names; None stays None."""
+def _names_list(text: str | None) -> list[str] | list[int] | None:
+    """NAME,NAME,... or @FILE (one name a line) -> names, or indices where every item is #N (as
+    `sinr get` takes them); None stays None."""
     if text is None:
         return None
     if text.startswith("@"):
@@ -133,6 +134,8 @@ def _names_list(text: str | None) -> list[str] | None:
         names = [n for n in text.split(",") if n]
     if not names:
         raise InvalidInputError(f"{text!r} names nothing")
+    if all(n.startswith("#") and _INDEX.fullmatch(n[1:]) for n in names):
+        return [int(n[1:]) for n in names]
     return names
 
 
@@ -370,8 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", required=True, help="the new .sinr file")
-    sub.add_argument("--cells", metavar="LIST", help="cell names, comma-separated, or @FILE with one a line")
-    sub.add_argument("--genes", metavar="LIST", help="gene names or ids, comma-separated, or @FILE with one a line")
+    sub.add_argument("--cells", metavar="LIST", help="cell names (or #N indices), comma-separated, or @FILE with one "
+                                                     "a line")
+    sub.add_argument("--genes", metavar="LIST", help="gene names or ids (or #N indices), comma-separated, or @FILE "
+                                                     "with one a line")
     _run_options(sub)
     _format_option(sub)
     _remote_options(sub)
