@@ -275,3 +275,42 @@ def test_chunks_block_decodes_listed_chunks_in_order(path, adata):
         for bad in ([1, 1], [5], [-1], [[0]], ["0"]):
             with pytest.raises(sinr.SinrIndexError):
                 m.chunks_block(bad)
+
+
+def test_a_torch_dataloader_of_spawned_workers_reads_every_cell_once(path, adata, tmp_path):
+    """The loader inside torch's DataLoader with spawned workers (each gets the open matrix pickled,
+    opens it again, and takes every other batch): every cell once, and nothing on stderr at their
+    exit (nanobind had printed 'leaked instances' for the chunk tables the open matrix kept)."""
+    pytest.importorskip("torch")
+    script = tmp_path / "loader.py"
+    script.write_text(f'''
+import sys
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+import scinrcodec as sinr
+
+class Cells(IterableDataset):
+    def __init__(self, m):
+        self.m = m
+    def __iter__(self):
+        worker = get_worker_info()
+        for k, batch in enumerate(self.m.iter_cells(batch_size=16, seed=3)):
+            if k % worker.num_workers == worker.id:
+                yield torch.as_tensor(batch.cells), torch.as_tensor(batch.X.toarray())
+
+if __name__ == "__main__":
+    m = sinr.open({str(path)!r})
+    cells, rows = [], []
+    for c, x in DataLoader(Cells(m), batch_size=None, num_workers=2, multiprocessing_context="spawn"):
+        cells.append(c.numpy())
+        rows.append(x.numpy())
+    order = np.concatenate(cells)
+    print(len(order), len(set(order.tolist())))
+    np.save(sys.argv[1], np.concatenate(rows)[np.argsort(order)])
+''')
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "x.npy")], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(adata.n_obs)] * 2 and "leaked" not in run.stderr, run.stderr
+    assert np.array_equal(np.load(tmp_path / "x.npy"), adata.X.toarray())
