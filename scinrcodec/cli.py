@@ -120,7 +120,7 @@ def _append(args: argparse.Namespace) -> None:
 
 def _names_list(text: str | None) -> list[str] | list[int] | None:
     """NAME,NAME,... or @FILE (one name a line) -> names, or indices where every item is #N (as
-    `sinr get` takes them); None stays None."""
+    `sinr get` takes them; a list mixing both is refused); None stays None."""
     if text is None:
         return None
     if text.startswith("@"):
@@ -134,8 +134,11 @@ def _names_list(text: str | None) -> list[str] | list[int] | None:
         names = [n for n in text.split(",") if n]
     if not names:
         raise InvalidInputError(f"{text!r} names nothing")
-    if all(n.startswith("#") and _INDEX.fullmatch(n[1:]) for n in names):
+    indices = [n.startswith("#") and bool(_INDEX.fullmatch(n[1:])) for n in names]
+    if all(indices):
         return [int(n[1:]) for n in names]
+    if any(indices):
+        raise InvalidInputError(f"{text!r} mixes #N indices and names; give one or the other")
     return names
 
 

@@ -302,6 +302,8 @@ def test_cli_concat_and_subset(parts, tmp_path):
     assert run.returncode == 0, run.stderr  # indices as `sinr get` takes them
     with sinr.open(tmp_path / "i.sinr") as s:
         assert s.cell_names == [cells[3], cells[0]] and s.gene_names == [gene]
+    assert_one_error_line(sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "m.sinr", "--cells",
+                                   f"#3,{cells[0]}"), "mixes #N indices and names")
     assert_one_error_line(sinr_cli("concat", folder / "a.sinr", folder / "a.sinr", "-o", tmp_path / "aa.sinr"),
                           "named twice")
     assert_one_error_line(sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "x.sinr"), "--cells, --genes")

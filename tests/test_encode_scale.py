@@ -63,16 +63,52 @@ def test_a_cluster_that_fails_is_a_cluster_error(tmp_path, pbmc, monkeypatch):
         def fail(*args, **kwargs):
             raise lost
 
-        monkeypatch.setattr(client, "submit", fail)
-        with pytest.raises(sinr.ClusterError, match="the Dask cluster failed .OSError: Stream is closed"):
-            sinr.encode(pbmc, tmp_path / "lost.sinr", client=client, **FAST)
+        with monkeypatch.context() as patch:
+            patch.setattr(client, "submit", fail)
+            with pytest.raises(sinr.ClusterError, match="the Dask cluster failed .OSError: Stream is closed"):
+                sinr.encode(pbmc, tmp_path / "lost.sinr", client=client, **FAST)
+        from scinrcodec.encoder import distributed as on_cluster
+
+        def out_of_memory(*args, **kwargs):  # a task's own error (torch's, fitting a SIREN) is not the cluster's
+            raise RuntimeError("CUDA out of memory")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(on_cluster, "encode_chunk", out_of_memory)
+            with pytest.raises(RuntimeError, match="^CUDA out of memory"):
+                sinr.encode(pbmc, tmp_path / "oom.sinr", client=client, **FAST)
         client.close()
         with pytest.raises(sinr.ClusterError, match="the Dask client is closed"):
             sinr.encode(pbmc, tmp_path / "closed.sinr", client=client, **FAST)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_worker_never_encodes_another_version_of_the_input(tmp_path, pbmc):
+def _die(*args, **kwargs):
+    os._exit(1)
+
+
+def _kill_encoders() -> None:
+    from scinrcodec.encoder import distributed as on_cluster
+
+    on_cluster.encode_chunk = _die
+
+
+def test_a_worker_killed_is_a_cluster_error(tmp_path, pbmc):
+    """A worker that dies under a task (out of memory, killed) ends the encode with a ClusterError,
+    not dask's KilledWorker (which the CLI had called an internal error)."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        client.run(_kill_encoders)
+        sp.save_npz(tmp_path / "in.npz", sp.csr_matrix(pbmc.matrix()))  # read by the workers
+        with pytest.raises(sinr.ClusterError, match="the Dask cluster failed .KilledWorker"):
+            sinr.encode(tmp_path / "in.npz", tmp_path / "killed.sinr", client=client, chunk_cells=20, **FAST)
+    assert [p.name for p in tmp_path.iterdir()] == ["in.npz"]
+
+
+def test_a_worker_never_encodes_another_version_of_the_input(tmp_path, pbmc, monkeypatch):
     """A source's spec carries its file's absolute path and the version the driver read (size,
     modification time): a worker that finds the file replaced or rewritten refuses it, where it had
     encoded the new cells into the old file's layout without a word."""
@@ -84,6 +120,25 @@ def test_a_worker_never_encodes_another_version_of_the_input(tmp_path, pbmc):
     os.replace(tmp_path / "other.npz", path)
     with pytest.raises(FileChangedError, match="in.npz: not the version the encode began with"):
         open_source_spec(spec)
+    from scinrcodec.io import npz
+
+    read_arrays = npz.checked_compressed
+
+    def replaced_meanwhile(*args, **kwargs):  # another version renamed over the file while it is read
+        os.replace(tmp_path / "later.npz", path)
+        return read_arrays(*args, **kwargs)
+
+    sp.save_npz(tmp_path / "later.npz", sp.csr_matrix(pbmc.matrix()[:, :20]))
+    monkeypatch.setattr(npz, "checked_compressed", replaced_meanwhile)
+    with pytest.raises(FileChangedError, match="in.npz: changed while it was read"):
+        read_matrix(path)
+    monkeypatch.undo()
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    os.replace(path, tmp_path / "real" / "in.npz")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path / "work")  # 'link/..' is real/, not work/: the spec keeps the path as given
+    assert open_source_spec(read_matrix("link/../in.npz").spec()).shape == (pbmc.shape[0], 20)
 
 
 def _split(pbmc, at: int):

@@ -19,7 +19,7 @@ from ..storage.container import MAGIC
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
 from .matrix import CountMatrix
-from .sources import MatrixSource, RandomAccessSource, ScipySource, SourceSpec
+from .sources import MatrixSource, RandomAccessSource, ScipySource, SourceSpec, file_version
 
 
 def sniff_format(path: Path) -> str:
@@ -56,19 +56,21 @@ def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as
     fmt = BY_NAME[kind]
     if layer is not None and not fmt.takes_layer:
         raise InvalidInputError(f"{path}: --layer applies to {LAYERED_LABELS} input only")
-    return fmt.open(path, layer, pattern_as_ones)
+    before = file_version(path)
+    source = fmt.open(path, layer, pattern_as_ones)
+    spec = source.spec() if isinstance(source, RandomAccessSource) else None
+    if spec is not None and spec.kind == "path" and None not in (before, spec.args["version"]) \
+            and spec.args["version"] != before:  # the spec must name the version whose names and shape were read
+        raise FileChangedError(f"{path}: changed while it was read (replaced or rewritten); read it again")
+    return source
 
 
 def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
     """The source a RandomAccessSource.spec() describes, opened again (in another process)."""
     if spec.kind == "scipy":
         return ScipySource(**spec.args)
-    path, version = spec.args["path"], spec.args.get("version")
-    try:
-        status = os.stat(path)
-    except OSError:
-        status = None  # read_matrix says why it cannot be read
-    if status is not None and version is not None and (status.st_size, status.st_mtime_ns) != tuple(version):
+    path, version, here = spec.args["path"], spec.args.get("version"), file_version(spec.args["path"])
+    if None not in (version, here) and here != tuple(version):  # a file gone: read_matrix says so
         raise FileChangedError(f"{path}: not the version the encode began with (another size or modification time "
                                "here: replaced or rewritten since, or another file of that name); encode it again, "
                                "from storage every worker shares")

@@ -49,13 +49,23 @@ class SourceSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+def file_version(path) -> tuple[int, int] | None:
+    """A file's size and modification time (kept across shared storage), or None when it is gone."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
 def path_spec(path, **args) -> SourceSpec:
-    """The spec of a source read from a file: its absolute path (a worker may run in another folder)
-    and the version read here, its size and modification time (kept across shared storage), which
-    readers.open_source_spec checks, so that a worker never encodes another file of that name or a
-    version written since."""
-    status = os.stat(path)
-    return SourceSpec("path", dict(path=os.path.abspath(path), version=(status.st_size, status.st_mtime_ns), **args))
+    """The spec of a source read from a file: its absolute path (a worker may run in another folder;
+    joined to the working folder as given, as '..' after a link must not be cut as text) and the
+    version read here (file_version; readers.read_matrix checks it did not change during the read),
+    which readers.open_source_spec checks, so that a worker never encodes another file of that name
+    or a version written since."""
+    return SourceSpec("path", dict(path=os.path.join(os.getcwd(), os.fspath(path)), version=file_version(path),
+                                   **args))
 
 
 class MatrixSource:
