@@ -19,13 +19,6 @@ def is_dask_array(x) -> bool:
     return any(c.__module__ == "dask.array.core" and c.__name__ == "Array" for c in type(x).__mro__)
 
 
-def _cells_by_genes(part) -> sp.csr_matrix:
-    """A computed block of rows (scipy sparse, or dense) as CSR, cells x genes."""
-    if sp.issparse(part):
-        return sp.csr_matrix(part)
-    return sp.csr_matrix(np.asarray(part))
-
-
 def holds_counts(x, whole_counts) -> bool:
     """Whether every block of the dask array holds only counts (`whole_counts` of its values, and
     no repeated coordinate): one pass over the blocks, in parallel, one block in memory per worker."""
@@ -71,11 +64,11 @@ class DaskCellsSource(MatrixSource):
         at its end go with the next one."""
         pending, first, start = None, 0, 0
         for rows in self._x.chunks[0]:
-            part = self._x[start: start + rows].compute()
+            part = self._x[start: start + rows].compute()  # cells x genes, scipy sparse or dense
             start += rows
             if not sp.issparse(part):
-                part = sparse_values(np.asarray(part), self.description)
-            csc = checked_sparse(sp.csc_matrix(_cells_by_genes(part).T), self.description)
+                part = sp.csr_matrix(sparse_values(np.asarray(part), self.description))
+            csc = checked_sparse(part.T, self.description)  # genes x cells
             pending = csc if pending is None else sp.hstack([pending, csc], format="csc")
             while pending.shape[1] >= cells_per_block:
                 yield self._block(first, pending[:, :cells_per_block])

@@ -2,9 +2,9 @@
 
 Files of one count matrix (plain, or encoded from a 10x file) combine into a file of one count
 matrix (a whole AnnData when a `label` column is asked for, or to keep a 10x file's other feature
-fields, such as genome, as var columns): genes aligned by gene id (inner: those every file holds; outer: all, zeros
-where a file lacks one), cells one file after another. Files that store a whole AnnData combine
-as AnnData objects: every part that is not a count matrix goes through anndata's own
+fields, such as genome, as var columns): genes aligned by gene id, or by name where a file has
+none (inner: those every file holds; outer: all, zeros where a file lacks one), cells one file
+after another. Files that store a whole AnnData combine as AnnData objects: every part that is not a count matrix goes through anndata's own
 concat or subsetting (its join, merge and uns_merge rules), and each count matrix is streamed into
 the new file (encoder.combine), decoding one block of cells at a time; a count matrix whose inputs
 are of format 3 and keep every gene they store is combined without coding anything again, each
@@ -98,9 +98,9 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     default '0', '1', ...) and makes the output a whole AnnData; merge and uns_merge are
     anndata.concat's, for files that store a whole AnnData (files of one matrix align genes by id
     with a label or without, each gene's id, name and feature type from the first file that holds
-    it, where anndata would align them by name and drop var's columns). recode=True codes every cell again (one gene
-    order, bands sized for the whole) rather than copying each file's chunks into a segment: slower,
-    but gene reads then cost what they cost in a file encoded whole. `inputs` may be a mapping of
+    it, where anndata would align them by name and drop var's columns). recode=True codes every
+    cell again (one gene order, bands sized for the whole) rather than copying each file's chunks
+    into a segment: slower, but gene reads then cost what they cost in a file encoded whole. `inputs` may be a mapping of
     keys to files, as anndata.concat's is, and URLs (storage_options for fsspec). Returns sizes
     and names."""
     if isinstance(inputs, (str, bytes, os.PathLike)):
@@ -212,7 +212,7 @@ def _held_var(frames: list, genes) -> "pd.DataFrame":
             position = frame.index.get_indexer(genes)
             held = position >= 0
             theirs = frame[column].to_numpy(dtype=object)[position[held]]
-            agree = all(a == b for a, b in zip(values[held & filled], theirs[filled[held]]))
+            agree = bool((values[held & filled] == theirs[filled[held]]).all())
             if not agree:
                 break
             values[held & ~filled] = theirs[~filled[held]]
@@ -338,7 +338,8 @@ def _anndata_concat(skeletons: list, sources: list[str], *, join: str, label, ke
     if join not in ("inner", "outer"):
         raise InvalidInputError(f"join must be 'inner' or 'outer', not {join!r}")
     for skeleton, source in zip(skeletons, sources):
-        for where, var_names in (("var", skeleton.var_names), ("raw.var", None if skeleton.raw is None else skeleton.raw.var_names)):
+        raw_names = None if skeleton.raw is None else skeleton.raw.var_names
+        for where, var_names in (("var", skeleton.var_names), ("raw.var", raw_names)):
             if var_names is not None and not var_names.is_unique:
                 raise InvalidInputError(f"{source}: gene {var_names[var_names.duplicated()][0]!r} is named twice in "
                                         f"{where}; files are combined by gene name, so each must be named once "
