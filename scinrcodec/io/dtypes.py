@@ -39,6 +39,15 @@ def count_dtype(dtype) -> np.dtype:
     return out
 
 
+def stored_dtypes(recorded) -> tuple[np.dtype, np.dtype]:
+    """(the type to decode a matrix stored from `recorded` in, the type a sparse result holds it in):
+    reads take no integer type narrower than 32 bits (it could wrap a count), so narrower ones are
+    decoded in int32 and cast; scipy.sparse holds no float16, and float32 holds such counts exactly."""
+    recorded = np.dtype(recorded)
+    read = recorded if recorded.itemsize >= 4 else np.dtype(np.int32)
+    return read, np.dtype(np.float32) if recorded == np.float16 else recorded
+
+
 def check_exact(values: np.ndarray, dtype: np.dtype, what: str,
                 exact: Callable[[], np.ndarray] | None = None) -> None:
     """Refuse values (already converted to `dtype`) that a float type did not hold exactly (the

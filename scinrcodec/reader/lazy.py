@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from ..io.dtypes import stored_dtypes
 from .matrix import MatrixReader, reopened
 
 
@@ -80,21 +81,17 @@ def _cells(ref: MatrixRef, start: int, stop: int, dtype: str) -> sp.csr_matrix:
     A narrow integer type (a layer stored as uint16) is decoded in int32, which reads accept, and cast:
     the counts of a lossless file came from that type (dask_matrix widens it for other files)."""
     wanted = np.dtype(dtype)
-    if wanted.itemsize < 4:
-        return ref.matrix.cells_block(start, stop, np.int32, jobs=1).astype(wanted)
-    return ref.matrix.cells_block(start, stop, wanted, jobs=1)  # in a float type, checked exact
+    read, _ = stored_dtypes(wanted)
+    block = ref.matrix.cells_block(start, stop, read, jobs=1)  # in a float type, checked exact
+    return block if read == wanted else block.astype(wanted)
 
 
 def _block_dtype(m: MatrixReader, dtype) -> np.dtype:
     """The type of a lazy matrix's blocks: `dtype`, but float32 for float16 (which scipy.sparse cannot
     hold) and int64 for a narrow integer type of a file coded within --max-error (whose decoded counts
     may pass that type's range; a lossless file's came from it)."""
-    dtype = np.dtype(dtype)
-    if dtype == np.float16:
-        return np.dtype(np.float32)
-    if dtype.kind in "iu" and dtype.itemsize < 4 and m.mode != "lossless":
-        return np.dtype(np.int64)
-    return dtype
+    _, held = stored_dtypes(dtype)
+    return np.dtype(np.int64) if held.itemsize < 4 and m.mode != "lossless" else held
 
 
 def dask_matrix(m: MatrixReader, dtype=np.int32):

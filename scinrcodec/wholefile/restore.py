@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import CorruptFileError, SinrKeyError
-from ..io.dtypes import anndata_dtype, cast_exactly, check_exact
+from ..io.dtypes import anndata_dtype, cast_exactly, check_exact, stored_dtypes
 from ..io.h5ad_output import quiet_anndata
 from ..io.sources import one_line
 from ..reader.contents import StoredContents
@@ -24,12 +24,12 @@ def decoded(matrix, dtype, fmt: str):
     then keeps the wide type, never a wrapped count. A sparse float16 (which h5py stores and scipy
     cannot hold) comes back as float32, which holds such values exactly."""
     recorded = np.dtype(dtype)
-    x = matrix.to_scipy("csc", dtype=recorded if recorded.itemsize >= 4 else np.int64).T
+    read, held = stored_dtypes(recorded)
+    x = matrix.to_scipy("csc", dtype=read).T
     if fmt == "ndarray":
         x = x.toarray()
         cast = x.astype(recorded)
         return cast if np.array_equal(cast, x) else x
-    held = np.dtype(np.float32) if recorded == np.float16 else recorded
     if x.dtype != held:
         cast = x.astype(held)
         x = cast if np.array_equal(cast.data, x.data) else x
