@@ -9,6 +9,10 @@
     .Call(`_scinrcodec_sinr_is_open_`, handle)
 }
 
+.sinr_check_unchanged <- function(handle) {
+    invisible(.Call(`_scinrcodec_sinr_check_unchanged_`, handle))
+}
+
 .sinr_header <- function(handle) {
     .Call(`_scinrcodec_sinr_header_`, handle)
 }

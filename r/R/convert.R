@@ -69,6 +69,9 @@ sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
   if (!requireNamespace("SeuratObject", quietly = TRUE))
     .sinr_stop("InvalidInputError", "sinr_to_seurat needs the SeuratObject package")
   x <- sinr_open(path, matrix)
+  if (any(x@dim == 0L))
+    .sinr_stop("InvalidInputError", sprintf("%s holds %s genes x %s cells: a Seurat object needs at least one of each",
+                                            x@path, format(x@dim[[1L]]), format(x@dim[[2L]])))
   counts <- .read_block(x, NULL, NULL, .threads())
   dn <- dimnames(x)
   genes <- if (is.null(dn[[1L]])) paste0("gene-", seq_len(x@dim[[1L]])) else dn[[1L]]
@@ -78,6 +81,9 @@ sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
   meta <- .metadata(x)
   .report_unmapped(x, meta)
   object <- SeuratObject::CreateSeuratObject(counts = counts, project = project, assay = "RNA")
+  # the stored names, which the features' may differ from (a whole AnnData's var holds them only as its index)
+  if (!is.null(dn[[1L]]) && !("gene_names" %in% names(meta$genes)))
+    meta$genes <- list2DF(c(list(gene_names = dn[[1L]]), as.list(meta$genes)), nrow = x@dim[[1L]])
   if (ncol(meta$genes)) {
     rownames(meta$genes) <- features
     object[["RNA"]] <- SeuratObject::AddMetaData(object[["RNA"]], metadata = meta$genes)

@@ -45,24 +45,29 @@
   hdf5r::h5attr(object, name)
 }
 
-# A 1-D dataset of n values as an R vector (64-bit integers as doubles); NULL when it is not one.
-.vector <- function(object, n) {
+# A 1-D dataset of n values as an R vector (64-bit integers as doubles, with a warning naming the
+# column `what` where one is beyond 2^53, which a double does not hold exactly); NULL when it is not one.
+.vector <- function(object, n, what = "a column") {
   if (!inherits(object, "H5D") || length(object$dims) != 1L || object$dims != n) return(NULL)
   if (n == 0) return(character(0))  # hdf5r cannot read an empty string dataset; any empty vector maps the same
   value <- object$read()
-  if (inherits(value, "integer64")) value <- as.double(value)
+  if (inherits(value, "integer64")) {
+    value <- suppressWarnings(as.double(value))  # bit64's own warning names no column
+    if (any(abs(value) > 2^53, na.rm = TRUE))
+      warning(sprintf("scinrcodec: %s holds integers beyond 2^53, which R's doubles round", what), call. = FALSE)
+  }
   if (!is.atomic(value) || !(typeof(value) %in% c("logical", "integer", "double", "character"))) return(NULL)
   as.vector(value)
 }
 
 # One column of an anndata dataframe group (anndata's encodings: array, string-array, categorical,
 # nullable-integer, nullable-boolean, nullable-string-array), or NULL when it maps to none.
-.column <- function(object, n) {
+.column <- function(object, n, what) {
   encoding <- .attr(object, "encoding-type")
   if (is.null(encoding)) return(NULL)
-  if (encoding %in% c("array", "string-array")) return(.vector(object, n))
+  if (encoding %in% c("array", "string-array")) return(.vector(object, n, what))
   if (!inherits(object, "H5Group")) return(NULL)
-  member <- function(name) if (object$exists(name)) .vector(object[[name]], n) else NULL
+  member <- function(name) if (object$exists(name)) .vector(object[[name]], n, what) else NULL
   if (encoding %in% c("nullable-integer", "nullable-boolean", "nullable-string-array")) {
     values <- member("values")
     mask <- member("mask")
@@ -91,7 +96,7 @@
   columns <- list()
   unmapped <- character()
   for (name in order) {
-    value <- if (group$exists(name)) .column(group[[name]], n) else NULL
+    value <- if (group$exists(name)) .column(group[[name]], n, paste0(part, "/", name)) else NULL
     if (is.null(value)) unmapped <- c(unmapped, paste0(part, "/", name)) else columns[[name]] <- value
   }
   list(frame = list2DF(columns, nrow = n), unmapped = unmapped)
@@ -116,7 +121,8 @@
   if (var_element %in% elements && raw) {
     out$var <- .with_image(x, "raw", function(file) {
       if (!file$exists("raw/var")) return(NULL)
-      out$parts <<- c(out$parts, paste0("raw/", setdiff(names(file[["raw"]]), "var")))
+      rest <- setdiff(names(file[["raw"]]), "var")
+      if (length(rest)) out$parts <<- c(out$parts, paste0("raw/", rest))
       frame(file, "raw/var", x@dim[[1L]], "genes")
     })
   } else if (var_element %in% elements) {
@@ -160,7 +166,7 @@
     unmapped <- character()
     if (file$exists(features) && inherits(file[[features]], "H5Group")) {
       for (name in setdiff(names(file[[features]]), held)) {
-        value <- .vector(file[[features]][[name]], x@dim[[1L]])
+        value <- .vector(file[[features]][[name]], x@dim[[1L]], paste0(features, "/", name))
         if (is.null(value)) unmapped <- c(unmapped, paste0(features, "/", name)) else columns[[name]] <- value
       }
     }

@@ -12,17 +12,19 @@ setClass("SinrFile", representation(path = "character", matrix = "character", di
   if (is.null(state$ptr) || !.sinr_is_open(state$ptr)) {
     ptr <- .native(.sinr_open(x@path, x@matrix))
     now <- .native(.sinr_header(ptr))
-    known <- state$header
-    # a handle saved before headers held the identity: what its header holds must match instead
-    same <- if (is.null(known$identity)) identical(now[names(known)], known) else
-      identical(now$identity, known$identity)
-    if (!same)
+    if (!.same_version(state$header, now))
       .sinr_stop("FileChangedError", sprintf(paste("%s: the file changed since this handle was opened (another",
                                                    "process replaced or rewrote it); open it again"), x@path))
     state$header <- now
     state$ptr <- ptr
   }
   state$ptr
+}
+
+# Whether two headers of a file are of the same version of it (its size and footer checksum); a
+# header saved before headers held that identity must match in what it holds instead.
+.same_version <- function(known, now) {
+  if (is.null(known$identity)) identical(now[names(known)], known) else identical(now$identity, known$identity)
 }
 
 # Open a .sinr file: reads its footer only.
@@ -70,25 +72,65 @@ setMethod("show", "SinrFile", function(object) {
               format(h$nnz, big.mark = ","), h$mode))
 })
 
+# The names that several genes or cells share, of one name list (NULL: none), found once.
+.shared_names <- function(x, which) {
+  state <- x@state
+  key <- paste0("shared.", which)
+  if (!exists(key, envir = state, inherits = FALSE)) {
+    names <- .names(x, which)
+    assign(key, unique(names[duplicated(names)]), state)
+  }
+  get(key, envir = state, inherits = FALSE)
+}
+
+# 1-based positions of names along an axis: genes by name, then by id, as Python's reader takes them.
+# A name that several genes or cells have is a sinr_key_error naming them (their ids where genes have
+# ids, else their indices), never the first of them silently.
+.by_name <- function(x, key, axis) {
+  what <- c("gene", "cell")[[axis]]
+  lists <- if (axis == 1L) c("gene_names", "gene_ids") else "cell_names"
+  pos <- rep(NA_integer_, length(key))
+  for (which in lists) {
+    todo <- is.na(pos)
+    if (!any(todo)) break
+    names <- .names(x, which)
+    if (is.null(names)) next
+    pos[todo] <- match(key[todo], names)
+    shared <- todo & !is.na(pos) & key %in% .shared_names(x, which)
+    if (any(shared)) {
+      name <- key[shared][[1L]]
+      all <- which(names == name)
+      ids <- if (axis == 1L) .names(x, "gene_ids") else NULL
+      shown <- if (is.null(ids)) as.character(all) else sprintf("'%s'", ids[all])
+      shown <- paste0(paste(utils::head(shown, 5L), collapse = ", "), if (length(all) > 5L) ", ..." else "")
+      .sinr_stop("SinrKeyError", sprintf("%d %ss are named '%s' (%s %s): name one by %s", length(all), what, name,
+                                         if (is.null(ids)) "indices" else "ids", shown,
+                                         if (is.null(ids)) "index" else "its id or index"))
+    }
+  }
+  if (anyNA(pos)) .sinr_stop("SinrKeyError", sprintf("no %s named '%s'", what, key[is.na(pos)][[1L]]))
+  pos
+}
+
 # 0-based indices of a key along an axis (1: genes, 2: cells): positive or negative whole numbers
-# (zeros dropped, as R does), names (genes by name, then by id) or a logical vector as long as the axis.
+# (zeros dropped, as R does), names (.by_name) or a logical vector as long as the axis. NA is refused
+# (a read never guesses what a missing index means), and so is a matrix (x[cbind(i, j)] is not a read
+# of genes i and j).
 .resolve <- function(x, key, axis) {
   n <- x@dim[[axis]]
   what <- c("gene", "cell")[[axis]]
   if (is.factor(key)) key <- as.character(key)
+  if (!is.null(dim(key)))
+    .sinr_stop("SinrIndexError", sprintf("%s index must be a vector, not a matrix or array", what))
+  if (anyNA(key)) .sinr_stop("SinrIndexError", sprintf("%s index holds NA", what))
   if (is.logical(key)) {
-    if (length(key) != n || anyNA(key))
+    if (length(key) != n)
       .sinr_stop("SinrIndexError", sprintf("boolean %s mask has length %d, expected %.0f", what, length(key), n))
     return(which(key) - 1)
   }
-  if (is.character(key)) {
-    pos <- if (axis == 1L) match(key, .names(x, "gene_names")) else match(key, .names(x, "cell_names"))
-    if (axis == 1L && anyNA(pos)) pos[is.na(pos)] <- match(key[is.na(pos)], .names(x, "gene_ids"))
-    if (anyNA(pos)) .sinr_stop("SinrKeyError", sprintf("no %s named '%s'", what, key[is.na(pos)][[1L]]))
-    return(pos - 1)
-  }
+  if (is.character(key)) return(.by_name(x, key, axis) - 1)
   if (is.numeric(key)) {
-    if (anyNA(key) || any(!is.finite(key)) || any(key != trunc(key)))
+    if (any(!is.finite(key)) || any(key != trunc(key)))
       .sinr_stop("SinrIndexError", sprintf("%s indices must be whole numbers", what))
     key <- key[key != 0]  # as R drops zeros: x[0, ] has no genes
     if (length(key) && all(key < 0)) {
@@ -97,8 +139,8 @@ setMethod("show", "SinrFile", function(object) {
       .sinr_stop("SinrIndexError", sprintf("%s indices mix positive and negative numbers", what))
     }
     bad <- key < 1 | key > n
-    if (any(bad)) .sinr_stop("SinrIndexError", sprintf("%s index %.0f out of range for %.0f %ss", what,
-                                                       key[bad][[1L]], n, what))
+    if (any(bad)) .sinr_stop("SinrIndexError", sprintf("%s index %s out of range for %.0f %ss", what,
+                                                       format(key[bad][[1L]], digits = 15L), n, what))
     return(as.numeric(key) - 1)
   }
   .sinr_stop("SinrIndexError", sprintf("%s must be given by indices, names or a logical vector", what))
@@ -123,6 +165,10 @@ setMethod("show", "SinrFile", function(object) {
 # when the read touches at least half of its tiles).
 # @return a dgCMatrix, genes x cells, with dimnames.
 setMethod("[", "SinrFile", function(x, i, j, ..., drop = FALSE) {
+  # x[i] (one index: R's element i of a matrix) and x[i, j, k] are not reads of genes and cells; x[] is all
+  given <- nargs() - as.integer(!missing(drop))
+  if ((given != 3L && !(given == 2L && missing(i))) || ...length())
+    .sinr_stop("SinrIndexError", "index a SinrFile with x[genes, cells] (either may be left empty)")
   genes <- if (missing(i)) NULL else .resolve(x, i, 1L)
   cells <- if (missing(j)) NULL else .resolve(x, j, 2L)
   .named(.read_block(x, genes, cells, .threads()), x, genes, cells)
@@ -130,6 +176,7 @@ setMethod("[", "SinrFile", function(x, i, j, ..., drop = FALSE) {
 
 # One entry of an open file, by index or name: one tile, decoded only up to the entry.
 sinr_entry <- function(x, gene, cell) {
+  if (!is(x, "SinrFile")) .sinr_stop("InvalidInputError", "x must be a SinrFile (sinr_open(path))")
   g <- .resolve(x, gene, 1L)
   j <- .resolve(x, cell, 2L)
   if (length(g) != 1L || length(j) != 1L) .sinr_stop("SinrIndexError", "sinr_entry reads one gene and one cell")

@@ -19,6 +19,20 @@ SinrArraySeed <- function(filepath, matrix = NULL) {
 }
 
 setMethod("dim", "SinrArraySeed", function(x) x@dim)
+setMethod("path", "SinrArraySeed", function(object, ...) object@filepath)
+
+# A seed whose file moved (saveRDS keeps the path it was made with), as HDF5Array's path<-: the
+# file at its new path, which must be the same version of the file (else a sinr_file_changed_error).
+# path(x) <- new_path works on a SinrMatrix too (DelayedArray passes it to the seed).
+setReplaceMethod("path", "SinrArraySeed", function(object, ..., value) {
+  moved <- sinr_open(value, object@matrix)
+  if (!.same_version(.header(object@file), .header(moved)))
+    .sinr_stop("FileChangedError", sprintf("%s is not the file this seed was made from (%s): another version of it",
+                                           moved@path, object@filepath))
+  object@filepath <- moved@path
+  object@file <- moved
+  object
+})
 setMethod("dimnames", "SinrArraySeed", function(x) x@dimnames)
 setMethod("is_sparse", "SinrArraySeed", function(x) TRUE)
 
@@ -46,11 +60,22 @@ setMethod("chunkGrid", "SinrArraySeed", function(x) {
 # Of a chunk decoded whole for a part, the core keeps for the next parts the cells that fit in
 # DelayedArray's block size, so that block processing holds about two blocks whatever the chunk's
 # size, and decodes a chunk about (its nonzeros x 8 bytes / block size) times.
+# An empty block (a zero-length index: DelayedArray's probe of the type, type(), asks for one) is
+# answered without the file, so that the error of a file changed since saveRDS comes from the real
+# read, not from inside DelayedArray's grid maker, whose own message would hide it.
+.extent <- function(x, index) vapply(1:2, function(axis) {
+  if (is.null(index[[axis]])) as.integer(x@dim[[axis]]) else length(index[[axis]])
+}, integer(1L))
+
 setMethod("extract_array", "SinrArraySeed", function(x, index) {
+  extent <- .extent(x, index)
+  if (any(extent == 0L)) return(matrix(integer(0), extent[[1L]], extent[[2L]]))
   .native(.sinr_dense_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L), DelayedArray::getAutoBlockSize()))
 })
 
 setMethod("extract_sparse_array", "SinrArraySeed", function(x, index) {
+  extent <- .extent(x, index)
+  if (any(extent == 0L)) return(.sparse_array(extent, matrix(integer(0), ncol = 2L), integer(0)))
   block <- .native(.sinr_sparse_block(.handle(x@file), .index0(index, 1L), .index0(index, 2L),
                                       DelayedArray::getAutoBlockSize()))
   .sparse_array(block$dim, block$nzindex, block$nzdata)

@@ -9,7 +9,12 @@
 .summaries <- function(x) {
   file <- x@seed@file
   state <- file@state
-  if (is.null(state$summaries)) state$summaries <- .native(.sinr_summaries(.handle(file), .threads()))
+  handle <- .handle(file)  # after saveRDS, opened again: the same version of the file, or an error
+  if (is.null(state$summaries)) {
+    state$summaries <- .native(.sinr_summaries(handle, .threads()))
+  } else {
+    .native(.sinr_check_unchanged(handle))  # kept summaries are of the file only while it is unchanged
+  }
   state$summaries
 }
 

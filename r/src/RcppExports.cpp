@@ -33,6 +33,16 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinr_check_unchanged_
+void sinr_check_unchanged_(SEXP handle);
+RcppExport SEXP _scinrcodec_sinr_check_unchanged_(SEXP handleSEXP) {
+BEGIN_RCPP
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type handle(handleSEXP);
+    sinr_check_unchanged_(handle);
+    return R_NilValue;
+END_RCPP
+}
 // sinr_header_
 Rcpp::List sinr_header_(SEXP handle);
 RcppExport SEXP _scinrcodec_sinr_header_(SEXP handleSEXP) {
@@ -150,6 +160,7 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_open_", (DL_FUNC) &_scinrcodec_sinr_open_, 2},
     {"_scinrcodec_sinr_is_open_", (DL_FUNC) &_scinrcodec_sinr_is_open_, 1},
+    {"_scinrcodec_sinr_check_unchanged_", (DL_FUNC) &_scinrcodec_sinr_check_unchanged_, 1},
     {"_scinrcodec_sinr_header_", (DL_FUNC) &_scinrcodec_sinr_header_, 1},
     {"_scinrcodec_sinr_contents_", (DL_FUNC) &_scinrcodec_sinr_contents_, 1},
     {"_scinrcodec_sinr_element_image_", (DL_FUNC) &_scinrcodec_sinr_element_image_, 2},

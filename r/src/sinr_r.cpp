@@ -117,6 +117,13 @@ bool sinr_is_open_(SEXP handle) {
   return TYPEOF(handle) == EXTPTRSXP && R_ExternalPtrAddr(handle) != nullptr;
 }
 
+// [[Rcpp::export(.sinr_check_unchanged)]]
+void sinr_check_unchanged_(SEXP handle) {
+  SINR_TRY
+  reader(handle).check_unchanged();
+  SINR_CATCH
+}
+
 // [[Rcpp::export(.sinr_header)]]
 Rcpp::List sinr_header_(SEXP handle) {
   SINR_TRY

@@ -58,7 +58,7 @@ test_that("every matrix of the AnnData gets its own genes' columns: a layer var'
   expect_frame(SummarizedExperiment::colData(layer), want$obs, "obs")
   expect_frame(SummarizedExperiment::rowData(layer), want$var, "var")
   said <- capture_messages(raw <- sinr_to_sce(path, matrix = "raw/X"))
-  expect_match(said, "also stores the AnnData parts var, obsm, uns,", all = FALSE)
+  expect_match(said, "also stores the AnnData parts var, obsm, uns, which", all = FALSE)  # no empty part raw/
   expect_identical(dim(raw), c(50L, 80L))
   expect_frame(SummarizedExperiment::colData(raw), want$obs, "obs")
   expect_frame(SummarizedExperiment::rowData(raw), want[["raw/var"]], "raw/var")
@@ -81,6 +81,24 @@ test_that("a whole AnnData gives obs as Seurat meta.data and var as the assay's 
     got <- features[[name]]
     expect_identical(if (is.numeric(expected)) as.numeric(got) else got, expected, info = name)
   }
+})
+
+test_that("Seurat's renamed features keep the stored names; a file of no cells is a classed error", {
+  object <- suppressMessages(sinr_to_seurat(fixture("duplicate_names.sinr")))
+  stored <- rownames(sinr_open(fixture("duplicate_names.sinr")))
+  expect_false(identical(rownames(object), stored))  # made unique, underscores dashed
+  expect_identical(object[["RNA"]][["gene_names"]][[1L]], stored)
+  whole <- suppressMessages(sinr_to_seurat(fixture("anndata_whole.sinr")))  # var holds the names as its index only
+  expect_identical(whole[["RNA"]][["gene_names"]][[1L]], rownames(sinr_open(fixture("anndata_whole.sinr"))))
+  expect_error(sinr_to_seurat(fixture("no_cells.sinr")), "40 genes x 0 cells: a Seurat object needs",
+               class = "sinr_invalid_input_error")
+  expect_identical(dim(sinr_to_sce(fixture("no_cells.sinr"), delayed = FALSE)), c(40L, 0L))
+})
+
+test_that("64-bit integers R's doubles round are read with a warning that names their column", {
+  expect_warning(sce <- suppressMessages(sinr_to_sce(fixture("big_integers.sinr"))),
+                 "obs/id64 holds integers beyond 2\\^53")
+  expect_identical(SummarizedExperiment::colData(sce)$id64[[1L]], 2^53)
 })
 
 test_that("a whole 10x file gives its per-feature fields (genome) as rowData", {

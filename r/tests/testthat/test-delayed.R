@@ -149,3 +149,51 @@ test_that("sinr_to_sce and sinr_to_seurat carry the counts and the names", {
   expect_identical(rownames(seu), make.unique(gsub("_", "-", rownames(m))))
   expect_identical(seu[["RNA"]][["gene_ids"]][[1L]], scinrcodec:::.names(sinr_open(path), "gene_ids"))
 })
+
+test_that("kept summaries are refused once the file changed, as every other read is", {
+  path <- tempfile(fileext = ".sinr")
+  file.copy(fixture("pbmc500_50genes.sinr"), path)
+  s <- SinrMatrix(path)
+  sums <- colSums(s)
+  expect_identical(colSums(s), sums)
+  saved <- tempfile(fileext = ".rds")
+  saveRDS(s, saved)
+  file.copy(fixture("visium.sinr"), path, overwrite = TRUE)  # the same file rewritten in place
+  expect_error(colSums(s), class = "sinr_file_changed_error")
+  expect_error(rowSums(readRDS(saved)), class = "sinr_file_changed_error")
+})
+
+test_that("a saved SinrMatrix whose file changed says so from any read, not from DelayedArray's grid", {
+  path <- tempfile(fileext = ".sinr")
+  file.copy(fixture("pbmc500_50genes.sinr"), path)
+  saved <- tempfile(fileext = ".rds")
+  saveRDS(SinrMatrix(path), saved)
+  file.copy(fixture("visium.sinr"), path, overwrite = TRUE)
+  s <- readRDS(saved)
+  expect_error(colSums(s[1:10, ]), "the file changed since this handle was opened", class = "sinr_file_changed_error")
+  expect_error(sum(s), class = "sinr_file_changed_error")
+  expect_error(methods::as(s[1:5, 1:5], "dgCMatrix"), class = "sinr_file_changed_error")
+  expect_identical(dim(DelayedArray::extract_array(s@seed, list(integer(0), NULL))), c(0L, 80L))
+})
+
+test_that("path<- points a saved SinrMatrix at its file moved elsewhere, the same version only", {
+  folder <- tempfile()
+  dir.create(folder)
+  path <- file.path(folder, "a.sinr")
+  file.copy(fixture("pbmc500_50genes.sinr"), path)
+  saved <- tempfile(fileext = ".rds")
+  s <- SinrMatrix(path)
+  expect_identical(DelayedArray::path(s), normalizePath(path))
+  saveRDS(s, saved)
+  moved <- file.path(folder, "b.sinr")
+  file.rename(path, moved)
+  s <- readRDS(saved)
+  expect_error(colSums(s[1:10, ]), class = "sinr_invalid_input_error")  # nothing at the old path
+  DelayedArray::path(s) <- moved
+  expect_identical(DelayedArray::path(s), normalizePath(moved))
+  expect_identical(methods::as(s, "dgCMatrix"), read_sinr(moved))
+  other <- file.path(folder, "c.sinr")
+  file.copy(fixture("visium.sinr"), other)
+  expect_error(DelayedArray::path(s) <- other, "is not the file this seed was made from",
+               class = "sinr_file_changed_error")
+})

@@ -106,3 +106,36 @@ test_that("bad paths, files and keys are classed R errors with one-line messages
   writeBin(bytes[seq_len(length(bytes) - 100)], truncated)
   expect_error(read_sinr(truncated), "no .sinr trailer", class = "sinr_corrupt_file_error")
 })
+
+test_that("a name that several genes or cells share is refused, as Python refuses it, never the first taken", {
+  f <- sinr_open(fixture("duplicate_names.sinr"))  # gene 8 named as gene 4 (ids differ), cell 11 as cell 3
+  genes <- rownames(f)
+  cells <- colnames(f)
+  expect_identical(genes[[8]], genes[[4]])
+  ids <- scinrcodec:::.names(f, "gene_ids")
+  expect_error(f[genes[[4]], ], sprintf("2 genes are named '%s' (ids '%s', '%s'): name one by its id or index",
+                                        genes[[4]], ids[[4]], ids[[8]]), fixed = TRUE, class = "sinr_key_error")
+  expect_error(f[c(genes[[1]], genes[[8]]), 1:3], "2 genes are named", class = "sinr_key_error")
+  expect_error(sinr_entry(f, genes[[4]], 1), "2 genes are named", class = "sinr_key_error")
+  expect_error(f[, cells[[3]]], sprintf("2 cells are named '%s' (indices 3, 11): name one by index", cells[[3]]),
+               fixed = TRUE, class = "sinr_key_error")
+  m <- read_sinr(fixture("duplicate_names.sinr"))
+  expect_identical(f[ids[[8]], ], m[8, , drop = FALSE])  # by its id: the one gene
+  expect_identical(f[c(genes[[1]], genes[[2]]), cells[[5]]], m[1:2, 5, drop = FALSE])
+})
+
+test_that("indices R's matrices read otherwise, and NA, are refused rather than read as genes", {
+  f <- sinr_open(fixture("pbmc500_50genes.sinr"))
+  expect_error(f[5], "x\\[genes, cells\\]", class = "sinr_index_error")  # R's element 5 of a matrix
+  expect_error(f[cbind(1:2, 3:4)], class = "sinr_index_error")
+  expect_error(f[cbind(1:2, 3:4), ], "not a matrix", class = "sinr_index_error")
+  expect_error(f[1, 2, 3], "x\\[genes, cells\\]", class = "sinr_index_error")
+  expect_error(f[NA, ], "gene index holds NA", class = "sinr_index_error")
+  expect_error(f[NA_integer_, 1], "gene index holds NA", class = "sinr_index_error")
+  expect_error(f[c(NA, rep(TRUE, 49)), 1], "gene index holds NA", class = "sinr_index_error")
+  expect_error(sinr_entry(f, 1, NA), "cell index holds NA", class = "sinr_index_error")
+  expect_error(f[1e300, 1], "gene index 1e+300 out of range for 50 genes", fixed = TRUE, class = "sinr_index_error")
+  expect_error(sinr_entry(fixture("pbmc500_50genes.sinr"), 1, 1), "x must be a SinrFile",
+               class = "sinr_invalid_input_error")
+  expect_identical(f[2, 3, drop = FALSE], f[2, 3])  # drop named: still a read of genes and cells
+})

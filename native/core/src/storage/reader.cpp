@@ -1131,6 +1131,11 @@ MatrixReader::Decoded MatrixReader::decode(Chunk& c, const std::vector<int64_t>&
   return out;
 }
 
+void MatrixReader::check_unchanged() const {
+  uint8_t last;
+  if (source_->size() > 0) source_->read(source_->size() - 1, 1, &last);  // a read checks the file's version
+}
+
 void MatrixReader::check_index(int64_t i, int64_t n, const char* axis) const {
   if (i < 0 || i >= n)
     throw SinrIndexError(std::string(axis) + " index " + std::to_string(i) + " out of range for " + std::to_string(n) +

@@ -89,6 +89,10 @@ class MatrixReader {
   // The footer's CRC-32: with file_size, what tells two versions of a file apart (the footer lists
   // every section's CRC), as the Python reader's file_identity does.
   uint32_t footer_crc() const { return footer_crc_; }
+  // FileChangedError when the file is no longer the version opened (a local file rewritten in place),
+  // as every read checks after it reads: for what a binding keeps of a file (its summaries), which
+  // no read checks again.
+  void check_unchanged() const;
   const std::vector<std::string>& matrix_names() const { return matrix_names_; }
   // First cell of each chunk, and the number of cells last.
   const std::vector<int64_t>& chunk_starts() const { return chunk_starts_; }
