@@ -22,7 +22,7 @@ from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
 from .io.atomic import interrupted
-from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS, OUTPUTS
+from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS, check_sinr_name
 from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT
@@ -78,10 +78,7 @@ def _encode(args: argparse.Namespace) -> None:
     from .wholefile.hints import counts_hint
 
     check_writable(args.output, force=args.force, inputs=[args.input])
-    other = next((o for o in OUTPUTS if o.suffixes and args.output.lower().endswith(o.suffixes)), None)
-    if other is not None:  # `sinr encode in.h5ad out.h5ad` would write a .sinr file under an .h5ad name
-        raise InvalidInputError(f"{args.output}: encode writes a .sinr file, not {other.label}; name it .sinr "
-                                "(sinr decode writes the other formats)")
+    check_sinr_name(args.output)
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
     if args.drop and not whole:
         raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5 (not with --matrix-only)")
@@ -428,6 +425,16 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(hook):
+    """sys.unraisablehook while main() runs: an interrupt landing where Python discards exceptions
+    (a weakref callback, a __del__) is reported once, as "sinr: interrupted" (the flag _interrupt
+    set stops the run), not as an "Exception ignored" traceback; anything else goes to `hook`."""
+    def report(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+    return report
+
+
 def _fail(message: str) -> int:
     print(f"sinr: error: {' '.join(message.split())}", file=sys.stderr)
     return 1
@@ -440,8 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     interrupted.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         args.run(args)
+        if interrupted.is_set():  # an interrupt Python discarded (_unraisable): the run still ends as interrupted
+            raise KeyboardInterrupt
         sys.stdout.flush()
     except SinrError as exc:
         return _fail(str(exc))
@@ -461,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it

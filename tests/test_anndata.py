@@ -109,10 +109,15 @@ def assert_same_value(a, b, name: str) -> None:
 
 
 def via_anndata(a: anndata.AnnData) -> anndata.AnnData:
-    """An in-memory AnnData as anndata's own I/O gives it back (string arrays as objects, Python
-    scalars as numpy ones): what 'as it was' means for parts stored by anndata."""
+    """An in-memory AnnData as write_h5ad and read_h5ad give it back (string columns of obs, var and
+    raw.var with a repeated or missing value as categoricals, string arrays as objects, Python
+    scalars as numpy ones), on a copy: what 'as it was' means for parts stored by anndata."""
     from anndata.io import read_elem, write_elem
 
+    a = a.copy()
+    a.strings_to_categoricals()
+    if a.raw is not None:
+        a.strings_to_categoricals(a.raw.var)
     with anndata.settings.override(allow_write_nullable_strings=True), h5py.File(io.BytesIO(), "w") as f:
         write_elem(f, "/", a)
         return read_elem(f)

@@ -181,6 +181,12 @@ def test_reductions_along_either_axis(path, adata, op):
     for op_, axis in (("median", 0), (op, 2), (op, True), (op, 1.0), (op, np.array([0]))):
         with pytest.raises(sinr.InvalidInputError, match="op must be"):
             sinr.reduce_cells(lazy.X, op_, axis)
+    import dask.array as da
+
+    for other, what in ((adata.X, "not csr_matrix"), (da.ones((4, 4), chunks=2), "ndarray blocks, 2 along the genes"),
+                        (lazy.X.rechunk({1: 10}), "csr_matrix blocks, [0-9]+ along the genes")):
+        with pytest.raises(sinr.InvalidInputError, match=f"reduce_cells takes a lazy X .*{what}"):
+            sinr.reduce_cells(other, op, 0)
 
 
 # ------------------------------------------------------------------------------------------ loader

@@ -2,6 +2,7 @@
 AnnData with every stored part, names on the matrix object."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import anndata
@@ -209,14 +210,25 @@ def test_a_name_several_genes_or_cells_share_is_refused_naming_them(tmp_path):
         assert list(m.gene("G2")) == [2, 0, 3] and list(m.gene("Actb")) == [0, 4, 5] and list(m.cell("b")) == [1, 0, 4]
 
 
-def test_strings_with_missing_values_are_stored_as_h5ad_stores_them(rich, tmp_path):
-    """An obs column of strings and None (anndata's element writer refuses it) becomes a categorical,
-    as write_h5ad makes it, in a file of its own and where an outer concat leaves cells without one."""
+def test_string_columns_are_stored_as_h5ad_stores_them(rich, tmp_path):
+    """Columns of strings become categoricals where write_h5ad makes them so (anndata's rule: a
+    repeated or a missing value; strings and None are what its element writer refuses as such),
+    never in the caller's object, in a file of its own and where an outer concat leaves cells
+    without one; a column of distinct strings stays strings."""
     a = rich[0][:, :20].copy()
-    a.obs = pd.DataFrame({"label": ["T" if i % 3 else None for i in range(a.n_obs)]}, index=a.obs_names)
+    a.obs = pd.DataFrame({"label": ["T" if i % 3 else None for i in range(a.n_obs)],
+                          "kind": ["B" if i % 2 else "T" for i in range(a.n_obs)],
+                          "id": [f"cell{i}" for i in range(a.n_obs)]}, index=a.obs_names)
+    a.var["symbol"] = ["MT" if i < 3 else f"g{i}" for i in range(a.n_vars)]
+    before = (a.obs.copy(), a.var.copy())
     sinr.write_sinr(a, tmp_path / "s.sinr", **FAST)
+    pd.testing.assert_frame_equal(a.obs, before[0])
+    pd.testing.assert_frame_equal(a.var, before[1])
     a.copy().write_h5ad(tmp_path / "s.h5ad")  # a copy: write_h5ad makes the categoricals in place
-    pd.testing.assert_frame_equal(anndata.read_h5ad(tmp_path / "s.h5ad").obs, sinr.read_sinr(tmp_path / "s.sinr").obs)
+    ours, theirs = sinr.read_sinr(tmp_path / "s.sinr"), anndata.read_h5ad(tmp_path / "s.h5ad")
+    pd.testing.assert_frame_equal(theirs.obs, ours.obs)
+    pd.testing.assert_frame_equal(theirs.var, ours.var)
+    assert ours.obs["kind"].dtype == "category" and ours.obs["id"].dtype == object
     b = a[:10].copy()
     b.obs = pd.DataFrame({"note": "x"}, index=[f"{n}-b" for n in b.obs_names])
     sinr.write_sinr(b, tmp_path / "b.sinr", **FAST)
@@ -384,3 +396,24 @@ def test_names_are_stored_once(plain, tmp_path):
         sinr.write_sinr(c, tmp_path / f"{kind}.sinr", **FAST)
         back = sinr.read_sinr(tmp_path / f"{kind}.sinr")
         assert back.var["gene_ids"].dtype == c.var["gene_ids"].dtype and list(back.var["gene_ids"]) == list(c.var["gene_ids"])
+
+
+def test_every_sinr_writer_refuses_another_formats_name_and_what_is_not_a_path(rich, tmp_path):
+    """out.h5ad holding .sinr bytes would not read as an .h5ad: write_sinr, encode, concat and subset
+    refuse such a name (and an output that is not a path) before any work, as `sinr encode` does."""
+    small = rich[0][:20, :10].copy()
+    source = tmp_path / "a.sinr"
+    sinr.write_sinr(small, source, **FAST)
+    counts = sp.csr_matrix(np.arange(12, dtype=np.int32).reshape(3, 4))
+    writers = {"write_sinr": lambda out: sinr.write_sinr(small, out, **FAST),
+               "encode": lambda out: sinr.encode(counts, out, **FAST),
+               "concat": lambda out: sinr.concat([source, source], out, index_unique="-"),
+               "subset": lambda out: sinr.subset(source, out, genes=[0])}
+    for name, write in writers.items():
+        for output, label in (("x.h5ad", ".h5ad"), ("x.MTX.GZ", ".mtx(.gz)"), ("x.npz", ".npz"), ("x.h5", ".h5")):
+            with pytest.raises(sinr.InvalidInputError, match=f"cannot be named as {re.escape(label)}; name it .sinr"):
+                write(tmp_path / output)
+            assert not (tmp_path / output).exists(), name
+        for output in (123, None):
+            with pytest.raises(sinr.InvalidInputError, match="the output must be a path"):
+                write(output)

@@ -23,6 +23,7 @@ from ..codec.stages import MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
 from ..io.atomic import atomic_path, check_writable
+from ..io.formats import check_sinr_name
 from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
 from ..model.siren_train import run_stoppable
@@ -290,6 +291,7 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, client=Non
     opts = EncodeOptions(**options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_writable(output, force=force, inputs=inputs)
+    check_sinr_name(output)
     if (opts.siren in ("always", "force") or opts.mode == "inr-only") and not torch_available():
         raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
     if opts.device is not None and torch_available():

@@ -56,11 +56,13 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
     """Fail before any work when the output exists (without force), is an input (or, for a folder,
     holds one), is a device, pipe or socket, is a folder where a file is expected or the reverse, is a folder holding other files
     than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
+    if not isinstance(target, (str, os.PathLike)):
+        raise InvalidInputError(f"the output must be a path, not {type(target).__name__}")
     target = Path(target)
     check_not_input(target, inputs, is_dir=is_dir)
     if target.exists() or target.is_symlink():
         if not force:
-            raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
+            raise OutputExistsError(f"{target}: already exists (use --force, or force=True in Python, to overwrite)")
         if target.exists() and not (target.is_file() or target.is_dir()):
             raise OutputError(f"{target}: is not a regular file (a device, pipe or socket); it is not replaced")
         if target.is_dir() and not target.is_symlink():
@@ -122,7 +124,7 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
                 os.replace(tmp, target)
         except FileExistsError as exc:
             raise OutputExistsError(f"{target}: appeared while this output was being written (another process wrote "
-                                    "it); it is left as it is (use --force to overwrite)") from exc
+                                    "it); it is left as it is (use --force, or force=True in Python, to overwrite)") from exc
         except OSError as exc:
             raise OutputError(f"{target}: writing failed ({exc.strerror or exc})") from exc
     except BaseException:

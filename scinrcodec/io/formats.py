@@ -7,10 +7,12 @@ by the first entry whose sniff() claims it; an output's from its name (a suffix,
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import InvalidInputError
 from .h5ad import is_h5ad, read_h5ad, write_h5ad
 from .matrix import CountMatrix
 from .mtx import MtxSource, is_mtx, write_mtx_file, write_mtx_folder
@@ -68,6 +70,16 @@ FORMATS = (
 BY_NAME = {f.name: f for f in FORMATS}
 OUTPUTS = tuple(o for f in FORMATS for o in f.outputs)
 OUTPUTS_BY_NAME = {o.name: o for o in OUTPUTS}
+
+
+def check_sinr_name(target: str | os.PathLike) -> None:
+    """Refuse a .sinr output named as another format's file (out.h5ad holding .sinr bytes, which
+    anndata cannot read): every .sinr writer checks it before any work, after check_writable."""
+    name = os.fspath(target).lower()
+    other = next((o for o in OUTPUTS if o.suffixes and name.endswith(o.suffixes)), None)
+    if other is not None:
+        raise InvalidInputError(f"{os.fspath(target)}: a .sinr file cannot be named as {other.label}; name it .sinr "
+                                "(decode writes the other formats)")
 
 
 def listed(labels: list[str]) -> str:

@@ -128,6 +128,11 @@ def reduce_cells(x, op: str, axis: int | None):
                                                                or isinstance(axis, np.integer) and -2 <= axis <= 1):
         raise InvalidInputError(f"reduce_cells: op must be sum, mean, var, min or max and axis 0, 1, -2, -1 or "
                                 f"None, not {op!r}, {axis!r}")
+    if not (isinstance(x, da.Array) and x.ndim == 2 and sp.issparse(x._meta) and x.numblocks[1] == 1):
+        raise InvalidInputError("reduce_cells takes a lazy X (read_lazy(path).X): a 2-D dask array of scipy.sparse "
+                                f"blocks of cells, each holding every gene, not {type(x).__name__}"
+                                + (f" of {type(x._meta).__name__} blocks, {x.numblocks[1]} along the genes"
+                                   if isinstance(x, da.Array) else ""))
     along = 0 if axis is None else int(axis) % 2  # every entry: the per-gene parts, combined once more
     n = x.shape[along] * (x.shape[1] if axis is None else 1)
 

@@ -31,6 +31,7 @@ from ..encoder.options import EncodeOptions
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path, check_writable
+from ..io.formats import check_sinr_name
 from ..io.dtypes import anndata_dtype
 from ..io.h5ad import MERGE_RULES, cells_by_genes_source, obs_frame, var_frame
 from ..io.matrix import CountMatrix
@@ -122,6 +123,7 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     elif label is not None or index_unique is not None:
         keys = [str(i) for i in range(len(inputs))]
     check_writable(output, force=force, inputs=inputs)
+    check_sinr_name(output)
     matrices = _open_all(inputs, storage_options)
     try:
         if all(_one_matrix(m) for m in matrices):
@@ -266,6 +268,7 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
     slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A whole AnnData keeps
     every part, subset as anndata subsets it. Returns sizes and names."""
     check_writable(output, force=force, inputs=[input])
+    check_sinr_name(output)
     (m,) = _open_all([input], storage_options)
     with m:
         cell_index = m.positions(slice(None) if cells is None else cells, "cell")

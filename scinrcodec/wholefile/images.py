@@ -74,7 +74,7 @@ def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | N
         frame = frame.iloc[:, :0]  # the index stays: it names the cells or genes
     else:
         frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
-    frame = _missing_strings_as_categories(strip(frame, names))
+    frame = _strings_as_categoricals(strip(frame, names))
     try:
         write_elem(group, key, frame)
     except Exception as exc:  # anndata raises many types for objects it cannot write
@@ -82,22 +82,17 @@ def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | N
         raise _unstorable(path if bad is None else f"{path}/{bad}", frame if bad is None else frame[bad], exc) from exc
 
 
-def _missing_strings_as_categories(frame):
-    """frame with each column of strings and missing values (None, NaN) as a categorical, which
-    anndata's element writer refuses as such and write_h5ad stores as a categorical (its
-    strings_to_categoricals): such a column comes back as .h5ad gives it back."""
-    import pandas as pd
-    from pandas.api.types import infer_dtype
+def _strings_as_categoricals(frame):
+    """frame with its string columns as write_h5ad stores obs, var and raw.var (anndata's own
+    strings_to_categoricals: a column of strings with a repeated or missing value becomes a
+    categorical), on a copy, so that the caller's frame is left as it was and such a column comes
+    back as .h5ad gives it back."""
+    import anndata
 
     if not frame.columns.is_unique:  # anndata's writer refuses it, naming the column
         return frame
-    columns = [c for c in frame.columns
-               if frame[c].dtype == object and frame[c].isna().any() and infer_dtype(frame[c], skipna=True) == "string"]
-    if not columns:
-        return frame
     out = frame.copy()
-    for column in columns:
-        out[column] = pd.Categorical(out[column])
+    anndata.AnnData().strings_to_categoricals(out)
     return out
 
 

@@ -81,7 +81,13 @@ __attribute__((target("avx512f,avx512dq"))) uint64_t keyed_avx512(const uint64_t
     const __m512i v = _mm512_cvtepi32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + i)));
     total = _mm512_add_epi64(total, mix_avx512(_mm512_xor_si512(mix_avx512(k), v)));
   }
-  return static_cast<uint64_t>(_mm512_reduce_add_epi64(total)) + keyed_scalar(keys + i, values + i, n - i);
+  // the lanes summed as uint64 (wrapping, as the checksum is defined): _mm512_reduce_add_epi64 adds them as
+  // signed 64-bit integers, whose overflow UBSan reports
+  alignas(64) uint64_t lanes[8];
+  _mm512_store_si512(lanes, total);
+  uint64_t sum = 0;
+  for (const uint64_t lane : lanes) sum += lane;
+  return sum + keyed_scalar(keys + i, values + i, n - i);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
