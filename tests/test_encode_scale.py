@@ -169,6 +169,19 @@ def test_append_is_exact_and_keeps_old_chunks(tmp_path, pbmc):
     assert after[:body_end] == before[:body_end]  # existing chunks copied, not re-encoded
 
 
+def test_appending_no_cells_leaves_the_file_as_it_was(tmp_path, pbmc):
+    """An empty batch (a stream's last, say) adds nothing: the file is not rewritten."""
+    first, _, _, _ = _split(pbmc, 50)
+    path = tmp_path / "a.sinr"
+    sinr.encode(first, path, chunk_cells=16, **FAST)
+    before, stamp = path.read_bytes(), path.stat().st_ino
+    empty = sp.csc_matrix((first.shape[0], 0), dtype=np.int32)
+    result = sinr.append(path, ScipySource(empty, pbmc.gene_ids, pbmc.gene_names, []))
+    assert path.read_bytes() == before and path.stat().st_ino == stamp
+    with sinr.open(path) as m:
+        assert result == {"bytes": len(before), "shape": m.shape, "nnz": m.nnz, "chunks": m.n_chunks}
+
+
 def test_append_keeps_the_files_permissions(tmp_path, pbmc):
     """A group-shared (0o664) or read-only (0o444) file stays so: the rewrite copies its mode."""
     first, second, _, _ = _split(pbmc, 50)

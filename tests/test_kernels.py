@@ -595,6 +595,8 @@ def test_whole_decode_refuses_a_value_type_that_would_change_counts(small_file, 
         for layout in ("csr", "csc"):
             with pytest.raises(sinr.InvalidInputError, match="cannot hold every count"):
                 m.to_scipy(layout=layout, dtype=dtype)
+        with pytest.raises(sinr.InvalidInputError, match="layout must be 'csr' or 'csc', not 'coo'"):
+            m.to_scipy("coo")
 
 
 def test_cell_major_reads_decode_tiles_by_first_column(tmp_path, pbmc):

@@ -91,6 +91,10 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
         new = as_source(source, layer)
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
+        if new.shape[1] == 0:  # no cell to add: the file stays as it is (an empty batch of a stream)
+            index = matrix.index
+            return {"bytes": matrix.file_size, "shape": (index.n_genes, index.n_cells), "nnz": index.nnz,
+                    "chunks": index.n_chunks}
         with atomic_path(path, force=True, mode=stat.S_IMODE(os.fstat(locked).st_mode)) as tmp:
             result = _append_segment(matrix, new, tmp, jobs=jobs, progress=progress) if matrix.index.segmented \
                 else extend_into(matrix, new, tmp, jobs=jobs, progress=progress)

@@ -552,7 +552,7 @@ class MatrixReader:
         if layout == "csc":
             return cell_major(self._index, dtype, self.jobs).T
         if layout != "csr":
-            raise SinrKeyError(f"layout must be 'csr' or 'csc', not {layout!r}")
+            raise InvalidInputError(f"layout must be 'csr' or 'csc', not {layout!r}")
         return gene_major(self._index, dtype, self.jobs)
 
     # ------------------------------------------------------------------------------ summaries

@@ -29,8 +29,11 @@ def lazy_anndata(m, contents, *, dtype=None):
     x = contents.read("X") if "X" in contents.elements else None
     for entry in contents.matrices:
         element = entry["element"]
-        lazy = _in_format(dask_matrix(m.matrix(entry["matrix"]), wanted if element == "X" and wanted else entry["dtype"]),
-                          entry["format"])
+        matrix = m.matrix(entry["matrix"])
+        blocks = dask_matrix(matrix, wanted if element == "X" and wanted else entry["dtype"])
+        # a dense matrix in its own type (float16 too) where the counts came from it: a lossless file's
+        lazy = _in_format(blocks, entry["format"], wanted if element == "X" and wanted else
+                          entry["dtype"] if matrix.mode == "lossless" else blocks.dtype)
         if element == "X":
             x = lazy
         elif element == "raw/X":
@@ -50,14 +53,17 @@ def lazy_anndata(m, contents, *, dtype=None):
     return adata
 
 
-def _in_format(x, fmt: str):
+def _in_format(x, fmt: str, dtype):
     """A lazy matrix of CSR blocks with blocks of the format it was encoded from (dense, CSC, a
-    sparse array), so that computing it gives what the eager read gives."""
+    sparse array), so that computing it gives what the eager read gives: a dense matrix in `dtype`
+    (float16 too, which sparse blocks hold as float32)."""
     import numpy as np
     import scipy.sparse as sp
 
     if fmt == "ndarray":
-        return x.map_blocks(lambda block: block.toarray(), dtype=x.dtype, meta=np.empty((0, 0), dtype=x.dtype))
+        dense = np.dtype(dtype)
+        return x.map_blocks(lambda block: block.toarray().astype(dense, copy=False), dtype=dense,
+                            meta=np.empty((0, 0), dtype=dense))
     if fmt in ("csc_matrix", "csr_array", "csc_array"):
         kind = getattr(sp, fmt)
         return x.map_blocks(kind, dtype=x.dtype, meta=kind((0, 0), dtype=x.dtype))
