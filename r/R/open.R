@@ -32,7 +32,7 @@ setClass("SinrFile", representation(path = "character", matrix = "character", di
 # @param matrix the matrix to open (a file holding a whole AnnData has several); default the first.
 # @return a SinrFile: dim(), dimnames(), x[genes, cells], sinr_entry().
 sinr_open <- function(path, matrix = NULL) {
-  if (!is.character(path) || length(path) != 1L || is.na(path))
+  if (!is.character(path) || length(path) != 1L || is.na(path) || !nzchar(path))
     .sinr_stop("InvalidInputError", "path must be one file name")
   if (!is.null(matrix) && (!is.character(matrix) || length(matrix) != 1L || is.na(matrix)))
     .sinr_stop("InvalidInputError", "matrix must be one matrix name")

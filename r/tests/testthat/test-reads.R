@@ -91,6 +91,7 @@ test_that("bad arguments of the constructors and readers are classed errors", {
 
 test_that("bad paths, files and keys are classed R errors with one-line messages", {
   expect_error(sinr_open(tempfile()), class = "sinr_invalid_input_error")
+  expect_error(read_sinr(""), "path must be one file name", class = "sinr_invalid_input_error")
   expect_error(sinr_open(tempdir()), "is a folder", class = "sinr_format_error")
   readme <- file.path(repo_root(), "README.md")
   expect_error(read_sinr(readme), "not a .sinr file (bad magic)", fixed = TRUE, class = "sinr_format_error")
