@@ -425,16 +425,6 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _unraisable(hook):
-    """sys.unraisablehook while main() runs: an interrupt landing where Python discards exceptions
-    (a weakref callback, a __del__) is reported once, as "sinr: interrupted" (the flag _interrupt
-    set stops the run), not as an "Exception ignored" traceback; anything else goes to `hook`."""
-    def report(unraisable) -> None:
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            hook(unraisable)
-    return report
-
-
 def _fail(message: str) -> int:
     print(f"sinr: error: {' '.join(message.split())}", file=sys.stderr)
     return 1
@@ -447,11 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     interrupted.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         args.run(args)
-        if interrupted.is_set():  # an interrupt Python discarded (_unraisable): the run still ends as interrupted
-            raise KeyboardInterrupt
         sys.stdout.flush()
     except SinrError as exc:
         return _fail(str(exc))
@@ -471,7 +458,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
-        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
