@@ -116,15 +116,22 @@ def _append(args: argparse.Namespace) -> None:
 
 
 def _names_list(text: str | None) -> list[str] | list[int] | None:
-    """NAME,NAME,... or @FILE (one name a line) -> names, or indices where every item is #N (as
-    `sinr get` takes them; a list mixing both is refused); None stays None."""
+    """NAME,NAME,... or @FILE (one name a line, UTF-8 with or without a byte order mark, gzipped or
+    not, as 10x's barcodes.tsv.gz) -> names, or indices where every item is #N (as `sinr get` takes
+    them; a list mixing both is refused); None stays None."""
     if text is None:
         return None
     if text.startswith("@"):
+        import gzip
+
+        from .io.mtx import is_gzip
+
         try:
-            with open(text[1:], encoding="utf-8") as fh:
+            path = Path(text[1:])
+            with (gzip.open(path, "rt", encoding="utf-8-sig") if is_gzip(path) else
+                  open(path, encoding="utf-8-sig")) as fh:
                 names = [line.rstrip("\r\n") for line in fh]
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"{text[1:]}: cannot read the list of names ({exc})") from exc
         names = [n for n in names if n]
     else:
@@ -439,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args.run(args)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with stdout closed (`sinr info f >&-`), where print() writes nothing
+            sys.stdout.flush()
     except SinrError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -249,6 +249,23 @@ def test_read_only_folder(tmp_path, encoded):
         locked.chmod(0o755)
 
 
+def test_append_refuses_a_write_protected_file(tmp_path, encoded):
+    """A file whose mode forbids writing is not rewritten by append (its folder would let a new file
+    replace it): refused as `>>` would be, the file left as it was."""
+    more = sinr.read_sinr(encoded, dtype=np.int32)
+    more.obs_names = [f"{name}-new" for name in more.obs_names]
+    more.write_h5ad(tmp_path / "more.h5ad")
+    target = tmp_path / "ro.sinr"
+    shutil.copy(encoded, target)
+    target.chmod(0o444)
+    before = target.read_bytes()
+    assert_one_error_line(sinr_cli("append", target, tmp_path / "more.h5ad", wrapper=_without_root_override()),
+                          "is not writable (permission denied); append rewrites the file")
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["more.h5ad", "ro.sinr"]
+    target.chmod(0o644)
+    assert sinr_cli("append", target, tmp_path / "more.h5ad").returncode == 0  # the same append, allowed
+
+
 def test_read_only_file_system(tmp_path, encoded):
     wrapper = _mount_namespace()
     ro = tmp_path / "ro"
@@ -288,6 +305,31 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, big, output):
     result = sinr_cli(*args, work / output, shell_prefix="ulimit -f 64;")
     assert_one_error_line(result, "writing failed (File too large)")
     assert list(work.iterdir()) == []
+
+
+def test_gzipped_outputs_record_their_own_name_and_no_time(tmp_path, encoded):
+    """gzip's header names the output (not the temporary file it was written as) and holds no time:
+    a matrix decodes to the same bytes at any hour."""
+    import gzip
+
+    sinr.decode(encoded, tmp_path / "m.mtx.gz")
+    first = (tmp_path / "m.mtx.gz").read_bytes()
+    time.sleep(1.1)  # gzip's time field counts seconds
+    sinr.decode(encoded, tmp_path / "m.mtx.gz", force=True)
+    sinr.decode(encoded, tmp_path / "folder")
+    assert (tmp_path / "m.mtx.gz").read_bytes() == first and first[4:8] == bytes(4)
+    assert first[10:].startswith(b"m.mtx\0")  # FNAME (flag bit 3), NUL-terminated
+    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+        head = (tmp_path / "folder" / name).read_bytes()
+        assert head[4:8] == bytes(4) and head[10:].startswith(name[:-3].encode() + b"\0")
+    assert gzip.decompress(first) == gzip.decompress((tmp_path / "folder" / "matrix.mtx.gz").read_bytes())
+
+
+def test_a_closed_stdout_is_no_internal_error(encoded):
+    """Started with stdout closed (`sinr info f >&-`), Python has no sys.stdout: nothing is printed,
+    and the run ends as it would with its output discarded."""
+    run = sinr_cli("info", encoded, shell_prefix="exec 1>&-;")
+    assert (run.returncode, run.stderr) == (0, "")
 
 
 def test_broken_pipe_is_silent(encoded):

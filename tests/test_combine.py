@@ -291,7 +291,7 @@ def test_cli_concat_and_subset(parts, tmp_path):
     assert run.returncode == 0 and "wrote" in run.stdout and "copied:   8 chunks" in run.stdout, run.stderr
     run = sinr_cli("concat", folder / "a.sinr", folder / "b.sinr", "-o", tmp_path / "ab_re.sinr", "--recode")
     assert run.returncode == 0 and "wrote" in run.stdout and "copied" not in run.stdout, run.stderr
-    (tmp_path / "cells.txt").write_text(f"{cells[3]}\n{cells[0]}\n")
+    (tmp_path / "cells.txt").write_text(f"\ufeff{cells[3]}\r\n{cells[0]}\n")  # a byte order mark, CRLF
     with sinr.open(folder / "a.sinr") as a:
         gene = a.gene_names[4]
     run = sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "s.sinr", "--cells", f"@{tmp_path / 'cells.txt'}",
@@ -299,6 +299,13 @@ def test_cli_concat_and_subset(parts, tmp_path):
     assert run.returncode == 0, run.stderr
     with sinr.open(tmp_path / "s.sinr") as s:
         assert s.cell_names == [cells[3], cells[0]] and s.gene_names == [gene]
+    import gzip
+
+    (tmp_path / "cells.tsv.gz").write_bytes(gzip.compress(f"{cells[3]}\n{cells[0]}\n".encode()))  # as 10x's barcodes
+    run = sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "z.sinr", "--cells", f"@{tmp_path / 'cells.tsv.gz'}")
+    assert run.returncode == 0, run.stderr
+    with sinr.open(tmp_path / "z.sinr") as s:
+        assert s.cell_names == [cells[3], cells[0]]
     run = sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "i.sinr", "--cells", "#3,#0", "--genes", "#4")
     assert run.returncode == 0, run.stderr  # indices as `sinr get` takes them
     with sinr.open(tmp_path / "i.sinr") as s:

@@ -341,6 +341,10 @@ def test_decode_writes_h5ad_compressed_as_its_input_was(rich, plain, tmp_path):
     assert anndata.read_h5ad(tmp_path / "none.h5ad").X.dtype == np.float64
     sinr.decode(plain, tmp_path / "plain.h5ad")
     assert _compression(tmp_path / "plain.h5ad", "X/data")[0] == "gzip"
+    import h5py
+
+    with h5py.File(tmp_path / "plain.h5ad") as f, h5py.File(tmp_path / "auto.h5ad") as g:
+        assert "raw" not in f and "raw" in g  # no raw: no 'null' element, which anndata 0.10 cannot read
     assert anndata.read_h5ad(tmp_path / "plain.h5ad").X.dtype == np.float32
     run = sinr_cli("decode", plain, tmp_path / "int.h5ad", "--dtype", "int32", "--compression", "lzf")
     assert run.returncode == 0, run.stderr
@@ -398,9 +402,9 @@ def test_names_are_stored_once(plain, tmp_path):
         assert back.var["gene_ids"].dtype == c.var["gene_ids"].dtype and list(back.var["gene_ids"]) == list(c.var["gene_ids"])
 
 
-def test_every_sinr_writer_refuses_another_formats_name_and_what_is_not_a_path(rich, tmp_path):
+def test_every_sinr_writer_refuses_another_formats_name_a_url_and_what_is_not_a_path(rich, tmp_path):
     """out.h5ad holding .sinr bytes would not read as an .h5ad: write_sinr, encode, concat and subset
-    refuse such a name (and an output that is not a path) before any work, as `sinr encode` does."""
+    refuse such a name (and an output that is not a path, or a URL) before any work, as `sinr encode` does."""
     small = rich[0][:20, :10].copy()
     source = tmp_path / "a.sinr"
     sinr.write_sinr(small, source, **FAST)
@@ -417,3 +421,10 @@ def test_every_sinr_writer_refuses_another_formats_name_and_what_is_not_a_path(r
         for output in (123, None):
             with pytest.raises(sinr.InvalidInputError, match="the output must be a path"):
                 write(output)
+        for output in ("s3://bucket/x.sinr", "HTTP://host/x.sinr"):  # not a folder 's3:' of the working directory
+            with pytest.raises(sinr.InvalidInputError, match="outputs are local files .URLs are read, not written."):
+                write(output)
+    with pytest.raises(sinr.InvalidInputError, match="outputs are local files"):
+        sinr.decode(source, "s3://bucket/x.h5ad")
+    with pytest.raises(sinr.InvalidInputError, match="append rewrites a local file"):
+        sinr.append("https://host/x.sinr", counts)

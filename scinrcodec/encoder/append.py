@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..codec.geometry import genes_sorted_in_bands, plan_band_rows
-from ..errors import FileChangedError, InvalidInputError
+from ..errors import FileChangedError, InvalidInputError, OutputError
 from ..io.atomic import atomic_path, locked_file
 from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import quantise_terms
@@ -27,6 +27,7 @@ from ..progress import Progress
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
+from ..storage.opening import is_url
 from ..storage.source import ByteSource
 from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
@@ -82,8 +83,12 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
     shape."""
     from ..io.readers import as_source
 
+    if is_url(path):
+        raise InvalidInputError(f"{path}: append rewrites a local file (URLs are read, not written)")
     path = Path(os.path.realpath(path))  # the new file replaces the one the link names, not the link
     with locked_file(path) as locked, MatrixReader(path) as matrix:
+        if not os.access(path, os.W_OK):  # the folder would let the new file replace it: the file's own mode says no
+            raise OutputError(f"{path}: is not writable (permission denied); append rewrites the file")
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Iterator
 
 from ..errors import InvalidInputError, OutputError, OutputExistsError
+from ..storage.opening import is_url
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -58,6 +59,9 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
     than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
     if not isinstance(target, (str, os.PathLike)):
         raise InvalidInputError(f"the output must be a path, not {type(target).__name__}")
+    if is_url(target):
+        raise InvalidInputError(f"{target}: outputs are local files (URLs are read, not written): write one here and "
+                                "upload it")
     target = Path(target)
     check_not_input(target, inputs, is_dir=is_dir)
     if target.exists() or target.is_symlink():

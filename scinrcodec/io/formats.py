@@ -64,7 +64,7 @@ FORMATS = (
            (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m)),)),
     Format("mtx", "10x mtx", is_mtx, lambda path, layer, ones: MtxSource(path, pattern_as_ones=ones),
            (Output("mtx-file", ".mtx(.gz)", (".mtx", ".mtx.gz"), lambda tmp, path, m, compression, dtype:
-                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"))),
+                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name)),
             Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype: write_mtx_folder(tmp, m)))),
 )
 BY_NAME = {f.name: f for f in FORMATS}

@@ -72,6 +72,8 @@ def h5ad_image(adata, kwargs: dict) -> memoryview:
     with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True):
         with h5py.File(buffer, "w") as f:
             write_elem(f, "/", adata, dataset_kwargs=kwargs)
+            if adata.raw is None and "raw" in f:  # anndata's element writer stores None as a 'null' element,
+                del f["raw"]  # which anndata 0.10 cannot read; write_h5ad writes no raw then
     return buffer.getbuffer()
 
 

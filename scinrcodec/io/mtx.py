@@ -5,7 +5,9 @@ whole. The header's sizes are checked before anything is allocated. Writing: a f
 triple in a folder, entries sorted by cell as 10x writes them."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -318,17 +320,26 @@ class MtxSource(MatrixSource):
 
 # ------------------------------------------------------------------------------------ writing
 
+@contextlib.contextmanager
+def _gzipped(path: Path, name: str) -> Iterator[gzip.GzipFile]:
+    """A gzip stream into `path` whose header records `name` (the output's own name, less .gz, as
+    gzip records it) and no time: one matrix always gives the same bytes, and `gunzip -N` restores
+    the output's name, not the temporary file's it was written as."""
+    with open(path, "wb") as raw, gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=0) as fh:
+        yield fh
+
+
 def _write_tsv_gz(path: Path, rows: list[str]) -> None:
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        fh.writelines(f"{r}\n" for r in rows)
+    with _gzipped(path, path.name) as fh, io.TextIOWrapper(fh, encoding="utf-8") as text:
+        text.writelines(f"{r}\n" for r in rows)
 
 
-def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool) -> None:
-    """Entries sorted by cell, then gene, as 10x writes them (so the reader streams them back)."""
+def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool, name: str | None = None) -> None:
+    """Entries sorted by cell, then gene, as 10x writes them (so the reader streams them back); gzipped
+    with `name` (default path's) in the header."""
     import scipy.io  # here, not at import: 15 ms that every reader of the formats table paid
 
-    opener = gzip.open if gz else open
-    with opener(path, "wb") as fh:
+    with (_gzipped(path, name or path.name) if gz else open(path, "wb")) as fh:
         if counts.nnz:
             scipy.io.mmwrite(fh, sp.csc_matrix(counts).tocoo(), field="integer", symmetry="general")
         else:  # scipy writes a matrix of no entries as 'real', and an empty one as 'symmetric'
