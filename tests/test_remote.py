@@ -127,6 +127,30 @@ def test_http_round_trips_are_few_and_counted(nginx, files, small_reads):
 
 
 @needs_nginx
+def test_http_verify_and_concat_fetch_the_chunks_a_window_at_a_time(nginx, files, small_reads, monkeypatch, tmp_path):
+    """Work on chunk after chunk (verify's checks, concat's copies) fetches the chunks' blocks a
+    window at a time, not one round trip each (5 chunks: verify took 14 round trips, each input of
+    a concat 12)."""
+    url = f"{nginx.url}/pbmc.sinr"
+    m = sinr.open(url)
+    opened = m.byte_source.round_trips
+    m.verify()
+    assert m.byte_source.round_trips - opened == 5  # the blocks of every chunk at once, then what the checks ask
+    sources = []
+    made = remote.RemoteSource.__init__
+
+    def recorded(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        sources.append(self)
+
+    monkeypatch.setattr(remote.RemoteSource, "__init__", recorded)
+    sinr.concat([url, url], tmp_path / "twice.sinr", index_unique="-")
+    assert [s.round_trips for s in sources] == [8, 8]  # open 3, cell names 2, gene ids 1, the blocks 1, ...
+    with sinr.open(files / "pbmc.sinr") as local, sinr.open(tmp_path / "twice.sinr") as both:
+        assert (both.to_scipy()[:, :local.shape[1]] != local.to_scipy()).nnz == 0
+
+
+@needs_nginx
 def test_http_bytes_already_fetched_are_not_fetched_again(nginx, files):
     """Ranges within MERGE_GAP of each other are fetched as one, but never across bytes the cache
     holds: those had been fetched again (10 kB of cell names re-read by a cell read)."""

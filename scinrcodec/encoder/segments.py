@@ -173,10 +173,9 @@ class CopiedSegments:
                 orders.append(part.columns[order])
                 terms.append(gene_terms)
                 segment_rows += _segments(index)
-                source = part.matrix.byte_source
-                for chunk in range(index.n_chunks):
-                    offset, length = int(index.chunk_index[chunk, 0]), int(index.chunk_index[chunk, 3])
-                    block = bytes(source.read(offset, length))
+                source, blocks = part.matrix.byte_source, index.chunk_index[:, [0, 3]].tolist()
+                for chunk in source.ready_in_order(blocks):
+                    block = bytes(source.read(*blocks[chunk]))
                     pending.append(pool.submit(_relabelled_chunk, part, chunk, block))
                     while len(pending) > n_jobs:
                         write(pending.popleft())

@@ -184,6 +184,21 @@ class RemoteSource(ByteSource):
         for event in others:
             event.wait()
 
+    def ready_in_order(self, ranges) -> Iterator[int]:
+        """Each range's position in order, its bytes cached first: a window of up to half
+        STREAM_AHEAD_BYTES of ranges is fetched at once (prefetch: one round trip) when its first is due."""
+        ranges = [(int(o), int(n)) for o, n in ranges]
+        window_end = 0
+        for k in range(len(ranges)):
+            if k == window_end:
+                size, window_end = 0, k
+                while window_end < len(ranges) and (window_end == k or
+                                                    size + ranges[window_end][1] <= STREAM_AHEAD_BYTES // 2):
+                    size += ranges[window_end][1]
+                    window_end += 1
+                self.prefetch(ranges[k:window_end])
+            yield k
+
     def stream(self, ranges) -> Iterator[int]:
         """Fetch the (offset, length) ranges concurrently and yield each one's position in the list
         once its bytes are cached, in the order they arrive (cached ones first): one round trip

@@ -14,6 +14,7 @@ import stat
 import threading
 import weakref
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -39,6 +40,13 @@ class ByteSource:
     def prefetch(self, ranges) -> None:
         """Hint that these (offset, length) ranges are read next: a remote source fetches them in
         one batch (storage.remote); local sources have no round trips to save."""
+
+    def ready_in_order(self, ranges) -> Iterator[int]:
+        """The position of each (offset, length) range in the list, in order, once its bytes can be read
+        without waiting (work on chunk after chunk, as a copy or a check of every chunk does): at once
+        here; a remote source fetches them a window at a time first (storage.remote), so many chunks
+        cost a few round trips, not one each."""
+        yield from range(len(ranges))
 
     def array(self) -> np.ndarray | None:
         """The whole source as a uint8 array when it is in memory (bytes), else None."""
