@@ -173,10 +173,15 @@ def _subset(args: argparse.Namespace) -> None:
 def _decode(args: argparse.Namespace) -> None:
     from .wholefile.output import decode
 
+    from .wholefile.matrix import open as open_sinr
+
     started = time.perf_counter()
     kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
-                  dtype=args.dtype, storage_options=args.storage_options)
-    print(f"wrote {args.output} ({kind}) in {time.perf_counter() - started:.1f} s")
+                  dtype=args.dtype, storage_options=args.storage_options, matrix=args.matrix)
+    with open_sinr(args.input, matrix=args.matrix, storage_options=args.storage_options) as m:
+        which = f", matrix {m.name}" if len(m.matrix_names) > 1 and (args.matrix or kind not in ("h5ad", "10x-h5")) \
+            else ""  # a file of several matrices: say which one a one-matrix output holds
+    print(f"wrote {args.output} ({kind}{which}) in {time.perf_counter() - started:.1f} s")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -219,7 +224,7 @@ def parse_key(text: str, *name_lists: list[str] | None):
 def _get(args: argparse.Namespace) -> None:
     from .wholefile.matrix import open as open_sinr
 
-    with open_sinr(args.input, storage_options=args.storage_options) as matrix:
+    with open_sinr(args.input, matrix=args.matrix, storage_options=args.storage_options) as matrix:
         gene = parse_key(args.gene, matrix.gene_names, matrix.gene_ids)
         print(matrix.get(gene, parse_key(args.cell, matrix.cell_names)))
 
@@ -228,6 +233,11 @@ def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
     print(run_demo(Path(args.workdir) if args.workdir else None, force=args.force))
+
+
+def _matrix_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--matrix", metavar="NAME", help=f"one matrix of a file that holds several (X, layers/KEY, "
+                                                         f"raw/X; `sinr info` lists them): {what}")
 
 
 def _storage_option(text: str) -> tuple[str, object]:
@@ -397,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
                      help=".h5ad X: as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
+    _matrix_option(dec, "decode it alone, with its names, whatever the output (default: the whole file where the "
+                        "output holds one, else the file's default matrix)")
     _remote_options(dec)
     dec.set_defaults(run=_decode)
 
@@ -415,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("input")
     get.add_argument("gene")
     get.add_argument("cell")
+    _matrix_option(get, "read it (default: the file's default matrix)")
     _remote_options(get)
     get.set_defaults(run=_get)
 

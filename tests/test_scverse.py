@@ -354,6 +354,34 @@ def test_decode_writes_h5ad_compressed_as_its_input_was(rich, plain, tmp_path):
                           "--layer counts")
 
 
+def test_decode_and_get_take_one_matrix_by_name(rich, tmp_path):
+    """A file of several matrices: --matrix decodes one, alone with its names, to any output (an
+    .h5ad of it too); without it a one-matrix output says which matrix it holds."""
+    from conftest import assert_one_error_line, sinr_cli
+
+    a, path = rich
+    with sinr.open(path) as m:
+        default, names = m.name, m.matrix_names
+    assert len(names) > 1 and "raw/X" in names and "layers/counts" in names
+    run = sinr_cli("decode", path, tmp_path / "d.npz")
+    assert run.returncode == 0 and f"(npz, matrix {default})" in run.stdout, run.stderr
+    run = sinr_cli("decode", path, tmp_path / "raw.npz", "--matrix", "raw/X")
+    assert run.returncode == 0 and "(npz, matrix raw/X)" in run.stdout, run.stderr
+    with sinr.open(path, matrix="raw/X") as raw:
+        assert (sp.load_npz(tmp_path / "raw.npz") != raw.to_scipy()).nnz == 0
+    run = sinr_cli("decode", path, tmp_path / "counts.h5ad", "--matrix", "layers/counts")
+    assert run.returncode == 0 and "matrix layers/counts" in run.stdout, run.stderr
+    counts = anndata.read_h5ad(tmp_path / "counts.h5ad")
+    assert not counts.layers and counts.raw is None and list(counts.obs_names) == list(a.obs_names)
+    assert (sp.csr_matrix(counts.X) != sp.csr_matrix(a.layers["counts"])).nnz == 0
+    whole = sinr_cli("decode", path, tmp_path / "whole.h5ad")
+    assert whole.returncode == 0 and "matrix" not in whole.stdout  # the whole AnnData: every matrix
+    i, j = np.argwhere(a.layers["counts"].toarray())[0]
+    run = sinr_cli("get", path, f"#{j}", f"#{i}", "--matrix", "layers/counts")
+    assert run.returncode == 0 and int(run.stdout) == a.layers["counts"][i, j], run.stderr
+    assert_one_error_line(sinr_cli("decode", path, tmp_path / "x.npz", "--matrix", "layers/none"), "no matrix named")
+
+
 def test_info_tells_the_matrix_from_the_other_parts(rich, plain):
     from scinrcodec.wholefile.describe import describe_contents
     from scinrcodec.report import describe, size_by_part

@@ -15,16 +15,16 @@ from .tenx import write_10x
 
 
 def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
-                  dtype=None) -> str:
-    """Write a decoded file to `output` (format by extension): the whole AnnData of a file that
-    holds one as .h5ad (a 10x file's as read_sinr gives it, its features' genome and other fields in
-    var), the original 10x file as .h5, and otherwise the matrix `m`. An .h5ad is
-    compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes)."""
+                  dtype=None, whole: bool = True) -> str:
+    """Write a decoded file to `output` (format by extension): with `whole`, the whole AnnData of a
+    file that holds one as .h5ad (a 10x file's as read_sinr gives it, its features' genome and other
+    fields in var) and the original 10x file as .h5; otherwise the matrix `m` with its names. An
+    .h5ad is compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes)."""
     kind = output_kind(output)
     path = Path(output)
     contents = m.contents
-    if contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
-                                                            ("10x-h5", "10x-h5")):
+    if whole and contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
+                                                                      ("10x-h5", "10x-h5")):
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":
@@ -56,12 +56,16 @@ def _genomes(m, contents) -> list[str] | None:
 
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
-           jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None):
+           jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None,
+           matrix: str | None = None):
     """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
-    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives)."""
+    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives).
+    `matrix` names one matrix of a file that holds several ('X', 'layers/counts', 'raw/X'): it
+    alone is decoded, with its names, whatever the output (default: the whole file where the output
+    can hold it, else the file's default matrix)."""
     if output is not None:
         check_output(output, force=force, inputs=[path])
-    with open_sinr(path, jobs=jobs, storage_options=storage_options) as matrix:
+    with open_sinr(path, matrix=matrix, jobs=jobs, storage_options=storage_options) as m:
         if output is None:
-            return matrix.to_scipy()
-        return write_decoded(matrix, output, force=force, compression=compression, dtype=dtype)
+            return m.to_scipy()
+        return write_decoded(m, output, force=force, compression=compression, dtype=dtype, whole=matrix is None)
