@@ -31,6 +31,9 @@ class Output:
     label: str
     suffixes: tuple[str, ...]
     write: Callable[[Path, Path, CountMatrix, str, object], None]  # tmp, path, matrix, compression, dtype
+    # what `write` imports on first use, loaded before the temporary output exists: an interrupt landing
+    # in an import may land in importlib's callbacks, where Python prints it and goes on
+    modules: tuple[str, ...] = ()
 
     @property
     def is_dir(self) -> bool:
@@ -57,15 +60,16 @@ class Format:
 FORMATS = (
     Format("h5ad", ".h5ad", is_h5ad, lambda path, layer, ones: read_h5ad(path, layer),
            (Output("h5ad", ".h5ad", (".h5ad",), lambda tmp, path, m, compression, dtype:
-                   write_h5ad(tmp, m, compression=compression, dtype=dtype)),), takes_layer=True),
+                   write_h5ad(tmp, m, compression=compression, dtype=dtype), ("anndata",)),), takes_layer=True),
     Format("10x-h5", "10x .h5", is_hdf5, lambda path, layer, ones: read_10x_h5(path),
            (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m)),)),
     Format("npz", ".npz", is_npz, lambda path, layer, ones: read_npz(path),
            (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m)),)),
     Format("mtx", "10x mtx", is_mtx, lambda path, layer, ones: MtxSource(path, pattern_as_ones=ones),
            (Output("mtx-file", ".mtx(.gz)", (".mtx", ".mtx.gz"), lambda tmp, path, m, compression, dtype:
-                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name)),
-            Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype: write_mtx_folder(tmp, m)))),
+                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name), ("scipy.io",)),
+            Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype: write_mtx_folder(tmp, m),
+                   ("scipy.io",)))),
 )
 BY_NAME = {f.name: f for f in FORMATS}
 OUTPUTS = tuple(o for f in FORMATS for o in f.outputs)

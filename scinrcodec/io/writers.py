@@ -7,6 +7,7 @@ disk, a file size limit), where Python raises OSError and the temporary file is 
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Iterable
@@ -49,6 +50,8 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     path = Path(path)
     if output.name != "h5ad" and (compression != "auto" or dtype is not None):
         raise InvalidInputError(f"{path}: compression and dtype apply to .h5ad outputs, not {output.name}")
+    for module in output.modules:
+        importlib.import_module(module)
     with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
         output.write(tmp, path, m, compression, dtype)
     return output.name

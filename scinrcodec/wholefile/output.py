@@ -26,6 +26,8 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
     if whole and contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
                                                                       ("10x-h5", "10x-h5")):
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
+        import anndata  # noqa: F401 - loaded before the temporary output exists (io.formats.Output.modules)
+        import h5py  # noqa: F401
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":
                 image = h5ad_image(to_anndata(m, dtype=dtype), kwargs)

@@ -73,8 +73,9 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
         raise InvalidInputError(f"{parts.what}: holds no count matrix (X, a layer or raw.X of whole numbers from 0 "
                                 f"to {MAX_COUNT:,}) for .sinr to code")
     dropped_frames = {part for part in FRAMES if part in drops.names}
-    names_in = plan_names({part: _kept_columns(parts.value(part), part, drops) for part in FRAMES
-                           if part not in dropped_frames}, matrices)
+    # a dropped frame keeps its index (it names the cells or genes), which the matrix holds as well
+    names_in = plan_names({part: parts.value(part).iloc[:, :0] if part in dropped_frames
+                           else _kept_columns(parts.value(part), part, drops) for part in FRAMES}, matrices)
     contents = {"object": "anndata", "writer": f"anndata {version('anndata')}", "shape": list(parts.shape),
                 "matrices": [{"element": m.element, "matrix": m.element, "dtype": m.dtype, "format": m.format}
                              for m in matrices],
