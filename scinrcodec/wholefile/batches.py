@@ -9,6 +9,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InvalidInputError
 from ..limits import MAX_DIMENSION, MAX_JOBS, checked_integer
 from ..reader.assemble import BlockScratch
 from ..reader.matrix import MatrixReader
@@ -25,20 +26,37 @@ class CellBatch(NamedTuple):
 
 def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None,
                buffer: int = 4, dtype=np.float32, obs: bool = True, drop_last: bool = False,
-               jobs: int | None = None) -> Iterator[CellBatch]:
+               jobs: int | None = None, shard: tuple[int, int] | None = None) -> Iterator[CellBatch]:
     """One epoch of batches (see SinrMatrix.iter_cells)."""
     batch_size, buffer = (checked_integer(name, value, 1, MAX_DIMENSION)
                           for name, value in (("batch_size", batch_size), ("buffer", buffer)))
     seed = None if seed is None else checked_integer("seed", seed, 0, 2**63 - 1)
     jobs = None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
+    index, count = _checked_shard(shard, shuffle, seed)
     bounds = m.chunk_bounds()
     n_chunks = bounds.size - 1
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
-    groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)]
+    groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)][index::count]
     frame = _obs_frame(m) if obs else None
     return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, np.dtype(dtype), frame, drop_last,
                     jobs)
+
+
+def _checked_shard(shard, shuffle: bool, seed: int | None) -> tuple[int, int]:
+    """(index, count) of a shard of the epoch (every worker of a torch DataLoader takes its own:
+    together they give every cell once), (0, 1) for the whole epoch. The workers must draw the same
+    order of chunks: with shuffle, a seed they share."""
+    if shard is None:
+        return 0, 1
+    if not isinstance(shard, tuple) or len(shard) != 2:
+        raise InvalidInputError(f"shard must be (index, count), not {shard!r}")
+    count = checked_integer("shard count", shard[1], 1, MAX_JOBS)
+    index = checked_integer("shard index", shard[0], 0, count - 1)
+    if shuffle and seed is None and count > 1:
+        raise InvalidInputError("shards of a shuffled epoch need a seed every worker shares (seed=...), so that "
+                                "they split one order of the chunks")
+    return index, count
 
 
 def _obs_frame(m: MatrixReader):

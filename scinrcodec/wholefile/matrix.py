@@ -25,16 +25,20 @@ class SinrMatrix(MatrixReader):
         return to_anndata(self, lazy=lazy, feature_type=feature_type, dtype=dtype)
 
     def iter_cells(self, batch_size: int = 256, *, shuffle: bool = True, seed: int | None = None, buffer: int = 4,
-                   dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None):
+                   dtype=np.float32, obs: bool = True, drop_last: bool = False, jobs: int | None = None,
+                   shard: tuple[int, int] | None = None):
         """One epoch of batches of cells for training: CellBatch(X, obs, cells), X a cells x genes
         CSR. Chunks are decoded whole, `buffer` at a time (the next buffer decodes meanwhile), and
         with shuffle their cells are shuffled together (block shuffle): every cell comes exactly
         once, in an order fixed by `seed`. Only the last batch may be smaller (or left out with
-        drop_last). torch is not needed: wrap the batches in a torch IterableDataset to use one."""
+        drop_last). torch is not needed: wrap the batches in a torch IterableDataset to use one;
+        with a DataLoader of several workers, worker k of n takes shard=(k, n) (the same seed in
+        each): the shards split the epoch's buffers, so together they give every cell once, and
+        each decodes only its own."""
         from .batches import iter_cells
 
         return iter_cells(self, batch_size, shuffle=shuffle, seed=seed, buffer=buffer, dtype=dtype, obs=obs,
-                          drop_last=drop_last, jobs=jobs)
+                          drop_last=drop_last, jobs=jobs, shard=shard)
 
 
 def open(source, *, matrix: str | None = None, jobs: int | None = None,  # noqa: A001
