@@ -22,7 +22,7 @@ from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
 from .io.atomic import interrupted
-from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS, check_sinr_name
+from .io.formats import INPUT_LABELS, LAYERED_LABELS, OUTPUT_LABELS, check_sinr_output
 from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT
@@ -72,13 +72,11 @@ def _summary(output, result: dict, seconds: float) -> str:
 
 def _encode(args: argparse.Namespace) -> None:
     from .encoder.driver import encode
-    from .io.atomic import check_writable
     from .io.readers import read_matrix, sniff_format
     from .wholefile.encode import encode_whole
     from .wholefile.hints import counts_hint
 
-    check_writable(args.output, force=args.force, inputs=[args.input])
-    check_sinr_name(args.output)
+    check_sinr_output(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
     if args.drop and not whole:
         raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5 (not with --matrix-only)")
@@ -171,16 +169,17 @@ def _subset(args: argparse.Namespace) -> None:
 
 
 def _decode(args: argparse.Namespace) -> None:
-    from .wholefile.output import decode
-
+    from .io.writers import check_output
     from .wholefile.matrix import open as open_sinr
+    from .wholefile.output import write_decoded
 
     started = time.perf_counter()
-    kind = decode(args.input, args.output, force=args.force, jobs=args.jobs, compression=args.compression,
-                  dtype=args.dtype, storage_options=args.storage_options, matrix=args.matrix)
-    with open_sinr(args.input, matrix=args.matrix, storage_options=args.storage_options) as m:
-        which = f", matrix {m.name}" if len(m.matrix_names) > 1 and (args.matrix or kind not in ("h5ad", "10x-h5")) \
-            else ""  # a file of several matrices: say which one a one-matrix output holds
+    check_output(args.output, force=args.force, inputs=[args.input])  # as decode() does, the file opened once
+    with open_sinr(args.input, matrix=args.matrix, jobs=args.jobs, storage_options=args.storage_options) as m:
+        kind = write_decoded(m, args.output, force=args.force, compression=args.compression, dtype=args.dtype,
+                             whole=args.matrix is None)
+        several = len(m.matrix_names) > 1 and (args.matrix or kind not in ("h5ad", "10x-h5"))
+        which = f", matrix {m.name}" if several else ""  # which matrix of several a one-matrix output holds
     print(f"wrote {args.output} ({kind}{which}) in {time.perf_counter() - started:.1f} s")
 
 

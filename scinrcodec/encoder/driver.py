@@ -22,8 +22,8 @@ from ..codec.geometry import balanced_patch_nnz, genes_sorted_in_bands, plan_ban
 from ..codec.stages import MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
-from ..io.atomic import atomic_path, check_writable
-from ..io.formats import check_sinr_name
+from ..io.atomic import atomic_path
+from ..io.formats import check_sinr_output
 from ..io.sources import CellBlock, MatrixSource
 from ..model.baseline import accumulate_gene_stats, quantise_terms
 from ..model.siren_train import run_stoppable
@@ -290,8 +290,7 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, client=Non
         raise InvalidInputError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
     opts = EncodeOptions(**options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
-    check_writable(output, force=force, inputs=inputs)
-    check_sinr_name(output)
+    check_sinr_output(output, force=force, inputs=inputs)
     if (opts.siren in ("always", "force") or opts.mode == "inr-only") and not torch_available():
         raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
     if opts.device is not None and torch_available():

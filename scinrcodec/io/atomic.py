@@ -105,11 +105,17 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
     with permission bits `mode` (a file rewritten in place keeps its own), else the umask's."""
     target = Path(target)
     parent = check_writable(target, force=force, inputs=inputs, is_dir=is_dir, folder_files=folder_files)
-    tmp = None
+    # named before it exists (64 random bits: no other's), so that an interrupt landing anywhere in its
+    # creation still finds it to remove
+    tmp = parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     try:
         try:
-            tmp = _new_temporary(parent, target.name, is_dir)
+            if is_dir:
+                os.mkdir(tmp, 0o700)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as exc:
+            tmp = None  # not made (or, EEXIST, another's): nothing to remove
             raise OutputError(f"{target}: cannot create a file in {parent} ({exc.strerror or exc})") from exc
         try:
             yield tmp
@@ -128,35 +134,11 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
         except OSError as exc:
             raise OutputError(f"{target}: writing failed ({exc.strerror or exc})") from exc
     except BaseException:
-        if tmp is None:
-            tmp = _claimed.pop(threading.get_ident(), None)  # an interrupt between creating it and naming it here
         if tmp is not None and tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
-    finally:
-        _claimed.pop(threading.get_ident(), None)
-
-
-_claimed: dict[int, Path] = {}  # per thread: the temporary _new_temporary is creating
-
-
-def _new_temporary(parent: Path, name: str, is_dir: bool) -> Path:
-    """A new file (or folder) .NAME.XXXXXXXX.tmp in parent, its path claimed (_claimed) before it
-    exists, so that an interrupt landing anywhere in its creation still finds it to remove."""
-    for _ in range(100):
-        tmp = parent / f".{name}.{secrets.token_hex(4)}.tmp"
-        _claimed[threading.get_ident()] = tmp
-        try:
-            if is_dir:
-                os.mkdir(tmp, 0o700)
-            else:
-                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:
-            continue
-        return tmp
-    raise FileExistsError(errno.EEXIST, "no free temporary name", str(parent))
 
 
 _AT_FDCWD = -100

@@ -7,12 +7,14 @@ by the first entry whose sniff() claims it; an output's from its name (a suffix,
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..errors import InvalidInputError
+from .atomic import check_writable
 from .h5ad import is_h5ad, read_h5ad, write_h5ad
 from .matrix import CountMatrix
 from .mtx import MtxSource, is_mtx, write_mtx_file, write_mtx_folder
@@ -62,7 +64,8 @@ FORMATS = (
            (Output("h5ad", ".h5ad", (".h5ad",), lambda tmp, path, m, compression, dtype:
                    write_h5ad(tmp, m, compression=compression, dtype=dtype), ("anndata",)),), takes_layer=True),
     Format("10x-h5", "10x .h5", is_hdf5, lambda path, layer, ones: read_10x_h5(path),
-           (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m)),)),
+           (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m),
+                   ("h5py",)),)),
     Format("npz", ".npz", is_npz, lambda path, layer, ones: read_npz(path),
            (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m)),)),
     Format("mtx", "10x mtx", is_mtx, lambda path, layer, ones: MtxSource(path, pattern_as_ones=ones),
@@ -76,14 +79,22 @@ OUTPUTS = tuple(o for f in FORMATS for o in f.outputs)
 OUTPUTS_BY_NAME = {o.name: o for o in OUTPUTS}
 
 
-def check_sinr_name(target: str | os.PathLike) -> None:
-    """Refuse a .sinr output named as another format's file (out.h5ad holding .sinr bytes, which
-    anndata cannot read): every .sinr writer checks it before any work, after check_writable."""
+def check_sinr_output(target: str | os.PathLike, *, force: bool, inputs: Iterable = ()) -> None:
+    """What every .sinr writer checks before any work: the output can be written (atomic.check_writable)
+    and is not named as another format's file (out.h5ad holding .sinr bytes, which anndata cannot read)."""
+    check_writable(target, force=force, inputs=inputs)
     name = os.fspath(target).lower()
     other = next((o for o in OUTPUTS if o.suffixes and name.endswith(o.suffixes)), None)
     if other is not None:
         raise InvalidInputError(f"{os.fspath(target)}: a .sinr file cannot be named as {other.label}; name it .sinr "
                                 "(decode writes the other formats)")
+
+
+def load_writer(output: Output) -> None:
+    """Import what `output`'s writer imports on first use, before its temporary file exists
+    (Output.modules says why)."""
+    for module in output.modules:
+        importlib.import_module(module)
 
 
 def listed(labels: list[str]) -> str:

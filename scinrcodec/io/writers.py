@@ -7,14 +7,13 @@ disk, a file size limit), where Python raises OSError and the temporary file is 
 """
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import InvalidInputError
 from .atomic import atomic_path, check_not_input, check_writable
-from .formats import OUTPUT_LABELS, OUTPUTS, OUTPUTS_BY_NAME
+from .formats import OUTPUT_LABELS, OUTPUTS, OUTPUTS_BY_NAME, load_writer
 from .matrix import CountMatrix
 from .mtx import MTX_FOLDER_FILES
 
@@ -50,8 +49,7 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     path = Path(path)
     if output.name != "h5ad" and (compression != "auto" or dtype is not None):
         raise InvalidInputError(f"{path}: compression and dtype apply to .h5ad outputs, not {output.name}")
-    for module in output.modules:
-        importlib.import_module(module)
+    load_writer(output)
     with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
         output.write(tmp, path, m, compression, dtype)
     return output.name

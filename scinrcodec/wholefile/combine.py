@@ -30,8 +30,8 @@ from ..encoder.driver import encode
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
-from ..io.atomic import atomic_path, check_writable
-from ..io.formats import check_sinr_name
+from ..io.atomic import atomic_path
+from ..io.formats import check_sinr_output
 from ..io.dtypes import anndata_dtype
 from ..io.h5ad import MERGE_RULES, cells_by_genes_source, obs_frame, var_frame
 from ..io.matrix import CountMatrix
@@ -122,8 +122,7 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
             raise InvalidInputError(f"keys must name each of the {len(inputs)} files once, not {keys}")
     elif label is not None or index_unique is not None:
         keys = [str(i) for i in range(len(inputs))]
-    check_writable(output, force=force, inputs=inputs)
-    check_sinr_name(output)
+    check_sinr_output(output, force=force, inputs=inputs)
     matrices = _open_all(inputs, storage_options)
     try:
         if all(_one_matrix(m) for m in matrices):
@@ -267,8 +266,7 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
     new file of format `format_version`, in the order given: names (gene names or ids), indices,
     slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A whole AnnData keeps
     every part, subset as anndata subsets it. Returns sizes and names."""
-    check_writable(output, force=force, inputs=[input])
-    check_sinr_name(output)
+    check_sinr_output(output, force=force, inputs=[input])
     (m,) = _open_all([input], storage_options)
     with m:
         cell_index = m.positions(slice(None) if cells is None else cells, "cell")

@@ -11,8 +11,8 @@ from ..encoder.driver import finish_file, write_matrix
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import CopiedSegments
 from ..errors import InvalidInputError
-from ..io.atomic import atomic_path, check_writable
-from ..io.formats import check_sinr_name
+from ..io.atomic import atomic_path
+from ..io.formats import check_sinr_output
 from ..io.h5ad_output import input_compression
 from ..io.hdf5 import h5_errors, text_attr
 from ..io.readers import sniff_format
@@ -84,8 +84,7 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     out, which is needed for objects anndata itself cannot write. Returns sizes and names."""
     opts = checked_options(options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
-    check_writable(output, force=force, inputs=inputs)
-    check_sinr_name(output)
+    check_sinr_output(output, force=force, inputs=inputs)
     return write_plan(plan_source(source, layer=layer, drop=drop), output, opts, force=force, inputs=inputs,
                       client=client)
 

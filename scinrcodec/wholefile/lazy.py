@@ -30,10 +30,11 @@ def lazy_anndata(m, contents, *, dtype=None):
     for entry in contents.matrices:
         element = entry["element"]
         matrix = m.matrix(entry["matrix"])
-        blocks = dask_matrix(matrix, wanted if element == "X" and wanted else entry["dtype"])
-        # a dense matrix in its own type (float16 too) where the counts came from it: a lossless file's
-        lazy = _in_format(blocks, entry["format"], wanted if element == "X" and wanted else
-                          entry["dtype"] if matrix.mode == "lossless" else blocks.dtype)
+        asked = wanted if element == "X" else None
+        blocks = dask_matrix(matrix, asked or entry["dtype"])
+        # dense: in the type asked for, else its own (float16 too) where a lossless file's counts came from it
+        lazy = _in_format(blocks, entry["format"], asked or (entry["dtype"] if matrix.mode == "lossless"
+                                                             else blocks.dtype))
         if element == "X":
             x = lazy
         elif element == "raw/X":

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..io.atomic import atomic_path
+from ..io.formats import OUTPUTS_BY_NAME, load_writer
 from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
 from ..io.writers import check_output, output_kind, write_matrix as write_count_matrix
 from .matrix import open as open_sinr
@@ -26,8 +27,7 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
     if whole and contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
                                                                       ("10x-h5", "10x-h5")):
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
-        import anndata  # noqa: F401 - loaded before the temporary output exists (io.formats.Output.modules)
-        import h5py  # noqa: F401
+        load_writer(OUTPUTS_BY_NAME[kind])
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":
                 image = h5ad_image(to_anndata(m, dtype=dtype), kwargs)
