@@ -39,11 +39,43 @@ class Piece:
     def n_cells(self) -> int:
         return self.matrix.shape[1] if self.cells is None else int(self.cells.size)
 
+    @property
+    def _reads_tiles(self) -> bool:
+        """Whether blocks read their genes tile by tile (a few genes, each stored), not whole chunks."""
+        return self.genes.size <= self.matrix.shape[0] // 4 and bool((self.genes >= 0).all())
+
+    def _chunks(self, start: int, stop: int) -> np.ndarray:
+        """The ids of the chunks holding its cells start..stop-1, ascending."""
+        bounds = self.matrix.chunk_bounds()
+        if self.cells is None:
+            first, last = np.searchsorted(bounds, [start, stop - 1], side="right") - 1
+            return np.arange(first, last + 1)
+        return unique_sorted(np.searchsorted(bounds, self.cells[start:stop], side="right") - 1)
+
+    def blocks_ready(self, spans: list[tuple[int, int]]) -> Iterator[None]:
+        """Yield once for each span (start, stop) of its cells, in order, once the chunks that block
+        reads whole are cached: a remote file's are fetched a window of chunks at a time
+        (ByteSource.ready_in_order), not a round trip per block."""
+        if self._reads_tiles:
+            yield from (None for _ in spans)
+            return
+        needs = [self._chunks(a, b) for a, b in spans]
+        order = list(dict.fromkeys(c for chunks in needs for c in chunks.tolist()))  # by first need
+        position = {c: k for k, c in enumerate(order)}
+        m = self.matrix
+        ready = m.byte_source.ready_in_order(m.index.chunk_index[order][:, [0, 3]].tolist())
+        done = -1
+        for chunks in needs:
+            last = max((position[c] for c in chunks.tolist()), default=-1)
+            while done < last:
+                done = next(ready)
+            yield None
+
     def block(self, start: int, stop: int) -> sp.csr_matrix:
         """Its cells start..stop-1, cells x output genes CSR, indices sorted. A few genes are read
         tile by tile (only their bands decode); otherwise the chunks holding the cells decode whole."""
         m = self.matrix
-        if self.genes.size <= m.shape[0] // 4 and bool((self.genes >= 0).all()):
+        if self._reads_tiles:
             cells = np.arange(start, stop) if self.cells is None else self.cells[start:stop]
             out = sp.csr_matrix(m[self.genes, cells].T)
             out.sort_indices()
@@ -54,7 +86,7 @@ class Piece:
             wanted = self.cells[start:stop]
             bounds = m.chunk_bounds()
             chunk_of = np.searchsorted(bounds, wanted, side="right") - 1
-            chunks = unique_sorted(chunk_of)
+            chunks = self._chunks(start, stop)
             offsets = np.concatenate([[0], np.cumsum(bounds[chunks + 1] - bounds[chunks])])[:-1]
             x = m.chunks_block(chunks)[offsets[np.searchsorted(chunks, chunk_of)] + wanted - bounds[chunk_of]]
         n_out = self.genes.size
@@ -107,8 +139,8 @@ class PiecesSource(MatrixSource):
         """Blocks of up to cells_per_block cells; a block never spans two pieces."""
         offset = 0
         for piece in self.pieces:
-            for start in range(0, piece.n_cells, cells_per_block):
-                stop = min(start + cells_per_block, piece.n_cells)
+            spans = [(a, min(a + cells_per_block, piece.n_cells)) for a in range(0, piece.n_cells, cells_per_block)]
+            for (start, stop), _ in zip(spans, piece.blocks_ready(spans)):
                 x = piece.block(start, stop)
                 # a block's dtypes (io.sources.CellBlock): decoded values are at most MAX_COUNT
                 yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int32, copy=False),
