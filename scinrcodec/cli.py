@@ -27,6 +27,7 @@ from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT
 from .model.siren import NORMALISATIONS
+from .report import counted
 from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 
@@ -66,7 +67,8 @@ def _summary(output, result: dict, seconds: float) -> str:
     if result.get("dropped"):
         line += f"\ndropped:  {', '.join(result['dropped'])}"
     if result.get("segments"):
-        line += f"\ncopied:   {result['copied_chunks']:,} chunks, coded nothing again ({result['segments']} segments)"
+        line += (f"\ncopied:   {counted(result['copied_chunks'], 'chunk')}, coded nothing again "
+                 f"({counted(result['segments'], 'segment')})")
     return line
 
 
@@ -108,8 +110,8 @@ def _append(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
     result = append(args.file, source, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
-    print(f"appended {source.shape[1]:,} cells to {args.file}: now {result['shape'][1]:,} cells, "
-          f"{result['nnz']:,} nonzeros, {result['chunks']:,} chunks, {result['bytes']:,} bytes, in "
+    print(f"appended {counted(source.shape[1], 'cell')} to {args.file}: now {counted(result['shape'][1], 'cell')}, "
+          f"{counted(result['nnz'], 'nonzero')}, {counted(result['chunks'], 'chunk')}, {result['bytes']:,} bytes, in "
           f"{time.perf_counter() - started:.1f} s")
 
 
@@ -203,8 +205,9 @@ def _verify(args: argparse.Namespace) -> None:
 
     with open_sinr(args.input, jobs=args.jobs, storage_options=args.storage_options) as matrix:
         report = verify_file(matrix)
-    print(f"{args.input}: ok ({report['bytes']:,} bytes, {report['matrices']:,} matrices, {report['chunks']:,} "
-          f"chunks, {report['nnz']:,} nonzeros, {report['sections']:,} other parts checked in "
+    print(f"{args.input}: ok ({report['bytes']:,} bytes, {counted(report['matrices'], 'matrix', 'matrices')}, "
+          f"{counted(report['chunks'], 'chunk')}, {counted(report['nnz'], 'nonzero')}, "
+          f"{counted(report['sections'], 'other part')} checked in "
           f"{time.perf_counter() - started:.1f} s)")
 
 

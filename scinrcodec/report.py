@@ -7,6 +7,11 @@ from .reader.matrix import MatrixReader
 from .storage.layout import CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 chunk', '2 chunks', '1,024 matrices': a count with its noun in the right number."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def size_by_part(matrix: MatrixReader) -> dict[str, int]:
     """Bytes per part of the file. The tile streams hold positions and values together; they are
     split by the information content of each, which the encoder records. In a file of several
@@ -61,10 +66,11 @@ def describe(matrix: MatrixReader) -> str:
           if several else []),
         f"shape:     {n_genes:,} genes x {n_cells:,} cells, {matrix.nnz:,} nonzeros (density {density:.2%})",
         f"mode:      {mode}",
-        f"layout:    {matrix.n_chunks:,} chunks of up to {largest_chunk:,} cells"
+        f"layout:    {counted(matrix.n_chunks, 'chunk')} of up to {counted(largest_chunk, 'cell')}"
         f"{f' in {matrix.n_segments:,} segments' if matrix.n_segments > 1 else ''}, "
-        f"{int(stats.get('bands', 0)):,} bands, {int(stats.get('tiles', 0)):,} tiles",
-        f"SIREN:     tried in {int(stats.get('siren_tried', 0)):,} bands, kept in {int(stats.get('siren_kept', 0)):,}, "
+        f"{counted(int(stats.get('bands', 0)), 'band')}, {counted(int(stats.get('tiles', 0)), 'tile')}",
+        f"SIREN:     tried in {counted(int(stats.get('siren_tried', 0)), 'band')}, "
+        f"kept in {int(stats.get('siren_kept', 0)):,}, "
         f"saving {stats.get('siren_saved_bits', 0) / nnz:.4f} bits per nonzero",
         "",
         f"{'part':<18}{'bytes':>14}{'bits/nonzero':>15}{'share':>9}",

@@ -85,8 +85,12 @@ def test_a_matrix_without_nonzeros_reports_no_bits_per_nonzero(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "wrote" in out and "0 nonzeros" in out and "bits per nonzero" not in out
     assert main(["info", str(tmp_path / "zero.sinr")]) == 0  # its parts' bits per nonzero are '-', not bytes * 8
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("headers", "total"))]
+    info = capsys.readouterr().out
+    rows = [line.split() for line in info.splitlines() if line.startswith(("headers", "total"))]
     assert rows and all(row[2] == "-" for row in rows)
+    assert "1 chunk of up to 3 cells, 0 bands, 0 tiles" in info  # a count of one in the singular
+    assert main(["verify", str(tmp_path / "zero.sinr")]) == 0
+    assert "bytes, 1 matrix, 1 chunk, 0 nonzeros, 0 other parts checked" in capsys.readouterr().out
 
 
 def test_lossy_modes_and_pattern_from_cli(tmp_path, capsys):
@@ -185,6 +189,8 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["concat", encoded, encoded, "-o", out / "c.h5ad", "--index-unique", "-"], "cannot be named as .h5ad"),
         (["subset", encoded, "-o", out / "s.h5", "--genes", "#0"], "cannot be named as .h5"),
         (["encode", SOURCE, out / "a.sinr", "--layer", "counts"], "--layer applies to .h5ad input only"),
+        (["encode", DATA / "pbmc500_cellranger.h5", out / "a.sinr", "--layer", "counts"],
+         "a layer and drops (--layer, --drop) apply to .h5ad input only"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", str(2**31)], "expected at most 2,147,483,646"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", "many"], "expected a whole number"),
         (["encode", SOURCE, out / "a.sinr", "--device", "cuda:7"], "--device 'cuda:7' is not usable here"),

@@ -242,7 +242,7 @@ def test_concat_with_a_label_makes_a_whole_anndata(parts, tmp_path):
         sinr.concat(files, tmp_path / "x.sinr", label="sample", keys=["a", "b"])
     with pytest.raises(sinr.InvalidInputError, match="a list of .sinr files, not the one file"):
         sinr.concat(str(folder / "a.sinr"), tmp_path / "x.sinr")
-    with pytest.raises(sinr.InvalidInputError, match="storage_options apply to URLs only"):
+    with pytest.raises(sinr.InvalidInputError, match=r"storage options \(--storage-option\) apply to URLs only"):
         sinr.subset(folder / "a.sinr", tmp_path / "x.sinr", cells=[0], storage_options={"anon": True})
 
 

@@ -620,7 +620,7 @@ def test_cli_storage_options(files, small_reads, monkeypatch):
         with sinr.open(files / "pbmc.sinr") as local:
             assert (remote_anndata.X != local.T.to_scipy()).nnz == 0
     assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon=true"),
-                          "storage_options apply to URLs only")
+                          "storage options (--storage-option) apply to URLs only")
     assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon"),
                           "expected KEY=VALUE")
 

@@ -48,7 +48,8 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     output = OUTPUTS_BY_NAME[output_kind(path)]
     path = Path(path)
     if output.name != "h5ad" and (compression != "auto" or dtype is not None):
-        raise InvalidInputError(f"{path}: compression and dtype apply to .h5ad outputs, not {output.name}")
+        raise InvalidInputError(f"{path}: compression and dtype (--compression, --dtype) apply to .h5ad outputs, "
+                               f"not {output.name}")
     load_writer(output)
     with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
         output.write(tmp, path, m, compression, dtype)

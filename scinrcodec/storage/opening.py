@@ -17,6 +17,12 @@ def is_url(source) -> bool:
     return isinstance(source, str) and bool(_URL.match(source)) and not source.lower().startswith("file://")
 
 
+def check_storage_options(sources, storage_options: dict | None) -> None:
+    """Raise InvalidInputError for storage options given where no source is a URL to take them."""
+    if storage_options and not any(isinstance(s, str) and is_url(s) for s in sources):
+        raise InvalidInputError("storage options (--storage-option) apply to URLs only, and no input is one")
+
+
 def open_source(source, storage_options: dict | None = None) -> ByteSource:
     """A ByteSource for a path, a URL (s3://, gs://, http(s)://, any fsspec URL; storage_options
     go to fsspec), a bytes-like object, or a seekable binary file object."""
@@ -31,8 +37,7 @@ def open_source(source, storage_options: dict | None = None) -> ByteSource:
         from .remote import RemoteSource  # asyncio and fsspec load only for URLs
 
         return RemoteSource(source, storage_options)
-    if storage_options:
-        raise InvalidInputError("storage_options apply to URLs only")
+    check_storage_options([source], storage_options)
     if isinstance(source, (str, os.PathLike)):
         return LocalFileSource(Path(source))
     if isinstance(source, (bytes, bytearray, memoryview)):

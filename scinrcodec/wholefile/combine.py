@@ -39,7 +39,7 @@ from ..io.sources import one_line
 from ..io.h5ad_output import quiet_anndata
 from ..reader.selection import all_distinct
 from ..storage.container import DEFAULT_MAJOR
-from ..storage.opening import is_url
+from ..storage.opening import check_storage_options, is_url
 from .encode import checked_options, write_plan
 from .matrix import SinrMatrix, open as open_sinr
 from .names import name_frames
@@ -49,8 +49,7 @@ from .plan import plan_anndata
 
 def _open_all(inputs: Sequence, storage_options: dict | None = None) -> list[SinrMatrix]:
     """Every input opened (paths, or URLs with fsspec's storage_options), or none."""
-    if storage_options and not any(is_url(path) for path in inputs):
-        raise InvalidInputError("storage_options apply to URLs only")
+    check_storage_options(inputs, storage_options)
     opened = []
     try:
         for path in inputs:

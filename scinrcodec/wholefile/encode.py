@@ -51,7 +51,7 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
     kind = sniff_format(path)
     if kind == "10x-h5":
         if layer is not None or list(drop):
-            raise InvalidInputError(f"{path}: --layer and --drop apply to .h5ad input only")
+            raise InvalidInputError(f"{path}: a layer and drops (--layer, --drop) apply to .h5ad input only")
         return plan_10x(path)
     if kind != "h5ad":
         raise InvalidInputError(f"{path}: a {kind} input holds one matrix and nothing else; encode it with "
