@@ -123,17 +123,16 @@ def _names_list(text: str | None) -> list[str] | list[int] | None:
         return None
     if text.startswith("@"):
         import gzip
+        import zlib
 
-        from .io.mtx import is_gzip
+        from .io.mtx import GZIP_MAGIC
 
-        try:
-            path = Path(text[1:])
-            with (gzip.open(path, "rt", encoding="utf-8-sig") if is_gzip(path) else
-                  open(path, encoding="utf-8-sig")) as fh:
-                names = [line.rstrip("\r\n") for line in fh]
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
+        try:  # read once: a pipe (@/dev/stdin, @<(cmd)) gives its bytes once
+            raw = Path(text[1:]).read_bytes()
+            lines = (gzip.decompress(raw) if raw.startswith(GZIP_MAGIC) else raw).decode("utf-8-sig")
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"{text[1:]}: cannot read the list of names ({exc})") from exc
-        names = [n for n in names if n]
+        names = [n for n in lines.replace("\r\n", "\n").replace("\r", "\n").split("\n") if n]
     else:
         names = [n for n in text.split(",") if n]
     if not names:

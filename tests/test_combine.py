@@ -306,6 +306,12 @@ def test_cli_concat_and_subset(parts, tmp_path):
     assert run.returncode == 0, run.stderr
     with sinr.open(tmp_path / "z.sinr") as s:
         assert s.cell_names == [cells[3], cells[0]]
+    many = list(reversed(cells[:450]))  # a long list from a pipe, read once: its first 4 KiB had been lost
+    run = sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "p.sinr", "--cells", "@/dev/stdin",
+                   input="\n".join(many))
+    assert run.returncode == 0 and len("\n".join(many)) > 8192, run.stderr
+    with sinr.open(tmp_path / "p.sinr") as s:
+        assert s.cell_names == many
     run = sinr_cli("subset", tmp_path / "ab.sinr", "-o", tmp_path / "i.sinr", "--cells", "#3,#0", "--genes", "#4")
     assert run.returncode == 0, run.stderr  # indices as `sinr get` takes them
     with sinr.open(tmp_path / "i.sinr") as s:
