@@ -502,6 +502,52 @@ def test_multimodal_10x_h5_comes_back_whole(multimodal_h5, tmp_path):
             assert_equal(sc.read_10x_h5(multimodal_h5, gex_only=gex_only), sc.read_10x_h5(out, gex_only=gex_only))
 
 
+def test_a_subset_of_a_10x_file_is_a_10x_file(multimodal_h5, tmp_path):
+    """Some cells and features of a 10x file: the .h5 decoded from the subset is the original's cut,
+    every feature field (genome, pattern, read, sequence) and root attribute kept, its shape anew
+    (it had become an AnnData, losing pattern, read and the root attributes that Cell Ranger's loader
+    needs); subsets of 10x files then concat keeping ids, types and genomes, as the files do."""
+    sinr.encode_whole(multimodal_h5, tmp_path / "tenx.sinr", **FAST)
+    with h5py.File(multimodal_h5) as f:
+        n_genes, n_cells = (int(v) for v in f["matrix/shape"][:])
+    genes, cells = np.array([n_genes - 1, 0, 3, n_genes - 3]), np.array([5, 0, 2])
+    sinr.subset(tmp_path / "tenx.sinr", tmp_path / "cut.sinr", cells=cells, genes=genes)
+    with sinr.open(tmp_path / "cut.sinr") as m:
+        assert m.contents.object == "10x-h5"
+        write_decoded(m, tmp_path / "cut.h5")
+    original, cut = _h5_tree(multimodal_h5), _h5_tree(tmp_path / "cut.h5")
+    assert cut["/"] == original["/"] and cut["matrix/features/_all_tag_keys"] == original["matrix/features/_all_tag_keys"]
+    for key in ("id", "name", "feature_type", "genome", "pattern", "read", "sequence"):
+        dtype, _, _, compression, level, shuffle, _, attrs, values = original[f"matrix/features/{key}"]
+        assert cut[f"matrix/features/{key}"][:1] == (dtype,) and cut[f"matrix/features/{key}"][3:6] == (
+            compression, level, shuffle)
+        assert cut[f"matrix/features/{key}"][-1] == [values[g] for g in genes], key
+    assert cut["matrix/barcodes"][-1] == [original["matrix/barcodes"][-1][c] for c in cells]
+    assert cut["matrix/shape"][-1] == [genes.size, cells.size]
+    with h5py.File(multimodal_h5) as f, h5py.File(tmp_path / "cut.h5") as g:
+        whole = sp.csc_matrix((f["matrix/data"][:], f["matrix/indices"][:], f["matrix/indptr"][:]), (n_genes, n_cells))
+        part = sp.csc_matrix((g["matrix/data"][:], g["matrix/indices"][:], g["matrix/indptr"][:]), tuple(g["matrix/shape"]))
+        assert (part != whole[genes][:, cells]).nnz == 0
+    sinr.subset(tmp_path / "tenx.sinr", tmp_path / "rest.sinr", cells=np.arange(6, n_cells))
+    sinr.concat([tmp_path / "cut.sinr", tmp_path / "rest.sinr"], tmp_path / "both.sinr", join="outer")
+    both = sinr.read_sinr(tmp_path / "both.sinr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = sc.read_10x_h5(multimodal_h5, gex_only=False)
+    other = tmp_path / "other.h5"  # a dataset of a value per cell outside the layout: cut as AnnData, as before
+    other.write_bytes(multimodal_h5.read_bytes())
+    with h5py.File(other, "a") as f:
+        f.create_dataset("droplet_latents/size", data=np.arange(n_cells, dtype=np.float32))
+    sinr.encode_whole(other, tmp_path / "other.sinr", **FAST)
+    sinr.subset(tmp_path / "other.sinr", tmp_path / "other_cut.sinr", cells=cells, genes=genes)
+    with sinr.open(tmp_path / "other_cut.sinr") as m:
+        assert m.contents.object == "anndata" and (m.to_scipy() != whole[genes][:, cells]).nnz == 0
+    assert sorted(both.var["gene_ids"]) == sorted(reference.var["gene_ids"])  # outer: the cut's genes first
+    expected = reference.var.set_index("gene_ids").loc[list(both.var["gene_ids"])]
+    for column in ("feature_types", "genome", "pattern", "read", "sequence"):
+        assert list(both.var[column]) == list(expected[column]), column
+
+
 def test_one_modality_by_name(multimodal_h5, tmp_path):
     sinr.encode_whole(multimodal_h5, tmp_path / "tenx.sinr", **FAST)
     with sinr.open(tmp_path / "tenx.sinr") as m:
@@ -538,6 +584,13 @@ def test_single_genome_v2_10x_file_round_trips(tmp_path):
     with sinr.open(tmp_path / "v2.sinr") as m:
         write_decoded(m, tmp_path / "back.h5")
     assert _h5_tree(tmp_path / "back.h5") == _h5_tree(path)
+    sinr.subset(tmp_path / "v2.sinr", tmp_path / "cut.sinr", cells=[1, 0], genes=[3, 2])  # still Cell Ranger 2's
+    with sinr.open(tmp_path / "cut.sinr") as m:
+        write_decoded(m, tmp_path / "cut.h5")
+    with h5py.File(tmp_path / "cut.h5") as f:
+        assert list(f) == ["GRCh38"] and dict(f["GRCh38"].attrs) == {"note": "v2"}
+        assert list(f["GRCh38/genes"][:]) == list(_strings(source.gene_ids)[[3, 2]])
+        assert list(f["GRCh38/shape"][:]) == [2, 2]
 
 
 @pytest.mark.parametrize("kind", ["10x", "h5ad"])

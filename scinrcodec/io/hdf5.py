@@ -252,6 +252,27 @@ def copy_skeleton(src, dst, skeletons: set[str]) -> None:
             src.copy(obj, dst, name=key)
 
 
+def write_like(obj, out, key: str, data, resizable: bool) -> None:
+    """Write `data` (1-D) as dataset `key` of `out` in the type, creation properties (filters) and
+    attributes of dataset `obj`, of its length, fixed or resizable; a fixed length shorter than
+    obj's chunks gets chunks of that length (HDF5 refuses chunks past a fixed dimension: a subset's
+    Cell Ranger features, written as one chunk each)."""
+    import h5py
+
+    n = len(data)
+    dcpl = untimed(obj.id.get_create_plist())
+    if dcpl.get_layout() == h5py.h5d.CHUNKED and not resizable and dcpl.get_chunk()[0] > n:
+        if n:
+            dcpl.set_chunk((n,))
+        else:
+            resizable = True  # no chunk fits a fixed length of 0
+    space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
+    made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space, dcpl=dcpl))
+    if n:
+        made[...] = typed_values(data, obj.dtype)
+    copy_attrs(obj, made)
+
+
 def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[str, np.ndarray | list[str]]) -> None:
     """Copy an image back, writing each skeleton dataset with its values in its own type."""
     import h5py
@@ -260,14 +281,7 @@ def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dic
         path = obj.name.lstrip("/")
         if path in fills:
             fill, resizable = fills[path]
-            data = values[fill]
-            n = len(data)
-            space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
-            made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space,
-                                                dcpl=untimed(obj.id.get_create_plist())))
-            if n:
-                made[...] = typed_values(data, obj.dtype)
-            copy_attrs(obj, made)
+            write_like(obj, out, key, values[fill], resizable)
         elif isinstance(obj, h5py.Group) and any(f.startswith(path + "/") for f in fills):
             fill_skeleton(obj, out.create_group(key), fills, values)
         else:

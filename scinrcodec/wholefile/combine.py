@@ -38,13 +38,15 @@ from ..io.matrix import CountMatrix
 from ..io.sources import one_line
 from ..io.h5ad_output import quiet_anndata
 from ..reader.selection import all_distinct
+from ..reader.contents import TENX_SECTION
 from ..storage.container import DEFAULT_MAJOR
 from ..storage.opening import check_storage_options, is_url
 from .encode import checked_options, write_plan
 from .matrix import SinrMatrix, open as open_sinr
 from .names import name_frames
 from .parts import MemoryParts
-from .plan import plan_anndata
+from .plan import Plan, PlannedMatrix, add_image, plan_anndata
+from .tenx import cut_10x_image
 
 
 def _open_all(inputs: Sequence, storage_options: dict | None = None) -> list[SinrMatrix]:
@@ -264,7 +266,8 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
     """Some cells and genes of a .sinr file (a path, or a URL with fsspec's storage_options) in a
     new file of format `format_version`, in the order given: names (gene names or ids), indices,
     slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A whole AnnData keeps
-    every part, subset as anndata subsets it. Returns sizes and names."""
+    every part, subset as anndata subsets it; a 10x file's subset is a 10x file, its feature fields
+    and barcodes cut and its attributes kept (tenx.cut_10x_image). Returns sizes and names."""
     check_sinr_output(output, force=force, inputs=[input])
     (m,) = _open_all([input], storage_options)
     with m:
@@ -274,13 +277,15 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
             raise InvalidInputError("a subset names a cell or gene twice")
         if not gene_index.size:
             raise InvalidInputError("a subset needs at least one gene")
+        options = _options([m], format_version, jobs, progress)
         if _is_plain(m):
-            names = m.cell_names
-            source = PiecesSource([Piece(m, cell_index, gene_index)], *(
-                None if v is None else [v[i] for i in gene_index.tolist()]
-                for v in (m.gene_ids, m.gene_names, m.feature_types)),
-                None if names is None else [names[j] for j in cell_index.tolist()], description="subset")
-            return encode(source, output, force=force, **_options([m], format_version, jobs, progress))
+            return encode(_subset_source(m, cell_index, gene_index), output, force=force, **options)
+        image = cut_10x_image(m, m.contents, cell_index, gene_index) if _one_matrix(m) else None
+        if image is not None:  # a 10x file's subset is one too, its other fields and attributes cut or kept
+            plan = Plan({**m.contents.raw, "elements": []},
+                        [PlannedMatrix(m.contents.raw["group"], lambda: _subset_source(m, cell_index, gene_index))])
+            add_image(plan, "h5", TENX_SECTION, image)
+            return write_plan(plan, output, checked_options(options), force=force, inputs=[input])
         skeleton, matrices = _skeleton(m)
         with quiet_anndata():
             cut = skeleton[cell_index, gene_index].copy()
@@ -290,6 +295,14 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
             counts[element] = ([Piece(matrix, cell_index, genes_map)], dtype, fmt)
         return _write_anndata(cut, counts, output, m, force=force, inputs=[input], jobs=jobs, progress=progress,
                               format_version=format_version)
+
+
+def _subset_source(m: SinrMatrix, cells: np.ndarray, genes: np.ndarray) -> PiecesSource:
+    """The cells and genes (indices, in output order) of a file of one matrix, with their names."""
+    names = m.cell_names
+    return PiecesSource([Piece(m, cells, genes)], *(None if v is None else [v[i] for i in genes.tolist()]
+                                                    for v in (m.gene_ids, m.gene_names, m.feature_types)),
+                        None if names is None else [names[j] for j in cells.tolist()], description="subset")
 
 
 # --------------------------------------------------------------------------- whole AnnData files

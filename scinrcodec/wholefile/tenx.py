@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import CorruptFileError, InvalidInputError
-from ..io.hdf5 import copy_skeleton, fill_skeleton
+from ..io.hdf5 import copy_skeleton, fill_skeleton, members, write_like
 from ..io.tenx_h5 import read_10x_h5
 from ..reader.contents import TENX_SECTION, StoredContents
 from .images import hdf5_image
@@ -57,6 +59,50 @@ def plan_10x(path: Path) -> Plan:
     add_image(plan, "h5", TENX_SECTION, raw)
     return plan
 
+
+
+def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndarray) -> bytes | None:
+    """The image of a 10x file's subset, `cells` and `genes` (indices, in output order): its shape
+    anew; its barcodes and each per-feature dataset (features/*, a Cell Ranger 2 file's genes and
+    gene_names) cut where the image holds them; every other dataset and attribute kept (root
+    attributes, _all_tag_keys). None where the image holds another dataset of a cell or a gene an
+    item (a CellBender file's per-droplet arrays), whose cut is not known."""
+    import h5py
+
+    group = contents.raw["group"]
+    skeletons = {p for p, _, _ in contents.raw["filled"]}
+    n_genes, n_cells = m.shape
+    by_gene = {f"{group}/genes", f"{group}/gene_names"}
+
+    def cut(src, dst) -> bool:
+        for key, obj in members(src, dst):
+            path = obj.name.lstrip("/")
+            if isinstance(obj, h5py.Group):
+                if not cut(obj, dst.create_group(key)):
+                    return False
+                continue
+            parent, _, name = path.rpartition("/")
+            take = None
+            if path == f"{group}/shape" and obj.shape == (2,):
+                take = np.array([genes.size, cells.size])
+            elif path not in skeletons and obj.ndim == 1 and obj.shape[0] == n_genes and (
+                    parent == f"{group}/features" and name != "_all_tag_keys" or path in by_gene):
+                take = obj[...][genes]
+            elif path not in skeletons and obj.ndim == 1 and obj.shape[0] == n_cells and path == f"{group}/barcodes":
+                take = obj[...][cells]
+            elif path not in skeletons and obj.ndim >= 1 and obj.shape[0] in (n_genes, n_cells) and \
+                    name != "_all_tag_keys":
+                return False
+            if take is None:
+                src.copy(obj, dst, name=key)
+            else:
+                write_like(obj, dst, key, take, obj.maxshape[0] is None)
+        return True
+
+    with contents.hdf5("h5") as f:
+        done = []
+        image = hdf5_image(lambda out: done.append(cut(f, out)))
+    return image if done[0] else None
 
 
 def tenx_var(m, contents: StoredContents | None) -> dict[str, list]:
