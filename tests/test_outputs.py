@@ -68,6 +68,7 @@ def test_outputs_are_read_by_their_own_tools(tmp_path, encoded, pbmc):
         assert same(sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=(150, 80)), m)
         assert [b.decode() for b in g["barcodes"][:]] == pbmc.cell_names(0, 80)
         assert [b.decode() for b in g["features/name"][:]] == pbmc.gene_names
+        assert f.attrs["filetype"] == "matrix" and f.attrs["version"] == 2  # Cell Ranger's loader needs them
     for output in ("out.mtx", "out.mtx.gz", "outdir/matrix.mtx.gz"):
         opener = gzip.open if output.endswith(".gz") else open
         with opener(tmp_path / output, "rb") as fh:

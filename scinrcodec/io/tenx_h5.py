@@ -74,9 +74,16 @@ def _strings(values: list[str]) -> np.ndarray:
     return np.array(encoded, dtype=f"S{width}")
 
 
+TENX_MATRIX_VERSION = 2  # the matrix HDF5 layout of Cell Ranger 3 and later, as its `version` attribute says
+
+
 def _fill_10x(f, m: CountMatrix) -> None:
-    """The Cell Ranger layout: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle."""
+    """The Cell Ranger layout: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle; the root
+    attributes that say it is one (Cell Ranger's own loader refuses a file without filetype, and
+    reads one without version as the layout of Cell Ranger 1 and 2)."""
     csc = m.counts.tocsc()
+    f.attrs["filetype"] = "matrix"
+    f.attrs["version"] = np.int64(TENX_MATRIX_VERSION)
     chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
     g = f.create_group("matrix")
     for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
