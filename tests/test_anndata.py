@@ -496,6 +496,9 @@ def test_multimodal_10x_h5_comes_back_whole(multimodal_h5, tmp_path):
         assert write_decoded(m, out) == "10x-h5"
         assert "a whole 10x HDF5 file" in describe_contents(m)
     assert _h5_tree(out) == _h5_tree(multimodal_h5)
+    sinr.decode(encoded, tmp_path / "alone.h5", matrix="X")  # the matrix alone keeps each feature's genome
+    with h5py.File(tmp_path / "alone.h5") as alone, h5py.File(multimodal_h5) as f:
+        assert list(alone["matrix/features/genome"][:]) == list(f["matrix/features/genome"][:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for gex_only in (False, True):

@@ -12,7 +12,7 @@ from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
 from ..io.writers import check_output, output_kind, write_matrix as write_count_matrix
 from .matrix import open as open_sinr
 from .restore import to_anndata
-from .tenx import write_10x
+from .tenx import tenx_var, write_10x
 
 
 def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
@@ -44,8 +44,10 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
 
 
 def _genomes(m, contents) -> list[str] | None:
-    """Each gene's genome from the var of a stored AnnData (as a concat of 10x files keeps it), for a
-    10x output of its X or raw.X; None where var has no such column."""
+    """Each gene's genome, for a 10x output of the matrix alone: a 10x file's own, or from the var of a
+    stored AnnData (as a concat of 10x files keeps it) for its X or raw.X; None where there is none."""
+    if contents.object == "10x-h5":
+        return tenx_var(m, contents).get("genome")
     entry = contents.matrix_entry(m.name)
     part = {"X": "var", "raw/X": "raw"}.get(entry["element"]) if entry is not None else None
     if part is None or part not in contents.elements:
