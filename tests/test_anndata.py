@@ -608,3 +608,24 @@ def test_encoding_a_whole_file_twice_gives_the_same_bytes(tmp_path, rich_h5ad, k
     time.sleep(1.1)
     sinr.encode_whole(source, second, chunk_cells=64, **FAST)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_gene_ids_missing_for_some_genes_are_never_the_text_nan(tmp_path):
+    """var['gene_ids'] (or feature_types) with missing values, as anndata.concat(join='outer',
+    merge='first') leaves them: a whole file keeps var as it is and its matrix holds no ids; the
+    matrix alone is refused in one line (the ids had been stored as 'nan', and two such genes then
+    blocked every concat)."""
+    var = pd.DataFrame({"gene_ids": ["ENSG1", np.nan, np.nan, "ENSG4"],
+                        "feature_types": ["Gene Expression", None, "Gene Expression", "Peaks"]}, index=list("ABCD"))
+    adata = anndata.AnnData(sp.csr_matrix(np.array([[1, 2, 0, 4], [0, 5, 6, 0]], dtype=np.float32)),
+                            obs=pd.DataFrame(index=["c1", "c2"]), var=var)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    for source in (adata, tmp_path / "a.h5ad"):
+        with pytest.raises(sinr.InvalidInputError, match=r"var\['gene_ids'\] has no value for 2 genes \(first 'B'\)"):
+            sinr.encode(source, tmp_path / "alone.sinr", **FAST)
+        sinr.encode_whole(source, tmp_path / "whole.sinr", force=True, **FAST)
+        back = sinr.read_sinr(tmp_path / "whole.sinr")
+        pd.testing.assert_frame_equal(back.var, anndata.read_h5ad(tmp_path / "a.h5ad").var)
+        with sinr.open(tmp_path / "whole.sinr") as m:
+            assert m.gene_ids is None and m.feature_types is None and m.gene_names == list("ABCD")
+    assert not (tmp_path / "alone.sinr").exists()

@@ -21,7 +21,7 @@ import numpy as np
 from ..codec.geometry import genes_sorted_in_bands, plan_band_rows
 from ..errors import FileChangedError, InvalidInputError, OutputError
 from ..io.atomic import atomic_path, locked_file
-from ..io.sources import CellBlock, MatrixSource
+from ..io.sources import CellBlock, MatrixSource, check_complete_names
 from ..model.baseline import quantise_terms
 from ..progress import Progress
 from ..reader.matrix import MatrixReader
@@ -94,6 +94,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
                                     "whose annotations would not match new cells; append works on files of one "
                                     "count matrix (sinr encode --matrix-only), and sinr concat combines whole files")
         new = as_source(source, layer)
+        check_complete_names(new)
         _same_genes(matrix, new)
         _new_cell_names(matrix, new)
         if new.shape[1] == 0:  # no cell to add: the file stays as it is (an empty batch of a stream)

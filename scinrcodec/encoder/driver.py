@@ -24,7 +24,7 @@ from ..errors import InvalidInputError
 from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
 from ..io.atomic import atomic_path
 from ..io.formats import check_sinr_output
-from ..io.sources import CellBlock, MatrixSource
+from ..io.sources import CellBlock, MatrixSource, check_complete_names
 from ..model.baseline import accumulate_gene_stats, quantise_terms
 from ..model.siren_train import run_stoppable
 from ..progress import Progress
@@ -296,6 +296,7 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, client=Non
     if opts.device is not None and torch_available():
         check_device(opts.device)
     src = as_source(source, opts.layer, pattern_as_ones=pattern_as_ones)
+    check_complete_names(src)
     inputs += list(src.paths)
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
         return encode_stream(src, stream, opts, client)

@@ -16,7 +16,7 @@ from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Sour
                    open_h5, string_dataset, text_attr)
 from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
-                      one_line, path_spec)
+                      one_line, path_spec, var_field)
 
 MERGE_RULES = ("same", "unique", "first", "only")  # anndata.concat's merge and uns_merge strategies
 
@@ -30,9 +30,11 @@ def is_h5ad(path: Path, head: bytes) -> bool:
     return "X" in keys or "obs" in keys
 
 
-def _h5ad_column(group, name: str, n: int, what: str) -> list[str]:
-    """A string column of an .h5ad dataframe: a string array, or a categorical (missing: 'nan')."""
+def _h5ad_column(group, name: str, n: int, what: str) -> list[str | None]:
+    """A string column of an .h5ad dataframe: a string array, or a categorical; None for a missing
+    value (a code of -1, NaN, pd.NA)."""
     import h5py
+    import pandas as pd
 
     obj = group[name]
     where = f"{what} {obj.name}"
@@ -42,16 +44,36 @@ def _h5ad_column(group, name: str, n: int, what: str) -> list[str]:
         if codes.size != n or (codes.size and (codes.min() < -1 or codes.max() >= len(categories))):
             raise InvalidInputError(f"{where}: categorical codes do not match {n:,} entries of {len(categories):,} "
                                     "categories")
-        return [categories[c] if c >= 0 else "nan" for c in codes]
+        return [categories[c] if c >= 0 else None for c in codes]
     if isinstance(obj, h5py.Dataset):
         return string_dataset(group, name, n, what)
     from anndata.io import read_elem
 
     try:
-        values = [str(v) for v in read_elem(obj)]
+        values = [None if pd.isna(v) else str(v) for v in read_elem(obj)]
     except Exception as exc:  # anndata raises many types for elements it cannot read
         raise InvalidInputError(f"{where}: unreadable column ({one_line(exc)})") from exc
+    if None in values:  # the others are checked where the field is kept
+        return values if len(values) == n else check_names(values, n, where)
     return check_names(values, n, where)
+
+
+def _h5ad_fields(var, index: str, n: int, what: str) -> tuple[dict, tuple[str, ...]]:
+    """The genes' names, ids and feature types of an .h5ad var group, and what the fields left out
+    lacked (sources.var_field's rule: a field is all given or none)."""
+    names = _h5ad_column(var, index, n, what)
+    if None in names:
+        raise InvalidInputError(f"{what}: var's index has no value for gene {names.index(None):,}")
+    fields, incomplete = {"gene_names": check_names(names, n, f"{what} var index")}, []
+    for field, column in (("gene_ids", "gene_ids"), ("feature_types", "feature_types")):
+        values = _h5ad_column(var, column, n, what) if column in var else None
+        if values is not None and None in values:
+            missing = [i for i, v in enumerate(values) if v is None]
+            incomplete.append(f"{what}: var[{column!r}] has no value for {len(missing):,} genes "
+                              f"(first {names[missing[0]]!r})")
+            values = None
+        fields[field] = values
+    return fields, tuple(incomplete)
 
 
 def h5ad_index(frame) -> str | None:
@@ -99,22 +121,22 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
         if shape is None or np.shape(shape) != (2,):
             raise InvalidInputError(f"{what}: {x_path} has no (cells, genes) shape attribute")
         n_genes, n_cells = check_shape((shape[1], shape[0]), what)
-    gene_names = _h5ad_column(var, var_index, n_genes, what)
-    gene_ids = _h5ad_column(var, "gene_ids", n_genes, what) if "gene_ids" in var else None
-    feature_types = _h5ad_column(var, "feature_types", n_genes, what) if "feature_types" in var else None
-    names = dict(gene_ids=gene_ids, gene_names=gene_names, feature_types=feature_types)
+    names, incomplete = _h5ad_fields(var, var_index, n_genes, what)
     spec = path_spec(path, layer=layer)
     obs_index = f"obs/{obs_index}"
     if encoding == "array":
-        return DenseH5Source(f, path, x_path, cell_names=obs_index, spec=spec, description=what, **names)
-    if encoding == "csr_matrix":
-        return CompressedH5Source(f, path, x_path, (n_genes, n_cells), cell_names=obs_index, spec=spec,
-                                  description=what, **names)
-    arrays = [checked_dataset(x, name, what, kinds)[:] for name, kinds in (("data", "biuf"), ("indices", "iu"),
-                                                                     ("indptr", "iu"))]
-    counts = checked_compressed(*arrays, shape=(n_cells, n_genes), by_column=True, what=what).T
-    cells = string_dataset(f, obs_index, n_cells, what)
-    return ScipySource(counts, cell_names=cells, description=what, spec=spec, paths=(str(path),), **names)
+        source = DenseH5Source(f, path, x_path, cell_names=obs_index, spec=spec, description=what, **names)
+    elif encoding == "csr_matrix":
+        source = CompressedH5Source(f, path, x_path, (n_genes, n_cells), cell_names=obs_index, spec=spec,
+                                    description=what, **names)
+    else:
+        arrays = [checked_dataset(x, name, what, kinds)[:] for name, kinds in (("data", "biuf"), ("indices", "iu"),
+                                                                             ("indptr", "iu"))]
+        counts = checked_compressed(*arrays, shape=(n_cells, n_genes), by_column=True, what=what).T
+        cells = string_dataset(f, obs_index, n_cells, what)
+        source = ScipySource(counts, cell_names=cells, description=what, spec=spec, paths=(str(path),), **names)
+    source.incomplete = incomplete
+    return source
 
 
 def anndata_source(adata, layer: str | None = None, *, what: str = "AnnData", spec: SourceSpec | None = None,
@@ -139,13 +161,15 @@ def cells_by_genes_source(x, var, obs_names, what: str, *, spec: SourceSpec | No
                           paths: tuple[str, ...] = ()) -> MatrixSource:
     """A cells x genes matrix (in memory, or a dask array: a lazy AnnData's) with AnnData's var and
     obs names, as a genes x cells source."""
-    gene_ids = [str(v) for v in var["gene_ids"]] if "gene_ids" in var.columns else None
-    feature_types = [str(v) for v in var["feature_types"]] if "feature_types" in var.columns else None
+    (gene_ids, lacks_ids), (feature_types, lacks_types) = (var_field(var, c, what) for c in ("gene_ids", "feature_types"))
     if is_dask_array(x):
-        return DaskCellsSource(x, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
-                               description=what)
-    return ScipySource(x.T, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
-                       description=what, spec=spec, paths=paths)
+        source = DaskCellsSource(x, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
+                                 description=what)
+    else:
+        source = ScipySource(x.T, gene_ids, [str(v) for v in var.index], [str(v) for v in obs_names], feature_types,
+                             description=what, spec=spec, paths=paths)
+    source.incomplete = tuple(note for note in (lacks_ids, lacks_types) if note)
+    return source
 
 
 def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:

@@ -68,6 +68,31 @@ def path_spec(path, **args) -> SourceSpec:
                                    **args))
 
 
+def var_field(var, column: str, what: str) -> tuple[list[str] | None, str | None]:
+    """A per-gene field from an AnnData var column, as text: (values, None); (None, None) without
+    such a column; (None, what it lacks) where some genes have no value (NaN, None, pd.NA): a field
+    is all given or none, never the text 'nan'."""
+    import pandas as pd
+
+    if column not in var.columns:
+        return None, None
+    missing = np.asarray(pd.isna(var[column]), dtype=bool)
+    if missing.any():
+        first = str(var.index[int(missing.argmax())])
+        return None, f"{what}: var[{column!r}] has no value for {int(missing.sum()):,} genes (first {first!r})"
+    return [str(v) for v in var[column]], None
+
+
+def check_complete_names(source: "MatrixSource") -> None:
+    """Raise InvalidInputError when a source to encode as a matrix alone lacks some genes' ids or
+    feature types (a whole-file encode keeps var as it is, and such a field then stays out of the
+    matrix's names)."""
+    if source.incomplete:
+        raise InvalidInputError(f"{source.incomplete[0]}: a matrix's gene ids and feature types are given for "
+                                "every gene or for none; fill the column or drop it (encoding the whole AnnData "
+                                "keeps var as it is)")
+
+
 class MatrixSource:
     """A genes x cells count matrix read block by block (see the module docstring)."""
 
@@ -79,6 +104,9 @@ class MatrixSource:
     paths: tuple[str, ...] = ()  # the files it reads: an output must not replace one of them
 
     nnz: int | None = None  # stored entries, when known before reading (a progress hint)
+    # per-gene fields left out because some genes lack a value (an AnnData var column with NaN):
+    # what each lacked, for a matrix alone to refuse (a whole file stores var as it is)
+    incomplete: tuple[str, ...] = ()
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
         """Names of cells start..stop-1, None when the source has none."""
