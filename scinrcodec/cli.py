@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(run=_get)
 
     demo = commands.add_parser("demo", help="encode the bundled real matrix, check it, compare with 10x HDF5")
-    demo.add_argument("--workdir", help="folder for the demo's files (default: a temporary folder)")
+    demo.add_argument("--workdir", help="an existing folder for the demo's files (default: a temporary folder)")
     demo.add_argument("--force", action="store_true", help="replace the demo.sinr a --workdir already holds")
     demo.set_defaults(run=_demo)
     return parser
