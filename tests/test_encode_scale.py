@@ -209,13 +209,17 @@ def test_append_through_a_link_extends_the_file_it_names(tmp_path, pbmc):
 def test_append_refuses_other_genes_and_leaves_the_file_intact(tmp_path, pbmc):
     first, second, _, cells = _split(pbmc, 50)
     path = tmp_path / "a.sinr"
-    sinr.encode(first, path, **FAST)
+    sinr.encode(ScipySource(first.matrix(), pbmc.gene_ids, pbmc.gene_names, cells[:50], pbmc.feature_types), path,
+                **FAST)
     before = path.read_bytes()
     matrix = second.matrix()
     other_ids = ScipySource(matrix, [g + "-x" for g in pbmc.gene_ids], pbmc.gene_names, cells[50:])
     fewer = ScipySource(matrix[:20], pbmc.gene_ids[:20], pbmc.gene_names[:20], cells[50:])
     no_names = ScipySource(matrix, pbmc.gene_ids, pbmc.gene_names)
-    for bad in (other_ids, fewer, no_names):
+    assert pbmc.feature_types is not None  # a feature of another type: not the same genes
+    other_types = ScipySource(matrix, pbmc.gene_ids, pbmc.gene_names, cells[50:],
+                              ["Antibody Capture"] + pbmc.feature_types[1:])
+    for bad in (other_ids, fewer, no_names, other_types):
         with pytest.raises(sinr.InvalidInputError):
             sinr.append(path, bad)
         assert path.read_bytes() == before

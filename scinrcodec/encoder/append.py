@@ -63,7 +63,8 @@ def _same_genes(matrix: MatrixReader, source: MatrixSource) -> None:
         raise InvalidInputError(f"{source.description}: has {source.shape[0]:,} genes, the file {matrix.shape[0]:,}: "
                                 "only cells with the same genes can be appended")
     for what, ours, theirs in (("gene ids", matrix.gene_ids, source.gene_ids),
-                               ("gene names", matrix.gene_names, source.gene_names)):
+                               ("gene names", matrix.gene_names, source.gene_names),
+                               ("feature types", matrix.feature_types, source.feature_types)):
         if ours is not None and theirs is not None and ours != theirs:
             first = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
             raise InvalidInputError(f"{source.description}: its {what} differ from the file's (gene {first:,}: "
