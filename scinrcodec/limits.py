@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, ResultTooLargeError
 
 MAX_DIMENSION = 2**31 - 1  # genes or cells
 MAX_COUNT = 2**31 - 1  # the largest value an entry may hold
@@ -31,6 +31,7 @@ MAX_DEFAULT_CHUNK_CELLS = 8 * DEFAULT_CHUNK_CELLS
 DEFAULT_TILE_NNZ = 256  # at every size: 130 at 1e9 cost 3% of the file for reads 5-15% faster
 DEFAULT_MAX_BANDS = 512  # bands a default plan stops at (about 9e7 nonzeros): a cell read decodes one tile per band
 MAX_JOBS = 4096  # threads of one read or encode (jobs=)
+LARGE_ALLOCATION = 1 << 30  # arrays from this size are checked against the memory free (check_allocation)
 
 
 def checked_integer(name: str, value, low: int, high: int) -> int:
@@ -45,3 +46,27 @@ def checked_integer(name: str, value, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidInputError(f"{name} must be between {low:,} and {high:,}, not {value:,}")
     return value
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can still give (Linux's MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_allocation(nbytes: int, what: str) -> None:
+    """Raise ResultTooLargeError where `what` needs arrays of `nbytes` bytes, more than the machine has
+    free: Linux grants a larger request (overcommit) and kills the process as it fills the memory,
+    past any except (a file of 18 KB may declare 2**31-1 genes, whose gene-major index alone is 16 GiB)."""
+    if nbytes < LARGE_ALLOCATION:
+        return
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise ResultTooLargeError(f"{what} needs {nbytes / 2**30:,.1f} GiB of memory, more than the "
+                                  f"{free / 2**30:,.1f} GiB this machine has free")

@@ -489,6 +489,40 @@ print("ok")
 """
 
 
+HUGE_WITHOUT_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # a net only: the checks must come first
+import numpy as np
+import scinrcodec as sinr
+from scinrcodec import limits
+limits.available_memory = lambda: 1 << 30  # what the machine has free, as the checks see it
+folder, out = sys.argv[1], sys.argv[2]
+m = sinr.open(folder + "/matrix.sinr")
+assert m[0:10, 0:5].nnz >= 0 and m.to_scipy(layout="csc").nnz > 0
+reads = (lambda: m.to_scipy(), lambda: m[:, 0:2], lambda: sinr.read_sinr(folder + "/matrix.sinr"),
+         lambda: sinr.subset(folder + "/matrix.sinr", out, cells=[0, 1]),
+         lambda: sinr.encode(m.to_scipy(layout="csc"), out))
+for read in reads:
+    try:
+        read()
+    except sinr.ResultTooLargeError as exc:
+        assert "this machine has free" in str(exc), exc  # refused before allocating, not after
+    else:
+        raise AssertionError("a read of 2**31-1 genes fitted in 1 GiB")
+print("ok")
+"""
+
+
+@pytest.mark.skipif(SANITIZED or not sys.platform.startswith("linux"), reason="needs RLIMIT_AS (Linux, no ASan)")
+def test_huge_declared_dimensions_are_refused_before_allocating(tmp_path):
+    """Linux grants an allocation larger than the memory free (overcommit) and kills the process as
+    it fills it, past any except (a machine-wide OOM kill with 23 GiB): reads, read_sinr, subset and
+    encode of 2**31-1 genes check their arrays against the memory free first."""
+    run = subprocess.run([sys.executable, "-c", HUGE_WITHOUT_LIMIT, str(HERE / "conformance" / "huge_gene_count"),
+                          str(tmp_path / "out.sinr")], capture_output=True, text=True, timeout=300, env=ENV)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
 @pytest.mark.skipif(SANITIZED or not sys.platform.startswith("linux"), reason="needs RLIMIT_AS (Linux, no ASan)")
 def test_huge_declared_dimensions_give_a_typed_error():
     """2**31-1 genes under a 2 GiB address-space limit: small reads work, reads whose result cannot

@@ -21,7 +21,7 @@ from .. import __version__
 from ..codec.geometry import balanced_patch_nnz, genes_sorted_in_bands, plan_band_rows
 from ..codec.stages import MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
-from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ
+from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, check_allocation
 from ..io.atomic import atomic_path
 from ..io.formats import check_sinr_output
 from ..io.sources import CellBlock, MatrixSource, check_complete_names
@@ -39,10 +39,14 @@ MATRIX_NAME = "X"
 SUMMED_STATS = ("position_bits", "value_bits", "bands", "tiles", "siren_tried", "siren_kept", "siren_saved_bits")
 
 
+BYTES_PER_GENE = 64  # what an encode holds per gene (statistics, order, terms, maps), for check_allocation
+
+
 def gene_statistics(source: MatrixSource, options: EncodeOptions, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
     """Pass 1: nonzeros per gene and the sum of their log1p deviations from their cells' means,
     block after block in order (the sums do not depend on threads), the next block read and
     checked meanwhile."""
+    check_allocation(BYTES_PER_GENE * source.shape[0], f"{source.description}: encoding {source.shape[0]:,} genes")
     gene_nnz = np.zeros(source.shape[0], dtype=np.int64)
     deviation = np.zeros(source.shape[0], dtype=np.float64)
     for block in _read_ahead(source.blocks(options.chunk_cells or DEFAULT_CHUNK_CELLS)):

@@ -22,6 +22,7 @@ from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from ..io.dtypes import check_exact, count_dtype
+from ..limits import check_allocation
 from .decode import Buffers, tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
 from .pages import fresh_array
@@ -211,6 +212,8 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
     dtype = count_dtype(dtype)
+    check_allocation(int(nnz_starts[-1]) * (max(dtype.itemsize, 4) + np.dtype(_index_dtype(n_genes)).itemsize)
+                     + 8 * int(row_starts[-1]), f"{index.what}: reading {int(row_starts[-1]):,} cells")
     arrays = scratch.outputs() if scratch is not None else None
     data = _output(arrays, "data", int(nnz_starts[-1]), dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = _output(arrays, "indices", data.size, _index_dtype(n_genes))
@@ -247,6 +250,8 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     rows are apart, and the chunk's checksum is the sum of its parts'."""
     n_genes, n_cells = index.n_genes, index.n_cells
     dtype = count_dtype(dtype)
+    check_allocation(index.nnz * (max(dtype.itemsize, 4) + np.dtype(_index_dtype(n_cells)).itemsize) + 24 * n_genes,
+                     f"{index.what}: reading {n_genes:,} genes")
     first_chunk = index.segment_chunk_starts
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)

@@ -21,7 +21,7 @@ from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, NotIterableError, ResultTooLargeError,
                       SinrError, SinrIndexError, SinrKeyError, printable)
 from ..io.dtypes import count_dtype
-from ..limits import MAX_JOBS, checked_integer
+from ..limits import MAX_JOBS, check_allocation, checked_integer
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import GENE_NAME_SECTIONS
 from ..storage.opening import open_source
@@ -431,6 +431,8 @@ class MatrixReader:
             return self.get(genes, cells)
         wanted = self.positions(cells, "cell")
         if is_everything(genes, self.shape[0]) and wanted.size:
+            if not cells_major:  # gene-major: an index pointer per gene, and the core's while it turns
+                check_allocation(24 * self.shape[0], f"{self.source}: the rows of {self.shape[0]:,} genes")
             core = self._core()  # m[:, cells]: no index array over every gene, a cell's read is a millisecond
             if core is not None:
                 return self._core_every_gene(core, wanted, cells_major)

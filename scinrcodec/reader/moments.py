@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _native
 from ..errors import CorruptFileError, InvalidInputError, SinrIndexError
+from ..limits import check_allocation
 from .assemble import Workspace, check_chunk_sum, chunk_threads, decode_chunk, for_each_chunk
 from .index import Chunk, MatrixIndex
 
@@ -31,6 +32,7 @@ class AxisMoments(NamedTuple):
     @classmethod
     def zeros(cls, n: int, items: np.ndarray | None = None) -> "AxisMoments":
         """Summaries of n items (those of `items`, when given) before any nonzero is added."""
+        check_allocation(32 * n, f"summaries of {n:,} items")
         return cls(items, np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.uint64), np.zeros(n, np.uint64))
 
     @property

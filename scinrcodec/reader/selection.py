@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SinrIndexError
+from ..limits import check_allocation
 
 
 def unique_sorted(values: np.ndarray) -> np.ndarray:
@@ -49,9 +50,11 @@ def as_index(key, n: int, axis: str) -> np.ndarray:
         key = [int(key)]
     if isinstance(key, slice):
         try:
-            return np.arange(*key.indices(n), dtype=np.int64)  # only the selected indices, however large n is
+            selected = range(*key.indices(n))
         except (ValueError, TypeError) as exc:
             raise SinrIndexError(f"{axis} slice is invalid ({exc})") from exc
+        check_allocation(8 * len(selected), f"a slice of {len(selected):,} {axis}s")
+        return np.arange(selected.start, selected.stop, selected.step, dtype=np.int64)  # only the selected indices
     array = np.asarray(key)
     if array.ndim == 0:
         raise SinrIndexError(f"{axis} index must be an integer, a name, a slice, a list or a boolean mask, not "

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ..encoder.append import extend_into
 from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields, gene_keys, joined_genes,
                                unique_cell_names)
-from ..encoder.driver import encode
+from ..encoder.driver import BYTES_PER_GENE, encode
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
@@ -36,6 +36,7 @@ from ..io.dtypes import anndata_dtype
 from ..io.h5ad import MERGE_RULES, cells_by_genes_source, obs_frame, var_frame
 from ..io.matrix import CountMatrix
 from ..io.sources import one_line
+from ..limits import check_allocation
 from ..io.h5ad_output import quiet_anndata
 from ..reader.selection import all_distinct
 from ..reader.contents import TENX_SECTION
@@ -271,6 +272,8 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
     check_sinr_output(output, force=force, inputs=[input])
     (m,) = _open_all([input], storage_options)
     with m:
+        if genes is None:  # an index, a map and the encoder's tables over every gene
+            check_allocation(BYTES_PER_GENE * m.shape[0], f"{m.source}: a subset of all its {m.shape[0]:,} genes")
         cell_index = m.positions(slice(None) if cells is None else cells, "cell")
         gene_index = m.positions(slice(None) if genes is None else genes, "gene")
         if not all_distinct(cell_index) or not all_distinct(gene_index):

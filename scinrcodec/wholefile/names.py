@@ -7,8 +7,11 @@ import scipy.sparse as sp
 
 from ..io.matrix import CountMatrix
 from ..io.h5ad import obs_frame, var_frame
+from ..limits import check_allocation
 from ..reader.contents import StoredContents
 from .tenx import tenx_var
+
+NAME_BYTES = 100  # memory a name takes in a pandas index (a Python str and its place), for check_allocation
 
 
 def names_only(m):
@@ -24,6 +27,8 @@ def names_obs(m):
 def name_frames(m, contents: StoredContents | None):
     """obs and var of a matrix stored without an AnnData: its names, as scanpy expects them (and
     a 10x file's per-feature fields)."""
+    check_allocation(NAME_BYTES * (m.shape[0] + m.shape[1]), f"{m.source}: naming {m.shape[0]:,} genes and "
+                                                             f"{m.shape[1]:,} cells")
     names = names_only(m)
     var = var_frame(names)
     for key, values in tenx_var(m, contents).items():
