@@ -219,10 +219,21 @@ def test_append_refuses_other_genes_and_leaves_the_file_intact(tmp_path, pbmc):
     assert pbmc.feature_types is not None  # a feature of another type: not the same genes
     other_types = ScipySource(matrix, pbmc.gene_ids, pbmc.gene_names, cells[50:],
                               ["Antibody Capture"] + pbmc.feature_types[1:])
-    for bad in (other_ids, fewer, no_names, other_types):
+    no_gene_names = ScipySource(matrix, pbmc.gene_ids, None, cells[50:])  # in any order: nothing to check by
+    for bad in (other_ids, fewer, no_names, other_types, no_gene_names):
         with pytest.raises(sinr.InvalidInputError):
             sinr.append(path, bad)
         assert path.read_bytes() == before
+    damaged = tmp_path / "damaged.sinr"  # a flipped byte in a chunk's tiles: refused, not extended
+    with sinr.open(path) as m:
+        offset, header_length = (int(v) for v in m.index.chunk_index[0, :2])
+    damaged.write_bytes(before[:offset + header_length + 40] + bytes([before[offset + header_length + 40] ^ 4])
+                        + before[offset + header_length + 41:])
+    copy = damaged.read_bytes()
+    with pytest.raises(sinr.CorruptFileError, match="checksum mismatch"):
+        sinr.append(damaged, second)
+    assert damaged.read_bytes() == copy
+    damaged.unlink()
     negative = ScipySource(sp.csc_matrix(-matrix.toarray()), pbmc.gene_ids, pbmc.gene_names, cells[50:])
     with pytest.raises(sinr.InvalidInputError):
         sinr.append(path, negative)

@@ -33,7 +33,7 @@ from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
     gene_statistics, summarise
 from .options import EncodeOptions
-from .segments import CopiedSegments, SegmentInput, can_copy, write_segments
+from .segments import CopiedSegments, SegmentInput, can_copy, checked_chunk_block, write_segments
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
@@ -69,8 +69,8 @@ def _same_genes(matrix: MatrixReader, source: MatrixSource) -> None:
             first = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
             raise InvalidInputError(f"{source.description}: its {what} differ from the file's (gene {first:,}: "
                                     f"{theirs[first]!r} vs {ours[first]!r}): only the same genes can be appended")
-        if (ours is None) != (theirs is None) and what == "gene ids":
-            raise InvalidInputError(f"{source.description}: gene ids are missing on one side: cannot check that "
+        if (ours is None) != (theirs is None) and what != "feature types":
+            raise InvalidInputError(f"{source.description}: {what} are missing on one side: cannot check that "
                                     "the genes are the same")
     if source.has_cell_names != matrix.index.has_cell_names:
         raise InvalidInputError(f"{source.description}: cell names are {'present' if source.has_cell_names else 'missing'}"
@@ -148,6 +148,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
         body_end = matrix.body_end
         with open(tmp, "r+b") as stream:
             _copy_prefix(matrix.byte_source, stream, body_end)
+            _check_copied_chunks(index, stream)
             writer = ContainerWriter(stream, version=matrix.version, start=body_end)
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
@@ -206,6 +207,16 @@ def _copy_prefix(source: ByteSource, stream, length: int) -> None:
         source.read_into(view, done)
         stream.write(view)
         done += len(view)
+
+
+def _check_copied_chunks(index, stream) -> None:
+    """Check every chunk block copied into `stream` against its CRCs (header, sections): a damaged
+    file is refused, not extended into a larger damaged one."""
+    end = stream.tell()
+    for c, (offset, total) in enumerate(index.chunk_index[:, [0, 3]].tolist()):
+        stream.seek(offset)
+        checked_chunk_block(index, c, stream.read(total))
+    stream.seek(end)
 
 
 def _band_rows(matrix: MatrixReader, fresh_bands: np.ndarray) -> np.ndarray:

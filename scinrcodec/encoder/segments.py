@@ -71,12 +71,9 @@ def _segments(index) -> list[tuple[int, int]]:
     return list(zip(np.diff(index.segment_chunk_starts).tolist(), np.diff(index.segment_row_starts).tolist()))
 
 
-def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[bytes, bytes, int, int]:
-    """Chunk `chunk` of an input as the output holds it: (header, body, cells, nonzeros). Its
-    nonzeros are decoded once, their checksum verified under the input's indices and computed
-    under the output's."""
-    index = part.matrix.index
-    loaded = index.chunk(chunk)
+def checked_chunk_block(index, chunk: int, block: bytes) -> tuple[dict, bytes]:
+    """A chunk's block (header and body, as the chunk index places it) checked against the CRCs of
+    its header and of each of its sections: (header, body), or CorruptFileError naming what failed."""
     what = f"{index.what}: chunk {chunk}"
     header_length = int(index.chunk_index[chunk, CHUNK_INDEX_FIELDS.index("header_length")])
     if crc32(block[:header_length]) != int(index.chunk_index[chunk, CHUNK_INDEX_FIELDS.index("header_crc32")]):
@@ -86,8 +83,19 @@ def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[byt
     table = header["sections"]  # the header the reader checked (same bytes): its ranges lie in the body
     crcs = crc32_ranges(body, np.array([e[1] for e in table]), np.array([e[2] for e in table]))
     bad = [e[0] for e, crc in zip(table, crcs.tolist()) if crc != e[3]]
-    if bad:  # what is copied is what was verified, even if the file changed since it was decoded
+    if bad:
         raise CorruptFileError(f"{what}: checksum mismatch in section {bad[0]!r} (file is corrupt or changed)")
+    return header, body
+
+
+def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[bytes, bytes, int, int]:
+    """Chunk `chunk` of an input as the output holds it: (header, body, cells, nonzeros). Its
+    nonzeros are decoded once, their checksum verified under the input's indices and computed
+    under the output's."""
+    index = part.matrix.index
+    loaded = index.chunk(chunk)
+    what = f"{index.what}: chunk {chunk}"
+    header, body = checked_chunk_block(index, chunk, block)  # what is copied is what was verified
     rows, cols, values = decode_chunk(index, loaded)  # rows from the segment's first, columns file-wide
     first, n_cells = loaded.first_cell, loaded.n_cells
     cols -= first
