@@ -379,6 +379,7 @@ def test_10x_h5_names_are_checked(tmp_path):
 @pytest.mark.parametrize("names, error", [
     (["a", "b\nc"], f"the name {'b' + chr(10) + 'c'!r} contains a line break"),
     (["a\rb", "c"], f"the name {'a' + chr(13) + 'b'!r} contains a line break"),
+    (["a", "b\0c"], f"the name {'b' + chr(0) + 'c'!r} contains a NUL character"),  # HDF5 strings cannot hold it
     (["ok", "\ud800"], f"the name {chr(0xD800)!r} is not valid Unicode text"),
     (["x" * 4097], "a name of 4,097 bytes exceeds the limit of 4,096"),
     (["é" * 2049], "a name of 4,098 bytes exceeds the limit of 4,096"),  # 2,049 characters, 2 bytes each
