@@ -225,3 +225,14 @@ def test_encode_output_needs_force_and_is_atomic(tmp_path, pbmc):
         sinr.encode(sp.csc_matrix(np.array([[1.0, -2.0]])), out, force=True, **FAST)
     assert same(sinr.decode(out), pbmc.matrix())
     assert [p.name for p in tmp_path.iterdir()] == ["x.sinr"]
+
+
+def test_a_matrix_of_no_genes_decodes_to_an_h5ad_that_encodes_again(tmp_path):
+    """var's columns of a matrix without genes are text columns of no rows (they had been float64,
+    which an .h5ad input refuses as gene ids)."""
+    counts = sinr.CountMatrix(sp.csc_matrix((0, 3), dtype=np.int64), cell_names=["a", "b", "c"])
+    sinr.encode(counts, tmp_path / "none.sinr")
+    sinr.decode(tmp_path / "none.sinr", tmp_path / "none.h5ad")
+    sinr.encode(tmp_path / "none.h5ad", tmp_path / "again.sinr")
+    with sinr.open(tmp_path / "again.sinr") as m:
+        assert m.shape == (0, 3) and m.cell_names == ["a", "b", "c"]

@@ -202,8 +202,8 @@ def var_frame(m: CountMatrix):
     import pandas as pd
 
     var = pd.DataFrame(index=pd.Index(m.filled_gene_names(), dtype=str))
-    var["gene_ids"] = m.filled_gene_ids()
-    var["feature_types"] = m.filled_feature_types()
+    var["gene_ids"] = pd.Series(m.filled_gene_ids(), index=var.index, dtype=object)  # text, though there be no gene
+    var["feature_types"] = pd.Series(m.filled_feature_types(), index=var.index, dtype=object)
     return var
 
 
