@@ -230,16 +230,20 @@ def test_filtered_reads_decoded_in_pieces_are_exact(tmp_path, pbmc, monkeypatch,
     assert bool(pieces) == (piece < 1 << 18)
 
 
-def test_results_in_mapped_pages_are_exact_and_ordinary(tmp_path, pbmc, monkeypatch):
-    """Large results live in plain anonymous mappings (reader.pages): with every array mapped,
-    whole reads in both layouts, filtered reads and chunk blocks equal the dense matrix, and the
-    arrays behave as numpy's own (writable, picklable, alive after the file is closed)."""
+@pytest.mark.parametrize("huge_free", [0, 1 << 50])
+def test_results_in_mapped_pages_are_exact_and_ordinary(tmp_path, pbmc, monkeypatch, huge_free):
+    """Large results live in plain anonymous mappings (reader.pages), advised for huge pages where
+    the kernel has them free: with every array mapped, whole reads in both layouts, filtered reads
+    and chunk blocks equal the dense matrix, and the arrays behave as numpy's own (writable,
+    picklable, alive after the file is closed)."""
     import mmap
     import pickle
 
     import scinrcodec.reader.pages as pages
 
     monkeypatch.setattr(pages, "_MAPPED_FROM_BYTES", 0)
+    monkeypatch.setattr(pages, "_HUGE_PAGE", 1)  # every mapping large enough to be advised
+    monkeypatch.setattr(pages, "huge_pages_free", lambda: huge_free)
     assert isinstance(pages.fresh_array(3, np.int64).base.obj, mmap.mmap) and pages.fresh_array(0, np.int8).size == 0
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, chunk_cells=20, **FAST)
@@ -352,3 +356,16 @@ def test_reading_never_imports_torch(tmp_path, pbmc):
               "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.h5ad")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_huge_pages_free_reads_the_kernels_free_blocks(tmp_path, monkeypatch):
+    """Free blocks of a huge page (2 MiB: order 9 of 4 KiB pages) or more, summed over zones."""
+    import scinrcodec.reader.pages as pages
+
+    monkeypatch.setattr(pages, "_HUGE_PAGE", 2 << 20)
+    monkeypatch.setattr(pages.mmap, "PAGESIZE", 4096)
+    info = tmp_path / "buddyinfo"
+    info.write_text("Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3\n"
+                    "Node 0, zone   Normal  32197  24479  13133  10045   5737   3270    848    981    615    617   3889\n")
+    assert pages.huge_pages_free(str(info)) == (1 + 617) * (2 << 20) + (3 + 3889) * (4 << 20)
+    assert pages.huge_pages_free(str(tmp_path / "missing")) == 0
