@@ -57,8 +57,8 @@ def _client(args: argparse.Namespace):
 
 def _summary(output, result: dict, seconds: float) -> str:
     per_nonzero = f", {result['bytes'] * 8 / result['nnz']:.2f} bits per nonzero" if result["nnz"] else ""
-    line = (f"wrote {output}: {result['bytes']:,} bytes{per_nonzero} "
-            f"({result['shape'][0]:,} genes x {result['shape'][1]:,} cells, {result['nnz']:,} nonzeros) in "
+    line = (f"wrote {output}: {result['bytes']:,} bytes{per_nonzero} ({counted(result['shape'][0], 'gene')} x "
+            f"{counted(result['shape'][1], 'cell')}, {counted(result['nnz'], 'nonzero')}) in "
             f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
     if result.get("matrices"):
         line += f"\nmatrices: {', '.join(result['matrices'])}"
@@ -81,7 +81,7 @@ def _encode(args: argparse.Namespace) -> None:
     check_sinr_output(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
     if args.drop and not whole:
-        raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5 (not with --matrix-only)")
+        raise InvalidInputError("--drop applies to a whole .h5ad (not with --matrix-only)")
     client = _client(args)
     started = time.perf_counter()
     try:

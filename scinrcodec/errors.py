@@ -55,7 +55,8 @@ class FileChangedError(SinrError):
 
 
 class ResultTooLargeError(SinrError, MemoryError):
-    """A read's result (or its working memory) cannot be allocated; the message says how large it is."""
+    """A result or working memory (a read's, an encode's) cannot be allocated, or exceeds the memory
+    the machine has free; the message says how large it is."""
 
 
 class ClusterError(SinrError):

@@ -1,5 +1,5 @@
-"""Every limit of the format and of the implementation, in one place, and the check of an
-integer argument against its limits.
+"""Every limit of the format and of the implementation, in one place: the check of an integer
+argument against its limits, and of a large allocation against the memory the machine has free.
 
 Readers and writers import these; the spec (spec/sinr-format.md) states the same numbers.
 """

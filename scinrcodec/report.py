@@ -64,7 +64,8 @@ def describe(matrix: MatrixReader) -> str:
         f"{writer if isinstance(writer, str) else '?'})",
         *([f"matrix:    {matrix.name!r}, opened by default (the file's other parts are listed below)"]
           if several else []),
-        f"shape:     {n_genes:,} genes x {n_cells:,} cells, {matrix.nnz:,} nonzeros (density {density:.2%})",
+        f"shape:     {counted(n_genes, 'gene')} x {counted(n_cells, 'cell')}, {counted(matrix.nnz, 'nonzero')} "
+        f"(density {density:.2%})",
         f"mode:      {mode}",
         f"layout:    {counted(matrix.n_chunks, 'chunk')} of up to {counted(largest_chunk, 'cell')}"
         f"{f' in {matrix.n_segments:,} segments' if matrix.n_segments > 1 else ''}, "

@@ -537,14 +537,18 @@ def test_a_subset_of_a_10x_file_is_a_10x_file(multimodal_h5, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = sc.read_10x_h5(multimodal_h5, gex_only=False)
-    other = tmp_path / "other.h5"  # a dataset of a value per cell outside the layout: cut as AnnData, as before
-    other.write_bytes(multimodal_h5.read_bytes())
-    with h5py.File(other, "a") as f:
-        f.create_dataset("droplet_latents/size", data=np.arange(n_cells, dtype=np.float32))
-    sinr.encode_whole(other, tmp_path / "other.sinr", **FAST)
-    sinr.subset(tmp_path / "other.sinr", tmp_path / "other_cut.sinr", cells=cells, genes=genes)
-    with sinr.open(tmp_path / "other_cut.sinr") as m:
-        assert m.contents.object == "anndata" and (m.to_scipy() != whole[genes][:, cells]).nnz == 0
+    # a dataset of a value per cell outside the layout, or indices of features (Cell Ranger's target
+    # panels): their cut is not known, so the subset is an AnnData, as before
+    for key, values in (("droplet_latents/size", np.arange(n_cells, dtype=np.float32)),
+                        ("matrix/features/target_sets/panel", np.array([0, 2], dtype=np.uint32))):
+        other = tmp_path / "other.h5"
+        other.write_bytes(multimodal_h5.read_bytes())
+        with h5py.File(other, "a") as f:
+            f.create_dataset(key, data=values)
+        sinr.encode_whole(other, tmp_path / "other.sinr", force=True, **FAST)
+        sinr.subset(tmp_path / "other.sinr", tmp_path / "other_cut.sinr", cells=cells, genes=genes, force=True)
+        with sinr.open(tmp_path / "other_cut.sinr") as m:
+            assert m.contents.object == "anndata" and (m.to_scipy() != whole[genes][:, cells]).nnz == 0, key
     assert sorted(both.var["gene_ids"]) == sorted(reference.var["gene_ids"])  # outer: the cut's genes first
     expected = reference.var.set_index("gene_ids").loc[list(both.var["gene_ids"])]
     for column in ("feature_types", "genome", "pattern", "read", "sequence"):

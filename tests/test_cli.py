@@ -190,7 +190,7 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["subset", encoded, "-o", out / "s.h5", "--genes", "#0"], "cannot be named as .h5"),
         (["encode", SOURCE, out / "a.sinr", "--layer", "counts"], "--layer applies to .h5ad input only"),
         (["encode", DATA / "pbmc500_cellranger.h5", out / "a.sinr", "--layer", "counts"],
-         "a layer and drops (--layer, --drop) apply to .h5ad input only"),
+         "a layer (--layer) applies to .h5ad input only, not to a 10x .h5"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", str(2**31)], "expected at most 2,147,483,646"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", "many"], "expected a whole number"),
         (["encode", SOURCE, out / "a.sinr", "--device", "cuda:7"], "--device 'cuda:7' is not usable here"),

@@ -236,3 +236,30 @@ def test_a_matrix_of_no_genes_decodes_to_an_h5ad_that_encodes_again(tmp_path):
     sinr.encode(tmp_path / "none.h5ad", tmp_path / "again.sinr")
     with sinr.open(tmp_path / "again.sinr") as m:
         assert m.shape == (0, 3) and m.cell_names == ["a", "b", "c"]
+
+
+def test_a_name_holding_nul_is_refused_in_one_line(tmp_path, monkeypatch):
+    """Names are refused a NUL character where they are read (an mtx folder's features.tsv too); a
+    file written before that, holding one, decodes to .npz but is refused for .h5ad and .h5, whose
+    strings cannot hold it (it had been an untyped ValueError, 'internal error' from the CLI)."""
+    import gzip
+
+    folder = tmp_path / "mtx"
+    sinr.encode(sinr.CountMatrix(sp.csc_matrix(np.arange(1, 7, dtype=np.int64).reshape(2, 3)), gene_names=["a", "c"],
+                                 cell_names=["x", "y", "z"]), tmp_path / "ok.sinr")
+    sinr.decode(tmp_path / "ok.sinr", folder)
+    features = gzip.decompress((folder / "features.tsv.gz").read_bytes()).replace(b"a\ta", b"a\0b\ta\0b")
+    (folder / "features.tsv.gz").write_bytes(gzip.compress(features))
+    with pytest.raises(sinr.InvalidInputError, match="contains a NUL character"):
+        sinr.encode(folder, tmp_path / "nul.sinr")
+    import scinrcodec.io.sources as sources
+
+    with monkeypatch.context() as patched:  # a file from before names were checked for NUL
+        patched.setattr(sources, "_check_each_name", lambda names, what: None)
+        sinr.encode(sinr.CountMatrix(sp.csc_matrix(np.arange(1, 7, dtype=np.int64).reshape(2, 3)),
+                                     gene_names=["a\0b", "c"], cell_names=["x", "y", "z"]), tmp_path / "old.sinr")
+    sinr.decode(tmp_path / "old.sinr", tmp_path / "old.npz")
+    for output in ("old.h5ad", "old.h5"):
+        with pytest.raises(sinr.InvalidInputError, match=r"gene names: the name 'a\\x00b' contains a NUL character"):
+            sinr.decode(tmp_path / "old.sinr", tmp_path / output)
+        assert not (tmp_path / output).exists()

@@ -241,9 +241,22 @@ def test_results_in_mapped_pages_are_exact_and_ordinary(tmp_path, pbmc, monkeypa
 
     import scinrcodec.reader.pages as pages
 
+    if getattr(mmap, "MADV_HUGEPAGE", None) is None:
+        pytest.skip("no transparent huge pages to ask for here")
+    advised = []
+
+    class Spied(mmap.mmap):
+        def madvise(self, *args):
+            advised.append(len(self))
+            return super().madvise(*args)
+
     monkeypatch.setattr(pages, "_MAPPED_FROM_BYTES", 0)
-    monkeypatch.setattr(pages, "_HUGE_PAGE", 1)  # every mapping large enough to be advised
+    monkeypatch.setattr(pages, "_HUGE_PAGE", 4096)  # every mapping of a page or more may be advised
+    monkeypatch.setattr(pages, "_HUGE_ADVICE", mmap.MADV_HUGEPAGE)
     monkeypatch.setattr(pages, "huge_pages_free", lambda: huge_free)
+    monkeypatch.setattr(pages.mmap, "mmap", Spied)
+    assert pages.fresh_array(4096, np.int8).size == 4096 and pages.fresh_array(100, np.int8).size == 100
+    assert advised == ([4096] if huge_free else [])  # advised where free blocks cover it, never below a page
     assert isinstance(pages.fresh_array(3, np.int64).base.obj, mmap.mmap) and pages.fresh_array(0, np.int8).size == 0
     out = tmp_path / "x.sinr"
     sinr.encode(pbmc, out, chunk_cells=20, **FAST)

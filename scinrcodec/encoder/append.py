@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..codec.geometry import genes_sorted_in_bands, plan_band_rows
-from ..errors import FileChangedError, InvalidInputError, OutputError
+from ..errors import CorruptFileError, FileChangedError, InvalidInputError, OutputError
 from ..io.atomic import atomic_path, locked_file
 from ..io.sources import CellBlock, MatrixSource, check_complete_names
 from ..model.baseline import quantise_terms
@@ -147,8 +147,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
             bar.set_total(2 * int(gene_nnz.sum()))
         body_end = matrix.body_end
         with open(tmp, "r+b") as stream:
-            _copy_prefix(matrix.byte_source, stream, body_end)
-            _check_copied_chunks(index, stream)
+            _copy_prefix(matrix.byte_source, stream, body_end, index)
             writer = ContainerWriter(stream, version=matrix.version, start=body_end)
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
@@ -198,25 +197,26 @@ def _new_cell_names(matrix: MatrixReader, source: MatrixSource) -> None:
                                 "appended before? sinr concat --index-unique makes names distinct)")
 
 
-def _copy_prefix(source: ByteSource, stream, length: int) -> None:
-    """The first `length` bytes of `source` into `stream`, a block at a time."""
-    block = bytearray(min(length, COPY_BLOCK))
+def _copy_prefix(source: ByteSource, stream, length: int, index) -> None:
+    """The first `length` bytes of `source` into `stream`, a block at a time; each chunk block of
+    the matrix `index` describes checked against its CRCs (header, sections) as it passes, so that a
+    damaged file is refused, not extended into a larger damaged one."""
+    field = CHUNK_INDEX_FIELDS.index
+    chunks = sorted((int(row[field("offset")]), int(row[field("block_length")]), c)
+                    for c, row in enumerate(index.chunk_index.tolist()))
     done = 0
-    while done < length:
-        view = memoryview(block)[: min(length - done, len(block))]
-        source.read_into(view, done)
-        stream.write(view)
-        done += len(view)
-
-
-def _check_copied_chunks(index, stream) -> None:
-    """Check every chunk block copied into `stream` against its CRCs (header, sections): a damaged
-    file is refused, not extended into a larger damaged one."""
-    end = stream.tell()
-    for c, (offset, total) in enumerate(index.chunk_index[:, [0, 3]].tolist()):
-        stream.seek(offset)
-        checked_chunk_block(index, c, stream.read(total))
-    stream.seek(end)
+    for offset, size, c in [*chunks, (length, 0, None)]:
+        while done < offset:  # what lies before the next chunk (the preamble), copied as it is
+            view = source.read(done, min(offset - done, COPY_BLOCK))
+            stream.write(view)
+            done += len(view)
+        if c is not None:
+            if offset < done:
+                raise CorruptFileError(f"{index.what}: chunk {c} overlaps the chunk before it (file is corrupt)")
+            block = source.read(offset, size)
+            checked_chunk_block(index, c, block)
+            stream.write(block)
+            done = offset + size
 
 
 def _band_rows(matrix: MatrixReader, fresh_bands: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Sour
                    open_h5, string_dataset, text_attr)
 from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
-                      one_line, path_spec, var_field)
+                      lacking, one_line, path_spec, var_field)
 
 MERGE_RULES = ("same", "unique", "first", "only")  # anndata.concat's merge and uns_merge strategies
 
@@ -64,15 +64,14 @@ def _h5ad_fields(var, index: str, n: int, what: str) -> tuple[dict, tuple[str, .
     names = _h5ad_column(var, index, n, what)
     if None in names:
         raise InvalidInputError(f"{what}: var's index has no value for gene {names.index(None):,}")
-    fields, incomplete = {"gene_names": check_names(names, n, f"{what} var index")}, []
-    for field, column in (("gene_ids", "gene_ids"), ("feature_types", "feature_types")):
+    fields, incomplete = {"gene_names": names}, []
+    for column in ("gene_ids", "feature_types"):
         values = _h5ad_column(var, column, n, what) if column in var else None
         if values is not None and None in values:
             missing = [i for i, v in enumerate(values) if v is None]
-            incomplete.append(f"{what}: var[{column!r}] has no value for {len(missing):,} genes "
-                              f"(first {names[missing[0]]!r})")
+            incomplete.append(lacking(what, column, len(missing), names[missing[0]]))
             values = None
-        fields[field] = values
+        fields[column] = values
     return fields, tuple(incomplete)
 
 

@@ -78,9 +78,13 @@ def var_field(var, column: str, what: str) -> tuple[list[str] | None, str | None
         return None, None
     missing = np.asarray(pd.isna(var[column]), dtype=bool)
     if missing.any():
-        first = str(var.index[int(missing.argmax())])
-        return None, f"{what}: var[{column!r}] has no value for {int(missing.sum()):,} genes (first {first!r})"
+        return None, lacking(what, column, int(missing.sum()), str(var.index[int(missing.argmax())]))
     return [str(v) for v in var[column]], None
+
+
+def lacking(what: str, column: str, count: int, first: str) -> str:
+    """What a var column lacks, as a source records it in `incomplete`."""
+    return f"{what}: var[{column!r}] has no value for {count:,} genes (first {first!r})"
 
 
 def check_complete_names(source: "MatrixSource") -> None:

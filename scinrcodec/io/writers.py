@@ -41,6 +41,20 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable = ())
     return kind
 
 
+HDF5_OUTPUTS = ("h5ad", "10x-h5")  # outputs whose strings cannot hold a NUL character
+
+
+def check_hdf5_names(m, what: str) -> None:
+    """Raise InvalidInputError where a name of `m` (a CountMatrix or a .sinr matrix) holds a NUL
+    character, which HDF5's strings cannot hold (a file written before such names were refused)."""
+    for field in ("gene_names", "gene_ids", "feature_types", "cell_names"):
+        values = getattr(m, field)
+        if values is not None and "\0" in "".join(values):
+            name = next(v for v in values if "\0" in v)
+            raise InvalidInputError(f"{what}{field.replace('_', ' ')}: the name {name[:40]!r} contains a NUL "
+                                    "character, which .h5ad and .h5 files cannot hold (write .mtx or .npz)")
+
+
 def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False, compression: str = "auto",
                  dtype=None) -> str:
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple);
@@ -50,6 +64,8 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     if output.name != "h5ad" and (compression != "auto" or dtype is not None):
         raise InvalidInputError(f"{path}: compression and dtype (--compression, --dtype) apply to .h5ad outputs, "
                                f"not {output.name}")
+    if output.name in HDF5_OUTPUTS:
+        check_hdf5_names(m, f"{path}: ")
     load_writer(output)
     with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
         output.write(tmp, path, m, compression, dtype)

@@ -212,8 +212,9 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     slot = {int(c): i for i, c in enumerate(ids)}
     n_genes = index.n_genes
     dtype = count_dtype(dtype)
-    check_allocation(int(nnz_starts[-1]) * (max(dtype.itemsize, 4) + np.dtype(_index_dtype(n_genes)).itemsize)
-                     + 8 * int(row_starts[-1]), f"{index.what}: reading {int(row_starts[-1]):,} cells")
+    if scratch is None:  # a loader's arrays are its own, made once
+        check_allocation(int(nnz_starts[-1]) * (max(dtype.itemsize, 4) + np.dtype(_index_dtype(n_genes)).itemsize)
+                         + 8 * int(row_starts[-1]), f"{index.what}: reading {int(row_starts[-1]):,} cells")
     arrays = scratch.outputs() if scratch is not None else None
     data = _output(arrays, "data", int(nnz_starts[-1]), dtype if dtype in _NATIVE_VALUE_TYPES else np.int32)
     indices = _output(arrays, "indices", data.size, _index_dtype(n_genes))
@@ -250,10 +251,12 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     rows are apart, and the chunk's checksum is the sum of its parts'."""
     n_genes, n_cells = index.n_genes, index.n_cells
     dtype = count_dtype(dtype)
-    check_allocation(index.nnz * (max(dtype.itemsize, 4) + np.dtype(_index_dtype(n_cells)).itemsize) + 24 * n_genes,
-                     f"{index.what}: reading {n_genes:,} genes")
     first_chunk = index.segment_chunk_starts
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
+    tables = sum(int(first_chunk[s + 1] - first_chunk[s]) * max(g.size, 1) for s, g in enumerate(genes))
+    check_allocation(index.nnz * (max(dtype.itemsize, 4) + np.dtype(_index_dtype(n_cells)).itemsize)
+                     + 3 * 8 * tables + 3 * 8 * n_genes,  # the counts, cursors and limits of each chunk's rows
+                     f"{index.what}: reading {n_genes:,} genes")
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
               for s, g in enumerate(genes)]  # [segment][chunk of it, row of it]
     workers, parts = _parts(np.diff(index.nnz_starts), jobs)

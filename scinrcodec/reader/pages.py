@@ -7,8 +7,8 @@ each first touch waits: a 60M-nonzero whole read spent 2 s of system time instea
 1.7 s instead of 0.8-0.9 s wall. So a mapping here asks for huge pages only where the kernel holds
 free blocks of a huge page for twice its size (/proc/buddyinfo: none has to be made), and takes
 ordinary pages otherwise, at a steady cost: with them a fresh process's whole read (CSC) of 6e7
-nonzeros took 0.54-0.61 s instead of 0.66-0.69 s, of 6e6 0.058-0.069 s instead of 0.067-0.076 s
-(2026-12-06; 4 KiB pages cost a fault each, 18,000 for a 6e6 read's 72 MB).
+nonzeros took 0.51-0.62 s instead of 0.66-0.69 s, of 6e6 0.058-0.071 s instead of 0.067-0.078 s
+(2026-12-06, 3-5 processes each; 4 KiB pages cost a fault each, 18,000 for a 6e6 read's 72 MB).
 A mapping is private: a shared one (mmap's default) is shared memory, whose page faults cost more
 (a 60M-nonzero whole read: 0.22 s of system time instead of 0.30, 4% less wall time).
 """
@@ -40,9 +40,9 @@ def fresh_array(size: int, dtype) -> np.ndarray:
 
 
 def mapped_array(size: int, dtype) -> np.ndarray:
-    """A 1-d array of `size` zeros in a mapping of its own, whatever its size: for arrays kept and
-    reused (the encoder's per-thread buffers), which pay their first touch once, at the steady cost
-    of ordinary pages."""
+    """A 1-d array of `size` zeros in a mapping of its own, whatever its size, in huge pages where
+    the kernel has them free (see the module docstring): also for arrays kept and reused (the
+    encoder's per-thread buffers), which pay their first touch once."""
     dtype = np.dtype(dtype)
     nbytes = size * dtype.itemsize
     if nbytes == 0:

@@ -51,7 +51,8 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
     kind = sniff_format(path)
     if kind == "10x-h5":
         if layer is not None or list(drop):
-            raise InvalidInputError(f"{path}: a layer and drops (--layer, --drop) apply to .h5ad input only")
+            given = "a layer (--layer) applies" if layer is not None else "drops (--drop) apply"
+            raise InvalidInputError(f"{path}: {given} to .h5ad input only, not to a 10x .h5")
         return plan_10x(path)
     if kind != "h5ad":
         raise InvalidInputError(f"{path}: a {kind} input holds one matrix and nothing else; encode it with "

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..io.atomic import atomic_path
 from ..io.formats import OUTPUTS_BY_NAME, load_writer
 from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
-from ..io.writers import check_output, output_kind, write_matrix as write_count_matrix
+from ..io.writers import check_hdf5_names, check_output, output_kind, write_matrix as write_count_matrix
 from .matrix import open as open_sinr
 from .restore import to_anndata
 from .tenx import tenx_var, write_10x
@@ -27,6 +27,7 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
     if whole and contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
                                                                       ("10x-h5", "10x-h5")):
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
+        check_hdf5_names(m, f"{path}: ")
         load_writer(OUTPUTS_BY_NAME[kind])
         with atomic_path(path, force=force) as tmp:
             if kind == "h5ad":

@@ -66,7 +66,8 @@ def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndar
     anew; its barcodes and each per-feature dataset (features/*, a Cell Ranger 2 file's genes and
     gene_names) cut where the image holds them; every other dataset and attribute kept (root
     attributes, _all_tag_keys). None where the image holds another dataset of a cell or a gene an
-    item (a CellBender file's per-droplet arrays), whose cut is not known."""
+    item (a CellBender file's per-droplet arrays) or another feature field (Cell Ranger's
+    features/target_sets, indices of features), whose cut is not known."""
     import h5py
 
     group = contents.raw["group"]
@@ -90,9 +91,9 @@ def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndar
                 take = obj[...][genes]
             elif path not in skeletons and obj.ndim == 1 and obj.shape[0] == n_cells and path == f"{group}/barcodes":
                 take = obj[...][cells]
-            elif path not in skeletons and obj.ndim >= 1 and obj.shape[0] in (n_genes, n_cells) and \
-                    name != "_all_tag_keys":
-                return False
+            elif path not in skeletons and name != "_all_tag_keys" and (
+                    obj.ndim >= 1 and obj.shape[0] in (n_genes, n_cells) or path.startswith(f"{group}/features/")):
+                return False  # its cut unknown (features/target_sets: indices of features, to be remapped)
             if take is None:
                 src.copy(obj, dst, name=key)
             else:
