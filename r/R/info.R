@@ -10,19 +10,20 @@ sinr_info <- function(path, matrix = NULL) {
 
 format.sinr_info <- function(x, ...) {
   n <- function(v) format(v, big.mark = ",", scientific = FALSE, trim = TRUE)
+  counted <- function(v, noun, plural = paste0(noun, "s")) paste(n(v), if (v == 1) noun else plural)
   stat <- function(key) if (is.na(x$stats[key])) 0 else x$stats[[key]]
   cells <- if (length(x$chunk_starts) > 1L) max(diff(x$chunk_starts)) else 0
   density <- x$nnz / max(x$n_genes * x$n_cells, 1)
   mode <- if (x$mode == "max-error") sprintf("max-error (every entry within %s)", n(x$max_error)) else x$mode
   lines <- c(
     sprintf("file:      %s (%s bytes, format %s, %s)", x$path, n(x$file_size), x$version, x$writer),
-    sprintf("shape:     %s genes x %s cells, %s nonzeros (density %.2f%%)", n(x$n_genes), n(x$n_cells), n(x$nnz),
-            100 * density),
+    sprintf("shape:     %s x %s, %s (density %.2f%%)", counted(x$n_genes, "gene"), counted(x$n_cells, "cell"),
+            counted(x$nnz, "nonzero"), 100 * density),
     sprintf("mode:      %s", mode),
-    sprintf("layout:    %s chunks of up to %s cells%s, %s bands, %s tiles", n(x$n_chunks), n(cells),
-            if (x$n_segments > 1) sprintf(" in %s segments", n(x$n_segments)) else "", n(stat("bands")),
-            n(stat("tiles"))),
-    sprintf("SIREN:     tried in %s bands, kept in %s, saving %.4f bits per nonzero", n(stat("siren_tried")),
+    sprintf("layout:    %s of up to %s%s, %s, %s", counted(x$n_chunks, "chunk"), counted(cells, "cell"),
+            if (x$n_segments > 1) sprintf(" in %s segments", n(x$n_segments)) else "", counted(stat("bands"), "band"),
+            counted(stat("tiles"), "tile")),
+    sprintf("SIREN:     tried in %s, kept in %s, saving %.4f bits per nonzero", counted(stat("siren_tried"), "band"),
             n(stat("siren_kept")), stat("siren_saved_bits") / max(x$nnz, 1)),
     sprintf("matrix:    %s (%s bytes; the file holds %s)", x$matrix, n(x$stored_bytes),
             paste(x$matrices, collapse = ", ")))

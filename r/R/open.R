@@ -169,9 +169,12 @@ setMethod("[", "SinrFile", function(x, i, j, ..., drop = FALSE) {
   given <- nargs() - as.integer(!missing(drop))
   if ((given != 3L && !(given == 2L && missing(i))) || ...length())
     .sinr_stop("SinrIndexError", "index a SinrFile with x[genes, cells] (either may be left empty)")
+  if (!is.logical(drop) || length(drop) != 1L || is.na(drop))
+    .sinr_stop("SinrIndexError", "drop must be TRUE or FALSE")
   genes <- if (missing(i)) NULL else .resolve(x, i, 1L)
   cells <- if (missing(j)) NULL else .resolve(x, j, 2L)
-  .named(.read_block(x, genes, cells, .threads()), x, genes, cells)
+  out <- .named(.read_block(x, genes, cells, .threads()), x, genes, cells)
+  if (drop) out[, , drop = TRUE] else out  # as Matrix drops a dimension of one; the default keeps a matrix
 })
 
 # One entry of an open file, by index or name: one tile, decoded only up to the entry.

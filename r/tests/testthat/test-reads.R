@@ -26,6 +26,12 @@ test_that("genes and cells read by index, name or logical agree with the whole m
     expect_identical(sinr_entry(f, nz$i[[k]], colnames(m)[nz$j[[k]]]), nz$x[[k]])
   expect_identical(sinr_entry(f, 1, 1), m[1, 1])
   expect_identical(read_sinr(path, threads = 1L), read_sinr(path, threads = 4L))
+  # drop = TRUE drops a dimension of one, as Matrix does; the default keeps a dgCMatrix
+  expect_identical(f[genes[1], , drop = TRUE], m[5, , drop = TRUE])
+  expect_identical(f[2, 3, drop = TRUE], m[2, 3])
+  expect_identical(f[1:2, 3, drop = TRUE], m[1:2, 3])
+  expect_identical(f[1:2, 3:4, drop = TRUE], m[1:2, 3:4])
+  expect_error(f[1, 1, drop = NA], "drop must be TRUE or FALSE", class = "sinr_index_error")
 })
 
 test_that("gene and cell reads on one thread or several agree, and the threads option is read at each read", {

@@ -42,5 +42,6 @@ test_that("a whole 10x .h5 file (format 2.1) reads as Python decodes it, and say
   expect_identical(info$version, "2.1")
   expect_identical(info$contents$object, "10x-h5")
   expect_output(print(info), "contents:  a whole 10x-h5 file; parts h5")
+  expect_output(print(info), "layout:    1 chunk of up to 587 cells, 4 bands, 27 tiles")  # one in the singular
   expect_message(sinr_to_sce(path), "also stores the 10x file.s attributes")
 })
