@@ -305,6 +305,9 @@ def test_shards_of_an_epoch_give_every_cell_once_each_decoding_its_own(path, ada
                 list(m.iter_cells(seed=1, shard=bad))
         with pytest.raises(sinr.InvalidInputError, match="need a seed every worker shares"):
             list(m.iter_cells(shard=(0, 2)))
+        for dtype, message in (("foo", "is not a numpy type"), (np.int16, "cannot hold every count")):
+            with pytest.raises(sinr.InvalidInputError, match=message):  # 'foo' had been numpy's TypeError
+                list(m.iter_cells(seed=1, dtype=dtype))
 
 
 def test_a_torch_dataloader_of_spawned_workers_reads_every_cell_once(path, adata, tmp_path):

@@ -322,3 +322,27 @@ def test_opening_a_thousand_files_leaks_no_handles(tmp_path, pbmc):
             m[0, 0]
         sinr.open(out).cell(1)
     assert len(os.listdir(fd_dir)) <= before + 2
+
+
+FORKED_DECODE = """
+import os, sys
+import scinrcodec as sinr
+path = sys.argv[1]
+whole = sinr.open(path).to_scipy()  # the parent's decode starts the shared pool's threads
+pid = os.fork()
+if pid == 0:  # a forked child (a torch DataLoader worker's default start) decodes on a pool of its own
+    os._exit(0 if (sinr.open(path).to_scipy() != whole).nnz == 0 else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_forked_child_decodes_after_its_parent_did(tmp_path, pbmc):
+    """The shared decode pool is forgotten in a forked child: a child's whole read after its parent's
+    had waited forever on a pool whose threads the fork did not copy."""
+    path = tmp_path / "x.sinr"
+    sinr.encode(pbmc, path, chunk_cells=16, **FAST)
+    run = subprocess.run([sys.executable, "-c", FORKED_DECODE, str(path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr

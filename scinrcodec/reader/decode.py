@@ -37,6 +37,17 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child (a torch DataLoader's workers by default): the parent's pool has no threads
+    here, so work given to it would wait forever; the child starts its own."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def run_all(function: Callable, calls: Iterable[tuple], window: int | None = None) -> None:
     """function(*args) for each args of `calls` on the shared pool, waiting for all; with a
     window, `calls` is taken only while fewer than `window` calls are pending (so a stream of

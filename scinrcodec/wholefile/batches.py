@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from ..io.dtypes import count_dtype
 from ..limits import MAX_DIMENSION, MAX_JOBS, checked_integer
 from ..reader.assemble import BlockScratch
 from ..reader.matrix import MatrixReader
@@ -33,13 +34,14 @@ def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, 
     seed = None if seed is None else checked_integer("seed", seed, 0, 2**63 - 1)
     jobs = None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
     index, count = _checked_shard(shard, shuffle, seed)
+    dtype = count_dtype(dtype)  # checked before the first batch (a 0-cell file makes none)
     bounds = m.chunk_bounds()
     n_chunks = bounds.size - 1
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
     groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)][index::count]
     frame = _obs_frame(m) if obs else None
-    return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, np.dtype(dtype), frame, drop_last,
+    return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, dtype, frame, drop_last,
                     jobs)
 
 
