@@ -154,7 +154,8 @@ def test_http_verify_and_concat_fetch_the_chunks_a_window_at_a_time(nginx, files
 def test_http_subset_fetches_the_chunks_a_window_at_a_time(nginx, files, small_reads, monkeypatch, tmp_path):
     """A subset from a URL that decodes whole chunks, a block of cells after another, fetches them a
     window at a time (every cell in reverse, five blocks of a chunk each: 12 round trips, one per
-    block, before; 8 now: open 3, cell names 2, gene ids 1, the chunks 1, what the checks ask 1)."""
+    block, before; 8 now: open 3, cell names 2, gene ids 1, the chunks 1, what the checks ask 1); one
+    of a few genes, read tile by tile, reads several blocks at once (16 round trips before, 8 now)."""
     sources = []
     made = remote.RemoteSource.__init__
 
@@ -170,6 +171,11 @@ def test_http_subset_fetches_the_chunks_a_window_at_a_time(nginx, files, small_r
     assert [s.round_trips for s in sources] == [8]
     with sinr.open(tmp_path / "reversed.sinr") as cut:
         assert (cut.to_scipy() != expected).nnz == 0
+    genes = [GENE, 3, 0, 20]  # a few genes, read tile by tile: blocks over up to 8 chunks read at once (16 before)
+    sinr.subset(f"{nginx.url}/pbmc.sinr", tmp_path / "few.sinr", cells=cells, genes=genes)
+    assert [s.round_trips for s in sources] == [8, 8]
+    with sinr.open(tmp_path / "few.sinr") as cut:
+        assert (cut.to_scipy() != expected[genes]).nnz == 0
 
 
 @needs_nginx

@@ -26,6 +26,9 @@ from ..reader.matrix import MatrixReader
 from ..reader.selection import unique_sorted
 
 
+TILE_READ_CHUNKS = 8  # a remote file's few-gene blocks are read this many chunks at a time (memory: a few genes' nonzeros)
+
+
 @dataclass
 class Piece:
     """Cells of `matrix` for the output: `cells` (original indices in output order; None for all,
@@ -52,12 +55,24 @@ class Piece:
             return np.arange(first, last + 1)
         return unique_sorted(np.searchsorted(bounds, self.cells[start:stop], side="right") - 1)
 
-    def blocks_ready(self, spans: list[tuple[int, int]]) -> Iterator[None]:
-        """Yield once for each span (start, stop) of its cells, in order, once the chunks that block
-        reads whole are cached: a remote file's are fetched a window of chunks at a time
-        (ByteSource.ready_in_order), not a round trip per block."""
+    def blocks(self, spans: list[tuple[int, int]]) -> Iterator[sp.csr_matrix]:
+        """block(start, stop) of each span (start, stop) of its cells, in order, with a remote file's
+        bytes fetched ahead: the chunks that blocks decode whole a window at a time
+        (ByteSource.ready_in_order), and a few genes' tiles for several blocks at once (consecutive
+        spans over up to TILE_READ_CHUNKS chunks read as one block and cut), not a round trip or two
+        per block."""
         if self._reads_tiles:
-            yield from (None for _ in spans)
+            remote = self.matrix.byte_source.batched
+            group: list[tuple[int, int]] = []
+            for k, span in enumerate(spans):
+                group.append(span)
+                last = k + 1 == len(spans)
+                if remote and not last and self._chunks(group[0][0], spans[k + 1][1]).size <= TILE_READ_CHUNKS:
+                    continue
+                x = self.block(group[0][0], group[-1][1])
+                for a, b in group:
+                    yield x[a - group[0][0]: b - group[0][0]]
+                group = []
             return
         needs = [self._chunks(a, b) for a, b in spans]
         order = list(dict.fromkeys(c for chunks in needs for c in chunks.tolist()))  # by first need
@@ -65,11 +80,11 @@ class Piece:
         m = self.matrix
         ready = m.byte_source.ready_in_order(m.index.chunk_index[order][:, [0, 3]].tolist())
         done = -1
-        for chunks in needs:
+        for (start, stop), chunks in zip(spans, needs):
             last = max((position[c] for c in chunks.tolist()), default=-1)
             while done < last:
                 done = next(ready)
-            yield None
+            yield self.block(start, stop)
 
     def block(self, start: int, stop: int) -> sp.csr_matrix:
         """Its cells start..stop-1, cells x output genes CSR, indices sorted. A few genes are read
@@ -140,8 +155,7 @@ class PiecesSource(MatrixSource):
         offset = 0
         for piece in self.pieces:
             spans = [(a, min(a + cells_per_block, piece.n_cells)) for a in range(0, piece.n_cells, cells_per_block)]
-            for (start, stop), _ in zip(spans, piece.blocks_ready(spans)):
-                x = piece.block(start, stop)
+            for (start, stop), x in zip(spans, piece.blocks(spans)):
                 # a block's dtypes (io.sources.CellBlock): decoded values are at most MAX_COUNT
                 yield CellBlock(offset + start, x.indptr.astype(np.int64), x.indices.astype(np.int32, copy=False),
                                 x.data.astype(np.int32, copy=False))
