@@ -64,7 +64,10 @@ class DaskCellsSource(MatrixSource):
         at its end go with the next one."""
         pending, first, start = None, 0, 0
         for rows in self._x.chunks[0]:
-            part = self._x[start: start + rows].compute()  # cells x genes, scipy sparse or dense
+            # cells x genes, scipy sparse or dense; unoptimised, so that a block's tasks keep their keys
+            # (fused into each row block's culled graph, a node shared by the blocks took another task
+            # under the same key in every compute: dask.distributed warns that this can deadlock)
+            part = self._x[start: start + rows].compute(optimize_graph=False)
             start += rows
             if not sp.issparse(part):
                 part = sp.csr_matrix(sparse_values(np.asarray(part), self.description))
