@@ -72,6 +72,20 @@ def small_reads(monkeypatch):
 
 
 @pytest.fixture
+def remote_sources(monkeypatch) -> list:
+    """Every RemoteSource made while the test runs, in order: each input's round trips counted."""
+    sources = []
+    made = remote.RemoteSource.__init__
+
+    def recorded(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        sources.append(self)
+
+    monkeypatch.setattr(remote.RemoteSource, "__init__", recorded)
+    return sources
+
+
+@pytest.fixture
 def fast_retries(monkeypatch):
     monkeypatch.setattr(remote, "BACKOFF_SECONDS", (0.01,))
 
@@ -127,7 +141,8 @@ def test_http_round_trips_are_few_and_counted(nginx, files, small_reads):
 
 
 @needs_nginx
-def test_http_verify_and_concat_fetch_the_chunks_a_window_at_a_time(nginx, files, small_reads, monkeypatch, tmp_path):
+def test_http_verify_and_concat_fetch_the_chunks_a_window_at_a_time(nginx, files, small_reads, remote_sources,
+                                                                    tmp_path):
     """Work on chunk after chunk (verify's checks, concat's copies) fetches the chunks' blocks a
     window at a time, not one round trip each (5 chunks: verify took 14 round trips, each input of
     a concat 12)."""
@@ -136,44 +151,28 @@ def test_http_verify_and_concat_fetch_the_chunks_a_window_at_a_time(nginx, files
     opened = m.byte_source.round_trips
     m.verify()
     assert m.byte_source.round_trips - opened == 5  # the blocks of every chunk at once, then what the checks ask
-    sources = []
-    made = remote.RemoteSource.__init__
-
-    def recorded(self, *args, **kwargs):
-        made(self, *args, **kwargs)
-        sources.append(self)
-
-    monkeypatch.setattr(remote.RemoteSource, "__init__", recorded)
     sinr.concat([url, url], tmp_path / "twice.sinr", index_unique="-")
-    assert [s.round_trips for s in sources] == [8, 8]  # open 3, cell names 2, gene ids 1, the blocks 1, ...
+    assert [s.round_trips for s in remote_sources[1:]] == [8, 8]  # (after verify's) open 3, cell names 2, gene ids 1, the blocks 1, ...
     with sinr.open(files / "pbmc.sinr") as local, sinr.open(tmp_path / "twice.sinr") as both:
         assert (both.to_scipy()[:, :local.shape[1]] != local.to_scipy()).nnz == 0
 
 
 @needs_nginx
-def test_http_subset_fetches_the_chunks_a_window_at_a_time(nginx, files, small_reads, monkeypatch, tmp_path):
+def test_http_subset_fetches_the_chunks_a_window_at_a_time(nginx, files, small_reads, remote_sources, tmp_path):
     """A subset from a URL that decodes whole chunks, a block of cells after another, fetches them a
     window at a time (every cell in reverse, five blocks of a chunk each: 12 round trips, one per
     block, before; 8 now: open 3, cell names 2, gene ids 1, the chunks 1, what the checks ask 1); one
     of a few genes, read tile by tile, reads several blocks at once (16 round trips before, 8 now)."""
-    sources = []
-    made = remote.RemoteSource.__init__
-
-    def recorded(self, *args, **kwargs):
-        made(self, *args, **kwargs)
-        sources.append(self)
-
-    monkeypatch.setattr(remote.RemoteSource, "__init__", recorded)
     with sinr.open(files / "pbmc.sinr") as local:
         cells = np.arange(local.shape[1])[::-1]
         expected = local[:, cells]
     sinr.subset(f"{nginx.url}/pbmc.sinr", tmp_path / "reversed.sinr", cells=cells)
-    assert [s.round_trips for s in sources] == [8]
+    assert [s.round_trips for s in remote_sources] == [8]
     with sinr.open(tmp_path / "reversed.sinr") as cut:
         assert (cut.to_scipy() != expected).nnz == 0
     genes = [GENE, 3, 0, 20]  # a few genes, read tile by tile: blocks over up to 8 chunks read at once (16 before)
     sinr.subset(f"{nginx.url}/pbmc.sinr", tmp_path / "few.sinr", cells=cells, genes=genes)
-    assert [s.round_trips for s in sources] == [8, 8]
+    assert [s.round_trips for s in remote_sources] == [8, 8]
     with sinr.open(tmp_path / "few.sinr") as cut:
         assert (cut.to_scipy() != expected[genes]).nnz == 0
 

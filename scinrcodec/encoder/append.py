@@ -201,9 +201,7 @@ def _copy_prefix(source: ByteSource, stream, length: int, index) -> None:
     """The first `length` bytes of `source` into `stream`, a block at a time; each chunk block of
     the matrix `index` describes checked against its CRCs (header, sections) as it passes, so that a
     damaged file is refused, not extended into a larger damaged one."""
-    field = CHUNK_INDEX_FIELDS.index
-    chunks = sorted((int(row[field("offset")]), int(row[field("block_length")]), c)
-                    for c, row in enumerate(index.chunk_index.tolist()))
+    chunks = sorted((offset, size, c) for c, (offset, size) in enumerate(index.block_ranges()))
     done = 0
     for offset, size, c in [*chunks, (length, 0, None)]:
         while done < offset:  # what lies before the next chunk (the preamble), copied as it is

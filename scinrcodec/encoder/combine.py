@@ -78,7 +78,7 @@ class Piece:
         order = list(dict.fromkeys(c for chunks in needs for c in chunks.tolist()))  # by first need
         position = {c: k for k, c in enumerate(order)}
         m = self.matrix
-        ready = m.byte_source.ready_in_order(m.index.chunk_index[order][:, [0, 3]].tolist())
+        ready = m.byte_source.ready_in_order(m.index.block_ranges(order))
         done = -1
         for (start, stop), chunks in zip(spans, needs):
             last = max((position[c] for c in chunks.tolist()), default=-1)

@@ -181,7 +181,7 @@ class CopiedSegments:
                 orders.append(part.columns[order])
                 terms.append(gene_terms)
                 segment_rows += _segments(index)
-                source, blocks = part.matrix.byte_source, index.chunk_index[:, [0, 3]].tolist()
+                source, blocks = part.matrix.byte_source, index.block_ranges()
                 for chunk in source.ready_in_order(blocks):
                     block = bytes(source.read(*blocks[chunk]))
                     pending.append(pool.submit(_relabelled_chunk, part, chunk, block))

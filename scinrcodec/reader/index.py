@@ -376,6 +376,13 @@ class MatrixIndex:
         """The chunk that holds a cell (by its position in the file's order)."""
         return bisect.bisect_right(self.chunk_start_list, cell) - 1
 
+    def block_ranges(self, ids=None) -> list[tuple[int, int]]:
+        """(offset, length) of the blocks (header and sections) of chunks `ids` (default all), in that
+        order: what a copy or a check of whole chunks reads (ByteSource.ready_in_order takes them)."""
+        rows = self.chunk_index if ids is None else self.chunk_index[np.asarray(ids, dtype=np.int64)]
+        columns = [CHUNK_INDEX_FIELDS.index("offset"), CHUNK_INDEX_FIELDS.index("block_length")]
+        return [(int(o), int(n)) for o, n in rows[:, columns].tolist()]
+
     def chunk(self, i: int) -> Chunk:
         """One chunk's parsed header, loaded once and cached."""
         with self._lock:

@@ -715,7 +715,7 @@ class MatrixReader:
         for name in index.sections.table:
             index.sections.get(name)
         checked = 0
-        for c in self._source.ready_in_order(index.chunk_index[:, [0, 3]].tolist()):  # remote: a window at once
+        for c in self._source.ready_in_order(index.block_ranges()):  # remote: a window at once
             chunk = index.chunk(c)
             for name in chunk.sections.table:
                 chunk.sections.get(name)

@@ -83,17 +83,19 @@ def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndar
                     return False
                 continue
             parent, _, name = path.rpartition("/")
-            take = None
-            if path == f"{group}/shape" and obj.shape == (2,):
+            per_gene = parent == f"{group}/features" or path in by_gene
+            if path in skeletons or name == "_all_tag_keys":  # empty until decoded; the fields' names
+                take = None
+            elif path == f"{group}/shape" and obj.shape == (2,):
                 take = np.array([genes.size, cells.size])
-            elif path not in skeletons and obj.ndim == 1 and obj.shape[0] == n_genes and (
-                    parent == f"{group}/features" and name != "_all_tag_keys" or path in by_gene):
+            elif obj.shape == (n_genes,) and per_gene:
                 take = obj[...][genes]
-            elif path not in skeletons and obj.ndim == 1 and obj.shape[0] == n_cells and path == f"{group}/barcodes":
+            elif obj.shape == (n_cells,) and path == f"{group}/barcodes":
                 take = obj[...][cells]
-            elif path not in skeletons and name != "_all_tag_keys" and (
-                    obj.ndim >= 1 and obj.shape[0] in (n_genes, n_cells) or path.startswith(f"{group}/features/")):
+            elif obj.ndim >= 1 and obj.shape[0] in (n_genes, n_cells) or path.startswith(f"{group}/features/"):
                 return False  # its cut unknown (features/target_sets: indices of features, to be remapped)
+            else:
+                take = None
             if take is None:
                 src.copy(obj, dst, name=key)
             else:
