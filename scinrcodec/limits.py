@@ -15,6 +15,7 @@ MAX_TILE_ENTRIES = 2**24 - 1  # rows x columns of one tile
 MAX_CHUNK_NNZ = 2**40  # nonzeros in one chunk: bounds every histogram count
 MAX_NAME_BYTES = 4096  # UTF-8 bytes of one gene or cell name
 MAX_FOOTER_BYTES = 256 << 20
+MSGPACK_DEPTH = 64  # the deepest value a MessagePack payload may hold (spec §3.5; the core's msgpack.cpp too)
 MAX_CHUNK_HEADER_BYTES = 64 << 20
 MAX_SECTION_BYTES = 1 << 40
 MAX_SIREN_LAYERS = 16

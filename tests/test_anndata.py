@@ -383,6 +383,8 @@ def test_file_level_sections_are_checked(rich_sinr):
     with sinr.open(rich_sinr) as m:
         contents = m.contents.raw
     assert sinr.open(resealed(rich_sinr, contents=contents)).to_anndata().n_obs == 80
+    # `writer` is informative: read whatever its type (spec §3.5)
+    assert sinr.open(resealed(rich_sinr, contents={**contents, "writer": 5})).to_anndata().n_obs == 80
 
     def corrupt(data, match):
         with pytest.raises(sinr.CorruptFileError, match=match):

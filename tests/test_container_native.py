@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -202,3 +203,55 @@ def test_a_local_gather_refuses_a_range_outside_the_file_before_reading(tmp_path
             source.gather(np.array([10, len(data) - 100, len(data) + far]), np.array([5, 200, 3]))
     finally:
         source.close()
+
+
+def _nested(depth: int):
+    """A value of the footer whose deepest item has `depth` (spec §3.5: the footer map is depth 0)."""
+    value: object = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("edit, refused", [
+    (lambda f: f.update(writer=5), None),  # informative keys: ignored whatever their type (§3.5)
+    (lambda f: f["matrices"][0].update(options="fast"), None),
+    (lambda f: f["matrices"][0].update(stats=[1, 2]), None),
+    (lambda f: f.update(x_future=_nested(64)), None),
+    (lambda f: f.update(x_future=_nested(65)), "nested 65 deep"),
+    (lambda f: f.update(x_future=msgpack.ExtType(5, b"abc")), "ext type"),
+    (lambda f: f["matrices"][0].update(options=msgpack.ExtType(1, b"")), "ext type"),
+])
+def test_footer_values_both_readers_take_or_refuse_alike(tmp_path, edit, refused):
+    """Spec §3.5 on a resealed footer: the Python and the C++ reader read a file whose informative keys
+    have other types, and both refuse ext types and values nested deeper than 64, whatever the key."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fuzz.reseal import build, parse
+
+    parts = parse((VECTORS / "bands_and_tiles" / "matrix.sinr").read_bytes())
+    edit(parts.footer)
+    blob = build(parts)
+    _agree(blob, tmp_path)
+    outcome = _outcome_python(blob)
+    if refused is None:
+        assert not isinstance(outcome, Exception), outcome
+    else:
+        assert isinstance(outcome, errors.CorruptFileError) and refused in str(outcome), outcome
+
+
+def test_a_repeated_key_is_named(tmp_path):
+    from scinrcodec.storage.container import unpack_map
+
+    payload = msgpack.Packer().pack_map_pairs([("format", "sinr"), ("format", "sinr")])
+    with pytest.raises(errors.CorruptFileError, match="'format' is not a string or appears twice"):
+        unpack_map(payload, what="footer")
+
+
+@pytest.mark.parametrize("name", [n for n in _cases("invalid") if n.startswith("siren_")])
+def test_a_siren_error_names_the_file_and_chunk(name):
+    """The SIREN checks know no file: both readers say which file and chunk failed them."""
+    path = VECTORS / name / "matrix.sinr"
+    for read in (_read_all, lambda p: scinrcodec.open(p).to_scipy()):
+        with pytest.raises(errors.CorruptFileError, match=r"matrix\.sinr.*chunk \d+: "):
+            read(path)

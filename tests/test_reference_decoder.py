@@ -578,9 +578,11 @@ def test_unknown_sections_depend_on_minor_version():
 
 def test_footer_key_types():
     L = Layout(read_vector(BASE))
-    assert rule_of(L.build(footer_hook=lambda fm: fm.update(writer=5))) == "§4"
+    # The informative keys are ignored whatever their type (§3.5).
+    assert rule_of(L.build(footer_hook=lambda fm: fm.update(writer=5))) is None
+    assert rule_of(L.build(footer_hook=lambda fm: fm["matrices"][0].update(stats=[1]))) is None
+    assert rule_of(L.build(footer_hook=lambda fm: fm["matrices"][0].update(options="fast"))) is None
     assert rule_of(L.build(footer_hook=lambda fm: fm.pop("sections"))) == "§4"
-    assert rule_of(L.build(footer_hook=lambda fm: fm["matrices"][0].update(stats=[1]))) == "§5.1"
     assert rule_of(L.build(footer_hook=lambda fm: fm["matrices"][0].update(
         n_chunks=True))) == "M7"
     # A non-empty file-level section table is a writer error that readers ignore (§4).
@@ -600,8 +602,15 @@ def test_messagepack_rules():
         options={1: 2}))) == "C7"
     assert rule_of(L.build(footer_hook=lambda fm: fm.update(
         x_future=msgpack.ExtType(5, b"abc")))) == "C7"
-    # Unknown keys (with any well-formed value) are ignored (§11.2).
+    assert rule_of(L.build(footer_hook=lambda fm: fm["matrices"][0].update(
+        options=msgpack.ExtType(1, b"")))) == "C7"
+    # Unknown keys (with any well-formed value) are ignored (§11.2), nested up to depth 64.
     assert rule_of(L.build(footer_hook=lambda fm: fm.update(x_future={"a": [1.5, None]}))) is None
+    deep = 1
+    for _ in range(63):
+        deep = [deep]
+    assert rule_of(L.build(footer_hook=lambda fm: fm.update(x_future=deep))) is None  # its 1 at depth 64
+    assert rule_of(L.build(footer_hook=lambda fm: fm.update(x_future=[deep]))) == "C7"
 
 
 def test_zstd_frame_rules():

@@ -140,7 +140,7 @@ def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | N
     entries = raw.get("matrices")
     if not isinstance(entries, list) or not entries or kind == "10x-h5" and len(entries) != 1:
         raise bad("does not list its matrices")
-    if not isinstance(raw.get("writer", ""), str) or not isinstance(raw.get("elements"), list):
+    if not isinstance(raw.get("elements"), list):  # `writer` is informative, whatever its type (spec §3.5)
         raise bad("has a field of the wrong type")
     for entry in entries:
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("element", "matrix", "dtype",

@@ -37,6 +37,15 @@ SECTIONS_GUESS_PER_CELL, SECTIONS_GUESS_BASE = 24, 8 << 10
 ROW_TABLE_LIMIT = 1 << 24
 
 
+@contextlib.contextmanager
+def _naming(what: str):
+    """A CorruptFileError of the model's checks (which know no file) said of `what`."""
+    try:
+        yield
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{what}: {exc}") from exc
+
+
 def _int(header: dict, key: str, low: int, high: int, what: str) -> int:
     value = header.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -560,7 +569,8 @@ class MatrixIndex:
                 if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
                         and not isinstance(entry[0], bool) and 0 <= entry[0] < geometry.n_bands):
                     raise CorruptFileError(f"{what}: SIREN metadata is malformed")
-                counts.append(PatchSiren.parameter_count(entry[1]))
+                with _naming(what):
+                    counts.append(PatchSiren.parameter_count(entry[1]))
             bands = [entry[0] for entry in meta]
             if len(set(bands)) != len(bands):
                 raise CorruptFileError(f"{what}: a band has two SIRENs")
@@ -568,7 +578,8 @@ class MatrixIndex:
             flat = reader.get("siren.weights").astype(np.int64)
             used = 0
             for (band, patch_meta), count in zip(meta, counts):
-                patch = PatchSiren.from_meta(patch_meta, flat[used: used + count])
+                with _naming(what):
+                    patch = PatchSiren.from_meta(patch_meta, flat[used: used + count])
                 used += count
                 height = int(geometry.row_starts[band + 1] - geometry.row_starts[band])
                 if not patch.fits_int64(height, geometry.n_cells):

@@ -22,7 +22,7 @@ import zstandard
 
 from .. import _native
 from ..errors import CorruptFileError, FormatError, UnsupportedVersionError, printable
-from ..limits import MAX_FOOTER_BYTES, MAX_NAME_BYTES, MAX_SECTION_BYTES
+from ..limits import MAX_FOOTER_BYTES, MAX_NAME_BYTES, MAX_SECTION_BYTES, MSGPACK_DEPTH
 from .source import ByteSource
 
 MAGIC = b"\x89SINR\r\n\x1a"
@@ -174,12 +174,32 @@ def _strict_map(pairs) -> dict:
     return out
 
 
+def _no_ext(code: int, data: bytes):
+    raise ValueError(f"MessagePack ext type {code} (spec §3.5: none may be used)")
+
+
+def _check_depth(root) -> None:
+    """No value deeper than MSGPACK_DEPTH (spec §3.5); iterative, whatever the nesting."""
+    stack = [(root, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MSGPACK_DEPTH:
+            raise ValueError(f"a value nested {depth} deep (spec §3.5: at most {MSGPACK_DEPTH})")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
 def unpack_map(payload, *, what: str) -> dict:
-    """A MessagePack map, strictly: malformed data, a repeated key or a non-map is a CorruptFileError."""
+    """A MessagePack map, strictly (spec §3.5): malformed data, a repeated key, an ext type, a value
+    nested too deep or a non-map is a CorruptFileError saying which."""
     try:
-        value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=False, object_pairs_hook=_strict_map)
+        value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=False, object_pairs_hook=_strict_map,
+                                ext_hook=_no_ext)
+        _check_depth(value)
     except Exception as exc:  # msgpack raises several types on malformed input
-        raise CorruptFileError(f"{what} is unreadable ({type(exc).__name__})") from exc
+        raise CorruptFileError(f"{what} is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
     if not isinstance(value, dict):
         raise CorruptFileError(f"{what} is not a map")
     return value

@@ -897,19 +897,19 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
       const Value* layers = m.get("layers");
       if (!layers || layers->type != Value::kArray || layers->items.size() < 2 ||
           static_cast<int64_t>(layers->items.size()) > kMaxSirenLayers)
-        throw CorruptFileError("SIREN metadata is malformed");
+        throw CorruptFileError(what + ": SIREN metadata is malformed");
       int64_t total = 0, fan_in = 2;
       for (const auto& layer : layers->items) {
         bool shape_ok = layer.type == Value::kArray && layer.items.size() == 5;
         for (size_t k = 0; shape_ok && k < 5; ++k) shape_ok = layer.items[k].is_int();
-        if (!shape_ok) throw CorruptFileError("SIREN layer metadata is malformed");
+        if (!shape_ok) throw CorruptFileError(what + ": SIREN layer metadata is malformed");
         if (!layer.items[1].int_in(fan_in, fan_in) || !layer.items[0].int_in(1, kMaxSirenWidth))
-          throw CorruptFileError("SIREN layer shapes do not chain");
+          throw CorruptFileError(what + ": SIREN layer shapes do not chain");
         const int64_t n_out = layer.items[0].as_int64();
         total += n_out * fan_in + n_out;
         fan_in = n_out;
       }
-      if (fan_in != 1) throw CorruptFileError("SIREN must end in one output");
+      if (fan_in != 1) throw CorruptFileError(what + ": SIREN must end in one output");
       counts.push_back(total);
     }
     std::set<int64_t> bands;
@@ -928,7 +928,7 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
       const int64_t band = meta->items[s].items[0].as_int64();
       const Value& m = meta->items[s].items[1];
       const Value* bits_v = m.get("bits");
-      if (!bits_v || !bits_v->int_in(2, 16)) throw CorruptFileError("SIREN metadata is malformed");
+      if (!bits_v || !bits_v->int_in(2, 16)) throw CorruptFileError(what + ": SIREN metadata is malformed");
       const int64_t bits = bits_v->as_int64();
       const Value& layers = *m.get("layers");
       const int64_t first_row = static_cast<int64_t>(c->siren_layers.size()) / kLayerFields;
@@ -937,11 +937,11 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
         const Value &wm = layer.items[2], &bm = layer.items[3], &sh = layer.items[4];
         if (!sh.int_in(0, kMaxSirenShiftSpec) || !wm.int_in(-kMaxSirenMultiplier + 1, kMaxSirenMultiplier - 1) ||
             !bm.int_in(-kMaxSirenMultiplier + 1, kMaxSirenMultiplier - 1))
-          throw CorruptFileError("SIREN layer scaling is out of range");
+          throw CorruptFileError(what + ": SIREN layer scaling is out of range");
         const int64_t n_out = layer.items[0].as_int64(), n_in = layer.items[1].as_int64();
         for (int64_t p = at_param; p < at_param + n_out * n_in + n_out; ++p)
           if (std::abs(c->siren_params[p]) >= (int64_t{1} << (bits - 1)))
-            throw CorruptFileError("SIREN parameters exceed their declared bit depth");
+            throw CorruptFileError(what + ": SIREN parameters exceed their declared bit depth");
         c->siren_layers.insert(c->siren_layers.end(),
                                {n_out, n_in, wm.as_int64(), bm.as_int64(), sh.as_int64(), at_param});
         at_param += n_out * n_in + n_out;
@@ -955,10 +955,10 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
       if (kind < 0 || norm->items[1].type != Value::kFloat || norm->items[2].type != Value::kFloat ||
           !std::isfinite(norm->items[1].number) || !std::isfinite(norm->items[2].number) ||
           !(norm->items[2].number > 0))
-        throw CorruptFileError("patch normalisation metadata is malformed");
+        throw CorruptFileError(what + ": patch normalisation metadata is malformed");
       const double off = norm->items[1].number, scale = norm->items[2].number;
       if ((kind != kNormMinmax && off != 0.0) || (kind == kNormNone && scale != 1.0))
-        throw CorruptFileError("patch normalisation metadata contradicts its kind");
+        throw CorruptFileError(what + ": patch normalisation metadata contradicts its kind");
       // The static bound of spec §7.1.3, in exact 128-bit integers (every term is below 2**104).
       const int64_t h = c->row_starts[band + 1] - c->row_starts[band];
       i128 beta = std::max<int64_t>({h - 1, n - 1, 0});
