@@ -116,9 +116,9 @@ def test_an_open_matrix_pickles_as_its_lazy_blocks_do(path, adata, tmp_path):
     with sinr.open(path, jobs=1) as m:
         back = pickle.loads(pickle.dumps(m))
         assert type(back) is type(m) and back is not m and back.jobs == 1 and back.source == str(path)
-        assert (back.T.to_scipy(np.float32) != adata.X).nnz == 0
+        assert (back.T.to_scipy(dtype=np.float32) != adata.X).nnz == 0
     from_bytes = pickle.loads(pickle.dumps(sinr.open(path.read_bytes())))
-    assert from_bytes.source == "<bytes>" and (from_bytes.T.to_scipy(np.float32) != adata.X).nnz == 0
+    assert from_bytes.source == "<bytes>" and (from_bytes.T.to_scipy(dtype=np.float32) != adata.X).nnz == 0
     with open(path, "rb") as fh, pytest.raises(sinr.InvalidInputError, match="cannot go to another process"):
         pickle.dumps(sinr.open(fh))
     live = tmp_path / "live.sinr"
@@ -187,6 +187,21 @@ def test_reductions_along_either_axis(path, adata, op):
                         (lazy.X.rechunk({1: 10}), "csr_matrix blocks, [0-9]+ along the genes")):
         with pytest.raises(sinr.InvalidInputError, match=f"reduce_cells takes a lazy X .*{what}"):
             sinr.reduce_cells(other, op, 0)
+
+
+def test_mean_and_var_of_no_cells_are_nan(path):
+    """A lazy AnnData cut to no cells averages nothing: NaN, as numpy gives, never a plausible 0."""
+    import warnings
+
+    empty = sinr.read_lazy(path)[np.zeros(sinr.read_lazy(path).n_obs, dtype=bool)].X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's own "mean of empty slice"
+        expected = {(op, axis): getattr(np.zeros((0, empty.shape[1])), op)(axis=axis)
+                    for op in ("mean", "var") for axis in (0, None)}
+    for (op, axis), want in expected.items():
+        got = sinr.reduce_cells(empty, op, axis).compute()
+        assert np.shape(got) == np.shape(want) and np.all(np.isnan(got)), (op, axis, got)
+    assert np.array_equal(sinr.reduce_cells(empty, "sum", 0).compute(), np.zeros(empty.shape[1]))
 
 
 # ------------------------------------------------------------------------------------------ loader

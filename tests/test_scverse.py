@@ -82,7 +82,7 @@ def test_float32_is_refused_where_it_would_round_a_count(tmp_path):
     assert sinr.read_sinr(tmp_path / "big.sinr", dtype=np.int32).X[0, 0] == 2**24 + 1
     m = sinr.open(tmp_path / "big.sinr")  # every read that takes a dtype: refused in float32, never rounded
     for read in (lambda: m.to_scipy(dtype=np.float32), lambda: m.to_scipy("csc", dtype=np.float32),
-                 lambda: m.cells_block(0, 2, np.float32), lambda: m.T.to_scipy(np.float32),
+                 lambda: m.cells_block(0, 2, np.float32), lambda: m.T.to_scipy(dtype=np.float32),
                  lambda: next(m.iter_cells())):
         with pytest.raises(sinr.InvalidInputError, match="does not hold exactly"):
             read()
@@ -192,6 +192,27 @@ def test_names_and_orientation_of_the_matrix_object(plain):
         with pytest.raises(sinr.SinrIndexError, match="mixes names"):
             m[[genes[0], 3], :]
         assert (m.T.to_scipy() != a.X).nnz == 0 and m.T.T is m
+        assert m.T.to_scipy().format == "csr" and (m.T.to_scipy("csc", np.float32) != a.X).nnz == 0
+        assert m.T.to_scipy("csc").format == "csc"
+
+
+def test_keys_read_as_numpy_reads_them(plain):
+    """One key indexes the first axis, an Ellipsis stands for the axes left out (numpy, scipy and
+    AnnData's X[..., genes]); a float or bool where an index belongs is numpy's IndexError."""
+    a = sinr.read_sinr(plain, dtype=np.int64)
+    x = a.X.T.tocsr()  # genes x cells, as the matrix
+    with sinr.open(plain) as m:
+        for key in (3, (3,), (slice(2, 6),), ..., (...,), (..., 4), (4, ...), ([1, 5], ...), (2, ..., 4)):
+            got, want = m[key], x[key]
+            assert np.array_equal(np.asarray(got.toarray() if sp.issparse(got) else got),
+                                  np.asarray(want.toarray() if sp.issparse(want) else want)), key
+        assert (m.T[..., [3, 7]] != a[:, [3, 7]].X).nnz == 0 and (m.T[5] != a[5].X).nnz == 0
+        for key, match in (((..., ...), "single ellipsis"), ((1, 2, 3), "too many indices")):
+            with pytest.raises(sinr.SinrIndexError, match=match):
+                m[key]
+        for read in (lambda: m.gene(1.0), lambda: m.cell(np.True_), lambda: m.get(0, 2.0)):
+            with pytest.raises(IndexError, match="must be an integer index or a name"):
+                read()
 
 
 def test_a_name_several_genes_or_cells_share_is_refused_naming_them(tmp_path):

@@ -152,8 +152,11 @@ def reduce_cells(x, op: str, axis: int | None):
     total = combine(per_block(lambda b, a: b.sum(axis=a)), "sum")
     if op == "sum":
         return total
-    mean = total / max(n, 1)
+    def average(parts):  # of no entries NaN, as numpy's mean and var give
+        return parts / n if n else parts * np.nan
+
+    mean = average(total)
     if op == "mean":
         return mean
     squares = combine(per_block(lambda b, a: b.multiply(b).sum(axis=a)), "sum")
-    return da.maximum(squares / max(n, 1) - mean * mean, 0)
+    return da.maximum(average(squares) - mean * mean, 0)  # maximum keeps NaN

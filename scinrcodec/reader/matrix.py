@@ -31,7 +31,8 @@ from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, matrix_moments
 from .oriented import CellsByGenes
-from .selection import all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, unique_sorted
+from .selection import (all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, two_keys,
+                        unique_sorted)
 
 
 def fits_in_memory(what: str):
@@ -257,8 +258,8 @@ class MatrixReader:
             if not 0 <= index < n:
                 raise SinrIndexError(f"{axis} index {key} out of range for {n} {axis}s")
             return index
-        if not isinstance(key, str):
-            raise SinrKeyError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
+        if not isinstance(key, str):  # numpy's IndexError for a float or bool key
+            raise SinrIndexError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
         return self._named(axis, self._table(axis), key)
 
     # ------------------------------------------------------------------------------- reads
@@ -418,9 +419,7 @@ class MatrixReader:
             n_genes, n_cells = self.shape  # the hot path of m[i, j] (bools are not ints here)
             if 0 <= key[0] < n_genes and 0 <= key[1] < n_cells:
                 return self._entry(key[0], key[1])
-        if not isinstance(key, tuple) or len(key) != 2:
-            raise SinrIndexError("index with m[genes, cells] (m.T[cells, genes] in AnnData's orientation)")
-        return self.select(*key)
+        return self.select(*two_keys(key, "m[genes, cells] (m.T[cells, genes] in AnnData's orientation)"))
 
     @fits_in_memory("reading this selection")
     def select(self, genes, cells, *, cells_major: bool = False):

@@ -8,8 +8,10 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import SinrIndexError
 from .moments import check_axis
+from .selection import two_keys
+
+_TURNED_LAYOUT = {"csr": "csc", "csc": "csr"}  # the view's layout as the genes x cells matrix's
 
 
 class GenesByCells(Protocol):
@@ -87,13 +89,13 @@ class CellsByGenes:
 
     def __getitem__(self, key):
         """x[cells, genes] as AnnData indexes X: one int for two scalars, else cells x genes CSR."""
-        if not isinstance(key, tuple) or len(key) != 2:
-            raise SinrIndexError("index with x[cells, genes]")
-        return self.T.select(key[1], key[0], cells_major=True)
+        cells, genes = two_keys(key, "x[cells, genes]")
+        return self.T.select(genes, cells, cells_major=True)
 
-    def to_scipy(self, dtype=np.int64) -> sp.csr_matrix:
-        """The whole matrix, cells x genes CSR, exact (decoded cell-major: the fast way)."""
-        return self.T.to_scipy("csc", dtype=dtype).T
+    def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
+        """The whole matrix, cells x genes, exact: CSR by default (decoded cell-major: the fast way),
+        or layout='csc' (gene-major), as SinrMatrix.to_scipy takes them."""
+        return self.T.to_scipy(_TURNED_LAYOUT.get(layout, layout), dtype=dtype).T
 
     def count_nonzero(self, axis: int | None = None):
         """Nonzeros of each gene (axis=0, over cells, as AnnData's X), each cell (axis=1) or all:

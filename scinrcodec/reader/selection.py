@@ -25,6 +25,24 @@ def all_distinct(values: np.ndarray) -> bool:
     return unique_sorted(values).size == values.size
 
 
+def two_keys(key, order: str) -> tuple:
+    """A matrix's key as its two axes' keys, as numpy reads it: one key (or a 1-tuple) indexes the
+    first axis, and an Ellipsis stands for every index of the axes the key leaves out. `order`
+    names the axes in the message for other keys ("m[genes, cells]")."""
+    parts = key if isinstance(key, tuple) else (key,)
+    ellipses = [i for i, part in enumerate(parts) if part is Ellipsis]  # `is`: == would compare arrays
+    if len(ellipses) > 1:
+        raise SinrIndexError(f"an index can only have a single ellipsis ('...'); index with {order}")
+    if ellipses:
+        at = ellipses[0]
+        parts = parts[:at] + (slice(None),) * (3 - len(parts)) + parts[at + 1:]
+    if len(parts) == 1:
+        parts = (parts[0], slice(None))
+    if len(parts) != 2:
+        raise SinrIndexError(f"too many indices for a 2-D matrix: index with {order}")
+    return parts
+
+
 def is_scalar(key) -> bool:
     """An integer index (a bool is not one, though Python counts it as an int)."""
     return isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))
