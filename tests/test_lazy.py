@@ -299,21 +299,27 @@ def test_chunks_block_decodes_listed_chunks_in_order(path, adata):
 
 
 def test_shards_of_an_epoch_give_every_cell_once_each_decoding_its_own(path, adata):
-    """shard=(k, n): the shards of one seed's epoch split its buffers of chunks (each shard decodes
-    only its own), so that together they give every cell exactly once, each with its counts."""
+    """shard=(k, n): the shards of one seed's epoch split its cells into runs of sizes within one
+    cell of each other (each shard decodes only the chunks of its run), so that together they give
+    every cell exactly once, each with its counts; more shards than chunks leave none empty."""
     with sinr.open(path) as m:
         n_chunks = m.n_chunks
         assert n_chunks >= 3
-        for count, buffer in ((3, 1), (2, 2), (1, 4)):
-            seen = []
+        for count, buffer in ((3, 1), (2, 2), (1, 4), (n_chunks + 2, 4), (7, 1)):
+            seen, sizes = [], []
             for k in range(count):
+                cells = []
                 for batch in m.iter_cells(batch_size=7, seed=11, buffer=buffer, shard=(k, count), obs=False):
                     assert (batch.X != adata.X[batch.cells]).nnz == 0
-                    seen.append(batch.cells)
+                    cells.append(batch.cells)
+                seen += cells
+                sizes.append(sum(c.size for c in cells))
             assert sorted(np.concatenate(seen).tolist()) == list(range(adata.n_obs))
+            assert max(sizes) - min(sizes) <= 1 and min(sizes) > 0, (count, sizes)
         unshuffled = [b.cells for b in m.iter_cells(batch_size=7, shuffle=False, shard=(1, 2), buffer=1)]
-        assert np.concatenate(unshuffled).tolist() == [c for k in range(1, n_chunks, 2)
-                                                      for c in range(*m.chunk_bounds()[k:k + 2])]
+        assert np.concatenate(unshuffled).tolist() == list(range(adata.n_obs // 2, adata.n_obs))
+        whole = [b.cells for b in m.iter_cells(batch_size=7, seed=5)]  # one shard: the epoch as before
+        assert [c.tolist() for c in whole] == [b.cells.tolist() for b in m.iter_cells(batch_size=7, seed=5, shard=(0, 1))]
         for bad, message in (((2, 2), "shard index"), ((0, 0), "shard count"), ((0,), "shard must be"),
                              ([0, 2], "shard must be")):
             with pytest.raises(sinr.InvalidInputError, match=message):

@@ -39,10 +39,27 @@ def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, 
     n_chunks = bounds.size - 1
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
-    groups = [order[i: i + buffer] for i in range(0, n_chunks, buffer)][index::count]
+    pieces = _shard_pieces(order, np.diff(bounds), index, count)
+    groups = [pieces[i: i + buffer] for i in range(0, len(pieces), buffer)]
     frame = _obs_frame(m) if obs else None
     return _batches(m, groups, bounds, int(batch_size), rng if shuffle else None, dtype, frame, drop_last,
                     jobs)
+
+
+def _shard_pieces(order: np.ndarray, sizes: np.ndarray, index: int, count: int) -> list[tuple[int, int, int]]:
+    """The (chunk, first, stop) cell ranges, chunk-local, of shard `index` of `count`: the epoch's
+    cells, chunk after chunk in `order`, cut into `count` runs whose sizes differ by at most one cell
+    (whole buffers had left shards empty: 2 chunks among 4 DataLoader workers). A chunk at a run's
+    edge is decoded by each shard that holds some of its cells."""
+    ends = np.cumsum(sizes[order])
+    total = int(ends[-1]) if ends.size else 0
+    lo, hi = total * index // count, total * (index + 1) // count
+    pieces = []
+    for chunk, end in zip(order.tolist(), ends.tolist()):
+        start = end - int(sizes[chunk])
+        if start < hi and end > lo:
+            pieces.append((chunk, max(lo, start) - start, min(hi, end) - start))
+    return pieces
 
 
 def _checked_shard(shard, shuffle: bool, seed: int | None) -> tuple[int, int]:
@@ -69,35 +86,47 @@ def _obs_frame(m: MatrixReader):
     return names_obs(m)
 
 
-def _batches(m: MatrixReader, groups: list[np.ndarray], bounds: np.ndarray, batch_size: int, rng, dtype,
-             frame, drop_last: bool, jobs: int | None) -> Iterator[CellBatch]:
+def _block_rows(group: list[tuple[int, int, int]], bounds: np.ndarray,
+                carry_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the cell of each row of a buffer's block, [carry; its chunks' cells], and the rows of the
+    cells this shard takes: the carry and each chunk's range)."""
+    cells = np.concatenate([carry_cells] + [np.arange(bounds[c], bounds[c + 1]) for c, _, _ in group])
+    rows, at = [np.arange(carry_cells.size)], carry_cells.size
+    for chunk, first, stop in group:
+        rows.append(np.arange(at + first, at + stop))
+        at += int(bounds[chunk + 1] - bounds[chunk])
+    return cells, np.concatenate(rows)
+
+
+def _batches(m: MatrixReader, groups: list[list[tuple[int, int, int]]], bounds: np.ndarray, batch_size: int,
+             rng, dtype, frame, drop_last: bool, jobs: int | None) -> Iterator[CellBatch]:
     """Decode a buffer of chunks into one matrix (the next buffer decoding meanwhile), shuffle its
-    cells with those left over from the last buffer, and cut them into batches. The cells left over
-    are copied to the front of the next buffer's matrix as it is decoded (chunks_block's head), so
-    that each batch is one gather of rows of one matrix: stacking carried rows onto each batch had
+    cells (those of each chunk's range, _shard_pieces) with those left over from the last buffer, and
+    cut them into batches. The cells left over are copied to the front of the next buffer's matrix
+    as it is decoded (chunks_block's head), so that each batch is one gather of rows of one matrix: stacking carried rows onto each batch had
     copied most batches twice (a shuffled carry lands in nearly every batch of the next buffer)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
     scratch = BlockScratch()  # the epoch's decoding scratch and block arrays, reused from block to block
 
     def start(k: int, head: sp.csr_matrix):
-        return pool.submit(m.chunks_block, groups[k].tolist(), dtype, jobs=jobs, scratch=scratch, head=head) \
-            if k < len(groups) else None
+        return pool.submit(m.chunks_block, [chunk for chunk, _, _ in groups[k]], dtype, jobs=jobs, scratch=scratch,
+                           head=head) if k < len(groups) else None
 
     try:
         carry_cells = np.zeros(0, np.int64)
         pending = start(0, None)
         for k in range(len(groups)):
-            block = pending.result()  # [carry; the buffer's cells]
-            cells = np.concatenate([carry_cells] + [np.arange(bounds[c], bounds[c + 1]) for c in groups[k].tolist()])
-            order = rng.permutation(cells.size) if rng is not None else np.arange(cells.size)
-            full = cells.size - cells.size % batch_size
+            block = pending.result()  # [carry; the buffer's chunks' cells]
+            cells, rows = _block_rows(groups[k], bounds, carry_cells)
+            order = rows[rng.permutation(rows.size)] if rng is not None else rows
+            full = order.size - order.size % batch_size
             carry_rows = order[full:]
             carry_x, carry_cells = block[carry_rows], cells[carry_rows]  # copies: block's arrays are reused
             pending = start(k + 1, carry_x)
             for s in range(0, full, batch_size):
-                rows = order[s: s + batch_size]
-                batch_cells = cells[rows]
-                yield CellBatch(block[rows], None if frame is None else frame.iloc[batch_cells], batch_cells)
+                picked = order[s: s + batch_size]
+                batch_cells = cells[picked]
+                yield CellBatch(block[picked], None if frame is None else frame.iloc[batch_cells], batch_cells)
         if carry_cells.size and not drop_last:
             yield CellBatch(carry_x, None if frame is None else frame.iloc[carry_cells], carry_cells)
     finally:

@@ -33,8 +33,8 @@ class SinrMatrix(MatrixReader):
         once, in an order fixed by `seed`. Only the last batch may be smaller (or left out with
         drop_last). torch is not needed: wrap the batches in a torch IterableDataset to use one;
         with a DataLoader of several workers, worker k of n takes shard=(k, n) (the same seed in
-        each): the shards split the epoch's buffers, so together they give every cell once, and
-        each decodes only its own."""
+        each): the shards split the epoch's cells into runs of sizes within one cell of each other,
+        so together they give every cell once, and each decodes only the chunks of its run."""
         from .batches import iter_cells
 
         return iter_cells(self, batch_size, shuffle=shuffle, seed=seed, buffer=buffer, dtype=dtype, obs=obs,
