@@ -14,6 +14,7 @@ from pathlib import Path
 import anndata
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -230,6 +231,32 @@ def test_h5ad_without_x_and_categorical_names(tmp_path, pbmc):
         read_matrix(tmp_path / "nox.h5ad")
     source = read_matrix(tmp_path / "nox.h5ad", "counts")
     assert source.feature_types == pbmc.feature_types and same(source.matrix(), pbmc.matrix())
+
+
+@pytest.mark.parametrize("edit", [
+    lambda a: a.var.__setitem__("gene_ids", np.arange(a.n_vars)),
+    lambda a: a.var.__setitem__("gene_ids", pd.Categorical(np.arange(a.n_vars) % 7)),
+    lambda a: a.var.__setitem__("feature_types", np.ones(a.n_vars, bool)),
+    lambda a: setattr(a.obs, "index", pd.CategoricalIndex(a.obs_names)),
+])
+def test_h5ad_columns_anndata_reads_are_read_as_the_anndata_in_memory_is(tmp_path, pbmc, edit):
+    """Gene ids of numbers, feature types of bools, a categorical of numbers, a categorical obs index:
+    an .h5ad anndata reads is read (as text, as the same AnnData in memory gives), by the matrix
+    reader and by a whole-file encode (both had refused such a column), and decodes to what it held."""
+    adata = to_anndata(count_matrix(pbmc))
+    edit(adata)
+    adata.write_h5ad(tmp_path / "x.h5ad")
+    from scinrcodec.io.h5ad import anndata_source
+
+    source, expected = read_matrix(tmp_path / "x.h5ad"), anndata_source(anndata.read_h5ad(tmp_path / "x.h5ad"))
+    assert (source.gene_ids, source.feature_types) == (expected.gene_ids, expected.feature_types)
+    assert same(source.matrix(), pbmc.matrix()) and source.cell_names(0, 3) == expected.cell_names(0, 3)
+    sinr.encode_whole(tmp_path / "x.h5ad", tmp_path / "x.sinr", **FAST)
+    sinr.decode(tmp_path / "x.sinr", tmp_path / "back.h5ad")
+    held, back = anndata.read_h5ad(tmp_path / "x.h5ad"), anndata.read_h5ad(tmp_path / "back.h5ad")
+    pd.testing.assert_frame_equal(held.var, back.var)
+    pd.testing.assert_frame_equal(held.obs, back.obs)
+    assert (held.X != back.X).nnz == 0
 
 
 def test_random_access_and_spec(every_format, pbmc):

@@ -250,6 +250,17 @@ def test_string_columns_are_stored_as_h5ad_stores_them(rich, tmp_path):
     pd.testing.assert_frame_equal(theirs.obs, ours.obs)
     pd.testing.assert_frame_equal(theirs.var, ours.var)
     assert ours.obs["kind"].dtype == "category" and ours.obs["id"].dtype == object
+    # an .h5ad that holds string columns (convert_strings_to_categoricals=False, or another tool) is
+    # encoded as it is: decoded, every column is what the file held
+    plain = a.copy()
+    plain.obs = plain.obs.drop(columns="label")  # None in strings: what anndata's writer refuses as such
+    plain.write_h5ad(tmp_path / "strings.h5ad", convert_strings_to_categoricals=False)
+    sinr.encode_whole(tmp_path / "strings.h5ad", tmp_path / "strings.sinr", **FAST)
+    sinr.decode(tmp_path / "strings.sinr", tmp_path / "back.h5ad")
+    held, back = anndata.read_h5ad(tmp_path / "strings.h5ad"), anndata.read_h5ad(tmp_path / "back.h5ad")
+    assert held.obs["kind"].dtype == object and held.var["symbol"].dtype == object
+    pd.testing.assert_frame_equal(held.obs, back.obs)
+    pd.testing.assert_frame_equal(held.var, back.var)
     b = a[:10].copy()
     b.obs = pd.DataFrame({"note": "x"}, index=[f"{n}-b" for n in b.obs_names])
     sinr.write_sinr(b, tmp_path / "b.sinr", **FAST)
@@ -276,6 +287,14 @@ def test_what_would_not_read_back_or_combine_is_refused_in_one_line(rich, tmp_pa
         with pytest.raises(sinr.InvalidInputError, match="'/'") as error:
             sinr.write_sinr(a, tmp_path / "slash.sinr", **FAST)
         assert "\n" not in str(error.value) and not (tmp_path / "slash.sinr").exists()
+    a = small.copy()  # an index named as a column of other values: write_h5ad refuses it, so must we
+    a.var["gene_ids"], a.var.index.name = [f"G{i}" for i in range(a.n_vars)], "gene_ids"
+    with pytest.raises(sinr.InvalidInputError, match="var: its index is named 'gene_ids', as a column"):
+        sinr.write_sinr(a, tmp_path / "clash.sinr", **FAST)
+    a.var["gene_ids"] = a.var_names  # the same values: anndata stores it
+    sinr.write_sinr(a, tmp_path / "same.sinr", **FAST)
+    sinr.decode(tmp_path / "same.sinr", tmp_path / "same.h5ad")
+    assert sinr.read_sinr(tmp_path / "same.sinr").var.index.name == "gene_ids"
     a = small.copy()
     a.obsm["a/b"] = np.ones((30, 2))
     sinr.write_sinr(a, tmp_path / "dropped.sinr", drop=["obsm/a/b"], **FAST)

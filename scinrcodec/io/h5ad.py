@@ -30,6 +30,15 @@ def is_h5ad(path: Path, head: bytes) -> bool:
     return "X" in keys or "obs" in keys
 
 
+def _is_text(group, name: str) -> bool:
+    """Whether group[name] is a 1-D dataset of strings (fixed-length or variable)."""
+    import h5py
+
+    obj = group.get(name)
+    return (isinstance(obj, h5py.Dataset) and obj.ndim == 1
+            and (obj.dtype.kind == "S" or h5py.check_string_dtype(obj.dtype) is not None))
+
+
 def _h5ad_column(group, name: str, n: int, what: str) -> list[str | None]:
     """A string column of an .h5ad dataframe: a string array, or a categorical; None for a missing
     value (a code of -1, NaN, pd.NA)."""
@@ -38,15 +47,19 @@ def _h5ad_column(group, name: str, n: int, what: str) -> list[str | None]:
 
     obj = group[name]
     where = f"{what} {obj.name}"
-    if isinstance(obj, h5py.Group) and text_attr(obj, "encoding-type") == "categorical":
+    if isinstance(obj, h5py.Group) and text_attr(obj, "encoding-type") == "categorical" and _is_text(obj, "categories"):
         categories = decode_names(checked_dataset(obj, "categories", where, "S")[:], where)
         codes = checked_dataset(obj, "codes", where, "iu")[:].astype(np.int64)
         if codes.size != n or (codes.size and (codes.min() < -1 or codes.max() >= len(categories))):
             raise InvalidInputError(f"{where}: categorical codes do not match {n:,} entries of {len(categories):,} "
                                     "categories")
         return [categories[c] if c >= 0 else None for c in codes]
-    if isinstance(obj, h5py.Dataset):
+    if _is_text(group, name):
         return string_dataset(group, name, n, what)
+    if isinstance(obj, h5py.Dataset) and obj.ndim != 1:
+        raise InvalidInputError(f"{where}: a {obj.ndim}-D dataset, not a column")
+    # anything else anndata reads (numbers, bools, nullable strings, a categorical of numbers) as
+    # text, as the same AnnData in memory gives it (sources.var_field)
     from anndata.io import read_elem
 
     try:
@@ -107,7 +120,8 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
     obs_index, var_index = h5ad_index(f.get("obs")), h5ad_index(var)
     x = f[x_path]
     encoding = text_attr(x, "encoding-type")
-    if obs_index is None or var_index is None or encoding not in ("csr_matrix", "csc_matrix", "array"):
+    if (obs_index is None or var_index is None or encoding not in ("csr_matrix", "csc_matrix", "array")
+            or not _is_text(f["obs"], obs_index)):  # cell names read by anndata (a categorical index, say)
         return None
     if encoding == "array":
         dense = checked_dataset(f, x_path, what, "biuf", ndim=2)

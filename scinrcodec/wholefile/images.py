@@ -63,9 +63,11 @@ def _writable(value) -> bool:
     return True
 
 
-def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | None = None) -> None:
-    """A dataframe less its dropped columns, and less the names a matrix holds (frame_names); a
-    failure names the column anndata cannot write."""
+def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | None = None, *,
+                as_stored: bool = False) -> None:
+    """A dataframe less its dropped columns, and less the names a matrix holds (frame_names), its
+    string columns as write_h5ad stores them unless `as_stored` (a frame read from an .h5ad is kept as
+    the file holds it); a failure names the column anndata cannot write."""
     from anndata.io import write_elem
 
     from ..io.frame_names import strip
@@ -74,12 +76,24 @@ def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | N
         frame = frame.iloc[:, :0]  # the index stays: it names the cells or genes
     else:
         frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
-    frame = _strings_as_categoricals(strip(frame, names))
+    _check_index_name(frame, path)
+    frame = strip(frame, names)
+    frame = frame if as_stored else _strings_as_categoricals(frame)
     try:
         write_elem(group, key, frame)
     except Exception as exc:  # anndata raises many types for objects it cannot write
         bad = next((c for c in frame.columns if not _writable(frame[[c]])), None)
         raise _unstorable(path if bad is None else f"{path}/{bad}", frame if bad is None else frame[bad], exc) from exc
+
+
+def _check_index_name(frame, path: str) -> None:
+    """Refuse, as write_h5ad does, an index named as a column of other values: anndata's reader would
+    give the frame back and its writer refuse it (the names are stored apart, so the refusal came
+    only when the file was decoded)."""
+    name = frame.index.name
+    if name is not None and frame.columns.is_unique and name in frame.columns and not (frame.index == frame[name]).all():
+        raise InvalidInputError(f"{path}: its index is named {name!r}, as a column of other values is, which "
+                                "anndata cannot store; rename the index or the column")
 
 
 def _strings_as_categoricals(frame):

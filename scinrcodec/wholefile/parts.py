@@ -81,6 +81,8 @@ def disk_format(obj) -> str | None:
 class MemoryParts:
     """The parts of an in-memory AnnData, by element path ('obs', 'layers/counts', 'raw/var')."""
 
+    frames_as_stored = False  # its string columns are stored as write_h5ad stores them (categoricals)
+
     def __init__(self, adata, what: str) -> None:
         if adata.isbacked:
             raise InvalidInputError(f"{what}: a backed AnnData; encode its file ({adata.filename}) instead")
@@ -124,6 +126,8 @@ class MemoryParts:
 class FileParts:
     """The parts of an .h5ad file (anndata >= 0.8 layout), each read only when asked for; count
     matrices are streamed by the readers."""
+
+    frames_as_stored = True  # its frames are kept as the file holds them (a string column stays one)
 
     def __init__(self, path: Path, f) -> None:
         self.file, self.path, self.what = f, path, str(path)
@@ -172,12 +176,17 @@ class FileParts:
 
 
 def _frame_length(f, name: str) -> int:
+    """Rows of an .h5ad dataframe: its index's length (a dataset, or an encoded array such as a
+    categorical or nullable-string index, whose codes or values give it)."""
     import h5py
 
     index = h5ad_index(f.get(name))
-    if index is None or not isinstance(f[name][index], h5py.Dataset):
+    obj = None if index is None else f[name][index]
+    if isinstance(obj, h5py.Group):
+        obj = obj.get("codes", obj.get("values"))
+    if not isinstance(obj, h5py.Dataset) or obj.ndim != 1:
         raise InvalidInputError(f"{f.filename}: {name} is not an anndata dataframe with an index")
-    return len(f[name][index])
+    return len(obj)
 
 
 

@@ -85,7 +85,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
     def fill(f, part: str) -> None:
         """Write part `part` of the AnnData (less what is dropped or coded as a matrix) into f."""
         if part in FRAMES:
-            write_frame(f, part, parts.value(part), part, drops, names_in.get(part))
+            write_frame(f, part, parts.value(part), part, drops, names_in.get(part), as_stored=parts.frames_as_stored)
         elif part == "uns":
             write_tree(f, "uns", parts.value("uns"), "uns", drops)
         elif part == "X":
@@ -94,7 +94,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
             group = f.create_group("raw")
             if "raw/X" in elements.get("raw", []):
                 write_element(group, "X", parts.value("raw/X"), "raw/X")
-            write_frame(group, "var", parts.value("raw/var"), "raw/var", drops)
+            write_frame(group, "var", parts.value("raw/var"), "raw/var", drops, as_stored=parts.frames_as_stored)
             if parts.has("raw/varm") and not drops.take("raw/varm"):
                 write_tree(group, "varm", parts.value("raw/varm"), "raw/varm", drops)
         else:
