@@ -9,12 +9,14 @@ silently with status 141, as a process killed by SIGPIPE would.
 """
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import os
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,8 +59,10 @@ def _client(args: argparse.Namespace):
 
 def _summary(output, result: dict, seconds: float) -> str:
     per_nonzero = f", {result['bytes'] * 8 / result['nnz']:.2f} bits per nonzero" if result["nnz"] else ""
+    matrices = len(result.get("matrices") or ())  # nnz is every count matrix's, the shape the AnnData's
+    where = f" in its {matrices} count matrices" if matrices > 1 else ""
     line = (f"wrote {output}: {result['bytes']:,} bytes{per_nonzero} ({counted(result['shape'][0], 'gene')} x "
-            f"{counted(result['shape'][1], 'cell')}, {counted(result['nnz'], 'nonzero')}) in "
+            f"{counted(result['shape'][1], 'cell')}, {counted(result['nnz'], 'nonzero')}{where}) in "
             f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
     if result.get("matrices"):
         line += f"\nmatrices: {', '.join(result['matrices'])}"
@@ -268,6 +272,14 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
                                                      "e.g. anon=true or endpoint_url=http://127.0.0.1:9000")
 
 
+def _path(text: str) -> str:
+    """A file or folder argument: '-' is refused (sinr reads and writes files, which it seeks in and
+    renames into place, not standard input or output; it had made a file or folder named '-')."""
+    if text == "-":
+        raise argparse.ArgumentTypeError("'-' (standard input or output) is not supported: name a file")
+    return text
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -315,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     default = EncodeOptions.defaults()
     enc = commands.add_parser("encode", help=f"encode a matrix ({INPUT_LABELS}) into .sinr")
-    enc.add_argument("input")
-    enc.add_argument("output")
+    enc.add_argument("input", type=_path)
+    enc.add_argument("output", type=_path)
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
     enc.add_argument("--layer", help=f"for {LAYERED_LABELS} input, the count matrix opened by default (with "
                                      "--matrix-only, the only one stored): a layer name, or 'raw' for adata.raw")
@@ -333,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")
     enc.add_argument("--scheduler", metavar="ADDRESS",
                      help="encode chunks on a Dask cluster (its scheduler's address); the file is the same")
-    enc.add_argument("--siren", choices=[c for c in SIREN_CHOICES if c != "force"], default=default["siren"],
-                     help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
-    enc.add_argument("--no-siren", action="store_true", help="same as --siren never")
+    siren = enc.add_mutually_exclusive_group()
+    siren.add_argument("--siren", choices=[c for c in SIREN_CHOICES if c != "force"], default=default["siren"],
+                       help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
+    siren.add_argument("--no-siren", action="store_true", help="same as --siren never")
     enc.add_argument("--jobs", type=_positive, help="threads (default: all cores); the file is the same for any")
     enc.add_argument("--chunk-cells", type=_positive, default=default["chunk_cells"],
                      help=f"cells per independently coded chunk (default: {DEFAULT_CHUNK_CELLS:,}, or the multiple of it "
@@ -358,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.set_defaults(run=_encode)
 
     app = commands.add_parser("append", help="add the cells of another matrix with the same genes, as new chunks")
-    app.add_argument("file", help="the .sinr file to extend (replaced atomically)")
-    app.add_argument("new_input", help=f"a matrix ({INPUT_LABELS}) with the same genes")
+    app.add_argument("file", type=_path, help="the .sinr file to extend (replaced atomically)")
+    app.add_argument("new_input", type=_path, help=f"a matrix ({INPUT_LABELS}) with the same genes")
     app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
     app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
     app.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
@@ -367,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.set_defaults(run=_append)
 
     cat = commands.add_parser("concat", help="the cells of several .sinr files in one new file (as anndata.concat)")
-    cat.add_argument("inputs", nargs="+", help="two or more .sinr files")
-    cat.add_argument("-o", "--output", required=True, help="the new .sinr file")
+    cat.add_argument("inputs", nargs="+", type=_path, help="two or more .sinr files")
+    cat.add_argument("-o", "--output", required=True, type=_path, help="the new .sinr file")
     cat.add_argument("--join", choices=["inner", "outer"], default="inner",
                      help="genes every file holds (inner, default) or all genes, zeros where a file lacks one")
     cat.add_argument("--label", help="an obs column naming each cell's file by its key (makes a whole AnnData)")
@@ -389,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat.set_defaults(run=_concat)
 
     sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
-    sub.add_argument("input")
-    sub.add_argument("-o", "--output", required=True, help="the new .sinr file")
+    sub.add_argument("input", type=_path)
+    sub.add_argument("-o", "--output", required=True, type=_path, help="the new .sinr file")
     sub.add_argument("--cells", metavar="LIST", help="cell names (or #N indices), comma-separated, or @FILE with one "
                                                      "a line")
     sub.add_argument("--genes", metavar="LIST", help="gene names or ids (or #N indices), comma-separated, or @FILE "
@@ -401,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_subset)
 
     dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
-    dec.add_argument("input")
-    dec.add_argument("output")
+    dec.add_argument("input", type=_path)
+    dec.add_argument("output", type=_path)
     _run_options(dec, quiet=False)
     dec.add_argument("--compression", choices=COMPRESSIONS, default="auto",
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
@@ -414,18 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     dec.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")
-    info.add_argument("input")
+    info.add_argument("input", type=_path)
     _remote_options(info)
     info.set_defaults(run=_info)
 
     verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
-    verify.add_argument("input")
+    verify.add_argument("input", type=_path)
     verify.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
     _remote_options(verify)
     verify.set_defaults(run=_verify)
 
     get = commands.add_parser("get", help="print one entry, by name or index (#N forces an index)")
-    get.add_argument("input")
+    get.add_argument("input", type=_path)
     get.add_argument("gene")
     get.add_argument("cell")
     _matrix_option(get, "read it (default: the file's default matrix)")
@@ -453,13 +466,20 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `sinr` with argv (default: the process's): 0 on success, else one error line on stderr and the exit
-    status the module docstring gives."""
+    status the module docstring gives. Without argv the call is the `sinr` command, and the process ends
+    after it: once the command is done, SIGINT and SIGTERM are ignored, so that one arriving as the
+    process exits cannot turn a finished command into exit 130 (a pipeline would then run it again and
+    find its output there); with argv (a caller's own process) the handlers are put back."""
     parser = build_parser()
     args = parser.parse_args(argv)
     interrupted.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _raising_interrupts(sys.unraisablehook)
+    settle = argv is None
     try:
         args.run(args)
+        if settle:
+            _ignore_signals()
         if sys.stdout is not None:  # None: started with stdout closed (`sinr info f >&-`), where print() writes nothing
             sys.stdout.flush()
     except SinrError as exc:
@@ -480,10 +500,39 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        sys.unraisablehook = previous_hook
+        if settle:
+            _ignore_signals()
+        else:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
     return 0
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+_REINTERRUPT_SECONDS = 0.05  # what a discarded interrupt waits before it is raised again
+
+
+def _raising_interrupts(previous):
+    """sys.unraisablehook for a command: a KeyboardInterrupt raised where Python discards exceptions
+    (h5py's weakref callbacks) is raised again in the command, not printed as 'Exception ignored' with
+    a traceback; anything else goes to the hook that was there."""
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # _interrupt again, once this callback is left (called here, or while a thread starts,
+            # it would raise in it again)
+            timer = threading.Timer(_REINTERRUPT_SECONDS, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            return
+        previous(unraisable)
+
+    return hook
 
 
 if __name__ == "__main__":

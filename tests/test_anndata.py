@@ -635,3 +635,16 @@ def test_gene_ids_missing_for_some_genes_are_never_the_text_nan(tmp_path):
         with sinr.open(tmp_path / "whole.sinr") as m:
             assert m.gene_ids is None and m.feature_types is None and m.gene_names == list("ABCD")
     assert not (tmp_path / "alone.sinr").exists()
+
+
+def test_the_cli_summary_says_its_nonzeros_are_every_count_matrix(rich_h5ad, tmp_path, capsys):
+    """An AnnData of several count matrices: the summary's nonzeros are all of theirs (the file's bits
+    per nonzero count them all), said so beside the AnnData's shape, which is X's alone."""
+    from scinrcodec.cli import main
+
+    assert main(["encode", str(rich_h5ad), str(tmp_path / "r.sinr"), "--no-siren", "--quiet"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    with sinr.open(tmp_path / "r.sinr") as m:
+        names = m.matrix_names
+        total = sum(sinr.open(tmp_path / "r.sinr", matrix=n).nnz for n in names)
+    assert len(names) > 1 and f"{total:,} nonzeros in its {len(names)} count matrices)" in line, line

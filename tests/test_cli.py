@@ -144,6 +144,9 @@ def _bad_inputs(folder: Path, encoded: Path) -> dict[str, Path]:
     paths["oob.npz"] = folder / "oob.npz"
     (folder / "garbage.h5ad").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     paths["garbage.h5ad"] = folder / "garbage.h5ad"
+    with h5py.File(folder / "loom.h5", "w") as f:  # a .loom file's layout: /matrix a dense dataset
+        f["matrix"] = np.eye(3)
+    paths["loom.h5"] = folder / "loom.h5"
     blob = encoded.read_bytes()
     for name, content in (("corrupt.sinr", blob[:-100] + bytes(b ^ 0xFF for b in blob[-100:])),
                           ("truncated.sinr", blob[: len(blob) // 2]),
@@ -181,6 +184,7 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["encode", bad["shape.h5"], out / "a.sinr"], "gene index lies outside 0..1"),
         (["encode", bad["oob.npz"], out / "a.sinr"], "gene index lies outside 0..2"),
         (["encode", bad["garbage.h5ad"], out / "a.sinr"], "unreadable"),
+        (["encode", bad["loom.h5"], out / "a.sinr"], "not a 10x HDF5 file (its 'matrix' is a dataset"),
         (["encode", tmp_path / "nothing", out / "a.sinr"], "no such file"),
         (["encode", SOURCE, out / "exists.sinr", "--no-siren"], "--force"),
         (["encode", SOURCE, out / "folder.sinr", "--force"], "is an existing folder"),
@@ -419,6 +423,62 @@ def test_an_interrupt_python_discards_still_keeps_the_output_out(tmp_path, encod
     assert not atomic.interrupted.is_set() and not (tmp_path / "slow.sinr").exists()
     sinr.decode(encoded, tmp_path / "after.h5ad")  # an interrupted main() stops no later write of its process
     assert (tmp_path / "after.h5ad").exists()
+
+
+def test_an_interrupt_python_discards_stops_the_command_without_a_traceback(tmp_path, encoded, capsys, monkeypatch):
+    """A KeyboardInterrupt raised where Python discards it (a __del__ or weakref callback, as h5py's
+    during a decode to .h5ad) had been printed as 'Exception ignored ... Traceback' while the command
+    went on: it is raised again in the command, which stops with one line and exit 130."""
+    from scinrcodec import cli
+    from scinrcodec.wholefile import output
+
+    class Dropped:
+        def __del__(self):
+            cli._interrupt(signal.SIGINT, None)
+
+    real, went_on = output.write_decoded, []
+
+    def write_decoded(*args, **kwargs):
+        Dropped()  # collected at once: its KeyboardInterrupt goes to sys.unraisablehook
+        time.sleep(0.5)  # where the interrupt raised again lands
+        went_on.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(output, "write_decoded", write_decoded)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # Python's own (pytest's keeps quiet)
+    hook = sys.unraisablehook
+    assert main(["decode", str(encoded), str(tmp_path / "out.h5ad")]) == 130 and not went_on
+    err = capsys.readouterr().err
+    assert err.strip() == "sinr: interrupted" and not (tmp_path / "out.h5ad").exists()
+    assert sys.unraisablehook is hook and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_command_ignores_a_signal_once_it_is_done(tmp_path, encoded, monkeypatch):
+    """Run as the `sinr` command (no argv), a finished command ignores SIGINT and SIGTERM: one arriving
+    as the process exits had turned a complete output into exit 130 and no message; called with argv
+    (in a caller's process), main() puts the handlers back."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(sys, "argv", ["sinr", "info", str(encoded)])
+    try:
+        assert main() == 0
+        assert all(signal.getsignal(sig) is signal.SIG_IGN for sig in previous)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert main(["info", str(encoded)]) == 0 and signal.getsignal(signal.SIGINT) is previous[signal.SIGINT]
+
+
+def test_a_dash_is_refused_as_a_path(tmp_path, encoded):
+    """'-' is neither read as standard input nor written as a file or folder named '-'."""
+    for args in (["decode", encoded, "-"], ["encode", SOURCE, "-"], ["info", "-"], ["subset", encoded, "-o", "-"]):
+        result = sinr_cli(*args, cwd=tmp_path)
+        assert_one_error_line(result, "'-' (standard input or output) is not supported")
+        assert not (tmp_path / "-").exists()
+
+
+def test_siren_options_that_contradict_are_refused(tmp_path):
+    assert_one_error_line(sinr_cli("encode", SOURCE, tmp_path / "x.sinr", "--siren", "always", "--no-siren"),
+                          "not allowed with argument")
 
 
 @pytest.mark.parametrize("umask", [0o027, 0o002])

@@ -27,6 +27,9 @@ def read_10x_h5(path: Path) -> CompressedH5Source:
     what = str(path)
     with h5_errors(what), open_h5(path) as f:
         if "matrix" in f:
+            if not isinstance(f["matrix"], h5py.Group):  # a .loom file's /matrix is a dataset
+                raise InvalidInputError(f"{path}: not a 10x HDF5 file (its 'matrix' is a dataset, not Cell Ranger's "
+                                        "group; .loom files are not read)")
             group, features = "matrix", f["matrix"].get("features")
             ids, names, types = "id", "name", "feature_type"
         else:
