@@ -142,7 +142,7 @@ def test_submatrix_indexing(tmp_path, pbmc):
             assert got.shape == expected.shape
             assert np.array_equal(got.toarray(), expected)
         for bad in ((n_genes, 0), (0, [n_cells + 5]), (slice(None, None, 0), 0), (np.zeros((2, 2), int), 0),
-                    (np.True_, 2), (np.float64(2), 0), (1.0, 2), (None, 0), (..., 3), (b"x", 0), (slice(1.5, 3), 0)):
+                    (np.True_, 2), (np.float64(2), 0), (1.0, 2), (None, 0), (..., ..., 3), (b"x", 0), (slice(1.5, 3), 0)):
             with pytest.raises(sinr.SinrIndexError):  # each a typed error, never numpy's or Python's own
                 f[bad]
         with pytest.raises(sinr.SinrIndexError, match="integer start and stop"):
