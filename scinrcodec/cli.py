@@ -85,7 +85,8 @@ def _encode(args: argparse.Namespace) -> None:
     check_sinr_output(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
     if args.drop and not whole:
-        raise InvalidInputError("--drop applies to a whole .h5ad (not with --matrix-only)")
+        raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5, not with --matrix-only" if args.matrix_only
+                                else f"--drop applies to a whole .h5ad or 10x .h5, not to {args.input}")
     client = _client(args)
     started = time.perf_counter()
     try:

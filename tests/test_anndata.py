@@ -648,3 +648,17 @@ def test_the_cli_summary_says_its_nonzeros_are_every_count_matrix(rich_h5ad, tmp
         names = m.matrix_names
         total = sum(sinr.open(tmp_path / "r.sinr", matrix=n).nnz for n in names)
     assert len(names) > 1 and f"{total:,} nonzeros in its {len(names)} count matrices)" in line, line
+
+
+def test_a_layer_that_is_not_there_says_why(rich_h5ad, tmp_path):
+    """--layer naming a matrix that is absent or dropped says so, not only that it holds no counts;
+    --drop with a matrix-only input names the input."""
+    from conftest import DATA, assert_one_error_line, sinr_cli
+
+    source = DATA / "pbmc4k_v2_soupx_half"
+
+    for extra, why in ((["--layer", "nothing"], "there is no layers/nothing"),
+                       (["--layer", "counts", "--drop", "layers/counts"], "layers/counts is dropped (--drop)")):
+        assert_one_error_line(sinr_cli("encode", rich_h5ad, tmp_path / "x.sinr", *extra), why)
+    assert_one_error_line(sinr_cli("encode", source, tmp_path / "x.sinr", "--drop", "obs"),
+                          f"--drop applies to a whole .h5ad or 10x .h5, not to {source}")

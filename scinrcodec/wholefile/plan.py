@@ -67,7 +67,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
     has_raw = parts.has("raw") and not drops.take("raw")
     if has_raw:
         place("raw/X", "raw")
-    primary = _primary(matrices, layer, parts.what)
+    primary = _primary(matrices, layer, parts, drops)
     matrices.sort(key=lambda m: m.element != primary)
     if not matrices:
         raise InvalidInputError(f"{parts.what}: holds no count matrix (X, a layer or raw.X of whole numbers from 0 "
@@ -135,13 +135,26 @@ def _kept_columns(frame, path: str, drops: Drops):
     return frame.drop(columns=[c for c in frame.columns if f"{path}/{c}" in drops.names])
 
 
-def _primary(matrices: list[PlannedMatrix], layer: str | None, what: str) -> str | None:
+def _why_not(element: str, drops: Drops, parts) -> str:
+    """Why an element asked for by --layer is not among the count matrices, where it is not that it
+    holds no counts: it is dropped, or absent."""
+    if element in drops.names or element.split("/")[0] in drops.names:
+        return f"; {element} is dropped (--drop)"
+    if element in ("X", "raw/X"):
+        present = parts.has(element.split("/")[0])
+    else:
+        present = element[len("layers/"):] in parts.keys("layers")
+    return "" if present else f"; there is no {element}"
+
+
+def _primary(matrices: list[PlannedMatrix], layer: str | None, parts, drops: Drops) -> str | None:
     """The matrix a reader opens by default: the one asked for, else X, else a counts layer."""
     names = [m.element for m in matrices]
     if layer is not None:
         wanted = "raw/X" if layer == "raw" else layer if layer == "X" else f"layers/{layer}"
         if wanted not in names:
-            raise InvalidInputError(f"{what}: {wanted} is not a count matrix here (count matrices: {names})")
+            raise InvalidInputError(f"{parts.what}: {wanted} is not a count matrix here (count matrices: {names}"
+                                    f"{_why_not(wanted, drops, parts)})")
         return wanted
     for name in ("X", "layers/counts", "layers/raw_counts", "raw/X"):
         if name in names:
