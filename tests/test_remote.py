@@ -112,6 +112,13 @@ def test_http_reads_are_exact(nginx, files, small_reads):
 
 
 @needs_nginx
+def test_an_option_the_filesystem_does_not_take_is_named(nginx):
+    """fsspec hands options it does not know to its HTTP client, which refused them at each request:
+    'request failed (TypeError: ...)' is now the option named, as the user's error it is."""
+    with pytest.raises(sinr.InvalidInputError, match="storage option 'foo' is not one http:// takes"):
+        sinr.open(f"{nginx.url}/pbmc.sinr", storage_options={"foo": 1})
+
+
 def test_http_round_trips_are_few_and_counted(nginx, files, small_reads):
     """open, one entry, one gene, one cell, genes over every cell: each in a few batches of
     concurrent ranged requests, as nginx's access log counts them; warm reads send none."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import queue
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -88,10 +89,14 @@ def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGE
     return [(a, b) for a, b in merged]
 
 
-class _Failure(Exception):
-    """A classified failure of one request: the RemoteError to raise, and whether a retry may help."""
+_UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '([^']+)'")
 
-    def __init__(self, error: RemoteError, transient: bool) -> None:
+
+class _Failure(Exception):
+    """A classified failure of one request: the error to raise (a RemoteError, or InvalidInputError for
+    an option the filesystem does not take), and whether a retry may help."""
+
+    def __init__(self, error: RemoteError | InvalidInputError, transient: bool) -> None:
         super().__init__(str(error))
         self.error, self.transient = error, transient
 
@@ -584,6 +589,10 @@ class RemoteSource(ByteSource):
                 status = status or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             seen = seen.__cause__ or seen.__context__
         what = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        unknown = _UNKNOWN_OPTION.search(str(exc)) if isinstance(exc, TypeError) else None
+        if unknown:  # fsspec hands options it does not know to the client, which refuses them per request
+            return _Failure(InvalidInputError(f"{self.name}: storage option {unknown.group(1)!r} is not one "
+                                              f"{self.name.split('://')[0]}:// takes (--storage-option)"), False)
         if isinstance(exc, FileNotFoundError) or status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
             return _Failure(RemoteNotFoundError(f"{self.name}: no such object"), False)
         if isinstance(exc, PermissionError) or status in (401, 403) or code == "AccessDenied":
