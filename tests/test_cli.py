@@ -545,3 +545,23 @@ def test_write_matrix_api_round_trip(tmp_path, pbmc):
     assert main(["encode", str(tmp_path / "in.h5"), str(tmp_path / "x.sinr"), "--quiet", "--no-siren"]) == 0
     with sinr.open(tmp_path / "x.sinr") as f:
         assert f.cell_names == pbmc.cell_names(0, 80) and (f.to_scipy() != pbmc.matrix()).nnz == 0
+
+
+def test_an_encodes_progress_counts_each_pass_on_its_own(tmp_path, pbmc, monkeypatch):
+    """The bar counts pass 1 (counting) and pass 2 (coding) each from 0 to the nonzeros, so that its
+    rate is nonzeros per second as the summary's is (it had counted both passes as one total, twice
+    the nonzeros, and shown twice the rate)."""
+    from scinrcodec.progress import Progress
+
+    passes = []
+    monkeypatch.setattr(Progress, "begin", lambda self, step, total: passes.append([step, total, 0]))
+    monkeypatch.setattr(Progress, "update", lambda self, n: passes[-1].__setitem__(2, passes[-1][2] + n))
+    sinr.encode(pbmc, tmp_path / "x.sinr", siren="never", progress=True)
+    nnz = sinr.open(tmp_path / "x.sinr").nnz
+    assert passes == [["pass 1 of 2, counting", nnz, nnz], ["pass 2 of 2, coding", nnz, nnz]]
+    monkeypatch.undo()
+    bar = Progress(True, 10, "encoding", "nonzeros")
+    bar.update(10)
+    bar.begin("pass 2 of 2, coding", 10)
+    assert (bar.bar.n, bar.bar.total, bar.bar.desc.rstrip(": ")) == (0, 10, "encoding (pass 2 of 2, coding)")
+    bar.close()

@@ -124,10 +124,11 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
     index = matrix.index
     options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress,
                                           format_version=matrix.version[0])
-    passes = 2 if statistics is None else 1
-    bar = Progress(progress, passes * new.nnz if new.nnz is not None else None, "appending", "nonzeros")
+    bar = Progress(progress, new.nnz, "appending", "nonzeros")
     try:
         order, _, _, terms = index.genes()
+        if statistics is None:
+            bar.begin("pass 1 of 2, counting", new.nnz)
         gene_nnz, deviation = gene_statistics(new, options, bar) if statistics is None else \
             statistics(order, options.chunk_cells)
         fresh = np.setdiff1d(np.flatnonzero(gene_nnz), order)
@@ -144,7 +145,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
         band_rows = _band_rows(matrix, fresh_bands + order.size)
         context = FileContext(rank, gene_of_row, gene_terms, band_rows, index.stages["row-bands"].tile_nnz, options)
         if statistics is None:
-            bar.set_total(2 * int(gene_nnz.sum()))
+            bar.begin("pass 2 of 2, coding", int(gene_nnz.sum()))
         body_end = matrix.body_end
         with open(tmp, "r+b") as stream:
             _copy_prefix(matrix.byte_source, stream, body_end, index)

@@ -200,11 +200,12 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
                  progress: Progress | None = None, client=None) -> dict:
     """Encode one matrix into an open container; return its footer entry."""
     progress = progress or Progress(False, None, "", "")
+    progress.begin("pass 1 of 2, counting", source.nnz)
     gene_nnz, deviation = gene_statistics(source, options, progress)
     options = options.chunked(int(gene_nnz.sum()), source.shape[1])
     context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
-    progress.set_total(2 * nnz)
+    progress.begin("pass 2 of 2, coding", nnz)
     # The gene sections, known before any chunk, packed each as a task of its own while the last
     # chunks encode, not after them (the names of 33,694 genes take 0.13 s at their zstd level)
     gene_sections = [(f"names.{field}", values) for field, values in
@@ -270,7 +271,7 @@ def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions
     """Encode `source` as the one matrix of a file written to a binary stream; return its size and
     statistics."""
     nnz_hint = source.nnz
-    progress = Progress(options.progress, 2 * nnz_hint if nnz_hint is not None else None, "encoding", "nonzeros")
+    progress = Progress(options.progress, nnz_hint, "encoding", "nonzeros")
     try:
         writer = ContainerWriter(stream, version=write_version(options.format_version))
         matrix = write_matrix(writer, source, options, progress=progress, client=client)

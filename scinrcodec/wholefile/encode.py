@@ -102,8 +102,7 @@ def write_plan(plan: Plan, output: str | os.PathLike, opts: EncodeOptions, *, fo
         for item, entry in zip(plan.matrices, plan.contents["matrices"]):
             matrix_source = item.open()
             copied = isinstance(matrix_source, CopiedSegments)  # one pass over its chunks, not two
-            progress = Progress(opts.progress, (1 if copied else 2) * matrix_source.nnz
-                                if matrix_source.nnz is not None else None,
+            progress = Progress(opts.progress, matrix_source.nnz,
                                 f"{'copying' if copied else 'encoding'} {item.element}", "nonzeros")
             try:
                 matrices.append(matrix_source.write_into(writer, progress, name=entry["matrix"]) if copied else
