@@ -158,7 +158,7 @@ def _concat(args: argparse.Namespace) -> None:
     result = concat(args.inputs, args.output, join=args.join, label=args.label, keys=keys,
                     index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
                     jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(), format_version=args.format_version,
-                    recode=args.recode, storage_options=args.storage_options)
+                    recode=args.recode, drop=args.drop, storage_options=args.storage_options)
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "files of one matrix keep each gene's id and feature type, from the files that hold it)")
     cat.add_argument("--uns-merge", choices=MERGE_RULES,
                      help="anndata's rule for uns of whole AnnData files (default: dropped)")
+    cat.add_argument("--drop", action="append", default=[], metavar="NAME",
+                     help="leave out a part of the combined AnnData (e.g. var/column, uns/key); repeatable")
     cat.add_argument("--recode", action="store_true",
                      help="code every cell again (one gene order, bands sized for the whole: faster gene reads) "
                           "instead of copying each file's chunks into a segment")

@@ -496,3 +496,42 @@ def test_every_sinr_writer_refuses_another_formats_name_a_url_and_what_is_not_a_
         sinr.decode(source, "s3://bucket/x.h5ad")
     with pytest.raises(sinr.InvalidInputError, match="append rewrites a local file"):
         sinr.append("https://host/x.sinr", counts)
+
+
+def test_concat_drops_what_its_merge_makes_that_anndata_cannot_store(rich, tmp_path):
+    """A var column that merge='first' over an outer join makes of bools and strings cannot be stored:
+    the error names the drop that leaves it out, which concat now takes (it had named an option
+    concat did not have); a drop is refused where the files hold one matrix each."""
+    small = rich[0][:20, :30].copy()
+    a, b = small[:10, :20].copy(), small[10:, 10:].copy()
+    a.var["hv"], b.var["hv"] = np.ones(a.n_vars, bool), ["x"] * b.n_vars
+    a.var, b.var = a.var[["hv"]], b.var[["hv"]]
+    b.obs_names = [f"{n}-b" for n in b.obs_names]
+    sinr.write_sinr(a, tmp_path / "a.sinr", **FAST)
+    sinr.write_sinr(b, tmp_path / "b.sinr", **FAST)
+    files = [tmp_path / "a.sinr", tmp_path / "b.sinr"]
+    with pytest.raises(sinr.InvalidInputError, match=r"var/hv: anndata cannot store .*--drop var/hv"):
+        sinr.concat(files, tmp_path / "ab.sinr", join="outer", merge="first")
+    sinr.concat(files, tmp_path / "ab.sinr", join="outer", merge="first", drop=["var/hv"])
+    assert "hv" not in sinr.read_sinr(tmp_path / "ab.sinr").var.columns
+    from conftest import assert_one_error_line, sinr_cli
+
+    result = sinr_cli("concat", *files, "-o", tmp_path / "cli.sinr", "--join", "outer", "--merge", "first",
+                      "--drop", "var/hv")
+    assert result.returncode == 0, result.stderr
+    sinr.encode(DATA / "pbmc500_cellranger.h5", tmp_path / "p.sinr", **FAST)
+    assert_one_error_line(sinr_cli("concat", tmp_path / "p.sinr", tmp_path / "p.sinr", "-o", tmp_path / "pp.sinr",
+                                   "--index-unique", "-", "--drop", "obs/x"), "hold one count matrix each")
+
+
+def test_a_backed_anndata_and_a_view_of_one_are_refused_saying_what_to_do(rich, tmp_path):
+    """A view of a backed AnnData holds some of its file's cells: encoding the file (what the message
+    had said) would store them all; it is told to load the view first."""
+    rich[0].write_h5ad(tmp_path / "r.h5ad")
+    backed = anndata.read_h5ad(tmp_path / "r.h5ad", backed="r")
+    with pytest.raises(sinr.InvalidInputError, match=r"a backed AnnData; encode its file .*r\.h5ad"):
+        sinr.write_sinr(backed, tmp_path / "b.sinr", **FAST)
+    with pytest.raises(sinr.InvalidInputError, match=r"a view of a backed AnnData; load it first \(adata.to_memory"):
+        sinr.write_sinr(backed[:5], tmp_path / "v.sinr", **FAST)
+    sinr.write_sinr(backed[:5].to_memory(), tmp_path / "v.sinr", **FAST)
+    assert sinr.read_sinr(tmp_path / "v.sinr").n_obs == 5

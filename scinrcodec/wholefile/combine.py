@@ -95,7 +95,7 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
            join: str = "inner", label: str | None = None, keys: Sequence[str] | None = None,
            index_unique: str | None = None, merge: str | None = None, uns_merge: str | None = None,
            force: bool = False, jobs: int | None = None, progress: bool = False, format_version: int = DEFAULT_MAJOR,
-           recode: bool = False, storage_options: dict | None = None) -> dict:
+           recode: bool = False, drop: Sequence[str] = (), storage_options: dict | None = None) -> dict:
     """The cells of several .sinr files in one new file (see the module docstring), of format
     `format_version`. `label` adds an obs column naming each cell's file by its key (`keys`,
     default '0', '1', ...) and makes the output a whole AnnData; merge and uns_merge are
@@ -103,9 +103,10 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
     with a label or without, each gene's id, name and feature type from the first file that holds
     it, where anndata would align them by name and drop var's columns). recode=True codes every
     cell again (one gene order, bands sized for the whole) rather than copying each file's chunks
-    into a segment: slower, but gene reads then cost what they cost in a file encoded whole. `inputs` may be a mapping of
-    keys to files, as anndata.concat's is, and URLs (storage_options for fsspec). Returns sizes
-    and names."""
+    into a segment: slower, but gene reads then cost what they cost in a file encoded whole. `drop`
+    leaves parts of the combined AnnData out, as encode_whole's does (a column its merge made that
+    anndata cannot store). `inputs` may be a mapping of keys to files, as anndata.concat's is, and
+    URLs (storage_options for fsspec). Returns sizes and names."""
     if isinstance(inputs, (str, bytes, os.PathLike)):
         raise InvalidInputError(f"concat takes a list of .sinr files, not the one file {str(inputs)!r}")
     if isinstance(inputs, Mapping):
@@ -130,17 +131,20 @@ def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
         if all(_one_matrix(m) for m in matrices):
             layout = _plain_layout(matrices, join, keys, index_unique)
             if label is None and all(_is_plain(m) for m in matrices):
+                if drop:
+                    raise InvalidInputError("drop (--drop) leaves out parts of a combined AnnData, and these files "
+                                            "hold one count matrix each")
                 return _concat_plain(matrices, layout, output, index_unique=index_unique, force=force, jobs=jobs,
                                      progress=progress, format_version=format_version, recode=recode)
             combined, counts = _one_matrix_anndata(matrices, layout, label, keys)
             return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
-                                  progress=progress, format_version=format_version, recode=recode)
+                                  progress=progress, format_version=format_version, recode=recode, drop=drop)
         skeletons = [_skeleton(m) for m in matrices]
         combined = _anndata_concat([s for s, _ in skeletons], [m.source for m in matrices], join=join, label=label,
                                    keys=keys, index_unique=index_unique, merge=merge, uns_merge=uns_merge)
         counts = _combined_counts(combined, skeletons, matrices)
         return _write_anndata(combined, counts, output, matrices[0], force=force, inputs=inputs, jobs=jobs,
-                              progress=progress, format_version=format_version, recode=recode)
+                              progress=progress, format_version=format_version, recode=recode, drop=drop)
     finally:
         for m in matrices:
             m.close()
@@ -420,7 +424,8 @@ def _holds(adata, element: str) -> bool:
 
 
 def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: bool, inputs: list,
-                   jobs: int | None, progress: bool, format_version: int, recode: bool = False) -> dict:
+                   jobs: int | None, progress: bool, format_version: int, recode: bool = False,
+                   drop: Sequence[str] = ()) -> dict:
     """Write an AnnData whose count matrices are streamed from pieces (counts: element -> (pieces,
     dtype, format)) as a whole-AnnData .sinr file; those copyable copied unless `recode`."""
     cell_names = [str(n) for n in adata.obs_names]
@@ -452,5 +457,5 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
 
     inputs_coded = [p.matrix for pieces, _, _ in counts.values() for p in pieces] or [first]
     opts = checked_options(_options(inputs_coded, format_version, jobs, progress))
-    plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=())
+    plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=drop)
     return write_plan(plan, output, opts, force=force, inputs=inputs, feature_minor=SEGMENTS_MINOR if copied else 0)

@@ -84,8 +84,10 @@ class MemoryParts:
     frames_as_stored = False  # its string columns are stored as write_h5ad stores them (categoricals)
 
     def __init__(self, adata, what: str) -> None:
-        if adata.isbacked:
-            raise InvalidInputError(f"{what}: a backed AnnData; encode its file ({adata.filename}) instead")
+        if adata.isbacked:  # a view of one holds only some of its file's cells: encoding the file would not do
+            raise InvalidInputError(f"{what}: a view of a backed AnnData; load it first (adata.to_memory())"
+                                    if adata.is_view else f"{what}: a backed AnnData; encode its file "
+                                    f"({adata.filename}) instead, or load it first (adata.to_memory())")
         self.adata, self.what = adata, what
         self.shape = adata.shape
 
