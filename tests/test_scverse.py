@@ -535,3 +535,9 @@ def test_a_backed_anndata_and_a_view_of_one_are_refused_saying_what_to_do(rich, 
         sinr.write_sinr(backed[:5], tmp_path / "v.sinr", **FAST)
     sinr.write_sinr(backed[:5].to_memory(), tmp_path / "v.sinr", **FAST)
     assert sinr.read_sinr(tmp_path / "v.sinr").n_obs == 5
+
+
+def test_the_matrix_says_its_dtype_and_ndim_as_generic_code_asks(plain):
+    with sinr.open(plain) as m:
+        assert (m.ndim, m.T.ndim) == (2, 2) and m.dtype == m.T.dtype == np.int64
+        assert m[:3, :4].dtype == m.T[:4, :3].dtype == m.gene(0).dtype == m.T.to_scipy().dtype == m.dtype

@@ -34,6 +34,8 @@ from .oriented import CellsByGenes
 from .selection import (all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, two_keys,
                         unique_sorted)
 
+READ_DTYPE = np.dtype(np.int64)  # of the counts reads return unless asked for another (exact for every count)
+
 
 def fits_in_memory(what: str):
     """A read whose result or working memory cannot be allocated raises ResultTooLargeError naming
@@ -123,6 +125,9 @@ class MatrixReader:
     @property
     def nnz(self) -> int:
         return self._index.nnz
+
+    ndim = 2
+    dtype = READ_DTYPE  # what reads return unless a dtype is asked for, as generic code checks X.dtype
 
     @property
     def mode(self) -> str:
@@ -321,9 +326,9 @@ class MatrixReader:
         listed = cells.tolist()
         if cells_major:
             _, indptr, genes, values = core.cells(listed)
-            return sp.csr_matrix((values.astype(np.int64), genes, indptr), shape=(cells.size, self.shape[0]))
+            return sp.csr_matrix((values.astype(READ_DTYPE), genes, indptr), shape=(cells.size, self.shape[0]))
         _, indptr, positions, values = core.cells_by_gene(listed)
-        return sp.csr_matrix((values.astype(np.int64), positions, indptr), shape=(self.shape[0], cells.size))
+        return sp.csr_matrix((values.astype(READ_DTYPE), positions, indptr), shape=(self.shape[0], cells.size))
 
     def _open_core(self):
         if isinstance(self._source, LocalFileSource):
@@ -374,7 +379,7 @@ class MatrixReader:
     @fits_in_memory("reading a gene (dense over cells)")
     def gene(self, key) -> np.ndarray:
         """One gene (row) as a dense 1-D int64 array over cells: one band's tiles in every chunk."""
-        out = np.zeros(self.shape[1], dtype=np.int64)
+        out = np.zeros(self.shape[1], dtype=READ_DTYPE)
         self._gene_into(self._lookup("gene", key), out)
         return out
 
@@ -397,7 +402,7 @@ class MatrixReader:
     def cell(self, key) -> np.ndarray:
         """One cell (column) as a dense 1-D int64 array over genes: one tile per band of its chunk."""
         j = self._lookup("cell", key)
-        out = np.zeros(self.shape[0], dtype=np.int64)
+        out = np.zeros(self.shape[0], dtype=READ_DTYPE)
         core = self._core()
         if core is not None:
             _, _, genes, values = self._core_cells(core, [j])
@@ -463,7 +468,7 @@ class MatrixReader:
         index = self._index
         out_shape = (genes.size, cells.size)
         if genes.size == 0 or cells.size == 0 or index.nnz == 0:
-            return sp.csr_matrix(out_shape, dtype=np.int64)
+            return sp.csr_matrix(out_shape, dtype=READ_DTYPE)
         every_gene = genes.size == index.n_genes and np.array_equal(genes, np.arange(index.n_genes))  # m[:, cells]
         core = self._core() if every_gene else None
         if core is not None:
@@ -529,7 +534,7 @@ class MatrixReader:
     def _genes_by_rows(self, genes: np.ndarray, cells: np.ndarray) -> sp.csr_matrix:
         """A few genes over every cell (m[genes, :], m.T[:, genes]), a gene read each (see
         _by_gene_reads); the cells may come in any order, with repeats."""
-        dense = np.zeros(self.shape[1], dtype=np.int64)
+        dense = np.zeros(self.shape[1], dtype=READ_DTYPE)
         in_order = np.array_equal(cells, np.arange(cells.size))
         indptr, found, values = [0], [], []
         for gene in genes.tolist():
@@ -547,7 +552,7 @@ class MatrixReader:
                              shape=(genes.size, cells.size))
 
     @fits_in_memory("decoding the whole matrix")
-    def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
+    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE) -> sp.spmatrix:
         """The whole matrix, genes x cells, exact: CSR by default, or layout='csc' (cell-major, as
         10x files store it, and faster: no counting pass)."""
         if layout == "csc":
@@ -621,7 +626,7 @@ class MatrixReader:
             return self._moments
 
     @fits_in_memory("decoding a block of cells")
-    def cells_block(self, start: int, stop: int, dtype=np.int64, *, jobs: int | None = None) -> sp.csr_matrix:
+    def cells_block(self, start: int, stop: int, dtype=READ_DTYPE, *, jobs: int | None = None) -> sp.csr_matrix:
         """Cells start..stop-1 as a cells x genes CSR matrix (AnnData's orientation), exact: the
         chunks holding them are decoded whole, checksums verified, on `jobs` threads (default the
         matrix's). The unit of out-of-core work."""
@@ -641,7 +646,7 @@ class MatrixReader:
         return block[start - offset: stop - offset]
 
     @fits_in_memory("decoding a block of chunks")
-    def chunks_block(self, chunks, dtype=np.int64, *, jobs: int | None = None,
+    def chunks_block(self, chunks, dtype=READ_DTYPE, *, jobs: int | None = None,
                      scratch: BlockScratch | None = None, head: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """The cells of these chunks (distinct ids, see chunk_bounds), chunk after chunk in the order
         given, as one cells x genes CSR matrix, exact: what a block-shuffling loader decodes at once.

@@ -21,6 +21,7 @@ class GenesByCells(Protocol):
     n_obs: int
     n_vars: int
     nnz: int
+    dtype: np.dtype
     obs_names: object
     var_names: object
 
@@ -31,7 +32,7 @@ class GenesByCells(Protocol):
     def select(self, genes, cells, *, cells_major: bool = False):
         """m[genes, cells], or its transpose (cells x genes CSR) with cells_major."""
 
-    def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
+    def to_scipy(self, layout: str = "csr", dtype=None) -> sp.spmatrix:
         """The whole matrix, genes x cells."""
 
     def count_nonzero(self, axis: int | None = None):
@@ -67,6 +68,12 @@ class CellsByGenes:
     def nnz(self) -> int:
         return self.T.nnz
 
+    ndim = 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.T.dtype
+
     @property
     def n_obs(self) -> int:
         return self.T.n_obs
@@ -92,10 +99,10 @@ class CellsByGenes:
         cells, genes = two_keys(key, "x[cells, genes]")
         return self.T.select(genes, cells, cells_major=True)
 
-    def to_scipy(self, layout: str = "csr", dtype=np.int64) -> sp.spmatrix:
+    def to_scipy(self, layout: str = "csr", dtype=None) -> sp.spmatrix:
         """The whole matrix, cells x genes, exact: CSR by default (decoded cell-major: the fast way),
-        or layout='csc' (gene-major), as SinrMatrix.to_scipy takes them."""
-        return self.T.to_scipy(_TURNED_LAYOUT.get(layout, layout), dtype=dtype).T
+        or layout='csc' (gene-major), as SinrMatrix.to_scipy takes them (dtype: the matrix's own)."""
+        return self.T.to_scipy(_TURNED_LAYOUT.get(layout, layout), dtype=self.T.dtype if dtype is None else dtype).T
 
     def count_nonzero(self, axis: int | None = None):
         """Nonzeros of each gene (axis=0, over cells, as AnnData's X), each cell (axis=1) or all:
