@@ -139,6 +139,8 @@ def test_replacing_outputs(tmp_path, pbmc):
         write_matrix(tmp_path / "y.h5ad", m, force=True)
     with pytest.raises(sinr.OutputError, match="folder .* does not exist"):
         write_matrix(tmp_path / "missing" / "x.h5", m)
+    with pytest.raises(sinr.OutputError, match="plain is not a folder"):  # it had said it does not exist
+        write_matrix(tmp_path / "plain" / "x.h5", m)
     with pytest.raises(sinr.InvalidInputError, match="unknown output format"):
         write_matrix(tmp_path / "x.xyz", m)
     assert leftovers(tmp_path) == []

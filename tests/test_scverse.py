@@ -210,6 +210,8 @@ def test_keys_read_as_numpy_reads_them(plain):
         for key, match in (((..., ...), "single ellipsis"), ((1, 2, 3), "too many indices")):
             with pytest.raises(sinr.SinrIndexError, match=match):
                 m[key]
+        with pytest.raises(sinr.SinrIndexError, match=f"gene index {m.shape[0] + 4} out of range"):
+            m[[0, m.shape[0] + 4, 1], :]
         for read in (lambda: m.gene(1.0), lambda: m.cell(np.True_), lambda: m.get(0, 2.0)):
             with pytest.raises(IndexError, match="must be an integer index or a name"):
                 read()

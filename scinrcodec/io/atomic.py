@@ -80,7 +80,8 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
             raise OutputError(f"{target}: is an existing file; this output is a folder")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputError(f"{target}: folder {parent} does not exist")
+        raise OutputError(f"{target}: {parent} is not a folder" if parent.exists()
+                          else f"{target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{target}: folder {parent} is not writable")
     return parent

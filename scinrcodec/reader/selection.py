@@ -87,7 +87,8 @@ def as_index(key, n: int, axis: str) -> np.ndarray:
         raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
     array = array.astype(np.int64)
     if array.size and (array.min() < -n or array.max() >= n):
-        raise SinrIndexError(f"{axis} index out of range for {n} {axis}s")
+        bad = int(array[(array < -n) | (array >= n)][0])
+        raise SinrIndexError(f"{axis} index {bad} out of range for {n} {axis}s")
     return np.where(array < 0, array + n, array)
 
 
