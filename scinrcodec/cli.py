@@ -470,19 +470,23 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `sinr` with argv (default: the process's): 0 on success, else one error line on stderr and the exit
     status the module docstring gives. Without argv the call is the `sinr` command, and the process ends
-    after it: once the command is done, SIGINT and SIGTERM are ignored, so that one arriving as the
-    process exits cannot turn a finished command into exit 130 (a pipeline would then run it again and
-    find its output there); with argv (a caller's own process) the handlers are put back."""
+    after it: once the command has run, SIGINT and SIGTERM are ignored, so that one arriving as the
+    process exits does not turn a finished command into exit 130 (a pipeline would then run it again and
+    find its output there); with argv (a caller's own process), or after a failure, the handlers are
+    put back."""
     parser = build_parser()
     args = parser.parse_args(argv)
     interrupted.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    previous_hook, sys.unraisablehook = sys.unraisablehook, _raising_interrupts(sys.unraisablehook)
+    previous_hook, reinterrupt = sys.unraisablehook, _Reinterrupt(sys.unraisablehook)
+    sys.unraisablehook = reinterrupt
     settle = argv is None
+    ran = False
     try:
         args.run(args)
-        if settle:
+        if settle:  # done: a signal from now on must not turn it into a failure
             _ignore_signals()
+        ran = True
         if sys.stdout is not None:  # None: started with stdout closed (`sinr info f >&-`), where print() writes nothing
             sys.stdout.flush()
     except SinrError as exc:
@@ -503,10 +507,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
+        reinterrupt.cancel()  # an interrupt raised again must not land in the caller's code
         sys.unraisablehook = previous_hook
-        if settle:
-            _ignore_signals()
-        else:
+        if not (settle and ran):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
@@ -518,24 +521,28 @@ def _ignore_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-_REINTERRUPT_SECONDS = 0.05  # what a discarded interrupt waits before it is raised again
-
-
-def _raising_interrupts(previous):
+class _Reinterrupt:
     """sys.unraisablehook for a command: a KeyboardInterrupt raised where Python discards exceptions
     (h5py's weakref callbacks) is raised again in the command, not printed as 'Exception ignored' with
     a traceback; anything else goes to the hook that was there."""
-    def hook(unraisable) -> None:
+
+    DELAY_SECONDS = 0.05  # raised at once (in the callback, or while a thread starts) it is discarded again
+
+    def __init__(self, previous) -> None:
+        self.previous, self.timers = previous, []
+
+    def __call__(self, unraisable) -> None:
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            # _interrupt again, once this callback is left (called here, or while a thread starts,
-            # it would raise in it again)
-            timer = threading.Timer(_REINTERRUPT_SECONDS, _thread.interrupt_main)
+            timer = threading.Timer(self.DELAY_SECONDS, _thread.interrupt_main)  # _interrupt, in the main thread
             timer.daemon = True
+            self.timers.append(timer)
             timer.start()
             return
-        previous(unraisable)
+        self.previous(unraisable)
 
-    return hook
+    def cancel(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ class UnsupportedVersionError(FormatError):
 
 
 class SinrIndexError(SinrError, IndexError):
-    """An integer index outside the matrix."""
+    """An index that does not index the matrix: outside it, of a type no axis takes (a float, a
+    bool), or a key of the wrong shape (too many indices, two Ellipses)."""
 
 
 class SinrKeyError(SinrError, KeyError):

@@ -221,6 +221,7 @@ def _nested(depth: int):
     (lambda f: f.update(x_future=_nested(65)), "nested 65 deep"),
     (lambda f: f.update(x_future=msgpack.ExtType(5, b"abc")), "ext type"),
     (lambda f: f["matrices"][0].update(options=msgpack.ExtType(1, b"")), "ext type"),
+    (lambda f: f.update(x_future=[msgpack.Timestamp(1, 0)]), "ext type"),  # ext -1: msgpack decodes it itself
 ])
 def test_footer_values_both_readers_take_or_refuse_alike(tmp_path, edit, refused):
     """Spec §3.5 on a resealed footer: the Python and the C++ reader read a file whose informative keys
@@ -244,8 +245,10 @@ def test_a_repeated_key_is_named(tmp_path):
     from scinrcodec.storage.container import unpack_map
 
     payload = msgpack.Packer().pack_map_pairs([("format", "sinr"), ("format", "sinr")])
-    with pytest.raises(errors.CorruptFileError, match="'format' is not a string or appears twice"):
+    with pytest.raises(errors.CorruptFileError, match="map key 'format' appears twice"):
         unpack_map(payload, what="footer")
+    with pytest.raises(errors.CorruptFileError, match="map key 'xxxx.*'... appears twice"):  # cut at 64 characters
+        unpack_map(msgpack.Packer().pack_map_pairs([("x" * 10**6, 1), ("x" * 10**6, 2)]), what="footer")
 
 
 @pytest.mark.parametrize("name", [n for n in _cases("invalid") if n.startswith("siren_")])

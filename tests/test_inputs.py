@@ -249,6 +249,7 @@ def test_h5ad_columns_anndata_reads_are_read_as_the_anndata_in_memory_is(tmp_pat
     from scinrcodec.io.h5ad import anndata_source
 
     source, expected = read_matrix(tmp_path / "x.h5ad"), anndata_source(anndata.read_h5ad(tmp_path / "x.h5ad"))
+    assert type(source).__name__ == "CompressedH5Source"  # X streamed, never the whole file loaded
     assert (source.gene_ids, source.feature_types) == (expected.gene_ids, expected.feature_types)
     assert same(source.matrix(), pbmc.matrix()) and source.cell_names(0, 3) == expected.cell_names(0, 3)
     sinr.encode_whole(tmp_path / "x.h5ad", tmp_path / "x.sinr", **FAST)

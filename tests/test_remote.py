@@ -119,6 +119,7 @@ def test_an_option_the_filesystem_does_not_take_is_named(nginx):
         sinr.open(f"{nginx.url}/pbmc.sinr", storage_options={"foo": 1})
 
 
+@needs_nginx
 def test_http_round_trips_are_few_and_counted(nginx, files, small_reads):
     """open, one entry, one gene, one cell, genes over every cell: each in a few batches of
     concurrent ranged requests, as nginx's access log counts them; warm reads send none."""

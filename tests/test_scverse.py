@@ -202,7 +202,7 @@ def test_keys_read_as_numpy_reads_them(plain):
     a = sinr.read_sinr(plain, dtype=np.int64)
     x = a.X.T.tocsr()  # genes x cells, as the matrix
     with sinr.open(plain) as m:
-        for key in (3, (3,), (slice(2, 6),), ..., (...,), (..., 4), (4, ...), ([1, 5], ...), (2, ..., 4)):
+        for key in ((), 3, (3,), (slice(2, 6),), ..., (...,), (..., 4), (4, ...), ([1, 5], ...), (2, ..., 4)):
             got, want = m[key], x[key]
             assert np.array_equal(np.asarray(got.toarray() if sp.issparse(got) else got),
                                   np.asarray(want.toarray() if sp.issparse(want) else want)), key
@@ -291,6 +291,9 @@ def test_what_would_not_read_back_or_combine_is_refused_in_one_line(rich, tmp_pa
         assert "\n" not in str(error.value) and not (tmp_path / "slash.sinr").exists()
     a = small.copy()  # an index named as a column of other values: write_h5ad refuses it, so must we
     a.var["gene_ids"], a.var.index.name = [f"G{i}" for i in range(a.n_vars)], "gene_ids"
+    with pytest.raises(sinr.InvalidInputError, match="var: its index is named 'gene_ids', as a column"):
+        sinr.write_sinr(a, tmp_path / "clash.sinr", **FAST)
+    a.var["gene_ids"] = pd.Categorical(a.var_names)  # the same values of another type: anndata refuses it too
     with pytest.raises(sinr.InvalidInputError, match="var: its index is named 'gene_ids', as a column"):
         sinr.write_sinr(a, tmp_path / "clash.sinr", **FAST)
     a.var["gene_ids"] = a.var_names  # the same values: anndata stores it

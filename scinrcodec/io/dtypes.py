@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 
 ANNDATA_DTYPE = np.dtype(np.float32)
+READ_DTYPE = np.dtype(np.int64)  # what a matrix's reads (indexing, gene, cell, to_scipy, cells_block) return
 _EXACT_UP_TO = {np.dtype(np.float32): 2**24}
 
 

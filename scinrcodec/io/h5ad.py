@@ -120,12 +120,11 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
     obs_index, var_index = h5ad_index(f.get("obs")), h5ad_index(var)
     x = f[x_path]
     encoding = text_attr(x, "encoding-type")
-    if (obs_index is None or var_index is None or encoding not in ("csr_matrix", "csc_matrix", "array")
-            or not _is_text(f["obs"], obs_index)):  # cell names read by anndata (a categorical index, say)
+    if obs_index is None or var_index is None or encoding not in ("csr_matrix", "csc_matrix", "array"):
         return None
     if encoding == "array":
         dense = checked_dataset(f, x_path, what, "biuf", ndim=2)
-        n_genes = dense.shape[1]
+        n_cells, n_genes = dense.shape
         if n_genes * dense.dtype.itemsize > DENSE_READ_BYTES:
             raise InvalidInputError(f"{what}: a dense row of {n_genes:,} genes is too large to read; store X as a "
                                     "sparse matrix")
@@ -136,7 +135,12 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
         n_genes, n_cells = check_shape((shape[1], shape[0]), what)
     names, incomplete = _h5ad_fields(var, var_index, n_genes, what)
     spec = path_spec(path, layer=layer)
-    obs_index = f"obs/{obs_index}"
+    if _is_text(f["obs"], obs_index):  # read a block at a time
+        obs_index = f"obs/{obs_index}"
+    else:  # encoded otherwise (a categorical index): read whole, as text, as anndata gives it
+        obs_index = _h5ad_column(f["obs"], obs_index, n_cells, what)
+        if None in obs_index:
+            raise InvalidInputError(f"{what}: obs's index has no value for cell {obs_index.index(None):,}")
     if encoding == "array":
         source = DenseH5Source(f, path, x_path, cell_names=obs_index, spec=spec, description=what, **names)
     elif encoding == "csr_matrix":
@@ -146,7 +150,7 @@ def _h5ad_source(f, path: Path, layer: str | None) -> MatrixSource | None:
         arrays = [checked_dataset(x, name, what, kinds)[:] for name, kinds in (("data", "biuf"), ("indices", "iu"),
                                                                              ("indptr", "iu"))]
         counts = checked_compressed(*arrays, shape=(n_cells, n_genes), by_column=True, what=what).T
-        cells = string_dataset(f, obs_index, n_cells, what)
+        cells = obs_index if isinstance(obs_index, list) else string_dataset(f, obs_index, n_cells, what)
         source = ScipySource(counts, cell_names=cells, description=what, spec=spec, paths=(str(path),), **names)
     source.incomplete = incomplete
     return source

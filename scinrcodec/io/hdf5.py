@@ -67,14 +67,19 @@ def string_dataset(group, name: str, n: int, what: str) -> list[str]:
 
 
 class H5Cells(RandomAccessSource):
-    """Cells of an HDF5 file, with cell names read per block from one string dataset."""
+    """Cells of an HDF5 file, with cell names read per block from one string dataset (or given as a
+    list, where the file encodes them otherwise: an .h5ad's categorical obs index)."""
 
     path: Path
-    _names: str | None = None
+    _names: str | list[str] | None = None
 
-    def _check_cell_names(self, f, names: str | None) -> None:
+    def _check_cell_names(self, f, names: str | list[str] | None) -> None:
         self._names = names
         if names is None:
+            return
+        if isinstance(names, list):
+            if len(names) != self.shape[1]:
+                raise InvalidInputError(f"{self.description}: {len(names):,} cell names for {self.shape[1]:,} cells")
             return
         ds = checked_dataset(f, names, self.description, "S")
         if ds.shape[0] != self.shape[1]:
@@ -91,6 +96,8 @@ class H5Cells(RandomAccessSource):
         if self._names is None:
             return None
         self._check_range(start, stop)
+        if isinstance(self._names, list):
+            return self._names[start:stop]
         with h5_errors(self.description), open_h5(self.path) as f:
             return decode_names(f[self._names][start:stop], f"{self.description} cell names")
 

@@ -152,6 +152,7 @@ def reduce_cells(x, op: str, axis: int | None):
     total = combine(per_block(lambda b, a: b.sum(axis=a)), "sum")
     if op == "sum":
         return total
+
     def average(parts):  # of no entries NaN, as numpy's mean and var give
         return parts / n if n else parts * np.nan
 

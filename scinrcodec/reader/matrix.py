@@ -20,7 +20,7 @@ from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, NotIterableError, ResultTooLargeError,
                       SinrError, SinrIndexError, SinrKeyError, printable)
-from ..io.dtypes import count_dtype
+from ..io.dtypes import READ_DTYPE, count_dtype
 from ..limits import MAX_JOBS, check_allocation, checked_integer
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import GENE_NAME_SECTIONS
@@ -33,8 +33,6 @@ from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, matrix_
 from .oriented import CellsByGenes
 from .selection import (all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, two_keys,
                         unique_sorted)
-
-READ_DTYPE = np.dtype(np.int64)  # of the counts reads return unless asked for another (exact for every count)
 
 
 def fits_in_memory(what: str):
@@ -127,7 +125,7 @@ class MatrixReader:
         return self._index.nnz
 
     ndim = 2
-    dtype = READ_DTYPE  # what reads return unless a dtype is asked for, as generic code checks X.dtype
+    dtype = READ_DTYPE  # what indexing, gene, cell, to_scipy and cells_block return (generic code checks it)
 
     @property
     def mode(self) -> str:

@@ -36,6 +36,8 @@ def two_keys(key, order: str) -> tuple:
     if ellipses:
         at = ellipses[0]
         parts = parts[:at] + (slice(None),) * (3 - len(parts)) + parts[at + 1:]
+    if not parts:  # m[()]: everything, as numpy's x[()]
+        parts = (slice(None), slice(None))
     if len(parts) == 1:
         parts = (parts[0], slice(None))
     if len(parts) != 2:

@@ -168,8 +168,10 @@ def _strict_map(pairs) -> dict:
     """A msgpack map whose keys are all strings, each once (spec §3.5)."""
     out = {}
     for key, value in pairs:
-        if not isinstance(key, str) or key in out:
-            raise ValueError(f"map key {key!r} is not a string or appears twice")
+        if not isinstance(key, str):
+            raise ValueError(f"a map key is a {type(key).__name__}, not a string")
+        if key in out:
+            raise ValueError(f"map key {printable(key[:64])!r}{'...' if len(key) > 64 else ''} appears twice")
         out[key] = value
     return out
 
@@ -178,8 +180,13 @@ def _no_ext(code: int, data: bytes):
     raise ValueError(f"MessagePack ext type {code} (spec §3.5: none may be used)")
 
 
-def _check_depth(root) -> None:
-    """No value deeper than MSGPACK_DEPTH (spec §3.5); iterative, whatever the nesting."""
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def _check_values(root) -> None:
+    """No value deeper than MSGPACK_DEPTH and none but MessagePack's own types (spec §3.5): an ext
+    type msgpack decodes itself (the timestamp, ext -1) never reaches ext_hook. Iterative, whatever
+    the nesting."""
     stack = [(root, 0)]
     while stack:
         value, depth = stack.pop()
@@ -189,6 +196,8 @@ def _check_depth(root) -> None:
             stack.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
+        elif not isinstance(value, _SCALARS):
+            raise ValueError(f"a MessagePack ext type ({type(value).__name__}; spec §3.5: none may be used)")
 
 
 def unpack_map(payload, *, what: str) -> dict:
@@ -197,7 +206,7 @@ def unpack_map(payload, *, what: str) -> dict:
     try:
         value = msgpack.unpackb(bytes(payload), raw=False, strict_map_key=False, object_pairs_hook=_strict_map,
                                 ext_hook=_no_ext)
-        _check_depth(value)
+        _check_values(value)
     except Exception as exc:  # msgpack raises several types on malformed input
         raise CorruptFileError(f"{what} is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
     if not isinstance(value, dict):

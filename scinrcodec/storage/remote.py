@@ -590,9 +590,11 @@ class RemoteSource(ByteSource):
             seen = seen.__cause__ or seen.__context__
         what = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         unknown = _UNKNOWN_OPTION.search(str(exc)) if isinstance(exc, TypeError) else None
-        if unknown:  # fsspec hands options it does not know to the client, which refuses them per request
+        if unknown and unknown.group(1) in self.storage_options:  # fsspec hands options it does not know to
+            # the client, which refuses them at each request (a keyword the user did not give is a library's)
             return _Failure(InvalidInputError(f"{self.name}: storage option {unknown.group(1)!r} is not one "
-                                              f"{self.name.split('://')[0]}:// takes (--storage-option)"), False)
+                                              f"{self.name.split('://')[0]}:// takes (--storage-option, "
+                                              "storage_options=)"), False)
         if isinstance(exc, FileNotFoundError) or status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
             return _Failure(RemoteNotFoundError(f"{self.name}: no such object"), False)
         if isinstance(exc, PermissionError) or status in (401, 403) or code == "AccessDenied":

@@ -90,9 +90,12 @@ def _check_index_name(frame, path: str) -> None:
     """Refuse, as write_h5ad does, an index named as a column of other values: anndata's reader would
     give the frame back and its writer refuse it (the names are stored apart, so the refusal came
     only when the file was decoded)."""
-    name = frame.index.name
-    if name is not None and frame.columns.is_unique and name in frame.columns and not (frame.index == frame[name]).all():
-        raise InvalidInputError(f"{path}: its index is named {name!r}, as a column of other values is, which "
+    import pandas as pd
+
+    name = frame.index.name  # anndata's own test: values and dtype equal
+    if name is not None and frame.columns.is_unique and name in frame.columns and \
+            not pd.Series(frame.index, index=frame.index).equals(frame[name]):
+        raise InvalidInputError(f"{path}: its index is named {name!r}, as a column of other values or type is, which "
                                 "anndata cannot store; rename the index or the column")
 
 
