@@ -581,6 +581,23 @@ def _():
                 stats_dropped=["nonfinite_inf", "nonfinite_minus_inf", "nonfinite_nan"])
 
 
+def _informative_any_type(blob: bytes) -> bytes:
+    def change(parts: Parts) -> None:
+        parts.footer["writer"] = 5
+        parts.matrix["options"] = "fast"
+        parts.matrix["stats"] = [1, 2]
+    return edit(blob, change)
+
+
+@valid("informative_keys_any_type")
+def _():
+    cut = fixture("pbmc500_3p_lt_x_50genes")
+    return dict(cut=cut, options={}, post=_informative_any_type,
+                post_note="the footer's writer set to the int 5, the matrix's options to the str 'fast' and its "
+                          "stats to the list [1, 2]; the file is re-sealed",
+                exercises=["the informative keys writer, options and stats are ignored whatever their type (§3.5)"])
+
+
 def _minor(minor: int) -> Callable[[bytes], bytes]:
     """The file with the preamble's minor version set to `minor`, re-sealed."""
     def change(parts: Parts) -> None:
@@ -980,6 +997,33 @@ def _(blob):
          "the footer's zstd frame holds bytes that are not msgpack")
 def _(blob):
     return _replace_footer(blob, zstd(b"\xc1" * 32))
+
+
+@invalid("msgpack_ext_type", "bands_and_tiles", "CorruptFileError", "ext type",
+         "the footer holds an ext type (5) under an unknown key, which a reader must still refuse (§3.5, rule C7)")
+def _(blob):
+    return edit(blob, lambda parts: parts.footer.update(x_future=msgpack.ExtType(5, b"abc")))
+
+
+@invalid("msgpack_timestamp", "bands_and_tiles", "CorruptFileError", "ext type",
+         "the footer holds a MessagePack timestamp (ext type -1) under an unknown key (§3.5, rule C7)")
+def _(blob):
+    return edit(blob, lambda parts: parts.footer.update(x_future=[msgpack.Timestamp(1, 0)]))
+
+
+def _nested(depth: int):
+    """A footer value whose deepest item has `depth` (the footer map is depth 0)."""
+    value: object = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@invalid("msgpack_too_deep", "bands_and_tiles", "CorruptFileError", "nested",
+         "the footer holds, under an unknown key, lists nested so that a value has depth 65: one more than §3.5 "
+         "allows (rule C7; depth 64 is read, as unknown_keys_ignored's keys are)")
+def _(blob):
+    return edit(blob, lambda parts: parts.footer.update(x_future=_nested(65)))
 
 
 @invalid("footer_trailing_bytes", "bands_and_tiles", "CorruptFileError", "not exactly one complete zstd frame",
