@@ -188,12 +188,14 @@ def test_a_file_without_gene_ids_is_aligned_by_name(parts, tmp_path, label):
     with sinr.open(folder / "a.sinr") as a:
         names = a.gene_names
         sinr.encode(sinr.CountMatrix(a.to_scipy(), None, names, a.cell_names), tmp_path / "noids.sinr", **FAST)
-    for join in ("inner", "outer"):
-        sinr.concat([tmp_path / "noids.sinr", folder / "b.sinr"], tmp_path / "out.sinr", join=join, label=label,
-                    force=True)
-        back = sinr.read_sinr(tmp_path / "out.sinr", dtype=np.int32)
-        assert list(back.var_names) == names and list(back.var["gene_ids"]) == list(ids)
-        assert (back.X != m[:, :450].T).nnz == 0
+        sinr.encode(sinr.CountMatrix(a.to_scipy(), names, names, a.cell_names), tmp_path / "symbols.sinr", **FAST)
+    for first in ("noids.sinr", "symbols.sinr"):  # ids that are the names (10x without Ensembl ids) are names
+        for join in ("inner", "outer"):
+            sinr.concat([tmp_path / first, folder / "b.sinr"], tmp_path / "out.sinr", join=join, label=label,
+                        force=True)
+            back = sinr.read_sinr(tmp_path / "out.sinr", dtype=np.int32)
+            assert list(back.var_names) == names and (back.X != m[:, :450].T).nnz == 0, (first, join)
+            assert list(back.var["gene_ids"]) == list(ids)  # the ids from the file whose ids are ids
 
 
 def test_concat_of_10x_files_keeps_their_features(tmp_path):

@@ -204,14 +204,21 @@ def gene_keys(m: MatrixReader, by_ids: bool) -> list[str]:
         raise InvalidInputError(f"{m.source}: holds no gene ids or names to align its genes with another file's")
     if len(set(keys)) != len(keys):
         twice = next(k for k, n in Counter(keys).items() if n > 1)
-        raise InvalidInputError(f"{m.source}: gene {twice!r} appears twice, so genes cannot be aligned by name")
+        raise InvalidInputError(f"{m.source}: gene {twice!r} appears twice, so genes cannot be aligned by "
+                                f"{'id' if by_ids else 'name'}")
     return keys
 
 
 def aligned_by_ids(matrices: list[MatrixReader]) -> bool:
-    """Whether files' genes are aligned by id (every file holds ids) or by name (one does not: its
-    ids would be compared with another's names)."""
-    return all(m.gene_ids is not None for m in matrices)
+    """Whether files' genes are aligned by id (every file holds ids of its own) or by name (one does
+    not: its ids would be compared with another's names). Ids that are the genes' names (10x files
+    without Ensembl ids repeat the symbol in the id column) are names: aligned by id with a file of
+    Ensembl ids, every gene had been told apart from itself (CD3E twice in an outer join)."""
+    return all(m.gene_ids is not None and not _ids_are_names(m) for m in matrices)
+
+
+def _ids_are_names(m: MatrixReader) -> bool:
+    return m.gene_ids is not None and m.gene_ids == m.gene_names
 
 
 def joined_genes(matrices: list[MatrixReader], join: str) -> tuple[list[str], list[np.ndarray]]:
@@ -236,13 +243,16 @@ def joined_genes(matrices: list[MatrixReader], join: str) -> tuple[list[str], li
 
 def gene_fields(matrices: list[MatrixReader], maps: list[np.ndarray]) -> dict[str, list[str] | None]:
     """gene_ids, gene_names and feature_types of the output genes: each from the first file that
-    holds the gene and has such a list (None where a gene has it from no file)."""
+    holds the gene and has such a list, ids from files whose ids are not their names first (None
+    where a gene has it from no file)."""
     out = {}
     for field in ("gene_ids", "gene_names", "feature_types"):
-        lists = [getattr(m, field) for m in matrices]
+        # a gene's id from a file whose ids are ids before one whose ids are its names
+        order = sorted(range(len(matrices)), key=lambda i: field == "gene_ids" and _ids_are_names(matrices[i]))
+        lists = [getattr(matrices[i], field) for i in order]
         values = np.full(maps[0].size, None, dtype=object)
         missing = np.ones(maps[0].size, bool)
-        for names, genes in zip(lists, maps):
+        for names, genes in zip(lists, [maps[i] for i in order]):
             take = missing & (genes >= 0)
             if names is not None and take.any():
                 values[take] = np.asarray(names, dtype=object)[genes[take]]
