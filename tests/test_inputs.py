@@ -988,3 +988,37 @@ def test_fuzz_corpus_and_crashers_replay():
     assert len(files) >= 6
     for path in files:
         exercise(path.read_bytes())
+
+
+@pytest.mark.parametrize("kind", ["external link", "virtual dataset of its own file", "virtual dataset, source gone"])
+def test_hdf5_that_reaches_outside_itself_is_refused(tmp_path, kind):
+    """An external link or a virtual dataset in an HDF5 input: h5py follows them silently, so a hostile
+    file could pull another HDF5 file into the .sinr, a virtual dataset whose source is gone read as
+    its fill value (counts in no file), and one mapping its own file crashed the process in HDF5."""
+    import shutil
+
+    path = tmp_path / "x.h5"
+    shutil.copy(DATA / "pbmc500_cellranger.h5", path)
+    with h5py.File(path, "r+") as f:
+        data = f["matrix/data"]
+        n, dtype = data.shape[0], data.dtype
+        if kind == "external link":
+            shutil.copy(DATA / "pbmc500_cellranger.h5", tmp_path / "other.h5")
+            del f["matrix/data"]
+            f["matrix/data"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/matrix/data")
+        else:
+            source = str(path) if kind.endswith("own file") else str(tmp_path / "gone.h5")
+            if kind.endswith("own file"):
+                f["matrix/data_copy"] = data[:]
+            layout = h5py.VirtualLayout(shape=(n,), dtype=dtype)
+            layout[:] = h5py.VirtualSource(source, "matrix/data_copy" if kind.endswith("own file") else "data",
+                                           shape=(n,))
+            del f["matrix/data"]
+            f["matrix"].create_virtual_dataset("data", layout, fillvalue=7)
+    for whole in (True, False):
+        write = (lambda: sinr.encode_whole(path, tmp_path / "out.sinr", **FAST)) if whole else \
+            (lambda: sinr.encode(path, tmp_path / "out.sinr", **FAST))
+        with pytest.raises(sinr.InvalidInputError, match="matrix/data is an? (external link|virtual dataset).*reads only "
+                                                         "data the file holds itself"):
+            write()
+    assert not (tmp_path / "out.sinr").exists()

@@ -36,10 +36,40 @@ def h5_errors(what: str):
 
 def open_h5(path: Path):
     """An HDF5 file, read-only, with a chunk cache large enough that slices crossing chunk boundaries do not
-    inflate a chunk twice."""
+    inflate a chunk twice; refused unless it holds its own data (check_self_contained)."""
     import h5py
 
-    return h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
+    f = h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
+    try:
+        check_self_contained(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def check_self_contained(f, path) -> None:
+    """Refuse an HDF5 file that reaches outside itself: an external link, or a virtual dataset (whose
+    data are other files' or mappings of this one). h5py follows them silently: a hostile input could
+    pull any HDF5 file its reader can read into the .sinr, a virtual dataset whose source is missing
+    reads as its fill value (counts that are in no file), and one mapping its own file crashed the
+    process inside HDF5."""
+    import h5py
+
+    found: list[str] = []
+
+    def visit(name: str, link) -> bool | None:
+        if isinstance(link, h5py.ExternalLink):
+            found.append(f"{name} is an external link to {link.filename}")
+        elif isinstance(link, h5py.HardLink):
+            obj = f.get(name)
+            if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                found.append(f"{name} is a virtual dataset")
+        return True if found else None  # a value stops the walk
+
+    f.visititems_links(visit)
+    if found:
+        raise InvalidInputError(f"{path}: {found[0]}; .sinr reads only data the file holds itself")
 
 
 def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):

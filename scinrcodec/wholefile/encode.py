@@ -14,7 +14,7 @@ from ..errors import InvalidInputError
 from ..io.atomic import atomic_path
 from ..io.formats import check_sinr_output
 from ..io.h5ad_output import input_compression
-from ..io.hdf5 import h5_errors, text_attr
+from ..io.hdf5 import h5_errors, open_h5, text_attr
 from ..io.readers import sniff_format
 from ..io.sources import one_line
 from ..progress import Progress
@@ -61,9 +61,7 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
 
 
 def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> Plan:
-    import h5py
-
-    with h5_errors(str(path)), h5py.File(path, "r") as f:
+    with h5_errors(str(path)), open_h5(path) as f:
         if text_attr(f, "encoding-type") == "anndata":
             plan = plan_anndata(FileParts(path, f), layer=layer, drop=drop)
             plan.contents["h5ad_compression"] = input_compression(f)

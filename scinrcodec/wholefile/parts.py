@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 from ..io.dask_cells import holds_counts, is_dask_array
 from ..io.h5ad import cells_by_genes_source, h5ad_index
-from ..io.hdf5 import h5_errors, text_attr
+from ..io.hdf5 import h5_errors, open_h5, text_attr
 from ..io.sources import MatrixSource, exceeds_max_count, one_line
 from ..reader.contents import MATRIX_FORMATS
 
@@ -160,14 +160,13 @@ class FileParts:
     def source(self, path: str) -> MatrixSource:
         """A count matrix, streamed by the readers (which open the file again: this one is closed
         once the plan is made)."""
-        import h5py
         from anndata.io import read_elem
 
         from ..io.readers import read_matrix
 
         if path != "layers/raw":
             return read_matrix(self.path, None if path == "X" else "raw" if path == "raw/X" else path[len("layers/"):])
-        with h5_errors(str(self.path)), h5py.File(self.path, "r") as f:  # the readers' layer 'raw' is adata.raw
+        with h5_errors(str(self.path)), open_h5(self.path) as f:  # the readers' layer 'raw' is adata.raw
             return cells_by_genes_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
                                   f"{self.what} {path}")
 
@@ -201,10 +200,8 @@ def parts_of(source):
     if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
         yield None
         return
-    import h5py
-
     try:
-        f = h5py.File(source, "r")
+        f = open_h5(Path(source))
     except OSError:
         yield None
         return

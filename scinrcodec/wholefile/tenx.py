@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InvalidInputError
-from ..io.hdf5 import copy_skeleton, fill_skeleton, members, write_like
+from ..io.hdf5 import copy_skeleton, fill_skeleton, h5_errors, members, open_h5, write_like
 from ..io.tenx_h5 import read_10x_h5
 from ..reader.contents import TENX_SECTION, StoredContents
 from .images import hdf5_image
@@ -34,7 +34,7 @@ def plan_10x(path: Path) -> Plan:
     import h5py
 
     source = read_10x_h5(path)
-    with h5py.File(path, "r") as f:
+    with h5_errors(str(path)), open_h5(path) as f:
         group = "matrix" if "matrix" in f else next(k for k in f if isinstance(f[k], h5py.Group))
         g = f[group]
         fills = {f"{group}/{name}": name for name in ("data", "indices", "indptr")}
