@@ -1022,3 +1022,37 @@ def test_hdf5_that_reaches_outside_itself_is_refused(tmp_path, kind):
                                                          "data the file holds itself"):
             write()
     assert not (tmp_path / "out.sinr").exists()
+
+
+def test_an_input_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):
+    """A FIFO no one writes to had blocked the read forever; a pipe (<(cmd)) had been consumed by the
+    format check and then called an unknown format."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(sinr.InvalidInputError, match="not a regular file"):
+        read_matrix(tmp_path / "fifo")
+
+
+def test_names_that_cannot_be_names_are_refused_before_they_are_read(tmp_path):
+    """Fixed-length names wider than a name may be are refused from the dataset's type (a few names of
+    100 MB had been read whole first); a NUL in a barcodes file is refused as in every other input."""
+    import shutil
+
+    path = tmp_path / "wide.h5"
+    shutil.copy(DATA / "pbmc500_cellranger.h5", path)
+    with h5py.File(path, "r+") as f:
+        n = f["matrix/barcodes"].shape[0]
+        del f["matrix/barcodes"]
+        f.create_dataset("matrix/barcodes", shape=(n,), dtype="S100000")
+    with pytest.raises(sinr.InvalidInputError, match="holds names of 100,000 bytes, beyond the limit of 4,096"):
+        read_matrix(path)
+    folder = tmp_path / "mtx"
+    shutil.copytree(DATA / "pbmc4k_v2_soupx_half", folder)
+    barcodes = sorted(folder.glob("barcodes.tsv*"))[0]
+    lines = (gzip.decompress(barcodes.read_bytes()) if barcodes.suffix == ".gz" else barcodes.read_bytes()).split(b"\n")
+    lines[2] = b"AAAC\x00-1"
+    content = b"\n".join(lines)
+    barcodes.write_bytes(gzip.compress(content) if barcodes.suffix == ".gz" else content)
+    with pytest.raises(sinr.InvalidInputError, match="line 3 contains a NUL character"):
+        read_matrix(folder)

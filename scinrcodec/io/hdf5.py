@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InvalidInputError, SinrError
+from ..limits import MAX_NAME_BYTES, check_allocation
 from .h5chunks import DatasetSlices
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
 
@@ -20,7 +21,7 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 H5_CACHE_BYTES = 16 << 20  # HDF5 chunk cache: a slice re-read across chunk boundaries is not inflated twice
 NAME_BATCH = 1 << 16  # cell names checked this many at a time
 DENSE_READ_BYTES = 32 << 20  # rows of a dense X read at a time
-
+NAME_OVERHEAD_BYTES = 80  # what a name read into Python costs besides its text (its bytes and str objects)
 
 
 @contextlib.contextmanager
@@ -93,7 +94,17 @@ def string_dataset(group, name: str, n: int, what: str) -> list[str]:
     ds = checked_dataset(group, name, what, "S")
     if ds.shape[0] != n:
         raise InvalidInputError(f"{what}: {ds.name} holds {ds.shape[0]:,} names for {n:,} entries")
+    check_name_width(ds, what)
+    check_allocation(ds.shape[0] * (ds.dtype.itemsize + NAME_OVERHEAD_BYTES), f"{what}: reading {ds.shape[0]:,} names")
     return decode_names(ds[:], f"{what} {ds.name}")
+
+
+def check_name_width(ds, what: str) -> None:
+    """Refuse fixed-length names wider than a name may be before reading any (a dataset of a few
+    names of 100 MB each had been read whole before its names were measured)."""
+    if ds.dtype.kind == "S" and ds.dtype.itemsize > MAX_NAME_BYTES:
+        raise InvalidInputError(f"{what}: {ds.name} holds names of {ds.dtype.itemsize:,} bytes, beyond the limit of "
+                                f"{MAX_NAME_BYTES:,}")
 
 
 class H5Cells(RandomAccessSource):
@@ -112,6 +123,7 @@ class H5Cells(RandomAccessSource):
                 raise InvalidInputError(f"{self.description}: {len(names):,} cell names for {self.shape[1]:,} cells")
             return
         ds = checked_dataset(f, names, self.description, "S")
+        check_name_width(ds, self.description)
         if ds.shape[0] != self.shape[1]:
             raise InvalidInputError(f"{self.description}: {ds.shape[0]:,} cell names for {self.shape[1]:,} cells")
         for start in range(0, self.shape[1], NAME_BATCH):

@@ -73,6 +73,10 @@ class PackedNames:
             raise InvalidInputError(f"{what}: line {line + 1:,} is not valid UTF-8 text") from exc
         if b"\r" in self._text:
             raise InvalidInputError(f"{what}: a name contains a line break, which .sinr names cannot hold")
+        if b"\0" in self._text:  # as decode_names refuses it: the .h5ad and .h5 it decodes to cannot hold one
+            line = self._text.count(b"\n", 0, self._text.index(b"\0"))
+            raise InvalidInputError(f"{what}: line {line + 1:,} contains a NUL character, which the .h5ad and .h5 a "
+                                    ".sinr file decodes to cannot hold")
         ends = np.flatnonzero(np.frombuffer(self._text, np.uint8) == 10)
         self._starts = np.concatenate([[0], ends + 1]) if lines else np.zeros(0, np.int64)
         self._stops = np.concatenate([ends, [len(self._text)]]) if lines else np.zeros(0, np.int64)

@@ -32,6 +32,8 @@ def sniff_format(path: Path) -> str:
         if not folders:
             raise InvalidInputError(f"{path}: folder holds no matrix.mtx(.gz)")
         return folders[0].name
+    if not path.is_file():  # a pipe (`<(cmd)`), a FIFO or a device: read once, or never, where inputs are read twice
+        raise InvalidInputError(f"{path}: not a regular file (a pipe or a device); save it to a file first")
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from ..limits import MAX_COUNT, MAX_DIMENSION, MAX_NAME_BYTES
+from ..limits import MAX_COUNT, MAX_DIMENSION, MAX_NAME_BYTES, check_allocation
 
 
 @dataclass
@@ -360,6 +360,7 @@ def checked_coordinates(data, rows, cols, *, shape: tuple[int, int], what: str) 
     keys = cols[order] * max(shape[0], 1) + rows[order]
     if keys.size > 1 and np.any(np.diff(keys) == 0):
         raise InvalidInputError(f"{what}: holds the same (gene, cell) coordinate twice (it would be summed)")
+    check_allocation(8 * (shape[1] + 1), f"{what}: the column pointers of {shape[1]:,} cells")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))])
     return sp.csc_matrix((data[order], rows[order], indptr), shape=shape)
 
