@@ -1034,10 +1034,13 @@ def test_an_input_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path
         read_matrix(tmp_path / "fifo")
 
 
-def test_names_that_cannot_be_names_are_refused_before_they_are_read(tmp_path):
-    """Fixed-length names wider than a name may be are refused from the dataset's type (a few names of
-    100 MB had been read whole first); a NUL in a barcodes file is refused as in every other input."""
+def test_names_that_cannot_be_names_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    """Names whose fixed-length type would take more memory than is free are refused from the type
+    (30 names of a 100 MB type had been read whole first); a NUL in a barcodes file is refused as in
+    every other input."""
     import shutil
+
+    from scinrcodec import limits
 
     path = tmp_path / "wide.h5"
     shutil.copy(DATA / "pbmc500_cellranger.h5", path)
@@ -1045,8 +1048,11 @@ def test_names_that_cannot_be_names_are_refused_before_they_are_read(tmp_path):
         n = f["matrix/barcodes"].shape[0]
         del f["matrix/barcodes"]
         f.create_dataset("matrix/barcodes", shape=(n,), dtype="S100000")
-    with pytest.raises(sinr.InvalidInputError, match="holds names of 100,000 bytes, beyond the limit of 4,096"):
+    monkeypatch.setattr(limits, "available_memory", lambda: 50 << 20)  # 587 names of 100 kB: 59 MB
+    monkeypatch.setattr(limits, "LARGE_ALLOCATION", 1 << 20)
+    with pytest.raises(sinr.ResultTooLargeError, match="names of /matrix/barcodes \\(100,000 bytes each\\)"):
         read_matrix(path)
+    monkeypatch.undo()
     folder = tmp_path / "mtx"
     shutil.copytree(DATA / "pbmc4k_v2_soupx_half", folder)
     barcodes = sorted(folder.glob("barcodes.tsv*"))[0]

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InvalidInputError, SinrError
-from ..limits import MAX_NAME_BYTES, check_allocation
+from ..limits import check_allocation
 from .h5chunks import DatasetSlices
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
 
@@ -94,17 +94,16 @@ def string_dataset(group, name: str, n: int, what: str) -> list[str]:
     ds = checked_dataset(group, name, what, "S")
     if ds.shape[0] != n:
         raise InvalidInputError(f"{what}: {ds.name} holds {ds.shape[0]:,} names for {n:,} entries")
-    check_name_width(ds, what)
-    check_allocation(ds.shape[0] * (ds.dtype.itemsize + NAME_OVERHEAD_BYTES), f"{what}: reading {ds.shape[0]:,} names")
+    check_name_read(ds, ds.shape[0], what)
     return decode_names(ds[:], f"{what} {ds.name}")
 
 
-def check_name_width(ds, what: str) -> None:
-    """Refuse fixed-length names wider than a name may be before reading any (a dataset of a few
-    names of 100 MB each had been read whole before its names were measured)."""
-    if ds.dtype.kind == "S" and ds.dtype.itemsize > MAX_NAME_BYTES:
-        raise InvalidInputError(f"{what}: {ds.name} holds names of {ds.dtype.itemsize:,} bytes, beyond the limit of "
-                                f"{MAX_NAME_BYTES:,}")
+def check_name_read(ds, count: int, what: str) -> None:
+    """Refuse to read `count` names of a string dataset where their type's width (a fixed-length
+    type pads every name to it) would take more memory than is free: 30 names of a 100 MB type had
+    been read whole before any name was measured."""
+    check_allocation(count * (ds.dtype.itemsize + NAME_OVERHEAD_BYTES), f"{what}: reading {count:,} names of "
+                                                                        f"{ds.name} ({ds.dtype.itemsize:,} bytes each)")
 
 
 class H5Cells(RandomAccessSource):
@@ -123,7 +122,7 @@ class H5Cells(RandomAccessSource):
                 raise InvalidInputError(f"{self.description}: {len(names):,} cell names for {self.shape[1]:,} cells")
             return
         ds = checked_dataset(f, names, self.description, "S")
-        check_name_width(ds, self.description)
+        check_name_read(ds, min(ds.shape[0], NAME_BATCH), self.description)
         if ds.shape[0] != self.shape[1]:
             raise InvalidInputError(f"{self.description}: {ds.shape[0]:,} cell names for {self.shape[1]:,} cells")
         for start in range(0, self.shape[1], NAME_BATCH):
