@@ -1062,3 +1062,14 @@ def test_names_that_cannot_be_names_are_refused_before_they_are_read(tmp_path, m
     barcodes.write_bytes(gzip.compress(content) if barcodes.suffix == ".gz" else content)
     with pytest.raises(sinr.InvalidInputError, match="line 3 contains a NUL character"):
         read_matrix(folder)
+
+
+def test_a_whole_h5ad_whose_x_declares_more_values_than_entries_is_refused_before_reading_them(tmp_path, pbmc):
+    """A tiny .h5ad declaring 2**36 values (a chunked dataset never written) had been scanned to the end
+    (48 s) to tell whether X holds counts, before its structure was checked."""
+    to_anndata(count_matrix(pbmc)).write_h5ad(tmp_path / "x.h5ad")
+    with h5py.File(tmp_path / "x.h5ad", "r+") as f:
+        del f["X/data"]
+        f["X"].create_dataset("data", shape=(2**36,), dtype="f4", chunks=(1 << 20,))
+    with pytest.raises(sinr.InvalidInputError, match="/X holds 68,719,476,736 values for"):
+        sinr.encode_whole(tmp_path / "x.h5ad", tmp_path / "x.sinr", **FAST)

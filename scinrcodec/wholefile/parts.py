@@ -69,11 +69,30 @@ def disk_format(obj) -> str | None:
         return None
     if data.dtype.kind not in "iuf":
         return None
+    if name != "ndarray":
+        _check_extent(obj, data)
     rows = max(1, SLICE // max(1, int(np.prod(data.shape[1:]))))
     for start in range(0, data.shape[0], rows):
         if not whole_counts(data[start: start + rows]):
             return None
     return name
+
+
+def _check_extent(group, data) -> None:
+    """Refuse a sparse matrix whose values outnumber its entries or what its last index pointer says,
+    before they are scanned (a tiny file declaring 2**36 values had been read to the end, 48 s, before
+    its structure was checked); the readers check the rest of the structure as they stream it."""
+    import h5py
+
+    what = f"{group.file.filename}: {group.name}"
+    shape = group.attrs.get("shape")
+    if shape is not None and np.shape(shape) == (2,) and data.shape[0] > int(shape[0]) * int(shape[1]):
+        raise InvalidInputError(f"{what} holds {data.shape[0]:,} values for {int(shape[0]):,} x {int(shape[1]):,} entries")
+    indptr = group.get("indptr")
+    if isinstance(indptr, h5py.Dataset) and indptr.ndim == 1 and indptr.shape[0] and indptr.dtype.kind in "iu":
+        last = int(indptr[-1])
+        if last != data.shape[0]:
+            raise InvalidInputError(f"{what} holds {data.shape[0]:,} values where its index pointers end at {last:,}")
 
 
 # ------------------------------------------------------------------------------------- the parts
