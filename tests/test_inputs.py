@@ -1073,3 +1073,16 @@ def test_a_whole_h5ad_whose_x_declares_more_values_than_entries_is_refused_befor
         f["X"].create_dataset("data", shape=(2**36,), dtype="f4", chunks=(1 << 20,))
     with pytest.raises(sinr.InvalidInputError, match="/X holds 68,719,476,736 values for"):
         sinr.encode_whole(tmp_path / "x.h5ad", tmp_path / "x.sinr", **FAST)
+
+
+def test_a_folders_barcodes_are_read_only_as_far_as_its_cells_reach(tmp_path):
+    """A gzip bomb for barcodes (a few MB inflating to GBs) beside a matrix of 2 cells had been
+    inflated whole (2.9 GB, then 'out of memory'): reading stops past what 2 lines of names can hold."""
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    (folder / "matrix.mtx").write_text("%%MatrixMarket matrix coordinate integer general\n3 2 1\n1 1 5\n")
+    (folder / "features.tsv").write_text("g1\tA\tGene Expression\ng2\tB\tGene Expression\ng3\tC\tGene Expression\n")
+    with gzip.open(folder / "barcodes.tsv.gz", "wb", compresslevel=1) as fh:
+        fh.write(b"AAAC-1\nAAAG-1\n" + b"\n" * (64 << 20))
+    with pytest.raises(sinr.InvalidInputError, match="barcodes.tsv.gz: more than [0-9,]+ bytes, more than its lines"):
+        read_matrix(folder)

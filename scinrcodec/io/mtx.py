@@ -25,6 +25,8 @@ from .sources import (CellBlock, MatrixSource, check_shape, checked_coordinates,
 GZIP_MAGIC = b"\x1f\x8b"
 MTX_CHUNK_BYTES = 1 << 22  # Matrix Market text parsed at a time
 MTX_MAX_LINE = 1 << 16  # longest Matrix Market line accepted
+SIDE_LINE_BYTES = 4 * (MAX_NAME_BYTES + 1) + 2  # the longest line a features or barcodes file may hold
+SIDE_SLACK_BYTES = 1 << 20  # read beyond that, so that a name too long is named as one
 MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv")
                              for suffix in ("", ".gz"))  # what a 10x folder holds: a folder output may replace only these
 
@@ -41,19 +43,26 @@ def open_binary(path: Path):
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
-def read_bytes(path: Path) -> bytes:
-    """The whole (decompressed) file; a read failure is an InvalidInputError naming it."""
+
+def read_bytes(path: Path, limit: int) -> bytes:
+    """The whole (decompressed) file, refused past `limit` bytes (a gzip bomb is not inflated whole);
+    a read failure is an InvalidInputError naming it."""
     try:
         with open_binary(path) as fh:
-            return fh.read()
+            data = fh.read(limit + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise InvalidInputError(f"{path}: unreadable ({one_line(exc)})") from exc
+    if len(data) > limit:
+        raise InvalidInputError(f"{path}: more than {limit:,} bytes, more than its lines of names can hold")
+    return data
 
 
-def text_lines(path: Path) -> list[bytes]:
-    """The lines of a (gzipped) text file, CRLF or LF, trailing empty lines dropped, without the
-    UTF-8 byte order mark an editor may have put first (pandas and scanpy drop it too)."""
-    text = read_bytes(path).removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").rstrip(b"\n")
+def text_lines(path: Path, expected: int) -> list[bytes]:
+    """The lines of a (gzipped) text file of `expected` lines of names, CRLF or LF, trailing empty lines
+    dropped, without the UTF-8 byte order mark an editor may have put first (pandas and scanpy drop it
+    too); read only as far as that many lines can reach."""
+    text = read_bytes(path, (expected + 1) * SIDE_LINE_BYTES + SIDE_SLACK_BYTES)
+    text = text.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").rstrip(b"\n")
     return text.split(b"\n") if text else []
 
 
@@ -139,7 +148,7 @@ class MtxSource(MatrixSource):
         n_genes, n_cells = self.shape
         features = find_file(folder, ["features.tsv", "genes.tsv"])
         if features is not None:
-            rows = [line.split(b"\t") for line in text_lines(features)]
+            rows = [line.split(b"\t") for line in text_lines(features, n_genes)]
             if len(rows) != n_genes:
                 raise InvalidInputError(f"{features}: {len(rows):,} lines for the {n_genes:,} genes of {matrix_path}")
             self.gene_ids = decode_names([r[0] for r in rows], f"{features} gene ids")
@@ -150,7 +159,7 @@ class MtxSource(MatrixSource):
         self._barcodes = None
         barcodes = find_file(folder, ["barcodes.tsv"])
         if barcodes is not None:
-            lines = [line.split(b"\t", 1)[0] for line in text_lines(barcodes)]
+            lines = [line.split(b"\t", 1)[0] for line in text_lines(barcodes, n_cells)]
             if len(lines) != n_cells:
                 raise InvalidInputError(f"{barcodes}: {len(lines):,} lines for the {n_cells:,} cells of {matrix_path}")
             self._barcodes = PackedNames(lines, str(barcodes))
