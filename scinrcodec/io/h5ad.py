@@ -13,7 +13,7 @@ from .dask_cells import DaskCellsSource, is_dask_array
 from .dtypes import anndata_dtype, check_exact
 from .h5ad_output import dataset_kwargs, h5ad_image, quiet_anndata
 from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Source, checked_dataset, h5_errors,
-                   open_h5, string_dataset, text_attr)
+                   is_string_dataset, open_h5, string_dataset, text_attr)
 from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
                       lacking, one_line, path_spec, var_field)
@@ -32,11 +32,8 @@ def is_h5ad(path: Path, head: bytes) -> bool:
 
 def _is_text(group, name: str) -> bool:
     """Whether group[name] is a 1-D dataset of strings (fixed-length or variable)."""
-    import h5py
-
     obj = group.get(name)
-    return (isinstance(obj, h5py.Dataset) and obj.ndim == 1
-            and (obj.dtype.kind == "S" or h5py.check_string_dtype(obj.dtype) is not None))
+    return is_string_dataset(obj) and obj.ndim == 1
 
 
 def _h5ad_column(group, name: str, n: int, what: str) -> list[str | None]:

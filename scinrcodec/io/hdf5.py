@@ -80,13 +80,18 @@ def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):
     obj = group.get(name) if isinstance(group, h5py.Group) else None
     if not isinstance(obj, h5py.Dataset):
         raise InvalidInputError(f"{what}: has no {name!r} dataset where the format keeps it")
-    kind = obj.dtype.kind
-    if kind == "O" and "S" in kinds and h5py.check_string_dtype(obj.dtype) is not None:
-        kind = "S"
+    kind = "S" if is_string_dataset(obj) else obj.dtype.kind
     if obj.ndim != ndim or kind not in kinds:
         raise InvalidInputError(f"{what}: {obj.name} is a {obj.ndim}-D {obj.dtype} dataset, not what the format "
                                 "stores there")
     return obj
+
+
+def is_string_dataset(obj) -> bool:
+    """Whether obj is a dataset of strings, fixed-length or variable."""
+    import h5py
+
+    return isinstance(obj, h5py.Dataset) and (obj.dtype.kind == "S" or h5py.check_string_dtype(obj.dtype) is not None)
 
 
 def string_dataset(group, name: str, n: int, what: str) -> list[str]:

@@ -43,7 +43,6 @@ def open_binary(path: Path):
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
-
 def read_bytes(path: Path, limit: int) -> bytes:
     """The whole (decompressed) file, refused past `limit` bytes (a gzip bomb is not inflated whole);
     a read failure is an InvalidInputError naming it."""
