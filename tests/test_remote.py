@@ -4,6 +4,7 @@ access log and by the source's own counters; every failure is one typed error na
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 
 import os
@@ -662,3 +663,20 @@ def test_any_fsspec_url(files, small_reads):
             sinr.open("memory://sinr-test/missing.sinr")
     finally:
         fs.rm("/sinr-test", recursive=True)
+
+
+def test_a_filesystem_the_remote_extra_lacks_is_named_without_it(monkeypatch):
+    """gs:// without gcsfs: fsspec's message names the package; 'pip install scinrcodec[remote]', which
+    installs no gcsfs, is offered only for the schemes the extra serves (here s3fs missing for s3://)."""
+    registry = importlib.import_module("fsspec.registry")  # the module: fsspec.registry is its read-only mapping
+
+    for scheme, package in (("gs", "gcsfs"), ("s3", "s3fs")):
+        monkeypatch.setitem(registry.known_implementations, scheme,
+                            {"class": f"sinr_no_such_module.{package}", "err": f"Install {package} for {scheme}"})
+        monkeypatch.delitem(registry._registry, scheme, raising=False)  # a filesystem class loaded before
+    with pytest.raises(sinr.InvalidInputError) as err:
+        sinr.open("gs://bucket/atlas.sinr")
+    assert str(err.value) == "gs://bucket/atlas.sinr: Install gcsfs for gs"
+    with pytest.raises(sinr.InvalidInputError) as err:
+        sinr.open("s3://bucket/atlas.sinr")
+    assert str(err.value) == "s3://bucket/atlas.sinr: Install s3fs for s3 (pip install 'scinrcodec[remote]')"

@@ -49,6 +49,9 @@ BACKOFF_SECONDS = (0.05, 0.2, 0.5)
 # in storage_options (client_kwargs={"timeout": aiohttp.ClientTimeout(...)}) replaces it. S3 reads
 # have botocore's (60 s).
 HTTP_STALL_SECONDS = 60.0
+# The schemes whose filesystems pyproject's remote extra installs (fsspec's HTTP, s3fs): a package
+# missing for another scheme (gcsfs for gs://, adlfs for az://) is named by fsspec's message alone.
+REMOTE_EXTRA_SCHEMES = ("http", "https", "s3", "s3a")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -118,7 +121,8 @@ class RemoteSource(ByteSource):
         try:
             self.fs, self.path = fsspec.core.url_to_fs(url, **_client_defaults(url, storage_options or {}))
         except ImportError as exc:
-            raise InvalidInputError(f"{url}: {exc} (pip install 'scinrcodec[remote]')") from None
+            extra = " (pip install 'scinrcodec[remote]')" if url.split("://", 1)[0] in REMOTE_EXTRA_SCHEMES else ""
+            raise InvalidInputError(f"{url}: {exc}{extra}") from None
         except (ValueError, TypeError) as exc:
             raise InvalidInputError(f"{url}: not a URL fsspec can open ({exc})") from None
         self.name = url
