@@ -189,6 +189,16 @@ def test_reductions_along_either_axis(path, adata, op):
             sinr.reduce_cells(other, op, 0)
 
 
+def test_without_dask_lazy_reads_name_the_extra(path, monkeypatch):
+    """A base install has no dask: read_lazy and reduce_cells say which extra installs it, in one line."""
+    lazy = sinr.read_lazy(path)
+    monkeypatch.setitem(sys.modules, "dask.array", None)  # `import dask.array` fails as where it is not installed
+    for call in (lambda: sinr.read_lazy(path), lambda: sinr.reduce_cells(lazy.X, "sum", 0)):
+        with pytest.raises(sinr.InvalidInputError) as err:
+            call()
+        assert str(err.value) == "lazy reading needs dask: pip install 'scinrcodec[dask]'"
+
+
 def test_mean_and_var_of_no_cells_are_nan(path):
     """A lazy AnnData cut to no cells averages nothing: NaN, as numpy gives, never a plausible 0."""
     import warnings

@@ -94,15 +94,21 @@ def _block_dtype(m: MatrixReader, dtype) -> np.dtype:
     return np.dtype(np.int64) if held.itemsize < 4 and m.mode != "lossless" else held
 
 
+def _dask_array():
+    """dask.array, which the dask extra installs."""
+    try:
+        import dask.array as da
+    except ImportError as exc:
+        raise InvalidInputError("lazy reading needs dask: pip install 'scinrcodec[dask]'") from exc
+    return da
+
+
 def dask_matrix(m: MatrixReader, dtype=np.int32):
     """The matrix as a cells x genes dask array with one scipy CSR block per chunk of the file; the
     open matrix is one node of the graph that every block depends on (MatrixRef)."""
-    try:
-        import dask.array as da
-        from dask.base import tokenize
-        from dask.highlevelgraph import HighLevelGraph
-    except ImportError as exc:
-        raise InvalidInputError("lazy reading needs dask: pip install 'scinrcodec[dask]'") from exc
+    da = _dask_array()
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 
     dtype = _block_dtype(m, dtype)
     bounds = m.chunk_bounds()
@@ -122,7 +128,7 @@ def reduce_cells(x, op: str, axis: int | None):
     None: of every entry) as a dask array: dask's own reductions fail on scipy blocks (scipy's sum
     takes no keepdims), so each block is reduced by scipy and the parts combined. var is the
     population variance, as numpy's."""
-    import dask.array as da
+    da = _dask_array()
 
     if op not in ("sum", "mean", "var", "min", "max") or not (axis is None or type(axis) is int and -2 <= axis <= 1
                                                                or isinstance(axis, np.integer) and -2 <= axis <= 1):
