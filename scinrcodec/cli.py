@@ -33,6 +33,8 @@ from .report import counted
 from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 
+JOBS_HELP = "threads (default: every CPU this process may use)"
+
 def _encode_options(args: argparse.Namespace) -> dict:
     mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
     return dict(format_version=args.format_version, mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz,
@@ -314,7 +316,7 @@ def _format_option(parser: argparse.ArgumentParser) -> None:
 def _run_options(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
     """--force, --jobs and --quiet, as every command that writes a file takes them."""
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
-    parser.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    parser.add_argument("--jobs", type=_positive, help=JOBS_HELP)
     if quiet:
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -350,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     siren.add_argument("--siren", choices=[c for c in SIREN_CHOICES if c != "force"], default=default["siren"],
                        help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
     siren.add_argument("--no-siren", action="store_true", help="same as --siren never")
-    enc.add_argument("--jobs", type=_positive, help="threads (default: all cores); the file is the same for any")
+    enc.add_argument("--jobs", type=_positive, help=f"{JOBS_HELP}; the file is the same for any")
     enc.add_argument("--chunk-cells", type=_positive, default=default["chunk_cells"],
                      help=f"cells per independently coded chunk (default: {DEFAULT_CHUNK_CELLS:,}, or the multiple of it "
                           f"up to {MAX_DEFAULT_CHUNK_CELLS:,} nearest to {CHUNK_NNZ_AIM:,} nonzeros a chunk where "
@@ -376,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("new_input", type=_path, help=f"a matrix ({INPUT_LABELS}) with the same genes")
     app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
     app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
-    app.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    app.add_argument("--jobs", type=_positive, help=JOBS_HELP)
     app.add_argument("--quiet", action="store_true", help="no progress bar")
     app.set_defaults(run=_append)
 
@@ -436,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
     verify.add_argument("input", type=_path)
-    verify.add_argument("--jobs", type=_positive, help="threads (default: all cores)")
+    verify.add_argument("--jobs", type=_positive, help=JOBS_HELP)
     _remote_options(verify)
     verify.set_defaults(run=_verify)
 

@@ -6,6 +6,7 @@ Readers and writers import these; the spec (spec/sinr-format.md) states the same
 from __future__ import annotations
 
 import operator
+import os
 
 from .errors import InvalidInputError, ResultTooLargeError
 
@@ -47,6 +48,17 @@ def checked_integer(name: str, value, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidInputError(f"{name} must be between {low:,} and {high:,}, not {value:,}")
     return value
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: what `jobs=None` means. Its affinity where the system
+    has one (a batch scheduler's or a container's share of a large machine: os.cpu_count() counts
+    every core of the machine, and 64 threads on 2 usable cores made a cell read 7x slower), asked
+    each time (os.sched_setaffinity may change it), else the machine's CPUs."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def available_memory() -> int | None:

@@ -186,13 +186,17 @@ sinr_entry <- function(x, gene, cell) {
   .native(.sinr_entry(.handle(x), g, j))
 }
 
-# Decoding threads: option scinrcodec.threads, else every core. The core count is asked once per
-# session: parallel::detectCores() runs a shell command on Linux (2.7 ms, most of a gene read).
+# Decoding threads: option scinrcodec.threads, else the CPUs this process may use: its affinity (a
+# batch scheduler's or a container's share of a machine, where detectCores() counts every core: 64
+# threads on 2 usable cores made a cell read 7x slower), asked each time as it may change, else the
+# core count, asked once per session (parallel::detectCores() runs a shell command on Linux: 2.7 ms,
+# most of a gene read).
 .threads <- local({
   cores <- NULL
   function() {
     n <- getOption("scinrcodec.threads")
-    if (is.null(n)) {
+    if (is.null(n)) n <- length(parallel::mcaffinity())
+    if (n == 0L) {
       if (is.null(cores)) cores <<- parallel::detectCores(logical = TRUE)
       n <- cores
     }
@@ -200,7 +204,8 @@ sinr_entry <- function(x, gene, cell) {
   }
 })
 
-# Read a whole .sinr matrix, decoded on several threads (option scinrcodec.threads; default every core).
+# Read a whole .sinr matrix, decoded on several threads (option scinrcodec.threads; default every CPU
+# this process may use).
 # @param path a .sinr file.
 # @param matrix the matrix to read (default the first).
 # @param threads decoding threads.

@@ -1,13 +1,13 @@
 """Every choice the encoder makes, validated up front; the file records them in its footer."""
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import InvalidInputError
 from ..codec.stages import MODES
 from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT,
-                      MAX_JOBS, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer)
+                      MAX_JOBS, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer,
+                      usable_cpus)
 from ..model.siren import NORMALISATIONS
 from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
@@ -42,7 +42,7 @@ class EncodeOptions:
     seed: int = 0
     # --- how this run works (not recorded: the bytes never depend on them)
     device: str | None = None  # torch device for training; None: the CPU
-    jobs: int | None = None  # worker processes; None: every core
+    jobs: int | None = None  # worker processes; None: every CPU this process may use (limits.usable_cpus)
     progress: bool = False  # print a progress line with throughput on stderr
     layer: str | None = field(default=None, repr=False)  # the AnnData layer (or X) holding the counts
 
@@ -107,7 +107,7 @@ class EncodeOptions:
     @property
     def n_jobs(self) -> int:
         """Worker processes this run uses."""
-        return self.jobs or os.cpu_count() or 1
+        return self.jobs or usable_cpus()
 
     def recorded(self) -> dict:
         """The options the footer records (MessagePack types: lists, not tuples)."""

@@ -17,6 +17,7 @@ from .. import _native
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
+from ..limits import usable_cpus
 from ..storage.container import crc32_ranges
 from .index import Chunk, MatrixIndex, TileTable
 from .pages import fresh_array
@@ -33,7 +34,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor  # a one-entry read never starts threads
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
+        _POOL = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="sinr-decode")
     return _POOL
 
 
@@ -269,7 +270,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                                    "(file is corrupt)")
 
     work = np.cumsum(batch.k)
-    workers = min(jobs or os.cpu_count() or 1, batch.size) if work[-1] >= _native.PARALLEL_MIN_ENTRIES else 1
+    workers = min(jobs or usable_cpus(), batch.size) if work[-1] >= _native.PARALLEL_MIN_ENTRIES else 1
     filtered = want_row >= 0 or want_col >= 0 or col_mask is not None
     if filtered and buffers is None and total > PIECE_ENTRIES * workers:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])

@@ -47,7 +47,21 @@ test_that("gene and cell reads on one thread or several agree, and the threads o
   expect_identical(list(f[c(3, 1, 3, 90), ], f[, c(80, 2, 2, 40)]), one)
   expect_identical(one[[1]], m[c(3, 1, 3, 90), , drop = FALSE])
   options(scinrcodec.threads = NULL)
-  expect_identical(scinrcodec:::.threads(), as.integer(min(parallel::detectCores(logical = TRUE), 64L)))
+  expect_identical(scinrcodec:::.threads(), as.integer(min(length(parallel::mcaffinity()), 64L)))
+})
+
+test_that("the default threads are the CPUs this process may use, not every core of the machine", {
+  allowed <- parallel::mcaffinity()
+  skip_if(length(allowed) < 2L, "needs a CPU affinity of two CPUs or more to narrow")
+  old <- options(scinrcodec.threads = NULL)
+  on.exit({
+    parallel::mcaffinity(allowed)
+    options(old)
+  })
+  parallel::mcaffinity(allowed[1])
+  expect_identical(scinrcodec:::.threads(), 1L)
+  f <- sinr_open(fixture("pbmc4k_half_chunks32.sinr"))
+  expect_identical(f[, c(80, 2)], read_sinr(fixture("pbmc4k_half_chunks32.sinr"), threads = 2L)[, c(80, 2)])
 })
 
 test_that("a handle saved and loaded opens its file again", {

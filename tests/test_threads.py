@@ -1,0 +1,54 @@
+"""How many threads work: jobs=None means the CPUs this process may use (limits.usable_cpus)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import scinrcodec as sinr
+from conftest import DATA
+from scinrcodec.encoder.options import EncodeOptions
+from scinrcodec.limits import usable_cpus
+from scinrcodec.reader import assemble
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory):
+    """pbmc4k's test cut (80 cells) in chunks of 16 cells."""
+    path = tmp_path_factory.mktemp("threads") / "pbmc.sinr"
+    sinr.encode(sinr.read_matrix(DATA / "pbmc4k_v2_soupx_half"), path, chunk_cells=16, siren="never", progress=False)
+    return path
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a CPU affinity of two CPUs or more to narrow")
+def test_default_threads_are_the_cpus_this_process_may_use(chunked):
+    """jobs=None means the CPUs the process may run on (a batch scheduler's or a container's share of
+    a machine), not os.cpu_count(), which counts every core: 64 threads on 2 usable cores had made a
+    cell read 7x slower."""
+    allowed = os.sched_getaffinity(0)
+    asked = []
+
+    class Core:  # the core reader, its thread count noted
+        def __init__(self, core):
+            self.core = core
+
+        def set_threads(self, n):
+            asked.append(n)
+            self.core.set_threads(n)
+
+        def cells(self, cells):
+            return self.core.cells(cells)
+
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        assert usable_cpus() == 1 and EncodeOptions().n_jobs == 1
+        assert assemble.chunk_threads(np.array([100, 100]), None) == (1, 1)
+        with sinr.open(chunked) as m:
+            expected = m.to_scipy().getcol(3).toarray().ravel()
+            m._core_reader = Core(m._core())
+            assert np.array_equal(m.cell(3), expected) and asked == [1]
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert usable_cpus() == len(allowed)
