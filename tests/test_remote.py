@@ -10,8 +10,11 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -493,6 +496,44 @@ def test_lazy_and_batches_over_http(nginx, files):
         assert sorted(cells.tolist()) == list(range(local.shape[1]))
         for batch in batches:
             assert np.array_equal(batch.X.toarray(), expected[batch.cells])
+
+
+FORKED_READ = """
+import os, signal, sys
+import numpy as np
+import scinrcodec as sinr
+from scinrcodec.storage import remote
+remote.SUFFIX_BYTES = 2048  # as in the tests above: not the whole file at open, so that reads have something to fetch
+url, path = sys.argv[1:]
+local = sinr.open(path)
+m = sinr.open(url)
+m.cell(1)  # the parent's requests run on fsspec's event loop, a thread of the parent's
+
+
+def forked(read):
+    pid = os.fork()
+    if pid == 0:  # a torch DataLoader worker (fork is its default start), a fork Pool's worker
+        signal.alarm(30)  # a child that waits forever ends (SIGALRM: -14)
+        os._exit(0 if read() else 3)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+print(forked(lambda: np.array_equal(m.cell(70), local.cell(70)) and np.array_equal(m.gene(8), local.gene(8))))
+with m.byte_source._lock:  # a parent's thread amid a fetch as the fork happens
+    print(forked(lambda: np.array_equal(m.cell(20), local.cell(20))))
+"""
+
+
+@needs_nginx
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_http_a_forked_child_reads(nginx, files):
+    """A child forked after its parent opened a URL fetches on an event loop and under a lock of its
+    own: it had waited forever on the parent's loop, which has no thread in the child (torch's
+    DataLoader workers over a file opened by URL), or on the parent's lock, held as it forked."""
+    run = subprocess.run([sys.executable, "-c", FORKED_READ, f"{nginx.url}/pbmc.sinr", str(files / "pbmc.sinr")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 0 and run.stdout.split() == ["0", "0"], run.stdout + run.stderr
 
 
 def test_s3_reads_and_errors(files, small_reads, monkeypatch, capsys):

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import queue
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -92,6 +94,18 @@ def merge_ranges(ranges: list[tuple[int, int]], gap: int, limit: int = MAX_MERGE
     return [(a, b) for a, b in merged]
 
 
+_OPEN: weakref.WeakSet[RemoteSource] = weakref.WeakSet()  # every source of this process, for _after_fork
+
+
+def _after_fork() -> None:
+    for source in list(_OPEN):
+        source._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 _UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '([^']+)'")
 
 
@@ -108,7 +122,8 @@ class RemoteSource(ByteSource):
     """A remote object read by byte ranges through fsspec, with batched, cached, checked fetches.
 
     requests, round_trips and bytes_fetched count what it has asked the server for (round_trips:
-    batches of concurrent requests)."""
+    batches of concurrent requests). A process forked while it is open (a torch DataLoader's
+    workers) reads it on a filesystem, lock and cache of its own."""
 
     batched = True
 
@@ -118,19 +133,9 @@ class RemoteSource(ByteSource):
             import fsspec.asyn
         except ImportError:
             raise InvalidInputError(f"{url}: reading a URL needs fsspec: pip install 'scinrcodec[remote]'") from None
-        try:
-            self.fs, self.path = fsspec.core.url_to_fs(url, **_client_defaults(url, storage_options or {}))
-        except ImportError as exc:
-            extra = " (pip install 'scinrcodec[remote]')" if url.split("://", 1)[0] in REMOTE_EXTRA_SCHEMES else ""
-            raise InvalidInputError(f"{url}: {exc}{extra}") from None
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{url}: not a URL fsspec can open ({exc})") from None
         self.name = url
         self.storage_options = dict(storage_options or {})
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
-        self._kind = "http" if "http" in protocols or "https" in protocols else "s3" if (
-            "s3" in protocols and hasattr(self.fs, "_call_s3")) else "async" if self.fs.async_impl else "sync"
-        self._loop = self.fs.loop if self.fs.async_impl else fsspec.asyn.get_loop()
+        self._connect()
         self._sync = fsspec.asyn.sync
         self.requests = self.round_trips = self.bytes_fetched = 0
         self._lock = threading.Lock()
@@ -141,6 +146,43 @@ class RemoteSource(ByteSource):
         self._cached = 0
         self.size, self.etag = -1, None
         self._open()
+        _OPEN.add(self)
+
+    def _connect(self) -> None:
+        """The filesystem and the event loop its requests run on, made for this process (_pid)."""
+        import fsspec
+        import fsspec.asyn
+
+        url = self.name
+        try:
+            self.fs, self.path = fsspec.core.url_to_fs(url, **_client_defaults(url, self.storage_options))
+        except ImportError as exc:
+            extra = " (pip install 'scinrcodec[remote]')" if url.split("://", 1)[0] in REMOTE_EXTRA_SCHEMES else ""
+            raise InvalidInputError(f"{url}: {exc}{extra}") from None
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{url}: not a URL fsspec can open ({exc})") from None
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        self._kind = "http" if "http" in protocols or "https" in protocols else "s3" if (
+            "s3" in protocols and hasattr(self.fs, "_call_s3")) else "async" if self.fs.async_impl else "sync"
+        self._loop = self.fs.loop if self.fs.async_impl else fsspec.asyn.get_loop()
+        self._pid = os.getpid()
+
+    def _connected(self) -> None:
+        """Before a request: in a process forked since the filesystem was made (a torch DataLoader's
+        workers, a fork Pool's), a filesystem of this process's own (the parent's event loop has no
+        thread here: a request put on it had waited forever)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._connect()
+
+    def _forked(self) -> None:
+        """In a forked child, before anything runs there: the lock, the fetches in flight and the
+        cache are the parent's, as its threads left them (the lock perhaps held, the fetches never to
+        end): this process starts with its own, empty."""
+        self._lock = threading.Lock()
+        self._inflight = []
+        self._blocks, self._starts, self._recent, self._cached = {}, [], OrderedDict(), 0
 
     # ------------------------------------------------------------------------------- reading
 
@@ -265,6 +307,7 @@ class RemoteSource(ByteSource):
                 for task in tasks:
                     task.cancel()
 
+        self._connected()
         with self._lock:
             self.round_trips += 1
         future = asyncio.run_coroutine_threadsafe(run(), self._loop)
@@ -491,6 +534,7 @@ class RemoteSource(ByteSource):
                     return await self._retrying(call)
             return await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
 
+        self._connected()
         with self._lock:
             self.round_trips += 1
         results = self._sync(self._loop, run)
