@@ -9,6 +9,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
+tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_licence_text_ships():
+    """The MIT licence asks for its text in every copy: the sdist and the wheel carried none (pyproject
+    said license = "MIT" alone). license-files names it; it is the R package's licence (r/LICENSE: the
+    year and holder of R's MIT template) in full."""
+    files = pyproject()["project"]["license-files"]
+    assert files == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    r_licence = dict(line.split(": ", 1) for line in (ROOT / "r" / "LICENSE").read_text().splitlines())
+    assert text.startswith(f"MIT License\n\nCopyright (c) {r_licence['YEAR']} {r_licence['COPYRIGHT HOLDER']}\n")
+    assert "Permission is hereby granted, free of charge" in text and 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+
+
+def test_the_build_floor_reads_this_metadata():
+    """scikit-build-core 0.10, which build-system.requires allowed, refuses an SPDX license (PEP 639):
+    'Field "project.license" has an invalid type, expecting a dictionary of strings (got "MIT")'; 0.11
+    reads it and license-files (each checked by building the sdist with that version, no isolation)."""
+    config = pyproject()
+    (floor,) = [r for r in config["build-system"]["requires"] if r.startswith("scikit-build-core")]
+    version = tuple(int(part) for part in floor.split(">=")[1].split("."))
+    if isinstance(config["project"]["license"], str) or "license-files" in config["project"]:
+        assert version >= (0, 11), floor
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
