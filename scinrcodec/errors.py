@@ -57,7 +57,7 @@ class FileChangedError(SinrError):
 
 class ResultTooLargeError(SinrError, MemoryError):
     """A result or working memory (a read's, an encode's) cannot be allocated, or exceeds the memory
-    the machine has free; the message says how large it is."""
+    free to this process (the machine's, or less under a memory cgroup); the message says how large it is."""
 
 
 class ClusterError(SinrError):

@@ -1,5 +1,5 @@
 """Every limit of the format and of the implementation, in one place: the check of an integer
-argument against its limits, and of a large allocation against the memory the machine has free.
+argument against its limits, and of a large allocation against the memory free to this process.
 
 Readers and writers import these; the spec (spec/sinr-format.md) states the same numbers.
 """
@@ -62,24 +62,82 @@ def usable_cpus() -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes the machine can still give (Linux's MemAvailable), or None where it does not say."""
+    """Bytes this process can still be given: what the machine has free (Linux's MemAvailable), or
+    less where its memory cgroup (a batch scheduler's job or a container) allows less; None where
+    neither says."""
+    free = None
     try:
         with open("/proc/meminfo", "rb") as fh:
             for line in fh:
                 if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    allowed = cgroup_headroom()
+    return allowed if free is None or (allowed is not None and allowed < free) else free
+
+
+# cgroup version -> (its memory controller's folder under the mount, limit, usage, reclaimable line in memory.stat)
+_CGROUP_MEMORY = {2: ("", "memory.max", "memory.current", "inactive_file"),
+                  1: ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+
+
+def cgroup_headroom(proc_cgroup: str = "/proc/self/cgroup", mount: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's memory cgroup and each one above it still allow (the least of their
+    limits less what they hold, file cache that can be dropped not counted), or None where none has
+    a limit: a job given 8 GB of a 256 GB machine is killed past its 8 GB, whatever MemAvailable says."""
+    try:
+        with open(proc_cgroup, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    least = None
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        version = 2 if hierarchy == "0" and not controllers else 1 if "memory" in controllers.split(",") else 0
+        if not version or not path.startswith("/"):
+            continue
+        folder, limit_file, usage_file, reclaimable = _CGROUP_MEMORY[version]
+        base = os.path.join(mount, folder)
+        parts = [part for part in path.split("/") if part]
+        if not os.path.isdir(os.path.join(base, *parts)):  # a container's own namespace: the mount's root is the group
+            parts = []
+        for depth in range(len(parts), -1, -1):  # the group, then each one above it
+            headroom = _group_headroom(os.path.join(base, *parts[:depth]), limit_file, usage_file, reclaimable)
+            if headroom is not None:
+                least = headroom if least is None else min(least, headroom)
+    return least
+
+
+def _group_headroom(group: str, limit_file: str, usage_file: str, reclaimable: str) -> int | None:
+    """One cgroup's limit less what it holds, or None without a limit (or files to read)."""
+    try:
+        with open(os.path.join(group, limit_file), encoding="ascii") as fh:
+            limit = fh.read().strip()
+        if limit == "max" or int(limit) >= 1 << 62:  # v1 writes "no limit" as about 2**63
+            return None
+        with open(os.path.join(group, usage_file), encoding="ascii") as fh:
+            used = int(fh.read())
+        cache = 0
+        with open(os.path.join(group, "memory.stat"), encoding="ascii") as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == reclaimable:
+                    cache = int(value)
+                    break
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return max(0, int(limit) - max(0, used - cache))
 
 
 def check_allocation(nbytes: int, what: str) -> None:
-    """Raise ResultTooLargeError where `what` needs arrays of `nbytes` bytes, more than the machine has
-    free: Linux grants a larger request (overcommit) and kills the process as it fills the memory,
-    past any except (a file of 18 KB may declare 2**31-1 genes, whose gene-major index alone is 16 GiB)."""
+    """Raise ResultTooLargeError where `what` needs arrays of `nbytes` bytes, more than this process
+    can be given (available_memory): Linux grants a larger request (overcommit) and kills the process
+    as it fills the memory, past any except (a file of 18 KB may declare 2**31-1 genes, whose gene-major index alone is 16 GiB)."""
     if nbytes < LARGE_ALLOCATION:
         return
     free = available_memory()
     if free is not None and nbytes > free:
         raise ResultTooLargeError(f"{what} needs {nbytes / 2**30:,.1f} GiB of memory, more than the "
-                                  f"{free / 2**30:,.1f} GiB this machine has free")
+                                  f"{free / 2**30:,.1f} GiB free to this process")
