@@ -272,6 +272,30 @@ def test_narrow_value_types_come_back_as_they_were(tmp_path):
     assert lazy.dtype == np.int64 and (lazy.compute() != lossy).nnz == 0
 
 
+def test_lossy_float32_counts_past_its_exact_range_read_in_float64(tmp_path):
+    # float32 holds 2**25 exactly, but --max-error 1 decodes it as 2**25 - 1, which it does not: every read
+    # of the whole AnnData (eager, lazy, dtype=, decode to .h5ad) had refused the file it had just written
+    x = sp.csr_matrix(np.array([[2**25, 0, 3], [7, 1, 0], [0, 2**26, 5]], dtype=np.float32))
+    a = anndata.AnnData(x, obs=pd.DataFrame(index=["c0", "c1", "c2"]), var=pd.DataFrame(index=["g0", "g1", "g2"]))
+    a.layers["dense"] = x.toarray()
+    sinr.encode_whole(a, tmp_path / "lossy.sinr", mode="max-error", max_error=1, **FAST)
+    with sinr.open(tmp_path / "lossy.sinr") as m:
+        want = m.to_scipy().T.toarray()
+    assert want[0, 0] == 2**25 - 1 and np.abs(want - x.toarray().astype(np.int64)).max() <= 1
+    back = sinr.read_sinr(tmp_path / "lossy.sinr")
+    assert back.X.dtype == back.layers["dense"].dtype == np.float64
+    assert np.array_equal(back.X.toarray(), want) and np.array_equal(back.layers["dense"], want)
+    assert np.array_equal(sinr.read_sinr(tmp_path / "lossy.sinr", dtype=np.int32).X.toarray(), want)
+    with pytest.raises(sinr.InvalidInputError, match="float32 does not hold exactly"):
+        sinr.read_sinr(tmp_path / "lossy.sinr", dtype=np.float32)
+    lazy = sinr.read_lazy(tmp_path / "lossy.sinr")
+    assert lazy.X.dtype == np.float64 and np.array_equal(lazy.X.compute().toarray(), want)
+    write_decoded(sinr.open(tmp_path / "lossy.sinr"), tmp_path / "back.h5ad", whole=True)
+    assert np.array_equal(anndata.read_h5ad(tmp_path / "back.h5ad").X.toarray(), want)
+    sinr.encode_whole(a[:, [1]].copy(), tmp_path / "fits.sinr", mode="max-error", max_error=1, **FAST)
+    assert sinr.read_sinr(tmp_path / "fits.sinr").X.dtype == np.float32  # values float32 holds keep its type
+
+
 def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):
     sinr.encode_whole(rich_h5ad, tmp_path / "raw.sinr", layer="raw", **FAST)
     with sinr.open(tmp_path / "raw.sinr") as m:

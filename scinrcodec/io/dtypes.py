@@ -40,13 +40,24 @@ def count_dtype(dtype) -> np.dtype:
     return out
 
 
-def stored_dtypes(recorded) -> tuple[np.dtype, np.dtype]:
+def stored_dtypes(recorded, lossless: bool = True) -> tuple[np.dtype, np.dtype]:
     """(the type to decode a matrix stored from `recorded` in, the type a sparse result holds it in):
     reads take no integer type narrower than 32 bits (it could wrap a count), so narrower ones are
-    decoded in int32 and cast; scipy.sparse holds no float16, and float32 holds such counts exactly."""
+    decoded in int32 and cast; scipy.sparse holds no float16, and float32 holds such counts exactly.
+    A matrix not `lossless` is decoded in a type that holds every count (widened)."""
     recorded = np.dtype(recorded)
     read = recorded if recorded.itemsize >= 4 else np.dtype(np.int32)
-    return read, np.dtype(np.float32) if recorded == np.float16 else recorded
+    return read if lossless else widened(read), np.dtype(np.float32) if recorded == np.float16 else recorded
+
+
+def widened(dtype) -> np.dtype:
+    """`dtype` where it holds every count exactly (int32 and wider, float64), else int64 for a narrower
+    integer type and float64 for a narrower float: a matrix coded within --max-error or by --inr-only may
+    decode to counts its recorded type does not hold (uint8's 255 as 256, float32's 2**25 as 2**25 - 1)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype if dtype.itemsize >= 8 else np.dtype(np.float64)
+    return dtype if dtype.itemsize >= 4 else np.dtype(np.int64)
 
 
 def check_exact(values: np.ndarray, dtype: np.dtype, what: str,

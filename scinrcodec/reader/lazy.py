@@ -7,13 +7,12 @@ AnnData built on it is whole-file storage's (scinrcodec.wholefile.lazy).
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from ..io.dtypes import stored_dtypes
+from ..io.dtypes import stored_dtypes, widened
+from ..storage.source import fork_safe_lock
 from .matrix import MatrixReader, reopened
 
 
@@ -29,7 +28,7 @@ class MatrixRef:
     def __init__(self, matrix: MatrixReader | None = None, *, travelled: tuple | None = None) -> None:
         self._matrix = matrix
         self._travelled = travelled  # (function, args) that open it here, when it came pickled
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     @property
     def matrix(self) -> MatrixReader:
@@ -51,7 +50,7 @@ class MatrixRef:
 
 
 _OPENED: dict[tuple, MatrixReader] = {}  # each process opens a version of a file once for all its blocks
-_OPENED_LOCK = threading.Lock()
+_OPENED_LOCK = fork_safe_lock()
 
 
 def _arrived(opener, args: tuple) -> MatrixRef:
@@ -88,10 +87,10 @@ def _cells(ref: MatrixRef, start: int, stop: int, dtype: str) -> sp.csr_matrix:
 
 def _block_dtype(m: MatrixReader, dtype) -> np.dtype:
     """The type of a lazy matrix's blocks: `dtype`, but float32 for float16 (which scipy.sparse cannot
-    hold) and int64 for a narrow integer type of a file coded within --max-error (whose decoded counts
-    may pass that type's range; a lossless file's came from it)."""
+    hold), widened for a file coded within --max-error or by --inr-only (whose decoded counts may pass
+    that type's range or exactness; a lossless file's came from it)."""
     _, held = stored_dtypes(dtype)
-    return np.dtype(np.int64) if held.itemsize < 4 and m.mode != "lossless" else held
+    return held if m.mode == "lossless" else widened(held)
 
 
 def _dask_array():

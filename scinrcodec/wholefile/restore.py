@@ -20,11 +20,12 @@ def decoded(matrix, dtype, fmt: str):
     """A whole .sinr matrix, cells x genes, in the type and format it was encoded from: decoded in a
     type that holds every count (reads refuse narrower ones, which would wrap a count), then cast to
     the recorded one where that holds every value: a lossless file's values came from it, but one
-    coded within --max-error E may decode up to E past its type's range (uint8's 255 as 256), and
-    then keeps the wide type, never a wrapped count. A sparse float16 (which h5py stores and scipy
-    cannot hold) comes back as float32, which holds such values exactly."""
+    coded within --max-error E may decode up to E past its type's range (uint8's 255 as 256) or
+    exactness (float32's 2**25 as 2**25 - 1), and then keeps the wide type, never a wrapped or
+    rounded count. A sparse float16 (which h5py stores and scipy cannot hold) comes back as float32,
+    which holds such values exactly."""
     recorded = np.dtype(dtype)
-    read, held = stored_dtypes(recorded)
+    read, held = stored_dtypes(recorded, matrix.mode == "lossless")
     x = matrix.to_scipy("csc", dtype=read).T
     if fmt == "ndarray":
         x = x.toarray()
