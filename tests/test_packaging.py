@@ -2,6 +2,7 @@
 says when the machine lacks what it needs."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,21 @@ def test_the_licence_text_ships():
     r_licence = dict(line.split(": ", 1) for line in (ROOT / "r" / "LICENSE").read_text().splitlines())
     assert text.startswith(f"MIT License\n\nCopyright (c) {r_licence['YEAR']} {r_licence['COPYRIGHT HOLDER']}\n")
     assert "Permission is hereby granted, free of charge" in text and 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+
+
+def test_the_version_is_written_once():
+    """pyproject's version = "3.0.0" beside scinrcodec.__version__ (which `sinr --version` prints and
+    every file's writer field records) was the same fact twice; the metadata now reads it from
+    __init__.py, and the R package, which needs its own DESCRIPTION, says the same."""
+    import scinrcodec
+
+    config = pyproject()
+    assert "version" not in config["project"] and config["project"]["dynamic"] == ["version"]
+    assert config["tool"]["scikit-build"]["metadata"]["version"] == {
+        "provider": "scikit_build_core.metadata.regex", "input": "scinrcodec/__init__.py"}
+    description = dict(line.split(": ", 1) for line in (ROOT / "r" / "DESCRIPTION").read_text().splitlines()
+                       if re.match(r"[A-Za-z@/]+: ", line))
+    assert description["Version"] == scinrcodec.__version__
 
 
 def test_the_build_floor_reads_this_metadata():
