@@ -346,3 +346,47 @@ def test_a_forked_child_decodes_after_its_parent_did(tmp_path, pbmc):
     run = subprocess.run([sys.executable, "-c", FORKED_DECODE, str(path)], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr
+
+
+FORKED_AMID_A_SUMMARY = """
+import os, signal, sys, threading
+import numpy as np
+import scinrcodec as sinr
+import scinrcodec.reader.matrix as reader
+m = sinr.open(sys.argv[1])
+expected = np.asarray(m.to_scipy().sum(axis=1)).ravel()
+parent, entered, release = os.getpid(), threading.Event(), threading.Event()
+whole_pass = reader.matrix_moments
+
+
+def paused(*args):  # the parent's summary pass, which holds the matrix's lock, still running as it forks
+    if os.getpid() == parent:
+        entered.set()
+        release.wait()
+    return whole_pass(*args)
+
+
+reader.matrix_moments = paused
+thread = threading.Thread(target=m.sum, args=(1,))
+thread.start()
+entered.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(30)  # a child that waits forever ends (SIGALRM: -14)
+    os._exit(0 if np.array_equal(m.sum(axis=1), expected) else 3)
+release.set()
+thread.join()
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_child_forked_amid_a_read_of_its_parent_reads(tmp_path, pbmc):
+    """A lock an open matrix keeps is free in a forked child: forked while another thread of the
+    parent summed the matrix (a summary pass, under the matrix's lock), the child's own m.sum() had
+    waited forever for the parent's thread, which the fork did not copy."""
+    path = tmp_path / "x.sinr"
+    sinr.encode(pbmc, path, chunk_cells=16, **FAST)
+    run = subprocess.run([sys.executable, "-c", FORKED_AMID_A_SUMMARY, str(path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -24,7 +23,7 @@ from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc
     unpack_header
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, \
     SEGMENT_INDEX_FIELDS, Sizes
-from ..storage.source import ByteSource
+from ..storage.source import ByteSource, fork_safe_lock
 from .selection import unique_sorted
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ class Chunk:
         self.band_siren = band_siren  # band -> index into the matrix's SIREN tables, -1 for the baseline
         self.sections = sections
         self.tables3 = tables3  # format 3: the chunk's decoding tables (a ChunkTables3); format 2: None
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         g = geometry
         self.lists = (g.row_starts.tolist(), g.widths.tolist(), g.tile_starts.tolist())  # for bisect
 
@@ -213,7 +212,7 @@ class MatrixIndex:
         self._parse_chunk_index(index, table, body_end)
         self._parse_segments()
         self._chunks: dict[int, Chunk] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._genes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._gene_tables: tuple[np.ndarray, np.ndarray] | None = None
         self._tile_table: TileTable | None = None
@@ -700,7 +699,7 @@ class SirenTables:
         self.norm = np.zeros((0, 2), np.float64)  # offset, scale
         self.layers = np.zeros((0, 6), np.int64)
         self.params = np.zeros(0, np.int64)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._arrays: tuple | None = None  # what arrays() returns until the next add()
 
     def add(self, patch: PatchSiren) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import functools
 import os
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +24,7 @@ from ..limits import MAX_JOBS, check_allocation, checked_integer, usable_cpus
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import GENE_NAME_SECTIONS
 from ..storage.opening import open_source
-from ..storage.source import ByteSource, LocalFileSource, MemorySource
+from ..storage.source import ByteSource, LocalFileSource, MemorySource, fork_safe_lock
 from .assemble import BlockScratch, cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
@@ -98,11 +97,11 @@ class MatrixReader:
         self._names: dict[str, list[str] | None] = {}
         self._lookup_tables: dict[str, dict[str, int]] = {}
         self._siblings: dict[str, MatrixReader] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._entry_of = None  # what answers m[i, j]: set at the first entry (_entry_reader)
         self._core_reader = None  # the core's reader of a local file (_core): opened at first use, False if none
         self._moments: MatrixMoments | None = None  # both axes' summaries (_summaries): one pass, at first use
-        self._moments_lock = threading.Lock()
+        self._moments_lock = fork_safe_lock()
 
     # ------------------------------------------------------------------------------ header
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                       RemoteConnectionError, RemoteError, RemoteNotFoundError, SinrError)
-from .source import ByteSource
+from .source import ByteSource, fork_safe_lock
 
 SUFFIX_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and chunk index of files of up to
 # thousands of chunks (at 2 KiB, one of 102 chunks took a second round trip), in the time of one round trip
@@ -138,7 +138,7 @@ class RemoteSource(ByteSource):
         self._connect()
         self._sync = fsspec.asyn.sync
         self.requests = self.round_trips = self.bytes_fetched = 0
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._inflight: list[tuple[int, int, threading.Event]] = []  # (start, end, done) being fetched, by start
         self._blocks: dict[int, bytes] = {}
         self._starts: list[int] = []
@@ -177,10 +177,9 @@ class RemoteSource(ByteSource):
                     self._connect()
 
     def _forked(self) -> None:
-        """In a forked child, before anything runs there: the lock, the fetches in flight and the
-        cache are the parent's, as its threads left them (the lock perhaps held, the fetches never to
-        end): this process starts with its own, empty."""
-        self._lock = threading.Lock()
+        """In a forked child, before anything runs there: the fetches in flight and the cache are the
+        parent's, as its threads left them (the fetches never to end): this process starts with its
+        own, empty."""
         self._inflight = []
         self._blocks, self._starts, self._recent, self._cached = {}, [], OrderedDict(), 0
 

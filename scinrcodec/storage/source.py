@@ -23,6 +23,25 @@ from ..errors import FileChangedError, FormatError, InvalidInputError
 
 
 GATHER_GAP = 1 << 16  # ranges this close are read at once: copying the gap costs less than a read
+_LOCKS: weakref.WeakSet = weakref.WeakSet()  # every lock fork_safe_lock made, freed in a forked child
+
+
+def fork_safe_lock() -> threading.Lock:
+    """A lock that a forked child (a torch DataLoader's workers, a fork Pool's) finds free: the parent's
+    thread that held it as the process forked (amid a summary pass over the matrix, or loading its
+    gene tables) is not there to release it, and the child's first use had waited forever."""
+    lock = threading.Lock()
+    _LOCKS.add(lock)
+    return lock
+
+
+def _free_locks() -> None:
+    for lock in list(_LOCKS):
+        lock._at_fork_reinit()  # what threading and concurrent.futures do with their own locks at a fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_locks)
 
 
 class ByteSource:
@@ -123,7 +142,7 @@ class LocalFileSource(ByteSource):
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self._path = os.path.abspath(path)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except IsADirectoryError as exc:
@@ -315,7 +334,7 @@ class FileObjectSource(ByteSource):
             raise InvalidInputError(f"{getattr(fileobj, 'name', 'file object')}: opened in text mode; open it in "
                                     "binary mode ('rb')")
         self._file = fileobj
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self.name = name or str(getattr(fileobj, "path", None) or getattr(fileobj, "name", "<file object>"))
         try:
             self.size = int(fileobj.seek(0, io.SEEK_END))
