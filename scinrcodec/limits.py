@@ -50,6 +50,11 @@ def checked_integer(name: str, value, low: int, high: int) -> int:
     return value
 
 
+def checked_jobs(jobs) -> int | None:
+    """jobs= as every read and encode takes it: None (usable_cpus), or 1 to MAX_JOBS threads."""
+    return None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on: what `jobs=None` means. Its affinity where the system
     has one (a batch scheduler's or a container's share of a large machine: os.cpu_count() counts

@@ -52,3 +52,18 @@ def test_default_threads_are_the_cpus_this_process_may_use(chunked):
     finally:
         os.sched_setaffinity(0, allowed)
     assert usable_cpus() == len(allowed)
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 2.5, "2", True, 10**7])
+def test_a_block_refuses_the_jobs_every_read_refuses(chunked, jobs):
+    """cells_block and chunks_block take jobs= as open() and iter_cells do: 0, -1 and 10**7 had been
+    taken silently (0 as the default, -1 as one thread), 2.5 and '2' had failed with a TypeError of
+    scipy's or numpy's ('>' not supported between instances of 'str' and 'int')."""
+    with sinr.open(chunked) as m:
+        expected = m.T.to_scipy()[:40].toarray()
+        for read in (lambda: m.cells_block(0, 40, jobs=jobs), lambda: m.chunks_block([0, 1, 2], jobs=jobs)):
+            with pytest.raises(sinr.SinrError, match="^jobs must be"):
+                read()
+        for good in (1, 3, None):
+            assert np.array_equal(m.cells_block(0, 40, jobs=good).toarray(), expected)
+            assert np.array_equal(m.chunks_block([0, 1, 2], jobs=good)[:40].toarray(), expected)

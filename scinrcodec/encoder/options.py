@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from ..errors import InvalidInputError
 from ..codec.stages import MODES
 from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT,
-                      MAX_JOBS, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer,
+                      MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer, checked_jobs,
                       usable_cpus)
 from ..model.siren import NORMALISATIONS
 from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
@@ -93,8 +93,7 @@ class EncodeOptions:
         self._set("weight_bits", tuple(checked_integer("weight bits", b, 2, 16) for b in self.weight_bits))
         if not self.weight_bits:
             raise InvalidInputError("weight bit depths must not be empty")
-        if self.jobs is not None:
-            self._set("jobs", checked_integer("jobs", self.jobs, 1, MAX_JOBS))
+        self._set("jobs", checked_jobs(self.jobs))
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not 0 < self.learning_rate < 10:
             raise InvalidInputError(f"learning_rate must be a number in (0, 10), not {self.learning_rate!r}")

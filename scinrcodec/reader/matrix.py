@@ -20,7 +20,7 @@ from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, NotIterableError, ResultTooLargeError,
                       SinrError, SinrIndexError, SinrKeyError, printable)
 from ..io.dtypes import READ_DTYPE, count_dtype
-from ..limits import MAX_JOBS, check_allocation, checked_integer, usable_cpus
+from ..limits import check_allocation, checked_jobs, usable_cpus
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import GENE_NAME_SECTIONS
 from ..storage.opening import open_source
@@ -64,7 +64,7 @@ class MatrixReader:
 
     def __init__(self, source, *, matrix: str | None = None, jobs: int | None = None,
                  storage_options: dict | None = None) -> None:
-        jobs = None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
+        jobs = checked_jobs(jobs)
         self._source: ByteSource = open_source(source, storage_options)
         self.source = self._source.name
         footer = read_footer(self._source)
@@ -636,7 +636,7 @@ class MatrixReader:
         if start == stop:
             return sp.csr_matrix((0, index.n_genes), dtype=count_dtype(dtype))
         first, last = index.chunk_of_cell(start), index.chunk_of_cell(stop - 1)
-        block = cell_major(index, dtype, jobs or self.jobs, range(first, last + 1))
+        block = cell_major(index, dtype, checked_jobs(jobs) or self.jobs, range(first, last + 1))
         offset = int(index.chunk_starts[first])
         if start == offset and stop - offset == block.shape[0]:  # whole chunks, such as a dask block: no copy
             return block
@@ -660,7 +660,7 @@ class MatrixReader:
             raise SinrIndexError(f"chunk ids must be distinct and within 0..{index.n_chunks - 1}")
         if head is not None and (not sp.issparse(head) or head.format != "csr" or head.shape[1] != index.n_genes):
             raise SinrIndexError(f"head must be a cells x {index.n_genes} genes CSR matrix")
-        return cell_major(index, dtype, jobs or self.jobs, ids.tolist(), scratch, head)
+        return cell_major(index, dtype, checked_jobs(jobs) or self.jobs, ids.tolist(), scratch, head)
 
     def chunk_bounds(self) -> np.ndarray:
         """First cell of each chunk, and the number of cells last: natural block boundaries."""

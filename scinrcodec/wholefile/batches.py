@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from ..io.dtypes import count_dtype
-from ..limits import MAX_DIMENSION, MAX_JOBS, checked_integer
+from ..limits import MAX_DIMENSION, MAX_JOBS, checked_integer, checked_jobs
 from ..reader.assemble import BlockScratch
 from ..reader.matrix import MatrixReader
 from .names import names_obs
@@ -32,7 +32,7 @@ def iter_cells(m: MatrixReader, batch_size: int = 256, *, shuffle: bool = True, 
     batch_size, buffer = (checked_integer(name, value, 1, MAX_DIMENSION)
                           for name, value in (("batch_size", batch_size), ("buffer", buffer)))
     seed = None if seed is None else checked_integer("seed", seed, 0, 2**63 - 1)
-    jobs = None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
+    jobs = checked_jobs(jobs)
     index, count = _checked_shard(shard, shuffle, seed)
     dtype = count_dtype(dtype)  # checked before the first batch (a 0-cell file makes none)
     bounds = m.chunk_bounds()
