@@ -199,6 +199,7 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["encode", SOURCE, out / "a.sinr", "--max-error", "many"], "expected a whole number"),
         (["encode", SOURCE, out / "a.sinr", "--device", "cuda:7"], "--device 'cuda:7' is not usable here"),
         (["encode", SOURCE, out / "a.sinr", "--device", "banana"], "--device 'banana' is not usable here"),
+        (["encode", SOURCE, out / "a.sinr", "--device", "meta"], "--device 'meta' is not usable here"),  # no data
         (["encode", SOURCE], "the following arguments are required"),
         (["compress", SOURCE], "invalid choice"),
         (["decode", bad["corrupt.sinr"], out / "f.h5ad"], "corrupt"),

@@ -85,14 +85,15 @@ def torch_available() -> bool:
 
 
 def check_device(device: str | None) -> None:
-    """Refuse a torch device that does not exist before any work is done."""
+    """Refuse a torch device that does not exist, or holds no data to copy back (meta), before any work
+    is done."""
     if device is None:
         return
     import torch
 
     try:
-        torch.zeros(1, device=device)
-    except (RuntimeError, ValueError, AssertionError) as exc:
+        torch.zeros(1, device=device).cpu()
+    except (RuntimeError, ValueError, AssertionError, NotImplementedError) as exc:
         raise InvalidInputError(f"--device {device!r} is not usable here ({str(exc).splitlines()[0]})") from exc
 
 
