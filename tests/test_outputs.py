@@ -215,6 +215,32 @@ def test_outputs_respect_the_umask(tmp_path, pbmc):
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750
 
 
+
+def _tells_the_umask() -> bool:
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            return b"Umask:" in fh.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _tells_the_umask(), reason="needs a system that tells the umask without setting it (Linux "
+                                                   "4.7 and later)")
+def test_outputs_leave_the_umask_of_other_threads_alone(tmp_path, pbmc, monkeypatch):
+    """A write reads the umask without setting it: it had set 0o022 for a moment at every output, and
+    a file another thread of the process made meanwhile was world-readable under a umask of 0o077
+    (2 files of some 10,000 in 10 s, a thread encoding beside one making files)."""
+    previous = os.umask(0o077)
+    monkeypatch.setattr(os, "umask", lambda mask: pytest.fail(f"the umask was set to {mask:03o}"))
+    try:
+        sinr.encode(pbmc, tmp_path / "x.sinr", **FAST)
+        write_matrix(tmp_path / "folder", _matrix(pbmc))
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "x.sinr").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o700
+
 def test_encode_output_needs_force_and_is_atomic(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     out.write_bytes(b"keep me")

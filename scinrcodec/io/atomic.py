@@ -88,6 +88,16 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
 
 
 def _umask() -> int:
+    """The process's umask, read without setting it where the system says it (Linux: /proc/self/status).
+    os.umask reads it only by setting another for a moment, in which a file any other thread of the
+    process made got that one's mode (0o644 under a umask of 0o077); it remains where nothing else tells."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
