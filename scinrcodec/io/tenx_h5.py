@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidInputError
-from .hdf5 import HDF5_MAGIC, CompressedH5Source, checked_dataset, h5_errors, open_h5, string_dataset
+from .hdf5 import HDF5_MAGIC, CompressedH5Source, checked_dataset, h5_errors, open_h5, string_dataset, write_converted
 from .matrix import CountMatrix
 from .sources import check_shape, path_spec
 
@@ -91,8 +91,9 @@ def _fill_10x(f, m: CountMatrix) -> None:
     g = f.create_group("matrix")
     for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
                              ("indptr", csc.indptr, np.int64)):
-        arr = np.asarray(arr, dtype=dtype)
-        g.create_dataset(name, data=arr, chunks=(min(80_000, max(arr.size, 1)),), maxshape=(None,), **chunked)
+        made = g.create_dataset(name, shape=arr.shape, dtype=dtype, chunks=(min(80_000, max(arr.size, 1)),),
+                                maxshape=(None,), **chunked)
+        write_converted(made, arr)
     g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
     g.create_dataset("barcodes", data=_strings(m.filled_cell_names()), **chunked)
     feats = g.create_group("features")

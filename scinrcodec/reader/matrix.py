@@ -668,9 +668,11 @@ class MatrixReader:
 
     @fits_in_memory("decoding the whole matrix")
     def to_count_matrix(self) -> CountMatrix:
-        """The whole matrix with its names, as the writers of other formats take it."""
+        """The whole matrix with its names, as the writers of other formats take it: CSC (cell-major,
+        as each of them writes it), so that none converts a CSR copy of it."""
         from ..io.matrix import CountMatrix  # writers need it, reads do not: opening a file skips it
-        return CountMatrix(self.to_scipy(), self.gene_ids, self.gene_names, self.cell_names, self.feature_types)
+        return CountMatrix(self.to_scipy(layout="csc"), self.gene_ids, self.gene_names, self.cell_names,
+                           self.feature_types)
 
     # ------------------------------------------------------------------ files of several parts
 
