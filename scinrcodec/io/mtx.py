@@ -332,12 +332,18 @@ class MtxSource(MatrixSource):
 
 # ------------------------------------------------------------------------------------ writing
 
+# gzip's own default: Python's (9) wrote a 6e7-nonzero matrix.mtx.gz in 9.6 minutes, 6.5x slower for
+# no smaller a file (1.0 against 6.6 MB/s of its text, 3.76x against 3.77x)
+GZIP_LEVEL = 6
+
+
 @contextlib.contextmanager
 def _gzipped(path: Path, name: str) -> Iterator[gzip.GzipFile]:
     """A gzip stream into `path` whose header records `name` (the output's own name, less .gz, as
     gzip records it) and no time: one matrix always gives the same bytes, and `gunzip -N` restores
     the output's name, not the temporary file's it was written as."""
-    with open(path, "wb") as raw, gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=0) as fh:
+    with open(path, "wb") as raw, gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=0,
+                                                compresslevel=GZIP_LEVEL) as fh:
         yield fh
 
 
