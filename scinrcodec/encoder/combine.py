@@ -97,13 +97,14 @@ class Piece:
             return out
         if self.cells is None:
             x = m.cells_block(start, stop)
-        else:
+        else:  # a chunk at a time, its cells taken: a few cells of every chunk do not hold every chunk at once
             wanted = self.cells[start:stop]
             bounds = m.chunk_bounds()
             chunk_of = np.searchsorted(bounds, wanted, side="right") - 1
-            chunks = self._chunks(start, stop)
-            offsets = np.concatenate([[0], np.cumsum(bounds[chunks + 1] - bounds[chunks])])[:-1]
-            x = m.chunks_block(chunks)[offsets[np.searchsorted(chunks, chunk_of)] + wanted - bounds[chunk_of]]
+            order = np.argsort(chunk_of, kind="stable")
+            groups = np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1)
+            rows = [m.chunks_block([chunk_of[g[0]]])[wanted[g] - bounds[chunk_of[g[0]]]] for g in groups]
+            x = sp.vstack(rows, format="csr")[np.argsort(order)]
         n_out = self.genes.size
         if self.genes.size == m.shape[0] and np.array_equal(self.genes, np.arange(n_out)):
             return x
