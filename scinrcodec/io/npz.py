@@ -79,6 +79,13 @@ def read_npz(path: Path) -> ScipySource:
 
 
 def write_npz(path: Path, m: CountMatrix) -> None:
-    """The counts as scipy.sparse.save_npz writes them: CSC (by cell), int64."""
-    with open(path, "wb") as fh:
-        sp.save_npz(fh, sp.csc_matrix(m.counts, dtype=np.int64))
+    """The counts as scipy.sparse.save_npz writes them: CSC (by cell), int64, each array a deflated .npy
+    member of a zip. The zip is closed here, a failed write's too: numpy 1's savez (under save_npz) left
+    it to the garbage collector, whose close of the closed output printed a traceback."""
+    counts = sp.csc_matrix(m.counts, dtype=np.int64)
+    arrays = {"indices": counts.indices, "indptr": counts.indptr, "format": b"csc", "shape": counts.shape,
+              "data": counts.data}
+    with open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
