@@ -475,14 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     after it: once the command has run, SIGINT and SIGTERM are ignored, so that one arriving as the
     process exits does not turn a finished command into exit 130 (a pipeline would then run it again and
     find its output there); with argv (a caller's own process), or after a failure, the handlers are
-    put back."""
+    put back. Signals reach the main thread only, which alone may set their handlers: run by another
+    thread (a caller's worker), a command is not interrupted by them and leaves the process's handlers
+    as they are."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    interrupted.clear()
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    previous_hook, reinterrupt = sys.unraisablehook, _Reinterrupt(sys.unraisablehook)
-    sys.unraisablehook = reinterrupt
-    settle = argv is None
+    in_charge = threading.current_thread() is threading.main_thread()
+    if in_charge:
+        interrupted.clear()
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous_hook, reinterrupt = sys.unraisablehook, _Reinterrupt(sys.unraisablehook)
+        sys.unraisablehook = reinterrupt
+    settle = argv is None and in_charge
     ran = False
     try:
         args.run(args)
@@ -509,12 +513,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (SINR_DEBUG=1 shows where)")
     finally:
-        reinterrupt.cancel()  # an interrupt raised again must not land in the caller's code
-        sys.unraisablehook = previous_hook
-        if not (settle and ran):
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
+        if in_charge:
+            reinterrupt.cancel()  # an interrupt raised again must not land in the caller's code
+            sys.unraisablehook = previous_hook
+            if not (settle and ran):
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
     return 0
 
 

@@ -477,6 +477,21 @@ def test_the_command_ignores_a_signal_once_it_is_done(tmp_path, encoded, monkeyp
     assert main(["info", str(encoded)]) == 0 and signal.getsignal(signal.SIGINT) is previous[signal.SIGINT]
 
 
+
+def test_a_command_run_by_another_thread(tmp_path, encoded, capsys):
+    """main(argv) from a thread other than the main one (a caller's worker pool) runs the command:
+    it had failed with ValueError 'signal only works in main thread of the main interpreter', a
+    traceback, before doing anything; the process's handlers and unraisable hook stay as they are."""
+    handlers, hook = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}, sys.unraisablehook
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(main, ["info", str(encoded)]),
+                pool.submit(main, ["decode", str(encoded), str(tmp_path / "x.mtx")]),
+                pool.submit(main, ["info", str(tmp_path / "missing.sinr")])]
+        assert [run.result() for run in runs] == [0, 0, 1]
+    assert "missing.sinr: cannot read" in capsys.readouterr().err
+    assert (tmp_path / "x.mtx").exists()
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers and sys.unraisablehook is hook
+
 def test_a_dash_is_refused_as_a_path(tmp_path, encoded):
     """'-' is neither read as standard input nor written as a file or folder named '-'."""
     for args in (["decode", encoded, "-"], ["encode", SOURCE, "-"], ["info", "-"], ["subset", encoded, "-o", "-"]):
