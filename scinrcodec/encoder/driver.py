@@ -282,6 +282,23 @@ def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions
             **matrix["stats"]}
 
 
+def checked_options(options: dict) -> EncodeOptions:
+    """Encode keyword options as EncodeOptions, unknown names refused, and a SIREN or a torch device
+    asked for refused without torch (the encode extra) or where the device is not usable."""
+    unknown = set(options) - EncodeOptions.names()
+    if unknown:
+        raise InvalidInputError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
+    opts = EncodeOptions(**options)
+    if torch_available():
+        check_device(opts.device)
+    elif opts.siren in ("always", "force") or opts.mode == "inr-only":
+        raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
+    elif opts.device is not None:
+        raise InvalidInputError(f"--device {opts.device!r} is a torch device: pip install 'scinrcodec[encode]' "
+                                "for torch")
+    return opts
+
+
 def encode(source, output: str | os.PathLike, *, force: bool = False, client=None, pattern_as_ones: bool = False,
            **options) -> dict:
     """Encode `source` (a path, scipy.sparse genes x cells, AnnData, or MatrixSource) to a .sinr
@@ -290,16 +307,9 @@ def encode(source, output: str | os.PathLike, *, force: bool = False, client=Non
     counts of 1. Returns sizes and statistics."""
     from ..io.readers import as_source
 
-    unknown = set(options) - EncodeOptions.names()
-    if unknown:
-        raise InvalidInputError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
-    opts = EncodeOptions(**options)
+    opts = checked_options(options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_sinr_output(output, force=force, inputs=inputs)
-    if (opts.siren in ("always", "force") or opts.mode == "inr-only") and not torch_available():
-        raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
-    if opts.device is not None and torch_available():
-        check_device(opts.device)
     src = as_source(source, opts.layer, pattern_as_ones=pattern_as_ones)
     check_complete_names(src)
     inputs += list(src.paths)

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ..encoder.append import extend_into
 from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields, gene_keys, joined_genes,
                                unique_cell_names)
-from ..encoder.driver import BYTES_PER_GENE, encode
+from ..encoder.driver import BYTES_PER_GENE, checked_options, encode
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
@@ -42,7 +42,7 @@ from ..reader.selection import all_distinct
 from ..reader.contents import TENX_SECTION
 from ..storage.container import DEFAULT_MAJOR
 from ..storage.opening import check_storage_options, is_url
-from .encode import checked_options, write_plan
+from .encode import write_plan
 from .matrix import SinrMatrix, open as open_sinr
 from .names import name_frames
 from .parts import MemoryParts

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..encoder.driver import finish_file, write_matrix
+from ..encoder.driver import checked_options, finish_file, write_matrix
 from ..encoder.options import EncodeOptions
 from ..encoder.segments import CopiedSegments
 from ..errors import InvalidInputError
@@ -23,21 +23,6 @@ from ..storage.container import ContainerWriter, pack_map, write_version
 from .parts import FileParts, MemoryParts
 from .plan import Plan, plan_anndata
 from .tenx import plan_10x
-
-
-def checked_options(options: dict) -> EncodeOptions:
-    """Encode keyword options as EncodeOptions, unknown names and an unusable torch device refused."""
-    from ..encoder.siren_fit import check_device, torch_available
-
-    unknown = set(options) - EncodeOptions.names()
-    if unknown:
-        raise InvalidInputError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
-    opts = EncodeOptions(**options)
-    if (opts.siren in ("always", "force") or opts.mode == "inr-only") and not torch_available():
-        raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
-    if opts.device is not None and torch_available():
-        check_device(opts.device)
-    return opts
 
 
 def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -> Plan:
