@@ -21,7 +21,7 @@ def no_torch(monkeypatch):
 
 @pytest.mark.parametrize("options, message", [
     (dict(siren="always"), "the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never"),
-    (dict(mode="inr-only"), "the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never"),
+    (dict(mode="inr-only"), "--inr-only needs torch to fit its SIRENs: pip install 'scinrcodec[encode]'"),
     (dict(device="cuda:0"), "--device 'cuda:0' is a torch device: pip install 'scinrcodec[encode]' for torch"),
     (dict(device="cuda:0", siren="never"),
      "--device 'cuda:0' is a torch device: pip install 'scinrcodec[encode]' for torch"),

@@ -291,7 +291,9 @@ def checked_options(options: dict) -> EncodeOptions:
     opts = EncodeOptions(**options)
     if torch_available():
         check_device(opts.device)
-    elif opts.siren in ("always", "force") or opts.mode == "inr-only":
+    elif opts.mode == "inr-only":  # its values are the SIREN's: --siren never is no way out
+        raise InvalidInputError("--inr-only needs torch to fit its SIRENs: pip install 'scinrcodec[encode]'")
+    elif opts.siren in ("always", "force"):
         raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
     elif opts.device is not None:
         raise InvalidInputError(f"--device {opts.device!r} is a torch device: pip install 'scinrcodec[encode]' "
