@@ -96,6 +96,16 @@ def test_max_error_bound_and_zeros_exact(tmp_path, sources, name, bound):
         _check_reads(f, got, n=60)
 
 
+def test_max_error_mode_needs_a_bound_named_as_the_api_names_it(tmp_path, pbmc):
+    """sinr.encode(mode='max-error', max_error=0) had said '--max-error must be a positive integer',
+    a flag the caller never gave; 0 is what mode 'lossless' means."""
+    for options in (dict(mode="max-error", max_error=0), dict(mode="max-error")):
+        with pytest.raises(sinr.InvalidInputError) as err:
+            sinr.encode(pbmc, tmp_path / "x.sinr", **options, **FAST)
+        assert str(err.value) == "mode 'max-error' needs max_error of at least 1 (max_error 0 is mode 'lossless')"
+    assert not (tmp_path / "x.sinr").exists()
+
+
 def test_max_error_shrinks_file(tmp_path, sources):
     m = sources["mouse_gut_cimseq_smartseq2"]
     sizes = [sinr.encode(m, tmp_path / f"{i}.sinr", **FAST, **options)["bytes"]

@@ -65,7 +65,7 @@ class EncodeOptions:
             raise InvalidInputError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
         self._set("max_error", checked_integer("max_error", self.max_error, 0, MAX_ERROR_LIMIT))
         if self.mode == "max-error" and self.max_error < 1:
-            raise InvalidInputError("--max-error must be a positive integer")
+            raise InvalidInputError("mode 'max-error' needs max_error of at least 1 (max_error 0 is mode 'lossless')")
         if self.mode != "max-error" and self.max_error:
             raise InvalidInputError("max_error is only used with mode 'max-error' (pass mode='max-error' with it)")
         if self.siren is True or self.siren is False:
