@@ -6,9 +6,11 @@ from __future__ import annotations
 import sys
 
 import pytest
+import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA
+from conftest import DATA, SMALL_SIREN
+from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.cli import main as sinr_main
 
 SOURCE = DATA / "pbmc4k_v2_soupx_half"
@@ -47,3 +49,21 @@ def test_cli_device_without_torch_is_one_line(tmp_path, no_torch, capsys):
     assert sinr_main(["encode", str(SOURCE), str(tmp_path / "out.sinr"), "--device", "banana"]) == 1
     assert capsys.readouterr().err == (
         "sinr: error: --device 'banana' is a torch device: pip install 'scinrcodec[encode]' for torch\n")
+
+
+@pytest.mark.parametrize("options, how", [(dict(mode="inr-only"), "--inr-only"), (dict(), "--siren always")])
+def test_appending_to_a_siren_file_without_torch_names_the_encode_extra(tmp_path, monkeypatch, options, how):
+    """New cells of a file written with --inr-only or --siren always are coded so too: without torch,
+    `sinr append` had failed as 'internal error (ModuleNotFoundError: No module named 'torch')'."""
+    pytest.importorskip("torch", reason="writing the file fits SIRENs")
+    source = sinr.read_matrix(SOURCE)
+    counts = source.matrix().tocsc()
+    path = tmp_path / "siren.sinr"
+    sinr.encode(sp.csc_matrix(counts[:, :40]), path, **{**SMALL_SIREN, "steps": 5, **options})
+    before = path.read_bytes()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(sinr.InvalidInputError) as err:
+        sinr.append(path, CountMatrix(counts[:, 40:]))
+    assert str(err.value) == (f"{path}: its cells are coded with SIRENs ({how}), as new cells must be, which needs "
+                              "torch: pip install 'scinrcodec[encode]'")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["siren.sinr"]

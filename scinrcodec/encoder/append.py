@@ -34,6 +34,7 @@ from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index
     gene_statistics, summarise
 from .options import EncodeOptions
 from .segments import CopiedSegments, SegmentInput, can_copy, checked_chunk_block, write_segments
+from .siren_fit import needs_torch, torch_available
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
@@ -122,8 +123,8 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
     them where `new` knows them without a pass over every cell (concat's pieces); by default pass 1
     reads every new cell. Returns size and shape."""
     index = matrix.index
-    options = EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress,
-                                          format_version=matrix.version[0])
+    options = _recorded_options(matrix, EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress,
+                                                                    format_version=matrix.version[0]))
     bar = Progress(progress, new.nnz, "appending", "nonzeros")
     try:
         order, _, _, terms = index.genes()
@@ -160,6 +161,16 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
             "nnz": index.nnz + new_nnz, "chunks": index.n_chunks + len(rows)}
 
 
+def _recorded_options(matrix: MatrixReader, options: EncodeOptions) -> EncodeOptions:
+    """The options a file was written with, for its new cells: refused where they fit SIRENs and torch
+    is not installed."""
+    if needs_torch(options) and not torch_available():
+        how = "--inr-only" if options.mode == "inr-only" else f"--siren {options.siren}"
+        raise InvalidInputError(f"{matrix.source}: its cells are coded with SIRENs ({how}), as new cells must be, "
+                                "which needs torch: pip install 'scinrcodec[encode]'")
+    return options
+
+
 def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int | None,
                     progress: bool) -> dict:
     """A file of several segments (spec §5.5) gains its new cells as one more segment: they are
@@ -167,7 +178,8 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
     are then copied after the file's (encoder.segments)."""
     index = matrix.index
     recorded = {**index.options, "mode": index.mode, "max_error": index.max_error}  # as coded, whatever recorded
-    options = EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress, format_version=matrix.version[0])
+    options = _recorded_options(matrix, EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress,
+                                                                    format_version=matrix.version[0]))
     same = np.arange(matrix.shape[0])
     refused = can_copy([matrix], [same])
     if refused is not None:

@@ -33,7 +33,7 @@ from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from .chunk import EncodedChunk, FileContext, encode_chunk, write_chunk
 from .memory import ChunkMemory
 from .options import EncodeOptions
-from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, torch_available
+from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, needs_torch, torch_available
 
 MATRIX_NAME = "X"
 SUMMED_STATS = ("position_bits", "value_bits", "bands", "tiles", "siren_tried", "siren_kept", "siren_saved_bits")
@@ -94,7 +94,7 @@ def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndar
 
 
 def _planner(options: EncodeOptions) -> SirenPlanner | None:
-    if options.mode == "inr-only" or options.siren in ("always", "force"):
+    if needs_torch(options):
         return SirenPlanner(sample=None, force=options.siren == "force")
     if options.siren == "auto" and torch_available():
         return SirenPlanner(sample=PROBE_BANDS)

@@ -84,6 +84,12 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def needs_torch(options: EncodeOptions) -> bool:
+    """Whether an encode with these options fits SIRENs whatever its data (auto fits them only where
+    torch is there)."""
+    return options.siren in ("always", "force") or options.mode == "inr-only"
+
+
 def check_device(device: str | None) -> None:
     """Refuse a torch device that does not exist, or holds no data to copy back (meta), before any work
     is done."""
