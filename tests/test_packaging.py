@@ -2,9 +2,11 @@
 says when the machine lacks what it needs."""
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,25 @@ def test_each_dependency_floor_has_what_the_package_calls(api, distribution, fir
     (floor,) = [d.split(">=")[1].split(",")[0] for d in pyproject()["project"]["dependencies"]
                 if re.match(rf"{distribution}\s*>=", d)]
     assert tuple(int(part) for part in floor.split(".")) >= first, (distribution, floor)
+
+
+# Imported names whose distribution is named otherwise, or that come with another declared one.
+DISTRIBUTIONS = {"distributed": "dask", "botocore": "s3fs"}  # dask[distributed]; s3fs brings botocore
+
+
+def test_every_package_imported_is_declared():
+    """pandas was imported by io and wholefile but declared nowhere (it came with anndata); every module
+    the package imports is now the standard library's, or a base dependency's or an extra's."""
+    config = pyproject()["project"]
+    declared = {re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+                for requirement in [*config["dependencies"], *(r for extra in config["optional-dependencies"].values()
+                                                               for r in extra)]}
+    imported = set()
+    for path in (ROOT / "scinrcodec").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "scinrcodec"}
+    assert {DISTRIBUTIONS.get(name, name) for name in third_party} - declared == set()
