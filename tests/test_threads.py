@@ -67,3 +67,25 @@ def test_a_block_refuses_the_jobs_every_read_refuses(chunked, jobs):
         for good in (1, 3, None):
             assert np.array_equal(m.cells_block(0, 40, jobs=good).toarray(), expected)
             assert np.array_equal(m.chunks_block([0, 1, 2], jobs=good)[:40].toarray(), expected)
+
+
+def test_a_read_on_more_threads_than_bands_works_out_each_chunks_parts_once(chunked, monkeypatch):
+    """A gene-major read on many threads cuts each chunk into a part per thread and works out the
+    chunk's runs of bands once, not at each of its parts in each pass: jobs=4096 (on 2 CPUs) had
+    taken 167 s to read 2.9e6 nonzeros that 2 threads read in 0.13 s, its parts' runs worked out
+    2 x 9 x 4,096 times at 4,096 cuts each."""
+    real, worked = assemble._band_parts, []
+
+    def counted(chunk, parts):
+        worked.append(chunk.index)
+        return real(chunk, parts)
+
+    monkeypatch.setattr(assemble, "_band_parts", counted)
+    with sinr.open(chunked, jobs=1) as alone:
+        expected = alone.to_scipy()
+    assert sorted(worked) == list(range(alone.chunk_bounds().size - 1))
+    worked.clear()
+    with sinr.open(chunked, jobs=64) as m:
+        assert assemble._parts(np.diff(m.index.nnz_starts), 64) == (64, 64)
+        assert (m.to_scipy() != expected).nnz == 0
+    assert sorted(worked) == list(range(m.chunk_bounds().size - 1))

@@ -259,9 +259,18 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     counts = [np.zeros((first_chunk[s + 1] - first_chunk[s], max(g.size, 1)), dtype=np.int64)
               for s, g in enumerate(genes)]  # [segment][chunk of it, row of it]
     workers, parts = _parts(np.diff(index.nnz_starts), jobs)
+    runs, runs_lock = {}, threading.Lock()
+
+    def band_parts(chunk: Chunk) -> list[tuple[int, int]]:
+        """The chunk's runs of bands, worked out once for all its parts and both passes: at every part,
+        a read on 4,096 threads (4,096 parts of each chunk) had taken 167 s, not 0.13 s."""
+        with runs_lock:
+            if chunk.index not in runs:
+                runs[chunk.index] = _band_parts(chunk, parts)
+            return runs[chunk.index]
 
     def count(chunk: Chunk, part: int) -> None:
-        bands = _band_parts(chunk, parts)
+        bands = band_parts(chunk)
         if part >= len(bands):
             return
         batch = gather(index, [(chunk, _band_tiles(chunk, bands[part]))])
@@ -295,7 +304,7 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
     sums = _PartSums(index)
 
     def work(chunk: Chunk, part: int) -> None:
-        bands = _band_parts(chunk, parts)
+        bands = band_parts(chunk)
         if part >= len(bands):
             return
         rows, cols, values = decode_chunk(index, chunk, workspace.buffers, bands=bands[part])
