@@ -180,3 +180,26 @@ def test_get_by_index_reads_no_names(chunked, monkeypatch, capsys):
         monkeypatch.setattr(MatrixReader, names, property(unread))
     assert main(["get", str(chunked), "#7", "#42"]) == 0
     assert capsys.readouterr().out.strip() == str(expected)
+
+
+@pytest.mark.parametrize("dtype", [None, "int32"])
+def test_decode_to_h5ad_decodes_x_in_its_type(mid, tmp_path, monkeypatch, dtype):
+    """A file of one matrix decoded to .h5ad is decoded straight in X's type (float32 unless --dtype
+    says): it had been decoded as int64, then copied as float32 (6e7 nonzeros: 1.47 GB peak, where
+    a whole AnnData's .h5ad takes 0.79 GB)."""
+    import anndata
+
+    path, counts = mid
+    asked = []
+    real = reader_matrix.cell_major
+
+    def spy(index, dtype, *args, **kwargs):
+        asked.append(np.dtype(dtype))
+        return real(index, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(reader_matrix, "cell_major", spy)
+    sinr.decode(path, tmp_path / "out.h5ad", dtype=dtype)
+    wanted = np.dtype(dtype or np.float32)
+    assert asked == [wanted]
+    x = anndata.read_h5ad(tmp_path / "out.h5ad").X
+    assert x.dtype == wanted and (x != counts.T).nnz == 0

@@ -227,7 +227,7 @@ def to_anndata(m: CountMatrix, dtype=None):
     import anndata
 
     wanted = anndata_dtype(dtype)
-    x = sp.csr_matrix(m.counts.T.astype(wanted))
+    x = sp.csr_matrix(m.counts.T.astype(wanted, copy=False))  # CSC counts of that type: neither copied
     check_exact(x.data, wanted, "the matrix", lambda: sp.csr_matrix(m.counts.T).data)
     with quiet_anndata():
         adata = anndata.AnnData(X=x, obs=obs_frame(m), var=var_frame(m))

@@ -667,11 +667,12 @@ class MatrixReader:
         return self._index.chunk_starts.copy()
 
     @fits_in_memory("decoding the whole matrix")
-    def to_count_matrix(self) -> CountMatrix:
+    def to_count_matrix(self, dtype=READ_DTYPE) -> CountMatrix:
         """The whole matrix with its names, as the writers of other formats take it: CSC (cell-major,
-        as each of them writes it), so that none converts a CSR copy of it."""
+        as each of them writes it), so that none converts a CSR copy of it, its values of `dtype` (the
+        type the writer stores, so that none converts a copy of them either)."""
         from ..io.matrix import CountMatrix  # writers need it, reads do not: opening a file skips it
-        return CountMatrix(self.to_scipy(layout="csc"), self.gene_ids, self.gene_names, self.cell_names,
+        return CountMatrix(self.to_scipy(layout="csc", dtype=dtype), self.gene_ids, self.gene_names, self.cell_names,
                            self.feature_types)
 
     # ------------------------------------------------------------------ files of several parts
