@@ -203,3 +203,22 @@ def test_decode_to_h5ad_decodes_x_in_its_type(mid, tmp_path, monkeypatch, dtype)
     assert asked == [wanted]
     x = anndata.read_h5ad(tmp_path / "out.h5ad").X
     assert x.dtype == wanted and (x != counts.T).nnz == 0
+
+
+@pytest.mark.parametrize("name, stored", [("out.h5", np.int32), ("out.mtx.gz", np.int32), ("folder", np.int32),
+                                          ("out.npz", np.int64)])
+def test_decode_to_a_file_decodes_in_the_type_it_stores(mid, tmp_path, monkeypatch, name, stored):
+    """The matrix is decoded once, in the type the output stores (a 10x file's int32 values; text
+    needs no wider), not as int64 to be converted (6e7 nonzeros to .h5: 999 MB peak, now 755 MB)."""
+    path, counts = mid
+    asked = []
+    real = reader_matrix.cell_major
+
+    def spy(index, dtype, *args, **kwargs):
+        asked.append(np.dtype(dtype))
+        return real(index, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(reader_matrix, "cell_major", spy)
+    sinr.decode(path, tmp_path / name)
+    assert asked == [np.dtype(stored)]
+    assert (sinr.read_matrix(tmp_path / name).matrix() != counts).nnz == 0

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from ..errors import InvalidInputError
 from .atomic import check_writable
+from .dtypes import anndata_dtype
 from .h5ad import is_h5ad, read_h5ad, write_h5ad
 from .matrix import CountMatrix
-from .mtx import MtxSource, is_mtx, write_mtx_file, write_mtx_folder
-from .npz import is_npz, read_npz, write_npz
+from .mtx import MTX_VALUES, MtxSource, is_mtx, write_mtx_file, write_mtx_folder
+from .npz import NPZ_VALUES, is_npz, read_npz, write_npz
 from .sources import MatrixSource
-from .tenx_h5 import is_hdf5, read_10x_h5, write_10x_h5
+from .tenx_h5 import TENX_VALUES, is_hdf5, read_10x_h5, write_10x_h5
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Output:
     label: str
     suffixes: tuple[str, ...]
     write: Callable[[Path, Path, CountMatrix, str, object], None]  # tmp, path, matrix, compression, dtype
+    values: Callable[[object], np.dtype]  # the type it stores values in, given the dtype asked for (.h5ad's)
     # what `write` imports on first use, loaded before the temporary output exists: an interrupt landing
     # in an import may land in importlib's callbacks, where Python prints it and goes on
     modules: tuple[str, ...] = ()
@@ -62,17 +66,20 @@ class Format:
 FORMATS = (
     Format("h5ad", ".h5ad", is_h5ad, lambda path, layer, ones: read_h5ad(path, layer),
            (Output("h5ad", ".h5ad", (".h5ad",), lambda tmp, path, m, compression, dtype:
-                   write_h5ad(tmp, m, compression=compression, dtype=dtype), ("anndata",)),), takes_layer=True),
+                   write_h5ad(tmp, m, compression=compression, dtype=dtype), anndata_dtype, ("anndata",)),),
+           takes_layer=True),
     Format("10x-h5", "10x .h5", is_hdf5, lambda path, layer, ones: read_10x_h5(path),
            (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m),
-                   ("h5py",)),)),
+                   lambda dtype: TENX_VALUES, ("h5py",)),)),
     Format("npz", ".npz", is_npz, lambda path, layer, ones: read_npz(path),
-           (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m)),)),
+           (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m),
+                   lambda dtype: NPZ_VALUES),)),
     Format("mtx", "10x mtx", is_mtx, lambda path, layer, ones: MtxSource(path, pattern_as_ones=ones),
            (Output("mtx-file", ".mtx(.gz)", (".mtx", ".mtx.gz"), lambda tmp, path, m, compression, dtype:
-                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name), ("scipy.io",)),
+                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name),
+                   lambda dtype: MTX_VALUES, ("scipy.io",)),
             Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype: write_mtx_folder(tmp, m),
-                   ("scipy.io",)))),
+                   lambda dtype: MTX_VALUES, ("scipy.io",)))),
 )
 BY_NAME = {f.name: f for f in FORMATS}
 OUTPUTS = tuple(o for f in FORMATS for o in f.outputs)

@@ -353,6 +353,7 @@ def _write_tsv_gz(path: Path, rows: list[str]) -> None:
 
 
 MTX_BLOCK_NNZ = 1 << 21  # entries formatted at a time (about 30 MB of text)
+MTX_VALUES = np.dtype(np.int32)  # values as text need no wider type than the one every count fits (MAX_COUNT)
 
 
 def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool, name: str | None = None) -> None:

@@ -78,11 +78,14 @@ def read_npz(path: Path) -> ScipySource:
     return ScipySource(counts, description=what, spec=path_spec(path), paths=(str(path),))
 
 
+NPZ_VALUES = np.dtype(np.int64)  # the type of the values write_npz stores
+
+
 def write_npz(path: Path, m: CountMatrix) -> None:
     """The counts as scipy.sparse.save_npz writes them: CSC (by cell), int64, each array a deflated .npy
     member of a zip. The zip is closed here, a failed write's too: numpy 1's savez (under save_npz) left
     it to the garbage collector, whose close of the closed output printed a traceback."""
-    counts = sp.csc_matrix(m.counts, dtype=np.int64)
+    counts = sp.csc_matrix(m.counts, dtype=NPZ_VALUES)
     arrays = {"indices": counts.indices, "indptr": counts.indptr, "format": b"csc", "shape": counts.shape,
               "data": counts.data}
     with open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:

@@ -77,6 +77,7 @@ def _strings(values: list[str]) -> np.ndarray:
     return np.array(encoded, dtype=f"S{width}")
 
 
+TENX_VALUES = np.dtype(np.int32)  # the type of a 10x file's values, as Cell Ranger writes them
 TENX_MATRIX_VERSION = 2  # the matrix HDF5 layout of Cell Ranger 3 and later, as its `version` attribute says
 
 
@@ -89,7 +90,7 @@ def _fill_10x(f, m: CountMatrix) -> None:
     f.attrs["version"] = np.int64(TENX_MATRIX_VERSION)
     chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
     g = f.create_group("matrix")
-    for name, arr, dtype in (("data", csc.data, np.int32), ("indices", csc.indices, np.int64),
+    for name, arr, dtype in (("data", csc.data, TENX_VALUES), ("indices", csc.indices, np.int64),
                              ("indptr", csc.indptr, np.int64)):
         made = g.create_dataset(name, shape=arr.shape, dtype=dtype, chunks=(min(80_000, max(arr.size, 1)),),
                                 maxshape=(None,), **chunked)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from ..io.atomic import atomic_path
-from ..io.dtypes import READ_DTYPE, anndata_dtype
 from ..io.formats import OUTPUTS_BY_NAME, load_writer
 from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
 from ..io.writers import check_hdf5_names, check_output, output_kind, write_matrix as write_count_matrix
@@ -39,7 +38,7 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
                 write_10x(m, contents, tmp)
         return kind
     dataset_kwargs(compression)  # a bad value fails before any work
-    matrix = m.to_count_matrix(anndata_dtype(dtype) if kind == "h5ad" else READ_DTYPE)  # X in its type at once
+    matrix = m.to_count_matrix(OUTPUTS_BY_NAME[kind].values(dtype))  # in the type the output stores
     if kind == "10x-h5" and contents is not None:
         matrix.genomes = _genomes(m, contents)
     return write_count_matrix(output, matrix, force=force, compression=compression, dtype=dtype)
