@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import warnings
@@ -135,6 +136,25 @@ def test_an_open_matrix_pickles_as_its_lazy_blocks_do(path, adata, tmp_path):
     with sinr.open(path) as m:
         assert not np.iterable(m)
 
+
+
+def test_a_matrix_opened_by_a_relative_path_travels_after_the_folder_changes(path, adata, tmp_path, monkeypatch):
+    """A matrix opened by a relative path travels (and reads after close()) as the file it opened, from
+    the folder it was opened in: pickled after the process had changed folder, it had named the file
+    beside the new folder, and the other process had failed with 'No such file or directory', or
+    with 'the file changed ... (it was replaced or rewritten)' where a file of that name was there."""
+    monkeypatch.chdir(path.parent)
+    m = sinr.open(path.name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(path, elsewhere / path.name)  # a file of the same name, another version of it
+    monkeypatch.chdir(elsewhere)
+    for ref in (pickle.loads(pickle.dumps(m)), pickle.loads(pickle.dumps(MatrixRef(m))).matrix):
+        assert ref.source == str(path)
+        assert (ref.T.to_scipy(dtype=np.float32) != adata.X).nnz == 0
+    (elsewhere / path.name).unlink()
+    m.close()
+    assert (m.T.to_scipy(dtype=np.float32) != adata.X).nnz == 0  # opened again where it was
 
 def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_path):
     """A graph built on one version of a file never decodes blocks of another: a worker that opens

@@ -771,7 +771,7 @@ class MatrixReader:
         if options is not None:
             location = self.source
         elif isinstance(source, LocalFileSource):  # absolute: the other process may run in another folder
-            location = os.path.join(os.getcwd(), self.source)  # not abspath: ".." after a link is not cut as text
+            location = source.path
         elif isinstance(source, MemorySource):
             location = bytes(source.read(0, source.size))
         else:

@@ -141,7 +141,6 @@ class LocalFileSource(ByteSource):
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
-        self._path = os.path.abspath(path)
         self._lock = fork_safe_lock()
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -150,6 +149,10 @@ class LocalFileSource(ByteSource):
         except OSError as exc:
             raise InvalidInputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
         descriptor = _Descriptor(self, fd)
+        # the file from any folder, for a read after close() and for another process (a pickled matrix):
+        # the folder it was opened from, joined now (the process may change folders since), not abspath
+        # ('..' after a link is not cut as text)
+        self.path = os.fspath(path) if os.path.isabs(path) else os.path.join(os.getcwd(), path)
         try:
             status = os.fstat(fd)
         except OSError as exc:
@@ -264,7 +267,7 @@ class LocalFileSource(ByteSource):
             descriptor = self._descriptor
             if descriptor is None:
                 try:
-                    fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
                 except OSError as exc:
                     raise FileChangedError(f"{self.name}: read after close, and the file cannot be opened again "
                                            f"({exc.strerror or exc})") from exc
