@@ -421,3 +421,34 @@ def test_a_file_object_is_read_only_in_the_process_that_opened_it(tmp_path, pbmc
     run = subprocess.run([sys.executable, "-c", FORKED_FILE_OBJECT, str(path)], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr
+
+
+FORKED_AMID_AN_EPOCH = """
+import os, signal, sys
+import numpy as np
+import scinrcodec as sinr
+m = sinr.open(sys.argv[1])
+epoch = m.iter_cells(batch_size=8, seed=3, buffer=1, dtype=np.int64)
+next(epoch)  # the next buffer decodes meanwhile, on the epoch's own thread
+rest = [(b.cells, b.X.toarray()) for b in m.iter_cells(batch_size=8, seed=3, buffer=1, dtype=np.int64)][1:]
+pid = os.fork()
+if pid == 0:  # the child goes on with the epoch
+    signal.alarm(30)
+    got = [(b.cells, b.X.toarray()) for b in epoch]
+    same = len(got) == len(rest) and all(np.array_equal(a, c) and np.array_equal(x, y) for (a, x), (c, y) in zip(got, rest))
+    os._exit(0 if same else 3)
+status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+print(status if [b.cells.tolist() for b in epoch] == [c.tolist() for c, _ in rest] else "parent")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_child_forked_amid_an_epoch_goes_on_with_it(tmp_path, pbmc):
+    """An epoch of iter_cells started before a fork goes on in the child, batch for batch as in the
+    parent: the child had waited forever for the next buffer, which was decoding on the epoch's
+    thread in the parent."""
+    path = tmp_path / "x.sinr"
+    sinr.encode(pbmc, path, chunk_cells=16, **FAST)
+    run = subprocess.run([sys.executable, "-c", FORKED_AMID_AN_EPOCH, str(path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr

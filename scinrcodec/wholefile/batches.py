@@ -3,6 +3,7 @@ decoded a buffer at a time (the next buffer decoding meanwhile), their cells shu
 (block shuffle), each batch with its obs rows. What SinrMatrix.iter_cells gives."""
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, NamedTuple
 
@@ -104,18 +105,25 @@ def _batches(m: MatrixReader, groups: list[list[tuple[int, int, int]]], bounds: 
     cells (those of each chunk's range, _shard_pieces) with those left over from the last buffer, and
     cut them into batches. The cells left over are copied to the front of the next buffer's matrix
     as it is decoded (chunks_block's head), so that each batch is one gather of rows of one matrix: stacking carried rows onto each batch had
-    copied most batches twice (a shuffled carry lands in nearly every batch of the next buffer)."""
+    copied most batches twice (a shuffled carry lands in nearly every batch of the next buffer).
+    A process forked amid the epoch goes on with it on a thread and scratch of its own: the next
+    buffer it waited for was decoding on its parent's thread, which the fork did not copy (forever)."""
+    owner = os.getpid()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
     scratch = BlockScratch()  # the epoch's decoding scratch and block arrays, reused from block to block
 
-    def start(k: int, head: sp.csr_matrix):
+    def start(k: int, head: sp.csr_matrix | None):
         return pool.submit(m.chunks_block, [chunk for chunk, _, _ in groups[k]], dtype, jobs=jobs, scratch=scratch,
                            head=head) if k < len(groups) else None
 
     try:
-        carry_cells = np.zeros(0, np.int64)
+        carry_cells, carry_x = np.zeros(0, np.int64), None
         pending = start(0, None)
         for k in range(len(groups)):
+            if os.getpid() != owner:  # forked since: this buffer decodes again here, into arrays of its own
+                owner, scratch = os.getpid(), BlockScratch()
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-batches")
+                pending = start(k, carry_x)
             block = pending.result()  # [carry; the buffer's chunks' cells]
             cells, rows = _block_rows(groups[k], bounds, carry_cells)
             order = rows[rng.permutation(rows.size)] if rng is not None else rows
