@@ -222,3 +222,21 @@ def test_decode_to_a_file_decodes_in_the_type_it_stores(mid, tmp_path, monkeypat
     sinr.decode(path, tmp_path / name)
     assert asked == [np.dtype(stored)]
     assert (sinr.read_matrix(tmp_path / name).matrix() != counts).nnz == 0
+
+
+def test_whole_10x_file_decodes_in_cell_rangers_type(tmp_path, monkeypatch):
+    """A 10x file encoded whole and decoded back to .h5 is decoded in its int32 values' type, not as
+    int64 converted a slice at a time (6e7 nonzeros: 928 MB peak)."""
+    source = DATA / "pbmc500_cellranger.h5"
+    sinr.encode_whole(source, tmp_path / "whole.sinr", siren="never", progress=False)
+    asked = []
+    real = reader_matrix.cell_major
+
+    def spy(index, dtype, *args, **kwargs):
+        asked.append(np.dtype(dtype))
+        return real(index, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(reader_matrix, "cell_major", spy)
+    sinr.decode(tmp_path / "whole.sinr", tmp_path / "back.h5")
+    assert asked == [np.dtype(np.int32)]
+    assert (sinr.read_matrix(tmp_path / "back.h5").matrix() != sinr.read_matrix(source).matrix()).nnz == 0

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import CorruptFileError, InvalidInputError
 from ..io.hdf5 import copy_skeleton, fill_skeleton, h5_errors, members, open_h5, write_like
-from ..io.tenx_h5 import read_10x_h5
+from ..io.dtypes import READ_DTYPE
+from ..io.tenx_h5 import TENX_VALUES, read_10x_h5
 from ..reader.contents import TENX_SECTION, StoredContents
 from .images import hdf5_image
 from .plan import Plan, PlannedMatrix, add_image
@@ -133,19 +134,21 @@ def write_10x(m, contents: StoredContents, path: Path) -> None:
 
     fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
     needed = {fill for fill, _ in fills.values()}
-    csc = m.to_scipy("csc")
-    values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
-    for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
-        if fill in needed:
-            values[fill] = getattr(m, fill)
-            if values[fill] is None:
-                raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
-                                       "which it does not hold")
     image = io.BytesIO()
     with contents.hdf5("h5") as skeleton, h5py.File(image, "w") as out:
         missing = [p for p in fills if not isinstance(skeleton.get(p), h5py.Dataset)]
         if missing:
             raise CorruptFileError(f"{m.source}: the 10x image has no dataset {missing[0]!r} to fill")
+        stored = {skeleton[p].dtype for p, (fill, _) in fills.items() if fill == "data"}
+        # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
+        csc = m.to_scipy("csc", dtype=TENX_VALUES if stored == {TENX_VALUES} else READ_DTYPE)
+        values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
+        for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
+            if fill in needed:
+                values[fill] = getattr(m, fill)
+                if values[fill] is None:
+                    raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
+                                           "which it does not hold")
         fill_skeleton(skeleton, out, fills, values)
     with open(path, "wb") as fh:
         fh.write(image.getbuffer())
