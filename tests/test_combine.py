@@ -4,6 +4,9 @@ unique, every format-3 file's chunks copied into a segment of its own (or, where
 the first file's chunks copied where the genes agree), outputs atomic."""
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,6 +125,36 @@ def test_append_to_a_file_of_segments_adds_a_segment(parts, tmp_path):
         assert (back.to_scipy() != m).nnz == 0
         back.verify()
     assert chunk_bodies(out)[:8] == chunk_bodies(folder / "a.sinr") + chunk_bodies(folder / "b.sinr")
+    assert not leftovers(tmp_path)
+
+
+def test_appended_cells_are_private_while_they_are_encoded(parts, tmp_path, monkeypatch):
+    """The new cells of a file of segments, encoded beside it before they are copied in, are the
+    owner's alone (0o600), as the temporary file is: they had been made with the umask's mode
+    (0o644), readable by all while the file itself was 0o600."""
+    from scinrcodec.encoder import append as appending
+
+    folder, m, ids, cells = parts
+    out = tmp_path / "ab.sinr"
+    sinr.concat([folder / "a.sinr", folder / "b.sinr"], out)
+    out.chmod(0o600)
+    with sinr.open(folder / "a.sinr") as a:
+        names = a.gene_names
+    real, modes = appending.encode_stream, []
+
+    def encode_stream(source, stream, options):
+        modes.append(stat.S_IMODE(os.fstat(stream.fileno()).st_mode))
+        return real(source, stream, options)
+
+    monkeypatch.setattr(appending, "encode_stream", encode_stream)
+    previous = os.umask(0o022)
+    try:
+        sinr.append(out, sinr.CountMatrix(m[:, 450:], ids, names, cells[450:]))
+    finally:
+        os.umask(previous)
+    assert modes == [0o600] and stat.S_IMODE(out.stat().st_mode) == 0o600
+    with sinr.open(out) as back:
+        assert (back.to_scipy() != m).nnz == 0
     assert not leftovers(tmp_path)
 
 

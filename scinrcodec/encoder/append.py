@@ -186,7 +186,9 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
         raise InvalidInputError(f"cannot append to {matrix.source}: {refused}")
     cells_file = tmp.with_name(tmp.name + ".cells")
     try:
-        with open(cells_file, "wb") as stream:
+        # private (0o600) as the temporary file beside it: made with the umask's mode, the new cells of a
+        # file only its owner may read had been readable by all meanwhile
+        with open(os.open(cells_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as stream:
             encode_stream(new, stream, options)
         with MatrixReader(cells_file) as cells:
             fields = {f: getattr(matrix, f) for f in ("gene_ids", "gene_names", "feature_types")}
