@@ -139,7 +139,8 @@ def _group_headroom(group: str, limit_file: str, usage_file: str, reclaimable: s
 def check_allocation(nbytes: int, what: str) -> None:
     """Raise ResultTooLargeError where `what` needs arrays of `nbytes` bytes, more than this process
     can be given (available_memory): Linux grants a larger request (overcommit) and kills the process
-    as it fills the memory, past any except (a file of 18 KB may declare 2**31-1 genes, whose gene-major index alone is 16 GiB)."""
+    as it fills the memory, past any except (a file of 18 KB may declare 2**31-1 genes, whose
+    gene-major index alone is 16 GiB)."""
     if nbytes < LARGE_ALLOCATION:
         return
     free = available_memory()
