@@ -47,6 +47,15 @@ def size_by_part(matrix: MatrixReader) -> dict[str, int]:
     return parts
 
 
+def _carried(error) -> str:
+    """What a lossless file holding values decoded from lossy files says of them (EncodeOptions.inputs_error)."""
+    if not isinstance(error, int) or isinstance(error, bool) or error < -1:
+        return ""
+    if error == -1:
+        return " of values decoded from --inr-only files (SIREN predictions, not the counts)"
+    return f" of values decoded from lossy files (each within {error} of the counts first encoded)"
+
+
 def describe(matrix: MatrixReader) -> str:
     """What `sinr info` prints for a matrix: shape, density, mode, settings, layout, SIREN use and bits per
     nonzero by part."""
@@ -55,7 +64,8 @@ def describe(matrix: MatrixReader) -> str:
     density = matrix.nnz / max(n_genes * n_cells, 1)
     stats = matrix.stats
     file_size = matrix.file_size
-    mode = matrix.mode + (f" (every entry within {matrix.max_error})" if matrix.mode == "max-error" else "")
+    mode = matrix.mode + (f" (every entry within {matrix.max_error})" if matrix.mode == "max-error" else
+                          _carried(matrix.options.get("inputs_error")))
     writer = matrix.footer.get("writer")
     largest_chunk = int(np.diff(matrix.chunk_bounds()).max(initial=0))  # the options are informative only
     several = len(matrix.matrix_names) > 1 or bool(matrix.footer.get("sections"))

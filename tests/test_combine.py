@@ -303,6 +303,47 @@ def test_what_is_coded_again_keeps_the_inputs_max_error(parts, tmp_path):
             assert (al.to_scipy() != sp.hstack([m[:, :200], a.to_scipy()]).tocsr()).nnz == 0
 
 
+
+def test_a_lossless_file_of_lossy_inputs_values_says_how_far_they_may_be(parts, tmp_path):
+    """A file coded losslessly from values decoded from lossy files (a concat of mixed modes, a
+    subset of an --inr-only file, and whatever is made of such a file again) records how far from
+    the counts first encoded they may be (options.inputs_error), and `sinr info` says so: each had
+    said 'lossless' alone, as if its values were the counts. Files of exact inputs record nothing."""
+    folder, m, ids, cells = parts
+    lossy, inr = tmp_path / "lossy.sinr", tmp_path / "inr.sinr"
+    sinr.encode(sinr.CountMatrix(m[:, :200], ids, None, cells[:200]), lossy, mode="max-error", max_error=2,
+                chunk_cells=64, **FAST)
+    sinr.encode(sinr.CountMatrix(m[:, 200:260], ids, None, cells[200:260]), inr, mode="inr-only", chunk_cells=64,
+                siren="always", steps=2, width=8, progress=False)
+    made = {
+        "copied": lambda out: sinr.concat([folder / "a.sinr", folder / "b.sinr", lossy], out, index_unique="-"),
+        "first copied": lambda out: sinr.concat([folder / "a.sinr", lossy], out, index_unique="-", join="outer"),
+        "recoded": lambda out: sinr.concat([folder / "a.sinr", lossy], out, index_unique="-", recode=True),
+        "inr subset": lambda out: sinr.subset(inr, out, cells=cells[200:210]),
+    }
+    expected = {"copied": 2, "first copied": 2, "recoded": 2, "inr subset": -1}
+    for key, make in made.items():
+        out = tmp_path / f"{key}.sinr"
+        make(out)
+        with sinr.open(out) as o:
+            assert (o.mode, o.options.get("inputs_error")) == ("lossless", expected[key]), key
+    again = tmp_path / "again.sinr"
+    sinr.concat([tmp_path / "recoded.sinr", folder / "b.sinr"], again, index_unique="-", recode=True)
+    appended = tmp_path / "appended.sinr"
+    sinr.concat([tmp_path / "inr subset.sinr", tmp_path / "recoded.sinr"], appended, index_unique="-")
+    with sinr.open(appended) as a:
+        new = sinr.CountMatrix(m[:, 460:470], a.gene_ids, a.gene_names, [f"new{i}" for i in range(10)])
+    sinr.append(appended, new, progress=False)
+    exact = tmp_path / "exact.sinr"
+    sinr.concat([folder / "a.sinr", folder / "b.sinr"], exact, recode=True)
+    with sinr.open(again) as g, sinr.open(appended) as a, sinr.open(exact) as e:
+        assert (g.options.get("inputs_error"), a.options.get("inputs_error")) == (2, -1)
+        assert "inputs_error" not in e.options and e.mode == "lossless"
+    info = sinr_cli("info", str(again))
+    assert "lossless of values decoded from lossy files (each within 2 of the counts first encoded)" in info.stdout
+    assert "SIREN predictions, not the counts" in sinr_cli("info", str(appended)).stdout
+    assert "decoded from" not in sinr_cli("info", str(exact)).stdout
+
 def test_subset_by_names_in_their_order(parts, tmp_path):
     folder, m, ids, cells = parts
     with sinr.open(folder / "b.sinr") as b:

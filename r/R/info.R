@@ -15,6 +15,13 @@ format.sinr_info <- function(x, ...) {
   cells <- if (length(x$chunk_starts) > 1L) max(diff(x$chunk_starts)) else 0
   density <- x$nnz / max(x$n_genes * x$n_cells, 1)
   mode <- if (x$mode == "max-error") sprintf("max-error (every entry within %s)", n(x$max_error)) else x$mode
+  if (x$mode == "lossless" && !is.na(x$inputs_error)) {  # values decoded from lossy files (spec 12.7)
+    mode <- paste(mode, if (x$inputs_error == -1) {
+      "of values decoded from --inr-only files (SIREN predictions, not the counts)"
+    } else {
+      sprintf("of values decoded from lossy files (each within %s of the counts first encoded)", n(x$inputs_error))
+    })
+  }
   lines <- c(
     sprintf("file:      %s (%s bytes, format %s, %s)", x$path, n(x$file_size), x$version, x$writer),
     sprintf("shape:     %s x %s, %s (density %.2f%%)", counted(x$n_genes, "gene"), counted(x$n_cells, "cell"),

@@ -140,6 +140,8 @@ Rcpp::List sinr_header_(SEXP handle) {
       Rcpp::Named("n_genes") = static_cast<double>(r.n_genes()), Rcpp::Named("n_cells") = static_cast<double>(r.n_cells()),
       Rcpp::Named("nnz") = static_cast<double>(r.nnz()), Rcpp::Named("mode") = r.mode(),
       Rcpp::Named("max_error") = static_cast<double>(r.max_error()),
+      Rcpp::Named("inputs_error") = r.inputs_error() == MatrixReader::kNoInputsError
+                                        ? NA_REAL : static_cast<double>(r.inputs_error()),
       Rcpp::Named("n_chunks") = static_cast<double>(r.n_chunks()),
       Rcpp::Named("n_segments") = static_cast<double>(r.n_segments()),
       Rcpp::Named("identity") = Rcpp::NumericVector::create(static_cast<double>(r.file_size()),

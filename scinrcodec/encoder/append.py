@@ -113,7 +113,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
 
 
 def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int | None = None,
-                progress: bool = False, statistics: Callable | None = None) -> dict:
+                progress: bool = False, statistics: Callable | None = None, inputs_error: int | None = None) -> dict:
     """Write to `tmp` the file of `matrix` (a file of one matrix) with the cells of `new` (the same
     genes, checked by the caller) after its own: its chunks copied byte for byte, the new cells
     encoded as new chunks with its gene order, gene terms and bands. The chunks are copied through
@@ -121,9 +121,11 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
     changed meanwhile raises FileChangedError), whatever kind of source it is. Only the genes the
     file does not store yet need pass 1's figures: statistics(stored genes, cells per block) gives
     them where `new` knows them without a pass over every cell (concat's pieces); by default pass 1
-    reads every new cell. Returns size and shape."""
+    reads every new cell. `inputs_error`: what the file records of it (EncodeOptions), where `new`
+    holds values decoded from lossy files; else the file's own. Returns size and shape."""
     index = matrix.index
-    options = _recorded_options(matrix, EncodeOptions.from_recorded(index.options, jobs=jobs, progress=progress,
+    recorded = index.options if inputs_error is None else {**index.options, "inputs_error": inputs_error}
+    options = _recorded_options(matrix, EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress,
                                                                     format_version=matrix.version[0]))
     bar = Progress(progress, new.nnz, "appending", "nonzeros")
     try:
@@ -154,7 +156,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
             size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats, new_nnz,
-                                                      new.shape[1])])
+                                                      new.shape[1], options.inputs_error)])
     finally:
         bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
@@ -241,9 +243,11 @@ def _band_rows(matrix: MatrixReader, fresh_bands: np.ndarray) -> np.ndarray:
 
 
 def _matrix_entry(matrix: MatrixReader, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,
-                  rows: list, stats: list, nnz: int, n_cells: int) -> dict:
+                  rows: list, stats: list, nnz: int, n_cells: int, inputs_error: int | None) -> dict:
     index = matrix.index
     header = dict(index.header)
+    if inputs_error is not None:  # new cells decoded from lossy files (EncodeOptions.inputs_error)
+        header["options"] = {**index.options, "inputs_error": inputs_error}
     sections = [[ref.name, ref.offset, ref.length, ref.crc] for ref in index.sections.table.values()
                 if ref.name not in ("genes.order", "genes.baseline", "chunks.index")]
     sections.append(writer.section("genes.order", MATRIX_SECTIONS["genes.order"].pack(stored)))

@@ -1,6 +1,7 @@
 """Every choice the encoder makes, validated up front; the file records them in its footer."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import InvalidInputError
@@ -29,6 +30,10 @@ class EncodeOptions:
     tile_nnz: int | None = None  # nonzeros per tile; None: limits.DEFAULT_TILE_NNZ
     patch_nnz: int | None = None  # nonzeros per band over the whole matrix; None: balanced_patch_nnz
     chunk_cells: int | None = None  # cells per chunk, the unit of appends and parallel encodes; None: default_chunk_cells
+    # how far the values may be from the counts first encoded, where they were decoded from files not
+    # coded losslessly (a concat or subset of them): the largest --max-error E, or -1 for --inr-only
+    # (no bound); None where the values are those counts (or the mode bounds them). Recorded only when set.
+    inputs_error: int | None = None
     # --- the SIREN predictor and its training (recorded: they decide the bytes)
     siren: str = "auto"  # one of SIREN_CHOICES: fit where a cheap test says it may pay, always, never, force
     width: int = 24  # neurons per hidden layer
@@ -47,7 +52,7 @@ class EncodeOptions:
     layer: str | None = field(default=None, repr=False)  # the AnnData layer (or X) holding the counts
 
     RECORDED = ("mode", "max_error", "tile_nnz", "patch_nnz", "chunk_cells", "siren", "width", "hidden_layers",
-                "steps", "batch", "learning_rate", "normalisation", "coordinates", "weight_bits", "seed")
+                "steps", "batch", "learning_rate", "normalisation", "coordinates", "weight_bits", "seed", "inputs_error")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,6 +83,8 @@ class EncodeOptions:
             raise InvalidInputError(f"unknown normalisation {self.normalisation!r}")
         if self.coordinates not in COORDINATES:
             raise InvalidInputError(f"unknown coordinate scaling {self.coordinates!r}")
+        if self.inputs_error is not None:
+            self._set("inputs_error", checked_integer("inputs_error", self.inputs_error, -1, MAX_ERROR_LIMIT))
         if self.tile_nnz is not None:
             self._set("tile_nnz", checked_integer("tile_nnz", self.tile_nnz, 1, MAX_TILE_NNZ))
         if self.patch_nnz is not None:
@@ -112,7 +119,7 @@ class EncodeOptions:
         """The options the footer records (MessagePack types: lists, not tuples)."""
         values = asdict(self)
         return {name: (list(values[name]) if isinstance(values[name], tuple) else values[name])
-                for name in self.RECORDED}
+                for name in self.RECORDED if name != "inputs_error" or values[name] is not None}
 
     @classmethod
     def from_recorded(cls, recorded: dict, **rest) -> "EncodeOptions":
@@ -142,3 +149,17 @@ def default_chunk_cells(nnz: int, n_cells: int) -> int:
     multiple = round(CHUNK_NNZ_AIM / max(per_cell, 1.0) / DEFAULT_CHUNK_CELLS)
     needed = -(-n_cells // DEFAULT_CHUNK_CELLS)  # no more than the cells fill (one chunk either way)
     return DEFAULT_CHUNK_CELLS * max(1, min(multiple, needed, MAX_DEFAULT_CHUNK_CELLS // DEFAULT_CHUNK_CELLS))
+
+
+def inputs_error(coded: Iterable[tuple[str, int, dict]]) -> int | None:
+    """The inputs_error of a file whose values are decoded from files coded as `coded` says (each
+    file's mode, max_error and recorded options) and coded losslessly: the largest error any of them
+    carries (-1, no bound, where one was --inr-only), or None where every value is a count first
+    encoded."""
+    errors = set()
+    for mode, max_error, recorded in coded:
+        carried = recorded.get("inputs_error") if isinstance(recorded, dict) else None
+        error = max_error if mode == "max-error" else -1 if mode == "inr-only" else carried
+        if isinstance(error, int) and not isinstance(error, bool):
+            errors.add(error)
+    return None if not errors else -1 if -1 in errors else max(errors)

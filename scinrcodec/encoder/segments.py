@@ -29,7 +29,7 @@ from ..storage.container import ContainerWriter, crc32, crc32_ranges, is_newer_m
     write_version
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
 from .driver import MATRIX_NAME, chunk_index_section, finish_file, gene_name_sections, names_are_ids, summarise
-from .options import EncodeOptions
+from .options import EncodeOptions, inputs_error
 
 MAJOR = 3  # segments are a feature of format 3
 SEGMENTS_MINOR = FEATURE_MINORS[SEGMENTS]  # the minor version a file of segments is written as
@@ -224,6 +224,15 @@ def _names_section(matrix: MatrixReader, field: str, values: list[str]) -> bytes
     return MATRIX_SECTIONS[f"names.{field}"].pack(values)
 
 
+def _options(parts: list[SegmentInput]) -> dict:
+    """The first input's recorded options, with how far from the counts first encoded the values of
+    every input may be (EncodeOptions.inputs_error: inputs of one mode may differ in it)."""
+    first = parts[0].matrix.index
+    error = inputs_error((p.matrix.index.mode, p.matrix.index.max_error, p.matrix.index.options) for p in parts)
+    options = {k: v for k, v in first.options.items() if k != "inputs_error"}
+    return options if error is None or first.mode != "lossless" else {**options, "inputs_error": error}
+
+
 def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str, n_genes: int, fields: dict,
                   index_rows: list, segment_rows: list, order: np.ndarray, terms: np.ndarray) -> dict:
     """The output matrix's footer entry, its gene tables, chunk index and segment index written."""
@@ -241,6 +250,6 @@ def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str,
         "shape": [n_genes, sum(p.matrix.shape[1] for p in parts)], "nnz": nnz, "mode": first.mode,
         "stages": first.header["stages"], "n_stored_genes": int(order.size), "n_chunks": len(index_rows),
         "n_segments": len(segment_rows), "gene_names_are_ids": names_are_ids(fields["gene_ids"], fields["gene_names"]),
-        "has_cell_names": first.has_cell_names, "options": first.options,
+        "has_cell_names": first.has_cell_names, "options": _options(parts),
         "stats": summarise([p.matrix.index.stats for p in parts]), "sections": table,
     }

@@ -27,7 +27,7 @@ from ..encoder.append import extend_into
 from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields, gene_keys, joined_genes,
                                unique_cell_names)
 from ..encoder.driver import BYTES_PER_GENE, checked_options, encode
-from ..encoder.options import EncodeOptions
+from ..encoder.options import EncodeOptions, inputs_error
 from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path
@@ -79,13 +79,15 @@ def _options(matrices: Sequence[SinrMatrix], format_version: int, jobs: int | No
     output's size, in format `format_version` whatever the inputs' versions. The inputs' values are
     kept as they decode: where every input was coded within the same --max-error E, in that mode
     again (quantising a decoded value gives back its own index, so nothing moves, and the file keeps
-    saying what its values are), else losslessly."""
+    saying what its values are), else losslessly, recording how far from the counts first encoded
+    the values of lossy inputs may be (EncodeOptions.inputs_error)."""
     first = matrices[0]
-    recorded = {k: v for k, v in first.options.items() if k not in ("mode", "max_error", "tile_nnz", "patch_nnz")}
+    dropped = ("mode", "max_error", "tile_nnz", "patch_nnz", "inputs_error")
+    recorded = {k: v for k, v in first.options.items() if k not in dropped}
     known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
     bounds = {m.max_error if m.mode == "max-error" else None for m in matrices}
     mode = {"mode": "max-error", "max_error": bounds.pop()} if bounds != {None} and len(bounds) == 1 else \
-        {"mode": "lossless"}
+        {"mode": "lossless", "inputs_error": inputs_error((m.mode, m.max_error, m.options) for m in matrices)}
     return {**known, **mode, "format_version": format_version, "jobs": jobs, "progress": progress}
 
 
@@ -247,7 +249,8 @@ def _concat_plain(matrices: list[SinrMatrix], layout: _PlainLayout, output, *, i
                             names[n_first:] if names is not None else None, description="concat")
         with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
             result = extend_into(first, rest, tmp, jobs=jobs, progress=progress,
-                                 statistics=rest.fresh_gene_statistics)
+                                 statistics=rest.fresh_gene_statistics,
+                                 inputs_error=inputs_error((m.mode, m.max_error, m.options) for m in matrices))
         return {**result, "copied_chunks": first.n_chunks}
     source = PiecesSource(pieces, fields["gene_ids"], fields["gene_names"], fields["feature_types"], names,
                           description="concat")

@@ -31,6 +31,14 @@ test_that("a max-error file keeps every zero and stays within its bound", {
   expect_identical(sinr_info(fixture("frozen_pbmc_max_error_2.sinr"))$mode, "max-error")
 })
 
+test_that("info of a lossless file of values decoded from a lossy one says how far they may be, as Python's", {
+  info <- sinr_info(fixture("frozen_pbmc_lossy_concat.sinr"))
+  expect_identical(c(info$mode, info$inputs_error), c("lossless", "2"))
+  expect_output(print(info), "mode:      lossless of values decoded from lossy files \\(each within 2 of the counts")
+  expect_true(is.na(sinr_info(fixture("visium.sinr"))$inputs_error))
+  expect_false(any(grepl("decoded from", format(sinr_info(fixture("visium.sinr"))))))
+})
+
 test_that("a whole 10x .h5 file (format 2.1) reads as Python decodes it, and says what R leaves out", {
   path <- fixture("pbmc500_cellranger_h5.sinr")
   want <- methods::as(Matrix::readMM(fixture("pbmc500_cellranger_h5.expected.mtx")), "CsparseMatrix")

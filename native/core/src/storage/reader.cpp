@@ -454,6 +454,9 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
       if (v.type == Value::kInt) stats_[key] = v.negative ? double(v.as_int64()) : double(v.as_uint64());
       if (v.type == Value::kFloat && std::isfinite(v.number)) stats_[key] = v.number;
     }
+  if (const Value* options = header.get("options"); options && options->type == Value::kMap)
+    if (const Value* error = options->get("inputs_error"); error && error->int_in(-1, kMaxErrorLimit))
+      inputs_error_ = error->as_int64();
   sections_ = known_sections(parse_section_table(header.get("sections"), kPreambleSize, body_end_, what),
                              kMatrixSections, major_, newer_minor_, what);
   if (gene_names_are_ids_ && (sections_.count("names.gene_names") || !sections_.count("names.gene_ids")))

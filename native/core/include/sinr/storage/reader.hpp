@@ -100,6 +100,10 @@ class MatrixReader {
   int64_t stored_bytes() const;
   // The footer's informative stats of this matrix (ints and finite floats only).
   const std::map<std::string, double>& stats() const { return stats_; }
+  // The footer's informative options.inputs_error (spec §12.7): how far values decoded from lossy files
+  // may be from the counts first encoded (E, or -1: no bound); kNoInputsError where absent or not such an int.
+  static constexpr int64_t kNoInputsError = -2;
+  int64_t inputs_error() const { return inputs_error_; }
   // The footer's informative `writer` ("?" when absent).
   const std::string& writer() const { return writer_; }
   // The file-level sections' contents map, checked (spec §14.1-§14.2; empty for format 2.0).
@@ -221,6 +225,7 @@ class MatrixReader {
   int64_t body_end_ = 0;
   uint32_t footer_crc_ = 0;
   int64_t n_genes_ = 0, n_cells_ = 0, nnz_ = 0, max_error_ = 0, n_stored_ = 0, n_chunks_ = 0;
+  int64_t inputs_error_ = kNoInputsError;
   bool gene_names_are_ids_ = false, has_cell_names_ = false;
   std::vector<std::string> matrix_names_;
   std::map<std::string, double> stats_;
