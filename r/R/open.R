@@ -195,12 +195,20 @@ sinr_entry <- function(x, gene, cell) {
   cores <- NULL
   function() {
     n <- getOption("scinrcodec.threads")
-    if (is.null(n)) n <- length(parallel::mcaffinity())
-    if (n == 0L) {
-      if (is.null(cores)) cores <<- parallel::detectCores(logical = TRUE)
-      n <- cores
-    }
+    if (is.null(n)) n <- .usable_cpus()
     if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) 1L else as.integer(min(n, 64L))
+  }
+})
+
+# The CPUs this process may use: its affinity where the system has one (mcaffinity is Linux's and
+# NULL elsewhere), else every core, counted once per session.
+.usable_cpus <- local({
+  cores <- NULL
+  function() {
+    allowed <- if (.Platform$OS.type == "unix") length(parallel::mcaffinity()) else 0L
+    if (allowed > 0L) return(allowed)
+    if (is.null(cores)) cores <<- parallel::detectCores(logical = TRUE)
+    cores
   }
 })
 
