@@ -35,6 +35,11 @@ from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 JOBS_HELP = "threads (default: every CPU this process may use)"
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether a command shows its progress bar: on a terminal, unless --quiet."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _encode_options(args: argparse.Namespace) -> dict:
     mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
     return dict(format_version=args.format_version, mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz,
@@ -42,7 +47,7 @@ def _encode_options(args: argparse.Namespace) -> dict:
                 chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
                 hidden_layers=args.hidden_layers, steps=args.steps, normalisation=args.normalisation,
                 coordinates=args.coordinates, device=args.device, jobs=args.jobs,
-                progress=not args.quiet and sys.stderr.isatty())
+                progress=_progress(args))
 
 
 def _client(args: argparse.Namespace):
@@ -116,7 +121,7 @@ def _append(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
-    result = append(args.file, source, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+    result = append(args.file, source, jobs=args.jobs, progress=_progress(args))
     print(f"appended {counted(source.shape[1], 'cell')} to {args.file}: now {counted(result['shape'][1], 'cell')}, "
           f"{counted(result['nnz'], 'nonzero')}, {counted(result['chunks'], 'chunk')}, {result['bytes']:,} bytes, in "
           f"{time.perf_counter() - started:.1f} s")
@@ -159,7 +164,7 @@ def _concat(args: argparse.Namespace) -> None:
     keys = args.keys.split(",") if args.keys else None
     result = concat(args.inputs, args.output, join=args.join, label=args.label, keys=keys,
                     index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
-                    jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(), format_version=args.format_version,
+                    jobs=args.jobs, progress=_progress(args), format_version=args.format_version,
                     recode=args.recode, drop=args.drop, storage_options=args.storage_options)
     print(_summary(args.output, result, time.perf_counter() - started))
 
@@ -171,7 +176,7 @@ def _subset(args: argparse.Namespace) -> None:
         raise InvalidInputError("subset needs --cells, --genes or both")
     started = time.perf_counter()
     result = subset(args.input, args.output, cells=_names_list(args.cells), genes=_names_list(args.genes),
-                    force=args.force, jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty(),
+                    force=args.force, jobs=args.jobs, progress=_progress(args),
                     format_version=args.format_version, storage_options=args.storage_options)
     print(_summary(args.output, result, time.perf_counter() - started))
 
@@ -185,7 +190,7 @@ def _decode(args: argparse.Namespace) -> None:
     check_output(args.output, force=args.force, inputs=[args.input])  # as decode() does, the file opened once
     with open_sinr(args.input, matrix=args.matrix, jobs=args.jobs, storage_options=args.storage_options) as m:
         kind = write_decoded(m, args.output, force=args.force, compression=args.compression, dtype=args.dtype,
-                             whole=args.matrix is None)
+                             whole=args.matrix is None, progress=_progress(args))
         several = len(m.matrix_names) > 1 and (args.matrix or kind not in ("h5ad", "10x-h5"))
         which = f", matrix {m.name}" if several else ""  # which matrix of several a one-matrix output holds
     print(f"wrote {args.output} ({kind}{which}) in {time.perf_counter() - started:.1f} s")
@@ -210,7 +215,7 @@ def _verify(args: argparse.Namespace) -> None:
     started = time.perf_counter()
 
     with open_sinr(args.input, jobs=args.jobs, storage_options=args.storage_options) as matrix:
-        report = verify_file(matrix)
+        report = verify_file(matrix, progress=_progress(args))
     print(f"{args.input}: ok ({report['bytes']:,} bytes, {counted(report['matrices'], 'matrix', 'matrices')}, "
           f"{counted(report['chunks'], 'chunk')}, {counted(report['nnz'], 'nonzero')}, "
           f"{counted(report['sections'], 'other part')} checked in "
@@ -315,12 +320,17 @@ def _format_option(parser: argparse.ArgumentParser) -> None:
                         help=f"the .sinr format to write (default {DEFAULT_MAJOR}; 2 for readers of scinrcodec 2.x)")
 
 
-def _run_options(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
+def _run_options(parser: argparse.ArgumentParser) -> None:
     """--force, --jobs and --quiet, as every command that writes a file takes them."""
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--jobs", type=_positive, help=JOBS_HELP)
-    if quiet:
-        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(parser)
+
+
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    """--quiet, as every command that shows a progress bar takes it (_progress)."""
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (there is none unless stderr is a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -371,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--normalisation", choices=NORMALISATIONS, default=default["normalisation"])
     enc.add_argument("--coordinates", choices=COORDINATES, default=default["coordinates"])
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
-    enc.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
+    _quiet_option(enc)
     _format_option(enc)
     enc.set_defaults(run=_encode)
 
@@ -381,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
     app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
     app.add_argument("--jobs", type=_positive, help=JOBS_HELP)
-    app.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(app)
     app.set_defaults(run=_append)
 
     cat = commands.add_parser("concat", help="the cells of several .sinr files in one new file (as anndata.concat)")
@@ -423,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
     dec.add_argument("input", type=_path)
     dec.add_argument("output", type=_path)
-    _run_options(dec, quiet=False)
+    _run_options(dec)
     dec.add_argument("--compression", choices=COMPRESSIONS, default="auto",
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
@@ -441,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
     verify.add_argument("input", type=_path)
     verify.add_argument("--jobs", type=_positive, help=JOBS_HELP)
+    _quiet_option(verify)
     _remote_options(verify)
     verify.set_defaults(run=_verify)
 

@@ -47,9 +47,9 @@ def size_by_part(matrix: MatrixReader) -> dict[str, int]:
     return parts
 
 
-def _carried(error) -> str:
-    """What a lossless file holding values decoded from lossy files says of them (EncodeOptions.inputs_error)."""
-    if not isinstance(error, int) or isinstance(error, bool) or error < -1:
+def _carried(error: int | None) -> str:
+    """What a lossless file holding values decoded from lossy files says of them (MatrixReader.inputs_error)."""
+    if error is None:
         return ""
     if error == -1:
         return " of values decoded from --inr-only files (SIREN predictions, not the counts)"
@@ -65,7 +65,7 @@ def describe(matrix: MatrixReader) -> str:
     stats = matrix.stats
     file_size = matrix.file_size
     mode = matrix.mode + (f" (every entry within {matrix.max_error})" if matrix.mode == "max-error" else
-                          _carried(matrix.options.get("inputs_error")))
+                          _carried(matrix.inputs_error))
     writer = matrix.footer.get("writer")
     largest_chunk = int(np.diff(matrix.chunk_bounds()).max(initial=0))  # the options are informative only
     several = len(matrix.matrix_names) > 1 or bool(matrix.footer.get("sections"))

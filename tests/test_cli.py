@@ -589,3 +589,98 @@ def test_an_encodes_progress_counts_each_pass_on_its_own(tmp_path, pbmc, monkeyp
     bar.begin("pass 2 of 2, coding", 10)
     assert (bar.bar.n, bar.bar.total, bar.bar.desc.rstrip(": ")) == (0, 10, "encoding (pass 2 of 2, coding)")
     bar.close()
+
+
+def _recorded_passes(monkeypatch) -> tuple[list, list]:
+    """Every pass a Progress begins, as [name, total, nonzeros counted], and whether each bar was
+    shown (drawing none: stderr made a terminal, so that only --quiet turns a bar off)."""
+    import threading
+
+    from scinrcodec.progress import Progress
+
+    passes, shown, lock, made = [], [], threading.Lock(), Progress.__init__
+
+    def update(self, n):
+        with lock:  # a decode counts its chunks on the threads that decode them
+            passes[-1][2] += n
+
+    def init(self, enabled, *args, **kwargs):
+        shown.append(enabled)
+        made(self, False, *args, **kwargs)
+
+    monkeypatch.setattr(Progress, "__init__", init)
+    monkeypatch.setattr(Progress, "begin", lambda self, step, total: passes.append([step, total, 0]))
+    monkeypatch.setattr(Progress, "update", update)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    return passes, shown
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_decode_and_verify_show_each_pass_counting_the_nonzeros(tmp_path, encoded, monkeypatch, output):
+    """`sinr decode` and `sinr verify` had shown nothing for minutes (a 6e7-nonzero file to .mtx.gz:
+    a minute) and decode took no --quiet: decoding, then writing, is each a pass of a bar counted in
+    nonzeros, a writer of one call (.npz, .h5ad) shown by name; verify counts the nonzeros it checks."""
+    passes, shown = _recorded_passes(monkeypatch)
+    nnz = sinr.open(encoded).nnz
+    assert main(["decode", str(encoded), str(tmp_path / output)]) == 0
+    one_call = output in ("out.h5ad", "out.npz")
+    assert passes == [["decoding", nnz, nnz], ["writing", None, 0] if one_call else ["writing", nnz, nnz]]
+    assert main(["decode", str(encoded), str(tmp_path / output), "--force", "--quiet"]) == 0
+    assert main(["verify", str(encoded)]) == 0
+    assert passes[2:] == [["decoding", nnz, nnz], passes[1], ["checking", nnz, nnz]]
+    assert main(["verify", str(encoded), "--quiet"]) == 0
+    assert shown == [True, False, True, False]
+
+
+def test_a_whole_files_decode_and_verify_show_each_matrix_as_a_pass(tmp_path, monkeypatch):
+    """A whole AnnData decodes each of its matrices, then anndata writes the .h5ad: a pass each; a
+    whole 10x file decodes, then writes its values and indices (half a nonzero each); verify checks
+    each matrix, then the other parts."""
+    import anndata
+
+    source = sinr.read_matrix(SOURCE)
+    counts = source.matrix().T.tocsr()
+    adata = anndata.AnnData(X=counts.astype(np.float32), layers={"counts": counts.astype(np.int32)})
+    adata.raw = anndata.AnnData(X=counts[:, :100])
+    sinr.encode_whole(adata, tmp_path / "whole.sinr", **FAST)
+    write_matrix(tmp_path / "in.h5", CountMatrix(source.matrix(), source.gene_ids, source.gene_names,
+                                                 source.cell_names(0, source.shape[1]), source.feature_types))
+    assert main(["encode", str(tmp_path / "in.h5"), str(tmp_path / "10x.sinr"), "--quiet", "--no-siren"]) == 0
+    passes, shown = _recorded_passes(monkeypatch)
+    with sinr.open(tmp_path / "whole.sinr") as m:
+        names = m.matrix_names
+        nnz = {name: m.matrix(name).nnz for name in names}
+    assert sorted(names) == ["X", "layers/counts", "raw/X"]
+    assert main(["decode", str(tmp_path / "whole.sinr"), str(tmp_path / "whole.h5ad")]) == 0
+    assert main(["verify", str(tmp_path / "whole.sinr")]) == 0
+    assert passes == [[f"decoding {n}", nnz[n], nnz[n]] for n in names] + [["writing", None, 0]] + \
+        [[f"checking {n}", nnz[n], nnz[n]] for n in names] + [["checking the other parts", None, 0]]
+    del passes[:]
+    nnz = sinr.open(tmp_path / "10x.sinr").nnz
+    assert main(["decode", str(tmp_path / "10x.sinr"), str(tmp_path / "10x.h5")]) == 0
+    assert passes == [["decoding", nnz, nnz], ["writing", nnz, nnz]] and shown == [True] * 3
+    assert (sinr.read_matrix(tmp_path / "10x.h5").matrix() != source.matrix()).nnz == 0
+
+
+def test_the_bar_numbers_its_passes_and_times_one_it_cannot_count(tmp_path, encoded, capsys):
+    """A bar of several passes names each 'pass i of n'; a pass of no total shows its name and elapsed
+    time only, until it counts (an encode's source of unknown size); the library shows a bar when
+    asked to."""
+    from scinrcodec.progress import Progress
+
+    bar = Progress(True, None, "out.npz", "nonzeros", passes=2)
+    bar.begin("decoding", 10)
+    bar.update(10)
+    assert (bar.bar.n, bar.bar.total, bar.bar.desc.rstrip(": ")) == (10, 10, "out.npz (pass 1 of 2, decoding)")
+    bar.begin("writing", None)
+    assert (bar.bar.n, bar.bar.total, str(bar.bar)) == (0, None, "out.npz (pass 2 of 2, writing): 00:00")
+    bar.update(3)
+    assert str(bar.bar).startswith("out.npz (pass 2 of 2, writing): 3.00 nonzeros [00:00")
+    bar.close()
+    capsys.readouterr()
+    sinr.decode(encoded, tmp_path / "out.mtx", progress=True)
+    assert sinr.open(encoded).verify(progress=True)["nnz"] == sinr.open(encoded).nnz
+    assert (sinr.decode(encoded, progress=True) != sinr.decode(encoded)).nnz == 0
+    err = capsys.readouterr().err
+    assert "out.mtx (pass 2 of 2, writing)" in err and "verifying (checking)" in err
+    assert "decoding (pass 2 of 2, decoding)" in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -303,7 +304,6 @@ def test_what_is_coded_again_keeps_the_inputs_max_error(parts, tmp_path):
             assert (al.to_scipy() != sp.hstack([m[:, :200], a.to_scipy()]).tocsr()).nnz == 0
 
 
-
 def test_a_lossless_file_of_lossy_inputs_values_says_how_far_they_may_be(parts, tmp_path):
     """A file coded losslessly from values decoded from lossy files (a concat of mixed modes, a
     subset of an --inr-only file, and whatever is made of such a file again) records how far from
@@ -343,6 +343,34 @@ def test_a_lossless_file_of_lossy_inputs_values_says_how_far_they_may_be(parts, 
     assert "lossless of values decoded from lossy files (each within 2 of the counts first encoded)" in info.stdout
     assert "SIREN predictions, not the counts" in sinr_cli("info", str(appended)).stdout
     assert "decoded from" not in sinr_cli("info", str(exact)).stdout
+
+
+@pytest.mark.parametrize("vector, value, expected", [
+    ("bands_and_tiles", 2, 2), ("bands_and_tiles", -1, -1), ("bands_and_tiles", -5, None),
+    ("bands_and_tiles", 2**31 - 1, None), ("bands_and_tiles", "2", None), ("bands_and_tiles", True, None),
+    ("max_error_2", 3, None),  # a lossy file's mode says how far its values are
+])
+def test_a_recorded_inputs_error_is_read_only_where_valid(tmp_path, vector, value, expected):
+    """options.inputs_error is informative (spec §12.7): read where a lossless file records an int of
+    -1 .. 2^31 - 2, as the C++ reader reads it, else ignored, by info and by what appends to the file
+    (which had raised on such a value), never refused."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fuzz.reseal import build, parse
+
+    from scinrcodec.encoder.options import EncodeOptions
+
+    parts = parse((Path(__file__).resolve().parent / "conformance" / vector / "matrix.sinr").read_bytes())
+    parts.footer["matrices"][0]["options"]["inputs_error"] = value
+    path = tmp_path / "m.sinr"
+    path.write_bytes(build(parts))
+    with sinr.open(path) as m:
+        assert m.inputs_error == expected
+        assert EncodeOptions.from_recorded(m.options).inputs_error == expected
+    assert ("decoded from" in sinr_cli("info", str(path)).stdout) == (expected is not None)
+    with pytest.raises(sinr.InvalidInputError, match="inputs_error is recorded by lossless files only"):
+        EncodeOptions(mode="max-error", max_error=2, inputs_error=1)
+
 
 def test_subset_by_names_in_their_order(parts, tmp_path):
     folder, m, ids, cells = parts

@@ -10,6 +10,7 @@ from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELL
                       MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer, checked_jobs,
                       usable_cpus)
 from ..model.siren import NORMALISATIONS
+from ..reader.index import recorded_inputs_error
 from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 SIREN_CHOICES = ("auto", "always", "never", "force")
@@ -30,9 +31,9 @@ class EncodeOptions:
     tile_nnz: int | None = None  # nonzeros per tile; None: limits.DEFAULT_TILE_NNZ
     patch_nnz: int | None = None  # nonzeros per band over the whole matrix; None: balanced_patch_nnz
     chunk_cells: int | None = None  # cells per chunk, the unit of appends and parallel encodes; None: default_chunk_cells
-    # how far the values may be from the counts first encoded, where they were decoded from files not
-    # coded losslessly (a concat or subset of them): the largest --max-error E, or -1 for --inr-only
-    # (no bound); None where the values are those counts (or the mode bounds them). Recorded only when set.
+    # how far the values of a lossless file may be from the counts first encoded, where they were decoded
+    # from files not coded losslessly (set by concat, subset and append): the largest --max-error E, or -1
+    # for --inr-only (no bound); None where the values are those counts. Recorded only when set.
     inputs_error: int | None = None
     # --- the SIREN predictor and its training (recorded: they decide the bytes)
     siren: str = "auto"  # one of SIREN_CHOICES: fit where a cheap test says it may pay, always, never, force
@@ -85,6 +86,9 @@ class EncodeOptions:
             raise InvalidInputError(f"unknown coordinate scaling {self.coordinates!r}")
         if self.inputs_error is not None:
             self._set("inputs_error", checked_integer("inputs_error", self.inputs_error, -1, MAX_ERROR_LIMIT))
+            if self.mode != "lossless":
+                raise InvalidInputError("inputs_error is recorded by lossless files only (of values decoded from "
+                                        "lossy files)")
         if self.tile_nnz is not None:
             self._set("tile_nnz", checked_integer("tile_nnz", self.tile_nnz, 1, MAX_TILE_NNZ))
         if self.patch_nnz is not None:
@@ -125,8 +129,9 @@ class EncodeOptions:
     def from_recorded(cls, recorded: dict, **rest) -> "EncodeOptions":
         """The options a file recorded (see recorded()), with `rest` for those it does not record."""
         values = {name: tuple(value) if isinstance(value, list) else value
-                  for name, value in recorded.items() if name in cls.RECORDED}
-        return cls(**values, **rest)
+                  for name, value in recorded.items() if name in cls.RECORDED and name != "inputs_error"}
+        carried = recorded_inputs_error(recorded) if recorded.get("mode", "lossless") == "lossless" else None
+        return cls(**values, **rest, **({} if carried is None else {"inputs_error": carried}))
 
     @classmethod
     def defaults(cls) -> dict:
@@ -151,15 +156,11 @@ def default_chunk_cells(nnz: int, n_cells: int) -> int:
     return DEFAULT_CHUNK_CELLS * max(1, min(multiple, needed, MAX_DEFAULT_CHUNK_CELLS // DEFAULT_CHUNK_CELLS))
 
 
-def inputs_error(coded: Iterable[tuple[str, int, dict]]) -> int | None:
+def inputs_error(coded: Iterable[tuple[str, int, int | None]]) -> int | None:
     """The inputs_error of a file whose values are decoded from files coded as `coded` says (each
-    file's mode, max_error and recorded options) and coded losslessly: the largest error any of them
-    carries (-1, no bound, where one was --inr-only), or None where every value is a count first
-    encoded."""
-    errors = set()
-    for mode, max_error, recorded in coded:
-        carried = recorded.get("inputs_error") if isinstance(recorded, dict) else None
-        error = max_error if mode == "max-error" else -1 if mode == "inr-only" else carried
-        if isinstance(error, int) and not isinstance(error, bool):
-            errors.add(error)
+    file's mode, max_error and inputs_error, MatrixReader's) and coded losslessly: the largest error
+    any of them carries (-1, no bound, where one was --inr-only), or None where every value is a
+    count first encoded."""
+    errors = {max_error if mode == "max-error" else -1 if mode == "inr-only" else carried
+              for mode, max_error, carried in coded} - {None}
     return None if not errors else -1 if -1 in errors else max(errors)

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..progress import Progress
 from .atomic import check_writable
 from .dtypes import anndata_dtype
 from .h5ad import is_h5ad, read_h5ad, write_h5ad
@@ -30,16 +31,20 @@ from .tenx_h5 import TENX_VALUES, is_hdf5, read_10x_h5, write_10x_h5
 class Output:
     """One way a format is written: its name (what output_kind returns and `sinr decode` prints),
     how users know it, the name suffixes that choose it (none: a folder), and how it writes a
-    matrix to the temporary path (the requested path tells .gz; compression and dtype: .h5ad's)."""
+    matrix to the temporary path (the requested path tells .gz; compression and dtype: .h5ad's),
+    counting the nonzeros it has written on a Progress where it writes them in blocks (`counts`;
+    else its write is one call, a pass shown by its name)."""
 
     name: str
     label: str
     suffixes: tuple[str, ...]
-    write: Callable[[Path, Path, CountMatrix, str, object], None]  # tmp, path, matrix, compression, dtype
+    # tmp, path, matrix, compression, dtype, progress
+    write: Callable[[Path, Path, CountMatrix, str, object, Progress], None]
     values: Callable[[object], np.dtype]  # the type it stores values in, given the dtype asked for (.h5ad's)
     # what `write` imports on first use, loaded before the temporary output exists: an interrupt landing
     # in an import may land in importlib's callbacks, where Python prints it and goes on
     modules: tuple[str, ...] = ()
+    counts: bool = False  # whether `write` counts the nonzeros it writes on its Progress
 
     @property
     def is_dir(self) -> bool:
@@ -65,21 +70,21 @@ class Format:
 # when it has AnnData's groups, else a 10x file).
 FORMATS = (
     Format("h5ad", ".h5ad", is_h5ad, lambda path, layer, ones: read_h5ad(path, layer),
-           (Output("h5ad", ".h5ad", (".h5ad",), lambda tmp, path, m, compression, dtype:
+           (Output("h5ad", ".h5ad", (".h5ad",), lambda tmp, path, m, compression, dtype, progress:
                    write_h5ad(tmp, m, compression=compression, dtype=dtype), anndata_dtype, ("anndata",)),),
            takes_layer=True),
     Format("10x-h5", "10x .h5", is_hdf5, lambda path, layer, ones: read_10x_h5(path),
-           (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype: write_10x_h5(tmp, m),
-                   lambda dtype: TENX_VALUES, ("h5py",)),)),
+           (Output("10x-h5", ".h5", (".h5",), lambda tmp, path, m, compression, dtype, progress:
+                   write_10x_h5(tmp, m, progress), lambda dtype: TENX_VALUES, ("h5py",), counts=True),)),
     Format("npz", ".npz", is_npz, lambda path, layer, ones: read_npz(path),
-           (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype: write_npz(tmp, m),
+           (Output("npz", ".npz", (".npz",), lambda tmp, path, m, compression, dtype, progress: write_npz(tmp, m),
                    lambda dtype: NPZ_VALUES),)),
     Format("mtx", "10x mtx", is_mtx, lambda path, layer, ones: MtxSource(path, pattern_as_ones=ones),
-           (Output("mtx-file", ".mtx(.gz)", (".mtx", ".mtx.gz"), lambda tmp, path, m, compression, dtype:
-                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name),
-                   lambda dtype: MTX_VALUES, ("scipy.io",)),
-            Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype: write_mtx_folder(tmp, m),
-                   lambda dtype: MTX_VALUES, ("scipy.io",)))),
+           (Output("mtx-file", ".mtx(.gz)", (".mtx", ".mtx.gz"), lambda tmp, path, m, compression, dtype, progress:
+                   write_mtx_file(tmp, m.counts, gz=path.name.lower().endswith(".gz"), name=path.name,
+                                  progress=progress), lambda dtype: MTX_VALUES, ("scipy.io",), counts=True),
+            Output("mtx-dir", "a folder", (), lambda tmp, path, m, compression, dtype, progress:
+                   write_mtx_folder(tmp, m, progress), lambda dtype: MTX_VALUES, ("scipy.io",), counts=True))),
 )
 BY_NAME = {f.name: f for f in FORMATS}
 OUTPUTS = tuple(o for f in FORMATS for o in f.outputs)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, SinrError
 from ..limits import check_allocation
+from ..progress import Progress, Shared
 from .h5chunks import DatasetSlices
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
 
@@ -305,11 +306,11 @@ def copy_skeleton(src, dst, skeletons: set[str]) -> None:
             src.copy(obj, dst, name=key)
 
 
-def write_like(obj, out, key: str, data, resizable: bool) -> None:
+def write_like(obj, out, key: str, data, resizable: bool, progress: Progress | Shared | None = None) -> None:
     """Write `data` (1-D) as dataset `key` of `out` in the type, creation properties (filters) and
     attributes of dataset `obj`, of its length, fixed or resizable; a fixed length shorter than
     obj's chunks gets chunks of that length (HDF5 refuses chunks past a fixed dimension: a subset's
-    Cell Ranger features, written as one chunk each)."""
+    Cell Ranger features, written as one chunk each); an array's items counted on `progress`."""
     import h5py
 
     n = len(data)
@@ -322,7 +323,7 @@ def write_like(obj, out, key: str, data, resizable: bool) -> None:
     space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
     made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space, dcpl=dcpl))
     if isinstance(data, np.ndarray):
-        write_converted(made, data)
+        write_converted(made, data, progress)
     elif n:
         made[...] = typed_values(data, obj.dtype)
     copy_attrs(obj, made)
@@ -331,28 +332,34 @@ def write_like(obj, out, key: str, data, resizable: bool) -> None:
 CONVERTED_SLICE = 1 << 22  # values converted to a dataset's type at a time (32 MB of int64)
 
 
-def write_converted(dataset, values: np.ndarray) -> None:
+def write_converted(dataset, values: np.ndarray, progress: Progress | Shared | None = None) -> None:
     """Write 1-D `values` into a 1-D dataset of their length, in the dataset's type, a slice at a
     time (whole chunks of it): the converted copy is a slice's, not the array's (a 6e7-nonzero
-    matrix's int32 indices as a 10x file's int64 had taken 480 MB more)."""
+    matrix's int32 indices as a 10x file's int64 had taken 480 MB more); each slice's items counted
+    on `progress` once written."""
     step = CONVERTED_SLICE
     if dataset.chunks:
         step = max(1, step // dataset.chunks[0]) * dataset.chunks[0]
     for start in range(0, values.size, step):
         dataset[start: start + step] = values[start: start + step].astype(dataset.dtype, copy=False)
+        if progress is not None:
+            progress.update(min(step, values.size - start))
 
 
-def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[str, np.ndarray | list[str]]) -> None:
-    """Copy an image back, writing each skeleton dataset with its values in its own type."""
+def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[str, np.ndarray | list[str]],
+                  counted: dict[str, Shared] | None = None) -> None:
+    """Copy an image back, writing each skeleton dataset with its values in its own type, the items
+    of the values `counted` names counted on its Shared."""
     import h5py
 
+    counted = counted or {}
     for key, obj in members(skeleton, out):
         path = obj.name.lstrip("/")
         if path in fills:
             fill, resizable = fills[path]
-            write_like(obj, out, key, values[fill], resizable)
+            write_like(obj, out, key, values[fill], resizable, counted.get(fill))
         elif isinstance(obj, h5py.Group) and any(f.startswith(path + "/") for f in fills):
-            fill_skeleton(obj, out.create_group(key), fills, values)
+            fill_skeleton(obj, out.create_group(key), fills, values, counted)
         else:
             skeleton.copy(obj, out, name=key)
 

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..progress import Progress, Shared
 from .hdf5 import HDF5_MAGIC, CompressedH5Source, checked_dataset, h5_errors, open_h5, string_dataset, write_converted
 from .matrix import CountMatrix
 from .sources import check_shape, path_spec
@@ -81,11 +82,13 @@ TENX_VALUES = np.dtype(np.int32)  # the type of a 10x file's values, as Cell Ran
 TENX_MATRIX_VERSION = 2  # the matrix HDF5 layout of Cell Ranger 3 and later, as its `version` attribute says
 
 
-def _fill_10x(f, m: CountMatrix) -> None:
+def _fill_10x(f, m: CountMatrix, progress: Progress | None) -> None:
     """The Cell Ranger layout: CSC by cell, int32 data, int64 indices, gzip 4 + shuffle; the root
     attributes that say it is one (Cell Ranger's own loader refuses a file without filetype, and
-    reads one without version as the layout of Cell Ranger 1 and 2)."""
+    reads one without version as the layout of Cell Ranger 1 and 2). The nonzeros are counted on
+    `progress` as their data and indices are written, half a nonzero each."""
     csc = m.counts.tocsc()
+    counted = Shared(progress, 2) if progress is not None else None
     f.attrs["filetype"] = "matrix"
     f.attrs["version"] = np.int64(TENX_MATRIX_VERSION)
     chunked = dict(compression="gzip", compression_opts=4, shuffle=True)
@@ -94,7 +97,7 @@ def _fill_10x(f, m: CountMatrix) -> None:
                              ("indptr", csc.indptr, np.int64)):
         made = g.create_dataset(name, shape=arr.shape, dtype=dtype, chunks=(min(80_000, max(arr.size, 1)),),
                                 maxshape=(None,), **chunked)
-        write_converted(made, arr)
+        write_converted(made, arr, counted if name != "indptr" else None)
     g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
     g.create_dataset("barcodes", data=_strings(m.filled_cell_names()), **chunked)
     feats = g.create_group("features")
@@ -105,6 +108,6 @@ def _fill_10x(f, m: CountMatrix) -> None:
     feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
 
 
-def write_10x_h5(path: Path, m: CountMatrix) -> None:
+def write_10x_h5(path: Path, m: CountMatrix, progress: Progress | None = None) -> None:
     """Write as Cell Ranger does (see _fill_10x), the file built in memory first (io.writers says why)."""
-    _write_hdf5(path, lambda f: _fill_10x(f, m))
+    _write_hdf5(path, lambda f: _fill_10x(f, m, progress))

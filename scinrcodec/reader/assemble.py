@@ -22,6 +22,7 @@ from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from ..io.dtypes import check_exact, count_dtype
 from ..limits import check_allocation, usable_cpus
+from ..progress import Progress
 from .decode import Buffers, tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
 from .pages import fresh_array
@@ -198,11 +199,13 @@ def _index_dtype(size: int):
 
 
 def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int] | None = None,
-               scratch: BlockScratch | None = None, head: sp.csr_matrix | None = None) -> sp.csr_matrix:
+               scratch: BlockScratch | None = None, head: sp.csr_matrix | None = None,
+               progress: Progress | None = None) -> sp.csr_matrix:
     """Cells x genes CSR (the transpose of genes x cells CSC) of the cells of `chunks` (distinct
     chunk ids, default all), in the order listed, exact, checksums verified; with `scratch`, decoded
     in its workspace into its arrays (valid until the block after next); with `head` (cells x genes
-    CSR, sorted indices), its rows first (a loader's cells carried over from its last block)."""
+    CSR, sorted indices), its rows first (a loader's cells carried over from its last block); each
+    chunk's nonzeros counted on `progress` once placed."""
     chunks = range(index.n_chunks) if chunks is None else chunks
     ids = np.asarray(chunks, dtype=np.int64)
     head_rows, head_nnz = (0, 0) if head is None else (head.shape[0], int(head.indptr[-1]))
@@ -234,6 +237,8 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
         _placed(index, chunk, _native.place_by_cell(rows, cols, values, index.cell_original, chunk.first_cell,
                                                     chunk.n_cells, rank, genes_of_row, int(nnz_starts[i]),
                                                     indptr[row_starts[i]:], indices, data, workspace.scratch, inside))
+        if progress is not None:
+            progress.update(chunk.nnz)
 
     for_each_chunk(index, outside, work, chunks)
     data = data.astype(dtype, copy=False)
@@ -242,14 +247,16 @@ def cell_major(index: MatrixIndex, dtype, jobs: int | None, chunks: Sequence[int
     return sp.csr_matrix((data, indices, indptr), shape=(int(row_starts[-1]), n_genes))
 
 
-def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
-    """Genes x cells CSR, exact, checksums verified: rows counted first, then filled in place. Each
+def gene_major(index: MatrixIndex, dtype, jobs: int | None, progress: Progress | None = None) -> sp.csr_matrix:
+    """Genes x cells CSR, exact, checksums verified: rows counted first, then filled in place, each
+    a pass of `progress` that counts the nonzeros it has been through. Each
     segment's chunks are counted over its own rows; a gene's nonzeros follow chunk after chunk,
     so the cells of a gene stored in several segments ascend too. Where whole chunks would leave
     threads idle (a file of a few chunks), each chunk is read in band parts, one per thread: their
     rows are apart, and the chunk's checksum is the sum of its parts'."""
     n_genes, n_cells = index.n_genes, index.n_cells
     dtype = count_dtype(dtype)
+    progress = progress or Progress(False, None, "", "")
     first_chunk = index.segment_chunk_starts
     genes = [index.segment_genes(s) for s in range(index.n_segments)]
     tables = sum(int(first_chunk[s + 1] - first_chunk[s]) * max(g.size, 1) for s, g in enumerate(genes))
@@ -282,7 +289,9 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
         if np.any(status):
             raise CorruptFileError(f"{index.what}: {STATUS_TEXT.get(int(status[np.flatnonzero(status)[0]]))} "
                                    "(file is corrupt)")
+        progress.update(int(batch.k.sum()))
 
+    progress.begin("counting", index.nnz)
     for_each_chunk(index, workers, count, parts=parts)
     per_gene = np.zeros(n_genes, dtype=np.int64)
     for g, c in zip(genes, counts):
@@ -315,7 +324,9 @@ def gene_major(index: MatrixIndex, dtype, jobs: int | None) -> sp.csr_matrix:
                                                 chunk.geometry.row_starts[first:end + 1] - chunk.row_base, indices,
                                                 data, 1)
         sums.add(chunk, len(bands), status, checksum)
+        progress.update(values.size)
 
+    progress.begin("decoding", index.nnz)
     for_each_chunk(index, workers, work, parts=parts)
     data = data.astype(dtype, copy=False)
     check_exact(data, dtype, index.what, lambda: gene_major(index, np.int64, jobs).data)

@@ -18,7 +18,7 @@ from ..codec.geometry import ChunkGeometry, max_tiles
 from ..codec.models import LUT_SIZE, N_BINS, N_CONTEXTS, decoding_tables, frequencies
 from ..codec.stages import MODES, SEGMENTS, parse_stages, required_features
 from ..errors import CorruptFileError, printable
-from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION
+from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION, MAX_ERROR_LIMIT
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
     unpack_header
 from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, \
@@ -155,6 +155,16 @@ def band_tile_ranges(table_rows: np.ndarray, table_tiles: np.ndarray, chunk_base
     return chunks, bands, tiles, pair
 
 
+def recorded_inputs_error(options: dict) -> int | None:
+    """A lossless file's options.inputs_error (spec §12.7: how far values decoded from lossy files may
+    be from the counts first encoded, -1 for no bound) where it is an int of -1 .. MAX_ERROR_LIMIT,
+    else None: informative, so anything else is ignored, as the C++ reader ignores it."""
+    value = options.get("inputs_error")
+    if isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= MAX_ERROR_LIMIT:
+        return value
+    return None
+
+
 class MatrixIndex:
     """A matrix's footer header, checked field by field and against its sections."""
 
@@ -199,6 +209,7 @@ class MatrixIndex:
         self.stats = {k: v for k, v in stats.items() if isinstance(k, str) and isinstance(v, (int, float))
                       and not isinstance(v, bool) and np.isfinite(v)} if isinstance(stats, dict) else {}
         self.options = options if isinstance(options, dict) else {}
+        self.inputs_error = recorded_inputs_error(self.options) if self.mode == "lossless" else None
         self.header = header
         table = parse_section_table(header.get("sections"), low=PREAMBLE.size, high=body_end, what=what)
         sizes = Sizes(n_genes=self.n_genes, n_stored_genes=self.n_stored, n_chunks=self.n_chunks,

@@ -20,6 +20,7 @@ from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, Not
                       SinrError, SinrIndexError, SinrKeyError, printable)
 from ..io.dtypes import READ_DTYPE, count_dtype
 from ..limits import check_allocation, checked_jobs, usable_cpus
+from ..progress import Progress, progress_of
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import GENE_NAME_SECTIONS
 from ..storage.opening import open_source
@@ -140,6 +141,12 @@ class MatrixReader:
     @property
     def options(self) -> dict:
         return dict(self._index.options)
+
+    @property
+    def inputs_error(self) -> int | None:
+        """How far the values of a lossless file decoded from lossy files may be from the counts first
+        encoded (the largest --max-error among those files, -1: no bound), or None (spec §12.7)."""
+        return self._index.inputs_error
 
     @property
     def n_chunks(self) -> int:
@@ -548,14 +555,21 @@ class MatrixReader:
                              shape=(genes.size, cells.size))
 
     @fits_in_memory("decoding the whole matrix")
-    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE) -> sp.spmatrix:
+    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE, *, progress: bool | Progress = False) -> sp.spmatrix:
         """The whole matrix, genes x cells, exact: CSR by default, or layout='csc' (cell-major, as
-        10x files store it, and faster: no counting pass)."""
-        if layout == "csc":
-            return cell_major(self._index, dtype, self.jobs).T
-        if layout != "csr":
+        10x files store it, and faster: no counting pass). progress=True shows a bar of the nonzeros
+        decoded on stderr (a Progress: the passes of a caller's bar)."""
+        if layout not in ("csr", "csc"):
             raise InvalidInputError(f"layout must be 'csr' or 'csc', not {layout!r}")
-        return gene_major(self._index, dtype, self.jobs)
+        with progress_of(progress, "decoding", "nonzeros", passes=1 if layout == "csc" else 2) as bar:
+            if layout == "csr":
+                return gene_major(self._index, dtype, self.jobs, bar)
+            bar.begin(self._step("decoding"), self.nnz)
+            return cell_major(self._index, dtype, self.jobs, progress=bar).T
+
+    def _step(self, what: str) -> str:
+        """A pass over this matrix as a bar names it: with the matrix's name where the file holds several."""
+        return f"{what} {self.name}" if len(self.matrix_names) > 1 else what
 
     # ------------------------------------------------------------------------------ summaries
 
@@ -666,13 +680,13 @@ class MatrixReader:
         return self._index.chunk_starts.copy()
 
     @fits_in_memory("decoding the whole matrix")
-    def to_count_matrix(self, dtype=READ_DTYPE) -> CountMatrix:
+    def to_count_matrix(self, dtype=READ_DTYPE, *, progress: bool | Progress = False) -> CountMatrix:
         """The whole matrix with its names, as the writers of other formats take it: CSC (cell-major,
         as each of them writes it), so that none converts a CSR copy of it, its values of `dtype` (the
-        type the writer stores, so that none converts a copy of them either)."""
+        type the writer stores, so that none converts a copy of them either); progress as to_scipy's."""
         from ..io.matrix import CountMatrix  # writers need it, reads do not: opening a file skips it
-        return CountMatrix(self.to_scipy(layout="csc", dtype=dtype), self.gene_ids, self.gene_names, self.cell_names,
-                           self.feature_types)
+        return CountMatrix(self.to_scipy(layout="csc", dtype=dtype, progress=progress), self.gene_ids,
+                           self.gene_names, self.cell_names, self.feature_types)
 
     # ------------------------------------------------------------------ files of several parts
 
@@ -709,23 +723,27 @@ class MatrixReader:
         return int(index.chunk_index[:, 3].sum()) + sum(ref.length for ref in index.sections.table.values())
 
     @fits_in_memory("verifying")
-    def verify(self) -> dict:
+    def verify(self, *, progress: bool | Progress = False) -> dict:
         """Check every section of the matrix and of each chunk against every rule of the spec (CRC,
         zstd framing, size, names' UTF-8, count, line breaks and length, cross-field rules), and
         every chunk's decoded content, one chunk at a time (memory for a chunk, not the matrix);
-        raise CorruptFileError."""
+        raise CorruptFileError. progress=True shows a bar of the nonzeros checked on stderr (a
+        Progress: a pass of a caller's bar)."""
         index = self._index
-        index.genes()
-        for name in index.sections.table:
-            index.sections.get(name)
-        checked = 0
-        for c in self._source.ready_in_order(index.block_ranges()):  # remote: a window at once
-            chunk = index.chunk(c)
-            for name in chunk.sections.table:
-                chunk.sections.get(name)
-            index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
-            cell_major(index, READ_DTYPE, self.jobs, [c])  # placed as a whole read places it, checksum checked
-            checked += chunk.nnz
+        with progress_of(progress, "verifying", "nonzeros") as bar:
+            bar.begin(self._step("checking"), index.nnz)
+            index.genes()
+            for name in index.sections.table:
+                index.sections.get(name)
+            checked = 0
+            for c in self._source.ready_in_order(index.block_ranges()):  # remote: a window at once
+                chunk = index.chunk(c)
+                for name in chunk.sections.table:
+                    chunk.sections.get(name)
+                index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
+                cell_major(index, READ_DTYPE, self.jobs, [c])  # placed as a whole read places it, checksum checked
+                checked += chunk.nnz
+                bar.update(chunk.nnz)
         return {"chunks": index.n_chunks, "nnz": checked, "bytes": self._source.size}
 
     def section_sizes(self) -> dict[str, int]:

@@ -10,17 +10,19 @@ from ..io.atomic import atomic_path
 from ..io.formats import OUTPUTS_BY_NAME, load_writer
 from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
 from ..io.writers import check_hdf5_names, check_output, output_kind, write_matrix as write_count_matrix
+from ..progress import Progress
 from .matrix import open as open_sinr
-from .restore import to_anndata
+from .restore import decoding_passes, to_anndata
 from .tenx import tenx_var, write_10x
 
 
 def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
-                  dtype=None, whole: bool = True) -> str:
+                  dtype=None, whole: bool = True, progress: bool = False) -> str:
     """Write a decoded file to `output` (format by extension): with `whole`, the whole AnnData of a
     file that holds one as .h5ad (a 10x file's as read_sinr gives it, its features' genome and other
     fields in var) and the original 10x file as .h5; otherwise the matrix `m` with its names. An
-    .h5ad is compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes)."""
+    .h5ad is compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes).
+    progress=True shows a bar on stderr: each matrix's decoding, then the writing, a pass of it."""
     kind = output_kind(output)
     path = Path(output)
     contents = m.contents
@@ -29,19 +31,30 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
         check_hdf5_names(m, f"{path}: ")
         load_writer(OUTPUTS_BY_NAME[kind])
-        with atomic_path(path, force=force) as tmp:
-            if kind == "h5ad":
-                image = h5ad_image(to_anndata(m, dtype=dtype), kwargs)
-                with open(tmp, "wb") as fh:
-                    fh.write(image)
-            else:
-                write_10x(m, contents, tmp)
+        bar = Progress(progress, None, path.name, "nonzeros",
+                       passes=(decoding_passes(contents) if kind == "h5ad" else 1) + 1)
+        try:
+            with atomic_path(path, force=force) as tmp:
+                if kind == "h5ad":
+                    adata = to_anndata(m, dtype=dtype, progress=bar)
+                    bar.begin("writing", None)  # anndata writes it in one call
+                    image = h5ad_image(adata, kwargs)
+                    with open(tmp, "wb") as fh:
+                        fh.write(image)
+                else:
+                    write_10x(m, contents, tmp, bar)
+        finally:
+            bar.close()
         return kind
     dataset_kwargs(compression)  # a bad value fails before any work
-    matrix = m.to_count_matrix(OUTPUTS_BY_NAME[kind].values(dtype))  # in the type the output stores
-    if kind == "10x-h5" and contents is not None:
-        matrix.genomes = _genomes(m, contents)
-    return write_count_matrix(output, matrix, force=force, compression=compression, dtype=dtype)
+    bar = Progress(progress, None, path.name, "nonzeros", passes=2)
+    try:
+        matrix = m.to_count_matrix(OUTPUTS_BY_NAME[kind].values(dtype), progress=bar)  # in the type the output stores
+        if kind == "10x-h5" and contents is not None:
+            matrix.genomes = _genomes(m, contents)
+        return write_count_matrix(output, matrix, force=force, compression=compression, dtype=dtype, progress=bar)
+    finally:
+        bar.close()
 
 
 def _genomes(m, contents) -> list[str] | None:
@@ -62,15 +75,17 @@ def _genomes(m, contents) -> list[str] | None:
 
 def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
            jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None,
-           matrix: str | None = None):
+           matrix: str | None = None, progress: bool = False):
     """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
     extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives).
     `matrix` names one matrix of a file that holds several ('X', 'layers/counts', 'raw/X'): it
     alone is decoded, with its names, whatever the output (default: the whole file where the output
-    can hold it, else the file's default matrix)."""
+    can hold it, else the file's default matrix). progress=True shows a bar of the work's passes,
+    with their throughput, on stderr."""
     if output is not None:
         check_output(output, force=force, inputs=[path])
     with open_sinr(path, matrix=matrix, jobs=jobs, storage_options=storage_options) as m:
         if output is None:
-            return m.to_scipy()
-        return write_decoded(m, output, force=force, compression=compression, dtype=dtype, whole=matrix is None)
+            return m.to_scipy(progress=progress)
+        return write_decoded(m, output, force=force, compression=compression, dtype=dtype, whole=matrix is None,
+                             progress=progress)

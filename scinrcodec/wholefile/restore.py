@@ -11,22 +11,23 @@ from ..errors import CorruptFileError, SinrKeyError
 from ..io.dtypes import anndata_dtype, cast_exactly, check_exact, stored_dtypes
 from ..io.h5ad_output import quiet_anndata
 from ..io.sources import one_line
+from ..progress import Progress
 from ..reader.contents import StoredContents
 from .lazy import lazy_anndata
 from .names import name_frames
 
 
-def decoded(matrix, dtype, fmt: str):
+def decoded(matrix, dtype, fmt: str, progress: bool | Progress = False):
     """A whole .sinr matrix, cells x genes, in the type and format it was encoded from: decoded in a
     type that holds every count (reads refuse narrower ones, which would wrap a count), then cast to
     the recorded one where that holds every value: a lossless file's values came from it, but one
     coded within --max-error E may decode up to E past its type's range (uint8's 255 as 256) or
     exactness (float32's 2**25 as 2**25 - 1), and then keeps the wide type, never a wrapped or
     rounded count. A sparse float16 (which h5py stores and scipy cannot hold) comes back as float32,
-    which holds such values exactly."""
+    which holds such values exactly. Its decoding is a pass of `progress` (as to_scipy's)."""
     recorded = np.dtype(dtype)
     read, held = stored_dtypes(recorded, matrix.mode == "lossless")
-    x = matrix.to_scipy("csc", dtype=read).T
+    x = matrix.to_scipy("csc", dtype=read, progress=progress).T
     if fmt == "ndarray":
         x = x.toarray()
         cast = x.astype(recorded)
@@ -41,8 +42,9 @@ def decoded(matrix, dtype, fmt: str):
     return x
 
 
-def restore_anndata(m, contents: StoredContents):
-    """The whole AnnData of a file, every part as it was encoded."""
+def restore_anndata(m, contents: StoredContents, progress: bool | Progress = False):
+    """The whole AnnData of a file, every part as it was encoded; each matrix's decoding a pass of
+    `progress`."""
     import anndata
     import pandas as pd
 
@@ -53,7 +55,8 @@ def restore_anndata(m, contents: StoredContents):
                                    f"cells, the AnnData {n_obs:,}")
 
     def decode_all() -> dict:
-        return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"]) for e in contents.matrices}
+        return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"], progress)
+                for e in contents.matrices}
 
     contents.prefetch(contents.elements)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinr-restore") as pool:
@@ -80,15 +83,17 @@ def restore_anndata(m, contents: StoredContents):
 
 
 
-def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
-    """What SinrMatrix.to_anndata returns (see there); dtype as io.dtypes says."""
+def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=None,
+               progress: bool | Progress = False):
+    """What SinrMatrix.to_anndata returns (see there); dtype as io.dtypes says; each matrix decoded
+    is a pass of `progress` (decoding_passes says how many)."""
     import anndata
 
     contents = m.contents
     if lazy:
         adata = lazy_anndata(m, contents, dtype=dtype)
     elif contents is not None and contents.object == "anndata":
-        adata = restore_anndata(m, contents)
+        adata = restore_anndata(m, contents, progress)
         if dtype is not None and adata.X is not None:
             x, wanted = adata.X, anndata_dtype(dtype)
             if any(entry["element"] == "X" for entry in contents.matrices):
@@ -100,10 +105,15 @@ def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=
     else:
         wanted = anndata_dtype(dtype)
         obs, var = name_frames(m, contents)
-        x = m.to_scipy("csc", dtype=wanted).T  # in a float type, checked exact
+        x = m.to_scipy("csc", dtype=wanted, progress=progress).T  # in a float type, checked exact
         with quiet_anndata():
             adata = anndata.AnnData(X=x, obs=obs, var=var)
     return adata if feature_type is None else one_modality(adata, feature_type, m.source)
+
+
+def decoding_passes(contents: StoredContents | None) -> int:
+    """How many matrices an eager to_anndata decodes: every one a whole AnnData stored, else the one opened."""
+    return len(contents.matrices) if contents is not None and contents.object == "anndata" else 1
 
 
 def one_modality(adata, feature_type: str, what: str):

@@ -13,6 +13,7 @@ from ..errors import CorruptFileError, InvalidInputError
 from ..io.hdf5 import copy_skeleton, fill_skeleton, h5_errors, members, open_h5, write_like
 from ..io.dtypes import READ_DTYPE
 from ..io.tenx_h5 import TENX_VALUES, read_10x_h5
+from ..progress import Progress, Shared
 from ..reader.contents import TENX_SECTION, StoredContents
 from .images import hdf5_image
 from .plan import Plan, PlannedMatrix, add_image
@@ -128,8 +129,10 @@ def tenx_var(m, contents: StoredContents | None) -> dict[str, list]:
     return {k: v for k, v in columns.items() if v is not None}
 
 
-def write_10x(m, contents: StoredContents, path: Path) -> None:
-    """The 10x file a .sinr file was encoded from, with every dataset and attribute it had."""
+def write_10x(m, contents: StoredContents, path: Path, progress: Progress | None = None) -> None:
+    """The 10x file a .sinr file was encoded from, with every dataset and attribute it had: the
+    matrix decoded, then written (its data and indices, half a nonzero each), passes of `progress`."""
+    progress = progress or Progress(False, None, "", "")
     import h5py
 
     fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
@@ -141,7 +144,7 @@ def write_10x(m, contents: StoredContents, path: Path) -> None:
             raise CorruptFileError(f"{m.source}: the 10x image has no dataset {missing[0]!r} to fill")
         stored = {skeleton[p].dtype for p, (fill, _) in fills.items() if fill == "data"}
         # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
-        csc = m.to_scipy("csc", dtype=TENX_VALUES if stored == {TENX_VALUES} else READ_DTYPE)
+        csc = m.to_scipy("csc", dtype=TENX_VALUES if stored == {TENX_VALUES} else READ_DTYPE, progress=progress)
         values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
         for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
             if fill in needed:
@@ -149,7 +152,9 @@ def write_10x(m, contents: StoredContents, path: Path) -> None:
                 if values[fill] is None:
                     raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
                                            "which it does not hold")
-        fill_skeleton(skeleton, out, fills, values)
+        progress.begin("writing", csc.nnz)
+        counted = Shared(progress, 2)
+        fill_skeleton(skeleton, out, fills, values, {"data": counted, "indices": counted})
     with open(path, "wb") as fh:
         fh.write(image.getbuffer())
 

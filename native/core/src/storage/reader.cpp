@@ -454,7 +454,8 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
       if (v.type == Value::kInt) stats_[key] = v.negative ? double(v.as_int64()) : double(v.as_uint64());
       if (v.type == Value::kFloat && std::isfinite(v.number)) stats_[key] = v.number;
     }
-  if (const Value* options = header.get("options"); options && options->type == Value::kMap)
+  // informative (§12.7): a lossless file's, where it is an int of -1 .. 2^31 - 2; anything else ignored
+  if (const Value* options = header.get("options"); options && options->type == Value::kMap && mode_ == "lossless")
     if (const Value* error = options->get("inputs_error"); error && error->int_in(-1, kMaxErrorLimit))
       inputs_error_ = error->as_int64();
   sections_ = known_sections(parse_section_table(header.get("sections"), kPreambleSize, body_end_, what),

@@ -100,8 +100,9 @@ class MatrixReader {
   int64_t stored_bytes() const;
   // The footer's informative stats of this matrix (ints and finite floats only).
   const std::map<std::string, double>& stats() const { return stats_; }
-  // The footer's informative options.inputs_error (spec §12.7): how far values decoded from lossy files
-  // may be from the counts first encoded (E, or -1: no bound); kNoInputsError where absent or not such an int.
+  // The footer's informative options.inputs_error (spec §12.7) of a lossless file: how far values decoded
+  // from lossy files may be from the counts first encoded (E, or -1: no bound); kNoInputsError where absent,
+  // not an int of -1 .. 2^31 - 2, or the file is not lossless.
   static constexpr int64_t kNoInputsError = -2;
   int64_t inputs_error() const { return inputs_error_; }
   // The footer's informative `writer` ("?" when absent).
