@@ -327,9 +327,10 @@ def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
 
 class FileObjectSource(ByteSource):
     """A seekable binary file object (fsspec, BytesIO, an open file): positioned reads under a lock,
-    in the process that opened it only. A forked child (a torch DataLoader's workers) shares an open
-    file's position with its parent, so their seeks and reads interleave: a child's cells had come
-    back wrong, or the file 'corrupt', as another process moved the position between the two."""
+    in the process that opened it only, except an io.BytesIO, which a fork copies. A forked child (a
+    torch DataLoader's workers) shares an open file's position with its parent, so their seeks and
+    reads interleave: a child's cells had come back wrong, or the file 'corrupt', as another process
+    moved the position between the two."""
 
     in_order = True
 
@@ -341,7 +342,7 @@ class FileObjectSource(ByteSource):
                                     "binary mode ('rb')")
         self._file = fileobj
         self._lock = fork_safe_lock()
-        self._pid = os.getpid()
+        self._pid = None if isinstance(fileobj, io.BytesIO) else os.getpid()  # a process's own memory: any may read
         self.name = name or str(getattr(fileobj, "path", None) or getattr(fileobj, "name", "<file object>"))
         try:
             self.size = int(fileobj.seek(0, io.SEEK_END))
@@ -351,7 +352,7 @@ class FileObjectSource(ByteSource):
     def read(self, offset: int, length: int) -> memoryview:
         """Bytes by seek and read under a lock (a file object has one position); a short read is a FormatError."""
         self._check(offset, length)
-        if os.getpid() != self._pid:
+        if self._pid is not None and os.getpid() != self._pid:
             raise InvalidInputError(f"{self.name}: a .sinr matrix read from a file object cannot be read in a "
                                     "forked process (it shares the file's position with its parent); open it by "
                                     "path, URL or from bytes")
