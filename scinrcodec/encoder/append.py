@@ -34,7 +34,7 @@ from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index
     gene_statistics, summarise
 from .options import EncodeOptions
 from .segments import CopiedSegments, SegmentInput, can_copy, checked_chunk_block, write_segments
-from .siren_fit import needs_torch, torch_available
+from .siren_fit import INSTALL_TORCH, needs_torch, torch_available
 
 COPY_BLOCK = 4 << 20  # bytes of existing chunks copied at a time
 
@@ -169,7 +169,7 @@ def _recorded_options(matrix: MatrixReader, options: EncodeOptions) -> EncodeOpt
     if needs_torch(options) and not torch_available():
         how = "--inr-only" if options.mode == "inr-only" else f"--siren {options.siren}"
         raise InvalidInputError(f"{matrix.source}: its cells are coded with SIRENs ({how}), as new cells must be, "
-                                "which needs torch: pip install 'scinrcodec[encode]'")
+                                f"which needs torch: {INSTALL_TORCH}")
     return options
 
 

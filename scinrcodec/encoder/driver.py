@@ -33,7 +33,7 @@ from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from .chunk import EncodedChunk, FileContext, encode_chunk, write_chunk
 from .memory import ChunkMemory
 from .options import EncodeOptions
-from .siren_fit import PROBE_BANDS, SirenPlanner, check_device, needs_torch, torch_available
+from .siren_fit import INSTALL_TORCH, PROBE_BANDS, SirenPlanner, check_device, needs_torch, torch_available
 
 MATRIX_NAME = "X"
 SUMMED_STATS = ("position_bits", "value_bits", "bands", "tiles", "siren_tried", "siren_kept", "siren_saved_bits")
@@ -291,13 +291,11 @@ def checked_options(options: dict) -> EncodeOptions:
     opts = EncodeOptions(**options)
     if torch_available():
         check_device(opts.device)
-    elif opts.mode == "inr-only":  # its values are the SIREN's: --siren never is no way out
-        raise InvalidInputError("--inr-only needs torch to fit its SIRENs: pip install 'scinrcodec[encode]'")
-    elif opts.siren in ("always", "force"):
-        raise InvalidInputError("the SIREN needs torch: pip install 'scinrcodec[encode]', or use --siren never")
+    elif needs_torch(opts):  # --inr-only's values are the SIREN's: --siren never is no way out for it
+        raise InvalidInputError(f"--inr-only needs torch to fit its SIRENs: {INSTALL_TORCH}" if opts.mode == "inr-only"
+                                else f"the SIREN needs torch: {INSTALL_TORCH}, or use --siren never")
     elif opts.device is not None:
-        raise InvalidInputError(f"--device {opts.device!r} is a torch device: pip install 'scinrcodec[encode]' "
-                                "for torch")
+        raise InvalidInputError(f"--device {opts.device!r} is a torch device: {INSTALL_TORCH} for torch")
     return opts
 
 

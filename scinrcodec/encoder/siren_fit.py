@@ -77,6 +77,9 @@ def network_parameters(options: EncodeOptions) -> int:
     return 3 * width + hidden * (width * width + width) + width + 1
 
 
+INSTALL_TORCH = "pip install 'scinrcodec[encode]'"  # what every message asking for torch says
+
+
 def torch_available() -> bool:
     """Whether torch can be imported, without importing it (reads never need it)."""
     import importlib.util
