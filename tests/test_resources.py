@@ -84,7 +84,7 @@ def test_h5_output_converts_a_slice_at_a_time(mid, tmp_path, monkeypatch):
     from scinrcodec.io.writers import write_matrix
 
     _, counts = mid
-    monkeypatch.setattr(hdf5, "CONVERTED_SLICE", 8192, raising=False)  # slices of the test's size
+    monkeypatch.setattr(hdf5, "CONVERTED_SLICE", 8192)  # slices of the test's size
     m = CountMatrix(counts, None, None, None, None)
     write_matrix(tmp_path / "warm.h5", m)  # anything a first write loads or caches
     tracemalloc.start()
@@ -153,7 +153,7 @@ def test_mtx_is_formatted_a_block_of_cells_at_a_time(mid, tmp_path, monkeypatch)
         return real(target, a, *args, **kwargs)
 
     monkeypatch.setattr(scipy.io, "mmwrite", spy)
-    monkeypatch.setattr(mtx, "MTX_BLOCK_NNZ", 10_000, raising=False)
+    monkeypatch.setattr(mtx, "MTX_BLOCK_NNZ", 10_000)
     sinr.decode(path, tmp_path / "out.mtx")
     widest = int(np.diff(counts.indptr).max())
     assert len(sizes) > 10 and max(sizes) <= 10_000 + widest and sum(sizes) == counts.nnz
@@ -182,61 +182,51 @@ def test_get_by_index_reads_no_names(chunked, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == str(expected)
 
 
+@pytest.fixture
+def decoded_types(monkeypatch) -> list:
+    """The value types each whole decode (reader.assemble.cell_major) is asked for, in order."""
+    asked = []
+    real = reader_matrix.cell_major
+
+    def spy(index, dtype, *args, **kwargs):
+        asked.append(np.dtype(dtype))
+        return real(index, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(reader_matrix, "cell_major", spy)
+    return asked
+
+
 @pytest.mark.parametrize("dtype", [None, "int32"])
-def test_decode_to_h5ad_decodes_x_in_its_type(mid, tmp_path, monkeypatch, dtype):
+def test_decode_to_h5ad_decodes_x_in_its_type(mid, tmp_path, decoded_types, dtype):
     """A file of one matrix decoded to .h5ad is decoded straight in X's type (float32 unless --dtype
     says): it had been decoded as int64, then copied as float32 (6e7 nonzeros: 1.47 GB peak, where
     a whole AnnData's .h5ad takes 0.79 GB)."""
     import anndata
 
     path, counts = mid
-    asked = []
-    real = reader_matrix.cell_major
-
-    def spy(index, dtype, *args, **kwargs):
-        asked.append(np.dtype(dtype))
-        return real(index, dtype, *args, **kwargs)
-
-    monkeypatch.setattr(reader_matrix, "cell_major", spy)
     sinr.decode(path, tmp_path / "out.h5ad", dtype=dtype)
     wanted = np.dtype(dtype or np.float32)
-    assert asked == [wanted]
+    assert decoded_types == [wanted]
     x = anndata.read_h5ad(tmp_path / "out.h5ad").X
     assert x.dtype == wanted and (x != counts.T).nnz == 0
 
 
 @pytest.mark.parametrize("name, stored", [("out.h5", np.int32), ("out.mtx.gz", np.int32), ("folder", np.int32),
                                           ("out.npz", np.int64)])
-def test_decode_to_a_file_decodes_in_the_type_it_stores(mid, tmp_path, monkeypatch, name, stored):
+def test_decode_to_a_file_decodes_in_the_type_it_stores(mid, tmp_path, decoded_types, name, stored):
     """The matrix is decoded once, in the type the output stores (a 10x file's int32 values; text
     needs no wider), not as int64 to be converted (6e7 nonzeros to .h5: 999 MB peak, now 755 MB)."""
     path, counts = mid
-    asked = []
-    real = reader_matrix.cell_major
-
-    def spy(index, dtype, *args, **kwargs):
-        asked.append(np.dtype(dtype))
-        return real(index, dtype, *args, **kwargs)
-
-    monkeypatch.setattr(reader_matrix, "cell_major", spy)
     sinr.decode(path, tmp_path / name)
-    assert asked == [np.dtype(stored)]
+    assert decoded_types == [np.dtype(stored)]
     assert (sinr.read_matrix(tmp_path / name).matrix() != counts).nnz == 0
 
 
-def test_whole_10x_file_decodes_in_cell_rangers_type(tmp_path, monkeypatch):
+def test_whole_10x_file_decodes_in_cell_rangers_type(tmp_path, decoded_types):
     """A 10x file encoded whole and decoded back to .h5 is decoded in its int32 values' type, not as
     int64 converted a slice at a time (6e7 nonzeros: 928 MB peak)."""
     source = DATA / "pbmc500_cellranger.h5"
     sinr.encode_whole(source, tmp_path / "whole.sinr", siren="never", progress=False)
-    asked = []
-    real = reader_matrix.cell_major
-
-    def spy(index, dtype, *args, **kwargs):
-        asked.append(np.dtype(dtype))
-        return real(index, dtype, *args, **kwargs)
-
-    monkeypatch.setattr(reader_matrix, "cell_major", spy)
     sinr.decode(tmp_path / "whole.sinr", tmp_path / "back.h5")
-    assert asked == [np.dtype(np.int32)]
+    assert decoded_types == [np.dtype(np.int32)]
     assert (sinr.read_matrix(tmp_path / "back.h5").matrix() != sinr.read_matrix(source).matrix()).nnz == 0
