@@ -64,42 +64,79 @@ def test_allocations_are_checked_against_the_cgroup_where_it_allows_less(monkeyp
         limits.check_allocation(2 << 30, "reading")
 
 
-def _memory_cgroup() -> tuple[Path, str] | None:
-    """This process's v1 memory cgroup folder and its limit file, where this machine has one."""
+def _own_v1_cgroup(controller: str) -> Path | None:
+    """This process's v1 cgroup folder of `controller`, where this machine has one that can be written."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            folder = Path("/sys/fs/cgroup/memory", path.strip("/"))
-            return (folder, "memory.limit_in_bytes") if folder.is_dir() else None
+        if controller in controllers.split(","):
+            for base in (controllers, controller):
+                folder = Path("/sys/fs/cgroup", base, path.strip("/"))
+                if folder.is_dir():
+                    return folder if os.access(folder, os.W_OK) else None
     return None
 
 
-def test_a_real_memory_cgroup_limits_what_an_allocation_may_take(tmp_path):
+def _in_new_cgroup(controller: str, settings: dict[str, str], code: str) -> subprocess.CompletedProcess:
+    """`code` run by a fresh interpreter moved into a new child cgroup of `controller` with `settings`
+    (skipping the test where the machine has no such cgroup to make), the group removed after."""
+    own = _own_v1_cgroup(controller)
+    if own is None:
+        pytest.skip(f"no writable v1 {controller} cgroup on this machine")
+    group = own / f"sinr-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        for name, value in settings.items():
+            (group / name).write_text(value)
+    except OSError as exc:
+        if group.exists():
+            group.rmdir()
+        pytest.skip(f"cannot make a {controller} cgroup here ({exc})")
+    try:
+        moved = f"open({str(group / 'cgroup.procs')!r}, 'w').write(str(__import__('os').getpid()))\n"
+        return subprocess.run([sys.executable, "-c", moved + code], capture_output=True, text=True, timeout=120)
+    finally:
+        group.rmdir()
+
+
+def test_a_real_memory_cgroup_limits_what_an_allocation_may_take():
     """A process in a memory cgroup of 512 MB on a machine with more free is refused 2 GiB with the
     library's error (without the cgroup's limit, Linux would have granted it and killed the process
     as it filled it)."""
-    found = _memory_cgroup()
-    if found is None or not os.access(found[0], os.W_OK):
-        pytest.skip("no writable v1 memory cgroup on this machine")
-    group = found[0] / f"sinr-test-{uuid.uuid4().hex[:8]}"
-    try:
-        group.mkdir()
-        (group / found[1]).write_text(str(512 * MB))
-    except OSError as exc:
-        pytest.skip(f"cannot make a memory cgroup here ({exc})")
-    try:
-        code = ("import os, sys\n"
-                f"open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))\n"
-                "from scinrcodec import limits\nfrom scinrcodec.errors import ResultTooLargeError\n"
-                "assert limits.available_memory() < 512 * 2**20\n"
-                "try:\n    limits.check_allocation(2 << 30, 'reading')\n"
-                "except ResultTooLargeError as exc:\n    print(exc)\n")
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    finally:
-        group.rmdir()
+    run = _in_new_cgroup("memory", {"memory.limit_in_bytes": str(512 * MB)},
+                         "from scinrcodec import limits\nfrom scinrcodec.errors import ResultTooLargeError\n"
+                         "assert limits.available_memory() < 512 * 2**20\n"
+                         "try:\n    limits.check_allocation(2 << 30, 'reading')\n"
+                         "except ResultTooLargeError as exc:\n    print(exc)\n")
     assert run.returncode == 0, run.stderr
     assert "reading needs 2.0 GiB of memory, more than the 0.5 GiB free to this process" in run.stdout, run.stdout
+
+
+def test_cpu_quota_of_either_cgroup_version_bounds_the_default_threads(tmp_path):
+    """A container's --cpus (cgroup v2 cpu.max, v1 cfs quota over period, rounded up; the least over
+    the group and those above it) bounds jobs=None where the affinity shows every core."""
+    (tmp_path / "v2/job").mkdir(parents=True)
+    (tmp_path / "v2/cpu.max").write_text("max 100000\n")
+    (tmp_path / "v2/job/cpu.max").write_text("150000 100000\n")
+    (tmp_path / "v2.cgroup").write_text("0::/job\n")
+    assert limits.cgroup_cpu_quota(str(tmp_path / "v2.cgroup"), str(tmp_path / "v2")) == 2
+    (tmp_path / "v1/cpu,cpuacct/docker/abc").mkdir(parents=True)
+    for folder, quota in (("v1/cpu,cpuacct", "-1"), ("v1/cpu,cpuacct/docker", "300000"),
+                          ("v1/cpu,cpuacct/docker/abc", "400000")):
+        (tmp_path / folder / "cpu.cfs_quota_us").write_text(quota + "\n")
+        (tmp_path / folder / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "v1.cgroup").write_text("3:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n")
+    assert limits.cgroup_cpu_quota(str(tmp_path / "v1.cgroup"), str(tmp_path / "v1")) == 3
+    (tmp_path / "none.cgroup").write_text("3:cpu,cpuacct:/\n")
+    assert limits.cgroup_cpu_quota(str(tmp_path / "none.cgroup"), str(tmp_path / "v1")) is None
+
+
+def test_a_real_cpu_quota_of_one_cpu_makes_jobs_one():
+    run = _in_new_cgroup("cpu", {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "100000"},
+                         "from scinrcodec import limits\nimport os\n"
+                         "print(len(os.sched_getaffinity(0)), limits.usable_cpus())\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[1] == "1", run.stdout
