@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import __version__
@@ -34,6 +35,7 @@ from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 
 JOBS_HELP = "threads (default: every CPU this process may use)"
+
 
 def _progress(args: argparse.Namespace) -> bool:
     """Whether a command shows its progress bar: on a terminal, unless --quiet."""
@@ -225,7 +227,7 @@ def _verify(args: argparse.Namespace) -> None:
 _INDEX = re.compile(r"-?[0-9]+")  # ASCII digits only: int() and str.isdigit take any script's, and '1_0'
 
 
-def parse_key(text: str, name_lists):
+def parse_key(text: str, name_lists: Callable[[], Iterable[list[str] | None]]) -> int | str:
     """`#N` is index N, no names read; other text is a name when some list of `name_lists()` holds
     it, else an index if it is one (names are read only then: a file's every cell name had been read
     for `sinr get f '#i' '#j'`, 8 times the bytes of the entry itself at 6e7 nonzeros)."""

@@ -477,7 +477,6 @@ def test_the_command_ignores_a_signal_once_it_is_done(tmp_path, encoded, monkeyp
     assert main(["info", str(encoded)]) == 0 and signal.getsignal(signal.SIGINT) is previous[signal.SIGINT]
 
 
-
 def test_a_command_run_by_another_thread(tmp_path, encoded, capsys):
     """main(argv) from a thread other than the main one (a caller's worker pool) runs the command:
     it had failed with ValueError 'signal only works in main thread of the main interpreter', a

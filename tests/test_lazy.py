@@ -137,7 +137,6 @@ def test_an_open_matrix_pickles_as_its_lazy_blocks_do(path, adata, tmp_path):
         assert not np.iterable(m)
 
 
-
 def test_a_matrix_opened_by_a_relative_path_travels_after_the_folder_changes(path, adata, tmp_path, monkeypatch):
     """A matrix opened by a relative path travels (and reads after close()) as the file it opened, from
     the folder it was opened in: pickled after the process had changed folder, it had named the file

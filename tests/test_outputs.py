@@ -230,7 +230,6 @@ def test_outputs_respect_the_umask(tmp_path, pbmc):
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750
 
 
-
 def _tells_the_umask() -> bool:
     try:
         with open("/proc/self/status", "rb") as fh:

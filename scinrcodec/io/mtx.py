@@ -32,7 +32,6 @@ MTX_FOLDER_FILES = frozenset(f"{stem}{suffix}" for stem in ("matrix.mtx", "featu
                              for suffix in ("", ".gz"))  # what a 10x folder holds: a folder output may replace only these
 
 
-
 def is_gzip(path: Path) -> bool:
     """Whether the file starts with gzip's magic (10x writes .gz names, users rename them)."""
     with open(path, "rb") as fh:

@@ -91,8 +91,6 @@ def _options(matrices: Sequence[SinrMatrix], format_version: int, jobs: int | No
     return {**known, **mode, "format_version": format_version, "jobs": jobs, "progress": progress}
 
 
-
-
 def concat(inputs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike], output: str | os.PathLike, *,
            join: str = "inner", label: str | None = None, keys: Sequence[str] | None = None,
            index_unique: str | None = None, merge: str | None = None, uns_merge: str | None = None,

@@ -209,7 +209,6 @@ def _frame_length(f, name: str) -> int:
     return len(obj)
 
 
-
 @contextlib.contextmanager
 def parts_of(source):
     """The parts of an AnnData or of an .h5ad file's path, or None for anything else."""

@@ -82,7 +82,6 @@ def restore_anndata(m, contents: StoredContents, progress: bool | Progress = Fal
     return adata
 
 
-
 def to_anndata(m, *, lazy: bool = False, feature_type: str | None = None, dtype=None,
                progress: bool | Progress = False):
     """What SinrMatrix.to_anndata returns (see there); dtype as io.dtypes says; each matrix decoded

@@ -62,7 +62,6 @@ def plan_10x(path: Path) -> Plan:
     return plan
 
 
-
 def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndarray) -> bytes | None:
     """The image of a 10x file's subset, `cells` and `genes` (indices, in output order): its shape
     anew; its barcodes and each per-feature dataset (features/*, a Cell Ranger 2 file's genes and
