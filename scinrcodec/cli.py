@@ -498,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     in_charge = threading.current_thread() is threading.main_thread()
     if in_charge:
         interrupted.clear()
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # a signal the process was started ignoring (a job run with & by a script) stays ignored, as a shell's
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
         previous_hook, reinterrupt = sys.unraisablehook, _Reinterrupt(sys.unraisablehook)
         sys.unraisablehook = reinterrupt
     settle = argv is None and in_charge

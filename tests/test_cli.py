@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
+from scinrcodec import cli
 from scinrcodec.cli import main
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.writers import write_matrix
@@ -490,6 +491,22 @@ def test_a_command_run_by_another_thread(tmp_path, encoded, capsys):
     assert "missing.sinr: cannot read" in capsys.readouterr().err
     assert (tmp_path / "x.mtx").exists()
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers and sys.unraisablehook is hook
+
+
+def test_a_signal_the_process_ignores_stays_ignored(encoded, monkeypatch):
+    """A command started with SIGINT ignored (a job run with & by a script, nohup's way) leaves it
+    ignored while it runs, as shells and their tools do: it had installed its own handler, so a
+    Ctrl-C meant for the script's foreground stopped it with exit 130."""
+    seen = []
+    real = cli._info
+    monkeypatch.setattr(cli, "_info", lambda args: (seen.append(signal.getsignal(signal.SIGINT)), real(args)))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["info", str(encoded)]) == 0
+        assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
 
 def test_a_dash_is_refused_as_a_path(tmp_path, encoded):
     """'-' is neither read as standard input nor written as a file or folder named '-'."""

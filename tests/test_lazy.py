@@ -155,6 +155,7 @@ def test_a_matrix_opened_by_a_relative_path_travels_after_the_folder_changes(pat
     m.close()
     assert (m.T.to_scipy(dtype=np.float32) != adata.X).nnz == 0  # opened again where it was
 
+
 def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_path):
     """A graph built on one version of a file never decodes blocks of another: a worker that opens
     the path after the file was replaced (or rewritten) raises FileChangedError; the same version
@@ -373,6 +374,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 import scinrcodec as sinr
+
 
 class Cells(IterableDataset):
     def __init__(self, m):

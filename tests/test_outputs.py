@@ -255,6 +255,7 @@ def test_outputs_leave_the_umask_of_other_threads_alone(tmp_path, pbmc, monkeypa
     assert stat.S_IMODE((tmp_path / "x.sinr").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o700
 
+
 def test_encode_output_needs_force_and_is_atomic(tmp_path, pbmc):
     out = tmp_path / "x.sinr"
     out.write_bytes(b"keep me")
