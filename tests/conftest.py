@@ -12,6 +12,22 @@ import pytest
 from scinrcodec import read_matrix
 
 DATA = Path(__file__).parent / "data"
+# optional packages (an extra's, or the test extra's) and what tests need each for: a base install
+# (pip install scinrcodec[test] without torch, dask or fsspec) runs every other test
+OPTIONAL = {"torch": "fits SIRENs (the encode extra)", "fsspec": "reads URLs or fsspec files (the remote extra)",
+            "atheris": "replays the fuzzers' inputs"}
+
+
+def require(package: str) -> None:
+    """Skip the calling test or fixture where an optional package is not installed."""
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{OPTIONAL[package]}: needs {package}, not installed")
+
+
+def needs(package: str) -> pytest.MarkDecorator:
+    """The mark of a test that needs an optional package."""
+    return pytest.mark.skipif(importlib.util.find_spec(package) is None,
+                              reason=f"{OPTIONAL[package]}: needs {package}, not installed")
 REFERENCE_DECODER = Path(__file__).resolve().parents[1] / "spec" / "reference_decoder.py"
 DATASETS = ["pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spaceranger3",
             "mouse_gut_cimseq_smartseq2", "pbmc500_3p_lt_x_50genes"]

@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
+from conftest import DATA, FAST, assert_one_error_line, leftovers, needs, sinr_cli
 from scinrcodec.storage.container import read_footer
 from scinrcodec.storage.opening import open_source
 
@@ -304,6 +304,7 @@ def test_what_is_coded_again_keeps_the_inputs_max_error(parts, tmp_path):
             assert (al.to_scipy() != sp.hstack([m[:, :200], a.to_scipy()]).tocsr()).nnz == 0
 
 
+@needs("torch")
 def test_a_lossless_file_of_lossy_inputs_values_says_how_far_they_may_be(parts, tmp_path):
     """A file coded losslessly from values decoded from lossy files (a concat of mixed modes, a
     subset of an --inr-only file, and whatever is made of such a file again) records how far from

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import zstandard
 
 import scinrcodec
-from conftest import DATA, DATASETS, native_setting
+from conftest import DATA, DATASETS, native_setting, require
 from fuzz.reseal import build, parse
 from scinrcodec import _native, errors
 from scinrcodec.storage.container import pack_array, pack_shuffled, unpack_shuffled
@@ -42,6 +42,7 @@ def _synthetic() -> sp.csc_matrix:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """name -> (path, input matrix, mode, max_error) of format-3 files of real and synthetic matrices."""
+    require("torch")  # some hold SIREN bands
     folder = tmp_path_factory.mktemp("format3")
     fixtures = {name: scinrcodec.read_matrix(DATA / name).matrix().tocsc() for name in DATASETS[:4]}
     umi = sp.hstack([fixtures[name] for name in DATASETS[:4] if name != "mouse_gut_cimseq_smartseq2"]).tocsc()

@@ -19,7 +19,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA, DATASETS, FAST
+from conftest import DATA, DATASETS, FAST, needs
 from scinrcodec.demo import demo_data
 from scinrcodec.io import mtx
 from scinrcodec.io.matrix import CountMatrix
@@ -979,6 +979,7 @@ def test_unknown_and_missing_inputs(tmp_path):
 # ------------------------------------------------------------------------------ fuzz regressions
 
 
+@needs("atheris")
 def test_fuzz_corpus_and_crashers_replay():
     """Every seed and every input the fuzzer once found (tests/fuzz/inputs_corpus) ends in SinrError or
     reads cleanly."""

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scinrcodec as sinr
-from conftest import DATA, SANITIZED
+from conftest import DATA, SANITIZED, needs, require
 from fuzz.reseal import build, parse
 from scinrcodec.wholefile.matrix import SinrMatrix
 from scinrcodec.storage.container import PREAMBLE, TRAILER
@@ -36,6 +36,7 @@ def pbmc():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, pbmc):
+    require("torch")  # two modes fit SIRENs
     folder = tmp_path_factory.mktemp("modes")
     out = {}
     for name, options in MODES.items():
@@ -266,6 +267,7 @@ def test_cell_names_are_read_within_their_own_size(tmp_path):
 # ------------------------------------------------------------------------- safe writes, threads
 
 @pytest.mark.skipif(SANITIZED, reason="fits SIRENs with torch, not the native core's memory safety")
+@needs("torch")
 def test_killed_encode_leaves_no_output(tmp_path, pbmc):
     source = tmp_path / "in.npz"
     sp.save_npz(source, sp.csr_matrix(pbmc.matrix()))

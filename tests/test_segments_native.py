@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import zstandard
 
 import scinrcodec
-from conftest import DATA
+from conftest import DATA, require
 from fuzz.reseal import build, parse
 from scinrcodec import _native, errors
 from scinrcodec.storage.container import pack_array
@@ -51,6 +51,7 @@ def files(tmp_path_factory):
     """name -> (path, expected matrix, the input matrices cut, as scipy). The expected matrix is what
     each input file decodes to on its own (one segment), its genes placed by id: exact for lossless
     files, the input's own stored values for lossy ones. 'nested' combines a combined file again."""
+    require("torch")  # some hold SIREN bands
     folder = tmp_path_factory.mktemp("segments")
     out = {}
     for name, (fixture, options) in CASES.items():

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA, FAST
+from conftest import DATA, FAST, needs
 from conformance.make_vectors import Parts, drop_section, edit, pack_array, parse_file, unpack_array
 from scinrcodec.cli import main as sinr_main
 from scinrcodec.errors import CorruptFileError
@@ -188,6 +188,7 @@ def test_lazy_and_anndata_reads(combined):
 
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
+@needs("fsspec")
 def test_reads_over_http_are_exact(combined):
     path, expected = combined["nested"]
     with Nginx(path.parent) as server, sinr.open(f"{server.url}/{path.name}") as m:
