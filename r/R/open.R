@@ -186,31 +186,68 @@ sinr_entry <- function(x, gene, cell) {
   .native(.sinr_entry(.handle(x), g, j))
 }
 
-# Decoding threads: option scinrcodec.threads, else the CPUs this process may use: its affinity (a
-# batch scheduler's or a container's share of a machine, where detectCores() counts every core: 64
-# threads on 2 usable cores made a cell read 7x slower), asked each time as it may change, else the
-# core count, asked once per session (parallel::detectCores() runs a shell command on Linux: 2.7 ms,
-# most of a gene read).
-.threads <- local({
+# Decoding threads: option scinrcodec.threads, else the CPUs this process may use (.usable_cpus): 64
+# threads on 2 usable cores made a cell read 7x slower.
+.threads <- function() {
+  n <- getOption("scinrcodec.threads")
+  if (is.null(n)) n <- .usable_cpus()
+  if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) 1L else as.integer(min(n, 64L))
+}
+
+# The CPUs this process may use, as Python's limits.usable_cpus: its affinity where the system has one
+# (a batch scheduler's cpuset, taskset; mcaffinity is Linux's and NULL elsewhere), asked each time, else
+# every core (parallel::detectCores() runs a shell command on Linux: 2.7 ms, most of a gene read), and
+# no more than its cgroup's CPU quota (a container's --cpus, a Kubernetes limit), both asked once per
+# session.
+.usable_cpus <- local({
   cores <- NULL
+  quota <- NULL
   function() {
-    n <- getOption("scinrcodec.threads")
-    if (is.null(n)) n <- .usable_cpus()
-    if (!is.numeric(n) || length(n) != 1L || is.na(n) || n < 1) 1L else as.integer(min(n, 64L))
+    allowed <- if (.Platform$OS.type == "unix") length(parallel::mcaffinity()) else 0L
+    if (allowed == 0L) {
+      if (is.null(cores)) cores <<- parallel::detectCores(logical = TRUE)
+      allowed <- cores
+    }
+    if (is.null(quota)) quota <<- .cgroup_cpu_quota()
+    if (is.na(quota)) allowed else max(1L, min(allowed, quota))
   }
 })
 
-# The CPUs this process may use: its affinity where the system has one (mcaffinity is Linux's and
-# NULL elsewhere), else every core, counted once per session.
-.usable_cpus <- local({
-  cores <- NULL
-  function() {
-    allowed <- if (.Platform$OS.type == "unix") length(parallel::mcaffinity()) else 0L
-    if (allowed > 0L) return(allowed)
-    if (is.null(cores)) cores <<- parallel::detectCores(logical = TRUE)
-    cores
+# The CPUs the cgroup CPU quota of this process and of each group above it allow (the least quota over
+# its period, rounded up: v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us), NA where none has one;
+# as Python's limits.cgroup_cpu_quota.
+.cgroup_cpu_quota <- function(proc_cgroup = "/proc/self/cgroup", mount = "/sys/fs/cgroup") {
+  quiet <- function(expr, otherwise) tryCatch(expr, error = function(e) otherwise, warning = function(w) otherwise)
+  first <- function(path) quiet(readLines(path, n = 1L, warn = FALSE)[1], NA_character_)
+  number <- function(text) suppressWarnings(as.numeric(text))
+  quotas <- numeric(0)
+  for (line in quiet(readLines(proc_cgroup, warn = FALSE), character(0))) {
+    fields <- strsplit(line, ":", fixed = TRUE)[[1]]
+    if (length(fields) < 3L) next
+    path <- paste(fields[-(1:2)], collapse = ":")
+    v2 <- fields[1] == "0" && fields[2] == ""
+    if (!startsWith(path, "/") || !(v2 || "cpu" %in% strsplit(fields[2], ",", fixed = TRUE)[[1]])) next
+    bases <- if (v2) mount else file.path(mount, c(fields[2], "cpu"))  # v1: a folder per hierarchy
+    base <- bases[dir.exists(bases)][1]
+    if (is.na(base)) next
+    steps <- Filter(nzchar, strsplit(path, "/", fixed = TRUE)[[1]])
+    # a container's own namespace, whose group is the mount's root (a group outside it is listed through '..')
+    if (".." %in% steps || !dir.exists(do.call(file.path, as.list(c(base, steps))))) steps <- character(0)
+    for (depth in rev(seq(0L, length(steps)))) {
+      group <- do.call(file.path, as.list(c(base, steps[seq_len(depth)])))
+      if (v2) {
+        both <- strsplit(first(file.path(group, "cpu.max")), " ", fixed = TRUE)[[1]]
+        quota <- number(both[1])
+        period <- number(both[2])
+      } else {
+        quota <- number(first(file.path(group, "cpu.cfs_quota_us")))
+        period <- number(first(file.path(group, "cpu.cfs_period_us")))
+      }
+      if (!is.na(quota) && !is.na(period) && quota > 0 && period > 0) quotas <- c(quotas, ceiling(quota / period))
+    }
   }
-})
+  if (length(quotas)) as.integer(min(quotas)) else NA_integer_
+}
 
 # Read a whole .sinr matrix, decoded on several threads (option scinrcodec.threads; default every CPU
 # this process may use).

@@ -54,6 +54,29 @@ test_that("gene and cell reads on one thread or several agree, and the threads o
   }
 })
 
+test_that("a cgroup CPU quota of either version bounds the default threads, as Python's", {
+  root <- tempfile("cgroups")
+  put <- function(path, text) {
+    dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
+    writeLines(text, path)
+  }
+  put(file.path(root, "v2", "cpu.max"), "max 100000")
+  put(file.path(root, "v2", "job", "cpu.max"), "150000 100000")
+  put(file.path(root, "v2.cgroup"), "0::/job")
+  expect_identical(scinrcodec:::.cgroup_cpu_quota(file.path(root, "v2.cgroup"), file.path(root, "v2")), 2L)
+  v1 <- file.path(root, "v1", "cpu,cpuacct")
+  for (step in list(c("-1", ""), c("300000", "docker"), c("400000", file.path("docker", "abc")))) {
+    put(file.path(v1, step[2], "cpu.cfs_quota_us"), step[1])
+    put(file.path(v1, step[2], "cpu.cfs_period_us"), "100000")
+  }
+  put(file.path(root, "v1.cgroup"), c("3:cpu,cpuacct:/docker/abc", "4:memory:/docker/abc"))
+  expect_identical(scinrcodec:::.cgroup_cpu_quota(file.path(root, "v1.cgroup"), file.path(root, "v1")), 3L)
+  put(file.path(root, "none.cgroup"), "3:cpu,cpuacct:/")
+  expect_identical(scinrcodec:::.cgroup_cpu_quota(file.path(root, "none.cgroup"), file.path(root, "v1")), NA_integer_)
+  expect_identical(scinrcodec:::.cgroup_cpu_quota(file.path(root, "absent"), file.path(root, "v1")), NA_integer_)
+  unlink(root, recursive = TRUE)
+})
+
 test_that("the default threads are the CPUs this process may use, not every core of the machine", {
   allowed <- if (.Platform$OS.type == "unix") parallel::mcaffinity() else NULL
   skip_if(length(allowed) < 2L, "needs a CPU affinity of two CPUs or more to narrow")
