@@ -472,10 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LAST_SIGNAL = [signal.SIGINT]  # the signal _interrupt last took: the one _Reinterrupt sends again
+
+
 def _interrupt(signum, frame) -> None:
     """SIGINT and SIGTERM: stop, and keep any output from being renamed into place even where the
     KeyboardInterrupt lands in code whose exceptions Python discards (io.atomic.interrupted)."""
     interrupted.set()
+    _LAST_SIGNAL[0] = signum
     raise KeyboardInterrupt
 
 
@@ -492,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     find its output there); with argv (a caller's own process), or after a failure, the handlers are
     put back. Signals reach the main thread only, which alone may set their handlers: run by another
     thread (a caller's worker), a command is not interrupted by them and leaves the process's handlers
-    as they are."""
+    as they are. A signal the process was started ignoring (a job a script ran with &) stays ignored."""
     parser = build_parser()
     args = parser.parse_args(argv)
     in_charge = threading.current_thread() is threading.main_thread()
@@ -557,7 +561,9 @@ class _Reinterrupt:
 
     def __call__(self, unraisable) -> None:
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            timer = threading.Timer(self.DELAY_SECONDS, _thread.interrupt_main)  # _interrupt, in the main thread
+            # _interrupt again, in the main thread, for the signal it took (a SIGINT sent where the command
+            # was started ignoring SIGINT would be dropped, and a SIGTERM with it)
+            timer = threading.Timer(self.DELAY_SECONDS, _thread.interrupt_main, (_LAST_SIGNAL[0],))
             timer.daemon = True
             self.timers.append(timer)
             timer.start()

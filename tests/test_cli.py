@@ -496,7 +496,7 @@ def test_a_command_run_by_another_thread(tmp_path, encoded, capsys):
 
 
 def test_a_signal_the_process_ignores_stays_ignored(encoded, monkeypatch):
-    """A command started with SIGINT ignored (a job run with & by a script, nohup's way) leaves it
+    """A command started with SIGINT ignored (a job run with & by a script) leaves it
     ignored while it runs, as shells and their tools do: it had installed its own handler, so a
     Ctrl-C meant for the script's foreground stopped it with exit 130."""
     seen = []
@@ -509,6 +509,34 @@ def test_a_signal_the_process_ignores_stays_ignored(encoded, monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
 
+
+
+def test_a_discarded_sigterm_is_raised_again_where_sigint_is_ignored(tmp_path, encoded, monkeypatch):
+    """Where the command was started ignoring SIGINT, a SIGTERM whose KeyboardInterrupt Python
+    discards is raised again as a SIGTERM: sent again as SIGINT, it had been dropped, and the command
+    went on to its end only to discard its output."""
+    from scinrcodec.wholefile import output
+
+    class Dropped:
+        def __del__(self):
+            cli._interrupt(signal.SIGTERM, None)
+
+    real, went_on = output.write_decoded, []
+
+    def write_decoded(*args, **kwargs):
+        Dropped()
+        time.sleep(0.5)
+        went_on.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(output, "write_decoded", write_decoded)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["decode", str(encoded), str(tmp_path / "out.mtx")]) == 130 and not went_on
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert not (tmp_path / "out.mtx").exists()
 
 def test_a_dash_is_refused_as_a_path(tmp_path, encoded):
     """'-' is neither read as standard input nor written as a file or folder named '-'."""

@@ -134,6 +134,14 @@ def test_cpu_quota_of_either_cgroup_version_bounds_the_default_threads(tmp_path)
     assert limits.cgroup_cpu_quota(str(tmp_path / "none.cgroup"), str(tmp_path / "v1")) is None
 
 
+def test_default_threads_are_the_affinity_bounded_by_the_quota(monkeypatch):
+    """usable_cpus: the affinity, no more than the quota, at least one."""
+    monkeypatch.setattr(limits.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for quota, expected in ((None, 4), (2, 2), (8, 4), (0, 1)):
+        monkeypatch.setattr(limits, "_process_cpu_quota", lambda quota=quota: quota)
+        assert limits.usable_cpus() == expected, quota
+
+
 def test_a_real_cpu_quota_of_one_cpu_makes_jobs_one():
     run = _in_new_cgroup("cpu", {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "100000"},
                          "from scinrcodec import limits\nimport os\n"

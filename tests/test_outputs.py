@@ -106,6 +106,22 @@ def _matrix(pbmc) -> CountMatrix:
                        pbmc.feature_types)
 
 
+def test_write_matrix_and_the_cells_view_take_progress_as_reads_do(tmp_path, encoded, monkeypatch):
+    """write_matrix(progress=True) and m.T.to_scipy(progress=True), as decode, verify and to_scipy take
+    it: the first had raised AttributeError ('bool' object has no attribute 'begin'), the second
+    TypeError."""
+    from scinrcodec.progress import Progress
+
+    passes = []
+    monkeypatch.setattr(Progress, "begin", lambda self, step, total: passes.append((step, total)))
+    with sinr.open(encoded / f"{DATASETS[0]}.sinr") as m:
+        counts = m.to_scipy()
+        assert (m.T.to_scipy(progress=True) != counts.T).nnz == 0 and passes
+        passes.clear()
+        write_matrix(tmp_path / "w.mtx", CountMatrix(counts.tocsc()), progress=True)
+    assert passes == [("writing", counts.nnz)]
+    assert (sinr.read_matrix(tmp_path / "w.mtx").matrix() != counts).nnz == 0
+
 @pytest.mark.parametrize("shape", [(0, 0), (3, 2)])
 def test_matrix_market_of_no_entries_reads_back(tmp_path, shape):
     """A matrix with no nonzero (or no cell and gene) is written 'coordinate integer general', as

@@ -9,6 +9,7 @@ import pytest
 import scinrcodec as sinr
 from conftest import DATA
 from scinrcodec.encoder.options import EncodeOptions
+from scinrcodec import limits
 from scinrcodec.limits import usable_cpus
 from scinrcodec.reader import assemble
 
@@ -51,7 +52,7 @@ def test_default_threads_are_the_cpus_this_process_may_use(chunked):
             assert np.array_equal(m.cell(3), expected) and asked == [1]
     finally:
         os.sched_setaffinity(0, allowed)
-    assert usable_cpus() == len(allowed)
+    assert usable_cpus() == min(len(allowed), limits._process_cpu_quota() or len(allowed))
 
 
 @pytest.mark.parametrize("jobs", [0, -1, 2.5, "2", True, 10**7])
@@ -89,3 +90,16 @@ def test_a_read_on_more_threads_than_bands_works_out_each_chunks_parts_once(chun
         assert assemble._parts(np.diff(m.index.nnz_starts), 64) == (64, 64)
         assert (m.to_scipy() != expected).nnz == 0
     assert sorted(worked) == list(range(m.chunk_bounds().size - 1))
+
+
+def test_an_explicit_jobs_is_honoured_beyond_a_cpu_quota(chunked, monkeypatch):
+    """The shared decode pool holds as many threads as the machine has CPUs, not the default's count:
+    sized by usable_cpus, it had capped an explicit jobs= at a container's quota in Python's decodes
+    (the core's honour it)."""
+    from scinrcodec.reader import decode
+
+    monkeypatch.setattr(limits, "_process_cpu_quota", lambda: 1)
+    monkeypatch.setattr(decode, "_POOL", None)
+    assert usable_cpus() == 1
+    assert decode._pool()._max_workers == (os.cpu_count() or 1)
+    decode._POOL.shutdown()

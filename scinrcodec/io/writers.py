@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InvalidInputError
-from ..progress import Progress
+from ..progress import Progress, progress_of
 from .atomic import atomic_path, check_not_input, check_writable
 from .formats import OUTPUT_LABELS, OUTPUTS, OUTPUTS_BY_NAME, load_writer
 from .matrix import CountMatrix
@@ -57,11 +57,11 @@ def check_hdf5_names(m, what: str) -> None:
 
 
 def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False, compression: str = "auto",
-                 dtype=None, progress: Progress | None = None) -> str:
+                 dtype=None, progress: bool | Progress = False) -> str:
     """Write `m` in the format named by `path`'s extension (a folder gets the 10x mtx triple);
-    compression and dtype apply to .h5ad (see io.h5ad.write_h5ad); the writing is a pass of
-    `progress`, counted in nonzeros where the format's writer counts them (Output.counts)."""
-    progress = progress or Progress(False, None, "", "")
+    compression and dtype apply to .h5ad (see io.h5ad.write_h5ad); the writing shows a bar (a pass
+    of `progress` where it is a caller's bar), counted in nonzeros where the format's writer counts
+    them (Output.counts)."""
     output = OUTPUTS_BY_NAME[output_kind(path)]
     path = Path(path)
     if output.name != "h5ad" and (compression != "auto" or dtype is not None):
@@ -70,7 +70,8 @@ def write_matrix(path: str | os.PathLike, m: CountMatrix, *, force: bool = False
     if output.name in HDF5_OUTPUTS:
         check_hdf5_names(m, f"{path}: ")
     load_writer(output)
-    progress.begin("writing", m.counts.nnz if output.counts else None)
-    with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
-        output.write(tmp, path, m, compression, dtype, progress)
+    with progress_of(progress, path.name, "nonzeros") as bar:
+        bar.begin("writing", m.counts.nnz if output.counts else None)
+        with atomic_path(path, force=force, is_dir=output.is_dir, folder_files=MTX_FOLDER_FILES) as tmp:
+            output.write(tmp, path, m, compression, dtype, bar)
     return output.name

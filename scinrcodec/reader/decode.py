@@ -34,7 +34,9 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor  # a one-entry read never starts threads
-        _POOL = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="sinr-decode")
+        # as many as the machine has: a read asks for its jobs= (by default usable_cpus) and no more are
+        # started, so an explicit jobs= beyond a container's quota is honoured, as the core honours it
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
     return _POOL
 
 

@@ -33,7 +33,7 @@ class GenesByCells(Protocol):
     def select(self, genes, cells, *, cells_major: bool = False):
         """m[genes, cells], or its transpose (cells x genes CSR) with cells_major."""
 
-    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE) -> sp.spmatrix:
+    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE, *, progress=False) -> sp.spmatrix:
         """The whole matrix, genes x cells."""
 
     def count_nonzero(self, axis: int | None = None):
@@ -100,10 +100,10 @@ class CellsByGenes:
         cells, genes = two_keys(key, "x[cells, genes]")
         return self.T.select(genes, cells, cells_major=True)
 
-    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE) -> sp.spmatrix:
+    def to_scipy(self, layout: str = "csr", dtype=READ_DTYPE, *, progress=False) -> sp.spmatrix:
         """The whole matrix, cells x genes, exact: CSR by default (decoded cell-major: the fast way),
         or layout='csc' (gene-major), as SinrMatrix.to_scipy takes them."""
-        return self.T.to_scipy(_TURNED_LAYOUT.get(layout, layout), dtype=dtype).T
+        return self.T.to_scipy(_TURNED_LAYOUT.get(layout, layout), dtype=dtype, progress=progress).T
 
     def count_nonzero(self, axis: int | None = None):
         """Nonzeros of each gene (axis=0, over cells, as AnnData's X), each cell (axis=1) or all:

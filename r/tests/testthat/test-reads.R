@@ -75,6 +75,14 @@ test_that("a cgroup CPU quota of either version bounds the default threads, as P
   expect_identical(scinrcodec:::.cgroup_cpu_quota(file.path(root, "none.cgroup"), file.path(root, "v1")), NA_integer_)
   expect_identical(scinrcodec:::.cgroup_cpu_quota(file.path(root, "absent"), file.path(root, "v1")), NA_integer_)
   unlink(root, recursive = TRUE)
+  held <- environment(scinrcodec:::.usable_cpus)  # the quota asked once per session, here set
+  saved <- held$quota
+  on.exit(assign("quota", saved, envir = held), add = TRUE)
+  assign("quota", 1L, envir = held)
+  expect_identical(scinrcodec:::.usable_cpus(), 1L)
+  assign("quota", NA_integer_, envir = held)
+  expect_identical(scinrcodec:::.usable_cpus(), if (.Platform$OS.type == "unix" && length(parallel::mcaffinity()))
+    length(parallel::mcaffinity()) else parallel::detectCores(logical = TRUE))
 })
 
 test_that("the default threads are the CPUs this process may use, not every core of the machine", {
