@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..progress import Progress
+from ..progress import progress_of
 
 
 def describe_contents(m) -> str:
@@ -45,8 +45,7 @@ def verify_file(m, *, progress: bool = False) -> dict:
     report = {"chunks": 0, "nnz": 0, "bytes": m.file_size, "matrices": 0, "sections": 0}
     contents = m.contents
     parts = list(contents.elements) if contents is not None else []
-    bar = Progress(progress, None, "verifying", "nonzeros", passes=len(m.matrix_names) + bool(parts))
-    try:
+    with progress_of(progress, "verifying", "nonzeros", passes=len(m.matrix_names) + bool(parts)) as bar:
         for name in m.matrix_names:
             checked = m.matrix(name).verify(progress=bar)
             report["chunks"] += checked["chunks"]
@@ -61,8 +60,6 @@ def verify_file(m, *, progress: bool = False) -> dict:
                 with contents.hdf5(part):
                     pass
             report["sections"] += 1
-    finally:
-        bar.close()
     return report
 
 

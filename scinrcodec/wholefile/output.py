@@ -10,7 +10,7 @@ from ..io.atomic import atomic_path
 from ..io.formats import OUTPUTS_BY_NAME, load_writer
 from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
 from ..io.writers import check_hdf5_names, check_output, output_kind, write_matrix as write_count_matrix
-from ..progress import Progress
+from ..progress import progress_of
 from .matrix import open as open_sinr
 from .restore import decoding_passes, to_anndata
 from .tenx import tenx_var, write_10x
@@ -31,30 +31,24 @@ def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compress
         kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
         check_hdf5_names(m, f"{path}: ")
         load_writer(OUTPUTS_BY_NAME[kind])
-        bar = Progress(progress, None, path.name, "nonzeros",
-                       passes=(decoding_passes(contents) if kind == "h5ad" else 1) + 1)
-        try:
-            with atomic_path(path, force=force) as tmp:
-                if kind == "h5ad":
-                    adata = to_anndata(m, dtype=dtype, progress=bar)
-                    bar.begin("writing", None)  # anndata writes it in one call
-                    image = h5ad_image(adata, kwargs)
-                    with open(tmp, "wb") as fh:
-                        fh.write(image)
-                else:
-                    write_10x(m, contents, tmp, bar)
-        finally:
-            bar.close()
+        passes = (decoding_passes(contents) if kind == "h5ad" else 1) + 1
+        with progress_of(progress, path.name, "nonzeros", passes=passes) as bar, \
+                atomic_path(path, force=force) as tmp:
+            if kind == "h5ad":
+                adata = to_anndata(m, dtype=dtype, progress=bar)
+                bar.begin("writing", None)  # anndata writes it in one call
+                image = h5ad_image(adata, kwargs)
+                with open(tmp, "wb") as fh:
+                    fh.write(image)
+            else:
+                write_10x(m, contents, tmp, bar)
         return kind
     dataset_kwargs(compression)  # a bad value fails before any work
-    bar = Progress(progress, None, path.name, "nonzeros", passes=2)
-    try:
+    with progress_of(progress, path.name, "nonzeros", passes=2) as bar:
         matrix = m.to_count_matrix(OUTPUTS_BY_NAME[kind].values(dtype), progress=bar)  # in the type the output stores
         if kind == "10x-h5" and contents is not None:
             matrix.genomes = _genomes(m, contents)
         return write_count_matrix(output, matrix, force=force, compression=compression, dtype=dtype, progress=bar)
-    finally:
-        bar.close()
 
 
 def _genomes(m, contents) -> list[str] | None:
