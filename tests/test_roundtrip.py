@@ -165,6 +165,20 @@ def test_submatrix_indexing(tmp_path, pbmc):
         sinr.open(out, jobs=1.5)
 
 
+def test_an_unsigned_index_beyond_int64_is_out_of_range(tmp_path, pbmc):
+    """A uint64 index of 2**64 - 1 is out of range, as numpy has it: cast to int64 first, it had
+    wrapped to -1 and read the last gene (or cell) without a word."""
+    out = tmp_path / "x.sinr"
+    sinr.encode(pbmc, out, tile_nnz=64, chunk_cells=70, **FAST)
+    huge = np.array([2**64 - 1], np.uint64)
+    with sinr.open(out) as f:
+        for key in ((huge, slice(None)), (slice(None), huge)):
+            with pytest.raises(sinr.SinrIndexError, match="index 18446744073709551615 out of range"):
+                f[key]
+            with pytest.raises(sinr.SinrIndexError, match="out of range"):
+                f.T[key[::-1]]
+
+
 def test_random_distinct_selections(tmp_path, pbmc):
     """Distinct genes and cells in any order, from one gene (whose place is searched) to all of
     them (looked up in a table by row): every selection equals the dense matrix's."""

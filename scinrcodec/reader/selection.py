@@ -87,10 +87,10 @@ def as_index(key, n: int, axis: str) -> np.ndarray:
         return np.flatnonzero(array)
     if array.dtype.kind not in "iu" and array.size:
         raise SinrIndexError(f"{axis} index must be integers, a slice or a boolean mask")
-    array = array.astype(np.int64)
-    if array.size and (array.min() < -n or array.max() >= n):
+    if array.size and (int(array.min()) < -n or int(array.max()) >= n):  # before int64, which wraps uint64's top half
         bad = int(array[(array < -n) | (array >= n)][0])
         raise SinrIndexError(f"{axis} index {bad} out of range for {n} {axis}s")
+    array = array.astype(np.int64)
     return np.where(array < 0, array + n, array)
 
 
