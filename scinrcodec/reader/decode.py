@@ -232,10 +232,12 @@ def tile_bytes(index: MatrixIndex, batch: TileBatch) -> tuple[np.ndarray, np.nda
 
 
 def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, want_col: int = -1,
-                 col_mask: np.ndarray | None = None, jobs: int | None = None, value_dtype=np.int64,
-                 buffers: Buffers | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 col_mask: np.ndarray | None = None, row_mask: np.ndarray | None = None, jobs: int | None = None,
+                 value_dtype=np.int64, buffers: Buffers | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, reordered column, value) of the kept nonzeros of a batch, tile after tile (values fit
-    int32: every value is below 2**31); with `buffers`, views of them (valid until their next use)."""
+    int32: every value is below 2**31); with `buffers`, views of them (valid until their next use).
+    row_mask (a bool per row) keeps the nonzeros of the rows it marks, dropping the others piece by
+    piece: a read of some genes of each band never holds every nonzero of those bands at once."""
     if batch.size == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, value_dtype)
     buffer, offsets = tile_bytes(index, batch)
@@ -273,12 +275,12 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
 
     work = np.cumsum(batch.k)
     workers = min(jobs or usable_cpus(), batch.size) if work[-1] >= _native.PARALLEL_MIN_ENTRIES else 1
-    filtered = want_row >= 0 or want_col >= 0 or col_mask is not None
+    filtered = want_row >= 0 or want_col >= 0 or col_mask is not None or row_mask is not None
     if filtered and buffers is None and total > PIECE_ENTRIES * workers:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])
         bounds = [0, *np.unique(cuts).tolist(), batch.size]
         ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        return _decode_in_pieces(decode_into, check, ranges, capacity, counts, value_dtype)
+        return _decode_in_pieces(decode_into, check, ranges, capacity, counts, value_dtype, row_mask)
     out_start = np.concatenate([[0], np.cumsum(capacity)[:-1]]).astype(np.int64)
     if buffers is not None:
         rows, cols, values = buffers.take(total, value_dtype)
@@ -287,20 +289,28 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
 
     decode_into(0, batch.size, out_start, rows, cols, values, threads=workers)  # the core cuts the runs
     check()
-    if np.array_equal(counts, capacity):
+    kept = total if np.array_equal(counts, capacity) else compact_tiles(out_start, counts, rows, cols, values)
+    return _rows_kept(rows[:kept], cols[:kept], values[:kept], row_mask)
+
+
+def _rows_kept(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
+               row_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The triples of the rows row_mask marks (copies), or all of them (as they are) without one."""
+    if row_mask is None:
         return rows, cols, values
-    kept = compact_tiles(out_start, counts, rows, cols, values)
-    return rows[:kept], cols[:kept], values[:kept]
+    keep = row_mask[rows]
+    return rows[keep], cols[keep], values[keep]
 
 
 def _decode_in_pieces(decode_into: Callable, check: Callable, ranges: list[tuple[int, int]], capacity: np.ndarray,
-                      counts: np.ndarray, value_dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      counts: np.ndarray, value_dtype,
+                      row_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A filtered read (a gene, a cell, a set of cells) bounds what each tile returns by its wanted
     rows or columns times its height or width, often 20x what it does return; output arrays of
     that size are touched by every tile, so every page of them is paid for (a fifth of the time
     of 1,000 random cells). Each worker instead decodes runs of its tiles into a scratch of about
-    PIECE_ENTRIES triples that it reuses, keeps their compacted triples, and the pieces are
-    joined in tile order."""
+    PIECE_ENTRIES triples that it reuses, keeps their compacted triples (of the rows row_mask
+    marks), and the pieces are joined in tile order."""
     ends = np.cumsum(capacity)
     pieces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in ranges]
 
@@ -318,7 +328,10 @@ def _decode_in_pieces(decode_into: Callable, check: Callable, ranges: list[tuple
             decode_into(lo, stop, out_start, rows, cols, values)
             check(lo, stop)
             kept = compact_tiles(out_start, counts[lo:stop], rows, cols, values)
-            pieces[part].append((rows[:kept].copy(), cols[:kept].copy(), values[:kept].copy()))
+            if row_mask is None:
+                pieces[part].append((rows[:kept].copy(), cols[:kept].copy(), values[:kept].copy()))
+            else:
+                pieces[part].append(_rows_kept(rows[:kept], cols[:kept], values[:kept], row_mask))
             lo = stop
 
     if len(ranges) == 1:

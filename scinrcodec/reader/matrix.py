@@ -502,10 +502,12 @@ class MatrixReader:
             parts.append((chunk, tiles[np.concatenate([[True], tiles[1:] != tiles[:-1]])] if tiles.size else tiles))
         mask = np.zeros(self.shape[1], dtype=bool)
         mask[index.cell_position[cells]] = True
-        rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, jobs=self.jobs)
-        if rows_wanted.size < index.n_stored:
-            keep = np.isin(rows, rows_wanted)
-            rows, cols, values = rows[keep], cols[keep], values[keep]
+        row_mask = None
+        if rows_wanted.size < index.n_stored:  # the other rows of the bands are dropped as they decode
+            row_mask = np.zeros(index.n_stored, dtype=bool)
+            row_mask[rows_wanted] = True
+        rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, row_mask=row_mask,
+                                          jobs=self.jobs)
         if (every_gene or all_distinct(genes)) and all_distinct(cells):  # each once
             # each nonzero's output column in one lookup by its reordered column (a table the
             # index's own size), and its output row likewise where a table by row is small
