@@ -219,6 +219,30 @@ def test_summaries_refuse_what_a_whole_decode_refuses(name):
         assert np.array_equal(m.count_nonzero(axis=1), np.diff(whole.tocsr().indptr))
 
 
+def test_every_decoding_read_refuses_more_genes_than_the_names_hold():
+    """A footer claiming one more gene than its names hold is refused by each read that trusts the
+    shape, on an open that has read no names (to_scipy had read gene 51 as an empty gene): the
+    package's reads of a path and of bytes, the summaries, and the core's reads, R's among them."""
+    from scinrcodec import _native
+
+    path = VECTORS / "shape_more_genes_than_names" / "matrix.sinr"
+    refusal = "holds 50 names, expected 51"
+    reads = {"csr": lambda m: m.to_scipy(), "csc": lambda m: m.to_scipy(layout="csc"),
+             "sums of genes": lambda m: m.sum(axis=1), "cells_block": lambda m: m.cells_block(0, 1),
+             "an entry": lambda m: m[50, 0], "a cell": lambda m: m[:, [0]], "a gene": lambda m: m.gene(0)}
+    for source in (path, path.read_bytes()):
+        for what, read in reads.items():
+            with scinrcodec.open(source) as m, pytest.raises(errors.CorruptFileError, match=refusal):
+                read(m)
+                pytest.fail(f"{what} read {m.shape[0]} genes")
+    core_reads = {"whole": lambda r: r.whole(), "entry": lambda r: r.entry(50, 0), "cells": lambda r: r.cells([0]),
+                  "moments": lambda r: r.moments()}
+    for what, read in core_reads.items():
+        with pytest.raises(errors.CorruptFileError, match=refusal):
+            read(_native.ContainerReader(str(path)))
+            pytest.fail(f"the core's {what} read 51 genes")
+
+
 @pytest.mark.parametrize("name", INVALID)
 def test_verify_refuses_invalid_vector(name, capsys):
     """`sinr verify` alone (no decode before it) fails on every invalid vector, with one line naming

@@ -127,6 +127,7 @@ EXPECTED_RULE = {
     "section_wrong_size": "M13",
     "sections_overlap": "M9",
     "shape_fewer_genes_than_stored": "M6",
+    "shape_more_genes_than_names": "M14",
     "shape_floats": "M2",
     "shape_negative": "M2",
     "shape_strings": "M2",

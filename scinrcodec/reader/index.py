@@ -20,9 +20,9 @@ from ..codec.stages import MODES, SEGMENTS, parse_stages, required_features
 from ..errors import CorruptFileError, printable
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION, MAX_ERROR_LIMIT
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
-    unpack_header
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS_BY_MAJOR, \
-    SEGMENT_INDEX_FIELDS, Sizes
+    names_text, unpack_header
+from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, GENE_NAME_SECTIONS, \
+    MATRIX_SECTIONS_BY_MAJOR, SEGMENT_INDEX_FIELDS, Sizes
 from ..storage.source import ByteSource, fork_safe_lock
 from .selection import unique_sorted
 
@@ -269,17 +269,19 @@ class MatrixIndex:
     # ------------------------------------------------------------------------------- genes
 
     def _gene_table_ranges(self) -> list[tuple[int, int]]:
-        """The gene order's and gene terms' byte ranges while they are not loaded: every read that
-        decodes needs them, so a batched source fetches them with the first chunks a read loads
-        rather than in a round trip of their own (and opening, which needs neither, skips them)."""
+        """The gene order's, gene terms' and gene names' byte ranges while they are not loaded: every
+        read that decodes needs them, so a batched source fetches them with the first chunks a read
+        loads rather than in a round trip of their own (and opening, which needs none, skips them)."""
         with self._lock:
             if self._genes is not None:
                 return []
-        return self.sections.ranges(("genes.order", "genes.baseline"))
+        return self.sections.ranges(("genes.order", "genes.baseline") + GENE_NAME_SECTIONS)
 
     def genes(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
         """(gene of each stored row, the stored rows' keys sorted, the row of each of those, gene
-        terms), loaded and checked once (rules M13, SG3). A row's key is its segment times n_genes
+        terms), loaded and checked once (rules M13, SG3), with the count of each gene names section
+        (M14): every read that decodes trusts n_genes, which a footer could claim one more of than
+        the names hold (an empty gene read as if stored). A row's key is its segment times n_genes
         plus its gene (its gene, in a matrix of one segment), so that one binary search finds a
         gene's row in a segment. Matrices of one segment of up to ROW_TABLE_LIMIT genes get the row
         and gene tables instead of the sorted arrays (None): one scatter builds them and finds a
@@ -287,13 +289,16 @@ class MatrixIndex:
         loaded = self._genes
         if loaded is not None:
             return loaded
-        self.source.prefetch(self._gene_table_ranges())  # both in one round trip
+        self.source.prefetch(self._gene_table_ranges())  # all in one round trip
         with self._lock:
             if self._genes is None:
                 order = self.sections.get("genes.order").astype(np.int64)
                 if order.size and order.max() >= self.n_genes:
                     raise CorruptFileError(f"{self.what}: stored gene order is not part of a permutation")
                 terms = self.sections.get("genes.baseline").astype(np.int64)
+                for name in GENE_NAME_SECTIONS:
+                    if self.sections.has(name):
+                        names_text(self.sections.raw(name), self.n_genes, what=f"{self.what}: section {name!r}")
                 if self.n_genes <= ROW_TABLE_LIMIT and not self.segmented:
                     rows = np.full(self.n_genes, -1, dtype=np.int64)
                     rows[order] = np.arange(order.size)

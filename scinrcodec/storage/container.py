@@ -138,19 +138,27 @@ def items_from_planes(planes, item: np.dtype) -> np.ndarray:
     return raw.view(item) if item.itemsize == 1 else _native.items_from_planes(raw, item.itemsize).view(item)
 
 
+def names_text(payload, count: int, *, what: str) -> bytes:
+    """The text of a names section that holds exactly `count` names, counted by its line breaks
+    before anything is decoded (no UTF-8 character holds the byte 0x0A): what a reader that trusts
+    the shape checks without building the names."""
+    raw = _decompress_bounded(payload, count * (MAX_NAME_BYTES + 1), what=what)
+    if count == 0 and raw:
+        raise CorruptFileError(f"{what} holds names for no entries")
+    held = raw.count(b"\n") + 1 if count else 0
+    if held != count:
+        raise CorruptFileError(f"{what} holds {held} names, expected {count}")
+    return raw
+
+
 def unpack_strings(payload, count: int, *, what: str) -> list[str]:
     """Inverse of pack_strings: exactly `count` names, each at most MAX_NAME_BYTES of UTF-8."""
-    limit = count * (MAX_NAME_BYTES + 1)
-    raw = _decompress_bounded(payload, limit, what=what)
+    raw = names_text(payload, count, what=what)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"{what} is not valid UTF-8") from exc
     values = text.split("\n") if count else []
-    if count == 0 and text:
-        raise CorruptFileError(f"{what} holds names for no entries")
-    if len(values) != count:
-        raise CorruptFileError(f"{what} holds {len(values)} names, expected {count}")
     if "\r" in text:
         raise CorruptFileError(f"{what} holds a carriage return")
     breaks = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 0x0A)  # byte lengths, without encoding each

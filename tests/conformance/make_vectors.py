@@ -1097,6 +1097,13 @@ def _(blob):
     return _footer_edit(lambda m: m.update(shape=[39, 80]))(blob)
 
 
+@invalid("shape_more_genes_than_names", "bands_and_tiles", "CorruptFileError", "holds 50 names, expected 51",
+         "shape [51, 80] while each names.* section holds 50 names: every decode must refuse it (M14), not "
+         "read gene 51 as an empty gene")
+def _(blob):
+    return _footer_edit(lambda m: m.update(shape=[51, 80]))(blob)
+
+
 @invalid("nnz_not_adding_up", "bands_and_tiles", "CorruptFileError", "does not add up",
          "the matrix header's nnz one more than the chunk index's total")
 def _(blob):

@@ -176,8 +176,17 @@ void items_from_planes(const uint8_t* planes, uint64_t count, size_t item_size, 
   }
 }
 
+std::vector<uint8_t> names_text(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
+  std::vector<uint8_t> raw = decompress_bounded(data, n, count * (kMaxNameBytes + 1), what);
+  if (count == 0 && !raw.empty()) throw CorruptFileError(what + " holds names for no entries");
+  const uint64_t held = count ? static_cast<uint64_t>(std::count(raw.begin(), raw.end(), uint8_t{'\n'})) + 1 : 0;
+  if (held != count)
+    throw CorruptFileError(what + " holds " + std::to_string(held) + " names, expected " + std::to_string(count));
+  return raw;
+}
+
 std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t count, const std::string& what) {
-  const std::vector<uint8_t> raw = decompress_bounded(data, n, count * (kMaxNameBytes + 1), what);
+  const std::vector<uint8_t> raw = names_text(data, n, count, what);
   const char* text = reinterpret_cast<const char*>(raw.data());
   if (!msgpack::valid_utf8(text, raw.size())) throw CorruptFileError(what + " is not valid UTF-8");
   std::vector<std::string> values;
@@ -189,12 +198,7 @@ std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t 
         start = i + 1;
       }
     }
-  } else if (!raw.empty()) {
-    throw CorruptFileError(what + " holds names for no entries");
   }
-  if (values.size() != count)
-    throw CorruptFileError(what + " holds " + std::to_string(values.size()) + " names, expected " +
-                           std::to_string(count));
   if (std::memchr(text, '\r', raw.size())) throw CorruptFileError(what + " holds a carriage return");
   for (const auto& v : values)
     if (static_cast<int64_t>(v.size()) > kMaxNameBytes)

@@ -618,6 +618,13 @@ const MatrixReader::Genes& MatrixReader::genes_table() {
   const std::vector<uint8_t> base = section_bytes(sections_, "genes.baseline", what_);
   const std::vector<int16_t> terms =
       unpack_array<int16_t>(base.data(), base.size(), n_stored_, what_ + ": section 'genes.baseline'");
+  // M14's count, checked with M13: every read that decodes trusts n_genes, which a footer could claim
+  // one more of than the names hold (an empty gene read as if stored)
+  for (const char* section : {"names.gene_ids", "names.gene_names", "names.feature_types"}) {
+    if (!sections_.count(section)) continue;
+    const std::vector<uint8_t> text = section_bytes(sections_, section, what_);
+    names_text(text.data(), text.size(), n_genes_, what_ + ": section " + quoted(section));
+  }
   g->order.assign(order.begin(), order.end());
   g->terms.assign(terms.begin(), terms.end());
   g->by_gene.resize(order.size());

@@ -67,6 +67,10 @@ void unpack_shuffled_into(const uint8_t* data, size_t n, uint64_t count, const s
 // bytes, the items in the planes' byte order.
 void items_from_planes(const uint8_t* planes, uint64_t count, size_t item_size, uint8_t* out);
 
+// The text of zstd names holding exactly `count` names, counted by its line breaks before anything
+// is decoded (no UTF-8 character holds the byte 0x0A): what a reader that trusts the shape checks.
+std::vector<uint8_t> names_text(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
+
 // zstd names: exactly `count` names, each at most kMaxNameBytes of UTF-8 without CR or LF.
 std::vector<std::string> unpack_strings(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
 
