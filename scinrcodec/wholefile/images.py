@@ -128,15 +128,22 @@ def write_tree(group, key: str, value, path: str, drops: Drops) -> None:
 
 
 def hdf5_image(fill: Callable) -> bytes:
-    """The bytes of an HDF5 file built in memory by fill(h5py.File). Nullable string columns are
-    written as such (anndata >= 0.11 reads them), not refused as anndata does by default."""
-    import anndata
+    """The bytes of an HDF5 file built in memory by fill(h5py.File) (a 10x file's parts: no anndata,
+    whose import had been most of encoding a small 10x file)."""
     import h5py
 
     buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+    return buffer.getvalue()
+
+
+def anndata_image(fill: Callable) -> bytes:
+    """hdf5_image of AnnData elements written by anndata's I/O: nullable string columns are written
+    as such (anndata >= 0.11 reads them), not refused as anndata does by default."""
+    import anndata
+
     with warnings.catch_warnings(), anndata.settings.override(allow_write_nullable_strings=True):
         warnings.filterwarnings("ignore", category=FutureWarning, module="anndata")
-        with h5py.File(buffer, "w") as f:
-            fill(f)
-    return buffer.getvalue()
+        return hdf5_image(fill)
 

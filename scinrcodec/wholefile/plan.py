@@ -14,7 +14,7 @@ from ..io.frame_names import plan_names
 from ..io.sources import MatrixSource
 from ..limits import MAX_COUNT
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS
-from .images import Drops, hdf5_image, write_element, write_frame, write_tree
+from .images import Drops, anndata_image, write_element, write_frame, write_tree
 
 ELEMENT_LEVEL = 9  # zstd level of element images: level 19 is slow on large obsp, for little gain
 FRAMES = ("obs", "var")
@@ -113,7 +113,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
         return not drops.take(part) and bool(parts.keys(part))
 
     for part in [p for p in ANNDATA_PARTS if wanted(p)]:
-        add_image(plan, part, f"anndata.{part}", hdf5_image(lambda f, p=part: fill(f, p)))
+        add_image(plan, part, f"anndata.{part}", anndata_image(lambda f, p=part: fill(f, p)))
     drops.check(parts.what)
     contents["dropped"] = sorted(drops.used)
     return plan
