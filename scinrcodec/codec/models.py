@@ -19,7 +19,6 @@ from ..errors import CorruptFileError
 from ..storage.layout import CONTEXTS_BY_MAJOR, MANTISSA_BITS, N_BINS, N_CONTEXTS
 from .rans import PROB_SCALE
 
-CONTEXT_STEPS_PER_NAT = 4
 LOG_MEAN_UNITS = 16  # the baseline's unit: 1/16 of a nat
 CONTEXT_SHIFT = 2  # log-mean units to contexts: 16 / 4 = 2**2
 LUT_SIZE = 256

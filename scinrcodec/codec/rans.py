@@ -22,8 +22,6 @@ from .. import _native
 PROB_BITS = 16
 PROB_SCALE = 1 << PROB_BITS
 RANS_LOW = 1 << 23
-STATE_BYTES = 4
-QUOTIENT_ESCAPE = 15  # symbol 15 of the quotient model: "add 15 and read another"
 
 
 # ------------------------------------------------------------------------------------ encoder
