@@ -29,7 +29,7 @@ def run_encode_kernel(inputs: list[Path], repeats: int = 5, max_nnz: int = 20_00
     for path in inputs:
         source = as_source(str(path))
         options = EncodeOptions(siren="never", jobs=1).chunked(source.nnz, source.shape[1])
-        context, _, _ = file_context(source, options, *gene_statistics(source, options, Progress(False, None, "", "")))
+        context, _, _ = file_context(options, *gene_statistics(source, options, Progress(False, None, "", "")))
         context = replace(context, reuse_buffers=True)
         blocks, nnz = [], 0
         for block in source.blocks(options.chunk_cells):

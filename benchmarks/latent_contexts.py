@@ -398,7 +398,7 @@ def measure_dataset(path: str, st: Settings) -> tuple[dict, Tally, dict]:
     gene_nnz, deviation = gene_statistics(source, options, quiet)
     nnz, n_cells = int(gene_nnz.sum()), source.shape[1]
     options = options.chunked(nnz, n_cells)
-    context, stored, _ = file_context(source, options, gene_nnz, deviation)
+    context, stored, _ = file_context(options, gene_nnz, deviation)
     n_stored = int(stored.size)
     print(f"{path}: {nnz:,} nonzeros, {n_cells:,} cells, {n_stored:,} stored genes, "
           f"chunk_cells {options.chunk_cells}", flush=True)

@@ -73,7 +73,7 @@ def _read_ahead(blocks: Iterator[CellBlock]) -> Iterator[CellBlock]:
 GENE_SORTED_BANDS = {2: False, 3: True}
 
 
-def file_context(source: MatrixSource, options: EncodeOptions, gene_nnz: np.ndarray,
+def file_context(options: EncodeOptions, gene_nnz: np.ndarray,
                  deviation: np.ndarray) -> tuple[FileContext, np.ndarray, int]:
     """Gene order (by nonzeros, descending; unexpressed genes last, by index), gene terms, bands;
     in format 3 each band's genes are then sorted by index (GENE_SORTED_BANDS)."""
@@ -203,7 +203,7 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
     progress.begin("pass 1 of 2, counting", source.nnz)
     gene_nnz, deviation = gene_statistics(source, options, progress)
     options = options.chunked(int(gene_nnz.sum()), source.shape[1])
-    context, stored_order, patch_nnz = file_context(source, options, gene_nnz, deviation)
+    context, stored_order, patch_nnz = file_context(options, gene_nnz, deviation)
     nnz = int(gene_nnz.sum())
     progress.begin("pass 2 of 2, coding", nnz)
     # The gene sections, known before any chunk, packed each as a task of its own while the last
