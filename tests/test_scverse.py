@@ -173,6 +173,29 @@ def test_a_lazy_anndata_and_a_subset_of_it_are_written_without_loading_it(rich, 
         assert m.matrix_names == ["X"]  # the log layer is not counts: stored by anndata
 
 
+def test_name_indexes_are_built_once(plain, monkeypatch):
+    """m.obs_names and m.var_names made a new pandas Index at every call, and a lookup in it a new
+    hash table: `m.obs_names.get_loc(name)` in a loop took 4.4 ms a call at 55,893 cells, m.var_names[i]
+    0.65 ms (a list's lookup: 0.1 us). Each is now built once and each call gets a view of it (its
+    hash table shared); a name set on one view is that view's alone."""
+    built = []
+    real = pd.Index
+
+    def spy(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    with sinr.open(plain) as m:
+        cells, genes = m.cell_names, m.gene_names
+        monkeypatch.setattr(pd, "Index", spy)
+        assert [m.obs_names.get_loc(name) for name in cells[:5]] == [0, 1, 2, 3, 4]
+        assert [m.T.var_names[i] for i in range(3)] == genes[:3] and genes[4] in m.var_names
+        assert len(built) == 2
+        named = m.obs_names
+        named.name = "barcode"
+        assert m.obs_names.name is None and list(m.obs_names) == cells
+
+
 def test_names_and_orientation_of_the_matrix_object(plain):
     a = sinr.read_sinr(plain, dtype=np.int64)
     with sinr.open(plain) as m:
