@@ -254,6 +254,28 @@ def test_streamed_file_and_matrix_in_memory_encode_to_the_same_bytes(tmp_path, p
     assert (tmp_path / "streamed.sinr").read_bytes() == (tmp_path / "mem.sinr").read_bytes()
 
 
+def test_a_siren_fit_runs_on_its_own_thread_alone(monkeypatch):
+    """A fit on the CPU runs torch on the calling thread alone and gives it back its thread count:
+    chunk workers fit at once, and torch's threads beside them had spun against each other (a
+    screened band of visium took 16.8 s to fit where one thread takes 0.67 s)."""
+    torch = pytest.importorskip("torch")
+    import scinrcodec.model.siren_train as siren_train
+
+    seen = []
+    fit_chunk = siren_train._fit_chunk
+    monkeypatch.setattr(siren_train, "_fit_chunk", lambda *a: seen.append(torch.get_num_threads()) or fit_chunk(*a))
+    rng = np.random.default_rng(0)
+    coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3,
+                               seed=0, device="cpu")
+        assert seen == [1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_probe_that_keeps_a_network_has_the_chunks_started_meanwhile_redone(tmp_path, pbmc, monkeypatch):
     """`auto` starts the chunks after the first while it probes that one, under the plan the probe
     nearly always picks (no network). When a network pays (here every one: its metadata counted as a
