@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from sinr_command import on_interrupt
+
 from . import __version__
 from .errors import InvalidInputError, SinrError
 from .encoder.options import COORDINATES, SIREN_CHOICES, EncodeOptions
@@ -519,8 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     except SinrError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        print("sinr: interrupted", file=sys.stderr)
-        return 130
+        return on_interrupt()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import stat
@@ -25,6 +26,7 @@ from scinrcodec.cli import main
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.writers import write_matrix
 
+ROOT = Path(__file__).parents[1]
 SOURCE = DATA / "pbmc4k_v2_soupx_half"
 OUTPUTS = ["out.h5ad", "out.h5", "out.mtx", "out.mtx.gz", "out.npz", "outdir"]
 
@@ -357,6 +359,36 @@ def test_broken_pipe_is_silent(encoded):
     shell = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert shell.stdout.startswith("file:") and shell.stderr == ""
+
+
+# The `sinr` console script as pip writes it for the entry point pyproject.toml names, run with a SIGINT
+# sent to itself the moment the module {first} starts to import (a meta path finder, not a timer)
+CONSOLE_SCRIPT = """
+import os, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == {first!r}:
+            sys.meta_path.remove(self)
+            print("interrupting", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+from {module} import {function}
+sys.exit({function}())
+"""
+
+
+@pytest.mark.parametrize("first", ["numpy", "scinrcodec.report"])
+def test_ctrl_c_during_the_imports_exits_130_without_a_traceback(encoded, first):
+    """Ctrl-C in the first 0.3 s of `sinr ...` (scinrcodec's imports: numpy's, or the CLI's own) ends the
+    command as one during its work does: one line, exit 130 (it had printed KeyboardInterrupt's traceback)."""
+    entry = re.search(r'^sinr = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    script = CONSOLE_SCRIPT.format(first=first, module=entry[1], function=entry[2])
+    run = subprocess.run([sys.executable, "-c", script, "info", str(encoded)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "interrupting\nsinr: interrupted\n")
 
 
 def test_sigterm_during_decode_leaves_nothing(tmp_path):

@@ -1,0 +1,26 @@
+"""The `sinr` console script. It is a package of its own so that it imports nothing before it
+takes Ctrl-C: scinrcodec's imports (numpy, scipy: about 0.3 s) run under it, and an interrupt
+during them ends the command as one during its work does (one line, exit 130), not with a
+traceback. A package's own __init__ runs before any of its modules, so scinrcodec.cli could not."""
+from __future__ import annotations
+
+import sys
+
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C stopped
+
+
+def on_interrupt() -> int:
+    """Say on stderr that the command was interrupted; the exit status that says so."""
+    print("sinr: interrupted", file=sys.stderr)
+    return INTERRUPTED
+
+
+def main() -> int:
+    """Run `sinr` with the process's arguments (scinrcodec.cli.main), an interrupt before the
+    command has taken Ctrl-C over (in the imports, or parsing the arguments) included."""
+    try:
+        from scinrcodec.cli import main as command
+
+        return command()
+    except KeyboardInterrupt:
+        return on_interrupt()
