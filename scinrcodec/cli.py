@@ -125,7 +125,9 @@ def _append(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
-    result = append(args.file, source, jobs=args.jobs, progress=_progress(args))
+    waiting = None if args.quiet else lambda: print(f"sinr: waiting for another append's lock on {args.file}",
+                                                    file=sys.stderr, flush=True)
+    result = append(args.file, source, jobs=args.jobs, progress=_progress(args), waiting=waiting)
     print(f"appended {counted(source.shape[1], 'cell')} to {args.file}: now {counted(result['shape'][1], 'cell')}, "
           f"{counted(result['nnz'], 'nonzero')}, {counted(result['chunks'], 'chunk')}, {result['bytes']:,} bytes, in "
           f"{time.perf_counter() - started:.1f} s")
@@ -331,10 +333,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     _quiet_option(parser)
 
 
-def _quiet_option(parser: argparse.ArgumentParser) -> None:
-    """--quiet, as every command that shows a progress bar takes it (_progress)."""
+def _quiet_option(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """--quiet, as every command that shows a progress bar takes it (_progress); `also`: what else it silences."""
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar (there is none unless stderr is a terminal)")
+                        help=f"no progress bar (there is none unless stderr is a terminal){also}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
     app.add_argument("--pattern-as-ones", action="store_true", help="read a Matrix Market pattern field as counts of 1")
     app.add_argument("--jobs", type=_positive, help=JOBS_HELP)
-    _quiet_option(app)
+    _quiet_option(app, ", nor the line saying it waits for another append of the file")
     app.set_defaults(run=_append)
 
     cat = commands.add_parser("concat", help="the cells of several .sinr files in one new file (as anndata.concat)")

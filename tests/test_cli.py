@@ -2,13 +2,16 @@
 `sinr: error:` line, status 1, no traceback and nothing left behind."""
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import select
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
@@ -268,9 +271,7 @@ def test_read_only_folder(tmp_path, encoded):
 def test_append_refuses_a_write_protected_file(tmp_path, encoded):
     """A file whose mode forbids writing is not rewritten by append (its folder would let a new file
     replace it): refused as `>>` would be, the file left as it was."""
-    more = sinr.read_sinr(encoded, dtype=np.int32)
-    more.obs_names = [f"{name}-new" for name in more.obs_names]
-    more.write_h5ad(tmp_path / "more.h5ad")
+    _more_cells(encoded, tmp_path)
     target = tmp_path / "ro.sinr"
     shutil.copy(encoded, target)
     target.chmod(0o444)
@@ -280,6 +281,71 @@ def test_append_refuses_a_write_protected_file(tmp_path, encoded):
     assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["more.h5ad", "ro.sinr"]
     target.chmod(0o644)
     assert sinr_cli("append", target, tmp_path / "more.h5ad").returncode == 0  # the same append, allowed
+
+
+def _more_cells(encoded, tmp_path) -> Path:
+    """The cells of `encoded` under new names, as an .h5ad to append."""
+    more = sinr.read_sinr(encoded, dtype=np.int32)
+    more.obs_names = [f"{name}-new" for name in more.obs_names]
+    more.write_h5ad(tmp_path / "more.h5ad")
+    return tmp_path / "more.h5ad"
+
+
+def test_append_says_once_that_it_waits_for_another_appends_lock(tmp_path, encoded):
+    """`sinr append` to a file another append holds says so on stderr once, after about a second
+    (it had said nothing however long it waited), then appends when the lock is released."""
+    more, target = _more_cells(encoded, tmp_path), tmp_path / "t.sinr"
+    shutil.copy(encoded, target)
+    line = f"sinr: waiting for another append's lock on {target}\n"
+    with open(target, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what another append holds while it works
+        process = subprocess.Popen([sys.executable, "-m", "scinrcodec", "append", str(target), str(more)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            said = select.select([process.stderr], [], [], 60)[0]  # the command says something, or ends
+            assert said and process.stderr.readline() == line, "nothing said in 60 s of waiting"
+            assert process.poll() is None and target.read_bytes() == encoded.read_bytes()
+        except BaseException:
+            process.kill()
+            raise
+    stdout, rest = process.communicate(timeout=120)
+    assert process.returncode == 0 and stdout.startswith("appended ") and line not in rest, rest
+    with sinr.open(target) as m, sinr.open(encoded) as old:
+        assert m.shape[1] == 2 * old.shape[1]
+
+
+def test_append_waits_silently_for_the_library_and_under_quiet(tmp_path, encoded, monkeypatch, capsys):
+    """The library prints nothing while append waits for the lock: it calls `waiting` once, however
+    long the wait; the CLI gives it the line to print, none under --quiet."""
+    from scinrcodec.encoder import append
+    from scinrcodec.io import atomic
+
+    more, target = _more_cells(encoded, tmp_path), tmp_path / "t.sinr"
+    shutil.copy(encoded, target)
+    monkeypatch.setattr(atomic, "LOCK_NOTICE_SECONDS", 0.01)
+    calls = []
+    with open(target, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=sinr.append, args=(target, sinr.read_matrix(more)),
+                                  kwargs={"waiting": lambda: calls.append(time.monotonic())})
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # twenty times the notice's delay: no second call
+        assert len(calls) == 1 and worker.is_alive()
+    worker.join(timeout=120)
+    assert capsys.readouterr() == ("", "") and len(calls) == 1
+    given = []
+    real = append.append
+    monkeypatch.setattr(append, "append", lambda *a, waiting=None, **k: (given.append(waiting), real(*a, **k))[1])
+    shutil.copy(encoded, target)
+    assert main(["append", str(target), str(more), "--quiet"]) == 0 and given == [None]
+    shutil.copy(encoded, target)
+    assert main(["append", str(target), str(more)]) == 0
+    given[1]()
+    assert capsys.readouterr().err == f"sinr: waiting for another append's lock on {target}\n"
 
 
 def test_read_only_file_system(tmp_path, encoded):

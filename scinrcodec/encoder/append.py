@@ -79,16 +79,17 @@ def _same_genes(matrix: MatrixReader, source: MatrixSource) -> None:
 
 
 def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress: bool = False,
-           layer: str | None = None) -> dict:
+           layer: str | None = None, waiting: Callable[[], object] | None = None) -> dict:
     """Add the cells of `source` (same genes) to the .sinr file at `path` as new chunks, atomically
     (through a symbolic link, to the file it names: the link stays). Returns the new file's size and
-    shape."""
+    shape. Another append of the file is waited for; `waiting` is called once (from another thread)
+    if that has lasted LOCK_NOTICE_SECONDS (io.atomic), so that a caller can say why nothing happens."""
     from ..io.readers import as_source
 
     if is_url(path):
         raise InvalidInputError(f"{path}: append rewrites a local file (URLs are read, not written)")
     path = Path(os.path.realpath(path))  # the new file replaces the one the link names, not the link
-    with locked_file(path) as locked, MatrixReader(path) as matrix:
+    with locked_file(path, waiting) as locked, MatrixReader(path) as matrix:
         if not os.access(path, os.W_OK):  # the folder would let the new file replace it: the file's own mode says no
             raise OutputError(f"{path}: is not writable (permission denied); append rewrites the file")
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):

@@ -22,7 +22,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from typing import Collection, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 from ..errors import InvalidInputError, OutputError, OutputExistsError
 from ..storage.opening import is_url
@@ -152,6 +152,7 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
         raise
 
 
+LOCK_NOTICE_SECONDS = 1.0  # how long locked_file waits for another holder before it calls `waiting`
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
@@ -203,30 +204,50 @@ def _rename_new(tmp: Path, target: Path, *, is_dir: bool) -> None:
 
 
 @contextlib.contextmanager
-def locked_file(path: str | os.PathLike) -> Iterator[int]:
+def locked_file(path: str | os.PathLike, waiting: Callable[[], object] | None = None) -> Iterator[int]:
     """Hold an exclusive lock (flock) on the file at `path`, waiting for other holders; yield its
     open descriptor. Whoever replaces the file holds the lock while doing so; a waiter that then
-    finds a new file at the path locks that one instead, so it never works from the old file."""
+    finds a new file at the path locks that one instead, so it never works from the old file.
+    `waiting` is called once (on a timer's thread) if the lock is still held by another after
+    LOCK_NOTICE_SECONDS: a command can say why it does nothing meanwhile."""
     path = Path(path)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as exc:
-            raise InvalidInputError(f"{path}: no such file") from exc
-        except OSError as exc:
-            raise InvalidInputError(f"{path}: cannot open ({exc.strerror or exc})") from exc
-        try:
+    notice = None if waiting is None else threading.Timer(LOCK_NOTICE_SECONDS, waiting)
+    try:
+        while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise InvalidInputError(f"{path}: no such file") from exc
             except OSError as exc:
-                raise OutputError(f"{path}: cannot lock the file ({exc.strerror or exc})") from exc
+                raise InvalidInputError(f"{path}: cannot open ({exc.strerror or exc})") from exc
             try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                current = None
-            held = os.fstat(fd)
-            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-                yield fd
-                return
-        finally:
-            os.close(fd)  # releases the lock
+                _lock(fd, path, notice)
+                try:
+                    current = os.stat(path)
+                except FileNotFoundError:
+                    current = None
+                held = os.fstat(fd)
+                if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                    if notice is not None:
+                        notice.cancel()
+                    yield fd
+                    return
+            finally:
+                os.close(fd)  # releases the lock
+    finally:
+        if notice is not None:
+            notice.cancel()
+
+
+def _lock(fd: int, path: Path, notice: threading.Timer | None) -> None:
+    """flock(fd) exclusively; the notice's timer started (once) if another holds the lock now."""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if notice is not None and not notice.is_alive() and not notice.finished.is_set():
+                notice.daemon = True
+                notice.start()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot lock the file ({exc.strerror or exc})") from exc
