@@ -20,9 +20,9 @@
 # fun(file) of the HDF5 image of an element, open read-only from a temporary file; a failure to
 # parse or read it is a corrupt file (spec §14.1 S5).
 .with_image <- function(x, element, fun) {
-  path <- tempfile(fileext = ".h5")
+  image <- .native(.sinr_element_image(.handle(x), element))
+  path <- .write_temporary(x, element, image)
   on.exit(unlink(path))
-  writeBin(.native(.sinr_element_image(.handle(x), element)), path)
   file <- NULL
   tryCatch({
     file <- hdf5r::H5File$new(path, mode = "r")
@@ -31,6 +31,27 @@
     .sinr_stop("CorruptFileError", sprintf("%s: section '%s' does not hold what its contents entry says (%s)",
                                            x@path, .element_section(element), gsub("\\s+", " ", conditionMessage(e))))
   }, finally = if (!is.null(file)) file$close_all())
+}
+
+# A temporary file holding `image`, or an OutputError naming the temporary folder: writeBin only
+# warns when a full or unwritable folder cuts the file short, which hdf5r then read as a corrupt
+# section of a sound .sinr file. tempdir(check = TRUE) makes the session's folder again where a
+# cleaner of /tmp removed it.
+.write_temporary <- function(x, element, image) {
+  path <- tempfile(fileext = ".h5", tmpdir = tempdir(check = TRUE))
+  problem <- tryCatch({
+    writeBin(image, path)
+    ""
+  }, warning = function(w) paste0(", ", conditionMessage(w)), error = function(e) paste0(", ", conditionMessage(e)))
+  written <- file.size(path)
+  if (is.na(written) || written != length(image)) {
+    unlink(path)
+    .sinr_stop("OutputError", sprintf(paste0("%s: cannot read section '%s': %s of its %s bytes written to a temporary ",
+                                             "file in %s%s (is the folder full or not writable? TMPDIR names another)"),
+                                      x@path, .element_section(element), format(max(written, 0, na.rm = TRUE),
+                                      big.mark = ","), format(length(image), big.mark = ","), dirname(path), problem))
+  }
+  path
 }
 
 .element_section <- function(element) if (element == "h5") "10x.h5" else paste0("anndata.", element)

@@ -167,3 +167,40 @@ test_that("asking a file of matrices only for a stored element is an error, not 
   expect_error(scinrcodec:::.native(scinrcodec:::.sinr_element_image(scinrcodec:::.handle(f), "obs")),
                "stores no element")
 })
+
+# What a child R session says of sinr_to_sce on the whole AnnData fixture after `setup` (R code),
+# run by bash after `shell` (a ulimit, say): the class of the error (or of the result), its message,
+# and how many files its temporary folder has left.
+child_sce <- function(setup = "", shell = "") {
+  script <- tempfile(fileext = ".R")
+  on.exit(unlink(script))
+  writeLines(c("suppressPackageStartupMessages(library(scinrcodec))", setup,
+               sprintf("e <- tryCatch(suppressMessages(sinr_to_sce('%s')), error = identity)",
+                       normalizePath(fixture("anndata_whole.sinr"))),
+               "cat(class(e)[[1L]], if (inherits(e, 'error')) conditionMessage(e) else '', sep = '\\n')",
+               "cat('left:', length(list.files(tempdir())), '\\n')"), script)
+  rscript <- file.path(R.home("bin"), "Rscript")
+  system2("bash", c("-c", shQuote(sprintf("%s exec '%s' '%s'", shell, rscript, script))), stdout = TRUE, stderr = TRUE,
+          env = paste0("R_LIBS=", shQuote(paste(.libPaths(), collapse = ":"))))
+}
+
+test_that("a temporary folder too full for a section's image is said, not taken for a corrupt file", {
+  skip_on_os("windows")
+  skip_if(Sys.which("bash") == "", "needs bash")
+  # files may not pass 1 KiB (SIGXFSZ ignored: a write past it fails with EFBIG, as one to a full
+  # disk fails with ENOSPC)
+  said <- child_sce(shell = "ulimit -f 1; trap '' XFSZ;")
+  expect_identical(said[[1L]], "sinr_output_error", info = paste(said, collapse = "\n"))
+  expect_match(said[[2L]], paste0("anndata_whole.sinr: cannot read section 'anndata.obs': 1,024 of its [0-9,]+ ",
+                                  "bytes written to a temporary file in "))
+  expect_match(said[[2L]], "(is the folder full or not writable? TMPDIR names another)", fixed = TRUE)
+  expect_identical(said[[3L]], "left: 0 ")
+})
+
+test_that("a temporary folder that a cleaner of /tmp removed is made again", {
+  skip_on_os("windows")
+  skip_if(Sys.which("bash") == "", "needs bash")
+  said <- child_sce(setup = "unlink(tempdir(), recursive = TRUE)")
+  expect_identical(said[1:2], c("SingleCellExperiment", ""), info = paste(said, collapse = "\n"))
+  expect_identical(said[[3L]], "left: 0 ")
+})
