@@ -354,8 +354,23 @@ def test_read_only_file_system(tmp_path, encoded):
     ro.mkdir()
     mount = f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} &&"
     for args in (["encode", SOURCE, ro / "a.sinr"], ["decode", encoded, ro / "a.h5"], ["decode", encoded, ro / "d"]):
-        assert_one_error_line(sinr_cli(*args, shell_prefix=mount, wrapper=wrapper), f"folder {ro} is not writable")
+        assert_one_error_line(sinr_cli(*args, shell_prefix=mount, wrapper=wrapper),
+                              f"folder {ro} is not writable (read-only file system)")
     assert list(ro.iterdir()) == []
+
+
+def test_append_on_a_read_only_file_system_says_so(tmp_path, encoded):
+    """Not 'permission denied', which would send an operator to the file's mode: the mount is read-only."""
+    wrapper = _mount_namespace()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    shutil.copy(encoded, ro / "x.sinr")
+    before = (ro / "x.sinr").read_bytes()
+    mount = f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} &&"
+    assert_one_error_line(sinr_cli("append", ro / "x.sinr", _more_cells(encoded, tmp_path), shell_prefix=mount,
+                                   wrapper=wrapper),
+                          f"{ro / 'x.sinr'}: is not writable (read-only file system); append rewrites the file")
+    assert (ro / "x.sinr").read_bytes() == before and sorted(p.name for p in ro.iterdir()) == ["x.sinr"]
 
 
 @pytest.mark.parametrize("output", ["out.sinr", "out.h5ad", "out.h5"])

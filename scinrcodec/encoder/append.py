@@ -20,7 +20,7 @@ import numpy as np
 
 from ..codec.geometry import genes_sorted_in_bands, plan_band_rows
 from ..errors import CorruptFileError, FileChangedError, InvalidInputError, OutputError
-from ..io.atomic import atomic_path, locked_file
+from ..io.atomic import atomic_path, locked_file, why_not_writable
 from ..io.sources import CellBlock, MatrixSource, check_complete_names
 from ..model.baseline import quantise_terms
 from ..progress import Progress
@@ -91,7 +91,7 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
     path = Path(os.path.realpath(path))  # the new file replaces the one the link names, not the link
     with locked_file(path, waiting) as locked, MatrixReader(path) as matrix:
         if not os.access(path, os.W_OK):  # the folder would let the new file replace it: the file's own mode says no
-            raise OutputError(f"{path}: is not writable (permission denied); append rewrites the file")
+            raise OutputError(f"{path}: is not writable ({why_not_writable(path)}); append rewrites the file")
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "

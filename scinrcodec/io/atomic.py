@@ -83,8 +83,19 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
         raise OutputError(f"{target}: {parent} is not a folder" if parent.exists()
                           else f"{target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{target}: folder {parent} is not writable")
+        raise OutputError(f"{target}: folder {parent} is not writable ({why_not_writable(parent)})")
     return parent
+
+
+def why_not_writable(path: Path) -> str:
+    """Why os.access refuses to let `path` be written: a read-only mount is no matter of the file's
+    permissions, and an operator told 'permission denied' would look for it in the wrong place."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        pass
+    return "permission denied"
 
 
 def _umask() -> int:
