@@ -6,6 +6,7 @@ import errno
 import gzip
 import os
 import re
+import shutil
 import stat
 
 import anndata
@@ -17,7 +18,7 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATASETS, FAST, leftovers
-from scinrcodec.io import h5ad, mtx, npz, tenx_h5, writers
+from scinrcodec.io import atomic, h5ad, mtx, npz, tenx_h5, writers
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.writers import check_output, write_matrix
 
@@ -184,6 +185,29 @@ def test_check_output_refuses_an_output_holding_the_input(tmp_path, pbmc):
         check_output(tmp_path, force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
     with pytest.raises(sinr.InvalidInputError, match="the output is the input"):
         check_output(tmp_path / "folder" / "matrix.mtx.gz", force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
+
+
+def test_a_folder_replaced_with_force_is_never_left_half_removed(tmp_path, pbmc, monkeypatch):
+    """An interrupt landing while the old folder is removed (a Ctrl-C, a scheduler's SIGTERM) had left
+    it without its matrix and no new one in its place: the new folder now takes the old one's place
+    in one step (renameat2 RENAME_EXCHANGE), and only then is the old one removed."""
+    if atomic.renameat2 is None:
+        pytest.skip("no renameat2 here: the old folder is removed first")
+    old, new = _matrix(pbmc), _matrix(pbmc)
+    new.counts = new.counts * 2
+    write_matrix(tmp_path / "folder", old)
+    real_rmtree = shutil.rmtree
+
+    def interrupted_rmtree(path, *args, **kwargs):  # the first removal is interrupted after one file
+        monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+        os.unlink(os.path.join(path, "matrix.mtx.gz"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", interrupted_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        write_matrix(tmp_path / "folder", new, force=True)
+    assert same(sinr.read_matrix(tmp_path / "folder").matrix(), new.counts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
 
 
 @pytest.mark.parametrize("output", FORMATS)

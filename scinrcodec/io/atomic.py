@@ -146,9 +146,9 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
             os.chmod(tmp, mode if mode is not None else (0o777 if is_dir else 0o666) & ~_umask())
             if not force:
                 _rename_new(tmp, target, is_dir=is_dir)
+            elif is_dir and target.is_dir():
+                _replace_folder(tmp, target)
             else:
-                if is_dir and target.is_dir():
-                    shutil.rmtree(target)
                 os.replace(tmp, target)
         except FileExistsError as exc:
             raise OutputExistsError(f"{target}: appeared while this output was being written (another process wrote "
@@ -166,6 +166,9 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
 LOCK_NOTICE_SECONDS = 1.0  # how long locked_file waits for another holder before it calls `waiting`
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+# renameat2's errors where the kernel or file system lacks the flag asked for
+_NOT_HERE = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM)
 
 
 def load_renameat2():
@@ -192,7 +195,7 @@ def _rename_new(tmp: Path, target: Path, *, is_dir: bool) -> None:
         if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
             return
         code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        if code not in _NOT_HERE:
             raise (FileExistsError if code == errno.EEXIST else OSError)(code, os.strerror(code), str(target))
     if is_dir:
         os.mkdir(target)
@@ -212,6 +215,23 @@ def _rename_new(tmp: Path, target: Path, *, is_dir: bool) -> None:
         os.replace(tmp, target)
         return
     os.unlink(tmp)
+
+
+def _replace_folder(tmp: Path, target: Path) -> None:
+    """Put the folder `tmp` in place of the folder `target` (force): in one step where the kernel and
+    file system can (renameat2 RENAME_EXCHANGE), the old folder then removed from `tmp`'s name (by
+    atomic_path's cleanup if that is interrupted), so that an interrupt or a failure never leaves
+    `target` half removed; elsewhere the old folder is removed first."""
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE) == 0:
+            shutil.rmtree(tmp, ignore_errors=True)  # the old output: the new one is in place whatever is left
+            return
+        code = ctypes.get_errno()
+        if code not in (*_NOT_HERE, errno.ENOENT):  # ENOENT: the old folder went meanwhile
+            raise OSError(code, os.strerror(code), str(target))
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
 
 
 @contextlib.contextmanager
