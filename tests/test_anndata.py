@@ -266,10 +266,16 @@ def test_narrow_value_types_come_back_as_they_were(tmp_path):
     assert type(lazy.layers["csc"].compute()) is sp.csc_matrix and (lazy.layers["csc"].compute() != a.layers["csc"]).nnz == 0
     a.layers["uint8"][0, 0] = 255  # within --max-error 1, 255 decodes as 256: kept wide, never wrapped to 0
     sinr.encode_whole(a, tmp_path / "lossy.sinr", mode="max-error", max_error=1, **FAST)
-    lossy = sinr.read_sinr(tmp_path / "lossy.sinr").layers["uint8"]
+    eager, lazy = sinr.read_sinr(tmp_path / "lossy.sinr"), sinr.read_lazy(tmp_path / "lossy.sinr")
+    lossy = eager.layers["uint8"]
     assert lossy[0, 0] == 256 and abs(lossy.astype(np.int64) - a.layers["uint8"].astype(np.int64)).max() <= 1
-    lazy = sinr.read_lazy(tmp_path / "lossy.sinr").layers["uint8"]
-    assert lazy.dtype == np.int64 and (lazy.compute() != lossy).nnz == 0
+    # a lossy matrix comes back widened whatever its values, eager as lazy (a lazy read names its type
+    # before decoding): uint8 past its range had been int32 eagerly, int16 within it int16, float16 float16
+    for key, dtype in (("uint8", np.int64), ("int16", np.int64), ("csc", np.int32)):
+        block = lazy.layers[key].compute()
+        assert eager.layers[key].dtype == lazy.layers[key].dtype == block.dtype == dtype, key
+        assert (block != eager.layers[key]).nnz == 0
+    assert eager.X.dtype == lazy.X.dtype == np.float64 and np.array_equal(lazy.X.compute(), eager.X)
 
 
 def test_lossy_float32_counts_past_its_exact_range_read_in_float64(tmp_path):
@@ -293,7 +299,9 @@ def test_lossy_float32_counts_past_its_exact_range_read_in_float64(tmp_path):
     write_decoded(sinr.open(tmp_path / "lossy.sinr"), tmp_path / "back.h5ad", whole=True)
     assert np.array_equal(anndata.read_h5ad(tmp_path / "back.h5ad").X.toarray(), want)
     sinr.encode_whole(a[:, [1]].copy(), tmp_path / "fits.sinr", mode="max-error", max_error=1, **FAST)
-    assert sinr.read_sinr(tmp_path / "fits.sinr").X.dtype == np.float32  # values float32 holds keep its type
+    # values float32 holds: float64 too, eager as lazy (which names its type before decoding; eager had given float32)
+    fits = sinr.read_sinr(tmp_path / "fits.sinr").X, sinr.read_lazy(tmp_path / "fits.sinr").X
+    assert fits[0].dtype == fits[1].dtype == np.float64
 
 
 def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):

@@ -44,10 +44,13 @@ def stored_dtypes(recorded, lossless: bool = True) -> tuple[np.dtype, np.dtype]:
     """(the type to decode a matrix stored from `recorded` in, the type a sparse result holds it in):
     reads take no integer type narrower than 32 bits (it could wrap a count), so narrower ones are
     decoded in int32 and cast; scipy.sparse holds no float16, and float32 holds such counts exactly.
-    A matrix not `lossless` is decoded in a type that holds every count (widened)."""
+    A matrix not `lossless` is decoded and held in `recorded` widened, whatever its values: a lazy
+    read must name its type before it decodes anything, and an eager one gives the same."""
     recorded = np.dtype(recorded)
+    if not lossless:
+        return widened(recorded), widened(recorded)
     read = recorded if recorded.itemsize >= 4 else np.dtype(np.int32)
-    return read if lossless else widened(read), np.dtype(np.float32) if recorded == np.float16 else recorded
+    return read, np.dtype(np.float32) if recorded == np.float16 else recorded
 
 
 def widened(dtype) -> np.dtype:

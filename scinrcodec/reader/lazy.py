@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from ..io.dtypes import stored_dtypes, widened
+from ..io.dtypes import stored_dtypes
 from ..storage.source import fork_safe_lock
 from .matrix import MatrixReader, reopened
 
@@ -89,8 +89,7 @@ def _block_dtype(m: MatrixReader, dtype) -> np.dtype:
     """The type of a lazy matrix's blocks: `dtype`, but float32 for float16 (which scipy.sparse cannot
     hold), widened for a file coded within --max-error or by --inr-only (whose decoded counts may pass
     that type's range or exactness; a lossless file's came from it)."""
-    _, held = stored_dtypes(dtype)
-    return held if m.mode == "lossless" else widened(held)
+    return stored_dtypes(dtype, m.mode == "lossless")[1]
 
 
 def _dask_array():

@@ -20,18 +20,19 @@ from .names import name_frames
 def decoded(matrix, dtype, fmt: str, progress: bool | Progress = False):
     """A whole .sinr matrix, cells x genes, in the type and format it was encoded from: decoded in a
     type that holds every count (reads refuse narrower ones, which would wrap a count), then cast to
-    the recorded one where that holds every value: a lossless file's values came from it, but one
-    coded within --max-error E may decode up to E past its type's range (uint8's 255 as 256) or
-    exactness (float32's 2**25 as 2**25 - 1), and then keeps the wide type, never a wrapped or
-    rounded count. A sparse float16 (which h5py stores and scipy cannot hold) comes back as float32,
-    which holds such values exactly. Its decoding is a pass of `progress` (as to_scipy's)."""
-    recorded = np.dtype(dtype)
-    read, held = stored_dtypes(recorded, matrix.mode == "lossless")
+    the recorded one, which holds every value of a lossless file. One coded within --max-error E may
+    decode up to E past its type's range (uint8's 255 as 256) or exactness (float32's 2**25 as
+    2**25 - 1): it comes back in the wide type (io.dtypes.widened) whatever its values, as a lazy read
+    gives it, never a wrapped or rounded count. A sparse float16 (which h5py stores and scipy cannot
+    hold) comes back as float32, which holds such values exactly. Its decoding is a pass of
+    `progress` (as to_scipy's)."""
+    recorded, lossless = np.dtype(dtype), matrix.mode == "lossless"
+    read, held = stored_dtypes(recorded, lossless)
     x = matrix.to_scipy("csc", dtype=read, progress=progress).T
-    if fmt == "ndarray":
+    if fmt == "ndarray":  # a dense array holds float16 too
         x = x.toarray()
         cast = x.astype(recorded)
-        return cast if np.array_equal(cast, x) else x
+        return cast if lossless and np.array_equal(cast, x) else x
     if x.dtype != held:
         cast = x.astype(held)
         x = cast if np.array_equal(cast.data, x.data) else x
