@@ -40,6 +40,17 @@ class StoredContents:
     def layers(self) -> list[str]:
         return list(self.raw.get("layers", []))
 
+    def listed_layers(self, stored: dict, matrices: dict) -> dict:
+        """The AnnData's layers in the order the contents list them, each a count matrix of the file
+        (`matrices`: element -> value, 'layers/<name>' among them) or else one its layers element
+        holds (`stored`); a listed layer that is neither makes the file self-contradictory."""
+        held = {**stored, **{e[len("layers/"):]: v for e, v in matrices.items() if e.startswith("layers/")}}
+        missing = [k for k in self.layers if k not in held]
+        if missing:
+            raise CorruptFileError(f"{self.what}: contents name layers the file does not hold "
+                                   f"({', '.join(map(repr, missing[:3]))})")
+        return {k: held[k] for k in self.layers}
+
     @property
     def dropped(self) -> list[str]:
         return list(self.raw.get("dropped", []))

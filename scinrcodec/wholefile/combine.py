@@ -330,20 +330,16 @@ def _skeleton(m: SinrMatrix):
         return adata, {"X": (m, dtype.str, "csr_matrix")}
     values = {part: contents.read(part) for part in contents.elements}
     raw = values.pop("raw", None)
-    layers = values.pop("layers", {})
-    matrices = {}
+    matrices, placeholders = {}, {}
     for entry in contents.matrices:
         matrix = m.matrix(entry["matrix"])
         matrices[entry["element"]] = (matrix, entry["dtype"], entry["format"])
-        placeholder = sp.csr_matrix(matrix.T.shape, dtype=np.dtype(entry["dtype"]))
-        if entry["element"] == "X":
-            values["X"] = placeholder
-        elif entry["element"] == "raw/X":
-            raw = {**(raw or {}), "X": placeholder}
-        else:
-            layers[entry["element"][len("layers/"):]] = placeholder
+        placeholders[entry["element"]] = sp.csr_matrix(matrix.T.shape, dtype=np.dtype(entry["dtype"]))
+    if "raw/X" in placeholders:
+        raw = {**(raw or {}), "X": placeholders["raw/X"]}
+    layers = contents.listed_layers(values.pop("layers", {}), placeholders)
     with quiet_anndata():
-        adata = anndata.AnnData(X=values.pop("X", None), layers={k: layers[k] for k in contents.layers}, **values)
+        adata = anndata.AnnData(X=placeholders.get("X", values.pop("X", None)), layers=layers, **values)
         if raw is not None:
             adata.raw = anndata.AnnData(X=raw.get("X"), obs=adata.obs.iloc[:, :0], var=raw.get("var"),
                                         varm=raw.get("varm"))

@@ -53,13 +53,17 @@ def verify_file(m, *, progress: bool = False) -> dict:
             report["matrices"] += 1
         if parts:
             bar.begin("checking the other parts", None)
+        stored_layers = {}
         for part in parts:
             if contents.object == "anndata":
-                contents.read(part)
+                value = contents.read(part)
+                stored_layers = value if part == "layers" else stored_layers
             else:
                 with contents.hdf5(part):
                     pass
             report["sections"] += 1
+        if contents is not None and contents.object == "anndata":  # each layer it lists is held (spec §14.4)
+            contents.listed_layers(stored_layers, {e["element"]: None for e in contents.matrices})
     return report
 
 

@@ -24,7 +24,8 @@ def lazy_anndata(m, contents, *, dtype=None):
     contents.prefetch(contents.elements)
     parts = {part: contents.read(part) for part in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns")
              if part in contents.elements}
-    layers = contents.read("layers") if "layers" in contents.elements else {}
+    stored_layers = contents.read("layers") if "layers" in contents.elements else {}
+    matrix_layers = {}
     raw = contents.read("raw") if "raw" in contents.elements else None
     x = contents.read("X") if "X" in contents.elements else None
     for entry in contents.matrices:
@@ -40,12 +41,12 @@ def lazy_anndata(m, contents, *, dtype=None):
         elif element == "raw/X":
             raw = {**(raw or {}), "X": lazy}
         else:
-            layers[element[len("layers/"):]] = lazy
+            matrix_layers[element] = lazy
     if x is not None and wanted is not None and not hasattr(x, "dask"):  # an X that is not counts
         x = cast_exactly(x, wanted, f"{m.source}: X")
     try:
         with quiet_anndata():
-            adata = anndata.AnnData(X=x, layers={k: layers[k] for k in contents.layers if k in layers}, **parts)
+            adata = anndata.AnnData(X=x, layers=contents.listed_layers(stored_layers, matrix_layers), **parts)
             if raw is not None:
                 adata.raw = anndata.AnnData(X=raw.get("X"), obs=_index_frame(adata), var=raw.get("var"),
                                             varm=raw.get("varm"))
