@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,29 @@ def test_appended_cells_are_private_while_they_are_encoded(parts, tmp_path, monk
     with sinr.open(out) as back:
         assert (back.to_scipy() != m).nnz == 0
     assert not leftovers(tmp_path)
+
+
+def test_an_append_killed_leaves_only_its_temporary_file(parts, tmp_path):
+    """SIGKILL (the OOM killer, a job's time limit) while the new cells of a file of segments are
+    copied in had left them beside it too ('.ab.sinr.XXXX.tmp.cells', as large as the new cells),
+    which a clean-up of the documented temporary files ('.NAME.XXXX.tmp') misses: the cells are now
+    encoded into a file without a name."""
+    folder, m, ids, cells = parts
+    out = tmp_path / "ab.sinr"
+    sinr.concat([folder / "a.sinr", folder / "b.sinr"], out)
+    with sinr.open(folder / "a.sinr") as a:
+        sinr.write_matrix(tmp_path / "new.h5ad", sinr.CountMatrix(m[:, 450:].tocsc(), ids, a.gene_names, cells[450:]))
+    before = out.read_bytes()
+    killed_while_copying = ("import os, signal, sys, scinrcodec as sinr\n"
+                            "from scinrcodec.encoder import append\n"
+                            "append.write_segments = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+                            "sinr.append(sys.argv[1], sys.argv[2])\n")
+    run = subprocess.run([sys.executable, "-c", killed_while_copying, str(out), str(tmp_path / "new.h5ad")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == -9, run.stderr
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == leftovers(tmp_path)
+    assert len(leftovers(tmp_path)) == 1
 
 
 def test_concat_decodes_every_chunk_it_copies_so_a_corrupt_input_is_refused(parts, tmp_path):

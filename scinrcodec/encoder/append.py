@@ -28,7 +28,7 @@ from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from ..storage.opening import is_url
-from ..storage.source import ByteSource
+from ..storage.source import ByteSource, FileObjectSource
 from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
     gene_statistics, summarise
@@ -177,8 +177,8 @@ def _recorded_options(matrix: MatrixReader, options: EncodeOptions) -> EncodeOpt
 def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int | None,
                     progress: bool) -> dict:
     """A file of several segments (spec §5.5) gains its new cells as one more segment: they are
-    encoded as a file of their own (beside `tmp`, with the file's recorded options), whose chunks
-    are then copied after the file's (encoder.segments)."""
+    encoded as a file of their own (beside `tmp`, without a name once open, with the file's recorded
+    options), whose chunks are then copied after the file's (encoder.segments)."""
     index = matrix.index
     recorded = {**index.options, "mode": index.mode, "max_error": index.max_error}  # as coded, whatever recorded
     options = _recorded_options(matrix, EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress,
@@ -188,17 +188,21 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
     if refused is not None:
         raise InvalidInputError(f"cannot append to {matrix.source}: {refused}")
     cells_file = tmp.with_name(tmp.name + ".cells")
+    # private (0o600) as the temporary file beside it: made with the umask's mode, the new cells of a
+    # file only its owner may read had been readable by all meanwhile; and nameless once open, so that
+    # a kill (SIGKILL, the OOM killer) leaves no file beside the temporary one
+    descriptor = os.open(cells_file, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
-        # private (0o600) as the temporary file beside it: made with the umask's mode, the new cells of a
-        # file only its owner may read had been readable by all meanwhile
-        with open(os.open(cells_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as stream:
-            encode_stream(new, stream, options)
-        with MatrixReader(cells_file) as cells:
+        cells_file.unlink()
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with open(descriptor, "w+b") as stream:
+        encode_stream(new, stream, options)
+        with MatrixReader(FileObjectSource(stream, f"the new cells ({new.description})")) as cells:
             fields = {f: getattr(matrix, f) for f in ("gene_ids", "gene_names", "feature_types")}
             parts = [SegmentInput(matrix, same, 0, None), SegmentInput(cells, same, matrix.shape[1], None)]
             result = write_segments(CopiedSegments(parts, matrix.shape[0], fields, jobs), tmp, progress=progress)
-    finally:
-        cells_file.unlink(missing_ok=True)
     return {k: result[k] for k in ("bytes", "shape", "nnz", "chunks")}
 
 
