@@ -162,7 +162,7 @@ def test_http_verify_and_concat_fetch_the_chunks_a_window_at_a_time(nginx, files
     m = sinr.open(url)
     opened = m.byte_source.round_trips
     m.verify()
-    assert m.byte_source.round_trips - opened == 2  # the gene tables with the names (one each, 5 before), the blocks
+    assert m.byte_source.round_trips - opened == 2  # every matrix section at once (one each, 5 before), the blocks
     sinr.concat([url, url], tmp_path / "twice.sinr", index_unique="-")
     assert [s.round_trips for s in remote_sources[1:]] == [8, 8]  # (after verify's) open 3, cell names 2, gene ids 1, the blocks 1, ...
     with sinr.open(files / "pbmc.sinr") as local, sinr.open(tmp_path / "twice.sinr") as both:

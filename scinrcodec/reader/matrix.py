@@ -766,6 +766,7 @@ class MatrixReader:
         index = self._index
         with progress_of(progress, "verifying", "nonzeros") as bar:
             bar.begin(self._step("checking"), index.nnz)
+            index.source.prefetch(index.sections.ranges(index.sections.table))  # remote: every section at once
             index.genes()
             for name in index.sections.table:
                 index.sections.get(name)
