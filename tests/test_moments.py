@@ -77,6 +77,37 @@ def test_the_cells_by_genes_view_swaps_the_axes(encoded):
         assert np.array_equal(m.sum(axis=-1), m.sum(axis=1)) and np.array_equal(m.sum(axis=-2), m.sum(axis=0))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.int32, np.int8, np.uint8])
+def test_dtype_is_numpys(encoded, dtype):
+    """sum, mean and var take dtype= as numpy's reductions do (x.sum(axis=0, dtype=np.float64) had been a
+    TypeError): the result in that type, an integer type's sums wrapped and its means and variances
+    truncated as numpy's integer arithmetic gives them (equal to numpy's on the dense matrix, wraps of
+    int8 included), a float type's values the exact ones rounded once (numpy's own where it rounds
+    nothing: float64 sums, float32 sums below 2**24); numpy's scalar types over the whole matrix, and
+    the cells x genes view alike."""
+    path, dense = encoded["pbmc4k_v2_soupx_half", 3]
+    assert (dense.sum(axis=1) > 127).any()  # int8 sums wrap here
+    with sinr.open(path) as m:
+        for view, x in ((m, dense), (m.T, dense.T)):
+            for axis in (0, 1, None):
+                got = {"sum": view.sum(axis, dtype=dtype), "mean": view.mean(axis, dtype=dtype),
+                       "var": view.var(axis, ddof=1, dtype=dtype)}
+                with np.errstate(over="ignore"):
+                    want = {"sum": x.sum(axis, dtype=dtype), "mean": x.mean(axis, dtype=dtype),
+                            "var": x.var(axis, ddof=1, dtype=dtype)}
+                for name in got:
+                    assert type(got[name]) is type(want[name]) and np.asarray(got[name]).dtype == dtype, (name, axis)
+                    if np.dtype(dtype).kind in "iu" or name == "sum":
+                        assert np.array_equal(got[name], want[name]), (name, axis)
+                    else:  # numpy's float arithmetic rounds along the way; these are rounded once
+                        exactly = {"mean": view.mean(axis), "var": view.var(axis, ddof=1)}[name]
+                        assert np.array_equal(got[name], np.asarray(exactly).astype(dtype)), (name, axis)
+                        np.testing.assert_allclose(got[name], want[name], rtol=1e-4 if dtype == np.float32 else 1e-12)
+        for bad in (bool, np.complex64, "text"):
+            with pytest.raises(errors.InvalidInputError, match="dtype"):
+                m.sum(axis=0, dtype=bad)
+
+
 def test_bad_axis_and_ddof_are_refused(encoded):
     path, dense = encoded["visium_spaceranger3", 3]
     with sinr.open(path) as m:

@@ -28,7 +28,8 @@ from ..storage.source import ByteSource, LocalFileSource, MemorySource, fork_saf
 from .assemble import BlockScratch, cell_major, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
-from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, matrix_moments
+from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, check_dtype, divided, in_dtype, \
+    integer_variance, matrix_moments
 from .oriented import CellsByGenes
 from .selection import (all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, two_keys,
                         unique_sorted)
@@ -619,42 +620,60 @@ class MatrixReader:
         return moments.spread(moments.nonzeros, self.shape[1 - axis])
 
     @fits_in_memory("summarising each gene or cell")
-    def sum(self, axis: int | None = None):
+    def sum(self, axis: int | None = None, dtype=None):
         """Sums of each cell (axis=0) or each gene (axis=1), exact int64 arrays, or of the whole
-        matrix (None) as a Python int (exact at any size, where numpy's int64 would wrap)."""
-        axis = check_axis(axis)
+        matrix (None) as a Python int (exact at any size, where numpy's int64 would wrap); `dtype` as
+        numpy's (the sums in that type: an integer type wraps as numpy's accumulation in it does, a
+        float type holds them rounded once)."""
+        axis, dtype = check_axis(axis), check_dtype(dtype)
         if axis is None:
-            return int(self._summaries().genes.sums.sum(dtype=object))
+            total = int(self._summaries().genes.sums.sum(dtype=object))
+            return total if dtype is None else in_dtype(total, dtype)
         moments, _ = self._along(axis)
-        return moments.spread(moments.sums, self.shape[1 - axis])
+        sums = moments.spread(moments.sums, self.shape[1 - axis])
+        return sums if dtype is None else in_dtype(sums, dtype)
 
     @fits_in_memory("summarising each gene or cell")
-    def mean(self, axis: int | None = None):
+    def mean(self, axis: int | None = None, dtype=None):
         """Means of each cell (axis=0) or each gene (axis=1), zeros included, rounded once, as
-        float64 arrays, or of the whole matrix (None) as a float; NaN over no entries, as numpy's."""
-        axis = check_axis(axis)
+        float64 arrays, or of the whole matrix (None) as a float; NaN over no entries, as numpy's.
+        `dtype` as numpy's: a float type holds the mean rounded once; in an integer type the sum
+        is taken in it (wrapping) and divided, truncated, as numpy's mean does."""
+        axis, dtype = check_axis(axis), check_dtype(dtype)
+        entries = self.shape[0] * self.shape[1] if axis is None else self._along(axis)[1]
+        if dtype is not None and dtype.kind in "iu":
+            return divided(self.sum(axis, dtype), entries, dtype)
         if axis is None:
-            entries = self.shape[0] * self.shape[1]
-            return self.sum() / entries if entries else float("nan")  # int / int: rounded once
-        moments, entries = self._along(axis)
-        return moments.spread(moments.mean(entries), self.shape[1 - axis], 0.0 if entries else np.nan)
+            mean = self.sum() / entries if entries else float("nan")  # int / int: rounded once
+        else:
+            moments, _ = self._along(axis)
+            mean = moments.spread(moments.mean(entries), self.shape[1 - axis], 0.0 if entries else np.nan)
+        return mean if dtype is None else in_dtype(mean, dtype)
 
     @fits_in_memory("summarising each gene or cell")
-    def var(self, axis: int | None = None, ddof: int = 0):
+    def var(self, axis: int | None = None, ddof: int = 0, dtype=None):
         """Variances of each cell (axis=0) or each gene (axis=1), zeros included, `ddof` delta degrees
         of freedom, as float64 arrays, or of the whole matrix (None) as a float, as numpy's var: each
-        computed exactly (sums of squares are kept in 128 bits) and rounded once; NaN over no entries."""
-        axis = check_axis(axis)
+        computed exactly (sums of squares are kept in 128 bits) and rounded once; NaN over no entries.
+        `dtype` as numpy's: a float type holds the variance rounded once; an integer type gives what
+        numpy's integer arithmetic gives (its truncated mean, wrapped sums: moments.integer_variance)."""
+        axis, dtype = check_axis(axis), check_dtype(dtype)
         if axis is None:
             entries = self.shape[0] * self.shape[1]
             ddof = check_ddof(ddof, entries)
-            if not entries:
-                return float("nan")
             total, squares = self.sum(), self._summaries().genes.total_squares()
-            return (entries * squares - total * total) / (entries * (entries - ddof))  # int / int: rounded once
-        moments, entries = self._along(axis)
-        ddof = check_ddof(ddof, entries)
-        return moments.spread(moments.variance(entries, ddof), self.shape[1 - axis], 0.0 if entries else np.nan)
+            if dtype is not None and dtype.kind in "iu":
+                return integer_variance(total, None, squares, entries, ddof, dtype)
+            variance = (entries * squares - total * total) / (entries * (entries - ddof)) if entries else float("nan")
+        else:
+            moments, entries = self._along(axis)
+            ddof = check_ddof(ddof, entries)
+            size = self.shape[1 - axis]
+            if dtype is not None and dtype.kind in "iu":
+                return integer_variance(moments.spread(moments.sums, size), moments.spread(moments.squares_low, size),
+                                        None, entries, ddof, dtype)
+            variance = moments.spread(moments.variance(entries, ddof), size, 0.0 if entries else np.nan)
+        return variance if dtype is None else in_dtype(variance, dtype)
 
     def _along(self, axis: int) -> tuple[AxisMoments, int]:
         """The summaries of the cells (axis 0) or the stored genes (axis 1), and how many entries

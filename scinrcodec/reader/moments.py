@@ -140,3 +140,50 @@ def check_ddof(ddof, entries: int) -> int:
     if entries and ddof >= entries:
         raise InvalidInputError(f"ddof {ddof} leaves no degrees of freedom over {entries:,} entries")
     return int(ddof)
+
+
+def check_dtype(dtype) -> np.dtype | None:
+    """dtype as numpy's sum, mean and var take it (the type of the result, and of numpy's
+    accumulator): None for the default, else an integer or float type."""
+    if dtype is None:
+        return None
+    try:
+        out = np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"dtype {dtype!r} is not a numpy type") from exc
+    if out.kind not in "iuf":
+        raise InvalidInputError(f"dtype must be an integer or float type, not {out}")
+    return out
+
+
+def in_dtype(exact, dtype: np.dtype):
+    """Exact results (an array, or a Python int or float) as numpy's accumulation in `dtype` leaves
+    them: an integer type wraps modulo its width (as numpy's sums in it do, whatever the order), a
+    float type holds the exact value rounded once (numpy's float32 sums round at each step past
+    2**24; this is the correctly rounded one)."""
+    if isinstance(exact, np.ndarray) or dtype.kind == "f":
+        return np.asarray(exact).astype(dtype)[()]
+    return np.asarray(exact % 2**64, dtype=np.uint64).astype(dtype)[()]
+
+
+def divided(total, count: int, dtype: np.dtype):
+    """total / count put in `dtype` as numpy's mean and var put it: true division, then an unsafe
+    cast (an integer type truncates toward zero)."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # no entries: numpy's NaN, cast as numpy casts it
+        return (np.asarray(total) / count).astype(dtype)[()]
+
+
+def integer_variance(sums, squares_low, total_squares, entries: int, ddof: int, dtype: np.dtype):
+    """numpy's var in an integer `dtype` over `entries` entries of counts with these sums (an int64
+    array, or a Python int) and sums of squares (their low 64 bits as uint64, or the Python int
+    total_squares): its mean summed and truncated in that type, then the sum of each entry's squared
+    distance to it, S2 - 2 m S1 + n m**2, taken modulo 2**64 as numpy's int64 squares wrap, in that
+    type, divided by entries - ddof and truncated."""
+    mean = divided(in_dtype(sums, dtype), entries, dtype)
+    if isinstance(sums, np.ndarray):
+        m, s1 = mean.astype(np.int64).astype(np.uint64), sums.astype(np.uint64)
+        n = np.uint64(entries % 2**64)
+        spread = (squares_low - np.uint64(2) * m * s1 + n * m * m).astype(np.int64)
+    else:
+        spread = total_squares - 2 * int(mean) * sums + entries * int(mean) ** 2
+    return divided(in_dtype(spread, dtype), max(entries - ddof, 0), dtype)

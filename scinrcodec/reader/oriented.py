@@ -39,13 +39,13 @@ class GenesByCells(Protocol):
     def count_nonzero(self, axis: int | None = None):
         """Nonzeros of each cell (axis 0), each gene (axis 1) or all."""
 
-    def sum(self, axis: int | None = None):
+    def sum(self, axis: int | None = None, dtype=None):
         """Sums likewise."""
 
-    def mean(self, axis: int | None = None):
+    def mean(self, axis: int | None = None, dtype=None):
         """Means likewise."""
 
-    def var(self, axis: int | None = None, ddof: int = 0):
+    def var(self, axis: int | None = None, ddof: int = 0, dtype=None):
         """Variances likewise."""
 
 
@@ -110,17 +110,17 @@ class CellsByGenes:
         the matrix's summaries (one pass over the file) with the axis turned."""
         return self.T.count_nonzero(_turned(axis))
 
-    def sum(self, axis: int | None = None):
-        """Sums of each gene (axis=0), each cell (axis=1) or all, exact (see count_nonzero)."""
-        return self.T.sum(_turned(axis))
+    def sum(self, axis: int | None = None, dtype=None):
+        """Sums of each gene (axis=0), each cell (axis=1) or all, exact, numpy's dtype (see count_nonzero)."""
+        return self.T.sum(_turned(axis), dtype=dtype)
 
-    def mean(self, axis: int | None = None):
-        """Means of each gene (axis=0), each cell (axis=1) or all (see count_nonzero)."""
-        return self.T.mean(_turned(axis))
+    def mean(self, axis: int | None = None, dtype=None):
+        """Means of each gene (axis=0), each cell (axis=1) or all, numpy's dtype (see count_nonzero)."""
+        return self.T.mean(_turned(axis), dtype=dtype)
 
-    def var(self, axis: int | None = None, ddof: int = 0):
-        """Variances of each gene (axis=0), each cell (axis=1) or all, numpy's ddof (see count_nonzero)."""
-        return self.T.var(_turned(axis), ddof=ddof)
+    def var(self, axis: int | None = None, ddof: int = 0, dtype=None):
+        """Variances of each gene (axis=0), each cell (axis=1) or all, numpy's ddof and dtype (see count_nonzero)."""
+        return self.T.var(_turned(axis), ddof=ddof, dtype=dtype)
 
     def __repr__(self) -> str:
         return f"<SinrMatrix.T {self.shape[0]} cells x {self.shape[1]} genes, nnz={self.nnz}>"
