@@ -338,5 +338,11 @@ def _decode_in_pieces(decode_into: Callable, check: Callable, ranges: list[tuple
         work(0)
     else:
         run_all(work, [(part,) for part in range(len(ranges))])
-    joined = [piece for part in pieces for piece in part]
-    return tuple(np.concatenate([piece[i] for piece in joined]) for i in range(3))
+    joined = [list(piece) for part in pieces for piece in part]
+    pieces.clear()
+    out = []
+    for i in range(3):  # each array of the pieces let go once joined: the join holds one twice, not all three
+        out.append(np.concatenate([piece[i] for piece in joined]))
+        for piece in joined:
+            piece[i] = None
+    return tuple(out)
