@@ -136,6 +136,17 @@ def test_subset_of_scattered_cells_decodes_a_chunk_at_a_time(chunked, tmp_path, 
         assert cut.cell_names == names and (cut.to_scipy() != expected).nnz == 0
 
 
+def traced_peak(read):
+    """What read() returns, and the most memory it traced beyond what was held when it began."""
+    tracemalloc.start()
+    try:
+        held = tracemalloc.get_traced_memory()[0]
+        result = read()
+        return result, tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.fixture(scope="module")
 def mid_in_small_chunks(mid, tmp_path_factory):
     """mid in chunks of 1,024 cells, a real file's width: the tiles a read lists are per chunk."""
@@ -159,13 +170,7 @@ def test_genes_over_every_cell_keep_only_their_rows_as_they_decode(mid_in_small_
     with sinr.open(path, jobs=1) as m:
         assert not m._by_gene_reads(genes.size)
         m[genes[:2], :2]  # anything a first read loads or caches
-        tracemalloc.start()
-        try:
-            held = tracemalloc.get_traced_memory()[0]
-            got = m[genes, :]
-            peak = tracemalloc.get_traced_memory()[1] - held
-        finally:
-            tracemalloc.stop()
+        got, peak = traced_peak(lambda: m[genes, :])
     assert peak < 12 * counts.nnz
     assert (got != counts.tocsr()[genes]).nnz == 0
 
@@ -208,13 +213,7 @@ def test_most_genes_hold_no_copy_of_the_result_beside_it(mid_in_small_chunks, mo
     with sinr.open(path, jobs=1) as m:
         m[:2, :2]  # anything a first read loads or caches
         for genes in (slice(1, None), slice(None, None, -1)):
-            tracemalloc.start()
-            try:
-                held = tracemalloc.get_traced_memory()[0]
-                got = m[genes, :]
-                peak = tracemalloc.get_traced_memory()[1] - held
-            finally:
-                tracemalloc.stop()
+            got, peak = traced_peak(lambda: m[genes, :])  # noqa: B023 (called at once)
             assert peak < 36 * got.nnz, f"{peak / got.nnz:.1f} bytes a nonzero"
             assert (got != expected[genes]).nnz == 0 and got.has_sorted_indices and got.dtype == np.int64
 
