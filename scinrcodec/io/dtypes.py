@@ -37,16 +37,17 @@ def count_dtype(dtype) -> np.dtype:
         raise InvalidInputError(f"dtype {dtype!r} is not a numpy type") from exc
     if out.kind not in "iuf" or out.itemsize < 4:
         raise InvalidInputError(f"dtype {out} cannot hold every count (use float32, float64, int32 or int64)")
-    return out
+    return out.newbyteorder("=")  # scipy.sparse holds no other byte order ('>i8')
 
 
 def stored_dtypes(recorded, lossless: bool = True) -> tuple[np.dtype, np.dtype]:
     """(the type to decode a matrix stored from `recorded` in, the type a sparse result holds it in):
     reads take no integer type narrower than 32 bits (it could wrap a count), so narrower ones are
-    decoded in int32 and cast; scipy.sparse holds no float16, and float32 holds such counts exactly.
+    decoded in int32 and cast; scipy.sparse holds no float16 (float32 holds such counts exactly) and
+    only the machine's byte order.
     A matrix not `lossless` is decoded and held in `recorded` widened, whatever its values: a lazy
     read must name its type before it decodes anything, and an eager one gives the same."""
-    recorded = np.dtype(recorded)
+    recorded = np.dtype(recorded).newbyteorder("=")  # an .h5ad may store '>i8', which scipy.sparse cannot hold
     if not lossless:
         return widened(recorded), widened(recorded)
     read = recorded if recorded.itemsize >= 4 else np.dtype(np.int32)

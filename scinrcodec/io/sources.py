@@ -318,11 +318,12 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
 
 
 def sparse_values(data, what: str) -> np.ndarray:
-    """Values scipy.sparse can hold: numbers (float16, which scipy refuses, widened to float32)."""
+    """Values scipy.sparse can hold: numbers (float16, which scipy refuses, widened to float32), in
+    the machine's byte order (scipy refuses '>i8', which an .h5ad may store)."""
     data = np.asarray(data)
     if data.dtype.kind not in "biuf":
         raise InvalidInputError(f"{what}: values of type {data.dtype} are not counts")
-    return data.astype(np.float32) if data.dtype == np.float16 else data
+    return data.astype(np.float32 if data.dtype == np.float16 else data.dtype.newbyteorder("="), copy=False)
 
 
 def checked_compressed(data, indices, indptr, *, shape: tuple[int, int], by_column: bool, what: str):

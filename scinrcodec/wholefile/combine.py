@@ -32,7 +32,7 @@ from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, cop
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path
 from ..io.formats import check_sinr_output
-from ..io.dtypes import anndata_dtype
+from ..io.dtypes import anndata_dtype, stored_dtypes
 from ..io.h5ad import MERGE_RULES, cells_by_genes_source, obs_frame, var_frame
 from ..io.matrix import CountMatrix
 from ..io.sources import one_line
@@ -334,7 +334,8 @@ def _skeleton(m: SinrMatrix):
     for entry in contents.matrices:
         matrix = m.matrix(entry["matrix"])
         matrices[entry["element"]] = (matrix, entry["dtype"], entry["format"])
-        placeholders[entry["element"]] = sp.csr_matrix(matrix.T.shape, dtype=np.dtype(entry["dtype"]))
+        held = stored_dtypes(entry["dtype"], matrix.mode == "lossless")[1]  # a type scipy.sparse holds
+        placeholders[entry["element"]] = sp.csr_matrix(matrix.T.shape, dtype=held)
     if "raw/X" in placeholders:
         raw = {**(raw or {}), "X": placeholders["raw/X"]}
     layers = contents.listed_layers(values.pop("layers", {}), placeholders)
