@@ -13,7 +13,6 @@ import _thread
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -32,6 +31,7 @@ from .io.h5ad import MERGE_RULES
 from .io.h5ad_output import COMPRESSIONS
 from .limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, MAX_DEFAULT_CHUNK_CELLS, MAX_ERROR_LIMIT
 from .model.siren import NORMALISATIONS
+from .reader.selection import INDEX_TEXT, spelled_position
 from .report import counted
 from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
@@ -155,10 +155,10 @@ def _names_list(text: str | None) -> list[str] | list[int] | None:
         names = [n for n in text.split(",") if n]
     if not names:
         raise InvalidInputError(f"{text!r} names nothing")
-    indices = [n.startswith("#") and bool(_INDEX.fullmatch(n[1:])) for n in names]
-    if all(indices):
-        return [int(n[1:]) for n in names]
-    if any(indices):
+    positions = [spelled_position(n) for n in names]
+    if all(p is not None for p in positions):
+        return positions
+    if any(p is not None for p in positions):
         raise InvalidInputError(f"{text!r} mixes #N indices and names; give one or the other")
     return names
 
@@ -228,18 +228,16 @@ def _verify(args: argparse.Namespace) -> None:
           f"{time.perf_counter() - started:.1f} s)")
 
 
-_INDEX = re.compile(r"-?[0-9]+")  # ASCII digits only: int() and str.isdigit take any script's, and '1_0'
-
-
 def parse_key(text: str, name_lists: Callable[[], Iterable[list[str] | None]]) -> int | str:
     """`#N` is index N, no names read; other text is a name when some list of `name_lists()` holds
     it, else an index if it is one (names are read only then: a file's every cell name had been read
     for `sinr get f '#i' '#j'`, 8 times the bytes of the entry itself at 6e7 nonzeros)."""
-    if text.startswith("#") and _INDEX.fullmatch(text[1:]):
-        return int(text[1:])
+    position = spelled_position(text)
+    if position is not None:
+        return position
     if any(names and text in names for names in name_lists()):
         return text
-    return int(text) if _INDEX.fullmatch(text) else text
+    return int(text) if INDEX_TEXT.fullmatch(text) else text
 
 
 def _get(args: argparse.Namespace) -> None:

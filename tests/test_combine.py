@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, leftovers, needs, sinr_cli
+from scinrcodec.cli import main
 from scinrcodec.storage.container import read_footer
 from scinrcodec.storage.opening import open_source
 
@@ -413,6 +414,26 @@ def test_subset_by_names_in_their_order(parts, tmp_path):
         sinr.subset(folder / "b.sinr", tmp_path / "x.sinr", cells=["nope"])
     with pytest.raises(sinr.InvalidInputError, match="twice"):
         sinr.subset(folder / "b.sinr", tmp_path / "x.sinr", cells=[cells[300], cells[300]])
+
+
+def test_subset_takes_positions_as_ints_and_says_so_for_the_command_lines_spelling(parts, tmp_path):
+    """`sinr subset --cells '#3,#0'` cuts cells 3 and 0; the library takes them as the ints 3 and 0
+    (strings are names, as labels are to pandas and anndata), and cells=['#3', '#0'] had failed with
+    "no cell named '#3'" alone: it now says which int is meant. Both give the same file."""
+    folder = parts[0]
+    with sinr.open(folder / "b.sinr") as b:
+        cells = b.cell_names
+    assert main(["subset", str(folder / "b.sinr"), "-o", str(tmp_path / "cli.sinr"), "--cells", "#3,#0",
+                 "--genes", "#5", "--quiet"]) == 0
+    sinr.subset(folder / "b.sinr", tmp_path / "api.sinr", cells=[3, 0], genes=[5])
+    with sinr.open(tmp_path / "cli.sinr") as cli, sinr.open(tmp_path / "api.sinr") as api:
+        assert cli.cell_names == api.cell_names == [cells[3], cells[0]] and (cli.to_scipy() != api.to_scipy()).nnz == 0
+    said = r"no cell named '#3', '#0' \(strings are names here; the cell at position 3 is the int 3, which the sinr " \
+           r"command spells '#3'\)"
+    with pytest.raises(sinr.SinrKeyError, match=said):
+        sinr.subset(folder / "b.sinr", tmp_path / "x.sinr", cells=["#3", "#0"])
+    with sinr.open(folder / "b.sinr") as b, pytest.raises(sinr.SinrKeyError, match="gene at position 5 is the int 5"):
+        b.gene("#5")
 
 
 def test_cli_concat_and_subset(parts, tmp_path):

@@ -31,8 +31,8 @@ from .index import MatrixIndex, band_tile_ranges
 from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, check_dtype, divided, in_dtype, \
     integer_variance, matrix_moments
 from .oriented import CellsByGenes
-from .selection import (all_distinct, as_index, expand, is_everything, is_key, is_scalar, place, two_keys,
-                        unique_sorted)
+from .selection import (all_distinct, as_index, expand, is_everything, is_key, is_scalar, no_such_name, place,
+                        two_keys, unique_sorted)
 
 
 def fits_in_memory(what: str):
@@ -264,7 +264,7 @@ class MatrixReader:
         ids named, so that the user can pick one), never the first of them silently."""
         found = table.get(key)
         if found is None:
-            raise SinrKeyError(f"no {axis} named {key!r}")
+            raise no_such_name(axis, [key])
         if type(found) is int:  # noqa: E721
             return found
         ids = self.gene_ids if axis == "gene" and self.gene_ids is not None else None
@@ -482,9 +482,7 @@ class MatrixReader:
                 table = self._table(axis)
                 missing = [k for k in names if k not in table]
                 if missing:
-                    shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3:,} more" if len(missing) > 3
-                                                                 else "")
-                    raise SinrKeyError(f"no {axis} named {shown}")
+                    raise no_such_name(axis, missing)
                 return np.fromiter((self._named(axis, table, k) for k in names), dtype=np.int64, count=len(names))
             if names and any(isinstance(k, str) for k in names):
                 raise SinrIndexError(f"a {axis} index mixes names and other keys")

@@ -2,10 +2,32 @@
 index arithmetic of MatrixReader's reads (m[genes, cells], positions), apart from the decoding."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from ..errors import SinrIndexError
+from ..errors import SinrIndexError, SinrKeyError
 from ..limits import check_allocation
+
+
+INDEX_TEXT = re.compile(r"-?[0-9]+")  # ASCII digits only: int() and str.isdigit take any script's, and '1_0'
+
+
+def spelled_position(text: str) -> int | None:
+    """N where `text` is '#N', the sinr command's text for position N (its arguments are all text);
+    None otherwise. The library takes positions as ints and every string as a name, as pandas'
+    and anndata's labels: a cell may be named '#0'."""
+    return int(text[1:]) if text.startswith("#") and INDEX_TEXT.fullmatch(text[1:]) else None
+
+
+def no_such_name(axis: str, missing: list[str]) -> SinrKeyError:
+    """The error for keys no gene or cell is named: the first few named, and where one is '#N', that
+    position N is the int N ('#N' is the command line's)."""
+    shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3:,} more" if len(missing) > 3 else "")
+    position = next((p for p in map(spelled_position, missing) if p is not None), None)
+    hint = "" if position is None else (f" (strings are names here; the {axis} at position {position} is the int "
+                                        f"{position}, which the sinr command spells '#{position}')")
+    return SinrKeyError(f"no {axis} named {shown}{hint}")
 
 
 def unique_sorted(values: np.ndarray) -> np.ndarray:

@@ -271,7 +271,10 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
            format_version: int = DEFAULT_MAJOR, storage_options: dict | None = None) -> dict:
     """Some cells and genes of a .sinr file (a path, or a URL with fsspec's storage_options) in a
     new file of format `format_version`, in the order given: names (gene names or ids), indices,
-    slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. A whole AnnData keeps
+    slices or boolean masks, as SinrMatrix indexing takes them; None keeps all. Positions are ints:
+    every string is a name, as labels are to pandas and anndata (a cell may be named '#0'), where
+    `sinr subset --cells '#0'` spells position 0 as text (reader.selection.spelled_position), its
+    arguments being all text; a '#N' no cell is named is refused saying so. A whole AnnData keeps
     every part, subset as anndata subsets it; a 10x file's subset is a 10x file, its feature fields
     and barcodes cut and its attributes kept (tenx.cut_10x_image). Returns sizes and names."""
     check_sinr_output(output, force=force, inputs=[input])
