@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sinr_command import on_interrupt
@@ -54,18 +56,35 @@ def _encode_options(args: argparse.Namespace) -> dict:
                 progress=_progress(args))
 
 
-def _client(args: argparse.Namespace):
-    """A Dask client for --scheduler ADDRESS, or None."""
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator:
+    """A Dask client for --scheduler ADDRESS (or None), closed after the block. distributed's loggers
+    are off meanwhile: a scheduler lost mid-encode had been logged with two tracebacks (distributed.client,
+    ERROR) before the encode failed with its one ClusterError line."""
     if not args.scheduler:
-        return None
+        yield None
+        return
     try:
         from distributed import Client
     except ImportError:
         raise InvalidInputError("--scheduler needs Dask: pip install 'scinrcodec[dask]'") from None
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.split(".")[0] == "distributed"]
+    were = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
     try:
-        return Client(args.scheduler, timeout=30)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InvalidInputError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InvalidInputError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        for logger, was in zip(loggers, were):
+            logger.disabled = was
 
 
 def _summary(output, result: dict, seconds: float) -> str:
@@ -98,9 +117,8 @@ def _encode(args: argparse.Namespace) -> None:
     if args.drop and not whole:
         raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5, not with --matrix-only" if args.matrix_only
                                 else f"--drop applies to a whole .h5ad or 10x .h5, not to {args.input}")
-    client = _client(args)
     started = time.perf_counter()
-    try:
+    with _client(args) as client:
         if whole:
             result = encode_whole(args.input, args.output, layer=args.layer, drop=args.drop, force=args.force,
                                   client=client, **_encode_options(args))
@@ -113,9 +131,6 @@ def _encode(args: argparse.Namespace) -> None:
                 if hinted is exc:
                     raise
                 raise hinted from exc
-    finally:
-        if client is not None:
-            client.close()
     print(_summary(args.output, result, time.perf_counter() - started))
 
 

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import ast
 import os
+import re
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA
+from conftest import DATA, assert_one_error_line
 from scinrcodec.errors import FileChangedError
 from scinrcodec.io.readers import open_source_spec, read_matrix
 from scinrcodec.io.sources import ScipySource
@@ -106,6 +110,42 @@ def test_a_worker_killed_is_a_cluster_error(tmp_path, pbmc):
         with pytest.raises(sinr.ClusterError, match="the Dask cluster failed .KilledWorker"):
             sinr.encode(tmp_path / "in.npz", tmp_path / "killed.sinr", client=client, chunk_cells=20, **FAST)
     assert [p.name for p in tmp_path.iterdir()] == ["in.npz"]
+
+
+def test_a_scheduler_lost_mid_encode_is_one_error_line(tmp_path, pbmc):
+    """`sinr encode --scheduler` whose scheduler dies (a job's node lost) ends with one error line and
+    no output: distributed had logged two tracebacks (distributed.client, ERROR) before it. The
+    scheduler has no worker, so the encode waits on it until it is killed."""
+    pytest.importorskip("distributed")
+    sp.save_npz(tmp_path / "in.npz", sp.csr_matrix(pbmc.matrix()))
+    with open(tmp_path / "scheduler.log", "w+") as log:
+        scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                      "--port", "0", "--no-dashboard"], stdout=log, stderr=log)
+        try:
+            address = _logged(log, re.compile(r"Scheduler at: +(tcp://\S+)")).group(1)
+            encode = subprocess.Popen([sys.executable, "-m", "scinrcodec", "encode", tmp_path / "in.npz",
+                                       tmp_path / "out.sinr", "--scheduler", address, "--no-siren", "--quiet"],
+                                      stderr=subprocess.PIPE, text=True)
+            _logged(log, re.compile("Receive client connection"))
+        finally:
+            scheduler.kill()
+            scheduler.wait()
+        _, stderr = encode.communicate(timeout=120)
+    assert_one_error_line(subprocess.CompletedProcess(encode.args, encode.returncode, "", stderr),
+                          "the Dask cluster failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "scheduler.log"]
+
+
+def _logged(log, pattern: re.Pattern, seconds: float = 60) -> re.Match:
+    """The first match of `pattern` in the file `log` as it is written, within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        log.seek(0)
+        found = pattern.search(log.read())
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern.pattern!r} not logged in {seconds} s")
 
 
 def test_a_worker_never_encodes_another_version_of_the_input(tmp_path, pbmc, monkeypatch):
