@@ -446,6 +446,26 @@ def test_file_level_sections_are_checked(rich_sinr):
         verify_file(sinr.open(bytes(data)))
 
 
+def test_a_layer_the_contents_list_but_the_file_lacks_is_refused_by_every_reader(rich_sinr, tmp_path):
+    """A contents map listing a layer the file holds neither as a matrix nor in its layers image
+    (spec §14.4, S5) is a corrupt file to each reader and to sinr verify: subset and concat had
+    failed with a KeyError (the CLI's 'internal error'), the lazy AnnData had left the layer out and
+    verify had said ok, while to_anndata refused the file."""
+    with sinr.open(rich_sinr) as m:
+        contents = m.contents.raw
+    ghost = tmp_path / "ghost.sinr"
+    ghost.write_bytes(resealed(rich_sinr, contents={**contents, "layers": [*contents["layers"], "ghost"]}))
+    match = r"contents name layers the file does not hold \('ghost'\)"
+    with sinr.open(ghost) as m:
+        for read in (m.to_anndata, lambda: m.to_anndata(lazy=True), lambda: verify_file(m)):
+            with pytest.raises(sinr.CorruptFileError, match=match):
+                read()
+    with pytest.raises(sinr.CorruptFileError, match=match):
+        sinr.subset(ghost, tmp_path / "subset.sinr", cells=[0, 1])
+    with pytest.raises(sinr.CorruptFileError, match=match):
+        sinr.concat([ghost, rich_sinr], tmp_path / "concat.sinr")
+
+
 def test_float16_and_big_endian_counts_subset_concat_and_read_lazily(tmp_path):
     """An AnnData whose X is dense float16 or big-endian int64 ('>i8', as an .h5ad may store it):
     scipy.sparse holds neither, whose ValueError (the CLI's 'internal error') had ended an encode of

@@ -65,10 +65,7 @@ def restore_anndata(m, contents: StoredContents, progress: bool | Progress = Fal
         values = {part: contents.read(part) for part in contents.elements}
         matrices = pending.result()
     raw = values.pop("raw", None)
-    stored_layers = values.pop("layers", {})
-    if not set(contents.layers) <= set(stored_layers) | {k[7:] for k in matrices if k.startswith("layers/")}:
-        raise CorruptFileError(f"{m.source}: contents name layers the file does not hold")
-    layers = {k: matrices[f"layers/{k}"] if f"layers/{k}" in matrices else stored_layers[k] for k in contents.layers}
+    layers = contents.listed_layers(values.pop("layers", {}), matrices)
     x = matrices.get("X", values.pop("X", None))
     try:
         with quiet_anndata():
