@@ -97,7 +97,9 @@ DISTRIBUTIONS = {"distributed": "dask", "botocore": "s3fs"}  # dask[distributed]
 
 def test_every_package_imported_is_declared():
     """pandas was imported by io and wholefile but declared nowhere (it came with anndata); every module
-    the package imports is now the standard library's, or a base dependency's or an extra's."""
+    the package imports is now the standard library's, a base dependency's or an extra's, or one the
+    wheel ships (sinr_command, the console script)."""
+    own = set(pyproject()["tool"]["scikit-build"]["wheel"]["packages"])
     config = pyproject()["project"]
     declared = {re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
                 for requirement in [*config["dependencies"], *(r for extra in config["optional-dependencies"].values()
@@ -109,5 +111,5 @@ def test_every_package_imported_is_declared():
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "scinrcodec"}
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name not in own}
     assert {DISTRIBUTIONS.get(name, name) for name in third_party} - declared == set()
