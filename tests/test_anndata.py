@@ -466,6 +466,25 @@ def test_a_layer_the_contents_list_but_the_file_lacks_is_refused_by_every_reader
         sinr.concat([ghost, rich_sinr], tmp_path / "concat.sinr")
 
 
+def test_an_anndata_shape_its_matrices_contradict_is_refused_by_every_reader(rich_sinr, tmp_path):
+    """A contents shape whose n_obs is not its count matrices' cells (spec §14, S5) is a corrupt file
+    to each reader and to sinr verify: to_anndata alone had refused it, while verify said ok and the
+    lazy AnnData, subset and concat read it."""
+    with sinr.open(rich_sinr) as m:
+        contents = m.contents.raw
+    wrong = tmp_path / "wrong.sinr"
+    wrong.write_bytes(resealed(rich_sinr, contents={**contents, "shape": [81, contents["shape"][1]]}))
+    match = r"matrix '[^']+' has 80 cells, the AnnData 81"
+    with sinr.open(wrong) as m:
+        for read in (m.to_anndata, lambda: m.to_anndata(lazy=True), lambda: verify_file(m)):
+            with pytest.raises(sinr.CorruptFileError, match=match):
+                read()
+    with pytest.raises(sinr.CorruptFileError, match=match):
+        sinr.subset(wrong, tmp_path / "subset.sinr", cells=[0, 1])
+    with pytest.raises(sinr.CorruptFileError, match=match):
+        sinr.concat([wrong, rich_sinr], tmp_path / "concat.sinr")
+
+
 def test_float16_and_big_endian_counts_subset_concat_and_read_lazily(tmp_path):
     """An AnnData whose X is dense float16 or big-endian int64 ('>i8', as an .h5ad may store it):
     scipy.sparse holds neither, whose ValueError (the CLI's 'internal error') had ended an encode of

@@ -40,6 +40,15 @@ class StoredContents:
     def layers(self) -> list[str]:
         return list(self.raw.get("layers", []))
 
+    def check_cells(self) -> None:
+        """Refuse an AnnData whose count matrices do not each have its n_obs cells (spec §14, S5)."""
+        n_obs = self.raw["shape"][0]
+        for entry in self.matrices:
+            n_cells = self.matrix_of(entry["matrix"]).shape[1]
+            if n_cells != n_obs:
+                raise CorruptFileError(f"{self.what}: matrix {entry['matrix']!r} has {n_cells:,} cells, the AnnData "
+                                       f"{n_obs:,}")
+
     def listed_layers(self, stored: dict, matrices: dict) -> dict:
         """The AnnData's layers in the order the contents list them, each a count matrix of the file
         (`matrices`: element -> value, 'layers/<name>' among them) or else one its layers element

@@ -331,6 +331,7 @@ def _skeleton(m: SinrMatrix):
         with quiet_anndata():
             adata = anndata.AnnData(X=sp.csr_matrix(m.T.shape, dtype=dtype), obs=obs, var=var)
         return adata, {"X": (m, dtype.str, "csr_matrix")}
+    contents.check_cells()
     values = {part: contents.read(part) for part in contents.elements}
     raw = values.pop("raw", None)
     matrices, placeholders = {}, {}

@@ -62,7 +62,8 @@ def verify_file(m, *, progress: bool = False) -> dict:
                 with contents.hdf5(part):
                     pass
             report["sections"] += 1
-        if contents is not None and contents.object == "anndata":  # each layer it lists is held (spec §14.4)
+        if contents is not None and contents.object == "anndata":  # its matrices' cells, each layer it lists held
+            contents.check_cells()
             contents.listed_layers(stored_layers, {e["element"]: None for e in contents.matrices})
     return report
 

@@ -21,6 +21,7 @@ def lazy_anndata(m, contents, *, dtype=None):
         with quiet_anndata():
             return anndata.AnnData(X=dask_matrix(m, anndata_dtype(dtype)), obs=obs, var=var)
     wanted = None if dtype is None else anndata_dtype(dtype)
+    contents.check_cells()
     contents.prefetch(contents.elements)
     parts = {part: contents.read(part) for part in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns")
              if part in contents.elements}

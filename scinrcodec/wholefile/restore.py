@@ -49,11 +49,7 @@ def restore_anndata(m, contents: StoredContents, progress: bool | Progress = Fal
     import anndata
     import pandas as pd
 
-    n_obs = contents.raw["shape"][0]
-    for entry in contents.matrices:
-        if m.matrix(entry["matrix"]).shape[1] != n_obs:
-            raise CorruptFileError(f"{m.source}: matrix {entry['matrix']!r} has {m.matrix(entry['matrix']).shape[1]:,} "
-                                   f"cells, the AnnData {n_obs:,}")
+    contents.check_cells()
 
     def decode_all() -> dict:
         return {e["element"]: decoded(m.matrix(e["matrix"]), e["dtype"], e["format"], progress)
