@@ -3,9 +3,10 @@
 Every failure is one `sinr: error:` line on stderr and exit status 1: usage errors, every error
 the library names, and file system errors (a full disk or a file size limit: Python ignores
 SIGXFSZ, so an oversized write fails with EFBIG instead of killing the process); anything else is
-reported as an internal error on one line (SINR_DEBUG=1 shows its traceback). An interrupt (Ctrl-C
-or SIGTERM) removes partial outputs and exits 130; a closed pipe (`sinr info f | head -1`) ends
-silently with status 141, as a process killed by SIGPIPE would.
+reported as an internal error on one line (SINR_DEBUG=1 shows its traceback). An interrupt (Ctrl-C,
+SIGTERM, or SIGHUP: the terminal or ssh session closed) removes partial outputs and exits 130; a
+closed pipe (`sinr info f | head -1`) ends silently with status 141, as a process killed by SIGPIPE
+would.
 """
 from __future__ import annotations
 
@@ -490,10 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _LAST_SIGNAL = [signal.SIGINT]  # the signal _interrupt last took: the one _Reinterrupt sends again
+# the signals that stop a command (_interrupt); SIGHUP too, where there is one: a closed terminal or ssh
+# session had killed the command and left its temporary output, as large as the output, behind
+_STOPS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 def _interrupt(signum, frame) -> None:
-    """SIGINT and SIGTERM: stop, and keep any output from being renamed into place even where the
+    """The signals of _STOPS: stop, and keep any output from being renamed into place even where the
     KeyboardInterrupt lands in code whose exceptions Python discards (io.atomic.interrupted)."""
     interrupted.set()
     _LAST_SIGNAL[0] = signum
@@ -508,7 +512,7 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `sinr` with argv (default: the process's): 0 on success, else one error line on stderr and the exit
     status the module docstring gives. Without argv the call is the `sinr` command, and the process ends
-    after it: once the command has run, SIGINT and SIGTERM are ignored, so that one arriving as the
+    after it: once the command has run, the signals that stop it are ignored, so that one arriving as the
     process exits does not turn a finished command into exit 130 (a pipeline would then run it again and
     find its output there); with argv (a caller's own process), or after a failure, the handlers are
     put back. Signals reach the main thread only, which alone may set their handlers: run by another
@@ -520,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     if in_charge:
         interrupted.clear()
         # a signal the process was started ignoring (a job run with & by a script) stays ignored, as a shell's
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, _interrupt) for sig in _STOPS
                     if signal.getsignal(sig) is not signal.SIG_IGN}
         previous_hook, reinterrupt = sys.unraisablehook, _Reinterrupt(sys.unraisablehook)
         sys.unraisablehook = reinterrupt
@@ -561,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ignore_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOPS:
         signal.signal(sig, signal.SIG_IGN)
 
 

@@ -11,7 +11,10 @@ INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C sto
 
 def on_interrupt() -> int:
     """Say on stderr that the command was interrupted; the exit status that says so."""
-    print("sinr: interrupted", file=sys.stderr)
+    try:
+        print("sinr: interrupted", file=sys.stderr)
+    except OSError:  # EIO: stderr was the terminal whose hangup (SIGHUP) stopped the command
+        pass
     return INTERRUPTED
 
 

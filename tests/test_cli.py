@@ -472,27 +472,67 @@ def test_ctrl_c_during_the_imports_exits_130_without_a_traceback(encoded, first)
     assert (run.returncode, run.stdout, run.stderr) == (130, "", "interrupting\nsinr: interrupted\n")
 
 
-def test_sigterm_during_decode_leaves_nothing(tmp_path):
-    counts = _random_counts(1000, 20000, 0.05, 50, seed=3)
-    sinr.encode(counts, tmp_path / "large.sinr", **FAST)
-    out = tmp_path / "out"
-    out.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    process = subprocess.Popen([sys.executable, "-m", "scinrcodec", "decode", str(tmp_path / "large.sinr"),
-                                str(out / "large.mtx.gz")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """A .sinr whose decode to .mtx.gz takes seconds: time to stop it part-way."""
+    path = tmp_path_factory.mktemp("large") / "large.sinr"
+    sinr.encode(_random_counts(1000, 20000, 0.05, 50, seed=3), path, **FAST)
+    return path
+
+
+def _writing(out: Path, running) -> None:
+    """Wait until a temporary output appears in `out` while `running()`."""
     deadline = time.monotonic() + 120
-    while not leftovers(out) and process.poll() is None and time.monotonic() < deadline:
+    while not leftovers(out) and running() and time.monotonic() < deadline:
         time.sleep(0.005)
     assert leftovers(out), "the decode ended before writing its temporary file"
-    process.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_decode_leaves_nothing(tmp_path, large, stop):
+    """SIGTERM (a scheduler's) or SIGHUP (the terminal or ssh session closed; it had killed the
+    command, leaving its temporary output behind) removes the partial output and exits 130."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    command = [sys.executable, "-m", "scinrcodec", "decode", str(large), str(tmp_path / "large.mtx.gz")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _writing(tmp_path, lambda: process.poll() is None)
+    process.send_signal(getattr(signal, stop))
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and stderr.decode().strip() == "sinr: interrupted"
-    assert list(out.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_closed_terminal_stops_the_command_and_leaves_nothing(tmp_path, large):
+    """A command on a terminal that closes (an ssh session dropped) gets SIGHUP from the kernel, which
+    had killed it and left its temporary output behind: it removes it and exits 130, though its
+    stderr, the terminal, is gone (the message fails with EIO)."""
+    pty = pytest.importorskip("pty")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: on its own terminal, as a login shell's command is
+        try:
+            os.execv(sys.executable, [sys.executable, "-m", "scinrcodec", "decode", str(large),
+                                      str(tmp_path / "large.mtx.gz"), "--quiet"])
+        finally:
+            os._exit(127)
+    ended = []
+
+    def running() -> bool:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        ended.extend([status] if done else [])
+        return not done
+
+    try:
+        _writing(tmp_path, running)
+    finally:
+        os.close(terminal)  # the terminal hangs up
+        status = ended[0] if ended else os.waitpid(pid, 0)[1]
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_interrupt_while_the_temporary_file_is_made_leaves_none(tmp_path, monkeypatch):
     """An interrupt landing after the temporary output exists and before the writer holds its name
-    (as SIGTERM can, right after the file appears: the race of test_sigterm_during_decode_leaves_nothing)
+    (as SIGTERM can, right after the file appears: the race of test_a_stop_signal_during_decode_leaves_nothing)
     still removes it."""
     from scinrcodec.io import atomic
 
@@ -579,10 +619,10 @@ def test_an_interrupt_python_discards_stops_the_command_without_a_traceback(tmp_
 
 
 def test_the_command_ignores_a_signal_once_it_is_done(tmp_path, encoded, monkeypatch):
-    """Run as the `sinr` command (no argv), a finished command ignores SIGINT and SIGTERM: one arriving
-    as the process exits had turned a complete output into exit 130 and no message; called with argv
-    (in a caller's process), main() puts the handlers back."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """Run as the `sinr` command (no argv), a finished command ignores SIGINT, SIGTERM and SIGHUP: one
+    arriving as the process exits had turned a complete output into exit 130 and no message; called
+    with argv (in a caller's process), main() puts the handlers back."""
+    previous = {sig: signal.getsignal(sig) for sig in cli._STOPS}
     monkeypatch.setattr(sys, "argv", ["sinr", "info", str(encoded)])
     try:
         assert main() == 0

@@ -114,7 +114,7 @@ def _umask() -> int:
     return mask
 
 
-# Set by the CLI's SIGINT and SIGTERM handler, which also raises KeyboardInterrupt: an interrupt raised
+# Set by the CLI's SIGINT, SIGTERM and SIGHUP handler, which also raises KeyboardInterrupt: an interrupt raised
 # where Python discards exceptions (h5py's weakref callbacks) must still keep the output from being renamed
 # into place.
 interrupted = threading.Event()
