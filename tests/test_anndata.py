@@ -668,6 +668,28 @@ def test_one_modality_by_name(multimodal_h5, tmp_path):
     assert (whole.X != reference.X.astype(np.int32)).nnz == 0
 
 
+def test_a_10x_file_whose_fills_contradict_its_image_is_refused(tmp_path):
+    """What a 10x file's contents fill (spec §14.5): data, indices and indptr once each, no dataset
+    twice, each an empty 1-D dataset of the image. A file listing no fills had decoded to a 10x .h5
+    without its matrix (empty data, indices and indptr), one filling the barcodes with the values as
+    well to barcodes of counts, and sinr verify had said ok of those and of a fill the image lacks."""
+    good = tmp_path / "x.sinr"
+    sinr.encode_whole(DATA / "pbmc500_cellranger.h5", good, **FAST)
+    with sinr.open(good) as m:
+        contents = m.contents.raw
+    filled = contents["filled"]
+    cases = [([], "does not fill data, indices and indptr once each"),
+             ([[p, "data" if p.endswith("barcodes") else fill, r] for p, fill, r in filled], "once each"),
+             ([["matrix/nope", *filled[0][1:]], *filled[1:]], "no empty dataset 'matrix/nope' to fill")]
+    for i, (fills, match) in enumerate(cases):
+        bad = tmp_path / f"bad{i}.sinr"
+        bad.write_bytes(resealed(good, contents={**contents, "filled": fills}))
+        with sinr.open(bad) as m, pytest.raises(sinr.CorruptFileError, match=match):
+            verify_file(m)
+        with pytest.raises(sinr.CorruptFileError, match=match):
+            sinr.decode(bad, tmp_path / f"bad{i}.h5")
+
+
 def test_single_genome_v2_10x_file_round_trips(tmp_path):
     """Cell Ranger 2: one genome group with genes and gene_names."""
     source = sinr.read_matrix(DATA / "pbmc500_cellranger.h5")

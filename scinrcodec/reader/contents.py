@@ -192,6 +192,10 @@ def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | N
                 isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and e[1] in FILLS
                 and isinstance(e[2], bool) for e in filled):
             raise bad("does not describe a 10x file")
+        fills = [e[1] for e in filled]  # the matrix's three arrays, as a writer lists them (spec §14.5)
+        if len(set(fills)) != len(fills) or len({e[0] for e in filled}) != len(filled) \
+                or not {"data", "indices", "indptr"} <= set(fills):
+            raise bad("does not fill data, indices and indptr once each, and each dataset once")
     else:
         shape = raw.get("shape")
         if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and not isinstance(n, bool)

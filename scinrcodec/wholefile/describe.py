@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..progress import progress_of
+from .tenx import check_skeletons
 
 
 def describe_contents(m) -> str:
@@ -59,8 +60,8 @@ def verify_file(m, *, progress: bool = False) -> dict:
                 value = contents.read(part)
                 stored_layers = value if part == "layers" else stored_layers
             else:
-                with contents.hdf5(part):
-                    pass
+                with contents.hdf5(part) as image:
+                    check_skeletons(m, contents, image)
             report["sections"] += 1
         if contents is not None and contents.object == "anndata":  # its matrices' cells, each layer it lists held
             contents.check_cells()

@@ -104,6 +104,7 @@ def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndar
         return True
 
     with contents.hdf5("h5") as f:
+        check_skeletons(m, contents, f)
         done = []
         image = hdf5_image(lambda out: done.append(cut(f, out)))
     return image if done[0] else None
@@ -128,6 +129,15 @@ def tenx_var(m, contents: StoredContents | None) -> dict[str, list]:
     return {k: v for k, v in columns.items() if v is not None}
 
 
+def check_skeletons(m, contents: StoredContents, image) -> None:
+    """Each dataset the contents fill is an empty 1-D dataset of the open 10x image (spec §14.5, S5)."""
+    import h5py
+
+    for path, _, _ in contents.raw["filled"]:
+        if not isinstance(image.get(path), h5py.Dataset) or image[path].shape != (0,):
+            raise CorruptFileError(f"{m.source}: the 10x image has no empty dataset {path!r} to fill")
+
+
 def write_10x(m, contents: StoredContents, path: Path, progress: Progress | None = None) -> None:
     """The 10x file a .sinr file was encoded from, with every dataset and attribute it had: the
     matrix decoded, then written (its data and indices, half a nonzero each), passes of `progress`."""
@@ -138,9 +148,7 @@ def write_10x(m, contents: StoredContents, path: Path, progress: Progress | None
     needed = {fill for fill, _ in fills.values()}
     image = io.BytesIO()
     with contents.hdf5("h5") as skeleton, h5py.File(image, "w") as out:
-        missing = [p for p in fills if not isinstance(skeleton.get(p), h5py.Dataset)]
-        if missing:
-            raise CorruptFileError(f"{m.source}: the 10x image has no dataset {missing[0]!r} to fill")
+        check_skeletons(m, contents, skeleton)
         stored = {skeleton[p].dtype for p, (fill, _) in fills.items() if fill == "data"}
         # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
         csc = m.to_scipy("csc", dtype=TENX_VALUES if stored == {TENX_VALUES} else READ_DTYPE, progress=progress)
