@@ -461,6 +461,8 @@ class MatrixReader:
             return self.get(genes, cells)
         wanted = None if is_everything(cells, self.shape[1]) else self.positions(cells, "cell")  # None: every cell
         if is_everything(genes, self.shape[0]) and (self.shape[1] if wanted is None else wanted.size):
+            if wanted is None:  # m[:, :], m[...], m.T[:]: the whole matrix, decoded as to_scipy decodes it
+                return self.to_scipy("csc").T if cells_major else self.to_scipy()
             if not cells_major:  # gene-major: an index pointer per gene, and the core's while it turns
                 check_allocation(24 * self.shape[0], f"{self.source}: the rows of {self.shape[0]:,} genes")
             core = self._core()  # m[:, cells]: no index array over every gene, a cell's read is a millisecond
