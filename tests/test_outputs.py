@@ -187,6 +187,40 @@ def test_check_output_refuses_an_output_holding_the_input(tmp_path, pbmc):
         check_output(tmp_path / "folder" / "matrix.mtx.gz", force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
 
 
+@pytest.mark.parametrize("output", ["out.sinr", "appended.sinr", "out.h5", "outdir"])
+def test_outputs_reach_the_disk_before_their_name(tmp_path, pbmc, monkeypatch, output):
+    """Each file an output writes is fsynced before the rename gives it its name, and the folder
+    after: a machine that crashed just after (a node lost) had been able to leave the name on an
+    empty or partial file, an appended file among them, where the command had said it succeeded."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to name the file an fsync is given")
+    matrix, target = _matrix(pbmc), tmp_path / output
+    if output == "appended.sinr":
+        sinr.encode(CountMatrix(matrix.counts[:, :40], matrix.gene_ids, matrix.gene_names, matrix.cell_names[:40]),
+                    target, **FAST)
+    events = []
+    fsync, replace, rename_new = os.fsync, os.replace, atomic._rename_new
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", str(b))), replace(a, b))[1])
+    monkeypatch.setattr(atomic, "_rename_new", lambda a, b, **k: (events.append(("rename", str(b))),
+                                                                  rename_new(a, b, **k))[1])
+    if output == "out.sinr":
+        sinr.encode(matrix, target, **FAST)
+    elif output == "appended.sinr":
+        sinr.append(target, CountMatrix(matrix.counts[:, 40:], matrix.gene_ids, matrix.gene_names,
+                                        matrix.cell_names[40:]))
+    else:
+        write_matrix(target, matrix)
+    renamed = events.index(("rename", str(target)))
+    synced = [path for event, path in events[:renamed] if event == "fsync"]
+    temporary = re.compile(re.escape(str(tmp_path / f".{output}.")) + r"[0-9a-f]{16}\.tmp")
+    assert any(temporary.fullmatch(path) for path in synced), events
+    if output == "outdir":
+        assert {os.path.basename(path) for path in synced} >= {"matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"}
+    assert ("fsync", str(tmp_path)) in events[renamed:], events
+
+
 def test_a_folder_replaced_with_force_is_never_left_half_removed(tmp_path, pbmc, monkeypatch):
     """An interrupt landing while the old folder is removed (a Ctrl-C, a scheduler's SIGTERM) had left
     it without its matrix and no new one in its place: the new folder now takes the old one's place

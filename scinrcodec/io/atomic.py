@@ -1,4 +1,5 @@
-"""Safe outputs: checked before any work, written to a temporary sibling, renamed into place.
+"""Safe outputs: checked before any work, written to a temporary sibling, flushed to the disk
+(fsync), renamed into place.
 
 An existing output is replaced only with force, and that is checked twice: before any work, and
 again by the rename itself (renameat2 with RENAME_NOREPLACE, or a hard link, which fail when the
@@ -143,6 +144,9 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
             yield tmp
             if interrupted.is_set():
                 raise KeyboardInterrupt
+            for written in sorted(tmp.iterdir()) if is_dir else ():
+                _sync(written)
+            _sync(tmp)
             os.chmod(tmp, mode if mode is not None else (0o777 if is_dir else 0o666) & ~_umask())
             if not force:
                 _rename_new(tmp, target, is_dir=is_dir)
@@ -150,6 +154,7 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
                 _replace_folder(tmp, target)
             else:
                 os.replace(tmp, target)
+            _sync(parent, folder=True)
         except FileExistsError as exc:
             raise OutputExistsError(f"{target}: appeared while this output was being written (another process wrote "
                                     "it); it is left as it is (use --force, or force=True in Python, to overwrite)") from exc
@@ -164,6 +169,27 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
 
 
 LOCK_NOTICE_SECONDS = 1.0  # how long locked_file waits for another holder before it calls `waiting`
+def _sync(path: Path, *, folder: bool = False) -> None:
+    """fsync `path`: the output's bytes on the disk before its name is (a crash of the machine after
+    the rename, a node lost, had left the new name on an empty or partial file, a file that append
+    rewrote among them, while the command had said it succeeded), and, for the `folder` holding it,
+    the rename itself. A write error held back until now (NFS, a quota) raises here. A folder that
+    cannot be opened or synced (Windows, some network file systems) is left to the file system."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
+
+
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
