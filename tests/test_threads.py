@@ -103,3 +103,33 @@ def test_an_explicit_jobs_is_honoured_beyond_a_cpu_quota(chunked, monkeypatch):
     assert usable_cpus() == 1
     assert decode._pool()._max_workers == (os.cpu_count() or 1)
     decode._POOL.shutdown()
+
+
+def test_threads_reading_at_once_for_the_first_time_make_one_decode_pool(monkeypatch):
+    """The shared decode pool is made once, however many threads ask for it first: two threads'
+    first reads at once had each made one, the loser's threads left beside the pool later reads use."""
+    import concurrent.futures
+    import threading
+    import time
+
+    from scinrcodec.reader import decode
+
+    made = []
+
+    class Slow(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            made.append(self)
+            time.sleep(0.2)  # the second thread asks while the first makes it
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Slow)
+    monkeypatch.setattr(decode, "_POOL", None)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(decode._pool())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for pool in made:
+        pool.shutdown()
+    assert len(made) == 1 and got[0] is got[1]

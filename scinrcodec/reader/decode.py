@@ -19,6 +19,7 @@ from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
 from ..limits import usable_cpus
 from ..storage.container import crc32_ranges
+from ..storage.source import fork_safe_lock
 from .index import Chunk, MatrixIndex, TileTable
 from .pages import fresh_array
 from .selection import unique_sorted
@@ -28,16 +29,20 @@ if TYPE_CHECKING:
 
 PIECE_ENTRIES = 1 << 18  # a filtered read's scratch per worker, in triples (4 MB at int64 values)
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = fork_safe_lock()  # threads' first reads at once make one pool, not one each
 
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor  # a one-entry read never starts threads
-        # as many as the machine has: a read asks for its jobs= (by default usable_cpus) and no more are
-        # started, so an explicit jobs= beyond a container's quota is honoured, as the core honours it
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
-    return _POOL
+    if _POOL is not None:
+        return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor  # a one-entry read never starts threads
+            # as many as the machine has: a read asks for its jobs= (by default usable_cpus) and no more are
+            # started, so an explicit jobs= beyond a container's quota is honoured, as the core honours it
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
+        return _POOL
 
 
 def _forget_pool() -> None:
