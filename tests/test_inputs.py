@@ -6,6 +6,7 @@ import gzip
 import io
 import pickle
 import re
+import shutil
 import sys
 import tracemalloc
 import zipfile
@@ -19,7 +20,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA, DATASETS, FAST, needs
+from conftest import DATA, DATASETS, FAST, assert_one_error_line, needs, sinr_cli
 from scinrcodec.demo import demo_data
 from scinrcodec.io import mtx
 from scinrcodec.io.matrix import CountMatrix
@@ -1087,3 +1088,47 @@ def test_a_folders_barcodes_are_read_only_as_far_as_its_cells_reach(tmp_path):
         fh.write(b"AAAC-1\nAAAG-1\n" + b"\n" * (64 << 20))
     with pytest.raises(sinr.InvalidInputError, match="barcodes.tsv.gz: more than [0-9,]+ bytes, more than its lines"):
         read_matrix(folder)
+
+
+def test_an_hdf5_input_another_process_writes_is_said_so(tmp_path):
+    """An .h5 or .h5ad open for writing by another process (a notebook's backed AnnData, a writer
+    still running) holds HDF5's lock on it: that is said, where 'unreadable HDF5 content (... unable
+    to lock file, errno = 11 ...)' had read as a damaged file."""
+    path = tmp_path / "busy.h5"
+    shutil.copy(DATA / "pbmc500_cellranger.h5", path)
+    with h5py.File(path, "r+"):
+        result = sinr_cli("encode", path, tmp_path / "x.sinr", "--quiet")
+    assert_one_error_line(result, f"{path}: another process has it open for writing (it holds HDF5's lock")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.h5"]
+
+
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
+def test_hdf5_inputs_are_read_where_the_file_system_has_no_locks(tmp_path, code):
+    """On a file system without locks (NFS without a lock daemon, some parallel file systems) HDF5's
+    lock fails, and every .h5 and .h5ad input had been 'unreadable HDF5 content (... No locks
+    available)' unless HDF5_USE_FILE_LOCKING=FALSE was set: they are read without a lock, to the
+    same bytes. The file system is played by a flock() that fails so (LD_PRELOAD)."""
+    import errno
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or sys.platform != "linux":
+        pytest.skip("needs a C compiler and Linux to make flock() fail")
+    (tmp_path / "noflock.c").write_text("#include <errno.h>\nint flock(int fd, int op) { errno = %d; return -1; }\n"
+                                        % getattr(errno, code))
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", tmp_path / "noflock.so", tmp_path / "noflock.c"], check=True)
+    counts = sp.random(30, 20, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 9)
+    adata = anndata.AnnData(counts)
+    adata.layers["counts"] = adata.X.copy()
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    for source, extra in ((DATA / "pbmc500_cellranger.h5", ()), (tmp_path / "in.h5ad", ()),
+                          (tmp_path / "in.h5ad", ("--matrix-only",))):
+        locked, unlocked = tmp_path / "locked.sinr", tmp_path / "unlocked.sinr"
+        assert sinr_cli("encode", source, unlocked, "--quiet", *extra).returncode == 0
+        run = sinr_cli("encode", source, locked, "--quiet", *extra,
+                       shell_prefix=f"LD_PRELOAD={tmp_path / 'noflock.so'}")
+        assert run.returncode == 0, run.stderr
+        assert locked.read_bytes() == unlocked.read_bytes()
+        locked.unlink()
+        unlocked.unlink()

@@ -6,6 +6,7 @@ datasets are left empty and filled back in later (how whole-file storage keeps a
 from __future__ import annotations
 
 import contextlib
+import errno
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,12 +37,29 @@ def h5_errors(what: str):
         raise InvalidInputError(f"{what}: unreadable HDF5 content ({one_line(exc)})") from exc
 
 
+# errno of HDF5's "unable to lock file" where the file system has no working locks (NFS without a lock
+# daemon, some parallel file systems): ENOLCK, ENOSYS, EOPNOTSUPP
+_NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
 def open_h5(path: Path):
     """An HDF5 file, read-only, with a chunk cache large enough that slices crossing chunk boundaries do not
-    inflate a chunk twice; refused unless it holds its own data (check_self_contained)."""
+    inflate a chunk twice; refused unless it holds its own data (check_self_contained). HDF5 locks the
+    file as it opens it: where another process holds the lock (it has the file open for writing) that
+    is said, not 'unreadable HDF5 content'; where the file system has no locks to take, every HDF5 input
+    had failed so: it is read without one, as HDF5_USE_FILE_LOCKING=FALSE reads it."""
     import h5py
 
-    f = h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
+    try:
+        f = h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
+    except OSError as exc:
+        if "unable to lock file" in str(exc) and exc.errno not in _NO_LOCKS:
+            raise InvalidInputError(f"{path}: another process has it open for writing (it holds HDF5's lock on "
+                                    "the file); read it once that process has closed it") from exc
+        # the file system has no locks, or (the flags differ) this process has the file open already, so read
+        if "unable to lock file" not in str(exc) and "file locking flag values don't match" not in str(exc):
+            raise
+        f = h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES, locking=False)
     try:
         check_self_contained(f, path)
     except BaseException:
