@@ -246,6 +246,29 @@ def test_every_gene_and_cell_is_a_whole_read(mid, monkeypatch):
             assert wholes == ["cell_major"] and got.format == "csr" and (got != counts.T).nnz == 0
 
 
+def test_genes_holding_most_of_the_matrix_are_read_whole(mid, monkeypatch):
+    """Genes over every cell holding half the nonzeros or more (every gene but one, a gene filter's
+    mask) are the whole gene-major read, their rows taken: the selection's path had taken 1.5 s and
+    170 MB for every gene but one of visium at 6e6 nonzeros, where the whole read and scipy take 0.34 s
+    and 96 MB. Fewer genes still decode only their bands."""
+    path, counts = mid
+    wholes = []
+    real = reader_matrix.gene_major
+
+    def spy(*args, **kwargs):
+        wholes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reader_matrix, "gene_major", spy)
+    expected = counts.tocsr()
+    with sinr.open(path) as m:
+        for genes, whole in ((slice(1, None), 1), (np.arange(1999, 199, -1), 1), (np.arange(0, 2000, 5), 0)):
+            wholes.clear()
+            got = m[genes, :]
+            assert len(wholes) == whole and got.has_sorted_indices and got.dtype == np.int64
+            assert (got != expected[genes]).nnz == 0
+
+
 def test_mtx_is_formatted_a_block_of_cells_at_a_time(mid, tmp_path, monkeypatch):
     """scipy formatted the whole matrix as coordinates at once (6e7 nonzeros: 1.9 GB peak for a
     720 MB matrix); it now gets a block of cells of about MTX_BLOCK_NNZ entries at a time, and the

@@ -503,6 +503,9 @@ class MatrixReader:
             return self._core_every_gene(core, np.arange(index.n_cells) if cells is None else cells)
         if out_shape[1] == index.n_cells and index.n_chunks and self._by_gene_reads(genes.size):
             return self._genes_by_rows(genes, cells)
+        if (cells is None and not index.segmented and not index.source.batched  # object storage: only bands wanted
+                and self._share_of_rows(index.stored_rows(genes)) >= 0.5):
+            return self.to_scipy()[genes]  # most of the matrix: decoded whole, its rows taken (see _share_of_rows)
         cells = np.arange(index.n_cells) if cells is None else cells
         distinct = unique_sorted(cells)
         chunk_ids = unique_sorted(np.searchsorted(index.chunk_starts, distinct, side="right") - 1)
@@ -556,6 +559,20 @@ class MatrixReader:
         out_rows, src = expand(genes, found_genes)
         out_cols, src_cols = expand(cells, found_cells[src])
         return sp.csr_matrix((values[src][src_cols], (out_rows[src_cols], out_cols)), shape=out_shape)
+
+    def _share_of_rows(self, rows: np.ndarray) -> float:
+        """About what share of the nonzeros the stored rows `rows` (ascending, of a matrix of one
+        segment) hold, each band's spread evenly over its rows: from the tile table, nothing decoded.
+        Genes over every cell holding half or more are read whole and their rows taken: the selection
+        sorts each row's cells and holds its triples beside the result, where the whole gene-major
+        read needs neither (every gene but one of visium at 6e6 nonzeros: 1.5 s and 170 MB, against
+        0.34 s and 96 MB; half the genes by a mask 0.65 s, against 0.23 s)."""
+        table = self._index.tile_table()
+        ends = np.concatenate([[0], np.cumsum(table.k)])
+        band_nnz = np.diff(ends[table.chunk_base[:-1, None] + table.band_tiles], axis=1)
+        heights = np.maximum(np.diff(table.band_rows, axis=1), 1)
+        held = np.diff(np.searchsorted(rows, table.band_rows), axis=1)  # the rows of each band that are wanted
+        return float((band_nnz * held / heights).sum()) / max(self.nnz, 1)
 
     def _by_gene_reads(self, n_genes: int) -> bool:
         """Whether n genes over every cell are read a gene at a time: a gene read decodes about half
