@@ -110,3 +110,13 @@ SinrMatrix <- function(filepath, matrix = NULL) {
   # their class
   DelayedArray::DelayedArray(seed)
 }
+
+# as(x, "dgCMatrix") of a SinrMatrix as the file stores it: one read of the core, as read_sinr's.
+# DelayedArray 0.24 (Debian 12) coerces any DelayedArray block by block through dense blocks (a which()
+# over every entry): 45 s and 3.4 GB for a 6e7-nonzero file, where read_sinr takes 3.5 s and 1.9 GB. A
+# SinrMatrix with delayed operations on it goes DelayedArray's way.
+setAs("SinrMatrix", "dgCMatrix", function(from) {
+  if (!.as_stored(from)) return(callNextMethod())
+  file <- from@seed@file
+  .named(.read_block(file, NULL, NULL, .threads()), file)
+})
