@@ -147,6 +147,23 @@ def traced_peak(read):
         tracemalloc.stop()
 
 
+def calls_of(monkeypatch, *names: str) -> list[str]:
+    """A list that gets the name of each of reader.matrix's functions `names` at each call of it."""
+    calls = []
+
+    def spied(name):
+        real = getattr(reader_matrix, name)
+
+        def spy(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        return spy
+
+    for name in names:
+        monkeypatch.setattr(reader_matrix, name, spied(name))
+    return calls
+
+
 @pytest.fixture(scope="module")
 def mid_in_small_chunks(mid, tmp_path_factory):
     """mid in chunks of 1,024 cells, a real file's width: the tiles a read lists are per chunk."""
@@ -181,14 +198,7 @@ def test_many_genes_over_every_cell_decode_in_one_pass(mid, monkeypatch):
     pass takes 0.02-0.03 s (7-8x; 2.5x for 256 of pbmc4k's at 6e7). Past a gene per four bands (and 8
     genes) the read is one pass."""
     path, counts = mid
-    passes = []
-    real = reader_matrix.decode_batch
-
-    def spy(*args, **kwargs):
-        passes.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(reader_matrix, "decode_batch", spy)
+    passes = calls_of(monkeypatch, "decode_batch")
     genes = np.arange(0, 2000, 31)  # 65 genes: under twice the 38 bands, so they had gone a gene at a time
     with sinr.open(path) as m:
         got = m[genes, :]
@@ -223,18 +233,7 @@ def test_every_gene_and_cell_is_a_whole_read(mid, monkeypatch):
     nonzeros m.T[:] took 2.6 s and 1,396 MB where m.T.to_scipy() takes 0.6 s and 835 MB, m[:, :]
     1,218 MB where to_scipy() takes 847. They are now that whole read, in their own orientation."""
     path, counts = mid
-    wholes = []
-
-    def spied(name):
-        real = getattr(reader_matrix, name)
-
-        def spy(*args, **kwargs):
-            wholes.append(name)
-            return real(*args, **kwargs)
-        return spy
-
-    for name in ("gene_major", "cell_major"):
-        monkeypatch.setattr(reader_matrix, name, spied(name))
+    wholes = calls_of(monkeypatch, "gene_major", "cell_major")
     with sinr.open(path) as m:
         for key, kind in (((slice(None), slice(None)), "gene_major"), (Ellipsis, "gene_major"), ((), "gene_major")):
             wholes.clear()
@@ -252,14 +251,7 @@ def test_genes_holding_most_of_the_matrix_are_read_whole(mid, monkeypatch):
     170 MB for every gene but one of visium at 6e6 nonzeros, where the whole read and scipy take 0.34 s
     and 96 MB. Fewer genes still decode only their bands."""
     path, counts = mid
-    wholes = []
-    real = reader_matrix.gene_major
-
-    def spy(*args, **kwargs):
-        wholes.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(reader_matrix, "gene_major", spy)
+    wholes = calls_of(monkeypatch, "gene_major")
     expected = counts.tocsr()
     with sinr.open(path) as m:
         for genes, whole in ((slice(1, None), 1), (np.arange(1999, 199, -1), 1), (np.arange(0, 2000, 5), 0)):
