@@ -295,23 +295,49 @@ def test_streamed_file_and_matrix_in_memory_encode_to_the_same_bytes(tmp_path, p
 
 
 def test_a_siren_fit_runs_on_its_own_thread_alone(monkeypatch):
-    """A fit on the CPU runs torch on the calling thread alone and gives it back its thread count:
-    chunk workers fit at once, and torch's threads beside them had spun against each other (a
-    screened band of visium took 16.8 s to fit where one thread takes 0.67 s)."""
+    """A fit on the CPU runs torch on its thread alone, and fits that overlap (chunk workers fit at
+    once) give torch back its thread count when the last one ends, in the thread that called and in
+    threads that start after (torch's count is partly process-wide): torch's threads beside the
+    workers had spun against each other (a screened band of visium took 16.8 s to fit where one
+    thread takes 0.67 s)."""
     torch = pytest.importorskip("torch")
     import scinrcodec.model.siren_train as siren_train
 
-    seen = []
+    seen, first_in, first_done = [], threading.Event(), threading.Event()
     fit_chunk = siren_train._fit_chunk
-    monkeypatch.setattr(siren_train, "_fit_chunk", lambda *a: seen.append(torch.get_num_threads()) or fit_chunk(*a))
+
+    def spy(*args):  # the second fit starts within the first and ends after it
+        seen.append(torch.get_num_threads())
+        if threading.current_thread().name == "first":
+            first_in.set()
+        elif threading.current_thread().name == "second":
+            first_done.wait(60)
+        return fit_chunk(*args)
+
+    monkeypatch.setattr(siren_train, "_fit_chunk", spy)
     rng = np.random.default_rng(0)
     coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
+    fit = lambda: siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64,  # noqa: E731
+                                         learning_rate=1e-3, seed=0, device="cpu")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
-        siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3,
-                               seed=0, device="cpu")
+        fit()
         assert seen == [1] and torch.get_num_threads() == 3
+        seen.clear()
+        first = threading.Thread(target=lambda: (fit(), first_done.set()), name="first")
+        second = threading.Thread(target=fit, name="second")
+        first.start()
+        first_in.wait(60)
+        second.start()
+        first.join()
+        second.join()
+        assert seen == [1, 1] and torch.get_num_threads() == 3
+        after = []
+        late = threading.Thread(target=lambda: after.append(torch.get_num_threads()))
+        late.start()
+        late.join()
+        assert after == [3]
     finally:
         torch.set_num_threads(before)
 

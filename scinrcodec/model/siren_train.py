@@ -28,6 +28,8 @@ class TrainingStopped(Exception):
 
 
 _task = threading.local()  # the stop event of the encode whose task this thread runs, if any
+_fitting_lock = threading.Lock()
+_fitting = {"threads": 0, "saved": 1}  # CPU fits running now, and torch's thread count before the first
 
 
 PATCHES_PER_STEP = 16  # band SIRENs trained at once, stacked as one batched network
@@ -65,17 +67,22 @@ def fit_sirens(coords: list[np.ndarray], targets: list[np.ndarray], *, width: in
     """Fit one SIREN per patch to (coords in [-1, 1], targets) with MSE, PATCHES_PER_STEP patches
     trained together as one batched network (the grouping is part of what decides the weights).
 
-    On the CPU a fit runs on this thread alone (torch's thread count is the calling thread's own,
-    restored after): the encoder fits in each of its `jobs` chunk workers at once, and torch's own
-    threads beside them spun against each other (visium's one screened band: 300 steps 16.8 s on 2
-    threads of a busy 2-core VM, 0.67 s on one); the weights no longer depend on the machine's CPUs."""
+    On the CPU a fit runs on its thread alone: the encoder fits in each of its `jobs` chunk workers
+    at once, and torch's own threads beside them spun against each other (visium's one screened band:
+    300 steps 16.8 s on 2 threads of a busy 2-core VM, 0.67 s on one); the weights no longer depend on
+    the machine's CPUs. torch's thread count is partly process-wide (the default of threads that start
+    using torch, MKL's), so the first of fits that overlap saves it and the last one gives it back."""
     import torch
 
     device = pick_device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     fitted: list[TrainedSiren] = []
-    threads = torch.get_num_threads()
-    if device == "cpu":
+    alone = device == "cpu"
+    if alone:
+        with _fitting_lock:
+            if not _fitting["threads"]:
+                _fitting["saved"] = torch.get_num_threads()
+            _fitting["threads"] += 1
         torch.set_num_threads(1)
     try:
         for start in range(0, len(coords), PATCHES_PER_STEP):
@@ -83,7 +90,11 @@ def fit_sirens(coords: list[np.ndarray], targets: list[np.ndarray], *, width: in
             fitted.extend(_fit_chunk(coords[chunk], targets[chunk], width, hidden_layers, steps, batch,
                                      learning_rate, generator, device))
     finally:
-        torch.set_num_threads(threads)
+        if alone:
+            with _fitting_lock:
+                _fitting["threads"] -= 1
+                if not _fitting["threads"]:
+                    torch.set_num_threads(_fitting["saved"])
     return fitted
 
 
