@@ -475,6 +475,32 @@ def test_cli_concat_and_subset(parts, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_file_naming_a_cell_twice_is_not_told_to_pass_index_unique(parts, tmp_path):
+    """A file can list a barcode twice (encode keeps the names as given); concat refuses the repeat naming the file,
+    and does not ask for index_unique, which appends one key to all of a file's cells and so cannot tell them apart
+    (it had said "pass index_unique='-'" to a user who had passed it). A plain file and a whole AnnData alike."""
+    import anndata as ad
+
+    folder, m, ids, cells = parts
+    names = list(cells[:200])
+    names[7] = names[3]
+    with sinr.open(folder / "a.sinr") as a:
+        sinr.encode(sinr.CountMatrix(m[:, :200], ids, a.gene_names, names), tmp_path / "twice.sinr", **FAST)
+    for name, cols, obs in (("twice_whole.sinr", slice(0, 200), names), ("b_whole.sinr", slice(200, 450), None)):
+        whole = ad.AnnData(sp.csr_matrix(m[:, cols].T), obs=pd.DataFrame(index=obs or cells[cols]),
+                           var=pd.DataFrame(index=ids))
+        sinr.write_sinr(whole, tmp_path / name, **FAST)
+    for twice, other in (("twice.sinr", folder / "b.sinr"), ("twice_whole.sinr", tmp_path / "b_whole.sinr")):
+        for unique in (None, "-"):
+            with pytest.raises(sinr.InvalidInputError) as refused:
+                sinr.concat([tmp_path / twice, other], tmp_path / "out.sinr", index_unique=unique)
+            assert twice in str(refused.value) and repr(names[3]) in str(refused.value)
+            assert "pass index_unique" not in str(refused.value)
+    assert_one_error_line(sinr_cli("concat", tmp_path / "twice.sinr", folder / "b.sinr", "-o", tmp_path / "out.sinr",
+                                   "--index-unique", "-"), "named more than once in this file")
+    assert not (tmp_path / "out.sinr").exists()
+
+
 @pytest.mark.parametrize("unknown", ["rare", "all"])
 def test_fresh_gene_statistics_equal_pass_1s_for_the_genes_the_file_lacks(parts, tmp_path, unknown):
     """concat's shortcut past pass 1 gives pass 1's figures for the genes not yet stored: read from

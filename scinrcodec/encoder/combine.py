@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -268,12 +268,28 @@ def unique_cell_names(names: list[list[str]], keys: list[str] | None, index_uniq
                       what: list[str]) -> list[str]:
     """Every file's cell names, one after another; with index_unique each gets it and its file's
     key appended (anndata's concat), and names that still repeat are refused."""
-    if index_unique is not None:
-        names = [[f"{n}{index_unique}{key}" for n in ns] for ns, key in zip(names, keys)]
-    out = [n for ns in names for n in ns]
+    combined = names if index_unique is None else [[f"{n}{index_unique}{key}" for n in ns]
+                                                   for ns, key in zip(names, keys)]
+    out = [n for ns in combined for n in ns]
     if len(set(out)) != len(out):
-        twice = next(n for n, c in Counter(out).items() if c > 1)
-        where = [w for w, ns in zip(what, names) if twice in ns]
-        raise InvalidInputError(f"cell {twice!r} is named twice ({' and '.join(where[:2])}); pass "
-                                "index_unique='-' (--index-unique -) to append each file's key to its cell names")
+        raise repeated_cell(names, index_unique, what)
     return out
+
+
+def repeated_cell(names: Sequence[Sequence[str]], index_unique: str | None, what: Sequence) -> InvalidInputError:
+    """The refusal of a combined file whose cell names repeat (`names`: each file's own). A name one file holds
+    twice (a raw matrix merged from lanes) is that file's to fix: index_unique appends one key to all of a file's
+    cells, so it is suggested only for a name that several files share."""
+    for source, own in zip(what, names):
+        twice = next((n for n, c in Counter(own).items() if c > 1), None)
+        if twice is not None:
+            return InvalidInputError(f"{source}: cell {twice!r} is named more than once in this file; combined "
+                                     "files must name each cell once, and index_unique, which appends the file's key "
+                                     "to all its cells, cannot tell these apart (make the names unique first, as "
+                                     "AnnData's obs_names_make_unique does)")
+    if index_unique is not None:
+        return InvalidInputError("cell names repeat even with each file's key appended; give the files other keys")
+    twice = next(n for n, c in Counter(n for own in names for n in own).items() if c > 1)
+    where = [str(source) for source, own in zip(what, names) if twice in own]
+    return InvalidInputError(f"cell {twice!r} is named twice ({' and '.join(where[:2])}); pass index_unique='-' (--index-unique -) to "
+                             "append each file's key to its cell names")

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..encoder.append import extend_into
-from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields, gene_keys, joined_genes,
+from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields, gene_keys, joined_genes, repeated_cell,
                                unique_cell_names)
 from ..encoder.driver import BYTES_PER_GENE, checked_options, encode
 from ..encoder.options import EncodeOptions, inputs_error
@@ -373,9 +373,7 @@ def _anndata_concat(skeletons: list, sources: list[str], *, join: str, label, ke
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
         raise InvalidInputError(f"anndata.concat cannot combine these files ({one_line(exc)})") from exc
     if not combined.obs_names.is_unique:
-        twice = combined.obs_names[combined.obs_names.duplicated()][0]
-        raise InvalidInputError(f"cell {twice!r} is named twice; pass index_unique='-' (--index-unique -) to append "
-                                "each file's key to its cell names")
+        raise repeated_cell([skeleton.obs_names for skeleton in skeletons], index_unique, sources)
     if not combined.n_vars:
         raise InvalidInputError("the files have no gene in common (join='outer' keeps every gene)")
     return combined
