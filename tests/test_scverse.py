@@ -194,6 +194,9 @@ def test_name_indexes_are_built_once(plain, monkeypatch):
         named = m.obs_names
         named.name = "barcode"
         assert m.obs_names.name is None and list(m.obs_names) == cells
+        with pytest.raises(ValueError, match="read-only"):  # an edit in place had renamed the cell in every view
+            m.obs_names.to_numpy()[0] = "renamed"
+        assert m.obs_names[0] == cells[0] and m.obs_names.get_loc(cells[0]) == 0
 
 
 def test_names_and_orientation_of_the_matrix_object(plain):

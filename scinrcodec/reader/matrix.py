@@ -229,7 +229,9 @@ class MatrixReader:
     def _name_index(self, axis: str):
         """obs_names or var_names, built once: each call gets a view of it sharing its hash table, so
         a get_loc or `in` per call costs microseconds, not a new Index and table (4 ms at 55,893
-        cells), and a name a caller sets on its view is its own."""
+        cells), and a name a caller sets on its view is its own. The views share its values, held
+        read-only: an edit in place through one (`m.obs_names.to_numpy()[0] = ...`) had renamed the
+        cell in every later view and broken their lookups."""
         with self._lock:
             index = self._name_indexes.get(axis)
         if index is None:
@@ -237,7 +239,9 @@ class MatrixReader:
 
             names = ((self.cell_names or [f"cell_{j}" for j in range(self.shape[1])]) if axis == "obs" else
                      (self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])]))
-            index = pd.Index(names, dtype=str)
+            values = np.array(names, dtype=object)
+            values.flags.writeable = False
+            index = pd.Index(values, dtype=str, copy=False)
             with self._lock:
                 index = self._name_indexes.setdefault(axis, index)
         return index.copy()
