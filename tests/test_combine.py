@@ -5,6 +5,7 @@ the first file's chunks copied where the genes agree), outputs atomic."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -499,6 +500,22 @@ def test_a_file_naming_a_cell_twice_is_not_told_to_pass_index_unique(parts, tmp_
     assert_one_error_line(sinr_cli("concat", tmp_path / "twice.sinr", folder / "b.sinr", "-o", tmp_path / "out.sinr",
                                    "--index-unique", "-"), "named more than once in this file")
     assert not (tmp_path / "out.sinr").exists()
+
+
+def test_a_subset_naming_a_cell_twice_says_which(parts, tmp_path):
+    """A barcode list with a repeat (two whitelists joined, a list of cells and of ambient barcodes) is refused
+    naming the barcode and its position, and a gene likewise: it had been 'a subset names a cell or gene twice',
+    leaving the user to search a list of thousands."""
+    folder, _, _, cells = parts
+    with sinr.open(folder / "a.sinr") as a:
+        gene = a.gene_names[3]
+    listed = tmp_path / "cells.txt"
+    listed.write_text("\n".join([cells[5], cells[9], cells[5]]) + "\n")
+    assert_one_error_line(sinr_cli("subset", folder / "a.sinr", "-o", tmp_path / "s.sinr", "--cells", f"@{listed}"),
+                          f"names cell {cells[5]!r} (#5) twice")
+    with pytest.raises(sinr.InvalidInputError, match=re.escape(f"names gene {gene!r} (#3) twice")):
+        sinr.subset(folder / "a.sinr", tmp_path / "s.sinr", genes=[3, 1, 3])
+    assert leftovers(tmp_path) == [] and not (tmp_path / "s.sinr").exists()
 
 
 @pytest.mark.parametrize("unknown", ["rare", "all"])

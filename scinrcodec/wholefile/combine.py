@@ -266,6 +266,15 @@ def _copied(pieces: list[Piece], n_genes: int, fields: dict, names: list[str] | 
                           n_genes, fields, jobs)
 
 
+def _repeated(index: np.ndarray, names: list[str] | None) -> str:
+    """The position a selection takes a second time first, by name where the axis has names: a
+    barcode list of thousands is searched for the user."""
+    order = np.argsort(index, kind="stable")
+    again = order[1:][index[order[1:]] == index[order[:-1]]]  # places of each repeat after the first
+    twice = int(index[again.min()])
+    return f"{names[twice]!r} (#{twice})" if names else f"#{twice}"
+
+
 def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, genes=None,  # noqa: A002
            force: bool = False, jobs: int | None = None, progress: bool = False,
            format_version: int = DEFAULT_MAJOR, storage_options: dict | None = None) -> dict:
@@ -284,8 +293,9 @@ def subset(input: str | os.PathLike, output: str | os.PathLike, *, cells=None, g
             check_allocation(BYTES_PER_GENE * m.shape[0], f"{m.source}: a subset of all its {m.shape[0]:,} genes")
         cell_index = m.positions(slice(None) if cells is None else cells, "cell")
         gene_index = m.positions(slice(None) if genes is None else genes, "gene")
-        if not all_distinct(cell_index) or not all_distinct(gene_index):
-            raise InvalidInputError("a subset names a cell or gene twice")
+        for axis, index, names in (("cell", cell_index, m.cell_names), ("gene", gene_index, m.gene_names)):
+            if not all_distinct(index):
+                raise InvalidInputError(f"a subset names {axis} {_repeated(index, names)} twice; each can be taken once")
         if not gene_index.size:
             raise InvalidInputError("a subset needs at least one gene")
         options = _options([m], format_version, jobs, progress)
