@@ -488,13 +488,21 @@ def _writing(out: Path, running) -> None:
     assert leftovers(out), "the decode ended before writing its temporary file"
 
 
+def _stop_signals_as_a_shell_leaves_them() -> None:
+    """In a child: SIGHUP and SIGTERM at their defaults, as a terminal's shell starts a command, whatever
+    this test run inherited (under nohup SIGHUP is ignored, and the command rightly keeps it so)."""
+    for stop in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_during_decode_leaves_nothing(tmp_path, large, stop):
     """SIGTERM (a scheduler's) or SIGHUP (the terminal or ssh session closed; it had killed the
     command, leaving its temporary output behind) removes the partial output and exits 130."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     command = [sys.executable, "-m", "scinrcodec", "decode", str(large), str(tmp_path / "large.mtx.gz")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               preexec_fn=_stop_signals_as_a_shell_leaves_them)
     _writing(tmp_path, lambda: process.poll() is None)
     process.send_signal(getattr(signal, stop))
     stdout, stderr = process.communicate(timeout=120)
@@ -510,6 +518,7 @@ def test_a_closed_terminal_stops_the_command_and_leaves_nothing(tmp_path, large)
     pid, terminal = pty.fork()
     if pid == 0:  # the child: on its own terminal, as a login shell's command is
         try:
+            _stop_signals_as_a_shell_leaves_them()
             os.execv(sys.executable, [sys.executable, "-m", "scinrcodec", "decode", str(large),
                                       str(tmp_path / "large.mtx.gz"), "--quiet"])
         finally:
