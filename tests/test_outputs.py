@@ -244,6 +244,29 @@ def test_a_folder_replaced_with_force_is_never_left_half_removed(tmp_path, pbmc,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
 
 
+def test_a_folder_replaced_with_force_whose_old_one_stays_says_so(tmp_path, pbmc, monkeypatch):
+    """Where the folder a --force output replaced cannot be removed entirely (a file in it made
+    immutable, a busy mount point), the output is in place and the command fails naming what is left
+    of the old folder, where it had said 'wrote' and left it under a hidden name."""
+    if atomic.renameat2 is None:
+        pytest.skip("no renameat2 here: the old folder is removed first")
+    old, new = _matrix(pbmc), _matrix(pbmc)
+    new.counts = new.counts * 2
+    write_matrix(tmp_path / "folder", old)
+
+    def stuck_rmtree(path, *args, **kwargs):
+        if kwargs.get("ignore_errors"):
+            return
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", stuck_rmtree)
+    with pytest.raises(sinr.OutputError, match="could not be removed entirely: what is left of it is ") as failed:
+        write_matrix(tmp_path / "folder", new, force=True)
+    left = str(failed.value).split("what is left of it is ")[1].split(" (")[0]
+    assert same(sinr.read_matrix(tmp_path / "folder").matrix(), new.counts)
+    assert same(sinr.read_matrix(left).matrix(), old.counts)
+
+
 @pytest.mark.parametrize("output", FORMATS)
 def test_failed_writes_leave_nothing(tmp_path, pbmc, monkeypatch, output):
     """A write failing with ENOSPC (or an interrupt) mid-file is one OutputError and no temporary file;

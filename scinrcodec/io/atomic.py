@@ -94,7 +94,7 @@ def why_not_writable(path: Path) -> str:
     try:
         if os.statvfs(path).f_flag & os.ST_RDONLY:
             return "read-only file system"
-    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+    except OSError:
         pass
     return "permission denied"
 
@@ -169,6 +169,8 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
 
 
 LOCK_NOTICE_SECONDS = 1.0  # how long locked_file waits for another holder before it calls `waiting`
+
+
 def _sync(path: Path, *, folder: bool = False) -> None:
     """fsync `path`: the output's bytes on the disk before its name is (a crash of the machine after
     the rename, a node lost, had left the new name on an empty or partial file, a file that append
@@ -250,7 +252,11 @@ def _replace_folder(tmp: Path, target: Path) -> None:
     `target` half removed; elsewhere the old folder is removed first."""
     if renameat2 is not None:
         if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE) == 0:
-            shutil.rmtree(tmp, ignore_errors=True)  # the old output: the new one is in place whatever is left
+            try:
+                shutil.rmtree(tmp)  # the old output; the new one is in place
+            except OSError as exc:  # never left behind in silence under a hidden name
+                raise OutputError(f"{target}: written, but the folder it replaced could not be removed entirely: "
+                                  f"what is left of it is {tmp} ({exc.strerror or exc})") from exc
             return
         code = ctypes.get_errno()
         if code not in (*_NOT_HERE, errno.ENOENT):  # ENOENT: the old folder went meanwhile
