@@ -1102,21 +1102,37 @@ def test_an_hdf5_input_another_process_writes_is_said_so(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.h5"]
 
 
-@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
-def test_hdf5_inputs_are_read_where_the_file_system_has_no_locks(tmp_path, code):
-    """On a file system without locks (NFS without a lock daemon, some parallel file systems) HDF5's
-    lock fails, and every .h5 and .h5ad input had been 'unreadable HDF5 content (... No locks
-    available)' unless HDF5_USE_FILE_LOCKING=FALSE was set: they are read without a lock, to the
-    same bytes. The file system is played by a flock() that fails so (LD_PRELOAD)."""
+def _failing_flock(tmp_path, code: str) -> Path:
+    """A library whose flock() fails with errno `code`, for LD_PRELOAD: a file system's locks played."""
     import errno
     import subprocess
 
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None or sys.platform != "linux":
         pytest.skip("needs a C compiler and Linux to make flock() fail")
-    (tmp_path / "noflock.c").write_text("#include <errno.h>\nint flock(int fd, int op) { errno = %d; return -1; }\n"
-                                        % getattr(errno, code))
+    (tmp_path / "noflock.c").write_text(
+        f"#include <errno.h>\nint flock(int fd, int op) {{ errno = {getattr(errno, code)}; return -1; }}\n")
     subprocess.run([compiler, "-shared", "-fPIC", "-o", tmp_path / "noflock.so", tmp_path / "noflock.c"], check=True)
+    return tmp_path / "noflock.so"
+
+
+def test_an_hdf5_lock_failing_otherwise_is_not_blamed_on_another_process(tmp_path):
+    """Only EAGAIN means that another process holds HDF5's lock; a lock failing otherwise (EINVAL, EIO
+    from an odd file system) had been said so too, sending the user after a process there is not."""
+    library = _failing_flock(tmp_path, "EINVAL")
+    result = sinr_cli("encode", DATA / "pbmc500_cellranger.h5", tmp_path / "x.sinr", "--quiet",
+                      shell_prefix=f"LD_PRELOAD={library}")
+    assert_one_error_line(result, f"{DATA / 'pbmc500_cellranger.h5'}: HDF5 could not lock it to read it (")
+    assert "another process" not in result.stderr
+
+
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
+def test_hdf5_inputs_are_read_where_the_file_system_has_no_locks(tmp_path, code):
+    """On a file system without locks (NFS without a lock daemon, some parallel file systems) HDF5's
+    lock fails, and every .h5 and .h5ad input had been 'unreadable HDF5 content (... No locks
+    available)' unless HDF5_USE_FILE_LOCKING=FALSE was set: they are read without a lock, to the
+    same bytes. The file system is played by a flock() that fails so (LD_PRELOAD)."""
+    library = _failing_flock(tmp_path, code)
     counts = sp.random(30, 20, density=0.3, format="csr", random_state=0, dtype=np.float32)
     counts.data = np.ceil(counts.data * 9)
     adata = anndata.AnnData(counts)
@@ -1127,7 +1143,7 @@ def test_hdf5_inputs_are_read_where_the_file_system_has_no_locks(tmp_path, code)
         locked, unlocked = tmp_path / "locked.sinr", tmp_path / "unlocked.sinr"
         assert sinr_cli("encode", source, unlocked, "--quiet", *extra).returncode == 0
         run = sinr_cli("encode", source, locked, "--quiet", *extra,
-                       shell_prefix=f"LD_PRELOAD={tmp_path / 'noflock.so'}")
+                       shell_prefix=f"LD_PRELOAD={library}")
         assert run.returncode == 0, run.stderr
         assert locked.read_bytes() == unlocked.read_bytes()
         locked.unlink()
