@@ -4,6 +4,7 @@ during them ends the command as one during its work does (one line, exit 130), n
 traceback. A package's own __init__ runs before any of its modules, so scinrcodec.cli could not."""
 from __future__ import annotations
 
+import os
 import sys
 
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C stopped
@@ -20,7 +21,12 @@ def on_interrupt() -> int:
 
 def main() -> int:
     """Run `sinr` with the process's arguments (scinrcodec.cli.main), an interrupt before the
-    command has taken Ctrl-C over (in the imports, or parsing the arguments) included."""
+    command has taken Ctrl-C over (in the imports, or parsing the arguments) included. OpenBLAS,
+    which numpy and scipy load and the package never calls, starts one thread unless the user says
+    otherwise: under a limit on virtual memory (`ulimit -v`, a scheduler's h_vmem) its thread setup
+    looped on a failed allocation, and the command hung, deaf to SIGTERM, where it now ends 'out of
+    memory'."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         from scinrcodec.cli import main as command
 

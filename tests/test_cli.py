@@ -472,6 +472,37 @@ def test_ctrl_c_during_the_imports_exits_130_without_a_traceback(encoded, first)
     assert (run.returncode, run.stdout, run.stderr) == (130, "", "interrupting\nsinr: interrupted\n")
 
 
+OPENBLAS_AT_NUMPY = """
+import os, sys
+
+class Seen:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            print("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS"), file=sys.stderr, flush=True)
+        return None
+
+sys.meta_path.insert(0, Seen())
+from {module} import {function}
+sys.exit({function}())
+"""
+
+
+@pytest.mark.parametrize("given", [None, "3"])
+def test_the_command_starts_one_openblas_thread_unless_told(encoded, given):
+    """numpy and scipy load OpenBLAS, which the package never calls: the command starts it on one
+    thread before numpy loads (a user's OPENBLAS_NUM_THREADS is kept), as under a limit on virtual
+    memory (ulimit -v 300000) its thread setup had looped on a failed allocation and `sinr decode`
+    hung, deaf to SIGTERM, where it now ends 'out of memory'."""
+    entry = re.search(r'^sinr = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    run = subprocess.run([sys.executable, "-c", OPENBLAS_AT_NUMPY.format(module=entry[1], function=entry[2]), "info",
+                          str(encoded)], capture_output=True, text=True, timeout=120,
+                         env={**env, "PYTHONPATH": str(ROOT), **({"OPENBLAS_NUM_THREADS": given} if given else {})})
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines()[0] == f"OPENBLAS_NUM_THREADS {given or 1}"
+
+
 @pytest.fixture(scope="module")
 def large(tmp_path_factory):
     """A .sinr whose decode to .mtx.gz takes seconds: time to stop it part-way."""
