@@ -17,7 +17,7 @@ import scipy.io
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATASETS, FAST, leftovers
+from conftest import DATA, DATASETS, FAST, leftovers
 from scinrcodec.io import atomic, h5ad, mtx, npz, tenx_h5, writers
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.io.writers import check_output, write_matrix
@@ -265,6 +265,20 @@ def test_a_folder_replaced_with_force_whose_old_one_stays_says_so(tmp_path, pbmc
     left = str(failed.value).split("what is left of it is ")[1].split(" (")[0]
     assert same(sinr.read_matrix(tmp_path / "folder").matrix(), new.counts)
     assert same(sinr.read_matrix(left).matrix(), old.counts)
+
+
+def test_no_memory_to_open_a_stored_image_is_not_a_corrupt_file(tmp_path, monkeypatch):
+    """A MemoryError opening a whole file's stored HDF5 image (a 10x file's fields under ulimit -v) is
+    'out of memory', where it had been 'section ... does not hold what its contents entry says': the
+    file is sound, and the user needs memory, not another copy of it."""
+    from scinrcodec.cli import main
+
+    assert main(["encode", str(DATA / "pbmc500_cellranger.h5"), str(tmp_path / "whole.sinr"), "--quiet"]) == 0
+    with sinr.open(tmp_path / "whole.sinr") as m:
+        contents = m.contents
+        monkeypatch.setattr(h5py, "File", lambda *args, **kwargs: (_ for _ in ()).throw(MemoryError()))
+        with pytest.raises(MemoryError), contents.hdf5("h5"):
+            pass
 
 
 @pytest.mark.parametrize("output", FORMATS)

@@ -91,7 +91,7 @@ class StoredContents:
         try:
             with h5py.File(io.BytesIO(image), "r") as f:
                 yield f
-        except SinrError:
+        except (SinrError, MemoryError):  # no memory is no fault of the file (ulimit -v: it had said corrupt)
             raise
         except Exception as exc:  # h5py and anndata raise many types for malformed data
             raise CorruptFileError(f"{self.what}: section {self.elements[part][0]!r} does not hold what its "
