@@ -446,35 +446,20 @@ def test_file_level_sections_are_checked(rich_sinr):
         verify_file(sinr.open(bytes(data)))
 
 
-def test_a_layer_the_contents_list_but_the_file_lacks_is_refused_by_every_reader(rich_sinr, tmp_path):
-    """A contents map listing a layer the file holds neither as a matrix nor in its layers image
-    (spec §14.4, S5) is a corrupt file to each reader and to sinr verify: subset and concat had
-    failed with a KeyError (the CLI's 'internal error'), the lazy AnnData had left the layer out and
-    verify had said ok, while to_anndata refused the file."""
-    with sinr.open(rich_sinr) as m:
-        contents = m.contents.raw
-    ghost = tmp_path / "ghost.sinr"
-    ghost.write_bytes(resealed(rich_sinr, contents={**contents, "layers": [*contents["layers"], "ghost"]}))
-    match = r"contents name layers the file does not hold \('ghost'\)"
-    with sinr.open(ghost) as m:
-        for read in (m.to_anndata, lambda: m.to_anndata(lazy=True), lambda: verify_file(m)):
-            with pytest.raises(sinr.CorruptFileError, match=match):
-                read()
-    with pytest.raises(sinr.CorruptFileError, match=match):
-        sinr.subset(ghost, tmp_path / "subset.sinr", cells=[0, 1])
-    with pytest.raises(sinr.CorruptFileError, match=match):
-        sinr.concat([ghost, rich_sinr], tmp_path / "concat.sinr")
-
-
-def test_an_anndata_shape_its_matrices_contradict_is_refused_by_every_reader(rich_sinr, tmp_path):
-    """A contents shape whose n_obs is not its count matrices' cells (spec §14, S5) is a corrupt file
-    to each reader and to sinr verify: to_anndata alone had refused it, while verify said ok and the
-    lazy AnnData, subset and concat read it."""
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: {**c, "layers": [*c["layers"], "ghost"]}, r"contents name layers the file does not hold \('ghost'\)"),
+    (lambda c: {**c, "shape": [81, c["shape"][1]]}, r"matrix '[^']+' has 80 cells, the AnnData 81"),
+], ids=["a layer the file lacks", "a shape its matrices contradict"])
+def test_contents_the_file_contradicts_are_refused_by_every_reader(rich_sinr, tmp_path, edit, match):
+    """A contents map listing a layer the file holds neither as a matrix nor in its layers image, or a
+    shape whose n_obs is not its count matrices' cells (spec §14.4, S5), is a corrupt file to each
+    reader and to sinr verify: to_anndata alone had refused them, while verify said ok, the lazy
+    AnnData left the layer out or read the file, and subset and concat failed with a KeyError (the
+    CLI's 'internal error') or read it."""
     with sinr.open(rich_sinr) as m:
         contents = m.contents.raw
     wrong = tmp_path / "wrong.sinr"
-    wrong.write_bytes(resealed(rich_sinr, contents={**contents, "shape": [81, contents["shape"][1]]}))
-    match = r"matrix '[^']+' has 80 cells, the AnnData 81"
+    wrong.write_bytes(resealed(rich_sinr, contents=edit(contents)))
     with sinr.open(wrong) as m:
         for read in (m.to_anndata, lambda: m.to_anndata(lazy=True), lambda: verify_file(m)):
             with pytest.raises(sinr.CorruptFileError, match=match):

@@ -317,8 +317,11 @@ def test_a_siren_fit_runs_on_its_own_thread_alone(monkeypatch):
     monkeypatch.setattr(siren_train, "_fit_chunk", spy)
     rng = np.random.default_rng(0)
     coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
-    fit = lambda: siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64,  # noqa: E731
-                                         learning_rate=1e-3, seed=0, device="cpu")
+
+    def fit():
+        siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3,
+                               seed=0, device="cpu")
+
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)

@@ -219,13 +219,22 @@ def test_most_genes_hold_no_copy_of_the_result_beside_it(mid_in_small_chunks, mo
 
     path, counts = mid_in_small_chunks
     monkeypatch.setattr(decode, "PIECE_ENTRIES", 1 << 14)  # pieces of the test's size
+    # the selection's path itself: genes holding most of a local file's nonzeros are otherwise read whole
+    monkeypatch.setattr(reader_matrix.MatrixReader, "_share_of_rows", lambda self, rows: 0.0)
+    wholes = calls_of(monkeypatch, "gene_major", "cell_major")
     expected = counts.tocsr()
+    most = np.ones(counts.shape[0], dtype=bool)
+    most[::7] = False  # a gene filter's mask
+    cells = np.ones(counts.shape[1], dtype=bool)
+    cells[::5] = False
     with sinr.open(path, jobs=1) as m:
         m[:2, :2]  # anything a first read loads or caches
-        for genes in (slice(1, None), slice(None, None, -1)):
-            got, peak = traced_peak(lambda: m[genes, :])  # noqa: B023 (called at once)
+        for genes, keep in ((slice(1, None), slice(None)), (slice(None, None, -1), slice(None)),
+                            (most, slice(None)), (most, cells)):
+            got, peak = traced_peak(lambda: m[genes, keep])  # noqa: B023 (called at once)
             assert peak < 36 * got.nnz, f"{peak / got.nnz:.1f} bytes a nonzero"
-            assert (got != expected[genes]).nnz == 0 and got.has_sorted_indices and got.dtype == np.int64
+            assert (got != expected[genes][:, keep]).nnz == 0 and got.has_sorted_indices and got.dtype == np.int64
+    assert wholes == []
 
 
 def test_every_gene_and_cell_is_a_whole_read(mid, monkeypatch):

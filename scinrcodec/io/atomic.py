@@ -176,7 +176,7 @@ def _sync(path: Path, *, folder: bool = False) -> None:
     the rename, a node lost, had left the new name on an empty or partial file, a file that append
     rewrote among them, while the command had said it succeeded), and, for the `folder` holding it,
     the rename itself. A write error held back until now (NFS, a quota) raises here. A folder that
-    cannot be opened or synced (Windows, some network file systems) is left to the file system."""
+    cannot be opened or synced (some network file systems) is left to the file system."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

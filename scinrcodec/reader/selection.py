@@ -9,7 +9,6 @@ import numpy as np
 from ..errors import SinrIndexError, SinrKeyError
 from ..limits import check_allocation
 
-
 INDEX_TEXT = re.compile(r"-?[0-9]+")  # ASCII digits only: int() and str.isdigit take any script's, and '1_0'
 
 
