@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.measure import publish
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = ("pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spaceranger3")
@@ -170,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    command = "python -m benchmarks.load_anndata " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(rows, command.strip(), load)
-    (args.out / "load_anndata.md").write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return 0
+    return publish(args.out, "load_anndata", argv, lambda command: report(rows, command, load))
 
 
 if __name__ == "__main__":

@@ -96,3 +96,15 @@ def warm_median_seconds(call: Callable[[], object], repeats: int) -> float:
         call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def publish(out: Path, stem: str, argv: list[str] | None, report: Callable[[str], str]) -> int:
+    """Write report(command) to out/STEM.md and print it, the command being how this run was asked
+    for (python -m benchmarks.STEM and its arguments); a benchmark's main returns what this does."""
+    import sys
+
+    command = f"python -m benchmarks.{stem} " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = report(command.strip())
+    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0

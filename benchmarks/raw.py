@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.measure import publish
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = ("pbmc4k_v2_soupx_half", "frozen_pbmc_donor_a_v1", "visium_spaceranger3")
@@ -235,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in result["rows"]:
                 writer.writerow([meta["dataset"], meta["barcodes"], meta["nnz"], meta["bytes"], result["sizes"]["file"],
                                  row["measure"], f"{row['seconds']:.6g}", f"{row['peak_mb']:.1f}"])
-    command = "python -m benchmarks.raw " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(results, command.strip(), load)
-    (args.out / "raw.md").write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return 0
+    return publish(args.out, "raw", argv, lambda command: report(results, command, load))
 
 
 if __name__ == "__main__":
