@@ -154,7 +154,10 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
                 _replace_folder(tmp, target)
             else:
                 os.replace(tmp, target)
-            _sync(parent, folder=True)
+            try:
+                _sync(parent, folder=True)
+            except KeyboardInterrupt:  # the output is in place and whole: a stop now is too late to undo it, and
+                pass  # 'interrupted' (exit 130) would send a pipeline to run it again over its own output
         except FileExistsError as exc:
             raise OutputExistsError(f"{target}: appeared while this output was being written (another process wrote "
                                     "it); it is left as it is (use --force, or force=True in Python, to overwrite)") from exc
