@@ -428,3 +428,60 @@ def _chunk_blocks(path) -> list[bytes]:
     data = path.read_bytes()
     with sinr.open(path) as m:
         return [data[int(offset): int(offset) + int(length)] for offset, _, _, length, _, _ in m.index.chunk_index]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_amid_a_siren_fit_gives_torch_its_thread_count_back(monkeypatch):
+    """A process forked while a thread fits (a DataLoader's or multiprocessing's fork beside an
+    encode) holds none of the parent's fits: its own fit saves and gives back its torch thread count,
+    and a fork while a thread held the fits' lock does not leave the child's first fit waiting for
+    ever. The child had inherited the parent's count of running fits (1), so its fits never saw
+    themselves as the last and left torch on one thread (3 set, 1 after)."""
+    torch = pytest.importorskip("torch")
+    import signal
+
+    from scinrcodec.model import siren_train
+
+    inside, leave = threading.Event(), threading.Event()
+    fit_chunk = siren_train._fit_chunk
+
+    def held(*args):  # the parent's fit waits here while the process forks
+        if threading.current_thread().name == "parent fit":
+            inside.set()
+            leave.wait(60)
+        return fit_chunk(*args)
+
+    monkeypatch.setattr(siren_train, "_fit_chunk", held)
+    rng = np.random.default_rng(0)
+    coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
+
+    def fit():
+        siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3,
+                               seed=0, device="cpu")
+
+    before = torch.get_num_threads()
+    parent = threading.Thread(target=fit, name="parent fit")
+    parent.start()
+    try:
+        assert inside.wait(60)
+        for lock_held in (False, True):
+            if lock_held:
+                siren_train._fitting_lock.acquire()  # as a thread entering or leaving a fit holds it
+            pid = os.fork()
+            if pid == 0:  # the child: exit 0 if its fit gives torch back its 3 threads
+                code = 1
+                try:
+                    signal.alarm(30)  # a fit waiting for ever on the lock ends the child
+                    torch.set_num_threads(3)
+                    fit()
+                    code = 0 if torch.get_num_threads() == 3 else 2
+                finally:
+                    os._exit(code)
+            if lock_held:
+                siren_train._fitting_lock.release()
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, (lock_held, os.waitstatus_to_exitcode(status))
+    finally:
+        leave.set()
+        parent.join()
+        torch.set_num_threads(before)

@@ -6,12 +6,14 @@ step multiplies a minibatch from every patch with torch.bmm, on the GPU when tor
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from ..storage.source import fork_safe_lock
 from .siren import W0
 
 
@@ -28,8 +30,18 @@ class TrainingStopped(Exception):
 
 
 _task = threading.local()  # the stop event of the encode whose task this thread runs, if any
-_fitting_lock = threading.Lock()
+_fitting_lock = fork_safe_lock()
 _fitting = {"threads": 0, "saved": 1}  # CPU fits running now, and torch's thread count before the first
+
+
+def _forget_fits() -> None:
+    """In a forked child: the parent's fits have no threads here, so its first fit is the first (it
+    had counted them, never ended as the last and left torch on one thread)."""
+    _fitting["threads"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_fits)
 
 
 PATCHES_PER_STEP = 16  # band SIRENs trained at once, stacked as one batched network
