@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--label", help="an obs column naming each cell's file by its key (makes a whole AnnData)")
     cat.add_argument("--keys", help="each file's key, comma-separated (default 0,1,...)")
     cat.add_argument("--index-unique", metavar="SEP",
-                     help="append SEP and the file's key to every cell name (needed when names repeat)")
+                     help="append SEP and the file's key to every cell name (needed when files share names)")
     cat.add_argument("--merge", choices=MERGE_RULES,
                      help="anndata's rule for var columns and varm of whole AnnData files (default: dropped; "
                           "files of one matrix keep each gene's id and feature type, from the files that hold it)")

@@ -9,9 +9,9 @@ concat or subsetting (its join, merge and uns_merge rules), and each count matri
 the new file (encoder.combine), decoding one block of cells at a time; a count matrix whose inputs
 are of format 3 and keep every gene they store is combined without coding anything again, each
 input's chunks copied into a segment of the output (encoder.segments, spec §5.5). Cell names must stay
-distinct: repeats are refused unless index_unique asks for each file's key to be appended, as
-anndata's concat does. Outputs are written to a temporary file
-and renamed into place.
+distinct: a name two files share is refused unless index_unique asks for each file's key to be
+appended, as anndata's concat does; one a file holds twice is refused either way (the key would not
+tell them apart). Outputs are written to a temporary file and renamed into place.
 """
 from __future__ import annotations
 

@@ -16,10 +16,11 @@ class SinrMatrix(MatrixReader):
     def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
         """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
         gives it back whole, every part as it was and X in its own dtype (whichever matrix was
-        opened); a file of one matrix gives X as float32 (dtype= chooses: io.dtypes states the
-        policy). lazy=True gives X as a dask array of this matrix's chunks, decoded on demand, with
-        the other parts loaded (scinrcodec.wholefile.lazy). feature_type keeps the features of one
-        type ('Antibody Capture') of a multi-modal file."""
+        opened; a lossy one of a narrow type widened: io.dtypes.widened); a file of one matrix gives
+        X as float32 (dtype= chooses: io.dtypes states the policy). lazy=True gives X as a dask array
+        of this matrix's chunks, decoded on demand, with the other parts loaded
+        (scinrcodec.wholefile.lazy). feature_type keeps the features of one type ('Antibody
+        Capture') of a multi-modal file."""
         from .restore import to_anndata  # anndata and pandas load only when an AnnData is asked for
 
         return to_anndata(self, lazy=lazy, feature_type=feature_type, dtype=dtype)

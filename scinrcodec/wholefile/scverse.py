@@ -20,8 +20,9 @@ def read_sinr(path, *, backed: bool = False, matrix: str | None = None, feature_
 
     A file that stores a whole AnnData comes back whole, every part as it was; a file of one count
     matrix gives X with its cell names as obs_names and gene names as var_names (gene ids and
-    feature types as var columns). X's dtype: as stored for a whole AnnData, float32 for a file of
-    one matrix (as scanpy.read_10x_h5 gives); dtype= chooses (np.int32 is exact for every count).
+    feature types as var columns). X's dtype: as stored for a whole AnnData (a lossy matrix of a type
+    narrower than int32 or float64 as int64 or float64: io.dtypes.widened), float32 for a file of one
+    matrix (as scanpy.read_10x_h5 gives); dtype= chooses (np.int32 is exact for every count).
     backed=True gives the lazy AnnData (read_lazy): X a dask array decoded chunk by chunk."""
     if backed not in (True, False, "r"):
         raise InvalidInputError(f"backed must be True, False or 'r' (a .sinr file is read-only), not {backed!r}")
