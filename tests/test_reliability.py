@@ -394,6 +394,74 @@ def test_a_child_forked_amid_a_read_of_its_parent_reads(tmp_path, pbmc):
     assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr
 
 
+PAUSED_PREAD = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+static long long at = -1;
+static int notify = -1, resume = -1;
+void arm(long long offset, int w, int r) { at = offset; notify = w; resume = r; }
+static void pause_here(off_t off, size_t n) {  /* once, in a thread other than the main one */
+  if (at >= 0 && off <= at && at < off + (off_t)n && syscall(SYS_gettid) != getpid()) {
+    char c = 1;
+    at = -1;
+    if (write(notify, &c, 1) != 1 || read(resume, &c, 1) != 1) _exit(9);
+  }
+}
+#define PAUSED(name) ssize_t name(int fd, void *buf, size_t n, off_t off) { \
+  static ssize_t (*real)(int, void *, size_t, off_t); \
+  if (!real) real = dlsym(RTLD_NEXT, #name); \
+  pause_here(off, n); \
+  return real(fd, buf, n, off); }
+PAUSED(pread)
+PAUSED(pread64)
+"""
+
+FORKED_AMID_A_CORE_READ = """
+import ctypes, os, signal, sys, threading
+import numpy as np
+import scinrcodec as sinr
+path, library = sys.argv[1:3]
+expected = sinr.open(path)
+m = sinr.open(path)
+notify, resume = os.pipe(), os.pipe()
+ctypes.CDLL(library).arm(ctypes.c_longlong(m.index.sections.table["genes.order"].offset), notify[1], resume[0])
+thread = threading.Thread(target=m.cell, args=(3,))
+thread.start()
+os.read(notify[0], 1)  # the core reads its gene table, under its own lock, the GIL released
+pid = os.fork()
+if pid == 0:
+    signal.alarm(30)  # a child that waits forever ends (SIGALRM: -14)
+    os._exit(0 if np.array_equal(m.cell(3), expected.cell(3)) and m[5, 7] == expected[5, 7] else 3)
+os.write(resume[1], b"x")
+thread.join()
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_child_forked_amid_a_core_read_of_its_parent_reads(tmp_path, pbmc):
+    """A forked child opens core readers of its own: forked while a thread of the parent was inside the
+    core's read of a cell (which holds the core's own lock as it reads the gene table, here paused in
+    pread by an LD_PRELOAD library), the child's m.cell(j) had waited forever on that lock."""
+    import shutil
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or sys.platform != "linux":
+        pytest.skip("needs a C compiler and Linux to pause a read")
+    (tmp_path / "paused.c").write_text(PAUSED_PREAD)
+    library = tmp_path / "paused.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", library, tmp_path / "paused.c", "-ldl"], check=True)
+    path = tmp_path / "x.sinr"
+    sinr.encode(pbmc, path, chunk_cells=16, **FAST)
+    run = subprocess.run([sys.executable, "-c", FORKED_AMID_A_CORE_READ, str(path), str(library)],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "LD_PRELOAD": str(library)})
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr
+
+
 FORKED_FILE_OBJECT = """
 import io, os, sys
 import numpy as np

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +39,7 @@ from .selection import (all_distinct, as_index, expand, is_everything, is_key, i
 
 CELLS_PER_GENE_READ = 5_000  # a gene read a gene at a time for this many cells (_by_gene_reads)
 CELL_SCANS = 8  # cells looked up by a scan of the names before their table is built (_lookup)
+_WITH_CORE: weakref.WeakSet = weakref.WeakSet()  # readers holding a core reader, forgotten in a forked child
 
 
 def fits_in_memory(what: str):
@@ -380,6 +383,7 @@ class MatrixReader:
                 except SinrError:
                     return False
                 core.set_keep_bytes(0)  # single cells: nothing of a chunk decoded whole is kept for later reads
+                _WITH_CORE.add(self)
                 return core
         return False
 
@@ -905,6 +909,19 @@ class MatrixReader:
 
     def __repr__(self) -> str:
         return f"<SinrMatrix {self.shape[0]} genes x {self.shape[1]} cells, nnz={self.nnz}, mode={self.mode}>"
+
+
+def _forget_cores() -> None:
+    """In a forked child: a core reader's own locks (taken, the GIL released, as it reads its gene table
+    or checks a band) may be held by a parent's thread the fork did not copy, and the child's m[i, j]
+    or m.cell(j) had waited forever on them; each reader opens a core of its own here."""
+    for reader in list(_WITH_CORE):
+        reader._entry_of = reader._core_reader = None
+    _WITH_CORE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_cores)
 
 
 def reopened(cls: type, location, name: str, storage_options: dict | None, identity: tuple[int, int],
