@@ -133,3 +133,46 @@ def test_threads_reading_at_once_for_the_first_time_make_one_decode_pool(monkeyp
     for pool in made:
         pool.shutdown()
     assert len(made) == 1 and got[0] is got[1]
+
+
+@pytest.mark.parametrize("build", ["table", "index"])
+def test_threads_looking_up_names_at_once_build_one_table(chunked, monkeypatch, build):
+    """The table of a matrix's cell names, and its obs_names Index, are built once however many
+    threads ask at once (a Dask worker's, a DataLoader's): each thread had built its own, on a raw
+    matrix's 737,280 barcodes 8 threads 1.9 s and 8 tables where one takes 0.18 s. The first build
+    waits here until a second thread, started then, builds one too (or for 1 s, where it waits for the
+    first)."""
+    import threading
+
+    import pandas as pd
+
+    from scinrcodec.reader import matrix as reader
+
+    m = sinr.open(chunked)
+    name = m.cell_names[40]
+    builds, inside, second = [], threading.Event(), threading.Event()
+    built = reader._indices_by_name if build == "table" else pd.Index
+
+    def spy(*args, **kwargs):
+        builds.append(threading.current_thread().name)
+        if len(builds) == 1:
+            inside.set()
+            second.wait(1)
+        else:
+            second.set()
+        return built(*args, **kwargs)
+
+    if build == "table":
+        monkeypatch.setattr(reader, "_indices_by_name", spy)
+    else:
+        monkeypatch.setattr(pd, "Index", spy)
+    look = (lambda: m.positions([name], "cell")[0]) if build == "table" else (lambda: m.obs_names.get_loc(name))
+    found = []
+    first = threading.Thread(target=lambda: found.append(look()), name="first")
+    first.start()
+    assert inside.wait(60)
+    later = threading.Thread(target=lambda: found.append(look()), name="second")
+    later.start()
+    first.join()
+    later.join()
+    assert builds == ["first"] and found == [40, 40]

@@ -112,6 +112,7 @@ class MatrixReader:
         self._core_reader = None  # the core's reader of a local file (_core): opened at first use, False if none
         self._moments: MatrixMoments | None = None  # both axes' summaries (_summaries): one pass, at first use
         self._moments_lock = fork_safe_lock()
+        self._building = fork_safe_lock()  # held while a name table or Index is built, so that it is built once
 
     # ------------------------------------------------------------------------------ header
 
@@ -239,18 +240,18 @@ class MatrixReader:
         cells), and a name a caller sets on its view is its own. The views share its values, held
         read-only: an edit in place through one (`m.obs_names.to_numpy()[0] = ...`) had renamed the
         cell in every later view and broken their lookups."""
-        with self._lock:
-            index = self._name_indexes.get(axis)
+        index = self._name_indexes.get(axis)
         if index is None:
-            import pandas as pd
+            with self._building:
+                index = self._name_indexes.get(axis)
+                if index is None:
+                    import pandas as pd
 
-            names = ((self.cell_names or [f"cell_{j}" for j in range(self.shape[1])]) if axis == "obs" else
-                     (self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])]))
-            values = np.array(names, dtype=object)
-            values.flags.writeable = False
-            index = pd.Index(values, dtype=str, copy=False)
-            with self._lock:
-                index = self._name_indexes.setdefault(axis, index)
+                    names = ((self.cell_names or [f"cell_{j}" for j in range(self.shape[1])]) if axis == "obs" else
+                             (self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])]))
+                    values = np.array(names, dtype=object)
+                    values.flags.writeable = False
+                    index = self._name_indexes[axis] = pd.Index(values, dtype=str, copy=False)
         return index.copy()
 
     @property
@@ -262,15 +263,17 @@ class MatrixReader:
         """Name -> index of one axis, built once: genes by name, then by id (a name wins over another
         gene's id, as before); a name that several genes or cells have (a symbol such as visium's two
         Nnt, a duplicated barcode) maps to all of them."""
-        with self._lock:
-            table = self._lookup_tables.get(axis)
+        table = self._lookup_tables.get(axis)
         if table is None:
-            lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
-            table = {}
-            for names in reversed(lists):  # ids first, so that names replace them
-                table.update(_indices_by_name(names or []))
-            with self._lock:
-                self._lookup_tables[axis] = table
+            with self._building:  # threads asking at once wait for one table (0.18 s at 737,280 barcodes)
+                table = self._lookup_tables.get(axis)
+                if table is None:
+                    lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
+                    table = {}
+                    for names in reversed(lists):  # ids first, so that names replace them
+                        table.update(_indices_by_name(names or []))
+                    with self._lock:
+                        self._lookup_tables[axis] = table
         return table
 
     def _named(self, axis: str, table: dict, key: str) -> int:
