@@ -294,6 +294,16 @@ def test_streamed_file_and_matrix_in_memory_encode_to_the_same_bytes(tmp_path, p
     assert (tmp_path / "streamed.sinr").read_bytes() == (tmp_path / "mem.sinr").read_bytes()
 
 
+def _tiny_fit() -> None:
+    """One CPU fit of a patch of 300 points, 3 steps: what the tests of torch's thread count run."""
+    from scinrcodec.model import siren_train
+
+    rng = np.random.default_rng(0)
+    coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
+    siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3, seed=0,
+                           device="cpu")
+
+
 def test_a_siren_fit_runs_on_its_own_thread_alone(monkeypatch):
     """A fit on the CPU runs torch on its thread alone, and fits that overlap (chunk workers fit at
     once) give torch back its thread count when the last one ends, in the thread that called and in
@@ -315,13 +325,7 @@ def test_a_siren_fit_runs_on_its_own_thread_alone(monkeypatch):
         return fit_chunk(*args)
 
     monkeypatch.setattr(siren_train, "_fit_chunk", spy)
-    rng = np.random.default_rng(0)
-    coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
-
-    def fit():
-        siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3,
-                               seed=0, device="cpu")
-
+    fit = _tiny_fit
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
@@ -452,13 +456,7 @@ def test_a_child_forked_amid_a_siren_fit_gives_torch_its_thread_count_back(monke
         return fit_chunk(*args)
 
     monkeypatch.setattr(siren_train, "_fit_chunk", held)
-    rng = np.random.default_rng(0)
-    coords, targets = [rng.uniform(-1, 1, (300, 2)).astype(np.float32)], [rng.normal(size=300).astype(np.float32)]
-
-    def fit():
-        siren_train.fit_sirens(coords, targets, width=8, hidden_layers=1, steps=3, batch=64, learning_rate=1e-3,
-                               seed=0, device="cpu")
-
+    fit = _tiny_fit
     before = torch.get_num_threads()
     parent = threading.Thread(target=fit, name="parent fit")
     parent.start()
