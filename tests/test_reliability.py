@@ -419,6 +419,26 @@ PAUSED(pread)
 PAUSED(pread64)
 """
 
+def _forked_amid_a_paused_read(tmp_path, pbmc, script: str) -> None:
+    """Run `script` (its arguments: a .sinr file of pbmc, and PAUSED_PREAD built) with PAUSED_PREAD as
+    LD_PRELOAD, so that a read pauses in a thread, deterministically, as the process forks; it prints
+    the child's exit status, 0 when the child did what it should."""
+    import shutil
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or sys.platform != "linux":
+        pytest.skip("needs a C compiler and Linux to pause a read")
+    (tmp_path / "paused.c").write_text(PAUSED_PREAD)
+    library = tmp_path / "paused.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", library, tmp_path / "paused.c", "-ldl"], check=True)
+    path = tmp_path / "x.sinr"
+    sinr.encode(pbmc, path, chunk_cells=16, **FAST)
+    run = subprocess.run([sys.executable, "-c", script, str(path), str(library)], capture_output=True, text=True,
+                         timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "LD_PRELOAD": str(library)})
+    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr
+
+
 FORKED_AMID_A_CORE_READ = """
 import ctypes, os, signal, sys, threading
 import numpy as np
@@ -446,20 +466,36 @@ def test_a_child_forked_amid_a_core_read_of_its_parent_reads(tmp_path, pbmc):
     """A forked child opens core readers of its own: forked while a thread of the parent was inside the
     core's read of a cell (which holds the core's own lock as it reads the gene table, here paused in
     pread by an LD_PRELOAD library), the child's m.cell(j) had waited forever on that lock."""
-    import shutil
+    _forked_amid_a_paused_read(tmp_path, pbmc, FORKED_AMID_A_CORE_READ)
 
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None or sys.platform != "linux":
-        pytest.skip("needs a C compiler and Linux to pause a read")
-    (tmp_path / "paused.c").write_text(PAUSED_PREAD)
-    library = tmp_path / "paused.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-o", library, tmp_path / "paused.c", "-ldl"], check=True)
-    path = tmp_path / "x.sinr"
-    sinr.encode(pbmc, path, chunk_cells=16, **FAST)
-    run = subprocess.run([sys.executable, "-c", FORKED_AMID_A_CORE_READ, str(path), str(library)],
-                         capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "LD_PRELOAD": str(library)})
-    assert run.returncode == 0 and run.stdout.strip() == "0", run.stdout + run.stderr
+
+FORKED_AMID_A_PYTHON_READ = """
+import ctypes, os, sys, threading
+import scinrcodec as sinr
+path, library = sys.argv[1:3]
+m = sinr.open(path)
+notify, resume = os.pipe(), os.pipe()
+ctypes.CDLL(library).arm(ctypes.c_longlong(100), notify[1], resume[0])
+thread = threading.Thread(target=m.byte_source.read, args=(100, 10))
+thread.start()
+os.read(notify[0], 1)  # the read is under way, its descriptor counted in use
+pid = os.fork()
+if pid == 0:
+    before = len(os.listdir("/proc/self/fd"))
+    m.close()
+    os._exit(0 if len(os.listdir("/proc/self/fd")) == before - 1 else 3)
+os.write(resume[1], b"x")
+thread.join()
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.isdir("/proc/self/fd"), reason="needs fork and /proc")
+def test_a_child_forked_amid_a_read_of_its_parent_closes_the_file(tmp_path, pbmc):
+    """close() in a forked child releases the file's descriptor: forked while a thread of the parent
+    was reading it (paused in pread by an LD_PRELOAD library), the child counted that read as still
+    using the descriptor, and its close() left it open until the matrix was collected."""
+    _forked_amid_a_paused_read(tmp_path, pbmc, FORKED_AMID_A_PYTHON_READ)
 
 
 FORKED_FILE_OBJECT = """

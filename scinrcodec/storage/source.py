@@ -24,6 +24,7 @@ from ..errors import FileChangedError, FormatError, InvalidInputError
 
 GATHER_GAP = 1 << 16  # ranges this close are read at once: copying the gap costs less than a read
 _LOCKS: weakref.WeakSet = weakref.WeakSet()  # every lock fork_safe_lock made, freed in a forked child
+_DESCRIPTORS: weakref.WeakSet = weakref.WeakSet()  # every LocalFileSource's descriptor: none in use in a forked child
 
 
 def fork_safe_lock() -> threading.Lock:
@@ -40,8 +41,18 @@ def _free_locks() -> None:
         lock._at_fork_reinit()  # what threading and concurrent.futures do with their own locks at a fork
 
 
+def _forget_reads() -> None:
+    """In a forked child no read is under way: one a parent's thread had begun as the process forked
+    is not here to end, and a close() in the child had left the file's descriptor open."""
+    for descriptor in list(_DESCRIPTORS):
+        descriptor.users = 0
+        if descriptor.retired:
+            descriptor.close()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_free_locks)
+    os.register_at_fork(after_in_child=_forget_reads)
 
 
 class ByteSource:
@@ -310,6 +321,7 @@ class _Descriptor:
         self.users = 0
         self.retired = False
         self._closer = weakref.finalize(owner, os.close, fd)  # close() or collection closes it, once
+        _DESCRIPTORS.add(self)
 
     def retire(self) -> None:
         """Close a descriptor no read has used."""
