@@ -439,21 +439,21 @@ class MatrixReader:
     def _gene_cells(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Gene i's nonzeros as (original cells, values), in the order its tiles hold them."""
         index = self._index
-        found = [(np.zeros(0, np.int64), np.zeros(0, READ_DTYPE))]
-        if index.n_chunks == 0:
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        if index.n_chunks:
+            table = index.tile_table()  # first: a remote file fetches the gene tables with the chunks
+            for segment, row in index.gene_segment_rows(i):  # its row in each segment that stores it
+                lo, hi = index.segment_chunk_starts[segment: segment + 2].tolist()
+                chunks, bands, tiles, pair = band_tile_ranges(table.band_rows[lo:hi], table.band_tiles[lo:hi],
+                                                              table.chunk_base[lo:hi], table.row_end[lo:hi], row)
+                if tiles.size:
+                    batch = table_batch(index, table, chunks + lo, bands, tiles, pair)
+                    _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
+                    found.append((index.cell_original[cols], values))
+        if len(found) == 1:  # the usual case: one segment
             return found[0]
-        table = index.tile_table()  # first: a remote file fetches the gene tables with the chunks
-        for segment, row in index.gene_segment_rows(i):  # its row in each segment that stores it
-            lo, hi = index.segment_chunk_starts[segment: segment + 2].tolist()
-            chunks, bands, tiles, pair = band_tile_ranges(table.band_rows[lo:hi], table.band_tiles[lo:hi],
-                                                          table.chunk_base[lo:hi], table.row_end[lo:hi], row)
-            if tiles.size:
-                batch = table_batch(index, table, chunks + lo, bands, tiles, pair)
-                _, cols, values = decode_batch(index, batch, want_row=row, jobs=self.jobs)
-                found.append((index.cell_original[cols], values))
-        if len(found) == 2:  # the usual case: one segment
-            return found[1]
-        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+        return (np.concatenate([cells for cells, _ in found] or [np.zeros(0, np.int64)]),
+                np.concatenate([values for _, values in found] or [np.zeros(0, READ_DTYPE)]))
 
     @fits_in_memory("reading a cell (dense over genes)")
     def cell(self, key) -> np.ndarray:
@@ -498,8 +498,7 @@ class MatrixReader:
                 check_allocation(24 * self.shape[0], f"{self.source}: the rows of {self.shape[0]:,} genes")
             core = self._core()  # m[:, cells]: no index array over every gene, a cell's read is a millisecond
             if core is not None:
-                return self._core_every_gene(core, np.arange(self.shape[1]) if wanted is None else wanted,
-                                             cells_major)
+                return self._core_every_gene(core, wanted, cells_major)
         out = self._gather(self.positions(genes, "gene"), wanted)
         return sp.csr_matrix(out.T) if cells_major else out
 
