@@ -54,14 +54,15 @@ def open_h5(path: Path):
     try:
         f = h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES)
     except OSError as exc:
-        if "unable to lock file" in str(exc) and exc.errno in _HELD:
-            raise InvalidInputError(f"{path}: another process has it open for writing (it holds HDF5's lock on "
-                                    "the file); read it once that process has closed it") from exc
-        if "unable to lock file" in str(exc) and exc.errno not in _NO_LOCKS:
-            raise InvalidInputError(f"{path}: HDF5 could not lock it to read it ({one_line(exc)})") from exc
-        # the file system has no locks, or (the flags differ) this process has the file open already, so read
-        if "unable to lock file" not in str(exc) and "file locking flag values don't match" not in str(exc):
+        if "unable to lock file" in str(exc):
+            if exc.errno in _HELD:
+                raise InvalidInputError(f"{path}: another process has it open for writing (it holds HDF5's lock "
+                                        "on the file); read it once that process has closed it") from exc
+            if exc.errno not in _NO_LOCKS:
+                raise InvalidInputError(f"{path}: HDF5 could not lock it to read it ({one_line(exc)})") from exc
+        elif "file locking flag values don't match" not in str(exc):
             raise
+        # the file system has no locks, or (the flags differ) this process has the file open already, so read
         f = h5py.File(path, "r", rdcc_nbytes=H5_CACHE_BYTES, locking=False)
     try:
         check_self_contained(f, path)

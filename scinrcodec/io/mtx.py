@@ -356,8 +356,8 @@ MTX_BLOCK_NNZ = 1 << 21  # entries formatted at a time (about 30 MB of text)
 MTX_VALUES = np.dtype(np.int32)  # values as text need no wider type than the one every count fits (MAX_COUNT)
 
 
-def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool, name: str | None = None,
-                   progress: Progress | None = None) -> None:
+def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool, progress: Progress,
+                   name: str | None = None) -> None:
     """Entries sorted by cell, then gene, as 10x writes them (so the reader streams them back); gzipped
     with `name` (default path's) in the header. Formatted by scipy a block of cells at a time: the
     whole matrix as coordinates had taken 1.2 GB more than its CSC at 6e7 nonzeros. Each block's
@@ -377,8 +377,7 @@ def write_mtx_file(path: Path, counts: sp.spmatrix, *, gz: bool, name: str | Non
             scipy.io.mmwrite(text, sp.coo_matrix((block.data, (block.row, block.col + first)), shape=csc.shape),
                              field="integer", symmetry="general")
             fh.write(_body(text.getvalue()))
-            if progress is not None:
-                progress.update(block.nnz)
+            progress.update(block.nnz)
 
 
 def _body(text: bytes) -> bytes:
@@ -390,7 +389,7 @@ def _body(text: bytes) -> bytes:
     return text[text.index(b"\n", at) + 1:]
 
 
-def write_mtx_folder(folder: Path, m: CountMatrix, progress: Progress | None = None) -> None:
+def write_mtx_folder(folder: Path, m: CountMatrix, progress: Progress) -> None:
     """The 10x triple: matrix.mtx.gz, features.tsv.gz (id, name, type) and barcodes.tsv.gz. A name
     with a tab is refused: the TSV files would read back as other names (.sinr names may hold one).
     The matrix's entries are counted on `progress` as write_mtx_file counts them."""

@@ -58,7 +58,8 @@ def verify_file(m, *, progress: bool = False) -> dict:
         for part in parts:
             if contents.object == "anndata":
                 value = contents.read(part)
-                stored_layers = value if part == "layers" else stored_layers
+                if part == "layers":
+                    stored_layers = value
             else:
                 with contents.hdf5(part) as image:
                     check_skeletons(m, contents, image)

@@ -138,10 +138,9 @@ def check_skeletons(m, contents: StoredContents, image) -> None:
             raise CorruptFileError(f"{m.source}: the 10x image has no empty dataset {path!r} to fill")
 
 
-def write_10x(m, contents: StoredContents, path: Path, progress: Progress | None = None) -> None:
+def write_10x(m, contents: StoredContents, path: Path, progress: Progress) -> None:
     """The 10x file a .sinr file was encoded from, with every dataset and attribute it had: the
     matrix decoded, then written (its data and indices, half a nonzero each), passes of `progress`."""
-    progress = progress or Progress(False, None, "", "")
     import h5py
 
     fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
@@ -149,9 +148,10 @@ def write_10x(m, contents: StoredContents, path: Path, progress: Progress | None
     image = io.BytesIO()
     with contents.hdf5("h5") as skeleton, h5py.File(image, "w") as out:
         check_skeletons(m, contents, skeleton)
-        stored = {skeleton[p].dtype for p, (fill, _) in fills.items() if fill == "data"}
+        data = next(p for p, (fill, _) in fills.items() if fill == "data")  # one (reader.contents checks)
         # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
-        csc = m.to_scipy("csc", dtype=TENX_VALUES if stored == {TENX_VALUES} else READ_DTYPE, progress=progress)
+        csc = m.to_scipy("csc", dtype=TENX_VALUES if skeleton[data].dtype == TENX_VALUES else READ_DTYPE,
+                         progress=progress)
         values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
         for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
             if fill in needed:
