@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -157,7 +158,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
             rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
             new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
             size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats, new_nnz,
-                                                      new.shape[1], options.inputs_error)])
+                                                      new.shape[1], inputs_error)])
     finally:
         bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
@@ -187,17 +188,9 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
     refused = can_copy([matrix], [same])
     if refused is not None:
         raise InvalidInputError(f"cannot append to {matrix.source}: {refused}")
-    cells_file = tmp.with_name(tmp.name + ".cells")
-    # private (0o600) as the temporary file beside it: made with the umask's mode, the new cells of a
-    # file only its owner may read had been readable by all meanwhile; and nameless once open, so that
-    # a kill (SIGKILL, the OOM killer) leaves no file beside the temporary one
-    descriptor = os.open(cells_file, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    try:
-        cells_file.unlink()
-    except BaseException:
-        os.close(descriptor)
-        raise
-    with open(descriptor, "w+b") as stream:
+    # private (0o600) and without a name (O_TMPFILE, else unlinked at once), beside `tmp`: a kill (SIGKILL,
+    # the OOM killer) leaves nothing beside the temporary file
+    with tempfile.TemporaryFile(dir=tmp.parent) as stream:
         encode_stream(new, stream, options)
         with MatrixReader(FileObjectSource(stream, f"the new cells ({new.description})")) as cells:
             fields = {f: getattr(matrix, f) for f in ("gene_ids", "gene_names", "feature_types")}

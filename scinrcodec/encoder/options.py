@@ -156,11 +156,11 @@ def default_chunk_cells(nnz: int, n_cells: int) -> int:
     return DEFAULT_CHUNK_CELLS * max(1, min(multiple, needed, MAX_DEFAULT_CHUNK_CELLS // DEFAULT_CHUNK_CELLS))
 
 
-def inputs_error(coded: Iterable[tuple[str, int, int | None]]) -> int | None:
-    """The inputs_error of a file whose values are decoded from files coded as `coded` says (each
-    file's mode, max_error and inputs_error, MatrixReader's) and coded losslessly: the largest error
+def inputs_error(coded: Iterable) -> int | None:
+    """The inputs_error of a file whose values are decoded from the matrices `coded` (anything with
+    MatrixReader's mode, max_error and inputs_error) and coded losslessly: the largest error
     any of them carries (-1, no bound, where one was --inr-only), or None where every value is a
     count first encoded."""
-    errors = {max_error if mode == "max-error" else -1 if mode == "inr-only" else carried
-              for mode, max_error, carried in coded} - {None}
+    errors = {m.max_error if m.mode == "max-error" else -1 if m.mode == "inr-only" else m.inputs_error
+              for m in coded} - {None}
     return None if not errors else -1 if -1 in errors else max(errors)

@@ -228,7 +228,7 @@ def _options(parts: list[SegmentInput]) -> dict:
     """The first input's recorded options, with how far from the counts first encoded the values of
     every input may be (EncodeOptions.inputs_error: inputs of one mode may differ in it)."""
     first = parts[0].matrix.index
-    error = inputs_error((p.matrix.index.mode, p.matrix.index.max_error, p.matrix.index.inputs_error) for p in parts)
+    error = inputs_error(p.matrix for p in parts)
     options = {k: v for k, v in first.options.items() if k != "inputs_error"}
     return options if error is None or first.mode != "lossless" else {**options, "inputs_error": error}
 

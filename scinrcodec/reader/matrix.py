@@ -719,7 +719,7 @@ class MatrixReader:
             ddof = check_ddof(ddof, entries)
             total, squares = self.sum(), self._summaries().genes.total_squares()
             if dtype is not None and dtype.kind in "iu":
-                return integer_variance(total, None, squares, entries, ddof, dtype)
+                return integer_variance(total, squares, entries, ddof, dtype)
             variance = (entries * squares - total * total) / (entries * (entries - ddof)) if entries else float("nan")
         else:
             moments, entries = self._along(axis)
@@ -727,7 +727,7 @@ class MatrixReader:
             size = self.shape[1 - axis]
             if dtype is not None and dtype.kind in "iu":
                 return integer_variance(moments.spread(moments.sums, size), moments.spread(moments.squares_low, size),
-                                        None, entries, ddof, dtype)
+                                        entries, ddof, dtype)
             variance = moments.spread(moments.variance(entries, ddof), size, 0.0 if entries else np.nan)
         return variance if dtype is None else in_dtype(variance, dtype)
 

@@ -173,17 +173,17 @@ def divided(total, count: int, dtype: np.dtype):
         return (np.asarray(total) / count).astype(dtype)[()]
 
 
-def integer_variance(sums, squares_low, total_squares, entries: int, ddof: int, dtype: np.dtype):
+def integer_variance(sums, squares, entries: int, ddof: int, dtype: np.dtype):
     """numpy's var in an integer `dtype` over `entries` entries of counts with these sums (an int64
-    array, or a Python int) and sums of squares (their low 64 bits as uint64, or the Python int
-    total_squares): its mean summed and truncated in that type, then the sum of each entry's squared
+    array, or a Python int) and sums of squares (with an array, their low 64 bits as uint64; with an
+    int, the exact Python int): its mean summed and truncated in that type, then the sum of each entry's squared
     distance to it, S2 - 2 m S1 + n m**2, taken modulo 2**64 as numpy's int64 squares wrap, in that
     type, divided by entries - ddof and truncated."""
     mean = divided(in_dtype(sums, dtype), entries, dtype)
     if isinstance(sums, np.ndarray):
         m, s1 = mean.astype(np.int64).astype(np.uint64), sums.astype(np.uint64)
         n = np.uint64(entries % 2**64)
-        spread = (squares_low - np.uint64(2) * m * s1 + n * m * m).astype(np.int64)
+        spread = (squares - np.uint64(2) * m * s1 + n * m * m).astype(np.int64)
     else:
-        spread = total_squares - 2 * int(mean) * sums + entries * int(mean) ** 2
+        spread = squares - 2 * int(mean) * sums + entries * int(mean) ** 2
     return divided(in_dtype(spread, dtype), max(entries - ddof, 0), dtype)

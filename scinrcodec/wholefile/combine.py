@@ -87,7 +87,7 @@ def _options(matrices: Sequence[SinrMatrix], format_version: int, jobs: int | No
     known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
     bounds = {m.max_error if m.mode == "max-error" else None for m in matrices}
     mode = {"mode": "max-error", "max_error": bounds.pop()} if bounds != {None} and len(bounds) == 1 else \
-        {"mode": "lossless", "inputs_error": inputs_error((m.mode, m.max_error, m.inputs_error) for m in matrices)}
+        {"mode": "lossless", "inputs_error": inputs_error(matrices)}
     return {**known, **mode, "format_version": format_version, "jobs": jobs, "progress": progress}
 
 
@@ -248,7 +248,7 @@ def _concat_plain(matrices: list[SinrMatrix], layout: _PlainLayout, output, *, i
         with atomic_path(Path(output), force=force, inputs=[m.source for m in matrices]) as tmp:
             result = extend_into(first, rest, tmp, jobs=jobs, progress=progress,
                                  statistics=rest.fresh_gene_statistics,
-                                 inputs_error=inputs_error((m.mode, m.max_error, m.inputs_error) for m in matrices))
+                                 inputs_error=inputs_error(matrices))
         return {**result, "copied_chunks": first.n_chunks}
     source = PiecesSource(pieces, fields["gene_ids"], fields["gene_names"], fields["feature_types"], names,
                           description="concat")
