@@ -57,6 +57,14 @@ def checked_jobs(jobs) -> int | None:
     return None if jobs is None else checked_integer("jobs", jobs, 1, MAX_JOBS)
 
 
+def read_threads(jobs: int | None) -> int:
+    """Threads a read runs for jobs=: usable_cpus() by default; an explicit jobs= is honoured beyond a
+    container's quota (which may be wrong) but not beyond the machine's CPUs, where its kernels, all
+    CPU-bound, only add thread starts (jobs=256 on 2 cores: a cell read 8.6 ms instead of 1.4, a gene
+    3.2 ms instead of 0.4) and chunk-sized scratch per thread."""
+    return usable_cpus() if jobs is None else max(1, min(jobs, os.cpu_count() or 1))
+
+
 def usable_cpus() -> int:
     """The CPUs this process may use: what `jobs=None` means. Its affinity where the system has one
     (a batch scheduler's cpuset, taskset), and no more than its cgroup's CPU quota allows (a

@@ -21,7 +21,7 @@ from .. import _native
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from ..io.dtypes import check_exact, count_dtype
-from ..limits import check_allocation, usable_cpus
+from ..limits import check_allocation, read_threads
 from ..progress import Progress
 from .decode import Buffers, tile_bytes, decode_batch, gather, run_all
 from .index import Chunk, MatrixIndex
@@ -53,7 +53,7 @@ def for_each_chunk(index: MatrixIndex, jobs: int | None, work, ids: Sequence[int
     concurrently, the first decoding while the others are on the way), at most one per thread ahead
     of the decoders."""
     ids = list(range(index.n_chunks) if ids is None else ids)
-    workers = max(1, min(jobs or usable_cpus(), len(ids) * parts))
+    workers = max(1, min(read_threads(jobs), len(ids) * parts))
     chunks = index.stream_chunks(ids)
     try:
         if workers == 1:
@@ -179,7 +179,7 @@ def chunk_threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
     """(threads taking whole chunks, threads inside each chunk) for a cell-major read of chunks of
     these sizes on `jobs` threads: each chunk on every thread where whole chunks would leave threads
     idle."""
-    workers = max(1, jobs or usable_cpus())
+    workers = read_threads(jobs)
     if workers > 1 and _share_chunks(chunk_nnz, workers, _SHARED_COST_BY_CELL):
         return 1, workers
     return workers, 1
@@ -188,7 +188,7 @@ def chunk_threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
 def _parts(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
     """(threads, band parts of each chunk) for a gene-major read of chunks of these sizes on `jobs`
     threads: a part per thread where whole chunks would leave threads idle."""
-    workers = max(1, jobs or usable_cpus())
+    workers = read_threads(jobs)
     if workers > 1 and _share_chunks(chunk_nnz, workers, _SPLIT_ABOVE):
         return workers, workers
     return workers, 1

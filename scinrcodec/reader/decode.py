@@ -17,7 +17,7 @@ from .. import _native
 from ..codec.stages import MODE_CODES
 from ..codec.tile import STATUS_TEXT, decode_tiles
 from ..errors import CorruptFileError
-from ..limits import usable_cpus
+from ..limits import read_threads
 from ..storage.container import crc32_ranges
 from ..storage.source import fork_safe_lock
 from .index import Chunk, MatrixIndex, TileTable
@@ -39,8 +39,8 @@ def _pool() -> ThreadPoolExecutor:
     with _POOL_LOCK:
         if _POOL is None:
             from concurrent.futures import ThreadPoolExecutor  # a one-entry read never starts threads
-            # as many as the machine has: a read asks for its jobs= (by default usable_cpus) and no more are
-            # started, so an explicit jobs= beyond a container's quota is honoured, as the core honours it
+            # as many as the machine has: a read asks for read_threads(jobs) and no more are started, so an
+            # explicit jobs= beyond a container's quota is honoured, as the core honours it
             _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sinr-decode")
         return _POOL
 
@@ -279,7 +279,7 @@ def decode_batch(index: MatrixIndex, batch: TileBatch, *, want_row: int = -1, wa
                                    "(file is corrupt)")
 
     work = np.cumsum(batch.k)
-    workers = min(jobs or usable_cpus(), batch.size) if work[-1] >= _native.PARALLEL_MIN_ENTRIES else 1
+    workers = min(read_threads(jobs), batch.size) if work[-1] >= _native.PARALLEL_MIN_ENTRIES else 1
     filtered = want_row >= 0 or want_col >= 0 or col_mask is not None or row_mask is not None
     if filtered and buffers is None and total > PIECE_ENTRIES * workers:
         cuts = np.searchsorted(work, np.linspace(0, work[-1], workers + 1)[1:-1])

@@ -21,7 +21,7 @@ from ..codec.tile import STATUS_TEXT, decode_entry
 from ..errors import (CorruptFileError, FileChangedError, InvalidInputError, NotIterableError, ResultTooLargeError,
                       SinrError, SinrIndexError, SinrKeyError, printable)
 from ..io.dtypes import READ_DTYPE, count_dtype
-from ..limits import check_allocation, checked_jobs, usable_cpus
+from ..limits import check_allocation, checked_jobs, read_threads
 from ..progress import Progress, progress_of
 from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import GENE_NAME_SECTIONS
@@ -362,14 +362,14 @@ class MatrixReader:
     def _core_cells(self, core, cells: list[int]) -> tuple:
         """Cells (original indices, any order) read by the core on this reader's threads:
         (shape, indptr, genes, values), a column per cell."""
-        core.set_threads(self.jobs or usable_cpus())
+        core.set_threads(read_threads(self.jobs))
         return core.cells(cells)
 
     def _core_every_gene(self, core, cells: np.ndarray, cells_major: bool = False) -> sp.csr_matrix:
         """m[:, cells] in one call of the core (chunk by chunk, the tiles holding the cells decoded once
         on its threads) as genes x cells CSR, its rows made by the core (scipy's CSC-to-CSR conversion
         and its checks took a tenth of a cell's read), or with cells_major as cells x genes CSR."""
-        core.set_threads(self.jobs or usable_cpus())
+        core.set_threads(read_threads(self.jobs))
         listed = cells.tolist()
         if cells_major:
             _, indptr, genes, values = core.cells(listed)
