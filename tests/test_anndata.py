@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from anndata.tests.helpers import assert_equal
 
 import scinrcodec as sinr
-from conftest import DATA, FAST
+from conftest import DATA, FAST, assert_one_error_line, sinr_cli
 from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, READ_MINORS, TRAILER, pack_header, read_footer
 from scinrcodec.storage.opening import open_source
 from scinrcodec.wholefile.describe import describe_contents, verify_file
@@ -654,32 +654,34 @@ def test_one_modality_by_name(multimodal_h5, tmp_path):
 
 
 def test_a_10x_file_whose_fills_contradict_its_image_is_refused(tmp_path):
-    """What a 10x file's contents fill (spec §14.5): data, indices and indptr once each, no dataset
-    twice, each an empty 1-D dataset of the image. A file listing no fills had decoded to a 10x .h5
-    without its matrix (empty data, indices and indptr), one filling the barcodes with the values as
-    well to barcodes of counts, and sinr verify had said ok of those and of a fill the image lacks."""
+    """What a 10x file's contents fill (spec §14.5): data, indices and indptr once each, each at its
+    own dataset, each an empty 1-D dataset of the image. A file listing no fills had decoded to a 10x
+    .h5 without its matrix (empty data, indices and indptr), one filling the barcodes with the values
+    as well to barcodes of counts, and sinr verify had said ok of those and of a fill the image lacks."""
     good = tmp_path / "x.sinr"
     sinr.encode_whole(DATA / "pbmc500_cellranger.h5", good, **FAST)
     with sinr.open(good) as m:
         contents = m.contents.raw
     filled = contents["filled"]
-    cases = [([], "does not fill data, indices and indptr once each"),
-             ([[p, "data" if p.endswith("barcodes") else fill, r] for p, fill, r in filled], "once each"),
-             ([["matrix/nope", *filled[0][1:]], *filled[1:]], "no empty dataset 'matrix/nope' to fill")]
-    for i, (fills, match) in enumerate(cases):
+    arrays = [[p.replace("matrix/", "GRCh38/"), fill, r] for p, fill, r in filled[:3]]  # where the image has none
+    cases = [({"filled": []}, "does not fill data, indices and indptr once each"),
+             ({"filled": [[p, "data" if p.endswith("barcodes") else fill, r] for p, fill, r in filled]}, "once each"),
+             ({"filled": [["matrix/nope", *filled[0][1:]], *filled[1:]]}, "fills 'matrix/nope' with 'data'"),
+             ({"group": "GRCh38", "filled": arrays}, "no empty dataset 'GRCh38/data' to fill")]
+    for i, (changes, match) in enumerate(cases):
         bad = tmp_path / f"bad{i}.sinr"
-        bad.write_bytes(resealed(good, contents={**contents, "filled": fills}))
+        bad.write_bytes(resealed(good, contents={**contents, **changes}))
         with sinr.open(bad) as m, pytest.raises(sinr.CorruptFileError, match=match):
             verify_file(m)
         with pytest.raises(sinr.CorruptFileError, match=match):
             sinr.decode(bad, tmp_path / f"bad{i}.h5")
 
 
-def test_single_genome_v2_10x_file_round_trips(tmp_path):
-    """Cell Ranger 2: one genome group with genes and gene_names."""
+def _v2_10x_h5(path) -> sinr.MatrixSource:
+    """pbmc500_cellranger.h5 written as Cell Ranger 2 writes a file: one genome group with genes and
+    gene_names. Returns the source matrix."""
     source = sinr.read_matrix(DATA / "pbmc500_cellranger.h5")
     counts = source.matrix()
-    path = tmp_path / "v2.h5"
     with h5py.File(path, "w") as f:
         g = f.create_group("GRCh38")
         g.attrs["note"] = "v2"
@@ -690,6 +692,13 @@ def test_single_genome_v2_10x_file_round_trips(tmp_path):
         g.create_dataset("barcodes", data=_strings(source.cell_names(0, counts.shape[1])))
         g.create_dataset("genes", data=_strings(source.gene_ids))
         g.create_dataset("gene_names", data=_strings(source.gene_names))
+    return source
+
+
+def test_single_genome_v2_10x_file_round_trips(tmp_path):
+    """Cell Ranger 2: one genome group with genes and gene_names."""
+    path = tmp_path / "v2.h5"
+    source = _v2_10x_h5(path)
     sinr.encode_whole(path, tmp_path / "v2.sinr", **FAST)
     with sinr.open(tmp_path / "v2.sinr") as m:
         write_decoded(m, tmp_path / "back.h5")
@@ -701,6 +710,41 @@ def test_single_genome_v2_10x_file_round_trips(tmp_path):
         assert list(f) == ["GRCh38"] and dict(f["GRCh38"].attrs) == {"note": "v2"}
         assert list(f["GRCh38/genes"][:]) == list(_strings(source.gene_ids)[[3, 2]])
         assert list(f["GRCh38/shape"][:]) == [2, 2]
+
+
+def _refilled(filled: list, moves: dict[str, str]) -> list:
+    """A 10x file's `filled` with each fill of `moves` replaced by its value, on the same dataset."""
+    return [[p, moves.get(fill, fill), r] for p, fill, r in filled]
+
+
+def test_a_10x_file_filling_a_dataset_with_another_fill_is_refused(tmp_path):
+    """Each fill of a 10x file has one dataset (spec §14.5, S6): a file whose `filled` put the fills on
+    each other's datasets, every one still an empty 1-D dataset of the image, had decoded to a 10x .h5
+    with data and indices exchanged, the matrix's indptr written into its data, or gene ids as names
+    (and names cut to the ids' width), and sinr verify had said ok."""
+    _v2_10x_h5(tmp_path / "v2.h5")
+    contents = {}
+    for name, source in (("v3", DATA / "pbmc500_cellranger.h5"), ("v2", tmp_path / "v2.h5")):
+        sinr.encode_whole(source, tmp_path / f"{name}.sinr", **FAST)
+        with sinr.open(tmp_path / f"{name}.sinr") as m:
+            contents[name] = m.contents.raw
+    cases = [("v3", {"data": "indices", "indices": "data"}, "fills 'matrix/data' with 'indices'"),
+             ("v3", {"data": "indptr", "indptr": "indices", "indices": "data"}, "fills 'matrix/data' with 'indptr'"),
+             ("v3", {"gene_ids": "gene_names", "gene_names": "gene_ids"},
+              "fills 'matrix/features/id' with 'gene_names'"),
+             ("v3", {"cell_names": "feature_types", "feature_types": "cell_names"},
+              "fills 'matrix/barcodes' with 'feature_types'"),
+             ("v2", {"gene_ids": "gene_names", "gene_names": "gene_ids"}, "fills 'GRCh38/genes' with 'gene_names'")]
+    for i, (name, moves, match) in enumerate(cases):
+        bad, out = tmp_path / f"bad{i}.sinr", tmp_path / f"bad{i}.h5"
+        fills = _refilled(contents[name]["filled"], moves)
+        bad.write_bytes(resealed(tmp_path / f"{name}.sinr", contents={**contents[name], "filled": fills}))
+        with sinr.open(bad) as m, pytest.raises(sinr.CorruptFileError, match=match):
+            verify_file(m)
+        with pytest.raises(sinr.CorruptFileError, match=match):
+            sinr.decode(bad, out)
+        assert_one_error_line(sinr_cli("decode", bad, out), match)
+        assert not out.exists()
 
 
 @pytest.mark.parametrize("kind", ["10x", "h5ad"])

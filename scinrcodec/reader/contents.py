@@ -21,7 +21,18 @@ from .index import SectionReader
 CONTENTS = "contents"
 TENX_SECTION = "10x.h5"
 MATRIX_FORMATS = ("csr_matrix", "csc_matrix", "csr_array", "csc_array", "ndarray")  # of an AnnData's count matrix
-FILLS = ("data", "indices", "indptr", "cell_names", "gene_ids", "gene_names", "feature_types")  # of a 10x skeleton
+# Where a 10x file keeps each array and name list a reader fills in, under its matrix group: Cell Ranger 3
+# and later (group `matrix`), then Cell Ranger 2 (a genome group, without feature types). Spec §14.5, S6.
+TENX_FILLS = {"data": ("data", "data"), "indices": ("indices", "indices"), "indptr": ("indptr", "indptr"),
+              "cell_names": ("barcodes", "barcodes"), "gene_ids": ("features/id", "genes"),
+              "gene_names": ("features/name", "gene_names"), "feature_types": ("features/feature_type", None)}
+
+
+def tenx_fill_paths(group: str) -> dict[str, str]:
+    """The one dataset each fill may fill in a 10x file whose matrix is in `group`, so that a file
+    cannot put the right values in the wrong dataset."""
+    layout = 0 if group == "matrix" else 1
+    return {fill: f"{group}/{at[layout]}" for fill, at in TENX_FILLS.items() if at[layout] is not None}
 
 
 @dataclass
@@ -189,13 +200,17 @@ def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | N
     if kind == "10x-h5":
         filled = raw.get("filled")
         if "h5" not in elements or not isinstance(raw.get("group"), str) or not isinstance(filled, list) or not all(
-                isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and e[1] in FILLS
+                isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and e[1] in TENX_FILLS
                 and isinstance(e[2], bool) for e in filled):
             raise bad("does not describe a 10x file")
         fills = [e[1] for e in filled]  # the matrix's three arrays, as a writer lists them (spec §14.5)
-        if len(set(fills)) != len(fills) or len({e[0] for e in filled}) != len(filled) \
-                or not {"data", "indices", "indptr"} <= set(fills):
-            raise bad("does not fill data, indices and indptr once each, and each dataset once")
+        if len(set(fills)) != len(fills) or not {"data", "indices", "indptr"} <= set(fills):
+            raise bad("does not fill data, indices and indptr once each, and no fill twice")
+        paths = tenx_fill_paths(raw["group"])
+        for path, fill, _ in filled:  # each at its one dataset, so no dataset twice either
+            if paths.get(fill) != path:
+                where = f"belongs at {paths[fill]!r}" if fill in paths else f"group {raw['group']!r} does not hold"
+                raise bad(f"fills {path!r} with {fill!r}, which {where}")
     else:
         shape = raw.get("shape")
         if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and not isinstance(n, bool)

@@ -14,7 +14,7 @@ from ..io.hdf5 import copy_skeleton, fill_skeleton, h5_errors, members, open_h5,
 from ..io.dtypes import READ_DTYPE
 from ..io.tenx_h5 import TENX_VALUES, read_10x_h5
 from ..progress import Progress, Shared
-from ..reader.contents import TENX_SECTION, StoredContents
+from ..reader.contents import TENX_SECTION, StoredContents, tenx_fill_paths
 from .images import hdf5_image
 from .plan import Plan, PlannedMatrix, add_image
 
@@ -38,18 +38,15 @@ def plan_10x(path: Path) -> Plan:
     source = read_10x_h5(path)
     with h5_errors(str(path)), open_h5(path) as f:
         group = "matrix" if "matrix" in f else next(k for k in f if isinstance(f[k], h5py.Group))
-        g = f[group]
-        fills = {f"{group}/{name}": name for name in ("data", "indices", "indptr")}
-        named = {"barcodes": ("cell_names", source.cell_names(0, source.shape[1]))}
-        if group == "matrix":
-            named.update({"features/id": ("gene_ids", source.gene_ids),
-                          "features/name": ("gene_names", source.gene_names),
-                          "features/feature_type": ("feature_types", source.feature_types)})
-        else:
-            named.update({"genes": ("gene_ids", source.gene_ids), "gene_names": ("gene_names", source.gene_names)})
-        for name, (fill, values) in named.items():
-            if values is not None and isinstance(g.get(name), h5py.Dataset) and _strings(g[name]) == values:
-                fills[f"{group}/{name}"] = fill
+        paths = tenx_fill_paths(group)
+        fills = {paths[fill]: fill for fill in ("data", "indices", "indptr")}
+        names = {"cell_names": source.cell_names(0, source.shape[1]), "gene_ids": source.gene_ids,
+                 "gene_names": source.gene_names, "feature_types": source.feature_types}
+        for fill, values in names.items():
+            at = paths.get(fill)
+            if at is not None and values is not None and isinstance(f.get(at), h5py.Dataset) \
+                    and _strings(f[at]) == values:
+                fills[at] = fill
         if not all(isinstance(f.get(p), h5py.Dataset) and f[p].ndim == 1 for p in fills):
             raise InvalidInputError(f"{path}: {group}/data, indices and indptr are not 1-D datasets")
         resizable = {p: f[p].chunks is not None and f[p].maxshape[0] is None for p in fills}
