@@ -465,8 +465,9 @@ def section_bytes(data: bytes, s: Section, check: str, what: str) -> bytes:
 MAGIC = b"\x89SINR\r\n\x1a"
 END_MAGIC = b"SINR-END"
 # The highest minor version of each major version this decoder implements (§11.2): 2.1 (its
-# file-level sections are skipped, as a reader of matrices may) and 3.1 (the feature `segments`).
-READER_MINOR = {2: 1, 3: 1}
+# file-level sections are skipped, as a reader of matrices may) and 3.2 (the features `segments`
+# of 3.1 and `cell-order-planes` of 3.2).
+READER_MINOR = {2: 1, 3: 2}
 
 
 def open_container(data: bytes) -> tuple[int, int, int, int, dict]:
@@ -574,18 +575,20 @@ def parse_stages(stages: Any, mode: str, major: int) -> int:
 
 MATRIX_SECTIONS = {"names.gene_ids", "names.gene_names", "names.feature_types",
                    "genes.order", "genes.baseline", "chunks.index", "segments.index"}
-# §5.4.3 by major version: gaps.counts exists, and is required, in version 3 only.
+# §5.4.3 by major version: gaps.counts exists, and is required, in version 3 only, and so does
+# cells.order_planes (§5.6), which a chunk may hold in place of cells.order (rule CP1).
 _CHUNK_SECTIONS_2 = {"cells.order", "cells.baseline", "cells.names", "bands.rows",
                      "bands.widths", "bands.crc32", "tiles.nnz", "tiles.bytes", "values.counts",
                      "siren.meta", "siren.weights", "tiles.data"}
-_CHUNK_REQUIRED_2 = ["cells.order", "cells.baseline", "bands.rows", "bands.widths",
+_CHUNK_REQUIRED_2 = ["cells.baseline", "bands.rows", "bands.widths",
                      "bands.crc32", "tiles.nnz", "tiles.bytes", "tiles.data"]
-CHUNK_SECTIONS = {2: _CHUNK_SECTIONS_2, 3: _CHUNK_SECTIONS_2 | {"gaps.counts"}}
+CHUNK_SECTIONS = {2: _CHUNK_SECTIONS_2, 3: _CHUNK_SECTIONS_2 | {"gaps.counts", "cells.order_planes"}}
 CHUNK_REQUIRED = {2: _CHUNK_REQUIRED_2, 3: _CHUNK_REQUIRED_2 + ["gaps.counts"]}
 # §6.4, §C.4: the rows of values.counts (contexts) by major version.
 N_CONTEXTS = {2: 48, 3: tiles3.N_CONTEXTS}
 SEGMENTS = "segments"  # the feature of version 3.1 (§5.5)
-FEATURES_IMPLEMENTED = {SEGMENTS}  # §5.1.1: version 3.0 defines none, 3.1 `segments`
+CELL_ORDER_PLANES = "cell-order-planes"  # the feature of version 3.2 (§5.6)
+FEATURES_IMPLEMENTED = {SEGMENTS, CELL_ORDER_PLANES}  # §5.1.1: 3.0 defines none, 3.1 `segments`
 
 
 @dataclass
@@ -636,6 +639,7 @@ class SinrFile:
     segments: list[Segment]  # §5.5; one segment when the matrix does not list `segments`
     segmented: bool  # the matrix lists the feature `segments`
     file_sections: Any = None  # the file-level section table (§4), ignored unless strict
+    cell_order_planes: bool = False  # the matrix lists the feature `cell-order-planes` (§5.6)
 
     def decode(self, strict: bool = False) -> "DecodedMatrix":
         return decode_matrix(self, strict)
@@ -759,7 +763,8 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
         for e in chunks[seg.first_chunk:seg.first_chunk + seg.n_chunks]:
             e.segment = seg
     return SinrFile(data, major, minor, F, name, n_genes, n_cells, nnz, mode, max_error, S,
-                    n_chunks, gnai, hcn, sections, chunks, segments, segmented, fm["sections"])
+                    n_chunks, gnai, hcn, sections, chunks, segments, segmented, fm["sections"],
+                    cell_order_planes=CELL_ORDER_PLANES in features)
 
 
 def read_segments(data: bytes, sections: dict[str, Section], n_segments: int, n_chunks: int,
@@ -1177,6 +1182,14 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
                 f"{where}: unknown chunk section {s!r} in a file of format {f.major}.{f.minor}")
     for s in CHUNK_REQUIRED[f.major]:
         require(s in secs, "K5", f"{where}: missing section {s!r}")
+    # CP1 (§5.6): the cell order in exactly one section, its byte planes only with the feature.
+    planes = "cells.order_planes" in secs
+    require(planes != ("cells.order" in secs), "CP1",
+            f"{where}: holds {'both' if planes else 'neither'} of the sections 'cells.order' and "
+            "'cells.order_planes'")
+    require(not planes or f.cell_order_planes, "CP1",
+            f"{where}: section 'cells.order_planes' but required_features does not list "
+            "'cell-order-planes'")
     # K6, and K7 (version 2) or G3's presence rule (version 3).
     require(("cells.names" in secs) == f.has_cell_names, "K6",
             f"{where}: cell names contradict has_cell_names = {f.has_cell_names}")
@@ -1207,11 +1220,16 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
     bound = nnz + sum(1 + ceil_div(n, max(1, (2**24 - 1) // (rows[b + 1] - rows[b])))
                       for b in range(NB))
     require(NT <= bound, "K9", f"{where}: {NT} tiles exceed the bound {bound}")
-    # K10: cells.order, a permutation; cells.baseline, n items.
-    order = zstd_array(read("cells.order", "K10"), n, "<u4", "K10",
-                       f"{where} cells.order").astype(np.int64)
+    # K10: the cell order (cells.order, or its byte planes cells.order_planes: §5.6), a
+    # permutation; cells.baseline, n items.
+    if planes:
+        order = zstd_shuffled_array(read("cells.order_planes", "K10"), n, "<u4", "K10",
+                                    f"{where} cells.order_planes").astype(np.int64)
+    else:
+        order = zstd_array(read("cells.order", "K10"), n, "<u4", "K10",
+                           f"{where} cells.order").astype(np.int64)
     require(bool(np.array_equal(np.sort(order), np.arange(n))), "K10",
-            f"{where}: cells.order is not a permutation of 0 .. {n - 1}")
+            f"{where}: the cell order is not a permutation of 0 .. {n - 1}")
     cbase = zstd_array(read("cells.baseline", "K10"), n, "<i2", "K10",
                        f"{where} cells.baseline").astype(np.int64)
     cell_names = None

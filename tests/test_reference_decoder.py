@@ -177,6 +177,11 @@ EXPECTED_RULE = {
     "v3_gaps_counts_wrong_class": "G2",
     "v3_gaps_counts_wrong_size": "G1",
     "v3_inr_only_with_value_counts": "G3",
+    "v3_cell_order_both": "CP1",
+    "v3_cell_order_neither": "CP1",
+    "v3_cell_order_planes_count": "K10",
+    "v3_cell_order_planes_not_permutation": "K10",
+    "v3_cell_order_planes_without_feature": "CP1",
     "v3_required_feature_unknown": "R2",
     "v3_segments_chunk_rows_beyond_segment": "SG4",
     "v3_segments_chunks_not_adding_up": "SG2",
@@ -1073,10 +1078,10 @@ def test_segments_rules():
 
 
 def test_unknown_sections_of_version_3():
-    """§11.2 for a reader of 3.1: an unknown section is an error in a 3.0 or 3.1 file and ignored
-    in a 3.2 file; segments.index is known."""
+    """§11.2 for a reader of 3.2: an unknown section is an error in a 3.0, 3.1 or 3.2 file and
+    ignored in a 3.3 file; segments.index is known."""
     L = version3(read_vector(BASE))
     L.matrix_sections["x.future"] = b"anything"
-    for minor, rule in ((0, "M10"), (1, "M10"), (2, None)):
+    for minor, rule in ((0, "M10"), (1, "M10"), (2, "M10"), (3, None)):
         L.minor = minor
         assert version3_rule(L) == rule

@@ -21,8 +21,8 @@ from ..errors import CorruptFileError, printable
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION, MAX_ERROR_LIMIT
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
     names_text, unpack_header
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, GENE_NAME_SECTIONS, \
-    MATRIX_SECTIONS_BY_MAJOR, SEGMENT_INDEX_FIELDS, Sizes
+from ..storage.layout import CELL_ORDER_SECTIONS, CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, GENE_NAME_SECTIONS, \
+    MATRIX_SECTIONS_BY_MAJOR, SEGMENT_INDEX_FIELDS, Sizes, chunk_features
 from ..storage.source import ByteSource, fork_safe_lock
 from .selection import unique_sorted
 
@@ -504,7 +504,7 @@ class MatrixIndex:
         reader.sizes = Sizes(n_cells=n_cells, n_bands=n_bands, n_tiles=geometry.n_tiles)
         if geometry.n_tiles > nnz + max_tiles(np.zeros(n_bands, np.int64), np.diff(geometry.row_starts), n_cells):
             raise CorruptFileError(f"{what}: more tiles than its nonzeros and shape allow")
-        cell_order = reader.get("cells.order").astype(np.int64)
+        cell_order = reader.get(self._cell_order_section(reader, what)).astype(np.int64)
         if not _is_permutation(cell_order, n_cells):
             raise CorruptFileError(f"{what}: cell order is not a permutation")
         cell_terms = reader.get("cells.baseline").astype(np.int64)
@@ -543,6 +543,19 @@ class MatrixIndex:
         return Chunk(i, first, n_cells, nnz, n_rows, checksum, geometry, tile_offset, tile_length, tile_k, tile_h,
                      tile_w, tile_row, tile_first, band_crc, np.zeros(n_bands, bool), data_ref, band_siren, reader,
                      tables3, segment, row_base)
+
+    def _cell_order_section(self, reader: SectionReader, what: str) -> str:
+        """The one section of a chunk holding its cell order (rule CP1, spec §5.4.3): `cells.order`, or
+        its byte planes `cells.order_planes` in a matrix that lists their feature."""
+        held = [name for name in CELL_ORDER_SECTIONS if reader.has(name)]
+        if len(held) != 1:
+            raise CorruptFileError(f"{what}: holds {'both' if held else 'neither'} of the sections "
+                                   f"{' and '.join(map(repr, CELL_ORDER_SECTIONS))}; a chunk holds exactly one")
+        unlisted = chunk_features(held) - set(self.required_features)
+        if unlisted:
+            raise CorruptFileError(f"{what}: section {held[0]!r} needs the feature {unlisted.pop()!r}, which the "
+                                   "matrix's required_features does not list")
+        return held[0]
 
     def models(self, model: np.ndarray) -> tuple[tuple, np.ndarray, list | None]:
         """What the tile kernels take for tiles of the chunks `model` names: format 2's stacked value

@@ -30,7 +30,7 @@ END_MAGIC = b"SINR-END"
 # Per major version this package reads and writes: the newest minor it implements, and the first
 # minor whose files may hold file-level sections (spec §14: format 2 gained them in 2.1, format 3.0
 # has them from the start).
-READ_MINORS = {2: 1, 3: 1}  # 3.1: the feature `segments` (codec.stages.FEATURE_MINORS)
+READ_MINORS = {2: 1, 3: 2}  # 3.1, 3.2: the features `segments`, `cell-order-planes` (codec.stages.FEATURE_MINORS)
 FILE_SECTIONS_SINCE = {2: 1, 3: 0}
 SUPPORTED_MAJORS = tuple(READ_MINORS)  # what readers read and writers write (EncodeOptions.format_version)
 DEFAULT_MAJOR = 3  # what a writer writes unless told otherwise

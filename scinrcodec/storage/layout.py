@@ -34,6 +34,10 @@ COUNTS_ENCODING_BY_MAJOR = {2: ZSTD_ARRAY, 3: ZSTD_SHUFFLED}
 # 30% of the CPU time of encoding frozen_pbmc at 6e7 from its 10x file. (At 15, repeated names
 # came out 33% larger.)
 WRITE_LEVELS = {ZSTD_SHUFFLED: 9, ZSTD_TEXT: 16}
+# The required feature of format 3.2 (spec §5.6): a chunk's cell order stored as byte planes, which
+# zstd codes 2.8-2.9x smaller than the plain array where most cells are empty and keep their index
+# order (raw Cell Ranger matrices); codec.stages.FEATURE_MINORS gives its minor version.
+CELL_ORDER_PLANES = "cell-order-planes"
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
 SEGMENT_INDEX_FIELDS = ("n_chunks", "n_rows")  # per segment (spec §5.5)
 
@@ -63,6 +67,7 @@ class SectionSpec(NamedTuple):
     required: bool = True
     majors: tuple[int, ...] = SUPPORTED_MAJORS  # the format versions (major) whose chunks or matrices have it
     shallow: bool = False  # names packed with a shallow search from LARGE_TEXT_BYTES (gene tables; see pack_strings)
+    feature: str | None = None  # the required feature (spec §5.1.1) a matrix lists where a chunk holds it
 
     def expected(self, sizes: Sizes) -> int | None:
         """Items the section must hold, None when its size is not fixed by header fields."""
@@ -115,7 +120,10 @@ MATRIX_SECTIONS_BY_MAJOR = {major: {name: s for name, s in MATRIX_SECTIONS.items
                             for major in SUPPORTED_MAJORS}
 
 _CHUNK_SECTIONS = [
-    SectionSpec("cells.order", ZSTD_ARRAY, "u4", lambda z: z.n_cells, "permutations"),
+    # a chunk holds exactly one of the two (spec §5.4.3, rule CP1): CELL_ORDER_SECTIONS
+    SectionSpec("cells.order", ZSTD_ARRAY, "u4", lambda z: z.n_cells, "permutations", required=False),
+    SectionSpec("cells.order_planes", ZSTD_SHUFFLED, "u4", lambda z: z.n_cells, "permutations", required=False,
+                majors=(3,), feature=CELL_ORDER_PLANES),
     SectionSpec("cells.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_cells, "scaling metadata"),
     SectionSpec("cells.names", ZSTD_TEXT, None, lambda z: z.n_cells, "names", required=False),
     SectionSpec("bands.rows", ZSTD_ARRAY, "u4", lambda z: z.n_bands + 1, "tile directory"),
@@ -138,6 +146,14 @@ _CHUNK_SECTIONS = [
 CHUNK_SECTIONS_BY_MAJOR = {major: {s.name: s for s in _CHUNK_SECTIONS if major in s.majors}
                            for major in SUPPORTED_MAJORS}
 CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2.s, as spec §5.4.3 lists them
+CELL_ORDER_SECTIONS = ("cells.order", "cells.order_planes")  # the same permutation, as an array or its byte planes
+
+_CHUNK_FEATURES = {s.name: s.feature for s in _CHUNK_SECTIONS if s.feature}
+
+
+def chunk_features(names) -> set[str]:
+    """The required features (spec §5.1.1) a chunk holding sections `names` needs its matrix to list."""
+    return {_CHUNK_FEATURES[name] for name in names if name in _CHUNK_FEATURES}
 
 # File-level sections (format 2.1, spec §14; format 3.0): what a file stores besides its matrices.
 # The item count of an `anndata.*` or `10x.h5` section (bytes of an HDF5 image) is given by `contents`.

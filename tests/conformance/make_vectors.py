@@ -1872,20 +1872,20 @@ for _norm in ("none", "minmax", "log"):
                                  "§7.2)"], None))
 
 
-def _minor_3_2(blob: bytes) -> bytes:
+def _minor_3_3(blob: bytes) -> bytes:
     def change(parts: Parts) -> None:
-        parts.minor = 2
-        parts.sections.insert(0, ["x.future", b"a matrix section of format 3.2"])
+        parts.minor = 3
+        parts.sections.insert(0, ["x.future", b"a matrix section of format 3.3"])
         parts.chunks[1].sections.insert(2, ["x.future", b""])
     return edit(blob, change)
 
 
-@valid("v3_minor_version_3_2")
+@valid("v3_minor_version_3_3")
 def _():
-    return _version3("bands_and_tiles", ["a later minor version of a known major (3.2, newer than the 3.1 readers "
+    return _version3("bands_and_tiles", ["a later minor version of a known major (3.3, newer than the 3.2 readers "
                                          "implement) whose matrix lists no required feature: read as 3.0, its "
                                          "unknown matrix and chunk sections ignored (spec §11.2)"], None,
-                     post=_minor_3_2, post_note="the preamble's minor version set to 2 (format 3.2); an unknown "
+                     post=_minor_3_3, post_note="the preamble's minor version set to 3 (format 3.3); an unknown "
                                                 "matrix section x.future (30 bytes) put first and an empty unknown "
                                                 "section x.future put third in chunk 1; the file re-sealed")()
 
@@ -2341,6 +2341,81 @@ def _(blob):
     return edit(blob, change)
 
 
+# ===================================================================== format 3.2: cell order planes
+#
+# A matrix listing the feature "cell-order-planes" (spec §5.6, format 3.2): a chunk may store its cell order as the
+# byte planes of the array (section cells.order_planes) in place of cells.order. The invalid cases each break rule CP1
+# or K10 with the planes.
+
+def _order_planes(blob: bytes) -> bytes:
+    """The file with chunk 0's cells.order stored as cells.order_planes (chunk 1 keeps cells.order), the feature
+    listed, format 3.2."""
+    def change(parts: Parts) -> None:
+        parts.minor = 2
+        parts.matrix["required_features"] = ["cell-order-planes"]
+        chunk = parts.chunks[0]
+        order = unpack_array(chunk_section(chunk, "cells.order"), "u4")
+        chunk.sections = [["cells.order_planes", pack_planes(order, "u4")] if name == "cells.order" else [name, payload]
+                          for name, payload in chunk.sections]
+    return edit(blob, change)
+
+
+@valid("v3_cell_order_planes")
+def _():
+    return _version3("bands_and_tiles", ["format 3.2, the feature cell-order-planes (spec §5.6): chunk 0 stores its "
+                                         "cell order as byte planes (cells.order_planes, a zstd shuffled array of "
+                                         "uint32), chunk 1 as cells.order: chunks of one matrix may differ"], None,
+                     post=_order_planes, post_note="the preamble's minor version set to 2 (format 3.2), "
+                                                   "required_features ['cell-order-planes'], chunk 0's cells.order "
+                                                   "replaced by cells.order_planes holding the same permutation "
+                                                   "(zstd level 19); the file re-sealed")()
+
+
+def _order_planes_edit(fn: Callable[[Chunk], object]) -> Callable[[bytes], bytes]:
+    return lambda blob: edit(blob, lambda parts: fn(parts.chunks[0]))
+
+
+@invalid("v3_cell_order_both", "v3_cell_order_planes", "CorruptFileError", "holds both",
+         "chunk 0 holds cells.order (its permutation as a zstd array) after cells.order_planes (rule CP1)")
+def _(blob):
+    def change(chunk):
+        order = unpack_planes(chunk_section(chunk, "cells.order_planes"), "u4")
+        chunk.sections.insert(1, ["cells.order", pack_array(order, "u4")])
+    return _order_planes_edit(change)(blob)
+
+
+@invalid("v3_cell_order_neither", "v3_cell_order_planes", "CorruptFileError", "holds neither",
+         "chunk 0's cells.order_planes dropped: it holds no cell order (rule CP1)")
+def _(blob):
+    return _order_planes_edit(lambda chunk: drop_section(chunk.sections, "cells.order_planes"))(blob)
+
+
+@invalid("v3_cell_order_planes_without_feature", "v3_cell_order_planes", "CorruptFileError", "cell-order-planes",
+         "format 3.2, required_features [] while chunk 0 holds cells.order_planes (rule CP1)")
+def _(blob):
+    return _v3_matrix_edit(lambda m: m.update(required_features=[]))(blob)
+
+
+@invalid("v3_cell_order_planes_not_permutation", "v3_cell_order_planes", "CorruptFileError", "not a permutation",
+         "chunk 0's cells.order_planes repeats a cell: its second item set to its first (rule K10)")
+def _(blob):
+    def change(chunk):
+        order = unpack_planes(chunk_section(chunk, "cells.order_planes"), "u4").copy()
+        order[1] = order[0]
+        set_chunk_section(chunk, "cells.order_planes", pack_planes(order, "u4"))
+    return _order_planes_edit(change)(blob)
+
+
+@invalid("v3_cell_order_planes_count", "v3_cell_order_planes", "CorruptFileError", "cells.order_planes",
+         "chunk 0's cells.order_planes holds the byte planes of n + 1 items (its permutation and n): the frame's "
+         "size is not 4n (rules K10, §3.3)")
+def _(blob):
+    def change(chunk):
+        order = unpack_planes(chunk_section(chunk, "cells.order_planes"), "u4")
+        set_chunk_section(chunk, "cells.order_planes", pack_planes(np.append(order, order.size), "u4"))
+    return _order_planes_edit(change)(blob)
+
+
 # ==================================================================================== census
 
 def _golomb(n: int, m: int) -> int:
@@ -2672,7 +2747,7 @@ def main(argv=None) -> int:
         for folder in sorted(out.iterdir()):
             if folder.is_dir() and (folder / "case.json").exists() and folder.name not in known:
                 shutil.rmtree(folder)
-    manifest = {"format": "sinr 2.0, 2.1, 3.0 and 3.1 conformance vectors",
+    manifest = {"format": "sinr 2.0, 2.1, 3.0, 3.1 and 3.2 conformance vectors",
                 "generator": "tests/conformance/make_vectors.py",
                 "cases": {}}
     for folder in sorted(out.iterdir()):

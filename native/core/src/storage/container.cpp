@@ -151,6 +151,7 @@ void unpack_shuffled_into(const uint8_t* data, size_t n, uint64_t count, const s
   items_of_planes(raw, count, out);
 }
 
+template std::vector<uint32_t> unpack_shuffled<uint32_t>(const uint8_t*, size_t, uint64_t, const std::string&);
 template std::vector<uint64_t> unpack_shuffled<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&);
 template void unpack_shuffled_into<uint64_t>(const uint8_t*, size_t, uint64_t, const std::string&,
                                              std::vector<uint8_t>&, std::vector<uint64_t>&);

@@ -79,8 +79,10 @@ const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_n
                                        {"segments.index", false, 3}};
 // Format 3 stores both count sections as byte planes (spec §5.4.3, read by count_sections.cpp);
 // format 2 its values.counts as a plain zstd array.
+// A chunk holds exactly one of cells.order and cells.order_planes (rule CP1, checked where it is read).
 const SectionSpec kChunkSections[] = {
-    {"cells.order", true},       {"cells.baseline", true},    {"cells.names", false}, {"bands.rows", true},
+    {"cells.order", false},      {"cells.order_planes", false, 3},
+    {"cells.baseline", true},    {"cells.names", false}, {"bands.rows", true},
     {"bands.widths", true},      {"bands.crc32", true},       {"tiles.nnz", true},    {"tiles.bytes", true},
     {"gaps.counts", true, 3},    {"values.counts", false, 2}, {"values.counts", false, 3},
     {"siren.meta", false},       {"siren.weights", false},    {"tiles.data", true}};
@@ -143,29 +145,28 @@ CodingStages coding_stages(int major) {
                     : CodingStages{"gap-bin-positions", "fine-context-values"};
 }
 
-// The one required feature this reader implements (spec §5.5, format 3.1).
+// The required features this reader implements: `segments` (spec §5.5, format 3.1) and
+// `cell-order-planes` (spec §5.6, format 3.2), the feature of section cells.order_planes.
 constexpr const char* kSegments = "segments";
+constexpr const char* kCellOrderPlanes = "cell-order-planes";
 
 // Rules R1 and R2 of a format-3 matrix (spec §5.1.1, §9.2), checked before any other field of its map
 // but its name: a matrix that needs a feature this reader lacks is refused for that feature. Returns
-// whether the matrix lists `segments`.
-bool check_required_features(const Value& header, const std::string& name, const std::string& version,
-                             const std::string& what) {
+// the features the matrix lists.
+std::set<std::string> check_required_features(const Value& header, const std::string& name,
+                                              const std::string& version, const std::string& what) {
   const Value* features = header.get("required_features");
   bool ok = features && features->type == Value::kArray;
   std::set<std::string> seen;
   for (size_t i = 0; ok && i < features->items.size(); ++i)
     ok = features->items[i].type == Value::kStr && seen.insert(features->items[i].text).second;
   if (!ok) throw CorruptFileError(what + ": field 'required_features' is missing or not a list of distinct strings");
-  bool segments = false;
-  for (const Value& feature : features->items) {
-    if (feature.text != kSegments)
+  for (const Value& feature : features->items)
+    if (feature.text != kSegments && feature.text != kCellOrderPlanes)
       throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
                                     quoted(feature.text) + " of .sinr format " + version +
                                     ", which this version of scinrcodec does not read (upgrade scinrcodec)");
-    segments = true;
-  }
-  return segments;
+  return seen;
 }
 
 // The stages of a matrix of format `major` against its mode (Python's parse_stages; rule M5, or R3
@@ -416,7 +417,11 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
   const std::string& what = what_;
   name_ = matrix_names_[chosen];
   const std::string version = std::to_string(major_) + "." + std::to_string(minor_);
-  segmented_ = major_ >= 3 && check_required_features(header, name_, version, what);
+  if (major_ >= 3) {
+    const std::set<std::string> features = check_required_features(header, name_, version, what);
+    segmented_ = features.count(kSegments) > 0;
+    cell_order_planes_ = features.count(kCellOrderPlanes) > 0;
+  }
   const Value* shape = header.get("shape");
   if (!shape || shape->type != Value::kArray || shape->items.size() != 2)
     throw CorruptFileError(what + ": header lacks a valid shape");
@@ -818,7 +823,21 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
   const int64_t n_tiles = c->tile_starts.back();
   if (n_tiles > bound) throw CorruptFileError(what + ": more tiles than its nonzeros and shape allow");
   // Cells.
-  const std::vector<uint32_t> order = array32("cells.order", n);
+  // Rule CP1: the cell order is in exactly one section, its byte planes only with their feature listed.
+  const bool planes = table.count("cells.order_planes") > 0;
+  if (planes == static_cast<bool>(table.count("cells.order")))
+    throw CorruptFileError(what + ": holds " + (planes ? "both" : "neither") +
+                           " of the sections 'cells.order' and 'cells.order_planes'; a chunk holds exactly one");
+  if (planes && !cell_order_planes_)
+    throw CorruptFileError(what + ": section 'cells.order_planes' needs the feature 'cell-order-planes', which the "
+                           "matrix's required_features does not list");
+  std::vector<uint32_t> order;
+  if (planes) {
+    const std::vector<uint8_t> bytes = section_bytes(table, "cells.order_planes", what);
+    order = unpack_shuffled<uint32_t>(bytes.data(), bytes.size(), n, what + ": section 'cells.order_planes'");
+  } else {
+    order = array32("cells.order", n);
+  }
   c->cell_position.assign(n, -1);
   for (int64_t col = 0; col < n; ++col) {
     if (order[col] >= n || c->cell_position[order[col]] >= 0)

@@ -24,7 +24,8 @@ struct ReadVersion {
   int newest_minor;
   int file_sections_since;
 };
-constexpr ReadVersion kReadVersions[] = {{2, 1, 1}, {3, 1, 0}};  // 3.1: the feature `segments` (spec §5.5)
+// 3.1, 3.2: the features `segments` (spec §5.5) and `cell-order-planes` (spec §5.6)
+constexpr ReadVersion kReadVersions[] = {{2, 1, 1}, {3, 2, 0}};
 
 // The entry of kReadVersions for `major`, nullptr when this reader does not read `major`.
 constexpr const ReadVersion* read_version(int major) {
@@ -53,7 +54,7 @@ void decompress_exact_into(const uint8_t* data, size_t n, uint64_t size, const s
 template <typename T>
 std::vector<T> unpack_array(const uint8_t* data, size_t n, uint64_t count, const std::string& what);
 
-// A zstd shuffled array (spec §3.3) of `count` items of T (uint64): the frame holds the items' byte
+// A zstd shuffled array (spec §3.3) of `count` items of T (uint32, uint64): the frame holds the items' byte
 // planes, byte j of item i at offset j * count + i.
 template <typename T>
 std::vector<T> unpack_shuffled(const uint8_t* data, size_t n, uint64_t count, const std::string& what);

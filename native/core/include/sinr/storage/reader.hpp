@@ -237,6 +237,7 @@ class MatrixReader {
   // segment_rows_[s+1]-1 (K_s and R_s of spec §5.5); a matrix without the feature is one segment.
   std::vector<int64_t> segment_chunks_, segment_rows_;
   bool segmented_ = false;  // the matrix lists the feature `segments`
+  bool cell_order_planes_ = false;  // the matrix lists the feature `cell-order-planes`
   std::mutex lock_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
   std::unique_ptr<Genes> genes_;
