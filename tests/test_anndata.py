@@ -712,6 +712,17 @@ def test_single_genome_v2_10x_file_round_trips(tmp_path):
         assert list(f["GRCh38/shape"][:]) == [2, 2]
 
 
+def _assert_refused(bad, out, match: str) -> None:
+    """sinr verify, the API's decode and `sinr decode` each refuse the file `bad` as corrupt, saying
+    `match`, and write nothing at `out`."""
+    with sinr.open(bad) as m, pytest.raises(sinr.CorruptFileError, match=match):
+        verify_file(m)
+    with pytest.raises(sinr.CorruptFileError, match=match):
+        sinr.decode(bad, out)
+    assert_one_error_line(sinr_cli("decode", bad, out), match)
+    assert not out.exists()
+
+
 def _refilled(filled: list, moves: dict[str, str]) -> list:
     """A 10x file's `filled` with each fill of `moves` replaced by its value, on the same dataset."""
     return [[p, moves.get(fill, fill), r] for p, fill, r in filled]
@@ -739,12 +750,24 @@ def test_a_10x_file_filling_a_dataset_with_another_fill_is_refused(tmp_path):
         bad, out = tmp_path / f"bad{i}.sinr", tmp_path / f"bad{i}.h5"
         fills = _refilled(contents[name]["filled"], moves)
         bad.write_bytes(resealed(tmp_path / f"{name}.sinr", contents={**contents[name], "filled": fills}))
-        with sinr.open(bad) as m, pytest.raises(sinr.CorruptFileError, match=match):
-            verify_file(m)
-        with pytest.raises(sinr.CorruptFileError, match=match):
-            sinr.decode(bad, out)
-        assert_one_error_line(sinr_cli("decode", bad, out), match)
-        assert not out.exists()
+        _assert_refused(bad, out, match)
+
+
+def test_a_10x_file_leaving_a_names_skeleton_unfilled_is_refused(tmp_path):
+    """A names dataset of the 10x image left empty for the matrix's names (spec §14.5, S5) comes back
+    empty unless `filled` lists it: a file whose `filled` left out the barcodes or the gene ids had
+    decoded to a 10x .h5 with 0 barcodes for 587 cells, or 0 feature ids for 50 genes, and sinr
+    verify had said ok."""
+    good = tmp_path / "x.sinr"
+    sinr.encode_whole(DATA / "pbmc500_cellranger.h5", good, **FAST)
+    with sinr.open(good) as m:
+        contents = m.contents.raw
+    for i, (fill, path) in enumerate((("cell_names", "matrix/barcodes"), ("gene_ids", "matrix/features/id"))):
+        bad, out = tmp_path / f"bad{i}.sinr", tmp_path / f"bad{i}.h5"
+        fills = [e for e in contents["filled"] if e[1] != fill]
+        bad.write_bytes(resealed(good, contents={**contents, "filled": fills}))
+        match = f"leaves {path!r} empty for"
+        _assert_refused(bad, out, match)
 
 
 @pytest.mark.parametrize("kind", ["10x", "h5ad"])

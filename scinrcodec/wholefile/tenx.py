@@ -127,12 +127,20 @@ def tenx_var(m, contents: StoredContents | None) -> dict[str, list]:
 
 
 def check_skeletons(m, contents: StoredContents, image) -> None:
-    """Each dataset the contents fill is an empty 1-D dataset of the open 10x image (spec §14.5, S5)."""
+    """Each dataset the contents fill is an empty 1-D dataset of the open 10x image, and no names
+    dataset of the matrix's cells or genes is empty unfilled, to come back empty (spec §14.5, S5)."""
     import h5py
 
     for path, _, _ in contents.raw["filled"]:
         if not isinstance(image.get(path), h5py.Dataset) or image[path].shape != (0,):
             raise CorruptFileError(f"{m.source}: the 10x image has no empty dataset {path!r} to fill")
+    filled = {path for path, _, _ in contents.raw["filled"]}
+    n_genes, n_cells = m.shape
+    for fill, path in tenx_fill_paths(contents.raw["group"]).items():  # unfilled: only names (S3)
+        n = n_cells if fill == "cell_names" else n_genes
+        if path not in filled and n and isinstance(image.get(path), h5py.Dataset) and image[path].shape == (0,):
+            raise CorruptFileError(f"{m.source}: the 10x image leaves {path!r} empty for {n:,} "
+                                   f"{'cells' if fill == 'cell_names' else 'genes'}, and the contents do not fill it")
 
 
 def write_10x(m, contents: StoredContents, path: Path, progress: Progress) -> None:
