@@ -745,7 +745,8 @@ def test_a_10x_file_filling_a_dataset_with_another_fill_is_refused(tmp_path):
               "fills 'matrix/features/id' with 'gene_names'"),
              ("v3", {"cell_names": "feature_types", "feature_types": "cell_names"},
               "fills 'matrix/barcodes' with 'feature_types'"),
-             ("v2", {"gene_ids": "gene_names", "gene_names": "gene_ids"}, "fills 'GRCh38/genes' with 'gene_names'")]
+             ("v2", {"gene_ids": "gene_names", "gene_names": "gene_ids"}, "fills 'GRCh38/genes' with 'gene_names'"),
+             ("v2", {"gene_ids": "feature_types"}, "'feature_types', which group 'GRCh38' does not hold")]
     for i, (name, moves, match) in enumerate(cases):
         bad, out = tmp_path / f"bad{i}.sinr", tmp_path / f"bad{i}.h5"
         fills = _refilled(contents[name]["filled"], moves)
