@@ -1,15 +1,24 @@
 """The feature `cell-order-planes` (format 3.2, spec §5.6): a chunk's cell order stored as the byte
 planes of its array (section cells.order_planes), read by every reader; a reader that lacks the
-feature refuses the matrix as a version it does not read, naming the feature."""
+feature refuses the matrix as a version it does not read, naming the feature. The writer stores a
+raw matrix's cell orders so (spec §12.4) and keeps cells.order, and format 3.0, for filtered ones;
+concat, subset and append list the feature exactly where a chunk of their output holds the planes."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import scinrcodec
-from scinrcodec import errors
+from conftest import DATA
+from scinrcodec import _native, errors
 from scinrcodec.codec import stages
+from scinrcodec.encoder import chunk
+from scinrcodec.io.sources import ScipySource
+from scinrcodec.reader.matrix import MatrixReader
+from scinrcodec.storage.layout import CELL_ORDER_SECTIONS
 
 VECTORS = Path(__file__).resolve().parent / "conformance"
 
@@ -21,3 +30,116 @@ def test_a_reader_without_the_feature_refuses_its_matrices_as_unsupported(monkey
     monkeypatch.setattr(stages, "KNOWN_FEATURES", frozenset(stages.FEATURE_MINORS) - {"cell-order-planes"})
     with pytest.raises(errors.UnsupportedVersionError, match=r"'cell-order-planes' of \.sinr format 3\.2.*upgrade"):
         scinrcodec.open(VECTORS / "v3_cell_order_planes" / "matrix.sinr")
+
+
+# ---------------------------------------------------------------------------------------- the writer
+
+FAST = dict(siren="never", progress=False)
+
+
+def _raw_like(n_empty: int, seed: int) -> ScipySource:
+    """A raw (unfiltered) matrix in small: pbmc4k's 80 cells among `n_empty` barcodes holding nothing, at
+    random places, named like barcodes; most of a chunk's cell order is then the empty ones in index order."""
+    src = scinrcodec.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+    m = sp.csc_matrix(src.matrix(), dtype=np.int64)
+    total = m.shape[1] + n_empty
+    where = np.sort(np.random.default_rng(seed).choice(total, m.shape[1], replace=False))
+    per_cell = np.bincount(where, weights=np.diff(m.indptr), minlength=total).astype(np.int64)
+    x = sp.csc_matrix((m.data, m.indices, np.concatenate([[0], np.cumsum(per_cell)])), shape=(m.shape[0], total))
+    return ScipySource(x, src.gene_ids, src.gene_names, [f"s{seed}-{j:06d}" for j in range(total)])
+
+
+def _layout(path) -> tuple[tuple[int, int], list[str], list[set[str]]]:
+    """A file's version, its matrix's required features, and the cell order sections of its chunks."""
+    with MatrixReader(path) as m:
+        index = m.index
+        return m.version, list(index.header["required_features"]), [
+            {name for name in CELL_ORDER_SECTIONS if index.chunk(c).sections.has(name)} for c in range(index.n_chunks)]
+
+
+def _reads_exactly(path, expected: sp.spmatrix) -> None:
+    """Python's reader and the C++ core (the R package's) read `path` as `expected`."""
+    expected = sp.csc_matrix(expected, dtype=np.int64)
+    with scinrcodec.open(path) as m:
+        assert (sp.csc_matrix(m.to_scipy(layout="csc"), dtype=np.int64) != expected).nnz == 0
+        m.verify()
+    shape, indptr, indices, values = _native.ContainerReader(str(path)).whole(2)
+    assert (sp.csc_matrix((values, indices, indptr), shape=shape) != expected).nnz == 0
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """Two raw-like files (different barcodes) and the matrices they hold."""
+    folder = tmp_path_factory.mktemp("planes")
+    out = {}
+    for seed in (1, 2):
+        source = _raw_like(8000, seed)
+        path = folder / f"raw{seed}.sinr"
+        scinrcodec.encode(source, path, **FAST)
+        out[seed] = (path, source)
+    return out
+
+
+def test_a_raw_matrix_stores_its_cell_orders_as_planes_in_a_smaller_file(raw, tmp_path, monkeypatch):
+    path, source = raw[1]
+    assert _layout(path) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}])
+    _reads_exactly(path, source.matrix())
+    monkeypatch.setattr(chunk, "PLANES_AT_MOST", 0.0)  # the writer before the feature: cells.order always
+    before = tmp_path / "before.sinr"
+    scinrcodec.encode(source, before, **FAST)
+    assert _layout(before) == ((3, 0), [], [{"cells.order"}])
+    assert path.stat().st_size < 0.5 * before.stat().st_size  # 8,268 bytes and 25,946 (cell orders 770 and 18,463)
+
+
+def test_a_filtered_matrix_keeps_cells_order_and_format_3_0(tmp_path):
+    """Its cell orders are a shuffle, which byte planes shrink by a fifth at most: not worth a file
+    that 3.0 and 3.1 readers could not read (its bytes are those of the conformance vectors)."""
+    path = tmp_path / "filtered.sinr"
+    scinrcodec.encode(DATA / "frozen_pbmc_donor_a_v1", path, chunk_cells=2048, **FAST)
+    version, features, orders = _layout(path)
+    assert version == (3, 0) and features == [] and orders == [{"cells.order"}] * len(orders)
+
+
+def test_concat_lists_the_feature_where_a_copied_chunk_holds_planes(raw, tmp_path):
+    path, source = raw[1]
+    filtered = tmp_path / "filtered.sinr"
+    cells = scinrcodec.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+    scinrcodec.encode(DATA / "pbmc4k_v2_soupx_half", filtered, **FAST)
+    out = tmp_path / "both.sinr"
+    assert scinrcodec.concat([filtered, path], out, index_unique="-")["copied_chunks"] == 2
+    assert _layout(out) == ((3, 2), ["cell-order-planes", "segments"], [{"cells.order"}, {"cells.order_planes"}])
+    _reads_exactly(out, sp.hstack([cells.matrix(), source.matrix()]))
+    alone = tmp_path / "filtered_twice.sinr"
+    scinrcodec.concat([filtered, filtered], alone, index_unique="-")
+    assert _layout(alone)[:2] == ((3, 1), ["segments"])
+
+
+def test_subset_of_a_raw_matrix_codes_its_cells_again(raw, tmp_path):
+    path, source = raw[2]
+    keep = np.arange(0, source.shape[1], 2)
+    out = tmp_path / "half.sinr"
+    scinrcodec.subset(path, out, cells=keep)
+    assert _layout(out) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}])
+    _reads_exactly(out, sp.csc_matrix(source.matrix())[:, keep])
+
+
+def test_append_raises_the_version_of_a_file_whose_new_chunks_hold_planes(raw, tmp_path):
+    """A 3.0 file gaining raw cells becomes 3.2 (its preamble written again, under the footer's CRC);
+    a 3.2 file gaining filtered cells keeps the feature its old chunks need."""
+    raw_path, source = raw[1]
+    filtered = tmp_path / "filtered.sinr"
+    cells = scinrcodec.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+    scinrcodec.encode(DATA / "pbmc4k_v2_soupx_half", filtered, chunk_cells=4096, **FAST)  # 4,096 a chunk appended
+    assert _layout(filtered)[:2] == ((3, 0), [])
+    scinrcodec.append(filtered, source)
+    version, features, orders = _layout(filtered)
+    assert (version, features) == ((3, 2), ["cell-order-planes"])
+    assert orders == [{"cells.order"}] + [{"cells.order_planes"}] * (len(orders) - 1) and len(orders) > 1
+    _reads_exactly(filtered, sp.hstack([cells.matrix(), source.matrix()]))
+    grown = tmp_path / "raw.sinr"
+    grown.write_bytes(raw_path.read_bytes())
+    more = ScipySource(sp.csc_matrix(cells.matrix()), cells.gene_ids, cells.gene_names,
+                       [f"late-{j}" for j in range(cells.shape[1])])
+    scinrcodec.append(grown, more)
+    assert _layout(grown) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}, {"cells.order"}])
+    _reads_exactly(grown, sp.hstack([source.matrix(), cells.matrix()]))

@@ -31,8 +31,8 @@ from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
 from ..storage.opening import is_url
 from ..storage.source import ByteSource, FileObjectSource
 from .chunk import FileContext
-from .driver import GENE_SORTED_BANDS, encode_chunks, encode_stream, chunk_index_section, finish_file, \
-    gene_statistics, summarise
+from .driver import GENE_SORTED_BANDS, CodedChunks, encode_chunks, encode_stream, chunk_index_section, \
+    finish_file, gene_statistics, summarise
 from .options import EncodeOptions
 from .segments import CopiedSegments, SegmentInput, can_copy, checked_chunk_block, write_segments
 from .siren_fit import INSTALL_TORCH, needs_torch, torch_available
@@ -155,14 +155,14 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
         with open(tmp, "r+b") as stream:
             _copy_prefix(matrix.byte_source, stream, body_end, index)
             writer = ContainerWriter(stream, version=matrix.version, start=body_end)
-            rows, stats = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
-            new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in rows)
-            size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, rows, stats, new_nnz,
+            coded = encode_chunks(_ShiftedSource(new, index.n_cells), context, options, writer, bar)
+            new_nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in coded.index_rows)
+            size = finish_file(writer, [_matrix_entry(matrix, writer, stored, gene_terms, coded, new_nnz,
                                                       new.shape[1], inputs_error)])
     finally:
         bar.close()
     return {"bytes": size, "shape": (index.n_genes, index.n_cells + new.shape[1]),
-            "nnz": index.nnz + new_nnz, "chunks": index.n_chunks + len(rows)}
+            "nnz": index.nnz + new_nnz, "chunks": index.n_chunks + len(coded.index_rows)}
 
 
 def _recorded_options(matrix: MatrixReader, options: EncodeOptions) -> EncodeOptions:
@@ -241,9 +241,11 @@ def _band_rows(matrix: MatrixReader, fresh_bands: np.ndarray) -> np.ndarray:
 
 
 def _matrix_entry(matrix: MatrixReader, writer: ContainerWriter, stored: np.ndarray, gene_terms: np.ndarray,
-                  rows: list, stats: list, nnz: int, n_cells: int, inputs_error: int | None) -> dict:
+                  coded: CodedChunks, nnz: int, n_cells: int, inputs_error: int | None) -> dict:
     index = matrix.index
     header = dict(index.header)
+    if coded.features:  # the new chunks' (a cell order as byte planes, spec §5.6) besides the file's
+        header["required_features"] = sorted(coded.features | set(index.required_features))
     if inputs_error is not None:  # new cells decoded from lossy files (EncodeOptions.inputs_error)
         header["options"] = {**index.options, "inputs_error": inputs_error}
     sections = [[ref.name, ref.offset, ref.length, ref.crc] for ref in index.sections.table.values()
@@ -251,9 +253,9 @@ def _matrix_entry(matrix: MatrixReader, writer: ContainerWriter, stored: np.ndar
     sections.append(writer.section("genes.order", MATRIX_SECTIONS["genes.order"].pack(stored)))
     sections.append(writer.section("genes.baseline", MATRIX_SECTIONS["genes.baseline"].pack(gene_terms)))
     old_rows = index.chunk_index.tolist()
-    sections.append(chunk_index_section(writer, old_rows + rows))
+    sections.append(chunk_index_section(writer, old_rows + coded.index_rows))
     header.update({"shape": [index.n_genes, index.n_cells + n_cells], "nnz": index.nnz + nnz,
-                   "n_stored_genes": int(stored.size), "n_chunks": len(old_rows) + len(rows),
-                   "stats": summarise(stats, index.stats), "sections": sections})
+                   "n_stored_genes": int(stored.size), "n_chunks": len(old_rows) + len(coded.index_rows),
+                   "stats": summarise(coded.stats, index.stats), "sections": sections})
     return header
 

@@ -29,7 +29,7 @@ from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
 from ..reader.pages import mapped_array
 from ..storage.container import ContainerWriter, crc32, crc32_ranges, pack_header, pack_map
-from ..storage.layout import CHUNK_SECTIONS_BY_MAJOR
+from ..storage.layout import CHUNK_SECTIONS_BY_MAJOR, WRITE_LEVELS, chunk_features
 from .options import EncodeOptions
 from .siren_fit import SirenPlanner, fit_band_sirens
 
@@ -57,6 +57,7 @@ class EncodedChunk:
     n_cells: int
     nnz: int
     stats: dict = field(default_factory=dict)
+    features: set[str] = field(default_factory=set)  # the required features its sections need (spec §5.1.1)
 
     @property
     def length(self) -> int:
@@ -286,6 +287,29 @@ def code_tiles_v3(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray,
 # The tile coder of each format version (major).
 TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
 
+# A format-3 chunk stores its cell order as byte planes (cells.order_planes, format 3.2, spec §5.6) where they
+# take at most half the bytes of the plain array at the planes' own zstd level and save at least 4 KiB; else as
+# cells.order (zstd level 19, the bytes 3.0 and 3.1 readers read). Raw Cell Ranger matrices (737,280 barcodes,
+# most empty, chunks of 16,384 cells: benchmarks/raw.py) give planes of 0.18-0.19x the array at level 9 (and
+# 0.18-0.41x of it at 19), 32 kB less a chunk; filtered ones (the 6e6 scale files, chunks of 2,048-6,144 cells)
+# 0.77-0.80x, so that they keep cells.order and stay 3.0 files; and no chunk of 1,024 cells or fewer (4 bytes a
+# cell before compression) makes a file one that 3.0 and 3.1 readers refuse. Comparing at level 9 spares the
+# level-19 array (0.4-0.5 s of a raw matrix's encode) where planes win.
+PLANES_AT_MOST = 0.5
+PLANES_SAVE_AT_LEAST = 4096
+
+
+def cell_order_section(cell_order: np.ndarray, major: int) -> tuple[str, bytes]:
+    """The section holding a chunk's cell order, and its bytes: the byte planes where they are much
+    smaller (above), in a format that has them."""
+    specs = CHUNK_SECTIONS_BY_MAJOR[major]
+    if "cells.order_planes" in specs:
+        planes = specs["cells.order_planes"].pack(cell_order)
+        plain = len(specs["cells.order"].pack(cell_order, WRITE_LEVELS[specs["cells.order_planes"].encoding]))
+        if len(planes) <= PLANES_AT_MOST * plain and plain - len(planes) >= PLANES_SAVE_AT_LEAST:
+            return "cells.order_planes", planes
+    return "cells.order", specs["cells.order"].pack(cell_order)
+
 
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
     """Encode one block of cells as a chunk (spec §5.4): order its cells, cut its bands into tiles,
@@ -337,7 +361,7 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         return name, CHUNK_SECTIONS_BY_MAJOR[major][name].pack(values)
 
     sections: list[tuple[str, bytes]] = [
-        section("cells.order", cell_order),
+        cell_order_section(cell_order, major),
         section("cells.baseline", cell_terms),
     ]
     if cell_names is not None:
@@ -362,7 +386,8 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         offset += len(payload)
     header = pack_header({"n_cells": n_cells, "nnz": nnz, "n_rows": n_rows, "n_bands": geometry.n_bands,
                           "checksum": checksum, "sections": table})
-    return EncodedChunk(header, [payload for _, payload in sections], n_cells, nnz, stats)
+    return EncodedChunk(header, [payload for _, payload in sections], n_cells, nnz, stats,
+                        chunk_features(name for name, _ in sections))
 
 
 def write_chunk(writer: ContainerWriter, chunk: EncodedChunk) -> list[int]:

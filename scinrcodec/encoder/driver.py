@@ -13,13 +13,13 @@ from collections import deque
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from .. import __version__
 from ..codec.geometry import balanced_patch_nnz, genes_sorted_in_bands, plan_band_rows
-from ..codec.stages import MATRIX_KEYS, stages_for
+from ..codec.stages import FEATURE_MINORS, MATRIX_KEYS, stages_for
 from ..errors import InvalidInputError
 from ..limits import DEFAULT_CHUNK_CELLS, DEFAULT_TILE_NNZ, check_allocation
 from ..io.atomic import atomic_path
@@ -101,23 +101,31 @@ def _planner(options: EncodeOptions) -> SirenPlanner | None:
     return None
 
 
+class CodedChunks(NamedTuple):
+    """What pass 2 wrote: the chunk index rows, each chunk's statistics, and the required features
+    (spec §5.1.1) their sections need, which their matrix lists."""
+
+    index_rows: list[list[int]]
+    stats: list[dict]
+    features: set[str]
+
+
 def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOptions, writer: ContainerWriter,
-                  progress: Progress, client=None, side_tasks: Sequence[Callable[[], None]] = ()
-                  ) -> tuple[list[list[int]], list[dict]]:
+                  progress: Progress, client=None, side_tasks: Sequence[Callable[[], None]] = ()) -> CodedChunks:
     """Pass 2: every chunk, encoded on `jobs` threads (or as tasks of a Dask client) and written in
-    order. Returns the chunk index rows and each chunk's statistics. `side_tasks` (work independent
-    of the chunks) run on the threads once every chunk is submitted (after the SIREN probe's redone
-    chunks, if any), each a task of its own, on the cores the last chunks leave idle; with a Dask
-    client, in this thread after the chunks. They have ended on return, and those not started are
-    cancelled when the encode fails."""
+    order. `side_tasks` (work independent of the chunks) run on the threads once every chunk is
+    submitted (after the SIREN probe's redone chunks, if any), each a task of its own, on the cores
+    the last chunks leave idle; with a Dask client, in this thread after the chunks. They have ended
+    on return, and those not started are cancelled when the encode fails."""
     planner = _planner(options)
     blocks = source.blocks(options.chunk_cells)
-    index_rows, chunk_stats = [], []
+    coded = CodedChunks([], [], set())
     memory = ChunkMemory()
 
     def write(chunk) -> None:
-        index_rows.append(write_chunk(writer, chunk))
-        chunk_stats.append(chunk.stats)
+        coded.index_rows.append(write_chunk(writer, chunk))
+        coded.stats.append(chunk.stats)
+        coded.features.update(chunk.features)
         progress.update(chunk.nnz)
         memory.after_chunk()  # else glibc keeps each chunk's freed temporaries resident (encoder.memory)
 
@@ -138,7 +146,7 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
             write(chunk)
         for task in side_tasks:
             task()
-        return index_rows, chunk_stats
+        return coded
     if planner is not None and not probing:
         # loaded here, where Ctrl-C stops it, not in a worker thread, where nothing can (auto's probe loads it
         # in a worker, where a band of the first chunk passes its screen)
@@ -187,7 +195,7 @@ def encode_chunks(source: MatrixSource, context: FileContext, options: EncodeOpt
             for future in [*side_done, *(future for *_, future in pending)]:
                 future.cancel()
             raise
-    return index_rows, chunk_stats
+    return coded
 
 
 def _planner_after_probe(first: EncodedChunk) -> SirenPlanner | None:
@@ -218,19 +226,20 @@ def write_matrix(writer: ContainerWriter, source: MatrixSource, options: EncodeO
             packed[name] = MATRIX_SECTIONS[name].pack(values)
         return pack
 
-    index_rows, chunk_stats = encode_chunks(source, context, options, writer, progress, client,
-                                            side_tasks=[packer(name, values) for name, values in gene_sections])
+    coded = encode_chunks(source, context, options, writer, progress, client,
+                          side_tasks=[packer(name, values) for name, values in gene_sections])
     table = [writer.section(name, packed[name]) for name, _ in gene_sections]
-    table.append(chunk_index_section(writer, index_rows))
-    stats = summarise(chunk_stats)
+    table.append(chunk_index_section(writer, coded.index_rows))
+    stats = summarise(coded.stats)
     return {
         "name": name, "shape": [int(source.shape[0]), int(source.shape[1])], "nnz": nnz,
-        "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(index_rows),
+        "mode": options.mode, "n_stored_genes": int(stored_order.size), "n_chunks": len(coded.index_rows),
         "gene_names_are_ids": names_are_ids(source.gene_ids, source.gene_names),
         "has_cell_names": source.has_cell_names,
         "stages": stages_for(options.mode, options.max_error, context.tile_nnz, patch_nnz, options.chunk_cells,
                              major=options.format_version),
         **MATRIX_KEYS[options.format_version],
+        **({"required_features": sorted(coded.features)} if coded.features else {}),  # format 3's (chunk.py)
         "options": options.recorded(), "stats": stats, "sections": table,
     }
 
@@ -262,9 +271,11 @@ def summarise(chunk_stats: list[dict], previous: dict | None = None) -> dict:
 
 
 def finish_file(writer: ContainerWriter, matrices: list[dict], sections: list | None = None) -> int:
-    """Write the footer naming every matrix and file-level section; return the file's size."""
+    """Write the footer naming every matrix and file-level section, in the lowest minor version that
+    defines every required feature they list (spec §11.2); return the file's size."""
+    minor = max((FEATURE_MINORS[f] for m in matrices for f in m.get("required_features", ())), default=0)
     return writer.finish({"format": "sinr", "writer": f"scinrcodec {__version__}", "matrices": matrices,
-                          "sections": sections or []})
+                          "sections": sections or []}, minor=minor)
 
 
 def encode_stream(source: MatrixSource, stream: BinaryIO, options: EncodeOptions, client=None) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.checksum import mapped_checksum
-from ..codec.stages import FEATURE_MINORS, MATRIX_KEYS, SEGMENTS
+from ..codec.stages import MATRIX_KEYS, SEGMENTS
 from ..errors import CorruptFileError
 from ..limits import MAX_CHUNK_HEADER_BYTES
 from ..progress import Progress
@@ -27,12 +27,11 @@ from ..reader.assemble import decode_chunk
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter, crc32, crc32_ranges, is_newer_minor, pack_header, unpack_header, \
     write_version
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
+from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, chunk_features
 from .driver import MATRIX_NAME, chunk_index_section, finish_file, gene_name_sections, names_are_ids, summarise
 from .options import EncodeOptions, inputs_error
 
 MAJOR = 3  # segments are a feature of format 3
-SEGMENTS_MINOR = FEATURE_MINORS[SEGMENTS]  # the minor version a file of segments is written as
 # zstd level of the combined gene tables: ten 6e6 files' (400 kB) take 0.36 s at the usual 19 and
 # 0.03 s at 12, for 17 kB more (0.04% of the file)
 GENE_TABLE_LEVEL = 12
@@ -88,10 +87,10 @@ def checked_chunk_block(index, chunk: int, block: bytes) -> tuple[dict, bytes]:
     return header, body
 
 
-def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[bytes, bytes, int, int]:
-    """Chunk `chunk` of an input as the output holds it: (header, body, cells, nonzeros). Its
-    nonzeros are decoded once, their checksum verified under the input's indices and computed
-    under the output's."""
+def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[bytes, bytes, int, int, set[str]]:
+    """Chunk `chunk` of an input as the output holds it: (header, body, cells, nonzeros, the required
+    features its sections need). Its nonzeros are decoded once, their checksum verified under the
+    input's indices and computed under the output's."""
     index = part.matrix.index
     loaded = index.chunk(chunk)
     what = f"{index.what}: chunk {chunk}"
@@ -105,7 +104,7 @@ def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[byt
     header["checksum"] = int(mapped_checksum(rows, cols, values, part.columns[genes], cells + part.first_cell))
     if part.cell_names is not None:  # names made unique (cells.names is present: has_cell_names)
         body = _renamed(header, body, part.cell_names[first: first + n_cells])
-    return pack_header(header), body, n_cells, loaded.nnz
+    return pack_header(header), body, n_cells, loaded.nnz, chunk_features(e[0] for e in header["sections"])
 
 
 def _renamed(header: dict, body: bytes, names: list[str]) -> bytes:
@@ -163,9 +162,11 @@ class CopiedSegments:
         """Write every chunk, then the matrix's sections; return its footer entry."""
         n_jobs = EncodeOptions(jobs=self.jobs).n_jobs
         index_rows, segment_rows, orders, terms = [], [], [], []
+        features = {SEGMENTS}  # and those of the chunks copied (spec §5.6: cells.order_planes)
 
         def write(done) -> None:
-            header, body, n_cells, nnz = done.result()
+            header, body, n_cells, nnz, needs = done.result()
+            features.update(needs)
             offset = writer.block(header)
             writer.block(body)
             index_rows.append([offset, len(header), crc32(header), len(header) + len(body), n_cells, nnz])
@@ -190,7 +191,7 @@ class CopiedSegments:
             while pending:
                 write(pending.popleft())
         return _matrix_entry(self.parts, writer, name, self.n_genes, self.fields, index_rows, segment_rows,
-                             np.concatenate(orders), np.concatenate(terms))
+                             np.concatenate(orders), np.concatenate(terms), features)
 
 
 def copyable(pieces: list, format_version: int) -> bool:
@@ -206,7 +207,7 @@ def write_segments(matrix: CopiedSegments, tmp: Path, *, progress: bool = False)
     bar = Progress(progress, matrix.nnz, "combining", "nonzeros")
     try:
         with open(tmp, "wb") as stream:
-            writer = ContainerWriter(stream, version=write_version(MAJOR, feature_minor=SEGMENTS_MINOR))
+            writer = ContainerWriter(stream, version=write_version(MAJOR))
             entry = matrix.write_into(writer, bar)
             size = finish_file(writer, [entry])
     finally:
@@ -234,7 +235,8 @@ def _options(parts: list[SegmentInput]) -> dict:
 
 
 def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str, n_genes: int, fields: dict,
-                  index_rows: list, segment_rows: list, order: np.ndarray, terms: np.ndarray) -> dict:
+                  index_rows: list, segment_rows: list, order: np.ndarray, terms: np.ndarray,
+                  features: set[str]) -> dict:
     """The output matrix's footer entry, its gene tables, chunk index and segment index written."""
     first = parts[0].matrix.index
     table = [writer.section(f"names.{field}", _names_section(parts[0].matrix, field, values))
@@ -246,7 +248,7 @@ def _matrix_entry(parts: list[SegmentInput], writer: ContainerWriter, name: str,
         np.asarray(segment_rows, np.uint64).ravel())))
     nnz = sum(row[CHUNK_INDEX_FIELDS.index("nnz")] for row in index_rows)
     return {
-        "name": name, **MATRIX_KEYS[MAJOR], "required_features": [SEGMENTS],
+        "name": name, **MATRIX_KEYS[MAJOR], "required_features": sorted(features),
         "shape": [n_genes, sum(p.matrix.shape[1] for p in parts)], "nnz": nnz, "mode": first.mode,
         "stages": first.header["stages"], "n_stored_genes": int(order.size), "n_chunks": len(index_rows),
         "n_segments": len(segment_rows), "gene_names_are_ids": names_are_ids(fields["gene_ids"], fields["gene_names"]),

@@ -13,6 +13,7 @@ spec/sinr-format.md §2-§4 defines the same bytes.
 """
 from __future__ import annotations
 
+import io
 import struct
 from typing import Any, BinaryIO, NamedTuple
 
@@ -235,11 +236,11 @@ def unpack_header(payload, limit: int, *, what: str) -> dict:
 
 # -------------------------------------------------------------------------------------- writing
 
-def write_version(major: int, *, file_sections: bool = False, feature_minor: int = 0) -> tuple[int, int]:
+def write_version(major: int, *, file_sections: bool = False) -> tuple[int, int]:
     """The (major, minor) a writer puts in the preamble of a file of format `major` (one of
-    SUPPORTED_MAJORS): the lowest minor that has what the file holds (file-level sections, and
-    `feature_minor`, the minor that defines the newest required feature its matrices list)."""
-    return major, max(FILE_SECTIONS_SINCE[major] if file_sections else 0, feature_minor)
+    SUPPORTED_MAJORS) before its matrices: the lowest minor that has file-level sections where the
+    file holds them (ContainerWriter.finish raises it to what the matrices' features need)."""
+    return major, FILE_SECTIONS_SINCE[major] if file_sections else 0
 
 
 class ContainerWriter:
@@ -250,6 +251,7 @@ class ContainerWriter:
     def __init__(self, stream: BinaryIO, *, version: tuple[int, int], start: int = 0) -> None:
         self.stream = stream
         self.offset = start
+        self.version = version
         self.preamble = PREAMBLE.pack(MAGIC, *version, 0)
         if start == 0:
             self._write(self.preamble)
@@ -268,8 +270,18 @@ class ContainerWriter:
         """Write a chunk's block of tiles; return the offset it starts at."""
         return self._write(payload)
 
-    def finish(self, footer: dict[str, Any]) -> int:
-        """Write the footer and the trailer; return the file's size."""
+    def finish(self, footer: dict[str, Any], *, minor: int = 0) -> int:
+        """Write the footer and the trailer; return the file's size. `minor`: the least minor version
+        the matrices' required features need (spec §11.2), known only once their chunks are coded (a
+        chunk's cell order may need one, spec §5.6): where it is above the preamble's, the preamble
+        (byte 0 of the stream's file, which must be seekable then) is written again with it."""
+        major, written = self.version
+        if minor > written:
+            self.version = (major, minor)
+            self.preamble = PREAMBLE.pack(MAGIC, major, minor, 0)
+            self.stream.seek(-self.offset, io.SEEK_CUR)
+            self.stream.write(self.preamble)
+            self.stream.seek(self.offset - len(self.preamble), io.SEEK_CUR)
         packed = pack_header(footer)
         self._write(packed)
         self._write(TRAILER.pack(len(packed), crc32(self.preamble + packed), 0, END_MAGIC))

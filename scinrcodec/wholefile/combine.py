@@ -28,7 +28,7 @@ from ..encoder.combine import (Piece, PiecesSource, aligned_by_ids, gene_fields,
                                unique_cell_names)
 from ..encoder.driver import BYTES_PER_GENE, checked_options, encode
 from ..encoder.options import EncodeOptions, inputs_error
-from ..encoder.segments import SEGMENTS_MINOR, CopiedSegments, SegmentInput, copyable, write_segments
+from ..encoder.segments import CopiedSegments, SegmentInput, copyable, write_segments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path
 from ..io.formats import check_sinr_output
@@ -468,4 +468,4 @@ def _write_anndata(adata, counts: dict, output, first: SinrMatrix, *, force: boo
     inputs_coded = [p.matrix for pieces, _, _ in counts.values() for p in pieces] or [first]
     opts = checked_options(_options(inputs_coded, format_version, jobs, progress))
     plan = plan_anndata(Parts(adata, "AnnData"), layer=None, drop=drop)
-    return write_plan(plan, output, opts, force=force, inputs=inputs, feature_minor=SEGMENTS_MINOR if copied else 0)
+    return write_plan(plan, output, opts, force=force, inputs=inputs)

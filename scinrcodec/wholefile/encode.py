@@ -74,13 +74,11 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
 
 
 def write_plan(plan: Plan, output: str | os.PathLike, opts: EncodeOptions, *, force: bool, inputs: list,
-               client=None, feature_minor: int = 0) -> dict:
+               client=None) -> dict:
     """Write what a plan says (its matrices encoded, or copied where a plan's source is
-    CopiedSegments, its element images stored) to `output`; `feature_minor` is the minor version
-    the copied matrices' features need."""
+    CopiedSegments, its element images stored) to `output`."""
     with atomic_path(Path(output), force=force, inputs=inputs) as tmp, open(tmp, "wb") as stream:
-        writer = ContainerWriter(stream, version=write_version(opts.format_version, file_sections=True,
-                                                               feature_minor=feature_minor))
+        writer = ContainerWriter(stream, version=write_version(opts.format_version, file_sections=True))
         matrices = []
         for item, entry in zip(plan.matrices, plan.contents["matrices"]):
             matrix_source = item.open()

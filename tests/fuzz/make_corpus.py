@@ -2,8 +2,9 @@
 
 Every mode (lossless, max-error, inr-only, a SIREN in every band) in each format version the
 writer writes: format 2 under the mode's name (`lossless.bin`), format 3 with a `v3-` prefix, a
-whole AnnData (X, a count layer, raw, obs and var columns) in format 3, and a matrix of three
-segments (format 3.1, what concat writes). Each file is seeded
+whole AnnData (X, a count layer, raw, obs and var columns) in format 3, a matrix of three
+segments (format 3.1, what concat writes), and a raw-like matrix whose cell order the writer
+stores as byte planes (format 3.2, cells.order_planes). Each file is seeded
 twice: as is (first byte 0) and resealed after each mutation (first byte 1, targets.py).
 
 Run from the repository root: PYTHONPATH=. python tests/fuzz/make_corpus.py
@@ -63,6 +64,18 @@ def segmented(m, out: Path) -> None:
         part.unlink()
 
 
+def raw_like(m, out: Path) -> None:
+    """The cut's cells among 2,400 barcodes without a molecule, in one chunk: mostly empty cells in
+    index order, whose cell order the writer stores as byte planes (spec §5.6, §12.4)."""
+    x = m.matrix()
+    n_cells = 2400 + x.shape[1]
+    where = np.linspace(0, n_cells - 1, x.shape[1]).astype(np.int64)  # the real cells spread out
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(where, weights=np.diff(x.indptr), minlength=n_cells))])
+    raw = type(x)((x.data, x.indices, indptr.astype(np.int64)), shape=(x.shape[0], n_cells))
+    sinr.encode(ScipySource(raw, m.gene_ids, m.gene_names, None), out, siren="never",
+                **{**GEOMETRY, "chunk_cells": n_cells})
+
+
 if __name__ == "__main__":
     m = sinr.read_matrix(DATA / "pbmc500_3p_lt_x_50genes")
     cut = m.matrix()[:30, :25]
@@ -80,3 +93,6 @@ if __name__ == "__main__":
     out = HERE / "corpus" / "v3-segments.sinr"
     segmented(small, out)
     seed("v3-segments", out)
+    out = HERE / "corpus" / "v3-order-planes.sinr"
+    raw_like(small, out)
+    seed("v3-order-planes", out)

@@ -76,7 +76,8 @@ def _band_crcs(sections: dict[str, bytes]) -> bytes | None:
         rows = np.frombuffer(unz().decompress(sections["bands.rows"]), "<u4").astype(np.int64)
         widths = np.frombuffer(unz().decompress(sections["bands.widths"]), "<u4").astype(np.int64)
         lengths = np.frombuffer(unz().decompress(sections["tiles.bytes"]), "<u4").astype(np.int64)
-        n_cells = len(unz().decompress(sections["cells.order"])) // 4
+        order = sections["cells.order"] if "cells.order" in sections else sections["cells.order_planes"]  # 4n bytes
+        n_cells = len(unz().decompress(order)) // 4
         tiles = -(-n_cells // np.maximum(widths, 1))
         starts = np.concatenate([[0], np.cumsum(tiles)])
         offsets = np.concatenate([[0], np.cumsum(lengths)])
