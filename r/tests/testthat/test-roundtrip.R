@@ -53,3 +53,14 @@ test_that("a whole 10x .h5 file (format 2.1) reads as Python decodes it, and say
   expect_output(print(info), "layout:    1 chunk of up to 587 cells, 4 bands, 27 tiles")  # one in the singular
   expect_message(sinr_to_sce(path), "also stores the 10x file.s attributes")
 })
+
+test_that("a raw matrix's file (format 3.2, its cell orders as byte planes) reads back identical in R", {
+  path <- fixture("raw_like.sinr")  # pbmc4k's 80 cells at every 101st of 8,080 barcodes (make_fixtures.py)
+  expect_identical(sinr_info(path)$version, "3.2")
+  m <- read_sinr(path)
+  expect_identical(dim(m), c(150L, 8080L))
+  real <- seq(1L, 8080L, by = 101L)
+  expect_identical(coo(m[, real]), coo(read_10x_folder("pbmc4k_v2_soupx_half")$matrix))
+  expect_identical(length(m[, -real]@x), 0L)
+  expect_identical(as.numeric(sinr_open(path)[, real[c(2, 80)]]), as.numeric(m[, real[c(2, 80)]]))
+})
