@@ -294,7 +294,7 @@ TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
 # 0.18-0.41x of it at 19), 32 kB less a chunk; filtered ones (the 6e6 scale files, chunks of 2,048-6,144 cells)
 # 0.77-0.80x, so that they keep cells.order and stay 3.0 files; and no chunk of 1,024 cells or fewer (4 bytes a
 # cell before compression) makes a file one that 3.0 and 3.1 readers refuse. Comparing at level 9 spares the
-# level-19 array (0.4-0.5 s of a raw matrix's encode) where planes win.
+# level-19 array where planes win: a raw matrix's 45 orders take 0.19 s of CPU at 19, both forms 0.04 s at 9.
 PLANES_AT_MOST = 0.5
 PLANES_SAVE_AT_LEAST = 4096
 
