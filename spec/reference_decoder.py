@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Independent reference decoder for the `.sinr` file format, versions 3.1, 3.0, 2.1 and 2.0.
+"""Independent reference decoder for the `.sinr` file format, versions 3.2, 3.1, 3.0, 2.1 and 2.0.
 
 Written only from `spec/sinr-format.md` (cited below as "§n"), for clarity rather than speed: a
 reader of the specification should be able to follow it section by section. It validates every
 rule of §9 that a whole-matrix read depends on, for both major versions, and decodes the whole
-matrix into COO arrays, segmented matrices (§5.5) included. The tiles of a version 3 file are
-decoded by `spec/tiles3.py` (§6, §7.2), those of a version 2 file here (Appendix C). File-level
-sections (§14) are not read: a reader of matrices may skip them.
+matrix into COO arrays, segmented matrices (§5.5) and cell orders stored as byte planes (§5.6)
+included. The tiles of a version 3 file are decoded by `spec/tiles3.py` (§6, §7.2), those of a
+version 2 file here (Appendix C). File-level sections (§14) are not read: a reader of matrices may
+skip them.
 
 Dependencies (beyond the Python standard library and `spec/tiles3.py`):
 
