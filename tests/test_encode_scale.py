@@ -127,6 +127,7 @@ def test_a_scheduler_lost_mid_encode_is_one_error_line(tmp_path, pbmc):
                                        tmp_path / "out.sinr", "--scheduler", address, "--no-siren", "--quiet"],
                                       stderr=subprocess.PIPE, text=True)
             _logged(log, re.compile("Receive client connection"))
+            time.sleep(2)  # the client's handshake done (killed during it, the encode says 'cannot connect')
         finally:
             scheduler.kill()
             scheduler.wait()
