@@ -143,3 +143,21 @@ def test_append_raises_the_version_of_a_file_whose_new_chunks_hold_planes(raw, t
     scinrcodec.append(grown, more)
     assert _layout(grown) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}, {"cells.order"}])
     _reads_exactly(grown, sp.hstack([source.matrix(), cells.matrix()]))
+
+
+@pytest.mark.parametrize("listed", [["future-feature"], 5, ["cell-order-planes"]])
+def test_append_to_a_version_2_file_ignores_its_required_features_key(raw, tmp_path, listed):
+    """A version 2 matrix may carry a `required_features` key, which its readers ignore (spec §5.1.1):
+    append (which keeps the file's matrix map) had read it for the preamble's minor version, failing
+    with a KeyError or TypeError or declaring the file 2.2 or 2.1 (for `segments`)."""
+    from conformance.make_vectors import edit
+
+    _, source = raw[1]
+    path = tmp_path / "v2.sinr"
+    cells = scinrcodec.read_matrix(DATA / "pbmc4k_v2_soupx_half")
+    scinrcodec.encode(DATA / "pbmc4k_v2_soupx_half", path, format_version=2, **FAST)
+    path.write_bytes(edit(path.read_bytes(), lambda parts: parts.matrix.update(required_features=listed)))
+    scinrcodec.append(path, source)
+    with MatrixReader(path) as m:
+        assert m.version == (2, 0)
+    _reads_exactly(path, sp.hstack([cells.matrix(), source.matrix()]))

@@ -272,8 +272,11 @@ def summarise(chunk_stats: list[dict], previous: dict | None = None) -> dict:
 
 def finish_file(writer: ContainerWriter, matrices: list[dict], sections: list | None = None) -> int:
     """Write the footer naming every matrix and file-level section, in the lowest minor version that
-    defines every required feature they list (spec §11.2); return the file's size."""
-    minor = max((FEATURE_MINORS[f] for m in matrices for f in m.get("required_features", ())), default=0)
+    defines every required feature they list (spec §11.2); return the file's size. Only a format
+    that has required features reads them: a version 2 matrix map append keeps may hold the key,
+    which its readers ignore (spec §5.1.1)."""
+    listed = "required_features" in MATRIX_KEYS[writer.version[0]]
+    minor = max((FEATURE_MINORS[f] for m in matrices for f in m["required_features"]), default=0) if listed else 0
     return writer.finish({"format": "sinr", "writer": f"scinrcodec {__version__}", "matrices": matrices,
                           "sections": sections or []}, minor=minor)
 
