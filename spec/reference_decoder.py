@@ -1183,8 +1183,11 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
                 f"{where}: unknown chunk section {s!r} in a file of format {f.major}.{f.minor}")
     for s in CHUNK_REQUIRED[f.major]:
         require(s in secs, "K5", f"{where}: missing section {s!r}")
+    # K5: cells.order, in a matrix without the feature `cell-order-planes` (every version 2 matrix);
     # CP1 (§5.6): the cell order in exactly one section, its byte planes only with the feature.
     planes = "cells.order_planes" in secs
+    require(planes or f.cell_order_planes or "cells.order" in secs, "K5",
+            f"{where}: missing section 'cells.order'")
     require(planes != ("cells.order" in secs), "CP1",
             f"{where}: holds {'both' if planes else 'neither'} of the sections 'cells.order' and "
             "'cells.order_planes'")

@@ -161,3 +161,27 @@ def test_append_to_a_version_2_file_ignores_its_required_features_key(raw, tmp_p
     with MatrixReader(path) as m:
         assert m.version == (2, 0)
     _reads_exactly(path, sp.hstack([cells.matrix(), source.matrix()]))
+
+
+@pytest.mark.parametrize("vector", ["bands_and_tiles", "v3_bands_and_tiles"])
+def test_a_chunk_without_cells_order_in_a_matrix_without_the_feature_misses_that_section(vector, tmp_path):
+    """A version 2 file, or a matrix that does not list `cell-order-planes`, keeps its cell order in
+    cells.order alone, which K5 requires: each reader names that section missing, not 'neither of
+    cells.order and cells.order_planes', a section such a file cannot hold (and the reference
+    decoder rule K5, not CP1, a rule of version 3 matrices with the feature)."""
+    from conformance.make_vectors import drop_section, edit
+    from conftest import reference_decoder
+
+    blob = edit((VECTORS / vector / "matrix.sinr").read_bytes(),
+                lambda parts: drop_section(parts.chunks[1].sections, "cells.order"))
+    path = tmp_path / "no_order.sinr"
+    path.write_bytes(blob)
+    missing = r"chunk 1: missing section\(s\) \['cells.order'\]$"
+    with pytest.raises(errors.CorruptFileError, match=missing), scinrcodec.open(path) as m:
+        m.to_scipy()
+    with pytest.raises(errors.CorruptFileError, match=missing):
+        _native.ContainerReader(str(path)).whole(1)
+    decoder = reference_decoder()
+    with pytest.raises(decoder.SpecViolation, match="missing section 'cells.order'") as refused:
+        decoder.open_sinr(blob).decode(strict=True)
+    assert refused.value.check_id == "K5"

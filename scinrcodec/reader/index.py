@@ -546,8 +546,12 @@ class MatrixIndex:
 
     def _cell_order_section(self, reader: SectionReader, what: str) -> str:
         """The one section of a chunk holding its cell order (rule CP1, spec §5.4.3): `cells.order`, or
-        its byte planes `cells.order_planes` in a matrix that lists their feature."""
+        its byte planes `cells.order_planes` in a matrix that lists their feature; in one that does not
+        (every version 2 matrix), `cells.order` is the only place, and missing as any section K5 requires."""
         held = [name for name in CELL_ORDER_SECTIONS if reader.has(name)]
+        allowed = [name for name in CELL_ORDER_SECTIONS if chunk_features([name]) <= set(self.required_features)]
+        if not held and len(allowed) == 1:
+            raise CorruptFileError(f"{what}: missing section(s) {allowed}")
         if len(held) != 1:
             raise CorruptFileError(f"{what}: holds {'both' if held else 'neither'} of the sections "
                                    f"{' and '.join(map(repr, CELL_ORDER_SECTIONS))}; a chunk holds exactly one")

@@ -823,8 +823,11 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
   const int64_t n_tiles = c->tile_starts.back();
   if (n_tiles > bound) throw CorruptFileError(what + ": more tiles than its nonzeros and shape allow");
   // Cells.
-  // Rule CP1: the cell order is in exactly one section, its byte planes only with their feature listed.
   const bool planes = table.count("cells.order_planes") > 0;
+  // K5: without the feature (every version 2 matrix), cells.order is the one place of the order.
+  if (!planes && !table.count("cells.order") && !cell_order_planes_)
+    throw CorruptFileError(what + ": missing section(s) ['cells.order']");
+  // Rule CP1: the cell order is in exactly one section, its byte planes only with their feature listed.
   if (planes == static_cast<bool>(table.count("cells.order")))
     throw CorruptFileError(what + ": holds " + (planes ? "both" : "neither") +
                            " of the sections 'cells.order' and 'cells.order_planes'; a chunk holds exactly one");
