@@ -84,6 +84,20 @@ def test_matrix_and_chunk_section_tables_match_the_layout(heading, major, sectio
         assert spec.required == row["required"].startswith("yes"), name  # "if and only if ...": not always there
 
 
+def test_the_chunk_rules_a_first_read_checks_are_the_rules_of_the_chunk_table():
+    """§9.3 says which of its rules a read checks when it first touches a chunk (the others at a band
+    or tile): together they are the table's rules, so a rule added to the table is placed (CP1 had
+    been left out)."""
+    ids = [row["id"] for row in table_after("### 9.3 Chunk")]
+    when = re.search(r"Checked when a read first touches the chunk \((.*?)\),\s+or\s+its\s+band\s+\((\w+)\)",
+                     SPEC, re.S)
+    assert when, "§9.3's sentence on when its rules are checked moved"
+    named = set()
+    for prefix, first, last in re.findall(r"\b([A-Z]+)(\d+)(?:–[A-Z]+(\d+))?", when.group(1)):
+        named |= {f"{prefix}{i}" for i in range(int(first), int(last or first) + 1)}
+    assert sorted(named | {when.group(2)}) == sorted(ids)
+
+
 def test_count_sections_have_the_spec_rows_per_version():
     """§5.4.3: values.counts holds 96 · 231 items in a version 3 file, 48 · 231 in a version 2 file;
     gaps.counts 32 · 231."""
