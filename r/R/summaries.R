@@ -19,7 +19,7 @@
 }
 
 # Whether the matrix is the file's, as stored: the summaries are of it.
-.as_stored <- function(x) is(x@seed, "SinrArraySeed")
+.as_stored <- function(x) is(x@seed, "SinrArraySeed") && !is(x@seed, "SinrSubsetSeed")
 
 # One summary of every gene or cell: the stored ones' spread over the axis (a gene not stored holds
 # no nonzero), then named.
