@@ -59,22 +59,28 @@ def checked_jobs(jobs) -> int | None:
 
 def read_threads(jobs: int | None) -> int:
     """Threads a read runs for jobs=: usable_cpus() by default; an explicit jobs= is honoured beyond a
-    container's quota (which may be wrong) but not beyond the machine's CPUs, where its kernels, all
-    CPU-bound, only add thread starts (jobs=256 on 2 cores: a cell read 8.6 ms instead of 1.4, a gene
-    3.2 ms instead of 0.4) and chunk-sized scratch per thread."""
-    return usable_cpus() if jobs is None else max(1, min(jobs, os.cpu_count() or 1))
+    container's quota (which may be wrong) but not beyond the CPUs the process runs on, where its
+    kernels, all CPU-bound, only add thread starts (jobs=256 on 2 cores: a cell read 8.6 ms instead
+    of 1.4, a gene 3.2 ms instead of 0.4) and chunk-sized scratch per thread."""
+    return usable_cpus() if jobs is None else max(1, min(jobs, runnable_cpus()))
+
+
+def runnable_cpus() -> int:
+    """The CPUs this process can run on: its affinity where the system has one (a batch scheduler's
+    cpuset, taskset), which no thread leaves, else every CPU of the machine (os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may use: what `jobs=None` means. Its affinity where the system has one
-    (a batch scheduler's cpuset, taskset), and no more than its cgroup's CPU quota allows (a
-    container's --cpus, a Kubernetes limit): os.cpu_count() counts every core of the machine, and 64
-    threads on 2 usable cores made a cell read 7x slower. The affinity is asked each time (a call,
-    0.4 us), the quota once per process (files to read, tens of us: a tenth of a cell's read)."""
-    try:
-        cpus = len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+    """The CPUs this process may use: what `jobs=None` means. Those it runs on (runnable_cpus), and
+    no more than its cgroup's CPU quota allows (a container's --cpus, a Kubernetes limit):
+    os.cpu_count() counts every core of the machine, and 64 threads on 2 usable cores made a cell
+    read 7x slower. The affinity is asked each time (a call, 0.4 us), the quota once per process
+    (files to read, tens of us: a tenth of a cell's read)."""
+    cpus = runnable_cpus()
     quota = _process_cpu_quota()
     return max(1, min(cpus, quota)) if quota is not None else cpus
 

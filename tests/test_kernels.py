@@ -343,7 +343,7 @@ def test_place_by_row_on_threads_only_where_rows_write_apart():
 
 
 def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle(monkeypatch):
-    monkeypatch.setattr(limits.os, "cpu_count", lambda: 8)  # jobs= up to 8 honoured (limits.read_threads)
+    monkeypatch.setattr(limits, "runnable_cpus", lambda: 8)  # jobs= up to 8 honoured (limits.read_threads)
 
     def share(nnz, workers=2, cost=assemble._SHARED_COST_BY_CELL):
         return assemble._share_chunks(np.array(nnz), workers, cost)
@@ -390,7 +390,7 @@ def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatc
     path = tmp_path / "one_chunk.sinr"
     sinr.encode(x.astype(np.int64), path, siren="never")
     threads = {"place_by_cell": [], "place_by_row": []}
-    monkeypatch.setattr(limits.os, "cpu_count", lambda: 8)  # jobs= up to 8 honoured (limits.read_threads)
+    monkeypatch.setattr(limits, "runnable_cpus", lambda: 8)  # jobs= up to 8 honoured (limits.read_threads)
     for name, calls in threads.items():
         monkeypatch.setattr(_native, name, lambda *args, place=getattr(_native, name), calls=calls:
                             calls.append(args[-1]) or place(*args))
