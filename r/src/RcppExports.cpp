@@ -173,7 +173,9 @@ static const R_CallMethodDef CallEntries[] = {
     {NULL, NULL, 0}
 };
 
+void sinr_init_names(DllInfo* dll);
 RcppExport void R_init_scinrcodec(DllInfo *dll) {
     R_registerRoutines(dll, NULL, CallEntries, NULL, NULL);
     R_useDynamicSymbols(dll, FALSE);
+    sinr_init_names(dll);
 }

@@ -163,6 +163,40 @@ test_that("bad paths, files and keys are classed R errors with one-line messages
   expect_error(read_sinr(truncated), "no .sinr trailer", class = "sinr_corrupt_file_error")
 })
 
+test_that("names are the stored ones however R reads them: UTF-8, empty and shared names, saved and changed", {
+  path <- fixture("odd_names.sinr")  # make_fixtures.odd_names
+  genes <- c("G\u00e9n-\u03b1", "", "\u57fa\u56e0", "g4")
+  cells <- c("Zelle-\u00e4-1", "\u7d30\u80de-2", "", "\U0001f9ec-4", "Zelle-\u00e4-1", "plain-6")
+  m <- read_sinr(path)
+  expect_identical(dimnames(m), list(genes, cells))
+  # R makes a name's string as it first reads it: one, some, then every one
+  f <- sinr_open(path)
+  expect_identical(colnames(f)[[4L]], cells[[4L]])
+  expect_identical(colnames(f)[c(2, 2, 3)], cells[c(2, 2, 3)])
+  expect_identical(colnames(f), cells)
+  expect_identical(Encoding(colnames(f)), Encoding(cells))
+  expect_identical(rownames(f), genes)
+  expect_false(anyNA(colnames(f)))
+  # every one at once (R asks for the vector's memory), on a handle none was read from
+  expect_identical(match(cells, colnames(sinr_open(path))), c(1L, 2L, 3L, 4L, 1L, 6L))
+  expect_identical(f[genes[[1L]], cells[[2L]]], m[1L, 2L, drop = FALSE])
+  expect_error(f[, cells[[1L]]], "2 cells are named", class = "sinr_key_error")
+  expect_identical(dimnames(SinrMatrix(path)[2:3, c(6, 4)]), list(genes[2:3], cells[c(6, 4)]))
+  # saved before any is read, and changed: the copy changes, never the names of the file
+  saved <- tempfile(fileext = ".rds")
+  saveRDS(dimnames(sinr_open(path)), saved)
+  expect_identical(readRDS(saved), list(genes, cells))
+  names <- colnames(f)
+  names[[1L]] <- "x"
+  expect_identical(colnames(f), cells)
+  unread <- scinrcodec:::.sinr_names(scinrcodec:::.handle(sinr_open(path)), "cell_names")
+  unread[[2L]] <- NA
+  expect_true(anyNA(unread))
+  expect_identical(unread, replace(cells, 2L, NA))
+  # a NUL byte, which the writer refuses and no R string can hold, is refused where the names are read
+  expect_error(colnames(sinr_open(fixture("nul_name.sinr"))), "nul_name.sinr: cell_names holds a name with a NUL byte", class = "sinr_value_error")
+})
+
 test_that("a name that several genes or cells share is refused, as Python refuses it, never the first taken", {
   f <- sinr_open(fixture("duplicate_names.sinr"))  # gene 8 named as gene 4 (ids differ), cell 11 as cell 3
   genes <- rownames(f)
