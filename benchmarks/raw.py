@@ -166,9 +166,8 @@ def measure(raw: Path, meta: dict, workdir: Path, repeats: int) -> list[dict]:
     """Medians over `repeats` rounds, each round running every measurement once."""
     from scinrcodec.cli import main as sinr
 
-    sinr_path = raw.with_suffix(".sinr")
-    if not sinr_path.exists() or sinr_path.stat().st_mtime < raw.stat().st_mtime:
-        sinr(["encode", str(raw), str(sinr_path), "--force", "--quiet"])
+    sinr_path = raw.with_suffix(".sinr")  # encoded afresh: a file an earlier writer made would give its sizes
+    sinr(["encode", str(raw), str(sinr_path), "--force", "--quiet"])
     cells_file = raw.with_suffix(".cells.txt")
     cells_file.write_text("\n".join(meta["cell_barcodes"]) + "\n")
     rng = np.random.default_rng(1)
