@@ -29,6 +29,14 @@
     .Call(`_scinrcodec_sinr_names_`, handle, which)
 }
 
+.sinr_name_index <- function(names) {
+    .Call(`_scinrcodec_sinr_name_index_`, names)
+}
+
+.sinr_name_match <- function(index, keys) {
+    .Call(`_scinrcodec_sinr_name_match_`, index, keys)
+}
+
 .sinr_entry <- function(handle, gene, cell) {
     .Call(`_scinrcodec_sinr_entry_`, handle, gene, cell)
 }

@@ -72,20 +72,26 @@ setMethod("show", "SinrFile", function(object) {
               format(h$nnz, big.mark = ","), h$mode))
 })
 
-# The names that several genes or cells share, of one name list (NULL: none), found once.
-.shared_names <- function(x, which) {
+# The index of a name list (NULL: the file stores none), built in C++ at its first lookup and kept with
+# the names; built again where saveRDS dropped it.
+.name_index <- function(x, which) {
   state <- x@state
-  key <- paste0("shared.", which)
-  if (!exists(key, envir = state, inherits = FALSE)) {
+  key <- paste0("index.", which)
+  index <- if (exists(key, envir = state, inherits = FALSE)) get(key, envir = state, inherits = FALSE)
+  if (is.null(index) || !.sinr_is_open(index)) {  # .sinr_is_open: a live external pointer
     names <- .names(x, which)
-    assign(key, unique(names[duplicated(names)]), state)
+    if (is.null(names)) return(NULL)
+    index <- .native(.sinr_name_index(names))
+    assign(key, index, state)
   }
-  get(key, envir = state, inherits = FALSE)
+  index
 }
 
 # 1-based positions of names along an axis: genes by name, then by id, as Python's reader takes them.
 # A name that several genes or cells have is a sinr_key_error naming them (their ids where genes have
-# ids, else their indices), never the first of them silently.
+# ids, else their indices), never the first of them silently. Names are looked up in C++
+# (.name_index), not by match(), which makes an R string of every name (a raw matrix's 737,280
+# barcodes: 0.5 s and as much of garbage collection, for a read of a few cells).
 .by_name <- function(x, key, axis) {
   what <- c("gene", "cell")[[axis]]
   lists <- if (axis == 1L) c("gene_names", "gene_ids") else "cell_names"
@@ -93,13 +99,13 @@ setMethod("show", "SinrFile", function(object) {
   for (which in lists) {
     todo <- is.na(pos)
     if (!any(todo)) break
-    names <- .names(x, which)
-    if (is.null(names)) next
-    pos[todo] <- match(key[todo], names)
-    shared <- todo & !is.na(pos) & key %in% .shared_names(x, which)
-    if (any(shared)) {
-      name <- key[shared][[1L]]
-      all <- which(names == name)
+    index <- .name_index(x, which)
+    if (is.null(index)) next
+    found <- .native(.sinr_name_match(index, key[todo]))
+    pos[todo] <- found$pos
+    if (any(found$shared)) {
+      name <- key[todo][found$shared][[1L]]
+      all <- which(.names(x, which) == name)
       ids <- if (axis == 1L) .names(x, "gene_ids") else NULL
       shown <- if (is.null(ids)) as.character(all) else sprintf("'%s'", ids[all])
       shown <- paste0(paste(utils::head(shown, 5L), collapse = ", "), if (length(all) > 5L) ", ..." else "")
@@ -108,9 +114,13 @@ setMethod("show", "SinrFile", function(object) {
                                          if (is.null(ids)) "index" else "its id or index"))
     }
   }
-  if (anyNA(pos)) .sinr_stop("SinrKeyError", sprintf("no %s named '%s'", what, key[is.na(pos)][[1L]]))
+  if (anyNA(pos)) .sinr_stop("SinrKeyError", sprintf("no %s named '%s'", what, .shown_name(key[is.na(pos)][[1L]])))
   pos
 }
+
+# A name as a message shows it: one marked "bytes", which R translates to no encoding (sprintf refuses
+# it), as its bytes read in the native encoding, escaped where they are no character.
+.shown_name <- function(name) if (identical(Encoding(name), "bytes")) encodeString(rawToChar(charToRaw(name))) else name
 
 # 0-based indices of a key along an axis (1: genes, 2: cells): positive or negative whole numbers
 # (zeros dropped, as R does), names (.by_name) or a logical vector as long as the axis. NA is refused

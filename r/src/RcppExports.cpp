@@ -89,6 +89,29 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinr_name_index_
+SEXP sinr_name_index_(SEXP names);
+RcppExport SEXP _scinrcodec_sinr_name_index_(SEXP namesSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type names(namesSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_name_index_(names));
+    return rcpp_result_gen;
+END_RCPP
+}
+// sinr_name_match_
+Rcpp::List sinr_name_match_(SEXP index, Rcpp::CharacterVector keys);
+RcppExport SEXP _scinrcodec_sinr_name_match_(SEXP indexSEXP, SEXP keysSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type index(indexSEXP);
+    Rcpp::traits::input_parameter< Rcpp::CharacterVector >::type keys(keysSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinr_name_match_(index, keys));
+    return rcpp_result_gen;
+END_RCPP
+}
 // sinr_entry_
 double sinr_entry_(SEXP handle, double gene, double cell);
 RcppExport SEXP _scinrcodec_sinr_entry_(SEXP handleSEXP, SEXP geneSEXP, SEXP cellSEXP) {
@@ -165,6 +188,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_scinrcodec_sinr_contents_", (DL_FUNC) &_scinrcodec_sinr_contents_, 1},
     {"_scinrcodec_sinr_element_image_", (DL_FUNC) &_scinrcodec_sinr_element_image_, 2},
     {"_scinrcodec_sinr_names_", (DL_FUNC) &_scinrcodec_sinr_names_, 2},
+    {"_scinrcodec_sinr_name_index_", (DL_FUNC) &_scinrcodec_sinr_name_index_, 1},
+    {"_scinrcodec_sinr_name_match_", (DL_FUNC) &_scinrcodec_sinr_name_match_, 2},
     {"_scinrcodec_sinr_entry_", (DL_FUNC) &_scinrcodec_sinr_entry_, 3},
     {"_scinrcodec_sinr_summaries_", (DL_FUNC) &_scinrcodec_sinr_summaries_, 2},
     {"_scinrcodec_sinr_block_", (DL_FUNC) &_scinrcodec_sinr_block_, 4},

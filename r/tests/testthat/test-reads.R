@@ -197,6 +197,56 @@ test_that("names are the stored ones however R reads them: UTF-8, empty and shar
   expect_error(colnames(sinr_open(fixture("nul_name.sinr"))), "nul_name.sinr: cell_names holds a name with a NUL byte", class = "sinr_value_error")
 })
 
+test_that("reads by name find what match() finds: any order, empty names, ids, other encodings, unknown names", {
+  path <- fixture("odd_names.sinr")  # make_fixtures.odd_names: cells 1 and 5 share a name, gene 2 and cell 3 are ""
+  m <- read_sinr(path)
+  genes <- rownames(m)
+  cells <- colnames(m)
+  f <- sinr_open(path)
+  expect_identical(f[genes[c(3, 1, 3)], cells[c(6, 3, 2, 6)]], m[c(3, 1, 3), c(6, 3, 2, 6)])
+  expect_identical(f[c(4, 2), cells[c(4, 3)]], m[c(4, 2), c(4, 3)])  # positive indices with names
+  expect_identical(f[c("", "g4"), 6], m[c(2, 4), 6, drop = FALSE])
+  expect_identical(sinr_entry(f, "", ""), m[2, 3])
+  expect_identical(f[c("id3", genes[[1L]]), factor(cells[[2L]])], m[c(3, 1), 2, drop = FALSE])  # a gene by its id
+  # a query in latin1 or the native encoding is the same name; one marked "bytes" none, as for match()
+  latin1 <- iconv(cells[[1L]], "UTF-8", "latin1")
+  expect_identical(Encoding(latin1), "latin1")
+  expect_error(f[, latin1], "2 cells are named", class = "sinr_key_error")
+  expect_identical(f[, enc2native(cells[[6L]])], m[, 6, drop = FALSE])
+  bytes <- `Encoding<-`(cells[[4L]], "bytes")
+  expect_identical(match(bytes, cells), NA_integer_)
+  expect_error(f[, c(cells[[2L]], bytes)], "no cell named", class = "sinr_key_error")  # match() errors untyped
+  expect_error(f[, `Encoding<-`(latin1, "bytes")], "no cell named 'Zelle-\\xe4-1'", fixed = TRUE, class = "sinr_key_error")
+  expect_error(f[, c(cells[[2L]], "nope")], "no cell named 'nope'", class = "sinr_key_error")
+  expect_error(f[, "plain-"], "no cell named 'plain-'", class = "sinr_key_error")
+  expect_error(f[c(genes[[1L]], "G\u00e9n"), ], "no gene named 'G\u00e9n'", class = "sinr_key_error")
+  expect_error(f[, c(cells[[2L]], NA)], "cell index holds NA", class = "sinr_index_error")
+  # a handle saved and loaded after a lookup looks names up again
+  saved <- tempfile(fileext = ".rds")
+  saveRDS(f, saved)
+  expect_identical(readRDS(saved)[genes[[3L]], cells[c(2, 6)]], m[3, c(2, 6), drop = FALSE])
+  expect_identical(sinr_open(fixture("no_cells.sinr"))[, character(0)], read_sinr(fixture("no_cells.sinr")))
+})
+
+test_that("a read by name makes R strings of the names it reads, not of every name of the file", {
+  path <- fixture("pbmc500_cellranger_h5.sinr")  # 587 cells
+  wanted <- colnames(sinr_open(path))[c(5, 9)]
+  # R nodes a read leaves alive (kept with the handle): an R string made of every name is one each
+  kept <- function(read) {
+    f <- sinr_open(path)
+    invisible(gc())
+    before <- gc()[["Ncells", "used"]]
+    read(f)
+    gc()[["Ncells", "used"]] - before
+  }
+  every <- kept(function(f) colnames(f)[seq_len(ncol(f))])
+  expect_gt(every, ncol(sinr_open(path)))
+  for (read in list(function(f) f[, wanted], function(f) sinr_entry(f, 1, wanted[[2L]]))) {
+    kept(read)  # its functions compiled and their methods cached
+    expect_lt(kept(read), every / 4)
+  }
+})
+
 test_that("a name that several genes or cells share is refused, as Python refuses it, never the first taken", {
   f <- sinr_open(fixture("duplicate_names.sinr"))  # gene 8 named as gene 4 (ids differ), cell 11 as cell 3
   genes <- rownames(f)
