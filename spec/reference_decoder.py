@@ -583,13 +583,16 @@ _CHUNK_SECTIONS_2 = {"cells.order", "cells.baseline", "cells.names", "bands.rows
                      "siren.meta", "siren.weights", "tiles.data"}
 _CHUNK_REQUIRED_2 = ["cells.baseline", "bands.rows", "bands.widths",
                      "bands.crc32", "tiles.nnz", "tiles.bytes", "tiles.data"]
-CHUNK_SECTIONS = {2: _CHUNK_SECTIONS_2, 3: _CHUNK_SECTIONS_2 | {"gaps.counts", "cells.order_planes"}}
+CHUNK_SECTIONS = {2: _CHUNK_SECTIONS_2, 3: _CHUNK_SECTIONS_2 | {"gaps.counts", "cells.order_planes",
+                                                                 "cells.barcodes"}}
 CHUNK_REQUIRED = {2: _CHUNK_REQUIRED_2, 3: _CHUNK_REQUIRED_2 + ["gaps.counts"]}
 # §6.4, §C.4: the rows of values.counts (contexts) by major version.
 N_CONTEXTS = {2: 48, 3: tiles3.N_CONTEXTS}
 SEGMENTS = "segments"  # the feature of version 3.1 (§5.5)
-CELL_ORDER_PLANES = "cell-order-planes"  # the feature of version 3.2 (§5.6)
-FEATURES_IMPLEMENTED = {SEGMENTS, CELL_ORDER_PLANES}  # §5.1.1: 3.0 defines none, 3.1 `segments`
+CELL_ORDER_PLANES = "cell-order-planes"  # a feature of version 3.2 (§5.6)
+CELL_BARCODES = "cell-barcodes"  # the other feature of version 3.2 (§5.7)
+# §5.1.1: 3.0 defines none, 3.1 `segments`, 3.2 `cell-order-planes` and `cell-barcodes`
+FEATURES_IMPLEMENTED = {SEGMENTS, CELL_ORDER_PLANES, CELL_BARCODES}
 
 
 @dataclass
@@ -641,6 +644,7 @@ class SinrFile:
     segmented: bool  # the matrix lists the feature `segments`
     file_sections: Any = None  # the file-level section table (§4), ignored unless strict
     cell_order_planes: bool = False  # the matrix lists the feature `cell-order-planes` (§5.6)
+    cell_barcodes: bool = False  # the matrix lists the feature `cell-barcodes` (§5.7)
 
     def decode(self, strict: bool = False) -> "DecodedMatrix":
         return decode_matrix(self, strict)
@@ -765,7 +769,7 @@ def open_sinr(data: bytes, matrix_name: str | None = None) -> SinrFile:
             e.segment = seg
     return SinrFile(data, major, minor, F, name, n_genes, n_cells, nnz, mode, max_error, S,
                     n_chunks, gnai, hcn, sections, chunks, segments, segmented, fm["sections"],
-                    cell_order_planes=CELL_ORDER_PLANES in features)
+                    cell_order_planes=CELL_ORDER_PLANES in features, cell_barcodes=CELL_BARCODES in features)
 
 
 def read_segments(data: bytes, sections: dict[str, Section], n_segments: int, n_chunks: int,
@@ -1195,8 +1199,21 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
             f"{where}: section 'cells.order_planes' but required_features does not list "
             "'cell-order-planes'")
     # K6, and K7 (version 2) or G3's presence rule (version 3).
-    require(("cells.names" in secs) == f.has_cell_names, "K6",
+    barcodes = "cells.barcodes" in secs
+    require(("cells.names" in secs or barcodes) == f.has_cell_names, "K6",
             f"{where}: cell names contradict has_cell_names = {f.has_cell_names}")
+    # CB1 (§5.7): the names in one section, as barcodes only with the feature.
+    require(not (barcodes and "cells.names" in secs), "CB1",
+            f"{where}: holds both of the sections 'cells.names' and 'cells.barcodes'")
+    require(not barcodes or f.cell_barcodes, "CB1",
+            f"{where}: section 'cells.barcodes' but required_features does not list 'cell-barcodes'")
+    if barcodes:  # CB2: L and S in the chunk header
+        L, S = h.get("barcode_length"), h.get("barcode_suffix")
+        require(int_in(L, 1, 32), "CB2", f"{where}: barcode_length {L!r} is not an int 1 .. 32")
+        require(is_str(S) and "\n" not in S and "\r" not in S
+                and L + len(S.encode("utf-8")) <= 4096, "CB2",
+                f"{where}: barcode_suffix {S!r} is not a str without CR or LF, at most "
+                f"{4096 - L} bytes")
     require(("values.counts" in secs) == (f.mode != "inr-only"), "G3" if f.major == 3 else "K7",
             f"{where}: value tables contradict mode {f.mode!r}")
 
@@ -1237,7 +1254,15 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
     cbase = zstd_array(read("cells.baseline", "K10"), n, "<i2", "K10",
                        f"{where} cells.baseline").astype(np.int64)
     cell_names = None
-    if f.has_cell_names:  # K6
+    if f.has_cell_names and barcodes:  # CB3 (§5.7): n codes, each below 4^L once summed
+        items = zstd_shuffled_array(read("cells.barcodes", "CB3"), n, "<u8", "CB3",
+                                    f"{where} cells.barcodes")
+        cell_names, code = [], 0
+        for delta in items:
+            code = (code + int(delta)) % 2**64
+            require(code < 4**L, "CB3", f"{where}: cells.barcodes codes {code}, not below 4^{L}")
+            cell_names.append("".join("ACGT"[(code >> (2 * (L - 1 - j))) & 3] for j in range(L)) + S)
+    elif f.has_cell_names:  # K6
         cell_names = zstd_names(read("cells.names", "K6"), n, "K6", f"{where} cells.names")
     # K11: tiles.nnz.
     tnnz = [int(v) for v in zstd_array(read("tiles.nnz", "K11"), NT, "<u4", "K11",

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from ..errors import CorruptFileError, UnsupportedVersionError
 from ..limits import MAX_DIMENSION, MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_TILE_NNZ
-from ..storage.layout import CELL_ORDER_PLANES
+from ..storage.layout import CELL_BARCODES, CELL_ORDER_PLANES
 
 # The modes of a matrix (spec §5.2), and the codes the native core knows them by.
 MODES = ("lossless", "max-error", "inr-only")
@@ -172,7 +172,8 @@ def parse_stages(configs, mode: str, *, what: str, major: int = 2) -> dict[str, 
 # The required features (spec §5.1.1) this reader implements, each with the minor version of
 # format 3 that defines it (a writer writes the highest minor its matrices' features need).
 SEGMENTS = "segments"  # gene tables per run of chunks (spec §5.5)
-FEATURE_MINORS: dict[str, int] = {SEGMENTS: 1, CELL_ORDER_PLANES: 2}  # 3.2: cells.order_planes (spec §5.6)
+FEATURE_MINORS: dict[str, int] = {SEGMENTS: 1, CELL_ORDER_PLANES: 2,  # 3.2: cells.order_planes (spec §5.6)
+                                   CELL_BARCODES: 2}  # and cells.barcodes (spec §5.7)
 KNOWN_FEATURES: frozenset[str] = frozenset(FEATURE_MINORS)
 
 

@@ -27,7 +27,9 @@ from ..reader.assemble import decode_chunk
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter, crc32, crc32_ranges, is_newer_minor, pack_header, unpack_header, \
     write_version
-from ..storage.layout import CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, chunk_features
+from ..storage.barcodes import BARCODE_KEYS
+from ..storage.layout import CELL_NAME_SECTIONS, CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS, \
+    chunk_features
 from .driver import MATRIX_NAME, chunk_index_section, finish_file, gene_name_sections, names_are_ids, summarise
 from .options import EncodeOptions, inputs_error
 
@@ -108,15 +110,20 @@ def _relabelled_chunk(part: SegmentInput, chunk: int, block: bytes) -> tuple[byt
 
 
 def _renamed(header: dict, body: bytes, names: list[str]) -> bytes:
-    """The chunk body with `names` as its cells.names section; header's section table updated."""
+    """The chunk body with `names` as its cells.names section, in place of cells.names or of the
+    barcodes (spec §5.7) its names were; header's section table updated."""
     pieces, table, offset = [], [], 0
     for name, start, length, crc in sorted(header["sections"], key=lambda e: e[1]):
-        payload = CHUNK_SECTIONS_BY_MAJOR[MAJOR]["cells.names"].pack(names) if name == "cells.names" \
-            else body[start: start + length]
-        table.append([name, offset, len(payload), crc32(payload) if name == "cells.names" else crc])
+        payload = body[start: start + length]
+        if name in CELL_NAME_SECTIONS:
+            name, payload = "cells.names", CHUNK_SECTIONS_BY_MAJOR[MAJOR]["cells.names"].pack(names)
+            crc = crc32(payload)
+        table.append([name, offset, len(payload), crc])
         pieces.append(payload)
         offset += len(payload)
     header["sections"] = table
+    for key in BARCODE_KEYS:
+        header.pop(key, None)
     return b"".join(pieces)
 
 

@@ -21,8 +21,9 @@ from ..errors import CorruptFileError, printable
 from ..limits import MAX_CHUNK_HEADER_BYTES, MAX_DIMENSION, MAX_ERROR_LIMIT
 from ..storage.container import PREAMBLE, SectionRef, check_disjoint, crc32, crc32_ranges, parse_section_table, \
     names_text, unpack_header
-from ..storage.layout import CELL_ORDER_SECTIONS, CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, GENE_NAME_SECTIONS, \
-    MATRIX_SECTIONS_BY_MAJOR, SEGMENT_INDEX_FIELDS, Sizes, chunk_features
+from ..storage.barcodes import barcode_format, barcode_names
+from ..storage.layout import CELL_NAME_SECTIONS, CELL_ORDER_SECTIONS, CHUNK_INDEX_FIELDS, CHUNK_SECTIONS_BY_MAJOR, \
+    GENE_NAME_SECTIONS, MATRIX_SECTIONS_BY_MAJOR, SEGMENT_INDEX_FIELDS, Sizes, chunk_features
 from ..storage.source import ByteSource, fork_safe_lock
 from .selection import unique_sorted
 
@@ -66,6 +67,7 @@ class SectionReader:
         if missing:
             raise CorruptFileError(f"{what}: missing section(s) {missing}")
         self._verified: set[str] = set()
+        self.barcodes: tuple[int, str] | None = None  # a chunk's (barcode_length, barcode_suffix): spec §5.7
 
     def has(self, name: str) -> bool:
         """Whether the table lists a section of this name."""
@@ -452,13 +454,15 @@ class MatrixIndex:
             rows = self.chunk_index[missing]
             self.source.prefetch(list(zip(rows[:, 0].tolist(), rows[:, 1].tolist())))
             loaded.update((i, self._chunk_sections(i)[0]) for i in missing)
-            tables = [loaded[i].table for i in missing]
-            self.source.prefetch([(t["cells.names"].offset, t["cells.names"].length) for t in tables
-                                  if "cells.names" in t])
-        for i in ids:
-            if not loaded[i].has("cells.names"):
-                raise CorruptFileError(f"{self.what}: chunk {i}: cell names contradict the matrix's 'has_cell_names'")
-        return [loaded[i].get("cells.names") for i in ids]
+            self.source.prefetch([ref for i in missing for ref in loaded[i].ranges(CELL_NAME_SECTIONS)])
+        return [self._cell_names(loaded[i], f"{self.what}: chunk {i}") for i in ids]
+
+    def _cell_names(self, reader: SectionReader, what: str) -> list[str]:
+        """A chunk's cell names, from whichever section holds them (spec §5.7)."""
+        name = self._cell_names_section(reader, what)
+        if name == "cells.names":
+            return reader.get(name)
+        return barcode_names(reader.get(name), *reader.barcodes, what)
 
     def _chunk_sections(self, i: int) -> tuple[SectionReader, dict]:
         """Chunk i's header, checked, and a reader of its sections."""
@@ -484,16 +488,18 @@ class MatrixIndex:
             raise CorruptFileError(f"{what}: {n_bands} bands for {n_rows} rows")
         table = parse_section_table(header.get("sections"), low=body, high=offset + block_length, what=what,
                                     base=body)
-        return SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands),
-                             CHUNK_SECTIONS_BY_MAJOR[self.major], what, newer_minor=self.newer_minor), header
+        reader = SectionReader(self.source, table, Sizes(n_cells=n_cells, n_bands=n_bands),
+                               CHUNK_SECTIONS_BY_MAJOR[self.major], what, newer_minor=self.newer_minor)
+        if reader.has("cells.barcodes"):
+            reader.barcodes = barcode_format(header, what)
+        return reader, header
 
     def _load_chunk(self, i: int, reader: SectionReader, header: dict) -> Chunk:
         what = f"{self.what}: chunk {i}"
         _, _, _, _, n_cells, nnz = (int(x) for x in self.chunk_index[i])
         n_rows, n_bands = header["n_rows"], header["n_bands"]
         checksum = _int(header, "checksum", 0, 2**64 - 1, what)
-        if reader.has("cells.names") != self.has_cell_names:
-            raise CorruptFileError(f"{what}: cell names contradict the matrix's 'has_cell_names'")
+        self._cell_names_section(reader, what)
         if reader.has("values.counts") == (self.mode == "inr-only"):
             raise CorruptFileError(f"{what}: value tables contradict mode {self.mode!r}")
         rows = reader.get("bands.rows")
@@ -548,13 +554,25 @@ class MatrixIndex:
         """The one section of a chunk holding its cell order (rule CP1, spec §5.4.3): `cells.order`, or
         its byte planes `cells.order_planes` in a matrix that lists their feature; in one that does not
         (every version 2 matrix), `cells.order` is the only place, and missing as any section K5 requires."""
-        held = [name for name in CELL_ORDER_SECTIONS if reader.has(name)]
-        allowed = [name for name in CELL_ORDER_SECTIONS if chunk_features([name]) <= set(self.required_features)]
+        return self._one_section(reader, CELL_ORDER_SECTIONS, what)
+
+    def _cell_names_section(self, reader: SectionReader, what: str) -> str | None:
+        """The one section of a chunk holding its cell names where the matrix has them (rules K6, CB1,
+        spec §5.7): `cells.names`, or `cells.barcodes` in a matrix that lists their feature; else None."""
+        if any(reader.has(name) for name in CELL_NAME_SECTIONS) != self.has_cell_names:
+            raise CorruptFileError(f"{what}: cell names contradict the matrix's 'has_cell_names'")
+        return self._one_section(reader, CELL_NAME_SECTIONS, what) if self.has_cell_names else None
+
+    def _one_section(self, reader: SectionReader, sections: tuple[str, str], what: str) -> str:
+        """Which of `sections`, the same content in two forms the second of which needs a feature, the
+        chunk holds: exactly one, and the second only where the matrix lists its feature."""
+        held = [name for name in sections if reader.has(name)]
+        allowed = [name for name in sections if chunk_features([name]) <= set(self.required_features)]
         if not held and len(allowed) == 1:
             raise CorruptFileError(f"{what}: missing section(s) {allowed}")
         if len(held) != 1:
             raise CorruptFileError(f"{what}: holds {'both' if held else 'neither'} of the sections "
-                                   f"{' and '.join(map(repr, CELL_ORDER_SECTIONS))}; a chunk holds exactly one")
+                                   f"{' and '.join(map(repr, sections))}; a chunk holds exactly one")
         unlisted = chunk_features(held) - set(self.required_features)
         if unlisted:
             raise CorruptFileError(f"{what}: section {held[0]!r} needs the feature {unlisted.pop()!r}, which the "

@@ -850,6 +850,8 @@ class MatrixReader:
                 chunk = index.chunk(c)
                 for name in chunk.sections.table:
                     chunk.sections.get(name)
+                if index.has_cell_names:  # barcodes' codes are checked as names (spec §5.7, rule CB3)
+                    index.chunk_cell_names([c])
                 index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
                 cell_major(index, READ_DTYPE, self.jobs, [c])  # placed as a whole read places it, checksum checked
                 checked += chunk.nnz

@@ -38,6 +38,9 @@ WRITE_LEVELS = {ZSTD_SHUFFLED: 9, ZSTD_TEXT: 16}
 # zstd codes 2.8-2.9x smaller than the plain array where most cells are empty and keep their index
 # order (raw Cell Ranger matrices); codec.stages.FEATURE_MINORS gives its minor version.
 CELL_ORDER_PLANES = "cell-order-planes"
+# Also of format 3.2 (spec §5.7): a chunk's cell names stored as 2-bit barcodes (storage.barcodes), which take
+# 1.9 bytes a raw matrix's barcode where zstd names take 2.3.
+CELL_BARCODES = "cell-barcodes"
 CHUNK_INDEX_FIELDS = ("offset", "header_length", "header_crc32", "block_length", "n_cells", "nnz")
 SEGMENT_INDEX_FIELDS = ("n_chunks", "n_rows")  # per segment (spec §5.5)
 
@@ -125,7 +128,10 @@ _CHUNK_SECTIONS = [
     SectionSpec("cells.order_planes", ZSTD_SHUFFLED, "u4", lambda z: z.n_cells, "permutations", required=False,
                 majors=(3,), feature=CELL_ORDER_PLANES),
     SectionSpec("cells.baseline", ZSTD_ARRAY, "i2", lambda z: z.n_cells, "scaling metadata"),
+    # a chunk holds at most one of the two (spec §5.7, rule CB1): CELL_NAME_SECTIONS
     SectionSpec("cells.names", ZSTD_TEXT, None, lambda z: z.n_cells, "names", required=False),
+    SectionSpec("cells.barcodes", ZSTD_SHUFFLED, "u8", lambda z: z.n_cells, "names", required=False, majors=(3,),
+                feature=CELL_BARCODES),
     SectionSpec("bands.rows", ZSTD_ARRAY, "u4", lambda z: z.n_bands + 1, "tile directory"),
     SectionSpec("bands.widths", ZSTD_ARRAY, "u4", lambda z: z.n_bands, "tile directory"),
     SectionSpec("bands.crc32", ZSTD_ARRAY, "u4", lambda z: z.n_bands, "tile directory"),
@@ -147,6 +153,7 @@ CHUNK_SECTIONS_BY_MAJOR = {major: {s.name: s for s in _CHUNK_SECTIONS if major i
                            for major in SUPPORTED_MAJORS}
 CHUNK_SECTIONS = CHUNK_SECTIONS_BY_MAJOR[2]  # format 2.s, as spec §5.4.3 lists them
 CELL_ORDER_SECTIONS = ("cells.order", "cells.order_planes")  # the same permutation, as an array or its byte planes
+CELL_NAME_SECTIONS = ("cells.names", "cells.barcodes")  # the same names, as text or 2-bit barcodes
 
 _CHUNK_FEATURES = {s.name: s.feature for s in _CHUNK_SECTIONS if s.feature}
 

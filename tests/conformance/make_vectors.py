@@ -2416,6 +2416,104 @@ def _(blob):
     return _order_planes_edit(change)(blob)
 
 
+# ===================================================================== format 3.2: cell barcodes
+#
+# A matrix listing the feature "cell-barcodes" (spec §5.7, format 3.2): a chunk may store its cell names as 2-bit
+# barcodes (section cells.barcodes, with the header keys barcode_length and barcode_suffix) in place of cells.names.
+# The invalid cases each break rule CB1, CB2 or CB3.
+
+def _barcode_items(names: list[str], length: int, suffix: str) -> np.ndarray:
+    """cells.barcodes' items for `names` (each `length` bases and `suffix`): each code less the one before,
+    mod 2^64, the first base the most significant digit."""
+    items, last = [], 0
+    for name in names:
+        assert name.endswith(suffix) and len(name) == length + len(suffix)
+        code = 0
+        for base in name[:length]:
+            code = 4 * code + "ACGT".index(base)
+        items.append((code - last) % 2**64)
+        last = code
+    return np.array(items, dtype=np.uint64)
+
+
+def _barcodes(blob: bytes) -> bytes:
+    """The file with chunk 0's cells.names stored as cells.barcodes (chunk 1 keeps cells.names), the feature
+    listed, format 3.2."""
+    def change(parts: Parts) -> None:
+        parts.minor = 2
+        parts.matrix["required_features"] = ["cell-barcodes"]
+        chunk = parts.chunks[0]
+        names = unzstd(chunk_section(chunk, "cells.names")).decode().split("\n")
+        chunk.header.update(barcode_length=16, barcode_suffix="-1")
+        chunk.sections = [["cells.barcodes", pack_planes(_barcode_items(names, 16, "-1"), "u8")]
+                          if name == "cells.names" else [name, payload] for name, payload in chunk.sections]
+    return edit(blob, change)
+
+
+@valid("v3_cell_barcodes")
+def _():
+    return _version3("bands_and_tiles", ["format 3.2, the feature cell-barcodes (spec §5.7): chunk 0 stores its "
+                                         "cell names as 2-bit barcodes (cells.barcodes, a zstd shuffled array of "
+                                         "uint64 differences, barcode_length 16 and barcode_suffix '-1' in its "
+                                         "header), chunk 1 as cells.names: chunks of one matrix may differ"], None,
+                     post=_barcodes, post_note="the preamble's minor version set to 2 (format 3.2), "
+                                               "required_features ['cell-barcodes'], chunk 0's cells.names "
+                                               "replaced by cells.barcodes coding the same names (zstd level 19); "
+                                               "the file re-sealed")()
+
+
+def _barcodes_edit(fn: Callable[[Chunk], object]) -> Callable[[bytes], bytes]:
+    return lambda blob: edit(blob, lambda parts: fn(parts.chunks[0]))
+
+
+@invalid("v3_cell_barcodes_both", "v3_cell_barcodes", "CorruptFileError", "holds both",
+         "chunk 0 holds cells.names (its names as text) besides cells.barcodes (rule CB1)")
+def _(blob):
+    def change(chunk):
+        names = "\n".join(_barcode_names(chunk)).encode()
+        chunk.sections.insert(2, ["cells.names", zstd(names)])
+    return _barcodes_edit(change)(blob)
+
+
+def _barcode_names(chunk: Chunk) -> list[str]:
+    """Chunk 0's names, from its barcodes (16 bases and '-1')."""
+    codes = np.cumsum(unpack_planes(chunk_section(chunk, "cells.barcodes"), "u8"), dtype=np.uint64)
+    return ["".join("ACGT"[(int(code) >> (2 * (15 - j))) & 3] for j in range(16)) + "-1" for code in codes]
+
+
+@invalid("v3_cell_barcodes_without_feature", "v3_cell_barcodes", "CorruptFileError", "cell-barcodes",
+         "format 3.2, required_features [] while chunk 0 holds cells.barcodes (rule CB1)")
+def _(blob):
+    return _v3_matrix_edit(lambda m: m.update(required_features=[]))(blob)
+
+
+@invalid("v3_cell_barcodes_length", "v3_cell_barcodes", "CorruptFileError", "barcode_length",
+         "chunk 0's barcode_length is 33, beyond the 32 bases a uint64 holds (rule CB2)")
+def _(blob):
+    return _barcodes_edit(lambda chunk: chunk.header.update(barcode_length=33))(blob)
+
+
+@invalid("v3_cell_barcodes_suffix", "v3_cell_barcodes", "CorruptFileError", "barcode_suffix",
+         "chunk 0's barcode_suffix is '-1\\n', a line feed no name may hold (rule CB2)")
+def _(blob):
+    return _barcodes_edit(lambda chunk: chunk.header.update(barcode_suffix="-1\n"))(blob)
+
+
+@invalid("v3_cell_barcodes_code", "v3_cell_barcodes", "CorruptFileError", "cells.barcodes",
+         "chunk 0's barcode_length is 15 while its codes are of 16 bases: the sums reach 4^15 and beyond (rule CB3)")
+def _(blob):
+    return _barcodes_edit(lambda chunk: chunk.header.update(barcode_length=15))(blob)
+
+
+@invalid("v3_cell_barcodes_count", "v3_cell_barcodes", "CorruptFileError", "cells.barcodes",
+         "chunk 0's cells.barcodes holds the byte planes of n + 1 items: the frame's size is not 8n (rule CB3)")
+def _(blob):
+    def change(chunk):
+        items = unpack_planes(chunk_section(chunk, "cells.barcodes"), "u8")
+        set_chunk_section(chunk, "cells.barcodes", pack_planes(np.append(items, np.uint64(1)), "u8"))
+    return _barcodes_edit(change)(blob)
+
+
 # ==================================================================================== census
 
 def _golomb(n: int, m: int) -> int:

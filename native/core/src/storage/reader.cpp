@@ -79,10 +79,11 @@ const SectionSpec kMatrixSections[] = {{"names.gene_ids", false}, {"names.gene_n
                                        {"segments.index", false, 3}};
 // Format 3 stores both count sections as byte planes (spec §5.4.3, read by count_sections.cpp);
 // format 2 its values.counts as a plain zstd array.
-// A chunk holds exactly one of cells.order and cells.order_planes (rule CP1, checked where it is read).
+// A chunk holds exactly one of cells.order and cells.order_planes (rule CP1, checked where it is read), and
+// at most one of cells.names and cells.barcodes (rule CB1, checked at its load).
 const SectionSpec kChunkSections[] = {
     {"cells.order", false},      {"cells.order_planes", false, 3},
-    {"cells.baseline", true},    {"cells.names", false}, {"bands.rows", true},
+    {"cells.baseline", true},    {"cells.names", false}, {"cells.barcodes", false, 3}, {"bands.rows", true},
     {"bands.widths", true},      {"bands.crc32", true},       {"tiles.nnz", true},    {"tiles.bytes", true},
     {"gaps.counts", true, 3},    {"values.counts", false, 2}, {"values.counts", false, 3},
     {"siren.meta", false},       {"siren.weights", false},    {"tiles.data", true}};
@@ -149,6 +150,7 @@ CodingStages coding_stages(int major) {
 // `cell-order-planes` (spec §5.6, format 3.2), the feature of section cells.order_planes.
 constexpr const char* kSegments = "segments";
 constexpr const char* kCellOrderPlanes = "cell-order-planes";
+constexpr const char* kCellBarcodes = "cell-barcodes";  // section cells.barcodes (spec §5.7, format 3.2)
 
 // Rules R1 and R2 of a format-3 matrix (spec §5.1.1, §9.2), checked before any other field of its map
 // but its name: a matrix that needs a feature this reader lacks is refused for that feature. Returns
@@ -162,7 +164,7 @@ std::set<std::string> check_required_features(const Value& header, const std::st
     ok = features->items[i].type == Value::kStr && seen.insert(features->items[i].text).second;
   if (!ok) throw CorruptFileError(what + ": field 'required_features' is missing or not a list of distinct strings");
   for (const Value& feature : features->items)
-    if (feature.text != kSegments && feature.text != kCellOrderPlanes)
+    if (feature.text != kSegments && feature.text != kCellOrderPlanes && feature.text != kCellBarcodes)
       throw UnsupportedVersionError(what + ": matrix " + quoted(name) + " requires the feature " +
                                     quoted(feature.text) + " of .sinr format " + version +
                                     ", which this version of scinrcodec does not read (upgrade scinrcodec)");
@@ -301,6 +303,8 @@ struct MatrixReader::Chunk {
   uint64_t checksum = 0;
   std::string what;
   SectionTable sections;
+  int barcode_length = 0;  // L of its cells.barcodes (spec §5.7), 0 where its names are cells.names
+  std::string barcode_suffix;
   std::vector<int64_t> row_starts, widths, tile_starts;
   // Per tile only what the band does not give (12 bytes a tile: at 1e9 nonzeros a chunk of every
   // tile field would hold 0.8 GB of directories): its stream's offset (absolute, the end last),
@@ -421,6 +425,7 @@ MatrixReader::MatrixReader(std::shared_ptr<const ByteSource> source, const std::
     const std::set<std::string> features = check_required_features(header, name_, version, what);
     segmented_ = features.count(kSegments) > 0;
     cell_order_planes_ = features.count(kCellOrderPlanes) > 0;
+    cell_barcodes_ = features.count(kCellBarcodes) > 0;
   }
   const Value* shape = header.get("shape");
   if (!shape || shape->type != Value::kArray || shape->items.size() != 2)
@@ -689,6 +694,10 @@ NameList MatrixReader::cell_names() {
     list.values.reserve(static_cast<size_t>(n_cells_));
     for (int64_t i = 0; i < n_chunks_; ++i) {
       Chunk& c = chunk(i);
+      if (c.barcode_length > 0) {
+        barcode_names(c, list.values);
+        continue;
+      }
       const std::vector<uint8_t> raw = section_bytes(c.sections, "cells.names", c.what);
       std::vector<std::string> names =
           unpack_strings(raw.data(), raw.size(), c.n_cells, c.what + ": section 'cells.names'");
@@ -696,6 +705,26 @@ NameList MatrixReader::cell_names() {
     }
   }
   return list;
+}
+
+// Chunk c's names from its cells.barcodes (spec §5.7), appended to `out`: item i is the difference, mod
+// 2^64, of the codes of names i and i-1 (rule CB3: every code below 4^L).
+void MatrixReader::barcode_names(const Chunk& c, std::vector<std::string>& out) {
+  const std::vector<uint8_t> raw = section_bytes(c.sections, "cells.barcodes", c.what);
+  const std::vector<uint64_t> deltas =
+      unpack_shuffled<uint64_t>(raw.data(), raw.size(), c.n_cells, c.what + ": section 'cells.barcodes'");
+  const int length = c.barcode_length;
+  std::string name(static_cast<size_t>(length), 'A');
+  name += c.barcode_suffix;
+  uint64_t code = 0;
+  for (const uint64_t delta : deltas) {
+    code += delta;
+    if (length < 32 && (code >> (2 * length)) != 0)
+      throw CorruptFileError(c.what + ": section 'cells.barcodes' codes a barcode of more than " +
+                             std::to_string(length) + " bases");
+    for (int j = 0; j < length; ++j) name[length - 1 - j] = "ACGT"[(code >> (2 * j)) & 3];
+    out.push_back(name);
+  }
 }
 
 // What a chunk's load hands over, as soon as it has read the chunk's band layout, to a thread that
@@ -792,8 +821,30 @@ std::unique_ptr<MatrixReader::Chunk> MatrixReader::load_chunk(int64_t i, BandHan
   c->sections = known_sections(parse_section_table(header.get("sections"), body, offset + block_length, what, body),
                                kChunkSections, major_, newer_minor_, what);
   const SectionTable& table = c->sections;
-  if (static_cast<bool>(table.count("cells.names")) != has_cell_names_)
+  // Rules K6 and CB1 (spec §5.7): the names in one section where the matrix has them, as barcodes only with
+  // their feature listed; and CB2, the barcodes' length and suffix in the header.
+  const bool barcodes = table.count("cells.barcodes") > 0;
+  if ((table.count("cells.names") > 0 || barcodes) != has_cell_names_)
     throw CorruptFileError(what + ": cell names contradict the matrix's 'has_cell_names'");
+  if (barcodes && table.count("cells.names"))
+    throw CorruptFileError(what + ": holds both of the sections 'cells.names' and 'cells.barcodes'; a chunk holds "
+                           "exactly one");
+  if (barcodes && !cell_barcodes_)
+    throw CorruptFileError(what + ": section 'cells.barcodes' needs the feature 'cell-barcodes', which the "
+                           "matrix's required_features does not list");
+  if (barcodes) {
+    const Value* length = header.get("barcode_length");
+    const Value* suffix = header.get("barcode_suffix");
+    const bool ok = length && length->is_int() && length->int_in(1, 32) &&
+                    suffix && suffix->type == Value::kStr && suffix->text.find_first_of("\r\n") == std::string::npos &&
+                    length->as_int64() + static_cast<int64_t>(suffix->text.size()) <= kMaxNameBytes;
+    if (!ok)
+      throw CorruptFileError(what + ": section 'cells.barcodes' needs an int 'barcode_length' of 1 .. 32 and a str "
+                             "'barcode_suffix' without line ends, the two at most " + std::to_string(kMaxNameBytes) +
+                             " bytes a name");
+    c->barcode_length = static_cast<int>(length->as_int64());
+    c->barcode_suffix = suffix->text;
+  }
   if (static_cast<bool>(table.count("values.counts")) == (mode_ == "inr-only"))
     throw CorruptFileError(what + ": value tables contradict mode " + quoted(mode_));
   auto array32 = [&](const char* name, uint64_t count) {

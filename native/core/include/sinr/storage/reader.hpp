@@ -186,6 +186,8 @@ class MatrixReader {
   // a chunk of 2.1M nonzeros). Returns the chunk's content checksum.
   uint64_t place_chunk_in_runs(Chunk& c, const std::vector<int64_t>& local, std::vector<int64_t> starts,
                                ChunkColumns& out);
+  // Chunk c's cell names from its cells.barcodes (spec §5.7), appended to `out`.
+  void barcode_names(const Chunk& c, std::vector<std::string>& out);
   // Chunk c's tile data, read at once, every band's checksum verified; _into reads it into the
   // front of `buffer` (grown when too small) and returns those bytes.
   std::vector<uint8_t> chunk_data(Chunk& c);
@@ -238,6 +240,7 @@ class MatrixReader {
   std::vector<int64_t> segment_chunks_, segment_rows_;
   bool segmented_ = false;  // the matrix lists the feature `segments`
   bool cell_order_planes_ = false;  // the matrix lists the feature `cell-order-planes`
+  bool cell_barcodes_ = false;  // the matrix lists the feature `cell-barcodes`
   std::mutex lock_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
   std::unique_ptr<Genes> genes_;
