@@ -28,6 +28,7 @@ from ..model.baseline import fit_cell_terms
 from ..model.quantise import dequantise_values, quantise_values
 from ..model.siren import PatchSiren
 from ..reader.pages import mapped_array
+from ..storage.barcodes import BARCODE_KEYS, barcode_deltas
 from ..storage.container import ContainerWriter, crc32, crc32_ranges, pack_header, pack_map
 from ..storage.layout import CHUNK_SECTIONS_BY_MAJOR, WRITE_LEVELS, chunk_features
 from .options import EncodeOptions
@@ -311,6 +312,34 @@ def cell_order_section(cell_order: np.ndarray, major: int) -> tuple[str, bytes]:
     return "cells.order", specs["cells.order"].pack(cell_order)
 
 
+# A format-3 chunk stores its cell names as 2-bit barcodes (cells.barcodes, format 3.2, spec §5.7) where every
+# name is bases of ACGT and one suffix and, both forms compared at the barcodes' zstd level (9), that saves at least
+# 2% of the chunk block's bytes and 4 KiB; else as cells.names (zstd level 16, the bytes 3.0 and 3.1 readers read).
+# Raw Cell Ranger matrices (737,280 barcodes, chunks of 16,384: benchmarks/raw.py) save 36 kB a chunk at level 9,
+# 29-56% of it (6.7 kB, 5.5-9.9%, against the names at 16: 1.88 bytes a barcode against 2.29); filtered ones (the
+# 6e6 scale files, chunks of 2,048-6,144 cells) 0.2-1.0% where their names fit at all, and the conformance
+# vectors' chunks of 8-80 barcodes under 200 bytes, so that they keep cells.names and stay 3.0 files. Where
+# barcodes win, the level-16 names are never made: a raw file's encode takes 1.0-1.5 s less CPU (of 3.7-4.4).
+BARCODES_SAVE_SHARE = 0.02
+BARCODES_SAVE_AT_LEAST = 4096
+
+
+def cell_names_sections(names: list[str], major: int, other_bytes: int) -> tuple[tuple[str, bytes], dict]:
+    """The section holding a chunk's cell names, and the chunk header keys it needs: the barcodes where
+    they save a material share of the chunk (above), in a format that has them. `other_bytes`: the
+    chunk block's other sections."""
+    specs = CHUNK_SECTIONS_BY_MAJOR[major]
+    coded = barcode_deltas(names) if "cells.barcodes" in specs else None
+    if coded is not None:
+        length, suffix, deltas = coded
+        barcodes = specs["cells.barcodes"].pack(deltas)
+        text = len(specs["cells.names"].pack(names, WRITE_LEVELS[specs["cells.barcodes"].encoding]))
+        saved = text - len(barcodes)
+        if saved >= BARCODES_SAVE_SHARE * (other_bytes + len(barcodes)) and saved >= BARCODES_SAVE_AT_LEAST:
+            return ("cells.barcodes", barcodes), dict(zip(BARCODE_KEYS, (length, suffix)))
+    return ("cells.names", specs["cells.names"].pack(names)), {}
+
+
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
     """Encode one block of cells as a chunk (spec §5.4): order its cells, cut its bands into tiles,
     fit cell terms (and SIRENs where they pay), code every tile. Pure: the same block and context
@@ -363,10 +392,6 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
     sections: list[tuple[str, bytes]] = [
         cell_order_section(cell_order, major),
         section("cells.baseline", cell_terms),
-    ]
-    if cell_names is not None:
-        sections.append(section("cells.names", cell_names))
-    sections += [
         section("bands.rows", geometry.row_starts),
         section("bands.widths", geometry.widths),
         section("bands.crc32", band_crcs),
@@ -380,12 +405,16 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         weights = np.concatenate([sirens[b].flat_parameters() for b in used])
         sections.append(section("siren.weights", weights))
     sections.append(("tiles.data", data))
+    names_keys = {}
+    if cell_names is not None:
+        names, names_keys = cell_names_sections(cell_names, major, sum(len(payload) for _, payload in sections))
+        sections.insert(2, names)
     table, offset = [], 0
     for name, payload in sections:
         table.append([name, offset, len(payload), crc32(payload)])
         offset += len(payload)
     header = pack_header({"n_cells": n_cells, "nnz": nnz, "n_rows": n_rows, "n_bands": geometry.n_bands,
-                          "checksum": checksum, "sections": table})
+                          "checksum": checksum, **names_keys, "sections": table})
     return EncodedChunk(header, [payload for _, payload in sections], n_cells, nnz, stats,
                         chunk_features(name for name, _ in sections))
 

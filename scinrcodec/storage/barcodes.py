@@ -4,6 +4,8 @@ most significant, and stored as the differences of neighbours (mod 2^64) in chun
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..errors import CorruptFileError
@@ -12,6 +14,37 @@ from ..limits import MAX_NAME_BYTES
 MAX_BARCODE_LENGTH = 32  # bases: 2 bits each in a uint64
 BARCODE_KEYS = ("barcode_length", "barcode_suffix")  # the chunk header keys of L and S
 BASES = b"ACGT"
+_BARCODE = re.compile(r"([ACGT]{1,32})(.*)\Z", re.S)
+_BASE_CODE = np.full(256, 255, np.uint8)
+_BASE_CODE[np.frombuffer(BASES, np.uint8)] = np.arange(4, dtype=np.uint8)
+
+
+def barcode_deltas(names: list[str]) -> tuple[int, str, np.ndarray] | None:
+    """(L, S, the items of cells.barcodes) where every name is L bases and the one suffix S (and
+    there is at least one name), else None: the names are then stored as cells.names."""
+    match = _BARCODE.match(names[0]) if names else None
+    if match is None:
+        return None
+    length, suffix = len(match.group(1)), match.group(2)
+    width = length + len(suffix)
+    # ASCII names of one length: each name's bytes are then one row of the table (the writer's rule; the
+    # spec allows any UTF-8 suffix)
+    if not suffix.isascii() or not valid_suffix(length, suffix) or any(len(name) != width for name in names):
+        return None
+    try:
+        raw = "".join(names).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    table = np.frombuffer(raw, np.uint8).reshape(len(names), width)
+    if table[:, length:].tobytes() != suffix.encode() * len(names):
+        return None
+    digits = _BASE_CODE[table[:, :length]]
+    if np.any(digits == 255):
+        return None
+    codes = np.zeros(len(names), np.uint64)
+    for j in range(length):
+        codes = (codes << np.uint64(2)) | digits[:, j].astype(np.uint64)
+    return length, suffix, np.diff(codes, prepend=np.uint64(0))
 
 
 def valid_suffix(length: int, suffix: str) -> bool:

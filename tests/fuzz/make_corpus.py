@@ -3,8 +3,9 @@
 Every mode (lossless, max-error, inr-only, a SIREN in every band) in each format version the
 writer writes: format 2 under the mode's name (`lossless.bin`), format 3 with a `v3-` prefix, a
 whole AnnData (X, a count layer, raw, obs and var columns) in format 3, a matrix of three
-segments (format 3.1, what concat writes), and a raw-like matrix whose cell order the writer
-stores as byte planes (format 3.2, cells.order_planes). Each file is seeded
+segments (format 3.1, what concat writes), a raw-like matrix whose cell order the writer
+stores as byte planes (format 3.2, cells.order_planes), and one whose barcodes it stores as 2-bit
+codes (format 3.2, cells.barcodes). Each file is seeded
 twice: as is (first byte 0) and resealed after each mutation (first byte 1, targets.py).
 
 Run from the repository root: PYTHONPATH=. python tests/fuzz/make_corpus.py
@@ -64,15 +65,18 @@ def segmented(m, out: Path) -> None:
         part.unlink()
 
 
-def raw_like(m, out: Path) -> None:
-    """The cut's cells among 2,400 barcodes without a molecule, in one chunk: mostly empty cells in
-    index order, whose cell order the writer stores as byte planes (spec §5.6, §12.4)."""
+def raw_like(m, out: Path, n_empty: int = 2400, barcodes: bool = False) -> None:
+    """The cut's cells among `n_empty` barcodes without a molecule, in one chunk: mostly empty cells in
+    index order, whose cell order the writer stores as byte planes (spec §5.6, §12.4); `barcodes`:
+    named by sorted 16-base barcodes and '-1', which it stores as 2-bit codes (spec §5.7)."""
     x = m.matrix()
-    n_cells = 2400 + x.shape[1]
+    n_cells = n_empty + x.shape[1]
     where = np.linspace(0, n_cells - 1, x.shape[1]).astype(np.int64)  # the real cells spread out
     indptr = np.concatenate([[0], np.cumsum(np.bincount(where, weights=np.diff(x.indptr), minlength=n_cells))])
     raw = type(x)((x.data, x.indices, indptr.astype(np.int64)), shape=(x.shape[0], n_cells))
-    sinr.encode(ScipySource(raw, m.gene_ids, m.gene_names, None), out, siren="never",
+    codes = np.sort(np.random.default_rng(0).choice(4**16, n_cells, replace=False)) if barcodes else []
+    names = ["".join("ACGT"[(int(c) >> (2 * (15 - j))) & 3] for j in range(16)) + "-1" for c in codes] or None
+    sinr.encode(ScipySource(raw, m.gene_ids, m.gene_names, names), out, siren="never",
                 **{**GEOMETRY, "chunk_cells": n_cells})
 
 
@@ -96,3 +100,6 @@ if __name__ == "__main__":
     out = HERE / "corpus" / "v3-order-planes.sinr"
     raw_like(small, out)
     seed("v3-order-planes", out)
+    out = HERE / "corpus" / "v3-barcodes.sinr"
+    raw_like(small, out, n_empty=4000, barcodes=True)
+    seed("v3-barcodes", out)
