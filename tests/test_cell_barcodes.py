@@ -36,6 +36,11 @@ def test_names_of_bases_and_one_suffix_code_and_decode_exactly(names):
     assert coded is not None and barcode_names(coded[2], coded[0], coded[1], "t") == names
 
 
+def test_a_suffix_of_any_utf_8_decodes_exactly():
+    """The writer codes ASCII suffixes only; the spec allows any UTF-8 without line ends."""
+    assert barcode_names(np.array([1, 1, 2**64 - 2], np.uint64), 3, "-é", "t") == ["AAC-é", "AAG-é", "AAA-é"]
+
+
 @pytest.mark.parametrize("names", [["aaac-1", "aaag-1"], ["AANC-1", "AAAC-1"], ["AAC-1", "AAAC-1"],
                                    ["AAAC-1", "AAAC-2"], ["AAAC-é", "AAAG-é"], ["A-1", "C-1G", "-1"],
                                    ["AAAC-1\r", "AAAG-1\r"], ["NACG-1"], []])

