@@ -156,11 +156,29 @@ SinrMatrix <- function(filepath, matrix = NULL) {
 # read the file as the whole matrix's do, where a DelayedSubset took DelayedArray's blocks (raw 737,280
 # barcodes: as(x[genes, ], "dgCMatrix") 33 s against 0.04 s for the direct read).
 setMethod("[", "SinrMatrix", function(x, i, j, ..., drop = TRUE) {
+  if (nargs() - !missing(drop) == 3L) {  # x[i, j]; x[i] is R's element i of a matrix
+    if (!missing(i)) i <- .seed_positions(x@seed, i, 1L)
+    if (!missing(j)) j <- .seed_positions(x@seed, j, 2L)
+  }
   out <- callNextMethod()
   op <- if (is(out, "DelayedArray")) out@seed
   if (is(op, "DelayedSubset") && is(op@seed, "SinrArraySeed")) DelayedArray::DelayedArray(.subset_seed(op@seed, op@index))
   else out
 })
+
+# Names along an axis of a file's own seed as positions, found as match() finds them (the first of a
+# name several genes or cells share) through the file's name index (.name_index), so that DelayedArray
+# never matches them against every name's R string (737,280 barcodes: 0.5 s); any other index, and
+# names one of which is not there or "" (no name to DelayedArray, as to R), as given for its error.
+.seed_positions <- function(seed, key, axis) {
+  if (!is.character(key) || !is.null(dim(key)) || anyNA(key) || !all(nzchar(key)) || class(seed) != "SinrArraySeed")
+    return(key)
+  which <- if (axis == 2L) "cell_names" else if (is.null(.names(seed@file, "gene_names"))) "gene_ids" else "gene_names"
+  index <- .name_index(seed@file, which)
+  if (is.null(index)) return(key)
+  pos <- .native(.sinr_name_match(index, key))$pos
+  if (anyNA(pos)) key else pos
+}
 
 # as(x, "dgCMatrix") of a SinrMatrix as the file stores it, or of a subset of it: one read of the core,
 # as read_sinr's. DelayedArray 0.24 (Debian 12) coerces any DelayedArray block by block through dense

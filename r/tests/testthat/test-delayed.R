@@ -294,3 +294,24 @@ test_that("path<- points a saved SinrMatrix at its file moved elsewhere, the sam
   expect_error(DelayedArray::path(s) <- other, "is not the file this seed was made from",
                class = "sinr_file_changed_error")
 })
+
+test_that("a SinrMatrix subset by names is DelayedArray's, found without an R string of every name", {
+  path <- fixture("odd_names.sinr")  # cells 1 and 5 share a name, gene 2 and cell 3 are ""
+  m <- read_sinr(path)
+  genes <- rownames(m)
+  cells <- colnames(m)
+  x <- SinrMatrix(path)
+  expect_identical(as(x[genes[c(3, 1)], cells[c(6, 4, 1, 6)]], "dgCMatrix"), m[c(3, 1), c(6, 4, 1, 6)])  # 1: the first
+  expect_identical(as(x[c(4, 1), iconv(cells[[1L]], "UTF-8", "latin1"), drop = FALSE], "dgCMatrix"), m[c(4, 1), 1, drop = FALSE])
+  expect_identical(x[genes[[3L]], cells[[2L]]], as.integer(m[3, 2]))
+  expect_identical(x[, cells[c(2, 4)]][genes[[1L]], cells[[4L]]], as.integer(m[1, 4]))  # names of a subset
+  expect_error(x[, c(cells[[2L]], "nope")], "subscript contains invalid names")
+  expect_error(x[genes[c(3, 2)], ], "subscript contains invalid names")  # "" is no name to DelayedArray, as to R
+  expect_identical(dim(x[, character(0)]), c(4L, 0L))
+  big <- fixture("pbmc500_cellranger_h5.sinr")  # 587 cells
+  wanted <- colnames(sinr_open(big))[c(5, 9)]
+  kept <- function(read) nodes_kept(function() SinrMatrix(big), read)
+  every <- kept(function(y) colnames(y)[seq_len(ncol(y))])
+  kept(function(y) y[, wanted])
+  expect_lt(kept(function(y) y[, wanted]), every / 4)
+})

@@ -231,14 +231,7 @@ test_that("reads by name find what match() finds: any order, empty names, ids, o
 test_that("a read by name makes R strings of the names it reads, not of every name of the file", {
   path <- fixture("pbmc500_cellranger_h5.sinr")  # 587 cells
   wanted <- colnames(sinr_open(path))[c(5, 9)]
-  # R nodes a read leaves alive (kept with the handle): an R string made of every name is one each
-  kept <- function(read) {
-    f <- sinr_open(path)
-    invisible(gc())
-    before <- gc()[["Ncells", "used"]]
-    read(f)
-    gc()[["Ncells", "used"]] - before
-  }
+  kept <- function(read) nodes_kept(function() sinr_open(path), read)
   every <- kept(function(f) colnames(f)[seq_len(ncol(f))])
   expect_gt(every, ncol(sinr_open(path)))
   for (read in list(function(f) f[, wanted], function(f) sinr_entry(f, 1, wanted[[2L]]))) {
