@@ -1185,6 +1185,8 @@ def load_chunk(f: SinrFile, e: ChunkEntry) -> Chunk:
     for s in secs:
         require(s in CHUNK_SECTIONS[f.major] or f.minor > READER_MINOR[f.major], "K5",
                 f"{where}: unknown chunk section {s!r} in a file of format {f.major}.{f.minor}")
+    # §11.2: in a file of a later minor, unknown sections are ignored (cells.barcodes in a 2.2 file too)
+    secs = {s: ref for s, ref in secs.items() if s in CHUNK_SECTIONS[f.major]}
     for s in CHUNK_REQUIRED[f.major]:
         require(s in secs, "K5", f"{where}: missing section {s!r}")
     # K5: cells.order, in a matrix without the feature `cell-order-planes` (every version 2 matrix);

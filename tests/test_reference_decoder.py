@@ -591,6 +591,18 @@ def test_unknown_sections_depend_on_minor_version():
     assert rule_of(L.build()) is None
 
 
+@pytest.mark.parametrize("name", ["cells.barcodes", "cells.order_planes"])
+def test_a_version_3_chunk_section_in_a_later_version_2_file_is_unknown(name):
+    """Version 3.2's sections (§5.6, §5.7) are no sections of version 2: in a 2.0 file one is K5,
+    in a 2.2 file one is ignored as any unknown section (§11.2), as the Python reader and the core
+    ignore it, not refused under CB1 or CP1, rules of version 3."""
+    L = Layout(read_vector(BASE))
+    L.chunks[0].sections[name] = b"anything"
+    assert rule_of(L.build()) == "K5"
+    L.minor = 2
+    assert_matches_expected(rd.decode(L.build()), BASE)
+
+
 def test_footer_key_types():
     L = Layout(read_vector(BASE))
     # The informative keys are ignored whatever their type (§3.5).
