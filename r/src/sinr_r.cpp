@@ -278,15 +278,18 @@ SEXP sinr_names_(SEXP handle, std::string which) {
 namespace {
 
 // Where each name of a name list first is, and whether another gene or cell has it too: an
-// open-addressed table of 1-based positions (0: empty) over the names' UTF-8 bytes, so that a read by
-// name looks its names up without R's match(), which makes every name's R string (0.5 s and 0.4 s of
-// garbage collection for a raw matrix's 737,280 barcodes). It reads the names from the list it was
-// built of (its external pointer's protected value): the decoded names of lazy_names while R has not
-// made every string, else the strings.
+// open-addressed table over the names' UTF-8 bytes, so that a read by name looks its names up without
+// R's match(), which makes every name's R string (a raw matrix's 737,280 barcodes: 1 s for a read of
+// its 2,896 cells). A slot holds a name's 1-based position (0: empty) and, above it, the high half of
+// its hash, so that a probe reads another name only where their hashes agree. The names are read from
+// the list the index was built of (its external pointer's protected value): the decoded names of
+// lazy_names while R has not made every string, else the strings.
 struct NameIndex {
-  std::vector<uint32_t> slots;
+  std::vector<uint64_t> slots;
   std::vector<bool> shared;  // by position of a name's first occurrence
 };
+
+constexpr uint64_t kPosition = 0xffffffffu;
 
 std::string_view name_at(SEXP names, R_xlen_t i) {
   if (ALTREP(names) && R_altrep_inherits(names, lazy_names) && R_altrep_data1(names) != R_NilValue) {
@@ -297,12 +300,15 @@ std::string_view name_at(SEXP names, R_xlen_t i) {
   return {CHAR(s), static_cast<size_t>(LENGTH(s))};
 }
 
-// The slot of `name`: where it is, or the empty slot where it would go.
-size_t slot_of(const NameIndex& index, SEXP names, std::string_view name) {
+// The slot of `name`: where it is, or the empty slot where it would go (then the hash to put there).
+size_t slot_of(const NameIndex& index, SEXP names, std::string_view name, uint64_t* hash_bits = nullptr) {
+  const uint64_t hash = std::hash<std::string_view>{}(name);
+  const uint64_t high = hash & ~kPosition;
+  if (hash_bits) *hash_bits = high;
   const size_t mask = index.slots.size() - 1;
-  for (size_t at = std::hash<std::string_view>{}(name) & mask;; at = (at + 1) & mask) {
-    const uint32_t pos = index.slots[at];
-    if (pos == 0 || name_at(names, pos - 1) == name) return at;
+  for (size_t at = hash & mask;; at = (at + 1) & mask) {
+    const uint64_t slot = index.slots[at];
+    if (slot == 0 || ((slot & ~kPosition) == high && name_at(names, (slot & kPosition) - 1) == name)) return at;
   }
 }
 
@@ -321,12 +327,13 @@ SEXP sinr_name_index_(SEXP names) {
   const R_xlen_t n = XLENGTH(names);
   size_t size = 2;
   while (size < 2 * static_cast<size_t>(n)) size *= 2;  // at most half full
-  auto* index = new NameIndex{std::vector<uint32_t>(size, 0), std::vector<bool>(static_cast<size_t>(n), false)};
+  auto* index = new NameIndex{std::vector<uint64_t>(size, 0), std::vector<bool>(static_cast<size_t>(n), false)};
   Rcpp::XPtr<NameIndex> out(index, true, R_NilValue, names);
   for (R_xlen_t i = 0; i < n; ++i) {
-    const size_t at = slot_of(*index, names, name_at(names, i));
-    if (index->slots[at]) index->shared[index->slots[at] - 1] = true;
-    else index->slots[at] = static_cast<uint32_t>(i + 1);
+    uint64_t high = 0;
+    const size_t at = slot_of(*index, names, name_at(names, i), &high);
+    if (index->slots[at]) index->shared[(index->slots[at] & kPosition) - 1] = true;
+    else index->slots[at] = high | static_cast<uint64_t>(i + 1);
   }
   return out;
   SINR_CATCH
@@ -347,7 +354,7 @@ Rcpp::List sinr_name_match_(SEXP index, Rcpp::CharacterVector keys) {
     SEXP key = STRING_ELT(keys, k);
     if (key == NA_STRING || Rf_getCharCE(key) == CE_BYTES) continue;
     const void* vmax = vmaxget();
-    const uint32_t at = table.slots[slot_of(table, names, Rf_translateCharUTF8(key))];
+    const uint64_t at = table.slots[slot_of(table, names, Rf_translateCharUTF8(key))] & kPosition;
     vmaxset(vmax);
     if (!at) continue;
     pos[k] = static_cast<int>(at);
