@@ -85,17 +85,19 @@ def test_matrix_and_chunk_section_tables_match_the_layout(heading, major, sectio
 
 
 def test_the_chunk_rules_a_first_read_checks_are_the_rules_of_the_chunk_table():
-    """§9.3 says which of its rules a read checks when it first touches a chunk (the others at a band
-    or tile): together they are the table's rules, so a rule added to the table is placed (CP1 had
-    been left out)."""
-    ids = [row["id"] for row in table_after("### 9.3 Chunk")]
-    when = re.search(r"Checked when a read first touches the chunk \((.*?)\),\s+or\s+its\s+band\s+\((\w+)\)",
-                     SPEC, re.S)
+    """§9.3 says which of its rules a read checks when it first touches a chunk, which before it
+    returns the chunk's names, and which at a band: together they are the table's rules, so a rule
+    added to the table is placed (CP1 had been left out), and the rule whose row says it is checked
+    before the names are returned is placed there (CB3 had been placed at the first touch, where the
+    Python reader and the core do not decode the names)."""
+    rows = table_after("### 9.3 Chunk")
+    when = re.search(r"Checked when a read first touches the chunk \((.*?)\),\s+before it returns the chunk's "
+                     r"names \((.*?)\),\s+or\s+its\s+band\s+\((\w+)\)", SPEC, re.S)
     assert when, "§9.3's sentence on when its rules are checked moved"
-    named = set()
-    for prefix, first, last in re.findall(r"\b([A-Z]+)(\d+)(?:–[A-Z]+(\d+))?", when.group(1)):
-        named |= {f"{prefix}{i}" for i in range(int(first), int(last or first) + 1)}
-    assert sorted(named | {when.group(2)}) == sorted(ids)
+    first, names = ({f"{prefix}{i}" for prefix, low, high in re.findall(r"\b([A-Z]+)(\d+)(?:–[A-Z]+(\d+))?", group)
+                     for i in range(int(low), int(high or low) + 1)} for group in when.group(1, 2))
+    assert not first & names and sorted(first | names | {when.group(3)}) == sorted(row["id"] for row in rows)
+    assert names == {row["id"] for row in rows if "before the chunk's names are returned" in row["rule"]}
 
 
 def test_count_sections_have_the_spec_rows_per_version():
