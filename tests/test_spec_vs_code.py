@@ -84,6 +84,22 @@ def test_matrix_and_chunk_section_tables_match_the_layout(heading, major, sectio
         assert spec.required == row["required"].startswith("yes"), name  # "if and only if ...": not always there
 
 
+def test_the_chunk_header_table_lists_every_key_the_writer_writes(tmp_path):
+    """§5.4.2's chunk header map against the headers of a raw-like file, whose chunk stores its names
+    as barcodes (barcode_length and barcode_suffix had been only in §5.7's prose)."""
+    from scinrcodec.reader.matrix import MatrixReader
+    from test_cell_barcodes import _barcoded, _raw_like
+
+    path = tmp_path / "raw.sinr"
+    scinrcodec.encode(_barcoded(_raw_like(8000, 3), 3)[0], path, siren="never", progress=False)
+    rows = {names_in(row["key"])[0]: row for row in table_after("#### 5.4.2 The chunk block and its header")}
+    with MatrixReader(path) as m:
+        header = m.index._chunk_sections(0)[1]
+        assert m.index.chunk(0).sections.has("cells.barcodes")
+    assert sorted(header) == sorted(rows)
+    assert {key for key, row in rows.items() if row["required"] == "yes"} < set(header)
+
+
 def test_the_chunk_rules_a_first_read_checks_are_the_rules_of_the_chunk_table():
     """§9.3 says which of its rules a read checks when it first touches a chunk, which before it
     returns the chunk's names, and which at a band: together they are the table's rules, so a rule
