@@ -22,6 +22,20 @@ def chunked(tmp_path_factory):
     return path
 
 
+class NotedCore:
+    """A matrix's core reader whose thread counts are noted in `asked`."""
+
+    def __init__(self, core, asked: list) -> None:
+        self.core, self.asked = core, asked
+
+    def set_threads(self, n):
+        self.asked.append(n)
+        self.core.set_threads(n)
+
+    def cells(self, cells):
+        return self.core.cells(cells)
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs a CPU affinity of two CPUs or more to narrow")
 def test_default_threads_are_the_cpus_this_process_may_use(chunked):
@@ -31,24 +45,13 @@ def test_default_threads_are_the_cpus_this_process_may_use(chunked):
     allowed = os.sched_getaffinity(0)
     asked = []
 
-    class Core:  # the core reader, its thread count noted
-        def __init__(self, core):
-            self.core = core
-
-        def set_threads(self, n):
-            asked.append(n)
-            self.core.set_threads(n)
-
-        def cells(self, cells):
-            return self.core.cells(cells)
-
     os.sched_setaffinity(0, {min(allowed)})
     try:
         assert usable_cpus() == 1 and EncodeOptions().n_jobs == 1
         assert assemble.chunk_threads(np.array([100, 100]), None) == (1, 1)
         with sinr.open(chunked) as m:
             expected = m.to_scipy().getcol(3).toarray().ravel()
-            m._core_reader = Core(m._core())
+            m._core_reader = NotedCore(m._core(), asked)
             assert np.array_equal(m.cell(3), expected) and asked == [1]
     finally:
         os.sched_setaffinity(0, allowed)
@@ -116,17 +119,6 @@ def test_an_explicit_jobs_beyond_the_cpus_it_runs_on_runs_one_thread_a_cpu(chunk
     the 6e6 pbmc4k file 0.55-0.62 ms instead of 0.53, a gene 0.49 ms instead of 0.43-0.45)."""
     asked = []
 
-    class Core:  # the core reader, its thread count noted
-        def __init__(self, core):
-            self.core = core
-
-        def set_threads(self, n):
-            asked.append(n)
-            self.core.set_threads(n)
-
-        def cells(self, cells):
-            return self.core.cells(cells)
-
     monkeypatch.setattr(limits.os, "cpu_count", lambda: machine)
     monkeypatch.setattr(limits.os, "sched_getaffinity", lambda pid: {0, 1, 2})
     assert limits.read_threads(None) == usable_cpus() and limits.read_threads(2) == 2
@@ -135,7 +127,7 @@ def test_an_explicit_jobs_beyond_the_cpus_it_runs_on_runs_one_thread_a_cpu(chunk
     assert assemble.chunk_threads(np.array([10**6]), 4096) == (1, 3)
     with sinr.open(chunked, jobs=4096) as m:
         expected = m.to_scipy().getcol(3).toarray().ravel()
-        m._core_reader = Core(m._core())
+        m._core_reader = NotedCore(m._core(), asked)
         assert np.array_equal(m.cell(3), expected) and asked == [3]
 
 
