@@ -65,6 +65,15 @@ sinr_to_sce <- function(path, delayed = TRUE, matrix = NULL) {
                                              colData = .data_frame(meta$cells, dn[[2L]]))
 }
 
+# Names a Seurat object takes: "gene-3" for the third gene where the file stores no names or an empty
+# one, which Seurat refuses ("Feature names of counts matrix cannot be empty").
+.seurat_names <- function(names, what, n) {
+  if (is.null(names)) names <- character(n)
+  empty <- !nzchar(names)
+  names[empty] <- paste0(what, "-", which(empty))
+  names
+}
+
 sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
   if (!requireNamespace("SeuratObject", quietly = TRUE))
     .sinr_stop("InvalidInputError", "sinr_to_seurat needs the SeuratObject package")
@@ -74,8 +83,8 @@ sinr_to_seurat <- function(path, matrix = NULL, project = "scinrcodec") {
                                             x@path, format(x@dim[[1L]]), format(x@dim[[2L]])))
   counts <- .read_block(x, NULL, NULL, .threads())
   dn <- dimnames(x)
-  genes <- if (is.null(dn[[1L]])) paste0("gene-", seq_len(x@dim[[1L]])) else dn[[1L]]
-  cells <- if (is.null(dn[[2L]])) paste0("cell-", seq_len(x@dim[[2L]])) else dn[[2L]]
+  genes <- .seurat_names(dn[[1L]], "gene", x@dim[[1L]])
+  cells <- .seurat_names(dn[[2L]], "cell", x@dim[[2L]])
   features <- make.unique(gsub("_", "-", genes, fixed = TRUE))
   counts@Dimnames <- list(features, make.unique(cells))
   meta <- .metadata(x)

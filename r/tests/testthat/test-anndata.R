@@ -90,6 +90,12 @@ test_that("Seurat's renamed features keep the stored names; a file of no cells i
   expect_identical(object[["RNA"]][["gene_names"]][[1L]], stored)
   whole <- suppressMessages(sinr_to_seurat(fixture("anndata_whole.sinr")))  # var holds the names as its index only
   expect_identical(whole[["RNA"]][["gene_names"]][[1L]], rownames(sinr_open(fixture("anndata_whole.sinr"))))
+  odd <- suppressMessages(sinr_to_seurat(fixture("odd_names.sinr")))  # gene 2 and cell 3 are ""
+  expect_identical(rownames(odd)[[2L]], "gene-2")
+  expect_identical(colnames(odd)[c(3L, 5L)], c("cell-3", "Zelle-ä-1.1"))
+  expect_identical(unname(as.matrix(SeuratObject::GetAssayData(odd, slot = "counts"))),
+                   unname(as.matrix(read_sinr(fixture("odd_names.sinr")))))
+  expect_identical(odd[["RNA"]][["gene_names"]][[1L]], rownames(sinr_open(fixture("odd_names.sinr"))))
   expect_error(sinr_to_seurat(fixture("no_cells.sinr")), "40 genes x 0 cells: a Seurat object needs",
                class = "sinr_invalid_input_error")
   expect_identical(dim(sinr_to_sce(fixture("no_cells.sinr"), delayed = FALSE)), c(40L, 0L))
