@@ -16,6 +16,7 @@ from scinrcodec.cli import main
 from scinrcodec.codec import stages
 from scinrcodec.encoder import chunk
 from scinrcodec.io.sources import ScipySource
+from scinrcodec.reader.index import SectionReader
 from scinrcodec.reader.matrix import MatrixReader
 from scinrcodec.storage.barcodes import BARCODE_KEYS, barcode_deltas, barcode_names
 from scinrcodec.storage.layout import CELL_NAME_SECTIONS
@@ -169,3 +170,22 @@ def test_append_lists_the_feature_of_its_new_chunks(raw, tmp_path):
     assert sections == [{"cells.names"}] + [{"cells.barcodes"}] * (len(sections) - 1) and len(sections) > 1
     _reads_exactly(filtered, sp.hstack([cells.matrix(), source.matrix()]))
     _names_exactly(filtered, filtered_names + names)
+
+
+@pytest.mark.parametrize("budget", [2**40, chunk.BARCODES_SAVE_AT_LEAST])
+def test_verify_decodes_each_chunks_names_once(raw, tmp_path, monkeypatch, budget):
+    """As cells.names or as barcodes, a chunk's names are decoded once, where verify checks them as
+    names (rule CB3), not also as one section among the others (737,280 names take 15% of a raw
+    file's verify)."""
+    path, source, _ = raw
+    monkeypatch.setattr(chunk, "BARCODES_SAVE_AT_LEAST", budget)  # 2**40: the names as cells.names
+    out = tmp_path / "raw.sinr"
+    scinrcodec.encode(source, out, **FAST)
+    decoded = []
+    get = SectionReader.get
+    monkeypatch.setattr(SectionReader, "get", lambda self, name, **kw: (decoded.append(name), get(self, name, **kw))[1])
+    with scinrcodec.open(out) as m:
+        m.verify()
+        n_chunks = m.index.n_chunks
+    held = sorted(name for sections in _layout(out)[2] for name in sections)
+    assert len(held) == n_chunks and sorted(name for name in decoded if name in CELL_NAME_SECTIONS) == held

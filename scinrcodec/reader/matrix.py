@@ -24,7 +24,7 @@ from ..io.dtypes import READ_DTYPE, count_dtype
 from ..limits import check_allocation, checked_jobs, read_threads
 from ..progress import Progress, progress_of
 from ..storage.container import is_newer_minor, read_footer
-from ..storage.layout import GENE_NAME_SECTIONS
+from ..storage.layout import CELL_NAME_SECTIONS, GENE_NAME_SECTIONS
 from ..storage.opening import open_source
 from ..storage.source import ByteSource, LocalFileSource, MemorySource, fork_safe_lock
 from .assemble import BlockScratch, cell_major, gene_major
@@ -849,7 +849,8 @@ class MatrixReader:
             for c in self._source.ready_in_order(index.block_ranges()):  # remote: a window at once
                 chunk = index.chunk(c)
                 for name in chunk.sections.table:
-                    chunk.sections.get(name)
+                    if name not in CELL_NAME_SECTIONS:  # decoded once, below, as the names they are
+                        chunk.sections.get(name)
                 if index.has_cell_names:  # barcodes' codes are checked as names (spec §5.7, rule CB3)
                     index.chunk_cell_names([c])
                 index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
