@@ -2371,7 +2371,8 @@ def _():
                                                    "(zstd level 19); the file re-sealed")()
 
 
-def _order_planes_edit(fn: Callable[[Chunk], object]) -> Callable[[bytes], bytes]:
+def _chunk0_edit(fn: Callable[[Chunk], object]) -> Callable[[bytes], bytes]:
+    """The file with `fn` applied to chunk 0, the chunk whose sections the format 3.2 vectors store anew."""
     return lambda blob: edit(blob, lambda parts: fn(parts.chunks[0]))
 
 
@@ -2381,13 +2382,13 @@ def _(blob):
     def change(chunk):
         order = unpack_planes(chunk_section(chunk, "cells.order_planes"), "u4")
         chunk.sections.insert(1, ["cells.order", pack_array(order, "u4")])
-    return _order_planes_edit(change)(blob)
+    return _chunk0_edit(change)(blob)
 
 
 @invalid("v3_cell_order_neither", "v3_cell_order_planes", "CorruptFileError", "holds neither",
          "chunk 0's cells.order_planes dropped: it holds no cell order (rule CP1)")
 def _(blob):
-    return _order_planes_edit(lambda chunk: drop_section(chunk.sections, "cells.order_planes"))(blob)
+    return _chunk0_edit(lambda chunk: drop_section(chunk.sections, "cells.order_planes"))(blob)
 
 
 @invalid("v3_cell_order_planes_without_feature", "v3_cell_order_planes", "CorruptFileError", "cell-order-planes",
@@ -2403,7 +2404,7 @@ def _(blob):
         order = unpack_planes(chunk_section(chunk, "cells.order_planes"), "u4").copy()
         order[1] = order[0]
         set_chunk_section(chunk, "cells.order_planes", pack_planes(order, "u4"))
-    return _order_planes_edit(change)(blob)
+    return _chunk0_edit(change)(blob)
 
 
 @invalid("v3_cell_order_planes_count", "v3_cell_order_planes", "CorruptFileError", "cells.order_planes",
@@ -2413,7 +2414,7 @@ def _(blob):
     def change(chunk):
         order = unpack_planes(chunk_section(chunk, "cells.order_planes"), "u4")
         set_chunk_section(chunk, "cells.order_planes", pack_planes(np.append(order, order.size), "u4"))
-    return _order_planes_edit(change)(blob)
+    return _chunk0_edit(change)(blob)
 
 
 # ===================================================================== format 3.2: cell barcodes
@@ -2462,17 +2463,13 @@ def _():
                                                "the file re-sealed")()
 
 
-def _barcodes_edit(fn: Callable[[Chunk], object]) -> Callable[[bytes], bytes]:
-    return lambda blob: edit(blob, lambda parts: fn(parts.chunks[0]))
-
-
 @invalid("v3_cell_barcodes_both", "v3_cell_barcodes", "CorruptFileError", "holds both",
          "chunk 0 holds cells.names (its names as text) besides cells.barcodes (rule CB1)")
 def _(blob):
     def change(chunk):
         names = "\n".join(_barcode_names(chunk)).encode()
         chunk.sections.insert(2, ["cells.names", zstd(names)])
-    return _barcodes_edit(change)(blob)
+    return _chunk0_edit(change)(blob)
 
 
 def _barcode_names(chunk: Chunk) -> list[str]:
@@ -2490,19 +2487,19 @@ def _(blob):
 @invalid("v3_cell_barcodes_length", "v3_cell_barcodes", "CorruptFileError", "barcode_length",
          "chunk 0's barcode_length is 33, beyond the 32 bases a uint64 holds (rule CB2)")
 def _(blob):
-    return _barcodes_edit(lambda chunk: chunk.header.update(barcode_length=33))(blob)
+    return _chunk0_edit(lambda chunk: chunk.header.update(barcode_length=33))(blob)
 
 
 @invalid("v3_cell_barcodes_suffix", "v3_cell_barcodes", "CorruptFileError", "barcode_suffix",
          "chunk 0's barcode_suffix is '-1\\n', a line feed no name may hold (rule CB2)")
 def _(blob):
-    return _barcodes_edit(lambda chunk: chunk.header.update(barcode_suffix="-1\n"))(blob)
+    return _chunk0_edit(lambda chunk: chunk.header.update(barcode_suffix="-1\n"))(blob)
 
 
 @invalid("v3_cell_barcodes_code", "v3_cell_barcodes", "CorruptFileError", "cells.barcodes",
          "chunk 0's barcode_length is 15 while its codes are of 16 bases: the sums reach 4^15 and beyond (rule CB3)")
 def _(blob):
-    return _barcodes_edit(lambda chunk: chunk.header.update(barcode_length=15))(blob)
+    return _chunk0_edit(lambda chunk: chunk.header.update(barcode_length=15))(blob)
 
 
 @invalid("v3_cell_barcodes_count", "v3_cell_barcodes", "CorruptFileError", "cells.barcodes",
@@ -2511,7 +2508,7 @@ def _(blob):
     def change(chunk):
         items = unpack_planes(chunk_section(chunk, "cells.barcodes"), "u8")
         set_chunk_section(chunk, "cells.barcodes", pack_planes(np.append(items, np.uint64(1)), "u8"))
-    return _barcodes_edit(change)(blob)
+    return _chunk0_edit(change)(blob)
 
 
 # ==================================================================================== census
