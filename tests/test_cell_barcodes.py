@@ -21,6 +21,7 @@ from scinrcodec.reader.matrix import MatrixReader
 from scinrcodec.storage.barcodes import BARCODE_KEYS, barcode_deltas, barcode_names
 from scinrcodec.storage.layout import CELL_NAME_SECTIONS
 from test_cell_order_planes import FAST, VECTORS, _raw_like, _reads_exactly
+from test_cell_order_planes import _layout as _sections_layout
 
 
 def test_a_reader_without_the_feature_refuses_its_matrices_as_unsupported(monkeypatch):
@@ -62,10 +63,7 @@ def _barcoded(source: ScipySource, seed: int) -> tuple[ScipySource, list[str]]:
 
 def _layout(path) -> tuple[tuple[int, int], list[str], list[set[str]]]:
     """A file's version, its matrix's required features, and the cell name sections of its chunks."""
-    with MatrixReader(path) as m:
-        index = m.index
-        return m.version, list(index.header["required_features"]), [
-            {name for name in CELL_NAME_SECTIONS if index.chunk(c).sections.has(name)} for c in range(index.n_chunks)]
+    return _sections_layout(path, CELL_NAME_SECTIONS)
 
 
 def _names_exactly(path, names: list[str]) -> None:

@@ -49,12 +49,13 @@ def _raw_like(n_empty: int, seed: int) -> ScipySource:
     return ScipySource(x, src.gene_ids, src.gene_names, [f"s{seed}-{j:06d}" for j in range(total)])
 
 
-def _layout(path) -> tuple[tuple[int, int], list[str], list[set[str]]]:
-    """A file's version, its matrix's required features, and the cell order sections of its chunks."""
+def _layout(path, sections: tuple[str, ...] = CELL_ORDER_SECTIONS) -> tuple[tuple[int, int], list[str], list[set[str]]]:
+    """A file's version, its matrix's required features, and which of `sections` (by default the cell
+    order's) each of its chunks holds."""
     with MatrixReader(path) as m:
         index = m.index
         return m.version, list(index.header["required_features"]), [
-            {name for name in CELL_ORDER_SECTIONS if index.chunk(c).sections.has(name)} for c in range(index.n_chunks)]
+            {name for name in sections if index.chunk(c).sections.has(name)} for c in range(index.n_chunks)]
 
 
 def _reads_exactly(path, expected: sp.spmatrix) -> None:
