@@ -49,8 +49,10 @@ setMethod("is_sparse", "SinrArraySeed", function(x) TRUE)
 setMethod("chunkGrid", "SinrArraySeed", function(x) {
   per_part <- max(1, DelayedArray::getAutoBlockLength("integer") %/% max(1L, x@dim[[1L]]))
   cells <- .seed_index(x)[[2L]]
-  runs <- if (is.null(cells)) diff(x@chunk_starts) else rle(findInterval(cells - 1, x@chunk_starts))
-  if (!is.null(cells)) runs <- if (anyDuplicated(runs$values)) length(cells) else runs$lengths
+  runs <- if (is.null(cells)) diff(x@chunk_starts) else {
+    chunks <- rle(findInterval(cells - 1, x@chunk_starts))
+    if (anyDuplicated(chunks$values)) length(cells) else chunks$lengths
+  }
   before <- cumsum(c(0, runs))
   ends <- unlist(lapply(seq_along(runs), function(k) {
     parts <- max(1, ceiling(runs[[k]] / per_part))
