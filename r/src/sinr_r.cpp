@@ -186,10 +186,13 @@ R_altrep_class_t lazy_names;
 
 using Names = std::vector<std::string>;
 
+// The decoded names of a lazy_names vector whose strings R has not all made (data1 not NULL).
+const Names& decoded(SEXP x) { return *static_cast<const Names*>(R_ExternalPtrAddr(R_altrep_data1(x))); }
+
 R_xlen_t lazy_length(SEXP x) {
   SEXP made = R_altrep_data2(x);
   if (made != R_NilValue) return XLENGTH(made);
-  return static_cast<R_xlen_t>(static_cast<Names*>(R_ExternalPtrAddr(R_altrep_data1(x)))->size());
+  return static_cast<R_xlen_t>(decoded(x).size());
 }
 
 // The strings made so far, made into a STRSXP at the first string R reads.
@@ -209,7 +212,7 @@ SEXP lazy_elt(SEXP x, R_xlen_t i) {
   SEXP made = made_strings(x);
   SEXP out = STRING_ELT(made, i);
   if (out == NA_STRING && R_altrep_data1(x) != R_NilValue) {  // once every string is made, NA is R's
-    const std::string& name = (*static_cast<Names*>(R_ExternalPtrAddr(R_altrep_data1(x))))[static_cast<size_t>(i)];
+    const std::string& name = decoded(x)[static_cast<size_t>(i)];
     out = Rf_mkCharLenCE(name.data(), static_cast<int>(name.size()), CE_UTF8);
     SET_STRING_ELT(made, i, out);
   }
@@ -292,10 +295,8 @@ struct NameIndex {
 constexpr uint64_t kPosition = 0xffffffffu;
 
 std::string_view name_at(SEXP names, R_xlen_t i) {
-  if (ALTREP(names) && R_altrep_inherits(names, lazy_names) && R_altrep_data1(names) != R_NilValue) {
-    const std::string& name = (*static_cast<Names*>(R_ExternalPtrAddr(R_altrep_data1(names))))[static_cast<size_t>(i)];
-    return name;
-  }
+  if (ALTREP(names) && R_altrep_inherits(names, lazy_names) && R_altrep_data1(names) != R_NilValue)
+    return decoded(names)[static_cast<size_t>(i)];
   SEXP s = STRING_ELT(names, i);
   return {CHAR(s), static_cast<size_t>(LENGTH(s))};
 }
