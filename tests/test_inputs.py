@@ -964,6 +964,74 @@ def test_npz_declared_sizes_are_checked_before_allocating(tmp_path):
         read_matrix(tmp_path / "cut.npz")
 
 
+def _npz_with_zeros(path: Path, zeros: dict[str, int], **arrays) -> Path:
+    """An .npz of these arrays and, for each of `zeros`, a member of that many int64 zeros, deflated
+    (1,000 times smaller: what a hostile file declares in a few kB)."""
+    _save_npz(path, **arrays)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+        for name, count in zeros.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, dict(descr="<i8", fortran_order=False, shape=(count,)))
+                for done in range(0, count, 1 << 20):
+                    member.write(bytes(8 * min(1 << 20, count - done)))
+    return path
+
+
+@pytest.mark.parametrize("arrays, zeros, fragment", [
+    (dict(format=b"csc", shape=[3, 2], indices=[0], indptr=[0, 1, 1]), dict(data=2**24),
+     "array 'data' declares 16,777,216 items (134,217,728 bytes) where a 3 x 2 matrix holds at most 6"),
+    (dict(format=b"csc", shape=[3000, 20000], data=[1], indptr=[0, 1] + [1] * 19999), dict(indices=2**24),
+     "array 'indices' declares 16,777,216 items (134,217,728 bytes) where array 'data' declares 1 items (8 bytes)"),
+    (dict(format=b"csr", shape=[3000, 20000], data=[1], indices=[0]), dict(indptr=2**24),
+     "array 'indptr' declares 16,777,216 items (134,217,728 bytes) where a 3,000 x 20,000 CSR matrix has 3,001"),
+    (dict(format=b"csc", shape=[3000, 20000], indptr=[0, 1] + [1] * 19999), dict(data=2**24, indices=2**24),
+     "array 'data' declares 16,777,216 items (134,217,728 bytes) where its index pointers reach at most 1"),
+    (dict(format=b"coo", shape=[3000, 20000], data=[1], row=[0]), dict(col=2**24),
+     "array 'col' declares 16,777,216 items (134,217,728 bytes) where array 'data' declares 1 items (8 bytes)"),
+    (dict(shape=[3, 2], data=[1], indices=[0], indptr=[0, 1, 1]), dict(format=2**24),
+     "array 'format' declares 16,777,216 items (134,217,728 bytes) where a format name is one item of at most"),
+    (dict(format=b"csc", data=[1], indices=[0], indptr=[0, 1, 1]), dict(shape=2**24), "its shape is not two"),
+])
+def test_npz_members_larger_than_the_matrix_are_refused_before_inflating(tmp_path, arrays, zeros, fragment):
+    """A member of 128 MiB of zeros deflated to 130 kB, more than the other members let the matrix
+    hold, is refused by its header: nothing near its size is allocated (it was inflated whole, and a
+    2 GiB one took 12 s and 4.2 GB of memory to fail as mismatched arrays)."""
+    path = _npz_with_zeros(tmp_path / "bomb.npz", zeros, **arrays)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(sinr.InvalidInputError, match=re.escape(f"{path}: {fragment}")):
+            read_matrix(path)
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_npz_bomb_is_one_error_line_from_the_cli(tmp_path):
+    path = _npz_with_zeros(tmp_path / "bomb.npz", dict(data=2**24), format=b"csc", shape=[3, 2], indices=[0],
+                           indptr=[0, 1, 1])
+    assert_one_error_line(sinr_cli("encode", path, tmp_path / "x.sinr"),
+                          f"{path}: array 'data' declares 16,777,216 items (134,217,728 bytes) where a 3 x 2 matrix "
+                          "holds at most 6")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.npz"]
+
+
+def test_npz_arrays_are_checked_against_the_memory_free_before_reading(tmp_path, monkeypatch):
+    """Arrays a huge matrix may hold, together more than the memory free: refused before any is read."""
+    from scinrcodec import limits
+    path = _npz_with_zeros(tmp_path / "big.npz", dict(data=2**20, row=2**20, col=2**20), format=b"coo",
+                           shape=[2**31 - 1, 2**31 - 1])
+    monkeypatch.setattr(limits, "available_memory", lambda: 20 << 20)
+    monkeypatch.setattr(limits, "LARGE_ALLOCATION", 1 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(sinr.ResultTooLargeError, match=re.escape(f"{path}: its COO matrix needs 0.0 GiB")):
+            read_matrix(path)
+        assert tracemalloc.get_traced_memory()[1] < 4 << 20
+    finally:
+        tracemalloc.stop()
+
+
 def test_unknown_and_missing_inputs(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(sinr.InvalidInputError, match="unknown input format"):

@@ -1,52 +1,120 @@
 """scipy .npz (scipy.sparse.save_npz): read whole, since a compressed zip cannot be sliced, once each
-array's declared size has been checked against the archive; written as save_npz writes it."""
+array's declared size has been checked against the archive, the matrix the other arrays describe and
+the memory free; written as save_npz writes it."""
 from __future__ import annotations
 
 import math
 import tokenize
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from ..limits import check_allocation
 from .matrix import CountMatrix
 from .sources import ScipySource, check_shape, checked_compressed, checked_coordinates, one_line, path_spec
 
 
 _NPZ_ARRAYS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
                "coo": ("data", "row", "col")}
+_FORMAT_BYTES = 16  # the name of a scipy format: save_npz writes 'csr' as |S3, older scipy as <U3 (12 bytes)
 
 
-def _npz_array(archive: zipfile.ZipFile, name: str, what: str) -> np.ndarray:
-    """One array of an .npz archive, its header checked against the archive's size for it first."""
+@dataclass(frozen=True)
+class _Member:
+    """One .npy member of an .npz, as its header declares it (checked against the zip's size for it)."""
+    name: str
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.dtype.itemsize
+
+    def declares(self) -> str:
+        return f"array {self.name!r} declares {self.count:,} items ({self.nbytes:,} bytes)"
+
+
+def _array_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return reader(fh, max_header_size=1 << 16)
+
+
+def _npz_member(archive: zipfile.ZipFile, name: str, what: str) -> _Member:
+    """One member's header, before any of its items is read: its items' size must be the zip's for it."""
     try:
         info = archive.getinfo(f"{name}.npy")
     except KeyError:
         raise InvalidInputError(f"{what}: holds no {name!r} array") from None
     with archive.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(fh, max_header_size=1 << 16)
+        shape, fortran, dtype = _array_header(fh)
+        member = _Member(name, info, shape, fortran, dtype)
         if dtype.hasobject or dtype.itemsize == 0:
             raise InvalidInputError(f"{what}: array {name!r} holds {dtype} items, not numbers")
-        count = math.prod(shape)
-        size = count * dtype.itemsize
-        if size != info.file_size - fh.tell():
-            raise InvalidInputError(f"{what}: array {name!r} declares {count:,} items of {dtype} but holds "
+        if member.nbytes != info.file_size - fh.tell():
+            raise InvalidInputError(f"{what}: array {name!r} declares {member.count:,} items of {dtype} but holds "
                                     f"{info.file_size - fh.tell():,} bytes")
-        array = np.empty(count, dtype)
+    return member
+
+
+def _expect(member: _Member, items: int, where: str, what: str, *, at_most: bool = False) -> None:
+    """Refuse a member declaring more items than (or other than) the matrix the others describe, before
+    it is inflated: a zip of 2 MB may declare 2 GiB of zeros."""
+    if member.count > items or (member.count != items and not at_most):
+        raise InvalidInputError(f"{what}: {member.declares()} where {where}")
+
+
+def _npz_array(archive: zipfile.ZipFile, member: _Member, what: str) -> np.ndarray:
+    """A member's items, read into one array of its declared size."""
+    check_allocation(member.nbytes, f"{what}: array {member.name!r}")
+    with archive.open(member.info) as fh:
+        _array_header(fh)
+        array = np.empty(member.count, member.dtype)
         view = memoryview(array).cast("B")
         done = 0
-        while done < size:
+        while done < member.nbytes:
             got = fh.readinto(view[done:])
             if not got:
-                raise InvalidInputError(f"{what}: array {name!r} ends early")
+                raise InvalidInputError(f"{what}: array {member.name!r} ends early")
             done += got
         fh.read(1)  # reach the end of the member, where zipfile checks its CRC
-    return array.reshape(shape, order="F" if fortran else "C")
+    return array.reshape(member.shape, order="F" if member.fortran else "C")
+
+
+def _matrix_arrays(archive: zipfile.ZipFile, kind: str, shape: tuple[int, int], what: str) -> list[np.ndarray]:
+    """The values and coordinates of a CSR, CSC or COO matrix of `shape`, each member's declared size
+    checked against the matrix the others describe, and their sum against the memory free, before
+    any is read."""
+    members = [_npz_member(archive, name, what) for name in _NPZ_ARRAYS[kind]]
+    data, first, second = members
+    cells = shape[0] * shape[1]
+    _expect(data, cells, f"a {shape[0]:,} x {shape[1]:,} matrix holds at most {cells:,}", what, at_most=True)
+    _expect(first, data.count, data.declares(), what)
+    if kind == "coo":
+        _expect(second, data.count, data.declares(), what)
+    else:
+        pointers = (shape[1] if kind == "csc" else shape[0]) + 1
+        _expect(second, pointers, f"a {shape[0]:,} x {shape[1]:,} {kind.upper()} matrix has {pointers:,}", what)
+    check_allocation(sum(m.nbytes for m in members), f"{what}: its {kind.upper()} matrix")
+    if kind == "coo":
+        return [_npz_array(archive, m, what) for m in members]
+    indptr = _npz_array(archive, second, what)
+    if indptr.dtype.kind not in "iu":
+        raise InvalidInputError(f"{what}: array 'indptr' holds {indptr.dtype} items, not integers")
+    end = int(indptr.max())
+    _expect(data, end, f"its index pointers reach at most {end:,}", what, at_most=True)
+    return [_npz_array(archive, data, what), _npz_array(archive, first, what), indptr]
 
 
 def is_npz(path: Path, head: bytes) -> bool:
@@ -59,15 +127,20 @@ def read_npz(path: Path) -> ScipySource:
     what = str(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            kind = _npz_array(archive, "format", what)
+            kind = _npz_member(archive, "format", what)
+            if kind.count != 1 or kind.nbytes > _FORMAT_BYTES:
+                raise InvalidInputError(f"{path}: {kind.declares()} where a format name is one item of at most "
+                                        f"{_FORMAT_BYTES} bytes")
+            kind = _npz_array(archive, kind, what)
             kind = kind.item().decode("ascii", "replace") if kind.dtype.kind == "S" else str(kind.item())
             if kind not in _NPZ_ARRAYS:
                 raise InvalidInputError(f"{path}: holds a scipy '{kind}' matrix; save it as CSR, CSC or COO")
-            shape = _npz_array(archive, "shape", what)
-            if shape.shape != (2,) or shape.dtype.kind not in "iu":
+            shape = _npz_member(archive, "shape", what)
+            shape = _npz_array(archive, shape, what) if shape.count == 2 else None
+            if shape is None or shape.shape != (2,) or shape.dtype.kind not in "iu":
                 raise InvalidInputError(f"{path}: its shape is not two whole numbers")
             shape = check_shape(shape, what)
-            data, first, second = (_npz_array(archive, name, what) for name in _NPZ_ARRAYS[kind])
+            data, first, second = _matrix_arrays(archive, kind, shape, what)
     except (OSError, EOFError, ValueError, TypeError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
             NotImplementedError, RuntimeError) as exc:  # a damaged array header reaches Python's tokenizer
         raise InvalidInputError(f"{path}: unreadable scipy .npz file ({one_line(exc)})") from exc
