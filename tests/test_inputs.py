@@ -10,6 +10,7 @@ import shutil
 import sys
 import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import anndata
@@ -1092,6 +1093,65 @@ def test_hdf5_that_reaches_outside_itself_is_refused(tmp_path, kind):
                                                          "data the file holds itself"):
             write()
     assert not (tmp_path / "out.sinr").exists()
+
+
+def _zeros_deflated(n_bytes: int) -> bytes:
+    """A zlib stream of n_bytes zeros (whole MiB) in about n_bytes / 1,000, made in milliseconds: one
+    fully flushed MiB repeated, since each such block starts afresh."""
+    compressor, piece = zlib.compressobj(9), bytes(1 << 20)
+    first = compressor.compress(piece) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(piece) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.flush()[:-4]  # the last block; the Adler-32 of n zeros is n mod 65521 above 1
+    return first + again * ((n_bytes >> 20) - 1) + end + (((n_bytes % 65521) << 16) | 1).to_bytes(4, "big")
+
+
+PEAK_OF_CLI = "import resource, sys\nfrom scinrcodec.cli import main\ncode = main(sys.argv[1:])\n" \
+              "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10)"
+
+
+@pytest.mark.parametrize("name, dataset", [("x.h5", "matrix/data"), ("x.h5ad", "X/indices")])
+def test_a_chunk_far_larger_than_its_dataset_is_refused_before_inflating(tmp_path, name, dataset):
+    """3 items stored gzip'd in one chunk of 2**28 (h5py's chunks=(2**28,), maxshape=None; a 2 MB
+    file): HDF5 inflates a chunk whole to read any item, so encoding the .h5 took 2.1 GB and 2 s and
+    succeeded. Refused from the chunk's shape, in the CLI (whole file) and the matrix-only encode."""
+    import subprocess
+
+    path = tmp_path / name
+    write_matrix(path, CountMatrix(sp.csc_matrix(np.array([[1, 0], [2, 0], [0, 3]]))))
+    with h5py.File(path, "r+") as f:
+        old = f[dataset]
+        values, attrs = old[:], dict(old.attrs)
+        del f[dataset]
+        ds = f.create_dataset(dataset, shape=values.shape, dtype=values.dtype, chunks=(2**28,), maxshape=(None,),
+                              compression="gzip")
+        ds.attrs.update(attrs)
+        ds.id.write_direct_chunk((0,), _zeros_deflated(2**28 * values.dtype.itemsize))
+    assert path.stat().st_size < 3 << 20
+    fragment = (f"{path}: /{dataset} stores 3 items ({3 * values.dtype.itemsize} bytes) in a chunk of 268,435,456 "
+                f"({2**28 * values.dtype.itemsize:,} bytes), which HDF5 inflates whole to read any of them")
+    run = subprocess.run([sys.executable, "-c", PEAK_OF_CLI, "encode", str(path), str(tmp_path / "x.sinr")],
+                         capture_output=True, text=True, timeout=300)
+    code, peak = map(int, run.stdout.split())
+    assert code == 1 and run.stderr.strip() == f"sinr: error: {fragment}", run.stderr
+    assert peak < 512 << 20
+    with pytest.raises(sinr.InvalidInputError, match=re.escape(fragment)):
+        sinr.encode(path, tmp_path / "x.sinr", **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_chunk_larger_than_the_memory_free_is_refused(tmp_path, monkeypatch):
+    """A dataset whose every chunk of 2 GiB holds its items, where less is free: HDF5 would allocate a
+    chunk to read any item of it."""
+    from scinrcodec import limits
+
+    path = tmp_path / "x.h5"
+    write_matrix(path, CountMatrix(sp.csc_matrix(np.array([[1, 0], [2, 0], [0, 3]]))))
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("extra", shape=(2**28,), dtype=np.int64, chunks=(2**28,), compression="gzip")
+    monkeypatch.setattr(limits, "available_memory", lambda: 1 << 30)
+    with pytest.raises(sinr.ResultTooLargeError, match=re.escape(f"{path}: a chunk of /extra needs 2.0 GiB of memory, "
+                                                                 "more than the 1.0 GiB free")):
+        read_matrix(path)
 
 
 def test_an_input_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):

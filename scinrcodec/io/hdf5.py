@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InvalidInputError, SinrError
-from ..limits import check_allocation
+from ..limits import LARGE_ALLOCATION, check_allocation
 from ..progress import Progress, Shared
 from .h5chunks import DatasetSlices
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
@@ -45,7 +46,8 @@ _HELD = (errno.EAGAIN, errno.EWOULDBLOCK)  # the lock is another process's (it h
 
 def open_h5(path: Path):
     """An HDF5 file, read-only, with a chunk cache large enough that slices crossing chunk boundaries do not
-    inflate a chunk twice; refused unless it holds its own data (check_self_contained). HDF5 locks the
+    inflate a chunk twice; refused unless it holds its own data and chunks that can be inflated
+    (check_self_contained, check_chunks). HDF5 locks the
     file as it opens it: where another process holds the lock (it has the file open for writing) that
     is said, not 'unreadable HDF5 content'; where the file system has no locks to take, every HDF5 input
     had failed so: it is read without one, as HDF5_USE_FILE_LOCKING=FALSE reads it."""
@@ -77,10 +79,11 @@ def check_self_contained(f, path) -> None:
     data are other files' or mappings of this one). h5py follows them silently: a hostile input could
     pull any HDF5 file its reader can read into the .sinr, a virtual dataset whose source is missing
     reads as its fill value (counts that are in no file), and one mapping its own file crashed the
-    process inside HDF5."""
+    process inside HDF5. Its own datasets' chunks are then checked (check_chunks)."""
     import h5py
 
     found: list[str] = []
+    datasets = []
 
     def visit(name: str, link) -> bool | None:
         if isinstance(link, h5py.ExternalLink):
@@ -89,11 +92,32 @@ def check_self_contained(f, path) -> None:
             obj = f.get(name)
             if isinstance(obj, h5py.Dataset) and obj.is_virtual:
                 found.append(f"{name} is a virtual dataset")
-        return True if found else None  # a value stops the walk
+            elif isinstance(obj, h5py.Dataset):
+                datasets.append(obj)
+        return True if found else None  # a value stops the walk (h5py loses an exception raised here)
 
     f.visititems_links(visit)
     if found:
         raise InvalidInputError(f"{path}: {found[0]}; .sinr reads only data the file holds itself")
+    for ds in datasets:
+        check_chunks(ds, path)
+
+
+def check_chunks(ds, what) -> None:
+    """Refuse a dataset whose chunk HDF5 cannot inflate within the memory free, or whose chunk is
+    LARGE_ALLOCATION or more yet larger than the part of the dataset it holds: HDF5 inflates a
+    chunk whole, into a buffer of the chunk's shape, to read any item of it, so 3 items stored in a
+    chunk of 2**28 (a 2 MB file) took 2.1 GB and 2 s to read; no writer makes such chunks."""
+    if ds.chunks is None:
+        return
+    itemsize = ds.id.get_type().get_size()  # what HDF5 sizes the chunk's buffer by (a variable-length item's too)
+    items = math.prod(ds.chunks)
+    held = math.prod(min(c, n) for c, n in zip(ds.chunks, ds.shape))
+    if items > held and items * itemsize >= LARGE_ALLOCATION:
+        raise InvalidInputError(f"{what}: {ds.name} stores {held:,} items ({held * itemsize:,} bytes) in a chunk of "
+                                f"{items:,} ({items * itemsize:,} bytes), which HDF5 inflates whole to read any of "
+                                "them")
+    check_allocation(items * itemsize, f"{what}: a chunk of {ds.name}")
 
 
 def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):
