@@ -1154,6 +1154,55 @@ def test_a_chunk_larger_than_the_memory_free_is_refused(tmp_path, monkeypatch):
         read_matrix(path)
 
 
+def _h5ad_declaring(path: Path, dataset: str, legacy: bool = False) -> Path:
+    """An .h5ad of 3 cells x 2 genes (an obs column 'score', var's 'gene_ids', uns['big']) whose
+    `dataset` declares 2**28 int64 (2 GiB) stored as nothing: a 26 kB file; `legacy` drops the root's
+    encoding, which sends the file to anndata.read_h5ad whole (the way of files anndata < 0.8 wrote)."""
+    adata = anndata.AnnData(sp.csr_matrix(np.array([[1, 0], [2, 0], [0, 3]], dtype=np.float32)),
+                            obs=pd.DataFrame({"score": [1, 2, 3]}, index=["c0", "c1", "c2"]),
+                            var=pd.DataFrame({"gene_ids": [7, 8]}, index=["g0", "g1"]), uns={"big": np.arange(3)})
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        attrs = dict(f[dataset].attrs)
+        del f[dataset]
+        f.create_dataset(dataset, shape=(2**28,), dtype=np.int64, chunks=(2**20,), compression="gzip").attrs.update(attrs)
+        if legacy:
+            del f.attrs["encoding-type"]
+    return path
+
+
+FREE_1_GIB = "from scinrcodec import limits\nlimits.available_memory = lambda: 1 << 30\n"
+
+
+@pytest.mark.parametrize("dataset, part, legacy", [("obs/score", "obs", False), ("uns/big", "uns", False),
+                                                   ("uns/big", "its contents", True)])
+def test_whole_h5ad_parts_declaring_more_than_the_memory_free_are_refused_before_reading(tmp_path, dataset, part,
+                                                                                         legacy):
+    """obs, var and uns of an .h5ad encoded whole are read by anndata, whole: a 26 kB file whose obs
+    column declared 2**28 items took 5.6 s and 2.2 GB to fail, one whose uns array did took 4.3 GB and
+    was stored. Their datasets' declared sizes are checked against the memory free first."""
+    import subprocess
+
+    path = _h5ad_declaring(tmp_path / "x.h5ad", dataset, legacy)
+    run = subprocess.run([sys.executable, "-c", FREE_1_GIB + PEAK_OF_CLI, "encode", str(path), str(tmp_path / "x.sinr")],
+                         capture_output=True, text=True, timeout=300)
+    code, peak = map(int, run.stdout.split())
+    assert code == 1 and run.stderr.strip() == (f"sinr: error: {path}: {part} needs 2.0 GiB of memory, more than the "
+                                                "1.0 GiB free to this process"), run.stderr
+    assert peak < 512 << 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5ad"]
+
+
+def test_a_var_column_anndata_reads_is_checked_before_reading(tmp_path, monkeypatch):
+    """A var column that is not text (read by anndata in the matrix-only encode) declaring 2 GiB."""
+    from scinrcodec import limits
+
+    path = _h5ad_declaring(tmp_path / "x.h5ad", "var/gene_ids")
+    monkeypatch.setattr(limits, "available_memory", lambda: 1 << 30)
+    with pytest.raises(sinr.ResultTooLargeError, match=re.escape(f"{path} /var/gene_ids needs 2.0 GiB of memory")):
+        read_matrix(path)
+
+
 def test_an_input_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):
     """A FIFO no one writes to had blocked the read forever; a pipe (<(cmd)) had been consumed by the
     format check and then called an unknown format."""

@@ -12,8 +12,8 @@ from ..errors import InvalidInputError
 from .dask_cells import DaskCellsSource, is_dask_array
 from .dtypes import anndata_dtype, check_exact
 from .h5ad_output import dataset_kwargs, h5ad_image, quiet_anndata
-from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Source, checked_dataset, h5_errors,
-                   is_string_dataset, open_h5, string_dataset, text_attr)
+from .hdf5 import (DENSE_READ_BYTES, HDF5_MAGIC, CompressedH5Source, DenseH5Source, check_declared, checked_dataset,
+                   h5_errors, is_string_dataset, open_h5, string_dataset, text_attr)
 from .matrix import CountMatrix
 from .sources import (MatrixSource, ScipySource, SourceSpec, check_names, check_shape, checked_compressed, decode_names,
                       lacking, one_line, path_spec, var_field)
@@ -59,6 +59,7 @@ def _h5ad_column(group, name: str, n: int, what: str) -> list[str | None]:
     # text, as the same AnnData in memory gives it (sources.var_field)
     from anndata.io import read_elem
 
+    check_declared(obj, where)
     try:
         values = [None if pd.isna(v) else str(v) for v in read_elem(obj)]
     except Exception as exc:  # anndata raises many types for elements it cannot read
@@ -186,18 +187,26 @@ def cells_by_genes_source(x, var, obs_names, what: str, *, spec: SourceSpec | No
     return source
 
 
+def read_whole_h5ad(path: Path):
+    """An .h5ad file written by anndata < 0.8 (no element encodings to read part by part) as anndata
+    reads it, whole, once what its datasets declare fits the memory free."""
+    import anndata
+
+    with h5_errors(str(path)), open_h5(path) as f:
+        check_declared(f, f"{path}: its contents")
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as exc:  # anndata raises many types for unreadable files
+        raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
+
+
 def read_h5ad(path: Path, layer: str | None = None) -> MatrixSource:
     """An .h5ad file's X, a layer, or raw.X ('raw'), read as the module docstring says."""
     with h5_errors(str(path)), open_h5(path) as f:
         source = _h5ad_source(f, path, layer)
     if source is not None:
         return source
-    import anndata
-
-    try:
-        adata = anndata.read_h5ad(path)
-    except Exception as exc:  # anndata raises many types for unreadable files
-        raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
+    adata = read_whole_h5ad(path)
     return anndata_source(adata, layer, what=str(path), spec=path_spec(path, layer=layer),
                           paths=(str(path),))
 

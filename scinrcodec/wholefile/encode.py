@@ -13,10 +13,10 @@ from ..encoder.segments import CopiedSegments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path
 from ..io.formats import check_sinr_output
+from ..io.h5ad import read_whole_h5ad
 from ..io.h5ad_output import input_compression
 from ..io.hdf5 import h5_errors, open_h5, text_attr
 from ..io.readers import sniff_format
-from ..io.sources import one_line
 from ..progress import Progress
 from ..reader.contents import CONTENTS
 from ..storage.container import ContainerWriter, pack_map, write_version
@@ -51,13 +51,7 @@ def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> Plan:
             plan = plan_anndata(FileParts(path, f), layer=layer, drop=drop)
             plan.contents["h5ad_compression"] = input_compression(f)
             return plan
-    import anndata
-
-    try:
-        adata = anndata.read_h5ad(path)  # written by anndata < 0.8: no element encodings to read part by part
-    except Exception as exc:  # anndata raises many types for unreadable files
-        raise InvalidInputError(f"{path}: unreadable .h5ad file ({one_line(exc)})") from exc
-    return plan_anndata(MemoryParts(adata, str(path)), layer=layer, drop=drop)
+    return plan_anndata(MemoryParts(read_whole_h5ad(path), str(path)), layer=layer, drop=drop)
 
 
 def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None, drop: Iterable[str] = (),

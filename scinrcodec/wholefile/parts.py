@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 from ..io.dask_cells import holds_counts, is_dask_array
 from ..io.h5ad import cells_by_genes_source, h5ad_index
-from ..io.hdf5 import h5_errors, open_h5, text_attr
+from ..io.hdf5 import check_declared, h5_errors, open_h5, text_attr
 from ..io.sources import MatrixSource, exceeds_max_count, one_line
 from ..reader.contents import MATRIX_FORMATS
 
@@ -164,13 +164,8 @@ class FileParts:
         return list(self.file[part].keys()) if self.has(part) and hasattr(self.file[part], "keys") else []
 
     def value(self, path: str):
-        """One element, read by anndata; a failure names it."""
-        from anndata.io import read_elem
-
-        try:
-            return read_elem(self.file[path])
-        except Exception as exc:  # anndata raises many types for elements it cannot read
-            raise InvalidInputError(f"{self.what}: {path} is unreadable ({one_line(exc)})") from exc
+        """One element, read by anndata."""
+        return _read_elem(self.file, path, self.what)
 
     def format(self, path: str) -> str | None:
         """As MemoryParts.format, reading the matrix a slice at a time."""
@@ -179,20 +174,30 @@ class FileParts:
     def source(self, path: str) -> MatrixSource:
         """A count matrix, streamed by the readers (which open the file again: this one is closed
         once the plan is made)."""
-        from anndata.io import read_elem
-
         from ..io.readers import read_matrix
 
         if path != "layers/raw":
             return read_matrix(self.path, None if path == "X" else "raw" if path == "raw/X" else path[len("layers/"):])
         with h5_errors(str(self.path)), open_h5(self.path) as f:  # the readers' layer 'raw' is adata.raw
-            return cells_by_genes_source(read_elem(f[path]), read_elem(f["var"]), read_elem(f["obs"]).index,
-                                  f"{self.what} {path}")
+            return cells_by_genes_source(*(_read_elem(f, part, self.what) for part in (path, "var")),
+                                         _read_elem(f, "obs", self.what).index, f"{self.what} {path}")
 
     def dtype(self, path: str) -> str:
         """The element's dtype, recorded so that it decodes to the same type."""
         obj = self.file[path]
         return (obj if text_attr(obj, "encoding-type") == "array" else obj["data"]).dtype.str
+
+
+def _read_elem(f, path: str, what: str):
+    """One element of an open .h5ad, read by anndata once its declared size fits the memory free; a
+    failure names it."""
+    from anndata.io import read_elem
+
+    check_declared(f[path], f"{what}: {path}")
+    try:
+        return read_elem(f[path])
+    except Exception as exc:  # anndata raises many types for elements it cannot read
+        raise InvalidInputError(f"{what}: {path} is unreadable ({one_line(exc)})") from exc
 
 
 def _frame_length(f, name: str) -> int:
