@@ -40,6 +40,9 @@ from .storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
 
 
 JOBS_HELP = "threads (default: every CPU this process may use)"
+SINR_INPUT_HELP = "a .sinr file: a path or a URL (s3://, gs://, http(s)://, any fsspec protocol)"
+SINR_OUTPUT_HELP = "the new .sinr file"
+INDEX_HELP = "an index: '#N' (quoted for the shell), or N where no {} is named N; negative ones count from the end"
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -362,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     default = EncodeOptions.defaults()
     enc = commands.add_parser("encode", help=f"encode a matrix ({INPUT_LABELS}) into .sinr")
-    enc.add_argument("input", type=_path)
-    enc.add_argument("output", type=_path)
+    enc.add_argument("input", type=_path, help=f"the matrix to encode ({INPUT_LABELS})")
+    enc.add_argument("output", type=_path, help=SINR_OUTPUT_HELP)
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
     enc.add_argument("--layer", help=f"for {LAYERED_LABELS} input, the count matrix opened by default (with "
                                      "--matrix-only, the only one stored): a layer name, or 'raw' for adata.raw")
@@ -382,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="encode chunks on a Dask cluster (its scheduler's address); the file is the same")
     siren = enc.add_mutually_exclusive_group()
     siren.add_argument("--siren", choices=[c for c in SIREN_CHOICES if c != "force"], default=default["siren"],
-                       help="fit per-band SIRENs: auto (a sample first, the rest only if one pays), always, never")
+                       help="fit per-band SIRENs: auto (default: a sample first, the rest only if one pays), "
+                            "always, never")
     siren.add_argument("--no-siren", action="store_true", help="same as --siren never")
     enc.add_argument("--jobs", type=_positive, help=f"{JOBS_HELP}; the file is the same for any")
     enc.add_argument("--chunk-cells", type=_positive, default=default["chunk_cells"],
@@ -398,8 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"SIREN hidden layers (default {default['hidden_layers']})")
     enc.add_argument("--steps", type=_positive, default=default["steps"],
                      help=f"SIREN training steps (default {default['steps']})")
-    enc.add_argument("--normalisation", choices=NORMALISATIONS, default=default["normalisation"])
-    enc.add_argument("--coordinates", choices=COORDINATES, default=default["coordinates"])
+    enc.add_argument("--normalisation", choices=NORMALISATIONS, default=default["normalisation"],
+                     help=f"how counts are scaled for the SIREN (default {default['normalisation']})")
+    enc.add_argument("--coordinates", choices=COORDINATES, default=default["coordinates"],
+                     help="how gene and cell positions are scaled for the SIREN: both axes by the longer "
+                          f"(isotropic) or each by its own (per-axis) (default {default['coordinates']})")
     enc.add_argument("--device", help="torch device for training (default: cuda if available)")
     _quiet_option(enc)
     _format_option(enc)
@@ -416,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cat = commands.add_parser("concat", help="the cells of several .sinr files in one new file (as anndata.concat)")
     cat.add_argument("inputs", nargs="+", type=_path, help="two or more .sinr files")
-    cat.add_argument("-o", "--output", required=True, type=_path, help="the new .sinr file")
+    cat.add_argument("-o", "--output", required=True, type=_path, help=SINR_OUTPUT_HELP)
     cat.add_argument("--join", choices=["inner", "outer"], default="inner",
                      help="genes every file holds (inner, default) or all genes, zeros where a file lacks one")
     cat.add_argument("--label", help="an obs column naming each cell's file by its key (makes a whole AnnData)")
@@ -439,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat.set_defaults(run=_concat)
 
     sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
-    sub.add_argument("input", type=_path)
-    sub.add_argument("-o", "--output", required=True, type=_path, help="the new .sinr file")
+    sub.add_argument("input", type=_path, help=SINR_INPUT_HELP)
+    sub.add_argument("-o", "--output", required=True, type=_path, help=SINR_OUTPUT_HELP)
     sub.add_argument("--cells", metavar="LIST", help="cell names (or #N indices), comma-separated, or @FILE with one "
                                                      "a line")
     sub.add_argument("--genes", metavar="LIST", help="gene names or ids (or #N indices), comma-separated, or @FILE "
@@ -451,8 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_subset)
 
     dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
-    dec.add_argument("input", type=_path)
-    dec.add_argument("output", type=_path)
+    dec.add_argument("input", type=_path, help=SINR_INPUT_HELP)
+    dec.add_argument("output", type=_path, help=f"the file to write, in the format its name says ({OUTPUT_LABELS}, "
+                                                "the folder a 10x mtx triple); .mtx(.gz) and .npz hold the counts "
+                                                "alone, no names")
     _run_options(dec)
     dec.add_argument("--compression", choices=COMPRESSIONS, default="auto",
                      help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
@@ -464,21 +473,21 @@ def build_parser() -> argparse.ArgumentParser:
     dec.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")
-    info.add_argument("input", type=_path)
+    info.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     _remote_options(info)
     info.set_defaults(run=_info)
 
     verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
-    verify.add_argument("input", type=_path)
+    verify.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     verify.add_argument("--jobs", type=_positive, help=JOBS_HELP)
     _quiet_option(verify)
     _remote_options(verify)
     verify.set_defaults(run=_verify)
 
     get = commands.add_parser("get", help="print one entry, by name or index (#N forces an index)")
-    get.add_argument("input", type=_path)
-    get.add_argument("gene")
-    get.add_argument("cell")
+    get.add_argument("input", type=_path, help=SINR_INPUT_HELP)
+    get.add_argument("gene", help=f"a gene name or id, or {INDEX_HELP.format('gene')}")
+    get.add_argument("cell", help=f"a cell name, or {INDEX_HELP.format('cell')}")
     _matrix_option(get, "read it (default: the file's default matrix)")
     _remote_options(get)
     get.set_defaults(run=_get)

@@ -923,3 +923,24 @@ def test_the_bar_numbers_its_passes_and_times_one_it_cannot_count(tmp_path, enco
     err = capsys.readouterr().err
     assert "out.mtx (pass 2 of 2, writing)" in err and "verifying (checking)" in err
     assert "decoding (pass 2 of 2, decoding)" in err
+
+
+def test_every_argument_of_every_command_says_what_it_takes_and_its_default():
+    """`sinr X --help` is where a user looks: every positional and option of every command has a help
+    line, and each option whose default is a value says so ('encode --siren' had left auto unstated,
+    '--normalisation' and '--coordinates' said nothing, every command's input and output nothing)."""
+    import argparse
+
+    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent, unstated = [], []
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                silent.append(label)
+            elif action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) \
+                    and "default" not in action.help:
+                unstated.append(label)
+    assert silent == [] and unstated == []
