@@ -92,9 +92,18 @@ def _client(args: argparse.Namespace) -> Iterator:
 
 
 def _summary(output, result: dict, seconds: float) -> str:
-    per_nonzero = f", {result['bytes'] * 8 / result['nnz']:.2f} bits per nonzero" if result["nnz"] else ""
     matrices = len(result.get("matrices") or ())  # nnz is every count matrix's, the shape the AnnData's
     where = f" in its {matrices} count matrices" if matrices > 1 else ""
+    per_nonzero = ""
+    if result["nnz"] and matrices:  # a whole file: its count matrices' bits, not those of X normalised, obsm, ...
+        from .wholefile.matrix import open as open_sinr
+
+        with open_sinr(output) as written:
+            stored = sum(written.matrix(name).stored_bytes for name in result["matrices"])
+        what = "its count matrix" if matrices == 1 else f"its {matrices} count matrices"
+        per_nonzero = f", {stored:,} of them {what}: {stored * 8 / result['nnz']:.2f} bits per nonzero"
+    elif result["nnz"]:
+        per_nonzero = f", {result['bytes'] * 8 / result['nnz']:.2f} bits per nonzero"
     line = (f"wrote {output}: {result['bytes']:,} bytes{per_nonzero} ({counted(result['shape'][0], 'gene')} x "
             f"{counted(result['shape'][1], 'cell')}, {counted(result['nnz'], 'nonzero')}{where}) in "
             f"{seconds:.1f} s ({result['nnz'] / max(seconds, 1e-9) / 1e6:.2f}M nonzeros/s)")
