@@ -54,4 +54,4 @@ def run_demo(workdir: Path | None = None, *, force: bool = False) -> str:
         f"{'10x HDF5 (Cell Ranger)':<26}{h5_size:>10,} bytes",
         f"{'10x mtx.gz + tsv.gz':<26}{mtx_size:>10,} bytes",
         f"{'.sinr':<26}{sinr_size:>10,} bytes  ({sinr_size / h5_size:.2f}x the 10x HDF5 file)",
-    ])
+    ] + ([] if workdir else ["(demo.sinr, in a temporary folder, is removed: `sinr demo --workdir DIR` keeps it)"]))

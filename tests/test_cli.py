@@ -792,14 +792,18 @@ def test_a_path_that_is_not_utf8_reads(tmp_path, encoded):
 
 
 def test_demo_runs(capsys, tmp_path):
+    """The demo's file, in a temporary folder unless --workdir names one, is named with the folder it
+    is left in or said to be removed (its 'file:' line had named a path gone when the command ended)."""
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "round trip: exact" in out and "10x HDF5" in out
+    shown = Path(re.search(r"^file: +(\S+) \(", out, re.M).group(1))
+    assert not shown.exists() and out.rstrip().endswith("is removed: `sinr demo --workdir DIR` keeps it)")
     (tmp_path / "demo.sinr").write_bytes(b"mine")  # a workdir's demo.sinr is an output like any other
     assert_one_error_line(sinr_cli("demo", "--workdir", tmp_path), "demo.sinr: already exists")
     assert (tmp_path / "demo.sinr").read_bytes() == b"mine"
     assert main(["demo", "--workdir", str(tmp_path), "--force"]) == 0
-    assert sinr.open(tmp_path / "demo.sinr").shape == (50, 587)
+    assert sinr.open(tmp_path / "demo.sinr").shape == (50, 587) and "removed" not in capsys.readouterr().out
 
 
 def test_write_matrix_api_round_trip(tmp_path, pbmc):
