@@ -44,12 +44,16 @@ BYTES_PER_GENE = 64  # what an encode holds per gene (statistics, order, terms, 
 
 def gene_statistics(source: MatrixSource, options: EncodeOptions, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
     """Pass 1: nonzeros per gene and the sum of their log1p deviations from their cells' means,
-    block after block in order (the sums do not depend on threads), the next block read and
-    checked meanwhile."""
+    block after block in order (the sums do not depend on threads nor on the blocks), the next block
+    read and checked meanwhile. A block is the cells pass 2's chunks will hold where the source
+    knows its nonzeros: handing a block over costs about 40 us whatever it holds, and 2**26 cells
+    of one entry had taken 1.6 s in blocks of 2,048."""
     check_allocation(BYTES_PER_GENE * source.shape[0], f"{source.description}: encoding {source.shape[0]:,} genes")
     gene_nnz = np.zeros(source.shape[0], dtype=np.int64)
     deviation = np.zeros(source.shape[0], dtype=np.float64)
-    for block in _read_ahead(source.blocks(options.chunk_cells or DEFAULT_CHUNK_CELLS)):
+    cells = options.chunked(source.nnz, source.shape[1]).chunk_cells if source.nnz is not None else \
+        options.chunk_cells or DEFAULT_CHUNK_CELLS
+    for block in _read_ahead(source.blocks(cells)):
         accumulate_gene_stats(block.indptr, block.genes, block.values, gene_nnz, deviation)
         progress.update(block.nnz)
     return gene_nnz, deviation
