@@ -123,7 +123,7 @@ def _encode(args: argparse.Namespace) -> None:
     from .encoder.driver import encode
     from .io.readers import read_matrix, sniff_format
     from .wholefile.encode import encode_whole
-    from .wholefile.hints import counts_hint
+    from .wholefile.hints import hinting
 
     check_sinr_output(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
@@ -136,26 +136,23 @@ def _encode(args: argparse.Namespace) -> None:
             result = encode_whole(args.input, args.output, layer=args.layer, drop=args.drop, force=args.force,
                                   client=client, **_encode_options(args))
         else:
-            try:  # values are checked as they stream: a normalised X fails in encode, not on reading
+            with hinting(args.input, args.layer):
                 source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
                 result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
-            except InvalidInputError as exc:
-                hinted = counts_hint(args.input, args.layer, exc)
-                if hinted is exc:
-                    raise
-                raise hinted from exc
     print(_summary(args.output, result, time.perf_counter() - started))
 
 
 def _append(args: argparse.Namespace) -> None:
     from .encoder.append import append
     from .io.readers import read_matrix
+    from .wholefile.hints import hinting
 
     started = time.perf_counter()
-    source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
     waiting = None if args.quiet else lambda: print(f"sinr: waiting for another append's lock on {args.file}",
                                                     file=sys.stderr, flush=True)
-    result = append(args.file, source, jobs=args.jobs, progress=_progress(args), waiting=waiting)
+    with hinting(args.new_input, args.layer, "append"):
+        source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
+        result = append(args.file, source, jobs=args.jobs, progress=_progress(args), waiting=waiting)
     print(f"appended {counted(source.shape[1], 'cell')} to {args.file}: now {counted(result['shape'][1], 'cell')}, "
           f"{counted(result['nnz'], 'nonzero')}, {counted(result['chunks'], 'chunk')}, {result['bytes']:,} bytes, in "
           f"{time.perf_counter() - started:.1f} s")

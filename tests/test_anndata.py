@@ -831,3 +831,17 @@ def test_a_layer_that_is_not_there_says_why(rich_h5ad, tmp_path):
         assert_one_error_line(sinr_cli("encode", rich_h5ad, tmp_path / "x.sinr", *extra), why)
     assert_one_error_line(sinr_cli("encode", source, tmp_path / "x.sinr", "--drop", "obs"),
                           f"--drop applies to a whole .h5ad or 10x .h5, not to {source}")
+
+
+def test_append_of_a_normalised_x_names_the_counts_layer(rich_h5ad, tmp_path):
+    """`sinr append f.sinr new.h5ad` of an AnnData whose X is normalised and whose counts are a layer
+    said only 'contains non-integer values'; it names the layer, as encode does, but not encode's
+    other way out (a whole AnnData cannot be appended to)."""
+    sinr.encode(rich_h5ad, tmp_path / "base.sinr", layer="counts", **FAST)
+    renamed = anndata.read_h5ad(rich_h5ad)
+    renamed.obs_names = [f"new-{name}" for name in renamed.obs_names]
+    renamed.write_h5ad(tmp_path / "new.h5ad")
+    error = assert_one_error_line(sinr_cli("append", tmp_path / "base.sinr", tmp_path / "new.h5ad"), "X is not counts")
+    assert "append that with --layer counts (layer='counts')" in error and "encode_whole" not in error
+    assert sinr.open(tmp_path / "base.sinr").shape[1] == renamed.n_obs
+    assert sinr_cli("append", tmp_path / "base.sinr", tmp_path / "new.h5ad", "--layer", "counts").returncode == 0

@@ -1,15 +1,32 @@
-"""A hint for a common mistake: encoding the X of an AnnData that holds normalised values (or no
-X) as one count matrix, when a layer or raw.X holds the counts. The error then names that matrix
-and how to encode it."""
+"""A hint for a common mistake: encoding (or appending) the X of an AnnData that holds normalised
+values (or no X) as one count matrix, when a layer or raw.X holds the counts. The error then names
+that matrix and how to encode it."""
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..errors import InvalidInputError, SinrError
 from .parts import parts_of
 
 
-def counts_hint(source, layer: str | None, error: SinrError) -> SinrError:
-    """The error of a single-matrix encoding whose X is not counts (or is missing), naming the
-    layer or raw matrix that holds counts when there is one; otherwise `error` itself."""
+@contextmanager
+def hinting(source, layer: str | None, command: str = "encode") -> Iterator[None]:
+    """Raise counts_hint's error for an InvalidInputError of the block, which reads `source` as one
+    count matrix for `command` (values are checked as they stream: a normalised X fails there)."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        hinted = counts_hint(source, layer, exc, command)
+        if hinted is exc:
+            raise
+        raise hinted from exc
+
+
+def counts_hint(source, layer: str | None, error: SinrError, command: str = "encode") -> SinrError:
+    """The error of a single-matrix encoding (or append, `command`) whose X is not counts (or is
+    missing), naming the layer or raw matrix that holds counts when there is one; otherwise `error`
+    itself. Only an encode may store the whole AnnData instead."""
     text = str(error)
     missing = "has no X matrix" in text
     if layer is not None or not isinstance(error, InvalidInputError) or "holds integer counts" in text or not (
@@ -30,8 +47,9 @@ def counts_hint(source, layer: str | None, error: SinrError) -> SinrError:
     name = "raw" if found == "raw/X" else found[len("layers/"):]
     place = "its .raw" if name == "raw" else f"its layer {name!r}"
     problem = f"{what}: has no X matrix" if missing else f"{text}; X is not counts (normalised data?)"
-    return InvalidInputError(f"{problem}, but {place} holds integer counts: encode that with --layer {name} "
-                             f"(layer={name!r}), or encode the whole AnnData, X as it is (sinr encode without "
-                             "--matrix-only; scinrcodec.encode_whole)")
+    whole = (", or encode the whole AnnData, X as it is (sinr encode without --matrix-only; "
+             "scinrcodec.encode_whole)") if command == "encode" else ""
+    return InvalidInputError(f"{problem}, but {place} holds integer counts: {command} that with --layer {name} "
+                             f"(layer={name!r}){whole}")
 
 

@@ -51,17 +51,12 @@ def write_sinr(adata, path: str | os.PathLike, *, layer: str | None = None, matr
                                 "takes other matrices)")
     if matrix_only:
         from ..encoder.driver import encode  # the encoder loads only for writing
-        from .hints import counts_hint
+        from .hints import hinting
 
         if list(drop):
             raise InvalidInputError("drop applies to a whole AnnData (not with matrix_only)")
-        try:
+        with hinting(adata, layer):
             return encode(adata, path, force=force, layer=layer, **{"progress": False, **options})
-        except InvalidInputError as exc:
-            hinted = counts_hint(adata, layer, exc)
-            if hinted is exc:
-                raise
-            raise hinted from exc
     from .encode import encode_whole
 
     return encode_whole(adata, path, layer=layer, drop=drop, force=force, **{"progress": False, **options})
