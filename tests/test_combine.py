@@ -437,6 +437,20 @@ def test_subset_takes_positions_as_ints_and_says_so_for_the_command_lines_spelli
         b.gene("#5")
 
 
+def test_subset_of_bare_numbers_says_how_positions_are_spelled(parts, tmp_path):
+    """`sinr get f CD3E 5` takes 5 as a position where no cell is named '5', but `sinr subset --cells 5,6`
+    takes names (a list may hold both kinds): it said only "no cell named '5', '6'"; it now says how the
+    command spells a position, as it did for the library's cells=['#3']."""
+    folder = parts[0]
+    error = assert_one_error_line(sinr_cli("subset", folder / "b.sinr", "-o", tmp_path / "x.sinr", "--cells", "5,6"))
+    assert error == ("sinr: error: no cell named '5', '6' (strings are names here; the cell at position 5 is the "
+                     "int 5, which the sinr command spells '#5')")
+    with sinr.open(folder / "b.sinr") as b, pytest.raises(sinr.SinrKeyError, match="spells '#-1'"):
+        b[["-1"], :]
+    with sinr.open(folder / "b.sinr") as b, pytest.raises(sinr.SinrKeyError, match=r"^no gene named 'x1'$"):
+        b.gene("x1")
+
+
 def test_cli_concat_and_subset(parts, tmp_path):
     folder, m, _, cells = parts
     run = sinr_cli("concat", folder / "a.sinr", folder / "b.sinr", "-o", tmp_path / "ab.sinr")

@@ -19,11 +19,18 @@ def spelled_position(text: str) -> int | None:
     return int(text[1:]) if text.startswith("#") and INDEX_TEXT.fullmatch(text[1:]) else None
 
 
+def _position_meant(name: str) -> int | None:
+    """The position a name no gene or cell has may have meant: N for '#N' (the command line's
+    spelling) or for 'N' (`sinr get` takes it so, `sinr subset --cells` as a name); None otherwise."""
+    position = spelled_position(name)
+    return int(name) if position is None and INDEX_TEXT.fullmatch(name) else position
+
+
 def no_such_name(axis: str, missing: list[str]) -> SinrKeyError:
-    """The error for keys no gene or cell is named: the first few named, and where one is '#N', that
-    position N is the int N ('#N' is the command line's)."""
+    """The error for keys no gene or cell is named: the first few named, and where one is '#N' or
+    'N', that position N is the int N ('#N' is the command line's)."""
     shown = ", ".join(map(repr, missing[:3])) + (f" and {len(missing) - 3:,} more" if len(missing) > 3 else "")
-    position = next((p for p in map(spelled_position, missing) if p is not None), None)
+    position = next((p for p in map(_position_meant, missing) if p is not None), None)
     hint = "" if position is None else (f" (strings are names here; the {axis} at position {position} is the int "
                                         f"{position}, which the sinr command spells '#{position}')")
     return SinrKeyError(f"no {axis} named {shown}{hint}")
