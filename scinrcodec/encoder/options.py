@@ -47,8 +47,8 @@ class EncodeOptions:
     weight_bits: tuple[int, ...] = (6, 8)  # quantisation depths tried per band; the cheapest kept
     seed: int = 0
     # --- how this run works (not recorded: the bytes never depend on them)
-    device: str | None = None  # torch device for training; None: the CPU
-    jobs: int | None = None  # worker processes; None: every CPU this process may use (limits.usable_cpus)
+    device: str | None = None  # torch device for training; None: cuda where there is one, else the CPU
+    jobs: int | None = None  # worker threads; None: every CPU this process may use (limits.usable_cpus)
     progress: bool = False  # print a progress line with throughput on stderr
     layer: str | None = field(default=None, repr=False)  # the AnnData layer (or X) holding the counts
 
@@ -116,7 +116,7 @@ class EncodeOptions:
 
     @property
     def n_jobs(self) -> int:
-        """Worker processes this run uses."""
+        """Worker threads this run uses."""
         return self.jobs or usable_cpus()
 
     def recorded(self) -> dict:
