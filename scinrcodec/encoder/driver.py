@@ -329,9 +329,12 @@ def checked_options(options: dict) -> EncodeOptions:
 def encode(source, output: str | os.PathLike, *, force: bool = False, client=None, pattern_as_ones: bool = False,
            **options) -> dict:
     """Encode `source` (a path, scipy.sparse genes x cells, AnnData, or MatrixSource) to a .sinr
-    file, atomically. With a dask.distributed `client`, chunks are encoded as tasks of its cluster;
-    the file is the same either way. pattern_as_ones reads a Matrix Market `pattern` field as
-    counts of 1. Returns sizes and statistics."""
+    file, atomically; an existing `output` is replaced only with force=True. With a
+    dask.distributed `client`, chunks are encoded as tasks of its cluster; the file is the same
+    either way. pattern_as_ones reads a Matrix Market `pattern` field as counts of 1. `options`
+    are EncodeOptions' fields, as `sinr encode`'s options: jobs, siren ('auto', 'always',
+    'never'), format_version, mode='max-error' with max_error=E (--max-error E) or
+    mode='inr-only', layer, chunk_cells, ... Returns sizes and statistics."""
     from ..io.readers import as_source
 
     opts = checked_options(options)
