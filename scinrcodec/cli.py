@@ -369,8 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scinrcodec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        """A command, its line in `sinr --help` also opening `sinr NAME --help`."""
+        return commands.add_parser(name, help=text, description=text)
+
     default = EncodeOptions.defaults()
-    enc = commands.add_parser("encode", help=f"encode a matrix ({INPUT_LABELS}) into .sinr")
+    enc = command("encode", f"encode a matrix ({INPUT_LABELS}) into .sinr")
     enc.add_argument("input", type=_path, help=f"the matrix to encode ({INPUT_LABELS})")
     enc.add_argument("output", type=_path, help=SINR_OUTPUT_HELP)
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -418,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     _format_option(enc)
     enc.set_defaults(run=_encode)
 
-    app = commands.add_parser("append", help="add the cells of another matrix with the same genes, as new chunks")
+    app = command("append", "add the cells of another matrix with the same genes, as new chunks")
     app.add_argument("file", type=_path, help="the .sinr file to extend (replaced atomically)")
     app.add_argument("new_input", type=_path, help=f"a matrix ({INPUT_LABELS}) with the same genes")
     app.add_argument("--layer", help=f"for {LAYERED_LABELS} input: a layer name, or 'raw' for adata.raw")
@@ -427,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     _quiet_option(app, ", nor the line saying it waits for another append of the file")
     app.set_defaults(run=_append)
 
-    cat = commands.add_parser("concat", help="the cells of several .sinr files in one new file (as anndata.concat)")
+    cat = command("concat", "the cells of several .sinr files in one new file (as anndata.concat)")
     cat.add_argument("inputs", nargs="+", type=_path, help="two or more .sinr files")
     cat.add_argument("-o", "--output", required=True, type=_path, help=SINR_OUTPUT_HELP)
     cat.add_argument("--join", choices=["inner", "outer"], default="inner",
@@ -451,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     _remote_options(cat)
     cat.set_defaults(run=_concat)
 
-    sub = commands.add_parser("subset", help="some cells and genes of a .sinr file in a new file")
+    sub = command("subset", "some cells and genes of a .sinr file in a new file")
     sub.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     sub.add_argument("-o", "--output", required=True, type=_path, help=SINR_OUTPUT_HELP)
     sub.add_argument("--cells", metavar="LIST", help="cell names (or #N indices), comma-separated, or @FILE with one "
@@ -463,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     _remote_options(sub)
     sub.set_defaults(run=_subset)
 
-    dec = commands.add_parser("decode", help=f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
+    dec = command("decode", f"decode .sinr to {OUTPUT_LABELS} (chosen by the output's name)")
     dec.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     dec.add_argument("output", type=_path, help=f"the file to write, in the format its name says ({OUTPUT_LABELS}, "
                                                 "the folder a 10x mtx triple); .mtx(.gz) and .npz hold the counts "
@@ -478,19 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
     _remote_options(dec)
     dec.set_defaults(run=_decode)
 
-    info = commands.add_parser("info", help="shape, nnz, mode, layout and bits per nonzero by part")
+    info = command("info", "shape, nnz, mode, layout and bits per nonzero by part")
     info.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     _remote_options(info)
     info.set_defaults(run=_info)
 
-    verify = commands.add_parser("verify", help="check every byte and every chunk's decoded content")
+    verify = command("verify", "check every byte and every chunk's decoded content")
     verify.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     verify.add_argument("--jobs", type=_positive, help=JOBS_HELP)
     _quiet_option(verify)
     _remote_options(verify)
     verify.set_defaults(run=_verify)
 
-    get = commands.add_parser("get", help="print one entry, by name or index (#N forces an index)")
+    get = command("get", "print one entry, by name or index (#N forces an index)")
     get.add_argument("input", type=_path, help=SINR_INPUT_HELP)
     get.add_argument("gene", help=f"a gene name or id, or {INDEX_HELP.format('gene')}")
     get.add_argument("cell", help=f"a cell name, or {INDEX_HELP.format('cell')}")
@@ -498,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     _remote_options(get)
     get.set_defaults(run=_get)
 
-    demo = commands.add_parser("demo", help="encode the bundled real matrix, check it, compare with 10x HDF5")
+    demo = command("demo", "encode the bundled real matrix, check it, compare with 10x HDF5")
     demo.add_argument("--workdir", help="an existing folder for the demo's files (default: a temporary folder)")
     demo.add_argument("--force", action="store_true", help="replace the demo.sinr a --workdir already holds")
     demo.set_defaults(run=_demo)

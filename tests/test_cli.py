@@ -930,14 +930,17 @@ def test_the_bar_numbers_its_passes_and_times_one_it_cannot_count(tmp_path, enco
 
 
 def test_every_argument_of_every_command_says_what_it_takes_and_its_default():
-    """`sinr X --help` is where a user looks: every positional and option of every command has a help
-    line, and each option whose default is a value says so ('encode --siren' had left auto unstated,
-    '--normalisation' and '--coordinates' said nothing, every command's input and output nothing)."""
+    """`sinr X --help` is where a user looks: it says what X does (it had shown the usage alone), every
+    positional and option of every command has a help line, and each option whose default is a value
+    says so ('encode --siren' had left auto unstated, '--normalisation' and '--coordinates' said
+    nothing, every command's input and output nothing)."""
     import argparse
 
     commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     silent, unstated = [], []
     for name, parser in commands.choices.items():
+        if not parser.description:
+            silent.append(name)
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
