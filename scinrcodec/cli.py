@@ -43,6 +43,7 @@ JOBS_HELP = "threads (default: every CPU this process may use)"
 SINR_INPUT_HELP = "a .sinr file: a path or a URL (s3://, gs://, http(s)://, any fsspec protocol)"
 SINR_OUTPUT_HELP = "the new .sinr file"
 INDEX_HELP = "an index: '#N' (quoted for the shell), or N where no {} is named N; negative ones count from the end"
+WHOLE_FORMATS = ("h5ad", "zarr", "10x-h5")  # formats a .sinr file keeps whole, every part: inputs, and outputs
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -126,10 +127,11 @@ def _encode(args: argparse.Namespace) -> None:
     from .wholefile.hints import hinting
 
     check_sinr_output(args.output, force=args.force, inputs=[args.input])
-    whole = not args.matrix_only and sniff_format(Path(args.input)) in ("h5ad", "10x-h5")
+    whole = not args.matrix_only and sniff_format(Path(args.input)) in WHOLE_FORMATS
     if args.drop and not whole:
-        raise InvalidInputError("--drop applies to a whole .h5ad or 10x .h5, not with --matrix-only" if args.matrix_only
-                                else f"--drop applies to a whole .h5ad or 10x .h5, not to {args.input}")
+        raise InvalidInputError("--drop applies to a whole .h5ad, .zarr or 10x .h5, not with --matrix-only"
+                                if args.matrix_only else
+                                f"--drop applies to a whole .h5ad, .zarr or 10x .h5, not to {args.input}")
     started = time.perf_counter()
     with _client(args) as client:
         if whole:
@@ -222,7 +224,7 @@ def _decode(args: argparse.Namespace) -> None:
     with open_sinr(args.input, matrix=args.matrix, jobs=args.jobs, storage_options=args.storage_options) as m:
         kind = write_decoded(m, args.output, force=args.force, compression=args.compression, dtype=args.dtype,
                              whole=args.matrix is None, progress=_progress(args))
-        several = len(m.matrix_names) > 1 and (args.matrix or kind not in ("h5ad", "10x-h5"))
+        several = len(m.matrix_names) > 1 and (args.matrix or kind not in WHOLE_FORMATS)
         which = f", matrix {m.name}" if several else ""  # which matrix of several a one-matrix output holds
     print(f"wrote {args.output} ({kind}{which}) in {time.perf_counter() - started:.1f} s")
 
@@ -381,9 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--layer", help=f"for {LAYERED_LABELS} input, the count matrix opened by default (with "
                                      "--matrix-only, the only one stored): a layer name, or 'raw' for adata.raw")
     enc.add_argument("--matrix-only", action="store_true",
-                     help="store only the count matrix of an .h5ad or 10x .h5, not its other parts")
+                     help="store only the count matrix of an .h5ad, .zarr or 10x .h5, not its other parts")
     enc.add_argument("--drop", action="append", default=[], metavar="NAME",
-                     help="leave out a part of an .h5ad (e.g. uns/callback, obsm/X_umap, layers/x, raw); repeatable")
+                     help="leave out a part of an .h5ad or .zarr (e.g. uns/callback, obsm/X_umap, layers/x, raw); "
+                          "repeatable")
     enc.add_argument("--pattern-as-ones", action="store_true",
                      help="read a Matrix Market 'pattern' file (positions without values) as counts of 1")
     mode = enc.add_mutually_exclusive_group()
@@ -474,9 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "alone, no names")
     _run_options(dec)
     dec.add_argument("--compression", choices=COMPRESSIONS, default="auto",
-                     help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; none is faster and larger")
+                     help=".h5ad datasets: auto (default) as the input .h5ad was, else gzip; .zarr arrays: "
+                          "auto is zarr's default codec, lzf is refused; none is faster and larger")
     dec.add_argument("--dtype", choices=["float32", "float64", "int32", "int64"],
-                     help=".h5ad X: as stored for a whole AnnData, float32 for one matrix (as scanpy reads 10x)")
+                     help=".h5ad or .zarr X: as stored for a whole AnnData, float32 for one matrix (as scanpy "
+                          "reads 10x)")
     _matrix_option(dec, "decode it alone, with its names, whatever the output (default: the whole file where the "
                         "output holds one, else the file's default matrix)")
     _remote_options(dec)

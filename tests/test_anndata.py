@@ -830,7 +830,7 @@ def test_a_layer_that_is_not_there_says_why(rich_h5ad, tmp_path):
                        (["--layer", "counts", "--drop", "layers/counts"], "layers/counts is dropped (--drop)")):
         assert_one_error_line(sinr_cli("encode", rich_h5ad, tmp_path / "x.sinr", *extra), why)
     assert_one_error_line(sinr_cli("encode", source, tmp_path / "x.sinr", "--drop", "obs"),
-                          f"--drop applies to a whole .h5ad or 10x .h5, not to {source}")
+                          f"--drop applies to a whole .h5ad, .zarr or 10x .h5, not to {source}")
 
 
 def test_append_of_a_normalised_x_names_the_counts_layer(rich_h5ad, tmp_path):

@@ -200,7 +200,8 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["encode", mtx_input, mtx_input / "matrix.mtx.gz", "--force"], "a .sinr file cannot be named as .mtx"),
         (["concat", encoded, encoded, "-o", out / "c.h5ad", "--index-unique", "-"], "cannot be named as .h5ad"),
         (["subset", encoded, "-o", out / "s.h5", "--genes", "#0"], "cannot be named as .h5"),
-        (["encode", SOURCE, out / "a.sinr", "--layer", "counts"], "--layer applies to .h5ad input only"),
+        (["encode", SOURCE, out / "a.sinr", "--layer", "counts"],
+         "--layer applies to .h5ad or AnnData .zarr input only"),
         (["encode", DATA / "pbmc500_cellranger.h5", out / "a.sinr", "--layer", "counts"],
          "a layer (--layer) applies to .h5ad input only, not to a 10x .h5"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", str(2**31)], "expected at most 2,147,483,646"),
@@ -222,8 +223,8 @@ def test_every_failure_is_one_line(tmp_path, encoded):
         (["get", encoded, "0", "999999"], "out of range"),
         (["get", encoded, "#\u0663", "#0"], "no gene named '#\u0663'"),  # an Arabic-Indic 3 is no index
         (["get", encoded, "0", "1_0"], "no cell named '1_0'"),
-        (["decode", encoded, out / "x.npz", "--dtype", "int32"], "apply to .h5ad outputs, not npz"),
-        (["decode", encoded, out / "x.mtx", "--compression", "none"], "apply to .h5ad outputs"),
+        (["decode", encoded, out / "x.npz", "--dtype", "int32"], "apply to .h5ad and .zarr outputs, not npz"),
+        (["decode", encoded, out / "x.mtx", "--compression", "none"], "apply to .h5ad and .zarr outputs"),
     ]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda case: sinr_cli(*case[0]), cases))

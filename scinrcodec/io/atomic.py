@@ -56,8 +56,9 @@ def check_not_input(target: str | os.PathLike, inputs: Iterable, *, is_dir: bool
 def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False,
                    folder_files: Collection[str] = ()) -> Path:
     """Fail before any work when the output exists (without force), is an input (or, for a folder,
-    holds one), is a device, pipe or socket, is a folder where a file is expected or the reverse, is a folder holding other files
-    than `folder_files`, or lies in a folder that is missing or not writable. Returns that folder."""
+    holds one), is a device, pipe or socket, is a folder where a file is expected or the reverse, is a folder
+    holding other entries than `folder_files` (names of files, and of folders with a trailing '/'), or lies in a
+    folder that is missing or not writable. Returns that folder."""
     if not isinstance(target, (str, os.PathLike)):
         raise InvalidInputError(f"the output must be a path, not {type(target).__name__}")
     if is_url(target):
@@ -73,7 +74,7 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
         if target.is_dir() and not target.is_symlink():
             if not is_dir:
                 raise OutputError(f"{target}: is an existing folder; the output must be a file")
-            others = sorted(p.name for p in target.iterdir() if p.name not in folder_files or not p.is_file())
+            others = sorted(p.name for p in target.iterdir() if _entry(p) not in folder_files)
             if others:
                 raise OutputError(f"{target}: the folder holds {others[0]!r} and {len(others) - 1} other file(s) "
                                   "that are not this output's; it is not replaced")
@@ -86,6 +87,12 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{target}: folder {parent} is not writable ({why_not_writable(parent)})")
     return parent
+
+
+def _entry(path: Path) -> str:
+    """A folder's entry as folder_files names it: a file's name, a folder's with a trailing '/', ''
+    for anything else."""
+    return f"{path.name}/" if path.is_dir() and not path.is_symlink() else path.name if path.is_file() else ""
 
 
 def why_not_writable(path: Path) -> str:
@@ -144,8 +151,8 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
             yield tmp
             if interrupted.is_set():
                 raise KeyboardInterrupt
-            for written in sorted(tmp.iterdir()) if is_dir else ():
-                _sync(written)
+            for written in _tree(tmp) if is_dir else ():
+                _sync(written, folder=written.is_dir())
             _sync(tmp)
             os.chmod(tmp, mode if mode is not None else (0o777 if is_dir else 0o666) & ~_umask())
             if not force:
@@ -169,6 +176,12 @@ def atomic_path(target: str | os.PathLike, *, force: bool, is_dir: bool = False,
         elif tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _tree(folder: Path) -> Iterator[Path]:
+    """Every file and folder under `folder`, each folder after what it holds (a zarr store nests them)."""
+    for top, folders, files in os.walk(folder, topdown=False):
+        yield from (Path(top, name) for name in sorted(files) + sorted(folders))
 
 
 LOCK_NOTICE_SECONDS = 1.0  # how long locked_file waits for another holder before it calls `waiting`

@@ -1,5 +1,5 @@
 """Reading the formats users have (the table io.formats.FORMATS: 10x Matrix Market, 10x HDF5,
-AnnData .h5ad, scipy .npz, one module each), and in-memory objects.
+AnnData .h5ad and zarr stores, scipy .npz, one module each), and in-memory objects.
 
 Each reader returns a MatrixSource (sources.py) that yields validated blocks of cells and, where the
 format allows, holds about one block of the input at a time; each module's docstring says how. The
@@ -20,6 +20,7 @@ from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
 from .matrix import CountMatrix
 from .sources import MatrixSource, RandomAccessSource, ScipySource, SourceSpec, file_version
+from .zarr_store import not_anndata
 
 
 def sniff_format(path: Path) -> str:
@@ -30,7 +31,8 @@ def sniff_format(path: Path) -> str:
     if path.is_dir():
         folders = [f for f in FORMATS if f.sniff(path, head)]
         if not folders:
-            raise InvalidInputError(f"{path}: folder holds no matrix.mtx(.gz)")
+            why = not_anndata(path) or "folder holds no matrix.mtx(.gz) and is no AnnData zarr store"
+            raise InvalidInputError(f"{path}: {why}")
         return folders[0].name
     if not path.is_file():  # a pipe (`<(cmd)`), a FIFO or a device: read once, or never, where inputs are read twice
         raise InvalidInputError(f"{path}: not a regular file (a pipe or a device); save it to a file first")

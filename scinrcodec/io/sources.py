@@ -258,6 +258,22 @@ def exceeds_max_count(values: np.ndarray) -> bool:
     return bool(values.size) and float(values.max()) > MAX_COUNT
 
 
+def checked_pointers(ptr, nnz: int, n_genes: int, what: str) -> np.ndarray:
+    """A block's index pointers read from a file, as int64, checked before the entries they point to
+    are read: within the `nnz` stored values, never decreasing, no cell holding more entries than
+    there are genes (so that a block reads at most its cells x the genes)."""
+    ptr = np.asarray(ptr)
+    if ptr.dtype == np.uint64 and ptr.size and ptr.max() > nnz:
+        raise InvalidInputError(f"{what}: index pointers run past the {nnz:,} stored values")
+    ptr = ptr.astype(np.int64)
+    steps = np.diff(ptr)
+    if ptr[0] < 0 or ptr[-1] > nnz or np.any(steps < 0):
+        raise InvalidInputError(f"{what}: index pointers decrease or run past the {nnz:,} stored values")
+    if steps.size and steps.max() > n_genes:
+        raise InvalidInputError(f"{what}: a cell holds {int(steps.max()):,} entries for {n_genes:,} genes")
+    return ptr
+
+
 def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) -> CellBlock:
     """Check one CSC block of cells fully and return it in canonical form (zeros dropped, genes
     ascending within each cell). Refuses non-integers, negatives, values above MAX_COUNT, indices

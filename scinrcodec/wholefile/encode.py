@@ -1,6 +1,6 @@
-"""Encoding a whole AnnData or 10x file into one .sinr file: its plan (wholefile.plan, .tenx), the
-count matrices coded by the encoder, the element images and the contents map stored as
-file-level sections (format 2.1), all written atomically."""
+"""Encoding a whole AnnData (in memory, .h5ad or zarr store) or 10x file into one .sinr file: its
+plan (wholefile.plan, .tenx), the count matrices coded by the encoder, the element images and the
+contents map stored as file-level sections (format 2.1), all written atomically."""
 from __future__ import annotations
 
 import os
@@ -17,10 +17,11 @@ from ..io.h5ad import read_whole_h5ad
 from ..io.h5ad_output import input_compression
 from ..io.hdf5 import h5_errors, open_h5, text_attr
 from ..io.readers import sniff_format
+from ..io.zarr_store import open_zarr, zarr_errors
 from ..progress import Progress
 from ..reader.contents import CONTENTS
 from ..storage.container import ContainerWriter, pack_map, write_version
-from .parts import FileParts, MemoryParts
+from .parts import FileParts, MemoryParts, ZarrParts
 from .plan import Plan, plan_anndata
 from .tenx import plan_10x
 
@@ -31,7 +32,7 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
         return plan_anndata(MemoryParts(source, "AnnData"), layer=layer, drop=drop)
     if not isinstance(source, (str, os.PathLike)):
         raise InvalidInputError(f"cannot encode an object of type {type(source).__name__} whole (pass an AnnData, "
-                                "or the path of an .h5ad or 10x .h5 file)")
+                                "or the path of an .h5ad, AnnData .zarr or 10x .h5)")
     path = Path(source)
     kind = sniff_format(path)
     if kind == "10x-h5":
@@ -39,6 +40,9 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
             given = "a layer (--layer) applies" if layer is not None else "drops (--drop) apply"
             raise InvalidInputError(f"{path}: {given} to .h5ad input only, not to a 10x .h5")
         return plan_10x(path)
+    if kind == "zarr":
+        with zarr_errors(str(path)):
+            return plan_anndata(ZarrParts(path, open_zarr(path)), layer=layer, drop=drop)
     if kind != "h5ad":
         raise InvalidInputError(f"{path}: a {kind} input holds one matrix and nothing else; encode it with "
                                 "scinrcodec.encode")
@@ -57,9 +61,10 @@ def _plan_h5ad(path: Path, *, layer: str | None, drop: Iterable[str]) -> Plan:
 def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None, drop: Iterable[str] = (),
                  force: bool = False, client=None, **options) -> dict:
     """Encode everything `source` holds into one .sinr file, atomically: an AnnData (or the path of
-    an .h5ad file) with all its parts, or a 10x .h5 file with all its fields. `layer` names the
-    count matrix a reader opens by default ('X', a layer, or 'raw'); `drop` names parts to leave
-    out, which is needed for objects anndata itself cannot write. Returns sizes and names."""
+    an .h5ad file or AnnData zarr store) with all its parts, or a 10x .h5 file with all its fields.
+    `layer` names the count matrix a reader opens by default ('X', a layer, or 'raw'); `drop` names
+    parts to leave out, which is needed for objects anndata itself cannot write. Returns sizes and
+    names."""
     opts = checked_options(options)
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
     check_sinr_output(output, force=force, inputs=inputs)

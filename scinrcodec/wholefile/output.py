@@ -1,6 +1,6 @@
 """Decoding a .sinr file to a file users have: the whole AnnData of a file that stores one as an
-.h5ad, the original 10x file as an .h5, and otherwise the opened count matrix in the format its
-name chooses (io.writers)."""
+.h5ad or a .zarr store, the original 10x file as an .h5, and otherwise the opened count matrix in
+the format its name chooses (io.writers)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ from ..io.atomic import atomic_path
 from ..io.formats import OUTPUTS_BY_NAME, load_writer
 from ..io.h5ad_output import UNKNOWN, dataset_kwargs, h5ad_image
 from ..io.writers import check_hdf5_names, check_output, output_kind, write_matrix as write_count_matrix
+from ..io.zarr_store import write_zarr_store, zarr_kwargs
 from ..progress import progress_of
 from .matrix import open as open_sinr
 from .restore import decoding_passes, to_anndata
@@ -19,27 +20,36 @@ from .tenx import tenx_var, write_10x
 def write_decoded(m, output: str | os.PathLike, *, force: bool = False, compression: str = "auto",
                   dtype=None, whole: bool = True, progress: bool = False) -> str:
     """Write a decoded file to `output` (format by extension): with `whole`, the whole AnnData of a
-    file that holds one as .h5ad (a 10x file's as read_sinr gives it, its features' genome and other
-    fields in var) and the original 10x file as .h5; otherwise the matrix `m` with its names. An
-    .h5ad is compressed as its input was, else gzip (io.h5ad_output); dtype is X's (io.dtypes).
+    file that holds one as .h5ad or .zarr (a 10x file's as read_sinr gives it, its features' genome
+    and other fields in var) and the original 10x file as .h5; otherwise the matrix `m` with its
+    names. An .h5ad is compressed as its input was, else gzip (io.h5ad_output), a .zarr as zarr's
+    default unless `compression` says otherwise (io.zarr_store); dtype is X's (io.dtypes).
     progress=True shows a bar on stderr: each matrix's decoding, then the writing, a pass of it."""
     kind = output_kind(output)
+    output_format = OUTPUTS_BY_NAME[kind]
     path = Path(output)
     contents = m.contents
-    if whole and contents is not None and (contents.object, kind) in (("anndata", "h5ad"), ("10x-h5", "h5ad"),
-                                                                      ("10x-h5", "10x-h5")):
-        kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
-        check_hdf5_names(m, f"{path}: ")
-        load_writer(OUTPUTS_BY_NAME[kind])
-        passes = (decoding_passes(contents) if kind == "h5ad" else 1) + 1
+    if whole and contents is not None and contents.object in ("anndata", "10x-h5") and (
+            output_format.anndata or (contents.object, kind) == ("10x-h5", "10x-h5")):
+        if kind == "zarr":
+            zarr_kwargs(compression)  # a bad value fails before any work
+        else:
+            kwargs = dataset_kwargs(compression, contents.raw.get("h5ad_compression", UNKNOWN))
+            check_hdf5_names(m, f"{path}: ")
+        load_writer(output_format)
+        passes = (decoding_passes(contents) if output_format.anndata else 1) + 1
         with progress_of(progress, path.name, "nonzeros", passes=passes) as bar, \
-                atomic_path(path, force=force) as tmp:
-            if kind == "h5ad":
+                atomic_path(path, force=force, is_dir=output_format.is_dir,
+                            folder_files=output_format.folder_files or ()) as tmp:
+            if output_format.anndata:
                 adata = to_anndata(m, dtype=dtype, progress=bar)
                 bar.begin("writing", None)  # anndata writes it in one call
-                image = h5ad_image(adata, kwargs)
-                with open(tmp, "wb") as fh:
-                    fh.write(image)
+                if kind == "zarr":
+                    write_zarr_store(tmp, adata, compression)
+                else:
+                    image = h5ad_image(adata, kwargs)
+                    with open(tmp, "wb") as fh:
+                        fh.write(image)
             else:
                 write_10x(m, contents, tmp, bar)
         return kind
@@ -71,7 +81,8 @@ def decode(path: str | os.PathLike, output: str | os.PathLike | None = None, *, 
            jobs: int | None = None, storage_options: dict | None = None, compression: str = "auto", dtype=None,
            matrix: str | None = None, progress: bool = False):
     """Decode a .sinr file to a genes x cells csr_matrix, or write it to `output` (format by
-    extension; an .h5ad compressed as its input was, else gzip, X in `dtype` as read_sinr gives).
+    extension; an .h5ad compressed as its input was, else gzip, a .zarr store with zarr's default codec, X
+    in `dtype` as read_sinr gives).
     `matrix` names one matrix of a file that holds several ('X', 'layers/counts', 'raw/X'): it
     alone is decoded, with its names, whatever the output (default: the whole file where the output
     can hold it, else the file's default matrix). progress=True shows a bar of the work's passes,

@@ -1,6 +1,6 @@
-"""The parts of an AnnData to store, in memory or in an .h5ad file, read one element at a time;
-and which of them are count matrices a .sinr matrix holds exactly (whole numbers 0..MAX_COUNT in a
-format the file records)."""
+"""The parts of an AnnData to store, in memory, in an .h5ad file or in a zarr store, read one
+element at a time; and which of them are count matrices a .sinr matrix holds exactly (whole numbers
+0..MAX_COUNT in a format the file records)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +12,10 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from ..io.dask_cells import holds_counts, is_dask_array
-from ..io.h5ad import cells_by_genes_source, h5ad_index
+from ..io.h5ad import cells_by_genes_source
 from ..io.hdf5 import check_declared, h5_errors, open_h5, text_attr
 from ..io.sources import MatrixSource, exceeds_max_count, one_line
+from ..io.zarr_store import is_zarr, open_zarr, read_zarr_elem, zarr_errors, zarr_matrix
 from ..reader.contents import MATRIX_FORMATS
 
 SLICE = 1 << 24  # values checked at a time
@@ -55,15 +56,22 @@ def memory_format(x) -> str | None:
     return name
 
 
-def disk_format(obj) -> str | None:
-    """The same for a matrix of an .h5ad file, read a slice at a time."""
-    import h5py
+def _is_group(obj) -> bool:
+    """An HDF5 or zarr group."""
+    return hasattr(obj, "keys") and not hasattr(obj, "dtype")
 
+
+def _is_array(obj) -> bool:
+    """An HDF5 dataset or a zarr array."""
+    return hasattr(obj, "dtype") and not hasattr(obj, "keys")
+
+
+def disk_format(obj) -> str | None:
+    """The same for a matrix of an .h5ad file or a zarr store, read a slice at a time."""
     encoding = text_attr(obj, "encoding-type")
-    if isinstance(obj, h5py.Group) and encoding in ("csr_matrix", "csc_matrix") and isinstance(obj.get("data"),
-                                                                                               h5py.Dataset):
+    if _is_group(obj) and encoding in ("csr_matrix", "csc_matrix") and _is_array(obj.get("data")):
         data, name = obj["data"], encoding
-    elif isinstance(obj, h5py.Dataset) and encoding == "array" and obj.ndim == 2:
+    elif _is_array(obj) and encoding == "array" and obj.ndim == 2:
         data, name = obj, "ndarray"
     else:
         return None
@@ -82,14 +90,13 @@ def _check_extent(group, data) -> None:
     """Refuse a sparse matrix whose values outnumber its entries or what its last index pointer says,
     before they are scanned (a tiny file declaring 2**36 values had been read to the end, 48 s, before
     its structure was checked); the readers check the rest of the structure as they stream it."""
-    import h5py
-
-    what = f"{group.file.filename}: {group.name}"
+    where = group.file.filename if hasattr(group, "file") else getattr(group.store, "root", group.store)  # HDF5, zarr
+    what = f"{where}: {group.name}"
     shape = group.attrs.get("shape")
     if shape is not None and np.shape(shape) == (2,) and data.shape[0] > int(shape[0]) * int(shape[1]):
         raise InvalidInputError(f"{what} holds {data.shape[0]:,} values for {int(shape[0]):,} x {int(shape[1]):,} entries")
     indptr = group.get("indptr")
-    if isinstance(indptr, h5py.Dataset) and indptr.ndim == 1 and indptr.shape[0] and indptr.dtype.kind in "iu":
+    if _is_array(indptr) and indptr.ndim == 1 and indptr.shape[0] and indptr.dtype.kind in "iu":
         last = int(indptr[-1])
         if last != data.shape[0]:
             raise InvalidInputError(f"{what} holds {data.shape[0]:,} values where its index pointers end at {last:,}")
@@ -152,7 +159,7 @@ class FileParts:
 
     def __init__(self, path: Path, f) -> None:
         self.file, self.path, self.what = f, path, str(path)
-        self.shape = (_frame_length(f, "obs"), _frame_length(f, "var"))
+        self.shape = (_frame_length(f, "obs", self.what), _frame_length(f, "var", self.what))
 
     def has(self, path: str) -> bool:
         """Whether the file holds the element (anndata writes one that is None, such as the raw of an
@@ -200,25 +207,49 @@ def _read_elem(f, path: str, what: str):
         raise InvalidInputError(f"{what}: {path} is unreadable ({one_line(exc)})") from exc
 
 
-def _frame_length(f, name: str) -> int:
-    """Rows of an .h5ad dataframe: its index's length (a dataset, or an encoded array such as a
-    categorical or nullable-string index, whose codes or values give it)."""
-    import h5py
-
-    index = h5ad_index(f.get(name))
-    obj = None if index is None else f[name][index]
-    if isinstance(obj, h5py.Group):
+def _frame_length(f, name: str, what: str) -> int:
+    """Rows of an .h5ad's or zarr store's dataframe: its index's length (an array, or an encoded one
+    such as a categorical or nullable-string index, whose codes or values give it)."""
+    frame = f.get(name)
+    index = text_attr(frame, "_index") if _is_group(frame) else None
+    obj = None if index is None else frame.get(index)
+    if _is_group(obj):
         obj = obj.get("codes", obj.get("values"))
-    if not isinstance(obj, h5py.Dataset) or obj.ndim != 1:
-        raise InvalidInputError(f"{f.filename}: {name} is not an anndata dataframe with an index")
-    return len(obj)
+    if not _is_array(obj) or obj.ndim != 1:
+        raise InvalidInputError(f"{what}: {name} is not an anndata dataframe with an index")
+    return obj.shape[0]
+
+
+class ZarrParts(FileParts):
+    """The parts of an AnnData zarr store, as FileParts reads an .h5ad's: each read by anndata when
+    asked for, the count matrices streamed (io.zarr_store)."""
+
+    def value(self, path: str):
+        """One element, read by anndata."""
+        return read_zarr_elem(self.file, path, self.what)
+
+    def format(self, path: str) -> str | None:
+        """As FileParts.format; a chunk zarr cannot read is one error."""
+        with zarr_errors(self.what):
+            return super().format(path)
+
+    def source(self, path: str) -> MatrixSource:
+        """A count matrix, as FileParts.source; a layer named 'raw' (which the readers' layer 'raw',
+        adata.raw, hides) read whole."""
+        if path != "layers/raw":
+            return super().source(path)
+        with zarr_errors(self.what):
+            return zarr_matrix(self.file, self.path, path, "var", f"{self.what} {path}", None)
 
 
 @contextlib.contextmanager
 def parts_of(source):
-    """The parts of an AnnData or of an .h5ad file's path, or None for anything else."""
+    """The parts of an AnnData or of an .h5ad file's or zarr store's path, or None for anything else."""
     if type(source).__name__ == "AnnData":
         yield MemoryParts(source, "AnnData")
+        return
+    if isinstance(source, (str, os.PathLike)) and is_zarr(Path(source), b""):
+        yield ZarrParts(Path(source), open_zarr(Path(source)))
         return
     if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
         yield None

@@ -1,0 +1,285 @@
+"""AnnData zarr stores (AnnData.write_zarr's folders, zarr format 2 or 3): recognised by their
+root group's encoding-type, read through anndata's own I/O, written by anndata's write_zarr.
+
+A CSR count matrix (X, a layer or raw.X) streams a block of cells at a time, as an .h5ad's does; a
+CSC or dense one, and every other part, is read whole by anndata once what its arrays declare fits
+the memory free (limits.check_allocation). Every array's chunk is checked before any is read: zarr
+inflates a chunk whole to read any item of it. A store is written into a temporary folder that is
+renamed into place (io.atomic), in anndata's zarr_write_format (2 unless anndata.settings or the
+environment variable ANNDATA_ZARR_WRITE_FORMAT says 3).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+
+from ..errors import InvalidInputError, SinrError
+from ..limits import LARGE_ALLOCATION, check_allocation
+from ..storage.layout import ANNDATA_PARTS
+from .h5ad import cells_by_genes_source, to_anndata
+from .h5ad_output import COMPRESSIONS, quiet_anndata
+from .hdf5 import NAME_OVERHEAD_BYTES, text_attr
+from .matrix import CountMatrix
+from .sources import (CellBlock, MatrixSource, RandomAccessSource, SourceSpec, check_names, check_shape,
+                      checked_pointers, one_line, path_spec, validated_block, var_field)
+
+ROOT_METADATA = (".zattrs", "zarr.json")  # a group's attributes: format 2's file, format 3's (in 'attributes')
+MAX_METADATA_BYTES = 64 << 20  # a root metadata file larger than this is not read to recognise a store
+# what write_zarr puts at a store's top (a trailing '/': a folder): a folder holding anything else is never replaced
+ZARR_ENTRIES = frozenset({".zattrs", ".zgroup", ".zmetadata", "zarr.json", *(f"{part}/" for part in ANNDATA_PARTS)})
+GZIP_LEVEL = 4  # h5py's default gzip level, as .h5ad outputs use
+
+
+# ------------------------------------------------------------------------------------ reading
+
+def root_attributes(path: Path) -> dict | None:
+    """The attributes of the zarr group at folder `path`, read as JSON (zarr not imported); None
+    where it holds no zarr group's metadata."""
+    for name in ROOT_METADATA:
+        meta = path / name
+        try:
+            if not meta.is_file() or meta.stat().st_size > MAX_METADATA_BYTES:
+                continue
+            doc = json.loads(meta.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if name == "zarr.json":
+            doc = doc.get("attributes", {}) if isinstance(doc, dict) and doc.get("node_type") == "group" else None
+        if isinstance(doc, dict):
+            return doc
+    return None
+
+
+def is_zarr(path: Path, head: bytes) -> bool:
+    """A folder holding a zarr group whose encoding-type is anndata's."""
+    if not path.is_dir():
+        return False
+    attributes = root_attributes(path)
+    return attributes is not None and attributes.get("encoding-type") == "anndata"
+
+
+def not_anndata(path: Path) -> str | None:
+    """Why a folder holding a zarr group is no AnnData store; None for a folder that holds none."""
+    attributes = root_attributes(path)
+    if attributes is None:
+        return None
+    kind = attributes.get("encoding-type")
+    return (f"a zarr store whose root is not an AnnData (its encoding-type is {kind!r}, not 'anndata'); sinr reads "
+            "the stores AnnData.write_zarr writes")
+
+
+@contextlib.contextmanager
+def zarr_errors(what: str):
+    """zarr's and numcodecs' failures on a damaged or unexpected store, as one clear error."""
+    try:
+        yield
+    except SinrError:
+        raise
+    except Exception as exc:  # zarr, numcodecs and json raise many types for a store they cannot read
+        raise InvalidInputError(f"{what}: unreadable zarr content ({one_line(exc)})") from exc
+
+
+def _arrays(obj) -> list:
+    """The zarr arrays of `obj`: itself, or every array under a group (zarr 2's API and 3's)."""
+    import zarr
+
+    if isinstance(obj, zarr.Array):
+        return [obj]
+    return [a for _, a in obj.arrays()] + [a for _, group in obj.groups() for a in _arrays(group)]
+
+
+def declared_bytes(obj) -> int:
+    """Bytes that reading an array, or every array under a group, takes by the shapes and types they
+    declare (metadata only): items x their size, a string's Python object besides."""
+    return sum(a.size * (a.dtype.itemsize + (NAME_OVERHEAD_BYTES if a.dtype.kind in "OSTU" else 0))
+               for a in _arrays(obj))
+
+
+def check_chunks(group, what: str) -> None:
+    """Refuse a store where an array's chunk, which zarr inflates whole to read any item of it, is
+    LARGE_ALLOCATION or more and larger than the array, or more than the memory free."""
+    for a in _arrays(group):
+        items = math.prod(a.chunks)
+        size = items * a.dtype.itemsize
+        if size >= LARGE_ALLOCATION and items > a.size:
+            raise InvalidInputError(f"{what}: {a.path} stores {a.size:,} items in a chunk of {items:,} ({size:,} "
+                                    "bytes), which zarr inflates whole to read any of them")
+        check_allocation(size, f"{what}: {a.path}'s chunks")
+
+
+def open_zarr(path: Path):
+    """The root group of an AnnData zarr store, read-only, its chunks checked (check_chunks)."""
+    import zarr
+
+    with zarr_errors(str(path)):
+        group = zarr.open_group(str(path), mode="r")
+        check_chunks(group, str(path))
+    return group
+
+
+def read_zarr_elem(group, path: str, what: str):
+    """One element of a store, read by anndata once its declared size fits the memory free; a failure
+    names it."""
+    from anndata.io import read_elem
+
+    with zarr_errors(what):
+        obj = group[path]
+        check_allocation(declared_bytes(obj), f"{what}: {path}")
+    try:
+        return read_elem(obj)
+    except Exception as exc:  # anndata raises many types for elements it cannot read
+        raise InvalidInputError(f"{what}: {path} is unreadable ({one_line(exc)})") from exc
+
+
+def _obs_names(group, what: str) -> list:
+    """The store's cell names: obs's index column, read alone."""
+    obs = group.get("obs")
+    index = None if obs is None else text_attr(obs, "_index")
+    if index is None or index not in obs:
+        raise InvalidInputError(f"{what}: obs is not an anndata dataframe with an index")
+    return list(read_zarr_elem(group, f"obs/{index}", what))
+
+
+def zarr_matrix(group, path: Path, x_path: str, var_path: str, what: str, spec: SourceSpec | None) -> MatrixSource:
+    """The count matrix at `x_path` (cells x genes) with the genes of `var_path` and the cells of
+    obs, as a genes x cells source: a CSR streamed where `spec` can open it again in another
+    process, anything else read whole."""
+    var = read_zarr_elem(group, var_path, what)
+    obs_names = _obs_names(group, what)
+    x = group[x_path]
+    if spec is None or text_attr(x, "encoding-type") != "csr_matrix":
+        return cells_by_genes_source(read_zarr_elem(group, x_path, what), var, obs_names, what, spec=spec,
+                                     paths=(str(path),))
+    fields = {column: var_field(var, column, what) for column in ("gene_ids", "feature_types")}
+    source = ZarrCsrSource(x, path, gene_names=[str(v) for v in var.index], cell_names=obs_names,
+                           gene_ids=fields["gene_ids"][0], feature_types=fields["feature_types"][0], spec=spec,
+                           description=what)
+    source.incomplete = tuple(lacks for _, lacks in fields.values() if lacks)
+    return source
+
+
+def read_zarr(path: Path, layer: str | None = None) -> MatrixSource:
+    """An AnnData zarr store's X, a layer, or raw.X ('raw'), read as the module docstring says."""
+    what = f"{path}" if layer is None else f"{path} ({'raw' if layer == 'raw' else f'layer {layer}'})"
+    group = open_zarr(path)
+    with zarr_errors(what):
+        if layer == "raw":
+            if "raw/X" not in group:
+                raise InvalidInputError(f"{path}: has no raw matrix")
+            x_path, var_path = "raw/X", "raw/var"
+        elif layer is not None:
+            names = sorted(group["layers"].keys()) if "layers" in group else []
+            if layer not in names:
+                raise InvalidInputError(f"{path}: has no layer {layer!r} (layers: {names})")
+            x_path, var_path = f"layers/{layer}", "var"
+        else:
+            if "X" not in group:
+                raise InvalidInputError(f"{path}: has no X matrix (use --layer)")
+            x_path, var_path = "X", "var"
+        return zarr_matrix(group, path, x_path, var_path, what, path_spec(path, layer=layer))
+
+
+class ZarrCsrSource(RandomAccessSource):
+    """Cells as rows of a CSR matrix in a zarr store: a block reads its slices of indptr, indices and
+    data, each checked before the next is read."""
+
+    def __init__(self, x, path: Path, *, gene_names: list[str], cell_names: list, gene_ids, feature_types,
+                 spec: SourceSpec, description: str) -> None:
+        self.path, self.description, self.paths, self._spec = path, description, (str(path),), spec
+        shape = x.attrs.get("shape")
+        if not isinstance(shape, (list, tuple)) or len(shape) != 2:
+            raise InvalidInputError(f"{description}: {x.path} has no (cells, genes) shape attribute")
+        self.shape = check_shape((shape[1], shape[0]), description)
+        self._data, self._indices, self._indptr = (_array(x, name, kinds, description) for name, kinds in
+                                                   (("data", "biuf"), ("indices", "iu"), ("indptr", "iu")))
+        if self._indptr.shape[0] != self.shape[1] + 1:
+            raise InvalidInputError(f"{description}: {self._indptr.path} holds {self._indptr.shape[0]:,} index "
+                                    f"pointers for {self.shape[1]:,} cells")
+        if self._indices.shape[0] != self._data.shape[0]:
+            raise InvalidInputError(f"{description}: {self._indices.shape[0]:,} indices for "
+                                    f"{self._data.shape[0]:,} values")
+        self.nnz = int(self._data.shape[0])
+        self.gene_names = check_names(gene_names, self.shape[0], f"{description} gene names")
+        self.gene_ids = check_names(gene_ids, self.shape[0], f"{description} gene ids")
+        self.feature_types = check_names(feature_types, self.shape[0], f"{description} feature types")
+        self._cell_names = check_names(cell_names, self.shape[1], f"{description} cell names")
+
+    def spec(self) -> SourceSpec:
+        """How to open this source again in another process."""
+        return self._spec
+
+    def cell_names(self, start: int, stop: int) -> list[str]:
+        """Names of cells start..stop-1."""
+        return self._cell_names[start:stop]
+
+    def block(self, start: int, stop: int) -> CellBlock:
+        """Cells start..stop-1: their index pointers read and checked, then their entries."""
+        self._check_range(start, stop)
+        with zarr_errors(self.description):
+            ptr = checked_pointers(self._indptr[start: stop + 1], self.nnz, self.shape[0],
+                                   f"{self.description} (cells {start:,}..{stop - 1:,})")
+            lo, hi = int(ptr[0]), int(ptr[-1])
+            return validated_block(start, ptr - lo, self._indices[lo:hi], self._data[lo:hi], self.shape[0],
+                                   self.description)
+
+
+def _array(group, name: str, kinds: str, what: str):
+    """group[name] when it is a 1-D zarr array whose dtype kind is one of `kinds`."""
+    import zarr
+
+    obj = group.get(name)
+    if not isinstance(obj, zarr.Array):
+        raise InvalidInputError(f"{what}: has no {name!r} array where the format keeps it")
+    if obj.ndim != 1 or obj.dtype.kind not in kinds:
+        raise InvalidInputError(f"{what}: {obj.path} is a {obj.ndim}-D {obj.dtype} array, not what the format "
+                                "stores there")
+    return obj
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def zarr_kwargs(compression: str) -> dict:
+    """zarr's array options for a written store: 'auto' zarr's default codec (format 2: Blosc lz4,
+    format 3: zstd), 'gzip' gzip at GZIP_LEVEL, 'none' uncompressed; 'lzf' is an HDF5 filter zarr lacks."""
+    import anndata
+
+    if compression not in COMPRESSIONS:
+        raise InvalidInputError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+    if compression == "lzf":
+        raise InvalidInputError("compression lzf is HDF5's; a zarr output takes auto (zarr's default), gzip or none")
+    if compression == "auto":
+        return {}
+    if compression == "none":
+        return {"compressor": None}
+    if anndata.settings.zarr_write_format == 2:
+        from numcodecs import GZip
+
+        return {"compressor": GZip(GZIP_LEVEL)}
+    from zarr.codecs import GzipCodec
+
+    return {"compressor": GzipCodec(level=GZIP_LEVEL)}
+
+
+def write_zarr_store(path: Path, adata, compression: str) -> None:
+    """Write `adata` into the empty folder `path` as AnnData.write_zarr does, every part as it is (its
+    string columns not made categorical), compressed as zarr_kwargs says."""
+    import warnings
+
+    import anndata
+    from anndata.io import write_zarr
+
+    kwargs = zarr_kwargs(compression)
+    with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True), warnings.catch_warnings():
+        # zarr's notes on its own future defaults and on format 3's consolidated metadata, once per array
+        warnings.filterwarnings("ignore", message="(zarr v3 autosharding|Consolidated metadata)", category=UserWarning)
+        write_zarr(path, adata, convert_strings_to_categoricals=False, **kwargs)
+
+
+def write_zarr_matrix(path: Path, m: CountMatrix, *, compression: str = "auto", dtype=None) -> None:
+    """Write a matrix with its names as AnnData.write_zarr does (string columns as categoricals)."""
+    adata = to_anndata(m, dtype)
+    with quiet_anndata():
+        adata.strings_to_categoricals()
+    write_zarr_store(path, adata, compression)

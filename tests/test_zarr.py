@@ -1,0 +1,253 @@
+"""AnnData zarr stores in and out: `sinr encode x.zarr` keeps the whole AnnData as an .h5ad input
+does (zarr formats 2 and 3), `sinr decode y.sinr z.zarr` writes it back as a store, atomically;
+what is not an AnnData store, or not a store, is one clear error line."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import anndata
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import zarr
+from anndata.tests.helpers import assert_equal
+
+import scinrcodec as sinr
+from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
+from test_anndata import assert_same_anndata, rich_anndata
+from scinrcodec.io.zarr_store import ZarrCsrSource
+
+FORMATS = (2, 3)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """The rich AnnData of test_anndata as a store of each zarr format, and its .sinr."""
+    folder = tmp_path_factory.mktemp("zarr")
+    a = rich_anndata()
+    paths = {}
+    for fmt in FORMATS:
+        paths[fmt] = folder / f"rich{fmt}.zarr"
+        with anndata.settings.override(zarr_write_format=fmt):
+            a.copy().write_zarr(paths[fmt])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def store_sinr(stores, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zarr_sinr") / "rich.sinr"
+    sinr.encode_whole(stores[2], out, chunk_cells=32, **FAST)
+    return out
+
+
+def zarr_format(path) -> int:
+    return zarr.open_group(path, mode="r").metadata.zarr_format
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_zarr_store_round_trips_every_element(stores, fmt, tmp_path):
+    """x.zarr -> .sinr -> .zarr gives the AnnData read_zarr gives, every element and type; read_sinr
+    gives it as anndata compares it (string arrays come back as objects, as read_h5ad gives them,
+    where read_zarr gives numpy's StringDType), with the count matrices as .sinr matrices."""
+    original = anndata.read_zarr(stores[fmt])
+    encoded = tmp_path / "x.sinr"
+    result = sinr_cli("encode", stores[fmt], encoded, "--chunk-cells", "32", "--siren", "never", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "parts:    X, layers, obs, var, obsm, varm, obsp, varp, uns, raw" in result.stdout
+    with sinr.open(encoded) as m:
+        assert m.contents.object == "anndata"
+        assert sorted(m.matrix_names) == ["layers/counts", "layers/spliced", "layers/unspliced", "raw/X"]
+        assert_equal(original, m.to_anndata())
+    for write_format in FORMATS:
+        out = tmp_path / f"back{write_format}.zarr"
+        result = sinr_cli("decode", encoded, out, "--quiet", shell_prefix=f"ANNDATA_ZARR_WRITE_FORMAT={write_format}")
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert "(zarr)" in result.stdout and leftovers(tmp_path) == []
+        assert zarr_format(out) == write_format
+        assert_same_anndata(original, anndata.read_zarr(out))
+
+
+def test_zarr_and_h5ad_inputs_store_the_same(stores, store_sinr, tmp_path):
+    """A store and an .h5ad of one AnnData encode to files that read back the same, strictly."""
+    h5ad = tmp_path / "rich.h5ad"
+    anndata.read_zarr(stores[2]).write_h5ad(h5ad)
+    sinr.encode_whole(h5ad, tmp_path / "h5ad.sinr", chunk_cells=32, **FAST)
+    a, b = sinr.open(store_sinr), sinr.open(tmp_path / "h5ad.sinr")
+    assert a.matrix_names == b.matrix_names
+    assert_same_anndata(a.to_anndata(), b.to_anndata())
+    assert a.to_anndata().layers["counts"].dtype == np.int32
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_count_matrices_of_a_store_stream_by_cells(stores, fmt):
+    """X, a layer or raw.X in CSR reads a block of cells at a time, exactly, with its names; a
+    worker can open it again from its spec."""
+    original = anndata.read_zarr(stores[fmt])
+    for layer, expected, var in (("counts", original.layers["counts"], original.var),
+                                 ("raw", original.raw.X, original.raw.var)):
+        source = sinr.read_matrix(stores[fmt], layer)
+        assert isinstance(source, ZarrCsrSource) and source.spec().args["layer"] == layer
+        assert (source.matrix() != expected.T).nnz == 0
+        assert source.cell_names(0, source.shape[1]) == list(original.obs_names)
+        assert source.gene_names == list(var.index) and source.gene_ids == list(var["gene_ids"])
+        block = source.block(10, 20)
+        assert (sp.csc_matrix((block.values, block.genes, block.indptr), shape=(source.shape[0], 10))
+                != expected[10:20].T).nnz == 0
+
+
+def test_layer_matrix_only_and_drop_as_for_h5ad(stores, tmp_path):
+    """--layer, --matrix-only and --drop mean for a store what they mean for an .h5ad."""
+    original = anndata.read_zarr(stores[3])
+    out = tmp_path / "counts.sinr"
+    result = sinr_cli("encode", stores[3], out, "--matrix-only", "--layer", "counts", "--siren", "never", "--quiet")
+    assert result.returncode == 0, result.stderr
+    with sinr.open(out) as m:
+        assert m.contents is None and (m.to_scipy() != original.layers["counts"].T).nnz == 0
+        assert list(m.obs_names) == list(original.obs_names)
+    dropped = tmp_path / "dropped.sinr"
+    result = sinr_cli("encode", stores[3], dropped, "--layer", "raw", "--drop", "obsm/X_umap", "--drop", "uns",
+                      "--siren", "never", "--quiet")
+    assert result.returncode == 0, result.stderr
+    with sinr.open(dropped) as m:
+        assert m.name == "raw/X"
+        back = m.to_anndata()
+    assert "X_umap" not in back.obsm and "X_pca" in back.obsm and not back.uns
+
+
+def test_a_normalised_x_names_the_counts_layer_of_a_store(stores, tmp_path):
+    """scinrcodec.encode of a store codes its X alone, as of an .h5ad: a normalised X is refused
+    with the layer that holds counts named."""
+    result = sinr_cli("encode", stores[2], tmp_path / "x.sinr", "--matrix-only", "--quiet")
+    assert_one_error_line(result, "its layer 'counts' holds integer counts: encode that with --layer counts")
+    with pytest.raises(sinr.InvalidInputError, match="non-integer"):
+        sinr.encode(stores[2], tmp_path / "x.sinr", **FAST)
+
+
+def test_decode_compression_of_a_store(store_sinr, tmp_path):
+    """--compression: auto is zarr's default codec, gzip and none as named; lzf, HDF5's, is refused
+    before any work."""
+    codecs = {}
+    for compression in ("auto", "gzip", "none"):
+        out = tmp_path / f"{compression}.zarr"
+        sinr.decode(store_sinr, out, compression=compression)
+        codecs[compression] = zarr.open_group(out, mode="r")["layers/counts/data"].compressors
+    assert codecs["auto"] and type(codecs["gzip"][0]).__name__ == "GZip" and codecs["none"] == ()
+    result = sinr_cli("decode", store_sinr, tmp_path / "lzf.zarr", "--compression", "lzf")
+    assert_one_error_line(result, "compression lzf is HDF5's; a zarr output takes auto (zarr's default), gzip or none")
+    assert not (tmp_path / "lzf.zarr").exists() and leftovers(tmp_path) == []
+
+
+def test_one_matrix_decodes_to_a_store_with_its_names(tmp_path):
+    """A file of one matrix decodes to a store as to an .h5ad: X in float32 (or --dtype), its names."""
+    encoded = tmp_path / "pbmc.sinr"
+    sinr.encode(DATA / "pbmc4k_v2_soupx_half", encoded, **FAST)
+    assert sinr.decode(encoded, tmp_path / "x.zarr") == "zarr"
+    sinr.decode(encoded, tmp_path / "x.h5ad")
+    expected = anndata.read_h5ad(tmp_path / "x.h5ad")
+    back = anndata.read_zarr(tmp_path / "x.zarr")
+    assert_equal(expected, back)
+    assert back.X.dtype == np.float32
+    sinr.encode_whole(tmp_path / "x.zarr", tmp_path / "again.sinr", **FAST)  # raw stored as anndata's 'null'
+    again = sinr.read_sinr(tmp_path / "again.sinr")
+    assert again.raw is None
+    assert_equal(back, again)
+    sinr.decode(encoded, tmp_path / "int.zarr", dtype="int32")
+    assert anndata.read_zarr(tmp_path / "int.zarr").X.dtype == np.int32
+    with pytest.raises(sinr.InvalidInputError, match="apply to .h5ad and .zarr outputs, not npz"):
+        sinr.decode(encoded, tmp_path / "x.npz", dtype="int32")
+
+
+def test_an_existing_store_is_replaced_only_with_force(store_sinr, stores, tmp_path):
+    """An output store is a folder output: refused when it exists, replaced with --force only where
+    it holds nothing but what a store's writer writes; a file named .zarr is no folder."""
+    out = tmp_path / "out.zarr"
+    shutil.copytree(stores[3], out)
+    assert_one_error_line(sinr_cli("decode", store_sinr, out), "already exists (use --force")
+    result = sinr_cli("decode", store_sinr, out, "--force", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert zarr_format(out) == 2 and not (out / "zarr.json").exists() and leftovers(tmp_path) == []
+    mine = tmp_path / "mine.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert_one_error_line(sinr_cli("decode", store_sinr, mine, "--force"), "the folder holds 'notes.txt'")
+    assert (mine / "notes.txt").read_text() == "keep"
+    a_file = tmp_path / "file.zarr"
+    a_file.write_text("not a store")
+    assert_one_error_line(sinr_cli("decode", store_sinr, a_file), "already exists")
+    assert_one_error_line(sinr_cli("decode", store_sinr, a_file, "--force"),
+                          "is an existing file; this output is a folder")
+    assert_one_error_line(sinr_cli("encode", a_file, tmp_path / "y.sinr"), "unknown input format")
+
+
+def test_a_store_that_is_not_an_anndata_is_refused(tmp_path):
+    for fmt in FORMATS:
+        store = tmp_path / f"plain{fmt}.zarr"
+        group = zarr.open_group(store, mode="w", zarr_format=fmt)
+        group.create_array("x", shape=(3,), dtype="int32")
+        result = sinr_cli("encode", store, tmp_path / "x.sinr")
+        assert_one_error_line(result, "a zarr store whose root is not an AnnData (its encoding-type is None")
+        with pytest.raises(sinr.InvalidInputError, match="not an AnnData"):
+            sinr.encode_whole(store, tmp_path / "x.sinr", **FAST)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_error_line(sinr_cli("encode", empty, tmp_path / "x.sinr"), "holds no matrix.mtx(.gz) and is no AnnData")
+
+
+def test_a_damaged_store_is_one_error_line(stores, tmp_path):
+    """A chunk zarr cannot inflate, or metadata that is not JSON, is one error naming the store."""
+    store = tmp_path / "bad.zarr"
+    shutil.copytree(stores[2], store)
+    (store / "layers" / "counts" / "data" / "0").write_bytes(b"garbage")
+    for args in ((), ("--matrix-only", "--layer", "counts")):
+        assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr", *args), "unreadable zarr content")
+    (store / ".zmetadata").write_text("{")
+    assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), "unreadable zarr content")
+    assert not (tmp_path / "x.sinr").exists() and leftovers(tmp_path) == []
+
+
+def test_a_matrix_holding_more_values_than_its_shape_is_refused_before_its_scan(tmp_path):
+    """The whole-file plan's checks of an .h5ad's matrices hold for a store's (parts.disk_format)."""
+    store = tmp_path / "x.zarr"
+    x = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.int32))
+    anndata.AnnData(x).write_zarr(store)
+    attrs = json.loads((store / "X" / ".zattrs").read_text())
+    attrs["shape"] = [1, 1]
+    (store / "X" / ".zattrs").write_text(json.dumps(attrs))
+    (store / ".zmetadata").unlink()
+    assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), "/X holds 3 values for 1 x 1 entries")
+
+
+def test_index_pointers_are_checked_before_the_entries_they_point_to(tmp_path):
+    """A cell whose pointers claim more entries than there are genes, or pointers that decrease,
+    are refused before its entries are read, by the whole-file encode and the matrix alone."""
+    store = tmp_path / "x.zarr"
+    x = sp.csr_matrix(np.array([[1, 0], [0, 3], [2, 0]], dtype=np.int32))
+    for pointers, why in (([0, 3, 3, 3], "a cell holds 3 entries for 2 genes"),
+                          ([0, 2, 1, 3], "index pointers decrease or run past the 3 stored values")):
+        anndata.AnnData(x).write_zarr(store)
+        zarr.open_group(store, mode="r+")["X/indptr"][:] = pointers
+        for args in ((), ("--matrix-only",)):
+            assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr", *args), why)
+        shutil.rmtree(store)
+
+
+def test_a_chunk_far_larger_than_its_array_is_refused_before_reading(stores, tmp_path):
+    """zarr inflates a chunk whole to read any item of it: an obs index of 80 names declaring a
+    chunk of 2**28 (4 GiB of StringDType) is refused from its metadata, before anything is read."""
+    store = tmp_path / "bomb.zarr"
+    shutil.copytree(stores[2], store)
+    (store / ".zmetadata").unlink()  # the metadata read is the array's own
+    meta = store / "obs" / "_index" / ".zarray"
+    doc = json.loads(meta.read_text())
+    doc["chunks"] = [2**28]
+    meta.write_text(json.dumps(doc))
+    result = sinr_cli("encode", store, tmp_path / "x.sinr")
+    assert_one_error_line(result, "obs/_index stores 80 items in a chunk of 268,435,456")
+    with pytest.raises(sinr.InvalidInputError, match="which zarr inflates whole"):
+        sinr.read_matrix(store, "counts")
+
+
+def test_help_lists_zarr():
+    for command in ((), ("encode",), ("decode",)):
+        assert "AnnData .zarr" in " ".join(sinr_cli(*command, "--help").stdout.split())
