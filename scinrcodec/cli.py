@@ -141,7 +141,14 @@ def _encode(args: argparse.Namespace) -> None:
             with hinting(args.input, args.layer):
                 source = read_matrix(args.input, args.layer, pattern_as_ones=args.pattern_as_ones)
                 result = encode(source, args.output, force=args.force, client=client, **_encode_options(args))
-    print(_summary(args.output, result, time.perf_counter() - started))
+    summary = _summary(args.output, result, time.perf_counter() - started)
+    unnamed = [] if whole else [axis for axis, named in (("gene", source.gene_ids or source.gene_names),
+                                                         ("cell", source.has_cell_names)) if not named]
+    if unnamed:  # a lone .mtx (GEO's GSM..._matrix.mtx.gz beside GSM..._barcodes.tsv.gz) or an .npz
+        beside = (" (an .mtx's come from features.tsv or genes.tsv and barcodes.tsv, gzipped or not, in its "
+                  "folder)") if sniff_format(Path(args.input)) == "mtx" else ""
+        summary += f"\nnames:    no {' or '.join(unnamed)} names{beside}: read by position ('#N')"
+    print(summary)
 
 
 def _append(args: argparse.Namespace) -> None:

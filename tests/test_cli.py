@@ -968,3 +968,22 @@ def test_a_whole_file_reports_the_bits_per_nonzero_of_its_count_matrices(tmp_pat
     names = ("layers/counts", "layers/again")
     stored = sum(sinr.open(tmp_path / "out.sinr", matrix=name).stored_bytes for name in names)
     assert f", {stored:,} of them its 2 count matrices: {stored * 8 / (2 * pbmc.nnz):.2f} bits per nonzero (" in line
+
+
+def test_an_encode_of_a_matrix_without_names_says_so(tmp_path, capsys):
+    """GEO's 10x files are GSM..._matrix.mtx.gz beside GSM..._features.tsv.gz and GSM..._barcodes.tsv.gz:
+    the matrix alone was encoded without a word that no gene and no cell has a name (an .npz's neither);
+    the summary now says so, and which files an .mtx's names come from."""
+    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+        shutil.copyfile(SOURCE / name, tmp_path / f"GSM1_{name}")
+    runs = {}
+    for out in ("geo", "cells", "folder"):
+        if out == "cells":
+            shutil.copyfile(SOURCE / "barcodes.tsv.gz", tmp_path / "barcodes.tsv.gz")
+        source = SOURCE if out == "folder" else tmp_path / "GSM1_matrix.mtx.gz"
+        assert main(["encode", str(source), str(tmp_path / f"{out}.sinr"), "--no-siren", "--quiet"]) == 0
+        runs[out] = capsys.readouterr().out
+    beside = "(an .mtx's come from features.tsv or genes.tsv and barcodes.tsv, gzipped or not, in its folder)"
+    assert f"\nnames:    no gene or cell names {beside}: read by position ('#N')" in runs["geo"]
+    assert f"\nnames:    no gene names {beside}" in runs["cells"] and "names:" not in runs["folder"]
+    assert sinr.open(tmp_path / "geo.sinr").gene_names is None
