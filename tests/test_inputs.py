@@ -215,7 +215,7 @@ def test_h5ad_layers_and_raw(tmp_path, pbmc):
         assert same(sinr.decode(out), pbmc.matrix())
     with pytest.raises(sinr.InvalidInputError, match="no layer 'missing'"):
         read_matrix(path, "missing")
-    with pytest.raises(sinr.InvalidInputError, match="--layer applies to .h5ad input only"):
+    with pytest.raises(sinr.InvalidInputError, match="--layer applies to .h5ad or AnnData .zarr input only"):
         read_matrix(DATA / "pbmc500_cellranger.h5", "counts")
     bare = anndata.AnnData(X=adata.layers["counts"], obs=adata.obs, var=adata.var)
     bare.write_h5ad(tmp_path / "bare.h5ad")
