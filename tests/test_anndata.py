@@ -807,8 +807,9 @@ def test_gene_ids_missing_for_some_genes_are_never_the_text_nan(tmp_path):
 
 
 def test_the_cli_summary_says_its_nonzeros_are_every_count_matrix(rich_h5ad, tmp_path, capsys):
-    """An AnnData of several count matrices: the summary's nonzeros are all of theirs (the file's bits
-    per nonzero count them all), said so beside the AnnData's shape, which is X's alone."""
+    """An AnnData of several count matrices: the summary's nonzeros are all of theirs (its bits per
+    nonzero, of the count matrices' bytes, count them all), said so beside the AnnData's shape, which
+    is X's alone."""
     from scinrcodec.cli import main
 
     assert main(["encode", str(rich_h5ad), str(tmp_path / "r.sinr"), "--no-siren", "--quiet"]) == 0
