@@ -124,14 +124,15 @@ setMethod("extract_sparse_array", "SinrArraySeed", function(x, index) {
 
 # DelayedArray 0.24 (Debian 12) returns sparse blocks as SparseArraySeed; later versions as the
 # SparseArray package's COO_SparseArray. Which one is looked up once: block processing calls this
-# for every block.
+# for every block. (Kept in an environment, not a variable the closure assigns with <<-: R CMD check's
+# code usage check took that for an undefined global function, a NOTE.)
 .sparse_array <- local({
-  constructor <- NULL
+  found <- new.env(parent = emptyenv())
   function(dim, nzindex, nzdata) {
-    if (is.null(constructor))
-      constructor <<- if (requireNamespace("SparseArray", quietly = TRUE))
+    if (is.null(found$constructor))
+      found$constructor <- if (requireNamespace("SparseArray", quietly = TRUE))
         getExportedValue("SparseArray", "COO_SparseArray") else DelayedArray::SparseArraySeed
-    constructor(dim, nzindex, nzdata, check = FALSE)
+    found$constructor(dim, nzindex, nzdata, check = FALSE)
   }
 })
 
