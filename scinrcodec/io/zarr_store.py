@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from pathlib import Path
 
 from ..errors import InvalidInputError, SinrError
@@ -26,9 +27,10 @@ from .sources import (CellBlock, MatrixSource, RandomAccessSource, SourceSpec, c
                       checked_pointers, one_line, path_spec, validated_block, var_field)
 
 ROOT_METADATA = (".zattrs", "zarr.json")  # a group's attributes: format 2's file, format 3's (in 'attributes')
+METADATA_FILES = frozenset({".zattrs", ".zgroup", ".zarray", ".zmetadata", "zarr.json"})  # a node's, not members
 MAX_METADATA_BYTES = 64 << 20  # a root metadata file larger than this is not read to recognise a store
 # what write_zarr puts at a store's top (a trailing '/': a folder): a folder holding anything else is never replaced
-ZARR_ENTRIES = frozenset({".zattrs", ".zgroup", ".zmetadata", "zarr.json", *(f"{part}/" for part in ANNDATA_PARTS)})
+ZARR_ENTRIES = frozenset({*(METADATA_FILES - {".zarray"}), *(f"{part}/" for part in ANNDATA_PARTS)})  # a root's
 GZIP_LEVEL = 4  # h5py's default gzip level, as .h5ad outputs use
 
 
@@ -82,12 +84,28 @@ def zarr_errors(what: str):
 
 
 def _arrays(obj) -> list:
-    """The zarr arrays of `obj`: itself, or every array under a group (zarr 2's API and 3's)."""
+    """The zarr arrays of `obj`: itself, or every array under a group."""
     import zarr
 
     if isinstance(obj, zarr.Array):
         return [obj]
-    return [a for _, a in obj.arrays()] + [a for _, group in obj.groups() for a in _arrays(group)]
+    return [a for member in _members(obj) for a in _arrays(member)]
+
+
+def _members(group) -> list:
+    """The arrays and groups in `group`, their metadata read one at a time: zarr's own listing reads
+    every member's at once and, when one fails, leaves the others running, whose errors Python
+    prints as tracebacks when it exits, after the one error line. Consolidated metadata is listed
+    as zarr lists it (nothing is read)."""
+    if group.metadata.consolidated_metadata is not None:
+        return [member for _, member in group.members()]
+    folder = Path(group.store.root, group.path)
+    members = []
+    for name in sorted(os.listdir(folder)):
+        if name not in METADATA_FILES and (folder / name).is_dir():
+            with contextlib.suppress(KeyError):  # a folder holding no zarr node: zarr's listing skips it too
+                members.append(group[name])
+    return members
 
 
 def declared_bytes(obj) -> int:
