@@ -225,6 +225,20 @@ def test_a_member_whose_metadata_is_not_json_is_one_error_line_and_nothing_more(
             assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), "unreadable zarr content")
 
 
+def test_a_zipped_store_is_named_as_one(stores, tmp_path):
+    """A .zarr.zip (a zip is sniffed as an .npz by its content) was refused as "holds no 'format'
+    array"; a zip holding a store's root metadata at its top (zarr's ZipStore) or in one folder (a
+    zip of the folder) is now named as what it is."""
+    for fmt in FORMATS:
+        top = shutil.make_archive(str(tmp_path / f"top{fmt}"), "zip", stores[fmt])
+        folder = shutil.make_archive(str(tmp_path / f"folder{fmt}"), "zip", stores[fmt].parent, stores[fmt].name)
+        for archive in (top, folder):
+            zipped = shutil.move(archive, archive.replace(".zip", ".zarr.zip"))
+            assert_one_error_line(sinr_cli("encode", zipped, tmp_path / "x.sinr"),
+                                  "a zip of a zarr store, which sinr does not read; unzip it and encode the store's "
+                                  "folder")
+
+
 def test_a_matrix_holding_more_values_than_its_shape_is_refused_before_its_scan(tmp_path):
     """The whole-file plan's checks of an .h5ad's matrices hold for a store's (parts.disk_format)."""
     store = tmp_path / "x.zarr"

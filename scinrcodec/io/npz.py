@@ -17,6 +17,7 @@ from ..errors import InvalidInputError
 from ..limits import check_allocation
 from .matrix import CountMatrix
 from .sources import ScipySource, check_shape, checked_compressed, checked_coordinates, one_line, path_spec
+from .zarr_store import ROOT_METADATA
 
 
 _NPZ_ARRAYS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
@@ -122,11 +123,20 @@ def is_npz(path: Path, head: bytes) -> bool:
     return head.startswith(b"PK")
 
 
+def _is_zipped_zarr(archive: zipfile.ZipFile) -> bool:
+    """Whether a zip holds a zarr group's root metadata at its top or in its one folder (a .zarr.zip,
+    which a zip archive's content, unlike its name, would have taken for a damaged .npz)."""
+    return any(name.count("/") <= 1 and name.rsplit("/", 1)[-1] in ROOT_METADATA for name in archive.namelist())
+
+
 def read_npz(path: Path) -> ScipySource:
     """A scipy.sparse .npz (CSR, CSC or COO) of genes x cells."""
     what = str(path)
     try:
         with zipfile.ZipFile(path) as archive:
+            if _is_zipped_zarr(archive):
+                raise InvalidInputError(f"{path}: a zip of a zarr store, which sinr does not read; unzip it and "
+                                        "encode the store's folder")
             kind = _npz_member(archive, "format", what)
             if kind.count != 1 or kind.nbytes > _FORMAT_BYTES:
                 raise InvalidInputError(f"{path}: {kind.declares()} where a format name is one item of at most "
