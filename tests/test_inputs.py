@@ -528,6 +528,31 @@ def test_mtx_layouts_crlf_gzip_and_file_beside_names(tmp_path):
             assert source.gene_ids[0] == "a" and source.feature_types == ["Gene"] * 3 and len(source.paths) == 3
 
 
+def test_geo_prefixed_triples_read_their_own_names(tmp_path):
+    """GEO serves a sample's 10x triple as GSM..._matrix.mtx.gz beside GSM..._features.tsv.gz and
+    GSM..._barcodes.tsv.gz: the file, or a folder of one such sample, reads its own names (scanpy's
+    read_10x_mtx(prefix=)), never another sample's unprefixed ones; a folder of several samples is one
+    clear error naming them."""
+    real = DATA / "pbmc4k_v2_soupx_half"
+    plain = read_matrix(real)
+    folder = tmp_path / "geo"
+    folder.mkdir()
+    for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
+        shutil.copy(real / name, folder / f"GSM1_{name}")
+    for path in (folder / "GSM1_matrix.mtx.gz", folder):
+        source = read_matrix(path)
+        assert source.gene_ids == plain.gene_ids and source.gene_names == plain.gene_names
+        assert source.cell_names(0, plain.shape[1]) == plain.cell_names(0, plain.shape[1])
+        assert same(source.matrix(), plain.matrix()) and len(source.paths) == 3
+    (folder / "barcodes.tsv").write_text("another sample's\n")  # unprefixed names beside: not this sample's
+    assert read_matrix(folder / "GSM1_matrix.mtx.gz").cell_names(0, 2) == plain.cell_names(0, 2)
+    shutil.copy(real / "matrix.mtx.gz", folder / "GSM2_matrix.mtx.gz")
+    with pytest.raises(sinr.InvalidInputError, match=r"holds the matrices of 2 samples \(GSM1_matrix.mtx.gz, "
+                                                     r"GSM2_matrix.mtx.gz\); encode one file at a time"):
+        read_matrix(folder)
+    assert_one_error_line(sinr_cli("encode", str(folder), str(tmp_path / "x.sinr")), "holds the matrices of 2 samples")
+
+
 @pytest.mark.parametrize("features, barcodes, fragment", [
     (b"a\t" + b"G" * 100_000 + b"\nb\tB\nc\tC\n", None, "100,000 bytes exceeds the limit of 4,096"),
     (b"a\tA\n\xff\tB\nc\tC\n", None, "not valid UTF-8"),

@@ -100,11 +100,25 @@ class PackedNames:
 
 
 def is_mtx(path: Path, head: bytes) -> bool:
-    """A folder holding matrix.mtx(.gz), or a file with the Matrix Market banner (a gzipped file: by
-    its name, since its banner is compressed)."""
+    """A folder holding matrix.mtx(.gz) (or one sample's PREFIXmatrix.mtx(.gz), as GEO serves them), or
+    a file with the Matrix Market banner (a gzipped file: by its name, since its banner is compressed)."""
     if path.is_dir():
-        return find_file(path, ["matrix.mtx"]) is not None
+        return find_file(path, ["matrix.mtx"]) is not None or bool(prefixed_matrices(path))
     return head.lower().startswith(b"%%matrixmarket") or (head.startswith(GZIP_MAGIC) and ".mtx" in path.name)
+
+
+def sample_prefix(name: str) -> str:
+    """What precedes 'matrix.mtx(.gz)' in a file's name: GEO's 'GSM1234_' (a sample's triple shares it,
+    as scanpy.read_10x_mtx's prefix= reads them), '' for 10x's own names or any other name."""
+    for suffix in ("matrix.mtx", "matrix.mtx.gz"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return ""
+
+
+def prefixed_matrices(folder: Path) -> list[Path]:
+    """The PREFIXmatrix.mtx(.gz) files of a folder (a non-empty prefix), by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and sample_prefix(p.name))
 
 
 def find_file(folder: Path, stems: Sequence[str]) -> Path | None:
@@ -117,6 +131,21 @@ def find_file(folder: Path, stems: Sequence[str]) -> Path | None:
     return None
 
 
+def _folder_matrix(folder: Path) -> Path:
+    """A folder's matrix.mtx(.gz), or its one sample's PREFIXmatrix.mtx(.gz)."""
+    found = find_file(folder, ["matrix.mtx"])
+    if found is not None:
+        return found
+    samples = prefixed_matrices(folder)
+    if len(samples) == 1:
+        return samples[0]
+    if samples:
+        listed = ", ".join(p.name for p in samples[:3]) + (", ..." if len(samples) > 3 else "")
+        raise InvalidInputError(f"{folder}: holds the matrices of {len(samples)} samples ({listed}); encode one "
+                                "file at a time")
+    raise InvalidInputError(f"{folder}: no matrix.mtx or matrix.mtx.gz in this folder")
+
+
 # Codes of the native parser (native/core/include/sinr/matrix_market.hpp; _native.MTX_CODES names them)
 PARSE_OK, PARSE_SYNTAX, PARSE_FIELDS, PARSE_INDEX, PARSE_FRACTION, PARSE_NAN, PARSE_LARGE, PARSE_NEGATIVE = range(8)
 
@@ -126,16 +155,16 @@ _MTX_FIELDS = {"integer": "integer", "real": "real", "double": "real", "pattern"
 
 class MtxSource(MatrixSource):
     """A Matrix Market file (genes x cells, 1-based coordinates), with 10x features.tsv /
-    genes.tsv and barcodes.tsv beside it when present. See the module docstring for how it is read.
+    genes.tsv and barcodes.tsv beside it when present (GSM..._features.tsv and the like beside
+    GSM..._matrix.mtx: GEO's names for one sample's triple). See the module docstring for how it is read.
 
     A `pattern` file lists positions without values; it is refused unless pattern_as_ones, which
     reads every listed entry as the count 1."""
 
     def __init__(self, path: Path, *, pattern_as_ones: bool = False) -> None:
         folder = path if path.is_dir() else path.parent
-        matrix_path = find_file(folder, ["matrix.mtx"]) if path.is_dir() else path
-        if matrix_path is None:
-            raise InvalidInputError(f"{path}: no matrix.mtx or matrix.mtx.gz in this folder")
+        matrix_path = _folder_matrix(path) if path.is_dir() else path
+        prefix = sample_prefix(matrix_path.name)  # its features and barcodes share it
         self.path = matrix_path
         self.description = str(matrix_path)
         try:
@@ -145,7 +174,7 @@ class MtxSource(MatrixSource):
             raise InvalidInputError(f"{matrix_path}: unreadable Matrix Market file ({one_line(exc)})") from exc
         paths = [matrix_path]
         n_genes, n_cells = self.shape
-        features = find_file(folder, ["features.tsv", "genes.tsv"])
+        features = find_file(folder, [f"{prefix}features.tsv", f"{prefix}genes.tsv"])
         if features is not None:
             rows = [line.split(b"\t") for line in text_lines(features, n_genes)]
             if len(rows) != n_genes:
@@ -156,7 +185,7 @@ class MtxSource(MatrixSource):
                 self.feature_types = decode_names([r[2] for r in rows], f"{features} feature types")
             paths.append(features)
         self._barcodes = None
-        barcodes = find_file(folder, ["barcodes.tsv"])
+        barcodes = find_file(folder, [f"{prefix}barcodes.tsv"])
         if barcodes is not None:
             lines = [line.split(b"\t", 1)[0] for line in text_lines(barcodes, n_cells)]
             if len(lines) != n_cells:
