@@ -180,6 +180,21 @@ def test_an_existing_store_is_replaced_only_with_force(store_sinr, stores, tmp_p
     assert_one_error_line(sinr_cli("encode", a_file, tmp_path / "y.sinr"), "unknown input format")
 
 
+def test_a_symbolic_link_named_as_the_output_store_is_named_as_one(store_sinr, tmp_path):
+    """--force over a symbolic link named x.zarr (to a folder, or to nothing) was refused as 'is an
+    existing file'; it is refused as a link, and neither it nor its folder is touched."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep")
+    for name, points_to in (("link.zarr", folder), ("dangling.zarr", tmp_path / "nothing")):
+        link = tmp_path / name
+        link.symlink_to(points_to)
+        assert_one_error_line(sinr_cli("decode", store_sinr, link, "--force"),
+                              f"{link}: is a symbolic link; this output is a folder, which does not replace one")
+        assert link.is_symlink() and link.readlink() == points_to
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"] and leftovers(tmp_path) == []
+
+
 def test_a_store_that_is_not_an_anndata_is_refused(tmp_path):
     for fmt in FORMATS:
         store = tmp_path / f"plain{fmt}.zarr"

@@ -79,7 +79,8 @@ def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable =
                 raise OutputError(f"{target}: the folder holds {others[0]!r} and {len(others) - 1} other file(s) "
                                   "that are not this output's; it is not replaced")
         elif is_dir:
-            raise OutputError(f"{target}: is an existing file; this output is a folder")
+            raise OutputError(f"{target}: is a symbolic link; this output is a folder, which does not replace one"
+                              if target.is_symlink() else f"{target}: is an existing file; this output is a folder")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{target}: {parent} is not a folder" if parent.exists()
