@@ -528,6 +528,29 @@ def test_mtx_layouts_crlf_gzip_and_file_beside_names(tmp_path):
             assert source.gene_ids[0] == "a" and source.feature_types == ["Gene"] * 3 and len(source.paths) == 3
 
 
+def test_a_folder_that_is_no_input_names_the_inputs_in_it_and_gzip_is_named(tmp_path):
+    """`sinr encode outs/` (Cell Ranger's output folder) names the inputs inside it; a gzipped .h5ad is
+    named as gzipped, not as an unknown format."""
+    outs = tmp_path / "outs"
+    shutil.copytree(DATA / "pbmc4k_v2_soupx_half", outs / "filtered_feature_bc_matrix")
+    shutil.copy(DATA / "pbmc500_cellranger.h5", outs / "filtered_feature_bc_matrix.h5")
+    (outs / "web_summary.html").write_text("<html></html>")
+    assert_one_error_line(sinr_cli("encode", str(outs), str(tmp_path / "x.sinr")),
+                          "no AnnData zarr store; inputs in it: filtered_feature_bc_matrix/, "
+                          "filtered_feature_bc_matrix.h5 (name one)")
+    (tmp_path / "empty").mkdir()
+    assert read_matrix_error(tmp_path / "empty").endswith("folder holds no matrix.mtx(.gz) and is no AnnData zarr store")
+    packed = tmp_path / "x.h5ad.gz"
+    packed.write_bytes(gzip.compress((DATA / "pbmc500_cellranger.h5").read_bytes()))
+    assert "a gzip-compressed file" in read_matrix_error(packed) and "gunzip -k" in read_matrix_error(packed)
+
+
+def read_matrix_error(path: Path) -> str:
+    with pytest.raises(sinr.InvalidInputError) as caught:
+        read_matrix(path)
+    return str(caught.value)
+
+
 def test_geo_prefixed_triples_read_their_own_names(tmp_path):
     """GEO serves a sample's 10x triple as GSM..._matrix.mtx.gz beside GSM..._features.tsv.gz and
     GSM..._barcodes.tsv.gz: the file, or a folder of one such sample, reads its own names (scanpy's

@@ -8,6 +8,7 @@ FORMATS that claims it; the messages that list the formats come from the same ta
 """
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..storage.container import MAGIC
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
 from .matrix import CountMatrix
+from .mtx import GZIP_MAGIC
 from .sources import MatrixSource, RandomAccessSource, ScipySource, SourceSpec, file_version
 from .zarr_store import not_anndata
 
@@ -32,7 +34,9 @@ def sniff_format(path: Path) -> str:
         folders = [f for f in FORMATS if f.sniff(path, head)]
         if not folders:
             why = not_anndata(path) or "folder holds no matrix.mtx(.gz) and is no AnnData zarr store"
-            raise InvalidInputError(f"{path}: {why}")
+            inside = _inputs_inside(path)
+            raise InvalidInputError(f"{path}: {why}" + (f"; inputs in it: {', '.join(inside)} (name one)" if inside
+                                                           else ""))
         return folders[0].name
     if not path.is_file():  # a pipe (`<(cmd)`), a FIFO or a device: read once, or never, where inputs are read twice
         raise InvalidInputError(f"{path}: not a regular file (a pipe or a device); save it to a file first")
@@ -46,7 +50,38 @@ def sniff_format(path: Path) -> str:
     for fmt in FORMATS:
         if fmt.sniff(path, head):
             return fmt.name
+    if head.startswith(GZIP_MAGIC):  # x.h5ad.gz as a download gives it: only .mtx is read gzipped
+        raise InvalidInputError(f"{path}: a gzip-compressed file (expected {INPUT_LABELS}; of them only .mtx is "
+                                "read gzipped): decompress it first (gunzip -k)")
     raise InvalidInputError(f"{path}: unknown input format (expected {INPUT_LABELS})")
+
+
+_LOOKED_AT = 256  # entries of a folder that is no input looked at for inputs inside it
+
+
+def _inputs_inside(folder: Path) -> list[str]:
+    """The first few entries of a folder that are inputs themselves (Cell Ranger's outs/ holds
+    filtered_feature_bc_matrix.h5 and the folder of the same name), for the message that refuses it."""
+    found = []
+    try:
+        entries = sorted(itertools.islice(folder.iterdir(), _LOOKED_AT))
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                known = any(f.sniff(entry, b"") for f in FORMATS)
+            else:
+                with open(entry, "rb") as fh:
+                    head = fh.read(16)
+                known = head.startswith(MAGIC) or any(f.sniff(entry, head) for f in FORMATS)
+        except OSError:
+            continue
+        if known:
+            found.append(entry.name + ("/" if entry.is_dir() else ""))
+        if len(found) == 3:
+            break
+    return found
 
 
 def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as_ones: bool = False) -> MatrixSource:
