@@ -144,9 +144,10 @@ def _encode(args: argparse.Namespace) -> None:
     summary = _summary(args.output, result, time.perf_counter() - started)
     unnamed = [] if whole else [axis for axis, named in (("gene", source.gene_ids or source.gene_names),
                                                          ("cell", source.has_cell_names)) if not named]
-    if unnamed:  # a lone .mtx (GEO's GSM..._matrix.mtx.gz beside GSM..._barcodes.tsv.gz) or an .npz
-        beside = (" (an .mtx's come from features.tsv or genes.tsv and barcodes.tsv, gzipped or not, in its "
-                  "folder)") if sniff_format(Path(args.input)) == "mtx" else ""
+    if unnamed:  # a lone .mtx (its features and barcodes elsewhere, or named otherwise) or an .npz
+        beside = (" (an .mtx's come from features.tsv or genes.tsv and barcodes.tsv beside it, gzipped or not, "
+                  "with its prefix: GSM1_barcodes.tsv.gz for GSM1_matrix.mtx.gz)") \
+            if sniff_format(Path(args.input)) == "mtx" else ""
         summary += f"\nnames:    no {' or '.join(unnamed)} names{beside}: read by position ('#N')"
     print(summary)
 

@@ -971,19 +971,24 @@ def test_a_whole_file_reports_the_bits_per_nonzero_of_its_count_matrices(tmp_pat
 
 
 def test_an_encode_of_a_matrix_without_names_says_so(tmp_path, capsys):
-    """GEO's 10x files are GSM..._matrix.mtx.gz beside GSM..._features.tsv.gz and GSM..._barcodes.tsv.gz:
-    the matrix alone was encoded without a word that no gene and no cell has a name (an .npz's neither);
-    the summary now says so, and which files an .mtx's names come from."""
+    """A matrix encoded alone (an .mtx without its features and barcodes beside it, an .npz) was encoded
+    without a word that no gene and no cell has a name; the summary now says so, and which files an
+    .mtx's names come from. GEO's GSM1_matrix.mtx.gz beside GSM1_features.tsv.gz and
+    GSM1_barcodes.tsv.gz has its names (7a508f0)."""
     for name in ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"):
         shutil.copyfile(SOURCE / name, tmp_path / f"GSM1_{name}")
+    shutil.copyfile(SOURCE / "matrix.mtx.gz", tmp_path / "counts.mtx.gz")
     runs = {}
-    for out in ("geo", "cells", "folder"):
+    for out in ("lone", "cells", "geo", "folder"):
         if out == "cells":
             shutil.copyfile(SOURCE / "barcodes.tsv.gz", tmp_path / "barcodes.tsv.gz")
-        source = SOURCE if out == "folder" else tmp_path / "GSM1_matrix.mtx.gz"
+        source = {"folder": SOURCE, "geo": tmp_path / "GSM1_matrix.mtx.gz"}.get(out, tmp_path / "counts.mtx.gz")
         assert main(["encode", str(source), str(tmp_path / f"{out}.sinr"), "--no-siren", "--quiet"]) == 0
         runs[out] = capsys.readouterr().out
-    beside = "(an .mtx's come from features.tsv or genes.tsv and barcodes.tsv, gzipped or not, in its folder)"
-    assert f"\nnames:    no gene or cell names {beside}: read by position ('#N')" in runs["geo"]
-    assert f"\nnames:    no gene names {beside}" in runs["cells"] and "names:" not in runs["folder"]
-    assert sinr.open(tmp_path / "geo.sinr").gene_names is None
+    beside = ("(an .mtx's come from features.tsv or genes.tsv and barcodes.tsv beside it, gzipped or not, with its "
+              "prefix: GSM1_barcodes.tsv.gz for GSM1_matrix.mtx.gz)")
+    assert f"\nnames:    no gene or cell names {beside}: read by position ('#N')" in runs["lone"]
+    assert f"\nnames:    no gene names {beside}" in runs["cells"]
+    assert "names:" not in runs["folder"] and "names:" not in runs["geo"]
+    assert sinr.open(tmp_path / "lone.sinr").gene_names is None
+    assert sinr.open(tmp_path / "geo.sinr").gene_names == sinr.open(tmp_path / "folder.sinr").gene_names
