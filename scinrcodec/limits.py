@@ -6,6 +6,7 @@ Readers and writers import these; the spec (spec/sinr-format.md) states the same
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import os
 from collections.abc import Iterator
@@ -206,3 +207,18 @@ def check_allocation(nbytes: int, what: str) -> None:
     if free is not None and nbytes > free:
         raise ResultTooLargeError(f"{what} needs {nbytes / 2**30:,.1f} GiB of memory, more than the "
                                   f"{free / 2**30:,.1f} GiB free to this process")
+
+
+def check_chunk(name: str, chunks: tuple[int, ...], shape: tuple[int, ...], itemsize: int, what: str,
+                reader: str) -> None:
+    """Refuse an array's chunk, which `reader` (HDF5, zarr) inflates whole to read any item of it,
+    where it is LARGE_ALLOCATION or more yet larger than the part of the array it holds (3 items in
+    a chunk of 2**28, a 2 MB file, took 2.1 GB and 2 s to read; no writer makes such chunks), or
+    more than the memory free."""
+    items = math.prod(chunks)
+    held = math.prod(min(c, n) for c, n in zip(chunks, shape))
+    if items > held and items * itemsize >= LARGE_ALLOCATION:
+        raise InvalidInputError(f"{what}: {name} stores {held:,} items ({held * itemsize:,} bytes) in a chunk of "
+                                f"{items:,} ({items * itemsize:,} bytes), which {reader} inflates whole to read any "
+                                "of them")
+    check_allocation(items * itemsize, f"{what}: a chunk of {name}")

@@ -291,7 +291,8 @@ def test_a_chunk_far_larger_than_its_array_is_refused_before_reading(stores, tmp
     doc["chunks"] = [2**28]
     meta.write_text(json.dumps(doc))
     result = sinr_cli("encode", store, tmp_path / "x.sinr")
-    assert_one_error_line(result, "obs/_index stores 80 items in a chunk of 268,435,456")
+    assert_one_error_line(result, "obs/_index stores 80 items (1,280 bytes) in a chunk of 268,435,456 "
+                                  "(4,294,967,296 bytes), which zarr inflates whole")
     with pytest.raises(sinr.InvalidInputError, match="which zarr inflates whole"):
         sinr.read_matrix(store, "counts")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -15,7 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InvalidInputError, SinrError
-from ..limits import LARGE_ALLOCATION, check_allocation
+from ..limits import check_allocation, check_chunk
 from ..progress import Progress, Shared
 from .h5chunks import DatasetSlices
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
@@ -104,20 +103,11 @@ def check_self_contained(f, path) -> None:
 
 
 def check_chunks(ds, what) -> None:
-    """Refuse a dataset whose chunk HDF5 cannot inflate within the memory free, or whose chunk is
-    LARGE_ALLOCATION or more yet larger than the part of the dataset it holds: HDF5 inflates a
-    chunk whole, into a buffer of the chunk's shape, to read any item of it, so 3 items stored in a
-    chunk of 2**28 (a 2 MB file) took 2.1 GB and 2 s to read; no writer makes such chunks."""
-    if ds.chunks is None:
-        return
-    itemsize = ds.id.get_type().get_size()  # what HDF5 sizes the chunk's buffer by (a variable-length item's too)
-    items = math.prod(ds.chunks)
-    held = math.prod(min(c, n) for c, n in zip(ds.chunks, ds.shape))
-    if items > held and items * itemsize >= LARGE_ALLOCATION:
-        raise InvalidInputError(f"{what}: {ds.name} stores {held:,} items ({held * itemsize:,} bytes) in a chunk of "
-                                f"{items:,} ({items * itemsize:,} bytes), which HDF5 inflates whole to read any of "
-                                "them")
-    check_allocation(items * itemsize, f"{what}: a chunk of {ds.name}")
+    """Refuse a dataset whose chunk HDF5 cannot inflate within the memory free, or is far larger
+    than the dataset (limits.check_chunk); HDF5 sizes a chunk's buffer by its type's size in the
+    file, a variable-length item's too."""
+    if ds.chunks is not None:
+        check_chunk(ds.name, ds.chunks, ds.shape, ds.id.get_type().get_size(), what, "HDF5")
 
 
 def checked_dataset(group, name: str, what: str, kinds: str, ndim: int = 1):

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from pathlib import Path
 
 from ..errors import InvalidInputError, SinrError
-from ..limits import LARGE_ALLOCATION, check_allocation
+from ..limits import check_allocation, check_chunk
 from ..storage.layout import ANNDATA_PARTS
 from .h5ad import cells_by_genes_source, to_anndata
 from .h5ad_output import COMPRESSIONS, quiet_anndata
@@ -116,15 +115,10 @@ def declared_bytes(obj) -> int:
 
 
 def check_chunks(group, what: str) -> None:
-    """Refuse a store where an array's chunk, which zarr inflates whole to read any item of it, is
-    LARGE_ALLOCATION or more and larger than the array, or more than the memory free."""
+    """Refuse a store where an array's chunk, which zarr inflates whole to read any item of it, is far
+    larger than the array or more than the memory free (limits.check_chunk)."""
     for a in _arrays(group):
-        items = math.prod(a.chunks)
-        size = items * a.dtype.itemsize
-        if size >= LARGE_ALLOCATION and items > a.size:
-            raise InvalidInputError(f"{what}: {a.path} stores {a.size:,} items in a chunk of {items:,} ({size:,} "
-                                    "bytes), which zarr inflates whole to read any of them")
-        check_allocation(size, f"{what}: {a.path}'s chunks")
+        check_chunk(a.path, a.chunks, a.shape, a.dtype.itemsize, what, "zarr")
 
 
 def open_zarr(path: Path):
