@@ -209,6 +209,22 @@ def test_a_store_that_is_not_an_anndata_is_refused(tmp_path):
     assert_one_error_line(sinr_cli("encode", empty, tmp_path / "x.sinr"), "holds no matrix.mtx(.gz) and is no AnnData")
 
 
+def test_a_store_whose_root_metadata_is_damaged_is_named_as_one(tmp_path):
+    """Root attributes that are not JSON were 'folder holds no matrix.mtx(.gz) and is no AnnData zarr
+    store', and JSON nested deeper than Python's parser goes was 'internal error (RecursionError
+    ...); please report it'; both name the damaged file."""
+    for name, text, why in ((".zattrs", "{nope", "Expecting property name"),
+                            (".zattrs", "[" * 100_000 + "]" * 100_000, "arrays or objects nested too deep"),
+                            ("zarr.json", '{"zarr_format": 3, "node_type": "group", "attributes": '
+                             + "[" * 100_000 + "]" * 100_000 + "}", "arrays or objects nested too deep")):
+        store = tmp_path / "damaged.zarr"
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir()
+        (store / name).write_text(text)
+        assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"),
+                              f"{store}: its {name} is unreadable ({why}")
+
+
 def test_a_damaged_store_is_one_error_line(stores, tmp_path):
     """A chunk zarr cannot inflate, or metadata that is not JSON, is one error naming the store."""
     store = tmp_path / "bad.zarr"

@@ -35,15 +35,23 @@ GZIP_LEVEL = 4  # h5py's default gzip level, as .h5ad outputs use
 
 # ------------------------------------------------------------------------------------ reading
 
+def _root_document(meta: Path):
+    """The JSON of a root metadata file, None where there is none (or one too large to be one);
+    ValueError where it is not JSON, nested deeper than the parser goes included."""
+    if not meta.is_file() or meta.stat().st_size > MAX_METADATA_BYTES:
+        return None
+    try:
+        return json.loads(meta.read_bytes())
+    except RecursionError as exc:
+        raise ValueError("arrays or objects nested too deep") from exc
+
+
 def root_attributes(path: Path) -> dict | None:
     """The attributes of the zarr group at folder `path`, read as JSON (zarr not imported); None
     where it holds no zarr group's metadata."""
     for name in ROOT_METADATA:
-        meta = path / name
         try:
-            if not meta.is_file() or meta.stat().st_size > MAX_METADATA_BYTES:
-                continue
-            doc = json.loads(meta.read_bytes())
+            doc = _root_document(path / name)
         except (OSError, ValueError):
             continue
         if name == "zarr.json":
@@ -62,7 +70,13 @@ def is_zarr(path: Path, head: bytes) -> bool:
 
 
 def not_anndata(path: Path) -> str | None:
-    """Why a folder holding a zarr group is no AnnData store; None for a folder that holds none."""
+    """Why a folder holding a zarr group, or its root metadata damaged, is no AnnData store; None for
+    a folder that holds neither."""
+    for name in ROOT_METADATA:
+        try:
+            _root_document(path / name)
+        except (OSError, ValueError) as exc:
+            return f"its {name} is unreadable ({one_line(exc)}): a damaged zarr store"
     attributes = root_attributes(path)
     if attributes is None:
         return None
