@@ -17,6 +17,7 @@ import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
 from test_anndata import assert_same_anndata, rich_anndata
 from scinrcodec.io.zarr_store import ZarrCsrSource
+from scinrcodec.wholefile import parts
 
 FORMATS = (2, 3)
 
@@ -280,6 +281,29 @@ def test_a_matrix_holding_more_values_than_its_shape_is_refused_before_its_scan(
     (store / "X" / ".zattrs").write_text(json.dumps(attrs))
     (store / ".zmetadata").unlink()
     assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), "/X holds 3 values for 1 x 1 entries")
+
+
+def test_a_matrix_read_whole_is_checked_against_the_memory_free_before_its_scan(tmp_path, monkeypatch):
+    """A dense X (read whole, as a CSC one is) declaring 2**20 x 2**20 int32 whose chunks are not
+    stored (zarr gives the fill value) was scanned for counts a slice at a time before its read was
+    refused (2**34 items of such a 156 kB store: 18 s); it is refused before the scan."""
+    store = tmp_path / "dense.zarr"
+    anndata.AnnData(np.zeros((4, 3), dtype=np.int32)).write_zarr(store)
+    (store / ".zmetadata").unlink()
+    meta = store / "X" / ".zarray"
+    doc = json.loads(meta.read_text())
+    doc.update(shape=[2**20, 2**20], chunks=[4096, 4096])
+    meta.write_text(json.dumps(doc))
+    for chunk in (store / "X").glob("[0-9]*"):
+        chunk.unlink()
+
+    def scanned(obj):
+        raise AssertionError(f"{obj.path} scanned before its size was checked")
+
+    monkeypatch.setattr(parts, "disk_format", scanned)
+    with pytest.raises(sinr.ResultTooLargeError, match="dense.zarr: X needs 4,096.0 GiB of memory"):
+        sinr.encode_whole(store, tmp_path / "x.sinr", **FAST)
+    assert not (tmp_path / "x.sinr").exists() and leftovers(tmp_path) == []
 
 
 def test_index_pointers_are_checked_before_the_entries_they_point_to(tmp_path):

@@ -175,7 +175,7 @@ def zarr_matrix(group, path: Path, x_path: str, var_path: str, what: str, spec: 
     var = read_zarr_elem(group, var_path, what)
     obs_names = _obs_names(group, what)
     x = group[x_path]
-    if spec is None or text_attr(x, "encoding-type") != "csr_matrix":
+    if spec is None or not streamed(x):
         return cells_by_genes_source(read_zarr_elem(group, x_path, what), var, obs_names, what, spec=spec,
                                      paths=(str(path),))
     fields = {column: var_field(var, column, what) for column in ("gene_ids", "feature_types")}
@@ -184,6 +184,12 @@ def zarr_matrix(group, path: Path, x_path: str, var_path: str, what: str, spec: 
                            description=what)
     source.incomplete = tuple(lacks for _, lacks in fields.values() if lacks)
     return source
+
+
+def streamed(x) -> bool:
+    """Whether a count matrix of a store streams a block of cells at a time (a CSR one) where its
+    source can be opened again, rather than being read whole."""
+    return text_attr(x, "encoding-type") == "csr_matrix"
 
 
 def read_zarr(path: Path, layer: str | None = None) -> MatrixSource:

@@ -15,7 +15,8 @@ from ..io.dask_cells import holds_counts, is_dask_array
 from ..io.h5ad import cells_by_genes_source
 from ..io.hdf5 import check_declared, h5_errors, open_h5, text_attr
 from ..io.sources import MatrixSource, exceeds_max_count, one_line
-from ..io.zarr_store import is_zarr, open_zarr, read_zarr_elem, zarr_errors, zarr_matrix
+from ..io.zarr_store import declared_bytes, is_zarr, open_zarr, read_zarr_elem, streamed, zarr_errors, zarr_matrix
+from ..limits import check_allocation
 from ..reader.contents import MATRIX_FORMATS
 
 SLICE = 1 << 24  # values checked at a time
@@ -229,8 +230,14 @@ class ZarrParts(FileParts):
         return read_zarr_elem(self.file, path, self.what)
 
     def format(self, path: str) -> str | None:
-        """As FileParts.format; a chunk zarr cannot read is one error."""
+        """As FileParts.format, once a matrix read whole (all but a CSR one the readers stream) is known
+        to fit the memory free: its scan for counts, a slice at a time, had taken 18 s over a 156 kB
+        store declaring 2**34 zeros (chunks not stored) before its read refused it. A chunk zarr
+        cannot read is one error."""
         with zarr_errors(self.what):
+            obj = self.file[path]
+            if path == "layers/raw" or not streamed(obj):  # see source
+                check_allocation(declared_bytes(obj), f"{self.what}: {path}")
             return super().format(path)
 
     def source(self, path: str) -> MatrixSource:
