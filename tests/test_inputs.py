@@ -1202,6 +1202,26 @@ def test_a_chunk_larger_than_the_memory_free_is_refused(tmp_path, monkeypatch):
         read_matrix(path)
 
 
+def test_a_chunk_inflating_past_its_size_is_refused_before_anndata_reads_it(tmp_path):
+    """HDF5's deflate filter grows its buffer to whatever a chunk's stream holds before it keeps the
+    chunk's part: an .h5ad whose uns array of 3 int64 (one chunk of 24 bytes) stores a stream of
+    them and 64 MiB of zeros was read (2 GiB of zeros, a 9 MB file: 2.2 GB and 2.7 s) and encoded;
+    it is refused, and an .h5ad written gzip'd by anndata still encodes."""
+    path = tmp_path / "x.h5ad"
+    adata = anndata.AnnData(sp.csr_matrix(np.array([[1, 0], [2, 0], [0, 3]], dtype=np.float32)),
+                            obs=pd.DataFrame({"score": [1.5, 2, 3]}, index=["c0", "c1", "c2"]), uns={"v": np.arange(3)})
+    adata.write_h5ad(path, compression="gzip")
+    result = sinr_cli("encode", path, tmp_path / "ok.sinr", "--siren", "never", "--quiet")
+    assert result.returncode == 0, result.stderr
+    stream = zlib.compressobj(1)
+    with h5py.File(path, "r+") as f:
+        f["uns/v"].id.write_direct_chunk((0,), stream.compress(np.arange(3, dtype=np.int64).tobytes())
+                                         + stream.compress(bytes(64 << 20)) + stream.flush())
+    assert_one_error_line(sinr_cli("encode", path, tmp_path / "x.sinr"),
+                          f"{path}: uns: the chunk at (0,) of /uns/v does not inflate into its 24 bytes")
+    assert not (tmp_path / "x.sinr").exists()
+
+
 def _h5ad_declaring(path: Path, dataset: str, legacy: bool = False) -> Path:
     """An .h5ad of 3 cells x 2 genes (an obs column 'score', var's 'gene_ids', uns['big']) whose
     `dataset` declares 2**28 int64 (2 GiB) stored as nothing: a 26 kB file; `legacy` drops the root's

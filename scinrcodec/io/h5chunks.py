@@ -9,6 +9,8 @@ filter skipped or not stored at all.
 """
 from __future__ import annotations
 
+import math
+
 import deflate
 import numpy as np
 
@@ -68,6 +70,32 @@ class DatasetSlices:
         return np.frombuffer(inflated, dtype=dtype)
 
 
+def check_inflation(ds, what: str) -> None:
+    """Refuse a dataset with a stored chunk that inflates to more than the chunk's bytes. HDF5's
+    deflate filter grows its buffer to whatever the stream holds before it keeps the chunk's part:
+    a 9 MB .h5ad whose uns array of 3 items was one chunk inflating to 2 GiB took 2.2 GB to read,
+    and was read. Each chunk whose filters libdeflate can undo is inflated here once, into a buffer
+    of the chunk's size, one at a time. A variable-length type (strings) is left to HDF5: what its
+    chunk holds on the disk (references to the heap) is not its type's size."""
+    if ds.chunks is None or ds.dtype.hasobject or _pipeline(ds) not in INFLATED_PIPELINES:
+        return
+    n_bytes = math.prod(ds.chunks) * ds.id.get_type().get_size()
+    offsets: list[tuple[int, ...]] = []  # chunk_iter walks the index once (get_chunk_info(i) walks it to i)
+    ds.id.chunk_iter(lambda info: offsets.append(info.chunk_offset) if info.filter_mask == 0 else None)
+    for offset in offsets:  # a chunk stored with a filter skipped is not what libdeflate undoes
+        try:
+            deflate.zlib_decompress(ds.id.read_direct_chunk(offset)[1], n_bytes)
+        except deflate.DeflateError as exc:
+            raise InvalidInputError(f"{what}: the chunk at {offset} of {ds.name} does not inflate into its "
+                                    f"{n_bytes:,} bytes") from exc
+
+
+def _pipeline(ds) -> tuple[int, ...]:
+    """The dataset's filters, in the order HDF5 applies them."""
+    plist = ds.id.get_create_plist()
+    return tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+
+
 def _inflatable_pipeline(ds) -> tuple[int, ...] | None:
     """The dataset's filter pipeline when libdeflate can undo it (chunked, 1-D, deflate with or
     without the shuffle before it, nothing else), else None."""
@@ -75,8 +103,7 @@ def _inflatable_pipeline(ds) -> tuple[int, ...] | None:
 
     if ds.chunks is None or ds.ndim != 1 or ds.dtype.kind not in "iuf":
         return None
-    plist = ds.id.get_create_plist()
-    if plist.get_layout() != h5py.h5d.CHUNKED:
+    if ds.id.get_create_plist().get_layout() != h5py.h5d.CHUNKED:
         return None
-    pipeline = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    pipeline = _pipeline(ds)
     return pipeline if pipeline in INFLATED_PIPELINES else None

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InvalidInputError, SinrError
 from ..limits import check_allocation, check_chunk
 from ..progress import Progress, Shared
-from .h5chunks import DatasetSlices
+from .h5chunks import DatasetSlices, check_inflation
 from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -148,23 +148,32 @@ def check_name_read(ds, count: int, what: str) -> None:
                                                                         f"{ds.name} ({ds.dtype.itemsize:,} bytes each)")
 
 
-def _declared_bytes(obj) -> int:
-    """Bytes that reading a dataset, or every dataset under a group, takes by the shapes and types they
-    declare (metadata only, nothing read): items x their size, a string's Python object
-    (NAME_OVERHEAD_BYTES) besides; a variable-length string's text is the file's own bytes."""
+def _datasets(obj) -> list:
+    """A dataset, or every dataset under a group."""
     import h5py
 
     datasets = [obj] if isinstance(obj, h5py.Dataset) else []
     if isinstance(obj, h5py.Group):
         obj.visititems(lambda _, member: datasets.append(member) if isinstance(member, h5py.Dataset) else None)
+    return datasets
+
+
+def _declared_bytes(datasets: list) -> int:
+    """Bytes that reading the datasets takes by the shapes and types they declare (metadata only,
+    nothing read): items x their size, a string's Python object (NAME_OVERHEAD_BYTES) besides; a
+    variable-length string's text is the file's own bytes."""
     return sum((ds.size or 0) * (ds.dtype.itemsize + (NAME_OVERHEAD_BYTES if is_string_dataset(ds) else 0))
                for ds in datasets)
 
 
 def check_declared(obj, what: str) -> None:
     """Refuse to read `obj` whole (as anndata's read_elem does) where its _declared_bytes exceed the
-    memory free: a 26 kB .h5ad's obs column declaring 2**28 items took 2.2 GB to read."""
-    check_allocation(_declared_bytes(obj), what)
+    memory free (a 26 kB .h5ad's obs column declaring 2**28 items took 2.2 GB to read), or where a
+    chunk inflates to more than it declares (h5chunks.check_inflation)."""
+    datasets = _datasets(obj)
+    check_allocation(_declared_bytes(datasets), what)
+    for ds in datasets:
+        check_inflation(ds, what)
 
 
 class H5Cells(RandomAccessSource):
