@@ -185,6 +185,10 @@ def test_check_output_refuses_an_output_holding_the_input(tmp_path, pbmc):
         check_output(tmp_path, force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
     with pytest.raises(sinr.InvalidInputError, match="the output is the input"):
         check_output(tmp_path / "folder" / "matrix.mtx.gz", force=True, inputs=[tmp_path / "folder" / "matrix.mtx.gz"])
+    for inside in ("x.h5ad", "sub/x.h5ad"):  # an input folder (10x's, a zarr store) is its files: never written to
+        with pytest.raises(sinr.InvalidInputError, match="lies inside the input folder .*folder, which is never changed"):
+            check_output(tmp_path / "folder" / inside, force=True, inputs=[tmp_path / "folder"])
+    assert check_output(tmp_path / "x.h5ad", force=False, inputs=[tmp_path / "folder"]) == "h5ad"
 
 
 @pytest.mark.parametrize("output", ["out.sinr", "appended.sinr", "out.h5", "outdir"])

@@ -41,7 +41,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_not_input(target: str | os.PathLike, inputs: Iterable, *, is_dir: bool = False) -> None:
-    """Refuse an output that is one of the inputs (or, for a folder, holds one)."""
+    """Refuse an output that is one of the inputs (or, for a folder, holds one; or lies inside an input
+    folder, whose files are the input)."""
     target = Path(target)
     for source in inputs:
         if not isinstance(source, (str, os.PathLike)):
@@ -51,6 +52,9 @@ def check_not_input(target: str | os.PathLike, inputs: Iterable, *, is_dir: bool
             raise InvalidInputError(f"{target}: the output is the input; choose another output path")
         if is_dir and _inside(source, target):
             raise InvalidInputError(f"{target}: the output folder holds the input {source}; choose another output")
+        if source.is_dir() and _inside(target, source):  # a 10x folder or a zarr store: the input is its files
+            raise InvalidInputError(f"{target}: lies inside the input folder {source}, which is never changed; "
+                                    "choose another output path")
 
 
 def check_writable(target: str | os.PathLike, *, force: bool, inputs: Iterable = (), is_dir: bool = False,
