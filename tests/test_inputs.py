@@ -1153,8 +1153,10 @@ def _zeros_deflated(n_bytes: int) -> bytes:
     return first + again * ((n_bytes >> 20) - 1) + end + (((n_bytes % 65521) << 16) | 1).to_bytes(4, "big")
 
 
-PEAK_OF_CLI = "import resource, sys\nfrom scinrcodec.cli import main\ncode = main(sys.argv[1:])\n" \
-              "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10)"
+# The CLI's exit status and its process's peak memory: VmHWM, the high-water mark of this process's own memory
+# map; getrusage's ru_maxrss carries the forking process's peak across exec (a pytest worker's 755 MB).
+PEAK_OF_CLI = "import sys\nfrom scinrcodec.cli import main\ncode = main(sys.argv[1:])\n" \
+              "print(code, next(int(l.split()[1]) << 10 for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
 
 
 @pytest.mark.parametrize("name, dataset", [("x.h5", "matrix/data"), ("x.h5ad", "X/indices")])
