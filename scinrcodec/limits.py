@@ -18,6 +18,7 @@ MAX_COUNT = 2**31 - 1  # the largest value an entry may hold
 MAX_TILE_ENTRIES = 2**24 - 1  # rows x columns of one tile
 MAX_CHUNK_NNZ = 2**40  # nonzeros in one chunk: bounds every histogram count
 MAX_NAME_BYTES = 4096  # UTF-8 bytes of one gene or cell name
+MAX_TEXT_CHUNK_BYTES = 64 << 20  # what a zarr chunk of strings may inflate to, at the least (a long uns string)
 MAX_FOOTER_BYTES = 256 << 20
 MSGPACK_DEPTH = 64  # the deepest value a MessagePack payload may hold (spec §3.5; the core's msgpack.cpp too)
 MAX_CHUNK_HEADER_BYTES = 64 << 20

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import zlib
 
 import anndata
 import numpy as np
@@ -16,7 +19,8 @@ from anndata.tests.helpers import assert_equal
 import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
 from test_anndata import assert_same_anndata, rich_anndata
-from scinrcodec.io.zarr_store import ZarrCsrSource
+from test_inputs import PEAK_OF_CLI
+from scinrcodec.io.zarr_store import ZarrCsrSource, write_zarr_store
 from scinrcodec.wholefile import parts
 
 FORMATS = (2, 3)
@@ -335,6 +339,81 @@ def test_a_chunk_far_larger_than_its_array_is_refused_before_reading(stores, tmp
                                   "(4,294,967,296 bytes), which zarr inflates whole")
     with pytest.raises(sinr.InvalidInputError, match="which zarr inflates whole"):
         sinr.read_matrix(store, "counts")
+
+
+def _zeros_compressed(codec: str, n_bytes: int) -> bytes:
+    """n_bytes zeros (whole MiB) as one gzip member or one zstd frame, with its size declared or
+    without ('zstd-unsized'), or after a frame of 24 zeros ('zstd-frames'), a MiB at a time."""
+    import zstandard
+
+    piece = bytes(1 << 20)
+    if codec == "gzip":
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip member
+    else:
+        compressor = zstandard.ZstdCompressor(level=1, write_content_size=codec != "zstd-unsized").compressobj(
+            size=n_bytes)
+    first = zstandard.ZstdCompressor().compress(bytes(24)) if codec == "zstd-frames" else b""
+    return first + b"".join(compressor.compress(piece) for _ in range(n_bytes >> 20)) + compressor.flush()
+
+
+# (zarr format, codec, the array, its chunk file, the bytes the chunk may inflate to, what the bomb inflates to)
+BOMBS = [(3, "zstd", "X/data", "c/0", "24", 1 << 31),  # the reviewer's: a 240 kB store took 2.16 GB
+         (2, "gzip", "uns/v", "0", "24", 1 << 30),  # 1 GiB in 4.7 MB
+         (3, "zstd-frames", "uns/v", "c/0", "24", 1 << 31),  # numcodecs inflates every frame, the first declares 24
+         (3, "zstd-unsized", "obs/_index", "c/0", "67,108,864", 1 << 31)]  # strings: MAX_TEXT_CHUNK_BYTES
+
+
+@pytest.mark.parametrize("fmt, codec, array, chunk, bound, inflated", BOMBS)
+def test_a_chunk_inflating_past_its_size_is_refused_before_zarr_inflates_it(tmp_path, fmt, codec, array, chunk,
+                                                                            bound, inflated):
+    """zarr and numcodecs inflate a chunk whole, with no cap: a 240 kB store whose X/data chunk of 3
+    items was one zstd frame of 2 GiB of zeros took `sinr encode` 2.16 GB, a gzip chunk of a format-2
+    store 4.3 GB. Each chunk file is checked as it is read, before zarr inflates it: a refusal in one
+    line, at a peak well under the bomb; the store as written still encodes exactly."""
+    clean, store = tmp_path / "clean.zarr", tmp_path / "bomb.zarr"
+    a = anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.int64)), uns={"v": np.arange(3)})
+    with anndata.settings.override(zarr_write_format=fmt):
+        write_zarr_store(clean, a, "gzip" if codec == "gzip" else "auto")
+    shutil.copytree(clean, store)
+    (store / array / chunk).write_bytes(_zeros_compressed(codec, inflated))
+    assert sum(f.stat().st_size for f in store.rglob("*")) < 5 << 20
+    runs = {path: subprocess.run([sys.executable, "-c", PEAK_OF_CLI, "encode", path, tmp_path / f"{path.stem}.sinr"],
+                                 capture_output=True, text=True, timeout=300, check=False) for path in (store, clean)}
+    code, peak = map(int, runs[store].stdout.split()[-2:])
+    assert code == 1 and runs[store].stderr.strip() == (f"sinr: error: {store}: the chunk {chunk} of {array} does not "
+                                                        f"inflate into its {bound} bytes"), runs[store].stderr
+    assert peak < 512 << 20
+    if array == "X/data":  # the count matrix alone, streamed by cells
+        with pytest.raises(sinr.InvalidInputError, match=f"the chunk {chunk} of {array} does not inflate"):
+            sinr.encode(store, tmp_path / "bomb.sinr", **FAST)
+    assert not (tmp_path / "bomb.sinr").exists() and leftovers(tmp_path) == []
+    assert runs[clean].stdout.split()[-2] == "0", runs[clean].stderr
+    sinr.decode(tmp_path / "clean.sinr", tmp_path / "back.zarr")
+    assert_equal(anndata.read_zarr(tmp_path / "back.zarr").X, a.X)
+
+
+def test_a_codec_whose_output_cannot_be_bounded_is_refused(tmp_path):
+    """A chunk's inflation is checked before zarr inflates it only for the codecs whose output can
+    be bounded cheaply; a store sharded (zarr's sharding_indexed, which anndata writes where
+    auto_shard_zarr_v3 is set) or compressed otherwise (lz4) is one line naming the array."""
+    import numcodecs
+
+    a = anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.int32)), uns={"v": np.arange(3)})
+    sharded, lz4 = tmp_path / "sharded.zarr", tmp_path / "lz4.zarr"
+    with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=True):
+        a.write_zarr(sharded)
+    a.write_zarr(lz4)
+    group = zarr.open_group(lz4, mode="r+")
+    attrs = dict(group["uns/v"].attrs)
+    del group["uns/v"]
+    group.create_array("uns/v", data=np.arange(3), compressors=numcodecs.LZ4(), attributes=attrs)
+    zarr.consolidate_metadata(lz4)
+    assert_one_error_line(sinr_cli("encode", sharded, tmp_path / "x.sinr"),
+                          f"{sharded}: obs/_index is sharded, whose inner chunks sinr cannot check before zarr "
+                          "inflates them; write the store without shards (anndata.settings.auto_shard_zarr_v3 = False)")
+    assert_one_error_line(sinr_cli("encode", lz4, tmp_path / "x.sinr"),
+                          f"{lz4}: uns/v is encoded with lz4, whose output sinr cannot bound before zarr inflates it")
+    assert not (tmp_path / "x.sinr").exists()
 
 
 def test_help_lists_zarr():

@@ -4,19 +4,23 @@ root group's encoding-type, read through anndata's own I/O, written by anndata's
 A CSR count matrix (X, a layer or raw.X) streams a block of cells at a time, as an .h5ad's does; a
 CSC or dense one, and every other part, is read whole by anndata once what its arrays declare fits
 the memory free (limits.check_allocation). Every array's chunk is checked before any is read: zarr
-inflates a chunk whole to read any item of it. A store is written into a temporary folder that is
-renamed into place (io.atomic), in anndata's zarr_write_format (2 unless anndata.settings or the
-environment variable ANNDATA_ZARR_WRITE_FORMAT says 3).
+inflates a chunk whole to read any item of it, so its shape may not be far larger than the array,
+and each chunk file, as it is read, may not inflate past the chunk's bytes (checked_store); codecs
+whose output cannot be bounded so, and sharded arrays, are refused. A store is written into a
+temporary folder that is renamed into place (io.atomic), in anndata's zarr_write_format (2 unless
+anndata.settings or the environment variable ANNDATA_ZARR_WRITE_FORMAT says 3).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInputError, SinrError
-from ..limits import check_allocation, check_chunk
+from ..limits import MAX_NAME_BYTES, MAX_TEXT_CHUNK_BYTES, check_allocation, check_chunk
 from ..storage.layout import ANNDATA_PARTS
 from .h5ad import cells_by_genes_source, to_anndata
 from .h5ad_output import COMPRESSIONS, quiet_anndata
@@ -31,6 +35,9 @@ MAX_METADATA_BYTES = 64 << 20  # a root metadata file larger than this is not re
 # what write_zarr puts at a store's top (a trailing '/': a folder): a folder holding anything else is never replaced
 ZARR_ENTRIES = frozenset({*(METADATA_FILES - {".zarray"}), *(f"{part}/" for part in ANNDATA_PARTS)})  # a root's
 GZIP_LEVEL = 4  # h5py's default gzip level, as .h5ad outputs use
+TEXT_CODECS = frozenset({"vlen-utf8", "vlen-bytes"})  # a chunk of strings: its bytes depend on the text
+COMPRESSORS = frozenset({"blosc", "zstd", "gzip", "zlib"})  # those whose output checked_store bounds
+CRC32C = "crc32c"  # format 3's checksum: 4 bytes after the chunk's compressed bytes
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -128,20 +135,150 @@ def declared_bytes(obj) -> int:
                for a in _arrays(obj))
 
 
-def check_chunks(group, what: str) -> None:
+@dataclass(frozen=True)
+class ChunkBound:
+    """What one chunk of an array may inflate to, and the codec that inflates it."""
+
+    path: str
+    n_bytes: int
+    compressor: str | None  # one of COMPRESSORS, or None (stored as it is)
+    checksum: bool  # a crc32c follows the compressed bytes
+
+
+def chunk_bound(a, what: str) -> ChunkBound:
+    """The bound of `a`'s chunks: its chunk shape x item size (strings, whose size no type fixes:
+    MAX_NAME_BYTES an item, MAX_TEXT_CHUNK_BYTES at the least). A codec whose output cannot be
+    bounded before zarr inflates it (or one that changes the size, or shards) is refused."""
+    meta = a.metadata.to_dict()
+    if meta["zarr_format"] == 2:
+        filters = [f.get("id") for f in meta.get("filters") or []]
+        compressor = (meta.get("compressor") or {}).get("id")
+        serializer, after = (filters[0], filters[1:]) if filters and filters[0] in TEXT_CODECS else ("bytes", filters)
+        after += [compressor] if compressor else []
+    else:
+        names = [c.get("name") if isinstance(c, dict) else c for c in meta.get("codecs", [])]
+        if "sharding_indexed" in names:
+            raise InvalidInputError(f"{what}: {a.path} is sharded, whose inner chunks sinr cannot check before zarr "
+                                    "inflates them; write the store without shards (anndata.settings."
+                                    "auto_shard_zarr_v3 = False)")
+        names = [n for n in names if n != "transpose"]  # reorders the items, keeps their bytes
+        serializer, after = (names[0], names[1:]) if names else ("bytes", [])
+    checksum = bool(after) and after[-1] == CRC32C
+    after = after[:-1] if checksum else after
+    unbounded = [n for n in after if n not in COMPRESSORS][:1] or after[1:2] or (
+        [serializer] if serializer not in TEXT_CODECS | {"bytes"} else [])
+    if unbounded:
+        raise InvalidInputError(f"{what}: {a.path} is encoded with {unbounded[0]}, whose output sinr cannot bound "
+                                "before zarr inflates it; sinr reads one of blosc, zstd, gzip or zlib (or none)")
+    items = math.prod(a.chunks)
+    n_bytes = (max(MAX_TEXT_CHUNK_BYTES, 4 + items * (4 + MAX_NAME_BYTES)) if serializer in TEXT_CODECS
+               else items * a.dtype.itemsize)
+    return ChunkBound(a.path, n_bytes, after[0] if after else None, checksum)
+
+
+def check_chunks(group, what: str) -> dict[str, ChunkBound]:
     """Refuse a store where an array's chunk, which zarr inflates whole to read any item of it, is far
-    larger than the array or more than the memory free (limits.check_chunk)."""
+    larger than the array or more than the memory free (limits.check_chunk), or where its codecs
+    cannot be bounded; the bound of each array's chunks, by its path."""
+    bounds = {}
     for a in _arrays(group):
         check_chunk(a.path, a.chunks, a.shape, a.dtype.itemsize, what, "zarr")
+        bounds[a.path] = chunk_bound(a, what)
+    return bounds
+
+
+def check_inflation(bound: ChunkBound, chunk: str, data, what: str) -> None:
+    """Refuse a chunk's stored bytes that inflate past its bound, before zarr inflates them: blosc and
+    zstd declare their size in headers (what their decoders allocate), gzip and zlib are inflated
+    into a buffer of the bound (libdeflate), zstd frames without their size streamed a MiB at a time."""
+    import deflate
+    import zstandard
+
+    data = memoryview(data)[:-4] if bound.checksum else memoryview(data)
+    size = len(data)
+    try:
+        if bound.compressor == "blosc":
+            size = int.from_bytes(data[4:8], "little") if len(data) >= 16 else 0  # else not blosc: zarr says so
+        elif bound.compressor == "zstd":
+            size = _zstd_declared(data)
+            if size is None:
+                size = 0
+                with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True) as stream:
+                    while size <= bound.n_bytes and (piece := stream.read(1 << 20)):
+                        size += len(piece)
+        elif bound.compressor in ("gzip", "zlib"):
+            inflate = deflate.gzip_decompress if bound.compressor == "gzip" else deflate.zlib_decompress
+            size = len(inflate(data, bound.n_bytes))
+    except (deflate.DeflateError, zstandard.ZstdError):
+        size = bound.n_bytes + 1
+    if size > bound.n_bytes:
+        raise InvalidInputError(f"{what}: the chunk {chunk} of {bound.path} does not inflate into its "
+                                f"{bound.n_bytes:,} bytes")
+
+
+ZSTD_SKIPPABLE = 0x184D2A50  # the magic of a skippable frame, its low 4 bits any
+
+
+def _zstd_declared(data: memoryview) -> int | None:
+    """The bytes the zstd frames in `data` declare, all of them (numcodecs inflates every frame into
+    one buffer of their sum), or None where a frame does not declare its size; read from each frame's
+    header and its blocks' headers. ZstdError where they run past the end."""
+    import zstandard
+
+    total, at = 0, 0
+    while at < len(data):
+        if int.from_bytes(data[at: at + 4], "little") & ~0xF == ZSTD_SKIPPABLE:
+            at += 8 + int.from_bytes(data[at + 4: at + 8], "little")
+            continue
+        frame = zstandard.get_frame_parameters(data[at:])
+        if frame.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+            return None
+        total += frame.content_size
+        at += zstandard.frame_header_size(data[at:])
+        last = False
+        while not last:
+            if at + 3 > len(data):
+                raise zstandard.ZstdError("a zstd frame runs past the chunk's end")
+            header = int.from_bytes(data[at: at + 3], "little")
+            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+            at += 3 + (1 if kind == 1 else size)  # an RLE block stores one byte for its `size`
+        at += 4 if frame.has_checksum else 0
+    return total
+
+
+def checked_store(path: Path):
+    """A read-only zarr store of folder `path` whose chunks are checked as they are read (bind the
+    arrays' bounds to it with .bounds): zarr and numcodecs inflate a chunk whole, in their own code,
+    with no cap on its size (a 240 kB store, one zstd frame of 2 GiB of zeros, took 2.16 GB)."""
+    from zarr.storage import LocalStore
+
+    class CheckedStore(LocalStore):
+        def __init__(self, root, *, read_only: bool = True) -> None:
+            super().__init__(root, read_only=read_only)
+            self.bounds: dict[str, ChunkBound] = {}  # none while the metadata is read
+
+        async def get(self, key, prototype=None, byte_range=None):
+            buffer = await super().get(key, prototype, byte_range)
+            folder, _, name = key.rpartition("/")
+            if buffer is not None and name not in METADATA_FILES:
+                while folder and folder not in self.bounds:
+                    folder = folder.rpartition("/")[0]
+                if folder:
+                    check_inflation(self.bounds[folder], key[len(folder) + 1:], buffer.as_numpy_array(), str(path))
+            return buffer
+
+    return CheckedStore(path, read_only=True)
 
 
 def open_zarr(path: Path):
-    """The root group of an AnnData zarr store, read-only, its chunks checked (check_chunks)."""
+    """The root group of an AnnData zarr store, read-only, its chunks checked (check_chunks) and each
+    chunk checked as it is read (checked_store)."""
     import zarr
 
     with zarr_errors(str(path)):
-        group = zarr.open_group(str(path), mode="r")
-        check_chunks(group, str(path))
+        store = checked_store(path)
+        group = zarr.open_group(store, mode="r")
+        store.bounds = check_chunks(group, str(path))
     return group
 
 
@@ -155,6 +292,8 @@ def read_zarr_elem(group, path: str, what: str):
         check_allocation(declared_bytes(obj), f"{what}: {path}")
     try:
         return read_elem(obj)
+    except SinrError:  # a chunk refused as it is read (checked_store)
+        raise
     except Exception as exc:  # anndata raises many types for elements it cannot read
         raise InvalidInputError(f"{what}: {path} is unreadable ({one_line(exc)})") from exc
 
