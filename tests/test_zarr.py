@@ -414,6 +414,10 @@ def test_a_codec_whose_output_cannot_be_bounded_is_refused(tmp_path):
     assert_one_error_line(sinr_cli("encode", lz4, tmp_path / "x.sinr"),
                           f"{lz4}: uns/v is encoded with lz4, whose output sinr cannot bound before zarr inflates it")
     assert not (tmp_path / "x.sinr").exists()
+    sinr.encode(a.X, tmp_path / "a.sinr", siren="never")  # a store sinr writes is never sharded, whatever the setting
+    with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=True):
+        sinr.decode(tmp_path / "a.sinr", tmp_path / "back.zarr")
+    assert sinr.encode(tmp_path / "back.zarr", tmp_path / "back.sinr", siren="never")["nnz"] == 3
 
 
 def test_help_lists_zarr():

@@ -435,14 +435,16 @@ def zarr_kwargs(compression: str) -> dict:
 
 def write_zarr_store(path: Path, adata, compression: str) -> None:
     """Write `adata` into the empty folder `path` as AnnData.write_zarr does, every part as it is (its
-    string columns not made categorical), compressed as zarr_kwargs says."""
+    string columns not made categorical), compressed as zarr_kwargs says, never in shards (whose inner
+    chunks checked_store cannot bound: a store sinr writes, sinr reads, whatever anndata's settings)."""
     import warnings
 
     import anndata
     from anndata.io import write_zarr
 
     kwargs = zarr_kwargs(compression)
-    with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True), warnings.catch_warnings():
+    with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True, auto_shard_zarr_v3=False), \
+            warnings.catch_warnings():
         # zarr's notes on its own future defaults and on format 3's consolidated metadata, once per array
         warnings.filterwarnings("ignore", message="(zarr v3 autosharding|Consolidated metadata)", category=UserWarning)
         write_zarr(path, adata, convert_strings_to_categoricals=False, **kwargs)
