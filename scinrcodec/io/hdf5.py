@@ -17,7 +17,8 @@ from ..errors import InvalidInputError, SinrError
 from ..limits import check_allocation, check_chunk
 from ..progress import Progress, Shared
 from .h5chunks import DatasetSlices, check_inflation
-from .sources import CellBlock, RandomAccessSource, SourceSpec, check_shape, decode_names, one_line, validated_block
+from .sources import (CellBlock, RandomAccessSource, SourceSpec, check_shape, checked_pointers, decode_names, one_line,
+                      validated_block)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 H5_CACHE_BYTES = 16 << 20  # HDF5 chunk cache: a slice re-read across chunk boundaries is not inflated twice
@@ -266,16 +267,8 @@ class CompressedH5Source(H5Cells):
         return partial(self._read, g, indices, data)
 
     def _read(self, g, indices: DatasetSlices, data: DatasetSlices, start: int, stop: int) -> CellBlock:
-        cells = f"{self.description} (cells {start:,}..{stop - 1:,})"
-        ptr = g["indptr"][start: stop + 1]
-        if ptr.dtype == np.uint64 and ptr.size and ptr.max() > self.nnz:
-            raise InvalidInputError(f"{cells}: index pointers run past the {self.nnz:,} stored values")
-        ptr = ptr.astype(np.int64)
-        steps = np.diff(ptr)
-        if ptr[0] < 0 or ptr[-1] > self.nnz or np.any(steps < 0):
-            raise InvalidInputError(f"{cells}: index pointers decrease or run past the {self.nnz:,} stored values")
-        if steps.size and steps.max() > self.shape[0]:
-            raise InvalidInputError(f"{cells}: a cell holds {int(steps.max()):,} entries for {self.shape[0]:,} genes")
+        ptr = checked_pointers(g["indptr"][start: stop + 1], self.nnz, self.shape[0],
+                               f"{self.description} (cells {start:,}..{stop - 1:,})")
         lo, hi = int(ptr[0]), int(ptr[-1])
         return validated_block(start, ptr - lo, indices.read(lo, hi), data.read(lo, hi), self.shape[0], self.description)
 
