@@ -31,13 +31,13 @@ def sniff_format(path: Path) -> str:
         raise InvalidInputError(f"{path}: no such file or folder")
     head = b""
     if path.is_dir():
-        folders = [f for f in FORMATS if f.sniff(path, head)]
-        if not folders:
+        claimed = _claimed(path, head)
+        if claimed is None:
             why = not_anndata(path) or "folder holds no matrix.mtx(.gz) and is no AnnData zarr store"
             inside = _inputs_inside(path)
             raise InvalidInputError(f"{path}: {why}" + (f"; inputs in it: {', '.join(inside)} (name one)" if inside
                                                            else ""))
-        return folders[0].name
+        return claimed
     if not path.is_file():  # a pipe (`<(cmd)`), a FIFO or a device: read once, or never, where inputs are read twice
         raise InvalidInputError(f"{path}: not a regular file (a pipe or a device); save it to a file first")
     try:
@@ -45,15 +45,21 @@ def sniff_format(path: Path) -> str:
             head = fh.read(16)
     except OSError as exc:
         raise InvalidInputError(f"{path}: unreadable ({exc.strerror or exc})") from exc
-    if head.startswith(MAGIC):
-        return "sinr"
-    for fmt in FORMATS:
-        if fmt.sniff(path, head):
-            return fmt.name
+    claimed = _claimed(path, head)
+    if claimed is not None:
+        return claimed
     if head.startswith(GZIP_MAGIC):  # x.h5ad.gz as a download gives it: only .mtx is read gzipped
         raise InvalidInputError(f"{path}: a gzip-compressed file (expected {INPUT_LABELS}; of them only .mtx is "
                                 "read gzipped): decompress it first (gunzip -k)")
     raise InvalidInputError(f"{path}: unknown input format (expected {INPUT_LABELS})")
+
+
+def _claimed(path: Path, head: bytes) -> str | None:
+    """The format whose content `head` (a file's first 16 bytes, b"" for a folder) shows: 'sinr', the
+    first FORMATS entry that claims it, or None."""
+    if head.startswith(MAGIC):
+        return "sinr"
+    return next((f.name for f in FORMATS if f.sniff(path, head)), None)
 
 
 _LOOKED_AT = 256  # entries of a folder that is no input looked at for inputs inside it
@@ -70,14 +76,13 @@ def _inputs_inside(folder: Path) -> list[str]:
     for entry in entries:
         try:
             if entry.is_dir():
-                known = any(f.sniff(entry, b"") for f in FORMATS)
+                known = _claimed(entry, b"")
             else:
                 with open(entry, "rb") as fh:
-                    head = fh.read(16)
-                known = head.startswith(MAGIC) or any(f.sniff(entry, head) for f in FORMATS)
+                    known = _claimed(entry, fh.read(16))
         except OSError:
             continue
-        if known:
+        if known is not None:
             found.append(entry.name + ("/" if entry.is_dir() else ""))
         if len(found) == 3:
             break
