@@ -94,9 +94,26 @@ class Nginx:
             self.process.terminate()
             self.process.wait(10)
 
-    def requests(self) -> list[str]:
-        """The access log's lines so far (nginx writes each line when its request ends)."""
-        return self.log.read_text().splitlines() if self.log.exists() else []
+    def requests(self, at_least: int = 0, seconds: float = 5.0) -> list[str]:
+        """The access log's lines, once it holds `at_least` of them (or `seconds` have passed): nginx
+        writes a line after its response has gone, so a client can finish before its last request shows."""
+        deadline = time.monotonic() + seconds
+        while True:
+            lines = self.log.read_text().splitlines() if self.log.exists() else []
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.01)
+
+    def settled_count(self, quiet: float = 0.1) -> int:
+        """How many requests the log holds once it has not grown for `quiet` seconds, so that lines of
+        requests a test before sent are not counted as the next test's."""
+        count = len(self.requests())
+        while True:
+            time.sleep(quiet)
+            now = len(self.requests())
+            if now == count:
+                return count
+            count = now
 
     def __enter__(self) -> "Nginx":
         return self.start()
