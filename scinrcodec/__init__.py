@@ -21,8 +21,8 @@ from .wholefile.matrix import SinrMatrix, open  # noqa: E402,A004 - the read pat
 # public name -> the module that defines it
 _LAZY = {
     "CountMatrix": ".io.matrix", "read_matrix": ".io.readers", "MatrixSource": ".io.sources",
-    "write_matrix": ".io.writers", "decode": ".wholefile.output", "EncodeOptions": ".encoder.options", "encode": ".encoder.driver",
-    "append": ".encoder.append", "encode_whole": ".wholefile.encode", "CellBatch": ".wholefile.batches",
+    "write_matrix": ".io.writers", "decode": ".wholefile.output", "EncodeOptions": ".encoder.options", "encode": ".wholefile.hints",
+    "append": ".wholefile.hints", "encode_whole": ".wholefile.encode", "CellBatch": ".wholefile.batches",
     "read_lazy": ".wholefile.scverse", "reduce_cells": ".reader.lazy", "read_sinr": ".wholefile.scverse",
     "write_sinr": ".wholefile.scverse", "concat": ".wholefile.combine", "subset": ".wholefile.combine",
 }

@@ -1,11 +1,15 @@
 """A hint for a common mistake: encoding (or appending) the X of an AnnData that holds normalised
 values (or no X) as one count matrix, when a layer or raw.X holds the counts. The error then names
-that matrix and how to encode it."""
+that matrix and how to encode it: from the CLI, write_sinr, and the package's own encode and append
+(defined here, the encoder's with the hint: the encoder cannot import this layer)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from ..encoder import append as _append
+from ..encoder import driver as _driver
 from ..errors import InvalidInputError, SinrError
 from .parts import parts_of
 
@@ -53,3 +57,17 @@ def counts_hint(source, layer: str | None, error: SinrError, command: str = "enc
                              f"(layer={name!r}){whole}")
 
 
+
+
+def _with_hint(function: Callable, command: str, source_at: int) -> Callable:
+    """`function` (whose argument `source_at`, or `source`, is what it reads) raising counts_hint's error."""
+    @functools.wraps(function)
+    def hinted(*args, **kwargs):
+        source = args[source_at] if len(args) > source_at else kwargs.get("source")
+        with hinting(source, kwargs.get("layer"), command):
+            return function(*args, **kwargs)
+    return hinted
+
+
+encode = _with_hint(_driver.encode, "encode", 0)
+append = _with_hint(_append.append, "append", 1)
