@@ -52,7 +52,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _encode_options(args: argparse.Namespace) -> dict:
-    mode = "inr-only" if args.inr_only else "max-error" if args.max_error is not None else "lossless"
+    mode = "inr-only" if args.inr_only else "max-error" if args.max_error else "lossless"
     return dict(format_version=args.format_version, mode=mode, max_error=args.max_error or 0, tile_nnz=args.tile_nnz,
                 patch_nnz=args.patch_nnz,
                 chunk_cells=args.chunk_cells, siren="never" if args.no_siren else args.siren, width=args.width,
@@ -329,18 +329,23 @@ def _path(text: str) -> str:
     return text
 
 
-def _positive(text: str) -> int:
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, not {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a {'positive' if least else 'non-negative'} number, not {value}")
     return value
 
 
+def _positive(text: str) -> int:
+    return _whole_number(text, 1)
+
+
 def _max_error(text: str) -> int:
-    value = _positive(text)
+    """E of --max-error: 0 (exact) is lossless, so that a script may pass any E from 0."""
+    value = _whole_number(text, 0)
     if value > MAX_ERROR_LIMIT:
         raise argparse.ArgumentTypeError(f"expected at most {MAX_ERROR_LIMIT:,}, not {value:,}")
     return value
@@ -399,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read a Matrix Market 'pattern' file (positions without values) as counts of 1")
     mode = enc.add_mutually_exclusive_group()
     mode.add_argument("--max-error", type=_max_error, metavar="E",
-                      help="near-lossless: every entry within E of the input, zeros exact")
+                      help="near-lossless: every entry within E of the input, zeros exact (0: lossless, the default)")
     mode.add_argument("--inr-only", action="store_true",
                       help="the study's setup: bitmap + SIREN, no residuals (lossy)")
     enc.add_argument("--scheduler", metavar="ADDRESS",

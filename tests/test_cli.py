@@ -107,6 +107,10 @@ def test_lossy_modes_and_pattern_from_cli(tmp_path, capsys):
         assert main(["encode", str(SOURCE), str(out), "--quiet", *flags]) == 0
         assert main(["info", str(out)]) == 0
     assert "max-error" in capsys.readouterr().out
+    # --max-error 0 (every entry within 0: exact) is lossless, the same bytes; it had been refused
+    assert main(["encode", str(SOURCE), str(tmp_path / "e0.sinr"), "--quiet", "--no-siren", "--max-error", "0"]) == 0
+    assert main(["encode", str(SOURCE), str(tmp_path / "plain.sinr"), "--quiet", "--no-siren"]) == 0
+    assert (tmp_path / "e0.sinr").read_bytes() == (tmp_path / "plain.sinr").read_bytes()
     pattern = tmp_path / "pattern.mtx"
     pattern.write_text("%%MatrixMarket matrix coordinate pattern general\n3 2 2\n1 1\n3 2\n")
     assert_one_error_line(sinr_cli("encode", pattern, tmp_path / "p.sinr"), "--pattern-as-ones")
@@ -207,6 +211,7 @@ def test_every_failure_is_one_line(tmp_path, encoded):
          "a layer (--layer) applies to .h5ad input only, not to a 10x .h5"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", str(2**31)], "expected at most 2,147,483,646"),
         (["encode", SOURCE, out / "a.sinr", "--max-error", "many"], "expected a whole number"),
+        (["encode", SOURCE, out / "a.sinr", "--max-error", "-1"], "expected a non-negative number, not -1"),
         *[(["encode", SOURCE, out / "a.sinr", "--device", device],  # meta: a device that holds no data
            f"--device {device!r} is not usable here" if find_spec("torch") else "is a torch device")
           for device in ("cuda:7", "banana", "meta")],
