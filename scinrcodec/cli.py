@@ -95,12 +95,14 @@ def _client(args: argparse.Namespace) -> Iterator:
 def _summary(output, result: dict, seconds: float) -> str:
     matrices = len(result.get("matrices") or ())  # nnz is every count matrix's, the shape the AnnData's
     where = f" in its {matrices} count matrices" if matrices > 1 else ""
-    per_nonzero = ""
+    per_nonzero, genomes = "", ""
     if result["nnz"] and matrices:  # a whole file: its count matrices' bits, not those of X normalised, obsm, ...
+        from .wholefile.describe import genomes_listed
         from .wholefile.matrix import open as open_sinr
 
         with open_sinr(output) as written:
             stored = sum(written.matrix(name).stored_bytes for name in result["matrices"])
+            genomes = genomes_listed(written)
         what = "its count matrix" if matrices == 1 else f"its {matrices} count matrices"
         per_nonzero = f", {stored:,} of them {what}: {stored * 8 / result['nnz']:.2f} bits per nonzero"
     elif result["nnz"]:
@@ -112,6 +114,8 @@ def _summary(output, result: dict, seconds: float) -> str:
         line += f"\nmatrices: {', '.join(result['matrices'])}"
     if result.get("parts"):
         line += f"\nparts:    {', '.join(result['parts'])}"
+    if genomes:
+        line += f"\ngenomes:  {genomes}"
     if result.get("dropped"):
         line += f"\ndropped:  {', '.join(result['dropped'])}"
     if result.get("segments"):

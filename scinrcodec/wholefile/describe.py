@@ -3,10 +3,12 @@ besides the opened matrix, and the checks `sinr verify` runs on every matrix and
 file-level section."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ..progress import progress_of
-from .tenx import check_skeletons
+from .tenx import check_skeletons, tenx_var
 
 
 def describe_contents(m) -> str:
@@ -18,7 +20,8 @@ def describe_contents(m) -> str:
         return ""
     what = {"anndata": "a whole AnnData", "10x-h5": "a whole 10x HDF5 file"}.get(getattr(contents, "object", ""),
                                                                                    "several matrices")
-    lines = [f"holds:     {what}", "",
+    genomes = genomes_listed(m)
+    lines = [f"holds:     {what}"] + ([f"genomes:   {genomes}"] if genomes else []) + ["",
              f"{'matrix':<22}{'shape':>24}{'nonzeros':>14}{'bytes':>14}{'bits/nonzero':>14}  from"]
     for name in names:
         other = m.matrix(name)
@@ -36,6 +39,15 @@ def describe_contents(m) -> str:
         if contents.dropped:
             lines += ["", f"dropped:   {', '.join(contents.dropped)}"]
     return "\n".join(lines)
+
+
+def genomes_listed(m) -> str:
+    """A 10x file's genomes with their genes' counts, in the order its genes take them (a Cell
+    Ranger 2 file of several, stacked: io.tenx_h5.GenomeStack); empty where it records none."""
+    genomes = tenx_var(m, m.contents).get("genome")
+    if not genomes or not any(genomes):
+        return ""
+    return ", ".join(f"{name} ({n:,} gene{'' if n == 1 else 's'})" for name, n in Counter(genomes).items())
 
 
 def verify_file(m, *, progress: bool = False) -> dict:

@@ -1,9 +1,10 @@
 """A whole 10x HDF5 file in a .sinr file: the matrix, and an HDF5 image of everything else in which
 the matrix arrays and the names the .sinr matrix already holds stay as empty skeletons with their
 types, filters and attributes; decoding fills them back in, so the file comes back as Cell Ranger
-wrote it."""
+wrote it (a Cell Ranger 2 file of several genomes in Cell Ranger 3's layout: plan_10x)."""
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..errors import CorruptFileError, InvalidInputError
 from ..io.hdf5 import copy_skeleton, fill_skeleton, h5_errors, members, open_h5, write_like
 from ..io.dtypes import READ_DTYPE
-from ..io.tenx_h5 import TENX_VALUES, read_10x_h5
+from ..io.tenx_h5 import TENX_VALUES, GenomeStack, read_10x_h5
 from ..progress import Progress, Shared
 from ..reader.contents import TENX_SECTION, StoredContents, tenx_fill_paths
 from .images import hdf5_image
@@ -32,11 +33,13 @@ def _strings(ds) -> list[str] | None:
 
 
 def plan_10x(path: Path) -> Plan:
-    """The matrix, and an image of everything else (see the module docstring)."""
+    """The matrix, and an image of everything else (see the module docstring); of a Cell Ranger 2
+    file of several genomes, read as one matrix (io.tenx_h5.GenomeStack), the image of the file
+    Cell Ranger 3 writes for it, which decoding gives back."""
     import h5py
 
     source = read_10x_h5(path)
-    with h5_errors(str(path)), open_h5(path) as f:
+    with h5_errors(str(path)), open_h5(path) as original, _laid_out(original, source) as f:
         group = "matrix" if "matrix" in f else next(k for k in f if isinstance(f[k], h5py.Group))
         paths = tenx_fill_paths(group)
         fills = {paths[fill]: fill for fill in ("data", "indices", "indptr")}
@@ -57,6 +60,18 @@ def plan_10x(path: Path) -> Plan:
     plan = Plan(contents, [PlannedMatrix(group, lambda: source)])
     add_image(plan, "h5", TENX_SECTION, raw)
     return plan
+
+
+@contextlib.contextmanager
+def _laid_out(original, source):
+    """The open 10x file to plan from: `original`, or the Cell Ranger 3 layout of its genomes."""
+    import h5py
+
+    if not isinstance(source, GenomeStack):
+        yield original
+        return
+    with h5py.File(io.BytesIO(hdf5_image(lambda out: source.fill_layout(out, original))), "r") as f:
+        yield f
 
 
 def cut_10x_image(m, contents: StoredContents, cells: np.ndarray, genes: np.ndarray) -> bytes | None:

@@ -66,17 +66,27 @@ def _compressed(fdp, group, major: int, minor: int) -> None:
 
 
 def _write_10x(fdp, path: Path) -> None:
-    n_genes, n_cells = fdp.ConsumeIntInRange(0, 12), fdp.ConsumeIntInRange(0, 12)
+    """Cell Ranger 3's matrix group, or Cell Ranger 2's genome groups (one to three: a later group's
+    barcodes now and then the first's, or the first's from some point on, as a filtered file's)."""
     v2 = fdp.ConsumeBool()
+    groups = ("GRCh38", "mm10", "dm6")[:fdp.ConsumeIntInRange(1, 3)] if v2 else ("matrix",)
     with h5py_file(path) as f:
-        g = f.create_group("GRCh38" if v2 else "matrix")
-        _compressed(fdp, g, n_cells, n_genes)
-        consistent = fdp.ConsumeProbability() < 0.8
-        g["shape"] = np.array([n_genes, n_cells]) if consistent else _numbers(fdp, fdp.ConsumeIntInRange(1, 3), -1, 40)
-        g["barcodes"] = _names(fdp, n_cells + (0 if consistent else fdp.ConsumeIntInRange(-1, 1)))
-        features = g if v2 else g.create_group("features")
-        for name in (("genes", "gene_names") if v2 else ("id", "name", "feature_type")):
-            features[name] = _names(fdp, n_genes + (0 if consistent else fdp.ConsumeIntInRange(-1, 1)))
+        for group in groups:
+            n_genes, n_cells = fdp.ConsumeIntInRange(0, 12), fdp.ConsumeIntInRange(0, 12)
+            first = f[groups[0]]["barcodes"] if group != groups[0] and fdp.ConsumeBool() else None
+            if first is not None:
+                first = first[fdp.ConsumeIntInRange(0, len(first)):].astype(first.dtype)
+                n_cells = len(first)
+            g = f.create_group(group)
+            _compressed(fdp, g, n_cells, n_genes)
+            consistent = fdp.ConsumeProbability() < 0.8
+            g["shape"] = (np.array([n_genes, n_cells]) if consistent else
+                          _numbers(fdp, fdp.ConsumeIntInRange(1, 3), -1, 40))
+            g["barcodes"] = first if first is not None else _names(fdp, n_cells + (0 if consistent else
+                                                                                  fdp.ConsumeIntInRange(-1, 1)))
+            features = g if v2 else g.create_group("features")
+            for name in (("genes", "gene_names") if v2 else ("id", "name", "feature_type")):
+                features[name] = _names(fdp, n_genes + (0 if consistent else fdp.ConsumeIntInRange(-1, 1)))
 
 
 def _frame(fdp, group, n: int) -> None:
