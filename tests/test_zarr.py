@@ -4,6 +4,7 @@ what is not an AnnData store, or not a store, is one clear error line."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,9 @@ def stores(tmp_path_factory):
         paths[fmt] = folder / f"rich{fmt}.zarr"
         with anndata.settings.override(zarr_write_format=fmt):
             a.copy().write_zarr(paths[fmt])
+    paths["sharded"] = folder / "rich_sharded.zarr"  # format 3 in shards, anndata's default soon
+    with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=True):
+        a.copy().write_zarr(paths["sharded"])
     return paths
 
 
@@ -84,7 +88,7 @@ def test_zarr_and_h5ad_inputs_store_the_same(stores, store_sinr, tmp_path):
     assert a.to_anndata().layers["counts"].dtype == np.int32
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", [*FORMATS, "sharded"])
 def test_count_matrices_of_a_store_stream_by_cells(stores, fmt):
     """X, a layer or raw.X in CSR reads a block of cells at a time, exactly, with its names; a
     worker can open it again from its spec."""
@@ -394,30 +398,228 @@ def test_a_chunk_inflating_past_its_size_is_refused_before_zarr_inflates_it(tmp_
 
 def test_a_codec_whose_output_cannot_be_bounded_is_refused(tmp_path):
     """A chunk's inflation is checked before zarr inflates it only for the codecs whose output can
-    be bounded cheaply; a store sharded (zarr's sharding_indexed, which anndata writes where
-    auto_shard_zarr_v3 is set) or compressed otherwise (lz4) is one line naming the array."""
+    be bounded cheaply; a store compressed otherwise (lz4) is one line naming the array."""
     import numcodecs
 
     a = anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.int32)), uns={"v": np.arange(3)})
-    sharded, lz4 = tmp_path / "sharded.zarr", tmp_path / "lz4.zarr"
-    with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=True):
-        a.write_zarr(sharded)
+    lz4 = tmp_path / "lz4.zarr"
     a.write_zarr(lz4)
     group = zarr.open_group(lz4, mode="r+")
     attrs = dict(group["uns/v"].attrs)
     del group["uns/v"]
     group.create_array("uns/v", data=np.arange(3), compressors=numcodecs.LZ4(), attributes=attrs)
     zarr.consolidate_metadata(lz4)
-    assert_one_error_line(sinr_cli("encode", sharded, tmp_path / "x.sinr"),
-                          f"{sharded}: obs/_index is sharded, whose inner chunks sinr cannot check before zarr "
-                          "inflates them; write the store without shards (anndata.settings.auto_shard_zarr_v3 = False)")
     assert_one_error_line(sinr_cli("encode", lz4, tmp_path / "x.sinr"),
                           f"{lz4}: uns/v is encoded with lz4, whose output sinr cannot bound before zarr inflates it")
     assert not (tmp_path / "x.sinr").exists()
-    sinr.encode(a.X, tmp_path / "a.sinr", siren="never")  # a store sinr writes is never sharded, whatever the setting
+
+
+def test_a_sharded_store_encodes_as_its_unsharded_twin(stores, tmp_path):
+    """anndata writes zarr v3 stores in shards where auto_shard_zarr_v3 is set (its default from its
+    next minor release), and `sinr encode` refused every one ('obs/_index is sharded, whose inner
+    chunks sinr cannot check before zarr inflates them'). Each shard's index and inner chunks are
+    now checked as zarr reads them: the store encodes to the very bytes of the same AnnData's
+    unsharded store, reads back every element, and `sinr decode` under the setting writes shards
+    that encode again to the same bytes."""
+    sharded = stores["sharded"]
+    assert zarr.open_group(sharded, mode="r")["X/data"].shards is not None
+    encoded = {}
+    for name, store in (("sharded", sharded), ("unsharded", stores[3])):
+        encoded[name] = tmp_path / f"{name}.sinr"
+        result = sinr_cli("encode", store, encoded[name], "--chunk-cells", "32", "--siren", "never", "--quiet")
+        assert result.returncode == 0, result.stderr
+    assert encoded["sharded"].read_bytes() == encoded["unsharded"].read_bytes()
+    assert_equal(anndata.read_zarr(sharded), sinr.read_sinr(encoded["sharded"]))
+    back = tmp_path / "back.zarr"
+    result = sinr_cli("decode", encoded["sharded"], back, "--quiet",
+                      shell_prefix="ANNDATA_ZARR_WRITE_FORMAT=3 ANNDATA_AUTO_SHARD_ZARR_V3=1")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert zarr.open_group(back, mode="r")["X/data"].shards is not None
+    sinr.encode_whole(back, tmp_path / "again.sinr", chunk_cells=32, siren="never", progress=False)
+    assert (tmp_path / "again.sinr").read_bytes() == encoded["sharded"].read_bytes()
+
+
+def _compressed(codec: str, raw: bytes) -> bytes:
+    """`raw` as one gzip member or one zstd frame (its size declared), as zarr's codecs write it."""
+    import gzip
+
+    import zstandard
+
+    return gzip.compress(raw) if codec == "gzip" else zstandard.ZstdCompressor().compress(raw)
+
+
+SHARDED = ("X/data", "uns/v")  # the arrays of _sharded_store written again in shards of three inner chunks
+
+
+def _sharded_store(path, codec: str = "zstd", index_location: str = "end"):
+    """A 2 x 3 CSR matrix of 3 int64 values and uns/v of 3 int64 in a format-3 store written in
+    shards, whose X/data and uns/v are one shard of three inner chunks of one item each (anndata
+    writes one inner chunk a shard), compressed by `codec` (or 'none'), the index at `index_location`."""
+    from zarr.codecs import GzipCodec, ZstdCodec
+
+    a = anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.int64)), uns={"v": np.arange(3)})
     with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=True):
-        sinr.decode(tmp_path / "a.sinr", tmp_path / "back.zarr")
-    assert sinr.encode(tmp_path / "back.zarr", tmp_path / "back.sinr", siren="never")["nnz"] == 3
+        a.write_zarr(path)
+    group = zarr.open_group(path, mode="r+")
+    compressors = {"zstd": ZstdCodec(), "gzip": GzipCodec(), "none": None}[codec]
+    for name in SHARDED:
+        values, attrs = group[name][:], dict(group[name].attrs)
+        del group[name]
+        group.create_array(name, data=values, chunks=(1,), shards={"shape": (3,), "index_location": index_location},
+                           compressors=compressors, attributes=attrs)
+    zarr.consolidate_metadata(path)
+    return a
+
+
+def _write_shard(path, chunks: list[bytes], entries: list[tuple[int, int]] | None = None,
+                 at_start: bool = False) -> None:
+    """Write a shard file of inner chunks back to back and their index (zarr's: little-endian uint64
+    offset and length of each, then the crc32c of those), at the file's start or end; `entries` in
+    place of the chunks' own."""
+    import google_crc32c
+
+    if entries is None:
+        at, entries = (16 * len(chunks) + 4 if at_start else 0), []
+        for chunk in chunks:
+            entries.append((at, len(chunk)))
+            at += len(chunk)
+    index = np.array(entries, dtype="<u8").tobytes()
+    index += np.uint32(google_crc32c.value(index)).tobytes()
+    data = b"".join(chunks)
+    path.write_bytes(index + data if at_start else data + index)
+
+
+# (codec, the array, what its first inner chunk inflates to): each shard of three inner chunks of one int64
+SHARD_BOMBS = [("zstd", "X/data", 1 << 31), ("gzip", "uns/v", 1 << 30)]
+
+
+@pytest.mark.parametrize("codec, array, inflated", SHARD_BOMBS)
+def test_an_inner_chunk_inflating_past_its_size_is_refused_before_zarr_inflates_it(tmp_path, codec, array, inflated):
+    """An inner chunk of a shard is inflated whole by zarr as an unsharded chunk is: one zstd frame of
+    2 GiB of zeros, or a gzip member of 1 GiB, in place of 8 bytes. Refused in one line as its shard
+    is read whole (the CLI) at a peak well under the bomb, and as the inner chunk alone is read by
+    its byte range (the first cell of X, after the shard's index); the store as written encodes."""
+    clean, store = tmp_path / "clean.zarr", tmp_path / "bomb.zarr"
+    a = _sharded_store(clean, codec)
+    shutil.copytree(clean, store)
+    values = zarr.open_group(clean, mode="r")[array][:]
+    _write_shard(store / array / "c" / "0", [_zeros_compressed(codec, inflated),
+                                             *(_compressed(codec, v.tobytes()) for v in values[1:])])
+    assert sum(f.stat().st_size for f in store.rglob("*")) < 5 << 20
+    runs = {path: subprocess.run([sys.executable, "-c", PEAK_OF_CLI, "encode", path, tmp_path / f"{path.stem}.sinr"],
+                                 capture_output=True, text=True, timeout=300, check=False) for path in (store, clean)}
+    code, peak = map(int, runs[store].stdout.split()[-2:])
+    why = f"{store}: the chunk at byte 0 of the shard c/0 of {array} does not inflate into its 8 bytes"
+    assert code == 1 and runs[store].stderr.strip() == f"sinr: error: {why}", runs[store].stderr
+    assert peak < 512 << 20
+    if array == "X/data":
+        with pytest.raises(sinr.InvalidInputError, match=why):
+            sinr.read_matrix(store).block(0, 1)
+    assert not (tmp_path / "bomb.sinr").exists() and leftovers(tmp_path) == []
+    assert runs[clean].stdout.split()[-2] == "0", runs[clean].stderr
+    assert_equal(sinr.read_sinr(tmp_path / "clean.sinr").X, a.X)
+
+
+NO_CHUNK = (2**64 - 1, 2**64 - 1)
+# (the index of a shard of three inner chunks of 8 bytes, and the refusal, given the byte the inner chunks
+# start at (`low`) and the one the index starts at)
+BAD_INDEXES = {
+    "into its index": (lambda low, index: [(index, 8), (low + 8, 8), (low + 16, 8)],
+                       lambda low, index: f"indexes an inner chunk of 8 bytes at byte {index}, outside its inner "
+                                          f"chunks' bytes {low} to {low + 24}"),
+    "past the end": (lambda low, index: [(low, 1000), (low + 8, 8), (low + 16, 8)],
+                     lambda low, index: f"indexes an inner chunk of 1,000 bytes at byte {low}, outside its inner "
+                                        f"chunks' bytes {low} to {low + 24}"),
+    "wrapping": (lambda low, index: [(low + 16, 2**64 - 2), (low, 8), (low + 8, 8)],
+                 lambda low, index: "indexes an inner chunk of 18,446,744,073,709,551,614 bytes at byte "
+                                    f"{low + 16}, outside its inner chunks' bytes {low} to {low + 24}"),
+    "too short": (lambda low, index: [NO_CHUNK, NO_CHUNK],
+                  lambda low, index: "holds 36 bytes, fewer than its index of 3 inner chunks (52 bytes)")}
+
+
+@pytest.mark.parametrize("at_start", [False, True], ids=["index at end", "index at start"])
+@pytest.mark.parametrize("case", BAD_INDEXES)
+def test_a_shard_index_pointing_outside_its_shard_is_refused(tmp_path, case, at_start):
+    """zarr slices a shard's bytes where its index says, unchecked: an inner chunk pointing into the
+    index read the index's bytes as its values (X/data [1, 2, 3] as [24, 2, 3], uncompressed); one
+    past the file's end, or whose length wraps past 2**64, and an index longer than its file, ended
+    in numpy's errors ('cannot reshape array of size 0 into shape (1,)', 'read length must be
+    non-negative or -1', 'buffer is smaller than requested size'). Each is one line naming the
+    shard, as the whole shard is read (uns/v, by the CLI) and as its index is read alone (the first
+    cell of X); the valid store, its index at either end, reads back exactly."""
+    clean = tmp_path / "clean.zarr"
+    a = _sharded_store(clean, "none", index_location="start" if at_start else "end")
+    assert sinr.encode_whole(clean, tmp_path / "clean.sinr", **FAST)["nnz"] == 3
+    back = sinr.read_sinr(tmp_path / "clean.sinr")
+    assert_equal(back.X, a.X)
+    assert_equal(back.uns["v"], a.uns["v"])
+    low, index = (52, 0) if at_start else (0, 24)
+    entries, why = (f(low, index) for f in BAD_INDEXES[case])
+    for array in SHARDED:
+        store = tmp_path / f"bad_{array.replace('/', '_')}.zarr"
+        shutil.copytree(clean, store)
+        values = zarr.open_group(clean, mode="r")[array][:]
+        chunks = [] if case == "too short" else [v.tobytes() for v in values]
+        _write_shard(store / array / "c" / "0", chunks, entries, at_start)
+        message = f"{store}: the shard c/0 of {array} {why}"
+        if array == "uns/v":
+            assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), message)
+        else:
+            with pytest.raises(sinr.InvalidInputError, match=re.escape(message)):
+                sinr.read_matrix(store).block(0, 1)
+    assert not (tmp_path / "x.sinr").exists()
+
+
+def _edit_codecs(store, array: str, edit) -> None:
+    """Rewrite the zarr.json of `array` in a format-3 store through `edit` (its metadata, in place)."""
+    meta = store / array / "zarr.json"
+    doc = json.loads(meta.read_text())
+    edit(doc)
+    meta.write_text(json.dumps(doc))
+    zarr.consolidate_metadata(store)
+
+
+def _nested(doc):
+    sharding = doc["codecs"][0]["configuration"]
+    sharding["codecs"] = [{"name": "sharding_indexed", "configuration": {**sharding, "chunk_shape": [1]}}]
+
+
+def _index_codecs(doc):
+    doc["codecs"][0]["configuration"]["index_codecs"][1] = {"name": "zstd",
+                                                            "configuration": {"level": 0, "checksum": False}}
+
+
+def _big_endian_index(doc):
+    doc["codecs"][0]["configuration"]["index_codecs"][0]["configuration"] = {"endian": "big"}
+
+
+def _shard_of_2_28(doc):
+    doc["chunk_grid"]["configuration"]["chunk_shape"] = [2**28]
+
+
+# (how uns/v's metadata is edited, the refusal)
+SHARDS_REFUSED = {
+    "nested": (_nested, "uns/v holds shards within its shards, which sinr does not read"),
+    "outer codec": (lambda doc: doc["codecs"].append({"name": "crc32c"}),
+                    ("uns/v is encoded with crc32c around its shards, which sinr does not read; sinr reads shards "
+                     "whose codec is sharding_indexed alone")),
+    "index codec": (_index_codecs, ("uns/v has a shard index of bytes + zstd (little-endian), which sinr does not "
+                                    "read; sinr reads bytes (little-endian), with or without crc32c")),
+    "big-endian index": (_big_endian_index, "uns/v has a shard index of bytes + crc32c (big-endian)"),
+    "shard far larger than its array": (_shard_of_2_28, ("uns/v's shard stores 3 items (24 bytes) in a chunk of "
+                                                         "268,435,456 (2,147,483,648 bytes)"))}
+
+
+@pytest.mark.parametrize("case", SHARDS_REFUSED)
+def test_shards_sinr_cannot_check_are_refused_naming_the_array(tmp_path, case):
+    """Shards within shards, a codec around the shards (zarr then reads and inflates a shard whole),
+    an index of a codec whose size is not fixed, and a shard far larger than its array: one line,
+    before any chunk is read."""
+    store = tmp_path / "x.zarr"
+    _sharded_store(store)
+    edit, why = SHARDS_REFUSED[case]
+    _edit_codecs(store, "uns/v", edit)
+    assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), f"{store}: {why}")
 
 
 def test_help_lists_zarr():

@@ -6,9 +6,12 @@ CSC or dense one, and every other part, is read whole by anndata once what its a
 the memory free (limits.check_allocation). Every array's chunk is checked before any is read: zarr
 inflates a chunk whole to read any item of it, so its shape may not be far larger than the array,
 and each chunk file, as it is read, may not inflate past the chunk's bytes (checked_store); codecs
-whose output cannot be bounded so, and sharded arrays, are refused. A store is written into a
-temporary folder that is renamed into place (io.atomic), in anndata's zarr_write_format (2 unless
-anndata.settings or the environment variable ANNDATA_ZARR_WRITE_FORMAT says 3).
+whose output cannot be bounded so are refused. A sharded array (zarr v3's sharding_indexed, which
+anndata writes where auto_shard_zarr_v3 is set) is checked the same way, a level down: its shard
+index must fit the shard file and point inside it, and each inner chunk may not inflate past the
+inner chunk's bytes. A store is written into a temporary folder that is renamed into place
+(io.atomic), as anndata's settings say: its zarr_write_format (2 unless anndata.settings or the
+environment variable ANNDATA_ZARR_WRITE_FORMAT says 3), in shards where auto_shard_zarr_v3 is set.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import InvalidInputError, SinrError
 from ..limits import MAX_NAME_BYTES, MAX_TEXT_CHUNK_BYTES, check_allocation, check_chunk
@@ -38,6 +43,8 @@ GZIP_LEVEL = 4  # h5py's default gzip level, as .h5ad outputs use
 TEXT_CODECS = frozenset({"vlen-utf8", "vlen-bytes"})  # a chunk of strings: its bytes depend on the text
 COMPRESSORS = frozenset({"blosc", "zstd", "gzip", "zlib"})  # those whose output checked_store bounds
 CRC32C = "crc32c"  # format 3's checksum: 4 bytes after the chunk's compressed bytes
+SHARDING = "sharding_indexed"  # format 3's shards: inner chunks back to back, and their index
+NO_INNER_CHUNK = 2**64 - 1  # a shard index's offset and length of an inner chunk not stored
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -136,32 +143,77 @@ def declared_bytes(obj) -> int:
 
 
 @dataclass(frozen=True)
+class ShardIndex:
+    """Where a shard file keeps its index (zarr's sharding_indexed codec): an (offset, length) pair
+    of little-endian uint64 for each of its inner chunks, both 2**64-1 for one not stored, then a
+    crc32c or not, at the file's start or end."""
+
+    inner_chunks: int
+    checksum: bool
+    at_start: bool
+
+    @property
+    def n_bytes(self) -> int:
+        return 16 * self.inner_chunks + (4 if self.checksum else 0)
+
+
+@dataclass(frozen=True)
 class ChunkBound:
-    """What one chunk of an array may inflate to, and the codec that inflates it."""
+    """What one chunk of an array (an inner chunk, where the array is sharded) may inflate to, the
+    codec that inflates it, and the index of the array's shards."""
 
     path: str
     n_bytes: int
     compressor: str | None  # one of COMPRESSORS, or None (stored as it is)
     checksum: bool  # a crc32c follows the compressed bytes
+    shard: ShardIndex | None = None
+
+
+def _names(codecs: list) -> list:
+    """The names of a format-3 codec list."""
+    return [c.get("name") if isinstance(c, dict) else c for c in codecs]
+
+
+def _sharding(a, codecs: list, what: str) -> tuple[ShardIndex, list]:
+    """The index of `a`'s shards and the codecs of its inner chunks, where its codecs are a sharding
+    codec alone (zarr then reads a shard's index, then the inner chunks a read needs) whose index is
+    little-endian uint64, with or without crc32c; anything else is refused."""
+    outer = _names(codecs)
+    if outer != [SHARDING]:
+        other = next(n for n in outer if n != SHARDING)
+        raise InvalidInputError(f"{what}: {a.path} is encoded with {other} around its shards, which sinr does not "
+                                f"read; sinr reads shards whose codec is {SHARDING} alone")
+    config = codecs[0].get("configuration") or {}
+    inner, index = config.get("codecs") or [], config.get("index_codecs") or []
+    if SHARDING in _names(inner):
+        raise InvalidInputError(f"{what}: {a.path} holds shards within its shards, which sinr does not read")
+    first = index[0] if index and isinstance(index[0], dict) else {}
+    endian = (first.get("configuration") or {}).get("endian", "little")
+    if _names(index) not in (["bytes"], ["bytes", CRC32C]) or endian != "little":
+        raise InvalidInputError(f"{what}: {a.path} has a shard index of {' + '.join(map(str, _names(index)))} "
+                                f"({endian}-endian), which sinr does not read; sinr reads bytes (little-endian), with "
+                                "or without crc32c")
+    inner_chunks = math.prod(s // c for s, c in zip(a.shards, a.chunks))
+    return ShardIndex(inner_chunks, len(index) == 2, config.get("index_location") == "start"), inner
 
 
 def chunk_bound(a, what: str) -> ChunkBound:
-    """The bound of `a`'s chunks: its chunk shape x item size (strings, whose size no type fixes:
-    MAX_NAME_BYTES an item, MAX_TEXT_CHUNK_BYTES at the least). A codec whose output cannot be
-    bounded before zarr inflates it (or one that changes the size, or shards) is refused."""
+    """The bound of `a`'s chunks (inner chunks, where it is sharded): its chunk shape x item size
+    (strings, whose size no type fixes: MAX_NAME_BYTES an item, MAX_TEXT_CHUNK_BYTES at the least). A
+    codec whose output cannot be bounded before zarr inflates it (or one that changes the size) is
+    refused, as are shards whose index sinr does not read (_sharding)."""
     meta = a.metadata.to_dict()
+    shard = None
     if meta["zarr_format"] == 2:
         filters = [f.get("id") for f in meta.get("filters") or []]
         compressor = (meta.get("compressor") or {}).get("id")
         serializer, after = (filters[0], filters[1:]) if filters and filters[0] in TEXT_CODECS else ("bytes", filters)
         after += [compressor] if compressor else []
     else:
-        names = [c.get("name") if isinstance(c, dict) else c for c in meta.get("codecs", [])]
-        if "sharding_indexed" in names:
-            raise InvalidInputError(f"{what}: {a.path} is sharded, whose inner chunks sinr cannot check before zarr "
-                                    "inflates them; write the store without shards (anndata.settings."
-                                    "auto_shard_zarr_v3 = False)")
-        names = [n for n in names if n != "transpose"]  # reorders the items, keeps their bytes
+        codecs = meta.get("codecs", [])
+        if SHARDING in _names(codecs):
+            shard, codecs = _sharding(a, codecs, what)
+        names = [n for n in _names(codecs) if n != "transpose"]  # reorders the items, keeps their bytes
         serializer, after = (names[0], names[1:]) if names else ("bytes", [])
     checksum = bool(after) and after[-1] == CRC32C
     after = after[:-1] if checksum else after
@@ -173,17 +225,20 @@ def chunk_bound(a, what: str) -> ChunkBound:
     items = math.prod(a.chunks)
     n_bytes = (max(MAX_TEXT_CHUNK_BYTES, 4 + items * (4 + MAX_NAME_BYTES)) if serializer in TEXT_CODECS
                else items * a.dtype.itemsize)
-    return ChunkBound(a.path, n_bytes, after[0] if after else None, checksum)
+    return ChunkBound(a.path, n_bytes, after[0] if after else None, checksum, shard)
 
 
 def check_chunks(group, what: str) -> dict[str, ChunkBound]:
     """Refuse a store where an array's chunk, which zarr inflates whole to read any item of it, is far
-    larger than the array or more than the memory free (limits.check_chunk), or where its codecs
-    cannot be bounded; the bound of each array's chunks, by its path."""
+    larger than the array or more than the memory free (limits.check_chunk; a sharded array's inner
+    chunk, and its shard), or where its codecs cannot be bounded; the bound of each array's chunks,
+    by its path."""
     bounds = {}
     for a in _arrays(group):
-        check_chunk(a.path, a.chunks, a.shape, a.dtype.itemsize, what, "zarr")
+        check_chunk(a.path, a.chunks, a.shape, a.dtype.itemsize, what, "zarr")  # an inner chunk, where sharded
         bounds[a.path] = chunk_bound(a, what)
+        if bounds[a.path].shard is not None:
+            check_chunk(f"{a.path}'s shard", a.shards, a.shape, a.dtype.itemsize, what, "zarr")
     return bounds
 
 
@@ -246,10 +301,58 @@ def _zstd_declared(data: memoryview) -> int | None:
     return total
 
 
+def _check_index_fits(bound: ChunkBound, shard: str, size: int, what: str) -> None:
+    """Refuse a shard file of `size` bytes too small to hold its index, whose size the shard and
+    inner chunk shapes fix (zarr reads that many bytes of it for any read)."""
+    if size < bound.shard.n_bytes:
+        raise InvalidInputError(f"{what}: the shard {shard} of {bound.path} holds {size:,} bytes, fewer than its "
+                                f"index of {bound.shard.inner_chunks:,} inner chunks ({bound.shard.n_bytes:,} bytes)")
+
+
+def shard_chunks(bound: ChunkBound, shard: str, index, size: int, what: str) -> np.ndarray:
+    """The (offset, length) of each inner chunk stored in a shard of `size` bytes, from its index
+    (`index`, its bytes), each refused unless it lies in the shard's bytes outside the index: zarr
+    slices what an index says, unchecked, so an inner chunk pointing into the index reads the
+    index's bytes as its values."""
+    layout = bound.shard
+    pairs = np.frombuffer(index, "<u8", count=2 * layout.inner_chunks).reshape(-1, 2)
+    pairs = pairs[(pairs != NO_INNER_CHUNK).any(axis=1)]
+    low, high = (layout.n_bytes, size) if layout.at_start else (0, size - layout.n_bytes)
+    offsets, lengths = pairs[:, 0], pairs[:, 1]
+    outside = (offsets < low) | (offsets > high) | (lengths > high - offsets)  # the last wraps only where the 2nd holds
+    if outside.any():
+        offset, length = (int(v) for v in pairs[np.argmax(outside)])
+        raise InvalidInputError(f"{what}: the shard {shard} of {bound.path} indexes an inner chunk of {length:,} "
+                                f"bytes at byte {offset:,}, outside its inner chunks' bytes {low:,} to {high:,}")
+    return pairs
+
+
+def check_shard(bound: ChunkBound, shard: str, data, what: str) -> None:
+    """Refuse a whole shard file (`data`) whose index does not fit it or points outside it, or any of
+    whose inner chunks inflates past its bound (check_inflation)."""
+    size, layout = len(data), bound.shard
+    _check_index_fits(bound, shard, size, what)
+    index = data[:layout.n_bytes] if layout.at_start else data[size - layout.n_bytes:]
+    for offset, length in shard_chunks(bound, shard, index, size, what).tolist():
+        check_inflation(bound, f"at byte {offset:,} of the shard {shard}", data[offset: offset + length], what)
+
+
+def _index_request(layout: ShardIndex, byte_range) -> bool:
+    """Whether a byte range of a shard is the one zarr reads its index by (then the inner chunks the
+    index names, each by its own range)."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
+    if layout.at_start:
+        return isinstance(byte_range, RangeByteRequest) and (byte_range.start, byte_range.end) == (0, layout.n_bytes)
+    return isinstance(byte_range, SuffixByteRequest) and byte_range.suffix == layout.n_bytes
+
+
 def checked_store(path: Path):
     """A read-only zarr store of folder `path` whose chunks are checked as they are read (bind the
     arrays' bounds to it with .bounds): zarr and numcodecs inflate a chunk whole, in their own code,
-    with no cap on its size (a 240 kB store, one zstd frame of 2 GiB of zeros, took 2.16 GB)."""
+    with no cap on its size (a 240 kB store, one zstd frame of 2 GiB of zeros, took 2.16 GB). Of a
+    shard, zarr reads the whole file (check_shard) or its index (which must fit the file, checked
+    before it is read, and point inside it), then each inner chunk it needs by its byte range."""
     from zarr.storage import LocalStore
 
     class CheckedStore(LocalStore):
@@ -257,14 +360,36 @@ def checked_store(path: Path):
             super().__init__(root, read_only=read_only)
             self.bounds: dict[str, ChunkBound] = {}  # none while the metadata is read
 
-        async def get(self, key, prototype=None, byte_range=None):
-            buffer = await super().get(key, prototype, byte_range)
+        def _bound(self, key: str) -> tuple[ChunkBound | None, str]:
+            """The bound of the chunk file `key`, and its name within its array."""
             folder, _, name = key.rpartition("/")
-            if buffer is not None and name not in METADATA_FILES:
-                while folder and folder not in self.bounds:
-                    folder = folder.rpartition("/")[0]
-                if folder:
-                    check_inflation(self.bounds[folder], key[len(folder) + 1:], buffer.as_numpy_array(), str(path))
+            if name in METADATA_FILES:
+                return None, name
+            while folder and folder not in self.bounds:
+                folder = folder.rpartition("/")[0]
+            return self.bounds.get(folder) if folder else None, key[len(folder) + 1:]
+
+        async def get(self, key, prototype=None, byte_range=None):
+            bound, chunk = self._bound(key)
+            index = bound is not None and bound.shard is not None and _index_request(bound.shard, byte_range)
+            if index:
+                try:
+                    size = (self.root / key).stat().st_size
+                except OSError:  # a shard not stored: LocalStore says so
+                    return await super().get(key, prototype, byte_range)
+                _check_index_fits(bound, chunk, size, str(path))
+            buffer = await super().get(key, prototype, byte_range)
+            if buffer is None or bound is None:
+                return buffer
+            data = buffer.as_numpy_array()
+            if bound.shard is None:
+                check_inflation(bound, chunk, data, str(path))
+            elif byte_range is None:
+                check_shard(bound, chunk, data, str(path))
+            elif index:
+                shard_chunks(bound, chunk, data, size, str(path))
+            else:  # an inner chunk, by the range its checked index gives
+                check_inflation(bound, f"at byte {byte_range.start:,} of the shard {chunk}", data, str(path))
             return buffer
 
     return CheckedStore(path, read_only=True)
@@ -273,9 +398,13 @@ def checked_store(path: Path):
 def open_zarr(path: Path):
     """The root group of an AnnData zarr store, read-only, its chunks checked (check_chunks) and each
     chunk checked as it is read (checked_store)."""
+    import warnings
+
     import zarr
 
-    with zarr_errors(str(path)):
+    with zarr_errors(str(path)), warnings.catch_warnings():
+        # zarr's note on a codec around shards, as it opens such an array, which check_chunks refuses
+        warnings.filterwarnings("ignore", message="Combining a `sharding_indexed` codec", category=UserWarning)
         store = checked_store(path)
         group = zarr.open_group(store, mode="r")
         store.bounds = check_chunks(group, str(path))
@@ -435,15 +564,15 @@ def zarr_kwargs(compression: str) -> dict:
 
 def write_zarr_store(path: Path, adata, compression: str) -> None:
     """Write `adata` into the empty folder `path` as AnnData.write_zarr does, every part as it is (its
-    string columns not made categorical), compressed as zarr_kwargs says, never in shards (whose inner
-    chunks checked_store cannot bound: a store sinr writes, sinr reads, whatever anndata's settings)."""
+    string columns not made categorical), compressed as zarr_kwargs says, in shards where anndata's
+    auto_shard_zarr_v3 says so (a sharded store reads back as checked as any: checked_store)."""
     import warnings
 
     import anndata
     from anndata.io import write_zarr
 
     kwargs = zarr_kwargs(compression)
-    with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True, auto_shard_zarr_v3=False), \
+    with quiet_anndata(), anndata.settings.override(allow_write_nullable_strings=True), \
             warnings.catch_warnings():
         # zarr's notes on its own future defaults and on format 3's consolidated metadata, once per array
         warnings.filterwarnings("ignore", message="(zarr v3 autosharding|Consolidated metadata)", category=UserWarning)
