@@ -120,6 +120,23 @@ test_that("a whole 10x file gives its per-feature fields (genome) as rowData", {
   expect_identical(object[["RNA"]][[]]$genome, rows$genome)
 })
 
+test_that("a Cell Ranger 2 file of two genomes reads as one matrix, each gene's genome in rowData", {
+  path <- fixture("cellranger2_two_genomes.sinr")  # hg19 genes over cells 1-400, mm10 over 201-587 (make_fixtures.py)
+  want <- methods::as(Matrix::readMM(fixture("cellranger2_two_genomes.expected.mtx")), "CsparseMatrix")
+  names <- jsonlite::fromJSON(fixture("cellranger2_two_genomes.names.json"))
+  sce <- suppressMessages(sinr_to_sce(path, delayed = FALSE))
+  rows <- SummarizedExperiment::rowData(sce)
+  expect_identical(rows$genome, names$genomes)
+  expect_identical(rows$gene_ids, names$gene_ids)
+  expect_identical(colnames(sce), names$cell_names)
+  counts <- methods::as(SummarizedExperiment::assay(sce, "counts"), "CsparseMatrix")
+  expect_identical(coo(counts), coo(want))
+  hg19 <- rows$genome == "hg19"
+  expect_identical(sum(counts[hg19, 401:587]), 0)  # cells a genome's group does not list are 0 there
+  expect_identical(sum(counts[!hg19, 1:200]), 0)
+  expect_gt(sum(counts[hg19, 1:400]), 0)
+})
+
 test_that("columns of other types are listed as not mapped, never dropped silently", {
   image <- tempfile(fileext = ".h5")
   on.exit(unlink(image))
