@@ -553,6 +553,7 @@ def test_a_shard_index_pointing_outside_its_shard_is_refused(tmp_path, case, at_
     back = sinr.read_sinr(tmp_path / "clean.sinr")
     assert_equal(back.X, a.X)
     assert_equal(back.uns["v"], a.uns["v"])
+    assert sinr.read_matrix(clean).block(0, 1).values.tolist() == [1, 2]  # its index, then two inner chunks
     low, index = (52, 0) if at_start else (0, 24)
     entries, why = (f(low, index) for f in BAD_INDEXES[case])
     for array in SHARDED:
