@@ -216,3 +216,24 @@ def test_random_subsets_of_sorted_barcodes_read_exactly(tmp_path):
             got = sp.hstack([sp.csc_matrix((b.values, b.genes, b.indptr), shape=(want.shape[0], b.n_cells))
                              for b in source.blocks(per_block)] or [sp.csc_matrix(want.shape)])
             assert np.array_equal(got.toarray(), want), (trial, per_block)
+
+
+def test_many_genome_groups_of_different_barcodes_are_merged_in_time_of_their_barcodes(tmp_path):
+    """The union's merge keeps the barcodes ready to be placed as it goes, rather than asking each
+    group of every group's next barcode at each step: 150 groups of 400 barcodes of their own (a
+    2.3 MB file) took 77 s in that merge, and now take a fraction of a second."""
+    groups, per = 150, 400
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w") as f:
+        for k in range(groups):
+            g = f.create_group(f"g{k:03d}")
+            g["data"], g["indices"] = np.full(per, k + 1, np.int32), np.zeros(per, np.int64)
+            g["indptr"], g["shape"] = np.arange(per + 1, dtype=np.int64), np.array([1, per], np.int32)
+            g["barcodes"] = _text(f"{i:06d}-{k}" for i in range(per))
+            g["genes"] = g["gene_names"] = _text([f"gene{k}"])
+    done = sinr_cli("encode", path, tmp_path / "x.sinr", "--matrix-only", timeout=40)
+    assert done.returncode == 0, done.stderr
+    with sinr.open(tmp_path / "x.sinr") as m:
+        assert m.cell_names == sorted(f"{i:06d}-{k}" for k in range(groups) for i in range(per))
+        counts = m.to_scipy(layout="csc")
+        assert counts.nnz == groups * per and np.array_equal(counts.sum(axis=1).A1, np.arange(1, groups + 1) * per)

@@ -4,6 +4,7 @@ of several genomes read as one matrix, laid out as Cell Ranger 3 lays out such d
 written in the Cell Ranger v3 layout."""
 from __future__ import annotations
 
+import heapq
 import io
 from pathlib import Path
 from typing import Callable
@@ -148,27 +149,36 @@ def _barcode_union(lists: list[list[str]], groups: list[str], what: str) -> tupl
             twice = next(name for name in names if name in seen or seen.add(name))
             raise InvalidInputError(f"{what}: genome group {group!r} lists barcode {twice!r} twice and its groups' "
                                     "barcode lists differ, so its cells cannot be matched across genomes")
-    where = [{name: i for i, name in enumerate(names)} for names in lists]
+    holders: dict[str, list[int]] = {}  # the groups listing each barcode
+    waiting: dict[str, int] = {}  # of those, the groups in which a barcode before it is not yet placed
+    for g, names in enumerate(lists):
+        for i, name in enumerate(names):
+            holders.setdefault(name, []).append(g)
+            waiting[name] = waiting.get(name, 0) + (i > 0)
+    ready = [name for name, n in waiting.items() if n == 0]  # next in every group listing them
+    heapq.heapify(ready)
     at = [0] * len(lists)
     placed = [np.empty(len(names), np.int64) for names in lists]
     union: list[str] = []
-    while True:
-        heads = [(names[at[g]], g) for g, names in enumerate(lists) if at[g] < len(names)]
-        if not heads:
-            return union, placed
-        ready = [name for name, _ in heads if all(where[h].get(name, at[h]) == at[h] for h in range(len(lists)))]
-        if not ready:  # each group's next barcode comes later in another group: they order two oppositely
-            name, g = heads[0]
-            h = next(h for h in range(len(lists)) if where[h].get(name, at[h]) != at[h])
-            raise InvalidInputError(f"{what}: its genome groups order their shared barcodes differently "
-                                    f"({groups[g]!r} lists {name!r} next, {groups[h]!r} lists {lists[h][at[h]]!r} "
-                                    "before it), so its cells have no one order")
-        name = min(ready)
-        for h in range(len(lists)):
-            if name in where[h]:
-                placed[h][at[h]] = len(union)
-                at[h] += 1
+    while ready:
+        name = heapq.heappop(ready)
+        for h in holders[name]:
+            placed[h][at[h]] = len(union)
+            at[h] += 1
+            if at[h] < len(lists[h]):
+                following = lists[h][at[h]]
+                waiting[following] -= 1
+                if not waiting[following]:
+                    heapq.heappush(ready, following)
         union.append(name)
+    if len(union) < len(holders):  # each group's next barcode comes later in another group: they order two oppositely
+        g = next(g for g, names in enumerate(lists) if at[g] < len(names))
+        name = lists[g][at[g]]
+        h = next(h for h in holders[name] if lists[h][at[h]] != name)
+        raise InvalidInputError(f"{what}: its genome groups order their shared barcodes differently "
+                                f"({groups[g]!r} lists {name!r} next, {groups[h]!r} lists {lists[h][at[h]]!r} "
+                                "before it), so its cells have no one order")
+    return union, placed
 
 
 # ------------------------------------------------------------------------------------ writing
