@@ -182,6 +182,26 @@ def test_groups_that_contradict_each_other_are_refused(tmp_path, cut, change, me
     assert not (tmp_path / "x.sinr").exists()
 
 
+def _halve(f, path: str) -> None:
+    values = f[path][:] / 2
+    del f[path]
+    f[path] = values
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: _halve(f, "mm10/data"), "genome group 'mm10' (cells 0..79): contains non-integer values"),
+    (lambda f: f["mm10"].__delitem__("barcodes"), "genome group 'mm10': has no 'barcodes' dataset"),
+    (lambda f: f.create_group("extra"), "genome group 'extra': has no 'shape' dataset"),
+])
+def test_a_fault_in_one_genome_group_names_the_group(tmp_path, cut, change, message):
+    """A file of several genome groups has no one matrix a message could be about: one naming a
+    dataset the groups share (barcodes, shape) or cells 0..79 of some group is named by its group."""
+    source = write_v2(tmp_path / "v2.h5", cut, [("hg19", slice(0, 10), list(range(CELLS))),
+                                                ("mm10", slice(10, 20), list(range(CELLS)))])
+    _hostile(source, change)
+    assert_one_error_line(sinr_cli("encode", source, tmp_path / "x.sinr"), message)
+
+
 def test_random_subsets_of_sorted_barcodes_read_exactly(tmp_path):
     """Groups holding random subsets of sorted barcodes (as Cell Ranger 2's filtered files do), of
     random counts: the cells are their sorted union, and every block reads each cell's entries of

@@ -44,22 +44,24 @@ def read_10x_h5(path: Path) -> CompressedH5Source | GenomeStack:
         return _group_source(f, path, genomes[0], f[genomes[0]], ("genes", "gene_names", None))
 
 
-def _group_source(f, path: Path, group: str, features, fields: tuple, *, barcodes: bool = True) -> CompressedH5Source:
+def _group_source(f, path: Path, group: str, features, fields: tuple, *, stacked: bool = False) -> CompressedH5Source:
     """The matrix of one group: its declared shape checked, its gene ids, names and feature types
     (`fields`: where `features` keeps them, None where the layout has none) read; its barcodes
-    read per block unless `barcodes` is False (a GenomeStack reads them itself)."""
-    what = str(path)
+    read per block, unless it is `stacked`, a genome group of a GenomeStack (which reads them
+    itself): its messages then name the group, since a file of several has no one matrix they
+    could be about (its cells counted from the group's first)."""
+    what = f"{path}: genome group {group!r}" if stacked else str(path)
     ids, names, types = fields
     g = f[group]
     shape = checked_dataset(g, "shape", what, "iu")
     if shape.shape != (2,):
-        raise InvalidInputError(f"{path}: {shape.name} holds {shape.shape[0]:,} numbers, not 2")
+        raise InvalidInputError(f"{what}: {shape.name} holds {shape.shape[0]:,} numbers, not 2")
     shape = check_shape(shape[:], what)
     gene_ids = string_dataset(features, ids, shape[0], what)
     gene_names = string_dataset(features, names, shape[0], what)
     feature_types = (string_dataset(features, types, shape[0], what)
                      if types is not None and types in features else None)
-    cell_names = f"{group}/barcodes" if barcodes and "barcodes" in g else None
+    cell_names = f"{group}/barcodes" if not stacked and "barcodes" in g else None
     return CompressedH5Source(f, path, group, shape, cell_names=cell_names, gene_ids=gene_ids,
                               gene_names=gene_names, feature_types=feature_types,
                               spec=path_spec(path), description=what)
@@ -83,9 +85,9 @@ class GenomeStack(H5Cells):
 
     def __init__(self, f, path: Path, groups: list[str]) -> None:
         self.path, self.description, self.paths, self._spec = path, str(path), (str(path),), path_spec(path)
-        self._parts = [_group_source(f, path, group, f[group], ("genes", "gene_names", None), barcodes=False)
+        self._parts = [_group_source(f, path, group, f[group], ("genes", "gene_names", None), stacked=True)
                        for group in groups]
-        lists = [string_dataset(f[group], "barcodes", part.shape[1], self.description)
+        lists = [string_dataset(f[group], "barcodes", part.shape[1], part.description)
                  for group, part in zip(groups, self._parts)]
         names, self._placed = _barcode_union(lists, groups, self.description)
         self._offsets = np.cumsum([0] + [part.shape[0] for part in self._parts])
