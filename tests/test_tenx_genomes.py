@@ -155,6 +155,23 @@ def test_a_gene_id_two_genomes_share_stays_twice(tmp_path, cut):
         m.gene(shared.decode())
 
 
+def test_what_lies_beside_the_genome_groups_comes_back(tmp_path, cut):
+    """A dataset or link at the file's root beside the genome groups is kept in the Cell Ranger 3
+    image a whole encode stores, as it is."""
+    source = write_v2(tmp_path / "v2.h5", cut, [("hg19", slice(0, 10), list(range(CELLS))),
+                                                ("mm10", slice(10, 20), list(range(CELLS)))])
+    with h5py.File(source, "a") as f:
+        f["notes"] = np.arange(3)
+        f["notes"].attrs["by"] = "lab"
+        f["alias"] = h5py.SoftLink("/notes")
+    for args in (("encode", source, tmp_path / "x.sinr"), ("decode", tmp_path / "x.sinr", tmp_path / "back.h5")):
+        done = sinr_cli(*args)
+        assert done.returncode == 0, done.stderr
+    with h5py.File(tmp_path / "back.h5") as f:
+        assert sorted(f) == ["alias", "matrix", "notes"] and list(f["notes"][:]) == [0, 1, 2]
+        assert f["notes"].attrs["by"] == "lab" and f.get("alias", getlink=True).path == "/notes"
+
+
 def _hostile(path, change) -> None:
     with h5py.File(path, "a") as f:
         change(f)

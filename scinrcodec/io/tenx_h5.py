@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..progress import Progress, Shared
-from .hdf5 import (HDF5_MAGIC, CompressedH5Source, H5Cells, checked_dataset, copy_attrs, h5_errors, open_h5,
+from .hdf5 import (HDF5_MAGIC, CompressedH5Source, H5Cells, checked_dataset, h5_errors, members, open_h5,
                    string_dataset, write_converted)
 from .matrix import CountMatrix
 from .sources import CellBlock, SourceSpec, check_shape, path_spec
@@ -132,10 +132,14 @@ class GenomeStack(H5Cells):
 
     def fill_layout(self, out, original) -> None:
         """Write into the open HDF5 file `out` what Cell Ranger 3 writes for these genomes, the matrix
-        arrays empty (whole-file storage fills them): the names, each gene's genome, and the root
-        attributes of the open Cell Ranger 2 file `original` (its version said anew: the layout is
-        v3's)."""
-        copy_attrs(original, out)
+        arrays empty (whole-file storage fills them): the names, each gene's genome, and of the open
+        Cell Ranger 2 file `original` the root attributes (its version said anew: the layout is v3's)
+        and what lies beside the genome groups (a dataset, a link), as it is."""
+        import h5py
+
+        for key, obj in members(original, out):
+            if not isinstance(obj, h5py.Group):
+                original.copy(obj, out, name=key)
         _fill_layout(out, self.shape, self.cell_names(0, self.shape[1]), self.gene_ids, self.gene_names,
                      ["Gene Expression"] * self.shape[0], self.genomes, _empty_arrays)
 
