@@ -386,6 +386,21 @@ def test_normalised_x_error_names_the_counts_layer(rich_h5ad, tmp_path):
     assert not (tmp_path / "x.sinr").exists()
 
 
+def test_the_hinted_encode_and_append_go_to_a_process_pool(rich_h5ad, tmp_path):
+    """scinrcodec.encode and append (the encoder's wrapped in the counts hint) pickle by reference,
+    as a process pool sends its tasks: they had said 'Can't pickle <function encode>: it's not the
+    same object as scinrcodec.encoder.driver.encode'."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    assert pickle.loads(pickle.dumps(sinr.encode)) is sinr.encode
+    assert pickle.loads(pickle.dumps(sinr.append)) is sinr.append
+    with ProcessPoolExecutor(1) as pool:
+        done = pool.submit(sinr.encode, rich_h5ad, tmp_path / "x.sinr", layer="counts", **FAST).result()
+    with sinr.open(tmp_path / "x.sinr") as m:
+        assert done["nnz"] == m.nnz > 0
+
+
 def test_plain_files_have_no_file_sections(tmp_path):
     sinr.encode(DATA / "frozen_pbmc_donor_a_v1", tmp_path / "x.sinr", **FAST)
     with sinr.open(tmp_path / "x.sinr") as m:

@@ -57,15 +57,16 @@ def counts_hint(source, layer: str | None, error: SinrError, command: str = "enc
                              f"(layer={name!r}){whole}")
 
 
-
-
 def _with_hint(function: Callable, command: str, source_at: int) -> Callable:
-    """`function` (whose argument `source_at`, or `source`, is what it reads) raising counts_hint's error."""
+    """`function` (whose argument `source_at`, or `source`, is what it reads) raising counts_hint's
+    error; of this module, where pickle finds it under its name (a process pool's task), since
+    functools.wraps gives it the module of `function`, whose name is another object."""
     @functools.wraps(function)
     def hinted(*args, **kwargs):
         source = args[source_at] if len(args) > source_at else kwargs.get("source")
         with hinting(source, kwargs.get("layer"), command):
             return function(*args, **kwargs)
+    hinted.__module__ = __name__
     return hinted
 
 
