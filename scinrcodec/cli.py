@@ -96,15 +96,16 @@ def _summary(output, result: dict, seconds: float) -> str:
     matrices = len(result.get("matrices") or ())  # nnz is every count matrix's, the shape the AnnData's
     where = f" in its {matrices} count matrices" if matrices > 1 else ""
     per_nonzero, genomes = "", ""
-    if result["nnz"] and matrices:  # a whole file: its count matrices' bits, not those of X normalised, obsm, ...
+    if matrices:  # a whole file: its genomes, its count matrices' bits (not those of X normalised, obsm, ...)
         from .wholefile.describe import genomes_listed
         from .wholefile.matrix import open as open_sinr
 
         with open_sinr(output) as written:
             stored = sum(written.matrix(name).stored_bytes for name in result["matrices"])
             genomes = genomes_listed(written)
-        what = "its count matrix" if matrices == 1 else f"its {matrices} count matrices"
-        per_nonzero = f", {stored:,} of them {what}: {stored * 8 / result['nnz']:.2f} bits per nonzero"
+        if result["nnz"]:
+            what = "its count matrix" if matrices == 1 else f"its {matrices} count matrices"
+            per_nonzero = f", {stored:,} of them {what}: {stored * 8 / result['nnz']:.2f} bits per nonzero"
     elif result["nnz"]:
         per_nonzero = f", {result['bytes'] * 8 / result['nnz']:.2f} bits per nonzero"
     line = (f"wrote {output}: {result['bytes']:,} bytes{per_nonzero} ({counted(result['shape'][0], 'gene')} x "

@@ -172,6 +172,20 @@ def test_what_lies_beside_the_genome_groups_comes_back(tmp_path, cut):
         assert f["notes"].attrs["by"] == "lab" and f.get("alias", getlink=True).path == "/notes"
 
 
+def test_a_file_of_no_nonzeros_lists_its_genomes_too(tmp_path):
+    """`sinr encode` lists the genomes of a file whose counts are all zero, as `sinr info` does."""
+    with h5py.File(tmp_path / "v2.h5", "w") as f:
+        for genome, genes in (("hg19", 3), ("mm10", 2)):
+            g = f.create_group(genome)
+            g["data"], g["indices"] = np.zeros(0, np.int32), np.zeros(0, np.int64)
+            g["indptr"], g["shape"] = np.zeros(5, np.int64), np.array([genes, 4], np.int32)
+            g["barcodes"] = _text(f"AC{j}-1" for j in range(4))
+            g["genes"] = g["gene_names"] = _text(f"{genome}_{i}" for i in range(genes))
+    done = sinr_cli("encode", tmp_path / "v2.h5", tmp_path / "x.sinr")
+    assert done.returncode == 0 and "0 nonzeros" in done.stdout, done.stderr
+    assert "\ngenomes:  hg19 (3 genes), mm10 (2 genes)\n" in done.stdout
+
+
 def _hostile(path, change) -> None:
     with h5py.File(path, "a") as f:
         change(f)
