@@ -571,6 +571,37 @@ def test_a_shard_index_pointing_outside_its_shard_is_refused(tmp_path, case, at_
     assert not (tmp_path / "x.sinr").exists()
 
 
+@pytest.mark.parametrize("in_place", ["folder", "file on its path"])
+@pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "unsharded"])
+def test_a_chunk_file_that_is_not_a_file_is_refused(tmp_path, sharded, in_place):
+    """zarr's LocalStore reads a chunk file that is a folder, or one below a file where its folder
+    belongs, as a chunk not stored (the array's fill value): X's only shard (or chunk), c/0, replaced
+    by a folder was encoded as a matrix of zeros, uns/v as [0, 0, 0]. Each is one line naming the
+    chunk, as the whole store is read (the CLI) and as a block of cells is (X)."""
+    clean = tmp_path / "clean.zarr"
+    if sharded:
+        _sharded_store(clean, "none")
+    else:
+        with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=False):
+            anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]])), uns={"v": np.arange(3)}).write_zarr(clean)
+    for array in SHARDED:
+        store = tmp_path / f"bad_{array.replace('/', '_')}.zarr"
+        shutil.copytree(clean, store)
+        folder = store / array / "c"
+        if in_place == "folder":
+            (folder / "0").unlink()
+            (folder / "0").mkdir()
+        else:
+            shutil.rmtree(folder)
+            folder.write_bytes(b"")
+        message = f"{store}: the chunk c/0 of {array} is not a file"
+        assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), message)
+        if array == "X/data":
+            with pytest.raises(sinr.InvalidInputError, match=re.escape(message)):
+                sinr.read_matrix(store).block(0, 1)
+    assert not (tmp_path / "x.sinr").exists()
+
+
 def _edit_codecs(store, array: str, edit) -> None:
     """Rewrite the zarr.json of `array` in a format-3 store through `edit` (its metadata, in place)."""
     meta = store / array / "zarr.json"

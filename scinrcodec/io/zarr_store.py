@@ -347,6 +347,19 @@ def _index_request(layout: ShardIndex, byte_range) -> bool:
     return isinstance(byte_range, SuffixByteRequest) and byte_range.suffix == layout.n_bytes
 
 
+def _stored(path: Path) -> bool:
+    """Whether something other than nothing lies where a chunk file would be, or a file in place of a
+    folder on its path: zarr's LocalStore reads both as the chunk not stored (its fill value, so a
+    folder in place of a shard read as zeros), where only a missing file means that."""
+    try:
+        path.lstat()
+    except NotADirectoryError:
+        return True
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def checked_store(path: Path):
     """A read-only zarr store of folder `path` whose chunks are checked as they are read (bind the
     arrays' bounds to it with .bounds): zarr and numcodecs inflate a chunk whole, in their own code,
@@ -372,13 +385,13 @@ def checked_store(path: Path):
         async def get(self, key, prototype=None, byte_range=None):
             bound, chunk = self._bound(key)
             index = bound is not None and bound.shard is not None and _index_request(bound.shard, byte_range)
-            if index:
-                try:
-                    size = (self.root / key).stat().st_size
-                except OSError:  # a shard not stored: LocalStore says so
-                    return await super().get(key, prototype, byte_range)
+            if index and (self.root / key).is_file():  # else a shard not stored, or not a file: told below
+                size = (self.root / key).stat().st_size
                 _check_index_fits(bound, chunk, size, str(path))
             buffer = await super().get(key, prototype, byte_range)
+            if buffer is None and bound is not None and _stored(self.root / key):
+                raise InvalidInputError(f"{path}: the chunk {chunk} of {bound.path} is not a file, which zarr would "
+                                        "read as a chunk not stored (the array's fill value)")
             if buffer is None or bound is None:
                 return buffer
             data = buffer.as_numpy_array()
