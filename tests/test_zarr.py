@@ -21,7 +21,8 @@ import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, leftovers, sinr_cli
 from test_anndata import assert_same_anndata, rich_anndata
 from test_inputs import PEAK_OF_CLI
-from scinrcodec.io.zarr_store import ZarrCsrSource, write_zarr_store
+from scinrcodec import limits
+from scinrcodec.io.zarr_store import ZarrCsrSource, open_zarr, write_zarr_store
 from scinrcodec.wholefile import parts
 
 FORMATS = (2, 3)
@@ -625,8 +626,8 @@ def _big_endian_index(doc):
     doc["codecs"][0]["configuration"]["index_codecs"][0]["configuration"] = {"endian": "big"}
 
 
-def _shard_of_2_28(doc):
-    doc["chunk_grid"]["configuration"]["chunk_shape"] = [2**28]
+def _shard_of_2_40(doc):
+    doc["chunk_grid"]["configuration"]["chunk_shape"] = [2**40]
 
 
 # (how uns/v's metadata is edited, the refusal)
@@ -638,20 +639,38 @@ SHARDS_REFUSED = {
     "index codec": (_index_codecs, ("uns/v has a shard index of bytes + zstd (little-endian), which sinr does not "
                                     "read; sinr reads bytes (little-endian), with or without crc32c")),
     "big-endian index": (_big_endian_index, "uns/v has a shard index of bytes + crc32c (big-endian)"),
-    "shard far larger than its array": (_shard_of_2_28, ("uns/v's shard stores 3 items (24 bytes) in a chunk of "
-                                                         "268,435,456 (2,147,483,648 bytes)"))}
+    "shard index over the memory free": (_shard_of_2_40, "the index of a shard of uns/v needs 16,384.0 GiB of memory")}
 
 
 @pytest.mark.parametrize("case", SHARDS_REFUSED)
 def test_shards_sinr_cannot_check_are_refused_naming_the_array(tmp_path, case):
     """Shards within shards, a codec around the shards (zarr then reads and inflates a shard whole),
-    an index of a codec whose size is not fixed, and a shard far larger than its array: one line,
-    before any chunk is read."""
+    an index of a codec whose size is not fixed, and an index (16 bytes an inner chunk, which zarr
+    reads whole) larger than the memory free: one line, before any chunk is read."""
     store = tmp_path / "x.zarr"
     _sharded_store(store)
     edit, why = SHARDS_REFUSED[case]
     _edit_codecs(store, "uns/v", edit)
     assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), f"{store}: {why}")
+
+
+def test_a_shard_larger_than_the_memory_free_is_read_by_its_inner_chunks(tmp_path, monkeypatch):
+    """zarr reads a shard's index whole, then only the inner chunks a read needs (a CSR X streams a
+    block of cells at a time), never the shard inflated whole, yet a shard of 1 GiB (X/data of 2**27
+    int64 in one shard of 1 MiB inner chunks) was refused with 0.75 GiB free ('a chunk of X/data's
+    shard needs 1.0 GiB of memory'). Its index of 16 KiB is what is checked: read, where an index
+    itself over the memory free (one inner chunk an item) is still refused."""
+    monkeypatch.setattr(limits, "available_memory", lambda: 3 << 28)
+    store = tmp_path / "x.zarr"
+    _sharded_store(store)
+    group = zarr.open_group(store, mode="r+")
+    del group["X/data"]
+    group.create_array("X/data", shape=(2**27,), dtype="int64", chunks=(2**17,), shards=(2**27,))
+    zarr.consolidate_metadata(store)
+    assert open_zarr(store)["X/data"][:3].tolist() == [0, 0, 0]
+    _edit_codecs(store, "X/data", lambda doc: doc["codecs"][0]["configuration"].update(chunk_shape=[1]))
+    with pytest.raises(sinr.ResultTooLargeError, match="the index of a shard of X/data needs 2.0 GiB of memory"):
+        open_zarr(store)
 
 
 def test_help_lists_zarr():

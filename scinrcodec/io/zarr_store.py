@@ -231,14 +231,15 @@ def chunk_bound(a, what: str) -> ChunkBound:
 def check_chunks(group, what: str) -> dict[str, ChunkBound]:
     """Refuse a store where an array's chunk, which zarr inflates whole to read any item of it, is far
     larger than the array or more than the memory free (limits.check_chunk; a sharded array's inner
-    chunk, and its shard), or where its codecs cannot be bounded; the bound of each array's chunks,
-    by its path."""
+    chunk), a shard's index is more than the memory free (zarr reads it whole, then only the inner
+    chunks a read needs, never a shard inflated whole: anndata's shards are up to 1 GB), or where
+    its codecs cannot be bounded; the bound of each array's chunks, by its path."""
     bounds = {}
     for a in _arrays(group):
         check_chunk(a.path, a.chunks, a.shape, a.dtype.itemsize, what, "zarr")  # an inner chunk, where sharded
         bounds[a.path] = chunk_bound(a, what)
         if bounds[a.path].shard is not None:
-            check_chunk(f"{a.path}'s shard", a.shards, a.shape, a.dtype.itemsize, what, "zarr")
+            check_allocation(bounds[a.path].shard.n_bytes, f"{what}: the index of a shard of {a.path}")
     return bounds
 
 
