@@ -534,6 +534,9 @@ BAD_INDEXES = {
     "wrapping": (lambda low, index: [(low + 16, 2**64 - 2), (low, 8), (low + 8, 8)],
                  lambda low, index: "indexes an inner chunk of 18,446,744,073,709,551,614 bytes at byte "
                                     f"{low + 16}, outside its inner chunks' bytes {low} to {low + 24}"),
+    "overlapping": (lambda low, index: [(low + 4, 8), (low, 8), (low + 16, 8)],
+                    lambda low, index: f"indexes an inner chunk of 8 bytes at byte {low + 4}, overlapping the one "
+                                       f"of 8 bytes at byte {low}"),
     "too short": (lambda low, index: [NO_CHUNK, NO_CHUNK],
                   lambda low, index: "holds 36 bytes, fewer than its index of 3 inner chunks (52 bytes)")}
 
@@ -542,7 +545,8 @@ BAD_INDEXES = {
 @pytest.mark.parametrize("case", BAD_INDEXES)
 def test_a_shard_index_pointing_outside_its_shard_is_refused(tmp_path, case, at_start):
     """zarr slices a shard's bytes where its index says, unchecked: an inner chunk pointing into the
-    index read the index's bytes as its values (X/data [1, 2, 3] as [24, 2, 3], uncompressed); one
+    index read the index's bytes as its values (X/data [1, 2, 3] as [24, 2, 3], uncompressed), one
+    across two others the end of one and the start of the next (uns/v [0, 1, 2] as [2**32, 0, 2]); one
     past the file's end, or whose length wraps past 2**64, and an index longer than its file, ended
     in numpy's errors ('cannot reshape array of size 0 into shape (1,)', 'read length must be
     non-negative or -1', 'buffer is smaller than requested size'). Each is one line naming the
