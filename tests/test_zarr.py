@@ -4,6 +4,7 @@ what is not an AnnData store, or not a store, is one clear error line."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -576,32 +577,38 @@ def test_a_shard_index_pointing_outside_its_shard_is_refused(tmp_path, case, at_
     assert not (tmp_path / "x.sinr").exists()
 
 
-@pytest.mark.parametrize("in_place", ["folder", "file on its path"])
+NOT_FILES = {  # what lies where c/0, X's only shard (or chunk), belongs; whether zarr would read it in time
+    "folder": (lambda c: (c.unlink(), c.mkdir()), True),
+    "file on its path": (lambda c: (shutil.rmtree(c.parent), c.parent.write_bytes(b"")), True),
+    "link to /dev/zero": (lambda c: (c.unlink(), c.symlink_to("/dev/zero")), False),
+    "pipe": (lambda c: (c.unlink(), os.mkfifo(c)), False)}
+
+
+@pytest.mark.parametrize("in_place", NOT_FILES)
 @pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "unsharded"])
 def test_a_chunk_file_that_is_not_a_file_is_refused(tmp_path, sharded, in_place):
     """zarr's LocalStore reads a chunk file that is a folder, or one below a file where its folder
     belongs, as a chunk not stored (the array's fill value): X's only shard (or chunk), c/0, replaced
-    by a folder was encoded as a matrix of zeros, uns/v as [0, 0, 0]. Each is one line naming the
-    chunk, as the whole store is read (the CLI) and as a block of cells is (X)."""
+    by a folder was encoded as a matrix of zeros, uns/v as [0, 0, 0]; a device or a pipe it reads
+    until it ends: a link to /dev/zero grew to the memory's limit (MemoryError at 1.4 GB under a
+    2 GB ulimit), a pipe no one writes waited forever. Each is one line naming the chunk, before
+    anything is read, as the whole store is read (the CLI, here under a 3 GB ulimit and a minute)
+    and as a block of cells is (X; where zarr's read would end)."""
     clean = tmp_path / "clean.zarr"
     if sharded:
         _sharded_store(clean, "none")
     else:
         with anndata.settings.override(zarr_write_format=3, auto_shard_zarr_v3=False):
             anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]])), uns={"v": np.arange(3)}).write_zarr(clean)
+    place, ends = NOT_FILES[in_place]
     for array in SHARDED:
         store = tmp_path / f"bad_{array.replace('/', '_')}.zarr"
         shutil.copytree(clean, store)
-        folder = store / array / "c"
-        if in_place == "folder":
-            (folder / "0").unlink()
-            (folder / "0").mkdir()
-        else:
-            shutil.rmtree(folder)
-            folder.write_bytes(b"")
+        place(store / array / "c" / "0")
         message = f"{store}: the chunk c/0 of {array} is not a file"
-        assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr"), message)
-        if array == "X/data":
+        assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr", shell_prefix="ulimit -v 3000000;",
+                                       timeout=60), message)
+        if array == "X/data" and ends:
             with pytest.raises(sinr.InvalidInputError, match=re.escape(message)):
                 sinr.read_matrix(store).block(0, 1)
     assert not (tmp_path / "x.sinr").exists()

@@ -356,10 +356,13 @@ def _index_request(layout: ShardIndex, byte_range) -> bool:
     return isinstance(byte_range, SuffixByteRequest) and byte_range.suffix == layout.n_bytes
 
 
-def _stored(path: Path) -> bool:
-    """Whether something other than nothing lies where a chunk file would be, or a file in place of a
-    folder on its path: zarr's LocalStore reads both as the chunk not stored (its fill value, so a
-    folder in place of a shard read as zeros), where only a missing file means that."""
+def _not_a_file(path: Path) -> bool:
+    """Whether something other than a file (or a link to one) lies where a chunk file would be, or a
+    file in place of a folder on its path: zarr's LocalStore reads a folder, or a path through a file,
+    as the chunk not stored (its fill value, so a folder in place of a shard read as zeros), a device
+    or a pipe until it ends (a link to /dev/zero: never), where only a missing file means not stored."""
+    if path.is_file():
+        return False
     try:
         path.lstat()
     except NotADirectoryError:
@@ -394,13 +397,13 @@ def checked_store(path: Path):
         async def get(self, key, prototype=None, byte_range=None):
             bound, chunk = self._bound(key)
             index = bound is not None and bound.shard is not None and _index_request(bound.shard, byte_range)
-            if index and (self.root / key).is_file():  # else a shard not stored, or not a file: told below
+            if bound is not None and _not_a_file(self.root / key):
+                raise InvalidInputError(f"{path}: the chunk {chunk} of {bound.path} is not a file (a folder, a "
+                                        "device, a pipe or a link to none), which zarr cannot read as a chunk")
+            if index and (self.root / key).is_file():  # else a shard not stored
                 size = (self.root / key).stat().st_size
                 _check_index_fits(bound, chunk, size, str(path))
             buffer = await super().get(key, prototype, byte_range)
-            if buffer is None and bound is not None and _stored(self.root / key):
-                raise InvalidInputError(f"{path}: the chunk {chunk} of {bound.path} is not a file, which zarr would "
-                                        "read as a chunk not stored (the array's fill value)")
             if buffer is None or bound is None:
                 return buffer
             data = buffer.as_numpy_array()
