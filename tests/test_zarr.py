@@ -614,6 +614,22 @@ def test_a_chunk_file_that_is_not_a_file_is_refused(tmp_path, sharded, in_place)
     assert not (tmp_path / "x.sinr").exists()
 
 
+def test_a_metadata_file_that_is_not_a_file_is_refused(tmp_path):
+    """A store without consolidated metadata has zarr read each node's zarr.json as it opens it, through
+    the same LocalStore: uns/v/zarr.json a link to /dev/zero grew to the memory's limit (MemoryError
+    at 2.4 GB under a 3 GB ulimit). One line naming the file, before it is read."""
+    store = tmp_path / "x.zarr"
+    _sharded_store(store, "none")
+    root = json.loads((store / "zarr.json").read_text())
+    del root["consolidated_metadata"]
+    (store / "zarr.json").write_text(json.dumps(root))
+    (store / "uns/v/zarr.json").unlink()
+    (store / "uns/v/zarr.json").symlink_to("/dev/zero")
+    assert_one_error_line(sinr_cli("encode", store, tmp_path / "x.sinr", shell_prefix="ulimit -v 3000000;",
+                                   timeout=60), f"{store}: uns/v/zarr.json is not a file")
+    assert not (tmp_path / "x.sinr").exists()
+
+
 def _edit_codecs(store, array: str, edit) -> None:
     """Rewrite the zarr.json of `array` in a format-3 store through `edit` (its metadata, in place)."""
     meta = store / array / "zarr.json"

@@ -357,10 +357,11 @@ def _index_request(layout: ShardIndex, byte_range) -> bool:
 
 
 def _not_a_file(path: Path) -> bool:
-    """Whether something other than a file (or a link to one) lies where a chunk file would be, or a
-    file in place of a folder on its path: zarr's LocalStore reads a folder, or a path through a file,
-    as the chunk not stored (its fill value, so a folder in place of a shard read as zeros), a device
-    or a pipe until it ends (a link to /dev/zero: never), where only a missing file means not stored."""
+    """Whether something other than a file (or a link to one) lies where a chunk or metadata file
+    would be, or a file in place of a folder on its path: zarr's LocalStore reads a folder, or a path
+    through a file, as a file not stored (a chunk's fill value, so a folder in place of a shard read
+    as zeros), a device or a pipe until it ends (a link to /dev/zero: never), where only a missing
+    file means not stored."""
     if path.is_file():
         return False
     try:
@@ -397,9 +398,10 @@ def checked_store(path: Path):
         async def get(self, key, prototype=None, byte_range=None):
             bound, chunk = self._bound(key)
             index = bound is not None and bound.shard is not None and _index_request(bound.shard, byte_range)
-            if bound is not None and _not_a_file(self.root / key):
-                raise InvalidInputError(f"{path}: the chunk {chunk} of {bound.path} is not a file (a folder, a "
-                                        "device, a pipe or a link to none), which zarr cannot read as a chunk")
+            if _not_a_file(self.root / key):  # a node's metadata too (where not consolidated): read as a chunk is
+                name = key if bound is None else f"the chunk {chunk} of {bound.path}"
+                raise InvalidInputError(f"{path}: {name} is not a file (a folder, a device, a pipe or a link to "
+                                        "none), which zarr cannot read")
             if index and (self.root / key).is_file():  # else a shard not stored
                 size = (self.root / key).stat().st_size
                 _check_index_fits(bound, chunk, size, str(path))
