@@ -538,6 +538,9 @@ BAD_INDEXES = {
     "overlapping": (lambda low, index: [(low + 4, 8), (low, 8), (low + 16, 8)],
                     lambda low, index: f"indexes an inner chunk of 8 bytes at byte {low + 4}, overlapping the one "
                                        f"of 8 bytes at byte {low}"),
+    "of no bytes": (lambda low, index: [(low, 8), (low + 8, 0), (low + 16, 8)],
+                    lambda low, index: f"indexes an inner chunk of 0 bytes at byte {low + 8}, which cannot hold its "
+                                       "items"),
     "too short": (lambda low, index: [NO_CHUNK, NO_CHUNK],
                   lambda low, index: "holds 36 bytes, fewer than its index of 3 inner chunks (52 bytes)")}
 
@@ -548,7 +551,8 @@ def test_a_shard_index_pointing_outside_its_shard_is_refused(tmp_path, case, at_
     """zarr slices a shard's bytes where its index says, unchecked: an inner chunk pointing into the
     index read the index's bytes as its values (X/data [1, 2, 3] as [24, 2, 3], uncompressed), one
     across two others the end of one and the start of the next (uns/v [0, 1, 2] as [2**32, 0, 2]); one
-    past the file's end, or whose length wraps past 2**64, and an index longer than its file, ended
+    of no bytes, one past the file's end, or whose length wraps past 2**64, and an index longer than
+    its file, ended
     in numpy's errors ('cannot reshape array of size 0 into shape (1,)', 'read length must be
     non-negative or -1', 'buffer is smaller than requested size'). Each is one line naming the
     shard, as the whole shard is read (uns/v, by the CLI) and as its index is read alone (the first

@@ -312,7 +312,7 @@ def _check_index_fits(bound: ChunkBound, shard: str, size: int, what: str) -> No
 
 def shard_chunks(bound: ChunkBound, shard: str, index, size: int, what: str) -> np.ndarray:
     """The (offset, length) of each inner chunk stored in a shard of `size` bytes, from its index
-    (`index`, its bytes), each refused unless it lies in the shard's bytes outside the index and
+    (`index`, its bytes), each refused unless it is bytes in the shard outside the index and
     outside every other inner chunk (one stored once for two equal ones allowed): zarr slices what
     an index says, unchecked, so an inner chunk pointing into the index reads the index's bytes as
     its values, one across two others the end of one and the start of the next."""
@@ -326,13 +326,17 @@ def shard_chunks(bound: ChunkBound, shard: str, index, size: int, what: str) -> 
         offset, length = (int(v) for v in pairs[np.argmax(outside)])
         raise InvalidInputError(f"{what}: the shard {shard} of {bound.path} indexes an inner chunk of {length:,} "
                                 f"bytes at byte {offset:,}, outside its inner chunks' bytes {low:,} to {high:,}")
+    if (lengths == 0).any():  # no codec writes a chunk as no bytes (one not stored is 2**64-1 twice)
+        raise InvalidInputError(f"{what}: the shard {shard} of {bound.path} indexes an inner chunk of 0 bytes at "
+                                f"byte {int(offsets[np.argmax(lengths == 0)]):,}, which cannot hold its items")
     ranked = pairs[np.argsort(offsets, kind="stable")]
     before, after = ranked[:-1], ranked[1:]
     overlap = (after[:, 0] < before[:, 0] + before[:, 1]) & (after != before).any(axis=1)
     if overlap.any():
         (offset, length), (other, other_length) = (map(int, p[np.argmax(overlap)]) for p in (after, before))
         raise InvalidInputError(f"{what}: the shard {shard} of {bound.path} indexes an inner chunk of {length:,} "
-                                f"bytes at byte {offset:,}, overlapping the one of {other_length:,} bytes at byte {other:,}")
+                                f"bytes at byte {offset:,}, overlapping the one of {other_length:,} bytes at byte "
+                                f"{other:,}")
     return pairs
 
 
