@@ -59,7 +59,7 @@ def counts_hint(source, layer: str | None, error: SinrError, command: str = "enc
 
 def _with_hint(function: Callable, command: str, source_at: int) -> Callable:
     """`function` (whose argument `source_at`, or `source`, is what it reads) raising counts_hint's
-    error; of this module, where pickle finds it under its name (a process pool's task), since
+    error; of this module, where a process pool's task is looked up by its name, since
     functools.wraps gives it the module of `function`, whose name is another object."""
     @functools.wraps(function)
     def hinted(*args, **kwargs):
