@@ -704,6 +704,33 @@ def test_a_shard_larger_than_the_memory_free_is_read_by_its_inner_chunks(tmp_pat
         open_zarr(store)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_store_without_consolidated_metadata_encodes_to_the_same_bytes(stores, tmp_path, monkeypatch, fmt):
+    """Without consolidated metadata zarr lists a group's members as the file system lists its folder
+    (reversed here); the .sinr file had followed that order (its matrices and uns' keys: other bytes
+    for the same AnnData, another file system's order giving others again). It now takes them sorted,
+    as consolidated metadata and .h5ad files list them."""
+    plain = tmp_path / "plain.zarr"
+    shutil.copytree(stores[fmt], plain)
+    if fmt == 2:
+        (plain / ".zmetadata").unlink()
+    else:
+        root = json.loads((plain / "zarr.json").read_text())
+        del root["consolidated_metadata"]
+        (plain / "zarr.json").write_text(json.dumps(root))
+    listed = zarr.storage.LocalStore.list_dir
+
+    async def reversed_listing(self, prefix):
+        for key in sorted([key async for key in listed(self, prefix)], reverse=True):
+            yield key
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "list_dir", reversed_listing)
+    sinr.encode_whole(stores[fmt], tmp_path / "consolidated.sinr", chunk_cells=32, **FAST)
+    sinr.encode_whole(plain, tmp_path / "plain.sinr", chunk_cells=32, **FAST)
+    assert (tmp_path / "plain.sinr").read_bytes() == (tmp_path / "consolidated.sinr").read_bytes()
+    assert list(sinr.read_sinr(tmp_path / "plain.sinr").layers) == sorted(rich_anndata().layers)
+
+
 def test_help_lists_zarr():
     for command in ((), ("encode",), ("decode",)):
         assert "AnnData .zarr" in " ".join(sinr_cli(*command, "--help").stdout.split())

@@ -221,13 +221,26 @@ def _frame_length(f, name: str, what: str) -> int:
     return obj.shape[0]
 
 
+def _sorted_keys(value):
+    """`value` with every dict in it (nested, as uns holds them) in the order of its keys."""
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    return value
+
+
 class ZarrParts(FileParts):
     """The parts of an AnnData zarr store, as FileParts reads an .h5ad's: each read by anndata when
     asked for, the count matrices streamed (io.zarr_store)."""
 
+    def keys(self, part: str) -> list[str]:
+        """As FileParts.keys, sorted: a store's consolidated metadata lists a group's members sorted
+        (as HDF5 lists an .h5ad's), a store without it as its folders are listed, in an order of the
+        file system's, and the .sinr file's bytes would follow that order."""
+        return sorted(super().keys(part))
+
     def value(self, path: str):
-        """One element, read by anndata."""
-        return read_zarr_elem(self.file, path, self.what)
+        """One element, read by anndata, its mappings' keys sorted (see keys)."""
+        return _sorted_keys(read_zarr_elem(self.file, path, self.what))
 
     def format(self, path: str) -> str | None:
         """As FileParts.format, once a matrix read whole (all but a CSR one the readers stream) is known
