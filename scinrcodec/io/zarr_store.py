@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,21 +361,24 @@ def _index_request(layout: ShardIndex, byte_range) -> bool:
     return isinstance(byte_range, SuffixByteRequest) and byte_range.suffix == layout.n_bytes
 
 
-def _not_a_file(path: Path) -> bool:
-    """Whether something other than a file (or a link to one) lies where a chunk or metadata file
-    would be, or a file in place of a folder on its path: zarr's LocalStore reads a folder, or a path
+def _stored_size(path: Path, name: str, what: str) -> int | None:
+    """The bytes of the chunk or metadata file `name` at `path` (a link to a file: the file's), None
+    where none is stored. Anything else there is refused: zarr's LocalStore reads a folder, or a path
     through a file, as a file not stored (a chunk's fill value, so a folder in place of a shard read
     as zeros), a device or a pipe until it ends (a link to /dev/zero: never), where only a missing
     file means not stored."""
-    if path.is_file():
-        return False
     try:
-        path.lstat()
-    except NotADirectoryError:
-        return True
+        status = path.stat()
     except FileNotFoundError:
-        return False
-    return True
+        if not path.is_symlink():  # nothing there (a dangling link is something)
+            return None
+        status = None
+    except OSError:  # a file where a folder of the path belongs, a link loop
+        status = None
+    if status is None or not stat.S_ISREG(status.st_mode):
+        raise InvalidInputError(f"{what}: {name} is not a file (a folder, a device, a pipe or a link to none), which "
+                                "zarr cannot read")
+    return status.st_size
 
 
 def checked_store(path: Path):
@@ -402,12 +406,10 @@ def checked_store(path: Path):
         async def get(self, key, prototype=None, byte_range=None):
             bound, chunk = self._bound(key)
             index = bound is not None and bound.shard is not None and _index_request(bound.shard, byte_range)
-            if _not_a_file(self.root / key):  # a node's metadata too (where not consolidated): read as a chunk is
-                name = key if bound is None else f"the chunk {chunk} of {bound.path}"
-                raise InvalidInputError(f"{path}: {name} is not a file (a folder, a device, a pipe or a link to "
-                                        "none), which zarr cannot read")
-            if index and (self.root / key).is_file():  # else a shard not stored
-                size = (self.root / key).stat().st_size
+            # a node's metadata too (where not consolidated) is checked as a chunk is
+            size = _stored_size(self.root / key, key if bound is None else f"the chunk {chunk} of {bound.path}",
+                                str(path))
+            if index and size is not None:  # else a shard not stored
                 _check_index_fits(bound, chunk, size, str(path))
             buffer = await super().get(key, prototype, byte_range)
             if buffer is None or bound is None:
