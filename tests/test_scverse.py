@@ -303,6 +303,45 @@ def test_string_columns_are_stored_as_h5ad_stores_them(rich, tmp_path):
             sinr.write_sinr(b, tmp_path / "no.sinr", **FAST)
 
 
+def test_keys_hdf5_cannot_name_are_refused_and_files_holding_them_read_as_corrupt(rich, tmp_path, monkeypatch):
+    """'' and '.' name the HDF5 group itself and a NUL ends a name: anndata's writer takes such keys
+    and its reader then fails or gives another key, so write_sinr refuses them in one line (naming
+    the --drop where one can leave the key out); a file that holds one all the same (written before
+    this check) reads as corrupt in one line, not as a traceback."""
+    from scinrcodec.wholefile import images, plan
+
+    small = rich[0][:30, :20].copy()
+    cases = {"obs ''": (lambda a: a.obs.__setitem__("", 1), "obs: column '' names its group"),
+             "layers ''": (lambda a: a.layers.__setitem__("", a.X * 0.5), "layers: key '' names its group"),
+             "uns '.'": (lambda a: a.uns.__setitem__(".", 1), "uns: key '.' names .* or pass --drop uns/[.]"),
+             "nested uns NUL": (lambda a: a.uns.__setitem__("x", {"a\0b": 1}), "uns/x: key 'a.x00b' holds a NUL"),
+             "obsm ''": (lambda a: a.obsm.__setitem__("", np.zeros((30, 2))), "obsm: key '' names its group"),
+             "obsm frame '.'": (lambda a: a.obsm.__setitem__("f", pd.DataFrame({".": np.ones(30)}, index=a.obs_names)),
+                                "obsm/f: column '.' names its group")}
+    for name, (spoil, message) in cases.items():
+        a = small.copy()
+        spoil(a)
+        with pytest.raises(sinr.InvalidInputError, match=message) as error:
+            sinr.write_sinr(a, tmp_path / "bad.sinr", **FAST)
+        assert "\n" not in str(error.value) and not (tmp_path / "bad.sinr").exists(), name
+    a = small.copy()
+    a.uns["."] = 1
+    a.obsm["z"] = np.ones((30, 1))
+    sinr.write_sinr(a, tmp_path / "dropped.sinr", drop="uns/.", **FAST)  # one path as a string, as --drop takes it
+    back = sinr.read_sinr(tmp_path / "dropped.sinr")
+    assert "." not in back.uns and list(back.obsm) == [*small.obsm, "z"]
+    monkeypatch.setattr(images, "key_problem", lambda name, column=False: None)  # the writer before the check
+    monkeypatch.setattr(plan, "key_problem", lambda name, column=False: None)
+    for (name, (spoil, _)), part in zip(list(cases.items())[:3], ("obs", "layers", "uns")):
+        a = small.copy()
+        spoil(a)
+        sinr.write_sinr(a, tmp_path / f"{part}.sinr", **FAST)
+        with pytest.raises(sinr.CorruptFileError, match=f"section 'anndata.{part}' holds a .* as {part}, which must "
+                                                        "be a (data frame|mapping)") as error:
+            sinr.read_sinr(tmp_path / f"{part}.sinr")
+        assert "\n" not in str(error.value), name
+
+
 def test_what_would_not_read_back_or_combine_is_refused_in_one_line(rich, tmp_path):
     """A key with '/' (HDF5 makes nested groups of it, which read back as something else) is refused
     at write time; concat names a gene named twice, a misspelt merge rule, a count matrix one file

@@ -117,10 +117,25 @@ class StoredContents:
 
         with self.hdf5(part) as f:
             if part == "raw":
-                return {key: read_elem(f["raw"][key]) for key in f["raw"]}
+                raw = {key: read_elem(f["raw"][key]) for key in f["raw"]}
+                for key, value in raw.items():
+                    self._check_kind(f"raw/{key}", value)
+                return raw
             value = read_elem(f[part])
+        self._check_kind(part, value)
         entry = self.names_in.get(part)
         return value if entry is None else restore(value, entry, self._matrix_names, part, self.what)
+
+    def _check_kind(self, element: str, value) -> None:
+        """Refuse a part that anndata read as another kind of object than the part is (a frame, a
+        mapping): what AnnData would refuse, or fail on, with another message."""
+        import pandas as pd
+
+        kind = (pd.DataFrame, "a data frame") if element in ("obs", "var", "raw/var") else \
+            None if element in ("X", "raw/X") else (dict, "a mapping")
+        if kind is not None and not isinstance(value, kind[0]):
+            raise CorruptFileError(f"{self.what}: section {self.elements[element.split('/')[0]][0]!r} holds a "
+                                   f"{type(value).__name__} as {element}, which must be {kind[1]} (file is corrupt)")
 
     @property
     def names_in(self) -> dict:

@@ -16,7 +16,8 @@ from ..io.sources import one_line
 class Drops:
     """The parts a user asked to leave out; each must name something."""
 
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(self, names: str | Iterable[str]) -> None:
+        names = [names] if isinstance(names, str) else names  # one path, as the CLI's --drop takes it
         self.names = {str(n).strip("/") for n in names}
         self.used: set[str] = set()
 
@@ -35,6 +36,35 @@ class Drops:
                                     "'uns/key', 'obsm/X_umap', 'obs/column' or 'layers/name')")
 
 
+def key_problem(name, *, column: bool = False) -> str | None:
+    """Why anndata's HDF5 writer cannot store `name` as a key that reads back (None where it can):
+    '' and '.' name the group itself (the writer takes them, its reader then fails), a '/' makes
+    nested groups and a NUL ends the name there (both read back as other keys). A frame's columns
+    are found by name, so a '/' in one reads back."""
+    if not isinstance(name, str):
+        return None if column else "is not a string"
+    if name in ("", "."):
+        return "names its group itself in HDF5, where anndata's reader cannot find it again"
+    if "\0" in name:
+        return "holds a NUL character, at which HDF5 ends the name"
+    if "/" in name and not column:
+        return "has a '/', which HDF5 stores as nested groups that do not read back"
+    return None
+
+
+def refuse_key(path: str, key, problem: str, noun: str = "key") -> InvalidInputError:
+    """The error for a key (or column) anndata cannot store, with the --drop that leaves it out where
+    there is one (a drop of the empty key would name the group that holds it)."""
+    drop = f", or pass --drop {path}/{key} to encode without it" if key else ""
+    return InvalidInputError(f"{path}: {noun} {key!r} {problem}; rename it{drop}")
+
+
+def _check_columns(frame, path: str) -> None:
+    bad = next(((c, problem) for c in frame.columns if (problem := key_problem(c, column=True))), None)
+    if bad is not None:
+        raise refuse_key(path, *bad, noun="column")
+
+
 def _unstorable(path: str, value, exc: BaseException) -> InvalidInputError:
     return InvalidInputError(
         f"{path}: anndata cannot store this {type(value).__name__} ({one_line(exc)}); pass --drop {path} "
@@ -43,8 +73,11 @@ def _unstorable(path: str, value, exc: BaseException) -> InvalidInputError:
 
 def write_element(group, key: str, value, path: str) -> None:
     """One element by anndata's writer; a failure names it and the --drop that leaves it out."""
+    import pandas as pd
     from anndata.io import write_elem
 
+    if isinstance(value, pd.DataFrame):
+        _check_columns(value, path)
     try:
         write_elem(group, key, value)
     except Exception as exc:  # anndata raises many types for objects it cannot write
@@ -77,6 +110,7 @@ def write_frame(group, key: str, frame, path: str, drops: Drops, names: dict | N
     else:
         frame = frame.drop(columns=[c for c in frame.columns if drops.take(f"{path}/{c}")])
     _check_index_name(frame, path)
+    _check_columns(frame, path)
     frame = strip(frame, names)
     frame = frame if as_stored else _strings_as_categoricals(frame)
     try:
@@ -120,11 +154,12 @@ def write_tree(group, key: str, value, path: str, drops: Drops) -> None:
         return
     write_element(group, key, {}, path)
     for name, item in value.items():
-        if not isinstance(name, str) or "/" in name:
-            raise InvalidInputError(f"{path}: key {name!r} is not a string or has a '/' (nested groups that do not "
-                                    f"read back), which anndata cannot store; pass --drop {path} to encode without it")
-        if not drops.take(f"{path}/{name}"):
-            write_tree(group[key], name, item, f"{path}/{name}", drops)
+        if drops.take(f"{path}/{name}"):
+            continue
+        problem = key_problem(name)
+        if problem is not None:
+            raise refuse_key(path, name, problem)
+        write_tree(group[key], name, item, f"{path}/{name}", drops)
 
 
 def hdf5_image(fill: Callable) -> bytes:

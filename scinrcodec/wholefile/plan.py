@@ -14,7 +14,7 @@ from ..io.frame_names import plan_names
 from ..io.sources import MatrixSource
 from ..limits import MAX_COUNT
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS
-from .images import Drops, anndata_image, write_element, write_frame, write_tree
+from .images import Drops, anndata_image, key_problem, refuse_key, write_element, write_frame, write_tree
 
 ELEMENT_LEVEL = 9  # zstd level of element images: level 19 is slow on large obsp, for little gain
 FRAMES = ("obs", "var")
@@ -120,13 +120,12 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
 
 
 def _kept_keys(parts, part: str, drops: Drops) -> list[str]:
-    """The keys of a mapping part ('layers', 'obsm', ...) less those dropped; a key with '/' is
-    refused, as HDF5 would store it as nested groups that read back as something else."""
+    """The keys of a mapping part ('layers', 'obsm', ...) less those dropped; a key that would not
+    read back (key_problem) is refused."""
     keys = [k for k in parts.keys(part) if not drops.take(f"{part}/{k}")]
-    slashed = next((k for k in keys if "/" in str(k)), None)
-    if slashed is not None:
-        raise InvalidInputError(f"{part}/{slashed}: a key with '/', which HDF5 stores as nested groups that do not "
-                                f"read back; rename it, or pass --drop {part}/{slashed} to encode without it")
+    bad = next(((k, problem) for k in keys if (problem := key_problem(k))), None)
+    if bad is not None:
+        raise refuse_key(part, *bad)
     return keys
 
 
