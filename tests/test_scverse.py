@@ -303,6 +303,22 @@ def test_string_columns_are_stored_as_h5ad_stores_them(rich, tmp_path):
             sinr.write_sinr(b, tmp_path / "no.sinr", **FAST)
 
 
+def test_layers_come_back_in_the_order_read_h5ad_gives(rich, tmp_path):
+    """Layers come back by key, as read_h5ad and read_zarr list them (and as this reader lists obsm
+    and uns), whatever order the AnnData written had them in: count layers and others alike."""
+    a = rich[0][:30, :20].copy()
+    counts = a.layers["counts"]
+    a.layers.clear()
+    for key, value in (("z_norm", counts * 0.5), ("b_counts", counts), ("a_norm", counts * 0.25)):
+        a.layers[key] = value
+    sinr.write_sinr(a, tmp_path / "x.sinr", **FAST)
+    a.write_h5ad(tmp_path / "x.h5ad")
+    expected = list(anndata.read_h5ad(tmp_path / "x.h5ad").layers)
+    assert expected == ["a_norm", "b_counts", "z_norm"]
+    assert list(sinr.read_sinr(tmp_path / "x.sinr").layers) == expected
+    assert list(sinr.read_lazy(tmp_path / "x.sinr").layers) == expected
+
+
 def test_keys_hdf5_cannot_name_are_refused_and_files_holding_them_read_as_corrupt(rich, tmp_path, monkeypatch):
     """'' and '.' name the HDF5 group itself and a NUL ends a name: anndata's writer takes such keys
     and its reader then fails or gives another key, so write_sinr refuses them in one line (naming

@@ -61,7 +61,8 @@ class StoredContents:
                                        f"{n_obs:,}")
 
     def listed_layers(self, stored: dict, matrices: dict) -> dict:
-        """The AnnData's layers in the order the contents list them, each a count matrix of the file
+        """The AnnData's layers by key, as anndata's readers give them (and this file's obsm, uns, ...;
+        the contents list them as the AnnData written did), each a count matrix of the file
         (`matrices`: element -> value, 'layers/<name>' among them) or else one its layers element
         holds (`stored`); a listed layer that is neither makes the file self-contradictory."""
         held = {**stored, **{e[len("layers/"):]: v for e, v in matrices.items() if e.startswith("layers/")}}
@@ -69,7 +70,7 @@ class StoredContents:
         if missing:
             raise CorruptFileError(f"{self.what}: contents name layers the file does not hold "
                                    f"({', '.join(map(repr, missing[:3]))})")
-        return {k: held[k] for k in self.layers}
+        return {k: held[k] for k in sorted(self.layers)}
 
     @property
     def dropped(self) -> list[str]:

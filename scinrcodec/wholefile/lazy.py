@@ -56,10 +56,21 @@ def lazy_anndata(m, contents, *, dtype=None):
     return adata
 
 
+def sparse_class(fmt: str):
+    """The scipy class anndata's reader gives a sparse element of this stored format (CSR or CSC):
+    a sparse matrix, or a sparse array where anndata.settings.use_sparse_array_on_read asks for one,
+    whichever the AnnData written held, so that every sparse element of a read is of one class."""
+    import anndata
+    import scipy.sparse as sp
+
+    arrays = getattr(anndata.settings, "use_sparse_array_on_read", False)
+    return getattr(sp, f"{fmt[:3]}_{'array' if arrays else 'matrix'}")
+
+
 def _in_format(x, fmt: str, dtype):
-    """A lazy matrix of CSR blocks with blocks of the format it was encoded from (dense, CSC, a
-    sparse array), so that computing it gives what the eager read gives: a dense matrix in `dtype`
-    (float16 too, which sparse blocks hold as float32)."""
+    """A lazy matrix of CSR blocks with blocks of the format it was encoded from (dense, CSC) in the
+    class anndata's reader gives (sparse_class), so that computing it gives what the eager read
+    gives: a dense matrix in `dtype` (float16 too, which sparse blocks hold as float32)."""
     import numpy as np
     import scipy.sparse as sp
 
@@ -67,10 +78,8 @@ def _in_format(x, fmt: str, dtype):
         dense = np.dtype(dtype)
         return x.map_blocks(lambda block: block.toarray().astype(dense, copy=False), dtype=dense,
                             meta=np.empty((0, 0), dtype=dense))
-    if fmt in ("csc_matrix", "csr_array", "csc_array"):
-        kind = getattr(sp, fmt)
-        return x.map_blocks(kind, dtype=x.dtype, meta=kind((0, 0), dtype=x.dtype))
-    return x
+    kind = sparse_class(fmt)
+    return x if kind is sp.csr_matrix else x.map_blocks(kind, dtype=x.dtype, meta=kind((0, 0), dtype=x.dtype))
 
 
 def _index_frame(adata):

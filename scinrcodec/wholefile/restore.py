@@ -13,12 +13,13 @@ from ..io.h5ad_output import quiet_anndata
 from ..io.sources import one_line
 from ..progress import Progress
 from ..reader.contents import StoredContents
-from .lazy import lazy_anndata
+from .lazy import lazy_anndata, sparse_class
 from .names import name_frames
 
 
 def decoded(matrix, dtype, fmt: str, progress: bool | Progress = False):
-    """A whole .sinr matrix, cells x genes, in the type and format it was encoded from: decoded in a
+    """A whole .sinr matrix, cells x genes, in the type and format it was encoded from (CSR or CSC, in
+    the class anndata's reader gives: lazy.sparse_class), or dense: decoded in a
     type that holds every count (reads refuse narrower ones, which would wrap a count), then cast to
     the recorded one, which holds every value of a lossless file. One coded within --max-error E may
     decode up to E past its type's range (uint8's 255 as 256) or exactness (float32's 2**25 as
@@ -36,11 +37,8 @@ def decoded(matrix, dtype, fmt: str, progress: bool | Progress = False):
     if x.dtype != held:
         cast = x.astype(held)
         x = cast if np.array_equal(cast.data, x.data) else x
-    if fmt == "csc_matrix":
-        return x.tocsc()
-    if fmt in ("csr_array", "csc_array"):
-        return getattr(sp, fmt)(x)
-    return x
+    kind = sparse_class(fmt)
+    return x if kind is sp.csr_matrix else kind(x)
 
 
 def restore_anndata(m, contents: StoredContents, progress: bool | Progress = False):
