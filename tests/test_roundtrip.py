@@ -346,6 +346,31 @@ def test_names_lookup_and_anndata(tmp_path, pbmc):
         assert np.array_equal(adata.X.toarray(), dense.T)
 
 
+def test_a_file_without_names_takes_the_names_it_reports_as_keys(tmp_path, pbmc):
+    """A file that stores no names (from a bare scipy matrix, an .npz) reports obs_names cell_0, ...
+    and var_names gene_0, ... as read_sinr does; those are its names for every lookup: one, a list,
+    the cells x genes view, `sinr get` and `sinr subset`; another name is refused as unknown."""
+    out = tmp_path / "nameless.sinr"
+    sinr.encode(pbmc.matrix(), out, **FAST)
+    dense = _dense(pbmc)
+    with sinr.open(out) as f:
+        assert f.gene_names is None and f.cell_names is None and f.var_names[3] == "gene_3"
+        assert np.array_equal(f.gene(f.var_names[3]), dense[3]) and np.array_equal(f.cell("cell_7"), dense[:, 7])
+        assert f.get("gene_2", f.obs_names[5]) == dense[2, 5]
+        assert np.array_equal(f[["gene_4", "gene_1"], ["cell_9", "cell_0"]].toarray(), dense[np.ix_([4, 1], [9, 0])])
+        assert np.array_equal(f.T[list(f.obs_names[:3]), "gene_6"].toarray().ravel(), dense[6, :3])
+        for missing in ("gene_x", f"gene_{pbmc.shape[0]}", "cell"):
+            with pytest.raises(sinr.SinrKeyError, match="no (gene|cell) named"):
+                f.get(missing, 0) if missing.startswith("gene") else f.cell(missing)
+    got = subprocess.run([sys.executable, "-m", "scinrcodec", "get", str(out), "gene_2", "cell_5"], capture_output=True,
+                         text=True)
+    assert got.returncode == 0 and got.stdout.strip() == str(dense[2, 5]), got.stderr
+    subprocess.run([sys.executable, "-m", "scinrcodec", "subset", str(out), "-o", str(tmp_path / "s.sinr"), "--genes",
+                    "gene_2,gene_0", "--cells", "cell_5"], check=True, capture_output=True)
+    with sinr.open(tmp_path / "s.sinr") as s:
+        assert np.array_equal(s.to_scipy().toarray(), dense[np.ix_([2, 0], [5])])
+
+
 def test_a_few_cells_by_name_are_found_by_a_scan(tmp_path, pbmc, monkeypatch):
     """The first few cells looked up by name are found by a scan of the names, not the table of every
     name (`sinr get f '#0' BARCODE` of a raw matrix's 737,280 barcodes had built it: 0.56 s of 1.1 s,

@@ -303,6 +303,21 @@ def test_string_columns_are_stored_as_h5ad_stores_them(rich, tmp_path):
             sinr.write_sinr(b, tmp_path / "no.sinr", **FAST)
 
 
+def test_the_matrix_names_its_axes_as_to_anndata_does(rich, tmp_path):
+    """obs_names and var_names of an open whole-AnnData file are to_anndata's, index names included
+    (raw.X's genes are raw.var's, whose index here has no name: the stored var's does not name it)."""
+    a = rich[0][:30, :20].copy()
+    a.raw = anndata.AnnData(a.layers["counts"], obs=a.obs, var=pd.DataFrame(index=list(a.var_names)))
+    a.obs.index.name, a.var.index.name = "barcode", "symbol"
+    sinr.write_sinr(a, tmp_path / "x.sinr", **FAST)
+    with sinr.open(tmp_path / "x.sinr") as m:
+        back = m.to_anndata()
+        assert m.obs_names.identical(back.obs_names) and m.var_names.identical(back.var_names)
+        assert (m.obs_names.name, m.var_names.name) == ("barcode", "symbol")
+        raw = m.matrix("raw/X")
+        assert raw.obs_names.identical(back.obs_names) and raw.var_names.identical(back.raw.var_names)
+
+
 def test_layers_come_back_in_the_order_read_h5ad_gives(rich, tmp_path):
     """Layers come back by key, as read_h5ad and read_zarr list them (and as this reader lists obsm
     and uns), whatever order the AnnData written had them in: count layers and others alike."""

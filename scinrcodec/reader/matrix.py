@@ -247,9 +247,7 @@ class MatrixReader:
                 if index is None:
                     import pandas as pd
 
-                    names = ((self.cell_names or [f"cell_{j}" for j in range(self.shape[1])]) if axis == "obs" else
-                             (self.gene_names or self.gene_ids or [f"gene_{i}" for i in range(self.shape[0])]))
-                    values = np.array(names, dtype=object)
+                    values = np.array(self._name_lists("cell" if axis == "obs" else "gene")[0], dtype=object)
                     values.flags.writeable = False
                     index = self._name_indexes[axis] = pd.Index(values, dtype=str, copy=False)
         return index.copy()
@@ -258,6 +256,14 @@ class MatrixReader:
     def T(self) -> CellsByGenes:  # noqa: N802 (numpy's name)
         """This matrix in AnnData's orientation, cells x genes: m.T[cells, genes]."""
         return CellsByGenes(self)
+
+    def _name_lists(self, axis: str) -> list[list[str]]:
+        """The lists a name on an axis is looked up in, first the one obs_names or var_names give:
+        the genes' names, then their ids; the cells' names. Where the file stores none, the names
+        obs_names and var_names give in their place (cell_0, gene_0, ...), so that those work as keys."""
+        lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
+        stored = [names for names in lists if names is not None]
+        return stored or [[f"{axis}_{i}" for i in range(self.shape[0 if axis == "gene" else 1])]]
 
     def _table(self, axis: str) -> dict[str, int | tuple[int, ...]]:
         """Name -> index of one axis, built once: genes by name, then by id (a name wins over another
@@ -268,10 +274,9 @@ class MatrixReader:
             with self._building:  # threads asking at once wait for one table (0.18 s at 737,280 barcodes)
                 table = self._lookup_tables.get(axis)
                 if table is None:
-                    lists = [self.gene_names, self.gene_ids] if axis == "gene" else [self.cell_names]
                     table = {}
-                    for names in reversed(lists):  # ids first, so that names replace them
-                        table.update(_indices_by_name(names or []))
+                    for names in reversed(self._name_lists(axis)):  # ids first, so that names replace them
+                        table.update(_indices_by_name(names))
                     with self._lock:
                         self._lookup_tables[axis] = table
         return table
@@ -300,7 +305,7 @@ class MatrixReader:
         if not isinstance(key, str):  # numpy's IndexError for a float or bool key
             raise SinrIndexError(f"{axis} must be an integer index or a name, not {type(key).__name__}")
         if axis == "cell" and self._scans_a_cell():
-            return self._named(axis, _scanned(self.cell_names or [], key), key)
+            return self._named(axis, _scanned(self._name_lists(axis)[0], key), key)
         return self._named(axis, self._table(axis), key)
 
     def _scans_a_cell(self) -> bool:

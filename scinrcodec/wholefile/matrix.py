@@ -12,6 +12,25 @@ from ..reader.matrix import MatrixReader, fits_in_memory
 class SinrMatrix(MatrixReader):
     """An open .sinr matrix (see MatrixReader for every read). Thread-safe, as MatrixReader is."""
 
+    @property
+    def obs_names(self):
+        """The cells' names as a pandas Index, as to_anndata's obs_names: named as the AnnData
+        written named them (a whole-AnnData file)."""
+        return self._named_index(super().obs_names, "obs")
+
+    @property
+    def var_names(self):
+        """The genes' names as a pandas Index, as to_anndata's var_names (gene names, else ids),
+        named as obs_names is (raw.X's unnamed: raw.var's index name is in its stored frame)."""
+        return self._named_index(super().var_names, "var")
+
+    def _named_index(self, index, part: str):
+        contents = self.contents
+        entry = contents.names_in.get(part) if contents is not None and contents.object == "anndata" else None
+        if entry is not None and (part == "obs" or entry.get("matrix") == self.name):  # raw/X's var is raw.var
+            index.name = entry.get("index_name")
+        return index
+
     @fits_in_memory("building an AnnData")
     def to_anndata(self, *, lazy: bool = False, feature_type: str | None = None, dtype=None):
         """Cells x genes AnnData with names, as scanpy expects. A file that stores a whole AnnData
