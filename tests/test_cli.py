@@ -787,6 +787,25 @@ def test_force_never_replaces_a_device_or_pipe(tmp_path, encoded):
     assert stat.S_ISFIFO((tmp_path / "pipe.h5ad").lstat().st_mode)
 
 
+def test_a_fifo_read_as_a_sinr_file_is_refused_at_once(tmp_path, encoded):
+    """A FIFO given where a .sinr file is read (info, get, decode, subset, concat, Python's open)
+    is refused in one line, as encode refuses one: opening it had waited for a writer forever. A
+    FIFO inside a folder given to encode is not opened either (it had hung the message that lists
+    a folder's inputs)."""
+    os.mkfifo(tmp_path / "f.sinr")
+    for args in (("info",), ("get", "#0", "#0"), ("decode", tmp_path / "o.h5ad"), ("verify",),
+                 ("subset", "-o", tmp_path / "s.sinr", "--cells", "#0")):
+        assert_one_error_line(sinr_cli(args[0], tmp_path / "f.sinr", *args[1:], timeout=60), "f.sinr: not a regular file")
+    assert_one_error_line(sinr_cli("concat", encoded, tmp_path / "f.sinr", "-o", tmp_path / "c.sinr", timeout=60),
+                          "f.sinr: not a regular file")
+    with pytest.raises(sinr.InvalidInputError, match="not a regular file"):
+        sinr.open(tmp_path / "f.sinr")
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d" / "matrix.mtx.gz")
+    assert_one_error_line(sinr_cli("encode", tmp_path / "d", tmp_path / "e.sinr", timeout=60), "d: folder holds no")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.sinr"]
+
+
 def test_a_path_that_is_not_utf8_reads(tmp_path, encoded):
     """A file name whose bytes are not UTF-8 (surrogates in Python's str) reaches the native core as
     a printable name: reads work and errors name it, where the core had refused the string."""

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from ..errors import FileChangedError, InvalidInputError
 from ..storage.container import MAGIC
+from ..storage.source import NOT_A_FILE
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
 from .matrix import CountMatrix
@@ -39,7 +40,7 @@ def sniff_format(path: Path) -> str:
                                                            else ""))
         return claimed
     if not path.is_file():  # a pipe (`<(cmd)`), a FIFO or a device: read once, or never, where inputs are read twice
-        raise InvalidInputError(f"{path}: not a regular file (a pipe or a device); save it to a file first")
+        raise InvalidInputError(f"{path}: {NOT_A_FILE}")
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
@@ -77,6 +78,8 @@ def _inputs_inside(folder: Path) -> list[str]:
         try:
             if entry.is_dir():
                 known = _claimed(entry, b"")
+            elif not entry.is_file():  # a FIFO's open would wait for a writer
+                continue
             else:
                 with open(entry, "rb") as fh:
                     known = _claimed(entry, fh.read(16))

@@ -139,6 +139,30 @@ class MemorySource(ByteSource):
         return self._array
 
 
+# Why an input that is not a regular file is refused: a pipe, a FIFO or a device is read once, or never.
+NOT_A_FILE = "not a regular file (a pipe or a device); save it to a file first"
+
+
+def _open_file(path) -> int:
+    """A read-only descriptor of `path`, opened without waiting: a FIFO's open would wait for a writer
+    (every reading command hung on one), so the descriptor comes with O_NONBLOCK, taken off again once
+    fstat says a regular file or a folder (the caller refuses a folder); anything else is refused."""
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | nonblock)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InvalidInputError(f"{path}: {NOT_A_FILE}")
+        if nonblock:
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~nonblock)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class LocalFileSource(ByteSource):
     """A local file, read with positioned reads (os.pread), which any number of threads may issue at
     once. Another process may rewrite, truncate or replace the file while it is open: replacing it
@@ -154,7 +178,7 @@ class LocalFileSource(ByteSource):
         self.name = str(path)
         self._lock = fork_safe_lock()
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = _open_file(path)
         except IsADirectoryError as exc:
             raise FormatError(f"{path}: is a folder, not a .sinr file") from exc
         except OSError as exc:
@@ -278,8 +302,8 @@ class LocalFileSource(ByteSource):
             descriptor = self._descriptor
             if descriptor is None:
                 try:
-                    fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                except OSError as exc:
+                    fd = _open_file(self.path)
+                except (OSError, InvalidInputError) as exc:
                     raise FileChangedError(f"{self.name}: read after close, and the file cannot be opened again "
                                            f"({exc.strerror or exc})") from exc
                 descriptor = _Descriptor(self, fd)
