@@ -318,6 +318,31 @@ def test_primary_matrix_is_chosen_with_layer(rich_h5ad, tmp_path):
         sinr.encode_whole(rich_h5ad, tmp_path / "no.sinr", layer="scaled", **FAST)
 
 
+def test_an_element_anndata_would_refuse_on_reading_stops_encoding(tmp_path):
+    """An .h5ad holding an element of the wrong shape for its AnnData (an obsm of 29 rows for 30
+    cells, a 1-D or a scalar layer: read_h5ad refuses each) encoded into a file that verify passed
+    and no reader could read back; it is refused in one line, naming the element and the --drop that
+    leaves it out, which then encodes a file that decodes."""
+    x = sp.random(30, 20, density=0.3, format="csr", random_state=1, data_rvs=lambda k: np.arange(1, k + 1))
+    anndata.AnnData(X=x.astype(np.int32)).write_h5ad(tmp_path / "base.h5ad")
+    for path, value in (("obsm/bad", np.ones((29, 2))), ("layers/bad", np.ones(30, np.float32)),
+                        ("layers/bad", np.float32(5)), ("obsp/bad", np.ones((30, 29)))):
+        with h5py.File(tmp_path / "base.h5ad") as f, h5py.File(tmp_path / "bad.h5ad", "w") as g:
+            for key in f:
+                f.copy(f[key], g, key)
+            for key, attr in f.attrs.items():
+                g.attrs[key] = attr
+            g.create_dataset(path, data=value).attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        with pytest.raises(ValueError if value.ndim else IndexError):
+            anndata.read_h5ad(tmp_path / "bad.h5ad")
+        line = assert_one_error_line(sinr_cli("encode", tmp_path / "bad.h5ad", tmp_path / "bad.sinr"),
+                                     f"{path} does not fit the AnnData, which anndata would refuse")
+        assert f"--drop {path} to encode without it" in line
+        assert not (tmp_path / "bad.sinr").exists()
+        sinr.encode_whole(tmp_path / "bad.h5ad", tmp_path / "dropped.sinr", drop=[path], force=True, **FAST)
+        assert (sinr.read_sinr(tmp_path / "dropped.sinr").X != x).nnz == 0
+
+
 def test_unstorable_object_stops_encoding_by_name_unless_dropped(tmp_path):
     a = rich_anndata()
     a.uns["study"]["params"]["callback"] = print

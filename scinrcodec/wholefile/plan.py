@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..io.frame_names import plan_names
-from ..io.sources import MatrixSource
+from ..io.h5ad_output import quiet_anndata
+from ..io.sources import MatrixSource, one_line
 from ..limits import MAX_COUNT
 from ..storage.layout import ANNDATA_PARTS, FILE_SECTIONS
 from .images import Drops, anndata_image, key_problem, refuse_key, write_element, write_frame, write_tree
@@ -89,7 +90,9 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
         elif part == "uns":
             write_tree(f, "uns", parts.value("uns"), "uns", drops)
         elif part == "X":
-            write_element(f, "X", parts.value("X"), "X")
+            value = parts.value("X")
+            fits("X", None, value)
+            write_element(f, "X", value, "X")
         elif part == "raw":
             group = f.create_group("raw")
             if "raw/X" in elements.get("raw", []):
@@ -101,7 +104,37 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
             paths = elements.get(part) if part == "layers" else [f"{part}/{k}" for k in _kept_keys(parts, part, drops)]
             write_tree(f, part, {}, part, drops)
             for path in paths:
-                write_tree(f[part], path.split("/", 1)[1], parts.value(path), path, drops)
+                key, value = path.split("/", 1)[1], parts.value(path)
+                fits(part, key, value)
+                write_tree(f[part], key, value, path, drops)
+
+    held_names: list = []  # an AnnData of the input's names alone, made when first needed
+
+    def fits(part: str, key: str | None, value) -> None:
+        """Refuse an element anndata would refuse at its place when the file is read back (its own
+        check of the element's shape against the AnnData's: an obsm of 29 rows for 30 cells, a 1-D
+        layer), so that a file that encodes decodes."""
+        import anndata
+        import pandas as pd
+
+        if not held_names:
+            held_names.append(anndata.AnnData(obs=pd.DataFrame(index=parts.value("obs").index),
+                                              var=pd.DataFrame(index=parts.value("var").index)))
+        adata, path = held_names[0], part if key is None else f"{part}/{key}"
+        try:
+            with quiet_anndata():
+                if key is None:
+                    adata.X = value
+                else:
+                    getattr(adata, part)[key] = value
+        except Exception as exc:  # anndata raises several types for a value of the wrong shape
+            raise InvalidInputError(f"{parts.what}: {path} does not fit the AnnData, which anndata would refuse on "
+                                    f"reading it back ({one_line(exc)}); pass --drop {path} to encode without it") from exc
+        finally:
+            if key is None:
+                adata.X = None
+            else:
+                getattr(adata, part).pop(key, None)
 
     def wanted(part: str) -> bool:
         if part in FRAMES:
