@@ -411,6 +411,27 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, big, output):
     assert list(work.iterdir()) == []
 
 
+def test_a_zarr_store_that_fails_midway_leaves_nothing(tmp_path):
+    """zarr writes a store's chunks on its own event loop, which goes on with the others after one
+    fails: a decode to .zarr that ran out of room (`ulimit -f`, as a full disk) left its temporary
+    store behind in about a third of the runs, its late writes landing after the store was removed,
+    and asyncio printed their tracebacks after the one-line error. Five runs of a store of many
+    chunks: each one line, nothing left."""
+    anndata, pd = pytest.importorskip("anndata"), pytest.importorskip("pandas")
+    x = sp.random(20000, 300, density=0.1, format="csr", random_state=0,
+                  data_rvs=lambda k: np.random.default_rng(0).integers(1, 50, k)).astype(np.int32)
+    a = anndata.AnnData(x, obs=pd.DataFrame(index=[f"c{i}" for i in range(x.shape[0])]),
+                        var=pd.DataFrame(index=[f"g{i}" for i in range(x.shape[1])]))
+    a.obsm["pca"], a.layers["half"] = np.random.default_rng(1).random((x.shape[0], 50)), x * 0.5
+    sinr.write_sinr(a, tmp_path / "w.sinr", **FAST)
+    work = tmp_path / "work"
+    work.mkdir()
+    for i in range(5):
+        result = sinr_cli("decode", tmp_path / "w.sinr", work / f"o{i}.zarr", "--quiet", shell_prefix="ulimit -f 200;")
+        assert_one_error_line(result, "writing failed (File too large)")
+    assert list(work.iterdir()) == []
+
+
 def test_gzipped_outputs_record_their_own_name_and_no_time(tmp_path, encoded):
     """gzip's header names the output (not the temporary file it was written as) and holds no time:
     a matrix decodes to the same bytes at any hour."""

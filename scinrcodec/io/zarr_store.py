@@ -609,7 +609,31 @@ def write_zarr_store(path: Path, adata, compression: str) -> None:
             warnings.catch_warnings():
         # zarr's notes on its own future defaults and on format 3's consolidated metadata, once per array
         warnings.filterwarnings("ignore", message="(zarr v3 autosharding|Consolidated metadata)", category=UserWarning)
-        write_zarr(path, adata, convert_strings_to_categoricals=False, **kwargs)
+        try:
+            write_zarr(path, adata, convert_strings_to_categoricals=False, **kwargs)
+        except BaseException:
+            _settle_writes()
+            raise
+
+
+def _settle_writes() -> None:
+    """Wait for the writes zarr's event loop still runs after one of them failed (a full disk, an
+    interrupt): it goes on with the others, whose files then appeared in the store after atomic_path
+    had removed it (a temporary folder left behind in about half of the failed decodes), and whose
+    errors asyncio printed as tracebacks after the one-line error. Their outcomes are taken here."""
+    import asyncio
+
+    try:
+        from zarr.core.sync import sync
+    except ImportError:  # a zarr without this loop writes in the calling thread
+        return
+
+    async def settle() -> None:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+
+    with contextlib.suppress(Exception):  # the write's own error is the one to report
+        sync(settle(), timeout=60)
 
 
 def write_zarr_matrix(path: Path, m: CountMatrix, *, compression: str = "auto", dtype=None) -> None:
