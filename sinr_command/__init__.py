@@ -5,6 +5,7 @@ traceback. A package's own __init__ runs before any of its modules, so scinrcode
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C stopped
@@ -28,8 +29,24 @@ def main() -> int:
     memory'."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
+        _stop_on_signals()
         from scinrcodec.cli import main as command
 
         return command()
     except KeyboardInterrupt:
         return on_interrupt()
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) stop the command in its imports as Ctrl-C does, until
+    scinrcodec.cli takes them over: they had killed it silently there (status 143 or 129, where the
+    README says 'sinr: interrupted' and 130). One the process was started ignoring (nohup) stays
+    ignored, as the command's own handling leaves it."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _stop)

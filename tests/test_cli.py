@@ -470,8 +470,8 @@ def test_broken_pipe_is_silent(encoded):
     assert shell.stdout.startswith("file:") and shell.stderr == ""
 
 
-# The `sinr` console script as pip writes it for the entry point pyproject.toml names, run with a SIGINT
-# sent to itself the moment the module {first} starts to import (a meta path finder, not a timer)
+# The `sinr` console script as pip writes it for the entry point pyproject.toml names, run with a signal
+# {stop} sent to itself the moment the module {first} starts to import (a meta path finder, not a timer)
 CONSOLE_SCRIPT = """
 import os, signal, sys
 
@@ -480,7 +480,7 @@ class Interrupt:
         if name == {first!r}:
             sys.meta_path.remove(self)
             print("interrupting", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.{stop})
         return None
 
 sys.meta_path.insert(0, Interrupt())
@@ -489,12 +489,14 @@ sys.exit({function}())
 """
 
 
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("first", ["numpy", "scinrcodec.report"])
-def test_ctrl_c_during_the_imports_exits_130_without_a_traceback(encoded, first):
-    """Ctrl-C in the first 0.3 s of `sinr ...` (scinrcodec's imports: numpy's, or the CLI's own) ends the
-    command as one during its work does: one line, exit 130 (it had printed KeyboardInterrupt's traceback)."""
+def test_a_stop_during_the_imports_exits_130_without_a_traceback(encoded, first, stop):
+    """Ctrl-C, SIGTERM or SIGHUP in the first 0.3 s of `sinr ...` (scinrcodec's imports: numpy's, or the
+    CLI's own) ends the command as one during its work does: one line, exit 130 (Ctrl-C had printed
+    KeyboardInterrupt's traceback; SIGTERM and SIGHUP killed it silently, status 143 or 129)."""
     entry = re.search(r'^sinr = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-    script = CONSOLE_SCRIPT.format(first=first, module=entry[1], function=entry[2])
+    script = CONSOLE_SCRIPT.format(first=first, module=entry[1], function=entry[2], stop=stop)
     run = subprocess.run([sys.executable, "-c", script, "info", str(encoded)], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (run.returncode, run.stdout, run.stderr) == (130, "", "interrupting\nsinr: interrupted\n")
