@@ -823,6 +823,14 @@ def test_a_fifo_read_as_a_sinr_file_is_refused_at_once(tmp_path, encoded):
                           "f.sinr: not a regular file")
     with pytest.raises(sinr.InvalidInputError, match="not a regular file"):
         sinr.open(tmp_path / "f.sinr")
+    shutil.copyfile(encoded, tmp_path / "g.sinr")
+    m = sinr.open(tmp_path / "g.sinr")
+    m.close()  # a read after close opens the path again, which now names a FIFO
+    (tmp_path / "g.sinr").unlink()
+    os.mkfifo(tmp_path / "g.sinr")
+    with pytest.raises(sinr.FileChangedError, match="cannot be opened again .*not a regular file"):
+        m.cell(0)
+    (tmp_path / "g.sinr").unlink()
     (tmp_path / "d").mkdir()
     os.mkfifo(tmp_path / "d" / "matrix.mtx.gz")
     assert_one_error_line(sinr_cli("encode", tmp_path / "d", tmp_path / "e.sinr", timeout=60), "d: folder holds no")

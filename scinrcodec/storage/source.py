@@ -303,9 +303,9 @@ class LocalFileSource(ByteSource):
             if descriptor is None:
                 try:
                     fd = _open_file(self.path)
-                except (OSError, InvalidInputError) as exc:
+                except (OSError, InvalidInputError) as exc:  # the path now names a FIFO, say
                     raise FileChangedError(f"{self.name}: read after close, and the file cannot be opened again "
-                                           f"({exc.strerror or exc})") from exc
+                                           f"({getattr(exc, 'strerror', None) or exc})") from exc
                 descriptor = _Descriptor(self, fd)
                 if _stamp(os.fstat(fd)) != self._stamp:
                     descriptor.retire()

@@ -117,10 +117,12 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
         import anndata
         import pandas as pd
 
-        if not held_names:
-            held_names.append(anndata.AnnData(obs=pd.DataFrame(index=parts.value("obs").index),
-                                              var=pd.DataFrame(index=parts.value("var").index)))
-        adata, path = held_names[0], part if key is None else f"{part}/{key}"
+        path = part if key is None else f"{part}/{key}"
+        with quiet_anndata():  # names made unique or strings: anndata's notes, not the element's fault
+            if not held_names:
+                held_names.append(anndata.AnnData(obs=pd.DataFrame(index=parts.value("obs").index),
+                                                  var=pd.DataFrame(index=parts.value("var").index)))
+        adata = held_names[0]
         try:
             with quiet_anndata():
                 if key is None:
