@@ -154,7 +154,7 @@ def _encode(args: argparse.Namespace) -> None:
                   "with its prefix: GSM1_barcodes.tsv.gz for GSM1_matrix.mtx.gz)") \
             if sniff_format(Path(args.input)) == "mtx" else ""
         summary += f"\nnames:    no {' or '.join(unnamed)} names{beside}: read by position ('#N')"
-    print(summary)
+    _say(summary)
 
 
 def _append(args: argparse.Namespace) -> None:
@@ -168,7 +168,7 @@ def _append(args: argparse.Namespace) -> None:
     with hinting(args.new_input, args.layer, "append"):
         source = read_matrix(args.new_input, args.layer, pattern_as_ones=args.pattern_as_ones)
         result = append(args.file, source, jobs=args.jobs, progress=_progress(args), waiting=waiting)
-    print(f"appended {counted(source.shape[1], 'cell')} to {args.file}: now {counted(result['shape'][1], 'cell')}, "
+    _say(f"appended {counted(source.shape[1], 'cell')} to {args.file}: now {counted(result['shape'][1], 'cell')}, "
           f"{counted(result['nnz'], 'nonzero')}, {counted(result['chunks'], 'chunk')}, {result['bytes']:,} bytes, in "
           f"{time.perf_counter() - started:.1f} s")
 
@@ -212,7 +212,7 @@ def _concat(args: argparse.Namespace) -> None:
                     index_unique=args.index_unique, merge=args.merge, uns_merge=args.uns_merge, force=args.force,
                     jobs=args.jobs, progress=_progress(args), format_version=args.format_version,
                     recode=args.recode, drop=args.drop, storage_options=args.storage_options)
-    print(_summary(args.output, result, time.perf_counter() - started))
+    _say(_summary(args.output, result, time.perf_counter() - started))
 
 
 def _subset(args: argparse.Namespace) -> None:
@@ -224,7 +224,7 @@ def _subset(args: argparse.Namespace) -> None:
     result = subset(args.input, args.output, cells=_names_list(args.cells), genes=_names_list(args.genes),
                     force=args.force, jobs=args.jobs, progress=_progress(args),
                     format_version=args.format_version, storage_options=args.storage_options)
-    print(_summary(args.output, result, time.perf_counter() - started))
+    _say(_summary(args.output, result, time.perf_counter() - started))
 
 
 def _decode(args: argparse.Namespace) -> None:
@@ -239,7 +239,7 @@ def _decode(args: argparse.Namespace) -> None:
                              whole=args.matrix is None, progress=_progress(args))
         several = len(m.matrix_names) > 1 and (args.matrix or kind not in WHOLE_FORMATS)
         which = f", matrix {m.name}" if several else ""  # which matrix of several a one-matrix output holds
-    print(f"wrote {args.output} ({kind}{which}) in {time.perf_counter() - started:.1f} s")
+    _say(f"wrote {args.output} ({kind}{which}) in {time.perf_counter() - started:.1f} s")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -248,10 +248,10 @@ def _info(args: argparse.Namespace) -> None:
     from .wholefile.matrix import open as open_sinr
 
     with open_sinr(args.input, storage_options=args.storage_options) as matrix:
-        print(describe(matrix))
+        _say(describe(matrix))
         contents = describe_contents(matrix)
         if contents:
-            print(f"\n{contents}")
+            _say(f"\n{contents}")
 
 
 def _verify(args: argparse.Namespace) -> None:
@@ -262,7 +262,7 @@ def _verify(args: argparse.Namespace) -> None:
 
     with open_sinr(args.input, jobs=args.jobs, storage_options=args.storage_options) as matrix:
         report = verify_file(matrix, progress=_progress(args))
-    print(f"{args.input}: ok ({report['bytes']:,} bytes, {counted(report['matrices'], 'matrix', 'matrices')}, "
+    _say(f"{args.input}: ok ({report['bytes']:,} bytes, {counted(report['matrices'], 'matrix', 'matrices')}, "
           f"{counted(report['chunks'], 'chunk')}, {counted(report['nnz'], 'nonzero')}, "
           f"{counted(report['sections'], 'other part')} checked in "
           f"{time.perf_counter() - started:.1f} s)")
@@ -285,13 +285,13 @@ def _get(args: argparse.Namespace) -> None:
 
     with open_sinr(args.input, matrix=args.matrix, storage_options=args.storage_options) as matrix:
         gene = parse_key(args.gene, lambda: (matrix.gene_names, matrix.gene_ids))
-        print(matrix.get(gene, parse_key(args.cell, lambda: (matrix.cell_names,))))
+        _say(matrix.get(gene, parse_key(args.cell, lambda: (matrix.cell_names,))))
 
 
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    print(run_demo(Path(args.workdir) if args.workdir else None, force=args.force))
+    _say(run_demo(Path(args.workdir) if args.workdir else None, force=args.force))
 
 
 def _matrix_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             _ignore_signals()
         ran = True
         if sys.stdout is not None:  # None: started with stdout closed (`sinr info f >&-`), where print() writes nothing
-            sys.stdout.flush()
+            _flush_report()
     except SinrError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -604,6 +604,30 @@ def main(argv: list[str] | None = None) -> int:
                     signal.signal(sig, handler)
             interrupted.clear()  # the library's writes after main() (in the same process) are not stopped by it
     return 0
+
+
+def _say(text: object = "") -> None:
+    """A line of the command's report on standard output (see _stdout)."""
+    with _stdout():
+        print(text)
+
+
+def _flush_report() -> None:
+    with _stdout():
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _stdout():
+    """A standard output that cannot take the report (`> /dev/full`, a full disk) is named as what
+    failed, after the command's work (an encode's file is written): the bare 'No space left on
+    device' had read as the encode's failure. A closed pipe is not a failure (status 141)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise SinrError(f"standard output: cannot write the command's report ({exc.strerror or exc})") from exc
 
 
 def _ignore_signals() -> None:

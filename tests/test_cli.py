@@ -432,6 +432,18 @@ def test_a_zarr_store_that_fails_midway_leaves_nothing(tmp_path):
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_report_standard_output_cannot_take_is_named(tmp_path, encoded):
+    """A standard output that cannot take the report (`> /dev/full`, as a full disk) is named as what
+    failed: the bare 'No space left on device' had read as a failed encode, whose file was written."""
+    for args in (("info", encoded), ("get", encoded, "#0", "#0"),
+                 ("encode", DATA / "pbmc4k_v2_soupx_half", tmp_path / "e.sinr", "--no-siren")):
+        assert_one_error_line(sinr_cli(*args, shell_prefix="exec >/dev/full;"),
+                              "standard output: cannot write the command's report (No space left on device)")
+    with sinr.open(tmp_path / "e.sinr") as m:  # the encode's work is done
+        assert (m.to_scipy() != sinr.read_matrix(DATA / "pbmc4k_v2_soupx_half").matrix()).nnz == 0
+
+
 def test_gzipped_outputs_record_their_own_name_and_no_time(tmp_path, encoded):
     """gzip's header names the output (not the temporary file it was written as) and holds no time:
     a matrix decodes to the same bytes at any hour."""
