@@ -132,11 +132,12 @@ class StoredContents:
         mapping): what AnnData would refuse, or fail on, with another message."""
         import pandas as pd
 
-        kind = (pd.DataFrame, "a data frame") if element in ("obs", "var", "raw/var") else \
-            None if element in ("X", "raw/X") else (dict, "a mapping")
-        if kind is not None and not isinstance(value, kind[0]):
+        if element in ("X", "raw/X"):  # an array of any kind: AnnData checks its shape
+            return
+        kind, named = (pd.DataFrame, "a data frame") if element in ("obs", "var", "raw/var") else (dict, "a mapping")
+        if not isinstance(value, kind):
             raise CorruptFileError(f"{self.what}: section {self.elements[element.split('/')[0]][0]!r} holds a "
-                                   f"{type(value).__name__} as {element}, which must be {kind[1]} (file is corrupt)")
+                                   f"{type(value).__name__} as {element}, which must be {named} (file is corrupt)")
 
     @property
     def names_in(self) -> dict:

@@ -83,6 +83,8 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
                 "elements": [], "layers": layers, "dropped": [], "names_in": names_in}
     plan = Plan(contents, matrices)
 
+    fits = _ElementFit(parts)
+
     def fill(f, part: str) -> None:
         """Write part `part` of the AnnData (less what is dropped or coded as a matrix) into f."""
         if part in FRAMES:
@@ -91,7 +93,7 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
             write_tree(f, "uns", parts.value("uns"), "uns", drops)
         elif part == "X":
             value = parts.value("X")
-            fits("X", None, value)
+            fits.check("X", None, value)
             write_element(f, "X", value, "X")
         elif part == "raw":
             group = f.create_group("raw")
@@ -105,38 +107,8 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
             write_tree(f, part, {}, part, drops)
             for path in paths:
                 key, value = path.split("/", 1)[1], parts.value(path)
-                fits(part, key, value)
+                fits.check(part, key, value)
                 write_tree(f[part], key, value, path, drops)
-
-    held_names: list = []  # an AnnData of the input's names alone, made when first needed
-
-    def fits(part: str, key: str | None, value) -> None:
-        """Refuse an element anndata would refuse at its place when the file is read back (its own
-        check of the element's shape against the AnnData's: an obsm of 29 rows for 30 cells, a 1-D
-        layer), so that a file that encodes decodes."""
-        import anndata
-        import pandas as pd
-
-        path = part if key is None else f"{part}/{key}"
-        with quiet_anndata():  # names made unique or strings: anndata's notes, not the element's fault
-            if not held_names:
-                held_names.append(anndata.AnnData(obs=pd.DataFrame(index=parts.value("obs").index),
-                                                  var=pd.DataFrame(index=parts.value("var").index)))
-        adata = held_names[0]
-        try:
-            with quiet_anndata():
-                if key is None:
-                    adata.X = value
-                else:
-                    getattr(adata, part)[key] = value
-        except Exception as exc:  # anndata raises several types for a value of the wrong shape
-            raise InvalidInputError(f"{parts.what}: {path} does not fit the AnnData, which anndata would refuse on "
-                                    f"reading it back ({one_line(exc)}); pass --drop {path} to encode without it") from exc
-        finally:
-            if key is None:
-                adata.X = None
-            else:
-                getattr(adata, part).pop(key, None)
 
     def wanted(part: str) -> bool:
         if part in FRAMES:
@@ -152,6 +124,43 @@ def plan_anndata(parts, *, layer: str | None, drop: Iterable[str]) -> Plan:
     drops.check(parts.what)
     contents["dropped"] = sorted(drops.used)
     return plan
+
+
+class _ElementFit:
+    """Refuses an element anndata would refuse at its place when the file is read back (its own check
+    of the element's shape against the AnnData's: an obsm of 29 rows for 30 cells, a 1-D layer), so
+    that a file that encodes decodes: each is put in place, then taken off, on an AnnData of the
+    input's names alone, made once."""
+
+    def __init__(self, parts) -> None:
+        self.parts = parts
+        self._names_only = None
+
+    def check(self, part: str, key: str | None, value) -> None:
+        """`value` at X (key None) or at part/key."""
+        import anndata
+        import pandas as pd
+
+        path = part if key is None else f"{part}/{key}"
+        with quiet_anndata():  # names made unique or strings: anndata's notes, not the element's fault
+            if self._names_only is None:
+                self._names_only = anndata.AnnData(obs=pd.DataFrame(index=self.parts.value("obs").index),
+                                                   var=pd.DataFrame(index=self.parts.value("var").index))
+            adata = self._names_only
+            try:
+                if key is None:
+                    adata.X = value
+                else:
+                    getattr(adata, part)[key] = value
+            except Exception as exc:  # anndata raises several types for a value of the wrong shape
+                raise InvalidInputError(f"{self.parts.what}: {path} does not fit the AnnData, which anndata would "
+                                        f"refuse on reading it back ({one_line(exc)}); pass --drop {path} to encode "
+                                        "without it") from exc
+            finally:
+                if key is None:
+                    adata.X = None
+                else:
+                    getattr(adata, part).pop(key, None)
 
 
 def _kept_keys(parts, part: str, drops: Drops) -> list[str]:
