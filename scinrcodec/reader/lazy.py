@@ -124,17 +124,20 @@ def dask_matrix(m: MatrixReader, dtype=np.int32):
 def reduce_cells(x, op: str, axis: int | None):
     """sum, mean, var, min or max of a lazy X along an axis (0 or -2: per gene, 1 or -1: per cell,
     None: of every entry) as a dask array: dask's own reductions fail on scipy blocks (scipy's sum
-    takes no keepdims), so each block is reduced by scipy and the parts combined. var is the
-    population variance, as numpy's."""
+    takes no keepdims), so each block is reduced by scipy (or numpy, for a dense X) and the parts
+    combined. var is the population variance, as numpy's: each block's mean and sum of squared
+    deviations, combined by Chan's rule, so that it stays exact where E[x^2] - E[x]^2 would cancel
+    (counts of a million or more)."""
     da = _dask_array()
 
     if op not in ("sum", "mean", "var", "min", "max") or not (axis is None or type(axis) is int and -2 <= axis <= 1
                                                                or isinstance(axis, np.integer) and -2 <= axis <= 1):
         raise InvalidInputError(f"reduce_cells: op must be sum, mean, var, min or max and axis 0, 1, -2, -1 or "
                                 f"None, not {op!r}, {axis!r}")
-    if not (isinstance(x, da.Array) and x.ndim == 2 and sp.issparse(x._meta) and x.numblocks[1] == 1):
+    if not (isinstance(x, da.Array) and x.ndim == 2 and (sp.issparse(x._meta) or isinstance(x._meta, np.ndarray))
+            and x.numblocks[1] == 1):
         raise InvalidInputError("reduce_cells takes a lazy X (read_lazy(path).X): a 2-D dask array of scipy.sparse "
-                                f"blocks of cells, each holding every gene, not {type(x).__name__}"
+                                f"or numpy blocks of cells, each holding every gene, not {type(x).__name__}"
                                 + (f" of {type(x._meta).__name__} blocks, {x.numblocks[1]} along the genes"
                                    if isinstance(x, da.Array) else ""))
     along = 0 if axis is None else int(axis) % 2  # every entry: the per-gene parts, combined once more
@@ -142,26 +145,54 @@ def reduce_cells(x, op: str, axis: int | None):
 
     def per_block(reducer):  # in float64: squares of int32 counts would overflow
         if along == 1:
-            return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 1)).reshape(-1), drop_axis=1,
+            return x.map_blocks(lambda b: reducer(b.astype(np.float64), 1).reshape(-1), drop_axis=1,
                                 dtype=np.float64, meta=np.zeros(0))
-        return x.map_blocks(lambda b: np.asarray(reducer(b.astype(np.float64), 0)).reshape(1, -1),
+        return x.map_blocks(lambda b: reducer(b.astype(np.float64), 0).reshape(1, -1),
                             chunks=((1,) * x.numblocks[0], (x.shape[1],)), dtype=np.float64, meta=np.zeros((0, 0)))
 
     def combine(parts, how):
         parts = parts if along == 1 else getattr(parts, how)(axis=0)
         return getattr(parts, how)() if axis is None else parts
 
-    if op in ("min", "max"):
-        return combine(per_block(lambda b, a: getattr(b, op)(axis=a).toarray()), op)
-    total = combine(per_block(lambda b, a: b.sum(axis=a)), "sum")
-    if op == "sum":
-        return total
-
     def average(parts):  # of no entries NaN, as numpy's mean and var give
         return parts / n if n else parts * np.nan
 
-    mean = average(total)
-    if op == "mean":
-        return mean
-    squares = combine(per_block(lambda b, a: b.multiply(b).sum(axis=a)), "sum")
-    return da.maximum(average(squares) - mean * mean, 0)  # maximum keeps NaN
+    if op in ("min", "max"):
+        return combine(per_block(lambda b, a: _array(getattr(b, op)(axis=a))), op)
+    if op != "var":
+        total = combine(per_block(lambda b, a: _array(b.sum(axis=a))), "sum")
+        return total if op == "sum" else average(total)
+    if along == 1:  # each block holds its cells' every entry
+        squares = per_block(lambda b, a: _deviations(b, a)[1])
+        return squares / x.shape[1] if x.shape[1] else squares * np.nan
+    weights = np.asarray(x.chunks[0], dtype=np.float64)[:, None]  # each block's cells
+    means = per_block(lambda b, a: _deviations(b, a)[0])
+    mean = (means * weights).sum(axis=0) / max(x.shape[0], 1)
+    squares = per_block(lambda b, a: _deviations(b, a)[1]).sum(axis=0) + ((means - mean) ** 2 * weights).sum(axis=0)
+    if axis is not None:
+        return average(squares)
+    return average(squares.sum() + (x.shape[0] * ((mean - mean.mean()) ** 2).sum() if x.shape[1] else 0))
+
+
+def _array(reduced) -> np.ndarray:
+    """A block's reduction as a flat numpy array (scipy gives a matrix or a sparse one)."""
+    return (reduced.toarray() if sp.issparse(reduced) else np.asarray(reduced)).reshape(-1)
+
+
+def _deviations(block, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean along `axis` of a float64 block (sparse or dense) and the sum of squared deviations
+    from it (0 and 0 where the axis is empty)."""
+    n, width = block.shape[axis], block.shape[1 - axis]
+    if n == 0:
+        return np.zeros(width), np.zeros(width)
+    mean = _array(block.sum(axis=axis)) / n
+    if not sp.issparse(block):
+        deviation = block - (mean if axis == 0 else mean[:, None])
+        return mean, (deviation * deviation).sum(axis=axis)
+    entries = block.tocsr()
+    entries.sum_duplicates()  # each stored entry one entry of the matrix
+    entries = entries.tocoo()
+    at = entries.col if axis == 0 else entries.row
+    deviation = entries.data - mean[at]
+    stored = np.bincount(at, minlength=width)
+    return mean, np.bincount(at, deviation * deviation, minlength=width) + (n - stored) * mean * mean
