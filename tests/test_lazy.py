@@ -181,13 +181,20 @@ def test_a_worker_refuses_a_file_replaced_since_the_graph_was_built(path, tmp_pa
 
 
 def test_a_file_opened_from_bytes_computes_on_dask_workers(path, adata):
-    """A worker process gets the file's bytes (it has no path to open), once per matrix."""
+    """A worker process gets the file's bytes (it has no path to open), once per matrix. A file
+    object cannot go there: read_lazy refuses one at once while a client runs (it had failed at
+    compute with distributed's TypeError and some 90 lines of logged tracebacks)."""
     distributed = pytest.importorskip("distributed")
     lazy = sinr.read_lazy(path.read_bytes())
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
         x, layer = lazy.X.compute(), lazy.layers["spliced"].compute()
+        with open(path, "rb") as fh, pytest.raises(sinr.InvalidInputError,
+                                                   match="file object cannot go to dask.distributed's workers"):
+            sinr.read_lazy(fh)
     assert (x != adata.X).nnz == 0 and (layer != adata.layers["spliced"]).nnz == 0
+    with open(path, "rb") as fh:  # no client: its own process computes it
+        assert (sinr.read_lazy(fh).X.compute() != adata.X).nnz == 0
 
 
 @pytest.mark.parametrize("op", ["sum", "mean", "var", "min", "max"])

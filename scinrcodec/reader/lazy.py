@@ -7,6 +7,8 @@ AnnData built on it is whole-file storage's (scinrcodec.wholefile.lazy).
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -23,7 +25,8 @@ class MatrixRef:
     other side once per process, when a block first reads it: dask's scheduler, which unpickles
     graphs too, never opens the file (it may not see it). A worker that finds another version
     there (the file was replaced or rewritten since) refuses it instead of mixing two files' cells.
-    A file object cannot travel, which fails at submission."""
+    A file object cannot travel: dask_matrix refuses one while a dask.distributed client runs, and a
+    graph holding one fails at submission to another process."""
 
     def __init__(self, matrix: MatrixReader | None = None, *, travelled: tuple | None = None) -> None:
         self._matrix = matrix
@@ -101,6 +104,18 @@ def _dask_array():
     return da
 
 
+def _distributed_client():
+    """dask.distributed's default client, where one is running (its graphs go to other processes), else None."""
+    if "distributed" not in sys.modules:  # none can run without it imported
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:  # no client
+        return None
+
+
 def dask_matrix(m: MatrixReader, dtype=np.int32):
     """The matrix as a cells x genes dask array with one scipy CSR block per chunk of the file; the
     open matrix is one node of the graph that every block depends on (MatrixRef)."""
@@ -108,6 +123,9 @@ def dask_matrix(m: MatrixReader, dtype=np.int32):
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
+    if not m.can_travel and _distributed_client() is not None:
+        raise InvalidInputError(f"{m.source}: a .sinr matrix read from a file object cannot go to dask.distributed's "
+                                "workers; open it by path, URL or from bytes")
     dtype = _block_dtype(m, dtype)
     bounds = m.chunk_bounds()
     if bounds.size < 2:

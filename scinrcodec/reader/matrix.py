@@ -903,16 +903,23 @@ class MatrixReader:
         object cannot travel: InvalidInputError."""
         source = self._source
         options = getattr(source, "storage_options", None)
+        if not self.can_travel:
+            raise InvalidInputError(f"{self.source}: a .sinr matrix read from a file object cannot go to another "
+                                    "process; open it by path, URL or from bytes")
         if options is not None:
             location = self.source
         elif isinstance(source, LocalFileSource):  # absolute: the other process may run in another folder
             location = source.path
-        elif isinstance(source, MemorySource):
-            location = bytes(source.read(0, source.size))
         else:
-            raise InvalidInputError(f"{self.source}: a .sinr matrix read from a file object cannot go to another "
-                                    "process; open it by path, URL or from bytes")
+            location = bytes(source.read(0, source.size))
         return location, self.name, options, self.file_identity
+
+    @property
+    def can_travel(self) -> bool:
+        """Whether another process can open this matrix again (travelling_form): not one read from a file object."""
+        source = self._source
+        return (getattr(source, "storage_options", None) is not None
+                or isinstance(source, (LocalFileSource, MemorySource)))
 
     def __exit__(self, *exc) -> None:
         self.close()
