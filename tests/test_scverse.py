@@ -3,6 +3,7 @@ AnnData with every stored part, names on the matrix object."""
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 
 import anndata
@@ -171,6 +172,25 @@ def test_a_lazy_anndata_and_a_subset_of_it_are_written_without_loading_it(rich, 
     assert np.array_equal(back.X, dense.X.compute()) and np.array_equal(back.layers["log"], dense.layers["log"].compute())
     with sinr.open(tmp_path / "dense.sinr") as m:
         assert m.matrix_names == ["X"]  # the log layer is not counts: stored by anndata
+
+
+def test_a_lazy_anndata_is_not_written_onto_the_file_it_reads(rich, tmp_path):
+    """A lazy AnnData (or a view of one, or an AnnData made of its arrays) written onto its own
+    .sinr file is refused, even with force, as `sinr encode x.sinr x.sinr` is: it had replaced the
+    file it was still reading (80 cells became 10)."""
+    _, path = rich
+    own = tmp_path / "own.sinr"
+    shutil.copyfile(path, own)
+    before = own.read_bytes()
+    lazy = sinr.read_lazy(own)
+    for write in (lambda: sinr.write_sinr(lazy[:10], own, force=True, **FAST),
+                  lambda: sinr.write_sinr(anndata.AnnData(X=lazy.layers["counts"][:5]), own, force=True,
+                                          matrix_only=True, **FAST)):
+        with pytest.raises(sinr.InvalidInputError, match="the output is the input"):
+            write()
+    assert own.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["own.sinr"]
+    sinr.write_sinr(lazy[:10], tmp_path / "other.sinr", **FAST)  # elsewhere: written
+    assert sinr.read_sinr(tmp_path / "other.sinr").n_obs == 10
 
 
 def test_name_indexes_are_built_once(plain, monkeypatch):

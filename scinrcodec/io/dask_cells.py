@@ -19,6 +19,24 @@ def is_dask_array(x) -> bool:
     return any(c.__module__ == "dask.array.core" and c.__name__ == "Array" for c in type(x).__mro__)
 
 
+# the graph layer of a lazy .sinr matrix (reader.lazy.dask_matrix): its blocks' tasks and, under
+# MATRIX_KEY + the same token, the node of the open matrix, whose `path` is its local file or None
+CELLS_LAYER, MATRIX_KEY = "sinr-cells-", "sinr-matrix-"
+
+
+def read_files(x) -> tuple[str, ...]:
+    """The local .sinr files a dask array reads: those of the lazy matrices it was computed from
+    (an output must not replace one of them)."""
+    graph = x.__dask_graph__()
+    files = []
+    for name, layer in getattr(graph, "layers", {}).items():
+        if isinstance(name, str) and name.startswith(CELLS_LAYER):
+            path = getattr(layer.get(MATRIX_KEY + name[len(CELLS_LAYER):]), "path", None)
+            if path is not None:
+                files.append(path)
+    return tuple(files)
+
+
 def holds_counts(x, whole_counts) -> bool:
     """Whether every block of the dask array holds only counts (`whole_counts` of its values, and
     no repeated coordinate): one pass over the blocks, in parallel, one block in memory per worker."""
@@ -52,6 +70,7 @@ class DaskCellsSource(MatrixSource):
         self.gene_names = check_names(gene_names, n_genes, f"{description} gene names")
         self.feature_types = check_names(feature_types, n_genes, f"{description} feature types")
         self._cell_names = check_names(cell_names, n_cells, f"{description} cell names")
+        self.paths = read_files(x)
 
     def cell_names(self, start: int, stop: int) -> list[str] | None:
         """Names of cells start..stop-1, or None without names."""

@@ -13,8 +13,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
+from ..io.dask_cells import CELLS_LAYER, MATRIX_KEY
 from ..io.dtypes import stored_dtypes
-from ..storage.source import fork_safe_lock
+from ..storage.opening import is_url
+from ..storage.source import LocalFileSource, fork_safe_lock
 from .matrix import MatrixReader, reopened
 
 
@@ -42,6 +44,15 @@ class MatrixRef:
                     opener, args = self._travelled
                     self._matrix = opener(*args)
         return self._matrix
+
+    @property
+    def path(self) -> str | None:
+        """The local file this matrix reads, None for bytes, a URL or a file object."""
+        if self._matrix is None:
+            opener, (location, *_) = self._travelled
+            return location if opener is _by_location and not is_url(location) else None
+        source = self._matrix.byte_source
+        return source.path if isinstance(source, LocalFileSource) else None
 
     def __reduce__(self):
         if self._matrix is None:  # passing through (the scheduler): as it came
@@ -131,7 +142,7 @@ def dask_matrix(m: MatrixReader, dtype=np.int32):
     if bounds.size < 2:
         bounds = np.zeros(2, np.int64)  # no cells: one empty block
     token = tokenize(m.source, m.name, m.file_size, dtype.str, id(m))
-    name, ref = f"sinr-cells-{token}", f"sinr-matrix-{token}"
+    name, ref = CELLS_LAYER + token, MATRIX_KEY + token
     layer = {(name, i, 0): (_cells, ref, int(bounds[i]), int(bounds[i + 1]), dtype.str) for i in range(bounds.size - 1)}
     layer[ref] = MatrixRef(m)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=())

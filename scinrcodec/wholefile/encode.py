@@ -12,6 +12,7 @@ from ..encoder.options import EncodeOptions
 from ..encoder.segments import CopiedSegments
 from ..errors import InvalidInputError
 from ..io.atomic import atomic_path
+from ..io.dask_cells import is_dask_array, read_files
 from ..io.formats import check_sinr_output
 from ..io.h5ad import read_whole_h5ad
 from ..io.h5ad_output import input_compression
@@ -66,10 +67,25 @@ def encode_whole(source, output: str | os.PathLike, *, layer: str | None = None,
     parts to leave out, which is needed for objects anndata itself cannot write. Returns sizes and
     names."""
     opts = checked_options(options)
-    inputs = [source] if isinstance(source, (str, os.PathLike)) else []
+    inputs = _inputs(source)
     check_sinr_output(output, force=force, inputs=inputs)
     return write_plan(plan_source(source, layer=layer, drop=drop), output, opts, force=force, inputs=inputs,
                       client=client)
+
+
+def _inputs(source) -> list:
+    """The files an output must not replace: the input's path, or those a lazy AnnData reads (a
+    lazy one written onto the .sinr file it is read from)."""
+    if isinstance(source, (str, os.PathLike)):
+        return [source]
+    if type(source).__name__ != "AnnData":
+        return []
+    elements = [source.X, *source.layers.values()]
+    if source.raw is not None:
+        elements.append(source.raw.X)
+    for mapping in (source.obsm, source.varm, source.obsp, source.varp):
+        elements += mapping.values()
+    return [path for x in elements if is_dask_array(x) for path in read_files(x)]
 
 
 def write_plan(plan: Plan, output: str | os.PathLike, opts: EncodeOptions, *, force: bool, inputs: list,
