@@ -127,10 +127,11 @@ def _summary(output, result: dict, seconds: float) -> str:
 
 def _encode(args: argparse.Namespace) -> None:
     from .encoder.driver import encode
-    from .io.readers import read_matrix, sniff_format
+    from .io.readers import check_local_input, read_matrix, sniff_format
     from .wholefile.encode import encode_whole
     from .wholefile.hints import hinting
 
+    check_local_input(args.input)
     check_sinr_output(args.output, force=args.force, inputs=[args.input])
     whole = not args.matrix_only and sniff_format(Path(args.input)) in WHOLE_FORMATS
     if args.drop and not whole:
@@ -299,11 +300,19 @@ def _matrix_option(parser: argparse.ArgumentParser, what: str) -> None:
                                                          f"raw/X; `sinr info` lists them): {what}")
 
 
+# storage options whose values are text whatever they look like: an all-digit key or secret had been
+# handed to botocore as a number ('sequence item 0: expected str instance, int found')
+_TEXT_STORAGE_OPTIONS = ("key", "secret", "token", "username", "password", "profile", "region_name", "endpoint_url")
+
+
 def _storage_option(text: str) -> tuple[str, object]:
-    """KEY=VALUE for fsspec: VALUE as JSON where it parses (true, 3, {"a": 1}), else as text."""
+    """KEY=VALUE for fsspec: VALUE as JSON where it parses (true, 3, {"a": 1}; '"123"' is text), else
+    as text; always text for _TEXT_STORAGE_OPTIONS."""
     key, equals, value = text.partition("=")
     if not equals or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    if key in _TEXT_STORAGE_OPTIONS:
+        return key, value
     try:
         return key, json.loads(value)
     except ValueError:
@@ -323,7 +332,9 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
     endpoint_url=..., for instance); credentials may also come from the usual environment."""
     parser.add_argument("--storage-option", dest="storage_options", metavar="KEY=VALUE", type=_storage_option,
                         action=_StorageOptions, help="for a URL input: an fsspec storage option (repeatable), "
-                                                     "e.g. anon=true or endpoint_url=http://127.0.0.1:9000")
+                                                     "e.g. anon=true or endpoint_url=http://127.0.0.1:9000; VALUE "
+                                                     "is read as JSON where it is JSON ('\"123\"' stays text; "
+                                                     "key, secret, token and the like always do)")
 
 
 def _path(text: str) -> str:

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from scinrcodec.errors import (FormatError, RangeNotSupportedError, RemoteAccess
                                RemoteConnectionError, RemoteError, RemoteNotFoundError)
 from scinrcodec.io.matrix import CountMatrix
 from scinrcodec.reader.lazy import MatrixRef
-from servers import NGINX, DelayProxy, MotoS3, Nginx
+from servers import NGINX, DelayProxy, MotoS3, Nginx, free_port
 
 from conftest import FAST, assert_one_error_line, sinr_cli
 
@@ -360,11 +361,36 @@ def test_http_errors(nginx, files, small_reads, fast_retries):
         sinr.open(f"{nginx.url}/private/pbmc.sinr")
     with pytest.raises(RangeNotSupportedError, match="norange"):
         sinr.open(f"{nginx.url}/norange/pbmc.sinr")
+    # a folder's page (HTTP 200 to a Range request) is not a .sinr file; it had been called a server that
+    # ignores byte ranges
+    with pytest.raises(FormatError, match="/listing/: not a .sinr file .*a whole text/html document"):
+        sinr.open(f"{nginx.url}/listing/")
     (files / "empty.sinr").write_bytes(b"")
     with pytest.raises(FormatError, match="empty.sinr: not a .sinr file"):
         sinr.open(f"{nginx.url}/empty.sinr")
     with sinr.open(nginx.url.replace("http://", "HTTP://") + "/pbmc.sinr") as m:  # a scheme is case-insensitive
         assert m.shape == sinr.open(files / "pbmc.sinr").shape
+
+
+@needs_nginx
+def test_an_interrupted_remote_command_says_one_line(files):
+    """Ctrl-C or SIGTERM while a command waits on a stalled server: 'sinr: interrupted' and 130, and
+    nothing after it (its requests, left pending on fsspec's loop, had been reported at exit as
+    'Task was destroyed but it is pending!' with the task's repr)."""
+    with Nginx(files) as server, DelayProxy(server.port) as proxy:
+        proxy.stall = 1000
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            before = proxy.requests
+            proc = subprocess.Popen([sys.executable, "-m", "scinrcodec", "get", f"{proxy.url}/pbmc.sinr", "#3", "#40"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+            deadline = time.monotonic() + 60
+            while proxy.requests == before and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the request is in flight, stalled
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130 and err == "sinr: interrupted\n", (sig, proc.returncode, err)
 
 
 @needs_nginx
@@ -681,6 +707,58 @@ def test_cli_storage_options(files, small_reads, monkeypatch):
                           "storage options (--storage-option) apply to URLs only")
     assert_one_error_line(sinr_cli("info", str(files / "pbmc.sinr"), "--storage-option", "anon"),
                           "expected KEY=VALUE")
+
+
+def test_storage_options_and_inputs_that_are_not_what_they_must_be(files, tmp_path):
+    """storage_options that are not a dict of names, a URL given as an input to encode or append
+    (it had been 'no such file or folder' under the URL with its // made /), and --storage-option
+    values: each a typed error in one line, a credential kept as text however it looks."""
+    from scinrcodec.cli import _storage_option
+
+    for options in ("anon=true", 5, {1: 2}):
+        for call in (sinr.open, sinr.read_sinr, sinr.read_lazy):
+            with pytest.raises(sinr.InvalidInputError, match="storage_options must be a dict of fsspec's options"):
+                call("s3://atlas/pbmc.sinr", storage_options=options)
+    for url in ("http://127.0.0.1:9/whole.h5ad", "s3://lab/more.h5"):
+        for call in (lambda: sinr.encode(url, tmp_path / "x.sinr"), lambda: sinr.encode_whole(url, tmp_path / "x.sinr")):
+            with pytest.raises(sinr.InvalidInputError, match=f"^{url}: an input to encode or append is a local file"):
+                call()
+        assert_one_error_line(sinr_cli("encode", url, tmp_path / "x.sinr"), f"{url}: an input to encode or append")
+    shutil.copy(files / "pbmc.sinr", tmp_path / "ap.sinr")
+    assert_one_error_line(sinr_cli("append", tmp_path / "ap.sinr", "https://example.org/more.h5"),
+                          "https://example.org/more.h5: an input to encode or append is a local file")
+    assert (tmp_path / "ap.sinr").read_bytes() == (files / "pbmc.sinr").read_bytes()
+    assert _storage_option("key=12345") == ("key", "12345") and _storage_option("secret=1e5") == ("secret", "1e5")
+    assert _storage_option("anon=true") == ("anon", True) and _storage_option("block_size=5") == ("block_size", 5)
+    assert _storage_option('tag="123"') == ("tag", "123") and _storage_option("x=a b") == ("x", "a b")
+
+
+def test_a_filesystem_failing_as_it_is_made_is_a_typed_error(files, tmp_path):
+    """fsspec filesystems that connect or read as they are made (ftp://, a zip:: chain) fail there
+    with their own errors: each is a RemoteError naming the URL (a plain ConnectionRefusedError,
+    FileNotFoundError or an 'internal error (BadZipFile ...)' before)."""
+    import fsspec
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as archive:
+        archive.write(files / "pbmc.sinr", "pbmc.sinr")
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/sinr-zip/s.zip", (tmp_path / "s.zip").read_bytes())
+    fs.pipe_file("/sinr-zip/pbmc.sinr", (files / "pbmc.sinr").read_bytes())
+    try:
+        with sinr.open("zip://pbmc.sinr::memory://sinr-zip/s.zip") as m, sinr.open(files / "pbmc.sinr") as local:
+            assert (m.to_scipy() != local.to_scipy()).nnz == 0  # such URLs are read
+        with pytest.raises(RemoteNotFoundError, match="^zip://pbmc.sinr::memory://sinr-zip/nope.zip: no such object"):
+            sinr.open("zip://pbmc.sinr::memory://sinr-zip/nope.zip")
+        with pytest.raises(RemoteError, match=r"^zip://pbmc.sinr::memory://sinr-zip/pbmc.sinr: request failed "
+                                              r"\(BadZipFile"):
+            sinr.open("zip://pbmc.sinr::memory://sinr-zip/pbmc.sinr")
+    finally:
+        fs.rm("/sinr-zip", recursive=True)
+    closed = f"ftp://127.0.0.1:{free_port()}/x.sinr"  # nothing listens there
+    with pytest.raises(RemoteConnectionError, match=f"^{closed}: connection failed \\(ConnectionRefusedError"):
+        sinr.open(closed)
+    assert_one_error_line(sinr_cli("info", closed), f"{closed}: connection failed (ConnectionRefusedError")
 
 
 def test_merge_ranges():

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from ..errors import FileChangedError, InvalidInputError
 from ..storage.container import MAGIC
+from ..storage.opening import is_url
 from ..storage.source import NOT_A_FILE
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
@@ -92,9 +93,18 @@ def _inputs_inside(folder: Path) -> list[str]:
     return found
 
 
+def check_local_input(path: str | os.PathLike) -> None:
+    """Refuse a URL as an input to encode (or append): inputs are local files, and a URL taken as a
+    path had been 'no such file' under a name the user never typed (its // made /)."""
+    if is_url(path):
+        raise InvalidInputError(f"{path}: an input to encode or append is a local file or folder (URLs are read by "
+                                "sinr info, get, decode, subset and concat, and by scinrcodec.open); download it first")
+
+
 def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as_ones: bool = False) -> MatrixSource:
     """Open any supported input format as a source of validated blocks of cells. `layer` picks an
     .h5ad layer ('raw': adata.raw); pattern_as_ones reads a Matrix Market 'pattern' file's entries as 1."""
+    check_local_input(path)
     path = Path(path)
     kind = sniff_format(path)
     if kind == "sinr":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import InvalidInputError
@@ -28,6 +29,11 @@ def open_source(source, storage_options: dict | None = None) -> ByteSource:
     go to fsspec), a bytes-like object, or a seekable binary file object."""
     if isinstance(source, ByteSource):
         return source
+    if storage_options is not None and not (isinstance(storage_options, Mapping)
+                                            and all(isinstance(key, str) for key in storage_options)):
+        raise InvalidInputError(f"storage_options must be a dict of fsspec's options by name, not "
+                                f"{type(storage_options).__name__}"
+                                + (f" {storage_options!r}" if isinstance(storage_options, (str, int, float)) else ""))
     if isinstance(source, str) and _URL.match(source):  # a scheme is case-insensitive (RFC 3986): HTTP:// too
         scheme, rest = source.split("://", 1)
         source = f"{scheme.lower()}://{rest}"

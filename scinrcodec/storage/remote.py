@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                       RemoteConnectionError, RemoteError, RemoteNotFoundError, SinrError)
+from .container import MAGIC
 from .source import ByteSource, fork_safe_lock
 
 SUFFIX_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and chunk index of files of up to
@@ -55,6 +56,7 @@ HTTP_STALL_SECONDS = 60.0
 # missing for another scheme (gcsfs for gs://, adlfs for az://) is named by fsspec's message alone.
 REMOTE_EXTRA_SCHEMES = ("http", "https", "s3", "s3a")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+CANCEL_SECONDS = 2.0  # an interrupted transfer's requests, cancelled, are waited for this long at most
 
 
 def _client_defaults(url: str, storage_options: dict) -> dict:
@@ -110,10 +112,11 @@ _UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '([^']+)'")
 
 
 class _Failure(Exception):
-    """A classified failure of one request: the error to raise (a RemoteError, or InvalidInputError for
-    an option the filesystem does not take), and whether a retry may help."""
+    """A classified failure of one request: the error to raise (a RemoteError, InvalidInputError for
+    an option the filesystem does not take, FormatError for a web page that is no .sinr file), and
+    whether a retry may help."""
 
-    def __init__(self, error: RemoteError | InvalidInputError, transient: bool) -> None:
+    def __init__(self, error: RemoteError | InvalidInputError | FormatError, transient: bool) -> None:
         super().__init__(str(error))
         self.error, self.transient = error, transient
 
@@ -136,7 +139,6 @@ class RemoteSource(ByteSource):
         self.name = url
         self.storage_options = dict(storage_options or {})
         self._connect()
-        self._sync = fsspec.asyn.sync
         self.requests = self.round_trips = self.bytes_fetched = 0
         self._lock = fork_safe_lock()
         self._inflight: list[tuple[int, int, threading.Event]] = []  # (start, end, done) being fetched, by start
@@ -161,6 +163,8 @@ class RemoteSource(ByteSource):
             raise InvalidInputError(f"{url}: {exc}{extra}") from None
         except (ValueError, TypeError) as exc:
             raise InvalidInputError(f"{url}: not a URL fsspec can open ({exc})") from None
+        except Exception as exc:  # a filesystem that connects or reads as it is made (ftp://, a zip:: chain)
+            raise self._classify(exc, tries=1).error from None
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         self._kind = "http" if "http" in protocols or "https" in protocols else "s3" if (
             "s3" in protocols and hasattr(self.fs, "_call_s3")) else "async" if self.fs.async_impl else "sync"
@@ -290,21 +294,23 @@ class RemoteSource(ByteSource):
                 self._store([(a, data) for (a, _), (data, _, _) in zip(parts, results)])
                 arrived.put((k, None))
 
+        over = threading.Event()
+
         async def run() -> None:
             gate = asyncio.Semaphore(CONCURRENCY)
             tasks = []
-            for k in pending:
-                size = sum(b - a for a, b in plans[k])
-                while ahead[0] and ahead[0] + size > STREAM_AHEAD_BYTES:
-                    wake.clear()
-                    await wake.wait()
-                ahead[0] += size
-                tasks.append(asyncio.ensure_future(fetch(k, gate)))
             try:
+                for k in pending:
+                    size = sum(b - a for a, b in plans[k])
+                    while ahead[0] and ahead[0] + size > STREAM_AHEAD_BYTES:
+                        wake.clear()
+                        await wake.wait()
+                    ahead[0] += size
+                    tasks.append(asyncio.ensure_future(fetch(k, gate)))
                 await asyncio.gather(*tasks)
             finally:
-                for task in tasks:
-                    task.cancel()
+                await _cancelled(tasks)
+                over.set()
 
         self._connected()
         with self._lock:
@@ -326,7 +332,8 @@ class RemoteSource(ByteSource):
                 yield k
                 self._loop.call_soon_threadsafe(taken, sum(b - a for a, b in plans[k]))
         finally:
-            future.cancel()
+            if future.cancel():  # not over (interrupted, or the caller stopped early): over before it goes on
+                over.wait(CANCEL_SECONDS)
 
     def gather(self, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cached blocks holding the ranges, joined into one buffer (a range not cached is
@@ -531,18 +538,39 @@ class RemoteSource(ByteSource):
             async def one(call):
                 async with gate:
                     return await self._retrying(call)
-            return await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+            return await _all(one(call) for call in calls)
 
         self._connected()
         with self._lock:
             self.round_trips += 1
-        results = self._sync(self._loop, run)
+        results = self._run(run())
         for result in results:
             if isinstance(result, _Failure):
                 raise result.error from None
             if isinstance(result, BaseException):
                 raise result
         return results
+
+    def _run(self, coroutine):
+        """The coroutine's result, run on the filesystem's loop while this thread waits. Interrupted
+        (Ctrl-C) or failing here, it is cancelled and waited for, briefly: a task left pending on
+        the loop was reported at exit ('Task was destroyed but it is pending!') after the
+        command's own line."""
+        over = threading.Event()
+
+        async def run():
+            try:
+                return await coroutine
+            finally:
+                over.set()
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            over.wait(CANCEL_SECONDS)
+            raise
 
     async def _retrying(self, call):
         for attempt in range(RETRIES + 1):
@@ -601,7 +629,12 @@ class RemoteSource(ByteSource):
         async with session.get(self.fs.encode_url(self.path), headers=headers, **kwargs) as response:
             if response.status == 200 and response.content_length == 0:  # an empty object (nginx)
                 return b"", 0, response.headers.get("ETag")
-            if response.status == 200:
+            if response.status == 200:  # the whole object: a .sinr file's begins with its magic
+                if await response.content.read(len(MAGIC)) != MAGIC:
+                    kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "document"
+                    raise _Failure(FormatError(f"{self.name}: not a .sinr file (the server answered a byte-range "
+                                               f"request with a whole {kind} document: a folder's listing, or a "
+                                               "web page?)"), False)
                 raise _Failure(RangeNotSupportedError(f"{self.name}: the server ignores byte ranges (HTTP 200 to a "
                                                       "Range request); download the file and open it locally"),
                                False)
@@ -623,8 +656,8 @@ class RemoteSource(ByteSource):
             raise _Failure(RangeNotSupportedError(f"{self.name}: the server ignores byte ranges"), False)
         return data, _total(response.get("ContentRange")), response.get("ETag")
 
-    def _classify(self, exc: BaseException) -> _Failure:
-        """The RemoteError for an exception of fsspec, aiohttp, botocore or the OS."""
+    def _classify(self, exc: BaseException, tries: int = RETRIES + 1) -> _Failure:
+        """The RemoteError for an exception of fsspec, aiohttp, botocore or the OS, after `tries`."""
         status, code = None, None
         seen = exc
         while seen is not None:
@@ -651,9 +684,29 @@ class RemoteSource(ByteSource):
                             False)
         if status in _TRANSIENT_STATUS or (status is None and isinstance(exc, (OSError, asyncio.TimeoutError))) \
                 or _is_connection_error(exc):
-            return _Failure(RemoteConnectionError(f"{self.name}: connection failed after {RETRIES + 1} tries "
-                                                  f"({' '.join(what.split())})"), True)
+            after = f" after {tries} tries" if tries > 1 else ""
+            return _Failure(RemoteConnectionError(f"{self.name}: connection failed{after} ({' '.join(what.split())})"),
+                            True)
         return _Failure(RemoteError(f"{self.name}: request failed ({' '.join(what.split())})"), False)
+
+
+async def _all(coroutines) -> list:
+    """asyncio.gather of the coroutines, exceptions returned as results; cancelled, it cancels them
+    and returns once they are over (gather leaves them to end on their own)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await _cancelled(tasks)
+
+
+async def _cancelled(tasks: list) -> None:
+    """Cancel the tasks not over yet and wait until they are."""
+    waiting = [task for task in tasks if not task.done()]
+    for task in waiting:
+        task.cancel()
+    if waiting:
+        await asyncio.wait(waiting)
 
 
 def _status_failure(name: str, status: int, reason: str | None) -> _Failure:

@@ -17,7 +17,7 @@ from ..io.formats import check_sinr_output
 from ..io.h5ad import read_whole_h5ad
 from ..io.h5ad_output import input_compression
 from ..io.hdf5 import h5_errors, open_h5, text_attr
-from ..io.readers import sniff_format
+from ..io.readers import check_local_input, sniff_format
 from ..io.zarr_store import open_zarr, zarr_errors
 from ..progress import Progress
 from ..reader.contents import CONTENTS
@@ -34,6 +34,7 @@ def plan_source(source, *, layer: str | None = None, drop: Iterable[str] = ()) -
     if not isinstance(source, (str, os.PathLike)):
         raise InvalidInputError(f"cannot encode an object of type {type(source).__name__} whole (pass an AnnData, "
                                 "or the path of an .h5ad, AnnData .zarr or 10x .h5)")
+    check_local_input(source)
     path = Path(source)
     kind = sniff_format(path)
     if kind == "10x-h5":
