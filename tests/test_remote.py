@@ -373,6 +373,23 @@ def test_http_errors(nginx, files, small_reads, fast_retries):
 
 
 @needs_nginx
+def test_a_password_in_a_url_is_never_shown(nginx, files):
+    """https://user:PASSWORD@host/...: the password had been printed in every error and by `sinr
+    info`; it shows as ****, while the file still opens, and opens again in another process."""
+    url = nginx.url.replace("http://", "http://alice:s3cret@")
+    with pytest.raises(RemoteNotFoundError) as err:
+        sinr.open(f"{url}/missing.sinr")
+    assert "alice:****@" in str(err.value) and "s3cret" not in str(err.value)
+    with sinr.open(f"{url}/pbmc.sinr") as m, sinr.open(files / "pbmc.sinr") as local:
+        assert "s3cret" not in m.source + repr(m) and "alice:****@" in m.source
+        travelled = pickle.loads(pickle.dumps(m))  # the real URL travels
+        assert (travelled.to_scipy() != local.to_scipy()).nnz == 0
+    result = sinr_cli("info", f"{url}/pbmc.sinr")
+    assert result.returncode == 0 and "alice:****@" in result.stdout and "s3cret" not in result.stdout + result.stderr
+    assert_one_error_line(sinr_cli("info", f"{url}/missing.sinr"), "alice:****@")
+
+
+@needs_nginx
 def test_an_interrupted_remote_command_says_one_line(files):
     """Ctrl-C or SIGTERM while a command waits on a stalled server: 'sinr: interrupted' and 130, and
     nothing after it (its requests, left pending on fsspec's loop, had been reported at exit as

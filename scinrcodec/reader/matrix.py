@@ -907,7 +907,7 @@ class MatrixReader:
             raise InvalidInputError(f"{self.source}: a .sinr matrix read from a file object cannot go to another "
                                     "process; open it by path, URL or from bytes")
         if options is not None:
-            location = self.source
+            location = source.url  # the password of its user information too, which self.source hides
         elif isinstance(source, LocalFileSource):  # absolute: the other process may run in another folder
             location = source.path
         else:

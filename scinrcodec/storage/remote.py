@@ -59,6 +59,21 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 CANCEL_SECONDS = 2.0  # an interrupted transfer's requests, cancelled, are waited for this long at most
 
 
+def redacted(url: str) -> str:
+    """The URL with the password of its user information (https://alice:PASSWORD@host/...) as ****,
+    in each part of a chained URL (zip://a.sinr::https://...): a URL is shown in every message and
+    by `sinr info`, and stored as a source's label by concat."""
+    parts = []
+    for part in url.split("::"):
+        scheme, sep, rest = part.partition("://")
+        host, slash, path = rest.partition("/")
+        user, at, place = host.rpartition("@")
+        if sep and at and ":" in user:
+            part = f"{scheme}://{user.split(':', 1)[0]}:****@{place}{slash}{path}"
+        parts.append(part)
+    return "::".join(parts)
+
+
 def _client_defaults(url: str, storage_options: dict) -> dict:
     """storage_options with this reader's defaults where they set none: for http(s), a client timeout
     that ends a stalled request after HTTP_STALL_SECONDS (the whole transfer may take as long as it
@@ -135,8 +150,9 @@ class RemoteSource(ByteSource):
             import fsspec
             import fsspec.asyn
         except ImportError:
-            raise InvalidInputError(f"{url}: reading a URL needs fsspec: pip install 'scinrcodec[remote]'") from None
-        self.name = url
+            raise InvalidInputError(f"{redacted(url)}: reading a URL needs fsspec: pip install 'scinrcodec[remote]'"
+                                    ) from None
+        self.url, self.name = url, redacted(url)  # the name is what messages and `sinr info` show
         self.storage_options = dict(storage_options or {})
         self._connect()
         self.requests = self.round_trips = self.bytes_fetched = 0
@@ -155,14 +171,14 @@ class RemoteSource(ByteSource):
         import fsspec
         import fsspec.asyn
 
-        url = self.name
+        url = self.url
         try:
             self.fs, self.path = fsspec.core.url_to_fs(url, **_client_defaults(url, self.storage_options))
         except ImportError as exc:
             extra = " (pip install 'scinrcodec[remote]')" if url.split("://", 1)[0] in REMOTE_EXTRA_SCHEMES else ""
-            raise InvalidInputError(f"{url}: {exc}{extra}") from None
+            raise InvalidInputError(f"{self.name}: {exc}{extra}") from None
         except (ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{url}: not a URL fsspec can open ({exc})") from None
+            raise InvalidInputError(f"{self.name}: not a URL fsspec can open ({exc})") from None
         except Exception as exc:  # a filesystem that connects or reads as it is made (ftp://, a zip:: chain)
             raise self._classify(exc, tries=1).error from None
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
