@@ -18,6 +18,21 @@ def is_url(source) -> bool:
     return isinstance(source, str) and bool(_URL.match(source)) and not source.lower().startswith("file://")
 
 
+def redacted(url: str) -> str:
+    """The URL with the password of its user information (https://alice:PASSWORD@host/...) as ****,
+    in each part of a chained URL (zip://a.sinr::https://...): a URL is shown in every message and
+    by `sinr info`, and stored as a source's label by concat."""
+    parts = []
+    for part in url.split("::"):
+        scheme, sep, rest = part.partition("://")
+        host, slash, path = rest.partition("/")
+        user, at, place = host.rpartition("@")
+        if sep and at and ":" in user:
+            part = f"{scheme}://{user.split(':', 1)[0]}:****@{place}{slash}{path}"
+        parts.append(part)
+    return "::".join(parts)
+
+
 def check_storage_options(sources, storage_options: dict | None) -> None:
     """Raise InvalidInputError for storage options given where no source is a URL to take them."""
     if storage_options and not any(isinstance(s, str) and is_url(s) for s in sources):

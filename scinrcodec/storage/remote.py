@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                       RemoteConnectionError, RemoteError, RemoteNotFoundError, SinrError)
 from .container import MAGIC
+from .opening import redacted
 from .source import ByteSource, fork_safe_lock
 
 SUFFIX_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and chunk index of files of up to
@@ -57,21 +58,6 @@ HTTP_STALL_SECONDS = 60.0
 REMOTE_EXTRA_SCHEMES = ("http", "https", "s3", "s3a")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 CANCEL_SECONDS = 2.0  # an interrupted transfer's requests, cancelled, are waited for this long at most
-
-
-def redacted(url: str) -> str:
-    """The URL with the password of its user information (https://alice:PASSWORD@host/...) as ****,
-    in each part of a chained URL (zip://a.sinr::https://...): a URL is shown in every message and
-    by `sinr info`, and stored as a source's label by concat."""
-    parts = []
-    for part in url.split("::"):
-        scheme, sep, rest = part.partition("://")
-        host, slash, path = rest.partition("/")
-        user, at, place = host.rpartition("@")
-        if sep and at and ":" in user:
-            part = f"{scheme}://{user.split(':', 1)[0]}:****@{place}{slash}{path}"
-        parts.append(part)
-    return "::".join(parts)
 
 
 def _client_defaults(url: str, storage_options: dict) -> dict:
