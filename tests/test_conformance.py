@@ -243,6 +243,21 @@ def test_every_decoding_read_refuses_more_genes_than_the_names_hold():
             pytest.fail(f"the core's {what} read 51 genes")
 
 
+def test_a_read_of_a_tiles_last_row_checks_its_ending():
+    """v3_tile_final_state's damaged tile 0 holds genes 5, 29 and 40 (40 its last row) of 11 cells,
+    every entry nonzero. A read of gene 40 decodes every symbol of the tile, so rule T7 applies
+    (spec §9.4, §6.1.6): it had been checked only where the read kept the tile's first row too, and
+    gene 40, its entries and m[[40], :] came back as wrong numbers (113 for 25) where a cell read
+    refused the tile."""
+    path = VECTORS / "v3_tile_final_state" / "matrix.sinr"
+    for source in (path, path.read_bytes()):
+        for what, read in (("gene", lambda m: m.gene(40)), ("rows", lambda m: m[[40], :]),
+                           ("entry", lambda m: m[40, 2]), ("genes' sum", lambda m: m[[40], :].sum())):
+            with scinrcodec.open(source) as m, pytest.raises(errors.CorruptFileError, match="does not end where"):
+                read(m)
+                pytest.fail(f"the {what} read returned numbers")
+
+
 @pytest.mark.parametrize("name", INVALID)
 def test_verify_refuses_invalid_vector(name, capsys):
     """`sinr verify` alone (no decode before it) fails on every invalid vector, with one line naming

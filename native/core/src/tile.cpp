@@ -561,7 +561,8 @@ TileResult TileDecoder<C>::baseline_values(Stream r, const TileInfo& t, const Mo
       ++count;
     }
   }
-  if (last == t.k - 1 && lo == 0 && !C::finished(s)) return {count, kBadEnding};
+  // every symbol read (whatever the first kept: the stream is read from its start): T7, T8, T9
+  if (last == t.k - 1 && !C::finished(s)) return {count, kBadEnding};
   return {count, kOk};
 }
 
@@ -601,7 +602,7 @@ TileResult TileDecoder<C>::siren_values(Stream r, const TileInfo& t, const Model
                                 : C::siren_context(kind, offset, scale, y);
     }
   }
-  const bool whole = last == t.k - 1 && lo == 0;
+  const bool whole = last == t.k - 1;  // every symbol read, whatever the first kept
   int64_t count = 0;
   for (int64_t idx = 0; idx <= last; ++idx) {
     int64_t value;
