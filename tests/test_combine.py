@@ -331,6 +331,42 @@ def test_what_is_coded_again_keeps_the_inputs_max_error(parts, tmp_path):
             assert (al.to_scipy() != sp.hstack([m[:, :200], a.to_scipy()]).tocsr()).nnz == 0
 
 
+@pytest.mark.parametrize("options", [{"chunk_cells": 2048}, {"mode": "lossless", "max_error": 0},
+                                     {"mode": "max-error", "max_error": 5, "siren": 7}, None, [1, 2]])
+def test_append_codes_new_cells_as_the_file_does_whatever_its_informative_options_say(parts, tmp_path, options):
+    """The matrix's `options` map is informative (spec §3.5: a reader ignores it whatever it holds):
+    new cells are coded in the mode, error bound and chunk size the file codes by. A --max-error 2
+    file whose map said nothing of its mode had taken cells coded losslessly under its lossy tables:
+    append exited 0 and left the file failing its checksum; without a map (or with a list) it
+    failed with an internal TypeError. concat --format-version 2 (which appends) likewise."""
+    from conformance.make_vectors import edit
+
+    folder, m, ids, cells = parts
+
+    def set_options(parts_):
+        if options is None:
+            parts_.matrix.pop("options", None)
+        else:
+            parts_.matrix["options"] = options
+
+    lossy = tmp_path / "lossy.sinr"
+    sinr.encode(sinr.CountMatrix(m[:, :200], ids, None, cells[:200]), lossy, mode="max-error", max_error=2,
+                chunk_cells=64, **FAST)
+    lossy.write_bytes(edit(lossy.read_bytes(), set_options))
+    sinr.append(lossy, sinr.CountMatrix(m[:, 200:300], ids, None, cells[200:300]))
+    with sinr.open(lossy) as a:
+        a.verify()
+        assert (a.mode, a.max_error, a.shape[1], a.index.stages["row-bands"].chunk_cells) == ("max-error", 2, 300, 64)
+        assert abs(a.to_scipy().astype(np.int64) - m[:, :300]).max() <= 2
+    plain = tmp_path / "v2.sinr"
+    sinr.encode(sinr.CountMatrix(m[:, :200], ids, None, cells[:200]), plain, chunk_cells=64, format_version=2, **FAST)
+    plain.write_bytes(edit(plain.read_bytes(), set_options))
+    sinr.concat([plain, folder / "b.sinr"], tmp_path / "cat.sinr", format_version=2)
+    with sinr.open(tmp_path / "cat.sinr") as cat:
+        cat.verify()
+        assert cat.mode == "lossless" and (cat.to_scipy() != m[:, :450]).nnz == 0
+
+
 @needs("torch")
 def test_a_lossless_file_of_lossy_inputs_values_says_how_far_they_may_be(parts, tmp_path):
     """A file coded losslessly from values decoded from lossy files (a concat of mixed modes, a

@@ -126,9 +126,7 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
     reads every new cell. `inputs_error`: what the file records of it (EncodeOptions), where `new`
     holds values decoded from lossy files; else the file's own. Returns size and shape."""
     index = matrix.index
-    recorded = index.options if inputs_error is None else {**index.options, "inputs_error": inputs_error}
-    options = _recorded_options(matrix, EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress,
-                                                                    format_version=matrix.version[0]))
+    options = _new_cells_options(matrix, inputs_error, jobs=jobs, progress=progress)
     bar = Progress(progress, new.nnz, "appending", "nonzeros")
     try:
         order, _, _, terms = index.genes()
@@ -165,9 +163,24 @@ def extend_into(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs: int
             "nnz": index.nnz + new_nnz, "chunks": index.n_chunks + len(coded.index_rows)}
 
 
-def _recorded_options(matrix: MatrixReader, options: EncodeOptions) -> EncodeOptions:
-    """The options a file was written with, for its new cells: refused where they fit SIRENs and torch
-    is not installed."""
+def _new_cells_options(matrix: MatrixReader, inputs_error: int | None = None, **rest) -> EncodeOptions:
+    """The options a file's new cells are coded with: its mode, error bound, chunk and tile sizes as
+    the file codes them (normative), the rest (SIREN settings) from the options map it recorded
+    where they make valid options: that map is informative, and a reader ignores it whatever it
+    holds (spec §3.5), so a file without it, or whose map says another mode, still takes cells
+    coded as its own are (they had been coded by the map: a file of --max-error 2 whose map said
+    nothing of it was left failing its checksum, one without a map refused with a TypeError).
+    Refused where the options fit SIRENs and torch is not installed."""
+    index = matrix.index
+    bands = index.stages["row-bands"]
+    coded = {"mode": index.mode, "max_error": index.max_error, "chunk_cells": bands.chunk_cells,
+             "tile_nnz": bands.tile_nnz, "patch_nnz": bands.patch_nnz,
+             **({} if inputs_error is None else {"inputs_error": inputs_error})}
+    rest = {"format_version": matrix.version[0], **rest}
+    try:
+        options = EncodeOptions.from_recorded({**index.options, **coded}, **rest)
+    except (InvalidInputError, TypeError, ValueError):  # the map holds what no option takes
+        options = EncodeOptions.from_recorded(coded, **rest)
     if needs_torch(options) and not torch_available():
         how = "--inr-only" if options.mode == "inr-only" else f"--siren {options.siren}"
         raise InvalidInputError(f"{matrix.source}: its cells are coded with SIRENs ({how}), as new cells must be, "
@@ -181,9 +194,7 @@ def _append_segment(matrix: MatrixReader, new: MatrixSource, tmp: Path, *, jobs:
     encoded as a file of their own (beside `tmp`, without a name once open, with the file's recorded
     options), whose chunks are then copied after the file's (encoder.segments)."""
     index = matrix.index
-    recorded = {**index.options, "mode": index.mode, "max_error": index.max_error}  # as coded, whatever recorded
-    options = _recorded_options(matrix, EncodeOptions.from_recorded(recorded, jobs=jobs, progress=progress,
-                                                                    format_version=matrix.version[0]))
+    options = _new_cells_options(matrix, jobs=jobs, progress=progress)
     same = np.arange(matrix.shape[0])
     refused = can_copy([matrix], [same])
     if refused is not None:

@@ -128,10 +128,26 @@ class EncodeOptions:
     @classmethod
     def from_recorded(cls, recorded: dict, **rest) -> "EncodeOptions":
         """The options a file recorded (see recorded()), with `rest` for those it does not record."""
-        values = {name: tuple(value) if isinstance(value, list) else value
-                  for name, value in recorded.items() if name in cls.RECORDED and name != "inputs_error"}
         carried = recorded_inputs_error(recorded) if recorded.get("mode", "lossless") == "lossless" else None
-        return cls(**values, **rest, **({} if carried is None else {"inputs_error": carried}))
+        return cls(**cls.valid_recorded(recorded), **rest, **({} if carried is None else {"inputs_error": carried}))
+
+    @classmethod
+    def valid_recorded(cls, recorded) -> dict:
+        """The options of a file's recorded map that are options each on its own (inputs_error aside):
+        the map is informative, and a reader ignores it whatever it holds (spec §3.5), so a value no
+        option takes ('siren': 7) is left out rather than refused."""
+        recorded = recorded if isinstance(recorded, dict) else {}
+        together = ("mode", "max_error")  # valid only as a pair
+        valid = {}
+        for group in [together, *((name,) for name in cls.RECORDED if name not in (*together, "inputs_error"))]:
+            values = {name: tuple(recorded[name]) if isinstance(recorded[name], list) else recorded[name]
+                      for name in group if name in recorded}
+            try:
+                cls(**values)
+            except (InvalidInputError, TypeError, ValueError):
+                continue
+            valid.update(values)
+        return valid
 
     @classmethod
     def defaults(cls) -> dict:

@@ -83,8 +83,7 @@ def _options(matrices: Sequence[SinrMatrix], format_version: int, jobs: int | No
     the values of lossy inputs may be (EncodeOptions.inputs_error)."""
     first = matrices[0]
     dropped = ("mode", "max_error", "tile_nnz", "patch_nnz", "inputs_error")
-    recorded = {k: v for k, v in first.options.items() if k not in dropped}
-    known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in EncodeOptions.RECORDED}
+    known = {k: v for k, v in EncodeOptions.valid_recorded(first.options).items() if k not in dropped}
     bounds = {m.max_error if m.mode == "max-error" else None for m in matrices}
     mode = {"mode": "max-error", "max_error": bounds.pop()} if bounds != {None} and len(bounds) == 1 else \
         {"mode": "lossless", "inputs_error": inputs_error(matrices)}
