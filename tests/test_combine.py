@@ -17,7 +17,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec as sinr
-from conftest import DATA, FAST, assert_one_error_line, leftovers, needs, sinr_cli
+from conftest import CONFORMANCE, DATA, FAST, assert_one_error_line, leftovers, needs, sinr_cli
 from scinrcodec.cli import main
 from scinrcodec.storage.container import read_footer
 from scinrcodec.storage.opening import open_source
@@ -365,6 +365,21 @@ def test_append_codes_new_cells_as_the_file_does_whatever_its_informative_option
     with sinr.open(tmp_path / "cat.sinr") as cat:
         cat.verify()
         assert cat.mode == "lossless" and (cat.to_scipy() != m[:, :450]).nnz == 0
+
+
+def test_append_refuses_a_file_of_a_newer_minor_version(tmp_path):
+    """A 3.3 file (spec §11.2: this reader skips what 3.3 adds) took new cells and kept its 3.3 label
+    while its 3.3 sections were dropped from the footer; append refuses it now, as it refuses to add
+    a segment to one, and the file stays as it was."""
+    vector = CONFORMANCE / "v3_minor_version_3_3" / "matrix.sinr"
+    target = tmp_path / "v33.sinr"
+    target.write_bytes(vector.read_bytes())
+    with sinr.open(target) as m:
+        assert m.version == (3, 3)
+        more = sinr.CountMatrix(m.to_scipy(), m.gene_ids, m.gene_names, [f"{c}-new" for c in m.cell_names])
+    with pytest.raises(sinr.InvalidInputError, match="is of format 3.3, newer than this scinrcodec knows"):
+        sinr.append(target, more)
+    assert target.read_bytes() == vector.read_bytes() and leftovers(tmp_path) == []
 
 
 @needs("torch")
