@@ -7,6 +7,10 @@ from .reader.matrix import MatrixReader
 from .storage.layout import CHUNK_SECTIONS_BY_MAJOR, MATRIX_SECTIONS
 
 
+# what info says where the writer's statistics (informative, spec §3.5: a file may hold none) lack a figure
+NOT_RECORDED = "not recorded (the file holds no statistics of them)"
+
+
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """'1 chunk', '2 chunks', '1,024 matrices': a count with its noun in the right number."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
@@ -24,11 +28,16 @@ def size_by_part(matrix: MatrixReader) -> dict[str, int]:
         part = specs[name].part if name in specs else "headers"
         parts[part] = parts.get(part, 0) + size
     stats = matrix.stats
-    position_bits, value_bits = stats.get("position_bits", 0), stats.get("value_bits", 0)
+    position_bits, value_bits = stats.get("position_bits"), stats.get("value_bits")
     tiles = parts.pop("tiles", 0)
-    share = value_bits / (position_bits + value_bits) if position_bits + value_bits else 0.0
-    parts["values"] += round(tiles * share)
-    parts["bitmap"] += tiles - round(tiles * share)
+    if position_bits is None or value_bits is None or position_bits < 0 or value_bits < 0 or \
+            not position_bits + value_bits:  # the informative stats do not say (spec §3.5): not split
+        if tiles:
+            parts["tile streams"] = tiles
+    else:
+        share = value_bits / (position_bits + value_bits)
+        parts["values"] += round(tiles * share)
+        parts["bitmap"] += tiles - round(tiles * share)
     parts["bitmap"] += parts.pop("tile directory", 0)
     accounted = sum(parts.values())
     others = sum(matrix.matrix(name).stored_bytes for name in matrix.matrix_names if name != matrix.name)
@@ -79,10 +88,11 @@ def describe(matrix: MatrixReader) -> str:
         f"mode:      {mode}",
         f"layout:    {counted(matrix.n_chunks, 'chunk')} of up to {counted(largest_chunk, 'cell')}"
         f"{f' in {matrix.n_segments:,} segments' if matrix.n_segments > 1 else ''}, "
-        f"{counted(int(stats.get('bands', 0)), 'band')}, {counted(int(stats.get('tiles', 0)), 'tile')}",
-        f"SIREN:     tried in {counted(int(stats.get('siren_tried', 0)), 'band')}, "
-        f"kept in {int(stats.get('siren_kept', 0)):,}, "
-        f"saving {stats.get('siren_saved_bits', 0) / nnz:.4f} bits per nonzero",
+        + (f"{counted(int(stats['bands']), 'band')}, {counted(int(stats['tiles']), 'tile')}"
+           if {"bands", "tiles"} <= stats.keys() else f"bands and tiles {NOT_RECORDED}"),
+        (f"SIREN:     tried in {counted(int(stats['siren_tried']), 'band')}, kept in {int(stats['siren_kept']):,}, "
+         f"saving {stats.get('siren_saved_bits', 0) / nnz:.4f} bits per nonzero"
+         if {"siren_tried", "siren_kept"} <= stats.keys() else f"SIREN:     use {NOT_RECORDED}"),
         "",
         f"{'part':<18}{'bytes':>14}{'bits/nonzero':>15}{'share':>9}",
     ]

@@ -73,6 +73,33 @@ def test_encode_info_get_decode_verify(tmp_path, encoded, capsys, pbmc):
     assert (sinr.read_matrix(tmp_path / "out.h5ad").matrix() != pbmc.matrix()).nnz == 0
 
 
+def test_info_says_what_the_file_does_not_record(tmp_path, encoded, capsys):
+    """The writer's statistics are informative (spec §3.5: a file may hold none, or a map of other
+    types): without them info had printed '0 bands, 0 tiles', 'SIREN: tried in 0 bands, kept in 0'
+    and put every tile stream under 'bitmap'; it says now that the file does not record them, and
+    shows the tile streams unsplit."""
+    from conformance.make_vectors import edit
+
+    assert main(["info", str(encoded)]) == 0
+    full = capsys.readouterr().out
+    assert re.search(r"[1-9][0-9,]* bands, [1-9][0-9,]* tiles", full) and "SIREN:     tried in" in full
+    assert "tile streams" not in full and "not recorded" not in full
+    for stats in (None, [1, 2]):
+        def change(parts, stats=stats):
+            if stats is None:
+                parts.matrix.pop("stats", None)
+            else:
+                parts.matrix["stats"] = stats
+        bare = tmp_path / "bare.sinr"
+        bare.write_bytes(edit(encoded.read_bytes(), change))
+        assert main(["info", str(bare)]) == 0
+        info = capsys.readouterr().out
+        assert "bands and tiles not recorded" in info and "SIREN:     use not recorded" in info
+        parts = {line[:18].strip(): int(line[18:32].replace(",", "")) for line in info.splitlines()
+                 if line.startswith(("bitmap", "values", "tile streams"))}
+        assert parts["tile streams"] > parts["bitmap"] + parts["values"]  # the bulk of the file, not split
+
+
 def test_get_hash_forces_an_index(tmp_path, capsys):
     """Gene names that look like numbers: a bare number is the name, #N the index."""
     counts = sp.csc_matrix(np.arange(1, 13).reshape(4, 3))
