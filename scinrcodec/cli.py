@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -581,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                     if signal.getsignal(sig) is not signal.SIG_IGN}
         previous_hook, reinterrupt = sys.unraisablehook, _Reinterrupt(sys.unraisablehook)
         sys.unraisablehook = reinterrupt
+        previous_warning, warnings.showwarning = warnings.showwarning, _OneLineWarnings()
     settle = argv is None and in_charge
     ran = False
     try:
@@ -610,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         if in_charge:
             reinterrupt.cancel()  # an interrupt raised again must not land in the caller's code
             sys.unraisablehook = previous_hook
+            warnings.showwarning = previous_warning
             if not (settle and ran):
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -644,6 +647,25 @@ def _stdout():
 def _ignore_signals() -> None:
     for sig in _STOPS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+class _OneLineWarnings:
+    """warnings.showwarning for a command: a library's warning (anndata's 'Only some AnnData objects
+    have .raw ...' in a concat) as one line, 'sinr: warning: ...', each text once; Python's own form
+    had printed the path and source line of the code that warned."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text in self.said:
+            return
+        self.said.add(text)
+        try:
+            print(f"sinr: warning: {text}", file=sys.stderr)
+        except (OSError, ValueError):  # stderr closed or gone: a warning is not worth failing for
+            pass
 
 
 class _Reinterrupt:

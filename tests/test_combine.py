@@ -367,6 +367,30 @@ def test_append_codes_new_cells_as_the_file_does_whatever_its_informative_option
         assert cat.mode == "lossless" and (cat.to_scipy() != m[:, :450]).nnz == 0
 
 
+def test_a_library_warning_is_one_line_of_the_command(tmp_path):
+    """concat of whole files of which one has .raw: anndata warns that it drops .raw; the command had
+    printed Python's form of it (the path and source line of scinrcodec's code that called
+    anndata.concat), and twice before a refusal. It is one line now, once."""
+    import anndata
+
+    counts = sp.random(20, 30, density=0.3, format="csr", random_state=1, dtype=np.float64)
+    counts.data = np.ceil(counts.data * 8)
+    for name, raw in (("a", True), ("b", False)):
+        adata = anndata.AnnData(counts.astype(np.int32), obs=pd.DataFrame(index=[f"{name}{i}" for i in range(20)]),
+                                var=pd.DataFrame(index=[f"g{j}" for j in range(30)]))
+        if raw:
+            adata.raw = adata.copy()
+            adata.layers["counts"] = adata.X.copy()
+        sinr.write_sinr(adata, tmp_path / f"{name}.sinr", **FAST)
+    warning = "sinr: warning: Only some AnnData objects have `.raw` attribute, not concatenating `.raw` attributes."
+    result = sinr_cli("concat", tmp_path / "a.sinr", tmp_path / "b.sinr", "-o", tmp_path / "ab.sinr", "--quiet")
+    assert result.returncode == 0 and result.stderr == warning + "\n", result.stderr
+    result = sinr_cli("concat", tmp_path / "a.sinr", tmp_path / "b.sinr", "-o", tmp_path / "ab2.sinr", "--quiet",
+                      "--join", "outer")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and lines[0] == warning and len(lines) == 2 and lines[1].startswith("sinr: error: ")
+
+
 def test_append_refuses_a_file_of_a_newer_minor_version(tmp_path):
     """A 3.3 file (spec §11.2: this reader skips what 3.3 adds) took new cells and kept its 3.3 label
     while its 3.3 sections were dropped from the footer; append refuses it now, as it refuses to add
