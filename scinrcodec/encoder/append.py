@@ -28,7 +28,7 @@ from ..progress import Progress
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter, is_newer_minor
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
-from ..storage.opening import is_url
+from ..storage.urls import is_url
 from ..storage.source import ByteSource, FileObjectSource
 from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, CodedChunks, encode_chunks, encode_stream, chunk_index_section, \

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator
 
 from ..errors import InvalidInputError, OutputError, OutputExistsError
-from ..storage.opening import is_url
+from ..storage.urls import is_url
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from ..errors import FileChangedError, InvalidInputError
 from ..storage.container import MAGIC
-from ..storage.opening import is_url, redacted
+from ..storage.urls import is_url, redacted
 from ..storage.source import NOT_A_FILE
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source

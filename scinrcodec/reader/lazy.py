@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 from ..io.dask_cells import CELLS_LAYER, MATRIX_KEY
 from ..io.dtypes import stored_dtypes
-from ..storage.opening import is_url
+from ..storage.urls import is_url
 from ..storage.source import LocalFileSource, fork_safe_lock
 from .matrix import MatrixReader, reopened
 

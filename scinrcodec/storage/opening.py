@@ -3,35 +3,12 @@ the local sources (storage.source) and the remote one (storage.remote)."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import InvalidInputError
 from .source import ByteSource, FileObjectSource, LocalFileSource, MemorySource
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_url(source) -> bool:
-    """Whether `source` is a URL string for fsspec (file:// excepted: that is a local path)."""
-    return isinstance(source, str) and bool(_URL.match(source)) and not source.lower().startswith("file://")
-
-
-def redacted(url: str) -> str:
-    """The URL with the password of its user information (https://alice:PASSWORD@host/...) as ****,
-    in each part of a chained URL (zip://a.sinr::https://...): a URL is shown in every message and
-    by `sinr info`, and stored as a source's label by concat."""
-    parts = []
-    for part in url.split("::"):
-        scheme, sep, rest = part.partition("://")
-        host, slash, path = rest.partition("/")
-        user, at, place = host.rpartition("@")
-        if sep and at and ":" in user:
-            part = f"{scheme}://{user.split(':', 1)[0]}:****@{place}{slash}{path}"
-        parts.append(part)
-    return "::".join(parts)
-
+from .urls import URL, is_url
 
 def check_storage_options(sources, storage_options: dict | None) -> None:
     """Raise InvalidInputError for storage options given where no source is a URL to take them."""
@@ -49,7 +26,7 @@ def open_source(source, storage_options: dict | None = None) -> ByteSource:
         raise InvalidInputError(f"storage_options must be a dict of fsspec's options by name, not "
                                 f"{type(storage_options).__name__}"
                                 + (f" {storage_options!r}" if isinstance(storage_options, (str, int, float)) else ""))
-    if isinstance(source, str) and _URL.match(source):  # a scheme is case-insensitive (RFC 3986): HTTP:// too
+    if isinstance(source, str) and URL.match(source):  # a scheme is case-insensitive (RFC 3986): HTTP:// too
         scheme, rest = source.split("://", 1)
         source = f"{scheme.lower()}://{rest}"
     if isinstance(source, str) and source.startswith("file://"):

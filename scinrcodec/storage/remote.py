@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import (FormatError, InvalidInputError, RangeNotSupportedError, RemoteAccessError, RemoteChangedError,
                       RemoteConnectionError, RemoteError, RemoteNotFoundError, SinrError)
 from .container import MAGIC
-from .opening import redacted
+from .urls import redacted
 from .source import ByteSource, fork_safe_lock
 
 SUFFIX_BYTES = 64 << 10  # read with the preamble at open: the trailer, footer and chunk index of files of up to
@@ -566,6 +566,9 @@ class RemoteSource(ByteSource):
             finally:
                 over.set()
 
+        if not self._loop.is_running():  # fsspec's loop thread gone (the interpreter exiting): no wait forever
+            coroutine.close()
+            raise RemoteError(f"{self.name}: fsspec's event loop is not running (is the interpreter exiting?)")
         future = asyncio.run_coroutine_threadsafe(run(), self._loop)
         try:
             return future.result()

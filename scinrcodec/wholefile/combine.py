@@ -41,7 +41,8 @@ from ..io.h5ad_output import quiet_anndata
 from ..reader.selection import all_distinct
 from ..reader.contents import TENX_SECTION
 from ..storage.container import DEFAULT_MAJOR
-from ..storage.opening import check_storage_options, is_url
+from ..storage.opening import check_storage_options
+from ..storage.urls import is_url
 from .encode import write_plan
 from .matrix import SinrMatrix, open as open_sinr
 from .names import name_frames
