@@ -1,6 +1,6 @@
 """Real servers on 127.0.0.1 for the remote-reading tests and benchmark: nginx (Debian's package)
-serving a folder, with a location that refuses ranges, one that denies and one that lists the folder; moto's S3 server; and
-a small HTTP proxy that adds a fixed delay per request or drops connections mid-body.
+serving a folder, with a location that refuses ranges, one that denies and one that lists the
+folder; moto's S3 server; and a small HTTP proxy that adds a fixed delay per request or drops connections mid-body.
 
 nginx runs as a non-daemon child with its own config in a temporary folder; its access log (one
 line per request: method, URI, status, Range header) is how the tests count requests.

@@ -28,8 +28,8 @@ from ..progress import Progress
 from ..reader.matrix import MatrixReader
 from ..storage.container import ContainerWriter, is_newer_minor
 from ..storage.layout import CHUNK_INDEX_FIELDS, MATRIX_SECTIONS
-from ..storage.urls import is_url
 from ..storage.source import ByteSource, FileObjectSource
+from ..storage.urls import is_url
 from .chunk import FileContext
 from .driver import GENE_SORTED_BANDS, CodedChunks, encode_chunks, encode_stream, chunk_index_section, \
     finish_file, gene_statistics, summarise
@@ -93,10 +93,11 @@ def append(path: str | os.PathLike, source, *, jobs: int | None = None, progress
     with locked_file(path, waiting) as locked, MatrixReader(path) as matrix:
         if not os.access(path, os.W_OK):  # the folder would let the new file replace it: the file's own mode says no
             raise OutputError(f"{path}: is not writable ({why_not_writable(path)}); append rewrites the file")
-        if is_newer_minor(matrix.version):  # its additions (sections this reader skips) would be dropped under its label
-            raise InvalidInputError(f"cannot append to {path}: it is of format {matrix.version[0]}.{matrix.version[1]}, "
-                                    "newer than this scinrcodec knows, whose additions it could not keep; sinr concat "
-                                    "or sinr subset write its cells to a new file of the format it writes")
+        if is_newer_minor(matrix.version):  # its additions (sections this reader skips) would go, under its label
+            major, minor = matrix.version
+            raise InvalidInputError(f"cannot append to {path}: it is of format {major}.{minor}, newer than this "
+                                    "scinrcodec knows, whose additions it could not keep; sinr concat or sinr subset "
+                                    "write its cells to a new file of the format it writes")
         if len(matrix.footer.get("matrices", [])) != 1 or matrix.footer.get("sections"):
             raise InvalidInputError(f"{path}: holds a whole AnnData or 10x file (several matrices or other parts), "
                                     "whose annotations would not match new cells; append works on files of one "

@@ -17,8 +17,8 @@ import scipy.sparse as sp
 
 from ..errors import FileChangedError, InvalidInputError
 from ..storage.container import MAGIC
-from ..storage.urls import is_url, redacted
 from ..storage.source import NOT_A_FILE
+from ..storage.urls import is_url, redacted
 from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
 from .matrix import CountMatrix
@@ -97,8 +97,9 @@ def check_local_input(path: str | os.PathLike) -> None:
     """Refuse a URL as an input to encode (or append): inputs are local files, and a URL taken as a
     path had been 'no such file' under a name the user never typed (its // made /)."""
     if is_url(path):
-        raise InvalidInputError(f"{redacted(path)}: an input to encode or append is a local file or folder (URLs are read by "
-                                "sinr info, get, decode, subset and concat, and by scinrcodec.open); download it first")
+        raise InvalidInputError(f"{redacted(path)}: an input to encode or append is a local file or folder (URLs "
+                                "are read by sinr info, get, decode, subset and concat, and by scinrcodec.open); "
+                                "download it first")
 
 
 def read_matrix(path: str | os.PathLike, layer: str | None = None, *, pattern_as_ones: bool = False) -> MatrixSource:

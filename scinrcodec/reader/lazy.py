@@ -15,8 +15,8 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 from ..io.dask_cells import CELLS_LAYER, MATRIX_KEY
 from ..io.dtypes import stored_dtypes
-from ..storage.urls import is_url
 from ..storage.source import LocalFileSource, fork_safe_lock
+from ..storage.urls import is_url
 from .matrix import MatrixReader, reopened
 
 
