@@ -28,10 +28,10 @@ def size_by_part(matrix: MatrixReader) -> dict[str, int]:
         part = specs[name].part if name in specs else "headers"
         parts[part] = parts.get(part, 0) + size
     stats = matrix.stats
-    position_bits, value_bits = stats.get("position_bits"), stats.get("value_bits")
+    position_bits, value_bits = stats.get("position_bits", -1), stats.get("value_bits", -1)
     tiles = parts.pop("tiles", 0)
-    if position_bits is None or value_bits is None or position_bits < 0 or value_bits < 0 or \
-            not position_bits + value_bits:  # the informative stats do not say (spec §3.5): not split
+    if min(position_bits, value_bits) < 0 or not position_bits + value_bits:  # the informative stats do not
+        # say (spec §3.5): not split
         if tiles:
             parts["tile streams"] = tiles
     else:

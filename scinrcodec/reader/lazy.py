@@ -194,10 +194,13 @@ def reduce_cells(x, op: str, axis: int | None):
     if along == 1:  # each block holds its cells' every entry
         squares = per_block(lambda b, a: _deviations(b, a)[1])
         return squares / x.shape[1] if x.shape[1] else squares * np.nan
+    genes = x.shape[1]
+    parts = x.map_blocks(lambda b: np.concatenate(_deviations(b.astype(np.float64), 0)).reshape(1, -1),
+                         chunks=((1,) * x.numblocks[0], (2 * genes,)), dtype=np.float64, meta=np.zeros((0, 0)))
+    means, block_squares = parts[:, :genes], parts[:, genes:]  # each block's, from one pass over it
     weights = np.asarray(x.chunks[0], dtype=np.float64)[:, None]  # each block's cells
-    means = per_block(lambda b, a: _deviations(b, a)[0])
     mean = (means * weights).sum(axis=0) / max(x.shape[0], 1)
-    squares = per_block(lambda b, a: _deviations(b, a)[1]).sum(axis=0) + ((means - mean) ** 2 * weights).sum(axis=0)
+    squares = block_squares.sum(axis=0) + ((means - mean) ** 2 * weights).sum(axis=0)
     if axis is not None:
         return average(squares)
     return average(squares.sum() + (x.shape[0] * ((mean - mean.mean()) ** 2).sum() if x.shape[1] else 0))

@@ -296,8 +296,6 @@ class RemoteSource(ByteSource):
                 self._store([(a, data) for (a, _), (data, _, _) in zip(parts, results)])
                 arrived.put((k, None))
 
-        over = threading.Event()
-
         async def run() -> None:
             gate = asyncio.Semaphore(CONCURRENCY)
             tasks = []
@@ -312,12 +310,11 @@ class RemoteSource(ByteSource):
                 await asyncio.gather(*tasks)
             finally:
                 await _cancelled(tasks)
-                over.set()
 
         self._connected()
         with self._lock:
             self.round_trips += 1
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        future, over = self._submitted(run())
         future.add_done_callback(lambda _: arrived.put((None, None)))  # wakes the wait below if run() ends early
         try:
             yield from (k for k, holes in enumerate(plans) if not holes)
@@ -554,10 +551,20 @@ class RemoteSource(ByteSource):
         return results
 
     def _run(self, coroutine):
-        """The coroutine's result, run on the filesystem's loop while this thread waits. Interrupted
-        (Ctrl-C) or failing here, it is cancelled and waited for, briefly: a task left pending on
-        the loop was reported at exit ('Task was destroyed but it is pending!') after the
-        command's own line."""
+        """The coroutine's result, run on the filesystem's loop while this thread waits (_submitted)."""
+        future, over = self._submitted(coroutine)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            over.wait(CANCEL_SECONDS)
+            raise
+
+    def _submitted(self, coroutine) -> tuple:
+        """The coroutine started on the filesystem's loop: its future, and an event set once it is
+        over. A caller interrupted (Ctrl-C) or failing cancels the future and waits for the event,
+        briefly: a task left pending on the loop was reported at exit ('Task was destroyed but it
+        is pending!') after the command's own line."""
         over = threading.Event()
 
         async def run():
@@ -569,13 +576,7 @@ class RemoteSource(ByteSource):
         if not self._loop.is_running():  # fsspec's loop thread gone (the interpreter exiting): no wait forever
             coroutine.close()
             raise RemoteError(f"{self.name}: fsspec's event loop is not running (is the interpreter exiting?)")
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            over.wait(CANCEL_SECONDS)
-            raise
+        return asyncio.run_coroutine_threadsafe(run(), self._loop), over
 
     async def _retrying(self, call):
         for attempt in range(RETRIES + 1):
