@@ -355,8 +355,10 @@ def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle(monkeypatc
     assert assemble.chunk_threads(np.array([100]), 3) == (1, 3)
     assert assemble.chunk_threads(np.array([100, 100]), 2) == (2, 1)
     assert assemble.chunk_threads(np.array([100]), 1) == (1, 1)
-    assert assemble._parts(np.array([100, 100, 100]), 2) == (2, 2)
-    assert assemble._parts(np.array([100, 100]), 2) == (2, 1) and assemble._parts(np.array([100]), 1) == (1, 1)
+    big = assemble._POOL_FROM_NNZ  # a gene-major read's pool threads start from this many nonzeros
+    assert assemble._parts(np.array([big, big, big]), 2) == (2, 2)
+    assert assemble._parts(np.array([big, big]), 2) == (2, 1) and assemble._parts(np.array([big]), 1) == (1, 1)
+    assert assemble._parts(np.array([big // 3] * 3), 2) == (1, 1) and assemble._parts(np.array([big]), 2) == (2, 2)
     split = assemble._SPLIT_ABOVE  # gene-major band parts cost nearly nothing: taken at less imbalance
     assert share([100, 100, 100], cost=split) and share([100, 100, 70], cost=split)
     assert not share([100, 100], cost=split) and not share([100] * 20, cost=split)
@@ -409,11 +411,12 @@ def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatc
 def test_a_read_in_band_parts_checks_each_chunks_whole_checksum(monkeypatch):
     """The conformance vector whose first chunk's checksum is one off, read gene-major in band parts
     on two threads: each part's checksum is a partial sum, and the chunk's, once both its parts are
-    placed, is refused. Its two chunks (469 and 409 nonzeros) would go whole to the two threads, so
-    the split threshold is lowered to make them parts; the other chunk's parts may or may not have
-    been placed when the error ends the read."""
+    placed, is refused. Its two chunks (469 and 409 nonzeros) would be read on one thread, or go
+    whole to two, so the pool's and the split's thresholds are lowered to make them parts on two
+    threads; the other chunk's parts may or may not have been placed when the error ends the read."""
     path = Path(__file__).parent / "conformance" / "chunk_checksum" / "matrix.sinr"
     monkeypatch.setattr(assemble, "_SPLIT_ABOVE", 1.0)
+    monkeypatch.setattr(assemble, "_POOL_FROM_NNZ", 0)
     placed = []
     monkeypatch.setattr(_native, "place_by_row", lambda *args, place=_native.place_by_row:
                         placed.append((args[4], tuple(args[9].tolist()))) or place(*args))
