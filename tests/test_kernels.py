@@ -345,8 +345,8 @@ def test_place_by_row_on_threads_only_where_rows_write_apart():
 def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle(monkeypatch):
     monkeypatch.setattr(limits, "runnable_cpus", lambda: 8)  # jobs= up to 8 honoured (limits.read_threads)
 
-    def share(nnz, workers=2, cost=assemble._SHARED_COST_BY_CELL):
-        return assemble._share_chunks(np.array(nnz), workers, cost)
+    def share(nnz, workers=2, cost=_native.SHARED_CHUNK_COST):
+        return _native.share_chunks(np.array(nnz, dtype=np.int64), workers, cost)
 
     assert share([100]) and share([100, 100, 100])
     assert share([100, 100, 100, 20])  # 200 against 120 for the other thread
@@ -384,8 +384,9 @@ def test_band_parts_cover_every_band_once_with_about_equal_nonzeros(tmp_path):
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
 def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatch, jobs):
-    """One chunk of 360k nonzeros: cell-major, decoded and placed by every thread at once when jobs > 1;
-    gene-major, counted and placed in band parts, one per thread."""
+    """One chunk of 360k nonzeros: cell-major, decoded and placed by every thread at once when jobs > 1
+    (the Python reader's and the core's whole reads); gene-major, counted and placed in band parts,
+    one per thread."""
     rng = np.random.default_rng(4)
     x = sp.random(1200, 1500, density=0.2, format="csc", random_state=rng, dtype=np.float64)
     x.data = rng.geometric(0.3, x.nnz).astype(np.float64)
@@ -403,6 +404,9 @@ def test_whole_reads_of_a_chunk_shared_by_threads_are_exact(tmp_path, monkeypatc
     assert (m.cells_block(0, 1500, np.int32) != x.T).nnz == 0
     by_row = m.to_scipy("csr", dtype=np.int32)
     assert (by_row != x).nnz == 0 and by_row.has_sorted_indices
+    shape, indptr, genes, values = _native.ContainerReader(str(path)).whole(jobs)  # R's whole read: shared too
+    core = sp.csc_matrix((values, genes, indptr), shape=shape)
+    assert (core != x).nnz == 0 and core.has_sorted_indices
     parts = len(assemble._band_parts(m.index.chunk(0), jobs))
     assert parts == min(jobs, m.index.chunk(0).geometry.n_bands) and (jobs == 1 or parts > 1)
     assert threads == {"place_by_cell": [jobs, jobs], "place_by_row": [1] * parts}

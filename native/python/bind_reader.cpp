@@ -10,6 +10,7 @@
 #include "owned.hpp"
 #include "sinr/assemble.hpp"
 #include "sinr/moments.hpp"
+#include "sinr/threads.hpp"
 
 namespace sinr::python {
 
@@ -206,6 +207,15 @@ void bind_reader(nb::module_& m) {
         nb::arg("other_squares_low").noconvert(), nb::arg("other_squares_high").noconvert(), NoGil(),
         "Add the second moments to the first, item by item (squares with their carry); return 0, or -1 "
         "for arrays of different lengths.");
+  m.def("share_chunks",
+        [](Array<const int64_t> chunk_nnz, int workers, double cost) {
+          return share_chunks(chunk_nnz.data(), static_cast<int64_t>(chunk_nnz.shape(0)), workers, cost);
+        },
+        nb::arg("chunk_nnz").noconvert(), nb::arg("workers"), nb::arg("cost"),
+        "Whether every one of `workers` threads should work on each chunk of a read of chunks of these "
+        "nonzero counts, rather than take whole chunks in order: when whole chunks would leave threads "
+        "idle long enough that each chunk divided, at `cost` times the even share, finishes sooner.");
+  m.attr("SHARED_CHUNK_COST") = kSharedChunkCost;
   m.def("band_tile_ranges", &band_tile_ranges_py, nb::arg("table_rows").noconvert(),
         nb::arg("table_tiles").noconvert(), nb::arg("chunk_base").noconvert(), nb::arg("n_rows").noconvert(),
         nb::arg("row"),

@@ -154,25 +154,12 @@ def _segment_ranks(index: MatrixIndex, segments) -> dict[int, tuple[np.ndarray, 
     return tables
 
 
-# A chunk shared by every thread (decoded and placed in parts, one chunk after another) costs this
-# much more than the same nonzeros in chunks of their own spread evenly over the threads (cell-major:
-# pbmc4k and visium 6e7, 2 threads, 0.81-0.95 s against 0.74-0.80 s).
-_SHARED_COST_BY_CELL = 1.15
 # A gene-major read cuts each chunk into band parts, one per thread, where whole chunks would leave a
 # thread this much beyond the even share: parts cost nearly nothing (their rows are apart), so it
-# takes little imbalance (3 chunks on 2 threads: 1.33x).
+# takes little imbalance (3 chunks on 2 threads: 1.33x). A cell-major read shares its chunks at the
+# core's cost (_native.SHARED_CHUNK_COST), as the core's own whole reads do; both by its rule
+# (_native.share_chunks).
 _SPLIT_ABOVE = 1.1
-
-
-def _share_chunks(chunk_nnz: np.ndarray, workers: int, cost: float) -> bool:
-    """Whether every thread should work on each chunk (sharing it, or in parts): when taking whole
-    chunks in order, each by the first free thread, leaves threads idle long enough (one chunk on 2
-    threads; a cell-major read of 3) that dividing each chunk, at `cost` times the even share,
-    finishes sooner."""
-    busy = np.zeros(workers)
-    for nnz in chunk_nnz.tolist():
-        busy[np.argmin(busy)] += nnz
-    return busy.max() > cost * busy.sum() / workers
 
 
 def chunk_threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
@@ -180,7 +167,7 @@ def chunk_threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
     these sizes on `jobs` threads: each chunk on every thread where whole chunks would leave threads
     idle."""
     workers = read_threads(jobs)
-    if workers > 1 and _share_chunks(chunk_nnz, workers, _SHARED_COST_BY_CELL):
+    if workers > 1 and _native.share_chunks(chunk_nnz, workers, _native.SHARED_CHUNK_COST):
         return 1, workers
     return workers, 1
 
@@ -197,7 +184,7 @@ def _parts(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
     threads (one below _POOL_FROM_NNZ nonzeros): a part per thread where whole chunks would leave
     threads idle."""
     workers = read_threads(jobs) if chunk_nnz.sum() >= _POOL_FROM_NNZ else 1
-    if workers > 1 and _share_chunks(chunk_nnz, workers, _SPLIT_ABOVE):
+    if workers > 1 and _native.share_chunks(chunk_nnz, workers, _SPLIT_ABOVE):
         return workers, workers
     return workers, 1
 

@@ -1746,14 +1746,14 @@ bool MatrixReader::loaded(int64_t i) {
   return chunks_[i] != nullptr;
 }
 
-MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c, Decoded reuse, std::vector<uint8_t>& bytes) {
+MatrixReader::Decoded MatrixReader::decode_chunk(Chunk& c, Decoded reuse, std::vector<uint8_t>& bytes, int threads) {
   // The tiles by first column (band after band where they start together): the cell-major placing
   // then writes to the cells of a few tiles' width at a time, not to every cell of the chunk in
   // each band, and its writes stay in cache (the Python reader's decode_chunk(by_cell=True)).
   std::vector<int64_t> tiles(static_cast<size_t>(c.n_tiles()));
   std::iota(tiles.begin(), tiles.end(), 0);
   std::stable_sort(tiles.begin(), tiles.end(), [&c](int64_t a, int64_t b) { return c.tile_first(a) < c.tile_first(b); });
-  Decoded d = decode(c, tiles, -1, -1, {}, chunk_data_into(c, bytes), 1, std::move(reuse));
+  Decoded d = decode(c, tiles, -1, -1, {}, chunk_data_into(c, bytes), threads, std::move(reuse));
   if (static_cast<int64_t>(d.values.size()) != c.nnz)
     throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) + " decodes to " +
                            std::to_string(d.values.size()) + " nonzeros, not " + std::to_string(c.nnz));
@@ -1790,7 +1790,13 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
   indptr[0] = 0;
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
-  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
+  // Whole chunks on threads of their own, or each chunk decoded and placed by every thread where
+  // whole chunks would leave threads idle (a file of fewer chunks than threads: share_chunks).
+  std::vector<int64_t> chunk_nnz(static_cast<size_t>(n_chunks_));
+  for (int64_t ci = 0; ci < n_chunks_; ++ci) chunk_nnz[ci] = nnz_starts_[ci + 1] - nnz_starts_[ci];
+  const bool shared = share_chunks(chunk_nnz.data(), n_chunks_, threads, kSharedChunkCost);
+  const int inside = shared ? threads : 1;
+  const int workers = shared ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks_)));
   run_on_threads(workers, [&](int) {
     try {
       PlaceScratch scratch;  // kept from one chunk to the next, as are the decoded triples and tile bytes
@@ -1798,13 +1804,13 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
       std::vector<uint8_t> bytes;
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
-        d = decode_chunk(c, std::move(d), bytes);
+        d = decode_chunk(c, std::move(d), bytes, inside);
         uint64_t checksum = 0;
         const int status = place_by_cell<int32_t, V>(
             s32(d.rows), s32(d.cols), s32(d.values), s64(c.cell_original), c.first_cell, c.n_cells,
             c.rows_of(genes.rank), c.rows_of(genes.order), nnz_starts_[ci],
             Span<int64_t>{indptr + c.first_cell, c.n_cells + 1},
-            Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum, &scratch);
+            Span<int32_t>{indices, nnz_}, Span<V>{values, nnz_}, &checksum, &scratch, inside);
         check_placed(c, status);
         check_chunk_sum(c, checksum);
       }
@@ -1840,7 +1846,7 @@ MatrixMoments MatrixReader::moments(int threads) {
       std::vector<uint8_t> bytes;
       for (int64_t ci = next++; ci < n_chunks_ && !failed; ci = next++) {
         Chunk& c = *chunks_[ci];
-        d = decode_chunk(c, std::move(d), bytes);
+        d = decode_chunk(c, std::move(d), bytes, 1);
         uint64_t checksum = 0;
         if (accumulate_moments(s32(d.rows), s32(d.cols), s32(d.values), c.rows_of(table.order), c.rows_of(slot_of_row),
                                s64(c.cell_original), 0, genes_here, out.of_cells.view(), &checksum))

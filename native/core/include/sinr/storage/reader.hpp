@@ -196,9 +196,9 @@ class MatrixReader {
   Span<const uint8_t> verified_data(Chunk& c, const uint8_t* data);
   // Whether chunk i is loaded (its header and tables).
   bool loaded(int64_t i);
-  // Every nonzero of chunk c, decoded into `reuse`'s memory, its tile data read into `bytes` (a
-  // thread's whole-matrix read keeps both from one chunk to the next).
-  Decoded decode_chunk(Chunk& c, Decoded reuse, std::vector<uint8_t>& bytes);
+  // Every nonzero of chunk c, decoded on `threads` threads into `reuse`'s memory, its tile data read
+  // into `bytes` (a thread's whole-matrix read keeps both from one chunk to the next).
+  Decoded decode_chunk(Chunk& c, Decoded reuse, std::vector<uint8_t>& bytes, int threads);
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
   void check_placed(const Chunk& c, int status) const;
   void check_chunk_sum(const Chunk& c, uint64_t checksum) const;
