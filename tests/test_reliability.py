@@ -327,12 +327,16 @@ def test_opening_a_thousand_files_leaks_no_handles(tmp_path, pbmc):
 
 
 FORKED_DECODE = """
-import os, sys
+import os, signal, sys
 import scinrcodec as sinr
+from scinrcodec.reader import assemble, decode
+assemble._POOL_FROM_NNZ = 0  # this small file's read takes the pool's threads too
 path = sys.argv[1]
 whole = sinr.open(path).to_scipy()  # the parent's decode starts the shared pool's threads
+assert decode._POOL is not None
 pid = os.fork()
 if pid == 0:  # a forked child (a torch DataLoader worker's default start) decodes on a pool of its own
+    signal.alarm(30)  # a child that waits forever ends (SIGALRM: -14)
     os._exit(0 if (sinr.open(path).to_scipy() != whole).nnz == 0 else 3)
 _, status = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(status))

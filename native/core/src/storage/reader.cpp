@@ -1791,7 +1791,11 @@ void MatrixReader::whole_into(int threads, int64_t* indptr, int32_t* indices, V*
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
   // Whole chunks on threads of their own, or each chunk decoded and placed by every thread where
-  // whole chunks would leave threads idle (a file of fewer chunks than threads: share_chunks).
+  // whole chunks would leave threads idle (a file of fewer chunks than threads: share_chunks); no
+  // more threads than chunks or than kThreadNonzeros nonzeros each, whatever was asked (more would
+  // only be started, and their tables sized, for nothing).
+  threads = static_cast<int>(
+      std::clamp<int64_t>(threads, 1, std::max<int64_t>({int64_t{1}, n_chunks_, nnz_ / kThreadNonzeros})));
   std::vector<int64_t> chunk_nnz(static_cast<size_t>(n_chunks_));
   for (int64_t ci = 0; ci < n_chunks_; ++ci) chunk_nnz[ci] = nnz_starts_[ci + 1] - nnz_starts_[ci];
   const bool shared = share_chunks(chunk_nnz.data(), n_chunks_, threads, kSharedChunkCost);
