@@ -349,6 +349,7 @@ def test_reads_share_chunks_only_when_whole_chunks_leave_threads_idle(monkeypatc
         return _native.share_chunks(np.array(nnz, dtype=np.int64), workers, cost)
 
     assert share([100]) and share([100, 100, 100])
+    assert share([100], workers=2**31 - 1) and not share([], workers=8)  # a table of the chunks' threads only
     assert share([100, 100, 100, 20])  # 200 against 120 for the other thread
     assert not share([100, 100]) and not share([100] * 9)
     assert not share([100, 90, 90, 100])

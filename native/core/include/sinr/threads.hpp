@@ -24,8 +24,9 @@ constexpr double kSharedChunkCost = 1.15;
 // even share, finishes sooner. Both readers (the Python reader's chunk_threads, MatrixReader's whole
 // reads) take this rule.
 inline bool share_chunks(const int64_t* chunk_nnz, int64_t n_chunks, int workers, double cost) {
-  if (workers < 2) return false;
-  std::vector<int64_t> busy(static_cast<size_t>(workers), 0);
+  if (workers < 2 || n_chunks < 1) return false;
+  // threads beyond the chunks stay idle: the chunks' share of them is all the table needs
+  std::vector<int64_t> busy(static_cast<size_t>(std::min<int64_t>(workers, n_chunks)), 0);
   int64_t total = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     *std::min_element(busy.begin(), busy.end()) += chunk_nnz[c];
