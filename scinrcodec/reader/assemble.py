@@ -156,16 +156,15 @@ def _segment_ranks(index: MatrixIndex, segments) -> dict[int, tuple[np.ndarray, 
 
 # A gene-major read cuts each chunk into band parts, one per thread, where whole chunks would leave a
 # thread this much beyond the even share: parts cost nearly nothing (their rows are apart), so it
-# takes little imbalance (3 chunks on 2 threads: 1.33x). A cell-major read shares its chunks at the
-# core's cost (_native.SHARED_CHUNK_COST), as the core's own whole reads do; both by its rule
-# (_native.share_chunks).
+# takes little imbalance (3 chunks on 2 threads: 1.33x).
 _SPLIT_ABOVE = 1.1
 
 
 def chunk_threads(chunk_nnz: np.ndarray, jobs: int | None) -> tuple[int, int]:
     """(threads taking whole chunks, threads inside each chunk) for a cell-major read of chunks of
     these sizes on `jobs` threads: each chunk on every thread where whole chunks would leave threads
-    idle."""
+    idle, by the core's rule and cost (_native.share_chunks, SHARED_CHUNK_COST), as its own whole
+    reads decide."""
     workers = read_threads(jobs)
     if workers > 1 and _native.share_chunks(chunk_nnz, workers, _native.SHARED_CHUNK_COST):
         return 1, workers

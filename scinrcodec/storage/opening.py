@@ -10,6 +10,7 @@ from ..errors import InvalidInputError
 from .source import ByteSource, FileObjectSource, LocalFileSource, MemorySource
 from .urls import URL, is_url
 
+
 def check_storage_options(sources, storage_options: dict | None) -> None:
     """Raise InvalidInputError for storage options given where no source is a URL to take them."""
     if storage_options and not any(isinstance(s, str) and is_url(s) for s in sources):
