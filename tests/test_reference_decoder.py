@@ -62,6 +62,7 @@ EXPECTED_RULE = {
     "chunk_header_nnz": "K3",
     "chunk_header_trailing_bytes": "K2",
     "chunk_index_cells_not_adding_up": "M12",
+    "chunk_index_cells_wrapping": "M12",
     "chunk_index_outside_body": "M12",
     "chunk_index_overlap": "M12",
     "chunk_n_bands_contradicts": "K8",

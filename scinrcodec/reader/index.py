@@ -259,7 +259,7 @@ class MatrixIndex:
         if np.any(index < 0) or np.any(header_length > np.minimum(block_length, MAX_CHUNK_HEADER_BYTES)) \
                 or np.any(offset < PREAMBLE.size) or np.any(offset + block_length > body_end) or np.any(n_cells < 1):
             raise CorruptFileError(f"{self.what}: chunk index holds an impossible entry")
-        if int(n_cells.sum()) != self.n_cells or int(nnz.sum()) != self.nnz:
+        if sum(n_cells.tolist()) != self.n_cells or sum(nnz.tolist()) != self.nnz:  # exact (M12): no sum wraps
             raise CorruptFileError(f"{self.what}: chunk index does not add up to the matrix's cells and nonzeros")
         check_disjoint([(int(o), int(n), f"chunk {i}") for i, (o, n) in enumerate(zip(offset, block_length))]
                        + [(r.offset, r.length, r.name) for r in table.values()], what=self.what)

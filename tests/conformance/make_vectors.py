@@ -1119,6 +1119,18 @@ def _(blob):
     return edit(blob, change)
 
 
+@invalid("chunk_index_cells_wrapping", "bands_and_tiles", "CorruptFileError", "does not add up",
+         "three chunk index rows added after the two chunks' (no bytes, 2^62 cells each; n_chunks 5) and chunk "
+         "0's n_cells 2^62 more: the cells add up to 80 + 2^64, which is the matrix's 80 only modulo 2^64 (rule "
+         "M12 at open: integers are exact, spec §1.3; a sum in 64-bit words wraps)")
+def _(blob):
+    def hook(rows):
+        rows = np.vstack([rows, np.array([[PREAMBLE.size, 0, 0, 0, 2**62, 0]] * 3, dtype=np.int64)])
+        rows[0, 4] += 2**62
+        return rows
+    return edit(blob, lambda parts: parts.matrix.update(n_chunks=parts.matrix["n_chunks"] + 3), index_hook=hook)
+
+
 @invalid("chunk_header_nnz", "bands_and_tiles", "CorruptFileError", "header contradicts the chunk index",
          "chunk 0's header says one nonzero more than the chunk index")
 def _(blob):
