@@ -100,6 +100,17 @@ def test_the_chunk_header_table_lists_every_key_the_writer_writes(tmp_path):
     assert {key for key, row in rows.items() if row["required"] == "yes"} < set(header)
 
 
+def test_the_preamble_names_the_minor_versions_the_readers_know():
+    """§2.1's `minor` row: the minor versions defined for each major are those the readers know
+    (storage.container.READ_MINORS); it had said 0 or 1 for major 3 once 3.2 was defined."""
+    from scinrcodec.storage.container import READ_MINORS
+
+    row = {r["field"]: r for r in table_after("### 2.1 Preamble")}["`minor`"]["value"]
+    said = re.search(r"those defined are 0 to (\d+) for major 3 and 0 or (\d+) for major 2", row)
+    assert said, row
+    assert {3: int(said.group(1)), 2: int(said.group(2))} == READ_MINORS
+
+
 def test_the_chunk_rules_a_first_read_checks_are_the_rules_of_the_chunk_table():
     """§9.3 says which of its rules a read checks when it first touches a chunk, which before it
     returns the chunk's names, and which at a band: together they are the table's rules, so a rule
