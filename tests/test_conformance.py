@@ -200,6 +200,69 @@ def test_invalid_vector(name):
             assert fragment in str(exc), f"{name}: {exc}"
 
 
+@pytest.mark.parametrize("source", ["path", "bytes"])
+def test_a_selection_that_decodes_whole_chunks_checks_their_checksum(source):
+    """W1 (spec §6.6): a read that decodes a whole chunk checks its content checksum, whichever way it
+    was asked: every cell named in a list, every gene over every cell (a chunk's every band), through
+    the core (a local file) or the Python reader (bytes); the same reads of the valid file are exact."""
+    corrupt, valid = (VECTORS / name / "matrix.sinr" for name in ("chunk_checksum", "bands_and_tiles"))
+    opened = (lambda p: scinrcodec.open(p)) if source == "path" else (lambda p: scinrcodec.open(p.read_bytes()))
+    with opened(valid) as m:
+        n_genes, n_cells = m.shape
+        genes, cells = list(range(n_genes)), list(range(n_cells))
+        expected = m.to_scipy()
+    reads = {"m[:, cells]": lambda m: m[:, cells], "m[genes, cells]": lambda m: m[genes, cells],
+             "m.select(genes, cells)": lambda m: m.select(genes, cells), "m.T[cells, :]": lambda m: m.T[cells, :].T}
+    for what, read in reads.items():
+        with opened(valid) as m:
+            assert (read(m) != expected).nnz == 0, what
+        with opened(corrupt) as m, pytest.raises(errors.CorruptFileError, match="fails its checksum"):
+            read(m)
+    if source == "path":  # the core's own reads, as R's x[genes, ] and x[, cells] make them
+        core = scinrcodec._native.ContainerReader(str(corrupt))
+        core.set_keep_bytes(0)  # as the Python reader keeps it: no block decoded in runs
+        for read in (lambda: core.genes(genes), lambda: core.cells(cells)):
+            with pytest.raises(errors.CorruptFileError, match="fails its checksum"):
+                read()
+
+
+# Spec §9.3: the rules a chunk's names derive from, which hold before any of its names is returned (a
+# chunk breaking only others, K11 say, may still give its names; a read of its bands or tiles refuses).
+NAME_RULES = frozenset({"K1", "K2", "K3", "K5", "K6", "CP1", "CB1", "CB2", "CB3"})
+
+
+def _name_rule_vectors() -> list[str]:
+    from test_reference_decoder import EXPECTED_RULE  # the rule each invalid vector breaks first
+
+    return [name for name in INVALID if EXPECTED_RULE.get(name) in NAME_RULES]
+
+
+@pytest.mark.parametrize("name", _name_rule_vectors())
+def test_cell_names_refuse_a_chunk_their_rules_refuse(name):
+    expected = _load(name, "expected_error.json")
+    try:
+        m = scinrcodec.open(VECTORS / name / "matrix.sinr")
+    except errors.SinrError as exc:  # refused at open: no name can come back
+        assert type(exc).__name__ == expected["error"], f"{name}: {exc}"
+        return
+    with m:
+        if not m._index.has_cell_names:
+            assert m.cell_names is None
+            return
+        with pytest.raises(getattr(errors, expected["error"])):
+            m.cell_names
+
+
+def test_cell_names_of_a_chunk_whose_tiles_are_corrupt():
+    """Spec §9.3: names derive from a chunk's header and name section, so a chunk whose tile table
+    breaks K11 gives them (without loading its tables), while every read of its values refuses."""
+    with scinrcodec.open(VECTORS / "tile_nnz_not_adding_up" / "matrix.sinr") as m:
+        names = json.loads((VECTORS / "bands_and_tiles" / "names.json").read_text())["cell_names"]
+        assert m.cell_names == names
+        with pytest.raises(errors.CorruptFileError):
+            m.to_scipy()
+
+
 @pytest.mark.parametrize("name", INVALID)
 def test_summaries_refuse_what_a_whole_decode_refuses(name):
     """The one-pass summaries read every chunk as a whole decode does: where that decode refuses an

@@ -112,19 +112,24 @@ def test_the_preamble_names_the_minor_versions_the_readers_know():
 
 
 def test_the_chunk_rules_a_first_read_checks_are_the_rules_of_the_chunk_table():
-    """§9.3 says which of its rules a read checks when it first touches a chunk, which before it
-    returns the chunk's names, and which at a band: together they are the table's rules, so a rule
-    added to the table is placed (CP1 had been left out), and the rule whose row says it is checked
-    before the names are returned is placed there (CB3 had been placed at the first touch, where the
-    Python reader and the core do not decode the names)."""
+    """§9.3 says which of its rules hold before a read returns a chunk's names and which before
+    anything of its bands or tiles: the second set with the band's rule is the table's rules, so a
+    rule added to the table is placed (CP1 had been left out); the names' set lies within it and
+    holds the rule whose row says it is checked before the names are returned (CB3 had been placed at
+    the first touch, where the Python reader and the core do not decode the names)."""
     rows = table_after("### 9.3 Chunk")
-    when = re.search(r"Checked when a read first touches the chunk \((.*?)\),\s+before it returns the chunk's "
-                     r"names \((.*?)\),\s+or\s+its\s+band\s+\((\w+)\)", SPEC, re.S)
+    when = re.search(r"before it returns the chunk's names, the rules they derive from\s+\((.*?)\);\s+before it "
+                     r"returns anything of the chunk's bands \((\w+)\)\s+or tiles \(§9\.4\), every rule of the "
+                     r"table \((.*?)\)\.", SPEC, re.S)
     assert when, "§9.3's sentence on when its rules are checked moved"
-    first, names = ({f"{prefix}{i}" for prefix, low, high in re.findall(r"\b([A-Z]+)(\d+)(?:–[A-Z]+(\d+))?", group)
-                     for i in range(int(low), int(high or low) + 1)} for group in when.group(1, 2))
-    assert not first & names and sorted(first | names | {when.group(3)}) == sorted(row["id"] for row in rows)
-    assert names == {row["id"] for row in rows if "before the chunk's names are returned" in row["rule"]}
+    names, every = ({f"{prefix}{i}" for prefix, low, high in re.findall(r"\b([A-Z]+)(\d+)(?:–[A-Z]+(\d+))?", group)
+                     for i in range(int(low), int(high or low) + 1)} for group in when.group(1, 3))
+    assert sorted(every | {when.group(2)}) == sorted(row["id"] for row in rows) and when.group(2) not in every
+    assert names < every
+    assert {row["id"] for row in rows if "before the chunk's names are returned" in row["rule"]} <= names
+    from test_conformance import NAME_RULES  # what the conformance vectors hold a names read to
+
+    assert NAME_RULES == names
 
 
 def test_count_sections_have_the_spec_rows_per_version():

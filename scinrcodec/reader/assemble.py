@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _native
+from ..codec.checksum import mapped_checksum
 from ..codec.tile import STATUS_TEXT, count_rows
 from ..errors import CorruptFileError
 from ..io.dtypes import check_exact, count_dtype
@@ -138,6 +139,22 @@ def check_chunk_sum(index: MatrixIndex, chunk: Chunk, checksum) -> None:
     if int(checksum) != chunk.checksum:
         raise CorruptFileError(f"{index.what}: chunk {chunk.index} decodes to content that fails its checksum "
                                "(file is corrupt)")
+
+
+def check_whole_chunks(index: MatrixIndex, chunks: Sequence[Chunk], rows: np.ndarray, cols: np.ndarray,
+                       values: np.ndarray) -> None:
+    """W1 (spec §6.6) for the chunks of a selection that it decoded whole, every row and cell of each:
+    a read that decodes a whole chunk checks its checksum, however it came to. The triples are a
+    decode_batch's of parts named chunk after chunk in ascending order (each chunk's are one run),
+    rows stored rows and columns reordered ones of the file."""
+    if not chunks:
+        return
+    gene_of_row = index.row_genes(np.arange(index.n_stored))
+    chunk_of = np.searchsorted(index.chunk_starts, cols, side="right") - 1  # ascending: chunks are runs
+    for chunk in chunks:
+        lo, hi = np.searchsorted(chunk_of, [chunk.index, chunk.index + 1]).tolist()
+        check_chunk_sum(index, chunk, mapped_checksum(rows[lo:hi], cols[lo:hi], values[lo:hi], gene_of_row,
+                                                      index.cell_original))
 
 
 def _segment_ranks(index: MatrixIndex, segments) -> dict[int, tuple[np.ndarray, np.ndarray]]:

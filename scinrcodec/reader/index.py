@@ -458,7 +458,9 @@ class MatrixIndex:
         return [self._cell_names(loaded[i], f"{self.what}: chunk {i}") for i in ids]
 
     def _cell_names(self, reader: SectionReader, what: str) -> list[str]:
-        """A chunk's cell names, from whichever section holds them (spec §5.7)."""
+        """A chunk's cell names, from whichever section holds them (spec §5.7), once the rules they
+        derive from hold (spec §9.3: K1-K3 and K5 checked with the header, CP1 here, K6, CB1-CB3)."""
+        self._cell_order_section(reader, what)
         name = self._cell_names_section(reader, what)
         if name == "cells.names":
             return reader.get(name)

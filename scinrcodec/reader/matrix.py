@@ -27,7 +27,7 @@ from ..storage.container import is_newer_minor, read_footer
 from ..storage.layout import CELL_NAME_SECTIONS, GENE_NAME_SECTIONS
 from ..storage.opening import open_source
 from ..storage.source import ByteSource, LocalFileSource, MemorySource, fork_safe_lock
-from .assemble import BlockScratch, cell_major, gene_major
+from .assemble import BlockScratch, cell_major, check_whole_chunks, gene_major
 from .decode import decode_batch, gather, table_batch
 from .index import MatrixIndex, band_tile_ranges
 from .moments import AxisMoments, MatrixMoments, check_axis, check_ddof, check_dtype, divided, in_dtype, \
@@ -547,7 +547,7 @@ class MatrixReader:
         chunks = index.load_chunks(chunk_ids.tolist())  # first: a remote file fetches the gene tables with them
         rows_wanted = np.arange(index.n_stored) if every_gene else index.stored_rows(genes)  # ascending
         positions = unique_sorted(index.cell_position[distinct])  # a chunk reorders only its own cells
-        parts = []
+        parts, whole = [], []  # whole: the chunks decoded whole (every row and cell wanted), checked (W1)
         for chunk in chunks:
             geometry = chunk.geometry
             local = positions[np.searchsorted(positions, chunk.first_cell):
@@ -558,6 +558,8 @@ class MatrixReader:
                 continue
             if rows.size == chunk.n_rows:  # every row (m[:, cells]): every band
                 bands = np.arange(geometry.n_bands)
+                if local.size == chunk.n_cells:
+                    whole.append(chunk)
             else:
                 bands = unique_sorted(np.searchsorted(geometry.row_starts, rows, side="right") - 1)
             # each band's tiles holding the cells, in order: bands and cells ascend, so the flat
@@ -572,6 +574,7 @@ class MatrixReader:
             row_mask[rows_wanted] = True
         rows, cols, values = decode_batch(index, gather(index, parts), col_mask=mask, row_mask=row_mask,
                                           jobs=self.jobs)
+        check_whole_chunks(index, whole, rows, cols, values)
         if (every_gene or all_distinct(genes)) and all_distinct(cells):  # each once
             # each nonzero's output column in one lookup by its reordered column (a table the
             # index's own size), and its output row likewise where a table by row is small; in

@@ -1348,7 +1348,9 @@ SparseColumns MatrixReader::genes(const std::vector<int64_t>& genes, int threads
         std::vector<int64_t> tiles;
         for (int64_t b : bands)
           for (int64_t t = c.tile_starts[b]; t < c.tile_starts[b + 1]; ++t) tiles.push_back(t);
-        const Decoded d = decode(c, tiles, r.wanted.size() == 1 ? r.lo : -1, -1, {}, {}, 1, Decoded{});
+        const int64_t want_row = r.wanted.size() == 1 ? r.lo : -1;
+        const Decoded d = decode(c, tiles, want_row, -1, {}, {}, 1, Decoded{});
+        if (want_row < 0 && static_cast<int64_t>(tiles.size()) == c.n_tiles()) check_whole_decode(c, d);
         for (size_t e = 0; e < d.values.size(); ++e) {
           const int64_t row = d.rows[e];
           if (row < r.lo || row > r.hi) continue;
@@ -1538,7 +1540,9 @@ std::shared_ptr<const MatrixReader::ChunkColumns> MatrixReader::chunk_columns(in
       data = in_block ? verified_data(c, buffer.data() + at) : chunk_data_into(c, buffer);
       held = Held{id_, ci, in_block ? at : 0};  // checked: a corrupt band threw before this
     }
-    place_chunk(c, decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, decoders, Decoded{}), *out);
+    const Decoded d = decode(c, tiles, -1, columns.size() == 1 ? columns[0] : -1, mask, data, decoders, Decoded{});
+    if (static_cast<int64_t>(columns.size()) == c.n_cells) check_whole_decode(c, d);  // every cell: every nonzero
+    place_chunk(c, d, *out);
     return out;
   }
   std::vector<int64_t> starts = kept && kept->chunk == ci ? kept->cell_starts : std::vector<int64_t>{};
@@ -1770,6 +1774,16 @@ void MatrixReader::check_chunk_sum(const Chunk& c, uint64_t checksum) const {
   if (checksum != c.checksum)
     throw CorruptFileError(what_ + ": chunk " + std::to_string(c.index) +
                            " decodes to content that fails its checksum (file is corrupt)");
+}
+
+void MatrixReader::check_whole_decode(const Chunk& c, const Decoded& d) {
+  uint64_t checksum = 0;
+  const int64_t n = static_cast<int64_t>(d.values.size());
+  if (content_checksum_mapped(d.rows.data(), d.cols.data(), d.values.data(), n, c.rows_of(genes_table().order),
+                              Span<const int64_t>{c.cell_original.data(), static_cast<int64_t>(c.cell_original.size())},
+                              &checksum) < 0)
+    check_placed(c, kAssembleBadRow);
+  check_chunk_sum(c, checksum);
 }
 
 SparseColumns MatrixReader::whole(int threads) {

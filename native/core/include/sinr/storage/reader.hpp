@@ -202,6 +202,9 @@ class MatrixReader {
   // A placement's status, then a whole chunk's content checksum, as errors of a corrupt file.
   void check_placed(const Chunk& c, int status) const;
   void check_chunk_sum(const Chunk& c, uint64_t checksum) const;
+  // Where d holds every nonzero of chunk c (every tile decoded whole, no filter): W1 on them (spec §6.6:
+  // a read that decodes a whole chunk checks its checksum, however it came to decode it).
+  void check_whole_decode(const Chunk& c, const Decoded& d);
   std::unique_ptr<Chunk> load_chunk(int64_t i, BandHandoff* handoff = nullptr);
   // segments.index (rules SG1, SG2) into segment_chunks_ and segment_rows_; one segment without it.
   void parse_segments(int64_t n_segments);
