@@ -491,16 +491,38 @@ def test_file_level_sections_are_checked(rich_sinr):
         verify_file(sinr.open(bytes(data)))
 
 
+def _matrices_swapped(c: dict) -> dict:
+    """The contents with the first two matrix entries' matrices swapped: each at the other's place."""
+    first, second, *rest = c["matrices"]
+    return {**c, "matrices": [dict(first, matrix=second["matrix"]), dict(second, matrix=first["matrix"]), *rest]}
+
+
 @pytest.mark.parametrize("edit, match", [
     (lambda c: {**c, "layers": [*c["layers"], "ghost"]}, r"contents name layers the file does not hold \('ghost'\)"),
     (lambda c: {**c, "shape": [81, c["shape"][1]]}, r"matrix '[^']+' has 80 cells, the AnnData 81"),
-], ids=["a layer the file lacks", "a shape its matrices contradict"])
+    (lambda c: {**c, "layers": [k for k in c["layers"] if k != "counts"]}, r"holds layers its contents do not list"),
+    (_matrices_swapped, "which is not its name"),
+    (lambda c: {**c, "elements": [e for e in c["elements"] if e["element"] != "var"]}, "obs and var"),
+    (lambda c: {**c, "names_in": {**c["names_in"], "var": {**c["names_in"]["var"], "matrix": "raw/X"}}},
+     "'names_in' is malformed"),
+    (lambda c: {**c, "names_in": {**c["names_in"], "obs": {"matrix": c["names_in"]["obs"]["matrix"]}}},
+     "'names_in' is malformed"),
+    (lambda c: {**c, "names_in": {**c["names_in"], "obs": {**c["names_in"]["obs"], "gene_ids_at": 0}}},
+     "'names_in' is malformed"),
+    (lambda c: {**c, "h5ad_compression": 5}, "'h5ad_compression'"),
+], ids=["a layer the file lacks", "a shape its matrices contradict", "a layer it holds unlisted",
+        "matrices at each other's places", "var absent", "var's names from raw", "obs's names without index_name",
+        "gene ids placed in obs", "a compression of the wrong type"])
 def test_contents_the_file_contradicts_are_refused_by_every_reader(rich_sinr, tmp_path, edit, match):
     """A contents map listing a layer the file holds neither as a matrix nor in its layers image, or a
     shape whose n_obs is not its count matrices' cells (spec §14.4, S5), is a corrupt file to each
     reader and to sinr verify: to_anndata alone had refused them, while verify said ok, the lazy
     AnnData left the layer out or read the file, and subset and concat failed with a KeyError (the
-    CLI's 'internal error') or read it."""
+    CLI's 'internal error') or read it. So are the contradictions a review found read as data (spec
+    §14.2-§14.4): a layer held but not listed (dropped), two matrices each at the other's place (X and
+    a layer swapped), var absent (var names '0', '1', ...), var's names from raw.X's genes, names_in
+    entries without index_name or with gene ids in obs (a KeyError or ValueError), and an
+    h5ad_compression of the wrong type (§3.5: a defined key of the wrong type is refused)."""
     with sinr.open(rich_sinr) as m:
         contents = m.contents.raw
     wrong = tmp_path / "wrong.sinr"
@@ -513,6 +535,46 @@ def test_contents_the_file_contradicts_are_refused_by_every_reader(rich_sinr, tm
         sinr.subset(wrong, tmp_path / "subset.sinr", cells=[0, 1])
     with pytest.raises(sinr.CorruptFileError, match=match):
         sinr.concat([wrong, rich_sinr], tmp_path / "concat.sinr")
+
+
+def image_resealed(path, part: str, change) -> bytes:
+    """The file with the HDF5 image of element `part` changed in place by change(h5py.File), its section,
+    size and every CRC made valid again, so that the change is the only thing wrong with the file."""
+    import zstandard
+
+    with sinr.open(path) as m:
+        contents = m.contents
+        section, image, raw = contents.elements[part][0], contents.image(part), contents.raw
+    buffer = io.BytesIO(image)
+    with h5py.File(buffer, "r+") as f:
+        change(f)
+    image = buffer.getvalue()
+    elements = [dict(e, bytes=len(image)) if e["element"] == part else e for e in raw["elements"]]
+    return resealed(path, contents={**raw, "elements": elements},
+                    extra=[(section, zstandard.ZstdCompressor().compress(image))])
+
+
+def _replaced(f, path: str, data) -> None:
+    """Dataset `path` of an AnnData image replaced by an array of `data` (as anndata writes one)."""
+    del f[path]
+    f.create_dataset(path, data=data).attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+
+
+@pytest.mark.parametrize("part, change, match", [
+    ("raw", lambda f: f["raw"].pop("var"), "raw without its var"),
+    ("layers", lambda f: _replaced(f, "layers/scaled", np.zeros((80, 149))), "do not make an AnnData"),
+    ("obsm", lambda f: _replaced(f, "obsm/X_pca", np.zeros((79, 10), np.float32)), "do not make an AnnData"),
+], ids=["raw without var", "a layer of another shape", "an obsm of other cells"])
+def test_images_that_contradict_the_anndata_are_refused_by_every_reader(rich_sinr, tmp_path, part, change, match):
+    """An image whose part cannot be the AnnData's (spec §14.3, S5): raw without its var had come back
+    with var names '0', '1', ...; a layer or an obsm of another shape had been refused by read_sinr
+    while sinr verify said ok (it now builds the AnnData, its matrices empty of their shapes)."""
+    wrong = tmp_path / "wrong.sinr"
+    wrong.write_bytes(image_resealed(rich_sinr, part, change))
+    with sinr.open(wrong) as m:
+        for read in (m.to_anndata, lambda: verify_file(m)):
+            with pytest.raises(sinr.CorruptFileError, match=match):
+                read()
 
 
 def test_float16_and_big_endian_counts_subset_concat_and_read_lazily(tmp_path):
@@ -720,6 +782,45 @@ def test_a_10x_file_whose_fills_contradict_its_image_is_refused(tmp_path):
             verify_file(m)
         with pytest.raises(sinr.CorruptFileError, match=match):
             sinr.decode(bad, tmp_path / f"bad{i}.h5")
+
+
+def _skeleton(f, path: str, dtype, chunked: bool = True) -> None:
+    """10x image dataset `path` replaced by an empty skeleton of another type (or layout)."""
+    del f[path]
+    f.create_dataset(path, shape=(0,), dtype=dtype, **({"maxshape": (None,), "chunks": (1024,)} if chunked else {}))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda f: _skeleton(f, "matrix/indptr", np.int8), r"'matrix/indptr' \(int8\) cannot hold the matrix's indptr"),
+    (lambda f: _skeleton(f, "matrix/data", np.uint8), r"'matrix/data' \(uint8\) cannot hold the matrix's data"),
+    (lambda f: _skeleton(f, "matrix/barcodes", "S4"), r"'matrix/barcodes' \(\|S4\) cannot hold the matrix's cell names"),
+    (lambda f: _skeleton(f, "matrix/indices", np.int64, chunked=False), "contiguous 'matrix/indices' resizable"),
+], ids=["indptr of int8", "data of uint8", "barcodes of 4 bytes", "a contiguous dataset resizable"])
+def test_a_10x_image_whose_skeletons_cannot_hold_the_matrix_is_refused(tmp_path, change, match):
+    """A skeleton keeps the original's type (spec §14.5), which held its values: an image whose type
+    cannot is a self-contradictory file. Decoding had written an indptr of int8, data clamped to 255
+    and barcodes cut to 4 bytes, and sinr verify had said ok."""
+    good = tmp_path / "x.sinr"
+    sinr.encode_whole(DATA / "pbmc500_cellranger.h5", good, **FAST)
+    bad = tmp_path / "bad.sinr"
+    bad.write_bytes(image_resealed(good, "h5", change))
+    with sinr.open(bad) as m, pytest.raises(sinr.CorruptFileError, match=match):
+        verify_file(m)
+    with pytest.raises(sinr.CorruptFileError, match=match):
+        sinr.decode(bad, tmp_path / "bad.h5")
+
+
+def test_read_sinr_checks_a_10x_image_as_decoding_does(tmp_path):
+    """read_sinr and read_lazy of a whole 10x file read var's fields from its image: an image whose
+    fills contradict it (spec §14.5, S5: a names skeleton that is not empty) had given an AnnData
+    where decode and verify refused the file."""
+    good = tmp_path / "x.sinr"
+    sinr.encode_whole(DATA / "pbmc500_cellranger.h5", good, **FAST)
+    bad = tmp_path / "bad.sinr"
+    bad.write_bytes(image_resealed(good, "h5", lambda f: _replaced(f, "matrix/features/name", np.array([b"x"]))))
+    for read in (sinr.read_sinr, sinr.read_lazy):
+        with pytest.raises(sinr.CorruptFileError, match="no empty dataset 'matrix/features/name'"):
+            read(bad)
 
 
 def _v2_10x_h5(path) -> sinr.MatrixSource:

@@ -67,12 +67,11 @@ def strip(frame, entry: dict | None):
 
 
 def restore(frame, entry: dict, names: Callable[[str, str], list[str] | None], part: str, what: str):
-    """The frame as it was: its index (and gene_ids) from the matrix's names."""
+    """The frame as it was: its index (and gene_ids) from the matrix's names (`entry` as the contents
+    map's names_in has it checked: StoredContents.names_in)."""
     import pandas as pd
 
-    matrix = entry.get("matrix")
-    if not isinstance(matrix, str) or not isinstance(entry.get("index_name"), (str, type(None))):
-        raise CorruptFileError(f"{what}: contents entry names_in/{part} is malformed")
+    matrix = entry["matrix"]
     index = names(matrix, "cell_names" if part == "obs" else "gene_names")
     if index is None or len(index) != len(frame):
         raise CorruptFileError(f"{what}: matrix {matrix!r} does not hold the {len(frame):,} names of {part}")
@@ -80,7 +79,7 @@ def restore(frame, entry: dict, names: Callable[[str, str], list[str] | None], p
     at = entry.get("gene_ids_at")
     if at is not None:
         ids = names(matrix, "gene_ids")
-        if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at <= frame.shape[1] or ids is None:
+        if not 0 <= at <= frame.shape[1] or ids is None:
             raise CorruptFileError(f"{what}: contents entry names_in/{part} places gene_ids impossibly")
         frame.insert(at, GENE_IDS, np.array(ids, dtype=object))
     return frame

@@ -70,6 +70,10 @@ class StoredContents:
         if missing:
             raise CorruptFileError(f"{self.what}: contents name layers the file does not hold "
                                    f"({', '.join(map(repr, missing[:3]))})")
+        unlisted = [k for k in held if k not in self.layers]
+        if unlisted:
+            raise CorruptFileError(f"{self.what}: the file holds layers its contents do not list "
+                                   f"({', '.join(map(repr, unlisted[:3]))})")
         return {k: held[k] for k in sorted(self.layers)}
 
     @property
@@ -118,6 +122,9 @@ class StoredContents:
 
         with self.hdf5(part) as f:
             if part == "raw":
+                if "var" not in f["raw"]:  # raw's image holds its var (§14.3)
+                    raise CorruptFileError(f"{self.what}: section {self.elements[part][0]!r} holds raw without its var "
+                                           "(file is corrupt)")
                 raw = {key: read_elem(f["raw"][key]) for key in f["raw"]}
                 for key, value in raw.items():
                     self._check_kind(f"raw/{key}", value)
@@ -141,8 +148,16 @@ class StoredContents:
 
     @property
     def names_in(self) -> dict:
+        """obs's and var's entries of the contents' names_in, each as spec §14.2 defines it: `matrix` a
+        count matrix's element other than raw/X, `index_name` a str or nil, `gene_ids_at` (var only) an int."""
         found = self.raw.get("names_in", {})
-        if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+        elements = {e["element"] for e in self.matrices} - {"raw/X"}
+        if not isinstance(found, dict) or not all(
+                part in ("obs", "var") and isinstance(v, dict) and v.get("matrix") in elements
+                and "index_name" in v and isinstance(v["index_name"], (str, type(None)))
+                and set(v) <= {"matrix", "index_name", "gene_ids_at"}
+                and ("gene_ids_at" not in v or part == "var" and type(v["gene_ids_at"]) is int)
+                for part, v in found.items()):
             raise CorruptFileError(f"{self.what}: contents field 'names_in' is malformed")
         return found
 
@@ -199,6 +214,8 @@ def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | N
         if kind == "anndata" and (entry["format"] not in MATRIX_FORMATS or not _count_dtype(entry["dtype"]) or not (
                 entry["element"] in ("X", "raw/X") or entry["element"].startswith("layers/"))):
             raise bad(f"gives matrix {entry['matrix']!r} an impossible type or place")
+        if kind == "anndata" and entry["matrix"] != entry["element"]:  # a matrix's name is its place (§14.4)
+            raise bad(f"places matrix {entry['matrix']!r} at {entry['element']!r}, which is not its name")
     elements = {}
     for entry in raw["elements"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("element"), str) \
@@ -214,6 +231,10 @@ def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | N
             raise bad(f"field {key!r} is not a list of names")
     if kind == "anndata" and "layers" not in raw:
         raise bad("has no field 'layers'")
+    if kind == "anndata" and not {"obs", "var"} <= set(elements):  # always present (§14.3)
+        raise bad("does not hold the AnnData's obs and var")
+    if not _compression_entry(raw.get("h5ad_compression")):
+        raise bad("field 'h5ad_compression' is not nil or a map of a compression name and its int options")
     if kind == "10x-h5":
         filled = raw.get("filled")
         if "h5" not in elements or not isinstance(raw.get("group"), str) or not isinstance(filled, list) or not all(
@@ -234,6 +255,16 @@ def _parse_contents(raw: dict, reader, matrices, what: str, opener: Callable | N
                                                                     and n >= 0 for n in shape)):
             raise bad("has no valid shape")
     return StoredContents(kind, entries, elements, raw, reader, what, opener)
+
+
+def _compression_entry(value) -> bool:
+    """Whether `h5ad_compression` is as spec §14.2 defines it (nil, or `compression` a str and
+    `compression_opts`, when present, an int), or absent."""
+    if value is None:
+        return True
+    opts = value.get("compression_opts", 0) if isinstance(value, dict) else None
+    return isinstance(value, dict) and isinstance(value.get("compression"), str) and isinstance(opts, int) \
+        and not isinstance(opts, bool)
 
 
 def _count_dtype(text: str) -> bool:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..progress import progress_of
-from .tenx import check_skeletons, tenx_var
+from .restore import assembled
+from .tenx import fill_values, tenx_var
 
 
 def describe_contents(m) -> str:
@@ -66,19 +68,22 @@ def verify_file(m, *, progress: bool = False) -> dict:
             report["matrices"] += 1
         if parts:
             bar.begin("checking the other parts", None)
-        stored_layers = {}
+        values = {}
         for part in parts:
             if contents.object == "anndata":
-                value = contents.read(part)
-                if part == "layers":
-                    stored_layers = value
+                values[part] = contents.read(part)
             else:
                 with contents.hdf5(part) as image:
-                    check_skeletons(m, contents, image)
+                    fill_values(m, contents, image)  # each skeleton, and its type against what it holds
             report["sections"] += 1
-        if contents is not None and contents.object == "anndata":  # its matrices' cells, each layer it lists held
+        if contents is not None and contents.object == "anndata":  # the parts make the AnnData read_sinr gives
             contents.check_cells()
-            contents.listed_layers(stored_layers, {e["element"]: None for e in contents.matrices})
+            assembled(m, contents, values, {e["element"]: _placeholder(m.matrix(e["matrix"]).shape)
+                                            for e in contents.matrices})
     return report
 
 
+def _placeholder(shape: tuple[int, int]) -> sp.csr_matrix:
+    """An empty cells x genes matrix of a genes x cells .sinr matrix's shape: what verify puts in its
+    place to build the AnnData without decoding it again."""
+    return sp.csr_matrix((shape[1], shape[0]), dtype=np.int32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import CorruptFileError
 from ..io.dtypes import anndata_dtype, cast_exactly
 from ..io.h5ad_output import quiet_anndata
+from ..io.sources import one_line
 from ..reader.lazy import dask_matrix
 from .names import name_frames
 
@@ -52,7 +53,7 @@ def lazy_anndata(m, contents, *, dtype=None):
                 adata.raw = anndata.AnnData(X=raw.get("X"), obs=_index_frame(adata), var=raw.get("var"),
                                             varm=raw.get("varm"))
     except (ValueError, TypeError, KeyError) as exc:
-        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({exc})") from exc
+        raise CorruptFileError(f"{m.source}: the stored parts do not make an AnnData ({one_line(exc)})") from exc
     return adata
 
 

@@ -44,9 +44,6 @@ def decoded(matrix, dtype, fmt: str, progress: bool | Progress = False):
 def restore_anndata(m, contents: StoredContents, progress: bool | Progress = False):
     """The whole AnnData of a file, every part as it was encoded; each matrix's decoding a pass of
     `progress`."""
-    import anndata
-    import pandas as pd
-
     contents.check_cells()
 
     def decode_all() -> dict:
@@ -58,6 +55,17 @@ def restore_anndata(m, contents: StoredContents, progress: bool | Progress = Fal
         pending = pool.submit(decode_all)  # the native decode releases the GIL: anndata reads the parts meanwhile
         values = {part: contents.read(part) for part in contents.elements}
         matrices = pending.result()
+    return assembled(m, contents, values, matrices)
+
+
+def assembled(m, contents: StoredContents, values: dict, matrices: dict):
+    """The AnnData of a file's parts as read (`values`: part -> what StoredContents.read gives) and its
+    matrices (element -> cells x genes), or CorruptFileError where they do not make one (spec §14.4):
+    what read_sinr returns, and what verify builds with empty matrices of their shapes."""
+    import anndata
+    import pandas as pd
+
+    values = dict(values)
     raw = values.pop("raw", None)
     layers = contents.listed_layers(values.pop("layers", {}), matrices)
     x = matrices.get("X", values.pop("X", None))

@@ -131,6 +131,7 @@ def tenx_var(m, contents: StoredContents | None) -> dict[str, list]:
 
     columns = {}
     with contents.hdf5("h5") as f:
+        check_skeletons(m, contents, f)  # S5 as decoding checks it: no field read from a contradictory image
         features = f.get(f"{contents.raw['group']}/features")
         for key in features if isinstance(features, h5py.Group) else []:
             ds = features[key]
@@ -146,9 +147,11 @@ def check_skeletons(m, contents: StoredContents, image) -> None:
     dataset of the matrix's cells or genes is empty unfilled, to come back empty (spec §14.5, S5)."""
     import h5py
 
-    for path, _, _ in contents.raw["filled"]:
+    for path, _, resizable in contents.raw["filled"]:
         if not isinstance(image.get(path), h5py.Dataset) or image[path].shape != (0,):
             raise CorruptFileError(f"{m.source}: the 10x image has no empty dataset {path!r} to fill")
+        if resizable and image[path].chunks is None:  # an unlimited length needs chunks
+            raise CorruptFileError(f"{m.source}: the contents make the 10x image's contiguous {path!r} resizable")
     filled = {path for path, _, _ in contents.raw["filled"]}
     n_genes, n_cells = m.shape
     for fill, path in tenx_fill_paths(contents.raw["group"]).items():  # unfilled: only names (S3)
@@ -158,31 +161,69 @@ def check_skeletons(m, contents: StoredContents, image) -> None:
                                    f"{'cells' if fill == 'cell_names' else 'genes'}, and the contents do not fill it")
 
 
+def check_fill_types(m, skeleton, fills: dict[str, tuple[str, bool]], values: dict) -> None:
+    """Each skeleton's type holds its values exactly, as the file they came from did (spec §14.5: the
+    result has every dataset with equal values): a skeleton that cannot (an int8 indptr, barcodes of
+    4 bytes) makes the file self-contradictory, never a file of clamped or cut values."""
+    import h5py
+
+    for path, (fill, _) in fills.items():
+        dtype, held = skeleton[path].dtype, values[fill]
+        if isinstance(held, np.ndarray):
+            fits = dtype.kind in "iuf" and (not held.size or _holds(dtype, int(held.min()), int(held.max())))
+        else:
+            text = h5py.check_string_dtype(dtype)
+            fits = text is not None and (text.length is None or max((len(v.encode()) for v in held), default=0)
+                                         <= text.length)
+        if not fits:
+            raise CorruptFileError(f"{m.source}: the 10x image's {path!r} ({dtype}) cannot hold the matrix's "
+                                   f"{fill.replace('_', ' ')} (file is corrupt)")
+
+
+def _holds(dtype: np.dtype, low: int, high: int) -> bool:
+    """Whether every integer from low to high is exact in a numeric type."""
+    if dtype.kind == "f":
+        exact = 2 ** (np.finfo(dtype).nmant + 1)
+        return -exact <= low and high <= exact
+    info = np.iinfo(dtype)
+    return info.min <= low and high <= info.max
+
+
 def write_10x(m, contents: StoredContents, path: Path, progress: Progress) -> None:
     """The 10x file a .sinr file was encoded from, with every dataset and attribute it had: the
     matrix decoded, then written (its data and indices, half a nonzero each), passes of `progress`."""
     import h5py
 
     fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
-    needed = {fill for fill, _ in fills.values()}
     image = io.BytesIO()
     with contents.hdf5("h5") as skeleton, h5py.File(image, "w") as out:
-        check_skeletons(m, contents, skeleton)
-        data = next(p for p, (fill, _) in fills.items() if fill == "data")  # one (reader.contents checks)
-        # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
-        csc = m.to_scipy("csc", dtype=TENX_VALUES if skeleton[data].dtype == TENX_VALUES else READ_DTYPE,
-                         progress=progress)
-        values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
-        for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
-            if fill in needed:
-                values[fill] = getattr(m, fill)
-                if values[fill] is None:
-                    raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
-                                           "which it does not hold")
-        progress.begin("writing", csc.nnz)
+        values = fill_values(m, contents, skeleton, progress)
+        progress.begin("writing", len(values["data"]))
         counted = Shared(progress, 2)
         fill_skeleton(skeleton, out, fills, values, {"data": counted, "indices": counted})
     with open(path, "wb") as fh:
         fh.write(image.getbuffer())
+
+
+def fill_values(m, contents: StoredContents, skeleton, progress: Progress | bool = False) -> dict:
+    """What each fill of the open 10x image holds (the matrix decoded, a pass of `progress`, and its
+    names), the image's skeletons and their types checked against them: what decoding writes, and
+    what verify checks."""
+    check_skeletons(m, contents, skeleton)
+    fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
+    needed = {fill for fill, _ in fills.values()}
+    data = next(p for p, (fill, _) in fills.items() if fill == "data")  # one (reader.contents checks)
+    # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
+    csc = m.to_scipy("csc", dtype=TENX_VALUES if skeleton[data].dtype == TENX_VALUES else READ_DTYPE,
+                     progress=progress)
+    values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
+    for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
+        if fill in needed:
+            values[fill] = getattr(m, fill)
+            if values[fill] is None:
+                raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
+                                       "which it does not hold")
+    check_fill_types(m, skeleton, fills, values)
+    return values
 
 
