@@ -823,6 +823,46 @@ def test_read_sinr_checks_a_10x_image_as_decoding_does(tmp_path):
             read(bad)
 
 
+def _not_canonical(path, how: str) -> None:
+    """pbmc500_cellranger.h5 copied to `path` with its first cell's first value a stored zero, or its
+    first two genes' entries in that cell swapped (indices out of order): what Cell Ranger never writes."""
+    import shutil
+
+    shutil.copy(DATA / "pbmc500_cellranger.h5", path)
+    with h5py.File(path, "r+") as f:
+        data, indices = f["matrix/data"], f["matrix/indices"]
+        if how == "stored zeros":
+            data[0] = 0
+        else:
+            indices[0:2], data[0:2] = indices[0:2][::-1], data[0:2][::-1]
+
+
+@pytest.mark.parametrize("how", ["stored zeros", "genes out of order"])
+def test_a_10x_file_that_is_not_canonical_is_not_stored_whole(tmp_path, how):
+    """A whole 10x file fills its data, indices and indptr from the matrix (spec §14.5), which gives
+    canonical CSC: a file holding a stored zero or a cell's genes out of order had been encoded and
+    come back with other arrays (6,279 values for 6,280, or reordered). It is refused, in every
+    process an encode opens the file in again, and its matrix alone encodes, exactly."""
+    from scinrcodec.io.readers import open_source_spec
+    from scinrcodec.io.tenx_h5 import read_10x_h5
+
+    path = tmp_path / "x.h5"
+    _not_canonical(path, how)
+    with pytest.raises(sinr.InvalidInputError, match=how):
+        sinr.encode_whole(path, tmp_path / "x.sinr", **FAST)
+    assert_one_error_line(sinr_cli("encode", path, tmp_path / "x.sinr"), how)
+    source = read_10x_h5(path)
+    source.require_canonical()
+    again = open_source_spec(source.spec())  # as a Dask worker opens it
+    with pytest.raises(sinr.InvalidInputError, match=how):
+        again.block(0, again.shape[1])
+    assert sinr_cli("encode", path, tmp_path / "m.sinr", "--matrix-only", "--no-siren").returncode == 0
+    with h5py.File(path) as f, sinr.open(tmp_path / "m.sinr") as m:
+        expected = sp.csc_matrix((f["matrix/data"][:], f["matrix/indices"][:], f["matrix/indptr"][:]),
+                                 shape=tuple(f["matrix/shape"][:]))
+        assert (m.to_scipy() != expected).nnz == 0
+
+
 def _v2_10x_h5(path) -> sinr.MatrixSource:
     """pbmc500_cellranger.h5 written as Cell Ranger 2 writes a file: one genome group with genes and
     gene_names. Returns the source matrix."""

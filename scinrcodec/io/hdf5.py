@@ -17,8 +17,8 @@ from ..errors import InvalidInputError, SinrError
 from ..limits import check_allocation, check_chunk
 from ..progress import Progress, Shared
 from .h5chunks import DatasetSlices, check_inflation
-from .sources import (CellBlock, RandomAccessSource, SourceSpec, check_shape, checked_pointers, decode_names, one_line,
-                      validated_block)
+from .sources import (CANONICAL, CellBlock, RandomAccessSource, SourceSpec, check_shape, checked_pointers, decode_names,
+                      one_line, validated_block)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 H5_CACHE_BYTES = 16 << 20  # HDF5 chunk cache: a slice re-read across chunk boundaries is not inflated twice
@@ -235,6 +235,8 @@ class CompressedH5Source(H5Cells):
     """Cells as slices of one HDF5 group's data/indices/indptr: a 10x .h5 matrix (CSC, genes x
     cells) or an .h5ad X in CSR (cells x genes): the same three arrays."""
 
+    _canonical = False  # require_canonical
+
     def __init__(self, f, path: Path, group: str, shape: tuple[int, int], *, cell_names: str | None,
                  gene_ids=None, gene_names=None, feature_types=None, spec: SourceSpec, description: str) -> None:
         self.path, self.description, self.paths, self._spec = path, description, (str(path),), spec
@@ -266,11 +268,18 @@ class CompressedH5Source(H5Cells):
         indices, data = DatasetSlices(g["indices"], self.description), DatasetSlices(g["data"], self.description)
         return partial(self._read, g, indices, data)
 
+    def require_canonical(self) -> None:
+        """Refuse, from now on and in every process its spec opens it again, a block whose arrays are
+        not canonical CSC (stored zeros, genes out of order): for a whole 10x file (validated_block)."""
+        self._canonical = True
+        self._spec = SourceSpec(self._spec.kind, {**self._spec.args, CANONICAL: True})
+
     def _read(self, g, indices: DatasetSlices, data: DatasetSlices, start: int, stop: int) -> CellBlock:
         ptr = checked_pointers(g["indptr"][start: stop + 1], self.nnz, self.shape[0],
                                f"{self.description} (cells {start:,}..{stop - 1:,})")
         lo, hi = int(ptr[0]), int(ptr[-1])
-        return validated_block(start, ptr - lo, indices.read(lo, hi), data.read(lo, hi), self.shape[0], self.description)
+        return validated_block(start, ptr - lo, indices.read(lo, hi), data.read(lo, hi), self.shape[0],
+                               self.description, canonical=self._canonical)
 
 
 class DenseH5Source(H5Cells):

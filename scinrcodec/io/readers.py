@@ -23,7 +23,7 @@ from .formats import BY_NAME, FORMATS, INPUT_LABELS, LAYERED_LABELS
 from .h5ad import anndata_source
 from .matrix import CountMatrix
 from .mtx import GZIP_MAGIC
-from .sources import MatrixSource, RandomAccessSource, ScipySource, SourceSpec, file_version
+from .sources import CANONICAL, MatrixSource, RandomAccessSource, ScipySource, SourceSpec, file_version
 from .zarr_store import not_anndata
 
 
@@ -135,6 +135,8 @@ def open_source_spec(spec: SourceSpec) -> RandomAccessSource:
     source = read_matrix(path, spec.args.get("layer"))
     if not isinstance(source, RandomAccessSource):
         raise InvalidInputError(f"{spec.args['path']}: cannot be read by cell range")
+    if spec.args.get(CANONICAL):
+        source.require_canonical()
     return source
 
 

@@ -49,6 +49,11 @@ class SourceSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+# A SourceSpec argument: the source opened again refuses blocks that are not canonical CSC (a whole 10x
+# file's: require_canonical), as the one it describes does.
+CANONICAL = "canonical"
+
+
 def file_version(path) -> tuple[int, int] | None:
     """A file's size and modification time (kept across shared storage), or None when it is gone."""
     try:
@@ -274,7 +279,8 @@ def checked_pointers(ptr, nnz: int, n_genes: int, what: str) -> np.ndarray:
     return ptr
 
 
-def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) -> CellBlock:
+def validated_block(start: int, indptr, genes, values, n_genes: int, what: str, *,
+                    canonical: bool = False) -> CellBlock:
     """Check one CSC block of cells fully and return it in canonical form (zeros dropped, genes
     ascending within each cell). Refuses non-integers, negatives, values above MAX_COUNT, indices
     outside the shape, decreasing index pointers and duplicate coordinates. Genes and values come
@@ -282,7 +288,9 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     what 10x and AnnData files hold, are then slices of the source rather than copies (the encoder
     reads each block twice, and fresh copies fault their pages in each time). Its temporaries are
     about 4 bytes a nonzero beyond the result for cells already in order without stored zeros (16
-    more where cells must be sorted, 9 where zeros are dropped), as a block may hold millions."""
+    more where cells must be sorted, 9 where zeros are dropped), as a block may hold millions. With
+    `canonical`, a block that would need either is refused: a whole 10x file comes back with the
+    arrays its matrix gives (spec §14.5), which are these only where the file's were canonical."""
     indptr = np.asarray(indptr)
     genes = np.asarray(genes)
     values = np.asarray(values)
@@ -319,6 +327,10 @@ def validated_block(start: int, indptr, genes, values, n_genes: int, what: str) 
     genes = genes.astype(np.int32, copy=False)  # in range: checked above
     values = values.astype(np.int32, copy=False)
     steps = _steps_within_cells(genes, indptr)  # genes lie in 0..n_genes - 1: no int32 step overflows
+    if canonical and (steps.size and steps.min() < 0 or least == 0):
+        raise InvalidInputError(f"{cells}: {'holds stored zeros' if least == 0 else 'holds genes out of order'}, "
+                                "so that its whole-file copy would not come back as it is; encode its matrix "
+                                "alone (--matrix-only), whose values come back exactly")
     if steps.size and steps.min() < 0:  # unsorted within some cell: sort by (cell, gene)
         order = np.lexsort((genes, np.repeat(np.arange(n_cells), np.diff(indptr))))
         genes, values = genes[order], values[order]

@@ -16,7 +16,7 @@ from ..progress import Progress, Shared
 from .hdf5 import (HDF5_MAGIC, CompressedH5Source, H5Cells, checked_dataset, h5_errors, members, open_h5,
                    string_dataset, write_converted)
 from .matrix import CountMatrix
-from .sources import CellBlock, SourceSpec, check_shape, path_spec
+from .sources import CANONICAL, CellBlock, SourceSpec, check_shape, path_spec
 
 
 def is_hdf5(path: Path, head: bytes) -> bool:
@@ -102,6 +102,12 @@ class GenomeStack(H5Cells):
     def spec(self) -> SourceSpec:
         """How to open this source again in another process (read_10x_h5 stacks it again)."""
         return self._spec
+
+    def require_canonical(self) -> None:
+        """As CompressedH5Source.require_canonical, for every genome group."""
+        for part in self._parts:
+            part.require_canonical()
+        self._spec = SourceSpec(self._spec.kind, {**self._spec.args, CANONICAL: True})
 
     def _reader(self, f) -> Callable[[int, int], CellBlock]:
         readers = [part._reader(f) for part in self._parts]

@@ -39,6 +39,7 @@ def plan_10x(path: Path) -> Plan:
     import h5py
 
     source = read_10x_h5(path)
+    source.require_canonical()  # its fills give the arrays its matrix gives: the file's, where canonical
     with h5_errors(str(path)), open_h5(path) as original, _laid_out(original, source) as f:
         group = "matrix" if "matrix" in f else next(k for k in f if isinstance(f[k], h5py.Group))
         paths = tenx_fill_paths(group)
