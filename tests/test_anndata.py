@@ -510,9 +510,12 @@ def _matrices_swapped(c: dict) -> dict:
     (lambda c: {**c, "names_in": {**c["names_in"], "obs": {**c["names_in"]["obs"], "gene_ids_at": 0}}},
      "'names_in' is malformed"),
     (lambda c: {**c, "h5ad_compression": 5}, "'h5ad_compression'"),
+    (lambda c: {**c, "names_in": {**c["names_in"], "obs": {**c["names_in"]["obs"],
+                                                           "matrix": [c["matrices"][0]["matrix"]]}}},
+     "'names_in' is malformed"),
 ], ids=["a layer the file lacks", "a shape its matrices contradict", "a layer it holds unlisted",
         "matrices at each other's places", "var absent", "var's names from raw", "obs's names without index_name",
-        "gene ids placed in obs", "a compression of the wrong type"])
+        "gene ids placed in obs", "a compression of the wrong type", "obs's names from a list"])
 def test_contents_the_file_contradicts_are_refused_by_every_reader(rich_sinr, tmp_path, edit, match):
     """A contents map listing a layer the file holds neither as a matrix nor in its layers image, or a
     shape whose n_obs is not its count matrices' cells (spec §14.4, S5), is a corrupt file to each
@@ -535,6 +538,18 @@ def test_contents_the_file_contradicts_are_refused_by_every_reader(rich_sinr, tm
         sinr.subset(wrong, tmp_path / "subset.sinr", cells=[0, 1])
     with pytest.raises(sinr.CorruptFileError, match=match):
         sinr.concat([wrong, rich_sinr], tmp_path / "concat.sinr")
+
+
+def test_keys_a_names_in_entry_does_not_define_are_ignored(rich_sinr, tmp_path):
+    """Spec §3.5 and §11.2: a reader ignores map keys the spec does not define (review: the names_in
+    check had refused them)."""
+    with sinr.open(rich_sinr) as m:
+        contents = m.contents.raw
+        expected = m.to_anndata()
+    later = tmp_path / "later.sinr"
+    later.write_bytes(resealed(rich_sinr, contents={**contents, "names_in": {
+        **contents["names_in"], "var": {**contents["names_in"]["var"], "future": 1}}}))
+    assert list(sinr.read_sinr(later).var_names) == list(expected.var_names)
 
 
 def image_resealed(path, part: str, change) -> bytes:
@@ -808,6 +823,58 @@ def test_a_10x_image_whose_skeletons_cannot_hold_the_matrix_is_refused(tmp_path,
         verify_file(m)
     with pytest.raises(sinr.CorruptFileError, match=match):
         sinr.decode(bad, tmp_path / "bad.h5")
+
+
+def _data_as(path, values) -> None:
+    """pbmc500_cellranger.h5 copied to `path` with matrix/data replaced by `values` (another type)."""
+    import shutil
+
+    shutil.copy(DATA / "pbmc500_cellranger.h5", path)
+    with h5py.File(path, "r+") as f:
+        _replaced(f, "matrix/data", values(f["matrix/data"][:]))
+
+
+def test_10x_files_whose_data_type_is_narrow_come_back(tmp_path):
+    """The skeleton type check (spec §14.5) against the files this library writes (review): a lossless
+    file of bool data comes back exactly; one of uint8 data coded within --max-error 1, which decodes up
+    to one past 255, comes back with its data in the wide type (io.dtypes.widened), as its AnnData's
+    would; sinr verify passes both (it had called them corrupt)."""
+    from scinrcodec.io.dtypes import widened
+
+    def saturated(d: np.ndarray) -> np.ndarray:  # every other value 255: decoded within 1, up to 256
+        return np.where(np.arange(d.size) % 2 == 0, 255, np.minimum(d, 254)).astype(np.uint8)
+
+    for name, values, options in (("bool", lambda d: np.ones(d.size, bool), {}),
+                                  ("uint8", saturated, {"mode": "max-error", "max_error": 1})):
+        path, encoded, back = tmp_path / f"{name}.h5", tmp_path / f"{name}.sinr", tmp_path / f"{name}_back.h5"
+        _data_as(path, values)
+        sinr.encode_whole(path, encoded, **{**FAST, **options})
+        with sinr.open(encoded) as m:
+            verify_file(m)
+            decoded = m.to_scipy("csc")
+        sinr.decode(encoded, back)
+        with h5py.File(path) as f, h5py.File(back) as g:
+            if not options:
+                assert _h5_tree(back) == _h5_tree(path)
+            else:
+                assert g["matrix/data"].dtype == widened(f["matrix/data"].dtype)
+                assert np.array_equal(g["matrix/data"][:], decoded.data) and decoded.data.max() == 256
+
+
+def test_verify_checks_a_10x_image_without_decoding_the_matrix_whole(tmp_path, monkeypatch):
+    """sinr verify checks the skeletons' types against the largest value and gene index that
+    MatrixReader.verify found chunk by chunk: in memory for a chunk, as it verifies any file (review:
+    it had decoded the whole matrix again, and refused a file larger than the memory free)."""
+    import scinrcodec.limits as limits
+
+    path = tmp_path / "x.sinr"
+    sinr.encode_whole(DATA / "pbmc500_cellranger.h5", path, chunk_cells=64, **FAST)
+    monkeypatch.setattr(limits, "LARGE_ALLOCATION", 1)
+    monkeypatch.setattr(limits, "available_memory", lambda: 20_000)  # a chunk fits, the matrix does not
+    with sinr.open(path) as m:
+        with pytest.raises(sinr.ResultTooLargeError):
+            m.to_scipy()
+        assert verify_file(m)["nnz"] == m.nnz
 
 
 def test_read_sinr_checks_a_10x_image_as_decoding_does(tmp_path):

@@ -372,11 +372,13 @@ def copy_skeleton(src, dst, skeletons: set[str]) -> None:
             src.copy(obj, dst, name=key)
 
 
-def write_like(obj, out, key: str, data, resizable: bool, progress: Progress | Shared | None = None) -> None:
+def write_like(obj, out, key: str, data, resizable: bool, progress: Progress | Shared | None = None,
+               dtype: np.dtype | None = None) -> None:
     """Write `data` (1-D) as dataset `key` of `out` in the type, creation properties (filters) and
     attributes of dataset `obj`, of its length, fixed or resizable; a fixed length shorter than
     obj's chunks gets chunks of that length (HDF5 refuses chunks past a fixed dimension: a subset's
-    Cell Ranger features, written as one chunk each); an array's items counted on `progress`."""
+    Cell Ranger features, written as one chunk each); an array's items counted on `progress`; in
+    `dtype` instead of obj's type where given."""
     import h5py
 
     n = len(data)
@@ -387,7 +389,8 @@ def write_like(obj, out, key: str, data, resizable: bool, progress: Progress | S
         else:
             resizable = True  # no chunk fits a fixed length of 0
     space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED if resizable else n,))
-    made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), obj.id.get_type(), space, dcpl=dcpl))
+    kind = obj.id.get_type() if dtype is None else h5py.h5t.py_create(np.dtype(dtype))
+    made = h5py.Dataset(h5py.h5d.create(out.id, key.encode(), kind, space, dcpl=dcpl))
     if isinstance(data, np.ndarray):
         write_converted(made, data, progress)
     elif n:
@@ -413,19 +416,19 @@ def write_converted(dataset, values: np.ndarray, progress: Progress | Shared | N
 
 
 def fill_skeleton(skeleton, out, fills: dict[str, tuple[str, bool]], values: dict[str, np.ndarray | list[str]],
-                  counted: dict[str, Shared] | None = None) -> None:
-    """Copy an image back, writing each skeleton dataset with its values in its own type, the items
-    of the values `counted` names counted on its Shared."""
+                  counted: dict[str, Shared] | None = None, types: dict[str, np.dtype] | None = None) -> None:
+    """Copy an image back, writing each skeleton dataset with its values in its own type (or the one
+    `types` gives its fill), the items of the values `counted` names counted on its Shared."""
     import h5py
 
-    counted = counted or {}
+    counted, types = counted or {}, types or {}
     for key, obj in members(skeleton, out):
         path = obj.name.lstrip("/")
         if path in fills:
             fill, resizable = fills[path]
-            write_like(obj, out, key, values[fill], resizable, counted.get(fill))
+            write_like(obj, out, key, values[fill], resizable, counted.get(fill), types.get(fill))
         elif isinstance(obj, h5py.Group) and any(f.startswith(path + "/") for f in fills):
-            fill_skeleton(obj, out.create_group(key), fills, values, counted)
+            fill_skeleton(obj, out.create_group(key), fills, values, counted, types)
         else:
             skeleton.copy(obj, out, name=key)
 

@@ -149,13 +149,14 @@ class StoredContents:
     @property
     def names_in(self) -> dict:
         """obs's and var's entries of the contents' names_in, each as spec §14.2 defines it: `matrix` a
-        count matrix's element other than raw/X, `index_name` a str or nil, `gene_ids_at` (var only) an int."""
+        count matrix's element other than raw/X, `index_name` a str or nil, `gene_ids_at` (var only) an int
+        (keys it does not define ignored, §3.5)."""
         found = self.raw.get("names_in", {})
         elements = {e["element"] for e in self.matrices} - {"raw/X"}
         if not isinstance(found, dict) or not all(
-                part in ("obs", "var") and isinstance(v, dict) and v.get("matrix") in elements
+                part in ("obs", "var") and isinstance(v, dict) and isinstance(v.get("matrix"), str)
+                and v["matrix"] in elements
                 and "index_name" in v and isinstance(v["index_name"], (str, type(None)))
-                and set(v) <= {"matrix", "index_name", "gene_ids_at"}
                 and ("gene_ids_at" not in v or part == "var" and type(v["gene_ids_at"]) is int)
                 for part, v in found.items()):
             raise CorruptFileError(f"{self.what}: contents field 'names_in' is malformed")

@@ -844,8 +844,9 @@ class MatrixReader:
         """Check every section of the matrix and of each chunk against every rule of the spec (CRC,
         zstd framing, size, names' UTF-8, count, line breaks and length, cross-field rules), and
         every chunk's decoded content, one chunk at a time (memory for a chunk, not the matrix);
-        raise CorruptFileError. progress=True shows a bar of the nonzeros checked on stderr (a
-        Progress: a pass of a caller's bar)."""
+        raise CorruptFileError. Returns what it checked, with the largest value and gene index found
+        (what a whole 10x file's skeleton types must hold). progress=True shows a bar of the nonzeros
+        checked on stderr (a Progress: a pass of a caller's bar)."""
         index = self._index
         with progress_of(progress, "verifying", "nonzeros") as bar:
             bar.begin(self._step("checking"), index.nnz)
@@ -853,7 +854,7 @@ class MatrixReader:
             index.genes()
             for name in index.sections.table:
                 index.sections.get(name)
-            checked = 0
+            checked = most = top_gene = 0
             for c in self._source.ready_in_order(index.block_ranges()):  # remote: a window at once
                 chunk = index.chunk(c)
                 for name in chunk.sections.table:
@@ -862,10 +863,13 @@ class MatrixReader:
                 if index.has_cell_names:  # barcodes' codes are checked as names (spec §5.7, rule CB3)
                     index.chunk_cell_names([c])
                 index.verify_bands(chunk, np.arange(chunk.geometry.n_bands))
-                cell_major(index, READ_DTYPE, self.jobs, [c])  # placed as a whole read places it, checksum checked
+                x = cell_major(index, READ_DTYPE, self.jobs, [c])  # placed as a whole read places it, checksum checked
+                if x.nnz:
+                    most, top_gene = max(most, int(x.data.max())), max(top_gene, int(x.indices.max()))
                 checked += chunk.nnz
                 bar.update(chunk.nnz)
-        return {"chunks": index.n_chunks, "nnz": checked, "bytes": self._source.size}
+        return {"chunks": index.n_chunks, "nnz": checked, "bytes": self._source.size, "max_value": most,
+                "max_gene": top_gene}
 
     def section_sizes(self) -> dict[str, int]:
         """Bytes per section name, summed over chunks (reads every chunk header)."""

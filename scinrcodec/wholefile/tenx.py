@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, InvalidInputError
 from ..io.hdf5 import copy_skeleton, fill_skeleton, h5_errors, members, open_h5, write_like
-from ..io.dtypes import READ_DTYPE
+from ..io.dtypes import READ_DTYPE, widened
 from ..io.tenx_h5 import TENX_VALUES, GenomeStack, read_10x_h5
 from ..progress import Progress, Shared
 from ..reader.contents import TENX_SECTION, StoredContents, tenx_fill_paths
@@ -162,32 +162,60 @@ def check_skeletons(m, contents: StoredContents, image) -> None:
                                    f"{'cells' if fill == 'cell_names' else 'genes'}, and the contents do not fill it")
 
 
-def check_fill_types(m, skeleton, fills: dict[str, tuple[str, bool]], values: dict) -> None:
-    """Each skeleton's type holds its values exactly, as the file they came from did (spec §14.5: the
-    result has every dataset with equal values): a skeleton that cannot (an int8 indptr, barcodes of
-    4 bytes) makes the file self-contradictory, never a file of clamped or cut values."""
+def checked_fills(m, contents: StoredContents, skeleton, numbers: dict[str, tuple[int, int]]
+                  ) -> tuple[dict, dict[str, np.dtype]]:
+    """The names each fill of the open 10x image holds, and the types its fills are written in, the
+    image's skeletons checked (check_skeletons) and their types against `numbers` (data, indices and
+    indptr: each one's least and largest value). Each type holds its values exactly, as the file they
+    came from did (spec §14.5: the result has every dataset with equal values): a skeleton that cannot
+    (an int8 indptr, barcodes of 4 bytes) makes the file self-contradictory, never a file of clamped or
+    cut values; a file coded within --max-error writes its data in the wide type, whatever its values
+    (io.dtypes.widened: it may decode one past uint8's 255), as its AnnData's comes back."""
     import h5py
 
-    for path, (fill, _) in fills.items():
-        dtype, held = skeleton[path].dtype, values[fill]
-        if isinstance(held, np.ndarray):
-            fits = dtype.kind in "iuf" and (not held.size or _holds(dtype, int(held.min()), int(held.max())))
+    check_skeletons(m, contents, skeleton)
+    fills = {p: fill for p, fill, _ in contents.raw["filled"]}
+    names = {}
+    for fill in set(fills.values()) - set(numbers):  # the names: SinrMatrix attributes
+        names[fill] = getattr(m, fill)
+        if names[fill] is None:
+            raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
+                                   "which it does not hold")
+    types = {}
+    for path, fill in fills.items():
+        dtype = skeleton[path].dtype
+        if fill in numbers:
+            if fill == "data" and m.mode != "lossless" and dtype.kind in "biuf":
+                dtype = types[fill] = widened(dtype)
+            fits = dtype.kind in "biuf" and _holds(dtype, *numbers[fill])
         else:
             text = h5py.check_string_dtype(dtype)
-            fits = text is not None and (text.length is None or max((len(v.encode()) for v in held), default=0)
-                                         <= text.length)
+            fits = text is not None and (text.length is None or max((len(v.encode()) for v in names[fill]),
+                                                                    default=0) <= text.length)
         if not fits:
             raise CorruptFileError(f"{m.source}: the 10x image's {path!r} ({dtype}) cannot hold the matrix's "
                                    f"{fill.replace('_', ' ')} (file is corrupt)")
+    return names, types
 
 
 def _holds(dtype: np.dtype, low: int, high: int) -> bool:
-    """Whether every integer from low to high is exact in a numeric type."""
+    """Whether every integer from low to high is exact in a numeric type (bool: 0 and 1)."""
+    if dtype.kind == "b":
+        return 0 <= low and high <= 1
     if dtype.kind == "f":
         exact = 2 ** (np.finfo(dtype).nmant + 1)
         return -exact <= low and high <= exact
     info = np.iinfo(dtype)
     return info.min <= low and high <= info.max
+
+
+def check_10x_image(m, contents: StoredContents, skeleton, checked: dict) -> None:
+    """What verify checks of a 10x image, from what MatrixReader.verify found (`checked`: the matrix's
+    nonzeros and its largest value and gene index), without decoding the matrix again: its skeletons
+    and their types (checked_fills)."""
+    nnz = checked["nnz"]
+    checked_fills(m, contents, skeleton, {"data": (min(nnz, 1), checked["max_value"]),
+                                          "indices": (0, checked["max_gene"]), "indptr": (0, nnz)})
 
 
 def write_10x(m, contents: StoredContents, path: Path, progress: Progress) -> None:
@@ -198,33 +226,16 @@ def write_10x(m, contents: StoredContents, path: Path, progress: Progress) -> No
     fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
     image = io.BytesIO()
     with contents.hdf5("h5") as skeleton, h5py.File(image, "w") as out:
-        values = fill_values(m, contents, skeleton, progress)
-        progress.begin("writing", len(values["data"]))
+        check_skeletons(m, contents, skeleton)
+        data = next(p for p, (fill, _) in fills.items() if fill == "data")  # one (reader.contents checks)
+        # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
+        csc = m.to_scipy("csc", dtype=TENX_VALUES if skeleton[data].dtype == TENX_VALUES else READ_DTYPE,
+                         progress=progress)
+        arrays = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
+        names, types = checked_fills(m, contents, skeleton, {k: (int(a.min()), int(a.max())) if a.size else (0, 0)
+                                                             for k, a in arrays.items()})
+        progress.begin("writing", csc.nnz)
         counted = Shared(progress, 2)
-        fill_skeleton(skeleton, out, fills, values, {"data": counted, "indices": counted})
+        fill_skeleton(skeleton, out, fills, {**arrays, **names}, {"data": counted, "indices": counted}, types)
     with open(path, "wb") as fh:
         fh.write(image.getbuffer())
-
-
-def fill_values(m, contents: StoredContents, skeleton, progress: Progress | bool = False) -> dict:
-    """What each fill of the open 10x image holds (the matrix decoded, a pass of `progress`, and its
-    names), the image's skeletons and their types checked against them: what decoding writes, and
-    what verify checks."""
-    check_skeletons(m, contents, skeleton)
-    fills = {p: (fill, resizable) for p, fill, resizable in contents.raw["filled"]}
-    needed = {fill for fill, _ in fills.values()}
-    data = next(p for p, (fill, _) in fills.items() if fill == "data")  # one (reader.contents checks)
-    # decoded in Cell Ranger's type where the file has it (6e7 nonzeros: 240 MB less than int64)
-    csc = m.to_scipy("csc", dtype=TENX_VALUES if skeleton[data].dtype == TENX_VALUES else READ_DTYPE,
-                     progress=progress)
-    values: dict = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr}
-    for fill in ("cell_names", "gene_ids", "gene_names", "feature_types"):  # SinrMatrix attributes
-        if fill in needed:
-            values[fill] = getattr(m, fill)
-            if values[fill] is None:
-                raise CorruptFileError(f"{m.source}: the 10x file needs the matrix's {fill.replace('_', ' ')}, "
-                                       "which it does not hold")
-    check_fill_types(m, skeleton, fills, values)
-    return values
-
-
