@@ -62,7 +62,7 @@ def verify_file(m, *, progress: bool = False) -> dict:
     parts = list(contents.elements) if contents is not None else []
     with progress_of(progress, "verifying", "nonzeros", passes=len(m.matrix_names) + bool(parts)) as bar:
         for name in m.matrix_names:
-            checked = found = m.matrix(name).verify(progress=bar)
+            checked = m.matrix(name).verify(progress=bar)
             report["chunks"] += checked["chunks"]
             report["nnz"] += checked["nnz"]
             report["matrices"] += 1
@@ -73,8 +73,8 @@ def verify_file(m, *, progress: bool = False) -> dict:
             if contents.object == "anndata":
                 values[part] = contents.read(part)
             else:
-                with contents.hdf5(part) as image:  # its one matrix's, just verified
-                    check_10x_image(m, contents, image, found)
+                with contents.hdf5(part) as image:  # a 10x file's one matrix was just verified: `checked`
+                    check_10x_image(m, contents, image, checked)
             report["sections"] += 1
         if contents is not None and contents.object == "anndata":  # the parts make the AnnData read_sinr gives
             contents.check_cells()

@@ -165,7 +165,7 @@ def check_skeletons(m, contents: StoredContents, image) -> None:
 def checked_fills(m, contents: StoredContents, skeleton, numbers: dict[str, tuple[int, int]]
                   ) -> tuple[dict, dict[str, np.dtype]]:
     """The names each fill of the open 10x image holds, and the types its fills are written in, the
-    image's skeletons checked (check_skeletons) and their types against `numbers` (data, indices and
+    types of its skeletons (checked by check_skeletons) checked against `numbers` (data, indices and
     indptr: each one's least and largest value). Each type holds its values exactly, as the file they
     came from did (spec §14.5: the result has every dataset with equal values): a skeleton that cannot
     (an int8 indptr, barcodes of 4 bytes) makes the file self-contradictory, never a file of clamped or
@@ -173,7 +173,6 @@ def checked_fills(m, contents: StoredContents, skeleton, numbers: dict[str, tupl
     (io.dtypes.widened: it may decode one past uint8's 255), as its AnnData's comes back."""
     import h5py
 
-    check_skeletons(m, contents, skeleton)
     fills = {p: fill for p, fill, _ in contents.raw["filled"]}
     names = {}
     for fill in set(fills.values()) - set(numbers):  # the names: SinrMatrix attributes
@@ -214,6 +213,7 @@ def check_10x_image(m, contents: StoredContents, skeleton, checked: dict) -> Non
     nonzeros and its largest value and gene index), without decoding the matrix again: its skeletons
     and their types (checked_fills)."""
     nnz = checked["nnz"]
+    check_skeletons(m, contents, skeleton)
     checked_fills(m, contents, skeleton, {"data": (min(nnz, 1), checked["max_value"]),
                                           "indices": (0, checked["max_gene"]), "indptr": (0, nnz)})
 
