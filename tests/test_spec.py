@@ -283,7 +283,7 @@ def test_public_reader():
         assert m.get("LYZ", "AACT-1") == 21 and m.get("EMPTY", 0) == 0 and m.get("CD3E", "AAAG-1") == 3
         assert m.gene("MS4A1").tolist() == [2, 0, 0, 1, 0]
         assert m.cell("AACT-1").tolist() == [0, 0, 0, 21]
-        assert m.verify() == {"chunks": 1, "nnz": 5, "bytes": SIZE}
+        assert m.verify() == {"chunks": 1, "nnz": 5, "bytes": SIZE, "max_value": 21, "max_gene": 3}
 
 
 def test_version_1_and_unknown_majors_are_refused(blob):
