@@ -20,6 +20,7 @@ import scinrcodec as sinr
 from conftest import DATA, FAST, assert_one_error_line, sinr_cli
 from scinrcodec.storage.container import END_MAGIC, MAGIC, PREAMBLE, READ_MINORS, TRAILER, pack_header, read_footer
 from scinrcodec.storage.opening import open_source
+from scinrcodec.report import size_by_part
 from scinrcodec.wholefile.describe import describe_contents, verify_file
 from scinrcodec.wholefile.hints import counts_hint
 from scinrcodec.wholefile.output import write_decoded
@@ -168,8 +169,13 @@ def test_count_matrices_are_sinr_matrices_and_the_rest_elements(rich_sinr):
         counts = m.to_scipy()
         assert counts.dtype == np.int64 and counts.shape == (150, 80)
         text = describe_contents(m)
+        stored = size_by_part(m)["AnnData parts"]
     for fragment in ("a whole AnnData", "layers/spliced", "raw/X", "anndata.obsp", "int32 csr_matrix"):
         assert fragment in text
+    # the part table lists every file-level section, the contents map too: its rows add up to what
+    # sinr info counts as the AnnData parts (review: the map's bytes had been counted and not listed)
+    rows = text.split("\npart ")[1].split("\n\n")[0].splitlines()[1:]
+    assert sum(int(row.split()[-2].replace(",", "")) for row in rows) == stored
 
 
 def test_counts_are_whole_numbers_up_to_the_largest_count_in_every_type():

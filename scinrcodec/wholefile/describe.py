@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..progress import progress_of
+from ..reader.contents import CONTENTS
 from .restore import assembled
 from .tenx import check_10x_image, tenx_var
 
@@ -38,6 +39,8 @@ def describe_contents(m) -> str:
         lines += ["", f"{'part':<22}{'section':<18}{'bytes':>14}{'uncompressed':>14}"]
         for part, (section, size) in contents.elements.items():
             lines.append(f"{part:<22}{section:<18}{contents.section_bytes(part):>14,}{size:>14,}")
+        stored = contents.sections.table[CONTENTS].length  # the map itself, uncompressed (spec §14.1)
+        lines.append(f"{'(the contents map)':<22}{CONTENTS:<18}{stored:>14,}{stored:>14,}")
         if contents.dropped:
             lines += ["", f"dropped:   {', '.join(contents.dropped)}"]
     return "\n".join(lines)
