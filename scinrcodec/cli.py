@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--chunk-cells", type=_positive, default=default["chunk_cells"],
                      help=f"cells per independently coded chunk (default: {DEFAULT_CHUNK_CELLS:,}, or the multiple of it "
                           f"up to {MAX_DEFAULT_CHUNK_CELLS:,} nearest to {CHUNK_NNZ_AIM:,} nonzeros a chunk where "
-                          "cells are small)")
+                          "cells are small, or fewer where cells are deep, in chunks of about that many nonzeros)")
     enc.add_argument("--tile-nnz", type=_positive, default=None,
                      help=f"nonzeros per coded tile (default {DEFAULT_TILE_NNZ})")
     enc.add_argument("--patch-nnz", type=_positive, default=None, help="nonzeros per band (default: balanced)")

@@ -31,9 +31,10 @@ SIREN_ACCUMULATOR_BOUND = 2**62  # |W x| * |w_mult| + |b| * |b_mult| of every ne
 MAX_ERROR_LIMIT = 2**31 - 2  # --max-error E
 MAX_TILE_NNZ = 2**20  # the tile_nnz target the encoder may be given
 MAX_PATCH_NNZ = 2**40  # the patch_nnz target (nonzeros of a band over the whole matrix)
-DEFAULT_CHUNK_CELLS = 2048  # the fewest cells a chunk gets by default (encoder.options.default_chunk_cells)
-CHUNK_NNZ_AIM = 2**21  # the nonzeros a default chunk aims at: more cells per chunk where cells are small
+DEFAULT_CHUNK_CELLS = 2048  # a default chunk's cells, more where cells are small, fewer where deep (default_chunk_cells)
+CHUNK_NNZ_AIM = 2**21  # the nonzeros a default chunk aims at: more cells per chunk where cells are small, fewer where deep
 MAX_DEFAULT_CHUNK_CELLS = 8 * DEFAULT_CHUNK_CELLS
+DEEP_CHUNK_CELLS_STEP = 64  # deep cells' default chunks hold a multiple of this many cells (default_chunk_cells)
 DEFAULT_TILE_NNZ = 256  # at every size: 130 at 1e9 cost 3% of the file for reads 5-15% faster
 DEFAULT_MAX_BANDS = 512  # bands a default plan stops at (about 9e7 nonzeros): a cell read decodes one tile per band
 MAX_JOBS = 4096  # threads of one read or encode (jobs=)

@@ -1,20 +1,25 @@
-"""Cells per chunk by default: 2,048, or more where cells are small, recorded in the footer and
-followed by every chunk; an explicit chunk_cells is kept as given."""
+"""Cells per chunk by default: 2,048, or more where cells are small, or fewer where cells are deep,
+recorded in the footer and followed by every chunk; an explicit chunk_cells is kept as given."""
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
 
 import scinrcodec as sinr
+from conftest import DATA
 from scinrcodec.encoder.options import default_chunk_cells
-from scinrcodec.limits import CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS
+from scinrcodec.limits import CHUNK_NNZ_AIM, DEEP_CHUNK_CELLS_STEP, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS
 
 
 def test_default_chunk_cells_follow_the_cells_depth():
     assert default_chunk_cells(1073 * 55_893, 55_893) == DEFAULT_CHUNK_CELLS  # pbmc4k-like cells
     assert default_chunk_cells(310 * 194_004, 194_004) == 3 * DEFAULT_CHUNK_CELLS  # visium-like cells
     assert default_chunk_cells(5 * 10**6, 10**6) == MAX_DEFAULT_CHUNK_CELLS  # very shallow cells: capped
-    assert default_chunk_cells(10**9, 10**5) == DEFAULT_CHUNK_CELLS  # deep cells: never fewer
+    assert default_chunk_cells(4466 * 1344, 1344) == 448  # Smart-seq2-like cells: 3 chunks of the aim, not 1
+    assert default_chunk_cells(2500 * 10_000, 10_000) == 896  # deep 10x v3 cells: 12 chunks, not 5
+    assert default_chunk_cells(10**9, 10**5) == 4 * DEEP_CHUNK_CELLS_STEP  # 210 cells a chunk, rounded up
+    assert default_chunk_cells(2048 * 5000, 5000) == DEFAULT_CHUNK_CELLS  # at most twice the aim: as before
+    assert default_chunk_cells(4546 * 571, 571) == DEFAULT_CHUNK_CELLS  # one chunk either way: appends take 2,048
     assert default_chunk_cells(10 * 3000, 3000) == 2 * DEFAULT_CHUNK_CELLS  # no more than the cells fill
     assert default_chunk_cells(0, 0) == DEFAULT_CHUNK_CELLS
 
@@ -34,6 +39,33 @@ def test_shallow_cells_get_larger_chunks(tmp_path):
     assert np.diff(given.chunk_bounds()).max() == 1000
     for f in (auto, given):
         assert (f.to_scipy() != m).nnz == 0
+
+
+def test_deep_cells_are_shared_among_chunks_of_the_aim(tmp_path, monkeypatch):
+    """Deep cells (here the real Smart-seq2 cut, 83 nonzeros a cell, against an aim of 8,192 nonzeros a
+    chunk) get chunks of about the aim, of equal cells, so that an encode has chunks to run in
+    parallel: the bytes the same on one thread, on two and from a source that does not know its
+    nonzeros, every value exact."""
+    import io
+
+    from scinrcodec.encoder import driver, options
+    from scinrcodec.io.readers import read_matrix
+
+    monkeypatch.setattr(options, "CHUNK_NNZ_AIM", 8192)
+    m = sp.hstack([read_matrix(DATA / "mouse_gut_cimseq_smartseq2").matrix()] * 4, format="csc")  # 320 cells
+    assert default_chunk_cells(m.nnz, m.shape[1]) == 2 * DEEP_CHUNK_CELLS_STEP  # 3 chunks of 107 cells, rounded up
+    sp.save_npz(tmp_path / "m.npz", m)
+    files = []
+    for jobs, known in ((1, True), (2, True), (1, False)):
+        source, out = read_matrix(tmp_path / "m.npz"), io.BytesIO()
+        source.nnz = source.nnz if known else None
+        driver.encode_stream(source, out, driver.checked_options(dict(siren="never", progress=False, jobs=jobs)))
+        files.append(out.getvalue())
+    assert files[0] == files[1] == files[2]
+    (tmp_path / "m.sinr").write_bytes(files[0])
+    f = sinr.open(tmp_path / "m.sinr")
+    assert f.index.options["chunk_cells"] == 128 and np.diff(f.chunk_bounds()).tolist() == [128, 128, 64]
+    assert (f.to_scipy() != m).nnz == 0
 
 
 def test_chunks_without_nonzeros_or_names_are_encoded_once(tmp_path, monkeypatch):

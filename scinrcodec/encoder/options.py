@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import InvalidInputError
 from ..codec.stages import MODES
-from ..limits import (CHUNK_NNZ_AIM, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION, MAX_ERROR_LIMIT,
-                      MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer, checked_jobs,
+from ..limits import (CHUNK_NNZ_AIM, DEEP_CHUNK_CELLS_STEP, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION,
+                      MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer, checked_jobs,
                       usable_cpus)
 from ..model.siren import NORMALISATIONS
 from ..reader.index import recorded_inputs_error
@@ -161,12 +161,26 @@ class EncodeOptions:
 
 
 def default_chunk_cells(nnz: int, n_cells: int) -> int:
-    """Cells per chunk when none is given: the multiple of DEFAULT_CHUNK_CELLS (up to
-    MAX_DEFAULT_CHUNK_CELLS) nearest to CHUNK_NNZ_AIM nonzeros at the matrix's mean per cell. A
-    chunk's fixed costs (its count sections, tables, headers) are then spread over about as many
-    nonzeros whatever the cells' depth: visium at 6e7 (310 nonzeros a cell) with 6,144-cell chunks
-    instead of 2,048 is 2-3% smaller and reads entries, cells and the whole matrix faster."""
+    """Cells per chunk when none is given, so that a chunk holds about CHUNK_NNZ_AIM nonzeros at the
+    matrix's mean per cell: DEFAULT_CHUNK_CELLS, or the multiple of it (up to MAX_DEFAULT_CHUNK_CELLS)
+    nearest to the aim where cells are small. A chunk's fixed costs (its count sections, tables,
+    headers) are then spread over about as many nonzeros whatever the cells' depth: visium at 6e7
+    (310 nonzeros a cell) with 6,144-cell chunks instead of 2,048 is 2-3% smaller and reads entries,
+    cells and the whole matrix faster.
+
+    Where DEFAULT_CHUNK_CELLS cells would hold more than twice the aim (deep cells: full-length
+    protocols, deep 10x v3) and n = round(nnz / aim) is 2 or more, the cells are shared among n
+    chunks of equal cells, a multiple of DEEP_CHUNK_CELLS_STEP: a chunk is the unit an encode runs
+    in parallel, and 2,048 cells of 4,466 nonzeros each had made a 6e6 Smart-seq2 matrix (1,344
+    cells) one chunk coded on one thread (`benchmarks scale`, mouse_gut: from memory 12.1 -> 22.2M
+    nonzeros/s, from its 10x file 7.7 -> 14.6M/s; at 6e7 the encode's peak 931 -> 379 MB; files
+    0.13-0.31% larger). A matrix that is one chunk either way keeps DEFAULT_CHUNK_CELLS, the chunk
+    size its appends then take."""
     per_cell = nnz / max(n_cells, 1)
+    chunks = round(nnz / CHUNK_NNZ_AIM)
+    if per_cell * DEFAULT_CHUNK_CELLS > 2 * CHUNK_NNZ_AIM and chunks > 1:
+        cells = -(-n_cells // chunks)
+        return min(DEFAULT_CHUNK_CELLS, DEEP_CHUNK_CELLS_STEP * -(-cells // DEEP_CHUNK_CELLS_STEP))
     multiple = round(CHUNK_NNZ_AIM / max(per_cell, 1.0) / DEFAULT_CHUNK_CELLS)
     needed = -(-n_cells // DEFAULT_CHUNK_CELLS)  # no more than the cells fill (one chunk either way)
     return DEFAULT_CHUNK_CELLS * max(1, min(multiple, needed, MAX_DEFAULT_CHUNK_CELLS // DEFAULT_CHUNK_CELLS))
