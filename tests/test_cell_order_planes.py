@@ -86,6 +86,7 @@ def test_a_raw_matrix_stores_its_cell_orders_as_planes_in_a_smaller_file(raw, tm
     assert _layout(path) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}])
     _reads_exactly(path, source.matrix())
     monkeypatch.setattr(chunk, "PLANES_AT_MOST", 0.0)  # the writer before the feature: cells.order always
+    monkeypatch.setattr(chunk, "PLANES_SAVE_SHARE", float("inf"))
     before = tmp_path / "before.sinr"
     scinrcodec.encode(source, before, **FAST)
     assert _layout(before) == ((3, 0), [], [{"cells.order"}])
@@ -99,6 +100,28 @@ def test_a_filtered_matrix_keeps_cells_order_and_format_3_0(tmp_path):
     scinrcodec.encode(DATA / "frozen_pbmc_donor_a_v1", path, chunk_cells=2048, **FAST)
     version, features, orders = _layout(path)
     assert version == (3, 0) and features == [] and orders == [{"cells.order"}] * len(orders)
+
+
+def test_cells_of_few_nonzeros_store_a_shuffled_order_as_planes_where_they_save_a_share(tmp_path, monkeypatch):
+    """The real 50-gene cut's 80 cells in 200 copies, each binomially thinned, one chunk of 16,000
+    cells of about 8 nonzeros, coded by depth: its order, a shuffle, is a large part of the chunk, and
+    the planes (about 0.8x the array) save more than 2% of it and 4 KiB (chunk.PLANES_SAVE_SHARE):
+    stored so, the file smaller."""
+    monkeypatch.setattr(chunk, "ORDER_TRIAL_SHARE", float("inf"))  # by depth: a shuffled order
+    m = sp.csc_matrix(scinrcodec.read_matrix(DATA / "pbmc500_3p_lt_x_50genes").matrix())
+    rng = np.random.default_rng(0)
+    copies = [sp.csc_matrix((rng.binomial(m.data.astype(np.int64), rng.uniform(0.5, 1.0)), m.indices, m.indptr),
+                            shape=m.shape) for _ in range(200)]
+    counts = sp.hstack(copies, format="csc")
+    counts.eliminate_zeros()
+    path = tmp_path / "shallow.sinr"
+    scinrcodec.encode(counts, path, chunk_cells=16_000, **FAST)
+    assert _layout(path) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}])
+    _reads_exactly(path, counts)
+    monkeypatch.setattr(chunk, "PLANES_SAVE_SHARE", float("inf"))  # the rule before: at most half the array
+    scinrcodec.encode(counts, tmp_path / "before.sinr", chunk_cells=16_000, **FAST)
+    assert _layout(tmp_path / "before.sinr") == ((3, 0), [], [{"cells.order"}])
+    assert path.stat().st_size < (tmp_path / "before.sinr").stat().st_size - 4096
 
 
 def test_concat_lists_the_feature_where_a_copied_chunk_holds_planes(raw, tmp_path):

@@ -8,6 +8,7 @@ own nonzeros. The file's format version (EncodeOptions.format_version) picks the
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -288,26 +289,33 @@ def code_tiles_v3(tile_n: np.ndarray, tile_k: np.ndarray, positions: np.ndarray,
 # The tile coder of each format version (major).
 TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
 
-# A format-3 chunk stores its cell order as byte planes (cells.order_planes, format 3.2, spec §5.6) where they
-# take at most half the bytes of the plain array at the planes' own zstd level and save at least 4 KiB; else as
+# A format-3 chunk stores its cell order as byte planes (cells.order_planes, format 3.2, spec §5.6) where, both
+# forms compared at the planes' own zstd level, the planes save at least 4 KiB and either take at most half the
+# bytes of the plain array or save at least 2% of the chunk block's bytes (as the barcodes below); else as
 # cells.order (zstd level 19, the bytes 3.0 and 3.1 readers read). Raw Cell Ranger matrices (737,280 barcodes,
 # most empty, chunks of 16,384 cells: benchmarks/raw.py) give planes of 0.18-0.19x the array at level 9 (and
 # 0.18-0.41x of it at 19), 32 kB less a chunk; filtered ones (the 6e6 scale files, chunks of 2,048-6,144 cells)
-# 0.77-0.80x, so that they keep cells.order and stay 3.0 files; and no chunk of 1,024 cells or fewer (4 bytes a
-# cell before compression) makes a file one that 3.0 and 3.1 readers refuse. Comparing at level 9 spares the
-# level-19 array where planes win: a raw matrix's 45 orders take 0.19 s of CPU at 19, both forms 0.04 s at 9.
+# 0.77-0.80x, 0.7-2 kB a chunk of about 1.3 MB, so that they keep cells.order and stay 3.0 files; and no chunk of
+# 1,024 cells or fewer (4 bytes a cell before compression) makes a file one that 3.0 and 3.1 readers refuse.
+# Where cells hold few nonzeros the order is a large part of a chunk: 639,380 cells of 9.4 nonzeros (the 50 genes
+# of pbmc500, replicated to 6e6: chunks of 16,384 cells) give planes of 0.78x, 8.5 kB (5%) a chunk, the file
+# 4.5% smaller. Comparing at level 9 spares the level-19 array where planes win: a raw matrix's 45 orders take
+# 0.19 s of CPU at 19, both forms 0.04 s at 9.
 PLANES_AT_MOST = 0.5
+PLANES_SAVE_SHARE = 0.02
 PLANES_SAVE_AT_LEAST = 4096
 
 
-def cell_order_section(cell_order: np.ndarray, major: int) -> tuple[str, bytes]:
-    """The section holding a chunk's cell order, and its bytes: the byte planes where they are much
-    smaller (above), in a format that has them."""
+def cell_order_section(cell_order: np.ndarray, major: int, other_bytes: int) -> tuple[str, bytes]:
+    """The section holding a chunk's cell order, and its bytes: the byte planes where they save a
+    material share (above), in a format that has them. `other_bytes`: the chunk block's other sections."""
     specs = CHUNK_SECTIONS_BY_MAJOR[major]
     if "cells.order_planes" in specs:
         planes = specs["cells.order_planes"].pack(cell_order)
         plain = len(specs["cells.order"].pack(cell_order, WRITE_LEVELS[specs["cells.order_planes"].encoding]))
-        if len(planes) <= PLANES_AT_MOST * plain and plain - len(planes) >= PLANES_SAVE_AT_LEAST:
+        saved = plain - len(planes)
+        if saved >= PLANES_SAVE_AT_LEAST and (len(planes) <= PLANES_AT_MOST * plain
+                                              or saved >= PLANES_SAVE_SHARE * (other_bytes + len(planes))):
             return "cells.order_planes", planes
     return "cells.order", specs["cells.order"].pack(cell_order)
 
@@ -340,19 +348,73 @@ def cell_names_sections(names: list[str], major: int, other_bytes: int) -> tuple
     return ("cells.names", specs["cells.names"].pack(names)), {}
 
 
+# A chunk's cells are coded by decreasing depth (depth_order), which groups cells of like density into tiles, and
+# its section cells.order holds that permutation: about log2(n!) bits for n cells with counts, the most the cells'
+# own order could save. Where that bound is at least a tenth of the chunk and 4 KiB (cells of a few nonzeros
+# each), the chunk is coded again in its cells' own order and the smaller kept. The 50 genes of pbmc500
+# replicated to 6e6 (9.4 nonzeros a cell, the bound 18% of a chunk) come out 17.3% smaller in their own order;
+# in theirs, visium thinned to 21 nonzeros a spot (the bound 7%) would be 13.1% larger and a raw Cell Ranger
+# matrix (3%: 2,150 cells among 16,384 barcodes a chunk) 50.5% larger: neither is coded twice, nor are UMI
+# matrices (bounds under 1%) or the conformance vectors' chunks (under 4 KiB).
+ORDER_TRIAL_SHARE = 0.1
+ORDER_TRIAL_AT_LEAST = 4096
+
+
+def order_bound(block: CellBlock) -> float:
+    """Bytes that the permutation of a block's cells with counts carries, log2(n!) / 8."""
+    n = int(np.count_nonzero(np.diff(block.indptr)))
+    return math.lgamma(n + 1) / math.log(2) / 8
+
+
+class CodedChunk(NamedTuple):
+    """A chunk coded in one cell order, but for its names: its sections (cells.order or its planes
+    first) and the header fields they make."""
+
+    sections: list[tuple[str, bytes]]
+    header: dict
+    stats: dict
+
+    @property
+    def length(self) -> int:
+        return sum(len(payload) for _, payload in self.sections)
+
+
 def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] | None) -> EncodedChunk:
-    """Encode one block of cells as a chunk (spec §5.4): order its cells, cut its bands into tiles,
-    fit cell terms (and SIRENs where they pay), code every tile. Pure: the same block and context
-    give the same bytes in any process, which is what makes parallel and Dask encodes identical."""
-    options = context.options
-    major = options.format_version
+    """Encode one block of cells as a chunk (spec §5.4): order its cells (by depth, or as they come
+    where that codes smaller: ORDER_TRIAL_SHARE), cut its bands into tiles, fit cell terms (and SIRENs
+    where they pay), code every tile. Pure: the same block and context give the same bytes in any
+    process, which is what makes parallel and Dask encodes identical."""
+    major = context.options.format_version
     n_cells, nnz = block.n_cells, block.nnz
     if nnz >= MAX_CHUNK_NNZ:
         raise InvalidInputError(f"a chunk of {n_cells:,} cells holds {nnz:,} nonzeros, more than a chunk may "
                                 f"({MAX_CHUNK_NNZ:,}): use a smaller chunk_cells")
     arrays = chunk_arrays(nnz, context)
-    cell_order, geometry, rows, cols, values, positions, tile_k = arrange_block(block, context, arrays)
-    n_rows = geometry.n_rows
+    coded = code_chunk(block, context, arrays, depth_order(block))
+    if order_bound(block) >= max(ORDER_TRIAL_AT_LEAST, ORDER_TRIAL_SHARE * coded.length):
+        own = code_chunk(block, context, arrays, np.arange(n_cells, dtype=np.int64))
+        coded = own if own.length < coded.length else coded
+    sections = list(coded.sections)
+    names_keys = {}
+    if cell_names is not None:
+        names, names_keys = cell_names_sections(cell_names, major, coded.length)
+        sections.insert(2, names)
+    table, offset = [], 0
+    for name, payload in sections:
+        table.append([name, offset, len(payload), crc32(payload)])
+        offset += len(payload)
+    header = pack_header({"n_cells": n_cells, "nnz": nnz, **coded.header, **names_keys, "sections": table})
+    return EncodedChunk(header, [payload for _, payload in sections], n_cells, nnz, coded.stats,
+                        chunk_features(name for name, _ in sections))
+
+
+def code_chunk(block: CellBlock, context: FileContext, arrays: ChunkArrays, cell_order: np.ndarray) -> CodedChunk:
+    """A block's sections but its names, its cells in `cell_order`, worked out in `arrays` (every
+    section packed before it returns: the arrays may be used again)."""
+    options = context.options
+    major = options.format_version
+    n_cells, nnz = block.n_cells, block.nnz
+    cell_order, geometry, rows, cols, values, positions, tile_k = arrange_block(block, context, arrays, cell_order)
     cell_terms = fit_cell_terms(cols, rows, values, context.gene_terms, n_cells)
     u = quantise_values(values, options.max_error, out=arrays.u)
     bins = value_bins_of(u, out=arrays.bins)
@@ -390,7 +452,6 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         return name, CHUNK_SECTIONS_BY_MAJOR[major][name].pack(values)
 
     sections: list[tuple[str, bytes]] = [
-        cell_order_section(cell_order, major),
         section("cells.baseline", cell_terms),
         section("bands.rows", geometry.row_starts),
         section("bands.widths", geometry.widths),
@@ -405,18 +466,9 @@ def encode_chunk(block: CellBlock, context: FileContext, cell_names: list[str] |
         weights = np.concatenate([sirens[b].flat_parameters() for b in used])
         sections.append(section("siren.weights", weights))
     sections.append(("tiles.data", data))
-    names_keys = {}
-    if cell_names is not None:
-        names, names_keys = cell_names_sections(cell_names, major, sum(len(payload) for _, payload in sections))
-        sections.insert(2, names)
-    table, offset = [], 0
-    for name, payload in sections:
-        table.append([name, offset, len(payload), crc32(payload)])
-        offset += len(payload)
-    header = pack_header({"n_cells": n_cells, "nnz": nnz, "n_rows": n_rows, "n_bands": geometry.n_bands,
-                          "checksum": checksum, **names_keys, "sections": table})
-    return EncodedChunk(header, [payload for _, payload in sections], n_cells, nnz, stats,
-                        chunk_features(name for name, _ in sections))
+    sections.insert(0, cell_order_section(cell_order, major, sum(len(payload) for _, payload in sections)))
+    return CodedChunk(sections, {"n_rows": geometry.n_rows, "n_bands": geometry.n_bands, "checksum": checksum},
+                      stats)
 
 
 def write_chunk(writer: ContainerWriter, chunk: EncodedChunk) -> list[int]:
