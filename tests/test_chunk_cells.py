@@ -20,6 +20,8 @@ def test_default_chunk_cells_follow_the_cells_depth():
     assert default_chunk_cells(10**9, 10**5) == 4 * DEEP_CHUNK_CELLS_STEP  # 210 cells a chunk, rounded up
     assert default_chunk_cells(2048 * 5000, 5000) == DEFAULT_CHUNK_CELLS  # at most twice the aim: as before
     assert default_chunk_cells(4546 * 571, 571) == DEFAULT_CHUNK_CELLS  # one chunk either way: appends take 2,048
+    assert default_chunk_cells(88_200 * 40, 40) == DEFAULT_CHUNK_CELLS  # 2 chunks' nonzeros in 40 cells: one chunk
+    assert default_chunk_cells(5 * 2**20, 1000) == 512  # 2.5 chunks' nonzeros: 2 (to even, as spec §10 says)
     assert default_chunk_cells(10 * 3000, 3000) == 2 * DEFAULT_CHUNK_CELLS  # no more than the cells fill
     assert default_chunk_cells(0, 0) == DEFAULT_CHUNK_CELLS
 

@@ -170,17 +170,19 @@ def default_chunk_cells(nnz: int, n_cells: int) -> int:
 
     Where DEFAULT_CHUNK_CELLS cells would hold more than twice the aim (deep cells: full-length
     protocols, deep 10x v3) and n = round(nnz / aim) is 2 or more, the cells are shared among n
-    chunks of equal cells, a multiple of DEEP_CHUNK_CELLS_STEP: a chunk is the unit an encode runs
+    chunks of equal cells, a multiple of DEEP_CHUNK_CELLS_STEP (where that makes more than one): a chunk is the unit an encode runs
     in parallel, and 2,048 cells of 4,466 nonzeros each had made a 6e6 Smart-seq2 matrix (1,344
     cells) one chunk coded on one thread (`benchmarks scale`, mouse_gut: from memory 12.1 -> 22.2M
     nonzeros/s, from its 10x file 7.7 -> 14.6M/s; at 6e7 the encode's peak 931 -> 379 MB; files
     0.13-0.31% larger). A matrix that is one chunk either way keeps DEFAULT_CHUNK_CELLS, the chunk
     size its appends then take."""
     per_cell = nnz / max(n_cells, 1)
-    chunks = round(nnz / CHUNK_NNZ_AIM)
+    chunks = round(nnz / CHUNK_NNZ_AIM)  # to even on a tie, as the spec's roundeven
     if per_cell * DEFAULT_CHUNK_CELLS > 2 * CHUNK_NNZ_AIM and chunks > 1:
-        cells = -(-n_cells // chunks)
-        return min(DEFAULT_CHUNK_CELLS, DEEP_CHUNK_CELLS_STEP * -(-cells // DEEP_CHUNK_CELLS_STEP))
+        share = -(-n_cells // chunks)  # each chunk's cells, then rounded up to the step
+        cells = DEEP_CHUNK_CELLS_STEP * -(-share // DEEP_CHUNK_CELLS_STEP)
+        if cells < n_cells:  # more than one chunk
+            return min(DEFAULT_CHUNK_CELLS, cells)
     multiple = round(CHUNK_NNZ_AIM / max(per_cell, 1.0) / DEFAULT_CHUNK_CELLS)
     needed = -(-n_cells // DEFAULT_CHUNK_CELLS)  # no more than the cells fill (one chunk either way)
     return DEFAULT_CHUNK_CELLS * max(1, min(multiple, needed, MAX_DEFAULT_CHUNK_CELLS // DEFAULT_CHUNK_CELLS))
