@@ -291,8 +291,8 @@ TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
 
 # A format-3 chunk stores its cell order as byte planes (cells.order_planes, format 3.2, spec §5.6) where, both
 # forms compared at the planes' own zstd level, the planes save at least 4 KiB and either take at most half the
-# bytes of the plain array or save at least 2% of the chunk's sections but its names (as the barcodes below); else as
-# cells.order (zstd level 19, the bytes 3.0 and 3.1 readers read). Raw Cell Ranger matrices (737,280 barcodes,
+# bytes of the plain array or save at least 2% of the chunk's sections but its names (as the barcodes below);
+# else as cells.order (zstd level 19, the bytes 3.0 and 3.1 readers read). Raw Cell Ranger matrices (737,280 barcodes,
 # most empty, chunks of 16,384 cells: benchmarks/raw.py) give planes of 0.18-0.19x the array at level 9 (and
 # 0.18-0.41x of it at 19), 32 kB less a chunk; filtered ones (the 6e6 scale files, chunks of 2,048-6,144 cells)
 # 0.77-0.80x, 0.7-2 kB a chunk of about 1.3 MB, so that they keep cells.order and stay 3.0 files; and no chunk of
@@ -308,7 +308,8 @@ PLANES_SAVE_AT_LEAST = 4096
 
 def cell_order_section(cell_order: np.ndarray, major: int, other_bytes: int) -> tuple[str, bytes]:
     """The section holding a chunk's cell order, and its bytes: the byte planes where they save a
-    material share (above), in a format that has them. `other_bytes`: the chunk block's other sections."""
+    material share (above), in a format that has them. `other_bytes`: the chunk's other sections but
+    its names."""
     specs = CHUNK_SECTIONS_BY_MAJOR[major]
     if "cells.order_planes" in specs:
         planes = specs["cells.order_planes"].pack(cell_order)
@@ -322,7 +323,7 @@ def cell_order_section(cell_order: np.ndarray, major: int, other_bytes: int) -> 
 
 # A format-3 chunk stores its cell names as 2-bit barcodes (cells.barcodes, format 3.2, spec §5.7) where every
 # name is bases of ACGT and one suffix and, both forms compared at the barcodes' zstd level (9), that saves at least
-# 2% of the chunk's sections' bytes and 4 KiB; else as cells.names (zstd level 16, the bytes 3.0 and 3.1 readers read).
+# 2% of the chunk's sections' bytes and 4 KiB; else as cells.names (zstd level 16, which 3.0 and 3.1 readers read).
 # Raw Cell Ranger matrices (737,280 barcodes, chunks of 16,384: benchmarks/raw.py) save 36 kB a chunk at level 9,
 # 29-56% of it (6.7 kB, 5.5-9.9%, against the names at 16: 1.88 bytes a barcode against 2.29); filtered ones (the
 # 6e6 scale files, chunks of 2,048-6,144 cells) 0.2-1.0% where their names fit at all, and the conformance

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from ..errors import InvalidInputError
 from ..codec.stages import MODES
 from ..limits import (CHUNK_NNZ_AIM, DEEP_CHUNK_CELLS_STEP, DEFAULT_CHUNK_CELLS, MAX_DEFAULT_CHUNK_CELLS, MAX_DIMENSION,
-                      MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer, checked_jobs,
-                      usable_cpus)
+                      MAX_ERROR_LIMIT, MAX_PATCH_NNZ, MAX_SIREN_LAYERS, MAX_SIREN_WIDTH, MAX_TILE_NNZ, checked_integer,
+                      checked_jobs, usable_cpus)
 from ..model.siren import NORMALISATIONS
 from ..reader.index import recorded_inputs_error
 from ..storage.container import DEFAULT_MAJOR, SUPPORTED_MAJORS
@@ -170,12 +170,12 @@ def default_chunk_cells(nnz: int, n_cells: int) -> int:
 
     Where DEFAULT_CHUNK_CELLS cells would hold more than twice the aim (deep cells: full-length
     protocols, deep 10x v3) and n = round(nnz / aim) is 2 or more, the cells are shared among n
-    chunks of equal cells, a multiple of DEEP_CHUNK_CELLS_STEP (where that makes more than one): a chunk is the unit an encode runs
-    in parallel, and 2,048 cells of 4,466 nonzeros each had made a 6e6 Smart-seq2 matrix (1,344
-    cells) one chunk coded on one thread (`benchmarks scale`, mouse_gut: from memory 12.1 -> 22.2M
-    nonzeros/s, from its 10x file 7.7 -> 14.6M/s; at 6e7 the encode's peak 931 -> 379 MB; files
-    0.13-0.31% larger). A matrix that is one chunk either way keeps DEFAULT_CHUNK_CELLS, the chunk
-    size its appends then take."""
+    chunks of equal cells, a multiple of DEEP_CHUNK_CELLS_STEP (where that makes more than one): a
+    chunk is the unit an encode runs in parallel, and 2,048 cells of 4,466 nonzeros each had made a
+    6e6 Smart-seq2 matrix (1,344 cells) one chunk coded on one thread (`benchmarks scale`,
+    mouse_gut: from memory 12.1 -> 22.2M nonzeros/s, from its 10x file 7.7 -> 14.6M/s; at 6e7 the
+    encode's peak 931 -> 379 MB; files 0.13-0.31% larger). A matrix that is one chunk either way
+    keeps DEFAULT_CHUNK_CELLS, the chunk size its appends then take."""
     per_cell = nnz / max(n_cells, 1)
     chunks = round(nnz / CHUNK_NNZ_AIM)  # to even on a tie, as the spec's roundeven
     if per_cell * DEFAULT_CHUNK_CELLS > 2 * CHUNK_NNZ_AIM and chunks > 1:
