@@ -15,6 +15,7 @@ def test_default_chunk_cells_follow_the_cells_depth():
     assert default_chunk_cells(1073 * 55_893, 55_893) == DEFAULT_CHUNK_CELLS  # pbmc4k-like cells
     assert default_chunk_cells(310 * 194_004, 194_004) == 3 * DEFAULT_CHUNK_CELLS  # visium-like cells
     assert default_chunk_cells(5 * 10**6, 10**6) == MAX_DEFAULT_CHUNK_CELLS  # very shallow cells: capped
+    assert default_chunk_cells(3_634_344, 737_280) == 16 * DEFAULT_CHUNK_CELLS  # a raw matrix (benchmarks.raw)
     assert default_chunk_cells(4466 * 1344, 1344) == 448  # Smart-seq2-like cells: 3 chunks of the aim, not 1
     assert default_chunk_cells(2500 * 10_000, 10_000) == 896  # deep 10x v3 cells: 12 chunks, not 5
     assert default_chunk_cells(10**9, 10**5) == 4 * DEEP_CHUNK_CELLS_STEP  # 210 cells a chunk, rounded up
@@ -103,8 +104,8 @@ def test_chunks_without_nonzeros_or_names_are_encoded_once(tmp_path, monkeypatch
 
 def test_pass_one_reads_blocks_of_the_chunks_cells(tmp_path, monkeypatch):
     """Pass 1 read blocks of 2,048 cells whatever the chunks, each handed over at about 40 us: 2**26
-    cells of one entry spent 1.6 s there. It now reads the chunks' cells (2**20 shallow cells: 64
-    blocks of 16,384, not 512), and its sums, made entry by entry, are the same in any blocks: a
+    cells of one entry spent 1.6 s there. It now reads the chunks' cells (2**20 shallow cells: 32
+    blocks of 32,768, not 512), and its sums, made entry by entry, are the same in any blocks: a
     source that does not know its nonzeros (blocks of 2,048) gives the same bytes."""
     import io
 
@@ -120,7 +121,7 @@ def test_pass_one_reads_blocks_of_the_chunks_cells(tmp_path, monkeypatch):
     path = tmp_path / "wide.mtx"
     path.write_text("%%MatrixMarket matrix coordinate integer general\n3 1048576 1\n2 5000 7\n")
     sinr.encode(path, tmp_path / "wide.sinr", siren="never", progress=False)
-    assert blocks == [MAX_DEFAULT_CHUNK_CELLS] * 64
+    assert blocks == [MAX_DEFAULT_CHUNK_CELLS] * 32
     rng = np.random.default_rng(5)
     m = sp.random(300, 3 * DEFAULT_CHUNK_CELLS, density=0.02, random_state=rng, format="csc",
                   data_rvs=lambda k: rng.integers(1, 50, k))

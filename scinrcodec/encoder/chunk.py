@@ -292,15 +292,15 @@ TILE_CODERS = {2: code_tiles_v2, 3: code_tiles_v3}
 # A format-3 chunk stores its cell order as byte planes (cells.order_planes, format 3.2, spec §5.6) where, both
 # forms compared at the planes' own zstd level, the planes save at least 4 KiB and either take at most half the
 # bytes of the plain array or save at least 2% of the chunk's sections but its names (as the barcodes below);
-# else as cells.order (zstd level 19, the bytes 3.0 and 3.1 readers read). Raw Cell Ranger matrices (737,280 barcodes,
-# most empty, chunks of 16,384 cells: benchmarks/raw.py) give planes of 0.18-0.19x the array at level 9 (and
-# 0.18-0.41x of it at 19), 32 kB less a chunk; filtered ones (the 6e6 scale files, chunks of 2,048-6,144 cells)
-# 0.77-0.80x, 0.7-2 kB a chunk of about 1.3 MB, so that they keep cells.order and stay 3.0 files; and no chunk of
-# 1,024 cells or fewer (4 bytes a cell before compression) makes a file one that 3.0 and 3.1 readers refuse.
-# Where cells hold few nonzeros the order is a large part of a chunk: 639,380 cells of 9.4 nonzeros (the 50 genes
-# of pbmc500, replicated to 6e6: chunks of 16,384 cells) give planes of 0.78x, 8.5 kB (5%) a chunk, the file
-# 4.5% smaller. Comparing at level 9 spares the level-19 array where planes win: a raw matrix's 45 orders take
-# 0.19 s of CPU at 19, both forms 0.04 s at 9.
+# else as cells.order (zstd level 19, the bytes 3.0 and 3.1 readers read). Raw Cell Ranger matrices (737,280
+# barcodes, most empty, chunks of 32,768 cells: benchmarks/raw.py) give planes of 0.16-0.18x the array at level 9
+# (and 0.36-0.40x of it at 19), 22 kB less a chunk than the array at 19; filtered ones (the 6e6 scale files, chunks
+# of 2,048-6,144 cells) 0.77-0.80x, 0.7-2 kB a chunk of about 1.3 MB, so that they keep cells.order and stay 3.0
+# files; and no chunk of 1,024 cells or fewer (4 bytes a cell before compression) makes a file one that 3.0 and
+# 3.1 readers refuse. Where cells hold few nonzeros the order is a large part of a chunk: 639,380 cells of 9.4
+# nonzeros (the 50 genes of pbmc500, replicated to 6e6, in chunks of 16,384 cells) gave planes of 0.78x, 8.5 kB
+# (5%) a chunk, the file 4.5% smaller. Comparing at level 9 spares the level-19 array where planes win: a raw
+# matrix's 45 orders took 0.19 s of CPU at 19, both forms 0.04 s at 9.
 PLANES_AT_MOST = 0.5
 PLANES_SAVE_SHARE = 0.02
 PLANES_SAVE_AT_LEAST = 4096
@@ -324,8 +324,8 @@ def cell_order_section(cell_order: np.ndarray, major: int, other_bytes: int) -> 
 # A format-3 chunk stores its cell names as 2-bit barcodes (cells.barcodes, format 3.2, spec §5.7) where every
 # name is bases of ACGT and one suffix and, both forms compared at the barcodes' zstd level (9), that saves at least
 # 2% of the chunk's sections' bytes and 4 KiB; else as cells.names (zstd level 16, which 3.0 and 3.1 readers read).
-# Raw Cell Ranger matrices (737,280 barcodes, chunks of 16,384: benchmarks/raw.py) save 36 kB a chunk at level 9,
-# 29-56% of it (6.7 kB, 5.5-9.9%, against the names at 16: 1.88 bytes a barcode against 2.29); filtered ones (the
+# Raw Cell Ranger matrices (737,280 barcodes, chunks of 32,768: benchmarks/raw.py) save 72 kB a chunk at level 9,
+# 31-50% of it (11.5-14.0 kB, 5.7-9.5%, against the names at 16: 1.87 bytes a barcode against 2.27-2.28); filtered ones (the
 # 6e6 scale files, chunks of 2,048-6,144 cells) 0.2-1.0% where their names fit at all, and the conformance
 # vectors' chunks of 8-80 barcodes under 200 bytes, so that they keep cells.names and stay 3.0 files. Where
 # barcodes win, the level-16 names are never made: a raw file's encode takes 1.0-1.5 s less CPU (of 3.7-4.4).
@@ -353,10 +353,10 @@ def cell_names_sections(names: list[str], major: int, other_bytes: int) -> tuple
 # its section cells.order holds that permutation: about log2(n!) bits for n cells with counts, the most the cells'
 # own order could save. Where that bound is at least a tenth of the chunk and 4 KiB (cells of a few nonzeros
 # each), the chunk is coded again in its cells' own order and the smaller kept. The 50 genes of pbmc500
-# replicated to 6e6 (9.4 nonzeros a cell, the bound 18% of a chunk) come out 17.3% smaller in their own order;
-# in theirs, visium thinned to 21 nonzeros a spot (the bound 7%) would be 13.1% larger and a raw Cell Ranger
-# matrix (3%: 2,150 cells among 16,384 barcodes a chunk) 50.5% larger: neither is coded twice, nor are UMI
-# matrices (bounds under 1%) or the conformance vectors' chunks (under 4 KiB).
+# replicated to 6e6 (9.4 nonzeros a cell, the bound 19% of a chunk) come out 18.8% smaller in their own order;
+# in theirs, visium thinned to 21 nonzeros a spot (the bound 8%) would be 13.6% larger and a raw Cell Ranger
+# matrix (4%: about 4,200 barcodes with a molecule among 32,768 a chunk) 56.4% larger: neither is coded twice,
+# nor are UMI matrices (bounds under 1%) or the conformance vectors' chunks (under 4 KiB).
 ORDER_TRIAL_SHARE = 0.1
 ORDER_TRIAL_AT_LEAST = 4096
 
