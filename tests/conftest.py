@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from scinrcodec import read_matrix
 
@@ -36,6 +38,17 @@ SMALL_SIREN = dict(siren=True, steps=40, batch=512, width=16, progress=False)
 # Set by .ci/sanitize: the native core runs under AddressSanitizer, whose shadow memory needs
 # terabytes of address space, so tests that cap the address space (RLIMIT_AS) cannot run as such.
 SANITIZED = os.environ.get("SINR_SANITIZED") == "1"
+
+
+def thinned_copies(matrix, copies: int, seed: int = 0) -> sp.csc_matrix:
+    """`copies` copies of a real matrix's cells side by side, each binomially thinned with its own
+    probability from U(0.5, 1), as the scale benchmark makes its inputs: many cells of a real shape."""
+    m = sp.csc_matrix(matrix)
+    rng = np.random.default_rng(seed)
+    out = sp.hstack([sp.csc_matrix((rng.binomial(m.data.astype(np.int64), rng.uniform(0.5, 1.0)), m.indices, m.indptr),
+                                   shape=m.shape) for _ in range(copies)], format="csc")
+    out.eliminate_zeros()
+    return out
 
 
 def reference_decoder():

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec
-from conftest import DATA
+from conftest import DATA, thinned_copies
 from scinrcodec import _native, errors
 from scinrcodec.codec import stages
 from scinrcodec.encoder import chunk
@@ -108,12 +108,7 @@ def test_cells_of_few_nonzeros_store_a_shuffled_order_as_planes_where_they_save_
     the planes (about 0.8x the array) save more than 2% of it and 4 KiB (chunk.PLANES_SAVE_SHARE):
     stored so, the file smaller."""
     monkeypatch.setattr(chunk, "ORDER_TRIAL_SHARE", float("inf"))  # by depth: a shuffled order
-    m = sp.csc_matrix(scinrcodec.read_matrix(DATA / "pbmc500_3p_lt_x_50genes").matrix())
-    rng = np.random.default_rng(0)
-    copies = [sp.csc_matrix((rng.binomial(m.data.astype(np.int64), rng.uniform(0.5, 1.0)), m.indices, m.indptr),
-                            shape=m.shape) for _ in range(200)]
-    counts = sp.hstack(copies, format="csc")
-    counts.eliminate_zeros()
+    counts = thinned_copies(scinrcodec.read_matrix(DATA / "pbmc500_3p_lt_x_50genes").matrix(), 200)
     path = tmp_path / "shallow.sinr"
     scinrcodec.encode(counts, path, chunk_cells=16_000, **FAST)
     assert _layout(path) == ((3, 2), ["cell-order-planes"], [{"cells.order_planes"}])

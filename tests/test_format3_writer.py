@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 import scinrcodec
-from conftest import DATA, SMALL_SIREN, sinr_cli
+from conftest import DATA, SMALL_SIREN, sinr_cli, thinned_copies
 from format3_tiles import t3
 from scinrcodec import _native
 from scinrcodec.codec.tile import OK
@@ -298,15 +298,7 @@ def test_cells_of_few_nonzeros_keep_their_own_order_where_it_codes_smaller(tmp_p
     every value exact by the independent decode, the same bytes on one thread and on two."""
     from scinrcodec.encoder import chunk
 
-    m = fixture("pbmc500_3p_lt_x_50genes").matrix().tocsc()
-    rng = np.random.default_rng(0)
-    copies = []
-    for _ in range(100):
-        copy = m.copy()
-        copy.data = rng.binomial(copy.data.astype(np.int64), rng.uniform(0.5, 1.0)).astype(np.int32)
-        copy.eliminate_zeros()
-        copies.append(copy)
-    counts = sp.hstack(copies, format="csc")
+    counts = thinned_copies(fixture("pbmc500_3p_lt_x_50genes").matrix(), 100)
     for jobs in (1, 2):
         scinrcodec.encode(counts, tmp_path / f"{jobs}.sinr", format_version=3, jobs=jobs, chunk_cells=4096, **FAST)
     path = tmp_path / "1.sinr"
